@@ -1,1 +1,13 @@
-//! berth-api (being written).
+//! Engine API types shared by the daemon and the CLI: request and response bodies following the
+//! Docker Engine API swagger, the error type with its HTTP status, API versions and the stdcopy codec.
+
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod image;
+pub mod stdcopy;
+pub mod system;
+pub mod timefmt;
+pub mod version;
+
+pub use error::ApiError;

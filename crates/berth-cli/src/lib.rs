@@ -1,1 +1,113 @@
-//! berth-cli (being written).
+//! The `berth` command line: Docker's commands and flags, spoken to the daemon only through
+//! the Engine API on its unix socket.
+
+mod client;
+mod commands;
+mod format;
+mod stream;
+
+use clap::{Parser, Subcommand};
+
+pub use commands::container::{CreateArgs, RunArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "A container engine that speaks Docker's API")]
+pub struct Cli {
+    /// Daemon socket to connect to (unix://PATH)
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(CreateArgs),
+    /// Start one or more stopped containers
+    Start(commands::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::container::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::container::KillArgs),
+    /// Remove one or more containers
+    Rm(commands::container::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::container::Ids),
+    /// List containers
+    Ps(commands::container::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::container::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(commands::container::AttachArgs),
+    /// Execute a command in a running container
+    Exec(commands::container::ExecArgs),
+    /// Return low-level information on containers or images
+    Inspect(commands::container::InspectArgs),
+    /// Rename a container
+    Rename(commands::container::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::container::Ids),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::container::Ids),
+    /// List images
+    Images(commands::image::ImagesArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(commands::image::ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(commands::image::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(commands::image::SaveArgs),
+    /// Remove one or more images
+    Rmi(commands::image::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(commands::image::TagArgs),
+    /// Show the history of an image
+    History(commands::image::HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
+    /// Show the berth version information
+    Version,
+    /// Display system-wide information
+    Info,
+}
+
+/// Run the CLI with `args` (args[0] is the program name); returns the exit code.
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    let client = match client::Client::from_env(cli.host.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    rt.block_on(commands::dispatch(client, cli.command))
+}

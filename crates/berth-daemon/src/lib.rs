@@ -1,1 +1,47 @@
-//! berth-daemon (being written).
+//! `berth daemon`: serves the Docker Engine API on a unix socket (and optionally TCP), keeps
+//! container, image and exec state, and drives shims and the image store.
+
+#![recursion_limit = "256"]
+
+mod config;
+mod container;
+mod error;
+mod names;
+mod routes;
+mod server;
+mod state;
+mod util;
+
+pub use config::DaemonArgs;
+
+/// Entry point of `berth daemon`; returns the process exit code.
+pub fn main(args: DaemonArgs) -> i32 {
+    let cfg = match config::DaemonConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth daemon: {e}");
+            return 1;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.clone()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth daemon: tokio: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(server::run(cfg)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth daemon: {e}");
+            1
+        }
+    }
+}

@@ -1,1 +1,38 @@
-//! berth-image (being written).
+//! berth-image: the local image store — content-addressed blobs, layer snapshots in overlay
+//! format shared between images, Docker-style names, import/load/save, commit/diff/history,
+//! and safe tar extraction for `docker cp`.
+
+pub mod archive;
+mod changes;
+mod commit;
+mod content;
+mod delete;
+mod diff;
+mod digest;
+mod docker_archive;
+mod error;
+mod fsutil;
+mod history;
+mod import;
+mod ingest;
+mod load;
+mod manifest;
+mod oci_layout;
+mod record;
+mod register;
+pub mod reference;
+mod repositories;
+mod save;
+mod snapshot;
+mod store;
+mod tarwrite;
+mod unpack;
+
+pub use changes::apply_changes;
+pub use commit::CommitOptions;
+pub use delete::DeleteItem;
+pub use diff::{diff_dirs, Change};
+pub use error::{Error, Result};
+pub use history::HistoryItem;
+pub use import::ImportOptions;
+pub use store::{Image, Store};

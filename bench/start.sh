@@ -1,0 +1,56 @@
+#!/bin/sh
+# Container start latency, one run, same machine: berth (daemon path and runtime alone) vs crun
+# and runc on the same busybox bundle, and docker/podman when installed. Prints medians and
+# ratios to crun. Starts what it compares against and stops only what it started.
+set -eu
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-30}
+command -v hyperfine >/dev/null || { apt-get update -q && apt-get install -y -q hyperfine; }
+for p in crun runc; do command -v $p >/dev/null || apt-get install -y -q $p; done
+cargo build --release --locked -q
+BERTH=$PWD/target/release/berth
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+started_daemon=""
+cleanup() {
+  [ -n "$started_daemon" ] && kill "$started_daemon" 2>/dev/null && wait "$started_daemon" 2>/dev/null || true
+  rm -rf "$work" /run/berth-bench
+}
+trap cleanup EXIT
+
+# One busybox bundle shared by crun, runc and `berth runtime`.
+scripts/mkbusybox.sh "$work/busybox.tar"
+mkdir -p "$work/bundle/rootfs"
+tar -C "$work/bundle/rootfs" -xf "$work/busybox.tar"
+(cd "$work/bundle" && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"true"/' config.json)
+
+# A private berth daemon.
+"$BERTH" daemon --data-root "$work/berth-data" --exec-root /run/berth-bench -H unix:///run/berth-bench/berth.sock \
+  --config-file /nonexistent >"$work/berthd.log" 2>&1 &
+started_daemon=$!
+B="$BERTH -H unix:///run/berth-bench/berth.sock"
+i=0; until $B version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || { cat "$work/berthd.log"; exit 1; }; sleep 0.1; done
+$B import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+
+set -- \
+  -n crun "crun --root $work/crun run --bundle $work/bundle bench-crun" \
+  -n runc "runc --root $work/runc run --bundle $work/bundle bench-runc" \
+  -n berth-runtime "$BERTH runtime --root $work/brt run --bundle $work/bundle bench-brt" \
+  -n berth "$B run --rm --network none busybox true"
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  docker image inspect busybox:latest >/dev/null 2>&1 || docker import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+  set -- "$@" -n docker "docker run --rm --network none busybox true"
+fi
+if command -v podman >/dev/null; then
+  podman image exists localhost/busybox:latest || podman import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+  set -- "$@" -n podman "podman run --rm --network none busybox true"
+fi
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/start.json" "$@" >/dev/null
+python3 - "$work/start.json" <<'PY'
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+med = {r["command"]: r["median"] * 1000 for r in res}
+base = med.get("crun")
+print(f"{'engine':<15}{'median ms':>10}{'x crun':>9}")
+for name, m in med.items():
+    print(f"{name:<15}{m:>10.2f}{m / base:>9.2f}")
+PY

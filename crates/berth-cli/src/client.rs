@@ -1,0 +1,197 @@
+//! Engine API client over the daemon's unix socket: plain requests, streaming bodies and the
+//! hijacked connections of attach and exec.
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+
+pub type ReqBody = BoxBody<Bytes, std::io::Error>;
+
+/// API version prefix used on every request.
+const PREFIX: &str = "/v1.50";
+
+#[derive(Debug)]
+pub enum Error {
+    /// Could not reach the daemon.
+    Connect(String),
+    /// The daemon answered with an error status.
+    Daemon { status: u16, message: String },
+    Other(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Connect(m) => write!(f, "{m}"),
+            Error::Daemon { message, .. } => write!(f, "Error response from daemon: {message}"),
+            Error::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+pub fn empty() -> ReqBody {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+pub fn json_body(v: &serde_json::Value) -> ReqBody {
+    Full::new(Bytes::from(v.to_string()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+impl Client {
+    /// `$BERTH_HOST`, then `$DOCKER_HOST`, then `-H`, then the default socket.
+    pub fn from_env(host: Option<&str>) -> Result<Client> {
+        let host = host
+            .map(String::from)
+            .or_else(|| std::env::var("BERTH_HOST").ok())
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///run/berth/berth.sock".into());
+        match host.strip_prefix("unix://") {
+            Some(p) => Ok(Client {
+                socket: PathBuf::from(p),
+            }),
+            None => Err(Error::Other(format!(
+                "unsupported host {host:?}: the berth CLI speaks to unix:// sockets"
+            ))),
+        }
+    }
+
+    async fn sender(&self) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>> {
+        let s = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+            Error::Connect(format!(
+                "Cannot connect to the berth daemon at unix://{}. Is the berth daemon running? ({e})",
+                self.socket.display()
+            ))
+        })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    fn build(method: Method, path: &str, body: ReqBody, ctype: &str) -> Result<Request<ReqBody>> {
+        Request::builder()
+            .method(method)
+            .uri(format!("{PREFIX}{path}"))
+            .header("Host", "berth")
+            .header("Content-Type", ctype)
+            .header("User-Agent", concat!("berth-cli/", env!("CARGO_PKG_VERSION")))
+            .body(body)
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+
+    /// Send a request; error statuses become `Error::Daemon`.
+    pub async fn send(&self, method: Method, path: &str, body: ReqBody, ctype: &str) -> Result<Response<Incoming>> {
+        let mut sender = self.sender().await?;
+        let req = Self::build(method, path, body, ctype)?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::Other(format!("request to daemon failed: {e}")))?;
+        check(resp).await
+    }
+
+    /// A JSON request whose JSON answer is returned (Null for an empty body).
+    pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+        let b = body.as_ref().map(json_body).unwrap_or_else(empty);
+        let resp = self.send(method, path, b, "application/json").await?;
+        let bytes = read_all(resp).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("bad answer from daemon: {e}")))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value> {
+        self.json(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+        self.json(Method::POST, path, body).await
+    }
+
+    /// Open a hijacked stream (attach, exec start): the request carries `Upgrade: tcp`.
+    pub async fn hijack(&self, path: &str, body: Option<serde_json::Value>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let mut sender = self.sender().await?;
+        let b = body.as_ref().map(json_body).unwrap_or_else(empty);
+        let mut req = Self::build(Method::POST, path, b, "application/json")?;
+        req.headers_mut().insert("Connection", "Upgrade".parse().map_err(|_| Error::Other("header".into()))?);
+        req.headers_mut().insert("Upgrade", "tcp".parse().map_err(|_| Error::Other("header".into()))?);
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::Other(format!("request to daemon failed: {e}")))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let resp = check(resp).await?;
+            return Err(Error::Other(format!("unable to upgrade to tcp, received {}", resp.status().as_u16())));
+        }
+        let up = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| Error::Other(format!("upgrade failed: {e}")))?;
+        Ok(TokioIo::new(up))
+    }
+}
+
+/// Turn an error status into `Error::Daemon` with the JSON message.
+async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
+    let status = resp.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED || status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp);
+    }
+    let body = read_all(resp).await.unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+    Err(Error::Daemon {
+        status: status.as_u16(),
+        message,
+    })
+}
+
+pub async fn read_all(resp: Response<Incoming>) -> Result<Bytes> {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| Error::Other(format!("reading answer: {e}")))
+}
+
+/// Call `f` with each chunk of a streaming body.
+pub async fn for_each_chunk(resp: Response<Incoming>, mut f: impl FnMut(&[u8])) -> Result<()> {
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Other(format!("reading answer: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            f(&data);
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encode a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,1122 @@
+//! Container commands: run/create with Docker's flags, the lifecycle verbs, ps, logs, attach,
+//! exec and inspect.
+
+use crate::client::{enc, Client, Error};
+use crate::format::{self, Format};
+use crate::stream;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Print usage
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Restart policy to apply when a container exits
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Security Options
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Connect a container to a network
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Ulimit options
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<i64>,
+    /// Log driver options
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Sysctl options
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// The image
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Docker's units.RAMInBytes.
+fn ram(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    match num.parse::<f64>() {
+        Ok(n) if n >= 0.0 => Ok((n * mult as f64) as i64),
+        _ => Err(format!("invalid size: '{s}'")),
+    }
+}
+
+fn key_values(items: &[String]) -> serde_json::Map<String, Value> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), json!(v)),
+            None => (l.clone(), json!("")),
+        })
+        .collect()
+}
+
+/// Build the create body from the flags.
+fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            env.push(expand_env(line));
+        }
+    }
+    env.extend(a.env.iter().map(|e| expand_env(e)));
+    let mut ulimits = Vec::new();
+    for u in &a.ulimit {
+        let (name, vals) = u.split_once('=').ok_or(format!("invalid ulimit argument: {u}"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let soft: i64 = soft.parse().map_err(|_| format!("invalid ulimit argument: {u}"))?;
+        let hard: i64 = hard.parse().map_err(|_| format!("invalid ulimit argument: {u}"))?;
+        ulimits.push(json!({"Name": name, "Soft": soft, "Hard": hard}));
+    }
+    let (restart_name, retries) = match a.restart.split_once(':') {
+        Some((n, r)) => (n.to_string(), r.parse::<i64>().map_err(|_| format!("invalid restart policy format: {}", a.restart))?),
+        None => (a.restart.clone(), 0),
+    };
+    let mut log_config = serde_json::Map::new();
+    for o in &a.log_opt {
+        let (k, v) = o.split_once('=').ok_or(format!("invalid key/value pair format in log options: {o}"))?;
+        log_config.insert(k.into(), json!(v));
+    }
+    let tmpfs: serde_json::Map<String, Value> = a
+        .tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((p, o)) => (p.to_string(), json!(o)),
+            None => (t.clone(), json!("")),
+        })
+        .collect();
+    let memory = a.memory.as_deref().map(ram).transpose()?.unwrap_or(0);
+    let swap = match a.memory_swap.as_deref() {
+        Some("-1") => -1,
+        Some(s) => ram(s)?,
+        None => 0,
+    };
+    let entrypoint = a.entrypoint.as_ref().map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] });
+    Ok(json!({
+        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "User": a.user.clone().unwrap_or_default(),
+        "AttachStdin": attach && a.interactive,
+        "AttachStdout": attach,
+        "AttachStderr": attach,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "StdinOnce": attach && a.interactive,
+        "Env": env,
+        "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
+        "Image": a.image,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Entrypoint": entrypoint,
+        "Labels": key_values(&a.label),
+        "StopSignal": a.stop_signal,
+        "StopTimeout": a.stop_timeout,
+        "HostConfig": {
+            "Binds": a.volume,
+            "LogConfig": {"Type": "", "Config": log_config},
+            "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
+            "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
+            "AutoRemove": a.rm,
+            "CapAdd": a.cap_add,
+            "CapDrop": a.cap_drop,
+            "Privileged": a.privileged,
+            "ReadonlyRootfs": a.read_only,
+            "SecurityOpt": a.security_opt,
+            "Memory": memory,
+            "MemorySwap": swap,
+            "NanoCpus": a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+            "CpuShares": a.cpu_shares.unwrap_or(0),
+            "PidsLimit": a.pids_limit,
+            "Tmpfs": tmpfs,
+            "Ulimits": ulimits,
+            "ShmSize": a.shm_size.as_deref().map(ram).transpose()?.unwrap_or(0),
+            "Sysctls": key_values(&a.sysctl),
+            "Init": a.init.then_some(true),
+            "ConsoleSize": stream::term_size().map(|(h, w)| vec![h, w]).unwrap_or(vec![0, 0]),
+        },
+    }))
+}
+
+/// `-e NAME` takes the value from the client's environment, like docker.
+fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        match std::env::var(e) {
+            Ok(v) => format!("{e}={v}"),
+            Err(_) => e.to_string(),
+        }
+    }
+}
+
+/// Create the container; a missing image is reported like docker and not pulled here.
+async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32> {
+    let body = create_body(a, attach).map_err(|e| {
+        eprintln!("berth: {e}\nSee 'berth run --help'.");
+        125
+    })?;
+    let mut path = "/containers/create".to_string();
+    if let Some(n) = &a.name {
+        path.push_str(&format!("?name={}", enc(n)));
+    }
+    match c.post(&path, Some(body)).await {
+        Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+        Err(Error::Daemon { status: 404, message }) if message.starts_with("No such image") => {
+            let img = if a.image.contains(':') || a.image.contains('@') {
+                a.image.clone()
+            } else {
+                format!("{}:latest", a.image)
+            };
+            eprintln!("Unable to find image '{img}' locally");
+            eprintln!("berth: Error response from daemon: {message}");
+            eprintln!("See 'berth run --help'.");
+            Err(125)
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
+            eprintln!("See 'berth run --help'.");
+            Err(125)
+        }
+    }
+}
+
+pub async fn create_cmd(c: &Client, a: CreateArgs) -> i32 {
+    match create(c, &a, false).await {
+        Ok(id) => {
+            println!("{id}");
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// Exit code for a failed start, from the daemon's message (docker's mapping).
+fn start_error_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+pub async fn run(c: &Client, a: RunArgs) -> i32 {
+    let attach = !a.detach;
+    let id = match create(c, &a.create, attach).await {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    if a.detach {
+        if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
+            eprintln!("berth: {e}");
+            return start_error_code(&e.to_string());
+        }
+        println!("{id}");
+        return 0;
+    }
+    let tty = a.create.tty;
+    let stdin = a.create.interactive;
+    let mut q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
+    if stdin {
+        q.push_str("&stdin=1");
+    }
+    if let Some(k) = &a.detach_keys {
+        q.push_str(&format!("&detachKeys={}", enc(k)));
+    }
+    let conn = match c.hijack(&q, None).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    let cond = if a.create.rm { "removed" } else { "next-exit" };
+    let wait = match c
+        .send(Method::POST, &format!("/containers/{id}/wait?condition={cond}"), crate::client::empty(), "application/json")
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
+        drop(raw);
+        eprintln!("berth: {e}");
+        return start_error_code(&e.to_string());
+    }
+    if tty {
+        if let Some((h, w)) = stream::term_size() {
+            let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
+        }
+    }
+    let io = stream::run(conn, tty, stdin).await;
+    drop(raw);
+    if let Err(e) = io {
+        eprintln!("berth: {e}");
+    }
+    match crate::client::read_all(wait).await {
+        Ok(body) => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(msg) = v["Error"]["Message"].as_str() {
+                eprintln!("berth: {msg}");
+                return 125;
+            }
+            v["StatusCode"].as_i64().unwrap_or(125) as i32
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
+            125
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn start(c: &Client, a: StartArgs) -> i32 {
+    if a.attach || a.interactive {
+        let Some(name) = a.containers.first() else { return 1 };
+        let info = match c.get(&format!("/containers/{}/json", enc(name))).await {
+            Ok(v) => v,
+            Err(e) => return super::report(&e, 1),
+        };
+        let id = info["Id"].as_str().unwrap_or(name).to_string();
+        let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+        let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+        let mut q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
+        if stdin {
+            q.push_str("&stdin=1");
+        }
+        let conn = match c.hijack(&q, None).await {
+            Ok(conn) => conn,
+            Err(e) => return super::report(&e, 1),
+        };
+        let wait = c
+            .send(Method::POST, &format!("/containers/{id}/wait?condition=next-exit"), crate::client::empty(), "application/json")
+            .await;
+        let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+        if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
+            drop(raw);
+            return super::report(&e, 1);
+        }
+        let _ = stream::run(conn, tty, stdin).await;
+        drop(raw);
+        return match wait {
+            Ok(w) => crate::client::read_all(w)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["StatusCode"].as_i64())
+                .unwrap_or(1) as i32,
+            Err(e) => super::report(&e, 1),
+        };
+    }
+    let mut rc = 0;
+    for name in &a.containers {
+        match c.post(&format!("/containers/{}/start", enc(name)), None).await {
+            Ok(_) => println!("{name}"),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    if rc != 0 {
+        eprintln!("Error: failed to start containers: {}", a.containers.join(", "));
+    }
+    rc
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "timeout", alias = "time")]
+    pub timeout: Option<i64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> i32 {
+    let mut q = Vec::new();
+    if let Some(s) = &a.signal {
+        q.push(format!("signal={}", enc(s)));
+    }
+    if let Some(t) = a.timeout {
+        q.push(format!("t={t}"));
+    }
+    let qs = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
+    each(&a.containers, |n| {
+        let path = format!("/containers/{}/{verb}{qs}", enc(n));
+        async move { c.post(&path, None).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// Run `f` for each container, printing its name on success like docker.
+async fn each<F, Fut>(names: &[String], f: F) -> i32
+where
+    F: Fn(&str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let mut rc = 0;
+    for n in names {
+        match f(n).await {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    rc
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn kill(c: &Client, a: KillArgs) -> i32 {
+    each(&a.containers, |n| {
+        let path = format!("/containers/{}/kill?signal={}", enc(n), enc(&a.signal));
+        async move { c.post(&path, None).await.map(|_| ()) }
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn rm(c: &Client, a: RmArgs) -> i32 {
+    each(&a.containers, |n| {
+        let path = format!("/containers/{}?force={}&v={}", enc(n), a.force, a.volumes);
+        async move { c.json(Method::DELETE, &path, None).await.map(|_| ()) }
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Ids {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn wait(c: &Client, a: Ids) -> i32 {
+    let mut rc = 0;
+    for n in &a.containers {
+        match c.post(&format!("/containers/{}/wait", enc(n)), None).await {
+            Ok(v) => println!("{}", v["StatusCode"]),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    rc
+}
+
+pub async fn simple(c: &Client, a: Ids, verb: &str) -> i32 {
+    each(&a.containers, |n| {
+        let path = format!("/containers/{}/{verb}", enc(n));
+        async move { c.post(&path, None).await.map(|_| ()) }
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+pub async fn rename(c: &Client, a: RenameArgs) -> i32 {
+    match c
+        .post(&format!("/containers/{}/rename?name={}", enc(&a.container), enc(&a.new_name)), None)
+        .await
+    {
+        Ok(_) => 0,
+        Err(e) => super::report(&e, 1),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<i64>,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `--filter k=v` flags as the API's filters JSON.
+pub fn filters_json(filters: &[String]) -> Result<String, String> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in filters {
+        let (k, v) = f.split_once('=').ok_or(format!("bad format of filter (expected name=value)"))?;
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    serde_json::to_string(&m).map_err(|e| e.to_string())
+}
+
+fn ago(unix: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format!(
+        "{} ago",
+        berth_api::timefmt::human_duration(std::time::Duration::from_secs((now - unix).max(0) as u64))
+    )
+}
+
+/// The fields `docker ps --format` offers.
+fn ps_row(v: &Value, trunc: bool) -> Value {
+    let id = v["Id"].as_str().unwrap_or("");
+    let names: Vec<String> = v["Names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string()).collect())
+        .unwrap_or_default();
+    let mut cmd = v["Command"].as_str().unwrap_or("").to_string();
+    if trunc && cmd.chars().count() > 20 {
+        cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
+    }
+    let labels: Vec<String> = v["Labels"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    let size = match (v["SizeRw"].as_i64(), v["SizeRootFs"].as_i64()) {
+        (Some(rw), Some(root)) => format!("{} (virtual {})", human_size(rw), human_size(root)),
+        _ => String::new(),
+    };
+    json!({
+        "ID": if trunc { id.chars().take(12).collect::<String>() } else { id.to_string() },
+        "Image": v["Image"],
+        "Command": format!("\"{cmd}\""),
+        "CreatedAt": v["Created"],
+        "RunningFor": ago(v["Created"].as_i64().unwrap_or(0)),
+        "Ports": "",
+        "State": v["State"],
+        "Status": v["Status"],
+        "Size": size,
+        "Names": names.join(","),
+        "Labels": labels.join(","),
+        "Mounts": "",
+        "Networks": v["HostConfig"]["NetworkMode"],
+    })
+}
+
+/// Docker's units.HumanSize: decimal units, Go's `%.4g`.
+pub fn human_size(n: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as i32) + 1 };
+    let decimals = (4 - int_digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+pub async fn ps(c: &Client, a: PsArgs) -> i32 {
+    let mut q = vec![];
+    if a.all {
+        q.push("all=1".to_string());
+    }
+    if a.size {
+        q.push("size=1".into());
+    }
+    let limit = if a.latest { Some(1) } else { a.last };
+    if let Some(n) = limit {
+        q.push(format!("limit={n}"));
+    }
+    if !a.filter.is_empty() {
+        match filters_json(&a.filter) {
+            Ok(f) => q.push(format!("filters={}", enc(&f))),
+            Err(e) => {
+                eprintln!("{e}");
+                return 125;
+            }
+        }
+    }
+    let list = match c.get(&format!("/containers/json?{}", q.join("&"))).await {
+        Ok(v) => v,
+        Err(e) => return super::report(&e, 1),
+    };
+    let items = list.as_array().cloned().unwrap_or_default();
+    let trunc = !a.no_trunc;
+    if a.quiet {
+        for it in &items {
+            println!("{}", ps_row(it, trunc)["ID"].as_str().unwrap_or(""));
+        }
+        return 0;
+    }
+    let rows: Vec<Value> = items.iter().map(|i| ps_row(i, trunc)).collect();
+    print_formatted(
+        &Format::parse(a.format.as_deref()),
+        &rows,
+        &[
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("RunningFor", "CREATED"),
+            ("Status", "STATUS"),
+            ("Ports", "PORTS"),
+            ("Names", "NAMES"),
+        ],
+        a.size.then_some(("Size", "SIZE")),
+    )
+}
+
+/// Print rows in the chosen format; `cols` are the default table's columns.
+pub fn print_formatted(f: &Format, rows: &[Value], cols: &[(&str, &str)], extra: Option<(&str, &str)>) -> i32 {
+    let mut cols = cols.to_vec();
+    if let Some(e) = extra {
+        cols.push(e);
+    }
+    match f {
+        Format::Table => {
+            let header: Vec<&str> = cols.iter().map(|(_, h)| *h).collect();
+            let table_rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    cols.iter()
+                        .map(|(k, _)| match &r[*k] {
+                            Value::String(s) => s.clone(),
+                            Value::Null => String::new(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            print!("{}", format::table(&header, &table_rows));
+            0
+        }
+        Format::Json => {
+            for r in rows {
+                println!("{r}");
+            }
+            0
+        }
+        Format::TableTemplate(t) => match format::template_table(t, rows, &cols) {
+            Ok(s) => {
+                print!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        },
+        Format::Template(t) => {
+            for r in rows {
+                match format::render(t, r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return 1;
+                    }
+                }
+            }
+            0
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp or relative
+    #[arg(long)]
+    pub until: Option<String>,
+    pub container: String,
+}
+
+/// Docker's time arguments: RFC 3339, unix seconds, or a duration ago ("10m", "1h30m").
+fn time_arg(s: &str) -> Result<String, String> {
+    if let Some(t) = berth_api::timefmt::parse(s) {
+        let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        return Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()));
+    }
+    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Ok(s.to_string());
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| format!("invalid time value: {s}"))?;
+        total += n * match ch {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            _ => return Err(format!("invalid time value: {s}")),
+        };
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid time value: {s}"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
+    Ok(format!("{:.9}", now - total))
+}
+
+pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
+    let info = match c.get(&format!("/containers/{}/json", enc(&a.container))).await {
+        Ok(v) => v,
+        Err(e) => return super::report(&e, 1),
+    };
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let mut q = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+        enc(&a.container),
+        a.follow as u8,
+        a.timestamps as u8,
+        enc(&a.tail)
+    );
+    for (k, v) in [("since", &a.since), ("until", &a.until)] {
+        if let Some(v) = v {
+            match time_arg(v) {
+                Ok(t) => q.push_str(&format!("&{k}={t}")),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    let resp = match c.send(Method::GET, &q, crate::client::empty(), "application/json").await {
+        Ok(r) => r,
+        Err(e) => return super::report(&e, 1),
+    };
+    let mut dec = berth_api::stdcopy::Decoder::default();
+    let res = crate::client::for_each_chunk(resp, |chunk| {
+        use std::io::Write;
+        if tty {
+            let _ = std::io::stdout().write_all(chunk);
+            let _ = std::io::stdout().flush();
+            return;
+        }
+        dec.feed(chunk);
+        while let Ok(Some((s, p))) = dec.next_frame() {
+            if s == berth_api::stdcopy::STDERR {
+                let _ = std::io::stderr().write_all(&p);
+            } else {
+                let _ = std::io::stdout().write_all(&p);
+                let _ = std::io::stdout().flush();
+            }
+        }
+    })
+    .await;
+    match res {
+        Ok(()) => 0,
+        Err(e) => super::report(&e, 1),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    pub container: String,
+}
+
+pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
+    let info = match c.get(&format!("/containers/{}/json", enc(&a.container))).await {
+        Ok(v) => v,
+        Err(e) => return super::report(&e, 1),
+    };
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        eprintln!("You cannot attach to a stopped container, start it first");
+        return 1;
+    }
+    let id = info["Id"].as_str().unwrap_or("").to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let mut q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}", stdin as u8);
+    if let Some(k) = &a.detach_keys {
+        q.push_str(&format!("&detachKeys={}", enc(k)));
+    }
+    let conn = match c.hijack(&q, None).await {
+        Ok(c) => c,
+        Err(e) => return super::report(&e, 1),
+    };
+    let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    if tty {
+        if let Some((h, w)) = stream::term_size() {
+            let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
+        }
+    }
+    let _ = stream::run(conn, tty, stdin).await;
+    drop(raw);
+    match c.get(&format!("/containers/{id}/json")).await {
+        Ok(v) if v["State"]["Running"].as_bool() == Some(false) => v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Username or UID
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
+    let body = json!({
+        "User": a.user.clone().unwrap_or_default(),
+        "Privileged": a.privileged,
+        "Tty": a.tty,
+        "AttachStdin": a.interactive && !a.detach,
+        "AttachStdout": !a.detach,
+        "AttachStderr": !a.detach,
+        "Detach": a.detach,
+        "Env": a.env.iter().map(|e| expand_env(e)).collect::<Vec<_>>(),
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Cmd": a.command,
+    });
+    let id = match c.post(&format!("/containers/{}/exec", enc(&a.container)), Some(body)).await {
+        Ok(v) => v["Id"].as_str().unwrap_or("").to_string(),
+        Err(e) => return super::report(&e, 1),
+    };
+    if a.detach {
+        return match c
+            .post(&format!("/exec/{id}/start"), Some(json!({"Detach": true, "Tty": a.tty})))
+            .await
+        {
+            Ok(_) => 0,
+            Err(e) => super::report(&e, 1),
+        };
+    }
+    let conn = match c
+        .hijack(&format!("/exec/{id}/start"), Some(json!({"Detach": false, "Tty": a.tty})))
+        .await
+    {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("{e}");
+            return start_error_code(&e.to_string()).max(126);
+        }
+    };
+    let raw = (a.tty && a.interactive && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    if a.tty {
+        if let Some((h, w)) = stream::term_size() {
+            let _ = c.post(&format!("/exec/{id}/resize?h={h}&w={w}"), None).await;
+        }
+    }
+    let _ = stream::run(conn, a.tty, a.interactive).await;
+    drop(raw);
+    match c.get(&format!("/exec/{id}/json")).await {
+        Ok(v) => v["ExitCode"].as_i64().unwrap_or(126) as i32,
+        Err(e) => super::report(&e, 1),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Only inspect objects of this type (container, image)
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+pub async fn inspect(c: &Client, a: InspectArgs) -> i32 {
+    let mut out = Vec::new();
+    let mut rc = 0;
+    for n in &a.names {
+        let container = if a.kind.as_deref() != Some("image") {
+            c.get(&format!("/containers/{}/json?size={}", enc(n), a.size as u8)).await.ok()
+        } else {
+            None
+        };
+        let found = match container {
+            Some(v) => Some(v),
+            None if a.kind.as_deref() != Some("container") => c.get(&format!("/images/{}/json", enc(n))).await.ok(),
+            None => None,
+        };
+        match found {
+            Some(v) => out.push(v),
+            None => {
+                eprintln!("Error: No such object: {n}");
+                rc = 1;
+            }
+        }
+    }
+    print_inspect(&out, a.format.as_deref()).max(rc)
+}
+
+/// Print inspect results as docker does: an indented JSON array, or one template line each.
+pub fn print_inspect(items: &[Value], fmt: Option<&str>) -> i32 {
+    match fmt {
+        None | Some("") | Some("json") => {
+            println!("{}", serde_json::to_string_pretty(&Value::Array(items.to_vec())).unwrap_or_default());
+            0
+        }
+        Some(t) => {
+            let t = t.replace("\\t", "\t").replace("\\n", "\n");
+            for it in items {
+                match format::render(&t, it) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return 1;
+                    }
+                }
+            }
+            0
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Display detailed information on one or more containers
+    Inspect(InspectArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+}
+
+pub async fn container_cmd(c: &Client, sub: ContainerCommand) -> i32 {
+    match sub {
+        ContainerCommand::Ls(a) => ps(c, a).await,
+        ContainerCommand::Inspect(mut a) => {
+            a.kind = Some("container".into());
+            inspect(c, a).await
+        }
+        ContainerCommand::Rm(a) => rm(c, a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ram("6m").unwrap(), 6 << 20);
+        assert!(ram("lots").is_err());
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(12_345), "12.35kB");
+    }
+
+    #[test]
+    fn time_args() {
+        assert!(time_arg("10m").is_ok());
+        assert!(time_arg("1h30m").is_ok());
+        assert_eq!(time_arg("1700000000").unwrap(), "1700000000");
+        assert!(time_arg("soon").is_err());
+        assert_eq!(filters_json(&["status=exited".into()]).unwrap(), r#"{"status":["exited"]}"#);
+        assert!(filters_json(&["bad".into()]).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Command implementations, one file per area, and the dispatcher.
+
+pub mod container;
+pub mod image;
+pub mod system;
+
+use crate::client::{Client, Error};
+use crate::Command;
+
+/// Print a client error the way docker does and give the exit code.
+pub fn report(e: &Error, code: i32) -> i32 {
+    eprintln!("{e}");
+    code
+}
+
+pub async fn dispatch(c: Client, cmd: Command) -> i32 {
+    use container as ct;
+    use image as im;
+    match cmd {
+        Command::Run(a) => ct::run(&c, a).await,
+        Command::Create(a) => ct::create_cmd(&c, a).await,
+        Command::Start(a) => ct::start(&c, a).await,
+        Command::Stop(a) => ct::stop(&c, a, "stop").await,
+        Command::Restart(a) => ct::stop(&c, a, "restart").await,
+        Command::Kill(a) => ct::kill(&c, a).await,
+        Command::Rm(a) => ct::rm(&c, a).await,
+        Command::Wait(a) => ct::wait(&c, a).await,
+        Command::Ps(a) => ct::ps(&c, a).await,
+        Command::Logs(a) => ct::logs(&c, a).await,
+        Command::Attach(a) => ct::attach(&c, a).await,
+        Command::Exec(a) => ct::exec(&c, a).await,
+        Command::Inspect(a) => ct::inspect(&c, a).await,
+        Command::Rename(a) => ct::rename(&c, a).await,
+        Command::Pause(a) => ct::simple(&c, a, "pause").await,
+        Command::Unpause(a) => ct::simple(&c, a, "unpause").await,
+        Command::Container(sub) => ct::container_cmd(&c, sub).await,
+        Command::Images(a) => im::images(&c, a).await,
+        Command::Import(a) => im::import(&c, a).await,
+        Command::Load(a) => im::load(&c, a).await,
+        Command::Save(a) => im::save(&c, a).await,
+        Command::Rmi(a) => im::rmi(&c, a).await,
+        Command::Tag(a) => im::tag(&c, a).await,
+        Command::History(a) => im::history(&c, a).await,
+        Command::Image(sub) => im::image_cmd(&c, sub).await,
+        Command::Version => system::version(&c).await,
+        Command::Info => system::info(&c).await,
+    }
+}

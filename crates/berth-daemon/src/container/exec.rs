@@ -1,0 +1,119 @@
+//! Exec instances: created on a running container, started through its shim, inspected for
+//! their exit code.
+
+use super::shim;
+use crate::error::{Error, Result};
+use crate::state::{Container, Daemon, Exec, ExecState};
+use berth_api::exec::{ExecConfig, ExecInspect, ProcessConfig};
+use berth_shim::protocol::Request;
+use std::sync::{Arc, Mutex};
+
+/// `POST /containers/{id}/exec`.
+pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
+    let r = c.snapshot();
+    if !r.is_running() {
+        return Err(Error::conflict(format!("container {} is not running", r.id)));
+    }
+    if r.state.status == super::status::PAUSED {
+        return Err(Error::conflict(format!(
+            "container {} is paused, unpause the container before exec",
+            r.id
+        )));
+    }
+    if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+        return Err(Error::bad_request("No exec command specified"));
+    }
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))?;
+    let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let e = Arc::new(Exec {
+        id: id.clone(),
+        container_id: r.id,
+        config,
+        state: Mutex::new(ExecState::default()),
+    });
+    d.execs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), e);
+    Ok(id)
+}
+
+/// Start the exec in the shim; returns the stream to pump.
+pub async fn start(d: &Daemon, e: &Exec) -> Result<shim::Stream> {
+    {
+        let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+        if st.started {
+            return Err(Error::conflict(format!("Error: Exec command {} has already run", e.id)));
+        }
+        st.started = true;
+    }
+    let c = d.find(&e.container_id)?;
+    let rec = c.snapshot();
+    if !rec.is_running() {
+        return Err(Error::conflict(format!("container {} is not running", rec.id)));
+    }
+    let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
+    let process = super::spec::exec_process(&rec, &e.config, &root)?;
+    let req = Request::Exec {
+        exec_id: e.id.clone(),
+        process: Box::new(process),
+        stdin: e.config.attach_stdin,
+    };
+    let (reply, stream) = shim::open(&c.paths.socket(), &req).await?;
+    if let Some(err) = reply.error {
+        let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+        st.exit_code = Some(i64::from(reply.exit_code.unwrap_or(126)));
+        return Err(Error::bad_request(format!("OCI runtime exec failed: {err}")));
+    }
+    let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+    st.running = true;
+    st.pid = reply.pid.unwrap_or(0);
+    Ok(stream)
+}
+
+/// Record the end of an exec.
+pub fn finished(e: &Exec, code: Option<i64>) {
+    let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+    st.running = false;
+    if code.is_some() {
+        st.exit_code = code;
+    }
+}
+
+/// Resize an exec's TTY.
+pub async fn resize(d: &Daemon, e: &Exec, w: u16, h: u16) -> Result<()> {
+    let c = d.find(&e.container_id)?;
+    shim::call(
+        &c.paths.socket(),
+        &Request::Resize {
+            exec_id: Some(e.id.clone()),
+            width: w,
+            height: h,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn inspect(e: &Exec) -> ExecInspect {
+    let st = e.state.lock().unwrap_or_else(|x| x.into_inner()).clone();
+    let cmd = e.config.cmd.clone().unwrap_or_default();
+    ExecInspect {
+        id: e.id.clone(),
+        running: st.running,
+        exit_code: st.exit_code,
+        process_config: ProcessConfig {
+            privileged: e.config.privileged,
+            user: e.config.user.clone(),
+            tty: e.config.tty,
+            entrypoint: cmd.first().cloned().unwrap_or_default(),
+            arguments: cmd.iter().skip(1).cloned().collect(),
+        },
+        open_stdin: e.config.attach_stdin,
+        open_stderr: e.config.attach_stderr,
+        open_stdout: e.config.attach_stdout,
+        container_id: e.container_id.clone(),
+        pid: i64::from(st.pid),
+    }
+}

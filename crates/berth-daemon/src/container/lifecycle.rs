@@ -1,0 +1,666 @@
+//! Container lifecycle: create, start (shim spawn, attach hand-off, release), exit monitoring,
+//! stop/kill/restart, pause/unpause, rename, remove, wait, and reconnecting to shims at boot.
+
+use super::{shim, spec, status, Record, StateRecord};
+use crate::error::{Error, Result};
+use crate::state::{Container, Daemon, Progress};
+use berth_api::container::CreateRequest;
+use berth_api::timefmt;
+use berth_shim::protocol::Request;
+use berth_shim::{ExitRecord, ShimConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LOG_MAX_SIZE: u64 = 20 << 20;
+const LOG_MAX_FILES: u32 = 5;
+
+fn new_id() -> String {
+    let mut b = [0u8; 32];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b[..16].copy_from_slice(&t.to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `POST /containers/create`.
+pub async fn create(d: &Arc<Daemon>, name: Option<&str>, req: CreateRequest) -> Result<(String, Vec<String>)> {
+    if req.config.image.is_empty() {
+        return Err(Error::bad_request("config cannot be empty in order to create a container"));
+    }
+    let image = d.images.get(&req.config.image).map_err(|e| match e {
+        berth_image::Error::NotFound(_) => {
+            Error::not_found(format!("No such image: {}", display_ref(&req.config.image)))
+        }
+        other => other.into(),
+    })?;
+    validate(&req)?;
+    let id = new_id();
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => {
+            if !crate::names::valid(n) {
+                return Err(Error::bad_request(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            let full = format!("/{}", n.trim_start_matches('/'));
+            if let Some(owner) = d.name_owner(&full) {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"{full}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            full
+        }
+        None => format!("/{}", crate::names::generate(|n| d.name_owner(&format!("/{n}")).is_some())),
+    };
+    let requested_image = req.config.image.clone();
+    let mut config = req.config;
+    let mut host_config = req.host_config;
+    if host_config.network_mode.is_empty() || host_config.network_mode == "default" {
+        host_config.network_mode = "bridge".into();
+    }
+    if host_config.log_config.kind.is_empty() {
+        host_config.log_config.kind = "json-file".into();
+    }
+    // Docker records the image's config merged in the container's Config.
+    let ic = image.config.config().clone().unwrap_or_default();
+    if config.env.is_none() {
+        config.env = ic.env().clone();
+    } else if let Some(image_env) = ic.env() {
+        let mut merged = image_env.clone();
+        for kv in config.env.iter().flatten() {
+            let key = kv.split('=').next().unwrap_or(kv);
+            merged.retain(|e| e.split('=').next().unwrap_or(e) != key);
+            merged.push(kv.clone());
+        }
+        config.env = Some(merged);
+    }
+    if config.cmd.is_none() && config.entrypoint.is_none() {
+        config.cmd = ic.cmd().clone();
+    }
+    if config.entrypoint.is_none() {
+        config.entrypoint = ic.entrypoint().clone();
+    }
+    if config.working_dir.is_empty() {
+        config.working_dir = ic.working_dir().clone().unwrap_or_default();
+    }
+    if config.user.is_empty() {
+        config.user = ic.user().clone().unwrap_or_default();
+    }
+    let mut labels = ic.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    labels.extend(config.labels.take().unwrap_or_default());
+    config.labels = Some(labels);
+    if config.stop_signal.is_none() {
+        config.stop_signal = ic.stop_signal().clone();
+    }
+    if config.hostname.is_empty() {
+        config.hostname = id[..12].to_string();
+    }
+    let argv: Vec<String> = config
+        .entrypoint
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(config.cmd.clone().unwrap_or_default())
+        .collect();
+    let (path, args) = match argv.split_first() {
+        Some((p, a)) => (p.clone(), a.to_vec()),
+        None => return Err(Error::bad_request("No command specified")),
+    };
+    let rec = Record {
+        id: id.clone(),
+        name,
+        created: timefmt::now(),
+        image: requested_image,
+        image_id: image.id.clone(),
+        config,
+        host_config,
+        path,
+        args,
+        state: StateRecord {
+            status: status::CREATED.into(),
+            started_at: timefmt::ZERO.into(),
+            finished_at: timefmt::ZERO.into(),
+            ..StateRecord::default()
+        },
+        restart_count: 0,
+        shim_pid: 0,
+    };
+    let paths = d.paths(&id);
+    for dir in [&paths.dir, &paths.upper(), &paths.work(), &paths.rootfs()] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let c = Arc::new(Container::new(rec, paths));
+    c.update(|_| {})?;
+    d.insert(c);
+    Ok((id, Vec::new()))
+}
+
+/// How Docker shows a reference the user typed: with `:latest` when untagged.
+fn display_ref(r: &str) -> String {
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if r.contains('@') || last.contains(':') {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+fn validate(req: &CreateRequest) -> Result<()> {
+    let h = &req.host_config;
+    if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
+        return Err(Error::bad_request(
+            "Minimum memory limit allowed is 6MB",
+        ));
+    }
+    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
+        return Err(Error::bad_request(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if h.nano_cpus > 0 && (h.cpu_quota > 0 || h.cpu_period > 0) {
+        return Err(Error::bad_request(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if h.nano_cpus < 0 {
+        return Err(Error::bad_request("invalid value for NanoCpus"));
+    }
+    match h.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(Error::bad_request(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
+        return Err(Error::bad_request(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    match h.network_mode.as_str() {
+        "" | "default" | "bridge" | "none" | "host" => Ok(()),
+        other => Err(Error::bad_request(format!(
+            "network mode {other:?} is not supported yet"
+        ))),
+    }
+}
+
+/// Write hostname, hosts and resolv.conf for the container.
+fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
+    let p = &c.paths;
+    std::fs::write(p.hostname(), format!("{hostname}\n"))?;
+    std::fs::write(
+        p.hosts(),
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        ),
+    )?;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // Loopback resolvers of the host are unreachable from the container's namespace.
+    let filtered: String = host
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver")
+                && w.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(p.resolv_conf(), filtered)?;
+    Ok(())
+}
+
+/// Build the bundle of a container: config.json and shim.json.
+fn prepare(d: &Daemon, c: &Container) -> Result<()> {
+    let rec = c.snapshot();
+    let image = d.images.get(&rec.image_id)?;
+    let layers = d.images.rootfs_layers(&image.id)?;
+    let ic = image.config.config().clone().unwrap_or_default();
+    for dir in [c.paths.upper(), c.paths.work(), c.paths.rootfs(), c.paths.run_dir.clone()] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let built = spec::build(&rec, &c.paths, &ic, &layers)?;
+    write_net_files(c, &built.hostname)?;
+    let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
+    std::fs::write(c.paths.dir.join("config.json"), spec)?;
+    let opts = &rec.host_config.log_config.config;
+    let max_size = opts
+        .get("max-size")
+        .or(d.cfg.log_opts.get("max-size"))
+        .map(|s| parse_size(s))
+        .transpose()?
+        .unwrap_or(LOG_MAX_SIZE);
+    let max_files = opts
+        .get("max-file")
+        .or(d.cfg.log_opts.get("max-file"))
+        .map(|s| s.parse::<u32>().map_err(|_| Error::bad_request(format!("invalid max-file: {s}"))))
+        .transpose()?
+        .unwrap_or(LOG_MAX_FILES);
+    let shim_cfg = ShimConfig {
+        id: rec.id.clone(),
+        bundle: c.paths.dir.clone(),
+        runtime_root: d.runtime_root.clone(),
+        socket: c.paths.socket(),
+        log_path: c.paths.log(),
+        log_max_size: max_size,
+        log_max_files: max_files,
+        tty: rec.config.tty,
+        open_stdin: rec.config.open_stdin,
+        stdin_once: rec.config.stdin_once,
+        exit_file: c.paths.exit_file(),
+    };
+    let data = serde_json::to_vec(&shim_cfg).map_err(|e| Error::internal(e.to_string()))?;
+    std::fs::write(c.paths.dir.join(ShimConfig::FILE), data)?;
+    let _ = std::fs::remove_file(c.paths.exit_file());
+    Ok(())
+}
+
+/// "10m", "1g", "512k", "100" (bytes) like Docker's units.RAMInBytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| Error::bad_request(format!("invalid size: '{s}'")))?;
+    if n < 0.0 {
+        return Err(Error::bad_request(format!("invalid size: '{s}'")));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+    let _op = c.op.lock().await;
+    if c.rec().is_running() {
+        return Err(Error::not_modified());
+    }
+    let res = start_locked(d, c).await;
+    if res.is_err() && c.rec().host_config.auto_remove {
+        drop(_op);
+        let _ = remove(d, c, true).await;
+    }
+    res
+}
+
+async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+    {
+        let d2 = d.clone();
+        let c2 = c.clone();
+        tokio::task::spawn_blocking(move || prepare(&d2, &c2))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+    }
+    let ready = shim::spawn(&c.paths.dir).await?;
+    if let Some(err) = ready.error {
+        let code = ready.exit_code.unwrap_or(125);
+        c.update(|r| {
+            r.state.exit_code = i64::from(code);
+            r.state.error = err.clone();
+        })?;
+        return Err(Error::bad_request(format!("failed to create task for container: {err}")));
+    }
+    let socket = c.paths.socket();
+    // Hand the shim to attach streams waiting for this start; they acknowledge once attached,
+    // so no output is lost before the process is released.
+    let waiting: Vec<_> =
+        std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut acks = Vec::new();
+    for tx in waiting {
+        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+        if tx.send((socket.clone(), ack_tx)).is_ok() {
+            acks.push(ack_rx);
+        }
+    }
+    for ack in acks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), ack).await;
+    }
+    let reply = shim::call(&socket, &Request::Start).await?;
+    if let Some(err) = reply.error {
+        let code = reply.exit_code.unwrap_or(125);
+        c.update(|r| {
+            r.state.exit_code = i64::from(code);
+            r.state.error = err.clone();
+            r.state.status = status::CREATED.into();
+        })?;
+        return Err(Error::bad_request(format!("failed to create task for container: {err}")));
+    }
+    c.update(|r| {
+        r.state = StateRecord {
+            status: status::RUNNING.into(),
+            pid: ready.pid,
+            exit_code: 0,
+            error: String::new(),
+            started_at: timefmt::now(),
+            finished_at: r.state.finished_at.clone(),
+            oom_killed: false,
+        };
+        r.shim_pid = ready.shim_pid;
+    })?;
+    spawn_monitor(d.clone(), c.clone());
+    Ok(())
+}
+
+/// Wait for the shim to report the exit, then record it and apply --rm.
+pub fn spawn_monitor(d: Arc<Daemon>, c: Arc<Container>) {
+    tokio::spawn(async move {
+        let socket = c.paths.socket();
+        let exit = match shim::open(&socket, &Request::Wait).await {
+            Ok((reply, _)) => reply.exit,
+            Err(_) => None,
+        };
+        let exit = exit.or_else(|| read_exit_file(&c)).unwrap_or(ExitRecord {
+            exit_code: 255,
+            oom_killed: false,
+            finished_at: timefmt::now(),
+            error: "the container's shim exited without recording a status".into(),
+        });
+        on_exit(&d, &c, exit).await;
+    });
+}
+
+fn read_exit_file(c: &Container) -> Option<ExitRecord> {
+    std::fs::read(c.paths.exit_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
+    let res = c.update(|r| {
+        r.state.status = status::EXITED.into();
+        r.state.pid = 0;
+        r.state.exit_code = i64::from(exit.exit_code);
+        r.state.finished_at = exit.finished_at.clone();
+        r.state.oom_killed = exit.oom_killed;
+        if !exit.error.is_empty() {
+            r.state.error = exit.error.clone();
+        }
+        r.shim_pid = 0;
+    });
+    if let Err(e) = res {
+        tracing::warn!("recording exit of {}: {}", c.id, e.0);
+    }
+    let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+    c.progress.send_modify(|p| p.exits += 1);
+    if c.rec().host_config.auto_remove {
+        if let Err(e) = remove(d, c, true).await {
+            tracing::warn!("auto-removing {}: {}", c.id, e.0);
+        }
+    }
+}
+
+fn signal_number(s: &str) -> Result<i32> {
+    let t = s.trim().to_ascii_uppercase();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = if t.starts_with("SIG") { t.clone() } else { format!("SIG{t}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| Error::bad_request(format!("Invalid signal: {s}")))
+}
+
+/// `POST /containers/{id}/kill`.
+pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
+    let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+    let r = c.snapshot();
+    if !r.is_running() {
+        return Err(Error::conflict(format!(
+            "cannot kill container: {}: container {} is not running",
+            r.bare_name(),
+            r.id
+        )));
+    }
+    if r.state.status == status::PAUSED && sig == libc::SIGKILL {
+        let _ = berth_runtime::Runtime::new(runtime_root_of(c)).resume(&c.id);
+    }
+    shim::call(&c.paths.socket(), &Request::Kill { signal: sig, all: false }).await?;
+    Ok(())
+}
+
+fn runtime_root_of(c: &Container) -> std::path::PathBuf {
+    c.paths
+        .run_dir
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("runtime"))
+        .unwrap_or_default()
+}
+
+/// Wait until the exit counter moves past `seen`, up to `timeout`.
+async fn wait_exit_after(c: &Container, seen: u64, timeout: Option<Duration>) -> bool {
+    let mut rx = c.progress.subscribe();
+    let fut = rx.wait_for(|p| p.exits > seen || p.removed);
+    match timeout {
+        Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+        None => fut.await.is_ok(),
+    }
+}
+
+/// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    let r = c.snapshot();
+    if !r.is_running() {
+        return Err(Error::not_modified());
+    }
+    let seen = c.progress.borrow().exits;
+    let sig = signal
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .or(r.config.stop_signal.clone())
+        .unwrap_or_else(|| "SIGTERM".into());
+    let t = timeout.or(r.config.stop_timeout).unwrap_or(10);
+    if r.state.status == status::PAUSED {
+        let _ = berth_runtime::Runtime::new(runtime_root_of(c)).resume(&c.id);
+    }
+    let sent = kill(c, Some(&sig)).await;
+    if sent.is_ok() && t != 0 {
+        let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
+        if wait_exit_after(c, seen, limit).await {
+            return Ok(());
+        }
+    }
+    if c.rec().is_running() {
+        let _ = kill(c, Some("SIGKILL")).await;
+        wait_exit_after(c, seen, None).await;
+    }
+    Ok(())
+}
+
+/// `DELETE /containers/{id}`.
+pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<()> {
+    let r = c.snapshot();
+    if r.is_running() {
+        if !force {
+            let what = if r.state.status == status::PAUSED {
+                "container is paused and must be unpaused first"
+            } else {
+                "container is running: stop the container before removing or force remove"
+            };
+            return Err(Error::conflict(format!(
+                "cannot remove container \"{}\": {what}",
+                r.name
+            )));
+        }
+        let seen = c.progress.borrow().exits;
+        kill(c, Some("SIGKILL")).await?;
+        wait_exit_after(c, seen, None).await;
+    }
+    let _op = c.op.lock().await;
+    if c.progress.borrow().removed {
+        return Ok(());
+    }
+    let dir = c.paths.dir.clone();
+    let run_dir = c.paths.run_dir.clone();
+    let rt = berth_runtime::Runtime::new(&d.runtime_root);
+    let id = c.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = rt.delete(&id, true);
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::remove_dir_all(&dir)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+    .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+    d.remove_handle(&c.id);
+    c.progress.send_modify(|p| p.removed = true);
+    Ok(())
+}
+
+/// `POST /containers/{id}/wait`: resolves with the exit code.
+pub async fn wait(c: &Arc<Container>, condition: &str) -> Result<i64> {
+    let mut rx = c.progress.subscribe();
+    let start: Progress = *rx.borrow();
+    match condition {
+        "" | "not-running" => {
+            if !c.rec().is_running() {
+                return Ok(c.rec().state.exit_code);
+            }
+            let _ = rx.wait_for(|p| p.exits > start.exits || p.removed).await;
+        }
+        "next-exit" => {
+            let _ = rx.wait_for(|p| p.exits > start.exits || p.removed).await;
+        }
+        "removed" => {
+            let _ = rx.wait_for(|p| p.removed).await;
+        }
+        other => {
+            return Err(Error::bad_request(format!(
+                "invalid condition: \"{other}\""
+            )))
+        }
+    }
+    Ok(c.rec().state.exit_code)
+}
+
+/// `POST /containers/{id}/restart`.
+pub async fn restart(d: &Arc<Daemon>, c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    match stop(c, signal, timeout).await {
+        Ok(()) | Err(Error(berth_api::ApiError { status: 304, .. })) => {}
+        Err(e) => return Err(e),
+    }
+    start(d, c).await
+}
+
+/// `POST /containers/{id}/pause` and `/unpause`.
+pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
+    let r = c.snapshot();
+    if !r.is_running() {
+        return Err(Error::conflict(format!("Container {} is not running", r.id)));
+    }
+    let paused = r.state.status == status::PAUSED;
+    if pause && paused {
+        return Err(Error::conflict(format!("Container {} is already paused", r.id)));
+    }
+    if !pause && !paused {
+        return Err(Error::conflict(format!("Container {} is not paused", r.id)));
+    }
+    let rt = berth_runtime::Runtime::new(&d.runtime_root);
+    let res = if pause { rt.pause(&c.id) } else { rt.resume(&c.id) };
+    res.map_err(|e| Error::internal(e.to_string()))?;
+    c.update(|r| {
+        r.state.status = if pause { status::PAUSED } else { status::RUNNING }.into();
+    })?;
+    Ok(())
+}
+
+/// `POST /containers/{id}/rename`.
+pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
+    if !crate::names::valid(new) {
+        return Err(Error::bad_request(format!(
+            "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let full = format!("/{}", new.trim_start_matches('/'));
+    if c.rec().name == full {
+        return Err(Error::conflict(format!(
+            "Renaming a container with the same name as its current name"
+        )));
+    }
+    if let Some(owner) = d.name_owner(&full) {
+        return Err(Error::conflict(format!(
+            "Conflict. The container name \"{full}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
+        )));
+    }
+    c.update(|r| r.name = full)?;
+    Ok(())
+}
+
+/// Load container records at boot and reconnect to live shims.
+pub async fn restore(d: &Arc<Daemon>) -> Result<()> {
+    let dir = d.cfg.data_root.join("containers");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let paths = d.paths(&id);
+        let rec: Record = match std::fs::read(paths.record())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(r) => r,
+            None => {
+                tracing::warn!("container {id}: unreadable record, skipped");
+                continue;
+            }
+        };
+        let running = rec.is_running();
+        let c = Arc::new(Container::new(rec, paths));
+        d.insert(c.clone());
+        if !running {
+            continue;
+        }
+        match shim::call(&c.paths.socket(), &Request::State).await {
+            Ok(reply) if reply.running => spawn_monitor(d.clone(), c.clone()),
+            _ => {
+                let exit = read_exit_file(&c).unwrap_or(ExitRecord {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: timefmt::now(),
+                    error: "the container's shim is gone and left no exit status".into(),
+                });
+                let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+                on_exit(d, &c, exit).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_signals() {
+        assert_eq!(parse_size("10m").unwrap(), 10 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("ten").is_err());
+        assert_eq!(signal_number("TERM").unwrap(), 15);
+        assert_eq!(signal_number("SIGKILL").unwrap(), 9);
+        assert_eq!(signal_number("2").unwrap(), 2);
+        assert!(signal_number("BOGUS").is_err());
+        assert_eq!(display_ref("busybox"), "busybox:latest");
+        assert_eq!(display_ref("127.0.0.1:5000/x"), "127.0.0.1:5000/x:latest");
+        assert_eq!(display_ref("a:b"), "a:b");
+    }
+}

@@ -1,0 +1,122 @@
+//! Containers: the persisted record, its live runtime handle, and the lifecycle operations.
+
+pub mod attach;
+pub mod exec;
+pub mod lifecycle;
+pub mod logs;
+pub mod shim;
+pub mod spec;
+
+use berth_api::container::{Config, HostConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Container status strings as the Engine API spells them.
+pub mod status {
+    pub const CREATED: &str = "created";
+    pub const RUNNING: &str = "running";
+    pub const PAUSED: &str = "paused";
+    pub const RESTARTING: &str = "restarting";
+    pub const EXITED: &str = "exited";
+    pub const DEAD: &str = "dead";
+}
+
+/// What is persisted in `containers/<id>/container.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// With the leading '/'.
+    pub name: String,
+    pub created: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: String,
+    pub config: Config,
+    pub host_config: HostConfig,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: StateRecord,
+    #[serde(default)]
+    pub restart_count: i64,
+    #[serde(default)]
+    pub shim_pid: i32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub status: String,
+    pub pid: i32,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+impl Record {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.state.status.as_str(),
+            status::RUNNING | status::PAUSED | status::RESTARTING
+        )
+    }
+    pub fn bare_name(&self) -> &str {
+        self.name.trim_start_matches('/')
+    }
+}
+
+/// Where a container's files live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(data_root: &Path, exec_root: &Path, id: &str) -> Paths {
+        Paths {
+            dir: data_root.join("containers").join(id),
+            run_dir: exec_root.join("c").join(id),
+        }
+    }
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join(format!(
+            "{}-json.log",
+            self.dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
+    }
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("shim.sock")
+    }
+}

@@ -1,0 +1,661 @@
+//! Turns a container record and its image into an OCI runtime config.json the way Docker does:
+//! namespaces, default mounts and devices, masked paths, capabilities, seccomp, user and
+//! resources, plus the overlay annotation that makes berth-runtime mount the root inside the
+//! container's own mount namespace.
+
+use super::{Paths, Record};
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+static SECCOMP_DEFAULT: &[u8] = include_bytes!("../../data/seccomp-default.json");
+
+/// Every capability the kernel knows, for --privileged and --cap-add ALL.
+fn all_caps() -> Vec<String> {
+    const ALL: &[&str] = &[
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    ALL.iter().map(|c| format!("CAP_{c}")).collect()
+}
+
+/// Normalize a user-given capability name ("net_admin", "CAP_NET_ADMIN", "ALL").
+fn cap_name(s: &str) -> Result<String> {
+    let up = s.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if all_caps().contains(&full) {
+        Ok(full)
+    } else {
+        Err(Error::bad_request(format!("invalid capability: {s}")))
+    }
+}
+
+/// The effective capability list for the container.
+pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>> {
+    if privileged {
+        return Ok(all_caps());
+    }
+    let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
+    let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
+        all_caps()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+    };
+    if drop.iter().any(|c| c == "ALL") {
+        caps.clear();
+    }
+    caps.retain(|c| !drop.contains(c));
+    for c in add {
+        if c != "ALL" && !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    Ok(caps)
+}
+
+/// A resolved `-u`: uid, gid, supplementary groups and home directory.
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Read a file of the container's root as the overlay would show it: upper first, then lowers.
+pub fn read_root_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> Option<String> {
+    std::iter::once(upper)
+        .chain(lowers.iter().map(PathBuf::as_path))
+        .find_map(|d| std::fs::read_to_string(d.join(rel)).ok())
+}
+
+/// Resolve `user` ("", "name", "uid", "name:group", "uid:gid") against the image's passwd/group.
+pub fn resolve_user(user: &str, passwd: Option<&str>, group: Option<&str>) -> Result<User> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let u = if u.is_empty() { "0" } else { u };
+    let entries: Vec<Vec<&str>> = passwd
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let found = entries
+        .iter()
+        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let (uid, mut gid, home, name) = match (found, u.parse::<u32>()) {
+        (Some(f), _) => (
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+            f[5].to_string(),
+            f[0].to_string(),
+        ),
+        (None, Ok(n)) => (n, 0, "/".to_string(), String::new()),
+        (None, Err(_)) => {
+            return Err(Error::bad_request(format!(
+                "unable to find user {u}: no matching entries in passwd file"
+            )))
+        }
+    };
+    let groups_file: Vec<Vec<&str>> = group
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups_file
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
+                })?,
+        };
+    }
+    let mut groups = vec![gid];
+    if !name.is_empty() {
+        for f in &groups_file {
+            if f[3].split(',').any(|m| m == name) {
+                if let Ok(n) = f[2].parse::<u32>() {
+                    if !groups.contains(&n) {
+                        groups.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(User {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+/// Merge image env with container env (container wins) and add Docker's defaults.
+pub fn environment(image_env: &[String], env: &[String], hostname: &str, tty: bool, home: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let set = |kv: &str, out: &mut Vec<String>| {
+        let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
+        out.retain(|e| e.split_once('=').map(|(k, _)| k).unwrap_or(e) != key);
+        out.push(kv.to_string());
+    };
+    let mut base = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    if tty {
+        base.push("TERM=xterm".into());
+    }
+    for kv in base.iter().chain(image_env).chain(env) {
+        if kv.contains('=') {
+            set(kv, &mut out);
+        }
+    }
+    if !out.iter().any(|e| e.starts_with("HOME=")) {
+        out.push(format!("HOME={home}"));
+    }
+    out
+}
+
+/// The command: entrypoint + cmd, where the container's values override the image's.
+pub fn command(rec: &Record, image: &oci_spec::image::Config) -> Result<Vec<String>> {
+    let entrypoint = match &rec.config.entrypoint {
+        Some(e) => e.clone(),
+        None => image.entrypoint().clone().unwrap_or_default(),
+    };
+    let cmd = match &rec.config.cmd {
+        Some(c) => c.clone(),
+        None if rec.config.entrypoint.is_none() => image.cmd().clone().unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(Error::bad_request("no command specified"));
+    }
+    Ok(argv)
+}
+
+fn bind_mount(src: &Path, dst: &str, ro: bool) -> Value {
+    let mut opts = vec!["rbind", "rprivate"];
+    if ro {
+        opts.push("ro");
+    }
+    json!({"destination": dst, "type": "bind", "source": src, "options": opts})
+}
+
+/// Parse `-v /host:/ctr[:ro|rw]` bind specs (named volumes come with the volumes issue).
+fn binds(rec: &Record) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for b in rec.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => return Err(Error::bad_request(format!("invalid volume specification: '{b}'"))),
+        };
+        if !src.starts_with('/') {
+            return Err(Error::bad_request(format!(
+                "invalid volume specification: '{b}': named volumes are not supported yet"
+            )));
+        }
+        if !dst.starts_with('/') {
+            return Err(Error::bad_request(format!(
+                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
+            )));
+        }
+        let ro = mode.split(',').any(|m| m == "ro");
+        if !Path::new(src).exists() {
+            std::fs::create_dir_all(src)?;
+        }
+        out.push(bind_mount(Path::new(src), dst, ro));
+    }
+    for (dst, opts) in rec.host_config.tmpfs.iter().flatten() {
+        let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
+        out.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
+    }
+    Ok(out)
+}
+
+/// Docker's default device cgroup rules.
+fn device_rules(privileged: bool) -> Value {
+    if privileged {
+        return json!([{"allow": true, "access": "rwm"}]);
+    }
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for (t, maj, min) in [
+        ("c", -1, -1),
+        ("b", -1, -1),
+    ] {
+        rules.push(json!({"allow": true, "type": t, "major": maj, "minor": min, "access": "m"}));
+    }
+    for (maj, min) in [(1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (5, 2), (10, 200)] {
+        rules.push(json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rwm"}));
+    }
+    rules.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    Value::Array(rules)
+}
+
+fn resources(rec: &Record) -> Value {
+    let h = &rec.host_config;
+    let mut r = serde_json::Map::new();
+    r.insert("devices".into(), device_rules(h.privileged));
+    let mut mem = serde_json::Map::new();
+    if h.memory > 0 {
+        mem.insert("limit".into(), json!(h.memory));
+    }
+    if h.memory_reservation > 0 {
+        mem.insert("reservation".into(), json!(h.memory_reservation));
+    }
+    if h.memory_swap != 0 {
+        mem.insert("swap".into(), json!(h.memory_swap));
+    } else if h.memory > 0 {
+        // Docker: unset swap means swap = 2 x memory.
+        mem.insert("swap".into(), json!(h.memory * 2));
+    }
+    if let Some(true) = h.oom_kill_disable {
+        mem.insert("disableOOMKiller".into(), json!(true));
+    }
+    if !mem.is_empty() {
+        r.insert("memory".into(), Value::Object(mem));
+    }
+    let mut cpu = serde_json::Map::new();
+    if h.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(h.cpu_shares));
+    }
+    if h.nano_cpus > 0 {
+        cpu.insert("period".into(), json!(100_000));
+        cpu.insert("quota".into(), json!(h.nano_cpus * 100_000 / 1_000_000_000));
+    } else {
+        if h.cpu_period > 0 {
+            cpu.insert("period".into(), json!(h.cpu_period));
+        }
+        if h.cpu_quota > 0 {
+            cpu.insert("quota".into(), json!(h.cpu_quota));
+        }
+    }
+    if !h.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(h.cpuset_cpus));
+    }
+    if !h.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), json!(h.cpuset_mems));
+    }
+    if !cpu.is_empty() {
+        r.insert("cpu".into(), Value::Object(cpu));
+    }
+    if let Some(p) = h.pids_limit.filter(|p| *p > 0) {
+        r.insert("pids".into(), json!({"limit": p}));
+    }
+    if h.blkio_weight > 0 {
+        r.insert("blockIO".into(), json!({"weight": h.blkio_weight}));
+    }
+    Value::Object(r)
+}
+
+/// Options from --security-opt.
+struct SecurityOpts {
+    seccomp: Option<Vec<u8>>,
+    no_new_privileges: bool,
+}
+
+fn security_opts(rec: &Record) -> Result<SecurityOpts> {
+    let mut o = SecurityOpts {
+        seccomp: if rec.host_config.privileged {
+            None
+        } else {
+            Some(SECCOMP_DEFAULT.to_vec())
+        },
+        no_new_privileges: false,
+    };
+    for opt in rec.host_config.security_opt.iter().flatten() {
+        let (k, v) = opt
+            .split_once(['=', ':'])
+            .map(|(k, v)| (k, Some(v)))
+            .unwrap_or((opt.as_str(), None));
+        match (k, v) {
+            ("seccomp", Some("unconfined")) => o.seccomp = None,
+            ("seccomp", Some(profile)) => {
+                if profile.trim_start().starts_with('{') {
+                    o.seccomp = Some(profile.as_bytes().to_vec());
+                } else {
+                    o.seccomp = Some(std::fs::read(profile).map_err(|e| {
+                        Error::bad_request(format!("opening seccomp profile ({profile}) failed: {e}"))
+                    })?);
+                }
+            }
+            ("no-new-privileges", None | Some("true")) => o.no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => o.no_new_privileges = false,
+            ("apparmor" | "label", _) => {}
+            _ => {
+                return Err(Error::bad_request(format!(
+                    "invalid --security-opt: {opt:?}"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker.
+fn rlimits(rec: &Record) -> Result<Vec<Value>> {
+    let mut out: Vec<Value> = Vec::new();
+    for u in rec.host_config.ulimits.iter().flatten() {
+        let name = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
+        out.retain(|r| r["type"] != name.as_str());
+        out.push(json!({"type": name, "hard": u.hard, "soft": u.soft}));
+    }
+    Ok(out)
+}
+
+/// Everything needed to start the container, written into its directory.
+pub struct Built {
+    pub spec: Value,
+    pub hostname: String,
+}
+
+/// Build config.json for `rec` with the image's config and layers (top first).
+pub fn build(
+    rec: &Record,
+    paths: &Paths,
+    image: &oci_spec::image::Config,
+    layers: &[PathBuf],
+) -> Result<Built> {
+    let h = &rec.host_config;
+    let hostname = if rec.config.hostname.is_empty() {
+        rec.short_id().to_string()
+    } else {
+        rec.config.hostname.clone()
+    };
+    let upper = paths.upper();
+    let user_spec = if rec.config.user.is_empty() {
+        image.user().clone().unwrap_or_default()
+    } else {
+        rec.config.user.clone()
+    };
+    let passwd = read_root_file(&upper, layers, "etc/passwd");
+    let group = read_root_file(&upper, layers, "etc/group");
+    let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    let argv = command(rec, image)?;
+    let image_env = image.env().clone().unwrap_or_default();
+    let env = environment(
+        &image_env,
+        rec.config.env.as_deref().unwrap_or(&[]),
+        &hostname,
+        rec.config.tty,
+        &user.home,
+    );
+    let cwd = if !rec.config.working_dir.is_empty() {
+        rec.config.working_dir.clone()
+    } else {
+        image.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+    };
+    let caps = capabilities(
+        h.privileged,
+        h.cap_add.as_deref().unwrap_or(&[]),
+        h.cap_drop.as_deref().unwrap_or(&[]),
+    )?;
+    let sec = security_opts(rec)?;
+    let seccomp = match &sec.seccomp {
+        Some(profile) => Some(
+            serde_json::to_value(
+                berth_runtime::docker_seccomp_to_oci(profile, &caps)
+                    .map_err(|e| Error::bad_request(format!("seccomp profile: {e}")))?,
+            )
+            .map_err(|e| Error::internal(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    match h.network_mode.as_str() {
+        "host" => {}
+        _ => namespaces.push(json!({"type": "network"})),
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if h.privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if h.privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
+        bind_mount(&paths.resolv_conf(), "/etc/resolv.conf", false),
+        bind_mount(&paths.hostname(), "/etc/hostname", false),
+        bind_mount(&paths.hosts(), "/etc/hosts", false),
+    ];
+    mounts.extend(binds(rec)?);
+    let lower = layers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let overlay = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        paths.work().display()
+    );
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": format!("/berth/{}", rec.id),
+        "resources": resources(rec),
+        "maskedPaths": if h.privileged { json!([]) } else { json!(h.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect())) },
+        "readonlyPaths": if h.privileged { json!([]) } else { json!(h.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect())) },
+    });
+    if let Some(s) = seccomp {
+        linux["seccomp"] = s;
+    }
+    if let Some(sysctls) = &h.sysctls {
+        linux["sysctl"] = json!(sysctls);
+    }
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": rec.config.tty,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.groups},
+            "args": argv,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": rlimits(rec)?,
+            "noNewPrivileges": sec.no_new_privileges,
+            "oomScoreAdj": h.oom_score_adj,
+        },
+        "root": {"path": paths.rootfs(), "readonly": h.readonly_rootfs},
+        "hostname": hostname,
+        "mounts": mounts,
+        "annotations": {"berth.overlay": overlay},
+        "linux": linux,
+    });
+    Ok(Built { spec, hostname })
+}
+
+/// The OCI process for an exec in a running container.
+pub fn exec_process(
+    rec: &Record,
+    ec: &berth_api::exec::ExecConfig,
+    root: &Path,
+) -> Result<oci_spec::runtime::Process> {
+    let h = &rec.host_config;
+    let user_spec = if ec.user.is_empty() {
+        rec.config.user.clone()
+    } else {
+        ec.user.clone()
+    };
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok();
+    let group = std::fs::read_to_string(root.join("etc/group")).ok();
+    let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    let base_env = rec.config.env.clone().unwrap_or_default();
+    let env = environment(
+        &base_env,
+        ec.env.as_deref().unwrap_or(&[]),
+        &rec.config.hostname,
+        ec.tty,
+        &user.home,
+    );
+    let caps = capabilities(
+        h.privileged || ec.privileged,
+        h.cap_add.as_deref().unwrap_or(&[]),
+        h.cap_drop.as_deref().unwrap_or(&[]),
+    )?;
+    let cwd = if !ec.working_dir.is_empty() {
+        ec.working_dir.clone()
+    } else if !rec.config.working_dir.is_empty() {
+        rec.config.working_dir.clone()
+    } else {
+        "/".to_string()
+    };
+    let args = ec.cmd.clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(Error::bad_request("No exec command specified"));
+    }
+    let p = json!({
+        "terminal": ec.tty,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.groups},
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": security_opts(rec)?.no_new_privileges,
+    });
+    serde_json::from_value(p).map_err(|e| Error::internal(format!("exec process: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_add_drop() {
+        let c = capabilities(false, &["net_admin".into()], &["CAP_KILL".into()]).unwrap();
+        assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!c.contains(&"CAP_KILL".to_string()));
+        assert_eq!(capabilities(false, &[], &["ALL".into()]).unwrap().len(), 0);
+        assert!(capabilities(false, &["bogus".into()], &[]).is_err());
+        assert!(capabilities(true, &[], &[]).unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+    }
+
+    #[test]
+    fn users() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n";
+        let group = "root:x:0:\nnogroup:x:65534:\nwheel:x:10:nobody\n";
+        let u = resolve_user("nobody", Some(passwd), Some(group)).unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (65534, 65534, "/home"));
+        assert_eq!(u.groups, vec![65534, 10]);
+        let u = resolve_user("1000:wheel", Some(passwd), Some(group)).unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 10));
+        assert!(resolve_user("ghost", Some(passwd), Some(group)).is_err());
+        let u = resolve_user("", Some(passwd), None).unwrap();
+        assert_eq!((u.uid, u.home.as_str()), (0, "/root"));
+    }
+
+    #[test]
+    fn env_merge() {
+        let e = environment(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "B=3".into()],
+            "h",
+            false,
+            "/root",
+        );
+        assert_eq!(e, vec!["HOSTNAME=h", "PATH=/bin", "A=2", "B=3", "HOME=/root"]);
+    }
+}

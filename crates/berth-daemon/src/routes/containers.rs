@@ -1,0 +1,502 @@
+//! Container endpoints: create, list, inspect, lifecycle verbs, wait, attach and logs.
+
+use super::St;
+use crate::container::attach::{self, End};
+use crate::container::{lifecycle, logs, shim, status, Record};
+use crate::error::{Error, Result};
+use crate::server::RequestVersion;
+use crate::util::{json, json_body, no_content, Query};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use berth_api::container::{
+    CreateRequest, CreateResponse, Inspect, PortSummary, State as ApiState, Summary,
+    SummaryHostConfig, WaitResponse,
+};
+use berth_api::timefmt;
+use berth_shim::protocol::Request as ShimRequest;
+use std::time::SystemTime;
+
+pub async fn create(State(d): St, RawQuery(q): RawQuery, body: Bytes) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let req: CreateRequest = json_body(&body)?;
+    let (id, warnings) = lifecycle::create(&d, q.get("name"), req).await?;
+    Ok(json(201, &CreateResponse { id, warnings }))
+}
+
+fn since(ts: &str) -> Option<std::time::Duration> {
+    timefmt::parse(ts).and_then(|t| SystemTime::now().duration_since(t).ok())
+}
+
+/// The `Status` column of `docker ps`.
+fn status_text(r: &Record) -> String {
+    let ago = |ts: &str| since(ts).map(timefmt::human_duration).unwrap_or_default();
+    match r.state.status.as_str() {
+        status::RUNNING => format!("Up {}", ago(&r.state.started_at)),
+        status::PAUSED => format!("Up {} (Paused)", ago(&r.state.started_at)),
+        status::RESTARTING => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            ago(&r.state.finished_at)
+        ),
+        status::EXITED => {
+            if r.state.finished_at == timefmt::ZERO {
+                "Created".into()
+            } else {
+                format!(
+                    "Exited ({}) {} ago",
+                    r.state.exit_code,
+                    ago(&r.state.finished_at)
+                )
+            }
+        }
+        status::CREATED => "Created".into(),
+        other => other.to_string(),
+    }
+}
+
+fn created_unix(r: &Record) -> i64 {
+    timefmt::parse(&r.created)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn command_line(r: &Record) -> String {
+    std::iter::once(r.path.clone())
+        .chain(r.args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `r` passes the `docker ps --filter` set.
+fn matches(r: &Record, f: &std::collections::HashMap<String, Vec<String>>, d: &crate::state::Daemon) -> Result<bool> {
+    for (k, vals) in f {
+        if vals.is_empty() {
+            continue;
+        }
+        let ok = match k.as_str() {
+            "status" => vals.iter().any(|v| *v == r.state.status),
+            "name" => vals.iter().any(|v| r.bare_name().contains(v.trim_start_matches('/'))),
+            "id" => vals.iter().any(|v| r.id.starts_with(v)),
+            "label" => vals.iter().all(|v| {
+                let labels = r.config.labels.clone().unwrap_or_default();
+                match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+                    None => labels.contains_key(v),
+                }
+            }),
+            "exited" => {
+                r.state.status == status::EXITED
+                    && vals.iter().any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
+            }
+            "ancestor" => vals.iter().any(|v| {
+                r.image == *v
+                    || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
+            }),
+            "before" | "since" => {
+                let other = d.find(&vals[0])?.snapshot();
+                if k == "before" {
+                    r.created < other.created
+                } else {
+                    r.created > other.created
+                }
+            }
+            other => {
+                return Err(Error::bad_request(format!(
+                    "invalid filter '{other}'"
+                )))
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn network_settings(r: &Record) -> serde_json::Value {
+    let mode = r.host_config.network_mode.clone();
+    serde_json::json!({
+        "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() },
+        "Ports": {}, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": { mode: {"IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null} }
+    })
+}
+
+pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let all = q.bool("all");
+    let filters = q.filters()?;
+    let limit = q.int("limit")?.filter(|l| *l > 0);
+    let mut recs: Vec<Record> = d.all().iter().map(|c| c.snapshot()).collect();
+    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    let mut out = Vec::new();
+    for r in recs {
+        let listed_by_default = r.is_running();
+        if !all && limit.is_none() && !listed_by_default && !filters.contains_key("status") && !filters.contains_key("exited") {
+            continue;
+        }
+        if !matches(&r, &filters, &d)? {
+            continue;
+        }
+        let size = if q.bool("size") {
+            Some(dir_size(&d.paths(&r.id).upper()) as i64)
+        } else {
+            None
+        };
+        out.push(Summary {
+            id: r.id.clone(),
+            names: vec![r.name.clone()],
+            image: r.image.clone(),
+            image_id: r.image_id.clone(),
+            command: command_line(&r),
+            created: created_unix(&r),
+            ports: Vec::<PortSummary>::new(),
+            size_rw: size,
+            size_root_fs: size.map(|s| s + d.images.get(&r.image_id).map(|i| i.size as i64).unwrap_or(0)),
+            labels: r.config.labels.clone().unwrap_or_default(),
+            state: r.state.status.clone(),
+            status: status_text(&r),
+            host_config: SummaryHostConfig {
+                network_mode: r.host_config.network_mode.clone(),
+            },
+            network_settings: serde_json::json!({"Networks": network_settings(&r)["Networks"]}),
+            mounts: Vec::new(),
+        });
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    Ok(json(200, &out))
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+pub fn inspect_record(d: &crate::state::Daemon, c: &crate::state::Container, size: bool) -> Inspect {
+    let r = c.snapshot();
+    let p = &c.paths;
+    let (size_rw, size_root) = if size {
+        let rw = dir_size(&p.upper()) as i64;
+        (Some(rw), Some(rw + d.images.get(&r.image_id).map(|i| i.size as i64).unwrap_or(0)))
+    } else {
+        (None, None)
+    };
+    let layers = d.images.rootfs_layers(&r.image_id).unwrap_or_default();
+    Inspect {
+        id: r.id.clone(),
+        created: r.created.clone(),
+        path: r.path.clone(),
+        args: r.args.clone(),
+        state: ApiState {
+            status: r.state.status.clone(),
+            running: r.is_running(),
+            paused: r.state.status == status::PAUSED,
+            restarting: r.state.status == status::RESTARTING,
+            oom_killed: r.state.oom_killed,
+            dead: r.state.status == status::DEAD,
+            pid: i64::from(r.state.pid),
+            exit_code: r.state.exit_code,
+            error: r.state.error.clone(),
+            started_at: r.state.started_at.clone(),
+            finished_at: r.state.finished_at.clone(),
+            health: None,
+        },
+        image: r.image_id.clone(),
+        resolv_conf_path: p.resolv_conf().display().to_string(),
+        hostname_path: p.hostname().display().to_string(),
+        hosts_path: p.hosts().display().to_string(),
+        log_path: p.log().display().to_string(),
+        name: r.name.clone(),
+        restart_count: r.restart_count,
+        driver: "overlay2".into(),
+        platform: "linux".into(),
+        mount_label: String::new(),
+        process_label: String::new(),
+        app_armor_profile: String::new(),
+        exec_ids: None,
+        host_config: r.host_config.clone(),
+        graph_driver: serde_json::json!({"Name": "overlay2", "Data": {
+            "LowerDir": layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":"),
+            "UpperDir": p.upper(), "WorkDir": p.work(), "MergedDir": p.rootfs(),
+        }}),
+        size_rw,
+        size_root_fs: size_root,
+        mounts: Vec::new(),
+        config: r.config.clone(),
+        network_settings: network_settings(&r),
+    }
+}
+
+pub async fn inspect(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    Ok(json(200, &inspect_record(&d, &c, q.bool("size"))))
+}
+
+pub async fn start(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let c = d.find(&id)?;
+    lifecycle::start(&d, &c).await?;
+    Ok(no_content())
+}
+
+pub async fn stop(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    lifecycle::stop(&c, q.get("signal"), q.int("t")?).await?;
+    Ok(no_content())
+}
+
+pub async fn restart(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    lifecycle::restart(&d, &c, q.get("signal"), q.int("t")?).await?;
+    Ok(no_content())
+}
+
+pub async fn kill(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    lifecycle::kill(&c, q.get("signal")).await?;
+    Ok(no_content())
+}
+
+pub async fn pause(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let c = d.find(&id)?;
+    lifecycle::pause(&d, &c, true)?;
+    Ok(no_content())
+}
+
+pub async fn unpause(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let c = d.find(&id)?;
+    lifecycle::pause(&d, &c, false)?;
+    Ok(no_content())
+}
+
+pub async fn rename(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    lifecycle::rename(&d, &c, q.get("name").unwrap_or(""))?;
+    Ok(no_content())
+}
+
+pub async fn remove(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    lifecycle::remove(&d, &c, q.bool("force")).await?;
+    Ok(no_content())
+}
+
+pub async fn resize(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
+    if !c.rec().is_running() {
+        return Err(Error::conflict(format!("Container {} is not running", c.id)));
+    }
+    shim::call(
+        &c.paths.socket(),
+        &ShimRequest::Resize {
+            exec_id: None,
+            width: u16::try_from(w).unwrap_or(0),
+            height: u16::try_from(h).unwrap_or(0),
+        },
+    )
+    .await?;
+    Ok(json(200, &serde_json::json!({})))
+}
+
+/// `/wait`: the 200 headers go out at once; the body comes when the condition holds.
+pub async fn wait(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let condition = q.get("condition").unwrap_or("").to_string();
+    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(Error::bad_request(format!("invalid condition: \"{condition}\"")));
+    }
+    let fut = async move {
+        let body = match lifecycle::wait(&c, &condition).await {
+            Ok(code) => WaitResponse {
+                error: None,
+                status_code: code,
+            },
+            Err(e) => WaitResponse {
+                error: Some(berth_api::container::WaitError { message: e.0.message }),
+                status_code: -1,
+            },
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(
+            serde_json::to_string(&body).unwrap_or_default() + "\n",
+        ))
+    };
+    let body = Body::from_stream(futures_util::stream::once(fut));
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let o = logs::Options {
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        follow: q.bool("follow"),
+        timestamps: q.bool("timestamps"),
+        tail: q.get("tail").and_then(|t| t.parse().ok()),
+        since: q.get("since").and_then(logs::parse_unix),
+        until: q.get("until").and_then(logs::parse_unix),
+        tty: c.rec().config.tty,
+    };
+    if !o.stdout && !o.stderr {
+        return Err(Error::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(logs::stream(c.clone(), o.clone(), tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(Bytes::from(b)), rx))
+    });
+    let ctype = if o.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, ctype)], Body::from_stream(stream)).into_response())
+}
+
+/// `POST /containers/{id}/attach`: hijack the connection and stream the main process.
+pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery, mut req: Request) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let r = c.snapshot();
+    let detach = match q.get("detachKeys").filter(|s| !s.is_empty()) {
+        Some(k) => attach::parse_detach_keys(k).map_err(Error::bad_request)?,
+        None => attach::DEFAULT_DETACH.to_vec(),
+    };
+    if !q.bool("stream") && !q.bool("logs") {
+        return Err(Error::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let want_stdin = q.bool("stdin") && r.config.open_stdin;
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    let version = req
+        .extensions()
+        .get::<RequestVersion>()
+        .map(|v| v.0)
+        .unwrap_or(berth_api::version::ApiVersion::max());
+    let upgrade = attach::wants_upgrade(&req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    // Register for the next start now, so output from the very first instruction is seen.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let running = r.is_running();
+    if !running {
+        c.pending_attach
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+    }
+    let tty = r.config.tty;
+    let socket = c.paths.socket();
+    let shim_req = ShimRequest::Attach {
+        stdin: want_stdin,
+        stdout,
+        stderr,
+    };
+    if !upgrade {
+        // Output only, as a plain streaming body.
+        let (btx, brx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        tokio::spawn(async move {
+            let (socket, ack) = if running {
+                (socket, None)
+            } else {
+                match rx.await {
+                    Ok((s, ack)) => (s, Some(ack)),
+                    Err(_) => return,
+                }
+            };
+            let Ok((_, mut stream)) = shim::open(&socket, &shim_req).await else {
+                return;
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+            let mut dec = berth_api::stdcopy::Decoder::default();
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                dec.feed(&buf[..n]);
+                while let Ok(Some((s, p))) = dec.next_frame() {
+                    if s == berth_api::stdcopy::SYSTEM {
+                        return;
+                    }
+                    let chunk = if tty { p } else { berth_api::stdcopy::frame(s, &p) };
+                    if btx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(brx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::convert::Infallible>(Bytes::from(b)), rx))
+        });
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/vnd.docker.raw-stream")],
+            Body::from_stream(stream),
+        )
+            .into_response());
+    }
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let (socket, ack) = if running {
+            (socket, None)
+        } else {
+            match rx.await {
+                Ok((s, ack)) => (s, Some(ack)),
+                Err(_) => return,
+            }
+        };
+        let stream = match shim::open(&socket, &shim_req).await {
+            Ok((_, s)) => s,
+            Err(_) => return,
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+        match attach::pump(io, stream, tty, want_stdin, detach, |_| {}).await {
+            End::Exited | End::Detached => {}
+        }
+    });
+    let multiplexed = !tty && version >= berth_api::version::ApiVersion(1, 42);
+    Ok(attach::upgrade_response(multiplexed))
+}

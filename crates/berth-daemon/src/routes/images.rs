@@ -1,0 +1,425 @@
+//! Image endpoints: list, inspect, history, tag, remove, prune, import, load/save and commit.
+
+use super::St;
+use crate::error::{Error, Result};
+use crate::state::Daemon;
+use crate::util::{json, Query};
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use berth_api::image::{DeleteItem, HistoryItem, Inspect, RootFs, Summary};
+use berth_api::system::JsonMessage;
+use http_body_util::BodyExt;
+use std::io::Write;
+use std::sync::Arc;
+
+fn unix(ts: Option<&str>) -> i64 {
+    ts.and_then(berth_api::timefmt::parse)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn labels(img: &berth_image::Image) -> std::collections::BTreeMap<String, String> {
+    img.config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let filters = q.filters()?;
+    let images = d.images.list()?;
+    let mut out = Vec::new();
+    for img in images {
+        let mut keep = true;
+        for (k, vals) in &filters {
+            keep &= match k.as_str() {
+                "dangling" => vals.iter().all(|v| {
+                    let dangling = img.repo_tags.is_empty();
+                    if v == "true" || v == "1" {
+                        dangling
+                    } else {
+                        !dangling
+                    }
+                }),
+                "reference" => vals.iter().any(|pat| {
+                    img.repo_tags.iter().any(|t| reference_matches(pat, t))
+                }),
+                "label" => vals.iter().all(|v| {
+                    let l = labels(&img);
+                    match v.split_once('=') {
+                        Some((k, val)) => l.get(k).is_some_and(|x| x == val),
+                        None => l.contains_key(v),
+                    }
+                }),
+                "before" | "since" => {
+                    let other = d.images.get(&vals[0])?;
+                    let (a, b) = (unix(img.created.as_deref()), unix(other.created.as_deref()));
+                    if k == "before" {
+                        a < b
+                    } else {
+                        a > b
+                    }
+                }
+                other => return Err(Error::bad_request(format!("invalid filter '{other}'"))),
+            };
+        }
+        if !keep {
+            continue;
+        }
+        let containers = d
+            .all()
+            .iter()
+            .filter(|c| c.rec().image_id == img.id)
+            .count() as i64;
+        out.push(Summary {
+            id: img.id.clone(),
+            parent_id: img.parent.clone().unwrap_or_default(),
+            repo_tags: img.repo_tags.clone(),
+            repo_digests: img.repo_digests.clone(),
+            created: unix(img.created.as_deref()),
+            size: img.size as i64,
+            shared_size: -1,
+            virtual_size: img.size as i64,
+            labels: labels(&img),
+            containers,
+        });
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created));
+    Ok(json(200, &out))
+}
+
+/// Docker's `reference` filter: a glob on the name, optionally with a tag.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let (name, t) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let (pname, ptag) = match pattern.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t)),
+        _ => (pattern, None),
+    };
+    glob(pname, name) && ptag.is_none_or(|p| glob(p, t))
+}
+
+fn glob(p: &str, s: &str) -> bool {
+    match p.split_once('*') {
+        None => p == s,
+        Some((pre, rest)) => {
+            if !s.starts_with(pre) {
+                return false;
+            }
+            let s = &s[pre.len()..];
+            (0..=s.len()).any(|i| s.is_char_boundary(i) && !s[..i].contains('/') && glob(rest, &s[i..]))
+        }
+    }
+}
+
+fn inspect(img: &berth_image::Image) -> Inspect {
+    let cfg = img.config.config().clone().unwrap_or_default();
+    let config = berth_api::container::Config {
+        user: cfg.user().clone().unwrap_or_default(),
+        env: cfg.env().clone(),
+        cmd: cfg.cmd().clone(),
+        entrypoint: cfg.entrypoint().clone(),
+        working_dir: cfg.working_dir().clone().unwrap_or_default(),
+        labels: cfg.labels().clone().map(|l| l.into_iter().collect()),
+        stop_signal: cfg.stop_signal().clone(),
+        exposed_ports: cfg.exposed_ports().clone().map(|p| {
+            p.into_iter()
+                .map(|k| (k, berth_api::container::Empty {}))
+                .collect()
+        }),
+        volumes: cfg.volumes().clone().map(|v| {
+            v.into_iter()
+                .map(|k| (k, berth_api::container::Empty {}))
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let comment = img
+        .config
+        .history()
+        .as_ref()
+        .and_then(|h| h.last())
+        .and_then(|h| h.comment().clone())
+        .unwrap_or_default();
+    Inspect {
+        id: img.id.clone(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: img.repo_digests.clone(),
+        parent: img.parent.clone().unwrap_or_default(),
+        comment,
+        created: img.created.clone().unwrap_or_default(),
+        docker_version: String::new(),
+        author: img.config.author().clone().unwrap_or_default(),
+        config,
+        architecture: img.config.architecture().to_string(),
+        os: img.config.os().to_string(),
+        size: img.size as i64,
+        virtual_size: img.size as i64,
+        graph_driver: serde_json::json!({"Name": "overlay2", "Data": null}),
+        root_fs: RootFs {
+            kind: "layers".into(),
+            layers: img.layers.clone(),
+        },
+        metadata: serde_json::json!({"LastTagTime": "0001-01-01T00:00:00Z"}),
+    }
+}
+
+/// `/images/{name}/...`: names contain slashes, so the action is taken from the path's end.
+pub async fn by_name(State(d): St, method: Method, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let path = req.uri().path().to_string();
+    let rest = path.trim_start_matches("/images/");
+    let rest = crate::util::decode(rest);
+    let (name, action) = match rest.rsplit_once('/') {
+        Some((n, a)) if matches!(a, "json" | "history" | "tag" | "get" | "push") => (n.to_string(), a),
+        _ => (rest.clone(), ""),
+    };
+    match (method, action) {
+        (Method::GET, "json") => Ok(json(200, &inspect(&d.images.get(&name)?))),
+        (Method::GET, "history") => {
+            let h: Vec<HistoryItem> = d
+                .images
+                .history(&name)?
+                .into_iter()
+                .map(|h| HistoryItem {
+                    id: h.id,
+                    created: h.created,
+                    created_by: h.created_by,
+                    tags: Some(h.tags),
+                    size: h.size,
+                    comment: h.comment,
+                })
+                .collect();
+            Ok(json(200, &h))
+        }
+        (Method::POST, "tag") => {
+            let repo = q.get("repo").unwrap_or("");
+            if repo.is_empty() {
+                return Err(Error::bad_request("repository name must have at least one component"));
+            }
+            let target = match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.to_string(),
+            };
+            d.images.tag(&name, &target)?;
+            Ok((axum::http::StatusCode::CREATED, "").into_response())
+        }
+        (Method::GET, "get") => save(d, vec![name]).await,
+        (Method::DELETE, "") => {
+            let force = q.bool("force");
+            let dd = d.clone();
+            let items = tokio::task::spawn_blocking(move || {
+                let in_use = |id: &str| dd.image_in_use(id).is_some_and(|(_, running)| running || !force);
+                dd.images.delete(&name, force, &in_use)
+            })
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+            let out: Vec<DeleteItem> = items.into_iter().map(delete_item).collect();
+            Ok(json(200, &out))
+        }
+        _ => Err(Error::not_found(format!("page not found: {path}"))),
+    }
+}
+
+fn delete_item(i: berth_image::DeleteItem) -> DeleteItem {
+    match i {
+        berth_image::DeleteItem::Untagged(s) => DeleteItem {
+            untagged: Some(s),
+            deleted: None,
+        },
+        berth_image::DeleteItem::Deleted(s) => DeleteItem {
+            untagged: None,
+            deleted: Some(s),
+        },
+    }
+}
+
+pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let filters = q.filters()?;
+    let all = filters
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+    let dd = d.clone();
+    let (items, reclaimed) = tokio::task::spawn_blocking(move || {
+        let in_use = |id: &str| dd.image_in_use(id).is_some();
+        dd.images.prune(all, &in_use)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))??;
+    let out: Vec<DeleteItem> = items.into_iter().map(delete_item).collect();
+    Ok(json(
+        200,
+        &serde_json::json!({"ImagesDeleted": out, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+/// Spool a request body into a temp file under the data root.
+async fn spool(d: &Daemon, body: Body) -> Result<std::fs::File> {
+    let dir = d.cfg.data_root.join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "upload-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::bad_request(format!("reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            f.write_all(&data)?;
+        }
+    }
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
+    Ok(f)
+}
+
+fn message_stream(lines: Vec<JsonMessage>) -> Response {
+    let body: String = lines
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
+        .collect();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /images/create`: import from the request body (`fromSrc=-`); pulling is not here yet.
+pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
+        return Err(Error::internal(format!(
+            "pulling {img} from a registry is not supported by this berth version yet"
+        )));
+    }
+    let Some(src) = q.get("fromSrc") else {
+        return Err(Error::bad_request("fromImage or fromSrc is required"));
+    };
+    if src != "-" {
+        return Err(Error::bad_request(format!(
+            "importing from a URL ({src}) is not supported; send the tarball in the body with fromSrc=-"
+        )));
+    }
+    let reference = q.get("repo").filter(|s| !s.is_empty()).map(|r| match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{r}:{t}"),
+        None => r.to_string(),
+    });
+    let changes: Vec<String> = raw_multi(req.uri().query(), "changes");
+    let opts = berth_image::ImportOptions {
+        reference,
+        changes,
+        message: q.get("message").filter(|s| !s.is_empty()).map(String::from),
+    };
+    let mut file = spool(&d, req.into_body()).await?;
+    let dd = d.clone();
+    let img = tokio::task::spawn_blocking(move || dd.images.import(&mut file, &opts))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    match img {
+        Ok(img) => Ok(message_stream(vec![JsonMessage {
+            status: Some(img.id),
+            ..Default::default()
+        }])),
+        Err(e) => Ok(message_stream(vec![JsonMessage {
+            error: Some(e.to_string()),
+            error_detail: Some(serde_json::json!({"message": e.to_string()})),
+            ..Default::default()
+        }])),
+    }
+}
+
+/// All values of a repeated query key.
+fn raw_multi(query: Option<&str>, key: &str) -> Vec<String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| crate::util::decode(k) == key)
+        .map(|(_, v)| crate::util::decode(v))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let quiet = q.bool("quiet");
+    let mut file = spool(&d, req.into_body()).await?;
+    let dd = d.clone();
+    let res = tokio::task::spawn_blocking(move || dd.images.load(&mut file))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let lines = match res {
+        Ok(lines) => lines
+            .into_iter()
+            .map(|l| JsonMessage {
+                stream: Some(format!("{l}\n")),
+                ..Default::default()
+            })
+            .collect(),
+        Err(e) => {
+            if quiet {
+                return Err(e.into());
+            }
+            vec![JsonMessage {
+                error: Some(e.to_string()),
+                error_detail: Some(serde_json::json!({"message": e.to_string()})),
+                ..Default::default()
+            }]
+        }
+    };
+    Ok(message_stream(lines))
+}
+
+pub async fn save_many(State(d): St, req: Request) -> Result<Response> {
+    let names = raw_multi(req.uri().query(), "names");
+    save(d, names).await
+}
+
+async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
+    for n in &names {
+        d.images.get(n)?;
+    }
+    let buf = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        d.images.save(&names, &mut buf).map(|_| buf)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
+        Body::from(Bytes::from(buf)),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filter() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busy*", "busybox:latest"));
+        assert!(reference_matches("busybox:l*", "busybox:latest"));
+        assert!(!reference_matches("busybox:1", "busybox:latest"));
+        assert!(!reference_matches("*", "a/b:latest"));
+        assert_eq!(raw_multi(Some("names=a&x=1&names=b%2Fc"), "names"), vec!["a", "b/c"]);
+    }
+}

@@ -1,0 +1,50 @@
+//! The Engine API route table; handlers live in one file per area.
+
+mod containers;
+mod exec;
+mod images;
+mod system;
+
+use crate::state::Daemon;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+pub type St = axum::extract::State<Arc<Daemon>>;
+
+pub fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/unpause", post(containers::unpause))
+        .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/images/json", get(images::list))
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route("/images/prune", post(images::prune))
+        .route("/images/{*rest}", axum::routing::any(images::by_name))
+        .fallback(system::not_found)
+        .with_state(d)
+}

@@ -1,0 +1,150 @@
+//! `/_ping`, `/version`, `/info` and the 404 for unknown routes.
+
+use super::St;
+use crate::container::status;
+use crate::util::json;
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use berth_api::system::{Component, Platform, Version};
+use berth_api::version::{API_MAX, API_MIN};
+
+pub async fn ping(method: Method) -> Response {
+    let mut r = if method == Method::HEAD {
+        "".into_response()
+    } else {
+        "OK".into_response()
+    };
+    let h = r.headers_mut();
+    h.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    h.insert(
+        "Content-Type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn kernel() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION").to_string();
+    json(
+        200,
+        &Version {
+            platform: Platform {
+                name: "berth".into(),
+            },
+            components: vec![Component {
+                name: "Engine".into(),
+                version: v.clone(),
+                details: serde_json::json!({
+                    "ApiVersion": API_MAX, "MinAPIVersion": API_MIN, "Os": "linux",
+                    "Arch": "amd64", "KernelVersion": kernel(),
+                }),
+            }],
+            version: v,
+            api_version: API_MAX.into(),
+            min_api_version: API_MIN.into(),
+            git_commit: option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown").into(),
+            go_version: "n/a (Rust)".into(),
+            os: "linux".into(),
+            arch: "amd64".into(),
+            kernel_version: kernel(),
+            build_time: String::new(),
+        },
+    )
+}
+
+/// Which cgroup version the host runs, as /info reports it.
+fn cgroup_version() -> &'static str {
+    let unified_only = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "))
+        })
+        .unwrap_or(false);
+    if unified_only {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+pub async fn info(axum::extract::State(d): St) -> Response {
+    let all = d.all();
+    let count = |s: &str| all.iter().filter(|c| c.rec().state.status == s).count();
+    let images = d.images.list().map(|l| l.len()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+        })
+        .unwrap_or(0)
+        * 1024;
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    json(
+        200,
+        &serde_json::json!({
+            "ID": "berth",
+            "Containers": all.len(),
+            "ContainersRunning": count(status::RUNNING),
+            "ContainersPaused": count(status::PAUSED),
+            "ContainersStopped": all.len() - count(status::RUNNING) - count(status::PAUSED),
+            "Images": images,
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]},
+            "MemoryLimit": true,
+            "SwapLimit": true,
+            "CpuCfsPeriod": true,
+            "CpuCfsQuota": true,
+            "CPUShares": true,
+            "CPUSet": true,
+            "PidsLimit": true,
+            "IPv4Forwarding": true,
+            "Debug": false,
+            "NFd": 0,
+            "NGoroutines": 0,
+            "SystemTime": berth_api::timefmt::now(),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": cgroup_version(),
+            "KernelVersion": kernel(),
+            "OperatingSystem": "Linux",
+            "OSType": "linux",
+            "Architecture": "x86_64",
+            "NCPU": cpus,
+            "MemTotal": mem,
+            "DockerRootDir": d.cfg.data_root,
+            "Name": hostname,
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": env!("CARGO_PKG_VERSION"),
+            "Runtimes": {"berth": {"path": "berth runtime"}},
+            "DefaultRuntime": "berth",
+            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "",
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+            "Warnings": [],
+        }),
+    )
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    json(
+        404,
+        &serde_json::json!({"message": format!("page not found: {}", uri.path())}),
+    )
+}

@@ -1,0 +1,157 @@
+//! HTTP serving: unix/TCP listeners, HTTP/1.1 with upgrades, the `/vX.Y` prefix, the headers
+//! Docker puts on every response, and the route table.
+
+use crate::config::DaemonConfig;
+use crate::error::Error;
+use crate::routes;
+use crate::state::Daemon;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response};
+use axum::Router;
+use berth_api::version::ApiVersion;
+use hyper_util::rt::TokioIo;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// The API version a request asked for (from its path prefix), or the maximum.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestVersion(pub ApiVersion);
+
+pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
+    for dir in [&cfg.data_root, &cfg.exec_root] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(cfg.data_root.join("containers"))
+        .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
+    let images = berth_image::Store::open(&cfg.data_root).map_err(|e| e.to_string())?;
+    std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), images));
+    crate::container::lifecycle::restore(&daemon)
+        .await
+        .map_err(|e| e.0.message)?;
+    let router = routes::router(daemon.clone());
+    let mut tasks = Vec::new();
+    for host in &cfg.hosts {
+        if let Some(path) = host.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{path}: {e}"))?;
+            }
+            let l = tokio::net::UnixListener::bind(path).map_err(|e| format!("{path}: {e}"))?;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+            tracing::info!("API listening on {host}");
+            let r = router.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((s, _)) = l.accept().await else { continue };
+                    serve_conn(TokioIo::new(s), r.clone());
+                }
+            }));
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            tracing::warn!("API listening on {host} without TLS");
+            let r = router.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((s, _)) = l.accept().await else { continue };
+                    serve_conn(TokioIo::new(s), r.clone());
+                }
+            }));
+        } else {
+            return Err(format!("unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"));
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down; containers keep running under their shims");
+    for host in &cfg.hosts {
+        if let Some(path) = host.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let _ = std::fs::remove_file(&cfg.pidfile);
+    Ok(())
+}
+
+fn serve_conn<IO>(io: TokioIo<IO>, router: Router)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let r = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(r, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await;
+    });
+}
+
+/// Strip the version prefix, route, and add Docker's response headers.
+async fn handle(router: Router, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let mut req = req.map(Body::new);
+    let path = req.uri().path().to_string();
+    let mut version = ApiVersion::max();
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some((v, tail)) = rest.split_once('/') {
+            if let Some(parsed) = ApiVersion::parse(v) {
+                if parsed > ApiVersion::max() {
+                    return finish(Error::bad_request(format!(
+                        "client version {v} is too new. Maximum supported API version is {}",
+                        ApiVersion::max()
+                    )));
+                }
+                if parsed < ApiVersion::min() {
+                    return finish(Error::bad_request(format!(
+                        "client version {v} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                        ApiVersion::min()
+                    )));
+                }
+                version = parsed;
+                let new_path = format!("/{tail}");
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                if let Ok(uri) = pq.parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    req.extensions_mut().insert(RequestVersion(version));
+    let resp = match router.oneshot(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    headers(resp)
+}
+
+fn finish(e: Error) -> Response<Body> {
+    headers(axum::response::IntoResponse::into_response(e))
+}
+
+fn headers(mut resp: Response<Body>) -> Response<Body> {
+    if resp.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+        return resp;
+    }
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(berth_api::version::API_MAX));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("Berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    resp
+}

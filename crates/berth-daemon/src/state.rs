@@ -1,0 +1,167 @@
+//! The daemon's shared state: configuration, the image store, live container handles and execs,
+//! with lookup by id, name or id prefix as Docker resolves them.
+
+use crate::config::DaemonConfig;
+use crate::container::{Paths, Record};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// What waiters watch: how many times the container exited, and whether it is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub exits: u64,
+    pub removed: bool,
+}
+
+/// The shim socket, and where to acknowledge once attached.
+pub type PendingAttach = tokio::sync::oneshot::Sender<(PathBuf, tokio::sync::oneshot::Sender<()>)>;
+
+/// A container's live handle.
+pub struct Container {
+    pub id: String,
+    pub paths: Paths,
+    rec: Mutex<Record>,
+    pub progress: watch::Sender<Progress>,
+    /// Serializes start/stop/remove of this container.
+    pub op: tokio::sync::Mutex<()>,
+    /// Attach streams waiting for the next start; each gets the shim socket once the
+    /// container is created and answers on the second channel when attached.
+    pub pending_attach: Mutex<Vec<PendingAttach>>,
+}
+
+impl Container {
+    pub fn new(rec: Record, paths: Paths) -> Container {
+        Container {
+            id: rec.id.clone(),
+            paths,
+            rec: Mutex::new(rec),
+            progress: watch::channel(Progress::default()).0,
+            op: tokio::sync::Mutex::new(()),
+            pending_attach: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn rec(&self) -> MutexGuard<'_, Record> {
+        self.rec.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Record {
+        self.rec().clone()
+    }
+
+    /// Change the record and persist it atomically.
+    pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        let mut r = self.rec();
+        f(&mut r);
+        let data = serde_json::to_vec_pretty(&*r).map_err(|e| Error::internal(e.to_string()))?;
+        berth_shim::config::write_atomic(&self.paths.record(), &data)?;
+        Ok(r.clone())
+    }
+}
+
+/// A created exec instance.
+pub struct Exec {
+    pub id: String,
+    pub container_id: String,
+    pub config: berth_api::exec::ExecConfig,
+    pub state: Mutex<ExecState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecState {
+    pub running: bool,
+    pub pid: i32,
+    pub exit_code: Option<i64>,
+    pub started: bool,
+}
+
+pub struct Daemon {
+    pub cfg: DaemonConfig,
+    pub images: berth_image::Store,
+    pub runtime_root: PathBuf,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+}
+
+impl Daemon {
+    pub fn new(cfg: DaemonConfig, images: berth_image::Store) -> Daemon {
+        Daemon {
+            runtime_root: cfg.exec_root.join("runtime"),
+            cfg,
+            images,
+            containers: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn paths(&self, id: &str) -> Paths {
+        Paths::new(&self.cfg.data_root, &self.cfg.exec_root, id)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.map().values().cloned().collect()
+    }
+
+    pub fn insert(&self, c: Arc<Container>) {
+        self.map().insert(c.id.clone(), c);
+    }
+
+    pub fn remove_handle(&self, id: &str) {
+        self.map().remove(id);
+    }
+
+    /// Find a container by full id, exact name, or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Arc<Container>> {
+        let map = self.map();
+        if key.is_empty() {
+            return Err(Error::not_found("No such container: "));
+        }
+        if let Some(c) = map.get(key) {
+            return Ok(c.clone());
+        }
+        let name = format!("/{}", key.trim_start_matches('/'));
+        if let Some(c) = map.values().find(|c| c.rec().name == name) {
+            return Ok(c.clone());
+        }
+        let hits: Vec<&Arc<Container>> = map.values().filter(|c| c.id.starts_with(key)).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::not_found(format!("No such container: {key}"))),
+            _ => Err(Error::bad_request(format!(
+                "multiple IDs found with provided prefix: {key}"
+            ))),
+        }
+    }
+
+    /// The container currently holding `name` (with leading '/'), if any.
+    pub fn name_owner(&self, name: &str) -> Option<String> {
+        self.map()
+            .values()
+            .find(|c| c.rec().name == name)
+            .map(|c| c.id.clone())
+    }
+
+    pub fn exec(&self, id: &str) -> Result<Arc<Exec>> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("No such exec instance: {id}")))
+    }
+
+    /// Whether an image is used by any container (for rmi).
+    pub fn image_in_use(&self, image_id: &str) -> Option<(String, bool)> {
+        self.map().values().find_map(|c| {
+            let r = c.rec();
+            (r.image_id == image_id).then(|| (r.id.clone(), r.is_running()))
+        })
+    }
+}

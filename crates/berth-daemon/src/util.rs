@@ -1,0 +1,133 @@
+//! Small request helpers: query parameters the way the Engine API spells them, JSON bodies with
+//! Docker-style 400 errors, and JSON responses.
+
+use crate::error::{Error, Result};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+
+/// Parsed query string; repeated keys keep the last value.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub HashMap<String, String>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut m = HashMap::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            m.insert(decode(k), decode(v));
+        }
+        Query(m)
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    /// Go's strconv.ParseBool plus Docker's "empty = false".
+    pub fn bool(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+    }
+    pub fn int(&self, k: &str) -> Result<Option<i64>> {
+        match self.get(k) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::bad_request(format!("invalid value for {k}: {v:?}"))),
+        }
+    }
+    /// The `filters` parameter: a JSON map of name -> values (list or {value: true} map).
+    pub fn filters(&self) -> Result<HashMap<String, Vec<String>>> {
+        let Some(raw) = self.get("filters").filter(|s| !s.is_empty()) else {
+            return Ok(HashMap::new());
+        };
+        let v: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| Error::bad_request(format!("invalid filter: {e}")))?;
+        let mut out = HashMap::new();
+        let serde_json::Value::Object(map) = v else {
+            return Err(Error::bad_request("invalid filter: not a JSON object"));
+        };
+        for (k, vals) in map {
+            let list = match vals {
+                serde_json::Value::Array(a) => a
+                    .into_iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+                serde_json::Value::Object(o) => o
+                    .into_iter()
+                    .filter(|(_, b)| b.as_bool().unwrap_or(false))
+                    .map(|(s, _)| s)
+                    .collect(),
+                _ => return Err(Error::bad_request(format!("invalid filter {k:?}"))),
+            };
+            out.insert(k, list);
+        }
+        Ok(out)
+    }
+}
+
+/// Percent-decoding of a query component ('+' is a space).
+pub fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse a JSON request body; an empty body gives the default.
+pub fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+}
+
+pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
+    let body = serde_json::to_string(v).unwrap_or_else(|_| "null".into()) + "\n";
+    (
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+pub fn no_content() -> Response {
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let q = Query::parse(Some("fromImage=127.0.0.1%3A5000%2Fbusybox&tag=x&all=1&t=&f=%zz"));
+        assert_eq!(q.get("fromImage"), Some("127.0.0.1:5000/busybox"));
+        assert!(q.bool("all"));
+        assert!(!q.bool("t"));
+        assert_eq!(q.get("f"), Some("%zz"));
+        let f = Query::parse(Some(
+            "filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%2C%22status%22%3A%7B%22exited%22%3Atrue%7D%7D",
+        ))
+        .filters()
+        .unwrap();
+        assert_eq!(f["label"], vec!["a=b"]);
+        assert_eq!(f["status"], vec!["exited"]);
+    }
+}

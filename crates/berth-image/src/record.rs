@@ -1,0 +1,118 @@
+//! Per-image records (`images/<config hex>.json`): which manifest, config and layer blobs
+//! make the image, their diff ids, chain ids and sizes.
+
+use crate::digest::sha256_hex;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{atomic_write, fsync_dir};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LayerRecord {
+    /// Digest of the layer blob as stored (compressed or not).
+    pub digest: String,
+    pub media_type: String,
+    /// Size of the blob.
+    pub size: u64,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: String,
+    pub chain_id: String,
+    /// Sum of the sizes of the files in the layer.
+    pub unpacked_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ImageRecord {
+    /// `sha256:<hex>` of the config blob.
+    pub id: String,
+    pub config_size: u64,
+    pub manifest_digest: String,
+    pub manifest_media_type: String,
+    pub manifest_size: u64,
+    pub layers: Vec<LayerRecord>,
+    /// The image this one was committed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// When the image entered this store (RFC 3339).
+    pub added: String,
+}
+
+impl ImageRecord {
+    /// Sum of the unpacked sizes of the layers.
+    pub(crate) fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.unpacked_size).sum()
+    }
+
+    /// Every blob the image needs.
+    pub(crate) fn blobs(&self) -> impl Iterator<Item = &str> {
+        [self.id.as_str(), self.manifest_digest.as_str()]
+            .into_iter()
+            .chain(self.layers.iter().map(|l| l.digest.as_str()))
+    }
+}
+
+/// A record file that cannot be used: its path and why.
+pub(crate) type BadRecord = (PathBuf, String);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    pub(crate) fn open(data_root: &Path) -> Result<Records> {
+        let dir = data_root.join("images");
+        crate::fsutil::create_dir_all(&dir)?;
+        Ok(Records { dir })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf> {
+        sha256_hex(id)
+            .map(|h| self.dir.join(format!("{h}.json")))
+            .ok_or_else(|| Error::Corrupt(format!("invalid image id {id:?}")))
+    }
+
+    pub(crate) fn write(&self, rec: &ImageRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id)))?;
+        atomic_write(&self.path(&rec.id)?, &bytes)
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Result<()> {
+        let p = self.path(id)?;
+        match fs::remove_file(&p) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+    }
+
+    /// All records; unreadable ones are reported in the second list (path, reason).
+    pub(crate) fn load_all(&self) -> Result<(Vec<ImageRecord>, Vec<BadRecord>)> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for entry in fs::read_dir(&self.dir).ctx(|| format!("reading {}", self.dir.display()))? {
+            let entry = entry.ctx(|| format!("reading {}", self.dir.display()))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".json") else { continue };
+            if !crate::digest::is_hex64(hex) {
+                continue;
+            }
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<ImageRecord>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(r) if r.id == format!("sha256:{hex}") => good.push(r),
+                Ok(r) => bad.push((path, format!("record names image {}", r.id))),
+                Err(e) => bad.push((path, e)),
+            }
+        }
+        Ok((good, bad))
+    }
+}

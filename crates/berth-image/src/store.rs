@@ -1,0 +1,345 @@
+//! The image store: opening (crash cleanup, garbage collection), lookups by name or id,
+//! listing, tagging and the overlay lower dirs of an image.
+
+use crate::content::ContentStore;
+use crate::digest::{is_hex_prefix, sha256_hex, SHA256_PREFIX};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all, remove_tmp_entries};
+use crate::record::{ImageRecord, Records};
+use crate::reference::Reference;
+use crate::repositories::Repositories;
+use crate::snapshot::Snapshots;
+use oci_spec::image::ImageConfiguration;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// An image as the daemon sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// `sha256:<hex>` of the config blob.
+    pub id: String,
+    /// Familiar tag references (`busybox:latest`), sorted.
+    pub repo_tags: Vec<String>,
+    /// Familiar digest references (`busybox@sha256:...`), sorted.
+    pub repo_digests: Vec<String>,
+    /// RFC 3339, from the config.
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes (bytes of the files in the layers).
+    pub size: u64,
+    pub config: ImageConfiguration,
+    /// Diff ids, bottom first.
+    pub layers: Vec<String>,
+    /// The image this one was committed on.
+    pub parent: Option<String>,
+    /// Digest of the image manifest in the content store.
+    pub manifest_digest: String,
+    /// Media type of that manifest.
+    pub manifest_media_type: String,
+}
+
+/// An image in memory: its record and parsed config.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub record: ImageRecord,
+    pub config: ImageConfiguration,
+    /// The config as generic JSON (keeps fields `oci_spec` does not model).
+    pub config_json: serde_json::Value,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub images: BTreeMap<String, Arc<Loaded>>,
+    pub repos: Repositories,
+}
+
+impl State {
+    /// Resolves a name or id like Docker's image lookup.
+    pub(crate) fn resolve(&self, input: &str) -> Result<Arc<Loaded>> {
+        let not_found = || Error::not_found_image(input);
+        if let Some(hex) = sha256_hex(input) {
+            return self
+                .images
+                .get(&format!("{SHA256_PREFIX}{hex}"))
+                .cloned()
+                .ok_or_else(not_found);
+        }
+        if let Ok(r) = Reference::parse(input) {
+            let r = match r.digest() {
+                Some(d) => r.with_digest(d),
+                None => r.with_default_tag(),
+            };
+            if let Some(l) = self.repos.get(&r).and_then(|id| self.images.get(id)) {
+                return Ok(l.clone());
+            }
+        }
+        let prefix = input.strip_prefix(SHA256_PREFIX).unwrap_or(input);
+        if is_hex_prefix(prefix) {
+            let start = format!("{SHA256_PREFIX}{prefix}");
+            let mut hits = self
+                .images
+                .range(start.clone()..)
+                .take_while(|(k, _)| k.starts_with(&start));
+            if let (Some((_, l)), None) = (hits.next(), hits.next()) {
+                return Ok(l.clone());
+            }
+        }
+        Err(not_found())
+    }
+
+    pub(crate) fn image(&self, l: &Loaded) -> Image {
+        let refs = self.repos.refs_of(&l.record.id);
+        let repo_tags = refs
+            .iter()
+            .filter(|r| r.tag().is_some() && r.digest().is_none())
+            .map(Reference::familiar)
+            .collect();
+        let repo_digests = refs
+            .iter()
+            .filter(|r| r.digest().is_some())
+            .map(Reference::familiar)
+            .collect();
+        Image {
+            id: l.record.id.clone(),
+            repo_tags,
+            repo_digests,
+            created: l.config.created().clone(),
+            size: l.record.size(),
+            config: l.config.clone(),
+            layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
+            parent: l.record.parent.clone(),
+            manifest_digest: l.record.manifest_digest.clone(),
+            manifest_media_type: l.record.manifest_media_type.clone(),
+        }
+    }
+
+    /// Images whose parent is `id`.
+    pub(crate) fn children(&self, id: &str) -> Vec<String> {
+        self.images
+            .values()
+            .filter(|l| l.record.parent.as_deref() == Some(id))
+            .map(|l| l.record.id.clone())
+            .collect()
+    }
+}
+
+/// The local image store. `Send + Sync`; share it in an `Arc`.
+pub struct Store {
+    pub(crate) root: PathBuf,
+    pub(crate) content: ContentStore,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) records: Records,
+    state: RwLock<State>,
+    /// Serializes operations that change the store on disk.
+    write: Mutex<()>,
+}
+
+/// Parses a config blob.
+pub(crate) fn parse_config(bytes: &[u8], digest: &str) -> Result<(ImageConfiguration, serde_json::Value)> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidInput(format!("image config {digest} is not valid JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(Error::InvalidInput(format!("image config {digest} is not a JSON object")));
+    }
+    let config: ImageConfiguration = serde_json::from_value(json.clone())
+        .map_err(|e| Error::InvalidInput(format!("image config {digest} is invalid: {e}")))?;
+    Ok((config, json))
+}
+
+impl Store {
+    /// Opens (creating) the store under `data_root`: removes half-written blobs, half-
+    /// unpacked snapshots and temp files, then blobs and snapshots no image uses.
+    pub fn open(data_root: &Path) -> Result<Store> {
+        create_dir_all(data_root)?;
+        let content = ContentStore::open(data_root)?;
+        let snapshots = Snapshots::open(data_root)?;
+        let records = Records::open(data_root)?;
+        content.clean_tmp()?;
+        snapshots.clean_tmp()?;
+        remove_tmp_entries(records.dir())?;
+        remove_tmp_entries(data_root)?;
+
+        let (recs, bad) = records.load_all()?;
+        for (path, why) in &bad {
+            tracing::warn!(path = %path.display(), reason = %why, "skipping unreadable image record");
+        }
+        let mut images = BTreeMap::new();
+        let mut keep_chains: HashSet<String> = HashSet::new();
+        let mut keep_blobs: HashSet<String> = HashSet::new();
+        for rec in recs {
+            keep_chains.extend(rec.layers.iter().map(|l| l.chain_id.clone()));
+            keep_blobs.extend(rec.blobs().map(str::to_string));
+            let loaded = content
+                .read(&rec.id)
+                .and_then(|b| parse_config(&b, &rec.id));
+            match loaded {
+                Ok((config, config_json)) => {
+                    images.insert(
+                        rec.id.clone(),
+                        Arc::new(Loaded {
+                            record: rec,
+                            config,
+                            config_json,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(image = %rec.id, error = %e, "skipping image whose config cannot be read");
+                }
+            }
+        }
+        let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
+        if repos.retain_ids(|id| images.contains_key(id)) {
+            repos.save()?;
+        }
+        let store = Store {
+            root: data_root.to_path_buf(),
+            content,
+            snapshots,
+            records,
+            state: RwLock::new(State { images, repos }),
+            write: Mutex::new(()),
+        };
+        if bad.is_empty() {
+            store.collect_garbage(&keep_chains, &keep_blobs)?;
+        }
+        Ok(store)
+    }
+
+    fn collect_garbage(&self, chains: &HashSet<String>, blobs: &HashSet<String>) -> Result<()> {
+        for c in self.snapshots.list()? {
+            if !chains.contains(&c) {
+                tracing::info!(snapshot = %c, "removing unreferenced snapshot");
+                self.snapshots.remove(&c)?;
+            }
+        }
+        for b in self.content.list()? {
+            if !blobs.contains(&b) {
+                tracing::info!(blob = %b, "removing unreferenced blob");
+                self.content.remove(&b)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory holding the snapshots (`<data root>/snapshots`).
+    pub fn snapshot_root(&self) -> PathBuf {
+        self.snapshots.root().to_path_buf()
+    }
+
+    /// The data root the store was opened on.
+    pub fn data_root(&self) -> &Path {
+        &self.root
+    }
+
+    /// All images, newest first.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let st = self.read_state();
+        let mut out: Vec<Image> = st.images.values().map(|l| st.image(l)).collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Looks an image up by full reference, short name (`busybox` = `busybox:latest`),
+    /// `sha256:<hex>`, full hex or a unique id prefix.
+    pub fn get(&self, name_or_id: &str) -> Result<Image> {
+        let st = self.read_state();
+        let l = st.resolve(name_or_id)?;
+        Ok(st.image(&l))
+    }
+
+    pub(crate) fn loaded(&self, name_or_id: &str) -> Result<Arc<Loaded>> {
+        self.read_state().resolve(name_or_id)
+    }
+
+    /// The raw config blob of an image.
+    pub fn config_blob(&self, name_or_id: &str) -> Result<Vec<u8>> {
+        let l = self.loaded(name_or_id)?;
+        self.content.read(&l.record.id)
+    }
+
+    /// The manifest of an image: `(bytes, media type)`.
+    pub fn manifest(&self, name_or_id: &str) -> Result<(Vec<u8>, String)> {
+        let l = self.loaded(name_or_id)?;
+        let bytes = self.content.read(&l.record.manifest_digest)?;
+        Ok((bytes, l.record.manifest_media_type.clone()))
+    }
+
+    /// Path of a blob in the content store, if it is there.
+    pub fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        self.content.path(digest).filter(|p| p.is_file())
+    }
+
+    /// Tags `source` as `target` (default tag `latest`); an existing tag moves.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let _w = self.lock_writes();
+        let r = crate::reference::parse_tag_target(target)?;
+        let mut st = self.write_state();
+        let id = st.resolve(source)?.record.id.clone();
+        let old = st.repos.get(&r).cloned();
+        st.repos.set(r.clone(), &id);
+        if let Err(e) = st.repos.save() {
+            match old {
+                Some(o) => st.repos.set(r, &o),
+                None => {
+                    st.repos.remove(&r);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Overlay lower dirs of an image, top layer first; snapshots that are missing are
+    /// unpacked again from their blobs.
+    pub fn rootfs_layers(&self, image_id: &str) -> Result<Vec<PathBuf>> {
+        let l = self.loaded(image_id)?;
+        let missing = l
+            .record
+            .layers
+            .iter()
+            .any(|x| !self.snapshots.exists(&x.chain_id));
+        if missing {
+            let _w = self.lock_writes();
+            for layer in &l.record.layers {
+                if self.snapshots.exists(&layer.chain_id) {
+                    continue;
+                }
+                tracing::info!(layer = %layer.digest, "re-unpacking a missing snapshot");
+                let what = format!("layer {}", layer.digest);
+                let tmp = self.snapshots.prepare()?;
+                let blob = self.content.open_blob(&layer.digest)?;
+                let stats = crate::unpack::unpack_layer(
+                    &mut std::io::BufReader::new(blob),
+                    &tmp.fs_dir(),
+                    &what,
+                )?;
+                if stats.diff_id != layer.diff_id {
+                    return Err(Error::Corrupt(format!(
+                        "{what} unpacks to diff id {}, expected {}",
+                        stats.diff_id, layer.diff_id
+                    )));
+                }
+                self.snapshots.commit(tmp, &layer.chain_id)?;
+            }
+        }
+        l.record
+            .layers
+            .iter()
+            .rev()
+            .map(|x| self.snapshots.fs_path(&x.chain_id))
+            .collect()
+    }
+}

@@ -1,0 +1,253 @@
+//! Test harness for system tests: a private daemon per test (own data root, exec root, socket),
+//! the busybox image, CLI runners for berth and the docker CLI, and leak checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+/// The busybox rootfs tarball, built once per test binary.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkbusybox.sh");
+        let st = Command::new(script).arg(&out).status().expect("run mkbusybox.sh");
+        assert!(st.success(), "mkbusybox.sh failed");
+        out
+    })
+}
+
+pub struct Daemon {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub sock: PathBuf,
+    child: Option<Child>,
+    base: PathBuf,
+}
+
+impl Daemon {
+    /// Start a daemon on fresh roots and import busybox:latest.
+    pub fn start() -> Daemon {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("bt{}-{n}", std::process::id());
+        let base = std::env::temp_dir().join(format!("berth-{tag}"));
+        let exec_root = PathBuf::from(format!("/run/{tag}"));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mut d = Daemon {
+            data_root: base.join("data"),
+            sock: exec_root.join("berth.sock"),
+            exec_root,
+            child: None,
+            base,
+        };
+        d.spawn();
+        let out = d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]);
+        assert!(out.status.success(), "import busybox: {}", stderr(&out));
+        d
+    }
+
+    /// (Re)start the daemon process on the same roots and wait for its socket.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join("daemon.log"))
+            .unwrap();
+        let child = Command::new(berth_bin())
+            .args(["daemon", "--data-root"])
+            .arg(&self.data_root)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(["--config-file", "/nonexistent/berth-test.json"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start daemon");
+        self.child = Some(child);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not start: {}", self.daemon_log());
+    }
+
+    /// SIGKILL the daemon (containers must survive).
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.base.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_stdin(args, None)
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with_stdin(
+            Command::new(berth_bin()).arg("-H").arg(self.host()).args(args),
+            stdin,
+        )
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        run_with_stdin(
+            Command::new("docker")
+                .env("DOCKER_HOST", self.host())
+                .env("DOCKER_CONFIG", self.base.join("docker-config"))
+                .args(args),
+            None,
+        )
+    }
+
+    /// `berth` that must succeed; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}): {}\n--- daemon log ---\n{}",
+            out.status.code(),
+            stderr(&out),
+            self.daemon_log()
+        );
+        stdout(&out).trim().to_string()
+    }
+
+    /// Raw HTTP over the socket with curl; returns (status, body).
+    pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
+            .arg(&self.sock)
+            .arg(format!("http://berth{path}"));
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = cmd.output().expect("curl");
+        let text = stdout(&out);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    pub fn container_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.data_root.join("containers"))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+        let ids = self.container_ids();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.berth(&args);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let leaks = leaks(&self.base, &self.exec_root, &ids);
+        let _ = std::fs::remove_dir_all(&self.base);
+        let _ = std::fs::remove_dir_all(&self.exec_root);
+        if !std::thread::panicking() {
+            assert!(leaks.is_empty(), "leaked after the test: {leaks:?}");
+        }
+    }
+}
+
+/// Mounts, cgroups and processes a test left behind.
+pub fn leaks(base: &Path, exec_root: &Path, ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines() {
+        if l.contains(base.to_str().unwrap()) || l.contains(exec_root.to_str().unwrap()) {
+            out.push(format!("mount: {l}"));
+        }
+    }
+    for id in ids {
+        for ctl in ["memory", "pids", "cpu", "freezer", "devices", "unified"] {
+            let p = Path::new("/sys/fs/cgroup").join(ctl).join("berth").join(id);
+            if p.exists() {
+                out.push(format!("cgroup: {}", p.display()));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(base.to_str().unwrap()) || text.contains(exec_root.to_str().unwrap()) {
+                out.push(format!("process {}: {text}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(data) = stdin {
+        use std::io::Write;
+        let mut s = child.stdin.take().unwrap();
+        s.write_all(data).unwrap();
+    }
+    child.wait_with_output().expect("wait")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Poll `f` until it holds (for state that changes asynchronously, such as a shim's exit).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# README command 2: install test dependencies and run every test (unit, system, docker CLI interop).
+set -eu
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+need=""
+for p in busybox-static libseccomp-dev pkg-config nftables iproute2 crun runc; do
+  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ]; then
+  apt-get update -q
+  apt-get install -y -q $need
+fi
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked -- --test-threads=2
