@@ -183,8 +183,6 @@ fn tag_untag_delete_and_force() {
     assert!(store.get(&img.id).is_ok());
 
     // By id with several references: must be forced.
-    let short = &img.id["sha256:".len()..]["sha256:".len() - 7..12 + 0];
-    let _ = short;
     let e = store.delete(&img.id, false, &never).unwrap_err();
     let short12 = &img.id[7..19];
     match &e {

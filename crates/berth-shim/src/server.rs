@@ -772,12 +772,12 @@ impl Shim {
         let _ = mask.thread_unblock();
         let res = self.runtime.exec(&self.cfg.id, process, plan.stdio);
         let _ = mask.thread_block();
-        self.reap();
-        match res {
+        let reply = match res {
             Ok(created) => {
                 let pid = created.pid;
                 let mut p = new_proc(created, plan.stdin, plan.outputs);
                 p.stdin_once = true;
+                // Registered before reaping, so an exec that already ended is matched.
                 self.procs.insert(Some(exec_id.clone()), p);
                 self.clients[i].mode = Mode::Stream {
                     key: Some(exec_id),
@@ -795,7 +795,10 @@ impl Shim {
                 exit_code: Some(error_exit_code(&e)),
                 ..Reply::ok()
             },
-        }
+        };
+        // SIGCHLD was unblocked (and so could be discarded) during the exec.
+        self.reap();
+        reply
     }
 }
 

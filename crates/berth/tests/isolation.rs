@@ -14,17 +14,26 @@ fn namespaces_caps_and_masks() {
     let pids = run("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '");
     let pids: Vec<u32> = pids.split_whitespace().map(|p| p.parse().unwrap()).collect();
     assert_eq!(pids.first(), Some(&1), "{pids:?}");
-    assert!(pids.len() <= 4, "sees foreign processes: {pids:?}");
+    // sleep, plus the exec'd shell and its pipeline (ls, grep, sort, tr): nothing of the host.
+    assert!(pids.len() <= 6, "sees foreign processes: {pids:?}");
     assert_eq!(run("cat /proc/1/cmdline | tr '\\0' ' '"), "sleep 60");
     // No host mounts leak in.
     let mounts = run("cat /proc/mounts");
-    assert!(!mounts.contains("/work"), "{mounts}");
+    let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert!(
+        points.iter().all(|p| !p.starts_with("/work") && !p.starts_with("/tmp/") && !p.starts_with("/run")),
+        "host mounts visible: {points:?}"
+    );
     assert!(mounts.lines().next().unwrap().starts_with("overlay / overlay"), "{mounts}");
     // Docker's default capability set.
     assert_eq!(run("grep CapEff /proc/self/status"), "CapEff:\t00000000a80425fb");
     assert_eq!(run("grep CapBnd /proc/self/status"), "CapBnd:\t00000000a80425fb");
     // Masked and read-only paths.
-    assert_eq!(run("wc -c < /proc/kcore"), "0");
+    // /proc/kcore is masked where the kernel has it (this VM's kernel does not).
+    let kcore = run("if [ -e /proc/kcore ]; then wc -c < /proc/kcore; else echo absent; fi");
+    assert!(kcore == "0" || kcore == "absent", "{kcore}");
+    assert!(std::fs::metadata("/proc/timer_list").is_ok());
+    assert_eq!(run("wc -c < /proc/timer_list"), "0");
     let out = d.berth(&["exec", &id, "sh", "-c", "echo 1 > /proc/sys/kernel/panic"]);
     assert_ne!(out.status.code(), Some(0));
     let out = d.berth(&["exec", &id, "sh", "-c", "touch /sys/x"]);

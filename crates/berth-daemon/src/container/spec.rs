@@ -101,6 +101,25 @@ fn all_caps() -> Vec<String> {
     ALL.iter().map(|c| format!("CAP_{c}")).collect()
 }
 
+/// Every capability in the daemon's own bounding set: what --privileged can grant. A host may
+/// withhold some (this VM lacks CAP_SYS_RESOURCE), and capset fails on a cap not held.
+fn held_caps() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    all_caps()
+        .into_iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| c)
+        .collect()
+}
+
 /// Normalize a user-given capability name ("net_admin", "CAP_NET_ADMIN", "ALL").
 fn cap_name(s: &str) -> Result<String> {
     let up = s.trim().to_ascii_uppercase();
@@ -122,12 +141,12 @@ fn cap_name(s: &str) -> Result<String> {
 /// The effective capability list for the container.
 pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>> {
     if privileged {
-        return Ok(all_caps());
+        return Ok(held_caps());
     }
     let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
     let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        all_caps()
+        held_caps()
     } else {
         DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
@@ -631,6 +650,9 @@ mod tests {
         assert_eq!(capabilities(false, &[], &["ALL".into()]).unwrap().len(), 0);
         assert!(capabilities(false, &["bogus".into()], &[]).is_err());
         assert!(capabilities(true, &[], &[]).unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+        // The list is in kernel bit order, which held_caps relies on.
+        assert_eq!(all_caps()[21], "CAP_SYS_ADMIN");
+        assert_eq!(all_caps()[40], "CAP_CHECKPOINT_RESTORE");
     }
 
     #[test]
