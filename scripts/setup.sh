@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in busybox-static libseccomp-dev pkg-config nftables iproute2; do
+for p in busybox-static libseccomp-dev pkg-config nftables iproute2 tini; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

@@ -30,6 +30,26 @@ pub fn extract(reader: &mut dyn Read, dir: &Path, opts: &ExtractOptions) -> Resu
     crate::unpack::extract_into(reader, dir, opts)
 }
 
+/// Extracts into the directory `dest` of the tree `root` (a container's root filesystem):
+/// `dest` and every symlink met on the way resolve with `root` as `/`, like Docker's
+/// extraction chrooted into the container; entries may not climb above `dest`. A missing
+/// `dest` is `NotFound`.
+pub fn extract_at(
+    reader: &mut dyn Read,
+    root: &Path,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<()> {
+    crate::unpack::extract_at(reader, root, dest, opts)
+}
+
+/// Resolves `path` inside `root` (a container's root filesystem) to a host path: every
+/// component but the last is resolved with symlinks followed inside `root` (openat2
+/// RESOLVE_IN_ROOT); the last is kept as is, so a final symlink is not followed.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<std::path::PathBuf> {
+    crate::unpack::resolve_in_root(root, path)
+}
+
 /// Tar of `path` (file, symlink or directory tree) with entry names rooted at its basename,
 /// like the Engine API `GET /containers/{id}/archive`.
 pub fn tar_path(path: &Path, out: &mut dyn Write) -> Result<()> {
@@ -114,8 +134,8 @@ pub fn go_file_mode(st_mode: u32) -> u32 {
 /// Formats a Unix time like Go's `time.Time` JSON (RFC 3339, trailing zeros of the
 /// fraction trimmed), in UTC.
 pub(crate) fn go_time(secs: i64, nanos: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let base = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
@@ -166,7 +186,11 @@ pub(crate) fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(ALPHABET[(n >> 18) as usize & 63] as char);
         out.push(ALPHABET[(n >> 12) as usize & 63] as char);
@@ -210,6 +234,9 @@ mod tests {
     #[test]
     fn go_times() {
         assert_eq!(go_time(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(go_time(1_700_000_000, 120_000_000), "2023-11-14T22:13:20.12Z");
+        assert_eq!(
+            go_time(1_700_000_000, 120_000_000),
+            "2023-11-14T22:13:20.12Z"
+        );
     }
 }

@@ -10,7 +10,9 @@ pub fn apply_changes(config: &mut oci_spec::image::Config, changes: &[String]) -
     let mut v = serde_json::to_value(&*config)
         .map_err(|e| Error::InvalidInput(format!("config does not serialize: {e}")))?;
     let Some(map) = v.as_object_mut() else {
-        return Err(Error::InvalidInput("config is not a JSON object".to_string()));
+        return Err(Error::InvalidInput(
+            "config is not a JSON object".to_string(),
+        ));
     };
     apply_changes_json(map, changes)?;
     map.remove("OnBuild");
@@ -20,7 +22,10 @@ pub fn apply_changes(config: &mut oci_spec::image::Config, changes: &[String]) -
 }
 
 /// Applies `--change` lines to a Docker/OCI config object (`Cmd`, `Env`, ... keys).
-pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> {
+pub(crate) fn apply_changes_json(
+    config: &mut Map<String, Value>,
+    changes: &[String],
+) -> Result<()> {
     let mut cmd_set = false;
     for line in changes {
         let line = line.trim();
@@ -72,7 +77,9 @@ pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[Str
             "USER" => {
                 let words = split_words(rest)?;
                 if words.len() != 1 {
-                    return Err(Error::InvalidInput("dockerfile: USER requires exactly one argument".to_string()));
+                    return Err(Error::InvalidInput(
+                        "dockerfile: USER requires exactly one argument".to_string(),
+                    ));
                 }
                 config.insert("User".into(), Value::String(words[0].clone()));
             }
@@ -82,7 +89,9 @@ pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[Str
                     None => split_words(rest)?,
                 };
                 if vols.is_empty() || vols.iter().any(|v| v.trim().is_empty()) {
-                    return Err(Error::InvalidInput("dockerfile: VOLUME specified can not be an empty string".to_string()));
+                    return Err(Error::InvalidInput(
+                        "dockerfile: VOLUME specified can not be an empty string".to_string(),
+                    ));
                 }
                 let map = object_field(config, "Volumes");
                 for v in vols {
@@ -92,7 +101,9 @@ pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[Str
             "WORKDIR" => {
                 let words = split_words(rest)?;
                 if words.len() != 1 {
-                    return Err(Error::InvalidInput("dockerfile: WORKDIR requires exactly one argument".to_string()));
+                    return Err(Error::InvalidInput(
+                        "dockerfile: WORKDIR requires exactly one argument".to_string(),
+                    ));
                 }
                 let current = config
                     .get("WorkingDir")
@@ -110,17 +121,24 @@ pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[Str
             "STOPSIGNAL" => {
                 let words = split_words(rest)?;
                 if words.len() != 1 || !valid_signal(&words[0]) {
-                    return Err(Error::InvalidInput(format!("dockerfile: invalid STOPSIGNAL {rest:?}")));
+                    return Err(Error::InvalidInput(format!(
+                        "dockerfile: invalid STOPSIGNAL {rest:?}"
+                    )));
                 }
                 config.insert("StopSignal".into(), Value::String(words[0].clone()));
             }
             "ONBUILD" => {
-                let trigger = rest.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let trigger = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
                 match trigger.as_str() {
                     "" => return Err(need_arg(&instr)),
                     "ONBUILD" => {
                         return Err(Error::InvalidInput(
-                            "dockerfile: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string(),
+                            "dockerfile: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+                                .to_string(),
                         ))
                     }
                     "FROM" | "MAINTAINER" => {
@@ -156,7 +174,9 @@ pub(crate) fn apply_changes_json(config: &mut Map<String, Value>, changes: &[Str
 }
 
 fn need_arg(instr: &str) -> Error {
-    Error::InvalidInput(format!("dockerfile: {instr} requires at least one argument"))
+    Error::InvalidInput(format!(
+        "dockerfile: {instr} requires at least one argument"
+    ))
 }
 
 fn strings(v: &[String]) -> Value {
@@ -186,10 +206,10 @@ fn set_env(config: &mut Map<String, Value>, key: &str, value: &str) {
     if let Value::Array(list) = v {
         let entry = Value::String(format!("{key}={value}"));
         let prefix = format!("{key}=");
-        match list
-            .iter_mut()
-            .find(|e| e.as_str().is_some_and(|s| s.starts_with(&prefix) || s == key))
-        {
+        match list.iter_mut().find(|e| {
+            e.as_str()
+                .is_some_and(|s| s.starts_with(&prefix) || s == key)
+        }) {
             Some(slot) => *slot = entry,
             None => list.push(entry),
         }
@@ -235,7 +255,11 @@ fn split_words(s: &str) -> Result<Vec<String>> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(x) => cur.push(x),
-                        None => return Err(Error::InvalidInput(format!("dockerfile: unmatched single quote in {s:?}"))),
+                        None => {
+                            return Err(Error::InvalidInput(format!(
+                                "dockerfile: unmatched single quote in {s:?}"
+                            )))
+                        }
                     }
                 }
             }
@@ -246,10 +270,18 @@ fn split_words(s: &str) -> Result<Vec<String>> {
                         Some('"') => break,
                         Some('\\') => match chars.next() {
                             Some(x) => cur.push(x),
-                            None => return Err(Error::InvalidInput(format!("dockerfile: unmatched double quote in {s:?}"))),
+                            None => {
+                                return Err(Error::InvalidInput(format!(
+                                    "dockerfile: unmatched double quote in {s:?}"
+                                )))
+                            }
                         },
                         Some(x) => cur.push(x),
-                        None => return Err(Error::InvalidInput(format!("dockerfile: unmatched double quote in {s:?}"))),
+                        None => {
+                            return Err(Error::InvalidInput(format!(
+                                "dockerfile: unmatched double quote in {s:?}"
+                            )))
+                        }
                     }
                 }
             }
@@ -280,7 +312,9 @@ fn name_values(instr: &str, rest: &str) -> Result<Vec<(String, String)>> {
     if !first.contains('=') {
         let value = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
         if value.is_empty() {
-            return Err(Error::InvalidInput(format!("dockerfile: {instr} must have two arguments")));
+            return Err(Error::InvalidInput(format!(
+                "dockerfile: {instr} must have two arguments"
+            )));
         }
         let value = split_words(value)?.join(" ");
         return Ok(vec![(first.clone(), value)]);
@@ -306,7 +340,9 @@ fn expand_port(spec: &str) -> Result<Vec<String>> {
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(Error::InvalidInput(format!("dockerfile: invalid proto: {proto}")));
+        return Err(Error::InvalidInput(format!(
+            "dockerfile: invalid proto: {proto}"
+        )));
     }
     let parse = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
     let (lo, hi) = match ports.split_once('-') {
@@ -392,7 +428,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(v["Env"], json!(["A=3", "B=two words", "LEGACY=some value"]));
-        assert_eq!(v["Labels"], json!({"com.example": "x", "quoted key": "y z"}));
+        assert_eq!(
+            v["Labels"],
+            json!({"com.example": "x", "quoted key": "y z"})
+        );
         let ports: Vec<&String> = v["ExposedPorts"].as_object().unwrap().keys().collect();
         assert_eq!(ports, ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);
         let vols: Vec<&String> = v["Volumes"].as_object().unwrap().keys().collect();
@@ -434,11 +473,18 @@ mod tests {
         let mut c = oci_spec::image::Config::default();
         apply_changes(
             &mut c,
-            &["CMD [\"/bin/sh\"]".to_string(), "ENV X=1".to_string(), "EXPOSE 80".to_string()],
+            &[
+                "CMD [\"/bin/sh\"]".to_string(),
+                "ENV X=1".to_string(),
+                "EXPOSE 80".to_string(),
+            ],
         )
         .unwrap();
         assert_eq!(c.cmd().as_deref(), Some(&["/bin/sh".to_string()][..]));
         assert_eq!(c.env().as_deref(), Some(&["X=1".to_string()][..]));
-        assert_eq!(c.exposed_ports().as_deref(), Some(&["80/tcp".to_string()][..]));
+        assert_eq!(
+            c.exposed_ports().as_deref(),
+            Some(&["80/tcp".to_string()][..])
+        );
     }
 }

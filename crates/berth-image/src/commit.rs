@@ -29,7 +29,12 @@ pub struct CommitOptions {
 
 impl Store {
     /// Commits `upper_dir` (an overlay upper dir) as a new image on top of `parent`.
-    pub fn commit(&self, upper_dir: &Path, parent: Option<&str>, opts: &CommitOptions) -> Result<Image> {
+    pub fn commit(
+        &self,
+        upper_dir: &Path,
+        parent: Option<&str>,
+        opts: &CommitOptions,
+    ) -> Result<Image> {
         let refs = match &opts.reference {
             Some(r) if !r.is_empty() => vec![parse_tag_target(r)?],
             _ => Vec::new(),
@@ -38,7 +43,11 @@ impl Store {
         let mut container_config: Map<String, Value> = match &opts.config {
             Some(c) => match serde_json::to_value(c) {
                 Ok(Value::Object(m)) => m,
-                _ => return Err(Error::InvalidInput("commit: the container config does not serialize".to_string())),
+                _ => {
+                    return Err(Error::InvalidInput(
+                        "commit: the container config does not serialize".to_string(),
+                    ))
+                }
             },
             None => parent
                 .as_ref()
@@ -61,8 +70,6 @@ impl Store {
             )));
         }
 
-        let _w = self.lock_writes();
-        let mut txn = Txn::new(self);
         let mut layers = parent
             .as_ref()
             .map(|p| p.record.layers.clone())
@@ -76,6 +83,8 @@ impl Store {
             n
         };
         let empty_layer = entries == 0;
+        let _w = self.lock_writes();
+        let mut txn = Txn::new(self);
         if !empty_layer {
             let info = blob.commit(None, None)?;
             txn.note_blob(&info);
@@ -89,7 +98,11 @@ impl Store {
                 &mut txn,
                 &LayerBlob {
                     digest: info.digest.clone(),
-                    media_type: Some(crate::unpack::Compression::None.oci_layer_media_type().to_string()),
+                    media_type: Some(
+                        crate::unpack::Compression::None
+                            .oci_layer_media_type()
+                            .to_string(),
+                    ),
                 },
                 &info.digest,
                 chain,
@@ -139,7 +152,10 @@ impl Store {
             h.push(Value::Object(entry));
         }
         let diff_ids: Vec<Value> = layers.iter().map(|l| json!(l.diff_id)).collect();
-        config.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+        config.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
 
         let config_bytes = serde_json::to_vec(&Value::Object(config))
             .map_err(|e| Error::Corrupt(format!("commit: config does not serialize: {e}")))?;

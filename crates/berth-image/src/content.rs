@@ -66,9 +66,9 @@ impl ContentStore {
         let p = self.checked_path(digest)?;
         match fs::metadata(&p) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(Error::NotFound(format!("blob {digest} is not in the content store")))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+                "blob {digest} is not in the content store"
+            ))),
             Err(e) => Err(Error::io(format!("inspecting blob {}", p.display()), e)),
         }
     }
@@ -77,9 +77,9 @@ impl ContentStore {
         let p = self.checked_path(digest)?;
         match File::open(&p) {
             Ok(f) => Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(Error::NotFound(format!("blob {digest} is not in the content store")))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+                "blob {digest} is not in the content store"
+            ))),
             Err(e) => Err(Error::io(format!("opening blob {}", p.display()), e)),
         }
     }
@@ -156,7 +156,9 @@ impl ContentStore {
     /// Digests of all stored blobs.
     pub(crate) fn list(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.blobs).ctx(|| format!("reading {}", self.blobs.display()))? {
+        for entry in
+            fs::read_dir(&self.blobs).ctx(|| format!("reading {}", self.blobs.display()))?
+        {
             let entry = entry.ctx(|| format!("reading {}", self.blobs.display()))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();

@@ -34,7 +34,11 @@ impl Conflict {
         Error::Conflict(format!(
             "conflict: unable to delete {} ({}) - {}",
             short_id(&self.id),
-            if self.hard { "cannot be forced" } else { "must be forced" },
+            if self.hard {
+                "cannot be forced"
+            } else {
+                "must be forced"
+            },
             self.message
         ))
     }

@@ -22,7 +22,9 @@ pub(crate) fn prepare(
     let items: Vec<ArchiveItem> = serde_json::from_slice(raw)
         .map_err(|e| Error::InvalidInput(format!("load: manifest.json is invalid: {e}")))?;
     if items.is_empty() {
-        return Err(Error::InvalidInput("load: manifest.json lists no images".to_string()));
+        return Err(Error::InvalidInput(
+            "load: manifest.json lists no images".to_string(),
+        ));
     }
     let known_manifests = index_manifests(store, staged);
     let mut prepared: Vec<Prepared> = Vec::new();
@@ -45,13 +47,18 @@ pub(crate) fn prepare(
             }
             refs.push(r.with_default_tag());
         }
-        let manifest = known_manifests.get(&(config_digest.clone(), layers.clone())).cloned();
+        let manifest = known_manifests
+            .get(&(config_digest.clone(), layers.clone()))
+            .cloned();
         let blobs: Vec<LayerBlob> = layers
             .iter()
             .map(|d| LayerBlob {
                 digest: d.clone(),
                 media_type: manifest.as_ref().and_then(|(_, m)| {
-                    m.layers.iter().find(|x| &x.digest == d).map(|x| x.media_type.clone())
+                    m.layers
+                        .iter()
+                        .find(|x| &x.digest == d)
+                        .map(|x| x.media_type.clone())
                 }),
             })
             .collect();
@@ -72,7 +79,10 @@ pub(crate) fn prepare(
         if refs.is_empty() {
             lines.push(format!("Loaded image ID: {config_digest}"));
         } else {
-            lines.extend(refs.iter().map(|r| format!("Loaded image: {}", r.familiar())));
+            lines.extend(
+                refs.iter()
+                    .map(|r| format!("Loaded image: {}", r.familiar())),
+            );
         }
     }
     Ok((prepared, lines))
@@ -95,8 +105,12 @@ fn index_manifests(
         if is_index_type(&desc.media_type) {
             continue;
         }
-        let Ok(bytes) = store.content.read(&desc.digest) else { continue };
-        let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else { continue };
+        let Ok(bytes) = store.content.read(&desc.digest) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
+            continue;
+        };
         let media_type = manifest_kind(&bytes).unwrap_or_else(|| desc.media_type.clone());
         let key = (
             m.config.digest.clone(),

@@ -54,7 +54,12 @@ pub(crate) fn remove_tmp_entries(dir: &Path) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(crate::error::Error::io(format!("reading {}", dir.display()), e)),
+        Err(e) => {
+            return Err(crate::error::Error::io(
+                format!("reading {}", dir.display()),
+                e,
+            ))
+        }
     };
     for entry in entries {
         let entry = entry.ctx(|| format!("reading {}", dir.display()))?;
@@ -70,7 +75,12 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(crate::error::Error::io(format!("inspecting {}", path.display()), e)),
+        Err(e) => {
+            return Err(crate::error::Error::io(
+                format!("inspecting {}", path.display()),
+                e,
+            ))
+        }
     };
     let r = if meta.is_dir() {
         fs::remove_dir_all(path)
@@ -80,7 +90,10 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::error::Error::io(format!("removing {}", path.display()), e)),
+        Err(e) => Err(crate::error::Error::io(
+            format!("removing {}", path.display()),
+            e,
+        )),
     }
 }
 

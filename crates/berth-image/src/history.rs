@@ -89,7 +89,10 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(unix_seconds(Some("1970-01-01T00:00:10Z")), 10);
-        assert_eq!(unix_seconds(Some("2023-11-14T22:13:20.123456789Z")), 1_700_000_000);
+        assert_eq!(
+            unix_seconds(Some("2023-11-14T22:13:20.123456789Z")),
+            1_700_000_000
+        );
         assert_eq!(unix_seconds(None), GO_ZERO_TIME);
         assert_eq!(unix_seconds(Some("garbage")), GO_ZERO_TIME);
     }

@@ -39,8 +39,8 @@ impl Store {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "Imported from -".to_string());
 
-        let _w = self.lock_writes();
-        let mut txn = Txn::new(self);
+        // Stream and unpack without the store lock (the upload may be slow); only moving the
+        // results into place and publishing happen under it.
         let mut blob = self.content.writer()?;
         let tmp = self.snapshots.prepare()?;
         let stats = {
@@ -53,6 +53,8 @@ impl Store {
         if blob.len() == 0 {
             return Err(Error::InvalidInput("import: the archive is empty".to_string()));
         }
+        let _w = self.lock_writes();
+        let mut txn = Txn::new(self);
         let info = blob.commit(None, None)?;
         txn.note_blob(&info);
         let diff_id = stats.diff_id.clone();

@@ -234,7 +234,10 @@ impl Store {
                 layers.len()
             )));
         }
-        if let Some(bad) = diff_ids.iter().find(|d| crate::digest::sha256_hex(d).is_none()) {
+        if let Some(bad) = diff_ids
+            .iter()
+            .find(|d| crate::digest::sha256_hex(d).is_none())
+        {
             return Err(Error::InvalidInput(format!(
                 "{what}: the image config {config_digest} has an invalid diff id {bad:?}"
             )));
@@ -245,7 +248,15 @@ impl Store {
             let lwhat = format!("{what}: layer {}", blob.digest);
             layer_records.push(self.ensure_layer(txn, blob, &diff_ids[i], &chains[i], &lwhat)?);
         }
-        self.prepare_with_layers(txn, config_digest, &config_bytes, layer_records, manifest, parent, refs)
+        self.prepare_with_layers(
+            txn,
+            config_digest,
+            &config_bytes,
+            layer_records,
+            manifest,
+            parent,
+            refs,
+        )
     }
 
     /// The rest of [`Store::prepare_image`] once the layers are in place.
@@ -318,7 +329,11 @@ impl Store {
             st.images
                 .values()
                 .flat_map(|l| l.record.blobs().map(str::to_string).collect::<Vec<_>>())
-                .chain(fresh.iter().flat_map(|l| l.record.blobs().map(str::to_string).collect::<Vec<_>>()))
+                .chain(
+                    fresh
+                        .iter()
+                        .flat_map(|l| l.record.blobs().map(str::to_string).collect::<Vec<_>>()),
+                )
                 .collect()
         };
         txn.discard_blobs_except(&keep)?;

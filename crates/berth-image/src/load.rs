@@ -143,7 +143,10 @@ impl Store {
                     staged.files.insert(path, (info.digest, info.size));
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
                     let resolved = if target.starts_with(b"/") {
                         clean(&target)
                     } else {
@@ -158,7 +161,10 @@ impl Store {
                     }
                 }
                 tar::EntryType::Link => {
-                    let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
                     if let Some(r) = clean(&target) {
                         staged.links.insert(path, r);
                     }
@@ -167,7 +173,9 @@ impl Store {
             }
         }
         if !saw_entry {
-            return Err(Error::InvalidInput("load: the archive is empty".to_string()));
+            return Err(Error::InvalidInput(
+                "load: the archive is empty".to_string(),
+            ));
         }
         Ok(staged)
     }
@@ -180,8 +188,10 @@ mod tests {
     #[test]
     fn resolves_links_inside_the_archive() {
         let mut s = Staged::default();
-        s.files.insert("blobs/sha256/aa".into(), ("sha256:aa".into(), 1));
-        s.links.insert("x/layer.tar".into(), "blobs/sha256/aa".into());
+        s.files
+            .insert("blobs/sha256/aa".into(), ("sha256:aa".into(), 1));
+        s.links
+            .insert("x/layer.tar".into(), "blobs/sha256/aa".into());
         s.links.insert("loop".into(), "loop".into());
         assert_eq!(s.resolve("./x/layer.tar").map(|f| f.1), Some(1));
         assert!(s.resolve("loop").is_none());

@@ -85,7 +85,11 @@ pub(crate) struct ArchiveItem {
 }
 
 /// The OCI manifest of a config and its layer blobs.
-pub(crate) fn oci_manifest(config_digest: &str, config_size: u64, layers: &[Descriptor]) -> Vec<u8> {
+pub(crate) fn oci_manifest(
+    config_digest: &str,
+    config_size: u64,
+    layers: &[Descriptor],
+) -> Vec<u8> {
     let m = Manifest {
         schema_version: 2,
         media_type: Some(MT_OCI_MANIFEST.to_string()),

@@ -37,7 +37,9 @@ pub(crate) fn prepare(
     let index: Index = serde_json::from_slice(raw)
         .map_err(|e| Error::InvalidInput(format!("load: index.json is invalid: {e}")))?;
     if index.manifests.is_empty() {
-        return Err(Error::InvalidInput("load: index.json lists no manifests".to_string()));
+        return Err(Error::InvalidInput(
+            "load: index.json lists no manifests".to_string(),
+        ));
     }
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut lines = Vec::new();
@@ -79,7 +81,10 @@ pub(crate) fn prepare(
         if refs.is_empty() {
             lines.push(format!("Loaded image ID: {id}"));
         } else {
-            lines.extend(refs.iter().map(|r| format!("Loaded image: {}", r.familiar())));
+            lines.extend(
+                refs.iter()
+                    .map(|r| format!("Loaded image: {}", r.familiar())),
+            );
         }
     }
     Ok((prepared, lines))
@@ -136,12 +141,18 @@ fn check_blob(store: &Store, desc: &Descriptor) -> Result<()> {
 /// Follows nested indexes to the manifest for this platform.
 fn pick_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<(Descriptor, Vec<u8>)> {
     if depth > MAX_INDEX_DEPTH {
-        return Err(Error::InvalidInput("load: image indexes nest too deeply".to_string()));
+        return Err(Error::InvalidInput(
+            "load: image indexes nest too deeply".to_string(),
+        ));
     }
     check_blob(store, desc)?;
     let bytes = store.content.read(&desc.digest)?;
     let kind = manifest_kind(&bytes).unwrap_or_else(|| desc.media_type.clone());
-    if is_manifest_type(&kind) || (!is_index_type(&kind) && !desc.media_type.is_empty() && is_manifest_type(&desc.media_type)) {
+    if is_manifest_type(&kind)
+        || (!is_index_type(&kind)
+            && !desc.media_type.is_empty()
+            && is_manifest_type(&desc.media_type))
+    {
         return Ok((desc.clone(), bytes));
     }
     if !is_index_type(&kind) {
@@ -157,9 +168,7 @@ fn pick_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<(Desc
         .manifests
         .iter()
         .filter(|d| !d.media_type.contains("attestation"))
-        .filter(|d| {
-            d.platform.as_ref().is_none_or(|p| p.os != "unknown")
-        })
+        .filter(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
         .collect();
     let chosen = candidates
         .iter()
@@ -168,7 +177,13 @@ fn pick_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<(Desc
                 .as_ref()
                 .is_some_and(|p| p.os == "linux" && p.architecture == arch)
         })
-        .or_else(|| if candidates.len() == 1 { candidates.first() } else { None })
+        .or_else(|| {
+            if candidates.len() == 1 {
+                candidates.first()
+            } else {
+                None
+            }
+        })
         .ok_or_else(|| {
             Error::InvalidInput(format!(
                 "load: index {} has no manifest for linux/{arch}",

@@ -78,8 +78,9 @@ impl Records {
     }
 
     pub(crate) fn write(&self, rec: &ImageRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec)
-            .map_err(|e| Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id)))?;
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| {
+            Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id))
+        })?;
         atomic_write(&self.path(&rec.id)?, &bytes)
     }
 
@@ -100,7 +101,9 @@ impl Records {
             let entry = entry.ctx(|| format!("reading {}", self.dir.display()))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hex) = name.strip_suffix(".json") else { continue };
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
             if !crate::digest::is_hex64(hex) {
                 continue;
             }

@@ -177,7 +177,9 @@ impl Reference {
         if domain.len() + 1 + path.len() > NAME_TOTAL_LENGTH_MAX {
             return Err(invalid(
                 input,
-                &format!("repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"),
+                &format!(
+                    "repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+                ),
             ));
         }
         Ok(Reference {
@@ -309,7 +311,10 @@ mod tests {
         assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(full("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(full("library/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(full("docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            full("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(
             full("index.docker.io/library/busybox:x"),
             "docker.io/library/busybox:x"
@@ -331,7 +336,9 @@ mod tests {
         assert_eq!(fam("library/a/b"), "library/a/b:latest");
         assert_eq!(fam("127.0.0.1:5000/foo:bar"), "127.0.0.1:5000/foo:bar");
         let d = format!("sha256:{}", "a".repeat(64));
-        let r = Reference::parse(&format!("busybox@{d}")).unwrap().with_default_tag();
+        let r = Reference::parse(&format!("busybox@{d}"))
+            .unwrap()
+            .with_default_tag();
         assert_eq!(r.familiar(), format!("busybox@{d}"));
         assert_eq!(r.tag(), None);
         assert_eq!(r.digest(), Some(d.as_str()));

@@ -17,7 +17,9 @@ impl Store {
         expected_digest: Option<&str>,
         expected_size: Option<u64>,
     ) -> Result<(String, u64)> {
-        let info = self.content.ingest(reader, expected_digest, expected_size)?;
+        let info = self
+            .content
+            .ingest(reader, expected_digest, expected_size)?;
         Ok((info.digest, info.size))
     }
 
@@ -42,8 +44,9 @@ impl Store {
                 "{manifest_digest} is not an image manifest (media type {media_type:?})"
             )));
         }
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::InvalidInput(format!("manifest {manifest_digest} is invalid: {e}")))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::InvalidInput(format!("manifest {manifest_digest} is invalid: {e}"))
+        })?;
         let layers: Vec<LayerBlob> = m
             .layers
             .iter()

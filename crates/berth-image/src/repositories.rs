@@ -40,7 +40,9 @@ impl Repositories {
                     Ok(parsed) if !parsed.is_name_only() => {
                         repos.refs.insert(parsed, id);
                     }
-                    _ => tracing::warn!(reference = %r, "ignoring an invalid reference in repositories.json"),
+                    _ => {
+                        tracing::warn!(reference = %r, "ignoring an invalid reference in repositories.json")
+                    }
                 }
             }
         }

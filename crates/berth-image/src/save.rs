@@ -84,9 +84,27 @@ impl Store {
         if names.is_empty() {
             return Err(Error::InvalidInput("save: no images given".to_string()));
         }
-        // Hold off deletions while blobs are streamed.
-        let _w = self.lock_writes();
-        let images = select(&self.read_state(), names)?;
+        // Open every blob under the write lock: an open file stays readable even if a
+        // deletion unlinks it meanwhile, so the (slow) streaming needs no lock.
+        let (images, blobs) = {
+            let _w = self.lock_writes();
+            let images = select(&self.read_state(), names)?;
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut blobs = Vec::new();
+            for (l, _) in &images {
+                for digest in l.record.blobs() {
+                    if seen.insert(digest.to_string()) {
+                        let file = self.content.open_blob(digest)?;
+                        let size = file
+                            .metadata()
+                            .ctx(|| format!("inspecting blob {digest}"))?
+                            .len();
+                        blobs.push((digest.to_string(), file, size));
+                    }
+                }
+            }
+            (images, blobs)
+        };
         let mtime = images
             .iter()
             .map(|(l, _)| unix_seconds(l.config.created().as_deref()))
@@ -99,27 +117,17 @@ impl Store {
             let mut h = header(0, 0o755, mtime, tar::EntryType::Directory);
             tw.append_data(&mut h, dir, io::empty()).ctx(|| ctx(dir))?;
         }
-        let mut written: HashSet<String> = HashSet::new();
+        for (digest, file, size) in blobs {
+            let path = format!("blobs/sha256/{}", &digest[SHA256_PREFIX.len()..]);
+            let mut h = header(size, 0o644, mtime, tar::EntryType::Regular);
+            tw.append_data(&mut h, &path, io::Read::take(file, size))
+                .ctx(|| ctx(&path))?;
+        }
         let mut items = Vec::new();
         let mut descs = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (l, tags) in &images {
             let rec = &l.record;
-            for digest in rec.blobs() {
-                if !written.insert(digest.to_string()) {
-                    continue;
-                }
-                let file = self.content.open_blob(digest)?;
-                let size = file
-                    .metadata()
-                    .ctx(|| format!("inspecting blob {digest}"))?
-                    .len();
-                let hex = &digest[SHA256_PREFIX.len()..];
-                let path = format!("blobs/sha256/{hex}");
-                let mut h = header(size, 0o644, mtime, tar::EntryType::Regular);
-                tw.append_data(&mut h, &path, io::Read::take(file, size))
-                    .ctx(|| ctx(&path))?;
-            }
             let blob_path = |d: &str| format!("blobs/sha256/{}", &d[SHA256_PREFIX.len()..]);
             items.push(ArchiveItem {
                 config: blob_path(&rec.id),
@@ -130,7 +138,11 @@ impl Store {
                 },
                 layers: rec.layers.iter().map(|x| blob_path(&x.digest)).collect(),
             });
-            let base = Descriptor::new(&rec.manifest_media_type, &rec.manifest_digest, rec.manifest_size);
+            let base = Descriptor::new(
+                &rec.manifest_media_type,
+                &rec.manifest_digest,
+                rec.manifest_size,
+            );
             if tags.is_empty() {
                 descs.push(base.clone());
             }
@@ -138,14 +150,17 @@ impl Store {
                 let mut d = base.clone();
                 let mut ann = BTreeMap::new();
                 ann.insert(ANNOTATION_IMAGE_NAME.to_string(), t.to_string());
-                ann.insert(ANNOTATION_REF_NAME.to_string(), t.tag().unwrap_or("latest").to_string());
+                ann.insert(
+                    ANNOTATION_REF_NAME.to_string(),
+                    t.tag().unwrap_or("latest").to_string(),
+                );
                 d.annotations = Some(ann);
                 descs.push(d);
                 if let (Some(tag), Some(top)) = (t.tag(), rec.layers.last()) {
-                    repositories
-                        .entry(t.familiar_name())
-                        .or_default()
-                        .insert(tag.to_string(), top.digest[SHA256_PREFIX.len()..].to_string());
+                    repositories.entry(t.familiar_name()).or_default().insert(
+                        tag.to_string(),
+                        top.digest[SHA256_PREFIX.len()..].to_string(),
+                    );
                 }
             }
         }

@@ -4,7 +4,9 @@
 
 use crate::digest::{is_hex64, sha256_digest, sha256_hex, SHA256_PREFIX};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{create_dir_all, fsync_dir, remove_any, remove_tmp_entries, unique_name, TMP_PREFIX};
+use crate::fsutil::{
+    create_dir_all, fsync_dir, remove_any, remove_tmp_entries, unique_name, TMP_PREFIX,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -104,7 +106,8 @@ impl Snapshots {
             return Ok(false);
         }
         let dirf = fs::File::open(&tmp.dir).ctx(|| format!("opening {}", tmp.dir.display()))?;
-        rustix::fs::syncfs(&dirf).ctx(|| format!("syncing the filesystem of {}", tmp.dir.display()))?;
+        rustix::fs::syncfs(&dirf)
+            .ctx(|| format!("syncing the filesystem of {}", tmp.dir.display()))?;
         if dest.exists() {
             // A directory without fs/ is debris: replace it.
             self.remove_dir(&dest)?;
@@ -122,7 +125,10 @@ impl Snapshots {
         match fs::rename(dir, &trash) {
             Ok(()) => remove_any(&trash),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("renaming {} for removal", dir.display()), e)),
+            Err(e) => Err(Error::io(
+                format!("renaming {} for removal", dir.display()),
+                e,
+            )),
         }
     }
 

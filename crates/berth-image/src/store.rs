@@ -135,11 +135,17 @@ pub struct Store {
 }
 
 /// Parses a config blob.
-pub(crate) fn parse_config(bytes: &[u8], digest: &str) -> Result<(ImageConfiguration, serde_json::Value)> {
-    let json: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::InvalidInput(format!("image config {digest} is not valid JSON: {e}")))?;
+pub(crate) fn parse_config(
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(ImageConfiguration, serde_json::Value)> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::InvalidInput(format!("image config {digest} is not valid JSON: {e}"))
+    })?;
     if !json.is_object() {
-        return Err(Error::InvalidInput(format!("image config {digest} is not a JSON object")));
+        return Err(Error::InvalidInput(format!(
+            "image config {digest} is not a JSON object"
+        )));
     }
     let config: ImageConfiguration = serde_json::from_value(json.clone())
         .map_err(|e| Error::InvalidInput(format!("image config {digest} is invalid: {e}")))?;
@@ -248,7 +254,8 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Image>> {
         let st = self.read_state();
         let mut out: Vec<Image> = st.images.values().map(|l| st.image(l)).collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        let t = |i: &Image| crate::history::unix_seconds(i.created.as_deref());
+        out.sort_by(|a, b| t(b).cmp(&t(a)).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 

@@ -26,16 +26,25 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         match rustix::fs::llistxattr(path, &mut names[..]) {
             Ok(n) => break n,
             Err(rustix::io::Errno::RANGE) => {
-                let need = rustix::fs::llistxattr_query(path).unwrap_or(0).max(names.len() * 2);
+                let need = rustix::fs::llistxattr_query(path)
+                    .unwrap_or(0)
+                    .max(names.len() * 2);
                 names.resize(need, 0);
             }
             Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing xattrs of {}", path.display()), e.into())),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("listing xattrs of {}", path.display()),
+                    e.into(),
+                ))
+            }
         }
     };
     let mut out = Vec::new();
     for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let Ok(name) = std::str::from_utf8(raw) else { continue };
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
         if name.starts_with("trusted.overlay.") || name == "security.selinux" {
             continue;
         }
@@ -59,11 +68,19 @@ pub(crate) fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
                 let len = buf.len();
                 buf.resize(len * 4, 0);
                 if buf.len() > 1 << 20 {
-                    return Err(Error::Corrupt(format!("xattr {name} of {} is too large", path.display())));
+                    return Err(Error::Corrupt(format!(
+                        "xattr {name} of {} is too large",
+                        path.display()
+                    )));
                 }
             }
             Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
-            Err(e) => return Err(Error::io(format!("reading xattr {name} of {}", path.display()), e.into())),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading xattr {name} of {}", path.display()),
+                    e.into(),
+                ))
+            }
         }
     }
 }
@@ -100,7 +117,9 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub(crate) fn finish(mut self) -> Result<W> {
-        self.builder.finish().ctx(|| "finishing the tar stream".to_string())?;
+        self.builder
+            .finish()
+            .ctx(|| "finishing the tar stream".to_string())?;
         self.builder
             .into_inner()
             .ctx(|| "finishing the tar stream".to_string())
@@ -282,7 +301,9 @@ impl<W: Write> TarWriter<W> {
             h.set_device_minor(rustix::fs::minor(rdev)).ctx(ctx)?;
         }
         self.write_pax(name, &xattrs)?;
-        self.builder.append_data(&mut h, name, io::empty()).ctx(ctx)?;
+        self.builder
+            .append_data(&mut h, name, io::empty())
+            .ctx(ctx)?;
         self.entries += 1;
         Ok(())
     }

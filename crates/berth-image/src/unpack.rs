@@ -143,9 +143,43 @@ pub(crate) fn layer_diff_id(blob: &mut dyn Read, what: &str) -> Result<(String, 
 /// Extracts a (possibly compressed) tar into `dir` following `opts`; symlinks met on the
 /// way resolve inside `dir`.
 pub(crate) fn extract_into(reader: &mut dyn Read, dir: &Path, opts: &ExtractOptions) -> Result<()> {
+    extract_at(reader, dir, Path::new(""), opts)
+}
+
+/// Extracts into the directory `dest` inside `root`: `dest` and every symlink met while
+/// extracting resolve with `root` as `/`; entries may not climb above `dest`.
+pub(crate) fn extract_at(
+    reader: &mut dyn Read,
+    root: &Path,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<()> {
     let what = "archive";
+    let base = clean_path(dest.as_os_str().as_bytes()).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{} climbs out of {}",
+            dest.display(),
+            root.display()
+        ))
+    })?;
+    let mut ex = Extractor::new(root, Policy::Copy, opts, what)?;
+    match ex.open_in_root(&base, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(_) => {}
+        Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+            return Err(Error::NotFound(format!(
+                "Could not find the file {} in container",
+                dest.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("resolving {} in {}", dest.display(), root.display()),
+                e.into(),
+            ))
+        }
+    }
+    ex.base = base;
     let (_, reader) = decompress(reader, what)?;
-    let mut ex = Extractor::new(dir, Policy::Copy, opts, what)?;
     let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().map_err(|e| input_err(what, e))? {
         let mut entry = entry.map_err(|e| input_err(what, e))?;
@@ -225,6 +259,8 @@ struct Extractor<'o> {
     dir_times: Vec<(Vec<OsString>, Timespec)>,
     content_size: u64,
     cache: Option<(Vec<OsString>, OwnedFd)>,
+    /// Entries (and hardlink targets) are relative to this directory under the root.
+    base: Vec<OsString>,
 }
 
 impl<'o> Extractor<'o> {
@@ -244,6 +280,7 @@ impl<'o> Extractor<'o> {
             dir_times: Vec::new(),
             content_size: 0,
             cache: None,
+            base: Vec::new(),
         })
     }
 
@@ -271,7 +308,11 @@ impl<'o> Extractor<'o> {
         }
     }
 
-    fn open_in_root(&self, comps: &[OsString], oflags: OFlags) -> std::result::Result<OwnedFd, Errno> {
+    fn open_in_root(
+        &self,
+        comps: &[OsString],
+        oflags: OFlags,
+    ) -> std::result::Result<OwnedFd, Errno> {
         let path = if comps.is_empty() {
             PathBuf::from(".")
         } else {
@@ -298,9 +339,13 @@ impl<'o> Extractor<'o> {
         match e {
             Errno::LOOP => self.refuse(
                 name,
-                &format!("its parent {shown:?} goes through a symlink, which an image layer may not do"),
+                &format!(
+                    "its parent {shown:?} goes through a symlink, which an image layer may not do"
+                ),
             ),
-            Errno::XDEV => self.refuse(name, &format!("{shown:?} resolves outside the destination")),
+            Errno::XDEV => {
+                self.refuse(name, &format!("{shown:?} resolves outside the destination"))
+            }
             Errno::NOTDIR => self.refuse(name, &format!("{shown:?} is not a directory")),
             Errno::NOENT => self.refuse(name, &format!("{shown:?} does not exist")),
             e => self.io_err(name, "resolving the parent directory", e),
@@ -328,7 +373,9 @@ impl<'o> Extractor<'o> {
                         Err(Errno::NOENT) => {
                             match rustix::fs::mkdirat(&cur, &comps[i], Mode::from_raw_mode(0o755)) {
                                 Ok(()) | Err(Errno::EXIST) => {}
-                                Err(e) => return Err(self.io_err(name, "creating a parent directory", e)),
+                                Err(e) => {
+                                    return Err(self.io_err(name, "creating a parent directory", e))
+                                }
                             }
                             self.open_in_root(prefix, flags)
                                 .map_err(|e| self.map_resolve_err(name, prefix, e))?
@@ -347,7 +394,8 @@ impl<'o> Extractor<'o> {
 
     fn meta<R: Read>(&self, name: &str, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let h = entry.header();
-        let bad = |what: &str, e: io::Error| self.refuse(name, &format!("bad {what} in header: {e}"));
+        let bad =
+            |what: &str, e: io::Error| self.refuse(name, &format!("bad {what} in header: {e}"));
         let mut uid = h.uid().map_err(|e| bad("uid", e))?;
         let mut gid = h.gid().map_err(|e| bad("gid", e))?;
         let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
@@ -369,7 +417,8 @@ impl<'o> Extractor<'o> {
                     "uid" => uid = val.parse().map_err(|_| self.refuse(name, "bad PAX uid"))?,
                     "gid" => gid = val.parse().map_err(|_| self.refuse(name, "bad PAX gid"))?,
                     "mtime" => {
-                        mtime = parse_pax_time(val).ok_or_else(|| self.refuse(name, "bad PAX mtime"))?
+                        mtime =
+                            parse_pax_time(val).ok_or_else(|| self.refuse(name, "bad PAX mtime"))?
                     }
                     _ => {}
                 }
@@ -391,7 +440,12 @@ impl<'o> Extractor<'o> {
         })
     }
 
-    fn set_xattrs_fd(&self, name: &str, fd: BorrowedFd<'_>, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
+    fn set_xattrs_fd(
+        &self,
+        name: &str,
+        fd: BorrowedFd<'_>,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> Result<()> {
         for (k, v) in xattrs {
             if k.starts_with("trusted.overlay.") {
                 continue;
@@ -408,7 +462,13 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn set_xattrs_path(&self, name: &str, path: &Path, xattrs: &[(String, Vec<u8>)], follow: bool) -> Result<()> {
+    fn set_xattrs_path(
+        &self,
+        name: &str,
+        path: &Path,
+        xattrs: &[(String, Vec<u8>)],
+        follow: bool,
+    ) -> Result<()> {
         for (k, v) in xattrs {
             if k.starts_with("trusted.overlay.") {
                 continue;
@@ -437,7 +497,8 @@ impl<'o> Extractor<'o> {
             Some(rustix::fs::Gid::from_raw(m.gid)),
         )
         .map_err(|e| self.io_err(name, "chown", e))?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(|e| self.io_err(name, "chmod", e))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode))
+            .map_err(|e| self.io_err(name, "chmod", e))?;
         self.set_xattrs_fd(name, fd, &m.xattrs)?;
         if times {
             let ts = Timestamps {
@@ -467,8 +528,13 @@ impl<'o> Extractor<'o> {
         )
         .map_err(|e| self.io_err(name, "chown", e))?;
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        rustix::fs::chmodat(CWD, &proc_path, Mode::from_raw_mode(m.mode), AtFlags::empty())
-            .map_err(|e| self.io_err(name, "chmod", e))?;
+        rustix::fs::chmodat(
+            CWD,
+            &proc_path,
+            Mode::from_raw_mode(m.mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| self.io_err(name, "chmod", e))?;
         self.set_xattrs_path(name, &proc_path, &m.xattrs, true)?;
         let ts = Timestamps {
             last_access: m.mtime,
@@ -482,7 +548,8 @@ impl<'o> Extractor<'o> {
     /// Removes whatever is at `parent/file` (a tree included).
     fn remove_existing(&mut self, name: &str, parent: &OwnedFd, file: &OsStr) -> Result<()> {
         self.cache = None;
-        remove_tree_at(parent.as_fd(), file).map_err(|e| self.io_err(name, "removing the existing entry", e))
+        remove_tree_at(parent.as_fd(), file)
+            .map_err(|e| self.io_err(name, "removing the existing entry", e))
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
@@ -491,15 +558,22 @@ impl<'o> Extractor<'o> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
         ) {
             return Ok(());
         }
-        let Some(comps) = clean_path(&raw) else {
+        let Some(rel) = clean_path(&raw) else {
             return Err(self.refuse(&name, "path escapes the destination with \"..\""));
         };
+        if rel.is_empty() {
+            // The destination itself ("./"): nothing to create.
+            return Ok(());
+        }
+        let comps: Vec<OsString> = self.base.iter().cloned().chain(rel).collect();
         let Some((file, parent_comps)) = comps.split_last() else {
-            // The root itself ("./"): nothing to create.
             return Ok(());
         };
         let file = file.clone();
@@ -524,13 +598,17 @@ impl<'o> Extractor<'o> {
             Some(FileType::Directory) if is_dir => {}
             Some(FileType::Directory) => {
                 if guard {
-                    return Err(self.refuse(&name, "cannot overwrite a directory with a non-directory"));
+                    return Err(
+                        self.refuse(&name, "cannot overwrite a directory with a non-directory")
+                    );
                 }
                 self.remove_existing(&name, &parent, &file)?;
             }
             Some(_) => {
                 if guard && is_dir {
-                    return Err(self.refuse(&name, "cannot overwrite a non-directory with a directory"));
+                    return Err(
+                        self.refuse(&name, "cannot overwrite a non-directory with a directory")
+                    );
                 }
                 self.remove_existing(&name, &parent, &file)?;
             }
@@ -541,7 +619,11 @@ impl<'o> Extractor<'o> {
                 let fd = rustix::fs::openat(
                     &parent,
                     &file,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| self.io_err(&name, "creating the file", e))?;
@@ -583,7 +665,8 @@ impl<'o> Extractor<'o> {
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
                 .map_err(|e| self.io_err(&name, "chown", e))?;
-                let link_path = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(&file);
+                let link_path =
+                    PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(&file);
                 self.set_xattrs_path(&name, &link_path, &m.xattrs, false)?;
                 let ts = Timestamps {
                     last_access: m.mtime,
@@ -607,7 +690,11 @@ impl<'o> Extractor<'o> {
                         &name,
                         &format!(
                             "device nodes ({major}:{minor}) are not allowed in {}",
-                            if self.policy == Policy::Layer { "image layers" } else { "this archive" }
+                            if self.policy == Policy::Layer {
+                                "image layers"
+                            } else {
+                                "this archive"
+                            }
                         ),
                     ));
                 }
@@ -616,13 +703,25 @@ impl<'o> Extractor<'o> {
                 } else {
                     FileType::BlockDevice
                 };
-                rustix::fs::mknodat(&parent, &file, ft, Mode::from_raw_mode(m.mode), rustix::fs::makedev(major, minor))
-                    .map_err(|e| self.io_err(&name, "creating the device node", e))?;
+                rustix::fs::mknodat(
+                    &parent,
+                    &file,
+                    ft,
+                    Mode::from_raw_mode(m.mode),
+                    rustix::fs::makedev(major, minor),
+                )
+                .map_err(|e| self.io_err(&name, "creating the device node", e))?;
                 self.apply_opath(&name, &parent, &file, &m)?;
             }
             tar::EntryType::Fifo => {
-                rustix::fs::mknodat(&parent, &file, FileType::Fifo, Mode::from_raw_mode(m.mode), 0)
-                    .map_err(|e| self.io_err(&name, "creating the fifo", e))?;
+                rustix::fs::mknodat(
+                    &parent,
+                    &file,
+                    FileType::Fifo,
+                    Mode::from_raw_mode(m.mode),
+                    0,
+                )
+                .map_err(|e| self.io_err(&name, "creating the fifo", e))?;
                 self.apply_opath(&name, &parent, &file, &m)?;
             }
             other => {
@@ -632,7 +731,12 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn copy_data<R: Read>(&self, name: &str, entry: &mut tar::Entry<'_, R>, f: &mut File) -> Result<u64> {
+    fn copy_data<R: Read>(
+        &self,
+        name: &str,
+        entry: &mut tar::Entry<'_, R>,
+        f: &mut File,
+    ) -> Result<u64> {
         let mut buf = vec![0u8; 128 * 1024];
         let mut total = 0u64;
         loop {
@@ -649,15 +753,25 @@ impl<'o> Extractor<'o> {
         Ok(total)
     }
 
-    fn hardlink<R: Read>(&mut self, name: &str, entry: &mut tar::Entry<'_, R>, parent: &OwnedFd, file: &OsStr) -> Result<()> {
+    fn hardlink<R: Read>(
+        &mut self,
+        name: &str,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        file: &OsStr,
+    ) -> Result<()> {
         let target = entry
             .link_name_bytes()
             .ok_or_else(|| self.refuse(name, "hardlink without a target"))?
             .into_owned();
         let shown = String::from_utf8_lossy(&target).into_owned();
-        let Some(tcomps) = clean_path(&target) else {
-            return Err(self.refuse(name, &format!("hardlink target {shown:?} is outside the destination")));
+        let Some(trel) = clean_path(&target) else {
+            return Err(self.refuse(
+                name,
+                &format!("hardlink target {shown:?} is outside the destination"),
+            ));
         };
+        let tcomps: Vec<OsString> = self.base.iter().cloned().chain(trel).collect();
         let Some((tfile, tparent)) = tcomps.split_last() else {
             return Err(self.refuse(name, "hardlink to the root directory"));
         };
@@ -682,11 +796,22 @@ impl<'o> Extractor<'o> {
             .map_err(|e| self.io_err(name, &format!("linking to {shown:?}"), e))
     }
 
-    fn whiteout(&mut self, name: &str, parent_comps: &[OsString], file: &[u8], m: &Meta) -> Result<()> {
+    fn whiteout(
+        &mut self,
+        name: &str,
+        parent_comps: &[OsString],
+        file: &[u8],
+        m: &Meta,
+    ) -> Result<()> {
         if file == WHITEOUT_OPAQUE.as_bytes() {
             let dir = self.resolve_dir(name, parent_comps, true)?;
-            let fd = rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| self.io_err(name, "opening the opaque directory", e))?;
+            let fd = rustix::fs::openat(
+                &dir,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.io_err(name, "opening the opaque directory", e))?;
             return rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| self.io_err(name, "marking the directory opaque", e));
         }
@@ -704,8 +829,14 @@ impl<'o> Extractor<'o> {
             Err(Errno::NOENT) => {}
             Err(e) => return Err(self.io_err(name, "inspecting the whited-out entry", e)),
         }
-        rustix::fs::mknodat(&parent, target, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
-            .map_err(|e| self.io_err(name, "creating the whiteout device", e))?;
+        rustix::fs::mknodat(
+            &parent,
+            target,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(|e| self.io_err(name, "creating the whiteout device", e))?;
         rustix::fs::chownat(
             &parent,
             target,
@@ -721,11 +852,19 @@ impl<'o> Extractor<'o> {
         self.cache = None;
         let times = std::mem::take(&mut self.dir_times);
         for (comps, mtime) in times.iter().rev() {
-            let fd = match self.open_in_root(comps, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
+            let fd = match self
+                .open_in_root(comps, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
+            {
                 Ok(fd) => fd,
                 // Replaced by a later entry.
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
-                Err(e) => return Err(self.io_err(&join(comps).display().to_string(), "reopening the directory", e)),
+                Err(e) => {
+                    return Err(self.io_err(
+                        &join(comps).display().to_string(),
+                        "reopening the directory",
+                        e,
+                    ))
+                }
             };
             let ts = Timestamps {
                 last_access: *mtime,
@@ -738,8 +877,87 @@ impl<'o> Extractor<'o> {
     }
 }
 
+/// Opens `path` (a directory) inside `root` with `root` as `/` and returns its host path
+/// and the path relative to `root`'s real path.
+fn open_dir_in_root(root: &Path, path: &Path) -> Result<(PathBuf, Vec<OsString>)> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", root.display()))?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let fd = match rustix::fs::openat2(
+        &root_fd,
+        rel,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+            return Err(Error::NotFound(format!(
+                "Could not find the file {} in container",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("resolving {} in {}", path.display(), root.display()),
+                e.into(),
+            ))
+        }
+    };
+    let ctx = || format!("resolving {} in {}", path.display(), root.display());
+    let real_root =
+        std::fs::read_link(format!("/proc/self/fd/{}", root_fd.as_raw_fd())).ctx(ctx)?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ctx(ctx)?;
+    let base = real
+        .strip_prefix(&real_root)
+        .map_err(|_| {
+            Error::InvalidInput(format!(
+                "{} resolves outside {}",
+                path.display(),
+                root.display()
+            ))
+        })?
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    Ok((real, base))
+}
+
+/// See [`crate::archive::resolve_in_root`].
+pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
+    let bytes = path.as_os_str().as_bytes();
+    let trimmed = {
+        let mut b = bytes;
+        while b.len() > 1 && b.ends_with(b"/") {
+            b = &b[..b.len() - 1];
+        }
+        b
+    };
+    let (parent, last): (&[u8], &[u8]) = match trimmed.iter().rposition(|c| *c == b'/') {
+        Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+        None => (b"", trimmed),
+    };
+    if last.is_empty() || last == b"." || last == b".." {
+        return Ok(open_dir_in_root(root, path)?.0);
+    }
+    let (dir, _) = open_dir_in_root(root, Path::new(OsStr::from_bytes(parent)))?;
+    Ok(dir.join(OsStr::from_bytes(last)))
+}
+
 /// Removes `name` under `dirfd`, recursively for directories, never following symlinks.
-pub(crate) fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errno> {
+pub(crate) fn remove_tree_at(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+) -> std::result::Result<(), Errno> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
@@ -786,7 +1004,10 @@ mod tests {
     #[test]
     fn detects_compression() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"BZh9"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"abc"), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);

@@ -22,7 +22,13 @@ fn whiteout(path: &Path) {
 }
 
 fn set_opaque(path: &Path) {
-    rustix::fs::lsetxattr(path, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(
+        path,
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
 }
 
 fn is_opaque(path: &Path) -> bool {
@@ -34,7 +40,10 @@ fn is_opaque(path: &Path) -> bool {
 fn copy_dir_meta(src: &Path, dst: &Path) {
     let m = fs::metadata(src).unwrap();
     fs::set_permissions(dst, fs::Permissions::from_mode(m.mode() & 0o7777)).unwrap();
-    File::open(dst).unwrap().set_modified(m.modified().unwrap()).unwrap();
+    File::open(dst)
+        .unwrap()
+        .set_modified(m.modified().unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -122,7 +131,16 @@ fn commit_and_diff_an_upper_dir() {
     let names: Vec<String> = tar_entries(&blob).into_iter().map(|e| e.0).collect();
     assert_eq!(
         names,
-        ["etc/", "etc/.wh.group", "etc/passwd", "newfile", "opt/", "opt/old/", "opt/old/.wh..wh..opq", "opt/old/new"]
+        [
+            "etc/",
+            "etc/.wh.group",
+            "etc/passwd",
+            "newfile",
+            "opt/",
+            "opt/old/",
+            "opt/old/.wh..wh..opq",
+            "opt/old/new"
+        ]
     );
 
     // Its snapshot is in overlay form again.
@@ -132,20 +150,31 @@ fn commit_and_diff_an_upper_dir() {
     let wh = fs::symlink_metadata(lowers2[0].join("etc/group")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
     assert!(is_opaque(&lowers2[0].join("opt/old")));
-    assert_eq!(fs::read_to_string(lowers2[0].join("newfile")).unwrap(), "new\n");
+    assert_eq!(
+        fs::read_to_string(lowers2[0].join("newfile")).unwrap(),
+        "new\n"
+    );
 
     // An empty upper dir: an empty-layer history entry, no new layer.
     let empty = TempDir::new("empty-upper");
-    let e = store.commit(empty.path(), Some(&img.id), &CommitOptions::default()).unwrap();
+    let e = store
+        .commit(empty.path(), Some(&img.id), &CommitOptions::default())
+        .unwrap();
     assert_eq!(e.layers, img.layers);
     let eh = e.config.history().clone().unwrap();
     assert_eq!(eh.len(), 3);
     assert_eq!(eh[2].empty_layer(), Some(true));
-    assert_eq!(e.config.config().clone().unwrap().env().clone().unwrap(), vec!["X=1"]);
+    assert_eq!(
+        e.config.config().clone().unwrap().env().clone().unwrap(),
+        vec!["X=1"]
+    );
 
     // Parents with children cannot go; children can, and take untagged parents along.
     let err = store.delete(&base.id, true, &never).unwrap_err();
-    assert!(matches!(&err, Error::Conflict(m) if m.contains("image has dependent child images")), "{err}");
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("image has dependent child images")),
+        "{err}"
+    );
     let r = store.delete(&e.id, false, &never).unwrap();
     assert_eq!(r, vec![DeleteItem::Deleted(e.id.clone())]);
     let r = store.delete("committed:1", false, &never).unwrap();
@@ -161,7 +190,13 @@ fn committed_whiteouts_survive_save_and_load() {
     let root = TempDir::new("wh-roundtrip");
     let store = Store::open(root.path()).unwrap();
     store
-        .import(&mut &busybox_tar()[..], &ImportOptions { reference: Some("bb".into()), ..Default::default() })
+        .import(
+            &mut &busybox_tar()[..],
+            &ImportOptions {
+                reference: Some("bb".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let upper = TempDir::new("wh-upper");
     fs::create_dir(upper.join("etc")).unwrap();
@@ -169,7 +204,14 @@ fn committed_whiteouts_survive_save_and_load() {
     fs::create_dir(upper.join("opt")).unwrap();
     set_opaque(&upper.join("opt"));
     let img = store
-        .commit(upper.path(), Some("bb"), &CommitOptions { reference: Some("bb:wh".into()), ..Default::default() })
+        .commit(
+            upper.path(),
+            Some("bb"),
+            &CommitOptions {
+                reference: Some("bb:wh".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let mut out = Vec::new();
     store.save(&["bb:wh".to_string()], &mut out).unwrap();
@@ -190,7 +232,14 @@ fn malicious_layers_are_refused_and_leave_nothing() {
     let outside = TempDir::new("outside");
     let outside_s = outside.path().to_str().unwrap().to_string();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("dotdot", TarBuf::new().file("ok", b"1").file("../evil", b"x").finish(), "\"../evil\""),
+        (
+            "dotdot",
+            TarBuf::new()
+                .file("ok", b"1")
+                .file("../evil", b"x")
+                .finish(),
+            "\"../evil\"",
+        ),
         (
             "nested dotdot",
             TarBuf::new().file("a/../../evil", b"x").finish(),
@@ -198,17 +247,25 @@ fn malicious_layers_are_refused_and_leave_nothing() {
         ),
         (
             "absolute symlink then write through it",
-            TarBuf::new().symlink("link", &outside_s).file("link/pwned", b"x").finish(),
+            TarBuf::new()
+                .symlink("link", &outside_s)
+                .file("link/pwned", b"x")
+                .finish(),
             "\"link/pwned\"",
         ),
         (
             "relative symlink out then write through it",
-            TarBuf::new().symlink("up", "../../../../../../..").file("up/tmp/pwned", b"x").finish(),
+            TarBuf::new()
+                .symlink("up", "../../../../../../..")
+                .file("up/tmp/pwned", b"x")
+                .finish(),
             "symlink",
         ),
         (
             "hardlink outside",
-            TarBuf::new().hardlink("h", "../../../../etc/passwd").finish(),
+            TarBuf::new()
+                .hardlink("h", "../../../../etc/passwd")
+                .finish(),
             "outside",
         ),
         (
@@ -218,23 +275,37 @@ fn malicious_layers_are_refused_and_leave_nothing() {
         ),
         (
             "hardlink through a symlink",
-            TarBuf::new().symlink("s", "/etc").hardlink("h", "s/passwd").finish(),
+            TarBuf::new()
+                .symlink("s", "/etc")
+                .hardlink("h", "s/passwd")
+                .finish(),
             "symlink",
         ),
         (
             "char device",
-            TarBuf::new().dir("dev/").device("dev/null", tar::EntryType::Char, 1, 3).finish(),
+            TarBuf::new()
+                .dir("dev/")
+                .device("dev/null", tar::EntryType::Char, 1, 3)
+                .finish(),
             "\"dev/null\": device nodes (1:3) are not allowed",
         ),
         (
             "block device",
-            TarBuf::new().device("sda", tar::EntryType::Block, 8, 0).finish(),
+            TarBuf::new()
+                .device("sda", tar::EntryType::Block, 8, 0)
+                .finish(),
             "device nodes",
         ),
     ];
     for (what, tar, expect) in cases {
         let e = store
-            .import(&mut &tar[..], &ImportOptions { reference: Some("evil".into()), ..Default::default() })
+            .import(
+                &mut &tar[..],
+                &ImportOptions {
+                    reference: Some("evil".into()),
+                    ..Default::default()
+                },
+            )
             .unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{what}: {e}");
         assert!(e.to_string().contains(expect), "{what}: {e}");
@@ -243,20 +314,37 @@ fn malicious_layers_are_refused_and_leave_nothing() {
         assert_eq!(count(&store.snapshot_root()), 0, "{what}");
         assert_eq!(count(&root.join("images")), 0, "{what}");
         assert_eq!(count(outside.path()), 0, "{what}: wrote outside");
-        assert!(!root.join("evil").exists() && !root.join("snapshots/evil").exists(), "{what}");
+        assert!(
+            !root.join("evil").exists() && !root.join("snapshots/evil").exists(),
+            "{what}"
+        );
         assert!(store.list().unwrap().is_empty());
     }
     // The same tar through a gzip stream fails the same way.
     let e = store
-        .import(&mut &gzip(&TarBuf::new().file("../x", b"1").finish())[..], &ImportOptions::default())
+        .import(
+            &mut &gzip(&TarBuf::new().file("../x", b"1").finish())[..],
+            &ImportOptions::default(),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("escapes"), "{e}");
     // A whiteout device (0/0) in a tar is accepted as a whiteout.
-    let ok = TarBuf::new().device("gone", tar::EntryType::Char, 0, 0).file(".wh.other", b"").finish();
-    let img = store.import(&mut &ok[..], &ImportOptions::default()).unwrap();
+    let ok = TarBuf::new()
+        .device("gone", tar::EntryType::Char, 0, 0)
+        .file(".wh.other", b"")
+        .finish();
+    let img = store
+        .import(&mut &ok[..], &ImportOptions::default())
+        .unwrap();
     let l = store.rootfs_layers(&img.id).unwrap();
-    assert!(fs::symlink_metadata(l[0].join("gone")).unwrap().file_type().is_char_device());
-    assert!(fs::symlink_metadata(l[0].join("other")).unwrap().file_type().is_char_device());
+    assert!(fs::symlink_metadata(l[0].join("gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(fs::symlink_metadata(l[0].join("other"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
 
 #[test]
@@ -284,10 +372,19 @@ fn extract_resolves_symlinks_inside_the_root() {
 
     for (tar, expect) in [
         (TarBuf::new().file("../x", b"1").finish(), "escapes"),
-        (TarBuf::new().hardlink("h", "nothere").finish(), "does not exist"),
-        (TarBuf::new().device("null", tar::EntryType::Char, 1, 3).finish(), "device"),
+        (
+            TarBuf::new().hardlink("h", "nothere").finish(),
+            "does not exist",
+        ),
+        (
+            TarBuf::new()
+                .device("null", tar::EntryType::Char, 1, 3)
+                .finish(),
+            "device",
+        ),
     ] {
-        let e = archive::extract(&mut &tar[..], dest.path(), &ExtractOptions::default()).unwrap_err();
+        let e =
+            archive::extract(&mut &tar[..], dest.path(), &ExtractOptions::default()).unwrap_err();
         assert!(e.to_string().contains(expect), "{e}");
     }
     // Hardlink targets are archive paths inside the root, even when absolute.
@@ -299,14 +396,22 @@ fn extract_resolves_symlinks_inside_the_root() {
         fs::metadata(dest.join("target")).unwrap().ino()
     );
     // Devices when allowed.
-    let tar = TarBuf::new().device("null", tar::EntryType::Char, 1, 3).finish();
+    let tar = TarBuf::new()
+        .device("null", tar::EntryType::Char, 1, 3)
+        .finish();
     archive::extract(
         &mut &tar[..],
         dest.path(),
-        &ExtractOptions { allow_devices: true, ..Default::default() },
+        &ExtractOptions {
+            allow_devices: true,
+            ..Default::default()
+        },
     )
     .unwrap();
-    assert_eq!(fs::symlink_metadata(dest.join("null")).unwrap().rdev(), rustix::fs::makedev(1, 3));
+    assert_eq!(
+        fs::symlink_metadata(dest.join("null")).unwrap().rdev(),
+        rustix::fs::makedev(1, 3)
+    );
 }
 
 #[test]
@@ -317,10 +422,16 @@ fn extract_overwrite_rules_owner_and_metadata() {
     let e = archive::extract(
         &mut &tar[..],
         dest.path(),
-        &ExtractOptions { no_overwrite_dir_non_dir: true, ..Default::default() },
+        &ExtractOptions {
+            no_overwrite_dir_non_dir: true,
+            ..Default::default()
+        },
     )
     .unwrap_err();
-    assert!(e.to_string().contains("cannot overwrite a directory"), "{e}");
+    assert!(
+        e.to_string().contains("cannot overwrite a directory"),
+        "{e}"
+    );
     archive::extract(&mut &tar[..], dest.path(), &ExtractOptions::default()).unwrap();
     assert!(dest.join("d").is_file());
 
@@ -330,10 +441,20 @@ fn extract_overwrite_rules_owner_and_metadata() {
     fs::create_dir(src.join("data")).unwrap();
     fs::write(&f, b"12345").unwrap();
     fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
-    rustix::fs::chown(&f, Some(rustix::fs::Uid::from_raw(1234)), Some(rustix::fs::Gid::from_raw(5678))).unwrap();
+    rustix::fs::chown(
+        &f,
+        Some(rustix::fs::Uid::from_raw(1234)),
+        Some(rustix::fs::Gid::from_raw(5678)),
+    )
+    .unwrap();
     rustix::fs::lsetxattr(&f, "user.berth", b"v", rustix::fs::XattrFlags::empty()).unwrap();
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
-    File::options().write(true).open(&f).unwrap().set_modified(t).unwrap();
+    File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     let mut buf = Vec::new();
     archive::tar_path(&src.join("data"), &mut buf).unwrap();
     let out = TempDir::new("extract-out");
@@ -343,11 +464,21 @@ fn extract_overwrite_rules_owner_and_metadata() {
     assert_eq!((m.uid(), m.gid()), (1234, 5678));
     assert_eq!(m.mtime(), 1_600_000_000);
     let mut v = [0u8; 8];
-    assert_eq!(rustix::fs::lgetxattr(out.join("data/f"), "user.berth", &mut v[..]).unwrap(), 1);
+    assert_eq!(
+        rustix::fs::lgetxattr(out.join("data/f"), "user.berth", &mut v[..]).unwrap(),
+        1
+    );
     // chown option (docker cp without -a).
     let out2 = TempDir::new("extract-out2");
-    archive::extract(&mut &buf[..], out2.path(), &ExtractOptions { chown: Some((0, 0)), ..Default::default() })
-        .unwrap();
+    archive::extract(
+        &mut &buf[..],
+        out2.path(),
+        &ExtractOptions {
+            chown: Some((0, 0)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(fs::metadata(out2.join("data/f")).unwrap().uid(), 0);
 }
 
@@ -363,7 +494,10 @@ fn tar_of_paths_and_path_stat() {
 
     let mut buf = Vec::new();
     archive::tar_path(&data, &mut buf).unwrap();
-    let entries: Vec<(String, tar::EntryType)> = tar_entries(&buf).into_iter().map(|(n, k, _)| (n, k)).collect();
+    let entries: Vec<(String, tar::EntryType)> = tar_entries(&buf)
+        .into_iter()
+        .map(|(n, k, _)| (n, k))
+        .collect();
     assert_eq!(
         entries,
         vec![
@@ -398,4 +532,69 @@ fn tar_of_paths_and_path_stat() {
     assert_eq!(v["linkTarget"], "");
     assert!(v["mtime"].as_str().unwrap().ends_with('Z'));
     assert!(v["size"].is_i64());
+}
+
+#[test]
+fn extract_at_and_resolve_in_a_container_root() {
+    // A container-like root where /var/run -> /run (absolute) and /etc exists.
+    let root = TempDir::new("ctr-root");
+    fs::create_dir_all(root.join("run")).unwrap();
+    fs::create_dir_all(root.join("var")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etclink")).unwrap();
+
+    // The destination resolves inside the root, and so do symlinks in the archive.
+    let tar = TarBuf::new()
+        .file("pidfile", b"1")
+        .symlink("cfg", "/etc")
+        .file("cfg/app.conf", b"x")
+        .finish();
+    archive::extract_at(
+        &mut &tar[..],
+        root.path(),
+        Path::new("/var/run"),
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::read(root.join("run/pidfile")).unwrap(), b"1");
+    assert_eq!(fs::read(root.join("etc/app.conf")).unwrap(), b"x");
+    // Entries may not climb above the destination.
+    let tar = TarBuf::new().file("../escape", b"1").finish();
+    assert!(archive::extract_at(
+        &mut &tar[..],
+        root.path(),
+        Path::new("run"),
+        &ExtractOptions::default()
+    )
+    .is_err());
+    assert!(!root.join("escape").exists());
+    // A missing destination is NotFound.
+    let e = archive::extract_at(
+        &mut &tar[..],
+        root.path(),
+        Path::new("/nope"),
+        &ExtractOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+
+    let p = archive::resolve_in_root(root.path(), Path::new("/var/run/pidfile")).unwrap();
+    assert_eq!(
+        p,
+        fs::canonicalize(root.join("run")).unwrap().join("pidfile")
+    );
+    // The final component is not followed.
+    let p = archive::resolve_in_root(root.path(), Path::new("etclink")).unwrap();
+    assert_eq!(p, fs::canonicalize(root.path()).unwrap().join("etclink"));
+    // ".." cannot leave the root: it stops at the root like in the container.
+    let p = archive::resolve_in_root(root.path(), Path::new("../../etc/passwd")).unwrap();
+    assert_eq!(
+        p,
+        fs::canonicalize(root.join("etc")).unwrap().join("passwd")
+    );
+    let p = archive::resolve_in_root(root.path(), Path::new("/")).unwrap();
+    assert_eq!(p, fs::canonicalize(root.path()).unwrap());
+    let p = archive::resolve_in_root(root.path(), Path::new("/etclink/../../../etc/x")).unwrap();
+    assert_eq!(p, fs::canonicalize(root.join("etc")).unwrap().join("x"));
 }

@@ -53,14 +53,20 @@ fn import_plain_and_gzip_and_lookups() {
         Err(Error::NotFound(m)) => assert_eq!(m, "No such image: nosuch"),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(matches!(store.get("busybox:other"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.get("busybox:other"),
+        Err(Error::NotFound(_))
+    ));
 
     // The rootfs is there, with the binary and the symlinks.
     let lowers = store.rootfs_layers(&img.id).unwrap();
     assert_eq!(lowers.len(), 1);
     assert!(lowers[0].starts_with(store.snapshot_root()));
     assert!(lowers[0].join("bin/busybox").is_file());
-    assert_eq!(fs::read_link(lowers[0].join("bin/sh")).unwrap().to_str(), Some("busybox"));
+    assert_eq!(
+        fs::read_link(lowers[0].join("bin/sh")).unwrap().to_str(),
+        Some("busybox")
+    );
 
     // gzip: same diff id, so the same snapshot; another blob.
     let gz = import_tagged(&store, &gzip(&tar), "busybox:gz");
@@ -87,7 +93,10 @@ fn import_plain_and_gzip_and_lookups() {
     let b = gz.id.trim_start_matches("sha256:");
     let common_len = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
     if common_len > 0 {
-        assert!(matches!(store.get(&a[..common_len]), Err(Error::NotFound(_))));
+        assert!(matches!(
+            store.get(&a[..common_len]),
+            Err(Error::NotFound(_))
+        ));
     }
 }
 
@@ -127,7 +136,8 @@ fn import_with_changes_and_message() {
     assert_eq!(hist[0].id, img.id);
     assert_eq!(hist[0].tags, vec!["example.com:5000/tools/bb:v1"]);
     // ONBUILD survives in the stored config blob.
-    let raw: serde_json::Value = serde_json::from_slice(&store.config_blob(&img.id).unwrap()).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_slice(&store.config_blob(&img.id).unwrap()).unwrap();
     assert_eq!(raw["config"]["OnBuild"][0], "RUN true");
 
     // Bad change lines and bad references fail before anything is stored.
@@ -140,7 +150,10 @@ fn import_with_changes_and_message() {
             },
         )
         .unwrap_err();
-    assert!(matches!(e, Error::InvalidInput(ref m) if m.contains("unknown instruction")), "{e}");
+    assert!(
+        matches!(e, Error::InvalidInput(ref m) if m.contains("unknown instruction")),
+        "{e}"
+    );
     let e = store
         .import(
             &mut &busybox_tar()[..],
@@ -153,11 +166,16 @@ fn import_with_changes_and_message() {
     assert!(matches!(e, Error::InvalidInput(_)));
     assert_eq!(store.list().unwrap().len(), 1);
     // Empty input.
-    let e = store.import(&mut &b""[..], &ImportOptions::default()).unwrap_err();
+    let e = store
+        .import(&mut &b""[..], &ImportOptions::default())
+        .unwrap_err();
     assert!(e.to_string().contains("empty"), "{e}");
     // Not a tar.
     let e = store
-        .import(&mut &b"this is not a tar archive at all, just text...."[..], &ImportOptions::default())
+        .import(
+            &mut &b"this is not a tar archive at all, just text...."[..],
+            &ImportOptions::default(),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::InvalidInput(_)), "{e}");
     assert_eq!(count(&root.join("content/sha256")), 3);
@@ -172,10 +190,15 @@ fn tag_untag_delete_and_force() {
     let img = import_tagged(&store, &busybox_tar(), "busybox");
     store.tag("busybox", "mybox:1").unwrap();
     store.tag(&img.id, "other/repo").unwrap();
-    assert!(store.tag("busybox", "x@sha256:".to_string().as_str()).is_err());
+    assert!(store
+        .tag("busybox", "x@sha256:".to_string().as_str())
+        .is_err());
     assert!(matches!(store.tag("nosuch", "a"), Err(Error::NotFound(_))));
     let got = store.get("busybox").unwrap();
-    assert_eq!(got.repo_tags, vec!["busybox:latest", "mybox:1", "other/repo:latest"]);
+    assert_eq!(
+        got.repo_tags,
+        vec!["busybox:latest", "mybox:1", "other/repo:latest"]
+    );
 
     // By tag while other tags exist: only untags.
     let r = store.delete("mybox:1", false, &never).unwrap();
@@ -194,7 +217,10 @@ fn tag_untag_delete_and_force() {
     }
     // In use: cannot be forced.
     let e = store.delete(&img.id, true, &|id| id == img.id).unwrap_err();
-    assert!(matches!(&e, Error::Conflict(m) if m.contains("(cannot be forced) - image is being used")), "{e}");
+    assert!(
+        matches!(&e, Error::Conflict(m) if m.contains("(cannot be forced) - image is being used")),
+        "{e}"
+    );
     // Forced: untag all, delete the image, its layer and blobs.
     let r = store.delete(&img.id[7..19], true, &never).unwrap();
     assert_eq!(
@@ -209,12 +235,18 @@ fn tag_untag_delete_and_force() {
     assert!(store.list().unwrap().is_empty());
     assert_eq!(count(&store.snapshot_root()), 0);
     assert_eq!(count(&root.join("content/sha256")), 0);
-    assert!(matches!(store.delete("busybox", false, &never), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.delete("busybox", false, &never),
+        Err(Error::NotFound(_))
+    ));
 
     // A single tag in use: untagging needs force; forced, the image stays (dangling).
     let img = import_tagged(&store, &busybox_tar(), "busybox");
     let e = store.delete("busybox", false, &|_| true).unwrap_err();
-    assert!(matches!(&e, Error::Conflict(m) if m.contains("unable to remove repository reference \"busybox\" (must force)")), "{e}");
+    assert!(
+        matches!(&e, Error::Conflict(m) if m.contains("unable to remove repository reference \"busybox\" (must force)")),
+        "{e}"
+    );
     let r = store.delete("busybox", true, &|_| true).unwrap();
     assert_eq!(r, vec![DeleteItem::Untagged("busybox:latest".into())]);
     assert!(store.get(&img.id).unwrap().repo_tags.is_empty());
@@ -242,9 +274,17 @@ fn layer_sharing_keeps_one_snapshot() {
     // Same blob too (identical bytes): 1 layer + 2 configs + 2 manifests.
     assert_eq!(count(&root.join("content/sha256")), 5);
     let r = store.delete("a", false, &never).unwrap();
-    assert_eq!(r, vec![DeleteItem::Untagged("a:latest".into()), DeleteItem::Deleted(a.id.clone())]);
+    assert_eq!(
+        r,
+        vec![
+            DeleteItem::Untagged("a:latest".into()),
+            DeleteItem::Deleted(a.id.clone())
+        ]
+    );
     assert_eq!(count(&store.snapshot_root()), 1);
-    assert!(store.rootfs_layers("b").unwrap()[0].join("bin/busybox").exists());
+    assert!(store.rootfs_layers("b").unwrap()[0]
+        .join("bin/busybox")
+        .exists());
     store.delete("b", false, &never).unwrap();
     assert_eq!(count(&store.snapshot_root()), 0);
     assert_eq!(count(&root.join("content/sha256")), 0);
@@ -268,8 +308,12 @@ fn prune_dangling_and_all() {
     let store = Store::open(root.path()).unwrap();
     let tar = busybox_tar();
     let tagged = import_tagged(&store, &tar, "keep");
-    let dangling = store.import(&mut &tar[..], &ImportOptions::default()).unwrap();
-    let used = store.import(&mut &gzip(&tar)[..], &ImportOptions::default()).unwrap();
+    let dangling = store
+        .import(&mut &tar[..], &ImportOptions::default())
+        .unwrap();
+    let used = store
+        .import(&mut &gzip(&tar)[..], &ImportOptions::default())
+        .unwrap();
     let in_use = |id: &str| id == used.id;
     let (items, freed) = store.prune(false, &in_use).unwrap();
     assert_eq!(items, vec![DeleteItem::Deleted(dangling.id.clone())]);
@@ -308,7 +352,9 @@ fn open_cleans_crash_leftovers() {
     assert!(!root.join("content/sha256").join(&orphan).exists());
     assert!(!root.join("snapshots").join(&orphan).exists());
     assert_eq!(store.get("keep").unwrap().id, keep_id);
-    assert!(store.rootfs_layers("keep").unwrap()[0].join("bin/busybox").exists());
+    assert!(store.rootfs_layers("keep").unwrap()[0]
+        .join("bin/busybox")
+        .exists());
 }
 
 #[test]

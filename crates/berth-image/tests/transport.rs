@@ -60,9 +60,13 @@ fn validate_saved(archive: &[u8]) -> (Value, Value, BTreeMap<String, Vec<u8>>) {
         let blob = &files[&format!("blobs/sha256/{hex}")];
         assert_eq!(m["size"].as_u64().unwrap(), blob.len() as u64);
         let manifest: Value = serde_json::from_slice(blob).unwrap();
-        for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+        for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap())
+        {
             let hex = d["digest"].as_str().unwrap().trim_start_matches("sha256:");
-            assert_eq!(files[&format!("blobs/sha256/{hex}")].len() as u64, d["size"].as_u64().unwrap());
+            assert_eq!(
+                files[&format!("blobs/sha256/{hex}")].len() as u64,
+                d["size"].as_u64().unwrap()
+            );
         }
     }
     (index, manifest_json, files)
@@ -76,29 +80,64 @@ fn save_then_load_into_another_store() {
     let mut out = Vec::new();
     store.save(&["busybox".to_string()], &mut out).unwrap();
     let (index, manifest_json, files) = validate_saved(&out);
-    assert_eq!(manifest_json[0]["RepoTags"], json!(["busybox:1.36", "busybox:latest"]));
-    assert_eq!(manifest_json[0]["Config"], format!("blobs/sha256/{}", &img.id[7..]));
+    assert_eq!(
+        manifest_json[0]["RepoTags"],
+        json!(["busybox:1.36", "busybox:latest"])
+    );
+    assert_eq!(
+        manifest_json[0]["Config"],
+        format!("blobs/sha256/{}", &img.id[7..])
+    );
     let names: Vec<&str> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["io.containerd.image.name"].as_str().unwrap())
+        .map(|m| {
+            m["annotations"]["io.containerd.image.name"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
-    assert_eq!(names, ["docker.io/library/busybox:1.36", "docker.io/library/busybox:latest"]);
-    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "1.36");
-    assert_eq!(index["manifests"][0]["digest"].as_str().unwrap(), img.manifest_digest);
+    assert_eq!(
+        names,
+        [
+            "docker.io/library/busybox:1.36",
+            "docker.io/library/busybox:latest"
+        ]
+    );
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1.36"
+    );
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str().unwrap(),
+        img.manifest_digest
+    );
     let repos: Value = serde_json::from_slice(&files["repositories"]).unwrap();
     assert!(repos["busybox"]["latest"].is_string());
 
     let b = TempDir::new("save-b");
     let other = Store::open(b.path()).unwrap();
     let lines = other.load(&mut &out[..]).unwrap();
-    assert_eq!(lines, ["Loaded image: busybox:1.36", "Loaded image: busybox:latest"]);
+    assert_eq!(
+        lines,
+        ["Loaded image: busybox:1.36", "Loaded image: busybox:latest"]
+    );
     let loaded = other.get("busybox:1.36").unwrap();
     assert_eq!(loaded.id, img.id);
     assert_eq!(loaded.layers, img.layers);
     assert_eq!(loaded.manifest_digest, img.manifest_digest);
-    assert_eq!(loaded.config.config().clone().unwrap().cmd().clone().unwrap(), ["sh"]);
+    assert_eq!(
+        loaded
+            .config
+            .config()
+            .clone()
+            .unwrap()
+            .cmd()
+            .clone()
+            .unwrap(),
+        ["sh"]
+    );
     let lowers = other.rootfs_layers(&loaded.id).unwrap();
     assert!(lowers[0].join("bin/busybox").is_file());
     // The staged metadata files did not stay as blobs: config + layer + manifest.
@@ -110,16 +149,24 @@ fn save_then_load_into_another_store() {
 
     // Saved by id: no tags, "Loaded image ID".
     let mut by_id = Vec::new();
-    store.save(&[img.id[7..19].to_string()], &mut by_id).unwrap();
+    store
+        .save(&[img.id[7..19].to_string()], &mut by_id)
+        .unwrap();
     let (index, manifest_json, _) = validate_saved(&by_id);
     assert_eq!(manifest_json[0]["RepoTags"], Value::Null);
     assert!(index["manifests"][0]["annotations"].is_null());
     let c = TempDir::new("save-c");
     let third = Store::open(c.path()).unwrap();
-    assert_eq!(third.load(&mut &by_id[..]).unwrap(), [format!("Loaded image ID: {}", img.id)]);
+    assert_eq!(
+        third.load(&mut &by_id[..]).unwrap(),
+        [format!("Loaded image ID: {}", img.id)]
+    );
     assert!(third.get(&img.id).unwrap().repo_tags.is_empty());
 
-    assert!(matches!(store.save(&["nosuch".to_string()], &mut Vec::new()), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.save(&["nosuch".to_string()], &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -128,7 +175,9 @@ fn saved_archive_is_readable_as_a_plain_oci_layout() {
     let a = TempDir::new("oci-only-a");
     let (store, img) = store_with_busybox(&a);
     let mut out = Vec::new();
-    store.save(&["busybox:latest".to_string()], &mut out).unwrap();
+    store
+        .save(&["busybox:latest".to_string()], &mut out)
+        .unwrap();
     let mut tb = TarBuf::new();
     for (name, kind, data) in tar_entries(&out) {
         if kind == tar::EntryType::Regular && name != "manifest.json" && name != "repositories" {
@@ -138,7 +187,10 @@ fn saved_archive_is_readable_as_a_plain_oci_layout() {
     let oci = tb.finish();
     let b = TempDir::new("oci-only-b");
     let other = Store::open(b.path()).unwrap();
-    assert_eq!(other.load(&mut &oci[..]).unwrap(), ["Loaded image: busybox:latest"]);
+    assert_eq!(
+        other.load(&mut &oci[..]).unwrap(),
+        ["Loaded image: busybox:latest"]
+    );
     assert_eq!(other.get("busybox").unwrap().id, img.id);
 }
 
@@ -218,24 +270,44 @@ fn load_oci_layouts() {
     let root = TempDir::new("oci");
     let store = Store::open(root.path()).unwrap();
     let rootfs = busybox_tar();
-    let (ar, id) = oci_layout_archive(&rootfs, false, json!({"io.containerd.image.name": "docker.io/library/hand:1"}));
+    let (ar, id) = oci_layout_archive(
+        &rootfs,
+        false,
+        json!({"io.containerd.image.name": "docker.io/library/hand:1"}),
+    );
     assert_eq!(store.load(&mut &ar[..]).unwrap(), ["Loaded image: hand:1"]);
     let img = store.get("hand:1").unwrap();
     assert_eq!(img.id, id);
     assert_eq!(img.created.as_deref(), Some("2024-01-01T00:00:00Z"));
-    assert!(store.rootfs_layers(&id).unwrap()[0].join("etc/group").is_file());
+    assert!(store.rootfs_layers(&id).unwrap()[0]
+        .join("etc/group")
+        .is_file());
 
     // Nested index, full reference in ref.name, gzip-compressed archive.
-    let (ar, id2) = oci_layout_archive(&rootfs, true, json!({"org.opencontainers.image.ref.name": "quay.io/x/nested:2"}));
+    let (ar, id2) = oci_layout_archive(
+        &rootfs,
+        true,
+        json!({"org.opencontainers.image.ref.name": "quay.io/x/nested:2"}),
+    );
     assert_eq!(id, id2);
-    assert_eq!(store.load(&mut &gzip(&ar)[..]).unwrap(), ["Loaded image: quay.io/x/nested:2"]);
+    assert_eq!(
+        store.load(&mut &gzip(&ar)[..]).unwrap(),
+        ["Loaded image: quay.io/x/nested:2"]
+    );
     assert_eq!(store.get("quay.io/x/nested:2").unwrap().id, id);
 
     // A bare tag in ref.name names no repository.
     let other = TempDir::new("oci-bare");
     let s2 = Store::open(other.path()).unwrap();
-    let (ar, id) = oci_layout_archive(&rootfs, false, json!({"org.opencontainers.image.ref.name": "latest"}));
-    assert_eq!(s2.load(&mut &ar[..]).unwrap(), [format!("Loaded image ID: {id}")]);
+    let (ar, id) = oci_layout_archive(
+        &rootfs,
+        false,
+        json!({"org.opencontainers.image.ref.name": "latest"}),
+    );
+    assert_eq!(
+        s2.load(&mut &ar[..]).unwrap(),
+        [format!("Loaded image ID: {id}")]
+    );
 }
 
 #[test]
@@ -270,7 +342,13 @@ fn load_legacy_docker_archive_with_symlinked_layers() {
     let root = TempDir::new("legacy");
     let store = Store::open(root.path()).unwrap();
     let lines = store.load(&mut &ar[..]).unwrap();
-    assert_eq!(lines, ["Loaded image: legacy:v1", "Loaded image: 127.0.0.1:5000/legacy:v1"]);
+    assert_eq!(
+        lines,
+        [
+            "Loaded image: legacy:v1",
+            "Loaded image: 127.0.0.1:5000/legacy:v1"
+        ]
+    );
     let img = store.get("127.0.0.1:5000/legacy:v1").unwrap();
     assert_eq!(img.id, format!("sha256:{cfg_hex}"));
     assert_eq!(img.layers.len(), 2);
@@ -312,7 +390,11 @@ fn broken_archives_store_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "diff id mismatch",
-            archive(&good_config(&wrong_diff), &[("l.tar", &tar)], json!(["x:1"])),
+            archive(
+                &good_config(&wrong_diff),
+                &[("l.tar", &tar)],
+                json!(["x:1"]),
+            ),
             "diff id",
         ),
         (
@@ -328,12 +410,20 @@ fn broken_archives_store_nothing() {
         ),
         (
             "layer count mismatch",
-            archive(&good_config(&wrong_diff), &[("a.tar", &tar), ("b.tar", &tar)], json!(null)),
+            archive(
+                &good_config(&wrong_diff),
+                &[("a.tar", &tar), ("b.tar", &tar)],
+                json!(null),
+            ),
             "lists 1 layers",
         ),
         (
             "bad tag",
-            archive(&good_config(&format!("sha256:{}", sha256_hex(&tar))), &[("l.tar", &tar)], json!(["Bad:Tag"])),
+            archive(
+                &good_config(&format!("sha256:{}", sha256_hex(&tar))),
+                &[("l.tar", &tar)],
+                json!(["Bad:Tag"]),
+            ),
             "tag",
         ),
         (
@@ -344,16 +434,28 @@ fn broken_archives_store_nothing() {
                 .finish(),
             "does not match its digest",
         ),
-        ("no metadata", TarBuf::new().file("hello", b"x").finish(), "neither"),
+        (
+            "no metadata",
+            TarBuf::new().file("hello", b"x").finish(),
+            "neither",
+        ),
         ("empty", Vec::new(), "empty"),
-        ("garbage", b"not a tar archive, definitely".repeat(40), "reading the archive"),
+        (
+            "garbage",
+            b"not a tar archive, definitely".repeat(40),
+            "reading the archive",
+        ),
     ];
     for (what, ar, expect) in cases {
         let e = store.load(&mut &ar[..]).unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{what}: {e}");
         assert!(e.to_string().contains(expect), "{what}: {e}");
         assert_eq!(count(&root.join("content/sha256")), 0, "{what}: blobs left");
-        assert_eq!(count(&root.join("content/tmp")), 0, "{what}: temp files left");
+        assert_eq!(
+            count(&root.join("content/tmp")),
+            0,
+            "{what}: temp files left"
+        );
         assert_eq!(count(&store.snapshot_root()), 0, "{what}: snapshots left");
         assert_eq!(count(&root.join("images")), 0, "{what}: records left");
         assert!(store.list().unwrap().is_empty());
@@ -376,13 +478,19 @@ fn broken_archives_store_nothing() {
     assert!(store.list().unwrap().is_empty());
     assert_eq!(count(&root.join("content/sha256")), 0);
     assert_eq!(count(&store.snapshot_root()), 0);
-    assert!(!fs::read_to_string(root.join("repositories.json")).unwrap_or_default().contains("ok"));
+    assert!(!fs::read_to_string(root.join("repositories.json"))
+        .unwrap_or_default()
+        .contains("ok"));
 }
 
 #[test]
 fn interop_with_skopeo_when_installed() {
     // An independent OCI reader, when the machine has one (apt-get install skopeo).
-    if std::process::Command::new("skopeo").arg("--version").output().is_err() {
+    if std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skopeo not installed; skipping");
         return;
     }
@@ -399,7 +507,10 @@ fn interop_with_skopeo_when_installed() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(cfg["rootfs"]["diff_ids"][0].as_str().unwrap(), img.layers[0]);
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"][0].as_str().unwrap(),
+        img.layers[0]
+    );
     let dir = a.join("copied");
     let o = std::process::Command::new("skopeo")
         .arg("copy")
@@ -425,8 +536,9 @@ fn interop_with_skopeo_when_installed() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let lines = other.load(&mut fs::File::open(&out).unwrap()).unwrap();
-        eprintln!("{dest}: {lines:?}");
-        assert_eq!(other.get(&lines[0].rsplit(' ').next().unwrap().to_string()).unwrap().layers, img.layers);
+        assert_eq!(lines, [format!("Loaded image: {expect}")]);
+        assert_eq!(other.get(expect).unwrap().layers, img.layers);
     }
-    assert_eq!(other.get("skopeo/img:1").unwrap().id, img.id);
+    // skopeo rewrites the config on the way (so the id differs); the layers are the same.
+    assert_eq!(other.get("skopeo/img:1").unwrap().layers, img.layers);
 }

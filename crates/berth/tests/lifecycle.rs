@@ -101,3 +101,27 @@ fn logs_follow_and_tail() {
     assert!(stdout(&out).ends_with("line5\nlast\n"), "{}", stdout(&out));
     d.ok(&["rm", "counter"]);
 }
+
+#[test]
+fn init_and_restart_policies() {
+    let d = Daemon::start();
+    let out = d.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"]);
+    assert!(out.starts_with("/sbin/docker-init -- sh"), "{out}");
+    d.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]);
+    eventually("two restarts", || {
+        d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]) == "2 exited"
+    });
+    assert_eq!(d.ok(&["logs", "flaky"]), "run\nrun\nrun");
+    d.ok(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"]);
+    eventually("a restart", || d.ok(&["inspect", "-f", "{{.RestartCount}}", "always"]) != "0");
+    d.ok(&["stop", "always"]);
+    let count = d.ok(&["inspect", "-f", "{{.RestartCount}}", "always"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "always"]), format!("{count} exited"));
+    let out = d.berth(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let out = d.berth(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("invalid restart policy"), "{}", stderr(&out));
+    d.ok(&["rm", "-f", "flaky", "always"]);
+}

@@ -349,6 +349,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             started_at: timefmt::now(),
             finished_at: r.state.finished_at.clone(),
             oom_killed: false,
+            manually_stopped: false,
         };
         r.shim_pid = ready.shim_pid;
     })?;
@@ -397,11 +398,67 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     }
     let _ = std::fs::remove_dir_all(&c.paths.run_dir);
     c.progress.send_modify(|p| p.exits += 1);
-    if c.rec().host_config.auto_remove {
+    let rec = c.snapshot();
+    if rec.host_config.auto_remove {
         if let Err(e) = remove(d, c, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
         }
+        return;
     }
+    if let Some(delay) = restart_delay(&rec) {
+        schedule_restart(d.clone(), c.clone(), delay);
+    }
+}
+
+/// Whether the restart policy brings the container back, and after how long (Docker's
+/// back-off: 100 ms doubling up to a minute, reset after 10 s of running).
+fn restart_delay(r: &Record) -> Option<Duration> {
+    if r.state.manually_stopped {
+        return None;
+    }
+    let p = &r.host_config.restart_policy;
+    let wanted = match p.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => {
+            r.state.exit_code != 0
+                && (p.maximum_retry_count <= 0 || r.restart_count < p.maximum_retry_count)
+        }
+        _ => false,
+    };
+    if !wanted {
+        return None;
+    }
+    let ran = match (timefmt::parse(&r.state.started_at), timefmt::parse(&r.state.finished_at)) {
+        (Some(s), Some(f)) => f.duration_since(s).unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    if ran >= Duration::from_secs(10) {
+        return Some(Duration::from_millis(100));
+    }
+    let shift = r.restart_count.clamp(0, 10) as u32;
+    Some(Duration::from_millis(100u64 << shift).min(Duration::from_secs(60)))
+}
+
+fn schedule_restart(d: Arc<Daemon>, c: Arc<Container>, delay: Duration) {
+    let _ = c.update(|r| {
+        r.state.status = status::RESTARTING.into();
+        r.restart_count += 1;
+    });
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _op = c.op.lock().await;
+        let still_wanted = {
+            let r = c.rec();
+            r.state.status == status::RESTARTING && !r.state.manually_stopped
+        };
+        if !still_wanted || c.progress.borrow().removed {
+            return;
+        }
+        if let Err(e) = start_locked(&d, &c).await {
+            tracing::warn!("restarting {}: {}", c.id, e.0.message);
+            let _ = c.update(|r| r.state.status = status::EXITED.into());
+        }
+    });
 }
 
 fn signal_number(s: &str) -> Result<i32> {
@@ -420,6 +477,9 @@ fn signal_number(s: &str) -> Result<i32> {
 /// `POST /containers/{id}/kill`.
 pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+    if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
+        mark_stopped(c)?;
+    }
     let r = c.snapshot();
     if !r.is_running() {
         return Err(Error::conflict(format!(
@@ -430,6 +490,13 @@ pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     }
     if r.state.status == status::PAUSED && sig == libc::SIGKILL {
         let _ = berth_runtime::Runtime::new(runtime_root_of(c)).resume(&c.id);
+    }
+    if r.state.status == status::RESTARTING {
+        c.update(|r| {
+            r.state.manually_stopped = true;
+            r.state.status = status::EXITED.into();
+        })?;
+        return Ok(());
     }
     shim::call(&c.paths.socket(), &Request::Kill { signal: sig, all: false }).await?;
     Ok(())
@@ -454,12 +521,24 @@ async fn wait_exit_after(c: &Container, seen: u64, timeout: Option<Duration>) ->
     }
 }
 
+/// Note that the user stopped the container, so restart policies leave it down.
+fn mark_stopped(c: &Container) -> Result<()> {
+    if c.rec().is_running() {
+        c.update(|r| r.state.manually_stopped = true)?;
+    }
+    Ok(())
+}
+
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
 pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
     let r = c.snapshot();
     if !r.is_running() {
         return Err(Error::not_modified());
     }
+    if r.state.status == status::RESTARTING {
+        return kill(c, Some("SIGKILL")).await;
+    }
+    mark_stopped(c)?;
     let seen = c.progress.borrow().exits;
     let sig = signal
         .filter(|s| !s.is_empty())
@@ -500,8 +579,11 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
             )));
         }
         let seen = c.progress.borrow().exits;
+        let restarting = r.state.status == status::RESTARTING;
         kill(c, Some("SIGKILL")).await?;
-        wait_exit_after(c, seen, None).await;
+        if !restarting {
+            wait_exit_after(c, seen, None).await;
+        }
     }
     let _op = c.op.lock().await;
     if c.progress.borrow().removed {
@@ -626,6 +708,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<()> {
         let c = Arc::new(Container::new(rec, paths));
         d.insert(c.clone());
         if !running {
+            boot_restart(d, &c).await;
             continue;
         }
         match shim::call(&c.paths.socket(), &Request::State).await {
@@ -643,6 +726,20 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// At daemon start: `always` containers come back, `unless-stopped` ones unless the user
+/// stopped them.
+async fn boot_restart(d: &Arc<Daemon>, c: &Arc<Container>) {
+    let r = c.snapshot();
+    let policy = r.host_config.restart_policy.name.as_str();
+    let wanted = policy == "always" || (policy == "unless-stopped" && !r.state.manually_stopped);
+    if !wanted || r.state.status == status::CREATED {
+        return;
+    }
+    if let Err(e) = start(d, c).await {
+        tracing::warn!("restarting {} at boot: {}", c.id, e.0.message);
+    }
 }
 
 #[cfg(test)]

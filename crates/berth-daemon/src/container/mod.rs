@@ -52,6 +52,9 @@ pub struct StateRecord {
     pub finished_at: String,
     #[serde(default)]
     pub oom_killed: bool,
+    /// Stopped or killed by the user: restart policies leave it down.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Record {

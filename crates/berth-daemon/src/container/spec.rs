@@ -51,6 +51,9 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// The init `--init` runs as PID 1, bind-mounted at /sbin/docker-init as Docker does.
+const INIT_BINARY: &str = "/usr/bin/tini-static";
+
 static SECCOMP_DEFAULT: &[u8] = include_bytes!("../../data/seccomp-default.json");
 
 /// Every capability the kernel knows, for --privileged and --cap-add ALL.
@@ -488,7 +491,7 @@ pub fn build(
     let passwd = read_root_file(&upper, layers, "etc/passwd");
     let group = read_root_file(&upper, layers, "etc/group");
     let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
-    let argv = command(rec, image)?;
+    let mut argv = command(rec, image)?;
     let image_env = image.env().clone().unwrap_or_default();
     let env = environment(
         &image_env,
@@ -542,6 +545,15 @@ pub fn build(
         bind_mount(&paths.hosts(), "/etc/hosts", false),
     ];
     mounts.extend(binds(rec)?);
+    if h.init == Some(true) {
+        if !Path::new(INIT_BINARY).exists() {
+            return Err(Error::bad_request(format!(
+                "--init needs {INIT_BINARY} (apt-get install tini)"
+            )));
+        }
+        mounts.push(json!({"destination": "/sbin/docker-init", "type": "bind", "source": INIT_BINARY, "options": ["bind", "ro"]}));
+        argv.splice(0..0, ["/sbin/docker-init".to_string(), "--".to_string()]);
+    }
     let lower = layers
         .iter()
         .map(|p| p.display().to_string())

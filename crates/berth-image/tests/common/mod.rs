@@ -68,7 +68,11 @@ pub fn system_tar(dir: &Path) -> Vec<u8> {
         .args(["--numeric-owner", "-cf", "-", "."])
         .output()
         .unwrap();
-    assert!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
