@@ -56,6 +56,16 @@ pub enum Command {
     Pause(commands::container::Ids),
     /// Unpause all processes within one or more containers
     Unpause(commands::container::Ids),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::files::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::files::One),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::files::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(commands::files::CommitArgs),
+    /// Display the running processes of a container
+    Top(commands::files::TopArgs),
     /// List images
     Images(commands::image::ImagesArgs),
     /// Import the contents from a tarball to create a filesystem image

@@ -55,10 +55,12 @@ pub(crate) fn apply_changes_json(
                 }
             }
             "LABEL" => {
-                let labels = object_field(config, "Labels");
-                for (k, v) in name_values(&instr, rest)? {
-                    labels.insert(k, Value::String(v));
-                }
+                let pairs = name_values(&instr, rest)?;
+                extend_object(
+                    config,
+                    "Labels",
+                    pairs.into_iter().map(|(k, v)| (k, Value::String(v))),
+                );
             }
             "EXPOSE" => {
                 let words = split_words(rest)?;
@@ -69,10 +71,11 @@ pub(crate) fn apply_changes_json(
                 for w in &words {
                     ports.extend(expand_port(w)?);
                 }
-                let map = object_field(config, "ExposedPorts");
-                for p in ports {
-                    map.insert(p, Value::Object(Map::new()));
-                }
+                extend_object(
+                    config,
+                    "ExposedPorts",
+                    ports.into_iter().map(|p| (p, Value::Object(Map::new()))),
+                );
             }
             "USER" => {
                 let words = split_words(rest)?;
@@ -93,10 +96,11 @@ pub(crate) fn apply_changes_json(
                         "dockerfile: VOLUME specified can not be an empty string".to_string(),
                     ));
                 }
-                let map = object_field(config, "Volumes");
-                for v in vols {
-                    map.insert(v, Value::Object(Map::new()));
-                }
+                extend_object(
+                    config,
+                    "Volumes",
+                    vols.into_iter().map(|v| (v, Value::Object(Map::new()))),
+                );
             }
             "WORKDIR" => {
                 let words = split_words(rest)?;
@@ -183,17 +187,18 @@ fn strings(v: &[String]) -> Value {
     Value::Array(v.iter().cloned().map(Value::String).collect())
 }
 
-fn object_field<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let v = config
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !v.is_object() {
-        *v = Value::Object(Map::new());
-    }
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!("just made an object"),
-    }
+/// Adds entries to the object at `key` (replacing a non-object value).
+fn extend_object(
+    config: &mut Map<String, Value>,
+    key: &str,
+    items: impl IntoIterator<Item = (String, Value)>,
+) {
+    let mut m = match config.remove(key) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    m.extend(items);
+    config.insert(key.to_string(), Value::Object(m));
 }
 
 fn set_env(config: &mut Map<String, Value>, key: &str, value: &str) {

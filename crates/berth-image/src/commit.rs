@@ -84,6 +84,12 @@ impl Store {
         };
         let empty_layer = entries == 0;
         let _w = self.lock_writes();
+        if let Some(p) = &parent {
+            // Deleted while the upper dir was being archived?
+            if !self.read_state().images.contains_key(&p.record.id) {
+                return Err(Error::not_found_image(&p.record.id));
+            }
+        }
         let mut txn = Txn::new(self);
         if !empty_layer {
             let info = blob.commit(None, None)?;

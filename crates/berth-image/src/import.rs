@@ -51,7 +51,9 @@ impl Store {
             stats
         };
         if blob.len() == 0 {
-            return Err(Error::InvalidInput("import: the archive is empty".to_string()));
+            return Err(Error::InvalidInput(
+                "import: the archive is empty".to_string(),
+            ));
         }
         let _w = self.lock_writes();
         let mut txn = Txn::new(self);

@@ -36,3 +36,13 @@ pub use error::{Error, Result};
 pub use history::HistoryItem;
 pub use import::ImportOptions;
 pub use store::{Image, Store};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Store>();
+        check::<super::Image>();
+    }
+}

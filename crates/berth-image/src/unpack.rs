@@ -917,7 +917,7 @@ fn open_dir_in_root(root: &Path, path: &Path) -> Result<(PathBuf, Vec<OsString>)
     let real_root =
         std::fs::read_link(format!("/proc/self/fd/{}", root_fd.as_raw_fd())).ctx(ctx)?;
     let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ctx(ctx)?;
-    let base = real
+    let base: Vec<OsString> = real
         .strip_prefix(&real_root)
         .map_err(|_| {
             Error::InvalidInput(format!(
@@ -929,7 +929,10 @@ fn open_dir_in_root(root: &Path, path: &Path) -> Result<(PathBuf, Vec<OsString>)
         .components()
         .map(|c| c.as_os_str().to_os_string())
         .collect();
-    Ok((real, base))
+    // The resolved path below `root`, not `real`: for a root in another mount namespace
+    // (/proc/<pid>/root) the kernel names `real` as seen from inside that namespace.
+    let resolved = base.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    Ok((resolved, base))
 }
 
 /// See [`crate::archive::resolve_in_root`].

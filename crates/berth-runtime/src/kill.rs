@@ -46,6 +46,11 @@ pub(crate) fn signal_all(rec: &Record, sig: i32) -> Result<()> {
     r
 }
 
+/// The container's processes, for `top`.
+pub(crate) fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    all_pids(&Record::load(root, id)?)
+}
+
 pub(crate) fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let rec = Record::load(root, id)?;
     let status = rec.status(root);

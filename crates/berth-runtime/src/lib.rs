@@ -144,6 +144,11 @@ impl Runtime {
         pause::resume(&self.root, id)
     }
 
+    /// Host pids of every process of the container (its cgroup's members), for `top`.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        kill::pids(&self.root, id)
+    }
+
     /// Remove the container's cgroups and state. A created container's init is killed; a
     /// running or paused one needs `force` (SIGKILL to everything first). Idempotent.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {

@@ -149,6 +149,10 @@ pub(crate) fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
 
 /// Make sure a mount point exists: a directory, or an empty file when `file` is true.
 pub(crate) fn ensure_mountpoint(path: &Path, file: bool) -> Result<()> {
+    // Opening an existing file for writing would copy it up into the overlay's upper dir.
+    if file && path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
     if file {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io("mkdir", parent, e))?;

@@ -1,6 +1,7 @@
 //! Command implementations, one file per area, and the dispatcher.
 
 pub mod container;
+pub mod files;
 pub mod image;
 pub mod system;
 
@@ -42,6 +43,11 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Tag(a) => im::tag(&c, a).await,
         Command::History(a) => im::history(&c, a).await,
         Command::Image(sub) => im::image_cmd(&c, sub).await,
+        Command::Cp(a) => files::cp(&c, a).await,
+        Command::Diff(a) => files::diff(&c, a).await,
+        Command::Export(a) => files::export(&c, a).await,
+        Command::Commit(a) => files::commit(&c, a).await,
+        Command::Top(a) => files::top(&c, a).await,
         Command::Version => system::version(&c).await,
         Command::Info => system::info(&c).await,
     }

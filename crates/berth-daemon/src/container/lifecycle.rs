@@ -222,12 +222,12 @@ fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
     let image = d.images.get(&rec.image_id)?;
-    let layers = d.images.rootfs_layers(&image.id)?;
+    let layers = super::rootfs::lowerdirs(d, c)?;
     let ic = image.config.config().clone().unwrap_or_default();
     for dir in [c.paths.upper(), c.paths.work(), c.paths.rootfs(), c.paths.run_dir.clone()] {
         std::fs::create_dir_all(dir)?;
     }
-    let built = spec::build(&rec, &c.paths, &ic, &layers)?;
+    let built = spec::build(&rec, &c.paths, &ic, &layers, &super::rootfs::overlay_options(c, &layers))?;
     write_net_files(c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.dir.join("config.json"), spec)?;

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;
+pub mod rootfs;
 pub mod shim;
 pub mod spec;
 

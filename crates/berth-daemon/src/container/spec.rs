@@ -469,12 +469,14 @@ pub struct Built {
     pub hostname: String,
 }
 
-/// Build config.json for `rec` with the image's config and layers (top first).
+/// Build config.json for `rec` with the image's config, its lower dirs (top first) and the
+/// overlay mount options.
 pub fn build(
     rec: &Record,
     paths: &Paths,
     image: &oci_spec::image::Config,
     layers: &[PathBuf],
+    overlay: &str,
 ) -> Result<Built> {
     let h = &rec.host_config;
     let hostname = if rec.config.hostname.is_empty() {
@@ -554,16 +556,6 @@ pub fn build(
         mounts.push(json!({"destination": "/sbin/docker-init", "type": "bind", "source": INIT_BINARY, "options": ["bind", "ro"]}));
         argv.splice(0..0, ["/sbin/docker-init".to_string(), "--".to_string()]);
     }
-    let lower = layers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let overlay = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        upper.display(),
-        paths.work().display()
-    );
     let mut linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": format!("/berth/{}", rec.id),

@@ -202,7 +202,7 @@ pub fn inspect_record(d: &crate::state::Daemon, c: &crate::state::Container, siz
     } else {
         (None, None)
     };
-    let layers = d.images.rootfs_layers(&r.image_id).unwrap_or_default();
+    let layers = crate::container::rootfs::lowerdirs(d, c).unwrap_or_default();
     Inspect {
         id: r.id.clone(),
         created: r.created.clone(),

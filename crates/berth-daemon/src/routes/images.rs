@@ -36,7 +36,12 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let filters = q.filters()?;
     let images = d.images.list()?;
     let mut out = Vec::new();
-    for img in images {
+    for mut img in images {
+        if let Some(pats) = filters.get("reference") {
+            // Docker keeps only the tags that match.
+            img.repo_tags
+                .retain(|t| pats.iter().any(|p| reference_matches(p, t)));
+        }
         let mut keep = true;
         for (k, vals) in &filters {
             keep &= match k.as_str() {
@@ -48,9 +53,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                         !dangling
                     }
                 }),
-                "reference" => vals.iter().any(|pat| {
-                    img.repo_tags.iter().any(|t| reference_matches(pat, t))
-                }),
+                "reference" => !img.repo_tags.is_empty(),
                 "label" => vals.iter().all(|v| {
                     let l = labels(&img);
                     match v.split_once('=') {

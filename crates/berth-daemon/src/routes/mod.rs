@@ -2,6 +2,7 @@
 
 mod containers;
 mod exec;
+mod files;
 mod images;
 mod system;
 
@@ -35,6 +36,14 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}/archive",
+            get(files::archive).head(files::archive).put(files::archive),
+        )
+        .route("/containers/{id}/export", get(files::export))
+        .route("/containers/{id}/changes", get(files::changes))
+        .route("/containers/{id}/top", get(files::top))
+        .route("/commit", post(files::commit))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))

@@ -1,0 +1,78 @@
+//! Access to a container's merged root filesystem from the daemon: through `/proc/<pid>/root`
+//! while it runs, or by mounting its overlay for the duration of one operation when it does not.
+
+use crate::error::{Error, Result};
+use crate::state::{Container, Daemon};
+use std::path::{Path, PathBuf};
+
+/// Mount points berth binds over in every container. They live in a per-container init layer
+/// (like Docker's `-init` layer) below the upper dir, so creating them never shows up in
+/// `diff` or `commit`.
+const INIT_DIRS: &[&str] = &["dev", "dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc"];
+const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// The overlay lower dirs of a container, top first: its init layer, then the image's layers.
+pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
+    let init = c.paths.dir.join("init");
+    if !init.join(INIT_FILES[0]).exists() {
+        for dir in INIT_DIRS {
+            std::fs::create_dir_all(init.join(dir))?;
+        }
+        for f in INIT_FILES {
+            std::fs::write(init.join(f), b"")?;
+        }
+    }
+    let mut out = vec![init];
+    out.extend(d.images.rootfs_layers(&c.rec().image_id)?);
+    Ok(out)
+}
+
+/// overlayfs mount options for the container.
+pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        c.paths.upper().display(),
+        c.paths.work().display()
+    )
+}
+
+/// An overlay mounted on the container's rootfs dir; unmounted on drop.
+struct TempMount(PathBuf);
+
+impl Drop for TempMount {
+    fn drop(&mut self) {
+        if let Err(e) = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("unmounting {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// Run `f` with the host path of the container's `/`. Call from a blocking thread, with the
+/// container's op lock held so it cannot start or be removed meanwhile.
+pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let r = c.snapshot();
+    if r.is_running() && r.state.pid > 0 {
+        return f(Path::new(&format!("/proc/{}/root", r.state.pid)));
+    }
+    let lowers = lowerdirs(d, c)?;
+    let target = c.paths.rootfs();
+    for dir in [&target, &c.paths.upper(), &c.paths.work()] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let opts = overlay_options(c, &lowers);
+    nix::mount::mount(
+        Some("overlay"),
+        &target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| Error::internal(format!("mounting the container's filesystem: {e}")))?;
+    let _guard = TempMount(target.clone());
+    f(&target)
+}

@@ -1,0 +1,258 @@
+//! Container filesystem endpoints: archive (stat, get, put for `cp`), export, changes (`diff`),
+//! commit, and top.
+
+use super::St;
+use crate::container::rootfs::with_root;
+use crate::error::{Error, Result};
+use crate::state::{Container, Daemon};
+use crate::util::{json, json_body, Query};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use berth_api::container::{ChangeItem, TopResponse};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Run a filesystem operation on a blocking thread with the container's op lock held.
+async fn blocking<T: Send + 'static>(
+    d: &Arc<Daemon>,
+    c: &Arc<Container>,
+    f: impl FnOnce(&Daemon, &Container) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let _op = c.op.lock().await;
+    let (d2, c2) = (d.clone(), c.clone());
+    tokio::task::spawn_blocking(move || f(&d2, &c2))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+}
+
+fn container_path(q: &Query) -> Result<PathBuf> {
+    let p = q.get("path").unwrap_or("");
+    if p.is_empty() {
+        return Err(Error::bad_request("path is required"));
+    }
+    Ok(PathBuf::from(p))
+}
+
+fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error {
+    match e {
+        berth_image::Error::NotFound(_) => Error::not_found(format!(
+            "Could not find the file {} in container {c}",
+            p.display()
+        )),
+        other => other.into(),
+    }
+}
+
+/// `HEAD|GET|PUT /containers/{id}/archive`.
+pub async fn archive(State(d): St, Path(id): Path<String>, method: Method, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let path = container_path(&q)?;
+    match method {
+        Method::HEAD | Method::GET => {
+            let get = method == Method::GET;
+            let id2 = id.clone();
+            let (stat, tar) = blocking(&d, &c, move |d, c| {
+                with_root(d, c, |root| {
+                    let host = berth_image::archive::resolve_in_root(root, &path)
+                        .map_err(|e| not_found_path(e, &id2, &path))?;
+                    if std::fs::symlink_metadata(&host).is_err() {
+                        return Err(Error::not_found(format!(
+                            "Could not find the file {} in container {id2}",
+                            path.display()
+                        )));
+                    }
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "/".into());
+                    let stat = berth_image::archive::path_stat(&host, &name)
+                        .map_err(|e| not_found_path(e, &id2, &path))?;
+                    let mut tar = Vec::new();
+                    if get {
+                        berth_image::archive::tar_path_as(&host, &name, &mut tar)?;
+                    }
+                    Ok((stat, tar))
+                })
+            })
+            .await?;
+            let mut resp = if get {
+                ([(axum::http::header::CONTENT_TYPE, "application/x-tar")], Body::from(tar)).into_response()
+            } else {
+                axum::http::StatusCode::OK.into_response()
+            };
+            if let Ok(v) = HeaderValue::from_str(&stat) {
+                resp.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+            }
+            Ok(resp)
+        }
+        Method::PUT => {
+            let body = axum::body::to_bytes(req.into_body(), 1 << 30)
+                .await
+                .map_err(|e| Error::bad_request(format!("reading archive: {e}")))?;
+            let opts = berth_image::archive::ExtractOptions {
+                no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
+                chown: if q.bool("copyUIDGID") { None } else { Some((0, 0)) },
+                allow_devices: false,
+            };
+            let id2 = id.clone();
+            blocking(&d, &c, move |d, c| {
+                if c.rec().host_config.readonly_rootfs {
+                    return Err(Error::bad_request("container rootfs is marked read-only"));
+                }
+                with_root(d, c, |root| {
+                    let mut reader: &[u8] = &body;
+                    berth_image::archive::extract_at(&mut reader, root, &path, &opts)
+                        .map_err(|e| not_found_path(e, &id2, &path))
+                })
+            })
+            .await?;
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+        _ => Err(Error::not_found("page not found")),
+    }
+}
+
+/// `GET /containers/{id}/export`: the merged filesystem as a tar.
+pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let c = d.find(&id)?;
+    let tar = blocking(&d, &c, |d, c| {
+        with_root(d, c, |root| {
+            let mut out = Vec::new();
+            berth_image::archive::tar_dir(root, &mut out)?;
+            Ok(out)
+        })
+    })
+    .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-tar")], Body::from(Bytes::from(tar))).into_response())
+}
+
+/// `GET /containers/{id}/changes`.
+pub async fn changes(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let c = d.find(&id)?;
+    let list = blocking(&d, &c, |d, c| {
+        let layers = crate::container::rootfs::lowerdirs(d, c)?;
+        Ok(d.images.diff(&c.paths.upper(), &layers)?)
+    })
+    .await?;
+    let out: Vec<ChangeItem> = list
+        .iter()
+        .map(|ch| ChangeItem {
+            path: ch.path().to_string(),
+            kind: ch.kind(),
+        })
+        .collect();
+    Ok(json(200, &out))
+}
+
+/// `POST /commit?container=...`: the container's upper dir as a new image layer.
+pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Result<Response> {
+    let q = Query::parse(raw.as_deref());
+    let c = d.find(q.get("container").unwrap_or(""))?;
+    let body_cfg: berth_api::container::Config = json_body(&body)?;
+    let rec = c.snapshot();
+    let reference = q.get("repo").filter(|r| !r.is_empty()).map(|r| match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{r}:{t}"),
+        None => r.to_string(),
+    });
+    let changes: Vec<String> = raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| *k == "changes")
+        .map(|(_, v)| crate::util::decode(v))
+        .filter(|v| !v.is_empty())
+        .collect();
+    // The recorded config: the container's, overridden by what the request body sets.
+    let mut cfg = rec.config.clone();
+    if body_cfg.cmd.is_some() {
+        cfg.cmd = body_cfg.cmd.clone();
+    }
+    if body_cfg.entrypoint.is_some() {
+        cfg.entrypoint = body_cfg.entrypoint.clone();
+    }
+    if body_cfg.env.is_some() {
+        cfg.env = body_cfg.env.clone();
+    }
+    let image_cfg = serde_json::json!({
+        "User": cfg.user, "Env": cfg.env, "Cmd": cfg.cmd, "Entrypoint": cfg.entrypoint,
+        "WorkingDir": cfg.working_dir, "Labels": cfg.labels, "StopSignal": cfg.stop_signal,
+        "ExposedPorts": cfg.exposed_ports, "Volumes": cfg.volumes,
+    });
+    let oci_cfg: oci_spec::image::Config = serde_json::from_value(image_cfg)
+        .map_err(|e| Error::internal(format!("commit config: {e}")))?;
+    let opts = berth_image::CommitOptions {
+        reference,
+        comment: q.get("comment").filter(|s| !s.is_empty()).map(String::from),
+        author: q.get("author").filter(|s| !s.is_empty()).map(String::from),
+        changes,
+        config: Some(oci_cfg),
+    };
+    let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false") && rec.state.status == crate::container::status::RUNNING;
+    if pause {
+        let _ = crate::container::lifecycle::pause(&d, &c, true);
+    }
+    let parent = rec.image_id.clone();
+    let res = blocking(&d, &c, move |d, c| Ok(d.images.commit(&c.paths.upper(), Some(&parent), &opts)?)).await;
+    if pause {
+        let _ = crate::container::lifecycle::pause(&d, &c, false);
+    }
+    let img = res?;
+    Ok(json(201, &serde_json::json!({ "Id": img.id })))
+}
+
+/// `GET /containers/{id}/top`: host `ps` output restricted to the container's processes.
+pub async fn top(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let c = d.find(&id)?;
+    let r = c.snapshot();
+    if !r.is_running() {
+        return Err(Error::conflict(format!("Container {} is not running", r.id)));
+    }
+    let pids = berth_runtime::Runtime::new(&d.runtime_root)
+        .pids(&r.id)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let args = q.get("ps_args").filter(|a| !a.is_empty()).unwrap_or("-ef").to_string();
+    let out = tokio::process::Command::new("ps")
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .map_err(|e| Error::internal(format!("running ps: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!(
+            "ps: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| Error::internal("Couldn't find PID field in ps output"))?;
+    let mut processes = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        // The last column (the command) may contain spaces.
+        let mut row: Vec<String> = fields[..titles.len().saturating_sub(1).min(fields.len())]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if fields.len() >= titles.len() {
+            row.push(fields[titles.len() - 1..].join(" "));
+        }
+        processes.push(row);
+    }
+    Ok(json(200, &TopResponse { titles, processes }))
+}
