@@ -119,5 +119,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
             return 125;
         }
     };
-    rt.block_on(commands::dispatch(client, cli.command))
+    let code = rt.block_on(commands::dispatch(client, cli.command));
+    // A stdin reader may still block on the terminal; do not wait for it.
+    rt.shutdown_background();
+    code
 }

@@ -53,22 +53,39 @@ pub fn term_size() -> Option<(u16, u16)> {
     (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// How an interactive stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The output ended (the process exited or the daemon closed the stream).
+    Output,
+    /// The user typed the detach sequence.
+    Detached,
+}
+
 /// Copy the connection's output to stdout/stderr, and stdin to the connection when asked.
-/// Returns when the output ends.
-pub async fn run<IO>(conn: IO, tty: bool, send_stdin: bool) -> std::io::Result<()>
+/// With a TTY, typing `detach` keys ends the stream at once, as the docker CLI does.
+pub async fn run<IO>(conn: IO, tty: bool, send_stdin: bool, detach: Option<Vec<u8>>) -> std::io::Result<Ended>
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut r, mut w) = tokio::io::split(conn);
+    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
     if send_stdin {
+        let keys = if tty { detach.unwrap_or_else(|| berth_api::detach::DEFAULT.to_vec()) } else { Vec::new() };
         tokio::spawn(async move {
+            let mut matcher = berth_api::detach::Detach::new(keys);
             let mut stdin = tokio::io::stdin();
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match stdin.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if w.write_all(&buf[..n]).await.is_err() {
+                        let (fwd, hit) = matcher.feed(&buf[..n]);
+                        if !fwd.is_empty() && w.write_all(&fwd).await.is_err() {
+                            return;
+                        }
+                        if hit {
+                            let _ = detached_tx.send(());
                             return;
                         }
                     }
@@ -80,7 +97,10 @@ where
     let mut buf = vec![0u8; 32 * 1024];
     let mut dec = stdcopy::Decoder::default();
     loop {
-        let n = r.read(&mut buf).await?;
+        let n = tokio::select! {
+            n = r.read(&mut buf) => n?,
+            Ok(()) = &mut detached_rx => return Ok(Ended::Detached),
+        };
         if n == 0 {
             break;
         }
@@ -106,5 +126,5 @@ where
             }
         }
     }
-    Ok(())
+    Ok(Ended::Output)
 }

@@ -490,8 +490,17 @@ fn cli_create_start_state_delete() {
     };
     let bundle = b.dir.to_string_lossy().into_owned();
     let pidfile = b.dir.join("pid").to_string_lossy().into_owned();
-    let (code, _, err) = cli(&["create", "--bundle", &bundle, "--pid-file", &pidfile, &b.id]);
-    assert_eq!(code, 0, "{err}");
+    // The container inherits create's stdio: no pipes here, or reading them would wait for it.
+    let status = Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", &bundle, "--pid-file", &pidfile, &b.id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     let (_, out, _) = cli(&["state", &b.id]);
     let st: Value = serde_json::from_str(&out).unwrap();

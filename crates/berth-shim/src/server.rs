@@ -625,8 +625,9 @@ impl Shim {
             return;
         }
         if let Some(p) = self.procs.get_mut(key) {
-            // The main process keeps stdin open for later attaches unless StdinOnce.
-            if key.is_some() || p.stdin_once {
+            // The main process keeps stdin open for later attaches unless StdinOnce; a TTY is
+            // never closed by a client going away (it may just have detached).
+            if !p.tty && (key.is_some() || p.stdin_once) {
                 p.stdin_eof = true;
                 if p.stdin_buf.is_empty() && !p.tty {
                     p.stdin = None;

@@ -293,6 +293,11 @@ pub async fn create_cmd(c: &Client, a: CreateArgs) -> i32 {
     }
 }
 
+/// The `--detach-keys` value as bytes; an unparsable value falls back to the default.
+fn detach_keys(s: Option<&str>) -> Option<Vec<u8>> {
+    s.and_then(|k| berth_api::detach::parse(k).ok())
+}
+
 /// Exit code for a failed start, from the daemon's message (docker's mapping).
 fn start_error_code(msg: &str) -> i32 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
@@ -356,10 +361,12 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
             let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
         }
     }
-    let io = stream::run(conn, tty, stdin).await;
+    let io = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
     drop(raw);
-    if let Err(e) = io {
-        eprintln!("berth: {e}");
+    match io {
+        Ok(stream::Ended::Detached) => return 0,
+        Ok(stream::Ended::Output) => {}
+        Err(e) => eprintln!("berth: {e}"),
     }
     match crate::client::read_all(wait).await {
         Ok(body) => {
@@ -415,8 +422,11 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             drop(raw);
             return super::report(&e, 1);
         }
-        let _ = stream::run(conn, tty, stdin).await;
+        let ended = stream::run(conn, tty, stdin, None).await;
         drop(raw);
+        if let Ok(stream::Ended::Detached) = ended {
+            return 0;
+        }
         return match wait {
             Ok(w) => crate::client::read_all(w)
                 .await
@@ -926,8 +936,11 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
             let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
         }
     }
-    let _ = stream::run(conn, tty, stdin).await;
+    let ended = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
     drop(raw);
+    if let Ok(stream::Ended::Detached) = ended {
+        return 0;
+    }
     match c.get(&format!("/containers/{id}/json")).await {
         Ok(v) if v["State"]["Running"].as_bool() == Some(false) => v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32,
         _ => 0,
@@ -1004,7 +1017,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
             let _ = c.post(&format!("/exec/{id}/resize?h={h}&w={w}"), None).await;
         }
     }
-    let _ = stream::run(conn, a.tty, a.interactive).await;
+    let _ = stream::run(conn, a.tty, a.interactive, None).await;
     drop(raw);
     match c.get(&format!("/exec/{id}/json")).await {
         Ok(v) => v["ExitCode"].as_i64().unwrap_or(126) as i32,

@@ -4,42 +4,10 @@
 use super::shim;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
+use berth_api::detach::Detach;
 use berth_api::stdcopy;
 use berth_shim::ExitRecord;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// Docker's default detach sequence: ctrl-p, ctrl-q.
-pub const DEFAULT_DETACH: &[u8] = &[16, 17];
-
-/// Parse `--detach-keys` ("ctrl-p,ctrl-q", "a,ctrl-@").
-pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for key in s.split(',') {
-        let k = key.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            let b = c.as_bytes();
-            if b.len() != 1 {
-                return Err(format!("Unknown character: '{k}'"));
-            }
-            let ch = b[0].to_ascii_lowercase();
-            out.push(match ch {
-                b'a'..=b'z' => ch - b'a' + 1,
-                b'@' => 0,
-                b'[' => 27,
-                b'\\' => 28,
-                b']' => 29,
-                b'^' => 30,
-                b'_' => 31,
-                _ => return Err(format!("Unknown character: '{k}'")),
-            });
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
-        } else {
-            return Err(format!("Unknown character: '{k}'"));
-        }
-    }
-    Ok(out)
-}
 
 /// Whether the client asked for a protocol upgrade (docker CLI, docker-py do).
 pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
@@ -67,40 +35,6 @@ pub fn upgrade_response(multiplexed: bool) -> Response<Body> {
     resp.extensions_mut()
         .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
     resp
-}
-
-/// Tracks a partial match of the detach sequence in client input.
-struct Detach {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl Detach {
-    /// Returns the bytes to forward and whether the full sequence was typed.
-    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(data.len());
-        if self.keys.is_empty() {
-            out.extend_from_slice(data);
-            return (out, false);
-        }
-        for &b in data {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-            } else {
-                out.extend_from_slice(&self.keys[..self.matched]);
-                self.matched = 0;
-                if b == self.keys[0] {
-                    self.matched = 1;
-                } else {
-                    out.push(b);
-                }
-            }
-        }
-        (out, false)
-    }
 }
 
 /// How a stream ended.
@@ -154,10 +88,7 @@ where
         let _ = client_w.shutdown().await;
     };
     let input = async move {
-        let mut detach = Detach {
-            keys: detach_keys,
-            matched: 0,
-        };
+        let mut detach = Detach::new(detach_keys);
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             let n = match client_r.read(&mut buf).await {
@@ -185,24 +116,5 @@ where
     tokio::select! {
         _ = out => End::Exited,
         _ = input => End::Detached,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), DEFAULT_DETACH);
-        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
-        assert!(parse_detach_keys("ctrl-ab").is_err());
-        let mut d = Detach {
-            keys: DEFAULT_DETACH.to_vec(),
-            matched: 0,
-        };
-        assert_eq!(d.feed(b"ab\x10c"), (b"ab\x10c".to_vec(), false));
-        assert_eq!(d.feed(b"x\x10"), (b"x".to_vec(), false));
-        assert_eq!(d.feed(b"\x11"), (vec![], true));
     }
 }

@@ -396,8 +396,8 @@ pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery,
     let c = d.find(&id)?;
     let r = c.snapshot();
     let detach = match q.get("detachKeys").filter(|s| !s.is_empty()) {
-        Some(k) => attach::parse_detach_keys(k).map_err(Error::bad_request)?,
-        None => attach::DEFAULT_DETACH.to_vec(),
+        Some(k) => berth_api::detach::parse(k).map_err(Error::bad_request)?,
+        None => berth_api::detach::DEFAULT.to_vec(),
     };
     if !q.bool("stream") && !q.bool("logs") {
         return Err(Error::bad_request("Bad parameters: you must choose at least one stream"));
