@@ -82,7 +82,10 @@ mod tests {
         encode(STDOUT, b"out\n", &mut wire);
         encode(STDERR, b"err\n", &mut wire);
         encode(STDOUT, b"", &mut wire);
-        assert_eq!(&wire[..12], &[1, 0, 0, 0, 0, 0, 0, 4, b'o', b'u', b't', b'\n']);
+        assert_eq!(
+            &wire[..12],
+            &[1, 0, 0, 0, 0, 0, 0, 4, b'o', b'u', b't', b'\n']
+        );
         for split in 0..wire.len() {
             let mut d = Decoder::default();
             let mut got = Vec::new();

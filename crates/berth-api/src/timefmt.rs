@@ -53,7 +53,10 @@ mod tests {
     fn formats_like_go() {
         let t = UNIX_EPOCH + Duration::new(1_764_100_718, 120_000_000);
         assert_eq!(rfc3339_nano(t), "2025-11-25T19:58:38.12Z");
-        assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::new(0, 0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::new(0, 0)),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(parse("2025-11-25T19:58:38.12Z"), Some(t));
         assert_eq!(parse("garbage"), None);
     }
@@ -95,7 +98,10 @@ mod human_tests {
 
     #[test]
     fn human() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(Duration::from_secs(5)), "5 seconds");
         assert_eq!(human_duration(Duration::from_secs(70)), "About a minute");
         assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");

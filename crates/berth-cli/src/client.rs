@@ -18,7 +18,10 @@ pub enum Error {
     /// Could not reach the daemon.
     Connect(String),
     /// The daemon answered with an error status.
-    Daemon { status: u16, message: String },
+    Daemon {
+        status: u16,
+        message: String,
+    },
     Other(String),
 }
 
@@ -40,7 +43,9 @@ pub struct Client {
 }
 
 pub fn empty() -> ReqBody {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn json_body(v: &serde_json::Value) -> ReqBody {
@@ -89,13 +94,22 @@ impl Client {
             .uri(format!("{PREFIX}{path}"))
             .header("Host", "berth")
             .header("Content-Type", ctype)
-            .header("User-Agent", concat!("berth-cli/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            )
             .body(body)
             .map_err(|e| Error::Other(e.to_string()))
     }
 
     /// Send a request; error statuses become `Error::Daemon`.
-    pub async fn send(&self, method: Method, path: &str, body: ReqBody, ctype: &str) -> Result<Response<Incoming>> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        ctype: &str,
+    ) -> Result<Response<Incoming>> {
         let mut sender = self.sender().await?;
         let req = Self::build(method, path, body, ctype)?;
         let resp = sender
@@ -106,38 +120,63 @@ impl Client {
     }
 
     /// A JSON request whose JSON answer is returned (Null for an empty body).
-    pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
         let b = body.as_ref().map(json_body).unwrap_or_else(empty);
         let resp = self.send(method, path, b, "application/json").await?;
         let bytes = read_all(resp).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(serde_json::Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("bad answer from daemon: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("bad answer from daemon: {e}")))
     }
 
     pub async fn get(&self, path: &str) -> Result<serde_json::Value> {
         self.json(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
         self.json(Method::POST, path, body).await
     }
 
     /// Open a hijacked stream (attach, exec start): the request carries `Upgrade: tcp`.
-    pub async fn hijack(&self, path: &str, body: Option<serde_json::Value>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+    pub async fn hijack(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
         let mut sender = self.sender().await?;
         let b = body.as_ref().map(json_body).unwrap_or_else(empty);
         let mut req = Self::build(Method::POST, path, b, "application/json")?;
-        req.headers_mut().insert("Connection", "Upgrade".parse().map_err(|_| Error::Other("header".into()))?);
-        req.headers_mut().insert("Upgrade", "tcp".parse().map_err(|_| Error::Other("header".into()))?);
+        req.headers_mut().insert(
+            "Connection",
+            "Upgrade"
+                .parse()
+                .map_err(|_| Error::Other("header".into()))?,
+        );
+        req.headers_mut().insert(
+            "Upgrade",
+            "tcp".parse().map_err(|_| Error::Other("header".into()))?,
+        );
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| Error::Other(format!("request to daemon failed: {e}")))?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let resp = check(resp).await?;
-            return Err(Error::Other(format!("unable to upgrade to tcp, received {}", resp.status().as_u16())));
+            return Err(Error::Other(format!(
+                "unable to upgrade to tcp, received {}",
+                resp.status().as_u16()
+            )));
         }
         let up = hyper::upgrade::on(resp)
             .await
@@ -149,7 +188,10 @@ impl Client {
 /// Turn an error status into `Error::Daemon` with the JSON message.
 async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
     let status = resp.status();
-    if status.is_success() || status == StatusCode::NOT_MODIFIED || status == StatusCode::SWITCHING_PROTOCOLS {
+    if status.is_success()
+        || status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::SWITCHING_PROTOCOLS
+    {
         return Ok(resp);
     }
     let body = read_all(resp).await.unwrap_or_default();

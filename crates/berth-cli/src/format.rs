@@ -43,24 +43,37 @@ fn from_gvalue(v: &GValue) -> serde_json::Value {
         }
         GValue::String(s) => serde_json::Value::String(s.clone()),
         GValue::Array(a) => serde_json::Value::Array(a.iter().map(from_gvalue).collect()),
-        GValue::Map(m) | GValue::Object(m) => serde_json::Value::Object(
-            m.iter().map(|(k, v)| (k.clone(), from_gvalue(v))).collect(),
-        ),
+        GValue::Map(m) | GValue::Object(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), from_gvalue(v))).collect())
+        }
         GValue::Function(_) => serde_json::Value::Null,
     }
 }
 
 fn f_json(args: &[GValue]) -> Result<GValue, FuncError> {
-    let v = args.first().map(from_gvalue).unwrap_or(serde_json::Value::Null);
-    Ok(GValue::String(serde_json::to_string(&v).unwrap_or_default()))
+    let v = args
+        .first()
+        .map(from_gvalue)
+        .unwrap_or(serde_json::Value::Null);
+    Ok(GValue::String(
+        serde_json::to_string(&v).unwrap_or_default(),
+    ))
 }
 
 fn f_upper(args: &[GValue]) -> Result<GValue, FuncError> {
-    Ok(GValue::String(args.first().map(|a| a.to_string().to_uppercase()).unwrap_or_default()))
+    Ok(GValue::String(
+        args.first()
+            .map(|a| a.to_string().to_uppercase())
+            .unwrap_or_default(),
+    ))
 }
 
 fn f_lower(args: &[GValue]) -> Result<GValue, FuncError> {
-    Ok(GValue::String(args.first().map(|a| a.to_string().to_lowercase()).unwrap_or_default()))
+    Ok(GValue::String(
+        args.first()
+            .map(|a| a.to_string().to_lowercase())
+            .unwrap_or_default(),
+    ))
 }
 
 fn f_join(args: &[GValue]) -> Result<GValue, FuncError> {
@@ -149,14 +162,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Table whose rows come from a `table` template; `headers` names known fields.
-pub fn template_table(template: &str, items: &[serde_json::Value], headers: &[(&str, &str)]) -> Result<String, String> {
+pub fn template_table(
+    template: &str,
+    items: &[serde_json::Value],
+    headers: &[(&str, &str)],
+) -> Result<String, String> {
     let mut header = template.to_string();
     for (field, title) in headers {
         header = header.replace(&format!("{{{{.{field}}}}}"), title);
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
     for it in items {
-        rows.push(render(template, it)?.split('\t').map(String::from).collect());
+        rows.push(
+            render(template, it)?
+                .split('\t')
+                .map(String::from)
+                .collect(),
+        );
     }
     let head: Vec<&str> = header.split('\t').collect();
     Ok(table(&head, &rows))
@@ -168,10 +190,14 @@ mod tests {
 
     #[test]
     fn templates() {
-        let v = serde_json::json!({"Names": "web", "State": {"Status": "running"}, "L": ["a", "b"]});
+        let v =
+            serde_json::json!({"Names": "web", "State": {"Status": "running"}, "L": ["a", "b"]});
         assert_eq!(render("{{.Names}}", &v).unwrap(), "web");
         assert_eq!(render("{{.State.Status}}", &v).unwrap(), "running");
-        assert_eq!(render("{{json .State}}", &v).unwrap(), r#"{"Status":"running"}"#);
+        assert_eq!(
+            render("{{json .State}}", &v).unwrap(),
+            r#"{"Status":"running"}"#
+        );
         assert_eq!(render("{{join .L \",\"}}", &v).unwrap(), "a,b");
         assert_eq!(render("{{upper .Names}}", &v).unwrap(), "WEB");
         assert!(render("{{.Names", &v).is_err());

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 pub use commands::container::{CreateArgs, RunArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "A container engine that speaks Docker's API")]
+#[command(
+    name = "berth",
+    version,
+    about = "A container engine that speaks Docker's API"
+)]
 pub struct Cli {
     /// Daemon socket to connect to (unix://PATH)
     #[arg(short = 'H', long = "host", global = true)]
@@ -105,7 +109,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth: {e}");

@@ -19,7 +19,8 @@ impl RawMode {
         };
         let mut raw = saved.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
+        let _ =
+            nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
         RawMode { saved: Some(saved) }
     }
 }
@@ -64,14 +65,23 @@ pub enum Ended {
 
 /// Copy the connection's output to stdout/stderr, and stdin to the connection when asked.
 /// With a TTY, typing `detach` keys ends the stream at once, as the docker CLI does.
-pub async fn run<IO>(conn: IO, tty: bool, send_stdin: bool, detach: Option<Vec<u8>>) -> std::io::Result<Ended>
+pub async fn run<IO>(
+    conn: IO,
+    tty: bool,
+    send_stdin: bool,
+    detach: Option<Vec<u8>>,
+) -> std::io::Result<Ended>
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut r, mut w) = tokio::io::split(conn);
     let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
     if send_stdin {
-        let keys = if tty { detach.unwrap_or_else(|| berth_api::detach::DEFAULT.to_vec()) } else { Vec::new() };
+        let keys = if tty {
+            detach.unwrap_or_else(|| berth_api::detach::DEFAULT.to_vec())
+        } else {
+            Vec::new()
+        };
         tokio::spawn(async move {
             let mut matcher = berth_api::detach::Detach::new(keys);
             let mut stdin = tokio::io::stdin();

@@ -81,7 +81,10 @@ impl DaemonConfig {
                 .unwrap_or_else(|| exec_root.join("berth.pid")),
             data_root,
             exec_root,
-            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
             log_opts: file.log_opts,
         })
     }

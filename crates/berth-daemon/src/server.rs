@@ -45,7 +45,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
             let r = router.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
                     serve_conn(TokioIo::new(s), r.clone());
                 }
             }));
@@ -57,12 +59,16 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
             let r = router.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
                     serve_conn(TokioIo::new(s), r.clone());
                 }
             }));
         } else {
-            return Err(format!("unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"));
+            return Err(format!(
+                "unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"
+            ));
         }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -146,7 +152,10 @@ fn headers(mut resp: Response<Body>) -> Response<Body> {
         return resp;
     }
     let h = resp.headers_mut();
-    h.insert("Api-Version", HeaderValue::from_static(berth_api::version::API_MAX));
+    h.insert(
+        "Api-Version",
+        HeaderValue::from_static(berth_api::version::API_MAX),
+    );
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert(

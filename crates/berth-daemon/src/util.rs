@@ -23,7 +23,10 @@ impl Query {
     }
     /// Go's strconv.ParseBool plus Docker's "empty = false".
     pub fn bool(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+        matches!(
+            self.get(k),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
     pub fn int(&self, k: &str) -> Result<Option<i64>> {
         match self.get(k) {
@@ -117,7 +120,9 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = Query::parse(Some("fromImage=127.0.0.1%3A5000%2Fbusybox&tag=x&all=1&t=&f=%zz"));
+        let q = Query::parse(Some(
+            "fromImage=127.0.0.1%3A5000%2Fbusybox&tag=x&all=1&t=&f=%zz",
+        ));
         assert_eq!(q.get("fromImage"), Some("127.0.0.1:5000/busybox"));
         assert!(q.bool("all"));
         assert!(!q.bool("t"));

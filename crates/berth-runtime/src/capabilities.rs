@@ -12,7 +12,9 @@ use crate::sys;
 /// Kernel capability number of an OCI capability (None if this build does not know it).
 fn index(c: &OciCap) -> Option<u8> {
     let name = serde_json::to_value(c).ok()?;
-    caps::Capability::from_str(name.as_str()?).ok().map(|c| c.index())
+    caps::Capability::from_str(name.as_str()?)
+        .ok()
+        .map(|c| c.index())
 }
 
 fn mask(set: &Option<Capabilities>) -> u64 {
@@ -103,7 +105,11 @@ pub(crate) fn apply(s: &Sets) -> Result<()> {
     // SAFETY: capset(2) reads a v3 header and two data structs, which is what we pass.
     let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
     if r < 0 {
-        return Err(Error::sys("capset", format!("{:#x}", s.effective), io::Error::last_os_error()));
+        return Err(Error::sys(
+            "capset",
+            format!("{:#x}", s.effective),
+            io::Error::last_os_error(),
+        ));
     }
     ambient(s.ambient)
 }
@@ -139,14 +145,15 @@ fn ambient(mask: u64) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn masks() {
-        let set: Capabilities = [OciCap::Chown, OciCap::NetBindService, OciCap::Kill].into_iter().collect();
+        let set: Capabilities = [OciCap::Chown, OciCap::NetBindService, OciCap::Kill]
+            .into_iter()
+            .collect();
         let m = mask(&Some(set));
         assert_eq!(m, (1 << 0) | (1 << 10) | (1 << 5));
     }

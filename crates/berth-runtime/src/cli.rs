@@ -143,7 +143,11 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
         Err(e) => {
             eprintln!("berth-runtime: {e}");
             if let Some(log) = log {
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                {
                     let line = if json {
                         serde_json::json!({"level": "error", "msg": e.to_string(), "time": crate::state::now_rfc3339()})
                             .to_string()
@@ -154,8 +158,14 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
                 }
             }
             match e {
-                Error::Exec { kind: ExecErrorKind::NotFound, .. } => 127,
-                Error::Exec { kind: ExecErrorKind::PermissionDenied, .. } => 126,
+                Error::Exec {
+                    kind: ExecErrorKind::NotFound,
+                    ..
+                } => 127,
+                Error::Exec {
+                    kind: ExecErrorKind::PermissionDenied,
+                    ..
+                } => 126,
                 _ => 1,
             }
         }
@@ -209,7 +219,9 @@ fn parse_signal(s: &str) -> Result<i32> {
         "SYS" => libc::SIGSYS,
         _ => {
             if let Some(rest) = name.strip_prefix("RTMIN+") {
-                rest.parse::<i32>().map(|n| libc::SIGRTMIN() + n).unwrap_or(-1)
+                rest.parse::<i32>()
+                    .map(|n| libc::SIGRTMIN() + n)
+                    .unwrap_or(-1)
             } else {
                 -1
             }
@@ -299,7 +311,9 @@ fn run(cli: Cli) -> Result<i32> {
             if detach {
                 return Ok(0);
             }
-            let status = sys::waitpid(pid, 0).map_err(|e| Error::sys("waitpid", pid, e))?.1;
+            let status = sys::waitpid(pid, 0)
+                .map_err(|e| Error::sys("waitpid", pid, e))?
+                .1;
             rt.delete(&create.id, true)?;
             Ok(sys::exit_code(status))
         }
@@ -340,8 +354,12 @@ fn run(cli: Cli) -> Result<i32> {
                     }
                     if let Some(u) = user {
                         let (uid, gid) = u.split_once(':').unwrap_or((&u, "0"));
-                        let uid: u32 = uid.parse().map_err(|_| Error::Config(format!("bad user {u:?}")))?;
-                        let gid: u32 = gid.parse().map_err(|_| Error::Config(format!("bad user {u:?}")))?;
+                        let uid: u32 = uid
+                            .parse()
+                            .map_err(|_| Error::Config(format!("bad user {u:?}")))?;
+                        let gid: u32 = gid
+                            .parse()
+                            .map_err(|_| Error::Config(format!("bad user {u:?}")))?;
                         let user = UserBuilder::default()
                             .uid(uid)
                             .gid(gid)
@@ -368,7 +386,9 @@ fn run(cli: Cli) -> Result<i32> {
             if detach {
                 return Ok(0);
             }
-            let status = sys::waitpid(created.pid, 0).map_err(|e| Error::sys("waitpid", created.pid, e))?.1;
+            let status = sys::waitpid(created.pid, 0)
+                .map_err(|e| Error::sys("waitpid", created.pid, e))?
+                .1;
             Ok(sys::exit_code(status))
         }
         Cmd::Spec { bundle } => {
@@ -397,8 +417,21 @@ mod tests {
 
     #[test]
     fn parses_runc_style_args() {
-        let c = Cli::try_parse_from(["x", "--root", "/r", "create", "--bundle", "/b", "--pid-file", "/p", "id1"]).unwrap();
-        assert!(matches!(c.cmd, Cmd::Create(ref a) if a.id == "id1" && a.bundle == Path::new("/b")));
+        let c = Cli::try_parse_from([
+            "x",
+            "--root",
+            "/r",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "id1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::Create(ref a) if a.id == "id1" && a.bundle == Path::new("/b"))
+        );
         let c = Cli::try_parse_from(["x", "kill", "id1", "9"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Kill { ref signal, .. } if signal.as_deref() == Some("9")));
         let c = Cli::try_parse_from(["x", "exec", "id1", "ls", "-l"]).unwrap();

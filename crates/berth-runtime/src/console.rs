@@ -18,11 +18,13 @@ pub(crate) struct Pty {
 /// Open a new PTY through /dev/ptmx (in the container: a symlink to its devpts' ptmx).
 pub(crate) fn open_pty() -> Result<Pty> {
     let ptmx = Path::new("/dev/ptmx");
-    let master = sys::open(ptmx, libc::O_RDWR | libc::O_NOCTTY, 0).map_err(|e| Error::io("open", ptmx, e))?;
-    let n = sys::pty_unlock(master.as_raw_fd()).map_err(|e| Error::sys("ioctl", "TIOCSPTLCK/TIOCGPTN", e))?;
+    let master = sys::open(ptmx, libc::O_RDWR | libc::O_NOCTTY, 0)
+        .map_err(|e| Error::io("open", ptmx, e))?;
+    let n = sys::pty_unlock(master.as_raw_fd())
+        .map_err(|e| Error::sys("ioctl", "TIOCSPTLCK/TIOCGPTN", e))?;
     let slave_path = PathBuf::from(format!("/dev/pts/{n}"));
-    let slave =
-        sys::open(&slave_path, libc::O_RDWR | libc::O_NOCTTY, 0).map_err(|e| Error::io("open", &slave_path, e))?;
+    let slave = sys::open(&slave_path, libc::O_RDWR | libc::O_NOCTTY, 0)
+        .map_err(|e| Error::io("open", &slave_path, e))?;
     Ok(Pty {
         master,
         slave,
@@ -36,8 +38,13 @@ pub(crate) fn attach_slave(pty: &Pty, size: Option<(u16, u16)>, console: bool) -
     if console {
         let c = Path::new("/dev/console");
         ensure_mountpoint(c, true)?;
-        sys::mount(Some(&pty.slave_path), c, None, libc::MS_BIND, None)
-            .map_err(|e| Error::sys("mount", format!("bind {} on /dev/console", pty.slave_path.display()), e))?;
+        sys::mount(Some(&pty.slave_path), c, None, libc::MS_BIND, None).map_err(|e| {
+            Error::sys(
+                "mount",
+                format!("bind {} on /dev/console", pty.slave_path.display()),
+                e,
+            )
+        })?;
     }
     let fd = pty.slave.as_raw_fd();
     if let Some((rows, cols)) = size {

@@ -67,7 +67,12 @@ fn host_root(maps: &[LinuxIdMapping]) -> Option<u32> {
 /// Clone the init. Single-threaded callers clone directly; otherwise a forked intermediate
 /// (glibc fork is safe in threaded processes) clones with CLONE_PARENT so that the init is
 /// still our direct child. Returns the init's pid in the caller; never returns in the init.
-fn spawn(plan: &Plan, a: &init::Args<'_>, parent_end: Channel, child_end: Channel) -> Result<(i32, Channel)> {
+fn spawn(
+    plan: &Plan,
+    a: &init::Args<'_>,
+    parent_end: Channel,
+    child_end: Channel,
+) -> Result<(i32, Channel)> {
     let single = sys::thread_count() == 1;
     if single {
         let restore = match &plan.pid_path {
@@ -114,7 +119,9 @@ fn spawn(plan: &Plan, a: &init::Args<'_>, parent_end: Channel, child_end: Channe
     match got.map_err(|e| Error::sys("recvmsg", "sync socket", e))? {
         (Some(Msg::Pid(pid)), _) => Ok((pid, parent_end)),
         (Some(m), _) => Err(m.into_error()),
-        (None, _) => Err(Error::Init("intermediate process exited without reporting".into())),
+        (None, _) => Err(Error::Init(
+            "intermediate process exited without reporting".into(),
+        )),
     }
 }
 
@@ -124,7 +131,8 @@ fn enter_pid_ns(path: &Path) -> Result<OwnedFd> {
     let own = Path::new("/proc/self/ns/pid_for_children");
     let old = sys::open(own, libc::O_RDONLY, 0).map_err(|e| Error::io("open", own, e))?;
     let fd = sys::open(path, libc::O_RDONLY, 0).map_err(|e| Error::io("open", path, e))?;
-    sys::setns(fd.as_fd(), libc::CLONE_NEWPID).map_err(|e| Error::sys("setns", path.display(), e))?;
+    sys::setns(fd.as_fd(), libc::CLONE_NEWPID)
+        .map_err(|e| Error::sys("setns", path.display(), e))?;
     Ok(old)
 }
 
@@ -137,16 +145,25 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         .as_ref()
         .ok_or_else(|| Error::Config("process is required".into()))?;
     if matches!(stdio, Stdio::Pty) && process.terminal() != Some(true) {
-        return Err(Error::Config("a PTY was requested but process.terminal is false".into()));
+        return Err(Error::Config(
+            "a PTY was requested but process.terminal is false".into(),
+        ));
     }
-    let root_spec = spec.root().as_ref().ok_or_else(|| Error::Config("root is required".into()))?;
+    let root_spec = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Config("root is required".into()))?;
     let rootfs = if root_spec.path().is_absolute() {
         root_spec.path().clone()
     } else {
         bundle.join(root_spec.path())
     };
     if !rootfs.is_dir() {
-        return Err(Error::io("stat", &rootfs, io::Error::from_raw_os_error(libc::ENOENT)));
+        return Err(Error::io(
+            "stat",
+            &rootfs,
+            io::Error::from_raw_os_error(libc::ENOENT),
+        ));
     }
     let plan = namespaces::plan(&spec)?;
     let overlay = spec
@@ -159,7 +176,9 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     let state_dir = state::dir(root, id);
     match fs::create_dir(&state_dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(id.into()))
+        }
         Err(e) => return Err(Error::io("mkdir", &state_dir, e)),
     }
     let mut cleanup = Cleanup {
@@ -173,17 +192,25 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     let cg_path = linux
         .and_then(|l| l.cgroups_path().clone())
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{id}")));
-    cleanup.cgroup = Some(Cgroup::create(&cg_path, linux.and_then(|l| l.resources().as_ref()))?);
+    cleanup.cgroup = Some(Cgroup::create(
+        &cg_path,
+        linux.and_then(|l| l.resources().as_ref()),
+    )?);
 
     let fifo = state_dir.join(EXEC_FIFO);
     sys::mkfifo(&fifo, 0o600).map_err(|e| Error::sys("mkfifo", fifo.display(), e))?;
-    let uid_maps = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-    let gid_maps = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    let uid_maps = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid_maps = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
     if plan.new_user {
         if let Some(uid) = host_root(&uid_maps) {
             let gid = host_root(&gid_maps).unwrap_or(0);
             sys::lchown(&fifo, uid, gid).map_err(|e| Error::sys("chown", fifo.display(), e))?;
-            sys::lchown(&state_dir, uid, gid).map_err(|e| Error::sys("chown", state_dir.display(), e))?;
+            sys::lchown(&state_dir, uid, gid)
+                .map_err(|e| Error::sys("chown", state_dir.display(), e))?;
         }
     }
 
@@ -210,8 +237,11 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     if let Some(cg) = &cleanup.cgroup {
         cg.join(pid)?;
     }
-    ch.send(&Msg::Go(pid)).map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
-    let (msg, fd) = ch.recv().map_err(|e| Error::sys("recvmsg", "sync socket", e))?;
+    ch.send(&Msg::Go(pid))
+        .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
+    let (msg, fd) = ch
+        .recv()
+        .map_err(|e| Error::sys("recvmsg", "sync socket", e))?;
     match msg {
         Some(Msg::Ready) => {}
         Some(m) => return Err(m.into_error()),
@@ -234,5 +264,8 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     };
     record.save(root)?;
     cleanup.armed = false;
-    Ok(Created { pid, pty_master: fd })
+    Ok(Created {
+        pid,
+        pty_master: fd,
+    })
 }

@@ -41,7 +41,11 @@ fn create_node(rootfs: &Path, n: &Node<'_>, bind_from_host: bool) -> Result<()> 
     if bind_from_host {
         ensure_mountpoint(&target, true)?;
         return sys::mount(Some(n.path), &target, None, libc::MS_BIND, None).map_err(|e| {
-            Error::sys("mount", format!("bind {} on {}", n.path.display(), target.display()), e)
+            Error::sys(
+                "mount",
+                format!("bind {} on {}", n.path.display(), target.display()),
+                e,
+            )
         });
     }
     let dev = libc::makedev(n.major as u32, n.minor as u32);
@@ -63,7 +67,9 @@ fn kind_of(t: LinuxDeviceType) -> Result<libc::mode_t> {
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
         LinuxDeviceType::A => {
-            return Err(Error::Config("device type \"a\" is only valid in cgroup rules".into()))
+            return Err(Error::Config(
+                "device type \"a\" is only valid in cgroup rules".into(),
+            ))
         }
     })
 }
@@ -87,7 +93,10 @@ pub(crate) fn setup(rootfs: &Path, devices: &[LinuxDevice], in_userns: bool) -> 
     }
     for d in devices {
         if !d.path().is_absolute() {
-            return Err(Error::Config(format!("device path {} is not absolute", d.path().display())));
+            return Err(Error::Config(format!(
+                "device path {} is not absolute",
+                d.path().display()
+            )));
         }
         let n = Node {
             path: d.path(),

@@ -123,8 +123,8 @@ fn canon_cap(c: &str) -> String {
 /// bounding capability set is `caps` ("CAP_SYS_ADMIN" or "SYS_ADMIN"), keeping only the rules
 /// whose `includes`/`excludes` (caps, arches, minKernel) match, as Docker does.
 pub fn docker_seccomp_to_oci(json: &[u8], caps: &[String]) -> Result<LinuxSeccomp> {
-    let p: Profile = serde_json::from_slice(json)
-        .map_err(|e| Error::Config(format!("seccomp profile: {e}")))?;
+    let p: Profile =
+        serde_json::from_slice(json).map_err(|e| Error::Config(format!("seccomp profile: {e}")))?;
     let caps: Vec<String> = caps.iter().map(|c| canon_cap(c)).collect();
     let arch = go_arch();
     let kernel = kernel_version();
@@ -153,7 +153,10 @@ pub fn docker_seccomp_to_oci(json: &[u8], caps: &[String]) -> Result<LinuxSeccom
     for s in p.syscalls.iter().flatten() {
         let ex = s.excludes.as_ref();
         let inc = s.includes.as_ref();
-        if ex.and_then(|f| f.arches.as_ref()).is_some_and(|a| a.iter().any(|x| x == arch)) {
+        if ex
+            .and_then(|f| f.arches.as_ref())
+            .is_some_and(|a| a.iter().any(|x| x == arch))
+        {
             continue;
         }
         if ex
@@ -162,7 +165,10 @@ pub fn docker_seccomp_to_oci(json: &[u8], caps: &[String]) -> Result<LinuxSeccom
         {
             continue;
         }
-        if ex.and_then(|f| f.min_kernel.as_deref()).is_some_and(kernel_ge) {
+        if ex
+            .and_then(|f| f.min_kernel.as_deref())
+            .is_some_and(kernel_ge)
+        {
             continue;
         }
         if inc
@@ -177,7 +183,10 @@ pub fn docker_seccomp_to_oci(json: &[u8], caps: &[String]) -> Result<LinuxSeccom
         {
             continue;
         }
-        if inc.and_then(|f| f.min_kernel.as_deref()).is_some_and(|v| !kernel_ge(v)) {
+        if inc
+            .and_then(|f| f.min_kernel.as_deref())
+            .is_some_and(|v| !kernel_ge(v))
+        {
             continue;
         }
         let mut names: Vec<String> = s.names.clone().unwrap_or_default();
@@ -237,7 +246,12 @@ mod tests {
     #[test]
     fn default_caps() {
         let s = docker_seccomp_to_oci(PROFILE.as_bytes(), &["CAP_CHOWN".into()]).unwrap();
-        let names: Vec<String> = s.syscalls().iter().flatten().flat_map(|r| r.names().clone()).collect();
+        let names: Vec<String> = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().clone())
+            .collect();
         assert!(names.contains(&"read".into()));
         assert!(!names.contains(&"bpf".into()));
         assert!(names.contains(&"clone".into()));
@@ -252,7 +266,12 @@ mod tests {
     #[test]
     fn sys_admin() {
         let s = docker_seccomp_to_oci(PROFILE.as_bytes(), &["SYS_ADMIN".into()]).unwrap();
-        let names: Vec<String> = s.syscalls().iter().flatten().flat_map(|r| r.names().clone()).collect();
+        let names: Vec<String> = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().clone())
+            .collect();
         assert!(names.contains(&"bpf".into()));
         assert!(!names.contains(&"clone".into()));
         assert!(!names.contains(&"clone3".into()));
@@ -260,7 +279,9 @@ mod tests {
 
     #[test]
     fn real_profile_compiles() {
-        let Ok(json) = std::fs::read("/work/shared/reference/seccomp-default.json") else { return };
+        let Ok(json) = std::fs::read("/work/shared/reference/seccomp-default.json") else {
+            return;
+        };
         let s = docker_seccomp_to_oci(&json, &["CAP_CHOWN".into()]).unwrap();
         assert!(s.syscalls().as_ref().is_some_and(|v| v.len() > 10));
         crate::seccomp::compile(&s).unwrap();

@@ -42,7 +42,8 @@ fn container_namespaces(pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> 
         if a.dev() == b.dev() && a.ino() == b.ino() {
             continue;
         }
-        let fd = sys::open(&theirs, libc::O_RDONLY, 0).map_err(|e| Error::io("open", &theirs, e))?;
+        let fd =
+            sys::open(&theirs, libc::O_RDONLY, 0).map_err(|e| Error::io("open", &theirs, e))?;
         out.push((t, fd));
     }
     Ok(out)
@@ -59,7 +60,9 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
         });
     }
     if matches!(stdio, Stdio::Pty) && process.terminal() != Some(true) {
-        return Err(Error::Config("a PTY was requested but process.terminal is false".into()));
+        return Err(Error::Config(
+            "a PTY was requested but process.terminal is false".into(),
+        ));
     }
     let spec = load_spec(&rec.bundle)?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
@@ -74,8 +77,13 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
                 cg.join(0)?;
             }
             for (t, fd) in &nss {
-                sys::setns(fd.as_fd(), flag(*t))
-                    .map_err(|e| Error::sys("setns", format!("/proc/{}/ns/{}", rec.pid, proc_name(*t)), e))?;
+                sys::setns(fd.as_fd(), flag(*t)).map_err(|e| {
+                    Error::sys(
+                        "setns",
+                        format!("/proc/{}/ns/{}", rec.pid, proc_name(*t)),
+                        e,
+                    )
+                })?;
             }
             // SAFETY: this forked intermediate is single-threaded.
             let r = unsafe { sys::clone_fork(libc::CLONE_PARENT as u64) };
@@ -100,7 +108,11 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
     let pid = match first.map_err(|e| Error::sys("recvmsg", "sync socket", e))? {
         (Some(Msg::Pid(pid)), _) => pid,
         (Some(m), _) => return Err(m.into_error()),
-        (None, _) => return Err(Error::Init("exec intermediate exited without reporting".into())),
+        (None, _) => {
+            return Err(Error::Init(
+                "exec intermediate exited without reporting".into(),
+            ))
+        }
     };
     let fail = |e: Error| {
         let _ = sys::kill(pid, libc::SIGKILL);
@@ -109,7 +121,9 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
     };
     let mut pty_master = None;
     loop {
-        let (msg, fd) = parent_end.recv().map_err(|e| fail(Error::sys("recvmsg", "sync socket", e)))?;
+        let (msg, fd) = parent_end
+            .recv()
+            .map_err(|e| fail(Error::sys("recvmsg", "sync socket", e)))?;
         match msg {
             Some(Msg::Ready) => pty_master = fd.or(pty_master),
             // EOF: the process exec'd (its end of the socket was close-on-exec).
@@ -132,7 +146,9 @@ fn child(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, ch: &
         let mut master = None;
         if matches!(stdio, Stdio::Pty) {
             let pty = console::open_pty()?;
-            let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+            let size = process
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16));
             console::attach_slave(&pty, size, false)?;
             master = Some(pty.master);
         }
@@ -152,7 +168,9 @@ fn child(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, ch: &
         Ok(prepared.exec())
     })();
     let msg = match r {
-        Ok(Error::Exec { kind, message }) | Err(Error::Exec { kind, message }) => Msg::ExecFail(kind, message),
+        Ok(Error::Exec { kind, message }) | Err(Error::Exec { kind, message }) => {
+            Msg::ExecFail(kind, message)
+        }
         Ok(e) | Err(e) => Msg::Fail(e.to_string()),
     };
     let _ = ch.send(&msg);

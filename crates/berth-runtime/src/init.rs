@@ -45,9 +45,16 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     // is cleared again before reporting ready).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
-    match ch.recv().map_err(|e| Error::sys("recvmsg", "sync socket", e))? {
+    match ch
+        .recv()
+        .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
+    {
         (Some(Msg::Go(_)), _) => {}
-        (other, _) => return Err(Error::Init(format!("expected go from runtime, got {other:?}"))),
+        (other, _) => {
+            return Err(Error::Init(format!(
+                "expected go from runtime, got {other:?}"
+            )))
+        }
     }
     let spec = a.spec;
     let linux = spec.linux().as_ref();
@@ -63,7 +70,8 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
         sys::setresuid(0).map_err(|e| Error::sys("setresuid", 0, e))?;
     }
     if a.plan.new_cgroup {
-        sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| Error::sys("unshare", "CLONE_NEWCGROUP", e))?;
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| Error::sys("unshare", "CLONE_NEWCGROUP", e))?;
     }
     sys::setsid().map_err(|e| Error::sys("setsid", "", e))?;
     stdio::install(a.stdio)?;
@@ -115,7 +123,9 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     let mut pty_master: Option<OwnedFd> = None;
     if matches!(a.stdio, Stdio::Pty) {
         let pty = console::open_pty()?;
-        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
         console::attach_slave(&pty, size, true)?;
         pty_master = Some(pty.master);
     }
@@ -144,7 +154,8 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     sys::reset_signals();
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "3..", e))?;
 
-    sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0)
+        .map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
     let sent = match &pty_master {
         Some(m) => ch.send_fd(&Msg::Ready, m.as_fd()),
         None => ch.send(&Msg::Ready),
@@ -177,7 +188,13 @@ fn open_fifo(dir: &OwnedFd) -> Result<OwnedFd> {
     loop {
         // SAFETY: dir is a valid directory descriptor and name a valid C string; the result is
         // a new descriptor that we own.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {

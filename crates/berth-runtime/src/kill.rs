@@ -10,7 +10,9 @@ use crate::sys;
 /// Send `sig` to one process; a process that is already gone is not an error.
 fn signal(pid: i32, sig: i32) -> Result<()> {
     match sys::kill(pid, sig) {
-        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(Error::sys("kill", format!("{pid}, {sig}"), e)),
+        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+            Err(Error::sys("kill", format!("{pid}, {sig}"), e))
+        }
         _ => Ok(()),
     }
 }
@@ -75,11 +77,15 @@ pub(crate) fn kill_and_wait(rec: &Record) -> Result<()> {
         if pids.is_empty() {
             return Ok(());
         }
-        let fds: Vec<OwnedFd> = pids.iter().filter_map(|&p| sys::pidfd_open(p).ok()).collect();
+        let fds: Vec<OwnedFd> = pids
+            .iter()
+            .filter_map(|&p| sys::pidfd_open(p).ok())
+            .collect();
         signal_all(rec, libc::SIGKILL)?;
         for fd in &fds {
             // Bounded: a process in uninterruptible sleep must not hang delete forever.
-            sys::poll(&[(fd.as_raw_fd(), libc::POLLIN)], 10_000).map_err(|e| Error::sys("poll", "pidfd", e))?;
+            sys::poll(&[(fd.as_raw_fd(), libc::POLLIN)], 10_000)
+                .map_err(|e| Error::sys("poll", "pidfd", e))?;
         }
     }
     Ok(())

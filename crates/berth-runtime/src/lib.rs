@@ -114,13 +114,19 @@ impl Runtime {
         let status = rec.status(&self.root);
         let oci_status = match status {
             state::Status::Created => oci_spec::runtime::ContainerState::Created,
-            state::Status::Running | state::Status::Paused => oci_spec::runtime::ContainerState::Running,
+            state::Status::Running | state::Status::Paused => {
+                oci_spec::runtime::ContainerState::Running
+            }
             state::Status::Stopped => oci_spec::runtime::ContainerState::Stopped,
         };
         let mut annotations = rec.annotations.clone();
         annotations.insert(STATUS_ANNOTATION.into(), status.as_str().into());
         let mut st = oci_spec::runtime::State::default();
-        st.set_version(if rec.oci_version.is_empty() { "1.2.0".into() } else { rec.oci_version.clone() });
+        st.set_version(if rec.oci_version.is_empty() {
+            "1.2.0".into()
+        } else {
+            rec.oci_version.clone()
+        });
         st.set_id(rec.id.clone());
         st.set_status(oci_status);
         st.set_pid((status != state::Status::Stopped).then_some(rec.pid));
@@ -163,7 +169,12 @@ impl Runtime {
     /// The new process is cloned with `CLONE_PARENT` from a short-lived intermediate, so it is
     /// a direct child of the caller, which reaps it. Callers should still set
     /// `PR_SET_CHILD_SUBREAPER` so that anything it leaves behind is reparented to them too.
-    pub fn exec(&self, id: &str, process: &oci_spec::runtime::Process, stdio: Stdio) -> Result<Created> {
+    pub fn exec(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<Created> {
         exec::exec(&self.root, id, process, stdio)
     }
 }

@@ -76,7 +76,11 @@ pub(crate) fn parse_options(opts: &[String]) -> Options {
                     "slave" => libc::MS_SLAVE,
                     _ => libc::MS_UNBINDABLE,
                 };
-                let rec = if opt.starts_with('r') { libc::MS_REC } else { 0 };
+                let rec = if opt.starts_with('r') {
+                    libc::MS_REC
+                } else {
+                    0
+                };
                 o.propagation.push(base | rec);
                 continue;
             }
@@ -181,7 +185,9 @@ pub(crate) fn ensure_mountpoint(path: &Path, file: bool) -> Result<()> {
 
 /// Mount flags (MS_*) that the kernel locks on a mount and that a bind remount must keep.
 fn locked_flags(path: &Path) -> libc::c_ulong {
-    let Ok(st) = sys::statvfs_flags(path) else { return 0 };
+    let Ok(st) = sys::statvfs_flags(path) else {
+        return 0;
+    };
     let mut f = 0;
     for (st_flag, ms_flag) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
@@ -215,7 +221,11 @@ pub(crate) fn bind_remount(target: &Path, flags: libc::c_ulong, keep: bool) -> R
             sys::mount(None, target, None, base | flags | keep, None)
                 .map_err(|e| Error::sys("mount", format!("remount {}", target.display()), e))
         }
-        Err(e) => Err(Error::sys("mount", format!("remount {}", target.display()), e)),
+        Err(e) => Err(Error::sys(
+            "mount",
+            format!("remount {}", target.display()),
+            e,
+        )),
     }
 }
 
@@ -223,7 +233,11 @@ pub(crate) fn bind_remount(target: &Path, flags: libc::c_ulong, keep: bool) -> R
 pub(crate) fn bind(source: &Path, target: &Path, o: &Options) -> Result<()> {
     let rec = o.flags & libc::MS_REC;
     sys::mount(Some(source), target, None, libc::MS_BIND | rec, None).map_err(|e| {
-        Error::sys("mount", format!("bind {} on {}", source.display(), target.display()), e)
+        Error::sys(
+            "mount",
+            format!("bind {} on {}", source.display(), target.display()),
+            e,
+        )
     })?;
     let extra = o.flags & !(libc::MS_BIND | libc::MS_REC);
     if extra != 0 {
@@ -252,7 +266,10 @@ pub(crate) struct Context<'a> {
 pub(crate) fn mount(ctx: &Context<'_>, m: &Mount) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(Error::Config(format!("mount destination {} is not absolute", dest.display())));
+        return Err(Error::Config(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
     }
     let typ = m.typ().as_deref().unwrap_or("");
     let o = parse_options(m.options().as_deref().unwrap_or(&[]));
@@ -262,7 +279,11 @@ pub(crate) fn mount(ctx: &Context<'_>, m: &Mount) -> Result<()> {
     }
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     if o.is_bind() || typ == "bind" {
-        let source = if source.is_absolute() { source } else { ctx.bundle.join(source) };
+        let source = if source.is_absolute() {
+            source
+        } else {
+            ctx.bundle.join(source)
+        };
         let md = fs::metadata(&source).map_err(|e| Error::io("stat", &source, e))?;
         ensure_mountpoint(&target, !md.is_dir())?;
         let mut o = o;
@@ -280,7 +301,11 @@ pub(crate) fn mount(ctx: &Context<'_>, m: &Mount) -> Result<()> {
             if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY))
                 && (typ == "sysfs" || typ == "mqueue") =>
         {
-            let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+            let host = if typ == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
             let mut bo = o.clone();
             bo.flags |= libc::MS_BIND | libc::MS_REC;
             bo.data.clear();
@@ -304,11 +329,19 @@ fn mount_cgroup(ctx: &Context<'_>, target: &Path, o: &Options) -> Result<()> {
     ensure_mountpoint(target, false)?;
     let flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
     let Some(cg) = ctx.cgroup else {
-        return Err(Error::Config("cgroup mount without a container cgroup".into()));
+        return Err(Error::Config(
+            "cgroup mount without a container cgroup".into(),
+        ));
     };
     if cg.v2 {
         let r = if ctx.new_cgroupns {
-            sys::mount(Some(Path::new("cgroup2")), target, Some("cgroup2"), flags, None)
+            sys::mount(
+                Some(Path::new("cgroup2")),
+                target,
+                Some("cgroup2"),
+                flags,
+                None,
+            )
         } else {
             Err(io::Error::from_raw_os_error(libc::EPERM))
         };
@@ -325,8 +358,14 @@ fn mount_cgroup(ctx: &Context<'_>, target: &Path, o: &Options) -> Result<()> {
         return r.map_err(|e| Error::sys("mount", format!("cgroup2 on {}", target.display()), e));
     }
     let tmpfs_flags = flags & !libc::MS_RDONLY;
-    sys::mount(Some(Path::new("tmpfs")), target, Some("tmpfs"), tmpfs_flags, Some("mode=755"))
-        .map_err(|e| Error::sys("mount", format!("tmpfs on {}", target.display()), e))?;
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .map_err(|e| Error::sys("mount", format!("tmpfs on {}", target.display()), e))?;
     for d in &cg.dirs {
         if d.name.is_empty() {
             continue;
@@ -334,10 +373,20 @@ fn mount_cgroup(ctx: &Context<'_>, target: &Path, o: &Options) -> Result<()> {
         let sub = target.join(&d.name);
         ensure_mountpoint(&sub, false)?;
         if ctx.new_cgroupns {
-            sys::mount(Some(Path::new("cgroup")), &sub, Some("cgroup"), flags, Some(&d.subsystems))
-                .map_err(|e| {
-                    Error::sys("mount", format!("cgroup {} on {}", d.subsystems, sub.display()), e)
-                })?;
+            sys::mount(
+                Some(Path::new("cgroup")),
+                &sub,
+                Some("cgroup"),
+                flags,
+                Some(&d.subsystems),
+            )
+            .map_err(|e| {
+                Error::sys(
+                    "mount",
+                    format!("cgroup {} on {}", d.subsystems, sub.display()),
+                    e,
+                )
+            })?;
         } else {
             let bo = Options {
                 flags: flags | libc::MS_BIND | libc::MS_REC,
@@ -362,7 +411,6 @@ fn mount_cgroup(ctx: &Context<'_>, target: &Path, o: &Options) -> Result<()> {
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -393,10 +441,22 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.join("a/abs")).unwrap();
         std::os::unix::fs::symlink("../../../..", dir.join("a/up")).unwrap();
         std::os::unix::fs::symlink("b", dir.join("a/rel")).unwrap();
-        assert_eq!(secure_join(&dir, Path::new("/a/abs/passwd")).unwrap(), dir.join("etc/passwd"));
-        assert_eq!(secure_join(&dir, Path::new("/a/up/x")).unwrap(), dir.join("x"));
-        assert_eq!(secure_join(&dir, Path::new("/../../x")).unwrap(), dir.join("x"));
-        assert_eq!(secure_join(&dir, Path::new("/a/rel/c")).unwrap(), dir.join("a/b/c"));
+        assert_eq!(
+            secure_join(&dir, Path::new("/a/abs/passwd")).unwrap(),
+            dir.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(&dir, Path::new("/a/up/x")).unwrap(),
+            dir.join("x")
+        );
+        assert_eq!(
+            secure_join(&dir, Path::new("/../../x")).unwrap(),
+            dir.join("x")
+        );
+        assert_eq!(
+            secure_join(&dir, Path::new("/a/rel/c")).unwrap(),
+            dir.join("a/b/c")
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

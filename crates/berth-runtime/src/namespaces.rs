@@ -78,7 +78,10 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan> {
     for ns in &nss {
         let t = ns.typ();
         if p.joins.iter().any(|(j, _)| *j == t) {
-            return Err(Error::Config(format!("namespace {} listed twice", proc_name(t))));
+            return Err(Error::Config(format!(
+                "namespace {} listed twice",
+                proc_name(t)
+            )));
         }
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
@@ -134,21 +137,33 @@ mod tests {
     #[test]
     fn plan_splits_new_and_joined() {
         let nss = vec![
-            LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid).build().unwrap(),
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Pid)
+                .build()
+                .unwrap(),
             LinuxNamespaceBuilder::default()
                 .typ(LinuxNamespaceType::Network)
                 .path("/var/run/netns/x")
                 .build()
                 .unwrap(),
-            LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Mount).build().unwrap(),
-            LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build().unwrap(),
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Mount)
+                .build()
+                .unwrap(),
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Cgroup)
+                .build()
+                .unwrap(),
         ];
         let spec = SpecBuilder::default()
             .linux(LinuxBuilder::default().namespaces(nss).build().unwrap())
             .build()
             .unwrap();
         let p = plan(&spec).unwrap();
-        assert_eq!(p.clone_flags, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
+        assert_eq!(
+            p.clone_flags,
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64
+        );
         assert!(p.new_cgroup && p.new_mount && !p.new_user);
         assert_eq!(p.joins.len(), 1);
         assert_eq!(p.joins[0].0, LinuxNamespaceType::Network);

@@ -41,8 +41,13 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
 /// Apply `process.rlimits` (before the user switch, so hard limits can be raised).
 pub(crate) fn set_rlimits(p: &Process) -> Result<()> {
     for r in p.rlimits().iter().flatten() {
-        sys::setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard())
-            .map_err(|e| Error::sys("setrlimit", format!("{} {} {}", r.typ(), r.soft(), r.hard()), e))?;
+        sys::setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).map_err(|e| {
+            Error::sys(
+                "setrlimit",
+                format!("{} {} {}", r.typ(), r.soft(), r.hard()),
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -73,13 +78,18 @@ pub(crate) struct Prepared {
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
     v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::Config(format!("{what} contains a NUL byte: {s:?}"))))
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::Config(format!("{what} contains a NUL byte: {s:?}")))
+        })
         .collect()
 }
 
 /// Home directory of `uid` from the container's /etc/passwd ("/" if unknown).
 fn home_of(uid: u32) -> String {
-    let Ok(passwd) = fs::read_to_string("/etc/passwd") else { return "/".into() };
+    let Ok(passwd) = fs::read_to_string("/etc/passwd") else {
+        return "/".into();
+    };
     passwd
         .lines()
         .filter_map(|l| {
@@ -93,7 +103,10 @@ fn home_of(uid: u32) -> String {
 impl Prepared {
     /// Compute argv/envp, capability masks and compile the seccomp filter. Runs after
     /// pivot_root (HOME is looked up in the container's /etc/passwd when not set).
-    pub(crate) fn new(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Prepared> {
+    pub(crate) fn new(
+        p: &Process,
+        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<Prepared> {
         let args = p.args().clone().unwrap_or_default();
         if args.is_empty() {
             return Err(Error::Config("process.args must not be empty".into()));
@@ -138,15 +151,19 @@ impl Prepared {
             }
         }
         capabilities::drop_bounding(self.caps.bounding)?;
-        sys::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(|e| Error::sys("prctl", "PR_SET_KEEPCAPS", e))?;
-        sys::setgroups(&self.groups).map_err(|e| Error::sys("setgroups", format!("{:?}", self.groups), e))?;
+        sys::prctl(libc::PR_SET_KEEPCAPS, 1)
+            .map_err(|e| Error::sys("prctl", "PR_SET_KEEPCAPS", e))?;
+        sys::setgroups(&self.groups)
+            .map_err(|e| Error::sys("setgroups", format!("{:?}", self.groups), e))?;
         sys::setresgid(self.gid).map_err(|e| Error::sys("setresgid", self.gid, e))?;
         sys::setresuid(self.uid).map_err(|e| Error::sys("setresuid", self.uid, e))?;
-        sys::prctl(libc::PR_SET_KEEPCAPS, 0).map_err(|e| Error::sys("prctl", "PR_SET_KEEPCAPS", e))?;
+        sys::prctl(libc::PR_SET_KEEPCAPS, 0)
+            .map_err(|e| Error::sys("prctl", "PR_SET_KEEPCAPS", e))?;
         capabilities::apply(&self.caps)?;
         sys::umask(self.umask as libc::mode_t);
         if self.nnp {
-            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| Error::sys("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
+            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+                .map_err(|e| Error::sys("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
             if let Some(f) = &self.filter {
                 seccomp::load(f)?;
             }
@@ -170,7 +187,10 @@ impl Prepared {
         if name.contains('/') {
             return match executable(Path::new(&name)) {
                 Ok(()) => Ok(self.argv[0].clone()),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOENT)
+                        || e.raw_os_error() == Some(libc::ENOTDIR) =>
+                {
                     Err(Error::Exec {
                         kind: ExecErrorKind::NotFound,
                         message: format!("exec: \"{name}\": stat {name}: {}", strerror(&e)),
@@ -190,7 +210,8 @@ impl Prepared {
             let dir = if dir.is_empty() { "." } else { dir };
             let cand = Path::new(dir).join(&name);
             if executable(&cand).is_ok() {
-                return sys::cstr(&cand).map_err(|_| Error::Config(format!("bad path {}", cand.display())));
+                return sys::cstr(&cand)
+                    .map_err(|_| Error::Config(format!("bad path {}", cand.display())));
             }
         }
         Err(Error::Exec {
@@ -226,7 +247,13 @@ mod tests {
 
     #[test]
     fn strerror_is_lowercase() {
-        assert_eq!(strerror(&io::Error::from_raw_os_error(libc::ENOENT)), "no such file or directory");
-        assert_eq!(strerror(&io::Error::from_raw_os_error(libc::EACCES)), "permission denied");
+        assert_eq!(
+            strerror(&io::Error::from_raw_os_error(libc::ENOENT)),
+            "no such file or directory"
+        );
+        assert_eq!(
+            strerror(&io::Error::from_raw_os_error(libc::EACCES)),
+            "permission denied"
+        );
     }
 }

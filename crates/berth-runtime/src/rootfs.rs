@@ -21,7 +21,11 @@ pub(crate) fn set_propagation(rootfs_propagation: Option<&str>) -> Result<()> {
         "slave" | "rslave" => libc::MS_SLAVE,
         "shared" | "rshared" => libc::MS_SHARED,
         "unbindable" | "runbindable" => libc::MS_UNBINDABLE,
-        other => return Err(Error::Config(format!("invalid rootfsPropagation {other:?}"))),
+        other => {
+            return Err(Error::Config(format!(
+                "invalid rootfsPropagation {other:?}"
+            )))
+        }
     };
     sys::mount(None, Path::new("/"), None, flag | libc::MS_REC, None)
         .map_err(|e| Error::sys("mount", "make / private/slave", e))?;
@@ -32,8 +36,14 @@ pub(crate) fn set_propagation(rootfs_propagation: Option<&str>) -> Result<()> {
 pub(crate) fn mount_rootfs(rootfs: &Path, overlay: Option<&str>) -> Result<()> {
     match overlay {
         Some(opts) => mount_overlay(rootfs, opts),
-        None => sys::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-            .map_err(|e| Error::sys("mount", format!("bind rootfs {}", rootfs.display()), e)),
+        None => sys::mount(
+            Some(rootfs),
+            rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| Error::sys("mount", format!("bind rootfs {}", rootfs.display()), e)),
     }
 }
 
@@ -41,15 +51,31 @@ fn mount_overlay(rootfs: &Path, opts: &str) -> Result<()> {
     // mount(2) takes at most one page of options; long layer lists go through the new mount
     // API one option at a time.
     if opts.len() < 4000 {
-        return sys::mount(Some(Path::new("overlay")), rootfs, Some("overlay"), 0, Some(opts))
-            .map_err(|e| Error::sys("mount", format!("overlay on {} ({opts})", rootfs.display()), e));
+        return sys::mount(
+            Some(Path::new("overlay")),
+            rootfs,
+            Some("overlay"),
+            0,
+            Some(opts),
+        )
+        .map_err(|e| {
+            Error::sys(
+                "mount",
+                format!("overlay on {} ({opts})", rootfs.display()),
+                e,
+            )
+        });
     }
     use rustix::mount::{
         fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags,
         FsOpenFlags, MountAttrFlags, MoveMountFlags,
     };
     let err = |what: &'static str, e: rustix::io::Errno| {
-        Error::sys(what, format!("overlay on {}", rootfs.display()), io::Error::from(e))
+        Error::sys(
+            what,
+            format!("overlay on {}", rootfs.display()),
+            io::Error::from(e),
+        )
     };
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| err("fsopen", e))?;
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
@@ -63,8 +89,12 @@ fn mount_overlay(rootfs: &Path, opts: &str) -> Result<()> {
         }
     }
     fsconfig_create(fs.as_fd()).map_err(|e| err("fsconfig", e))?;
-    let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(|e| err("fsmount", e))?;
+    let mnt = fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| err("fsmount", e))?;
     move_mount(
         mnt.as_fd(),
         "",
@@ -86,8 +116,14 @@ pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
         .map_err(|e| Error::sys("pivot_root", rootfs.display(), e))?;
     sys::fchdir(oldroot.as_fd()).map_err(|e| Error::sys("fchdir", "old root", e))?;
     // Make sure the unmount does not propagate anywhere, then drop the old root.
-    sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None)
-        .map_err(|e| Error::sys("mount", "make old root rslave", e))?;
+    sys::mount(
+        None,
+        Path::new("."),
+        None,
+        libc::MS_SLAVE | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| Error::sys("mount", "make old root rslave", e))?;
     sys::umount2(Path::new("."), libc::MNT_DETACH)
         .map_err(|e| Error::sys("umount2", "old root", e))?;
     std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
@@ -103,9 +139,21 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<()> {
             Err(e) => return Err(Error::io("stat", path, e)),
         };
         let r = if md.is_dir() {
-            sys::mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), libc::MS_RDONLY, None)
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                libc::MS_RDONLY,
+                None,
+            )
         } else {
-            sys::mount(Some(Path::new("/dev/null")), path, None, libc::MS_BIND, None)
+            sys::mount(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                libc::MS_BIND,
+                None,
+            )
         };
         r.map_err(|e| Error::sys("mount", format!("mask {p}"), e))?;
     }

@@ -3,8 +3,12 @@
 
 use std::str::FromStr;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
 
 use crate::error::{Error, Result};
 
@@ -14,15 +18,23 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction> {
     Ok(match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16),
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16)
+        }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp("SCMP_ACT_NOTIFY (seccomp agents) is not supported".into()))
+            return Err(Error::Seccomp(
+                "SCMP_ACT_NOTIFY (seccomp agents) is not supported".into(),
+            ))
         }
     })
 }
@@ -44,10 +56,14 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let default = action(s.default_action(), s.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("init", e))?;
     // The runtime sets no_new_privs itself when the process asks for it.
-    ctx.set_ctl_nnp(false).map_err(|e| err("nnp attribute", e))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| err("nnp attribute", e))?;
     for a in s.architectures().iter().flatten() {
         let name = serde_json::to_value(a).ok();
-        let Some(arch) = name.as_ref().and_then(|v| v.as_str()).and_then(|n| ScmpArch::from_str(n).ok())
+        let Some(arch) = name
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .and_then(|n| ScmpArch::from_str(n).ok())
         else {
             continue;
         };
@@ -59,7 +75,8 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
                 ctx.set_ctl_log(true).map_err(|e| err("log flag", e))?;
             }
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
-                ctx.set_ctl_ssb(true).map_err(|e| err("spec_allow flag", e))?;
+                ctx.set_ctl_ssb(true)
+                    .map_err(|e| err("spec_allow flag", e))?;
             }
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
                 ctx.set_ctl_tsync(true).map_err(|e| err("tsync flag", e))?;
@@ -78,7 +95,9 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             .flatten()
             .map(|a| {
                 let (o, datum) = match a.op() {
-                    LinuxSeccompOperator::ScmpCmpMaskedEq => (op(a.op(), a.value()), a.value_two().unwrap_or(0)),
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                        (op(a.op(), a.value()), a.value_two().unwrap_or(0))
+                    }
                     other => (op(other, a.value()), a.value()),
                 };
                 ScmpArgCompare::new(a.index() as u32, o, datum)
@@ -94,7 +113,9 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         }
         let split = counts.iter().any(|&c| c > 1);
         for name in rule.names() {
-            let Ok(sc) = ScmpSyscall::from_name(name) else { continue };
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
             let r = if conds.is_empty() {
                 ctx.add_rule(act, sc).map(drop)
             } else if split {

@@ -38,13 +38,17 @@ pub(crate) const MASKED: &[&str] = &[
 ];
 
 /// Docker's read-only paths.
-pub(crate) const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub(crate) const READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// A Docker-like spec running `args` in `rootfs` (relative to the bundle).
 pub(crate) fn default_spec(args: &[&str], terminal: bool) -> Spec {
-    let dev_acc = |t: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
-        json!({"allow": true, "type": t, "major": major, "minor": minor, "access": access})
-    };
+    let dev_acc = |t: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({"allow": true, "type": t, "major": major, "minor": minor, "access": access});
     let dev = |t: &str, major: Option<i64>, minor: Option<i64>| dev_acc(t, major, minor, "rwm");
     let v = json!({
         "ociVersion": "1.0.2-dev",
@@ -100,13 +104,34 @@ mod tests {
     #[test]
     fn default_spec_parses() {
         let s = default_spec(&["sh"], false);
-        assert_eq!(s.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
+        assert_eq!(
+            s.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+            "sh"
+        );
         assert_eq!(s.mounts().as_ref().unwrap().len(), 7);
         let l = s.linux().as_ref().unwrap();
         assert_eq!(l.namespaces().as_ref().unwrap().len(), 6);
-        assert_eq!(l.resources().as_ref().unwrap().devices().as_ref().unwrap().len(), 13);
         assert_eq!(
-            s.process().as_ref().unwrap().capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(),
+            l.resources()
+                .as_ref()
+                .unwrap()
+                .devices()
+                .as_ref()
+                .unwrap()
+                .len(),
+            13
+        );
+        assert_eq!(
+            s.process()
+                .as_ref()
+                .unwrap()
+                .capabilities()
+                .as_ref()
+                .unwrap()
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .len(),
             14
         );
     }

@@ -35,8 +35,14 @@ pub(crate) fn start(root: &Path, id: &str) -> Result<()> {
 fn wait_exec(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {
     let mut buf = Vec::new();
     loop {
-        let rev = sys::poll(&[(fifo.as_raw_fd(), libc::POLLIN), (pidfd.as_raw_fd(), libc::POLLIN)], -1)
-            .map_err(|e| Error::sys("poll", "exec fifo", e))?;
+        let rev = sys::poll(
+            &[
+                (fifo.as_raw_fd(), libc::POLLIN),
+                (pidfd.as_raw_fd(), libc::POLLIN),
+            ],
+            -1,
+        )
+        .map_err(|e| Error::sys("poll", "exec fifo", e))?;
         if rev[0] != 0 {
             let mut chunk = [0u8; 4096];
             // SAFETY: chunk is a valid writable buffer of the given length.

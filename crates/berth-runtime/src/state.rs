@@ -80,7 +80,9 @@ impl Record {
         let p = dir(root, id).join(STATE_FILE);
         let data = match fs::read(&p) {
             Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
             Err(e) => return Err(Error::io("read", p, e)),
         };
         serde_json::from_slice(&data)
@@ -91,10 +93,16 @@ impl Record {
     pub(crate) fn save(&self, root: &Path) -> Result<()> {
         let d = dir(root, &self.id);
         let tmp = d.join(".state.json.tmp");
-        let data = serde_json::to_vec(self)
-            .map_err(|e| Error::io("serialize", &tmp, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        let data = serde_json::to_vec(self).map_err(|e| {
+            Error::io(
+                "serialize",
+                &tmp,
+                io::Error::new(io::ErrorKind::InvalidData, e),
+            )
+        })?;
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(&data)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         drop(f);
         let dst = d.join(STATE_FILE);
         fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", dst, e))

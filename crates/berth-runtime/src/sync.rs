@@ -47,7 +47,10 @@ impl Msg {
             b'R' => Msg::Ready,
             b'X' => {
                 let (k, m) = rest.split_first().unwrap_or((&b'o', &[]));
-                Msg::ExecFail(ExecErrorKind::from_byte(*k), String::from_utf8_lossy(m).into_owned())
+                Msg::ExecFail(
+                    ExecErrorKind::from_byte(*k),
+                    String::from_utf8_lossy(m).into_owned(),
+                )
             }
             _ => Msg::Fail(String::from_utf8_lossy(rest).into_owned()),
         })
@@ -87,13 +90,16 @@ impl Channel {
             )
         };
         if r < 0 {
-            return Err(Error::sys("socketpair", "AF_UNIX, SOCK_SEQPACKET", io::Error::last_os_error()));
+            return Err(Error::sys(
+                "socketpair",
+                "AF_UNIX, SOCK_SEQPACKET",
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: socketpair returned two new descriptors that we now own.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
-
 
     pub(crate) fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -116,7 +122,11 @@ impl Channel {
 }
 
 /// sendmsg(2) with an optional SCM_RIGHTS descriptor. Works on any unix socket.
-pub(crate) fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+pub(crate) fn send_with_fd(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
     let space = {
         // SAFETY: CMSG_SPACE is a pure computation.
         unsafe { libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize }
@@ -158,7 +168,10 @@ pub(crate) fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: Option<Borrowe
 }
 
 /// recvmsg(2) accepting one SCM_RIGHTS descriptor (received close-on-exec).
-pub(crate) fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+pub(crate) fn recv_with_fd(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE((size_of::<RawFd>() * 4) as u32) as usize };
     let mut cbuf = vec![0u8; space];

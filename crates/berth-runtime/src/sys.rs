@@ -85,7 +85,8 @@ pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
 pub(crate) fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: c is a valid NUL-terminated string; the returned fd is owned by us.
-    let fd = check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })?;
+    let fd =
+        check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })?;
     // SAFETY: fd was just returned by open and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -200,14 +201,20 @@ pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags.
-    check_long(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
-        .map(drop)
+    check_long(unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC)
+    })
+    .map(drop)
 }
 
 /// Close every descriptor from 3 upwards except those in `keep` (close_range over the gaps).
 /// Callers must not use Rust objects owning the closed descriptors afterwards.
 pub(crate) fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
-    let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd >= 3).map(|&fd| fd as u32).collect();
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd >= 3)
+        .map(|&fd| fd as u32)
+        .collect();
     keep.sort_unstable();
     keep.dedup();
     let mut lo: u32 = 3;
@@ -285,7 +292,10 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// poll(2) over (fd, events) pairs; returns the revents of each. `timeout_ms` < 0 waits forever.
-pub(crate) fn poll(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<Vec<libc::c_short>> {
+pub(crate) fn poll(
+    fds: &[(RawFd, libc::c_short)],
+    timeout_ms: i32,
+) -> io::Result<Vec<libc::c_short>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {
@@ -374,7 +384,11 @@ pub(crate) unsafe fn clone_fork(flags: u64) -> io::Result<i32> {
     }
     // clone3 rejects an exit signal with CLONE_PARENT: the child then inherits the
     // parent's own exit signal (SIGCHLD for anything forked normally).
-    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 { 0 } else { libc::SIGCHLD as u64 };
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let args = CloneArgs {
         flags,
         exit_signal,
@@ -382,7 +396,13 @@ pub(crate) unsafe fn clone_fork(flags: u64) -> io::Result<i32> {
     };
     // SAFETY: args is a valid clone_args struct of the size passed; without a stack the child
     // runs on a copy of our stack exactly like fork().
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size_of::<CloneArgs>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            size_of::<CloneArgs>(),
+        )
+    };
     if r >= 0 {
         return Ok(r as i32);
     }
@@ -424,7 +444,6 @@ pub(crate) fn statvfs_flags(path: &Path) -> io::Result<libc::c_ulong> {
     // SAFETY: statvfs succeeded and filled the struct.
     Ok(unsafe { st.assume_init() }.f_flag)
 }
-
 
 /// execve(2); only returns on failure.
 pub(crate) fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {

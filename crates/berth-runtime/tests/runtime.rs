@@ -6,12 +6,14 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_runtime::{docker_seccomp_to_oci, Error, ExecErrorKind, Runtime, Stdio, STATUS_ANNOTATION};
+use berth_runtime::{
+    docker_seccomp_to_oci, Error, ExecErrorKind, Runtime, Stdio, STATUS_ANNOTATION,
+};
 use serde_json::{json, Value};
 
 const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "ls", "id", "hostname", "sleep", "true", "false", "grep", "wc", "test", "ps", "tty",
-    "mount", "head",
+    "sh", "echo", "cat", "ls", "id", "hostname", "sleep", "true", "false", "grep", "wc", "test",
+    "ps", "tty", "mount", "head",
 ];
 
 fn is_root() -> bool {
@@ -40,10 +42,20 @@ impl Bundle {
         for a in BUSYBOX_APPLETS {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/sh\n").unwrap();
-        let code = berth_runtime::cli_main(vec!["berth-runtime".into(), "spec".into(), "--bundle".into(), dir.clone().into()]);
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/sh\n",
+        )
+        .unwrap();
+        let code = berth_runtime::cli_main(vec![
+            "berth-runtime".into(),
+            "spec".into(),
+            "--bundle".into(),
+            dir.clone().into(),
+        ]);
         assert_eq!(code, 0);
-        let mut config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         config["process"]["args"] = json!(args);
         let cgroup = format!("/berth-test-{tag}");
         config["linux"]["cgroupsPath"] = json!(cgroup);
@@ -57,7 +69,11 @@ impl Bundle {
     }
 
     fn write(&self) {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 
     fn runtime(&self) -> Runtime {
@@ -89,7 +105,9 @@ impl Bundle {
     /// Create, start, wait: (exit code, stdout, stderr). Deletes the container.
     fn run(&mut self) -> (i32, String, String) {
         let (pid, mut out, mut err) = self.create_piped();
-        self.runtime().start(&self.id).unwrap_or_else(|e| panic!("start: {e}"));
+        self.runtime()
+            .start(&self.id)
+            .unwrap_or_else(|e| panic!("start: {e}"));
         let mut o = String::new();
         let mut e = String::new();
         out.read_to_string(&mut o).unwrap();
@@ -126,7 +144,11 @@ fn leaks(dir: &Path, cgroup: &str, pids: &[i32]) -> Vec<String> {
     let mut out = Vec::new();
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let d = dir.to_string_lossy();
-    out.extend(mi.lines().filter(|l| l.contains(d.as_ref())).map(|l| format!("mount: {l}")));
+    out.extend(
+        mi.lines()
+            .filter(|l| l.contains(d.as_ref()))
+            .map(|l| format!("mount: {l}")),
+    );
     for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let p = entry.path().join(cgroup.trim_start_matches('/'));
         if p.exists() {
@@ -182,7 +204,10 @@ fn hostname_is_set() {
 #[test]
 fn pid_one_and_no_host_pids() {
     require_root!();
-    let mut b = Bundle::new("pidns", &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9][0-9]*$'"]);
+    let mut b = Bundle::new(
+        "pidns",
+        &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9][0-9]*$'"],
+    );
     let (code, out, _) = b.run();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(code, 0);
@@ -195,7 +220,15 @@ fn pid_one_and_no_host_pids() {
 #[test]
 fn capabilities_match_docker_default() {
     require_root!();
-    let mut b = Bundle::new("caps", &["grep", "-E", "^Cap(Eff|Bnd|Prm|Inh|Amb)", "/proc/self/status"]);
+    let mut b = Bundle::new(
+        "caps",
+        &[
+            "grep",
+            "-E",
+            "^Cap(Eff|Bnd|Prm|Inh|Amb)",
+            "/proc/self/status",
+        ],
+    );
     let (code, out, _) = b.run();
     assert_eq!(code, 0);
     // Docker's default set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID
@@ -220,15 +253,22 @@ fn non_root_user_has_no_capabilities() {
 #[test]
 fn docker_seccomp_profile_applies() {
     require_root!();
-    let mut b = Bundle::new("seccomp", &["sh", "-c", "grep Seccomp: /proc/self/status; echo ok"]);
+    let mut b = Bundle::new(
+        "seccomp",
+        &["sh", "-c", "grep Seccomp: /proc/self/status; echo ok"],
+    );
     let caps: Vec<String> = b.config["process"]["capabilities"]["bounding"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    let profile = std::fs::read("/work/shared/reference/seccomp-default.json")
-        .or_else(|_| std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/seccomp-default.json")));
+    let profile = std::fs::read("/work/shared/reference/seccomp-default.json").or_else(|_| {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference/seccomp-default.json"
+        ))
+    });
     let Ok(profile) = profile else {
         eprintln!("skipped: no reference seccomp profile");
         return;
@@ -260,7 +300,14 @@ fn masked_and_readonly_paths() {
 #[test]
 fn readonly_root() {
     require_root!();
-    let mut b = Bundle::new("roroot", &["sh", "-c", "(echo x > /x) 2>/dev/null && echo rw || echo ro; echo y > /dev/shm/y && echo shm-ok"]);
+    let mut b = Bundle::new(
+        "roroot",
+        &[
+            "sh",
+            "-c",
+            "(echo x > /x) 2>/dev/null && echo rw || echo ro; echo y > /dev/shm/y && echo shm-ok",
+        ],
+    );
     b.config["root"]["readonly"] = json!(true);
     let (code, out, _) = b.run();
     assert_eq!((code, out.as_str()), (0, "ro\nshm-ok\n"));
@@ -284,7 +331,10 @@ fn not_found_and_permission_denied() {
         Err(Error::Exec {
             kind: ExecErrorKind::NotFound,
             message,
-        }) => assert_eq!(message, "exec: \"no-such-cmd\": executable file not found in $PATH"),
+        }) => assert_eq!(
+            message,
+            "exec: \"no-such-cmd\": executable file not found in $PATH"
+        ),
         other => panic!("expected NotFound, got {:?}", other.err()),
     }
     assert_eq!(wait(pid), 127);
@@ -309,9 +359,15 @@ fn exec_into_running_container() {
     let mut b = Bundle::new("exec", &["sleep", "1000"]);
     let (pid, _o, _e) = b.create_piped();
     let rt = b.runtime();
-    assert_eq!(rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION], "created");
+    assert_eq!(
+        rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION],
+        "created"
+    );
     rt.start(&b.id).unwrap();
-    assert_eq!(rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION], "running");
+    assert_eq!(
+        rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION],
+        "running"
+    );
 
     let spec: oci_spec::runtime::Spec = serde_json::from_value(b.config.clone()).unwrap();
     let mut p = spec.process().clone().unwrap();
@@ -324,7 +380,15 @@ fn exec_into_running_container() {
     let (_err_r, err_w) = std::io::pipe().unwrap();
     let stdin: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
     let ex = rt
-        .exec(&b.id, &p, Stdio::Fds { stdin, stdout: out_w.into(), stderr: err_w.into() })
+        .exec(
+            &b.id,
+            &p,
+            Stdio::Fds {
+                stdin,
+                stdout: out_w.into(),
+                stderr: err_w.into(),
+            },
+        )
         .unwrap_or_else(|e| panic!("exec: {e}"));
     b.pids.push(ex.pid);
     let mut out = String::new();
@@ -338,14 +402,26 @@ fn exec_into_running_container() {
 
     p.set_args(Some(vec!["missing-binary".into()]));
     match rt.exec(&b.id, &p, Stdio::Inherit) {
-        Err(Error::Exec { kind: ExecErrorKind::NotFound, .. }) => {}
-        other => panic!("expected NotFound, got {:?}", other.err().map(|e| e.to_string())),
+        Err(Error::Exec {
+            kind: ExecErrorKind::NotFound,
+            ..
+        }) => {}
+        other => panic!(
+            "expected NotFound, got {:?}",
+            other.err().map(|e| e.to_string())
+        ),
     }
 
-    assert!(matches!(rt.delete(&b.id, false), Err(Error::InvalidState { .. })));
+    assert!(matches!(
+        rt.delete(&b.id, false),
+        Err(Error::InvalidState { .. })
+    ));
     rt.kill(&b.id, libc::SIGKILL, false).unwrap();
     assert_eq!(wait(pid), 128 + libc::SIGKILL);
-    assert_eq!(rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION], "stopped");
+    assert_eq!(
+        rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION],
+        "stopped"
+    );
     rt.delete(&b.id, false).unwrap();
     rt.delete(&b.id, false).unwrap();
 }
@@ -353,15 +429,28 @@ fn exec_into_running_container() {
 #[test]
 fn kill_all_and_force_delete() {
     require_root!();
-    let mut b = Bundle::new("killall", &["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    let mut b = Bundle::new(
+        "killall",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; sleep 1000 & sleep 1000 & wait",
+        ],
+    );
     let (pid, _o, _e) = b.create_piped();
     let rt = b.runtime();
     rt.start(&b.id).unwrap();
     rt.kill(&b.id, libc::SIGTERM, true).unwrap();
-    // sh is pid 1 of its namespace and ignores SIGTERM without a handler; its children die.
+    assert_eq!(wait(pid), 3);
+    rt.delete(&b.id, false).unwrap();
+    assert!(matches!(rt.state(&b.id), Err(Error::NotFound(_))));
+
+    // Force-delete of a running container with children.
+    b.config["process"]["args"] = json!(["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    let (pid, _o, _e) = b.create_piped();
+    rt.start(&b.id).unwrap();
     rt.delete(&b.id, true).unwrap();
     assert_eq!(wait(pid), 128 + libc::SIGKILL);
-    assert!(matches!(rt.state(&b.id), Err(Error::NotFound(_))));
 }
 
 #[test]
@@ -373,10 +462,16 @@ fn pause_and_resume() {
     rt.start(&b.id).unwrap();
     rt.pause(&b.id).unwrap();
     let st = rt.state(&b.id).unwrap();
-    assert_eq!(st.annotations().as_ref().unwrap()[STATUS_ANNOTATION], "paused");
+    assert_eq!(
+        st.annotations().as_ref().unwrap()[STATUS_ANNOTATION],
+        "paused"
+    );
     assert_eq!(b.cgroup_file("freezer", "freezer.state").trim(), "FROZEN");
     rt.resume(&b.id).unwrap();
-    assert_eq!(rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION], "running");
+    assert_eq!(
+        rt.state(&b.id).unwrap().annotations().as_ref().unwrap()[STATUS_ANNOTATION],
+        "running"
+    );
     assert_eq!(b.cgroup_file("freezer", "freezer.state").trim(), "THAWED");
     rt.pause(&b.id).unwrap();
     // Force-delete of a paused container kills it and thaws so the kill is delivered.
@@ -387,19 +482,37 @@ fn pause_and_resume() {
 #[test]
 fn cgroup_limits_are_written() {
     require_root!();
-    let mut b = Bundle::new("limits", &["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    let mut b = Bundle::new(
+        "limits",
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ],
+    );
     b.config["linux"]["resources"]["memory"] = json!({"limit": 67108864, "reservation": 33554432});
     b.config["linux"]["resources"]["pids"] = json!({"limit": 50});
-    b.config["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"});
+    b.config["linux"]["resources"]["cpu"] =
+        json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"});
     let (pid, mut out, _e) = b.create_piped();
-    assert_eq!(b.cgroup_file("memory", "memory.limit_in_bytes").trim(), "67108864");
-    assert_eq!(b.cgroup_file("memory", "memory.soft_limit_in_bytes").trim(), "33554432");
+    assert_eq!(
+        b.cgroup_file("memory", "memory.limit_in_bytes").trim(),
+        "67108864"
+    );
+    assert_eq!(
+        b.cgroup_file("memory", "memory.soft_limit_in_bytes").trim(),
+        "33554432"
+    );
     assert_eq!(b.cgroup_file("pids", "pids.max").trim(), "50");
     assert_eq!(b.cgroup_file("cpu", "cpu.shares").trim(), "512");
     assert_eq!(b.cgroup_file("cpu", "cpu.cfs_quota_us").trim(), "50000");
     assert_eq!(b.cgroup_file("cpuset", "cpuset.cpus").trim(), "0");
-    assert!(b.cgroup_file("devices", "devices.list").contains("c 1:3 rwm"));
-    assert!(b.cgroup_file("pids", "cgroup.procs").contains(&pid.to_string()));
+    assert!(b
+        .cgroup_file("devices", "devices.list")
+        .contains("c 1:3 rwm"));
+    assert!(b
+        .cgroup_file("pids", "cgroup.procs")
+        .contains(&pid.to_string()));
     let rt = b.runtime();
     rt.start(&b.id).unwrap();
     let mut o = String::new();
@@ -413,31 +526,50 @@ fn cgroup_limits_are_written() {
 #[test]
 fn overlay_annotation_mounts_inside_the_container() {
     require_root!();
-    let mut b = Bundle::new("overlay", &["sh", "-c", "echo data > /new-file; ls /bin/busybox"]);
+    let mut b = Bundle::new(
+        "overlay",
+        &["sh", "-c", "echo data > /new-file; ls /bin/busybox"],
+    );
     let upper = b.dir.join("upper");
     let work = b.dir.join("work");
     let merged = b.dir.join("merged");
     for d in [&upper, &work, &merged] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", b.dir.join("rootfs").display(), upper.display(), work.display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        b.dir.join("rootfs").display(),
+        upper.display(),
+        work.display()
+    );
     b.config["annotations"] = json!({ "berth.overlay": opts });
     b.config["root"]["path"] = json!("merged");
     let (code, out, err) = b.run();
     assert_eq!((code, out.as_str()), (0, "/bin/busybox\n"), "{err}");
-    assert_eq!(std::fs::read_to_string(upper.join("new-file")).unwrap(), "data\n");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("new-file")).unwrap(),
+        "data\n"
+    );
     assert!(!b.dir.join("rootfs/new-file").exists());
-    assert!(std::fs::read_dir(&merged).unwrap().next().is_none(), "overlay visible on the host");
+    assert!(
+        std::fs::read_dir(&merged).unwrap().next().is_none(),
+        "overlay visible on the host"
+    );
 }
 
 #[test]
 fn pty_master_is_returned() {
     require_root!();
-    let mut b = Bundle::new("pty", &["sh", "-c", "tty; test -c /dev/console && echo console"]);
+    let mut b = Bundle::new(
+        "pty",
+        &["sh", "-c", "tty; test -c /dev/console && echo console"],
+    );
     b.config["process"]["terminal"] = json!(true);
     b.write();
     let rt = b.runtime();
-    let created = rt.create(&b.id, &b.dir, Stdio::Pty).unwrap_or_else(|e| panic!("create: {e}"));
+    let created = rt
+        .create(&b.id, &b.dir, Stdio::Pty)
+        .unwrap_or_else(|e| panic!("create: {e}"));
     b.pids.push(created.pid);
     let master = created.pty_master.expect("pty master");
     rt.start(&b.id).unwrap();
@@ -461,7 +593,11 @@ fn pty_master_is_returned() {
 /// The CLI example binary (built by `cargo test` next to the test binaries).
 fn cli_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples/berth-runtime")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/berth-runtime")
 }
 
 #[test]
@@ -501,14 +637,21 @@ fn cli_create_start_state_delete() {
         .status()
         .unwrap();
     assert!(status.success());
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let (_, out, _) = cli(&["state", &b.id]);
     let st: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
     assert_eq!(cli(&["start", &b.id]).0, 0);
     let (_, out, _) = cli(&["state", &b.id]);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "running");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "running"
+    );
     let (code, out, _) = cli(&["exec", &b.id, "echo", "from-exec"]);
     assert_eq!((code, out.as_str()), (0, "from-exec\n"));
     assert_eq!(cli(&["kill", &b.id, "KILL"]).0, 0);
@@ -517,14 +660,21 @@ fn cli_create_start_state_delete() {
     // SAFETY: raw pidfd_open syscall with integer arguments.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
     if pidfd >= 0 {
-        let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 5000) };
         // SAFETY: closing the pidfd we opened.
         unsafe { libc::close(pidfd) };
     }
     let (_, out, _) = cli(&["state", &b.id]);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "stopped");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "stopped"
+    );
     assert_eq!(cli(&["delete", &b.id]).0, 0);
     let (code, _, err) = cli(&["state", &b.id]);
     assert_ne!(code, 0);

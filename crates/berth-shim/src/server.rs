@@ -313,7 +313,8 @@ impl Shim {
                     Tag::Client(i) => self.client_io(i, pfd.revents),
                 }
             }
-            self.clients.retain(|c| !(c.dead || (matches!(c.mode, Mode::Done) && c.out.is_empty())));
+            self.clients
+                .retain(|c| !(c.dead || (matches!(c.mode, Mode::Done) && c.out.is_empty())));
         }
         self.listener = None;
         let _ = std::fs::remove_file(&self.cfg.socket);
@@ -376,7 +377,9 @@ impl Shim {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => self.exited(pid.as_raw(), code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.exited(pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.exited(pid.as_raw(), 128 + sig as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }

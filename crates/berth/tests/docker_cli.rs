@@ -4,12 +4,18 @@ mod common;
 use common::{stderr, stdout, Daemon};
 
 fn have_docker() -> bool {
-    std::process::Command::new("docker").arg("--version").output().is_ok()
+    std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 #[test]
 fn docker_cli_runs_containers() {
-    assert!(have_docker(), "the docker CLI must be on PATH for interop tests");
+    assert!(
+        have_docker(),
+        "the docker CLI must be on PATH for interop tests"
+    );
     let d = Daemon::start();
     let out = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert_eq!(stdout(&out).trim(), "1.50", "{}", stderr(&out));
@@ -19,17 +25,36 @@ fn docker_cli_runs_containers() {
     assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(9), "e\n"));
     let out = d.docker(&["run", "--rm", "busybox", "nosuchcmd"]);
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
-    let out = d.docker(&["run", "-d", "--name", "dk", "busybox", "sh", "-c", "echo ready; sleep 60"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; sleep 60",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = d.docker(&["ps", "--format", "{{.Names}}\t{{.Image}}\t{{.Command}}"]);
-    assert!(stdout(&out).starts_with("dk\tbusybox\t\"sh -c"), "{} {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("dk\tbusybox\t\"sh -c"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let out = d.docker(&["exec", "dk", "cat", "/etc/hostname"]);
     assert_eq!(stdout(&out).trim().len(), 12, "{}", stderr(&out));
     let out = d.docker(&["exec", "dk", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     let out = d.docker(&["logs", "dk"]);
     assert_eq!(stdout(&out), "ready\n");
-    let out = d.docker(&["inspect", "-f", "{{.State.Running}} {{.Config.Image}}", "dk"]);
+    let out = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.Config.Image}}",
+        "dk",
+    ]);
     assert_eq!(stdout(&out).trim(), "true busybox");
     let out = d.docker(&["rm", "dk"]);
     assert_eq!(out.status.code(), Some(1));

@@ -10,7 +10,10 @@ fn api_and_cli_errors() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("\"message\""), "{body}");
     let (code, body) = d.curl("GET", "/v1.50/containers/nosuch/json", None);
-    assert_eq!((code, body.trim()), (404, r#"{"message":"No such container: nosuch"}"#));
+    assert_eq!(
+        (code, body.trim()),
+        (404, r#"{"message":"No such container: nosuch"}"#)
+    );
     let (code, body) = d.curl("GET", "/v1.99/version", None);
     assert_eq!(code, 400);
     assert!(body.contains("client version 1.99 is too new"), "{body}");
@@ -20,15 +23,28 @@ fn api_and_cli_errors() {
     d.ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "60"]);
     let out = d.berth(&["run", "-d", "--name", "busy", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("Conflict. The container name \"/busy\" is already in use"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Conflict. The container name \"/busy\" is already in use"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.berth(&["rm", "busy"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("container is running: stop the container before removing or force remove"), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("container is running: stop the container before removing or force remove"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.berth(&["stop", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("No such container: nosuch"));
     let out = d.berth(&["run", "--rm", "-m", "1k", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("Minimum memory limit allowed is 6MB"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        stderr(&out)
+    );
     d.ok(&["rm", "-f", "busy"]);
 }

@@ -8,8 +8,21 @@ fn cp_diff_export_commit_top() {
     let d = Daemon::start();
     let tmp = std::env::temp_dir().join(format!("berth-files-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let id = d.ok(&["run", "-d", "--name", "fs", "busybox", "sh", "-c", "echo data > /root/made; rm /etc/group; sleep 60"]);
-    common::eventually("file written", || d.berth(&["exec", "fs", "test", "-f", "/root/made"]).status.success());
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fs",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /root/made; rm /etc/group; sleep 60",
+    ]);
+    common::eventually("file written", || {
+        d.berth(&["exec", "fs", "test", "-f", "/root/made"])
+            .status
+            .success()
+    });
 
     // cp out of a running container, to a new name and into a directory.
     d.ok(&["cp", "fs:/root/made", tmp.join("copy").to_str().unwrap()]);
@@ -20,11 +33,22 @@ fn cp_diff_export_commit_top() {
     std::fs::write(tmp.join("in.txt"), "from host\n").unwrap();
     d.ok(&["cp", tmp.join("in.txt").to_str().unwrap(), "fs:/tmp/"]);
     assert_eq!(d.ok(&["exec", "fs", "cat", "/tmp/in.txt"]), "from host");
-    d.ok(&["cp", tmp.join("in.txt").to_str().unwrap(), "fs:/tmp/renamed.txt"]);
-    assert_eq!(d.ok(&["exec", "fs", "cat", "/tmp/renamed.txt"]), "from host");
+    d.ok(&[
+        "cp",
+        tmp.join("in.txt").to_str().unwrap(),
+        "fs:/tmp/renamed.txt",
+    ]);
+    assert_eq!(
+        d.ok(&["exec", "fs", "cat", "/tmp/renamed.txt"]),
+        "from host"
+    );
     let out = d.berth(&["cp", "fs:/nonexistent", tmp.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Could not find the file /nonexistent"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Could not find the file /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
 
     // diff shows the container's own changes only (not the mount points berth created).
     let diff = d.ok(&["diff", "fs"]);
@@ -32,7 +56,10 @@ fn cp_diff_export_commit_top() {
     assert!(lines.contains(&"A /root/made"), "{diff}");
     assert!(lines.contains(&"D /etc/group"), "{diff}");
     assert!(lines.contains(&"A /tmp/in.txt"), "{diff}");
-    assert!(!diff.contains("hosts") && !diff.contains("resolv.conf"), "{diff}");
+    assert!(
+        !diff.contains("hosts") && !diff.contains("resolv.conf"),
+        "{diff}"
+    );
 
     // top lists the container's processes.
     let top = d.ok(&["top", "fs"]);
@@ -40,9 +67,27 @@ fn cp_diff_export_commit_top() {
     assert!(top.contains("sleep 60"), "{top}");
 
     // commit makes an image with the changes.
-    let img = d.ok(&["commit", "-m", "snapshot", "-c", "ENV COMMITTED=yes", "fs", "snap:v1"]);
+    let img = d.ok(&[
+        "commit",
+        "-m",
+        "snapshot",
+        "-c",
+        "ENV COMMITTED=yes",
+        "fs",
+        "snap:v1",
+    ]);
     assert!(img.starts_with("sha256:"), "{img}");
-    assert_eq!(d.ok(&["run", "--rm", "snap:v1", "sh", "-c", "cat /root/made; echo $COMMITTED; test -e /etc/group || echo nogroup"]), "data\nyes\nnogroup");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "snap:v1",
+            "sh",
+            "-c",
+            "cat /root/made; echo $COMMITTED; test -e /etc/group || echo nogroup"
+        ]),
+        "data\nyes\nnogroup"
+    );
     let hist = d.ok(&["history", "--format", "{{.Comment}}", "snap:v1"]);
     assert_eq!(hist.lines().next(), Some("snapshot"));
 
@@ -50,13 +95,27 @@ fn cp_diff_export_commit_top() {
     d.ok(&["stop", "-t", "0", "fs"]);
     let tar = tmp.join("export.tar");
     d.ok(&["export", "-o", tar.to_str().unwrap(), "fs"]);
-    let listing = std::process::Command::new("tar").arg("tf").arg(&tar).output().unwrap();
+    let listing = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
     let listing = stdout(&listing);
-    assert!(listing.lines().any(|l| l.trim_start_matches("./") == "root/made"), "{listing}");
-    assert!(listing.lines().any(|l| l.trim_start_matches("./") == "bin/busybox"));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "root/made"),
+        "{listing}"
+    );
+    assert!(listing
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "bin/busybox"));
     // cp from a stopped container mounts its filesystem just for the copy.
     d.ok(&["cp", "fs:/root/made", tmp.join("copy2").to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(tmp.join("copy2")).unwrap(), "data\n");
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("copy2")).unwrap(),
+        "data\n"
+    );
     d.ok(&["rm", &id]);
     d.ok(&["rmi", "snap:v1"]);
     std::fs::remove_dir_all(&tmp).unwrap();

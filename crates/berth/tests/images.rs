@@ -15,22 +15,54 @@ fn image_commands() {
     let mut rows: Vec<&str> = rows.lines().collect();
     rows.sort();
     assert_eq!(rows, vec!["busybox:latest", "mybox:1"]);
-    assert_eq!(d.ok(&["images", "--filter", "reference=my*", "--format", "{{.Repository}}"]), "mybox");
-    assert_eq!(d.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "mybox:1"]), r#"["sh"]"#);
+    assert_eq!(
+        d.ok(&[
+            "images",
+            "--filter",
+            "reference=my*",
+            "--format",
+            "{{.Repository}}"
+        ]),
+        "mybox"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "mybox:1"]),
+        r#"["sh"]"#
+    );
     assert!(d.ok(&["history", "busybox"]).starts_with("IMAGE"));
 
     // import with --change and a message, from stdin.
     let tarball = std::fs::read(common::busybox_tar()).unwrap();
-    let out = d.berth_stdin(&["import", "-m", "hello", "-c", "ENTRYPOINT [\"echo\"]", "-", "echoer"], Some(&tarball));
+    let out = d.berth_stdin(
+        &[
+            "import",
+            "-m",
+            "hello",
+            "-c",
+            "ENTRYPOINT [\"echo\"]",
+            "-",
+            "echoer",
+        ],
+        Some(&tarball),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(d.ok(&["run", "--rm", "echoer", "entry", "point"]), "entry point");
+    assert_eq!(
+        d.ok(&["run", "--rm", "echoer", "entry", "point"]),
+        "entry point"
+    );
 
     // save -> rmi -> load round trip.
     let archive = tmp.join("save.tar");
     d.ok(&["save", "-o", archive.to_str().unwrap(), "mybox:1"]);
     assert_eq!(d.ok(&["rmi", "mybox:1"]), "Untagged: mybox:1");
-    assert_eq!(d.ok(&["load", "-i", archive.to_str().unwrap()]), "Loaded image: mybox:1");
-    assert_eq!(d.ok(&["run", "--rm", "mybox:1", "echo", "loaded"]), "loaded");
+    assert_eq!(
+        d.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: mybox:1"
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "mybox:1", "echo", "loaded"]),
+        "loaded"
+    );
 
     // rmi rules: in use, several tags, unknown.
     d.ok(&["create", "--name", "user", "echoer"]);
@@ -42,7 +74,11 @@ fn image_commands() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains("must be forced"), "{}", stderr(&out));
     let out = d.berth(&["rmi", "nosuch"]);
-    assert!(stderr(&out).contains("No such image: nosuch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No such image: nosuch"),
+        "{}",
+        stderr(&out)
+    );
     d.ok(&["rmi", "echoer"]);
     let out = d.berth_stdin(&["load"], Some(b"this is not a tar archive"));
     assert_eq!(out.status.code(), Some(1));

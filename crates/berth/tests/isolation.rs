@@ -12,7 +12,10 @@ fn namespaces_caps_and_masks() {
     assert_eq!(run("hostname"), &id[..12]);
     // Only the container's own processes are visible.
     let pids = run("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '");
-    let pids: Vec<u32> = pids.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert_eq!(pids.first(), Some(&1), "{pids:?}");
     // sleep, plus the exec'd shell and its pipeline (ls, grep, sort, tr): nothing of the host.
     assert!(pids.len() <= 6, "sees foreign processes: {pids:?}");
@@ -21,13 +24,28 @@ fn namespaces_caps_and_masks() {
     let mounts = run("cat /proc/mounts");
     let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(1)).collect();
     assert!(
-        points.iter().all(|p| !p.starts_with("/work") && !p.starts_with("/tmp/") && !p.starts_with("/run")),
+        points
+            .iter()
+            .all(|p| !p.starts_with("/work") && !p.starts_with("/tmp/") && !p.starts_with("/run")),
         "host mounts visible: {points:?}"
     );
-    assert!(mounts.lines().next().unwrap().starts_with("overlay / overlay"), "{mounts}");
+    assert!(
+        mounts
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("overlay / overlay"),
+        "{mounts}"
+    );
     // Docker's default capability set.
-    assert_eq!(run("grep CapEff /proc/self/status"), "CapEff:\t00000000a80425fb");
-    assert_eq!(run("grep CapBnd /proc/self/status"), "CapBnd:\t00000000a80425fb");
+    assert_eq!(
+        run("grep CapEff /proc/self/status"),
+        "CapEff:\t00000000a80425fb"
+    );
+    assert_eq!(
+        run("grep CapBnd /proc/self/status"),
+        "CapBnd:\t00000000a80425fb"
+    );
     // Masked and read-only paths.
     // /proc/kcore is masked where the kernel has it (this VM's kernel does not).
     let kcore = run("if [ -e /proc/kcore ]; then wc -c < /proc/kcore; else echo absent; fi");
@@ -43,24 +61,82 @@ fn namespaces_caps_and_masks() {
     assert_eq!(run("grep Seccomp: /proc/self/status"), "Seccomp:\t2");
     d.ok(&["rm", "-f", &id]);
 
-    let out = d.ok(&["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "grep", "Seccomp:", "/proc/self/status"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "grep",
+        "Seccomp:",
+        "/proc/self/status",
+    ]);
     assert_eq!(out, "Seccomp:\t0");
-    let out = d.ok(&["run", "--rm", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     assert_eq!(out, "CapEff:\t0000000000001000");
-    let out = d.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status"]);
-    assert!(out.starts_with("CapEff:\t000001ff") || out.starts_with("CapEff:\t000000ff"), "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status",
+    ]);
+    assert!(
+        out.starts_with("CapEff:\t000001ff") || out.starts_with("CapEff:\t000000ff"),
+        "{out}"
+    );
     assert!(out.ends_with("Seccomp:\t0"), "{out}");
     let out = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
-    let out = d.ok(&["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
     assert_eq!(out, "NoNewPrivs:\t1");
 }
 
 #[test]
 fn resource_limits_land_in_cgroups() {
     let d = Daemon::start();
-    let id = d.ok(&["run", "-d", "-m", "64m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "20", "busybox", "sleep", "60"]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
     let cg = |ctl: &str, file: &str| {
         std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/berth/{id}/{file}"))
             .unwrap_or_else(|e| panic!("{ctl}/{file}: {e}"))
@@ -68,13 +144,28 @@ fn resource_limits_land_in_cgroups() {
             .to_string()
     };
     if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
-        assert_eq!(cg("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(
+            cg("memory", "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
         assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(cg("cpu", "cpu.shares"), "512");
         assert_eq!(cg("pids", "pids.max"), "20");
     }
     // A fork bomb stops at the pids limit.
-    let out = d.berth(&["exec", &id, "sh", "-c", "for i in $(seq 1 40); do sleep 5 & done; wait"]);
-    assert!(stderr(&out).contains("can't fork") || stderr(&out).contains("Resource temporarily unavailable"), "{} {}", stdout(&out), stderr(&out));
+    let out = d.berth(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "for i in $(seq 1 40); do sleep 5 & done; wait",
+    ]);
+    assert!(
+        stderr(&out).contains("can't fork")
+            || stderr(&out).contains("Resource temporarily unavailable"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     d.ok(&["rm", "-f", &id]);
 }

@@ -11,66 +11,161 @@ fn run_rm_echo_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     assert!(d.container_ids().is_empty(), "--rm left a container");
 
-    let out = d.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(stdout(&out), "out\n");
     assert_eq!(stderr(&out), "err\n");
     assert_eq!(out.status.code(), Some(3));
 
     let out = d.berth(&["run", "--rm", "busybox", "nosuchcommand"]);
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
-    assert!(stderr(&out).contains("executable file not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = d.berth(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 
     let out = d.berth(&["run", "--rm", "nosuchimage"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("Unable to find image 'nosuchimage:latest' locally"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Unable to find image 'nosuchimage:latest' locally"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = d.berth(&["run", "--no-such-flag", "busybox"]);
     assert_eq!(out.status.code(), Some(125));
-    eventually("auto-removed containers to go", || d.container_ids().is_empty());
+    eventually("auto-removed containers to go", || {
+        d.container_ids().is_empty()
+    });
 }
 
 #[test]
 fn stdin_env_workdir_user() {
     let d = Daemon::start();
-    let out = d.berth_stdin(&["run", "--rm", "-i", "busybox", "cat"], Some(b"piped input\n"));
+    let out = d.berth_stdin(
+        &["run", "--rm", "-i", "busybox", "cat"],
+        Some(b"piped input\n"),
+    );
     assert_eq!(stdout(&out), "piped input\n", "{}", stderr(&out));
-    let out = d.ok(&["run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo $A $(pwd) $(id -u) $HOME"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u) $HOME",
+    ]);
     assert_eq!(out, "1 /tmp 65534 /home");
-    let out = d.ok(&["run", "--rm", "-u", "33:0", "-h", "myhost", "busybox", "sh", "-c", "id -u; id -g; hostname"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "33:0",
+        "-h",
+        "myhost",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g; hostname",
+    ]);
     assert_eq!(out, "33\n0\nmyhost");
-    let out = d.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "from", "entrypoint"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "from",
+        "entrypoint",
+    ]);
     assert_eq!(out, "from entrypoint");
 }
 
 #[test]
 fn detached_lifecycle() {
     let d = Daemon::start();
-    let id = d.ok(&["run", "-d", "--name", "web", "-l", "role=test", "busybox", "sh", "-c", "echo started; trap 'exit 7' TERM; while true; do sleep 0.1; done"]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "role=test",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    ]);
     assert_eq!(id.len(), 64);
     let ps = d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
     assert_eq!(ps, "web running");
     assert_eq!(d.ok(&["ps", "-q"]), &id[..12]);
-    assert_eq!(d.ok(&["ps", "-q", "--no-trunc", "--filter", "label=role=test"]), id);
+    assert_eq!(
+        d.ok(&["ps", "-q", "--no-trunc", "--filter", "label=role=test"]),
+        id
+    );
     assert_eq!(d.ok(&["ps", "-q", "--filter", "name=nomatch"]), "");
     eventually("log line", || d.ok(&["logs", "web"]) == "started");
-    assert_eq!(d.ok(&["exec", "web", "sh", "-c", "echo in exec; hostname"]), format!("in exec\n{}", &id[..12]));
+    assert_eq!(
+        d.ok(&["exec", "web", "sh", "-c", "echo in exec; hostname"]),
+        format!("in exec\n{}", &id[..12])
+    );
     let out = d.berth(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(out.status.code(), Some(5));
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]), "running /web");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
+        "running /web"
+    );
     d.ok(&["pause", "web"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]), "paused");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "paused"
+    );
     d.ok(&["unpause", "web"]);
     d.ok(&["rename", "web", "web2"]);
     d.ok(&["stop", "web2"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web2"]), "exited 7");
-    assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Status}}"]).split(' ').take(2).collect::<Vec<_>>(), vec!["Exited", "(7)"]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web2"
+        ]),
+        "exited 7"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--format", "{{.Status}}"])
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>(),
+        vec!["Exited", "(7)"]
+    );
     d.ok(&["start", "web2"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]), "true");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "true"
+    );
     d.ok(&["restart", "-t", "1", "web2"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]), "true");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "true"
+    );
     d.ok(&["kill", "web2"]);
     assert_eq!(d.ok(&["wait", "web2"]), "137");
     d.ok(&["rm", "web2"]);
@@ -80,8 +175,19 @@ fn detached_lifecycle() {
 #[test]
 fn create_start_attach_wait() {
     let d = Daemon::start();
-    let id = d.ok(&["create", "--name", "c1", "busybox", "sh", "-c", "echo created-output; exit 4"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", &id]), "created");
+    let id = d.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo created-output; exit 4",
+    ]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &id]),
+        "created"
+    );
     let out = d.berth(&["start", "-a", "c1"]);
     assert_eq!(stdout(&out), "created-output\n", "{}", stderr(&out));
     assert_eq!(out.status.code(), Some(4));
@@ -94,8 +200,19 @@ fn create_start_attach_wait() {
 #[test]
 fn logs_follow_and_tail() {
     let d = Daemon::start();
-    d.ok(&["run", "-d", "--name", "counter", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo last"]);
-    eventually("first lines", || d.ok(&["logs", "counter"]).lines().count() >= 5);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo last",
+    ]);
+    eventually("first lines", || {
+        d.ok(&["logs", "counter"]).lines().count() >= 5
+    });
     assert_eq!(d.ok(&["logs", "--tail", "2", "counter"]), "line4\nline5");
     let out = d.berth(&["logs", "-f", "counter"]);
     assert!(stdout(&out).ends_with("line5\nlast\n"), "{}", stdout(&out));
@@ -105,23 +222,72 @@ fn logs_follow_and_tail() {
 #[test]
 fn init_and_restart_policies() {
     let d = Daemon::start();
-    let out = d.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
     assert!(out.starts_with("/sbin/docker-init -- sh"), "{out}");
-    d.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
     eventually("two restarts", || {
-        d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]) == "2 exited"
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ]) == "2 exited"
     });
     assert_eq!(d.ok(&["logs", "flaky"]), "run\nrun\nrun");
-    d.ok(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"]);
-    eventually("a restart", || d.ok(&["inspect", "-f", "{{.RestartCount}}", "always"]) != "0");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    eventually("a restart", || {
+        d.ok(&["inspect", "-f", "{{.RestartCount}}", "always"]) != "0"
+    });
     d.ok(&["stop", "always"]);
     let count = d.ok(&["inspect", "-f", "{{.RestartCount}}", "always"]);
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "always"]), format!("{count} exited"));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "always"
+        ]),
+        format!("{count} exited")
+    );
     let out = d.berth(&["run", "--rm", "--restart", "always", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     let out = d.berth(&["run", "--restart", "sometimes", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("invalid restart policy"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid restart policy"),
+        "{}",
+        stderr(&out)
+    );
     d.ok(&["rm", "-f", "flaky", "always"]);
 }

@@ -25,7 +25,9 @@ fn run_it_detach_attach_exec() {
     let berth = common::berth_bin();
     let (code, shown) = drive(
         r##"[{"expect": "# "}, {"send": "echo $((6*7)); tty\r"}, {"expect": "/dev/pts/"}, {"send": "\u0010\u0011"}]"##,
-        &[berth, "-H", &host, "run", "-it", "--name", "tt", "busybox", "sh"],
+        &[
+            berth, "-H", &host, "run", "-it", "--name", "tt", "busybox", "sh",
+        ],
     );
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("42\r\n/dev/pts/0"), "{shown}");
@@ -38,7 +40,11 @@ fn run_it_detach_attach_exec() {
     d.ok(&["start", "tt"]);
     let (code, shown) = drive(
         r##"[{"expect": "# "}, {"send": "stty size; exit 4\r"}]"##,
-        &["sh", "-c", &format!("stty rows 33 cols 91; exec {berth} -H {host} exec -it tt sh")],
+        &[
+            "sh",
+            "-c",
+            &format!("stty rows 33 cols 91; exec {berth} -H {host} exec -it tt sh"),
+        ],
     );
     assert_eq!(code, 4, "{shown}");
     assert!(shown.contains("33 91"), "resize not applied: {shown}");
@@ -48,13 +54,29 @@ fn run_it_detach_attach_exec() {
     let docker_host = format!("DOCKER_HOST={host}");
     let (code, shown) = drive(
         r##"[{"expect": "# "}, {"send": "stty size; exit 5\r"}]"##,
-        &["sh", "-c", &format!("stty rows 40 cols 120; exec env {docker_host} docker run --rm -it busybox sh")],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "stty rows 40 cols 120; exec env {docker_host} docker run --rm -it busybox sh"
+            ),
+        ],
     );
     assert_eq!(code, 5, "{shown}");
     assert!(shown.contains("40 120"), "{shown}");
     let (code, shown) = drive(
         r##"[{"expect": "# "}, {"send": "\u0010\u0011"}]"##,
-        &["env", &docker_host, "docker", "run", "-it", "--name", "dt", "busybox", "sh"],
+        &[
+            "env",
+            &docker_host,
+            "docker",
+            "run",
+            "-it",
+            "--name",
+            "dt",
+            "busybox",
+            "sh",
+        ],
     );
     assert_eq!(code, 0, "{shown}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "dt"]), "true");

@@ -160,26 +160,42 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
     let mut env = Vec::new();
     for f in &a.env_file {
         let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             env.push(expand_env(line));
         }
     }
     env.extend(a.env.iter().map(|e| expand_env(e)));
     let mut ulimits = Vec::new();
     for u in &a.ulimit {
-        let (name, vals) = u.split_once('=').ok_or(format!("invalid ulimit argument: {u}"))?;
+        let (name, vals) = u
+            .split_once('=')
+            .ok_or(format!("invalid ulimit argument: {u}"))?;
         let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-        let soft: i64 = soft.parse().map_err(|_| format!("invalid ulimit argument: {u}"))?;
-        let hard: i64 = hard.parse().map_err(|_| format!("invalid ulimit argument: {u}"))?;
+        let soft: i64 = soft
+            .parse()
+            .map_err(|_| format!("invalid ulimit argument: {u}"))?;
+        let hard: i64 = hard
+            .parse()
+            .map_err(|_| format!("invalid ulimit argument: {u}"))?;
         ulimits.push(json!({"Name": name, "Soft": soft, "Hard": hard}));
     }
     let (restart_name, retries) = match a.restart.split_once(':') {
-        Some((n, r)) => (n.to_string(), r.parse::<i64>().map_err(|_| format!("invalid restart policy format: {}", a.restart))?),
+        Some((n, r)) => (
+            n.to_string(),
+            r.parse::<i64>()
+                .map_err(|_| format!("invalid restart policy format: {}", a.restart))?,
+        ),
         None => (a.restart.clone(), 0),
     };
     let mut log_config = serde_json::Map::new();
     for o in &a.log_opt {
-        let (k, v) = o.split_once('=').ok_or(format!("invalid key/value pair format in log options: {o}"))?;
+        let (k, v) = o
+            .split_once('=')
+            .ok_or(format!("invalid key/value pair format in log options: {o}"))?;
         log_config.insert(k.into(), json!(v));
     }
     let tmpfs: serde_json::Map<String, Value> = a
@@ -196,7 +212,13 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         Some(s) => ram(s)?,
         None => 0,
     };
-    let entrypoint = a.entrypoint.as_ref().map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] });
+    let entrypoint = a.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            vec![]
+        } else {
+            vec![e.clone()]
+        }
+    });
     Ok(json!({
         "Hostname": a.hostname.clone().unwrap_or_default(),
         "User": a.user.clone().unwrap_or_default(),
@@ -264,7 +286,10 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
     }
     match c.post(&path, Some(body)).await {
         Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
-        Err(Error::Daemon { status: 404, message }) if message.starts_with("No such image") => {
+        Err(Error::Daemon {
+            status: 404,
+            message,
+        }) if message.starts_with("No such image") => {
             let img = if a.image.contains(':') || a.image.contains('@') {
                 a.image.clone()
             } else {
@@ -341,7 +366,12 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
     };
     let cond = if a.create.rm { "removed" } else { "next-exit" };
     let wait = match c
-        .send(Method::POST, &format!("/containers/{id}/wait?condition={cond}"), crate::client::empty(), "application/json")
+        .send(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition={cond}"),
+            crate::client::empty(),
+            "application/json",
+        )
         .await
     {
         Ok(w) => w,
@@ -358,7 +388,9 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
     }
     if tty {
         if let Some((h, w)) = stream::term_size() {
-            let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
+            let _ = c
+                .post(&format!("/containers/{id}/resize?h={h}&w={w}"), None)
+                .await;
         }
     }
     let io = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
@@ -398,7 +430,9 @@ pub struct StartArgs {
 
 pub async fn start(c: &Client, a: StartArgs) -> i32 {
     if a.attach || a.interactive {
-        let Some(name) = a.containers.first() else { return 1 };
+        let Some(name) = a.containers.first() else {
+            return 1;
+        };
         let info = match c.get(&format!("/containers/{}/json", enc(name))).await {
             Ok(v) => v,
             Err(e) => return super::report(&e, 1),
@@ -415,7 +449,12 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             Err(e) => return super::report(&e, 1),
         };
         let wait = c
-            .send(Method::POST, &format!("/containers/{id}/wait?condition=next-exit"), crate::client::empty(), "application/json")
+            .send(
+                Method::POST,
+                &format!("/containers/{id}/wait?condition=next-exit"),
+                crate::client::empty(),
+                "application/json",
+            )
             .await;
         let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
         if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
@@ -439,7 +478,10 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
     }
     let mut rc = 0;
     for name in &a.containers {
-        match c.post(&format!("/containers/{}/start", enc(name)), None).await {
+        match c
+            .post(&format!("/containers/{}/start", enc(name)), None)
+            .await
+        {
             Ok(_) => println!("{name}"),
             Err(e) => {
                 eprintln!("{e}");
@@ -448,7 +490,10 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
         }
     }
     if rc != 0 {
-        eprintln!("Error: failed to start containers: {}", a.containers.join(", "));
+        eprintln!(
+            "Error: failed to start containers: {}",
+            a.containers.join(", ")
+        );
     }
     rc
 }
@@ -473,7 +518,11 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> i32 {
     if let Some(t) = a.timeout {
         q.push(format!("t={t}"));
     }
-    let qs = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
+    let qs = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
     each(&a.containers, |n| {
         let path = format!("/containers/{}/{verb}{qs}", enc(n));
         async move { c.post(&path, None).await.map(|_| ()) }
@@ -573,7 +622,14 @@ pub struct RenameArgs {
 
 pub async fn rename(c: &Client, a: RenameArgs) -> i32 {
     match c
-        .post(&format!("/containers/{}/rename?name={}", enc(&a.container), enc(&a.new_name)), None)
+        .post(
+            &format!(
+                "/containers/{}/rename?name={}",
+                enc(&a.container),
+                enc(&a.new_name)
+            ),
+            None,
+        )
         .await
     {
         Ok(_) => 0,
@@ -613,7 +669,9 @@ pub struct PsArgs {
 pub fn filters_json(filters: &[String]) -> Result<String, String> {
     let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in filters {
-        let (k, v) = f.split_once('=').ok_or(format!("bad format of filter (expected name=value)"))?;
+        let (k, v) = f
+            .split_once('=')
+            .ok_or(format!("bad format of filter (expected name=value)"))?;
         m.entry(k.to_string()).or_default().push(v.to_string());
     }
     serde_json::to_string(&m).map_err(|e| e.to_string())
@@ -626,7 +684,9 @@ fn ago(unix: i64) -> String {
         .unwrap_or(0);
     format!(
         "{} ago",
-        berth_api::timefmt::human_duration(std::time::Duration::from_secs((now - unix).max(0) as u64))
+        berth_api::timefmt::human_duration(std::time::Duration::from_secs(
+            (now - unix).max(0) as u64
+        ))
     )
 }
 
@@ -635,7 +695,12 @@ fn ps_row(v: &Value, trunc: bool) -> Value {
     let id = v["Id"].as_str().unwrap_or("");
     let names: Vec<String> = v["Names"]
         .as_array()
-        .map(|a| a.iter().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let mut cmd = v["Command"].as_str().unwrap_or("").to_string();
     if trunc && cmd.chars().count() > 20 {
@@ -643,7 +708,11 @@ fn ps_row(v: &Value, trunc: bool) -> Value {
     }
     let labels: Vec<String> = v["Labels"]
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default();
     let size = match (v["SizeRw"].as_i64(), v["SizeRootFs"].as_i64()) {
         (Some(rw), Some(root)) => format!("{} (virtual {})", human_size(rw), human_size(root)),
@@ -675,7 +744,11 @@ pub fn human_size(n: i64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as i32) + 1 };
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as i32) + 1
+    };
     let decimals = (4 - int_digits).max(0) as usize;
     let s = format!("{v:.decimals$}");
     let s = if s.contains('.') {
@@ -737,7 +810,12 @@ pub async fn ps(c: &Client, a: PsArgs) -> i32 {
 }
 
 /// Print rows in the chosen format; `cols` are the default table's columns.
-pub fn print_formatted(f: &Format, rows: &[Value], cols: &[(&str, &str)], extra: Option<(&str, &str)>) -> i32 {
+pub fn print_formatted(
+    f: &Format,
+    rows: &[Value],
+    cols: &[(&str, &str)],
+    extra: Option<(&str, &str)>,
+) -> i32 {
     let mut cols = cols.to_vec();
     if let Some(e) = extra {
         cols.push(e);
@@ -814,7 +892,9 @@ pub struct LogsArgs {
 /// Docker's time arguments: RFC 3339, unix seconds, or a duration ago ("10m", "1h30m").
 fn time_arg(s: &str) -> Result<String, String> {
     if let Some(t) = berth_api::timefmt::parse(s) {
-        let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        let d = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
         return Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()));
     }
     if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -827,7 +907,9 @@ fn time_arg(s: &str) -> Result<String, String> {
             num.push(ch);
             continue;
         }
-        let n: f64 = num.parse().map_err(|_| format!("invalid time value: {s}"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid time value: {s}"))?;
         total += n * match ch {
             's' => 1.0,
             'm' => 60.0,
@@ -847,7 +929,10 @@ fn time_arg(s: &str) -> Result<String, String> {
 }
 
 pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
-    let info = match c.get(&format!("/containers/{}/json", enc(&a.container))).await {
+    let info = match c
+        .get(&format!("/containers/{}/json", enc(&a.container)))
+        .await
+    {
         Ok(v) => v,
         Err(e) => return super::report(&e, 1),
     };
@@ -870,7 +955,10 @@ pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
             }
         }
     }
-    let resp = match c.send(Method::GET, &q, crate::client::empty(), "application/json").await {
+    let resp = match c
+        .send(Method::GET, &q, crate::client::empty(), "application/json")
+        .await
+    {
         Ok(r) => r,
         Err(e) => return super::report(&e, 1),
     };
@@ -911,7 +999,10 @@ pub struct AttachArgs {
 }
 
 pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
-    let info = match c.get(&format!("/containers/{}/json", enc(&a.container))).await {
+    let info = match c
+        .get(&format!("/containers/{}/json", enc(&a.container)))
+        .await
+    {
         Ok(v) => v,
         Err(e) => return super::report(&e, 1),
     };
@@ -922,7 +1013,10 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
     let id = info["Id"].as_str().unwrap_or("").to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
-    let mut q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}", stdin as u8);
+    let mut q = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+        stdin as u8
+    );
     if let Some(k) = &a.detach_keys {
         q.push_str(&format!("&detachKeys={}", enc(k)));
     }
@@ -933,7 +1027,9 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
     let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
     if tty {
         if let Some((h, w)) = stream::term_size() {
-            let _ = c.post(&format!("/containers/{id}/resize?h={h}&w={w}"), None).await;
+            let _ = c
+                .post(&format!("/containers/{id}/resize?h={h}&w={w}"), None)
+                .await;
         }
     }
     let ended = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
@@ -942,7 +1038,9 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
         return 0;
     }
     match c.get(&format!("/containers/{id}/json")).await {
-        Ok(v) if v["State"]["Running"].as_bool() == Some(false) => v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32,
+        Ok(v) if v["State"]["Running"].as_bool() == Some(false) => {
+            v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32
+        }
         _ => 0,
     }
 }
@@ -988,13 +1086,22 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.command,
     });
-    let id = match c.post(&format!("/containers/{}/exec", enc(&a.container)), Some(body)).await {
+    let id = match c
+        .post(
+            &format!("/containers/{}/exec", enc(&a.container)),
+            Some(body),
+        )
+        .await
+    {
         Ok(v) => v["Id"].as_str().unwrap_or("").to_string(),
         Err(e) => return super::report(&e, 1),
     };
     if a.detach {
         return match c
-            .post(&format!("/exec/{id}/start"), Some(json!({"Detach": true, "Tty": a.tty})))
+            .post(
+                &format!("/exec/{id}/start"),
+                Some(json!({"Detach": true, "Tty": a.tty})),
+            )
             .await
         {
             Ok(_) => 0,
@@ -1002,7 +1109,10 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
         };
     }
     let conn = match c
-        .hijack(&format!("/exec/{id}/start"), Some(json!({"Detach": false, "Tty": a.tty})))
+        .hijack(
+            &format!("/exec/{id}/start"),
+            Some(json!({"Detach": false, "Tty": a.tty})),
+        )
         .await
     {
         Ok(conn) => conn,
@@ -1011,10 +1121,13 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
             return start_error_code(&e.to_string()).max(126);
         }
     };
-    let raw = (a.tty && a.interactive && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    let raw =
+        (a.tty && a.interactive && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
     if a.tty {
         if let Some((h, w)) = stream::term_size() {
-            let _ = c.post(&format!("/exec/{id}/resize?h={h}&w={w}"), None).await;
+            let _ = c
+                .post(&format!("/exec/{id}/resize?h={h}&w={w}"), None)
+                .await;
         }
     }
     let _ = stream::run(conn, a.tty, a.interactive, None).await;
@@ -1045,13 +1158,21 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> i32 {
     let mut rc = 0;
     for n in &a.names {
         let container = if a.kind.as_deref() != Some("image") {
-            c.get(&format!("/containers/{}/json?size={}", enc(n), a.size as u8)).await.ok()
+            c.get(&format!(
+                "/containers/{}/json?size={}",
+                enc(n),
+                a.size as u8
+            ))
+            .await
+            .ok()
         } else {
             None
         };
         let found = match container {
             Some(v) => Some(v),
-            None if a.kind.as_deref() != Some("container") => c.get(&format!("/images/{}/json", enc(n))).await.ok(),
+            None if a.kind.as_deref() != Some("container") => {
+                c.get(&format!("/images/{}/json", enc(n))).await.ok()
+            }
             None => None,
         };
         match found {
@@ -1069,7 +1190,10 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> i32 {
 pub fn print_inspect(items: &[Value], fmt: Option<&str>) -> i32 {
     match fmt {
         None | Some("") | Some("json") => {
-            println!("{}", serde_json::to_string_pretty(&Value::Array(items.to_vec())).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&Value::Array(items.to_vec())).unwrap_or_default()
+            );
             0
         }
         Some(t) => {
@@ -1129,7 +1253,10 @@ mod tests {
         assert!(time_arg("1h30m").is_ok());
         assert_eq!(time_arg("1700000000").unwrap(), "1700000000");
         assert!(time_arg("soon").is_err());
-        assert_eq!(filters_json(&["status=exited".into()]).unwrap(), r#"{"status":["exited"]}"#);
+        assert_eq!(
+            filters_json(&["status=exited".into()]).unwrap(),
+            r#"{"status":["exited"]}"#
+        );
         assert!(filters_json(&["bad".into()]).is_err());
     }
 }

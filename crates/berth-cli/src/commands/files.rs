@@ -34,7 +34,11 @@ fn split_remote(s: &str) -> Option<(&str, &str)> {
 
 /// The decoded X-Docker-Container-Path-Stat header.
 fn path_stat(resp: &hyper::Response<hyper::body::Incoming>) -> Option<Value> {
-    let raw = resp.headers().get("X-Docker-Container-Path-Stat")?.to_str().ok()?;
+    let raw = resp
+        .headers()
+        .get("X-Docker-Container-Path-Stat")?
+        .to_str()
+        .ok()?;
     let bytes = base64_decode(raw)?;
     serde_json::from_slice(&bytes).ok()
 }
@@ -72,7 +76,9 @@ fn tar_of(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
 }
 
 fn body(data: Vec<u8>) -> ReqBody {
-    Full::new(Bytes::from(data)).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::from(data))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub async fn cp(c: &Client, a: CpArgs) -> i32 {
@@ -92,7 +98,12 @@ pub async fn cp(c: &Client, a: CpArgs) -> i32 {
 
 async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> i32 {
     let resp = match c
-        .send(Method::GET, &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)), crate::client::empty(), "application/json")
+        .send(
+            Method::GET,
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            crate::client::empty(),
+            "application/json",
+        )
         .await
     {
         Ok(r) => r,
@@ -111,7 +122,10 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> i32 {
         unpack(&data, &dest)
     } else {
         // The copy takes the destination's name: unpack beside it, then rename.
-        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = parent.join(format!(".berth-cp-{}", std::process::id()));
         let r = std::fs::create_dir_all(&tmp)
             .and_then(|_| unpack(&data, &tmp))
@@ -143,10 +157,17 @@ fn unpack(data: &[u8], dir: &Path) -> std::io::Result<()> {
 
 async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool) -> i32 {
     let head = c
-        .send(Method::HEAD, &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)), crate::client::empty(), "application/json")
+        .send(
+            Method::HEAD,
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            crate::client::empty(),
+            "application/json",
+        )
         .await;
     let dest_is_dir = match &head {
-        Ok(r) => path_stat(r).and_then(|v| v["mode"].as_u64()).is_some_and(|m| m & GO_MODE_DIR != 0),
+        Ok(r) => path_stat(r)
+            .and_then(|v| v["mode"].as_u64())
+            .is_some_and(|m| m & GO_MODE_DIR != 0),
         Err(crate::client::Error::Daemon { status: 404, .. }) => false,
         Err(e) => return super::report(e, 1),
     };
@@ -168,10 +189,19 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool) -> i
             (path.to_string(), base)
         } else {
             let p = Path::new(path);
-            let parent = p.parent().map(|x| x.display().to_string()).filter(|x| !x.is_empty()).unwrap_or_else(|| "/".into());
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(base);
+            let parent = p
+                .parent()
+                .map(|x| x.display().to_string())
+                .filter(|x| !x.is_empty())
+                .unwrap_or_else(|| "/".into());
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(base);
             if !dest_exists && path.ends_with('/') {
-                eprintln!("Error response from daemon: Could not find the file {path} in container {ctr}");
+                eprintln!(
+                    "Error response from daemon: Could not find the file {path} in container {ctr}"
+                );
                 return 1;
             }
             (parent, name)
@@ -190,7 +220,10 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool) -> i
         enc(&target_dir),
         archive
     );
-    match c.send(Method::PUT, &q, body(data), "application/x-tar").await {
+    match c
+        .send(Method::PUT, &q, body(data), "application/x-tar")
+        .await
+    {
         Ok(_) => 0,
         Err(e) => super::report(&e, 1),
     }
@@ -202,7 +235,10 @@ pub struct One {
 }
 
 pub async fn diff(c: &Client, a: One) -> i32 {
-    match c.get(&format!("/containers/{}/changes", enc(&a.container))).await {
+    match c
+        .get(&format!("/containers/{}/changes", enc(&a.container)))
+        .await
+    {
         Ok(v) => {
             for ch in v.as_array().into_iter().flatten() {
                 let kind = match ch["Kind"].as_u64() {
@@ -232,7 +268,12 @@ pub async fn export(c: &Client, a: ExportArgs) -> i32 {
         return 1;
     }
     let resp = match c
-        .send(Method::GET, &format!("/containers/{}/export", enc(&a.container)), crate::client::empty(), "application/json")
+        .send(
+            Method::GET,
+            &format!("/containers/{}/export", enc(&a.container)),
+            crate::client::empty(),
+            "application/json",
+        )
         .await
     {
         Ok(r) => r,
@@ -328,12 +369,23 @@ pub async fn top(c: &Client, a: TopArgs) -> i32 {
     }
     match c.get(&q).await {
         Ok(v) => {
-            let titles: Vec<&str> = v["Titles"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+            let titles: Vec<&str> = v["Titles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str())
+                .collect();
             let rows: Vec<Vec<String>> = v["Processes"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|r| r.as_array().into_iter().flatten().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+                .map(|r| {
+                    r.as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| x.as_str().unwrap_or("").to_string())
+                        .collect()
+                })
                 .collect();
             print!("{}", crate::format::table(&titles, &rows));
             0

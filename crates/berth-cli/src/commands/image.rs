@@ -41,7 +41,9 @@ fn ago(unix: i64) -> String {
         .unwrap_or(0);
     format!(
         "{} ago",
-        berth_api::timefmt::human_duration(std::time::Duration::from_secs((now - unix).max(0) as u64))
+        berth_api::timefmt::human_duration(std::time::Duration::from_secs(
+            (now - unix).max(0) as u64
+        ))
     )
 }
 
@@ -49,7 +51,10 @@ fn ago(unix: i64) -> String {
 fn image_rows(v: &Value, trunc: bool) -> Vec<Value> {
     let full = v["Id"].as_str().unwrap_or("");
     let id = if trunc {
-        full.trim_start_matches("sha256:").chars().take(12).collect()
+        full.trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect()
     } else {
         full.to_string()
     };
@@ -110,7 +115,10 @@ pub async fn images(c: &Client, a: ImagesArgs) -> i32 {
         Err(e) => return super::report(&e, 1),
     };
     let items = list.as_array().cloned().unwrap_or_default();
-    let rows: Vec<Value> = items.iter().flat_map(|i| image_rows(i, !a.no_trunc)).collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .flat_map(|i| image_rows(i, !a.no_trunc))
+        .collect();
     if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in &rows {
@@ -125,7 +133,11 @@ pub async fn images(c: &Client, a: ImagesArgs) -> i32 {
     if a.digests {
         cols.push(("Digest", "DIGEST"));
     }
-    cols.extend([("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("Size", "SIZE")]);
+    cols.extend([
+        ("ID", "IMAGE ID"),
+        ("CreatedSince", "CREATED"),
+        ("Size", "SIZE"),
+    ]);
     print_formatted(&Format::parse(a.format.as_deref()), &rows, &cols, None)
 }
 
@@ -136,7 +148,8 @@ fn file_body(path: &str) -> Result<ReqBody, String> {
     } else {
         Box::new(std::fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?)
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
     std::thread::spawn(move || {
         let mut reader = reader;
         let mut buf = vec![0u8; 256 * 1024];
@@ -144,7 +157,12 @@ fn file_body(path: &str) -> Result<ReqBody, String> {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if tx.blocking_send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(&buf[..n])))).is_err() {
+                    if tx
+                        .blocking_send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(
+                            &buf[..n],
+                        ))))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -161,28 +179,37 @@ fn file_body(path: &str) -> Result<ReqBody, String> {
 
 fn futures_stream(
     rx: tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<hyper::body::Frame<Bytes>, std::io::Error>> + Send + Sync {
+) -> impl futures_core::Stream<Item = Result<hyper::body::Frame<Bytes>, std::io::Error>> + Send + Sync
+{
     ReceiverStream(rx)
 }
 
-struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, std::io::Error>>);
+struct ReceiverStream(
+    tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
+);
 
 impl futures_core::Stream for ReceiverStream {
     type Item = Result<hyper::body::Frame<Bytes>, std::io::Error>;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
     }
 }
 
 /// Print a JSON message stream; returns false when it carried an error.
-async fn print_messages(resp: hyper::Response<hyper::body::Incoming>) -> Result<Vec<Value>, String> {
+async fn print_messages(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<Vec<Value>, String> {
     let mut buf = Vec::new();
     crate::client::for_each_chunk(resp, |c| buf.extend_from_slice(c))
         .await
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: Value = serde_json::from_slice(line).map_err(|e| format!("bad message from daemon: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| format!("bad message from daemon: {e}"))?;
         if let Some(err) = v["error"].as_str() {
             return Err(err.to_string());
         }
@@ -270,7 +297,15 @@ pub async fn load(c: &Client, a: LoadArgs) -> i32 {
             return 1;
         }
     };
-    let resp = match c.send(Method::POST, &format!("/images/load?quiet={}", a.quiet as u8), body, "application/x-tar").await {
+    let resp = match c
+        .send(
+            Method::POST,
+            &format!("/images/load?quiet={}", a.quiet as u8),
+            body,
+            "application/x-tar",
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => return super::report(&e, 1),
     };
@@ -306,8 +341,20 @@ pub async fn save(c: &Client, a: SaveArgs) -> i32 {
         eprintln!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
         return 1;
     }
-    let q: Vec<String> = a.images.iter().map(|i| format!("names={}", enc(i))).collect();
-    let resp = match c.send(Method::GET, &format!("/images/get?{}", q.join("&")), crate::client::empty(), "application/json").await {
+    let q: Vec<String> = a
+        .images
+        .iter()
+        .map(|i| format!("names={}", enc(i)))
+        .collect();
+    let resp = match c
+        .send(
+            Method::GET,
+            &format!("/images/get?{}", q.join("&")),
+            crate::client::empty(),
+            "application/json",
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => return super::report(&e, 1),
     };
@@ -356,7 +403,16 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> i32 {
     let mut rc = 0;
     for i in &a.images {
         match c
-            .json(Method::DELETE, &format!("/images/{}?force={}&noprune={}", enc(i), a.force, a.no_prune), None)
+            .json(
+                Method::DELETE,
+                &format!(
+                    "/images/{}?force={}&noprune={}",
+                    enc(i),
+                    a.force,
+                    a.no_prune
+                ),
+                None,
+            )
             .await
         {
             Ok(v) => {
@@ -390,7 +446,15 @@ pub async fn tag(c: &Client, a: TagArgs) -> i32 {
         _ => (a.target.clone(), "latest".to_string()),
     };
     match c
-        .post(&format!("/images/{}/tag?repo={}&tag={}", enc(&a.source), enc(&repo), enc(&tag)), None)
+        .post(
+            &format!(
+                "/images/{}/tag?repo={}&tag={}",
+                enc(&a.source),
+                enc(&repo),
+                enc(&tag)
+            ),
+            None,
+        )
         .await
     {
         Ok(_) => 0,
@@ -517,8 +581,15 @@ pub async fn image_cmd(c: &Client, sub: ImageCommand) -> i32 {
         }
         ImageCommand::Rm(a) => rmi(c, a).await,
         ImageCommand::Prune(a) => {
-            let filters = if a.all { r#"{"dangling":["false"]}"# } else { r#"{"dangling":["true"]}"# };
-            match c.post(&format!("/images/prune?filters={}", enc(filters)), None).await {
+            let filters = if a.all {
+                r#"{"dangling":["false"]}"#
+            } else {
+                r#"{"dangling":["true"]}"#
+            };
+            match c
+                .post(&format!("/images/prune?filters={}", enc(filters)), None)
+                .await
+            {
                 Ok(v) => {
                     let items = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
                     if !items.is_empty() {
@@ -533,7 +604,10 @@ pub async fn image_cmd(c: &Client, sub: ImageCommand) -> i32 {
                         }
                         println!();
                     }
-                    println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_i64().unwrap_or(0)));
+                    println!(
+                        "Total reclaimed space: {}",
+                        human_size(v["SpaceReclaimed"].as_i64().unwrap_or(0))
+                    );
                     0
                 }
                 Err(e) => super::report(&e, 1),

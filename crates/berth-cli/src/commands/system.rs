@@ -12,14 +12,24 @@ pub async fn version(c: &Client) -> i32 {
         Ok(v) => {
             println!("Server: berth");
             println!(" Engine:");
-            println!("  Version:          {}", v["Version"].as_str().unwrap_or(""));
+            println!(
+                "  Version:          {}",
+                v["Version"].as_str().unwrap_or("")
+            );
             println!(
                 "  API version:      {} (minimum version {})",
                 v["ApiVersion"].as_str().unwrap_or(""),
                 v["MinAPIVersion"].as_str().unwrap_or("")
             );
-            println!("  OS/Arch:          {}/{}", v["Os"].as_str().unwrap_or(""), v["Arch"].as_str().unwrap_or(""));
-            println!("  Kernel:           {}", v["KernelVersion"].as_str().unwrap_or(""));
+            println!(
+                "  OS/Arch:          {}/{}",
+                v["Os"].as_str().unwrap_or(""),
+                v["Arch"].as_str().unwrap_or("")
+            );
+            println!(
+                "  Kernel:           {}",
+                v["KernelVersion"].as_str().unwrap_or("")
+            );
             0
         }
         Err(e) => super::report(&e, 1),

@@ -26,10 +26,14 @@ pub fn upgrade_response(multiplexed: bool) -> Response<Body> {
     };
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
-    resp.headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
     resp.headers_mut()
         .insert(header::UPGRADE, header::HeaderValue::from_static("tcp"));
     resp.extensions_mut()

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
     let r = c.snapshot();
     if !r.is_running() {
-        return Err(Error::conflict(format!("container {} is not running", r.id)));
+        return Err(Error::conflict(format!(
+            "container {} is not running",
+            r.id
+        )));
     }
     if r.state.status == super::status::PAUSED {
         return Err(Error::conflict(format!(
@@ -24,7 +27,8 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
         return Err(Error::bad_request("No exec command specified"));
     }
     let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))?;
     let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
     let e = Arc::new(Exec {
         id: id.clone(),
@@ -44,14 +48,20 @@ pub async fn start(d: &Daemon, e: &Exec) -> Result<shim::Stream> {
     {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
         if st.started {
-            return Err(Error::conflict(format!("Error: Exec command {} has already run", e.id)));
+            return Err(Error::conflict(format!(
+                "Error: Exec command {} has already run",
+                e.id
+            )));
         }
         st.started = true;
     }
     let c = d.find(&e.container_id)?;
     let rec = c.snapshot();
     if !rec.is_running() {
-        return Err(Error::conflict(format!("container {} is not running", rec.id)));
+        return Err(Error::conflict(format!(
+            "container {} is not running",
+            rec.id
+        )));
     }
     let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
     let process = super::spec::exec_process(&rec, &e.config, &root)?;
@@ -64,7 +74,9 @@ pub async fn start(d: &Daemon, e: &Exec) -> Result<shim::Stream> {
     if let Some(err) = reply.error {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
         st.exit_code = Some(i64::from(reply.exit_code.unwrap_or(126)));
-        return Err(Error::bad_request(format!("OCI runtime exec failed: {err}")));
+        return Err(Error::bad_request(format!(
+            "OCI runtime exec failed: {err}"
+        )));
     }
     let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
     st.running = true;

@@ -30,9 +30,15 @@ fn new_id() -> String {
 }
 
 /// `POST /containers/create`.
-pub async fn create(d: &Arc<Daemon>, name: Option<&str>, req: CreateRequest) -> Result<(String, Vec<String>)> {
+pub async fn create(
+    d: &Arc<Daemon>,
+    name: Option<&str>,
+    req: CreateRequest,
+) -> Result<(String, Vec<String>)> {
     if req.config.image.is_empty() {
-        return Err(Error::bad_request("config cannot be empty in order to create a container"));
+        return Err(Error::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
     }
     let image = d.images.get(&req.config.image).map_err(|e| match e {
         berth_image::Error::NotFound(_) => {
@@ -57,7 +63,10 @@ pub async fn create(d: &Arc<Daemon>, name: Option<&str>, req: CreateRequest) -> 
             }
             full
         }
-        None => format!("/{}", crate::names::generate(|n| d.name_owner(&format!("/{n}")).is_some())),
+        None => format!(
+            "/{}",
+            crate::names::generate(|n| d.name_owner(&format!("/{n}")).is_some())
+        ),
     };
     let requested_image = req.config.image.clone();
     let mut config = req.config;
@@ -93,7 +102,12 @@ pub async fn create(d: &Arc<Daemon>, name: Option<&str>, req: CreateRequest) -> 
     if config.user.is_empty() {
         config.user = ic.user().clone().unwrap_or_default();
     }
-    let mut labels = ic.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let mut labels = ic
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>();
     labels.extend(config.labels.take().unwrap_or_default());
     config.labels = Some(labels);
     if config.stop_signal.is_none() {
@@ -155,9 +169,7 @@ fn display_ref(r: &str) -> String {
 fn validate(req: &CreateRequest) -> Result<()> {
     let h = &req.host_config;
     if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
-        return Err(Error::bad_request(
-            "Minimum memory limit allowed is 6MB",
-        ));
+        return Err(Error::bad_request("Minimum memory limit allowed is 6MB"));
     }
     if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
         return Err(Error::bad_request(
@@ -210,7 +222,8 @@ fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
         .filter(|l| {
             let mut w = l.split_whitespace();
             !(w.next() == Some("nameserver")
-                && w.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
+                && w.next()
+                    .is_some_and(|a| a.starts_with("127.") || a == "::1"))
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -224,10 +237,21 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let image = d.images.get(&rec.image_id)?;
     let layers = super::rootfs::lowerdirs(d, c)?;
     let ic = image.config.config().clone().unwrap_or_default();
-    for dir in [c.paths.upper(), c.paths.work(), c.paths.rootfs(), c.paths.run_dir.clone()] {
+    for dir in [
+        c.paths.upper(),
+        c.paths.work(),
+        c.paths.rootfs(),
+        c.paths.run_dir.clone(),
+    ] {
         std::fs::create_dir_all(dir)?;
     }
-    let built = spec::build(&rec, &c.paths, &ic, &layers, &super::rootfs::overlay_options(c, &layers))?;
+    let built = spec::build(
+        &rec,
+        &c.paths,
+        &ic,
+        &layers,
+        &super::rootfs::overlay_options(c, &layers),
+    )?;
     write_net_files(c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.dir.join("config.json"), spec)?;
@@ -241,7 +265,10 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let max_files = opts
         .get("max-file")
         .or(d.cfg.log_opts.get("max-file"))
-        .map(|s| s.parse::<u32>().map_err(|_| Error::bad_request(format!("invalid max-file: {s}"))))
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| Error::bad_request(format!("invalid max-file: {s}")))
+        })
         .transpose()?
         .unwrap_or(LOG_MAX_FILES);
     let shim_cfg = ShimConfig {
@@ -313,7 +340,9 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             r.state.exit_code = i64::from(code);
             r.state.error = err.clone();
         })?;
-        return Err(Error::bad_request(format!("failed to create task for container: {err}")));
+        return Err(Error::bad_request(format!(
+            "failed to create task for container: {err}"
+        )));
     }
     let socket = c.paths.socket();
     // Hand the shim to attach streams waiting for this start; they acknowledge once attached,
@@ -338,7 +367,9 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             r.state.error = err.clone();
             r.state.status = status::CREATED.into();
         })?;
-        return Err(Error::bad_request(format!("failed to create task for container: {err}")));
+        return Err(Error::bad_request(format!(
+            "failed to create task for container: {err}"
+        )));
     }
     c.update(|r| {
         r.state = StateRecord {
@@ -428,7 +459,10 @@ fn restart_delay(r: &Record) -> Option<Duration> {
     if !wanted {
         return None;
     }
-    let ran = match (timefmt::parse(&r.state.started_at), timefmt::parse(&r.state.finished_at)) {
+    let ran = match (
+        timefmt::parse(&r.state.started_at),
+        timefmt::parse(&r.state.finished_at),
+    ) {
         (Some(s), Some(f)) => f.duration_since(s).unwrap_or_default(),
         _ => Duration::ZERO,
     };
@@ -468,7 +502,11 @@ fn signal_number(s: &str) -> Result<i32> {
             return Ok(n);
         }
     }
-    let name = if t.starts_with("SIG") { t.clone() } else { format!("SIG{t}") };
+    let name = if t.starts_with("SIG") {
+        t.clone()
+    } else {
+        format!("SIG{t}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| Error::bad_request(format!("Invalid signal: {s}")))
@@ -498,7 +536,14 @@ pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
         })?;
         return Ok(());
     }
-    shim::call(&c.paths.socket(), &Request::Kill { signal: sig, all: false }).await?;
+    shim::call(
+        &c.paths.socket(),
+        &Request::Kill {
+            signal: sig,
+            all: false,
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -600,7 +645,13 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))?
-    .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+    .or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
     d.remove_handle(&c.id);
     c.progress.send_modify(|p| p.removed = true);
     Ok(())
@@ -633,7 +684,12 @@ pub async fn wait(c: &Arc<Container>, condition: &str) -> Result<i64> {
 }
 
 /// `POST /containers/{id}/restart`.
-pub async fn restart(d: &Arc<Daemon>, c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+pub async fn restart(
+    d: &Arc<Daemon>,
+    c: &Arc<Container>,
+    signal: Option<&str>,
+    timeout: Option<i64>,
+) -> Result<()> {
     match stop(c, signal, timeout).await {
         Ok(()) | Err(Error(berth_api::ApiError { status: 304, .. })) => {}
         Err(e) => return Err(e),
@@ -645,20 +701,35 @@ pub async fn restart(d: &Arc<Daemon>, c: &Arc<Container>, signal: Option<&str>, 
 pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
     let r = c.snapshot();
     if !r.is_running() {
-        return Err(Error::conflict(format!("Container {} is not running", r.id)));
+        return Err(Error::conflict(format!(
+            "Container {} is not running",
+            r.id
+        )));
     }
     let paused = r.state.status == status::PAUSED;
     if pause && paused {
-        return Err(Error::conflict(format!("Container {} is already paused", r.id)));
+        return Err(Error::conflict(format!(
+            "Container {} is already paused",
+            r.id
+        )));
     }
     if !pause && !paused {
         return Err(Error::conflict(format!("Container {} is not paused", r.id)));
     }
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
-    let res = if pause { rt.pause(&c.id) } else { rt.resume(&c.id) };
+    let res = if pause {
+        rt.pause(&c.id)
+    } else {
+        rt.resume(&c.id)
+    };
     res.map_err(|e| Error::internal(e.to_string()))?;
     c.update(|r| {
-        r.state.status = if pause { status::PAUSED } else { status::RUNNING }.into();
+        r.state.status = if pause {
+            status::PAUSED
+        } else {
+            status::RUNNING
+        }
+        .into();
     })?;
     Ok(())
 }

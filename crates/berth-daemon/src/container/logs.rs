@@ -139,7 +139,10 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     };
     let Some(dir) = log.parent() else { return };
     if ino
-        .add_watch(dir, AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
         .is_err()
     {
         return;
@@ -223,7 +226,9 @@ mod tests {
         assert_eq!(parse_unix("0"), None);
         let t = parse_unix("1700000000.5").unwrap();
         assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis(),
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
             1_700_000_000_500
         );
     }

@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 /// Mount points berth binds over in every container. They live in a per-container init layer
 /// (like Docker's `-init` layer) below the upper dir, so creating them never shows up in
 /// `diff` or `commit`.
-const INIT_DIRS: &[&str] = &["dev", "dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc"];
+const INIT_DIRS: &[&str] = &[
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "dev/mqueue",
+    "proc",
+    "sys",
+    "etc",
+];
 const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
 /// The overlay lower dirs of a container, top first: its init layer, then the image's layers.

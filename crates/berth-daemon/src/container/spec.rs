@@ -251,14 +251,23 @@ pub fn resolve_user(user: &str, passwd: Option<&str>, group: Option<&str>) -> Re
 }
 
 /// Merge image env with container env (container wins) and add Docker's defaults.
-pub fn environment(image_env: &[String], env: &[String], hostname: &str, tty: bool, home: &str) -> Vec<String> {
+pub fn environment(
+    image_env: &[String],
+    env: &[String],
+    hostname: &str,
+    tty: bool,
+    home: &str,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let set = |kv: &str, out: &mut Vec<String>| {
         let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
         out.retain(|e| e.split_once('=').map(|(k, _)| k).unwrap_or(e) != key);
         out.push(kv.to_string());
     };
-    let mut base = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    let mut base = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
     if tty {
         base.push("TERM=xterm".into());
     }
@@ -307,7 +316,11 @@ fn binds(rec: &Record) -> Result<Vec<Value>> {
         let (src, dst, mode) = match parts.as_slice() {
             [s, d] => (*s, *d, ""),
             [s, d, m] => (*s, *d, *m),
-            _ => return Err(Error::bad_request(format!("invalid volume specification: '{b}'"))),
+            _ => {
+                return Err(Error::bad_request(format!(
+                    "invalid volume specification: '{b}'"
+                )))
+            }
         };
         if !src.starts_with('/') {
             return Err(Error::bad_request(format!(
@@ -326,7 +339,11 @@ fn binds(rec: &Record) -> Result<Vec<Value>> {
         out.push(bind_mount(Path::new(src), dst, ro));
     }
     for (dst, opts) in rec.host_config.tmpfs.iter().flatten() {
-        let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+        let mut o = vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "noexec".to_string(),
+        ];
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
         out.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
@@ -339,14 +356,22 @@ fn device_rules(privileged: bool) -> Value {
         return json!([{"allow": true, "access": "rwm"}]);
     }
     let mut rules = vec![json!({"allow": false, "access": "rwm"})];
-    for (t, maj, min) in [
-        ("c", -1, -1),
-        ("b", -1, -1),
-    ] {
+    for (t, maj, min) in [("c", -1, -1), ("b", -1, -1)] {
         rules.push(json!({"allow": true, "type": t, "major": maj, "minor": min, "access": "m"}));
     }
-    for (maj, min) in [(1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (5, 2), (10, 200)] {
-        rules.push(json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rwm"}));
+    for (maj, min) in [
+        (1, 3),
+        (1, 8),
+        (1, 7),
+        (5, 0),
+        (1, 5),
+        (1, 9),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        rules
+            .push(json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rwm"}));
     }
     rules.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
     Value::Array(rules)
@@ -435,7 +460,9 @@ fn security_opts(rec: &Record) -> Result<SecurityOpts> {
                     o.seccomp = Some(profile.as_bytes().to_vec());
                 } else {
                     o.seccomp = Some(std::fs::read(profile).map_err(|e| {
-                        Error::bad_request(format!("opening seccomp profile ({profile}) failed: {e}"))
+                        Error::bad_request(format!(
+                            "opening seccomp profile ({profile}) failed: {e}"
+                        ))
                     })?);
                 }
             }
@@ -505,7 +532,11 @@ pub fn build(
     let cwd = if !rec.config.working_dir.is_empty() {
         rec.config.working_dir.clone()
     } else {
-        image.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+        image
+            .working_dir()
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
     };
     let caps = capabilities(
         h.privileged,
@@ -653,7 +684,9 @@ mod tests {
         assert!(!c.contains(&"CAP_KILL".to_string()));
         assert_eq!(capabilities(false, &[], &["ALL".into()]).unwrap().len(), 0);
         assert!(capabilities(false, &["bogus".into()], &[]).is_err());
-        assert!(capabilities(true, &[], &[]).unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(capabilities(true, &[], &[])
+            .unwrap()
+            .contains(&"CAP_SYS_ADMIN".to_string()));
         // The list is in kernel bit order, which held_caps relies on.
         assert_eq!(all_caps()[21], "CAP_SYS_ADMIN");
         assert_eq!(all_caps()[40], "CAP_CHECKPOINT_RESTORE");
@@ -661,7 +694,8 @@ mod tests {
 
     #[test]
     fn users() {
-        let passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n";
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n";
         let group = "root:x:0:\nnogroup:x:65534:\nwheel:x:10:nobody\n";
         let u = resolve_user("nobody", Some(passwd), Some(group)).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (65534, 65534, "/home"));
@@ -682,6 +716,9 @@ mod tests {
             false,
             "/root",
         );
-        assert_eq!(e, vec!["HOSTNAME=h", "PATH=/bin", "A=2", "B=3", "HOME=/root"]);
+        assert_eq!(
+            e,
+            vec!["HOSTNAME=h", "PATH=/bin", "A=2", "B=3", "HOME=/root"]
+        );
     }
 }

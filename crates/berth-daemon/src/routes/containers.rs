@@ -70,14 +70,20 @@ fn command_line(r: &Record) -> String {
 }
 
 /// Whether `r` passes the `docker ps --filter` set.
-fn matches(r: &Record, f: &std::collections::HashMap<String, Vec<String>>, d: &crate::state::Daemon) -> Result<bool> {
+fn matches(
+    r: &Record,
+    f: &std::collections::HashMap<String, Vec<String>>,
+    d: &crate::state::Daemon,
+) -> Result<bool> {
     for (k, vals) in f {
         if vals.is_empty() {
             continue;
         }
         let ok = match k.as_str() {
             "status" => vals.iter().any(|v| *v == r.state.status),
-            "name" => vals.iter().any(|v| r.bare_name().contains(v.trim_start_matches('/'))),
+            "name" => vals
+                .iter()
+                .any(|v| r.bare_name().contains(v.trim_start_matches('/'))),
             "id" => vals.iter().any(|v| r.id.starts_with(v)),
             "label" => vals.iter().all(|v| {
                 let labels = r.config.labels.clone().unwrap_or_default();
@@ -88,11 +94,12 @@ fn matches(r: &Record, f: &std::collections::HashMap<String, Vec<String>>, d: &c
             }),
             "exited" => {
                 r.state.status == status::EXITED
-                    && vals.iter().any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
+                    && vals
+                        .iter()
+                        .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
             }
             "ancestor" => vals.iter().any(|v| {
-                r.image == *v
-                    || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
+                r.image == *v || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
             }),
             "before" | "since" => {
                 let other = d.find(&vals[0])?.snapshot();
@@ -102,11 +109,7 @@ fn matches(r: &Record, f: &std::collections::HashMap<String, Vec<String>>, d: &c
                     r.created > other.created
                 }
             }
-            other => {
-                return Err(Error::bad_request(format!(
-                    "invalid filter '{other}'"
-                )))
-            }
+            other => return Err(Error::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {
             return Ok(false);
@@ -139,7 +142,12 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let mut out = Vec::new();
     for r in recs {
         let listed_by_default = r.is_running();
-        if !all && limit.is_none() && !listed_by_default && !filters.contains_key("status") && !filters.contains_key("exited") {
+        if !all
+            && limit.is_none()
+            && !listed_by_default
+            && !filters.contains_key("status")
+            && !filters.contains_key("exited")
+        {
             continue;
         }
         if !matches(&r, &filters, &d)? {
@@ -159,7 +167,13 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             created: created_unix(&r),
             ports: Vec::<PortSummary>::new(),
             size_rw: size,
-            size_root_fs: size.map(|s| s + d.images.get(&r.image_id).map(|i| i.size as i64).unwrap_or(0)),
+            size_root_fs: size.map(|s| {
+                s + d
+                    .images
+                    .get(&r.image_id)
+                    .map(|i| i.size as i64)
+                    .unwrap_or(0)
+            }),
             labels: r.config.labels.clone().unwrap_or_default(),
             state: r.state.status.clone(),
             status: status_text(&r),
@@ -180,7 +194,9 @@ fn dir_size(p: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
@@ -193,12 +209,25 @@ fn dir_size(p: &std::path::Path) -> u64 {
     total
 }
 
-pub fn inspect_record(d: &crate::state::Daemon, c: &crate::state::Container, size: bool) -> Inspect {
+pub fn inspect_record(
+    d: &crate::state::Daemon,
+    c: &crate::state::Container,
+    size: bool,
+) -> Inspect {
     let r = c.snapshot();
     let p = &c.paths;
     let (size_rw, size_root) = if size {
         let rw = dir_size(&p.upper()) as i64;
-        (Some(rw), Some(rw + d.images.get(&r.image_id).map(|i| i.size as i64).unwrap_or(0)))
+        (
+            Some(rw),
+            Some(
+                rw + d
+                    .images
+                    .get(&r.image_id)
+                    .map(|i| i.size as i64)
+                    .unwrap_or(0),
+            ),
+        )
     } else {
         (None, None)
     };
@@ -248,7 +277,11 @@ pub fn inspect_record(d: &crate::state::Daemon, c: &crate::state::Container, siz
     }
 }
 
-pub async fn inspect(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn inspect(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     Ok(json(200, &inspect_record(&d, &c, q.bool("size"))))
@@ -267,7 +300,11 @@ pub async fn stop(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
     Ok(no_content())
 }
 
-pub async fn restart(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn restart(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     lifecycle::restart(&d, &c, q.get("signal"), q.int("t")?).await?;
@@ -293,26 +330,41 @@ pub async fn unpause(State(d): St, Path(id): Path<String>) -> Result<Response> {
     Ok(no_content())
 }
 
-pub async fn rename(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn rename(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     lifecycle::rename(&d, &c, q.get("name").unwrap_or(""))?;
     Ok(no_content())
 }
 
-pub async fn remove(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn remove(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     lifecycle::remove(&d, &c, q.bool("force")).await?;
     Ok(no_content())
 }
 
-pub async fn resize(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn resize(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
     if !c.rec().is_running() {
-        return Err(Error::conflict(format!("Container {} is not running", c.id)));
+        return Err(Error::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
     }
     shim::call(
         &c.paths.socket(),
@@ -331,8 +383,13 @@ pub async fn wait(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let condition = q.get("condition").unwrap_or("").to_string();
-    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
-        return Err(Error::bad_request(format!("invalid condition: \"{condition}\"")));
+    if !matches!(
+        condition.as_str(),
+        "" | "not-running" | "next-exit" | "removed"
+    ) {
+        return Err(Error::bad_request(format!(
+            "invalid condition: \"{condition}\""
+        )));
     }
     let fut = async move {
         let body = match lifecycle::wait(&c, &condition).await {
@@ -341,7 +398,9 @@ pub async fn wait(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
                 status_code: code,
             },
             Err(e) => WaitResponse {
-                error: Some(berth_api::container::WaitError { message: e.0.message }),
+                error: Some(berth_api::container::WaitError {
+                    message: e.0.message,
+                }),
                 status_code: -1,
             },
         };
@@ -387,11 +446,20 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
-    Ok(([(axum::http::header::CONTENT_TYPE, ctype)], Body::from_stream(stream)).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, ctype)],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// `POST /containers/{id}/attach`: hijack the connection and stream the main process.
-pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery, mut req: Request) -> Result<Response> {
+pub async fn attach(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    mut req: Request,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let r = c.snapshot();
@@ -400,7 +468,9 @@ pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery,
         None => berth_api::detach::DEFAULT.to_vec(),
     };
     if !q.bool("stream") && !q.bool("logs") {
-        return Err(Error::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(Error::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let want_stdin = q.bool("stdin") && r.config.open_stdin;
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
@@ -457,7 +527,11 @@ pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery,
                     if s == berth_api::stdcopy::SYSTEM {
                         return;
                     }
-                    let chunk = if tty { p } else { berth_api::stdcopy::frame(s, &p) };
+                    let chunk = if tty {
+                        p
+                    } else {
+                        berth_api::stdcopy::frame(s, &p)
+                    };
                     if btx.send(chunk).await.is_err() {
                         return;
                     }
@@ -470,13 +544,18 @@ pub async fn attach(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery,
                 .map(|b| (Ok::<_, std::convert::Infallible>(Bytes::from(b)), rx))
         });
         return Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/vnd.docker.raw-stream")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/vnd.docker.raw-stream",
+            )],
             Body::from_stream(stream),
         )
             .into_response());
     }
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let (socket, ack) = if running {
             (socket, None)

@@ -78,11 +78,21 @@ async fn drain(stream: &mut crate::container::shim::Stream) -> Option<i64> {
     }
 }
 
-pub async fn resize(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn resize(
+    State(d): St,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let e = d.exec(&id)?;
     let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
-    exec::resize(&d, &e, u16::try_from(w).unwrap_or(0), u16::try_from(h).unwrap_or(0)).await?;
+    exec::resize(
+        &d,
+        &e,
+        u16::try_from(w).unwrap_or(0),
+        u16::try_from(h).unwrap_or(0),
+    )
+    .await?;
     Ok(json(200, &serde_json::json!({})))
 }
 

@@ -46,7 +46,13 @@ fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error 
 }
 
 /// `HEAD|GET|PUT /containers/{id}/archive`.
-pub async fn archive(State(d): St, Path(id): Path<String>, method: Method, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+pub async fn archive(
+    State(d): St,
+    Path(id): Path<String>,
+    method: Method,
+    RawQuery(q): RawQuery,
+    req: Request,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let path = container_path(&q)?;
@@ -79,7 +85,11 @@ pub async fn archive(State(d): St, Path(id): Path<String>, method: Method, RawQu
             })
             .await?;
             let mut resp = if get {
-                ([(axum::http::header::CONTENT_TYPE, "application/x-tar")], Body::from(tar)).into_response()
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
+                    Body::from(tar),
+                )
+                    .into_response()
             } else {
                 axum::http::StatusCode::OK.into_response()
             };
@@ -94,7 +104,11 @@ pub async fn archive(State(d): St, Path(id): Path<String>, method: Method, RawQu
                 .map_err(|e| Error::bad_request(format!("reading archive: {e}")))?;
             let opts = berth_image::archive::ExtractOptions {
                 no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
-                chown: if q.bool("copyUIDGID") { None } else { Some((0, 0)) },
+                chown: if q.bool("copyUIDGID") {
+                    None
+                } else {
+                    Some((0, 0))
+                },
                 allow_devices: false,
             };
             let id2 = id.clone();
@@ -126,7 +140,11 @@ pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
         })
     })
     .await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-tar")], Body::from(Bytes::from(tar))).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
+        Body::from(Bytes::from(tar)),
+    )
+        .into_response())
 }
 
 /// `GET /containers/{id}/changes`.
@@ -153,9 +171,11 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
     let c = d.find(q.get("container").unwrap_or(""))?;
     let body_cfg: berth_api::container::Config = json_body(&body)?;
     let rec = c.snapshot();
-    let reference = q.get("repo").filter(|r| !r.is_empty()).map(|r| match q.get("tag").filter(|t| !t.is_empty()) {
-        Some(t) => format!("{r}:{t}"),
-        None => r.to_string(),
+    let reference = q.get("repo").filter(|r| !r.is_empty()).map(|r| {
+        match q.get("tag").filter(|t| !t.is_empty()) {
+            Some(t) => format!("{r}:{t}"),
+            None => r.to_string(),
+        }
     });
     let changes: Vec<String> = raw
         .as_deref()
@@ -191,12 +211,16 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
         changes,
         config: Some(oci_cfg),
     };
-    let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false") && rec.state.status == crate::container::status::RUNNING;
+    let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false")
+        && rec.state.status == crate::container::status::RUNNING;
     if pause {
         let _ = crate::container::lifecycle::pause(&d, &c, true);
     }
     let parent = rec.image_id.clone();
-    let res = blocking(&d, &c, move |d, c| Ok(d.images.commit(&c.paths.upper(), Some(&parent), &opts)?)).await;
+    let res = blocking(&d, &c, move |d, c| {
+        Ok(d.images.commit(&c.paths.upper(), Some(&parent), &opts)?)
+    })
+    .await;
     if pause {
         let _ = crate::container::lifecycle::pause(&d, &c, false);
     }
@@ -210,12 +234,19 @@ pub async fn top(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) ->
     let c = d.find(&id)?;
     let r = c.snapshot();
     if !r.is_running() {
-        return Err(Error::conflict(format!("Container {} is not running", r.id)));
+        return Err(Error::conflict(format!(
+            "Container {} is not running",
+            r.id
+        )));
     }
     let pids = berth_runtime::Runtime::new(&d.runtime_root)
         .pids(&r.id)
         .map_err(|e| Error::internal(e.to_string()))?;
-    let args = q.get("ps_args").filter(|a| !a.is_empty()).unwrap_or("-ef").to_string();
+    let args = q
+        .get("ps_args")
+        .filter(|a| !a.is_empty())
+        .unwrap_or("-ef")
+        .to_string();
     let out = tokio::process::Command::new("ps")
         .args(args.split_whitespace())
         .output()

@@ -116,7 +116,8 @@ fn glob(p: &str, s: &str) -> bool {
                 return false;
             }
             let s = &s[pre.len()..];
-            (0..=s.len()).any(|i| s.is_char_boundary(i) && !s[..i].contains('/') && glob(rest, &s[i..]))
+            (0..=s.len())
+                .any(|i| s.is_char_boundary(i) && !s[..i].contains('/') && glob(rest, &s[i..]))
         }
     }
 }
@@ -174,13 +175,20 @@ fn inspect(img: &berth_image::Image) -> Inspect {
 }
 
 /// `/images/{name}/...`: names contain slashes, so the action is taken from the path's end.
-pub async fn by_name(State(d): St, method: Method, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+pub async fn by_name(
+    State(d): St,
+    method: Method,
+    RawQuery(q): RawQuery,
+    req: Request,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let path = req.uri().path().to_string();
     let rest = path.trim_start_matches("/images/");
     let rest = crate::util::decode(rest);
     let (name, action) = match rest.rsplit_once('/') {
-        Some((n, a)) if matches!(a, "json" | "history" | "tag" | "get" | "push") => (n.to_string(), a),
+        Some((n, a)) if matches!(a, "json" | "history" | "tag" | "get" | "push") => {
+            (n.to_string(), a)
+        }
         _ => (rest.clone(), ""),
     };
     match (method, action) {
@@ -204,7 +212,9 @@ pub async fn by_name(State(d): St, method: Method, RawQuery(q): RawQuery, req: R
         (Method::POST, "tag") => {
             let repo = q.get("repo").unwrap_or("");
             if repo.is_empty() {
-                return Err(Error::bad_request("repository name must have at least one component"));
+                return Err(Error::bad_request(
+                    "repository name must have at least one component",
+                ));
             }
             let target = match q.get("tag").filter(|t| !t.is_empty()) {
                 Some(t) => format!("{repo}:{t}"),
@@ -218,7 +228,10 @@ pub async fn by_name(State(d): St, method: Method, RawQuery(q): RawQuery, req: R
             let force = q.bool("force");
             let dd = d.clone();
             let items = tokio::task::spawn_blocking(move || {
-                let in_use = |id: &str| dd.image_in_use(id).is_some_and(|(_, running)| running || !force);
+                let in_use = |id: &str| {
+                    dd.image_in_use(id)
+                        .is_some_and(|(_, running)| running || !force)
+                };
                 dd.images.delete(&name, force, &in_use)
             })
             .await
@@ -320,9 +333,11 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
             "importing from a URL ({src}) is not supported; send the tarball in the body with fromSrc=-"
         )));
     }
-    let reference = q.get("repo").filter(|s| !s.is_empty()).map(|r| match q.get("tag").filter(|t| !t.is_empty()) {
-        Some(t) => format!("{r}:{t}"),
-        None => r.to_string(),
+    let reference = q.get("repo").filter(|s| !s.is_empty()).map(|r| {
+        match q.get("tag").filter(|t| !t.is_empty()) {
+            Some(t) => format!("{r}:{t}"),
+            None => r.to_string(),
+        }
     });
     let changes: Vec<String> = raw_multi(req.uri().query(), "changes");
     let opts = berth_image::ImportOptions {
@@ -423,6 +438,9 @@ mod tests {
         assert!(reference_matches("busybox:l*", "busybox:latest"));
         assert!(!reference_matches("busybox:1", "busybox:latest"));
         assert!(!reference_matches("*", "a/b:latest"));
-        assert_eq!(raw_multi(Some("names=a&x=1&names=b%2Fc"), "names"), vec!["a", "b/c"]);
+        assert_eq!(
+            raw_multi(Some("names=a&x=1&names=b%2Fc"), "names"),
+            vec!["a", "b/c"]
+        );
     }
 }

@@ -15,8 +15,20 @@ use crate::error::{Error, Result};
 
 /// v1 controllers the runtime knows; anything else in a cgroup mount's options is a mount option.
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
-    "perf_event", "hugetlb", "pids", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// One cgroup directory of the container (one per v1 hierarchy, or the single v2 one).
@@ -76,13 +88,17 @@ fn hierarchies() -> Result<(bool, Vec<Hierarchy>)> {
     let mut v1: Vec<Hierarchy> = Vec::new();
     let mut v2: Vec<PathBuf> = Vec::new();
     for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut post = post.split_whitespace();
         let (Some(fstype), Some(_src), Some(superopts)) = (post.next(), post.next(), post.next())
         else {
             continue;
         };
-        let Some(mountpoint) = pre.split_whitespace().nth(4) else { continue };
+        let Some(mountpoint) = pre.split_whitespace().nth(4) else {
+            continue;
+        };
         let mountpoint = PathBuf::from(unescape(mountpoint));
         match fstype {
             "cgroup2" => v2.push(mountpoint),
@@ -108,7 +124,11 @@ fn hierarchies() -> Result<(bool, Vec<Hierarchy>)> {
     }
     let root = Path::new("/sys/fs/cgroup");
     if v2.iter().any(|m| m == root) || (v1.is_empty() && !v2.is_empty()) {
-        let mp = if v2.iter().any(|m| m == root) { root.to_path_buf() } else { v2.remove(0) };
+        let mp = if v2.iter().any(|m| m == root) {
+            root.to_path_buf()
+        } else {
+            v2.remove(0)
+        };
         return Ok((
             true,
             vec![Hierarchy {
@@ -163,11 +183,17 @@ fn mkdir_all(base: &Path, rel: &Path) -> Result<Vec<PathBuf>> {
 
 impl Cgroup {
     /// Create the container's cgroup at `cgroups_path` in every hierarchy and apply `resources`.
-    pub(crate) fn create(cgroups_path: &Path, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+    pub(crate) fn create(
+        cgroups_path: &Path,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Cgroup> {
         let (is_v2, hs) = hierarchies()?;
         let rel = relative(cgroups_path);
         if rel.as_os_str().is_empty() {
-            return Err(Error::Config(format!("invalid cgroupsPath {}", cgroups_path.display())));
+            return Err(Error::Config(format!(
+                "invalid cgroupsPath {}",
+                cgroups_path.display()
+            )));
         }
         let mut cg = Cgroup {
             v2: is_v2,

@@ -38,7 +38,9 @@ fn dir_of<'a>(cg: &'a Cgroup, controller: &str) -> Option<&'a Path> {
 /// value is actually requested.
 fn set(cg: &Cgroup, controller: &str, file: &str, value: impl ToString) -> Result<()> {
     let dir = dir_of(cg, controller).ok_or_else(|| {
-        Error::Config(format!("cgroup controller {controller} is not mounted (needed for {file})"))
+        Error::Config(format!(
+            "cgroup controller {controller} is not mounted (needed for {file})"
+        ))
     })?;
     write_file(&dir.join(file), &value.to_string())
 }
@@ -58,7 +60,10 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
         Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
         Some(LinuxDeviceType::P) => 'p',
     };
-    let num = |n: Option<i64>| n.filter(|&n| n >= 0).map_or("*".to_string(), |n| n.to_string());
+    let num = |n: Option<i64>| {
+        n.filter(|&n| n >= 0)
+            .map_or("*".to_string(), |n| n.to_string())
+    };
     let access = d.access().clone().unwrap_or_else(|| "rwm".into());
     if typ == 'a' && d.major().is_none() && d.minor().is_none() {
         return format!("a *:* {access}");
@@ -121,15 +126,17 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(p) = r.pids() {
-        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() };
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
         set(cg, "pids", "pids.max", v)?;
     }
     if let Some(b) = r.block_io() {
         if let Some(w) = b.weight() {
-            if w > 0 {
-                if set_optional(cg, "blkio", "blkio.weight", w).is_err() {
-                    set_optional(cg, "blkio", "blkio.bfq.weight", w)?;
-                }
+            if w > 0 && set_optional(cg, "blkio", "blkio.weight", w).is_err() {
+                set_optional(cg, "blkio", "blkio.bfq.weight", w)?;
             }
         }
         if let Some(w) = b.leaf_weight() {
@@ -137,36 +144,72 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(w) = d.weight() {
-                set(cg, "blkio", "blkio.weight_device", format!("{}:{} {w}", d.major(), d.minor()))?;
+                set(
+                    cg,
+                    "blkio",
+                    "blkio.weight_device",
+                    format!("{}:{} {w}", d.major(), d.minor()),
+                )?;
             }
         }
         let throttles = [
-            ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
-            ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
-            ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
-            ("blkio.throttle.write_iops_device", b.throttle_write_iops_device()),
+            (
+                "blkio.throttle.read_bps_device",
+                b.throttle_read_bps_device(),
+            ),
+            (
+                "blkio.throttle.write_bps_device",
+                b.throttle_write_bps_device(),
+            ),
+            (
+                "blkio.throttle.read_iops_device",
+                b.throttle_read_iops_device(),
+            ),
+            (
+                "blkio.throttle.write_iops_device",
+                b.throttle_write_iops_device(),
+            ),
         ];
         for (file, list) in throttles {
             for d in list.iter().flatten() {
-                set(cg, "blkio", file, format!("{}:{} {}", d.major(), d.minor(), d.rate()))?;
+                set(
+                    cg,
+                    "blkio",
+                    file,
+                    format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                )?;
             }
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
-        set(cg, "hugetlb", &format!("hugetlb.{}.limit_in_bytes", h.page_size()), h.limit())?;
+        set(
+            cg,
+            "hugetlb",
+            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            h.limit(),
+        )?;
     }
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
             set(cg, "net_cls", "net_cls.classid", id)?;
         }
         for p in n.priorities().iter().flatten() {
-            set(cg, "net_prio", "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+            set(
+                cg,
+                "net_prio",
+                "net_prio.ifpriomap",
+                format!("{} {}", p.name(), p.priority()),
+            )?;
         }
     }
     if let Some(devs) = r.devices() {
         if dir_of(cg, "devices").is_some() {
             for d in devs {
-                let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+                let file = if d.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
                 set(cg, "devices", file, device_rule(d))?;
             }
         }
@@ -192,7 +235,11 @@ pub(super) fn set_frozen(dir: &Path, frozen: bool) -> Result<()> {
     if frozen {
         let _ = write_file(&file, "THAWED");
     }
-    Err(Error::sys("freeze", file.display(), io::Error::from_raw_os_error(libc::ETIMEDOUT)))
+    Err(Error::sys(
+        "freeze",
+        file.display(),
+        io::Error::from_raw_os_error(libc::ETIMEDOUT),
+    ))
 }
 
 #[cfg(test)]
@@ -202,7 +249,11 @@ mod tests {
 
     #[test]
     fn device_rules() {
-        let all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap();
+        let all = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap();
         assert_eq!(device_rule(&all), "a *:* rwm");
         let null = LinuxDeviceCgroupBuilder::default()
             .allow(true)

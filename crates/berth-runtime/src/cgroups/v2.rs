@@ -68,7 +68,11 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             w("memory.max", max_or(l))?;
             if let Some(s) = m.swap() {
                 // OCI swap is memory+swap; v2 swap.max is swap alone.
-                let v = if s < 0 { "max".into() } else { (s - l.max(0)).max(0).to_string() };
+                let v = if s < 0 {
+                    "max".into()
+                } else {
+                    (s - l.max(0)).max(0).to_string()
+                };
                 w("memory.swap.max", v)?;
             }
         }
@@ -81,7 +85,10 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             }
         }
         if c.quota().is_some() || c.period().is_some() {
-            let q = c.quota().filter(|&q| q > 0).map_or("max".to_string(), |q| q.to_string());
+            let q = c
+                .quota()
+                .filter(|&q| q > 0)
+                .map_or("max".to_string(), |q| q.to_string());
             let p = c.period().filter(|&p| p > 0).unwrap_or(100_000);
             w("cpu.max", format!("{q} {p}"))?;
         }
@@ -93,11 +100,21 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(p) = r.pids() {
-        w("pids.max", if p.limit() > 0 { p.limit().to_string() } else { "max".into() })?;
+        w(
+            "pids.max",
+            if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            },
+        )?;
     }
     if let Some(b) = r.block_io() {
         if let Some(weight) = b.weight().filter(|&x| x > 0) {
-            w("io.weight", format!("default {}", blkio_to_io_weight(weight)))?;
+            w(
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(weight)),
+            )?;
         }
         let throttles = [
             ("rbps", b.throttle_read_bps_device()),
@@ -107,12 +124,18 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         ];
         for (key, list) in throttles {
             for d in list.iter().flatten() {
-                w("io.max", format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()))?;
+                w(
+                    "io.max",
+                    format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
+                )?;
             }
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
-        w(&format!("hugetlb.{}.max", h.page_size()), h.limit().to_string())?;
+        w(
+            &format!("hugetlb.{}.max", h.page_size()),
+            h.limit().to_string(),
+        )?;
     }
     if let Some(u) = r.unified() {
         for (k, v) in u {

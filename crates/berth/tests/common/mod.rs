@@ -18,9 +18,13 @@ pub fn berth_bin() -> &'static str {
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        let out =
+            std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkbusybox.sh");
-        let st = Command::new(script).arg(&out).status().expect("run mkbusybox.sh");
+        let st = Command::new(script)
+            .arg(&out)
+            .status()
+            .expect("run mkbusybox.sh");
         assert!(st.success(), "mkbusybox.sh failed");
         out
     })
@@ -51,7 +55,13 @@ impl Daemon {
             base,
         };
         d.spawn();
-        let out = d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]);
+        let out = d.berth(&[
+            "import",
+            "--change",
+            "CMD [\"sh\"]",
+            busybox_tar().to_str().unwrap(),
+            "busybox:latest",
+        ]);
         assert!(out.status.success(), "import busybox: {}", stderr(&out));
         d
     }
@@ -109,7 +119,10 @@ impl Daemon {
 
     pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run_with_stdin(
-            Command::new(berth_bin()).arg("-H").arg(self.host()).args(args),
+            Command::new(berth_bin())
+                .arg("-H")
+                .arg(self.host())
+                .args(args),
             stdin,
         )
     }
@@ -140,9 +153,18 @@ impl Daemon {
     /// Raw HTTP over the socket with curl; returns (status, body).
     pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
-            .arg(&self.sock)
-            .arg(format!("http://berth{path}"));
+        cmd.args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--unix-socket",
+        ])
+        .arg(&self.sock)
+        .arg(format!("http://berth{path}"));
         if let Some(b) = body {
             cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
         }
@@ -154,7 +176,11 @@ impl Daemon {
 
     pub fn container_ids(&self) -> Vec<String> {
         std::fs::read_dir(self.data_root.join("containers"))
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -171,7 +197,10 @@ impl Drop for Daemon {
             let _ = self.berth(&args);
         }
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -213,7 +242,10 @@ pub fn leaks(base: &Path, exec_root: &Path, ids: &[String]) -> Vec<String> {
             let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if text.contains(base.to_str().unwrap()) || text.contains(exec_root.to_str().unwrap()) {
-                out.push(format!("process {}: {text}", e.file_name().to_string_lossy()));
+                out.push(format!(
+                    "process {}: {text}",
+                    e.file_name().to_string_lossy()
+                ));
             }
         }
     }
@@ -222,7 +254,11 @@ pub fn leaks(base: &Path, exec_root: &Path, ids: &[String]) -> Vec<String> {
 
 fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().expect("spawn");
     if let Some(data) = stdin {
         use std::io::Write;
