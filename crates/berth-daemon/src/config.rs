@@ -23,6 +23,9 @@ pub struct DaemonArgs {
     /// Log level: debug, info, warn, error
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
+    /// Parent cgroup of all containers
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
 }
 
 /// The subset of daemon.json berth reads; unknown keys are ignored like dockerd ignores none,
@@ -36,6 +39,7 @@ struct FileConfig {
     pidfile: Option<PathBuf>,
     log_level: Option<String>,
     log_opts: std::collections::BTreeMap<String, String>,
+    cgroup_parent: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Default json-file options (max-size, max-file).
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// Cgroup under which every container's cgroup is made.
+    pub cgroup_parent: String,
 }
 
 impl DaemonConfig {
@@ -86,6 +92,12 @@ impl DaemonConfig {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
             log_opts: file.log_opts,
+            cgroup_parent: args
+                .cgroup_parent
+                .or(file.cgroup_parent)
+                .unwrap_or_else(|| "berth".into())
+                .trim_matches('/')
+                .to_string(),
         })
     }
 }

@@ -24,6 +24,9 @@ pub struct ShimConfig {
     pub stdin_once: bool,
     /// Where the exit record goes.
     pub exit_file: PathBuf,
+    /// Initial TTY size (rows, columns), set before the process runs.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl ShimConfig {

@@ -246,6 +246,9 @@ impl Shim {
             .map_err(|e| io_err("log file", e))?;
         let mut main = new_proc(created, plan.stdin, plan.outputs);
         main.stdin_once = cfg.stdin_once;
+        if let (Some(pty), Some((rows, cols))) = (&main.pty, cfg.console_size) {
+            let _ = set_winsize(pty, rows, cols);
+        }
         let pid = main.pid;
         let mut procs = HashMap::new();
         procs.insert(None, main);
@@ -705,18 +708,9 @@ impl Shim {
                 let Some(pty) = &p.pty else {
                     return Some(Reply::err("the process has no TTY"));
                 };
-                let ws = libc::winsize {
-                    ws_row: height,
-                    ws_col: width,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the call.
-                let rc = unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-                Some(if rc == 0 {
-                    Reply::ok()
-                } else {
-                    Reply::err(format!("resize: {}", std::io::Error::last_os_error()))
+                Some(match set_winsize(pty, height, width) {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => Reply::err(format!("resize: {e}")),
                 })
             }
             Request::Exec {
@@ -803,6 +797,23 @@ impl Shim {
         // SIGCHLD was unblocked (and so could be discarded) during the exec.
         self.reap();
         reply
+    }
+}
+
+/// Set a PTY's window size.
+fn set_winsize(pty: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the call.
+    let rc = unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -138,10 +138,13 @@ fn resource_limits_land_in_cgroups() {
         "60",
     ]);
     let cg = |ctl: &str, file: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/berth/{id}/{file}"))
-            .unwrap_or_else(|e| panic!("{ctl}/{file}: {e}"))
-            .trim()
-            .to_string()
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/{ctl}/{}/{id}/{file}",
+            d.cgroup_parent
+        ))
+        .unwrap_or_else(|e| panic!("{ctl}/{file}: {e}"))
+        .trim()
+        .to_string()
     };
     if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
         assert_eq!(

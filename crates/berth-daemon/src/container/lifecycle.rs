@@ -251,6 +251,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         &ic,
         &layers,
         &super::rootfs::overlay_options(c, &layers),
+        &d.cfg.cgroup_parent,
     )?;
     write_net_files(c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
@@ -283,6 +284,13 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         open_stdin: rec.config.open_stdin,
         stdin_once: rec.config.stdin_once,
         exit_file: c.paths.exit_file(),
+        console_size: match rec.host_config.console_size.as_deref() {
+            Some([h, w]) if *h > 0 && *w > 0 => Some((
+                u16::try_from(*h).unwrap_or(u16::MAX),
+                u16::try_from(*w).unwrap_or(u16::MAX),
+            )),
+            _ => None,
+        },
     };
     let data = serde_json::to_vec(&shim_cfg).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.dir.join(ShimConfig::FILE), data)?;
@@ -653,6 +661,10 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
         }
     })?;
     d.remove_handle(&c.id);
+    d.execs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, e| e.container_id != c.id);
     c.progress.send_modify(|p| p.removed = true);
     Ok(())
 }

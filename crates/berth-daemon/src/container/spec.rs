@@ -504,6 +504,7 @@ pub fn build(
     image: &oci_spec::image::Config,
     layers: &[PathBuf],
     overlay: &str,
+    cgroup_parent: &str,
 ) -> Result<Built> {
     let h = &rec.host_config;
     let hostname = if rec.config.hostname.is_empty() {
@@ -589,7 +590,10 @@ pub fn build(
     }
     let mut linux = json!({
         "namespaces": namespaces,
-        "cgroupsPath": format!("/berth/{}", rec.id),
+        "cgroupsPath": match h.cgroup_parent.trim_matches('/') {
+            "" => format!("/{cgroup_parent}/{}", rec.id),
+            own => format!("/{own}/{}", rec.id),
+        },
         "resources": resources(rec),
         "maskedPaths": if h.privileged { json!([]) } else { json!(h.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect())) },
         "readonlyPaths": if h.privileged { json!([]) } else { json!(h.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect())) },

@@ -31,6 +31,8 @@ pub fn busybox_tar() -> &'static Path {
 }
 
 pub struct Daemon {
+    /// The daemon's --cgroup-parent: every cgroup of this test lives below it.
+    pub cgroup_parent: String,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub sock: PathBuf,
@@ -48,6 +50,7 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let mut d = Daemon {
+            cgroup_parent: format!("berth-test-{tag}"),
             data_root: base.join("data"),
             sock: exec_root.join("berth.sock"),
             exec_root,
@@ -81,6 +84,7 @@ impl Daemon {
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .args(["--config-file", "/nonexistent/berth-test.json"])
+            .args(["--cgroup-parent", &self.cgroup_parent])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -211,7 +215,7 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let leaks = leaks(&self.base, &self.exec_root, &ids);
+        let leaks = leaks(&self.base, &self.exec_root, &self.cgroup_parent);
         let _ = std::fs::remove_dir_all(&self.base);
         let _ = std::fs::remove_dir_all(&self.exec_root);
         if !std::thread::panicking() {
@@ -220,8 +224,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Mounts, cgroups and processes a test left behind.
-pub fn leaks(base: &Path, exec_root: &Path, ids: &[String]) -> Vec<String> {
+/// Mounts, cgroups, runtime state and processes a test left behind. Empty parent cgroups are
+/// removed on the way (the daemon makes them on demand).
+pub fn leaks(base: &Path, exec_root: &Path, cgroup_parent: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for l in mounts.lines() {
@@ -229,13 +234,27 @@ pub fn leaks(base: &Path, exec_root: &Path, ids: &[String]) -> Vec<String> {
             out.push(format!("mount: {l}"));
         }
     }
-    for id in ids {
-        for ctl in ["memory", "pids", "cpu", "freezer", "devices", "unified"] {
-            let p = Path::new("/sys/fs/cgroup").join(ctl).join("berth").join(id);
-            if p.exists() {
-                out.push(format!("cgroup: {}", p.display()));
+    if let Ok(ctls) = std::fs::read_dir("/sys/fs/cgroup") {
+        for ctl in ctls.flatten() {
+            let parent = ctl.path().join(cgroup_parent);
+            if !parent.exists() {
+                continue;
             }
+            for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if child.path().is_dir() {
+                    out.push(format!("cgroup: {}", child.path().display()));
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
         }
+    }
+    let runtime_state = exec_root.join("runtime");
+    for e in std::fs::read_dir(&runtime_state)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        out.push(format!("runtime state: {}", e.path().display()));
     }
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
