@@ -300,18 +300,61 @@ fn ps_filters_env_file_and_log_times() {
     let env_file = dir.join("env");
     std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n\nOTHER=2\n").unwrap();
     assert_eq!(
-        d.ok(&["run", "--rm", "--env-file", env_file.to_str().unwrap(), "busybox", "sh", "-c", "echo $FROM_FILE$OTHER"]),
+        d.ok(&[
+            "run",
+            "--rm",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FROM_FILE$OTHER"
+        ]),
         "yes2"
     );
     d.ok(&["run", "--name", "ok0", "busybox", "true"]);
-    assert_eq!(d.berth(&["run", "--name", "bad3", "busybox", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(
+        d.berth(&["run", "--name", "bad3", "busybox", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
     d.ok(&["create", "--name", "fresh", "busybox"]);
-    assert_eq!(d.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]), "bad3");
-    assert_eq!(d.ok(&["ps", "-a", "--filter", "status=created", "--format", "{{.Names}}"]), "fresh");
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]),
+        "bad3"
+    );
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "fresh"
+    );
     assert_eq!(d.ok(&["ps", "-l", "--format", "{{.Names}}"]), "fresh");
-    assert_eq!(d.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]), "fresh\nbad3");
-    assert_eq!(d.ok(&["ps", "-a", "-q", "--filter", "ancestor=busybox"]).lines().count(), 3);
-    let sized = d.ok(&["ps", "-a", "-s", "--filter", "name=ok0", "--format", "{{.Size}}"]);
+    assert_eq!(
+        d.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "fresh\nbad3"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "-q", "--filter", "ancestor=busybox"])
+            .lines()
+            .count(),
+        3
+    );
+    let sized = d.ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=ok0",
+        "--format",
+        "{{.Size}}",
+    ]);
     assert!(sized.contains("virtual"), "{sized}");
     let json_line = d.ok(&["ps", "-a", "--filter", "name=bad3", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json_line).unwrap();
@@ -320,7 +363,10 @@ fn ps_filters_env_file_and_log_times() {
     d.ok(&["run", "--name", "talker", "busybox", "echo", "said"]);
     assert_eq!(d.ok(&["logs", "--since", "1h", "talker"]), "said");
     assert_eq!(d.ok(&["logs", "--until", "1h", "talker"]), "");
-    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "talker"]), "");
+    assert_eq!(
+        d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "talker"]),
+        ""
+    );
     d.ok(&["rm", "ok0", "bad3", "fresh", "talker"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

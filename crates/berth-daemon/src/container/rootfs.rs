@@ -49,6 +49,23 @@ pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
     )
 }
 
+/// Read a small file of a container-controlled tree without leaving it: directories resolve
+/// with `root` as `/` (openat2 RESOLVE_IN_ROOT) and a symlink as the last component is not
+/// followed, so a planted `/etc/passwd -> /host/file` link reads nothing.
+pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let host = berth_image::archive::resolve_in_root(root, Path::new(path)).ok()?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)
+        .ok()?;
+    let mut s = String::new();
+    f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
 /// An overlay mounted on the container's rootfs dir; unmounted on drop.
 struct TempMount(PathBuf);
 

@@ -177,7 +177,7 @@ pub struct User {
 pub fn read_root_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> Option<String> {
     std::iter::once(upper)
         .chain(lowers.iter().map(PathBuf::as_path))
-        .find_map(|d| std::fs::read_to_string(d.join(rel)).ok())
+        .find_map(|d| super::rootfs::read_in_root(d, rel))
 }
 
 /// Resolve `user` ("", "name", "uid", "name:group", "uid:gid") against the image's passwd/group.
@@ -638,8 +638,8 @@ pub fn exec_process(
     } else {
         ec.user.clone()
     };
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok();
-    let group = std::fs::read_to_string(root.join("etc/group")).ok();
+    let passwd = super::rootfs::read_in_root(root, "/etc/passwd");
+    let group = super::rootfs::read_in_root(root, "/etc/group");
     let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
     let base_env = rec.config.env.clone().unwrap_or_default();
     let env = environment(
