@@ -28,7 +28,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;
     let daemon = Arc::new(Daemon::new(cfg.clone(), images));
-    crate::container::lifecycle::restore(&daemon)
+    let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;
     let router = routes::router(daemon.clone());
@@ -71,6 +71,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
             ));
         }
     }
+    crate::container::lifecycle::boot_restarts(&daemon, to_restart);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {

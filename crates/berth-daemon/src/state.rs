@@ -23,6 +23,8 @@ pub type PendingAttach = tokio::sync::oneshot::Sender<(PathBuf, tokio::sync::one
 pub struct Container {
     pub id: String,
     pub paths: Paths,
+    /// berth-runtime's state root (the daemon's), for pause/resume/delete.
+    pub runtime_root: PathBuf,
     rec: Mutex<Record>,
     pub progress: watch::Sender<Progress>,
     /// Serializes start/stop/remove of this container.
@@ -33,10 +35,11 @@ pub struct Container {
 }
 
 impl Container {
-    pub fn new(rec: Record, paths: Paths) -> Container {
+    pub fn new(rec: Record, paths: Paths, runtime_root: PathBuf) -> Container {
         Container {
             id: rec.id.clone(),
             paths,
+            runtime_root,
             rec: Mutex::new(rec),
             progress: watch::channel(Progress::default()).0,
             op: tokio::sync::Mutex::new(()),
@@ -78,6 +81,13 @@ pub struct ExecState {
     pub started: bool,
 }
 
+/// Docker's error for a name that is in use.
+pub fn name_conflict(name: &str, owner: &str) -> Error {
+    Error::conflict(format!(
+        "Conflict. The container name \"{name}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
 pub struct Daemon {
     pub cfg: DaemonConfig,
     pub images: berth_image::Store,
@@ -113,6 +123,27 @@ impl Daemon {
         self.map().insert(c.id.clone(), c);
     }
 
+    /// Insert a new container unless another one holds its name (checked under one lock).
+    pub fn insert_named(&self, c: Arc<Container>) -> Result<()> {
+        let mut map = self.map();
+        let name = c.rec().name.clone();
+        if let Some(owner) = map.values().find(|o| o.rec().name == name) {
+            return Err(name_conflict(&name, &owner.id));
+        }
+        map.insert(c.id.clone(), c);
+        Ok(())
+    }
+
+    /// Give `c` a new name unless another container holds it (checked under one lock).
+    pub fn rename(&self, c: &Container, name: &str) -> Result<()> {
+        let map = self.map();
+        if let Some(owner) = map.values().find(|o| o.id != c.id && o.rec().name == name) {
+            return Err(name_conflict(name, &owner.id));
+        }
+        c.update(|r| r.name = name.to_string())?;
+        Ok(())
+    }
+
     pub fn remove_handle(&self, id: &str) {
         self.map().remove(id);
     }
@@ -140,12 +171,9 @@ impl Daemon {
         }
     }
 
-    /// The container currently holding `name` (with leading '/'), if any.
-    pub fn name_owner(&self, name: &str) -> Option<String> {
-        self.map()
-            .values()
-            .find(|c| c.rec().name == name)
-            .map(|c| c.id.clone())
+    /// Whether a container holds `name` (with leading '/').
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.map().values().any(|c| c.rec().name == name)
     }
 
     pub fn exec(&self, id: &str) -> Result<Arc<Exec>> {

@@ -15,7 +15,10 @@ use crate::namespaces::{self, Plan};
 use crate::rootfs::OVERLAY_ANNOTATION;
 use crate::state::{self, Record, EXEC_FIFO};
 use crate::sync::{Channel, Msg};
-use crate::{init, sys, Created, Stdio};
+use crate::{hooks, init, seccomp, sys, Created, Stdio};
+
+/// Directory under the state root holding compiled seccomp programs.
+pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";
 
 /// Read and parse `<bundle>/config.json`.
 pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
@@ -214,8 +217,13 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         }
     }
 
+    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::program(s, &root.join(SECCOMP_CACHE))?),
+        None => None,
+    };
     let (parent_end, child_end) = Channel::pair()?;
     let args = init::Args {
+        id,
         spec: &spec,
         bundle: &bundle,
         rootfs: &rootfs,
@@ -224,6 +232,7 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         stdio: &stdio,
         state_dir: &state_dir,
         overlay,
+        seccomp: std::cell::Cell::new(seccomp),
     };
     let (pid, ch) = spawn(&plan, &args, parent_end, child_end)?;
     cleanup.pid = Some(pid);
@@ -236,6 +245,12 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     }
     if let Some(cg) = &cleanup.cgroup {
         cg.join(pid)?;
+    }
+    if let Some(h) = spec.hooks() {
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let st = hooks::state_json(id, "creating", pid, &bundle, &annotations);
+        hooks::run("prestart", h.prestart().as_ref(), &st)?;
+        hooks::run("createRuntime", h.create_runtime().as_ref(), &st)?;
     }
     ch.send(&Msg::Go(pid))
         .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
@@ -261,6 +276,14 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         annotations: spec.annotations().clone().unwrap_or_default(),
         created: state::now_rfc3339(),
         cgroup: cleanup.cgroup.clone(),
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
     };
     record.save(root)?;
     cleanup.armed = false;

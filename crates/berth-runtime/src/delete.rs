@@ -5,7 +5,9 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::create::load_spec;
 use crate::error::{Error, Result};
+use crate::hooks;
 use crate::kill::kill_and_wait;
 use crate::state::{self, Record, Status};
 
@@ -41,7 +43,22 @@ pub(crate) fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         cg.remove()?;
     }
     match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", dir, e)),
-        _ => Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::io("remove", dir, e)),
+        _ => {}
     }
+    if rec.poststop {
+        // Poststop failures are warnings: the container is gone either way.
+        let st = hooks::state_json(id, "stopped", rec.pid, &rec.bundle, &rec.annotations);
+        let r = load_spec(&rec.bundle).and_then(|s| {
+            hooks::run(
+                "poststop",
+                s.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+                &st,
+            )
+        });
+        if let Err(e) = r {
+            eprintln!("berth-runtime: warning: {e}");
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use crate::create::load_spec;
 use crate::error::{Error, Result};
@@ -65,7 +65,13 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
         ));
     }
     let spec = load_spec(&rec.bundle)?;
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::program(
+            s,
+            &root.join(crate::create::SECCOMP_CACHE),
+        )?),
+        None => None,
+    };
     let nss = container_namespaces(rec.pid)?;
     let (parent_end, child_end) = Channel::pair()?;
 
@@ -89,7 +95,7 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
             let r = unsafe { sys::clone_fork(libc::CLONE_PARENT as u64) };
             if matches!(r, Ok(0)) {
                 drop(nss);
-                child(process, seccomp.as_ref(), &stdio, &child_end);
+                child(process, seccomp, &stdio, &child_end);
             }
             r.map_err(|e| Error::sys("clone", "CLONE_PARENT", e))
         })();
@@ -138,7 +144,12 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
 }
 
 /// The new process, inside all of the container's namespaces. Never returns.
-fn child(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, ch: &Channel) -> ! {
+fn child(
+    process: &Process,
+    seccomp: Option<crate::seccomp::Program>,
+    stdio: &Stdio,
+    ch: &Channel,
+) -> ! {
     let r = (|| -> Result<Error> {
         sys::setsid().map_err(|e| Error::sys("setsid", "", e))?;
         stdio::install(stdio)?;

@@ -15,10 +15,11 @@ use crate::namespaces::Plan;
 use crate::process::{self, Prepared};
 use crate::state::EXEC_FIFO;
 use crate::sync::{Channel, Msg};
-use crate::{console, devices, rootfs, stdio, sys, Stdio};
+use crate::{console, devices, hooks, rootfs, stdio, sys, Stdio};
 
 /// Everything the init needs; it lives in the parent's memory, which the child has a copy of.
 pub(crate) struct Args<'a> {
+    pub id: &'a str,
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
@@ -27,6 +28,8 @@ pub(crate) struct Args<'a> {
     pub stdio: &'a Stdio,
     pub state_dir: &'a Path,
     pub overlay: Option<&'a str>,
+    /// The compiled seccomp program (compiled or fetched from the cache by the creator).
+    pub seccomp: std::cell::Cell<Option<crate::seccomp::Program>>,
 }
 
 /// Entry point of the cloned child. Never returns.
@@ -45,17 +48,21 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     // is cleared again before reporting ready).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
-    match ch
+    let host_pid = match ch
         .recv()
         .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
     {
-        (Some(Msg::Go(_)), _) => {}
+        (Some(Msg::Go(pid)), _) => pid,
         (other, _) => {
             return Err(Error::Init(format!(
                 "expected go from runtime, got {other:?}"
             )))
         }
-    }
+    };
+    let hook_state = |status: &str| {
+        let annotations = a.spec.annotations().clone().unwrap_or_default();
+        hooks::state_json(a.id, status, host_pid, a.bundle, &annotations)
+    };
     let spec = a.spec;
     let linux = spec.linux().as_ref();
     let process = spec
@@ -117,6 +124,13 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
             let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
             devices::setup(a.rootfs, &devs, a.plan.new_user)?;
         }
+        if let Some(h) = spec.hooks() {
+            hooks::run(
+                "createContainer",
+                h.create_container().as_ref(),
+                &hook_state("created"),
+            )?;
+        }
         rootfs::pivot(a.rootfs)?;
     }
 
@@ -150,7 +164,7 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     process::set_oom_score_adj(process)?;
     let cwd = process.cwd();
     std::env::set_current_dir(cwd).map_err(|e| Error::io("chdir", cwd, e))?;
-    let prepared = Prepared::new(process, linux.and_then(|l| l.seccomp().as_ref()))?;
+    let prepared = Prepared::new(process, a.seccomp.take())?;
     sys::reset_signals();
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "3..", e))?;
 
@@ -166,7 +180,18 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     // Block until `start` opens the FIFO for reading.
     let fifo = open_fifo(&state_dir)?;
     drop(state_dir);
-    let err = prepared.exec();
+    let started = match spec.hooks() {
+        Some(h) => hooks::run(
+            "startContainer",
+            h.start_container().as_ref(),
+            &hook_state("running"),
+        ),
+        None => Ok(()),
+    };
+    let err = match started {
+        Ok(()) => prepared.exec(),
+        Err(e) => e,
+    };
     let msg = match err {
         Error::Exec { kind, message } => Msg::ExecFail(kind, message),
         other => Msg::Fail(other.to_string()),

@@ -16,6 +16,7 @@ mod devices;
 mod docker_seccomp;
 mod error;
 mod exec;
+mod hooks;
 mod init;
 mod kill;
 mod mounts;

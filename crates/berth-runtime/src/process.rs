@@ -8,7 +8,6 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use libseccomp::ScmpFilterContext;
 use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::capabilities::{self, Sets};
@@ -73,7 +72,7 @@ pub(crate) struct Prepared {
     groups: Vec<u32>,
     umask: u32,
     nnp: bool,
-    filter: Option<ScmpFilterContext>,
+    filter: Option<seccomp::Program>,
 }
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
@@ -101,12 +100,9 @@ fn home_of(uid: u32) -> String {
 }
 
 impl Prepared {
-    /// Compute argv/envp, capability masks and compile the seccomp filter. Runs after
+    /// Compute argv/envp and capability masks (the seccomp program is compiled by the caller). Runs after
     /// pivot_root (HOME is looked up in the container's /etc/passwd when not set).
-    pub(crate) fn new(
-        p: &Process,
-        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
-    ) -> Result<Prepared> {
+    pub(crate) fn new(p: &Process, filter: Option<seccomp::Program>) -> Result<Prepared> {
         let args = p.args().clone().unwrap_or_default();
         if args.is_empty() {
             return Err(Error::Config("process.args must not be empty".into()));
@@ -120,7 +116,6 @@ impl Prepared {
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", home_of(p.user().uid())));
         }
-        let filter = seccomp.map(seccomp::compile).transpose()?;
         Ok(Prepared {
             argv: cstrings(&args, "process.args")?,
             envp: cstrings(&env, "process.env")?,

@@ -4,10 +4,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use crate::create::load_spec;
 use crate::error::{Error, Result};
 use crate::state::{self, Record, Status, EXEC_FIFO};
 use crate::sync::Msg;
-use crate::sys;
+use crate::{hooks, sys};
 
 /// Open the FIFO (which lets the init's blocking open return), then wait until the init has
 /// either exec'd (its write end closes: EOF) or written an error. A pidfd guards against an
@@ -29,7 +30,22 @@ pub(crate) fn start(root: &Path, id: &str) -> Result<()> {
     let result = wait_exec(&fifo, &pidfd);
     // The FIFO's absence is what marks the container as started.
     let _ = std::fs::remove_file(&fifo_path);
-    result
+    result?;
+    if rec.poststart {
+        // Poststart failures are warnings: the container is running.
+        let st = hooks::state_json(id, "running", rec.pid, &rec.bundle, &rec.annotations);
+        let r = load_spec(&rec.bundle).and_then(|s| {
+            hooks::run(
+                "poststart",
+                s.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
+                &st,
+            )
+        });
+        if let Err(e) = r {
+            eprintln!("berth-runtime: warning: {e}");
+        }
+    }
+    Ok(())
 }
 
 fn wait_exec(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {

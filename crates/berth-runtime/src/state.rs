@@ -50,6 +50,11 @@ pub(crate) struct Record {
     /// RFC 3339 creation time (UTC).
     pub created: String,
     pub cgroup: Option<Cgroup>,
+    /// The spec has poststart / poststop hooks (only then is config.json read again).
+    #[serde(default)]
+    pub poststart: bool,
+    #[serde(default)]
+    pub poststop: bool,
 }
 
 /// Directory of container `id` under the state root.
@@ -59,10 +64,10 @@ pub(crate) fn dir(root: &Path, id: &str) -> PathBuf {
 
 /// Reject ids that would escape the state root or are otherwise unusable.
 pub(crate) fn validate_id(id: &str) -> Result<()> {
+    // A leading dot is reserved for the runtime's own entries (e.g. the seccomp cache).
     let ok = !id.is_empty()
         && id.len() <= 1024
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'));

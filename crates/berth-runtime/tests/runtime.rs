@@ -37,7 +37,10 @@ impl Bundle {
         let _ = std::fs::remove_dir_all(&dir);
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        // Like any image: mount points for the standard mounts exist.
+        for d in ["etc", "proc", "sys", "dev", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for a in BUSYBOX_APPLETS {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
@@ -164,6 +167,30 @@ fn leaks(dir: &Path, cgroup: &str, pids: &[i32]) -> Vec<String> {
 }
 
 fn wait(pid: i32) -> i32 {
+    // Never hang a test run: give the process 30 s, then kill it and fail.
+    // SAFETY: raw pidfd_open syscall with integer arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd >= 0 {
+        let mut pfd = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; closing the pidfd we opened.
+        let ready = unsafe {
+            let r = libc::poll(&mut pfd, 1, 30_000);
+            libc::close(pidfd);
+            r
+        };
+        if ready == 0 {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            panic!("process {pid} did not exit within 30 s");
+        }
+    }
     let mut status = 0;
     // SAFETY: waiting for our own child with a valid status pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -431,17 +458,24 @@ fn kill_all_and_force_delete() {
     require_root!();
     let mut b = Bundle::new(
         "killall",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 3' TERM; sleep 1000 & sleep 1000 & wait",
-        ],
+        &["sh", "-c", "sleep 1000 & sleep 1000 & wait; echo done"],
     );
-    let (pid, _o, _e) = b.create_piped();
+    let (pid, mut out, _e) = b.create_piped();
     let rt = b.runtime();
     rt.start(&b.id).unwrap();
+    // Wait (bounded) until both children exist, so the signal has someone to reach.
+    for _ in 0..2000 {
+        if b.cgroup_file("pids", "cgroup.procs").lines().count() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // sh is pid 1 of its namespace and has no TERM handler, so only the sleeps die.
     rt.kill(&b.id, libc::SIGTERM, true).unwrap();
-    assert_eq!(wait(pid), 3);
+    let mut o = String::new();
+    out.read_to_string(&mut o).unwrap();
+    assert_eq!(o, "done\n");
+    assert_eq!(wait(pid), 0);
     rt.delete(&b.id, false).unwrap();
     assert!(matches!(rt.state(&b.id), Err(Error::NotFound(_))));
 
@@ -690,4 +724,56 @@ fn cli_create_start_state_delete() {
     let (code, _, err) = cli(&["run", "--bundle", &b2.dir.to_string_lossy(), &b2.id]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("executable file not found in $PATH"), "{err}");
+}
+
+#[test]
+fn user_namespace_maps_root() {
+    require_root!();
+    let mut b = Bundle::new(
+        "userns",
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; echo x > /dev/null && echo dev-ok",
+        ],
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    assert_eq!(lines[2], "dev-ok");
+}
+
+#[test]
+fn hooks_run_at_each_stage() {
+    require_root!();
+    let mut b = Bundle::new("hooks", &["cat", "/tmp/started"]);
+    let d = b.dir.display().to_string();
+    let hook = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/bin:/bin"], "timeout": 10});
+    b.config["hooks"] = json!({
+        "createRuntime": [hook(format!("cat > {d}/createRuntime.json"))],
+        "createContainer": [hook(format!("cat > {d}/createContainer.json"))],
+        "startContainer": [hook("echo started > /tmp/started".into())],
+        "poststart": [hook(format!("cat > {d}/poststart.json"))],
+        "poststop": [hook(format!("cat > {d}/poststop.json"))],
+    });
+    let (code, out, err) = b.run();
+    assert_eq!((code, out.as_str()), (0, "started\n"), "{err}");
+    for stage in ["createRuntime", "createContainer", "poststart", "poststop"] {
+        let st: Value =
+            serde_json::from_slice(&std::fs::read(b.dir.join(format!("{stage}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(st["id"], b.id.as_str(), "{stage}");
+        assert!(st["pid"].as_i64().unwrap() > 1, "{stage}");
+    }
 }

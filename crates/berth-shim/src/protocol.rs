@@ -70,8 +70,6 @@ impl Reply {
 pub struct Ready {
     #[serde(default)]
     pub pid: i32,
-    #[serde(default)]
-    pub shim_pid: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -237,13 +237,29 @@ impl Shim {
         let created = runtime
             .create(&cfg.id, &cfg.bundle, plan.stdio)
             .map_err(|e| (e.to_string(), error_exit_code(&e)))?;
-        let _ = std::fs::remove_file(&cfg.socket);
-        let listener = UnixListener::bind(&cfg.socket).map_err(|e| io_err("listen", e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| io_err("listen", e))?;
-        let log = LogFile::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)
-            .map_err(|e| io_err("log file", e))?;
+        let setup = || -> std::io::Result<(UnixListener, LogFile)> {
+            let _ = std::fs::remove_file(&cfg.socket);
+            let listener = UnixListener::bind(&cfg.socket)?;
+            listener.set_nonblocking(true)?;
+            let log = LogFile::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
+            Ok((listener, log))
+        };
+        let (listener, log) = match setup() {
+            Ok(x) => x,
+            Err(e) => {
+                // Nothing may stay behind: the blocked init, its cgroups and state go.
+                let _ = runtime.delete(&cfg.id, true);
+                let _ = waitpid(Pid::from_raw(created.pid), None);
+                return Err(io_err(
+                    &format!(
+                        "socket {} or log {}",
+                        cfg.socket.display(),
+                        cfg.log_path.display()
+                    ),
+                    e,
+                ));
+            }
+        };
         let mut main = new_proc(created, plan.stdin, plan.outputs);
         main.stdin_once = cfg.stdin_once;
         if let (Some(pty), Some((rows, cols))) = (&main.pty, cfg.console_size) {
@@ -265,7 +281,6 @@ impl Shim {
         };
         report_ready(&Ready {
             pid,
-            shim_pid: std::process::id() as i32,
             ..Ready::default()
         });
         Ok(shim)
@@ -552,6 +567,12 @@ impl Shim {
     }
 
     fn client_io(&mut self, i: usize, revents: i16) {
+        // A peer that closed both directions keeps the socket in POLLHUP: once its input is
+        // drained, drop it or poll(2) would report it forever.
+        if revents & (libc::POLLHUP | libc::POLLERR) != 0 && self.clients[i].read_closed {
+            self.clients[i].dead = true;
+            return;
+        }
         if revents & libc::POLLOUT != 0 {
             let c = &mut self.clients[i];
             match c.sock.write(&c.out) {
@@ -764,12 +785,9 @@ impl Shim {
             Ok(p) => p,
             Err(e) => return Reply::err(format!("exec stdio: {e}")),
         };
-        // The exec'd process must not inherit the shim's blocked SIGCHLD.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
-        let _ = mask.thread_unblock();
+        // berth-runtime resets the signal mask and dispositions in the new process, so the
+        // shim's blocked SIGCHLD does not leak into it.
         let res = self.runtime.exec(&self.cfg.id, process, plan.stdio);
-        let _ = mask.thread_block();
         let reply = match res {
             Ok(created) => {
                 let pid = created.pid;
@@ -794,7 +812,7 @@ impl Shim {
                 ..Reply::ok()
             },
         };
-        // SIGCHLD was unblocked (and so could be discarded) during the exec.
+        // An exec that already ended was registered above, so this reap matches it.
         self.reap();
         reply
     }

@@ -122,3 +122,50 @@ where
         _ = input => End::Detached,
     }
 }
+
+/// Run `serve` on one end of an in-memory pipe whose other end goes to the client: the
+/// upgraded connection (answering `101 UPGRADED`), or a plain streaming body when the client
+/// asked for no upgrade.
+pub fn serve_stream<F, Fut>(
+    serve: F,
+    upgrade: bool,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    multiplexed: bool,
+) -> Response<Body>
+where
+    F: FnOnce(tokio::io::DuplexStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(serve(near));
+    if !upgrade {
+        let body = futures_util::stream::unfold(far, |mut far| async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            match far.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(buf)),
+                        far,
+                    ))
+                }
+            }
+        });
+        let mut resp = Response::new(Body::from_stream(body));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/vnd.docker.raw-stream"),
+        );
+        return resp;
+    }
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut conn = hyper_util::rt::TokioIo::new(upgraded);
+        let mut far = far;
+        let _ = tokio::io::copy_bidirectional(&mut conn, &mut far).await;
+    });
+    upgrade_response(multiplexed)
+}

@@ -43,8 +43,15 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
     Ok(id)
 }
 
-/// Start the exec in the shim; returns the stream to pump.
-pub async fn start(d: &Daemon, e: &Exec) -> Result<shim::Stream> {
+/// What an exec start sends to the shim, once the checks that answer with an HTTP error
+/// have passed.
+pub struct Prepared {
+    socket: std::path::PathBuf,
+    req: Request,
+}
+
+/// Check that the exec can start and build its process.
+pub fn prepare(d: &Daemon, e: &Exec) -> Result<Prepared> {
     {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
         if st.started {
@@ -65,18 +72,30 @@ pub async fn start(d: &Daemon, e: &Exec) -> Result<shim::Stream> {
     }
     let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
     let process = super::spec::exec_process(&rec, &e.config, &root)?;
-    let req = Request::Exec {
-        exec_id: e.id.clone(),
-        process: Box::new(process),
-        stdin: e.config.attach_stdin,
-    };
-    let (reply, stream) = shim::open(&c.paths.socket(), &req).await?;
-    if let Some(err) = reply.error {
+    Ok(Prepared {
+        socket: c.paths.socket(),
+        req: Request::Exec {
+            exec_id: e.id.clone(),
+            process: Box::new(process),
+            stdin: e.config.attach_stdin,
+        },
+    })
+}
+
+/// Start the prepared exec in the shim; returns the stream to pump, or the failure message
+/// (its exit code, 126 or 127, is recorded on the exec).
+pub async fn launch(e: &Exec, p: Prepared) -> std::result::Result<shim::Stream, String> {
+    let fail = |msg: String, code: i64| {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
-        st.exit_code = Some(i64::from(reply.exit_code.unwrap_or(126)));
-        return Err(Error::bad_request(format!(
-            "OCI runtime exec failed: {err}"
-        )));
+        st.exit_code = Some(code);
+        msg
+    };
+    let (reply, stream) = shim::open(&p.socket, &p.req)
+        .await
+        .map_err(|err| fail(err.0.message, 126))?;
+    if let Some(err) = reply.error {
+        let code = i64::from(reply.exit_code.unwrap_or(126));
+        return Err(fail(format!("OCI runtime exec failed: {err}"), code));
     }
     let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
     st.running = true;

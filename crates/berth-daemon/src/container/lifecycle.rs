@@ -55,17 +55,11 @@ pub async fn create(
                     "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                 )));
             }
-            let full = format!("/{}", n.trim_start_matches('/'));
-            if let Some(owner) = d.name_owner(&full) {
-                return Err(Error::conflict(format!(
-                    "Conflict. The container name \"{full}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
-                )));
-            }
-            full
+            format!("/{}", n.trim_start_matches('/'))
         }
         None => format!(
             "/{}",
-            crate::names::generate(|n| d.name_owner(&format!("/{n}")).is_some())
+            crate::names::generate(|n| d.name_taken(&format!("/{n}")))
         ),
     };
     let requested_image = req.config.image.clone();
@@ -144,15 +138,28 @@ pub async fn create(
             ..StateRecord::default()
         },
         restart_count: 0,
-        shim_pid: 0,
     };
     let paths = d.paths(&id);
-    for dir in [&paths.dir, &paths.upper(), &paths.work(), &paths.rootfs()] {
-        std::fs::create_dir_all(dir)?;
+    let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
+    d.insert_named(c.clone())?;
+    let made = (|| -> Result<()> {
+        for dir in [
+            &c.paths.dir,
+            &c.paths.upper(),
+            &c.paths.work(),
+            &c.paths.rootfs(),
+        ] {
+            std::fs::create_dir_all(dir)?;
+        }
+        super::rootfs::make_init_layer(&c)?;
+        c.update(|_| {})?;
+        Ok(())
+    })();
+    if let Err(e) = made {
+        d.remove_handle(&c.id);
+        let _ = std::fs::remove_dir_all(&c.paths.dir);
+        return Err(e);
     }
-    let c = Arc::new(Container::new(rec, paths));
-    c.update(|_| {})?;
-    d.insert(c);
     Ok((id, Vec::new()))
 }
 
@@ -235,6 +242,7 @@ fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
     let image = d.images.get(&rec.image_id)?;
+    super::rootfs::make_init_layer(c)?;
     let layers = super::rootfs::lowerdirs(d, c)?;
     let ic = image.config.config().clone().unwrap_or_default();
     for dir in [
@@ -325,6 +333,8 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     if c.rec().is_running() {
         return Err(Error::not_modified());
     }
+    // A start by the user begins a new restart-policy history, as with Docker.
+    c.update(|r| r.restart_count = 0)?;
     let res = start_locked(d, c).await;
     if res.is_err() && c.rec().host_config.auto_remove {
         drop(_op);
@@ -367,7 +377,14 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     for ack in acks {
         let _ = tokio::time::timeout(Duration::from_secs(5), ack).await;
     }
-    let reply = shim::call(&socket, &Request::Start).await?;
+    let reply = match shim::call(&socket, &Request::Start).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The shim holds a created container it could not start: take it down.
+            let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+            return Err(e);
+        }
+    };
     if let Some(err) = reply.error {
         let code = reply.exit_code.unwrap_or(125);
         c.update(|r| {
@@ -379,7 +396,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             "failed to create task for container: {err}"
         )));
     }
-    c.update(|r| {
+    let recorded = c.update(|r| {
         r.state = StateRecord {
             status: status::RUNNING.into(),
             pid: ready.pid,
@@ -390,10 +407,10 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             oom_killed: false,
             manually_stopped: false,
         };
-        r.shim_pid = ready.shim_pid;
-    })?;
+    });
+    // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
-    Ok(())
+    recorded.map(|_| ())
 }
 
 /// Wait for the shim to report the exit, then record it and apply --rm.
@@ -430,7 +447,6 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         if !exit.error.is_empty() {
             r.state.error = exit.error.clone();
         }
-        r.shim_pid = 0;
     });
     if let Err(e) = res {
         tracing::warn!("recording exit of {}: {}", c.id, e.0);
@@ -535,14 +551,24 @@ pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
         )));
     }
     if r.state.status == status::PAUSED && sig == libc::SIGKILL {
-        let _ = berth_runtime::Runtime::new(runtime_root_of(c)).resume(&c.id);
+        let _ = berth_runtime::Runtime::new(&c.runtime_root).resume(&c.id);
     }
     if r.state.status == status::RESTARTING {
-        c.update(|r| {
-            r.state.manually_stopped = true;
-            r.state.status = status::EXITED.into();
-        })?;
-        return Ok(());
+        // Between two runs: cancel the pending restart under the op lock, so a restart that
+        // is about to begin sees it.
+        let op = c.op.lock().await;
+        if c.rec().state.status == status::RESTARTING {
+            c.update(|r| {
+                r.state.manually_stopped = true;
+                r.state.status = status::EXITED.into();
+            })?;
+            c.progress.send_modify(|p| p.exits += 1);
+            return Ok(());
+        }
+        drop(op);
+        if !c.rec().is_running() {
+            return Ok(());
+        }
     }
     shim::call(
         &c.paths.socket(),
@@ -553,15 +579,6 @@ pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-fn runtime_root_of(c: &Container) -> std::path::PathBuf {
-    c.paths
-        .run_dir
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("runtime"))
-        .unwrap_or_default()
 }
 
 /// Wait until the exit counter moves past `seen`, up to `timeout`.
@@ -600,7 +617,7 @@ pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>
         .unwrap_or_else(|| "SIGTERM".into());
     let t = timeout.or(r.config.stop_timeout).unwrap_or(10);
     if r.state.status == status::PAUSED {
-        let _ = berth_runtime::Runtime::new(runtime_root_of(c)).resume(&c.id);
+        let _ = berth_runtime::Runtime::new(&c.runtime_root).resume(&c.id);
     }
     let sent = kill(c, Some(&sig)).await;
     if sent.is_ok() && t != 0 {
@@ -641,6 +658,13 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
     let _op = c.op.lock().await;
     if c.progress.borrow().removed {
         return Ok(());
+    }
+    if c.rec().is_running() {
+        // Started again while we waited for the lock.
+        return Err(Error::conflict(format!(
+            "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+            c.rec().name
+        )));
     }
     let dir = c.paths.dir.clone();
     let run_dir = c.paths.run_dir.clone();
@@ -755,25 +779,23 @@ pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
     }
     let full = format!("/{}", new.trim_start_matches('/'));
     if c.rec().name == full {
-        return Err(Error::conflict(format!(
-            "Renaming a container with the same name as its current name"
-        )));
+        return Err(Error::conflict(
+            "Renaming a container with the same name as its current name",
+        ));
     }
-    if let Some(owner) = d.name_owner(&full) {
-        return Err(Error::conflict(format!(
-            "Conflict. The container name \"{full}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
-        )));
-    }
-    c.update(|r| r.name = full)?;
-    Ok(())
+    d.rename(c, &full)
 }
 
-/// Load container records at boot and reconnect to live shims.
-pub async fn restore(d: &Arc<Daemon>) -> Result<()> {
+/// Load container records at boot and reconnect to live shims. Shims are asked concurrently,
+/// each with a time limit, so one stuck shim cannot keep the API down. Returns the containers
+/// whose restart policy wants them started (see [`boot_restarts`]).
+pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     let dir = d.cfg.data_root.join("containers");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut probes = Vec::new();
+    let mut stopped = Vec::new();
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         let paths = d.paths(&id);
@@ -788,40 +810,76 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<()> {
             }
         };
         let running = rec.is_running();
-        let c = Arc::new(Container::new(rec, paths));
+        let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
-        if !running {
-            boot_restart(d, &c).await;
-            continue;
-        }
-        match shim::call(&c.paths.socket(), &Request::State).await {
-            Ok(reply) if reply.running => spawn_monitor(d.clone(), c.clone()),
-            _ => {
-                let exit = read_exit_file(&c).unwrap_or(ExitRecord {
-                    exit_code: 255,
-                    oom_killed: false,
-                    finished_at: timefmt::now(),
-                    error: "the container's shim is gone and left no exit status".into(),
-                });
+        if running {
+            let (d, c) = (d.clone(), c.clone());
+            probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
+        } else {
+            // A daemon that died between creating and starting a container leaves a blocked
+            // init behind; it never officially ran, so it goes.
+            if c.paths.socket().exists() {
                 let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
-                on_exit(d, &c, exit).await;
+                let _ = std::fs::remove_dir_all(&c.paths.run_dir);
             }
+            stopped.push(c);
         }
     }
-    Ok(())
+    for p in probes {
+        let _ = p.await;
+    }
+    Ok(stopped
+        .into_iter()
+        .filter(|c| wants_boot_restart(c))
+        .collect())
 }
 
-/// At daemon start: `always` containers come back, `unless-stopped` ones unless the user
-/// stopped them.
-async fn boot_restart(d: &Arc<Daemon>, c: &Arc<Container>) {
-    let r = c.snapshot();
-    let policy = r.host_config.restart_policy.name.as_str();
-    let wanted = policy == "always" || (policy == "unless-stopped" && !r.state.manually_stopped);
-    if !wanted || r.state.status == status::CREATED {
-        return;
+/// Re-arm the monitor of a container recorded as running, or record how it ended.
+async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
+    let probe = tokio::time::timeout(
+        Duration::from_secs(3),
+        shim::call(&c.paths.socket(), &Request::State),
+    )
+    .await;
+    match probe {
+        Ok(Ok(reply)) if reply.running => spawn_monitor(d.clone(), c.clone()),
+        Err(_) => {
+            tracing::warn!(
+                "container {}: its shim does not answer; left as it is",
+                c.id
+            );
+        }
+        _ => {
+            let exit = read_exit_file(c).unwrap_or(ExitRecord {
+                exit_code: 255,
+                oom_killed: false,
+                finished_at: timefmt::now(),
+                error: "the container's shim is gone and left no exit status".into(),
+            });
+            let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+            on_exit(d, c, exit).await;
+        }
     }
-    if let Err(e) = start(d, c).await {
-        tracing::warn!("restarting {} at boot: {}", c.id, e.0.message);
+}
+
+/// `always` containers come back when the daemon starts, `unless-stopped` ones unless the
+/// user stopped them.
+fn wants_boot_restart(c: &Container) -> bool {
+    let r = c.rec();
+    let policy = r.host_config.restart_policy.name.as_str();
+    r.state.status != status::CREATED
+        && (policy == "always" || (policy == "unless-stopped" && !r.state.manually_stopped))
+}
+
+/// Start the containers [`restore`] picked, once the API is up.
+pub fn boot_restarts(d: &Arc<Daemon>, containers: Vec<Arc<Container>>) {
+    for c in containers {
+        let d = d.clone();
+        tokio::spawn(async move {
+            if let Err(e) = start(&d, &c).await {
+                tracing::warn!("restarting {} at boot: {}", c.id, e.0.message);
+            }
+        });
     }
 }
 

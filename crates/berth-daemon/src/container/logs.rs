@@ -36,7 +36,7 @@ pub fn parse_unix(s: &str) -> Option<SystemTime> {
         nanos.push('0');
     }
     let nanos: u32 = nanos.parse().ok()?;
-    Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
 }
 
 struct Entry {
@@ -95,35 +95,93 @@ fn files(log: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The live log file: an open handle and how far complete lines have been read.
+struct Live {
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl Live {
+    fn open(log: &Path) -> Option<Live> {
+        std::fs::File::open(log)
+            .ok()
+            .map(|file| Live { file, pos: 0 })
+    }
+
+    /// Entries of the complete lines after `pos`; a line still being written waits.
+    fn read_new(&mut self, o: &Options) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if self.file.seek(SeekFrom::Start(self.pos)).is_err() {
+            return out;
+        }
+        let mut reader = BufReader::new(&self.file);
+        let mut line = String::new();
+        while let Ok(n) = reader.read_line(&mut line) {
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            self.pos += n as u64;
+            if let Some(b) = parse_line(line.trim_end()).and_then(|e| render(&e, o)) {
+                out.push(b);
+            }
+            line.clear();
+        }
+        out
+    }
+
+    /// Whether `log` names another file now (the shim rotated it).
+    fn rotated(&self, log: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(log)) {
+            (Ok(a), Ok(b)) => a.ino() != b.ino(),
+            _ => false,
+        }
+    }
+
+    /// New entries, following a rotation: the rest of the old file, then the new one.
+    fn poll(mut self, log: &Path, o: &Options) -> (Live, Vec<Vec<u8>>) {
+        let mut out = self.read_new(o);
+        if self.rotated(log) {
+            if let Some(mut next) = Live::open(log) {
+                out.extend(next.read_new(o));
+                self = next;
+            }
+        }
+        (self, out)
+    }
+}
+
 /// Stream the logs into `tx`; returns when done or the receiver is gone.
 pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     let log = c.paths.log();
-    let o2 = o.clone();
-    let log2 = log.clone();
-    // The backlog, read on a blocking thread.
+    let (o2, log2) = (o.clone(), log.clone());
+    // The backlog, read on a blocking thread: rotated files whole, the live one up to its
+    // last complete line, where following continues.
     let backlog = tokio::task::spawn_blocking(move || {
         let mut chunks = Vec::new();
-        for f in files(&log2) {
-            let Ok(file) = std::fs::File::open(&f) else {
+        let all = files(&log2);
+        for f in &all[..all.len().saturating_sub(1)] {
+            let Ok(file) = std::fs::File::open(f) else {
                 continue;
             };
             for line in BufReader::new(file).lines().map_while(Result::ok) {
-                if let Some(e) = parse_line(&line) {
-                    if let Some(b) = render(&e, &o2) {
-                        chunks.push(b);
-                    }
+                if let Some(b) = parse_line(&line).and_then(|e| render(&e, &o2)) {
+                    chunks.push(b);
                 }
             }
+        }
+        let mut live = Live::open(&log2);
+        if let Some(l) = live.as_mut() {
+            chunks.extend(l.read_new(&o2));
         }
         if let Some(n) = o2.tail {
             let skip = chunks.len().saturating_sub(n);
             chunks.drain(..skip);
         }
-        let offset = std::fs::metadata(&log2).map(|m| m.len()).unwrap_or(0);
-        (chunks, offset)
+        (chunks, live)
     })
     .await;
-    let Ok((chunks, mut offset)) = backlog else {
+    let Ok((chunks, live)) = backlog else {
         return;
     };
     for ch in chunks {
@@ -134,6 +192,9 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     if !o.follow || !c.rec().is_running() {
         return;
     }
+    let Some(mut live) = live.or_else(|| Live::open(&log)) else {
+        return;
+    };
     let Ok(ino) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
         return;
     };
@@ -155,8 +216,12 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     let seen = progress.borrow().exits;
     loop {
         let done = progress.borrow().exits > seen || progress.borrow().removed;
-        let (chunks, new_offset) = read_from(&log, offset, &o);
-        offset = new_offset;
+        let (o2, log2) = (o.clone(), log.clone());
+        let Ok((next, chunks)) = tokio::task::spawn_blocking(move || live.poll(&log2, &o2)).await
+        else {
+            return;
+        };
+        live = next;
         for ch in chunks {
             if tx.send(ch).await.is_err() {
                 return;
@@ -186,35 +251,6 @@ impl std::os::fd::AsRawFd for InotifyFd {
         use std::os::fd::AsFd;
         self.0.as_fd().as_raw_fd()
     }
-}
-
-/// New entries after `offset`; a shrunk file (rotated) is read from its start.
-fn read_from(log: &Path, offset: u64, o: &Options) -> (Vec<Vec<u8>>, u64) {
-    let Ok(mut f) = std::fs::File::open(log) else {
-        return (Vec::new(), offset);
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if len < offset { 0 } else { offset };
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return (Vec::new(), offset);
-    }
-    let mut out = Vec::new();
-    let mut pos = start;
-    let mut reader = BufReader::new(f);
-    let mut line = String::new();
-    while let Ok(n) = reader.read_line(&mut line) {
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        pos += n as u64;
-        if let Some(e) = parse_line(line.trim_end()) {
-            if let Some(b) = render(&e, o) {
-                out.push(b);
-            }
-        }
-        line.clear();
-    }
-    (out, pos)
 }
 
 #[cfg(test)]

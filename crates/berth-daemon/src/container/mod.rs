@@ -39,8 +39,6 @@ pub struct Record {
     pub state: StateRecord,
     #[serde(default)]
     pub restart_count: i64,
-    #[serde(default)]
-    pub shim_pid: i32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

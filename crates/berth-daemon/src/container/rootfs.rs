@@ -19,18 +19,25 @@ const INIT_DIRS: &[&str] = &[
 ];
 const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
+/// Make the container's init layer (at create; again at start for containers made before it
+/// existed).
+pub fn make_init_layer(c: &Container) -> Result<()> {
+    let init = c.paths.dir.join("init");
+    if init.join(INIT_FILES[0]).exists() {
+        return Ok(());
+    }
+    for dir in INIT_DIRS {
+        std::fs::create_dir_all(init.join(dir))?;
+    }
+    for f in INIT_FILES {
+        std::fs::write(init.join(f), b"")?;
+    }
+    Ok(())
+}
+
 /// The overlay lower dirs of a container, top first: its init layer, then the image's layers.
 pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
-    let init = c.paths.dir.join("init");
-    if !init.join(INIT_FILES[0]).exists() {
-        for dir in INIT_DIRS {
-            std::fs::create_dir_all(init.join(dir))?;
-        }
-        for f in INIT_FILES {
-            std::fs::write(init.join(f), b"")?;
-        }
-    }
-    let mut out = vec![init];
+    let mut out = vec![c.paths.dir.join("init")];
     out.extend(d.images.rootfs_layers(&c.rec().image_id)?);
     Ok(out)
 }

@@ -453,7 +453,9 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         .into_response())
 }
 
-/// `POST /containers/{id}/attach`: hijack the connection and stream the main process.
+/// `POST /containers/{id}/attach`: hijack the connection (or stream a plain body when the
+/// client asks for no upgrade) with the log backlog (`logs=1`) and the live streams
+/// (`stream=1`) of the main process.
 pub async fn attach(
     State(d): St,
     Path(id): Path<String>,
@@ -463,111 +465,79 @@ pub async fn attach(
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let r = c.snapshot();
-    let detach = match q.get("detachKeys").filter(|s| !s.is_empty()) {
-        Some(k) => berth_api::detach::parse(k).map_err(Error::bad_request)?,
-        None => berth_api::detach::DEFAULT.to_vec(),
+    let tty = r.config.tty;
+    // Detach keys only mean something on a TTY; binary stdin must pass untouched.
+    let detach = match (tty, q.get("detachKeys").filter(|s| !s.is_empty())) {
+        (false, _) => Vec::new(),
+        (true, Some(k)) => berth_api::detach::parse(k).map_err(Error::bad_request)?,
+        (true, None) => berth_api::detach::DEFAULT.to_vec(),
     };
-    if !q.bool("stream") && !q.bool("logs") {
+    let (logs, follow) = (q.bool("logs"), q.bool("stream"));
+    if !follow && !logs {
         return Err(Error::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    let want_stdin = q.bool("stdin") && r.config.open_stdin;
+    let upgrade = attach::wants_upgrade(&req);
+    let want_stdin = upgrade && q.bool("stdin") && r.config.open_stdin;
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     let version = req
         .extensions()
         .get::<RequestVersion>()
         .map(|v| v.0)
         .unwrap_or(berth_api::version::ApiVersion::max());
-    let upgrade = attach::wants_upgrade(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let backlog = if logs {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let opts = logs::Options {
+            stdout,
+            stderr,
+            tty,
+            ..logs::Options::default()
+        };
+        tokio::spawn(logs::stream(c.clone(), opts, tx));
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend_from_slice(&chunk);
+        }
+        all
+    } else {
+        Vec::new()
+    };
     // Register for the next start now, so output from the very first instruction is seen.
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let running = r.is_running();
-    if !running {
+    let pending = (follow && !running).then(|| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         c.pending_attach
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(tx);
-    }
-    let tty = r.config.tty;
+        rx
+    });
     let socket = c.paths.socket();
     let shim_req = ShimRequest::Attach {
         stdin: want_stdin,
         stdout,
         stderr,
     };
-    if !upgrade {
-        // Output only, as a plain streaming body.
-        let (btx, brx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-        tokio::spawn(async move {
-            let (socket, ack) = if running {
-                (socket, None)
-            } else {
-                match rx.await {
-                    Ok((s, ack)) => (s, Some(ack)),
-                    Err(_) => return,
-                }
-            };
-            let Ok((_, mut stream)) = shim::open(&socket, &shim_req).await else {
-                return;
-            };
-            if let Some(ack) = ack {
-                let _ = ack.send(());
-            }
-            let mut dec = berth_api::stdcopy::Decoder::default();
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                dec.feed(&buf[..n]);
-                while let Ok(Some((s, p))) = dec.next_frame() {
-                    if s == berth_api::stdcopy::SYSTEM {
-                        return;
-                    }
-                    let chunk = if tty {
-                        p
-                    } else {
-                        berth_api::stdcopy::frame(s, &p)
-                    };
-                    if btx.send(chunk).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let stream = futures_util::stream::unfold(brx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|b| (Ok::<_, std::convert::Infallible>(Bytes::from(b)), rx))
-        });
-        return Ok((
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/vnd.docker.raw-stream",
-            )],
-            Body::from_stream(stream),
-        )
-            .into_response());
-    }
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
+    let serve = move |mut io: tokio::io::DuplexStream| async move {
+        use tokio::io::AsyncWriteExt;
+        if !backlog.is_empty() && io.write_all(&backlog).await.is_err() {
             return;
-        };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let (socket, ack) = if running {
-            (socket, None)
-        } else {
-            match rx.await {
+        }
+        if !follow {
+            let _ = io.shutdown().await;
+            return;
+        }
+        let (socket, ack) = match pending {
+            None => (socket, None),
+            Some(rx) => match rx.await {
                 Ok((s, ack)) => (s, Some(ack)),
                 Err(_) => return,
-            }
+            },
         };
-        let stream = match shim::open(&socket, &shim_req).await {
-            Ok((_, s)) => s,
-            Err(_) => return,
+        let Ok((_, stream)) = shim::open(&socket, &shim_req).await else {
+            return;
         };
         if let Some(ack) = ack {
             let _ = ack.send(());
@@ -575,7 +545,12 @@ pub async fn attach(
         match attach::pump(io, stream, tty, want_stdin, detach, |_| {}).await {
             End::Exited | End::Detached => {}
         }
-    });
+    };
     let multiplexed = !tty && version >= berth_api::version::ApiVersion(1, 42);
-    Ok(attach::upgrade_response(multiplexed))
+    Ok(attach::serve_stream(
+        serve,
+        upgrade,
+        on_upgrade,
+        multiplexed,
+    ))
 }

@@ -4,6 +4,7 @@ use super::St;
 use crate::container::attach::{self, End};
 use crate::container::exec;
 use crate::error::{Error, Result};
+use crate::server::RequestVersion;
 use crate::util::{json, json_body, Query};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -17,37 +18,50 @@ pub async fn create(State(d): St, Path(id): Path<String>, body: Bytes) -> Result
     Ok(json(201, &serde_json::json!({ "Id": id })))
 }
 
+/// `POST /exec/{id}/start`: hijack first, then start, as the docker CLI needs the 101 before
+/// anything else; a failure to start is written into the stream and recorded as the exit code.
 pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result<Response> {
     let e = d.exec(&id)?;
     let upgrade = attach::wants_upgrade(&req);
+    let version = req
+        .extensions()
+        .get::<RequestVersion>()
+        .map(|v| v.0)
+        .unwrap_or(berth_api::version::ApiVersion::max());
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .map_err(|e| Error::bad_request(e.to_string()))?;
     let opts: ExecStart = json_body(&bytes)?;
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
-    let stream = exec::start(&d, &e).await?;
+    let prepared = exec::prepare(&d, &e)?;
     let tty = e.config.tty || opts.tty;
     if opts.detach {
+        let mut stream = exec::launch(&e, prepared).await.map_err(Error::internal)?;
         tokio::spawn(async move {
-            let mut stream = stream;
             let code = drain(&mut stream).await;
             exec::finished(&e, code);
         });
-        return Ok(crate::util::json(200, &serde_json::json!({})));
+        return Ok(json(200, &serde_json::json!({})));
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let stdin = e.config.attach_stdin;
-    if !upgrade {
-        return Err(Error::bad_request(
-            "exec start without an Upgrade: tcp header is not supported; send Upgrade: tcp",
-        ));
-    }
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
+    let stdin = upgrade && e.config.attach_stdin;
+    let serve = move |mut io: tokio::io::DuplexStream| async move {
+        use tokio::io::AsyncWriteExt;
+        let stream = match exec::launch(&e, prepared).await {
+            Ok(s) => s,
+            Err(msg) => {
+                let text = format!("{msg}\r\n");
+                let out = if tty {
+                    text.into_bytes()
+                } else {
+                    berth_api::stdcopy::frame(berth_api::stdcopy::STDOUT, text.as_bytes())
+                };
+                let _ = io.write_all(&out).await;
+                let _ = io.shutdown().await;
+                return;
+            }
         };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
         let e2 = e.clone();
         let on_exit = move |exit: Option<berth_shim::ExitRecord>| {
             exec::finished(&e2, exit.map(|x| i64::from(x.exit_code)));
@@ -55,8 +69,13 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         if let End::Detached = attach::pump(io, stream, tty, stdin, Vec::new(), on_exit).await {
             exec::finished(&e, None);
         }
-    });
-    Ok(attach::upgrade_response(!tty))
+    };
+    Ok(attach::serve_stream(
+        serve,
+        upgrade,
+        on_upgrade,
+        !tty && version >= berth_api::version::ApiVersion(1, 42),
+    ))
 }
 
 /// Read a detached exec's stream to its end; returns the exit code.

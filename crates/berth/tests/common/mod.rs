@@ -254,7 +254,10 @@ pub fn leaks(base: &Path, exec_root: &Path, cgroup_parent: &str) -> Vec<String> 
         .flatten()
         .flatten()
     {
-        out.push(format!("runtime state: {}", e.path().display()));
+        // Dot entries are the runtime's caches, not a container's state.
+        if !e.file_name().to_string_lossy().starts_with('.') {
+            out.push(format!("runtime state: {}", e.path().display()));
+        }
     }
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
