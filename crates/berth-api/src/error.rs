@@ -1,17 +1,9 @@
 //! The error every API handler returns: an HTTP status and Docker's `{"message": ...}` body.
 
-use serde::{Deserialize, Serialize};
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     pub status: u16,
-    pub message: String,
-}
-
-/// The JSON body of an error response.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
     pub message: String,
 }
 

@@ -9,6 +9,7 @@ pub mod image;
 pub mod stdcopy;
 pub mod system;
 pub mod timefmt;
+pub mod units;
 pub mod version;
 
 pub use error::ApiError;

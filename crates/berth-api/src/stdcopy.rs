@@ -65,11 +65,6 @@ impl Decoder {
         self.buf.drain(..8 + len);
         Ok(Some((stream, payload)))
     }
-
-    /// Bytes received that do not yet form a frame.
-    pub fn pending(&self) -> usize {
-        self.buf.len()
-    }
 }
 
 #[cfg(test)]
@@ -103,7 +98,7 @@ mod tests {
                     (STDOUT, vec![])
                 ]
             );
-            assert_eq!(d.pending(), 0);
+            assert!(d.buf.is_empty());
         }
     }
 

@@ -111,7 +111,10 @@ pub(crate) fn apply(s: &Sets) -> Result<()> {
             io::Error::last_os_error(),
         ));
     }
-    ambient(s.ambient)
+    // The kernel only lets a capability into the ambient set when it is both permitted and
+    // inheritable; like runc and crun, the others are left out rather than failing the start
+    // (`crun spec` lists ambient capabilities with an empty inheritable set).
+    ambient(s.ambient & s.permitted & s.inheritable)
 }
 
 fn ambient(mask: u64) -> Result<()> {

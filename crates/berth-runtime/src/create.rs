@@ -195,10 +195,8 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     let cg_path = linux
         .and_then(|l| l.cgroups_path().clone())
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{id}")));
-    cleanup.cgroup = Some(Cgroup::create(
-        &cg_path,
-        linux.and_then(|l| l.resources().as_ref()),
-    )?);
+    let resources = linux.map(crate::devices::with_default_rules);
+    cleanup.cgroup = Some(Cgroup::create(&cg_path, resources.as_ref())?);
 
     let fifo = state_dir.join(EXEC_FIFO);
     sys::mkfifo(&fifo, 0o600).map_err(|e| Error::sys("mkfifo", fifo.display(), e))?;

@@ -139,3 +139,43 @@ fn symlinks(rootfs: &Path) -> Result<()> {
     }
     std::os::unix::fs::symlink("pts/ptmx", &ptmx).map_err(|e| Error::io("symlink", ptmx, e))
 }
+
+/// The container's resources with device cgroup rules that always allow the default devices
+/// (null, zero, full, random, urandom, tty, console, ptmx, the pts and tun) and the config's
+/// own `linux.devices`, after its rules, as runc and crun do: a config that denies all
+/// devices (as `crun spec` writes) still gets a working /dev.
+pub(crate) fn with_default_rules(
+    linux: &oci_spec::runtime::Linux,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = res.devices().clone().unwrap_or_default();
+    let mut allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some("rwm".to_string()));
+        rules.push(r);
+    };
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        allow(LinuxDeviceType::C, Some(major), Some(minor));
+    }
+    allow(LinuxDeviceType::C, Some(136), None);
+    for d in linux.devices().iter().flatten() {
+        allow(d.typ(), Some(d.major()), Some(d.minor()));
+    }
+    res.set_devices(Some(rules));
+    res
+}

@@ -128,23 +128,6 @@ pub struct RunArgs {
     pub create: CreateArgs,
 }
 
-/// Docker's units.RAMInBytes.
-fn ram(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    match num.parse::<f64>() {
-        Ok(n) if n >= 0.0 => Ok((n * mult as f64) as i64),
-        _ => Err(format!("invalid size: '{s}'")),
-    }
-}
-
 fn key_values(items: &[String]) -> serde_json::Map<String, Value> {
     items
         .iter()
@@ -206,10 +189,15 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             None => (t.clone(), json!("")),
         })
         .collect();
-    let memory = a.memory.as_deref().map(ram).transpose()?.unwrap_or(0);
+    let memory = a
+        .memory
+        .as_deref()
+        .map(berth_api::units::ram_in_bytes)
+        .transpose()?
+        .unwrap_or(0);
     let swap = match a.memory_swap.as_deref() {
         Some("-1") => -1,
-        Some(s) => ram(s)?,
+        Some(s) => berth_api::units::ram_in_bytes(s)?,
         None => 0,
     };
     let entrypoint = a.entrypoint.as_ref().map(|e| {
@@ -254,7 +242,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             "PidsLimit": a.pids_limit,
             "Tmpfs": tmpfs,
             "Ulimits": ulimits,
-            "ShmSize": a.shm_size.as_deref().map(ram).transpose()?.unwrap_or(0),
+            "ShmSize": a.shm_size.as_deref().map(berth_api::units::ram_in_bytes).transpose()?.unwrap_or(0),
             "Sysctls": key_values(&a.sysctl),
             "Init": a.init.then_some(true),
             "ConsoleSize": stream::term_size().map(|(h, w)| vec![h, w]).unwrap_or(vec![0, 0]),
@@ -715,7 +703,11 @@ fn ps_row(v: &Value, trunc: bool) -> Value {
         })
         .unwrap_or_default();
     let size = match (v["SizeRw"].as_i64(), v["SizeRootFs"].as_i64()) {
-        (Some(rw), Some(root)) => format!("{} (virtual {})", human_size(rw), human_size(root)),
+        (Some(rw), Some(root)) => format!(
+            "{} (virtual {})",
+            berth_api::units::human_size(rw),
+            berth_api::units::human_size(root)
+        ),
         _ => String::new(),
     };
     json!({
@@ -733,30 +725,6 @@ fn ps_row(v: &Value, trunc: bool) -> Value {
         "Mounts": "",
         "Networks": v["HostConfig"]["NetworkMode"],
     })
-}
-
-/// Docker's units.HumanSize: decimal units, Go's `%.4g`.
-pub fn human_size(n: i64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let int_digits = if v < 1.0 {
-        1
-    } else {
-        (v.log10().floor() as i32) + 1
-    };
-    let decimals = (4 - int_digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
 }
 
 pub async fn ps(c: &Client, a: PsArgs) -> i32 {
@@ -1237,15 +1205,6 @@ pub async fn container_cmd(c: &Client, sub: ContainerCommand) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(ram("6m").unwrap(), 6 << 20);
-        assert!(ram("lots").is_err());
-        assert_eq!(human_size(1_234_567), "1.235MB");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(12_345), "12.35kB");
-    }
 
     #[test]
     fn time_args() {

@@ -1,8 +1,9 @@
 //! Image commands: images, import, load, save, rmi, tag, history and `image` subcommands.
 
-use super::container::{filters_json, human_size, print_formatted, print_inspect, InspectArgs};
+use super::container::{filters_json, print_formatted, print_inspect, InspectArgs};
 use crate::client::{enc, Client, ReqBody};
 use crate::format::Format;
+use berth_api::units::human_size;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::BodyExt;

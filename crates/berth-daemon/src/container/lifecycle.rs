@@ -205,46 +205,137 @@ fn validate(req: &CreateRequest) -> Result<()> {
         ));
     }
     match h.network_mode.as_str() {
-        "" | "default" | "bridge" | "none" | "host" => Ok(()),
-        other => Err(Error::bad_request(format!(
-            "network mode {other:?} is not supported yet"
-        ))),
+        "" | "default" | "bridge" | "none" | "host" => {}
+        other => {
+            return Err(Error::bad_request(format!(
+                "network mode {other:?} is not supported yet"
+            )))
+        }
     }
+    // Settings berth does not carry out yet are refused rather than silently dropped.
+    let c = &req.config;
+    let unsupported = [
+        (
+            "port publishing (-p)",
+            h.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || h.publish_all_ports,
+        ),
+        ("--mount", h.mounts.as_ref().is_some_and(|m| !m.is_empty())),
+        (
+            "--device",
+            h.devices.as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        ("--pid", !h.pid_mode.is_empty()),
+        (
+            "--ipc",
+            !h.ipc_mode.is_empty() && h.ipc_mode != "private" && h.ipc_mode != "shareable",
+        ),
+        ("--uts", !h.uts_mode.is_empty()),
+        ("--userns", !h.userns_mode.is_empty()),
+        (
+            "--volumes-from",
+            h.volumes_from.as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        ("--link", h.links.as_ref().is_some_and(|l| !l.is_empty())),
+        (
+            "--group-add",
+            h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
+        ),
+        (
+            "--health-cmd",
+            c.healthcheck.as_ref().is_some_and(|hc| {
+                hc.test
+                    .as_ref()
+                    .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+            }),
+        ),
+        (
+            "anonymous volumes (-v /path)",
+            c.volumes.as_ref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "a log driver other than json-file",
+            !matches!(h.log_config.kind.as_str(), "" | "json-file"),
+        ),
+    ];
+    if let Some((what, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(Error::bad_request(format!(
+            "{what} is not supported by this berth version yet"
+        )));
+    }
+    Ok(())
 }
 
-/// Write hostname, hosts and resolv.conf for the container.
+/// Write hostname, hosts and resolv.conf for the container: `--add-host` entries, and
+/// `--dns`, `--dns-search`, `--dns-option` over the host's resolver settings.
 fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
     let p = &c.paths;
+    let r = c.snapshot();
+    let h = &r.host_config;
     std::fs::write(p.hostname(), format!("{hostname}\n"))?;
-    std::fs::write(
-        p.hosts(),
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        ),
-    )?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for entry in h.extra_hosts.iter().flatten() {
+        let (name, ip) = entry
+            .split_once([':', '='])
+            .filter(|(n, ip)| !n.is_empty() && ip.parse::<std::net::IpAddr>().is_ok())
+            .ok_or_else(|| {
+                Error::bad_request(format!("invalid IP address in add-host: {entry:?}"))
+            })?;
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    std::fs::write(p.hosts(), hosts)?;
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    // Loopback resolvers of the host are unreachable from the container's namespace.
-    let filtered: String = host
-        .lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .is_some_and(|a| a.starts_with("127.") || a == "::1"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(p.resolv_conf(), filtered)?;
+    let host_mode = h.network_mode == "host";
+    let mut nameservers: Vec<String> = Vec::new();
+    let mut search: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    for line in host.lines() {
+        let mut w = line.split_whitespace();
+        match (w.next(), w.next()) {
+            // Loopback resolvers of the host are unreachable from a namespace of its own.
+            (Some("nameserver"), Some(a))
+                if host_mode || !(a.starts_with("127.") || a == "::1") =>
+            {
+                nameservers.push(a.to_string())
+            }
+            (Some("search" | "domain"), Some(first)) => {
+                search = std::iter::once(first).chain(w).map(String::from).collect()
+            }
+            (Some("options"), Some(first)) => {
+                options = std::iter::once(first).chain(w).map(String::from).collect()
+            }
+            _ => {}
+        }
+    }
+    if let Some(dns) = h.dns.as_ref().filter(|d| !d.is_empty()) {
+        nameservers = dns.clone();
+    }
+    if let Some(s) = h.dns_search.as_ref().filter(|d| !d.is_empty()) {
+        search = s.clone();
+    }
+    if let Some(o) = h.dns_options.as_ref().filter(|d| !d.is_empty()) {
+        options = o.clone();
+    }
+    let mut out = String::new();
+    for ns in &nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    std::fs::write(p.resolv_conf(), out)?;
     Ok(())
 }
 
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
-    let image = d.images.get(&rec.image_id)?;
     super::rootfs::make_init_layer(c)?;
     let layers = super::rootfs::lowerdirs(d, c)?;
-    let ic = image.config.config().clone().unwrap_or_default();
     for dir in [
         c.paths.upper(),
         c.paths.work(),
@@ -256,7 +347,6 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let built = spec::build(
         &rec,
         &c.paths,
-        &ic,
         &layers,
         &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
@@ -268,7 +358,11 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let max_size = opts
         .get("max-size")
         .or(d.cfg.log_opts.get("max-size"))
-        .map(|s| parse_size(s))
+        .map(|s| {
+            berth_api::units::ram_in_bytes(s)
+                .map(|n| n as u64)
+                .map_err(|e| Error::bad_request(format!("invalid max-size: {e}")))
+        })
         .transpose()?
         .unwrap_or(LOG_MAX_SIZE);
     let max_files = opts
@@ -304,27 +398,6 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     std::fs::write(c.paths.dir.join(ShimConfig::FILE), data)?;
     let _ = std::fs::remove_file(c.paths.exit_file());
     Ok(())
-}
-
-/// "10m", "1g", "512k", "100" (bytes) like Docker's units.RAMInBytes.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| Error::bad_request(format!("invalid size: '{s}'")))?;
-    if n < 0.0 {
-        return Err(Error::bad_request(format!("invalid size: '{s}'")));
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 /// `POST /containers/{id}/start`.
@@ -888,11 +961,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_signals() {
-        assert_eq!(parse_size("10m").unwrap(), 10 << 20);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert!(parse_size("ten").is_err());
+    fn signals_and_refs() {
         assert_eq!(signal_number("TERM").unwrap(), 15);
         assert_eq!(signal_number("SIGKILL").unwrap(), 9);
         assert_eq!(signal_number("2").unwrap(), 2);

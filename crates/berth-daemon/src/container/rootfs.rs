@@ -63,11 +63,15 @@ pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let host = berth_image::archive::resolve_in_root(root, Path::new(path)).ok()?;
+    // O_NONBLOCK: a FIFO planted there must not hang the daemon; only regular files count.
     let mut f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(host)
         .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut s = String::new();
     f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
     Some(s)

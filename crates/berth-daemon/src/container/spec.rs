@@ -250,9 +250,9 @@ pub fn resolve_user(user: &str, passwd: Option<&str>, group: Option<&str>) -> Re
     })
 }
 
-/// Merge image env with container env (container wins) and add Docker's defaults.
+/// Docker's default variables under `base` (the container's env), then `env` on top.
 pub fn environment(
-    image_env: &[String],
+    base_env: &[String],
     env: &[String],
     hostname: &str,
     tty: bool,
@@ -271,7 +271,7 @@ pub fn environment(
     if tty {
         base.push("TERM=xterm".into());
     }
-    for kv in base.iter().chain(image_env).chain(env) {
+    for kv in base.iter().chain(base_env).chain(env) {
         if kv.contains('=') {
             set(kv, &mut out);
         }
@@ -280,24 +280,6 @@ pub fn environment(
         out.push(format!("HOME={home}"));
     }
     out
-}
-
-/// The command: entrypoint + cmd, where the container's values override the image's.
-pub fn command(rec: &Record, image: &oci_spec::image::Config) -> Result<Vec<String>> {
-    let entrypoint = match &rec.config.entrypoint {
-        Some(e) => e.clone(),
-        None => image.entrypoint().clone().unwrap_or_default(),
-    };
-    let cmd = match &rec.config.cmd {
-        Some(c) => c.clone(),
-        None if rec.config.entrypoint.is_none() => image.cmd().clone().unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if argv.is_empty() {
-        return Err(Error::bad_request("no command specified"));
-    }
-    Ok(argv)
 }
 
 fn bind_mount(src: &Path, dst: &str, ro: bool) -> Value {
@@ -496,12 +478,11 @@ pub struct Built {
     pub hostname: String,
 }
 
-/// Build config.json for `rec` with the image's config, its lower dirs (top first) and the
-/// overlay mount options.
+/// Build config.json for `rec` (whose config already has the image's merged in at create),
+/// with its lower dirs (top first) and the overlay mount options.
 pub fn build(
     rec: &Record,
     paths: &Paths,
-    image: &oci_spec::image::Config,
     layers: &[PathBuf],
     overlay: &str,
     cgroup_parent: &str,
@@ -513,31 +494,23 @@ pub fn build(
         rec.config.hostname.clone()
     };
     let upper = paths.upper();
-    let user_spec = if rec.config.user.is_empty() {
-        image.user().clone().unwrap_or_default()
-    } else {
-        rec.config.user.clone()
-    };
     let passwd = read_root_file(&upper, layers, "etc/passwd");
     let group = read_root_file(&upper, layers, "etc/group");
-    let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
-    let mut argv = command(rec, image)?;
-    let image_env = image.env().clone().unwrap_or_default();
+    let user = resolve_user(&rec.config.user, passwd.as_deref(), group.as_deref())?;
+    let mut argv: Vec<String> = std::iter::once(rec.path.clone())
+        .chain(rec.args.iter().cloned())
+        .collect();
     let env = environment(
-        &image_env,
         rec.config.env.as_deref().unwrap_or(&[]),
+        &[],
         &hostname,
         rec.config.tty,
         &user.home,
     );
-    let cwd = if !rec.config.working_dir.is_empty() {
-        rec.config.working_dir.clone()
+    let cwd = if rec.config.working_dir.is_empty() {
+        "/".to_string()
     } else {
-        image
-            .working_dir()
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into())
+        rec.config.working_dir.clone()
     };
     let caps = capabilities(
         h.privileged,
@@ -673,6 +646,8 @@ pub fn exec_process(
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": security_opts(rec)?.no_new_privileges,
+        "rlimits": rlimits(rec)?,
+        "oomScoreAdj": h.oom_score_adj,
     });
     serde_json::from_value(p).map_err(|e| Error::internal(format!("exec process: {e}")))
 }

@@ -62,7 +62,10 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                     }
                 }),
                 "before" | "since" => {
-                    let other = d.images.get(&vals[0])?;
+                    let Some(first) = vals.first() else {
+                        continue;
+                    };
+                    let other = d.images.get(first)?;
                     let (a, b) = (unix(img.created.as_deref()), unix(other.created.as_deref()));
                     if k == "before" {
                         a < b
