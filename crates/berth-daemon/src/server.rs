@@ -24,6 +24,12 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     }
     std::fs::create_dir_all(cfg.data_root.join("containers"))
         .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
+    // Containers removed while the daemon was down to their last files.
+    let trash = cfg.data_root.join("trash");
+    let _ = std::fs::remove_dir_all(&trash);
+    std::fs::create_dir_all(&trash).map_err(|e| format!("{}: {e}", trash.display()))?;
+    crate::container::rootfs::make_init_layer(&cfg.data_root)
+        .map_err(|e| format!("init layer: {}", e.0.message))?;
     let images = berth_image::Store::open(&cfg.data_root).map_err(|e| e.to_string())?;
     std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;

@@ -55,12 +55,23 @@ impl Container {
         self.rec().clone()
     }
 
-    /// Change the record and persist it atomically.
+    /// Change the record's state and write it atomically. Not fsynced: a crash of the daemon
+    /// loses nothing (the data is in the page cache), and after a power loss no container
+    /// runs and the state is worked out again at boot.
     pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        self.write(f, false)
+    }
+
+    /// Change what the container *is* (created, renamed): atomic and fsynced.
+    pub fn update_durable(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        self.write(f, true)
+    }
+
+    fn write(&self, f: impl FnOnce(&mut Record), durable: bool) -> Result<Record> {
         let mut r = self.rec();
         f(&mut r);
         let data = serde_json::to_vec_pretty(&*r).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.paths.record(), &data)?;
+        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
         Ok(r.clone())
     }
 }
@@ -140,7 +151,7 @@ impl Daemon {
         if let Some(owner) = map.values().find(|o| o.id != c.id && o.rec().name == name) {
             return Err(name_conflict(name, &owner.id));
         }
-        c.update(|r| r.name = name.to_string())?;
+        c.update_durable(|r| r.name = name.to_string())?;
         Ok(())
     }
 

@@ -44,13 +44,16 @@ pub struct ExitRecord {
     pub error: String,
 }
 
-/// Write `data` to `path` atomically: temp file, fsync, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Write `data` to `path` atomically: temp file, rename. With `durable`, the file is
+/// fsynced first, so it also survives a power loss (not only a crash of the process).
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }

@@ -456,7 +456,9 @@ impl Shim {
             let _ = log.flush_partial();
         }
         let data = serde_json::to_vec(&exit).unwrap_or_default();
-        if let Err(e) = write_atomic(&self.cfg.exit_file, &data) {
+        // The exit file lives under the exec root: it must outlive the daemon, not a reboot
+        // (after which no container runs anyway).
+        if let Err(e) = write_atomic(&self.cfg.exit_file, &data, false) {
             eprintln!("shim {}: writing exit file: {e}", self.cfg.id);
         }
         if let Err(e) = self.runtime.delete(&self.cfg.id, true) {

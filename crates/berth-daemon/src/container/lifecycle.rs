@@ -143,16 +143,8 @@ pub async fn create(
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
     d.insert_named(c.clone())?;
     let made = (|| -> Result<()> {
-        for dir in [
-            &c.paths.dir,
-            &c.paths.upper(),
-            &c.paths.work(),
-            &c.paths.rootfs(),
-        ] {
-            std::fs::create_dir_all(dir)?;
-        }
-        super::rootfs::make_init_layer(&c)?;
-        c.update(|_| {})?;
+        std::fs::create_dir_all(&c.paths.dir)?;
+        c.update_durable(|_| {})?;
         Ok(())
     })();
     if let Err(e) = made {
@@ -334,7 +326,6 @@ fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
-    super::rootfs::make_init_layer(c)?;
     let layers = super::rootfs::lowerdirs(d, c)?;
     for dir in [
         c.paths.upper(),
@@ -353,7 +344,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     )?;
     write_net_files(c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(c.paths.dir.join("config.json"), spec)?;
+    std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
     let max_size = opts
         .get("max-size")
@@ -376,7 +367,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         .unwrap_or(LOG_MAX_FILES);
     let shim_cfg = ShimConfig {
         id: rec.id.clone(),
-        bundle: c.paths.dir.clone(),
+        bundle: c.paths.run_dir.clone(),
         runtime_root: d.runtime_root.clone(),
         socket: c.paths.socket(),
         log_path: c.paths.log(),
@@ -395,7 +386,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         },
     };
     let data = serde_json::to_vec(&shim_cfg).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(c.paths.dir.join(ShimConfig::FILE), data)?;
+    std::fs::write(c.paths.run_dir.join(ShimConfig::FILE), data)?;
     let _ = std::fs::remove_file(c.paths.exit_file());
     Ok(())
 }
@@ -424,7 +415,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
     }
-    let ready = shim::spawn(&c.paths.dir).await?;
+    let ready = shim::spawn(&c.paths.run_dir).await?;
     if let Some(err) = ready.error {
         let code = ready.exit_code.unwrap_or(125);
         c.update(|r| {
@@ -739,24 +730,26 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
             c.rec().name
         )));
     }
+    // One rename takes the container out of the data root; its files are deleted in the
+    // background (and at the next boot, should the daemon stop first).
     let dir = c.paths.dir.clone();
+    let trash = d.cfg.data_root.join("trash").join(&c.id);
     let run_dir = c.paths.run_dir.clone();
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
     let id = c.id.clone();
     tokio::task::spawn_blocking(move || {
         let _ = rt.delete(&id, true);
         let _ = std::fs::remove_dir_all(&run_dir);
-        std::fs::remove_dir_all(&dir)
+        match std::fs::rename(&dir, &trash) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     })
     .await
-    .map_err(|e| Error::internal(e.to_string()))?
-    .or_else(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    .map_err(|e| Error::internal(e.to_string()))??;
+    let trash_dir = d.cfg.data_root.join("trash").join(&c.id);
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash_dir));
     d.remove_handle(&c.id);
     d.execs
         .lock()

@@ -97,26 +97,28 @@ impl Paths {
                 .unwrap_or_default()
         ))
     }
-    pub fn exit_file(&self) -> PathBuf {
-        self.dir.join("exit.json")
-    }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
+    // What follows exists only while the container runs, on the exec root (a tmpfs): it is
+    // made again at every start, and creating files there costs far less than on disk.
+    pub fn exit_file(&self) -> PathBuf {
+        self.run_dir.join("exit.json")
+    }
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
+        self.run_dir.join("rootfs")
     }
     pub fn hostname(&self) -> PathBuf {
-        self.dir.join("hostname")
+        self.run_dir.join("hostname")
     }
     pub fn hosts(&self) -> PathBuf {
-        self.dir.join("hosts")
+        self.run_dir.join("hosts")
     }
     pub fn resolv_conf(&self) -> PathBuf {
-        self.dir.join("resolv.conf")
+        self.run_dir.join("resolv.conf")
     }
     pub fn socket(&self) -> PathBuf {
         self.run_dir.join("shim.sock")

@@ -5,9 +5,9 @@ use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use std::path::{Path, PathBuf};
 
-/// Mount points berth binds over in every container. They live in a per-container init layer
-/// (like Docker's `-init` layer) below the upper dir, so creating them never shows up in
-/// `diff` or `commit`.
+/// Mount points berth binds over in every container. They live in an init layer (like
+/// Docker's `-init` layer, but one for all containers) below the upper dir, so creating them
+/// never shows up in `diff` or `commit`.
 const INIT_DIRS: &[&str] = &[
     "dev",
     "dev/pts",
@@ -19,25 +19,29 @@ const INIT_DIRS: &[&str] = &[
 ];
 const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
-/// Make the container's init layer (at create; again at start for containers made before it
-/// existed).
-pub fn make_init_layer(c: &Container) -> Result<()> {
-    let init = c.paths.dir.join("init");
+/// Make the init layer all containers share, once (at daemon start).
+pub fn make_init_layer(data_root: &Path) -> Result<PathBuf> {
+    let init = data_root.join("init-layer");
     if init.join(INIT_FILES[0]).exists() {
-        return Ok(());
+        return Ok(init);
     }
+    let tmp = data_root.join("init-layer.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
     for dir in INIT_DIRS {
-        std::fs::create_dir_all(init.join(dir))?;
+        std::fs::create_dir_all(tmp.join(dir))?;
     }
     for f in INIT_FILES {
-        std::fs::write(init.join(f), b"")?;
+        std::fs::write(tmp.join(f), b"")?;
     }
-    Ok(())
+    let _ = std::fs::remove_dir_all(&init);
+    std::fs::rename(&tmp, &init)?;
+    Ok(init)
 }
 
-/// The overlay lower dirs of a container, top first: its init layer, then the image's layers.
+/// The overlay lower dirs of a container, top first: the shared init layer, then the image's
+/// layers.
 pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
-    let mut out = vec![c.paths.dir.join("init")];
+    let mut out = vec![d.cfg.data_root.join("init-layer")];
     out.extend(d.images.rootfs_layers(&c.rec().image_id)?);
     Ok(out)
 }
@@ -77,6 +81,16 @@ pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
     Some(s)
 }
 
+/// The run dir made for one operation on a stopped container; removed on drop (after the
+/// mount guard, which is declared later and so dropped first).
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// An overlay mounted on the container's rootfs dir; unmounted on drop.
 struct TempMount(PathBuf);
 
@@ -100,6 +114,7 @@ pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T
     for dir in [&target, &c.paths.upper(), &c.paths.work()] {
         std::fs::create_dir_all(dir)?;
     }
+    let _run_dir = RunDir(c.paths.run_dir.clone());
     let opts = overlay_options(c, &lowers);
     nix::mount::mount(
         Some("overlay"),
