@@ -408,6 +408,7 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 }
 
 async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+    let t0 = std::time::Instant::now();
     {
         let d2 = d.clone();
         let c2 = c.clone();
@@ -415,7 +416,9 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
     }
+    tracing::debug!(id = %c.id, "bundle written after {:?}", t0.elapsed());
     let ready = shim::spawn(&c.paths.run_dir).await?;
+    tracing::debug!(id = %c.id, "shim ready after {:?}", t0.elapsed());
     if let Some(err) = ready.error {
         let code = ready.exit_code.unwrap_or(125);
         c.update(|r| {
@@ -474,6 +477,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     });
     // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
+    tracing::debug!(id = %c.id, "started after {:?}", t0.elapsed());
     recorded.map(|_| ())
 }
 
@@ -502,6 +506,7 @@ fn read_exit_file(c: &Container) -> Option<ExitRecord> {
 }
 
 async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
+    let t0 = std::time::Instant::now();
     let res = c.update(|r| {
         r.state.status = status::EXITED.into();
         r.state.pid = 0;
@@ -522,6 +527,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         if let Err(e) = remove(d, c, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
         }
+        tracing::debug!(id = %c.id, "exit recorded and removed in {:?}", t0.elapsed());
         return;
     }
     if let Some(delay) = restart_delay(&rec) {
