@@ -55,7 +55,7 @@ pub fn json_body(v: &serde_json::Value) -> ReqBody {
 }
 
 impl Client {
-    /// `$BERTH_HOST`, then `$DOCKER_HOST`, then `-H`, then the default socket.
+    /// `-H`, then `$BERTH_HOST`, then `$DOCKER_HOST`, then the default socket.
     pub fn from_env(host: Option<&str>) -> Result<Client> {
         let host = host
             .map(String::from)

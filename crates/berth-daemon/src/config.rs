@@ -28,10 +28,9 @@ pub struct DaemonArgs {
     pub cgroup_parent: Option<String>,
 }
 
-/// The subset of daemon.json berth reads; unknown keys are ignored like dockerd ignores none,
-/// so they are reported.
+/// The daemon.json keys berth implements; like dockerd, any other key is an error.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", default)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 struct FileConfig {
     hosts: Vec<String>,
     data_root: Option<PathBuf>,

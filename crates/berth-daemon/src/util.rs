@@ -67,6 +67,27 @@ impl Query {
     }
 }
 
+/// All values of a repeated query key (`names=a&names=b`).
+pub fn query_all(query: Option<&str>, key: &str) -> Vec<String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| decode(k) == key)
+        .map(|(_, v)| decode(v))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// A fresh 64-hex-digit id (containers, execs) from the kernel's random pool.
+pub fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// Percent-decoding of a query component ('+' is a space).
 pub fn decode(s: &str) -> String {
     let b = s.as_bytes();

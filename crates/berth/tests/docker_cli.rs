@@ -47,6 +47,13 @@ fn docker_cli_runs_containers() {
     assert_eq!(stdout(&out).trim().len(), 12, "{}", stderr(&out));
     let out = d.docker(&["exec", "dk", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
+    let out = d.docker(&["exec", "dk", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("executable file not found"),
+        "{}",
+        stdout(&out)
+    );
     let out = d.docker(&["logs", "dk"]);
     assert_eq!(stdout(&out), "ready\n");
     let out = d.docker(&[

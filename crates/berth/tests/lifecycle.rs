@@ -128,6 +128,13 @@ fn detached_lifecycle() {
     );
     let out = d.berth(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(out.status.code(), Some(5));
+    let out = d.berth(&["exec", "web", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stdout(&out).contains("executable file not found"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
         "running /web"

@@ -455,12 +455,7 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             return 0;
         }
         return match wait {
-            Ok(w) => crate::client::read_all(w)
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v["StatusCode"].as_i64())
-                .unwrap_or(1) as i32,
+            Ok(w) => wait_status(w).await,
             Err(e) => super::report(&e, 1),
         };
     }
@@ -988,6 +983,15 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
     if let Some(k) = &a.detach_keys {
         q.push_str(&format!("&detachKeys={}", enc(k)));
     }
+    // Registered before attaching, so the exit code is the one of the exit we see.
+    let wait = c
+        .send(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition=next-exit"),
+            crate::client::empty(),
+            "application/json",
+        )
+        .await;
     let conn = match c.hijack(&q, None).await {
         Ok(c) => c,
         Err(e) => return super::report(&e, 1),
@@ -1005,12 +1009,20 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
     if let Ok(stream::Ended::Detached) = ended {
         return 0;
     }
-    match c.get(&format!("/containers/{id}/json")).await {
-        Ok(v) if v["State"]["Running"].as_bool() == Some(false) => {
-            v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32
-        }
-        _ => 0,
+    match wait {
+        Ok(w) => wait_status(w).await,
+        Err(e) => super::report(&e, 1),
     }
+}
+
+/// The exit code in a `/wait` answer.
+async fn wait_status(w: hyper::Response<hyper::body::Incoming>) -> i32 {
+    crate::client::read_all(w)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["StatusCode"].as_i64())
+        .unwrap_or(1) as i32
 }
 
 #[derive(Debug, Clone, Args)]

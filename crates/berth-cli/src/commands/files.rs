@@ -14,9 +14,6 @@ pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short = 'a', long)]
     pub archive: bool,
-    /// Always follow symbol link in SRC_PATH
-    #[arg(short = 'L', long = "follow-link")]
-    pub follow_link: bool,
     /// CONTAINER:SRC_PATH or SRC_PATH (- for a tar on stdin)
     pub src: String,
     /// DEST_PATH (- for a tar on stdout) or CONTAINER:DEST_PATH

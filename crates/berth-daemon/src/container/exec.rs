@@ -26,10 +26,7 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
     if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
         return Err(Error::bad_request("No exec command specified"));
     }
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))?;
-    let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let id = crate::util::random_id()?;
     let e = Arc::new(Exec {
         id: id.clone(),
         container_id: r.id,

@@ -14,21 +14,6 @@ use std::time::Duration;
 const LOG_MAX_SIZE: u64 = 20 << 20;
 const LOG_MAX_FILES: u32 = 5;
 
-fn new_id() -> String {
-    let mut b = [0u8; 32];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b[..16].copy_from_slice(&t.to_le_bytes());
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `POST /containers/create`.
 pub async fn create(
     d: &Arc<Daemon>,
@@ -47,7 +32,7 @@ pub async fn create(
         other => other.into(),
     })?;
     validate(&req)?;
-    let id = new_id();
+    let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
             if !crate::names::valid(n) {

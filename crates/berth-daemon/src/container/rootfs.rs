@@ -107,7 +107,21 @@ impl Drop for TempMount {
 pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let r = c.snapshot();
     if r.is_running() && r.state.pid > 0 {
-        return f(Path::new(&format!("/proc/{}/root", r.state.pid)));
+        // Frozen for the operation, as Docker does, so the container cannot swap a checked
+        // directory for a symlink while the daemon walks it.
+        let rt = berth_runtime::Runtime::new(&c.runtime_root);
+        let freeze = r.state.status == super::status::RUNNING;
+        if freeze {
+            rt.pause(&c.id)
+                .map_err(|e| Error::internal(format!("freezing the container: {e}")))?;
+        }
+        let res = f(Path::new(&format!("/proc/{}/root", r.state.pid)));
+        if freeze {
+            if let Err(e) = rt.resume(&c.id) {
+                tracing::warn!("thawing {}: {e}", c.id);
+            }
+        }
+        return res;
     }
     let lowers = lowerdirs(d, c)?;
     let target = c.paths.rootfs();

@@ -18,8 +18,8 @@ pub async fn create(State(d): St, Path(id): Path<String>, body: Bytes) -> Result
     Ok(json(201, &serde_json::json!({ "Id": id })))
 }
 
-/// `POST /exec/{id}/start`: hijack first, then start, as the docker CLI needs the 101 before
-/// anything else; a failure to start is written into the stream and recorded as the exit code.
+/// `POST /exec/{id}/start`: the docker CLI needs the 101 whatever happens, so a failure to
+/// start is written into the stream and recorded as the exit code.
 pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result<Response> {
     let e = d.exec(&id)?;
     let upgrade = attach::wants_upgrade(&req);
@@ -46,9 +46,12 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let stdin = upgrade && e.config.attach_stdin;
+    // Started before answering, so a resize that follows the 101 finds the process; a
+    // failure is still answered with the stream, carrying the message.
+    let launched = exec::launch(&e, prepared).await;
     let serve = move |mut io: tokio::io::DuplexStream| async move {
         use tokio::io::AsyncWriteExt;
-        let stream = match exec::launch(&e, prepared).await {
+        let stream = match launched {
             Ok(s) => s,
             Err(msg) => {
                 let text = format!("{msg}\r\n");

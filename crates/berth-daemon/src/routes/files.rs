@@ -177,15 +177,7 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
             None => r.to_string(),
         }
     });
-    let changes: Vec<String> = raw
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .filter(|(k, _)| *k == "changes")
-        .map(|(_, v)| crate::util::decode(v))
-        .filter(|v| !v.is_empty())
-        .collect();
+    let changes = crate::util::query_all(raw.as_deref(), "changes");
     // The recorded config: the container's, overridden by what the request body sets.
     let mut cfg = rec.config.clone();
     if body_cfg.cmd.is_some() {

@@ -342,7 +342,7 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
             None => r.to_string(),
         }
     });
-    let changes: Vec<String> = raw_multi(req.uri().query(), "changes");
+    let changes: Vec<String> = crate::util::query_all(req.uri().query(), "changes");
     let opts = berth_image::ImportOptions {
         reference,
         changes,
@@ -364,18 +364,6 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
             ..Default::default()
         }])),
     }
-}
-
-/// All values of a repeated query key.
-fn raw_multi(query: Option<&str>, key: &str) -> Vec<String> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .filter(|(k, _)| crate::util::decode(k) == key)
-        .map(|(_, v)| crate::util::decode(v))
-        .filter(|v| !v.is_empty())
-        .collect()
 }
 
 pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
@@ -409,7 +397,7 @@ pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<R
 }
 
 pub async fn save_many(State(d): St, req: Request) -> Result<Response> {
-    let names = raw_multi(req.uri().query(), "names");
+    let names = crate::util::query_all(req.uri().query(), "names");
     save(d, names).await
 }
 
@@ -442,7 +430,7 @@ mod tests {
         assert!(!reference_matches("busybox:1", "busybox:latest"));
         assert!(!reference_matches("*", "a/b:latest"));
         assert_eq!(
-            raw_multi(Some("names=a&x=1&names=b%2Fc"), "names"),
+            crate::util::query_all(Some("names=a&x=1&names=b%2Fc"), "names"),
             vec!["a", "b/c"]
         );
     }

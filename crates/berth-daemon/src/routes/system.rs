@@ -28,6 +28,16 @@ pub async fn ping(method: Method) -> Response {
     r
 }
 
+/// The architecture as Go (and so Docker) names it.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
 fn kernel() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -47,7 +57,7 @@ pub async fn version() -> Response {
                 version: v.clone(),
                 details: serde_json::json!({
                     "ApiVersion": API_MAX, "MinAPIVersion": API_MIN, "Os": "linux",
-                    "Arch": "amd64", "KernelVersion": kernel(),
+                    "Arch": go_arch(), "KernelVersion": kernel(),
                 }),
             }],
             version: v,
@@ -56,7 +66,7 @@ pub async fn version() -> Response {
             git_commit: option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown").into(),
             go_version: "n/a (Rust)".into(),
             os: "linux".into(),
-            arch: "amd64".into(),
+            arch: go_arch().into(),
             kernel_version: kernel(),
             build_time: String::new(),
         },
@@ -131,7 +141,7 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "KernelVersion": kernel(),
             "OperatingSystem": "Linux",
             "OSType": "linux",
-            "Architecture": "x86_64",
+            "Architecture": std::env::consts::ARCH,
             "NCPU": cpus,
             "MemTotal": mem,
             "DockerRootDir": d.cfg.data_root,
