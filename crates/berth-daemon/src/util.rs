@@ -67,6 +67,61 @@ impl Query {
     }
 }
 
+/// A response body written by `produce` on a blocking thread, streamed as it is written
+/// (large tars are never held in memory). An error after the first bytes can only cut the
+/// stream short; it is logged.
+pub fn stream_body(
+    produce: impl FnOnce(&mut dyn std::io::Write) -> Result<()> + Send + 'static,
+) -> axum::body::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let res = produce(&mut w).and_then(|()| {
+            std::io::Write::flush(&mut w).map_err(|e| Error::internal(e.to_string()))
+        });
+        if let Err(e) = res {
+            tracing::warn!("streamed response cut short: {}", e.0.message);
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// A `Write` that hands 64 KiB chunks to an async receiver, waiting while it is behind.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
 /// All values of a repeated query key (`names=a&names=b`).
 pub fn query_all(query: Option<&str>, key: &str) -> Vec<String> {
     query

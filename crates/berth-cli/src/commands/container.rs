@@ -654,7 +654,7 @@ pub fn filters_json(filters: &[String]) -> Result<String, String> {
     for f in filters {
         let (k, v) = f
             .split_once('=')
-            .ok_or(format!("bad format of filter (expected name=value)"))?;
+            .ok_or_else(|| "bad format of filter (expected name=value)".to_string())?;
         m.entry(k.to_string()).or_default().push(v.to_string());
     }
     serde_json::to_string(&m).map_err(|e| e.to_string())

@@ -80,7 +80,7 @@ fn matches(
             continue;
         }
         let ok = match k.as_str() {
-            "status" => vals.iter().any(|v| *v == r.state.status),
+            "status" => vals.contains(&r.state.status),
             "name" => vals
                 .iter()
                 .any(|v| r.bare_name().contains(v.trim_start_matches('/'))),

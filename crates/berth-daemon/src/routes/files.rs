@@ -132,17 +132,14 @@ pub async fn archive(
 /// `GET /containers/{id}/export`: the merged filesystem as a tar.
 pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
-    let tar = blocking(&d, &c, |d, c| {
-        with_root(d, c, |root| {
-            let mut out = Vec::new();
-            berth_image::archive::tar_dir(root, &mut out)?;
-            Ok(out)
-        })
-    })
-    .await?;
+    let body = crate::util::stream_body(move |out| {
+        // Held while the tar is written, so the container cannot start or go meanwhile.
+        let _op = c.op.blocking_lock();
+        with_root(&d, &c, |root| Ok(berth_image::archive::tar_dir(root, out)?))
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
-        Body::from(Bytes::from(tar)),
+        body,
     )
         .into_response())
 }

@@ -4,7 +4,7 @@ use super::St;
 use crate::error::{Error, Result};
 use crate::state::Daemon;
 use crate::util::{json, Query};
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -97,7 +97,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             containers,
         });
     }
-    out.sort_by(|a, b| b.created.cmp(&a.created));
+    out.sort_by_key(|s| std::cmp::Reverse(s.created));
     Ok(json(200, &out))
 }
 
@@ -405,15 +405,10 @@ async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
     for n in &names {
         d.images.get(n)?;
     }
-    let buf = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        d.images.save(&names, &mut buf).map(|_| buf)
-    })
-    .await
-    .map_err(|e| Error::internal(e.to_string()))??;
+    let body = crate::util::stream_body(move |out| Ok(d.images.save(&names, out)?));
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
-        Body::from(Bytes::from(buf)),
+        body,
     )
         .into_response())
 }
