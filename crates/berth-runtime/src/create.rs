@@ -220,6 +220,15 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         None => None,
     };
     let (parent_end, child_end) = Channel::pair()?;
+    // The init moves itself into its cgroup (cheaper on v1, see Cgroup::join_self) unless
+    // hooks must see it there before it runs, or a new user namespace would take away its
+    // right to write the host's cgroup files.
+    let has_creation_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let join_cgroup_self =
+        cleanup.cgroup.as_ref().is_some_and(|c| !c.v2) && !plan.new_user && !has_creation_hooks;
     let args = init::Args {
         id,
         spec: &spec,
@@ -227,6 +236,7 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         rootfs: &rootfs,
         plan: &plan,
         cgroup: cleanup.cgroup.as_ref(),
+        join_cgroup_self,
         stdio: &stdio,
         state_dir: &state_dir,
         overlay,
@@ -241,7 +251,7 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         write_id_map(pid, "uid_map", &uid_maps)?;
         write_id_map(pid, "gid_map", &gid_maps)?;
     }
-    if let Some(cg) = &cleanup.cgroup {
+    if let Some(cg) = cleanup.cgroup.as_ref().filter(|_| !join_cgroup_self) {
         cg.join(pid)?;
     }
     if let Some(h) = spec.hooks() {

@@ -25,6 +25,8 @@ pub(crate) struct Args<'a> {
     pub rootfs: &'a Path,
     pub plan: &'a Plan,
     pub cgroup: Option<&'a Cgroup>,
+    /// The init moves itself into `cgroup` (else the creator has moved it).
+    pub join_cgroup_self: bool,
     pub stdio: &'a Stdio,
     pub state_dir: &'a Path,
     pub overlay: Option<&'a str>,
@@ -59,6 +61,11 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
             )))
         }
     };
+    if a.join_cgroup_self {
+        if let Some(cg) = a.cgroup {
+            cg.join_self()?;
+        }
+    }
     let hook_state = |status: &str| {
         let annotations = a.spec.annotations().clone().unwrap_or_default();
         hooks::state_json(a.id, status, host_pid, a.bundle, &annotations)

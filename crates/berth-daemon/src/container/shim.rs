@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use berth_shim::protocol::{Ready, Reply, Request};
 use std::path::Path;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// A connection whose request was answered; what follows is the stream.
@@ -20,9 +20,11 @@ pub async fn spawn(dir: &Path) -> Result<Ready> {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .map_err(|e| Error::internal(format!("starting shim: {e}")))?;
+    // Only the first line counts: waiting for EOF would also wait for every process that
+    // inherited the pipe (the container's init holds it until it sets up its own stdio).
     let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_string(&mut out).await?;
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout).read_line(&mut out).await?;
     }
     let _ = child.wait().await;
     let line = out.lines().next().unwrap_or("");
