@@ -11,9 +11,22 @@ cargo build --release --locked -q
 BERTH=$PWD/target/release/berth
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 started_daemon=""
+started_dockerd=""
+started_containerd=""
+started_podman=""
 cleanup() {
-  [ -n "$started_daemon" ] && kill "$started_daemon" 2>/dev/null && wait "$started_daemon" 2>/dev/null || true
-  rm -rf "$work" /run/berth-bench
+  for p in $started_dockerd $started_daemon $started_containerd; do
+    kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+  done
+  if [ -n "$started_containerd" ]; then
+    # containerd-shims of the benchmark's containers, if any survived.
+    pkill -f "containerd-shim.*-address /run/berth-bench-containerd" 2>/dev/null || true
+  fi
+  umount -R /run/berth-bench-docker 2>/dev/null || true
+  if [ -n "$started_podman" ]; then
+    $P system reset -f >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work" /run/berth-bench /run/berth-bench-docker /run/berth-bench-containerd /run/berth-bench-podman
 }
 trap cleanup EXIT
 
@@ -44,13 +57,35 @@ set -- \
   -n runc "runc --root $work/runc run --bundle $work/bundle bench-runc" \
   -n berth-runtime "$BERTH runtime --root $work/brt run --bundle $work/bundle bench-brt" \
   -n berth "$B run --rm --network none busybox true"
-if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  docker image inspect busybox:latest >/dev/null 2>&1 || docker import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
-  set -- "$@" -n docker "docker run --rm --network none busybox true"
+# Docker (Debian's docker.io): a private containerd + dockerd with their own roots and sockets,
+# no iptables and no bridge, started here and stopped at the end.
+if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+  cdir=/run/berth-bench-containerd
+  mkdir -p "$cdir" "$work/docker"
+  containerd --root "$work/docker/containerd" --state "$cdir/state" --address "$cdir/containerd.sock" \
+    >"$work/containerd.log" 2>&1 &
+  started_containerd=$!
+  i=0; until [ -S "$cdir/containerd.sock" ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
+  dockerd --data-root "$work/docker/data" --exec-root /run/berth-bench-docker --pidfile "$work/dockerd.pid" \
+    -H unix:///run/berth-bench-docker.sock --containerd "$cdir/containerd.sock" \
+    --iptables=false --ip6tables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+  started_dockerd=$!
+  D="docker -H unix:///run/berth-bench-docker.sock"
+  i=0; until $D info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 150 ] || break; sleep 0.2; done
+  if $D import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null 2>&1; then
+    set -- "$@" -n docker "$D run --rm --network none busybox true"
+  else
+    echo "note: dockerd did not come up; see $work/dockerd.log"
+  fi
 fi
+# Podman, daemonless, on roots of its own.
 if command -v podman >/dev/null; then
-  podman image exists localhost/busybox:latest || podman import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
-  set -- "$@" -n podman "podman run --rm --network none busybox true"
+  P="podman --root $work/podman/root --runroot /run/berth-bench-podman --cgroup-manager=cgroupfs --events-backend=file"
+  started_podman=1
+  $P import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+  # Podman asks for RLIMIT_NOFILE 1048576 and an NPROC above this host's hard limits; it gets
+  # explicit ones (setting them costs the same).
+  set -- "$@" -n podman "$P run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none busybox true"
 fi
 if [ -n "$hybrid" ]; then
   unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh \
