@@ -39,6 +39,8 @@ pub use cli::cli_main;
 pub use docker_seccomp::docker_seccomp_to_oci;
 pub use error::{Error, ExecErrorKind, Result};
 pub use rootfs::OVERLAY_ANNOTATION;
+/// Docker's defaults the daemon builds container configs with.
+pub use spec::{DOCKER_CAPS, MASKED as DOCKER_MASKED_PATHS, READONLY as DOCKER_READONLY_PATHS};
 
 /// Annotation set on the [`oci_spec::runtime::State`] returned by [`Runtime::state`] with the
 /// runtime's own status: `created`, `running`, `paused` or `stopped` (the OCI status type has

@@ -5,7 +5,7 @@ use oci_spec::runtime::Spec;
 use serde_json::json;
 
 /// Docker's default capability set.
-pub(crate) const DOCKER_CAPS: &[&str] = &[
+pub const DOCKER_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -23,9 +23,10 @@ pub(crate) const DOCKER_CAPS: &[&str] = &[
 ];
 
 /// Docker's masked paths.
-pub(crate) const MASKED: &[&str] = &[
+pub const MASKED: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -38,7 +39,7 @@ pub(crate) const MASKED: &[&str] = &[
 ];
 
 /// Docker's read-only paths.
-pub(crate) const READONLY: &[&str] = &[
+pub const READONLY: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",

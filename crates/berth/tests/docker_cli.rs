@@ -72,3 +72,91 @@ fn docker_cli_runs_containers() {
     let out = d.docker(&["run", "--rm", "nosuchimage"]);
     assert_eq!(out.status.code(), Some(125));
 }
+
+/// `docker <args>` that must succeed; returns trimmed stdout.
+fn dok(d: &Daemon, args: &[&str]) -> String {
+    let out = d.docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed ({:?}): {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn docker_cli_files_images_and_lifecycle() {
+    let d = Daemon::start();
+    let tmp = std::env::temp_dir().join(format!("berth-dockercli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    dok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /made; sleep 60",
+        ],
+    );
+    common::eventually("file made", || {
+        d.docker(&["exec", "box", "test", "-f", "/made"])
+            .status
+            .success()
+    });
+    // cp both ways, diff, top, pause/unpause, rename, commit.
+    dok(&d, &["cp", "box:/made", tmp.join("made").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(tmp.join("made")).unwrap(), "hi\n");
+    std::fs::write(tmp.join("in"), "in\n").unwrap();
+    dok(&d, &["cp", tmp.join("in").to_str().unwrap(), "box:/tmp/in"]);
+    assert_eq!(dok(&d, &["exec", "box", "cat", "/tmp/in"]), "in");
+    let diff = dok(&d, &["diff", "box"]);
+    assert!(diff.lines().any(|l| l == "A /made"), "{diff}");
+    assert!(dok(&d, &["top", "box"]).contains("sleep 60"));
+    dok(&d, &["pause", "box"]);
+    assert_eq!(
+        dok(&d, &["inspect", "-f", "{{.State.Status}}", "box"]),
+        "paused"
+    );
+    dok(&d, &["unpause", "box"]);
+    dok(&d, &["rename", "box", "box2"]);
+    let id = dok(&d, &["commit", "-m", "via docker", "box2", "committed:v1"]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(
+        dok(&d, &["run", "--rm", "committed:v1", "cat", "/made"]),
+        "hi"
+    );
+    let tar = tmp.join("export.tar");
+    dok(&d, &["export", "-o", tar.to_str().unwrap(), "box2"]);
+    assert!(std::fs::metadata(&tar).unwrap().len() > 1_000_000);
+    dok(&d, &["stop", "-t", "1", "box2"]);
+    dok(&d, &["start", "box2"]);
+    dok(&d, &["restart", "-t", "1", "box2"]);
+    dok(&d, &["kill", "box2"]);
+    assert_eq!(dok(&d, &["wait", "box2"]), "137");
+    dok(&d, &["rm", "box2"]);
+    // Images: tag, history, save/load, rmi.
+    dok(&d, &["tag", "busybox", "other:1"]);
+    assert!(
+        dok(&d, &["history", "--format", "{{.Comment}}", "committed:v1"]).starts_with("via docker")
+    );
+    let saved = tmp.join("saved.tar");
+    dok(&d, &["save", "-o", saved.to_str().unwrap(), "other:1"]);
+    dok(&d, &["rmi", "other:1", "committed:v1"]);
+    assert_eq!(
+        dok(&d, &["load", "-i", saved.to_str().unwrap()]),
+        "Loaded image: other:1"
+    );
+    assert_eq!(
+        dok(&d, &["image", "inspect", "-f", "{{.Os}}", "other:1"]),
+        "linux"
+    );
+    let out = d.docker(&["import", "-"]);
+    assert!(!out.status.success());
+    dok(&d, &["rmi", "other:1"]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -99,6 +99,30 @@ fn namespaces_caps_and_masks() {
         "{out}"
     );
     assert!(out.ends_with("Seccomp:\t0"), "{out}");
+    // --privileged sees the host's devices (the VM's disk, here vda).
+    let host_disks: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vd") || n.starts_with("sd") || n.starts_with("nvme"))
+        .collect();
+    if let Some(disk) = host_disks.first() {
+        let seen = d.ok(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "ls",
+            &format!("/dev/{disk}"),
+        ]);
+        assert_eq!(seen, format!("/dev/{disk}"));
+        let out = d.berth(&["run", "--rm", "busybox", "ls", &format!("/dev/{disk}")]);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "unprivileged container sees /dev/{disk}"
+        );
+    }
     let out = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(

@@ -260,49 +260,8 @@ pub struct ExportArgs {
 }
 
 pub async fn export(c: &Client, a: ExportArgs) -> i32 {
-    if a.output.is_none() && crate::stream::is_tty(std::io::stdout()) {
-        eprintln!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-        return 1;
-    }
-    let resp = match c
-        .send(
-            Method::GET,
-            &format!("/containers/{}/export", enc(&a.container)),
-            crate::client::empty(),
-            "application/json",
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return super::report(&e, 1),
-    };
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("failed to export container: {p}: {e}");
-                return 1;
-            }
-        },
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut failed = None;
-    let res = crate::client::for_each_chunk(resp, |chunk| {
-        if failed.is_none() {
-            failed = out.write_all(chunk).err();
-        }
-    })
-    .await;
-    if let Err(e) = res {
-        return super::report(&e, 1);
-    }
-    match failed.or_else(|| out.flush().err()) {
-        Some(e) => {
-            eprintln!("failed to export container: {e}");
-            1
-        }
-        None => 0,
-    }
+    let path = format!("/containers/{}/export", enc(&a.container));
+    super::download(c, &path, a.output.as_deref(), "export container").await
 }
 
 #[derive(Debug, Clone, Args)]

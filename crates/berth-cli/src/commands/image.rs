@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
-use std::io::Write;
 
 #[derive(Debug, Clone, Args)]
 pub struct ImagesArgs {
@@ -338,54 +337,13 @@ pub struct SaveArgs {
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> i32 {
-    if a.output.is_none() && crate::stream::is_tty(std::io::stdout()) {
-        eprintln!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-        return 1;
-    }
     let q: Vec<String> = a
         .images
         .iter()
         .map(|i| format!("names={}", enc(i)))
         .collect();
-    let resp = match c
-        .send(
-            Method::GET,
-            &format!("/images/get?{}", q.join("&")),
-            crate::client::empty(),
-            "application/json",
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return super::report(&e, 1),
-    };
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("failed to save image: {p}: {e}");
-                return 1;
-            }
-        },
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut err = None;
-    let res = crate::client::for_each_chunk(resp, |chunk| {
-        if err.is_none() {
-            if let Err(e) = out.write_all(chunk) {
-                err = Some(e);
-            }
-        }
-    })
-    .await;
-    if let Err(e) = res {
-        return super::report(&e, 1);
-    }
-    if let Some(e) = err.or_else(|| out.flush().err()) {
-        eprintln!("failed to save image: {e}");
-        return 1;
-    }
-    0
+    let path = format!("/images/get?{}", q.join("&"));
+    super::download(c, &path, a.output.as_deref(), "save image").await
 }
 
 #[derive(Debug, Clone, Args)]

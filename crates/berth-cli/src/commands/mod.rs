@@ -14,6 +14,55 @@ pub fn report(e: &Error, code: i32) -> i32 {
     code
 }
 
+/// GET a tar from the daemon into `output` (or stdout, which must not be a terminal), as
+/// `export` and `save` do.
+pub async fn download(c: &Client, path: &str, output: Option<&str>, what: &str) -> i32 {
+    use std::io::Write;
+    if output.is_none() && crate::stream::is_tty(std::io::stdout()) {
+        eprintln!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+        return 1;
+    }
+    let resp = match c
+        .send(
+            hyper::Method::GET,
+            path,
+            crate::client::empty(),
+            "application/json",
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return report(&e, 1),
+    };
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("failed to {what}: {p}: {e}");
+                return 1;
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut failed = None;
+    let res = crate::client::for_each_chunk(resp, |chunk| {
+        if failed.is_none() {
+            failed = out.write_all(chunk).err();
+        }
+    })
+    .await;
+    if let Err(e) = res {
+        return report(&e, 1);
+    }
+    match failed.or_else(|| out.flush().err()) {
+        Some(e) => {
+            eprintln!("failed to {what}: {e}");
+            1
+        }
+        None => 0,
+    }
+}
+
 pub async fn dispatch(c: Client, cmd: Command) -> i32 {
     use container as ct;
     use image as im;

@@ -115,7 +115,8 @@ pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T
             rt.pause(&c.id)
                 .map_err(|e| Error::internal(format!("freezing the container: {e}")))?;
         }
-        let res = f(Path::new(&format!("/proc/{}/root", r.state.pid)));
+        // "/." so that the magic link is followed by walks that stat the root itself.
+        let res = f(Path::new(&format!("/proc/{}/root/.", r.state.pid)));
         if freeze {
             if let Err(e) = rt.resume(&c.id) {
                 tracing::warn!("thawing {}: {e}", c.id);

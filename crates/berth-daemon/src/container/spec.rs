@@ -10,46 +10,10 @@ use std::path::{Path, PathBuf};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Docker's default capability set.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+use berth_runtime::{
+    DOCKER_CAPS as DEFAULT_CAPS, DOCKER_MASKED_PATHS as MASKED_PATHS,
+    DOCKER_READONLY_PATHS as READONLY_PATHS,
+};
 
 /// The init `--init` runs as PID 1, bind-mounted at /sbin/docker-init as Docker does.
 const INIT_BINARY: &str = "/usr/bin/tini-static";
@@ -415,6 +379,53 @@ fn resources(rec: &Record) -> Value {
     Value::Object(r)
 }
 
+/// The host's device nodes, which `--privileged` hands to the container as Docker does
+/// (the pty and shm/mqueue trees and the consoles excepted: the container has its own).
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![(PathBuf::from("/dev"), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if depth == 0
+                && matches!(
+                    name.as_str(),
+                    "pts" | "shm" | "mqueue" | "console" | "ptmx" | "tty"
+                )
+            {
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = m.file_type();
+            if ft.is_dir() && depth < 3 {
+                stack.push((path, depth + 1));
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            let rdev = m.rdev();
+            out.push(json!({
+                "path": path, "type": kind,
+                "major": libc::major(rdev), "minor": libc::minor(rdev),
+                "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid(),
+            }));
+        }
+    }
+    out
+}
+
 /// Options from --security-opt.
 struct SecurityOpts {
     seccomp: Option<Vec<u8>>,
@@ -573,6 +584,9 @@ pub fn build(
     });
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
+    }
+    if h.privileged {
+        linux["devices"] = Value::Array(host_devices());
     }
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
