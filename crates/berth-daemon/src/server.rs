@@ -22,6 +22,21 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     for dir in [&cfg.data_root, &cfg.exec_root] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
+    // One daemon per data root: a second one would restore and monitor the same shims.
+    let lock_path = cfg.data_root.join("berth.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| {
+            format!(
+                "another berth daemon is using {} ({e})",
+                cfg.data_root.display()
+            )
+        })?;
     std::fs::create_dir_all(cfg.data_root.join("containers"))
         .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
     // Containers removed while the daemon was down to their last files.

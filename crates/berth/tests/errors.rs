@@ -47,4 +47,26 @@ fn api_and_cli_errors() {
         stderr(&out)
     );
     d.ok(&["rm", "-f", "busy"]);
+
+    // A second daemon on the same data root is refused.
+    let other = format!("/run/bt-second-{}", std::process::id());
+    let out = std::process::Command::new(common::berth_bin())
+        .args(["daemon", "--data-root"])
+        .arg(&d.data_root)
+        .args([
+            "--exec-root",
+            &other,
+            "-H",
+            &format!("unix://{other}/b.sock"),
+        ])
+        .args(["--config-file", "/nonexistent/berth-test.json"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another berth daemon is using"),
+        "{}",
+        stderr(&out)
+    );
 }
