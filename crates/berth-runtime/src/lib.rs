@@ -153,6 +153,13 @@ impl Runtime {
         pause::resume(&self.root, id)
     }
 
+    /// Whether the kernel's OOM killer killed a process of the container (call before
+    /// `delete`, which removes the cgroup).
+    pub fn oom_killed(&self, id: &str) -> Result<bool> {
+        let rec = state::Record::load(&self.root, id)?;
+        Ok(rec.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0))
+    }
+
     /// Host pids of every process of the container (its cgroup's members), for `top`.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         kill::pids(&self.root, id)

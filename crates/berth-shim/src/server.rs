@@ -451,7 +451,8 @@ impl Shim {
         }
     }
 
-    fn finish_main(&mut self, exit: ExitRecord) {
+    fn finish_main(&mut self, mut exit: ExitRecord) {
+        exit.oom_killed = self.runtime.oom_killed(&self.cfg.id).unwrap_or(false);
         if let Some(mut log) = self.log.take() {
             let _ = log.flush_partial();
         }

@@ -195,4 +195,30 @@ fn resource_limits_land_in_cgroups() {
         stderr(&out)
     );
     d.ok(&["rm", "-f", &id]);
+
+    // A memory hog is killed by the OOM killer, and inspect says so.
+    let out = d.berth(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "8m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "hog"
+        ]),
+        "true 137"
+    );
+    d.ok(&["rm", "hog"]);
 }

@@ -293,6 +293,29 @@ impl Cgroup {
         }
     }
 
+    /// How many processes the kernel's OOM killer took in this cgroup (`oom_kill` of v1's
+    /// memory.oom_control or v2's memory.events); 0 when the kernel does not say.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let (dir, file) = if self.v2 {
+            (self.dirs.first(), "memory.events")
+        } else {
+            (
+                self.dirs
+                    .iter()
+                    .find(|d| d.subsystems.split(',').any(|s| s == "memory")),
+                "memory.oom_control",
+            )
+        };
+        dir.and_then(|d| fs::read_to_string(d.path.join(file)).ok())
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
     /// Pids of all processes in the cgroup.
     pub(crate) fn procs(&self) -> Result<Vec<i32>> {
         let d = if self.v2 {
