@@ -426,6 +426,31 @@ fn host_devices() -> Vec<Value> {
     out
 }
 
+/// The OCI form of a Docker seccomp profile for a capability set. Converting Docker's default
+/// profile costs about a millisecond, so the results for it are kept (one per capability set).
+fn seccomp_for(profile: &[u8], caps: &[String]) -> Result<Value> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DEFAULT: OnceLock<Mutex<HashMap<Vec<String>, Value>>> = OnceLock::new();
+    let is_default = profile == SECCOMP_DEFAULT;
+    let cache = DEFAULT.get_or_init(|| Mutex::new(HashMap::new()));
+    if is_default {
+        if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(caps) {
+            return Ok(v.clone());
+        }
+    }
+    let oci = berth_runtime::docker_seccomp_to_oci(profile, caps)
+        .map_err(|e| Error::bad_request(format!("seccomp profile: {e}")))?;
+    let v = serde_json::to_value(oci).map_err(|e| Error::internal(e.to_string()))?;
+    if is_default {
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(caps.to_vec(), v.clone());
+    }
+    Ok(v)
+}
+
 /// Options from --security-opt.
 struct SecurityOpts {
     seccomp: Option<Vec<u8>>,
@@ -530,13 +555,7 @@ pub fn build(
     )?;
     let sec = security_opts(rec)?;
     let seccomp = match &sec.seccomp {
-        Some(profile) => Some(
-            serde_json::to_value(
-                berth_runtime::docker_seccomp_to_oci(profile, &caps)
-                    .map_err(|e| Error::bad_request(format!("seccomp profile: {e}")))?,
-            )
-            .map_err(|e| Error::internal(e.to_string()))?,
-        ),
+        Some(profile) => Some(seccomp_for(profile, &caps)?),
         None => None,
     };
     let mut namespaces = vec![
