@@ -351,9 +351,6 @@ pub struct RmiArgs {
     /// Force removal of the image
     #[arg(short = 'f', long)]
     pub force: bool,
-    /// Do not delete untagged parents
-    #[arg(long = "no-prune")]
-    pub no_prune: bool,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
@@ -364,12 +361,7 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> i32 {
         match c
             .json(
                 Method::DELETE,
-                &format!(
-                    "/images/{}?force={}&noprune={}",
-                    enc(i),
-                    a.force,
-                    a.no_prune
-                ),
+                &format!("/images/{}?force={}", enc(i), a.force),
                 None,
             )
             .await
@@ -423,9 +415,6 @@ pub async fn tag(c: &Client, a: TagArgs) -> i32 {
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
-    /// Print sizes and dates in human readable format
-    #[arg(long, default_value_t = true)]
-    pub human: bool,
     /// Only show image IDs
     #[arg(short = 'q', long)]
     pub quiet: bool,
