@@ -96,6 +96,55 @@ pub fn stream_body(
 
 const CHUNK: usize = 64 * 1024;
 
+/// A request body read as a blocking `Read` (for tar extraction on a blocking thread): an
+/// async task feeds its chunks through a small channel, so it is never held whole.
+pub struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    cur: bytes::Bytes,
+}
+
+impl BodyReader {
+    pub fn new(body: axum::body::Body) -> BodyReader {
+        use http_body_util::BodyExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let item = match frame {
+                    Ok(f) => match f.into_data() {
+                        Ok(data) => Ok(data),
+                        Err(_) => continue,
+                    },
+                    Err(e) => Err(std::io::Error::other(format!("reading request body: {e}"))),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        BodyReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.cur = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 /// A `Write` that hands 64 KiB chunks to an async receiver, waiting while it is behind.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<bytes::Bytes>,

@@ -6,7 +6,7 @@ use crate::container::rootfs::with_root;
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use crate::util::{json, json_body, Query};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +45,19 @@ fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error 
     }
 }
 
+/// The host path of `path` inside the container's root, which must exist.
+fn locate(root: &std::path::Path, path: &std::path::Path, id: &str) -> Result<PathBuf> {
+    let host = berth_image::archive::resolve_in_root(root, path)
+        .map_err(|e| not_found_path(e, id, path))?;
+    if std::fs::symlink_metadata(&host).is_err() {
+        return Err(Error::not_found(format!(
+            "Could not find the file {} in container {id}",
+            path.display()
+        )));
+    }
+    Ok(host)
+}
+
 /// `HEAD|GET|PUT /containers/{id}/archive`.
 pub async fn archive(
     State(d): St,
@@ -58,36 +71,34 @@ pub async fn archive(
     let path = container_path(&q)?;
     match method {
         Method::HEAD | Method::GET => {
-            let get = method == Method::GET;
             let id2 = id.clone();
-            let (stat, tar) = blocking(&d, &c, move |d, c| {
+            let p2 = path.clone();
+            let (stat, name) = blocking(&d, &c, move |d, c| {
                 with_root(d, c, |root| {
-                    let host = berth_image::archive::resolve_in_root(root, &path)
-                        .map_err(|e| not_found_path(e, &id2, &path))?;
-                    if std::fs::symlink_metadata(&host).is_err() {
-                        return Err(Error::not_found(format!(
-                            "Could not find the file {} in container {id2}",
-                            path.display()
-                        )));
-                    }
-                    let name = path
+                    let host = locate(root, &p2, &id2)?;
+                    let name = p2
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "/".into());
                     let stat = berth_image::archive::path_stat(&host, &name)
-                        .map_err(|e| not_found_path(e, &id2, &path))?;
-                    let mut tar = Vec::new();
-                    if get {
-                        berth_image::archive::tar_path_as(&host, &name, &mut tar)?;
-                    }
-                    Ok((stat, tar))
+                        .map_err(|e| not_found_path(e, &id2, &p2))?;
+                    Ok((stat, name))
                 })
             })
             .await?;
-            let mut resp = if get {
+            let mut resp = if method == Method::GET {
+                // The tar is streamed as it is written, with the container frozen (or its
+                // filesystem mounted) again for the copy.
+                let body = crate::util::stream_body(move |out| {
+                    let _op = c.op.blocking_lock();
+                    with_root(&d, &c, |root| {
+                        let host = locate(root, &path, &id)?;
+                        Ok(berth_image::archive::tar_path_as(&host, &name, out)?)
+                    })
+                });
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
-                    Body::from(tar),
+                    body,
                 )
                     .into_response()
             } else {
@@ -99,9 +110,7 @@ pub async fn archive(
             Ok(resp)
         }
         Method::PUT => {
-            let body = axum::body::to_bytes(req.into_body(), 1 << 30)
-                .await
-                .map_err(|e| Error::bad_request(format!("reading archive: {e}")))?;
+            let mut body = crate::util::BodyReader::new(req.into_body());
             let opts = berth_image::archive::ExtractOptions {
                 no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
                 chown: if q.bool("copyUIDGID") {
@@ -117,8 +126,7 @@ pub async fn archive(
                     return Err(Error::bad_request("container rootfs is marked read-only"));
                 }
                 with_root(d, c, |root| {
-                    let mut reader: &[u8] = &body;
-                    berth_image::archive::extract_at(&mut reader, root, &path, &opts)
+                    berth_image::archive::extract_at(&mut body, root, &path, &opts)
                         .map_err(|e| not_found_path(e, &id2, &path))
                 })
             })
