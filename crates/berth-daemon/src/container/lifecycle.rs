@@ -127,11 +127,16 @@ pub async fn create(
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
     d.insert_named(c.clone())?;
-    let made = (|| -> Result<()> {
-        std::fs::create_dir_all(&c.paths.dir)?;
-        c.update_durable(|_| {})?;
+    // The fsynced write runs on a blocking thread, not on one of the API's two workers.
+    let c2 = c.clone();
+    let made = tokio::task::spawn_blocking(move || -> Result<()> {
+        std::fs::create_dir_all(&c2.paths.dir)?;
+        c2.update_durable(|_| {})?;
         Ok(())
-    })();
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))
+    .and_then(|r| r);
     if let Err(e) = made {
         d.remove_handle(&c.id);
         let _ = std::fs::remove_dir_all(&c.paths.dir);

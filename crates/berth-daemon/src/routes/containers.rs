@@ -190,7 +190,12 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     Ok(json(200, &out))
 }
 
+/// Bytes under `p` (a container's upper dir). The walk blocks, so it runs with tokio told so.
 fn dir_size(p: &std::path::Path) -> u64 {
+    tokio::task::block_in_place(|| walk_size(p))
+}
+
+fn walk_size(p: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -320,13 +325,17 @@ pub async fn kill(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
 
 pub async fn pause(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
-    lifecycle::pause(&d, &c, true)?;
+    tokio::task::spawn_blocking(move || lifecycle::pause(&d, &c, true))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
     Ok(no_content())
 }
 
 pub async fn unpause(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
-    lifecycle::pause(&d, &c, false)?;
+    tokio::task::spawn_blocking(move || lifecycle::pause(&d, &c, false))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
     Ok(no_content())
 }
 
