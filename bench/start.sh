@@ -17,6 +17,7 @@ started_podman=""
 # dockerd and podman leave cgroup parents behind; remove them if they were not there before.
 engine_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d \( -path '*/docker*' -o -path '*/libpod_parent*' \) 2>/dev/null; }
 cgroups_before=$(engine_cgroups)
+podman_cache_before=$([ -e /var/lib/containers ] && echo yes || true)
 cleanup() {
   for p in $started_dockerd $started_daemon $started_containerd; do
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
@@ -30,6 +31,9 @@ cleanup() {
     $P system reset -f >/dev/null 2>&1 || true
   fi
   rm -rf "$work" /run/berth-bench /run/berth-bench-docker /run/berth-bench-containerd /run/berth-bench-podman
+  if [ -n "$started_podman" ] && [ -z "$podman_cache_before" ]; then
+    rm -rf /var/lib/containers
+  fi
   if [ -z "$cgroups_before" ]; then
     for d in $(engine_cgroups | sort -r); do rmdir "$d" 2>/dev/null || true; done
   fi
