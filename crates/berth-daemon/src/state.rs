@@ -105,6 +105,7 @@ pub struct Daemon {
     pub runtime_root: PathBuf,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+    pub spawner: crate::container::shim::Spawner,
 }
 
 impl Daemon {
@@ -115,6 +116,7 @@ impl Daemon {
             images,
             containers: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            spawner: crate::container::shim::Spawner::default(),
         }
     }
 

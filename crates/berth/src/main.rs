@@ -27,6 +27,7 @@ fn main() {
                 125
             }
         },
+        Some("shim-zygote") => berth_shim::zygote::serve(),
         Some("runtime") => berth_runtime::cli_main(args[1..].to_vec()),
         _ => berth_cli::main(args),
     };

@@ -407,7 +407,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             .map_err(|e| Error::internal(e.to_string()))??;
     }
     tracing::debug!(id = %c.id, "bundle written after {:?}", t0.elapsed());
-    let ready = shim::spawn(&c.paths.run_dir).await?;
+    let ready = shim::spawn(&d.spawner, &c.paths.run_dir).await?;
     tracing::debug!(id = %c.id, "shim ready after {:?}", t0.elapsed());
     if let Some(err) = ready.error {
         let code = ready.exit_code.unwrap_or(125);

@@ -263,7 +263,17 @@ pub fn leaks(base: &Path, exec_root: &Path, cgroup_parent: &str) -> Vec<String> 
         for e in rd.flatten() {
             let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(base.to_str().unwrap()) || text.contains(exec_root.to_str().unwrap()) {
+            let mine = |s: &str| {
+                s.contains(base.to_str().unwrap()) || s.contains(exec_root.to_str().unwrap())
+            };
+            // Shims are forked, not executed, so they are found by the files they hold open.
+            let holds_file = std::fs::read_dir(e.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| mine(&target.to_string_lossy()));
+            if mine(&text) || holds_file {
                 out.push(format!(
                     "process {}: {text}",
                     e.file_name().to_string_lossy()
