@@ -1,12 +1,18 @@
 #!/bin/sh
 # Container start latency, one run, same machine: berth (daemon path and runtime alone) vs crun
-# and runc on the same busybox bundle, and docker/podman when installed. Prints medians and
+# and runc on the same busybox bundle, docker and podman (installed with apt-get). Prints medians and
 # ratios to crun. Starts what it compares against and stops only what it started.
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-30}
-command -v hyperfine >/dev/null || { apt-get update -q && apt-get install -y -q hyperfine; }
-for p in crun runc; do command -v $p >/dev/null || apt-get install -y -q $p; done
+# What it compares against (BENCH_SKIP_INSTALL=1 uses only what is already installed).
+need=""
+for p in hyperfine crun runc docker.io podman; do
+  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
+fi
 cargo build --release --locked -q
 BERTH=$PWD/target/release/berth
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
