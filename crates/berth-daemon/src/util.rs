@@ -37,6 +37,15 @@ impl Query {
                 .map_err(|_| Error::bad_request(format!("invalid value for {k}: {v:?}"))),
         }
     }
+    /// The `h` and `w` of a resize request as (width, height).
+    pub fn tty_size(&self) -> Result<(u16, u16)> {
+        let dim = |k: &str| -> Result<u16> {
+            let v = self.int(k)?.unwrap_or(0);
+            u16::try_from(v).map_err(|_| Error::bad_request(format!("invalid value for {k}: {v}")))
+        };
+        Ok((dim("w")?, dim("h")?))
+    }
+
     /// The `filters` parameter: a JSON map of name -> values (list or {value: true} map).
     pub fn filters(&self) -> Result<HashMap<String, Vec<String>>> {
         let Some(raw) = self.get("filters").filter(|s| !s.is_empty()) else {
@@ -259,5 +268,11 @@ mod tests {
         .unwrap();
         assert_eq!(f["label"], vec!["a=b"]);
         assert_eq!(f["status"], vec!["exited"]);
+        assert_eq!(
+            Query::parse(Some("h=40&w=120")).tty_size().unwrap(),
+            (120, 40)
+        );
+        assert!(Query::parse(Some("h=-1&w=1")).tty_size().is_err());
+        assert!(Query::parse(Some("h=70000")).tty_size().is_err());
     }
 }

@@ -243,15 +243,18 @@ mod tests {
             {"names": ["old"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "99.0"}}
         ]}"#;
 
-    #[test]
-    fn default_caps() {
-        let s = docker_seccomp_to_oci(PROFILE.as_bytes(), &["CAP_CHOWN".into()]).unwrap();
-        let names: Vec<String> = s
-            .syscalls()
+    fn allowed_names(s: &oci_spec::runtime::LinuxSeccomp) -> Vec<String> {
+        s.syscalls()
             .iter()
             .flatten()
             .flat_map(|r| r.names().clone())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn default_caps() {
+        let s = docker_seccomp_to_oci(PROFILE.as_bytes(), &["CAP_CHOWN".into()]).unwrap();
+        let names = allowed_names(&s);
         assert!(names.contains(&"read".into()));
         assert!(!names.contains(&"bpf".into()));
         assert!(names.contains(&"clone".into()));
@@ -266,12 +269,7 @@ mod tests {
     #[test]
     fn sys_admin() {
         let s = docker_seccomp_to_oci(PROFILE.as_bytes(), &["SYS_ADMIN".into()]).unwrap();
-        let names: Vec<String> = s
-            .syscalls()
-            .iter()
-            .flatten()
-            .flat_map(|r| r.names().clone())
-            .collect();
+        let names = allowed_names(&s);
         assert!(names.contains(&"bpf".into()));
         assert!(!names.contains(&"clone".into()));
         assert!(!names.contains(&"clone3".into()));

@@ -106,7 +106,10 @@ fn namespaces_caps_and_masks() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("vd") || n.starts_with("sd") || n.starts_with("nvme"))
         .collect();
-    if let Some(disk) = host_disks.first() {
+    let disk = host_disks
+        .first()
+        .expect("this test needs a vd*, sd* or nvme* disk in /dev");
+    {
         let seen = d.ok(&[
             "run",
             "--rm",
@@ -178,6 +181,11 @@ fn resource_limits_land_in_cgroups() {
         assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(cg("cpu", "cpu.shares"), "512");
         assert_eq!(cg("pids", "pids.max"), "20");
+    } else {
+        // cgroup v2: one hierarchy, the files have v2 names.
+        assert_eq!(cg("", "memory.max"), (64u64 << 20).to_string());
+        assert_eq!(cg("", "cpu.max"), "50000 100000");
+        assert_eq!(cg("", "pids.max"), "20");
     }
     // A fork bomb stops at the pids limit.
     let out = d.berth(&[

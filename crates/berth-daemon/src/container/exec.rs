@@ -109,21 +109,6 @@ pub fn finished(e: &Exec, code: Option<i64>) {
     }
 }
 
-/// Resize an exec's TTY.
-pub async fn resize(d: &Daemon, e: &Exec, w: u16, h: u16) -> Result<()> {
-    let c = d.find(&e.container_id)?;
-    shim::call(
-        &c.paths.socket(),
-        &Request::Resize {
-            exec_id: Some(e.id.clone()),
-            width: w,
-            height: h,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 pub fn inspect(e: &Exec) -> ExecInspect {
     let st = e.state.lock().unwrap_or_else(|x| x.into_inner()).clone();
     let cmd = e.config.cmd.clone().unwrap_or_default();

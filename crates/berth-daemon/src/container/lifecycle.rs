@@ -388,7 +388,9 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
         return Err(Error::not_modified());
     }
     // A start by the user begins a new restart-policy history, as with Docker.
-    c.update(|r| r.restart_count = 0)?;
+    if c.rec().restart_count != 0 {
+        c.update(|r| r.restart_count = 0)?;
+    }
     let res = start_locked(d, c).await;
     if res.is_err() && c.rec().host_config.auto_remove {
         drop(_op);

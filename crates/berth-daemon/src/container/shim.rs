@@ -164,3 +164,17 @@ pub async fn call(socket: &Path, req: &Request) -> Result<Reply> {
         _ => Ok(r),
     }
 }
+
+/// Set the TTY size of the main process (`exec_id` None) or of an exec.
+pub async fn resize(socket: &Path, exec_id: Option<String>, width: u16, height: u16) -> Result<()> {
+    call(
+        socket,
+        &Request::Resize {
+            exec_id,
+            width,
+            height,
+        },
+    )
+    .await?;
+    Ok(())
+}

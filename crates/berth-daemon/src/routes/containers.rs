@@ -366,24 +366,15 @@ pub async fn resize(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let q = Query::parse(q.as_deref());
+    let (w, h) = Query::parse(q.as_deref()).tty_size()?;
     let c = d.find(&id)?;
-    let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
     if !c.rec().is_running() {
         return Err(Error::conflict(format!(
             "Container {} is not running",
             c.id
         )));
     }
-    shim::call(
-        &c.paths.socket(),
-        &ShimRequest::Resize {
-            exec_id: None,
-            width: u16::try_from(w).unwrap_or(0),
-            height: u16::try_from(h).unwrap_or(0),
-        },
-    )
-    .await?;
+    shim::resize(&c.paths.socket(), None, w, h).await?;
     Ok(json(200, &serde_json::json!({})))
 }
 

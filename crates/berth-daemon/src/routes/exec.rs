@@ -105,16 +105,10 @@ pub async fn resize(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let q = Query::parse(q.as_deref());
+    let (w, h) = Query::parse(q.as_deref()).tty_size()?;
     let e = d.exec(&id)?;
-    let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
-    exec::resize(
-        &d,
-        &e,
-        u16::try_from(w).unwrap_or(0),
-        u16::try_from(h).unwrap_or(0),
-    )
-    .await?;
+    let c = d.find(&e.container_id)?;
+    crate::container::shim::resize(&c.paths.socket(), Some(e.id.clone()), w, h).await?;
     Ok(json(200, &serde_json::json!({})))
 }
 
