@@ -14,7 +14,7 @@ if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
 fi
 cargo build --release --locked -q
-BERTH=$PWD/target/release/berth
+BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 started_daemon=""
 started_dockerd=""

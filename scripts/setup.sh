@@ -13,7 +13,7 @@ if [ -n "$need" ]; then
   apt-get install -y -q $need
 fi
 cargo build --release --locked
-install -m 0755 target/release/berth /usr/local/bin/berth
+install -m 0755 target/x86_64-unknown-linux-gnu/release/berth /usr/local/bin/berth
 sock=/run/berth/berth.sock
 if ! berth -H "unix://$sock" version >/dev/null 2>&1; then
   mkdir -p /var/log

@@ -103,6 +103,10 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
         }
     }
 
+    if a.plan.new_net {
+        sys::loopback_up().map_err(|e| Error::sys("ioctl", "SIOCSIFFLAGS lo", e))?;
+    }
+
     // The exec FIFO is opened through a descriptor of the state directory kept across
     // pivot_root; it is closed right after the FIFO is open.
     let state_dir = sys::open(a.state_dir, libc::O_DIRECTORY | libc::O_PATH, 0)

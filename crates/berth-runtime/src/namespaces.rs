@@ -60,6 +60,8 @@ pub(crate) struct Plan {
     pub new_mount: bool,
     pub new_cgroup: bool,
     pub new_uts: bool,
+    /// A network namespace of its own: its loopback is brought up, as Docker and crun do.
+    pub new_net: bool,
     /// Existing namespaces to join from the init, in setns order (pid excluded).
     pub joins: Vec<(LinuxNamespaceType, PathBuf)>,
     /// Existing pid namespace: joined by whoever clones the init (it applies to children).
@@ -102,6 +104,7 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan> {
                         LinuxNamespaceType::User => p.new_user = true,
                         LinuxNamespaceType::Mount => p.new_mount = true,
                         LinuxNamespaceType::Uts => p.new_uts = true,
+                        LinuxNamespaceType::Network => p.new_net = true,
                         _ => {}
                     }
                 }

@@ -137,6 +137,30 @@ pub(crate) fn sethostname(name: &str) -> io::Result<()> {
 }
 
 /// setdomainname(2).
+/// Bring up the loopback interface of the calling process's network namespace.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() takes no pointers; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads an ifreq through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn setdomainname(name: &str) -> io::Result<()> {
     // SAFETY: pointer and length describe a valid byte buffer.
     check(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)

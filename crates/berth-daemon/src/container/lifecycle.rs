@@ -127,11 +127,18 @@ pub async fn create(
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
     d.insert_named(c.clone())?;
-    // The fsynced write runs on a blocking thread, not on one of the API's two workers.
+    // The write runs on a blocking thread, not on one of the API's two workers. It is fsynced
+    // unless the container is removed when it exits (`--rm`): after a power loss such a
+    // container would be gone anyway, and a daemon crash loses nothing in the page cache.
     let c2 = c.clone();
+    let durable = !c.rec().host_config.auto_remove;
     let made = tokio::task::spawn_blocking(move || -> Result<()> {
         std::fs::create_dir_all(&c2.paths.dir)?;
-        c2.update_durable(|_| {})?;
+        if durable {
+            c2.update_durable(|_| {})?;
+        } else {
+            c2.update(|_| {})?;
+        }
         Ok(())
     })
     .await
@@ -499,7 +506,7 @@ fn read_exit_file(c: &Container) -> Option<ExitRecord> {
 
 async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     let t0 = std::time::Instant::now();
-    let res = c.update(|r| {
+    let record = |r: &mut Record| {
         r.state.status = status::EXITED.into();
         r.state.pid = 0;
         r.state.exit_code = i64::from(exit.exit_code);
@@ -508,20 +515,31 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         if !exit.error.is_empty() {
             r.state.error = exit.error.clone();
         }
-    });
+    };
+    let auto_remove = c.rec().host_config.auto_remove;
+    // A `--rm` container's record is only written if it outlives this function.
+    let res = if auto_remove {
+        record(&mut c.rec());
+        Ok(())
+    } else {
+        c.update(record).map(|_| ())
+    };
     if let Err(e) = res {
         tracing::warn!("recording exit of {}: {}", c.id, e.0);
     }
     let _ = std::fs::remove_dir_all(&c.paths.run_dir);
     c.progress.send_modify(|p| p.exits += 1);
-    let rec = c.snapshot();
-    if rec.host_config.auto_remove {
+    if auto_remove {
         if let Err(e) = remove(d, c, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
+            if let Err(e) = c.update(|_| {}) {
+                tracing::warn!("recording exit of {}: {}", c.id, e.0);
+            }
         }
         tracing::debug!(id = %c.id, "exit recorded and removed in {:?}", t0.elapsed());
         return;
     }
+    let rec = c.snapshot();
     if let Some(delay) = restart_delay(&rec) {
         schedule_restart(d.clone(), c.clone(), delay);
     }
