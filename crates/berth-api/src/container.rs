@@ -193,7 +193,14 @@ pub struct CreateRequest {
     #[serde(flatten)]
     pub config: Config,
     pub host_config: HostConfig,
-    pub networking_config: Option<serde_json::Value>,
+    pub networking_config: Option<NetworkingConfig>,
+}
+
+/// The networks a container is created on, with its endpoint settings on each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: Option<BTreeMap<String, crate::network::EndpointSettings>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

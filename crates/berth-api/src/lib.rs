@@ -6,6 +6,7 @@ pub mod detach;
 pub mod error;
 pub mod exec;
 pub mod image;
+pub mod network;
 pub mod stdcopy;
 pub mod system;
 pub mod timefmt;

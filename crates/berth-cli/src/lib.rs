@@ -1,9 +1,12 @@
 //! The `berth` command line: Docker's commands and flags, spoken to the daemon only through
 //! the Engine API on its unix socket.
 
+#![recursion_limit = "256"]
+
 mod client;
 mod commands;
 mod format;
+mod ports;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -90,6 +93,11 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(commands::container::ContainerCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::network::PortArgs),
     /// Show the berth version information
     Version,
     /// Display system-wide information

@@ -26,6 +26,30 @@ pub struct DaemonArgs {
     /// Parent cgroup of all containers
     #[arg(long)]
     pub cgroup_parent: Option<String>,
+    /// Name of the default bridge (created if missing)
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// Address and prefix of the default bridge (its gateway), e.g. 10.222.0.1/16
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// Subrange of the default bridge's subnet for container addresses
+    #[arg(long)]
+    pub fixed_cidr: Option<String>,
+    /// MTU of container interfaces
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Allow traffic between containers on the default bridge
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub icc: Option<bool>,
+    /// Enable IPv4 forwarding on the host
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub ip_forward: Option<bool>,
+    /// Serve published ports on loopback through a proxy process instead of NAT
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub userland_proxy: Option<bool>,
+    /// DNS servers containers use (and the embedded DNS forwards to)
+    #[arg(long)]
+    pub dns: Vec<String>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -39,6 +63,42 @@ struct FileConfig {
     log_level: Option<String>,
     log_opts: std::collections::BTreeMap<String, String>,
     cgroup_parent: Option<String>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    fixed_cidr: Option<String>,
+    mtu: Option<u32>,
+    icc: Option<bool>,
+    ip_forward: Option<bool>,
+    userland_proxy: Option<bool>,
+    dns: Vec<String>,
+}
+
+/// Settings of the default bridge network and of container networking in general.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub bridge: String,
+    /// Gateway address and prefix of the default bridge.
+    pub bip: (std::net::Ipv4Addr, u8),
+    pub fixed_cidr: Option<String>,
+    pub mtu: u32,
+    pub icc: bool,
+    pub ip_forward: bool,
+    pub userland_proxy: bool,
+    pub dns: Vec<std::net::Ipv4Addr>,
+}
+
+/// The default bridge's gateway: clear of Docker's 172.17.0.0/16 and Podman's 10.88.0.0/16.
+const DEFAULT_BIP: &str = "10.222.0.1/16";
+
+fn parse_bip(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = || format!("invalid bip {s:?}: want an address with a prefix, e.g. {DEFAULT_BIP}");
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let addr = a.parse().map_err(|_| bad())?;
+    let prefix: u8 = p.parse().map_err(|_| bad())?;
+    if !(8..=30).contains(&prefix) {
+        return Err(bad());
+    }
+    Ok((addr, prefix))
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +112,7 @@ pub struct DaemonConfig {
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// Cgroup under which every container's cgroup is made.
     pub cgroup_parent: String,
+    pub net: NetConfig,
 }
 
 impl DaemonConfig {
@@ -78,7 +139,52 @@ impl DaemonConfig {
         if hosts.is_empty() {
             hosts.push(format!("unix://{}", exec_root.join("berth.sock").display()));
         }
+        let bridge = args
+            .bridge
+            .or(file.bridge)
+            .unwrap_or_else(|| "berth0".into());
+        if bridge.is_empty()
+            || bridge.len() > 15
+            || !bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!("invalid bridge name {bridge:?}"));
+        }
+        let bip = parse_bip(
+            args.bip
+                .as_deref()
+                .or(file.bip.as_deref())
+                .unwrap_or(DEFAULT_BIP),
+        )?;
+        let dns_list = if args.dns.is_empty() {
+            file.dns
+        } else {
+            args.dns
+        };
+        let dns = dns_list
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("invalid dns address {s:?}: want an IPv4 address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mtu = args.mtu.or(file.mtu).unwrap_or(1500);
+        if !(68..=65535).contains(&mtu) {
+            return Err(format!("invalid mtu {mtu}"));
+        }
+        let net = NetConfig {
+            bridge,
+            bip,
+            fixed_cidr: args.fixed_cidr.or(file.fixed_cidr),
+            mtu,
+            icc: args.icc.or(file.icc).unwrap_or(true),
+            ip_forward: args.ip_forward.or(file.ip_forward).unwrap_or(true),
+            userland_proxy: args.userland_proxy.or(file.userland_proxy).unwrap_or(false),
+            dns,
+        };
         Ok(DaemonConfig {
+            net,
             hosts,
             pidfile: args
                 .pidfile

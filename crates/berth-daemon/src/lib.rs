@@ -7,6 +7,7 @@ mod config;
 mod container;
 mod error;
 mod names;
+mod network;
 mod routes;
 mod server;
 mod state;

@@ -48,7 +48,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     let images = berth_image::Store::open(&cfg.data_root).map_err(|e| e.to_string())?;
     std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), images));
+    let net = crate::network::Networks::open(&cfg).await?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;

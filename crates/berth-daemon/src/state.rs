@@ -106,10 +106,15 @@ pub struct Daemon {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub spawner: crate::container::shim::Spawner,
+    pub net: crate::network::Networks,
 }
 
 impl Daemon {
-    pub fn new(cfg: DaemonConfig, images: berth_image::Store) -> Daemon {
+    pub fn new(
+        cfg: DaemonConfig,
+        images: berth_image::Store,
+        net: crate::network::Networks,
+    ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
             cfg,
@@ -117,6 +122,7 @@ impl Daemon {
             containers: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             spawner: crate::container::shim::Spawner::default(),
+            net,
         }
     }
 

@@ -85,6 +85,36 @@ pub struct CreateArgs {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add link to another container
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Bind mount a volume
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
@@ -200,6 +230,15 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         Some(s) => berth_api::units::ram_in_bytes(s)?,
         None => 0,
     };
+    let (port_bindings, exposed) = crate::ports::bindings(&a.publish, &a.expose)?;
+    let network = a.network.clone().unwrap_or_else(|| "default".into());
+    let mut endpoint = serde_json::Map::new();
+    if !a.network_alias.is_empty() {
+        endpoint.insert("Aliases".into(), json!(a.network_alias));
+    }
+    if let Some(ip) = &a.ip {
+        endpoint.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+    }
     let entrypoint = a.entrypoint.as_ref().map(|e| {
         if e.is_empty() {
             vec![]
@@ -224,10 +263,19 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         "Labels": key_values(&a.label),
         "StopSignal": a.stop_signal,
         "StopTimeout": a.stop_timeout,
+        "ExposedPorts": exposed,
+        "NetworkingConfig": {"EndpointsConfig": {network.clone(): endpoint}},
         "HostConfig": {
             "Binds": a.volume,
             "LogConfig": {"Type": "", "Config": log_config},
-            "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
+            "NetworkMode": network,
+            "PortBindings": port_bindings,
+            "PublishAllPorts": a.publish_all,
+            "Links": a.link,
+            "Dns": a.dns,
+            "DnsSearch": a.dns_search,
+            "DnsOptions": a.dns_option,
+            "ExtraHosts": a.add_host,
             "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
             "AutoRemove": a.rm,
             "CapAdd": a.cap_add,
@@ -711,15 +759,54 @@ fn ps_row(v: &Value, trunc: bool) -> Value {
         "Command": format!("\"{cmd}\""),
         "CreatedAt": v["Created"],
         "RunningFor": ago(v["Created"].as_i64().unwrap_or(0)),
-        "Ports": "",
+        "Ports": display_ports(&v["Ports"]),
         "State": v["State"],
         "Status": v["Status"],
         "Size": size,
         "Names": names.join(","),
         "Labels": labels.join(","),
         "Mounts": "",
-        "Networks": v["HostConfig"]["NetworkMode"],
+        "Networks": v["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
     })
+}
+
+/// The PORTS column: `0.0.0.0:8080->80/tcp, 443/tcp`, published first, as docker sorts them.
+fn display_ports(ports: &Value) -> String {
+    let mut items: Vec<(u8, String, u64, u64, String)> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = p["PrivatePort"].as_u64().unwrap_or(0);
+            let kind = p["Type"].as_str().unwrap_or("tcp").to_string();
+            match p["PublicPort"].as_u64() {
+                Some(public) => (
+                    0,
+                    p["IP"].as_str().unwrap_or("").to_string(),
+                    public,
+                    private,
+                    kind,
+                ),
+                None => (1, String::new(), 0, private, kind),
+            }
+        })
+        .collect();
+    items.sort();
+    items.dedup();
+    items
+        .iter()
+        .map(|(published, ip, public, private, kind)| {
+            if *published == 0 {
+                format!("{ip}:{public}->{private}/{kind}")
+            } else {
+                format!("{private}/{kind}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn ps(c: &Client, a: PsArgs) -> i32 {

@@ -3,6 +3,7 @@
 pub mod container;
 pub mod files;
 pub mod image;
+pub mod network;
 pub mod system;
 
 use crate::client::{Client, Error};
@@ -97,6 +98,8 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Export(a) => files::export(&c, a).await,
         Command::Commit(a) => files::commit(&c, a).await,
         Command::Top(a) => files::top(&c, a).await,
+        Command::Network(sub) => network::dispatch(&c, sub).await,
+        Command::Port(a) => network::port(&c, a).await,
         Command::Version => system::version(&c).await,
         Command::Info => system::info(&c).await,
     }

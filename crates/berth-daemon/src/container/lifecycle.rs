@@ -92,8 +92,27 @@ pub async fn create(
     if config.stop_signal.is_none() {
         config.stop_signal = ic.stop_signal().clone();
     }
+    if let Some(exposed) = ic.exposed_ports() {
+        let ports = config.exposed_ports.get_or_insert_with(Default::default);
+        for p in exposed {
+            let key = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            ports.entry(key).or_default();
+        }
+    }
     if config.hostname.is_empty() {
-        config.hostname = id[..12].to_string();
+        config.hostname = if host_config.network_mode == "host" {
+            // The host's network comes with the host's name, as in Docker.
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| id[..12].to_string())
+        } else {
+            id[..12].to_string()
+        };
     }
     let argv: Vec<String> = config
         .entrypoint
@@ -106,7 +125,7 @@ pub async fn create(
         Some((p, a)) => (p.clone(), a.to_vec()),
         None => return Err(Error::bad_request("No command specified")),
     };
-    let rec = Record {
+    let mut rec = Record {
         id: id.clone(),
         name,
         created: timefmt::now(),
@@ -123,7 +142,13 @@ pub async fn create(
             ..StateRecord::default()
         },
         restart_count: 0,
+        net: Default::default(),
     };
+    let endpoints = req
+        .networking_config
+        .and_then(|n| n.endpoints_config)
+        .unwrap_or_default();
+    crate::network::endpoint::configure(d, &mut rec, endpoints)?;
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
     d.insert_named(c.clone())?;
@@ -193,21 +218,9 @@ fn validate(req: &CreateRequest) -> Result<()> {
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
-    match h.network_mode.as_str() {
-        "" | "default" | "bridge" | "none" | "host" => {}
-        other => {
-            return Err(Error::bad_request(format!(
-                "network mode {other:?} is not supported yet"
-            )))
-        }
-    }
     // Settings berth does not carry out yet are refused rather than silently dropped.
     let c = &req.config;
     let unsupported = [
-        (
-            "port publishing (-p)",
-            h.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || h.publish_all_ports,
-        ),
         ("--mount", h.mounts.as_ref().is_some_and(|m| !m.is_empty())),
         (
             "--device",
@@ -224,7 +237,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
             "--volumes-from",
             h.volumes_from.as_ref().is_some_and(|v| !v.is_empty()),
         ),
-        ("--link", h.links.as_ref().is_some_and(|l| !l.is_empty())),
         (
             "--group-add",
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
@@ -254,72 +266,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
     Ok(())
 }
 
-/// Write hostname, hosts and resolv.conf for the container: `--add-host` entries, and
-/// `--dns`, `--dns-search`, `--dns-option` over the host's resolver settings.
-fn write_net_files(c: &Container, hostname: &str) -> Result<()> {
-    let p = &c.paths;
-    let r = c.snapshot();
-    let h = &r.host_config;
-    std::fs::write(p.hostname(), format!("{hostname}\n"))?;
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    for entry in h.extra_hosts.iter().flatten() {
-        let (name, ip) = entry
-            .split_once([':', '='])
-            .filter(|(n, ip)| !n.is_empty() && ip.parse::<std::net::IpAddr>().is_ok())
-            .ok_or_else(|| {
-                Error::bad_request(format!("invalid IP address in add-host: {entry:?}"))
-            })?;
-        hosts.push_str(&format!("{ip}\t{name}\n"));
-    }
-    std::fs::write(p.hosts(), hosts)?;
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let host_mode = h.network_mode == "host";
-    let mut nameservers: Vec<String> = Vec::new();
-    let mut search: Vec<String> = Vec::new();
-    let mut options: Vec<String> = Vec::new();
-    for line in host.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next()) {
-            // Loopback resolvers of the host are unreachable from a namespace of its own.
-            (Some("nameserver"), Some(a))
-                if host_mode || !(a.starts_with("127.") || a == "::1") =>
-            {
-                nameservers.push(a.to_string())
-            }
-            (Some("search" | "domain"), Some(first)) => {
-                search = std::iter::once(first).chain(w).map(String::from).collect()
-            }
-            (Some("options"), Some(first)) => {
-                options = std::iter::once(first).chain(w).map(String::from).collect()
-            }
-            _ => {}
-        }
-    }
-    if let Some(dns) = h.dns.as_ref().filter(|d| !d.is_empty()) {
-        nameservers = dns.clone();
-    }
-    if let Some(s) = h.dns_search.as_ref().filter(|d| !d.is_empty()) {
-        search = s.clone();
-    }
-    if let Some(o) = h.dns_options.as_ref().filter(|d| !d.is_empty()) {
-        options = o.clone();
-    }
-    let mut out = String::new();
-    for ns in &nameservers {
-        out.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    std::fs::write(p.resolv_conf(), out)?;
-    Ok(())
-}
-
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
@@ -332,14 +278,16 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     ] {
         std::fs::create_dir_all(dir)?;
     }
+    let net = crate::network::endpoint::spec_for(d, &rec)?;
     let built = spec::build(
         &rec,
         &c.paths,
         &layers,
         &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
+        &net,
     )?;
-    write_net_files(c, &built.hostname)?;
+    crate::network::endpoint::write_files(d, c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
@@ -407,17 +355,35 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 }
 
 async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+    let res = start_wired(d, c).await;
+    if res.is_err() {
+        crate::network::endpoint::release(d, c).await;
+    }
+    res
+}
+
+async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     let t0 = std::time::Instant::now();
     {
         let d2 = d.clone();
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || prepare(&d2, &c2))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            crate::network::endpoint::allocate(&d2, &c2)?;
+            prepare(&d2, &c2)
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
     }
     tracing::debug!(id = %c.id, "bundle written after {:?}", t0.elapsed());
     let ready = shim::spawn(&d.spawner, &c.paths.run_dir).await?;
     tracing::debug!(id = %c.id, "shim ready after {:?}", t0.elapsed());
+    if ready.error.is_none() {
+        if let Err(e) = crate::network::endpoint::wire(d, c, ready.pid).await {
+            let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+            return Err(e);
+        }
+        tracing::debug!(id = %c.id, "network wired after {:?}", t0.elapsed());
+    }
     if let Some(err) = ready.error {
         let code = ready.exit_code.unwrap_or(125);
         c.update(|r| {
@@ -516,6 +482,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
             r.state.error = exit.error.clone();
         }
     };
+    crate::network::endpoint::release(d, c).await;
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function.
     let res = if auto_remove {
@@ -895,6 +862,8 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
         if running {
+            // Its addresses, names and host ports are taken again before anything new starts.
+            crate::network::endpoint::readopt(d, &c);
             let (d, c) = (d.clone(), c.clone());
             probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
         } else {
@@ -910,6 +879,20 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     for p in probes {
         let _ = p.await;
     }
+    // The table is made again from what runs now: no duplicate, nothing stale.
+    let ports: Vec<_> = d
+        .all()
+        .iter()
+        .filter(|c| c.rec().is_running())
+        .flat_map(|c| crate::network::endpoint::port_maps(&c.rec()))
+        .collect();
+    d.net.rebuild_table(&ports).map_err(|e| {
+        Error::internal(format!(
+            "nftables table {}: {}",
+            d.net.table.name(),
+            e.0.message
+        ))
+    })?;
     Ok(stopped
         .into_iter()
         .filter(|c| wants_boot_restart(c))

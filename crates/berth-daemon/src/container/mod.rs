@@ -39,6 +39,48 @@ pub struct Record {
     pub state: StateRecord,
     #[serde(default)]
     pub restart_count: i64,
+    /// Endpoints on networks and published ports.
+    #[serde(default)]
+    pub net: NetState,
+}
+
+/// A container's networking: its endpoint on each network it is connected to (kept while
+/// stopped, as Docker does; addresses only while running) and the ports it publishes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetState {
+    /// By network name.
+    pub endpoints: std::collections::BTreeMap<String, Endpoint>,
+    /// Host ports held while the container runs.
+    pub ports: Vec<Published>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub aliases: Vec<String>,
+    /// The address asked for (`--ip`), kept across restarts.
+    pub requested_ip: String,
+    /// `--link` entries (`name:alias`), on the default bridge.
+    pub links: Vec<String>,
+    // While running:
+    pub ip: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub mac: String,
+    pub host_ifname: String,
+    pub ifname: String,
+}
+
+/// One published port while the container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: berth_network::nft::Proto,
+    /// None: every local address.
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub container_ip: std::net::Ipv4Addr,
+    pub container_port: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -514,6 +514,18 @@ pub struct Built {
     pub hostname: String,
 }
 
+/// What networking changes in a container's spec.
+#[derive(Default)]
+pub struct NetSpec {
+    /// Join this network namespace instead of making one (`container:` mode).
+    pub netns: Option<PathBuf>,
+    /// Mount these hostname, hosts and resolv.conf files (the other container's).
+    pub files: Option<Paths>,
+    pub hostname: Option<String>,
+    /// `--link` variables, which the container's own environment overrides.
+    pub env: Vec<String>,
+}
+
 /// Build config.json for `rec` (whose config already has the image's merged in at create),
 /// with its lower dirs (top first) and the overlay mount options.
 pub fn build(
@@ -522,13 +534,15 @@ pub fn build(
     layers: &[PathBuf],
     overlay: &str,
     cgroup_parent: &str,
+    net: &NetSpec,
 ) -> Result<Built> {
     let h = &rec.host_config;
-    let hostname = if rec.config.hostname.is_empty() {
-        rec.short_id().to_string()
-    } else {
-        rec.config.hostname.clone()
+    let hostname = match &net.hostname {
+        Some(n) => n.clone(),
+        None if rec.config.hostname.is_empty() => rec.short_id().to_string(),
+        None => rec.config.hostname.clone(),
     };
+    let files = net.files.as_ref().unwrap_or(paths);
     let upper = paths.upper();
     let passwd = read_root_file(&upper, layers, "etc/passwd");
     let group = read_root_file(&upper, layers, "etc/group");
@@ -536,13 +550,13 @@ pub fn build(
     let mut argv: Vec<String> = std::iter::once(rec.path.clone())
         .chain(rec.args.iter().cloned())
         .collect();
-    let env = environment(
-        rec.config.env.as_deref().unwrap_or(&[]),
-        &[],
-        &hostname,
-        rec.config.tty,
-        &user.home,
-    );
+    let base_env: Vec<String> = net
+        .env
+        .iter()
+        .chain(rec.config.env.iter().flatten())
+        .cloned()
+        .collect();
+    let env = environment(&base_env, &[], &hostname, rec.config.tty, &user.home);
     let cwd = if rec.config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -565,9 +579,10 @@ pub fn build(
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    match h.network_mode.as_str() {
-        "host" => {}
-        _ => namespaces.push(json!({"type": "network"})),
+    match (&net.netns, h.network_mode.as_str()) {
+        (Some(path), _) => namespaces.push(json!({"type": "network", "path": path})),
+        (None, "host") => {}
+        (None, _) => namespaces.push(json!({"type": "network"})),
     }
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -577,9 +592,9 @@ pub fn build(
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if h.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
-        bind_mount(&paths.resolv_conf(), "/etc/resolv.conf", false),
-        bind_mount(&paths.hostname(), "/etc/hostname", false),
-        bind_mount(&paths.hosts(), "/etc/hosts", false),
+        bind_mount(&files.resolv_conf(), "/etc/resolv.conf", false),
+        bind_mount(&files.hostname(), "/etc/hostname", false),
+        bind_mount(&files.hosts(), "/etc/hosts", false),
     ];
     mounts.extend(binds(rec)?);
     if h.init == Some(true) {

@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use berth_api::container::{
-    CreateRequest, CreateResponse, Inspect, PortSummary, State as ApiState, Summary,
-    SummaryHostConfig, WaitResponse,
+    CreateRequest, CreateResponse, Inspect, State as ApiState, Summary, SummaryHostConfig,
+    WaitResponse,
 };
 use berth_api::timefmt;
 use berth_shim::protocol::Request as ShimRequest;
@@ -85,6 +85,12 @@ fn matches(
                 .iter()
                 .any(|v| r.bare_name().contains(v.trim_start_matches('/'))),
             "id" => vals.iter().any(|v| r.id.starts_with(v)),
+            "network" => vals.iter().any(|v| {
+                r.net
+                    .endpoints
+                    .iter()
+                    .any(|(n, e)| n == v || (!v.is_empty() && e.network_id.starts_with(v.as_str())))
+            }),
             "label" => vals.iter().all(|v| {
                 let labels = r.config.labels.clone().unwrap_or_default();
                 match v.split_once('=') {
@@ -116,20 +122,6 @@ fn matches(
         }
     }
     Ok(true)
-}
-
-fn network_settings(r: &Record) -> serde_json::Value {
-    let mode = r.host_config.network_mode.clone();
-    serde_json::json!({
-        "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() },
-        "Ports": {}, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-        "Networks": { mode: {"IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null} }
-    })
 }
 
 pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
@@ -165,7 +157,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             image_id: r.image_id.clone(),
             command: command_line(&r),
             created: created_unix(&r),
-            ports: Vec::<PortSummary>::new(),
+            ports: crate::network::endpoint::summary_ports(&r),
             size_rw: size,
             size_root_fs: size.map(|s| {
                 s + d
@@ -180,7 +172,9 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             host_config: SummaryHostConfig {
                 network_mode: r.host_config.network_mode.clone(),
             },
-            network_settings: serde_json::json!({"Networks": network_settings(&r)["Networks"]}),
+            network_settings: serde_json::json!({
+                "Networks": crate::network::endpoint::settings(&d, &r)["Networks"]
+            }),
             mounts: Vec::new(),
         });
         if limit.is_some_and(|l| out.len() as i64 >= l) {
@@ -278,7 +272,7 @@ pub fn inspect_record(
         size_root_fs: size_root,
         mounts: Vec::new(),
         config: r.config.clone(),
-        network_settings: network_settings(&r),
+        network_settings: crate::network::endpoint::settings(d, &r),
     }
 }
 

@@ -4,6 +4,7 @@ mod containers;
 mod exec;
 mod files;
 mod images;
+mod networks;
 mod system;
 
 use crate::state::Daemon;
@@ -54,6 +55,15 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
         .route("/images/{*rest}", axum::routing::any(images::by_name))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .fallback(system::not_found)
         .with_state(d)
 }

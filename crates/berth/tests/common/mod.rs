@@ -33,6 +33,12 @@ pub fn busybox_tar() -> &'static Path {
 pub struct Daemon {
     /// The daemon's --cgroup-parent: every cgroup of this test lives below it.
     pub cgroup_parent: String,
+    /// The default bridge of this daemon, its gateway/prefix, and its nftables table.
+    pub bridge: String,
+    pub bip: String,
+    pub table: String,
+    /// Extra daemon flags (e.g. --icc=false).
+    pub flags: Vec<String>,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub sock: PathBuf,
@@ -43,7 +49,15 @@ pub struct Daemon {
 impl Daemon {
     /// Start a daemon on fresh roots and import busybox:latest.
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Start a daemon with extra flags.
+    pub fn start_with(flags: &[&str]) -> Daemon {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        // Test binaries run one after another; within one, the counter keeps daemons apart.
+        let bridge = format!("bt{}n{n}", pid % 100_000);
         let tag = format!("bt{}-{n}", std::process::id());
         let base = std::env::temp_dir().join(format!("berth-{tag}"));
         let exec_root = PathBuf::from(format!("/run/{tag}"));
@@ -51,6 +65,10 @@ impl Daemon {
         std::fs::create_dir_all(&base).unwrap();
         let mut d = Daemon {
             cgroup_parent: format!("berth-test-{tag}"),
+            bip: format!("10.{}.{}.1/24", 200 + pid % 50, n % 250),
+            table: format!("berth_{bridge}"),
+            bridge,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
             data_root: base.join("data"),
             sock: exec_root.join("berth.sock"),
             exec_root,
@@ -85,6 +103,8 @@ impl Daemon {
             .arg(format!("unix://{}", self.sock.display()))
             .args(["--config-file", "/nonexistent/berth-test.json"])
             .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--bridge", &self.bridge, "--bip", &self.bip])
+            .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -215,13 +235,87 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let leaks = leaks(&self.base, &self.exec_root, &self.cgroup_parent);
+        let mut leaks = leaks(&self.base, &self.exec_root, &self.cgroup_parent);
+        leaks.extend(self.network_leaks());
         let _ = std::fs::remove_dir_all(&self.base);
         let _ = std::fs::remove_dir_all(&self.exec_root);
         if !std::thread::panicking() {
             assert!(leaks.is_empty(), "leaked after the test: {leaks:?}");
         }
     }
+}
+
+impl Daemon {
+    /// The default bridge's subnet prefix, e.g. "10.212.3." for addresses on it.
+    pub fn subnet_prefix(&self) -> String {
+        let gw = self.bip.split('/').next().unwrap_or_default();
+        gw.rsplit_once('.')
+            .map(|(a, _)| format!("{a}."))
+            .unwrap_or_default()
+    }
+
+    /// After the daemon stopped: user networks not removed, veths still on the default bridge
+    /// (they go with their namespace, asynchronously), published ports left in the table.
+    /// The daemon's own lasting state (default bridge, table) is then removed.
+    fn network_leaks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.data_root.join("networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if v["predefined"] != true {
+                out.push(format!("network {} not removed", v["name"]));
+                if let Some(b) = v["bridge"].as_str() {
+                    let _ = Command::new("ip").args(["link", "del", b]).status();
+                }
+            }
+        }
+        let t = Instant::now();
+        let mut veths = String::new();
+        while t.elapsed() < Duration::from_secs(10) {
+            veths = links_on(&self.bridge);
+            if veths.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !veths.is_empty() {
+            out.push(format!("veths on {}: {veths}", self.bridge));
+        }
+        for map in ["ports", "hostports"] {
+            let o = Command::new("nft")
+                .args(["list", "map", "ip", &self.table, map])
+                .output()
+                .expect("nft");
+            let text = stdout(&o);
+            if text.contains("elements") {
+                out.push(format!("nft {map}: {text}"));
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+        out
+    }
+}
+
+/// Interfaces enslaved to a bridge, one name per line.
+pub fn links_on(bridge: &str) -> String {
+    let o = Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .expect("ip");
+    stdout(&o)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Mounts, cgroups, runtime state and processes a test left behind. Empty parent cgroups are

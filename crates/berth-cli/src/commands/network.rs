@@ -1,0 +1,425 @@
+//! Network commands (`network create|ls|inspect|rm|prune|connect|disconnect`) and `port`.
+
+use super::container::{filters_json, print_formatted, print_inspect};
+use crate::client::{enc, Client};
+use crate::format::Format;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create(CreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(InspectArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm(Names),
+    /// Remove all unused networks
+    Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Driver to manage the Network
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    /// Subnet in CIDR format that represents a network segment
+    #[arg(long)]
+    pub subnet: Vec<String>,
+    /// Allocate container ip from a sub-range
+    #[arg(long = "ip-range")]
+    pub ip_range: Vec<String>,
+    /// IPv4 Gateway for the master subnet
+    #[arg(long)]
+    pub gateway: Vec<String>,
+    /// Restrict external access to the network
+    #[arg(long)]
+    pub internal: bool,
+    /// Enable manual container attachment
+    #[arg(long)]
+    pub attachable: bool,
+    /// Enable IPv6 networking
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Set metadata on a network
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only display network IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Provide filter values (e.g. "driver=bridge")
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not truncate the output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Names {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// IPv4 address (e.g., "172.30.100.104")
+    #[arg(long)]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+fn key_values(items: &[String], what: &str) -> Result<serde_json::Map<String, Value>, String> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), json!(v))),
+            None if what == "label" => Ok((kv.clone(), json!(""))),
+            None => Err(format!("invalid key/value pair format in {what}: {kv}")),
+        })
+        .collect()
+}
+
+pub async fn dispatch(c: &Client, cmd: NetworkCommand) -> i32 {
+    match cmd {
+        NetworkCommand::Create(a) => create(c, a).await,
+        NetworkCommand::Ls(a) => ls(c, a).await,
+        NetworkCommand::Inspect(a) => inspect(c, a).await,
+        NetworkCommand::Rm(a) => rm(c, a).await,
+        NetworkCommand::Prune(a) => prune(c, a).await,
+        NetworkCommand::Connect(a) => connect(c, a).await,
+        NetworkCommand::Disconnect(a) => disconnect(c, a).await,
+    }
+}
+
+async fn create(c: &Client, a: CreateArgs) -> i32 {
+    if a.subnet.len() > 1 || a.gateway.len() > a.subnet.len() || a.ip_range.len() > a.subnet.len() {
+        eprintln!(
+            "berth: a gateway or ip-range needs a subnet, and berth networks take one subnet"
+        );
+        return 125;
+    }
+    let (labels, options) = match (key_values(&a.label, "label"), key_values(&a.opt, "opt")) {
+        (Ok(l), Ok(o)) => (l, o),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    let config: Vec<Value> = a
+        .subnet
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "Subnet": s,
+                "Gateway": a.gateway.get(i).cloned().unwrap_or_default(),
+                "IPRange": a.ip_range.get(i).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let body = json!({
+        "Name": a.name,
+        "Driver": a.driver,
+        "Internal": a.internal,
+        "Attachable": a.attachable,
+        "EnableIPv6": a.ipv6,
+        "IPAM": {"Driver": "default", "Config": config, "Options": {}},
+        "Options": options,
+        "Labels": labels,
+    });
+    match c.post("/networks/create", Some(body)).await {
+        Ok(v) => {
+            println!("{}", v["Id"].as_str().unwrap_or_default());
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn ls(c: &Client, a: LsArgs) -> i32 {
+    let mut path = "/networks".to_string();
+    if !a.filter.is_empty() {
+        match filters_json(&a.filter) {
+            Ok(f) => path.push_str(&format!("?filters={}", enc(&f))),
+            Err(e) => {
+                eprintln!("{e}");
+                return 125;
+            }
+        }
+    }
+    let list = match c.get(&path).await {
+        Ok(v) => v,
+        Err(e) => return super::report(&e, 1),
+    };
+    let rows: Vec<Value> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let id = n["Id"].as_str().unwrap_or_default();
+            json!({
+                "ID": if a.no_trunc { id.to_string() } else { id.chars().take(12).collect() },
+                "Name": n["Name"],
+                "Driver": n["Driver"],
+                "Scope": n["Scope"],
+                "IPv6": n["EnableIPv6"],
+                "Internal": n["Internal"],
+                "CreatedAt": n["Created"],
+                "Labels": n["Labels"].as_object().map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            })
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
+        return 0;
+    }
+    print_formatted(
+        &Format::parse(a.format.as_deref()),
+        &rows,
+        &[
+            ("ID", "NETWORK ID"),
+            ("Name", "NAME"),
+            ("Driver", "DRIVER"),
+            ("Scope", "SCOPE"),
+        ],
+        None,
+    )
+}
+
+async fn inspect(c: &Client, a: InspectArgs) -> i32 {
+    let mut out = Vec::new();
+    let mut rc = 0;
+    for n in &a.names {
+        match c.get(&format!("/networks/{}", enc(n))).await {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    if out.is_empty() {
+        return rc;
+    }
+    print_inspect(&out, a.format.as_deref()).max(rc)
+}
+
+async fn rm(c: &Client, a: Names) -> i32 {
+    let mut rc = 0;
+    for n in &a.names {
+        match c
+            .json(
+                hyper::Method::DELETE,
+                &format!("/networks/{}", enc(n)),
+                None,
+            )
+            .await
+        {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    rc
+}
+
+async fn prune(c: &Client, a: PruneArgs) -> i32 {
+    if !a.force {
+        eprint!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err()
+            || !matches!(line.trim(), "y" | "Y" | "yes")
+        {
+            return 0;
+        }
+    }
+    let mut path = "/networks/prune".to_string();
+    if !a.filter.is_empty() {
+        match filters_json(&a.filter) {
+            Ok(f) => path.push_str(&format!("?filters={}", enc(&f))),
+            Err(e) => {
+                eprintln!("{e}");
+                return 125;
+            }
+        }
+    }
+    match c.post(&path, None).await {
+        Ok(v) => {
+            let names: Vec<&str> = v["NetworksDeleted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            if !names.is_empty() {
+                println!("Deleted Networks:");
+                for n in names {
+                    println!("{n}");
+                }
+            }
+            0
+        }
+        Err(e) => super::report(&e, 1),
+    }
+}
+
+async fn connect(c: &Client, a: ConnectArgs) -> i32 {
+    let mut ep = serde_json::Map::new();
+    if !a.alias.is_empty() {
+        ep.insert("Aliases".into(), json!(a.alias));
+    }
+    if let Some(ip) = &a.ip {
+        ep.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+    }
+    let body = json!({"Container": a.container, "EndpointConfig": ep});
+    match c
+        .post(
+            &format!("/networks/{}/connect", enc(&a.network)),
+            Some(body),
+        )
+        .await
+    {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn disconnect(c: &Client, a: DisconnectArgs) -> i32 {
+    let body = json!({"Container": a.container, "Force": a.force});
+    match c
+        .post(
+            &format!("/networks/{}/disconnect", enc(&a.network)),
+            Some(body),
+        )
+        .await
+    {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// `port`: the container's published ports, as `80/tcp -> 0.0.0.0:8080`.
+pub async fn port(c: &Client, a: PortArgs) -> i32 {
+    let v = match c
+        .get(&format!("/containers/{}/json", enc(&a.container)))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let want = a.port.as_ref().map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut lines = Vec::new();
+    if let Some(ports) = v["NetworkSettings"]["Ports"].as_object() {
+        let mut keys: Vec<&String> = ports.keys().collect();
+        keys.sort_by_key(|k| {
+            let (n, p) = k.split_once('/').unwrap_or((k, ""));
+            (n.parse::<u32>().unwrap_or(0), p.to_string())
+        });
+        for k in keys {
+            if want.as_ref().is_some_and(|w| w != k) {
+                continue;
+            }
+            for b in ports[k].as_array().into_iter().flatten() {
+                let addr = format!(
+                    "{}:{}",
+                    b["HostIp"].as_str().unwrap_or(""),
+                    b["HostPort"].as_str().unwrap_or("")
+                );
+                lines.push(if want.is_some() {
+                    addr
+                } else {
+                    format!("{k} -> {addr}")
+                });
+            }
+        }
+    }
+    if let (Some(w), true) = (&want, lines.is_empty()) {
+        eprintln!("Error: No public port '{w}' published for {}", a.container);
+        return 1;
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    0
+}

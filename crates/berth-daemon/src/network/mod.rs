@@ -1,0 +1,624 @@
+//! Networks: the predefined `bridge`, `host` and `none`, user-defined bridge networks with
+//! their embedded DNS, and the nftables table that NATs and isolates them.
+
+pub mod endpoint;
+
+use crate::config::{DaemonConfig, NetConfig};
+use crate::error::{Error, Result};
+use berth_api::ApiError;
+use berth_network::ipam::{pick_subnet, Pool, Subnet};
+use berth_network::{dns, link::Netlink, nft};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Where user-defined networks get a subnet when none is given: /24s of this space.
+const USER_SPACE: &str = "10.223.0.0/16";
+
+/// What is persisted in `networks/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    pub created: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    /// Bridge networks: subnet, gateway and optional range, as strings Docker shows.
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: String,
+    /// The bridge interface.
+    #[serde(default)]
+    pub bridge: String,
+    #[serde(default)]
+    pub icc: bool,
+    #[serde(default)]
+    pub mtu: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// `bridge`, `host` and `none` exist on every daemon and cannot be removed.
+    #[serde(default)]
+    pub predefined: bool,
+}
+
+impl NetworkRecord {
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
+    }
+    /// User-defined bridge networks resolve container names.
+    pub fn has_dns(&self) -> bool {
+        self.is_bridge() && !self.predefined
+    }
+    pub fn subnet(&self) -> Option<Subnet> {
+        self.subnet.parse().ok()
+    }
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway.parse().ok()
+    }
+    fn rules(&self) -> Option<nft::NetRules> {
+        Some(nft::NetRules {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet()?,
+            internal: self.internal,
+            icc: self.icc,
+        })
+    }
+}
+
+/// A network's live state.
+pub struct Network {
+    pub rec: NetworkRecord,
+    pool: Mutex<Option<Pool>>,
+    /// Names its embedded DNS answers (user-defined networks).
+    pub names: dns::Names,
+    dns: Mutex<Option<dns::Server>>,
+}
+
+impl Network {
+    fn new(rec: NetworkRecord) -> Result<Network> {
+        let pool = if rec.is_bridge() {
+            let subnet = rec.subnet().ok_or_else(|| {
+                Error::internal(format!("network {}: bad subnet {:?}", rec.name, rec.subnet))
+            })?;
+            let range = if rec.ip_range.is_empty() {
+                None
+            } else {
+                Some(rec.ip_range.parse::<Subnet>().map_err(net_err)?)
+            };
+            Some(Pool::new(subnet, range, rec.gateway()).map_err(net_err)?)
+        } else {
+            None
+        };
+        Ok(Network {
+            rec,
+            pool: Mutex::new(pool),
+            names: dns::Names::new(),
+            dns: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, Option<Pool>> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) fn net_err(e: berth_network::Error) -> Error {
+    match e {
+        berth_network::Error::Invalid(m) => Error::bad_request(m),
+        berth_network::Error::Exhausted(m) => Error::internal(m),
+        other => Error::internal(other.to_string()),
+    }
+}
+
+/// All networks of the daemon, and the host-side machinery they share.
+pub struct Networks {
+    map: Mutex<BTreeMap<String, Arc<Network>>>,
+    pub link: Netlink,
+    pub table: nft::Table,
+    dir: PathBuf,
+    pub cfg: NetConfig,
+    /// Where names that are not containers' go: the daemon's `dns`, else the host's resolvers.
+    pub upstreams: Vec<SocketAddr>,
+    /// Host ports held (bound, not listening) by running containers, so that nothing else
+    /// takes them; by container id.
+    held: Mutex<HashMap<String, Vec<OwnedFd>>>,
+    /// Serializes network create and remove.
+    pub admin: tokio::sync::Mutex<()>,
+}
+
+/// The host's resolvers from /etc/resolv.conf.
+pub fn host_nameservers() -> Vec<Ipv4Addr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next()) {
+                (Some("nameserver"), Some(a)) => a.parse().ok(),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn table_name(bridge: &str) -> String {
+    if bridge == "berth0" {
+        "berth".into()
+    } else {
+        format!(
+            "berth_{}",
+            bridge.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        )
+    }
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::internal(format!("{path}: {e}")))
+}
+
+impl Networks {
+    /// Load the networks, make sure the predefined ones exist, bring up every bridge and its
+    /// DNS, and set the host up for forwarding.
+    pub async fn open(cfg: &DaemonConfig) -> std::result::Result<Networks, String> {
+        let nc = cfg.net.clone();
+        if nc.userland_proxy {
+            return Err("userland-proxy is not supported by this berth version: published ports are served by NAT, loopback included; set \"userland-proxy\": false".into());
+        }
+        let link = Netlink::new().map_err(|e| format!("netlink: {e}"))?;
+        let table = nft::Table::new(&table_name(&nc.bridge)).map_err(|e| e.to_string())?;
+        let dir = cfg.data_root.join("networks");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if nc.ip_forward {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.0.message)?;
+        }
+        let upstreams = if nc.dns.is_empty() {
+            host_nameservers()
+        } else {
+            nc.dns.clone()
+        }
+        .into_iter()
+        .map(|a| SocketAddr::new(a.into(), 53))
+        .collect();
+        let nets = Networks {
+            map: Mutex::new(BTreeMap::new()),
+            link,
+            table,
+            dir,
+            cfg: nc,
+            upstreams,
+            held: Mutex::new(HashMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        };
+        let mut recs: Vec<NetworkRecord> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&nets.dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    match std::fs::read(&p)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<NetworkRecord>(&b).ok())
+                    {
+                        Some(r) => recs.push(r),
+                        None => {
+                            tracing::warn!("{}: unreadable network record, skipped", p.display())
+                        }
+                    }
+                }
+            }
+        }
+        for (name, driver) in [("bridge", "bridge"), ("host", "host"), ("none", "null")] {
+            let existing = recs.iter().position(|r| r.name == name && r.predefined);
+            let mut rec = match existing {
+                Some(i) => recs.remove(i),
+                None => NetworkRecord {
+                    id: crate::util::random_id().map_err(|e| e.0.message)?,
+                    name: name.into(),
+                    driver: driver.into(),
+                    created: berth_api::timefmt::now(),
+                    internal: false,
+                    attachable: false,
+                    subnet: String::new(),
+                    gateway: String::new(),
+                    ip_range: String::new(),
+                    bridge: String::new(),
+                    icc: true,
+                    mtu: 0,
+                    labels: BTreeMap::new(),
+                    options: BTreeMap::new(),
+                    predefined: true,
+                },
+            };
+            if name == "bridge" {
+                // The default bridge follows the daemon's settings.
+                let (gw, prefix) = nets.cfg.bip;
+                rec.subnet = Subnet::containing(gw, prefix).to_string();
+                rec.gateway = gw.to_string();
+                rec.ip_range = nets.cfg.fixed_cidr.clone().unwrap_or_default();
+                rec.bridge = nets.cfg.bridge.clone();
+                rec.icc = nets.cfg.icc;
+                rec.mtu = nets.cfg.mtu;
+                rec.options = BTreeMap::from([
+                    (
+                        "com.docker.network.bridge.default_bridge".into(),
+                        "true".into(),
+                    ),
+                    (
+                        "com.docker.network.bridge.enable_icc".into(),
+                        rec.icc.to_string(),
+                    ),
+                    (
+                        "com.docker.network.bridge.enable_ip_masquerade".into(),
+                        "true".into(),
+                    ),
+                    (
+                        "com.docker.network.bridge.host_binding_ipv4".into(),
+                        "0.0.0.0".into(),
+                    ),
+                    ("com.docker.network.bridge.name".into(), rec.bridge.clone()),
+                    ("com.docker.network.driver.mtu".into(), rec.mtu.to_string()),
+                ]);
+            }
+            nets.save(&rec).map_err(|e| e.0.message)?;
+            recs.push(rec);
+        }
+        for rec in recs {
+            let name = rec.name.clone();
+            let n = Arc::new(
+                Network::new(rec).map_err(|e| format!("network {name}: {}", e.0.message))?,
+            );
+            if n.rec.is_bridge() {
+                nets.bring_up(&n)
+                    .await
+                    .map_err(|e| format!("network {name}: {}", e.0.message))?;
+            }
+            nets.map().insert(n.rec.id.clone(), n);
+        }
+        Ok(nets)
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Network>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn save(&self, rec: &NetworkRecord) -> Result<()> {
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| Error::internal(e.to_string()))?;
+        berth_shim::config::write_atomic(&self.dir.join(format!("{}.json", rec.id)), &data, true)?;
+        Ok(())
+    }
+
+    /// The bridge with its gateway address, loopback routing for published ports, and the
+    /// embedded DNS of a user-defined network.
+    async fn bring_up(&self, n: &Network) -> Result<()> {
+        let r = &n.rec;
+        let (Some(subnet), Some(gw)) = (r.subnet(), r.gateway()) else {
+            return Err(Error::internal("bridge network without subnet or gateway"));
+        };
+        self.link
+            .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
+            .await
+            .map_err(net_err)?;
+        // Locally made connections to 127.0.0.1:<published> are DNATed out of this bridge.
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge),
+            "1",
+        )?;
+        let forwarder_only = r.predefined && self.cfg.dns.is_empty() && self.host_dns_is_loopback();
+        if r.has_dns() || forwarder_only {
+            let server = dns::Server::start(
+                SocketAddr::new(gw.into(), 53),
+                n.names.clone(),
+                self.upstreams.clone(),
+            )
+            .await
+            .map_err(|e| Error::internal(format!("embedded DNS on {gw}:53: {e}")))?;
+            *n.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+        }
+        Ok(())
+    }
+
+    /// Whether the host only has resolvers on loopback, which containers cannot reach.
+    pub fn host_dns_is_loopback(&self) -> bool {
+        let ns = host_nameservers();
+        ns.iter().all(|a| a.is_loopback())
+    }
+
+    /// Whether a network runs a DNS server containers should use.
+    pub fn serves_dns(&self, n: &Network) -> bool {
+        n.dns.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Network>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Find a network by full id, exact name, or unique id prefix, as Docker does.
+    pub fn find(&self, key: &str) -> Result<Arc<Network>> {
+        let map = self.map();
+        if let Some(n) = map.get(key) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = map.values().find(|n| n.rec.name == key) {
+            return Ok(n.clone());
+        }
+        let hits: Vec<_> = map
+            .values()
+            .filter(|n| !key.is_empty() && n.rec.id.starts_with(key))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::not_found(format!("network {key} not found"))),
+            _ => Err(Error::bad_request(format!(
+                "network {key} is ambiguous ({} matches found based on ID prefix)",
+                hits.len()
+            ))),
+        }
+    }
+
+    /// Replace the nftables table with one for the current networks and these ports.
+    pub fn rebuild_table(&self, ports: &[nft::PortMap]) -> Result<()> {
+        let rules: Vec<_> = self.all().iter().filter_map(|n| n.rec.rules()).collect();
+        self.table.rebuild(&rules, ports).map_err(net_err)
+    }
+
+    pub(crate) fn hold_ports(&self, id: &str, fds: Vec<OwnedFd>) {
+        if !fds.is_empty() {
+            self.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.to_string())
+                .or_default()
+                .extend(fds);
+        }
+    }
+
+    pub(crate) fn drop_ports(&self, id: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// `POST /networks/create`.
+    pub async fn create(&self, req: berth_api::network::CreateRequest) -> Result<(String, String)> {
+        let _admin = self.admin.lock().await;
+        let name = req.name.clone();
+        if name.is_empty() {
+            return Err(Error::bad_request("network name is required"));
+        }
+        if !valid_name(&name) {
+            return Err(Error::bad_request(format!(
+                "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            "host" | "null" => {
+                return Err(Error(ApiError::new(
+                    403,
+                    format!("only one instance of \"{}\" network is allowed", req.driver),
+                )))
+            }
+            other => {
+                return Err(Error::not_found(format!(
+                    "plugin \"{other}\" not found: berth supports the bridge driver"
+                )))
+            }
+        }
+        if self.map().values().any(|n| n.rec.name == name) {
+            return Err(Error::conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
+        if req.enable_ipv6 == Some(true) {
+            return Err(Error::bad_request(
+                "IPv6 networks are not supported by this berth version",
+            ));
+        }
+        let id = crate::util::random_id()?;
+        let opts = req.options.clone().unwrap_or_default();
+        let bridge = match opts.get("com.docker.network.bridge.name") {
+            Some(b) => {
+                if b.is_empty()
+                    || b.len() > 15
+                    || !b
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+                {
+                    return Err(Error::bad_request(format!("invalid bridge name {b:?}")));
+                }
+                if self.map().values().any(|n| &n.rec.bridge == b) {
+                    return Err(Error::conflict(format!(
+                        "bridge name {b} is used by another network"
+                    )));
+                }
+                b.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
+        let bool_opt = |k: &str, default: bool| -> Result<bool> {
+            match opts.get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| Error::bad_request(format!("invalid value {v:?} for option {k}"))),
+            }
+        };
+        let icc = bool_opt("com.docker.network.bridge.enable_icc", true)?;
+        let mtu = match opts.get("com.docker.network.driver.mtu") {
+            None => self.cfg.mtu,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (68..=65535).contains(m))
+                .ok_or_else(|| Error::bad_request(format!("invalid mtu {v:?}")))?,
+        };
+        let configs = req
+            .ipam
+            .as_ref()
+            .and_then(|i| i.config.clone())
+            .unwrap_or_default();
+        if configs.len() > 1 {
+            return Err(Error::bad_request(
+                "berth networks take one IPv4 subnet (one --subnet)",
+            ));
+        }
+        let ours: Vec<Subnet> = self.all().iter().filter_map(|n| n.rec.subnet()).collect();
+        let host: Vec<Subnet> = self
+            .link
+            .host_ipv4_nets()
+            .await
+            .map_err(net_err)?
+            .into_iter()
+            .map(|(a, p)| Subnet::containing(a, p))
+            .collect();
+        let conf = configs.first();
+        let subnet = match conf.filter(|c| !c.subnet.is_empty()) {
+            Some(c) => {
+                let s: Subnet = c.subnet.parse().map_err(net_err)?;
+                if ours.iter().any(|o| o.overlaps(&s)) {
+                    return Err(Error(ApiError::new(
+                        403,
+                        format!("invalid pool request: Pool overlaps with other one on this address space ({s})"),
+                    )));
+                }
+                s
+            }
+            None => {
+                if conf.is_some_and(|c| !c.gateway.is_empty() || !c.ip_range.is_empty()) {
+                    return Err(Error::bad_request(
+                        "a gateway or ip-range needs a subnet (--subnet)",
+                    ));
+                }
+                let space: Subnet = USER_SPACE.parse().map_err(net_err)?;
+                let taken: Vec<Subnet> = ours.iter().chain(host.iter()).copied().collect();
+                pick_subnet(space, 24, &taken).ok_or_else(|| {
+                    Error::internal(format!(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults ({USER_SPACE}) to assign to the network"
+                    ))
+                })?
+            }
+        };
+        let gateway = match conf.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
+            Some(g) => g
+                .parse::<Ipv4Addr>()
+                .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
+            None => subnet.first_host(),
+        };
+        let ip_range = conf.map(|c| c.ip_range.clone()).unwrap_or_default();
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name,
+            driver: "bridge".into(),
+            created: berth_api::timefmt::now(),
+            internal: req.internal,
+            attachable: req.attachable,
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            ip_range,
+            bridge,
+            icc,
+            mtu,
+            labels: req.labels.clone().unwrap_or_default(),
+            options: opts,
+            predefined: false,
+        };
+        // Validates the gateway and range against the subnet.
+        let n = Arc::new(Network::new(rec)?);
+        if let Err(e) = self.bring_up(&n).await {
+            let _ = self.link.delete_link(&n.rec.bridge).await;
+            return Err(e);
+        }
+        let added = match n.rec.rules() {
+            Some(r) => self.table.add_network(&r).map_err(net_err),
+            None => Ok(()),
+        };
+        if let Err(e) = added.and_then(|()| self.save(&n.rec)) {
+            if let Some(r) = n.rec.rules() {
+                let _ = self.table.remove_network(&r);
+            }
+            *n.dns.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let _ = self.link.delete_link(&n.rec.bridge).await;
+            return Err(e);
+        }
+        self.map().insert(id.clone(), n.clone());
+        Ok((id, String::new()))
+    }
+
+    /// `DELETE /networks/{id}`: `in_use` says whether a running container is on it.
+    pub async fn remove(&self, n: &Arc<Network>, in_use: bool) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        if n.rec.predefined {
+            return Err(Error(ApiError::new(
+                403,
+                format!(
+                    "{} is a pre-defined network and cannot be removed",
+                    n.rec.name
+                ),
+            )));
+        }
+        if in_use {
+            return Err(Error(ApiError::new(
+                403,
+                format!(
+                    "error while removing network: network {} id {} has active endpoints",
+                    n.rec.name, n.rec.id
+                ),
+            )));
+        }
+        if !self.map().contains_key(&n.rec.id) {
+            return Err(Error::not_found(format!("network {} not found", n.rec.id)));
+        }
+        *n.dns.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(r) = n.rec.rules() {
+            if let Err(e) = self.table.remove_network(&r) {
+                tracing::warn!(
+                    "network {}: removing its nftables elements: {e}",
+                    n.rec.name
+                );
+            }
+        }
+        self.link
+            .delete_link(&n.rec.bridge)
+            .await
+            .map_err(net_err)?;
+        match std::fs::remove_file(self.dir.join(format!("{}.json", n.rec.id))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.map().remove(&n.rec.id);
+        Ok(())
+    }
+}
+
+/// Docker's rule for network names.
+fn valid_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tables() {
+        assert!(valid_name("net1") && valid_name("a.b-c_d"));
+        assert!(!valid_name("-x") && !valid_name("") && !valid_name("a b"));
+        assert_eq!(table_name("berth0"), "berth");
+        assert_eq!(table_name("bt-12.3"), "berth_bt_12_3");
+    }
+}

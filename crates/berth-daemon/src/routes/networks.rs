@@ -1,0 +1,231 @@
+//! Network endpoints: create, list, inspect, remove, prune, connect and disconnect.
+
+use super::St;
+use crate::error::{Error, Result};
+use crate::network::{endpoint, Network};
+use crate::state::Daemon;
+use crate::util::{json, json_body, no_content, Query};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use berth_api::network::{
+    ConnectRequest, CreateRequest, CreateResponse, DisconnectRequest, Ipam, IpamConfig,
+    Network as ApiNetwork, NetworkContainer, PruneResponse,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// The network resource Docker returns, with the running containers on it.
+fn view(d: &Daemon, n: &Network) -> ApiNetwork {
+    let r = &n.rec;
+    let mut containers = BTreeMap::new();
+    for c in d.all() {
+        let cr = c.snapshot();
+        if !cr.is_running() {
+            continue;
+        }
+        if let Some(ep) = cr.net.endpoints.values().find(|e| e.network_id == r.id) {
+            containers.insert(
+                cr.id.clone(),
+                NetworkContainer {
+                    name: cr.bare_name().to_string(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                    mac_address: ep.mac.clone(),
+                    ipv4_address: if ep.ip.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/{}", ep.ip, ep.prefix)
+                    },
+                    ipv6_address: String::new(),
+                },
+            );
+        }
+    }
+    let config = if r.is_bridge() {
+        vec![IpamConfig {
+            subnet: r.subnet.clone(),
+            ip_range: r.ip_range.clone(),
+            gateway: r.gateway.clone(),
+            auxiliary_addresses: None,
+        }]
+    } else {
+        Vec::new()
+    };
+    ApiNetwork {
+        name: r.name.clone(),
+        id: r.id.clone(),
+        created: r.created.clone(),
+        scope: "local".into(),
+        driver: r.driver.clone(),
+        enable_ipv4: true,
+        enable_ipv6: false,
+        ipam: Ipam {
+            driver: "default".into(),
+            config: Some(config),
+            options: None,
+        },
+        internal: r.internal,
+        attachable: r.attachable,
+        ingress: false,
+        config_from: BTreeMap::from([("Network".to_string(), String::new())]),
+        config_only: false,
+        containers,
+        options: r.options.clone(),
+        labels: r.labels.clone(),
+    }
+}
+
+fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(want),
+    }
+}
+
+/// Whether a container (of any state) is connected to the network.
+fn connected(d: &Daemon, n: &Network) -> bool {
+    d.all().iter().any(|c| {
+        c.rec()
+            .net
+            .endpoints
+            .values()
+            .any(|e| e.network_id == n.rec.id)
+    })
+}
+
+fn matches(d: &Daemon, n: &Network, f: &HashMap<String, Vec<String>>) -> Result<bool> {
+    let r = &n.rec;
+    for (k, vals) in f {
+        let ok = match k.as_str() {
+            "name" => vals.iter().any(|v| r.name.contains(v.as_str())),
+            "id" => vals.iter().any(|v| r.id.starts_with(v.as_str())),
+            "driver" => vals.contains(&r.driver),
+            "scope" => vals.iter().any(|v| v == "local"),
+            "label" => vals.iter().all(|v| label_matches(&r.labels, v)),
+            "type" => vals.iter().any(|v| match v.as_str() {
+                "custom" => !r.predefined,
+                "builtin" => r.predefined,
+                _ => false,
+            }),
+            "dangling" => {
+                let want = vals.iter().any(|v| v == "true" || v == "1");
+                want == (!r.predefined && !connected(d, n))
+            }
+            other => return Err(Error::bad_request(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let f = q.filters()?;
+    let mut out = Vec::new();
+    for n in d.net.all() {
+        if matches(&d, &n, &f)? {
+            out.push(view(&d, &n));
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(json(200, &out))
+}
+
+pub async fn inspect(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let n = d.net.find(&id)?;
+    Ok(json(200, &view(&d, &n)))
+}
+
+pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
+    let req: CreateRequest = json_body(&body)?;
+    let (id, warning) = d.net.create(req).await?;
+    Ok(json(201, &CreateResponse { id, warning }))
+}
+
+fn running_on(d: &Daemon, n: &Network) -> bool {
+    d.all().iter().any(|c| {
+        let r = c.rec();
+        r.is_running() && r.net.endpoints.values().any(|e| e.network_id == n.rec.id)
+    })
+}
+
+pub async fn remove(State(d): St, Path(id): Path<String>) -> Result<Response> {
+    let n = d.net.find(&id)?;
+    d.net.remove(&n, running_on(&d, &n)).await?;
+    Ok(no_content())
+}
+
+pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let f = q.filters()?;
+    let mut deleted = Vec::new();
+    for n in d.net.all() {
+        if n.rec.predefined || connected(&d, &n) {
+            continue;
+        }
+        let keep = f.iter().any(|(k, vals)| match k.as_str() {
+            "label" => !vals.iter().all(|v| label_matches(&n.rec.labels, v)),
+            "label!" => vals.iter().any(|v| label_matches(&n.rec.labels, v)),
+            "until" => vals.iter().any(|v| !created_before(&n.rec.created, v)),
+            _ => false,
+        });
+        if keep {
+            continue;
+        }
+        if d.net.remove(&n, false).await.is_ok() {
+            deleted.push(n.rec.name.clone());
+        }
+    }
+    Ok(json(
+        200,
+        &PruneResponse {
+            networks_deleted: Some(deleted),
+        },
+    ))
+}
+
+/// `until` of prune: a Unix timestamp, an RFC 3339 time, or a duration like `24h` ago.
+fn created_before(created: &str, until: &str) -> bool {
+    let Some(c) = berth_api::timefmt::parse(created) else {
+        return false;
+    };
+    let limit = if let Ok(secs) = until.parse::<u64>() {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    } else if let Some(t) = berth_api::timefmt::parse(until) {
+        t
+    } else if let Some(dur) = parse_duration(until) {
+        std::time::SystemTime::now() - dur
+    } else {
+        return false;
+    };
+    c < limit
+}
+
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
+pub async fn connect(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+    let req: ConnectRequest = json_body(&body)?;
+    let n = d.net.find(&id)?;
+    let c = d.find(&req.container)?;
+    endpoint::connect(&d, &n, &c, req.endpoint_config).await?;
+    Ok(json(200, &serde_json::json!({})))
+}
+
+pub async fn disconnect(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+    let req: DisconnectRequest = json_body(&body)?;
+    let n = d.net.find(&id)?;
+    let c = d.find(&req.container)?;
+    endpoint::disconnect(&d, &n, &c).await?;
+    Ok(json(200, &serde_json::json!({})))
+}

@@ -1,0 +1,609 @@
+//! Bridges and veth pairs over rtnetlink: the host side of a network and each container's end of it.
+//!
+//! Everything goes through one rtnetlink connection opened in the daemon's network namespace,
+//! except the configuration of a container's end of a veth pair: a netlink socket acts in the
+//! namespace it was created in, so that end is configured over a second, short-lived connection
+//! whose socket is created by a throwaway thread that first joins the container's namespace.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Display;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::TryStreamExt;
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+use tokio::sync::oneshot;
+
+use crate::{Error, Result};
+
+/// A netlink connection in the daemon's (host) network namespace.
+#[derive(Debug, Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+/// One container's attachment to a bridge network.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The bridge the host end is enslaved to.
+    pub bridge: String,
+    /// Name of the host end of the veth pair (see [`random_veth_name`]).
+    pub host_ifname: String,
+    /// Name of the container's end, inside its namespace (`eth0`).
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    /// The default route's gateway; None leaves the namespace without a default route.
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u32,
+}
+
+/// Docker's MAC for an address: 02:42 followed by the four address bytes.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// A host-side veth name: "veth" + 7 random lowercase hex digits (15-byte kernel limit).
+pub fn random_veth_name() -> String {
+    // Each RandomState gets fresh SipHash keys (seeded from the OS's randomness once per
+    // thread), and the counter makes every input distinct, so the output is unpredictable
+    // without needing a random-number crate.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("veth{:07x}", hasher.finish() & 0x0fff_ffff)
+}
+
+impl Netlink {
+    /// Open the connection and spawn its driver on the current tokio runtime.
+    pub fn new() -> Result<Netlink> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Netlink(format!("opening a netlink connection: {e}")))?;
+        let (connection, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| Error::Netlink(format!("opening a netlink connection: {e}")))?;
+        runtime.spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// Create bridge `name` if missing, give it gateway/prefix if it lacks that address, set
+    /// mtu when Some, bring it up. Idempotent (a second call on an existing, configured bridge
+    /// changes nothing and succeeds).
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        mtu: Option<u32>,
+    ) -> Result<()> {
+        check_ifname(name)?;
+        check_prefix(prefix)?;
+        let link = match self.bridge_link(name).await? {
+            Some(link) => link,
+            None => {
+                let mut bridge = LinkBridge::new(name);
+                if let Some(mtu) = mtu {
+                    bridge = bridge.mtu(mtu);
+                }
+                match self.handle.link().add(bridge.build()).execute().await {
+                    // EEXIST: someone else created it in the meantime; it is checked below.
+                    Err(e) if !is_errno(&e, libc::EEXIST) => {
+                        return Err(nl_error(format_args!("creating bridge {name}"), e));
+                    }
+                    _ => {}
+                }
+                self.bridge_link(name).await?.ok_or_else(|| {
+                    Error::Netlink(format!(
+                        "bridge {name} disappeared right after its creation"
+                    ))
+                })?
+            }
+        };
+        let index = link.header.index;
+
+        let up = link.header.flags.contains(LinkFlags::Up);
+        let mtu_change = mtu.filter(|&mtu| link_mtu(&link) != Some(mtu));
+        if !up || mtu_change.is_some() {
+            let mut change = LinkUnspec::new_with_index(index).up();
+            if let Some(mtu) = mtu_change {
+                change = change.mtu(mtu);
+            }
+            self.handle
+                .link()
+                .change(change.build())
+                .execute()
+                .await
+                .map_err(|e| nl_error(format_args!("configuring bridge {name}"), e))?;
+        }
+
+        let has_gateway = self
+            .ipv4_addrs()
+            .await
+            .map_err(|e| nl_error(format_args!("listing the addresses of bridge {name}"), e))?
+            .into_iter()
+            .any(|(link, addr, len)| link == index && addr == gateway && len == prefix);
+        if !has_gateway {
+            match self
+                .handle
+                .address()
+                .add(index, IpAddr::V4(gateway), prefix)
+                .execute()
+                .await
+            {
+                Err(e) if !is_errno(&e, libc::EEXIST) => {
+                    return Err(nl_error(
+                        format_args!("adding {gateway}/{prefix} to bridge {name}"),
+                        e,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a link by name; a link that does not exist is not an error.
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        check_ifname(name)?;
+        delete_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("deleting link {name}"), e))
+    }
+
+    pub async fn link_exists(&self, name: &str) -> Result<bool> {
+        check_ifname(name)?;
+        let link = get_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
+        Ok(link.is_some())
+    }
+
+    /// Every IPv4 address (addr, prefix) configured on the host's links — used to avoid
+    /// subnets that collide with the host's.
+    pub async fn host_ipv4_nets(&self) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let addrs = self
+            .ipv4_addrs()
+            .await
+            .map_err(|e| nl_error("listing the host's IPv4 addresses", e))?;
+        Ok(addrs
+            .into_iter()
+            .map(|(_, addr, len)| (addr, len))
+            .collect())
+    }
+
+    /// Wire one endpoint: a veth pair whose host end `ep.host_ifname` is enslaved to
+    /// `ep.bridge`, gets `ep.mtu` and is up; the other end is created directly inside the
+    /// network namespace `netns` (an fd of /proc/<pid>/ns/net) under the name `ep.ifname`, with
+    /// MAC `ep.mac`, mtu, address ep.ip/ep.prefix, up, and — when `ep.gateway` is Some — a
+    /// default route via it. The namespace's `lo` is already up (the runtime does that).
+    ///
+    /// On failure (or if the future is dropped before completion) the pair is removed again.
+    pub async fn connect_endpoint(&self, ep: &Endpoint, netns: BorrowedFd<'_>) -> Result<()> {
+        check_ifname(&ep.bridge)?;
+        check_ifname(&ep.host_ifname)?;
+        check_ifname(&ep.ifname)?;
+        check_prefix(ep.prefix)?;
+        if ep.gateway == Some(ep.ip) {
+            return Err(Error::Invalid(format!(
+                "endpoint {}: address {} is also its gateway",
+                ep.host_ifname, ep.ip
+            )));
+        }
+        // The container's end is configured by a new thread that joins the namespace and
+        // prepares its connection while the host end is created here.
+        let (created, peer_configured) = spawn_peer_configuration(netns, ep)?;
+
+        let bridge = self.bridge_index(&ep.bridge).await?;
+        // One request creates both ends: the host end enslaved and up, the peer created in
+        // the container's namespace with its name, MAC and mtu. The kernel undoes the whole
+        // creation if any part of it fails.
+        let peer = LinkUnspec::new_with_name(&ep.ifname)
+            .address(ep.mac.to_vec())
+            .mtu(ep.mtu)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(ep.host_ifname.clone())
+            .mtu(ep.mtu)
+            .controller(bridge)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        // Armed before the request goes out, so that dropping this future while the request is
+        // in flight removes the pair too (the deletion follows it on the same socket).
+        let rollback = Rollback {
+            handle: self.handle.clone(),
+            name: Some(ep.host_ifname.clone()),
+        };
+        if let Err(e) = self.handle.link().add(veth).execute().await {
+            // Nothing was created, and the name may belong to a link that is not ours.
+            rollback.disarm();
+            return Err(nl_error(
+                format_args!(
+                    "creating veth pair {}/{} on bridge {}",
+                    ep.host_ifname, ep.ifname, ep.bridge
+                ),
+                e,
+            ));
+        }
+        // If the thread already failed, its error is waiting in `peer_configured`.
+        let _ = created.send(());
+        let configured = peer_configured.await.unwrap_or_else(|_| {
+            Err(Error::Netlink(format!(
+                "configuring {} in the container: its thread died",
+                ep.ifname
+            )))
+        });
+        match configured {
+            Ok(()) => {
+                rollback.disarm();
+                Ok(())
+            }
+            Err(e) => {
+                rollback.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove an endpoint by its host-side veth name (deleting it removes the peer too);
+    /// already gone is not an error.
+    pub async fn disconnect_endpoint(&self, host_ifname: &str) -> Result<()> {
+        self.delete_link(host_ifname).await
+    }
+
+    /// The index of bridge `name`; a missing bridge or a link that is no bridge is an error.
+    async fn bridge_index(&self, name: &str) -> Result<u32> {
+        match self.bridge_link(name).await? {
+            Some(link) => Ok(link.header.index),
+            None => Err(Error::Netlink(format!("bridge {name} does not exist"))),
+        }
+    }
+
+    /// Link `name` if it exists; an error if it exists but is not a bridge.
+    async fn bridge_link(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let link = get_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up bridge {name}"), e))?;
+        match link {
+            Some(link) if !is_bridge(&link) => Err(Error::Invalid(format!(
+                "link {name} exists but is not a bridge"
+            ))),
+            link => Ok(link),
+        }
+    }
+
+    /// (link index, address, prefix length) of every IPv4 address.
+    async fn ipv4_addrs(&self) -> std::result::Result<Vec<(u32, Ipv4Addr, u8)>, rtnetlink::Error> {
+        let mut request = self.handle.address().get();
+        request.message_mut().header.family = AddressFamily::Inet;
+        let messages: Vec<_> = request.execute().try_collect().await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|msg| {
+                // IFA_LOCAL is the interface's own address; IFA_ADDRESS differs from it only on
+                // point-to-point links, where it is the peer's.
+                let local = msg.attributes.iter().find_map(|attr| match attr {
+                    AddressAttribute::Local(IpAddr::V4(addr)) => Some(*addr),
+                    _ => None,
+                });
+                let addr = local.or_else(|| {
+                    msg.attributes.iter().find_map(|attr| match attr {
+                        AddressAttribute::Address(IpAddr::V4(addr)) => Some(*addr),
+                        _ => None,
+                    })
+                })?;
+                Some((msg.header.index, addr, msg.header.prefix_len))
+            })
+            .collect())
+    }
+}
+
+/// Deletes a freshly created host veth (and so its peer) unless disarmed; if dropped while
+/// still armed (the caller's future was cancelled) the deletion runs as a detached task.
+struct Rollback {
+    handle: Handle,
+    name: Option<String>,
+}
+
+impl Rollback {
+    fn disarm(mut self) {
+        self.name = None;
+    }
+
+    async fn run(mut self) {
+        if let Some(name) = self.name.take() {
+            if let Err(e) = delete_link(&self.handle, &name).await {
+                tracing::warn!("removing veth {name} after a failed setup: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let handle = self.handle.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = delete_link(&handle, &name).await {
+                        tracing::warn!("removing veth {name} after a cancelled setup: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Starts the configuration of the container's end of `ep` (see [`configure_peer`]) on a new
+/// OS thread that joins the network namespace `netns`: a netlink socket acts in the namespace
+/// it was created in, and a runtime worker must never change namespace, since it would keep
+/// it. The thread opens its connection, drives it on a runtime of its own (cheaper than
+/// hopping to the daemon's workers for every answer), waits for the first channel's signal
+/// that the pair exists (or its closing: nothing to do), and answers on the second.
+fn spawn_peer_configuration(
+    netns: BorrowedFd<'_>,
+    ep: &Endpoint,
+) -> Result<(oneshot::Sender<()>, oneshot::Receiver<Result<()>>)> {
+    // The thread needs its own descriptor and endpoint: it may outlive the caller's future.
+    let netns = netns.try_clone_to_owned()?;
+    let ep = ep.clone();
+    let (created_tx, created_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            let done = configure_in_netns(&netns, &ep, created_rx);
+            // A closed channel means the caller gave up; the pair is being removed anyway.
+            let _ = done_tx.send(done);
+        })?;
+    Ok((created_tx, done_rx))
+}
+
+/// The body of the thread started by [`spawn_peer_configuration`].
+fn configure_in_netns(
+    netns: &OwnedFd,
+    ep: &Endpoint,
+    created: oneshot::Receiver<()>,
+) -> Result<()> {
+    let ifname = &ep.ifname;
+    setns(netns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+        Error::Netlink(format!(
+            "configuring {ifname}: joining the container's network namespace: {e}"
+        ))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Error::Netlink(format!("configuring {ifname}: starting a runtime: {e}")))?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| {
+            Error::Netlink(format!(
+                "configuring {ifname}: opening a netlink connection in the container: {e}"
+            ))
+        })?;
+        tokio::spawn(connection);
+        match created.await {
+            Ok(()) => configure_peer(&handle, ep).await,
+            Err(_) => Ok(()),
+        }
+    })
+}
+
+/// Inside the container's namespace: bring the peer `ep.ifname` up, give it its address and
+/// the default route.
+///
+/// Requests sent together are handled by the kernel in order, so each pair below costs one
+/// round trip: the link is up before the route needs it, and the address (hence the on-link
+/// route to the gateway) exists before the default route is added.
+async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
+    let ifname = &ep.ifname;
+    // The peer cannot be created up (a veth refuses to open before its pair is complete),
+    // and the address and route need its index in the namespace.
+    let up = async {
+        let up = LinkUnspec::new_with_name(ifname).up().build();
+        handle
+            .link()
+            .change(up)
+            .execute()
+            .await
+            .map_err(|e| nl_error(format_args!("bringing {ifname} up in the container"), e))
+    };
+    let lookup = async {
+        get_link(handle, ifname)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up {ifname} in the container"), e))?
+            .ok_or_else(|| Error::Netlink(format!("{ifname} did not appear in the container")))
+    };
+    let (up, link) = futures_util::future::join(up, lookup).await;
+    up?;
+    let index = link?.header.index;
+    let address = async {
+        handle
+            .address()
+            .add(index, IpAddr::V4(ep.ip), ep.prefix)
+            .execute()
+            .await
+            .map_err(|e| {
+                nl_error(
+                    format_args!("adding {}/{} to {ifname}", ep.ip, ep.prefix),
+                    e,
+                )
+            })
+    };
+    let Some(gateway) = ep.gateway else {
+        return address.await;
+    };
+    let route = async {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        handle.route().add(route).execute().await.map_err(|e| {
+            nl_error(
+                format_args!("adding a default route via {gateway} on {ifname}"),
+                e,
+            )
+        })
+    };
+    let (address, route) = futures_util::future::join(address, route).await;
+    address.and(route)
+}
+
+/// Link `name`, None if there is none.
+async fn get_link(
+    handle: &Handle,
+    name: &str,
+) -> std::result::Result<Option<LinkMessage>, rtnetlink::Error> {
+    match handle
+        .link()
+        .get()
+        .match_name(name)
+        .execute()
+        .try_next()
+        .await
+    {
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        other => other,
+    }
+}
+
+/// Deletes link `name` in one request (the kernel looks the name up); ENODEV is success.
+async fn delete_link(handle: &Handle, name: &str) -> std::result::Result<(), rtnetlink::Error> {
+    let message = LinkUnspec::new_with_name(name).build();
+    match handle.link().del_with_message(message).execute().await {
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_bridge(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Bridge))),
+        _ => false,
+    })
+}
+
+fn link_mtu(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::Mtu(mtu) => Some(*mtu),
+        _ => None,
+    })
+}
+
+fn is_errno(err: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(err, rtnetlink::Error::NetlinkError(msg) if msg.raw_code() == -errno)
+}
+
+/// An [`Error::Netlink`] naming what was being done, then the kernel's answer.
+fn nl_error(doing: impl Display, err: rtnetlink::Error) -> Error {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => Error::Netlink(format!("{doing}: {}", msg.to_io())),
+        other => Error::Netlink(format!("{doing}: {other}")),
+    }
+}
+
+/// The kernel's rules for interface names (dev_valid_name), checked up front for a clear error.
+fn check_ifname(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("invalid interface name {name:?}")))
+    }
+}
+
+fn check_prefix(prefix: u8) -> Result<()> {
+    if prefix <= 32 {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid IPv4 prefix length {prefix}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn mac_is_docker_style() {
+        assert_eq!(
+            mac_for(Ipv4Addr::new(172, 17, 0, 2)),
+            [0x02, 0x42, 172, 17, 0, 2]
+        );
+        assert_eq!(
+            mac_for(Ipv4Addr::new(10, 250, 255, 254)),
+            [0x02, 0x42, 10, 250, 255, 254]
+        );
+    }
+
+    #[test]
+    fn veth_names_are_short_hex_and_distinct() {
+        let names: Vec<String> = (0..1000).map(|_| random_veth_name()).collect();
+        for name in &names {
+            assert_eq!(name.len(), 11, "{name}");
+            assert!(name.starts_with("veth"), "{name}");
+            assert!(
+                name[4..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{name}"
+            );
+            check_ifname(name).unwrap();
+        }
+        let distinct: HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len());
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for ok in ["eth0", "br-0123456789ab", "veth1234567", "a"] {
+            check_ifname(ok).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "br-0123456789abc",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+        ] {
+            assert!(
+                matches!(check_ifname(bad), Err(Error::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_above_32_are_rejected() {
+        check_prefix(0).unwrap();
+        check_prefix(32).unwrap();
+        assert!(matches!(check_prefix(33), Err(Error::Invalid(_))));
+    }
+}

@@ -1,0 +1,321 @@
+//! The nftables table berth owns: NAT for outbound traffic, published ports, isolation rules.
+//!
+//! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
+//! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
+//! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::ipam::Subnet;
+use crate::{Error, Result};
+
+/// What the rules need to know about one bridge network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRules {
+    pub bridge: String,
+    pub subnet: Subnet,
+    /// No traffic in or out of the network (`--internal`): no NAT, forward drops.
+    pub internal: bool,
+    /// Containers on the network may talk to each other (`icc`, default true).
+    pub icc: bool,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One published port: traffic to `host_ip` (any local address when None) and `host_port`
+/// goes to the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortMap {
+    pub proto: Proto,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+/// berth's table (`ip <name>`), one per daemon.
+#[derive(Debug, Clone)]
+pub struct Table {
+    name: String,
+}
+
+fn quote(ifname: &str) -> Result<String> {
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || !ifname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Error::Invalid(format!("invalid interface name {ifname:?}")));
+    }
+    Ok(format!("\"{ifname}\""))
+}
+
+impl Table {
+    pub fn new(name: &str) -> Result<Table> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::Invalid(format!(
+                "invalid nftables table name {name:?}"
+            )));
+        }
+        Ok(Table { name: name.into() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole table: rules, and elements for the given networks and ports.
+    pub fn render(&self, nets: &[NetRules], ports: &[PortMap]) -> Result<String> {
+        let t = &self.name;
+        let mut s = format!("table ip {t}\ndelete table ip {t}\n");
+        s.push_str(&format!(
+            "table ip {t} {{
+  set bridges {{ type ifname; }}
+  set same {{ type ifname . ifname; }}
+  set internal {{ type ifname; }}
+  set no_icc {{ type ifname; }}
+  set masq_nets {{ type ipv4_addr; flags interval; }}
+  set nets {{ type ipv4_addr; flags interval; }}
+  map ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+  map hostports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local jump published
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    fib daddr type local jump published
+  }}
+  chain published {{
+    dnat ip addr . port to ip daddr . meta l4proto . th dport map @hostports
+    dnat ip addr . port to meta l4proto . th dport map @ports
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr @masq_nets oifname != @bridges masquerade
+    oifname @bridges ip saddr 127.0.0.0/8 masquerade
+    oifname @bridges ct status dnat ip saddr @nets masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname @no_icc iifname . oifname @same ct status & dnat == 0 drop
+    iifname @bridges oifname @bridges iifname . oifname != @same drop
+    iifname @internal iifname . oifname != @same drop
+    oifname @internal iifname . oifname != @same drop
+  }}
+}}
+"
+        ));
+        for n in nets {
+            s.push_str(&self.network_elements("add", n)?);
+        }
+        s.push_str(&self.port_elements("add", ports));
+        Ok(s)
+    }
+
+    fn network_elements(&self, verb: &str, n: &NetRules) -> Result<String> {
+        let t = &self.name;
+        let b = quote(&n.bridge)?;
+        let sub = n.subnet;
+        let mut s = String::new();
+        let _ = writeln!(s, "{verb} element ip {t} bridges {{ {b} }}");
+        let _ = writeln!(s, "{verb} element ip {t} same {{ {b} . {b} }}");
+        let _ = writeln!(s, "{verb} element ip {t} nets {{ {sub} }}");
+        if n.internal {
+            let _ = writeln!(s, "{verb} element ip {t} internal {{ {b} }}");
+        } else {
+            let _ = writeln!(s, "{verb} element ip {t} masq_nets {{ {sub} }}");
+        }
+        if !n.icc {
+            let _ = writeln!(s, "{verb} element ip {t} no_icc {{ {b} }}");
+        }
+        Ok(s)
+    }
+
+    fn port_elements(&self, verb: &str, ports: &[PortMap]) -> String {
+        let t = &self.name;
+        let mut s = String::new();
+        for p in ports {
+            let (proto, hp, cip, cp) = (
+                p.proto.as_str(),
+                p.host_port,
+                p.container_ip,
+                p.container_port,
+            );
+            let value = if verb == "add" {
+                format!(" : {cip} . {cp}")
+            } else {
+                String::new()
+            };
+            match p.host_ip {
+                Some(hip) => {
+                    let _ = writeln!(
+                        s,
+                        "{verb} element ip {t} hostports {{ {hip} . {proto} . {hp}{value} }}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "{verb} element ip {t} ports {{ {proto} . {hp}{value} }}");
+                }
+            }
+        }
+        s
+    }
+
+    /// Replace the table with one holding exactly these networks and ports (daemon start).
+    pub fn rebuild(&self, nets: &[NetRules], ports: &[PortMap]) -> Result<()> {
+        run(&self.render(nets, ports)?)
+    }
+
+    pub fn add_network(&self, n: &NetRules) -> Result<()> {
+        run(&self.network_elements("add", n)?)
+    }
+
+    pub fn remove_network(&self, n: &NetRules) -> Result<()> {
+        run(&self.network_elements("delete", n)?)
+    }
+
+    pub fn add_ports(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        run(&self.port_elements("add", ports))
+    }
+
+    pub fn remove_ports(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        run(&self.port_elements("delete", ports))
+    }
+
+    /// Remove the table altogether (a missing table is not an error).
+    pub fn delete(&self) -> Result<()> {
+        let t = &self.name;
+        run(&format!("table ip {t}\ndelete table ip {t}\n"))
+    }
+}
+
+/// Feed a script to `nft -f -` as one transaction.
+fn run(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Nft(format!("running nft (apt-get install nftables): {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(bridge: &str, subnet: &str, internal: bool, icc: bool) -> NetRules {
+        NetRules {
+            bridge: bridge.into(),
+            subnet: subnet.parse().unwrap(),
+            internal,
+            icc,
+        }
+    }
+
+    #[test]
+    fn renders_elements() {
+        let t = Table::new("berth_t").unwrap();
+        let s = t
+            .render(
+                &[
+                    net("br0", "10.1.0.0/16", false, true),
+                    net("br1", "10.2.0.0/24", true, false),
+                ],
+                &[
+                    PortMap {
+                        proto: Proto::Tcp,
+                        host_ip: None,
+                        host_port: 8080,
+                        container_ip: "10.1.0.2".parse().unwrap(),
+                        container_port: 80,
+                    },
+                    PortMap {
+                        proto: Proto::Udp,
+                        host_ip: Some("127.0.0.1".parse().unwrap()),
+                        host_port: 53,
+                        container_ip: "10.1.0.3".parse().unwrap(),
+                        container_port: 5353,
+                    },
+                ],
+            )
+            .unwrap();
+        assert!(s.starts_with("table ip berth_t\ndelete table ip berth_t\n"));
+        assert!(s.contains("add element ip berth_t masq_nets { 10.1.0.0/16 }"));
+        assert!(!s.contains("masq_nets { 10.2.0.0/24 }"));
+        assert!(s.contains("add element ip berth_t internal { \"br1\" }"));
+        assert!(s.contains("add element ip berth_t no_icc { \"br1\" }"));
+        assert!(s.contains("add element ip berth_t same { \"br0\" . \"br0\" }"));
+        assert!(s.contains("add element ip berth_t ports { tcp . 8080 : 10.1.0.2 . 80 }"));
+        assert!(s.contains(
+            "add element ip berth_t hostports { 127.0.0.1 . udp . 53 : 10.1.0.3 . 5353 }"
+        ));
+        let del = t.port_elements(
+            "delete",
+            &[PortMap {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 8080,
+                container_ip: "10.1.0.2".parse().unwrap(),
+                container_port: 80,
+            }],
+        );
+        assert_eq!(del, "delete element ip berth_t ports { tcp . 8080 }\n");
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        assert!(Table::new("a b").is_err());
+        assert!(Table::new("").is_err());
+        let t = Table::new("ok").unwrap();
+        assert!(t
+            .network_elements(
+                "add",
+                &net("x\" ; flush ruleset", "10.1.0.0/16", false, true)
+            )
+            .is_err());
+        assert!(t
+            .network_elements(
+                "add",
+                &net("averyveryverylongname", "10.1.0.0/16", false, true)
+            )
+            .is_err());
+    }
+}
