@@ -60,6 +60,20 @@ fn f_json(args: &[GValue]) -> Result<GValue, FuncError> {
     ))
 }
 
+/// Go's len: of a map, slice or string (the engine's own does not take maps).
+fn f_len(args: &[GValue]) -> Result<GValue, FuncError> {
+    let n = match args.first() {
+        Some(GValue::Map(m) | GValue::Object(m)) => m.len(),
+        Some(GValue::Array(a)) => a.len(),
+        Some(GValue::String(s)) => s.len(),
+        Some(GValue::Nil | GValue::NoValue) | None => 0,
+        Some(other) => {
+            return Err(FuncError::Generic(format!("len of {other}")));
+        }
+    };
+    Ok(GValue::from(n as i64))
+}
+
 fn f_upper(args: &[GValue]) -> Result<GValue, FuncError> {
     Ok(GValue::String(
         args.first()
@@ -119,6 +133,7 @@ pub fn render(template: &str, data: &serde_json::Value) -> Result<String, String
     let mut t = Template::default();
     let funcs: &[(&str, Func)] = &[
         ("json", f_json as Func),
+        ("len", f_len as Func),
         ("upper", f_upper as Func),
         ("lower", f_lower as Func),
         ("join", f_join as Func),
@@ -200,6 +215,7 @@ mod tests {
         );
         assert_eq!(render("{{join .L \",\"}}", &v).unwrap(), "a,b");
         assert_eq!(render("{{upper .Names}}", &v).unwrap(), "WEB");
+        assert_eq!(render("{{len .State}} {{len .L}}", &v).unwrap(), "1 2");
         assert!(render("{{.Names", &v).is_err());
     }
 

@@ -3,7 +3,7 @@
 //! Everything goes through one rtnetlink connection opened in the daemon's network namespace,
 //! except the configuration of a container's end of a veth pair: a netlink socket acts in the
 //! namespace it was created in, so that end is configured over a second, short-lived connection
-//! whose socket is created by a throwaway thread that first joins the container's namespace.
+//! opened and driven by a throwaway thread that first joins the container's namespace.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
@@ -598,6 +598,11 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_connection_needs_a_runtime() {
+        assert!(matches!(Netlink::new(), Err(Error::Netlink(_))));
     }
 
     #[test]

@@ -160,3 +160,110 @@ fn docker_cli_files_images_and_lifecycle() {
     dok(&d, &["rmi", "other:1"]);
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn docker_cli_networks_ports_and_names() {
+    let d = Daemon::start();
+    let subnet = d.user_subnet(0);
+    let id = dok(&d, &["network", "create", "--subnet", &subnet, "dnet"]);
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = dok(&d, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(ls.lines().any(|l| l == "dnet"), "{ls}");
+    assert_eq!(
+        dok(
+            &d,
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                "dnet"
+            ]
+        ),
+        subnet
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = dok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "dweb",
+            "--network",
+            "dnet",
+            "--network-alias",
+            "site",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert_eq!(
+        dok(&d, &["port", "dweb"]),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    let ps = dok(&d, &["ps", "--format", "{{.Ports}} {{.Networks}}"]);
+    assert_eq!(ps, format!("127.0.0.1:{port}->80/tcp dnet"));
+    let body = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            &format!("http://127.0.0.1:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&body).trim(), &web[..12]);
+    let out = dok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "dnet",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://site/hostname",
+        ],
+    );
+    assert_eq!(out, &web[..12]);
+    let ip = dok(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "dweb",
+        ],
+    );
+    let out = dok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "dnet",
+            "busybox",
+            "nslookup",
+            "dweb",
+        ],
+    );
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    dok(&d, &["network", "disconnect", "dnet", "dweb"]);
+    let out = d.docker(&["network", "rm", "bridge"]);
+    assert!(!out.status.success());
+    dok(&d, &["rm", "-f", "dweb"]);
+    dok(&d, &["network", "rm", "dnet"]);
+}

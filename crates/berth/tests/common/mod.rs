@@ -39,6 +39,7 @@ pub struct Daemon {
     pub table: String,
     /// Extra daemon flags (e.g. --icc=false).
     pub flags: Vec<String>,
+    n: usize,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub sock: PathBuf,
@@ -65,10 +66,11 @@ impl Daemon {
         std::fs::create_dir_all(&base).unwrap();
         let mut d = Daemon {
             cgroup_parent: format!("berth-test-{tag}"),
-            bip: format!("10.{}.{}.1/24", 200 + pid % 50, n % 250),
+            bip: format!("10.{}.{}.1/24", 200 + pid % 50, n % 100),
             table: format!("berth_{bridge}"),
             bridge,
             flags: flags.iter().map(|s| s.to_string()).collect(),
+            n,
             data_root: base.join("data"),
             sock: exec_root.join("berth.sock"),
             exec_root,
@@ -246,6 +248,12 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// A /24 for the k-th (< 5) user network of this test, apart from every other daemon's.
+    pub fn user_subnet(&self, k: usize) -> String {
+        let pid = std::process::id();
+        format!("10.{}.{}.0/24", 200 + pid % 50, 100 + (self.n % 30) * 5 + k)
+    }
+
     /// The default bridge's subnet prefix, e.g. "10.212.3." for addresses on it.
     pub fn subnet_prefix(&self) -> String {
         let gw = self.bip.split('/').next().unwrap_or_default();

@@ -1,0 +1,560 @@
+//! Networking through the berth CLI on the real kernel: the default bridge, published ports
+//! (tcp and udp), user-defined networks with DNS, isolation, network modes, links, and a
+//! daemon restart. Traffic goes only between 127.0.0.1, the test's bridges and the
+//! containers' namespaces.
+
+mod common;
+
+use common::{stderr, stdout, Daemon};
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ip_of(d: &Daemon, c: &str, net: &str) -> String {
+    d.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        c,
+    ])
+}
+
+fn curl(url: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", url])
+        .output()
+        .unwrap();
+    stdout(&o)
+}
+
+/// The busybox httpd serving /etc (so /etc/hostname names the container).
+const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
+
+fn run_d(d: &Daemon, flags: &[&str], cmd: &[&str]) -> String {
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(cmd);
+    d.ok(&args)
+}
+
+fn nft_elements(d: &Daemon, map: &str) -> String {
+    let o = Command::new("nft")
+        .args(["list", "map", "ip", &d.table, map])
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    text.split_once("elements = {")
+        .map(|(_, e)| e.split('}').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn default_bridge_gives_addresses_files_and_reachability() {
+    let d = Daemon::start();
+    let web = run_d(&d, &["--name", "web"], HTTPD);
+    let ip = ip_of(&d, "web", "bridge");
+    let prefix = d.subnet_prefix();
+    assert!(ip.starts_with(&prefix), "{ip} not in {}", d.bip);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web"]),
+        gw
+    );
+    // The host reaches the container through the bridge.
+    assert_eq!(curl(&format!("http://{ip}/hostname")).trim(), &web[..12]);
+    // Another container reaches it, and sees its own address, route and files.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("wget -qO- http://{ip}/hostname; ip route; cat /etc/hosts; hostname"),
+    ]);
+    assert!(out.starts_with(&web[..12]), "{out}");
+    assert!(out.contains(&format!("default via {gw} dev eth0")), "{out}");
+    let me = out.lines().last().unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&prefix) && l.ends_with(me)),
+        "own address in /etc/hosts: {out}"
+    );
+    // Masquerade is set up for the subnet, and the veth is on the bridge while running.
+    assert!(nft_elements(&d, "ports").is_empty());
+    assert!(common::links_on(&d.bridge).contains("veth"));
+    d.ok(&["rm", "-f", "web"]);
+}
+
+/// The udp_echo example (a static binary), to mount into containers.
+fn udp_echo() -> PathBuf {
+    let bin = PathBuf::from(common::berth_bin());
+    let p = bin.parent().unwrap().join("examples/udp_echo");
+    assert!(
+        p.exists(),
+        "{} missing (cargo test builds examples)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn published_ports_tcp_udp_and_their_removal() {
+    let d = Daemon::start();
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let echo = udp_echo();
+    run_d(
+        &d,
+        &[
+            "--name",
+            "pub",
+            "-p",
+            &format!("127.0.0.1:{p1}:80"),
+            "-p",
+            &format!("{p2}:80"),
+        ],
+        HTTPD,
+    );
+    let udp = run_d(
+        &d,
+        &[
+            "--name",
+            "udp",
+            "-v",
+            &format!("{}:/udp_echo:ro", echo.display()),
+            "-p",
+            &format!("127.0.0.1:{p3}:7777/udp"),
+        ],
+        &["busybox", "/udp_echo", "7777"],
+    );
+    let pub_id = d.ok(&["inspect", "-f", "{{.Id}}", "pub"]);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{p1}/hostname")).trim(),
+        &pub_id[..12]
+    );
+    assert_eq!(
+        curl(&format!("http://{gw}:{p2}/hostname")).trim(),
+        &pub_id[..12]
+    );
+    // From another container, through the host's address on the bridge.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-qO-",
+        &format!("http://{gw}:{p2}/hostname"),
+    ]);
+    assert_eq!(out.trim(), &pub_id[..12]);
+    // UDP from the host.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..10 {
+        s.send_to(b"ping", ("127.0.0.1", p3)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            break;
+        }
+    }
+    assert_eq!(got, "echo:ping", "udp through 127.0.0.1:{p3} to {udp}");
+    // port, ps.
+    let ports = d.ok(&["port", "pub"]);
+    assert!(
+        ports.contains(&format!("80/tcp -> 127.0.0.1:{p1}")),
+        "{ports}"
+    );
+    assert!(
+        ports.contains(&format!("80/tcp -> 0.0.0.0:{p2}")),
+        "{ports}"
+    );
+    assert_eq!(d.ok(&["port", "pub", "80"]).lines().count(), 2);
+    let ps = d.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=pub"]);
+    assert!(ps.contains(&format!("127.0.0.1:{p1}->80/tcp")), "{ps}");
+    // A port in use is refused with Docker's message and exit code.
+    let o = d.berth(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{p1}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("port is already allocated"),
+        "{}",
+        stderr(&o)
+    );
+    // Rules go exactly when the containers stop.
+    assert!(nft_elements(&d, "hostports").contains(&p1.to_string()));
+    d.ok(&["stop", "-t", "0", "pub", "udp"]);
+    assert_eq!(nft_elements(&d, "ports"), "");
+    assert_eq!(nft_elements(&d, "hostports"), "");
+    assert_eq!(curl(&format!("http://127.0.0.1:{p1}/hostname")), "");
+    // -P publishes the exposed ports on free host ports.
+    run_d(&d, &["--name", "all", "--expose", "80", "-P"], HTTPD);
+    let mapping = d.ok(&["port", "all", "80/tcp"]);
+    let port = mapping.rsplit(':').next().unwrap();
+    let all_id = d.ok(&["inspect", "-f", "{{.Id}}", "all"]);
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{port}/hostname")).trim(),
+        &all_id[..12]
+    );
+    d.ok(&["rm", "-f", "pub", "udp", "all"]);
+}
+
+/// A DNS responder on 127.0.0.x:53 that answers every A query with 10.9.9.9.
+fn fake_upstream(addr: &str) -> std::thread::JoinHandle<()> {
+    let sock = UdpSocket::bind((addr, 53)).expect("bind fake upstream");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let q = &buf[..n];
+            // Header: same id, QR|RD|RA, one question, one answer.
+            let mut r = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            // The question as asked (name, type, class).
+            let mut i = 12;
+            while i < n && q[i] != 0 {
+                i += q[i] as usize + 1;
+            }
+            let qend = (i + 5).min(n);
+            r.extend_from_slice(&q[12..qend]);
+            // Answer: pointer to the name, A, IN, TTL 60, 4 bytes.
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 9, 9]);
+            let _ = sock.send_to(&r, peer);
+            if q.windows(4).any(|w| w == b"stop") {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn user_networks_resolve_names_and_stay_apart() {
+    let d = Daemon::start();
+    let (s1, s2) = (d.user_subnet(0), d.user_subnet(1));
+    d.ok(&["network", "create", "--subnet", &s1, "n1"]);
+    d.ok(&["network", "create", "--subnet", &s2, "--label", "k=v", "n2"]);
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for n in [
+        "bridge bridge",
+        "host host",
+        "none null",
+        "n1 bridge",
+        "n2 bridge",
+    ] {
+        assert!(ls.lines().any(|l| l == n), "{n} in {ls}");
+    }
+    assert_eq!(
+        d.ok(&["network", "ls", "-q", "--filter", "label=k=v"])
+            .lines()
+            .count(),
+        1
+    );
+    run_d(
+        &d,
+        &["--name", "aa", "--network", "n1", "--network-alias", "svc"],
+        HTTPD,
+    );
+    run_d(
+        &d,
+        &["--name", "bb", "--network", "n1", "--network-alias", "svc"],
+        HTTPD,
+    );
+    run_d(&d, &["--name", "cc", "--network", "n2"], HTTPD);
+    let (ipa, ipb, ipc) = (
+        ip_of(&d, "aa", "n1"),
+        ip_of(&d, "bb", "n1"),
+        ip_of(&d, "cc", "n2"),
+    );
+    let probe = |net: &str, script: &str| {
+        let o = d.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        stdout(&o) + &stderr(&o)
+    };
+    let out = probe(
+        "n1",
+        "nslookup aa; nslookup svc; nslookup nosuch; wget -qO- http://bb/hostname",
+    );
+    assert!(out.contains(&format!("Address: {ipa}")), "{out}");
+    assert!(out.contains(&format!("Address: {ipb}")), "{out}");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let b_id = d.ok(&["inspect", "-f", "{{.Id}}", "bb"]);
+    assert!(out.contains(&b_id[..12]), "{out}");
+    // n2 is out of reach from n1, by address and by name.
+    let out = probe(
+        "n1",
+        &format!("wget -T 2 -qO- http://{ipc}/hostname || echo unreachable; nslookup cc || true"),
+    );
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // Connected to n1 as well, c is reachable and resolvable there; disconnected, it is gone.
+    d.ok(&["network", "connect", "--alias", "cee", "n1", "cc"]);
+    let ipc1 = ip_of(&d, "cc", "n1");
+    let out = probe("n1", "nslookup cee; wget -qO- http://cc/hostname");
+    assert!(out.contains(&format!("Address: {ipc1}")), "{out}");
+    let out = d.ok(&[
+        "exec",
+        "cc",
+        "sh",
+        "-c",
+        &format!("wget -qO- http://{ipa}/hostname; ip -o addr | grep -c 'inet '"),
+    ]);
+    assert!(out.lines().last() == Some("3"), "lo, eth0, eth1: {out}");
+    let inspect = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "n1"]);
+    assert_eq!(inspect, "3");
+    d.ok(&["network", "disconnect", "n1", "cc"]);
+    let out = probe("n1", "nslookup cee || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // A network in use is not removed.
+    let o = d.berth(&["network", "rm", "n1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("active endpoints"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "aa", "bb", "cc"]);
+    d.ok(&["network", "rm", "n1", "n2"]);
+    assert!(!common::links_on(&d.bridge).contains("br-"));
+    let o = d.berth(&["network", "rm", "bridge"]);
+    assert!(stderr(&o).contains("pre-defined network"), "{}", stderr(&o));
+}
+
+#[test]
+fn embedded_dns_forwards_to_the_containers_upstream() {
+    let d = Daemon::start();
+    // A loopback address of this test's own.
+    let up = format!("127.0.{}.53", 1 + std::process::id() % 200);
+    let t = fake_upstream(&up);
+    d.ok(&["network", "create", "--subnet", &d.user_subnet(0), "fw"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "fw",
+        "--dns",
+        &up,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup some.example.test; nslookup stop.example.test || true",
+    ]);
+    assert!(out.contains("Address: 10.9.9.9"), "{out}");
+    let gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "fw",
+    ]);
+    assert!(out.contains(&format!("nameserver {gw}")), "{out}");
+    t.join().unwrap();
+    d.ok(&["network", "rm", "fw"]);
+}
+
+#[test]
+fn network_modes_none_host_and_container() {
+    let d = Daemon::start();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("lo:") && out.contains("UP"), "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(out.contains(&d.bridge), "host interfaces: {out}");
+    run_d(&d, &["--name", "web"], HTTPD);
+    let web_id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let ip = ip_of(&d, "web", "bridge");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "wget -qO- http://127.0.0.1/hostname; ip -o -4 addr show eth0; hostname",
+    ]);
+    assert!(out.starts_with(&web_id[..12]), "{out}");
+    assert!(out.contains(&format!("inet {ip}/")), "{out}");
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = d.berth(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("network nosuchnet not found"),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn internal_networks_and_icc_false_block_traffic() {
+    let d = Daemon::start_with(&["--icc=false"]);
+    run_d(&d, &["--name", "aa"], HTTPD);
+    let ip = ip_of(&d, "aa", "bridge");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("wget -T 2 -qO- http://{ip}/hostname || echo blocked"),
+    ]);
+    assert!(out.contains("blocked"), "icc=false: {out}");
+    d.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &d.user_subnet(0),
+        "int",
+    ]);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    let out = d.ok(&[
+        "run", "--rm", "--network", "int", "busybox", "sh", "-c",
+        &format!("ip route; wget -T 2 -qO- http://{ip}/hostname || echo blocked; ping -c1 -W1 {gw} >/dev/null || echo noping"),
+    ]);
+    assert!(
+        !out.contains("default via"),
+        "internal: no default route: {out}"
+    );
+    assert!(out.contains("blocked"), "{out}");
+    d.ok(&["rm", "-f", "aa"]);
+    d.ok(&["network", "rm", "int"]);
+}
+
+#[test]
+fn links_write_hosts_and_environment() {
+    let d = Daemon::start();
+    run_d(
+        &d,
+        &["--name", "db", "--expose", "5432", "-e", "SECRET=x"],
+        HTTPD,
+    );
+    let ip = ip_of(&d, "db", "bridge");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--link",
+        "db:database",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; env | sort",
+    ]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&ip) && l.contains("database")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("DATABASE_PORT_5432_TCP=tcp://{ip}:5432")),
+        "{out}"
+    );
+    assert!(out.contains("DATABASE_ENV_SECRET=x"), "{out}");
+    assert!(out.contains("DATABASE_NAME=/"), "{out}");
+    let o = d.berth(&["run", "--rm", "--link", "nosuch:x", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    d.ok(&["rm", "-f", "db"]);
+}
+
+#[test]
+fn daemon_restart_keeps_addresses_ports_and_names_once() {
+    let mut d = Daemon::start();
+    let p = free_port();
+    d.ok(&["network", "create", "--subnet", &d.user_subnet(0), "keep"]);
+    run_d(
+        &d,
+        &[
+            "--name",
+            "web",
+            "--network",
+            "keep",
+            "-p",
+            &format!("127.0.0.1:{p}:80"),
+        ],
+        HTTPD,
+    );
+    let ip = ip_of(&d, "web", "keep");
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    d.crash();
+    d.spawn();
+    assert_eq!(ip_of(&d, "web", "keep"), ip);
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{p}/hostname")).trim(),
+        &id[..12]
+    );
+    let elements = nft_elements(&d, "hostports");
+    assert_eq!(elements.matches(&p.to_string()).count(), 1, "{elements}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "keep",
+        "busybox",
+        "nslookup",
+        "web",
+    ]);
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    // A new container does not get the address the running one holds.
+    let other = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "keep",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0",
+    ]);
+    assert!(!other.contains(&format!("inet {ip}/")), "{other}");
+    d.ok(&["rm", "-f", "web"]);
+    d.ok(&["network", "rm", "keep"]);
+}
