@@ -20,6 +20,11 @@ started_daemon=""
 started_dockerd=""
 started_containerd=""
 started_podman=""
+# Bridges the engines leave behind (docker0, podman0) are removed if the script made them.
+bridges_before=$(ip -o link show type bridge | awk -F': ' '{print $2}')
+# Podman's netavark adds iptables chains (tables ip nat / ip filter); tables that were not
+# there before are removed at the end.
+tables_before=$(nft list tables 2>/dev/null || true)
 # dockerd and podman leave cgroup parents behind; remove them if they were not there before.
 engine_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d \( -path '*/docker*' -o -path '*/libpod_parent*' \) 2>/dev/null; }
 cgroups_before=$(engine_cgroups)
@@ -36,6 +41,15 @@ cleanup() {
   if [ -n "$started_podman" ]; then
     $P system reset -f >/dev/null 2>&1 || true
   fi
+  for b in docker0 podman0 bbench0; do
+    if ip link show "$b" >/dev/null 2>&1 && ! printf '%s\n' "$bridges_before" | grep -qx "$b"; then
+      ip link del "$b" 2>/dev/null || true
+    fi
+  done
+  nft delete table ip berth_bbench0 2>/dev/null || true
+  nft list tables 2>/dev/null | while read -r _ fam name; do
+    printf '%s\n' "$tables_before" | grep -qx "table $fam $name" || nft delete table "$fam" "$name" 2>/dev/null || true
+  done
   rm -rf "$work" /run/berth-bench /run/berth-bench-docker /run/berth-bench-containerd /run/berth-bench-podman
   if [ -n "$started_podman" ] && [ -z "$podman_cache_before" ]; then
     rm -rf /var/lib/containers
@@ -54,7 +68,7 @@ tar -C "$work/bundle/rootfs" -xf "$work/busybox.tar"
 
 # A private berth daemon.
 "$BERTH" daemon --data-root "$work/berth-data" --exec-root /run/berth-bench -H unix:///run/berth-bench/berth.sock \
-  --config-file /nonexistent >"$work/berthd.log" 2>&1 &
+  --config-file /nonexistent --bridge bbench0 --bip 10.229.0.1/24 >"$work/berthd.log" 2>&1 &
 started_daemon=$!
 B="$BERTH -H unix:///run/berth-bench/berth.sock"
 i=0; until $B version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || { cat "$work/berthd.log"; exit 1; }; sleep 0.1; done
@@ -72,9 +86,10 @@ set -- \
   -n crun "crun --root $work/crun run --bundle $work/bundle bench-crun" \
   -n runc "runc --root $work/runc run --bundle $work/bundle bench-runc" \
   -n berth-runtime "$BERTH runtime --root $work/brt run --bundle $work/bundle bench-brt" \
-  -n berth "$B run --rm --network none busybox true"
+  -n berth "$B run --rm --network none busybox true" \
+  -n berth-bridge "$B run --rm busybox true"
 # Docker (Debian's docker.io): a private containerd + dockerd with their own roots and sockets,
-# no iptables and no bridge, started here and stopped at the end.
+# no iptables, its own bridge subnet, started here and stopped at the end.
 if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   cdir=/run/berth-bench-containerd
   mkdir -p "$cdir" "$work/docker"
@@ -84,12 +99,13 @@ if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   i=0; until [ -S "$cdir/containerd.sock" ]; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
   dockerd --data-root "$work/docker/data" --exec-root /run/berth-bench-docker --pidfile "$work/dockerd.pid" \
     -H unix:///run/berth-bench-docker.sock --containerd "$cdir/containerd.sock" \
-    --iptables=false --ip6tables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+    --iptables=false --ip6tables=false --bip 10.228.0.1/24 >"$work/dockerd.log" 2>&1 &
   started_dockerd=$!
   D="docker -H unix:///run/berth-bench-docker.sock"
   i=0; until $D info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 150 ] || break; sleep 0.2; done
   if $D import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null 2>&1; then
-    set -- "$@" -n docker "$D run --rm --network none busybox true"
+    set -- "$@" -n docker "$D run --rm --network none busybox true" \
+      -n docker-bridge "$D run --rm busybox true"
   else
     echo "note: dockerd did not come up; see $work/dockerd.log"
   fi
@@ -101,7 +117,8 @@ if command -v podman >/dev/null; then
   $P import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
   # Podman asks for RLIMIT_NOFILE 1048576 and an NPROC above this host's hard limits; it gets
   # explicit ones (setting them costs the same).
-  set -- "$@" -n podman "$P run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none busybox true"
+  set -- "$@" -n podman "$P run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none busybox true" \
+    -n podman-bridge "$P run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox true"
 fi
 if [ -n "$hybrid" ]; then
   unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh \
@@ -117,4 +134,9 @@ base = med.get("crun")
 print(f"{'engine':<15}{'median ms':>10}{'x crun':>9}")
 for name, m in med.items():
     print(f"{name:<15}{m:>10.2f}{m / base:>9.2f}")
+print()
+print("network setup (bridge minus none), median ms:")
+for eng in ("berth", "docker", "podman"):
+    if eng in med and eng + "-bridge" in med:
+        print(f"{eng:<15}{med[eng + '-bridge'] - med[eng]:>10.2f}")
 PY

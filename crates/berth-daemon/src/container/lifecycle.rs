@@ -357,7 +357,7 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     let res = start_wired(d, c).await;
     if res.is_err() {
-        crate::network::endpoint::release(d, c).await;
+        crate::network::endpoint::release(d, c);
     }
     res
 }
@@ -482,7 +482,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
             r.state.error = exit.error.clone();
         }
     };
-    crate::network::endpoint::release(d, c).await;
+    crate::network::endpoint::release(d, c);
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function.
     let res = if auto_remove {

@@ -554,32 +554,15 @@ fn release_local(d: &Daemon, c: &Container) {
 }
 
 /// Undo [`allocate`] and [`wire`]: after the container stopped, or when its start failed.
-pub async fn release(d: &Daemon, c: &Container) {
+pub fn release(d: &Daemon, c: &Container) {
     let r = c.snapshot();
     if let Err(e) = d.net.table.remove_ports(&port_maps(&r)) {
         tracing::warn!("container {}: unpublishing ports: {e}", c.id);
     }
-    // The veths go with the container's network namespace anyway; deleting them waits for an
-    // RCU grace period (~20 ms here), so it is done in the background, not on the way to
-    // `wait` and `--rm`. Their addresses are not handed out again soon (see ipam::Pool).
-    let veths: Vec<String> = r
-        .net
-        .endpoints
-        .values()
-        .filter(|e| !e.host_ifname.is_empty())
-        .map(|e| e.host_ifname.clone())
-        .collect();
-    if !veths.is_empty() {
-        let link = d.net.link.clone();
-        let id = c.id.clone();
-        tokio::spawn(async move {
-            for v in veths {
-                if let Err(e) = link.disconnect_endpoint(&v).await {
-                    tracing::warn!("container {id}: removing {v}: {e}");
-                }
-            }
-        });
-    }
+    // The veths are not deleted here: they go with the container's network namespace when
+    // its last process is gone, which the kernel does in one batch. Deleting them one by one
+    // holds the rtnl lock through RCU grace periods and delayed the next container's wiring
+    // by 10–30 ms (measured); addresses are not handed out again soon (see ipam::Pool).
     release_local(d, c);
 }
 
