@@ -1,5 +1,8 @@
 //! The nftables table berth owns: NAT for outbound traffic, published ports, isolation rules.
 //!
+//! From outside, containers are reached only through published ports: a new connection routed
+//! into a bridge must have been DNATed.
+//!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
 //! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table.
@@ -122,6 +125,7 @@ impl Table {
     iifname @bridges oifname @bridges iifname . oifname != @same drop
     iifname @internal iifname . oifname != @same drop
     oifname @internal iifname . oifname != @same drop
+    oifname @bridges iifname != @bridges ct state new ct status & dnat == 0 drop
   }}
 }}
 "

@@ -299,7 +299,7 @@ fn user_networks_resolve_names_and_stay_apart() {
     };
     let out = probe(
         "n1",
-        "nslookup aa; nslookup svc; nslookup nosuch; wget -qO- http://bb/hostname",
+        "nslookup aa; nslookup svc; nslookup nosuch; timeout 2 wget -qO- http://bb/hostname",
     );
     assert!(out.contains(&format!("Address: {ipa}")), "{out}");
     assert!(out.contains(&format!("Address: {ipb}")), "{out}");
@@ -309,7 +309,9 @@ fn user_networks_resolve_names_and_stay_apart() {
     // n2 is out of reach from n1, by address and by name.
     let out = probe(
         "n1",
-        &format!("wget -T 2 -qO- http://{ipc}/hostname || echo unreachable; nslookup cc || true"),
+        &format!(
+            "timeout 2 wget -qO- http://{ipc}/hostname || echo unreachable; nslookup cc || true"
+        ),
     );
     assert!(out.contains("unreachable"), "{out}");
     assert!(out.contains("NXDOMAIN"), "{out}");
@@ -445,9 +447,22 @@ fn internal_networks_and_icc_false_block_traffic() {
         "busybox",
         "sh",
         "-c",
-        &format!("wget -T 2 -qO- http://{ip}/hostname || echo blocked"),
+        &format!("timeout 2 wget -qO- http://{ip}/hostname || echo blocked"),
     ]);
     assert!(out.contains("blocked"), "icc=false: {out}");
+    // The same request works where it does not cross the bridge (the probe itself is sound).
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "aa"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:aa",
+        "busybox",
+        "sh",
+        "-c",
+        "timeout 2 wget -qO- http://127.0.0.1/hostname || echo blocked",
+    ]);
+    assert_eq!(out, &id[..12]);
     d.ok(&[
         "network",
         "create",
@@ -456,10 +471,15 @@ fn internal_networks_and_icc_false_block_traffic() {
         &d.user_subnet(0),
         "int",
     ]);
-    let gw = d.bip.split('/').next().unwrap().to_string();
     let out = d.ok(&[
-        "run", "--rm", "--network", "int", "busybox", "sh", "-c",
-        &format!("ip route; wget -T 2 -qO- http://{ip}/hostname || echo blocked; ping -c1 -W1 {gw} >/dev/null || echo noping"),
+        "run",
+        "--rm",
+        "--network",
+        "int",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ip route; timeout 2 wget -qO- http://{ip}/hostname || echo blocked"),
     ]);
     assert!(
         !out.contains("default via"),
@@ -557,4 +577,124 @@ fn daemon_restart_keeps_addresses_ports_and_names_once() {
     assert!(!other.contains(&format!("inet {ip}/")), "{other}");
     d.ok(&["rm", "-f", "web"]);
     d.ok(&["network", "rm", "keep"]);
+}
+
+/// A namespace standing in for another host: a veth to the host on a /30 of its own, a default
+/// route back through the host, and busybox httpd logging its clients. Removed on drop.
+struct Outside {
+    ns: String,
+    veth: String,
+    host_ip: String,
+    ip: String,
+    server: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Outside {
+    fn new(d: &Daemon) -> Outside {
+        let pid = std::process::id();
+        let ns = format!("bto{}", pid % 100_000);
+        let veth = format!("bto{}h", pid % 100_000);
+        let net = format!("10.{}.250", 200 + pid % 50);
+        let (host_ip, ip) = (format!("{net}.1"), format!("{net}.2"));
+        let sh = |cmd: &str| {
+            let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+            assert!(st.success(), "{cmd}");
+        };
+        sh(&format!("ip netns add {ns}"));
+        sh(&format!(
+            "ip link add {veth} type veth peer name eth0 netns {ns}"
+        ));
+        sh(&format!(
+            "ip addr add {host_ip}/30 dev {veth} && ip link set {veth} up"
+        ));
+        sh(&format!(
+            "ip -n {ns} addr add {ip}/30 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up && ip -n {ns} route add default via {host_ip}"
+        ));
+        let log = std::env::temp_dir().join(format!("berth-outside-{pid}-{}.log", d.bridge));
+        let www = std::env::temp_dir().join(format!("berth-outside-{pid}-{}", d.bridge));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "outside\n").unwrap();
+        let server = Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "busybox", "httpd", "-f", "-vv", "-p", "8080", "-h",
+            ])
+            .arg(&www)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        Outside {
+            ns,
+            veth,
+            host_ip,
+            ip,
+            server: Some(server),
+            log,
+        }
+    }
+
+    fn wget(&self, url: &str) -> String {
+        let o = Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "timeout", "2", "busybox", "wget", "-qO-", url,
+            ])
+            .output()
+            .unwrap();
+        stdout(&o)
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[test]
+fn outbound_is_masqueraded_and_inbound_needs_a_published_port() {
+    let d = Daemon::start();
+    let out = Outside::new(&d);
+    // Outbound: the other host sees the host's address, not the container's.
+    let body = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "timeout",
+        "3",
+        "wget",
+        "-qO-",
+        &format!("http://{}:8080/index.html", out.ip),
+    ]);
+    assert_eq!(body, "outside");
+    let log = std::fs::read_to_string(&out.log).unwrap_or_default();
+    assert!(log.contains(&out.host_ip), "client address in {log}");
+    assert!(
+        !log.contains(&d.subnet_prefix()),
+        "container address leaked: {log}"
+    );
+    // Inbound: a container port is reachable only when published.
+    let p = free_port();
+    run_d(&d, &["--name", "web", "-p", &format!("{p}:80")], HTTPD);
+    let ip = ip_of(&d, "web", "bridge");
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    assert_eq!(
+        out.wget(&format!("http://{}:{p}/hostname", out.host_ip))
+            .trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        out.wget(&format!("http://{ip}/hostname")),
+        "",
+        "unpublished port reached"
+    );
+    d.ok(&["rm", "-f", "web"]);
 }
