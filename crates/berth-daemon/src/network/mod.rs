@@ -309,6 +309,9 @@ impl Networks {
             .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
             .await
             .map_err(net_err)?;
+        if berth_network::iptables::forward_drops() {
+            berth_network::iptables::allow_bridge(&r.bridge).map_err(net_err)?;
+        }
         // Locally made connections to 127.0.0.1:<published> are DNATed out of this bridge.
         write_sysctl(
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge),
@@ -593,6 +596,7 @@ impl Networks {
             .delete_link(&n.rec.bridge)
             .await
             .map_err(net_err)?;
+        berth_network::iptables::forget_bridge(&n.rec.bridge);
         match std::fs::remove_file(self.dir.join(format!("{}.json", n.rec.id))) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -309,6 +309,14 @@ impl Daemon {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
+        for dir in ["-i", "-o"] {
+            while Command::new("iptables")
+                .args(["-D", "FORWARD", dir, &self.bridge, "-j", "ACCEPT"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {}
+        }
         out
     }
 }
