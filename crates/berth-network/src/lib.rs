@@ -6,6 +6,7 @@ pub mod ipam;
 pub mod iptables;
 pub mod link;
 pub mod nft;
+pub mod proxy;
 
 /// What can go wrong while wiring a network.
 #[derive(Debug, thiserror::Error)]

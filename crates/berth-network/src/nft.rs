@@ -59,6 +59,8 @@ pub struct PortMap {
 #[derive(Debug, Clone)]
 pub struct Table {
     name: String,
+    /// Connections to 127.0.0.0/8 are DNATed too (false: a userland proxy serves them).
+    loopback_nat: bool,
 }
 
 fn quote(ifname: &str) -> Result<String> {
@@ -74,13 +76,16 @@ fn quote(ifname: &str) -> Result<String> {
 }
 
 impl Table {
-    pub fn new(name: &str) -> Result<Table> {
+    pub fn new(name: &str, loopback_nat: bool) -> Result<Table> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(Error::Invalid(format!(
                 "invalid nftables table name {name:?}"
             )));
         }
-        Ok(Table { name: name.into() })
+        Ok(Table {
+            name: name.into(),
+            loopback_nat,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -90,6 +95,11 @@ impl Table {
     /// The whole table: rules, and elements for the given networks and ports.
     pub fn render(&self, nets: &[NetRules], ports: &[PortMap]) -> Result<String> {
         let t = &self.name;
+        let output_match = if self.loopback_nat {
+            ""
+        } else {
+            "ip daddr != 127.0.0.0/8 "
+        };
         let mut s = format!("table ip {t}\ndelete table ip {t}\n");
         s.push_str(&format!(
             "table ip {t} {{
@@ -107,7 +117,7 @@ impl Table {
   }}
   chain output {{
     type nat hook output priority -100; policy accept;
-    fib daddr type local jump published
+    {output_match}fib daddr type local jump published
   }}
   chain published {{
     dnat ip addr . port to ip daddr . meta l4proto . th dport map @hostports
@@ -256,7 +266,7 @@ mod tests {
 
     #[test]
     fn renders_elements() {
-        let t = Table::new("berth_t").unwrap();
+        let t = Table::new("berth_t", true).unwrap();
         let s = t
             .render(
                 &[
@@ -306,9 +316,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
-        assert!(Table::new("a b").is_err());
-        assert!(Table::new("").is_err());
-        let t = Table::new("ok").unwrap();
+        assert!(Table::new("a b", true).is_err());
+        assert!(Table::new("", true).is_err());
+        let t = Table::new("ok", false).unwrap();
+        assert!(t
+            .render(&[], &[])
+            .unwrap()
+            .contains("ip daddr != 127.0.0.0/8 fib daddr type local jump published"));
         assert!(t
             .network_elements(
                 "add",

@@ -1,5 +1,5 @@
-//! The single `berth` binary: `berth daemon`, `berth shim` (internal), `berth runtime` (OCI
-//! runtime CLI), and every client command.
+//! The single `berth` binary: `berth daemon`, `berth shim` and `berth userland-proxy`
+//! (internal), `berth runtime` (OCI runtime CLI), and every client command.
 
 use clap::Parser;
 
@@ -28,6 +28,19 @@ fn main() {
             }
         },
         Some("shim-zygote") => berth_shim::zygote::serve(),
+        // Internal: one per published port with `userland-proxy: true`.
+        Some("userland-proxy") => match (
+            args.get(2).and_then(|a| a.to_str()),
+            args.get(3)
+                .and_then(|a| a.to_str())
+                .and_then(|a| a.parse().ok()),
+        ) {
+            (Some(proto), Some(target)) => berth_network::proxy::run(proto, target),
+            _ => {
+                eprintln!("usage: berth userland-proxy tcp|udp CONTAINER_IP:PORT (socket on fd 3)");
+                125
+            }
+        },
         Some("runtime") => berth_runtime::cli_main(args[1..].to_vec()),
         _ => berth_cli::main(args),
     };

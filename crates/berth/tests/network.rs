@@ -698,3 +698,65 @@ fn outbound_is_masqueraded_and_inbound_needs_a_published_port() {
     );
     d.ok(&["rm", "-f", "web"]);
 }
+
+#[test]
+fn userland_proxy_serves_loopback_ports() {
+    let d = Daemon::start_with(&["--userland-proxy"]);
+    let (p, pu) = (free_port(), free_port());
+    let echo = udp_echo();
+    run_d(
+        &d,
+        &[
+            "--name",
+            "web",
+            "-p",
+            &format!("{p}:80"),
+            "-v",
+            &format!("{}:/udp_echo:ro", echo.display()),
+            "-p",
+            &format!("127.0.0.1:{pu}:7777/udp"),
+        ],
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "/udp_echo 7777 & exec httpd -f -p 80 -h /etc",
+        ],
+    );
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{p}/hostname")).trim(),
+        &id[..12]
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..10 {
+        s.send_to(b"hi", ("127.0.0.1", pu)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            break;
+        }
+    }
+    assert_eq!(got, "echo:hi");
+    // Loopback goes through the proxy processes: without the tcp one it stops, while the
+    // NAT path through the host's address on the bridge goes on.
+    let pids = stdout(
+        &Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("userland-proxy tcp {}", ip_of(&d, "web", "bridge")),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(pids.lines().count(), 1, "{pids}");
+    Command::new("kill").arg(pids.trim()).status().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(curl(&format!("http://127.0.0.1:{p}/hostname")), "");
+    assert_eq!(curl(&format!("http://{gw}:{p}/hostname")).trim(), &id[..12]);
+    d.ok(&["rm", "-f", "web"]);
+}

@@ -81,6 +81,9 @@ pub struct Published {
     pub host_port: u16,
     pub container_ip: std::net::Ipv4Addr,
     pub container_port: u16,
+    /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
+    #[serde(default)]
+    pub proxy_pid: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

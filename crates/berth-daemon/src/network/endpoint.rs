@@ -294,7 +294,12 @@ fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
 
 /// Hold a host port: a socket bound to it (TCP: not listening), so no other binding takes it
 /// while the DNAT rule sends its traffic to the container.
-fn bind_port(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> std::io::Result<(OwnedFd, u16)> {
+fn bind_port(
+    proto: Proto,
+    ip: Option<Ipv4Addr>,
+    port: u16,
+    for_proxy: bool,
+) -> std::io::Result<(OwnedFd, u16)> {
     use nix::sys::socket::{
         bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
     };
@@ -303,18 +308,24 @@ fn bind_port(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> std::io::Result<(
         Proto::Udp => SockType::Datagram,
     };
     let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    // Only for a proxy's listening socket: two merely bound sockets with SO_REUSEADDR could
+    // share a port, and the binding is what refuses a port that is taken.
+    if for_proxy && proto == Proto::Tcp {
+        // A proxied port may still have connections in TIME_WAIT from an earlier holder.
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true)?;
+    }
     let addr = SockaddrIn::from(SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port));
     bind(fd.as_raw_fd(), &addr)?;
     let bound: SockaddrIn = getsockname(fd.as_raw_fd())?;
     Ok((fd, bound.port()))
 }
 
-fn take_port(w: &Wanted) -> Result<(OwnedFd, u16)> {
+fn take_port(w: &Wanted, for_proxy: bool) -> Result<(OwnedFd, u16)> {
     let shown_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let (lo, hi) = w.host_ports;
     let mut last_err = None;
     for port in lo..=hi {
-        match bind_port(w.proto, w.host_ip, port) {
+        match bind_port(w.proto, w.host_ip, port, for_proxy) {
             Ok(x) => return Ok(x),
             Err(e) => last_err = Some(e),
         }
@@ -397,25 +408,40 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
     let mut fds = Vec::new();
     let mut published = Vec::new();
     for w in &wanted {
-        let (fd, port) = match take_port(w) {
-            Ok(x) => x,
-            Err(e) => {
-                drop(fds);
-                return Err(e);
-            }
-        };
-        fds.push(fd);
-        published.push(Published {
+        // Recorded as they are taken, so that a failure further on gives them back.
+        let (fd, port) = take_port(w, d.net.cfg.userland_proxy)?;
+        let mut p = Published {
             proto: w.proto,
             host_ip: w.host_ip,
             host_port: port,
             container_ip: target,
             container_port: w.container_port,
-        });
+            proxy_pid: 0,
+        };
+        if d.net.cfg.userland_proxy {
+            p.proxy_pid = proxy_port(d, &c.id, &p, fd)?;
+        } else {
+            fds.push(fd);
+        }
+        published.push(p);
+        c.rec().net.ports = published.clone();
     }
     d.net.hold_ports(&c.id, fds);
-    c.rec().net.ports = published;
     Ok(())
+}
+
+/// Hand a taken host port to a userland proxy (listening first, for TCP).
+fn proxy_port(d: &Daemon, id: &str, p: &Published, fd: OwnedFd) -> Result<u32> {
+    if p.proto == Proto::Tcp {
+        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
+            .map_err(|e| Error::internal(format!("listening on host port {}: {e}", p.host_port)))?;
+    }
+    d.net.spawn_proxy(
+        id,
+        p.proto,
+        fd,
+        SocketAddr::new(p.container_ip.into(), p.container_port),
+    )
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {
@@ -535,6 +561,8 @@ async fn connect_one(
 /// Give back what [`allocate`] took, in memory only (addresses, held ports).
 fn release_local(d: &Daemon, c: &Container) {
     d.net.drop_ports(&c.id);
+    let ports = c.rec().net.ports.clone();
+    d.net.stop_proxies(&c.id, &ports);
     let mut r = c.rec();
     for ep in r.net.endpoints.values_mut() {
         if let (Ok(n), Ok(ip)) = (d.net.find(&ep.network_id), ep.ip.parse::<Ipv4Addr>()) {
@@ -584,12 +612,26 @@ pub fn readopt(d: &Daemon, c: &Container) {
         }
     }
     let mut fds = Vec::new();
-    for p in &r.net.ports {
-        match bind_port(p.proto, p.host_ip, p.host_port) {
+    let mut ports = r.net.ports.clone();
+    for p in ports.iter_mut() {
+        if p.proxy_pid != 0 && super::proxy_alive(p) {
+            continue;
+        }
+        match bind_port(p.proto, p.host_ip, p.host_port, d.net.cfg.userland_proxy) {
+            Ok((fd, _)) if d.net.cfg.userland_proxy => match proxy_port(d, &c.id, p, fd) {
+                Ok(pid) => p.proxy_pid = pid,
+                Err(e) => tracing::warn!(
+                    "container {}: proxy for port {}: {}",
+                    c.id,
+                    p.host_port,
+                    e.0.message
+                ),
+            },
             Ok((fd, _)) => fds.push(fd),
             Err(e) => tracing::warn!("container {}: holding host port {}: {e}", c.id, p.host_port),
         }
     }
+    c.rec().net.ports = ports;
     d.net.hold_ports(&c.id, fds);
 }
 
@@ -1093,11 +1135,11 @@ mod tests {
 
     #[test]
     fn holds_a_port_and_refuses_a_second_binding() {
-        let (fd, port) = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), 0).unwrap();
+        let (fd, port) = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), 0, false).unwrap();
         assert!(port > 0);
-        let again = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port);
+        let again = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port, false);
         assert!(again.is_err());
         drop(fd);
-        assert!(bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port).is_ok());
+        assert!(bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port, false).is_ok());
     }
 }

@@ -134,6 +134,8 @@ pub struct Networks {
     /// Host ports held (bound, not listening) by running containers, so that nothing else
     /// takes them; by container id.
     held: Mutex<HashMap<String, Vec<OwnedFd>>>,
+    /// Userland proxies started by this daemon process, by container id (to reap them).
+    proxies: Mutex<HashMap<String, Vec<std::process::Child>>>,
     /// Serializes network create and remove.
     pub admin: tokio::sync::Mutex<()>,
 }
@@ -173,11 +175,9 @@ impl Networks {
     /// DNS, and set the host up for forwarding.
     pub async fn open(cfg: &DaemonConfig) -> std::result::Result<Networks, String> {
         let nc = cfg.net.clone();
-        if nc.userland_proxy {
-            return Err("userland-proxy is not supported by this berth version: published ports are served by NAT, loopback included; set \"userland-proxy\": false".into());
-        }
         let link = Netlink::new().map_err(|e| format!("netlink: {e}"))?;
-        let table = nft::Table::new(&table_name(&nc.bridge)).map_err(|e| e.to_string())?;
+        let table = nft::Table::new(&table_name(&nc.bridge), !nc.userland_proxy)
+            .map_err(|e| e.to_string())?;
         let dir = cfg.data_root.join("networks");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if nc.ip_forward {
@@ -199,6 +199,7 @@ impl Networks {
             cfg: nc,
             upstreams,
             held: Mutex::new(HashMap::new()),
+            proxies: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
         };
         let mut recs: Vec<NetworkRecord> = Vec::new();
@@ -393,6 +394,88 @@ impl Networks {
             .remove(id);
     }
 
+    /// Start a userland proxy for a published port on the socket `fd` (bound, listening for
+    /// TCP); it gets the socket as fd 3 and outlives a restart of the daemon.
+    pub(crate) fn spawn_proxy(
+        &self,
+        id: &str,
+        proto: nft::Proto,
+        fd: OwnedFd,
+        target: SocketAddr,
+    ) -> Result<u32> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe()?;
+        let raw = fd.as_raw_fd();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["userland-proxy", proto.as_str(), &target.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        // SAFETY: between fork and exec only dup2, which is async-signal-safe, runs; it puts
+        // the socket on fd 3 without close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, berth_network::proxy::LISTEN_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::internal(format!("starting userland-proxy: {e}")))?;
+        drop(fd);
+        let pid = child.id();
+        self.proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .push(child);
+        Ok(pid)
+    }
+
+    /// Stop a container's userland proxies: those this process started are killed and reaped,
+    /// others (started before a restart) are killed by pid once their command line proves
+    /// they are a berth proxy for the port.
+    pub(crate) fn stop_proxies(&self, id: &str, ports: &[crate::container::Published]) {
+        let mine = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+            .unwrap_or_default();
+        let mine_pids: Vec<u32> = mine.iter().map(|c| c.id()).collect();
+        for mut c in mine {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for p in ports {
+            if p.proxy_pid == 0 || mine_pids.contains(&p.proxy_pid) {
+                continue;
+            }
+            if proxy_alive(p) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p.proxy_pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// Whether the recorded proxy of a port still runs (its pid is a berth userland-proxy for
+/// that container address).
+pub(crate) fn proxy_alive(p: &crate::container::Published) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.proxy_pid)).unwrap_or_default();
+    let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    text.contains("userland-proxy")
+        && text.contains(&format!("{}:{}", p.container_ip, p.container_port))
+}
+
+impl Networks {
     /// `POST /networks/create`.
     pub async fn create(&self, req: berth_api::network::CreateRequest) -> Result<(String, String)> {
         let _admin = self.admin.lock().await;

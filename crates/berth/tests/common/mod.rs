@@ -293,6 +293,16 @@ impl Daemon {
         if !veths.is_empty() {
             out.push(format!("veths on {}: {veths}", self.bridge));
         }
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if text.contains("userland-proxy") && text.contains(&self.subnet_prefix()) {
+                out.push(format!(
+                    "proxy process {}: {text}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
         for map in ["ports", "hostports"] {
             let o = Command::new("nft")
                 .args(["list", "map", "ip", &self.table, map])
