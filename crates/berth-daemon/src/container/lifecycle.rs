@@ -278,7 +278,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     ] {
         std::fs::create_dir_all(dir)?;
     }
-    let net = crate::network::endpoint::spec_for(d, &rec)?;
+    let net = crate::network::files::spec_for(d, &rec)?;
     let built = spec::build(
         &rec,
         &c.paths,
@@ -287,7 +287,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         &d.cfg.cgroup_parent,
         &net,
     )?;
-    crate::network::endpoint::write_files(d, c, &built.hostname)?;
+    crate::network::files::write_files(d, c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
@@ -884,7 +884,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         .all()
         .iter()
         .filter(|c| c.rec().is_running())
-        .flat_map(|c| crate::network::endpoint::port_maps(&c.rec()))
+        .flat_map(|c| crate::network::ports::port_maps(&c.rec()))
         .collect();
     d.net.rebuild_table(&ports).map_err(|e| {
         Error::internal(format!(

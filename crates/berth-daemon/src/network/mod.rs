@@ -2,6 +2,9 @@
 //! their embedded DNS, and the nftables table that NATs and isolates them.
 
 pub mod endpoint;
+pub mod files;
+pub mod ports;
+pub mod view;
 
 use crate::config::{DaemonConfig, NetConfig};
 use crate::error::{Error, Result};

@@ -157,7 +157,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             image_id: r.image_id.clone(),
             command: command_line(&r),
             created: created_unix(&r),
-            ports: crate::network::endpoint::summary_ports(&r),
+            ports: crate::network::ports::summary_ports(&r),
             size_rw: size,
             size_root_fs: size.map(|s| {
                 s + d
@@ -173,7 +173,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                 network_mode: r.host_config.network_mode.clone(),
             },
             network_settings: serde_json::json!({
-                "Networks": crate::network::endpoint::settings(&d, &r)["Networks"]
+                "Networks": crate::network::view::settings(&d, &r)["Networks"]
             }),
             mounts: Vec::new(),
         });
@@ -272,7 +272,7 @@ pub fn inspect_record(
         size_root_fs: size_root,
         mounts: Vec::new(),
         config: r.config.clone(),
-        network_settings: crate::network::endpoint::settings(d, &r),
+        network_settings: crate::network::view::settings(d, &r),
     }
 }
 

@@ -1,0 +1,99 @@
+//! How a container's networking shows in inspect (`NetworkSettings`).
+
+use super::endpoint::dns_names;
+use crate::container::Record;
+use crate::state::Daemon;
+use berth_api::network::EndpointSettings;
+use std::net::Ipv4Addr;
+
+/// The `NetworkSettings` of inspect.
+pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
+    let running = r.is_running();
+    let mut networks = serde_json::Map::new();
+    for (name, ep) in &r.net.endpoints {
+        let user = d
+            .net
+            .find(&ep.network_id)
+            .map(|n| !n.rec.predefined)
+            .unwrap_or(false);
+        let s = EndpointSettings {
+            ipam_config: (!ep.requested_ip.is_empty()).then(|| berth_api::network::EndpointIpam {
+                ipv4_address: ep.requested_ip.clone(),
+                ..Default::default()
+            }),
+            links: (!ep.links.is_empty()).then(|| {
+                ep.links
+                    .iter()
+                    .map(|l| {
+                        let (t, a) = l.split_once(':').unwrap_or((l, l));
+                        format!("/{t}:{}/{a}", r.name)
+                    })
+                    .collect()
+            }),
+            mac_address: ep.mac.clone(),
+            aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+            network_id: ep.network_id.clone(),
+            endpoint_id: if running {
+                ep.endpoint_id.clone()
+            } else {
+                String::new()
+            },
+            gateway: ep.gateway.clone(),
+            ip_address: ep.ip.clone(),
+            ip_prefix_len: i64::from(ep.prefix),
+            dns_names: (user && running).then(|| dns_names(r, ep)),
+            ..Default::default()
+        };
+        networks.insert(
+            name.clone(),
+            serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
+        );
+    }
+    let mut ports = serde_json::Map::new();
+    for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+        ports.insert(key.clone(), serde_json::Value::Null);
+    }
+    if running {
+        for p in &r.net.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let entry = ports
+                .entry(key)
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if !entry.is_array() {
+                *entry = serde_json::Value::Array(Vec::new());
+            }
+            if let Some(a) = entry.as_array_mut() {
+                a.push(serde_json::json!({
+                    "HostIp": p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
+                    "HostPort": p.host_port.to_string(),
+                }));
+            }
+        }
+    } else {
+        for (key, list) in r.host_config.port_bindings.iter().flatten() {
+            let _ = list;
+            ports.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let def = r.net.endpoints.get("bridge");
+    serde_json::json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": if running && r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() },
+        "Ports": ports,
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": def.filter(|_| running).map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": def.map(|e| e.gateway.clone()).unwrap_or_default(),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": def.map(|e| e.ip.clone()).unwrap_or_default(),
+        "IPPrefixLen": def.map(|e| e.prefix).unwrap_or(0),
+        "IPv6Gateway": "",
+        "MacAddress": def.map(|e| e.mac.clone()).unwrap_or_default(),
+        "Networks": networks,
+    })
+}
