@@ -760,3 +760,128 @@ fn userland_proxy_serves_loopback_ports() {
     assert_eq!(curl(&format!("http://{gw}:{p}/hostname")).trim(), &id[..12]);
     d.ok(&["rm", "-f", "web"]);
 }
+
+#[test]
+fn network_options_fixed_addresses_ranges_and_prune() {
+    let mut d = Daemon::start_with(&["--mtu", "1400"]);
+    let out = d.ok(&["run", "--rm", "busybox", "ip", "-o", "link", "show", "eth0"]);
+    assert!(out.contains("mtu 1400"), "{out}");
+    // --fixed-cidr: addresses from the upper half of the bridge's /24 only.
+    let fixed = format!("{}128/25", d.subnet_prefix());
+    d.flags.extend(["--fixed-cidr".to_string(), fixed]);
+    d.crash();
+    d.spawn();
+    let out = d.ok(&[
+        "run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]);
+    let addr = out
+        .split("inet ")
+        .nth(1)
+        .and_then(|x| x.split('/').next())
+        .unwrap_or("");
+    let last: u32 = addr.rsplit('.').next().unwrap_or("0").parse().unwrap_or(0);
+    assert!(last >= 128, "{addr} outside --fixed-cidr: {out}");
+    let subnet = d.user_subnet(0);
+    let base = subnet.trim_end_matches(".0/24").to_string();
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "--gateway",
+        &format!("{base}.254"),
+        "--ip-range",
+        &format!("{base}.64/26"),
+        "opts",
+    ]);
+    let gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "opts",
+    ]);
+    assert_eq!(gw, format!("{base}.254"));
+    run_d(&d, &["--name", "ranged", "--network", "opts"], HTTPD);
+    let ip = ip_of(&d, "ranged", "opts");
+    let last: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!((64..128).contains(&last), "{ip} outside the range");
+    run_d(
+        &d,
+        &[
+            "--name",
+            "fixed",
+            "--network",
+            "opts",
+            "--ip",
+            &format!("{base}.10"),
+        ],
+        HTTPD,
+    );
+    assert_eq!(ip_of(&d, "fixed", "opts"), format!("{base}.10"));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "opts",
+        "--ip",
+        &format!("{base}.10"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "an address in use: {}",
+        stderr(&o)
+    );
+    // Names: the short id resolves; a stopped container's names are gone.
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "ranged"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "opts",
+        "busybox",
+        "nslookup",
+        &id[..12],
+    ]);
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    d.ok(&["stop", "-t", "0", "ranged"]);
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "opts",
+        "busybox",
+        "nslookup",
+        "ranged",
+    ]);
+    assert!(
+        stdout(&o).contains("NXDOMAIN") || stderr(&o).contains("NXDOMAIN"),
+        "{}",
+        stdout(&o)
+    );
+    // A published range.
+    let a = (0..100)
+        .map(|_| free_port())
+        .find(|p| *p < u16::MAX && TcpListener::bind(("0.0.0.0", p + 1)).is_ok())
+        .expect("two free ports in a row");
+    let b = a + 1;
+    run_d(
+        &d,
+        &["--name", "rng", "-p", &format!("{a}-{b}:80-81")],
+        HTTPD,
+    );
+    let ports = d.ok(&["port", "rng"]);
+    assert!(ports.contains(&format!("80/tcp -> 0.0.0.0:{a}")), "{ports}");
+    assert!(ports.contains(&format!("81/tcp -> 0.0.0.0:{b}")), "{ports}");
+    d.ok(&["rm", "-f", "rng"]);
+    // prune removes unused user networks only.
+    d.ok(&["rm", "-f", "ranged", "fixed"]);
+    d.ok(&["network", "create", "--subnet", &d.user_subnet(1), "unused"]);
+    let out = d.ok(&["network", "prune", "-f"]);
+    assert!(out.contains("opts") && out.contains("unused"), "{out}");
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.lines().count(), 3, "{ls}");
+}
