@@ -90,9 +90,21 @@ impl Store {
         force: bool,
         in_use: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<DeleteItem>> {
+        self.delete_with(name_or_id, force, true, in_use)
+    }
+
+    /// [`Store::delete`] that, with `prune_parents` false (`rmi --no-prune`), leaves untagged
+    /// parent images in place.
+    pub fn delete_with(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        prune_parents: bool,
+        in_use: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<DeleteItem>> {
         let _w = self.lock_writes();
         let mut freed = 0;
-        self.delete_locked(name_or_id, force, in_use, &mut freed)
+        self.delete_locked(name_or_id, force, prune_parents, in_use, &mut freed)
     }
 
     /// Removes dangling images (all unused images with `all`) like `docker image prune`;
@@ -135,7 +147,7 @@ impl Store {
                 refs.iter().map(|r| r.to_string()).collect()
             };
             for t in targets {
-                match self.delete_locked(&t, false, in_use, &mut freed) {
+                match self.delete_locked(&t, false, true, in_use, &mut freed) {
                     Ok(mut v) => items.append(&mut v),
                     Err(e) => {
                         tracing::debug!(image = %id, error = %e, "prune: skipping image");
@@ -151,6 +163,7 @@ impl Store {
         &self,
         input: &str,
         force: bool,
+        prune_parents: bool,
         in_use: &dyn Fn(&str) -> bool,
         freed: &mut u64,
     ) -> Result<Vec<DeleteItem>> {
@@ -206,7 +219,7 @@ impl Store {
             self.remove_refs(&refs)?;
             items.extend(refs.iter().map(|r| DeleteItem::Untagged(r.familiar())));
         }
-        self.delete_image(&id, &mut items, force, true, quiet, in_use, freed)?;
+        self.delete_image(&id, &mut items, force, prune_parents, quiet, in_use, freed)?;
         Ok(items)
     }
 
@@ -269,7 +282,11 @@ impl Store {
             mask |= CONFLICT_SOFT;
         }
         if let Some(c) = self.conflict(id, mask, in_use) {
-            let dangling = self.read_state().repos.refs_of(id).is_empty();
+            // Docker's imageIsDangling: no reference and no child image.
+            let dangling = {
+                let st = self.read_state();
+                st.repos.refs_of(id).is_empty() && st.children(id).is_empty()
+            };
             if quiet && (!dangling || c.used) {
                 return Ok(());
             }

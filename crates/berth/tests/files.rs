@@ -120,3 +120,62 @@ fn cp_diff_export_commit_top() {
     d.ok(&["rmi", "snap:v1"]);
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn cp_follow_link_copies_the_target() {
+    let d = Daemon::start();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lk",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /etc/hostname /link && sleep 300",
+    ]);
+    common::eventually("the link", || {
+        d.berth(&["exec", "lk", "test", "-L", "/link"])
+            .status
+            .success()
+    });
+    let tmp = std::env::temp_dir().join(format!("berth-cpL-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Without -L the link itself comes out; with -L its target, under the link's name.
+    d.ok(&["cp", "lk:/link", tmp.join("plain").to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(tmp.join("plain"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    d.ok(&[
+        "cp",
+        "-L",
+        "lk:/link",
+        tmp.join("followed").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("followed"))
+            .unwrap()
+            .trim(),
+        &id[..12]
+    );
+    d.ok(&["cp", "-L", "lk:/link", tmp.to_str().unwrap()]);
+    assert!(std::fs::metadata(tmp.join("link")).unwrap().is_file());
+    // Host to container: -L sends the file a local link points to.
+    std::fs::write(tmp.join("real"), "payload\n").unwrap();
+    std::os::unix::fs::symlink(tmp.join("real"), tmp.join("ln")).unwrap();
+    d.ok(&["cp", "-L", tmp.join("ln").to_str().unwrap(), "lk:/copied"]);
+    assert_eq!(d.ok(&["exec", "lk", "cat", "/copied"]), "payload");
+    assert!(d
+        .berth(&["exec", "lk", "test", "-f", "/copied"])
+        .status
+        .success());
+    d.ok(&["cp", tmp.join("ln").to_str().unwrap(), "lk:/aslink"]);
+    assert!(d
+        .berth(&["exec", "lk", "test", "-L", "/aslink"])
+        .status
+        .success());
+    let _ = std::fs::remove_dir_all(&tmp);
+    d.ok(&["rm", "-f", "lk"]);
+}

@@ -87,3 +87,46 @@ fn image_commands() {
     assert_eq!(d.ok(&["images", "-q"]), "");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn rmi_no_prune_and_history_without_human_units() {
+    let d = Daemon::start();
+    d.ok(&[
+        "import",
+        "--change",
+        "CMD [\"sh\"]",
+        "--change",
+        "ENV A=1",
+        common::busybox_tar().to_str().unwrap(),
+        "parent:1",
+    ]);
+    d.ok(&["run", "--name", "mk", "busybox", "true"]);
+    d.ok(&["rm", "mk"]);
+    d.ok(&["run", "--name", "mk", "parent:1", "sh", "-c", "echo x > /x"]);
+    d.ok(&["commit", "mk", "child:1"]);
+    d.ok(&["rm", "mk"]);
+    let parent_id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "parent:1"]);
+    d.ok(&["rmi", "parent:1"]);
+    // The parent is now untagged; --no-prune leaves it, a plain rmi would take it along.
+    d.ok(&["rmi", "--no-prune", "child:1"]);
+    let all = d.ok(&["images", "-a", "-q", "--no-trunc"]);
+    assert!(all.contains(&parent_id), "{all}");
+    // history: sizes in bytes and dates as timestamps with --human=false.
+    let h = d.ok(&[
+        "history",
+        "--human=false",
+        "--format",
+        "{{.Size}}|{{.CreatedSince}}",
+        "busybox",
+    ]);
+    let first = h.lines().next().unwrap();
+    let (size, created) = first.split_once('|').unwrap();
+    assert!(size.parse::<u64>().is_ok(), "{first}");
+    assert!(created.contains('T') && created.ends_with('Z'), "{first}");
+    let h = d.ok(&["history", "--format", "{{.Size}}", "busybox"]);
+    assert!(
+        h.ends_with("MB") || h.ends_with("kB") || h.ends_with('B'),
+        "{h}"
+    );
+    d.ok(&["rmi", &parent_id]);
+}

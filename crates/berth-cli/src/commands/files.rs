@@ -14,6 +14,9 @@ pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short = 'a', long)]
     pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
     /// CONTAINER:SRC_PATH or SRC_PATH (- for a tar on stdin)
     pub src: String,
     /// DEST_PATH (- for a tar on stdout) or CONTAINER:DEST_PATH
@@ -80,8 +83,8 @@ fn body(data: Vec<u8>) -> ReqBody {
 
 pub async fn cp(c: &Client, a: CpArgs) -> i32 {
     match (split_remote(&a.src), split_remote(&a.dest)) {
-        (Some((ctr, path)), None) => cp_from(c, ctr, path, &a.dest).await,
-        (None, Some((ctr, path))) => cp_to(c, &a.src, ctr, path, a.archive).await,
+        (Some((ctr, path)), None) => cp_from(c, ctr, path, &a.dest, a.follow_link).await,
+        (None, Some((ctr, path))) => cp_to(c, &a.src, ctr, path, a.archive, a.follow_link).await,
         (Some(_), Some(_)) => {
             eprintln!("copying between containers is not supported");
             1
@@ -93,11 +96,38 @@ pub async fn cp(c: &Client, a: CpArgs) -> i32 {
     }
 }
 
-async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> i32 {
+async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str, follow: bool) -> i32 {
+    // -L: copy what the link points to, under the link's name.
+    let mut get_path = path.to_string();
+    let mut rename_to = None;
+    if follow {
+        let head = c
+            .send(
+                Method::HEAD,
+                &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+                crate::client::empty(),
+                "application/json",
+            )
+            .await;
+        match head {
+            Ok(r) => {
+                if let Some(target) = path_stat(&r)
+                    .and_then(|v| v["linkTarget"].as_str().map(String::from))
+                    .filter(|t| !t.is_empty())
+                {
+                    rename_to = Path::new(path)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned());
+                    get_path = target;
+                }
+            }
+            Err(e) => return super::report(&e, 1),
+        }
+    }
     let resp = match c
         .send(
             Method::GET,
-            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(&get_path)),
             crate::client::empty(),
             "application/json",
         )
@@ -114,7 +144,10 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> i32 {
         let _ = std::io::stdout().write_all(&data);
         return 0;
     }
-    let dest = PathBuf::from(dest);
+    let mut dest = PathBuf::from(dest);
+    if let (Some(name), true) = (&rename_to, dest.is_dir()) {
+        dest = dest.join(name);
+    }
     let res = if dest.is_dir() {
         unpack(&data, &dest)
     } else {
@@ -152,7 +185,7 @@ fn unpack(data: &[u8], dir: &Path) -> std::io::Result<()> {
     ar.unpack(dir)
 }
 
-async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool) -> i32 {
+async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool, follow: bool) -> i32 {
     let head = c
         .send(
             Method::HEAD,
@@ -202,6 +235,22 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool) -> i
                 return 1;
             }
             (parent, name)
+        };
+        // -L: the link's target goes in, under the link's name.
+        let resolved;
+        let src_path = if follow {
+            match std::fs::canonicalize(src_path) {
+                Ok(p) => {
+                    resolved = p;
+                    resolved.as_path()
+                }
+                Err(e) => {
+                    eprintln!("Error: {src}: {e}");
+                    return 1;
+                }
+            }
+        } else {
+            src_path
         };
         match tar_of(src_path, &name) {
             Ok(d) => (dir, d),

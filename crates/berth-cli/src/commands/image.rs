@@ -351,6 +351,9 @@ pub struct RmiArgs {
     /// Force removal of the image
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Do not delete untagged parents
+    #[arg(long = "no-prune")]
+    pub no_prune: bool,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
@@ -361,7 +364,12 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> i32 {
         match c
             .json(
                 Method::DELETE,
-                &format!("/images/{}?force={}", enc(i), a.force),
+                &format!(
+                    "/images/{}?force={}&noprune={}",
+                    enc(i),
+                    a.force,
+                    a.no_prune
+                ),
                 None,
             )
             .await
@@ -424,6 +432,9 @@ pub struct HistoryArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
+    /// Print sizes and dates in human readable format
+    #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub human: bool,
     pub image: String,
 }
 
@@ -447,12 +458,22 @@ pub async fn history(c: &Client, a: HistoryArgs) -> i32 {
             if !a.no_trunc && by.chars().count() > 45 {
                 by = format!("{}…", by.chars().take(44).collect::<String>());
             }
+            let created = h["Created"].as_i64().unwrap_or(0);
+            let at = berth_api::timefmt::rfc3339_nano(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(created.max(0) as u64),
+            );
+            // Whole seconds, as docker prints them.
+            let at = match at.split_once('.') {
+                Some((secs, _)) => format!("{secs}Z"),
+                None => at,
+            };
+            let size = h["Size"].as_i64().unwrap_or(0);
             json!({
                 "ID": id,
-                "CreatedSince": ago(h["Created"].as_i64().unwrap_or(0)),
-                "CreatedAt": h["Created"],
+                "CreatedSince": if a.human { ago(created) } else { at.clone() },
+                "CreatedAt": at,
                 "CreatedBy": by,
-                "Size": human_size(h["Size"].as_i64().unwrap_or(0)),
+                "Size": if a.human { human_size(size) } else { size.to_string() },
                 "Comment": h["Comment"],
             })
         })

@@ -229,13 +229,14 @@ pub async fn by_name(
         (Method::GET, "get") => save(d, vec![name]).await,
         (Method::DELETE, "") => {
             let force = q.bool("force");
+            let prune_parents = !q.bool("noprune");
             let dd = d.clone();
             let items = tokio::task::spawn_blocking(move || {
                 let in_use = |id: &str| {
                     dd.image_in_use(id)
                         .is_some_and(|(_, running)| running || !force)
                 };
-                dd.images.delete(&name, force, &in_use)
+                dd.images.delete_with(&name, force, prune_parents, &in_use)
             })
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
