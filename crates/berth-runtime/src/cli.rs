@@ -260,6 +260,18 @@ fn do_create(rt: &Runtime, a: &CreateArgs) -> Result<i32> {
     Ok(created.pid)
 }
 
+/// What `run` passes on to the container (as crun does), plus SIGCHLD to see it end.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal::*;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let rt = Runtime::new(&cli.root);
     match cli.cmd {
@@ -301,6 +313,13 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Resume { id } => rt.resume(&id).map(|()| 0),
         Cmd::Run { create, detach } => {
             let pid = do_create(&rt, &create)?;
+            // Signals for the container are held from here and passed on while it runs.
+            let forwarded = forwarded_signals();
+            if !detach {
+                forwarded
+                    .thread_block()
+                    .map_err(|e| Error::sys("sigprocmask", "", e.into()))?;
+            }
             if let Err(e) = rt.start(&create.id) {
                 if !detach {
                     let _ = sys::waitpid(pid, 0);
@@ -311,9 +330,20 @@ fn run(cli: Cli) -> Result<i32> {
             if detach {
                 return Ok(0);
             }
-            let status = sys::waitpid(pid, 0)
-                .map_err(|e| Error::sys("waitpid", pid, e))?
-                .1;
+            let status = loop {
+                let (got, status) =
+                    sys::waitpid(pid, libc::WNOHANG).map_err(|e| Error::sys("waitpid", pid, e))?;
+                if got == pid {
+                    break status;
+                }
+                // SIGCHLD is in the set: an exit after the check above ends this wait too.
+                match forwarded.wait() {
+                    Ok(nix::sys::signal::Signal::SIGCHLD) | Err(_) => {}
+                    Ok(sig) => {
+                        let _ = sys::kill(pid, sig as i32);
+                    }
+                }
+            };
             rt.delete(&create.id, true)?;
             Ok(sys::exit_code(status))
         }

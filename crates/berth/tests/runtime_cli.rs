@@ -50,6 +50,30 @@ fn crun_spec_bundle_lifecycle() {
     assert_eq!(stdout(&out), "from-runtime\n", "{}", stderr(&out));
     assert_eq!(out.status.code(), Some(7));
 
+    // `run` passes SIGTERM on to the container, whose shell traps it.
+    set_args("\"sh\", \"-c\", \"trap 'echo got-term; exit 3' TERM; echo ready; sleep 30 & wait\"");
+    let mut child = Command::new(common::berth_bin())
+        .arg("runtime")
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle", b, &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3));
+
     set_args("\"sleep\", \"30\"");
     // The created init inherits the CLI's stdio, so it must not be a pipe we wait on.
     let st = Command::new(common::berth_bin())
