@@ -7,6 +7,7 @@ pub mod error;
 pub mod exec;
 pub mod image;
 pub mod network;
+pub mod progress;
 pub mod stdcopy;
 pub mod system;
 pub mod timefmt;

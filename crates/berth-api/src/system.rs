@@ -32,25 +32,3 @@ pub struct Component {
     pub version: String,
     pub details: serde_json::Value,
 }
-
-/// One line of a JSON message stream (`/images/create`, `/images/load`, `/build`, `/images/{name}/push`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct JsonMessage {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
-    pub progress_detail: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(rename = "errorDetail", skip_serializing_if = "Option::is_none")]
-    pub error_detail: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aux: Option<serde_json::Value>,
-}

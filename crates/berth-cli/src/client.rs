@@ -102,6 +102,31 @@ impl Client {
             .map_err(|e| Error::Other(e.to_string()))
     }
 
+    /// [`Client::send`] with extra headers (`X-Registry-Auth`).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        ctype: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response<Incoming>> {
+        let mut sender = self.sender().await?;
+        let mut req = Self::build(method, path, body, ctype)?;
+        for (k, v) in headers {
+            let value = hyper::header::HeaderValue::from_str(v)
+                .map_err(|e| Error::Other(format!("header {k}: {e}")))?;
+            let name = hyper::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| Error::Other(format!("header {k}: {e}")))?;
+            req.headers_mut().insert(name, value);
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::Other(format!("request to daemon failed: {e}")))?;
+        check(resp).await
+    }
+
     /// Send a request; error statuses become `Error::Daemon`.
     pub async fn send(
         &self,

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod format;
 mod ports;
+mod progress;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -93,6 +94,10 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(commands::container::ContainerCommand),
+    /// Download an image from a registry
+    Pull(commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::registry::PushArgs),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),

@@ -50,6 +50,15 @@ pub struct DaemonArgs {
     /// DNS servers containers use (and the embedded DNS forwards to)
     #[arg(long)]
     pub dns: Vec<String>,
+    /// Registries reached over plain HTTP (host[:port] or CIDR)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Mirrors tried before Docker Hub (URL)
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
+    /// Layers downloaded at once per pull
+    #[arg(long)]
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -71,6 +80,12 @@ struct FileConfig {
     ip_forward: Option<bool>,
     userland_proxy: Option<bool>,
     dns: Vec<String>,
+    insecure_registries: Vec<String>,
+    registry_mirrors: Vec<String>,
+    /// Mirrors of any registry: host → mirror URLs (berth's extension of registry-mirrors,
+    /// which only covers Docker Hub).
+    registry_mirrors_for: std::collections::BTreeMap<String, Vec<String>>,
+    max_concurrent_downloads: Option<usize>,
 }
 
 /// Settings of the default bridge network and of container networking in general.
@@ -113,6 +128,10 @@ pub struct DaemonConfig {
     /// Cgroup under which every container's cgroup is made.
     pub cgroup_parent: String,
     pub net: NetConfig,
+    pub insecure_registries: Vec<String>,
+    /// Mirrors by registry host (`docker.io` for `registry-mirrors`).
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    pub max_concurrent_downloads: usize,
 }
 
 impl DaemonConfig {
@@ -183,7 +202,30 @@ impl DaemonConfig {
             userland_proxy: args.userland_proxy.or(file.userland_proxy).unwrap_or(false),
             dns,
         };
+        let mut mirrors = file.registry_mirrors_for;
+        let hub: Vec<String> = if args.registry_mirrors.is_empty() {
+            file.registry_mirrors
+        } else {
+            args.registry_mirrors
+        };
+        if !hub.is_empty() {
+            mirrors.insert("docker.io".into(), hub);
+        }
+        let max_concurrent_downloads = args
+            .max_concurrent_downloads
+            .or(file.max_concurrent_downloads)
+            .unwrap_or(3);
+        if max_concurrent_downloads == 0 {
+            return Err("max-concurrent-downloads must be at least 1".into());
+        }
         Ok(DaemonConfig {
+            insecure_registries: if args.insecure_registries.is_empty() {
+                file.insecure_registries
+            } else {
+                args.insecure_registries
+            },
+            mirrors,
+            max_concurrent_downloads,
             net,
             hosts,
             pidfile: args

@@ -49,7 +49,14 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;
     let net = crate::network::Networks::open(&cfg).await?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net));
+    let registry = berth_distribution::Client::new(berth_distribution::ClientConfig {
+        insecure_registries: cfg.insecure_registries.clone(),
+        mirrors: cfg.mirrors.clone().into_iter().collect(),
+        user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_string(),
+        ..Default::default()
+    })
+    .map_err(|e| format!("registry client: {e}"))?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net, registry));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;

@@ -107,6 +107,8 @@ pub struct Daemon {
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub spawner: crate::container::shim::Spawner,
     pub net: crate::network::Networks,
+    /// The registry client (pull, push, login), with its token cache.
+    pub registry: berth_distribution::Client,
 }
 
 impl Daemon {
@@ -114,6 +116,7 @@ impl Daemon {
         cfg: DaemonConfig,
         images: berth_image::Store,
         net: crate::network::Networks,
+        registry: berth_distribution::Client,
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
@@ -123,6 +126,7 @@ impl Daemon {
             execs: Mutex::new(HashMap::new()),
             spawner: crate::container::shim::Spawner::default(),
             net,
+            registry,
         }
     }
 

@@ -18,6 +18,7 @@ mod ingest;
 mod load;
 mod manifest;
 mod oci_layout;
+mod pull;
 mod record;
 pub mod reference;
 mod register;
@@ -35,6 +36,7 @@ pub use diff::{diff_dirs, Change};
 pub use error::{Error, Result};
 pub use history::HistoryItem;
 pub use import::ImportOptions;
+pub use pull::{config_diff_ids, FetchedLayer, PullLayer};
 pub use store::{Image, Store};
 
 #[cfg(test)]

@@ -79,15 +79,53 @@ pub(crate) fn decompress<'a>(
     match c {
         Compression::None => Ok((c, Box::new(chained))),
         Compression::Gzip => Ok((c, Box::new(flate2::read::MultiGzDecoder::new(chained)))),
-        Compression::Zstd => Err(Error::InvalidInput(format!(
-            "{what}: zstd-compressed layers are not supported yet"
-        ))),
+        Compression::Zstd => Ok((c, Box::new(ZstdFrames::new(chained)))),
         Compression::Bzip2 => Err(Error::InvalidInput(format!(
             "{what}: bzip2-compressed archives are not supported"
         ))),
         Compression::Xz => Err(Error::InvalidInput(format!(
             "{what}: xz-compressed archives are not supported"
         ))),
+    }
+}
+
+/// A zstd stream of one or more frames (skippable frames included), decoded frame by frame.
+struct ZstdFrames<R: Read> {
+    source: Option<io::BufReader<R>>,
+    frame: Option<
+        ruzstd::decoding::StreamingDecoder<io::BufReader<R>, ruzstd::decoding::FrameDecoder>,
+    >,
+}
+
+impl<R: Read> ZstdFrames<R> {
+    fn new(inner: R) -> ZstdFrames<R> {
+        ZstdFrames {
+            source: Some(io::BufReader::new(inner)),
+            frame: None,
+        }
+    }
+}
+
+impl<R: Read> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(f) = self.frame.as_mut() {
+                let n = f.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.source = self.frame.take().map(|f| f.into_inner());
+            }
+            let Some(mut src) = self.source.take() else {
+                return Ok(0);
+            };
+            if io::BufRead::fill_buf(&mut src)?.is_empty() {
+                return Ok(0);
+            }
+            let dec = ruzstd::decoding::StreamingDecoder::new(src)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            self.frame = Some(dec);
+        }
     }
 }
 

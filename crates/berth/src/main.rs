@@ -1,7 +1,16 @@
-//! The single `berth` binary: `berth daemon`, `berth shim` and `berth userland-proxy`
-//! (internal), `berth runtime` (OCI runtime CLI), and every client command.
+//! The single `berth` binary: `berth daemon`, `berth registry serve|gc`, `berth shim` and
+//! `berth userland-proxy` (internal), `berth runtime` (OCI runtime CLI), and every client command.
 
 use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "berth registry", about = "berth's own registry server")]
+enum RegistryCli {
+    /// Serve the OCI distribution API from a directory
+    Serve(berth_registry::ServeArgs),
+    /// Remove blobs (and untagged manifests, if asked) nothing references
+    Gc(berth_registry::GcArgs),
+}
 
 #[derive(Parser)]
 #[command(name = "berth daemon", about = "Run the berth daemon")]
@@ -28,6 +37,18 @@ fn main() {
             }
         },
         Some("shim-zygote") => berth_shim::zygote::serve(),
+        Some("registry") => match RegistryCli::try_parse_from(&args[1..]) {
+            Ok(RegistryCli::Serve(a)) => berth_registry::main_serve(a),
+            Ok(RegistryCli::Gc(a)) => berth_registry::main_gc(a),
+            Err(e) => {
+                let _ = e.print();
+                if e.use_stderr() {
+                    125
+                } else {
+                    0
+                }
+            }
+        },
         // Internal: one per published port with `userland-proxy: true`.
         Some("userland-proxy") => match (
             args.get(2).and_then(|a| a.to_str()),

@@ -69,8 +69,14 @@ fn docker_cli_runs_containers() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(stdout(&out).trim(), "busybox:latest", "{}", stderr(&out));
-    let out = d.docker(&["run", "--rm", "nosuchimage"]);
+    // The pull goes to a registry on loopback where nothing listens.
+    let out = d.docker(&["run", "--rm", "127.0.0.1:9/nosuchimage"]);
     assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `docker <args>` that must succeed; returns trimmed stdout.

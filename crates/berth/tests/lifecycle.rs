@@ -34,10 +34,11 @@ fn run_rm_echo_and_exit_codes() {
     let out = d.berth(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 
-    let out = d.berth(&["run", "--rm", "nosuchimage"]);
+    // A registry on loopback where nothing listens: the pull fails without leaving the host.
+    let out = d.berth(&["run", "--rm", "127.0.0.1:9/nosuchimage"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        stderr(&out).contains("Unable to find image 'nosuchimage:latest' locally"),
+        stderr(&out).contains("Unable to find image '127.0.0.1:9/nosuchimage:latest' locally"),
         "{}",
         stderr(&out)
     );

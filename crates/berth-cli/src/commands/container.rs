@@ -320,21 +320,35 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
     if let Some(n) = &a.name {
         path.push_str(&format!("?name={}", enc(n)));
     }
-    match c.post(&path, Some(body)).await {
+    match c.post(&path, Some(body.clone())).await {
         Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
         Err(Error::Daemon {
             status: 404,
             message,
         }) if message.starts_with("No such image") => {
-            let img = if a.image.contains(':') || a.image.contains('@') {
+            let last = a.image.rsplit('/').next().unwrap_or(&a.image);
+            let img = if last.contains(':') || a.image.contains('@') {
                 a.image.clone()
             } else {
                 format!("{}:latest", a.image)
             };
+            // Like docker: say so, pull (progress on stderr), and create again.
             eprintln!("Unable to find image '{img}' locally");
-            eprintln!("berth: Error response from daemon: {message}");
-            eprintln!("See 'berth run --help'.");
-            Err(125)
+            let tty = crate::stream::is_tty(std::io::stderr());
+            let mut err = std::io::stderr();
+            if let Err(e) = super::registry::pull_image(c, &img, None, false, &mut err, tty).await {
+                eprintln!("berth: Error response from daemon: {e}");
+                eprintln!("See 'berth run --help'.");
+                return Err(125);
+            }
+            match c.post(&path, Some(body)).await {
+                Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    eprintln!("See 'berth run --help'.");
+                    Err(125)
+                }
+            }
         }
         Err(e) => {
             eprintln!("berth: {e}");

@@ -4,6 +4,7 @@ pub mod container;
 pub mod files;
 pub mod image;
 pub mod network;
+pub mod registry;
 pub mod system;
 
 use crate::client::{Client, Error};
@@ -99,6 +100,8 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Commit(a) => files::commit(&c, a).await,
         Command::Top(a) => files::top(&c, a).await,
         Command::Network(sub) => network::dispatch(&c, sub).await,
+        Command::Pull(a) => registry::pull(&c, a).await,
+        Command::Push(a) => registry::push(&c, a).await,
         Command::Port(a) => network::port(&c, a).await,
         Command::Version => system::version(&c).await,
         Command::Info => system::info(&c).await,

@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use berth_api::image::{DeleteItem, HistoryItem, Inspect, RootFs, Summary};
-use berth_api::system::JsonMessage;
+use berth_api::progress::Message as JsonMessage;
 use http_body_util::BodyExt;
 use std::io::Write;
 use std::sync::Arc;
@@ -227,6 +227,27 @@ pub async fn by_name(
             Ok((axum::http::StatusCode::CREATED, "").into_response())
         }
         (Method::GET, "get") => save(d, vec![name]).await,
+        (Method::POST, "push") => {
+            let creds = crate::registry_auth::from_headers(req.headers())?;
+            let tag = q.get("tag").filter(|t| !t.is_empty()).map(String::from);
+            berth_image::reference::Reference::parse(&name)
+                .map_err(|e| Error::bad_request(format!("invalid reference format: {e}")))?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<JsonMessage>(64);
+            let dd = d.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    crate::push::push(&dd, &dd.registry, &name, tag.as_deref(), &creds, &tx).await
+                {
+                    let _ = tx.send(JsonMessage::error(e.0.message)).await;
+                }
+            });
+            let stream = async_stream_lines(move || rx.blocking_recv().map(|m| m.line()));
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                stream,
+            )
+                .into_response())
+        }
         (Method::DELETE, "") => {
             let force = q.bool("force");
             let prune_parents = !q.bool("noprune");
@@ -309,6 +330,19 @@ async fn spool(d: &Daemon, body: Body) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// A body streaming the lines `next` yields until it returns None (it may block).
+fn async_stream_lines(
+    mut next: impl FnMut() -> Option<String> + Send + 'static,
+) -> axum::body::Body {
+    crate::util::stream_body(move |w| {
+        while let Some(line) = next() {
+            w.write_all(line.as_bytes())?;
+            w.flush()?;
+        }
+        Ok(())
+    })
+}
+
 fn message_stream(lines: Vec<JsonMessage>) -> Response {
     let body: String = lines
         .iter()
@@ -325,9 +359,37 @@ fn message_stream(lines: Vec<JsonMessage>) -> Response {
 pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(Error::internal(format!(
-            "pulling {img} from a registry is not supported by this berth version yet"
-        )));
+        let mut name = img.to_string();
+        if let Some(t) = q.get("tag").filter(|t| !t.is_empty()) {
+            if t.starts_with("sha256:") {
+                name = format!("{name}@{t}");
+            } else {
+                name = format!("{name}:{t}");
+            }
+        }
+        let creds = crate::registry_auth::from_headers(req.headers())?;
+        let platform = crate::registry_auth::platform(q.get("platform"))?;
+        // Checked before the 200 goes out, so a bad name is a plain 400.
+        berth_image::reference::Reference::parse(&name)
+            .map_err(|e| Error::bad_request(format!("invalid reference format: {e}")))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<JsonMessage>(64);
+        let dd = d.clone();
+        tokio::spawn(async move {
+            let p = (
+                platform.0.as_str(),
+                platform.1.as_str(),
+                platform.2.as_deref(),
+            );
+            if let Err(e) = crate::pull::pull(&dd, &dd.registry, &name, p, &creds, &tx).await {
+                let _ = tx.send(JsonMessage::error(e.0.message)).await;
+            }
+        });
+        let stream = async_stream_lines(move || rx.blocking_recv().map(|m| m.line()));
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            stream,
+        )
+            .into_response());
     }
     let Some(src) = q.get("fromSrc") else {
         return Err(Error::bad_request("fromImage or fromSrc is required"));
@@ -355,15 +417,8 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
     match img {
-        Ok(img) => Ok(message_stream(vec![JsonMessage {
-            status: Some(img.id),
-            ..Default::default()
-        }])),
-        Err(e) => Ok(message_stream(vec![JsonMessage {
-            error: Some(e.to_string()),
-            error_detail: Some(serde_json::json!({"message": e.to_string()})),
-            ..Default::default()
-        }])),
+        Ok(img) => Ok(message_stream(vec![JsonMessage::status("", img.id)])),
+        Err(e) => Ok(message_stream(vec![JsonMessage::error(e.to_string())])),
     }
 }
 
@@ -379,7 +434,7 @@ pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<R
         Ok(lines) => lines
             .into_iter()
             .map(|l| JsonMessage {
-                stream: Some(format!("{l}\n")),
+                stream: format!("{l}\n"),
                 ..Default::default()
             })
             .collect(),
@@ -387,11 +442,7 @@ pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<R
             if quiet {
                 return Err(e.into());
             }
-            vec![JsonMessage {
-                error: Some(e.to_string()),
-                error_detail: Some(serde_json::json!({"message": e.to_string()})),
-                ..Default::default()
-            }]
+            vec![JsonMessage::error(e.to_string())]
         }
     };
     Ok(message_stream(lines))

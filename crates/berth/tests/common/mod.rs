@@ -106,6 +106,9 @@ impl Daemon {
             .args(["--config-file", "/nonexistent/berth-test.json"])
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--bridge", &self.bridge, "--bip", &self.bip])
+            // No test's DNS query may leave the host: names the embedded DNS does not know
+            // go to loopback, where nothing answers unless a test starts a resolver.
+            .args(["--dns", "127.0.0.1"])
             .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

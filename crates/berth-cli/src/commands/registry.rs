@@ -1,0 +1,213 @@
+//! Registry commands: `pull` (also used by `run` for a missing image) and `push`, with Docker's
+//! progress display.
+
+use crate::client::{enc, Client};
+use crate::progress::Renderer;
+use clap::Args;
+use hyper::Method;
+
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+}
+
+/// Split `name[:tag]` the way the API wants it (`fromImage`, `tag`); digests stay in the name.
+fn split_tag(name: &str) -> (String, String) {
+    if name.contains('@') {
+        return (name.to_string(), String::new());
+    }
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => (
+            name[..name.len() - tag.len() - 1].to_string(),
+            tag.to_string(),
+        ),
+        None => (name.to_string(), "latest".to_string()),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Push all tags of an image to the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub name: String,
+}
+
+/// Pull through the daemon, drawing progress on `out` (a terminal gets bars).
+pub async fn pull_image(
+    c: &Client,
+    name: &str,
+    platform: Option<&str>,
+    all_tags: bool,
+    out: &mut dyn std::io::Write,
+    tty: bool,
+) -> Result<(), String> {
+    let (image, tag) = split_tag(name);
+    let mut q = format!("/images/create?fromImage={}", enc(&image));
+    if !all_tags && !tag.is_empty() {
+        q.push_str(&format!("&tag={}", enc(&tag)));
+    }
+    if let Some(p) = platform {
+        q.push_str(&format!("&platform={}", enc(p)));
+    }
+    stream_messages(c, &q, out, tty).await
+}
+
+/// POST `path` and draw the JSON message stream it answers with.
+async fn stream_messages(
+    c: &Client,
+    q: &str,
+    out: &mut dyn std::io::Write,
+    tty: bool,
+) -> Result<(), String> {
+    let resp = c
+        .send_with(
+            Method::POST,
+            q,
+            crate::client::empty(),
+            "application/json",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut r = Renderer::new(out, tty);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut failure = None;
+    crate::client::for_each_chunk(resp, |chunk| {
+        pending.extend_from_slice(chunk);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if failure.is_none() {
+                if let Err(e) = r.feed(&line) {
+                    failure = Some(e);
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if failure.is_none() && !pending.is_empty() {
+        if let Err(e) = r.feed(&pending) {
+            failure = Some(e);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+pub async fn pull(c: &Client, a: PullArgs) -> i32 {
+    let tty = crate::stream::is_tty(std::io::stdout());
+    let res = if a.quiet {
+        pull_image(
+            c,
+            &a.name,
+            a.platform.as_deref(),
+            a.all_tags,
+            &mut std::io::sink(),
+            false,
+        )
+        .await
+    } else {
+        let mut out = std::io::stdout();
+        pull_image(c, &a.name, a.platform.as_deref(), a.all_tags, &mut out, tty).await
+    };
+    match res {
+        Ok(()) => {
+            println!("{}", full_name(&a.name));
+            0
+        }
+        Err(e) => {
+            eprintln!("Error response from daemon: {e}");
+            1
+        }
+    }
+}
+
+pub async fn push(c: &Client, a: PushArgs) -> i32 {
+    let (image, tag) = split_tag(&a.name);
+    let explicit_tag = a.name.rsplit('/').next().is_some_and(|l| l.contains(':'));
+    let mut q = format!("/images/{}/push", enc(&image));
+    if !a.all_tags && (explicit_tag || !tag.is_empty()) {
+        q.push_str(&format!("?tag={}", enc(&tag)));
+    }
+    let tty = crate::stream::is_tty(std::io::stdout());
+    let res = if a.quiet {
+        stream_messages(c, &q, &mut std::io::sink(), false).await
+    } else {
+        stream_messages(c, &q, &mut std::io::stdout(), tty).await
+    };
+    match res {
+        Ok(()) => {
+            if a.quiet {
+                println!("{}", full_name(&a.name));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// `docker.io/library/busybox:latest` for `busybox`, as docker prints after a pull.
+fn full_name(name: &str) -> String {
+    let (image, tag) = split_tag(name);
+    let first = image.split('/').next().unwrap_or("");
+    let has_domain =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = if has_domain {
+        image
+    } else if image.contains('/') {
+        format!("docker.io/{image}")
+    } else {
+        format!("docker.io/library/{image}")
+    };
+    if tag.is_empty() {
+        full
+    } else {
+        format!("{full}:{tag}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(split_tag("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/x:1"),
+            ("127.0.0.1:5000/x".into(), "1".into())
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/x"),
+            ("127.0.0.1:5000/x".into(), "latest".into())
+        );
+        assert_eq!(
+            split_tag("x@sha256:ab"),
+            ("x@sha256:ab".into(), String::new())
+        );
+        assert_eq!(full_name("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(full_name("a/b:2"), "docker.io/a/b:2");
+        assert_eq!(full_name("127.0.0.1:5000/x"), "127.0.0.1:5000/x:latest");
+    }
+}

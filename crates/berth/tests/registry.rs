@@ -1,0 +1,214 @@
+//! Pulling from registries on 127.0.0.1: berth's own (`berth registry serve`) and Debian's
+//! docker-registry (distribution 2.8), through the berth CLI and the docker CLI; images are
+//! put there with skopeo from `berth save`.
+
+mod common;
+
+use common::{stderr, stdout, Daemon};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A registry process, killed with its storage on drop.
+struct Registry {
+    child: Child,
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl Registry {
+    fn wait_up(mut self) -> Registry {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return self;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("registry exited: {st}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry on {} did not come up", self.addr);
+    }
+
+    fn berth(tag: &str) -> Registry {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = std::env::temp_dir().join(format!("berth-reg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(common::berth_bin())
+            .args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(dir.join("root"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Registry { child, dir, addr }.wait_up()
+    }
+
+    fn distribution(tag: &str) -> Registry {
+        assert!(
+            std::path::Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry is needed (apt-get install docker-registry)"
+        );
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = std::env::temp_dir().join(format!("berth-dreg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Registry { child, dir, addr }.wait_up()
+    }
+
+    /// Put the daemon's busybox image there as `repo:tag` with skopeo.
+    fn push_busybox(&self, d: &Daemon, repo: &str) {
+        let tar = self.dir.join("busybox.tar");
+        d.ok(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", tar.display()))
+            .arg(format!("docker://{}/{repo}", self.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pull_and_run(d: &Daemon, reference: &str) {
+    let out = d.ok(&["pull", reference]);
+    assert!(
+        out.contains("Pull complete") || out.contains("Already exists"),
+        "{out}"
+    );
+    assert!(out.contains("Status: "), "{out}");
+    let ran = d.ok(&["run", "--rm", reference, "echo", "ran"]);
+    assert_eq!(ran, "ran");
+}
+
+#[test]
+fn pull_from_berths_own_registry_and_run() {
+    let d = Daemon::start();
+    let reg = Registry::berth("own");
+    reg.push_busybox(&d, "tools/busybox:1");
+    d.ok(&["rmi", "busybox"]);
+    let r = format!("{}/tools/busybox:1", reg.addr);
+    pull_and_run(&d, &r);
+    // A second pull finds it all here.
+    let again = d.ok(&["pull", &r]);
+    assert!(again.contains("Image is up to date"), "{again}");
+    // By digest (the registry's, as skopeo reads it).
+    let id = stdout(
+        &Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{r}"))
+            .output()
+            .unwrap(),
+    );
+    let by_digest = format!("{}/tools/busybox@{}", reg.addr, id.trim());
+    d.ok(&["rmi", &r]);
+    let out = d.ok(&["pull", &by_digest]);
+    assert!(out.contains("Pull complete"), "{out}");
+    // run pulls what is missing.
+    let r2 = format!("{}/tools/busybox:1", reg.addr);
+    let _ = d.berth(&["rmi", "-f", &r2]);
+    let o = d.berth(&["run", "--rm", &r2, "echo", "auto"]);
+    assert_eq!(stdout(&o).trim(), "auto", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Unable to find image"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown tags and repositories are errors that name them.
+    let o = d.berth(&["pull", &format!("{}/tools/busybox:nope", reg.addr)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn pull_from_distribution_registry_with_the_docker_cli() {
+    let d = Daemon::start();
+    let reg = Registry::distribution("dist");
+    reg.push_busybox(&d, "library/bb:latest");
+    d.ok(&["rmi", "busybox"]);
+    let r = format!("{}/library/bb", reg.addr);
+    let out = d.docker(&["pull", &r]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{r}:latest")),
+        "{}",
+        stdout(&out)
+    );
+    let out = d.docker(&["run", "--rm", &r, "echo", "via-docker"]);
+    assert_eq!(stdout(&out).trim(), "via-docker", "{}", stderr(&out));
+}
+
+#[test]
+fn push_to_both_registries_and_pull_back() {
+    let d = Daemon::start();
+    let own = Registry::berth("push");
+    let dist = Registry::distribution("push");
+    for reg in [&own, &dist] {
+        let r = format!("{}/mine/bb:v1", reg.addr);
+        d.ok(&["tag", "busybox", &r]);
+        let out = d.ok(&["push", &r]);
+        assert!(out.contains("Pushed"), "{out}");
+        assert!(out.contains("v1: digest: sha256:"), "{out}");
+        // Again: every layer is there already.
+        let again = d.ok(&["push", &r]);
+        assert!(again.contains("Layer already exists"), "{again}");
+        // skopeo, independent of berth, reads what was pushed.
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{r}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).starts_with("sha256:"));
+        // And berth pulls it back after losing it.
+        d.ok(&["rmi", &r]);
+        pull_and_run(&d, &r);
+    }
+    // The docker CLI pushes through berthd too.
+    let r = format!("{}/viadocker/bb:2", own.addr);
+    d.ok(&["tag", "busybox", &r]);
+    let out = d.docker(&["push", &r]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("digest: sha256:"), "{}", stdout(&out));
+    // Pushing what does not exist names it.
+    let o = d.berth(&["push", &format!("{}/nothing/here:1", own.addr)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("does not exist locally"),
+        "{}",
+        stderr(&o)
+    );
+}
