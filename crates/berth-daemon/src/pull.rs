@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
 
 /// A layer's short id in progress messages, as Docker shows it.
-fn short(digest: &str) -> String {
+pub(crate) fn short(digest: &str) -> String {
     digest
         .trim_start_matches("sha256:")
         .chars()

@@ -2,20 +2,13 @@
 //! manifest to a registry, with Docker's progress messages.
 
 use crate::error::{Error, Result};
+use crate::pull::short;
 use crate::state::Daemon;
 use berth_api::progress::Message;
 use berth_distribution::{Client, Credentials, ParsedManifest};
 use berth_image::reference::Reference;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
-
-fn short(digest: &str) -> String {
-    digest
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
-}
 
 /// Push `name` (one tag, or every tag of the repository when it has none and `all` is set).
 pub async fn push(

@@ -94,6 +94,21 @@ fn default_bridge_gives_addresses_files_and_reachability() {
     d.ok(&["rm", "-f", "web"]);
 }
 
+/// Send `msg` to 127.0.0.1:`port` over UDP until an answer comes (up to ten tries).
+fn udp_roundtrip(port: u16, msg: &[u8]) -> String {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    for _ in 0..10 {
+        s.send_to(msg, ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    String::new()
+}
+
 /// The udp_echo example (a static binary), to mount into containers.
 fn udp_echo() -> PathBuf {
     let bin = PathBuf::from(common::berth_bin());
@@ -156,18 +171,7 @@ fn published_ports_tcp_udp_and_their_removal() {
     ]);
     assert_eq!(out.trim(), &pub_id[..12]);
     // UDP from the host.
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut got = String::new();
-    for _ in 0..10 {
-        s.send_to(b"ping", ("127.0.0.1", p3)).unwrap();
-        let mut buf = [0u8; 64];
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            got = String::from_utf8_lossy(&buf[..n]).into_owned();
-            break;
-        }
-    }
+    let got = udp_roundtrip(p3, b"ping");
     assert_eq!(got, "echo:ping", "udp through 127.0.0.1:{p3} to {udp}");
     // port, ps.
     let ports = d.ok(&["port", "pub"]);
@@ -729,18 +733,7 @@ fn userland_proxy_serves_loopback_ports() {
         curl(&format!("http://127.0.0.1:{p}/hostname")).trim(),
         &id[..12]
     );
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut got = String::new();
-    for _ in 0..10 {
-        s.send_to(b"hi", ("127.0.0.1", pu)).unwrap();
-        let mut buf = [0u8; 64];
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            got = String::from_utf8_lossy(&buf[..n]).into_owned();
-            break;
-        }
-    }
+    let got = udp_roundtrip(pu, b"hi");
     assert_eq!(got, "echo:hi");
     // Loopback goes through the proxy processes: without the tcp one it stops, while the
     // NAT path through the host's address on the bridge goes on.

@@ -96,20 +96,27 @@ pub async fn cp(c: &Client, a: CpArgs) -> i32 {
     }
 }
 
+/// `HEAD /containers/{id}/archive`: whether the path exists, with its stat header.
+async fn head_path(
+    c: &Client,
+    ctr: &str,
+    path: &str,
+) -> crate::client::Result<hyper::Response<hyper::body::Incoming>> {
+    c.send(
+        Method::HEAD,
+        &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+        crate::client::empty(),
+        "application/json",
+    )
+    .await
+}
+
 async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str, follow: bool) -> i32 {
     // -L: copy what the link points to, under the link's name.
     let mut get_path = path.to_string();
     let mut rename_to = None;
     if follow {
-        let head = c
-            .send(
-                Method::HEAD,
-                &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
-                crate::client::empty(),
-                "application/json",
-            )
-            .await;
-        match head {
+        match head_path(c, ctr, path).await {
             Ok(r) => {
                 if let Some(target) = path_stat(&r)
                     .and_then(|v| v["linkTarget"].as_str().map(String::from))
@@ -186,14 +193,7 @@ fn unpack(data: &[u8], dir: &Path) -> std::io::Result<()> {
 }
 
 async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, archive: bool, follow: bool) -> i32 {
-    let head = c
-        .send(
-            Method::HEAD,
-            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
-            crate::client::empty(),
-            "application/json",
-        )
-        .await;
+    let head = head_path(c, ctr, path).await;
     let dest_is_dir = match &head {
         Ok(r) => path_stat(r)
             .and_then(|v| v["mode"].as_u64())
