@@ -273,3 +273,84 @@ fn docker_cli_networks_ports_and_names() {
     dok(&d, &["rm", "-f", "dweb"]);
     dok(&d, &["network", "rm", "dnet"]);
 }
+
+#[test]
+fn docker_cli_network_modes_connect_and_publish_all() {
+    let d = Daemon::start();
+    let out = dok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ],
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let web = dok(
+        &d,
+        &[
+            "run", "-d", "--name", "dw", "--expose", "80", "-P", "busybox", "httpd", "-f", "-p",
+            "80", "-h", "/etc",
+        ],
+    );
+    let mapping = dok(&d, &["port", "dw", "80/tcp"]);
+    let port = mapping.rsplit(':').next().unwrap();
+    let body = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            &format!("http://127.0.0.1:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&body).trim(), &web[..12]);
+    let out = dok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:dw",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1/hostname",
+        ],
+    );
+    assert_eq!(out, &web[..12]);
+    dok(
+        &d,
+        &["network", "create", "--subnet", &d.user_subnet(0), "dcon"],
+    );
+    dok(
+        &d,
+        &["network", "connect", "--alias", "webby", "dcon", "dw"],
+    );
+    let out = dok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "dcon",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://webby/hostname",
+        ],
+    );
+    assert_eq!(out, &web[..12]);
+    let nets = dok(
+        &d,
+        &["inspect", "-f", "{{len .NetworkSettings.Networks}}", "dw"],
+    );
+    assert_eq!(nets, "2");
+    dok(&d, &["rm", "-f", "dw"]);
+    dok(&d, &["network", "rm", "dcon"]);
+}
