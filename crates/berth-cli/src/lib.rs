@@ -3,6 +3,7 @@
 
 #![recursion_limit = "256"]
 
+mod auth;
 mod client;
 mod commands;
 mod format;
@@ -98,6 +99,10 @@ pub enum Command {
     Pull(commands::registry::PullArgs),
     /// Upload an image to a registry
     Push(commands::registry::PushArgs),
+    /// Authenticate to a registry
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::registry::LogoutArgs),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),

@@ -39,13 +39,23 @@ impl Registry {
     }
 
     fn berth(tag: &str) -> Registry {
+        Registry::berth_with(tag, None)
+    }
+
+    /// berth's registry, requiring HTTP Basic auth when given an htpasswd line.
+    fn berth_with(tag: &str, htpasswd: Option<&str>) -> Registry {
         let addr = format!("127.0.0.1:{}", free_port());
         let dir = std::env::temp_dir().join(format!("berth-reg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(common::berth_bin())
-            .args(["registry", "serve", "--addr", &addr, "--root"])
-            .arg(dir.join("root"))
+        let mut cmd = Command::new(common::berth_bin());
+        cmd.args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(dir.join("root"));
+        if let Some(line) = htpasswd {
+            std::fs::write(dir.join("htpasswd"), format!("{line}\n")).unwrap();
+            cmd.arg("--htpasswd").arg(dir.join("htpasswd"));
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -211,4 +221,44 @@ fn push_to_both_registries_and_pull_back() {
         "{}",
         stderr(&o)
     );
+}
+
+/// `testuser` / `s3cret-pass`, bcrypt cost 5 (made with `htpasswd -nbB`).
+const HTPASSWD: &str = "testuser:$2y$05$im/nWSseHHX3RCQDOoZa4.07v36VN4juSE8jzQ/3iWiEd77GBgk7G";
+
+#[test]
+fn login_logout_and_credentials_for_push_and_pull() {
+    let d = Daemon::start();
+    let reg = Registry::berth_with("auth", Some(HTPASSWD));
+    let r = format!("{}/private/bb:1", reg.addr);
+    d.ok(&["tag", "busybox", &r]);
+    let o = d.berth(&["push", &r]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+    let o = d.berth_stdin(
+        &["login", "-u", "testuser", "--password-stdin", &reg.addr],
+        Some(b"wrong\n"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let o = d.berth_stdin(
+        &["login", "-u", "testuser", "--password-stdin", &reg.addr],
+        Some(b"s3cret-pass\n"),
+    );
+    assert!(stdout(&o).contains("Login Succeeded"), "{}", stderr(&o));
+    let out = d.ok(&["push", &r]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+    d.ok(&["rmi", &r]);
+    pull_and_run(&d, &r);
+    // The docker CLI logs in through berthd and pulls with its own stored credentials.
+    let o = d.docker(&["login", "-u", "testuser", "-p", "s3cret-pass", &reg.addr]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    d.ok(&["rmi", &r]);
+    let o = d.docker(&["pull", &r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d
+        .ok(&["logout", &reg.addr])
+        .contains("Removing login credentials"));
+    d.ok(&["rmi", &r]);
+    let o = d.berth(&["pull", &r]);
+    assert_eq!(o.status.code(), Some(1));
 }

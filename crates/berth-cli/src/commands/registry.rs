@@ -1,5 +1,5 @@
-//! Registry commands: `pull` (also used by `run` for a missing image) and `push`, with Docker's
-//! progress display.
+//! Registry commands: `pull` (also used by `run` for a missing image), `push`, `login` and
+//! `logout`, with Docker's progress display and the docker CLI's credential store.
 
 use crate::client::{enc, Client};
 use crate::progress::Renderer;
@@ -65,23 +65,27 @@ pub async fn pull_image(
     if let Some(p) = platform {
         q.push_str(&format!("&platform={}", enc(p)));
     }
-    stream_messages(c, &q, out, tty).await
+    stream_messages(c, &q, &image, out, tty).await
 }
 
 /// POST `path` and draw the JSON message stream it answers with.
 async fn stream_messages(
     c: &Client,
     q: &str,
+    image: &str,
     out: &mut dyn std::io::Write,
     tty: bool,
 ) -> Result<(), String> {
+    let headers: Vec<(&str, String)> = crate::auth::header_for_image(image)
+        .map(|h| vec![("X-Registry-Auth", h)])
+        .unwrap_or_default();
     let resp = c
         .send_with(
             Method::POST,
             q,
             crate::client::empty(),
             "application/json",
-            &[],
+            &headers,
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -149,9 +153,9 @@ pub async fn push(c: &Client, a: PushArgs) -> i32 {
     }
     let tty = crate::stream::is_tty(std::io::stdout());
     let res = if a.quiet {
-        stream_messages(c, &q, &mut std::io::sink(), false).await
+        stream_messages(c, &q, &image, &mut std::io::sink(), false).await
     } else {
-        stream_messages(c, &q, &mut std::io::stdout(), tty).await
+        stream_messages(c, &q, &image, &mut std::io::stdout(), tty).await
     };
     match res {
         Ok(()) => {
@@ -162,6 +166,91 @@ pub async fn push(c: &Client, a: PushArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("{e}");
+            1
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// SERVER (Docker Hub when absent)
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogoutArgs {
+    /// SERVER (Docker Hub when absent)
+    pub server: Option<String>,
+}
+
+pub async fn login(c: &Client, a: LoginArgs) -> i32 {
+    let server = a.server.clone().unwrap_or_else(|| "docker.io".into());
+    let Some(user) = a.username.clone() else {
+        eprintln!("Error: Cannot perform an interactive login from a non TTY device; give -u and -p or --password-stdin");
+        return 1;
+    };
+    let password = if a.password_stdin {
+        let mut s = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            eprintln!("Error: reading the password from stdin: {e}");
+            return 1;
+        }
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else if let Some(p) = a.password.clone() {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        p
+    } else {
+        eprintln!("Error: Cannot perform an interactive login from a non TTY device; give -p or --password-stdin");
+        return 1;
+    };
+    let body = serde_json::json!({
+        "username": user,
+        "password": password,
+        "serveraddress": crate::auth::key_for(&server),
+    });
+    match c.post("/auth", Some(body)).await {
+        Ok(_) => match crate::auth::store(&server, &user, &password) {
+            Ok(()) => {
+                println!("Login Succeeded");
+                0
+            }
+            Err(e) => {
+                eprintln!("Error saving credentials: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+pub fn logout(a: LogoutArgs) -> i32 {
+    let server = a.server.unwrap_or_else(|| "docker.io".into());
+    match crate::auth::erase(&server) {
+        Ok(true) => {
+            println!(
+                "Removing login credentials for {}",
+                crate::auth::key_for(&server)
+            );
+            0
+        }
+        Ok(false) => {
+            println!("Not logged in to {}", crate::auth::key_for(&server));
+            0
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
             1
         }
     }

@@ -19,6 +19,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(system::auth))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route(

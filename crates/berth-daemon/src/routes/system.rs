@@ -167,3 +167,28 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
         &serde_json::json!({"message": format!("page not found: {}", uri.path())}),
     )
 }
+
+/// `POST /auth`: check credentials against a registry (`docker login`).
+pub async fn auth(
+    axum::extract::State(d): super::St,
+    body: axum::body::Bytes,
+) -> crate::error::Result<axum::response::Response> {
+    let cfg = berth_distribution::AuthConfig::from_json(&body)
+        .map_err(|e| crate::error::Error::bad_request(e.to_string()))?;
+    let registry = cfg.registry();
+    let creds = cfg
+        .credentials()
+        .map_err(|e| crate::error::Error::bad_request(e.to_string()))?;
+    match d.registry.login(&registry, &creds).await {
+        Ok(()) => Ok(crate::util::json(
+            200,
+            &serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e) if e.is_unauthorized() || e.is_denied() => Err(crate::error::Error(
+            berth_api::ApiError::new(401, format!("login to {registry} failed: {e}")),
+        )),
+        Err(e) => Err(crate::error::Error::internal(format!(
+            "login to {registry}: {e}"
+        ))),
+    }
+}

@@ -149,6 +149,8 @@ impl Daemon {
     pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run_with_stdin(
             Command::new(berth_bin())
+                // Registry credentials of this test only.
+                .env("DOCKER_CONFIG", self.base.join("docker-config"))
                 .arg("-H")
                 .arg(self.host())
                 .args(args),
