@@ -43,6 +43,42 @@ impl std::io::Read for ChunkReader {
     }
 }
 
+/// Pull every tag of a repository, one after the other.
+pub async fn pull_all_tags(
+    d: &Arc<Daemon>,
+    repo: &str,
+    platform: (&str, &str, Option<&str>),
+    creds: &Credentials,
+    tx: &Sender<Message>,
+) -> Result<()> {
+    let r = Reference::parse(repo)
+        .map_err(|e| Error::bad_request(format!("invalid reference format: {e}")))?;
+    let mut tags = d
+        .registry
+        .tags(r.domain(), r.path(), creds)
+        .await
+        .map_err(|e| Error::internal(format!("listing the tags of {}: {e}", r.familiar_name())))?;
+    tags.sort();
+    if tags.is_empty() {
+        return Err(Error::not_found(format!(
+            "{} has no tags",
+            r.familiar_name()
+        )));
+    }
+    for t in tags {
+        pull(
+            d,
+            &d.registry,
+            &r.with_tag(&t).to_string(),
+            platform,
+            creds,
+            tx,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Pull `image` (with `tag` when it has none) and tag it locally.
 pub async fn pull(
     d: &Arc<Daemon>,

@@ -157,6 +157,18 @@ fn pull_from_berths_own_registry_and_run() {
         "{}",
         stderr(&o)
     );
+    // -a: every tag of the repository.
+    d.ok(&["tag", &r, &format!("{}/tools/busybox:2", reg.addr)]);
+    d.ok(&["push", &format!("{}/tools/busybox:2", reg.addr)]);
+    d.ok(&["rmi", &r, &format!("{}/tools/busybox:2", reg.addr)]);
+    d.ok(&["pull", "-a", &format!("{}/tools/busybox", reg.addr)]);
+    let tags = d.ok(&[
+        "images",
+        "--format",
+        "{{.Tag}}",
+        &format!("{}/tools/busybox", reg.addr),
+    ]);
+    assert!(tags.contains('1') && tags.contains('2'), "{tags}");
     // Unknown tags and repositories are errors that name them.
     let o = d.berth(&["pull", &format!("{}/tools/busybox:nope", reg.addr)]);
     assert_eq!(o.status.code(), Some(1));

@@ -360,13 +360,19 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
     let q = Query::parse(q.as_deref());
     if let Some(img) = q.get("fromImage").filter(|s| !s.is_empty()) {
         let mut name = img.to_string();
-        if let Some(t) = q.get("tag").filter(|t| !t.is_empty()) {
+        let tag = q.get("tag").filter(|t| !t.is_empty());
+        if let Some(t) = tag {
             if t.starts_with("sha256:") {
                 name = format!("{name}@{t}");
             } else {
                 name = format!("{name}:{t}");
             }
         }
+        // No tag in the name or the query: every tag (`docker pull -a`).
+        let all_tags = tag.is_none() && {
+            let last = img.rsplit('/').next().unwrap_or(img);
+            !last.contains(':') && !img.contains('@')
+        };
         let creds = crate::registry_auth::from_headers(req.headers())?;
         let platform = crate::registry_auth::platform(q.get("platform"))?;
         // Checked before the 200 goes out, so a bad name is a plain 400.
@@ -380,7 +386,12 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
                 platform.1.as_str(),
                 platform.2.as_deref(),
             );
-            if let Err(e) = crate::pull::pull(&dd, &dd.registry, &name, p, &creds, &tx).await {
+            let res = if all_tags {
+                crate::pull::pull_all_tags(&dd, &name, p, &creds, &tx).await
+            } else {
+                crate::pull::pull(&dd, &dd.registry, &name, p, &creds, &tx).await
+            };
+            if let Err(e) = res {
                 let _ = tx.send(JsonMessage::error(e.0.message)).await;
             }
         });
