@@ -101,6 +101,8 @@ pub enum Command {
     Push(commands::registry::PushArgs),
     /// Authenticate to a registry
     Login(commands::registry::LoginArgs),
+    /// Search a registry for images
+    Search(commands::registry::SearchArgs),
     /// Log out from a registry
     Logout(commands::registry::LogoutArgs),
     /// Manage networks

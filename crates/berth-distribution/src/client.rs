@@ -821,6 +821,38 @@ impl Client {
     }
 
     /// All tags of a repository, following `Link: <…>; rel="next"` pagination.
+    /// The registry's v1 search (`GET /v1/search?q=&n=`), as `docker search` uses it: the
+    /// JSON answer as the registry gives it (`{"num_results","query","results":[…]}`).
+    pub async fn search(
+        &self,
+        registry: &str,
+        query: &str,
+        limit: u32,
+        creds: &Credentials,
+    ) -> Result<serde_json::Value, Error> {
+        let eps = self.endpoints(registry, false).await?;
+        let target = format!("{registry} search");
+        self.attempt(&eps, |ep| {
+            let target = target.clone();
+            async move {
+                let mut url = ep.url("/v1/search");
+                url.query_pairs_mut()
+                    .append_pair("q", query)
+                    .append_pair("n", &limit.to_string());
+                let req = Req::new(Method::GET, &ep, url, creds, &target);
+                let resp = self.execute(req).await?;
+                let resp = self.check_status(resp, &[StatusCode::OK], &target).await?;
+                let body = body::read_limited(resp.into_body(), MAX_TAGS_PAGE, &target)
+                    .await?
+                    .ok_or_else(|| invalid_response(&target, "search answer over 16 MiB"))?;
+                serde_json::from_slice(&body).map_err(|e| {
+                    invalid_response(&target, format!("search answer is not valid JSON: {e}"))
+                })
+            }
+        })
+        .await
+    }
+
     pub async fn tags(
         &self,
         registry: &str,

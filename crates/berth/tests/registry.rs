@@ -157,6 +157,32 @@ fn pull_from_berths_own_registry_and_run() {
         "{}",
         stderr(&o)
     );
+    // search, through berth and through the docker CLI.
+    let found = d.ok(&[
+        "search",
+        "--format",
+        "{{.Name}}",
+        &format!("{}/busy", reg.addr),
+    ]);
+    assert_eq!(found, format!("{}/tools/busybox", reg.addr));
+    let o = d.docker(&[
+        "search",
+        "--format",
+        "{{.Name}}",
+        &format!("{}/busy", reg.addr),
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("{}/tools/busybox", reg.addr),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.ok(&["search", &format!("{}/nomatch", reg.addr)])
+            .lines()
+            .count(),
+        1
+    );
     // -a: every tag of the repository.
     d.ok(&["tag", &r, &format!("{}/tools/busybox:2", reg.addr)]);
     d.ok(&["push", &format!("{}/tools/busybox:2", reg.addr)]);

@@ -103,6 +103,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Pull(a) => registry::pull(&c, a).await,
         Command::Push(a) => registry::push(&c, a).await,
         Command::Login(a) => registry::login(&c, a).await,
+        Command::Search(a) => registry::search(&c, a).await,
         Command::Logout(a) => registry::logout(a),
         Command::Port(a) => network::port(&c, a).await,
         Command::Version => system::version(&c).await,

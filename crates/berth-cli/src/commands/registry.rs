@@ -1,5 +1,5 @@
-//! Registry commands: `pull` (also used by `run` for a missing image), `push`, `login` and
-//! `logout`, with Docker's progress display and the docker CLI's credential store.
+//! Registry commands: `pull` (also used by `run` for a missing image), `push`, `search`,
+//! `login` and `logout`, with Docker's progress display and the docker CLI's credential store.
 
 use crate::client::{enc, Client};
 use crate::progress::Renderer;
@@ -184,6 +184,81 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     /// SERVER (Docker Hub when absent)
     pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Max number of search results
+    #[arg(long, default_value_t = 25)]
+    pub limit: u32,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Pretty-print search using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// TERM (prefix a registry host to search it: 127.0.0.1:5000/name)
+    pub term: String,
+}
+
+pub async fn search(c: &Client, a: SearchArgs) -> i32 {
+    let path = format!("/images/search?term={}&limit={}", enc(&a.term), a.limit);
+    let headers: Vec<(&str, String)> = crate::auth::header_for_image(&a.term)
+        .map(|h| vec![("X-Registry-Auth", h)])
+        .unwrap_or_default();
+    let resp = match c
+        .send_with(
+            Method::GET,
+            &path,
+            crate::client::empty(),
+            "application/json",
+            &headers,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let body = match crate::client::read_all(resp).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|r| {
+            let mut desc = r["description"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('\n', " ");
+            if !a.no_trunc && desc.chars().count() > 45 {
+                desc = format!("{}…", desc.chars().take(44).collect::<String>());
+            }
+            serde_json::json!({
+                "Name": r["name"],
+                "Description": desc,
+                "StarCount": r["star_count"].as_i64().unwrap_or(0).to_string(),
+                "IsOfficial": if r["is_official"].as_bool().unwrap_or(false) { "[OK]" } else { "" },
+            })
+        })
+        .collect();
+    super::container::print_formatted(
+        &crate::format::Format::parse(a.format.as_deref()),
+        &rows,
+        &[
+            ("Name", "NAME"),
+            ("Description", "DESCRIPTION"),
+            ("StarCount", "STARS"),
+            ("IsOfficial", "OFFICIAL"),
+        ],
+        None,
+    )
 }
 
 #[derive(Debug, Clone, Args)]

@@ -476,6 +476,55 @@ async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
         .into_response())
 }
 
+/// `GET /images/search?term=`: the term's registry (Docker Hub unless it starts with a host)
+/// searched through its v1 API, answered in the Engine API's shape.
+pub async fn search(
+    State(d): St,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let term = q.get("term").unwrap_or("").to_string();
+    if term.is_empty() {
+        return Err(Error::bad_request("a search term is required"));
+    }
+    let limit = q.int("limit")?.filter(|l| *l > 0).unwrap_or(25).min(100) as u32;
+    let first = term.split('/').next().unwrap_or("");
+    let (registry, query) = if term.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        (first.to_string(), term[first.len() + 1..].to_string())
+    } else {
+        ("docker.io".to_string(), term.clone())
+    };
+    let creds = crate::registry_auth::from_headers(&headers)?;
+    let v = d
+        .registry
+        .search(&registry, &query, limit, &creds)
+        .await
+        .map_err(|e| Error::internal(format!("searching {registry}: {e}")))?;
+    let prefix = if registry == "docker.io" {
+        String::new()
+    } else {
+        format!("{registry}/")
+    };
+    let results: Vec<serde_json::Value> = v["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            serde_json::json!({
+                "name": format!("{prefix}{}", r["name"].as_str().unwrap_or_default()),
+                "description": r["description"].as_str().unwrap_or_default(),
+                "star_count": r["star_count"].as_i64().unwrap_or(0),
+                "is_official": r["is_official"].as_bool().unwrap_or(false),
+                "is_automated": r["is_automated"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect();
+    Ok(json(200, &results))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
+        .route("/images/search", get(images::search))
         .route("/images/{*rest}", axum::routing::any(images::by_name))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
