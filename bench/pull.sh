@@ -36,6 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The image: a minbase Debian split into three layers (usr/lib, the rest of usr, the rest).
+# debootstrap fetches from Debian's mirror, the one network source this machine may use.
 debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1
 python3 - "$work" <<'PY'
 import gzip, hashlib, json, os, subprocess, sys
@@ -47,7 +48,9 @@ def blob(data):
     d = hashlib.sha256(data).hexdigest()
     open(os.path.join(oci, "blobs", "sha256", d), "wb").write(data)
     return "sha256:" + d, len(data)
-parts = [["usr/lib"], ["usr", "--exclude=usr/lib"], [".", "--exclude=./usr"]]
+# Device nodes and the kernel's file systems stay out, as in images Docker builds.
+parts = [["usr/lib"], ["usr", "--exclude=usr/lib"],
+         [".", "--exclude=./usr", "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*"]]
 layers, diff_ids = [], []
 for p in parts:
     tar = subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", "-"] + p[1:] + [p[0]],
