@@ -23,17 +23,18 @@ pub(crate) fn short(digest: &str) -> String {
 
 /// A blocking reader fed with the chunks of a download (the unpacker is synchronous).
 struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    /// Read on a blocking thread; the download task sends without blocking its worker.
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     cur: Bytes,
 }
 
 impl std::io::Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.cur = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.cur.len());
@@ -231,7 +232,7 @@ pub async fn pull(
                 .get_blob(&registry, &repo, &l.digest, Some(l.size), &creds)
                 .await
                 .map_err(|e| Error::internal(format!("layer {}: {e}", l.digest)))?;
-            let (ctx, crx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(16);
+            let (ctx, crx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
             let what = format!("layer {}", l.digest);
             let l2 = l.clone();
             let unpack = tokio::task::spawn_blocking(move || {
@@ -254,12 +255,12 @@ pub async fn pull(
                                 .await;
                         }
                         // The unpacker stopped (it failed): its error is reported below.
-                        if ctx.send(Ok(b)).is_err() {
+                        if ctx.send(Ok(b)).await.is_err() {
                             break;
                         }
                     }
                     Err(e) => {
-                        let _ = ctx.send(Err(std::io::Error::other(e.to_string())));
+                        let _ = ctx.send(Err(std::io::Error::other(e.to_string()))).await;
                         break;
                     }
                 }
