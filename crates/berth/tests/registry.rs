@@ -300,3 +300,103 @@ fn login_logout_and_credentials_for_push_and_pull() {
     let o = d.berth(&["pull", &r]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// Every file below the image store's directories, so a failed pull can be shown to have left
+/// nothing behind.
+fn store_files(d: &Daemon) -> Vec<String> {
+    fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, base, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for sub in ["content", "snapshots", "images", "tmp"] {
+        walk(&d.data_root.join(sub), &d.data_root, &mut out);
+    }
+    out.push(std::fs::read_to_string(d.data_root.join("repositories.json")).unwrap_or_default());
+    out.sort();
+    out
+}
+
+#[test]
+fn broken_and_malicious_images_are_refused_and_leave_the_store_as_it_was() {
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evil_registry.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(child);
+    let addr = format!("127.0.0.1:{}", line.trim());
+    let before = store_files(&d);
+    // Each case and words its error must contain (lower-cased).
+    let cases: &[(&str, &[&str])] = &[
+        ("digest", &["digest"]),
+        ("truncated", &["layer"]),
+        ("size", &["size"]),
+        ("diffid", &["diff"]),
+        ("config", &["digest"]),
+        ("bigmanifest", &["manifest", "large"]),
+        ("malformed", &["manifest"]),
+        ("mediatype", &["media type"]),
+        ("dotdot", &["..", "escaped"]),
+        ("abslink", &["root", "symlink"]),
+        ("rellink", &["up", "symlink"]),
+        ("hardlink", &["hardlink", "passwd"]),
+        ("device", &["dev/evil", "device"]),
+    ];
+    let mut failures = Vec::new();
+    for (case, words) in cases {
+        let r = format!("{addr}/bad/{case}");
+        let o = d.berth(&["pull", "-q", &r]);
+        let err = stderr(&o).to_lowercase();
+        if o.status.success() || !words.iter().all(|w| err.contains(w)) {
+            failures.push(format!(
+                "{case}: exit {:?}, stderr {:?}",
+                o.status.code(),
+                stderr(&o)
+            ));
+        }
+        let o = d.berth(&["image", "inspect", &r]);
+        assert!(!o.status.success(), "{case}: an image was stored");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Nothing of the refused pulls stays in the store: blobs, snapshots, images, temp files.
+    assert_eq!(store_files(&d), before);
+    for f in ["/escaped", "/tmp/evil-abslink", "/tmp/evil-rellink"] {
+        assert!(!std::path::Path::new(f).exists(), "{f} written on the host");
+    }
+    // The docker CLI through berthd gets the error too, with a non-zero exit.
+    let o = d.docker(&["pull", &format!("{addr}/bad/dotdot")]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(".."), "{}", stderr(&o));
+    // The store still works: the control image pulls and its file is there.
+    let good = format!("{addr}/good/img");
+    d.ok(&["pull", &good]);
+    let id = d.ok(&["create", &good]);
+    let out = d.ok(&["cp", &format!("{id}:/hello"), "-"]);
+    assert!(out.contains("hello from the evil registry"), "{out}");
+    d.ok(&["rm", &id]);
+}
