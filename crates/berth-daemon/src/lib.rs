@@ -3,6 +3,7 @@
 
 #![recursion_limit = "256"]
 
+mod blob_sources;
 mod config;
 mod container;
 mod error;

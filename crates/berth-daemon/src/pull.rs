@@ -288,11 +288,14 @@ pub async fn pull(
         // The fetched layers are given back as they drop.
         return Err(e);
     }
-    let refs = if r.digest().is_some() {
-        Vec::new()
-    } else {
-        vec![r.clone()]
+    // The tag, and the repository digest Docker shows in RepoDigests (`repo@sha256:...`, the
+    // digest of what was asked for: the index when there is one).
+    let refs = match r.digest() {
+        Some(dg) => vec![r.with_digest(dg)],
+        None => vec![r.clone(), r.with_digest(&top_digest)],
     };
+    let mut blobs: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+    blobs.push(im.config.digest.clone());
     let (mb, mt, cd) = (
         m.bytes.to_vec(),
         m.media_type.clone(),
@@ -306,6 +309,13 @@ pub async fn pull(
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
+    let dd = d.clone();
+    let (reg2, repo2) = (registry.clone(), repo.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        dd.blob_sources
+            .record(&reg2, &repo2, &blobs, |b| dd.images.blob_path(b).is_some())
+    })
+    .await;
     send(Message::status("", format!("Digest: {top_digest}"))).await;
     let status = if before.as_deref() == Some(img.id.as_str()) {
         format!("Status: Image is up to date for {}", r.familiar())

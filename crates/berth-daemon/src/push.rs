@@ -90,6 +90,27 @@ pub async fn push(
                 }
                 continue;
             }
+            // Another repository of this registry may have it: ask for a mount first.
+            let mut mounted = None;
+            for from in d.blob_sources.candidates(&blob.digest, &registry, &repo) {
+                match client
+                    .mount_blob(&registry, &repo, &blob.digest, &from, creds)
+                    .await
+                {
+                    Ok(true) => {
+                        mounted = Some(from);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(%from, error = %e, "cross-repository mount"),
+                }
+            }
+            if let Some(from) = mounted {
+                if is_layer {
+                    send(Message::status(&id, format!("Mounted from {from}"))).await;
+                }
+                continue;
+            }
             let path = d.images.blob_path(&blob.digest).ok_or_else(|| {
                 Error::internal(format!("blob {} is missing from the store", blob.digest))
             })?;
@@ -129,6 +150,20 @@ pub async fn push(
             .put_manifest(&registry, &repo, &t, &media_type, &manifest, creds)
             .await
             .map_err(fail)?;
+        let mut blobs: Vec<String> = im.layers.iter().map(|l| l.digest.clone()).collect();
+        blobs.push(im.config.digest.clone());
+        let (dd, reg2, repo2, local) = (d.clone(), registry.clone(), repo.clone(), r.to_string());
+        let pushed_ref = r.with_digest(&digest);
+        let _ = tokio::task::spawn_blocking(move || {
+            dd.blob_sources.record(&reg2, &repo2, &blobs, |b| {
+                dd.images.blob_path(b).is_some()
+            });
+            // Docker records the pushed digest in the image's RepoDigests.
+            if let Err(e) = dd.images.add_digest_reference(&local, &pushed_ref) {
+                tracing::warn!(reference = %pushed_ref.familiar(), error = %e, "recording the pushed digest");
+            }
+        })
+        .await;
         send(Message::status(
             "",
             format!("{t}: digest: {digest} size: {}", manifest.len()),

@@ -109,6 +109,8 @@ pub struct Daemon {
     pub net: crate::network::Networks,
     /// The registry client (pull, push, login), with its token cache.
     pub registry: berth_distribution::Client,
+    /// Registry repositories known to hold each blob, for cross-repository mounts on push.
+    pub blob_sources: crate::blob_sources::BlobSources,
 }
 
 impl Daemon {
@@ -120,6 +122,7 @@ impl Daemon {
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
+            blob_sources: crate::blob_sources::BlobSources::load(&cfg.data_root),
             cfg,
             images,
             containers: Mutex::new(HashMap::new()),

@@ -309,6 +309,31 @@ impl Store {
         Ok(())
     }
 
+    /// Records `repo@digest` for an image (after a push, as Docker does); an existing one moves.
+    pub fn add_digest_reference(&self, image: &str, r: &Reference) -> Result<()> {
+        if r.digest().is_none() || r.tag().is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{}: a repository digest reference has a digest and no tag",
+                r.familiar()
+            )));
+        }
+        let _w = self.lock_writes();
+        let mut st = self.write_state();
+        let id = st.resolve(image)?.record.id.clone();
+        let old = st.repos.get(r).cloned();
+        st.repos.set(r.clone(), &id);
+        if let Err(e) = st.repos.save() {
+            match old {
+                Some(o) => st.repos.set(r.clone(), &o),
+                None => {
+                    st.repos.remove(r);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Overlay lower dirs of an image, top layer first; snapshots that are missing are
     /// unpacked again from their blobs.
     pub fn rootfs_layers(&self, image_id: &str) -> Result<Vec<PathBuf>> {

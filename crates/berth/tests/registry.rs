@@ -245,6 +245,24 @@ fn push_to_both_registries_and_pull_back() {
         d.ok(&["rmi", &r]);
         pull_and_run(&d, &r);
     }
+    // The push recorded the repository digest; the pull back did too.
+    let digests = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RepoDigests}}",
+        &format!("{}/mine/bb:v1", own.addr),
+    ]);
+    assert!(
+        digests.contains(&format!("{}/mine/bb@sha256:", own.addr)),
+        "{digests}"
+    );
+    // Another repository of the same registry: the layers are mounted, not uploaded again.
+    let other = format!("{}/elsewhere/bb:v1", own.addr);
+    d.ok(&["tag", "busybox", &other]);
+    let out = d.ok(&["push", &other]);
+    assert!(out.contains("Mounted from mine/bb"), "{out}");
+    assert!(!out.contains("Pushed"), "{out}");
     // The docker CLI pushes through berthd too.
     let r = format!("{}/viadocker/bb:2", own.addr);
     d.ok(&["tag", "busybox", &r]);
