@@ -114,6 +114,9 @@ pub enum Command {
     Version,
     /// Display system-wide information
     Info,
+    /// Manage berth
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
 }
 
 /// Run the CLI with `args` (args[0] is the program name); returns the exit code.

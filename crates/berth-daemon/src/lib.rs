@@ -9,6 +9,7 @@ mod container;
 mod error;
 mod names;
 mod network;
+mod prune;
 mod pull;
 mod push;
 mod registry_auth;

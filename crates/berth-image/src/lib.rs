@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use history::HistoryItem;
 pub use import::ImportOptions;
 pub use pull::{config_diff_ids, FetchedLayer, PullLayer};
-pub use store::{Image, Store};
+pub use store::{DiskUsage, Image, ImageUsage, Store};
 
 #[cfg(test)]
 mod tests {

@@ -375,3 +375,64 @@ impl Store {
             .collect()
     }
 }
+
+/// Disk use of one image, as `system df` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUsage {
+    pub id: String,
+    /// Unpacked size of all its layers.
+    pub size: u64,
+    /// The part of `size` in layers another image uses too.
+    pub shared_size: u64,
+}
+
+/// Disk use of the image store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Unpacked size of every distinct layer (each counted once).
+    pub layers_size: u64,
+    /// Bytes of compressed blobs kept in the content store.
+    pub blobs_size: u64,
+    pub images: Vec<ImageUsage>,
+}
+
+impl Store {
+    /// What the images take on disk, with the sizes shared between images worked out.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let st = self.read_state();
+        let mut users: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
+        let mut blobs: HashSet<&str> = HashSet::new();
+        for l in st.images.values() {
+            for layer in &l.record.layers {
+                let e = users
+                    .entry(layer.chain_id.as_str())
+                    .or_insert((layer.unpacked_size, 0));
+                e.1 += 1;
+            }
+            blobs.extend(l.record.blobs());
+        }
+        let images = st
+            .images
+            .values()
+            .map(|l| ImageUsage {
+                id: l.record.id.clone(),
+                size: l.record.size(),
+                shared_size: l
+                    .record
+                    .layers
+                    .iter()
+                    .filter(|x| users.get(x.chain_id.as_str()).is_some_and(|u| u.1 > 1))
+                    .map(|x| x.unpacked_size)
+                    .sum(),
+            })
+            .collect();
+        DiskUsage {
+            layers_size: users.values().map(|u| u.0).sum(),
+            blobs_size: blobs
+                .into_iter()
+                .filter_map(|b| self.content.size(b).ok())
+                .sum(),
+            images,
+        }
+    }
+}

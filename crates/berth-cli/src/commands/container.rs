@@ -1302,6 +1302,8 @@ pub enum ContainerCommand {
     Inspect(InspectArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Remove all stopped containers
+    Prune(super::prune::PruneArgs),
 }
 
 pub async fn container_cmd(c: &Client, sub: ContainerCommand) -> i32 {
@@ -1312,6 +1314,7 @@ pub async fn container_cmd(c: &Client, sub: ContainerCommand) -> i32 {
             inspect(c, a).await
         }
         ContainerCommand::Rm(a) => rm(c, a).await,
+        ContainerCommand::Prune(a) => super::prune::container_prune(c, a).await,
     }
 }
 

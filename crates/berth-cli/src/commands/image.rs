@@ -498,16 +498,6 @@ pub async fn history(c: &Client, a: HistoryArgs) -> i32 {
     )
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct PruneArgs {
-    /// Remove all unused images, not just dangling ones
-    #[arg(short = 'a', long)]
-    pub all: bool,
-    /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
-    pub force: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// List images
@@ -518,7 +508,7 @@ pub enum ImageCommand {
     /// Remove one or more images
     Rm(RmiArgs),
     /// Remove unused images
-    Prune(PruneArgs),
+    Prune(super::prune::ImagePruneArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
     /// Load an image from a tar archive or STDIN
@@ -549,39 +539,7 @@ pub async fn image_cmd(c: &Client, sub: ImageCommand) -> i32 {
             print_inspect(&out, a.format.as_deref()).max(rc)
         }
         ImageCommand::Rm(a) => rmi(c, a).await,
-        ImageCommand::Prune(a) => {
-            let filters = if a.all {
-                r#"{"dangling":["false"]}"#
-            } else {
-                r#"{"dangling":["true"]}"#
-            };
-            match c
-                .post(&format!("/images/prune?filters={}", enc(filters)), None)
-                .await
-            {
-                Ok(v) => {
-                    let items = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
-                    if !items.is_empty() {
-                        println!("Deleted Images:");
-                        for item in items {
-                            if let Some(u) = item["Untagged"].as_str() {
-                                println!("untagged: {u}");
-                            }
-                            if let Some(d) = item["Deleted"].as_str() {
-                                println!("deleted: {d}");
-                            }
-                        }
-                        println!();
-                    }
-                    println!(
-                        "Total reclaimed space: {}",
-                        human_size(v["SpaceReclaimed"].as_i64().unwrap_or(0))
-                    );
-                    0
-                }
-                Err(e) => super::report(&e, 1),
-            }
-        }
+        ImageCommand::Prune(a) => super::prune::image_prune(c, a).await,
         ImageCommand::Import(a) => import(c, a).await,
         ImageCommand::Load(a) => load(c, a).await,
         ImageCommand::Save(a) => save(c, a).await,

@@ -4,6 +4,7 @@ pub mod container;
 pub mod files;
 pub mod image;
 pub mod network;
+pub mod prune;
 pub mod registry;
 pub mod system;
 
@@ -107,6 +108,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Logout(a) => registry::logout(a),
         Command::Port(a) => network::port(&c, a).await,
         Command::Version => system::version(&c).await,
+        Command::System(sub) => system::system_cmd(&c, sub).await,
         Command::Info => system::info(&c).await,
     }
 }

@@ -1,6 +1,25 @@
-//! `berth version` and `berth info`.
+//! `berth version`, `berth info` and the `berth system` commands.
 
 use crate::client::Client;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show berth disk usage
+    Df(super::prune::DfArgs),
+    /// Remove unused data
+    Prune(super::prune::SystemPruneArgs),
+    /// Display system-wide information
+    Info,
+}
+
+pub async fn system_cmd(c: &Client, sub: SystemCommand) -> i32 {
+    match sub {
+        SystemCommand::Df(a) => super::prune::df(c, a).await,
+        SystemCommand::Prune(a) => super::prune::system_prune(c, a).await,
+        SystemCommand::Info => info(c).await,
+    }
+}
 
 pub async fn version(c: &Client) -> i32 {
     println!("Client:");

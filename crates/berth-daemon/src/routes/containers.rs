@@ -15,6 +15,7 @@ use berth_api::container::{
 };
 use berth_api::timefmt;
 use berth_shim::protocol::Request as ShimRequest;
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 pub async fn create(State(d): St, RawQuery(q): RawQuery, body: Bytes) -> Result<Response> {
@@ -145,43 +146,48 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         if !matches(&r, &filters, &d)? {
             continue;
         }
-        let size = if q.bool("size") {
-            Some(dir_size(&d.paths(&r.id).upper()) as i64)
-        } else {
-            None
-        };
-        out.push(Summary {
-            id: r.id.clone(),
-            names: vec![r.name.clone()],
-            image: r.image.clone(),
-            image_id: r.image_id.clone(),
-            command: command_line(&r),
-            created: created_unix(&r),
-            ports: crate::network::ports::summary_ports(&r),
-            size_rw: size,
-            size_root_fs: size.map(|s| {
-                s + d
-                    .images
-                    .get(&r.image_id)
-                    .map(|i| i.size as i64)
-                    .unwrap_or(0)
-            }),
-            labels: r.config.labels.clone().unwrap_or_default(),
-            state: r.state.status.clone(),
-            status: status_text(&r),
-            host_config: SummaryHostConfig {
-                network_mode: r.host_config.network_mode.clone(),
-            },
-            network_settings: serde_json::json!({
-                "Networks": crate::network::view::settings(&d, &r)["Networks"]
-            }),
-            mounts: Vec::new(),
-        });
+        out.push(summary(&d, &r, q.bool("size")));
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
         }
     }
     Ok(json(200, &out))
+}
+
+/// A container as `GET /containers/json` lists it (with its sizes when asked).
+pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary {
+    let size = if with_size {
+        Some(dir_size(&d.paths(&r.id).upper()) as i64)
+    } else {
+        None
+    };
+    Summary {
+        id: r.id.clone(),
+        names: vec![r.name.clone()],
+        image: r.image.clone(),
+        image_id: r.image_id.clone(),
+        command: command_line(r),
+        created: created_unix(r),
+        ports: crate::network::ports::summary_ports(r),
+        size_rw: size,
+        size_root_fs: size.map(|s| {
+            s + d
+                .images
+                .get(&r.image_id)
+                .map(|i| i.size as i64)
+                .unwrap_or(0)
+        }),
+        labels: r.config.labels.clone().unwrap_or_default(),
+        state: r.state.status.clone(),
+        status: status_text(r),
+        host_config: SummaryHostConfig {
+            network_mode: r.host_config.network_mode.clone(),
+        },
+        network_settings: serde_json::json!({
+            "Networks": crate::network::view::settings(d, r)["Networks"]
+        }),
+        mounts: Vec::new(),
+    }
 }
 
 /// Bytes under `p` (a container's upper dir). The walk blocks, so it runs with tokio told so.
@@ -546,5 +552,38 @@ pub async fn attach(
         upgrade,
         on_upgrade,
         multiplexed,
+    ))
+}
+
+/// `POST /containers/prune`: removes every stopped container the filters select.
+pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+    let q = Query::parse(q.as_deref());
+    let filter = crate::prune::PruneFilter::new(&q.filters()?, &[])?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in d.all() {
+        let r = c.snapshot();
+        let stopped = matches!(
+            r.state.status.as_str(),
+            status::CREATED | status::EXITED | status::DEAD
+        );
+        if !stopped
+            || !filter.matches(
+                &r.created,
+                r.config.labels.as_ref().unwrap_or(&BTreeMap::new()),
+            )
+        {
+            continue;
+        }
+        let size = dir_size(&c.paths.upper());
+        // A container started or removed meanwhile is left out, as Docker does.
+        if lifecycle::remove(&d, &c, false).await.is_ok() {
+            reclaimed += size;
+            deleted.push(r.id.clone());
+        }
+    }
+    Ok(json(
+        200,
+        &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),
     ))
 }

@@ -157,6 +157,8 @@ pub async fn changes(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
     let list = blocking(&d, &c, |d, c| {
         let layers = crate::container::rootfs::lowerdirs(d, c)?;
+        // A container that never started has no upper dir yet: no changes.
+        std::fs::create_dir_all(c.paths.upper())?;
         Ok(d.images.diff(&c.paths.upper(), &layers)?)
     })
     .await?;
@@ -215,6 +217,8 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
     }
     let parent = rec.image_id.clone();
     let res = blocking(&d, &c, move |d, c| {
+        // A container that never started commits as its image with an empty layer.
+        std::fs::create_dir_all(c.paths.upper())?;
         Ok(d.images.commit(&c.paths.upper(), Some(&parent), &opts)?)
     })
     .await;

@@ -35,6 +35,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let filters = q.filters()?;
     let images = d.images.list()?;
+    let records: Vec<_> = d.all().iter().map(|c| c.snapshot()).collect();
     let mut out = Vec::new();
     for mut img in images {
         if let Some(pats) = filters.get("reference") {
@@ -79,26 +80,26 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         if !keep {
             continue;
         }
-        let containers = d
-            .all()
-            .iter()
-            .filter(|c| c.rec().image_id == img.id)
-            .count() as i64;
-        out.push(Summary {
-            id: img.id.clone(),
-            parent_id: img.parent.clone().unwrap_or_default(),
-            repo_tags: img.repo_tags.clone(),
-            repo_digests: img.repo_digests.clone(),
-            created: unix(img.created.as_deref()),
-            size: img.size as i64,
-            shared_size: -1,
-            virtual_size: img.size as i64,
-            labels: labels(&img),
-            containers,
-        });
+        out.push(summary(&img, &records));
     }
     out.sort_by_key(|s| std::cmp::Reverse(s.created));
     Ok(json(200, &out))
+}
+
+/// An image as `GET /images/json` lists it; `Containers` counts those of `records` using it.
+pub fn summary(img: &berth_image::Image, records: &[crate::container::Record]) -> Summary {
+    Summary {
+        id: img.id.clone(),
+        parent_id: img.parent.clone().unwrap_or_default(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: img.repo_digests.clone(),
+        created: unix(img.created.as_deref()),
+        size: img.size as i64,
+        shared_size: -1,
+        virtual_size: img.size as i64,
+        labels: labels(img),
+        containers: records.iter().filter(|r| r.image_id == img.id).count() as i64,
+    }
 }
 
 /// Docker's `reference` filter: a glob on the name, optionally with a tag.
@@ -287,10 +288,21 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let all = filters
         .get("dangling")
         .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+    let filter = crate::prune::PruneFilter::new(&filters, &["dangling"])?;
     let dd = d.clone();
     let (items, reclaimed) = tokio::task::spawn_blocking(move || {
-        let in_use = |id: &str| dd.image_in_use(id).is_some();
-        dd.images.prune(all, &in_use)
+        // Kept: images a container uses, and those the until/label filters leave out.
+        let keep = |id: &str| {
+            dd.image_in_use(id).is_some()
+                || dd.images.get(id).is_ok_and(|i| {
+                    let labels = i.config.config().as_ref().and_then(|c| c.labels().clone());
+                    !filter.matches(
+                        i.created.as_deref().unwrap_or(""),
+                        &labels.unwrap_or_default().into_iter().collect(),
+                    )
+                })
+        };
+        dd.images.prune(all, &keep)
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;

@@ -20,8 +20,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/auth", post(system::auth))
+        .route("/system/df", get(system::df))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(containers::prune))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

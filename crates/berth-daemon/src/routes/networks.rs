@@ -3,6 +3,7 @@
 use super::St;
 use crate::error::{Error, Result};
 use crate::network::{endpoint, Network};
+use crate::prune::{label_matches, PruneFilter};
 use crate::state::Daemon;
 use crate::util::{json, json_body, no_content, Query};
 use axum::body::Bytes;
@@ -71,13 +72,6 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         containers,
         options: r.options.clone(),
         labels: r.labels.clone(),
-    }
-}
-
-fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
-    match want.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(want),
     }
 }
 
@@ -158,19 +152,10 @@ pub async fn remove(State(d): St, Path(id): Path<String>) -> Result<Response> {
 
 pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
-    let f = q.filters()?;
+    let filter = PruneFilter::new(&q.filters()?, &[])?;
     let mut deleted = Vec::new();
     for n in d.net.all() {
-        if n.rec.predefined || connected(&d, &n) {
-            continue;
-        }
-        let keep = f.iter().any(|(k, vals)| match k.as_str() {
-            "label" => !vals.iter().all(|v| label_matches(&n.rec.labels, v)),
-            "label!" => vals.iter().any(|v| label_matches(&n.rec.labels, v)),
-            "until" => vals.iter().any(|v| !created_before(&n.rec.created, v)),
-            _ => false,
-        });
-        if keep {
+        if n.rec.predefined || connected(&d, &n) || !filter.matches(&n.rec.created, &n.rec.labels) {
             continue;
         }
         if d.net.remove(&n, false).await.is_ok() {
@@ -183,35 +168,6 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             networks_deleted: Some(deleted),
         },
     ))
-}
-
-/// `until` of prune: a Unix timestamp, an RFC 3339 time, or a duration like `24h` ago.
-fn created_before(created: &str, until: &str) -> bool {
-    let Some(c) = berth_api::timefmt::parse(created) else {
-        return false;
-    };
-    let limit = if let Ok(secs) = until.parse::<u64>() {
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
-    } else if let Some(t) = berth_api::timefmt::parse(until) {
-        t
-    } else if let Some(dur) = parse_duration(until) {
-        std::time::SystemTime::now() - dur
-    } else {
-        return false;
-    };
-    c < limit
-}
-
-fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_secs(secs))
 }
 
 pub async fn connect(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {

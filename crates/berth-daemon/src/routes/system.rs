@@ -192,3 +192,83 @@ pub async fn auth(
         ))),
     }
 }
+
+/// `GET /system/df`: what images, containers, volumes and the build cache take on disk, with
+/// `LayersSize` counting each layer once. `LogsSize` (container logs) is berth's own field.
+pub async fn df(
+    axum::extract::State(d): St,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> crate::error::Result<Response> {
+    let types = crate::util::query_all(q.as_deref(), "type");
+    for t in &types {
+        if !matches!(t.as_str(), "container" | "image" | "volume" | "build-cache") {
+            return Err(crate::error::Error::bad_request(format!(
+                "invalid type: {t}"
+            )));
+        }
+    }
+    let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    let dd = d.clone();
+    let (usage, images) =
+        tokio::task::spawn_blocking(move || (dd.images.disk_usage(), dd.images.list()))
+            .await
+            .map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let images = images?;
+    let records: Vec<_> = d.all().iter().map(|c| c.snapshot()).collect();
+    let mut body = serde_json::Map::new();
+    if want("image") {
+        let shared: std::collections::HashMap<&str, u64> = usage
+            .images
+            .iter()
+            .map(|u| (u.id.as_str(), u.shared_size))
+            .collect();
+        let list: Vec<berth_api::image::Summary> = images
+            .iter()
+            .map(|img| {
+                let mut s = super::images::summary(img, &records);
+                s.shared_size = shared.get(img.id.as_str()).copied().unwrap_or(0) as i64;
+                s
+            })
+            .collect();
+        body.insert("LayersSize".into(), usage.layers_size.into());
+        body.insert("Images".into(), serde_json::json!(list));
+    }
+    if want("container") {
+        let list: Vec<_> = records
+            .iter()
+            .map(|r| super::containers::summary(&d, r, true))
+            .collect();
+        body.insert("Containers".into(), serde_json::json!(list));
+        let logs: u64 = d.all().iter().map(|c| logs_size(&c.paths.log())).sum();
+        body.insert("LogsSize".into(), logs.into());
+    }
+    if want("volume") {
+        body.insert("Volumes".into(), serde_json::json!([]));
+    }
+    if want("build-cache") {
+        body.insert("BuildCache".into(), serde_json::json!([]));
+    }
+    Ok(json(200, &serde_json::Value::Object(body)))
+}
+
+/// Bytes of a json-file log and its rotated files (`<log>.1` ...).
+fn logs_size(log: &std::path::Path) -> u64 {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return 0;
+    };
+    let name = name.to_string_lossy();
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n == name
+                || n.strip_prefix(name.as_ref())
+                    .is_some_and(|r| r.starts_with('.'))
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
