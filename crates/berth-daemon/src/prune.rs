@@ -126,7 +126,7 @@ mod tests {
         let p = PruneFilter::new(&f(&[("until", "1h")]), &[]).unwrap();
         assert!(p.matches(old, &labels));
         assert!(!p.matches(&berth_api::timefmt::now(), &labels));
-        let p = PruneFilter::new(&f(&[("until", "1577836800.5")]), &[]).unwrap();
+        let p = PruneFilter::new(&f(&[("until", "1577836799.5")]), &[]).unwrap();
         assert!(p.matches("2019-12-31T23:59:59Z", &labels));
         assert!(!p.matches(old, &labels));
         let p = PruneFilter::new(&f(&[("label", "app=web"), ("label!", "keep")]), &[]).unwrap();
