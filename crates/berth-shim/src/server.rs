@@ -23,6 +23,8 @@ const CLIENT_HIGH_WATER: usize = 1 << 20;
 const STDIN_HIGH_WATER: usize = 1 << 20;
 /// After the main process is gone, how long unsent output may hold the shim up.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// Idle time after which the shim gives back memory it no longer needs.
+const TRIM_AFTER_IDLE_MS: i32 = 1000;
 
 /// A process whose stdio the shim holds: the container's main process or an exec.
 struct Proc {
@@ -298,6 +300,9 @@ impl Shim {
         };
         // A child may have exited before SIGCHLD was blocked.
         self.reap();
+        // Memory is given back once the shim has been idle for a moment after the start, and
+        // again after each client (an attach or exec can touch much code once).
+        let mut trim_due = true;
         loop {
             self.advance();
             if let Some(at) = self.done_at {
@@ -307,7 +312,11 @@ impl Shim {
                 }
             }
             let (mut fds, tags) = self.poll_set(sfd.as_fd().as_raw_fd());
-            let timeout = if self.done_at.is_some() { 100 } else { -1 };
+            let timeout = match (self.done_at.is_some(), trim_due) {
+                (true, _) => 100,
+                (false, true) => TRIM_AFTER_IDLE_MS,
+                (false, false) => -1,
+            };
             // SAFETY: fds is a valid, exclusively borrowed array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -315,6 +324,10 @@ impl Shim {
                     continue;
                 }
                 return 1;
+            }
+            if n == 0 && trim_due && self.done_at.is_none() {
+                crate::trim::trim();
+                trim_due = false;
             }
             for (pfd, tag) in fds.iter().zip(tags) {
                 if pfd.revents == 0 {
@@ -325,7 +338,10 @@ impl Shim {
                         while let Ok(Some(_)) = sfd.read_signal() {}
                         self.reap();
                     }
-                    Tag::Listener => self.accept(),
+                    Tag::Listener => {
+                        self.accept();
+                        trim_due = true;
+                    }
                     Tag::Output(key, idx) => self.read_output(&key, idx),
                     Tag::Stdin(key) => self.write_stdin(&key),
                     Tag::Client(i) => self.client_io(i, pfd.revents),
