@@ -15,6 +15,7 @@ mod routes;
 mod server;
 mod state;
 mod util;
+mod volume;
 
 pub use config::DaemonArgs;
 

@@ -109,6 +109,7 @@ pub struct Daemon {
     pub net: crate::network::Networks,
     /// The registry client (pull, push, login), with its token cache.
     pub registry: berth_distribution::Client,
+    pub volumes: crate::volume::Volumes,
 }
 
 impl Daemon {
@@ -117,6 +118,7 @@ impl Daemon {
         images: berth_image::Store,
         net: crate::network::Networks,
         registry: berth_distribution::Client,
+        volumes: crate::volume::Volumes,
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
@@ -127,6 +129,7 @@ impl Daemon {
             spawner: crate::container::shim::Spawner::default(),
             net,
             registry,
+            volumes,
         }
     }
 

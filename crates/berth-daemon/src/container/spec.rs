@@ -254,48 +254,6 @@ fn bind_mount(src: &Path, dst: &str, ro: bool) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-/// Parse `-v /host:/ctr[:ro|rw]` bind specs (named volumes come with the volumes issue).
-fn binds(rec: &Record) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for b in rec.host_config.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => {
-                return Err(Error::bad_request(format!(
-                    "invalid volume specification: '{b}'"
-                )))
-            }
-        };
-        if !src.starts_with('/') {
-            return Err(Error::bad_request(format!(
-                "invalid volume specification: '{b}': named volumes are not supported yet"
-            )));
-        }
-        if !dst.starts_with('/') {
-            return Err(Error::bad_request(format!(
-                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
-            )));
-        }
-        let ro = mode.split(',').any(|m| m == "ro");
-        if !Path::new(src).exists() {
-            std::fs::create_dir_all(src)?;
-        }
-        out.push(bind_mount(Path::new(src), dst, ro));
-    }
-    for (dst, opts) in rec.host_config.tmpfs.iter().flatten() {
-        let mut o = vec![
-            "nosuid".to_string(),
-            "nodev".to_string(),
-            "noexec".to_string(),
-        ];
-        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
-        out.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
-    }
-    Ok(out)
-}
-
 /// Docker's default device cgroup rules.
 fn device_rules(privileged: bool) -> Value {
     if privileged {
@@ -535,6 +493,7 @@ pub fn build(
     overlay: &str,
     cgroup_parent: &str,
     net: &NetSpec,
+    user_mounts: Vec<(String, Value)>,
 ) -> Result<Built> {
     let h = &rec.host_config;
     let hostname = match &net.hostname {
@@ -584,7 +543,7 @@ pub fn build(
         (None, "host") => {}
         (None, _) => namespaces.push(json!({"type": "network"})),
     }
-    let mut mounts = vec![
+    let defaults = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
@@ -596,7 +555,16 @@ pub fn build(
         bind_mount(&files.hostname(), "/etc/hostname", false),
         bind_mount(&files.hosts(), "/etc/hosts", false),
     ];
-    mounts.extend(binds(rec)?);
+    // A user's mount on a default destination (/dev/shm, /etc/hosts...) replaces it.
+    let mut mounts: Vec<Value> = defaults
+        .into_iter()
+        .filter(|m| {
+            !user_mounts
+                .iter()
+                .any(|(dst, _)| m["destination"].as_str() == Some(dst.as_str()))
+        })
+        .collect();
+    mounts.extend(user_mounts.into_iter().map(|(_, m)| m));
     if h.init == Some(true) {
         if !Path::new(INIT_BINARY).exists() {
             return Err(Error::bad_request(format!(

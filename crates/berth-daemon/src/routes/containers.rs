@@ -175,7 +175,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             network_settings: serde_json::json!({
                 "Networks": crate::network::view::settings(&d, &r)["Networks"]
             }),
-            mounts: Vec::new(),
+            mounts: crate::volume::mounts::view(&d, &r),
         });
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
@@ -270,7 +270,7 @@ pub fn inspect_record(
         }}),
         size_rw,
         size_root_fs: size_root,
-        mounts: Vec::new(),
+        mounts: crate::volume::mounts::view(d, &r),
         config: r.config.clone(),
         network_settings: crate::network::view::settings(d, &r),
     }
@@ -351,7 +351,7 @@ pub async fn remove(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::remove(&d, &c, q.bool("force")).await?;
+    lifecycle::remove(&d, &c, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
 }
 
