@@ -543,28 +543,47 @@ pub fn build(
         (None, "host") => {}
         (None, _) => namespaces.push(json!({"type": "network"})),
     }
-    let defaults = vec![
+    let system = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if h.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if h.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
-        bind_mount(&files.resolv_conf(), "/etc/resolv.conf", false),
-        bind_mount(&files.hostname(), "/etc/hostname", false),
-        bind_mount(&files.hosts(), "/etc/hosts", false),
     ];
-    // A user's mount on a default destination (/dev/shm, /etc/hosts...) replaces it.
-    let mut mounts: Vec<Value> = defaults
+    // /dev/shm and the network files are ordered with the user's mounts (a volume on /etc
+    // must come before /etc/hosts), as Docker does; a user's mount on one of their
+    // destinations replaces it.
+    let mut ordered: Vec<(String, Value)> = vec![
+        (
+            "/dev/shm".into(),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
+        ),
+        (
+            "/etc/resolv.conf".into(),
+            bind_mount(&files.resolv_conf(), "/etc/resolv.conf", false),
+        ),
+        (
+            "/etc/hostname".into(),
+            bind_mount(&files.hostname(), "/etc/hostname", false),
+        ),
+        (
+            "/etc/hosts".into(),
+            bind_mount(&files.hosts(), "/etc/hosts", false),
+        ),
+    ];
+    ordered.retain(|(dst, _)| !user_mounts.iter().any(|(d, _)| d == dst));
+    ordered.extend(user_mounts);
+    ordered.sort_by_key(|(dst, _)| crate::volume::mounts::depth(dst));
+    let mut mounts: Vec<Value> = system
         .into_iter()
         .filter(|m| {
-            !user_mounts
+            !ordered
                 .iter()
                 .any(|(dst, _)| m["destination"].as_str() == Some(dst.as_str()))
         })
         .collect();
-    mounts.extend(user_mounts.into_iter().map(|(_, m)| m));
+    mounts.extend(ordered.into_iter().map(|(_, m)| m));
     if h.init == Some(true) {
         if !Path::new(INIT_BINARY).exists() {
             return Err(Error::bad_request(format!(

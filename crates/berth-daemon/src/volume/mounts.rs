@@ -505,11 +505,12 @@ pub fn activate(d: &Daemon, rec: &Record) -> Result<()> {
 }
 
 /// Number of components of a cleaned path: parents sort before their children.
-fn depth(p: &str) -> usize {
+pub fn depth(p: &str) -> usize {
     p.split('/').filter(|c| !c.is_empty()).count()
 }
 
-/// The OCI mounts of a container's volumes, binds and tmpfs mounts, parents first.
+/// The OCI mounts of a container's volumes, binds and tmpfs mounts, by destination (the
+/// spec orders them, parents first).
 pub fn oci_mounts(d: &Daemon, rec: &Record) -> Result<Vec<(String, Value)>> {
     let mut out: Vec<(String, Value)> = Vec::new();
     for m in &rec.mounts {
@@ -552,7 +553,6 @@ pub fn oci_mounts(d: &Daemon, rec: &Record) -> Result<Vec<(String, Value)>> {
             .collect();
         out.push((clean(dst), tmpfs(dst, &o, false)));
     }
-    out.sort_by_key(|(dst, _)| depth(dst));
     Ok(out)
 }
 
