@@ -409,6 +409,9 @@ pub fn plan(d: &Daemon, config: &Config, host: &HostConfig) -> Result<Vec<Planne
     Ok(by_dst.into_values().collect())
 }
 
+/// (volume, destination) pairs: volumes to fill from the image's content at the destination.
+pub type CopyUps = Vec<(String, String)>;
+
 /// Create or reference the volumes of planned mount points for container `cid`. Returns the
 /// mount points and the (volume, destination) pairs to fill from the image. On an error,
 /// what was done is undone.
@@ -416,7 +419,7 @@ pub fn realize(
     d: &Daemon,
     cid: &str,
     plans: Vec<Planned>,
-) -> Result<(Vec<MountPoint>, Vec<(String, String)>)> {
+) -> Result<(Vec<MountPoint>, CopyUps)> {
     let mut out = Vec::new();
     let mut copies = Vec::new();
     for p in plans {
@@ -474,7 +477,7 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 pub fn populate(
     d: &Daemon,
     c: &crate::state::Container,
-    copies: &[(String, String)],
+    copies: &CopyUps,
 ) -> Result<()> {
     crate::container::rootfs::with_root(d, c, |root| {
         let mut res = Ok(());
