@@ -2,11 +2,13 @@
 
 use super::St;
 use crate::error::{Error, Result};
+use crate::server::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
 use crate::volume::{Meta, Request};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use berth_api::version::ApiVersion;
 use berth_api::volume::{CreateOptions, ListResponse, PruneResponse};
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,12 +20,12 @@ fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
     }
 }
 
-fn truthy(v: &str) -> Result<bool> {
+fn truthy(key: &str, v: &str) -> Result<bool> {
     match v {
         "1" | "true" | "True" | "TRUE" | "t" => Ok(true),
         "0" | "false" | "False" | "FALSE" | "f" => Ok(false),
         other => Err(Error::bad_request(format!(
-            "invalid filter 'dangling={other}'"
+            "invalid filter '{key}={other}'"
         ))),
     }
 }
@@ -41,7 +43,7 @@ fn matches(m: &Meta, in_use: bool, f: &HashMap<String, Vec<String>>) -> Result<b
             "dangling" => {
                 let mut want = Vec::new();
                 for v in vals {
-                    want.push(truthy(v)?);
+                    want.push(truthy(k, v)?);
                 }
                 want.contains(&!in_use)
             }
@@ -103,17 +105,23 @@ pub async fn remove(
     Ok(no_content())
 }
 
-/// `POST /volumes/prune`: unused anonymous volumes, or every unused one with `all=true`.
-pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
+/// `POST /volumes/prune`: unused anonymous volumes, or every unused one with `all=true` (the
+/// default before API 1.42).
+pub async fn prune(
+    State(d): St,
+    version: Option<axum::Extension<RequestVersion>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     let mut f = Query::parse(q.as_deref()).filters()?;
-    let all = match f.remove("all") {
+    let asked = match f.remove("all") {
         Some(vals) => vals
             .iter()
-            .map(|v| truthy(v))
+            .map(|v| truthy("all", v))
             .collect::<Result<Vec<_>>>()?
             .contains(&true),
         None => false,
     };
+    let all = asked || version.is_some_and(|v| v.0 .0 < ApiVersion(1, 42));
     for k in f.keys() {
         if !matches!(k.as_str(), "label" | "label!") {
             return Err(Error::bad_request(format!("invalid filter '{k}'")));

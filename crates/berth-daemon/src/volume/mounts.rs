@@ -415,11 +415,7 @@ pub type CopyUps = Vec<(String, String)>;
 /// Create or reference the volumes of planned mount points for container `cid`. Returns the
 /// mount points and the (volume, destination) pairs to fill from the image. On an error,
 /// what was done is undone.
-pub fn realize(
-    d: &Daemon,
-    cid: &str,
-    plans: Vec<Planned>,
-) -> Result<(Vec<MountPoint>, CopyUps)> {
+pub fn realize(d: &Daemon, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountPoint>, CopyUps)> {
     let mut out = Vec::new();
     let mut copies = Vec::new();
     for p in plans {
@@ -474,11 +470,7 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 
 /// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
 /// container is stopped (being created, its op lock held): its root is mounted for this.
-pub fn populate(
-    d: &Daemon,
-    c: &crate::state::Container,
-    copies: &CopyUps,
-) -> Result<()> {
+pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Result<()> {
     crate::container::rootfs::with_root(d, c, |root| {
         let mut res = Ok(());
         for (name, dst) in copies {
