@@ -583,12 +583,13 @@ fn volume_rm_in_use_ls_filters_and_api() {
     let out = d.ok(&["volume", "prune", "-af", "--filter", "label!=tier"]);
     assert!(out.contains("vol-b"), "{out}");
     assert_eq!(volume_names(&d), vec!["vol-a".to_string()]);
-    d.ok(&["rm", "user"]);
     // Clients before API 1.42 prune every unused volume, as with Docker.
     d.ok(&["volume", "create", "old-api"]);
     let (code, body) = d.curl("POST", "/v1.41/volumes/prune", None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"old-api\""), "{body}");
+    assert_eq!(volume_names(&d), vec!["vol-a".to_string()]);
+    d.ok(&["rm", "user"]);
     let out = d.berth(&["volume", "rm", "vol-a", "nosuch-x"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "vol-a\n");
