@@ -61,7 +61,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let mut out = Vec::new();
     for (m, in_use) in d.volumes.list() {
         if matches(&m, in_use, &f)? {
-            out.push(d.volumes.get(&m.name)?);
+            out.push(d.volumes.view(&m));
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -240,7 +240,8 @@ impl Volumes {
         self.root.join(name).join("_data")
     }
 
-    fn view(&self, m: &Meta) -> ApiVolume {
+    /// The volume resource the API shows.
+    pub fn view(&self, m: &Meta) -> ApiVolume {
         ApiVolume {
             created_at: m.created_at.clone(),
             driver: m.driver.clone(),
