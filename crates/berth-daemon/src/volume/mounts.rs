@@ -455,12 +455,13 @@ pub fn undo(d: &Daemon, cid: &str, mounts: &[MountPoint]) {
     remove_anonymous(d, mounts);
 }
 
-/// Remove the anonymous volumes among `mounts` that nothing uses any more.
+/// Remove the anonymous volumes among `mounts` that nothing uses any more (their files are
+/// deleted on a blocking thread of the runtime).
 pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
     for m in mounts.iter().filter(|m| m.kind == VOLUME && m.anonymous) {
         match d.volumes.remove(&m.name, true) {
             Ok(Some(dir)) => {
-                std::thread::spawn(move || std::fs::remove_dir_all(dir));
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
             }
             Ok(None) => {}
             Err(e) => tracing::debug!("keeping volume {}: {}", m.name, e.0.message),
