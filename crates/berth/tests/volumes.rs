@@ -77,6 +77,29 @@ fn named_volumes_persist_and_read_only_refuses_writes() {
         std::fs::read_to_string(PathBuf::from(&mountpoint).join("f")).unwrap(),
         "persisted\n"
     );
+    // Nested destinations are mounted parents first, whatever order they are given in.
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "inner:/n/sub",
+        "-v",
+        "outer:/n",
+        "busybox",
+        "sh",
+        "-c",
+        "echo in > /n/sub/f && echo out > /n/g",
+    ]);
+    let vols = d.data_root.join("volumes");
+    assert_eq!(
+        std::fs::read_to_string(vols.join("inner/_data/f")).unwrap(),
+        "in\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vols.join("outer/_data/g")).unwrap(),
+        "out\n"
+    );
+    assert!(!vols.join("outer/_data/sub/f").exists());
     // A volume named in -v that does not exist is made.
     d.ok(&[
         "run",

@@ -56,8 +56,12 @@ pub fn populate(root: &Path, dst: &str, data: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let rel = dst.trim_start_matches('/');
-    let src_path = berth_image::archive::resolve_in_root(root, Path::new(rel))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let src_path = match berth_image::archive::resolve_in_root(root, Path::new(rel)) {
+        Ok(p) => p,
+        // A parent is missing or not a directory: the image has nothing there.
+        Err(berth_image::Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
     let src = match open_dir(cwd, &src_path) {
         Ok(fd) => fd,
         // Not in the image, or not a directory (a symlink is not followed): nothing to copy.
@@ -281,6 +285,8 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
         populate(&root, "/etc-link", &data2).unwrap();
         assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
+        // Nor is a path whose parent is missing an error.
+        populate(&root, "/no/such/dir", &data2).unwrap();
         std::fs::remove_dir_all(&t).unwrap();
     }
 }
