@@ -624,7 +624,7 @@ fn volume_rm_in_use_ls_filters_and_api() {
 
 #[test]
 fn local_volumes_with_driver_options() {
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     d.ok(&[
         "volume",
         "create",
@@ -665,6 +665,14 @@ fn local_volumes_with_driver_options() {
     // A tmpfs volume's content goes with its mount, as with Docker.
     d.ok(&["start", "t1"]);
     assert_eq!(d.ok(&["exec", "t1", "ls", "-A", "/data"]), "");
+    // Across a daemon crash the running container keeps the volume mounted; its stop
+    // unmounts it.
+    d.crash();
+    d.spawn();
+    assert!(is_mounted(&data_s));
+    assert_eq!(d.ok(&["exec", "t1", "ls", "-A", "/data"]), "");
+    d.ok(&["stop", "-t", "0", "t1"]);
+    assert!(!is_mounted(&data_s));
     d.ok(&["rm", "-f", "t1", "t2"]);
     assert!(!is_mounted(&data_s));
 
