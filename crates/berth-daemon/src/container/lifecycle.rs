@@ -158,7 +158,15 @@ pub async fn create(
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default();
     crate::network::endpoint::configure(d, &mut rec, endpoints)?;
-    let (mounts, copies) = crate::volume::mounts::realize(d, &id, planned)?;
+    // Making a volume writes (and fsyncs) its record: not on one of the API's two workers.
+    let (mounts, copies) = if planned.is_empty() {
+        Default::default()
+    } else {
+        let (d2, id2) = (d.clone(), id.clone());
+        tokio::task::spawn_blocking(move || crate::volume::mounts::realize(&d2, &id2, planned))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??
+    };
     rec.mounts = mounts;
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
