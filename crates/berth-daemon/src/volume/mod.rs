@@ -72,12 +72,12 @@ fn too_short() -> Error {
 /// Docker's rule for local volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if name.chars().count() == 1 && first_ok {
+    if name.len() == 1 {
         return Err(too_short());
     }
-    if !first_ok || name.len() < 2 || !chars.all(ok) {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !chars.all(ok) {
         return Err(Error::bad_request(format!(
             "{name:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
         )));
@@ -520,6 +520,7 @@ mod tests {
         assert!(check_name("data").is_ok());
         assert!(check_name("a1_b.c-d").is_ok());
         assert!(check_name("x").unwrap_err().0.message.contains("too short"));
+        assert!(check_name("-").unwrap_err().0.message.contains("too short"));
         for bad in ["", "-x", "a/b", "a b", ".x", "é1"] {
             let e = check_name(bad).unwrap_err();
             assert_eq!(e.0.status, 400, "{bad}");
