@@ -13,5 +13,6 @@ pub mod system;
 pub mod timefmt;
 pub mod units;
 pub mod version;
+pub mod volume;
 
 pub use error::ApiError;

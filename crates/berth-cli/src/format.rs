@@ -145,7 +145,8 @@ pub fn render(template: &str, data: &serde_json::Value) -> Result<String, String
         .map_err(|e| format!("template: {e}"))
 }
 
-/// Print rows as Docker does: columns padded to the widest cell plus three spaces.
+/// Print rows as Docker's tabwriter does: columns padded to the widest cell plus three
+/// spaces, and at least ten wide.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
     let mut width = vec![0usize; cols];
@@ -163,7 +164,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (i, c) in cells.iter().enumerate() {
             l.push_str(c);
             if i + 1 < cells.len() {
-                l.push_str(&" ".repeat(width[i] - c.chars().count() + 3));
+                l.push_str(&" ".repeat((width[i] + 3).max(10) - c.chars().count()));
             }
         }
         out.push_str(l.trim_end());
@@ -222,6 +223,8 @@ mod tests {
     #[test]
     fn tables() {
         let t = table(&["A", "BB"], &[vec!["xxxx".into(), "y".into()]]);
-        assert_eq!(t, "A      BB\nxxxx   y\n");
+        assert_eq!(t, "A         BB\nxxxx      y\n");
+        let t = table(&["LONGHEADER", "B"], &[vec!["x".into(), "y".into()]]);
+        assert_eq!(t, "LONGHEADER   B\nx            y\n");
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod client;
 mod commands;
 mod format;
+mod mounts;
 mod ports;
 mod progress;
 mod stream;
@@ -108,6 +109,9 @@ pub enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// List port mappings or a specific mapping for the container
     Port(commands::network::PortArgs),
     /// Show the berth version information

@@ -17,6 +17,7 @@ mod routes;
 mod server;
 mod state;
 mod util;
+mod volume;
 
 pub use config::DaemonArgs;
 

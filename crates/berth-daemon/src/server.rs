@@ -56,7 +56,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
         ..Default::default()
     })
     .map_err(|e| format!("registry client: {e}"))?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net, registry));
+    let volumes =
+        crate::volume::Volumes::load(&cfg.data_root).map_err(|e| format!("volumes: {e}"))?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net, registry, volumes));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;

@@ -111,6 +111,7 @@ pub struct Daemon {
     pub registry: berth_distribution::Client,
     /// Registry repositories known to hold each blob, for cross-repository mounts on push.
     pub blob_sources: crate::blob_sources::BlobSources,
+    pub volumes: crate::volume::Volumes,
 }
 
 impl Daemon {
@@ -119,6 +120,7 @@ impl Daemon {
         images: berth_image::Store,
         net: crate::network::Networks,
         registry: berth_distribution::Client,
+        volumes: crate::volume::Volumes,
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
@@ -130,6 +132,7 @@ impl Daemon {
             spawner: crate::container::shim::Spawner::default(),
             net,
             registry,
+            volumes,
         }
     }
 

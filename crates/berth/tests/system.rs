@@ -108,10 +108,27 @@ fn system_df_counts_images_containers_and_logs() {
         "-c",
         "dd if=/dev/zero of=/blob bs=1024 count=2048 2>/dev/null; seq 1 2000",
     ]);
-    let running = d.ok(&["run", "-d", "busybox", "sleep", "30"]);
+    let running = d.ok(&[
+        "run",
+        "-d",
+        "-v",
+        "dfvol:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /v/f; sleep 30",
+    ]);
+    common::eventually("the volume file", || {
+        d.berth(&["exec", &running, "cat", "/v/f"]).status.success()
+    });
     let v: serde_json::Value = serde_json::from_str(&d.curl("GET", "/system/df", None).1).unwrap();
     assert!(v["LayersSize"].as_i64().unwrap() > 500_000, "{v}");
     assert!(v["LogsSize"].as_i64().unwrap() > 2000 * 3, "{v}");
+    assert_eq!(v["Volumes"][0]["UsageData"]["RefCount"], 1, "{v}");
+    assert!(
+        v["Volumes"][0]["UsageData"]["Size"].as_i64().unwrap() >= 5,
+        "{v}"
+    );
     let imgs = v["Images"].as_array().unwrap();
     assert_eq!(imgs.len(), 1, "{v}");
     assert_eq!(imgs[0]["Containers"], 2);
@@ -147,6 +164,7 @@ fn system_df_counts_images_containers_and_logs() {
     let bad = d.curl("GET", "/system/df?type=nothing", None);
     assert_eq!(bad.0, 400, "{}", bad.1);
     d.ok(&["rm", "-f", &running]);
+    d.ok(&["volume", "rm", "dfvol"]);
 }
 
 #[test]
@@ -169,9 +187,23 @@ fn system_prune_all_leaves_no_orphaned_files() {
         &d.user_subnet(0),
         "prunenet",
     ]);
+    d.ok(&[
+        "run",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    d.ok(&["volume", "create", "named"]);
     let running = d.ok(&["run", "-d", "busybox", "sleep", "30"]);
     // With a running container its image stays, and so do its layers.
-    let out = d.ok(&["system", "prune", "-a", "-f"]);
+    let out = d.ok(&["system", "prune", "-a", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Volumes:"), "{out}");
+    // Named volumes stay (Docker prunes only anonymous ones unless asked for all).
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "named");
+    d.ok(&["volume", "rm", "named"]);
     assert!(out.contains("Deleted Containers:"), "{out}");
     assert!(out.contains("Deleted Networks:\nprunenet"), "{out}");
     assert!(out.contains("Total reclaimed space:"), "{out}");
@@ -180,11 +212,19 @@ fn system_prune_all_leaves_no_orphaned_files() {
     let out = d.ok(&["system", "prune", "-a", "-f"]);
     assert!(out.contains("deleted: sha256:"), "{out}");
     // Nothing is left: no blob, snapshot, image record, container directory or log.
-    for sub in ["content", "snapshots", "images", "containers", "trash"] {
+    for sub in [
+        "content",
+        "snapshots",
+        "images",
+        "containers",
+        "trash",
+        "volumes",
+    ] {
         let left = files_under(&d.data_root.join(sub));
         assert!(left.is_empty(), "{sub}: {left:?}");
     }
     let v: serde_json::Value = serde_json::from_str(&d.curl("GET", "/system/df", None).1).unwrap();
     assert_eq!(v["LayersSize"], 0, "{v}");
     assert_eq!(v["LogsSize"], 0, "{v}");
+    assert_eq!(v["Volumes"], serde_json::json!([]), "{v}");
 }

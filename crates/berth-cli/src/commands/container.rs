@@ -118,6 +118,12 @@ pub struct CreateArgs {
     /// Bind mount a volume
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs directory
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -219,6 +225,15 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             None => (t.clone(), json!("")),
         })
         .collect();
+    let (binds, volumes) = crate::mounts::split_volumes(&a.volume);
+    let mounts = a
+        .mount
+        .iter()
+        .map(|m| {
+            crate::mounts::parse_mount(m)
+                .map_err(|e| format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let memory = a
         .memory
         .as_deref()
@@ -261,12 +276,15 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Entrypoint": entrypoint,
         "Labels": key_values(&a.label),
+        "Volumes": volumes,
         "StopSignal": a.stop_signal,
         "StopTimeout": a.stop_timeout,
         "ExposedPorts": exposed,
         "NetworkingConfig": {"EndpointsConfig": {network.clone(): endpoint}},
         "HostConfig": {
-            "Binds": a.volume,
+            "Binds": binds,
+            "Mounts": mounts,
+            "VolumesFrom": a.volumes_from,
             "LogConfig": {"Type": "", "Config": log_config},
             "NetworkMode": network,
             "PortBindings": port_bindings,

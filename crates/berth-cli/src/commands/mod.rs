@@ -7,6 +7,7 @@ pub mod network;
 pub mod prune;
 pub mod registry;
 pub mod system;
+pub mod volume;
 
 use crate::client::{Client, Error};
 use crate::Command;
@@ -101,6 +102,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Commit(a) => files::commit(&c, a).await,
         Command::Top(a) => files::top(&c, a).await,
         Command::Network(sub) => network::dispatch(&c, sub).await,
+        Command::Volume(sub) => volume::dispatch(&c, sub).await,
         Command::Pull(a) => registry::pull(&c, a).await,
         Command::Push(a) => registry::push(&c, a).await,
         Command::Login(a) => registry::login(&c, a).await,

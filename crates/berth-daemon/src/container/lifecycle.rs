@@ -92,6 +92,14 @@ pub async fn create(
     if config.stop_signal.is_none() {
         config.stop_signal = ic.stop_signal().clone();
     }
+    // The image's VOLUMEs join the container's, as Docker records them.
+    if let Some(image_volumes) = ic.volumes() {
+        let vols = config.volumes.get_or_insert_with(Default::default);
+        for v in image_volumes {
+            vols.entry(v.clone()).or_default();
+        }
+    }
+    let planned = crate::volume::mounts::plan(d, &config, &host_config)?;
     if let Some(exposed) = ic.exposed_ports() {
         let ports = config.exposed_ports.get_or_insert_with(Default::default);
         for p in exposed {
@@ -143,15 +151,29 @@ pub async fn create(
         },
         restart_count: 0,
         net: Default::default(),
+        mounts: Vec::new(),
     };
     let endpoints = req
         .networking_config
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default();
     crate::network::endpoint::configure(d, &mut rec, endpoints)?;
+    // Making a volume writes (and fsyncs) its record: not on one of the API's two workers.
+    let (mounts, copies) = if planned.is_empty() {
+        Default::default()
+    } else {
+        let (d2, id2) = (d.clone(), id.clone());
+        tokio::task::spawn_blocking(move || crate::volume::mounts::realize(&d2, &id2, planned))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??
+    };
+    rec.mounts = mounts;
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
-    d.insert_named(c.clone())?;
+    if let Err(e) = d.insert_named(c.clone()) {
+        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
+        return Err(e);
+    }
     // The write runs on a blocking thread, not on one of the API's two workers. It is fsynced
     // unless the container is removed when it exits (`--rm`): after a power loss such a
     // container would be gone anyway, and a daemon crash loses nothing in the page cache.
@@ -172,7 +194,23 @@ pub async fn create(
     if let Err(e) = made {
         d.remove_handle(&c.id);
         let _ = std::fs::remove_dir_all(&c.paths.dir);
+        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
         return Err(e);
+    }
+    if !copies.is_empty() {
+        // New volumes over image directories get their content, as Docker does at create.
+        let op = c.op.lock().await;
+        let (d2, c2) = (d.clone(), c.clone());
+        let filled =
+            tokio::task::spawn_blocking(move || crate::volume::mounts::populate(&d2, &c2, &copies))
+                .await
+                .map_err(|e| Error::internal(e.to_string()))
+                .and_then(|r| r);
+        drop(op);
+        if let Err(e) = filled {
+            let _ = remove(d, &c, true, true).await;
+            return Err(e);
+        }
     }
     Ok((id, Vec::new()))
 }
@@ -221,7 +259,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
     // Settings berth does not carry out yet are refused rather than silently dropped.
     let c = &req.config;
     let unsupported = [
-        ("--mount", h.mounts.as_ref().is_some_and(|m| !m.is_empty())),
         (
             "--device",
             h.devices.as_ref().is_some_and(|d| !d.is_empty()),
@@ -234,10 +271,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
         ("--uts", !h.uts_mode.is_empty()),
         ("--userns", !h.userns_mode.is_empty()),
         (
-            "--volumes-from",
-            h.volumes_from.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
             "--group-add",
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
         ),
@@ -248,10 +281,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
                     .as_ref()
                     .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
             }),
-        ),
-        (
-            "anonymous volumes (-v /path)",
-            c.volumes.as_ref().is_some_and(|v| !v.is_empty()),
         ),
         (
             "a log driver other than json-file",
@@ -286,6 +315,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
         &net,
+        crate::volume::mounts::oci_mounts(d, &rec)?,
     )?;
     crate::network::files::write_files(d, c, &built.hostname)?;
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
@@ -349,7 +379,7 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     let res = start_locked(d, c).await;
     if res.is_err() && c.rec().host_config.auto_remove {
         drop(_op);
-        let _ = remove(d, c, true).await;
+        let _ = remove(d, c, true, true).await;
     }
     res
 }
@@ -358,6 +388,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     let res = start_wired(d, c).await;
     if res.is_err() {
         crate::network::endpoint::release(d, c);
+        d.volumes.deactivate(&c.id);
     }
     res
 }
@@ -368,6 +399,7 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
         let d2 = d.clone();
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || {
+            crate::volume::mounts::activate(&d2, &c2.snapshot())?;
             crate::network::endpoint::allocate(&d2, &c2)?;
             prepare(&d2, &c2)
         })
@@ -483,6 +515,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         }
     };
     crate::network::endpoint::release(d, c);
+    d.volumes.deactivate(&c.id);
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function.
     let res = if auto_remove {
@@ -497,7 +530,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     let _ = std::fs::remove_dir_all(&c.paths.run_dir);
     c.progress.send_modify(|p| p.exits += 1);
     if auto_remove {
-        if let Err(e) = remove(d, c, true).await {
+        if let Err(e) = remove(d, c, true, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
             if let Err(e) = c.update(|_| {}) {
                 tracing::warn!("recording exit of {}: {}", c.id, e.0);
@@ -680,8 +713,8 @@ pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>
     Ok(())
 }
 
-/// `DELETE /containers/{id}`.
-pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<()> {
+/// `DELETE /containers/{id}`; `volumes` (`rm -v`) also removes its anonymous volumes.
+pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: bool) -> Result<()> {
     let r = c.snapshot();
     if r.is_running() {
         if !force {
@@ -734,6 +767,12 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool) -> Result<
     let trash_dir = d.cfg.data_root.join("trash").join(&c.id);
     tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash_dir));
     d.remove_handle(&c.id);
+    let mounts = c.rec().mounts.clone();
+    if volumes {
+        crate::volume::mounts::undo(d, &c.id, &mounts);
+    } else {
+        d.volumes.release(&c.id);
+    }
     d.execs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -859,6 +898,16 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
             }
         };
         let running = rec.is_running();
+        for m in rec
+            .mounts
+            .iter()
+            .filter(|m| m.kind == crate::volume::mounts::VOLUME)
+        {
+            d.volumes.reference(&m.name, &rec.id);
+            if running {
+                d.volumes.adopt(&m.name, &rec.id);
+            }
+        }
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
         if running {
@@ -879,6 +928,9 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     for p in probes {
         let _ = p.await;
     }
+    // Volume mounts that no running container holds any more (their containers ended while
+    // the daemon was down).
+    d.volumes.sweep();
     // The table is made again from what runs now: no duplicate, nothing stale.
     let ports: Vec<_> = d
         .all()

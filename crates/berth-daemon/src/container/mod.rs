@@ -42,6 +42,9 @@ pub struct Record {
     /// Endpoints on networks and published ports.
     #[serde(default)]
     pub net: NetState,
+    /// Volumes, binds and `--mount` tmpfs mounts, worked out at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::mounts::MountPoint>,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while

@@ -254,48 +254,6 @@ fn bind_mount(src: &Path, dst: &str, ro: bool) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-/// Parse `-v /host:/ctr[:ro|rw]` bind specs (named volumes come with the volumes issue).
-fn binds(rec: &Record) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for b in rec.host_config.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => {
-                return Err(Error::bad_request(format!(
-                    "invalid volume specification: '{b}'"
-                )))
-            }
-        };
-        if !src.starts_with('/') {
-            return Err(Error::bad_request(format!(
-                "invalid volume specification: '{b}': named volumes are not supported yet"
-            )));
-        }
-        if !dst.starts_with('/') {
-            return Err(Error::bad_request(format!(
-                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
-            )));
-        }
-        let ro = mode.split(',').any(|m| m == "ro");
-        if !Path::new(src).exists() {
-            std::fs::create_dir_all(src)?;
-        }
-        out.push(bind_mount(Path::new(src), dst, ro));
-    }
-    for (dst, opts) in rec.host_config.tmpfs.iter().flatten() {
-        let mut o = vec![
-            "nosuid".to_string(),
-            "nodev".to_string(),
-            "noexec".to_string(),
-        ];
-        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
-        out.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
-    }
-    Ok(out)
-}
-
 /// Docker's default device cgroup rules.
 fn device_rules(privileged: bool) -> Value {
     if privileged {
@@ -535,6 +493,7 @@ pub fn build(
     overlay: &str,
     cgroup_parent: &str,
     net: &NetSpec,
+    user_mounts: Vec<(String, Value)>,
 ) -> Result<Built> {
     let h = &rec.host_config;
     let hostname = match &net.hostname {
@@ -584,19 +543,47 @@ pub fn build(
         (None, "host") => {}
         (None, _) => namespaces.push(json!({"type": "network"})),
     }
-    let mut mounts = vec![
+    let system = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if h.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if h.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
-        bind_mount(&files.resolv_conf(), "/etc/resolv.conf", false),
-        bind_mount(&files.hostname(), "/etc/hostname", false),
-        bind_mount(&files.hosts(), "/etc/hosts", false),
     ];
-    mounts.extend(binds(rec)?);
+    // /dev/shm and the network files are ordered with the user's mounts (a volume on /etc
+    // must come before /etc/hosts), as Docker does; a user's mount on one of their
+    // destinations replaces it.
+    let mut ordered: Vec<(String, Value)> = vec![
+        (
+            "/dev/shm".into(),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", if h.shm_size > 0 { h.shm_size } else { 64 << 20 })]}),
+        ),
+        (
+            "/etc/resolv.conf".into(),
+            bind_mount(&files.resolv_conf(), "/etc/resolv.conf", false),
+        ),
+        (
+            "/etc/hostname".into(),
+            bind_mount(&files.hostname(), "/etc/hostname", false),
+        ),
+        (
+            "/etc/hosts".into(),
+            bind_mount(&files.hosts(), "/etc/hosts", false),
+        ),
+    ];
+    ordered.retain(|(dst, _)| !user_mounts.iter().any(|(d, _)| d == dst));
+    ordered.extend(user_mounts);
+    ordered.sort_by_key(|(dst, _)| crate::volume::mounts::depth(dst));
+    let mut mounts: Vec<Value> = system
+        .into_iter()
+        .filter(|m| {
+            !ordered
+                .iter()
+                .any(|(dst, _)| m["destination"].as_str() == Some(dst.as_str()))
+        })
+        .collect();
+    mounts.extend(ordered.into_iter().map(|(_, m)| m));
     if h.init == Some(true) {
         if !Path::new(INIT_BINARY).exists() {
             return Err(Error::bad_request(format!(

@@ -186,7 +186,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         network_settings: serde_json::json!({
             "Networks": crate::network::view::settings(d, r)["Networks"]
         }),
-        mounts: Vec::new(),
+        mounts: crate::volume::mounts::view(d, r),
     }
 }
 
@@ -276,7 +276,7 @@ pub fn inspect_record(
         }}),
         size_rw,
         size_root_fs: size_root,
-        mounts: Vec::new(),
+        mounts: crate::volume::mounts::view(d, &r),
         config: r.config.clone(),
         network_settings: crate::network::view::settings(d, &r),
     }
@@ -357,7 +357,7 @@ pub async fn remove(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::remove(&d, &c, q.bool("force")).await?;
+    lifecycle::remove(&d, &c, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
 }
 
@@ -577,7 +577,7 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         }
         let size = dir_size(&c.paths.upper());
         // A container started or removed meanwhile is left out, as Docker does.
-        if lifecycle::remove(&d, &c, false).await.is_ok() {
+        if lifecycle::remove(&d, &c, false, false).await.is_ok() {
             reclaimed += size;
             deleted.push(r.id.clone());
         }

@@ -6,6 +6,7 @@ mod files;
 mod images;
 mod networks;
 mod system;
+mod volumes;
 
 use crate::state::Daemon;
 use axum::routing::{get, post};
@@ -68,6 +69,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .fallback(system::not_found)
         .with_state(d)
 }

@@ -243,7 +243,22 @@ pub async fn df(
         body.insert("LogsSize".into(), logs.into());
     }
     if want("volume") {
-        body.insert("Volumes".into(), serde_json::json!([]));
+        let dd = d.clone();
+        let list = tokio::task::spawn_blocking(move || {
+            dd.volumes
+                .ref_counts()
+                .into_iter()
+                .map(|(m, refs)| {
+                    let mut v = serde_json::json!(dd.volumes.view(&m));
+                    v["UsageData"] =
+                        serde_json::json!({"Size": dd.volumes.size(&m.name), "RefCount": refs});
+                    v
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?;
+        body.insert("Volumes".into(), serde_json::Value::Array(list));
     }
     if want("build-cache") {
         body.insert("BuildCache".into(), serde_json::json!([]));
