@@ -242,7 +242,14 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Processes of the daemon (its shim zygote dies by PDEATHSIG) may take a moment to
+        // be gone after it exits: a leak is what is still there after a few seconds.
+        let t = Instant::now();
         let mut leaks = leaks(&self.base, &self.exec_root, &self.cgroup_parent);
+        while !leaks.is_empty() && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(100));
+            leaks = self::leaks(&self.base, &self.exec_root, &self.cgroup_parent);
+        }
         leaks.extend(self.network_leaks());
         let _ = std::fs::remove_dir_all(&self.base);
         let _ = std::fs::remove_dir_all(&self.exec_root);
