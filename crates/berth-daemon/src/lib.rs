@@ -6,6 +6,7 @@
 mod config;
 mod container;
 mod error;
+mod events;
 mod names;
 mod network;
 mod pull;
@@ -14,6 +15,7 @@ mod registry_auth;
 mod routes;
 mod server;
 mod state;
+mod stats;
 mod util;
 
 pub use config::DaemonArgs;

@@ -109,6 +109,8 @@ pub struct Daemon {
     pub net: crate::network::Networks,
     /// The registry client (pull, push, login), with its token cache.
     pub registry: berth_distribution::Client,
+    /// The event bus behind `GET /events` (see [`Daemon::emit`]).
+    pub events: crate::events::Events,
 }
 
 impl Daemon {
@@ -127,6 +129,7 @@ impl Daemon {
             spawner: crate::container::shim::Spawner::default(),
             net,
             registry,
+            events: crate::events::Events::default(),
         }
     }
 
