@@ -220,9 +220,20 @@ mod tests {
     #[test]
     fn local_stamps() {
         let s = local_nanos(1_700_000_000_000_000_123);
-        assert!(s.ends_with('Z') || s.contains('+') || s.rfind('-') > Some(10));
-        assert_eq!(s.len() >= 30, true);
-        if local_offset(1_700_000_000).is_utc() {
+        let offset = local_offset(1_700_000_000);
+        let zone = if offset.is_utc() {
+            "Z".to_string()
+        } else {
+            let (h, m, _) = offset.as_hms();
+            format!(
+                "{}{:02}:{:02}",
+                if offset.is_negative() { '-' } else { '+' },
+                h.abs(),
+                m.abs()
+            )
+        };
+        assert!(s.ends_with(&format!(".000000123{zone}")), "{s}");
+        if offset.is_utc() {
             assert_eq!(s, "2023-11-14T22:13:20.000000123Z");
         }
     }

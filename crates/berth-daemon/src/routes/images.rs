@@ -224,8 +224,9 @@ pub async fn by_name(
                 None => repo.to_string(),
             };
             d.images.tag(&name, &target)?;
-            let tagged = d.images.get(&target)?;
-            d.image_event(&tagged.id, &familiar(&target, true), "tag");
+            if let Ok(tagged) = d.images.get(&target) {
+                d.image_event(&tagged.id, &familiar(&target, true), "tag");
+            }
             Ok((axum::http::StatusCode::CREATED, "").into_response())
         }
         (Method::GET, "get") => save(d, vec![name]).await,
