@@ -405,6 +405,8 @@ fn live_stream_follows_until_the_client_or_until_ends_it() {
             "-H",
             &d.host(),
             "events",
+            "--since",
+            &now(),
             "--filter",
             "container=live",
             "--format",
@@ -415,8 +417,9 @@ fn live_stream_follows_until_the_client_or_until_ends_it() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Subscribed once the daemon has answered; any event after that arrives.
-    std::thread::sleep(Duration::from_millis(300));
+    // Whether the stream is subscribed before or after the run, `since` makes every event
+    // of it arrive once: replayed or live.
+    std::thread::sleep(Duration::from_millis(100));
     d.ok(&["run", "--rm", "--name", "live", "busybox", "true"]);
     let mut seen = Vec::new();
     while let Some(Ok(l)) = lines.next() {
