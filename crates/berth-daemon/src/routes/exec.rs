@@ -71,9 +71,6 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         };
         if let End::Detached = attach::pump(io, stream, tty, stdin, Vec::new(), on_exit).await {
             exec::finished(&d, &e, None);
-            if let Ok(c) = d.find(&e.container_id) {
-                d.container_event(&c, "exec_detach", &[("execID", e.id.clone())]);
-            }
         }
     };
     Ok(attach::serve_stream(
