@@ -4,10 +4,12 @@
 pub mod container;
 pub mod detach;
 pub mod error;
+pub mod event;
 pub mod exec;
 pub mod image;
 pub mod network;
 pub mod progress;
+pub mod stats;
 pub mod stdcopy;
 pub mod system;
 pub mod timefmt;

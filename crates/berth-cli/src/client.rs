@@ -250,6 +250,33 @@ pub async fn for_each_chunk(resp: Response<Incoming>, mut f: impl FnMut(&[u8])) 
     Ok(())
 }
 
+/// Call `f` with each line (without its newline) of a streaming body of JSON lines, until
+/// the body ends or `f` returns false.
+pub async fn for_each_line(
+    resp: Response<Incoming>,
+    mut f: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    let mut body = resp.into_body();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Other(format!("reading answer: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if !f(&line[..line.len() - 1]) {
+                return Ok(());
+            }
+        }
+    }
+    if !pending.is_empty() {
+        f(&pending);
+    }
+    Ok(())
+}
+
 /// Percent-encode a query value.
 pub fn enc(s: &str) -> String {
     let mut out = String::new();

@@ -148,6 +148,12 @@ pub fn render(template: &str, data: &serde_json::Value) -> Result<String, String
 /// Print rows as Docker's tabwriter does: columns padded to the widest cell plus three
 /// spaces, and at least ten wide.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_with(header, rows, 10)
+}
+
+/// [`table`] with columns at least `min_width` wide, padding included (the minimum width
+/// of the docker CLI's tab writer, 10 for `stats`).
+pub fn table_with(header: &[&str], rows: &[Vec<String>], min_width: usize) -> String {
     let cols = header.len();
     let mut width = vec![0usize; cols];
     for (i, h) in header.iter().enumerate() {
@@ -158,13 +164,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             width[i] = width[i].max(c.chars().count());
         }
     }
+    for w in width.iter_mut() {
+        *w = (*w + 3).max(min_width) - 3;
+    }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
             l.push_str(c);
             if i + 1 < cells.len() {
-                l.push_str(&" ".repeat((width[i] + 3).max(10) - c.chars().count()));
+                l.push_str(&" ".repeat(width[i] + 3 - c.chars().count()));
             }
         }
         out.push_str(l.trim_end());
@@ -183,6 +192,16 @@ pub fn template_table(
     items: &[serde_json::Value],
     headers: &[(&str, &str)],
 ) -> Result<String, String> {
+    template_table_with(template, items, headers, 10)
+}
+
+/// [`template_table`] with [`table_with`]'s minimum column width.
+pub fn template_table_with(
+    template: &str,
+    items: &[serde_json::Value],
+    headers: &[(&str, &str)],
+    min_width: usize,
+) -> Result<String, String> {
     let mut header = template.to_string();
     for (field, title) in headers {
         header = header.replace(&format!("{{{{.{field}}}}}"), title);
@@ -197,7 +216,7 @@ pub fn template_table(
         );
     }
     let head: Vec<&str> = header.split('\t').collect();
-    Ok(table(&head, &rows))
+    Ok(table_with(&head, &rows, min_width))
 }
 
 #[cfg(test)]
@@ -226,5 +245,7 @@ mod tests {
         assert_eq!(t, "A         BB\nxxxx      y\n");
         let t = table(&["LONGHEADER", "B"], &[vec!["x".into(), "y".into()]]);
         assert_eq!(t, "LONGHEADER   B\nx            y\n");
+        let t = table_with(&["A", "BB"], &[vec!["xxxx".into(), "y".into()]], 0);
+        assert_eq!(t, "A      BB\nxxxx   y\n");
     }
 }

@@ -11,6 +11,7 @@ mod mounts;
 mod ports;
 mod progress;
 mod stream;
+mod timearg;
 
 use clap::{Parser, Subcommand};
 
@@ -76,6 +77,10 @@ pub enum Command {
     Commit(commands::files::CommitArgs),
     /// Display the running processes of a container
     Top(commands::files::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::stats::StatsArgs),
+    /// Get real time events from the server
+    Events(commands::events::EventsArgs),
     /// List images
     Images(commands::image::ImagesArgs),
     /// Import the contents from a tarball to create a filesystem image

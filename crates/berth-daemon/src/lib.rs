@@ -7,6 +7,7 @@ mod blob_sources;
 mod config;
 mod container;
 mod error;
+mod events;
 mod names;
 mod network;
 mod prune;
@@ -16,6 +17,7 @@ mod registry_auth;
 mod routes;
 mod server;
 mod state;
+mod stats;
 mod util;
 mod volume;
 

@@ -112,6 +112,8 @@ pub struct Daemon {
     /// Registry repositories known to hold each blob, for cross-repository mounts on push.
     pub blob_sources: crate::blob_sources::BlobSources,
     pub volumes: crate::volume::Volumes,
+    /// The event bus behind `GET /events` (see [`Daemon::emit`]).
+    pub events: crate::events::Events,
 }
 
 impl Daemon {
@@ -133,6 +135,7 @@ impl Daemon {
             net,
             registry,
             volumes,
+            events: crate::events::Events::default(),
         }
     }
 

@@ -35,6 +35,7 @@ mod sys;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+pub use cgroups::{BlkioEntry, CgroupStats, ContainerCgroup};
 pub use cli::cli_main;
 pub use docker_seccomp::docker_seccomp_to_oci;
 pub use error::{Error, ExecErrorKind, Result};
@@ -158,6 +159,15 @@ impl Runtime {
     pub fn oom_killed(&self, id: &str) -> Result<bool> {
         let rec = state::Record::load(&self.root, id)?;
         Ok(rec.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0))
+    }
+
+    /// The container's cgroup, to read its resource counters (`stats`) as often as needed
+    /// without loading the state again. Fails if the container is unknown or has no cgroup.
+    pub fn cgroup(&self, id: &str) -> Result<ContainerCgroup> {
+        let rec = state::Record::load(&self.root, id)?;
+        rec.cgroup
+            .map(|cg| ContainerCgroup { cg })
+            .ok_or_else(|| Error::Config(format!("container {id} has no cgroup")))
     }
 
     /// Host pids of every process of the container (its cgroup's members), for `top`.

@@ -971,45 +971,6 @@ pub struct LogsArgs {
     pub container: String,
 }
 
-/// Docker's time arguments: RFC 3339, unix seconds, or a duration ago ("10m", "1h30m").
-fn time_arg(s: &str) -> Result<String, String> {
-    if let Some(t) = berth_api::timefmt::parse(s) {
-        let d = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?;
-        return Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()));
-    }
-    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Ok(s.to_string());
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for ch in s.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid time value: {s}"))?;
-        total += n * match ch {
-            's' => 1.0,
-            'm' => 60.0,
-            'h' => 3600.0,
-            _ => return Err(format!("invalid time value: {s}")),
-        };
-        num.clear();
-    }
-    if !num.is_empty() {
-        return Err(format!("invalid time value: {s}"));
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs_f64();
-    Ok(format!("{:.9}", now - total))
-}
-
 pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
     let info = match c
         .get(&format!("/containers/{}/json", enc(&a.container)))
@@ -1028,7 +989,7 @@ pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
     );
     for (k, v) in [("since", &a.since), ("until", &a.until)] {
         if let Some(v) = v {
-            match time_arg(v) {
+            match crate::timearg::timestamp(v, std::time::SystemTime::now()) {
                 Ok(t) => q.push_str(&format!("&{k}={t}")),
                 Err(e) => {
                     eprintln!("{e}");
@@ -1341,11 +1302,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_args() {
-        assert!(time_arg("10m").is_ok());
-        assert!(time_arg("1h30m").is_ok());
-        assert_eq!(time_arg("1700000000").unwrap(), "1700000000");
-        assert!(time_arg("soon").is_err());
+    fn filter_args() {
         assert_eq!(
             filters_json(&["status=exited".into()]).unwrap(),
             r#"{"status":["exited"]}"#

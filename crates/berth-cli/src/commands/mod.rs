@@ -1,11 +1,13 @@
 //! Command implementations, one file per area, and the dispatcher.
 
 pub mod container;
+pub mod events;
 pub mod files;
 pub mod image;
 pub mod network;
 pub mod prune;
 pub mod registry;
+pub mod stats;
 pub mod system;
 pub mod volume;
 
@@ -101,6 +103,8 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Export(a) => files::export(&c, a).await,
         Command::Commit(a) => files::commit(&c, a).await,
         Command::Top(a) => files::top(&c, a).await,
+        Command::Stats(a) => stats::stats(&c, a).await,
+        Command::Events(a) => events::events(&c, a).await,
         Command::Network(sub) => network::dispatch(&c, sub).await,
         Command::Volume(sub) => volume::dispatch(&c, sub).await,
         Command::Pull(a) => registry::pull(&c, a).await,

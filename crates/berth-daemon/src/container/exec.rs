@@ -27,6 +27,7 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
         return Err(Error::bad_request("No exec command specified"));
     }
     let id = crate::util::random_id()?;
+    let action = format!("exec_create: {}", command_line(&config));
     let e = Arc::new(Exec {
         id: id.clone(),
         container_id: r.id,
@@ -37,7 +38,17 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), e);
+    d.container_event(c, action, &[("execID", id.clone())]);
     Ok(id)
+}
+
+/// The command as Docker puts it in exec event actions: the program, a space, the arguments.
+fn command_line(config: &ExecConfig) -> String {
+    let cmd = config.cmd.as_deref().unwrap_or_default();
+    match cmd.split_first() {
+        Some((program, args)) => format!("{program} {}", args.join(" ")),
+        None => String::new(),
+    }
 }
 
 /// What an exec start sends to the shim, once the checks that answer with an HTTP error
@@ -69,6 +80,11 @@ pub fn prepare(d: &Daemon, e: &Exec) -> Result<Prepared> {
     }
     let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
     let process = super::spec::exec_process(&rec, &e.config, &root)?;
+    d.container_event(
+        &c,
+        format!("exec_start: {}", command_line(&e.config)),
+        &[("execID", e.id.clone())],
+    );
     Ok(Prepared {
         socket: c.paths.socket(),
         req: Request::Exec {
@@ -100,12 +116,23 @@ pub async fn launch(e: &Exec, p: Prepared) -> std::result::Result<shim::Stream, 
     Ok(stream)
 }
 
-/// Record the end of an exec.
-pub fn finished(e: &Exec, code: Option<i64>) {
-    let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
-    st.running = false;
-    if code.is_some() {
-        st.exit_code = code;
+/// Record the end of an exec; an exit of a running one is an `exec_die` event.
+pub fn finished(d: &Daemon, e: &Exec, code: Option<i64>) {
+    let died = {
+        let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+        let was_running = st.running;
+        st.running = false;
+        if code.is_some() {
+            st.exit_code = code;
+        }
+        code.filter(|_| was_running)
+    };
+    if let (Some(code), Ok(c)) = (died, d.find(&e.container_id)) {
+        d.container_event(
+            &c,
+            "exec_die",
+            &[("execID", e.id.clone()), ("exitCode", code.to_string())],
+        );
     }
 }
 

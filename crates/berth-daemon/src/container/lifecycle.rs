@@ -212,6 +212,7 @@ pub async fn create(
             return Err(e);
         }
     }
+    d.container_event(&c, "create", &[]);
     Ok((id, Vec::new()))
 }
 
@@ -474,6 +475,8 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     });
     // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
+    d.endpoint_events(c, "connect");
+    d.container_event(c, "start", &[]);
     tracing::debug!(id = %c.id, "started after {:?}", t0.elapsed());
     recorded.map(|_| ())
 }
@@ -528,6 +531,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         tracing::warn!("recording exit of {}: {}", c.id, e.0);
     }
     let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+    exit_events(d, c, &exit);
     c.progress.send_modify(|p| p.exits += 1);
     if auto_remove {
         if let Err(e) = remove(d, c, true, true).await {
@@ -543,6 +547,26 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     if let Some(delay) = restart_delay(&rec) {
         schedule_restart(d.clone(), c.clone(), delay);
     }
+}
+
+/// What Docker reports when a container's process ends: `oom` if the OOM killer took it,
+/// its networks' `disconnect`, then `die` with the exit code and how long it ran.
+fn exit_events(d: &Daemon, c: &Container, exit: &ExitRecord) {
+    if exit.oom_killed {
+        d.container_event(c, "oom", &[]);
+    }
+    d.endpoint_events(c, "disconnect");
+    let ran = timefmt::parse(&c.rec().state.started_at)
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    d.container_event(
+        c,
+        "die",
+        &[
+            ("exitCode", exit.exit_code.to_string()),
+            ("execDuration", ran.as_secs().to_string()),
+        ],
+    );
 }
 
 /// Whether the restart policy brings the container back, and after how long (Docker's
@@ -617,7 +641,7 @@ fn signal_number(s: &str) -> Result<i32> {
 }
 
 /// `POST /containers/{id}/kill`.
-pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
+pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
     if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
         mark_stopped(c)?;
@@ -658,6 +682,7 @@ pub async fn kill(c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
         },
     )
     .await?;
+    d.container_event(c, "kill", &[("signal", sig.to_string())]);
     Ok(())
 }
 
@@ -680,13 +705,29 @@ fn mark_stopped(c: &Container) -> Result<()> {
 }
 
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
-pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+pub async fn stop(
+    d: &Daemon,
+    c: &Arc<Container>,
+    signal: Option<&str>,
+    timeout: Option<i64>,
+) -> Result<()> {
+    stop_process(d, c, signal, timeout).await?;
+    d.container_event(c, "stop", &[]);
+    Ok(())
+}
+
+async fn stop_process(
+    d: &Daemon,
+    c: &Arc<Container>,
+    signal: Option<&str>,
+    timeout: Option<i64>,
+) -> Result<()> {
     let r = c.snapshot();
     if !r.is_running() {
         return Err(Error::not_modified());
     }
     if r.state.status == status::RESTARTING {
-        return kill(c, Some("SIGKILL")).await;
+        return kill(d, c, Some("SIGKILL")).await;
     }
     mark_stopped(c)?;
     let seen = c.progress.borrow().exits;
@@ -699,7 +740,7 @@ pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>
     if r.state.status == status::PAUSED {
         let _ = berth_runtime::Runtime::new(&c.runtime_root).resume(&c.id);
     }
-    let sent = kill(c, Some(&sig)).await;
+    let sent = kill(d, c, Some(&sig)).await;
     if sent.is_ok() && t != 0 {
         let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
         if wait_exit_after(c, seen, limit).await {
@@ -707,7 +748,7 @@ pub async fn stop(c: &Arc<Container>, signal: Option<&str>, timeout: Option<i64>
         }
     }
     if c.rec().is_running() {
-        let _ = kill(c, Some("SIGKILL")).await;
+        let _ = kill(d, c, Some("SIGKILL")).await;
         wait_exit_after(c, seen, None).await;
     }
     Ok(())
@@ -730,7 +771,7 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
         }
         let seen = c.progress.borrow().exits;
         let restarting = r.state.status == status::RESTARTING;
-        kill(c, Some("SIGKILL")).await?;
+        kill(d, c, Some("SIGKILL")).await?;
         if !restarting {
             wait_exit_after(c, seen, None).await;
         }
@@ -777,6 +818,7 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|_, e| e.container_id != c.id);
+    d.container_event(c, "destroy", &[]);
     c.progress.send_modify(|p| p.removed = true);
     Ok(())
 }
@@ -814,11 +856,13 @@ pub async fn restart(
     signal: Option<&str>,
     timeout: Option<i64>,
 ) -> Result<()> {
-    match stop(c, signal, timeout).await {
+    match stop(d, c, signal, timeout).await {
         Ok(()) | Err(Error(berth_api::ApiError { status: 304, .. })) => {}
         Err(e) => return Err(e),
     }
-    start(d, c).await
+    start(d, c).await?;
+    d.container_event(c, "restart", &[]);
+    Ok(())
 }
 
 /// `POST /containers/{id}/pause` and `/unpause`.
@@ -855,6 +899,7 @@ pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
         }
         .into();
     })?;
+    d.container_event(c, if pause { "pause" } else { "unpause" }, &[]);
     Ok(())
 }
 
@@ -866,12 +911,15 @@ pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
         )));
     }
     let full = format!("/{}", new.trim_start_matches('/'));
-    if c.rec().name == full {
+    let old = c.rec().name.clone();
+    if old == full {
         return Err(Error::conflict(
             "Renaming a container with the same name as its current name",
         ));
     }
-    d.rename(c, &full)
+    d.rename(c, &full)?;
+    d.container_event(c, "rename", &[("oldName", old)]);
+    Ok(())
 }
 
 /// Load container records at boot and reconnect to live shims. Shims are asked concurrently,

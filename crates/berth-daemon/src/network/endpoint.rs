@@ -555,6 +555,7 @@ pub async fn connect(
     }
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
     c.update(|_| {})?;
+    d.network_event(n, "connect", Some(&c.id));
     Ok(())
 }
 
@@ -596,6 +597,7 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
     n.names.remove(&c.id);
     c.rec().net.endpoints.remove(&n.rec.name);
     c.update(|_| {})?;
+    d.network_event(n, "disconnect", Some(&c.id));
     Ok(())
 }
 

@@ -301,7 +301,7 @@ pub async fn start(State(d): St, Path(id): Path<String>) -> Result<Response> {
 pub async fn stop(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::stop(&c, q.get("signal"), q.int("t")?).await?;
+    lifecycle::stop(&d, &c, q.get("signal"), q.int("t")?).await?;
     Ok(no_content())
 }
 
@@ -319,7 +319,7 @@ pub async fn restart(
 pub async fn kill(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::kill(&c, q.get("signal")).await?;
+    lifecycle::kill(&d, &c, q.get("signal")).await?;
     Ok(no_content())
 }
 
@@ -375,6 +375,11 @@ pub async fn resize(
         )));
     }
     shim::resize(&c.paths.socket(), None, w, h).await?;
+    d.container_event(
+        &c,
+        "resize",
+        &[("height", h.to_string()), ("width", w.to_string())],
+    );
     Ok(json(200, &serde_json::json!({})))
 }
 
@@ -520,6 +525,7 @@ pub async fn attach(
         stdout,
         stderr,
     };
+    d.container_event(&c, "attach", &[]);
     let serve = move |mut io: tokio::io::DuplexStream| async move {
         use tokio::io::AsyncWriteExt;
         if !backlog.is_empty() && io.write_all(&backlog).await.is_err() {
@@ -543,7 +549,8 @@ pub async fn attach(
             let _ = ack.send(());
         }
         match attach::pump(io, stream, tty, want_stdin, detach, |_| {}).await {
-            End::Exited | End::Detached => {}
+            End::Detached => d.container_event(&c, "detach", &[]),
+            End::Exited => {}
         }
     };
     let multiplexed = !tty && version >= berth_api::version::ApiVersion(1, 42);

@@ -40,7 +40,7 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         let mut stream = exec::launch(&e, prepared).await.map_err(Error::internal)?;
         tokio::spawn(async move {
             let code = drain(&mut stream).await;
-            exec::finished(&e, code);
+            exec::finished(&d, &e, code);
         });
         return Ok(json(200, &serde_json::json!({})));
     }
@@ -65,12 +65,12 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
                 return;
             }
         };
-        let e2 = e.clone();
+        let (d2, e2) = (d.clone(), e.clone());
         let on_exit = move |exit: Option<berth_shim::ExitRecord>| {
-            exec::finished(&e2, exit.map(|x| i64::from(x.exit_code)));
+            exec::finished(&d2, &e2, exit.map(|x| i64::from(x.exit_code)));
         };
         if let End::Detached = attach::pump(io, stream, tty, stdin, Vec::new(), on_exit).await {
-            exec::finished(&e, None);
+            exec::finished(&d, &e, None);
         }
     };
     Ok(attach::serve_stream(

@@ -87,6 +87,7 @@ pub async fn archive(
             })
             .await?;
             let mut resp = if method == Method::GET {
+                d.container_event(&c, "archive-path", &[]);
                 // The tar is streamed as it is written, with the container frozen (or its
                 // filesystem mounted) again for the copy.
                 let body = crate::util::stream_body(move |out| {
@@ -131,6 +132,7 @@ pub async fn archive(
                 })
             })
             .await?;
+            d.container_event(&c, "extract-to-dir", &[]);
             Ok(axum::http::StatusCode::OK.into_response())
         }
         _ => Err(Error::not_found("page not found")),
@@ -140,6 +142,7 @@ pub async fn archive(
 /// `GET /containers/{id}/export`: the merged filesystem as a tar.
 pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
+    d.container_event(&c, "export", &[]);
     let body = crate::util::stream_body(move |out| {
         // Held while the tar is written, so the container cannot start or go meanwhile.
         let _op = c.op.blocking_lock();
@@ -203,6 +206,13 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
     });
     let oci_cfg: oci_spec::image::Config = serde_json::from_value(image_cfg)
         .map_err(|e| Error::internal(format!("commit config: {e}")))?;
+    // How events name the new tag: `repo:tag`, `latest` by default.
+    let tag_name = reference.as_deref().and_then(|r| {
+        berth_image::reference::Reference::parse(r)
+            .ok()
+            .map(|r| r.with_default_tag().familiar())
+    });
+    let comment = q.get("comment").unwrap_or("").to_string();
     let opts = berth_image::CommitOptions {
         reference,
         comment: q.get("comment").filter(|s| !s.is_empty()).map(String::from),
@@ -226,6 +236,19 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
         let _ = crate::container::lifecycle::pause(&d, &c, false);
     }
     let img = res?;
+    d.image_event(&img.id, &img.id, "create");
+    if let Some(tag) = &tag_name {
+        d.image_event(&img.id, tag, "tag");
+    }
+    d.container_event(
+        &c,
+        "commit",
+        &[
+            ("comment", comment),
+            ("imageID", img.id.clone()),
+            ("imageRef", tag_name.unwrap_or_default()),
+        ],
+    );
     Ok(json(201, &serde_json::json!({ "Id": img.id })))
 }
 
@@ -286,5 +309,6 @@ pub async fn top(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) ->
         }
         processes.push(row);
     }
+    d.container_event(&c, "top", &[]);
     Ok(json(200, &TopResponse { titles, processes }))
 }

@@ -225,6 +225,9 @@ pub async fn by_name(
                 None => repo.to_string(),
             };
             d.images.tag(&name, &target)?;
+            if let Ok(tagged) = d.images.get(&target) {
+                d.image_event(&tagged.id, &familiar(&target, true), "tag");
+            }
             Ok((axum::http::StatusCode::CREATED, "").into_response())
         }
         (Method::GET, "get") => save(d, vec![name]).await,
@@ -236,10 +239,18 @@ pub async fn by_name(
             let (tx, mut rx) = tokio::sync::mpsc::channel::<JsonMessage>(64);
             let dd = d.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    crate::push::push(&dd, &dd.registry, &name, tag.as_deref(), &creds, &tx).await
+                match crate::push::push(&dd, &dd.registry, &name, tag.as_deref(), &creds, &tx).await
                 {
-                    let _ = tx.send(JsonMessage::error(e.0.message)).await;
+                    Ok(()) => {
+                        let pushed = match &tag {
+                            Some(t) => format!("{name}:{t}"),
+                            None => name.clone(),
+                        };
+                        registry_event(&dd, &pushed, "push");
+                    }
+                    Err(e) => {
+                        let _ = tx.send(JsonMessage::error(e.0.message)).await;
+                    }
                 }
             });
             let stream = async_stream_lines(move || rx.blocking_recv().map(|m| m.line()));
@@ -253,19 +264,64 @@ pub async fn by_name(
             let force = q.bool("force");
             let prune_parents = !q.bool("noprune");
             let dd = d.clone();
-            let items = tokio::task::spawn_blocking(move || {
+            let (before, items) = tokio::task::spawn_blocking(move || {
                 let in_use = |id: &str| {
                     dd.image_in_use(id)
                         .is_some_and(|(_, running)| running || !force)
                 };
-                dd.images.delete_with(&name, force, prune_parents, &in_use)
+                let before = dd.images.list()?;
+                let items = dd
+                    .images
+                    .delete_with(&name, force, prune_parents, &in_use)?;
+                Ok::<_, Error>((before, items))
             })
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
+            delete_events(&d, &before, &items);
             let out: Vec<DeleteItem> = items.into_iter().map(delete_item).collect();
             Ok(json(200, &out))
         }
         _ => Err(Error::not_found(format!("page not found: {path}"))),
+    }
+}
+
+/// `busybox:latest` for `busybox` (with `default_tag`), `127.0.0.1:5000/x@sha256:..`: a
+/// reference as Docker names it in events; the input itself if it does not parse.
+fn familiar(reference: &str, default_tag: bool) -> String {
+    match berth_image::reference::Reference::parse(reference) {
+        Ok(r) if default_tag => r.with_default_tag().familiar(),
+        Ok(r) => r.familiar(),
+        Err(_) => reference.to_string(),
+    }
+}
+
+/// Docker's `pull`/`push` event: the reference as asked for, named by its repository.
+fn registry_event(d: &Daemon, reference: &str, action: &str) {
+    let name = berth_image::reference::Reference::parse(reference)
+        .map(|r| r.familiar_name())
+        .unwrap_or_else(|_| reference.to_string());
+    d.image_event(&familiar(reference, false), &name, action);
+}
+
+/// `untag` and `delete` events for what a removal did, in its order; `before` is the image
+/// list from before it, which tells whose tags went and which ids were images (not layers).
+fn delete_events(d: &Daemon, before: &[berth_image::Image], items: &[berth_image::DeleteItem]) {
+    for item in items {
+        match item {
+            berth_image::DeleteItem::Untagged(r) => {
+                if let Some(img) = before
+                    .iter()
+                    .find(|i| i.repo_tags.contains(r) || i.repo_digests.contains(r))
+                {
+                    d.image_event_labelled(&img.id, &img.id, "untag", labels(img));
+                }
+            }
+            berth_image::DeleteItem::Deleted(id) => {
+                if before.iter().any(|i| &i.id == id) {
+                    d.image_event_labelled(id, id, "delete", Default::default());
+                }
+            }
+        }
     }
 }
 
@@ -290,7 +346,7 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
     let filter = crate::prune::PruneFilter::new(&filters, &["dangling"])?;
     let dd = d.clone();
-    let (items, reclaimed) = tokio::task::spawn_blocking(move || {
+    let (before, (items, reclaimed)) = tokio::task::spawn_blocking(move || {
         // Kept: images a container uses, and those the until/label filters leave out.
         let keep = |id: &str| {
             dd.image_in_use(id).is_some()
@@ -302,10 +358,18 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                     )
                 })
         };
-        dd.images.prune(all, &keep)
+        let before = dd.images.list()?;
+        Ok::<_, Error>((before, dd.images.prune(all, &keep)?))
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
+    delete_events(&d, &before, &items);
+    d.emit(
+        "image",
+        "prune",
+        "",
+        std::collections::BTreeMap::from([("reclaimed".to_string(), reclaimed.to_string())]),
+    );
     let out: Vec<DeleteItem> = items.into_iter().map(delete_item).collect();
     Ok(json(
         200,
@@ -403,8 +467,11 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
             } else {
                 crate::pull::pull(&dd, &dd.registry, &name, p, &creds, &tx).await
             };
-            if let Err(e) = res {
-                let _ = tx.send(JsonMessage::error(e.0.message)).await;
+            match res {
+                Ok(()) => registry_event(&dd, &name, "pull"),
+                Err(e) => {
+                    let _ = tx.send(JsonMessage::error(e.0.message)).await;
+                }
             }
         });
         let stream = async_stream_lines(move || rx.blocking_recv().map(|m| m.line()));
@@ -428,6 +495,7 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
             None => r.to_string(),
         }
     });
+    let tagged = reference.as_deref().map(|r| familiar(r, true));
     let changes: Vec<String> = crate::util::query_all(req.uri().query(), "changes");
     let opts = berth_image::ImportOptions {
         reference,
@@ -440,7 +508,13 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
     match img {
-        Ok(img) => Ok(message_stream(vec![JsonMessage::status("", img.id)])),
+        Ok(img) => {
+            if let Some(t) = &tagged {
+                d.image_event(&img.id, t, "tag");
+            }
+            d.image_event(&img.id, &img.id, "import");
+            Ok(message_stream(vec![JsonMessage::status("", img.id)]))
+        }
         Err(e) => Ok(message_stream(vec![JsonMessage::error(e.to_string())])),
     }
 }
@@ -454,21 +528,43 @@ pub async fn load(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result<R
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
     let lines = match res {
-        Ok(lines) => lines
-            .into_iter()
-            .map(|l| JsonMessage {
-                stream: format!("{l}\n"),
-                ..Default::default()
-            })
-            .collect(),
+        Ok(lines) => {
+            load_events(&d, &lines);
+            lines
+        }
         Err(e) => {
             if quiet {
                 return Err(e.into());
             }
-            vec![JsonMessage::error(e.to_string())]
+            return Ok(message_stream(vec![JsonMessage::error(e.to_string())]));
         }
     };
+    let lines = lines
+        .into_iter()
+        .map(|l| JsonMessage {
+            stream: format!("{l}\n"),
+            ..Default::default()
+        })
+        .collect();
     Ok(message_stream(lines))
+}
+
+/// One `load` event per image a load brought (its lines name them by tag or by id).
+fn load_events(d: &Daemon, lines: &[String]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for l in lines {
+        let Some(name) = l
+            .strip_prefix("Loaded image ID: ")
+            .or_else(|| l.strip_prefix("Loaded image: "))
+        else {
+            continue;
+        };
+        if let Ok(img) = d.images.get(name.trim()) {
+            if seen.insert(img.id.clone()) {
+                d.image_event(&img.id, &img.id, "load");
+            }
+        }
+    }
 }
 
 pub async fn save_many(State(d): St, req: Request) -> Result<Response> {
@@ -477,10 +573,20 @@ pub async fn save_many(State(d): St, req: Request) -> Result<Response> {
 }
 
 async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
+    let mut ids = Vec::new();
     for n in &names {
-        d.images.get(n)?;
+        let id = d.images.get(n)?.id;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
-    let body = crate::util::stream_body(move |out| Ok(d.images.save(&names, out)?));
+    let body = crate::util::stream_body(move |out| {
+        d.images.save(&names, out)?;
+        for id in &ids {
+            d.image_event(id, id, "save");
+        }
+        Ok(())
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
         body,

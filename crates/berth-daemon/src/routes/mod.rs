@@ -4,6 +4,7 @@ mod containers;
 mod exec;
 mod files;
 mod images;
+mod monitor;
 mod networks;
 mod system;
 mod volumes;
@@ -22,6 +23,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/info", get(system::info))
         .route("/auth", post(system::auth))
         .route("/system/df", get(system::df))
+        .route("/events", get(monitor::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))
@@ -41,6 +43,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/stats", get(monitor::stats))
         .route(
             "/containers/{id}/archive",
             get(files::archive).head(files::archive).put(files::archive),

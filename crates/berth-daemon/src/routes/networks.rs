@@ -134,6 +134,9 @@ pub async fn inspect(State(d): St, Path(id): Path<String>) -> Result<Response> {
 pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
     let req: CreateRequest = json_body(&body)?;
     let (id, warning) = d.net.create(req).await?;
+    if let Ok(n) = d.net.find(&id) {
+        d.network_event(&n, "create", None);
+    }
     Ok(json(201, &CreateResponse { id, warning }))
 }
 
@@ -147,6 +150,7 @@ fn running_on(d: &Daemon, n: &Network) -> bool {
 pub async fn remove(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let n = d.net.find(&id)?;
     d.net.remove(&n, running_on(&d, &n)).await?;
+    d.network_event(&n, "destroy", None);
     Ok(no_content())
 }
 
@@ -159,9 +163,16 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             continue;
         }
         if d.net.remove(&n, false).await.is_ok() {
+            d.network_event(&n, "destroy", None);
             deleted.push(n.rec.name.clone());
         }
     }
+    d.emit(
+        "network",
+        "prune",
+        "",
+        BTreeMap::from([("reclaimed".to_string(), "0".to_string())]),
+    );
     Ok(json(
         200,
         &PruneResponse {

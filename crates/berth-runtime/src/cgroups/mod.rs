@@ -1,8 +1,11 @@
 //! Container cgroups: detect v1/v2 from mountinfo, create the container's cgroup, apply
 //! `linux.resources`, join processes, freeze/thaw, list processes and remove it again.
 
+mod stats;
 mod v1;
 mod v2;
+
+pub use stats::{BlkioEntry, CgroupStats, ContainerCgroup};
 
 use std::fs;
 use std::io::{self, Write};
