@@ -5,6 +5,7 @@ pub mod files;
 pub mod image;
 pub mod network;
 pub mod registry;
+pub mod resources;
 pub mod system;
 
 use crate::client::{Client, Error};
@@ -83,6 +84,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Exec(a) => ct::exec(&c, a).await,
         Command::Inspect(a) => ct::inspect(&c, a).await,
         Command::Rename(a) => ct::rename(&c, a).await,
+        Command::Update(a) => resources::update(&c, a).await,
         Command::Pause(a) => ct::simple(&c, a, "pause").await,
         Command::Unpause(a) => ct::simple(&c, a, "unpause").await,
         Command::Container(sub) => ct::container_cmd(&c, sub).await,
