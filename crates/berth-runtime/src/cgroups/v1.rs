@@ -149,10 +149,15 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         set(cg, "pids", "pids.max", v)?;
     }
     if let Some(b) = r.block_io() {
-        if let Some(w) = b.weight() {
-            if w > 0 && set_optional(cg, "blkio", "blkio.weight", w).is_err() {
-                set_optional(cg, "blkio", "blkio.bfq.weight", w)?;
-            }
+        if let Some(w) = b.weight().filter(|w| *w > 0) {
+            // CFQ's blkio.weight, or BFQ's where only that scheduler offers weights.
+            let cfq = dir_of(cg, "blkio").is_some_and(|d| d.join("blkio.weight").exists());
+            let file = if cfq {
+                "blkio.weight"
+            } else {
+                "blkio.bfq.weight"
+            };
+            set_optional(cg, "blkio", file, w)?;
         }
         if let Some(w) = b.leaf_weight() {
             set_optional(cg, "blkio", "blkio.leaf_weight", w)?;
