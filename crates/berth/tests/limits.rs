@@ -106,7 +106,7 @@ fn pids_limit_stops_a_process_flood() {
     assert_eq!(inspect(&d, &id)["HostConfig"]["PidsLimit"], 30);
     d.ok(&["update", "--pids-limit", "-1", &id]);
     assert_eq!(read(&d, "pids", &id, "pids.max"), "max");
-    assert_eq!(inspect(&d, &id)["HostConfig"]["PidsLimit"], Value::Null);
+    assert_eq!(inspect(&d, &id)["HostConfig"]["PidsLimit"], 0);
     d.ok(&["rm", "-f", &id]);
 }
 

@@ -220,8 +220,8 @@ pub fn merge(had: &HostConfig, new: &UpdateRequest) -> std::result::Result<HostC
         h.cpu_realtime_runtime = new.cpu_realtime_runtime;
     }
     if let Some(p) = new.pids_limit {
-        // 0 and -1 both mean unlimited, which a new container records as no limit.
-        h.pids_limit = (p > 0).then_some(p);
+        // 0 and any negative value mean unlimited, which Docker records as 0 on update.
+        h.pids_limit = Some(p.max(0));
     }
     if let Some(rp) = new.restart_policy.as_ref().filter(|p| !p.name.is_empty()) {
         if had.auto_remove && rp.name != "no" {
@@ -375,7 +375,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (m.memory, m.memory_swap, m.pids_limit),
-            (48 << 20, 64 << 20, None)
+            (48 << 20, 64 << 20, Some(0))
         );
         assert!(merge(
             &had,
