@@ -76,17 +76,21 @@ impl Container {
         if !f(&mut r) {
             return Ok(false);
         }
-        let data = serde_json::to_vec_pretty(&*r).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.paths.record(), &data, false)?;
+        self.persist(&r, false)?;
         Ok(true)
     }
 
     fn write(&self, f: impl FnOnce(&mut Record), durable: bool) -> Result<Record> {
         let mut r = self.rec();
         f(&mut r);
-        let data = serde_json::to_vec_pretty(&*r).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        self.persist(&r, durable)?;
         Ok(r.clone())
+    }
+
+    fn persist(&self, r: &Record, durable: bool) -> Result<()> {
+        let data = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
+        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        Ok(())
     }
 }
 

@@ -393,6 +393,17 @@ fn bad_values_get_dockers_errors() {
     );
     assert_eq!((code, body.trim()), (200, r#"{"Warnings":[]}"#));
     d.ok(&["rm", &id]);
+    let out = d.berth(&["create", "--oom-kill-disable", "busybox", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "WARNING: OOM killer is disabled for the container, but no memory limit is set"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    d.ok(&["rm", &id]);
 }
 
 #[test]

@@ -336,7 +336,7 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
         path.push_str(&format!("?name={}", enc(n)));
     }
     match c.post(&path, Some(body.clone())).await {
-        Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+        Ok(v) => Ok(created_id(&v)),
         Err(Error::Daemon {
             status: 404,
             message,
@@ -357,7 +357,7 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
                 return Err(125);
             }
             match c.post(&path, Some(body)).await {
-                Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+                Ok(v) => Ok(created_id(&v)),
                 Err(e) => {
                     eprintln!("berth: {e}");
                     eprintln!("See 'berth run --help'.");
@@ -371,6 +371,16 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
             Err(125)
         }
     }
+}
+
+/// The id in a create answer, after printing its warnings as docker does.
+fn created_id(v: &Value) -> String {
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = w.as_str() {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    v["Id"].as_str().unwrap_or_default().to_string()
 }
 
 pub async fn create_cmd(c: &Client, a: CreateArgs) -> i32 {

@@ -4,7 +4,7 @@
 
 use super::{shim, spec, status, Record};
 use crate::state::Container;
-use berth_api::container::{health_status, Config, Health, HealthcheckResult};
+use berth_api::container::{health_status, Config, Health, HealthConfig, HealthcheckResult};
 use berth_api::{stdcopy, timefmt};
 use berth_shim::protocol::Request;
 use std::sync::Arc;
@@ -52,8 +52,14 @@ fn nanos_or(n: i64, default: Duration) -> Duration {
 /// becomes `starting` with no failures, its log is kept, and any monitor of an earlier run
 /// stops.
 pub fn start(c: &Arc<Container>) {
-    let rec = c.snapshot();
-    let Some(cmd) = probe_command(&rec.config) else {
+    let probe = {
+        let r = c.rec();
+        probe_command(&r.config).map(|cmd| {
+            let hc = r.config.healthcheck.clone().unwrap_or_default();
+            (cmd, hc, r.state.started_at.clone())
+        })
+    };
+    let Some((cmd, hc, run)) = probe else {
         stop(c);
         return;
     };
@@ -67,7 +73,7 @@ pub fn start(c: &Arc<Container>) {
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     *c.health_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-    tokio::spawn(monitor(c.clone(), cmd, rec, rx));
+    tokio::spawn(monitor(c.clone(), cmd, hc, run, rx));
 }
 
 /// Stop the monitor of the container's current run, if one runs.
@@ -100,13 +106,14 @@ fn health_status_changed(c: &Container, status: &str) {
     tracing::info!(id = %c.id, "health_status: {status}");
 }
 
+/// Probe run `run` (its `StartedAt`) of `c` until told to stop.
 async fn monitor(
     c: Arc<Container>,
     cmd: Vec<String>,
-    rec: Record,
+    hc: HealthConfig,
+    run: String,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let hc = rec.config.healthcheck.clone().unwrap_or_default();
     let interval = nanos_or(hc.interval, DEFAULT_INTERVAL);
     let start_interval = nanos_or(hc.start_interval, interval);
     let start_period = nanos_or(hc.start_period, Duration::ZERO);
@@ -116,7 +123,6 @@ async fn monitor(
     } else {
         DEFAULT_RETRIES
     };
-    let run = rec.state.started_at.clone();
     let started = timefmt::parse(&run).unwrap_or_else(SystemTime::now);
     loop {
         let in_start_period = started.elapsed().unwrap_or_default() < start_period;
@@ -148,17 +154,21 @@ async fn monitor(
             output,
         };
         let counts = begun.duration_since(started).unwrap_or_default() >= start_period;
-        record(&c, &run, result, counts, retries);
+        if !record(&c, &run, result, counts, retries) {
+            return;
+        }
     }
 }
 
-/// Add a probe's result to the record of run `run` (a stale result of an earlier run, or of
-/// a run that ended meanwhile, is dropped). A failure while the container is still
-/// `starting` inside its start period (`counts` false) does not count.
-fn record(c: &Container, run: &str, result: HealthcheckResult, counts: bool, retries: i64) {
+/// Add a probe's result to the record of run `run`. A failure while the container is still
+/// `starting` inside its start period (`counts` false) does not count. Returns false, and
+/// drops the result, when that run is over.
+fn record(c: &Container, run: &str, result: HealthcheckResult, counts: bool, retries: i64) -> bool {
     let mut changed = None;
+    let mut current = true;
     let res = c.update_if(|r| {
         if r.state.started_at != run || !r.is_running() {
+            current = false;
             return false;
         }
         let Some(h) = r.state.health.as_mut() else {
@@ -191,6 +201,7 @@ fn record(c: &Container, run: &str, result: HealthcheckResult, counts: bool, ret
     if let Some(s) = changed {
         health_status_changed(c, &s);
     }
+    current
 }
 
 /// Run the probe once as an exec in the container: its exit code and output (the first
@@ -278,7 +289,6 @@ async fn read_probe(stream: &mut shim::Stream) -> Result<(i64, String), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::container::HealthConfig;
 
     #[test]
     fn probe_commands() {

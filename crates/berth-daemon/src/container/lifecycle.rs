@@ -236,10 +236,11 @@ fn display_ref(r: &str) -> String {
 pub fn check_restart_policy(p: &RestartPolicy) -> Result<()> {
     match p.name.as_str() {
         // An empty name is what older clients send for "no".
-        "" | "on-failure" if p.maximum_retry_count >= 0 => Ok(()),
-        "on-failure" => Err(Error::bad_request(
+        "" => Ok(()),
+        "on-failure" if p.maximum_retry_count < 0 => Err(Error::bad_request(
             "invalid restart policy: maximum retry count cannot be negative",
         )),
+        "on-failure" => Ok(()),
         "no" | "always" | "unless-stopped" if p.maximum_retry_count == 0 => Ok(()),
         "no" | "always" | "unless-stopped" => {
             let mut msg = String::from(
@@ -250,7 +251,6 @@ pub fn check_restart_policy(p: &RestartPolicy) -> Result<()> {
             }
             Err(Error::bad_request(msg))
         }
-        "" => Ok(()),
         other => Err(Error::bad_request(format!(
             "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
         ))),
@@ -509,9 +509,10 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             health: r.state.health.take(),
         };
     });
+    // Before the exit monitor, whose exit handling stops the health monitor.
+    super::health::start(c);
     // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
-    super::health::start(c);
     tracing::debug!(id = %c.id, "started after {:?}", t0.elapsed());
     recorded.map(|_| ())
 }
@@ -980,8 +981,8 @@ async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
     .await;
     match probe {
         Ok(Ok(reply)) if reply.running => {
-            spawn_monitor(d.clone(), c.clone());
             super::health::start(c);
+            spawn_monitor(d.clone(), c.clone());
         }
         Err(_) => {
             tracing::warn!(

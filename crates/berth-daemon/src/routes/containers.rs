@@ -110,22 +110,7 @@ fn matches(
                         .iter()
                         .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
             }
-            "health" => {
-                if let Some(bad) = vals.iter().find(|v| {
-                    ![
-                        health_status::STARTING,
-                        health_status::HEALTHY,
-                        health_status::UNHEALTHY,
-                        health_status::NONE,
-                    ]
-                    .contains(&v.as_str())
-                }) {
-                    return Err(Error::bad_request(format!(
-                        "Unrecognised filter value for health: {bad}"
-                    )));
-                }
-                vals.iter().any(|v| v == health::filter_status(r))
-            }
+            "health" => vals.iter().any(|v| v == health::filter_status(r)),
             "ancestor" => vals.iter().any(|v| {
                 r.image == *v || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
             }),
@@ -151,6 +136,20 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let all = q.bool("all");
     let filters = q.filters()?;
     let limit = q.int("limit")?.filter(|l| *l > 0);
+    let health_values = [
+        health_status::STARTING,
+        health_status::HEALTHY,
+        health_status::UNHEALTHY,
+        health_status::NONE,
+    ];
+    if let Some(bad) = filters
+        .get("health")
+        .and_then(|vals| vals.iter().find(|v| !health_values.contains(&v.as_str())))
+    {
+        return Err(Error::bad_request(format!(
+            "Unrecognised filter value for health: {bad}"
+        )));
+    }
     let mut recs: Vec<Record> = d.all().iter().map(|c| c.snapshot()).collect();
     recs.sort_by(|a, b| b.created.cmp(&a.created));
     let mut out = Vec::new();
