@@ -7,15 +7,55 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Empty {}
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `Config.Healthcheck`: the probe (`["CMD", ...]`, `["CMD-SHELL", "cmd"]`, `["NONE"]`, or
+/// empty to inherit the image's) and its timing in nanoseconds; 0 means the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "is_zero")]
     pub interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub timeout: i64,
-    pub retries: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub start_period: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub start_interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+/// Health status strings (`State.Health.Status`, `ps --filter health=`).
+pub mod health_status {
+    pub const STARTING: &str = "starting";
+    pub const HEALTHY: &str = "healthy";
+    pub const UNHEALTHY: &str = "unhealthy";
+    /// No health check: what `--filter health=none` matches.
+    pub const NONE: &str = "none";
+}
+
+/// `State.Health` in container inspect.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Health {
+    pub status: String,
+    pub failing_streak: i64,
+    pub log: Vec<HealthcheckResult>,
+}
+
+/// One probe of a health check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthcheckResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
 }
 
 /// The container's own configuration (`Config` in inspect, the top level of a create body).
@@ -186,6 +226,37 @@ pub struct HostConfig {
     pub readonly_paths: Option<Vec<String>>,
 }
 
+/// The resources `POST /containers/{id}/update` can change (swagger `Resources`, the part
+/// berth carries out), with the new restart policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateRequest {
+    pub cpu_shares: i64,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub blkio_weight: u16,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub memory_swappiness: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub pids_limit: Option<i64>,
+    pub kernel_memory: i64,
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+/// `POST /containers/{id}/update` answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateResponse {
+    pub warnings: Vec<String>,
+}
+
 /// `POST /containers/create` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
@@ -227,7 +298,7 @@ pub struct State {
     pub started_at: String,
     pub finished_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<serde_json::Value>,
+    pub health: Option<Health>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

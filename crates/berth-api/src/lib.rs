@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod detach;
+pub mod duration;
 pub mod error;
 pub mod event;
 pub mod exec;

@@ -63,6 +63,8 @@ pub enum Command {
     Inspect(commands::container::InspectArgs),
     /// Rename a container
     Rename(commands::container::RenameArgs),
+    /// Update configuration of one or more containers
+    Update(commands::resources::UpdateArgs),
     /// Pause all processes within one or more containers
     Pause(commands::container::Ids),
     /// Unpause all processes within one or more containers

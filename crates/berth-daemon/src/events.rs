@@ -187,6 +187,16 @@ impl Daemon {
         ));
     }
 
+    /// A volume event (`create`, `destroy`) with Docker's `driver` attribute.
+    pub fn volume_event(&self, action: &str, name: &str) {
+        self.emit(
+            "volume",
+            action,
+            name,
+            BTreeMap::from([("driver".to_string(), "local".to_string())]),
+        );
+    }
+
     /// A container event with `extra` attributes, the container's labels, its image as the
     /// user named it and its name.
     pub fn container_event(

@@ -32,6 +32,8 @@ pub struct Container {
     /// Attach streams waiting for the next start; each gets the shim socket once the
     /// container is created and answers on the second channel when attached.
     pub pending_attach: Mutex<Vec<PendingAttach>>,
+    /// Dropping this stops the health monitor of the current run (see `container::health`).
+    pub health_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Container {
@@ -44,6 +46,7 @@ impl Container {
             progress: watch::channel(Progress::default()).0,
             op: tokio::sync::Mutex::new(()),
             pending_attach: Mutex::new(Vec::new()),
+            health_stop: Mutex::new(None),
         }
     }
 
@@ -67,12 +70,27 @@ impl Container {
         self.write(f, true)
     }
 
+    /// Like [`Container::update`], but only when `f` says it changed something.
+    pub fn update_if(&self, f: impl FnOnce(&mut Record) -> bool) -> Result<bool> {
+        let mut r = self.rec();
+        if !f(&mut r) {
+            return Ok(false);
+        }
+        self.persist(&r, false)?;
+        Ok(true)
+    }
+
     fn write(&self, f: impl FnOnce(&mut Record), durable: bool) -> Result<Record> {
         let mut r = self.rec();
         f(&mut r);
-        let data = serde_json::to_vec_pretty(&*r).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        self.persist(&r, durable)?;
         Ok(r.clone())
+    }
+
+    fn persist(&self, r: &Record, durable: bool) -> Result<()> {
+        let data = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
+        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! `--change` instructions (`docker import`/`docker commit`): CMD, ENTRYPOINT, ENV, EXPOSE,
-//! LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL and ONBUILD applied to an image config.
+//! HEALTHCHECK, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL and ONBUILD applied to an image config.
 
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
@@ -162,7 +162,10 @@ pub(crate) fn apply_changes_json(
                     a.push(Value::String(rest.to_string()));
                 }
             }
-            "ADD" | "ARG" | "COPY" | "FROM" | "HEALTHCHECK" | "MAINTAINER" | "RUN" | "SHELL" => {
+            "HEALTHCHECK" => {
+                config.insert("Healthcheck".into(), healthcheck(rest)?);
+            }
+            "ADD" | "ARG" | "COPY" | "FROM" | "MAINTAINER" | "RUN" | "SHELL" => {
                 return Err(Error::InvalidInput(format!(
                     "dockerfile: {instr} is not a valid change command"
                 )))
@@ -175,6 +178,76 @@ pub(crate) fn apply_changes_json(
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+/// [--retries=N] CMD command` (exec or shell form) or `HEALTHCHECK NONE`, as Docker's
+/// `config.Healthcheck` (durations in nanoseconds, 0 = the default).
+fn healthcheck(rest: &str) -> Result<Value> {
+    let bad = |m: String| Error::InvalidInput(format!("dockerfile: {m}"));
+    let mut rest = rest.trim_start();
+    let mut opts = Map::new();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let end = flag.find(char::is_whitespace).unwrap_or(flag.len());
+        let (name, value) = match flag[..end].split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (&flag[..end], ""),
+        };
+        rest = flag[end..].trim_start();
+        let key = match name {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| bad(format!("invalid value for --retries: {value:?}")))?;
+                if n < 0 {
+                    return Err(bad(format!("--retries cannot be negative ({n})")));
+                }
+                opts.insert("Retries".into(), Value::from(n));
+                continue;
+            }
+            other => return Err(bad(format!("Unknown flag: {other}"))),
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let nanos = berth_api::duration::parse(value).map_err(bad)?;
+        if nanos != 0 && nanos < 1_000_000 {
+            return Err(bad(format!("Interval \"{name}\" cannot be less than 1ms")));
+        }
+        opts.insert(key.into(), Value::from(nanos));
+    }
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let kind = rest[..end].to_ascii_uppercase();
+    let args = rest[end..].trim();
+    match kind.as_str() {
+        "" => Err(need_arg("HEALTHCHECK")),
+        "NONE" => {
+            if !args.is_empty() || !opts.is_empty() {
+                return Err(bad("HEALTHCHECK NONE takes no arguments".into()));
+            }
+            Ok(serde_json::json!({"Test": ["NONE"]}))
+        }
+        "CMD" => {
+            let test = match json_array(args) {
+                Some(v) if !v.is_empty() => std::iter::once("CMD".to_string()).chain(v).collect(),
+                Some(_) => Vec::new(),
+                None if args.is_empty() => Vec::new(),
+                None => vec!["CMD-SHELL".to_string(), args.to_string()],
+            };
+            if test.is_empty() {
+                return Err(bad("Missing command after HEALTHCHECK CMD".into()));
+            }
+            opts.insert("Test".into(), strings(&test));
+            Ok(Value::Object(opts))
+        }
+        other => Err(bad(format!(
+            "Unknown type \"{other}\" in HEALTHCHECK (try CMD)"
+        ))),
+    }
 }
 
 fn need_arg(instr: &str) -> Error {
@@ -400,6 +473,29 @@ mod tests {
         let owned: Vec<String> = changes.iter().map(|s| s.to_string()).collect();
         apply_changes_json(&mut m, &owned)?;
         Ok(Value::Object(m))
+    }
+
+    #[test]
+    fn healthcheck() {
+        let v = apply(&["HEALTHCHECK --interval=1s --retries=2 CMD true"]).unwrap();
+        assert_eq!(
+            v["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000i64, "Retries": 2})
+        );
+        let v = apply(&["HEALTHCHECK CMD [\"/bin/check\", \"-q\"]"]).unwrap();
+        assert_eq!(
+            v["Healthcheck"],
+            json!({"Test": ["CMD", "/bin/check", "-q"]})
+        );
+        let v = apply(&["healthcheck none"]).unwrap();
+        assert_eq!(v["Healthcheck"], json!({"Test": ["NONE"]}));
+        assert!(apply(&["HEALTHCHECK"]).is_err());
+        assert!(apply(&["HEALTHCHECK CMD"]).is_err());
+        assert!(apply(&["HEALTHCHECK --interval=1q CMD true"]).is_err());
+        assert!(apply(&["HEALTHCHECK --interval=10us CMD true"]).is_err());
+        assert!(apply(&["HEALTHCHECK --bogus=1 CMD true"]).is_err());
+        assert!(apply(&["HEALTHCHECK RUN true"]).is_err());
+        assert!(apply(&["HEALTHCHECK NONE x"]).is_err());
     }
 
     #[test]

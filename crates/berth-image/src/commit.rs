@@ -25,6 +25,9 @@ pub struct CommitOptions {
     pub changes: Vec<String>,
     /// The container's config to record; the parent image's config when `None`.
     pub config: Option<oci_spec::image::Config>,
+    /// The container's `Healthcheck` to record with `config` (a Docker field `oci_spec`'s
+    /// config does not model).
+    pub healthcheck: Option<Value>,
 }
 
 impl Store {
@@ -56,6 +59,9 @@ impl Store {
                 .cloned()
                 .unwrap_or_default(),
         };
+        if let Some(h) = &opts.healthcheck {
+            container_config.insert("Healthcheck".into(), h.clone());
+        }
         apply_changes_json(&mut container_config, &opts.changes)?;
         let created_by = opts
             .config

@@ -28,6 +28,8 @@ pub struct Image {
     /// Sum of the uncompressed layer sizes (bytes of the files in the layers).
     pub size: u64,
     pub config: ImageConfiguration,
+    /// `config.Healthcheck` as stored (Docker's field, which `oci_spec` does not model).
+    pub healthcheck: Option<serde_json::Value>,
     /// Diff ids, bottom first.
     pub layers: Vec<String>,
     /// The image this one was committed on.
@@ -106,6 +108,12 @@ impl State {
             created: l.config.created().clone(),
             size: l.record.size(),
             config: l.config.clone(),
+            healthcheck: l
+                .config_json
+                .get("config")
+                .and_then(|c| c.get("Healthcheck"))
+                .filter(|h| !h.is_null())
+                .cloned(),
             layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
             parent: l.record.parent.clone(),
             manifest_digest: l.record.manifest_digest.clone(),

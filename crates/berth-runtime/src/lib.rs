@@ -154,6 +154,18 @@ impl Runtime {
         pause::resume(&self.root, id)
     }
 
+    /// Change the resource limits of a created, running or paused container: `resources`
+    /// is written to its cgroups as at create (memory before or after the swap limit, as the
+    /// kernel needs on v1). Settings left out stay as they are.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let rec = state::Record::load(&self.root, id)?;
+        let cg = rec
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::Config(format!("container {id} has no cgroup to update")))?;
+        cg.apply(resources)
+    }
+
     /// Whether the kernel's OOM killer killed a process of the container (call before
     /// `delete`, which removes the cgroup).
     pub fn oom_killed(&self, id: &str) -> Result<bool> {

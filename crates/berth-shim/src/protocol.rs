@@ -36,6 +36,11 @@ pub enum Request {
     },
     /// Pid and whether the main process still runs.
     State,
+    /// Signal an exec's process (a health probe that outlived its timeout).
+    KillExec {
+        exec_id: String,
+        signal: i32,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

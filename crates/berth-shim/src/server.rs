@@ -737,6 +737,7 @@ impl Shim {
                     Err(e) => Reply::err(e.to_string()),
                 })
             }
+            Request::KillExec { exec_id, signal } => Some(self.kill_exec(&exec_id, signal)),
             Request::Resize {
                 exec_id,
                 width,
@@ -763,6 +764,24 @@ impl Shim {
                 }
                 Some(self.exec(i, exec_id, &process, stdin))
             }
+        }
+    }
+
+    /// Signal an exec that has not been reaped yet (so its pid is still its own).
+    fn kill_exec(&self, exec_id: &str, signal: i32) -> Reply {
+        let Some(p) = self.procs.get(&Some(exec_id.to_string())) else {
+            return Reply::err(format!("no such exec: {exec_id}"));
+        };
+        if p.exit.is_some() {
+            return Reply::ok();
+        }
+        let sig = match Signal::try_from(signal) {
+            Ok(s) => s,
+            Err(e) => return Reply::err(format!("signal {signal}: {e}")),
+        };
+        match nix::sys::signal::kill(Pid::from_raw(p.pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Reply::ok(),
+            Err(e) => Reply::err(format!("kill {}: {e}", p.pid)),
         }
     }
 

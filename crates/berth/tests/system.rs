@@ -225,6 +225,32 @@ fn system_prune_all_leaves_no_orphaned_files() {
     }
     let v: serde_json::Value = serde_json::from_str(&d.curl("GET", "/system/df", None).1).unwrap();
     assert_eq!(v["LayersSize"], 0, "{v}");
+    // Volume and prune events were reported.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "type=volume",
+        "--format",
+        "{{.Action}} {{.Actor.ID}}",
+    ]);
+    for want in ["create named", "destroy named", "prune "] {
+        assert!(events.contains(want), "{want}: {events}");
+    }
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("destroy ") && !l.ends_with("named")),
+        "{events}"
+    );
     assert_eq!(v["LogsSize"], 0, "{v}");
     assert_eq!(v["Volumes"], serde_json::json!([]), "{v}");
 }

@@ -1,6 +1,7 @@
 //! Container commands: run/create with Docker's flags, the lifecycle verbs, ps, logs, attach,
 //! exec and inspect.
 
+use super::resources as res;
 use crate::client::{enc, Client, Error};
 use crate::format::{self, Format};
 use crate::stream;
@@ -71,17 +72,43 @@ pub struct CreateArgs {
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
     /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Tune container memory swappiness (0 to 100) (default -1)
+    #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
     /// Number of CPUs
     #[arg(long)]
-    pub cpus: Option<f64>,
+    pub cpus: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares")]
     pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
     /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub health: super::resources::HealthArgs,
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
@@ -188,28 +215,12 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         }
     }
     env.extend(a.env.iter().map(|e| expand_env(e)));
-    let mut ulimits = Vec::new();
-    for u in &a.ulimit {
-        let (name, vals) = u
-            .split_once('=')
-            .ok_or(format!("invalid ulimit argument: {u}"))?;
-        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-        let soft: i64 = soft
-            .parse()
-            .map_err(|_| format!("invalid ulimit argument: {u}"))?;
-        let hard: i64 = hard
-            .parse()
-            .map_err(|_| format!("invalid ulimit argument: {u}"))?;
-        ulimits.push(json!({"Name": name, "Soft": soft, "Hard": hard}));
-    }
-    let (restart_name, retries) = match a.restart.split_once(':') {
-        Some((n, r)) => (
-            n.to_string(),
-            r.parse::<i64>()
-                .map_err(|_| format!("invalid restart policy format: {}", a.restart))?,
-        ),
-        None => (a.restart.clone(), 0),
-    };
+    let ulimits = a
+        .ulimit
+        .iter()
+        .map(|u| res::ulimit(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let restart = res::restart_policy(&a.restart)?;
     let mut log_config = serde_json::Map::new();
     for o in &a.log_opt {
         let (k, v) = o
@@ -234,17 +245,12 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
                 .map_err(|e| format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let memory = a
-        .memory
-        .as_deref()
-        .map(berth_api::units::ram_in_bytes)
-        .transpose()?
-        .unwrap_or(0);
-    let swap = match a.memory_swap.as_deref() {
-        Some("-1") => -1,
-        Some(s) => berth_api::units::ram_in_bytes(s)?,
-        None => 0,
-    };
+    let memory = res::bytes("-m, --memory", a.memory.as_deref())?;
+    let swap = res::swap_bytes(a.memory_swap.as_deref())?;
+    let reservation = res::bytes("--memory-reservation", a.memory_reservation.as_deref())?;
+    let shm_size = res::bytes("--shm-size", a.shm_size.as_deref())?;
+    let nano_cpus = res::nano_cpus(a.cpus.as_deref())?;
+    let healthcheck = a.health.config()?;
     let (port_bindings, exposed) = crate::ports::bindings(&a.publish, &a.expose)?;
     let network = a.network.clone().unwrap_or_else(|| "default".into());
     let mut endpoint = serde_json::Map::new();
@@ -279,6 +285,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         "Volumes": volumes,
         "StopSignal": a.stop_signal,
         "StopTimeout": a.stop_timeout,
+        "Healthcheck": healthcheck,
         "ExposedPorts": exposed,
         "NetworkingConfig": {"EndpointsConfig": {network.clone(): endpoint}},
         "HostConfig": {
@@ -294,7 +301,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             "DnsSearch": a.dns_search,
             "DnsOptions": a.dns_option,
             "ExtraHosts": a.add_host,
-            "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
+            "RestartPolicy": restart,
             "AutoRemove": a.rm,
             "CapAdd": a.cap_add,
             "CapDrop": a.cap_drop,
@@ -303,12 +310,20 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             "SecurityOpt": a.security_opt,
             "Memory": memory,
             "MemorySwap": swap,
-            "NanoCpus": a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+            "MemoryReservation": reservation,
+            "MemorySwappiness": a.memory_swappiness.unwrap_or(-1),
+            "OomKillDisable": a.oom_kill_disable,
+            "NanoCpus": nano_cpus,
             "CpuShares": a.cpu_shares.unwrap_or(0),
+            "CpuPeriod": a.cpu_period.unwrap_or(0),
+            "CpuQuota": a.cpu_quota.unwrap_or(0),
+            "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
+            "CpusetMems": a.cpuset_mems.clone().unwrap_or_default(),
+            "BlkioWeight": a.blkio_weight.unwrap_or(0),
             "PidsLimit": a.pids_limit,
             "Tmpfs": tmpfs,
             "Ulimits": ulimits,
-            "ShmSize": a.shm_size.as_deref().map(berth_api::units::ram_in_bytes).transpose()?.unwrap_or(0),
+            "ShmSize": shm_size,
             "Sysctls": key_values(&a.sysctl),
             "Init": a.init.then_some(true),
             "ConsoleSize": stream::term_size().map(|(h, w)| vec![h, w]).unwrap_or(vec![0, 0]),
@@ -331,7 +346,7 @@ fn expand_env(e: &str) -> String {
 /// Create the container; a missing image is reported like docker and not pulled here.
 async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32> {
     let body = create_body(a, attach).map_err(|e| {
-        eprintln!("berth: {e}\nSee 'berth run --help'.");
+        eprintln!("{e}\nSee 'berth run --help'.");
         125
     })?;
     let mut path = "/containers/create".to_string();
@@ -339,7 +354,7 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
         path.push_str(&format!("?name={}", enc(n)));
     }
     match c.post(&path, Some(body.clone())).await {
-        Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+        Ok(v) => Ok(created_id(&v)),
         Err(Error::Daemon {
             status: 404,
             message,
@@ -360,7 +375,7 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
                 return Err(125);
             }
             match c.post(&path, Some(body)).await {
-                Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+                Ok(v) => Ok(created_id(&v)),
                 Err(e) => {
                     eprintln!("berth: {e}");
                     eprintln!("See 'berth run --help'.");
@@ -374,6 +389,16 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
             Err(125)
         }
     }
+}
+
+/// The id in a create answer, after printing its warnings as docker does.
+fn created_id(v: &Value) -> String {
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = w.as_str() {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    v["Id"].as_str().unwrap_or_default().to_string()
 }
 
 pub async fn create_cmd(c: &Client, a: CreateArgs) -> i32 {

@@ -7,6 +7,7 @@ pub mod image;
 pub mod network;
 pub mod prune;
 pub mod registry;
+pub mod resources;
 pub mod stats;
 pub mod system;
 pub mod volume;
@@ -87,6 +88,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Exec(a) => ct::exec(&c, a).await,
         Command::Inspect(a) => ct::inspect(&c, a).await,
         Command::Rename(a) => ct::rename(&c, a).await,
+        Command::Update(a) => resources::update(&c, a).await,
         Command::Pause(a) => ct::simple(&c, a, "pause").await,
         Command::Unpause(a) => ct::simple(&c, a, "unpause").await,
         Command::Container(sub) => ct::container_cmd(&c, sub).await,

@@ -4,7 +4,7 @@
 use super::{shim, spec, status, Record, StateRecord};
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon, Progress};
-use berth_api::container::CreateRequest;
+use berth_api::container::{CreateRequest, HealthConfig, RestartPolicy};
 use berth_api::timefmt;
 use berth_shim::protocol::Request;
 use berth_shim::{ExitRecord, ShimConfig};
@@ -13,6 +13,10 @@ use std::time::Duration;
 
 const LOG_MAX_SIZE: u64 = 20 << 20;
 const LOG_MAX_FILES: u32 = 5;
+/// Docker's default size of /dev/shm.
+const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+/// The shortest health check interval, timeout or period Docker accepts (1ms).
+const MIN_HEALTH_DURATION: i64 = 1_000_000;
 
 /// `POST /containers/create`.
 pub async fn create(
@@ -31,7 +35,7 @@ pub async fn create(
         }
         other => other.into(),
     })?;
-    validate(&req)?;
+    let warnings = validate(&req)?;
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
@@ -55,6 +59,17 @@ pub async fn create(
     }
     if host_config.log_config.kind.is_empty() {
         host_config.log_config.kind = "json-file".into();
+    }
+    // Docker's defaults, recorded so that inspect shows them and `update` starts from them.
+    if host_config.memory > 0 && host_config.memory_swap == 0 {
+        host_config.memory_swap = host_config.memory * 2;
+    }
+    if host_config.shm_size == 0 {
+        host_config.shm_size = DEFAULT_SHM_SIZE;
+    }
+    host_config.oom_kill_disable.get_or_insert(false);
+    if host_config.pids_limit.is_some_and(|p| p <= 0) {
+        host_config.pids_limit = None;
     }
     // Docker records the image's config merged in the container's Config.
     let ic = image.config.config().clone().unwrap_or_default();
@@ -100,6 +115,13 @@ pub async fn create(
         }
     }
     let planned = crate::volume::mounts::plan(d, &config, &host_config)?;
+    if let Some(image_hc) = image
+        .healthcheck
+        .clone()
+        .and_then(|v| serde_json::from_value::<HealthConfig>(v).ok())
+    {
+        inherit_healthcheck(&mut config.healthcheck, image_hc);
+    }
     if let Some(exposed) = ic.exposed_ports() {
         let ports = config.exposed_ports.get_or_insert_with(Default::default);
         for p in exposed {
@@ -213,7 +235,30 @@ pub async fn create(
         }
     }
     d.container_event(&c, "create", &[]);
-    Ok((id, Vec::new()))
+    Ok((id, warnings))
+}
+
+/// Docker's merge of the image's HEALTHCHECK into the container's: the whole of it when the
+/// container sets none, else each setting the container leaves at zero.
+fn inherit_healthcheck(own: &mut Option<HealthConfig>, image: HealthConfig) {
+    let Some(h) = own else {
+        *own = Some(image);
+        return;
+    };
+    if h.test.as_ref().is_none_or(|t| t.is_empty()) {
+        h.test = image.test;
+    }
+    for (mine, theirs) in [
+        (&mut h.interval, image.interval),
+        (&mut h.timeout, image.timeout),
+        (&mut h.start_period, image.start_period),
+        (&mut h.start_interval, image.start_interval),
+        (&mut h.retries, image.retries),
+    ] {
+        if *mine == 0 {
+            *mine = theirs;
+        }
+    }
 }
 
 /// How Docker shows a reference the user typed: with `:latest` when untagged.
@@ -226,31 +271,62 @@ fn display_ref(r: &str) -> String {
     }
 }
 
-fn validate(req: &CreateRequest) -> Result<()> {
-    let h = &req.host_config;
-    if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
-        return Err(Error::bad_request("Minimum memory limit allowed is 6MB"));
-    }
-    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
-        return Err(Error::bad_request(
-            "Minimum memoryswap limit should be larger than memory limit, see usage",
-        ));
-    }
-    if h.nano_cpus > 0 && (h.cpu_quota > 0 || h.cpu_period > 0) {
-        return Err(Error::bad_request(
-            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
-        ));
-    }
-    if h.nano_cpus < 0 {
-        return Err(Error::bad_request("invalid value for NanoCpus"));
-    }
-    match h.restart_policy.name.as_str() {
-        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
-        other => {
-            return Err(Error::bad_request(format!(
-                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-            )))
+/// Docker's restart policy check (create and update).
+pub fn check_restart_policy(p: &RestartPolicy) -> Result<()> {
+    match p.name.as_str() {
+        // An empty name is what older clients send for "no".
+        "" => Ok(()),
+        "on-failure" if p.maximum_retry_count < 0 => Err(Error::bad_request(
+            "invalid restart policy: maximum retry count cannot be negative",
+        )),
+        "on-failure" => Ok(()),
+        "no" | "always" | "unless-stopped" if p.maximum_retry_count == 0 => Ok(()),
+        "no" | "always" | "unless-stopped" => {
+            let mut msg = String::from(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+            );
+            if p.maximum_retry_count < 0 {
+                msg.push_str(" and cannot be negative");
+            }
+            Err(Error::bad_request(msg))
         }
+        other => Err(Error::bad_request(format!(
+            "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ))),
+    }
+}
+
+/// Docker's check of a health check's timing (`validateHealthCheck`).
+fn check_healthcheck(h: Option<&HealthConfig>) -> Result<()> {
+    let Some(h) = h else { return Ok(()) };
+    for (name, v) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
+        if v != 0 && v < MIN_HEALTH_DURATION {
+            return Err(Error::bad_request(format!(
+                "{name} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if h.retries < 0 {
+        return Err(Error::bad_request(
+            "Retries in Healthcheck cannot be negative",
+        ));
+    }
+    Ok(())
+}
+
+/// Check the create request; Docker's warnings on success.
+fn validate(req: &CreateRequest) -> Result<Vec<String>> {
+    let h = &req.host_config;
+    let warnings = super::limits::check(h, false).map_err(Error::bad_request)?;
+    check_restart_policy(&h.restart_policy)?;
+    check_healthcheck(req.config.healthcheck.as_ref())?;
+    if h.shm_size < 0 {
+        return Err(Error::bad_request("SHM size can not be less than 0"));
     }
     if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
         return Err(Error::bad_request(
@@ -258,7 +334,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
         ));
     }
     // Settings berth does not carry out yet are refused rather than silently dropped.
-    let c = &req.config;
     let unsupported = [
         (
             "--device",
@@ -276,14 +351,6 @@ fn validate(req: &CreateRequest) -> Result<()> {
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
         ),
         (
-            "--health-cmd",
-            c.healthcheck.as_ref().is_some_and(|hc| {
-                hc.test
-                    .as_ref()
-                    .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
-            }),
-        ),
-        (
             "a log driver other than json-file",
             !matches!(h.log_config.kind.as_str(), "" | "json-file"),
         ),
@@ -293,7 +360,7 @@ fn validate(req: &CreateRequest) -> Result<()> {
             "{what} is not supported by this berth version yet"
         )));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Build the bundle of a container: config.json and shim.json.
@@ -471,8 +538,11 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
             finished_at: r.state.finished_at.clone(),
             oom_killed: false,
             manually_stopped: false,
+            health: r.state.health.take(),
         };
     });
+    // Before the exit monitor, whose exit handling stops the health monitor.
+    super::health::start(d, c);
     // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
     d.endpoint_events(c, "connect");
@@ -507,7 +577,9 @@ fn read_exit_file(c: &Container) -> Option<ExitRecord> {
 
 async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     let t0 = std::time::Instant::now();
+    super::health::stop(c);
     let record = |r: &mut Record| {
+        super::health::on_stopped(r);
         r.state.status = status::EXITED.into();
         r.state.pid = 0;
         r.state.exit_code = i64::from(exit.exit_code);
@@ -1007,7 +1079,10 @@ async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
     )
     .await;
     match probe {
-        Ok(Ok(reply)) if reply.running => spawn_monitor(d.clone(), c.clone()),
+        Ok(Ok(reply)) if reply.running => {
+            super::health::start(d, c);
+            spawn_monitor(d.clone(), c.clone());
+        }
         Err(_) => {
             tracing::warn!(
                 "container {}: its shim does not answer; left as it is",

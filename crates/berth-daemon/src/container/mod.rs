@@ -2,7 +2,9 @@
 
 pub mod attach;
 pub mod exec;
+pub mod health;
 pub mod lifecycle;
+pub mod limits;
 pub mod logs;
 pub mod rootfs;
 pub mod shim;
@@ -102,6 +104,9 @@ pub struct StateRecord {
     /// Stopped or killed by the user: restart policies leave it down.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// The health check's state, once a health check has run for this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<berth_api::container::Health>,
 }
 
 impl Record {

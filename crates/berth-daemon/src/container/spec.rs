@@ -301,6 +301,9 @@ fn resources(rec: &Record) -> Value {
     if let Some(true) = h.oom_kill_disable {
         mem.insert("disableOOMKiller".into(), json!(true));
     }
+    if let Some(s) = h.memory_swappiness.filter(|s| (0..=100).contains(s)) {
+        mem.insert("swappiness".into(), json!(s));
+    }
     if !mem.is_empty() {
         r.insert("memory".into(), Value::Object(mem));
     }
@@ -335,6 +338,19 @@ fn resources(rec: &Record) -> Value {
         r.insert("blockIO".into(), json!({"weight": h.blkio_weight}));
     }
     Value::Object(r)
+}
+
+/// The limits of a running container after an update, for `Runtime::update`: what it was
+/// started with minus the device rules (rewriting them would cut running processes off their
+/// devices for a moment), and always a pids limit, so that lifting it is written too.
+pub fn live_resources(rec: &Record) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut r = resources(rec);
+    if let Some(m) = r.as_object_mut() {
+        m.remove("devices");
+        let pids = rec.host_config.pids_limit.filter(|p| *p > 0).unwrap_or(-1);
+        m.insert("pids".into(), json!({"limit": pids}));
+    }
+    serde_json::from_value(r).map_err(|e| Error::internal(format!("resources: {e}")))
 }
 
 /// The host's device nodes, which `--privileged` hands to the container as Docker does

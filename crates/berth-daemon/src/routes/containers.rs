@@ -2,7 +2,7 @@
 
 use super::St;
 use crate::container::attach::{self, End};
-use crate::container::{lifecycle, logs, shim, status, Record};
+use crate::container::{health, lifecycle, limits, logs, shim, status, Record};
 use crate::error::{Error, Result};
 use crate::server::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use berth_api::container::{
-    CreateRequest, CreateResponse, Inspect, State as ApiState, Summary, SummaryHostConfig,
-    WaitResponse,
+    health_status, CreateRequest, CreateResponse, Inspect, State as ApiState, Summary,
+    SummaryHostConfig, UpdateRequest, UpdateResponse, WaitResponse,
 };
 use berth_api::timefmt;
 use berth_shim::protocol::Request as ShimRequest;
@@ -33,7 +33,13 @@ fn since(ts: &str) -> Option<std::time::Duration> {
 fn status_text(r: &Record) -> String {
     let ago = |ts: &str| since(ts).map(timefmt::human_duration).unwrap_or_default();
     match r.state.status.as_str() {
-        status::RUNNING => format!("Up {}", ago(&r.state.started_at)),
+        status::RUNNING => match r.state.health.as_ref().map(|h| h.status.as_str()) {
+            Some(health_status::STARTING) => {
+                format!("Up {} (health: starting)", ago(&r.state.started_at))
+            }
+            Some(h) => format!("Up {} ({h})", ago(&r.state.started_at)),
+            None => format!("Up {}", ago(&r.state.started_at)),
+        },
         status::PAUSED => format!("Up {} (Paused)", ago(&r.state.started_at)),
         status::RESTARTING => format!(
             "Restarting ({}) {} ago",
@@ -105,6 +111,7 @@ fn matches(
                         .iter()
                         .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
             }
+            "health" => vals.iter().any(|v| v == health::filter_status(r)),
             "ancestor" => vals.iter().any(|v| {
                 r.image == *v || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
             }),
@@ -130,6 +137,20 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let all = q.bool("all");
     let filters = q.filters()?;
     let limit = q.int("limit")?.filter(|l| *l > 0);
+    let health_values = [
+        health_status::STARTING,
+        health_status::HEALTHY,
+        health_status::UNHEALTHY,
+        health_status::NONE,
+    ];
+    if let Some(bad) = filters
+        .get("health")
+        .and_then(|vals| vals.iter().find(|v| !health_values.contains(&v.as_str())))
+    {
+        return Err(Error::bad_request(format!(
+            "Unrecognised filter value for health: {bad}"
+        )));
+    }
     let mut recs: Vec<Record> = d.all().iter().map(|c| c.snapshot()).collect();
     recs.sort_by(|a, b| b.created.cmp(&a.created));
     let mut out = Vec::new();
@@ -254,7 +275,7 @@ pub fn inspect_record(
             error: r.state.error.clone(),
             started_at: r.state.started_at.clone(),
             finished_at: r.state.finished_at.clone(),
-            health: None,
+            health: r.state.health.clone(),
         },
         image: r.image_id.clone(),
         resolv_conf_path: p.resolv_conf().display().to_string(),
@@ -359,6 +380,14 @@ pub async fn remove(
     let c = d.find(&id)?;
     lifecycle::remove(&d, &c, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+    let c = d.find(&id)?;
+    let req: UpdateRequest = json_body(&body)?;
+    let warnings = limits::update(&c, req).await?;
+    Ok(json(200, &UpdateResponse { warnings }))
 }
 
 pub async fn resize(
@@ -589,6 +618,12 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             deleted.push(r.id.clone());
         }
     }
+    d.emit(
+        "container",
+        "prune",
+        "",
+        BTreeMap::from([("reclaimed".to_string(), reclaimed.to_string())]),
+    );
     Ok(json(
         200,
         &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),

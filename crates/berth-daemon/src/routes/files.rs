@@ -219,6 +219,10 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
         author: q.get("author").filter(|s| !s.is_empty()).map(String::from),
         changes,
         config: Some(oci_cfg),
+        healthcheck: cfg
+            .healthcheck
+            .as_ref()
+            .and_then(|h| serde_json::to_value(h).ok()),
     };
     let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false")
         && rec.state.status == crate::container::status::RUNNING;

@@ -146,6 +146,10 @@ fn inspect(img: &berth_image::Image) -> Inspect {
                 .map(|k| (k, berth_api::container::Empty {}))
                 .collect()
         }),
+        healthcheck: img
+            .healthcheck
+            .clone()
+            .and_then(|h| serde_json::from_value(h).ok()),
         ..Default::default()
     };
     let comment = img

@@ -41,6 +41,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/stats", get(monitor::stats))

@@ -76,8 +76,9 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
 
 pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
     let o: CreateOptions = json_body(&body)?;
+    let dd = d.clone();
     let v = tokio::task::spawn_blocking(move || {
-        d.volumes.create(Request {
+        dd.volumes.create(Request {
             name: (!o.name.is_empty()).then_some(o.name),
             driver: o.driver,
             options: o.driver_opts.unwrap_or_default(),
@@ -86,6 +87,7 @@ pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
+    d.volume_event("create", &v.name);
     Ok(json(201, &v))
 }
 
@@ -100,6 +102,7 @@ pub async fn remove(
 ) -> Result<Response> {
     let force = Query::parse(q.as_deref()).bool("force");
     if let Some(dir) = d.volumes.remove(&name, force)? {
+        d.volume_event("destroy", &name);
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
     }
     Ok(no_content())
@@ -127,7 +130,9 @@ pub async fn prune(
             return Err(Error::bad_request(format!("invalid filter '{k}'")));
         }
     }
+    let dd = d.clone();
     let reply = tokio::task::spawn_blocking(move || -> Result<PruneResponse> {
+        let d = dd;
         let mut out = PruneResponse::default();
         let mut names: Vec<Meta> = d
             .volumes
@@ -144,6 +149,7 @@ pub async fn prune(
             let size = d.volumes.size(&m.name);
             // One that a new container took meanwhile is in use now and stays.
             if let Ok(Some(dir)) = d.volumes.remove(&m.name, false) {
+                d.volume_event("destroy", &m.name);
                 let _ = std::fs::remove_dir_all(dir);
                 out.volumes_deleted.push(m.name.clone());
                 out.space_reclaimed += size;
@@ -153,5 +159,14 @@ pub async fn prune(
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
+    d.emit(
+        "volume",
+        "prune",
+        "",
+        std::collections::BTreeMap::from([(
+            "reclaimed".to_string(),
+            reply.space_reclaimed.to_string(),
+        )]),
+    );
     Ok(json(200, &reply))
 }

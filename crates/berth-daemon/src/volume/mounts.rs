@@ -428,7 +428,12 @@ pub fn realize(d: &Daemon, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountP
                         .insert(crate::volume::ANONYMOUS_LABEL.into(), String::new());
                 }
                 match d.volumes.ensure(req, Some(cid)) {
-                    Ok((meta, _)) => mp.name = meta.name,
+                    Ok((meta, created)) => {
+                        if created {
+                            d.volume_event("create", &meta.name);
+                        }
+                        mp.name = meta.name
+                    }
                     Err(e) => {
                         undo(d, cid, &out);
                         return Err(e);
@@ -461,6 +466,7 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
     for m in mounts.iter().filter(|m| m.kind == VOLUME && m.anonymous) {
         match d.volumes.remove(&m.name, true) {
             Ok(Some(dir)) => {
+                d.volume_event("destroy", &m.name);
                 tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
             }
             Ok(None) => {}

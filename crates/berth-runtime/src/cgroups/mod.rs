@@ -231,15 +231,28 @@ impl Cgroup {
         }
         let applied = if is_v2 {
             v2::prepare(&cg.dirs[0], &hs[0].mountpoint, &rel)
-                .and_then(|()| resources.map_or(Ok(()), |r| v2::apply(&cg.dirs[0].path, r)))
+                .and_then(|()| resources.map_or(Ok(()), |r| cg.apply(r)))
         } else {
-            resources.map_or(Ok(()), |r| v1::apply(&cg, r))
+            resources.map_or(Ok(()), |r| cg.apply(r))
         };
         if let Err(e) = applied {
             let _ = cg.remove();
             return Err(e);
         }
         Ok(cg)
+    }
+
+    /// Write `resources` to the container's cgroup files (at create, and again on update).
+    pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        if self.v2 {
+            let dir = self
+                .dirs
+                .first()
+                .ok_or_else(|| Error::Config("the container has no cgroup".into()))?;
+            v2::apply(&dir.path, resources)
+        } else {
+            v1::apply(self, resources)
+        }
     }
 
     /// Move `pid` (0 = the calling process) into the container's cgroup in every hierarchy.

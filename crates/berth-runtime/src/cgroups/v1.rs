@@ -74,13 +74,28 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
 /// Apply `linux.resources` to the v1 hierarchies.
 pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
+        // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: a limit raised
+        // above the current memory+swap limit needs the new memsw limit written first.
+        let swap_first = match (m.limit(), m.swap()) {
+            (Some(l), Some(_)) => {
+                let new = u64::try_from(l).unwrap_or(u64::MAX);
+                dir_of(cg, "memory")
+                    .and_then(|d| read_file(&d.join("memory.memsw.limit_in_bytes")).ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|cur| new > cur)
+            }
+            _ => false,
+        };
+        if let (true, Some(s)) = (swap_first, m.swap()) {
+            set_optional(cg, "memory", "memory.memsw.limit_in_bytes", s)?;
+        }
         if let Some(l) = m.limit() {
             set(cg, "memory", "memory.limit_in_bytes", l)?;
         }
         if let Some(l) = m.reservation() {
             set(cg, "memory", "memory.soft_limit_in_bytes", l)?;
         }
-        if let Some(s) = m.swap() {
+        if let (false, Some(s)) = (swap_first, m.swap()) {
             set_optional(cg, "memory", "memory.memsw.limit_in_bytes", s)?;
         }
         if let Some(s) = m.swappiness() {
@@ -134,10 +149,15 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         set(cg, "pids", "pids.max", v)?;
     }
     if let Some(b) = r.block_io() {
-        if let Some(w) = b.weight() {
-            if w > 0 && set_optional(cg, "blkio", "blkio.weight", w).is_err() {
-                set_optional(cg, "blkio", "blkio.bfq.weight", w)?;
-            }
+        if let Some(w) = b.weight().filter(|w| *w > 0) {
+            // CFQ's blkio.weight, or BFQ's where only that scheduler offers weights.
+            let cfq = dir_of(cg, "blkio").is_some_and(|d| d.join("blkio.weight").exists());
+            let file = if cfq {
+                "blkio.weight"
+            } else {
+                "blkio.bfq.weight"
+            };
+            set_optional(cg, "blkio", file, w)?;
         }
         if let Some(w) = b.leaf_weight() {
             set_optional(cg, "blkio", "blkio.leaf_weight", w)?;
