@@ -78,3 +78,66 @@ fn containers_survive_daemon_crash() {
     });
     d.ok(&["rm", "ticker", "short"]);
 }
+
+/// Containers whose process ended while the daemon was down come back at its start when their
+/// policy says so: `always`, and `unless-stopped` unless the user stopped it; not `no`.
+#[test]
+fn restart_policies_bring_containers_back_when_the_daemon_starts() {
+    let mut d = Daemon::start();
+    for (name, policy) in [
+        ("pol-always", "always"),
+        ("pol-unless", "unless-stopped"),
+        ("pol-stopped", "unless-stopped"),
+        ("pol-no", "no"),
+    ] {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    d.ok(&["stop", "-t", "1", "pol-stopped"]);
+    let pids: Vec<String> = ["pol-always", "pol-unless", "pol-no"]
+        .iter()
+        .map(|n| d.ok(&["inspect", "-f", "{{.State.Pid}}", n]))
+        .collect();
+    d.crash();
+    // Their processes die while no daemon watches (as after a host reboot).
+    for p in &pids {
+        std::process::Command::new("kill")
+            .args(["-9", p])
+            .status()
+            .unwrap();
+    }
+    eventually("the processes are gone", || {
+        pids.iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    });
+    d.spawn();
+    for n in ["pol-always", "pol-unless"] {
+        eventually(n, || {
+            d.ok(&["inspect", "-f", "{{.State.Status}}", n]) == "running"
+        });
+    }
+    let state = |n: &str| d.ok(&["inspect", "-f", "{{.State.Status}}", n]);
+    assert_eq!(state("pol-stopped"), "exited");
+    assert_eq!(state("pol-no"), "exited");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "pol-no"]),
+        "137"
+    );
+    d.ok(&[
+        "rm",
+        "-f",
+        "pol-always",
+        "pol-unless",
+        "pol-stopped",
+        "pol-no",
+    ]);
+}

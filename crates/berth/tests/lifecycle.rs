@@ -378,3 +378,41 @@ fn ps_filters_env_file_and_log_times() {
     d.ok(&["rm", "ok0", "bad3", "fresh", "talker"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--stop-signal` and `--stop-timeout`: `stop` sends that signal, waits that long, then kills.
+#[test]
+fn stop_signal_and_timeout() {
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got usr1' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    eventually("the trap is set", || {
+        d.ok(&["logs", "stubborn"]).contains("ready")
+    });
+    let cfg = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.StopSignal}} {{.Config.StopTimeout}}",
+        "stubborn",
+    ]);
+    assert_eq!(cfg, "SIGUSR1 1");
+    d.ok(&["stop", "stubborn"]);
+    assert!(d.ok(&["logs", "stubborn"]).contains("got usr1"));
+    // The trap kept it alive: the timeout ran out and it was killed.
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]),
+        "137"
+    );
+    d.ok(&["rm", "stubborn"]);
+}
