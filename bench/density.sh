@@ -129,9 +129,9 @@ if command -v podman >/dev/null; then
   if mountpoint -q /sys/fs/cgroup/unified; then
     # crun refuses hybrid cgroup hosts whose cgroup2 has a controller: every podman command
     # runs in a private mount namespace without the cgroup2 mount (the host's stay as they are).
-    printf '#!/bin/sh\numount /sys/fs/cgroup/unified 2>/dev/null\nexec %s "$@"\n' "$P" >"$work/podman"
-    chmod +x "$work/podman"
-    P="unshare -m --propagation private $work/podman"
+    printf '#!/bin/sh\numount /sys/fs/cgroup/unified 2>/dev/null\nexec %s "$@"\n' "$P" >"$work/podman-wrap"
+    chmod +x "$work/podman-wrap"
+    P="unshare -m --propagation private $work/podman-wrap"
   fi
   $P import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
   bench podman "$P" "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024" ""
