@@ -70,6 +70,26 @@ pub async fn download(c: &Client, path: &str, output: Option<&str>, what: &str) 
     }
 }
 
+/// `inspect` of named objects under `prefix` (`/volumes`, `/networks`): every one found is
+/// printed; a missing one is reported and makes the exit code 1.
+pub async fn inspect_each(c: &Client, prefix: &str, names: &[String], format: Option<&str>) -> i32 {
+    let mut out = Vec::new();
+    let mut rc = 0;
+    for n in names {
+        match c.get(&format!("{prefix}/{}", crate::client::enc(n))).await {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                rc = 1;
+            }
+        }
+    }
+    if out.is_empty() {
+        return rc;
+    }
+    container::print_inspect(&out, format).max(rc)
+}
+
 pub async fn dispatch(c: Client, cmd: Command) -> i32 {
     use container as ct;
     use image as im;

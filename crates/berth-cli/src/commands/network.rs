@@ -1,6 +1,6 @@
 //! Network commands (`network create|ls|inspect|rm|prune|connect|disconnect`) and `port`.
 
-use super::container::{filters_json, print_formatted, print_inspect};
+use super::container::{filters_json, print_formatted};
 use crate::client::{enc, Client};
 use crate::format::Format;
 use clap::{Args, Subcommand};
@@ -251,21 +251,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
 }
 
 async fn inspect(c: &Client, a: InspectArgs) -> i32 {
-    let mut out = Vec::new();
-    let mut rc = 0;
-    for n in &a.names {
-        match c.get(&format!("/networks/{}", enc(n))).await {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                eprintln!("{e}");
-                rc = 1;
-            }
-        }
-    }
-    if out.is_empty() {
-        return rc;
-    }
-    print_inspect(&out, a.format.as_deref()).max(rc)
+    super::inspect_each(c, "/networks", &a.names, a.format.as_deref()).await
 }
 
 async fn rm(c: &Client, a: Names) -> i32 {
@@ -290,42 +276,20 @@ async fn rm(c: &Client, a: Names) -> i32 {
 }
 
 async fn prune(c: &Client, a: PruneArgs) -> i32 {
-    if !a.force {
-        eprint!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).is_err()
-            || !matches!(line.trim(), "y" | "Y" | "yes")
-        {
-            return 0;
-        }
+    use super::prune::{confirm, post, print_list, strings};
+    if !a.force
+        && !confirm(
+            "WARNING! This will remove all custom networks not used by at least one container.",
+        )
+    {
+        return 0;
     }
-    let mut path = "/networks/prune".to_string();
-    if !a.filter.is_empty() {
-        match filters_json(&a.filter) {
-            Ok(f) => path.push_str(&format!("?filters={}", enc(&f))),
-            Err(e) => {
-                eprintln!("{e}");
-                return 125;
-            }
-        }
-    }
-    match c.post(&path, None).await {
+    match post(c, "/networks/prune", &a.filter, &[]).await {
         Ok(v) => {
-            let names: Vec<&str> = v["NetworksDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str())
-                .collect();
-            if !names.is_empty() {
-                println!("Deleted Networks:");
-                for n in names {
-                    println!("{n}");
-                }
-            }
+            print_list("Deleted Networks", &strings(&v["NetworksDeleted"]));
             0
         }
-        Err(e) => super::report(&e, 1),
+        Err(rc) => rc,
     }
 }
 

@@ -50,7 +50,7 @@ pub struct DfArgs {
 }
 
 /// Asks Docker's question on stderr; true when the answer is yes.
-fn confirm(warning: &str) -> bool {
+pub fn confirm(warning: &str) -> bool {
     eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
@@ -68,7 +68,7 @@ fn filters(user: &[String], extra: &[(&str, &str)]) -> Result<String, String> {
     Ok(enc(&Value::Object(f).to_string()))
 }
 
-async fn post(
+pub async fn post(
     c: &Client,
     path: &str,
     user: &[String],
@@ -83,7 +83,7 @@ async fn post(
         .map_err(|e| super::report(&e, 1))
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()
         .flatten()
@@ -91,7 +91,7 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn print_list(title: &str, items: &[String]) {
+pub fn print_list(title: &str, items: &[String]) {
     if !items.is_empty() {
         println!("{title}:");
         for i in items {
@@ -117,7 +117,7 @@ fn print_images(v: &Value) {
     }
 }
 
-fn reclaimed(v: &Value) -> i64 {
+pub fn reclaimed(v: &Value) -> i64 {
     v["SpaceReclaimed"].as_i64().unwrap_or(0)
 }
 

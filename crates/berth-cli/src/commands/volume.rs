@@ -1,6 +1,6 @@
 //! Volume commands: `volume create|ls|inspect|rm|prune`.
 
-use super::container::{filters_json, print_formatted, print_inspect};
+use super::container::{filters_json, print_formatted};
 use crate::client::{enc, Client};
 use crate::format::Format;
 use clap::{Args, Subcommand};
@@ -201,21 +201,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
 }
 
 async fn inspect(c: &Client, a: InspectArgs) -> i32 {
-    let mut out = Vec::new();
-    let mut rc = 0;
-    for n in &a.names {
-        match c.get(&format!("/volumes/{}", enc(n))).await {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                eprintln!("{e}");
-                rc = 1;
-            }
-        }
-    }
-    if out.is_empty() {
-        return rc;
-    }
-    print_inspect(&out, a.format.as_deref()).max(rc)
+    super::inspect_each(c, "/volumes", &a.names, a.format.as_deref()).await
 }
 
 async fn rm(c: &Client, a: RmArgs) -> i32 {
@@ -234,49 +220,29 @@ async fn rm(c: &Client, a: RmArgs) -> i32 {
 }
 
 async fn prune(c: &Client, a: PruneArgs) -> i32 {
-    if !a.force {
-        let what = if a.all {
-            "all local volumes"
-        } else {
-            "anonymous local volumes"
-        };
-        eprint!("WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).is_err()
-            || !matches!(line.trim(), "y" | "Y" | "yes")
-        {
-            return 0;
-        }
-    }
-    let mut filters = a.filter.clone();
-    if a.all {
-        filters.push("all=true".into());
-    }
-    let path = match filter_query("/volumes/prune", &filters) {
-        Ok(p) => p,
-        Err(code) => return code,
+    use super::prune::{confirm, post, print_list, reclaimed, strings};
+    let what = if a.all {
+        "all local volumes"
+    } else {
+        "anonymous local volumes"
     };
-    match c.post(&path, None).await {
+    if !a.force
+        && !confirm(&format!(
+            "WARNING! This will remove {what} not used by at least one container."
+        ))
+    {
+        return 0;
+    }
+    let extra: &[(&str, &str)] = if a.all { &[("all", "true")] } else { &[] };
+    match post(c, "/volumes/prune", &a.filter, extra).await {
         Ok(v) => {
-            let names: Vec<&str> = v["VolumesDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str())
-                .collect();
-            if !names.is_empty() {
-                println!("Deleted Volumes:");
-                for n in names {
-                    println!("{n}");
-                }
-                println!();
-            }
+            print_list("Deleted Volumes", &strings(&v["VolumesDeleted"]));
             println!(
                 "Total reclaimed space: {}",
-                berth_api::units::human_size(v["SpaceReclaimed"].as_i64().unwrap_or(0))
+                berth_api::units::human_size(reclaimed(&v))
             );
             0
         }
-        Err(e) => super::report(&e, 1),
+        Err(rc) => rc,
     }
 }
