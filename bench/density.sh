@@ -66,10 +66,11 @@ print(rss, pss, len(pids))'
 parents() { for p in "$@"; do ps -o ppid= -p "$p" 2>/dev/null; done; }
 
 # One engine: ROUNDS x (start N detached sleeps, time it, remove them); the last round's
-# monitors are measured before removal. $1 name, $2 CLI, $3 extra run flags, $4 daemon pids.
+# monitors are measured before removal. $1 name, $2 CLI, $3 extra run flags, $4 daemon pids,
+# $5 extra flags for `rm -f`.
 results=$work/results
 bench() {
-  name=$1 cli=$2 flags=$3 daemons=$4
+  name=$1 cli=$2 flags=$3 daemons=$4 rmflags=${5:-}
   idle=$(echo "$daemons" | mem)
   r=1
   while [ $r -le "$ROUNDS" ]; do
@@ -89,7 +90,7 @@ bench() {
       echo "$name daemon-idle $idle" >>"$results"
       echo "$name daemon-busy $(echo "$daemons" | mem)" >>"$results"
     fi
-    $cli rm -f $($cli ps -aq) >/dev/null
+    $cli rm -f $rmflags $($cli ps -aq) >/dev/null
     r=$((r + 1))
   done
 }
@@ -134,7 +135,8 @@ if command -v podman >/dev/null; then
     P="unshare -m --propagation private $work/podman-wrap"
   fi
   $P import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
-  bench podman "$P" "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024" ""
+  # podman's rm -f stops with SIGTERM and a 10 s timeout unless told otherwise.
+  bench podman "$P" "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024" "" "-t 0"
 fi
 
 python3 - "$results" "$N" <<'PY'
