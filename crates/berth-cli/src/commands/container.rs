@@ -450,25 +450,21 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
     if let Some(k) = &a.detach_keys {
         q.push_str(&format!("&detachKeys={}", enc(k)));
     }
-    let conn = match c.hijack(&q, None).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            return 125;
-        }
-    };
     let cond = if a.create.rm { "removed" } else { "next-exit" };
-    let wait = match c
-        .send(
+    let wait_path = format!("/containers/{id}/wait?condition={cond}");
+    // Both must be in place before the start; they go out at once (one round trip, not two).
+    let (conn, wait) = tokio::join!(
+        c.hijack(&q, None),
+        c.send(
             Method::POST,
-            &format!("/containers/{id}/wait?condition={cond}"),
+            &wait_path,
             crate::client::empty(),
             "application/json",
         )
-        .await
-    {
-        Ok(w) => w,
-        Err(e) => {
+    );
+    let (conn, wait) = match (conn, wait) {
+        (Ok(conn), Ok(w)) => (conn, w),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("berth: {e}");
             return 125;
         }
