@@ -35,42 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The image: a minbase Debian split into three layers (usr/lib, the rest of usr, the rest).
-# debootstrap fetches from Debian's mirror, the one network source this machine may use.
-debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1
-python3 - "$work" <<'PY'
-import gzip, hashlib, json, os, subprocess, sys
-work = sys.argv[1]
-root = os.path.join(work, "rootfs")
-oci = os.path.join(work, "oci")
-os.makedirs(os.path.join(oci, "blobs", "sha256"))
-def blob(data):
-    d = hashlib.sha256(data).hexdigest()
-    open(os.path.join(oci, "blobs", "sha256", d), "wb").write(data)
-    return "sha256:" + d, len(data)
-# Device nodes and the kernel's file systems stay out, as in images Docker builds.
-parts = [["usr/lib"], ["usr", "--exclude=usr/lib"],
-         [".", "--exclude=./usr", "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*"]]
-layers, diff_ids = [], []
-for p in parts:
-    tar = subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", "-"] + p[1:] + [p[0]],
-                         check=True, capture_output=True).stdout
-    diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-    d, n = blob(gzip.compress(tar, 6))
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
-config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["bash"]},
-                     "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-cd, cn = blob(config)
-manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-                       "layers": layers}).encode()
-md, mn = blob(manifest)
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-           "digest": md, "size": mn, "annotations": {"org.opencontainers.image.ref.name": "1"}}]},
-          open(os.path.join(oci, "index.json"), "w"))
-json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(oci, "oci-layout"), "w"))
-print("image: %d MB compressed in %d layers" % (sum(l["size"] for l in layers) // 1000000, len(layers)))
-PY
+# The image: a Debian minbase in three gzip layers (scripts/mkminbase.sh).
+scripts/mkminbase.sh "$work"
 
 # The registry.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

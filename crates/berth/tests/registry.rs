@@ -418,3 +418,57 @@ fn broken_and_malicious_images_are_refused_and_leave_the_store_as_it_was() {
     assert!(out.contains("hello from the evil registry"), "{out}");
     d.ok(&["rm", &id]);
 }
+
+/// A larger image of several layers (Debian minbase from debootstrap, three gzip layers of
+/// ~92 MB) goes through berth's registry and Debian's docker-registry: berth pulls it from
+/// both and runs Debian's own programs, pushes it to another repository (mounted, not sent
+/// again), and the docker CLI pulls it through berthd.
+#[test]
+fn multi_layer_debian_image_through_both_registries() {
+    let d = Daemon::start();
+    let own = Registry::berth("minbase");
+    let dist = Registry::distribution("minbase");
+    let work = own.dir.join("minbase");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkminbase.sh");
+    let o = Command::new(script).arg(&work).output().unwrap();
+    assert!(o.status.success(), "mkminbase: {}", stderr(&o));
+    for reg in [&own, &dist] {
+        let r = format!("{}/debian/minbase:1", reg.addr);
+        let o = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:1", work.join("oci").display()))
+            .arg(format!("docker://{r}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo: {}", stderr(&o));
+        let out = d.ok(&["pull", &r]);
+        assert_eq!(out.matches("Pull complete").count(), 3, "{out}");
+        let v = d.ok(&["run", "--rm", &r, "cat", "/etc/debian_version"]);
+        assert!(v.starts_with("12."), "{v}");
+        let other = format!("{}/copies/minbase:1", reg.addr);
+        d.ok(&["tag", &r, &other]);
+        let out = d.ok(&["push", &other]);
+        assert_eq!(
+            out.matches("Mounted from debian/minbase").count(),
+            3,
+            "{out}"
+        );
+        d.ok(&["rmi", &r, &other]);
+    }
+    // The docker CLI pulls it through berthd, and the layers come back as they were.
+    let r = format!("{}/debian/minbase:1", dist.addr);
+    let o = d.docker(&["pull", &r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        &r,
+        "dpkg-query",
+        "-W",
+        "-f=${Package}\\n",
+        "bash",
+    ]);
+    assert_eq!(stdout(&o).trim(), "bash", "{}", stderr(&o));
+    d.ok(&["rmi", &r]);
+}
