@@ -55,20 +55,19 @@ impl BlobSources {
         present: impl Fn(&str) -> bool,
     ) {
         let source = format!("{registry}/{repo}");
-        let data = {
-            let mut m = self.map();
-            for d in digests {
-                let v = m.entry(d.clone()).or_default();
-                v.retain(|s| *s != source);
-                v.insert(0, source.clone());
-                v.truncate(MAX_SOURCES);
-            }
-            m.retain(|d, _| present(d));
-            serde_json::to_vec(&*m)
-        };
-        let saved = data
+        let mut m = self.map();
+        for d in digests {
+            let v = m.entry(d.clone()).or_default();
+            v.retain(|s| *s != source);
+            v.insert(0, source.clone());
+            v.truncate(MAX_SOURCES);
+        }
+        m.retain(|d, _| present(d));
+        // Written under the lock: writers share one temp file, and the newest map must win.
+        let saved = serde_json::to_vec(&*m)
             .map_err(std::io::Error::other)
             .and_then(|b| berth_shim::config::write_atomic(&self.path, &b, false));
+        drop(m);
         if let Err(e) = saved {
             tracing::warn!(path = %self.path.display(), error = %e, "saving blob sources");
         }

@@ -67,10 +67,9 @@ pub fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
 /// (`90s`, `10m`, `24h`, `1h30m`).
 fn parse_until(s: &str) -> Option<SystemTime> {
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(UNIX_EPOCH + Duration::from_secs_f64(secs));
-        }
-        return None;
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d));
     }
     if let Some(t) = berth_api::timefmt::parse(s) {
         return Some(t);
@@ -134,6 +133,12 @@ mod tests {
         let p = PruneFilter::new(&f(&[("label!", "app")]), &[]).unwrap();
         assert!(!p.matches(old, &labels));
         assert!(PruneFilter::new(&f(&[("until", "soon")]), &[]).is_err());
+        for huge in ["1e300", "1e19", "-5", "NaN"] {
+            assert!(
+                PruneFilter::new(&f(&[("until", huge)]), &[]).is_err(),
+                "{huge}"
+            );
+        }
         assert!(PruneFilter::new(&f(&[("colour", "red")]), &[]).is_err());
         assert!(PruneFilter::new(&f(&[("all", "true")]), &["all"]).is_ok());
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));

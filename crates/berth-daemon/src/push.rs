@@ -61,7 +61,14 @@ pub async fn push(
     .await;
     for t in tags {
         let r = base.with_tag(&t);
-        let (manifest, media_type) = d.images.manifest(&r.to_string()).map_err(|_| {
+        // The image as it is now: the pushed digest is recorded for it even if the tag moves.
+        let image_id = d.images.get(&r.to_string()).map(|i| i.id).map_err(|_| {
+            Error::not_found(format!(
+                "An image does not exist locally with the tag: {}",
+                r.familiar()
+            ))
+        })?;
+        let (manifest, media_type) = d.images.manifest(&image_id).map_err(|_| {
             Error::not_found(format!(
                 "An image does not exist locally with the tag: {}",
                 r.familiar()
@@ -152,7 +159,8 @@ pub async fn push(
             .map_err(fail)?;
         let mut blobs: Vec<String> = im.layers.iter().map(|l| l.digest.clone()).collect();
         blobs.push(im.config.digest.clone());
-        let (dd, reg2, repo2, local) = (d.clone(), registry.clone(), repo.clone(), r.to_string());
+        let (dd, reg2, repo2, local) =
+            (d.clone(), registry.clone(), repo.clone(), image_id.clone());
         let pushed_ref = r.with_digest(&digest);
         let _ = tokio::task::spawn_blocking(move || {
             dd.blob_sources.record(&reg2, &repo2, &blobs, |b| {

@@ -18,9 +18,11 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct RequestVersion(pub ApiVersion);
 
-pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
-    for dir in [&cfg.data_root, &cfg.exec_root] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
+    for dir in [&mut cfg.data_root, &mut cfg.exec_root] {
+        std::fs::create_dir_all(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Real paths: mount points below the roots are recognised in /proc/self/mountinfo.
+        *dir = std::fs::canonicalize(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     // One daemon per data root: a second one would restore and monitor the same shims.
     let lock_path = cfg.data_root.join("berth.lock");

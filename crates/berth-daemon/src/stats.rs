@@ -116,7 +116,8 @@ fn system_cpu(stat: &str) -> (u64, u32) {
                 .take(7)
                 .filter_map(|v| v.parse::<u64>().ok())
                 .sum();
-            total = ticks * 1_000_000_000 / 100;
+            // USER_HZ is 100: a tick is 10 ms.
+            total = ticks.saturating_mul(10_000_000);
         } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
             cpus += 1;
         }

@@ -60,6 +60,8 @@ fn status_follows_the_probe() {
         "2",
         "--health-start-period",
         "60s",
+        "--health-start-interval",
+        "200ms",
         "busybox",
         "sleep",
         "120",

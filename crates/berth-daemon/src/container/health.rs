@@ -10,6 +10,8 @@ use berth_shim::protocol::Request;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Docker's probe interval during the start period when none is given.
+const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRIES: i64 = 3;
@@ -116,7 +118,7 @@ async fn monitor(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let interval = nanos_or(hc.interval, DEFAULT_INTERVAL);
-    let start_interval = nanos_or(hc.start_interval, interval);
+    let start_interval = nanos_or(hc.start_interval, DEFAULT_START_INTERVAL);
     let start_period = nanos_or(hc.start_period, Duration::ZERO);
     let timeout = nanos_or(hc.timeout, DEFAULT_TIMEOUT);
     let retries = if hc.retries > 0 {

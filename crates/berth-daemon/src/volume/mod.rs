@@ -208,12 +208,28 @@ impl Volumes {
             {
                 Some(m) => m,
                 None => {
-                    // A volume whose creation did not finish.
-                    tracing::warn!("volume {}: no readable record, skipped", path.display());
+                    // A volume whose creation did not finish: out of the way (to the trash,
+                    // emptied at boot), so that its name can be used again; never while
+                    // something is mounted on it.
+                    let data = path.join("_data");
+                    if mounted.contains(&data) || is_mount_root(&data) {
+                        tracing::warn!("volume {}: no readable record, skipped", path.display());
+                    } else {
+                        let trash = data_root.join("trash");
+                        let _ = std::fs::create_dir_all(&trash);
+                        let to = trash.join(format!(
+                            "volume-unfinished-{}",
+                            e.file_name().to_string_lossy()
+                        ));
+                        if let Err(err) = std::fs::rename(&path, &to) {
+                            tracing::warn!("volume {}: no readable record: {err}", path.display());
+                        }
+                    }
                     continue;
                 }
             };
-            let is_mounted = mounted.contains(&path.join("_data"));
+            let data = path.join("_data");
+            let is_mounted = mounted.contains(&data) || is_mount_root(&data);
             vols.insert(
                 meta.name.clone(),
                 Vol {
@@ -439,7 +455,7 @@ impl Volumes {
             )));
         }
         let data = self.data_dir(name);
-        if v.mounted || mount_points().contains(&data) {
+        if v.mounted || mount_points().contains(&data) || is_mount_root(&data) {
             v.mounted = true;
             self.unmount(v);
             if v.mounted {
@@ -517,6 +533,18 @@ fn mount_local(opts: &BTreeMap<String, String>, target: &Path) -> std::result::R
         }
     }
     Ok(())
+}
+
+/// Whether `p` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT; it also sees bind mounts
+/// within one file system, which a device number comparison would not).
+fn is_mount_root(p: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
+    statx(CWD, p, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
+        .map(|r| {
+            r.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+                && r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
