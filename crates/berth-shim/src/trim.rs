@@ -15,13 +15,16 @@ pub fn trim() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
-    let exe = exe.to_string_lossy().into_owned();
+    // A binary replaced since the start reads "<path> (deleted)"; its maps lines name the
+    // path alone (their first field after the inode).
+    let exe = exe.to_string_lossy();
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe).to_string();
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
     let relro = relro_range();
     for m in maps.lines().filter_map(parse_line) {
-        if !m.path.starts_with(&exe) || !droppable(&m, relro.as_ref()) {
+        if m.path != exe || !droppable(&m, relro.as_ref()) {
             continue;
         }
         // SAFETY: the range is a private, read-only, file-backed mapping of the executable

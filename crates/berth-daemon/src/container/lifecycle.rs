@@ -192,7 +192,11 @@ pub async fn create(
     rec.mounts = mounts;
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
+    // Held until the container is complete: once it is visible by name, a start, rm or
+    // prune waits for its record and its volumes' content.
+    let op = c.op.lock().await;
     if let Err(e) = d.insert_named(c.clone()) {
+        drop(op);
         crate::volume::mounts::undo(d, &id, &c.rec().mounts);
         return Err(e);
     }
@@ -214,6 +218,7 @@ pub async fn create(
     .map_err(|e| Error::internal(e.to_string()))
     .and_then(|r| r);
     if let Err(e) = made {
+        drop(op);
         d.remove_handle(&c.id);
         let _ = std::fs::remove_dir_all(&c.paths.dir);
         crate::volume::mounts::undo(d, &id, &c.rec().mounts);
@@ -221,19 +226,19 @@ pub async fn create(
     }
     if !copies.is_empty() {
         // New volumes over image directories get their content, as Docker does at create.
-        let op = c.op.lock().await;
         let (d2, c2) = (d.clone(), c.clone());
         let filled =
             tokio::task::spawn_blocking(move || crate::volume::mounts::populate(&d2, &c2, &copies))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))
                 .and_then(|r| r);
-        drop(op);
         if let Err(e) = filled {
+            drop(op);
             let _ = remove(d, &c, true, true).await;
             return Err(e);
         }
     }
+    drop(op);
     d.container_event(&c, "create", &[]);
     Ok((id, warnings))
 }
