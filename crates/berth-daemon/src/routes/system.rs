@@ -261,7 +261,11 @@ pub async fn df(
         body.insert("Volumes".into(), serde_json::Value::Array(list));
     }
     if want("build-cache") {
-        body.insert("BuildCache".into(), serde_json::json!([]));
+        let dd = d.clone();
+        let cache = tokio::task::spawn_blocking(move || crate::build::cache::df(&dd))
+            .await
+            .unwrap_or_default();
+        body.insert("BuildCache".into(), serde_json::Value::Array(cache));
     }
     Ok(json(200, &serde_json::Value::Object(body)))
 }

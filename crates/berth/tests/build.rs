@@ -1,0 +1,493 @@
+//! `berth build` and `POST /build`: instructions, the step cache and its explanations,
+//! multi-stage builds, failures, malformed Dockerfiles and builds through the docker CLI.
+
+mod common;
+use common::{stderr, stdout, Daemon};
+use std::path::{Path, PathBuf};
+
+/// A build context directory removed on drop.
+struct Ctx(PathBuf);
+
+impl Ctx {
+    fn new(name: &str) -> Ctx {
+        let p = std::env::temp_dir().join(format!("berth-build-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Ctx(p)
+    }
+
+    fn write(&self, rel: &str, content: &str) -> &Ctx {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_out(d: &Daemon, image: &str, cmd: &str) -> String {
+    d.ok(&["run", "--rm", image, "sh", "-c", cmd])
+}
+
+fn inspect(d: &Daemon, image: &str, fmt: &str) -> String {
+    d.ok(&["image", "inspect", "-f", fmt, image])
+}
+
+fn no_build_containers(d: &Daemon) {
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "build containers left behind");
+}
+
+#[test]
+fn instructions_and_cache() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("instr");
+    ctx.write(
+        "Dockerfile",
+        r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE:-nothing} AS base
+ARG VERSION=1
+ENV GREETING="hello world" \
+    APP=/app
+LABEL org.example.version=$VERSION other="x y"
+WORKDIR $APP/sub
+COPY --chown=1000:1000 src/ ./src/
+COPY top.txt /etc/top.txt
+ADD bundle.tar /opt/
+COPY --chmod=700 top.txt rel.txt
+RUN echo "v=$VERSION g=$GREETING" > /built.txt && echo building-step-output
+RUN <<EOF
+echo heredoc-ran > /heredoc.txt
+EOF
+COPY <<EOT /inline.txt
+inline content
+EOT
+USER 1000:1000
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --retries=2 CMD true
+SHELL ["/bin/sh", "-c"]
+ONBUILD RUN echo triggered > /tmp/onbuild.txt
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo default-cmd"]
+"#,
+    )
+    .write("src/a.txt", "A\n")
+    .write("src/deep/b.txt", "B\n")
+    .write("top.txt", "TOP\n")
+    .write("ignored.log", "no\n")
+    .write(".dockerignore", "*.log\n");
+    // A tar for ADD's auto-extraction.
+    {
+        let f = std::fs::File::create(ctx.0.join("bundle.tar")).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "inbundle/x.txt", &b"XX\n"[..])
+            .unwrap();
+        b.finish().unwrap();
+    }
+    let out = d.berth(&["build", "-t", "app:1", "-t", "app:latest", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}\n{}", stderr(&out));
+    assert!(so.contains("Step 1/"), "{so}");
+    assert!(so.contains("building-step-output"), "{so}");
+    assert!(so.contains("Successfully tagged app:1"), "{so}");
+    assert!(so.contains("Successfully tagged app:latest"), "{so}");
+    no_build_containers(&d);
+
+    // The filesystem the steps made.
+    // The image's ENTRYPOINT is `sh -c`: the argument is the script.
+    let files = d.ok(&[
+        "run", "--rm", "app:1",
+        "cat /built.txt /heredoc.txt /inline.txt /etc/top.txt /app/sub/src/a.txt /app/sub/src/deep/b.txt /opt/inbundle/x.txt; stat -c '%u:%g %a' /app/sub/src/a.txt /app/sub/rel.txt; pwd; id -u; ls /app/sub/src",
+    ]);
+    assert_eq!(
+        files,
+        "v=1 g=hello world\nheredoc-ran\ninline content\nTOP\nA\nB\nXX\n1000:1000 644\n0:0 700\n/app/sub\n1000\na.txt\ndeep"
+    );
+    // .dockerignore kept ignored.log out of the context.
+    let o = d.berth(&["run", "--rm", "app:1", "ls /app/sub/src"]);
+    assert!(!stdout(&o).contains("ignored"));
+
+    // The config the metadata steps set.
+    assert_eq!(inspect(&d, "app:1", "{{.Config.User}}"), "1000:1000");
+    assert_eq!(inspect(&d, "app:1", "{{.Config.WorkingDir}}"), "/app/sub");
+    assert_eq!(
+        inspect(
+            &d,
+            "app:1",
+            "{{index .Config.Labels \"org.example.version\"}} {{index .Config.Labels \"other\"}}"
+        ),
+        "1 x y"
+    );
+    assert_eq!(
+        inspect(&d, "app:1", "{{json .Config.Cmd}}"),
+        r#"["echo default-cmd"]"#
+    );
+    assert_eq!(
+        inspect(&d, "app:1", "{{json .Config.Entrypoint}}"),
+        r#"["/bin/sh","-c"]"#
+    );
+    let ports = inspect(&d, "app:1", "{{json .Config.ExposedPorts}}");
+    assert!(
+        ports.contains("8080/tcp") && ports.contains("53/udp"),
+        "{ports}"
+    );
+    assert!(inspect(&d, "app:1", "{{json .Config.Volumes}}").contains("/data"));
+    assert_eq!(inspect(&d, "app:1", "{{.Config.StopSignal}}"), "SIGTERM");
+    assert!(inspect(&d, "app:1", "{{json .Config.Env}}").contains("GREETING=hello world"));
+    assert!(inspect(&d, "app:1", "{{json .Config.Healthcheck}}").contains("CMD-SHELL"));
+    // CMD runs through the ENTRYPOINT.
+    assert_eq!(d.ok(&["run", "--rm", "app:1"]), "default-cmd");
+    // History: a row per step.
+    let hist = d.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "app:1",
+    ]);
+    assert!(hist.contains("ENV GREETING"), "{hist}");
+    assert!(hist.contains("|1 VERSION=1 /bin/sh -c echo"), "{hist}");
+
+    // An unchanged rebuild is fully cached: no container runs, same image.
+    let id1 = inspect(&d, "app:1", "{{.Id}}");
+    let out = d.berth(&["build", "--explain-cache", "-t", "app:2", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(!so.contains("Running in"), "{so}");
+    assert!(!so.contains("\nbuilding-step-output"), "{so}");
+    assert!(so.contains("Using cache"), "{so}");
+    assert_eq!(inspect(&d, "app:2", "{{.Id}}"), id1);
+
+    // A build arg change misses from the first RUN that sees it and says why.
+    let out = d.berth(&[
+        "build",
+        "--explain-cache",
+        "--build-arg",
+        "VERSION=2",
+        "-t",
+        "app:3",
+        ctx.path(),
+    ]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(
+        so.contains("Cache miss: instruction changed")
+            || so.contains("Cache miss: build arg VERSION changed from 1 to 2"),
+        "{so}"
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "app:3", "cat /built.txt"]),
+        "v=2 g=hello world"
+    );
+
+    // A file edit misses at the COPY that uses it, naming the file; later steps miss
+    // because their parent changed.
+    ctx.write("src/deep/b.txt", "B2\n");
+    let out = d.berth(&["build", "--explain-cache", "-t", "app:4", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(
+        so.contains("Cache miss: file src/deep/b.txt changed"),
+        "{so}"
+    );
+    assert!(so.contains("parent changed (step"), "{so}");
+    // Editing an ignored file, or a file no step uses, changes nothing.
+    ctx.write("ignored.log", "changed\n")
+        .write("unused.txt", "u\n");
+    let out = d.berth(&["build", "-t", "app:5", ctx.path()]);
+    assert!(out.status.success());
+    assert_eq!(
+        inspect(&d, "app:5", "{{.Id}}"),
+        inspect(&d, "app:4", "{{.Id}}")
+    );
+    // A .dockerignore change that brings a used file back misses.
+    ctx.write(".dockerignore", "*.log\nsrc/deep\n");
+    let out = d.berth(&["build", "--explain-cache", "-t", "app:6", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(so.contains("Cache miss: file src/deep"), "{so}");
+    let o = d.berth(&["run", "--rm", "--entrypoint", "ls", "app:6", "/app/sub/src"]);
+    assert_eq!(stdout(&o).trim(), "a.txt");
+
+    // --no-cache runs every step again.
+    let out = d.berth(&["build", "--no-cache", "-q", ctx.path()]);
+    assert!(out.status.success());
+    let id = stdout(&out).trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_ne!(id, inspect(&d, "app:6", "{{.Id}}"));
+
+    // ONBUILD triggers run in a child build.
+    let child = Ctx::new("onbuild");
+    child.write(
+        "Dockerfile",
+        "FROM app:1\nUSER 0\nRUN cat /tmp/onbuild.txt\n",
+    );
+    let out = d.berth(&["build", "-t", "child", child.path()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            "child",
+            "/tmp/onbuild.txt"
+        ]),
+        "triggered"
+    );
+
+    // system df counts the cache; builder prune frees it.
+    let df = d.ok(&["system", "df"]);
+    let line = df
+        .lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!line.contains("Build Cache     0"), "{df}");
+    let pruned = d.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let (code, body) = d.curl("GET", "/system/df", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["BuildCache"].as_array().map(|a| a.len()),
+        Some(0),
+        "{body}"
+    );
+    no_build_containers(&d);
+}
+
+#[test]
+fn multi_stage_target_and_failures() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("multi");
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox AS builder\nRUN echo built > /artifact\n\
+         FROM busybox AS unused\nRUN echo unused-stage-ran && exit 9\n\
+         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=busybox /bin/busybox /bin/sh\n\
+         FROM final AS extra\nENV X=1\n",
+    );
+    let out = d.berth(&[
+        "build",
+        "--target",
+        "final",
+        "--iidfile",
+        &format!("{}/iid", ctx.path()),
+        "-t",
+        "ms",
+        ctx.path(),
+    ]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(!so.contains("unused-stage-ran"), "{so}");
+    assert!(!so.contains("ENV X=1"), "{so}");
+    let iid = std::fs::read_to_string(ctx.0.join("iid")).unwrap();
+    assert_eq!(iid, inspect(&d, "ms", "{{.Id}}"));
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "ms",
+            "/bin/sh",
+            "-c",
+            "echo $(cat /artifact)"
+        ]),
+        "built"
+    );
+
+    // The default target is the last stage, which needs the unused one? No: not named.
+    let out = d.berth(&["build", "--target", "nope", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("failed to reach build target nope"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A failing RUN: its exit code and message, no image tagged, no container left.
+    let bad = Ctx::new("fail");
+    bad.write("Dockerfile", "FROM busybox\nRUN echo before\nRUN exit 3\n");
+    let out = d.berth(&["build", "-t", "failed:1", bad.path()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.berth(&["image", "inspect", "failed:1"]).status.success());
+    no_build_containers(&d);
+
+    // Malformed Dockerfiles: the file, the line and the problem.
+    for (text, want) in [
+        (
+            "FROM busybox\n\nFOO bar\n",
+            "Dockerfile:3: unknown instruction: FOO",
+        ),
+        ("RUN echo\n", "no build stage in current context"),
+        (
+            "FROM busybox\nENV A\n",
+            "Dockerfile:2: ENV must have two arguments",
+        ),
+        (
+            "FROM busybox\nRUN <<EOF\necho\n",
+            "unterminated heredoc EOF",
+        ),
+        (
+            "FROM busybox\nCOPY missing.txt /x\n",
+            "file not found in build context",
+        ),
+        ("FROM busybox\nWORKDIR ${A\n", "Dockerfile:2: missing '}'"),
+        ("", "cannot be empty"),
+    ] {
+        bad.write("Dockerfile", text);
+        let out = d.berth(&["build", bad.path()]);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr(&out).contains(want), "{text}: {}", stderr(&out));
+    }
+
+    // ADD of an unreachable URL fails clearly.
+    bad.write(
+        "Dockerfile",
+        "FROM busybox\nADD http://127.0.0.1:9/file.txt /f\n",
+    );
+    let out = d.berth(&["build", bad.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("ADD failed: failed to GET http://127.0.0.1:9/file.txt"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A Dockerfile on stdin (no context), and -f naming another file.
+    let out = d.berth_stdin(
+        &["build", "-t", "stdin-df", "-"],
+        Some(b"FROM busybox\nRUN echo from-stdin > /s\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_out(&d, "stdin-df", "cat /s"), "from-stdin");
+    bad.write("other.Dockerfile", "FROM busybox\nLABEL which=other\n");
+    let df = format!("{}/other.Dockerfile", bad.path());
+    d.ok(&["build", "-f", &df, "-t", "other-df", bad.path()]);
+    assert_eq!(inspect(&d, "other-df", "{{.Config.Labels.which}}"), "other");
+
+    // --output type=local exports the result's files; type=tar a tar of them.
+    let outdir = ctx.0.join("out");
+    d.ok(&[
+        "build",
+        "--target",
+        "final",
+        "-o",
+        &format!("type=local,dest={}", outdir.display()),
+        ctx.path(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(outdir.join("artifact")).unwrap(),
+        "built\n"
+    );
+    let tarpath = ctx.0.join("out.tar");
+    d.ok(&[
+        "build",
+        "--target",
+        "final",
+        "--output",
+        &format!("type=tar,dest={}", tarpath.display()),
+        ctx.path(),
+    ]);
+    assert!(tar_has(&tarpath, "artifact"));
+    no_build_containers(&d);
+}
+
+fn tar_has(p: &Path, name: &str) -> bool {
+    let f = std::fs::File::open(p).unwrap();
+    tar::Archive::new(f).entries().unwrap().any(|e| {
+        e.unwrap()
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            == name
+    })
+}
+
+#[test]
+fn docker_cli_classic_build() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("docker");
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nARG MSG=hi\nCOPY hello.txt /hello.txt\nRUN echo \"$MSG\" >> /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n",
+    )
+    .write("hello.txt", "hello\n");
+    let run = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .env("DOCKER_HOST", d.host())
+            .env("DOCKER_BUILDKIT", "0")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "build",
+        "--build-arg",
+        "MSG=from-docker",
+        "-t",
+        "dk:1",
+        ctx.path(),
+    ]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(so.contains("Successfully built"), "{so}");
+    assert!(so.contains("Successfully tagged dk:1"), "{so}");
+    assert_eq!(d.ok(&["run", "--rm", "dk:1"]), "hello\nfrom-docker");
+    // Cached the second time.
+    let out = run(&[
+        "build",
+        "--build-arg",
+        "MSG=from-docker",
+        "-t",
+        "dk:2",
+        ctx.path(),
+    ]);
+    assert!(stdout(&out).contains("Using cache"), "{}", stdout(&out));
+    // -q prints the id; a failing RUN exits with its code.
+    let out = run(&["build", "-q", ctx.path()]);
+    assert!(
+        stdout(&out).trim().starts_with("sha256:"),
+        "{}",
+        stdout(&out)
+    );
+    ctx.write("Dockerfile", "FROM busybox\nRUN exit 4\n");
+    let out = run(&["build", ctx.path()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("returned a non-zero code: 4"),
+        "{}",
+        stderr(&out)
+    );
+    no_build_containers(&d);
+}
