@@ -390,6 +390,40 @@ fn multi_stage_target_and_failures() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(run_out(&d, "stdin-df", "cat /s"), "from-stdin");
+    // A tar context on stdin, with -f naming the Dockerfile inside it.
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in [
+        ("df/Build.file", "FROM busybox\nCOPY data.txt /d\n"),
+        ("data.txt", "tar-ctx\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let tarball = b.into_inner().unwrap();
+    let out = d.berth_stdin(
+        &["build", "-f", "df/Build.file", "-t", "tar-ctx", "-"],
+        Some(&tarball),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_out(&d, "tar-ctx", "cat /d"), "tar-ctx");
+    // A Dockerfile from stdin with a directory context.
+    bad.write("ctxfile.txt", "from-dir\n");
+    let out = d.berth_stdin(
+        &["build", "-f", "-", "-t", "stdin-f", bad.path()],
+        Some(b"FROM busybox\nCOPY ctxfile.txt /c\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_out(&d, "stdin-f", "cat /c"), "from-dir");
+    // Intermediate images stay out of `images` but show with -a.
+    let listed = d.ok(&["images", "-q"]).lines().count();
+    let all = d.ok(&["images", "-aq"]).lines().count();
+    assert!(all > listed, "{listed} vs {all}");
     bad.write("other.Dockerfile", "FROM busybox\nLABEL which=other\n");
     let df = format!("{}/other.Dockerfile", bad.path());
     d.ok(&["build", "-f", &df, "-t", "other-df", bad.path()]);
