@@ -525,3 +525,45 @@ fn docker_cli_classic_build() {
     );
     no_build_containers(&d);
 }
+
+#[test]
+fn run_mounts_and_network() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("mounts");
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log | tr -d ' ' > /count\n\
+         RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/f && grep -q ' /scratch ' /proc/mounts\n\
+         RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /copied\n\
+         RUN --network=none sh -c '! ip link show eth0 2>/dev/null'\n",
+    )
+    .write("data.txt", "bound\n");
+    d.ok(&["build", "-t", "m1", ctx.path()]);
+    assert_eq!(run_out(&d, "m1", "cat /count /copied"), "1\nbound");
+    // The cache mount keeps its contents across builds; tmpfs and cache contents stay out of
+    // the image.
+    d.ok(&["build", "--no-cache", "-t", "m2", ctx.path()]);
+    assert_eq!(run_out(&d, "m2", "cat /count"), "2");
+    assert_eq!(
+        run_out(
+            &d,
+            "m2",
+            "ls -A /cache /scratch | grep -v -e : -e '^$' | wc -l"
+        ),
+        "0"
+    );
+    // An unsupported mount type is refused with a clear message.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=secret,id=x true\n",
+    );
+    let out = d.berth(&["build", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("type=secret is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    no_build_containers(&d);
+}

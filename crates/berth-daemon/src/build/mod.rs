@@ -413,7 +413,11 @@ enum Work {
     /// The staging dir becomes the layer.
     Layer(PathBuf),
     /// Run a command in a container and commit its changes.
-    Run { argv: Vec<String>, env: Vec<String> },
+    Run {
+        argv: Vec<String>,
+        env: Vec<String>,
+        mounts: RunMounts,
+    },
 }
 
 struct Builder {
@@ -687,11 +691,6 @@ impl Builder {
                 flags,
                 heredocs,
             } => {
-                if flags.iter().any(|f| f.starts_with("--mount")) {
-                    return Err(bad_msg(format!(
-                        "the --mount option requires BuildKit ({original})"
-                    )));
-                }
                 let argv = match cmd {
                     Command::Exec(v) => v.clone(),
                     Command::Shell(s) => {
@@ -724,8 +723,18 @@ impl Builder {
                 if !shown.is_empty() {
                     created_by = format!("|{} {} {created_by}", shown.len(), shown.join(" "));
                 }
+                let mounts = self.run_mounts(flags)?;
                 return self
-                    .commit_step(st, inputs, created_by, Work::Run { argv, env: run_env })
+                    .commit_step(
+                        st,
+                        inputs,
+                        created_by,
+                        Work::Run {
+                            argv,
+                            env: run_env,
+                            mounts,
+                        },
+                    )
                     .await;
             }
             Instruction::Copy(c) => return self.copy(st, c, inputs, original).await,
@@ -1085,6 +1094,102 @@ impl Builder {
         self.stage_images.get(&i).cloned()
     }
 
+    /// RUN's `--mount` (cache, bind from the context, tmpfs) and `--network` flags.
+    fn run_mounts(&self, flags: &[String]) -> BResult<RunMounts> {
+        let mut m = RunMounts::default();
+        for f in flags {
+            if let Some(n) = f.strip_prefix("--network=") {
+                m.network = Some(match n {
+                    "default" => self.opts.network.clone(),
+                    "none" | "host" => n.to_string(),
+                    other => {
+                        return Err(bad_msg(format!(
+                            "unsupported RUN --network mode {other:?} (default, none, host)"
+                        )))
+                    }
+                });
+                continue;
+            }
+            let Some(spec) = f.strip_prefix("--mount=") else {
+                if f.starts_with("--security") {
+                    return Err(bad_msg(format!("{f} is not supported by berth's builder")));
+                }
+                continue;
+            };
+            let mut kv: BTreeMap<String, String> = BTreeMap::new();
+            for part in spec.split(',') {
+                let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+                kv.insert(k.to_ascii_lowercase(), v.to_string());
+            }
+            let get = |ks: &[&str]| ks.iter().find_map(|k| kv.get(*k).cloned());
+            let kind = get(&["type"]).unwrap_or_else(|| "bind".to_string());
+            if !matches!(kind.as_str(), "cache" | "tmpfs" | "bind") {
+                return Err(bad_msg(format!(
+                    "RUN --mount=type={kind} is not supported by berth's builder (cache, bind, tmpfs)"
+                )));
+            }
+            let target = get(&["target", "dst", "destination"])
+                .ok_or_else(|| bad_msg(format!("mount {spec:?}: target is required")))?;
+            if !target.starts_with('/') {
+                return Err(bad_msg(format!("mount {spec:?}: target must be absolute")));
+            }
+            let ro = get(&["readonly", "ro"]).is_some_and(|v| v != "false");
+            match kind.as_str() {
+                "cache" => {
+                    // One directory per cache id (the target when no id), kept across builds.
+                    let id = get(&["id"]).unwrap_or_else(|| target.clone());
+                    let name = berth_build::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                        id.as_bytes(),
+                    ));
+                    let dir = self
+                        .d
+                        .cfg
+                        .data_root
+                        .join("builder")
+                        .join("cachemounts")
+                        .join(name);
+                    std::fs::create_dir_all(&dir)?;
+                    let opt = if ro { ":ro" } else { "" };
+                    m.binds.push(format!("{}:{target}{opt}", dir.display()));
+                }
+                "tmpfs" => {
+                    let opts = get(&["size"])
+                        .map(|s| format!("size={s}"))
+                        .unwrap_or_default();
+                    m.tmpfs.insert(target, opts);
+                }
+                "bind" => {
+                    if let Some(from) = get(&["from"]) {
+                        return Err(bad_msg(format!(
+                            "RUN --mount=type=bind,from={from} is not supported by berth's builder (bind mounts come from the context)"
+                        )));
+                    }
+                    let src = berth_build::ignore::clean(
+                        get(&["source", "src"])
+                            .unwrap_or_default()
+                            .trim_start_matches('/'),
+                    );
+                    if src.starts_with("..") {
+                        return Err(bad_msg(format!(
+                            "mount {spec:?}: source is outside the context"
+                        )));
+                    }
+                    let host = self.ctx.join(&src);
+                    if std::fs::symlink_metadata(&host).is_err() {
+                        return Err(bad_msg(format!(
+                            "mount {spec:?}: {src} not found in the build context"
+                        )));
+                    }
+                    let rw = get(&["rw", "readwrite"]).is_some_and(|v| v != "false");
+                    let opt = if rw { "" } else { ":ro" };
+                    m.binds.push(format!("{}:{target}{opt}", host.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(m)
+    }
+
     /// Looks the step up in the cache; on a hit moves the stage onto the cached image.
     async fn hit(&mut self, st: &mut Stage, inputs: &Inputs) -> BResult<bool> {
         if self.opts.nocache {
@@ -1163,7 +1268,9 @@ impl Builder {
                 .map_err(|e| Error::internal(e.to_string()))?;
                 r?
             }
-            Work::Run { argv, env } => self.run_container(st, argv, env, opts).await?,
+            Work::Run { argv, env, mounts } => {
+                self.run_container(st, argv, env, mounts, opts).await?
+            }
         };
         cache::save(
             &self.d.cfg.data_root,
@@ -1191,6 +1298,7 @@ impl Builder {
         st: &Stage,
         argv: Vec<String>,
         env: Vec<String>,
+        mounts: RunMounts,
         opts: berth_image::CommitOptions,
     ) -> BResult<berth_image::Image> {
         if st.image.is_empty() {
@@ -1215,7 +1323,9 @@ impl Builder {
             ..Default::default()
         };
         let host_config = berth_api::container::HostConfig {
-            network_mode: self.opts.network.clone(),
+            network_mode: mounts.network.unwrap_or_else(|| self.opts.network.clone()),
+            binds: (!mounts.binds.is_empty()).then_some(mounts.binds),
+            tmpfs: (!mounts.tmpfs.is_empty()).then_some(mounts.tmpfs),
             ..Default::default()
         };
         let req = berth_api::container::CreateRequest {
@@ -1300,6 +1410,14 @@ impl Builder {
         .map_err(|e| Error::internal(e.to_string()))??;
         Ok(img)
     }
+}
+
+/// What RUN's flags add to its container.
+#[derive(Default)]
+struct RunMounts {
+    binds: Vec<String>,
+    tmpfs: BTreeMap<String, String>,
+    network: Option<String>,
 }
 
 fn c_has_perms(p: &files::Perms) -> bool {
