@@ -567,3 +567,55 @@ fn run_mounts_and_network() {
     );
     no_build_containers(&d);
 }
+
+#[test]
+fn cache_from_an_image_without_local_cache() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("cachefrom");
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran-once > /ran && echo step-ran\nENV DONE=1\n",
+    )
+    .write("a.txt", "a\n");
+    d.ok(&["build", "-t", "cf:src", ctx.path()]);
+    let id = inspect(&d, "cf:src", "{{.Id}}");
+    // Move the image out and back in: no intermediate images, no cache records.
+    let tarball = ctx.0.join("cf.tar");
+    d.ok(&["save", "-o", tarball.to_str().unwrap(), "cf:src"]);
+    d.ok(&["rmi", "cf:src"]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.ok(&["load", "-i", tarball.to_str().unwrap()]);
+    // With --cache-from, no step runs and the result has the same files.
+    let out = d.berth(&[
+        "build",
+        "--cache-from",
+        "cf:src",
+        "--explain-cache",
+        "-t",
+        "cf:new",
+        ctx.path(),
+    ]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(!so.contains("Running in"), "{so}");
+    assert!(so.contains("Cache hit from --cache-from image"), "{so}");
+    assert_eq!(run_out(&d, "cf:new", "cat /ran /a.txt"), "ran-once\na");
+    assert_eq!(
+        inspect(&d, "cf:new", "{{json .Config.Env}}"),
+        inspect(&d, &id, "{{json .Config.Env}}")
+    );
+    // A changed file is not taken from the cache image: the COPY and what follows run.
+    ctx.write("a.txt", "changed\n");
+    let out = d.berth(&[
+        "build",
+        "--cache-from",
+        "cf:src",
+        "-t",
+        "cf:changed",
+        ctx.path(),
+    ]);
+    let so = stdout(&out);
+    assert!(so.contains("Running in"), "{so}");
+    assert_eq!(run_out(&d, "cf:changed", "cat /a.txt"), "changed");
+    no_build_containers(&d);
+}

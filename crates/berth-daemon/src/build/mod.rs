@@ -49,7 +49,7 @@ struct Options {
     quiet: bool,
     explain: bool,
     network: String,
-    /// `cachefrom`: accepted, not used (the warning says so).
+    /// `cachefrom`: images whose history may stand in for steps.
     cache_from: Vec<String>,
 }
 
@@ -241,6 +241,7 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
         last_miss: None,
         stage_images: HashMap::new(),
         stage_names: stages.iter().map(|s| s.name.clone()).collect(),
+        cf_history: HashMap::new(),
         records: None,
         empty_dir: scratch.0.join("empty"),
     };
@@ -352,6 +353,8 @@ struct Stage {
     args: BTreeMap<String, String>,
     /// Whether this stage set CMD (ENTRYPOINT then keeps it).
     cmd_set: bool,
+    /// Where the stage is in each `--cache-from` image that still matches it.
+    cache_from: Vec<CachePos>,
 }
 
 impl Stage {
@@ -435,6 +438,8 @@ struct Builder {
     last_miss: Option<usize>,
     stage_images: HashMap<usize, String>,
     stage_names: Vec<Option<String>>,
+    /// The histories of the `--cache-from` images.
+    cf_history: HashMap<String, Vec<(String, bool)>>,
     /// Cache records read once, when a miss first needs explaining.
     records: Option<Vec<Record>>,
     empty_dir: PathBuf,
@@ -462,12 +467,6 @@ impl Builder {
         needed: &BTreeSet<usize>,
         target: usize,
     ) -> BResult<()> {
-        if !self.opts.cache_from.is_empty() {
-            self.say(
-                "[Warning] --cache-from is not supported by berth's builder and was ignored\n"
-                    .to_string(),
-            );
-        }
         let mut last = String::new();
         for (i, s) in stages.iter().enumerate() {
             if !needed.contains(&i) {
@@ -581,6 +580,7 @@ impl Builder {
                 config: Map::new(),
                 args: BTreeMap::new(),
                 cmd_set: false,
+                cache_from: self.align_cache_from(""),
             });
         } else {
             if self.opts.pull || self.d.images.get(&image).is_err() {
@@ -595,6 +595,7 @@ impl Builder {
         self.say(format!(" ---> {}\n", short(&id)));
         let mut st = Stage {
             config: self.image_config(&id)?,
+            cache_from: self.align_cache_from(&id),
             image: id,
             args: BTreeMap::new(),
             cmd_set: false,
@@ -737,7 +738,7 @@ impl Builder {
                     )
                     .await;
             }
-            Instruction::Copy(c) => return self.copy(st, c, inputs, original).await,
+            Instruction::Copy(c) => return self.copy(st, c, inputs).await,
             Instruction::Cmd(c) => {
                 set_list(cfg, "Cmd", &command_argv(c, &st_shell(cfg)));
                 st.cmd_set = true;
@@ -807,7 +808,7 @@ impl Builder {
                 cfg.insert("WorkingDir".into(), json!(path));
                 let rel = path.trim_start_matches('/').to_string();
                 if !rel.is_empty() && !self.view(&st.image)?.is_dir(&rel) {
-                    if self.hit(st, &inputs).await? {
+                    if self.hit(st, &inputs, &nop).await? {
                         return Ok(());
                     }
                     let stage = self.scratch.join(format!("stage-{}", self.step));
@@ -850,13 +851,7 @@ impl Builder {
     }
 
     /// COPY and ADD.
-    async fn copy(
-        &mut self,
-        st: &mut Stage,
-        c: &Copy,
-        mut inputs: Inputs,
-        original: &str,
-    ) -> BResult<()> {
+    async fn copy(&mut self, st: &mut Stage, c: &Copy, mut inputs: Inputs) -> BResult<()> {
         let kw = if c.add { "ADD" } else { "COPY" };
         let view = self.view(&st.image)?;
         let workdir = st.str("WorkingDir");
@@ -930,7 +925,8 @@ impl Builder {
                 }
             };
             inputs.instruction.push_str(&format!(" from-image={img}"));
-            if self.hit(st, &inputs).await? {
+            let created_by = copy_created_by(kw, &inputs, locals.len(), &c.dest);
+            if self.hit(st, &inputs, &created_by).await? {
                 return Ok(());
             }
             let src_view = self.view(&img)?;
@@ -963,12 +959,7 @@ impl Builder {
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
             return self
-                .commit_step(
-                    st,
-                    inputs,
-                    format!("/bin/sh -c #(nop) {original}"),
-                    Work::Layer(stage),
-                )
+                .commit_step(st, inputs, created_by, Work::Layer(stage))
                 .await;
         }
         let ctx = self.ctx.clone();
@@ -1006,7 +997,13 @@ impl Builder {
                 .files
                 .insert(format!("<<{}", h.name), h.content.clone());
         }
-        if self.hit(st, &inputs).await? {
+        let created_by = copy_created_by(
+            kw,
+            &inputs,
+            resolved.len() + urls.len() + heredocs.len(),
+            &c.dest,
+        );
+        if self.hit(st, &inputs, &created_by).await? {
             return Ok(());
         }
         let add = c.add;
@@ -1075,13 +1072,8 @@ impl Builder {
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
-        self.commit_step(
-            st,
-            inputs,
-            format!("/bin/sh -c #(nop) {original}"),
-            Work::Layer(stage),
-        )
-        .await
+        self.commit_step(st, inputs, created_by, Work::Layer(stage))
+            .await
     }
 
     /// The image of an earlier stage named `name` (or numbered).
@@ -1191,13 +1183,24 @@ impl Builder {
     }
 
     /// Looks the step up in the cache; on a hit moves the stage onto the cached image.
-    async fn hit(&mut self, st: &mut Stage, inputs: &Inputs) -> BResult<bool> {
+    /// Then a `--cache-from` image whose history continues with the same step gives the
+    /// result without running it.
+    async fn hit(&mut self, st: &mut Stage, inputs: &Inputs, created_by: &str) -> BResult<bool> {
         if self.opts.nocache {
             return Ok(false);
         }
         let key = inputs.key();
         let rec = cache::lookup(&self.d.cfg.data_root, &key)
             .filter(|r| self.d.images.get(&r.image).is_ok());
+        let from_cf = self.advance_cache_from(st, created_by);
+        let rec = match (rec, from_cf) {
+            (Some(r), _) => Some(r),
+            (None, Some((img, layer))) => Some(
+                self.reuse_cache_image(st, inputs, created_by, &img, layer)
+                    .await?,
+            ),
+            (None, None) => None,
+        };
         let Some(rec) = rec else {
             if self.opts.explain {
                 let records = self.records.get_or_insert_with(|| {
@@ -1228,6 +1231,111 @@ impl Builder {
         Ok(true)
     }
 
+    /// Positions in the `--cache-from` images whose history starts with `base`'s.
+    fn align_cache_from(&mut self, base: &str) -> Vec<CachePos> {
+        let mut out = Vec::new();
+        let (b_hist, b_layers) = if base.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            match self.d.images.get(base) {
+                Ok(b) => (history_of(&b), b.layers.clone()),
+                Err(_) => return out,
+            }
+        };
+        for name in &self.opts.cache_from {
+            let Ok(x) = self.d.images.get(name) else {
+                continue;
+            };
+            let x_hist = history_of(&x);
+            if x_hist.starts_with(&b_hist) && x.layers.starts_with(&b_layers) {
+                self.cf_history.insert(x.id.clone(), x_hist);
+                out.push(CachePos {
+                    image: x.id.clone(),
+                    hist: b_hist.len(),
+                    layer: b_layers.len(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Moves the stage's `--cache-from` positions past a step made by `created_by`; the image
+    /// and layer index (`None` for an empty layer) of the first that matched.
+    fn advance_cache_from(
+        &self,
+        st: &mut Stage,
+        created_by: &str,
+    ) -> Option<(String, Option<usize>)> {
+        let mut found = None;
+        st.cache_from.retain_mut(|p| {
+            let Some((cb, empty)) = self.cf_history.get(&p.image).and_then(|h| h.get(p.hist))
+            else {
+                return false;
+            };
+            if cb != created_by {
+                return false;
+            }
+            let layer = (!empty).then_some(p.layer);
+            found.get_or_insert((p.image.clone(), layer));
+            p.hist += 1;
+            if !empty {
+                p.layer += 1;
+            }
+            true
+        });
+        found
+    }
+
+    /// A step's image made from a `--cache-from` image: its layer (unpacked) on the current
+    /// image, or only the config for an empty layer.
+    async fn reuse_cache_image(
+        &mut self,
+        st: &Stage,
+        inputs: &Inputs,
+        created_by: &str,
+        image: &str,
+        layer: Option<usize>,
+    ) -> BResult<Record> {
+        let dir = match layer {
+            Some(i) => {
+                let dirs = self.d.images.rootfs_layers(image)?;
+                dirs.len()
+                    .checked_sub(i + 1)
+                    .and_then(|j| dirs.get(j).cloned())
+                    .ok_or_else(|| Error::internal("cache-from image lost a layer"))?
+            }
+            None => {
+                std::fs::create_dir_all(&self.empty_dir)?;
+                self.empty_dir.clone()
+            }
+        };
+        let parent = (!st.image.is_empty()).then(|| st.image.clone());
+        let opts = berth_image::CommitOptions {
+            raw_config: Some(st.config.clone()),
+            created_by: Some(created_by.to_string()),
+            ..Default::default()
+        };
+        let d = self.d.clone();
+        let img =
+            tokio::task::spawn_blocking(move || d.images.commit(&dir, parent.as_deref(), &opts))
+                .await
+                .map_err(|e| Error::internal(e.to_string()))??;
+        let rec = Record {
+            inputs: inputs.clone(),
+            image: img.id,
+            created: now_secs(),
+        };
+        cache::save(&self.d.cfg.data_root, &rec)?;
+        self.records = None;
+        if self.opts.explain {
+            self.say(format!(
+                " ---> Cache hit from --cache-from image {}\n",
+                short(image)
+            ));
+        }
+        Ok(rec)
+    }
+
     /// Runs a step unless cached, commits its result and records it.
     async fn commit_step(
         &mut self,
@@ -1236,7 +1344,7 @@ impl Builder {
         created_by: String,
         work: Work,
     ) -> BResult<()> {
-        if !matches!(work, Work::Layer(_)) && self.hit(st, &inputs).await? {
+        if !matches!(work, Work::Layer(_)) && self.hit(st, &inputs, &created_by).await? {
             return Ok(());
         }
         // Layer work checked the cache before staging its files.
@@ -1277,10 +1385,7 @@ impl Builder {
             &Record {
                 inputs,
                 image: img.id.clone(),
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                created: now_secs(),
             },
         )?;
         if let Some(r) = self.records.as_mut() {
@@ -1410,6 +1515,54 @@ impl Builder {
         .map_err(|e| Error::internal(e.to_string()))??;
         Ok(img)
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A position in a `--cache-from` image's history: the next entry and layer to match.
+struct CachePos {
+    image: String,
+    hist: usize,
+    layer: usize,
+}
+
+/// An image's history as (created_by, empty_layer) pairs.
+fn history_of(img: &berth_image::Image) -> Vec<(String, bool)> {
+    img.config
+        .history()
+        .as_ref()
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    (
+                        e.created_by().clone().unwrap_or_default(),
+                        e.empty_layer().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Docker's history line of a COPY/ADD: what was copied as a digest (so that a changed file
+/// never matches a `--cache-from` image's step) and where to.
+fn copy_created_by(kw: &str, inputs: &Inputs, sources: usize, dest: &str) -> String {
+    let digest = Inputs {
+        parent: String::new(),
+        ..inputs.clone()
+    }
+    .key();
+    let kind = match (sources, inputs.files.keys().any(|k| k.ends_with('/'))) {
+        (1, false) => "file",
+        (1, true) => "dir",
+        _ => "multi",
+    };
+    format!("/bin/sh -c #(nop) {kw} {kind}:{digest} in {dest} ")
 }
 
 /// What RUN's flags add to its container.
