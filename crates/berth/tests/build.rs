@@ -619,3 +619,37 @@ fn cache_from_an_image_without_local_cache() {
     assert_eq!(run_out(&d, "cf:changed", "cat /a.txt"), "changed");
     no_build_containers(&d);
 }
+
+#[test]
+fn independent_stages_build_in_parallel() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("parallel");
+    // Each stage waits (up to 20 s) for the other's file in a shared cache mount: built one
+    // after the other, the first would give up and fail the build.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,target=/sync,id=sync touch /sync/{me} && i=0 && \
+             while [ ! -e /sync/{other} ]; do sleep 0.1; i=$((i+1)); [ $i -lt 200 ] || exit 7; done && \
+             echo {me} > /{me}\n"
+        )
+    };
+    ctx.write(
+        "Dockerfile",
+        &format!(
+            "FROM busybox AS a\n{}FROM busybox AS b\n{}FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+            wait("a", "b"),
+            wait("b", "a")
+        ),
+    );
+    let out = d.berth(&["build", "-t", "par", ctx.path()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(run_out(&d, "par", "cat /a /b"), "a\nb");
+    // A failing stage fails the build and stops the others.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox AS a\nRUN exit 5\nFROM busybox AS b\nRUN echo b > /b\nFROM busybox\nCOPY --from=a /etc/hostname /x\nCOPY --from=b /b /b\n",
+    );
+    let out = d.berth(&["build", ctx.path()]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    no_build_containers(&d);
+}

@@ -21,7 +21,8 @@ use files::View;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Build args Docker passes through without an `ARG` and keeps out of history and the cache.
@@ -222,32 +223,32 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
     let total = stages
         .iter()
         .enumerate()
-        .filter(|(i, _)| needed.contains(i))
+        .filter(|(i, _)| needed.contains_key(i))
         .map(|(_, s)| s.nodes.len() + 1)
         .sum::<usize>()
         + usize::from(!opts.labels.is_empty());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-    let mut b = Builder {
+    let b = Arc::new(Builder {
         d: d.clone(),
         ctx,
         scratch: scratch.0.clone(),
         escape: df.escape,
         opts,
         meta_args,
-        used,
+        used: Mutex::new(used),
         tx,
-        step: 0,
         total,
-        last_miss: None,
-        stage_images: HashMap::new(),
+        stage_images: Mutex::new(HashMap::new()),
         stage_names: stages.iter().map(|s| s.name.clone()).collect(),
-        cf_history: HashMap::new(),
-        records: None,
+        cf_history: Mutex::new(HashMap::new()),
+        records: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
         empty_dir: scratch.0.join("empty"),
-    };
+    });
+    let stages = Arc::new(stages);
     tokio::spawn(async move {
         let _scratch = scratch;
-        if let Err(e) = b.run(&stages, &needed, target).await {
+        if let Err(e) = b.run(stages, needed, target).await {
             b.send(Message {
                 error_detail: Some(ErrorDetail {
                     code: e.code,
@@ -281,7 +282,7 @@ fn needed_stages(
     target: usize,
     escape: char,
     meta: &BTreeMap<String, String>,
-) -> BTreeSet<usize> {
+) -> BTreeMap<usize, BTreeSet<usize>> {
     let lookup = |k: &str| meta.get(k).cloned();
     let find = |name: &str, before: usize| -> Option<usize> {
         let lower = name.to_ascii_lowercase();
@@ -290,26 +291,29 @@ fn needed_stages(
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
             .or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
     };
-    let mut out = BTreeSet::new();
+    let mut out: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
-        if !out.insert(i) {
+        if out.contains_key(&i) {
             continue;
         }
         let s = &stages[i];
+        let mut deps = BTreeSet::new();
         if let Ok(Instruction::From { image, .. }) =
             Instruction::from_node(&s.from, escape, &lookup)
         {
-            todo.extend(find(&image, i));
+            deps.extend(find(&image, i));
         }
         for n in &s.nodes {
             for f in &n.flags {
                 if let Some(v) = f.strip_prefix("--from=") {
                     let v = berth_build::expand::word(v, escape, &lookup).unwrap_or_default();
-                    todo.extend(find(&v, i));
+                    deps.extend(find(&v, i));
                 }
             }
         }
+        todo.extend(deps.iter().copied());
+        out.insert(i, deps);
     }
     out
 }
@@ -355,6 +359,10 @@ struct Stage {
     cmd_set: bool,
     /// Where the stage is in each `--cache-from` image that still matches it.
     cache_from: Vec<CachePos>,
+    /// The step being built (its number in the output; it names staging dirs).
+    step: usize,
+    /// The last step of this stage that missed the cache, for "parent changed" explanations.
+    last_miss: Option<usize>,
 }
 
 impl Stage {
@@ -430,19 +438,24 @@ struct Builder {
     escape: char,
     opts: Options,
     meta_args: BTreeMap<String, String>,
-    used: BTreeSet<String>,
+    /// Build args some ARG consumed.
+    used: Mutex<BTreeSet<String>>,
     tx: UnboundedSender<Bytes>,
-    step: usize,
     total: usize,
-    /// The last step that missed the cache, for "parent changed" explanations.
-    last_miss: Option<usize>,
-    stage_images: HashMap<usize, String>,
+    /// The images of the stages built so far.
+    stage_images: Mutex<HashMap<usize, String>>,
     stage_names: Vec<Option<String>>,
     /// The histories of the `--cache-from` images.
-    cf_history: HashMap<String, Vec<(String, bool)>>,
+    cf_history: Mutex<HashMap<String, Vec<(String, bool)>>>,
     /// Cache records read once, when a miss first needs explaining.
-    records: Option<Vec<Record>>,
+    records: Mutex<Option<Vec<Record>>>,
+    /// Set when a stage failed: the others stop before their next step.
+    cancelled: AtomicBool,
     empty_dir: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn short(id: &str) -> &str {
@@ -461,71 +474,72 @@ impl Builder {
         }
     }
 
+    /// Builds the needed stages, each as soon as the stages it uses are built (independent
+    /// stages in parallel), then tags the target's image.
     async fn run(
-        &mut self,
-        stages: &[StagePlan],
-        needed: &BTreeSet<usize>,
+        self: &Arc<Self>,
+        stages: Arc<Vec<StagePlan>>,
+        needed: BTreeMap<usize, BTreeSet<usize>>,
         target: usize,
     ) -> BResult<()> {
-        let mut last = String::new();
+        // Steps are numbered in file order over the needed stages.
+        let mut first = HashMap::new();
+        let mut n = 0;
         for (i, s) in stages.iter().enumerate() {
-            if !needed.contains(&i) {
-                continue;
-            }
-            let mut st = self.from(i, s, stages).await?;
-            for n in &s.nodes {
-                self.step += 1;
-                self.say(format!(
-                    "Step {}/{} : {}\n",
-                    self.step, self.total, n.original
-                ));
-                self.instruction(&mut st, n).await?;
-            }
-            if i == target && !self.opts.labels.is_empty() {
-                self.step += 1;
-                let pairs: Vec<(String, String)> = self
-                    .opts
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v:?}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.say(format!(
-                    "Step {}/{} : LABEL {text}\n",
-                    self.step, self.total
-                ));
-                self.apply(
-                    &mut st,
-                    &Instruction::Label(pairs),
-                    &format!("LABEL {text}"),
-                )
-                .await?;
-            }
-            if st.image.is_empty() {
-                // `FROM scratch` and nothing else: an image with no layer.
-                self.commit_step(
-                    &mut st,
-                    Inputs::default(),
-                    "FROM scratch".into(),
-                    Work::Meta,
-                )
-                .await?;
-            }
-            self.stage_images.insert(i, st.image.clone());
-            last = st.image.clone();
-            if i == target {
-                break;
+            if needed.contains_key(&i) {
+                first.insert(i, n + 1);
+                n += s.nodes.len() + 1;
             }
         }
+        let mut done = BTreeSet::new();
+        let mut started = BTreeSet::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut failure: Option<Failure> = None;
+        loop {
+            if failure.is_none() {
+                for (i, deps) in &needed {
+                    if started.contains(i) || !deps.iter().all(|d| done.contains(d)) {
+                        continue;
+                    }
+                    started.insert(*i);
+                    let (b, stages, i) = (self.clone(), stages.clone(), *i);
+                    let step = first.get(&i).copied().unwrap_or(1);
+                    tasks.spawn(async move {
+                        let r = b.build_stage(&stages, i, step, i == target).await;
+                        (i, r)
+                    });
+                }
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok((i, Ok(image))) => {
+                    lock(&self.stage_images).insert(i, image);
+                    done.insert(i);
+                }
+                Ok((_, Err(e))) => {
+                    self.cancelled.store(true, Ordering::SeqCst);
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    self.cancelled.store(true, Ordering::SeqCst);
+                    failure.get_or_insert(Error::internal(e.to_string()).into());
+                }
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let last = lock(&self.stage_images)
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| Error::internal("the target stage was not built"))?;
         let unused: Vec<&String> = self
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.used.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| !lock(&self.used).contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
             .collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
@@ -553,12 +567,72 @@ impl Builder {
         Ok(())
     }
 
+    /// One stage, its steps numbered from `first`; the image it ends with.
+    async fn build_stage(
+        &self,
+        stages: &[StagePlan],
+        i: usize,
+        first: usize,
+        is_target: bool,
+    ) -> BResult<String> {
+        let s = &stages[i];
+        let mut st = self.from(i, s, stages, first).await?;
+        for n in &s.nodes {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Err(bad_msg("cancelled: another stage failed".into()));
+            }
+            st.step += 1;
+            self.say(format!(
+                "Step {}/{} : {}\n",
+                st.step, self.total, n.original
+            ));
+            self.instruction(&mut st, n).await?;
+        }
+        if is_target && !self.opts.labels.is_empty() {
+            st.step += 1;
+            let pairs: Vec<(String, String)> = self
+                .opts
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let text = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.say(format!("Step {}/{} : LABEL {text}\n", st.step, self.total));
+            self.apply(
+                &mut st,
+                &Instruction::Label(pairs),
+                &format!("LABEL {text}"),
+            )
+            .await?;
+        }
+        if st.image.is_empty() {
+            // `FROM scratch` and nothing else: an image with no layer.
+            self.commit_step(
+                &mut st,
+                Inputs::default(),
+                "FROM scratch".into(),
+                Work::Meta,
+            )
+            .await?;
+        }
+        Ok(st.image)
+    }
+
     /// The FROM step of stage `i`: resolves the base (an earlier stage, an image, scratch).
-    async fn from(&mut self, i: usize, s: &StagePlan, stages: &[StagePlan]) -> BResult<Stage> {
-        self.step += 1;
+    async fn from(
+        &self,
+        i: usize,
+        s: &StagePlan,
+        stages: &[StagePlan],
+        step: usize,
+    ) -> BResult<Stage> {
         self.say(format!(
-            "Step {}/{} : {}\n",
-            self.step, self.total, s.from.original
+            "Step {step}/{} : {}\n",
+            self.total, s.from.original
         ));
         let lookup = |k: &str| self.meta_args.get(k).cloned();
         let Instruction::From { image, .. } =
@@ -570,7 +644,7 @@ impl Builder {
         let earlier = stages[..i]
             .iter()
             .position(|p| p.name.as_deref() == Some(lower.as_str()))
-            .and_then(|j| self.stage_images.get(&j).cloned());
+            .and_then(|j| lock(&self.stage_images).get(&j).cloned());
         let id = if let Some(id) = earlier {
             id
         } else if lower == "scratch" {
@@ -581,6 +655,8 @@ impl Builder {
                 args: BTreeMap::new(),
                 cmd_set: false,
                 cache_from: self.align_cache_from(""),
+                step,
+                last_miss: None,
             });
         } else {
             if self.opts.pull || self.d.images.get(&image).is_err() {
@@ -599,6 +675,8 @@ impl Builder {
             image: id,
             args: BTreeMap::new(),
             cmd_set: false,
+            step,
+            last_miss: None,
         };
         // ONBUILD triggers of the base run first.
         let triggers: Vec<String> = st
@@ -662,7 +740,7 @@ impl Builder {
     }
 
     /// One instruction of a stage.
-    async fn instruction(&mut self, st: &mut Stage, n: &Node) -> BResult<()> {
+    async fn instruction(&self, st: &mut Stage, n: &Node) -> BResult<()> {
         let ins = {
             let lookup = |k: &str| st.lookup(k);
             Instruction::from_node(n, self.escape, &lookup).map_err(bad)?
@@ -670,7 +748,7 @@ impl Builder {
         self.apply(st, &ins, &n.original).await
     }
 
-    async fn apply(&mut self, st: &mut Stage, ins: &Instruction, original: &str) -> BResult<()> {
+    async fn apply(&self, st: &mut Stage, ins: &Instruction, original: &str) -> BResult<()> {
         let nop = format!("/bin/sh -c #(nop)  {original}");
         let mut inputs = Inputs {
             parent: st.parent(),
@@ -770,7 +848,7 @@ impl Builder {
                 for (k, default) in list {
                     let val = match self.opts.build_args.get(k) {
                         Some(v) => {
-                            self.used.insert(k.clone());
+                            lock(&self.used).insert(k.clone());
                             Some(v.clone())
                         }
                         None => default.clone().or_else(|| self.meta_args.get(k).cloned()),
@@ -811,7 +889,7 @@ impl Builder {
                     if self.hit(st, &inputs, &nop).await? {
                         return Ok(());
                     }
-                    let stage = self.scratch.join(format!("stage-{}", self.step));
+                    let stage = self.scratch.join(format!("stage-{}", st.step));
                     files::mkdirs(&stage, &rel)?;
                     return self.commit_step(st, inputs, nop, Work::Layer(stage)).await;
                 }
@@ -851,7 +929,7 @@ impl Builder {
     }
 
     /// COPY and ADD.
-    async fn copy(&mut self, st: &mut Stage, c: &Copy, mut inputs: Inputs) -> BResult<()> {
+    async fn copy(&self, st: &mut Stage, c: &Copy, mut inputs: Inputs) -> BResult<()> {
         let kw = if c.add { "ADD" } else { "COPY" };
         let view = self.view(&st.image)?;
         let workdir = st.str("WorkingDir");
@@ -885,7 +963,7 @@ impl Builder {
             },
             chmod: c.chmod.as_deref().map(files::parse_chmod).transpose()?,
         };
-        let stage = self.scratch.join(format!("stage-{}", self.step));
+        let stage = self.scratch.join(format!("stage-{}", st.step));
         // Where one source lands: into the destination directory, or as the destination.
         let target = |name: &str, is_dir: bool| -> PathBuf {
             if is_dir || !dest_dir {
@@ -1083,7 +1161,7 @@ impl Builder {
             .iter()
             .position(|n| n.as_deref() == Some(name))
             .or_else(|| name.parse::<usize>().ok())?;
-        self.stage_images.get(&i).cloned()
+        lock(&self.stage_images).get(&i).cloned()
     }
 
     /// RUN's `--mount` (cache, bind from the context, tmpfs) and `--network` flags.
@@ -1185,7 +1263,7 @@ impl Builder {
     /// Looks the step up in the cache; on a hit moves the stage onto the cached image.
     /// Then a `--cache-from` image whose history continues with the same step gives the
     /// result without running it.
-    async fn hit(&mut self, st: &mut Stage, inputs: &Inputs, created_by: &str) -> BResult<bool> {
+    async fn hit(&self, st: &mut Stage, inputs: &Inputs, created_by: &str) -> BResult<bool> {
         if self.opts.nocache {
             return Ok(false);
         }
@@ -1203,15 +1281,18 @@ impl Builder {
         };
         let Some(rec) = rec else {
             if self.opts.explain {
-                let records = self.records.get_or_insert_with(|| {
-                    cache::all(&self.d.cfg.data_root)
-                        .into_iter()
-                        .map(|(_, r)| r)
-                        .collect()
-                });
-                let mut why = berth_build::cache::explain(inputs, records);
+                let mut why = {
+                    let mut records = lock(&self.records);
+                    let records = records.get_or_insert_with(|| {
+                        cache::all(&self.d.cfg.data_root)
+                            .into_iter()
+                            .map(|(_, r)| r)
+                            .collect()
+                    });
+                    berth_build::cache::explain(inputs, records)
+                };
                 if why == "parent image changed" {
-                    if let Some(m) = self.last_miss {
+                    if let Some(m) = st.last_miss {
                         why = format!("parent changed (step {m} missed)");
                     }
                 }
@@ -1232,7 +1313,7 @@ impl Builder {
     }
 
     /// Positions in the `--cache-from` images whose history starts with `base`'s.
-    fn align_cache_from(&mut self, base: &str) -> Vec<CachePos> {
+    fn align_cache_from(&self, base: &str) -> Vec<CachePos> {
         let mut out = Vec::new();
         let (b_hist, b_layers) = if base.is_empty() {
             (Vec::new(), Vec::new())
@@ -1248,7 +1329,7 @@ impl Builder {
             };
             let x_hist = history_of(&x);
             if x_hist.starts_with(&b_hist) && x.layers.starts_with(&b_layers) {
-                self.cf_history.insert(x.id.clone(), x_hist);
+                lock(&self.cf_history).insert(x.id.clone(), x_hist);
                 out.push(CachePos {
                     image: x.id.clone(),
                     hist: b_hist.len(),
@@ -1267,14 +1348,15 @@ impl Builder {
         created_by: &str,
     ) -> Option<(String, Option<usize>)> {
         let mut found = None;
+        let hist = lock(&self.cf_history);
         st.cache_from.retain_mut(|p| {
-            let Some((cb, empty)) = self.cf_history.get(&p.image).and_then(|h| h.get(p.hist))
-            else {
+            let Some((cb, empty)) = hist.get(&p.image).and_then(|h| h.get(p.hist)) else {
                 return false;
             };
             if cb != created_by {
                 return false;
             }
+            let empty = *empty;
             let layer = (!empty).then_some(p.layer);
             found.get_or_insert((p.image.clone(), layer));
             p.hist += 1;
@@ -1289,7 +1371,7 @@ impl Builder {
     /// A step's image made from a `--cache-from` image: its layer (unpacked) on the current
     /// image, or only the config for an empty layer.
     async fn reuse_cache_image(
-        &mut self,
+        &self,
         st: &Stage,
         inputs: &Inputs,
         created_by: &str,
@@ -1326,7 +1408,7 @@ impl Builder {
             created: now_secs(),
         };
         cache::save(&self.d.cfg.data_root, &rec)?;
-        self.records = None;
+        *lock(&self.records) = None;
         if self.opts.explain {
             self.say(format!(
                 " ---> Cache hit from --cache-from image {}\n",
@@ -1338,7 +1420,7 @@ impl Builder {
 
     /// Runs a step unless cached, commits its result and records it.
     async fn commit_step(
-        &mut self,
+        &self,
         st: &mut Stage,
         inputs: Inputs,
         created_by: String,
@@ -1348,7 +1430,7 @@ impl Builder {
             return Ok(());
         }
         // Layer work checked the cache before staging its files.
-        self.last_miss = Some(self.step);
+        st.last_miss = Some(st.step);
         let parent = (!st.image.is_empty()).then(|| st.image.clone());
         let opts = berth_image::CommitOptions {
             raw_config: Some(st.config.clone()),
@@ -1388,10 +1470,7 @@ impl Builder {
                 created: now_secs(),
             },
         )?;
-        if let Some(r) = self.records.as_mut() {
-            r.clear();
-        }
-        self.records = None;
+        *lock(&self.records) = None;
         st.image = img.id;
         self.say(format!(" ---> {}\n", short(&st.image)));
         Ok(())
