@@ -19,6 +19,27 @@ pub fn words(s: &str, escape: char, lookup: Lookup) -> Result<Vec<String>, Strin
     run(s, escape, true, lookup)
 }
 
+/// Expands only the variables of `s`, keeping quotes and whitespace (heredoc bodies); the
+/// escape character protects a `$`.
+pub fn vars_only(s: &str, escape: char, lookup: Lookup) -> Result<String, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if c == escape && chars.get(i) == Some(&'$') {
+            out.push('$');
+            i += 1;
+        } else if c == '$' {
+            out.push_str(&variable(&chars, &mut i, escape, lookup)?);
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// Splits `s` into words like [`words`] but without expanding variables or removing quotes
 /// (for `ENV`/`LABEL` pairs, which are split first and expanded per value).
 pub fn split_raw(s: &str, escape: char) -> Vec<String> {
@@ -303,6 +324,14 @@ mod tests {
             "alpha \"q\" \\n"
         );
         assert!(word("\"open", '\\', &env).is_err());
+    }
+
+    #[test]
+    fn heredoc_bodies() {
+        assert_eq!(
+            vars_only("a \"$A\" '${B:-b}' \\$A\n", '\\', &env).unwrap(),
+            "a \"alpha\" 'b' $A\n"
+        );
     }
 
     #[test]

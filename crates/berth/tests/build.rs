@@ -69,7 +69,7 @@ RUN <<EOF
 echo heredoc-ran > /heredoc.txt
 EOF
 COPY <<EOT /inline.txt
-inline content
+inline content $APP
 EOT
 USER 1000:1000
 EXPOSE 8080 53/udp
@@ -119,7 +119,7 @@ CMD ["echo default-cmd"]
     ]);
     assert_eq!(
         files,
-        "v=1 g=hello world\nheredoc-ran\ninline content\nTOP\nA\nB\nXX\n1000:1000 644\n0:0 700\n/app/sub\n1000\na.txt\ndeep"
+        "v=1 g=hello world\nheredoc-ran\ninline content /app\nTOP\nA\nB\nXX\n1000:1000 644\n0:0 700\n/app/sub\n1000\na.txt\ndeep"
     );
     // .dockerignore kept ignored.log out of the context.
     let o = d.berth(&["run", "--rm", "app:1", "ls /app/sub/src"]);

@@ -1070,7 +1070,13 @@ impl Builder {
                 .insert(u.clone(), berth_build::cache::hex(&digest));
             downloads.push((u.clone(), body));
         }
-        for h in &heredocs {
+        // Unquoted heredoc delimiters expand the body's variables.
+        for h in &mut heredocs {
+            if h.expand {
+                let lookup = |k: &str| st.lookup(k);
+                h.content = berth_build::expand::vars_only(&h.content, self.escape, &lookup)
+                    .map_err(bad_msg)?;
+            }
             inputs
                 .files
                 .insert(format!("<<{}", h.name), h.content.clone());
