@@ -79,15 +79,8 @@ impl Instruction {
         let allowed: &[&str] = match kw {
             "FROM" => &["platform"],
             "RUN" => &["mount", "network", "security"],
-            "COPY" => &["from", "chown", "chmod", "link", "parents", "exclude"],
-            "ADD" => &[
-                "chown",
-                "chmod",
-                "link",
-                "checksum",
-                "keep-git-dir",
-                "exclude",
-            ],
+            "COPY" => &["from", "chown", "chmod", "link"],
+            "ADD" => &["chown", "chmod", "link"],
             "HEALTHCHECK" => &[
                 "interval",
                 "timeout",

@@ -254,6 +254,27 @@ CMD ["echo default-cmd"]
         "triggered"
     );
 
+    // `!` re-includes what an earlier .dockerignore line excluded; --label labels the result.
+    ctx.write(".dockerignore", "*.log\n!keep.log\n")
+        .write("keep.log", "kept\n")
+        .write("Logs.Dockerfile", "FROM busybox\nCOPY *.log /logs/\n");
+    let df = format!("{}/Logs.Dockerfile", ctx.path());
+    d.ok(&[
+        "build",
+        "-f",
+        &df,
+        "--label",
+        "built.by=test",
+        "-t",
+        "logs",
+        ctx.path(),
+    ]);
+    assert_eq!(run_out(&d, "logs", "ls /logs"), "keep.log");
+    assert_eq!(
+        inspect(&d, "logs", "{{index .Config.Labels \"built.by\"}}"),
+        "test"
+    );
+
     // system df counts the cache; builder prune frees it.
     let df = d.ok(&["system", "df"]);
     let line = df
@@ -283,7 +304,7 @@ fn multi_stage_target_and_failures() {
         "Dockerfile",
         "FROM busybox AS builder\nRUN echo built > /artifact\n\
          FROM busybox AS unused\nRUN echo unused-stage-ran && exit 9\n\
-         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=busybox /bin/busybox /bin/sh\n\
+         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=builder --chown=7:8 /artifact /owned\nCOPY --from=busybox /bin/busybox /bin/sh\n\
          FROM final AS extra\nENV X=1\n",
     );
     let out = d.berth(&[
@@ -309,9 +330,9 @@ fn multi_stage_target_and_failures() {
             "ms",
             "/bin/sh",
             "-c",
-            "echo $(cat /artifact)"
+            "echo $(cat /artifact) $(stat -c %u:%g /owned)"
         ]),
-        "built"
+        "built 7:8"
     );
 
     // The default target is the last stage, which needs the unused one? No: not named.

@@ -319,6 +319,21 @@ pub fn copy_in(src: &Path, dst: &Path, perms: Perms) -> Result<()> {
     Ok(())
 }
 
+/// Sets owner (and mode, with `--chmod`) on a copied tree.
+pub fn apply_perms(path: &Path, perms: Perms) -> Result<()> {
+    let m = std::fs::symlink_metadata(path)?;
+    std::os::unix::fs::lchown(path, Some(perms.owner.0), Some(perms.owner.1))?;
+    if let (Some(mode), false) = (perms.chmod, m.file_type().is_symlink()) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            apply_perms(&e?.path(), perms)?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the missing directories of `dir` (relative to `stage`) as root, 0755.
 pub fn mkdirs(stage: &Path, dir: &str) -> Result<PathBuf> {
     let p = stage.join(dir.trim_start_matches('/'));

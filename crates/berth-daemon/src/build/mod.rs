@@ -1008,6 +1008,8 @@ impl Builder {
                 return Ok(());
             }
             let src_view = self.view(&img)?;
+            // `--from` keeps the source's owners and modes unless told otherwise.
+            let chown_or_chmod = c.chown.is_some() || c.chmod.is_some();
             let stage2 = stage.clone();
             let dest_rel2 = dest_rel.clone();
             tokio::task::spawn_blocking(move || -> BResult<()> {
@@ -1028,8 +1030,8 @@ impl Builder {
                             "{kw} failed: stat {s}: file does not exist"
                         )));
                     }
-                    if c_has_perms(&perms) {
-                        files::copy_in(&t.clone(), &t, perms)?;
+                    if chown_or_chmod {
+                        files::apply_perms(&t, perms)?;
                     }
                 }
                 Ok(())
@@ -1656,10 +1658,6 @@ struct RunMounts {
     binds: Vec<String>,
     tmpfs: BTreeMap<String, String>,
     network: Option<String>,
-}
-
-fn c_has_perms(p: &files::Perms) -> bool {
-    p.chmod.is_some() || p.owner != (0, 0)
 }
 
 fn bad(e: berth_build::Error) -> Failure {
