@@ -391,6 +391,37 @@ fn multi_stage_target_and_failures() {
         assert!(stderr(&out).contains(want), "{text}: {}", stderr(&out));
     }
 
+    // A symlink in the context never reaches the host's files: COPY resolves it inside the
+    // context (where /etc/passwd does not exist), and RUN --mount refuses a symlink source.
+    std::os::unix::fs::symlink("/etc", bad.0.join("hostetc")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", bad.0.join("hostpasswd")).unwrap();
+    bad.write("Dockerfile", "FROM busybox\nCOPY hostetc/passwd /x\n");
+    let out = d.berth(&["build", bad.path()]);
+    assert!(
+        stderr(&out).contains("file not found in build context"),
+        "{}",
+        stderr(&out)
+    );
+    bad.write(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=bind,source=hostpasswd,target=/p cat /p\n",
+    );
+    let out = d.berth(&["build", bad.path()]);
+    assert!(stderr(&out).contains("is a symlink"), "{}", stderr(&out));
+    // `COPY . dir/` copies the whole context (symlinks as symlinks).
+    bad.write("Dockerfile", "FROM busybox\nCOPY . /all/\n");
+    d.ok(&["build", "-t", "all", bad.path()]);
+    assert_eq!(
+        run_out(
+            &d,
+            "all",
+            "readlink /all/hostetc; test -f /all/Dockerfile && echo ok"
+        ),
+        "/etc\nok"
+    );
+    std::fs::remove_file(bad.0.join("hostetc")).unwrap();
+    std::fs::remove_file(bad.0.join("hostpasswd")).unwrap();
+
     // ADD of an unreachable URL fails clearly.
     bad.write(
         "Dockerfile",

@@ -226,12 +226,22 @@ pub fn resolve_sources(ctx: &Path, srcs: &[String], kw: &str) -> Result<Vec<Stri
             }
             out.extend(matched);
         } else {
-            if std::fs::symlink_metadata(ctx.join(&clean)).is_err() {
-                return Err(Error::bad_request(format!(
+            let missing = || {
+                Error::bad_request(format!(
                     "{kw} failed: file not found in build context or excluded by .dockerignore: stat {clean}: file does not exist"
-                )));
+                ))
+            };
+            // Symlinked directories on the way resolve inside the context, never to the host.
+            let resolved = berth_image::archive::resolve_in_root(ctx, Path::new(&clean))
+                .map_err(|_| missing())?;
+            if std::fs::symlink_metadata(&resolved).is_err() {
+                return Err(missing());
             }
-            out.push(clean);
+            let rel = resolved
+                .strip_prefix(ctx)
+                .map(|r| r.to_string_lossy().to_string())
+                .map_err(|_| missing())?;
+            out.push(rel);
         }
     }
     Ok(out)

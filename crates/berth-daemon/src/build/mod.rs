@@ -1236,7 +1236,8 @@ impl Builder {
                         .unwrap_or_default();
                     m.tmpfs.insert(target, opts);
                 }
-                "bind" => {
+                _ => {
+                    // "bind", the default.
                     if let Some(from) = get(&["from"]) {
                         return Err(bad_msg(format!(
                             "RUN --mount=type=bind,from={from} is not supported by berth's builder (bind mounts come from the context)"
@@ -1252,17 +1253,27 @@ impl Builder {
                             "mount {spec:?}: source is outside the context"
                         )));
                     }
-                    let host = self.ctx.join(&src);
-                    if std::fs::symlink_metadata(&host).is_err() {
-                        return Err(bad_msg(format!(
+                    // Symlinks in the context resolve inside it, never to the host's files.
+                    let missing = || {
+                        bad_msg(format!(
                             "mount {spec:?}: {src} not found in the build context"
-                        )));
+                        ))
+                    };
+                    let host = berth_image::archive::resolve_in_root(&self.ctx, Path::new(&src))
+                        .map_err(|_| missing())?;
+                    match std::fs::symlink_metadata(&host) {
+                        Err(_) => return Err(missing()),
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(bad_msg(format!(
+                                "mount {spec:?}: {src} is a symlink; bind a file or directory"
+                            )))
+                        }
+                        Ok(_) => {}
                     }
                     let rw = get(&["rw", "readwrite"]).is_some_and(|v| v != "false");
                     let opt = if rw { "" } else { ":ro" };
                     m.binds.push(format!("{}:{target}{opt}", host.display()));
                 }
-                _ => {}
             }
         }
         Ok(m)
