@@ -302,9 +302,9 @@ fn multi_stage_target_and_failures() {
     let ctx = Ctx::new("multi");
     ctx.write(
         "Dockerfile",
-        "FROM busybox AS builder\nRUN echo built > /artifact\n\
+        "FROM busybox AS builder\nRUN echo built > /artifact && ln -s /etc /etclink\n\
          FROM busybox AS unused\nRUN echo unused-stage-ran && exit 9\n\
-         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=builder --chown=7:8 /artifact /owned\nCOPY --from=busybox /bin/busybox /bin/sh\n\
+         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=builder --chown=7:8 /artifact /owned\nCOPY --from=builder /etclink/passwd /passwd\nCOPY --from=busybox /bin/busybox /bin/sh\n\
          FROM final AS extra\nENV X=1\n",
     );
     let out = d.berth(&[
@@ -333,6 +333,12 @@ fn multi_stage_target_and_failures() {
             "echo $(cat /artifact) $(stat -c %u:%g /owned)"
         ]),
         "built 7:8"
+    );
+
+    // A symlink in the source stage resolves inside that image, not on the host.
+    assert_eq!(
+        d.ok(&["run", "--rm", "ms", "/bin/sh", "-c", "cat /passwd"]),
+        d.ok(&["run", "--rm", "busybox", "cat", "/etc/passwd"])
     );
 
     // The default target is the last stage, which needs the unused one? No: not named.

@@ -14,41 +14,129 @@ pub struct View {
     pub layers: Vec<PathBuf>,
 }
 
+/// Where a path is in one layer.
+enum InLayer {
+    /// Not in this layer; lower layers may have it (`opaque`: a directory on the way hides
+    /// them).
+    Missing {
+        opaque: bool,
+    },
+    /// A non-directory (or whiteout) on the way hides the path and everything below.
+    Blocked,
+    Found(PathBuf),
+}
+
+/// `rel` in `layer`, without following any symlink of the layer on the host.
+fn in_layer(layer: &Path, rel: &str) -> InLayer {
+    let comps: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut p = layer.to_path_buf();
+    let mut opaque = false;
+    for (i, c) in comps.iter().enumerate() {
+        p.push(c);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            return InLayer::Missing { opaque };
+        };
+        if i + 1 < comps.len() {
+            if !m.is_dir() {
+                return InLayer::Blocked;
+            }
+            opaque |= is_opaque(&p);
+        } else if is_whiteout(&m) {
+            return InLayer::Blocked;
+        }
+    }
+    InLayer::Found(p)
+}
+
 impl View {
-    /// The topmost layer's copy of `path` (relative), unless a whiteout hides it.
+    /// The topmost layer's copy of `path` (relative, symlinks not followed), unless a
+    /// whiteout or a file on the way hides it.
     pub fn find(&self, path: &str) -> Option<PathBuf> {
         for l in &self.layers {
-            let p = l.join(path);
-            if let Ok(m) = std::fs::symlink_metadata(&p) {
-                if is_whiteout(&m) {
-                    return None;
-                }
-                return Some(p);
+            match in_layer(l, path) {
+                InLayer::Found(p) => return Some(p),
+                InLayer::Blocked | InLayer::Missing { opaque: true } => return None,
+                InLayer::Missing { opaque: false } => {}
             }
         }
         None
     }
 
-    pub fn is_dir(&self, path: &str) -> bool {
-        self.find(path).is_some_and(|p| p.is_dir())
-    }
-
-    /// Copies `src` (relative) from the merged layers to `dst`: bottom layer first, whiteouts
-    /// and opaque directories applied.
-    pub fn copy_out(&self, src: &str, dst: &Path) -> Result<bool> {
-        let mut found = false;
-        for l in self.layers.iter().rev() {
-            let p = l.join(src);
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if is_whiteout(&m) {
-                remove_any(dst);
-                found = false;
+    /// Resolves the symlinks of `path` inside the image (absolute targets from its root);
+    /// `None` on a symlink loop.
+    pub fn resolve(&self, path: &str) -> Option<String> {
+        let mut todo: std::collections::VecDeque<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(String::from)
+            .collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                done.pop();
                 continue;
             }
-            found = true;
-            merge_tree(&p, dst)?;
+            let cand = if done.is_empty() {
+                c.clone()
+            } else {
+                format!("{}/{c}", done.join("/"))
+            };
+            let link = self
+                .find(&cand)
+                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+                .and_then(|p| std::fs::read_link(p).ok());
+            match link {
+                Some(target) => {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    let t = target.to_string_lossy().to_string();
+                    if t.starts_with('/') {
+                        done.clear();
+                    }
+                    for tc in t.split('/').rev().filter(|x| !x.is_empty() && *x != ".") {
+                        todo.push_front(tc.to_string());
+                    }
+                }
+                None => done.push(c),
+            }
+        }
+        Some(done.join("/"))
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path)
+            .and_then(|r| self.find(&r))
+            .is_some_and(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+    }
+
+    /// Copies `src` (relative, symlinks resolved inside the image) from the merged layers to
+    /// `dst`: bottom layer first, whiteouts and opaque directories applied.
+    pub fn copy_out(&self, src: &str, dst: &Path) -> Result<bool> {
+        let Some(src) = self.resolve(src) else {
+            return Ok(false);
+        };
+        let mut found = false;
+        for l in self.layers.iter().rev() {
+            match in_layer(l, &src) {
+                InLayer::Found(p) => {
+                    if is_opaque_on_way(l, &src) {
+                        remove_any(dst);
+                    }
+                    found = true;
+                    merge_tree(&p, dst)?;
+                }
+                InLayer::Blocked | InLayer::Missing { opaque: true } => {
+                    remove_any(dst);
+                    found = false;
+                }
+                InLayer::Missing { opaque: false } => {}
+            }
         }
         Ok(found)
     }
@@ -60,7 +148,11 @@ impl View {
             None => (spec, None),
         };
         let lookup = |file: &str, name: &str, field: usize| -> Option<(u32, u32)> {
-            let text = std::fs::read_to_string(self.find(file)?).ok()?;
+            let path = self.find(&self.resolve(file)?)?;
+            if !std::fs::symlink_metadata(&path).ok()?.is_file() {
+                return None;
+            }
+            let text = std::fs::read_to_string(path).ok()?;
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
                 if f.first() == Some(&name) {
@@ -94,6 +186,16 @@ impl View {
 fn is_whiteout(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::FileTypeExt;
     m.file_type().is_char_device() && m.rdev() == 0
+}
+
+/// Whether a directory on the way to `rel` in `layer` (not `rel` itself) is opaque.
+fn is_opaque_on_way(layer: &Path, rel: &str) -> bool {
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let mut p = layer.to_path_buf();
+    comps[..comps.len().saturating_sub(1)].iter().any(|c| {
+        p.push(c);
+        is_opaque(&p)
+    })
 }
 
 fn is_opaque(dir: &Path) -> bool {
