@@ -414,6 +414,13 @@ fn multi_stage_target_and_failures() {
     );
     let out = d.berth(&["build", bad.path()]);
     assert!(stderr(&out).contains("is a symlink"), "{}", stderr(&out));
+    // A destination with `..` stays inside the image.
+    bad.write(
+        "Dockerfile",
+        "FROM busybox\nWORKDIR /w\nCOPY Dockerfile ../../../../../up.txt\n",
+    );
+    d.ok(&["build", "-t", "up", bad.path()]);
+    assert_eq!(run_out(&d, "up", "head -c 4 /up.txt"), "FROM");
     // `COPY . dir/` copies the whole context (symlinks as symlinks).
     bad.write("Dockerfile", "FROM busybox\nCOPY . /all/\n");
     d.ok(&["build", "-t", "all", bad.path()]);

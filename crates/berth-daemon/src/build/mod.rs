@@ -150,7 +150,9 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
         .filter(|s| !s.is_empty())
         .unwrap_or("Dockerfile")
         .to_string();
-    let df_path = ctx.join(berth_build::ignore::clean(df_name.trim_start_matches('/')));
+    // Inside the context whatever the name says.
+    let df_path =
+        ctx.join(berth_build::ignore::clean(&format!("/{df_name}")).trim_start_matches('/'));
     let text = std::fs::read_to_string(&df_path).map_err(|_| {
         Error::bad_request(format!("Cannot locate specified Dockerfile: {df_name}"))
     })?;
@@ -946,7 +948,10 @@ impl Builder {
                 c.dest
             )
         };
-        let dest_rel = berth_build::ignore::clean(dest.trim_start_matches('/'));
+        // Cleaned as an absolute path, so that `..` never climbs out of the image's root.
+        let dest_rel = berth_build::ignore::clean(&format!("/{dest}"))
+            .trim_start_matches('/')
+            .to_string();
         let dest_dir = dest.ends_with('/')
             || dest.ends_with("/.")
             || dest_rel.is_empty()
