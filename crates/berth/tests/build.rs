@@ -490,6 +490,41 @@ fn multi_stage_target_and_failures() {
     let all = d.ok(&["images", "-aq"]).lines().count();
     assert!(all > listed, "{listed} vs {all}");
     bad.write("other.Dockerfile", "FROM busybox\nLABEL which=other\n");
+    // A Dockerfile that is a symlink resolves inside the context; one pointing out of it
+    // finds nothing there.
+    let mut b = tar::Builder::new(Vec::new());
+    let body = "FROM busybox\nLABEL which=linked\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, "df/real", body.as_bytes()).unwrap();
+    for (name, target) in [("df/link", "real"), ("out", "/etc/passwd")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    let tarball = b.into_inner().unwrap();
+    let out = d.berth_stdin(
+        &["build", "-f", "df/link", "-t", "linked", "-"],
+        Some(&tarball),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(inspect(&d, "linked", "{{.Config.Labels.which}}"), "linked");
+    let out = d.berth_stdin(&["build", "-f", "out", "-"], Some(&tarball));
+    assert!(
+        stderr(&out).contains("Cannot locate specified Dockerfile: out"),
+        "{}",
+        stderr(&out)
+    );
     let df = format!("{}/other.Dockerfile", bad.path());
     d.ok(&["build", "-f", &df, "-t", "other-df", bad.path()]);
     assert_eq!(inspect(&d, "other-df", "{{.Config.Labels.which}}"), "other");

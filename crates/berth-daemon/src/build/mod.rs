@@ -151,11 +151,31 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
         .unwrap_or("Dockerfile")
         .to_string();
     // Inside the context whatever the name says.
-    let df_path =
-        ctx.join(berth_build::ignore::clean(&format!("/{df_name}")).trim_start_matches('/'));
-    let text = std::fs::read_to_string(&df_path).map_err(|_| {
-        Error::bad_request(format!("Cannot locate specified Dockerfile: {df_name}"))
-    })?;
+    // Symlinks (a Dockerfile linking to another) resolve inside the context too.
+    let mut rel = berth_build::ignore::clean(&format!("/{df_name}"));
+    let locate = || Error::bad_request(format!("Cannot locate specified Dockerfile: {df_name}"));
+    let mut hops = 0;
+    let df_path = loop {
+        let p = berth_image::archive::resolve_in_root(&ctx, Path::new(rel.trim_start_matches('/')))
+            .map_err(|_| locate())?;
+        let m = std::fs::symlink_metadata(&p).map_err(|_| locate())?;
+        if m.is_file() {
+            break p;
+        }
+        hops += 1;
+        if !m.file_type().is_symlink() || hops > 40 {
+            return Err(locate());
+        }
+        let target = std::fs::read_link(&p).map_err(|_| locate())?;
+        let target = target.to_string_lossy();
+        let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+        rel = berth_build::ignore::clean(&if target.starts_with('/') {
+            target.to_string()
+        } else {
+            format!("/{parent}/{target}")
+        });
+    };
+    let text = std::fs::read_to_string(&df_path).map_err(|_| locate())?;
     let df = berth_build::parse(&text, &df_name).map_err(|e| Error::bad_request(e.to_string()))?;
     if df.nodes.is_empty() {
         return Err(Error::bad_request(format!(
