@@ -448,6 +448,43 @@ fn multi_stage_target_and_failures() {
         stderr(&out)
     );
 
+    // ADD of a reachable URL downloads it (a local http server, 0600 like Docker).
+    let served = Ctx::new("served");
+    served.write("file.txt", "served\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Killed(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&served.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::eventually("http server up", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    bad.write(
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/file.txt /dl/\n"),
+    );
+    d.ok(&["build", "-t", "dl", bad.path()]);
+    drop(server);
+    assert_eq!(
+        run_out(&d, "dl", "cat /dl/file.txt; stat -c %a /dl/file.txt"),
+        "served\n600"
+    );
+
     // A Dockerfile on stdin (no context), and -f naming another file.
     let out = d.berth_stdin(
         &["build", "-t", "stdin-df", "-"],
@@ -752,4 +789,14 @@ fn independent_stages_build_in_parallel() {
     let out = d.berth(&["build", ctx.path()]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     no_build_containers(&d);
+}
+
+/// A child process killed and reaped when dropped (also when a test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
