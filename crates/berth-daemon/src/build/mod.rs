@@ -421,13 +421,7 @@ impl Stage {
     }
 
     fn shell(&self) -> Vec<String> {
-        match self.config.get("Shell").and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            _ => vec!["/bin/sh".into(), "-c".into()],
-        }
+        st_shell(&self.config)
     }
 
     fn parent(&self) -> String {
@@ -1704,6 +1698,7 @@ fn bad_msg(msg: String) -> Failure {
     Failure { code: None, msg }
 }
 
+/// The config's `Shell`, `/bin/sh -c` by default.
 fn st_shell(cfg: &Map<String, Value>) -> Vec<String> {
     match cfg.get("Shell").and_then(Value::as_array) {
         Some(a) if !a.is_empty() => a
