@@ -676,7 +676,11 @@ fn run_mounts_and_network() {
          RUN --network=none sh -c '! ip link show eth0 2>/dev/null'\n",
     )
     .write("data.txt", "bound\n");
-    d.ok(&["build", "-t", "m1", ctx.path()]);
+    // The live view: a status line naming the running step, redrawn as output arrives.
+    let live = d.ok(&["build", "--progress", "tty", "-t", "m1", ctx.path()]);
+    assert!(live.contains("[+] Building"), "{live}");
+    assert!(live.contains("[+] Built in"), "{live}");
+    assert!(live.contains("\x1b[2K"), "{live}");
     assert_eq!(run_out(&d, "m1", "cat /count /copied"), "1\nbound");
     // The cache mount keeps its contents across builds; tmpfs and cache contents stay out of
     // the image.
