@@ -435,6 +435,18 @@ fn multi_stage_target_and_failures() {
     std::fs::remove_file(bad.0.join("hostetc")).unwrap();
     std::fs::remove_file(bad.0.join("hostpasswd")).unwrap();
 
+    // What berth's builder does not do is refused clearly.
+    let (code, body) = d.curl("POST", "/build?version=2", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("DOCKER_BUILDKIT=0"), "{body}");
+    let (code, body) = d.curl(
+        "POST",
+        "/build?remote=https%3A%2F%2Fexample.com%2Fr.git",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("remote build contexts"), "{body}");
+
     // ADD of an unreachable URL fails clearly.
     bad.write(
         "Dockerfile",

@@ -119,6 +119,16 @@ struct StagePlan {
 pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Result<Response> {
     let opts = Options::parse(raw.as_deref())?;
     let q = Query::parse(raw.as_deref());
+    if q.get("version") == Some("2") {
+        return Err(Error::bad_request(
+            "BuildKit builds (version=2) are not supported by berth; use the classic builder (DOCKER_BUILDKIT=0)",
+        ));
+    }
+    if let Some(remote) = q.get("remote").filter(|r| !r.is_empty()) {
+        return Err(Error::bad_request(format!(
+            "remote build contexts ({remote}) are not supported by berth; send the context as a tar"
+        )));
+    }
     let scratch = Scratch(
         d.cfg
             .data_root
