@@ -475,7 +475,7 @@ struct Builder {
     cf_history: Mutex<HashMap<String, Vec<(String, bool)>>>,
     /// Cache records read once, when a miss first needs explaining.
     records: Mutex<Option<Vec<Record>>>,
-    /// Set when a stage failed: the others stop before their next step.
+    /// Set when a stage failed or the client left: stages stop before their next step.
     cancelled: AtomicBool,
     empty_dir: PathBuf,
 }
@@ -490,8 +490,11 @@ fn short(id: &str) -> &str {
 }
 
 impl Builder {
+    /// Sends a message; a client that went away cancels the build (before the next step).
     fn send(&self, m: Message) {
-        let _ = self.tx.send(Bytes::from(m.line()));
+        if self.tx.send(Bytes::from(m.line())).is_err() {
+            self.cancelled.store(true, Ordering::SeqCst);
+        }
     }
 
     fn say(&self, s: impl Into<String>) {
