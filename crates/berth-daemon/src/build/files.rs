@@ -455,6 +455,10 @@ pub fn mkdirs(stage: &Path, dir: &str) -> Result<PathBuf> {
 
 /// Whether `p` looks like a tar archive (plain, gzip, bzip2, xz or zstd): ADD extracts those.
 pub fn is_archive(p: &Path) -> bool {
+    // A symlink is copied as one, never followed out of the context.
+    if !std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(mut f) = std::fs::File::open(p) else {
         return false;
     };

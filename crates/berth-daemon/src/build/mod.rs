@@ -1128,7 +1128,7 @@ impl Builder {
         let targets: Vec<(String, PathBuf, bool)> = resolved
             .iter()
             .map(|r| {
-                let is_dir = ctx.join(r).is_dir();
+                let is_dir = std::fs::symlink_metadata(ctx.join(r)).is_ok_and(|m| m.is_dir());
                 let name = r.rsplit('/').next().unwrap_or(r).to_string();
                 (r.clone(), target(&name, is_dir), is_dir)
             })
