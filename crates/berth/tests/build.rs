@@ -163,7 +163,11 @@ CMD ["echo default-cmd"]
         "{{.CreatedBy}}",
         "app:1",
     ]);
-    assert!(hist.contains("ENV GREETING"), "{hist}");
+    assert!(hist.contains("ENV GREETING=hello world APP=/app"), "{hist}");
+    assert!(
+        hist.contains("LABEL org.example.version=1 other=x y"),
+        "{hist}"
+    );
     assert!(hist.contains("|1 VERSION=1 /bin/sh -c echo"), "{hist}");
 
     // An unchanged rebuild is fully cached: no container runs, same image.
@@ -756,6 +760,29 @@ fn cache_from_an_image_without_local_cache() {
     assert_eq!(
         inspect(&d, "cf:new", "{{json .Config.Env}}"),
         inspect(&d, &id, "{{json .Config.Env}}")
+    );
+    // A build arg that changes an ENV changes that step's history text: what follows runs.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nARG V=1\nENV V=$V\nCOPY a.txt /a.txt\nRUN echo $V > /v\n",
+    );
+    d.ok(&["build", "-t", "cf:env", ctx.path()]);
+    d.ok(&["builder", "prune", "-af"]);
+    let out = d.berth(&[
+        "build",
+        "--cache-from",
+        "cf:env",
+        "--build-arg",
+        "V=2",
+        "-t",
+        "cf:env2",
+        ctx.path(),
+    ]);
+    assert!(stdout(&out).contains("Running in"), "{}", stdout(&out));
+    assert_eq!(run_out(&d, "cf:env2", "cat /v"), "2");
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran-once > /ran && echo step-ran\nENV DONE=1\n",
     );
     // A changed file is not taken from the cache image: the COPY and what follows run.
     ctx.write("a.txt", "changed\n");

@@ -778,7 +778,9 @@ impl Builder {
     }
 
     async fn apply(&self, st: &mut Stage, ins: &Instruction, original: &str) -> BResult<()> {
-        let nop = format!("/bin/sh -c #(nop)  {original}");
+        // Docker's history text: the instruction with its variables expanded, so that a
+        // `--cache-from` image's entry matches only the same effect.
+        let nop = format!("/bin/sh -c #(nop)  {}", describe(ins, original));
         let mut inputs = Inputs {
             parent: st.parent(),
             instruction: format!("{ins:?}"),
@@ -1709,6 +1711,34 @@ fn bad(e: berth_build::Error) -> Failure {
 
 fn bad_msg(msg: String) -> Failure {
     Failure { code: None, msg }
+}
+
+/// A metadata instruction as history shows it, variables expanded.
+fn describe(ins: &Instruction, original: &str) -> String {
+    let pairs = |kw: &str, p: &[(String, String)]| {
+        let body: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{kw} {}", body.join(" "))
+    };
+    let js = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+    let cmd = |kw: &str, c: &Command| match c {
+        Command::Exec(v) => format!("{kw} {}", js(v)),
+        Command::Shell(s) => format!("{kw} {s}"),
+    };
+    match ins {
+        Instruction::Env(p) => pairs("ENV", p),
+        Instruction::Label(p) => pairs("LABEL", p),
+        Instruction::Cmd(c) => cmd("CMD", c),
+        Instruction::Entrypoint(c) => cmd("ENTRYPOINT", c),
+        Instruction::Expose(p) => format!("EXPOSE {}", p.join(" ")),
+        Instruction::Workdir(w) => format!("WORKDIR {w}"),
+        Instruction::User(u) => format!("USER {u}"),
+        Instruction::Volume(v) => format!("VOLUME {}", js(v)),
+        Instruction::StopSignal(sig) => format!("STOPSIGNAL {sig}"),
+        Instruction::Shell(v) => format!("SHELL {}", js(v)),
+        Instruction::Onbuild(t) => format!("ONBUILD {t}"),
+        Instruction::Healthcheck(h) => format!("HEALTHCHECK {}", health_json(h)),
+        _ => original.to_string(),
+    }
 }
 
 /// The config's `Shell`, `/bin/sh -c` by default.
