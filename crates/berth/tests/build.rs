@@ -394,6 +394,10 @@ fn multi_stage_target_and_failures() {
         ),
         ("FROM busybox\nWORKDIR ${A\n", "Dockerfile:2: missing '}'"),
         ("", "cannot be empty"),
+        (
+            "FROM --platform=linux/s390x busybox\n",
+            "platform linux/s390x is not supported",
+        ),
     ] {
         bad.write("Dockerfile", text);
         let out = d.berth(&["build", bad.path()]);

@@ -119,6 +119,7 @@ struct StagePlan {
 pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Result<Response> {
     let opts = Options::parse(raw.as_deref())?;
     let q = Query::parse(raw.as_deref());
+    check_platform(q.get("platform")).map_err(Error::bad_request)?;
     if q.get("version") == Some("2") {
         return Err(Error::bad_request(
             "BuildKit builds (version=2) are not supported by berth; use the classic builder (DOCKER_BUILDKIT=0)",
@@ -664,11 +665,13 @@ impl Builder {
             self.total, s.from.original
         ));
         let lookup = |k: &str| self.meta_args.get(k).cloned();
-        let Instruction::From { image, .. } =
-            Instruction::from_node(&s.from, self.escape, &lookup).map_err(bad)?
+        let Instruction::From {
+            image, platform, ..
+        } = Instruction::from_node(&s.from, self.escape, &lookup).map_err(bad)?
         else {
             return Err(Error::internal("FROM expected").into());
         };
+        check_platform(platform.as_deref()).map_err(bad_msg)?;
         let lower = image.to_ascii_lowercase();
         let earlier = stages[..i]
             .iter()
@@ -1711,6 +1714,22 @@ fn bad(e: berth_build::Error) -> Failure {
 
 fn bad_msg(msg: String) -> Failure {
     Failure { code: None, msg }
+}
+
+/// Builds run on the host's platform only: other platforms are refused, not ignored.
+fn check_platform(p: Option<&str>) -> std::result::Result<(), String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    match p.filter(|p| !p.is_empty()) {
+        None => Ok(()),
+        Some(p) if p == "linux" || p == format!("linux/{arch}") => Ok(()),
+        Some(p) => Err(format!(
+            "platform {p} is not supported by berth's builder (it builds for linux/{arch})"
+        )),
+    }
 }
 
 /// A metadata instruction as history shows it, variables expanded.
