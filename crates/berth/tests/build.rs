@@ -847,3 +847,56 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn from_pulls_a_missing_base_and_pull_refreshes_it() {
+    let d = Daemon::start();
+    let root = Ctx::new("registry");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _registry = Killed(
+        std::process::Command::new(common::berth_bin())
+            .args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(root.0.join("root"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::eventually("registry up", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let base = format!("{addr}/tools/bb:1");
+    d.ok(&["tag", "busybox", &base]);
+    d.ok(&["push", &base]);
+    d.ok(&["rmi", &base]);
+    let ctx = Ctx::new("pull");
+    ctx.write(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo pulled > /p\n"),
+    );
+    // Missing locally: FROM pulls it, its progress in the build output.
+    let out = d.berth(&["build", "-t", "pulled", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(
+        so.contains("Pulling from tools/bb") || so.contains("Status:"),
+        "{so}"
+    );
+    assert_eq!(run_out(&d, "pulled", "cat /p"), "pulled");
+    // --pull asks the registry again even though the image is here; the steps stay cached
+    // because the image did not change.
+    let out = d.berth(&["build", "--pull", "-t", "pulled2", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(
+        so.contains("Image is up to date") || so.contains("Status:"),
+        "{so}"
+    );
+    assert!(so.contains("Using cache"), "{so}");
+    no_build_containers(&d);
+}
