@@ -306,9 +306,9 @@ fn multi_stage_target_and_failures() {
     let ctx = Ctx::new("multi");
     ctx.write(
         "Dockerfile",
-        "FROM busybox AS builder\nRUN echo built > /artifact && ln -s /etc /etclink\n\
+        "FROM busybox AS builder\nRUN echo built > /artifact && ln -s /etc /etclink && mkdir /out && echo a > /out/a.txt && echo b > /out/b.txt && echo c > /out/c.log\n\
          FROM busybox AS unused\nRUN echo unused-stage-ran && exit 9\n\
-         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=builder --chown=7:8 /artifact /owned\nCOPY --from=builder /etclink/passwd /passwd\nCOPY --from=busybox /bin/busybox /bin/sh\n\
+         FROM scratch AS final\nCOPY --from=builder /artifact /artifact\nCOPY --from=builder --chown=7:8 /artifact /owned\nCOPY --from=builder /etclink/passwd /passwd\nCOPY --from=builder /out/*.txt /txt/\nCOPY --from=busybox /bin/busybox /bin/sh\n\
          FROM final AS extra\nENV X=1\n",
     );
     let out = d.berth(&[
@@ -339,6 +339,11 @@ fn multi_stage_target_and_failures() {
         "built 7:8"
     );
 
+    // Globs in COPY --from match the source image's files.
+    assert_eq!(
+        d.ok(&["run", "--rm", "ms", "/bin/sh", "-c", "echo /txt/*"]),
+        "/txt/a.txt /txt/b.txt"
+    );
     // A symlink in the source stage resolves inside that image, not on the host.
     assert_eq!(
         d.ok(&["run", "--rm", "ms", "/bin/sh", "-c", "cat /passwd"]),

@@ -109,6 +109,67 @@ impl View {
         Some(done.join("/"))
     }
 
+    /// The names in directory `dir` of the merged layers (whiteouts and opaque dirs applied).
+    fn list(&self, dir: &str) -> Vec<String> {
+        let mut names = BTreeMap::new();
+        for l in &self.layers {
+            let (p, stop) = match in_layer(l, dir) {
+                InLayer::Found(p) => {
+                    let stop = is_opaque(&p) || is_opaque_on_way(l, dir);
+                    (p, stop)
+                }
+                InLayer::Blocked | InLayer::Missing { opaque: true } => break,
+                InLayer::Missing { opaque: false } => continue,
+            };
+            if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                break;
+            }
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let live = e.metadata().is_ok_and(|m| !is_whiteout(&m));
+                names.entry(name).or_insert(live);
+            }
+            if stop {
+                break;
+            }
+        }
+        names
+            .into_iter()
+            .filter_map(|(n, live)| live.then_some(n))
+            .collect()
+    }
+
+    /// The paths of the image matching a COPY source pattern (`*`, `?`, `[...]` per path
+    /// component), sorted; the pattern itself when it has no metacharacters.
+    pub fn glob(&self, pattern: &str) -> Vec<String> {
+        let mut found = vec![String::new()];
+        for seg in pattern.split('/').filter(|s| !s.is_empty() && *s != ".") {
+            let mut next = Vec::new();
+            for base in &found {
+                let join = |n: &str| {
+                    if base.is_empty() {
+                        n.to_string()
+                    } else {
+                        format!("{base}/{n}")
+                    }
+                };
+                if has_glob(seg) {
+                    let dir = self.resolve(base).unwrap_or_default();
+                    for n in self.list(&dir) {
+                        if berth_build::ignore::glob(seg, &n) {
+                            next.push(join(&n));
+                        }
+                    }
+                } else {
+                    next.push(join(seg));
+                }
+            }
+            found = next;
+        }
+        found.sort();
+        found
+    }
+
     pub fn is_dir(&self, path: &str) -> bool {
         self.resolve(path)
             .and_then(|r| self.find(&r))

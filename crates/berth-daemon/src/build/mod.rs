@@ -1050,10 +1050,30 @@ impl Builder {
             let stage2 = stage.clone();
             let dest_rel2 = dest_rel.clone();
             tokio::task::spawn_blocking(move || -> BResult<()> {
+                // Globs expand against the source image's files.
+                let mut sources = Vec::new();
                 for s in &locals {
                     let rel = berth_build::ignore::clean(s.trim_start_matches('/'));
-                    let is_dir = src_view.is_dir(&rel);
-                    let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+                    if rel.contains(['*', '?', '[']) {
+                        let matched = src_view.glob(&rel);
+                        if matched.is_empty() {
+                            return Err(bad_msg(format!(
+                                "{kw} failed: no source files were specified ({s})"
+                            )));
+                        }
+                        sources.extend(matched);
+                    } else {
+                        sources.push(rel);
+                    }
+                }
+                if sources.len() > 1 && !dest_dir {
+                    return Err(bad_msg(format!(
+                        "When using {kw} with more than one source file, the destination must be a directory and end with a /"
+                    )));
+                }
+                for rel in &sources {
+                    let is_dir = src_view.is_dir(rel);
+                    let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
                     let t = if is_dir || !dest_dir {
                         stage2.join(&dest_rel2)
                     } else {
@@ -1062,9 +1082,9 @@ impl Builder {
                     if let Some(parent) = t.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
-                    if !src_view.copy_out(&rel, &t)? {
+                    if !src_view.copy_out(rel, &t)? {
                         return Err(bad_msg(format!(
-                            "{kw} failed: stat {s}: file does not exist"
+                            "{kw} failed: stat /{rel}: file does not exist"
                         )));
                     }
                     if chown_or_chmod {
