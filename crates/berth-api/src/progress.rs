@@ -13,6 +13,9 @@ pub struct ProgressDetail {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
+    /// A failing build step's exit code (the docker CLI exits with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
     #[serde(default)]
     pub message: String,
 }
@@ -74,8 +77,19 @@ impl Message {
     pub fn error(message: impl Into<String>) -> Message {
         let m = message.into();
         Message {
-            error_detail: Some(ErrorDetail { message: m.clone() }),
+            error_detail: Some(ErrorDetail {
+                code: None,
+                message: m.clone(),
+            }),
             error: m,
+            ..Message::default()
+        }
+    }
+
+    /// A `docker build` output line.
+    pub fn stream(text: impl Into<String>) -> Message {
+        Message {
+            stream: text.into(),
             ..Message::default()
         }
     }

@@ -83,6 +83,11 @@ pub enum Command {
     Stats(commands::stats::StatsArgs),
     /// Get real time events from the server
     Events(commands::events::EventsArgs),
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(commands::build::BuilderCommand),
     /// List images
     Images(commands::image::ImagesArgs),
     /// Import the contents from a tarball to create a filesystem image

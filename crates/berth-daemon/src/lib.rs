@@ -4,6 +4,7 @@
 #![recursion_limit = "256"]
 
 mod blob_sources;
+mod build;
 mod config;
 mod container;
 mod error;

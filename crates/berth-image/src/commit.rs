@@ -28,6 +28,11 @@ pub struct CommitOptions {
     /// The container's `Healthcheck` to record with `config` (a Docker field `oci_spec`'s
     /// config does not model).
     pub healthcheck: Option<Value>,
+    /// The whole Docker container config to record (builds: with `Shell`, `OnBuild`, ...);
+    /// takes precedence over `config` and `healthcheck`.
+    pub raw_config: Option<Map<String, Value>>,
+    /// The history entry's `created_by`; the config's command when `None`.
+    pub created_by: Option<String>,
 }
 
 impl Store {
@@ -44,6 +49,7 @@ impl Store {
         };
         let parent = parent.map(|p| self.loaded(p)).transpose()?;
         let mut container_config: Map<String, Value> = match &opts.config {
+            _ if opts.raw_config.is_some() => opts.raw_config.clone().unwrap_or_default(),
             Some(c) => match serde_json::to_value(c) {
                 Ok(Value::Object(m)) => m,
                 _ => {
@@ -59,16 +65,23 @@ impl Store {
                 .cloned()
                 .unwrap_or_default(),
         };
-        if let Some(h) = &opts.healthcheck {
+        if let Some(h) = opts
+            .healthcheck
+            .as_ref()
+            .filter(|_| opts.raw_config.is_none())
+        {
             container_config.insert("Healthcheck".into(), h.clone());
         }
         apply_changes_json(&mut container_config, &opts.changes)?;
-        let created_by = opts
-            .config
-            .as_ref()
-            .and_then(|c| c.cmd().clone())
-            .map(|c| c.join(" "))
-            .unwrap_or_default();
+        let created_by = match &opts.created_by {
+            Some(c) => c.clone(),
+            None => opts
+                .config
+                .as_ref()
+                .and_then(|c| c.cmd().clone())
+                .map(|c| c.join(" "))
+                .unwrap_or_default(),
+        };
         if !upper_dir.is_dir() {
             return Err(Error::InvalidInput(format!(
                 "commit: {} is not a directory",

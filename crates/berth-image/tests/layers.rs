@@ -100,7 +100,7 @@ fn commit_and_diff_an_upper_dir() {
                 author: Some("me".into()),
                 changes: vec!["ENV X=1".into()],
                 config: Some(cfg),
-                healthcheck: None,
+                ..Default::default()
             },
         )
         .unwrap();

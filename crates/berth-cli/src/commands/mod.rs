@@ -1,5 +1,6 @@
 //! Command implementations, one file per area, and the dispatcher.
 
+pub mod build;
 pub mod container;
 pub mod events;
 pub mod files;
@@ -138,5 +139,7 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Version => system::version(&c).await,
         Command::System(sub) => system::system_cmd(&c, sub).await,
         Command::Info => system::info(&c).await,
+        Command::Build(a) => build::build(&c, a).await,
+        Command::Builder(sub) => build::builder_cmd(&c, sub).await,
     }
 }

@@ -223,6 +223,7 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
             .healthcheck
             .as_ref()
             .and_then(|h| serde_json::to_value(h).ok()),
+        ..Default::default()
     };
     let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false")
         && rec.state.status == crate::container::status::RUNNING;

@@ -36,8 +36,19 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let filters = q.filters()?;
     let images = d.images.list()?;
     let records: Vec<_> = d.all().iter().map(|c| c.snapshot()).collect();
+    // Untagged images that other images were built on (build steps) show only with `all`.
+    let parents: std::collections::HashSet<String> =
+        images.iter().filter_map(|i| i.parent.clone()).collect();
+    let all = q.bool("all");
     let mut out = Vec::new();
     for mut img in images {
+        if !all
+            && img.repo_tags.is_empty()
+            && img.repo_digests.is_empty()
+            && parents.contains(&img.id)
+        {
+            continue;
+        }
         if let Some(pats) = filters.get("reference") {
             // Docker keeps only the tags that match.
             img.repo_tags

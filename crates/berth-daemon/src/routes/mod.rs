@@ -23,6 +23,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/info", get(system::info))
         .route("/auth", post(system::auth))
         .route("/system/df", get(system::df))
+        .route("/build", post(crate::build::build))
+        .route("/build/prune", post(crate::build::prune))
         .route("/events", get(monitor::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))

@@ -194,7 +194,8 @@ pub async fn auth(
 }
 
 /// `GET /system/df`: what images, containers, volumes and the build cache take on disk, with
-/// `LayersSize` counting each layer once. `LogsSize` (container logs) is berth's own field.
+/// `LayersSize` counting each layer once, unpacked plus the compressed blobs kept beside it.
+/// `LogsSize` (container logs) is berth's own field.
 pub async fn df(
     axum::extract::State(d): St,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
@@ -230,7 +231,10 @@ pub async fn df(
                 s
             })
             .collect();
-        body.insert("LayersSize".into(), usage.layers_size.into());
+        body.insert(
+            "LayersSize".into(),
+            (usage.layers_size + usage.blobs_size).into(),
+        );
         body.insert("Images".into(), serde_json::json!(list));
     }
     if want("container") {
@@ -261,7 +265,11 @@ pub async fn df(
         body.insert("Volumes".into(), serde_json::Value::Array(list));
     }
     if want("build-cache") {
-        body.insert("BuildCache".into(), serde_json::json!([]));
+        let dd = d.clone();
+        let cache = tokio::task::spawn_blocking(move || crate::build::cache::df(&dd))
+            .await
+            .unwrap_or_default();
+        body.insert("BuildCache".into(), serde_json::Value::Array(cache));
     }
     Ok(json(200, &serde_json::Value::Object(body)))
 }
