@@ -173,9 +173,10 @@ impl Daemon {
         let out = self.berth(args);
         assert!(
             out.status.success(),
-            "berth {args:?} failed ({:?}): {}\n--- daemon log ---\n{}",
+            "berth {args:?} failed ({:?}): {}\n--- stdout ---\n{}\n--- daemon log ---\n{}",
             out.status.code(),
             stderr(&out),
+            stdout(&out),
             self.daemon_log()
         );
         stdout(&out).trim().to_string()
