@@ -30,6 +30,9 @@ pub struct Image {
     pub config: ImageConfiguration,
     /// `config.Healthcheck` as stored (Docker's field, which `oci_spec` does not model).
     pub healthcheck: Option<serde_json::Value>,
+    /// `config.OnBuild` and `config.Shell`, Docker's fields `oci_spec` does not model either.
+    pub on_build: Option<Vec<String>>,
+    pub shell: Option<Vec<String>>,
     /// Diff ids, bottom first.
     pub layers: Vec<String>,
     /// The image this one was committed on.
@@ -114,6 +117,8 @@ impl State {
                 .and_then(|c| c.get("Healthcheck"))
                 .filter(|h| !h.is_null())
                 .cloned(),
+            on_build: docker_list(&l.config_json, "OnBuild"),
+            shell: docker_list(&l.config_json, "Shell"),
             layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
             parent: l.record.parent.clone(),
             manifest_digest: l.record.manifest_digest.clone(),
@@ -443,4 +448,13 @@ impl Store {
             images,
         }
     }
+}
+
+/// A list of strings under `config.<key>` of an image config, when present and not empty.
+fn docker_list(config: &serde_json::Value, key: &str) -> Option<Vec<String>> {
+    config
+        .get("config")
+        .and_then(|c| c.get(key))
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+        .filter(|v| !v.is_empty())
 }

@@ -238,7 +238,15 @@ CMD ["echo default-cmd"]
     assert!(id.starts_with("sha256:"), "{id}");
     assert_ne!(id, inspect(&d, "app:6", "{{.Id}}"));
 
-    // ONBUILD triggers run in a child build.
+    // ONBUILD triggers run in a child build; inspect shows them, and SHELL, as Docker's does.
+    assert_eq!(
+        inspect(
+            &d,
+            "app:1",
+            "{{json .Config.OnBuild}} {{json .Config.Shell}}"
+        ),
+        r#"["RUN echo triggered > /tmp/onbuild.txt"] ["/bin/sh","-c"]"#
+    );
     let child = Ctx::new("onbuild");
     child.write(
         "Dockerfile",

@@ -161,6 +161,8 @@ fn inspect(img: &berth_image::Image) -> Inspect {
             .healthcheck
             .clone()
             .and_then(|h| serde_json::from_value(h).ok()),
+        on_build: img.on_build.clone(),
+        shell: img.shell.clone(),
         ..Default::default()
     };
     let comment = img
