@@ -295,7 +295,30 @@ CMD ["echo default-cmd"]
         .unwrap_or_default()
         .to_string();
     assert!(!line.contains("Build Cache     0"), "{df}");
+    let cache_len = || {
+        let v: serde_json::Value =
+            serde_json::from_str(&d.curl("GET", "/system/df", None).1).unwrap();
+        v["BuildCache"].as_array().map(|a| a.len()).unwrap_or(0)
+    };
+    let before = cache_len();
+    // Without -a only dangling cache goes: the steps of tagged images stay (and still hit).
     let pruned = d.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let kept = cache_len();
+    assert!(kept > 0 && kept <= before, "{before} -> {kept}");
+    let logs_dockerfile = format!("{}/Logs.Dockerfile", ctx.path());
+    let out = d.ok(&[
+        "build",
+        "-f",
+        &logs_dockerfile,
+        "--label",
+        "built.by=test",
+        "-t",
+        "logs",
+        ctx.path(),
+    ]);
+    assert!(out.contains("Using cache"), "{out}");
+    let pruned = d.ok(&["builder", "prune", "-af"]);
     assert!(pruned.contains("Total reclaimed space"), "{pruned}");
     let (code, body) = d.curl("GET", "/system/df", None);
     assert_eq!(code, 200);

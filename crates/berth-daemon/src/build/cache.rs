@@ -75,12 +75,37 @@ pub fn df(d: &Daemon) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `builder prune`: removes every record and the untagged images only the cache held;
-/// returns the removed record ids and the bytes freed.
-pub fn prune(d: &Daemon) -> (Vec<String>, u64) {
+/// Every image a tagged image is built on (itself included).
+fn tagged_ancestry(d: &Daemon) -> std::collections::HashSet<String> {
+    let images = d.images.list().unwrap_or_default();
+    let parents: std::collections::HashMap<&str, Option<&str>> = images
+        .iter()
+        .map(|i| (i.id.as_str(), i.parent.as_deref()))
+        .collect();
+    let mut used = std::collections::HashSet::new();
+    for img in images.iter().filter(|i| !i.repo_tags.is_empty()) {
+        let mut cur = Some(img.id.as_str());
+        while let Some(id) = cur {
+            if !used.insert(id.to_string()) {
+                break;
+            }
+            cur = parents.get(id).copied().flatten();
+        }
+    }
+    used
+}
+
+/// `builder prune`: removes the records (every one with `everything`, else those no tagged
+/// image is built on) and the untagged images only the cache held; returns the removed record
+/// ids and the bytes freed.
+pub fn prune(d: &Daemon, everything: bool) -> (Vec<String>, u64) {
     let mut ids = Vec::new();
     let mut freed = 0;
     let mut recs = all(&d.cfg.data_root);
+    if !everything {
+        let used = tagged_ancestry(d);
+        recs.retain(|(_, r)| !used.contains(&r.image));
+    }
     // Children first, so that their parents are untagged leaves when their turn comes.
     recs.sort_by_key(|r| std::cmp::Reverse(r.1.created));
     for (key, r) in recs {

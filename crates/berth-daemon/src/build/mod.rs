@@ -1859,8 +1859,13 @@ fn heredoc_script(cmd: &str, heredocs: &[berth_build::Heredoc]) -> String {
 }
 
 /// `POST /build/prune`.
-pub async fn prune(State(d): St) -> Result<Response> {
-    let (ids, freed) = tokio::task::spawn_blocking(move || cache::prune(&d))
+pub async fn prune(
+    State(d): St,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Response> {
+    // Without `all`, only dangling cache goes: steps no tagged image is built on.
+    let all = crate::util::Query::parse(q.as_deref()).bool("all");
+    let (ids, freed) = tokio::task::spawn_blocking(move || cache::prune(&d, all))
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
     Ok(json(
