@@ -6,37 +6,22 @@
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-10}
-need=""
-for p in hyperfine python3 docker.io; do
-  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
-done
-if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-fi
+. bench/lib.sh
+bench_need hyperfine python3 docker.io
 cargo build --release --locked -q
 BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
 work=$(mktemp -d /tmp/berth-buildbench.XXXXXX)
 started_daemon=""
 started_dockerd=""
 started_containerd=""
-bridges_before=$(ip -o link show type bridge | awk -F': ' '{print $2}')
-engine_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d -path '*/docker*' 2>/dev/null; }
-cgroups_before=$(engine_cgroups)
+bench_snapshot
 cleanup() {
   for p in $started_dockerd $started_daemon $started_containerd; do
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
   done
   umount -R /run/berth-buildbench-docker 2>/dev/null || true
-  for b in docker0 bbuild0; do
-    if ip link show "$b" >/dev/null 2>&1 && ! printf '%s\n' "$bridges_before" | grep -qx "$b"; then
-      ip link del "$b" 2>/dev/null || true
-    fi
-  done
-  nft delete table ip berth_bbuild0 2>/dev/null || true
+  bench_restore docker0 bbuild0
   rm -rf "$work" /run/berth-buildbench /run/berth-buildbench-docker /run/berth-buildbench-containerd
-  if [ -z "$cgroups_before" ]; then
-    for d in $(engine_cgroups | sort -r); do rmdir "$d" 2>/dev/null || true; done
-  fi
 }
 trap cleanup EXIT
 

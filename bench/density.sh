@@ -8,41 +8,22 @@ set -eu
 cd "$(dirname "$0")/.."
 N=${N:-50}
 ROUNDS=${ROUNDS:-3}
-need=""
-for p in docker.io podman python3; do
-  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
-done
-if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-fi
+. bench/lib.sh
+bench_need docker.io podman python3
 cargo build --release --locked -q
 BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
 work=$(mktemp -d /tmp/berth-density.XXXXXX)
 pids=""
-bridges_before=$(ip -o link show type bridge | awk -F': ' '{print $2}')
-tables_before=$(nft list tables 2>/dev/null || true)
-engine_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d \( -path '*/docker*' -o -path '*/libpod_parent*' \) 2>/dev/null; }
-cgroups_before=$(engine_cgroups)
-podman_cache_before=$([ -e /var/lib/containers ] && echo yes || true)
+bench_snapshot
 P=""
 cleanup() {
   if [ -n "$P" ]; then $P rm -f -a >/dev/null 2>&1 || true; $P system reset -f >/dev/null 2>&1 || true; fi
   for p in $pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   pkill -f "containerd-shim.*-address /run/berth-density-containerd" 2>/dev/null || true
   umount -R /run/berth-density-docker 2>/dev/null || true
-  for b in docker0 podman0 bdens0; do
-    if ip link show "$b" >/dev/null 2>&1 && ! printf '%s\n' "$bridges_before" | grep -qx "$b"; then
-      ip link del "$b" 2>/dev/null || true
-    fi
-  done
-  nft list tables 2>/dev/null | while read -r _ fam name; do
-    printf '%s\n' "$tables_before" | grep -qx "table $fam $name" || nft delete table "$fam" "$name" 2>/dev/null || true
-  done
+  bench_restore docker0 podman0 bdens0
   rm -rf "$work" /run/berth-density /run/berth-density-docker /run/berth-density-containerd /run/berth-density-podman
-  if [ -n "$P" ] && [ -z "$podman_cache_before" ]; then rm -rf /var/lib/containers; fi
-  if [ -z "$cgroups_before" ]; then
-    for d in $(engine_cgroups | sort -r); do rmdir "$d" 2>/dev/null || true; done
-  fi
+  if [ -n "$P" ]; then bench_restore_podman_cache; fi
 }
 trap cleanup EXIT
 scripts/mkbusybox.sh "$work/busybox.tar"

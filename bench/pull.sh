@@ -6,31 +6,18 @@
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
-need=""
-for p in hyperfine debootstrap docker-registry skopeo python3 docker.io podman; do
-  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
-done
-if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-fi
+. bench/lib.sh
+bench_need hyperfine debootstrap docker-registry skopeo python3 docker.io podman
 cargo build --release --locked -q
 BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
 work=$(mktemp -d /tmp/berth-pullbench.XXXXXX)
-bridges_before=$(ip -o link show type bridge | awk -F': ' '{print $2}')
-tables_before=$(nft list tables 2>/dev/null || true)
+bench_snapshot
 pids=""
 cleanup() {
   for p in $pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   umount -R /run/berth-pullbench-docker 2>/dev/null || true
   if [ -n "${P:-}" ]; then $P system reset -f >/dev/null 2>&1 || true; fi
-  for b in docker0 podman0 bpull0; do
-    if ip link show "$b" >/dev/null 2>&1 && ! printf '%s\n' "$bridges_before" | grep -qx "$b"; then
-      ip link del "$b" 2>/dev/null || true
-    fi
-  done
-  nft list tables 2>/dev/null | while read -r _ fam name; do
-    printf '%s\n' "$tables_before" | grep -qx "table $fam $name" || nft delete table "$fam" "$name" 2>/dev/null || true
-  done
+  bench_restore docker0 podman0 bpull0
   rm -rf "$work" /run/berth-pullbench /run/berth-pullbench-docker /run/berth-pullbench-containerd /run/berth-pullbench-podman
 }
 trap cleanup EXIT

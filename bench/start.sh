@@ -5,14 +5,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-30}
+. bench/lib.sh
 # What it compares against (BENCH_SKIP_INSTALL=1 uses only what is already installed).
-need=""
-for p in hyperfine crun runc docker.io podman; do
-  dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
-done
-if [ -n "$need" ] && [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-fi
+bench_need hyperfine crun runc docker.io podman
 cargo build --release --locked -q
 BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
@@ -20,15 +15,9 @@ started_daemon=""
 started_dockerd=""
 started_containerd=""
 started_podman=""
-# Bridges the engines leave behind (docker0, podman0) are removed if the script made them.
-bridges_before=$(ip -o link show type bridge | awk -F': ' '{print $2}')
-# Podman's netavark adds iptables chains (tables ip nat / ip filter); tables that were not
-# there before are removed at the end.
-tables_before=$(nft list tables 2>/dev/null || true)
-# dockerd and podman leave cgroup parents behind; remove them if they were not there before.
-engine_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d \( -path '*/docker*' -o -path '*/libpod_parent*' \) 2>/dev/null; }
-cgroups_before=$(engine_cgroups)
-podman_cache_before=$([ -e /var/lib/containers ] && echo yes || true)
+# The bridges, nft tables (podman's netavark adds some) and cgroup parents the engines leave
+# behind are removed at the end if the script made them.
+bench_snapshot
 cleanup() {
   for p in $started_dockerd $started_daemon $started_containerd; do
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
@@ -41,22 +30,9 @@ cleanup() {
   if [ -n "$started_podman" ]; then
     $P system reset -f >/dev/null 2>&1 || true
   fi
-  for b in docker0 podman0 bbench0; do
-    if ip link show "$b" >/dev/null 2>&1 && ! printf '%s\n' "$bridges_before" | grep -qx "$b"; then
-      ip link del "$b" 2>/dev/null || true
-    fi
-  done
-  nft delete table ip berth_bbench0 2>/dev/null || true
-  nft list tables 2>/dev/null | while read -r _ fam name; do
-    printf '%s\n' "$tables_before" | grep -qx "table $fam $name" || nft delete table "$fam" "$name" 2>/dev/null || true
-  done
+  bench_restore docker0 podman0 bbench0
   rm -rf "$work" /run/berth-bench /run/berth-bench-docker /run/berth-bench-containerd /run/berth-bench-podman
-  if [ -n "$started_podman" ] && [ -z "$podman_cache_before" ]; then
-    rm -rf /var/lib/containers
-  fi
-  if [ -z "$cgroups_before" ]; then
-    for d in $(engine_cgroups | sort -r); do rmdir "$d" 2>/dev/null || true; done
-  fi
+  if [ -n "$started_podman" ]; then bench_restore_podman_cache; fi
 }
 trap cleanup EXIT
 
