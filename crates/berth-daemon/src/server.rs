@@ -44,6 +44,8 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     // Containers removed while the daemon was down to their last files.
     let trash = cfg.data_root.join("trash");
     let _ = std::fs::remove_dir_all(&trash);
+    // Run dirs of stopped containers whose deletion did not finish.
+    let _ = std::fs::remove_dir_all(cfg.exec_root.join("trash"));
     // Contexts and staging dirs of builds the last run did not finish.
     let _ = std::fs::remove_dir_all(cfg.data_root.join("builder").join("tmp"));
     std::fs::create_dir_all(&trash).map_err(|e| format!("{}: {e}", trash.display()))?;

@@ -556,6 +556,34 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     recorded.map(|_| ())
 }
 
+/// Takes a stopped container's run dir (exec root) out of the way with one rename and deletes
+/// it in the background: unlinking its files costs ~0.5 ms here (tmpfs files that were bind
+/// mounted into the container), which an exit or a `--rm` removal should not wait for, and a
+/// new start of the container gets a fresh directory meanwhile. `<exec-root>/trash` is emptied
+/// at boot.
+fn discard_run_dir(d: &Daemon, c: &Container) {
+    let trash = d.cfg.exec_root.join("trash");
+    let to = trash.join(format!(
+        "{}-{}",
+        c.id,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0)
+    ));
+    let moved =
+        std::fs::create_dir_all(&trash).and_then(|()| std::fs::rename(&c.paths.run_dir, &to));
+    match moved {
+        Ok(()) => {
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(to));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+        }
+    }
+}
+
 /// Wait for the shim to report the exit, then record it and apply --rm.
 pub fn spawn_monitor(d: Arc<Daemon>, c: Arc<Container>) {
     tokio::spawn(async move {
@@ -607,7 +635,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     if let Err(e) = res {
         tracing::warn!("recording exit of {}: {}", c.id, e.0);
     }
-    let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+    discard_run_dir(d, c);
     exit_events(d, c, &exit);
     c.progress.send_modify(|p| p.exits += 1);
     if auto_remove {
@@ -868,12 +896,11 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
     // background (and at the next boot, should the daemon stop first).
     let dir = c.paths.dir.clone();
     let trash = d.cfg.data_root.join("trash").join(&c.id);
-    let run_dir = c.paths.run_dir.clone();
+    discard_run_dir(d, c);
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
     let id = c.id.clone();
     tokio::task::spawn_blocking(move || {
         let _ = rt.delete(&id, true);
-        let _ = std::fs::remove_dir_all(&run_dir);
         match std::fs::rename(&dir, &trash) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
