@@ -109,23 +109,44 @@ pub(crate) fn exec(root: &Path, id: &str, process: &Process, stdio: Stdio) -> Re
     drop(child_end);
     drop(stdio);
     drop(nss);
-    let first = parent_end.recv();
-    let _ = sys::waitpid(mid, 0);
-    let pid = match first.map_err(|e| Error::sys("recvmsg", "sync socket", e))? {
-        (Some(Msg::Pid(pid)), _) => pid,
-        (Some(m), _) => return Err(m.into_error()),
-        (None, _) => {
-            return Err(Error::Init(
-                "exec intermediate exited without reporting".into(),
-            ))
+    // The intermediate reports the new process's pid, but the new process runs as soon as it
+    // is cloned and may report (Ready, or a failure) first: its messages are kept until the
+    // pid is known.
+    let mut pty_master = None;
+    let mut early: Option<Msg> = None;
+    let pid = loop {
+        let (msg, fd) = match parent_end.recv() {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = sys::waitpid(mid, 0);
+                return Err(Error::sys("recvmsg", "sync socket", e));
+            }
+        };
+        match msg {
+            Some(Msg::Pid(pid)) => break pid,
+            Some(Msg::Ready) => pty_master = fd.or(pty_master),
+            Some(m) => {
+                early.get_or_insert(m);
+            }
+            None => {
+                let _ = sys::waitpid(mid, 0);
+                return Err(early.map(Msg::into_error).unwrap_or_else(|| {
+                    Error::Init("exec intermediate exited without reporting".into())
+                }));
+            }
         }
     };
+    let _ = sys::waitpid(mid, 0);
+    if let Some(m) = early {
+        // It exits by itself after reporting; reap it so no zombie is left.
+        let _ = sys::waitpid(pid, 0);
+        return Err(m.into_error());
+    }
     let fail = |e: Error| {
         let _ = sys::kill(pid, libc::SIGKILL);
         let _ = sys::waitpid(pid, 0);
         e
     };
-    let mut pty_master = None;
     loop {
         let (msg, fd) = parent_end
             .recv()

@@ -167,10 +167,14 @@ fn cp_follow_link_copies_the_target() {
     std::os::unix::fs::symlink(tmp.join("real"), tmp.join("ln")).unwrap();
     d.ok(&["cp", "-L", tmp.join("ln").to_str().unwrap(), "lk:/copied"]);
     assert_eq!(d.ok(&["exec", "lk", "cat", "/copied"]), "payload");
-    assert!(d
-        .berth(&["exec", "lk", "test", "-f", "/copied"])
-        .status
-        .success());
+    let o = d.berth(&["exec", "lk", "test", "-f", "/copied"]);
+    assert!(
+        o.status.success(),
+        "{:?} {} {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
     d.ok(&["cp", tmp.join("ln").to_str().unwrap(), "lk:/aslink"]);
     assert!(d
         .berth(&["exec", "lk", "test", "-L", "/aslink"])
