@@ -128,8 +128,7 @@ mod tests {
         assert!(!droppable(&m("r--s", 0), Some(&relro)));
         assert!(!droppable(&m("r--p", 0), None));
         assert!(droppable(&m("r-xp", 0), None));
-        // This test binary has a RELRO segment, and trimming leaves the process working with
-        // less of its text resident.
+        // This test binary has a RELRO segment.
         assert!(relro_range().is_some());
         let text_rss = || {
             let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
@@ -146,7 +145,7 @@ mod tests {
         };
         let before = text_rss();
         trim();
+        // The process goes on (this code faulted back in) with less of its text resident.
         assert!(text_rss() < before, "{} -> {}", before, text_rss());
-        assert_eq!(format!("{}", 40 + 2), "42");
     }
 }

@@ -6,6 +6,7 @@ use crate::container::Record;
 use crate::error::{Error, Result};
 use crate::state::Daemon;
 use berth_api::container::{Config, HostConfig, Mount};
+use berth_build::ignore::clean;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -52,21 +53,6 @@ pub struct Planned {
 
 fn mount_err(kind: &str, what: impl std::fmt::Display) -> Error {
     Error::bad_request(format!("invalid mount config for type {kind:?}: {what}"))
-}
-
-/// Lexically cleaned absolute path, like Go's filepath.Clean.
-fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 fn check_target(kind: &str, dst: &str) -> Result<String> {
