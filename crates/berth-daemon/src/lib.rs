@@ -4,11 +4,13 @@
 #![recursion_limit = "256"]
 
 mod blob_sources;
+mod body;
 mod build;
 mod config;
 mod container;
 mod error;
 mod events;
+mod listen;
 mod names;
 mod network;
 mod prune;

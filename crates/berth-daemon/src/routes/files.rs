@@ -6,7 +6,6 @@ use crate::container::rootfs::with_root;
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use crate::util::{json, json_body, Query};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -176,7 +175,11 @@ pub async fn changes(State(d): St, Path(id): Path<String>) -> Result<Response> {
 }
 
 /// `POST /commit?container=...`: the container's upper dir as a new image layer.
-pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Result<Response> {
+pub async fn commit(
+    State(d): St,
+    RawQuery(raw): RawQuery,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let q = Query::parse(raw.as_deref());
     let c = d.find(q.get("container").unwrap_or(""))?;
     let body_cfg: berth_api::container::Config = json_body(&body)?;

@@ -171,7 +171,7 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
 /// `POST /auth`: check credentials against a registry (`docker login`).
 pub async fn auth(
     axum::extract::State(d): super::St,
-    body: axum::body::Bytes,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> crate::error::Result<axum::response::Response> {
     let cfg = berth_distribution::AuthConfig::from_json(&body)
         .map_err(|e| crate::error::Error::bad_request(e.to_string()))?;

@@ -134,6 +134,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("daemon running")
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.base.join("daemon.log")).unwrap_or_default()
     }
