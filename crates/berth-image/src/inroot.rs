@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// sysfs' magic number (`SYSFS_MAGIC` of linux/magic.h).
-const SYSFS_MAGIC: i64 = 0x6265_6572;
+const SYSFS_MAGIC: rustix::fs::FsWord = 0x6265_6572;
 
 /// The top directory of a tree, open as an `O_PATH` descriptor.
 #[derive(Debug)]
@@ -37,10 +37,8 @@ pub struct Located {
 /// processes rather than the tree (Docker's copies show such mount points empty), and reading
 /// some of them never ends or has side effects, so they are neither archived nor written.
 pub(crate) fn on_pseudo_fs(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|s| {
-        let t = i64::from(s.f_type);
-        t == i64::from(rustix::fs::PROC_SUPER_MAGIC) || t == SYSFS_MAGIC
-    })
+    rustix::fs::fstatfs(fd)
+        .is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC || s.f_type == SYSFS_MAGIC)
 }
 
 /// openat2 below `dir` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`; `O_CLOEXEC` is added.
