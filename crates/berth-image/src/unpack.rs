@@ -404,11 +404,15 @@ impl<'o> Extractor<'o> {
     fn map_resolve_err(&self, name: &str, dir: &[OsString], e: Errno) -> Error {
         let shown = join(dir).display().to_string();
         match e {
-            Errno::LOOP => self.refuse(
+            Errno::LOOP if self.policy == Policy::Layer => self.refuse(
                 name,
                 &format!(
                     "its parent {shown:?} goes through a symlink, which an image layer may not do"
                 ),
+            ),
+            Errno::LOOP => self.refuse(
+                name,
+                &format!("its parent {shown:?} goes through a /proc magic link or a symlink loop"),
             ),
             Errno::XDEV => {
                 self.refuse(name, &format!("{shown:?} resolves outside the destination"))

@@ -385,9 +385,10 @@ fn a_slow_cp_reader_does_not_freeze_the_container() {
 }
 
 /// A NUL in the path is the client's error (400); a symlink into a /proc magic link
-/// (`/proc/1/root`) is not followed, so what lies behind it is not found (404).
+/// (`/proc/1/root`) is not followed, so what lies behind it is not found (404); procfs and
+/// sysfs are neither copied from nor exported (their mount points come out empty).
 #[test]
-fn archive_bad_paths_are_client_errors() {
+fn archive_bad_paths_and_pseudo_filesystems() {
     let d = Daemon::start();
     d.ok(&[
         "run",
@@ -439,6 +440,36 @@ fn archive_bad_paths_are_client_errors() {
         stderr(&out).contains("Could not find the file /lnk/passwd"),
         "{}",
         stderr(&out)
+    );
+    let (code, _) = http(&d, "GET", "/containers/bp/archive?path=/proc/version", None);
+    assert_eq!(code, 404);
+    let tar = std::env::temp_dir().join(format!("berth-export-{}.tar", std::process::id()));
+    d.ok(&["export", "-o", tar.to_str().unwrap(), "bp"]);
+    let listing = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&tar);
+    let listing = stdout(&listing);
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
+    assert!(
+        names.contains(&"proc/") && names.contains(&"sys/"),
+        "{listing}"
+    );
+    assert!(
+        names.contains(&"lnk") && names.contains(&"bin/busybox"),
+        "{listing}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("proc/") && *n != "proc/"
+                || n.starts_with("sys/") && *n != "sys/"),
+        "{listing}"
     );
     d.ok(&["rm", "-f", "bp"]);
 }
