@@ -335,7 +335,7 @@ fn berth_bounded(d: &Daemon, args: &[&str]) -> bool {
 }
 
 /// `cp` out of a running container while the client reads slowly: the container is not
-/// frozen meanwhile (its freezer cgroup stays THAWED), and exec and stop work.
+/// frozen meanwhile (its freezer cgroup stays THAWED), and exec, stop and start work.
 #[test]
 fn a_slow_cp_reader_does_not_freeze_the_container() {
     use std::io::{Read, Write};
@@ -380,8 +380,14 @@ fn a_slow_cp_reader_does_not_freeze_the_container() {
         berth_bounded(&d, &["stop", "-t", "1", "big"]),
         "stop failed while cp was read"
     );
+    // The reader still holds the old root: the container starts again all the same.
+    assert!(
+        berth_bounded(&d, &["start", "big"]),
+        "start failed while cp was read"
+    );
+    assert!(berth_bounded(&d, &["exec", "big", "test", "-f", "/big"]));
     drop(s);
-    d.ok(&["rm", "big"]);
+    d.ok(&["rm", "-f", "big"]);
 }
 
 /// A NUL in the path is the client's error (400); a symlink into a /proc magic link
