@@ -95,8 +95,11 @@ impl Store {
             .unwrap_or_default();
         let mut blob = self.content.writer()?;
         let entries = {
+            // Walked by descriptors from the upper dir: a running container changing it
+            // meanwhile cannot make the walk leave it.
+            let upper = crate::inroot::Root::open(upper_dir)?;
             let mut tw = TarWriter::new(&mut blob, true);
-            tw.append_tree(upper_dir, "")?;
+            tw.append_at(upper.fd(), None, "")?;
             let n = tw.entries();
             tw.finish()?;
             n

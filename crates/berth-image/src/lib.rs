@@ -15,6 +15,7 @@ mod fsutil;
 mod history;
 mod import;
 mod ingest;
+mod inroot;
 mod load;
 mod manifest;
 mod oci_layout;

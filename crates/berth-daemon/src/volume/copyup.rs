@@ -3,6 +3,7 @@
 //! extended attributes kept), as Docker does. Every step works on directory file descriptors
 //! with `O_NOFOLLOW`, so a symlink in the image or planted in the volume is never followed.
 
+use berth_image::archive::Root;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
@@ -49,24 +50,20 @@ fn entries(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
 /// Fill the volume directory `data` with the content of `dst` inside `root` (the container's
 /// merged root filesystem) if the volume is empty and `dst` is a directory there. The
 /// volume's top directory then takes the owner and mode of the image's.
-pub fn populate(root: &Path, dst: &str, data: &Path) -> std::io::Result<()> {
-    let cwd = nix::fcntl::AT_FDCWD;
-    let target = open_dir(cwd, data).map_err(io)?;
+pub fn populate(root: &Root, dst: &str, data: &Path) -> std::io::Result<()> {
+    let target = open_dir(nix::fcntl::AT_FDCWD, data).map_err(io)?;
     if !entries(target.as_fd()).map_err(io)?.is_empty() {
         return Ok(());
     }
-    let rel = dst.trim_start_matches('/');
-    let src_path = match berth_image::archive::resolve_in_root(root, Path::new(rel)) {
-        Ok(p) => p,
-        // A parent is missing or not a directory: the image has nothing there.
-        Err(berth_image::Error::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(std::io::Error::other(e.to_string())),
-    };
-    let src = match open_dir(cwd, &src_path) {
+    // Resolved beneath the root's descriptor; a final symlink is not followed.
+    let src = match root.open_at(
+        Path::new(dst),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+    ) {
         Ok(fd) => fd,
         // Not in the image, or not a directory (a symlink is not followed): nothing to copy.
-        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(()),
-        Err(e) => return Err(io(e)),
+        Err(berth_image::Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
     };
     let mut c = Copier::default();
     let target = Rc::new(target);
@@ -265,7 +262,7 @@ mod tests {
         std::fs::hard_link(root.join("srv/a"), root.join("srv/sub/b")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("srv/link")).unwrap();
         std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        populate(&root, "/srv", &data).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data).unwrap();
         assert_eq!(std::fs::read(data.join("a")).unwrap(), b"hello");
         let m = std::fs::metadata(data.join("a")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o640);
@@ -277,16 +274,16 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
         // Not empty any more: a second populate leaves it alone.
         std::fs::write(root.join("srv/c"), b"x").unwrap();
-        populate(&root, "/srv", &data).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data).unwrap();
         assert!(!data.join("c").exists());
         // A path that is a symlink in the image is not followed.
         let data2 = t.join("data2");
         std::fs::create_dir_all(&data2).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        populate(&root, "/etc-link", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/etc-link", &data2).unwrap();
         assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
         // Nor is a path whose parent is missing an error.
-        populate(&root, "/no/such/dir", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/no/such/dir", &data2).unwrap();
         std::fs::remove_dir_all(&t).unwrap();
     }
 }
