@@ -41,9 +41,15 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         })?;
     std::fs::create_dir_all(cfg.data_root.join("containers"))
         .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
-    // Containers removed while the daemon was down to their last files.
+    // Containers removed while the daemon was down to their last files. The directory itself
+    // stays: boot needs no free space (making a directory can take a block).
     let trash = cfg.data_root.join("trash");
-    let _ = std::fs::remove_dir_all(&trash);
+    for e in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+        let _ = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(e.path()),
+            _ => std::fs::remove_file(e.path()),
+        };
+    }
     // Run dirs of stopped containers whose deletion did not finish.
     let _ = std::fs::remove_dir_all(cfg.exec_root.join("trash"));
     // Contexts and staging dirs of builds the last run did not finish.
@@ -68,6 +74,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;
+    tokio::spawn(crate::state::retry_unsaved(Arc::downgrade(&daemon)));
     let router = routes::router(daemon.clone());
     let mut tasks = Vec::new();
     for host in &cfg.hosts {
