@@ -1,14 +1,14 @@
-//! Damaged records (a container, network or image record that cannot be read) are moved aside
-//! to `<data-root>/quarantine/<kind>/` rather than skipped: boot goes on, nothing that
-//! depended on them is silently kept or lost, and `GET /info` warns about them.
+//! Damaged records (a container, network, volume or image record that cannot be read) are
+//! moved aside to `<data-root>/quarantine/<kind>/` rather than skipped: boot goes on, nothing
+//! that depended on them is silently kept or lost, and `GET /info` warns about them.
 
 use std::path::{Path, PathBuf};
 
 /// The kinds of records, as directory names below `quarantine/` (`images` is written by the
 /// image store itself).
-const KINDS: [&str; 3] = ["containers", "networks", "images"];
+const KINDS: [&str; 4] = ["containers", "networks", "volumes", "images"];
 
-/// Move `path` (a record file or a container's directory) to `quarantine/<kind>/`, under its
+/// Move `path` (a record file, or a container's or volume's directory) to `quarantine/<kind>/`, under its
 /// own name, or with a suffix if that is taken. Needs no free space (one rename).
 pub fn move_aside(data_root: &Path, kind: &str, path: &Path) -> std::io::Result<PathBuf> {
     let dir = data_root.join("quarantine").join(kind);

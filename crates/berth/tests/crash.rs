@@ -223,8 +223,8 @@ fn a_dead_shim_takes_its_container_down_cleanly() {
 
 /// Records that cannot be read are moved to the quarantine at boot: a running container's
 /// (its processes, found by id on the exec root, are killed and its name is free again), an
-/// image's (garbage collection still runs) and a network's (its bridge goes); `GET /info`
-/// warns about them.
+/// image's (garbage collection still runs), a network's (its bridge goes) and a volume's (its
+/// content is kept); `GET /info` warns about them.
 #[test]
 fn damaged_records_are_quarantined_and_what_they_held_is_cleaned_up() {
     let mut d = Daemon::start();
@@ -241,6 +241,16 @@ fn damaged_records_are_quarantined_and_what_they_held_is_cleaned_up() {
         "damaged-net",
     ]);
     let bridge = format!("br-{}", &net[..12]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "damaged-vol:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /v/file",
+    ]);
     // A blob no image uses: the boot's garbage collection removes it.
     let garbage = d.data_root.join("content/sha256").join("ab".repeat(32));
     std::fs::write(&garbage, b"unused").unwrap();
@@ -252,6 +262,7 @@ fn damaged_records_are_quarantined_and_what_they_held_is_cleaned_up() {
             .join("container.json"),
         d.data_root.join("images").join(format!("{image_hex}.json")),
         d.data_root.join("networks").join(format!("{net}.json")),
+        d.data_root.join("volumes/damaged-vol/volume.json"),
     ];
     for r in &records {
         let bytes = std::fs::read(r).unwrap();
@@ -272,12 +283,17 @@ fn damaged_records_are_quarantined_and_what_they_held_is_cleaned_up() {
         .exists());
     assert!(q.join("images").join(format!("{image_hex}.json")).exists());
     assert!(q.join("networks").join(format!("{net}.json")).exists());
+    assert_eq!(
+        std::fs::read_to_string(q.join("volumes/damaged-vol/_data/file")).unwrap(),
+        "kept\n"
+    );
+    assert!(!d.ok(&["volume", "ls"]).contains("damaged-vol"));
     let (code, info) = d.curl("GET", "/info", None);
     assert_eq!(code, 200);
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     let warnings = info["Warnings"].to_string();
     assert!(
-        warnings.contains("1 containers, 1 networks, 1 images"),
+        warnings.contains("1 containers, 1 networks, 1 volumes, 1 images"),
         "{warnings}"
     );
     assert!(!garbage.exists(), "garbage collection did not run");
