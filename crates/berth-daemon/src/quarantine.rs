@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 /// image store itself).
 const KINDS: [&str; 4] = ["containers", "networks", "volumes", "images"];
 
-/// Move `path` (a record file, or a container's or volume's directory) to `quarantine/<kind>/`, under its
-/// own name, or with a suffix if that is taken. Needs no free space (one rename).
+/// Move `path` (a record file, or a container's or volume's directory) to
+/// `quarantine/<kind>/`, under its own name, or with a suffix if that is taken. Needs no free
+/// space (one rename).
 pub fn move_aside(data_root: &Path, kind: &str, path: &Path) -> std::io::Result<PathBuf> {
     let dir = data_root.join("quarantine").join(kind);
     std::fs::create_dir_all(&dir)?;

@@ -79,7 +79,7 @@ impl Container {
     /// signalled, paused, it exited): the in-memory record is the truth from then on, and a
     /// write that fails (a full disk) is logged and retried by [`retry_unsaved`] instead of
     /// failing the operation that already acted.
-    pub fn update_state(&self, f: impl FnOnce(&mut Record)) -> Record {
+    pub fn update_state(&self, f: impl FnOnce(&mut Record)) {
         let mut r = self.rec();
         f(&mut r);
         if let Err(e) = self.persist(&r, false) {
@@ -91,7 +91,6 @@ impl Container {
                 );
             }
         }
-        r.clone()
     }
 
     /// Whether the record has changes not written yet.

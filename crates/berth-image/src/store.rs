@@ -216,7 +216,10 @@ impl Store {
         }
         let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
         if repos.retain_ids(|id| images.contains_key(id)) {
-            repos.save()?;
+            // Done again at the next open if it cannot be written now (a full disk).
+            if let Err(e) = repos.save() {
+                tracing::warn!(error = %e, "dropping references to missing images");
+            }
         }
         let store = Store {
             root: data_root.to_path_buf(),

@@ -54,10 +54,10 @@ impl Drop for Registry {
     }
 }
 
-/// Whether 64 KiB more fit on the data root.
-fn has_room(d: &Daemon) -> bool {
+/// Whether `n` more bytes fit on the data root.
+fn fits(d: &Daemon, n: usize) -> bool {
     let probe = d.data_root.join("probe");
-    let ok = std::fs::write(&probe, vec![0u8; 64 << 10]).is_ok();
+    let ok = std::fs::write(&probe, vec![0u8; n]).is_ok();
     let _ = std::fs::remove_file(&probe);
     ok
 }
@@ -132,7 +132,8 @@ fn a_full_data_root_leaves_containers_controllable_and_recovers() {
     ] {
         d.ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", cmd]);
     }
-    eventually("the data root is full", || !has_room(&d));
+    // Not one page left (a record write needs at least one).
+    eventually("the data root is full", || !fits(&d, 1));
 
     // Acting on containers works and says so.
     d.ok(&["kill", "victim"]);
@@ -165,7 +166,7 @@ fn a_full_data_root_leaves_containers_controllable_and_recovers() {
 
     // Space comes back: the records that could not be written are, and writes work.
     d.ok(&["rm", "-f", "filler"]);
-    eventually("space is freed", || has_room(&d));
+    eventually("space is freed", || fits(&d, 1 << 20));
     let victim = d.ok(&["inspect", "-f", "{{.Id}}", "victim"]);
     let record = d
         .data_root
