@@ -16,6 +16,7 @@ mod network;
 mod prune;
 mod pull;
 mod push;
+mod quarantine;
 mod registry_auth;
 mod routes;
 mod server;

@@ -18,11 +18,6 @@ use tower::ServiceExt;
 pub struct RequestVersion(pub ApiVersion);
 
 pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
-    for dir in [&mut cfg.data_root, &mut cfg.exec_root] {
-        std::fs::create_dir_all(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // Real paths: mount points below the roots are recognised in /proc/self/mountinfo.
-        *dir = std::fs::canonicalize(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
     // Hosts are checked before anything else happens: a refused one stops the daemon.
     let mut tcp = Vec::new();
     for host in &cfg.hosts {
@@ -33,6 +28,11 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
                 "unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"
             ));
         }
+    }
+    for dir in [&mut cfg.data_root, &mut cfg.exec_root] {
+        std::fs::create_dir_all(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Real paths: mount points below the roots are recognised in /proc/self/mountinfo.
+        *dir = std::fs::canonicalize(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     // One daemon per data root: a second one would restore and monitor the same shims.
     let lock_path = cfg.data_root.join("berth.lock");
@@ -51,9 +51,15 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         })?;
     std::fs::create_dir_all(cfg.data_root.join("containers"))
         .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
-    // Containers removed while the daemon was down to their last files.
+    // Containers removed while the daemon was down to their last files. The directory itself
+    // stays: boot needs no free space (making a directory can take a block).
     let trash = cfg.data_root.join("trash");
-    let _ = std::fs::remove_dir_all(&trash);
+    for e in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+        let _ = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(e.path()),
+            _ => std::fs::remove_file(e.path()),
+        };
+    }
     // Run dirs of stopped containers whose deletion did not finish.
     let _ = std::fs::remove_dir_all(cfg.exec_root.join("trash"));
     // Contexts and staging dirs of builds the last run did not finish.
@@ -78,6 +84,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;
+    tokio::spawn(crate::state::retry_unsaved(Arc::downgrade(&daemon)));
     let router = Api {
         router: routes::router(daemon.clone()),
         cors: Arc::new(cfg.api.cors_origins.clone()),

@@ -179,9 +179,7 @@ impl Store {
         remove_tmp_entries(data_root)?;
 
         let (recs, bad) = records.load_all()?;
-        for (path, why) in &bad {
-            tracing::warn!(path = %path.display(), reason = %why, "skipping unreadable image record");
-        }
+        let quarantined = records.quarantine(&bad);
         let mut images = BTreeMap::new();
         let mut keep_chains: HashSet<String> = HashSet::new();
         let mut keep_blobs: HashSet<String> = HashSet::new();
@@ -207,9 +205,21 @@ impl Store {
                 }
             }
         }
+        // A quarantined record's config blob (its file name) and the layer snapshots it lists
+        // stay, for containers made from that image; everything else unused is collected.
+        for id in quarantined {
+            if let Ok(config) = content.read(&id).and_then(|b| parse_config(&b, &id)) {
+                let diff_ids = config.0.rootfs().diff_ids().clone();
+                keep_chains.extend(crate::snapshot::chain_ids(&diff_ids));
+                keep_blobs.insert(id);
+            }
+        }
         let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
         if repos.retain_ids(|id| images.contains_key(id)) {
-            repos.save()?;
+            // Done again at the next open if it cannot be written now (a full disk).
+            if let Err(e) = repos.save() {
+                tracing::warn!(error = %e, "dropping references to missing images");
+            }
         }
         let store = Store {
             root: data_root.to_path_buf(),
@@ -219,9 +229,7 @@ impl Store {
             state: RwLock::new(State { images, repos }),
             write: Mutex::new(()),
         };
-        if bad.is_empty() {
-            store.collect_garbage(&keep_chains, &keep_blobs)?;
-        }
+        store.collect_garbage(&keep_chains, &keep_blobs)?;
         Ok(store)
     }
 

@@ -108,6 +108,16 @@ pub async fn info(axum::extract::State(d): St) -> Response {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let mut warnings: Vec<String> = crate::quarantine::warning(&d.cfg.data_root)
+        .into_iter()
+        .collect();
+    let unsaved = all.iter().filter(|c| c.unsaved()).count();
+    if unsaved > 0 {
+        warnings.push(format!(
+            "WARNING: {unsaved} container record(s) could not be written (is {} full?); retrying",
+            d.cfg.data_root.display()
+        ));
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -156,7 +166,7 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "Isolation": "",
             "InitBinary": "",
             "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
-            "Warnings": [],
+            "Warnings": warnings,
         }),
     )
 }

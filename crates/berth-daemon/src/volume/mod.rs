@@ -214,6 +214,19 @@ impl Volumes {
                     let data = path.join("_data");
                     if mounted.contains(&data) || is_mount_root(&data) {
                         tracing::warn!("volume {}: no readable record, skipped", path.display());
+                    } else if path.join(RECORD).exists() {
+                        // A record that is there but damaged: the content is kept, aside.
+                        match crate::quarantine::move_aside(data_root, "volumes", &path) {
+                            Ok(to) => tracing::warn!(
+                                "volume {}: unreadable record, moved to {}",
+                                path.display(),
+                                to.display()
+                            ),
+                            Err(err) => tracing::warn!(
+                                "volume {}: unreadable record ({err}), skipped",
+                                path.display()
+                            ),
+                        }
                     } else {
                         let trash = data_root.join("trash");
                         let _ = std::fs::create_dir_all(&trash);
