@@ -91,7 +91,7 @@ pub fn run(dir: &Path) -> i32 {
     {
         Ok(c) => c,
         Err(e) => {
-            report_ready(&Ready {
+            let _ = report_ready(&Ready {
                 error: Some(format!("shim: reading {}: {e}", ShimConfig::FILE)),
                 ..Ready::default()
             });
@@ -104,7 +104,7 @@ pub fn run(dir: &Path) -> i32 {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(e) => {
-            report_ready(&Ready {
+            let _ = report_ready(&Ready {
                 error: Some(format!("shim: fork: {e}")),
                 ..Ready::default()
             });
@@ -122,7 +122,7 @@ pub fn run(dir: &Path) -> i32 {
     match Shim::create(cfg) {
         Ok(mut shim) => shim.serve(),
         Err(e) => {
-            report_ready(&Ready {
+            let _ = report_ready(&Ready {
                 error: Some(e.0),
                 exit_code: Some(e.1),
                 ..Ready::default()
@@ -132,15 +132,18 @@ pub fn run(dir: &Path) -> i32 {
     }
 }
 
-/// Print the readiness line on stdout and let go of the daemon's pipe.
-fn report_ready(r: &Ready) {
+/// Print the readiness line on stdout and let go of the daemon's pipe. False when the line
+/// could not be written: the daemon that asked for this shim is gone (killed meanwhile).
+fn report_ready(r: &Ready) -> bool {
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
-    let _ = out.flush();
+    let written = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())
+        .and_then(|()| out.flush())
+        .is_ok();
     if let Ok(null) = std::fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(null.as_fd());
         let _ = nix::unistd::dup2_stdin(null.as_fd());
     }
+    written
 }
 
 /// Exit code for a runtime error: 127 not found, 126 not executable, 125 otherwise.
@@ -284,10 +287,21 @@ impl Shim {
             done_at: None,
             listener: Some(listener),
         };
-        report_ready(&Ready {
+        if !report_ready(&Ready {
             pid,
             ..Ready::default()
-        });
+        }) {
+            // Nobody will start, watch or remove this container: a daemon killed during the
+            // start must not leave a blocked init behind (its next boot may already have
+            // looked for this shim's socket).
+            let _ = std::fs::remove_file(&shim.cfg.socket);
+            let _ = shim.runtime.delete(&shim.cfg.id, true);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            return Err((
+                "shim: the daemon went away before the container started".into(),
+                125,
+            ));
+        }
         Ok(shim)
     }
 

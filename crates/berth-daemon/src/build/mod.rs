@@ -1593,7 +1593,7 @@ impl Builder {
             host_config,
             networking_config: None,
         };
-        let (id, _) = crate::container::lifecycle::create(&self.d, None, req).await?;
+        let (id, _) = crate::container::lifecycle::create(&self.d, None, req, true).await?;
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;

@@ -23,6 +23,7 @@ pub async fn create(
     d: &Arc<Daemon>,
     name: Option<&str>,
     req: CreateRequest,
+    build_step: bool,
 ) -> Result<(String, Vec<String>)> {
     if req.config.image.is_empty() {
         return Err(Error::bad_request(
@@ -174,6 +175,8 @@ pub async fn create(
         restart_count: 0,
         net: Default::default(),
         mounts: Vec::new(),
+        creating: false,
+        build_step,
     };
     let endpoints = req
         .networking_config
@@ -190,6 +193,7 @@ pub async fn create(
             .map_err(|e| Error::internal(e.to_string()))??
     };
     rec.mounts = mounts;
+    rec.creating = !copies.is_empty();
     let paths = d.paths(&id);
     let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
     // Held until the container is complete: once it is visible by name, a start, rm or
@@ -232,6 +236,7 @@ pub async fn create(
                 .await
                 .map_err(|e| Error::internal(e.to_string()))
                 .and_then(|r| r);
+        let filled = filled.and_then(|()| c.update(|r| r.creating = false).map(drop));
         if let Err(e) = filled {
             drop(op);
             let _ = remove(d, &c, true, true).await;
@@ -1089,6 +1094,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     let mut probes = Vec::new();
     let mut stopped = Vec::new();
     let mut damaged = Vec::new();
+    let mut leftovers = Vec::new();
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         let paths = d.paths(&id);
@@ -1113,8 +1119,12 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
                 d.volumes.adopt(&m.name, &rec.id);
             }
         }
+        let unfinished = rec.creating || rec.build_step;
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
+        if unfinished {
+            leftovers.push(c.clone());
+        }
         if running {
             // Its addresses, names and host ports are taken again before anything new starts.
             crate::network::endpoint::readopt(d, &c);
@@ -1122,9 +1132,15 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
             probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
         } else {
             // A daemon that died between creating and starting a container leaves a blocked
-            // init behind; it never officially ran, so it goes.
-            if c.paths.socket().exists() {
+            // init behind; it never officially ran, so it goes. One that died while it had
+            // the stopped container's filesystem mounted (copy-up, cp, export) leaves that
+            // mount on the run dir.
+            if c.paths.run_dir.exists() {
                 let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+                match nix::mount::umount2(&c.paths.rootfs(), nix::mount::MntFlags::MNT_DETACH) {
+                    Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                    Err(e) => tracing::warn!("container {}: unmounting its root: {e}", c.id),
+                }
                 let _ = std::fs::remove_dir_all(&c.paths.run_dir);
             }
             stopped.push(c);
@@ -1135,6 +1151,22 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     }
     for p in probes {
         let _ = p.await;
+    }
+    // What a create that was still copying into volumes or a build step left (the daemon
+    // died before it ended): removed, with its anonymous volumes, before anyone sees it.
+    for c in &leftovers {
+        if let Err(e) = remove(d, c, true, true).await {
+            tracing::warn!(
+                "container {}: removing what an unfinished operation left: {}",
+                c.id,
+                e.0.message
+            );
+        } else {
+            tracing::info!(
+                "container {}: removed, its create or build step did not finish",
+                c.id
+            );
+        }
     }
     // Volume mounts that no running container holds any more (their containers ended while
     // the daemon was down).
@@ -1155,7 +1187,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     })?;
     Ok(stopped
         .into_iter()
-        .filter(|c| wants_boot_restart(c))
+        .filter(|c| !c.rec().creating && !c.rec().build_step && wants_boot_restart(c))
         .collect())
 }
 

@@ -47,6 +47,14 @@ pub struct Record {
     /// Volumes, binds and `--mount` tmpfs mounts, worked out at create.
     #[serde(default)]
     pub mounts: Vec<crate::volume::mounts::MountPoint>,
+    /// Set while the create is still filling volumes from the image: a container found so at
+    /// boot never finished its create (the daemon died during the copy) and is removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
+    /// A container a build made for one RUN step; the build removes it when the step ends,
+    /// and boot removes one that a daemon killed during the build left behind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_step: bool,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while

@@ -25,7 +25,7 @@ pub async fn create(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let req: CreateRequest = json_body(&body)?;
-    let (id, warnings) = lifecycle::create(&d, q.get("name"), req).await?;
+    let (id, warnings) = lifecycle::create(&d, q.get("name"), req, false).await?;
     Ok(json(201, &CreateResponse { id, warnings }))
 }
 

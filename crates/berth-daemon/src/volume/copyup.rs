@@ -49,8 +49,11 @@ fn entries(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
 
 /// Fill the volume directory `data` with the content of `dst` inside `root` (the container's
 /// merged root filesystem) if the volume is empty and `dst` is a directory there. The
-/// volume's top directory then takes the owner and mode of the image's.
-pub fn populate(root: &Root, dst: &str, data: &Path) -> std::io::Result<()> {
+/// volume's top directory then takes the owner and mode of the image's. The file `marker`
+/// exists while the copy is under way: a copy that fails is removed again at once, and one a
+/// killed daemon left half-done is removed at its next boot ([`empty`] when the marker is
+/// found), so a volume is never left holding part of the image's directory.
+pub fn populate(root: &Root, dst: &str, data: &Path, marker: &Path) -> std::io::Result<()> {
     let target = open_dir(nix::fcntl::AT_FDCWD, data).map_err(io)?;
     if !entries(target.as_fd()).map_err(io)?.is_empty() {
         return Ok(());
@@ -65,11 +68,33 @@ pub fn populate(root: &Root, dst: &str, data: &Path) -> std::io::Result<()> {
         Err(berth_image::Error::NotFound(_)) => return Ok(()),
         Err(e) => return Err(std::io::Error::other(e.to_string())),
     };
-    let mut c = Copier::default();
-    let target = Rc::new(target);
-    c.dir(src.as_fd(), &target).map_err(io)?;
-    let st = nix::sys::stat::fstat(src.as_fd()).map_err(io)?;
-    c.finish(src.as_fd(), target.as_fd(), &st).map_err(io)
+    std::fs::File::create(marker)?;
+    let copied = (|| {
+        let mut c = Copier::default();
+        let target = Rc::new(target);
+        c.dir(src.as_fd(), &target)?;
+        let st = nix::sys::stat::fstat(src.as_fd())?;
+        c.finish(src.as_fd(), target.as_fd(), &st)
+    })()
+    .map_err(io);
+    if copied.is_err() {
+        empty(data)?;
+    }
+    std::fs::remove_file(marker)?;
+    copied
+}
+
+/// Remove everything in the directory `dir` (symlinks in it are removed, not followed).
+pub fn empty(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Hard links seen so far: the first copy's directory and name, by source inode.
@@ -262,7 +287,9 @@ mod tests {
         std::fs::hard_link(root.join("srv/a"), root.join("srv/sub/b")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("srv/link")).unwrap();
         std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        populate(&Root::open(&root).unwrap(), "/srv", &data).unwrap();
+        let marker = t.join("copy-up");
+        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker).unwrap();
+        assert!(!marker.exists());
         assert_eq!(std::fs::read(data.join("a")).unwrap(), b"hello");
         let m = std::fs::metadata(data.join("a")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o640);
@@ -274,16 +301,21 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
         // Not empty any more: a second populate leaves it alone.
         std::fs::write(root.join("srv/c"), b"x").unwrap();
-        populate(&Root::open(&root).unwrap(), "/srv", &data).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker).unwrap();
         assert!(!data.join("c").exists());
         // A path that is a symlink in the image is not followed.
         let data2 = t.join("data2");
         std::fs::create_dir_all(&data2).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        populate(&Root::open(&root).unwrap(), "/etc-link", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/etc-link", &data2, &marker).unwrap();
         assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
         // Nor is a path whose parent is missing an error.
-        populate(&Root::open(&root).unwrap(), "/no/such/dir", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/no/such/dir", &data2, &marker).unwrap();
+        assert!(!marker.exists());
+        // What a half-done copy left is removed, links not followed.
+        empty(&data).unwrap();
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        assert_eq!(std::fs::read(root.join("srv/a")).unwrap(), b"hello");
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

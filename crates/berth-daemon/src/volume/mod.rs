@@ -16,6 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 
 const RECORD: &str = "volume.json";
+/// Present in a volume's directory while a copy-up fills it (see [`copyup::populate`]).
+const COPY_MARKER: &str = "copy-up";
 
 /// What is persisted in `volumes/<name>/volume.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -243,6 +245,21 @@ impl Volumes {
             };
             let data = path.join("_data");
             let is_mounted = mounted.contains(&data) || is_mount_root(&data);
+            if path.join(COPY_MARKER).exists() {
+                // A daemon killed during a copy-up: the volume was empty before it began.
+                match copyup::empty(&data)
+                    .and_then(|()| std::fs::remove_file(path.join(COPY_MARKER)))
+                {
+                    Ok(()) => tracing::info!(
+                        "volume {}: removed what an unfinished copy from an image left",
+                        meta.name
+                    ),
+                    Err(e) => tracing::warn!(
+                        "volume {}: removing an unfinished copy from an image: {e}",
+                        meta.name
+                    ),
+                }
+            }
             vols.insert(
                 meta.name.clone(),
                 Vol {
@@ -267,6 +284,11 @@ impl Volumes {
     /// The host directory a volume's content lives in.
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.root.join(name).join("_data")
+    }
+
+    /// The file that marks a copy-up into the volume as under way.
+    pub fn copy_marker(&self, name: &str) -> PathBuf {
+        self.root.join(name).join(COPY_MARKER)
     }
 
     /// The volume resource the API shows.

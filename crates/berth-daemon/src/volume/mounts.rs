@@ -468,7 +468,13 @@ pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Re
         let mut res = Ok(());
         for (name, dst) in copies {
             res = d.volumes.activate(name, &c.id).and_then(|()| {
-                super::copyup::populate(root, dst, &d.volumes.data_dir(name)).map_err(|e| {
+                super::copyup::populate(
+                    root,
+                    dst,
+                    &d.volumes.data_dir(name),
+                    &d.volumes.copy_marker(name),
+                )
+                .map_err(|e| {
                     Error::internal(format!("copying the image's {dst} into volume {name}: {e}"))
                 })
             });
