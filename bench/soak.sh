@@ -142,9 +142,27 @@ EOF
 # Settle: what goes asynchronously (veths with their namespaces, trash) has gone.
 settle() { sleep 3; }
 
-k=0; while [ $k -lt "$CLIENTS" ]; do cycle "warm-$k" >/dev/null 2>&1 || true; $B rm -f "warm-$k" >/dev/null 2>&1 || true; k=$((k + 1)); done
+# Warm-up: WARMUP cycles per client, in parallel as in the run, so that what the daemon keeps
+# at a bounded size (the ring of the last 1024 events, malloc's per-thread arenas, the blocking
+# thread pool) is full before the first count.
+WARMUP=${WARMUP:-10}
+k=0
+clients=""
+while [ $k -lt "$CLIENTS" ]; do
+  client "w$k" "$WARMUP" &
+  clients="$clients $!"
+  k=$((k + 1))
+done
+for p in $clients; do wait "$p" || true; done
+rm -f "$work"/failed.*
 settle
 counts >"$work/before"
+# The daemon's RSS every 10 s during the run (KiB), to tell growth from a plateau.
+( while kill -0 "$daemon" 2>/dev/null; do
+    awk '/^VmRSS/ {print $2}' "/proc/$daemon/status" 2>/dev/null
+    sleep 10 >/dev/null
+  done ) >"$work/rss" &
+sampler=$!
 
 echo "soak: $CYCLES cycles over $CLIENTS clients"
 t0=$(date +%s)
@@ -159,8 +177,10 @@ while [ $k -lt "$CLIENTS" ]; do
 done
 for p in $clients; do wait "$p" || true; done
 t1=$(date +%s)
+kill "$sampler" 2>/dev/null || true
 settle
 counts >"$work/after"
+echo "daemon RSS (KiB) every 10 s during the run: $(tr '\n' ' ' <"$work/rss")"
 failed=$(cat "$work"/failed.* | awk '{s+=$1} END {print s+0}')
 
 echo "elapsed: $((t1 - t0)) s ($(awk -v c="$CYCLES" -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? c / t : 0)}') cycles/s), failed cycles: $failed"

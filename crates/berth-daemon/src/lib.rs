@@ -10,6 +10,8 @@ mod config;
 mod container;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listen;
 mod names;
 mod network;

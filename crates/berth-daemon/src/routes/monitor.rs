@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// A `since`/`until` value: Unix seconds with an optional fraction, as nanoseconds.
-fn timestamp(v: &str) -> Option<i64> {
+pub(crate) fn timestamp(v: &str) -> Option<i64> {
     let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
     let secs: i64 = secs.parse().ok()?;
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
