@@ -118,54 +118,84 @@ pub fn clean(p: &str) -> String {
     }
 }
 
-/// Matches `name` against a glob with Docker's `**` extension.
+/// One element of a glob.
+enum Token {
+    /// A character matched as is (also one escaped with `\\`, and a `[` that opens no class).
+    Char(char),
+    /// `?`: any character but `/`.
+    Any,
+    /// `[...]`, its body starting at this index of the pattern.
+    Class(usize),
+    /// `*`: any run of characters without `/`.
+    Star,
+    /// `**` not followed by `/`: any run of characters.
+    Stars,
+    /// `**/`: zero or more leading directories.
+    StarsSlash,
+}
+
+fn tokens(p: &[char]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let (t, used) = match p[i] {
+            '*' if p.get(i + 1) == Some(&'*') => {
+                if p.get(i + 2) == Some(&'/') {
+                    (Token::StarsSlash, 3)
+                } else {
+                    (Token::Stars, 2)
+                }
+            }
+            '*' => (Token::Star, 1),
+            '?' => (Token::Any, 1),
+            '[' => match class(&p[i + 1..], 'a') {
+                Some((_, used)) => (Token::Class(i + 1), 1 + used),
+                None => (Token::Char('['), 1),
+            },
+            '\\' if i + 1 < p.len() => (Token::Char(p[i + 1]), 2),
+            c => (Token::Char(c), 1),
+        };
+        out.push(t);
+        i += used;
+    }
+    out
+}
+
+/// Matches `name` against a glob with Docker's `**` extension. Time is bounded by the
+/// pattern's length times the name's (no backtracking: `*` after `*` is not exponential),
+/// memory by the name's.
 pub fn glob(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let s: Vec<char> = name.chars().collect();
-    m(&p, &s)
-}
-
-fn m(p: &[char], s: &[char]) -> bool {
-    let Some(&c) = p.first() else {
-        return s.is_empty();
-    };
-    match c {
-        '*' if p.get(1) == Some(&'*') => {
-            let rest = &p[2..];
-            if rest.first() == Some(&'/') {
-                // `**/`: zero or more leading directories.
-                let rest = &rest[1..];
-                if m(rest, s) {
-                    return true;
+    let n = s.len();
+    // `next[i]`: whether the tokens after the current one match `s[i..]`; the tokens are
+    // taken from the last, so at the end `next` is for the whole pattern.
+    let mut next: Vec<bool> = (0..=n).map(|i| i == n).collect();
+    let mut cur = vec![false; n + 1];
+    for t in tokens(&p).iter().rev() {
+        // For `**/`: whether some `/` at or after `i` is followed by a match of the rest.
+        let mut slash_then_rest = false;
+        for i in (0..=n).rev() {
+            let c = s.get(i).copied();
+            cur[i] = match t {
+                Token::Char(x) => c == Some(*x) && next[i + 1],
+                Token::Any => c.is_some_and(|c| c != '/') && next[i + 1],
+                Token::Class(at) => {
+                    c.is_some_and(|c| class(&p[*at..], c).is_some_and(|(ok, _)| ok)) && next[i + 1]
                 }
-                (0..s.len()).any(|k| s[k] == '/' && m(rest, &s[k + 1..]))
-            } else {
-                (0..=s.len()).any(|k| m(rest, &s[k..]))
-            }
-        }
-        '*' => {
-            let mut k = 0;
-            loop {
-                if m(&p[1..], &s[k..]) {
-                    return true;
+                Token::Star => next[i] || (c.is_some_and(|c| c != '/') && cur[i + 1]),
+                Token::Stars => next[i] || (c.is_some() && cur[i + 1]),
+                Token::StarsSlash => {
+                    if c == Some('/') && next[i + 1] {
+                        slash_then_rest = true;
+                    }
+                    next[i] || slash_then_rest
                 }
-                if k >= s.len() || s[k] == '/' {
-                    return false;
-                }
-                k += 1;
-            }
+            };
         }
-        '?' => s.first().is_some_and(|&x| x != '/') && m(&p[1..], &s[1..]),
-        '[' => {
-            let Some(&x) = s.first() else { return false };
-            match class(&p[1..], x) {
-                Some((ok, used)) => ok && m(&p[1 + used..], &s[1..]),
-                None => s.first() == Some(&'[') && m(&p[1..], &s[1..]),
-            }
-        }
-        '\\' if p.len() > 1 => s.first() == Some(&p[1]) && m(&p[2..], &s[1..]),
-        _ => s.first() == Some(&c) && m(&p[1..], &s[1..]),
+        std::mem::swap(&mut cur, &mut next);
     }
+    next[0]
 }
 
 /// Matches `x` against a `[...]` class body; (matched, chars consumed including `]`).
@@ -208,6 +238,20 @@ fn class(p: &[char], x: char) -> Option<(bool, usize)> {
 mod tests {
     use super::*;
 
+    /// Found by fuzzing (fuzz/ dockerignore): runs of `*` took exponential time, so a
+    /// `.dockerignore` line or a COPY source could hang a build.
+    #[test]
+    fn many_stars_match_in_polynomial_time() {
+        let pattern = format!("{}~~~~{}", "*".repeat(24), "*".repeat(20));
+        let name = "a".repeat(400);
+        assert!(!glob(&pattern, &name));
+        assert!(glob(&pattern, &format!("{name}~~~~{name}")));
+        let stars = format!("{}x", "**".repeat(30));
+        assert!(!glob(&stars, &"a/".repeat(200)));
+        let slashes = format!("{}x", "**/".repeat(30));
+        assert!(glob(&slashes, &format!("{}x", "a/".repeat(200))));
+    }
+
     #[test]
     fn clean_like_go() {
         assert_eq!(clean("./a//b/../c/"), "a/c");
@@ -231,6 +275,12 @@ mod tests {
         assert!(glob("[a-c]x", "bx"));
         assert!(!glob("[^a-c]x", "bx"));
         assert!(glob("\\*", "*"));
+        assert!(glob("[", "["));
+        assert!(!glob("[a", "a"));
+        assert!(glob("**", "a/b"));
+        assert!(glob("a**z", "a/b/z"));
+        assert!(glob("**/", "/"));
+        assert!(glob("x\\", "x\\"));
     }
 
     #[test]
