@@ -4,7 +4,7 @@
 # SanitizerCoverage pass and libFuzzer's counters through stable -C flags (what cargo-fuzz does
 # when no sanitizer is asked for), with debug assertions and overflow checks on. Not run in CI.
 # New corpus entries go to fuzz/corpus/<target>/ (fuzz/seeds/<target>/ seeds it), crashing
-# inputs to fuzz/artifacts/<target>/; rerun one with
+# inputs (and slow ones) to fuzz/artifacts/<target>/; rerun one with
 # fuzz/target/x86_64-unknown-linux-gnu/release/<target> <file>.
 set -eu
 cd "$(dirname "$0")/../fuzz"
@@ -32,7 +32,9 @@ status=0
 for t in $targets; do
   mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
   echo "== $t ($SECS s)"
-  if ! nice "$bin/$t" -max_total_time="$SECS" -artifact_prefix="artifacts/$t/" \
+  # One input running over UNIT_SECS (default 10) is a finding too (a timeout artifact), not
+  # a hang of the whole run.
+  if ! nice "$bin/$t" -max_total_time="$SECS" -timeout="${UNIT_SECS:-10}" -artifact_prefix="artifacts/$t/" \
     -print_final_stats=1 "corpus/$t" "seeds/$t" 2>"artifacts/$t/log"; then
     status=1
     echo "$t: crash, see fuzz/artifacts/$t/ (log: fuzz/artifacts/$t/log)"
