@@ -118,54 +118,135 @@ pub fn clean(p: &str) -> String {
     }
 }
 
-/// Matches `name` against a glob with Docker's `**` extension.
+/// Matches `name` against a glob with Docker's `**` extension. The pattern is compiled into
+/// steps that are run over `name` as a set of positions, so neither the stack nor the time
+/// grows beyond pattern length times name length whatever the pattern holds.
 pub fn glob(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = name.chars().collect();
-    m(&p, &s)
+    let steps = compile(&p);
+    let accept = steps.len();
+    let mut cur = Positions::new(accept + 1);
+    let mut next = Positions::new(accept + 1);
+    cur.add(&steps, 0);
+    for x in name.chars() {
+        next.clear();
+        for k in 0..cur.list.len() {
+            let i = cur.list[k];
+            let Some(step) = steps.get(i) else { continue };
+            match *step {
+                Step::Char(c) if x == c => next.add(&steps, i + 1),
+                Step::One if x != '/' => next.add(&steps, i + 1),
+                Step::Class(at) if class(&p[at..], x).is_some_and(|(ok, _)| ok) => {
+                    next.add(&steps, i + 1)
+                }
+                Step::Star if x != '/' => next.add(&steps, i),
+                Step::Any => next.add(&steps, i),
+                Step::InDirs => {
+                    next.add(&steps, i);
+                    if x == '/' {
+                        next.add(&steps, i + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        std::mem::swap(&mut cur, &mut next);
+        if cur.list.is_empty() {
+            return false;
+        }
+    }
+    cur.seen[accept]
 }
 
-fn m(p: &[char], s: &[char]) -> bool {
-    let Some(&c) = p.first() else {
-        return s.is_empty();
-    };
-    match c {
-        '*' if p.get(1) == Some(&'*') => {
-            let rest = &p[2..];
-            if rest.first() == Some(&'/') {
-                // `**/`: zero or more leading directories.
-                let rest = &rest[1..];
-                if m(rest, s) {
-                    return true;
-                }
-                (0..s.len()).any(|k| s[k] == '/' && m(rest, &s[k + 1..]))
-            } else {
-                (0..=s.len()).any(|k| m(rest, &s[k..]))
-            }
+/// The set of pattern positions a match can be at.
+struct Positions {
+    list: Vec<usize>,
+    seen: Vec<bool>,
+}
+
+impl Positions {
+    fn new(n: usize) -> Positions {
+        Positions {
+            list: Vec::new(),
+            seen: vec![false; n],
         }
-        '*' => {
-            let mut k = 0;
-            loop {
-                if m(&p[1..], &s[k..]) {
-                    return true;
-                }
-                if k >= s.len() || s[k] == '/' {
-                    return false;
-                }
-                k += 1;
-            }
-        }
-        '?' => s.first().is_some_and(|&x| x != '/') && m(&p[1..], &s[1..]),
-        '[' => {
-            let Some(&x) = s.first() else { return false };
-            match class(&p[1..], x) {
-                Some((ok, used)) => ok && m(&p[1 + used..], &s[1..]),
-                None => s.first() == Some(&'[') && m(&p[1..], &s[1..]),
-            }
-        }
-        '\\' if p.len() > 1 => s.first() == Some(&p[1]) && m(&p[2..], &s[1..]),
-        _ => s.first() == Some(&c) && m(&p[1..], &s[1..]),
     }
+
+    fn clear(&mut self) {
+        for &i in &self.list {
+            self.seen[i] = false;
+        }
+        self.list.clear();
+    }
+
+    /// Adds position `i` and those after it that a star matching nothing reaches.
+    fn add(&mut self, steps: &[Step], mut i: usize) {
+        loop {
+            if self.seen[i] {
+                return;
+            }
+            self.seen[i] = true;
+            self.list.push(i);
+            match steps.get(i) {
+                Some(Step::Star | Step::Any) => i += 1,
+                Some(Step::Dirs) => {
+                    // Into the directories, or past them (none).
+                    self.add(steps, i + 1);
+                    i += 2;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// One step of a compiled glob.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// This character.
+    Char(char),
+    /// `?`: one character but `/`.
+    One,
+    /// `[...]`: one character of the class whose body starts at this index of the pattern.
+    Class(usize),
+    /// `*`: any run of characters but `/`.
+    Star,
+    /// `**` not followed by `/`: anything.
+    Any,
+    /// `**/`: zero or more leading directories (nothing, or anything ending with `/`); it
+    /// consumes nothing itself but leads to the [`Step::InDirs`] after it and past that.
+    Dirs,
+    /// Inside the directories of a `**/`: any character, until a `/` that may end them.
+    InDirs,
+}
+
+fn compile(p: &[char]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let (step, used) = match p[i] {
+            '*' if p.get(i + 1) == Some(&'*') => {
+                if p.get(i + 2) == Some(&'/') {
+                    out.push(Step::Dirs);
+                    (Step::InDirs, 3)
+                } else {
+                    (Step::Any, 2)
+                }
+            }
+            '*' => (Step::Star, 1),
+            '?' => (Step::One, 1),
+            // A class without its closing `]` is a plain `[`.
+            '[' => match class(&p[i + 1..], 'a') {
+                Some((_, n)) => (Step::Class(i + 1), 1 + n),
+                None => (Step::Char('['), 1),
+            },
+            '\\' if i + 1 < p.len() => (Step::Char(p[i + 1]), 2),
+            c => (Step::Char(c), 1),
+        };
+        out.push(step);
+        i += used;
+    }
+    out
 }
 
 /// Matches `x` against a `[...]` class body; (matched, chars consumed including `]`).
@@ -231,6 +312,21 @@ mod tests {
         assert!(glob("[a-c]x", "bx"));
         assert!(!glob("[^a-c]x", "bx"));
         assert!(glob("\\*", "*"));
+        assert!(glob("[ab", "[ab"));
+        assert!(glob("**/", "a/b/"));
+        assert!(!glob("a*", "a/b"));
+    }
+
+    #[test]
+    fn hostile_globs() {
+        // One stack frame per character (the old matcher) overflowed on these; a star per
+        // character made it backtrack without end.
+        let long = "a".repeat(300_000);
+        assert!(glob(&long, &long));
+        assert!(!glob(&format!("{long}b"), &long));
+        let stars = "*a".repeat(2_000) + "b";
+        assert!(!glob(&stars, &"a".repeat(5_000)));
+        assert!(glob(&"**/".repeat(1_000), &"d/".repeat(1_000)));
     }
 
     #[test]
