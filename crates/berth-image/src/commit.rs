@@ -48,6 +48,10 @@ impl Store {
             _ => Vec::new(),
         };
         let parent = parent.map(|p| self.loaded(p)).transpose()?;
+        let parent_config = parent
+            .as_ref()
+            .map(|p| self.config_json(&p.record.id))
+            .transpose()?;
         let mut container_config: Map<String, Value> = match &opts.config {
             _ if opts.raw_config.is_some() => opts.raw_config.clone().unwrap_or_default(),
             Some(c) => match serde_json::to_value(c) {
@@ -58,9 +62,9 @@ impl Store {
                     ))
                 }
             },
-            None => parent
+            None => parent_config
                 .as_ref()
-                .and_then(|p| p.config_json.get("config"))
+                .and_then(|c| c.get("config"))
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
@@ -139,7 +143,7 @@ impl Store {
         }
 
         let created = now_rfc3339();
-        let mut config = match parent.as_ref().map(|p| p.config_json.clone()) {
+        let mut config = match parent_config {
             Some(Value::Object(m)) => m,
             _ => {
                 let mut m = Map::new();

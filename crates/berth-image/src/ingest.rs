@@ -5,11 +5,12 @@
 use crate::content::BlobInfo;
 use crate::error::{Error, Result};
 use crate::manifest::{oci_manifest, Descriptor, MT_OCI_MANIFEST};
-use crate::record::{ImageRecord, LayerRecord};
+use crate::record::{ConfigSummary, ImageRecord, LayerRecord};
 use crate::reference::Reference;
 use crate::snapshot::chain_ids;
-use crate::store::{parse_config, Image, Loaded, Store};
+use crate::store::{image_of, parse_config, Image, Loaded, Store};
 use crate::unpack::{layer_diff_id, unpack_layer};
+use oci_spec::image::ImageConfiguration;
 use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
 use std::sync::Arc;
@@ -114,6 +115,9 @@ pub(crate) struct Prepared {
     pub record: ImageRecord,
     pub loaded: Arc<Loaded>,
     pub refs: Vec<Reference>,
+    /// The parsed config, for the [`Image`] that publishing returns.
+    pub config: ImageConfiguration,
+    pub config_json: serde_json::Value,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -289,6 +293,9 @@ impl Store {
                 }
             }
         };
+        let summary = ConfigSummary::read(config_bytes).map_err(|e| {
+            Error::InvalidInput(format!("image config {config_digest} is invalid: {e}"))
+        })?;
         let record = ImageRecord {
             id: config_digest.to_string(),
             config_size: config_bytes.len() as u64,
@@ -298,16 +305,17 @@ impl Store {
             layers: layer_records,
             parent,
             added: now_rfc3339(),
+            summary: Some(summary),
         };
         let loaded = Arc::new(Loaded {
             record: record.clone(),
-            config,
-            config_json,
         });
         Ok(Prepared {
             record,
             loaded,
             refs,
+            config,
+            config_json,
         })
     }
 
@@ -357,8 +365,16 @@ impl Store {
         }
         st.repos = repos;
         Ok(prepared
-            .iter()
-            .filter_map(|p| st.images.get(&p.record.id).map(|l| st.image(l)))
+            .into_iter()
+            .filter_map(|p| {
+                let l = st.images.get(&p.record.id)?;
+                Some(image_of(
+                    l,
+                    st.names_of(&l.record.id),
+                    p.config,
+                    &p.config_json,
+                ))
+            })
             .collect())
     }
 }

@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use history::HistoryItem;
 pub use import::ImportOptions;
 pub use pull::{config_diff_ids, FetchedLayer, PullLayer};
-pub use store::{DiskUsage, Image, ImageUsage, Store};
+pub use store::{DiskUsage, Image, ImageSummary, ImageUsage, Store};
 
 #[cfg(test)]
 mod tests {
@@ -46,5 +46,6 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<super::Store>();
         check::<super::Image>();
+        check::<super::ImageSummary>();
     }
 }

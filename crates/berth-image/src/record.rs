@@ -5,6 +5,7 @@ use crate::digest::sha256_hex;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{atomic_write, fsync_dir};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,71 @@ pub(crate) struct ImageRecord {
     pub parent: Option<String>,
     /// When the image entered this store (RFC 3339).
     pub added: String,
+    /// What listing needs from the config, so that neither boot nor listing reads configs;
+    /// missing in records written before it was kept (boot fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ConfigSummary>,
+}
+
+/// Labels that take more bytes than this are not kept in the record but read from the
+/// config when needed (a build of many LABEL steps would otherwise keep every label of
+/// every step in memory).
+pub(crate) const INLINE_LABELS_BYTES: usize = 4096;
+
+/// The few fields of an image config that listing and its filters use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ConfigSummary {
+    /// `created` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// `config.Labels`, when they take at most [`INLINE_LABELS_BYTES`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The labels are larger than that: read them from the config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub labels_in_config: bool,
+}
+
+/// The part of an image config a summary comes from; the rest is skipped unread.
+#[derive(Deserialize)]
+struct ConfigHead {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    config: Option<ContainerHead>,
+}
+
+#[derive(Deserialize)]
+struct ContainerHead {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The labels of an image config (`config.Labels`), read without building the rest.
+pub(crate) fn config_labels(
+    config: impl std::io::Read,
+) -> serde_json::Result<BTreeMap<String, String>> {
+    let head: ConfigHead = serde_json::from_reader(config)?;
+    Ok(head.config.and_then(|c| c.labels).unwrap_or_default())
+}
+
+impl ConfigSummary {
+    /// The summary of an image config (a reader over its JSON).
+    pub(crate) fn read(config: impl std::io::Read) -> serde_json::Result<ConfigSummary> {
+        let head: ConfigHead = serde_json::from_reader(config)?;
+        let labels = head.config.and_then(|c| c.labels).unwrap_or_default();
+        let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let labels_in_config = size > INLINE_LABELS_BYTES;
+        Ok(ConfigSummary {
+            created: head.created,
+            labels: if labels_in_config {
+                BTreeMap::new()
+            } else {
+                labels
+            },
+            labels_in_config,
+        })
+    }
 }
 
 impl ImageRecord {

@@ -5,7 +5,7 @@ use crate::content::ContentStore;
 use crate::digest::{is_hex_prefix, sha256_hex, SHA256_PREFIX};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, remove_tmp_entries};
-use crate::record::{ImageRecord, Records};
+use crate::record::{ConfigSummary, ImageRecord, Records};
 use crate::reference::Reference;
 use crate::repositories::Repositories;
 use crate::snapshot::Snapshots;
@@ -43,13 +43,41 @@ pub struct Image {
     pub manifest_media_type: String,
 }
 
-/// An image in memory: its record and parsed config.
+/// An image as listing shows it, from what the store keeps in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// `sha256:<hex>` of the config blob.
+    pub id: String,
+    /// Familiar tag references, sorted.
+    pub repo_tags: Vec<String>,
+    /// Familiar digest references, sorted.
+    pub repo_digests: Vec<String>,
+    /// RFC 3339, from the config.
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes.
+    pub size: u64,
+    /// `config.Labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The image this one was committed on.
+    pub parent: Option<String>,
+}
+
+/// An image in memory: its record, which carries the summary of its config. The config
+/// itself stays in the content store and is read when needed (inspect, history, create).
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub record: ImageRecord,
-    pub config: ImageConfiguration,
-    /// The config as generic JSON (keeps fields `oci_spec` does not model).
-    pub config_json: serde_json::Value,
+}
+
+impl Loaded {
+    pub(crate) fn summary(&self) -> &ConfigSummary {
+        static NONE: ConfigSummary = ConfigSummary {
+            created: None,
+            labels: BTreeMap::new(),
+            labels_in_config: false,
+        };
+        self.record.summary.as_ref().unwrap_or(&NONE)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -92,37 +120,33 @@ impl State {
         Err(not_found())
     }
 
-    pub(crate) fn image(&self, l: &Loaded) -> Image {
-        let refs = self.repos.refs_of(&l.record.id);
-        let repo_tags = refs
+    /// The familiar tag and digest references of image `id`.
+    pub(crate) fn names_of(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let refs = self.repos.refs_of(id);
+        let tags = refs
             .iter()
             .filter(|r| r.tag().is_some() && r.digest().is_none())
             .map(Reference::familiar)
             .collect();
-        let repo_digests = refs
+        let digests = refs
             .iter()
             .filter(|r| r.digest().is_some())
             .map(Reference::familiar)
             .collect();
-        Image {
+        (tags, digests)
+    }
+
+    /// The summary of an image; labels kept in its config are left to the caller.
+    fn summary(&self, l: &Loaded) -> ImageSummary {
+        let (repo_tags, repo_digests) = self.names_of(&l.record.id);
+        ImageSummary {
             id: l.record.id.clone(),
             repo_tags,
             repo_digests,
-            created: l.config.created().clone(),
+            created: l.summary().created.clone(),
             size: l.record.size(),
-            config: l.config.clone(),
-            healthcheck: l
-                .config_json
-                .get("config")
-                .and_then(|c| c.get("Healthcheck"))
-                .filter(|h| !h.is_null())
-                .cloned(),
-            on_build: docker_list(&l.config_json, "OnBuild"),
-            shell: docker_list(&l.config_json, "Shell"),
-            layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
+            labels: l.summary().labels.clone(),
             parent: l.record.parent.clone(),
-            manifest_digest: l.record.manifest_digest.clone(),
-            manifest_media_type: l.record.manifest_media_type.clone(),
         }
     }
 
@@ -145,6 +169,34 @@ pub struct Store {
     state: RwLock<State>,
     /// Serializes operations that change the store on disk.
     write: Mutex<()>,
+}
+
+/// The whole image: its record and names with the config read from the content store.
+pub(crate) fn image_of(
+    l: &Loaded,
+    (repo_tags, repo_digests): (Vec<String>, Vec<String>),
+    config: ImageConfiguration,
+    config_json: &serde_json::Value,
+) -> Image {
+    Image {
+        id: l.record.id.clone(),
+        repo_tags,
+        repo_digests,
+        created: config.created().clone(),
+        size: l.record.size(),
+        config,
+        healthcheck: config_json
+            .get("config")
+            .and_then(|c| c.get("Healthcheck"))
+            .filter(|h| !h.is_null())
+            .cloned(),
+        on_build: docker_list(config_json, "OnBuild"),
+        shell: docker_list(config_json, "Shell"),
+        layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
+        parent: l.record.parent.clone(),
+        manifest_digest: l.record.manifest_digest.clone(),
+        manifest_media_type: l.record.manifest_media_type.clone(),
+    }
 }
 
 /// Parses a config blob.
@@ -185,27 +237,29 @@ impl Store {
         let mut images = BTreeMap::new();
         let mut keep_chains: HashSet<String> = HashSet::new();
         let mut keep_blobs: HashSet<String> = HashSet::new();
-        for rec in recs {
+        for mut rec in recs {
             keep_chains.extend(rec.layers.iter().map(|l| l.chain_id.clone()));
             keep_blobs.extend(rec.blobs().map(str::to_string));
-            let loaded = content
-                .read(&rec.id)
-                .and_then(|b| parse_config(&b, &rec.id));
-            match loaded {
-                Ok((config, config_json)) => {
-                    images.insert(
-                        rec.id.clone(),
-                        Arc::new(Loaded {
-                            record: rec,
-                            config,
-                            config_json,
-                        }),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(image = %rec.id, error = %e, "skipping image whose config cannot be read");
+            if content.path(&rec.id).is_none_or(|p| !p.is_file()) {
+                tracing::warn!(image = %rec.id, "skipping image whose config blob is missing");
+                continue;
+            }
+            if rec.summary.is_none() {
+                // A record from before summaries were kept: read the config once.
+                match read_summary(&content, &rec.id) {
+                    Ok(summary) => {
+                        rec.summary = Some(summary);
+                        if let Err(e) = records.write(&rec) {
+                            tracing::warn!(image = %rec.id, error = %e, "cannot add the config summary to the image record");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(image = %rec.id, error = %e, "skipping image whose config cannot be read");
+                        continue;
+                    }
                 }
             }
+            images.insert(rec.id.clone(), Arc::new(Loaded { record: rec }));
         }
         let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
         if repos.retain_ids(|id| images.contains_key(id)) {
@@ -264,24 +318,87 @@ impl Store {
     }
 
     /// All images, newest first.
-    pub fn list(&self) -> Result<Vec<Image>> {
-        let st = self.read_state();
-        let mut out: Vec<Image> = st.images.values().map(|l| st.image(l)).collect();
-        let t = |i: &Image| crate::history::unix_seconds(i.created.as_deref());
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let mut out: Vec<ImageSummary> = {
+            let st = self.read_state();
+            st.images
+                .values()
+                .map(|l| (st.summary(l), l.summary().labels_in_config))
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .map(|(mut s, in_config)| {
+            if in_config {
+                self.fill_labels(&mut s);
+            }
+            s
+        })
+        .collect();
+        let t = |i: &ImageSummary| crate::history::unix_seconds(i.created.as_deref());
         out.sort_by(|a, b| t(b).cmp(&t(a)).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
+    /// The summary of one image (what listing shows), looked up like [`Store::get`] without
+    /// reading its config.
+    pub fn summary(&self, name_or_id: &str) -> Result<ImageSummary> {
+        let (mut s, in_config) = {
+            let st = self.read_state();
+            let l = st.resolve(name_or_id)?;
+            (st.summary(&l), l.summary().labels_in_config)
+        };
+        if in_config {
+            self.fill_labels(&mut s);
+        }
+        Ok(s)
+    }
+
+    /// The id (`sha256:<hex>`) of the image a name or id refers to.
+    pub fn resolve_id(&self, name_or_id: &str) -> Result<String> {
+        Ok(self.loaded(name_or_id)?.record.id.clone())
+    }
+
+    /// Labels too large for the record, from the config.
+    fn fill_labels(&self, s: &mut ImageSummary) {
+        let read = self.content.open_blob(&s.id).and_then(|f| {
+            crate::record::config_labels(std::io::BufReader::new(f))
+                .map_err(|e| Error::Corrupt(format!("image config {}: {e}", s.id)))
+        });
+        match read {
+            Ok(labels) => s.labels = labels,
+            Err(e) => {
+                tracing::warn!(image = %s.id, error = %e, "cannot read the labels of an image")
+            }
+        }
+    }
+
     /// Looks an image up by full reference, short name (`busybox` = `busybox:latest`),
-    /// `sha256:<hex>`, full hex or a unique id prefix.
+    /// `sha256:<hex>`, full hex or a unique id prefix; its config is read from the content
+    /// store.
     pub fn get(&self, name_or_id: &str) -> Result<Image> {
-        let st = self.read_state();
-        let l = st.resolve(name_or_id)?;
-        Ok(st.image(&l))
+        let (l, names) = {
+            let st = self.read_state();
+            let l = st.resolve(name_or_id)?;
+            let names = st.names_of(&l.record.id);
+            (l, names)
+        };
+        let (config, json) = self.read_config(&l.record.id)?;
+        Ok(image_of(&l, names, config, &json))
     }
 
     pub(crate) fn loaded(&self, name_or_id: &str) -> Result<Arc<Loaded>> {
         self.read_state().resolve(name_or_id)
+    }
+
+    /// An image's config from the content store: typed, and as JSON.
+    pub(crate) fn read_config(&self, id: &str) -> Result<(ImageConfiguration, serde_json::Value)> {
+        parse_config(&self.content.read(id)?, id)
+    }
+
+    /// An image's config from the content store as JSON.
+    pub(crate) fn config_json(&self, id: &str) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.content.read(id)?)
+            .map_err(|e| Error::Corrupt(format!("image config {id} is not valid JSON: {e}")))
     }
 
     /// The raw config blob of an image.
@@ -448,6 +565,13 @@ impl Store {
             images,
         }
     }
+}
+
+/// The summary of the config blob `id`, read as a stream.
+fn read_summary(content: &ContentStore, id: &str) -> Result<ConfigSummary> {
+    let f = content.open_blob(id)?;
+    ConfigSummary::read(std::io::BufReader::new(f))
+        .map_err(|e| Error::Corrupt(format!("image config {id}: {e}")))
 }
 
 /// A list of strings under `config.<key>` of an image config, when present and not empty.

@@ -691,14 +691,13 @@ impl Builder {
                 last_miss: None,
             });
         } else {
-            if self.opts.pull || self.d.images.get(&image).is_err() {
+            if self.opts.pull || self.d.images.resolve_id(&image).is_err() {
                 self.pull(&image).await?;
             }
             self.d
                 .images
-                .get(&image)
+                .resolve_id(&image)
                 .map_err(|_| bad_msg(format!("No such image: {image}")))?
-                .id
         };
         self.say(format!(" ---> {}\n", short(&id)));
         let mut st = Stage {
@@ -1345,7 +1344,7 @@ impl Builder {
         }
         let key = inputs.key();
         let rec = cache::lookup(&self.d.cfg.data_root, &key)
-            .filter(|r| self.d.images.get(&r.image).is_ok());
+            .filter(|r| self.d.images.resolve_id(&r.image).is_ok());
         let from_cf = self.advance_cache_from(st, created_by);
         let rec = match (rec, from_cf) {
             (Some(r), _) => Some(r),

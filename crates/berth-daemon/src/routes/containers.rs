@@ -112,9 +112,9 @@ fn matches(
                         .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
             }
             "health" => vals.iter().any(|v| v == health::filter_status(r)),
-            "ancestor" => vals.iter().any(|v| {
-                r.image == *v || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
-            }),
+            "ancestor" => vals
+                .iter()
+                .any(|v| r.image == *v || d.images.resolve_id(v).is_ok_and(|id| id == r.image_id)),
             "before" | "since" => {
                 let other = d.find(&vals[0])?.snapshot();
                 if k == "before" {
@@ -194,7 +194,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         size_root_fs: size.map(|s| {
             s + d
                 .images
-                .get(&r.image_id)
+                .summary(&r.image_id)
                 .map(|i| i.size as i64)
                 .unwrap_or(0)
         }),
@@ -249,7 +249,7 @@ pub fn inspect_record(
             Some(
                 rw + d
                     .images
-                    .get(&r.image_id)
+                    .summary(&r.image_id)
                     .map(|i| i.size as i64)
                     .unwrap_or(0),
             ),
