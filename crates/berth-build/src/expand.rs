@@ -67,6 +67,30 @@ impl Added {
     }
 }
 
+/// Checks without expanding anything that the substitutions of `s` nest at most
+/// [`MAX_NESTING`] levels deep, counting as [`word`] does (so that a Dockerfile is refused
+/// before its build starts rather than at the step).
+pub fn check_nesting(s: &str, escape: char) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            chars.next();
+        } else if (c == '$' && chars.peek() == Some(&'{')) || (c == '{' && depth > 0) {
+            if c == '$' {
+                chars.next();
+            }
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(too_deep());
+            }
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        }
+    }
+    Ok(())
+}
+
 fn too_deep() -> String {
     format!("variable substitution nesting deeper than {MAX_NESTING} levels")
 }
@@ -406,6 +430,19 @@ mod tests {
         let deep = nested(3000).replacen("${U", "${A", 1);
         assert_eq!(words(&deep, '\\', &env).unwrap_err(), msg);
         assert_eq!(vars_only(&deep, '\\', &env).unwrap_err(), msg);
+        assert_eq!(check_nesting(&nested(MAX_NESTING), '\\'), Ok(()));
+        assert_eq!(check_nesting(&nested(3000), '\\'), Err(msg.clone()));
+        assert_eq!(
+            check_nesting(&nested(3000).replace("${", "\\${"), '\\'),
+            Ok(())
+        );
+        let braces = format!(
+            "${{U:-{}x{}}}",
+            "{".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(word(&braces, '\\', &env).unwrap_err(), msg);
+        assert_eq!(check_nesting(&braces, '\\'), Err(msg));
     }
 
     #[test]

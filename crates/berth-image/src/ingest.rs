@@ -293,7 +293,7 @@ impl Store {
                 }
             }
         };
-        let summary = ConfigSummary::read(config_bytes).map_err(|e| {
+        let summary = ConfigSummary::from_slice(config_bytes).map_err(|e| {
             Error::InvalidInput(format!("image config {config_digest} is invalid: {e}"))
         })?;
         let record = ImageRecord {

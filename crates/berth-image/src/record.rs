@@ -88,11 +88,19 @@ pub(crate) fn config_labels(
 impl ConfigSummary {
     /// The summary of an image config (a reader over its JSON).
     pub(crate) fn read(config: impl std::io::Read) -> serde_json::Result<ConfigSummary> {
-        let head: ConfigHead = serde_json::from_reader(config)?;
+        Ok(ConfigSummary::of(serde_json::from_reader(config)?))
+    }
+
+    /// The summary of an image config in memory.
+    pub(crate) fn from_slice(config: &[u8]) -> serde_json::Result<ConfigSummary> {
+        Ok(ConfigSummary::of(serde_json::from_slice(config)?))
+    }
+
+    fn of(head: ConfigHead) -> ConfigSummary {
         let labels = head.config.and_then(|c| c.labels).unwrap_or_default();
         let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
         let labels_in_config = size > INLINE_LABELS_BYTES;
-        Ok(ConfigSummary {
+        ConfigSummary {
             created: head.created,
             labels: if labels_in_config {
                 BTreeMap::new()
@@ -100,7 +108,7 @@ impl ConfigSummary {
                 labels
             },
             labels_in_config,
-        })
+        }
     }
 }
 

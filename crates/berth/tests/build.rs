@@ -936,3 +936,95 @@ fn from_pulls_a_missing_base_and_pull_refreshes_it() {
     assert!(so.contains("Using cache"), "{so}");
     no_build_containers(&d);
 }
+
+/// `POST /build` with `ctx` as the tar body: (HTTP status, body).
+fn post_build(d: &Daemon, ctx: &Ctx) -> (u16, String) {
+    let tar = std::process::Command::new("tar")
+        .args(["-C", ctx.path(), "-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let body = ctx.0.with_extension("tar");
+    std::fs::write(&body, &tar.stdout).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg("--unix-socket")
+        .arg(&d.sock)
+        .arg("http://berth/build")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&body);
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn hostile_dockerfiles_are_refused_and_the_daemon_lives() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("hostile");
+    // Substitutions nested 3,000 deep (18 KB) once overflowed a worker's stack.
+    let deep = format!(
+        "FROM busybox\nARG X={}x{}\nRUN echo never\n",
+        "${A:-".repeat(3000),
+        "}".repeat(3000)
+    );
+    ctx.write("Dockerfile", &deep);
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("Dockerfile:2: variable substitution nesting deeper than 64 levels"),
+        "{body}"
+    );
+    // Over the limits: instructions, bytes.
+    ctx.write(
+        "Dockerfile",
+        &format!("FROM busybox\n{}", "LABEL a=b\n".repeat(5000)),
+    );
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("Dockerfile:5001: too many instructions: berth builds at most 5000"),
+        "{body}"
+    );
+    let mut big = "FROM busybox\n".to_string();
+    big.push_str(&"# padding\n".repeat(110_000));
+    ctx.write("Dockerfile", &big);
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(&format!(
+            "Dockerfile: the Dockerfile is {} bytes; berth accepts at most 1048576",
+            big.len()
+        )),
+        "{body}"
+    );
+    // Values that double each step stop at the limits instead of exhausting memory.
+    let doubling = format!("FROM busybox\nENV A=x\n{}", "ENV A=$A$A\n".repeat(19));
+    ctx.write("Dockerfile", &format!("{doubling}ENV B=$A$A$A\n"));
+    let out = d.berth(&["build", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("variable substitution makes a value longer than 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    ctx.write("Dockerfile", &format!("{doubling}ENV A=$A$A\n"));
+    let out = d.berth(&["build", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("berth builds at most 1048576"),
+        "{}",
+        stderr(&out)
+    );
+    // The daemon is alive and builds.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nARG A\nRUN echo ${A:-${A:-ok}} > /f\n",
+    );
+    d.ok(&["build", "-t", "fine", ctx.path()]);
+    assert_eq!(run_out(&d, "fine", "cat /f"), "ok");
+    no_build_containers(&d);
+}

@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Largest container config (`Env`, `Labels`, `Cmd`, ...) a build step may make, in bytes
+/// as JSON: every step's image carries it, so it is bounded like the Dockerfile.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// Build args Docker passes through without an `ARG` and keeps out of history and the cache.
 const PROXY_ARGS: &[&str] = &[
     "HTTP_PROXY",
@@ -186,6 +190,14 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
             format!("/{parent}/{target}")
         });
     };
+    // Its size is checked before it is read (the parser checks its instructions).
+    let len = std::fs::metadata(&df_path).map_err(|_| locate())?.len();
+    if len > berth_build::MAX_DOCKERFILE_BYTES as u64 {
+        return Err(Error::bad_request(format!(
+            "{df_name}: {}",
+            berth_build::parser::too_large(len)
+        )));
+    }
     let text = std::fs::read_to_string(&df_path).map_err(|_| locate())?;
     let df = berth_build::parse(&text, &df_name).map_err(|e| Error::bad_request(e.to_string()))?;
     if df.nodes.is_empty() {
@@ -1501,6 +1513,12 @@ impl Builder {
         created_by: String,
         work: Work,
     ) -> BResult<()> {
+        let size = serde_json::to_vec(&st.config).map_or(0, |v| v.len());
+        if size > MAX_CONFIG_BYTES {
+            return Err(bad_msg(format!(
+                "the image config would be {size} bytes; berth builds at most {MAX_CONFIG_BYTES}"
+            )));
+        }
         if !matches!(work, Work::Layer(_)) && self.hit(st, &inputs, &created_by).await? {
             return Ok(());
         }
@@ -1592,7 +1610,7 @@ impl Builder {
             host_config,
             networking_config: None,
         };
-        let (id, _) = crate::container::lifecycle::create(&self.d, None, req).await?;
+        let id = crate::container::lifecycle::create_for_build(&self.d, req).await?;
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;

@@ -24,6 +24,21 @@ pub async fn create(
     name: Option<&str>,
     req: CreateRequest,
 ) -> Result<(String, Vec<String>)> {
+    create_as(d, name, req, false).await
+}
+
+/// Creates the container of a build's RUN step (marked so that boot removes it should the
+/// daemon die during the step).
+pub async fn create_for_build(d: &Arc<Daemon>, req: CreateRequest) -> Result<String> {
+    Ok(create_as(d, None, req, true).await?.0)
+}
+
+async fn create_as(
+    d: &Arc<Daemon>,
+    name: Option<&str>,
+    req: CreateRequest,
+    build: bool,
+) -> Result<(String, Vec<String>)> {
     if req.config.image.is_empty() {
         return Err(Error::bad_request(
             "config cannot be empty in order to create a container",
@@ -174,6 +189,7 @@ pub async fn create(
         restart_count: 0,
         net: Default::default(),
         mounts: Vec::new(),
+        build,
     };
     let endpoints = req
         .networking_config
@@ -1036,6 +1052,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     };
     let mut probes = Vec::new();
     let mut stopped = Vec::new();
+    let mut builds = Vec::new();
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         let paths = d.paths(&id);
@@ -1062,6 +1079,9 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         }
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
+        if c.rec().build {
+            builds.push(c.clone());
+        }
         if running {
             // Its addresses, names and host ports are taken again before anything new starts.
             crate::network::endpoint::readopt(d, &c);
@@ -1079,6 +1099,15 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     }
     for p in probes {
         let _ = p.await;
+    }
+    // The RUN containers of builds the daemon died in: nothing will commit them.
+    for c in builds {
+        let removal = tokio::time::timeout(Duration::from_secs(10), remove(d, &c, true, true));
+        match removal.await {
+            Ok(Ok(())) => tracing::info!("removed build container {} left by a crash", c.id),
+            Ok(Err(e)) => tracing::warn!("build container {}: {}", c.id, e.0.message),
+            Err(_) => tracing::warn!("build container {}: removal timed out", c.id),
+        }
     }
     // Volume mounts that no running container holds any more (their containers ended while
     // the daemon was down).

@@ -47,6 +47,9 @@ pub struct Record {
     /// Volumes, binds and `--mount` tmpfs mounts, worked out at create.
     #[serde(default)]
     pub mounts: Vec<crate::volume::mounts::MountPoint>,
+    /// A build's RUN container: one that a daemon crash left behind is removed at boot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build: bool,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while
