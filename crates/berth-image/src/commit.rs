@@ -143,7 +143,7 @@ impl Store {
         }
 
         let created = now_rfc3339();
-        let mut config = match parent_config {
+        let mut config = match parent_config.as_deref().cloned() {
             Some(Value::Object(m)) => m,
             _ => {
                 let mut m = Map::new();

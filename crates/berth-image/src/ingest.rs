@@ -293,9 +293,7 @@ impl Store {
                 }
             }
         };
-        let summary = ConfigSummary::from_slice(config_bytes).map_err(|e| {
-            Error::InvalidInput(format!("image config {config_digest} is invalid: {e}"))
-        })?;
+        let summary = ConfigSummary::from_value(&config_json);
         let record = ImageRecord {
             id: config_digest.to_string(),
             config_size: config_bytes.len() as u64,
@@ -364,16 +362,20 @@ impl Store {
             st.images.insert(l.record.id.clone(), l);
         }
         st.repos = repos;
-        Ok(prepared
+        let images = prepared
             .into_iter()
             .filter_map(|p| {
                 let l = st.images.get(&p.record.id)?;
-                Some(image_of(
-                    l,
-                    st.names_of(&l.record.id),
-                    p.config,
-                    &p.config_json,
-                ))
+                let image = image_of(l, st.names_of(&l.record.id), p.config, &p.config_json);
+                Some((image, p.config_json))
+            })
+            .collect::<Vec<_>>();
+        drop(st);
+        Ok(images
+            .into_iter()
+            .map(|(image, json)| {
+                self.remember_config(&image.id, Arc::new(json));
+                image
             })
             .collect())
     }

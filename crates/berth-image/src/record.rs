@@ -91,9 +91,24 @@ impl ConfigSummary {
         Ok(ConfigSummary::of(serde_json::from_reader(config)?))
     }
 
-    /// The summary of an image config in memory.
-    pub(crate) fn from_slice(config: &[u8]) -> serde_json::Result<ConfigSummary> {
-        Ok(ConfigSummary::of(serde_json::from_slice(config)?))
+    /// The summary of a parsed image config (whose labels were checked to be strings).
+    pub(crate) fn from_value(config: &serde_json::Value) -> ConfigSummary {
+        let labels = config
+            .get("config")
+            .and_then(|c| c.get("Labels"))
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            });
+        ConfigSummary::of(ConfigHead {
+            created: config
+                .get("created")
+                .and_then(serde_json::Value::as_str)
+                .map(String::from),
+            config: Some(ContainerHead { labels }),
+        })
     }
 
     fn of(head: ConfigHead) -> ConfigSummary {

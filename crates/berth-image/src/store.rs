@@ -10,7 +10,7 @@ use crate::reference::Reference;
 use crate::repositories::Repositories;
 use crate::snapshot::Snapshots;
 use oci_spec::image::ImageConfiguration;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -169,7 +169,13 @@ pub struct Store {
     state: RwLock<State>,
     /// Serializes operations that change the store on disk.
     write: Mutex<()>,
+    /// The configs of the last few images published or committed on: a build commits each
+    /// step on the one before, whose config then needs no read and parse.
+    recent: Mutex<VecDeque<(String, Arc<serde_json::Value>)>>,
 }
+
+/// How many configs [`Store`] keeps at hand.
+const RECENT_CONFIGS: usize = 4;
 
 /// The whole image: its record and names with the config read from the content store.
 pub(crate) fn image_of(
@@ -272,6 +278,7 @@ impl Store {
             records,
             state: RwLock::new(State { images, repos }),
             write: Mutex::new(()),
+            recent: Mutex::new(VecDeque::new()),
         };
         if bad.is_empty() {
             store.collect_garbage(&keep_chains, &keep_blobs)?;
@@ -395,10 +402,35 @@ impl Store {
         parse_config(&self.content.read(id)?, id)
     }
 
-    /// An image's config from the content store as JSON.
-    pub(crate) fn config_json(&self, id: &str) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.content.read(id)?)
-            .map_err(|e| Error::Corrupt(format!("image config {id} is not valid JSON: {e}")))
+    /// An image's config as JSON: one of the recent ones, else from the content store.
+    pub(crate) fn config_json(&self, id: &str) -> Result<Arc<serde_json::Value>> {
+        let hit = self
+            .lock_recent()
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v.clone());
+        if let Some(v) = hit {
+            return Ok(v);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&self.content.read(id)?)
+            .map_err(|e| Error::Corrupt(format!("image config {id} is not valid JSON: {e}")))?;
+        let v = Arc::new(v);
+        self.remember_config(id, v.clone());
+        Ok(v)
+    }
+
+    /// Keeps `config` among the recent configs, dropping the oldest.
+    pub(crate) fn remember_config(&self, id: &str, config: Arc<serde_json::Value>) {
+        let mut recent = self.lock_recent();
+        recent.retain(|(k, _)| k != id);
+        if recent.len() == RECENT_CONFIGS {
+            recent.pop_front();
+        }
+        recent.push_back((id.to_string(), config));
+    }
+
+    fn lock_recent(&self) -> MutexGuard<'_, VecDeque<(String, Arc<serde_json::Value>)>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The raw config blob of an image.
