@@ -3,7 +3,7 @@
 
 use crate::digest::sha256_hex;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{atomic_write, fsync_dir};
+use crate::fsutil::{atomic_write, atomic_write_unsynced, fsync_dir};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -78,17 +78,15 @@ struct ContainerHead {
 }
 
 /// The labels of an image config (`config.Labels`), read without building the rest.
-pub(crate) fn config_labels(
-    config: impl std::io::Read,
-) -> serde_json::Result<BTreeMap<String, String>> {
-    let head: ConfigHead = serde_json::from_reader(config)?;
+pub(crate) fn config_labels(config: &[u8]) -> serde_json::Result<BTreeMap<String, String>> {
+    let head: ConfigHead = serde_json::from_slice(config)?;
     Ok(head.config.and_then(|c| c.labels).unwrap_or_default())
 }
 
 impl ConfigSummary {
-    /// The summary of an image config (a reader over its JSON).
-    pub(crate) fn read(config: impl std::io::Read) -> serde_json::Result<ConfigSummary> {
-        Ok(ConfigSummary::of(serde_json::from_reader(config)?))
+    /// The summary of an image config's JSON, read without building the rest.
+    pub(crate) fn from_slice(config: &[u8]) -> serde_json::Result<ConfigSummary> {
+        Ok(ConfigSummary::of(serde_json::from_slice(config)?))
     }
 
     /// The summary of a parsed image config (whose labels were checked to be strings).
@@ -167,10 +165,18 @@ impl Records {
     }
 
     pub(crate) fn write(&self, rec: &ImageRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| {
-            Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id))
-        })?;
-        atomic_write(&self.path(&rec.id)?, &bytes)
+        atomic_write(&self.path(&rec.id)?, &Records::bytes(rec)?)
+    }
+
+    /// Writes a record without waiting for the disk (boot adding config summaries to old
+    /// records syncs them all at once afterwards).
+    pub(crate) fn rewrite(&self, rec: &ImageRecord) -> Result<()> {
+        atomic_write_unsynced(&self.path(&rec.id)?, &Records::bytes(rec)?)
+    }
+
+    fn bytes(rec: &ImageRecord) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id)))
     }
 
     pub(crate) fn remove(&self, id: &str) -> Result<()> {

@@ -241,6 +241,7 @@ impl Store {
             tracing::warn!(path = %path.display(), reason = %why, "skipping unreadable image record");
         }
         let mut images = BTreeMap::new();
+        let mut rewritten = false;
         let mut keep_chains: HashSet<String> = HashSet::new();
         let mut keep_blobs: HashSet<String> = HashSet::new();
         for mut rec in recs {
@@ -255,8 +256,11 @@ impl Store {
                 match read_summary(&content, &rec.id) {
                     Ok(summary) => {
                         rec.summary = Some(summary);
-                        if let Err(e) = records.write(&rec) {
-                            tracing::warn!(image = %rec.id, error = %e, "cannot add the config summary to the image record");
+                        match records.rewrite(&rec) {
+                            Ok(()) => rewritten = true,
+                            Err(e) => {
+                                tracing::warn!(image = %rec.id, error = %e, "cannot add the config summary to the image record")
+                            }
                         }
                     }
                     Err(e) => {
@@ -266,6 +270,9 @@ impl Store {
                 }
             }
             images.insert(rec.id.clone(), Arc::new(Loaded { record: rec }));
+        }
+        if rewritten {
+            crate::fsutil::sync_filesystem(records.dir())?;
         }
         let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
         if repos.retain_ids(|id| images.contains_key(id)) {
@@ -367,8 +374,8 @@ impl Store {
 
     /// Labels too large for the record, from the config.
     fn fill_labels(&self, s: &mut ImageSummary) {
-        let read = self.content.open_blob(&s.id).and_then(|f| {
-            crate::record::config_labels(std::io::BufReader::new(f))
+        let read = self.content.read(&s.id).and_then(|b| {
+            crate::record::config_labels(&b)
                 .map_err(|e| Error::Corrupt(format!("image config {}: {e}", s.id)))
         });
         match read {
@@ -599,10 +606,9 @@ impl Store {
     }
 }
 
-/// The summary of the config blob `id`, read as a stream.
+/// The summary of the config blob `id` (one config in memory at a time).
 fn read_summary(content: &ContentStore, id: &str) -> Result<ConfigSummary> {
-    let f = content.open_blob(id)?;
-    ConfigSummary::read(std::io::BufReader::new(f))
+    ConfigSummary::from_slice(&content.read(id)?)
         .map_err(|e| Error::Corrupt(format!("image config {id}: {e}")))
 }
 
