@@ -5,12 +5,14 @@ use crate::changes::apply_changes_json;
 use crate::error::{Error, Result};
 use crate::ingest::{now_rfc3339, LayerBlob, Txn};
 use crate::manifest::go_arch;
+use crate::record::LayerRecord;
 use crate::reference::parse_tag_target;
 use crate::snapshot::chain_ids;
 use crate::store::{Image, Store};
 use crate::tarwrite::TarWriter;
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Options of [`Store::commit`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,10 +95,10 @@ impl Store {
             )));
         }
 
-        let mut layers = parent
+        let parent_layers: Arc<[LayerRecord]> = parent
             .as_ref()
-            .map(|p| p.record.layers.clone())
-            .unwrap_or_default();
+            .map_or_else(|| Arc::from(Vec::new()), |p| p.record.layers.clone());
+        let mut layers = parent_layers.to_vec();
         let mut blob = self.content.writer()?;
         let entries = {
             let mut tw = TarWriter::new(&mut blob, true);
@@ -194,7 +196,11 @@ impl Store {
             &mut txn,
             &cinfo.digest,
             &config_bytes,
-            layers,
+            if empty_layer {
+                parent_layers
+            } else {
+                layers.into()
+            },
             None,
             parent.as_ref().map(|p| p.record.id.clone()),
             refs,

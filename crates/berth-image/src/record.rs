@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct LayerRecord {
@@ -31,7 +32,9 @@ pub(crate) struct ImageRecord {
     pub manifest_digest: String,
     pub manifest_media_type: String,
     pub manifest_size: u64,
-    pub layers: Vec<LayerRecord>,
+    /// Shared between the images with the same layers (a build's metadata steps, and every
+    /// image at boot whose layers equal another's), so that many such images cost little.
+    pub layers: Arc<[LayerRecord]>,
     /// The image this one was committed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,

@@ -5,12 +5,12 @@ use crate::content::ContentStore;
 use crate::digest::{is_hex_prefix, sha256_hex, SHA256_PREFIX};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, remove_tmp_entries};
-use crate::record::{ConfigSummary, ImageRecord, Records};
+use crate::record::{ConfigSummary, ImageRecord, LayerRecord, Records};
 use crate::reference::Reference;
 use crate::repositories::Repositories;
 use crate::snapshot::Snapshots;
 use oci_spec::image::ImageConfiguration;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -242,10 +242,21 @@ impl Store {
         }
         let mut images = BTreeMap::new();
         let mut rewritten = false;
+        // One copy of each distinct list of layers, by its top chain id.
+        let mut layer_lists: HashMap<String, Arc<[LayerRecord]>> = HashMap::new();
         let mut keep_chains: HashSet<String> = HashSet::new();
         let mut keep_blobs: HashSet<String> = HashSet::new();
         for mut rec in recs {
             keep_chains.extend(rec.layers.iter().map(|l| l.chain_id.clone()));
+            if let Some(top) = rec.layers.last() {
+                match layer_lists.get(&top.chain_id) {
+                    Some(same) if *same == rec.layers => rec.layers = same.clone(),
+                    Some(_) => {}
+                    None => {
+                        layer_lists.insert(top.chain_id.clone(), rec.layers.clone());
+                    }
+                }
+            }
             keep_blobs.extend(rec.blobs().map(str::to_string));
             if content.path(&rec.id).is_none_or(|p| !p.is_file()) {
                 tracing::warn!(image = %rec.id, "skipping image whose config blob is missing");
@@ -514,7 +525,7 @@ impl Store {
             .any(|x| !self.snapshots.exists(&x.chain_id));
         if missing {
             let _w = self.lock_writes();
-            for layer in &l.record.layers {
+            for layer in l.record.layers.iter() {
                 if self.snapshots.exists(&layer.chain_id) {
                     continue;
                 }
@@ -572,7 +583,7 @@ impl Store {
         let mut users: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
         let mut blobs: HashSet<&str> = HashSet::new();
         for l in st.images.values() {
-            for layer in &l.record.layers {
+            for layer in l.record.layers.iter() {
                 let e = users
                     .entry(layer.chain_id.as_str())
                     .or_insert((layer.unpacked_size, 0));
