@@ -1,4 +1,5 @@
-//! The image store: opening (crash cleanup, garbage collection), lookups by name or id,
+//! The image store: opening (crash cleanup, garbage collection), lookups by name or id (the
+//! records and config summaries in memory, configs read from the content store on demand),
 //! listing, tagging and the overlay lower dirs of an image.
 
 use crate::content::ContentStore;
