@@ -140,17 +140,6 @@ pub struct ApiConfig {
     pub group: String,
 }
 
-/// `~/.docker` (or `$DOCKER_CERT_PATH`), where dockerd looks for its TLS files by default.
-fn cert_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("DOCKER_CERT_PATH").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
-        .join(".docker")
-}
-
 /// Settings of the default bridge network and of container networking in general.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -285,7 +274,7 @@ impl DaemonConfig {
         let tlsverify = args.tlsverify.or(file.tlsverify);
         let tls_flag = args.tls.or(file.tls);
         let tls_on = tlsverify == Some(true) || tls_flag == Some(true);
-        let dir = cert_dir();
+        let dir = berth_api::tls::cert_dir();
         let tls = tls_on.then(|| TlsConfig {
             cert: args
                 .tlscert

@@ -471,9 +471,13 @@ fn security_opts(rec: &Record) -> Result<SecurityOpts> {
     Ok(o)
 }
 
-/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker.
+/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker —
+/// the descriptor limit as the daemon was given it, before it raised its own.
 fn rlimits(rec: &Record) -> Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
+    if let Some((soft, hard)) = crate::listen::inherited_nofile() {
+        out.push(json!({"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}));
+    }
     for u in rec.host_config.ulimits.iter().flatten() {
         let name = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
         out.retain(|r| r["type"] != name.as_str());
