@@ -82,6 +82,10 @@ pub struct DaemonArgs {
     /// Group that owns the unix socket (default `berth`; root only if it does not exist)
     #[arg(short = 'G', long)]
     pub group: Option<String>,
+    /// Run containers in user namespaces mapped to the subordinate ids of this user
+    /// (`default` for berthremap, `user` or `user:group`)
+    #[arg(long)]
+    pub userns_remap: Option<String>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -116,6 +120,7 @@ struct FileConfig {
     tlskey: Option<PathBuf>,
     api_cors_header: Option<String>,
     group: Option<String>,
+    userns_remap: Option<String>,
 }
 
 /// TLS on the TCP listeners: the server's certificate and key, and the CA whose certificates
@@ -196,6 +201,8 @@ pub struct DaemonConfig {
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     pub max_concurrent_downloads: usize,
     pub api: ApiConfig,
+    /// `--userns-remap` as given (resolved at start, see `crate::userns`).
+    pub userns_remap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -319,6 +326,10 @@ impl DaemonConfig {
         };
         Ok(DaemonConfig {
             api,
+            userns_remap: args
+                .userns_remap
+                .or(file.userns_remap)
+                .filter(|s| !s.is_empty()),
             insecure_registries: if args.insecure_registries.is_empty() {
                 file.insecure_registries
             } else {
