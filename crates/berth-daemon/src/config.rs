@@ -359,3 +359,39 @@ impl DaemonConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        let path =
+            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let argv = ["berth", "--config-file", path.to_str().unwrap()]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn userns_remap_from_file_or_flag() {
+        assert_eq!(load("{}", &[]).userns_remap, None);
+        let cfg = load(r#"{"userns-remap": "default"}"#, &[]);
+        assert_eq!(cfg.userns_remap.as_deref(), Some("default"));
+        let cfg = load(
+            r#"{"userns-remap": "default"}"#,
+            &["--userns-remap", "alice:staff"],
+        );
+        assert_eq!(cfg.userns_remap.as_deref(), Some("alice:staff"));
+    }
+}
