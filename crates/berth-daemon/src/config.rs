@@ -82,6 +82,10 @@ pub struct DaemonArgs {
     /// Group that owns the unix socket (default `berth`; root only if it does not exist)
     #[arg(short = 'G', long)]
     pub group: Option<String>,
+    /// Run containers in user namespaces mapped to the subordinate ids of this user
+    /// (`default` for berthremap, `user` or `user:group`)
+    #[arg(long)]
+    pub userns_remap: Option<String>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -116,6 +120,7 @@ struct FileConfig {
     tlskey: Option<PathBuf>,
     api_cors_header: Option<String>,
     group: Option<String>,
+    userns_remap: Option<String>,
 }
 
 /// TLS on the TCP listeners: the server's certificate and key, and the CA whose certificates
@@ -185,6 +190,8 @@ pub struct DaemonConfig {
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     pub max_concurrent_downloads: usize,
     pub api: ApiConfig,
+    /// `--userns-remap` as given (resolved at start, see `crate::userns`).
+    pub userns_remap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -308,6 +315,10 @@ impl DaemonConfig {
         };
         Ok(DaemonConfig {
             api,
+            userns_remap: args
+                .userns_remap
+                .or(file.userns_remap)
+                .filter(|s| !s.is_empty()),
             insecure_registries: if args.insecure_registries.is_empty() {
                 file.insecure_registries
             } else {
@@ -335,5 +346,41 @@ impl DaemonConfig {
                 .trim_matches('/')
                 .to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        let path =
+            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let argv = ["berth", "--config-file", path.to_str().unwrap()]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn userns_remap_from_file_or_flag() {
+        assert_eq!(load("{}", &[]).userns_remap, None);
+        let cfg = load(r#"{"userns-remap": "default"}"#, &[]);
+        assert_eq!(cfg.userns_remap.as_deref(), Some("default"));
+        let cfg = load(
+            r#"{"userns-remap": "default"}"#,
+            &["--userns-remap", "alice:staff"],
+        );
+        assert_eq!(cfg.userns_remap.as_deref(), Some("alice:staff"));
     }
 }

@@ -22,6 +22,7 @@ mod routes;
 mod server;
 mod state;
 mod stats;
+mod userns;
 mod util;
 mod volume;
 

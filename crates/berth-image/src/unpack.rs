@@ -505,6 +505,10 @@ impl<'o> Extractor<'o> {
                 u32::try_from(gid).map_err(|_| self.refuse(name, "gid out of range"))?,
             ),
         };
+        let (uid, gid) = match &self.opts.ids {
+            Some(ids) => ids.host_owner(uid, gid),
+            None => (uid, gid),
+        };
         Ok(Meta {
             uid,
             gid,

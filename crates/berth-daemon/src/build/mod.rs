@@ -1660,6 +1660,8 @@ impl Builder {
         }
         let (d, c2) = (self.d.clone(), c.clone());
         let parent = c.rec().image_id.clone();
+        let mut opts = opts;
+        opts.ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
         let img = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(c2.paths.upper())?;
             d.images

@@ -36,6 +36,7 @@ pub async fn create(
         other => other.into(),
     })?;
     let warnings = validate(&req)?;
+    check_userns(d, &req.host_config)?;
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
@@ -350,7 +351,6 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
             !h.ipc_mode.is_empty() && h.ipc_mode != "private" && h.ipc_mode != "shareable",
         ),
         ("--uts", !h.uts_mode.is_empty()),
-        ("--userns", !h.userns_mode.is_empty()),
         (
             "--group-add",
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
@@ -368,6 +368,28 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// `--userns` and what Docker refuses in a remapped container.
+fn check_userns(d: &Daemon, h: &berth_api::container::HostConfig) -> Result<()> {
+    if !matches!(h.userns_mode.as_str(), "" | "host") {
+        return Err(Error::bad_request(format!(
+            "invalid UsernsMode {:?}: only \"host\" is supported",
+            h.userns_mode
+        )));
+    }
+    if d.remap.is_none() || h.userns_mode == "host" {
+        return Ok(());
+    }
+    if h.privileged {
+        return Err(Error::bad_request("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode"));
+    }
+    if h.network_mode == "host" {
+        return Err(Error::bad_request(
+            "cannot share the host's network namespace when user namespaces are enabled",
+        ));
+    }
+    Ok(())
+}
+
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
@@ -380,17 +402,33 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     ] {
         std::fs::create_dir_all(dir)?;
     }
+    let remap = d.remap_of(&rec);
+    if let Some(r) = remap {
+        // The overlay's top is the container's `/`: owned by its root, and so is what it
+        // writes; the lower layers are idmapped instead (see berth-runtime's idmap.rs).
+        let (uid, gid) = r.root();
+        for dir in [c.paths.upper(), c.paths.work()] {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        }
+    }
     let net = crate::network::files::spec_for(d, &rec)?;
     let built = spec::build(
         &rec,
         &c.paths,
         &layers,
-        &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
         &net,
         crate::volume::mounts::oci_mounts(d, &rec)?,
+        remap,
     )?;
     crate::network::files::write_files(d, c, &built.hostname)?;
+    if let (Some(r), None) = (remap, &net.netns) {
+        // The container's root may write its /etc/hosts, as in Docker.
+        let (uid, gid) = r.root();
+        for f in [c.paths.hostname(), c.paths.hosts(), c.paths.resolv_conf()] {
+            std::os::unix::fs::lchown(f, Some(uid), Some(gid))?;
+        }
+    }
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;

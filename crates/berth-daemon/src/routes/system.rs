@@ -165,10 +165,20 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
-            "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+            "SecurityOptions": security_options(&d),
             "Warnings": warnings,
         }),
     )
+}
+
+/// `info`'s SecurityOptions, as dockerd words them.
+fn security_options(d: &crate::state::Daemon) -> Vec<&'static str> {
+    let mut out = vec!["name=seccomp,profile=builtin"];
+    if d.remap.is_some() {
+        out.push("name=userns");
+    }
+    out.push("name=cgroupns");
+    out
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {

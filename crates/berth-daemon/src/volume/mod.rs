@@ -48,6 +48,8 @@ struct Vol {
 
 /// The volume store.
 pub struct Volumes {
+    /// Host owner of new volumes' `_data`: the remapped root under `--userns-remap`.
+    owner: Option<(u32, u32)>,
     root: PathBuf,
     trash: PathBuf,
     vols: Mutex<HashMap<String, Vol>>,
@@ -195,7 +197,7 @@ fn mount_flags(o: &str) -> (nix::mount::MsFlags, String) {
 
 impl Volumes {
     /// Load every volume record under `<data-root>/volumes` (at daemon start).
-    pub fn load(data_root: &Path) -> std::io::Result<Volumes> {
+    pub fn load(data_root: &Path, owner: Option<(u32, u32)>) -> std::io::Result<Volumes> {
         let root = data_root.join("volumes");
         std::fs::create_dir_all(&root)?;
         let mounted = mount_points();
@@ -254,6 +256,7 @@ impl Volumes {
             );
         }
         Ok(Volumes {
+            owner,
             root,
             trash: data_root.join("trash"),
             vols: Mutex::new(vols),
@@ -358,6 +361,9 @@ impl Volumes {
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(dir.join("_data"))?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(dir.join("_data"), Some(uid), Some(gid))?;
+        }
         let data = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
         berth_shim::config::write_atomic(&dir.join(RECORD), &data, true)
     }
