@@ -488,3 +488,41 @@ fn commit_build_cp_and_export_use_the_containers_ids() {
     );
     d.ok(&["rm", "-f", "writer", "live"]);
 }
+
+#[test]
+fn a_container_starts_only_under_the_mapping_it_was_made_with() {
+    let mut d = remapped();
+    d.ok(&["create", "--name", "made-mapped", "busybox", "true"]);
+    d.ok(&[
+        "create",
+        "--name",
+        "made-host",
+        "--userns=host",
+        "busybox",
+        "true",
+    ]);
+    d.crash();
+    d.flags.clear();
+    d.spawn();
+    let out = d.berth(&["start", "made-mapped"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another --userns-remap setting"),
+        "{}",
+        stderr(&out)
+    );
+    // --userns=host has no mapping under either setting.
+    d.ok(&["start", "made-host"]);
+    d.ok(&["create", "--name", "made-plain", "busybox", "true"]);
+    d.crash();
+    d.flags = vec!["--userns-remap".into(), "default".into()];
+    d.spawn();
+    let out = d.berth(&["start", "made-plain"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("without --userns-remap"),
+        "{}",
+        stderr(&out)
+    );
+    d.ok(&["start", "made-mapped"]);
+}

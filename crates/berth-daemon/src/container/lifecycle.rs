@@ -175,7 +175,9 @@ pub async fn create(
         restart_count: 0,
         net: Default::default(),
         mounts: Vec::new(),
+        remapped_root: None,
     };
+    rec.remapped_root = d.remap_of(&rec).map(crate::userns::Remap::root);
     let endpoints = req
         .networking_config
         .and_then(|n| n.endpoints_config)
@@ -403,6 +405,20 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let remap = d.remap_of(&rec);
+    // Docker keeps a data root per mapping; here one holds all, so a container made under
+    // another mapping (or none) is refused rather than started with files it cannot own.
+    if rec.remapped_root != remap.map(crate::userns::Remap::root) {
+        let was = match rec.remapped_root {
+            Some((u, g)) => format!("with its root mapped to {u}:{g}"),
+            None => "without --userns-remap".into(),
+        };
+        return Err(Error::conflict(format!(
+            "container {} was created {was}, and the daemon now runs with another \
+             --userns-remap setting: restart the daemon with the old setting or recreate \
+             the container",
+            rec.name.trim_start_matches('/')
+        )));
+    }
     if let Some(r) = remap {
         // The overlay's top is the container's `/`: owned by its root, and so is what it
         // writes; the lower layers are idmapped instead (see berth-runtime's idmap.rs).

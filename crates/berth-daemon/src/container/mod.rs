@@ -47,6 +47,10 @@ pub struct Record {
     /// Volumes, binds and `--mount` tmpfs mounts, worked out at create.
     #[serde(default)]
     pub mounts: Vec<crate::volume::mounts::MountPoint>,
+    /// Under `--userns-remap`: the host uid and gid of the container's root when it was made,
+    /// which its upper dir's files are owned by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_root: Option<(u32, u32)>,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while
