@@ -321,7 +321,16 @@ mod tests {
         assert_eq!(unix_nanos("1700000000.5"), Some(1_700_000_000_500_000_000));
         assert_eq!(unix_nanos("10.1234567891"), Some(10_123_456_789));
         assert_eq!(unix_nanos("-1.5"), Some(-1_500_000_000));
-        for bad in ["soon", "1.x", "1.", ".5", "-", "1e3", "99999999999999999999", "1 "] {
+        for bad in [
+            "soon",
+            "1.x",
+            "1.",
+            ".5",
+            "-",
+            "1e3",
+            "99999999999999999999",
+            "1 ",
+        ] {
             assert_eq!(unix_nanos(bad), None, "{bad}");
         }
         let q = Query::parse(Some("since=abc&until="));

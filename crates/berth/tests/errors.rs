@@ -179,11 +179,19 @@ fn bad_parameters_are_400_not_200_or_500() {
     );
     too_long(
         "container",
-        d.curl("POST", &format!("/containers/quiet/rename?name={long}"), None),
+        d.curl(
+            "POST",
+            &format!("/containers/quiet/rename?name={long}"),
+            None,
+        ),
     );
     let out = d.berth(&["volume", "create", &long]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("volume name is too long"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("volume name is too long"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
     assert!(!d.ok(&["network", "ls"]).contains("aaaa"));

@@ -231,12 +231,13 @@ impl Volumes {
                         let trash = data_root.join("trash");
                         let _ = std::fs::create_dir_all(&trash);
                         // Not named after the volume: a name may take a whole file name.
-                        let moved = crate::util::random_id()
-                            .map_err(|e| e.0.message)
-                            .and_then(|id| {
-                                let to = trash.join(format!("volume-unfinished-{id}"));
-                                std::fs::rename(&path, &to).map_err(|e| e.to_string())
-                            });
+                        let moved =
+                            crate::util::random_id()
+                                .map_err(|e| e.0.message)
+                                .and_then(|id| {
+                                    let to = trash.join(format!("volume-unfinished-{id}"));
+                                    std::fs::rename(&path, &to).map_err(|e| e.to_string())
+                                });
                         if let Err(err) = moved {
                             tracing::warn!("volume {}: no readable record: {err}", path.display());
                         }
