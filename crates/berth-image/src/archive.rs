@@ -6,6 +6,7 @@
 use crate::error::{IoContext, Result};
 pub use crate::inroot::{Located, Root};
 use crate::tarwrite::TarWriter;
+pub use crate::unpack::remove_tree_at;
 use rustix::fs::FileType;
 use serde::Serialize;
 use std::io::{Read, Write};

@@ -410,10 +410,8 @@ pub struct ImageUsage {
 /// Disk use of the image store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiskUsage {
-    /// Unpacked size of every distinct layer (each counted once).
+    /// Unpacked size of every distinct layer (each counted once), Docker's `LayersSize`.
     pub layers_size: u64,
-    /// Bytes of compressed blobs kept in the content store.
-    pub blobs_size: u64,
     pub images: Vec<ImageUsage>,
 }
 
@@ -422,7 +420,6 @@ impl Store {
     pub fn disk_usage(&self) -> DiskUsage {
         let st = self.read_state();
         let mut users: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-        let mut blobs: HashSet<&str> = HashSet::new();
         for l in st.images.values() {
             for layer in &l.record.layers {
                 let e = users
@@ -430,7 +427,6 @@ impl Store {
                     .or_insert((layer.unpacked_size, 0));
                 e.1 += 1;
             }
-            blobs.extend(l.record.blobs());
         }
         let images = st
             .images
@@ -449,10 +445,6 @@ impl Store {
             .collect();
         DiskUsage {
             layers_size: users.values().map(|u| u.0).sum(),
-            blobs_size: blobs
-                .into_iter()
-                .filter_map(|b| self.content.size(b).ok())
-                .sum(),
             images,
         }
     }

@@ -1038,10 +1038,7 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
 }
 
 /// Removes `name` under `dirfd`, recursively for directories, never following symlinks.
-pub(crate) fn remove_tree_at(
-    dirfd: BorrowedFd<'_>,
-    name: &OsStr,
-) -> std::result::Result<(), Errno> {
+pub fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errno> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}

@@ -40,6 +40,7 @@ pub async fn create(
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
+            crate::names::check_len("container", n.trim_start_matches('/'))?;
             if !crate::names::valid(n) {
                 return Err(Error::bad_request(format!(
                     "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -335,6 +336,12 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     check_healthcheck(req.config.healthcheck.as_ref())?;
     if h.shm_size < 0 {
         return Err(Error::bad_request("SHM size can not be less than 0"));
+    }
+    if !(-1000..=1000).contains(&h.oom_score_adj) {
+        return Err(Error::bad_request(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            h.oom_score_adj
+        )));
     }
     if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
         return Err(Error::bad_request(
@@ -1115,6 +1122,7 @@ pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
 
 /// `POST /containers/{id}/rename`.
 pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
+    crate::names::check_len("container", new.trim_start_matches('/'))?;
     if !crate::names::valid(new) {
         return Err(Error::bad_request(format!(
             "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"

@@ -467,8 +467,8 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         follow: q.bool("follow"),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse().ok()),
-        since: q.get("since").and_then(logs::parse_unix),
-        until: q.get("until").and_then(logs::parse_unix),
+        since: logs::bound(q.unix_time("since")?),
+        until: logs::bound(q.unix_time("until")?),
         tty: c.rec().config.tty,
     };
     if !o.stdout && !o.stderr {

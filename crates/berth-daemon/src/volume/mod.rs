@@ -232,11 +232,15 @@ impl Volumes {
                     } else {
                         let trash = data_root.join("trash");
                         let _ = std::fs::create_dir_all(&trash);
-                        let to = trash.join(format!(
-                            "volume-unfinished-{}",
-                            e.file_name().to_string_lossy()
-                        ));
-                        if let Err(err) = std::fs::rename(&path, &to) {
+                        // Not named after the volume: a name may take a whole file name.
+                        let moved =
+                            crate::util::random_id()
+                                .map_err(|e| e.0.message)
+                                .and_then(|id| {
+                                    let to = trash.join(format!("volume-unfinished-{id}"));
+                                    std::fs::rename(&path, &to).map_err(|e| e.to_string())
+                                });
+                        if let Err(err) = moved {
                             tracing::warn!("volume {}: no readable record: {err}", path.display());
                         }
                     }
@@ -298,6 +302,7 @@ impl Volumes {
             Some(n) => n.clone(),
             None => crate::util::random_id()?,
         };
+        crate::names::check_len("volume", &name)?;
         let driver = if req.driver.is_empty() {
             "local".to_string()
         } else {
@@ -483,9 +488,10 @@ impl Volumes {
                 )));
             }
         }
+        // Not named after the volume: a name may take a whole file name.
         let trash = self
             .trash
-            .join(format!("volume-{name}-{}", crate::util::random_id()?));
+            .join(format!("volume-{}", crate::util::random_id()?));
         std::fs::rename(self.root.join(name), &trash)
             .map_err(|e| op_err("remove", name, Error::internal(e.to_string())))?;
         map.remove(name);
