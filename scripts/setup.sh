@@ -12,6 +12,8 @@ if [ -n "$need" ]; then
   apt-get update -q
   apt-get install -y -q $need
 fi
+# Members of the berth group may use the daemon's socket (as Docker's docker group).
+getent group berth >/dev/null 2>&1 || groupadd --system berth
 cargo build --release --locked
 install -m 0755 target/x86_64-unknown-linux-gnu/release/berth /usr/local/bin/berth
 sock=/run/berth/berth.sock

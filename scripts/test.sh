@@ -11,6 +11,8 @@ if [ -n "$need" ]; then
   apt-get update -q
   apt-get install -y -q $need
 fi
+# Members of the berth group may use the daemon's socket (as Docker's docker group).
+getent group berth >/dev/null 2>&1 || groupadd --system berth
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked -- --test-threads=2

@@ -1,4 +1,4 @@
-//! Engine API client over the daemon's unix socket: plain requests, streaming bodies and the
+//! Engine API client over the daemon's socket (see `transport`): plain requests, streaming bodies and the
 //! hijacked connections of attach and exec.
 
 use bytes::Bytes;
@@ -6,7 +6,6 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::path::PathBuf;
 
 pub type ReqBody = BoxBody<Bytes, std::io::Error>;
 
@@ -39,7 +38,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Clone)]
 pub struct Client {
-    socket: PathBuf,
+    target: crate::transport::Target,
 }
 
 pub fn empty() -> ReqBody {
@@ -55,28 +54,17 @@ pub fn json_body(v: &serde_json::Value) -> ReqBody {
 }
 
 impl Client {
-    /// `-H`, then `$BERTH_HOST`, then `$DOCKER_HOST`, then the default socket.
-    pub fn from_env(host: Option<&str>) -> Result<Client> {
-        let host = host
-            .map(String::from)
-            .or_else(|| std::env::var("BERTH_HOST").ok())
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
-            .unwrap_or_else(|| "unix:///run/berth/berth.sock".into());
-        match host.strip_prefix("unix://") {
-            Some(p) => Ok(Client {
-                socket: PathBuf::from(p),
-            }),
-            None => Err(Error::Other(format!(
-                "unsupported host {host:?}: the berth CLI speaks to unix:// sockets"
-            ))),
-        }
+    pub fn from_opts(o: &crate::transport::ConnOpts) -> Result<Client> {
+        crate::transport::Target::from_opts(o)
+            .map(|target| Client { target })
+            .map_err(Error::Other)
     }
 
     async fn sender(&self) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>> {
-        let s = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+        let s = self.target.connect().await.map_err(|e| {
             Error::Connect(format!(
-                "Cannot connect to the berth daemon at unix://{}. Is the berth daemon running? ({e})",
-                self.socket.display()
+                "Cannot connect to the berth daemon at {}. Is the berth daemon running? ({e})",
+                self.target
             ))
         })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))

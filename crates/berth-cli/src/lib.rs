@@ -1,5 +1,5 @@
 //! The `berth` command line: Docker's commands and flags, spoken to the daemon only through
-//! the Engine API on its unix socket.
+//! the Engine API on its unix socket or over TCP (with TLS).
 
 #![recursion_limit = "256"]
 
@@ -10,8 +10,10 @@ mod format;
 mod mounts;
 mod ports;
 mod progress;
+mod sigpipe;
 mod stream;
 mod timearg;
+mod transport;
 
 use clap::{Parser, Subcommand};
 
@@ -24,9 +26,24 @@ pub use commands::container::{CreateArgs, RunArgs};
     about = "A container engine that speaks Docker's API"
 )]
 pub struct Cli {
-    /// Daemon socket to connect to (unix://PATH)
+    /// Daemon socket to connect to (unix://PATH or tcp://HOST:PORT)
     #[arg(short = 'H', long = "host", global = true)]
     pub host: Option<String>,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// Use TLS and verify the daemon's certificate
+    #[arg(long, global = true)]
+    pub tlsverify: bool,
+    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long, global = true)]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long, global = true)]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long, global = true)]
+    pub tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -137,6 +154,7 @@ pub enum Command {
 
 /// Run the CLI with `args` (args[0] is the program name); returns the exit code.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    sigpipe::install();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -158,7 +176,15 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
             return 125;
         }
     };
-    let client = match client::Client::from_env(cli.host.as_deref()) {
+    let opts = transport::ConnOpts {
+        host: cli.host.clone(),
+        tls: cli.tls,
+        tlsverify: cli.tlsverify,
+        tlscacert: cli.tlscacert.clone(),
+        tlscert: cli.tlscert.clone(),
+        tlskey: cli.tlskey.clone(),
+    };
+    let client = match client::Client::from_opts(&opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berth: {e}");

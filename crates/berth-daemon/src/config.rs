@@ -59,6 +59,33 @@ pub struct DaemonArgs {
     /// Layers downloaded at once per pull
     #[arg(long)]
     pub max_concurrent_downloads: Option<usize>,
+    /// Use TLS on TCP sockets; implied by --tlsverify (`--tls=false` allows plain TCP on
+    /// addresses other than loopback)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Use TLS and accept only clients with a certificate signed by --tlscacert
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Trust certs signed only by this CA (default ~/.docker/ca.pem)
+    #[arg(long)]
+    pub tlscacert: Option<PathBuf>,
+    /// Path to TLS certificate file (default ~/.docker/cert.pem)
+    #[arg(long)]
+    pub tlscert: Option<PathBuf>,
+    /// Path to TLS key file (default ~/.docker/key.pem)
+    #[arg(long)]
+    pub tlskey: Option<PathBuf>,
+    /// Origins allowed to make cross-origin requests (comma-separated, or `*`); requests with
+    /// any other `Origin` header are refused
+    #[arg(long)]
+    pub api_cors_header: Option<String>,
+    /// Group that owns the unix socket (default `berth`; root only if it does not exist)
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
+    /// Run containers in user namespaces mapped to the subordinate ids of this user
+    /// (`default` for berthremap, `user` or `user:group`)
+    #[arg(long)]
+    pub userns_remap: Option<String>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -86,6 +113,36 @@ struct FileConfig {
     /// which only covers Docker Hub).
     registry_mirrors_for: std::collections::BTreeMap<String, Vec<String>>,
     max_concurrent_downloads: Option<usize>,
+    tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
+    api_cors_header: Option<String>,
+    group: Option<String>,
+    userns_remap: Option<String>,
+}
+
+/// TLS on the TCP listeners: the server's certificate and key, and the CA whose certificates
+/// clients must present (`--tlsverify`).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Where the API listens and who may use it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// None: plain TCP (allowed on loopback with a warning, elsewhere only with `--tls=false`).
+    pub tls: Option<TlsConfig>,
+    /// `--tls=false` or `--tlsverify=false` was given explicitly.
+    pub tls_disabled: bool,
+    /// Origins allowed in cross-origin requests (`*` for any); empty refuses them all.
+    pub cors_origins: Vec<String>,
+    /// Group of the unix socket.
+    pub group: String,
 }
 
 /// Settings of the default bridge network and of container networking in general.
@@ -132,6 +189,9 @@ pub struct DaemonConfig {
     /// Mirrors by registry host (`docker.io` for `registry-mirrors`).
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     pub max_concurrent_downloads: usize,
+    pub api: ApiConfig,
+    /// `--userns-remap` as given (resolved at start, see `crate::userns`).
+    pub userns_remap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -218,7 +278,47 @@ impl DaemonConfig {
         if max_concurrent_downloads == 0 {
             return Err("max-concurrent-downloads must be at least 1".into());
         }
+        let tlsverify = args.tlsverify.or(file.tlsverify);
+        let tls_flag = args.tls.or(file.tls);
+        let tls_on = tlsverify == Some(true) || tls_flag == Some(true);
+        let dir = berth_api::tls::cert_dir();
+        let tls = tls_on.then(|| TlsConfig {
+            cert: args
+                .tlscert
+                .or(file.tlscert)
+                .unwrap_or_else(|| dir.join("cert.pem")),
+            key: args
+                .tlskey
+                .or(file.tlskey)
+                .unwrap_or_else(|| dir.join("key.pem")),
+            client_ca: (tlsverify == Some(true)).then(|| {
+                args.tlscacert
+                    .or(file.tlscacert)
+                    .unwrap_or_else(|| dir.join("ca.pem"))
+            }),
+        });
+        let cors_origins = args
+            .api_cors_header
+            .or(file.api_cors_header)
+            .map(|s| {
+                s.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let api = ApiConfig {
+            tls,
+            tls_disabled: !tls_on && (tls_flag == Some(false) || tlsverify == Some(false)),
+            cors_origins,
+            group: args.group.or(file.group).unwrap_or_else(|| "berth".into()),
+        };
         Ok(DaemonConfig {
+            api,
+            userns_remap: args
+                .userns_remap
+                .or(file.userns_remap)
+                .filter(|s| !s.is_empty()),
             insecure_registries: if args.insecure_registries.is_empty() {
                 file.insecure_registries
             } else {
@@ -246,5 +346,41 @@ impl DaemonConfig {
                 .trim_matches('/')
                 .to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        let path =
+            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let argv = ["berth", "--config-file", path.to_str().unwrap()]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn userns_remap_from_file_or_flag() {
+        assert_eq!(load("{}", &[]).userns_remap, None);
+        let cfg = load(r#"{"userns-remap": "default"}"#, &[]);
+        assert_eq!(cfg.userns_remap.as_deref(), Some("default"));
+        let cfg = load(
+            r#"{"userns-remap": "default"}"#,
+            &["--userns-remap", "alice:staff"],
+        );
+        assert_eq!(cfg.userns_remap.as_deref(), Some("alice:staff"));
     }
 }

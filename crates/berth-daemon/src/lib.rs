@@ -4,21 +4,25 @@
 #![recursion_limit = "256"]
 
 mod blob_sources;
+mod body;
 mod build;
 mod config;
 mod container;
 mod error;
 mod events;
+mod listen;
 mod names;
 mod network;
 mod prune;
 mod pull;
 mod push;
+mod quarantine;
 mod registry_auth;
 mod routes;
 mod server;
 mod state;
 mod stats;
+mod userns;
 mod util;
 mod volume;
 
@@ -39,6 +43,7 @@ pub fn main(args: DaemonArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    listen::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

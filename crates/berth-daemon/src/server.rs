@@ -3,14 +3,13 @@
 
 use crate::config::DaemonConfig;
 use crate::error::Error;
+use crate::listen;
 use crate::routes;
 use crate::state::Daemon;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response};
 use axum::Router;
 use berth_api::version::ApiVersion;
-use hyper_util::rt::TokioIo;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -19,6 +18,17 @@ use tower::ServiceExt;
 pub struct RequestVersion(pub ApiVersion);
 
 pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
+    // Hosts are checked before anything else happens: a refused one stops the daemon.
+    let mut tcp = Vec::new();
+    for host in &cfg.hosts {
+        if let Some(addr) = host.strip_prefix("tcp://") {
+            tcp.push(listen::check_tcp(host, addr, &cfg.api).await?);
+        } else if !host.starts_with("unix://") {
+            return Err(format!(
+                "unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"
+            ));
+        }
+    }
     for dir in [&mut cfg.data_root, &mut cfg.exec_root] {
         std::fs::create_dir_all(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // Real paths: mount points below the roots are recognised in /proc/self/mountinfo.
@@ -41,9 +51,15 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         })?;
     std::fs::create_dir_all(cfg.data_root.join("containers"))
         .map_err(|e| format!("{}: {e}", cfg.data_root.display()))?;
-    // Containers removed while the daemon was down to their last files.
+    // Containers removed while the daemon was down to their last files. The directory itself
+    // stays: boot needs no free space (making a directory can take a block).
     let trash = cfg.data_root.join("trash");
-    let _ = std::fs::remove_dir_all(&trash);
+    for e in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+        let _ = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(e.path()),
+            _ => std::fs::remove_file(e.path()),
+        };
+    }
     // Run dirs of stopped containers whose deletion did not finish.
     let _ = std::fs::remove_dir_all(cfg.exec_root.join("trash"));
     // Contexts and staging dirs of builds the last run did not finish.
@@ -62,14 +78,41 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         ..Default::default()
     })
     .map_err(|e| format!("registry client: {e}"))?;
-    let volumes =
-        crate::volume::Volumes::load(&cfg.data_root).map_err(|e| format!("volumes: {e}"))?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net, registry, volumes));
+    let remap = match cfg.userns_remap.as_deref() {
+        Some(spec) => {
+            let r = crate::userns::Remap::setup(spec)?;
+            let (uid, gid) = r.root();
+            tracing::info!(
+                "user namespaces: containers' root is {uid}:{gid} ({})",
+                r.name
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    let volumes = crate::volume::Volumes::load(&cfg.data_root, remap.as_ref().map(|r| r.root()))
+        .map_err(|e| format!("volumes: {e}"))?;
+    let daemon = Arc::new(Daemon::new(
+        cfg.clone(),
+        images,
+        net,
+        registry,
+        volumes,
+        remap,
+    ));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;
-    let router = routes::router(daemon.clone());
-    let mut tasks = Vec::new();
+    tokio::spawn(crate::state::retry_unsaved(Arc::downgrade(&daemon)));
+    let router = Api {
+        router: routes::router(daemon.clone()),
+        cors: Arc::new(cfg.api.cors_origins.clone()),
+    };
+    let cap = Arc::new(tokio::sync::Semaphore::new(listen::connection_cap()));
+    let tls = match &cfg.api.tls {
+        Some(t) => Some(listen::acceptor(t)?),
+        None => None,
+    };
     for host in &cfg.hosts {
         if let Some(path) = host.strip_prefix("unix://") {
             let _ = std::fs::remove_file(path);
@@ -77,36 +120,13 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
                 std::fs::create_dir_all(parent).map_err(|e| format!("{path}: {e}"))?;
             }
             let l = tokio::net::UnixListener::bind(path).map_err(|e| format!("{path}: {e}"))?;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+            listen::secure_socket(path, &cfg.api.group);
             tracing::info!("API listening on {host}");
-            let r = router.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let Ok((s, _)) = l.accept().await else {
-                        continue;
-                    };
-                    serve_conn(TokioIo::new(s), r.clone());
-                }
-            }));
-        } else if let Some(addr) = host.strip_prefix("tcp://") {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-            tracing::warn!("API listening on {host} without TLS");
-            let r = router.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let Ok((s, _)) = l.accept().await else {
-                        continue;
-                    };
-                    serve_conn(TokioIo::new(s), r.clone());
-                }
-            }));
-        } else {
-            return Err(format!(
-                "unsupported host {host:?}: use unix://PATH or tcp://HOST:PORT"
-            ));
+            listen::serve_unix(l, router.clone(), cap.clone());
         }
+    }
+    for host in tcp {
+        listen::serve_tcp(host, tls.clone(), router.clone(), cap.clone()).await?;
     }
     crate::container::lifecycle::boot_restarts(&daemon, to_restart);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -125,25 +145,74 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn serve_conn<IO>(io: TokioIo<IO>, router: Router)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let r = router.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(r, req).await) }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, svc)
-            .with_upgrades()
-            .await;
-    });
+/// Check the request's origin, then route it.
+pub async fn handle(api: Api, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let allowed = match cross_origin(&api.cors, req.headers()) {
+        Ok(a) => a,
+        Err(e) => return finish(e),
+    };
+    if allowed && req.method() == axum::http::Method::OPTIONS {
+        return cors_headers(&api.cors, headers(Response::new(Body::empty())));
+    }
+    let resp = route(api.router, req).await;
+    if allowed {
+        cors_headers(&api.cors, resp)
+    } else {
+        resp
+    }
+}
+
+/// What a connection serves: the routes, and the origins allowed to make cross-origin calls.
+#[derive(Clone)]
+pub struct Api {
+    pub router: Router,
+    pub cors: Arc<Vec<String>>,
+}
+
+/// Browsers send `Origin` on cross-origin requests, and a page may send "simple" ones (a
+/// form post) without asking first: such a request is served only if its origin is listed
+/// in `--api-cors-header`. Ok(true): an allowed cross-origin request.
+fn cross_origin(allowed: &[String], h: &axum::http::HeaderMap) -> Result<bool, Error> {
+    let Some(origin) = h.get(axum::http::header::ORIGIN) else {
+        return Ok(false);
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let o = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+    {
+        return Ok(true);
+    }
+    Err(Error(berth_api::ApiError {
+        status: 403,
+        message: format!(
+            "cross-origin request from {origin:?} refused: the daemon allows only the origins \
+             given with --api-cors-header"
+        ),
+    }))
+}
+
+/// The CORS answer headers dockerd sends when `--api-cors-header` is set.
+fn cors_headers(allowed: &[String], mut resp: Response<Body>) -> Response<Body> {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(",")) {
+        h.insert("Access-Control-Allow-Origin", v);
+    }
+    h.insert(
+        "Access-Control-Allow-Headers",
+        HeaderValue::from_static("Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth"),
+    );
+    h.insert(
+        "Access-Control-Allow-Methods",
+        HeaderValue::from_static("HEAD, GET, POST, DELETE, PUT, OPTIONS"),
+    );
+    resp
 }
 
 /// Strip the version prefix, route, and add Docker's response headers.
-async fn handle(router: Router, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let mut req = req.map(Body::new);
+async fn route(router: Router, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let mut req = req.map(|b| Body::new(crate::body::Idle::new(b)));
     let path = req.uri().path().to_string();
     let mut version = ApiVersion::max();
     if let Some(rest) = path.strip_prefix("/v") {

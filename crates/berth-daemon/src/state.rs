@@ -6,6 +6,7 @@ use crate::container::{Paths, Record};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -34,6 +35,9 @@ pub struct Container {
     pub pending_attach: Mutex<Vec<PendingAttach>>,
     /// Dropping this stops the health monitor of the current run (see `container::health`).
     pub health_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The record in memory has changes whose write failed (a full disk): written again by
+    /// [`retry_unsaved`].
+    unsaved: AtomicBool,
 }
 
 impl Container {
@@ -47,6 +51,7 @@ impl Container {
             op: tokio::sync::Mutex::new(()),
             pending_attach: Mutex::new(Vec::new()),
             health_stop: Mutex::new(None),
+            unsaved: AtomicBool::new(false),
         }
     }
 
@@ -70,6 +75,29 @@ impl Container {
         self.write(f, true)
     }
 
+    /// Change the record's state after something happened to the container (it was
+    /// signalled, paused, it exited): the in-memory record is the truth from then on, and a
+    /// write that fails (a full disk) is logged and retried by [`retry_unsaved`] instead of
+    /// failing the operation that already acted.
+    pub fn update_state(&self, f: impl FnOnce(&mut Record)) {
+        let mut r = self.rec();
+        f(&mut r);
+        if let Err(e) = self.persist(&r, false) {
+            if !self.unsaved.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    "container {}: writing its record: {}; retried until it succeeds",
+                    self.id,
+                    e.0.message
+                );
+            }
+        }
+    }
+
+    /// Whether the record has changes not written yet.
+    pub fn unsaved(&self) -> bool {
+        self.unsaved.load(Ordering::SeqCst)
+    }
+
     /// Like [`Container::update`], but only when `f` says it changed something.
     pub fn update_if(&self, f: impl FnOnce(&mut Record) -> bool) -> Result<bool> {
         let mut r = self.rec();
@@ -90,7 +118,38 @@ impl Container {
     fn persist(&self, r: &Record, durable: bool) -> Result<()> {
         let data = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
         berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        if self.unsaved.swap(false, Ordering::SeqCst) {
+            tracing::info!("container {}: its record is written again", self.id);
+        }
         Ok(())
+    }
+}
+
+/// How often records whose write failed are tried again.
+const RETRY_UNSAVED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Write again, every few seconds, the records of containers whose last write failed, until
+/// each succeeds (runs for the daemon's life).
+pub async fn retry_unsaved(d: std::sync::Weak<Daemon>) {
+    let mut tick = tokio::time::interval(RETRY_UNSAVED);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(d) = d.upgrade() else { return };
+        let pending: Vec<_> = d.all().into_iter().filter(|c| c.unsaved()).collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for c in pending {
+                let r = c.rec();
+                // A container removed meanwhile has no directory to write to.
+                if c.paths.dir.exists() {
+                    let _ = c.persist(&r, false);
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -132,6 +191,8 @@ pub struct Daemon {
     pub volumes: crate::volume::Volumes,
     /// The event bus behind `GET /events` (see [`Daemon::emit`]).
     pub events: crate::events::Events,
+    /// `--userns-remap`: the id maps of containers not run with `--userns=host`.
+    pub remap: Option<crate::userns::Remap>,
 }
 
 impl Daemon {
@@ -141,6 +202,7 @@ impl Daemon {
         net: crate::network::Networks,
         registry: berth_distribution::Client,
         volumes: crate::volume::Volumes,
+        remap: Option<crate::userns::Remap>,
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
@@ -154,7 +216,16 @@ impl Daemon {
             registry,
             volumes,
             events: crate::events::Events::default(),
+            remap,
         }
+    }
+
+    /// The id maps of container `r`: the daemon's remapping unless it runs with
+    /// `--userns=host`.
+    pub fn remap_of(&self, r: &Record) -> Option<&crate::userns::Remap> {
+        self.remap
+            .as_ref()
+            .filter(|_| r.host_config.userns_mode != "host")
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {

@@ -1,13 +1,16 @@
-//! Tar archives of host paths for the Engine API: safe extraction (`docker cp` into a
-//! container), tars of a path or a whole directory (`docker cp` out, `docker export`), and
-//! the `X-Docker-Container-Path-Stat` header value.
+//! Tar archives for the Engine API: safe extraction (`docker cp` into a container), tars of
+//! an entry or a whole tree (`docker cp` out, `docker export`), and the
+//! `X-Docker-Container-Path-Stat` header value. A container's files are reached from a
+//! [`Root`] by file descriptors only.
 
 use crate::error::{IoContext, Result};
+pub use crate::inroot::{Located, Root};
 use crate::tarwrite::TarWriter;
+pub use crate::unpack::remove_tree_at;
+use rustix::fs::FileType;
 use serde::Serialize;
-use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 /// How [`extract`] treats the archive's entries.
@@ -21,6 +24,9 @@ pub struct ExtractOptions {
     pub chown: Option<(u32, u32)>,
     /// Create character and block devices (refused otherwise).
     pub allow_devices: bool,
+    /// The maps of a container in a user namespace: owners (the archive's or `chown`) are
+    /// its ids, written as the host ids they map to.
+    pub ids: Option<crate::IdMappings>,
 }
 
 /// Safe tar extraction into `dir` (plain or gzip tar): entries climbing out with `..` are
@@ -33,10 +39,10 @@ pub fn extract(reader: &mut dyn Read, dir: &Path, opts: &ExtractOptions) -> Resu
 /// Extracts into the directory `dest` of the tree `root` (a container's root filesystem):
 /// `dest` and every symlink met on the way resolve with `root` as `/`, like Docker's
 /// extraction chrooted into the container; entries may not climb above `dest`. A missing
-/// `dest` is `NotFound`.
+/// `dest` (or one on procfs or sysfs) is `NotFound`.
 pub fn extract_at(
     reader: &mut dyn Read,
-    root: &Path,
+    root: &Root,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<()> {
@@ -45,7 +51,9 @@ pub fn extract_at(
 
 /// Resolves `path` inside `root` (a container's root filesystem) to a host path: every
 /// component but the last is resolved with symlinks followed inside `root` (openat2
-/// RESOLVE_IN_ROOT); the last is kept as is, so a final symlink is not followed.
+/// RESOLVE_IN_ROOT); the last is kept as is, so a final symlink is not followed. Only for
+/// trees nothing else changes meanwhile (a build context): the host path is walked again
+/// by whoever uses it. Use [`Root::locate`] for a container's files.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<std::path::PathBuf> {
     crate::unpack::resolve_in_root(root, path)
 }
@@ -57,23 +65,42 @@ pub fn tar_path(path: &Path, out: &mut dyn Write) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| ".".to_string());
-    tar_path_as(path, &name, out)
+    tar_located(&Located::host(path)?, &name, out, None)
 }
 
-/// Like [`tar_path`] with the root entry named `name` (Docker's rebase for `docker cp`).
-pub fn tar_path_as(path: &Path, name: &str, out: &mut dyn Write) -> Result<()> {
-    let mut w = TarWriter::new(out, false);
-    w.append_tree(path, name.trim_end_matches('/'))?;
+/// Tar of a located entry (file, symlink or directory tree) with the root entry named
+/// `name` (Docker's rebase for `docker cp`; `/` or an empty name: the directory's contents
+/// at the root). The tree is walked by file descriptors from the entry's directory.
+///
+/// With `ids` (a container in a user namespace), owners are written as the container's ids.
+pub fn tar_located(
+    entry: &Located,
+    name: &str,
+    out: &mut dyn Write,
+    ids: Option<&crate::IdMappings>,
+) -> Result<()> {
+    let mut w = TarWriter::new(out, false).with_ids(ids.cloned());
+    w.append_at(
+        entry.dir.as_fd(),
+        entry.name.as_deref(),
+        name.trim_end_matches('/'),
+    )?;
     w.finish()?;
     Ok(())
 }
 
-/// Tar of the contents of `dir` with names relative to it (`docker export`).
+/// Tar of the contents of the tree `root` with names relative to it (`docker export`).
+/// With `ids`, owners are written as the container's ids (see [`tar_located`]).
+pub fn tar_root(root: &Root, out: &mut dyn Write, ids: Option<&crate::IdMappings>) -> Result<()> {
+    let mut w = TarWriter::new(out, false).with_ids(ids.cloned());
+    w.append_at(root.fd(), None, "")?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Tar of the contents of `dir` with names relative to it.
 pub fn tar_dir(dir: &Path, out: &mut dyn Write) -> Result<()> {
-    let mut w = TarWriter::new(out, false);
-    w.append_tree(dir, "")?;
-    w.finish()?;
-    Ok(())
+    tar_root(&Root::open(dir)?, out, None)
 }
 
 /// Stat of a path as the Engine API reports it.
@@ -155,20 +182,23 @@ pub(crate) fn go_time(secs: i64, nanos: i64) -> String {
 
 /// Stat of `path` (not following a final symlink) reported under `name`.
 pub fn stat_path(path: &Path, name: &str) -> Result<PathStat> {
-    let meta = fs::symlink_metadata(path).ctx(|| format!("inspecting {}", path.display()))?;
-    let link_target = if meta.file_type().is_symlink() {
-        fs::read_link(path)
-            .ctx(|| format!("reading link {}", path.display()))?
-            .to_string_lossy()
-            .into_owned()
+    stat_located(&Located::host(path)?, name)
+}
+
+/// Stat of a located entry (not following a final symlink) reported under `name`.
+pub fn stat_located(entry: &Located, name: &str) -> Result<PathStat> {
+    let ctx = || format!("inspecting {name}");
+    let st = entry.stat().ctx(ctx)?;
+    let link_target = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        entry.link_target().ctx(ctx)?.to_string_lossy().into_owned()
     } else {
         String::new()
     };
     Ok(PathStat {
         name: name.to_string(),
-        size: i64::try_from(meta.size()).unwrap_or(i64::MAX),
-        mode: go_file_mode(meta.mode()),
-        mtime: go_time(meta.mtime(), meta.mtime_nsec()),
+        size: st.st_size,
+        mode: go_file_mode(st.st_mode),
+        mtime: go_time(st.st_mtime, i64::try_from(st.st_mtime_nsec).unwrap_or(0)),
         link_target,
     })
 }

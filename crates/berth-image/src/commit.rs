@@ -35,6 +35,9 @@ pub struct CommitOptions {
     pub raw_config: Option<Map<String, Value>>,
     /// The history entry's `created_by`; the config's command when `None`.
     pub created_by: Option<String>,
+    /// The id maps of a container in a user namespace: its files are recorded with the
+    /// ids they have inside it.
+    pub ids: Option<crate::IdMappings>,
 }
 
 impl Store {
@@ -101,8 +104,11 @@ impl Store {
         let mut layers = parent_layers.to_vec();
         let mut blob = self.content.writer()?;
         let entries = {
-            let mut tw = TarWriter::new(&mut blob, true);
-            tw.append_tree(upper_dir, "")?;
+            // Walked by descriptors from the upper dir: a running container changing it
+            // meanwhile cannot make the walk leave it.
+            let upper = crate::inroot::Root::open(upper_dir)?;
+            let mut tw = TarWriter::new(&mut blob, true).with_ids(opts.ids.clone());
+            tw.append_at(upper.fd(), None, "")?;
             let n = tw.entries();
             tw.finish()?;
             n

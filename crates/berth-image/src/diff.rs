@@ -3,7 +3,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
-use crate::tarwrite::get_xattr;
+use crate::tarwrite::{get_xattr, XattrsOf};
 use crate::unpack::OPAQUE_XATTR;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -82,7 +82,8 @@ impl Walk<'_> {
     fn entry(&mut self, path: &str, full: &Path, meta: &Metadata) -> Result<()> {
         let ft = meta.file_type();
         let deleted = (ft.is_char_device() && meta.rdev() == 0)
-            || (ft.is_dir() && get_xattr(full, OPAQUE_XATTR)?.is_some_and(|v| v == b"y"));
+            || (ft.is_dir()
+                && get_xattr(XattrsOf::Path(full), OPAQUE_XATTR, path)?.is_some_and(|v| v == b"y"));
         let change = if deleted {
             Change::Deleted(path.to_string())
         } else {

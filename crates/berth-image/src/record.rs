@@ -191,6 +191,39 @@ impl Records {
         }
     }
 
+    /// Moves unreadable records to `<data root>/quarantine/images/` (needs no free space),
+    /// logging each; returns the image ids their file names give.
+    pub(crate) fn quarantine(&self, bad: &[BadRecord]) -> Vec<String> {
+        let Some(root) = self.dir.parent() else {
+            return Vec::new();
+        };
+        let to_dir = root.join("quarantine").join("images");
+        let mut ids = Vec::new();
+        for (path, why) in bad {
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let mut to = to_dir.join(name);
+            let mut n = 1;
+            while to.symlink_metadata().is_ok() {
+                to = to_dir.join(format!("{}.{n}", name.to_string_lossy()));
+                n += 1;
+            }
+            match fs::create_dir_all(&to_dir).and_then(|()| fs::rename(path, &to)) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), reason = %why, moved_to = %to.display(), "unreadable image record quarantined")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), reason = %why, error = %e, "unreadable image record could not be moved aside")
+                }
+            }
+            if let Some(hex) = name.to_string_lossy().strip_suffix(".json") {
+                ids.push(format!("sha256:{hex}"));
+            }
+        }
+        ids
+    }
+
     /// All records; unreadable ones are reported in the second list (path, reason).
     pub(crate) fn load_all(&self) -> Result<(Vec<ImageRecord>, Vec<BadRecord>)> {
         let mut good = Vec::new();

@@ -238,9 +238,7 @@ impl Store {
         remove_tmp_entries(data_root)?;
 
         let (recs, bad) = records.load_all()?;
-        for (path, why) in &bad {
-            tracing::warn!(path = %path.display(), reason = %why, "skipping unreadable image record");
-        }
+        let quarantined = records.quarantine(&bad);
         let mut images = BTreeMap::new();
         let mut rewritten = false;
         // One copy of each distinct list of layers, by its top chain id.
@@ -286,9 +284,21 @@ impl Store {
         if rewritten {
             crate::fsutil::sync_filesystem(records.dir())?;
         }
+        // A quarantined record's config blob (its file name) and the layer snapshots it lists
+        // stay, for containers made from that image; everything else unused is collected.
+        for id in quarantined {
+            if let Ok(config) = content.read(&id).and_then(|b| parse_config(&b, &id)) {
+                let diff_ids = config.0.rootfs().diff_ids().clone();
+                keep_chains.extend(crate::snapshot::chain_ids(&diff_ids));
+                keep_blobs.insert(id);
+            }
+        }
         let mut repos = Repositories::load(&data_root.join("repositories.json"))?;
         if repos.retain_ids(|id| images.contains_key(id)) {
-            repos.save()?;
+            // Done again at the next open if it cannot be written now (a full disk).
+            if let Err(e) = repos.save() {
+                tracing::warn!(error = %e, "dropping references to missing images");
+            }
         }
         let store = Store {
             root: data_root.to_path_buf(),
@@ -299,9 +309,7 @@ impl Store {
             write: Mutex::new(()),
             recent: Mutex::new(VecDeque::new()),
         };
-        if bad.is_empty() {
-            store.collect_garbage(&keep_chains, &keep_blobs)?;
-        }
+        store.collect_garbage(&keep_chains, &keep_blobs)?;
         Ok(store)
     }
 
@@ -570,10 +578,8 @@ pub struct ImageUsage {
 /// Disk use of the image store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiskUsage {
-    /// Unpacked size of every distinct layer (each counted once).
+    /// Unpacked size of every distinct layer (each counted once), Docker's `LayersSize`.
     pub layers_size: u64,
-    /// Bytes of compressed blobs kept in the content store.
-    pub blobs_size: u64,
     pub images: Vec<ImageUsage>,
 }
 
@@ -582,7 +588,6 @@ impl Store {
     pub fn disk_usage(&self) -> DiskUsage {
         let st = self.read_state();
         let mut users: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-        let mut blobs: HashSet<&str> = HashSet::new();
         for l in st.images.values() {
             for layer in l.record.layers.iter() {
                 let e = users
@@ -590,7 +595,6 @@ impl Store {
                     .or_insert((layer.unpacked_size, 0));
                 e.1 += 1;
             }
-            blobs.extend(l.record.blobs());
         }
         let images = st
             .images
@@ -609,10 +613,6 @@ impl Store {
             .collect();
         DiskUsage {
             layers_size: users.values().map(|u| u.0).sum(),
-            blobs_size: blobs
-                .into_iter()
-                .filter_map(|b| self.content.size(b).ok())
-                .sum(),
             images,
         }
     }

@@ -1,15 +1,19 @@
 //! Tar writer for directory trees (export, `docker cp` out, commit): sorted walk, hardlinks
 //! kept, xattrs as PAX `SCHILY.xattr.*` records, and optionally overlay whiteouts converted
-//! to the image-layer form (`.wh.<name>`, `.wh..wh..opq`).
+//! to the image-layer form (`.wh.<name>`, `.wh..wh..opq`). The walk goes by file descriptors
+//! only (each entry relative to its parent directory's, `O_NOFOLLOW`, files reopened from an
+//! `O_PATH` descriptor), so a tree changed while it is archived cannot send it elsewhere.
 
 use crate::error::{Error, IoContext, Result};
+use crate::inroot::{on_pseudo_fs, proc_path, reopen_regular};
 use crate::unpack::{OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::{self, File, Metadata};
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 pub(crate) struct TarWriter<W: Write> {
@@ -17,27 +21,52 @@ pub(crate) struct TarWriter<W: Write> {
     links: HashMap<(u64, u64), String>,
     overlay: bool,
     entries: u64,
+    /// Owners are written as the container's ids under these maps.
+    ids: Option<crate::IdMappings>,
 }
 
-/// The xattrs of `path` (not following symlinks) worth archiving.
-pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// Where xattrs are read from: an open file, or a path whose final symlink is not followed.
+#[derive(Clone, Copy)]
+pub(crate) enum XattrsOf<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(&'a Path),
+}
+
+impl XattrsOf<'_> {
+    fn list(self, buf: &mut [u8]) -> std::result::Result<usize, Errno> {
+        match self {
+            XattrsOf::Fd(fd) => rustix::fs::flistxattr(fd, buf),
+            XattrsOf::Path(p) => rustix::fs::llistxattr(p, buf),
+        }
+    }
+
+    fn list_len(self) -> std::result::Result<usize, Errno> {
+        match self {
+            XattrsOf::Fd(fd) => rustix::fs::flistxattr_query(fd),
+            XattrsOf::Path(p) => rustix::fs::llistxattr_query(p),
+        }
+    }
+
+    fn get(self, name: &str, buf: &mut [u8]) -> std::result::Result<usize, Errno> {
+        match self {
+            XattrsOf::Fd(fd) => rustix::fs::fgetxattr(fd, name, buf),
+            XattrsOf::Path(p) => rustix::fs::lgetxattr(p, name, buf),
+        }
+    }
+}
+
+/// The xattrs worth archiving.
+pub(crate) fn read_xattrs(of: XattrsOf<'_>, shown: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
+        match of.list(&mut names[..]) {
             Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => {
-                let need = rustix::fs::llistxattr_query(path)
-                    .unwrap_or(0)
-                    .max(names.len() * 2);
+            Err(Errno::RANGE) => {
+                let need = of.list_len().unwrap_or(0).max(names.len() * 2);
                 names.resize(need, 0);
             }
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("listing xattrs of {}", path.display()),
-                    e.into(),
-                ))
-            }
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing xattrs of {shown}"), e.into())),
         }
     };
     let mut out = Vec::new();
@@ -48,40 +77,69 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         if name.starts_with("trusted.overlay.") || name == "security.selinux" {
             continue;
         }
-        if let Some(v) = get_xattr(path, name)? {
+        if let Some(v) = get_xattr(of, name, shown)? {
             out.push((name.to_string(), v));
         }
     }
     Ok(out)
 }
 
-/// One xattr of `path` (not following symlinks); `None` when absent or unsupported.
-pub(crate) fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+/// One xattr; `None` when absent or unsupported.
+pub(crate) fn get_xattr(of: XattrsOf<'_>, name: &str, shown: &str) -> Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        match of.get(name, &mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
-            Err(rustix::io::Errno::RANGE) => {
+            Err(Errno::RANGE) => {
                 let len = buf.len();
                 buf.resize(len * 4, 0);
                 if buf.len() > 1 << 20 {
                     return Err(Error::Corrupt(format!(
-                        "xattr {name} of {} is too large",
-                        path.display()
+                        "xattr {name} of {shown} is too large"
                     )));
                 }
             }
-            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(Errno::NODATA) | Err(Errno::NOTSUP) => return Ok(None),
             Err(e) => {
                 return Err(Error::io(
-                    format!("reading xattr {name} of {}", path.display()),
+                    format!("reading xattr {name} of {shown}"),
                     e.into(),
                 ))
             }
         }
+    }
+}
+
+/// The names in the directory `dir` (open for reading), "." and ".." left out, sorted.
+fn sorted_names(dir: BorrowedFd<'_>) -> std::result::Result<Vec<OsString>, Errno> {
+    let mut names = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    while let Some(ent) = d.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsString::from_vec(n.to_vec()));
+        }
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// Opens the directory `name` of `dir` for reading, not following a symlink; `None` when it
+/// is gone or no longer a directory (changed while the tree is archived).
+fn open_child_dir(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<Option<OwnedFd>> {
+    match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
+        Err(e) => Err(Error::io(format!("opening {shown}"), e.into())),
     }
 }
 
@@ -108,7 +166,35 @@ impl<W: Write> TarWriter<W> {
             links: HashMap::new(),
             overlay,
             entries: 0,
+            ids: None,
         }
+    }
+
+    /// Write owners as the ids of a container with these maps.
+    pub(crate) fn with_ids(mut self, ids: Option<crate::IdMappings>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The owner an entry with `st` is archived with.
+    fn owner(&self, st: &Stat) -> (u64, u64) {
+        let (uid, gid) = match &self.ids {
+            Some(ids) => ids.container_owner(st.st_uid, st.st_gid),
+            None => (st.st_uid, st.st_gid),
+        };
+        (u64::from(uid), u64::from(gid))
+    }
+
+    /// What the header of an entry is made of.
+    fn header(&self, st: &Stat) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        let (uid, gid) = self.owner(st);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        h.set_size(0);
+        h
     }
 
     /// Number of entries written so far.
@@ -125,55 +211,61 @@ impl<W: Write> TarWriter<W> {
             .ctx(|| "finishing the tar stream".to_string())
     }
 
-    /// Archives `src` as `name` (and, for a directory, its contents below `name/`). With an
-    /// empty `name`, only the contents of the directory `src` are archived, at the root.
-    pub(crate) fn append_tree(&mut self, src: &Path, name: &str) -> Result<()> {
-        let meta = fs::symlink_metadata(src).ctx(|| format!("inspecting {}", src.display()))?;
-        if !name.is_empty() {
-            self.append_entry(src, name, &meta)?;
+    /// Archives the entry `file` of the directory `dir` as `name` (and, for a directory, its
+    /// contents below `name/`). Without `file`, the directory `dir` itself is archived, and
+    /// with an empty `name` only its contents, at the root.
+    pub(crate) fn append_at(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        file: Option<&OsStr>,
+        name: &str,
+    ) -> Result<()> {
+        match file {
+            Some(f) => {
+                let shown = f.to_string_lossy();
+                let st = rustix::fs::statat(dir, f, AtFlags::SYMLINK_NOFOLLOW)
+                    .ctx(|| format!("inspecting {shown}"))?;
+                self.append_child(dir, f, name, &st)
+            }
+            None => {
+                let d = rustix::fs::openat(
+                    dir,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("opening {name}/"))?;
+                if !name.is_empty() {
+                    let st = rustix::fs::fstat(&d).ctx(|| format!("inspecting {name}/"))?;
+                    self.append_dir(d.as_fd(), name, &st)?;
+                }
+                self.append_children(d.as_fd(), name)
+            }
         }
-        if meta.is_dir() {
-            self.append_children(src, name)?;
-        }
-        Ok(())
     }
 
-    fn append_children(&mut self, dir: &Path, prefix: &str) -> Result<()> {
-        let mut names: Vec<OsString> = fs::read_dir(dir)
-            .ctx(|| format!("reading {}", dir.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .ctx(|| format!("reading {}", dir.display()))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    /// The contents of the directory `dir` (open for reading) below `prefix`; none for a
+    /// directory on procfs or sysfs.
+    fn append_children(&mut self, dir: BorrowedFd<'_>, prefix: &str) -> Result<()> {
+        if on_pseudo_fs(dir) {
+            return Ok(());
+        }
+        let names = sorted_names(dir).ctx(|| format!("reading {prefix}/"))?;
         for n in names {
-            let path = dir.join(&n);
             let child = if prefix.is_empty() {
                 n.to_string_lossy().into_owned()
             } else {
                 format!("{prefix}/{}", n.to_string_lossy())
             };
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
+            let st = match rustix::fs::statat(dir, &n, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
                 // Removed while we walk (a running container): skip it.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::io(format!("inspecting {child}"), e.into())),
             };
-            self.append_entry(&path, &child, &meta)?;
-            if meta.is_dir() {
-                self.append_children(&path, &child)?;
-            }
+            self.append_child(dir, &n, &child, &st)?;
         }
         Ok(())
-    }
-
-    fn base_header(meta: &Metadata) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(u64::from(meta.uid()));
-        h.set_gid(u64::from(meta.gid()));
-        h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-        h.set_size(0);
-        h
     }
 
     fn write_pax(&mut self, name: &str, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
@@ -202,108 +294,165 @@ impl<W: Write> TarWriter<W> {
             .ctx(|| format!("archiving {name}"))
     }
 
-    fn append_entry(&mut self, path: &Path, name: &str, meta: &Metadata) -> Result<()> {
-        let ft = meta.file_type();
-        let ctx = || format!("archiving {}", path.display());
-        if ft.is_socket() {
-            // Like Docker (Go's archive/tar cannot represent sockets).
-            return Ok(());
-        }
-        if self.overlay && ft.is_char_device() && meta.rdev() == 0 {
-            let (dir, base) = match name.rsplit_once('/') {
-                Some((d, b)) => (format!("{d}/"), b),
-                None => (String::new(), name),
-            };
-            let mut h = Self::base_header(meta);
-            h.set_mode(0o600);
-            h.set_entry_type(tar::EntryType::Regular);
-            self.builder
-                .append_data(&mut h, format!("{dir}{WHITEOUT_PREFIX}{base}"), io::empty())
-                .ctx(ctx)?;
-            self.entries += 1;
-            return Ok(());
-        }
-        let mut xattrs = read_xattrs(path)?;
+    /// The directory `d` (open for reading) as `name`, without its contents.
+    fn append_dir(&mut self, d: BorrowedFd<'_>, name: &str, st: &Stat) -> Result<()> {
+        let ctx = || format!("archiving {name}");
+        let mut xattrs = read_xattrs(XattrsOf::Fd(d), name)?;
         let opaque = self.overlay
-            && ft.is_dir()
-            && get_xattr(path, OPAQUE_XATTR)?.is_some_and(|v| v == b"y");
+            && get_xattr(XattrsOf::Fd(d), OPAQUE_XATTR, name)?.is_some_and(|v| v == b"y");
         xattrs.retain(|(k, _)| !k.starts_with("trusted.overlay."));
-        let mut h = Self::base_header(meta);
-        if ft.is_dir() {
-            h.set_entry_type(tar::EntryType::Directory);
-            self.write_pax(name, &xattrs)?;
-            self.builder
-                .append_data(&mut h, format!("{name}/"), io::empty())
-                .ctx(ctx)?;
-            self.entries += 1;
-            if opaque {
-                let mut wh = tar::Header::new_gnu();
-                wh.set_entry_type(tar::EntryType::Regular);
-                wh.set_mode(meta.mode() & 0o777);
-                wh.set_uid(u64::from(meta.uid()));
-                wh.set_gid(u64::from(meta.gid()));
-                wh.set_mtime(0);
-                wh.set_size(0);
-                self.builder
-                    .append_data(&mut wh, format!("{name}/{WHITEOUT_OPAQUE}"), io::empty())
-                    .ctx(ctx)?;
-                self.entries += 1;
-            }
-            return Ok(());
-        }
-        if ft.is_symlink() {
-            let target = fs::read_link(path).ctx(ctx)?;
-            h.set_entry_type(tar::EntryType::Symlink);
-            self.write_pax(name, &xattrs)?;
-            self.builder.append_link(&mut h, name, &target).ctx(ctx)?;
-            self.entries += 1;
-            return Ok(());
-        }
-        if ft.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = self.links.get(&key).cloned() {
-                    h.set_entry_type(tar::EntryType::Link);
-                    self.builder.append_link(&mut h, name, &first).ctx(ctx)?;
-                    self.entries += 1;
-                    return Ok(());
-                }
-                self.links.insert(key, name.to_string());
-            }
-            let size = meta.len();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(size);
-            let file = match File::open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(Error::io(ctx(), e)),
-            };
-            // Exactly `size` bytes even if the file changes under us.
-            let data = file.take(size).chain(io::repeat(0)).take(size);
-            self.write_pax(name, &xattrs)?;
-            self.builder.append_data(&mut h, name, data).ctx(ctx)?;
-            self.entries += 1;
-            return Ok(());
-        }
-        let kind = if ft.is_char_device() {
-            tar::EntryType::Char
-        } else if ft.is_block_device() {
-            tar::EntryType::Block
-        } else if ft.is_fifo() {
-            tar::EntryType::Fifo
-        } else {
-            return Ok(());
-        };
-        h.set_entry_type(kind);
-        if kind != tar::EntryType::Fifo {
-            let rdev = meta.rdev();
-            h.set_device_major(rustix::fs::major(rdev)).ctx(ctx)?;
-            h.set_device_minor(rustix::fs::minor(rdev)).ctx(ctx)?;
-        }
+        let mut h = self.header(st);
+        h.set_entry_type(tar::EntryType::Directory);
         self.write_pax(name, &xattrs)?;
         self.builder
-            .append_data(&mut h, name, io::empty())
+            .append_data(&mut h, format!("{name}/"), io::empty())
             .ctx(ctx)?;
+        self.entries += 1;
+        if opaque {
+            let mut wh = tar::Header::new_gnu();
+            wh.set_entry_type(tar::EntryType::Regular);
+            wh.set_mode(st.st_mode & 0o777);
+            let (uid, gid) = self.owner(st);
+            wh.set_uid(uid);
+            wh.set_gid(gid);
+            wh.set_mtime(0);
+            wh.set_size(0);
+            self.builder
+                .append_data(&mut wh, format!("{name}/{WHITEOUT_OPAQUE}"), io::empty())
+                .ctx(ctx)?;
+            self.entries += 1;
+        }
+        Ok(())
+    }
+
+    /// The entry `file` of `dir`, whose status was `st`, as `name` (a directory with its
+    /// contents). An entry that is gone or changed type by the time it is opened is left out.
+    fn append_child(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        file: &OsStr,
+        name: &str,
+        st: &Stat,
+    ) -> Result<()> {
+        let ctx = || format!("archiving {name}");
+        let ft = FileType::from_raw_mode(st.st_mode);
+        match ft {
+            // Like Docker (Go's archive/tar cannot represent sockets).
+            FileType::Socket | FileType::Unknown => Ok(()),
+            FileType::CharacterDevice if self.overlay && st.st_rdev == 0 => {
+                let (parent, base) = match name.rsplit_once('/') {
+                    Some((d, b)) => (format!("{d}/"), b),
+                    None => (String::new(), name),
+                };
+                let mut h = self.header(st);
+                h.set_mode(0o600);
+                h.set_entry_type(tar::EntryType::Regular);
+                self.builder
+                    .append_data(
+                        &mut h,
+                        format!("{parent}{WHITEOUT_PREFIX}{base}"),
+                        io::empty(),
+                    )
+                    .ctx(ctx)?;
+                self.entries += 1;
+                Ok(())
+            }
+            FileType::Directory => {
+                let Some(d) = open_child_dir(dir, file, name)? else {
+                    return Ok(());
+                };
+                let st = rustix::fs::fstat(&d).ctx(ctx)?;
+                self.append_dir(d.as_fd(), name, &st)?;
+                self.append_children(d.as_fd(), name)
+            }
+            FileType::RegularFile => self.append_file(dir, file, name),
+            FileType::Symlink => {
+                let target = match rustix::fs::readlinkat(dir, file, Vec::new()) {
+                    Ok(t) => t,
+                    // Gone, or no longer a symlink.
+                    Err(Errno::NOENT | Errno::INVAL) => return Ok(()),
+                    Err(e) => return Err(Error::io(ctx(), e.into())),
+                };
+                let path = proc_path(dir, file);
+                let xattrs = read_xattrs(XattrsOf::Path(&path), name)?;
+                let mut h = self.header(st);
+                h.set_entry_type(tar::EntryType::Symlink);
+                self.write_pax(name, &xattrs)?;
+                self.builder
+                    .append_link(
+                        &mut h,
+                        name,
+                        Path::new(OsStr::from_bytes(target.as_bytes())),
+                    )
+                    .ctx(ctx)?;
+                self.entries += 1;
+                Ok(())
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                // Never opened: only its status and xattrs go into the archive.
+                let path = proc_path(dir, file);
+                let xattrs = read_xattrs(XattrsOf::Path(&path), name)?;
+                let mut h = self.header(st);
+                let kind = match ft {
+                    FileType::CharacterDevice => tar::EntryType::Char,
+                    FileType::BlockDevice => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                h.set_entry_type(kind);
+                if kind != tar::EntryType::Fifo {
+                    h.set_device_major(rustix::fs::major(st.st_rdev)).ctx(ctx)?;
+                    h.set_device_minor(rustix::fs::minor(st.st_rdev)).ctx(ctx)?;
+                }
+                self.write_pax(name, &xattrs)?;
+                self.builder
+                    .append_data(&mut h, name, io::empty())
+                    .ctx(ctx)?;
+                self.entries += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// The regular file `file` of `dir` as `name`: opened `O_PATH` without following a
+    /// symlink, checked, and only then reopened for reading.
+    fn append_file(&mut self, dir: BorrowedFd<'_>, file: &OsStr, name: &str) -> Result<()> {
+        let ctx = || format!("archiving {name}");
+        let p = match rustix::fs::openat(
+            dir,
+            file,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(Error::io(ctx(), e.into())),
+        };
+        let st = rustix::fs::fstat(&p).ctx(ctx)?;
+        let f = match reopen_regular(p.as_fd(), &st) {
+            Ok(f) => f,
+            // Replaced by something else since it was listed.
+            Err(Errno::INVAL | Errno::STALE) => return Ok(()),
+            Err(e) => return Err(Error::io(ctx(), e.into())),
+        };
+        let mut h = self.header(&st);
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key).cloned() {
+                h.set_entry_type(tar::EntryType::Link);
+                self.builder.append_link(&mut h, name, &first).ctx(ctx)?;
+                self.entries += 1;
+                return Ok(());
+            }
+            self.links.insert(key, name.to_string());
+        }
+        let xattrs = read_xattrs(XattrsOf::Fd(f.as_fd()), name)?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(size);
+        // Exactly `size` bytes even if the file changes under us.
+        let data = f.take(size).chain(io::repeat(0)).take(size);
+        self.write_pax(name, &xattrs)?;
+        self.builder.append_data(&mut h, name, data).ctx(ctx)?;
         self.entries += 1;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use crate::archive::ExtractOptions;
 use crate::digest::HashReader;
 use crate::error::{Error, IoContext, Result};
+use crate::inroot::{on_pseudo_fs, Root};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags, CWD,
 };
@@ -194,14 +195,14 @@ pub(crate) fn layer_diff_id(blob: &mut dyn Read, what: &str) -> Result<(String, 
 /// Extracts a (possibly compressed) tar into `dir` following `opts`; symlinks met on the
 /// way resolve inside `dir`.
 pub(crate) fn extract_into(reader: &mut dyn Read, dir: &Path, opts: &ExtractOptions) -> Result<()> {
-    extract_at(reader, dir, Path::new(""), opts)
+    extract_at(reader, &Root::open(dir)?, Path::new(""), opts)
 }
 
 /// Extracts into the directory `dest` inside `root`: `dest` and every symlink met while
 /// extracting resolve with `root` as `/`; entries may not climb above `dest`.
 pub(crate) fn extract_at(
     reader: &mut dyn Read,
-    root: &Path,
+    root: &Root,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<()> {
@@ -210,21 +211,25 @@ pub(crate) fn extract_at(
         Error::InvalidInput(format!(
             "{} climbs out of {}",
             dest.display(),
-            root.display()
+            root.path().display()
         ))
     })?;
-    let mut ex = Extractor::new(root, Policy::Copy, opts, what)?;
+    let fd = rustix::io::fcntl_dupfd_cloexec(root.fd(), 0)
+        .ctx(|| format!("opening {}", root.path().display()))?;
+    let mut ex = Extractor::with_root(fd, root.path(), Policy::Copy, opts, what);
+    let not_found = || {
+        Error::NotFound(format!(
+            "Could not find the file {} in container",
+            dest.display()
+        ))
+    };
     match ex.open_in_root(&base, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(fd) if on_pseudo_fs(fd.as_fd()) => return Err(not_found()),
         Ok(_) => {}
-        Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
-            return Err(Error::NotFound(format!(
-                "Could not find the file {} in container",
-                dest.display()
-            )))
-        }
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => return Err(not_found()),
         Err(e) => {
             return Err(Error::io(
-                format!("resolving {} in {}", dest.display(), root.display()),
+                format!("resolving {} in {}", dest.display(), root.path().display()),
                 e.into(),
             ))
         }
@@ -322,9 +327,20 @@ impl<'o> Extractor<'o> {
             Mode::empty(),
         )
         .ctx(|| format!("opening destination directory {}", dest.display()))?;
-        Ok(Extractor {
+        Ok(Extractor::with_root(root, dest, policy, opts, what))
+    }
+
+    /// An extractor into the tree whose top directory is open as `root`.
+    fn with_root(
+        root: OwnedFd,
+        root_path: &Path,
+        policy: Policy,
+        opts: &'o ExtractOptions,
+        what: &str,
+    ) -> Self {
+        Extractor {
             root,
-            root_path: dest.to_path_buf(),
+            root_path: root_path.to_path_buf(),
             policy,
             opts,
             what: what.to_string(),
@@ -332,7 +348,7 @@ impl<'o> Extractor<'o> {
             content_size: 0,
             cache: None,
             base: Vec::new(),
-        })
+        }
     }
 
     fn refuse(&self, name: &str, why: &str) -> Error {
@@ -388,11 +404,15 @@ impl<'o> Extractor<'o> {
     fn map_resolve_err(&self, name: &str, dir: &[OsString], e: Errno) -> Error {
         let shown = join(dir).display().to_string();
         match e {
-            Errno::LOOP => self.refuse(
+            Errno::LOOP if self.policy == Policy::Layer => self.refuse(
                 name,
                 &format!(
                     "its parent {shown:?} goes through a symlink, which an image layer may not do"
                 ),
+            ),
+            Errno::LOOP => self.refuse(
+                name,
+                &format!("its parent {shown:?} goes through a /proc magic link or a symlink loop"),
             ),
             Errno::XDEV => {
                 self.refuse(name, &format!("{shown:?} resolves outside the destination"))
@@ -438,6 +458,9 @@ impl<'o> Extractor<'o> {
             }
             Err(e) => return Err(self.map_resolve_err(name, comps, e)),
         };
+        if self.policy == Policy::Copy && on_pseudo_fs(fd.as_fd()) {
+            return Err(self.refuse(name, "its directory is on procfs or sysfs"));
+        }
         let dup = rustix::io::dup(&fd).map_err(|e| self.io_err(name, "dup", e))?;
         self.cache = Some((comps.to_vec(), dup));
         Ok(fd)
@@ -481,6 +504,10 @@ impl<'o> Extractor<'o> {
                 u32::try_from(uid).map_err(|_| self.refuse(name, "uid out of range"))?,
                 u32::try_from(gid).map_err(|_| self.refuse(name, "gid out of range"))?,
             ),
+        };
+        let (uid, gid) = match &self.opts.ids {
+            Some(ids) => ids.host_owner(uid, gid),
+            None => (uid, gid),
         };
         Ok(Meta {
             uid,
@@ -1011,10 +1038,7 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
 }
 
 /// Removes `name` under `dirfd`, recursively for directories, never following symlinks.
-pub(crate) fn remove_tree_at(
-    dirfd: BorrowedFd<'_>,
-    name: &OsStr,
-) -> std::result::Result<(), Errno> {
+pub fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errno> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}

@@ -45,15 +45,21 @@ pub struct ExitRecord {
 }
 
 /// Write `data` to `path` atomically: temp file, rename. With `durable`, the file is
-/// fsynced first, so it also survives a power loss (not only a crash of the process).
+/// fsynced first, so it also survives a power loss (not only a crash of the process). A
+/// failed write (a full disk) leaves `path` as it was and no temp file behind.
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
+    let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
         }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    res
 }

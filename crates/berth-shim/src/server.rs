@@ -74,6 +74,8 @@ struct Shim {
     procs: HashMap<ProcKey, Proc>,
     clients: Vec<Client>,
     log: Option<LogFile>,
+    /// The last log write failed (reported once until one succeeds).
+    log_failing: bool,
     /// Set when the main process failed to start: the exit it maps to.
     start_failure: Option<(i32, String)>,
     main_done: Option<ExitRecord>,
@@ -276,6 +278,7 @@ impl Shim {
             procs,
             clients: Vec::new(),
             log: Some(log),
+            log_failing: false,
             start_failure: None,
             main_done: None,
             done_at: None,
@@ -539,8 +542,18 @@ impl Shim {
         let data = &buf[..n];
         if key.is_none() {
             if let Some(log) = self.log.as_mut() {
-                if let Err(e) = log.write(stream, data) {
-                    eprintln!("shim {}: log write: {e}", self.cfg.id);
+                // Reported once per run of failures: a full disk must not flood shim.log.
+                match log.write(stream, data) {
+                    Err(e) if !self.log_failing => {
+                        self.log_failing = true;
+                        eprintln!("shim {}: log write: {e}; output dropped", self.cfg.id);
+                    }
+                    Err(_) => {}
+                    Ok(()) if self.log_failing => {
+                        self.log_failing = false;
+                        eprintln!("shim {}: log writes work again", self.cfg.id);
+                    }
+                    Ok(()) => {}
                 }
             }
         }

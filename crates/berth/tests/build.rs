@@ -874,6 +874,44 @@ fn independent_stages_build_in_parallel() {
     no_build_containers(&d);
 }
 
+#[test]
+fn copy_from_merges_the_source_layers() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("copyfrom");
+    // Two layers: the second deletes a file, adds one, replaces a directory (opaque) and
+    // links to the root.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox AS src\n\
+         RUN mkdir -p /d/sub /o && echo k > /d/keep && echo g > /d/gone && echo deep > /d/sub/deep \
+         && ln -s /etc /d/link && echo old > /o/old && echo x > /suid && chmod 4755 /suid \
+         && mkfifo -m 640 /fifo\n\
+         RUN rm /d/gone && echo n > /d/new && rm -rf /o && mkdir /o && echo f > /o/fresh \
+         && ln -s / /esc\n\
+         FROM busybox\n\
+         COPY --from=src /d /d\n\
+         COPY --from=src /o /o\n\
+         COPY --from=src /suid /fifo /keep/\n\
+         COPY --from=src /esc/d/link/passwd /passwd\n\
+         COPY --from=src /d/sub /d/keep /two/\n",
+    );
+    let out = d.berth(&["build", "-t", "merged", ctx.path()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let show = "ls /d /o /two; readlink /d/link; cat /d/keep /d/new /o/fresh; \
+                stat -c '%a %F' /keep/suid /keep/fifo";
+    assert_eq!(
+        run_out(&d, "merged", show),
+        "/d:\nkeep\nlink\nnew\nsub\n\n/o:\nfresh\n\n/two:\ndeep\nkeep\n\
+         /etc\nk\nn\nf\n4755 regular file\n640 fifo"
+    );
+    // The link resolved inside the source image: its /etc/passwd, not the host's.
+    assert_eq!(
+        run_out(&d, "merged", "cat /passwd"),
+        run_out(&d, "busybox", "cat /etc/passwd")
+    );
+    no_build_containers(&d);
+}
+
 /// A child process killed and reaped when dropped (also when a test fails).
 struct Killed(std::process::Child);
 

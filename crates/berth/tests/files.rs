@@ -183,3 +183,299 @@ fn cp_follow_link_copies_the_target() {
     let _ = std::fs::remove_dir_all(&tmp);
     d.ok(&["rm", "-f", "lk"]);
 }
+
+/// One request over the daemon's socket, the connection closed after it: the status and the
+/// raw rest of the response (headers, then the body as sent).
+fn http(d: &Daemon, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/x-tar\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        s.write_all(b).unwrap();
+    }
+    let mut out = Vec::new();
+    // A response cut short still shows what came.
+    let _ = s.read_to_end(&mut out);
+    let code = std::str::from_utf8(out.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A second container sharing a volume swaps a directory of it with a symlink to `/`
+/// (renameat2 RENAME_EXCHANGE in a loop) while `cp` reads and writes below that directory:
+/// no try may read the host's file there or write into the host's directory.
+#[test]
+fn cp_never_reaches_the_host_through_a_swapped_directory() {
+    let d = Daemon::start();
+    let pid = std::process::id();
+    let tag = format!("berth-race-{pid}");
+    let host_dir = std::path::PathBuf::from("/tmp").join(&tag);
+    let _ = std::fs::remove_dir_all(&host_dir);
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let marker = format!("HOST-ONLY-{pid}");
+    std::fs::write(host_dir.join("secret.txt"), &marker).unwrap();
+    // The racer, static (busybox has no renameat2).
+    let work = std::env::temp_dir().join(format!("berth-racer-{pid}"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("racer.c"),
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <sys/syscall.h>\n#include <unistd.h>\n\
+         int main(void) { for (;;) syscall(SYS_renameat2, AT_FDCWD, \"/v/d\", AT_FDCWD, \"/v/sym\", 2); }\n",
+    )
+    .unwrap();
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(work.join("racer"))
+        .arg(work.join("racer.c"))
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "gcc: {}", stderr(&cc));
+
+    let vol = format!("racev{pid}");
+    d.ok(&["volume", "create", &vol]);
+    let mount = format!("{vol}:/v");
+    d.ok(&[
+        "run", "-d", "--name", "ra", "-v", &mount, "busybox", "sleep", "300",
+    ]);
+    d.ok(&[
+        "exec",
+        "ra",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /v/d/tmp/{tag} && echo inside > /v/d/tmp/{tag}/secret.txt && ln -s / /v/sym"
+        ),
+    ]);
+    d.ok(&["create", "--name", "rb", "-v", &mount, "busybox", "/racer"]);
+    d.ok(&["cp", work.join("racer").to_str().unwrap(), "rb:/racer"]);
+    d.ok(&["start", "rb"]);
+
+    let mut up = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(7);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    up.append_data(&mut h, "planted", &b"planted"[..]).unwrap();
+    let up = up.into_inner().unwrap();
+
+    let get = format!("/containers/ra/archive?path=/v/d/tmp/{tag}/secret.txt");
+    let put = format!("/containers/ra/archive?path=/v/d/tmp/{tag}");
+    let start = std::time::Instant::now();
+    let (mut tries, mut inside, mut host_reads, mut puts_ok) = (0, 0, 0, 0);
+    while tries < 8000 && start.elapsed() < std::time::Duration::from_secs(40) {
+        tries += 1;
+        let (code, body) = http(&d, "GET", &get, None);
+        if contains(&body, marker.as_bytes()) {
+            host_reads += 1;
+        }
+        if code == 200 && contains(&body, b"inside\n") {
+            inside += 1;
+        }
+        if tries % 2 == 0 && http(&d, "PUT", &put, Some(&up)).0 == 200 {
+            puts_ok += 1;
+        }
+    }
+    let racing = d.ok(&["inspect", "-f", "{{.State.Running}}", "rb"]);
+    let planted = host_dir.join("planted").exists();
+    d.ok(&["rm", "-f", "ra", "rb"]);
+    d.ok(&["volume", "rm", &vol]);
+    let _ = std::fs::remove_dir_all(&host_dir);
+    let _ = std::fs::remove_dir_all(&work);
+    eprintln!("{tries} tries: {inside} reads of the container's file, {puts_ok} uploads");
+    assert_eq!(racing, "true", "the racer stopped");
+    assert_eq!(
+        host_reads, 0,
+        "host file read in {host_reads} of {tries} tries"
+    );
+    assert!(!planted, "an upload was written into the host's {tag}");
+    assert!(
+        inside > 0,
+        "the container's file was never read in {tries} tries"
+    );
+    assert!(puts_ok > 0, "no upload went through in {tries} tries");
+}
+
+/// Runs berth with `args`, killed (and reported as failed) if it takes longer than 30 s.
+fn berth_bounded(d: &Daemon, args: &[&str]) -> bool {
+    let mut child = std::process::Command::new(common::berth_bin())
+        .arg("-H")
+        .arg(d.host())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// `cp` out of a running container while the client reads slowly: the container is not
+/// frozen meanwhile (its freezer cgroup stays THAWED), and exec, stop and start work.
+#[test]
+fn a_slow_cp_reader_does_not_freeze_the_container() {
+    use std::io::{Read, Write};
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1M count=64 2>/dev/null && touch /ready && sleep 300",
+    ]);
+    common::eventually("the big file", || {
+        d.berth(&["exec", "big", "test", "-f", "/ready"])
+            .status
+            .success()
+    });
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "big"]);
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let freezer = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()))
+        .expect("a freezer cgroup");
+    let state = format!("/sys/fs/cgroup/freezer{freezer}/freezer.state");
+
+    // The download starts, then the client stops reading: the daemon is left waiting.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.write_all(b"GET /containers/big/archive?path=/big HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    s.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{:?}", &first[..40]);
+
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "THAWED");
+    assert!(
+        berth_bounded(&d, &["exec", "big", "true"]),
+        "exec failed while cp was read"
+    );
+    assert!(
+        berth_bounded(&d, &["stop", "-t", "1", "big"]),
+        "stop failed while cp was read"
+    );
+    // The reader still holds the old root: the container starts again all the same.
+    assert!(
+        berth_bounded(&d, &["start", "big"]),
+        "start failed while cp was read"
+    );
+    assert!(berth_bounded(&d, &["exec", "big", "test", "-f", "/big"]));
+    drop(s);
+    d.ok(&["rm", "-f", "big"]);
+}
+
+/// A NUL in the path is the client's error (400); a symlink into a /proc magic link
+/// (`/proc/1/root`) is not followed, so what lies behind it is not found (404); procfs and
+/// sysfs are neither copied from nor exported (their mount points come out empty).
+#[test]
+fn archive_bad_paths_and_pseudo_filesystems() {
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bp",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /proc/1/root/etc /lnk && sleep 300",
+    ]);
+    common::eventually("the link", || {
+        d.berth(&["exec", "bp", "test", "-L", "/lnk"])
+            .status
+            .success()
+    });
+    for method in ["HEAD", "GET", "PUT"] {
+        let (code, body) = http(
+            &d,
+            method,
+            "/containers/bp/archive?path=/etc%00passwd",
+            None,
+        );
+        assert_eq!(code, 400, "{method}: {}", String::from_utf8_lossy(&body));
+        if method != "HEAD" {
+            assert!(
+                contains(&body, b"NUL"),
+                "{method}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    for (method, path) in [
+        ("HEAD", "/lnk/passwd"),
+        ("GET", "/lnk/passwd"),
+        ("PUT", "/lnk"),
+    ] {
+        let (code, body) = http(
+            &d,
+            method,
+            &format!("/containers/bp/archive?path={path}"),
+            (method == "PUT").then_some(&b""[..]),
+        );
+        assert_eq!(code, 404, "{method}: {}", String::from_utf8_lossy(&body));
+    }
+    let out = d.berth(&["cp", "bp:/lnk/passwd", "-"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Could not find the file /lnk/passwd"),
+        "{}",
+        stderr(&out)
+    );
+    let (code, _) = http(&d, "GET", "/containers/bp/archive?path=/proc/version", None);
+    assert_eq!(code, 404);
+    let tar = std::env::temp_dir().join(format!("berth-export-{}.tar", std::process::id()));
+    d.ok(&["export", "-o", tar.to_str().unwrap(), "bp"]);
+    let listing = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&tar);
+    let listing = stdout(&listing);
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
+    assert!(
+        names.contains(&"proc/") && names.contains(&"sys/"),
+        "{listing}"
+    );
+    assert!(
+        names.contains(&"lnk") && names.contains(&"bin/busybox"),
+        "{listing}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("proc/") && *n != "proc/"
+                || n.starts_with("sys/") && *n != "sys/"),
+        "{listing}"
+    );
+    d.ok(&["rm", "-f", "bp"]);
+}

@@ -773,13 +773,12 @@ impl Builder {
     }
 
     fn view(&self, image: &str) -> BResult<View> {
-        Ok(View {
-            layers: if image.is_empty() {
-                Vec::new()
-            } else {
-                self.d.images.rootfs_layers(image)?
-            },
-        })
+        let layers = if image.is_empty() {
+            Vec::new()
+        } else {
+            self.d.images.rootfs_layers(image)?
+        };
+        Ok(View::open(&layers)?)
     }
 
     /// One instruction of a stage.
@@ -1082,17 +1081,17 @@ impl Builder {
                         "When using {kw} with more than one source file, the destination must be a directory and end with a /"
                     )));
                 }
+                // The staging dir is written by descriptors from its top, as the source is read.
+                std::fs::create_dir_all(&stage2)?;
+                let stage_root = berth_image::archive::Root::open(&stage2)?;
                 for rel in &sources {
                     let is_dir = src_view.is_dir(rel);
-                    let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+                    let name = rel.rsplit('/').next().unwrap_or(rel);
                     let t = if is_dir || !dest_dir {
-                        stage2.join(&dest_rel2)
+                        files::staged(&stage_root, &dest_rel2)?
                     } else {
-                        stage2.join(&dest_rel2).join(&name)
+                        files::staged(&stage_root, &format!("{dest_rel2}/{name}"))?
                     };
-                    if let Some(parent) = t.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
                     if !src_view.copy_out(rel, &t)? {
                         return Err(bad_msg(format!(
                             "{kw} failed: stat /{rel}: file does not exist"
@@ -1677,6 +1676,8 @@ impl Builder {
         }
         let (d, c2) = (self.d.clone(), c.clone());
         let parent = c.rec().image_id.clone();
+        let mut opts = opts;
+        opts.ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
         let img = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(c2.paths.upper())?;
             d.images

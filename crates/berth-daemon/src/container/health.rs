@@ -65,14 +65,11 @@ pub fn start(d: &Arc<crate::state::Daemon>, c: &Arc<Container>) {
         stop(c);
         return;
     };
-    let res = c.update(|r| {
+    c.update_state(|r| {
         let h = r.state.health.get_or_insert_with(Health::default);
         h.status = health_status::STARTING.into();
         h.failing_streak = 0;
     });
-    if let Err(e) = res {
-        tracing::warn!("recording the health of {}: {}", c.id, e.0);
-    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     *c.health_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     tokio::spawn(monitor(d.clone(), c.clone(), cmd, hc, run, rx));

@@ -51,9 +51,11 @@ async fn create_as(
         other => other.into(),
     })?;
     let warnings = validate(&req)?;
+    check_userns(d, &req.host_config)?;
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
+            crate::names::check_len("container", n.trim_start_matches('/'))?;
             if !crate::names::valid(n) {
                 return Err(Error::bad_request(format!(
                     "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -190,7 +192,9 @@ async fn create_as(
         net: Default::default(),
         mounts: Vec::new(),
         build,
+        remapped_root: None,
     };
+    rec.remapped_root = d.remap_of(&rec).map(crate::userns::Remap::root);
     let endpoints = req
         .networking_config
         .and_then(|n| n.endpoints_config)
@@ -349,6 +353,12 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     if h.shm_size < 0 {
         return Err(Error::bad_request("SHM size can not be less than 0"));
     }
+    if !(-1000..=1000).contains(&h.oom_score_adj) {
+        return Err(Error::bad_request(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            h.oom_score_adj
+        )));
+    }
     if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
         return Err(Error::bad_request(
             "conflicting options: cannot specify both --restart and --rm",
@@ -366,7 +376,6 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
             !h.ipc_mode.is_empty() && h.ipc_mode != "private" && h.ipc_mode != "shareable",
         ),
         ("--uts", !h.uts_mode.is_empty()),
-        ("--userns", !h.userns_mode.is_empty()),
         (
             "--group-add",
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
@@ -384,6 +393,28 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// `--userns` and what Docker refuses in a remapped container.
+fn check_userns(d: &Daemon, h: &berth_api::container::HostConfig) -> Result<()> {
+    if !matches!(h.userns_mode.as_str(), "" | "host") {
+        return Err(Error::bad_request(format!(
+            "invalid UsernsMode {:?}: only \"host\" is supported",
+            h.userns_mode
+        )));
+    }
+    if d.remap.is_none() || h.userns_mode == "host" {
+        return Ok(());
+    }
+    if h.privileged {
+        return Err(Error::bad_request("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode"));
+    }
+    if h.network_mode == "host" {
+        return Err(Error::bad_request(
+            "cannot share the host's network namespace when user namespaces are enabled",
+        ));
+    }
+    Ok(())
+}
+
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
@@ -396,17 +427,47 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     ] {
         std::fs::create_dir_all(dir)?;
     }
+    let remap = d.remap_of(&rec);
+    // Docker keeps a data root per mapping; here one holds all, so a container made under
+    // another mapping (or none) is refused rather than started with files it cannot own.
+    if rec.remapped_root != remap.map(crate::userns::Remap::root) {
+        let was = match rec.remapped_root {
+            Some((u, g)) => format!("with its root mapped to {u}:{g}"),
+            None => "without --userns-remap".into(),
+        };
+        return Err(Error::conflict(format!(
+            "container {} was created {was}, and the daemon now runs with another \
+             --userns-remap setting: restart the daemon with the old setting or recreate \
+             the container",
+            rec.name.trim_start_matches('/')
+        )));
+    }
+    if let Some(r) = remap {
+        // The overlay's top is the container's `/`: owned by its root, and so is what it
+        // writes; the lower layers are idmapped instead (see berth-runtime's idmap.rs).
+        let (uid, gid) = r.root();
+        for dir in [c.paths.upper(), c.paths.work()] {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        }
+    }
     let net = crate::network::files::spec_for(d, &rec)?;
     let built = spec::build(
         &rec,
         &c.paths,
         &layers,
-        &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
         &net,
         crate::volume::mounts::oci_mounts(d, &rec)?,
+        remap,
     )?;
     crate::network::files::write_files(d, c, &built.hostname)?;
+    if let (Some(r), None) = (remap, &net.netns) {
+        // The container's root may write its /etc/hosts, as in Docker.
+        let (uid, gid) = r.root();
+        for f in [c.paths.hostname(), c.paths.hosts(), c.paths.resolv_conf()] {
+            std::os::unix::fs::lchown(f, Some(uid), Some(gid))?;
+        }
+    }
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
@@ -463,7 +524,7 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     }
     // A start by the user begins a new restart-policy history, as with Docker.
     if c.rec().restart_count != 0 {
-        c.update(|r| r.restart_count = 0)?;
+        c.update_state(|r| r.restart_count = 0);
     }
     let res = start_locked(d, c).await;
     if res.is_err() && c.rec().host_config.auto_remove {
@@ -507,10 +568,10 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     }
     if let Some(err) = ready.error {
         let code = ready.exit_code.unwrap_or(125);
-        c.update(|r| {
+        c.update_state(|r| {
             r.state.exit_code = i64::from(code);
             r.state.error = err.clone();
-        })?;
+        });
         return Err(Error::bad_request(format!(
             "failed to create task for container: {err}"
         )));
@@ -540,16 +601,16 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     };
     if let Some(err) = reply.error {
         let code = reply.exit_code.unwrap_or(125);
-        c.update(|r| {
+        c.update_state(|r| {
             r.state.exit_code = i64::from(code);
             r.state.error = err.clone();
             r.state.status = status::CREATED.into();
-        })?;
+        });
         return Err(Error::bad_request(format!(
             "failed to create task for container: {err}"
         )));
     }
-    let recorded = c.update(|r| {
+    c.update_state(|r| {
         r.state = StateRecord {
             status: status::RUNNING.into(),
             pid: ready.pid,
@@ -564,12 +625,11 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     });
     // Before the exit monitor, whose exit handling stops the health monitor.
     super::health::start(d, c);
-    // The monitor goes on even if the record could not be written: the exit must be seen.
     spawn_monitor(d.clone(), c.clone());
     d.endpoint_events(c, "connect");
     d.container_event(c, "start", &[]);
     tracing::debug!(id = %c.id, "started after {:?}", t0.elapsed());
-    recorded.map(|_| ())
+    Ok(())
 }
 
 /// Takes a stopped container's run dir (exec root) out of the way with one rename and deletes
@@ -577,45 +637,103 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 /// mounted into the container), which an exit or a `--rm` removal should not wait for, and a
 /// new start of the container gets a fresh directory meanwhile. `<exec-root>/trash` is emptied
 /// at boot.
-fn discard_run_dir(d: &Daemon, c: &Container) {
+fn discard_run_dir(d: &Daemon, run_dir: &std::path::Path) {
     let trash = d.cfg.exec_root.join("trash");
     let to = trash.join(format!(
         "{}-{}",
-        c.id,
+        run_dir.file_name().unwrap_or_default().to_string_lossy(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|t| t.as_nanos())
             .unwrap_or(0)
     ));
-    let moved =
-        std::fs::create_dir_all(&trash).and_then(|()| std::fs::rename(&c.paths.run_dir, &to));
+    let moved = std::fs::create_dir_all(&trash).and_then(|()| std::fs::rename(run_dir, &to));
     match moved {
         Ok(()) => {
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(to));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(_) => {
-            let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+            let _ = std::fs::remove_dir_all(run_dir);
         }
     }
 }
 
-/// Wait for the shim to report the exit, then record it and apply --rm.
+/// Wait for the shim to report the exit, then record it and apply --rm. The wait connection
+/// closing without a reply means the shim is gone (killed, crashed): that is seen at once, and
+/// what it watched is taken down (see [`shim_lost`]).
 pub fn spawn_monitor(d: Arc<Daemon>, c: Arc<Container>) {
     tokio::spawn(async move {
         let socket = c.paths.socket();
-        let exit = match shim::open(&socket, &Request::Wait).await {
-            Ok((reply, _)) => reply.exit,
-            Err(_) => None,
+        let exit = loop {
+            match shim::open(&socket, &Request::Wait).await {
+                Ok((reply, _)) if reply.exit.is_some() => break reply.exit,
+                _ if shim_alive(&socket).await => {
+                    // Only this connection failed (the shim still accepts): wait again.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => break None,
+            }
         };
-        let exit = exit.or_else(|| read_exit_file(&c)).unwrap_or(ExitRecord {
-            exit_code: 255,
-            oom_killed: false,
-            finished_at: timefmt::now(),
-            error: "the container's shim exited without recording a status".into(),
-        });
+        let exit = match exit.or_else(|| read_exit_file(&c)) {
+            Some(e) => e,
+            None => shim_lost(&d, &c).await,
+        };
         on_exit(&d, &c, exit).await;
     });
+}
+
+/// Whether a shim listens on `socket`: a dead shim's socket refuses connections (or is gone).
+async fn shim_alive(socket: &std::path::Path) -> bool {
+    match tokio::net::UnixStream::connect(socket).await {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+    }
+}
+
+/// The shim of a running container died without recording an exit. As containerd does with
+/// a dead shim, every process left in the container's cgroup is killed and its runtime state
+/// deleted, so that the restart policy and `start` can run it again; the exit is a SIGKILL
+/// (137), or 255 if nothing was left to kill.
+async fn shim_lost(d: &Daemon, c: &Container) -> ExitRecord {
+    let rt = berth_runtime::Runtime::new(&d.runtime_root);
+    let id = c.id.clone();
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let alive = rt.pids(&id).is_ok_and(|p| !p.is_empty());
+        let oom = rt.oom_killed(&id).unwrap_or(false);
+        (alive, oom, rt.delete(&id, true))
+    })
+    .await;
+    let (alive, oom_killed) = match cleaned {
+        Ok((alive, oom, deleted)) => {
+            if let Err(e) = deleted {
+                tracing::warn!("container {}: cleaning up after its shim: {e}", c.id);
+            }
+            (alive, oom)
+        }
+        Err(e) => {
+            tracing::warn!("container {}: cleaning up after its shim: {e}", c.id);
+            (false, false)
+        }
+    };
+    tracing::warn!(
+        "container {}: its shim died; {}",
+        c.id,
+        if alive {
+            "its processes were killed"
+        } else {
+            "no process was left"
+        }
+    );
+    ExitRecord {
+        exit_code: if alive { 137 } else { 255 },
+        oom_killed,
+        finished_at: timefmt::now(),
+        error: "the container's shim died without recording an exit status".into(),
+    }
 }
 
 fn read_exit_file(c: &Container) -> Option<ExitRecord> {
@@ -642,24 +760,18 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     d.volumes.deactivate(&c.id);
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function.
-    let res = if auto_remove {
+    if auto_remove {
         record(&mut c.rec());
-        Ok(())
     } else {
-        c.update(record).map(|_| ())
-    };
-    if let Err(e) = res {
-        tracing::warn!("recording exit of {}: {}", c.id, e.0);
+        c.update_state(record);
     }
-    discard_run_dir(d, c);
+    discard_run_dir(d, &c.paths.run_dir);
     exit_events(d, c, &exit);
     c.progress.send_modify(|p| p.exits += 1);
     if auto_remove {
         if let Err(e) = remove(d, c, true, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
-            if let Err(e) = c.update(|_| {}) {
-                tracing::warn!("recording exit of {}: {}", c.id, e.0);
-            }
+            c.update_state(|_| {});
         }
         tracing::debug!(id = %c.id, "exit recorded and removed in {:?}", t0.elapsed());
         return;
@@ -723,7 +835,7 @@ fn restart_delay(r: &Record) -> Option<Duration> {
 }
 
 fn schedule_restart(d: Arc<Daemon>, c: Arc<Container>, delay: Duration) {
-    let _ = c.update(|r| {
+    c.update_state(|r| {
         r.state.status = status::RESTARTING.into();
         r.restart_count += 1;
     });
@@ -739,7 +851,7 @@ fn schedule_restart(d: Arc<Daemon>, c: Arc<Container>, delay: Duration) {
         }
         if let Err(e) = start_locked(&d, &c).await {
             tracing::warn!("restarting {}: {}", c.id, e.0.message);
-            let _ = c.update(|r| r.state.status = status::EXITED.into());
+            c.update_state(|r| r.state.status = status::EXITED.into());
         }
     });
 }
@@ -765,7 +877,7 @@ fn signal_number(s: &str) -> Result<i32> {
 pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
     if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
-        mark_stopped(c)?;
+        mark_stopped(c);
     }
     let r = c.snapshot();
     if !r.is_running() {
@@ -783,10 +895,10 @@ pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Resul
         // is about to begin sees it.
         let op = c.op.lock().await;
         if c.rec().state.status == status::RESTARTING {
-            c.update(|r| {
+            c.update_state(|r| {
                 r.state.manually_stopped = true;
                 r.state.status = status::EXITED.into();
-            })?;
+            });
             c.progress.send_modify(|p| p.exits += 1);
             return Ok(());
         }
@@ -817,12 +929,12 @@ async fn wait_exit_after(c: &Container, seen: u64, timeout: Option<Duration>) ->
     }
 }
 
-/// Note that the user stopped the container, so restart policies leave it down.
-fn mark_stopped(c: &Container) -> Result<()> {
+/// Note that the user stopped the container, so restart policies leave it down. Never fails:
+/// the signal that follows must be sent even when the record cannot be written.
+fn mark_stopped(c: &Container) {
     if c.rec().is_running() {
-        c.update(|r| r.state.manually_stopped = true)?;
+        c.update_state(|r| r.state.manually_stopped = true);
     }
-    Ok(())
 }
 
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
@@ -850,7 +962,7 @@ async fn stop_process(
     if r.state.status == status::RESTARTING {
         return kill(d, c, Some("SIGKILL")).await;
     }
-    mark_stopped(c)?;
+    mark_stopped(c);
     let seen = c.progress.borrow().exits;
     let sig = signal
         .filter(|s| !s.is_empty())
@@ -912,7 +1024,7 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
     // background (and at the next boot, should the daemon stop first).
     let dir = c.paths.dir.clone();
     let trash = d.cfg.data_root.join("trash").join(&c.id);
-    discard_run_dir(d, c);
+    discard_run_dir(d, &c.paths.run_dir);
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
     let id = c.id.clone();
     tokio::task::spawn_blocking(move || {
@@ -1011,20 +1123,22 @@ pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
         rt.resume(&c.id)
     };
     res.map_err(|e| Error::internal(e.to_string()))?;
-    c.update(|r| {
+    // Done: reported as such even if the record cannot be written now (it is retried).
+    c.update_state(|r| {
         r.state.status = if pause {
             status::PAUSED
         } else {
             status::RUNNING
         }
         .into();
-    })?;
+    });
     d.container_event(c, if pause { "pause" } else { "unpause" }, &[]);
     Ok(())
 }
 
 /// `POST /containers/{id}/rename`.
 pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
+    crate::names::check_len("container", new.trim_start_matches('/'))?;
     if !crate::names::valid(new) {
         return Err(Error::bad_request(format!(
             "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -1053,6 +1167,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     let mut probes = Vec::new();
     let mut stopped = Vec::new();
     let mut builds = Vec::new();
+    let mut damaged = Vec::new();
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         let paths = d.paths(&id);
@@ -1062,7 +1177,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         {
             Some(r) => r,
             None => {
-                tracing::warn!("container {id}: unreadable record, skipped");
+                damaged.push(id);
                 continue;
             }
         };
@@ -1096,6 +1211,9 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
             }
             stopped.push(c);
         }
+    }
+    for id in damaged {
+        quarantine(d, &id).await;
     }
     for p in probes {
         let _ = p.await;
@@ -1132,6 +1250,37 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         .collect())
 }
 
+/// A container whose record cannot be read is not left running unseen: what it has on the
+/// exec root is found by its id (the runtime's state, with its cgroup, and its run dir), its
+/// processes are killed (its veths and addresses go with its network namespace) and that
+/// state removed; its directory (record, log, upper dir) goes to the quarantine.
+async fn quarantine(d: &Daemon, id: &str) {
+    let rt = berth_runtime::Runtime::new(&d.runtime_root);
+    let id2 = id.to_string();
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let alive = rt.pids(&id2).is_ok_and(|p| !p.is_empty());
+        rt.delete(&id2, true).map(|()| alive)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let paths = d.paths(id);
+    discard_run_dir(d, &paths.run_dir);
+    let moved = crate::quarantine::move_aside(&d.cfg.data_root, "containers", &paths.dir);
+    tracing::warn!(
+        "container {id}: unreadable record; {}; its directory {}",
+        match cleaned {
+            Ok(true) => "its processes were killed".to_string(),
+            Ok(false) => "it was not running".to_string(),
+            Err(e) => format!("cleaning up its runtime state: {e}"),
+        },
+        match moved {
+            Ok(to) => format!("was moved to {}", to.display()),
+            Err(e) => format!("could not be moved aside: {e}"),
+        }
+    );
+}
+
 /// Re-arm the monitor of a container recorded as running, or record how it ended.
 async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
     let probe = tokio::time::timeout(
@@ -1151,13 +1300,13 @@ async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
             );
         }
         _ => {
-            let exit = read_exit_file(c).unwrap_or(ExitRecord {
-                exit_code: 255,
-                oom_killed: false,
-                finished_at: timefmt::now(),
-                error: "the container's shim is gone and left no exit status".into(),
-            });
-            let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+            let exit = match read_exit_file(c) {
+                Some(e) => {
+                    let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
+                    e
+                }
+                None => shim_lost(d, c).await,
+            };
             on_exit(d, c, exit).await;
         }
     }

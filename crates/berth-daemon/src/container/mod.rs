@@ -50,6 +50,10 @@ pub struct Record {
     /// A build's RUN container: one that a daemon crash left behind is removed at boot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub build: bool,
+    /// Under `--userns-remap`: the host uid and gid of the container's root when it was made,
+    /// which its upper dir's files are owned by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_root: Option<(u32, u32)>,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while

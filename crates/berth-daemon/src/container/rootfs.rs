@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
+use berth_image::archive::Root;
 use std::path::{Path, PathBuf};
 
 /// Mount points berth binds over in every container. They live in an init layer (like
@@ -47,7 +48,7 @@ pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
 }
 
 /// overlayfs mount options for the container.
-pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
+pub fn overlay_options(paths: &super::Paths, lowers: &[PathBuf]) -> String {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -55,34 +56,23 @@ pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
         .join(":");
     format!(
         "lowerdir={lower},upperdir={},workdir={}",
-        c.paths.upper().display(),
-        c.paths.work().display()
+        paths.upper().display(),
+        paths.work().display()
     )
 }
 
-/// Read a small file of a container-controlled tree without leaving it: directories resolve
-/// with `root` as `/` (openat2 RESOLVE_IN_ROOT) and a symlink as the last component is not
-/// followed, so a planted `/etc/passwd -> /host/file` link reads nothing.
+/// Read a small file of a container-controlled tree without leaving it: the tree's top is
+/// opened once and the file resolves below it with `root` as `/` (openat2 RESOLVE_IN_ROOT,
+/// no magic links); a symlink as the last component is not followed, so a planted
+/// `/etc/passwd -> /host/file` link reads nothing, and only a regular file is read.
 pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let host = berth_image::archive::resolve_in_root(root, Path::new(path)).ok()?;
-    // O_NONBLOCK: a FIFO planted there must not hang the daemon; only regular files count.
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(host)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut s = String::new();
-    f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
-    Some(s)
+    berth_image::archive::Root::open(root)
+        .ok()?
+        .read_small_file(Path::new(path), 4 << 20)
 }
 
 /// The run dir made for one operation on a stopped container; removed on drop (after the
-/// mount guard, which is declared later and so dropped first).
+/// mount guard, which comes first in [`OpenRoot`] and so is dropped first).
 struct RunDir(PathBuf);
 
 impl Drop for RunDir {
@@ -102,35 +92,44 @@ impl Drop for TempMount {
     }
 }
 
-/// Run `f` with the host path of the container's `/`. Call from a blocking thread, with the
-/// container's op lock held so it cannot start or be removed meanwhile.
-pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+/// A container's root filesystem opened for one operation, and what keeps it there.
+pub struct OpenRoot {
+    root: Root,
+    /// For a stopped container: its overlay mounted in the daemon's namespace (unmounted
+    /// after `root` is closed, the run dir removed last).
+    mount: Option<(TempMount, RunDir)>,
+}
+
+impl OpenRoot {
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Whether the filesystem was mounted for the operation (the container does not run):
+    /// then the container must not start until it is done.
+    pub fn mounted(&self) -> bool {
+        self.mount.is_some()
+    }
+}
+
+/// Open the container's `/` as a directory descriptor. Everything below it is then reached
+/// by descriptors (berth-image's `Root`), so a running container is read through
+/// `/proc/<pid>/root` without being frozen: whatever it renames meanwhile, no step leaves its
+/// root. Call from a blocking thread, with the container's op lock held so it cannot start or
+/// be removed while this runs.
+pub fn open_root(d: &Daemon, c: &Container) -> Result<OpenRoot> {
     let r = c.snapshot();
     if r.is_running() && r.state.pid > 0 {
-        // Frozen for the operation, as Docker does, so the container cannot swap a checked
-        // directory for a symlink while the daemon walks it.
-        let rt = berth_runtime::Runtime::new(&c.runtime_root);
-        let freeze = r.state.status == super::status::RUNNING;
-        if freeze {
-            rt.pause(&c.id)
-                .map_err(|e| Error::internal(format!("freezing the container: {e}")))?;
-        }
-        // "/." so that the magic link is followed by walks that stat the root itself.
-        let res = f(Path::new(&format!("/proc/{}/root/.", r.state.pid)));
-        if freeze {
-            if let Err(e) = rt.resume(&c.id) {
-                tracing::warn!("thawing {}: {e}", c.id);
-            }
-        }
-        return res;
+        let root = Root::open(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
+        return Ok(OpenRoot { root, mount: None });
     }
     let lowers = lowerdirs(d, c)?;
     let target = c.paths.rootfs();
     for dir in [&target, &c.paths.upper(), &c.paths.work()] {
         std::fs::create_dir_all(dir)?;
     }
-    let _run_dir = RunDir(c.paths.run_dir.clone());
-    let opts = overlay_options(c, &lowers);
+    let run_dir = RunDir(c.paths.run_dir.clone());
+    let opts = overlay_options(&c.paths, &lowers);
     nix::mount::mount(
         Some("overlay"),
         &target,
@@ -139,6 +138,16 @@ pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Path) -> Result<T
         Some(opts.as_str()),
     )
     .map_err(|e| Error::internal(format!("mounting the container's filesystem: {e}")))?;
-    let _guard = TempMount(target.clone());
-    f(&target)
+    let mount = TempMount(target.clone());
+    let root = Root::open(&target)?;
+    Ok(OpenRoot {
+        root,
+        mount: Some((mount, run_dir)),
+    })
+}
+
+/// Run `f` with the container's `/` open (see [`open_root`]; same conditions).
+pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Root) -> Result<T>) -> Result<T> {
+    let open = open_root(d, c)?;
+    f(open.root())
 }

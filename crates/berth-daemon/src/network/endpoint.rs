@@ -504,7 +504,10 @@ pub async fn connect(
     let ep = new_endpoint(n, cfg.as_ref())?;
     if !r.is_running() || r.state.pid <= 0 {
         c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
-        c.update(|_| {})?;
+        if let Err(e) = c.update(|_| {}) {
+            c.rec().net.endpoints.remove(&n.rec.name);
+            return Err(e);
+        }
         return Ok(());
     }
     let mut ep = ep;
@@ -554,7 +557,8 @@ pub async fn connect(
         return Err(e);
     }
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
-    c.update(|_| {})?;
+    // Wired already: the record follows (retried if it cannot be written now).
+    c.update_state(|_| {});
     d.network_event(n, "connect", Some(&c.id));
     Ok(())
 }
@@ -596,7 +600,7 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
     }
     n.names.remove(&c.id);
     c.rec().net.endpoints.remove(&n.rec.name);
-    c.update(|_| {})?;
+    c.update_state(|_| {});
     d.network_event(n, "disconnect", Some(&c.id));
     Ok(())
 }

@@ -206,6 +206,7 @@ impl Networks {
             admin: tokio::sync::Mutex::new(()),
         };
         let mut recs: Vec<NetworkRecord> = Vec::new();
+        let mut damaged = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&nets.dir) {
             for e in entries.flatten() {
                 let p = e.path();
@@ -215,12 +216,13 @@ impl Networks {
                         .and_then(|b| serde_json::from_slice::<NetworkRecord>(&b).ok())
                     {
                         Some(r) => recs.push(r),
-                        None => {
-                            tracing::warn!("{}: unreadable network record, skipped", p.display())
-                        }
+                        None => damaged.push(p),
                     }
                 }
             }
+        }
+        for p in damaged {
+            nets.quarantine(&cfg.data_root, &p).await;
         }
         for (name, driver) in [("bridge", "bridge"), ("host", "host"), ("none", "null")] {
             let existing = recs.iter().position(|r| r.name == name && r.predefined);
@@ -244,6 +246,7 @@ impl Networks {
                     predefined: true,
                 },
             };
+            let before = serde_json::to_vec(&rec).unwrap_or_default();
             if name == "bridge" {
                 // The default bridge follows the daemon's settings.
                 let (gw, prefix) = nets.cfg.bip;
@@ -274,7 +277,13 @@ impl Networks {
                     ("com.docker.network.driver.mtu".into(), rec.mtu.to_string()),
                 ]);
             }
-            nets.save(&rec).map_err(|e| e.0.message)?;
+            // Written only when it changed: boot needs no free space, and a write that fails
+            // (a full disk) leaves the record as it was, to be made again at the next start.
+            if existing.is_none() || serde_json::to_vec(&rec).unwrap_or_default() != before {
+                if let Err(e) = nets.save(&rec) {
+                    tracing::warn!("network {name}: writing its record: {}", e.0.message);
+                }
+            }
             recs.push(rec);
         }
         for rec in recs {
@@ -294,6 +303,32 @@ impl Networks {
 
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Network>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A network record that cannot be read goes to the quarantine; the bridge the network
+    /// had under its default name (`br-<id>`, from the file name) is deleted with it, since
+    /// nothing will manage it any more.
+    async fn quarantine(&self, data_root: &std::path::Path, p: &std::path::Path) {
+        match crate::quarantine::move_aside(data_root, "networks", p) {
+            Ok(to) => tracing::warn!(
+                "{}: unreadable network record, moved to {}",
+                p.display(),
+                to.display()
+            ),
+            Err(e) => tracing::warn!("{}: unreadable network record ({e}), skipped", p.display()),
+        }
+        let id = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let bridge = format!("br-{}", &id[..12]);
+            if self.link.link_exists(&bridge).await.unwrap_or(false) {
+                if let Err(e) = self.link.delete_link(&bridge).await {
+                    tracing::warn!("bridge {bridge} of a damaged network record: {e}");
+                }
+            }
+        }
     }
 
     fn save(&self, rec: &NetworkRecord) -> Result<()> {
@@ -486,6 +521,7 @@ impl Networks {
         if name.is_empty() {
             return Err(Error::bad_request("network name is required"));
         }
+        crate::names::check_len("network", &name)?;
         if !valid_name(&name) {
             return Err(Error::bad_request(format!(
                 "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"

@@ -18,7 +18,11 @@ use berth_shim::protocol::Request as ShimRequest;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-pub async fn create(State(d): St, RawQuery(q): RawQuery, body: Bytes) -> Result<Response> {
+pub async fn create(
+    State(d): St,
+    RawQuery(q): RawQuery,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let req: CreateRequest = json_body(&body)?;
     let (id, warnings) = lifecycle::create(&d, q.get("name"), req).await?;
@@ -383,7 +387,11 @@ pub async fn remove(
 }
 
 /// `POST /containers/{id}/update`.
-pub async fn update(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+pub async fn update(
+    State(d): St,
+    Path(id): Path<String>,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let c = d.find(&id)?;
     let req: UpdateRequest = json_body(&body)?;
     let warnings = limits::update(&c, req).await?;
@@ -459,8 +467,8 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         follow: q.bool("follow"),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse().ok()),
-        since: q.get("since").and_then(logs::parse_unix),
-        until: q.get("until").and_then(logs::parse_unix),
+        since: logs::bound(q.unix_time("since")?),
+        until: logs::bound(q.unix_time("until")?),
         tty: c.rec().config.tty,
     };
     if !o.stdout && !o.stderr {

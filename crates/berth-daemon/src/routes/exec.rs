@@ -6,12 +6,15 @@ use crate::container::exec;
 use crate::error::{Error, Result};
 use crate::server::RequestVersion;
 use crate::util::{json, json_body, Query};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::Response;
 use berth_api::exec::{ExecConfig, ExecStart};
 
-pub async fn create(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+pub async fn create(
+    State(d): St,
+    Path(id): Path<String>,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let c = d.find(&id)?;
     let config: ExecConfig = json_body(&body)?;
     let id = exec::create(&d, &c, config)?;
@@ -28,10 +31,9 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         .get::<RequestVersion>()
         .map(|v| v.0)
         .unwrap_or(berth_api::version::ApiVersion::max());
+    crate::body::check_json_type(req.headers())?;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map_err(|e| Error::bad_request(e.to_string()))?;
+    let bytes = crate::body::read_limited(body, crate::body::JSON_LIMIT).await?;
     let opts: ExecStart = json_body(&bytes)?;
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
     let prepared = exec::prepare(&d, &e)?;

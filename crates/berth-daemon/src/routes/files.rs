@@ -2,15 +2,15 @@
 //! commit, and top.
 
 use super::St;
-use crate::container::rootfs::with_root;
+use crate::container::rootfs::{open_root, with_root};
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use crate::util::{json, json_body, Query};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use berth_api::container::{ChangeItem, TopResponse};
+use berth_image::archive::Root;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,10 +27,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::internal(e.to_string()))?
 }
 
+/// Run `f` (on a blocking thread) with the container's `/` open. The op lock is held while
+/// the root is opened, and through `f` only when the root had to be mounted (a stopped
+/// container may not start meanwhile). A running container's root is reached by file
+/// descriptors that stay valid whatever it does, so the container is neither frozen nor
+/// held up: a slow client never delays its stop or an exec.
+fn with_open_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Root) -> Result<T>) -> Result<T> {
+    let op = c.op.blocking_lock();
+    let open = open_root(d, c)?;
+    let op = open.mounted().then_some(op);
+    let res = f(open.root());
+    // Unmounted before the lock goes.
+    drop(open);
+    drop(op);
+    res
+}
+
 fn container_path(q: &Query) -> Result<PathBuf> {
     let p = q.get("path").unwrap_or("");
     if p.is_empty() {
         return Err(Error::bad_request("path is required"));
+    }
+    if p.contains('\0') {
+        return Err(Error::bad_request(format!(
+            "invalid path {p:?}: it contains a NUL byte"
+        )));
     }
     Ok(PathBuf::from(p))
 }
@@ -45,19 +66,6 @@ fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error 
     }
 }
 
-/// The host path of `path` inside the container's root, which must exist.
-fn locate(root: &std::path::Path, path: &std::path::Path, id: &str) -> Result<PathBuf> {
-    let host = berth_image::archive::resolve_in_root(root, path)
-        .map_err(|e| not_found_path(e, id, path))?;
-    if std::fs::symlink_metadata(&host).is_err() {
-        return Err(Error::not_found(format!(
-            "Could not find the file {} in container {id}",
-            path.display()
-        )));
-    }
-    Ok(host)
-}
-
 /// `HEAD|GET|PUT /containers/{id}/archive`.
 pub async fn archive(
     State(d): St,
@@ -69,32 +77,38 @@ pub async fn archive(
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     let path = container_path(&q)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
     match method {
         Method::HEAD | Method::GET => {
-            let id2 = id.clone();
-            let p2 = path.clone();
-            let (stat, name) = blocking(&d, &c, move |d, c| {
+            let (id2, p2, n2) = (id.clone(), path.clone(), name.clone());
+            let stat = blocking(&d, &c, move |d, c| {
                 with_root(d, c, |root| {
-                    let host = locate(root, &p2, &id2)?;
-                    let name = p2
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "/".into());
-                    let stat = berth_image::archive::path_stat(&host, &name)
-                        .map_err(|e| not_found_path(e, &id2, &p2))?;
-                    Ok((stat, name))
+                    let entry = root.locate(&p2).map_err(|e| not_found_path(e, &id2, &p2))?;
+                    Ok(berth_image::archive::stat_located(&entry, &n2)
+                        .map_err(|e| not_found_path(e, &id2, &p2))?
+                        .header_value())
                 })
             })
             .await?;
             let mut resp = if method == Method::GET {
                 d.container_event(&c, "archive-path", &[]);
-                // The tar is streamed as it is written, with the container frozen (or its
-                // filesystem mounted) again for the copy.
+                // The tar is streamed as it is written, from descriptors opened beneath the
+                // container's root.
                 let body = crate::util::stream_body(move |out| {
-                    let _op = c.op.blocking_lock();
-                    with_root(&d, &c, |root| {
-                        let host = locate(root, &path, &id)?;
-                        Ok(berth_image::archive::tar_path_as(&host, &name, out)?)
+                    let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
+                    with_open_root(&d, &c, |root| {
+                        let entry = root
+                            .locate(&path)
+                            .map_err(|e| not_found_path(e, &id, &path))?;
+                        Ok(berth_image::archive::tar_located(
+                            &entry,
+                            &name,
+                            out,
+                            ids.as_ref(),
+                        )?)
                     })
                 });
                 (
@@ -120,18 +134,20 @@ pub async fn archive(
                     Some((0, 0))
                 },
                 allow_devices: false,
+                ids: d.remap_of(&c.rec()).map(|r| r.ids.clone()),
             };
-            let id2 = id.clone();
-            blocking(&d, &c, move |d, c| {
-                if c.rec().host_config.readonly_rootfs {
-                    return Err(Error::bad_request("container rootfs is marked read-only"));
-                }
-                with_root(d, c, |root| {
+            if c.rec().host_config.readonly_rootfs {
+                return Err(Error::bad_request("container rootfs is marked read-only"));
+            }
+            let (d2, c2, id2) = (d.clone(), c.clone(), id.clone());
+            tokio::task::spawn_blocking(move || {
+                with_open_root(&d2, &c2, |root| {
                     berth_image::archive::extract_at(&mut body, root, &path, &opts)
                         .map_err(|e| not_found_path(e, &id2, &path))
                 })
             })
-            .await?;
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
             d.container_event(&c, "extract-to-dir", &[]);
             Ok(axum::http::StatusCode::OK.into_response())
         }
@@ -144,9 +160,10 @@ pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
     d.container_event(&c, "export", &[]);
     let body = crate::util::stream_body(move |out| {
-        // Held while the tar is written, so the container cannot start or go meanwhile.
-        let _op = c.op.blocking_lock();
-        with_root(&d, &c, |root| Ok(berth_image::archive::tar_dir(root, out)?))
+        let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
+        with_open_root(&d, &c, |root| {
+            Ok(berth_image::archive::tar_root(root, out, ids.as_ref())?)
+        })
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
@@ -176,7 +193,11 @@ pub async fn changes(State(d): St, Path(id): Path<String>) -> Result<Response> {
 }
 
 /// `POST /commit?container=...`: the container's upper dir as a new image layer.
-pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Result<Response> {
+pub async fn commit(
+    State(d): St,
+    RawQuery(raw): RawQuery,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let q = Query::parse(raw.as_deref());
     let c = d.find(q.get("container").unwrap_or(""))?;
     let body_cfg: berth_api::container::Config = json_body(&body)?;
@@ -223,6 +244,7 @@ pub async fn commit(State(d): St, RawQuery(raw): RawQuery, body: Bytes) -> Resul
             .healthcheck
             .as_ref()
             .and_then(|h| serde_json::to_value(h).ok()),
+        ids: d.remap_of(&rec).map(|r| r.ids.clone()),
         ..Default::default()
     };
     let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false")

@@ -6,7 +6,6 @@ use crate::network::{endpoint, Network};
 use crate::prune::{label_matches, PruneFilter};
 use crate::state::Daemon;
 use crate::util::{json, json_body, no_content, Query};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use berth_api::network::{
@@ -131,7 +130,10 @@ pub async fn inspect(State(d): St, Path(id): Path<String>) -> Result<Response> {
     Ok(json(200, &view(&d, &n)))
 }
 
-pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
+pub async fn create(
+    State(d): St,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let req: CreateRequest = json_body(&body)?;
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
@@ -181,7 +183,11 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     ))
 }
 
-pub async fn connect(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+pub async fn connect(
+    State(d): St,
+    Path(id): Path<String>,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let req: ConnectRequest = json_body(&body)?;
     let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;
@@ -189,7 +195,11 @@ pub async fn connect(State(d): St, Path(id): Path<String>, body: Bytes) -> Resul
     Ok(json(200, &serde_json::json!({})))
 }
 
-pub async fn disconnect(State(d): St, Path(id): Path<String>, body: Bytes) -> Result<Response> {
+pub async fn disconnect(
+    State(d): St,
+    Path(id): Path<String>,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let req: DisconnectRequest = json_body(&body)?;
     let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;

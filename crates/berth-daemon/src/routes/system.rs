@@ -108,6 +108,16 @@ pub async fn info(axum::extract::State(d): St) -> Response {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let mut warnings: Vec<String> = crate::quarantine::warning(&d.cfg.data_root)
+        .into_iter()
+        .collect();
+    let unsaved = all.iter().filter(|c| c.unsaved()).count();
+    if unsaved > 0 {
+        warnings.push(format!(
+            "WARNING: {unsaved} container record(s) could not be written (is {} full?); retrying",
+            d.cfg.data_root.display()
+        ));
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -155,10 +165,20 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
-            "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
-            "Warnings": [],
+            "SecurityOptions": security_options(&d),
+            "Warnings": warnings,
         }),
     )
+}
+
+/// `info`'s SecurityOptions, as dockerd words them.
+fn security_options(d: &crate::state::Daemon) -> Vec<&'static str> {
+    let mut out = vec!["name=seccomp,profile=builtin"];
+    if d.remap.is_some() {
+        out.push("name=userns");
+    }
+    out.push("name=cgroupns");
+    out
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
@@ -171,7 +191,7 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
 /// `POST /auth`: check credentials against a registry (`docker login`).
 pub async fn auth(
     axum::extract::State(d): super::St,
-    body: axum::body::Bytes,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> crate::error::Result<axum::response::Response> {
     let cfg = berth_distribution::AuthConfig::from_json(&body)
         .map_err(|e| crate::error::Error::bad_request(e.to_string()))?;
@@ -194,7 +214,8 @@ pub async fn auth(
 }
 
 /// `GET /system/df`: what images, containers, volumes and the build cache take on disk, with
-/// `LayersSize` counting each layer once, unpacked plus the compressed blobs kept beside it.
+/// `LayersSize` the unpacked size of every layer, a layer shared by images counted once (as
+/// Docker counts it; the compressed blobs kept beside the layers are not part of it).
 /// `LogsSize` (container logs) is berth's own field.
 pub async fn df(
     axum::extract::State(d): St,
@@ -231,10 +252,7 @@ pub async fn df(
                 s
             })
             .collect();
-        body.insert(
-            "LayersSize".into(),
-            (usage.layers_size + usage.blobs_size).into(),
-        );
+        body.insert("LayersSize".into(), usage.layers_size.into());
         body.insert("Images".into(), serde_json::json!(list));
     }
     if want("container") {

@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::server::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
 use crate::volume::{Meta, Request};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use berth_api::version::ApiVersion;
@@ -74,7 +73,10 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     ))
 }
 
-pub async fn create(State(d): St, body: Bytes) -> Result<Response> {
+pub async fn create(
+    State(d): St,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
     let o: CreateOptions = json_body(&body)?;
     let dd = d.clone();
     let v = tokio::task::spawn_blocking(move || {

@@ -3,6 +3,7 @@
 //! extended attributes kept), as Docker does. Every step works on directory file descriptors
 //! with `O_NOFOLLOW`, so a symlink in the image or planted in the volume is never followed.
 
+use berth_image::archive::Root;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
@@ -49,39 +50,56 @@ fn entries(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
 /// Fill the volume directory `data` with the content of `dst` inside `root` (the container's
 /// merged root filesystem) if the volume is empty and `dst` is a directory there. The
 /// volume's top directory then takes the owner and mode of the image's.
-pub fn populate(root: &Path, dst: &str, data: &Path) -> std::io::Result<()> {
-    let cwd = nix::fcntl::AT_FDCWD;
-    let target = open_dir(cwd, data).map_err(io)?;
+///
+/// With `remap` (a remapped container), owners are the host ids the container's ids map to:
+/// the image's files are seen with their unshifted ids here.
+pub fn populate(
+    root: &Root,
+    dst: &str,
+    data: &Path,
+    remap: Option<&berth_image::IdMappings>,
+) -> std::io::Result<()> {
+    let target = open_dir(nix::fcntl::AT_FDCWD, data).map_err(io)?;
     if !entries(target.as_fd()).map_err(io)?.is_empty() {
         return Ok(());
     }
-    let rel = dst.trim_start_matches('/');
-    let src_path = match berth_image::archive::resolve_in_root(root, Path::new(rel)) {
-        Ok(p) => p,
-        // A parent is missing or not a directory: the image has nothing there.
+    // Resolved beneath the root's descriptor; a final symlink is not followed.
+    let src = match root.open_at(
+        Path::new(dst),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+    ) {
+        Ok(fd) => fd,
+        // Not in the image, or not a directory (a symlink is not followed): nothing to copy.
         Err(berth_image::Error::NotFound(_)) => return Ok(()),
         Err(e) => return Err(std::io::Error::other(e.to_string())),
     };
-    let src = match open_dir(cwd, &src_path) {
-        Ok(fd) => fd,
-        // Not in the image, or not a directory (a symlink is not followed): nothing to copy.
-        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(()),
-        Err(e) => return Err(io(e)),
+    let mut c = Copier {
+        links: HashMap::new(),
+        remap,
     };
-    let mut c = Copier::default();
     let target = Rc::new(target);
     c.dir(src.as_fd(), &target).map_err(io)?;
     let st = nix::sys::stat::fstat(src.as_fd()).map_err(io)?;
     c.finish(src.as_fd(), target.as_fd(), &st).map_err(io)
 }
 
-/// Hard links seen so far: the first copy's directory and name, by source inode.
-#[derive(Default)]
-struct Copier {
+/// Hard links seen so far: the first copy's directory and name, by source inode; and the
+/// remapping owners go through.
+struct Copier<'a> {
     links: HashMap<(u64, u64), (Rc<OwnedFd>, CString)>,
+    remap: Option<&'a berth_image::IdMappings>,
 }
 
-impl Copier {
+impl Copier<'_> {
+    /// The owner a copy of a file with `st` gets.
+    fn owner(&self, st: &FileStat) -> (Option<Uid>, Option<Gid>) {
+        let (uid, gid) = match self.remap {
+            Some(r) => r.host_owner(st.st_uid, st.st_gid),
+            None => (st.st_uid, st.st_gid),
+        };
+        (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+    }
+
     fn dir(&mut self, src: BorrowedFd<'_>, dst: &Rc<OwnedFd>) -> nix::Result<()> {
         for name in entries(src)? {
             let st = fstatat(
@@ -168,11 +186,8 @@ impl Copier {
     /// Owner, mode, extended attributes and times of a copied file or directory (in that
     /// order: chown clears set-id bits, and the times come last).
     fn finish(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> nix::Result<()> {
-        nix::unistd::fchown(
-            dst,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
-        )?;
+        let (uid, gid) = self.owner(st);
+        nix::unistd::fchown(dst, uid, gid)?;
         nix::sys::stat::fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
         copy_xattrs(src, dst);
         nix::sys::stat::futimens(
@@ -189,11 +204,12 @@ impl Copier {
         name: &std::ffi::CStr,
         st: &FileStat,
     ) -> nix::Result<()> {
+        let (uid, gid) = self.owner(st);
         fchownat(
             dir,
             name,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            uid,
+            gid,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
         nix::sys::stat::utimensat(
@@ -265,7 +281,7 @@ mod tests {
         std::fs::hard_link(root.join("srv/a"), root.join("srv/sub/b")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("srv/link")).unwrap();
         std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        populate(&root, "/srv", &data).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data, None).unwrap();
         assert_eq!(std::fs::read(data.join("a")).unwrap(), b"hello");
         let m = std::fs::metadata(data.join("a")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o640);
@@ -277,16 +293,16 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
         // Not empty any more: a second populate leaves it alone.
         std::fs::write(root.join("srv/c"), b"x").unwrap();
-        populate(&root, "/srv", &data).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data, None).unwrap();
         assert!(!data.join("c").exists());
         // A path that is a symlink in the image is not followed.
         let data2 = t.join("data2");
         std::fs::create_dir_all(&data2).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        populate(&root, "/etc-link", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/etc-link", &data2, None).unwrap();
         assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
         // Nor is a path whose parent is missing an error.
-        populate(&root, "/no/such/dir", &data2).unwrap();
+        populate(&Root::open(&root).unwrap(), "/no/such/dir", &data2, None).unwrap();
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

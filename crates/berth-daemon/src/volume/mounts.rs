@@ -464,11 +464,13 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 /// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
 /// container is stopped (being created, its op lock held): its root is mounted for this.
 pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Result<()> {
+    let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
     crate::container::rootfs::with_root(d, c, |root| {
         let mut res = Ok(());
         for (name, dst) in copies {
             res = d.volumes.activate(name, &c.id).and_then(|()| {
-                super::copyup::populate(root, dst, &d.volumes.data_dir(name)).map_err(|e| {
+                let data = d.volumes.data_dir(name);
+                super::copyup::populate(root, dst, &data, remap.as_ref()).map_err(|e| {
                     Error::internal(format!("copying the image's {dst} into volume {name}: {e}"))
                 })
             });

@@ -45,6 +45,8 @@ pub struct Daemon {
     pub sock: PathBuf,
     child: Option<Child>,
     base: PathBuf,
+    /// The data root is a tmpfs of its own (see [`Daemon::start_on_tmpfs`]).
+    tmpfs: bool,
 }
 
 impl Daemon {
@@ -55,6 +57,16 @@ impl Daemon {
 
     /// Start a daemon with extra flags.
     pub fn start_with(flags: &[&str]) -> Daemon {
+        Daemon::start_opts(flags, None)
+    }
+
+    /// Start a daemon whose data root is a tmpfs of `mib` MiB (to fill it up); it is
+    /// unmounted when the daemon is dropped, also after a failure.
+    pub fn start_on_tmpfs(mib: u64) -> Daemon {
+        Daemon::start_opts(&[], Some(mib))
+    }
+
+    fn start_opts(flags: &[&str], tmpfs_mib: Option<u64>) -> Daemon {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         // Test binaries run one after another; within one, the counter keeps daemons apart.
@@ -76,7 +88,18 @@ impl Daemon {
             exec_root,
             child: None,
             base,
+            tmpfs: false,
         };
+        if let Some(mib) = tmpfs_mib {
+            std::fs::create_dir_all(&d.data_root).unwrap();
+            let st = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&d.data_root)
+                .status()
+                .expect("mount");
+            assert!(st.success(), "mount a tmpfs on {}", d.data_root.display());
+            d.tmpfs = true;
+        }
         d.spawn();
         let out = d.berth(&[
             "import",
@@ -132,6 +155,11 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("daemon running")
     }
 
     pub fn daemon_log(&self) -> String {
@@ -243,6 +271,30 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let mut tmpfs_busy = None;
+        // A tmpfs data root holds the network records: they are read before it goes.
+        let network_leaks = self.tmpfs.then(|| self.network_leaks());
+        if self.tmpfs {
+            // Shims that are still exiting may hold files there for a moment.
+            let t = Instant::now();
+            let unmounted = loop {
+                let st = Command::new("umount").arg(&self.data_root).status();
+                if st.is_ok_and(|s| s.success()) {
+                    break true;
+                }
+                if t.elapsed() > Duration::from_secs(5) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            if !unmounted {
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.data_root)
+                    .status();
+                tmpfs_busy = Some(format!("tmpfs data root {} busy", self.data_root.display()));
+            }
+        }
         // Processes of the daemon (its shim zygote dies by PDEATHSIG) may take a moment to
         // be gone after it exits: a leak is what is still there after a few seconds.
         let t = Instant::now();
@@ -251,7 +303,8 @@ impl Drop for Daemon {
             std::thread::sleep(Duration::from_millis(100));
             leaks = self::leaks(&self.base, &self.exec_root, &self.cgroup_parent);
         }
-        leaks.extend(self.network_leaks());
+        leaks.extend(tmpfs_busy);
+        leaks.extend(network_leaks.unwrap_or_else(|| self.network_leaks()));
         let _ = std::fs::remove_dir_all(&self.base);
         let _ = std::fs::remove_dir_all(&self.exec_root);
         if !std::thread::panicking() {
