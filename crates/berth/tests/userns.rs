@@ -266,6 +266,11 @@ fn binds_under_a_directory_the_mapped_ids_cannot_search() {
         d.ok(&["run", "--rm", "--mount", &mount, "busybox", "cat", "/m/f"]),
         "kept"
     );
+    let slave = format!("{mount},bind-propagation=rslave");
+    assert_eq!(
+        d.ok(&["run", "--rm", "--mount", &slave, "busybox", "cat", "/m/f"]),
+        "kept"
+    );
     // The bind is not idmapped: host root's files are the overflow id's, not container root's.
     assert_eq!(
         d.ok(&["run", "--rm", "-v", &bind, "busybox", "stat", "-c", "%u", "/b/f"]),
