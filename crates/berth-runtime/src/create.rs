@@ -15,7 +15,7 @@ use crate::namespaces::{self, Plan};
 use crate::rootfs::OVERLAY_ANNOTATION;
 use crate::state::{self, Record, EXEC_FIFO};
 use crate::sync::{Channel, Msg};
-use crate::{hooks, idmap, init, seccomp, sys, Created, Stdio};
+use crate::{hooks, idmap, init, mounts, seccomp, sys, Created, Stdio};
 
 /// Directory under the state root holding compiled seccomp programs.
 pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";
@@ -278,6 +278,17 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         Some(opts) => Some(idmap::overlay(opts, pid)?),
         None => None,
     };
+    // So are the binds' sources, opened here on the host side: the path to one need not be
+    // searchable by the container's ids.
+    if plan.has_user() && !plan.join_mount {
+        for (n, m) in spec.mounts().iter().flatten().enumerate() {
+            if let Some((source, o)) = mounts::bind_spec(&bundle, m) {
+                let tree = idmap::bind_source(&source, &o)?;
+                ch.send_fd(&Msg::Bind(n as u32), tree.as_fd())
+                    .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
+            }
+        }
+    }
     match &rootfs_mount {
         Some(m) => ch.send_fd(&Msg::Go(pid), m.as_fd()),
         None => ch.send(&Msg::Go(pid)),

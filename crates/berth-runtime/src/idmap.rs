@@ -1,8 +1,9 @@
-//! The root overlay of a container with a user namespace: its lower layers are idmapped
-//! mounts (open_tree clones with the container's user namespace set by mount_setattr), so
-//! image snapshots owned by host uid 0 show as the container's root without being copied or
-//! chowned, and the overlay is made by the creator (host root) as a detached mount that the
-//! init moves onto its rootfs inside its own mount namespace.
+//! Mounts the creator (host root) makes as detached mounts for a container with a user
+//! namespace, which the init moves into place inside its own mount namespace: the root overlay,
+//! whose lower layers are idmapped (open_tree clones with the container's user namespace set by
+//! mount_setattr), so image snapshots owned by host uid 0 show as the container's root without
+//! being copied or chowned; and the binds' sources, cloned (not idmapped) on the host side so
+//! that the path to them need not be searchable by the container's ids.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -14,6 +15,7 @@ use rustix::mount::{
 };
 
 use crate::error::{Error, Result};
+use crate::mounts::Options;
 use crate::sys;
 
 /// `struct mount_attr` of mount_setattr(2) (MOUNT_ATTR_SIZE_VER0).
@@ -28,15 +30,14 @@ struct MountAttr {
 /// MOUNT_ATTR_IDMAP (linux/mount.h).
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
-/// Make the detached mount `tree` show its files through the id mapping of `userns`.
-fn idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>, shown: &str) -> Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
+/// mount_setattr(2) of `attr` on the detached mount `tree` (and the mounts below it with
+/// `recursive`).
+fn setattr(tree: BorrowedFd<'_>, recursive: bool, attr: &MountAttr, shown: &str) -> Result<()> {
     let empty = c"";
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: tree is an open mount descriptor, the path is an empty C string (AT_EMPTY_PATH
     // makes the call act on the descriptor), and attr is a valid mount_attr of the size given,
     // which the kernel only reads.
@@ -45,19 +46,91 @@ fn idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>, shown: &str) -> Result<()
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
+            flags,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if r < 0 {
         return Err(Error::sys(
             "mount_setattr",
-            format!("MOUNT_ATTR_IDMAP on {shown}"),
+            shown,
             io::Error::last_os_error(),
         ));
     }
     Ok(())
+}
+
+/// Make the detached mount `tree` show its files through the id mapping of `userns`.
+fn idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>, shown: &str) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    setattr(tree, false, &attr, &format!("MOUNT_ATTR_IDMAP on {shown}"))
+}
+
+/// The source of a bind (`o` its options) as a detached mount with the flags asked for
+/// (added to the ones the source has: like the locked flags of a bind made inside a user
+/// namespace, they are kept), recursive for `rbind`, and a slave of the source's peer group
+/// (the init applies the propagation asked for once it is attached), so that no mount event
+/// reaches the host from it. The files keep their host owners: binds are not idmapped.
+pub(crate) fn bind_source(source: &Path, o: &Options) -> Result<OwnedFd> {
+    let recursive = o.flags & libc::MS_REC != 0;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree = open_tree(rustix::fs::CWD, source, flags)
+        .map_err(|e| Error::io("open_tree", source, io::Error::from(e)))?;
+    let mut set = MountAttrFlags::empty();
+    for (ms, attr) in [
+        (libc::MS_RDONLY, MountAttrFlags::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, MountAttrFlags::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, MountAttrFlags::MOUNT_ATTR_NODIRATIME),
+    ] {
+        if o.flags & ms != 0 {
+            set |= attr;
+        }
+    }
+    // One atime mode at most, replacing the source's (strictatime wins, as with mount(2)).
+    let atime = if o.flags & libc::MS_STRICTATIME != 0 {
+        Some(MountAttrFlags::MOUNT_ATTR_STRICTATIME)
+    } else if o.flags & libc::MS_NOATIME != 0 {
+        Some(MountAttrFlags::MOUNT_ATTR_NOATIME)
+    } else if o.flags & libc::MS_RELATIME != 0 {
+        Some(MountAttrFlags::MOUNT_ATTR_RELATIME)
+    } else {
+        None
+    };
+    let mut clr = MountAttrFlags::empty();
+    if let Some(a) = atime {
+        set |= a;
+        clr |= MountAttrFlags::MOUNT_ATTR__ATIME;
+    }
+    let shown = format!("bind source {}", source.display());
+    // Flags apply to the top mount only, as a bind remount does.
+    if !set.is_empty() {
+        let attr = MountAttr {
+            attr_set: u64::from(set.bits()),
+            attr_clr: u64::from(clr.bits()),
+            propagation: 0,
+            userns_fd: 0,
+        };
+        setattr(tree.as_fd(), false, &attr, &shown)?;
+    }
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_SLAVE,
+        userns_fd: 0,
+    };
+    setattr(tree.as_fd(), recursive, &attr, &shown)?;
+    Ok(tree)
 }
 
 /// The overlay described by `opts` (`lowerdir=a:b,upperdir=..,workdir=..`) as a detached
@@ -108,7 +181,7 @@ pub(crate) fn overlay(opts: &str, pid: i32) -> Result<OwnedFd> {
 }
 
 /// Attach the detached mount `mnt` on `target` (in the caller's mount namespace).
-pub(crate) fn attach(mnt: BorrowedFd<'_>, target: &Path) -> Result<()> {
+pub(crate) fn attach(mnt: BorrowedFd<'_>, target: &Path, what: &str) -> Result<()> {
     move_mount(
         mnt,
         "",
@@ -119,7 +192,7 @@ pub(crate) fn attach(mnt: BorrowedFd<'_>, target: &Path) -> Result<()> {
     .map_err(|e| {
         Error::sys(
             "move_mount",
-            format!("idmapped overlay on {}", target.display()),
+            format!("{what} on {}", target.display()),
             io::Error::from(e),
         )
     })

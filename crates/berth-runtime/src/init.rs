@@ -2,6 +2,7 @@
 //! rootfs, pivots, prepares the process, reports ready, blocks on the exec FIFO until
 //! `start`, then drops privileges and execs. Runs in the freshly cloned child only.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -51,16 +52,22 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
     // The go-ahead carries the root overlay, made by the creator, when there is a user
-    // namespace (see idmap.rs).
-    let (host_pid, rootfs_mount) = match ch
-        .recv()
-        .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
-    {
-        (Some(Msg::Go(pid)), mnt) => (pid, mnt),
-        (other, _) => {
-            return Err(Error::Init(format!(
-                "expected go from runtime, got {other:?}"
-            )))
+    // namespace, and comes after the binds' sources (see idmap.rs).
+    let mut binds: HashMap<usize, OwnedFd> = HashMap::new();
+    let (host_pid, rootfs_mount) = loop {
+        match ch
+            .recv()
+            .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
+        {
+            (Some(Msg::Go(pid)), mnt) => break (pid, mnt),
+            (Some(Msg::Bind(n)), Some(tree)) => {
+                binds.insert(n as usize, tree);
+            }
+            (other, _) => {
+                return Err(Error::Init(format!(
+                    "expected go from runtime, got {other:?}"
+                )))
+            }
         }
     };
     if a.join_cgroup_self {
@@ -94,6 +101,7 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     // Nothing the creator had open may reach the container (its other pipes, sockets, …).
     let keep: Vec<_> = std::iter::once(ch.raw())
         .chain(rootfs_mount.as_ref().map(|m| m.as_raw_fd()))
+        .chain(binds.values().map(|t| t.as_raw_fd()))
         .collect();
     sys::close_fds_except(&keep).map_err(|e| Error::sys("close_range", "3..", e))?;
     sys::umask(0);
@@ -121,7 +129,7 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     if !a.plan.join_mount {
         rootfs::set_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
         match &rootfs_mount {
-            Some(m) => crate::idmap::attach(m.as_fd(), a.rootfs)?,
+            Some(m) => crate::idmap::attach(m.as_fd(), a.rootfs, "idmapped overlay")?,
             None => rootfs::mount_rootfs(a.rootfs, a.overlay)?,
         }
         let ctx = mounts::Context {
@@ -131,8 +139,11 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
             new_cgroupns: a.plan.new_cgroup,
         };
         let mut dev_is_bind = false;
-        for m in spec.mounts().iter().flatten() {
-            mounts::mount(&ctx, m)?;
+        for (n, m) in spec.mounts().iter().flatten().enumerate() {
+            match binds.remove(&n) {
+                Some(tree) => mounts::attach_bind(&ctx, m, tree.as_fd())?,
+                None => mounts::mount(&ctx, m)?,
+            }
             if m.destination() == Path::new("/dev") {
                 let o = parse_options(m.options().as_deref().unwrap_or(&[]));
                 dev_is_bind = o.is_bind() || m.typ().as_deref() == Some("bind");

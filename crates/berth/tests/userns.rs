@@ -1,6 +1,7 @@
 //! `--userns-remap default`: containers' root is an unprivileged host uid (the subordinate ids
 //! of berthremap), the image's layers are idmapped rather than copied, volumes belong to the
-//! remapped root while binds keep their owners, and `--userns=host` opts out.
+//! remapped root while binds keep their owners (and are opened on the host side, so their
+//! path need not be searchable by the mapped ids), and `--userns=host` opts out.
 
 mod common;
 use common::{stderr, Daemon};
@@ -230,6 +231,87 @@ fn binds_keep_their_owners_and_volumes_belong_to_the_mapped_root() {
     assert_eq!(
         owner(&d.data_root.join("volumes/etc/_data/passwd")),
         (uid, gid)
+    );
+}
+
+#[test]
+fn binds_under_a_directory_the_mapped_ids_cannot_search() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = remapped();
+    let (uid, _) = mapped_root();
+    // <tmp>/private (0700, host root's) holds data (0755) and data/f: only the host side can
+    // reach them, as with a bind of a directory under /root.
+    let private = HostDir::new("private");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(m)).unwrap();
+    mode(&private.0, 0o700);
+    let data = private.0.join("data");
+    std::fs::create_dir(&data).unwrap();
+    mode(&data, 0o755);
+    std::fs::write(data.join("f"), "kept\n").unwrap();
+    let bind = format!("{}:/b", data.display());
+
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", &bind, "busybox", "cat", "/b/f"]),
+        "kept"
+    );
+    // A file bind, and --mount, go the same way.
+    let file = format!("{}:/f", data.join("f").display());
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", &file, "busybox", "cat", "/f"]),
+        "kept"
+    );
+    let mount = format!("type=bind,source={},target=/m", data.display());
+    assert_eq!(
+        d.ok(&["run", "--rm", "--mount", &mount, "busybox", "cat", "/m/f"]),
+        "kept"
+    );
+    let slave = format!("{mount},bind-propagation=rslave");
+    assert_eq!(
+        d.ok(&["run", "--rm", "--mount", &slave, "busybox", "cat", "/m/f"]),
+        "kept"
+    );
+    // The bind is not idmapped: host root's files are the overflow id's, not container root's.
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", &bind, "busybox", "stat", "-c", "%u", "/b/f"]),
+        "65534"
+    );
+    let out = d.berth(&["run", "--rm", "-v", &bind, "busybox", "touch", "/b/x"]);
+    assert!(
+        !out.status.success(),
+        "container root wrote host root's dir"
+    );
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.join("x").exists());
+
+    // Writable by anyone, it is written to (as the mapped root on the host) unless read-only.
+    mode(&data, 0o777);
+    d.ok(&["run", "--rm", "-v", &bind, "busybox", "touch", "/b/w"]);
+    assert_eq!(std::fs::metadata(data.join("w")).unwrap().uid(), uid);
+    let ro = format!("{}:/b:ro", data.display());
+    let ro_mount = format!("{mount},readonly");
+    for args in [
+        ["-v", &ro, "busybox", "touch", "/b/y"],
+        ["--mount", &ro_mount, "busybox", "touch", "/m/y"],
+    ] {
+        let out = d.berth(&[&["run", "--rm"][..], &args[..]].concat());
+        assert!(!out.status.success(), "wrote a read-only bind: {args:?}");
+        assert!(
+            stderr(&out).contains("Read-only file system"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!data.join("y").exists());
+    // Nothing of it shows in the host's mount table.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_mounts.contains(data.to_str().unwrap()),
+        "{host_mounts}"
     );
 }
 
