@@ -14,6 +14,7 @@ pub mod stats;
 pub mod stdcopy;
 pub mod system;
 pub mod timefmt;
+pub mod tls;
 pub mod units;
 pub mod version;
 pub mod volume;

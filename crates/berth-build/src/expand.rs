@@ -1,13 +1,22 @@
 //! Docker's word processing for the instructions that expand variables: quotes, the escape
 //! character, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR:+alt}`, `${VAR:?msg}` (and the
-//! forms without `:`), with optional splitting into words.
+//! forms without `:`), with optional splitting into words. Nesting is limited to
+//! [`MAX_NESTING`](crate::MAX_NESTING) levels and what substitutions add to one argument to
+//! [`MAX_EXPANDED_BYTES`](crate::MAX_EXPANDED_BYTES), so that no input can exhaust the stack
+//! or memory.
+
+use crate::{MAX_EXPANDED_BYTES, MAX_NESTING};
 
 /// Looks a variable up; `None` when unset.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Expands `s` as one word (quotes removed, no splitting).
 pub fn word(s: &str, escape: char, lookup: Lookup) -> Result<String, String> {
-    Ok(run(s, escape, false, lookup)?
+    word_at(s, escape, lookup, 0)
+}
+
+fn word_at(s: &str, escape: char, lookup: Lookup, nest: usize) -> Result<String, String> {
+    Ok(run(s, escape, false, lookup, nest)?
         .into_iter()
         .next()
         .unwrap_or_default())
@@ -16,7 +25,7 @@ pub fn word(s: &str, escape: char, lookup: Lookup) -> Result<String, String> {
 /// Expands `s` and splits it into words on unquoted whitespace; words that expand to nothing
 /// (and were not quoted) are dropped.
 pub fn words(s: &str, escape: char, lookup: Lookup) -> Result<Vec<String>, String> {
-    run(s, escape, true, lookup)
+    run(s, escape, true, lookup, 0)
 }
 
 /// Expands only the variables of `s`, keeping quotes and whitespace (heredoc bodies); the
@@ -24,6 +33,7 @@ pub fn words(s: &str, escape: char, lookup: Lookup) -> Result<Vec<String>, Strin
 pub fn vars_only(s: &str, escape: char, lookup: Lookup) -> Result<String, String> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::new();
+    let mut added = Added(0);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -32,12 +42,57 @@ pub fn vars_only(s: &str, escape: char, lookup: Lookup) -> Result<String, String
             out.push('$');
             i += 1;
         } else if c == '$' {
-            out.push_str(&variable(&chars, &mut i, escape, lookup)?);
+            let v = variable(&chars, &mut i, escape, lookup, 0)?;
+            added.add(v.len())?;
+            out.push_str(&v);
         } else {
             out.push(c);
         }
     }
     Ok(out)
+}
+
+/// Bytes that substitutions added to one expansion, checked against the limit.
+struct Added(usize);
+
+impl Added {
+    fn add(&mut self, n: usize) -> Result<(), String> {
+        self.0 = self.0.saturating_add(n);
+        if self.0 > MAX_EXPANDED_BYTES {
+            return Err(format!(
+                "variable substitution makes a value longer than {MAX_EXPANDED_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks without expanding anything that the substitutions of `s` nest at most
+/// [`MAX_NESTING`] levels deep, counting as [`word`] does (so that a Dockerfile is refused
+/// before its build starts rather than at the step).
+pub fn check_nesting(s: &str, escape: char) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            chars.next();
+        } else if (c == '$' && chars.peek() == Some(&'{')) || (c == '{' && depth > 0) {
+            if c == '$' {
+                chars.next();
+            }
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(too_deep());
+            }
+        } else if c == '}' && depth > 0 {
+            depth -= 1;
+        }
+    }
+    Ok(())
+}
+
+fn too_deep() -> String {
+    format!("variable substitution nesting deeper than {MAX_NESTING} levels")
 }
 
 /// Splits `s` into words like [`words`] but without expanding variables or removing quotes
@@ -82,8 +137,15 @@ pub fn split_raw(s: &str, escape: char) -> Vec<String> {
     out
 }
 
-fn run(s: &str, escape: char, split: bool, lookup: Lookup) -> Result<Vec<String>, String> {
+fn run(
+    s: &str,
+    escape: char,
+    split: bool,
+    lookup: Lookup,
+    nest: usize,
+) -> Result<Vec<String>, String> {
     let chars: Vec<char> = s.chars().collect();
+    let mut added = Added(0);
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -140,7 +202,9 @@ fn run(s: &str, escape: char, split: bool, lookup: Lookup) -> Result<Vec<String>
                     }
                     Some('$') => {
                         i += 1;
-                        cur.push_str(&variable(&chars, &mut i, escape, lookup)?);
+                        let v = variable(&chars, &mut i, escape, lookup, nest)?;
+                        added.add(v.len())?;
+                        cur.push_str(&v);
                     }
                     Some(&n) => {
                         cur.push(n);
@@ -155,7 +219,8 @@ fn run(s: &str, escape: char, split: bool, lookup: Lookup) -> Result<Vec<String>
                 }
             }
         } else if c == '$' {
-            let v = variable(&chars, &mut i, escape, lookup)?;
+            let v = variable(&chars, &mut i, escape, lookup, nest)?;
+            added.add(v.len())?;
             if split {
                 // Unquoted values split into words like the rest of the line.
                 for vc in v.chars() {
@@ -190,8 +255,15 @@ fn is_name(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Expands the variable after a `$` at `chars[*i]`, advancing `i`.
-fn variable(chars: &[char], i: &mut usize, escape: char, lookup: Lookup) -> Result<String, String> {
+/// Expands the variable after a `$` at `chars[*i]`, advancing `i`; `nest` is how many
+/// substitutions this one is inside.
+fn variable(
+    chars: &[char],
+    i: &mut usize,
+    escape: char,
+    lookup: Lookup,
+    nest: usize,
+) -> Result<String, String> {
     match chars.get(*i) {
         Some('{') => {
             *i += 1;
@@ -215,7 +287,11 @@ fn variable(chars: &[char], i: &mut usize, escape: char, lookup: Lookup) -> Resu
                     }
                     let op = chars.get(*i).copied().ok_or("missing '}'")?;
                     *i += 1;
-                    // The operand runs to the matching `}` (nested `${...}` allowed).
+                    // The operand runs to the matching `}` (nested `${...}` allowed, up to
+                    // the limit whether or not the operand is used).
+                    if nest + 1 > MAX_NESTING {
+                        return Err(too_deep());
+                    }
                     let ws = *i;
                     let mut depth = 0;
                     loop {
@@ -223,7 +299,12 @@ fn variable(chars: &[char], i: &mut usize, escape: char, lookup: Lookup) -> Resu
                             None => return Err(format!("missing '}}' in ${{{name}")),
                             Some('}') if depth == 0 => break,
                             Some('}') => depth -= 1,
-                            Some('{') => depth += 1,
+                            Some('{') => {
+                                depth += 1;
+                                if nest + 1 + depth > MAX_NESTING {
+                                    return Err(too_deep());
+                                }
+                            }
                             Some(&e) if e == escape => *i += 1,
                             _ => {}
                         }
@@ -236,7 +317,7 @@ fn variable(chars: &[char], i: &mut usize, escape: char, lookup: Lookup) -> Resu
                         Some(v) => !colon || !v.is_empty(),
                         None => false,
                     };
-                    let expand_operand = || word(&operand, escape, lookup);
+                    let expand_operand = || word_at(&operand, escape, lookup, nest + 1);
                     match op {
                         '-' => {
                             if set {
@@ -332,6 +413,48 @@ mod tests {
             vars_only("a \"$A\" '${B:-b}' \\$A\n", '\\', &env).unwrap(),
             "a \"alpha\" 'b' $A\n"
         );
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}x{}", "${U:-".repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        assert_eq!(word(&nested(MAX_NESTING), '\\', &env).unwrap(), "x");
+        let msg = format!("variable substitution nesting deeper than {MAX_NESTING} levels");
+        assert_eq!(word(&nested(MAX_NESTING + 1), '\\', &env).unwrap_err(), msg);
+        // The Dockerfile: 3,000 levels, refused before any recursion.
+        assert_eq!(word(&nested(3000), '\\', &env).unwrap_err(), msg);
+        // Also when the outer variable is set and its operand would not be expanded.
+        let deep = nested(3000).replacen("${U", "${A", 1);
+        assert_eq!(words(&deep, '\\', &env).unwrap_err(), msg);
+        assert_eq!(vars_only(&deep, '\\', &env).unwrap_err(), msg);
+        assert_eq!(check_nesting(&nested(MAX_NESTING), '\\'), Ok(()));
+        assert_eq!(check_nesting(&nested(3000), '\\'), Err(msg.clone()));
+        assert_eq!(
+            check_nesting(&nested(3000).replace("${", "\\${"), '\\'),
+            Ok(())
+        );
+        let braces = format!(
+            "${{U:-{}x{}}}",
+            "{".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(word(&braces, '\\', &env).unwrap_err(), msg);
+        assert_eq!(check_nesting(&braces, '\\'), Err(msg));
+    }
+
+    #[test]
+    fn expansion_size_is_limited() {
+        let big = "b".repeat(MAX_EXPANDED_BYTES / 2 + 1);
+        let lookup = |k: &str| (k == "BIG").then(|| big.clone());
+        assert_eq!(word("$BIG", '\\', &lookup).unwrap().len(), big.len());
+        let msg =
+            format!("variable substitution makes a value longer than {MAX_EXPANDED_BYTES} bytes");
+        assert_eq!(word("$BIG$BIG", '\\', &lookup).unwrap_err(), msg);
+        assert_eq!(words("\"$BIG\" ${BIG}", '\\', &lookup).unwrap_err(), msg);
+        assert_eq!(vars_only("$BIG\n$BIG", '\\', &lookup).unwrap_err(), msg);
     }
 
     #[test]

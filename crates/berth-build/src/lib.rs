@@ -10,6 +10,15 @@ pub mod parser;
 pub use instruction::{Command, Instruction};
 pub use parser::{parse, Dockerfile, Heredoc, Node};
 
+/// Largest Dockerfile accepted, in bytes.
+pub const MAX_DOCKERFILE_BYTES: usize = 1 << 20;
+/// Most instructions a Dockerfile may have (every step of a build makes an image).
+pub const MAX_INSTRUCTIONS: usize = 5000;
+/// Deepest nesting of variable substitutions (`${A:-${B:-...}}`).
+pub const MAX_NESTING: usize = 64;
+/// Most bytes that variable substitutions may add to one expanded instruction argument.
+pub const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
 /// A parse or evaluation error naming the file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {

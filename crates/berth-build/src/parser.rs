@@ -1,7 +1,7 @@
 //! The Dockerfile parser: parser directives, comments, line continuations, flags and heredocs,
 //! producing one [`Node`] per instruction with its line number.
 
-use crate::{Error, Result};
+use crate::{expand, Error, Result, MAX_DOCKERFILE_BYTES, MAX_INSTRUCTIONS};
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,9 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile> {
 }
 
 fn parse_inner(text: &str) -> Result<Dockerfile> {
+    if text.len() > MAX_DOCKERFILE_BYTES {
+        return Err(Error::new(0, too_large(text.len() as u64)));
+    }
     let lines: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -117,6 +120,12 @@ fn parse_inner(text: &str) -> Result<Dockerfile> {
             continue;
         }
         let start = i;
+        if nodes.len() == MAX_INSTRUCTIONS {
+            return Err(Error::new(
+                start + 1,
+                format!("too many instructions: berth builds at most {MAX_INSTRUCTIONS}"),
+            ));
+        }
         // Join continuation lines; comment and empty lines inside are dropped.
         let mut logical = String::new();
         loop {
@@ -149,6 +158,7 @@ fn parse_inner(text: &str) -> Result<Dockerfile> {
             }
         }
         let mut node = split_node(logical.trim(), start + 1)?;
+        check_nesting(&node, escape).map_err(|m| Error::new(start + 1, m))?;
         if matches!(node.keyword.as_str(), "RUN" | "COPY" | "ADD") {
             for (name, strip, expand) in heredoc_markers(&node.rest) {
                 let mut content = String::new();
@@ -177,6 +187,9 @@ fn parse_inner(text: &str) -> Result<Dockerfile> {
                 });
             }
         }
+        for h in node.heredocs.iter().filter(|h| h.expand) {
+            expand::check_nesting(&h.content, escape).map_err(|m| Error::new(start + 1, m))?;
+        }
         nodes.push(node);
     }
     Ok(Dockerfile {
@@ -184,6 +197,36 @@ fn parse_inner(text: &str) -> Result<Dockerfile> {
         syntax,
         nodes,
     })
+}
+
+/// The error for a Dockerfile of `len` bytes, over [`MAX_DOCKERFILE_BYTES`].
+pub fn too_large(len: u64) -> String {
+    format!("the Dockerfile is {len} bytes; berth accepts at most {MAX_DOCKERFILE_BYTES}")
+}
+
+/// Instructions whose arguments the builder expands (their flags are expanded everywhere).
+const EXPANDING: &[&str] = &[
+    "ADD",
+    "ARG",
+    "COPY",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "LABEL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// Refuses substitutions nested deeper than the expansion allows, before any step runs.
+fn check_nesting(node: &Node, escape: char) -> std::result::Result<(), String> {
+    if EXPANDING.contains(&node.keyword.as_str()) {
+        expand::check_nesting(&node.rest, escape)?;
+    }
+    node.flags
+        .iter()
+        .try_for_each(|f| expand::check_nesting(f, escape))
 }
 
 /// `# key=value` when `line` is a parser directive.
@@ -318,6 +361,61 @@ mod tests {
         assert!(!df.nodes[2].heredocs[0].expand);
         assert_eq!(df.nodes[3].line, 9);
         assert!(parse("FROM x\nRUN <<EOF\necho\n", "D").is_err());
+    }
+
+    #[test]
+    fn limits() {
+        let at_limit = format!("FROM x\n{}", "ARG a\n".repeat(MAX_INSTRUCTIONS - 1));
+        assert_eq!(parse(&at_limit, "D").unwrap().nodes.len(), MAX_INSTRUCTIONS);
+        let over = format!("{at_limit}# comment\nARG b\n");
+        let e = parse(&over, "D").unwrap_err();
+        assert_eq!(e.line, MAX_INSTRUCTIONS + 2);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "D:{}: too many instructions: berth builds at most {MAX_INSTRUCTIONS}",
+                MAX_INSTRUCTIONS + 2
+            )
+        );
+        let mut big = "FROM x\nRUN true\n".to_string();
+        big.push_str(&"#".repeat(MAX_DOCKERFILE_BYTES + 1 - big.len()));
+        let e = parse(&big, "D").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "D: the Dockerfile is {} bytes; berth accepts at most {MAX_DOCKERFILE_BYTES}",
+                MAX_DOCKERFILE_BYTES + 1
+            )
+        );
+        big.pop();
+        assert_eq!(parse(&big, "D").unwrap().nodes.len(), 2);
+        // The Dockerfile: ARG with substitutions nested 3,000 deep.
+        let deep = format!(
+            "FROM x\nARG X={}x{}\n",
+            "${A:-".repeat(3000),
+            "}".repeat(3000)
+        );
+        let msg = format!(
+            "variable substitution nesting deeper than {} levels",
+            crate::MAX_NESTING
+        );
+        assert_eq!(
+            parse(&deep, "D").unwrap_err().to_string(),
+            format!("D:2: {msg}")
+        );
+        let flag = format!("FROM x\nCOPY --chown={}x /a /b\n", "${A:-".repeat(100));
+        assert_eq!(
+            parse(&flag, "D").unwrap_err().to_string(),
+            format!("D:2: {msg}")
+        );
+        let heredoc = format!("FROM x\nCOPY <<EOF /f\n{}\nEOF\n", "${A:-".repeat(100));
+        assert_eq!(
+            parse(&heredoc, "D").unwrap_err().to_string(),
+            format!("D:2: {msg}")
+        );
+        // RUN's shell form is the shell's to expand.
+        let run = format!("FROM x\nRUN echo {}\n", "${A:-".repeat(100));
+        assert!(parse(&run, "D").is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod format;
 mod mounts;
 mod ports;
 mod progress;
+mod sigpipe;
 mod stream;
 mod timearg;
 mod transport;
@@ -153,6 +154,7 @@ pub enum Command {
 
 /// Run the CLI with `args` (args[0] is the program name); returns the exit code.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    sigpipe::install();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// The connection flags of the command line.
 #[derive(Debug, Default, Clone)]
@@ -106,17 +106,6 @@ impl Target {
     }
 }
 
-/// The cert directory: `$DOCKER_CERT_PATH`, else `~/.docker`.
-fn cert_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("DOCKER_CERT_PATH").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
-        .join(".docker")
-}
-
 /// A file given on the command line must exist; a default one is used only if it does.
 fn pick(given: &Option<PathBuf>, default: PathBuf) -> Option<PathBuf> {
     match given {
@@ -136,7 +125,7 @@ fn certs(p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn connector(o: &ConnOpts, verify: bool) -> Result<tokio_rustls::TlsConnector, String> {
-    let dir = cert_dir();
+    let dir = berth_api::tls::cert_dir();
     let ca = pick(&o.tlscacert, dir.join("ca.pem"));
     let cert = pick(&o.tlscert, dir.join("cert.pem"));
     let key = pick(&o.tlskey, dir.join("key.pem"));
@@ -160,7 +149,7 @@ fn connector(o: &ConnOpts, verify: bool) -> Result<tokio_rustls::TlsConnector, S
         // --tls alone encrypts but, as with the docker CLI, does not check who answers.
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            .with_custom_certificate_verifier(Arc::new(berth_distribution::NoVerify(provider)))
     };
     let config = match (cert, key) {
         (Some(c), Some(k)) => {
@@ -176,56 +165,6 @@ fn connector(o: &ConnOpts, verify: bool) -> Result<tokio_rustls::TlsConnector, S
         (None, None) => builder.with_no_client_auth(),
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// `--tls` without `--tlsverify`: any server certificate is taken; handshake signatures are
-/// still checked.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

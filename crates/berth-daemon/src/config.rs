@@ -82,6 +82,10 @@ pub struct DaemonArgs {
     /// Group that owns the unix socket (default `berth`; root only if it does not exist)
     #[arg(short = 'G', long)]
     pub group: Option<String>,
+    /// Run containers in user namespaces mapped to the subordinate ids of this user
+    /// (`default` for berthremap, `user` or `user:group`)
+    #[arg(long)]
+    pub userns_remap: Option<String>,
 }
 
 /// The daemon.json keys berth implements; like dockerd, any other key is an error.
@@ -116,6 +120,7 @@ struct FileConfig {
     tlskey: Option<PathBuf>,
     api_cors_header: Option<String>,
     group: Option<String>,
+    userns_remap: Option<String>,
 }
 
 /// TLS on the TCP listeners: the server's certificate and key, and the CA whose certificates
@@ -138,17 +143,6 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Group of the unix socket.
     pub group: String,
-}
-
-/// `~/.docker` (or `$DOCKER_CERT_PATH`), where dockerd looks for its TLS files by default.
-fn cert_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("DOCKER_CERT_PATH").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
-        .join(".docker")
 }
 
 /// Settings of the default bridge network and of container networking in general.
@@ -196,6 +190,8 @@ pub struct DaemonConfig {
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     pub max_concurrent_downloads: usize,
     pub api: ApiConfig,
+    /// `--userns-remap` as given (resolved at start, see `crate::userns`).
+    pub userns_remap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -285,7 +281,7 @@ impl DaemonConfig {
         let tlsverify = args.tlsverify.or(file.tlsverify);
         let tls_flag = args.tls.or(file.tls);
         let tls_on = tlsverify == Some(true) || tls_flag == Some(true);
-        let dir = cert_dir();
+        let dir = berth_api::tls::cert_dir();
         let tls = tls_on.then(|| TlsConfig {
             cert: args
                 .tlscert
@@ -319,6 +315,10 @@ impl DaemonConfig {
         };
         Ok(DaemonConfig {
             api,
+            userns_remap: args
+                .userns_remap
+                .or(file.userns_remap)
+                .filter(|s| !s.is_empty()),
             insecure_registries: if args.insecure_registries.is_empty() {
                 file.insecure_registries
             } else {
@@ -346,5 +346,41 @@ impl DaemonConfig {
                 .trim_matches('/')
                 .to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        let path =
+            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let argv = ["berth", "--config-file", path.to_str().unwrap()]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn userns_remap_from_file_or_flag() {
+        assert_eq!(load("{}", &[]).userns_remap, None);
+        let cfg = load(r#"{"userns-remap": "default"}"#, &[]);
+        assert_eq!(cfg.userns_remap.as_deref(), Some("default"));
+        let cfg = load(
+            r#"{"userns-remap": "default"}"#,
+            &["--userns-remap", "alice:staff"],
+        );
+        assert_eq!(cfg.userns_remap.as_deref(), Some("alice:staff"));
     }
 }

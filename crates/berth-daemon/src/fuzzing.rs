@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 pub fn query(raw: &str) {
     let q = crate::util::Query::parse(Some(raw));
     for k in ["since", "until"] {
-        if let Some(v) = q.get(k) {
-            let _ = crate::routes::event_timestamp(v);
-        }
+        let _ = q.unix_time(k);
     }
     let Ok(f) = q.filters() else { return };
     let labels = BTreeMap::from([("a".to_string(), "b".to_string())]);

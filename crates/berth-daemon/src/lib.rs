@@ -24,6 +24,7 @@ mod routes;
 mod server;
 mod state;
 mod stats;
+mod userns;
 mod util;
 mod volume;
 
@@ -44,6 +45,7 @@ pub fn main(args: DaemonArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    listen::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -116,6 +116,27 @@ pub fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+static INHERITED_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Raise the daemon's descriptor limit to its hard limit (as Go programs such as dockerd do
+/// at start), remembering the limit it was given for the containers.
+pub fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = INHERITED_NOFILE.set((soft, hard));
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("raising the descriptor limit to {hard}: {e}");
+            }
+        }
+    }
+}
+
+/// The descriptor limit the daemon was started with, once it has raised its own.
+pub fn inherited_nofile() -> Option<(u64, u64)> {
+    INHERITED_NOFILE.get().copied()
+}
+
 /// Connections served at once: half the descriptors the daemon may open (the rest are for
 /// containers, shims, logs and the store), at least 64.
 pub fn connection_cap() -> usize {
@@ -157,27 +178,60 @@ fn group_id(text: &str, name: &str) -> Option<u32> {
     })
 }
 
+/// A listening socket the accept loop can take connections from.
+trait Accept: Send + 'static {
+    type Stream: Send + 'static;
+    fn next(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn next(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn next(&self) -> std::io::Result<Self::Stream> {
+        let (s, _) = self.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+}
+
+/// Take connections while the cap allows (backing off on errors); each is served on a task of
+/// its own that holds its place under the cap until it ends.
+async fn accept_loop<L, F, Fut>(l: L, cap: Arc<Semaphore>, serve: F)
+where
+    L: Accept,
+    F: Fn(L::Stream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let Ok(permit) = cap.clone().acquire_owned().await else {
+            return;
+        };
+        match l.next().await {
+            Ok(s) => {
+                backoff.reset();
+                let conn = serve(s);
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
+            }
+            Err(e) => backoff.wait(&e).await,
+        }
+    }
+}
+
 /// Serve a unix listener until the daemon stops.
 pub fn serve_unix(l: tokio::net::UnixListener, router: Api, cap: Arc<Semaphore>) {
-    tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        loop {
-            let Ok(permit) = cap.clone().acquire_owned().await else {
-                return;
-            };
-            match l.accept().await {
-                Ok((s, _)) => {
-                    backoff.reset();
-                    let r = router.clone();
-                    tokio::spawn(async move {
-                        http(TokioIo::new(s), r).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => backoff.wait(&e).await,
-            }
-        }
-    });
+    tokio::spawn(accept_loop(l, cap, move |s| {
+        http(TokioIo::new(s), router.clone())
+    }));
 }
 
 /// Serve a TCP host (every address it resolved to), after dockerd's delay when it has no TLS.
@@ -219,33 +273,20 @@ async fn accept_tcp(
     cap: Arc<Semaphore>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let mut backoff = Backoff::default();
-    loop {
-        let Ok(permit) = cap.clone().acquire_owned().await else {
-            return;
-        };
-        match l.accept().await {
-            Ok((s, _)) => {
-                backoff.reset();
-                let _ = s.set_nodelay(true);
-                let (r, t) = (router.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match t {
-                        None => http(TokioIo::new(s), r).await,
-                        Some(acc) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s)).await {
-                                Ok(Ok(s)) => http(TokioIo::new(s), r).await,
-                                Ok(Err(e)) => tracing::debug!("TLS handshake: {e}"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
-                        }
-                    }
-                    drop(permit);
-                });
+    accept_loop(l, cap, move |s| {
+        let (r, t) = (router.clone(), tls.clone());
+        async move {
+            match t {
+                None => http(TokioIo::new(s), r).await,
+                Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s)).await {
+                    Ok(Ok(s)) => http(TokioIo::new(s), r).await,
+                    Ok(Err(e)) => tracing::debug!("TLS handshake: {e}"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
             }
-            Err(e) => backoff.wait(&e).await,
         }
-    }
+    })
+    .await
 }
 
 /// Go net/http's answer to accept errors (out of descriptors, mostly): wait 5 ms, doubling to

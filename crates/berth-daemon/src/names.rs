@@ -1,4 +1,23 @@
-//! Random container names in Docker's `adjective_name` style, from berth's own word lists.
+//! Random container names in Docker's `adjective_name` style, from berth's own word lists, and
+//! the rules user-given container, network and volume names must follow.
+
+use crate::error::{Error, Result};
+
+/// The longest container, network or volume name: one file name component (a volume's
+/// directory is named after it), which also keeps listings and messages readable.
+pub const MAX_LEN: usize = 255;
+
+/// A `kind` name (`"container"`, `"network"`, `"volume"`) longer than [`MAX_LEN`] is a 400;
+/// the message does not repeat the name.
+pub fn check_len(kind: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_LEN {
+        return Err(Error::bad_request(format!(
+            "{kind} name is too long ({} characters), the limit is {MAX_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
 
 const ADJECTIVES: &[&str] = &[
     "agile", "amber", "ardent", "bold", "brave", "bright", "calm", "candid", "clever", "cosmic",
@@ -123,5 +142,9 @@ mod tests {
         assert!(!valid("-x"));
         assert!(!valid("a"));
         assert!(!valid("a b"));
+        assert!(check_len("volume", &"v".repeat(MAX_LEN)).is_ok());
+        let e = check_len("volume", &"v".repeat(5000)).unwrap_err();
+        assert_eq!(e.0.status, 400);
+        assert!(e.0.message.contains("too long (5000 characters)"));
     }
 }

@@ -301,7 +301,7 @@ pub async fn pull(
         m.media_type.clone(),
         im.config.digest.clone(),
     );
-    let before = d.images.get(&r.to_string()).ok().map(|i| i.id);
+    let before = d.images.resolve_id(&r.to_string()).ok();
     let dd = d.clone();
     let img = tokio::task::spawn_blocking(move || {
         dd.images

@@ -62,7 +62,7 @@ pub async fn push(
     for t in tags {
         let r = base.with_tag(&t);
         // The image as it is now: the pushed digest is recorded for it even if the tag moves.
-        let image_id = d.images.get(&r.to_string()).map(|i| i.id).map_err(|_| {
+        let image_id = d.images.resolve_id(&r.to_string()).map_err(|_| {
             Error::not_found(format!(
                 "An image does not exist locally with the tag: {}",
                 r.familiar()

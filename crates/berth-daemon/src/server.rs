@@ -78,9 +78,28 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         ..Default::default()
     })
     .map_err(|e| format!("registry client: {e}"))?;
-    let volumes =
-        crate::volume::Volumes::load(&cfg.data_root).map_err(|e| format!("volumes: {e}"))?;
-    let daemon = Arc::new(Daemon::new(cfg.clone(), images, net, registry, volumes));
+    let remap = match cfg.userns_remap.as_deref() {
+        Some(spec) => {
+            let r = crate::userns::Remap::setup(spec)?;
+            let (uid, gid) = r.root();
+            tracing::info!(
+                "user namespaces: containers' root is {uid}:{gid} ({})",
+                r.name
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    let volumes = crate::volume::Volumes::load(&cfg.data_root, remap.as_ref().map(|r| r.root()))
+        .map_err(|e| format!("volumes: {e}"))?;
+    let daemon = Arc::new(Daemon::new(
+        cfg.clone(),
+        images,
+        net,
+        registry,
+        volumes,
+        remap,
+    ));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;

@@ -191,6 +191,8 @@ pub struct Daemon {
     pub volumes: crate::volume::Volumes,
     /// The event bus behind `GET /events` (see [`Daemon::emit`]).
     pub events: crate::events::Events,
+    /// `--userns-remap`: the id maps of containers not run with `--userns=host`.
+    pub remap: Option<crate::userns::Remap>,
 }
 
 impl Daemon {
@@ -200,6 +202,7 @@ impl Daemon {
         net: crate::network::Networks,
         registry: berth_distribution::Client,
         volumes: crate::volume::Volumes,
+        remap: Option<crate::userns::Remap>,
     ) -> Daemon {
         Daemon {
             runtime_root: cfg.exec_root.join("runtime"),
@@ -213,7 +216,16 @@ impl Daemon {
             registry,
             volumes,
             events: crate::events::Events::default(),
+            remap,
         }
+    }
+
+    /// The id maps of container `r`: the daemon's remapping unless it runs with
+    /// `--userns=host`.
+    pub fn remap_of(&self, r: &Record) -> Option<&crate::userns::Remap> {
+        self.remap
+            .as_ref()
+            .filter(|_| r.host_config.userns_mode != "host")
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {

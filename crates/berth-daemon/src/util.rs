@@ -37,6 +37,18 @@ impl Query {
                 .map_err(|_| Error::bad_request(format!("invalid value for {k}: {v:?}"))),
         }
     }
+    /// A `since`/`until` value (Unix seconds with an optional fraction) as nanoseconds since
+    /// the epoch; absent or empty is None, anything else unparsable is a 400.
+    pub fn unix_time(&self, k: &str) -> Result<Option<i64>> {
+        match self.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => unix_nanos(v).map(Some).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "invalid value for {k:?}: {v:?} is not a Unix timestamp (seconds[.fraction])"
+                ))
+            }),
+        }
+    }
     /// The `h` and `w` of a resize request as (width, height).
     pub fn tty_size(&self) -> Result<(u16, u16)> {
         let dim = |k: &str| -> Result<u16> {
@@ -74,6 +86,29 @@ impl Query {
         }
         Ok(out)
     }
+}
+
+/// Unix seconds with an optional fraction of a second (`1700000000`, `-5`, `1700000000.25`)
+/// as nanoseconds since the epoch; digits past the ninth of the fraction are ignored.
+pub fn unix_nanos(v: &str) -> Option<i64> {
+    let (secs, frac) = v.split_once('.').unwrap_or((v, "0"));
+    let negative = secs.starts_with('-');
+    let unsigned = secs.strip_prefix(['-', '+']).unwrap_or(secs);
+    if unsigned.is_empty()
+        || frac.is_empty()
+        || !unsigned.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: i64 = unsigned.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: i64 = digits.parse().ok()?;
+    let total = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
+    Some(if negative { -total } else { total })
 }
 
 /// A response body written by `produce` on a blocking thread, streamed as it is written
@@ -274,5 +309,33 @@ mod tests {
         );
         assert!(Query::parse(Some("h=-1&w=1")).tty_size().is_err());
         assert!(Query::parse(Some("h=70000")).tty_size().is_err());
+    }
+
+    #[test]
+    fn unix_times() {
+        assert_eq!(unix_nanos("1700000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(
+            unix_nanos("1700000000.123456789"),
+            Some(1_700_000_000_123_456_789)
+        );
+        assert_eq!(unix_nanos("1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(unix_nanos("10.1234567891"), Some(10_123_456_789));
+        assert_eq!(unix_nanos("-1.5"), Some(-1_500_000_000));
+        for bad in [
+            "soon",
+            "1.x",
+            "1.",
+            ".5",
+            "-",
+            "1e3",
+            "99999999999999999999",
+            "1 ",
+        ] {
+            assert_eq!(unix_nanos(bad), None, "{bad}");
+        }
+        let q = Query::parse(Some("since=abc&until="));
+        assert!(q.unix_time("since").is_err());
+        assert_eq!(q.unix_time("until").unwrap(), None);
+        assert_eq!(q.unix_time("absent").unwrap(), None);
     }
 }

@@ -49,3 +49,4 @@ pub use manifest::{
     parse_manifest, select_platform, Descriptor, ImageIndex, ImageManifest, Manifest,
     ParsedManifest, Platform, DEFAULT_ARCH, DEFAULT_OS, MAX_MANIFEST_SIZE,
 };
+pub use transport::NoVerify;

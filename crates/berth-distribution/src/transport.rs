@@ -212,9 +212,10 @@ impl HostFiles {
     }
 }
 
-/// Accepts any server certificate (insecure registries) but still checks handshake signatures.
+/// Accepts any server certificate (insecure registries, the CLI's `--tls` without
+/// `--tlsverify`) but still checks handshake signatures.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
+pub struct NoVerify(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(

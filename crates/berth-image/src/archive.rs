@@ -6,6 +6,7 @@
 use crate::error::{IoContext, Result};
 pub use crate::inroot::{Located, Root};
 use crate::tarwrite::TarWriter;
+pub use crate::unpack::remove_tree_at;
 use rustix::fs::FileType;
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -23,6 +24,9 @@ pub struct ExtractOptions {
     pub chown: Option<(u32, u32)>,
     /// Create character and block devices (refused otherwise).
     pub allow_devices: bool,
+    /// The maps of a container in a user namespace: owners (the archive's or `chown`) are
+    /// its ids, written as the host ids they map to.
+    pub ids: Option<crate::IdMappings>,
 }
 
 /// Safe tar extraction into `dir` (plain or gzip tar): entries climbing out with `..` are
@@ -61,14 +65,21 @@ pub fn tar_path(path: &Path, out: &mut dyn Write) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| ".".to_string());
-    tar_located(&Located::host(path)?, &name, out)
+    tar_located(&Located::host(path)?, &name, out, None)
 }
 
 /// Tar of a located entry (file, symlink or directory tree) with the root entry named
 /// `name` (Docker's rebase for `docker cp`; `/` or an empty name: the directory's contents
 /// at the root). The tree is walked by file descriptors from the entry's directory.
-pub fn tar_located(entry: &Located, name: &str, out: &mut dyn Write) -> Result<()> {
-    let mut w = TarWriter::new(out, false);
+///
+/// With `ids` (a container in a user namespace), owners are written as the container's ids.
+pub fn tar_located(
+    entry: &Located,
+    name: &str,
+    out: &mut dyn Write,
+    ids: Option<&crate::IdMappings>,
+) -> Result<()> {
+    let mut w = TarWriter::new(out, false).with_ids(ids.cloned());
     w.append_at(
         entry.dir.as_fd(),
         entry.name.as_deref(),
@@ -79,8 +90,9 @@ pub fn tar_located(entry: &Located, name: &str, out: &mut dyn Write) -> Result<(
 }
 
 /// Tar of the contents of the tree `root` with names relative to it (`docker export`).
-pub fn tar_root(root: &Root, out: &mut dyn Write) -> Result<()> {
-    let mut w = TarWriter::new(out, false);
+/// With `ids`, owners are written as the container's ids (see [`tar_located`]).
+pub fn tar_root(root: &Root, out: &mut dyn Write, ids: Option<&crate::IdMappings>) -> Result<()> {
+    let mut w = TarWriter::new(out, false).with_ids(ids.cloned());
     w.append_at(root.fd(), None, "")?;
     w.finish()?;
     Ok(())
@@ -88,7 +100,7 @@ pub fn tar_root(root: &Root, out: &mut dyn Write) -> Result<()> {
 
 /// Tar of the contents of `dir` with names relative to it.
 pub fn tar_dir(dir: &Path, out: &mut dyn Write) -> Result<()> {
-    tar_root(&Root::open(dir)?, out)
+    tar_root(&Root::open(dir)?, out, None)
 }
 
 /// Stat of a path as the Engine API reports it.

@@ -5,12 +5,14 @@ use crate::changes::apply_changes_json;
 use crate::error::{Error, Result};
 use crate::ingest::{now_rfc3339, LayerBlob, Txn};
 use crate::manifest::go_arch;
+use crate::record::LayerRecord;
 use crate::reference::parse_tag_target;
 use crate::snapshot::chain_ids;
 use crate::store::{Image, Store};
 use crate::tarwrite::TarWriter;
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Options of [`Store::commit`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +35,9 @@ pub struct CommitOptions {
     pub raw_config: Option<Map<String, Value>>,
     /// The history entry's `created_by`; the config's command when `None`.
     pub created_by: Option<String>,
+    /// The id maps of a container in a user namespace: its files are recorded with the
+    /// ids they have inside it.
+    pub ids: Option<crate::IdMappings>,
 }
 
 impl Store {
@@ -48,6 +53,10 @@ impl Store {
             _ => Vec::new(),
         };
         let parent = parent.map(|p| self.loaded(p)).transpose()?;
+        let parent_config = parent
+            .as_ref()
+            .map(|p| self.config_json(&p.record.id))
+            .transpose()?;
         let mut container_config: Map<String, Value> = match &opts.config {
             _ if opts.raw_config.is_some() => opts.raw_config.clone().unwrap_or_default(),
             Some(c) => match serde_json::to_value(c) {
@@ -58,9 +67,9 @@ impl Store {
                     ))
                 }
             },
-            None => parent
+            None => parent_config
                 .as_ref()
-                .and_then(|p| p.config_json.get("config"))
+                .and_then(|c| c.get("config"))
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
@@ -89,16 +98,16 @@ impl Store {
             )));
         }
 
-        let mut layers = parent
+        let parent_layers: Arc<[LayerRecord]> = parent
             .as_ref()
-            .map(|p| p.record.layers.clone())
-            .unwrap_or_default();
+            .map_or_else(|| Arc::from(Vec::new()), |p| p.record.layers.clone());
+        let mut layers = parent_layers.to_vec();
         let mut blob = self.content.writer()?;
         let entries = {
             // Walked by descriptors from the upper dir: a running container changing it
             // meanwhile cannot make the walk leave it.
             let upper = crate::inroot::Root::open(upper_dir)?;
-            let mut tw = TarWriter::new(&mut blob, true);
+            let mut tw = TarWriter::new(&mut blob, true).with_ids(opts.ids.clone());
             tw.append_at(upper.fd(), None, "")?;
             let n = tw.entries();
             tw.finish()?;
@@ -142,7 +151,7 @@ impl Store {
         }
 
         let created = now_rfc3339();
-        let mut config = match parent.as_ref().map(|p| p.config_json.clone()) {
+        let mut config = match parent_config.as_deref().cloned() {
             Some(Value::Object(m)) => m,
             _ => {
                 let mut m = Map::new();
@@ -193,7 +202,11 @@ impl Store {
             &mut txn,
             &cinfo.digest,
             &config_bytes,
-            layers,
+            if empty_layer {
+                parent_layers
+            } else {
+                layers.into()
+            },
             None,
             parent.as_ref().map(|p| p.record.id.clone()),
             refs,

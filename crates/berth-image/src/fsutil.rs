@@ -29,19 +29,42 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .ctx(|| format!("syncing directory {}", dir.display()))
 }
 
+/// Syncs the whole filesystem `dir` is on (one wait for many unsynced writes).
+pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
+    let f = fs::File::open(dir).ctx(|| format!("opening directory {}", dir.display()))?;
+    rustix::fs::syncfs(&f)
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("syncing the filesystem of {}", dir.display()))
+}
+
 /// Replaces `path` with `bytes` atomically: temp file in the same directory, fsync, rename,
 /// fsync of the directory.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Like [`atomic_write`] without syncing: the caller syncs a batch of them at once with
+/// [`sync_filesystem`].
+pub(crate) fn atomic_write_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_name(TMP_PREFIX));
     let result = (|| {
         let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
             .ctx(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+        if sync {
+            f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+        }
         fs::rename(&tmp, path)
             .ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        fsync_dir(dir)
+        if sync {
+            fsync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -37,12 +37,12 @@ pub(crate) fn unix_seconds(rfc3339: Option<&str>) -> i64 {
 impl Store {
     /// The history of an image, newest entry first.
     pub fn history(&self, name_or_id: &str) -> Result<Vec<HistoryItem>> {
-        let st = self.read_state();
-        let top = st.resolve(name_or_id)?;
+        let top = self.loaded(name_or_id)?;
+        let (config, _) = self.read_config(&top.record.id)?;
         let mut out = Vec::new();
         let mut layer = 0usize;
         let empty = Vec::new();
-        for h in top.config.history().as_ref().unwrap_or(&empty) {
+        for h in config.history().as_ref().unwrap_or(&empty) {
             let mut size = 0i64;
             if !h.empty_layer().unwrap_or(false) {
                 let rec = top.record.layers.get(layer).ok_or_else(|| {
@@ -65,6 +65,7 @@ impl Store {
         }
         out.reverse();
         // The top entry is the image; walking down, each parent image's top entry.
+        let st = self.read_state();
         let mut current = Some(top.record.id.clone());
         for item in out.iter_mut() {
             let Some(id) = current.take() else { break };

@@ -91,7 +91,7 @@ impl Store {
             &mut txn,
             &cinfo.digest,
             &config_bytes,
-            vec![layer],
+            vec![layer].into(),
             None,
             None,
             refs,

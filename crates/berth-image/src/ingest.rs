@@ -5,11 +5,12 @@
 use crate::content::BlobInfo;
 use crate::error::{Error, Result};
 use crate::manifest::{oci_manifest, Descriptor, MT_OCI_MANIFEST};
-use crate::record::{ImageRecord, LayerRecord};
+use crate::record::{ConfigSummary, ImageRecord, LayerRecord};
 use crate::reference::Reference;
 use crate::snapshot::chain_ids;
-use crate::store::{parse_config, Image, Loaded, Store};
+use crate::store::{image_of, parse_config, Image, Loaded, Store};
 use crate::unpack::{layer_diff_id, unpack_layer};
+use oci_spec::image::ImageConfiguration;
 use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
 use std::sync::Arc;
@@ -114,6 +115,9 @@ pub(crate) struct Prepared {
     pub record: ImageRecord,
     pub loaded: Arc<Loaded>,
     pub refs: Vec<Reference>,
+    /// The parsed config, for the [`Image`] that publishing returns.
+    pub config: ImageConfiguration,
+    pub config_json: serde_json::Value,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -252,7 +256,7 @@ impl Store {
             txn,
             config_digest,
             &config_bytes,
-            layer_records,
+            layer_records.into(),
             manifest,
             parent,
             refs,
@@ -266,7 +270,7 @@ impl Store {
         txn: &mut Txn<'_>,
         config_digest: &str,
         config_bytes: &[u8],
-        layer_records: Vec<LayerRecord>,
+        layer_records: Arc<[LayerRecord]>,
         manifest: Option<ManifestBlob>,
         parent: Option<String>,
         refs: Vec<Reference>,
@@ -289,6 +293,7 @@ impl Store {
                 }
             }
         };
+        let summary = ConfigSummary::from_value(&config_json);
         let record = ImageRecord {
             id: config_digest.to_string(),
             config_size: config_bytes.len() as u64,
@@ -298,16 +303,17 @@ impl Store {
             layers: layer_records,
             parent,
             added: now_rfc3339(),
+            summary: Some(summary),
         };
         let loaded = Arc::new(Loaded {
             record: record.clone(),
-            config,
-            config_json,
         });
         Ok(Prepared {
             record,
             loaded,
             refs,
+            config,
+            config_json,
         })
     }
 
@@ -356,9 +362,21 @@ impl Store {
             st.images.insert(l.record.id.clone(), l);
         }
         st.repos = repos;
-        Ok(prepared
-            .iter()
-            .filter_map(|p| st.images.get(&p.record.id).map(|l| st.image(l)))
+        let images = prepared
+            .into_iter()
+            .filter_map(|p| {
+                let l = st.images.get(&p.record.id)?;
+                let image = image_of(l, st.names_of(&l.record.id), p.config, &p.config_json);
+                Some((image, p.config_json))
+            })
+            .collect::<Vec<_>>();
+        drop(st);
+        Ok(images
+            .into_iter()
+            .map(|(image, json)| {
+                self.remember_config(&image.id, Arc::new(json));
+                image
+            })
             .collect())
     }
 }

@@ -13,6 +13,7 @@ mod docker_archive;
 mod error;
 mod fsutil;
 mod history;
+mod idmap;
 mod import;
 mod ingest;
 mod inroot;
@@ -36,9 +37,10 @@ pub use delete::DeleteItem;
 pub use diff::{diff_dirs, Change};
 pub use error::{Error, Result};
 pub use history::HistoryItem;
+pub use idmap::{IdMap, IdMappings};
 pub use import::ImportOptions;
 pub use pull::{config_diff_ids, FetchedLayer, PullLayer};
-pub use store::{DiskUsage, Image, ImageUsage, Store};
+pub use store::{DiskUsage, Image, ImageSummary, ImageUsage, Store};
 
 #[cfg(test)]
 mod tests {
@@ -47,5 +49,6 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<super::Store>();
         check::<super::Image>();
+        check::<super::ImageSummary>();
     }
 }

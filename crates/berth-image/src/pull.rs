@@ -188,7 +188,7 @@ impl Store {
             &mut txn,
             config_digest,
             config,
-            records,
+            records.into(),
             Some(ManifestBlob {
                 digest: manifest_digest,
                 media_type: manifest_media_type.to_string(),

@@ -3,10 +3,12 @@
 
 use crate::digest::sha256_hex;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{atomic_write, fsync_dir};
+use crate::fsutil::{atomic_write, atomic_write_unsynced, fsync_dir};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct LayerRecord {
@@ -30,12 +32,100 @@ pub(crate) struct ImageRecord {
     pub manifest_digest: String,
     pub manifest_media_type: String,
     pub manifest_size: u64,
-    pub layers: Vec<LayerRecord>,
+    /// Shared between the images with the same layers (a build's metadata steps, and every
+    /// image at boot whose layers equal another's), so that many such images cost little.
+    pub layers: Arc<[LayerRecord]>,
     /// The image this one was committed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// When the image entered this store (RFC 3339).
     pub added: String,
+    /// What listing needs from the config, so that neither boot nor listing reads configs;
+    /// missing in records written before it was kept (boot fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ConfigSummary>,
+}
+
+/// Labels that take more bytes than this are not kept in the record but read from the
+/// config when needed (a build of many LABEL steps would otherwise keep every label of
+/// every step in memory).
+pub(crate) const INLINE_LABELS_BYTES: usize = 4096;
+
+/// The few fields of an image config that listing and its filters use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ConfigSummary {
+    /// `created` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// `config.Labels`, when they take at most [`INLINE_LABELS_BYTES`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The labels are larger than that: read them from the config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub labels_in_config: bool,
+}
+
+/// The part of an image config a summary comes from; the rest is skipped unread.
+#[derive(Deserialize)]
+struct ConfigHead {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    config: Option<ContainerHead>,
+}
+
+#[derive(Deserialize)]
+struct ContainerHead {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The labels of an image config (`config.Labels`), read without building the rest.
+pub(crate) fn config_labels(config: &[u8]) -> serde_json::Result<BTreeMap<String, String>> {
+    let head: ConfigHead = serde_json::from_slice(config)?;
+    Ok(head.config.and_then(|c| c.labels).unwrap_or_default())
+}
+
+impl ConfigSummary {
+    /// The summary of an image config's JSON, read without building the rest.
+    pub(crate) fn from_slice(config: &[u8]) -> serde_json::Result<ConfigSummary> {
+        Ok(ConfigSummary::of(serde_json::from_slice(config)?))
+    }
+
+    /// The summary of a parsed image config (whose labels were checked to be strings).
+    pub(crate) fn from_value(config: &serde_json::Value) -> ConfigSummary {
+        let labels = config
+            .get("config")
+            .and_then(|c| c.get("Labels"))
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            });
+        ConfigSummary::of(ConfigHead {
+            created: config
+                .get("created")
+                .and_then(serde_json::Value::as_str)
+                .map(String::from),
+            config: Some(ContainerHead { labels }),
+        })
+    }
+
+    fn of(head: ConfigHead) -> ConfigSummary {
+        let labels = head.config.and_then(|c| c.labels).unwrap_or_default();
+        let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let labels_in_config = size > INLINE_LABELS_BYTES;
+        ConfigSummary {
+            created: head.created,
+            labels: if labels_in_config {
+                BTreeMap::new()
+            } else {
+                labels
+            },
+            labels_in_config,
+        }
+    }
 }
 
 impl ImageRecord {
@@ -78,10 +168,18 @@ impl Records {
     }
 
     pub(crate) fn write(&self, rec: &ImageRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| {
-            Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id))
-        })?;
-        atomic_write(&self.path(&rec.id)?, &bytes)
+        atomic_write(&self.path(&rec.id)?, &Records::bytes(rec)?)
+    }
+
+    /// Writes a record without waiting for the disk (boot adding config summaries to old
+    /// records syncs them all at once afterwards).
+    pub(crate) fn rewrite(&self, rec: &ImageRecord) -> Result<()> {
+        atomic_write_unsynced(&self.path(&rec.id)?, &Records::bytes(rec)?)
+    }
+
+    fn bytes(rec: &ImageRecord) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::Corrupt(format!("image record {} does not serialize: {e}", rec.id)))
     }
 
     pub(crate) fn remove(&self, id: &str) -> Result<()> {

@@ -107,7 +107,7 @@ impl Store {
         };
         let mtime = images
             .iter()
-            .map(|(l, _)| unix_seconds(l.config.created().as_deref()))
+            .map(|(l, _)| unix_seconds(l.summary().created.as_deref()))
             .max()
             .map(|t| u64::try_from(t).unwrap_or(0))
             .unwrap_or(0);

@@ -1,16 +1,17 @@
-//! The image store: opening (crash cleanup, garbage collection), lookups by name or id,
+//! The image store: opening (crash cleanup, garbage collection), lookups by name or id (the
+//! records and config summaries in memory, configs read from the content store on demand),
 //! listing, tagging and the overlay lower dirs of an image.
 
 use crate::content::ContentStore;
 use crate::digest::{is_hex_prefix, sha256_hex, SHA256_PREFIX};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, remove_tmp_entries};
-use crate::record::{ImageRecord, Records};
+use crate::record::{ConfigSummary, ImageRecord, LayerRecord, Records};
 use crate::reference::Reference;
 use crate::repositories::Repositories;
 use crate::snapshot::Snapshots;
 use oci_spec::image::ImageConfiguration;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -43,13 +44,41 @@ pub struct Image {
     pub manifest_media_type: String,
 }
 
-/// An image in memory: its record and parsed config.
+/// An image as listing shows it, from what the store keeps in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// `sha256:<hex>` of the config blob.
+    pub id: String,
+    /// Familiar tag references, sorted.
+    pub repo_tags: Vec<String>,
+    /// Familiar digest references, sorted.
+    pub repo_digests: Vec<String>,
+    /// RFC 3339, from the config.
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes.
+    pub size: u64,
+    /// `config.Labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The image this one was committed on.
+    pub parent: Option<String>,
+}
+
+/// An image in memory: its record, which carries the summary of its config. The config
+/// itself stays in the content store and is read when needed (inspect, history, create).
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub record: ImageRecord,
-    pub config: ImageConfiguration,
-    /// The config as generic JSON (keeps fields `oci_spec` does not model).
-    pub config_json: serde_json::Value,
+}
+
+impl Loaded {
+    pub(crate) fn summary(&self) -> &ConfigSummary {
+        static NONE: ConfigSummary = ConfigSummary {
+            created: None,
+            labels: BTreeMap::new(),
+            labels_in_config: false,
+        };
+        self.record.summary.as_ref().unwrap_or(&NONE)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -92,37 +121,33 @@ impl State {
         Err(not_found())
     }
 
-    pub(crate) fn image(&self, l: &Loaded) -> Image {
-        let refs = self.repos.refs_of(&l.record.id);
-        let repo_tags = refs
+    /// The familiar tag and digest references of image `id`.
+    pub(crate) fn names_of(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let refs = self.repos.refs_of(id);
+        let tags = refs
             .iter()
             .filter(|r| r.tag().is_some() && r.digest().is_none())
             .map(Reference::familiar)
             .collect();
-        let repo_digests = refs
+        let digests = refs
             .iter()
             .filter(|r| r.digest().is_some())
             .map(Reference::familiar)
             .collect();
-        Image {
+        (tags, digests)
+    }
+
+    /// The summary of an image; labels kept in its config are left to the caller.
+    fn summary(&self, l: &Loaded) -> ImageSummary {
+        let (repo_tags, repo_digests) = self.names_of(&l.record.id);
+        ImageSummary {
             id: l.record.id.clone(),
             repo_tags,
             repo_digests,
-            created: l.config.created().clone(),
+            created: l.summary().created.clone(),
             size: l.record.size(),
-            config: l.config.clone(),
-            healthcheck: l
-                .config_json
-                .get("config")
-                .and_then(|c| c.get("Healthcheck"))
-                .filter(|h| !h.is_null())
-                .cloned(),
-            on_build: docker_list(&l.config_json, "OnBuild"),
-            shell: docker_list(&l.config_json, "Shell"),
-            layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
+            labels: l.summary().labels.clone(),
             parent: l.record.parent.clone(),
-            manifest_digest: l.record.manifest_digest.clone(),
-            manifest_media_type: l.record.manifest_media_type.clone(),
         }
     }
 
@@ -145,6 +170,40 @@ pub struct Store {
     state: RwLock<State>,
     /// Serializes operations that change the store on disk.
     write: Mutex<()>,
+    /// The configs of the last few images published or committed on: a build commits each
+    /// step on the one before, whose config then needs no read and parse.
+    recent: Mutex<VecDeque<(String, Arc<serde_json::Value>)>>,
+}
+
+/// How many configs [`Store`] keeps at hand.
+const RECENT_CONFIGS: usize = 4;
+
+/// The whole image: its record and names with the config read from the content store.
+pub(crate) fn image_of(
+    l: &Loaded,
+    (repo_tags, repo_digests): (Vec<String>, Vec<String>),
+    config: ImageConfiguration,
+    config_json: &serde_json::Value,
+) -> Image {
+    Image {
+        id: l.record.id.clone(),
+        repo_tags,
+        repo_digests,
+        created: config.created().clone(),
+        size: l.record.size(),
+        config,
+        healthcheck: config_json
+            .get("config")
+            .and_then(|c| c.get("Healthcheck"))
+            .filter(|h| !h.is_null())
+            .cloned(),
+        on_build: docker_list(config_json, "OnBuild"),
+        shell: docker_list(config_json, "Shell"),
+        layers: l.record.layers.iter().map(|x| x.diff_id.clone()).collect(),
+        parent: l.record.parent.clone(),
+        manifest_digest: l.record.manifest_digest.clone(),
+        manifest_media_type: l.record.manifest_media_type.clone(),
+    }
 }
 
 /// Parses a config blob.
@@ -181,29 +240,49 @@ impl Store {
         let (recs, bad) = records.load_all()?;
         let quarantined = records.quarantine(&bad);
         let mut images = BTreeMap::new();
+        let mut rewritten = false;
+        // One copy of each distinct list of layers, by its top chain id.
+        let mut layer_lists: HashMap<String, Arc<[LayerRecord]>> = HashMap::new();
         let mut keep_chains: HashSet<String> = HashSet::new();
         let mut keep_blobs: HashSet<String> = HashSet::new();
-        for rec in recs {
+        for mut rec in recs {
             keep_chains.extend(rec.layers.iter().map(|l| l.chain_id.clone()));
-            keep_blobs.extend(rec.blobs().map(str::to_string));
-            let loaded = content
-                .read(&rec.id)
-                .and_then(|b| parse_config(&b, &rec.id));
-            match loaded {
-                Ok((config, config_json)) => {
-                    images.insert(
-                        rec.id.clone(),
-                        Arc::new(Loaded {
-                            record: rec,
-                            config,
-                            config_json,
-                        }),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(image = %rec.id, error = %e, "skipping image whose config cannot be read");
+            if let Some(top) = rec.layers.last() {
+                match layer_lists.get(&top.chain_id) {
+                    Some(same) if *same == rec.layers => rec.layers = same.clone(),
+                    Some(_) => {}
+                    None => {
+                        layer_lists.insert(top.chain_id.clone(), rec.layers.clone());
+                    }
                 }
             }
+            keep_blobs.extend(rec.blobs().map(str::to_string));
+            if content.path(&rec.id).is_none_or(|p| !p.is_file()) {
+                tracing::warn!(image = %rec.id, "skipping image whose config blob is missing");
+                continue;
+            }
+            if rec.summary.is_none() {
+                // A record from before summaries were kept: read the config once.
+                match read_summary(&content, &rec.id) {
+                    Ok(summary) => {
+                        rec.summary = Some(summary);
+                        match records.rewrite(&rec) {
+                            Ok(()) => rewritten = true,
+                            Err(e) => {
+                                tracing::warn!(image = %rec.id, error = %e, "cannot add the config summary to the image record")
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(image = %rec.id, error = %e, "skipping image whose config cannot be read");
+                        continue;
+                    }
+                }
+            }
+            images.insert(rec.id.clone(), Arc::new(Loaded { record: rec }));
+        }
+        if rewritten {
+            crate::fsutil::sync_filesystem(records.dir())?;
         }
         // A quarantined record's config blob (its file name) and the layer snapshots it lists
         // stay, for containers made from that image; everything else unused is collected.
@@ -228,6 +307,7 @@ impl Store {
             records,
             state: RwLock::new(State { images, repos }),
             write: Mutex::new(()),
+            recent: Mutex::new(VecDeque::new()),
         };
         store.collect_garbage(&keep_chains, &keep_blobs)?;
         Ok(store)
@@ -272,24 +352,112 @@ impl Store {
     }
 
     /// All images, newest first.
-    pub fn list(&self) -> Result<Vec<Image>> {
-        let st = self.read_state();
-        let mut out: Vec<Image> = st.images.values().map(|l| st.image(l)).collect();
-        let t = |i: &Image| crate::history::unix_seconds(i.created.as_deref());
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let mut out: Vec<ImageSummary> = {
+            let st = self.read_state();
+            st.images
+                .values()
+                .map(|l| (st.summary(l), l.summary().labels_in_config))
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .map(|(mut s, in_config)| {
+            if in_config {
+                self.fill_labels(&mut s);
+            }
+            s
+        })
+        .collect();
+        let t = |i: &ImageSummary| crate::history::unix_seconds(i.created.as_deref());
         out.sort_by(|a, b| t(b).cmp(&t(a)).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
+    /// The summary of one image (what listing shows), looked up like [`Store::get`] without
+    /// reading its config.
+    pub fn summary(&self, name_or_id: &str) -> Result<ImageSummary> {
+        let (mut s, in_config) = {
+            let st = self.read_state();
+            let l = st.resolve(name_or_id)?;
+            (st.summary(&l), l.summary().labels_in_config)
+        };
+        if in_config {
+            self.fill_labels(&mut s);
+        }
+        Ok(s)
+    }
+
+    /// The id (`sha256:<hex>`) of the image a name or id refers to.
+    pub fn resolve_id(&self, name_or_id: &str) -> Result<String> {
+        Ok(self.loaded(name_or_id)?.record.id.clone())
+    }
+
+    /// Labels too large for the record, from the config.
+    fn fill_labels(&self, s: &mut ImageSummary) {
+        let read = self.content.read(&s.id).and_then(|b| {
+            crate::record::config_labels(&b)
+                .map_err(|e| Error::Corrupt(format!("image config {}: {e}", s.id)))
+        });
+        match read {
+            Ok(labels) => s.labels = labels,
+            Err(e) => {
+                tracing::warn!(image = %s.id, error = %e, "cannot read the labels of an image")
+            }
+        }
+    }
+
     /// Looks an image up by full reference, short name (`busybox` = `busybox:latest`),
-    /// `sha256:<hex>`, full hex or a unique id prefix.
+    /// `sha256:<hex>`, full hex or a unique id prefix; its config is read from the content
+    /// store.
     pub fn get(&self, name_or_id: &str) -> Result<Image> {
-        let st = self.read_state();
-        let l = st.resolve(name_or_id)?;
-        Ok(st.image(&l))
+        let (l, names) = {
+            let st = self.read_state();
+            let l = st.resolve(name_or_id)?;
+            let names = st.names_of(&l.record.id);
+            (l, names)
+        };
+        let (config, json) = self.read_config(&l.record.id)?;
+        Ok(image_of(&l, names, config, &json))
     }
 
     pub(crate) fn loaded(&self, name_or_id: &str) -> Result<Arc<Loaded>> {
         self.read_state().resolve(name_or_id)
+    }
+
+    /// An image's config from the content store: typed, and as JSON.
+    pub(crate) fn read_config(&self, id: &str) -> Result<(ImageConfiguration, serde_json::Value)> {
+        parse_config(&self.content.read(id)?, id)
+    }
+
+    /// An image's config as JSON: one of the recent ones, else from the content store.
+    pub(crate) fn config_json(&self, id: &str) -> Result<Arc<serde_json::Value>> {
+        let hit = self
+            .lock_recent()
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v.clone());
+        if let Some(v) = hit {
+            return Ok(v);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&self.content.read(id)?)
+            .map_err(|e| Error::Corrupt(format!("image config {id} is not valid JSON: {e}")))?;
+        let v = Arc::new(v);
+        self.remember_config(id, v.clone());
+        Ok(v)
+    }
+
+    /// Keeps `config` among the recent configs, dropping the oldest.
+    pub(crate) fn remember_config(&self, id: &str, config: Arc<serde_json::Value>) {
+        let mut recent = self.lock_recent();
+        recent.retain(|(k, _)| k != id);
+        if recent.len() == RECENT_CONFIGS {
+            recent.pop_front();
+        }
+        recent.push_back((id.to_string(), config));
+    }
+
+    fn lock_recent(&self) -> MutexGuard<'_, VecDeque<(String, Arc<serde_json::Value>)>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The raw config blob of an image.
@@ -366,7 +534,7 @@ impl Store {
             .any(|x| !self.snapshots.exists(&x.chain_id));
         if missing {
             let _w = self.lock_writes();
-            for layer in &l.record.layers {
+            for layer in l.record.layers.iter() {
                 if self.snapshots.exists(&layer.chain_id) {
                     continue;
                 }
@@ -410,10 +578,8 @@ pub struct ImageUsage {
 /// Disk use of the image store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiskUsage {
-    /// Unpacked size of every distinct layer (each counted once).
+    /// Unpacked size of every distinct layer (each counted once), Docker's `LayersSize`.
     pub layers_size: u64,
-    /// Bytes of compressed blobs kept in the content store.
-    pub blobs_size: u64,
     pub images: Vec<ImageUsage>,
 }
 
@@ -422,15 +588,13 @@ impl Store {
     pub fn disk_usage(&self) -> DiskUsage {
         let st = self.read_state();
         let mut users: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-        let mut blobs: HashSet<&str> = HashSet::new();
         for l in st.images.values() {
-            for layer in &l.record.layers {
+            for layer in l.record.layers.iter() {
                 let e = users
                     .entry(layer.chain_id.as_str())
                     .or_insert((layer.unpacked_size, 0));
                 e.1 += 1;
             }
-            blobs.extend(l.record.blobs());
         }
         let images = st
             .images
@@ -449,13 +613,15 @@ impl Store {
             .collect();
         DiskUsage {
             layers_size: users.values().map(|u| u.0).sum(),
-            blobs_size: blobs
-                .into_iter()
-                .filter_map(|b| self.content.size(b).ok())
-                .sum(),
             images,
         }
     }
+}
+
+/// The summary of the config blob `id` (one config in memory at a time).
+fn read_summary(content: &ContentStore, id: &str) -> Result<ConfigSummary> {
+    ConfigSummary::from_slice(&content.read(id)?)
+        .map_err(|e| Error::Corrupt(format!("image config {id}: {e}")))
 }
 
 /// A list of strings under `config.<key>` of an image config, when present and not empty.

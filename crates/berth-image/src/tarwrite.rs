@@ -21,6 +21,8 @@ pub(crate) struct TarWriter<W: Write> {
     links: HashMap<(u64, u64), String>,
     overlay: bool,
     entries: u64,
+    /// Owners are written as the container's ids under these maps.
+    ids: Option<crate::IdMappings>,
 }
 
 /// Where xattrs are read from: an open file, or a path whose final symlink is not followed.
@@ -126,17 +128,6 @@ fn sorted_names(dir: BorrowedFd<'_>) -> std::result::Result<Vec<OsString>, Errno
     Ok(names)
 }
 
-/// What the header of an entry is made of.
-fn header(st: &Stat) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(u64::from(st.st_uid));
-    h.set_gid(u64::from(st.st_gid));
-    h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
-    h.set_size(0);
-    h
-}
-
 /// Opens the directory `name` of `dir` for reading, not following a symlink; `None` when it
 /// is gone or no longer a directory (changed while the tree is archived).
 fn open_child_dir(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<Option<OwnedFd>> {
@@ -175,7 +166,35 @@ impl<W: Write> TarWriter<W> {
             links: HashMap::new(),
             overlay,
             entries: 0,
+            ids: None,
         }
+    }
+
+    /// Write owners as the ids of a container with these maps.
+    pub(crate) fn with_ids(mut self, ids: Option<crate::IdMappings>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The owner an entry with `st` is archived with.
+    fn owner(&self, st: &Stat) -> (u64, u64) {
+        let (uid, gid) = match &self.ids {
+            Some(ids) => ids.container_owner(st.st_uid, st.st_gid),
+            None => (st.st_uid, st.st_gid),
+        };
+        (u64::from(uid), u64::from(gid))
+    }
+
+    /// What the header of an entry is made of.
+    fn header(&self, st: &Stat) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        let (uid, gid) = self.owner(st);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        h.set_size(0);
+        h
     }
 
     /// Number of entries written so far.
@@ -282,7 +301,7 @@ impl<W: Write> TarWriter<W> {
         let opaque = self.overlay
             && get_xattr(XattrsOf::Fd(d), OPAQUE_XATTR, name)?.is_some_and(|v| v == b"y");
         xattrs.retain(|(k, _)| !k.starts_with("trusted.overlay."));
-        let mut h = header(st);
+        let mut h = self.header(st);
         h.set_entry_type(tar::EntryType::Directory);
         self.write_pax(name, &xattrs)?;
         self.builder
@@ -293,8 +312,9 @@ impl<W: Write> TarWriter<W> {
             let mut wh = tar::Header::new_gnu();
             wh.set_entry_type(tar::EntryType::Regular);
             wh.set_mode(st.st_mode & 0o777);
-            wh.set_uid(u64::from(st.st_uid));
-            wh.set_gid(u64::from(st.st_gid));
+            let (uid, gid) = self.owner(st);
+            wh.set_uid(uid);
+            wh.set_gid(gid);
             wh.set_mtime(0);
             wh.set_size(0);
             self.builder
@@ -324,7 +344,7 @@ impl<W: Write> TarWriter<W> {
                     Some((d, b)) => (format!("{d}/"), b),
                     None => (String::new(), name),
                 };
-                let mut h = header(st);
+                let mut h = self.header(st);
                 h.set_mode(0o600);
                 h.set_entry_type(tar::EntryType::Regular);
                 self.builder
@@ -355,7 +375,7 @@ impl<W: Write> TarWriter<W> {
                 };
                 let path = proc_path(dir, file);
                 let xattrs = read_xattrs(XattrsOf::Path(&path), name)?;
-                let mut h = header(st);
+                let mut h = self.header(st);
                 h.set_entry_type(tar::EntryType::Symlink);
                 self.write_pax(name, &xattrs)?;
                 self.builder
@@ -372,7 +392,7 @@ impl<W: Write> TarWriter<W> {
                 // Never opened: only its status and xattrs go into the archive.
                 let path = proc_path(dir, file);
                 let xattrs = read_xattrs(XattrsOf::Path(&path), name)?;
-                let mut h = header(st);
+                let mut h = self.header(st);
                 let kind = match ft {
                     FileType::CharacterDevice => tar::EntryType::Char,
                     FileType::BlockDevice => tar::EntryType::Block,
@@ -414,7 +434,7 @@ impl<W: Write> TarWriter<W> {
             Err(Errno::INVAL | Errno::STALE) => return Ok(()),
             Err(e) => return Err(Error::io(ctx(), e.into())),
         };
-        let mut h = header(&st);
+        let mut h = self.header(&st);
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {

@@ -505,6 +505,10 @@ impl<'o> Extractor<'o> {
                 u32::try_from(gid).map_err(|_| self.refuse(name, "gid out of range"))?,
             ),
         };
+        let (uid, gid) = match &self.opts.ids {
+            Some(ids) => ids.host_owner(uid, gid),
+            None => (uid, gid),
+        };
         Ok(Meta {
             uid,
             gid,
@@ -1034,10 +1038,7 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
 }
 
 /// Removes `name` under `dirfd`, recursively for directories, never following symlinks.
-pub(crate) fn remove_tree_at(
-    dirfd: BorrowedFd<'_>,
-    name: &OsStr,
-) -> std::result::Result<(), Errno> {
+pub fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errno> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}

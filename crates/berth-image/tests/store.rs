@@ -369,3 +369,69 @@ fn history_of_an_import() {
     assert_eq!(h[0].size as u64, img.size);
     assert!(h[0].created > 1_600_000_000);
 }
+
+#[test]
+fn summaries_are_kept_in_records_and_configs_read_on_demand() {
+    let root = TempDir::new("summary");
+    let small_id;
+    let big_id;
+    let big_value = "v".repeat(5000);
+    {
+        let store = Store::open(root.path()).unwrap();
+        let import = |reference: &str, changes: Vec<String>| {
+            store
+                .import(
+                    &mut &busybox_tar()[..],
+                    &ImportOptions {
+                        reference: Some(reference.to_string()),
+                        changes,
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+        };
+        small_id = import("small:1", vec!["LABEL a=b".into()]).id;
+        big_id = import("big:1", vec![format!("LABEL big={big_value} c=d")]).id;
+    }
+    let record = |id: &str| root.join(&format!("images/{}.json", id.trim_start_matches("sha256:")));
+    let small_rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(record(&small_id)).unwrap()).unwrap();
+    assert_eq!(small_rec["summary"]["labels"]["a"], "b");
+    assert!(small_rec["summary"]["created"].is_string());
+    // Large labels stay in the config only.
+    let big_rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(record(&big_id)).unwrap()).unwrap();
+    assert_eq!(big_rec["summary"]["labels_in_config"], true);
+    assert!(big_rec["summary"].get("labels").is_none());
+    // A record written before summaries were kept gets one at boot.
+    let mut old = small_rec.clone();
+    old.as_object_mut().unwrap().remove("summary");
+    fs::write(record(&small_id), serde_json::to_vec(&old).unwrap()).unwrap();
+
+    let store = Store::open(root.path()).unwrap();
+    let again: serde_json::Value =
+        serde_json::from_slice(&fs::read(record(&small_id)).unwrap()).unwrap();
+    assert_eq!(again["summary"], small_rec["summary"]);
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    let small = list.iter().find(|i| i.id == small_id).unwrap();
+    assert_eq!(small.labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(small.repo_tags, vec!["small:1"]);
+    assert!(small.created.is_some());
+    let big = store.summary("big:1").unwrap();
+    assert_eq!(big.labels.get("big"), Some(&big_value));
+    assert_eq!(big.labels.get("c").map(String::as_str), Some("d"));
+    assert_eq!(store.resolve_id("big:1").unwrap(), big_id);
+    // The whole config is read when asked for.
+    let full = store.get("small:1").unwrap();
+    let labels = full
+        .config
+        .config()
+        .clone()
+        .unwrap()
+        .labels()
+        .clone()
+        .unwrap();
+    assert_eq!(labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(full.created, small.created);
+}

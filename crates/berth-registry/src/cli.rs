@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::server::{bind, ctrl_c, ServeOptions};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the registry keeps its data unless `--root` says otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/berth-registry";
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Remove upload sessions nothing was written to for this long (interrupted pushes);
+    /// at least 1m
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_serve_age)]
+    pub upload_max_age: Duration,
 }
 
 /// Flags of `berth registry gc`.
@@ -41,6 +46,49 @@ pub struct GcArgs {
     /// Report what would be removed without removing anything
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove upload sessions nothing was written to for this long (0s: all of them)
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
+    pub upload_max_age: Duration,
+}
+
+/// A duration such as `24h`, `90m`, `1h30m` or `0s`: whole hours, minutes and seconds.
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (examples: 24h, 90m, 1h30m, 0s)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match rest.as_bytes().get(digits) {
+            Some(b'h') => 3600,
+            Some(b'm') => 60,
+            Some(b's') => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + 1..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The serving registry's age: a shorter one would expire pushes between their chunks.
+fn parse_serve_age(s: &str) -> Result<Duration, String> {
+    let age = parse_age(s)?;
+    if age < Duration::from_secs(60) {
+        return Err(format!("{s:?} is too short, the least is 1m"));
+    }
+    Ok(age)
 }
 
 /// `HOST:PORT` with an IP address or a resolvable host name.
@@ -62,6 +110,8 @@ impl From<ServeArgs> for ServeOptions {
             htpasswd: a.htpasswd,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            upload_max_age: a.upload_max_age,
+            upload_sweep: (a.upload_max_age / 4).min(Duration::from_secs(3600)),
         }
     }
 }
@@ -110,7 +160,12 @@ pub fn main_serve(args: ServeArgs) -> i32 {
 
 /// Runs gc once; prints what was (or would be) removed and returns the exit code.
 pub fn main_gc(args: GcArgs) -> i32 {
-    match crate::gc::gc(&args.root, args.delete_untagged, args.dry_run) {
+    match crate::gc::gc(
+        &args.root,
+        args.delete_untagged,
+        args.dry_run,
+        args.upload_max_age,
+    ) {
         Ok(r) => {
             let verb = if args.dry_run {
                 "would remove"
@@ -169,6 +224,16 @@ mod tests {
         .args;
         assert!(s.addr.ip().is_loopback());
         assert_eq!(s.htpasswd, Some(PathBuf::from("/h")));
+        assert_eq!(s.upload_max_age, Duration::from_secs(24 * 3600));
+        let o = ServeOptions::from(s);
+        assert_eq!(o.upload_sweep, Duration::from_secs(3600));
+        let s = Serve::try_parse_from(["x", "--upload-max-age", "2m"])
+            .unwrap()
+            .args;
+        assert_eq!(ServeOptions::from(s).upload_sweep, Duration::from_secs(30));
+        for short in ["0s", "59s", "soon"] {
+            assert!(Serve::try_parse_from(["x", "--upload-max-age", short]).is_err());
+        }
         assert!(Serve::try_parse_from(["x", "--tls-cert", "c"]).is_err());
         assert!(Serve::try_parse_from(["x", "--addr", "nonsense"]).is_err());
     }
@@ -185,6 +250,17 @@ mod tests {
         .unwrap()
         .args;
         assert!(g.delete_untagged && g.dry_run);
+        assert_eq!(g.upload_max_age, crate::gc::DEFAULT_UPLOAD_MAX_AGE);
         assert_eq!(main_gc(g), 1);
+        let age = |v: &str| {
+            Gc::try_parse_from(["x", "--upload-max-age", v]).map(|g| g.args.upload_max_age)
+        };
+        assert_eq!(age("0s").unwrap(), Duration::ZERO);
+        assert_eq!(age("0").unwrap(), Duration::ZERO);
+        assert_eq!(age("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(age("45s").unwrap(), Duration::from_secs(45));
+        for bad in ["", "5", "h", "1ms", "-1h", "1d", "99999999999999999999h"] {
+            assert!(age(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,19 +5,21 @@
 //! tag reaches it (directly or as a child of a tagged index), or if its `subject` is a surviving
 //! manifest (signatures, SBOMs and other referrers live as long as what they describe).
 //! gc takes the storage root's lock, so it refuses to run beside a server (a dry run does not
-//! need the lock). Upload sessions untouched for a week are removed as well.
+//! need the lock). Upload sessions left alone for `upload_max_age` (by default a day; see
+//! `upload::idle_for`) are removed as well.
 
 use crate::error::Error;
 use crate::fsutil::{list_dir, RootLock};
 use crate::manifest::Manifest;
 use crate::names::Digest;
 use crate::storage::Store;
+use crate::upload::idle_for;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Upload sessions older than this (by their data's mtime) are abandoned.
-const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Upload sessions left alone this long are abandoned, unless told otherwise.
+pub const DEFAULT_UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What gc removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,8 +45,14 @@ struct Plan {
     uploads: Vec<String>,
 }
 
-/// Runs gc on the store at `root`.
-pub fn gc(root: &Path, delete_untagged: bool, dry_run: bool) -> Result<GcReport, Error> {
+/// Runs gc on the store at `root`; upload sessions left alone for `upload_max_age` or longer
+/// go too.
+pub fn gc(
+    root: &Path,
+    delete_untagged: bool,
+    dry_run: bool,
+    upload_max_age: Duration,
+) -> Result<GcReport, Error> {
     if !root.join("repositories").is_dir() || !root.join("blobs").is_dir() {
         return Err(Error::io(
             root,
@@ -64,7 +72,8 @@ pub fn gc(root: &Path, delete_untagged: bool, dry_run: bool) -> Result<GcReport,
         )
     };
     let store = Store::open(root).map_err(|e| Error::io(root, e))?;
-    let plan = plan(&store, delete_untagged, SystemTime::now()).map_err(|e| Error::io(root, e))?;
+    let plan = plan(&store, delete_untagged, SystemTime::now(), upload_max_age)
+        .map_err(|e| Error::io(root, e))?;
     let report = GcReport {
         blobs_removed: plan.blobs.len(),
         bytes_freed: plan.blobs.iter().map(|b| b.1).sum(),
@@ -141,7 +150,12 @@ fn kept(
     }
 }
 
-fn plan(store: &Store, delete_untagged: bool, now: SystemTime) -> std::io::Result<Plan> {
+fn plan(
+    store: &Store,
+    delete_untagged: bool,
+    now: SystemTime,
+    upload_max_age: Duration,
+) -> std::io::Result<Plan> {
     let mut plan = Plan::default();
     let mut marked: HashSet<Digest> = HashSet::new();
     for repo in store.repositories()? {
@@ -178,13 +192,8 @@ fn plan(store: &Store, delete_untagged: bool, now: SystemTime) -> std::io::Resul
         .filter(|(d, _)| !marked.contains(d))
         .collect();
     for id in list_dir(&store.uploads_dir())? {
-        let data = store.uploads_dir().join(&id).join("data");
-        let age = std::fs::metadata(&data)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok());
-        // A session without data is debris of a crash during its creation.
-        if age.is_none_or(|a| a > UPLOAD_MAX_AGE) {
+        let idle = idle_for(&store.uploads_dir().join(&id), now);
+        if idle.is_some_and(|a| a >= upload_max_age) {
             plan.uploads.push(id);
         }
     }
@@ -304,7 +313,7 @@ mod tests {
         let shared = f.blob("other/repo", b"layer of one");
         assert_eq!(shared, layer);
 
-        let dry = gc(f.store.root(), false, true).unwrap();
+        let dry = gc(f.store.root(), false, true, DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert_eq!(
             dry,
             GcReport {
@@ -316,7 +325,7 @@ mod tests {
         );
         assert!(f.has(&orphan), "a dry run removes nothing");
 
-        let r = gc(f.store.root(), false, false).unwrap();
+        let r = gc(f.store.root(), false, false, DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert_eq!(r, dry);
         assert!(!f.has(&orphan));
         assert_eq!(
@@ -334,7 +343,7 @@ mod tests {
         }
         // Idempotent.
         assert_eq!(
-            gc(f.store.root(), false, false).unwrap(),
+            gc(f.store.root(), false, false, DEFAULT_UPLOAD_MAX_AGE).unwrap(),
             GcReport::default()
         );
     }
@@ -352,7 +361,7 @@ mod tests {
         let (lonely, lcfg, llayer) = f.image("app", "lonely", None, &[]);
         let (dangling, _, _) = f.image("app", "refers to lonely", Some(&lonely), &[]);
 
-        let r = gc(f.store.root(), true, false).unwrap();
+        let r = gc(f.store.root(), true, false, DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert_eq!(r.manifests_removed, 2);
         // lonely + its config + its layer, and the same for the referrer of lonely.
         assert_eq!(r.blobs_removed, 6);
@@ -374,7 +383,7 @@ mod tests {
 
         // Untagging the index lets its child go too.
         f.store.delete_tag("app", "multi").unwrap();
-        let r = gc(f.store.root(), true, false).unwrap();
+        let r = gc(f.store.root(), true, false, DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert_eq!(r.manifests_removed, 2);
         assert!(!f.has(&idx) && !f.has(&child) && !f.has(&ccfg));
         assert!(f.has(&img));
@@ -385,11 +394,11 @@ mod tests {
         let f = Fixture::new("locked");
         let lock = RootLock::try_acquire(f.store.root()).unwrap();
         assert!(matches!(
-            gc(f.store.root(), false, false),
+            gc(f.store.root(), false, false, DEFAULT_UPLOAD_MAX_AGE),
             Err(Error::Locked(_))
         ));
         assert!(
-            gc(f.store.root(), false, true).is_ok(),
+            gc(f.store.root(), false, true, DEFAULT_UPLOAD_MAX_AGE).is_ok(),
             "a dry run needs no lock"
         );
         drop(lock);
@@ -399,11 +408,19 @@ mod tests {
         std::fs::write(up.join("old/data"), b"x").unwrap();
         std::fs::create_dir_all(up.join("fresh")).unwrap();
         std::fs::write(up.join("fresh/data"), b"x").unwrap();
-        let later = SystemTime::now() + UPLOAD_MAX_AGE + Duration::from_secs(60);
-        let p = plan(&f.store, false, later).unwrap();
+        let later = SystemTime::now() + DEFAULT_UPLOAD_MAX_AGE + Duration::from_secs(60);
+        let p = plan(&f.store, false, later, DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert_eq!(p.uploads.len(), 2);
-        let p = plan(&f.store, false, SystemTime::now()).unwrap();
+        let p = plan(&f.store, false, SystemTime::now(), DEFAULT_UPLOAD_MAX_AGE).unwrap();
         assert!(p.uploads.is_empty());
-        assert!(gc(&f.store.root().join("missing"), false, true).is_err());
+        let p = plan(&f.store, false, SystemTime::now(), Duration::ZERO).unwrap();
+        assert_eq!(p.uploads.len(), 2);
+        assert!(gc(
+            &f.store.root().join("missing"),
+            false,
+            true,
+            DEFAULT_UPLOAD_MAX_AGE
+        )
+        .is_err());
     }
 }

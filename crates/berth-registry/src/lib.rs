@@ -22,5 +22,5 @@ mod upload;
 
 pub use cli::{main_gc, main_serve, GcArgs, ServeArgs, DEFAULT_ROOT};
 pub use error::Error;
-pub use gc::{gc, GcReport};
+pub use gc::{gc, GcReport, DEFAULT_UPLOAD_MAX_AGE};
 pub use server::{bind, serve, ServeOptions};

@@ -1,6 +1,6 @@
 //! Listening: option checks, the storage lock, the TCP (optionally TLS) accept loop and one
-//! HTTP/1.1 connection per task, all owned by the serving future so that dropping it stops
-//! everything.
+//! HTTP/1.1 connection per task, and the periodic sweep of abandoned upload sessions, all owned
+//! by the serving future so that dropping it stops everything.
 
 use crate::auth::Htpasswd;
 use crate::error::Error;
@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
@@ -31,6 +31,11 @@ pub struct ServeOptions {
     /// PEM certificate chain; with `tls_key`, the registry speaks HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Upload sessions nothing was written to for this long are removed (an interrupted push
+    /// would otherwise stay forever) ...
+    pub upload_max_age: Duration,
+    /// ... by a sweep this often.
+    pub upload_sweep: Duration,
 }
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,13 +81,41 @@ pub async fn bind(
         addr: opts.addr,
         source,
     })?;
+    let uploads = Arc::new(Uploads::new(store.clone()));
     let app = Arc::new(App {
-        uploads: Arc::new(Uploads::new(store.clone())),
+        uploads: uploads.clone(),
         store,
         auth,
     });
     let router = routes::router(app);
-    Ok((addr, accept_loop(listener, router, tls, lock)))
+    let sweep = sweep_uploads(uploads, opts.upload_max_age, opts.upload_sweep);
+    Ok((addr, async move {
+        tokio::select! {
+            r = accept_loop(listener, router, tls, lock) => r,
+            never = sweep => match never {},
+        }
+    }))
+}
+
+/// Every `every`, removes the upload sessions left alone for `max_age` (never ends).
+async fn sweep_uploads(
+    uploads: Arc<Uploads>,
+    max_age: Duration,
+    every: Duration,
+) -> std::convert::Infallible {
+    // A zero period would make the interval panic.
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let u = uploads.clone();
+        match tokio::task::spawn_blocking(move || u.expire(max_age, SystemTime::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("registry: removed {n} abandoned upload session(s)"),
+            Ok(Err(e)) => tracing::warn!("registry: expiring upload sessions: {e}"),
+            Err(e) => tracing::warn!("registry: upload sweep: {e}"),
+        }
+    }
 }
 
 /// Serves until the returned future is dropped or ctrl-c arrives.

@@ -1,6 +1,8 @@
 //! Blob upload sessions: chunks are appended to `uploads/<id>/data` while a running sha256 is
 //! kept in memory (recomputed from the data after a restart); the finished file is verified
-//! against the client's digest and only then renamed into the blob store.
+//! against the client's digest and only then renamed into the blob store. Sessions left alone
+//! for too long (an interrupted push) are expired: by a serving registry's periodic sweep
+//! ([`Uploads::expire`]) and by gc.
 
 use crate::error::{ApiError, Code};
 use crate::fsutil;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// The live state of one session; its mutex serializes the requests on it.
@@ -125,6 +128,17 @@ fn hash_file(path: &Path, len: u64) -> io::Result<Sha256> {
     Ok(h)
 }
 
+/// How long the session in `dir` has been left alone at `now`: since its data was last written
+/// (or, for the debris of a crash while it was created, since the directory changed); a time
+/// in the future counts as now. None once the directory is gone.
+pub fn idle_for(dir: &Path, now: SystemTime) -> Option<Duration> {
+    let meta = std::fs::metadata(dir.join("data"))
+        .or_else(|_| std::fs::metadata(dir))
+        .ok()?;
+    let modified = meta.modified().ok()?;
+    Some(now.duration_since(modified).unwrap_or_default())
+}
+
 /// Drops the sessions no request is using: abandoned uploads must not pin memory. The map's
 /// lock is held, so no request can pick one up meanwhile.
 fn evict_idle(live: &mut HashMap<String, Arc<Handle>>) {
@@ -219,14 +233,57 @@ impl Uploads {
         }
     }
 
-    /// Forgets a session and deletes its data; the caller holds its lock and marks it closed.
+    /// Deletes a session's data and forgets it; the caller holds its lock. The session is
+    /// closed first and leaves memory only once its directory is gone, so a request either
+    /// finds it closed or finds nothing.
     pub fn remove(&self, session: &mut Session) -> io::Result<()> {
         session.closed = true;
+        let removed = std::fs::remove_dir_all(self.dir(&session.id));
         self.live().remove(&session.id);
-        match std::fs::remove_dir_all(self.dir(&session.id)) {
+        match removed {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Removes the sessions left alone for `max_age` or longer at `now` (see [`idle_for`])
+    /// that no request is using: a request holding a session (a chunk still streaming in)
+    /// keeps it whatever its age. Returns how many went.
+    pub fn expire(&self, max_age: Duration, now: SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        for id in fsutil::list_dir(&self.store.uploads_dir())? {
+            let dir = self.dir(&id);
+            let stale = || idle_for(&dir, now).is_some_and(|age| age >= max_age);
+            if !valid_id(&id) || !stale() {
+                continue;
+            }
+            let repo = match std::fs::read_to_string(dir.join("repo")) {
+                Ok(repo) => repo,
+                // Debris of a crash while the session was created: no request can reach it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => removed += 1,
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Through the same handle as requests, so that they see the session closed.
+            let Ok(handle) = self.get(&repo, &id) else {
+                continue;
+            };
+            let Ok(mut session) = handle.session.try_lock() else {
+                continue;
+            };
+            // A request may have written to it since the first look.
+            if session.closed || !stale() {
+                continue;
+            }
+            self.remove(&mut session)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     async fn hasher(&self, session: &mut Session) -> Result<Sha256, ApiError> {
@@ -390,6 +447,47 @@ mod tests {
         up.finish("r", &mut s, &Digest::of(b"x")).await.unwrap();
         drop(held);
         assert!(up.get("r", "../../etc").is_err());
+        std::fs::remove_dir_all(store.root()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn expire_spares_fresh_and_busy_sessions() {
+        let (store, up) = uploads("expire");
+        let old = up.create("r").unwrap();
+        let fresh = up.create("r").unwrap();
+        let busy = up.create("r").unwrap();
+        let debris = store.uploads_dir().join("0".repeat(32));
+        std::fs::create_dir(&debris).unwrap();
+        let h = up.get("r", &busy).unwrap();
+        let held = h.session.lock().await;
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let back = now - 2 * hour;
+        for id in [&old, &busy] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(up.data_path(id))
+                .unwrap();
+            f.set_modified(back).unwrap();
+        }
+        std::fs::File::open(&debris)
+            .unwrap()
+            .set_modified(back)
+            .unwrap();
+        assert!(idle_for(&up.dir(&old), now).is_some_and(|a| a >= 2 * hour));
+        assert_eq!(up.expire(hour, now).unwrap(), 2);
+        assert!(!up.dir(&old).exists() && !debris.exists());
+        assert!(up.get("r", &old).is_err());
+        assert!(up.dir(&fresh).exists() && up.dir(&busy).exists());
+        drop(held);
+        // Once its request is done, the old busy one goes too; a 0 age takes everything.
+        assert_eq!(up.expire(hour, now).unwrap(), 1);
+        let mut s = h.session.lock().await;
+        assert!(s.closed);
+        assert!(up.append(&mut s, Body::from("x"), None).await.is_err());
+        drop(s);
+        assert_eq!(up.expire(Duration::ZERO, SystemTime::now()).unwrap(), 1);
+        assert!(store.uploads_dir().read_dir().unwrap().next().is_none());
         std::fs::remove_dir_all(store.root()).unwrap();
     }
 }

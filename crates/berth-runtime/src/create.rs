@@ -15,7 +15,7 @@ use crate::namespaces::{self, Plan};
 use crate::rootfs::OVERLAY_ANNOTATION;
 use crate::state::{self, Record, EXEC_FIFO};
 use crate::sync::{Channel, Msg};
-use crate::{hooks, init, seccomp, sys, Created, Stdio};
+use crate::{hooks, idmap, init, mounts, seccomp, sys, Created, Stdio};
 
 /// Directory under the state root holding compiled seccomp programs.
 pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";
@@ -76,7 +76,9 @@ fn spawn(
     parent_end: Channel,
     child_end: Channel,
 ) -> Result<(i32, Channel)> {
-    let single = sys::thread_count() == 1;
+    // Joining a user namespace takes an intermediate: the process that clones the init must
+    // be in it, and the caller must stay where it is.
+    let single = sys::thread_count() == 1 && plan.user_path.is_none();
     if single {
         let restore = match &plan.pid_path {
             Some(p) => Some(enter_pid_ns(p)?),
@@ -99,6 +101,11 @@ fn spawn(
     if mid == 0 {
         drop(parent_end);
         let r = (|| -> Result<i32> {
+            if let Some(p) = &plan.user_path {
+                let fd = sys::open(p, libc::O_RDONLY, 0).map_err(|e| Error::io("open", p, e))?;
+                sys::setns(fd.as_fd(), libc::CLONE_NEWUSER)
+                    .map_err(|e| Error::sys("setns", p.display(), e))?;
+            }
             if let Some(p) = &plan.pid_path {
                 enter_pid_ns(p)?;
             }
@@ -206,7 +213,7 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
     let gid_maps = linux
         .and_then(|l| l.gid_mappings().clone())
         .unwrap_or_default();
-    if plan.new_user {
+    if plan.has_user() {
         if let Some(uid) = host_root(&uid_maps) {
             let gid = host_root(&gid_maps).unwrap_or(0);
             sys::lchown(&fifo, uid, gid).map_err(|e| Error::sys("chown", fifo.display(), e))?;
@@ -228,7 +235,7 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     let join_cgroup_self =
-        cleanup.cgroup.as_ref().is_some_and(|c| !c.v2) && !plan.new_user && !has_creation_hooks;
+        cleanup.cgroup.as_ref().is_some_and(|c| !c.v2) && !plan.has_user() && !has_creation_hooks;
     let args = init::Args {
         id,
         spec: &spec,
@@ -251,6 +258,11 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         write_id_map(pid, "uid_map", &uid_maps)?;
         write_id_map(pid, "gid_map", &gid_maps)?;
     }
+    if plan.has_user() {
+        // Lowering it takes CAP_SYS_RESOURCE in the host's user namespace, and the init's
+        // /proc files are not its own once it has changed its ids.
+        crate::process::set_oom_score_adj(process, &pid.to_string())?;
+    }
     if let Some(cg) = cleanup.cgroup.as_ref().filter(|_| !join_cgroup_self) {
         cg.join(pid)?;
     }
@@ -260,8 +272,29 @@ pub(crate) fn create(root: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Resu
         hooks::run("prestart", h.prestart().as_ref(), &st)?;
         hooks::run("createRuntime", h.create_runtime().as_ref(), &st)?;
     }
-    ch.send(&Msg::Go(pid))
-        .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
+    // In a user namespace the root overlay is made here, with idmapped lower layers, and
+    // handed to the init with the go-ahead.
+    let rootfs_mount = match overlay.filter(|_| plan.has_user()) {
+        Some(opts) => Some(idmap::overlay(opts, pid)?),
+        None => None,
+    };
+    // So are the binds' sources, opened here on the host side: the path to one need not be
+    // searchable by the container's ids.
+    if plan.has_user() && !plan.join_mount {
+        for (n, m) in spec.mounts().iter().flatten().enumerate() {
+            if let Some((source, o)) = mounts::bind_spec(&bundle, m) {
+                let tree = idmap::bind_source(&source, &o)?;
+                ch.send_fd(&Msg::Bind(n as u32), tree.as_fd())
+                    .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
+            }
+        }
+    }
+    match &rootfs_mount {
+        Some(m) => ch.send_fd(&Msg::Go(pid), m.as_fd()),
+        None => ch.send(&Msg::Go(pid)),
+    }
+    .map_err(|e| Error::sys("sendmsg", "sync socket", e))?;
+    drop(rootfs_mount);
     let (msg, fd) = ch
         .recv()
         .map_err(|e| Error::sys("recvmsg", "sync socket", e))?;

@@ -187,7 +187,7 @@ fn child(
         let cwd = process.cwd();
         std::env::set_current_dir(cwd).map_err(|e| Error::io("chdir", cwd, e))?;
         process::set_rlimits(process)?;
-        process::set_oom_score_adj(process)?;
+        process::set_oom_score_adj(process, "self")?;
         let prepared = Prepared::new(process, seccomp)?;
         sys::reset_signals();
         sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "3..", e))?;

@@ -2,6 +2,7 @@
 //! rootfs, pivots, prepares the process, reports ready, blocks on the exec FIFO until
 //! `start`, then drops privileges and execs. Runs in the freshly cloned child only.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -50,15 +51,23 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     // is cleared again before reporting ready).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| Error::sys("prctl", "PR_SET_PDEATHSIG", e))?;
-    let host_pid = match ch
-        .recv()
-        .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
-    {
-        (Some(Msg::Go(pid)), _) => pid,
-        (other, _) => {
-            return Err(Error::Init(format!(
-                "expected go from runtime, got {other:?}"
-            )))
+    // The go-ahead carries the root overlay, made by the creator, when there is a user
+    // namespace, and comes after the binds' sources (see idmap.rs).
+    let mut binds: HashMap<usize, OwnedFd> = HashMap::new();
+    let (host_pid, rootfs_mount) = loop {
+        match ch
+            .recv()
+            .map_err(|e| Error::sys("recvmsg", "sync socket", e))?
+        {
+            (Some(Msg::Go(pid)), mnt) => break (pid, mnt),
+            (Some(Msg::Bind(n)), Some(tree)) => {
+                binds.insert(n as usize, tree);
+            }
+            (other, _) => {
+                return Err(Error::Init(format!(
+                    "expected go from runtime, got {other:?}"
+                )))
+            }
         }
     };
     if a.join_cgroup_self {
@@ -78,8 +87,8 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
         .ok_or_else(|| Error::Config("process is required".into()))?;
 
     namespaces_join(a)?;
-    if a.plan.new_user {
-        // Become root of the new user namespace (the maps are written by now).
+    if a.plan.has_user() {
+        // Become root of the user namespace (the maps are written by now).
         sys::setresgid(0).map_err(|e| Error::sys("setresgid", 0, e))?;
         sys::setresuid(0).map_err(|e| Error::sys("setresuid", 0, e))?;
     }
@@ -90,7 +99,11 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     sys::setsid().map_err(|e| Error::sys("setsid", "", e))?;
     stdio::install(a.stdio)?;
     // Nothing the creator had open may reach the container (its other pipes, sockets, …).
-    sys::close_fds_except(&[ch.raw()]).map_err(|e| Error::sys("close_range", "3..", e))?;
+    let keep: Vec<_> = std::iter::once(ch.raw())
+        .chain(rootfs_mount.as_ref().map(|m| m.as_raw_fd()))
+        .chain(binds.values().map(|t| t.as_raw_fd()))
+        .collect();
+    sys::close_fds_except(&keep).map_err(|e| Error::sys("close_range", "3..", e))?;
     sys::umask(0);
 
     // Only in a UTS namespace of its own: otherwise this would rename the host.
@@ -115,7 +128,10 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     let mut dev_opts = None;
     if !a.plan.join_mount {
         rootfs::set_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
-        rootfs::mount_rootfs(a.rootfs, a.overlay)?;
+        match &rootfs_mount {
+            Some(m) => crate::idmap::attach(m.as_fd(), a.rootfs, "idmapped overlay")?,
+            None => rootfs::mount_rootfs(a.rootfs, a.overlay)?,
+        }
         let ctx = mounts::Context {
             rootfs: a.rootfs,
             bundle: a.bundle,
@@ -123,8 +139,11 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
             new_cgroupns: a.plan.new_cgroup,
         };
         let mut dev_is_bind = false;
-        for m in spec.mounts().iter().flatten() {
-            mounts::mount(&ctx, m)?;
+        for (n, m) in spec.mounts().iter().flatten().enumerate() {
+            match binds.remove(&n) {
+                Some(tree) => mounts::attach_bind(&ctx, m, tree.as_fd())?,
+                None => mounts::mount(&ctx, m)?,
+            }
             if m.destination() == Path::new("/dev") {
                 let o = parse_options(m.options().as_deref().unwrap_or(&[]));
                 dev_is_bind = o.is_bind() || m.typ().as_deref() == Some("bind");
@@ -133,7 +152,7 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
         }
         if !dev_is_bind {
             let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
-            devices::setup(a.rootfs, &devs, a.plan.new_user)?;
+            devices::setup(a.rootfs, &devs, a.plan.has_user())?;
         }
         if let Some(h) = spec.hooks() {
             hooks::run(
@@ -172,7 +191,10 @@ fn run(a: &Args<'_>, ch: &Channel) -> Result<Infallible> {
     }
 
     process::set_rlimits(process)?;
-    process::set_oom_score_adj(process)?;
+    // In a user namespace the creator has set it: the init no longer may.
+    if !a.plan.has_user() {
+        process::set_oom_score_adj(process, "self")?;
+    }
     let cwd = process.cwd();
     std::env::set_current_dir(cwd).map_err(|e| Error::io("chdir", cwd, e))?;
     let prepared = Prepared::new(process, a.seccomp.take())?;

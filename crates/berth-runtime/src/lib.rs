@@ -17,6 +17,7 @@ mod docker_seccomp;
 mod error;
 mod exec;
 mod hooks;
+mod idmap;
 mod init;
 mod kill;
 mod mounts;

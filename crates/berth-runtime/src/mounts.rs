@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -262,6 +263,50 @@ pub(crate) struct Context<'a> {
     pub new_cgroupns: bool,
 }
 
+/// The host source (relative ones are in the bundle) and options of a spec mount that is a
+/// bind; `None` for any other mount.
+pub(crate) fn bind_spec(bundle: &Path, m: &Mount) -> Option<(PathBuf, Options)> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let mut o = parse_options(m.options().as_deref().unwrap_or(&[]));
+    if !(o.is_bind() || typ == "bind") || typ == "cgroup" || typ == "cgroup2" {
+        return None;
+    }
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let source = if source.is_absolute() {
+        source
+    } else {
+        bundle.join(source)
+    };
+    o.flags |= libc::MS_BIND;
+    Some((source, o))
+}
+
+/// Attach `tree`, the detached clone of the source of the bind `m` made by the creator (see
+/// `idmap::bind_source`, which has set its flags), under the (not yet pivoted) rootfs, and
+/// apply the propagation asked for.
+pub(crate) fn attach_bind(ctx: &Context<'_>, m: &Mount, tree: BorrowedFd<'_>) -> Result<()> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(Error::Config(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
+    }
+    let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let target = secure_join(ctx.rootfs, dest)?;
+    let st = rustix::fs::fstat(tree).map_err(|e| {
+        Error::io(
+            "stat",
+            m.source().as_deref().unwrap_or(Path::new("")),
+            io::Error::from(e),
+        )
+    })?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    ensure_mountpoint(&target, !is_dir)?;
+    crate::idmap::attach(tree, &target, "bind")?;
+    propagate(&target, &o)
+}
+
 /// Mount one spec mount under the (not yet pivoted) rootfs.
 pub(crate) fn mount(ctx: &Context<'_>, m: &Mount) -> Result<()> {
     let dest = m.destination();
@@ -278,16 +323,9 @@ pub(crate) fn mount(ctx: &Context<'_>, m: &Mount) -> Result<()> {
         return mount_cgroup(ctx, &target, &o);
     }
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-    if o.is_bind() || typ == "bind" {
-        let source = if source.is_absolute() {
-            source
-        } else {
-            ctx.bundle.join(source)
-        };
+    if let Some((source, o)) = bind_spec(ctx.bundle, m) {
         let md = fs::metadata(&source).map_err(|e| Error::io("stat", &source, e))?;
         ensure_mountpoint(&target, !md.is_dir())?;
-        let mut o = o;
-        o.flags |= libc::MS_BIND;
         return bind(&source, &target, &o);
     }
     ensure_mountpoint(&target, false)?;

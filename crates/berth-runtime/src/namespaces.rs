@@ -66,7 +66,17 @@ pub(crate) struct Plan {
     pub joins: Vec<(LinuxNamespaceType, PathBuf)>,
     /// Existing pid namespace: joined by whoever clones the init (it applies to children).
     pub pid_path: Option<PathBuf>,
+    /// Existing user namespace: joined by whoever clones the init, so that the namespaces
+    /// the init gets are owned by it.
+    pub user_path: Option<PathBuf>,
     pub join_mount: bool,
+}
+
+impl Plan {
+    /// The container runs in a user namespace (a new one or one it joins).
+    pub(crate) fn has_user(&self) -> bool {
+        self.new_user || self.user_path.is_some()
+    }
 }
 
 /// Work out the namespace plan from the spec.
@@ -79,7 +89,10 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan> {
         .unwrap_or_default();
     for ns in &nss {
         let t = ns.typ();
-        if p.joins.iter().any(|(j, _)| *j == t) {
+        let listed = p.joins.iter().any(|(j, _)| *j == t)
+            || (t == LinuxNamespaceType::Pid && p.pid_path.is_some())
+            || (t == LinuxNamespaceType::User && p.user_path.is_some());
+        if listed {
             return Err(Error::Config(format!(
                 "namespace {} listed twice",
                 proc_name(t)
@@ -89,6 +102,8 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan> {
             Some(path) if !path.as_os_str().is_empty() => {
                 if t == LinuxNamespaceType::Pid {
                     p.pid_path = Some(path.clone());
+                } else if t == LinuxNamespaceType::User {
+                    p.user_path = Some(path.clone());
                 } else {
                     if t == LinuxNamespaceType::Mount {
                         p.join_mount = true;

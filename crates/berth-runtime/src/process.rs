@@ -52,10 +52,10 @@ pub(crate) fn set_rlimits(p: &Process) -> Result<()> {
 }
 
 /// Write `process.oomScoreAdj` for the calling process.
-pub(crate) fn set_oom_score_adj(p: &Process) -> Result<()> {
+pub(crate) fn set_oom_score_adj(p: &Process, pid: &str) -> Result<()> {
     if let Some(v) = p.oom_score_adj() {
-        fs::write("/proc/self/oom_score_adj", v.to_string())
-            .map_err(|e| Error::io("write", "/proc/self/oom_score_adj", e))?;
+        let path = format!("/proc/{pid}/oom_score_adj");
+        fs::write(&path, v.to_string()).map_err(|e| Error::io("write", path, e))?;
     }
     Ok(())
 }

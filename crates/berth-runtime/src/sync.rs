@@ -11,6 +11,9 @@ use crate::error::{Error, ExecErrorKind};
 pub(crate) enum Msg {
     /// runtime → init: namespaces mapped and cgroups joined; carries the init's host pid.
     Go(i32),
+    /// runtime → init, before `Go` in a user namespace: the detached clone of the source of
+    /// the bind that is spec mount number n travels with it.
+    Bind(u32),
     /// intermediate → runtime: host pid of the process it cloned.
     Pid(i32),
     /// init → runtime: set up and waiting for start (the PTY master travels with it if any).
@@ -26,6 +29,7 @@ impl Msg {
         match self {
             Msg::Go(p) => [&b"G"[..], &p.to_le_bytes()].concat(),
             Msg::Pid(p) => [&b"P"[..], &p.to_le_bytes()].concat(),
+            Msg::Bind(n) => [&b"B"[..], &n.to_le_bytes()].concat(),
             Msg::Ready => b"R".to_vec(),
             Msg::Fail(m) => [b"E", truncate(m)].concat(),
             Msg::ExecFail(k, m) => [&[b'X', k.to_byte()][..], truncate(m)].concat(),
@@ -44,6 +48,7 @@ impl Msg {
         Some(match tag {
             b'G' => Msg::Go(int(rest)),
             b'P' => Msg::Pid(int(rest)),
+            b'B' => Msg::Bind(int(rest) as u32),
             b'R' => Msg::Ready,
             b'X' => {
                 let (k, m) = rest.split_first().unwrap_or((&b'o', &[]));

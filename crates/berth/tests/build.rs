@@ -874,6 +874,44 @@ fn independent_stages_build_in_parallel() {
     no_build_containers(&d);
 }
 
+#[test]
+fn copy_from_merges_the_source_layers() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("copyfrom");
+    // Two layers: the second deletes a file, adds one, replaces a directory (opaque) and
+    // links to the root.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox AS src\n\
+         RUN mkdir -p /d/sub /o && echo k > /d/keep && echo g > /d/gone && echo deep > /d/sub/deep \
+         && ln -s /etc /d/link && echo old > /o/old && echo x > /suid && chmod 4755 /suid \
+         && mkfifo -m 640 /fifo\n\
+         RUN rm /d/gone && echo n > /d/new && rm -rf /o && mkdir /o && echo f > /o/fresh \
+         && ln -s / /esc\n\
+         FROM busybox\n\
+         COPY --from=src /d /d\n\
+         COPY --from=src /o /o\n\
+         COPY --from=src /suid /fifo /keep/\n\
+         COPY --from=src /esc/d/link/passwd /passwd\n\
+         COPY --from=src /d/sub /d/keep /two/\n",
+    );
+    let out = d.berth(&["build", "-t", "merged", ctx.path()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let show = "ls /d /o /two; readlink /d/link; cat /d/keep /d/new /o/fresh; \
+                stat -c '%a %F' /keep/suid /keep/fifo";
+    assert_eq!(
+        run_out(&d, "merged", show),
+        "/d:\nkeep\nlink\nnew\nsub\n\n/o:\nfresh\n\n/two:\ndeep\nkeep\n\
+         /etc\nk\nn\nf\n4755 regular file\n640 fifo"
+    );
+    // The link resolved inside the source image: its /etc/passwd, not the host's.
+    assert_eq!(
+        run_out(&d, "merged", "cat /passwd"),
+        run_out(&d, "busybox", "cat /etc/passwd")
+    );
+    no_build_containers(&d);
+}
+
 /// A child process killed and reaped when dropped (also when a test fails).
 struct Killed(std::process::Child);
 
@@ -934,5 +972,97 @@ fn from_pulls_a_missing_base_and_pull_refreshes_it() {
         "{so}"
     );
     assert!(so.contains("Using cache"), "{so}");
+    no_build_containers(&d);
+}
+
+/// `POST /build` with `ctx` as the tar body: (HTTP status, body).
+fn post_build(d: &Daemon, ctx: &Ctx) -> (u16, String) {
+    let tar = std::process::Command::new("tar")
+        .args(["-C", ctx.path(), "-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let body = ctx.0.with_extension("tar");
+    std::fs::write(&body, &tar.stdout).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg("--unix-socket")
+        .arg(&d.sock)
+        .arg("http://berth/build")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&body);
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn hostile_dockerfiles_are_refused_and_the_daemon_lives() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("hostile");
+    // Substitutions nested 3,000 deep (18 KB) once overflowed a worker's stack.
+    let deep = format!(
+        "FROM busybox\nARG X={}x{}\nRUN echo never\n",
+        "${A:-".repeat(3000),
+        "}".repeat(3000)
+    );
+    ctx.write("Dockerfile", &deep);
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("Dockerfile:2: variable substitution nesting deeper than 64 levels"),
+        "{body}"
+    );
+    // Over the limits: instructions, bytes.
+    ctx.write(
+        "Dockerfile",
+        &format!("FROM busybox\n{}", "LABEL a=b\n".repeat(5000)),
+    );
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("Dockerfile:5001: too many instructions: berth builds at most 5000"),
+        "{body}"
+    );
+    let mut big = "FROM busybox\n".to_string();
+    big.push_str(&"# padding\n".repeat(110_000));
+    ctx.write("Dockerfile", &big);
+    let (code, body) = post_build(&d, &ctx);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(&format!(
+            "Dockerfile: the Dockerfile is {} bytes; berth accepts at most 1048576",
+            big.len()
+        )),
+        "{body}"
+    );
+    // Values that double each step stop at the limits instead of exhausting memory.
+    let doubling = format!("FROM busybox\nENV A=x\n{}", "ENV A=$A$A\n".repeat(19));
+    ctx.write("Dockerfile", &format!("{doubling}ENV B=$A$A$A\n"));
+    let out = d.berth(&["build", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("variable substitution makes a value longer than 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    ctx.write("Dockerfile", &format!("{doubling}ENV A=$A$A\n"));
+    let out = d.berth(&["build", ctx.path()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("berth builds at most 1048576"),
+        "{}",
+        stderr(&out)
+    );
+    // The daemon is alive and builds.
+    ctx.write(
+        "Dockerfile",
+        "FROM busybox\nARG A\nRUN echo ${A:-${A:-ok}} > /f\n",
+    );
+    d.ok(&["build", "-t", "fine", ctx.path()]);
+    assert_eq!(run_out(&d, "fine", "cat /f"), "ok");
     no_build_containers(&d);
 }

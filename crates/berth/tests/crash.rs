@@ -144,6 +144,32 @@ fn restart_policies_bring_containers_back_when_the_daemon_starts() {
     ]);
 }
 
+#[test]
+fn build_container_of_a_crashed_build_is_removed_at_boot() {
+    let mut d = Daemon::start();
+    let ctx = std::env::temp_dir().join(format!("berth-crash-build-{}", std::process::id()));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN sleep 60\n").unwrap();
+    let mut build = std::process::Command::new(common::berth_bin())
+        .args(["-H", &d.host(), "build"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the RUN step's container", || {
+        d.ok(&["ps", "-q"]).lines().count() == 1
+    });
+    d.crash();
+    let _ = build.kill();
+    let _ = build.wait();
+    let _ = std::fs::remove_dir_all(&ctx);
+    d.spawn();
+    // Gone by the time the API answers; the harness then finds no mount, cgroup or process.
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert!(d.container_ids().is_empty(), "{:?}", d.container_ids());
+}
+
 /// The parent of a process (a container's init is the direct child of its shim).
 fn parent_of(pid: &str) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -132,6 +132,9 @@ fn system_df_counts_images_containers_and_logs() {
     let imgs = v["Images"].as_array().unwrap();
     assert_eq!(imgs.len(), 1, "{v}");
     assert_eq!(imgs[0]["Containers"], 2);
+    // Docker's figures: the one image's layers, unpacked and counted once (not once more
+    // for the compressed blob kept beside each layer).
+    assert_eq!(v["LayersSize"], imgs[0]["Size"], "{v}");
     let writer = v["Containers"]
         .as_array()
         .unwrap()
@@ -161,6 +164,13 @@ fn system_df_counts_images_containers_and_logs() {
         .unwrap();
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&cols[1..3], ["2", "1"], "{line}");
+    // Both tables give the images the size `images` shows for busybox.
+    let image_size = d.ok(&["images", "--format", "{{.Size}}", "busybox"]);
+    for table in [out.clone(), stdout(&o)] {
+        let images = table.lines().find(|l| l.starts_with("Images")).unwrap();
+        let cols: Vec<&str> = images.split_whitespace().collect();
+        assert_eq!(cols[3], image_size, "{table}");
+    }
     let bad = d.curl("GET", "/system/df?type=nothing", None);
     assert_eq!(bad.0, 400, "{}", bad.1);
     d.ok(&["rm", "-f", &running]);

@@ -56,6 +56,9 @@ pub struct CreateArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// User namespace to use (`host` runs without the daemon's --userns-remap)
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,
@@ -306,6 +309,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             "CapAdd": a.cap_add,
             "CapDrop": a.cap_drop,
             "Privileged": a.privileged,
+            "UsernsMode": a.userns.clone().unwrap_or_default(),
             "ReadonlyRootfs": a.read_only,
             "SecurityOpt": a.security_opt,
             "Memory": memory,

@@ -46,7 +46,7 @@ pub fn save(data_root: &Path, rec: &Record) -> Result<()> {
 
 /// Bytes the image of a record adds over its parent (its own layer).
 fn own_size(d: &Daemon, rec: &Record) -> u64 {
-    let size = |id: &str| d.images.get(id).map(|i| i.size).unwrap_or(0);
+    let size = |id: &str| d.images.summary(id).map(|i| i.size).unwrap_or(0);
     size(&rec.image).saturating_sub(size(&rec.inputs.parent))
 }
 
@@ -54,7 +54,7 @@ fn own_size(d: &Daemon, rec: &Record) -> u64 {
 pub fn df(d: &Daemon) -> Vec<serde_json::Value> {
     all(&d.cfg.data_root)
         .into_iter()
-        .filter(|(_, r)| d.images.get(&r.image).is_ok())
+        .filter(|(_, r)| d.images.resolve_id(&r.image).is_ok())
         .map(|(key, r)| {
             let created = berth_api::timefmt::rfc3339_nano(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.created),
@@ -111,7 +111,7 @@ pub fn prune(d: &Daemon, everything: bool) -> (Vec<String>, u64) {
     for (key, r) in recs {
         let size = own_size(d, &r);
         let in_use = |id: &str| d.image_in_use(id).is_some();
-        if let Ok(img) = d.images.get(&r.image) {
+        if let Ok(img) = d.images.summary(&r.image) {
             if img.repo_tags.is_empty()
                 && d.image_in_use(&img.id).is_none()
                 && d.images.delete_with(&img.id, false, false, &in_use).is_ok()

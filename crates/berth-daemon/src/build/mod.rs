@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Largest container config (`Env`, `Labels`, `Cmd`, ...) a build step may make, in bytes
+/// as JSON: every step's image carries it, so it is bounded like the Dockerfile.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// Build args Docker passes through without an `ARG` and keeps out of history and the cache.
 const PROXY_ARGS: &[&str] = &[
     "HTTP_PROXY",
@@ -186,6 +190,14 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
             format!("/{parent}/{target}")
         });
     };
+    // Its size is checked before it is read (the parser checks its instructions).
+    let len = std::fs::metadata(&df_path).map_err(|_| locate())?.len();
+    if len > berth_build::MAX_DOCKERFILE_BYTES as u64 {
+        return Err(Error::bad_request(format!(
+            "{df_name}: {}",
+            berth_build::parser::too_large(len)
+        )));
+    }
     let text = std::fs::read_to_string(&df_path).map_err(|_| locate())?;
     let df = berth_build::parse(&text, &df_name).map_err(|e| Error::bad_request(e.to_string()))?;
     if df.nodes.is_empty() {
@@ -691,14 +703,13 @@ impl Builder {
                 last_miss: None,
             });
         } else {
-            if self.opts.pull || self.d.images.get(&image).is_err() {
+            if self.opts.pull || self.d.images.resolve_id(&image).is_err() {
                 self.pull(&image).await?;
             }
             self.d
                 .images
-                .get(&image)
+                .resolve_id(&image)
                 .map_err(|_| bad_msg(format!("No such image: {image}")))?
-                .id
         };
         self.say(format!(" ---> {}\n", short(&id)));
         let mut st = Stage {
@@ -762,13 +773,12 @@ impl Builder {
     }
 
     fn view(&self, image: &str) -> BResult<View> {
-        Ok(View {
-            layers: if image.is_empty() {
-                Vec::new()
-            } else {
-                self.d.images.rootfs_layers(image)?
-            },
-        })
+        let layers = if image.is_empty() {
+            Vec::new()
+        } else {
+            self.d.images.rootfs_layers(image)?
+        };
+        Ok(View::open(&layers)?)
     }
 
     /// One instruction of a stage.
@@ -1071,17 +1081,17 @@ impl Builder {
                         "When using {kw} with more than one source file, the destination must be a directory and end with a /"
                     )));
                 }
+                // The staging dir is written by descriptors from its top, as the source is read.
+                std::fs::create_dir_all(&stage2)?;
+                let stage_root = berth_image::archive::Root::open(&stage2)?;
                 for rel in &sources {
                     let is_dir = src_view.is_dir(rel);
-                    let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+                    let name = rel.rsplit('/').next().unwrap_or(rel);
                     let t = if is_dir || !dest_dir {
-                        stage2.join(&dest_rel2)
+                        files::staged(&stage_root, &dest_rel2)?
                     } else {
-                        stage2.join(&dest_rel2).join(&name)
+                        files::staged(&stage_root, &format!("{dest_rel2}/{name}"))?
                     };
-                    if let Some(parent) = t.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
                     if !src_view.copy_out(rel, &t)? {
                         return Err(bad_msg(format!(
                             "{kw} failed: stat /{rel}: file does not exist"
@@ -1345,7 +1355,7 @@ impl Builder {
         }
         let key = inputs.key();
         let rec = cache::lookup(&self.d.cfg.data_root, &key)
-            .filter(|r| self.d.images.get(&r.image).is_ok());
+            .filter(|r| self.d.images.resolve_id(&r.image).is_ok());
         let from_cf = self.advance_cache_from(st, created_by);
         let rec = match (rec, from_cf) {
             (Some(r), _) => Some(r),
@@ -1502,6 +1512,12 @@ impl Builder {
         created_by: String,
         work: Work,
     ) -> BResult<()> {
+        let size = serde_json::to_vec(&st.config).map_or(0, |v| v.len());
+        if size > MAX_CONFIG_BYTES {
+            return Err(bad_msg(format!(
+                "the image config would be {size} bytes; berth builds at most {MAX_CONFIG_BYTES}"
+            )));
+        }
         if !matches!(work, Work::Layer(_)) && self.hit(st, &inputs, &created_by).await? {
             return Ok(());
         }
@@ -1593,7 +1609,7 @@ impl Builder {
             host_config,
             networking_config: None,
         };
-        let (id, _) = crate::container::lifecycle::create(&self.d, None, req, true).await?;
+        let id = crate::container::lifecycle::create_for_build(&self.d, req).await?;
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;
@@ -1660,6 +1676,8 @@ impl Builder {
         }
         let (d, c2) = (self.d.clone(), c.clone());
         let parent = c.rec().image_id.clone();
+        let mut opts = opts;
+        opts.ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
         let img = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(c2.paths.upper())?;
             d.images

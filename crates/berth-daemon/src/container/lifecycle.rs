@@ -23,7 +23,21 @@ pub async fn create(
     d: &Arc<Daemon>,
     name: Option<&str>,
     req: CreateRequest,
-    build_step: bool,
+) -> Result<(String, Vec<String>)> {
+    create_as(d, name, req, false).await
+}
+
+/// Creates the container of a build's RUN step (marked so that boot removes it should the
+/// daemon die during the step).
+pub async fn create_for_build(d: &Arc<Daemon>, req: CreateRequest) -> Result<String> {
+    Ok(create_as(d, None, req, true).await?.0)
+}
+
+async fn create_as(
+    d: &Arc<Daemon>,
+    name: Option<&str>,
+    req: CreateRequest,
+    build: bool,
 ) -> Result<(String, Vec<String>)> {
     if req.config.image.is_empty() {
         return Err(Error::bad_request(
@@ -37,9 +51,11 @@ pub async fn create(
         other => other.into(),
     })?;
     let warnings = validate(&req)?;
+    check_userns(d, &req.host_config)?;
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => {
+            crate::names::check_len("container", n.trim_start_matches('/'))?;
             if !crate::names::valid(n) {
                 return Err(Error::bad_request(format!(
                     "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -176,8 +192,10 @@ pub async fn create(
         net: Default::default(),
         mounts: Vec::new(),
         creating: false,
-        build_step,
+        build,
+        remapped_root: None,
     };
+    rec.remapped_root = d.remap_of(&rec).map(crate::userns::Remap::root);
     let endpoints = req
         .networking_config
         .and_then(|n| n.endpoints_config)
@@ -338,6 +356,12 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     if h.shm_size < 0 {
         return Err(Error::bad_request("SHM size can not be less than 0"));
     }
+    if !(-1000..=1000).contains(&h.oom_score_adj) {
+        return Err(Error::bad_request(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            h.oom_score_adj
+        )));
+    }
     if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
         return Err(Error::bad_request(
             "conflicting options: cannot specify both --restart and --rm",
@@ -355,7 +379,6 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
             !h.ipc_mode.is_empty() && h.ipc_mode != "private" && h.ipc_mode != "shareable",
         ),
         ("--uts", !h.uts_mode.is_empty()),
-        ("--userns", !h.userns_mode.is_empty()),
         (
             "--group-add",
             h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
@@ -373,6 +396,28 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// `--userns` and what Docker refuses in a remapped container.
+fn check_userns(d: &Daemon, h: &berth_api::container::HostConfig) -> Result<()> {
+    if !matches!(h.userns_mode.as_str(), "" | "host") {
+        return Err(Error::bad_request(format!(
+            "invalid UsernsMode {:?}: only \"host\" is supported",
+            h.userns_mode
+        )));
+    }
+    if d.remap.is_none() || h.userns_mode == "host" {
+        return Ok(());
+    }
+    if h.privileged {
+        return Err(Error::bad_request("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode"));
+    }
+    if h.network_mode == "host" {
+        return Err(Error::bad_request(
+            "cannot share the host's network namespace when user namespaces are enabled",
+        ));
+    }
+    Ok(())
+}
+
 /// Build the bundle of a container: config.json and shim.json.
 fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let rec = c.snapshot();
@@ -385,17 +430,47 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     ] {
         std::fs::create_dir_all(dir)?;
     }
+    let remap = d.remap_of(&rec);
+    // Docker keeps a data root per mapping; here one holds all, so a container made under
+    // another mapping (or none) is refused rather than started with files it cannot own.
+    if rec.remapped_root != remap.map(crate::userns::Remap::root) {
+        let was = match rec.remapped_root {
+            Some((u, g)) => format!("with its root mapped to {u}:{g}"),
+            None => "without --userns-remap".into(),
+        };
+        return Err(Error::conflict(format!(
+            "container {} was created {was}, and the daemon now runs with another \
+             --userns-remap setting: restart the daemon with the old setting or recreate \
+             the container",
+            rec.name.trim_start_matches('/')
+        )));
+    }
+    if let Some(r) = remap {
+        // The overlay's top is the container's `/`: owned by its root, and so is what it
+        // writes; the lower layers are idmapped instead (see berth-runtime's idmap.rs).
+        let (uid, gid) = r.root();
+        for dir in [c.paths.upper(), c.paths.work()] {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        }
+    }
     let net = crate::network::files::spec_for(d, &rec)?;
     let built = spec::build(
         &rec,
         &c.paths,
         &layers,
-        &super::rootfs::overlay_options(c, &layers),
         &d.cfg.cgroup_parent,
         &net,
         crate::volume::mounts::oci_mounts(d, &rec)?,
+        remap,
     )?;
     crate::network::files::write_files(d, c, &built.hostname)?;
+    if let (Some(r), None) = (remap, &net.netns) {
+        // The container's root may write its /etc/hosts, as in Docker.
+        let (uid, gid) = r.root();
+        for f in [c.paths.hostname(), c.paths.hosts(), c.paths.resolv_conf()] {
+            std::os::unix::fs::lchown(f, Some(uid), Some(gid))?;
+        }
+    }
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
@@ -1066,6 +1141,7 @@ pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
 
 /// `POST /containers/{id}/rename`.
 pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
+    crate::names::check_len("container", new.trim_start_matches('/'))?;
     if !crate::names::valid(new) {
         return Err(Error::bad_request(format!(
             "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -1119,7 +1195,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
                 d.volumes.adopt(&m.name, &rec.id);
             }
         }
-        let unfinished = rec.creating || rec.build_step;
+        let unfinished = rec.creating || rec.build;
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
         if unfinished {
@@ -1155,17 +1231,18 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     // What a create that was still copying into volumes or a build step left (the daemon
     // died before it ended): removed, with its anonymous volumes, before anyone sees it.
     for c in &leftovers {
-        if let Err(e) = remove(d, c, true, true).await {
-            tracing::warn!(
+        let removal = tokio::time::timeout(Duration::from_secs(10), remove(d, c, true, true));
+        match removal.await {
+            Ok(Ok(())) => tracing::info!(
+                "container {}: removed, its create or build step did not finish",
+                c.id
+            ),
+            Ok(Err(e)) => tracing::warn!(
                 "container {}: removing what an unfinished operation left: {}",
                 c.id,
                 e.0.message
-            );
-        } else {
-            tracing::info!(
-                "container {}: removed, its create or build step did not finish",
-                c.id
-            );
+            ),
+            Err(_) => tracing::warn!("container {}: removal timed out", c.id),
         }
     }
     // Volume mounts that no running container holds any more (their containers ended while
@@ -1187,7 +1264,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     })?;
     Ok(stopped
         .into_iter()
-        .filter(|c| !c.rec().creating && !c.rec().build_step && wants_boot_restart(c))
+        .filter(|c| !c.rec().creating && !c.rec().build && wants_boot_restart(c))
         .collect())
 }
 

@@ -23,20 +23,16 @@ pub struct Options {
     pub tty: bool,
 }
 
-/// Docker's `since`/`until` values: unix seconds with optional fraction.
-pub fn parse_unix(s: &str) -> Option<SystemTime> {
-    if s.is_empty() || s == "0" {
-        return None;
+/// A log `since`/`until` bound from nanoseconds since the epoch (see
+/// `Query::unix_time`); 0 means no bound, as in Docker.
+pub fn bound(nanos: Option<i64>) -> Option<SystemTime> {
+    let n = nanos.filter(|n| *n != 0)?;
+    let d = std::time::Duration::from_nanos(n.unsigned_abs());
+    if n > 0 {
+        SystemTime::UNIX_EPOCH.checked_add(d)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(d)
     }
-    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs: u64 = secs.parse().ok()?;
-    let mut nanos = frac.to_string();
-    nanos.truncate(9);
-    while nanos.len() < 9 {
-        nanos.push('0');
-    }
-    let nanos: u32 = nanos.parse().ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
 }
 
 struct Entry {
@@ -259,8 +255,10 @@ mod tests {
 
     #[test]
     fn unix_times() {
-        assert_eq!(parse_unix("0"), None);
-        let t = parse_unix("1700000000.5").unwrap();
+        assert_eq!(bound(Some(0)), None);
+        assert_eq!(bound(None), None);
+        assert!(bound(Some(-1)).is_some_and(|t| t < SystemTime::UNIX_EPOCH));
+        let t = bound(Some(1_700_000_000_500_000_000)).unwrap();
         assert_eq!(
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap()

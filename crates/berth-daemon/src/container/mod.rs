@@ -51,10 +51,13 @@ pub struct Record {
     /// boot never finished its create (the daemon died during the copy) and is removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creating: bool,
-    /// A container a build made for one RUN step; the build removes it when the step ends,
-    /// and boot removes one that a daemon killed during the build left behind.
+    /// A build's RUN container: one that a daemon crash left behind is removed at boot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub build_step: bool,
+    pub build: bool,
+    /// Under `--userns-remap`: the host uid and gid of the container's root when it was made,
+    /// which its upper dir's files are owned by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_root: Option<(u32, u32)>,
 }
 
 /// A container's networking: its endpoint on each network it is connected to (kept while

@@ -48,7 +48,7 @@ pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
 }
 
 /// overlayfs mount options for the container.
-pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
+pub fn overlay_options(paths: &super::Paths, lowers: &[PathBuf]) -> String {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -56,8 +56,8 @@ pub fn overlay_options(c: &Container, lowers: &[PathBuf]) -> String {
         .join(":");
     format!(
         "lowerdir={lower},upperdir={},workdir={}",
-        c.paths.upper().display(),
-        c.paths.work().display()
+        paths.upper().display(),
+        paths.work().display()
     )
 }
 
@@ -129,7 +129,7 @@ pub fn open_root(d: &Daemon, c: &Container) -> Result<OpenRoot> {
         std::fs::create_dir_all(dir)?;
     }
     let run_dir = RunDir(c.paths.run_dir.clone());
-    let opts = overlay_options(c, &lowers);
+    let opts = overlay_options(&c.paths, &lowers);
     nix::mount::mount(
         Some("overlay"),
         &target,

@@ -471,9 +471,13 @@ fn security_opts(rec: &Record) -> Result<SecurityOpts> {
     Ok(o)
 }
 
-/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker.
+/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker —
+/// the descriptor limit as the daemon was given it, before it raised its own.
 fn rlimits(rec: &Record) -> Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
+    if let Some((soft, hard)) = crate::listen::inherited_nofile() {
+        out.push(json!({"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}));
+    }
     for u in rec.host_config.ulimits.iter().flatten() {
         let name = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
         out.retain(|r| r["type"] != name.as_str());
@@ -493,6 +497,8 @@ pub struct Built {
 pub struct NetSpec {
     /// Join this network namespace instead of making one (`container:` mode).
     pub netns: Option<PathBuf>,
+    /// And, under `--userns-remap`, the user namespace that owns it.
+    pub userns: Option<PathBuf>,
     /// Mount these hostname, hosts and resolv.conf files (the other container's).
     pub files: Option<Paths>,
     pub hostname: Option<String>,
@@ -501,15 +507,15 @@ pub struct NetSpec {
 }
 
 /// Build config.json for `rec` (whose config already has the image's merged in at create),
-/// with its lower dirs (top first) and the overlay mount options.
+/// with its lower dirs (top first), which make the overlay mount options.
 pub fn build(
     rec: &Record,
     paths: &Paths,
     layers: &[PathBuf],
-    overlay: &str,
     cgroup_parent: &str,
     net: &NetSpec,
     user_mounts: Vec<(String, Value)>,
+    remap: Option<&crate::userns::Remap>,
 ) -> Result<Built> {
     let h = &rec.host_config;
     let hostname = match &net.hostname {
@@ -558,6 +564,14 @@ pub fn build(
         (Some(path), _) => namespaces.push(json!({"type": "network", "path": path})),
         (None, "host") => {}
         (None, _) => namespaces.push(json!({"type": "network"})),
+    }
+    if remap.is_some() {
+        // The user namespace is listed with the others; the runtime clones into it, so the
+        // network namespace made with it is its own (sysfs can be mounted).
+        namespaces.push(match &net.userns {
+            Some(path) => json!({"type": "user", "path": path}),
+            None => json!({"type": "user"}),
+        });
     }
     let system = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -628,6 +642,10 @@ pub fn build(
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
+    if let Some(r) = remap {
+        linux["uidMappings"] = crate::userns::Remap::oci(&r.ids.uids);
+        linux["gidMappings"] = crate::userns::Remap::oci(&r.ids.gids);
+    }
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -644,7 +662,7 @@ pub fn build(
         "root": {"path": paths.rootfs(), "readonly": h.readonly_rootfs},
         "hostname": hostname,
         "mounts": mounts,
-        "annotations": {"berth.overlay": overlay},
+        "annotations": {"berth.overlay": super::rootfs::overlay_options(paths, layers)},
         "linux": linux,
     });
     Ok(Built { spec, hostname })

@@ -21,8 +21,21 @@ pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpe
                     or.id
                 )));
             }
+            // Under --userns-remap a network namespace is owned by its container's user
+            // namespace, so sharing it means sharing that too (as Docker does).
+            let userns = match (d.remap_of(r), d.remap_of(&or)) {
+                (Some(_), Some(_)) => Some(format!("/proc/{}/ns/user", or.state.pid).into()),
+                (Some(_), None) => {
+                    return Err(Error::bad_request(format!(
+                        "cannot join the network namespace of container {}: it runs with --userns=host and this one does not",
+                        or.id
+                    )))
+                }
+                _ => None,
+            };
             Ok(crate::container::spec::NetSpec {
                 netns: Some(format!("/proc/{}/ns/net", or.state.pid).into()),
+                userns,
                 files: Some(o.paths.clone()),
                 hostname: Some(or.config.hostname.clone()),
                 env: Vec::new(),

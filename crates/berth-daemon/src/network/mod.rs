@@ -521,6 +521,7 @@ impl Networks {
         if name.is_empty() {
             return Err(Error::bad_request("network name is required"));
         }
+        crate::names::check_len("network", &name)?;
         if !valid_name(&name) {
             return Err(Error::bad_request(format!(
                 "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"

@@ -25,7 +25,7 @@ pub async fn create(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let req: CreateRequest = json_body(&body)?;
-    let (id, warnings) = lifecycle::create(&d, q.get("name"), req, false).await?;
+    let (id, warnings) = lifecycle::create(&d, q.get("name"), req).await?;
     Ok(json(201, &CreateResponse { id, warnings }))
 }
 
@@ -116,9 +116,9 @@ fn matches(
                         .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
             }
             "health" => vals.iter().any(|v| v == health::filter_status(r)),
-            "ancestor" => vals.iter().any(|v| {
-                r.image == *v || d.images.get(v).map(|i| i.id == r.image_id).unwrap_or(false)
-            }),
+            "ancestor" => vals
+                .iter()
+                .any(|v| r.image == *v || d.images.resolve_id(v).is_ok_and(|id| id == r.image_id)),
             "before" | "since" => {
                 let other = d.find(&vals[0])?.snapshot();
                 if k == "before" {
@@ -198,7 +198,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         size_root_fs: size.map(|s| {
             s + d
                 .images
-                .get(&r.image_id)
+                .summary(&r.image_id)
                 .map(|i| i.size as i64)
                 .unwrap_or(0)
         }),
@@ -253,7 +253,7 @@ pub fn inspect_record(
             Some(
                 rw + d
                     .images
-                    .get(&r.image_id)
+                    .summary(&r.image_id)
                     .map(|i| i.size as i64)
                     .unwrap_or(0),
             ),
@@ -467,8 +467,8 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         follow: q.bool("follow"),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse().ok()),
-        since: q.get("since").and_then(logs::parse_unix),
-        until: q.get("until").and_then(logs::parse_unix),
+        since: logs::bound(q.unix_time("since")?),
+        until: logs::bound(q.unix_time("until")?),
         tty: c.rec().config.tty,
     };
     if !o.stdout && !o.stderr {

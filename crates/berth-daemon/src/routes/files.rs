@@ -98,11 +98,17 @@ pub async fn archive(
                 // The tar is streamed as it is written, from descriptors opened beneath the
                 // container's root.
                 let body = crate::util::stream_body(move |out| {
+                    let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
                     with_open_root(&d, &c, |root| {
                         let entry = root
                             .locate(&path)
                             .map_err(|e| not_found_path(e, &id, &path))?;
-                        Ok(berth_image::archive::tar_located(&entry, &name, out)?)
+                        Ok(berth_image::archive::tar_located(
+                            &entry,
+                            &name,
+                            out,
+                            ids.as_ref(),
+                        )?)
                     })
                 });
                 (
@@ -128,6 +134,7 @@ pub async fn archive(
                     Some((0, 0))
                 },
                 allow_devices: false,
+                ids: d.remap_of(&c.rec()).map(|r| r.ids.clone()),
             };
             if c.rec().host_config.readonly_rootfs {
                 return Err(Error::bad_request("container rootfs is marked read-only"));
@@ -153,8 +160,9 @@ pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
     d.container_event(&c, "export", &[]);
     let body = crate::util::stream_body(move |out| {
+        let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
         with_open_root(&d, &c, |root| {
-            Ok(berth_image::archive::tar_root(root, out)?)
+            Ok(berth_image::archive::tar_root(root, out, ids.as_ref())?)
         })
     });
     Ok((
@@ -236,6 +244,7 @@ pub async fn commit(
             .healthcheck
             .as_ref()
             .and_then(|h| serde_json::to_value(h).ok()),
+        ids: d.remap_of(&rec).map(|r| r.ids.clone()),
         ..Default::default()
     };
     let pause = q.get("pause").is_none_or(|p| p != "0" && p != "false")

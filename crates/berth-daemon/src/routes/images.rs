@@ -21,16 +21,6 @@ fn unix(ts: Option<&str>) -> i64 {
         .unwrap_or(0)
 }
 
-fn labels(img: &berth_image::Image) -> std::collections::BTreeMap<String, String> {
-    img.config
-        .config()
-        .as_ref()
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
 pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let filters = q.filters()?;
@@ -67,7 +57,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                 }),
                 "reference" => !img.repo_tags.is_empty(),
                 "label" => vals.iter().all(|v| {
-                    let l = labels(&img);
+                    let l = &img.labels;
                     match v.split_once('=') {
                         Some((k, val)) => l.get(k).is_some_and(|x| x == val),
                         None => l.contains_key(v),
@@ -77,7 +67,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
                     let Some(first) = vals.first() else {
                         continue;
                     };
-                    let other = d.images.get(first)?;
+                    let other = d.images.summary(first)?;
                     let (a, b) = (unix(img.created.as_deref()), unix(other.created.as_deref()));
                     if k == "before" {
                         a < b
@@ -98,7 +88,7 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
 }
 
 /// An image as `GET /images/json` lists it; `Containers` counts those of `records` using it.
-pub fn summary(img: &berth_image::Image, records: &[crate::container::Record]) -> Summary {
+pub fn summary(img: &berth_image::ImageSummary, records: &[crate::container::Record]) -> Summary {
     Summary {
         id: img.id.clone(),
         parent_id: img.parent.clone().unwrap_or_default(),
@@ -108,7 +98,7 @@ pub fn summary(img: &berth_image::Image, records: &[crate::container::Record]) -
         size: img.size as i64,
         shared_size: -1,
         virtual_size: img.size as i64,
-        labels: labels(img),
+        labels: img.labels.clone(),
         containers: records.iter().filter(|r| r.image_id == img.id).count() as i64,
     }
 }
@@ -242,8 +232,8 @@ pub async fn by_name(
                 None => repo.to_string(),
             };
             d.images.tag(&name, &target)?;
-            if let Ok(tagged) = d.images.get(&target) {
-                d.image_event(&tagged.id, &familiar(&target, true), "tag");
+            if let Ok(tagged) = d.images.resolve_id(&target) {
+                d.image_event(&tagged, &familiar(&target, true), "tag");
             }
             Ok((axum::http::StatusCode::CREATED, "").into_response())
         }
@@ -322,7 +312,11 @@ fn registry_event(d: &Daemon, reference: &str, action: &str) {
 
 /// `untag` and `delete` events for what a removal did, in its order; `before` is the image
 /// list from before it, which tells whose tags went and which ids were images (not layers).
-fn delete_events(d: &Daemon, before: &[berth_image::Image], items: &[berth_image::DeleteItem]) {
+fn delete_events(
+    d: &Daemon,
+    before: &[berth_image::ImageSummary],
+    items: &[berth_image::DeleteItem],
+) {
     for item in items {
         match item {
             berth_image::DeleteItem::Untagged(r) => {
@@ -330,7 +324,7 @@ fn delete_events(d: &Daemon, before: &[berth_image::Image], items: &[berth_image
                     .iter()
                     .find(|i| i.repo_tags.contains(r) || i.repo_digests.contains(r))
                 {
-                    d.image_event_labelled(&img.id, &img.id, "untag", labels(img));
+                    d.image_event_labelled(&img.id, &img.id, "untag", img.labels.clone());
                 }
             }
             berth_image::DeleteItem::Deleted(id) => {
@@ -367,13 +361,10 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         // Kept: images a container uses, and those the until/label filters leave out.
         let keep = |id: &str| {
             dd.image_in_use(id).is_some()
-                || dd.images.get(id).is_ok_and(|i| {
-                    let labels = i.config.config().as_ref().and_then(|c| c.labels().clone());
-                    !filter.matches(
-                        i.created.as_deref().unwrap_or(""),
-                        &labels.unwrap_or_default().into_iter().collect(),
-                    )
-                })
+                || dd
+                    .images
+                    .summary(id)
+                    .is_ok_and(|i| !filter.matches(i.created.as_deref().unwrap_or(""), &i.labels))
         };
         let before = dd.images.list()?;
         Ok::<_, Error>((before, dd.images.prune(all, &keep)?))
@@ -576,9 +567,9 @@ fn load_events(d: &Daemon, lines: &[String]) {
         else {
             continue;
         };
-        if let Ok(img) = d.images.get(name.trim()) {
-            if seen.insert(img.id.clone()) {
-                d.image_event(&img.id, &img.id, "load");
+        if let Ok(id) = d.images.resolve_id(name.trim()) {
+            if seen.insert(id.clone()) {
+                d.image_event(&id, &id, "load");
             }
         }
     }
@@ -592,7 +583,7 @@ pub async fn save_many(State(d): St, req: Request) -> Result<Response> {
 async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
     let mut ids = Vec::new();
     for n in &names {
-        let id = d.images.get(n)?.id;
+        let id = d.images.resolve_id(n)?;
         if !ids.contains(&id) {
             ids.push(id);
         }

@@ -5,7 +5,6 @@ mod exec;
 mod files;
 mod images;
 mod monitor;
-pub(crate) use monitor::timestamp as event_timestamp;
 mod networks;
 mod system;
 mod volumes;

@@ -18,30 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// A `since`/`until` value: Unix seconds with an optional fraction, as nanoseconds.
-pub(crate) fn timestamp(v: &str) -> Option<i64> {
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    let secs: i64 = secs.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let nanos: i64 = digits.parse().ok()?;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
-fn event_time(q: &Query, key: &str) -> Result<Option<i64>> {
-    match q.get(key).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => timestamp(v)
-            .map(Some)
-            .ok_or_else(|| Error::bad_request(format!("invalid value for {key}: {v:?}"))),
-    }
-}
-
 /// What an events stream still has to send.
 struct Feed {
     past: VecDeque<Arc<Message>>,
@@ -97,8 +73,8 @@ pub async fn events(
     Extension(RequestVersion(version)): Extension<RequestVersion>,
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
-    let since = event_time(&q, "since")?;
-    let until = event_time(&q, "until")?;
+    let since = q.unix_time("since")?;
+    let until = q.unix_time("until")?;
     if let Some(u) = until {
         if u < since.unwrap_or(0) {
             return Err(Error::bad_request(format!(
@@ -215,16 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps() {
-        assert_eq!(timestamp("1700000000"), Some(1_700_000_000_000_000_000));
-        assert_eq!(
-            timestamp("1700000000.123456789"),
-            Some(1_700_000_000_123_456_789)
-        );
-        assert_eq!(timestamp("1700000000.5"), Some(1_700_000_000_500_000_000));
-        assert_eq!(timestamp("10.1234567891"), Some(10_123_456_789));
-        assert_eq!(timestamp("soon"), None);
-        assert_eq!(timestamp("1.x"), None);
+    fn bools() {
         let q = Query::parse(Some("stream=0&one-shot=true&x=no"));
         assert!(!bool_or(&q, "stream", true));
         assert!(bool_or(&q, "one-shot", false));

@@ -165,10 +165,20 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
-            "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+            "SecurityOptions": security_options(&d),
             "Warnings": warnings,
         }),
     )
+}
+
+/// `info`'s SecurityOptions, as dockerd words them.
+fn security_options(d: &crate::state::Daemon) -> Vec<&'static str> {
+    let mut out = vec!["name=seccomp,profile=builtin"];
+    if d.remap.is_some() {
+        out.push("name=userns");
+    }
+    out.push("name=cgroupns");
+    out
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
@@ -204,7 +214,8 @@ pub async fn auth(
 }
 
 /// `GET /system/df`: what images, containers, volumes and the build cache take on disk, with
-/// `LayersSize` counting each layer once, unpacked plus the compressed blobs kept beside it.
+/// `LayersSize` the unpacked size of every layer, a layer shared by images counted once (as
+/// Docker counts it; the compressed blobs kept beside the layers are not part of it).
 /// `LogsSize` (container logs) is berth's own field.
 pub async fn df(
     axum::extract::State(d): St,
@@ -241,10 +252,7 @@ pub async fn df(
                 s
             })
             .collect();
-        body.insert(
-            "LayersSize".into(),
-            (usage.layers_size + usage.blobs_size).into(),
-        );
+        body.insert("LayersSize".into(), usage.layers_size.into());
         body.insert("Images".into(), serde_json::json!(list));
     }
     if want("container") {

@@ -53,7 +53,16 @@ fn entries(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
 /// exists while the copy is under way: a copy that fails is removed again at once, and one a
 /// killed daemon left half-done is removed at its next boot ([`empty`] when the marker is
 /// found), so a volume is never left holding part of the image's directory.
-pub fn populate(root: &Root, dst: &str, data: &Path, marker: &Path) -> std::io::Result<()> {
+///
+/// With `remap` (a remapped container), owners are the host ids the container's ids map to:
+/// the image's files are seen with their unshifted ids here.
+pub fn populate(
+    root: &Root,
+    dst: &str,
+    data: &Path,
+    marker: &Path,
+    remap: Option<&berth_image::IdMappings>,
+) -> std::io::Result<()> {
     let target = open_dir(nix::fcntl::AT_FDCWD, data).map_err(io)?;
     if !entries(target.as_fd()).map_err(io)?.is_empty() {
         return Ok(());
@@ -70,7 +79,10 @@ pub fn populate(root: &Root, dst: &str, data: &Path, marker: &Path) -> std::io::
     };
     std::fs::File::create(marker)?;
     let copied = (|| {
-        let mut c = Copier::default();
+        let mut c = Copier {
+            links: HashMap::new(),
+            remap,
+        };
         let target = Rc::new(target);
         c.dir(src.as_fd(), &target)?;
         let st = nix::sys::stat::fstat(src.as_fd())?;
@@ -97,13 +109,23 @@ pub fn empty(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Hard links seen so far: the first copy's directory and name, by source inode.
-#[derive(Default)]
-struct Copier {
+/// Hard links seen so far: the first copy's directory and name, by source inode; and the
+/// remapping owners go through.
+struct Copier<'a> {
     links: HashMap<(u64, u64), (Rc<OwnedFd>, CString)>,
+    remap: Option<&'a berth_image::IdMappings>,
 }
 
-impl Copier {
+impl Copier<'_> {
+    /// The owner a copy of a file with `st` gets.
+    fn owner(&self, st: &FileStat) -> (Option<Uid>, Option<Gid>) {
+        let (uid, gid) = match self.remap {
+            Some(r) => r.host_owner(st.st_uid, st.st_gid),
+            None => (st.st_uid, st.st_gid),
+        };
+        (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+    }
+
     fn dir(&mut self, src: BorrowedFd<'_>, dst: &Rc<OwnedFd>) -> nix::Result<()> {
         for name in entries(src)? {
             let st = fstatat(
@@ -190,11 +212,8 @@ impl Copier {
     /// Owner, mode, extended attributes and times of a copied file or directory (in that
     /// order: chown clears set-id bits, and the times come last).
     fn finish(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> nix::Result<()> {
-        nix::unistd::fchown(
-            dst,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
-        )?;
+        let (uid, gid) = self.owner(st);
+        nix::unistd::fchown(dst, uid, gid)?;
         nix::sys::stat::fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
         copy_xattrs(src, dst);
         nix::sys::stat::futimens(
@@ -211,11 +230,12 @@ impl Copier {
         name: &std::ffi::CStr,
         st: &FileStat,
     ) -> nix::Result<()> {
+        let (uid, gid) = self.owner(st);
         fchownat(
             dir,
             name,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            uid,
+            gid,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
         nix::sys::stat::utimensat(
@@ -288,7 +308,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("srv/link")).unwrap();
         std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
         let marker = t.join("copy-up");
-        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker, None).unwrap();
         assert!(!marker.exists());
         assert_eq!(std::fs::read(data.join("a")).unwrap(), b"hello");
         let m = std::fs::metadata(data.join("a")).unwrap();
@@ -301,16 +321,30 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
         // Not empty any more: a second populate leaves it alone.
         std::fs::write(root.join("srv/c"), b"x").unwrap();
-        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker).unwrap();
+        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker, None).unwrap();
         assert!(!data.join("c").exists());
         // A path that is a symlink in the image is not followed.
         let data2 = t.join("data2");
         std::fs::create_dir_all(&data2).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        populate(&Root::open(&root).unwrap(), "/etc-link", &data2, &marker).unwrap();
+        populate(
+            &Root::open(&root).unwrap(),
+            "/etc-link",
+            &data2,
+            &marker,
+            None,
+        )
+        .unwrap();
         assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
         // Nor is a path whose parent is missing an error.
-        populate(&Root::open(&root).unwrap(), "/no/such/dir", &data2, &marker).unwrap();
+        populate(
+            &Root::open(&root).unwrap(),
+            "/no/such/dir",
+            &data2,
+            &marker,
+            None,
+        )
+        .unwrap();
         assert!(!marker.exists());
         // What a half-done copy left is removed, links not followed.
         empty(&data).unwrap();

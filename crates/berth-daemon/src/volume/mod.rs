@@ -50,6 +50,8 @@ struct Vol {
 
 /// The volume store.
 pub struct Volumes {
+    /// Host owner of new volumes' `_data`: the remapped root under `--userns-remap`.
+    owner: Option<(u32, u32)>,
     root: PathBuf,
     trash: PathBuf,
     vols: Mutex<HashMap<String, Vol>>,
@@ -197,7 +199,7 @@ fn mount_flags(o: &str) -> (nix::mount::MsFlags, String) {
 
 impl Volumes {
     /// Load every volume record under `<data-root>/volumes` (at daemon start).
-    pub fn load(data_root: &Path) -> std::io::Result<Volumes> {
+    pub fn load(data_root: &Path, owner: Option<(u32, u32)>) -> std::io::Result<Volumes> {
         let root = data_root.join("volumes");
         std::fs::create_dir_all(&root)?;
         let mounted = mount_points();
@@ -232,11 +234,15 @@ impl Volumes {
                     } else {
                         let trash = data_root.join("trash");
                         let _ = std::fs::create_dir_all(&trash);
-                        let to = trash.join(format!(
-                            "volume-unfinished-{}",
-                            e.file_name().to_string_lossy()
-                        ));
-                        if let Err(err) = std::fs::rename(&path, &to) {
+                        // Not named after the volume: a name may take a whole file name.
+                        let moved =
+                            crate::util::random_id()
+                                .map_err(|e| e.0.message)
+                                .and_then(|id| {
+                                    let to = trash.join(format!("volume-unfinished-{id}"));
+                                    std::fs::rename(&path, &to).map_err(|e| e.to_string())
+                                });
+                        if let Err(err) = moved {
                             tracing::warn!("volume {}: no readable record: {err}", path.display());
                         }
                     }
@@ -271,6 +277,7 @@ impl Volumes {
             );
         }
         Ok(Volumes {
+            owner,
             root,
             trash: data_root.join("trash"),
             vols: Mutex::new(vols),
@@ -317,6 +324,7 @@ impl Volumes {
             Some(n) => n.clone(),
             None => crate::util::random_id()?,
         };
+        crate::names::check_len("volume", &name)?;
         let driver = if req.driver.is_empty() {
             "local".to_string()
         } else {
@@ -380,6 +388,9 @@ impl Volumes {
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(dir.join("_data"))?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(dir.join("_data"), Some(uid), Some(gid))?;
+        }
         let data = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
         berth_shim::config::write_atomic(&dir.join(RECORD), &data, true)
     }
@@ -499,9 +510,10 @@ impl Volumes {
                 )));
             }
         }
+        // Not named after the volume: a name may take a whole file name.
         let trash = self
             .trash
-            .join(format!("volume-{name}-{}", crate::util::random_id()?));
+            .join(format!("volume-{}", crate::util::random_id()?));
         std::fs::rename(self.root.join(name), &trash)
             .map_err(|e| op_err("remove", name, Error::internal(e.to_string())))?;
         map.remove(name);

@@ -464,6 +464,7 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 /// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
 /// container is stopped (being created, its op lock held): its root is mounted for this.
 pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Result<()> {
+    let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
     crate::container::rootfs::with_root(d, c, |root| {
         let mut res = Ok(());
         for (name, dst) in copies {
@@ -473,6 +474,7 @@ pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Re
                     dst,
                     &d.volumes.data_dir(name),
                     &d.volumes.copy_marker(name),
+                    remap.as_ref(),
                 )
                 .map_err(|e| {
                     Error::internal(format!("copying the image's {dst} into volume {name}: {e}"))

@@ -53,6 +53,8 @@ pub fn options(root: &Path) -> ServeOptions {
         htpasswd: None,
         tls_cert: None,
         tls_key: None,
+        upload_max_age: berth_registry::DEFAULT_UPLOAD_MAX_AGE,
+        upload_sweep: std::time::Duration::from_secs(3600),
     }
 }
 
