@@ -180,14 +180,6 @@ fn the_socket_belongs_to_root_and_the_berth_group() {
     assert!(d2.daemon_log().contains("no-such-group-berth"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn plain_tcp_is_refused_beyond_loopback_and_delayed_on_it() {
     let dir = std::env::temp_dir().join(format!("berth-tcp-refused-{}", std::process::id()));
@@ -209,7 +201,7 @@ fn plain_tcp_is_refused_beyond_loopback_and_delayed_on_it() {
         "nothing is made before the hosts are checked"
     );
 
-    let port = free_port();
+    let port = common::free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let d = Daemon::start_with(&["-H", &tcp]);
     assert!(
@@ -286,7 +278,7 @@ fn tls_with_client_certificates_for_berth_and_docker() {
     let _ = std::fs::remove_dir_all(&dir);
     make_certs(&dir);
     let p = |f: &str| dir.join(f).display().to_string();
-    let port = free_port();
+    let port = common::free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let d = Daemon::start_with(&[
         "-H",

@@ -8,14 +8,6 @@ use common::{eventually, stderr, Daemon};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// berth's own registry on 127.0.0.1, killed with its storage on drop.
 struct Registry {
     child: std::process::Child,
@@ -25,7 +17,7 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", common::free_port());
         let dir = std::env::temp_dir().join(format!("berth-reg-full-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

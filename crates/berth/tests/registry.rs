@@ -8,14 +8,6 @@ use common::{stderr, stdout, Daemon};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A registry process, killed with its storage on drop.
 struct Registry {
     child: Child,
@@ -44,7 +36,7 @@ impl Registry {
 
     /// berth's registry, requiring HTTP Basic auth when given an htpasswd line.
     fn berth_with(tag: &str, htpasswd: Option<&str>) -> Registry {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", common::free_port());
         let dir = std::env::temp_dir().join(format!("berth-reg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -68,7 +60,7 @@ impl Registry {
             std::path::Path::new("/usr/bin/docker-registry").exists(),
             "docker-registry is needed (apt-get install docker-registry)"
         );
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", common::free_port());
         let dir = std::env::temp_dir().join(format!("berth-dreg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

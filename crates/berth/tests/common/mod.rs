@@ -494,6 +494,15 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Poll `f` until it holds (for state that changes asynchronously, such as a shim's exit).
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
