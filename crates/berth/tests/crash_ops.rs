@@ -111,61 +111,18 @@ fn store_files(d: &Daemon) -> Vec<String> {
     out
 }
 
-/// `berth registry serve` on a free loopback port, killed with its storage on drop.
-struct Registry {
-    child: Child,
-    dir: std::path::PathBuf,
-    addr: String,
-}
-
-impl Registry {
-    fn start(tag: &str) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let dir = std::env::temp_dir().join(format!("berth-creg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(common::berth_bin())
-            .args(["registry", "serve", "--addr", &addr, "--root"])
-            .arg(dir.join("root"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reg = Registry { child, dir, addr };
-        assert!(
-            poll(10, || TcpStream::connect(&reg.addr).is_ok()),
-            "registry on {} did not come up",
-            reg.addr
-        );
-        reg
-    }
-
-    /// The HTTP status of the registry's manifest for `repo:tag`.
-    fn manifest_status(&self, repo: &str, tag: &str) -> String {
-        let o = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .args([
-                "-H",
-                "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-            ])
-            .arg(format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
-            .output()
-            .unwrap();
-        common::stdout(&o)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The HTTP status of the manifest for `repo:tag` in the registry at `addr`.
+fn manifest_status(addr: &str, repo: &str, tag: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{addr}/v2/{repo}/manifests/{tag}"))
+        .output()
+        .unwrap();
+    common::stdout(&o)
 }
 
 /// A TCP relay in front of a registry that holds back the bytes of one direction (the
@@ -276,7 +233,7 @@ fn make_big_image(d: &Daemon) {
 #[test]
 fn daemon_killed_during_pull() {
     let mut d = Daemon::start();
-    let reg = Registry::start("pull");
+    let reg = common::BerthRegistry::start("pull");
     make_big_image(&d);
     let direct = format!("{}/crash/big:1", reg.addr);
     d.ok(&["tag", "big:1", &direct]);
@@ -324,7 +281,7 @@ fn daemon_killed_during_pull() {
 #[test]
 fn daemon_killed_during_push() {
     let mut d = Daemon::start();
-    let reg = Registry::start("push");
+    let reg = common::BerthRegistry::start("push");
     make_big_image(&d);
     let relay = Relay::start(&reg.addr, true);
     let r = format!("{}/crash/pushed:1", relay.addr);
@@ -340,7 +297,7 @@ fn daemon_killed_during_push() {
     assert!(!out.status.success(), "the push finished: {}", stderr(&out));
     d.spawn();
     assert_eq!(store_files(&d), before, "the push changed the local store");
-    assert_eq!(reg.manifest_status("crash/pushed", "1"), "404");
+    assert_eq!(manifest_status(&reg.addr, "crash/pushed", "1"), "404");
     assert_eq!(
         d.ok(&["run", "--rm", &r, "sh", "-c", "wc -c < /big"]),
         "25165824"
@@ -349,7 +306,7 @@ fn daemon_killed_during_push() {
     relay.open();
     let out = d.ok(&["push", &r]);
     assert!(out.contains("digest: sha256:"), "{out}");
-    assert_eq!(reg.manifest_status("crash/pushed", "1"), "200");
+    assert_eq!(manifest_status(&reg.addr, "crash/pushed", "1"), "200");
     d.ok(&["rmi", &r, "big:1"]);
     d.ok(&["pull", &r]);
     assert_eq!(

@@ -5,46 +5,6 @@
 
 mod common;
 use common::{eventually, stderr, Daemon};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// berth's own registry on 127.0.0.1, killed with its storage on drop.
-struct Registry {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-    addr: String,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let addr = format!("127.0.0.1:{}", common::free_port());
-        let dir = std::env::temp_dir().join(format!("berth-reg-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(common::berth_bin())
-            .args(["registry", "serve", "--addr", &addr, "--root"])
-            .arg(dir.join("root"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reg = Registry { child, dir, addr };
-        let t = Instant::now();
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "registry not up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Whether `n` more bytes fit on the data root.
 fn fits(d: &Daemon, n: usize) -> bool {
@@ -89,7 +49,7 @@ fn info_warnings(d: &Daemon) -> String {
 #[test]
 fn a_full_data_root_leaves_containers_controllable_and_recovers() {
     let mut d = Daemon::start_on_tmpfs(64);
-    let reg = Registry::start();
+    let reg = common::BerthRegistry::start("full");
     // An image only the registry has, to pull later.
     let fresh = format!("{}/full/fresh:1", reg.addr);
     d.ok(&[

@@ -494,6 +494,48 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `berth registry serve` on a free loopback port, killed with its storage on drop.
+pub struct BerthRegistry {
+    child: Child,
+    dir: PathBuf,
+    pub addr: String,
+}
+
+impl BerthRegistry {
+    pub fn start(tag: &str) -> BerthRegistry {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = std::env::temp_dir().join(format!("berth-reg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(berth_bin())
+            .args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(dir.join("root"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reg = BerthRegistry { child, dir, addr };
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&reg.addr).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "registry on {} did not come up",
+                reg.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+}
+
+impl Drop for BerthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
