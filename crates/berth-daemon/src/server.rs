@@ -212,7 +212,14 @@ fn cors_headers(allowed: &[String], mut resp: Response<Body>) -> Response<Body> 
 
 /// Strip the version prefix, route, and add Docker's response headers.
 async fn route(router: Router, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let mut req = req.map(|b| Body::new(crate::body::Idle::new(b)));
+    // Most requests have no body: they need no idle timer.
+    let mut req = req.map(|b| {
+        if http_body::Body::is_end_stream(&b) {
+            Body::new(b)
+        } else {
+            Body::new(crate::body::Idle::new(b))
+        }
+    });
     let path = req.uri().path().to_string();
     let mut version = ApiVersion::max();
     if let Some(rest) = path.strip_prefix("/v") {
