@@ -114,6 +114,64 @@ impl Root {
         })
     }
 
+    /// A root on a directory descriptor already open (a detached mount's, say); `shown`
+    /// names it in messages.
+    pub fn from_fd(fd: OwnedFd, shown: &Path) -> Root {
+        Root {
+            fd,
+            shown: shown.to_path_buf(),
+        }
+    }
+
+    /// Opens (`O_PATH`) the mount point `path` below the root, first making what is missing
+    /// of it as a runtime does at start: directories, and for a file mount (`dir` false) an
+    /// empty file as the last component. Every step resolves inside the root.
+    pub fn mount_point(&self, path: &Path, dir: bool) -> Result<OwnedFd> {
+        let names: Vec<&OsStr> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let mut sofar = PathBuf::from("/");
+        for (i, name) in names.iter().enumerate() {
+            let parent = self.open_at(&sofar, OFlags::PATH | OFlags::DIRECTORY)?;
+            sofar.push(name);
+            match openat_in_root(self.fd(), &sofar, OFlags::PATH) {
+                Ok(_) => continue,
+                Err(Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("resolving {} in {}", sofar.display(), self.shown.display()),
+                        e.into(),
+                    ))
+                }
+            }
+            let made = if i + 1 == names.len() && !dir {
+                rustix::fs::openat(
+                    &parent,
+                    *name,
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW,
+                    Mode::from_raw_mode(0o755),
+                )
+                .map(drop)
+            } else {
+                rustix::fs::mkdirat(&parent, *name, Mode::from_raw_mode(0o755))
+            };
+            match made {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("making {} in {}", sofar.display(), self.shown.display()),
+                        e.into(),
+                    ))
+                }
+            }
+        }
+        self.open_at(path, OFlags::PATH)
+    }
+
     /// The path the root was opened by, for messages.
     pub fn path(&self) -> &Path {
         &self.shown

@@ -416,3 +416,71 @@ fn stop_signal_and_timeout() {
     );
     d.ok(&["rm", "stubborn"]);
 }
+
+/// `kill`, `stop -t 0`, `restart` and `rm -f` answer only once they are done: an inspect
+/// sent right after each (raw HTTP over the socket) sees the container stopped with its exit
+/// code, running again, or gone (its name free for a new container), every time.
+#[test]
+fn kill_stop_restart_rm_are_done_when_they_answer() {
+    let d = Daemon::start();
+    let state = |name: &str| -> serde_json::Value {
+        let (code, body) = d.curl("GET", &format!("/containers/{name}/json"), None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["State"].clone()
+    };
+    let create = |name: &str| {
+        let (code, body) = d.curl(
+            "POST",
+            &format!("/containers/create?name={name}"),
+            Some(r#"{"Image":"busybox","Cmd":["sleep","1000"]}"#),
+        );
+        assert_eq!(code, 201, "{body}");
+    };
+    let post = |path: &str, want: u16| {
+        let (code, body) = d.curl("POST", path, None);
+        assert_eq!(code, want, "{path}: {body}");
+    };
+    create("kl");
+    for i in 0..10 {
+        post("/containers/kl/start", 204);
+        post("/containers/kl/kill", 204);
+        let s = state("kl");
+        assert_eq!(s["Running"], false, "kill, round {i}: {s}");
+        assert_eq!(s["ExitCode"], 137, "kill, round {i}: {s}");
+        assert_eq!(s["Status"], "exited", "kill, round {i}: {s}");
+
+        post("/containers/kl/start", 204);
+        post("/containers/kl/stop?t=0", 204);
+        let s = state("kl");
+        assert_eq!(s["Running"], false, "stop, round {i}: {s}");
+        assert_eq!(s["ExitCode"], 137, "stop, round {i}: {s}");
+
+        post("/containers/kl/start", 204);
+        let before = state("kl")["Pid"].as_i64().unwrap();
+        post("/containers/kl/restart?t=0", 204);
+        let s = state("kl");
+        assert_eq!(s["Running"], true, "restart, round {i}: {s}");
+        assert_ne!(
+            s["Pid"].as_i64().unwrap(),
+            before,
+            "restart, round {i}: {s}"
+        );
+
+        let (code, body) = d.curl("DELETE", "/containers/kl?force=1", None);
+        assert_eq!(code, 204, "rm -f, round {i}: {body}");
+        let (code, _) = d.curl("GET", "/containers/kl/json", None);
+        assert_eq!(code, 404, "rm -f, round {i}");
+        create("kl");
+    }
+    // Another signal is delivered and the container goes on (sleep as PID 1 ignores
+    // SIGTERM); an unknown signal is a 400, a stopped container cannot be killed.
+    post("/containers/kl/start", 204);
+    post("/containers/kl/kill?signal=TERM", 204);
+    assert_eq!(state("kl")["Running"], true);
+    post("/containers/kl/kill?signal=NOSUCH", 400);
+    post("/containers/kl/kill", 204);
+    post("/containers/kl/kill", 409);
+    let (code, _) = d.curl("DELETE", "/containers/kl?force=1", None);
+    assert_eq!(code, 204);
+}

@@ -517,6 +517,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -537,6 +540,9 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
         if stdin {
             q.push_str("&stdin=1");
         }
+        if let Some(k) = &a.detach_keys {
+            q.push_str(&format!("&detachKeys={}", enc(k)));
+        }
         let conn = match c.hijack(&q, None).await {
             Ok(conn) => conn,
             Err(e) => return super::report(&e, 1),
@@ -554,7 +560,7 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             drop(raw);
             return super::report(&e, 1);
         }
-        let ended = stream::run(conn, tty, stdin, None).await;
+        let ended = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
         drop(raw);
         if let Ok(stream::Ended::Detached) = ended {
             return 0;
@@ -1153,6 +1159,9 @@ pub struct ExecArgs {
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
@@ -1167,6 +1176,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
         "AttachStdout": !a.detach,
         "AttachStderr": !a.detach,
         "Detach": a.detach,
+        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
         "Env": a.env.iter().map(|e| expand_env(e)).collect::<Vec<_>>(),
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.command,
@@ -1215,8 +1225,17 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
                 .await;
         }
     }
-    let _ = stream::run(conn, a.tty, a.interactive, None).await;
+    let ended = stream::run(
+        conn,
+        a.tty,
+        a.interactive,
+        detach_keys(a.detach_keys.as_deref()),
+    )
+    .await;
     drop(raw);
+    if let Ok(stream::Ended::Detached) = ended {
+        return 0;
+    }
     match c.get(&format!("/exec/{id}/json")).await {
         Ok(v) => v["ExitCode"].as_i64().unwrap_or(126) as i32,
         Err(e) => super::report(&e, 1),

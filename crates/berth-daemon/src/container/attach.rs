@@ -44,10 +44,19 @@ pub fn upgrade_response(multiplexed: bool) -> Response<Body> {
 /// How a stream ended.
 pub enum End {
     Exited,
-    Detached,
+    /// The client typed the detach keys; the process goes on.
+    Detached(Detached),
 }
 
-/// Copy between the API client and the shim stream until the process ends or the client detaches.
+/// What a detach leaves of the shim stream: the stream, and the decoder holding any part of
+/// a frame already read, so its end can still be read (an exec's exit code).
+pub struct Detached {
+    pub stream: shim::Stream,
+    pub decoder: stdcopy::Decoder,
+}
+
+/// Copy between the API client and the shim stream until the process ends or the client
+/// detaches. `tty` is the framing the client asked for: raw bytes, or stdcopy frames.
 pub async fn pump<IO>(
     client: IO,
     stream: shim::Stream,
@@ -61,65 +70,102 @@ where
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut shim_r, mut shim_w) = tokio::io::split(stream);
-    let out = async move {
-        let mut dec = stdcopy::Decoder::default();
-        let mut buf = vec![0u8; 32 * 1024];
-        let mut exit = None;
-        'read: loop {
-            let n = match shim_r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            dec.feed(&buf[..n]);
-            while let Ok(Some((s, payload))) = dec.next_frame() {
-                if s == stdcopy::SYSTEM {
-                    exit = serde_json::from_slice(&payload).ok();
-                    break 'read;
-                }
-                let res = if tty {
-                    client_w.write_all(&payload).await
-                } else {
-                    client_w.write_all(&stdcopy::frame(s, &payload)).await
+    let mut dec = stdcopy::Decoder::default();
+    let detached = {
+        let out = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut exit = None;
+            'read: loop {
+                let n = match shim_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
                 };
-                if res.is_err() {
-                    break 'read;
-                }
-            }
-        }
-        // Record the exit before the client sees the end of the stream and asks for it.
-        on_exit(exit);
-        let _ = client_w.flush().await;
-        let _ = client_w.shutdown().await;
-    };
-    let input = async move {
-        let mut detach = Detach::new(detach_keys);
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = match client_r.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    if stdin {
-                        let _ = shim_w.shutdown().await;
+                dec.feed(&buf[..n]);
+                while let Ok(Some((s, payload))) = dec.next_frame() {
+                    if s == stdcopy::SYSTEM {
+                        exit = serde_json::from_slice(&payload).ok();
+                        break 'read;
                     }
-                    // Keep the write half alive so output keeps flowing after a half-close.
-                    return std::future::pending::<bool>().await;
+                    let res = if tty {
+                        client_w.write_all(&payload).await
+                    } else {
+                        client_w.write_all(&stdcopy::frame(s, &payload)).await
+                    };
+                    if res.is_err() {
+                        break 'read;
+                    }
                 }
-                Ok(n) => n,
-            };
-            if !stdin {
-                continue;
             }
-            let (fwd, detached) = detach.feed(&buf[..n]);
-            if !fwd.is_empty() && shim_w.write_all(&fwd).await.is_err() {
-                return std::future::pending::<bool>().await;
+            // Record the exit before the client sees the end of the stream and asks for it.
+            on_exit(exit);
+            let _ = client_w.flush().await;
+            let _ = client_w.shutdown().await;
+        };
+        let input = async {
+            let mut detach = Detach::new(detach_keys);
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match client_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        if stdin {
+                            let _ = shim_w.shutdown().await;
+                        }
+                        // Keep the write half alive so output keeps flowing after a half-close.
+                        return std::future::pending::<()>().await;
+                    }
+                    Ok(n) => n,
+                };
+                if !stdin {
+                    continue;
+                }
+                let (fwd, detached) = detach.feed(&buf[..n]);
+                if !fwd.is_empty() && shim_w.write_all(&fwd).await.is_err() {
+                    return std::future::pending::<()>().await;
+                }
+                if detached {
+                    return;
+                }
             }
-            if detached {
-                return true;
-            }
+        };
+        tokio::select! {
+            _ = out => false,
+            _ = input => true,
         }
+    };
+    if !detached {
+        return End::Exited;
+    }
+    // The client's connection ends now, not at its next write.
+    let _ = client_w.shutdown().await;
+    drop((client_r, client_w));
+    End::Detached(Detached {
+        stream: shim_r.unsplit(shim_w),
+        decoder: dec,
+    })
+}
+
+/// Copy both ways between the client's connection and the pump's end of the pipe. A client
+/// that half-closes still gets the output; once the output ends (the process exited, or the
+/// client detached) the connection is closed, whatever the client still sends.
+async fn relay<C, P>(conn: C, pipe: P)
+where
+    C: AsyncRead + AsyncWrite,
+    P: AsyncRead + AsyncWrite,
+{
+    let (mut conn_r, mut conn_w) = tokio::io::split(conn);
+    let (mut pipe_r, mut pipe_w) = tokio::io::split(pipe);
+    let up = async {
+        let _ = tokio::io::copy(&mut conn_r, &mut pipe_w).await;
+        let _ = pipe_w.shutdown().await;
+        std::future::pending::<()>().await
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut pipe_r, &mut conn_w).await;
+        let _ = conn_w.shutdown().await;
     };
     tokio::select! {
-        _ = out => End::Exited,
-        _ = input => End::Detached,
+        _ = up => {}
+        _ = down => {}
     }
 }
 
@@ -160,12 +206,12 @@ where
         return resp;
     }
     tokio::spawn(async move {
+        // hyper resolves the upgrade once the 101 has been written and flushed on its own, so
+        // no stream byte shares a write with the response head.
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let mut conn = hyper_util::rt::TokioIo::new(upgraded);
-        let mut far = far;
-        let _ = tokio::io::copy_bidirectional(&mut conn, &mut far).await;
+        relay(hyper_util::rt::TokioIo::new(upgraded), far).await;
     });
     upgrade_response(multiplexed)
 }

@@ -26,6 +26,7 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
     if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
         return Err(Error::bad_request("No exec command specified"));
     }
+    detach_keys(&config)?;
     let id = crate::util::random_id()?;
     let action = format!("exec_create: {}", command_line(&config));
     let e = Arc::new(Exec {
@@ -40,6 +41,23 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
         .insert(id.clone(), e);
     d.container_event(c, action, &[("execID", id.clone())]);
     Ok(id)
+}
+
+/// The exec's detach sequence: its `DetachKeys`, Ctrl-P Ctrl-Q by default; none without a
+/// TTY (binary stdin passes untouched), as in dockerd.
+pub fn detach_keys(config: &ExecConfig) -> Result<Vec<u8>> {
+    if !config.tty {
+        return Ok(Vec::new());
+    }
+    if config.detach_keys.is_empty() {
+        return Ok(berth_api::detach::DEFAULT.to_vec());
+    }
+    berth_api::detach::parse(&config.detach_keys).map_err(|_| {
+        Error::bad_request(format!(
+            "Invalid escape keys ({}) provided",
+            config.detach_keys
+        ))
+    })
 }
 
 /// The command as Docker puts it in exec event actions: the program, a space, the arguments.

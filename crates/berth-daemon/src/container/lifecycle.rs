@@ -876,9 +876,16 @@ fn signal_number(s: &str) -> Result<i32> {
         .map_err(|_| Error::bad_request(format!("Invalid signal: {s}")))
 }
 
-/// `POST /containers/{id}/kill`.
+/// How long a SIGKILLed container may take to be recorded as stopped before `kill` gives up,
+/// as dockerd does when no exit event comes.
+const KILL_EXIT_WAIT: Duration = Duration::from_secs(60);
+
+/// `POST /containers/{id}/kill`: returns once the signal was delivered and, for SIGKILL, once
+/// the exit is recorded (an inspect that follows shows the container stopped, with its exit
+/// code), as dockerd does.
 pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+    let seen = c.progress.borrow().exits;
     if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
         mark_stopped(c);
     }
@@ -910,16 +917,30 @@ pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Resul
             return Ok(());
         }
     }
-    shim::call(
+    let sent = shim::call(
         &c.paths.socket(),
         &Request::Kill {
             signal: sig,
             all: false,
         },
     )
-    .await?;
-    d.container_event(c, "kill", &[("signal", sig.to_string())]);
-    Ok(())
+    .await;
+    if sent.is_ok() {
+        d.container_event(c, "kill", &[("signal", sig.to_string())]);
+    }
+    if sig != libc::SIGKILL {
+        return sent.map(|_| ());
+    }
+    // The process may also have ended on its own just before (the shim then refuses the
+    // signal): either way the call returns once the exit monitor has recorded the end.
+    if wait_exit_after(c, seen, Some(KILL_EXIT_WAIT)).await || !c.rec().is_running() {
+        return Ok(());
+    }
+    sent?;
+    Err(Error::internal(format!(
+        "tried to kill container {}, but did not receive an exit event",
+        c.id
+    )))
 }
 
 /// Wait until the exit counter moves past `seen`, up to `timeout`.
@@ -1005,11 +1026,12 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
                 r.name
             )));
         }
-        let seen = c.progress.borrow().exits;
-        let restarting = r.state.status == status::RESTARTING;
-        kill(d, c, Some("SIGKILL")).await?;
-        if !restarting {
-            wait_exit_after(c, seen, None).await;
+        if let Err(e) = kill(d, c, Some("SIGKILL")).await {
+            // Only a container that is still running is an error: one that ended meanwhile
+            // is removed.
+            if c.rec().is_running() {
+                return Err(e);
+            }
         }
     }
     let _op = c.op.lock().await;

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use berth_image::archive::Root;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Mount points berth binds over in every container. They live in an init layer (like
@@ -117,7 +118,11 @@ impl OpenRoot {
 /// `/proc/<pid>/root` without being frozen: whatever it renames meanwhile, no step leaves its
 /// root. Call from a blocking thread, with the container's op lock held so it cannot start or
 /// be removed while this runs.
-pub fn open_root(d: &Daemon, c: &Container) -> Result<OpenRoot> {
+///
+/// A running container's volumes and bind mounts are seen at their mount points; with
+/// `volumes`, a stopped container's are too (bound there for the operation, as dockerd does
+/// for `cp`), and without, only its own filesystem is (the image content a volume hides).
+pub fn open_root(d: &Daemon, c: &Container, volumes: bool) -> Result<OpenRoot> {
     let r = c.snapshot();
     if r.is_running() && r.state.pid > 0 {
         let root = Root::open(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
@@ -140,14 +145,121 @@ pub fn open_root(d: &Daemon, c: &Container) -> Result<OpenRoot> {
     .map_err(|e| Error::internal(format!("mounting the container's filesystem: {e}")))?;
     let mount = TempMount(target.clone());
     let root = Root::open(&target)?;
+    if volumes {
+        // Binds below the temporary overlay stay in it (unmounted with it, seen nowhere else).
+        nix::mount::mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| Error::internal(format!("making the container's mount private: {e}")))?;
+        bind_volumes(d, &r, &root)?;
+    }
     Ok(OpenRoot {
         root,
         mount: Some((mount, run_dir)),
     })
 }
 
+/// Bind a stopped container's volumes and bind mounts at their mount points below `root`
+/// (parents first), read-only where they are; a mount point the container lacks is made, as
+/// at start. Each mount point resolves inside the root, so no symlink planted in the
+/// container's files (or in a volume another container changes) leads a bind outside it.
+/// A bind whose source is gone shows nothing, as its container would fail to start.
+fn bind_volumes(d: &Daemon, r: &super::Record, root: &Root) -> Result<()> {
+    use crate::volume::mounts::{depth, TMPFS, VOLUME};
+    use nix::mount::MsFlags;
+    use std::os::fd::AsRawFd;
+    let mut mounts: Vec<_> = r.mounts.iter().filter(|m| m.kind != TMPFS).collect();
+    mounts.sort_by_key(|m| depth(&m.destination));
+    let fail = |what: &str, dst: &str, e: nix::errno::Errno| {
+        Error::internal(format!("{what} the mount at {dst}: {e}"))
+    };
+    for m in mounts {
+        let source = if m.kind == VOLUME {
+            d.volumes.data_dir(&m.name)
+        } else {
+            PathBuf::from(&m.source)
+        };
+        let Ok(meta) = std::fs::metadata(&source) else {
+            continue;
+        };
+        let dst = Path::new(&m.destination);
+        let at = root.mount_point(dst, meta.is_dir())?;
+        let flags = if m.non_recursive {
+            MsFlags::MS_BIND
+        } else {
+            MsFlags::MS_BIND | MsFlags::MS_REC
+        };
+        nix::mount::mount(
+            Some(&source),
+            format!("/proc/self/fd/{}", at.as_raw_fd()).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| fail("binding", &m.destination, e))?;
+        if !m.rw {
+            let top = root.open_at(dst, rustix::fs::OFlags::PATH)?;
+            nix::mount::mount(
+                None::<&str>,
+                format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| fail("making read-only", &m.destination, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Run `f` with the container's `/` open (see [`open_root`]; same conditions).
-pub fn with_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Root) -> Result<T>) -> Result<T> {
-    let open = open_root(d, c)?;
+pub fn with_root<T>(
+    d: &Daemon,
+    c: &Container,
+    volumes: bool,
+    f: impl FnOnce(&Root) -> Result<T>,
+) -> Result<T> {
+    let open = open_root(d, c, volumes)?;
     f(open.root())
+}
+
+/// The container's own filesystem as `docker export` writes it, running or not: its layers
+/// (its changes, the init layer, the image's) in a read-only overlay that is mounted nowhere
+/// (a detached mount, gone when the descriptor closes). Neither volumes nor what the runtime
+/// mounts (`/dev`, `/proc`, `/etc/hosts`…) are in it; their mount points show as the layers
+/// have them, as in dockerd's export.
+pub fn open_layers(d: &Daemon, c: &Container) -> Result<Root> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
+        MountAttrFlags,
+    };
+    let fail = |what: &str, e: rustix::io::Errno| {
+        Error::internal(format!(
+            "mounting the layers of container {} ({what}): {e}",
+            c.id
+        ))
+    };
+    // A container that never started has no upper dir yet.
+    std::fs::create_dir_all(c.paths.upper())?;
+    let mut lowers = vec![c.paths.upper()];
+    lowers.extend(lowerdirs(d, c)?);
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| fail("fsopen", e))?;
+    for l in &lowers {
+        let l = l
+            .to_str()
+            .ok_or_else(|| Error::internal(format!("layer path {} is not UTF-8", l.display())))?;
+        fsconfig_set_string(fs.as_fd(), "lowerdir+", l).map_err(|e| fail("lowerdir", e))?;
+    }
+    fsconfig_create(fs.as_fd()).map_err(|e| fail("fsconfig", e))?;
+    let mnt = fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )
+    .map_err(|e| fail("fsmount", e))?;
+    Ok(Root::from_fd(mnt, &c.paths.upper()))
 }

@@ -586,7 +586,7 @@ pub async fn attach(
             let _ = ack.send(());
         }
         match attach::pump(io, stream, tty, want_stdin, detach, |_| {}).await {
-            End::Detached => d.container_event(&c, "detach", &[]),
+            End::Detached(_) => d.container_event(&c, "detach", &[]),
             End::Exited => {}
         }
     };

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::server::RequestVersion;
 use crate::util::{json, json_body, Query};
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use berth_api::exec::{ExecConfig, ExecStart};
 
 pub async fn create(
@@ -37,15 +37,19 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
     let opts: ExecStart = json_body(&bytes)?;
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
     let prepared = exec::prepare(&d, &e)?;
-    let tty = e.config.tty || opts.tty;
+    // The stream's framing follows the start request (as dockerd's), whether or not the
+    // process has a TTY; detach keys apply to an exec that has one.
+    let tty = opts.tty;
     if opts.detach {
-        let mut stream = exec::launch(&e, prepared).await.map_err(Error::internal)?;
+        let stream = exec::launch(&e, prepared).await.map_err(Error::internal)?;
         tokio::spawn(async move {
-            let code = drain(&mut stream).await;
+            let code = drain(stream, berth_api::stdcopy::Decoder::default()).await;
             exec::finished(&d, &e, code);
         });
-        return Ok(json(200, &serde_json::json!({})));
+        // dockerd answers a detached start with an empty 200.
+        return Ok(axum::http::StatusCode::OK.into_response());
     }
+    let detach_keys = exec::detach_keys(&e.config)?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let stdin = upgrade && e.config.attach_stdin;
     // Started before answering, so a resize that follows the 101 finds the process; a
@@ -71,8 +75,12 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         let on_exit = move |exit: Option<berth_shim::ExitRecord>| {
             exec::finished(&d2, &e2, exit.map(|x| i64::from(x.exit_code)));
         };
-        if let End::Detached = attach::pump(io, stream, tty, stdin, Vec::new(), on_exit).await {
-            exec::finished(&d, &e, None);
+        if let End::Detached(rest) =
+            attach::pump(io, stream, tty, stdin, detach_keys, on_exit).await
+        {
+            // The process goes on: its exit code is still recorded when it ends.
+            let code = drain(rest.stream, rest.decoder).await;
+            exec::finished(&d, &e, code);
         }
     };
     Ok(attach::serve_stream(
@@ -83,23 +91,37 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
     ))
 }
 
-/// Read a detached exec's stream to its end; returns the exit code.
-async fn drain(stream: &mut crate::container::shim::Stream) -> Option<i64> {
-    let mut dec = berth_api::stdcopy::Decoder::default();
+/// Read a detached exec's stream to its end (`dec` holds what was read of it already);
+/// returns the exit code.
+async fn drain(
+    mut stream: crate::container::shim::Stream,
+    mut dec: berth_api::stdcopy::Decoder,
+) -> Option<i64> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = tokio::io::AsyncReadExt::read(stream, &mut buf).await.ok()?;
+        if let Some(code) = exit_in(&mut dec) {
+            return code;
+        }
+        let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+            .await
+            .ok()?;
         if n == 0 {
             return None;
         }
         dec.feed(&buf[..n]);
-        while let Ok(Some((s, p))) = dec.next_frame() {
-            if s == berth_api::stdcopy::SYSTEM {
-                let exit: berth_shim::ExitRecord = serde_json::from_slice(&p).ok()?;
-                return Some(i64::from(exit.exit_code));
-            }
+    }
+}
+
+/// The exit record among the frames decoded so far, if one came (`Some(None)`: it came but
+/// could not be read).
+fn exit_in(dec: &mut berth_api::stdcopy::Decoder) -> Option<Option<i64>> {
+    while let Ok(Some((s, p))) = dec.next_frame() {
+        if s == berth_api::stdcopy::SYSTEM {
+            let exit: Option<berth_shim::ExitRecord> = serde_json::from_slice(&p).ok();
+            return Some(exit.map(|x| i64::from(x.exit_code)));
         }
     }
+    None
 }
 
 pub async fn resize(

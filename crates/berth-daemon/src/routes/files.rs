@@ -34,7 +34,7 @@ async fn blocking<T: Send + 'static>(
 /// held up: a slow client never delays its stop or an exec.
 fn with_open_root<T>(d: &Daemon, c: &Container, f: impl FnOnce(&Root) -> Result<T>) -> Result<T> {
     let op = c.op.blocking_lock();
-    let open = open_root(d, c)?;
+    let open = open_root(d, c, true)?;
     let op = open.mounted().then_some(op);
     let res = f(open.root());
     // Unmounted before the lock goes.
@@ -66,6 +66,32 @@ fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error 
     }
 }
 
+/// Whether `PUT /archive` may write at `path`, as dockerd decides: by the mount the path is
+/// on (the one with the longest destination prefix, compared as cleaned paths), or the root
+/// filesystem when it is on none.
+fn check_writable(r: &crate::container::Record, path: &std::path::Path) -> Result<()> {
+    let p = berth_build::ignore::clean(&format!("/{}", path.to_string_lossy()));
+    let under = |dst: &str| {
+        p == dst
+            || dst == "/"
+            || p.strip_prefix(dst)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let mount = r
+        .mounts
+        .iter()
+        .filter(|m| under(&berth_build::ignore::clean(&m.destination)))
+        .max_by_key(|m| m.destination.len());
+    match mount {
+        Some(m) if !m.rw => Err(Error::bad_request("mounted volume is marked read-only")),
+        Some(_) => Ok(()),
+        None if r.host_config.readonly_rootfs => {
+            Err(Error::bad_request("container rootfs is marked read-only"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// `HEAD|GET|PUT /containers/{id}/archive`.
 pub async fn archive(
     State(d): St,
@@ -85,7 +111,7 @@ pub async fn archive(
         Method::HEAD | Method::GET => {
             let (id2, p2, n2) = (id.clone(), path.clone(), name.clone());
             let stat = blocking(&d, &c, move |d, c| {
-                with_root(d, c, |root| {
+                with_root(d, c, true, |root| {
                     let entry = root.locate(&p2).map_err(|e| not_found_path(e, &id2, &p2))?;
                     Ok(berth_image::archive::stat_located(&entry, &n2)
                         .map_err(|e| not_found_path(e, &id2, &p2))?
@@ -136,9 +162,7 @@ pub async fn archive(
                 allow_devices: false,
                 ids: d.remap_of(&c.rec()).map(|r| r.ids.clone()),
             };
-            if c.rec().host_config.readonly_rootfs {
-                return Err(Error::bad_request("container rootfs is marked read-only"));
-            }
+            check_writable(&c.rec(), &path)?;
             let (d2, c2, id2) = (d.clone(), c.clone(), id.clone());
             tokio::task::spawn_blocking(move || {
                 with_open_root(&d2, &c2, |root| {
@@ -161,9 +185,17 @@ pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     d.container_event(&c, "export", &[]);
     let body = crate::util::stream_body(move |out| {
         let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
-        with_open_root(&d, &c, |root| {
-            Ok(berth_image::archive::tar_root(root, out, ids.as_ref())?)
-        })
+        match ids {
+            // Its layers hold the image's ids and its changes the mapped ones: read through
+            // the container's (id-mapped) root instead.
+            Some(ids) => with_open_root(&d, &c, |root| {
+                Ok(berth_image::archive::tar_root(root, out, Some(&ids))?)
+            }),
+            None => {
+                let root = crate::container::rootfs::open_layers(&d, &c)?;
+                Ok(berth_image::archive::tar_root(&root, out, None)?)
+            }
+        }
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],

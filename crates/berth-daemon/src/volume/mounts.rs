@@ -465,7 +465,7 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 /// container is stopped (being created, its op lock held): its root is mounted for this.
 pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Result<()> {
     let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
-    crate::container::rootfs::with_root(d, c, |root| {
+    crate::container::rootfs::with_root(d, c, false, |root| {
         let mut res = Ok(());
         for (name, dst) in copies {
             res = d.volumes.activate(name, &c.id).and_then(|()| {
