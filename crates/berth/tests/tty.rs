@@ -88,3 +88,66 @@ fn run_it_detach_attach_exec() {
     assert!(shown.contains("in-exec"), "{shown}");
     d.ok(&["rm", "-f", "dt"]);
 }
+
+/// Detach keys end exec sessions as well as attaches: `berth exec --detach-keys`, `berth
+/// start -ai --detach-keys`, and the docker CLI's `exec -it` with the default Ctrl-P Ctrl-Q
+/// (which the daemon spots: the docker CLI sends the keys on); the shells go on.
+#[test]
+fn detach_keys_for_exec_and_start() {
+    let d = Daemon::start();
+    let host = d.host();
+    let berth = common::berth_bin();
+    d.ok(&["run", "-dit", "--name", "dx", "busybox", "sh"]);
+    let shells = || {
+        d.ok(&["exec", "dx", "pidof", "sh"])
+            .split_whitespace()
+            .count()
+    };
+    let (code, shown) = drive(
+        r##"[{"expect": "# "}, {"send": "echo in-exec\r"}, {"expect": "in-exec\r\n"}, {"send": "\u0001x"}]"##,
+        &[
+            berth,
+            "-H",
+            &host,
+            "exec",
+            "-it",
+            "--detach-keys",
+            "ctrl-a,x",
+            "dx",
+            "sh",
+        ],
+    );
+    assert_eq!(code, 0, "{shown}");
+    // The container's shell and the detached one.
+    assert_eq!(shells(), 2);
+
+    let docker_host = format!("DOCKER_HOST={host}");
+    let (code, shown) = drive(
+        r##"[{"expect": "# "}, {"send": "\u0010\u0011"}]"##,
+        &["env", &docker_host, "docker", "exec", "-it", "dx", "sh"],
+    );
+    // The docker CLI reports the detach of an exec as "read escape sequence" (exit 1).
+    assert!(
+        code == 0 || (code == 1 && shown.contains("read escape sequence")),
+        "{code}: {shown}"
+    );
+    assert_eq!(shells(), 3);
+
+    d.ok(&["stop", "-t", "0", "dx"]);
+    let (code, shown) = drive(
+        r##"[{"send": "\r"}, {"expect": "# "}, {"send": "\u0001x"}]"##,
+        &[
+            berth,
+            "-H",
+            &host,
+            "start",
+            "-ai",
+            "--detach-keys",
+            "ctrl-a,x",
+            "dx",
+        ],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "dx"]), "true");
+    d.ok(&["rm", "-f", "dx"]);
+}
