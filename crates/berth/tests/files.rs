@@ -479,3 +479,213 @@ fn archive_bad_paths_and_pseudo_filesystems() {
     );
     d.ok(&["rm", "-f", "bp"]);
 }
+
+/// `docker cp` through the real docker CLI sees a container's volumes and bind mounts at
+/// their mount points, before it ever ran, while it runs and once stopped, as with dockerd:
+/// what it writes lands in the volume (another container sees it) or the host directory; a
+/// read-only mount refuses the write; a symlink in a volume resolves inside the container.
+#[test]
+fn cp_sees_volumes_and_binds() {
+    let d = Daemon::start();
+    let tmp = std::env::temp_dir().join(format!("berth-cpvol-{}", std::process::id()));
+    let host_dir = tmp.join("host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("hostfile"), "from the host\n").unwrap();
+    let src = tmp.join("payload.txt");
+    std::fs::write(&src, "into the volume\n").unwrap();
+    let src = src.to_str().unwrap();
+    let docker_ok = |args: &[&str]| -> Vec<u8> {
+        let out = d.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}\n{}",
+            stderr(&out),
+            d.daemon_log()
+        );
+        out.stdout
+    };
+    d.ok(&["volume", "create", "cpv"]);
+    let ro = format!("{}:/hostro:ro", host_dir.display());
+    let rw = format!("{}:/hostrw", host_dir.display());
+    d.ok(&[
+        "create",
+        "--name",
+        "cv",
+        "-v",
+        "cpv:/data",
+        "-v",
+        &ro,
+        "-v",
+        &rw,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let in_volume = |file: &str| {
+        d.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "cpv:/v",
+            "busybox",
+            "cat",
+            &format!("/v/{file}"),
+        ])
+    };
+
+    // Never started.
+    docker_ok(&["cp", src, "cv:/data/created.txt"]);
+    assert_eq!(in_volume("created.txt"), "into the volume");
+    let tar = docker_ok(&["cp", "cv:/hostro/hostfile", "-"]);
+    assert!(contains(&tar, b"from the host\n"));
+    let refused = |dst: &str| {
+        let out = d.docker(&["cp", src, dst]);
+        assert!(!out.status.success(), "cp to {dst} was not refused");
+        assert!(
+            stderr(&out).contains("mounted volume is marked read-only"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    refused("cv:/hostro/x.txt");
+    refused("cv:/hostro");
+    assert!(!host_dir.join("x.txt").exists());
+    assert!(!host_dir.join("payload.txt").exists());
+    docker_ok(&["cp", src, "cv:/hostrw/rw.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("rw.txt")).unwrap(),
+        "into the volume\n"
+    );
+    // An absolute symlink in the volume resolves at the container's root, not the host's.
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "cpv:/v",
+        "busybox",
+        "ln",
+        "-s",
+        "/etc",
+        "/v/etc-link",
+    ]);
+    let tar = docker_ok(&["cp", "cv:/data/etc-link/passwd", "-"]);
+    assert!(contains(&tar, b"root:x:0:0"));
+    let host_hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let tar = docker_ok(&["cp", "cv:/data/etc-link/hostname", "-"]);
+    if !host_hostname.trim().is_empty() {
+        assert!(!contains(&tar, host_hostname.trim().as_bytes()));
+    }
+
+    // Running.
+    d.ok(&["start", "cv"]);
+    docker_ok(&["cp", src, "cv:/data/running.txt"]);
+    assert_eq!(
+        d.ok(&["exec", "cv", "cat", "/data/running.txt"]),
+        "into the volume"
+    );
+    let tar = docker_ok(&["cp", "cv:/hostrw/hostfile", "-"]);
+    assert!(contains(&tar, b"from the host\n"));
+    refused("cv:/hostro/x.txt");
+
+    // Stopped after running.
+    d.ok(&["stop", "-t", "0", "cv"]);
+    let tar = docker_ok(&["cp", "cv:/data/running.txt", "-"]);
+    assert!(contains(&tar, b"into the volume\n"));
+    docker_ok(&["cp", src, "cv:/data/stopped.txt"]);
+    assert_eq!(in_volume("stopped.txt"), "into the volume");
+    // The volume's files went to the volume only, not into the container's own layer.
+    let diff = d.ok(&["diff", "cv"]);
+    assert!(
+        !diff.contains("created.txt") && !diff.contains("stopped.txt"),
+        "{diff}"
+    );
+
+    d.ok(&["rm", "-f", "cv"]);
+    d.ok(&["volume", "rm", "cpv"]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// `docker export c | docker import - img` round-trips, running or stopped: the export has
+/// the container's files and none of the runtime's (`/dev` nodes, `/proc`, volumes), and
+/// import still refuses a layer with device nodes.
+#[test]
+fn export_import_round_trip() {
+    let d = Daemon::start();
+    let tmp = std::env::temp_dir().join(format!("berth-export-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "-v",
+        "exv:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /marker; echo in-volume > /vol/f; sleep 1000",
+    ]);
+    common::eventually("the marker", || {
+        d.berth(&["exec", "ex", "test", "-f", "/vol/f"])
+            .status
+            .success()
+    });
+    let pipe = |tag: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("docker export ex | docker import - {tag}"))
+            .env("DOCKER_HOST", d.host())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "export | import: {}", stderr(&out));
+        assert_eq!(
+            d.ok(&["run", "--rm", tag, "cat", "/marker"]),
+            "kept",
+            "{tag}"
+        );
+    };
+    pipe("exported:running");
+    let tar = tmp.join("ex.tar");
+    let out = d.docker(&["export", "-o", tar.to_str().unwrap(), "ex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = std::process::Command::new("tar")
+        .arg("tvf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listing = stdout(&listing);
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.starts_with('c') || l.starts_with('b')),
+        "{listing}"
+    );
+    assert!(!listing.contains("dev/null"), "{listing}");
+    assert!(!listing.contains("vol/f"), "{listing}");
+    assert!(listing.contains("marker"), "{listing}");
+    d.ok(&["stop", "-t", "0", "ex"]);
+    pipe("exported:stopped");
+
+    // A tar with a device node is still refused by import.
+    let dev_tar = tmp.join("dev.tar");
+    let st = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, tarfile\n\
+             t = tarfile.open(sys.argv[1], 'w')\n\
+             i = tarfile.TarInfo('dev/full'); i.type = tarfile.CHRTYPE; i.devmajor = 1; i.devminor = 7\n\
+             t.addfile(i); t.close()",
+        )
+        .arg(&dev_tar)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d.docker(&["import", dev_tar.to_str().unwrap(), "withdev:1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("device nodes"), "{}", stderr(&out));
+
+    d.ok(&["rm", "-f", "ex"]);
+    d.ok(&["volume", "rm", "exv"]);
+    d.ok(&["rmi", "exported:running", "exported:stopped"]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
