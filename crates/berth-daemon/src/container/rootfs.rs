@@ -93,15 +93,29 @@ impl Drop for TempMount {
     }
 }
 
-/// A container's root filesystem opened for one operation, and what keeps it there.
-pub struct OpenRoot {
-    root: Root,
-    /// For a stopped container: its overlay mounted in the daemon's namespace (unmounted
-    /// after `root` is closed, the run dir removed last).
-    mount: Option<(TempMount, RunDir)>,
+/// The volumes of a stopped container taken in use for one operation (a volume with mount
+/// options is mounted meanwhile); let go on drop.
+struct VolumesHeld<'a> {
+    d: &'a Daemon,
+    id: String,
 }
 
-impl OpenRoot {
+impl Drop for VolumesHeld<'_> {
+    fn drop(&mut self) {
+        self.d.volumes.deactivate(&self.id);
+    }
+}
+
+/// A container's root filesystem opened for one operation, and what keeps it there.
+pub struct OpenRoot<'a> {
+    root: Root,
+    /// For a stopped container: its overlay mounted in the daemon's namespace (unmounted
+    /// after `root` is closed, with the volumes bound in it; then the volumes are let go and
+    /// the run dir removed last).
+    mount: Option<(TempMount, Option<VolumesHeld<'a>>, RunDir)>,
+}
+
+impl OpenRoot<'_> {
     pub fn root(&self) -> &Root {
         &self.root
     }
@@ -122,7 +136,7 @@ impl OpenRoot {
 /// A running container's volumes and bind mounts are seen at their mount points; with
 /// `volumes`, a stopped container's are too (bound there for the operation, as dockerd does
 /// for `cp`), and without, only its own filesystem is (the image content a volume hides).
-pub fn open_root(d: &Daemon, c: &Container, volumes: bool) -> Result<OpenRoot> {
+pub fn open_root<'a>(d: &'a Daemon, c: &Container, volumes: bool) -> Result<OpenRoot<'a>> {
     let r = c.snapshot();
     if r.is_running() && r.state.pid > 0 {
         let root = Root::open(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
@@ -145,7 +159,13 @@ pub fn open_root(d: &Daemon, c: &Container, volumes: bool) -> Result<OpenRoot> {
     .map_err(|e| Error::internal(format!("mounting the container's filesystem: {e}")))?;
     let mount = TempMount(target.clone());
     let root = Root::open(&target)?;
+    let mut held = None;
     if volumes {
+        crate::volume::mounts::activate(d, &r)?;
+        held = Some(VolumesHeld {
+            d,
+            id: c.id.clone(),
+        });
         // Binds below the temporary overlay stay in it (unmounted with it, seen nowhere else).
         nix::mount::mount(
             None::<&str>,
@@ -159,7 +179,7 @@ pub fn open_root(d: &Daemon, c: &Container, volumes: bool) -> Result<OpenRoot> {
     }
     Ok(OpenRoot {
         root,
-        mount: Some((mount, run_dir)),
+        mount: Some((mount, held, run_dir)),
     })
 }
 
