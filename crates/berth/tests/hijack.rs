@@ -160,6 +160,24 @@ fn exec_framing_follows_the_start_request() {
     eventually("the detached exec to end", || {
         exec_inspect(&d, &id)["ExitCode"] == 7
     });
+    // The CLIs take the empty answer.
+    d.ok(&["exec", "-d", "hj", "touch", "/tmp/by-berth"]);
+    let out = d.docker(&["exec", "-d", "hj", "touch", "/tmp/by-docker"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    eventually("the detached execs' files", || {
+        d.berth(&[
+            "exec",
+            "hj",
+            "test",
+            "-f",
+            "/tmp/by-berth",
+            "-a",
+            "-f",
+            "/tmp/by-docker",
+        ])
+        .status
+        .success()
+    });
     d.ok(&["rm", "-f", "hj"]);
 }
 
