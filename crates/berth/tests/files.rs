@@ -551,6 +551,19 @@ fn cp_sees_volumes_and_binds() {
     refused("cv:/hostro");
     assert!(!host_dir.join("x.txt").exists());
     assert!(!host_dir.join("payload.txt").exists());
+    // Through the root, into the read-only mount below it: the mount itself is read-only.
+    let evil = tmp.join("hostro");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(evil.join("evil.txt"), "no\n").unwrap();
+    let through_root = || {
+        let out = d.docker(&["cp", evil.to_str().unwrap(), "cv:/"]);
+        assert!(
+            !out.status.success(),
+            "a write below a read-only mount went through"
+        );
+        assert!(!host_dir.join("evil.txt").exists());
+    };
+    through_root();
     docker_ok(&["cp", src, "cv:/hostrw/rw.txt"]);
     assert_eq!(
         std::fs::read_to_string(host_dir.join("rw.txt")).unwrap(),
@@ -586,6 +599,7 @@ fn cp_sees_volumes_and_binds() {
     let tar = docker_ok(&["cp", "cv:/hostrw/hostfile", "-"]);
     assert!(contains(&tar, b"from the host\n"));
     refused("cv:/hostro/x.txt");
+    through_root();
 
     // Stopped after running.
     d.ok(&["stop", "-t", "0", "cv"]);
