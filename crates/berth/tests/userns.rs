@@ -540,6 +540,13 @@ fn commit_build_cp_and_export_use_the_containers_ids() {
     let owners = tar_owners(&tar);
     assert_eq!(owners["x"], (0, 0));
     assert_eq!(owners["x/y"], (3, 4));
+    // export of a running container too: its layers, with the container's ids.
+    let tar = dir.0.join("live.tar");
+    d.ok(&["export", "-o", tar.to_str().unwrap(), "live"]);
+    let owners = tar_owners(&tar);
+    assert_eq!(owners["x/y"], (3, 4));
+    assert_eq!(owners["bin/busybox"], (0, 0));
+    assert!(!owners.contains_key("dev/null"), "{owners:?}");
 
     // A build's RUN steps run remapped; its layers record the container's ids.
     let ctx = HostDir::new("ctx");

@@ -184,18 +184,11 @@ pub async fn export(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
     d.container_event(&c, "export", &[]);
     let body = crate::util::stream_body(move |out| {
+        // Under --userns-remap the layers hold the image's ids and the changes the mapped
+        // ones: the mapping turns the latter back, and leaves the former as they are.
         let ids = d.remap_of(&c.rec()).map(|r| r.ids.clone());
-        match ids {
-            // Its layers hold the image's ids and its changes the mapped ones: read through
-            // the container's (id-mapped) root instead.
-            Some(ids) => with_open_root(&d, &c, |root| {
-                Ok(berth_image::archive::tar_root(root, out, Some(&ids))?)
-            }),
-            None => {
-                let root = crate::container::rootfs::open_layers(&d, &c)?;
-                Ok(berth_image::archive::tar_root(&root, out, None)?)
-            }
-        }
+        let root = crate::container::rootfs::open_layers(&d, &c)?;
+        Ok(berth_image::archive::tar_root(&root, out, ids.as_ref())?)
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
