@@ -257,3 +257,28 @@ fn detach_keys_end_exec_and_attach_sessions_at_once() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]), "true");
     d.ok(&["rm", "-f", "dk"]);
 }
+
+/// An attach without `Upgrade` gets the stream right after the head, unframed by HTTP (no
+/// chunk sizes), until the connection closes, as from dockerd's hijacked `200`.
+#[test]
+fn attach_without_upgrade_streams_raw() {
+    let d = Daemon::start();
+    d.ok(&["run", "--name", "nu", "busybox", "echo", "logged"]);
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(
+        b"POST /containers/nu/attach?logs=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\n\
+          Content-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let all = read_to_end(&mut s);
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 OK\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("transfer-encoding"), "{head}");
+    assert!(!lower.contains("content-length"), "{head}");
+    let at = all.len() - body.len();
+    assert_eq!(frames(&all[at..]), [(1u8, b"logged\n".to_vec())]);
+    d.ok(&["rm", "nu"]);
+}

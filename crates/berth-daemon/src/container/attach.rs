@@ -170,8 +170,11 @@ where
 }
 
 /// Run `serve` on one end of an in-memory pipe whose other end goes to the client: the
-/// upgraded connection (answering `101 UPGRADED`), or a plain streaming body when the client
-/// asked for no upgrade.
+/// upgraded connection (answering `101 UPGRADED`), or, when the client asked for no upgrade,
+/// the raw stream as the body of a `200` that ends when the connection closes (dockerd
+/// hijacks that connection too: its stream follows the head unframed, not chunked; hyper
+/// writes a body without chunking only in an HTTP/1.0 answer, which HTTP/1.1 clients read
+/// the same way).
 pub fn serve_stream<F, Fut>(
     serve: F,
     upgrade: bool,
@@ -199,6 +202,7 @@ where
             }
         });
         let mut resp = Response::new(Body::from_stream(body));
+        *resp.version_mut() = axum::http::Version::HTTP_10;
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/vnd.docker.raw-stream"),
