@@ -261,12 +261,16 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parse a JSON request body; an empty body gives the default.
+/// Parse a JSON request body as dockerd's Go decoder does (see [`berth_api::decode`]): `null` is
+/// the zero value, unknown members are ignored, field names match case-insensitively, and only
+/// malformed JSON or a wrong type is a 400. An empty body gives the default. Every route that
+/// takes a JSON body decodes it here.
 pub fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+    berth_api::decode::from_slice(body)
+        .map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
 }
 
 pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {

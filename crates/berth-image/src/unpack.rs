@@ -470,11 +470,13 @@ impl<'o> Extractor<'o> {
         let h = entry.header();
         let bad =
             |what: &str, e: io::Error| self.refuse(name, &format!("bad {what} in header: {e}"));
-        let mut uid = h.uid().map_err(|e| bad("uid", e))?;
-        let mut gid = h.gid().map_err(|e| bad("gid", e))?;
-        let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
+        let raw = h.as_old();
+        let mut uid = blank_is_zero(&raw.uid, h.uid()).map_err(|e| bad("uid", e))?;
+        let mut gid = blank_is_zero(&raw.gid, h.gid()).map_err(|e| bad("gid", e))?;
+        let mode = blank_is_zero(&raw.mode, h.mode()).map_err(|e| bad("mode", e))? & 0o7777;
+        let mtime = blank_is_zero(&raw.mtime, h.mtime()).map_err(|e| bad("mtime", e))?;
         let mut mtime = Timespec {
-            tv_sec: i64::try_from(h.mtime().map_err(|e| bad("mtime", e))?).unwrap_or(i64::MAX),
+            tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
             tv_nsec: 0,
         };
         let mut xattrs = Vec::new();
@@ -1065,6 +1067,16 @@ pub fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Resul
         remove_tree_at(fd.as_fd(), c)?;
     }
     rustix::fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR)
+}
+
+/// A numeric header field left blank (all NULs or spaces) reads as 0, as Go's archive/tar
+/// reads it: tars that SDKs build with a bare header (no uid, gid or mtime set) have them.
+fn blank_is_zero<T: Default>(raw: &[u8], parsed: io::Result<T>) -> io::Result<T> {
+    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+        Ok(T::default())
+    } else {
+        parsed
+    }
 }
 
 #[cfg(test)]
