@@ -460,7 +460,7 @@ mod tests {
             Credentials::IdentityToken("tok".into())
         );
         let json = r#"{"registrytoken":"rt","identitytoken":"it"}"#;
-        let cfg = serde_json::from_str::<AuthConfig>(&json).unwrap();
+        let cfg = serde_json::from_str::<AuthConfig>(json).unwrap();
         assert_eq!(
             cfg.credentials().unwrap(),
             Credentials::RegistryToken("rt".into())

@@ -1107,6 +1107,23 @@ mod tests {
     }
 
     #[test]
+    fn blank_numeric_fields_read_as_zero() {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        let raw = h.as_old();
+        assert_eq!(blank_is_zero(&raw.uid, h.uid()).unwrap(), 0);
+        assert_eq!(blank_is_zero(&raw.mtime, h.mtime()).unwrap(), 0);
+        h.set_uid(7);
+        let raw = h.as_old();
+        assert_eq!(blank_is_zero(&raw.uid, h.uid()).unwrap(), 7);
+        // A field with garbage is still an error.
+        let mut bad = h.clone();
+        bad.as_old_mut().gid = *b"xx\0\0\0\0\0\0";
+        let raw = bad.as_old();
+        assert!(blank_is_zero(&raw.gid, bad.gid()).is_err());
+    }
+
+    #[test]
     fn pax_times() {
         let t = parse_pax_time("1700000000.5").unwrap();
         assert_eq!((t.tv_sec, t.tv_nsec), (1700000000, 500_000_000));
