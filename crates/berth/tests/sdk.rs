@@ -332,3 +332,40 @@ fn network_volume_and_exec_flow() {
         assert!(docker.inspect_volume("sdk-vol").await.is_err());
     });
 }
+
+#[test]
+fn system_flow() {
+    let d = Daemon::start();
+    runtime().block_on(async {
+        let docker = connect(&d).await;
+        assert_eq!(docker.ping().await.expect("ping"), "OK");
+        let version = docker.version().await.expect("version");
+        assert!(version.api_version.is_some(), "{version:?}");
+        let info = docker.info().await.expect("info");
+        assert_eq!(info.images, Some(1), "{info:?}");
+        let swarm = info.swarm.expect("info's swarm section");
+        assert_eq!(
+            swarm.local_node_state,
+            Some(bollard::models::LocalNodeState::INACTIVE)
+        );
+        // bollard's model is API 1.52's (`ImageUsage`…); at 1.50 it must still decode.
+        docker
+            .df(None::<bollard::query_parameters::DataUsageOptions>)
+            .await
+            .expect("df");
+        let networks = docker.list_networks(None).await.expect("networks");
+        assert!(networks.iter().any(|n| n.name.as_deref() == Some("bridge")));
+        // Swarm-mode calls fail as on dockerd outside a swarm: 503, not 404.
+        let swarm = docker.inspect_swarm().await;
+        assert!(
+            matches!(
+                swarm,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 503,
+                    ..
+                })
+            ),
+            "{swarm:?}"
+        );
+    });
+}
