@@ -158,7 +158,7 @@ impl AuthConfig {
         let json = BASE64URL_NOPAD
             .decode(normalized.as_bytes())
             .map_err(|_| invalid(header, "not base64url"))?;
-        serde_json::from_slice(&json).map_err(|_| invalid(header, "not a JSON auth config"))
+        berth_api::decode::from_slice(&json).map_err(|_| invalid(header, "not a JSON auth config"))
     }
 
     /// Encode as an `X-Registry-Auth` header value (base64url with padding, as the docker CLI).
@@ -458,6 +458,16 @@ mod tests {
         assert_eq!(
             cfg.credentials().unwrap(),
             Credentials::IdentityToken("tok".into())
+        );
+        // Null members are empty, as Go decodes them.
+        let json = r#"{"username":"n","password":"p","email":null,"IdentityToken":null}"#;
+        let cfg = AuthConfig::decode(&BASE64URL.encode(json.as_bytes())).unwrap();
+        assert_eq!(
+            cfg.credentials().unwrap(),
+            Credentials::Basic {
+                username: "n".into(),
+                password: "p".into()
+            }
         );
         let json = r#"{"registrytoken":"rt","identitytoken":"it"}"#;
         let cfg = serde_json::from_str::<AuthConfig>(json).unwrap();
