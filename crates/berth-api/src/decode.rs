@@ -6,7 +6,7 @@
 //! The body is parsed to a [`serde_json::Value`] and then deserialized through [`Lenient`], a
 //! deserializer over that value which applies those rules at every level.
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
+use serde::de::{self, DeserializeSeed, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 /// Decode a JSON document as Go's `encoding/json` would decode it into `T`. For absent members to
@@ -174,14 +174,6 @@ impl<'de> de::Deserializer<'de> for Lenient {
     }
 }
 
-impl<'de> IntoDeserializer<'de, serde_json::Error> for Lenient {
-    type Deserializer = Lenient;
-
-    fn into_deserializer(self) -> Lenient {
-        self
-    }
-}
-
 /// Array elements, each decoded leniently.
 struct Seq(std::vec::IntoIter<Value>);
 
@@ -204,29 +196,40 @@ impl<'de> de::SeqAccess<'de> for Seq {
 }
 
 /// Object members, each value decoded leniently. For a struct (`fields` given), a key that is
-/// not a field name is replaced by the field name it equals case-insensitively, as Go matches.
+/// not a field name is replaced by the field name it equals case-insensitively, as Go matches;
+/// when two keys fall on one field, the exact spelling wins (instead of serde's "duplicate
+/// field" error).
 struct Members {
-    iter: serde_json::map::IntoIter,
-    fields: Option<&'static [&'static str]>,
+    iter: std::vec::IntoIter<(String, Value)>,
     value: Option<Value>,
 }
 
 impl Members {
     fn new(m: Map<String, Value>, fields: Option<&'static [&'static str]>) -> Members {
+        let entries: Vec<(String, Value)> = match fields {
+            None => m.into_iter().collect(),
+            Some(fields) => {
+                let mut out: Vec<(String, Value, bool)> = Vec::with_capacity(m.len());
+                for (k, v) in m {
+                    let folded = (!fields.contains(&k.as_str()))
+                        .then(|| fields.iter().find(|f| f.eq_ignore_ascii_case(&k)))
+                        .flatten();
+                    let (name, exact) = match folded {
+                        Some(f) => ((*f).to_string(), false),
+                        None => (k, true),
+                    };
+                    match out.iter_mut().find(|(n, _, _)| *n == name) {
+                        Some(slot) if exact || !slot.2 => *slot = (name, v, exact),
+                        Some(_) => {}
+                        None => out.push((name, v, exact)),
+                    }
+                }
+                out.into_iter().map(|(n, v, _)| (n, v)).collect()
+            }
+        };
         Members {
-            iter: m.into_iter(),
-            fields,
+            iter: entries.into_iter(),
             value: None,
-        }
-    }
-
-    fn field_name(&self, key: String) -> String {
-        match self.fields {
-            Some(fields) if !fields.contains(&key.as_str()) => fields
-                .iter()
-                .find(|f| f.eq_ignore_ascii_case(&key))
-                .map_or(key, |f| (*f).to_string()),
-            _ => key,
         }
     }
 }
@@ -241,8 +244,7 @@ impl<'de> de::MapAccess<'de> for Members {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                let name = self.field_name(k);
-                seed.deserialize(Value::String(name)).map(Some)
+                seed.deserialize(Value::String(k)).map(Some)
             }
             None => Ok(None),
         }
@@ -335,6 +337,9 @@ mod tests {
     fn field_names_match_case_insensitively_exact_first() {
         let o: Inner = from_slice(br#"{"interval":5,"NAME":"n","on":true}"#).unwrap();
         assert_eq!((o.interval, o.name.as_str(), o.on), (5, "n", true));
+        // Two spellings of one field: the exact one wins, whatever the order.
+        let o: Inner = from_slice(br#"{"name":"folded","Name":"exact","NAME":"x"}"#).unwrap();
+        assert_eq!(o.name, "exact");
         // Map keys are data: they keep their spelling.
         let o: Inner = from_slice(br#"{"map":{"Key":"v"}}"#).unwrap();
         assert_eq!(o.map["Key"], "v");
