@@ -484,19 +484,9 @@ fn call(method: &'static str, template: &'static str, path: &str, body: Body, ex
 /// Routes of the swagger that the walk does not call, and why.
 const NOT_WALKED: &[(&str, &str, &str)] = &[
     (
-        "POST",
-        "/containers/{id}/attach",
-        "hijacked stream: tests/tty.rs and the docker CLI tests",
-    ),
-    (
         "GET",
         "/containers/{id}/attach/ws",
         "websocket attach: not served by berth",
-    ),
-    (
-        "POST",
-        "/images/create",
-        "pulls from a registry: tests/registry.rs",
     ),
     (
         "POST",
@@ -875,6 +865,23 @@ fn walk_calls(d: &Daemon) -> Vec<Call> {
             "POST",
             "/images/load",
             "/images/load?quiet=1",
+            Body::None,
+            200,
+        ),
+        // An import (`fromSrc=-`); pulls are in tests/registry.rs.
+        call(
+            "POST",
+            "/images/create",
+            "/images/create?fromSrc=-&repo=conf&tag=imp",
+            Body::Tar(tar_of(&[("imported.txt", b"imported\n")])),
+            200,
+        ),
+        // The logs of a stopped stream: the answer ends by itself (hijacked attaches are in
+        // tests/tty.rs and the docker CLI tests).
+        call(
+            "POST",
+            "/containers/{id}/attach",
+            "/containers/walk2/attach?logs=1&stream=0&stdout=1",
             Body::None,
             200,
         ),
