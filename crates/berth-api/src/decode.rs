@@ -10,9 +10,16 @@ use serde::de::{self, DeserializeSeed, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 /// Decode a JSON document as Go's `encoding/json` would decode it into `T`. For absent members to
-/// get their zero value, `T`'s structs carry `#[serde(default)]`.
+/// get their zero value, `T`'s structs carry `#[serde(default)]`. As dockerd's `json.Decoder`,
+/// it reads the first JSON value and ignores what follows it.
 pub fn from_slice<T: de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
-    let v: Value = serde_json::from_slice(body)?;
+    let v = match serde_json::Deserializer::from_slice(body)
+        .into_iter::<Value>()
+        .next()
+    {
+        Some(v) => v?,
+        None => return Err(de::Error::custom("unexpected end of JSON input")),
+    };
     T::deserialize(Lenient(v))
 }
 
@@ -331,6 +338,9 @@ mod tests {
         assert_eq!(o.items[1].list, vec!["a".to_string(), String::new()]);
         let whole: Outer = from_slice(b"null").unwrap();
         assert_eq!(whole, Outer::default());
+        // What follows the first value is not read, as by Go's json.Decoder.
+        let first: Outer = from_slice(br#"{"Float":1.5} {"Float":2} trailing"#).unwrap();
+        assert_eq!(first.float, 1.5);
     }
 
     #[test]
@@ -356,6 +366,7 @@ mod tests {
             br#"{"Items":{}}"#,
             br#"[]"#,
             br#"{"Inner":"#,
+            b"",
         ] {
             assert!(
                 from_slice::<Outer>(bad).is_err(),
