@@ -24,6 +24,8 @@ enum Body {
 struct Reply {
     status: u16,
     content_type: String,
+    /// Header names, lowercased.
+    headers: BTreeSet<String>,
     body: Vec<u8>,
 }
 
@@ -90,9 +92,15 @@ fn request(d: &Daemon, method: &str, path: &str, body: Body) -> Reply {
     } else {
         out.stdout
     };
+    let headers = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, _)| k.trim().to_ascii_lowercase())
+        .collect();
     Reply {
         status,
         content_type,
+        headers,
         body,
     }
 }
@@ -998,6 +1006,12 @@ fn every_swagger_route_berth_serves_answers_by_its_schema() {
             c.template
         );
         let what = format!("{} {}{}", c.method, version, c.path);
+        // dockerd's headers on every answer.
+        for h in ["api-version", "docker-experimental", "ostype", "server"] {
+            if !r.headers.contains(h) {
+                errs.push(format!("{what}: no {h} header"));
+            }
+        }
         if r.status != c.expect {
             errs.push(format!(
                 "{what}: status {} (want {}): {}",
