@@ -258,13 +258,44 @@ pub struct UpdateResponse {
 }
 
 /// `POST /containers/create` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
 pub struct CreateRequest {
     #[serde(flatten)]
     pub config: Config,
     pub host_config: HostConfig,
     pub networking_config: Option<NetworkingConfig>,
+}
+
+/// By hand rather than derived: serde's `flatten` buffers the members of `Config` in a form
+/// that loses the `null`-is-zero rules of [`crate::decode`], so the object is split here and
+/// each part decoded leniently.
+impl<'de> Deserialize<'de> for CreateRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut members = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => {
+                return Err(D::Error::custom(
+                    "a container create body must be a JSON object",
+                ))
+            }
+        };
+        let mut req = CreateRequest::default();
+        for (name, v) in
+            crate::decode::take_members(&mut members, &["HostConfig", "NetworkingConfig"])
+        {
+            if name == "HostConfig" {
+                req.host_config = crate::decode::from_value(v).map_err(D::Error::custom)?;
+            } else {
+                req.networking_config = crate::decode::from_value(v).map_err(D::Error::custom)?;
+            }
+        }
+        req.config = crate::decode::from_value(serde_json::Value::Object(members))
+            .map_err(D::Error::custom)?;
+        Ok(req)
+    }
 }
 
 /// The networks a container is created on, with its endpoint settings on each.

@@ -2,6 +2,7 @@
 //! Docker Engine API swagger, the error type with its HTTP status, API versions and the stdcopy codec.
 
 pub mod container;
+pub mod decode;
 pub mod detach;
 pub mod duration;
 pub mod error;

@@ -22,11 +22,15 @@ impl Query {
         self.0.get(k).map(String::as_str)
     }
     /// Go's strconv.ParseBool plus Docker's "empty = false".
+    /// A boolean parameter as dockerd's `httputils.BoolValue` reads it: absent, empty, `0`,
+    /// `no`, `false` and `none` (any case, spaces trimmed) are false, anything else is true.
     pub fn bool(&self, k: &str) -> bool {
-        matches!(
-            self.get(k),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
-        )
+        self.get(k).is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "no" | "false" | "none"
+            )
+        })
     }
     pub fn int(&self, k: &str) -> Result<Option<i64>> {
         match self.get(k) {
@@ -261,12 +265,16 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parse a JSON request body; an empty body gives the default.
+/// Parse a JSON request body as dockerd's Go decoder does (see [`berth_api::decode`]): `null` is
+/// the zero value, unknown members are ignored, field names match case-insensitively, and only
+/// malformed JSON or a wrong type is a 400. An empty body gives the default. Every route that
+/// takes a JSON body decodes it here.
 pub fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+    berth_api::decode::from_slice(body)
+        .map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
 }
 
 pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
@@ -295,6 +303,11 @@ mod tests {
         assert_eq!(q.get("fromImage"), Some("127.0.0.1:5000/busybox"));
         assert!(q.bool("all"));
         assert!(!q.bool("t"));
+        let b = Query::parse(Some("a=yes&b=No&c=%20FALSE%20&d=none&e=on&f=0"));
+        assert_eq!(
+            ["a", "b", "c", "d", "e", "f", "absent"].map(|k| b.bool(k)),
+            [true, false, false, false, true, false, false]
+        );
         assert_eq!(q.get("f"), Some("%zz"));
         let f = Query::parse(Some(
             "filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%2C%22status%22%3A%7B%22exited%22%3Atrue%7D%7D",

@@ -158,20 +158,7 @@ impl AuthConfig {
         let json = BASE64URL_NOPAD
             .decode(normalized.as_bytes())
             .map_err(|_| invalid(header, "not base64url"))?;
-        serde_json::from_slice(&json).map_err(|_| invalid(header, "not a JSON auth config"))
-    }
-
-    /// Parse the JSON body of `POST /auth`.
-    pub fn from_json(body: &[u8]) -> Result<AuthConfig, Error> {
-        serde_json::from_slice(body).map_err(|e| Error::InvalidInput {
-            what: "auth config",
-            value: String::new(),
-            reason: if e.is_syntax() || e.is_eof() {
-                "not valid JSON"
-            } else {
-                "not a JSON auth config"
-            },
-        })
+        berth_api::decode::from_slice(&json).map_err(|_| invalid(header, "not a JSON auth config"))
     }
 
     /// Encode as an `X-Registry-Auth` header value (base64url with padding, as the docker CLI).
@@ -472,14 +459,24 @@ mod tests {
             cfg.credentials().unwrap(),
             Credentials::IdentityToken("tok".into())
         );
+        // Null members are empty, as Go decodes them.
+        let json = r#"{"username":"n","password":"p","email":null,"IdentityToken":null}"#;
+        let cfg = AuthConfig::decode(&BASE64URL.encode(json.as_bytes())).unwrap();
+        assert_eq!(
+            cfg.credentials().unwrap(),
+            Credentials::Basic {
+                username: "n".into(),
+                password: "p".into()
+            }
+        );
         let json = r#"{"registrytoken":"rt","identitytoken":"it"}"#;
-        let cfg = AuthConfig::from_json(json.as_bytes()).unwrap();
+        let cfg = serde_json::from_str::<AuthConfig>(json).unwrap();
         assert_eq!(
             cfg.credentials().unwrap(),
             Credentials::RegistryToken("rt".into())
         );
         let json = format!(r#"{{"auth":"{}"}}"#, BASE64.encode(b"carol:pw:with:colons"));
-        let cfg = AuthConfig::from_json(json.as_bytes()).unwrap();
+        let cfg = serde_json::from_str::<AuthConfig>(&json).unwrap();
         assert_eq!(
             cfg.credentials().unwrap(),
             Credentials::Basic {
@@ -498,7 +495,6 @@ mod tests {
     fn x_registry_auth_rejects_garbage() {
         assert!(AuthConfig::decode("!!!not base64!!!").is_err());
         assert!(AuthConfig::decode(&BASE64URL.encode(b"[1,2]")).is_err());
-        assert!(AuthConfig::from_json(b"{").is_err());
         let cfg = AuthConfig {
             auth: BASE64.encode(b"no-colon"),
             ..AuthConfig::default()

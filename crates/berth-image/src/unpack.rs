@@ -470,11 +470,13 @@ impl<'o> Extractor<'o> {
         let h = entry.header();
         let bad =
             |what: &str, e: io::Error| self.refuse(name, &format!("bad {what} in header: {e}"));
-        let mut uid = h.uid().map_err(|e| bad("uid", e))?;
-        let mut gid = h.gid().map_err(|e| bad("gid", e))?;
-        let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
+        let raw = h.as_old();
+        let mut uid = blank_is_zero(&raw.uid, h.uid()).map_err(|e| bad("uid", e))?;
+        let mut gid = blank_is_zero(&raw.gid, h.gid()).map_err(|e| bad("gid", e))?;
+        let mode = blank_is_zero(&raw.mode, h.mode()).map_err(|e| bad("mode", e))? & 0o7777;
+        let mtime = blank_is_zero(&raw.mtime, h.mtime()).map_err(|e| bad("mtime", e))?;
         let mut mtime = Timespec {
-            tv_sec: i64::try_from(h.mtime().map_err(|e| bad("mtime", e))?).unwrap_or(i64::MAX),
+            tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
             tv_nsec: 0,
         };
         let mut xattrs = Vec::new();
@@ -1067,6 +1069,16 @@ pub fn remove_tree_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> std::result::Resul
     rustix::fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR)
 }
 
+/// A numeric header field left blank (all NULs or spaces) reads as 0, as Go's archive/tar
+/// reads it: tars that SDKs build with a bare header (no uid, gid or mtime set) have them.
+fn blank_is_zero<T: Default>(raw: &[u8], parsed: io::Result<T>) -> io::Result<T> {
+    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+        Ok(T::default())
+    } else {
+        parsed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1092,6 +1104,23 @@ mod tests {
         assert_eq!(Compression::detect(b"BZh9"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"abc"), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);
+    }
+
+    #[test]
+    fn blank_numeric_fields_read_as_zero() {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        let raw = h.as_old();
+        assert_eq!(blank_is_zero(&raw.uid, h.uid()).unwrap(), 0);
+        assert_eq!(blank_is_zero(&raw.mtime, h.mtime()).unwrap(), 0);
+        h.set_uid(7);
+        let raw = h.as_old();
+        assert_eq!(blank_is_zero(&raw.uid, h.uid()).unwrap(), 7);
+        // A field with garbage is still an error.
+        let mut bad = h.clone();
+        bad.as_old_mut().gid = *b"xx\0\0\0\0\0\0";
+        let raw = bad.as_old();
+        assert!(blank_is_zero(&raw.gid, bad.gid()).is_err());
     }
 
     #[test]

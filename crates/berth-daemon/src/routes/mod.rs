@@ -6,6 +6,7 @@ mod files;
 mod images;
 mod monitor;
 mod networks;
+mod swarm;
 mod system;
 mod volumes;
 
@@ -80,8 +81,22 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/volumes/prune", post(volumes::prune))
         .route(
             "/volumes/{name}",
-            get(volumes::inspect).delete(volumes::remove),
+            get(volumes::inspect)
+                .delete(volumes::remove)
+                .put(swarm::volume_update),
         )
+        .route("/swarm", axum::routing::any(swarm::swarm))
+        .route("/swarm/{*rest}", axum::routing::any(swarm::swarm))
+        .route("/nodes", axum::routing::any(swarm::cluster))
+        .route("/nodes/{*rest}", axum::routing::any(swarm::cluster))
+        .route("/services", axum::routing::any(swarm::cluster))
+        .route("/services/{*rest}", axum::routing::any(swarm::cluster))
+        .route("/tasks", axum::routing::any(swarm::cluster))
+        .route("/tasks/{*rest}", axum::routing::any(swarm::cluster))
+        .route("/secrets", axum::routing::any(swarm::cluster))
+        .route("/secrets/{*rest}", axum::routing::any(swarm::cluster))
+        .route("/configs", axum::routing::any(swarm::cluster))
+        .route("/configs/{*rest}", axum::routing::any(swarm::cluster))
         .fallback(system::not_found)
         .with_state(d)
 }

@@ -106,14 +106,11 @@ pub async fn events(
         .into_response())
 }
 
-/// Go's `BoolValueOrDefault`: absent means `default`; "", "0", "no", "false", "none" are false.
+/// Go's `BoolValueOrDefault`: absent means `default`, else [`Query::bool`].
 fn bool_or(q: &Query, key: &str, default: bool) -> bool {
     match q.get(key) {
         None => default,
-        Some(v) => !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "" | "0" | "no" | "false" | "none"
-        ),
+        Some(_) => q.bool(key),
     }
 }
 

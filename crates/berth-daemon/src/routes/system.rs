@@ -193,8 +193,13 @@ pub async fn auth(
     axum::extract::State(d): super::St,
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> crate::error::Result<axum::response::Response> {
-    let cfg = berth_distribution::AuthConfig::from_json(&body)
-        .map_err(|e| crate::error::Error::bad_request(e.to_string()))?;
+    // dockerd refuses an empty body here (its `ReadJSON` sees EOF).
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(crate::error::Error::bad_request(
+            "invalid JSON: got EOF while reading request body",
+        ));
+    }
+    let cfg: berth_distribution::AuthConfig = crate::util::json_body(&body)?;
     let registry = cfg.registry();
     let creds = cfg
         .credentials()
