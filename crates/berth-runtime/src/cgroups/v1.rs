@@ -71,6 +71,27 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
 }
 
+/// A cgroup's realtime runtime cannot pass its parent's, and a new cgroup's is 0: give each
+/// ancestor below the hierarchy's root (which keeps the kernel's budget) at least `rt`,
+/// top-down, as dockerd's daemon-wide `--cpu-rt-runtime` does for its parents.
+fn rt_budget(dir: &Path, rt: i64) -> Result<()> {
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.join("cpu.rt_runtime_us").exists())
+        .collect();
+    // The last one is the root of the hierarchy.
+    ancestors.pop();
+    for p in ancestors.into_iter().rev() {
+        let file = p.join("cpu.rt_runtime_us");
+        let cur: i64 = read_file(&file)?.trim().parse().unwrap_or(0);
+        if cur >= 0 && cur < rt {
+            write_file(&file, &rt.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// Apply `linux.resources` to the v1 hierarchies.
 pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
@@ -129,6 +150,11 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
             }
         }
         if let Some(rt) = c.realtime_runtime() {
+            if rt > 0 {
+                if let Some(dir) = dir_of(cg, "cpu") {
+                    rt_budget(dir, rt)?;
+                }
+            }
             if rt != 0 {
                 set_optional(cg, "cpu", "cpu.rt_runtime_us", rt)?;
             }
