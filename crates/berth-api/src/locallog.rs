@@ -102,8 +102,11 @@ fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// The protobuf fields of `b`: (number, varint value or bytes).
-fn fields(b: &[u8]) -> Option<Vec<(u64, Result<u64, &[u8]>)>> {
+/// A protobuf field's value: a varint (Ok) or length-delimited bytes (Err).
+type FieldValue<'a> = Result<u64, &'a [u8]>;
+
+/// The protobuf fields of `b`: (number, value).
+fn fields(b: &[u8]) -> Option<Vec<(u64, FieldValue<'_>)>> {
     let mut pos = 0;
     let mut out = Vec::new();
     while pos < b.len() {

@@ -350,7 +350,15 @@ mod tests {
             (last.source.as_str(), last.text()),
             ("stderr", b"tail".to_vec())
         );
-        assert_eq!(live[live.len() - 2].text(), b"line 39\n");
+        let last_out = entries
+            .iter()
+            .chain(&live)
+            .filter(|e| e.source == "stdout")
+            .next_back()
+            .unwrap();
+        assert_eq!(last_out.text(), b"line 39\n");
+        // Rotation keeps each file within max-size.
+        assert!(old.len() <= 300, "{}", old.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
