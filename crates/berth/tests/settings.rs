@@ -162,6 +162,20 @@ fn namespace_modes() {
     assert_eq!(hc["CgroupnsMode"], "host");
     assert_eq!(hc["PidMode"], "");
     assert_eq!(inspect(&d, "pp")["HostConfig"]["IpcMode"], "private");
+    // A container named in a mode is recorded by its id.
+    d.ok(&[
+        "create",
+        "--name",
+        "joiner",
+        "--pid",
+        "container:aa",
+        "busybox",
+    ]);
+    assert_eq!(
+        inspect(&d, "joiner")["HostConfig"]["PidMode"],
+        format!("container:{a}")
+    );
+    d.ok(&["rm", "joiner"]);
     for (flag, value, msg) in [
         ("--pid", "bogus", "invalid PID mode: bogus"),
         ("--ipc", "bogus", "invalid IPC mode: bogus"),

@@ -79,6 +79,7 @@ async fn create_as(
         host_config.log_config.kind = "json-file".into();
     }
     super::settings::set_defaults(&mut host_config);
+    super::settings::resolve_shared(d, &mut host_config);
     // Docker's defaults, recorded so that inspect shows them and `update` starts from them.
     if host_config.memory > 0 && host_config.memory_swap == 0 {
         host_config.memory_swap = host_config.memory * 2;

@@ -211,6 +211,16 @@ pub fn set_defaults(h: &mut HostConfig) {
     }
 }
 
+/// `container:<name>` PID and IPC modes name the container by its id, as dockerd records
+/// them, so that a rename does not break the sharing.
+pub fn resolve_shared(d: &Daemon, h: &mut HostConfig) {
+    for mode in [&mut h.pid_mode, &mut h.ipc_mode] {
+        if let Some(c) = container_of(mode).and_then(|n| d.find(n).ok()) {
+            *mode = format!("container:{}", c.id);
+        }
+    }
+}
+
 /// The start error of a log driver berth does not carry, in dockerd's words.
 pub fn log_driver_error(kind: &str) -> Option<String> {
     UNAVAILABLE_LOG_DRIVERS.contains(&kind).then(|| {
