@@ -524,3 +524,47 @@ fn log_drivers_none_and_local() {
     assert!(inspect(&d, "ff")["LogPath"] == "");
     d.ok(&["rm", "quiet", "loc", "ff"]);
 }
+
+#[test]
+fn shared_namespaces_under_userns_remap() {
+    let d = Daemon::start_with(&["--userns-remap", "default"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    d.ok(&["exec", "donor", "sh", "-c", "echo shared > /dev/shm/x"]);
+    let ns = |kind: &str| {
+        d.ok(&[
+            "exec",
+            "donor",
+            "readlink",
+            &format!("/proc/self/ns/{kind}"),
+        ])
+    };
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:donor",
+        "--pid",
+        "container:donor",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; cat /dev/shm/x",
+    ]);
+    assert_eq!(out, format!("{}\n{}\nshared", ns("ipc"), ns("pid")));
+    let err = fails(&d, &["run", "--rm", "--pid", "host", "busybox", "true"]);
+    assert!(
+        err.contains("cannot share the host PID namespace when user namespaces are enabled"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", "donor"]);
+}

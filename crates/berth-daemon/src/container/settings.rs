@@ -392,10 +392,28 @@ pub fn apply(
     // Namespaces: dropped for `host`, joined for `container:`.
     let mut joins: Vec<(&str, PathBuf)> = Vec::new();
     let mut drop: Vec<&str> = Vec::new();
+    // Under --userns-remap a donor's namespaces belong to its user namespace: joining them
+    // means joining that too, as for `--network container:`.
+    let remapped = d.remap_of(rec).is_some();
+    let mut donor_user: Option<PathBuf> = None;
+    let mut user_of = |or: &Record, pid: i32, what: &str| -> Result<()> {
+        match (remapped, d.remap_of(or).is_some()) {
+            (true, true) => donor_user = Some(format!("/proc/{pid}/ns/user").into()),
+            (true, false) => {
+                return Err(Error::bad_request(format!(
+                    "cannot join the {what} namespace of container {}: it runs with --userns=host and this one does not",
+                    or.id
+                )))
+            }
+            _ => {}
+        }
+        Ok(())
+    };
     if h.pid_mode == "host" {
         drop.push("pid");
     } else if let Some(other) = container_of(&h.pid_mode) {
-        let (pid, _, _) = running_pid(d, other, "PID")?;
+        let (pid, or, _) = running_pid(d, other, "PID")?;
+        user_of(&or, pid, "PID")?;
         joins.push(("pid", format!("/proc/{pid}/ns/pid").into()));
     }
     if h.uts_mode == "host" {
@@ -437,6 +455,7 @@ pub fn apply(
                         Some(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
                     }
                     "shareable" => {
+                        user_of(&or, pid, "IPC")?;
                         joins.push(("ipc", format!("/proc/{pid}/ns/ipc").into()));
                         Some(bind(&shm_dir(&other_run), "/dev/shm", &shm_opts))
                     }
@@ -457,6 +476,18 @@ pub fn apply(
         });
         for (t, path) in &joins {
             nss.push(json!({"type": t, "path": path}));
+        }
+        if let Some(user) = donor_user {
+            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
+                match ns["path"].as_str() {
+                    Some(p) if !p.is_empty() && Path::new(p) != user => {
+                        return Err(Error::bad_request(
+                            "the containers whose namespaces this one joins have different user namespaces",
+                        ))
+                    }
+                    _ => ns["path"] = json!(user),
+                }
+            }
         }
     }
     if let Some(mounts) = spec["mounts"].as_array_mut() {
