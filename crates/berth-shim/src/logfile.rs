@@ -353,8 +353,7 @@ mod tests {
         let last_out = entries
             .iter()
             .chain(&live)
-            .filter(|e| e.source == "stdout")
-            .next_back()
+            .rfind(|e| e.source == "stdout")
             .unwrap();
         assert_eq!(last_out.text(), b"line 39\n");
         // Rotation keeps each file within max-size.
