@@ -312,6 +312,24 @@ fn groups_devices_and_cgroup_limits() {
         format!("{dev} 77")
     );
     assert_eq!(cg("cpu", "cpu.rt_runtime_us"), "1000");
+    // A second one beside it: the parent's budget grows to hold both.
+    let id2 = d.ok(&[
+        "run",
+        "-d",
+        "--cpu-rt-runtime",
+        "2000",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let parent = PathBuf::from("/sys/fs/cgroup/cpu").join(&d.cgroup_parent);
+    let budget: i64 = std::fs::read_to_string(parent.join("cpu.rt_runtime_us"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(budget >= 3000, "{budget}");
+    d.ok(&["rm", "-f", &id2]);
     assert_eq!(d.ok(&["exec", &id, "cat", "/proc/1/oom_score_adj"]), "321");
     let hc = &inspect(&d, &id)["HostConfig"];
     assert_eq!(hc["BlkioDeviceReadBps"][0]["Rate"], 1 << 20);

@@ -206,9 +206,6 @@ pub fn set_defaults(h: &mut HostConfig) {
     if h.runtime.is_empty() {
         h.runtime = DEFAULT_RUNTIME.into();
     }
-    if h.isolation.is_empty() {
-        h.isolation = "default".into();
-    }
 }
 
 /// `container:<name>` PID and IPC modes name the container by its id, as dockerd records
