@@ -330,6 +330,25 @@ fn groups_devices_and_cgroup_limits() {
         .unwrap();
     assert!(budget >= 3000, "{budget}");
     d.ok(&["rm", "-f", &id2]);
+    // --cgroup-parent: the container's cgroup under it, and nothing left after removal.
+    let own = format!("{}-own", d.cgroup_parent);
+    let id3 = d.ok(&[
+        "run",
+        "-d",
+        "--cgroup-parent",
+        &own,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let pids = PathBuf::from("/sys/fs/cgroup/pids").join(&own);
+    assert!(pids.join(&id3).join("cgroup.procs").exists());
+    assert_eq!(
+        inspect(&d, &id3)["HostConfig"]["CgroupParent"],
+        own.as_str()
+    );
+    d.ok(&["rm", "-f", &id3]);
+    assert!(!pids.exists(), "{} left behind", pids.display());
     assert_eq!(d.ok(&["exec", &id, "cat", "/proc/1/oom_score_adj"]), "321");
     let hc = &inspect(&d, &id)["HostConfig"];
     assert_eq!(hc["BlkioDeviceReadBps"][0]["Rate"], 1 << 20);
@@ -519,6 +538,11 @@ fn log_drivers_none_and_local() {
     assert_eq!(lines, want.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(stderr(&out).trim(), "oops");
     assert_eq!(d.ok(&["logs", "--tail", "3", "loc"]), "line 299\nline 300");
+    let out = d.docker(&["logs", "--tail", "3", "loc"]);
+    assert_eq!(
+        (stdout(&out).as_str(), stderr(&out).as_str()),
+        ("line 299\nline 300\n", "oops\n")
+    );
     let ts = d.ok(&["logs", "-t", "--tail", "2", "loc"]);
     assert!(ts.ends_with("Z line 300"), "{ts}");
     assert_eq!(
