@@ -346,7 +346,7 @@ fn block_numbers(path: &str) -> Result<(u32, u32)> {
 
 /// The run-dir directory holding a `shareable` container's /dev/shm (a tmpfs of the host, so
 /// that `--ipc container:<it>` can mount the same one).
-pub fn shm_dir(run_dir: &Path) -> PathBuf {
+fn shm_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("shm")
 }
 
@@ -368,6 +368,13 @@ fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathB
         )));
     }
     Ok((or.state.pid, or, o.paths.run_dir.clone()))
+}
+
+/// What becomes of the container's own /dev/shm tmpfs (a user's mount there stays).
+enum Shm {
+    Keep,
+    Replace(Value),
+    Remove,
 }
 
 fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
@@ -420,12 +427,12 @@ pub fn apply(
         drop.push("cgroup");
     }
     let shm_opts = ["nosuid", "noexec", "nodev"];
-    let shm: Option<Value> = match h.ipc_mode.as_str() {
+    let shm = match h.ipc_mode.as_str() {
         "host" => {
             drop.push("ipc");
-            Some(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
+            Shm::Replace(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
         }
-        "none" => None,
+        "none" => Shm::Remove,
         "shareable" => {
             let dir = shm_dir(run_dir);
             release_shm(run_dir);
@@ -441,7 +448,7 @@ pub fn apply(
                 Some(format!("mode=1777,size={size}").as_str()),
             )
             .map_err(|e| Error::internal(format!("mounting /dev/shm for the container: {e}")))?;
-            Some(bind(&dir, "/dev/shm", &shm_opts))
+            Shm::Replace(bind(&dir, "/dev/shm", &shm_opts))
         }
         mode => match container_of(mode) {
             Some(other) => {
@@ -449,12 +456,12 @@ pub fn apply(
                 match or.host_config.ipc_mode.as_str() {
                     "host" => {
                         drop.push("ipc");
-                        Some(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
+                        Shm::Replace(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
                     }
                     "shareable" => {
                         user_of(&or, pid, "IPC")?;
                         joins.push(("ipc", format!("/proc/{pid}/ns/ipc").into()));
-                        Some(bind(&shm_dir(&other_run), "/dev/shm", &shm_opts))
+                        Shm::Replace(bind(&shm_dir(&other_run), "/dev/shm", &shm_opts))
                     }
                     _ => return Err(Error::bad_request(
                         "non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
@@ -462,7 +469,7 @@ pub fn apply(
                 }
             }
             // private (and the default): the tmpfs spec::build mounts.
-            None => Some(Value::Null),
+            None => Shm::Keep,
         },
     };
     let linux = &mut spec["linux"];
@@ -490,13 +497,13 @@ pub fn apply(
     if let Some(mounts) = spec["mounts"].as_array_mut() {
         let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
         match shm {
-            Some(Value::Null) => {}
-            Some(m) => {
+            Shm::Keep => {}
+            Shm::Replace(m) => {
                 if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
                     *slot = m;
                 }
             }
-            None => mounts.retain(|m| !default_shm(m)),
+            Shm::Remove => mounts.retain(|m| !default_shm(m)),
         }
     }
     if h.uts_mode == "host" {
