@@ -312,6 +312,9 @@ fn groups_devices_and_cgroup_limits() {
         format!("{dev} 77")
     );
     assert_eq!(cg("cpu", "cpu.rt_runtime_us"), "1000");
+    // `update` changes it live.
+    d.ok(&["update", "--cpu-rt-runtime", "1500", &id]);
+    assert_eq!(cg("cpu", "cpu.rt_runtime_us"), "1500");
     // A second one beside it: the parent's budget grows to hold both.
     let id2 = d.ok(&[
         "run",
@@ -352,7 +355,7 @@ fn groups_devices_and_cgroup_limits() {
     assert_eq!(d.ok(&["exec", &id, "cat", "/proc/1/oom_score_adj"]), "321");
     let hc = &inspect(&d, &id)["HostConfig"];
     assert_eq!(hc["BlkioDeviceReadBps"][0]["Rate"], 1 << 20);
-    assert_eq!(hc["CpuRealtimeRuntime"], 1000);
+    assert_eq!(hc["CpuRealtimeRuntime"], 1500);
     assert_eq!(hc["Runtime"], "runc");
     d.ok(&["rm", "-f", &id]);
 }

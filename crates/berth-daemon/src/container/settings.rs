@@ -384,7 +384,7 @@ fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
 }
 
 /// Carry the settings into the spec `spec::build` made: namespaces, /dev/shm, groups, devices,
-/// device rules, block IO and realtime CPU limits, annotations.
+/// device rules, block IO device limits, annotations.
 pub fn apply(
     d: &Daemon,
     rec: &Record,
@@ -604,18 +604,6 @@ pub fn apply(
         }
         if let Some(o) = res["blockIO"].as_object_mut() {
             o.extend(bio);
-        }
-    }
-    // Realtime CPU time.
-    if h.cpu_realtime_period > 0 || h.cpu_realtime_runtime != 0 {
-        if !res["cpu"].is_object() {
-            res["cpu"] = json!({});
-        }
-        if h.cpu_realtime_period > 0 {
-            res["cpu"]["realtimePeriod"] = json!(h.cpu_realtime_period);
-        }
-        if h.cpu_realtime_runtime != 0 {
-            res["cpu"]["realtimeRuntime"] = json!(h.cpu_realtime_runtime);
         }
     }
     if let Some(a) = &h.annotations {

@@ -322,6 +322,12 @@ fn resources(rec: &Record) -> Value {
             cpu.insert("quota".into(), json!(h.cpu_quota));
         }
     }
+    if h.cpu_realtime_period > 0 {
+        cpu.insert("realtimePeriod".into(), json!(h.cpu_realtime_period));
+    }
+    if h.cpu_realtime_runtime != 0 {
+        cpu.insert("realtimeRuntime".into(), json!(h.cpu_realtime_runtime));
+    }
     if !h.cpuset_cpus.is_empty() {
         cpu.insert("cpus".into(), json!(h.cpuset_cpus));
     }

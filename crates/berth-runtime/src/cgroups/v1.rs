@@ -168,7 +168,7 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
         if let Some(p) = c.realtime_period() {
             if p > 0 {
-                set_optional(cg, "cpu", "cpu.rt_period_us", p)?;
+                set(cg, "cpu", "cpu.rt_period_us", p)?;
             }
         }
         if let Some(rt) = c.realtime_runtime() {
@@ -178,7 +178,7 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
                 }
             }
             if rt != 0 {
-                set_optional(cg, "cpu", "cpu.rt_runtime_us", rt)?;
+                set(cg, "cpu", "cpu.rt_runtime_us", rt)?;
             }
         }
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
