@@ -18,7 +18,7 @@ pub struct ShimConfig {
     /// The log driver: "json-file" (also when empty), "local" or "none" (no log kept).
     #[serde(default)]
     pub log_driver: String,
-    /// With the local driver: compress rotated files.
+    /// Compress rotated files (gzip).
     #[serde(default)]
     pub log_compress: bool,
     /// Rotate the log when it reaches this many bytes; 0 = never.

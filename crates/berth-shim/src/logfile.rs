@@ -1,6 +1,6 @@
 //! Docker's file log drivers: json-file (one JSON object per line: `log`, `stream`, `time`)
-//! and local (protobuf entries framed by their length, see `berth_api::locallog`; rotated
-//! files gzip-compressed), with rotation by size (`max-size`) keeping `max-file` files
+//! and local (protobuf entries framed by their length, see `berth_api::locallog`), with
+//! rotated files gzip-compressed if asked (local's default), and rotation by size (`max-size`) keeping `max-file` files
 //! (`x.log`, `x.log.1` or `x.log.1.gz`, ...).
 
 use std::fs::{File, OpenOptions};
@@ -13,11 +13,10 @@ const MAX_ENTRY: usize = 16 * 1024;
 /// How entries are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    Json,
+    /// json-file; rotated files are compressed if `compress`.
+    Json { compress: bool },
     /// Docker's `local` driver; rotated files are compressed if `compress`.
-    Local {
-        compress: bool,
-    },
+    Local { compress: bool },
 }
 
 pub struct LogFile {
@@ -67,7 +66,7 @@ impl LogFile {
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos + 1;
             match self.format {
-                Format::Json => {
+                Format::Json { .. } => {
                     for chunk in buf[start..end].chunks(MAX_ENTRY) {
                         entry(&mut out, stream, chunk);
                     }
@@ -113,7 +112,7 @@ impl LogFile {
     /// Output without its newline (yet): a json-file line without "\n", a partial local entry.
     fn unterminated(&mut self, out: &mut Vec<u8>, stream: u8, data: &[u8]) {
         match self.format {
-            Format::Json => entry(out, stream, data),
+            Format::Json { .. } => entry(out, stream, data),
             Format::Local { .. } => {
                 self.split_lines += 1;
                 local_entry(out, stream, data, Some((self.split_lines, 1, false)));
@@ -155,7 +154,7 @@ impl LogFile {
     /// The length of the first entry of `out`.
     fn first_entry(&self, out: &[u8]) -> usize {
         match self.format {
-            Format::Json => out
+            Format::Json { .. } => out
                 .iter()
                 .position(|&b| b == b'\n')
                 .map_or(out.len(), |p| p + 1),
@@ -177,7 +176,10 @@ impl LogFile {
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
-        let compress = self.format == Format::Local { compress: true };
+        let compress = matches!(
+            self.format,
+            Format::Json { compress: true } | Format::Local { compress: true }
+        );
         let name = |n: u32, gz: bool| {
             let mut p = self.path.clone().into_os_string();
             p.push(format!(".{n}"));
@@ -279,7 +281,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-log-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.log");
-        let mut l = LogFile::open(&p, 0, 1, Format::Json).unwrap();
+        let mut l = LogFile::open(&p, 0, 1, Format::Json { compress: false }).unwrap();
         l.write(1, b"one\ntw").unwrap();
         l.write(2, b"err\n").unwrap();
         l.write(1, b"o\nthree").unwrap();
@@ -307,7 +309,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-logrot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.log");
-        let mut l = LogFile::open(&p, 200, 3, Format::Json).unwrap();
+        let mut l = LogFile::open(&p, 200, 3, Format::Json { compress: false }).unwrap();
         for i in 0..20 {
             l.write(1, format!("line {i}\n").as_bytes()).unwrap();
         }

@@ -253,7 +253,9 @@ impl Shim {
                 "local" => Format::Local {
                     compress: cfg.log_compress,
                 },
-                _ => Format::Json,
+                _ => Format::Json {
+                    compress: cfg.log_compress,
+                },
             };
             let log = LogFile::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files, format)?;
             Ok((listener, Some(log)))

@@ -401,6 +401,14 @@ fn runtime_and_refusals() {
             "compression cannot be enabled when max file count is 1",
         ),
         (
+            &["--log-opt", "colour=blue"][..],
+            "unknown log opt 'colour' for json-file log driver",
+        ),
+        (
+            &["--log-driver", "local", "--log-opt", "colour=blue"][..],
+            "unknown log opt 'colour' for log driver local",
+        ),
+        (
             &["--device", "/dev/nonexistent"][..],
             "error gathering device information while adding custom device",
         ),
@@ -552,6 +560,39 @@ fn log_drivers_none_and_local() {
         d.ok(&["logs", "--since", "2100-01-01T00:00:00Z", "loc"]),
         ""
     );
+    // json-file compresses its rotated files on request, and reads them back.
+    d.ok(&[
+        "run",
+        "--name",
+        "jz",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=3",
+        "--log-opt",
+        "compress=true",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 300); do echo line $i; done",
+    ]);
+    let jid = inspect(&d, "jz")["Id"].as_str().unwrap().to_string();
+    let jdir = d.data_root.join("containers").join(&jid);
+    assert!(jdir.join(format!("{jid}-json.log.1.gz")).exists());
+    assert!(!jdir.join(format!("{jid}-json.log.1")).exists());
+    let text = d.ok(&["logs", "jz"]);
+    let first: usize = text
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("line ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(first > 1);
+    let want: Vec<String> = (first..=300).map(|i| format!("line {i}")).collect();
+    assert_eq!(text, want.join("\n"));
+    d.ok(&["rm", "jz"]);
     // Following a running container to its end.
     d.ok(&[
         "run",

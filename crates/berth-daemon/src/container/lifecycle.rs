@@ -487,10 +487,11 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         })
         .transpose()?
         .unwrap_or(default_files);
-    let log_compress = driver == "local"
-        && opts
-            .get("compress")
-            .is_none_or(|v| !matches!(v.as_str(), "false" | "0" | "f" | "F" | "FALSE" | "False"));
+    // Rotated files are compressed by default with local, on request with json-file.
+    let log_compress = match opts.get("compress").map(String::as_str) {
+        Some(v) => matches!(v, "true" | "1" | "t" | "T" | "TRUE" | "True"),
+        None => driver == "local",
+    };
     let shim_cfg = ShimConfig {
         id: rec.id.clone(),
         bundle: c.paths.run_dir.clone(),

@@ -228,7 +228,12 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
             let Ok(file) = std::fs::File::open(f) else {
                 continue;
             };
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
+            let reader: Box<dyn std::io::Read> = if f.extension().is_some_and(|e| e == "gz") {
+                Box::new(flate2::read::GzDecoder::new(file))
+            } else {
+                Box::new(file)
+            };
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
                 if let Some(b) = parse_line(&line).and_then(|e| render(&e, &o2)) {
                     chunks.push(b);
                 }

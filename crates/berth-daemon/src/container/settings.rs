@@ -156,6 +156,19 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
     if kind == "local" {
         check_local_opts(&h.log_config.config)?;
     }
+    if matches!(kind, "" | "json-file") {
+        check_compress(&h.log_config.config, false)?;
+        // berth's json-file keeps no per-entry attributes (labels, env, tag): refused,
+        // not dropped.
+        if let Some(k) = h.log_config.config.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size"
+            )
+        }) {
+            return bad(format!("unknown log opt '{k}' for json-file log driver"));
+        }
+    }
     Ok(warnings)
 }
 
@@ -170,27 +183,42 @@ fn check_local_opts(opts: &std::collections::BTreeMap<String, String>) -> Result
             return bad(format!("unknown log opt '{k}' for log driver local"));
         }
     }
-    let files = match opts.get("max-file") {
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => n,
+    if let Some(v) = opts.get("max-file") {
+        match v.parse::<i64>() {
+            Ok(n) if n >= 1 => {}
             Ok(_) => return bad("max-file cannot be less than 1".into()),
             Err(_) => return bad(format!("error reading max-file option: {v}")),
-        },
-        None => 5,
-    };
+        }
+    }
     if let Some(v) = opts.get("max-size") {
         match berth_api::units::ram_in_bytes(v) {
             Ok(n) if n > 0 => {}
             _ => return bad(format!("error reading max-size option: {v}")),
         }
     }
+    check_compress(opts, true)
+}
+
+/// `compress` (a Go boolean; `default` when absent) with `max-file`: compression needs a
+/// rotated file to compress.
+fn check_compress(opts: &std::collections::BTreeMap<String, String>, default: bool) -> Result<()> {
     let compress = match opts.get("compress").map(String::as_str) {
-        None | Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
+        None => default,
+        Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
         Some("false" | "0" | "f" | "F" | "FALSE" | "False") => false,
-        Some(v) => return bad(format!("error reading compress log option: {v}")),
+        Some(v) => {
+            return Err(Error::bad_request(format!(
+                "error reading compress log option: {v}"
+            )))
+        }
     };
-    if compress && files == 1 {
-        return bad("compression cannot be enabled when max file count is 1".into());
+    let files = opts
+        .get("max-file")
+        .map_or(Some(5), |v| v.parse::<i64>().ok());
+    if compress && files == Some(1) {
+        return Err(Error::bad_request(
+            "compression cannot be enabled when max file count is 1",
+        ));
     }
     Ok(())
 }
