@@ -488,7 +488,11 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         .transpose()?
         .unwrap_or(default_files);
     // Rotated files are compressed by default with local, on request with json-file.
-    let log_compress = match opts.get("compress").map(String::as_str) {
+    let log_compress = match opts
+        .get("compress")
+        .or(daemon_opts.get("compress"))
+        .map(String::as_str)
+    {
         Some(v) => matches!(v, "true" | "1" | "t" | "T" | "TRUE" | "True"),
         None => driver == "local",
     };
