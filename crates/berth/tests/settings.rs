@@ -516,6 +516,19 @@ fn log_drivers_none_and_local() {
         "{err}"
     );
     assert_eq!(inspect(&d, "quiet")["LogPath"], "");
+    let (code, body) = d.curl("POST", "/containers/quiet/attach?logs=1&stdout=1", None);
+    assert_eq!(code, 501, "{body}");
+    // Nothing is kept, yet an attached client sees the output.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "live",
+    ]);
+    assert_eq!(out, "live");
     // local, rotated at 1 KiB over 3 files (two compressed).
     d.ok(&[
         "run",

@@ -550,6 +550,12 @@ pub async fn attach(
             "Bad parameters: you must choose at least one stream",
         ));
     }
+    if logs && !logs::readable(&r.host_config.log_config.kind) {
+        return Err(Error(berth_api::ApiError::new(
+            501,
+            "configured logging driver does not support reading",
+        )));
+    }
     let upgrade = attach::wants_upgrade(&req);
     let want_stdin = upgrade && q.bool("stdin") && r.config.open_stdin;
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
