@@ -665,5 +665,8 @@ fn shared_namespaces_under_userns_remap() {
         err.contains("cannot share the host PID namespace when user namespaces are enabled"),
         "{err}"
     );
+    // The host's IPC and UTS namespaces may be shared, as with dockerd.
+    let out = d.ok(&["run", "--rm", "--ipc", "host", "--uts", "host", "busybox", "sh", "-c", "readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; ls /dev/shm >/dev/null && echo shm"]);
+    assert_eq!(out, format!("{}\n{}\nshm", host_ns("ipc"), host_ns("uts")));
     d.ok(&["rm", "-f", "donor"]);
 }

@@ -59,18 +59,8 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
     if h.uts_mode == "host" && !req.config.hostname.is_empty() {
         return bad("conflicting options: hostname and the UTS mode".into());
     }
-    if remapped && h.userns_mode != "host" {
-        for (mode, what) in [
-            (&h.pid_mode, "PID"),
-            (&h.ipc_mode, "IPC"),
-            (&h.uts_mode, "UTS"),
-        ] {
-            if mode == "host" {
-                return bad(format!(
-                    "cannot share the host {what} namespace when user namespaces are enabled"
-                ));
-            }
-        }
+    if remapped && h.userns_mode != "host" && h.pid_mode == "host" {
+        return bad("cannot share the host PID namespace when user namespaces are enabled".into());
     }
     if !h.runtime.is_empty() && !RUNTIMES.contains(&h.runtime.as_str()) {
         return bad(format!("unknown or invalid runtime name: {}", h.runtime));
@@ -532,6 +522,11 @@ pub fn apply(
                 }
             }
             Shm::Remove => mounts.retain(|m| !default_shm(m)),
+        }
+        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
+        // the host's /dev/mqueue instead, and without one the container has none.
+        if remapped && drop.contains(&"ipc") && !Path::new("/dev/mqueue").is_dir() {
+            mounts.retain(|m| m["type"] != "mqueue");
         }
     }
     if h.uts_mode == "host" {
