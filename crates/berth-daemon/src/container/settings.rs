@@ -148,15 +148,19 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
     }
     if matches!(kind, "" | "json-file") {
         check_compress(&h.log_config.config, false)?;
-        // berth's json-file keeps no per-entry attributes (labels, env, tag): refused,
-        // not dropped.
-        if let Some(k) = h.log_config.config.keys().find(|k| {
-            !matches!(
-                k.as_str(),
-                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size"
-            )
-        }) {
-            return bad(format!("unknown log opt '{k}' for json-file log driver"));
+        // `tag` means nothing to json-file (dockerd accepts and ignores it too); berth's
+        // json-file keeps no per-entry attributes, so the options that ask for them are
+        // refused, not dropped.
+        for k in h.log_config.config.keys() {
+            match k.as_str() {
+                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size" | "tag" => {}
+                "labels" | "labels-regex" | "env" | "env-regex" => {
+                    return bad(format!(
+                        "log opt '{k}' (attributes on each entry) is not supported by berth's json-file log driver"
+                    ))
+                }
+                _ => return bad(format!("unknown log opt '{k}' for json-file log driver")),
+            }
         }
     }
     Ok(warnings)
