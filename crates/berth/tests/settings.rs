@@ -670,3 +670,63 @@ fn shared_namespaces_under_userns_remap() {
     assert_eq!(out, format!("{}\n{}\nshm", host_ns("ipc"), host_ns("uts")));
     d.ok(&["rm", "-f", "donor"]);
 }
+
+#[test]
+fn through_the_docker_cli() {
+    let d = Daemon::start();
+    let docker = |args: &[&str]| {
+        let out = d.docker(args);
+        (out.status.success(), stdout(&out), stderr(&out))
+    };
+    let (ok, out, err) = docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/fuse",
+        "--group-add",
+        "4242",
+        "--pid",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "test -c /dev/fuse && id -G",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.split_whitespace().any(|g| g == "4242"), "{out}");
+    let (ok, _, err) = docker(&["run", "--rm", "--gpus", "all", "busybox", "true"]);
+    assert!(
+        !ok && err.contains("could not select device driver"),
+        "{err}"
+    );
+    let (ok, out, err) = docker(&[
+        "run",
+        "--name",
+        "dl",
+        "--log-driver",
+        "local",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; echo b >&2",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!((out.as_str(), err.as_str()), ("a\n", "b\n"));
+    let (ok, out, err) = docker(&["logs", "dl"]);
+    assert!(ok, "{err}");
+    assert_eq!((out.as_str(), err.as_str()), ("a\n", "b\n"));
+    let (_, out, _) = docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}} {{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.Runtime}}", "dl"]);
+    assert_eq!(out.trim(), "local private host runc");
+    let (ok, _, err) = docker(&[
+        "run",
+        "--rm",
+        "--log-driver",
+        "none",
+        "--name",
+        "dn",
+        "busybox",
+        "true",
+    ]);
+    assert!(ok, "{err}");
+    d.ok(&["rm", "dl"]);
+}
