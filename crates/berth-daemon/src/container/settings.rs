@@ -143,6 +143,26 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
             "logger: no log driver named '{kind}' is registered"
         ));
     }
+    let lo = &h.log_config.config;
+    if kind != "none" {
+        // The shim writes the file itself: the container never waits for a log consumer,
+        // so `non-blocking` holds as well as `blocking`.
+        let mode = lo.get("mode").map_or("", String::as_str);
+        if !matches!(mode, "" | "blocking" | "non-blocking") {
+            return bad(format!("logger: logging mode not supported: {mode}"));
+        }
+        if let Some(size) = lo.get("max-buffer-size") {
+            if mode != "non-blocking" {
+                return bad(
+                    "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+                        .into(),
+                );
+            }
+            if berth_api::units::ram_in_bytes(size).is_err() {
+                return bad(format!("error parsing option max-buffer-size: {size}"));
+            }
+        }
+    }
     if kind == "local" {
         check_local_opts(&h.log_config.config)?;
     }
