@@ -135,6 +135,22 @@ pub struct DeviceMapping {
     pub cgroup_permissions: String,
 }
 
+/// `BlkioWeightDevice` entry: a relative weight for one block device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// `BlkioDevice{Read,Write}{Bps,IOps}` entry: a rate limit for one block device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Mount {
@@ -210,8 +226,26 @@ pub struct HostConfig {
     pub cpu_realtime_runtime: i64,
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
     pub devices: Option<Vec<DeviceMapping>>,
     pub device_cgroup_rules: Option<Vec<String>>,
+    pub device_requests: Option<Vec<serde_json::Value>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kernel_memory: i64,
+    #[serde(rename = "KernelMemoryTCP", skip_serializing_if = "is_zero")]
+    pub kernel_memory_tcp: i64,
+    pub cpu_count: i64,
+    pub cpu_percent: i64,
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
     pub memory_reservation: i64,
     pub memory_swap: i64,
     pub memory_swappiness: Option<i64>,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod exec;
 pub mod image;
+pub mod locallog;
 pub mod network;
 pub mod progress;
 pub mod stats;

@@ -142,7 +142,7 @@ fn symlinks(rootfs: &Path) -> Result<()> {
 
 /// The container's resources with device cgroup rules that always allow the default devices
 /// (null, zero, full, random, urandom, tty, console, ptmx, the pts and tun) and the config's
-/// own `linux.devices`, after its rules, as runc and crun do: a config that denies all
+/// own `linux.devices` its rules do not name, after its rules, as runc and crun do: a config that denies all
 /// devices (as `crun spec` writes) still gets a working /dev.
 pub(crate) fn with_default_rules(
     linux: &oci_spec::runtime::Linux,
@@ -173,8 +173,18 @@ pub(crate) fn with_default_rules(
         allow(LinuxDeviceType::C, Some(major), Some(minor));
     }
     allow(LinuxDeviceType::C, Some(136), None);
+    // A device the config's own rules already name keeps the access they give it
+    // (`--device /dev/x:/dev/x:r`).
+    let named: Vec<(Option<LinuxDeviceType>, Option<i64>, Option<i64>)> = res
+        .devices()
+        .iter()
+        .flatten()
+        .map(|r| (r.typ(), r.major(), r.minor()))
+        .collect();
     for d in linux.devices().iter().flatten() {
-        allow(d.typ(), Some(d.major()), Some(d.minor()));
+        if !named.contains(&(Some(d.typ()), Some(d.major()), Some(d.minor()))) {
+            allow(d.typ(), Some(d.major()), Some(d.minor()));
+        }
     }
     res.set_devices(Some(rules));
     res

@@ -15,6 +15,12 @@ pub struct ShimConfig {
     /// Unix socket the shim listens on.
     pub socket: PathBuf,
     pub log_path: PathBuf,
+    /// The log driver: "json-file" (also when empty), "local" or "none" (no log kept).
+    #[serde(default)]
+    pub log_driver: String,
+    /// Compress rotated files (gzip).
+    #[serde(default)]
+    pub log_compress: bool,
     /// Rotate the log when it reaches this many bytes; 0 = never.
     pub log_max_size: u64,
     /// How many log files to keep, the live one included.

@@ -2,7 +2,7 @@
 //! multiplexed with poll(2), with no async runtime so the shim stays small.
 
 use crate::config::{write_atomic, ExitRecord, ShimConfig};
-use crate::logfile::LogFile;
+use crate::logfile::{Format, LogFile};
 use crate::protocol::{Ready, Reply, Request};
 use berth_api::stdcopy;
 use berth_runtime::{Created, Runtime, Stdio};
@@ -244,12 +244,21 @@ impl Shim {
         let created = runtime
             .create(&cfg.id, &cfg.bundle, plan.stdio)
             .map_err(|e| (e.to_string(), error_exit_code(&e)))?;
-        let setup = || -> std::io::Result<(UnixListener, LogFile)> {
+        let setup = || -> std::io::Result<(UnixListener, Option<LogFile>)> {
             let _ = std::fs::remove_file(&cfg.socket);
             let listener = UnixListener::bind(&cfg.socket)?;
             listener.set_nonblocking(true)?;
-            let log = LogFile::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)?;
-            Ok((listener, log))
+            let format = match cfg.log_driver.as_str() {
+                "none" => return Ok((listener, None)),
+                "local" => Format::Local {
+                    compress: cfg.log_compress,
+                },
+                _ => Format::Json {
+                    compress: cfg.log_compress,
+                },
+            };
+            let log = LogFile::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files, format)?;
+            Ok((listener, Some(log)))
         };
         let (listener, log) = match setup() {
             Ok(x) => x,
@@ -280,7 +289,7 @@ impl Shim {
             runtime,
             procs,
             clients: Vec::new(),
-            log: Some(log),
+            log,
             log_failing: false,
             start_failure: None,
             main_done: None,

@@ -112,6 +112,8 @@ pub struct CreateArgs {
     pub pids_limit: Option<i64>,
     #[command(flatten)]
     pub health: super::resources::HealthArgs,
+    #[command(flatten)]
+    pub host: super::run_host::HostArgs,
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
@@ -270,7 +272,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             vec![e.clone()]
         }
     });
-    Ok(json!({
+    let mut body = json!({
         "Hostname": a.hostname.clone().unwrap_or_default(),
         "User": a.user.clone().unwrap_or_default(),
         "AttachStdin": attach && a.interactive,
@@ -332,7 +334,9 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
             "Init": a.init.then_some(true),
             "ConsoleSize": stream::term_size().map(|(h, w)| vec![h, w]).unwrap_or(vec![0, 0]),
         },
-    }))
+    });
+    a.host.apply(&mut body["HostConfig"])?;
+    Ok(body)
 }
 
 /// `-e NAME` takes the value from the client's environment, like docker.
@@ -668,13 +672,29 @@ pub struct RmArgs {
     /// Remove anonymous volumes associated with the container
     #[arg(short = 'v', long)]
     pub volumes: bool,
+    /// Remove the specified link
+    #[arg(short = 'l', long)]
+    pub link: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 pub async fn rm(c: &Client, a: RmArgs) -> i32 {
     each(&a.containers, |n| {
-        let path = format!("/containers/{}?force={}&v={}", enc(n), a.force, a.volumes);
+        // A link is named `parent/alias`: its segments go into the path as they are.
+        let name = if a.link {
+            n.trim_matches('/')
+                .split('/')
+                .map(enc)
+                .collect::<Vec<_>>()
+                .join("/")
+        } else {
+            enc(n)
+        };
+        let path = format!(
+            "/containers/{name}?force={}&v={}&link={}",
+            a.force, a.volumes, a.link
+        );
         async move { c.json(Method::DELETE, &path, None).await.map(|_| ()) }
     })
     .await

@@ -9,6 +9,7 @@ pub mod network;
 pub mod prune;
 pub mod registry;
 pub mod resources;
+pub mod run_host;
 pub mod stats;
 pub mod system;
 pub mod volume;

@@ -50,7 +50,8 @@ async fn create_as(
         }
         other => other.into(),
     })?;
-    let warnings = validate(&req)?;
+    let mut warnings = validate(&req)?;
+    warnings.extend(super::settings::check(&req, d.remap.is_some())?);
     check_userns(d, &req.host_config)?;
     let id = crate::util::random_id()?;
     let name = match name.filter(|n| !n.is_empty()) {
@@ -77,6 +78,8 @@ async fn create_as(
     if host_config.log_config.kind.is_empty() {
         host_config.log_config.kind = "json-file".into();
     }
+    super::settings::set_defaults(&mut host_config);
+    super::settings::resolve_shared(d, &mut host_config);
     // Docker's defaults, recorded so that inspect shows them and `update` starts from them.
     if host_config.memory > 0 && host_config.memory_swap == 0 {
         host_config.memory_swap = host_config.memory * 2;
@@ -151,7 +154,7 @@ async fn create_as(
         }
     }
     if config.hostname.is_empty() {
-        config.hostname = if host_config.network_mode == "host" {
+        config.hostname = if host_config.network_mode == "host" || host_config.uts_mode == "host" {
             // The host's network comes with the host's name, as in Docker.
             nix::unistd::gethostname()
                 .ok()
@@ -367,32 +370,6 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
-    // Settings berth does not carry out yet are refused rather than silently dropped.
-    let unsupported = [
-        (
-            "--device",
-            h.devices.as_ref().is_some_and(|d| !d.is_empty()),
-        ),
-        ("--pid", !h.pid_mode.is_empty()),
-        (
-            "--ipc",
-            !h.ipc_mode.is_empty() && h.ipc_mode != "private" && h.ipc_mode != "shareable",
-        ),
-        ("--uts", !h.uts_mode.is_empty()),
-        (
-            "--group-add",
-            h.group_add.as_ref().is_some_and(|g| !g.is_empty()),
-        ),
-        (
-            "a log driver other than json-file",
-            !matches!(h.log_config.kind.as_str(), "" | "json-file"),
-        ),
-    ];
-    if let Some((what, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(Error::bad_request(format!(
-            "{what} is not supported by this berth version yet"
-        )));
-    }
     Ok(warnings)
 }
 
@@ -454,7 +431,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         }
     }
     let net = crate::network::files::spec_for(d, &rec)?;
-    let built = spec::build(
+    let mut built = spec::build(
         &rec,
         &c.paths,
         &layers,
@@ -463,6 +440,8 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         crate::volume::mounts::oci_mounts(d, &rec)?,
         remap,
     )?;
+    let group = spec::read_root_file(&c.paths.upper(), &layers, "etc/group");
+    super::settings::apply(d, &rec, &c.paths.run_dir, group.as_deref(), &mut built.spec)?;
     crate::network::files::write_files(d, c, &built.hostname)?;
     if let (Some(r), None) = (remap, &net.netns) {
         // The container's root may write its /etc/hosts, as in Docker.
@@ -474,31 +453,57 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
     let spec = serde_json::to_vec(&built.spec).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(c.paths.run_dir.join("config.json"), spec)?;
     let opts = &rec.host_config.log_config.config;
+    let driver = rec.host_config.log_config.kind.as_str();
+    // The daemon's --log-opt are for its default driver, json-file.
+    let daemon_opts = if driver == "local" {
+        &Default::default()
+    } else {
+        &d.cfg.log_opts
+    };
+    let (default_size, default_files) = if driver == "local" {
+        (
+            berth_api::locallog::DEFAULT_MAX_SIZE,
+            berth_api::locallog::DEFAULT_MAX_FILES,
+        )
+    } else {
+        (LOG_MAX_SIZE, LOG_MAX_FILES)
+    };
     let max_size = opts
         .get("max-size")
-        .or(d.cfg.log_opts.get("max-size"))
+        .or(daemon_opts.get("max-size"))
         .map(|s| {
             berth_api::units::ram_in_bytes(s)
                 .map(|n| n as u64)
                 .map_err(|e| Error::bad_request(format!("invalid max-size: {e}")))
         })
         .transpose()?
-        .unwrap_or(LOG_MAX_SIZE);
+        .unwrap_or(default_size);
     let max_files = opts
         .get("max-file")
-        .or(d.cfg.log_opts.get("max-file"))
+        .or(daemon_opts.get("max-file"))
         .map(|s| {
             s.parse::<u32>()
                 .map_err(|_| Error::bad_request(format!("invalid max-file: {s}")))
         })
         .transpose()?
-        .unwrap_or(LOG_MAX_FILES);
+        .unwrap_or(default_files);
+    // Rotated files are compressed by default with local, on request with json-file.
+    let log_compress = match opts
+        .get("compress")
+        .or(daemon_opts.get("compress"))
+        .map(String::as_str)
+    {
+        Some(v) => matches!(v, "true" | "1" | "t" | "T" | "TRUE" | "True"),
+        None => driver == "local",
+    };
     let shim_cfg = ShimConfig {
         id: rec.id.clone(),
         bundle: c.paths.run_dir.clone(),
         runtime_root: d.runtime_root.clone(),
         socket: c.paths.socket(),
-        log_path: c.paths.log(),
+        log_path: c.paths.log_of(driver),
+        log_driver: driver.to_string(),
+        log_compress,
         log_max_size: max_size,
         log_max_files: max_files,
         tty: rec.config.tty,
@@ -548,6 +553,11 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 
 async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     let t0 = std::time::Instant::now();
+    if let Some(e) = super::settings::log_driver_error(&c.rec().host_config.log_config.kind) {
+        return Err(Error::bad_request(format!(
+            "failed to create task for container: {e}"
+        )));
+    }
     {
         let d2 = d.clone();
         let c2 = c.clone();
@@ -641,6 +651,7 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 /// new start of the container gets a fresh directory meanwhile. `<exec-root>/trash` is emptied
 /// at boot.
 fn discard_run_dir(d: &Daemon, run_dir: &std::path::Path) {
+    super::settings::release_shm(run_dir);
     let trash = d.cfg.exec_root.join("trash");
     let to = trash.join(format!(
         "{}-{}",
@@ -1239,6 +1250,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
                     Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
                     Err(e) => tracing::warn!("container {}: unmounting its root: {e}", c.id),
                 }
+                super::settings::release_shm(&c.paths.run_dir);
                 let _ = std::fs::remove_dir_all(&c.paths.run_dir);
             }
             stopped.push(c);

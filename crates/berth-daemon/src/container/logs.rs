@@ -1,5 +1,6 @@
-//! `GET /containers/{id}/logs`: reads the json-file log (rotated files included), filters by
-//! stream, time and tail, and follows new lines with inotify until the container stops.
+//! `GET /containers/{id}/logs`: reads the json-file or local log (rotated files included,
+//! compressed ones too), filters by stream, time and tail, and follows new entries with
+//! inotify until the container stops.
 
 use crate::state::Container;
 use berth_api::stdcopy;
@@ -54,6 +55,45 @@ fn parse_line(line: &str) -> Option<Entry> {
     })
 }
 
+/// A local-format entry as the json-file reader sees its lines.
+fn from_local(e: berth_api::locallog::Entry) -> Entry {
+    let d = std::time::Duration::from_nanos(e.time_nano.max(0) as u64);
+    let t = SystemTime::UNIX_EPOCH
+        .checked_add(d)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Entry {
+        stream: if e.source == "stderr" {
+            stdcopy::STDERR
+        } else {
+            stdcopy::STDOUT
+        },
+        time: berth_api::timefmt::rfc3339_nano(t),
+        log: String::from_utf8_lossy(&e.text()).into_owned(),
+    }
+}
+
+/// The entries of a rotated local log file, compressed or not.
+fn read_local_file(f: &Path) -> Vec<Entry> {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(f) else {
+        return Vec::new();
+    };
+    let mut data = Vec::new();
+    let read = if f.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(file).read_to_end(&mut data)
+    } else {
+        BufReader::new(file).read_to_end(&mut data)
+    };
+    if read.is_err() {
+        return Vec::new();
+    }
+    berth_api::locallog::decode(&data)
+        .0
+        .into_iter()
+        .map(from_local)
+        .collect()
+}
+
 fn render(e: &Entry, o: &Options) -> Option<Vec<u8>> {
     if (e.stream == stdcopy::STDOUT && !o.stdout) || (e.stream == stdcopy::STDERR && !o.stderr) {
         return None;
@@ -80,11 +120,13 @@ fn render(e: &Entry, o: &Options) -> Option<Vec<u8>> {
 fn files(log: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for n in (1..100).rev() {
-        let mut p = log.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        let p = PathBuf::from(p);
-        if p.exists() {
-            out.push(p);
+        for suffix in ["", ".gz"] {
+            let mut p = log.as_os_str().to_owned();
+            p.push(format!(".{n}{suffix}"));
+            let p = PathBuf::from(p);
+            if p.exists() {
+                out.push(p);
+            }
         }
     }
     out.push(log.to_path_buf());
@@ -95,13 +137,17 @@ fn files(log: &Path) -> Vec<PathBuf> {
 struct Live {
     file: std::fs::File,
     pos: u64,
+    /// The local driver's format, not json-file's.
+    local: bool,
 }
 
 impl Live {
-    fn open(log: &Path) -> Option<Live> {
-        std::fs::File::open(log)
-            .ok()
-            .map(|file| Live { file, pos: 0 })
+    fn open(log: &Path, local: bool) -> Option<Live> {
+        std::fs::File::open(log).ok().map(|file| Live {
+            file,
+            pos: 0,
+            local,
+        })
     }
 
     /// Entries of the complete lines after `pos`; a line still being written waits.
@@ -109,6 +155,19 @@ impl Live {
         let mut out = Vec::new();
         if self.file.seek(SeekFrom::Start(self.pos)).is_err() {
             return out;
+        }
+        if self.local {
+            use std::io::Read;
+            let mut data = Vec::new();
+            if (&self.file).read_to_end(&mut data).is_err() {
+                return out;
+            }
+            let (entries, used) = berth_api::locallog::decode(&data);
+            self.pos += used as u64;
+            return entries
+                .into_iter()
+                .filter_map(|e| render(&from_local(e), o))
+                .collect();
         }
         let mut reader = BufReader::new(&self.file);
         let mut line = String::new();
@@ -138,7 +197,7 @@ impl Live {
     fn poll(mut self, log: &Path, o: &Options) -> (Live, Vec<Vec<u8>>) {
         let mut out = self.read_new(o);
         if self.rotated(log) {
-            if let Some(mut next) = Live::open(log) {
+            if let Some(mut next) = Live::open(log, self.local) {
                 out.extend(next.read_new(o));
                 self = next;
             }
@@ -149,7 +208,12 @@ impl Live {
 
 /// Stream the logs into `tx`; returns when done or the receiver is gone.
 pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
-    let log = c.paths.log();
+    let driver = c.rec().host_config.log_config.kind.clone();
+    if !readable(&driver) {
+        return;
+    }
+    let local = driver == "local";
+    let log = c.paths.log_of(&driver);
     let (o2, log2) = (o.clone(), log.clone());
     // The backlog, read on a blocking thread: rotated files whole, the live one up to its
     // last complete line, where following continues.
@@ -157,16 +221,25 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
         let mut chunks = Vec::new();
         let all = files(&log2);
         for f in &all[..all.len().saturating_sub(1)] {
+            if local {
+                chunks.extend(read_local_file(f).iter().filter_map(|e| render(e, &o2)));
+                continue;
+            }
             let Ok(file) = std::fs::File::open(f) else {
                 continue;
             };
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
+            let reader: Box<dyn std::io::Read> = if f.extension().is_some_and(|e| e == "gz") {
+                Box::new(flate2::read::GzDecoder::new(file))
+            } else {
+                Box::new(file)
+            };
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
                 if let Some(b) = parse_line(&line).and_then(|e| render(&e, &o2)) {
                     chunks.push(b);
                 }
             }
         }
-        let mut live = Live::open(&log2);
+        let mut live = Live::open(&log2, local);
         if let Some(l) = live.as_mut() {
             chunks.extend(l.read_new(&o2));
         }
@@ -188,7 +261,7 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     if !o.follow || !c.rec().is_running() {
         return;
     }
-    let Some(mut live) = live.or_else(|| Live::open(&log)) else {
+    let Some(mut live) = live.or_else(|| Live::open(&log, local)) else {
         return;
     };
     let Ok(ino) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
@@ -237,6 +310,12 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
             _ = tx.closed() => return,
         }
     }
+}
+
+/// Whether `logs` can read what the log driver keeps (dockerd: "configured logging driver
+/// does not support reading" otherwise).
+pub fn readable(driver: &str) -> bool {
+    matches!(driver, "" | "json-file" | "local")
 }
 
 /// An inotify instance the reactor can watch.

@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logs;
 pub mod rootfs;
+pub mod settings;
 pub mod shim;
 pub mod spec;
 
@@ -160,6 +161,16 @@ impl Paths {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ))
+    }
+    /// The log file of a log driver: json-file's beside the record, local's in its directory.
+    pub fn log_of(&self, driver: &str) -> PathBuf {
+        match driver {
+            "local" => self
+                .dir
+                .join(berth_api::locallog::DIR)
+                .join(berth_api::locallog::FILE),
+            _ => self.log(),
+        }
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")

@@ -322,6 +322,12 @@ fn resources(rec: &Record) -> Value {
             cpu.insert("quota".into(), json!(h.cpu_quota));
         }
     }
+    if h.cpu_realtime_period > 0 {
+        cpu.insert("realtimePeriod".into(), json!(h.cpu_realtime_period));
+    }
+    if h.cpu_realtime_runtime != 0 {
+        cpu.insert("realtimeRuntime".into(), json!(h.cpu_realtime_runtime));
+    }
     if !h.cpuset_cpus.is_empty() {
         cpu.insert("cpus".into(), json!(h.cpuset_cpus));
     }
@@ -682,7 +688,13 @@ pub fn exec_process(
     };
     let passwd = super::rootfs::read_in_root(root, "/etc/passwd");
     let group = super::rootfs::read_in_root(root, "/etc/group");
-    let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    let mut user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    let extra = h.group_add.as_deref().unwrap_or(&[]);
+    for g in super::settings::extra_gids(extra, group.as_deref())? {
+        if !user.groups.contains(&g) {
+            user.groups.push(g);
+        }
+    }
     let base_env = rec.config.env.clone().unwrap_or_default();
     let env = environment(
         &base_env,

@@ -285,7 +285,12 @@ pub fn inspect_record(
         resolv_conf_path: p.resolv_conf().display().to_string(),
         hostname_path: p.hostname().display().to_string(),
         hosts_path: p.hosts().display().to_string(),
-        log_path: p.log().display().to_string(),
+        // As dockerd: only json-file has a log path to show.
+        log_path: if r.host_config.log_config.kind == "json-file" {
+            p.log().display().to_string()
+        } else {
+            String::new()
+        },
         name: r.name.clone(),
         restart_count: r.restart_count,
         driver: "overlay2".into(),
@@ -381,8 +386,27 @@ pub async fn remove(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
+    if q.bool("link") {
+        crate::container::settings::remove_link(&d, &id)?;
+        return Ok(no_content());
+    }
     let c = d.find(&id)?;
     lifecycle::remove(&d, &c, q.bool("force"), q.bool("v")).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1`: the link `alias` of container `parent`
+/// (`docker rm --link parent/alias`); without `link` the path names no container.
+pub async fn remove_link(
+    State(d): St,
+    Path((parent, alias)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let name = format!("{parent}/{alias}");
+    if !Query::parse(q.as_deref()).bool("link") {
+        return Err(Error::not_found(format!("No such container: {name}")));
+    }
+    crate::container::settings::remove_link(&d, &name)?;
     Ok(no_content())
 }
 
@@ -461,6 +485,12 @@ pub async fn wait(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
 pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
+    if !logs::readable(&c.rec().host_config.log_config.kind) {
+        return Err(Error(berth_api::ApiError::new(
+            501,
+            "configured logging driver does not support reading",
+        )));
+    }
     let o = logs::Options {
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
@@ -519,6 +549,12 @@ pub async fn attach(
         return Err(Error::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
+    }
+    if logs && !logs::readable(&r.host_config.log_config.kind) {
+        return Err(Error(berth_api::ApiError::new(
+            501,
+            "configured logging driver does not support reading",
+        )));
     }
     let upgrade = attach::wants_upgrade(&req);
     let want_stdin = upgrade && q.bool("stdin") && r.config.open_stdin;

@@ -34,6 +34,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
             "/containers/{id}",
             axum::routing::delete(containers::remove),
         )
+        .route(
+            "/containers/{id}/{alias}",
+            axum::routing::delete(containers::remove_link),
+        )
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/stop", post(containers::stop))

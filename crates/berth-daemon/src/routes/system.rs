@@ -266,7 +266,11 @@ pub async fn df(
             .map(|r| super::containers::summary(&d, r, true))
             .collect();
         body.insert("Containers".into(), serde_json::json!(list));
-        let logs: u64 = d.all().iter().map(|c| logs_size(&c.paths.log())).sum();
+        let logs: u64 = d
+            .all()
+            .iter()
+            .map(|c| logs_size(&c.paths.log_of(&c.rec().host_config.log_config.kind)))
+            .sum();
         body.insert("LogsSize".into(), logs.into());
     }
     if want("volume") {

@@ -71,6 +71,49 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
 }
 
+/// The realtime runtimes of a cgroup's children may add up to its own at most, and a new
+/// cgroup's is 0: give each ancestor below the hierarchy's root (which keeps the kernel's
+/// budget) what the container's `rt` and its other children's need, top-down, as dockerd's
+/// daemon-wide `--cpu-rt-runtime` does for its parents.
+fn rt_budget(dir: &Path, rt: i64) -> Result<()> {
+    let rt_of = |p: &Path| -> i64 {
+        read_file(&p.join("cpu.rt_runtime_us"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.join("cpu.rt_runtime_us").exists())
+        .collect();
+    // The last one is the root of the hierarchy.
+    ancestors.pop();
+    // What each ancestor needs, bottom-up: its child on the path's need and the rest of its
+    // children's runtimes.
+    let mut needs = Vec::with_capacity(ancestors.len());
+    let (mut need, mut child) = (rt, dir);
+    for p in &ancestors {
+        let others: i64 = std::fs::read_dir(p)
+            .map_err(|e| Error::io("read", p, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|c| c.is_dir() && c.as_path() != child)
+            .map(|c| rt_of(&c).max(0))
+            .sum();
+        need += others;
+        needs.push((*p, need));
+        child = p;
+    }
+    for (p, need) in needs.into_iter().rev() {
+        let cur = rt_of(p);
+        if cur >= 0 && cur < need {
+            write_file(&p.join("cpu.rt_runtime_us"), &need.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// Apply `linux.resources` to the v1 hierarchies.
 pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
@@ -125,12 +168,17 @@ pub(super) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
         if let Some(p) = c.realtime_period() {
             if p > 0 {
-                set_optional(cg, "cpu", "cpu.rt_period_us", p)?;
+                set(cg, "cpu", "cpu.rt_period_us", p)?;
             }
         }
         if let Some(rt) = c.realtime_runtime() {
+            if rt > 0 {
+                if let Some(dir) = dir_of(cg, "cpu") {
+                    rt_budget(dir, rt)?;
+                }
+            }
             if rt != 0 {
-                set_optional(cg, "cpu", "cpu.rt_runtime_us", rt)?;
+                set(cg, "cpu", "cpu.rt_runtime_us", rt)?;
             }
         }
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {

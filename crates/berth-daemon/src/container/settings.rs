@@ -1,0 +1,740 @@
+//! Container settings beyond resource limits and networking: the namespace modes (`--pid`,
+//! `--ipc`, `--uts`, `--cgroupns`), `--group-add`, `--device` and `--device-cgroup-rule`, block
+//! IO device limits, realtime CPU time, annotations and the runtime name, with what dockerd
+//! refuses on Linux. Checked at create as dockerd checks them; carried into the OCI spec at start.
+
+use super::Record;
+use crate::error::{Error, Result};
+use crate::state::Daemon;
+use berth_api::container::{CreateRequest, HostConfig, ThrottleDevice};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The runtimes a container may ask for: berth-runtime answers to all of them.
+const RUNTIMES: &[&str] = &["runc", "berth", "io.containerd.runc.v2"];
+
+/// What a runtime of `HostConfig.Runtime` defaults to, as `docker info` names it.
+pub const DEFAULT_RUNTIME: &str = "runc";
+
+/// Log drivers dockerd registers on Linux that berth does not carry: a container may be made
+/// with one, and its start fails as dockerd's does when the driver cannot initialize.
+const UNAVAILABLE_LOG_DRIVERS: &[&str] = &[
+    "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "gcplogs",
+];
+
+/// Whether the host runs the unified (v2) cgroup hierarchy.
+fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The container a `container:<name|id>` mode names.
+fn container_of(mode: &str) -> Option<&str> {
+    mode.strip_prefix("container:").filter(|c| !c.is_empty())
+}
+
+/// Check the settings of a create request as dockerd does; its warnings on success.
+pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
+    let h = &req.host_config;
+    let mut warnings = Vec::new();
+    let bad = |m: String| Err(Error::bad_request(m));
+    if !matches!(
+        h.ipc_mode.as_str(),
+        "" | "none" | "private" | "shareable" | "host"
+    ) && container_of(&h.ipc_mode).is_none()
+    {
+        return bad(format!("invalid IPC mode: {}", h.ipc_mode));
+    }
+    if !matches!(h.pid_mode.as_str(), "" | "host") && container_of(&h.pid_mode).is_none() {
+        return bad(format!("invalid PID mode: {}", h.pid_mode));
+    }
+    if !matches!(h.uts_mode.as_str(), "" | "host") {
+        return bad(format!("invalid UTS mode: {}", h.uts_mode));
+    }
+    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return bad(format!(
+            "invalid cgroup namespace mode: {}",
+            h.cgroupns_mode
+        ));
+    }
+    if h.uts_mode == "host" && !req.config.hostname.is_empty() {
+        return bad("conflicting options: hostname and the UTS mode".into());
+    }
+    if remapped && h.userns_mode != "host" && h.pid_mode == "host" {
+        return bad("cannot share the host PID namespace when user namespaces are enabled".into());
+    }
+    if !h.runtime.is_empty() && !RUNTIMES.contains(&h.runtime.as_str()) {
+        return bad(format!("unknown or invalid runtime name: {}", h.runtime));
+    }
+    if !matches!(h.isolation.as_str(), "" | "default") {
+        return bad(format!(
+            "Invalid isolation: {:?} - linux only supports 'default'",
+            h.isolation
+        ));
+    }
+    if h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        return bad(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+                .into(),
+        );
+    }
+    if !matches!(h.volume_driver.as_str(), "" | "local") {
+        return Err(Error::not_found(format!(
+            "error looking up volume plugin {0}: plugin \"{0}\" not found",
+            h.volume_driver
+        )));
+    }
+    if let Some(r) = h.device_requests.iter().flatten().next() {
+        let driver = r["Driver"].as_str().unwrap_or_default();
+        let caps = serde_json::to_string(&r["Capabilities"]).unwrap_or_default();
+        let caps = caps.replace('"', "").replace(',', " ");
+        return bad(format!(
+            "could not select device driver {driver:?} with capabilities: {caps}"
+        ));
+    }
+    if h.io_maximum_bandwidth != 0 || h.io_maximum_iops != 0 {
+        return bad(
+            "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"
+                .into(),
+        );
+    }
+    if h.cpu_percent > 0 {
+        warnings.push("linux does not support CPU percent. Percent discarded.".into());
+    }
+    if h.cpu_count > 0 {
+        warnings.push("linux does not support CPU count. Count discarded.".into());
+    }
+    if h.kernel_memory != 0 || h.kernel_memory_tcp != 0 {
+        warnings.push(
+            "Specifying a kernel memory limit is deprecated and will be removed in a future release."
+                .into(),
+        );
+    }
+    if h.cpu_realtime_period != 0 || h.cpu_realtime_runtime != 0 {
+        if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+            let what = if h.cpu_realtime_runtime != 0 {
+                "runtime"
+            } else {
+                "period"
+            };
+            return bad(format!(
+                "Your kernel does not support cgroup cpu real-time {what}"
+            ));
+        }
+        if h.cpu_realtime_period != 0 && h.cpu_realtime_runtime > h.cpu_realtime_period {
+            return bad("cpu real-time runtime cannot be higher than cpu real-time period".into());
+        }
+    }
+    for rule in h.device_cgroup_rules.iter().flatten() {
+        device_rule(rule)?;
+    }
+    for m in h.devices.iter().flatten() {
+        if !m.cgroup_permissions.is_empty()
+            && !m.cgroup_permissions.chars().all(|c| "rwm".contains(c))
+        {
+            return bad(format!("invalid device mode: {}", m.cgroup_permissions));
+        }
+        host_devices(&m.path_on_host, &m.path_on_host)?;
+    }
+    let kind = h.log_config.kind.as_str();
+    if !matches!(kind, "" | "json-file" | "local" | "none")
+        && !UNAVAILABLE_LOG_DRIVERS.contains(&kind)
+    {
+        return bad(format!(
+            "logger: no log driver named '{kind}' is registered"
+        ));
+    }
+    let lo = &h.log_config.config;
+    if kind != "none" {
+        // The shim writes the file itself: the container never waits for a log consumer,
+        // so `non-blocking` holds as well as `blocking`.
+        let mode = lo.get("mode").map_or("", String::as_str);
+        if !matches!(mode, "" | "blocking" | "non-blocking") {
+            return bad(format!("logger: logging mode not supported: {mode}"));
+        }
+        if let Some(size) = lo.get("max-buffer-size") {
+            if mode != "non-blocking" {
+                return bad(
+                    "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+                        .into(),
+                );
+            }
+            if berth_api::units::ram_in_bytes(size).is_err() {
+                return bad(format!("error parsing option max-buffer-size: {size}"));
+            }
+        }
+    }
+    if kind == "local" {
+        check_local_opts(&h.log_config.config)?;
+    }
+    if matches!(kind, "" | "json-file") {
+        check_compress(&h.log_config.config, false)?;
+        // `tag` means nothing to json-file (dockerd accepts and ignores it too); berth's
+        // json-file keeps no per-entry attributes, so the options that ask for them are
+        // refused, not dropped.
+        for k in h.log_config.config.keys() {
+            match k.as_str() {
+                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size" | "tag" => {}
+                "labels" | "labels-regex" | "env" | "env-regex" => {
+                    return bad(format!(
+                        "log opt '{k}' (attributes on each entry) is not supported by berth's json-file log driver"
+                    ))
+                }
+                _ => return bad(format!("unknown log opt '{k}' for json-file log driver")),
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The options of the local log driver, checked as dockerd's driver checks them.
+fn check_local_opts(opts: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    let bad = |m: String| Err(Error::bad_request(m));
+    for k in opts.keys() {
+        if !matches!(
+            k.as_str(),
+            "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size"
+        ) {
+            return bad(format!("unknown log opt '{k}' for log driver local"));
+        }
+    }
+    if let Some(v) = opts.get("max-file") {
+        match v.parse::<i64>() {
+            Ok(n) if n >= 1 => {}
+            Ok(_) => return bad("max-file cannot be less than 1".into()),
+            Err(_) => return bad(format!("error reading max-file option: {v}")),
+        }
+    }
+    if let Some(v) = opts.get("max-size") {
+        match berth_api::units::ram_in_bytes(v) {
+            Ok(n) if n > 0 => {}
+            _ => return bad(format!("error reading max-size option: {v}")),
+        }
+    }
+    check_compress(opts, true)
+}
+
+/// `compress` (a Go boolean; `default` when absent) with `max-file`: compression needs a
+/// rotated file to compress.
+fn check_compress(opts: &std::collections::BTreeMap<String, String>, default: bool) -> Result<()> {
+    let compress = match opts.get("compress").map(String::as_str) {
+        None => default,
+        Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
+        Some("false" | "0" | "f" | "F" | "FALSE" | "False") => false,
+        Some(v) => {
+            return Err(Error::bad_request(format!(
+                "error reading compress log option: {v}"
+            )))
+        }
+    };
+    let files = opts
+        .get("max-file")
+        .map_or(Some(5), |v| v.parse::<i64>().ok());
+    if compress && files == Some(1) {
+        return Err(Error::bad_request(
+            "compression cannot be enabled when max file count is 1",
+        ));
+    }
+    Ok(())
+}
+
+/// dockerd's defaults for what the request leaves empty, recorded so that inspect shows them.
+pub fn set_defaults(h: &mut HostConfig) {
+    if h.ipc_mode.is_empty() {
+        h.ipc_mode = "private".into();
+    }
+    if h.cgroupns_mode.is_empty() {
+        h.cgroupns_mode = if cgroup_v2() { "private" } else { "host" }.into();
+    }
+    if h.runtime.is_empty() {
+        h.runtime = DEFAULT_RUNTIME.into();
+    }
+}
+
+/// `container:<name>` PID and IPC modes name the container by its id, as dockerd records
+/// them, so that a rename does not break the sharing.
+pub fn resolve_shared(d: &Daemon, h: &mut HostConfig) {
+    for mode in [&mut h.pid_mode, &mut h.ipc_mode] {
+        if let Some(c) = container_of(mode).and_then(|n| d.find(n).ok()) {
+            *mode = format!("container:{}", c.id);
+        }
+    }
+}
+
+/// The start error of a log driver berth does not carry, in dockerd's words.
+pub fn log_driver_error(kind: &str) -> Option<String> {
+    UNAVAILABLE_LOG_DRIVERS.contains(&kind).then(|| {
+        format!(
+            "failed to initialize logging driver: the {kind} logging driver is not available in berth (use json-file, local or none)"
+        )
+    })
+}
+
+/// A `--device-cgroup-rule` (`c 1:3 mr`, `a *:* rwm`) as an OCI device cgroup entry.
+fn device_rule(rule: &str) -> Result<Value> {
+    let bad = || Error::bad_request(format!("invalid device cgroup format '{rule}'"));
+    let parts: Vec<&str> = rule.split(' ').collect();
+    let [typ, nums, access] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if !matches!(*typ, "a" | "b" | "c")
+        || access.is_empty()
+        || access.len() > 3
+        || !access.chars().all(|c| "rwm".contains(c))
+    {
+        return Err(bad());
+    }
+    let (major, minor) = nums.split_once(':').ok_or_else(bad)?;
+    let num = |s: &str| -> Result<Value> {
+        if s == "*" {
+            Ok(json!(-1))
+        } else {
+            s.parse::<i64>().map(|n| json!(n)).map_err(|_| bad())
+        }
+    };
+    Ok(json!({
+        "allow": true, "type": typ, "major": num(major)?, "minor": num(minor)?, "access": access,
+    }))
+}
+
+/// The gids `--group-add` names: numbers as they are, names looked up in the container's
+/// /etc/group.
+pub fn extra_gids(group_add: &[String], group_file: Option<&str>) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for g in group_add {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group_file
+                .unwrap_or("")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                })?,
+        };
+        if !out.contains(&gid) {
+            out.push(gid);
+        }
+    }
+    Ok(out)
+}
+
+/// A device node of the host (`--device`), or the nodes under a directory of them, with the
+/// path each gets in the container.
+fn host_devices(on_host: &str, in_container: &str) -> Result<Vec<(PathBuf, Value)>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let gather = |e: std::io::Error| {
+        Error::bad_request(format!(
+            "error gathering device information while adding custom device {on_host:?}: {e}"
+        ))
+    };
+    let meta = std::fs::metadata(on_host).map_err(gather)?;
+    let mut found = Vec::new();
+    if meta.is_dir() {
+        let mut stack = vec![PathBuf::from(on_host)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).map_err(gather)?.flatten() {
+                let p = e.path();
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_dir() => stack.push(p),
+                    Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => {
+                        found.push((p, m))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    } else if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
+        found.push((PathBuf::from(on_host), meta));
+    } else {
+        return Err(Error::bad_request(format!(
+            "error gathering device information while adding custom device {on_host:?}: not a device node"
+        )));
+    }
+    Ok(found
+        .into_iter()
+        .map(|(p, m)| {
+            let rel = p.strip_prefix(on_host).unwrap_or(Path::new(""));
+            let dst = if rel.as_os_str().is_empty() {
+                PathBuf::from(in_container)
+            } else {
+                Path::new(in_container).join(rel)
+            };
+            let kind = if m.file_type().is_block_device() {
+                "b"
+            } else {
+                "c"
+            };
+            let rdev = m.rdev();
+            let dev = json!({
+                "path": dst, "type": kind,
+                "major": libc::major(rdev), "minor": libc::minor(rdev),
+                "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid(),
+            });
+            (dst, dev)
+        })
+        .collect())
+}
+
+/// `major:minor` of the block device at `path`, for the blkio limits.
+fn block_numbers(path: &str) -> Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| Error::bad_request(format!("stat {path}: {e}")))?;
+    Ok((libc::major(m.rdev()), libc::minor(m.rdev())))
+}
+
+/// The run-dir directory holding a `shareable` container's /dev/shm (a tmpfs of the host, so
+/// that `--ipc container:<it>` can mount the same one).
+fn shm_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("shm")
+}
+
+/// Take down the /dev/shm tmpfs of a `shareable` container, if it has one.
+pub fn release_shm(run_dir: &Path) {
+    let dir = shm_dir(run_dir);
+    if dir.exists() {
+        let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathBuf)> {
+    let o = d.find(name)?;
+    let or = o.snapshot();
+    if or.state.status != super::status::RUNNING || or.state.pid <= 0 {
+        return Err(Error::conflict(format!(
+            "cannot join {what} of a non running container: {}",
+            or.id
+        )));
+    }
+    Ok((or.state.pid, or, o.paths.run_dir.clone()))
+}
+
+/// What becomes of the container's own /dev/shm tmpfs (a user's mount there stays).
+enum Shm {
+    Keep,
+    Replace(Value),
+    Remove,
+}
+
+fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
+    let mut opts = vec!["rbind", "rprivate"];
+    opts.extend_from_slice(extra);
+    json!({"destination": dst, "type": "bind", "source": src, "options": opts})
+}
+
+/// Carry the settings into the spec `spec::build` made: namespaces, /dev/shm, groups, devices,
+/// device rules, block IO device limits, annotations.
+pub fn apply(
+    d: &Daemon,
+    rec: &Record,
+    run_dir: &Path,
+    group_file: Option<&str>,
+    spec: &mut Value,
+) -> Result<()> {
+    let h = &rec.host_config;
+    // Namespaces: dropped for `host`, joined for `container:`.
+    let mut joins: Vec<(&str, PathBuf)> = Vec::new();
+    let mut drop: Vec<&str> = Vec::new();
+    // Under --userns-remap a donor's namespaces belong to its user namespace: joining them
+    // means joining that too, as for `--network container:`.
+    let remapped = d.remap_of(rec).is_some();
+    let mut donor_user: Option<PathBuf> = None;
+    let mut user_of = |or: &Record, pid: i32, what: &str| -> Result<()> {
+        match (remapped, d.remap_of(or).is_some()) {
+            (true, true) => donor_user = Some(format!("/proc/{pid}/ns/user").into()),
+            (true, false) => {
+                return Err(Error::bad_request(format!(
+                    "cannot join the {what} namespace of container {}: it runs with --userns=host and this one does not",
+                    or.id
+                )))
+            }
+            _ => {}
+        }
+        Ok(())
+    };
+    if h.pid_mode == "host" {
+        drop.push("pid");
+    } else if let Some(other) = container_of(&h.pid_mode) {
+        let (pid, or, _) = running_pid(d, other, "PID")?;
+        user_of(&or, pid, "PID")?;
+        joins.push(("pid", format!("/proc/{pid}/ns/pid").into()));
+    }
+    if h.uts_mode == "host" {
+        drop.push("uts");
+    }
+    if h.cgroupns_mode == "host" {
+        drop.push("cgroup");
+    }
+    let shm_opts = ["nosuid", "noexec", "nodev"];
+    let shm = match h.ipc_mode.as_str() {
+        "host" => {
+            drop.push("ipc");
+            Shm::Replace(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
+        }
+        "none" => Shm::Remove,
+        "shareable" => {
+            let dir = shm_dir(run_dir);
+            release_shm(run_dir);
+            std::fs::create_dir_all(&dir)?;
+            let size = if h.shm_size > 0 { h.shm_size } else { 64 << 20 };
+            nix::mount::mount(
+                Some("shm"),
+                &dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
+                Some(format!("mode=1777,size={size}").as_str()),
+            )
+            .map_err(|e| Error::internal(format!("mounting /dev/shm for the container: {e}")))?;
+            Shm::Replace(bind(&dir, "/dev/shm", &shm_opts))
+        }
+        mode => match container_of(mode) {
+            Some(other) => {
+                let (pid, or, other_run) = running_pid(d, other, "IPC")?;
+                match or.host_config.ipc_mode.as_str() {
+                    "host" => {
+                        drop.push("ipc");
+                        Shm::Replace(bind(Path::new("/dev/shm"), "/dev/shm", &shm_opts))
+                    }
+                    "shareable" => {
+                        user_of(&or, pid, "IPC")?;
+                        joins.push(("ipc", format!("/proc/{pid}/ns/ipc").into()));
+                        Shm::Replace(bind(&shm_dir(&other_run), "/dev/shm", &shm_opts))
+                    }
+                    _ => return Err(Error::bad_request(
+                        "non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+                    )),
+                }
+            }
+            // private (and the default): the tmpfs spec::build mounts.
+            None => Shm::Keep,
+        },
+    };
+    let linux = &mut spec["linux"];
+    if let Some(nss) = linux["namespaces"].as_array_mut() {
+        nss.retain(|ns| {
+            let t = ns["type"].as_str().unwrap_or("");
+            !drop.contains(&t) && !joins.iter().any(|(j, _)| *j == t)
+        });
+        for (t, path) in &joins {
+            nss.push(json!({"type": t, "path": path}));
+        }
+        if let Some(user) = donor_user {
+            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
+                match ns["path"].as_str() {
+                    Some(p) if !p.is_empty() && Path::new(p) != user => {
+                        return Err(Error::bad_request(
+                            "the containers whose namespaces this one joins have different user namespaces",
+                        ))
+                    }
+                    _ => ns["path"] = json!(user),
+                }
+            }
+        }
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
+        match shm {
+            Shm::Keep => {}
+            Shm::Replace(m) => {
+                if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
+                    *slot = m;
+                }
+            }
+            Shm::Remove => mounts.retain(|m| !default_shm(m)),
+        }
+        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
+        // the host's /dev/mqueue instead, and without one the container has none.
+        if remapped && drop.contains(&"ipc") && !Path::new("/dev/mqueue").is_dir() {
+            mounts.retain(|m| m["type"] != "mqueue");
+        }
+    }
+    if h.uts_mode == "host" {
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    // --group-add
+    let extra = extra_gids(h.group_add.as_deref().unwrap_or(&[]), group_file)?;
+    if let Some(gids) = spec["process"]["user"]["additionalGids"].as_array_mut() {
+        for g in extra {
+            if !gids.iter().any(|v| v == &json!(g)) {
+                gids.push(json!(g));
+            }
+        }
+    }
+    // --device and --device-cgroup-rule
+    let mut rules: Vec<Value> = Vec::new();
+    let mut nodes: Vec<Value> = Vec::new();
+    for m in h.devices.iter().flatten() {
+        let inside = if m.path_in_container.is_empty() {
+            m.path_on_host.as_str()
+        } else {
+            m.path_in_container.as_str()
+        };
+        let access = if m.cgroup_permissions.is_empty() {
+            "rwm"
+        } else {
+            m.cgroup_permissions.as_str()
+        };
+        for (_, dev) in host_devices(&m.path_on_host, inside)? {
+            rules.push(json!({
+                "allow": true, "type": dev["type"], "major": dev["major"],
+                "minor": dev["minor"], "access": access,
+            }));
+            nodes.push(dev);
+        }
+    }
+    for r in h.device_cgroup_rules.iter().flatten() {
+        rules.push(device_rule(r)?);
+    }
+    let linux = &mut spec["linux"];
+    if !nodes.is_empty() {
+        match linux["devices"].as_array_mut() {
+            Some(list) => list.extend(nodes),
+            None => linux["devices"] = Value::Array(nodes),
+        }
+    }
+    let res = &mut linux["resources"];
+    if !rules.is_empty() && !h.privileged {
+        if let Some(list) = res["devices"].as_array_mut() {
+            list.extend(rules);
+        }
+    }
+    // Block IO per device.
+    let throttle = |list: &Option<Vec<ThrottleDevice>>| -> Result<Vec<Value>> {
+        list.iter()
+            .flatten()
+            .map(|t| {
+                let (major, minor) = block_numbers(&t.path)?;
+                Ok(json!({"major": major, "minor": minor, "rate": t.rate}))
+            })
+            .collect()
+    };
+    let mut bio = serde_json::Map::new();
+    let weights: Vec<Value> = h
+        .blkio_weight_device
+        .iter()
+        .flatten()
+        .map(|w| {
+            let (major, minor) = block_numbers(&w.path)?;
+            Ok(json!({"major": major, "minor": minor, "weight": w.weight}))
+        })
+        .collect::<Result<_>>()?;
+    for (key, list) in [
+        ("weightDevice", weights),
+        ("throttleReadBpsDevice", throttle(&h.blkio_device_read_bps)?),
+        (
+            "throttleWriteBpsDevice",
+            throttle(&h.blkio_device_write_bps)?,
+        ),
+        (
+            "throttleReadIOPSDevice",
+            throttle(&h.blkio_device_read_iops)?,
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            throttle(&h.blkio_device_write_iops)?,
+        ),
+    ] {
+        if !list.is_empty() {
+            bio.insert(key.into(), Value::Array(list));
+        }
+    }
+    if !bio.is_empty() {
+        if !res["blockIO"].is_object() {
+            res["blockIO"] = json!({});
+        }
+        if let Some(o) = res["blockIO"].as_object_mut() {
+            o.extend(bio);
+        }
+    }
+    if let Some(a) = &h.annotations {
+        if let Some(o) = spec["annotations"].as_object_mut() {
+            for (k, v) in a {
+                o.entry(k.clone()).or_insert_with(|| json!(v));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `docker rm --link parent/alias`: the link goes from the parent's settings (its
+/// `/etc/hosts` entry stays until it restarts, as with dockerd).
+pub fn remove_link(d: &Daemon, name: &str) -> Result<()> {
+    let name = name.trim_matches('/');
+    let Some((parent, alias)) = name.rsplit_once('/') else {
+        return Err(Error::bad_request(
+            "Conflict, cannot remove the default link name of the container",
+        ));
+    };
+    let missing = || Error::not_found(format!("No such container: {name}"));
+    let c = d.find(parent).map_err(|_| missing())?;
+    let alias_of = |l: &str| {
+        let (t, a) = l.split_once(':').unwrap_or((l, l));
+        let a = a.rsplit('/').next().unwrap_or(a).to_string();
+        (t.trim_start_matches('/').to_string(), a)
+    };
+    let has = c
+        .rec()
+        .host_config
+        .links
+        .iter()
+        .flatten()
+        .any(|l| alias_of(l).1 == alias);
+    if !has {
+        return Err(missing());
+    }
+    c.update(|r| {
+        if let Some(links) = r.host_config.links.as_mut() {
+            links.retain(|l| alias_of(l).1 != alias);
+        }
+        for ep in r.net.endpoints.values_mut() {
+            ep.links.retain(|l| alias_of(l).1 != alias);
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_rules() {
+        assert_eq!(
+            device_rule("c 10:229 rwm").unwrap(),
+            json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"})
+        );
+        assert_eq!(device_rule("a *:* m").unwrap()["major"], -1);
+        for bad in [
+            "c 10:229",
+            "x 1:2 r",
+            "c a:1 r",
+            "c 1:2 rx",
+            "c 1:2 rwmr",
+            "",
+        ] {
+            assert!(device_rule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn group_add() {
+        let group = "root:x:0:\naudio:x:29:\nusers:x:100:\n";
+        assert_eq!(
+            extra_gids(&["audio".into(), "4242".into(), "29".into()], Some(group)).unwrap(),
+            vec![29, 4242]
+        );
+        let e = extra_gids(&["ghost".into()], Some(group)).unwrap_err();
+        assert!(
+            e.0.message.contains("Unable to find group ghost"),
+            "{}",
+            e.0.message
+        );
+    }
+}
