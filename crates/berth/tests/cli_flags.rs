@@ -1,0 +1,264 @@
+//! Flag parity with the real docker CLI: for every command and subcommand docker 28 lists
+//! (except the swarm/plugin/trust/... families in [`SKIPPED_COMMANDS`]), berth must have the
+//! command and every flag docker's `--help` shows, long name and short alias alike.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// Docker commands out of scope for now, with the reason.
+const SKIPPED_COMMANDS: &[(&str, &str)] = &[
+    ("swarm", "swarm mode"),
+    ("node", "swarm mode"),
+    ("service", "swarm mode"),
+    ("stack", "swarm mode"),
+    ("secret", "swarm mode"),
+    ("config", "swarm mode"),
+    ("plugin", "no plugin system"),
+    ("trust", "no notary / content trust"),
+    ("manifest", "client-side registry tool, not an engine command"),
+    ("context", "client-side configuration"),
+    ("checkpoint", "no CRIU checkpoints"),
+];
+
+/// Flags that other helpers of issue 11 add together with their features (C: container
+/// settings, E: networking, B: detach keys). The merger empties this list once their
+/// branches are in; an entry berth already has fails the test so the list cannot rot.
+const OWNED_ELSEWHERE: &[(&str, &str)] = &[
+    // helper C
+    ("run", "--annotation"),
+    ("run", "--blkio-weight-device"),
+    ("run", "--cgroup-parent"),
+    ("run", "--cgroupns"),
+    ("run", "--cpu-count"),
+    ("run", "--cpu-percent"),
+    ("run", "--cpu-rt-period"),
+    ("run", "--cpu-rt-runtime"),
+    ("run", "--device"),
+    ("run", "--device-cgroup-rule"),
+    ("run", "--device-read-bps"),
+    ("run", "--device-read-iops"),
+    ("run", "--device-write-bps"),
+    ("run", "--device-write-iops"),
+    ("run", "--gpus"),
+    ("run", "--group-add"),
+    ("run", "--io-maxbandwidth"),
+    ("run", "--io-maxiops"),
+    ("run", "--ipc"),
+    ("run", "--isolation"),
+    ("run", "--kernel-memory"),
+    ("run", "--log-driver"),
+    ("run", "--oom-score-adj"),
+    ("run", "--pid"),
+    ("run", "--runtime"),
+    ("run", "--storage-opt"),
+    ("run", "--uts"),
+    ("run", "--volume-driver"),
+    ("rm", "--link"),
+    ("rm", "-l"),
+    // helper E
+    ("run", "--mac-address"),
+    ("run", "--ip6"),
+    ("run", "--link-local-ip"),
+    ("network create", "--aux-address"),
+    ("network create", "--ipam-driver"),
+    ("network create", "--ipam-opt"),
+    ("network create", "--ipv4"),
+    ("network connect", "--driver-opt"),
+    ("network connect", "--gw-priority"),
+    ("network connect", "--ip6"),
+    ("network connect", "--link"),
+    ("network connect", "--link-local-ip"),
+    // helper B
+    ("exec", "--detach-keys"),
+    ("start", "--detach-keys"),
+];
+
+/// Commands whose flags are the same as another's in docker (aliases): the check of `run`
+/// applies to `create` and `container run`/`container create` for the entries above.
+const SAME_FLAGS: &[(&str, &str)] = &[
+    ("create", "run"),
+    ("container run", "run"),
+    ("container create", "run"),
+    ("container exec", "exec"),
+    ("container start", "start"),
+    ("container rm", "rm"),
+];
+
+fn help(bin: &str, cmd: &[&str]) -> String {
+    let mut args: Vec<&str> = cmd.to_vec();
+    args.push("--help");
+    let out = Command::new(bin)
+        .args(&args)
+        .env("DOCKER_CLI_HINTS", "false")
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Command names listed under the `...Commands:` headings of a help text.
+fn commands(help: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut in_list = false;
+    for line in help.lines() {
+        if line.ends_with("Commands:") && !line.starts_with(' ') {
+            in_list = true;
+            continue;
+        }
+        if !line.starts_with("  ") {
+            in_list = false;
+            continue;
+        }
+        if in_list {
+            if let Some(name) = line.split_whitespace().next() {
+                if name != "help" {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Flags of a help text: `--long` and, where given, `-s`, from the lines that start a flag
+/// (indented at most six spaces; descriptions and their continuations are indented more).
+fn flags(help: &str) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for line in help.lines() {
+        let rest = line.trim_start();
+        let indent = line.len() - rest.len();
+        if !(2..=6).contains(&indent) || !rest.starts_with('-') {
+            continue;
+        }
+        let mut short = None;
+        let mut words = rest.split([',', ' ']).filter(|w| !w.is_empty());
+        let mut long = None;
+        for w in words.by_ref() {
+            if let Some(l) = w.strip_prefix("--") {
+                long = Some(format!("--{l}"));
+                break;
+            }
+            if w.starts_with('-') && w.len() == 2 {
+                short = Some(w.to_string());
+            } else {
+                break;
+            }
+        }
+        if let Some(l) = long {
+            out.insert(l, short);
+        }
+    }
+    out
+}
+
+fn owned_elsewhere(cmd: &str, flag: &str) -> bool {
+    let base = SAME_FLAGS
+        .iter()
+        .find(|(c, _)| *c == cmd)
+        .map(|(_, b)| *b)
+        .unwrap_or(cmd);
+    OWNED_ELSEWHERE
+        .iter()
+        .any(|(c, f)| (*c == cmd || *c == base) && *f == flag)
+}
+
+#[test]
+fn every_docker_flag_is_a_berth_flag() {
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let docker_top = commands(&help("docker", &[]));
+    let berth_top = commands(&help(berth, &[]));
+    assert!(
+        docker_top.len() > 40 && docker_top.contains("run"),
+        "docker's command list did not parse: {docker_top:?}"
+    );
+    let skipped: BTreeSet<&str> = SKIPPED_COMMANDS.iter().map(|(c, _)| *c).collect();
+    let mut missing = Vec::new();
+    let mut checked = Vec::new();
+    for cmd in &docker_top {
+        if skipped.contains(cmd.as_str()) {
+            continue;
+        }
+        if !berth_top.contains(cmd) {
+            missing.push(format!("command `{cmd}`"));
+            continue;
+        }
+        let docker_help = help("docker", &[cmd]);
+        let subs = commands(&docker_help);
+        if subs.is_empty() {
+            checked.push(vec![cmd.clone()]);
+            continue;
+        }
+        let berth_subs = commands(&help(berth, &[cmd]));
+        for s in subs {
+            if berth_subs.contains(&s) {
+                checked.push(vec![cmd.clone(), s]);
+            } else {
+                missing.push(format!("command `{cmd} {s}`"));
+            }
+        }
+    }
+    let mut present_but_listed = Vec::new();
+    for cmd in &checked {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let name = cmd.join(" ");
+        let docker_flags = flags(&help("docker", &args));
+        let berth_flags = flags(&help(berth, &args));
+        assert!(
+            !berth_flags.is_empty(),
+            "berth {name} --help lists no flags (parse failure?)"
+        );
+        for (long, short) in &docker_flags {
+            let listed = owned_elsewhere(&name, long);
+            match berth_flags.get(long) {
+                None if listed => {}
+                None => missing.push(format!("{name}: {long}")),
+                Some(_) if listed && OWNED_ELSEWHERE.iter().any(|(c, f)| *c == name && f == long) => {
+                    present_but_listed.push(format!("{name}: {long}"))
+                }
+                Some(berth_short) => {
+                    if let Some(s) = short {
+                        if berth_short.as_ref() != Some(s)
+                            && !owned_elsewhere(&name, s)
+                        {
+                            missing.push(format!("{name}: {s} (short for {long})"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        checked.len() > 60,
+        "too few commands checked: {}",
+        checked.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "berth lacks what docker has ({} items):\n  {}",
+        missing.len(),
+        missing.join("\n  ")
+    );
+    assert!(
+        present_but_listed.is_empty(),
+        "berth has these; remove them from OWNED_ELSEWHERE:\n  {}",
+        present_but_listed.join("\n  ")
+    );
+}
+
+#[test]
+fn flag_parser_reads_both_help_styles() {
+    let docker = "Options:\n  -a, --attach list                      Attach to STDIN\n      --add-host list     Add a\n                          --not-a-flag continuation\n";
+    let f = flags(docker);
+    assert_eq!(f.get("--attach"), Some(&Some("-a".to_string())));
+    assert_eq!(f.get("--add-host"), Some(&None));
+    assert!(!f.contains_key("--not-a-flag"));
+    let clap = "Options:\n  -d, --detach\n          Run container in background\n      --name <NAME>\n          Assign a name\n";
+    let f = flags(clap);
+    assert_eq!(f.get("--detach"), Some(&Some("-d".to_string())));
+    assert_eq!(f.get("--name"), Some(&None));
+}
