@@ -15,7 +15,10 @@ const SKIPPED_COMMANDS: &[(&str, &str)] = &[
     ("config", "swarm mode"),
     ("plugin", "no plugin system"),
     ("trust", "no notary / content trust"),
-    ("manifest", "client-side registry tool, not an engine command"),
+    (
+        "manifest",
+        "client-side registry tool, not an engine command",
+    ),
     ("context", "client-side configuration"),
     ("checkpoint", "no CRIU checkpoints"),
 ];
@@ -140,7 +143,9 @@ fn flags(help: &str) -> BTreeMap<String, Option<String>> {
         let mut long = None;
         for w in words.by_ref() {
             if let Some(l) = w.strip_prefix("--") {
-                long = Some(format!("--{l}"));
+                // clap writes optional values as `--flag[=<VALUE>]`.
+                let name = l.split(['[', '=', '<']).next().unwrap_or(l);
+                long = Some(format!("--{name}"));
                 break;
             }
             if w.starts_with('-') && w.len() == 2 {
@@ -217,14 +222,14 @@ fn every_docker_flag_is_a_berth_flag() {
             match berth_flags.get(long) {
                 None if listed => {}
                 None => missing.push(format!("{name}: {long}")),
-                Some(_) if listed && OWNED_ELSEWHERE.iter().any(|(c, f)| *c == name && f == long) => {
+                Some(_)
+                    if listed && OWNED_ELSEWHERE.iter().any(|(c, f)| *c == name && f == long) =>
+                {
                     present_but_listed.push(format!("{name}: {long}"))
                 }
                 Some(berth_short) => {
                     if let Some(s) = short {
-                        if berth_short.as_ref() != Some(s)
-                            && !owned_elsewhere(&name, s)
-                        {
+                        if berth_short.as_ref() != Some(s) && !owned_elsewhere(&name, s) {
                             missing.push(format!("{name}: {s} (short for {long})"));
                         }
                     }
@@ -257,8 +262,9 @@ fn flag_parser_reads_both_help_styles() {
     assert_eq!(f.get("--attach"), Some(&Some("-a".to_string())));
     assert_eq!(f.get("--add-host"), Some(&None));
     assert!(!f.contains_key("--not-a-flag"));
-    let clap = "Options:\n  -d, --detach\n          Run container in background\n      --name <NAME>\n          Assign a name\n";
+    let clap = "Options:\n      --sig-proxy[=<SIG_PROXY>]\n          Proxy\n  -d, --detach\n          Run container in background\n      --name <NAME>\n          Assign a name\n";
     let f = flags(clap);
     assert_eq!(f.get("--detach"), Some(&Some("-d".to_string())));
     assert_eq!(f.get("--name"), Some(&None));
+    assert_eq!(f.get("--sig-proxy"), Some(&None));
 }

@@ -470,6 +470,14 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         since: logs::bound(q.unix_time("since")?),
         until: logs::bound(q.unix_time("until")?),
         tty: c.rec().config.tty,
+        details: q.bool("details").then(|| {
+            let r = c.rec();
+            logs::details(
+                &r.host_config.log_config.config,
+                r.config.labels.as_ref().unwrap_or(&Default::default()),
+                r.config.env.as_deref().unwrap_or(&[]),
+            )
+        }),
     };
     if !o.stdout && !o.stderr {
         return Err(Error::bad_request(
