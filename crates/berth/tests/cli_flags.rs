@@ -2,6 +2,8 @@
 //! (except the swarm/plugin/trust/... families in [`SKIPPED_COMMANDS`]), berth must have the
 //! command and every flag docker's `--help` shows, long name and short alias alike.
 
+mod common;
+use common::{stderr, stdout, Daemon};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -267,4 +269,165 @@ fn flag_parser_reads_both_help_styles() {
     assert_eq!(f.get("--detach"), Some(&Some("-d".to_string())));
     assert_eq!(f.get("--name"), Some(&None));
     assert_eq!(f.get("--sig-proxy"), Some(&None));
+}
+
+#[test]
+fn new_run_flags_are_carried_out_or_refused() {
+    let d = Daemon::start();
+    let dir = std::env::temp_dir().join(format!("berth-cliflags-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cid = dir.join("cid");
+    let cid_s = cid.to_str().unwrap();
+    // --cidfile: the id is written; an existing file is refused and left alone.
+    let id = d.ok(&["run", "-d", "--cidfile", cid_s, "busybox", "sleep", "60"]);
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id);
+    let out = d.berth(&["run", "--cidfile", cid_s, "busybox", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("container ID file found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id);
+    // --label-file, --domainname, exec --env-file.
+    std::fs::write(dir.join("labels"), "# c\nfrom.file=yes\n\n").unwrap();
+    std::fs::write(dir.join("env"), "FROM_FILE=1\n").unwrap();
+    let lf = dir.join("labels").display().to_string();
+    let ef = dir.join("env").display().to_string();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--label-file",
+        &lf,
+        "--domainname",
+        "example.org",
+        "busybox",
+        "cat",
+        "/proc/sys/kernel/domainname",
+    ]);
+    assert_eq!(out, "example.org");
+    let c = d.ok(&["create", "--label-file", &lf, "busybox", "true"]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"from.file\"}}",
+            &c
+        ]),
+        "yes"
+    );
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "--env-file",
+            &ef,
+            &id,
+            "sh",
+            "-c",
+            "echo $FROM_FILE"
+        ]),
+        "1"
+    );
+    // -a stdout: only stdout comes back.
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "-a",
+        "stdout",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(stdout(&out).trim(), "out");
+    assert!(!stderr(&out).contains("err"), "{}", stderr(&out));
+    let out = d.berth(&["run", "-d", "-a", "stdout", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("Conflicting options: -a and -d"),
+        "{}",
+        stderr(&out)
+    );
+    // --pull never does not pull; other platforms are refused.
+    let out = d.berth(&["run", "--pull", "never", "127.0.0.1:1/none:x", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("No such image"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.berth(&["run", "--platform", "linux/s390x", "busybox", "true"]);
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    let out = d.berth(&["save", "--platform", "windows/amd64", "busybox"]);
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    // logs --details: the attributes the log options name go before each line.
+    let c = d.ok(&[
+        "run",
+        "-d",
+        "--log-opt",
+        "labels=team",
+        "-l",
+        "team=a b",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    d.ok(&["wait", &c]);
+    assert_eq!(d.ok(&["logs", "--details", &c]), "team=a+b hi");
+    // --use-api-socket: the daemon's socket and the client's credentials go in.
+    let cfg = d.data_root.parent().unwrap().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        r#"{"auths":{"127.0.0.1:1":{"auth":"dTpw"}}}"#,
+    )
+    .unwrap();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--use-api-socket",
+        "busybox",
+        "sh",
+        "-c",
+        "test -S /var/run/docker.sock && cat $DOCKER_CONFIG/config.json",
+    ]);
+    assert!(out.contains("dTpw"), "{out}");
+    // Refusals.
+    for (args, msg) in [
+        (&["start", "--checkpoint", "cp1", "x"][..], "checkpoint"),
+        (
+            &["volume", "create", "--type", "mount", "v"][..],
+            "cluster volumes",
+        ),
+        (&["volume", "ls", "--cluster"][..], "cluster volumes"),
+        (
+            &["network", "create", "--config-only", "n"][..],
+            "config-only",
+        ),
+        (&["network", "create", "--ingress", "n"][..], "swarm"),
+        (
+            &["run", "--disable-content-trust=false", "busybox", "true"][..],
+            "notary",
+        ),
+    ] {
+        let out = d.berth(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(msg), "{args:?}: {}", stderr(&out));
+    }
+    // --sig-proxy (default): a signal to the CLI reaches the container.
+    let mut child = Command::new(common::berth_bin())
+        .args(["-H", &d.host(), "run", "--rm", "busybox", "sh", "-c"])
+        .arg("trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    d.ok(&["rm", "-f", &id]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -587,12 +587,18 @@ async fn copy_api_config(
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_size(0);
         b.append_data(&mut h, &dir, std::io::empty())
             .map_err(|e| e.to_string())?;
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o600);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_size(data.len() as u64);
     b.append_data(&mut h, rel, data.as_slice())
         .map_err(|e| e.to_string())?;
