@@ -1124,8 +1124,9 @@ fn classic_builder_details_through_the_docker_cli() {
     assert!(so.contains("\n123\n"), "{so}");
     assert!(so.contains(" 32768 "), "{so}");
     assert!(so.contains("67108864"), "{so}");
-    // `-f -`: the docker CLI adds the Dockerfile under a generated name (and lists it in
-    // .dockerignore); the build finds it and does not copy it.
+    // `-f -`: the docker CLI adds the Dockerfile under a generated name, lists it and
+    // `.dockerignore` in the `.dockerignore` it sends, and ends the tar without padding; the
+    // build finds the Dockerfile and copies neither.
     std::fs::remove_file(ctx.0.join(".dockerignore")).unwrap();
     let out = docker(
         &["build", "-f", "-", "-t", "det:2", ctx.path()],
@@ -1134,7 +1135,7 @@ fn classic_builder_details_through_the_docker_cli() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         run_out(&d, "det:2", "ls -a /ctx | tr '\\n' ' '"),
-        ". .. .dockerignore Dockerfile a.txt"
+        ". .. Dockerfile a.txt"
     );
     // Given --cache-from, only those images are cache: a missing one means no cache.
     ctx.write("Dockerfile", "FROM busybox\nRUN echo step > /s\n");
