@@ -120,7 +120,7 @@ pub struct BuildArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum BuilderCommand {
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Remove build cache
     Prune(BuilderPruneArgs),
 }
@@ -713,7 +713,7 @@ fn jq<T: serde::Serialize>(v: &T) -> String {
 
 pub async fn builder_cmd(c: &Client, cmd: BuilderCommand) -> i32 {
     match cmd {
-        BuilderCommand::Build(a) => build(c, a).await,
+        BuilderCommand::Build(a) => build(c, *a).await,
         BuilderCommand::Prune(a) => {
             if !a.filter.is_empty() || a.keep_storage.is_some() {
                 eprintln!("berth: builder prune: --filter and --keep-storage are not supported (berth prunes dangling or, with --all, all build cache)");

@@ -602,7 +602,7 @@ pub struct ImageInspectArgs {
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build an image from a Dockerfile
-    Build(super::build::BuildArgs),
+    Build(Box<super::build::BuildArgs>),
     /// Download an image from a registry
     Pull(super::registry::PullArgs),
     /// Upload an image to a registry
@@ -630,7 +630,7 @@ pub enum ImageCommand {
 
 pub async fn image_cmd(c: &Client, sub: ImageCommand) -> i32 {
     match sub {
-        ImageCommand::Build(a) => super::build::build(c, a).await,
+        ImageCommand::Build(a) => super::build::build(c, *a).await,
         ImageCommand::Pull(a) => super::registry::pull(c, a).await,
         ImageCommand::Push(a) => super::registry::push(c, a).await,
         ImageCommand::Ls(a) => images(c, a).await,

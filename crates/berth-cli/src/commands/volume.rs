@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List volumes
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -153,7 +153,7 @@ pub struct PruneArgs {
 
 pub async fn dispatch(c: &Client, cmd: VolumeCommand) -> i32 {
     match cmd {
-        VolumeCommand::Create(a) => create(c, a).await,
+        VolumeCommand::Create(a) => create(c, *a).await,
         VolumeCommand::Ls(a) => ls(c, a).await,
         VolumeCommand::Inspect(a) => inspect(c, a).await,
         VolumeCommand::Rm(a) => rm(c, a).await,
