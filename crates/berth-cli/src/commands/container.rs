@@ -713,8 +713,12 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
         }
     };
     let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    let proxy = (a.sig_proxy && !tty).then(|| proxy_signals(c, &id));
     if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
         drop(raw);
+        if let Some(p) = proxy {
+            p.abort();
+        }
         eprintln!("berth: {e}");
         return start_error_code(&e.to_string());
     }
@@ -725,7 +729,6 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
                 .await;
         }
     }
-    let proxy = (a.sig_proxy && !tty).then(|| proxy_signals(c, &id));
     let io = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
     drop(raw);
     if let Some(p) = proxy {
@@ -1330,37 +1333,39 @@ pub struct AttachArgs {
 }
 
 /// `--sig-proxy`: the signals the CLI receives while attached go to the container (as
-/// `POST /kill`), as docker forwards them; the task ends when aborted.
+/// `POST /kill`), as docker forwards them. The handlers are in place when this returns; the
+/// task ends when aborted.
 fn proxy_signals(c: &Client, id: &str) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let c = c.clone();
     let id = id.to_string();
-    tokio::spawn(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
-        // Dropped (and so aborted) with this task.
-        let mut listeners = tokio::task::JoinSet::new();
-        for sig in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            libc::SIGALRM,
-        ] {
-            let Ok(mut s) = signal(SignalKind::from_raw(sig)) else {
-                continue;
-            };
-            let tx = tx.clone();
-            listeners.spawn(async move {
-                while s.recv().await.is_some() {
-                    if tx.send(sig).is_err() {
-                        break;
-                    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
+    // Dropped (and so aborted) with the task below.
+    let mut listeners = tokio::task::JoinSet::new();
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+    ] {
+        let Ok(mut s) = signal(SignalKind::from_raw(sig)) else {
+            continue;
+        };
+        let tx = tx.clone();
+        listeners.spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
                 }
-            });
-        }
-        drop(tx);
+            }
+        });
+    }
+    drop(tx);
+    tokio::spawn(async move {
+        let _listeners = listeners;
         while let Some(sig) = rx.recv().await {
             let _ = c
                 .post(&format!("/containers/{id}/kill?signal={sig}"), None)
