@@ -808,12 +808,20 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             )
             .await;
         let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+        // `start -a` forwards signals, as docker's does.
+        let proxy = (!tty).then(|| proxy_signals(c, &id));
         if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
             drop(raw);
+            if let Some(p) = proxy {
+                p.abort();
+            }
             return super::report(&e, 1);
         }
         let ended = stream::run(conn, tty, stdin, None).await;
         drop(raw);
+        if let Some(p) = proxy {
+            p.abort();
+        }
         if let Ok(stream::Ended::Detached) = ended {
             return 0;
         }
