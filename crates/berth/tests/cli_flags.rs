@@ -431,3 +431,56 @@ fn new_run_flags_are_carried_out_or_refused() {
     d.ok(&["rm", "-f", &id]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pull_modes_subcommands_and_formats() {
+    let d = Daemon::start();
+    let reg = common::BerthRegistry::start("cliflags");
+    let img = format!("{}/flags/bb:1", reg.addr);
+    d.ok(&["tag", "busybox", &img]);
+    d.ok(&["image", "push", "-q", &img]);
+    d.ok(&["rmi", &img]);
+    // -q: the pull of a missing image says nothing; --pull always pulls and says so.
+    let out = d.berth(&["run", "-q", "--rm", &img, "echo", "ran"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ran");
+    assert_eq!(stderr(&out), "");
+    let out = d.berth(&["container", "run", "--pull", "always", "--rm", &img, "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Status:"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.berth(&["push", "--platform", "linux/arm64", &img]);
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    // The management subcommands docker has.
+    assert_eq!(d.ok(&["image", "pull", "-q", &img]), img);
+    assert!(d.ok(&["images", "--tree"]).contains("└─ linux/"));
+    // --format on version and info.
+    assert!(!d
+        .ok(&["version", "--format", "{{.Server.ApiVersion}}"])
+        .is_empty());
+    assert_eq!(d.ok(&["info", "-f", "{{json .Containers}}"]), "0");
+    // Filters and flags that are refused or carried out.
+    let out = d.berth(&["search", "--filter", "bogus=1", "x"]);
+    assert!(stderr(&out).contains("invalid filter"), "{}", stderr(&out));
+    let out = d.berth(&["network", "rm", "-f", "no-such-net"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d
+        .ok(&["network", "inspect", "-v", "bridge"])
+        .contains("\"Name\": \"bridge\""));
+    for (args, msg) in [
+        (&["volume", "update", "v"][..], "cluster volumes"),
+        (
+            &["builder", "prune", "-f", "--filter", "until=1h"][..],
+            "not supported",
+        ),
+        (&["build", "--rm=false", "."][..], "always removes"),
+    ] {
+        let out = d.berth(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(msg), "{args:?}: {}", stderr(&out));
+    }
+}

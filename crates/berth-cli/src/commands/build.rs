@@ -364,6 +364,14 @@ fn kv_map(items: &[String], env_fallback: bool) -> BTreeMap<String, Option<Strin
 }
 
 pub async fn build(c: &Client, a: BuildArgs) -> i32 {
+    if !a.disable_content_trust {
+        eprintln!("berth: content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures");
+        return 1;
+    }
+    if !a.rm {
+        eprintln!("berth: --rm=false: berth's builder always removes intermediate containers");
+        return 1;
+    }
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty") {
         eprintln!(
             "invalid argument {:?} for \"--progress\" flag: must be auto, plain or tty",
@@ -385,14 +393,6 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
             return 1;
         }
     };
-    if !a.disable_content_trust {
-        eprintln!("berth: content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures");
-        return 1;
-    }
-    if !a.rm {
-        eprintln!("berth: --rm=false: berth's builder always removes intermediate containers");
-        return 1;
-    }
     let mut q = String::from("/build?rm=1");
     if a.force_rm {
         q.push_str("&forcerm=1");

@@ -313,6 +313,22 @@ impl std::os::fd::AsRawFd for InotifyFd {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn details_name_labels_and_env_escaped() {
+        let opts = std::collections::BTreeMap::from([
+            ("labels".to_string(), "team, missing".to_string()),
+            ("env".to_string(), "STAGE".to_string()),
+        ]);
+        let labels = std::collections::BTreeMap::from([
+            ("team".to_string(), "a b/c".to_string()),
+            ("other".to_string(), "x".to_string()),
+        ]);
+        let env = vec!["STAGE=prod&1".to_string(), "X=1".to_string()];
+        assert_eq!(details(&opts, &labels, &env), "STAGE=prod%261,team=a+b%2Fc");
+        assert_eq!(details(&Default::default(), &labels, &env), "");
+    }
+
     use super::*;
 
     #[test]

@@ -708,6 +708,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn search_filters() {
+        let f = |pairs: &[(&str, &str)]| {
+            let mut m: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for (k, v) in pairs {
+                m.entry(k.to_string()).or_default().push(v.to_string());
+            }
+            SearchFilter::new(&m)
+        };
+        let r = serde_json::json!({"is_official": true, "is_automated": false, "star_count": 7});
+        assert!(f(&[("is-official", "true"), ("stars", "7")])
+            .unwrap()
+            .matches(&r));
+        assert!(!f(&[("stars", "8")]).unwrap().matches(&r));
+        assert!(!f(&[("is-automated", "true")]).unwrap().matches(&r));
+        assert!(f(&[("stars", "x")]).is_err());
+        assert!(f(&[("is-official", "maybe")]).is_err());
+        assert!(f(&[("name", "x")]).is_err());
+    }
+
+    #[test]
     fn reference_filter() {
         assert!(reference_matches("busybox", "busybox:latest"));
         assert!(reference_matches("busy*", "busybox:latest"));
