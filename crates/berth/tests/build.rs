@@ -1147,6 +1147,12 @@ fn classic_builder_details_through_the_docker_cli() {
         so.contains("Running in") && !so.contains("Using cache"),
         "{so}"
     );
+    // --rm=false keeps the RUN containers of a successful build.
+    let out = d.berth(&["build", "--rm=false", "--no-cache", ctx.path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = d.ok(&["ps", "-aq"]);
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    d.ok(&["rm", &kept]);
     // What berth's builder cannot do is refused, not ignored.
     for (flags, msg) in [
         (&["--squash"][..], "experimental"),

@@ -477,7 +477,6 @@ fn pull_modes_subcommands_and_formats() {
             &["builder", "prune", "-f", "--filter", "until=1h"][..],
             "not supported",
         ),
-        (&["build", "--rm=false", "."][..], "always removes"),
     ] {
         let out = d.berth(args);
         assert!(!out.status.success(), "{args:?} was accepted");

@@ -82,7 +82,7 @@ pub struct BuildArgs {
     #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub disable_content_trust: bool,
-    /// Always remove intermediate containers (berth always does)
+    /// Always remove intermediate containers (berth removes failed ones in any case)
     #[arg(long = "force-rm")]
     pub force_rm: bool,
     /// Container isolation technology (only "default" on Linux)
@@ -97,7 +97,7 @@ pub struct BuildArgs {
     /// Set platform (only the host's)
     #[arg(long)]
     pub platform: Option<String>,
-    /// Remove intermediate containers after a successful build (berth always does)
+    /// Remove intermediate containers after a successful build
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rm: bool,
@@ -368,10 +368,6 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
         eprintln!("berth: content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures");
         return 1;
     }
-    if !a.rm {
-        eprintln!("berth: --rm=false: berth's builder always removes intermediate containers");
-        return 1;
-    }
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty") {
         eprintln!(
             "invalid argument {:?} for \"--progress\" flag: must be auto, plain or tty",
@@ -393,7 +389,7 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
             return 1;
         }
     };
-    let mut q = String::from("/build?rm=1");
+    let mut q = format!("/build?rm={}", a.rm as u8);
     if a.force_rm {
         q.push_str("&forcerm=1");
     }

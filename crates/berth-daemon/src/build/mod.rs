@@ -57,6 +57,8 @@ struct Options {
     /// `cachefrom`: images whose history may stand in for steps; given, they are the only
     /// cache sources (as with dockerd).
     cache_from: Vec<String>,
+    /// `rm=0` (without `forcerm`): a RUN container that succeeded stays, as with dockerd.
+    keep_containers: bool,
     /// What RUN containers get: `extrahosts`, `securityopt`, `shmsize`, `memory`, `memswap`,
     /// `cpushares`, `cpuperiod`, `cpuquota`, `cpusetcpus`, `cpusetmems`, `ulimits`.
     run_host: berth_api::container::HostConfig,
@@ -150,6 +152,12 @@ impl Options {
             network,
             cache_from,
             run_host,
+            keep_containers: matches!(
+                q.get("rm")
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .as_deref(),
+                Some("0" | "false" | "no" | "none")
+            ) && !q.bool("forcerm"),
         })
     }
 }
@@ -1670,6 +1678,11 @@ impl Builder {
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;
+        // Kept, it becomes an ordinary stopped container (no longer removed at boot).
+        if res.is_ok() && self.opts.keep_containers && c.update_durable(|r| r.build = false).is_ok()
+        {
+            return res;
+        }
         let _ = crate::container::lifecycle::remove(&self.d, &c, true, true).await;
         if res.is_ok() {
             self.say(format!(
