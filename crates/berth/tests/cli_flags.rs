@@ -453,10 +453,15 @@ fn pull_modes_subcommands_and_formats() {
         "{}",
         stderr(&out)
     );
-    let out = d.berth(&["push", "--platform", "linux/arm64", &img]);
-    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    for verb in ["push", "pull"] {
+        let out = d.berth(&[verb, "--platform", "linux/arm64", &img]);
+        assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    }
     // The management subcommands docker has.
-    assert_eq!(d.ok(&["image", "pull", "-q", &img]), img);
+    assert_eq!(
+        d.ok(&["image", "pull", "-q", "--platform", "linux", &img]),
+        img
+    );
     assert!(d.ok(&["images", "--tree"]).contains("└─ linux/"));
     // --format on version and info.
     assert!(!d

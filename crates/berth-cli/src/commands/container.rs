@@ -498,7 +498,13 @@ async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32>
                 super::registry::pull_image(c, &img, a.platform.as_deref(), false, &mut err, tty)
                     .await
             };
-            res.map_err(|e| usage(&format!("Error response from daemon: {e}")))
+            res.map_err(|e| {
+                if e.starts_with("Error response from daemon") {
+                    usage(&e)
+                } else {
+                    usage(&format!("Error response from daemon: {e}"))
+                }
+            })
         }
     };
     if a.pull == "always" {

@@ -14,7 +14,7 @@ pub struct PullArgs {
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Set platform if server is multi-platform capable
+    /// Pull for this platform (only the host's: berth runs no other)
     #[arg(long)]
     pub platform: Option<String>,
     /// Skip image verification (default true; berth does not verify signatures)
@@ -140,7 +140,9 @@ async fn stream_messages(
 }
 
 pub async fn pull(c: &Client, a: PullArgs) -> i32 {
-    if let Err(code) = content_trust(a.disable_content_trust) {
+    if let Err(code) =
+        content_trust(a.disable_content_trust).and_then(|()| super::platform_arg(&a.platform))
+    {
         return code;
     }
     let tty = crate::stream::is_tty(std::io::stdout());
@@ -162,6 +164,10 @@ pub async fn pull(c: &Client, a: PullArgs) -> i32 {
         Ok(()) => {
             println!("{}", full_name(&a.name));
             0
+        }
+        Err(e) if e.starts_with("Error response from daemon") => {
+            eprintln!("{e}");
+            1
         }
         Err(e) => {
             eprintln!("Error response from daemon: {e}");
