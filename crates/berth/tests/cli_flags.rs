@@ -274,9 +274,8 @@ fn flag_parser_reads_both_help_styles() {
 #[test]
 fn new_run_flags_are_carried_out_or_refused() {
     let d = Daemon::start();
-    let dir = std::env::temp_dir().join(format!("berth-cliflags-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("run");
+    let dir = tmp.0.clone();
     let cid = dir.join("cid");
     let cid_s = cid.to_str().unwrap();
     // --cidfile: the id is written; an existing file is refused and left alone.
@@ -429,7 +428,24 @@ fn new_run_flags_are_carried_out_or_refused() {
     assert_eq!(lines.next().unwrap().unwrap(), "got-term");
     assert_eq!(child.wait().unwrap().code(), Some(3));
     d.ok(&["rm", "-f", &id]);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A scratch directory removed on drop, also when the test fails.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("berth-cliflags-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
