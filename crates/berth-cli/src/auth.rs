@@ -35,6 +35,15 @@ fn save(v: &Value) -> Result<(), String> {
     std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// Every stored credential (`auths` of the config file), for `run --use-api-socket`.
+pub fn all_auths() -> Result<serde_json::Map<String, Value>, String> {
+    Ok(load()?
+        .get("auths")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default())
+}
+
 /// The key Docker uses for a registry in `auths`.
 pub fn key_for(registry: &str) -> String {
     let r = normalize_registry(registry);

@@ -60,6 +60,19 @@ impl Client {
             .map_err(Error::Other)
     }
 
+    /// The daemon's unix socket, when that is how the client reaches it.
+    pub fn unix_socket(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            crate::transport::Target::Unix(p) => Some(p),
+            crate::transport::Target::Tcp { .. } => None,
+        }
+    }
+
+    /// The daemon's address as `unix://…` or `tcp://…`.
+    pub fn endpoint(&self) -> String {
+        self.target.to_string()
+    }
+
     async fn sender(&self) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>> {
         let s = self.target.connect().await.map_err(|e| {
             Error::Connect(format!(

@@ -26,8 +26,9 @@ pub use commands::container::{CreateArgs, RunArgs};
     about = "A container engine that speaks Docker's API"
 )]
 pub struct Cli {
-    /// Daemon socket to connect to (unix://PATH or tcp://HOST:PORT)
-    #[arg(short = 'H', long = "host", global = true)]
+    /// Daemon socket to connect to (unix://PATH or tcp://HOST:PORT); before the command, as
+    /// with docker (`history -H` is `--human`)
+    #[arg(short = 'H', long = "host")]
     pub host: Option<String>,
     /// Use TLS; implied by --tlsverify
     #[arg(long, global = true)]
@@ -144,9 +145,9 @@ pub enum Command {
     /// List port mappings or a specific mapping for the container
     Port(commands::network::PortArgs),
     /// Show the berth version information
-    Version,
+    Version(commands::system::FormatArgs),
     /// Display system-wide information
-    Info,
+    Info(commands::system::FormatArgs),
     /// Manage berth
     #[command(subcommand)]
     System(commands::system::SystemCommand),

@@ -18,13 +18,15 @@ pub fn from_headers(h: &axum::http::HeaderMap) -> Result<Credentials> {
         .map_err(|e| Error::bad_request(format!("invalid X-Registry-Auth header: {e}")))
 }
 
-/// `os/arch[/variant]` (empty: the daemon's own platform).
+/// `os[/arch[/variant]]` (empty: the daemon's own platform; an OS alone: the daemon's
+/// architecture, as dockerd takes it).
 pub fn platform(p: Option<&str>) -> Result<(String, String, Option<String>)> {
     let Some(p) = p.filter(|p| !p.is_empty()) else {
         return Ok((String::new(), String::new(), None));
     };
     let parts: Vec<&str> = p.split('/').collect();
     match parts.as_slice() {
+        [os] => Ok((os.to_string(), String::new(), None)),
         [os, arch] if !os.is_empty() && !arch.is_empty() => {
             Ok((os.to_string(), arch.to_string(), None))
         }
@@ -32,7 +34,7 @@ pub fn platform(p: Option<&str>) -> Result<(String, String, Option<String>)> {
             Ok((os.to_string(), arch.to_string(), Some(v.to_string())))
         }
         _ => Err(Error::bad_request(format!(
-            "invalid platform {p:?}: want os/arch[/variant]"
+            "invalid platform {p:?}: want os[/arch[/variant]]"
         ))),
     }
 }

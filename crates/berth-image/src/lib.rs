@@ -28,6 +28,7 @@ mod repositories;
 mod save;
 mod snapshot;
 mod store;
+mod tartail;
 mod tarwrite;
 mod unpack;
 

@@ -236,7 +236,7 @@ pub(crate) fn extract_at(
     }
     ex.base = base;
     let (_, reader) = decompress(reader, what)?;
-    let mut ar = tar::Archive::new(reader);
+    let mut ar = tar::Archive::new(crate::tartail::PaddedEnd::new(reader));
     for entry in ar.entries().map_err(|e| input_err(what, e))? {
         let mut entry = entry.map_err(|e| input_err(what, e))?;
         ex.entry(&mut entry)?;

@@ -1066,3 +1066,106 @@ fn hostile_dockerfiles_are_refused_and_the_daemon_lives() {
     assert_eq!(run_out(&d, "fine", "cat /f"), "ok");
     no_build_containers(&d);
 }
+
+#[test]
+fn classic_builder_details_through_the_docker_cli() {
+    let d = Daemon::start();
+    let ctx = Ctx::new("details");
+    let dockerfile = "FROM busybox\nCOPY . /ctx/\nRUN ls -a /ctx && echo to-stderr >&2\nRUN grep -q 'ahost' /etc/hosts && echo hosts-ok; ulimit -n; df -k /dev/shm | tail -1; cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n";
+    ctx.write("Dockerfile", dockerfile)
+        .write("a.txt", "a\n")
+        .write(".dockerignore", "Dockerfile\n.dockerignore\n");
+    let docker = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new("docker");
+        c.env("DOCKER_HOST", d.host())
+            .env("DOCKER_BUILDKIT", "0")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    };
+    // `.dockerignore` lists the Dockerfile and itself: both are used, neither is copied; RUN
+    // stderr comes in red; the resource flags reach the RUN containers.
+    let out = docker(
+        &[
+            "build",
+            "--add-host",
+            "ahost:10.1.2.3",
+            "--ulimit",
+            "nofile=123:123",
+            "--shm-size",
+            "32m",
+            "-m",
+            "64m",
+            "-t",
+            "det:1",
+            ctx.path(),
+        ],
+        None,
+    );
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(so.contains("a.txt"), "{so}");
+    assert_eq!(
+        run_out(&d, "det:1", "ls -a /ctx | tr '\\n' ' '"),
+        ". .. a.txt"
+    );
+    assert!(so.contains("\x1b[91mto-stderr\n\x1b[0m"), "{so:?}");
+    assert!(so.contains("hosts-ok"), "{so}");
+    assert!(so.contains("\n123\n"), "{so}");
+    assert!(so.contains(" 32768 "), "{so}");
+    assert!(so.contains("67108864"), "{so}");
+    // `-f -`: the docker CLI adds the Dockerfile under a generated name, lists it and
+    // `.dockerignore` in the `.dockerignore` it sends, and ends the tar without padding; the
+    // build finds the Dockerfile and copies neither.
+    std::fs::remove_file(ctx.0.join(".dockerignore")).unwrap();
+    let out = docker(
+        &["build", "-f", "-", "-t", "det:2", ctx.path()],
+        Some("FROM busybox\nCOPY . /ctx/\n"),
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        run_out(&d, "det:2", "ls -a /ctx | tr '\\n' ' '"),
+        ". .. Dockerfile a.txt"
+    );
+    // Given --cache-from, only those images are cache: a missing one means no cache.
+    ctx.write("Dockerfile", "FROM busybox\nRUN echo step > /s\n");
+    d.ok(&["build", "-t", "det:3", ctx.path()]);
+    let out = d.berth(&["build", "--cache-from", "no-such:image", ctx.path()]);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}{}", stderr(&out));
+    assert!(
+        so.contains("Running in") && !so.contains("Using cache"),
+        "{so}"
+    );
+    // --rm=false keeps the RUN containers of a successful build.
+    let out = d.berth(&["build", "--rm=false", "--no-cache", ctx.path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = d.ok(&["ps", "-aq"]);
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    d.ok(&["rm", &kept]);
+    // What berth's builder cannot do is refused, not ignored.
+    for (flags, msg) in [
+        (&["--squash"][..], "experimental"),
+        (&["--isolation", "hyperv"][..], "Unsupported isolation"),
+        (&["--cgroup-parent", "x"][..], "cgroupparent"),
+        (&["--platform", "linux/s390x"][..], "not supported"),
+    ] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push(ctx.path());
+        let out = d.berth(&args);
+        assert!(!out.status.success(), "{flags:?} was accepted");
+        assert!(stderr(&out).contains(msg), "{flags:?}: {}", stderr(&out));
+    }
+    no_build_containers(&d);
+}

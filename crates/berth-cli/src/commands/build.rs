@@ -54,12 +54,73 @@ pub struct BuildArgs {
     /// Output destination (format: "type=tar,dest=path" or "type=local,dest=dir")
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Add a custom host-to-IP mapping ("host:ip") for RUN
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Set the parent cgroup for the RUN instructions (refused by berth's builder)
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Compress the build context using gzip
+    #[arg(long)]
+    pub compress: bool,
+    /// Limit the CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit the CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Skip image verification (default true; berth does not verify signatures)
+    #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_content_trust: bool,
+    /// Always remove intermediate containers (berth removes failed ones in any case)
+    #[arg(long = "force-rm")]
+    pub force_rm: bool,
+    /// Container isolation technology (only "default" on Linux)
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// Memory limit of RUN containers
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Set platform (only the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub rm: bool,
+    /// Security options of RUN containers
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Size of "/dev/shm" of RUN containers
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Squash newly built layers into a single new layer (refused: needs experimental mode)
+    #[arg(long)]
+    pub squash: bool,
+    /// Ulimit options of RUN containers
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// PATH | URL | -
     pub context: String,
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum BuilderCommand {
+    /// Build an image from a Dockerfile
+    Build(Box<BuildArgs>),
     /// Remove build cache
     Prune(BuilderPruneArgs),
 }
@@ -72,6 +133,12 @@ pub struct BuilderPruneArgs {
     /// Do not prompt for confirmation
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Provide filter values (refused: berth's build cache prune takes none)
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Amount of disk space to keep for cache (refused: berth's build cache prune takes none)
+    #[arg(long = "keep-storage")]
+    pub keep_storage: Option<String>,
 }
 
 /// Where `--output` sends the result.
@@ -297,6 +364,10 @@ fn kv_map(items: &[String], env_fallback: bool) -> BTreeMap<String, Option<Strin
 }
 
 pub async fn build(c: &Client, a: BuildArgs) -> i32 {
+    if !a.disable_content_trust {
+        eprintln!("berth: content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures");
+        return 1;
+    }
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty") {
         eprintln!(
             "invalid argument {:?} for \"--progress\" flag: must be auto, plain or tty",
@@ -318,7 +389,76 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
             return 1;
         }
     };
-    let mut q = String::from("/build?rm=1");
+    let mut q = format!("/build?rm={}", a.rm as u8);
+    if a.force_rm {
+        q.push_str("&forcerm=1");
+    }
+    if a.squash {
+        q.push_str("&squash=1");
+    }
+    for h in &a.add_host {
+        q.push_str(&format!("&extrahosts={}", enc(h)));
+    }
+    for o in &a.security_opt {
+        q.push_str(&format!("&securityopt={}", enc(o)));
+    }
+    let limits = (|| -> Result<Vec<(&str, String)>, String> {
+        use super::resources as res;
+        let mut l = Vec::new();
+        let bytes = |flag: &str, v: &Option<String>| res::bytes(flag, v.as_deref());
+        for (k, v) in [
+            ("memory", bytes("-m, --memory", &a.memory)?),
+            ("memswap", res::swap_bytes(a.memory_swap.as_deref())?),
+            ("shmsize", bytes("--shm-size", &a.shm_size)?),
+        ] {
+            if v != 0 {
+                l.push((k, v.to_string()));
+            }
+        }
+        for (k, v) in [
+            ("cpushares", a.cpu_shares),
+            ("cpuperiod", a.cpu_period),
+            ("cpuquota", a.cpu_quota),
+        ] {
+            if let Some(v) = v {
+                l.push((k, v.to_string()));
+            }
+        }
+        for (k, v) in [
+            ("cpusetcpus", &a.cpuset_cpus),
+            ("cpusetmems", &a.cpuset_mems),
+            ("isolation", &a.isolation),
+            ("cgroupparent", &a.cgroup_parent),
+            ("platform", &a.platform),
+        ] {
+            if let Some(v) = v {
+                l.push((k, v.clone()));
+            }
+        }
+        if !a.ulimit.is_empty() {
+            let u = a
+                .ulimit
+                .iter()
+                .map(|u| res::ulimit(u))
+                .collect::<Result<Vec<_>, _>>()?;
+            l.push((
+                "ulimits",
+                serde_json::to_string(&u).map_err(|e| e.to_string())?,
+            ));
+        }
+        Ok(l)
+    })();
+    match limits {
+        Ok(l) => {
+            for (k, v) in l {
+                q.push_str(&format!("&{k}={}", enc(&v)));
+            }
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    }
     for t in &a.tags {
         q.push_str(&format!("&t={}", enc(t)));
     }
@@ -350,6 +490,18 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
     if let Some(n) = &a.network {
         q.push_str(&format!("&networkmode={}", enc(n)));
     }
+    let tar = if a.compress {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        match gz.write_all(&tar).and_then(|()| gz.finish()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("compressing the build context: {e}");
+                return 1;
+            }
+        }
+    } else {
+        tar
+    };
     let body: ReqBody = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
         http_body_util::Full::new(Bytes::from(tar)),
         |never: std::convert::Infallible| match never {},
@@ -557,7 +709,12 @@ fn jq<T: serde::Serialize>(v: &T) -> String {
 
 pub async fn builder_cmd(c: &Client, cmd: BuilderCommand) -> i32 {
     match cmd {
+        BuilderCommand::Build(a) => build(c, *a).await,
         BuilderCommand::Prune(a) => {
+            if !a.filter.is_empty() || a.keep_storage.is_some() {
+                eprintln!("berth: builder prune: --filter and --keep-storage are not supported (berth prunes dangling or, with --all, all build cache)");
+                return 1;
+            }
             if !a.force {
                 print!("WARNING! This will remove all dangling build cache.\nAre you sure you want to continue? [y/N] ");
                 let _ = std::io::stdout().flush();

@@ -177,6 +177,34 @@ pub struct CreateArgs {
     /// Sysctl options
     #[arg(long)]
     pub sysctl: Vec<String>,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long = "attach")]
+    pub attach: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Set platform if server is multi-platform capable (only the host's platform)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Skip image verification (default true; berth does not verify signatures)
+    #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_content_trust: bool,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Bind mount the API socket and the client's registry credentials
+    #[arg(long = "use-api-socket")]
+    pub use_api_socket: bool,
     /// The image
     pub image: String,
     /// The command and its arguments
@@ -192,9 +220,49 @@ pub struct RunArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// Proxy received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sig_proxy: bool,
     #[command(flatten)]
     pub create: CreateArgs,
 }
+
+/// Lines of env/label files: trimmed, blank lines and `#` comments skipped.
+fn file_lines(files: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(out)
+}
+
+/// The streams `-a` names (lower-cased), checked as docker checks them.
+fn attach_streams(list: &[String]) -> Result<[bool; 3], String> {
+    let mut s = [false; 3];
+    for a in list {
+        match a.to_ascii_lowercase().as_str() {
+            "stdin" => s[0] = true,
+            "stdout" => s[1] = true,
+            "stderr" => s[2] = true,
+            _ => {
+                return Err(format!(
+                    "invalid argument \"{a}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"
+                ))
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Where `--use-api-socket` puts the client's credentials, as docker does.
+const API_SOCKET_CONFIG: &str = "/run/secrets/docker/config.json";
 
 fn key_values(items: &[String]) -> serde_json::Map<String, Value> {
     items
@@ -206,20 +274,23 @@ fn key_values(items: &[String]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-/// Build the create body from the flags.
-fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            env.push(expand_env(line));
-        }
-    }
+/// Build the create body from the flags; `api_socket` is the daemon socket to mount for
+/// `--use-api-socket`.
+fn create_body(a: &CreateArgs, attach: bool, api_socket: Option<&str>) -> Result<Value, String> {
+    let mut env: Vec<String> = file_lines(&a.env_file)?
+        .iter()
+        .map(|l| expand_env(l))
+        .collect();
     env.extend(a.env.iter().map(|e| expand_env(e)));
+    let mut labels = file_lines(&a.label_file)?;
+    labels.extend(a.label.iter().cloned());
+    let streams = attach_streams(&a.attach)?;
+    // Without -a, an attached run takes stdout and stderr, and stdin with -i.
+    let (attach, [a_in, a_out, a_err]) = if a.attach.is_empty() {
+        (attach, [a.interactive, true, true])
+    } else {
+        (true, [streams[0] || a.interactive, streams[1], streams[2]])
+    };
     let ulimits = a
         .ulimit
         .iter()
@@ -242,7 +313,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
         })
         .collect();
     let (binds, volumes) = crate::mounts::split_volumes(&a.volume);
-    let mounts = a
+    let mut mounts = a
         .mount
         .iter()
         .map(|m| {
@@ -250,6 +321,17 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
                 .map_err(|e| format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(sock) = api_socket {
+        mounts.push(json!({
+            "Type": "bind",
+            "Source": sock,
+            "Target": "/var/run/docker.sock",
+        }));
+        env.push(format!(
+            "DOCKER_CONFIG={}",
+            API_SOCKET_CONFIG.trim_end_matches("/config.json")
+        ));
+    }
     let memory = res::bytes("-m, --memory", a.memory.as_deref())?;
     let swap = res::swap_bytes(a.memory_swap.as_deref())?;
     let reservation = res::bytes("--memory-reservation", a.memory_reservation.as_deref())?;
@@ -274,19 +356,20 @@ fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, String> {
     });
     let mut body = json!({
         "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Domainname": a.domainname.clone().unwrap_or_default(),
         "User": a.user.clone().unwrap_or_default(),
-        "AttachStdin": attach && a.interactive,
-        "AttachStdout": attach,
-        "AttachStderr": attach,
+        "AttachStdin": attach && a_in,
+        "AttachStdout": attach && a_out,
+        "AttachStderr": attach && a_err,
         "Tty": a.tty,
         "OpenStdin": a.interactive,
-        "StdinOnce": attach && a.interactive,
+        "StdinOnce": attach && a_in,
         "Env": env,
         "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
         "Image": a.image,
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Entrypoint": entrypoint,
-        "Labels": key_values(&a.label),
+        "Labels": key_values(&labels),
         "Volumes": volumes,
         "StopSignal": a.stop_signal,
         "StopTimeout": a.stop_timeout,
@@ -351,52 +434,199 @@ fn expand_env(e: &str) -> String {
     }
 }
 
-/// Create the container; a missing image is reported like docker and not pulled here.
+/// Create the container: `--pull` decides whether the image is pulled first (`always`),
+/// when missing (`missing`, with docker's "Unable to find image" note) or never.
 async fn create(c: &Client, a: &CreateArgs, attach: bool) -> Result<String, i32> {
-    let body = create_body(a, attach).map_err(|e| {
-        eprintln!("{e}\nSee 'berth run --help'.");
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("berth: {e}\nSee 'berth run --help'.");
         125
-    })?;
+    };
+    if !matches!(a.pull.as_str(), "always" | "missing" | "never") {
+        return Err(usage(&format!(
+            "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
+            a.pull
+        )));
+    }
+    super::check_platform(a.platform.as_deref()).map_err(|e| usage(&e))?;
+    if !a.disable_content_trust {
+        return Err(usage(
+            &"content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures",
+        ));
+    }
+    let api_socket = if a.use_api_socket {
+        match c.unix_socket() {
+            Some(p) => Some(p.display().to_string()),
+            None => {
+                return Err(usage(&format!(
+                    "flag --use-api-socket can only be used with unix sockets: endpoint {} incompatible",
+                    c.endpoint()
+                )))
+            }
+        }
+    } else {
+        None
+    };
+    let creds = if a.use_api_socket {
+        crate::auth::all_auths().map_err(|e| usage(&e))?
+    } else {
+        serde_json::Map::new()
+    };
+    let body = create_body(a, attach, api_socket.as_deref()).map_err(|e| usage(&e))?;
+    let cidfile = match &a.cidfile {
+        Some(p) => Some(CidFile::create(p).map_err(|e| usage(&e))?),
+        None => None,
+    };
     let mut path = "/containers/create".to_string();
     if let Some(n) = &a.name {
         path.push_str(&format!("?name={}", enc(n)));
     }
-    match c.post(&path, Some(body.clone())).await {
-        Ok(v) => Ok(created_id(&v)),
+    let last = a.image.rsplit('/').next().unwrap_or(&a.image);
+    let img = if last.contains(':') || a.image.contains('@') {
+        a.image.clone()
+    } else {
+        format!("{}:latest", a.image)
+    };
+    let pull = |note: bool| {
+        let img = img.clone();
+        async move {
+            if note && !a.quiet {
+                eprintln!("Unable to find image '{img}' locally");
+            }
+            let tty = crate::stream::is_tty(std::io::stderr());
+            let res = if a.quiet {
+                let mut sink = std::io::sink();
+                super::registry::pull_image(c, &img, a.platform.as_deref(), false, &mut sink, false)
+                    .await
+            } else {
+                let mut err = std::io::stderr();
+                super::registry::pull_image(c, &img, a.platform.as_deref(), false, &mut err, tty)
+                    .await
+            };
+            res.map_err(|e| {
+                if e.starts_with("Error response from daemon") {
+                    usage(&e)
+                } else {
+                    usage(&format!("Error response from daemon: {e}"))
+                }
+            })
+        }
+    };
+    if a.pull == "always" {
+        pull(false).await?;
+    }
+    let created = match c.post(&path, Some(body.clone())).await {
         Err(Error::Daemon {
             status: 404,
             message,
-        }) if message.starts_with("No such image") => {
-            let last = a.image.rsplit('/').next().unwrap_or(&a.image);
-            let img = if last.contains(':') || a.image.contains('@') {
-                a.image.clone()
-            } else {
-                format!("{}:latest", a.image)
-            };
-            // Like docker: say so, pull (progress on stderr), and create again.
-            eprintln!("Unable to find image '{img}' locally");
-            let tty = crate::stream::is_tty(std::io::stderr());
-            let mut err = std::io::stderr();
-            if let Err(e) = super::registry::pull_image(c, &img, None, false, &mut err, tty).await {
-                eprintln!("berth: Error response from daemon: {e}");
-                eprintln!("See 'berth run --help'.");
-                return Err(125);
-            }
-            match c.post(&path, Some(body)).await {
-                Ok(v) => Ok(created_id(&v)),
-                Err(e) => {
-                    eprintln!("berth: {e}");
-                    eprintln!("See 'berth run --help'.");
-                    Err(125)
-                }
-            }
+        }) if message.starts_with("No such image") && a.pull == "missing" => {
+            pull(true).await?;
+            c.post(&path, Some(body)).await
         }
-        Err(e) => {
-            eprintln!("berth: {e}");
-            eprintln!("See 'berth run --help'.");
-            Err(125)
+        other => other,
+    };
+    let id = match created {
+        Ok(v) => created_id(&v),
+        Err(e) => return Err(usage(&e)),
+    };
+    if let Some(f) = cidfile {
+        f.write(&id).map_err(|e| usage(&e))?;
+    }
+    if !creds.is_empty() {
+        copy_api_config(c, &id, creds)
+            .await
+            .map_err(|e| usage(&e))?;
+    }
+    Ok(id)
+}
+
+/// `--cidfile`: refused when the file exists (another container may own it), created before
+/// the container and removed again if the create fails.
+struct CidFile {
+    path: String,
+    written: bool,
+}
+
+impl CidFile {
+    fn create(path: &str) -> Result<CidFile, String> {
+        if std::path::Path::new(path).exists() {
+            return Err(format!(
+                "container ID file found, make sure the other container isn't running or delete {path}"
+            ));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| format!("failed to create the container ID file: {e}"))?;
+        Ok(CidFile {
+            path: path.to_string(),
+            written: false,
+        })
+    }
+
+    fn write(mut self, id: &str) -> Result<(), String> {
+        std::fs::write(&self.path, id)
+            .map_err(|e| format!("failed to write the container ID to the file: {e}"))?;
+        self.written = true;
+        Ok(())
+    }
+}
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if !self.written {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// `--use-api-socket`: the client's registry credentials go into the container as a docker
+/// config file of their own (`DOCKER_CONFIG` points there).
+async fn copy_api_config(
+    c: &Client,
+    id: &str,
+    auths: serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    let data = serde_json::to_vec_pretty(&json!({ "auths": auths })).map_err(|e| e.to_string())?;
+    let mut b = tar::Builder::new(Vec::new());
+    let rel = API_SOCKET_CONFIG.trim_start_matches('/');
+    let mut dir = String::new();
+    for part in rel.split('/').take(rel.split('/').count() - 1) {
+        dir.push_str(part);
+        dir.push('/');
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_data(&mut h, &dir, std::io::empty())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o600);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, rel, data.as_slice())
+        .map_err(|e| e.to_string())?;
+    let tar = b.into_inner().map_err(|e| e.to_string())?;
+    let body: crate::client::ReqBody =
+        http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
+            http_body_util::Full::new(bytes::Bytes::from(tar)),
+            |never: std::convert::Infallible| match never {},
+        ));
+    c.send(
+        Method::PUT,
+        &format!("/containers/{id}/archive?path=/"),
+        body,
+        "application/x-tar",
+    )
+    .await
+    .map(drop)
+    .map_err(|e| format!("copying the credentials into the container: {e}"))
 }
 
 /// The id in a create answer, after printing its warnings as docker does.
@@ -436,6 +666,10 @@ fn start_error_code(msg: &str) -> i32 {
 }
 
 pub async fn run(c: &Client, a: RunArgs) -> i32 {
+    if a.detach && !a.create.attach.is_empty() {
+        eprintln!("berth: Conflicting options: -a and -d\nSee 'berth run --help'.");
+        return 125;
+    }
     let attach = !a.detach;
     let id = match create(c, &a.create, attach).await {
         Ok(id) => id,
@@ -450,8 +684,19 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
         return 0;
     }
     let tty = a.create.tty;
-    let stdin = a.create.interactive;
-    let mut q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
+    let [s_in, s_out, s_err] = match attach_streams(&a.create.attach) {
+        Ok(_) if a.create.attach.is_empty() => [a.create.interactive, true, true],
+        Ok([i, o, e]) => [i || a.create.interactive, o, e],
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    let stdin = s_in;
+    let mut q = format!(
+        "/containers/{id}/attach?stream=1&stdout={}&stderr={}",
+        s_out as u8, s_err as u8
+    );
     if stdin {
         q.push_str("&stdin=1");
     }
@@ -478,8 +723,12 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
         }
     };
     let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+    let proxy = (a.sig_proxy && !tty).then(|| proxy_signals(c, &id));
     if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
         drop(raw);
+        if let Some(p) = proxy {
+            p.abort();
+        }
         eprintln!("berth: {e}");
         return start_error_code(&e.to_string());
     }
@@ -492,6 +741,9 @@ pub async fn run(c: &Client, a: RunArgs) -> i32 {
     }
     let io = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
     drop(raw);
+    if let Some(p) = proxy {
+        p.abort();
+    }
     match io {
         Ok(stream::Ended::Detached) => return 0,
         Ok(stream::Ended::Output) => {}
@@ -524,11 +776,23 @@ pub struct StartArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// Restore from this checkpoint (refused: berth has no checkpoint/restore)
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Use a custom checkpoint storage directory (refused with --checkpoint)
+    #[arg(long = "checkpoint-dir")]
+    pub checkpoint_dir: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 pub async fn start(c: &Client, a: StartArgs) -> i32 {
+    if a.checkpoint.is_some() || a.checkpoint_dir.is_some() {
+        eprintln!(
+            "berth: checkpoint/restore is not supported: berth has no CRIU support (dockerd needs --experimental and CRIU for it)"
+        );
+        return 1;
+    }
     if a.attach || a.interactive {
         let Some(name) = a.containers.first() else {
             return 1;
@@ -560,12 +824,20 @@ pub async fn start(c: &Client, a: StartArgs) -> i32 {
             )
             .await;
         let raw = (tty && stdin && stream::is_tty(std::io::stdin())).then(stream::RawMode::enable);
+        // `start -a` forwards signals, as docker's does.
+        let proxy = (!tty).then(|| proxy_signals(c, &id));
         if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
             drop(raw);
+            if let Some(p) = proxy {
+                p.abort();
+            }
             return super::report(&e, 1);
         }
         let ended = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
         drop(raw);
+        if let Some(p) = proxy {
+            p.abort();
+        }
         if let Ok(stream::Ended::Detached) = ended {
             return 0;
         }
@@ -1019,6 +1291,9 @@ pub struct LogsArgs {
     /// Show logs before a timestamp or relative
     #[arg(long)]
     pub until: Option<String>,
+    /// Show extra details provided to logs
+    #[arg(long)]
+    pub details: bool,
     pub container: String,
 }
 
@@ -1032,10 +1307,11 @@ pub async fn logs(c: &Client, a: LogsArgs) -> i32 {
     };
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let mut q = format!(
-        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&details={}&tail={}",
         enc(&a.container),
         a.follow as u8,
         a.timestamps as u8,
+        a.details as u8,
         enc(&a.tail)
     );
     for (k, v) in [("since", &a.since), ("until", &a.until)] {
@@ -1089,7 +1365,53 @@ pub struct AttachArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sig_proxy: bool,
     pub container: String,
+}
+
+/// `--sig-proxy`: the signals the CLI receives while attached go to the container (as
+/// `POST /kill`), as docker forwards them. The handlers are in place when this returns; the
+/// task ends when aborted.
+fn proxy_signals(c: &Client, id: &str) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let c = c.clone();
+    let id = id.to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
+    // Dropped (and so aborted) with the task below.
+    let mut listeners = tokio::task::JoinSet::new();
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+    ] {
+        let Ok(mut s) = signal(SignalKind::from_raw(sig)) else {
+            continue;
+        };
+        let tx = tx.clone();
+        listeners.spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    tokio::spawn(async move {
+        let _listeners = listeners;
+        while let Some(sig) = rx.recv().await {
+            let _ = c
+                .post(&format!("/containers/{id}/kill?signal={sig}"), None)
+                .await;
+        }
+    })
 }
 
 pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
@@ -1135,8 +1457,12 @@ pub async fn attach(c: &Client, a: AttachArgs) -> i32 {
                 .await;
         }
     }
+    let proxy = (a.sig_proxy && !tty).then(|| proxy_signals(c, &id));
     let ended = stream::run(conn, tty, stdin, detach_keys(a.detach_keys.as_deref())).await;
     drop(raw);
+    if let Some(p) = proxy {
+        p.abort();
+    }
     if let Ok(stream::Ended::Detached) = ended {
         return 0;
     }
@@ -1170,6 +1496,9 @@ pub struct ExecArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
     /// Username or UID
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -1188,6 +1517,14 @@ pub struct ExecArgs {
 }
 
 pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
+    let mut env = match file_lines(&a.env_file) {
+        Ok(l) => l.iter().map(|e| expand_env(e)).collect::<Vec<_>>(),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
+    env.extend(a.env.iter().map(|e| expand_env(e)));
     let body = json!({
         "User": a.user.clone().unwrap_or_default(),
         "Privileged": a.privileged,
@@ -1197,7 +1534,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> i32 {
         "AttachStderr": !a.detach,
         "Detach": a.detach,
         "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
-        "Env": a.env.iter().map(|e| expand_env(e)).collect::<Vec<_>>(),
+        "Env": env,
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.command,
     });
@@ -1336,28 +1673,96 @@ pub fn print_inspect(items: &[Value], fmt: Option<&str>) -> i32 {
     }
 }
 
+/// `berth container …`: the container commands under docker's management command.
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
-    /// List containers
-    #[command(alias = "list")]
-    Ls(PsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Create a new image from a container's changes
+    Commit(super::files::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(super::files::CpArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(CreateArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(super::files::One),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(super::files::ExportArgs),
     /// Display detailed information on one or more containers
     Inspect(InspectArgs),
-    /// Remove one or more containers
-    Rm(RmArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// List containers
+    #[command(aliases = ["list", "ps"])]
+    Ls(PsArgs),
+    /// Pause all processes within one or more containers
+    Pause(Ids),
+    /// List port mappings or a specific mapping for the container
+    Port(super::network::PortArgs),
     /// Remove all stopped containers
     Prune(super::prune::PruneArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(super::stats::StatsArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Display the running processes of a container
+    Top(super::files::TopArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(Ids),
+    /// Update configuration of one or more containers
+    Update(super::resources::UpdateArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(Ids),
 }
 
 pub async fn container_cmd(c: &Client, sub: ContainerCommand) -> i32 {
+    use super::files;
     match sub {
-        ContainerCommand::Ls(a) => ps(c, a).await,
+        ContainerCommand::Attach(a) => attach(c, a).await,
+        ContainerCommand::Commit(a) => files::commit(c, a).await,
+        ContainerCommand::Cp(a) => files::cp(c, a).await,
+        ContainerCommand::Create(a) => create_cmd(c, a).await,
+        ContainerCommand::Diff(a) => files::diff(c, a).await,
+        ContainerCommand::Exec(a) => exec(c, a).await,
+        ContainerCommand::Export(a) => files::export(c, a).await,
         ContainerCommand::Inspect(mut a) => {
             a.kind = Some("container".into());
             inspect(c, a).await
         }
-        ContainerCommand::Rm(a) => rm(c, a).await,
+        ContainerCommand::Kill(a) => kill(c, a).await,
+        ContainerCommand::Logs(a) => logs(c, a).await,
+        ContainerCommand::Ls(a) => ps(c, a).await,
+        ContainerCommand::Pause(a) => simple(c, a, "pause").await,
+        ContainerCommand::Port(a) => super::network::port(c, a).await,
         ContainerCommand::Prune(a) => super::prune::container_prune(c, a).await,
+        ContainerCommand::Rename(a) => rename(c, a).await,
+        ContainerCommand::Restart(a) => stop(c, a, "restart").await,
+        ContainerCommand::Rm(a) => rm(c, a).await,
+        ContainerCommand::Run(a) => run(c, a).await,
+        ContainerCommand::Start(a) => start(c, a).await,
+        ContainerCommand::Stats(a) => super::stats::stats(c, a).await,
+        ContainerCommand::Stop(a) => stop(c, a, "stop").await,
+        ContainerCommand::Top(a) => files::top(c, a).await,
+        ContainerCommand::Unpause(a) => simple(c, a, "unpause").await,
+        ContainerCommand::Update(a) => super::resources::update(c, a).await,
+        ContainerCommand::Wait(a) => wait(c, a).await,
     }
 }
 

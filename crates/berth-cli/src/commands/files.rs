@@ -17,6 +17,9 @@ pub struct CpArgs {
     /// Always follow symbol link in SRC_PATH
     #[arg(short = 'L', long = "follow-link")]
     pub follow_link: bool,
+    /// Suppress progress output (berth's cp never prints progress, so it always is)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// CONTAINER:SRC_PATH or SRC_PATH (- for a tar on stdin)
     pub src: String,
     /// DEST_PATH (- for a tar on stdout) or CONTAINER:DEST_PATH

@@ -1,6 +1,6 @@
 //! Image commands: images, import, load, save, rmi, tag, history and `image` subcommands.
 
-use super::container::{filters_json, print_formatted, print_inspect, InspectArgs};
+use super::container::{filters_json, print_formatted, print_inspect};
 use crate::client::{enc, Client, ReqBody};
 use crate::format::Format;
 use berth_api::units::human_size;
@@ -30,6 +30,9 @@ pub struct ImagesArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
+    /// List images as a tree: each image with its platform variants under it
+    #[arg(long)]
+    pub tree: bool,
     /// Repository to list
     pub reference: Option<String>,
 }
@@ -115,6 +118,9 @@ pub async fn images(c: &Client, a: ImagesArgs) -> i32 {
         Err(e) => return super::report(&e, 1),
     };
     let items = list.as_array().cloned().unwrap_or_default();
+    if a.tree {
+        return print_tree(&items, a.no_trunc);
+    }
     let rows: Vec<Value> = items
         .iter()
         .flat_map(|i| image_rows(i, !a.no_trunc))
@@ -139,6 +145,59 @@ pub async fn images(c: &Client, a: ImagesArgs) -> i32 {
         ("Size", "SIZE"),
     ]);
     print_formatted(&Format::parse(a.format.as_deref()), &rows, &cols, None)
+}
+
+/// `images --tree`, as docker 28 draws it: an image line per name and, under it, the
+/// platform variants it holds (berth keeps one per image: the host's).
+fn print_tree(items: &[Value], no_trunc: bool) -> i32 {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut rows = Vec::new();
+    for v in items {
+        let full = v["Id"].as_str().unwrap_or("");
+        let id: String = if no_trunc {
+            full.to_string()
+        } else {
+            full.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect()
+        };
+        let size = human_size(v["Size"].as_i64().unwrap_or(0));
+        let used = if v["Containers"].as_i64().unwrap_or(0) > 0 {
+            "U"
+        } else {
+            ""
+        };
+        let mut names: Vec<String> = v["RepoTags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.is_empty() {
+            names.push("<untagged>".into());
+        }
+        for n in names {
+            rows.push(vec![n, id.clone(), size.clone(), used.to_string()]);
+            rows.push(vec![
+                format!("└─ linux/{arch}"),
+                id.clone(),
+                size.clone(),
+                used.to_string(),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        crate::format::table(&["IMAGE", "ID", "DISK USAGE", "EXTRA"], &rows)
+    );
+    0
 }
 
 /// A request body streamed from a file, or from stdin for "-".
@@ -226,6 +285,9 @@ pub struct ImportArgs {
     /// Set commit message for imported image
     #[arg(short = 'm', long)]
     pub message: Option<String>,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
     /// file (or - for stdin)
     pub file: String,
     /// REPOSITORY[:TAG]
@@ -233,6 +295,9 @@ pub struct ImportArgs {
 }
 
 pub async fn import(c: &Client, a: ImportArgs) -> i32 {
+    if let Err(code) = super::platform_arg(&a.platform) {
+        return code;
+    }
     let body = match file_body(&a.file) {
         Ok(b) => b,
         Err(e) => {
@@ -282,9 +347,15 @@ pub struct LoadArgs {
     /// Suppress the load output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> i32 {
+    if let Err(code) = super::platform_arg(&a.platform) {
+        return code;
+    }
     let path = a.input.clone().unwrap_or_else(|| "-".into());
     if path == "-" && crate::stream::is_tty(std::io::stdin()) {
         eprintln!("requested load from stdin, but stdin is empty");
@@ -332,11 +403,17 @@ pub struct SaveArgs {
     /// Write to a file, instead of STDOUT
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> i32 {
+    if let Err(code) = super::platform_arg(&a.platform) {
+        return code;
+    }
     let q: Vec<String> = a
         .images
         .iter()
@@ -354,11 +431,17 @@ pub struct RmiArgs {
     /// Do not delete untagged parents
     #[arg(long = "no-prune")]
     pub no_prune: bool,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
 
 pub async fn rmi(c: &Client, a: RmiArgs) -> i32 {
+    if let Err(code) = super::platform_arg(&a.platform) {
+        return code;
+    }
     let mut rc = 0;
     for i in &a.images {
         match c
@@ -433,12 +516,18 @@ pub struct HistoryArgs {
     #[arg(long)]
     pub format: Option<String>,
     /// Print sizes and dates in human readable format
-    #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(short = 'H', long, num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub human: bool,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
 }
 
 pub async fn history(c: &Client, a: HistoryArgs) -> i32 {
+    if let Err(code) = super::platform_arg(&a.platform) {
+        return code;
+    }
     let list = match c.get(&format!("/images/{}/history", enc(&a.image))).await {
         Ok(v) => v,
         Err(e) => return super::report(&e, 1),
@@ -498,13 +587,31 @@ pub async fn history(c: &Client, a: HistoryArgs) -> i32 {
     )
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct ImageInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// Only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build an image from a Dockerfile
+    Build(Box<super::build::BuildArgs>),
+    /// Download an image from a registry
+    Pull(super::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(super::registry::PushArgs),
     /// List images
     #[command(alias = "list")]
     Ls(ImagesArgs),
     /// Display detailed information on one or more images
-    Inspect(InspectArgs),
+    Inspect(ImageInspectArgs),
     /// Remove one or more images
     Rm(RmiArgs),
     /// Remove unused images
@@ -523,8 +630,14 @@ pub enum ImageCommand {
 
 pub async fn image_cmd(c: &Client, sub: ImageCommand) -> i32 {
     match sub {
+        ImageCommand::Build(a) => super::build::build(c, *a).await,
+        ImageCommand::Pull(a) => super::registry::pull(c, a).await,
+        ImageCommand::Push(a) => super::registry::push(c, a).await,
         ImageCommand::Ls(a) => images(c, a).await,
         ImageCommand::Inspect(a) => {
+            if let Err(code) = super::platform_arg(&a.platform) {
+                return code;
+            }
             let mut out = Vec::new();
             let mut rc = 0;
             for n in &a.names {

@@ -17,6 +17,31 @@ pub mod volume;
 use crate::client::{Client, Error};
 use crate::Command;
 
+/// `--platform`: berth keeps and runs images of the host's platform only, so that platform
+/// (or just its OS) is accepted and any other is refused.
+pub fn check_platform(p: Option<&str>) -> Result<(), String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    match p.filter(|p| !p.is_empty()) {
+        None => Ok(()),
+        Some(p) if p == "linux" || p == format!("linux/{arch}") => Ok(()),
+        Some(p) => Err(format!(
+            "platform \"{p}\" is not supported: berth keeps and runs linux/{arch} images only"
+        )),
+    }
+}
+
+/// [`check_platform`] for a command's `--platform`: the refusal is printed, exit code 1.
+pub fn platform_arg(p: &Option<String>) -> Result<(), i32> {
+    check_platform(p.as_deref()).map_err(|e| {
+        eprintln!("berth: {e}");
+        1
+    })
+}
+
 /// Print a client error the way docker does and give the exit code.
 pub fn report(e: &Error, code: i32) -> i32 {
     eprintln!("{e}");
@@ -73,12 +98,22 @@ pub async fn download(c: &Client, path: &str, output: Option<&str>, what: &str) 
 }
 
 /// `inspect` of named objects under `prefix` (`/volumes`, `/networks`): every one found is
-/// printed; a missing one is reported and makes the exit code 1.
-pub async fn inspect_each(c: &Client, prefix: &str, names: &[String], format: Option<&str>) -> i32 {
+/// printed; a missing one is reported and makes the exit code 1. `query` (`?k=v` or empty)
+/// goes with each request.
+pub async fn inspect_each(
+    c: &Client,
+    prefix: &str,
+    query: &str,
+    names: &[String],
+    format: Option<&str>,
+) -> i32 {
     let mut out = Vec::new();
     let mut rc = 0;
     for n in names {
-        match c.get(&format!("{prefix}/{}", crate::client::enc(n))).await {
+        match c
+            .get(&format!("{prefix}/{}{query}", crate::client::enc(n)))
+            .await
+        {
             Ok(v) => out.push(v),
             Err(e) => {
                 eprintln!("{e}");
@@ -137,9 +172,9 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Search(a) => registry::search(&c, a).await,
         Command::Logout(a) => registry::logout(a),
         Command::Port(a) => network::port(&c, a).await,
-        Command::Version => system::version(&c).await,
+        Command::Version(a) => system::version(&c, a).await,
         Command::System(sub) => system::system_cmd(&c, sub).await,
-        Command::Info => system::info(&c).await,
+        Command::Info(a) => system::info(&c, a).await,
         Command::Build(a) => build::build(&c, a).await,
         Command::Builder(sub) => build::builder_cmd(&c, sub).await,
     }

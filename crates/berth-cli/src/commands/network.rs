@@ -17,7 +17,7 @@ pub enum NetworkCommand {
     Inspect(InspectArgs),
     /// Remove one or more networks
     #[command(alias = "remove")]
-    Rm(Names),
+    Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
     /// Connect a container to a network
@@ -55,7 +55,49 @@ pub struct CreateArgs {
     /// Set driver specific options
     #[arg(short = 'o', long = "opt")]
     pub opt: Vec<String>,
+    #[command(flatten)]
+    pub unsupported: Unsupported,
     pub name: String,
+}
+
+/// `network create` flags for what berth's networks do not have: refused, never ignored.
+#[derive(Debug, Args)]
+pub struct Unsupported {
+    /// The network from which to copy the configuration (refused: no config-only networks)
+    #[arg(long = "config-from")]
+    pub config_from: Option<String>,
+    /// Create a configuration only network (refused: no config-only networks)
+    #[arg(long = "config-only")]
+    pub config_only: bool,
+    /// Create swarm routing-mesh network (refused: needs swarm mode)
+    #[arg(long)]
+    pub ingress: bool,
+    /// Control the network's scope (only "local")
+    #[arg(long)]
+    pub scope: Option<String>,
+}
+
+impl Unsupported {
+    fn check(&self) -> Result<(), String> {
+        if self.config_only || self.config_from.is_some() {
+            return Err(
+                "config-only networks (--config-only, --config-from) are not supported by berth"
+                    .into(),
+            );
+        }
+        if self.ingress {
+            return Err(
+                "--ingress: the routing-mesh network needs swarm mode, which berth does not run"
+                    .into(),
+            );
+        }
+        match self.scope.as_deref() {
+            None | Some("local") => Ok(()),
+            Some(s) => Err(format!(
+                "--scope {s}: berth networks are local (swarm and global scopes need swarm mode)"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -79,12 +121,18 @@ pub struct InspectArgs {
     /// Format output using a custom template
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Verbose output for diagnostics
+    #[arg(short, long)]
+    pub verbose: bool,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct Names {
+pub struct RmArgs {
+    /// Do not error if the network does not exist
+    #[arg(short, long)]
+    pub force: bool,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
@@ -151,6 +199,10 @@ pub async fn dispatch(c: &Client, cmd: NetworkCommand) -> i32 {
 }
 
 async fn create(c: &Client, a: CreateArgs) -> i32 {
+    if let Err(e) = a.unsupported.check() {
+        eprintln!("berth: {e}");
+        return 125;
+    }
     if a.subnet.len() > 1 || a.gateway.len() > a.subnet.len() || a.ip_range.len() > a.subnet.len() {
         eprintln!(
             "berth: a gateway or ip-range needs a subnet, and berth networks take one subnet"
@@ -251,10 +303,11 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
 }
 
 async fn inspect(c: &Client, a: InspectArgs) -> i32 {
-    super::inspect_each(c, "/networks", &a.names, a.format.as_deref()).await
+    let query = if a.verbose { "?verbose=true" } else { "" };
+    super::inspect_each(c, "/networks", query, &a.names, a.format.as_deref()).await
 }
 
-async fn rm(c: &Client, a: Names) -> i32 {
+async fn rm(c: &Client, a: RmArgs) -> i32 {
     let mut rc = 0;
     for n in &a.names {
         match c
@@ -266,6 +319,7 @@ async fn rm(c: &Client, a: Names) -> i32 {
             .await
         {
             Ok(_) => println!("{n}"),
+            Err(crate::client::Error::Daemon { status: 404, .. }) if a.force => {}
             Err(e) => {
                 eprintln!("{e}");
                 rc = 1;

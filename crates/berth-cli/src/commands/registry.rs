@@ -14,9 +14,13 @@ pub struct PullArgs {
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Set platform if server is multi-platform capable
+    /// Pull for this platform (only the host's: berth runs no other)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Skip image verification (default true; berth does not verify signatures)
+    #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
 }
@@ -44,8 +48,27 @@ pub struct PushArgs {
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Push only the host's platform (os[/arch]); others are refused
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Skip image verification (default true; berth does not verify signatures)
+    #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG]
     pub name: String,
+}
+
+/// `--disable-content-trust=false` asks for signature verification, which needs a notary
+/// server berth does not talk to: refused rather than ignored.
+fn content_trust(disabled: bool) -> Result<(), i32> {
+    if disabled {
+        return Ok(());
+    }
+    eprintln!(
+        "berth: content trust (--disable-content-trust=false) needs a notary server; berth does not verify image signatures"
+    );
+    Err(1)
 }
 
 /// Pull through the daemon, drawing progress on `out` (a terminal gets bars).
@@ -117,6 +140,11 @@ async fn stream_messages(
 }
 
 pub async fn pull(c: &Client, a: PullArgs) -> i32 {
+    if let Err(code) =
+        content_trust(a.disable_content_trust).and_then(|()| super::platform_arg(&a.platform))
+    {
+        return code;
+    }
     let tty = crate::stream::is_tty(std::io::stdout());
     let res = if a.quiet {
         pull_image(
@@ -137,6 +165,10 @@ pub async fn pull(c: &Client, a: PullArgs) -> i32 {
             println!("{}", full_name(&a.name));
             0
         }
+        Err(e) if e.starts_with("Error response from daemon") => {
+            eprintln!("{e}");
+            1
+        }
         Err(e) => {
             eprintln!("Error response from daemon: {e}");
             1
@@ -145,6 +177,11 @@ pub async fn pull(c: &Client, a: PullArgs) -> i32 {
 }
 
 pub async fn push(c: &Client, a: PushArgs) -> i32 {
+    if let Err(code) =
+        content_trust(a.disable_content_trust).and_then(|()| super::platform_arg(&a.platform))
+    {
+        return code;
+    }
     let (image, tag) = split_tag(&a.name);
     let explicit_tag = a.name.rsplit('/').next().is_some_and(|l| l.contains(':'));
     let mut q = format!("/images/{}/push", enc(&image));
@@ -197,12 +234,24 @@ pub struct SearchArgs {
     /// Pretty-print search using a Go template
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output based on conditions provided (is-official, is-automated, stars)
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
     /// TERM (prefix a registry host to search it: 127.0.0.1:5000/name)
     pub term: String,
 }
 
 pub async fn search(c: &Client, a: SearchArgs) -> i32 {
-    let path = format!("/images/search?term={}&limit={}", enc(&a.term), a.limit);
+    let mut path = format!("/images/search?term={}&limit={}", enc(&a.term), a.limit);
+    if !a.filter.is_empty() {
+        match super::container::filters_json(&a.filter) {
+            Ok(f) => path.push_str(&format!("&filters={}", enc(&f))),
+            Err(e) => {
+                eprintln!("{e}");
+                return 125;
+            }
+        }
+    }
     let headers: Vec<(&str, String)> = crate::auth::header_for_image(&a.term)
         .map(|h| vec![("X-Registry-Auth", h)])
         .unwrap_or_default();

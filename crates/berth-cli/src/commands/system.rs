@@ -1,7 +1,34 @@
 //! `berth version`, `berth info` and the `berth system` commands.
 
 use crate::client::Client;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// Format output using a custom template ('json' or a Go template)
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+}
+
+/// `--format`: `json` prints the data as one JSON line, anything else is a template.
+fn print_format(t: &str, data: &Value) -> i32 {
+    if t == "json" {
+        println!("{data}");
+        return 0;
+    }
+    let t = t.replace("\\t", "\t").replace("\\n", "\n");
+    match crate::format::render(&t, data) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("template parsing error: {e}");
+            1
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
@@ -9,19 +36,39 @@ pub enum SystemCommand {
     Df(super::prune::DfArgs),
     /// Remove unused data
     Prune(super::prune::SystemPruneArgs),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
     /// Display system-wide information
-    Info,
+    Info(FormatArgs),
 }
 
 pub async fn system_cmd(c: &Client, sub: SystemCommand) -> i32 {
     match sub {
         SystemCommand::Df(a) => super::prune::df(c, a).await,
         SystemCommand::Prune(a) => super::prune::system_prune(c, a).await,
-        SystemCommand::Info => info(c).await,
+        SystemCommand::Events(a) => super::events::events(c, a).await,
+        SystemCommand::Info(a) => info(c, a).await,
     }
 }
 
-pub async fn version(c: &Client) -> i32 {
+pub async fn version(c: &Client, a: FormatArgs) -> i32 {
+    if let Some(t) = &a.format {
+        let client = json!({
+            "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": berth_api::version::API_MAX,
+            "Os": std::env::consts::OS,
+            "Arch": match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                other => other,
+            },
+        });
+        let server = match c.get("/version").await {
+            Ok(v) => v,
+            Err(e) => return super::report(&e, 1),
+        };
+        return print_format(t, &json!({"Client": client, "Server": server}));
+    }
     println!("Client:");
     println!(" Version:           {}", env!("CARGO_PKG_VERSION"));
     println!(" API version:       {}", berth_api::version::API_MAX);
@@ -55,8 +102,9 @@ pub async fn version(c: &Client) -> i32 {
     }
 }
 
-pub async fn info(c: &Client) -> i32 {
+pub async fn info(c: &Client, a: FormatArgs) -> i32 {
     match c.get("/info").await {
+        Ok(v) if a.format.is_some() => print_format(a.format.as_deref().unwrap_or_default(), &v),
         Ok(v) => {
             let s = |k: &str| match &v[k] {
                 serde_json::Value::String(s) => s.clone(),

@@ -1,4 +1,5 @@
-//! Volume commands: `volume create|ls|inspect|rm|prune`.
+//! Volume commands: `volume create|ls|inspect|rm|prune` (`update` and the cluster-volume
+//! flags are swarm features and refused).
 
 use super::container::{filters_json, print_formatted};
 use crate::client::{enc, Client};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List volumes
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -20,6 +21,68 @@ pub enum VolumeCommand {
     Rm(RmArgs),
     /// Remove unused local volumes
     Prune(PruneArgs),
+    /// Update a volume (cluster volumes only)
+    Update(UpdateArgs),
+}
+
+/// Docker's cluster-volume flags: those volumes live in a swarm, so berth refuses them.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Cluster Volume availability ("active", "pause", "drain")
+    #[arg(long)]
+    pub availability: Option<String>,
+    /// Cluster Volume group (cluster volumes)
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Minimum size of the Cluster Volume in bytes
+    #[arg(long = "limit-bytes")]
+    pub limit_bytes: Option<String>,
+    /// Maximum size of the Cluster Volume in bytes
+    #[arg(long = "required-bytes")]
+    pub required_bytes: Option<String>,
+    /// Cluster Volume access scope ("single", "multi")
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Cluster Volume secrets
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Cluster Volume access sharing ("none", "readonly", "onewriter", "all")
+    #[arg(long)]
+    pub sharing: Option<String>,
+    /// A topology that the Cluster Volume would be preferred in
+    #[arg(long = "topology-preferred")]
+    pub topology_preferred: Vec<String>,
+    /// A topology that the Cluster Volume must be accessible from
+    #[arg(long = "topology-required")]
+    pub topology_required: Vec<String>,
+    /// Cluster Volume access type ("mount", "block")
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+}
+
+impl ClusterArgs {
+    fn given(&self) -> bool {
+        self.availability.is_some()
+            || self.group.is_some()
+            || self.limit_bytes.is_some()
+            || self.required_bytes.is_some()
+            || self.scope.is_some()
+            || !self.secret.is_empty()
+            || self.sharing.is_some()
+            || !self.topology_preferred.is_empty()
+            || !self.topology_required.is_empty()
+            || self.kind.is_some()
+    }
+}
+
+const NO_CLUSTER: &str = "cluster volumes need swarm mode, which berth does not run";
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Cluster Volume availability ("active", "pause", "drain")
+    #[arg(long)]
+    pub availability: Option<String>,
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +99,8 @@ pub struct CreateArgs {
     /// Specify volume name
     #[arg(long = "name")]
     pub name_flag: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     pub name: Option<String>,
 }
 
@@ -50,6 +115,9 @@ pub struct LsArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
+    /// Display only cluster volumes (refused: needs swarm mode)
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,11 +153,15 @@ pub struct PruneArgs {
 
 pub async fn dispatch(c: &Client, cmd: VolumeCommand) -> i32 {
     match cmd {
-        VolumeCommand::Create(a) => create(c, a).await,
+        VolumeCommand::Create(a) => create(c, *a).await,
         VolumeCommand::Ls(a) => ls(c, a).await,
         VolumeCommand::Inspect(a) => inspect(c, a).await,
         VolumeCommand::Rm(a) => rm(c, a).await,
         VolumeCommand::Prune(a) => prune(c, a).await,
+        VolumeCommand::Update(_) => {
+            eprintln!("berth: volume update: {NO_CLUSTER}");
+            1
+        }
     }
 }
 
@@ -105,6 +177,10 @@ fn key_values(items: &[String]) -> serde_json::Map<String, Value> {
 }
 
 async fn create(c: &Client, a: CreateArgs) -> i32 {
+    if a.cluster.given() {
+        eprintln!("berth: {NO_CLUSTER}");
+        return 1;
+    }
     let name = match (&a.name_flag, &a.name) {
         (Some(f), Some(p)) if f != p => {
             eprintln!(
@@ -156,6 +232,10 @@ fn labels_text(v: &Value) -> String {
 }
 
 async fn ls(c: &Client, a: LsArgs) -> i32 {
+    if a.cluster {
+        eprintln!("berth: --cluster: {NO_CLUSTER}");
+        return 1;
+    }
     let path = match filter_query("/volumes", &a.filter) {
         Ok(p) => p,
         Err(code) => return code,
@@ -201,7 +281,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
 }
 
 async fn inspect(c: &Client, a: InspectArgs) -> i32 {
-    super::inspect_each(c, "/volumes", &a.names, a.format.as_deref()).await
+    super::inspect_each(c, "/volumes", "", &a.names, a.format.as_deref()).await
 }
 
 async fn rm(c: &Client, a: RmArgs) -> i32 {

@@ -54,8 +54,14 @@ struct Options {
     quiet: bool,
     explain: bool,
     network: String,
-    /// `cachefrom`: images whose history may stand in for steps.
+    /// `cachefrom`: images whose history may stand in for steps; given, they are the only
+    /// cache sources (as with dockerd).
     cache_from: Vec<String>,
+    /// `rm=0` (without `forcerm`): a RUN container that succeeded stays, as with dockerd.
+    keep_containers: bool,
+    /// What RUN containers get: `extrahosts`, `securityopt`, `shmsize`, `memory`, `memswap`,
+    /// `cpushares`, `cpuperiod`, `cpuquota`, `cpusetcpus`, `cpusetmems`, `ulimits`.
+    run_host: berth_api::container::HostConfig,
 }
 
 impl Options {
@@ -84,6 +90,52 @@ impl Options {
                 .map_err(|e| Error::bad_request(format!("invalid cachefrom: {e}")))?,
             None => Vec::new(),
         };
+        if q.bool("squash") {
+            return Err(Error::bad_request(
+                "squash is only supported with experimental mode, which berth does not have",
+            ));
+        }
+        match q.get("isolation").unwrap_or("") {
+            "" | "default" => {}
+            i => {
+                return Err(Error::bad_request(format!(
+                    "Unsupported isolation: {i:?} (Linux has only \"default\")"
+                )))
+            }
+        }
+        if let Some(p) = q.get("cgroupparent").filter(|s| !s.is_empty()) {
+            return Err(Error::bad_request(format!(
+                "cgroupparent {p:?}: a cgroup parent for RUN containers is not supported by berth's builder"
+            )));
+        }
+        let int = |k: &str| -> Result<i64> { Ok(q.int(k)?.unwrap_or(0)) };
+        let ulimits: Vec<berth_api::container::Ulimit> =
+            match q.get("ulimits").filter(|s| !s.is_empty()) {
+                Some(s) => serde_json::from_str::<Option<Vec<_>>>(s)
+                    .map_err(|e| Error::bad_request(format!("invalid ulimits: {e}")))?
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+        let extra_hosts: Vec<String> = crate::util::query_all(raw, "extrahosts")
+            .iter()
+            .flat_map(|h| h.split(',').map(str::trim).map(String::from))
+            .filter(|h| !h.is_empty())
+            .collect();
+        let security_opt = crate::util::query_all(raw, "securityopt");
+        let run_host = berth_api::container::HostConfig {
+            extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
+            security_opt: (!security_opt.is_empty()).then_some(security_opt),
+            shm_size: int("shmsize")?,
+            memory: int("memory")?,
+            memory_swap: int("memswap")?,
+            cpu_shares: int("cpushares")?,
+            cpu_period: int("cpuperiod")?,
+            cpu_quota: int("cpuquota")?,
+            cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+            cpuset_mems: q.get("cpusetmems").unwrap_or("").to_string(),
+            ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            ..Default::default()
+        };
         let network = match q.get("networkmode").unwrap_or("") {
             "" | "default" => "bridge".to_string(),
             n => n.to_string(),
@@ -99,6 +151,13 @@ impl Options {
             explain: q.bool("explaincache"),
             network,
             cache_from,
+            run_host,
+            keep_containers: matches!(
+                q.get("rm")
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .as_deref(),
+                Some("0" | "false" | "no" | "none")
+            ) && !q.bool("forcerm"),
         })
     }
 }
@@ -200,6 +259,7 @@ pub async fn build(State(d): St, RawQuery(raw): RawQuery, req: Request) -> Resul
     }
     let text = std::fs::read_to_string(&df_path).map_err(|_| locate())?;
     let df = berth_build::parse(&text, &df_name).map_err(|e| Error::bad_request(e.to_string()))?;
+    leave_out_build_files(&ctx, &df_name)?;
     if df.nodes.is_empty() {
         return Err(Error::bad_request(format!(
             "the Dockerfile ({df_name}) cannot be empty"
@@ -1354,8 +1414,13 @@ impl Builder {
             return Ok(false);
         }
         let key = inputs.key();
-        let rec = cache::lookup(&self.d.cfg.data_root, &key)
-            .filter(|r| self.d.images.resolve_id(&r.image).is_ok());
+        // Given `cachefrom` images, they are the only cache (none found: no cache at all).
+        let rec = if self.opts.cache_from.is_empty() {
+            cache::lookup(&self.d.cfg.data_root, &key)
+                .filter(|r| self.d.images.resolve_id(&r.image).is_ok())
+        } else {
+            None
+        };
         let from_cf = self.advance_cache_from(st, created_by);
         let rec = match (rec, from_cf) {
             (Some(r), _) => Some(r),
@@ -1602,7 +1667,7 @@ impl Builder {
             network_mode: mounts.network.unwrap_or_else(|| self.opts.network.clone()),
             binds: (!mounts.binds.is_empty()).then_some(mounts.binds),
             tmpfs: (!mounts.tmpfs.is_empty()).then_some(mounts.tmpfs),
-            ..Default::default()
+            ..self.opts.run_host.clone()
         };
         let req = berth_api::container::CreateRequest {
             config,
@@ -1613,6 +1678,11 @@ impl Builder {
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;
+        // Kept, it becomes an ordinary stopped container (no longer removed at boot).
+        if res.is_ok() && self.opts.keep_containers && c.update_durable(|r| r.build = false).is_ok()
+        {
+            return res;
+        }
         let _ = crate::container::lifecycle::remove(&self.d, &c, true, true).await;
         if res.is_ok() {
             self.say(format!(
@@ -1640,6 +1710,7 @@ impl Builder {
             since: None,
             until: None,
             tty: false,
+            details: None,
         };
         let logs = tokio::spawn(crate::container::logs::stream(c.clone(), lopts, ltx));
         let tx = self.tx.clone();
@@ -1654,7 +1725,11 @@ impl Builder {
                     if buf.len() < 8 + size {
                         break;
                     }
-                    let text = String::from_utf8_lossy(&buf[8..8 + size]).to_string();
+                    let mut text = String::from_utf8_lossy(&buf[8..8 + size]).to_string();
+                    // The classic builder shows RUN's stderr in red.
+                    if buf[0] == berth_api::stdcopy::STDERR {
+                        text = format!("\x1b[91m{text}\x1b[0m");
+                    }
                     buf.drain(..8 + size);
                     if !quiet {
                         let _ = tx.send(Bytes::from(Message::stream(text).line()));
@@ -1752,6 +1827,34 @@ fn bad(e: berth_build::Error) -> Failure {
 
 fn bad_msg(msg: String) -> Failure {
     Failure { code: None, msg }
+}
+
+/// As dockerd does once the Dockerfile is read: `.dockerignore` and the Dockerfile (which the
+/// client sends even when `.dockerignore` lists them; the docker CLI lists a Dockerfile it adds
+/// under a generated name) leave the context when `.dockerignore` lists them, so `COPY .`
+/// does not copy them.
+fn leave_out_build_files(ctx: &Path, dockerfile: &str) -> Result<()> {
+    let text = match std::fs::read_to_string(ctx.join(".dockerignore")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let m = berth_build::ignore::Matcher::parse(&text);
+    for name in [".dockerignore", dockerfile] {
+        let rel = berth_build::ignore::clean(name.trim_start_matches('/'));
+        if rel.is_empty() || !m.excluded(&rel) {
+            continue;
+        }
+        let Ok(p) = berth_image::archive::resolve_in_root(ctx, Path::new(&rel)) else {
+            continue;
+        };
+        match std::fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => std::fs::remove_dir_all(&p)?,
+            Ok(_) => std::fs::remove_file(&p)?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds run on the host's platform only: other platforms are refused, not ignored.
@@ -1882,7 +1985,25 @@ pub async fn prune(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Response> {
     // Without `all`, only dangling cache goes: steps no tagged image is built on.
-    let all = crate::util::Query::parse(q.as_deref()).bool("all");
+    let q = crate::util::Query::parse(q.as_deref());
+    let all = q.bool("all");
+    if !q.filters()?.is_empty() {
+        return Err(Error::bad_request(
+            "build cache prune filters are not supported by berth",
+        ));
+    }
+    for k in [
+        "keep-storage",
+        "reserved-space",
+        "max-used-space",
+        "min-free-space",
+    ] {
+        if q.int(k)?.is_some_and(|v| v != 0) {
+            return Err(Error::bad_request(format!(
+                "build cache prune: {k} is not supported by berth"
+            )));
+        }
+    }
     let (ids, freed) = tokio::task::spawn_blocking(move || cache::prune(&d, all))
         .await
         .map_err(|e| Error::internal(e.to_string()))?;

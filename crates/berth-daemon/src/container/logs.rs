@@ -22,6 +22,64 @@ pub struct Options {
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
     pub tty: bool,
+    /// `details=1`: the log attributes (`k=v,...`) that go before each line.
+    pub details: Option<String>,
+}
+
+/// The attributes `details=1` shows, as Docker's log drivers record them: the container's
+/// labels and environment variables named by the `labels` and `env` log options,
+/// `key=value` (value query-escaped) joined by commas.
+pub fn details(
+    log_opts: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+    env: &[String],
+) -> String {
+    let wanted = |opt: &str| -> Vec<String> {
+        log_opts
+            .get(opt)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut attrs = std::collections::BTreeMap::new();
+    for k in wanted("labels") {
+        if let Some(v) = labels.get(&k) {
+            attrs.insert(k, v.clone());
+        }
+    }
+    for k in wanted("env") {
+        if let Some(v) = env
+            .iter()
+            .find_map(|e| e.split_once('=').filter(|(n, _)| *n == k).map(|(_, v)| v))
+        {
+            attrs.insert(k, v.to_string());
+        }
+    }
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", query_escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes stay, space is `+`, the rest `%XX`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A log `since`/`until` bound from nanoseconds since the epoch (see
@@ -107,6 +165,10 @@ fn render(e: &Entry, o: &Options) -> Option<Vec<u8>> {
     let mut text = Vec::new();
     if o.timestamps {
         text.extend_from_slice(e.time.as_bytes());
+        text.push(b' ');
+    }
+    if let Some(d) = &o.details {
+        text.extend_from_slice(d.as_bytes());
         text.push(b' ');
     }
     text.extend_from_slice(e.log.as_bytes());
@@ -330,6 +392,22 @@ impl std::os::fd::AsRawFd for InotifyFd {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn details_name_labels_and_env_escaped() {
+        let opts = std::collections::BTreeMap::from([
+            ("labels".to_string(), "team, missing".to_string()),
+            ("env".to_string(), "STAGE".to_string()),
+        ]);
+        let labels = std::collections::BTreeMap::from([
+            ("team".to_string(), "a b/c".to_string()),
+            ("other".to_string(), "x".to_string()),
+        ]);
+        let env = vec!["STAGE=prod&1".to_string(), "X=1".to_string()];
+        assert_eq!(details(&opts, &labels, &env), "STAGE=prod%261,team=a+b%2Fc");
+        assert_eq!(details(&Default::default(), &labels, &env), "");
+    }
+
     use super::*;
 
     #[test]

@@ -168,13 +168,15 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
     }
     if matches!(kind, "" | "json-file") {
         check_compress(&h.log_config.config, false)?;
-        // `tag` means nothing to json-file (dockerd accepts and ignores it too); berth's
-        // json-file keeps no per-entry attributes, so the options that ask for them are
-        // refused, not dropped.
+        // `tag` means nothing to json-file (dockerd accepts and ignores it too). `labels` and
+        // `env` name the attributes `logs --details` shows (taken from the container's
+        // labels and environment, which do not change); the regex forms are refused, not
+        // dropped.
         for k in h.log_config.config.keys() {
             match k.as_str() {
-                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size" | "tag" => {}
-                "labels" | "labels-regex" | "env" | "env-regex" => {
+                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size" | "tag"
+                | "labels" | "env" => {}
+                "labels-regex" | "env-regex" => {
                     return bad(format!(
                         "log opt '{k}' (attributes on each entry) is not supported by berth's json-file log driver"
                     ))

@@ -667,6 +667,7 @@ pub fn build(
         },
         "root": {"path": paths.rootfs(), "readonly": h.readonly_rootfs},
         "hostname": hostname,
+        "domainname": rec.config.domainname,
         "mounts": mounts,
         "annotations": {"berth.overlay": super::rootfs::overlay_options(paths, layers)},
         "linux": linux,

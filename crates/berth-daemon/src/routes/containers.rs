@@ -491,6 +491,14 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
             "configured logging driver does not support reading",
         )));
     }
+    let details = q.bool("details").then(|| {
+        let r = c.rec();
+        logs::details(
+            &r.host_config.log_config.config,
+            r.config.labels.as_ref().unwrap_or(&Default::default()),
+            r.config.env.as_deref().unwrap_or(&[]),
+        )
+    });
     let o = logs::Options {
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
@@ -500,6 +508,7 @@ pub async fn logs(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         since: logs::bound(q.unix_time("since")?),
         until: logs::bound(q.unix_time("until")?),
         tty: c.rec().config.tty,
+        details,
     };
     if !o.stdout && !o.stderr {
         return Err(Error::bad_request(

@@ -615,6 +615,7 @@ pub async fn search(
         return Err(Error::bad_request("a search term is required"));
     }
     let limit = q.int("limit")?.filter(|l| *l > 0).unwrap_or(25).min(100) as u32;
+    let filter = SearchFilter::new(&q.filters()?)?;
     let first = term.split('/').next().unwrap_or("");
     let (registry, query) = if term.contains('/')
         && (first.contains('.') || first.contains(':') || first == "localhost")
@@ -647,13 +648,84 @@ pub async fn search(
                 "is_automated": r["is_automated"].as_bool().unwrap_or(false),
             })
         })
+        .filter(|r| filter.matches(r))
         .collect();
     Ok(json(200, &results))
+}
+
+/// The `filters` of an image search, as dockerd takes them: `is-official`, `is-automated`
+/// (true/false) and `stars` (at least that many).
+struct SearchFilter {
+    official: Option<bool>,
+    automated: Option<bool>,
+    stars: i64,
+}
+
+impl SearchFilter {
+    fn new(f: &std::collections::HashMap<String, Vec<String>>) -> Result<SearchFilter> {
+        let flag = |key: &str| -> Result<Option<bool>> {
+            match f.get(key).and_then(|v| v.last()) {
+                None => Ok(None),
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" => Ok(Some(true)),
+                    "false" | "0" => Ok(Some(false)),
+                    _ => Err(Error::bad_request(format!("invalid filter '{key}={v}'"))),
+                },
+            }
+        };
+        let mut stars = 0;
+        for v in f.get("stars").into_iter().flatten() {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| Error::bad_request(format!("invalid filter 'stars={v}'")))?;
+            stars = stars.max(n);
+        }
+        if let Some(k) = f
+            .keys()
+            .find(|k| !matches!(k.as_str(), "is-official" | "is-automated" | "stars"))
+        {
+            return Err(Error::bad_request(format!("invalid filter '{k}'")));
+        }
+        Ok(SearchFilter {
+            official: flag("is-official")?,
+            automated: flag("is-automated")?,
+            stars,
+        })
+    }
+
+    fn matches(&self, r: &serde_json::Value) -> bool {
+        self.official
+            .is_none_or(|o| r["is_official"].as_bool() == Some(o))
+            && self
+                .automated
+                .is_none_or(|a| r["is_automated"].as_bool() == Some(a))
+            && r["star_count"].as_i64().unwrap_or(0) >= self.stars
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_filters() {
+        let f = |pairs: &[(&str, &str)]| {
+            let mut m: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for (k, v) in pairs {
+                m.entry(k.to_string()).or_default().push(v.to_string());
+            }
+            SearchFilter::new(&m)
+        };
+        let r = serde_json::json!({"is_official": true, "is_automated": false, "star_count": 7});
+        assert!(f(&[("is-official", "true"), ("stars", "7")])
+            .unwrap()
+            .matches(&r));
+        assert!(!f(&[("stars", "8")]).unwrap().matches(&r));
+        assert!(!f(&[("is-automated", "true")]).unwrap().matches(&r));
+        assert!(f(&[("stars", "x")]).is_err());
+        assert!(f(&[("is-official", "maybe")]).is_err());
+        assert!(f(&[("name", "x")]).is_err());
+    }
 
     #[test]
     fn reference_filter() {
