@@ -773,11 +773,22 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
     crate::network::endpoint::release(d, c);
     d.volumes.deactivate(&c.id);
     let auto_remove = c.rec().host_config.auto_remove;
-    // A `--rm` container's record is only written if it outlives this function.
+    // A `--rm` container's record is only written if it outlives this function. The restart
+    // decision is taken in the same update as the exit, so a `stop` never sees the container
+    // exited between its end and its pending restart (it would answer 304 and the restart
+    // would go ahead).
+    let mut restart = None;
     if auto_remove {
         record(&mut c.rec());
     } else {
-        c.update_state(record);
+        c.update_state(|r| {
+            record(r);
+            restart = restart_delay(r);
+            if restart.is_some() {
+                r.state.status = status::RESTARTING.into();
+                r.restart_count += 1;
+            }
+        });
     }
     discard_run_dir(d, &c.paths.run_dir);
     exit_events(d, c, &exit);
@@ -790,8 +801,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
         tracing::debug!(id = %c.id, "exit recorded and removed in {:?}", t0.elapsed());
         return;
     }
-    let rec = c.snapshot();
-    if let Some(delay) = restart_delay(&rec) {
+    if let Some(delay) = restart {
         schedule_restart(d.clone(), c.clone(), delay);
     }
 }
@@ -848,11 +858,9 @@ fn restart_delay(r: &Record) -> Option<Duration> {
     Some(Duration::from_millis(100u64 << shift).min(Duration::from_secs(60)))
 }
 
+/// Start a container that [`on_exit`] marked restarting once `delay` has passed, unless a
+/// stop or removal came meanwhile.
 fn schedule_restart(d: Arc<Daemon>, c: Arc<Container>, delay: Duration) {
-    c.update_state(|r| {
-        r.state.status = status::RESTARTING.into();
-        r.restart_count += 1;
-    });
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let _op = c.op.lock().await;
