@@ -60,7 +60,8 @@ struct Options {
     /// `rm=0` (without `forcerm`): a RUN container that succeeded stays, as with dockerd.
     keep_containers: bool,
     /// What RUN containers get: `extrahosts`, `securityopt`, `shmsize`, `memory`, `memswap`,
-    /// `cpushares`, `cpuperiod`, `cpuquota`, `cpusetcpus`, `cpusetmems`, `ulimits`.
+    /// `cpushares`, `cpuperiod`, `cpuquota`, `cpusetcpus`, `cpusetmems`, `ulimits`,
+    /// `cgroupparent`.
     run_host: berth_api::container::HostConfig,
 }
 
@@ -103,11 +104,6 @@ impl Options {
                 )))
             }
         }
-        if let Some(p) = q.get("cgroupparent").filter(|s| !s.is_empty()) {
-            return Err(Error::bad_request(format!(
-                "cgroupparent {p:?}: a cgroup parent for RUN containers is not supported by berth's builder"
-            )));
-        }
         let int = |k: &str| -> Result<i64> { Ok(q.int(k)?.unwrap_or(0)) };
         let ulimits: Vec<berth_api::container::Ulimit> =
             match q.get("ulimits").filter(|s| !s.is_empty()) {
@@ -134,6 +130,7 @@ impl Options {
             cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
             cpuset_mems: q.get("cpusetmems").unwrap_or("").to_string(),
             ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            cgroup_parent: q.get("cgroupparent").unwrap_or("").to_string(),
             ..Default::default()
         };
         let network = match q.get("networkmode").unwrap_or("") {
