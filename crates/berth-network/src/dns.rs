@@ -2,20 +2,22 @@
 //! locally, everything else forwarded to the upstream resolvers.
 //!
 //! One [`Server`] runs per network, on the gateway address (UDP and TCP, port 53). Local names
-//! come from a shared [`Names`] table that the daemon updates as endpoints join and leave.
+//! come from a shared [`Names`] table that the daemon updates as endpoints join and leave; a
+//! container on several networks also resolves the names of its other networks (its peers,
+//! see [`Names::set_peers`]). Names have an IPv4 address, an IPv6 one, or both (A and AAAA).
 //! Local answers are built here; other queries are relayed byte for byte to an upstream and the
 //! upstream's reply is relayed back byte for byte.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use futures_util::future::OptionFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -64,14 +66,36 @@ struct Table {
     by_name: HashMap<String, Vec<String>>,
     /// Owner → upstreams for queries from its address.
     overrides: HashMap<String, Override>,
+    /// Owner → the tables of its other networks, consulted for queries from its address.
+    peers: HashMap<String, Peers>,
     /// Registration counter: orders endpoints and overrides.
     seq: u64,
 }
 
 struct Endpoint {
     names: Vec<String>,
-    ip: Ipv4Addr,
+    ip: Option<Ipv4Addr>,
+    ip6: Option<Ipv6Addr>,
     seq: u64,
+}
+
+struct Peers {
+    client: Ipv4Addr,
+    /// Weak: networks refer to each other through their containers.
+    tables: Vec<Weak<RwLock<Table>>>,
+}
+
+/// The addresses of a name: A and AAAA records.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Addrs {
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+}
+
+impl Addrs {
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
 }
 
 struct Override {
@@ -84,6 +108,22 @@ impl Table {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Addresses of a lookup key, in registration order, without duplicates.
+    fn resolve(&self, key: &str) -> Addrs {
+        let mut addrs = Addrs::default();
+        for owner in self.by_name.get(key).into_iter().flatten() {
+            if let Some(endpoint) = self.endpoints.get(owner) {
+                if let Some(ip) = endpoint.ip.filter(|ip| !addrs.v4.contains(ip)) {
+                    addrs.v4.push(ip);
+                }
+                if let Some(ip) = endpoint.ip6.filter(|ip| !addrs.v6.contains(ip)) {
+                    addrs.v6.push(ip);
+                }
+            }
+        }
+        addrs
     }
 
     fn forget_endpoint(&mut self, owner: &str) {
@@ -162,6 +202,17 @@ impl Names {
     /// case-insensitive; a trailing dot is ignored. Several owners may share a name (an alias on
     /// several containers): the name then resolves to all their addresses.
     pub fn set(&self, owner: &str, names: &[String], ip: Ipv4Addr) {
+        self.set_addrs(owner, names, Some(ip), None);
+    }
+
+    /// [`Names::set`] with an IPv6 address (AAAA answers) beside or instead of the IPv4 one.
+    pub fn set_addrs(
+        &self,
+        owner: &str,
+        names: &[String],
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) {
         let mut keys: Vec<String> = Vec::with_capacity(names.len());
         for key in names.iter().filter_map(|n| normalize(n)) {
             if !keys.contains(&key) {
@@ -183,6 +234,7 @@ impl Names {
             Endpoint {
                 names: keys,
                 ip,
+                ip6,
                 seq,
             },
         );
@@ -194,11 +246,68 @@ impl Names {
         let mut table = self.write();
         table.forget_endpoint(owner);
         table.overrides.remove(owner);
+        table.peers.remove(owner);
     }
 
-    /// Addresses of a name (empty when unknown).
+    /// IPv4 addresses of a name (empty when unknown).
     pub fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
-        normalize(name).map_or_else(Vec::new, |key| self.resolve(&key))
+        normalize(name).map_or_else(Vec::new, |key| self.read().resolve(&key).v4)
+    }
+
+    /// Queries from `client` (the address of `owner`'s endpoint on this network) also resolve
+    /// the names of `others` (the other networks `owner` is on), after this network's own. An
+    /// empty list drops them.
+    pub fn set_peers(&self, owner: &str, client: Ipv4Addr, others: &[Names]) {
+        let tables: Vec<_> = others
+            .iter()
+            .filter(|o| !Arc::ptr_eq(&o.table, &self.table))
+            .map(|o| Arc::downgrade(&o.table))
+            .collect();
+        let mut table = self.write();
+        if tables.is_empty() {
+            table.peers.remove(owner);
+        } else {
+            table
+                .peers
+                .insert(owner.to_string(), Peers { client, tables });
+        }
+    }
+
+    /// Addresses of a lookup key for a query from `client`: this network's names, else those
+    /// of the client's other networks.
+    fn resolve_for(&self, key: &str, client: Option<Ipv4Addr>) -> Addrs {
+        let (own, peers) = {
+            let table = self.read();
+            let peers: Vec<Weak<RwLock<Table>>> = client
+                .map(|c| {
+                    table
+                        .peers
+                        .values()
+                        .filter(|p| p.client == c)
+                        .flat_map(|p| p.tables.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (table.resolve(key), peers)
+        };
+        if !own.is_empty() {
+            return own;
+        }
+        let mut addrs = Addrs::default();
+        for peer in peers.iter().filter_map(Weak::upgrade) {
+            let found = peer.read().unwrap_or_else(PoisonError::into_inner).resolve(key);
+            for ip in found.v4 {
+                if !addrs.v4.contains(&ip) {
+                    addrs.v4.push(ip);
+                }
+            }
+            for ip in found.v6 {
+                if !addrs.v6.contains(&ip) {
+                    addrs.v6.push(ip);
+                }
+            }
+        }
+        addrs
     }
 
     /// Upstream resolvers for queries coming from `client` (a container's address that was
@@ -221,27 +330,13 @@ impl Names {
         );
     }
 
-    /// Addresses of a lookup key, in registration order, without duplicates.
-    fn resolve(&self, key: &str) -> Vec<Ipv4Addr> {
-        let table = self.read();
-        let mut addrs = Vec::new();
-        for owner in table.by_name.get(key).into_iter().flatten() {
-            if let Some(endpoint) = table.endpoints.get(owner) {
-                if !addrs.contains(&endpoint.ip) {
-                    addrs.push(endpoint.ip);
-                }
-            }
-        }
-        addrs
-    }
-
     /// The first name of the earliest registered endpoint holding `ip`.
     fn reverse(&self, ip: Ipv4Addr) -> Option<String> {
         let table = self.read();
         table
             .endpoints
             .values()
-            .filter(|e| e.ip == ip && !e.names.is_empty())
+            .filter(|e| e.ip == Some(ip) && !e.names.is_empty())
             .min_by_key(|e| e.seq)
             .and_then(|e| e.names.first().cloned())
     }
@@ -370,7 +465,7 @@ impl Shared {
         };
         if matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
             if let Some(answer) =
-                query_key(query.name()).and_then(|k| self.local(&request, query, &k))
+                query_key(query.name()).and_then(|k| self.local(&request, query, &k, client))
             {
                 return reply(answer);
             }
@@ -399,7 +494,13 @@ impl Shared {
     }
 
     /// The answer to `query` when it is about a local name (`key` is its lookup key).
-    fn local(&self, request: &Message, query: &Query, key: &str) -> Option<Message> {
+    fn local(
+        &self,
+        request: &Message,
+        query: &Query,
+        key: &str,
+        client: Option<Ipv4Addr>,
+    ) -> Option<Message> {
         if query.query_type() == RecordType::PTR {
             let target = reverse_v4(key)
                 .and_then(|ip| self.names.reverse(ip))
@@ -414,18 +515,27 @@ impl Shared {
                 return Some(answer);
             }
         }
-        let addrs = self.names.resolve(key);
+        let addrs = self.names.resolve_for(key, client);
         if addrs.is_empty() {
             return None;
         }
         // The name exists: other types get an empty NOERROR, so that clients do not wait.
         let mut answer = response(request, ResponseCode::NoError, true);
         if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
-            for ip in addrs {
+            for ip in addrs.v4 {
                 answer.add_answer(Record::from_rdata(
                     query.name().clone(),
                     TTL,
                     RData::A(A(ip)),
+                ));
+            }
+        }
+        if matches!(query.query_type(), RecordType::AAAA | RecordType::ANY) {
+            for ip in addrs.v6 {
+                answer.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    TTL,
+                    RData::AAAA(AAAA(ip)),
                 ));
             }
         }
@@ -763,6 +873,33 @@ mod tests {
         assert_eq!(reverse_v4("256.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("+2.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("2.0.0.10.ip6.arpa"), None);
+    }
+
+    #[test]
+    fn peers_and_ipv6() {
+        let (n1, n2) = (Names::new(), Names::new());
+        n2.set_addrs(
+            "c2",
+            &names(&["web"]),
+            Some(IP2),
+            Some("fd00::5".parse().unwrap()),
+        );
+        assert_eq!(n1.resolve_for("web", Some(IP1)), Addrs::default());
+        n1.set_peers("c1", IP1, &[n1.clone(), n2.clone()]);
+        let found = n1.resolve_for("web", Some(IP1));
+        assert_eq!(found.v4, vec![IP2]);
+        assert_eq!(found.v6, vec!["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+        // Only for that client, and only while the peers are set.
+        assert!(n1.resolve_for("web", Some(IP2)).is_empty());
+        n1.set_peers("c1", IP1, &[]);
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+        n1.set_peers("c1", IP1, &[n2.clone()]);
+        n1.remove("c1");
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+        // A dropped network is no peer any more.
+        n1.set_peers("c1", IP1, &[n2.clone()]);
+        drop(n2);
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
     }
 
     #[test]

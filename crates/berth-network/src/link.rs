@@ -8,13 +8,13 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -47,6 +47,12 @@ pub struct Endpoint {
     /// The default route's gateway; None leaves the namespace without a default route.
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
+    /// An IPv6 address with its prefix (IPv6 networks).
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Further addresses of the interface (`--link-local-ip`), with their prefixes.
+    pub extra: Vec<(IpAddr, u8)>,
 }
 
 /// Docker's MAC for an address: 02:42 followed by the four address bytes.
@@ -151,6 +157,31 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Give bridge `name` (made by [`Netlink::ensure_bridge`]) the IPv6 gateway address
+    /// `gateway/prefix`, without duplicate address detection; present already is fine.
+    pub async fn ensure_bridge_v6(&self, name: &str, gateway: Ipv6Addr, prefix: u8) -> Result<()> {
+        check_ifname(name)?;
+        if prefix > 128 {
+            return Err(Error::Invalid(format!("invalid IPv6 prefix length {prefix}")));
+        }
+        let link = self
+            .bridge_link(name)
+            .await?
+            .ok_or_else(|| Error::Netlink(format!("bridge {name} does not exist")))?;
+        let mut req = self
+            .handle
+            .address()
+            .add(link.header.index, IpAddr::V6(gateway), prefix);
+        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        match req.execute().await {
+            Err(e) if !is_errno(&e, libc::EEXIST) => Err(nl_error(
+                format_args!("adding {gateway}/{prefix} to bridge {name}"),
+                e,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Delete a link by name; a link that does not exist is not an error.
@@ -442,23 +473,64 @@ async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
                 )
             })
     };
-    let Some(gateway) = ep.gateway else {
-        return address.await;
+    // IPv6 and link-local addresses skip duplicate address detection: the address is usable
+    // at once, and berth's address management already keeps it unique on the bridge.
+    let extra = async {
+        let v6 = ep.ip6.map(|(a, p)| (IpAddr::V6(a), p));
+        for &(addr, prefix) in v6.iter().chain(ep.extra.iter()) {
+            let mut req = handle.address().add(index, addr, prefix);
+            if addr.is_ipv6() {
+                req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            }
+            req.execute()
+                .await
+                .map_err(|e| nl_error(format_args!("adding {addr}/{prefix} to {ifname}"), e))?;
+        }
+        Ok::<(), Error>(())
     };
-    let route = async {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
-        handle.route().add(route).execute().await.map_err(|e| {
-            nl_error(
-                format_args!("adding a default route via {gateway} on {ifname}"),
-                e,
-            )
-        })
+    // `replace`: a connect with a higher gateway priority moves the default route here. The
+    // routes' requests go out after the addresses' (the futures are polled in order).
+    let routes = async {
+        if let Some(gateway) = ep.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    nl_error(
+                        format_args!("adding a default route via {gateway} on {ifname}"),
+                        e,
+                    )
+                })?;
+        }
+        if let Some(gateway) = ep.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    nl_error(
+                        format_args!("adding a default route via {gateway} on {ifname}"),
+                        e,
+                    )
+                })?;
+        }
+        Ok::<(), Error>(())
     };
-    let (address, route) = futures_util::future::join(address, route).await;
-    address.and(route)
+    let (address, extra, routes) = futures_util::future::join3(address, extra, routes).await;
+    address.and(extra).and(routes)
 }
 
 /// Link `name`, None if there is none.

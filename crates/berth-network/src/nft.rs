@@ -3,6 +3,9 @@
 //! From outside, containers are reached only through published ports: a new connection routed
 //! into a bridge must have been DNATed.
 //!
+//! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
+//! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
+//!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
 //! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table.
@@ -13,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
+use crate::ipam6::Subnet6;
 use crate::{Error, Result};
 
 /// What the rules need to know about one bridge network.
@@ -24,6 +28,8 @@ pub struct NetRules {
     pub internal: bool,
     /// Containers on the network may talk to each other (`icc`, default true).
     pub icc: bool,
+    /// The IPv6 subnet of an IPv6 network.
+    pub subnet6: Option<Subnet6>,
 }
 
 #[derive(
@@ -100,7 +106,9 @@ impl Table {
         } else {
             "ip daddr != 127.0.0.0/8 "
         };
-        let mut s = format!("table ip {t}\ndelete table ip {t}\n");
+        let mut s = format!(
+            "table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"
+        );
         s.push_str(&format!(
             "table ip {t} {{
   set bridges {{ type ifname; }}
@@ -138,6 +146,25 @@ impl Table {
     oifname @bridges iifname != @bridges ct state new ct status & dnat == 0 drop
   }}
 }}
+table ip6 {t} {{
+  set bridges {{ type ifname; }}
+  set same {{ type ifname . ifname; }}
+  set internal {{ type ifname; }}
+  set no_icc {{ type ifname; }}
+  set masq_nets {{ type ipv6_addr; flags interval; }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip6 saddr @masq_nets oifname != @bridges masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname @no_icc iifname . oifname @same drop
+    iifname @bridges oifname @bridges iifname . oifname != @same drop
+    iifname @internal iifname . oifname != @same drop
+    oifname @internal iifname . oifname != @same drop
+    oifname @bridges iifname != @bridges ct state new drop
+  }}
+}}
 "
         ));
         for n in nets {
@@ -162,6 +189,17 @@ impl Table {
         }
         if !n.icc {
             let _ = writeln!(s, "{verb} element ip {t} no_icc {{ {b} }}");
+        }
+        // Every bridge is isolated in IPv6 too; only IPv6 networks are masqueraded.
+        let _ = writeln!(s, "{verb} element ip6 {t} bridges {{ {b} }}");
+        let _ = writeln!(s, "{verb} element ip6 {t} same {{ {b} . {b} }}");
+        if n.internal {
+            let _ = writeln!(s, "{verb} element ip6 {t} internal {{ {b} }}");
+        } else if let Some(sub6) = n.subnet6 {
+            let _ = writeln!(s, "{verb} element ip6 {t} masq_nets {{ {sub6} }}");
+        }
+        if !n.icc {
+            let _ = writeln!(s, "{verb} element ip6 {t} no_icc {{ {b} }}");
         }
         Ok(s)
     }
@@ -226,7 +264,9 @@ impl Table {
     /// Remove the table altogether (a missing table is not an error).
     pub fn delete(&self) -> Result<()> {
         let t = &self.name;
-        run(&format!("table ip {t}\ndelete table ip {t}\n"))
+        run(&format!(
+            "table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"
+        ))
     }
 }
 
@@ -261,6 +301,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             internal,
             icc,
+            subnet6: None,
         }
     }
 
@@ -292,6 +333,15 @@ mod tests {
             )
             .unwrap();
         assert!(s.starts_with("table ip berth_t\ndelete table ip berth_t\n"));
+        assert!(s.contains("table ip6 berth_t {"));
+        assert!(s.contains("add element ip6 berth_t bridges { \"br0\" }"));
+        assert!(s.contains("add element ip6 berth_t internal { \"br1\" }"));
+        let mut v6 = net("br2", "10.3.0.0/24", false, true);
+        v6.subnet6 = Some("fd00:3::/64".parse().unwrap());
+        assert!(t
+            .network_elements("add", &v6)
+            .unwrap()
+            .contains("add element ip6 berth_t masq_nets { fd00:3::/64 }"));
         assert!(s.contains("add element ip berth_t masq_nets { 10.1.0.0/16 }"));
         assert!(!s.contains("masq_nets { 10.2.0.0/24 }"));
         assert!(s.contains("add element ip berth_t internal { \"br1\" }"));

@@ -152,6 +152,9 @@ fn endpoint(bridge: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>, mtu: u32) -> 
         prefix: 24,
         gateway,
         mtu,
+        ip6: None,
+        gateway6: None,
+        extra: Vec::new(),
     }
 }
 

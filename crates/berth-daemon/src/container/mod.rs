@@ -86,6 +86,25 @@ pub struct Endpoint {
     pub mac: String,
     pub host_ifname: String,
     pub ifname: String,
+    /// Asked for at create or connect, kept across restarts: the MAC address, the IPv6
+    /// address, link-local addresses, driver options and the gateway priority.
+    #[serde(default)]
+    pub requested_mac: String,
+    #[serde(default)]
+    pub requested_ip6: String,
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    #[serde(default)]
+    pub driver_opts: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub gw_priority: i64,
+    /// While running, on IPv6 networks.
+    #[serde(default)]
+    pub ip6: String,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: String,
 }
 
 /// One published port while the container runs.

@@ -9,7 +9,7 @@ use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
 use berth_network::link;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -87,17 +87,86 @@ fn check_endpoint_config(n: &Network, ep: &EndpointSettings) -> Result<()> {
             )));
         }
     }
+    let ip6 = ep
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv6_address.as_str())
+        .unwrap_or("");
+    if !ip6.is_empty() {
+        if !user {
+            return Err(Error::bad_request(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+        let a: Ipv6Addr = ip6
+            .parse()
+            .map_err(|_| Error::bad_request(format!("invalid IPv6 address: {ip6}")))?;
+        if !n.rec.subnet6().is_some_and(|s| s.contains(a)) {
+            return Err(Error::bad_request(format!(
+                "no configured subnet contains IP address {a}{}",
+                if n.rec.enable_ipv6 {
+                    ""
+                } else {
+                    " (the network is not an IPv6 network: create it with --ipv6)"
+                }
+            )));
+        }
+    }
+    for l in ep
+        .ipam_config
+        .as_ref()
+        .and_then(|c| c.link_local_ips.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if l.parse::<IpAddr>().is_err() {
+            return Err(Error::bad_request(format!(
+                "invalid link-local IP address: {l}"
+            )));
+        }
+    }
+    if !ep.mac_address.is_empty() {
+        check_mac(&ep.mac_address)?;
+    }
     Ok(())
+}
+
+/// A MAC address an interface can take: six hex bytes, not a multicast address.
+fn check_mac(mac: &str) -> Result<[u8; 6]> {
+    match parse_mac(mac) {
+        Some(m) if m[0] & 1 == 0 => Ok(m),
+        Some(_) => Err(Error::bad_request(format!(
+            "invalid MAC address {mac}: it is a multicast address"
+        ))),
+        None => Err(Error::bad_request(format!("invalid MAC address: {mac}"))),
+    }
+}
+
+/// The prefix a `--link-local-ip` gets: the link-local networks' (169.254.0.0/16,
+/// fe80::/64), else the address alone.
+fn link_local_prefix(a: IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(v) if v.is_link_local() => 16,
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80 => 64,
+        IpAddr::V6(_) => 128,
+    }
 }
 
 fn new_endpoint(n: &Network, ep: Option<&EndpointSettings>) -> Result<Endpoint> {
     let ep = ep.cloned().unwrap_or_default();
     check_endpoint_config(n, &ep)?;
+    let ipam = ep.ipam_config.unwrap_or_default();
     Ok(Endpoint {
         network_id: n.rec.id.clone(),
         endpoint_id: crate::util::random_id()?,
         aliases: ep.aliases.unwrap_or_default(),
-        requested_ip: ep.ipam_config.map(|c| c.ipv4_address).unwrap_or_default(),
+        requested_ip: ipam.ipv4_address,
+        requested_ip6: ipam.ipv6_address,
+        link_local_ips: ipam.link_local_ips.unwrap_or_default(),
+        requested_mac: ep.mac_address.to_ascii_lowercase(),
+        driver_opts: ep.driver_opts.unwrap_or_default(),
+        gw_priority: ep.gw_priority,
         links: Vec::new(),
         ..Endpoint::default()
     })
@@ -112,6 +181,13 @@ pub fn configure(
     let h = &r.host_config;
     let links = h.links.clone().unwrap_or_default();
     match mode(r) {
+        Mode::Container(_) | Mode::Host | Mode::None
+            if r.config.mac_address.as_ref().is_some_and(|m| !m.is_empty()) =>
+        {
+            return Err(Error::bad_request(
+                "conflicting options: mac-address and the network mode",
+            ));
+        }
         Mode::Container(other) => {
             // At create the hostname was filled with the short id; anything else came from -h.
             if !r.config.hostname.is_empty() && r.config.hostname != r.short_id() {
@@ -158,6 +234,19 @@ pub fn configure(
         )));
     }
     let mut ep = new_endpoint(&pn, primary_cfg.as_ref())?;
+    // The container-wide MAC address (`Config.MacAddress`, API < 1.44) is the primary
+    // endpoint's.
+    if let Some(mac) = r.config.mac_address.clone().filter(|m| !m.is_empty()) {
+        check_mac(&mac)?;
+        let mac = mac.to_ascii_lowercase();
+        if ep.requested_mac.is_empty() {
+            ep.requested_mac = mac;
+        } else if ep.requested_mac != mac {
+            return Err(Error::bad_request(
+                "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+            ));
+        }
+    }
     if !links.is_empty() {
         if pn.rec.name != "bridge" {
             return Err(Error::bad_request(
@@ -226,34 +315,7 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
             ))
         })?;
         let mut ep = ep.clone();
-        let (Some(subnet), Some(gw)) = (n.rec.subnet(), n.rec.gateway()) else {
-            return Err(Error::internal(format!("network {name} has no subnet")));
-        };
-        let ip = {
-            let mut pool = n.pool();
-            let pool = pool
-                .as_mut()
-                .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
-            if ep.requested_ip.is_empty() {
-                pool.allocate().map_err(net_err)?
-            } else {
-                let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
-                    Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
-                })?;
-                pool.reserve(a).map_err(net_err)?;
-                a
-            }
-        };
-        ep.ip = ip.to_string();
-        ep.prefix = subnet.prefix;
-        ep.gateway = if n.rec.internal {
-            String::new()
-        } else {
-            gw.to_string()
-        };
-        ep.mac = fmt_mac(link::mac_for(ip));
-        ep.host_ifname = link::random_veth_name();
-        ep.ifname = format!("eth{i}");
+        fill(&n, name, &mut ep, format!("eth{i}"))?;
         // Recorded at once, so a failure further on gives this address back.
         c.rec().net.endpoints.insert(name.clone(), ep.clone());
         filled.push(ep);
@@ -290,6 +352,94 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// Addresses (IPv4, and IPv6 on an IPv6 network), MAC and interface names for endpoint `ep`
+/// on network `n` (named `name`), to be wired as `ifname`. On error nothing stays taken.
+fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()> {
+    let (Some(subnet), Some(gw)) = (n.rec.subnet(), n.rec.gateway()) else {
+        return Err(Error::internal(format!("network {name} has no subnet")));
+    };
+    let ip = {
+        let mut pool = n.pool();
+        let pool = pool
+            .as_mut()
+            .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
+        if ep.requested_ip.is_empty() {
+            pool.allocate().map_err(net_err)?
+        } else {
+            let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
+                Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
+            })?;
+            pool.reserve(a).map_err(net_err)?;
+            a
+        }
+    };
+    let ip6 = match n.rec.subnet6() {
+        None => None,
+        Some(s6) => {
+            let taken = match n.pool6().as_mut() {
+                None => Err(Error::internal(format!(
+                    "network {name} has no IPv6 address pool"
+                ))),
+                Some(p) if ep.requested_ip6.is_empty() => p.allocate().map_err(net_err),
+                Some(p) => match ep.requested_ip6.parse::<Ipv6Addr>() {
+                    Ok(a) => p.reserve(a).map(|()| a).map_err(net_err),
+                    Err(_) => Err(Error::bad_request(format!(
+                        "invalid IPv6 address {}",
+                        ep.requested_ip6
+                    ))),
+                },
+            };
+            match taken {
+                Ok(a) => Some((a, s6.prefix)),
+                Err(e) => {
+                    if let Some(p) = n.pool().as_mut() {
+                        p.release(ip);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    ep.ip = ip.to_string();
+    ep.prefix = subnet.prefix;
+    ep.gateway = if n.rec.internal {
+        String::new()
+    } else {
+        gw.to_string()
+    };
+    if let Some((a, p)) = ip6 {
+        ep.ip6 = a.to_string();
+        ep.prefix6 = p;
+        ep.gateway6 = if n.rec.internal {
+            String::new()
+        } else {
+            n.rec.gateway6.clone()
+        };
+    }
+    ep.mac = if ep.requested_mac.is_empty() {
+        fmt_mac(link::mac_for(ip))
+    } else {
+        ep.requested_mac.clone()
+    };
+    ep.host_ifname = link::random_veth_name();
+    ep.ifname = ifname;
+    Ok(())
+}
+
+/// Give back the addresses [`fill`] took for `ep` on `n`.
+fn unfill(n: &Network, ep: &Endpoint) {
+    if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
+        if let Some(p) = n.pool().as_mut() {
+            p.release(ip);
+        }
+    }
+    if let Ok(ip) = ep.ip6.parse::<Ipv6Addr>() {
+        if let Some(p) = n.pool6().as_mut() {
+            p.release(ip);
+        }
+    }
+}
+
 fn fmt_mac(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -320,6 +470,50 @@ pub fn dns_names(r: &Record, ep: &Endpoint) -> Vec<String> {
     names
 }
 
+/// What the embedded DNS answers for the container on network `net`: its [`dns_names`],
+/// also qualified with the network's name (`web.mynet`).
+fn dns_keys(r: &Record, ep: &Endpoint, net: &str) -> Vec<String> {
+    let names = dns_names(r, ep);
+    let qualified: Vec<String> = names.iter().map(|n| format!("{n}.{net}")).collect();
+    names.into_iter().chain(qualified).collect()
+}
+
+/// Each DNS network of the container also answers it with the names of its other networks
+/// (a container resolves names on every network it is attached to).
+fn refresh_peers(d: &Daemon, r: &Record) {
+    let nets: Vec<(Arc<Network>, Ipv4Addr)> = r
+        .net
+        .endpoints
+        .values()
+        .filter_map(|ep| {
+            let n = d.net.find(&ep.network_id).ok()?;
+            let ip = ep.ip.parse().ok()?;
+            n.rec.has_dns().then_some((n, ip))
+        })
+        .collect();
+    let all: Vec<berth_network::dns::Names> = nets.iter().map(|(n, _)| n.names.clone()).collect();
+    for (n, ip) in &nets {
+        n.names.set_peers(&r.id, *ip, &all);
+    }
+}
+
+/// Which endpoint holds the default route: the highest `GwPriority` among those with a
+/// gateway, the first in interface order on a tie.
+fn router(r: &Record) -> Option<String> {
+    let mut best: Option<(&String, i64)> = None;
+    for name in ordered(r) {
+        if let Some((k, ep)) = r.net.endpoints.get_key_value(&name) {
+            if ep.gateway.is_empty() && ep.gateway6.is_empty() {
+                continue;
+            }
+            if best.is_none_or(|(_, p)| ep.gw_priority > p) {
+                best = Some((k, ep.gw_priority));
+            }
+        }
+    }
+    best.map(|(k, _)| k.clone())
+}
+
 /// Once the container's init exists (`pid`): its veths, its DNS names, its published ports.
 pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
     let r = c.snapshot();
@@ -328,6 +522,7 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
     }
     let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| Error::internal(format!("network namespace of the container: {e}")))?;
+    let routes = router(&r);
     for name in ordered(&r) {
         let Some(ep) = r.net.endpoints.get(&name) else {
             continue;
@@ -335,8 +530,9 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
         if ep.ip.is_empty() {
             continue;
         }
-        connect_one(d, &r, &name, ep, &netns).await?;
+        connect_one(d, &r, &name, ep, &netns, routes.as_ref() == Some(&name)).await?;
     }
+    refresh_peers(d, &r);
     d.net
         .table
         .add_ports(&port_maps(&r))
@@ -350,9 +546,20 @@ async fn connect_one(
     name: &str,
     ep: &Endpoint,
     netns: &std::fs::File,
+    routes: bool,
 ) -> Result<()> {
     let n = d.net.find(&ep.network_id)?;
     let bad = |what: &str| Error::internal(format!("endpoint on {name}: bad {what}"));
+    let ip6 = if ep.ip6.is_empty() {
+        None
+    } else {
+        Some((ep.ip6.parse::<Ipv6Addr>().map_err(|_| bad("IPv6 address"))?, ep.prefix6))
+    };
+    let mut extra = Vec::new();
+    for l in &ep.link_local_ips {
+        let a: IpAddr = l.parse().map_err(|_| bad("link-local address"))?;
+        extra.push((a, link_local_prefix(a)));
+    }
     let spec = link::Endpoint {
         bridge: n.rec.bridge.clone(),
         host_ifname: ep.host_ifname.clone(),
@@ -360,13 +567,20 @@ async fn connect_one(
         mac: parse_mac(&ep.mac).ok_or_else(|| bad("mac"))?,
         ip: ep.ip.parse().map_err(|_| bad("address"))?,
         prefix: ep.prefix,
-        // Only the first interface routes out.
-        gateway: if ep.ifname == "eth0" {
+        // One interface routes out (see `router`).
+        gateway: if routes {
             ep.gateway.parse().ok()
         } else {
             None
         },
         mtu: n.rec.mtu,
+        ip6,
+        gateway6: if routes {
+            ep.gateway6.parse().ok()
+        } else {
+            None
+        },
+        extra,
     };
     d.net
         .link
@@ -374,7 +588,12 @@ async fn connect_one(
         .await
         .map_err(|e| Error::internal(format!("connecting to network {name}: {e}")))?;
     if n.rec.has_dns() {
-        n.names.set(&r.id, &dns_names(r, ep), spec.ip);
+        n.names.set_addrs(
+            &r.id,
+            &dns_keys(r, ep, &n.rec.name),
+            Some(spec.ip),
+            ip6.map(|(a, _)| a),
+        );
         let own: Vec<SocketAddr> = r
             .host_config
             .dns
@@ -397,15 +616,16 @@ fn release_local(d: &Daemon, c: &Container) {
     d.net.stop_proxies(&c.id, &ports);
     let mut r = c.rec();
     for ep in r.net.endpoints.values_mut() {
-        if let (Ok(n), Ok(ip)) = (d.net.find(&ep.network_id), ep.ip.parse::<Ipv4Addr>()) {
-            if let Some(p) = n.pool().as_mut() {
-                p.release(ip);
-            }
+        if let Ok(n) = d.net.find(&ep.network_id) {
+            unfill(&n, ep);
             n.names.remove(&c.id);
         }
         ep.ip.clear();
         ep.prefix = 0;
         ep.gateway.clear();
+        ep.ip6.clear();
+        ep.prefix6 = 0;
+        ep.gateway6.clear();
         ep.mac.clear();
         ep.host_ifname.clear();
         ep.ifname.clear();
@@ -439,10 +659,18 @@ pub fn readopt(d: &Daemon, c: &Container) {
                 tracing::warn!("container {}: address {ip} on {name}: {e}", c.id);
             }
         }
+        let ip6 = ep.ip6.parse::<Ipv6Addr>().ok();
+        if let (Some(a), Some(p)) = (ip6, n.pool6().as_mut()) {
+            if let Err(e) = p.reserve(a) {
+                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+            }
+        }
         if n.rec.has_dns() {
-            n.names.set(&r.id, &dns_names(&r, ep), ip);
+            n.names
+                .set_addrs(&r.id, &dns_keys(&r, ep, &n.rec.name), Some(ip), ip6);
         }
     }
+    refresh_peers(d, &r);
     let mut fds = Vec::new();
     let mut ports = r.net.ports.clone();
     for p in ports.iter_mut() {
@@ -501,6 +729,15 @@ pub async fn connect(
             ),
         )));
     }
+    if cfg
+        .as_ref()
+        .and_then(|c| c.links.as_ref())
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(Error::bad_request(
+            "links at connect (--link) are not supported by berth: use network aliases (--alias) on user-defined networks",
+        ));
+    }
     let ep = new_endpoint(n, cfg.as_ref())?;
     if !r.is_running() || r.state.pid <= 0 {
         c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
@@ -511,52 +748,34 @@ pub async fn connect(
         return Ok(());
     }
     let mut ep = ep;
-    let subnet = n
-        .rec
-        .subnet()
-        .ok_or_else(|| Error::internal("network without subnet"))?;
-    let ip = {
-        let mut pool = n.pool();
-        let pool = pool
-            .as_mut()
-            .ok_or_else(|| Error::internal("network without address pool"))?;
-        if ep.requested_ip.is_empty() {
-            pool.allocate().map_err(net_err)?
-        } else {
-            let a: Ipv4Addr = ep
-                .requested_ip
-                .parse()
-                .map_err(|_| Error::bad_request("invalid IPv4 address"))?;
-            pool.reserve(a).map_err(net_err)?;
-            a
-        }
-    };
     let used: Vec<String> = r.net.endpoints.values().map(|e| e.ifname.clone()).collect();
     let ifname = (0..)
         .map(|i| format!("eth{i}"))
         .find(|n| !used.contains(n))
         .unwrap_or_else(|| "eth9".into());
-    ep.ip = ip.to_string();
-    ep.prefix = subnet.prefix;
-    ep.gateway = n.rec.gateway.clone();
-    ep.mac = fmt_mac(link::mac_for(ip));
-    ep.host_ifname = link::random_veth_name();
-    ep.ifname = ifname;
+    fill(n, &n.rec.name, &mut ep, ifname)?;
+    // The new endpoint takes the default route when none has one or it outranks them all.
+    let routes = r
+        .net
+        .endpoints
+        .values()
+        .filter(|e| !e.gateway.is_empty() || !e.gateway6.is_empty())
+        .all(|e| ep.gw_priority > e.gw_priority);
     let netns = std::fs::File::open(format!("/proc/{}/ns/net", r.state.pid));
     let res = match netns {
-        Ok(f) => connect_one(d, &r, &n.rec.name, &ep, &f).await,
+        Ok(f) => connect_one(d, &r, &n.rec.name, &ep, &f, routes).await,
         Err(e) => Err(Error::internal(format!(
             "network namespace of the container: {e}"
         ))),
     };
     if let Err(e) = res {
-        if let Some(p) = n.pool().as_mut() {
-            p.release(ip);
-        }
+        unfill(n, &ep);
+        n.names.remove(&c.id);
         let _ = d.net.link.disconnect_endpoint(&ep.host_ifname).await;
         return Err(e);
     }
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
+    refresh_peers(d, &c.snapshot());
     // Wired already: the record follows (retried if it cannot be written now).
     c.update_state(|_| {});
     d.network_event(n, "connect", Some(&c.id));
@@ -593,13 +812,10 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
             .await
             .map_err(net_err)?;
     }
-    if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
-        if let Some(p) = n.pool().as_mut() {
-            p.release(ip);
-        }
-    }
+    unfill(n, &ep);
     n.names.remove(&c.id);
     c.rec().net.endpoints.remove(&n.rec.name);
+    refresh_peers(d, &c.snapshot());
     c.update_state(|_| {});
     d.network_event(n, "disconnect", Some(&c.id));
     Ok(())
