@@ -198,12 +198,18 @@ impl AddressPool {
             match part.split_once('=') {
                 Some(("base", v)) => base = Some(v.to_string()),
                 Some(("size", v)) => size = v.parse::<u8>().ok(),
-                _ => return Err(format!("invalid default-address-pool {s:?}: want base=CIDR,size=N")),
+                _ => {
+                    return Err(format!(
+                        "invalid default-address-pool {s:?}: want base=CIDR,size=N"
+                    ))
+                }
             }
         }
         match (base, size) {
             (Some(base), Some(size)) => Ok(AddressPool { base, size }),
-            _ => Err(format!("invalid default-address-pool {s:?}: want base=CIDR,size=N")),
+            _ => Err(format!(
+                "invalid default-address-pool {s:?}: want base=CIDR,size=N"
+            )),
         }
     }
 

@@ -295,7 +295,10 @@ impl Names {
         }
         let mut addrs = Addrs::default();
         for peer in peers.iter().filter_map(Weak::upgrade) {
-            let found = peer.read().unwrap_or_else(PoisonError::into_inner).resolve(key);
+            let found = peer
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resolve(key);
             for ip in found.v4 {
                 if !addrs.v4.contains(&ip) {
                     addrs.v4.push(ip);
@@ -893,11 +896,11 @@ mod tests {
         assert!(n1.resolve_for("web", Some(IP2)).is_empty());
         n1.set_peers("c1", IP1, &[]);
         assert!(n1.resolve_for("web", Some(IP1)).is_empty());
-        n1.set_peers("c1", IP1, &[n2.clone()]);
+        n1.set_peers("c1", IP1, std::slice::from_ref(&n2));
         n1.remove("c1");
         assert!(n1.resolve_for("web", Some(IP1)).is_empty());
         // A dropped network is no peer any more.
-        n1.set_peers("c1", IP1, &[n2.clone()]);
+        n1.set_peers("c1", IP1, std::slice::from_ref(&n2));
         drop(n2);
         assert!(n1.resolve_for("web", Some(IP1)).is_empty());
     }

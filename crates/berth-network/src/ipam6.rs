@@ -121,7 +121,11 @@ pub struct Pool6 {
 }
 
 impl Pool6 {
-    pub fn new(subnet: Subnet6, range: Option<Subnet6>, gateway: Option<Ipv6Addr>) -> Result<Pool6> {
+    pub fn new(
+        subnet: Subnet6,
+        range: Option<Subnet6>,
+        gateway: Option<Ipv6Addr>,
+    ) -> Result<Pool6> {
         if subnet.prefix > 126 {
             return Err(Error::Invalid(format!(
                 "subnet {subnet} is too small: at least a /126 is needed"
@@ -216,7 +220,9 @@ mod tests {
         assert_eq!(s.first_host(), ip("fd00:1::1"));
         assert!(s.contains(ip("fd00:1::ffff")) && !s.contains(ip("fd00:2::1")));
         let big: Subnet6 = "fd00::/48".parse().unwrap();
-        assert!(big.covers(&s) && big.overlaps(&s) && !s.covers(&big));
+        let small: Subnet6 = "fd00:0:0:5::/64".parse().unwrap();
+        assert!(big.covers(&small) && big.overlaps(&small) && !small.covers(&big));
+        assert!(!big.overlaps(&s));
         assert_eq!(big.nth(64, 3).unwrap().to_string(), "fd00:0:0:3::/64");
         assert!(big.nth(64, 1 << 16).is_none());
         assert!(big.nth(40, 0).is_none());

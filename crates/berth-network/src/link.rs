@@ -164,7 +164,9 @@ impl Netlink {
     pub async fn ensure_bridge_v6(&self, name: &str, gateway: Ipv6Addr, prefix: u8) -> Result<()> {
         check_ifname(name)?;
         if prefix > 128 {
-            return Err(Error::Invalid(format!("invalid IPv6 prefix length {prefix}")));
+            return Err(Error::Invalid(format!(
+                "invalid IPv6 prefix length {prefix}"
+            )));
         }
         let link = self
             .bridge_link(name)

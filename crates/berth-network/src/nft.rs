@@ -106,9 +106,8 @@ impl Table {
         } else {
             "ip daddr != 127.0.0.0/8 "
         };
-        let mut s = format!(
-            "table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"
-        );
+        let mut s =
+            format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n");
         s.push_str(&format!(
             "table ip {t} {{
   set bridges {{ type ifname; }}

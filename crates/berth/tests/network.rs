@@ -878,3 +878,250 @@ fn network_options_fixed_addresses_ranges_and_prune() {
     let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.lines().count(), 3, "{ls}");
 }
+
+/// An IPv6 subnet (ULA) as unique to the test as `user_subnet(k)` is.
+fn v6_subnet(d: &Daemon, k: usize) -> String {
+    let s = d.user_subnet(k);
+    let p: Vec<&str> = s.split('.').collect();
+    format!("fd42:{}:{}::/64", p[1], p[2])
+}
+
+fn exec_sh(d: &Daemon, c: &str, script: &str) -> String {
+    let o = d.berth(&["exec", c, "sh", "-c", script]);
+    stdout(&o) + &stderr(&o)
+}
+
+#[test]
+fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
+    let d = Daemon::start();
+    let (s1, s2) = (d.user_subnet(0), d.user_subnet(1));
+    // dockerd takes any non-blank network name.
+    d.ok(&["network", "create", "--subnet", &s1, "test 01"]);
+    d.ok(&["network", "create", "--subnet", &s2, "n2"]);
+    let o = d.berth(&["network", "create", " "]);
+    assert_ne!(o.status.code(), Some(0), "a blank name is refused");
+    run_d(&d, &["--name", "web", "--network", "n2"], HTTPD);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    run_d(
+        &d,
+        &[
+            "--name",
+            "cli",
+            "--network",
+            "test 01",
+            "--mac-address",
+            "92:d0:c6:0a:29:33",
+            "--link-local-ip",
+            "169.254.10.10",
+            "--add-host",
+            "hgw:host-gateway",
+        ],
+        &["busybox", "sleep", "300"],
+    );
+    // Only on "test 01": web is not known yet.
+    let out = exec_sh(&d, "cli", "nslookup web || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // The MAC address and link-local address are carried out; host-gateway is the gateway.
+    let out = exec_sh(
+        &d,
+        "cli",
+        "ip link show eth0; ip addr show eth0; cat /etc/hosts",
+    );
+    assert!(out.contains("92:d0:c6:0a:29:33"), "{out}");
+    assert!(out.contains("169.254.10.10/16"), "{out}");
+    assert!(out.contains(&format!("{gw}\thgw")), "{out}");
+    d.ok(&[
+        "network",
+        "connect",
+        "--driver-opt",
+        "k=v",
+        "--gw-priority",
+        "5",
+        "--alias",
+        "cee",
+        "n2",
+        "cli",
+    ]);
+    // Connected to n2, it resolves n2's names (also qualified) and reaches them; its default
+    // route moved to n2, whose gateway priority is higher.
+    let ipw = ip_of(&d, "web", "n2");
+    let web_id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let out = exec_sh(
+        &d,
+        "cli",
+        "nslookup web; nslookup web.n2; wget -qO- http://web/hostname; ip route",
+    );
+    assert_eq!(out.matches(&format!("Address: {ipw}")).count(), 2, "{out}");
+    assert!(out.contains(&web_id[..12]), "{out}");
+    let n2_gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "n2",
+    ]);
+    assert!(out.contains(&format!("default via {n2_gw}")), "{out}");
+    let ep = |net: &str, field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").{field}}}}}"),
+            "cli",
+        ])
+    };
+    assert_eq!(ep("n2", "DriverOpts"), r#"{"k":"v"}"#);
+    assert_eq!(ep("n2", "GwPriority"), "5");
+    assert_eq!(ep("n2", "Aliases"), r#"["cee"]"#);
+    assert_eq!(ep("test 01", "MacAddress"), r#""92:d0:c6:0a:29:33""#);
+    assert!(
+        ep("test 01", "IPAMConfig").contains(r#""LinkLocalIPs":["169.254.10.10"]"#),
+        "{}",
+        ep("test 01", "IPAMConfig")
+    );
+    assert!(
+        ep("n2", "DNSNames").contains("\"cee\""),
+        "{}",
+        ep("n2", "DNSNames")
+    );
+    // Disconnected, n2's names are gone at once.
+    d.ok(&["network", "disconnect", "n2", "cli"]);
+    let out = exec_sh(&d, "cli", "nslookup web || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // A bad MAC address is refused at create.
+    let o = d.berth(&["create", "--mac-address", "01:00:5e:00:00:01", "busybox"]);
+    assert!(stderr(&o).contains("multicast"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "web", "cli"]);
+    d.ok(&["network", "rm", "test 01", "n2"]);
+}
+
+#[test]
+fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
+    let d = Daemon::start();
+    let (s6a, s6b) = (v6_subnet(&d, 0), v6_subnet(&d, 1));
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(0),
+        "--subnet",
+        &s6a,
+        "v6a",
+    ]);
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(1),
+        "--subnet",
+        &s6b,
+        "v6b",
+    ]);
+    let (base_a, base_b) = (s6a.trim_end_matches("/64"), s6b.trim_end_matches("/64"));
+    let fixed = format!("{base_a}99");
+    let port = free_port();
+    let srv = run_d(
+        &d,
+        &[
+            "--name",
+            "srv",
+            "--network",
+            "v6a",
+            "--ip6",
+            &fixed,
+            "-p",
+            &format!("[::1]:{port}:80"),
+        ],
+        HTTPD,
+    );
+    let f = |field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"v6a\").{field}}}}}"),
+            "srv",
+        ])
+    };
+    assert_eq!(f("GlobalIPv6Address"), fixed);
+    assert_eq!(f("GlobalIPv6PrefixLen"), "64");
+    assert_eq!(f("IPv6Gateway"), format!("{base_a}1"));
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}}", "v6a"]),
+        "true"
+    );
+    // Another container on v6a reaches it over IPv6, by address and by name (AAAA).
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "wget -qO- http://[{fixed}]/hostname; nslookup -type=AAAA srv; ping -6 -c1 -W3 srv"
+        ),
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.starts_with(&srv[..12]), "{out}");
+    assert!(out.contains(&format!("Address: {fixed}")), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    // The host reaches it through the bridge, and through the port published on [::1].
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", "-g", &format!("http://[{fixed}]/hostname")])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-g",
+            &format!("http://[::1]:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    let ports = d.ok(&["port", "srv"]);
+    assert!(
+        ports.contains(&format!("[::1]:{port}")) || ports.contains(&format!("::1:{port}")),
+        "{ports}"
+    );
+    // A container on v6b does not reach v6a over IPv6 (nor over IPv4).
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6b",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("timeout 3 wget -qO- http://[{fixed}]/hostname || echo unreachable; ip -6 route"),
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(out.contains(&format!("default via {base_b}1")), "{out}");
+    // The IPv6 subnets are masqueraded when leaving the host.
+    let o = Command::new("nft")
+        .args(["list", "set", "ip6", &d.table, "masq_nets"])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&s6a), "{}", stdout(&o));
+    // connect --ip6 gives the asked address; --ip6 on a network without IPv6 is refused.
+    d.ok(&[
+        "network",
+        "connect",
+        "--ip6",
+        &format!("{base_b}77"),
+        "v6b",
+        "srv",
+    ]);
+    let out = exec_sh(&d, "srv", "ip -6 addr");
+    assert!(out.contains(&format!("{base_b}77/64")), "{out}");
+    let o = d.berth(&["run", "--rm", "--ip6", "fd42::5", "busybox", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    d.ok(&["rm", "-f", "srv"]);
+    d.ok(&["network", "rm", "v6a", "v6b"]);
+}

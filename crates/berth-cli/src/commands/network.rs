@@ -132,7 +132,11 @@ pub struct ConnectArgs {
     #[arg(long = "driver-opt")]
     pub driver_opt: Vec<String>,
     /// Highest gw-priority provides the default gateway. Accepts positive and negative values.
-    #[arg(long = "gw-priority", allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(
+        long = "gw-priority",
+        allow_negative_numbers = true,
+        default_value_t = 0
+    )]
     pub gw_priority: i64,
     pub network: String,
     pub container: String,

@@ -112,7 +112,7 @@ pub struct Endpoint {
 pub struct Published {
     pub proto: berth_network::nft::Proto,
     /// None: every local address.
-    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_ip: Option<std::net::IpAddr>,
     pub host_port: u16,
     pub container_ip: std::net::Ipv4Addr,
     pub container_port: u16,

@@ -1,7 +1,7 @@
 //! A container on its networks: endpoints chosen at create and connect, addresses, veths, DNS
 //! names and published ports while it runs, and its /etc/hosts and /etc/resolv.conf.
 
-use super::ports::{bind_port, port_maps, proxy_port, take_port, wanted_ports};
+use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, wanted_ports};
 use super::{net_err, Network};
 use crate::container::{Endpoint, Published, Record};
 use crate::error::{Error, Result};
@@ -331,7 +331,8 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
     let mut published = Vec::new();
     for w in &wanted {
         // Recorded as they are taken, so that a failure further on gives them back.
-        let (fd, port) = take_port(w, d.net.cfg.userland_proxy)?;
+        let via_proxy = proxied(d, w.host_ip);
+        let (fd, port) = take_port(w, via_proxy)?;
         let mut p = Published {
             proto: w.proto,
             host_ip: w.host_ip,
@@ -340,7 +341,7 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
             container_port: w.container_port,
             proxy_pid: 0,
         };
-        if d.net.cfg.userland_proxy {
+        if via_proxy {
             p.proxy_pid = proxy_port(d, &c.id, &p, fd)?;
         } else {
             fds.push(fd);
@@ -553,7 +554,12 @@ async fn connect_one(
     let ip6 = if ep.ip6.is_empty() {
         None
     } else {
-        Some((ep.ip6.parse::<Ipv6Addr>().map_err(|_| bad("IPv6 address"))?, ep.prefix6))
+        Some((
+            ep.ip6
+                .parse::<Ipv6Addr>()
+                .map_err(|_| bad("IPv6 address"))?,
+            ep.prefix6,
+        ))
     };
     let mut extra = Vec::new();
     for l in &ep.link_local_ips {
@@ -677,8 +683,9 @@ pub fn readopt(d: &Daemon, c: &Container) {
         if p.proxy_pid != 0 && super::proxy_alive(p) {
             continue;
         }
-        match bind_port(p.proto, p.host_ip, p.host_port, d.net.cfg.userland_proxy) {
-            Ok((fd, _)) if d.net.cfg.userland_proxy => match proxy_port(d, &c.id, p, fd) {
+        let via_proxy = proxied(d, p.host_ip);
+        match bind_port(p.proto, p.host_ip, p.host_port, via_proxy) {
+            Ok((fd, _)) if via_proxy => match proxy_port(d, &c.id, p, fd) {
                 Ok(pid) => p.proxy_pid = pid,
                 Err(e) => tracing::warn!(
                     "container {}: proxy for port {}: {}",

@@ -4,7 +4,6 @@ use super::endpoint::dns_names;
 use crate::container::Record;
 use crate::state::Daemon;
 use berth_api::network::EndpointSettings;
-use std::net::Ipv4Addr;
 
 /// The `NetworkSettings` of inspect.
 pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
@@ -23,8 +22,7 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             ipam_config: asked.then(|| berth_api::network::EndpointIpam {
                 ipv4_address: ep.requested_ip.clone(),
                 ipv6_address: ep.requested_ip6.clone(),
-                link_local_ips: (!ep.link_local_ips.is_empty())
-                    .then(|| ep.link_local_ips.clone()),
+                link_local_ips: (!ep.link_local_ips.is_empty()).then(|| ep.link_local_ips.clone()),
             }),
             links: (!ep.links.is_empty()).then(|| {
                 ep.links
@@ -57,7 +55,6 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             ip_address: ep.ip.clone(),
             ip_prefix_len: i64::from(ep.prefix),
             dns_names: (user && running).then(|| dns_names(r, ep)),
-            ..Default::default()
         };
         networks.insert(
             name.clone(),
@@ -79,7 +76,7 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             }
             if let Some(a) = entry.as_array_mut() {
                 a.push(serde_json::json!({
-                    "HostIp": p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
+                    "HostIp": super::ports::shown(p.host_ip).to_string(),
                     "HostPort": p.host_port.to_string(),
                 }));
             }
