@@ -39,7 +39,7 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub mtu: Option<u32>,
     /// Make the default bridge an IPv6 network too (needs --fixed-cidr-v6)
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv6: Option<bool>,
     /// IPv6 subnet of the default bridge, e.g. fd00:1::/64
     #[arg(long)]
@@ -467,16 +467,56 @@ mod tests {
         args: DaemonArgs,
     }
 
-    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+    fn try_load(file: &str, flags: &[&str]) -> Result<DaemonConfig, String> {
+        // One file per call: the tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path =
-            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+            std::env::temp_dir().join(format!("berth-config-test-{}-{k}.json", std::process::id()));
         std::fs::write(&path, file).unwrap();
         let argv = ["berth", "--config-file", path.to_str().unwrap()]
             .into_iter()
             .chain(flags.iter().copied());
-        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args);
         std::fs::remove_file(&path).unwrap();
         cfg
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        try_load(file, flags).unwrap()
+    }
+
+    #[test]
+    fn ipv6_address_pools_and_host_gateway_ip() {
+        let cfg = load(
+            r#"{"ipv6": true, "fixed-cidr-v6": "fd00:1::/64",
+                "default-address-pools": [{"base": "10.10.0.0/16", "size": 24},
+                                          {"base": "fd00:2::/48", "size": 64}],
+                "host-gateway-ip": "192.0.2.1"}"#,
+            &[],
+        );
+        assert!(cfg.net.ipv6);
+        assert_eq!(cfg.net.fixed_cidr_v6.unwrap().to_string(), "fd00:1::/64");
+        assert_eq!(cfg.net.address_pools.len(), 2);
+        assert_eq!(cfg.net.host_gateway_ip, Some("192.0.2.1".parse().unwrap()));
+        let cfg = load(
+            "{}",
+            &["--default-address-pool", "base=10.11.0.0/16,size=26"],
+        );
+        assert_eq!(cfg.net.address_pools[0].base, "10.11.0.0/16");
+        assert_eq!(cfg.net.address_pools[0].size, 26);
+        for (file, flags) in [
+            (r#"{"ipv6": true}"#, &[][..]),
+            ("{}", &["--fixed-cidr-v6", "fd00:1::1/64"][..]),
+            ("{}", &["--default-address-pool", "base=10.11.0.0/16"][..]),
+            (
+                "{}",
+                &["--default-address-pool", "base=10.11.0.0/16,size=8"][..],
+            ),
+            ("{}", &["--host-gateway-ip", "gw"][..]),
+        ] {
+            assert!(try_load(file, flags).is_err(), "{file} {flags:?}");
+        }
     }
 
     #[test]

@@ -1125,3 +1125,67 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
     d.ok(&["rm", "-f", "srv"]);
     d.ok(&["network", "rm", "v6a", "v6b"]);
 }
+
+#[test]
+fn daemon_ipv6_default_bridge_address_pools_and_host_gateway_ip() {
+    let pid = std::process::id();
+    let (a, b) = (pid % 65536, 200 + pid % 50);
+    let v6 = format!("fd43:{a:x}:1::/64");
+    let pool4 = format!("base=10.{b}.252.0/23,size=25");
+    let pool6 = format!("base=fd43:{a:x}:2::/48,size=64");
+    let d = Daemon::start_with(&[
+        "--ipv6",
+        "--fixed-cidr-v6",
+        &v6,
+        "--default-address-pool",
+        &pool4,
+        "--default-address-pool",
+        &pool6,
+        "--host-gateway-ip",
+        "192.0.2.7",
+    ]);
+    // The default bridge is an IPv6 network too.
+    let web = run_d(
+        &d,
+        &["--name", "web", "--add-host", "h:host-gateway"],
+        HTTPD,
+    );
+    let ip6 = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.GlobalIPv6Address}}",
+        "web",
+    ]);
+    assert!(ip6.starts_with(&format!("fd43:{a:x}:1::")), "{ip6}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.IPv6Gateway}}", "web"]),
+        format!("fd43:{a:x}:1::1")
+    );
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", "-g", &format!("http://[{ip6}]/hostname")])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &web[..12]);
+    assert!(d
+        .ok(&["exec", "web", "cat", "/etc/hosts"])
+        .contains("192.0.2.7\th"));
+    // Networks without a subnet get theirs from the pools, of both families.
+    d.ok(&["network", "create", "--ipv6", "pooled"]);
+    let subnets = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        "pooled",
+    ]);
+    assert_eq!(
+        subnets,
+        format!("10.{b}.252.0/25 fd43:{a:x}:2::/64"),
+        "{subnets}"
+    );
+    run_d(&d, &["--name", "pp", "--network", "pooled"], HTTPD);
+    let out = d.ok(&["exec", "pp", "ip", "-6", "addr"]);
+    assert!(out.contains(&format!("fd43:{a:x}:2::2/64")), "{out}");
+    d.ok(&["rm", "-f", "web", "pp"]);
+    d.ok(&["network", "rm", "pooled"]);
+}

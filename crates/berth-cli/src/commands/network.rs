@@ -47,10 +47,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub attachable: bool,
     /// Enable or disable IPv4 address assignment
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv4: Option<bool>,
     /// Enable or disable IPv6 address assignment
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ipv6: Option<bool>,
     /// Auxiliary IPv4 or IPv6 addresses used by Network driver
     #[arg(long = "aux-address")]
