@@ -68,6 +68,9 @@ struct Table {
     overrides: HashMap<String, Override>,
     /// Owner → the tables of its other networks, consulted for queries from its address.
     peers: HashMap<String, Peers>,
+    /// Owner → its links (`--link target:alias` on a user-defined network): for queries from
+    /// its address, alias → target's name.
+    links: HashMap<String, (Ipv4Addr, HashMap<String, String>)>,
     /// Registration counter: orders endpoints and overrides.
     seq: u64,
 }
@@ -247,6 +250,22 @@ impl Names {
         table.forget_endpoint(owner);
         table.overrides.remove(owner);
         table.peers.remove(owner);
+        table.links.remove(owner);
+    }
+
+    /// Links of `owner`, whose address here is `client`: for its queries, each alias stands
+    /// for its target's name (pairs of alias and target). An empty list drops them.
+    pub fn set_links(&self, owner: &str, client: Ipv4Addr, links: &[(String, String)]) {
+        let map: HashMap<String, String> = links
+            .iter()
+            .filter_map(|(alias, target)| Some((normalize(alias)?, normalize(target)?)))
+            .collect();
+        let mut table = self.write();
+        if map.is_empty() {
+            table.links.remove(owner);
+        } else {
+            table.links.insert(owner.to_string(), (client, map));
+        }
     }
 
     /// IPv4 addresses of a name (empty when unknown).
@@ -278,13 +297,26 @@ impl Names {
     fn resolve_for(&self, key: &str, client: Option<Ipv4Addr>) -> Addrs {
         let (own, peers) = {
             let table = self.read();
-            let peers: Vec<Weak<RwLock<Table>>> = client
+            let linked = client.and_then(|c| {
+                table
+                    .links
+                    .values()
+                    .filter(|(ip, _)| *ip == c)
+                    .find_map(|(_, m)| m.get(key))
+            });
+            if let Some(target) = linked {
+                let found = table.resolve(target);
+                if !found.is_empty() {
+                    return found;
+                }
+            }
+            let peers: Vec<(String, Weak<RwLock<Table>>)> = client
                 .map(|c| {
                     table
                         .peers
-                        .values()
-                        .filter(|p| p.client == c)
-                        .flat_map(|p| p.tables.iter().cloned())
+                        .iter()
+                        .filter(|(_, p)| p.client == c)
+                        .flat_map(|(owner, p)| p.tables.iter().map(|t| (owner.clone(), t.clone())))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -294,11 +326,17 @@ impl Names {
             return own;
         }
         let mut addrs = Addrs::default();
-        for peer in peers.iter().filter_map(Weak::upgrade) {
-            let found = peer
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .resolve(key);
+        for (owner, peer) in &peers {
+            let Some(peer) = peer.upgrade() else {
+                continue;
+            };
+            let peer = peer.read().unwrap_or_else(PoisonError::into_inner);
+            // The owner's links on that network count too.
+            let linked = peer.links.get(owner).and_then(|(_, m)| m.get(key));
+            let found = match linked.map(|t| peer.resolve(t)) {
+                Some(found) if !found.is_empty() => found,
+                _ => peer.resolve(key),
+            };
             for ip in found.v4 {
                 if !addrs.v4.contains(&ip) {
                     addrs.v4.push(ip);
@@ -903,6 +941,18 @@ mod tests {
         n1.set_peers("c1", IP1, std::slice::from_ref(&n2));
         drop(n2);
         assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+    }
+
+    #[test]
+    fn links_are_per_client() {
+        let n = Names::new();
+        n.set("web", &names(&["web"]), IP2);
+        n.set_links("c1", IP1, &[("db".into(), "web".into())]);
+        assert_eq!(n.resolve_for("db", Some(IP1)).v4, vec![IP2]);
+        assert!(n.resolve_for("db", Some(IP2)).is_empty());
+        assert!(n.resolve_for("db", None).is_empty());
+        n.remove("c1");
+        assert!(n.resolve_for("db", Some(IP1)).is_empty());
     }
 
     #[test]

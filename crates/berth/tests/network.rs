@@ -983,6 +983,23 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
         "{}",
         ep("n2", "DNSNames")
     );
+    // A link on a user-defined network is a name for the linking container only.
+    run_d(
+        &d,
+        &["--name", "lnk", "--network", "test 01"],
+        &["busybox", "sleep", "300"],
+    );
+    d.ok(&["network", "connect", "--link", "web:dbalias", "n2", "lnk"]);
+    let out = exec_sh(&d, "lnk", "nslookup dbalias");
+    assert!(out.contains(&format!("Address: {ipw}")), "{out}");
+    let out = exec_sh(&d, "cli", "nslookup dbalias || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let o = d.berth(&["network", "connect", "--link", "web:x", "bridge", "cli"]);
+    assert!(
+        stderr(&o).contains("user-defined networks only"),
+        "{}",
+        stderr(&o)
+    );
     // Disconnected, n2's names are gone at once.
     d.ok(&["network", "disconnect", "n2", "cli"]);
     let out = exec_sh(&d, "cli", "nslookup web || true");
@@ -990,7 +1007,21 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
     // A bad MAC address is refused at create.
     let o = d.berth(&["create", "--mac-address", "01:00:5e:00:00:01", "busybox"]);
     assert!(stderr(&o).contains("multicast"), "{}", stderr(&o));
-    d.ok(&["rm", "-f", "web", "cli"]);
+    // Before API 1.44 the MAC address is container-wide (Config.MacAddress).
+    let (code, body) = d.curl(
+        "POST",
+        "/v1.43/containers/create?name=old",
+        Some(r#"{"Image":"busybox","Cmd":["sleep","300"],"MacAddress":"02:11:22:33:44:55"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    d.ok(&["start", "old"]);
+    let out = exec_sh(&d, "old", "ip link show eth0");
+    assert!(out.contains("02:11:22:33:44:55"), "{out}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "old"]),
+        "02:11:22:33:44:55"
+    );
+    d.ok(&["rm", "-f", "web", "cli", "old", "lnk"]);
     d.ok(&["network", "rm", "test 01", "n2"]);
 }
 

@@ -248,10 +248,13 @@ pub fn configure(
         }
     }
     if !links.is_empty() {
-        if pn.rec.name != "bridge" {
-            return Err(Error::bad_request(
-                "--link is supported on the default bridge network only",
-            ));
+        // On the default bridge links are /etc/hosts entries and variables; on a user-defined
+        // network, names its embedded DNS answers for this container only.
+        if pn.rec.predefined && pn.rec.name != "bridge" {
+            return Err(Error::bad_request(format!(
+                "--link is not supported on network {}",
+                pn.rec.name
+            )));
         }
         for l in &links {
             let (target, alias) = parse_link(l)?;
@@ -479,6 +482,17 @@ fn dns_keys(r: &Record, ep: &Endpoint, net: &str) -> Vec<String> {
     names.into_iter().chain(qualified).collect()
 }
 
+/// An endpoint's links as (alias, target) pairs.
+fn link_names(ep: &Endpoint) -> Vec<(String, String)> {
+    ep.links
+        .iter()
+        .map(|l| {
+            let (t, a) = l.split_once(':').unwrap_or((l, l));
+            (a.to_string(), t.to_string())
+        })
+        .collect()
+}
+
 /// Each DNS network of the container also answers it with the names of its other networks
 /// (a container resolves names on every network it is attached to).
 fn refresh_peers(d: &Daemon, r: &Record) {
@@ -611,6 +625,7 @@ async fn connect_one(
         if !own.is_empty() {
             n.names.set_upstreams_for(&r.id, spec.ip, own);
         }
+        n.names.set_links(&r.id, spec.ip, &link_names(ep));
     }
     Ok(())
 }
@@ -674,6 +689,7 @@ pub fn readopt(d: &Daemon, c: &Container) {
         if n.rec.has_dns() {
             n.names
                 .set_addrs(&r.id, &dns_keys(&r, ep, &n.rec.name), Some(ip), ip6);
+            n.names.set_links(&r.id, ip, &link_names(ep));
         }
     }
     refresh_peers(d, &r);
@@ -736,16 +752,22 @@ pub async fn connect(
             ),
         )));
     }
-    if cfg
+    let mut ep = new_endpoint(n, cfg.as_ref())?;
+    for l in cfg
         .as_ref()
         .and_then(|c| c.links.as_ref())
-        .is_some_and(|l| !l.is_empty())
+        .into_iter()
+        .flatten()
     {
-        return Err(Error::bad_request(
-            "links at connect (--link) are not supported by berth: use network aliases (--alias) on user-defined networks",
-        ));
+        if n.rec.predefined {
+            return Err(Error::bad_request(
+                "links at connect (--link) are supported on user-defined networks only",
+            ));
+        }
+        let (target, alias) = parse_link(l)?;
+        d.find(target)?;
+        ep.links.push(format!("{target}:{alias}"));
     }
-    let ep = new_endpoint(n, cfg.as_ref())?;
     if !r.is_running() || r.state.pid <= 0 {
         c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
         if let Err(e) = c.update(|_| {}) {
@@ -754,7 +776,6 @@ pub async fn connect(
         }
         return Ok(());
     }
-    let mut ep = ep;
     let used: Vec<String> = r.net.endpoints.values().map(|e| e.ifname.clone()).collect();
     let ifname = (0..)
         .map(|i| format!("eth{i}"))

@@ -95,7 +95,9 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     }
     let primary = r.net.endpoints.get(primary_name(&r));
     if let Some(ep) = primary.filter(|e| !e.ip.is_empty()) {
-        for l in &ep.links {
+        // Links on user-defined networks are answered by the embedded DNS instead.
+        let on_default = primary_name(&r) == "bridge";
+        for l in ep.links.iter().filter(|_| on_default) {
             let (target, alias) = l.split_once(':').unwrap_or((l, l));
             let t = d.find(target)?;
             let tr = t.snapshot();
