@@ -1220,3 +1220,80 @@ fn daemon_ipv6_default_bridge_address_pools_and_host_gateway_ip() {
     d.ok(&["rm", "-f", "web", "pp"]);
     d.ok(&["network", "rm", "pooled"]);
 }
+
+#[test]
+fn docker_cli_drives_ipv6_and_endpoint_options() {
+    let d = Daemon::start();
+    let docker = |args: &[&str]| {
+        let o = d.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let (s4, s6) = (d.user_subnet(0), v6_subnet(&d, 0));
+    let base4 = s4.trim_end_matches("0/24");
+    let base6 = s6.trim_end_matches("/64");
+    docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &s4,
+        "--subnet",
+        &s6,
+        "--aux-address",
+        &format!("router={base4}250"),
+        "--ipam-opt",
+        "x=y",
+        "dnet",
+    ]);
+    let ipam = docker(&["network", "inspect", "-f", "{{json .IPAM}}", "dnet"]);
+    assert!(
+        ipam.contains(&format!(
+            r#""AuxiliaryAddresses":{{"router":"{base4}250"}}"#
+        )),
+        "{ipam}"
+    );
+    assert!(ipam.contains(r#""Options":{"x":"y"}"#), "{ipam}");
+    assert!(ipam.contains(&s6), "{ipam}");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dc",
+        "--network",
+        "dnet",
+        "--ip6",
+        &format!("{base6}44"),
+        "--mac-address",
+        "02:aa:bb:cc:dd:ee",
+        "--link-local-ip",
+        "169.254.3.3",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = d.ok(&["exec", "dc", "ip", "addr", "show", "eth0"]);
+    for want in [
+        format!("{base6}44/64"),
+        "02:aa:bb:cc:dd:ee".to_string(),
+        "169.254.3.3/16".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want}: {out}");
+    }
+    let net = docker(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks.dnet}}",
+        "dc",
+    ]);
+    for want in [
+        format!(r#""IPv6Address":"{base6}44""#),
+        r#""LinkLocalIPs":["169.254.3.3"]"#.to_string(),
+        r#""MacAddress":"02:aa:bb:cc:dd:ee""#.to_string(),
+        format!(r#""GlobalIPv6Address":"{base6}44""#),
+    ] {
+        assert!(net.contains(&want), "{want}: {net}");
+    }
+    d.ok(&["rm", "-f", "dc"]);
+    d.ok(&["network", "rm", "dnet"]);
+}
