@@ -1027,7 +1027,7 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
 
 #[test]
 fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let (s6a, s6b) = (v6_subnet(&d, 0), v6_subnet(&d, 1));
     d.ok(&[
         "network",
@@ -1153,6 +1153,50 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
     assert!(out.contains(&format!("{base_b}77/64")), "{out}");
     let o = d.berth(&["run", "--rm", "--ip6", "fd42::5", "busybox", "true"]);
     assert_ne!(o.status.code(), Some(0));
+    // After a daemon restart the addresses, names, proxied port and rules are all back, and
+    // the pools know which addresses are taken.
+    d.crash();
+    d.spawn();
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "--ip6",
+        &fixed,
+        "busybox",
+        "true",
+    ]);
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup -type=AAAA srv; wget -qO- http://srv/hostname",
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains(&format!("Address: {fixed}")), "{out}");
+    assert!(out.contains(&srv[..12]), "{out}");
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-g",
+            &format!("http://[::1]:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    let o = Command::new("nft")
+        .args(["list", "set", "ip6", &d.table, "masq_nets"])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&s6a), "{}", stdout(&o));
     d.ok(&["rm", "-f", "srv"]);
     d.ok(&["network", "rm", "v6a", "v6b"]);
 }
