@@ -994,6 +994,13 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
     assert!(out.contains(&format!("Address: {ipw}")), "{out}");
     let out = exec_sh(&d, "cli", "nslookup dbalias || true");
     assert!(out.contains("NXDOMAIN"), "{out}");
+    run_d(
+        &d,
+        &["--name", "lnk2", "--network", "n2", "--link", "web:w2"],
+        &["busybox", "sleep", "300"],
+    );
+    let out = exec_sh(&d, "lnk2", "nslookup w2");
+    assert!(out.contains(&format!("Address: {ipw}")), "{out}");
     let o = d.berth(&["network", "connect", "--link", "web:x", "bridge", "cli"]);
     assert!(
         stderr(&o).contains("user-defined networks only"),
@@ -1021,7 +1028,7 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
         d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "old"]),
         "02:11:22:33:44:55"
     );
-    d.ok(&["rm", "-f", "web", "cli", "old", "lnk"]);
+    d.ok(&["rm", "-f", "web", "cli", "old", "lnk", "lnk2"]);
     d.ok(&["network", "rm", "test 01", "n2"]);
 }
 
