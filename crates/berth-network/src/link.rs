@@ -53,6 +53,9 @@ pub struct Endpoint {
     pub gateway6: Option<Ipv6Addr>,
     /// Further addresses of the interface (`--link-local-ip`), with their prefixes.
     pub extra: Vec<(IpAddr, u8)>,
+    /// Sysctls of the interface, set in the container before its addresses: (key under
+    /// /proc/sys with dots, value), the key naming the interface (`net.ipv4.conf.eth0.x`).
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Docker's MAC for an address: 02:42 followed by the four address bytes.
@@ -462,6 +465,12 @@ async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
     let (up, link) = futures_util::future::join(up, lookup).await;
     up?;
     let index = link?.header.index;
+    // This thread is in the container's namespace, so /proc/sys/net is the container's.
+    for (key, value) in &ep.sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| Error::Invalid(format!("setting {key}={value} in the container: {e}")))?;
+    }
     let address = async {
         handle
             .address()

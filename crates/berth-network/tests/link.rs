@@ -155,6 +155,7 @@ fn endpoint(bridge: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>, mtu: u32) -> 
         ip6: None,
         gateway6: None,
         extra: Vec::new(),
+        sysctls: Vec::new(),
     }
 }
 

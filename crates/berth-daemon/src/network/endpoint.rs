@@ -128,7 +128,48 @@ fn check_endpoint_config(n: &Network, ep: &EndpointSettings) -> Result<()> {
     if !ep.mac_address.is_empty() {
         check_mac(&ep.mac_address)?;
     }
+    if let Some(list) = ep.driver_opts.as_ref().and_then(|o| o.get(SYSCTLS_OPT)) {
+        parse_sysctls(list, "IFNAME")?;
+    }
     Ok(())
+}
+
+/// The driver option with per-interface sysctls (Docker's bridge driver's), whose keys name
+/// the interface `IFNAME`: `net.ipv4.conf.IFNAME.log_martians=1,net.ipv6.conf.IFNAME.x=0`.
+const SYSCTLS_OPT: &str = "com.docker.network.endpoint.sysctls";
+
+/// The sysctls `DriverOpts` asks for on `ep`'s interface, keys checked and `IFNAME` replaced.
+fn endpoint_sysctls(ep: &Endpoint) -> Result<Vec<(String, String)>> {
+    let Some(list) = ep.driver_opts.get(SYSCTLS_OPT) else {
+        return Ok(Vec::new());
+    };
+    parse_sysctls(list, &ep.ifname)
+}
+
+fn parse_sysctls(list: &str, ifname: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| {
+            Error::bad_request(format!("invalid sysctl {item:?} in {SYSCTLS_OPT}: {why}"))
+        };
+        let (key, value) = item.split_once('=').ok_or_else(|| bad("want key=value"))?;
+        let parts: Vec<&str> = key.split('.').collect();
+        let per_interface = matches!(
+            parts.as_slice(),
+            ["net", "ipv4" | "ipv6" | "mpls", "conf", "IFNAME", rest] if !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
+        if !per_interface {
+            return Err(bad(
+                "only net.{ipv4,ipv6,mpls}.conf.IFNAME.<setting> keys are allowed",
+            ));
+        }
+        if value.is_empty() || value.contains(['\n', '/']) {
+            return Err(bad("bad value"));
+        }
+        out.push((key.replacen("IFNAME", ifname, 1), value.to_string()));
+    }
+    Ok(out)
 }
 
 /// A MAC address an interface can take: six hex bytes, not a multicast address.
@@ -601,6 +642,7 @@ async fn connect_one(
             None
         },
         extra,
+        sysctls: endpoint_sysctls(ep)?,
     };
     d.net
         .link
@@ -861,5 +903,31 @@ mod tests {
         assert_eq!(fmt_mac([2, 0x42, 10, 1, 0, 2]), "02:42:0a:01:00:02");
         assert_eq!(parse_mac("02:42:0a:01:00:02"), Some([2, 0x42, 10, 1, 0, 2]));
         assert_eq!(parse_mac("02:42"), None);
+    }
+
+    #[test]
+    fn endpoint_sysctls() {
+        let s = parse_sysctls(
+            "net.ipv4.conf.IFNAME.log_martians=1, net.ipv6.conf.IFNAME.accept_ra=0",
+            "eth1",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            [
+                ("net.ipv4.conf.eth1.log_martians".into(), "1".into()),
+                ("net.ipv6.conf.eth1.accept_ra".into(), "0".into())
+            ]
+        );
+        for bad in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv4.conf.IFNAME.x",
+            "net.ipv4.conf.IFNAME.../x=1",
+            "net.ipv4.conf.IFNAME.x=a/b",
+            "kernel.x=1",
+        ] {
+            assert!(parse_sysctls(bad, "eth0").is_err(), "{bad}");
+        }
     }
 }
