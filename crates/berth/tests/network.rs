@@ -1036,6 +1036,10 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
         d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "old"]),
         "02:11:22:33:44:55"
     );
+    // ... and inspect at those versions shows the endpoint's as Config.MacAddress.
+    let (_, body) = d.curl("GET", "/v1.43/containers/cli/json", None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Config"]["MacAddress"], "92:d0:c6:0a:29:33", "{body}");
     d.ok(&["rm", "-f", "web", "cli", "old", "lnk", "lnk2"]);
     d.ok(&["network", "rm", "test 01", "n2"]);
 }

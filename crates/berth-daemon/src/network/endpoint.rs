@@ -37,7 +37,7 @@ pub fn mode(r: &Record) -> Mode {
 }
 
 /// The network a bridge-mode container was created on (its eth0).
-pub(super) fn primary_name(r: &Record) -> &str {
+pub(crate) fn primary_name(r: &Record) -> &str {
     match r.host_config.network_mode.as_str() {
         "" | "default" => "bridge",
         m => m,
