@@ -185,6 +185,23 @@ fn reverse_v4(key: &str) -> Option<Ipv4Addr> {
     }
 }
 
+/// The address of an IPv6 reverse name (32 nibbles, least significant first, then
+/// `ip6.arpa`), given as a lookup key.
+fn reverse_v6(key: &str) -> Option<Ipv6Addr> {
+    let rest = key.strip_suffix(".ip6.arpa")?;
+    let mut value: u128 = 0;
+    let mut count = 0;
+    for (i, label) in rest.split('.').enumerate() {
+        if i >= 32 || label.len() != 1 {
+            return None;
+        }
+        let nibble = u128::from(label.chars().next()?.to_digit(16)?);
+        value |= nibble << (4 * i);
+        count += 1;
+    }
+    (count == 32).then(|| Ipv6Addr::from(value))
+}
+
 impl Names {
     /// An empty table.
     pub fn new() -> Names {
@@ -372,12 +389,16 @@ impl Names {
     }
 
     /// The first name of the earliest registered endpoint holding `ip`.
-    fn reverse(&self, ip: Ipv4Addr) -> Option<String> {
+    fn reverse(&self, ip: IpAddr) -> Option<String> {
         let table = self.read();
         table
             .endpoints
             .values()
-            .filter(|e| e.ip == Some(ip) && !e.names.is_empty())
+            .filter(|e| match ip {
+                IpAddr::V4(a) => e.ip == Some(a),
+                IpAddr::V6(a) => e.ip6 == Some(a),
+            })
+            .filter(|e| !e.names.is_empty())
             .min_by_key(|e| e.seq)
             .and_then(|e| e.names.first().cloned())
     }
@@ -543,7 +564,10 @@ impl Shared {
         client: Option<Ipv4Addr>,
     ) -> Option<Message> {
         if query.query_type() == RecordType::PTR {
-            let target = reverse_v4(key)
+            let ip = reverse_v4(key)
+                .map(IpAddr::V4)
+                .or_else(|| reverse_v6(key).map(IpAddr::V6));
+            let target = ip
                 .and_then(|ip| self.names.reverse(ip))
                 .and_then(|name| Name::from_labels(name.split('.').map(str::as_bytes)).ok());
             if let Some(target) = target {
@@ -889,14 +913,14 @@ mod tests {
         n.set("c1", &names(&["web"]), IP2);
         assert_eq!(n.lookup("web"), vec![IP2]);
         assert!(n.lookup("old").is_empty());
-        assert_eq!(n.reverse(IP2).as_deref(), Some("web"));
-        assert_eq!(n.reverse(IP1), None);
+        assert_eq!(n.reverse(IP2.into()).as_deref(), Some("web"));
+        assert_eq!(n.reverse(IP1.into()), None);
 
         n.set_upstreams_for("c1", IP2, vec!["127.0.0.1:5353".parse().unwrap()]);
         n.set("c2", &names(&["web"]), IP1);
         n.remove("c1");
         assert_eq!(n.lookup("web"), vec![IP1]);
-        assert_eq!(n.reverse(IP2), None);
+        assert_eq!(n.reverse(IP2.into()), None);
         assert_eq!(n.upstreams_for(IP2), None);
         n.remove("c2");
         assert!(n.lookup("web").is_empty());
@@ -907,8 +931,18 @@ mod tests {
     fn reverse_is_first_registered_name() {
         let n = Names::new();
         n.set("c1", &names(&["web", "alias", "0123456789ab"]), IP1);
-        assert_eq!(n.reverse(IP1).as_deref(), Some("web"));
+        assert_eq!(n.reverse(IP1.into()).as_deref(), Some("web"));
         assert_eq!(reverse_v4("2.0.0.10.in-addr.arpa"), Some(IP1));
+        let v6: Ipv6Addr = "fd00:1::2a".parse().unwrap();
+        let hex = format!("{:032x}", u128::from(v6));
+        let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
+        labels.push("ip6.arpa".into());
+        let name = labels.join(".");
+        assert!(name.starts_with("a.2.0.0.") && name.ends_with(".d.f.ip6.arpa"));
+        let name = name.as_str();
+        assert_eq!(reverse_v6(name), Some(v6));
+        assert_eq!(reverse_v6("a.2.ip6.arpa"), None);
+        assert_eq!(reverse_v6(&format!("0.{name}")), None);
         assert_eq!(reverse_v4("0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("1.2.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("256.0.0.10.in-addr.arpa"), None);
@@ -930,6 +964,8 @@ mod tests {
         let found = n1.resolve_for("web", Some(IP1));
         assert_eq!(found.v4, vec![IP2]);
         assert_eq!(found.v6, vec!["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+        let v6: Ipv6Addr = "fd00::5".parse().unwrap();
+        assert_eq!(n2.reverse(v6.into()).as_deref(), Some("web"));
         // Only for that client, and only while the peers are set.
         assert!(n1.resolve_for("web", Some(IP2)).is_empty());
         n1.set_peers("c1", IP1, &[]);

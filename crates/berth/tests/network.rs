@@ -1195,9 +1195,13 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         "busybox",
         "sh",
         "-c",
-        "nslookup -type=AAAA srv; wget -qO- http://srv/hostname",
+        &format!("nslookup -type=AAAA srv; wget -qO- http://srv/hostname; nslookup {fixed}"),
     ]);
     let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("name = srv"),
+        "reverse lookup over IPv6: {out}"
+    );
     assert!(out.contains(&format!("Address: {fixed}")), "{out}");
     assert!(out.contains(&srv[..12]), "{out}");
     let o = Command::new("curl")
