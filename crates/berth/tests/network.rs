@@ -1220,8 +1220,23 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         .output()
         .unwrap();
     assert!(stdout(&o).contains(&s6a), "{}", stdout(&o));
+    // Without an IPv6 subnet or pool, an IPv6 network gets a unique local /64; an IPv6
+    // subnet that overlaps another network's is refused, and so is one without --ipv6.
+    d.ok(&["network", "create", "--ipv6", "auto6"]);
+    let auto = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 1).Subnet}}",
+        "auto6",
+    ]);
+    assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "{auto}");
+    let o = d.berth(&["network", "create", "--ipv6", "--subnet", &s6a, "dup6"]);
+    assert!(stderr(&o).contains("overlaps"), "{}", stderr(&o));
+    let o = d.berth(&["network", "create", "--subnet", &v6_subnet(&d, 2), "no6"]);
+    assert!(stderr(&o).contains("--ipv6"), "{}", stderr(&o));
     d.ok(&["rm", "-f", "srv"]);
-    d.ok(&["network", "rm", "v6a", "v6b"]);
+    d.ok(&["network", "rm", "v6a", "v6b", "auto6"]);
 }
 
 #[test]
