@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
@@ -50,14 +50,15 @@ impl Proto {
     }
 }
 
-/// One published port: traffic to `host_ip` (any local address when None) and `host_port`
-/// goes to the container.
+/// One published port: traffic to `host_ip` (any local address of the container address's
+/// family when None) and `host_port` goes to the container. Both addresses are of one family:
+/// IPv4 entries go to the `ip` table, IPv6 ones to the `ip6` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortMap {
     pub proto: Proto,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_port: u16,
 }
 
@@ -151,17 +152,33 @@ table ip6 {t} {{
   set internal {{ type ifname; }}
   set no_icc {{ type ifname; }}
   set masq_nets {{ type ipv6_addr; flags interval; }}
+  set nets {{ type ipv6_addr; flags interval; }}
+  map ports {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
+  map hostports {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local jump published
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    ip6 daddr != ::1 fib daddr type local jump published
+  }}
+  chain published {{
+    dnat ip6 addr . port to ip6 daddr . meta l4proto . th dport map @hostports
+    dnat ip6 addr . port to meta l4proto . th dport map @ports
+  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
     ip6 saddr @masq_nets oifname != @bridges masquerade
+    oifname @bridges ct status dnat ip6 saddr @nets masquerade
   }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
-    iifname @no_icc iifname . oifname @same drop
+    iifname @no_icc iifname . oifname @same ct status & dnat == 0 drop
     iifname @bridges oifname @bridges iifname . oifname != @same drop
     iifname @internal iifname . oifname != @same drop
     oifname @internal iifname . oifname != @same drop
-    oifname @bridges iifname != @bridges ct state new drop
+    oifname @bridges iifname != @bridges ct state new ct status & dnat == 0 drop
   }}
 }}
 "
@@ -197,6 +214,9 @@ table ip6 {t} {{
         } else if let Some(sub6) = n.subnet6 {
             let _ = writeln!(s, "{verb} element ip6 {t} masq_nets {{ {sub6} }}");
         }
+        if let Some(sub6) = n.subnet6 {
+            let _ = writeln!(s, "{verb} element ip6 {t} nets {{ {sub6} }}");
+        }
         if !n.icc {
             let _ = writeln!(s, "{verb} element ip6 {t} no_icc {{ {b} }}");
         }
@@ -218,15 +238,19 @@ table ip6 {t} {{
             } else {
                 String::new()
             };
-            match p.host_ip {
+            let family = if cip.is_ipv6() { "ip6" } else { "ip" };
+            match p.host_ip.filter(|h| !h.is_unspecified()) {
                 Some(hip) => {
                     let _ = writeln!(
                         s,
-                        "{verb} element ip {t} hostports {{ {hip} . {proto} . {hp}{value} }}"
+                        "{verb} element {family} {t} hostports {{ {hip} . {proto} . {hp}{value} }}"
                     );
                 }
                 None => {
-                    let _ = writeln!(s, "{verb} element ip {t} ports {{ {proto} . {hp}{value} }}");
+                    let _ = writeln!(
+                        s,
+                        "{verb} element {family} {t} ports {{ {proto} . {hp}{value} }}"
+                    );
                 }
             }
         }
@@ -335,6 +359,20 @@ mod tests {
         assert!(s.contains("table ip6 berth_t {"));
         assert!(s.contains("add element ip6 berth_t bridges { \"br0\" }"));
         assert!(s.contains("add element ip6 berth_t internal { \"br1\" }"));
+        let v6 = t.port_elements(
+            "add",
+            &[PortMap {
+                proto: Proto::Tcp,
+                host_ip: Some("::".parse().unwrap()),
+                host_port: 8080,
+                container_ip: "fd00:3::2".parse().unwrap(),
+                container_port: 80,
+            }],
+        );
+        assert_eq!(
+            v6,
+            "add element ip6 berth_t ports { tcp . 8080 : fd00:3::2 . 80 }\n"
+        );
         let mut v6 = net("br2", "10.3.0.0/24", false, true);
         v6.subnet6 = Some("fd00:3::/64".parse().unwrap());
         assert!(t

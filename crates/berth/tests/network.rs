@@ -1134,6 +1134,43 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         .output()
         .unwrap();
     assert_eq!(stdout(&o).trim(), &srv[..12]);
+    // Published on the bridge's own IPv6 address, the port is NATed (ip6 table) to the
+    // container's IPv6 address, without a proxy; on [::] both NAT and the proxy for ::1.
+    let gw6 = format!("{base_a}1");
+    let (p2, p3) = (free_port(), free_port());
+    let nat = run_d(
+        &d,
+        &[
+            "--network",
+            "v6a",
+            "-p",
+            &format!("[{gw6}]:{p2}:80"),
+            "-p",
+            &format!("[::]:{p3}:80"),
+        ],
+        HTTPD,
+    );
+    for url in [
+        format!("http://[{gw6}]:{p2}/hostname"),
+        format!("http://[{gw6}]:{p3}/hostname"),
+        format!("http://[::1]:{p3}/hostname"),
+    ] {
+        let o = Command::new("curl")
+            .args(["-s", "-m", "3", "-g", &url])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o).trim(), &nat[..12], "{url}");
+    }
+    let o = Command::new("nft")
+        .args(["list", "map", "ip6", &d.table, "hostports"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains(&format!("{gw6} . tcp . {p2}")),
+        "{}",
+        stdout(&o)
+    );
+    d.ok(&["rm", "-f", &nat]);
     let ports = d.ok(&["port", "srv"]);
     assert!(
         ports.contains(&format!("[::1]:{port}")) || ports.contains(&format!("::1:{port}")),

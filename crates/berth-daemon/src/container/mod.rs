@@ -115,6 +115,10 @@ pub struct Published {
     pub host_ip: Option<std::net::IpAddr>,
     pub host_port: u16,
     pub container_ip: std::net::Ipv4Addr,
+    /// For a port published on an IPv6 host address other than loopback, to a container
+    /// with an IPv6 address: NATed there (the proxy serves only what NAT cannot, `::1`).
+    #[serde(default)]
+    pub container_ip6: Option<std::net::Ipv6Addr>,
     pub container_port: u16,
     /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
     #[serde(default)]

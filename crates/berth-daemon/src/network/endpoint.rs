@@ -371,17 +371,20 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
     let Some(target) = filled.first().and_then(|e| e.ip.parse::<Ipv4Addr>().ok()) else {
         return Ok(());
     };
+    let target6 = filled.first().and_then(|e| e.ip6.parse::<Ipv6Addr>().ok());
     let mut fds = Vec::new();
     let mut published = Vec::new();
     for w in &wanted {
         // Recorded as they are taken, so that a failure further on gives them back.
-        let via_proxy = proxied(d, w.host_ip);
+        let nat6 = target6.filter(|_| w.host_ip.is_some_and(|h| h.is_ipv6() && !h.is_loopback()));
+        let via_proxy = proxied(d, w.host_ip, nat6.is_some());
         let (fd, port) = take_port(w, via_proxy)?;
         let mut p = Published {
             proto: w.proto,
             host_ip: w.host_ip,
             host_port: port,
             container_ip: target,
+            container_ip6: nat6,
             container_port: w.container_port,
             proxy_pid: 0,
         };
@@ -741,7 +744,7 @@ pub fn readopt(d: &Daemon, c: &Container) {
         if p.proxy_pid != 0 && super::proxy_alive(p) {
             continue;
         }
-        let via_proxy = proxied(d, p.host_ip);
+        let via_proxy = proxied(d, p.host_ip, p.container_ip6.is_some());
         match bind_port(p.proto, p.host_ip, p.host_port, via_proxy) {
             Ok((fd, _)) if via_proxy => match proxy_port(d, &c.id, p, fd) {
                 Ok(pid) => p.proxy_pid = pid,

@@ -194,31 +194,33 @@ pub(super) fn shown(ip: Option<IpAddr>) -> IpAddr {
     ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// Whether a published port is served by a userland proxy rather than NAT: with
-/// `userland-proxy`, and always on an IPv6 host address.
-pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>) -> bool {
-    d.net.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6())
+/// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
+/// IPv6 host address unless that is one address (not `::`, not `::1`) NATed to the
+/// container's IPv6 address (`nat6`). `[::]` has both: NAT, and the proxy for `::1`, which
+/// NAT cannot reach.
+pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>, nat6: bool) -> bool {
+    d.net.cfg.userland_proxy
+        || host_ip.is_some_and(|a| a.is_ipv6() && (!nat6 || a.is_unspecified()))
 }
 
-/// The NAT entries of the ports published on IPv4 (IPv6 ones are proxied).
+/// The NAT entries of the published ports: those on IPv4, and those on IPv6 host addresses
+/// to a container's IPv6 address.
 pub fn port_maps(r: &Record) -> Vec<PortMap> {
     r.net
         .ports
         .iter()
         .filter_map(|p| {
-            let host_ip = match p.host_ip {
-                None => None,
-                Some(IpAddr::V4(a)) => Some(a),
-                Some(IpAddr::V6(_)) => return None,
+            let container_ip = match p.host_ip {
+                None | Some(IpAddr::V4(_)) => IpAddr::V4(p.container_ip),
+                Some(IpAddr::V6(_)) => IpAddr::V6(p.container_ip6?),
             };
-            Some((p, host_ip))
-        })
-        .map(|(p, host_ip)| PortMap {
-            proto: p.proto,
-            host_ip,
-            host_port: p.host_port,
-            container_ip: p.container_ip,
-            container_port: p.container_port,
+            Some(PortMap {
+                proto: p.proto,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+            })
         })
         .collect()
 }

@@ -369,14 +369,16 @@ impl Daemon {
                 ));
             }
         }
-        for map in ["ports", "hostports"] {
-            let o = Command::new("nft")
-                .args(["list", "map", "ip", &self.table, map])
-                .output()
-                .expect("nft");
-            let text = stdout(&o);
-            if text.contains("elements") {
-                out.push(format!("nft {map}: {text}"));
+        for family in ["ip", "ip6"] {
+            for map in ["ports", "hostports"] {
+                let o = Command::new("nft")
+                    .args(["list", "map", family, &self.table, map])
+                    .output()
+                    .expect("nft");
+                let text = stdout(&o);
+                if text.contains("elements") {
+                    out.push(format!("nft {family} {map}: {text}"));
+                }
             }
         }
         // The IPv6 table holds only the default bridge once user networks are gone.
