@@ -900,6 +900,18 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
     d.ok(&["network", "create", "--subnet", &s2, "n2"]);
     let o = d.berth(&["network", "create", " "]);
     assert_ne!(o.status.code(), Some(0), "a blank name is refused");
+    // What berth does not carry out is refused, not dropped.
+    for (body, want) in [
+        (r#"{"Name":"s1","Scope":"swarm"}"#, 403),
+        (r#"{"Name":"s2","Ingress":true}"#, 403),
+        (r#"{"Name":"s3","ConfigOnly":true}"#, 400),
+        (r#"{"Name":"s4","ConfigFrom":{"Network":"x"}}"#, 400),
+        (r#"{"Name":"s5","EnableIPv4":false,"EnableIPv6":true}"#, 400),
+        (r#"{"Name":"s6","IPAM":{"Driver":"other"}}"#, 404),
+    ] {
+        let (code, text) = d.curl("POST", "/networks/create", Some(body));
+        assert_eq!(code, want, "{body}: {text}");
+    }
     run_d(&d, &["--name", "web", "--network", "n2"], HTTPD);
     let gw = d.bip.split('/').next().unwrap().to_string();
     run_d(

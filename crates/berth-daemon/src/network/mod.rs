@@ -627,6 +627,32 @@ impl Networks {
                 "network with name {name} already exists"
             )));
         }
+        if !matches!(req.scope.as_str(), "" | "local") {
+            return Err(Error(ApiError::new(
+                403,
+                format!(
+                    "cannot create a {} scoped network: berth networks are local (and this node is not in a swarm)",
+                    req.scope
+                ),
+            )));
+        }
+        if req.ingress {
+            return Err(Error(ApiError::new(
+                403,
+                "ingress networks are swarm networks: this node is not in a swarm",
+            )));
+        }
+        let config_from = req
+            .config_from
+            .as_ref()
+            .and_then(|v| v.get("Network"))
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if req.config_only || config_from {
+            return Err(Error::bad_request(
+                "configuration-only networks (--config-only, --config-from) are not supported by berth",
+            ));
+        }
         if req.enable_ipv4 == Some(false) {
             return Err(Error::bad_request(
                 "IPv6-only networks (EnableIPv4 false, --ipv4=false) are not supported by berth: its bridge networks always have an IPv4 subnet",
