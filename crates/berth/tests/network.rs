@@ -583,24 +583,39 @@ fn daemon_restart_keeps_addresses_ports_and_names_once() {
     d.ok(&["network", "rm", "keep"]);
 }
 
-/// A namespace standing in for another host: a veth to the host on a /30 of its own, a default
-/// route back through the host, and busybox httpd logging its clients. Removed on drop.
+/// A namespace standing in for another host: a veth to the host on a /30 and an IPv6 /64 of
+/// its own, default routes back through the host, and busybox httpd logging its clients.
+/// Removed on drop.
 struct Outside {
     ns: String,
     veth: String,
     host_ip: String,
     ip: String,
+    host_ip6: String,
+    ip6: String,
     server: Option<std::process::Child>,
     log: PathBuf,
 }
 
 impl Outside {
     fn new(d: &Daemon) -> Outside {
+        // Tests of one process may each have one at the same time.
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 60;
         let pid = std::process::id();
-        let ns = format!("bto{}", pid % 100_000);
-        let veth = format!("bto{}h", pid % 100_000);
+        let ns = format!("bto{}n{k}", pid % 100_000);
+        let veth = format!("bto{}h{k}", pid % 100_000);
         let net = format!("10.{}.250", 200 + pid % 50);
-        let (host_ip, ip) = (format!("{net}.1"), format!("{net}.2"));
+        let (host_ip, ip) = (
+            format!("{net}.{}", 4 * k + 1),
+            format!("{net}.{}", 4 * k + 2),
+        );
+        // Canonical forms, as the server logs them.
+        let v6 = |last: u16| {
+            std::net::Ipv6Addr::new(0xfd45, (pid % 65536) as u16, k as u16, 0, 0, 0, 0, last)
+                .to_string()
+        };
+        let (host_ip6, ip6) = (v6(1), v6(2));
         let sh = |cmd: &str| {
             let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
             assert!(st.success(), "{cmd}");
@@ -614,6 +629,9 @@ impl Outside {
         ));
         sh(&format!(
             "ip -n {ns} addr add {ip}/30 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up && ip -n {ns} route add default via {host_ip}"
+        ));
+        sh(&format!(
+            "ip addr add {host_ip6}/64 dev {veth} nodad && ip -n {ns} addr add {ip6}/64 dev eth0 nodad && ip -n {ns} -6 route add default via {host_ip6}"
         ));
         let log = std::env::temp_dir().join(format!("berth-outside-{pid}-{}.log", d.bridge));
         let www = std::env::temp_dir().join(format!("berth-outside-{pid}-{}", d.bridge));
@@ -633,6 +651,8 @@ impl Outside {
             veth,
             host_ip,
             ip,
+            host_ip6,
+            ip6,
             server: Some(server),
             log,
         }
@@ -661,6 +681,66 @@ impl Drop for Outside {
             .status();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+#[test]
+fn outbound_ipv6_is_masqueraded_and_inbound_needs_a_published_port() {
+    let d = Daemon::start();
+    let out = Outside::new(&d);
+    let s6 = v6_subnet(&d, 0);
+    let base6 = s6.trim_end_matches("::/64");
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(0),
+        "--subnet",
+        &s6,
+        "o6",
+    ]);
+    // Outbound over IPv6: the other host sees the host's address, not the container's.
+    let body = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "o6",
+        "busybox",
+        "timeout",
+        "3",
+        "wget",
+        "-qO-",
+        &format!("http://[{}]:8080/index.html", out.ip6),
+    ]);
+    assert_eq!(body, "outside");
+    let log = std::fs::read_to_string(&out.log).unwrap_or_default();
+    assert!(log.contains(&out.host_ip6), "client address in {log}");
+    assert!(!log.contains(base6), "container address leaked: {log}");
+    // Inbound over IPv6: only a published port is reachable.
+    let p = free_port();
+    let id = run_d(
+        &d,
+        &["--network", "o6", "-p", &format!("[::]:{p}:80")],
+        HTTPD,
+    );
+    let ip6 = d.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .NetworkSettings.Networks \"o6\").GlobalIPv6Address}}",
+        &id,
+    ]);
+    assert_eq!(
+        out.wget(&format!("http://[{}]:{p}/hostname", out.host_ip6))
+            .trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        out.wget(&format!("http://[{ip6}]/hostname")),
+        "",
+        "unpublished port reached"
+    );
+    d.ok(&["rm", "-f", &id]);
+    d.ok(&["network", "rm", "o6"]);
 }
 
 #[test]
