@@ -43,7 +43,8 @@ pub struct Endpoint {
     /// Name of the container's end, inside its namespace (`eth0`).
     pub ifname: String,
     pub mac: [u8; 6],
-    pub ip: Ipv4Addr,
+    /// The IPv4 address with `prefix`; None on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
     pub prefix: u8,
     /// The default route's gateway; None leaves the namespace without a default route.
     pub gateway: Option<Ipv4Addr>,
@@ -97,8 +98,15 @@ impl Netlink {
         prefix: u8,
         mtu: Option<u32>,
     ) -> Result<()> {
-        check_ifname(name)?;
         check_prefix(prefix)?;
+        let index = self.ensure_bridge_up(name, mtu).await?;
+        self.ensure_gateway(name, index, gateway, prefix).await
+    }
+
+    /// Create bridge `name` if missing, set mtu when Some, bring it up (an IPv6-only network's
+    /// bridge, which [`Netlink::ensure_bridge_v6`] then gives its address). Returns its index.
+    pub async fn ensure_bridge_up(&self, name: &str, mtu: Option<u32>) -> Result<u32> {
+        check_ifname(name)?;
         let link = match self.bridge_link(name).await? {
             Some(link) => link,
             None => {
@@ -136,7 +144,16 @@ impl Netlink {
                 .await
                 .map_err(|e| nl_error(format_args!("configuring bridge {name}"), e))?;
         }
+        Ok(index)
+    }
 
+    async fn ensure_gateway(
+        &self,
+        name: &str,
+        index: u32,
+        gateway: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<()> {
         let has_gateway = self
             .ipv4_addrs()
             .await
@@ -251,10 +268,11 @@ impl Netlink {
         check_ifname(&ep.host_ifname)?;
         check_ifname(&ep.ifname)?;
         check_prefix(ep.prefix)?;
-        if ep.gateway == Some(ep.ip) {
+        if ep.gateway.is_some() && ep.gateway == ep.ip {
             return Err(Error::Invalid(format!(
                 "endpoint {}: address {} is also its gateway",
-                ep.host_ifname, ep.ip
+                ep.host_ifname,
+                ep.ip.map(|a| a.to_string()).unwrap_or_default()
             )));
         }
         // The container's end is configured by a new thread that joins the namespace and
@@ -496,17 +514,15 @@ async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
             .map_err(|e| Error::Invalid(format!("setting {key}={value} in the container: {e}")))?;
     }
     let address = async {
+        let Some(ip) = ep.ip else {
+            return Ok(());
+        };
         handle
             .address()
-            .add(index, IpAddr::V4(ep.ip), ep.prefix)
+            .add(index, IpAddr::V4(ip), ep.prefix)
             .execute()
             .await
-            .map_err(|e| {
-                nl_error(
-                    format_args!("adding {}/{} to {ifname}", ep.ip, ep.prefix),
-                    e,
-                )
-            })
+            .map_err(|e| nl_error(format_args!("adding {ip}/{} to {ifname}", ep.prefix), e))
     };
     // IPv6 and link-local addresses skip duplicate address detection: the address is usable
     // at once, and berth's address management already keeps it unique on the bridge.

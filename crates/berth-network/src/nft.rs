@@ -23,7 +23,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRules {
     pub bridge: String,
-    pub subnet: Subnet,
+    /// None on an IPv6-only network.
+    pub subnet: Option<Subnet>,
     /// No traffic in or out of the network (`--internal`): no NAT, forward drops.
     pub internal: bool,
     /// Containers on the network may talk to each other (`icc`, default true).
@@ -193,14 +194,15 @@ table ip6 {t} {{
     fn network_elements(&self, verb: &str, n: &NetRules) -> Result<String> {
         let t = &self.name;
         let b = quote(&n.bridge)?;
-        let sub = n.subnet;
         let mut s = String::new();
         let _ = writeln!(s, "{verb} element ip {t} bridges {{ {b} }}");
         let _ = writeln!(s, "{verb} element ip {t} same {{ {b} . {b} }}");
-        let _ = writeln!(s, "{verb} element ip {t} nets {{ {sub} }}");
+        if let Some(sub) = n.subnet {
+            let _ = writeln!(s, "{verb} element ip {t} nets {{ {sub} }}");
+        }
         if n.internal {
             let _ = writeln!(s, "{verb} element ip {t} internal {{ {b} }}");
-        } else {
+        } else if let Some(sub) = n.subnet {
             let _ = writeln!(s, "{verb} element ip {t} masq_nets {{ {sub} }}");
         }
         if !n.icc {
@@ -321,7 +323,7 @@ mod tests {
     fn net(bridge: &str, subnet: &str, internal: bool, icc: bool) -> NetRules {
         NetRules {
             bridge: bridge.into(),
-            subnet: subnet.parse().unwrap(),
+            subnet: Some(subnet.parse().unwrap()),
             internal,
             icc,
             subnet6: None,

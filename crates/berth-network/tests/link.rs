@@ -148,7 +148,7 @@ fn endpoint(bridge: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>, mtu: u32) -> 
         host_ifname: random_veth_name(),
         ifname: "eth0".to_string(),
         mac: mac_for(ip),
-        ip,
+        ip: Some(ip),
         prefix: 24,
         gateway,
         mtu,

@@ -986,7 +986,7 @@ fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
         (r#"{"Name":"s2","Ingress":true}"#, 403),
         (r#"{"Name":"s3","ConfigOnly":true}"#, 400),
         (r#"{"Name":"s4","ConfigFrom":{"Network":"x"}}"#, 400),
-        (r#"{"Name":"s5","EnableIPv4":false,"EnableIPv6":true}"#, 400),
+        (r#"{"Name":"s5","EnableIPv4":false}"#, 400),
         (r#"{"Name":"s6","IPAM":{"Driver":"other"}}"#, 404),
     ] {
         let (code, text) = d.curl("POST", "/networks/create", Some(body));
@@ -1507,4 +1507,72 @@ fn docker_cli_drives_ipv6_and_endpoint_options() {
     }
     d.ok(&["rm", "-f", "dc"]);
     d.ok(&["network", "rm", "dnet"]);
+}
+
+#[test]
+fn ipv6_only_networks_resolve_and_carry_traffic() {
+    let d = Daemon::start();
+    let s6 = v6_subnet(&d, 0);
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        &s6,
+        "only6",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv4}} {{len .IPAM.Config}}",
+            "only6"
+        ]),
+        "false 1"
+    );
+    let srv = run_d(&d, &["--name", "srv6", "--network", "only6"], HTTPD);
+    let f = |field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"only6\").{field}}}}}"),
+            "srv6",
+        ])
+    };
+    assert_eq!(f("IPAddress"), "");
+    let ip6 = f("GlobalIPv6Address");
+    assert!(ip6.starts_with(s6.trim_end_matches("::/64")), "{ip6}");
+    // No IPv4 address; names resolve (AAAA) through the server on the IPv6 gateway.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "only6",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v4=$(ip -4 addr show eth0 | grep -c inet); nslookup -type=AAAA srv6; wget -qO- http://srv6/hostname",
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("v4=0"), "{out}");
+    assert!(out.contains(&format!("Address: {ip6}")), "{out}");
+    assert!(out.contains(&srv[..12]), "{out}");
+    // What cannot be done is refused.
+    let o = d.berth(&["network", "create", "--ipv4=false", "none46"]);
+    assert!(stderr(&o).contains("--ipv6"), "{}", stderr(&o));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "only6",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(stderr(&o).contains("IPv6-only"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "srv6"]);
+    d.ok(&["network", "rm", "only6"]);
 }

@@ -369,7 +369,9 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
         return Ok(());
     }
     let Some(target) = filled.first().and_then(|e| e.ip.parse::<Ipv4Addr>().ok()) else {
-        return Ok(());
+        return Err(Error::bad_request(
+            "publishing ports needs an IPv4 address on the container's first network: berth does not publish ports of containers on IPv6-only networks",
+        ));
     };
     let target6 = filled.first().and_then(|e| e.ip6.parse::<Ipv6Addr>().ok());
     let mut fds = Vec::new();
@@ -403,22 +405,28 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
 /// Addresses (IPv4, and IPv6 on an IPv6 network), MAC and interface names for endpoint `ep`
 /// on network `n` (named `name`), to be wired as `ifname`. On error nothing stays taken.
 fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()> {
-    let (Some(subnet), Some(gw)) = (n.rec.subnet(), n.rec.gateway()) else {
-        return Err(Error::internal(format!("network {name} has no subnet")));
+    // An IPv6-only network has neither IPv4 subnet nor pool.
+    let v4 = match (n.rec.subnet(), n.rec.gateway()) {
+        (Some(subnet), Some(gw)) => Some((subnet, gw)),
+        _ if !n.rec.enable_ipv4 => None,
+        _ => return Err(Error::internal(format!("network {name} has no subnet"))),
     };
-    let ip = {
-        let mut pool = n.pool();
-        let pool = pool
-            .as_mut()
-            .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
-        if ep.requested_ip.is_empty() {
-            pool.allocate().map_err(net_err)?
-        } else {
-            let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
-                Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
-            })?;
-            pool.reserve(a).map_err(net_err)?;
-            a
+    let ip = match v4 {
+        None => None,
+        Some(_) => {
+            let mut pool = n.pool();
+            let pool = pool
+                .as_mut()
+                .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
+            Some(if ep.requested_ip.is_empty() {
+                pool.allocate().map_err(net_err)?
+            } else {
+                let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
+                    Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
+                })?;
+                pool.reserve(a).map_err(net_err)?;
+                a
+            })
         }
     };
     let ip6 = match n.rec.subnet6() {
@@ -440,7 +448,7 @@ fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()
             match taken {
                 Ok(a) => Some((a, s6.prefix)),
                 Err(e) => {
-                    if let Some(p) = n.pool().as_mut() {
+                    if let (Some(p), Some(ip)) = (n.pool().as_mut(), ip) {
                         p.release(ip);
                     }
                     return Err(e);
@@ -448,13 +456,15 @@ fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()
             }
         }
     };
-    ep.ip = ip.to_string();
-    ep.prefix = subnet.prefix;
-    ep.gateway = if n.rec.internal {
-        String::new()
-    } else {
-        gw.to_string()
-    };
+    if let (Some(ip), Some((subnet, gw))) = (ip, v4) {
+        ep.ip = ip.to_string();
+        ep.prefix = subnet.prefix;
+        ep.gateway = if n.rec.internal {
+            String::new()
+        } else {
+            gw.to_string()
+        };
+    }
     if let Some((a, p)) = ip6 {
         ep.ip6 = a.to_string();
         ep.prefix6 = p;
@@ -464,10 +474,18 @@ fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()
             n.rec.gateway6.clone()
         };
     }
-    ep.mac = if ep.requested_mac.is_empty() {
-        fmt_mac(link::mac_for(ip))
-    } else {
-        ep.requested_mac.clone()
+    // Docker's 02:42 + the IPv4 address; on an IPv6-only network the IPv6 address's last
+    // four bytes take its place.
+    let for_mac = ip.or_else(|| {
+        ip6.map(|(a, _)| {
+            let o = a.octets();
+            Ipv4Addr::new(o[12], o[13], o[14], o[15])
+        })
+    });
+    ep.mac = match for_mac {
+        _ if !ep.requested_mac.is_empty() => ep.requested_mac.clone(),
+        Some(a) => fmt_mac(link::mac_for(a)),
+        None => return Err(Error::internal(format!("network {name} has no subnet"))),
     };
     ep.host_ifname = link::random_veth_name();
     ep.ifname = ifname;
@@ -586,7 +604,7 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
         let Some(ep) = r.net.endpoints.get(&name) else {
             continue;
         };
-        if ep.ip.is_empty() {
+        if ep.ip.is_empty() && ep.ip6.is_empty() {
             continue;
         }
         connect_one(d, &r, &name, ep, &netns, routes.as_ref() == Some(&name)).await?;
@@ -629,7 +647,11 @@ async fn connect_one(
         host_ifname: ep.host_ifname.clone(),
         ifname: ep.ifname.clone(),
         mac: parse_mac(&ep.mac).ok_or_else(|| bad("mac"))?,
-        ip: ep.ip.parse().map_err(|_| bad("address"))?,
+        ip: if ep.ip.is_empty() {
+            None
+        } else {
+            Some(ep.ip.parse().map_err(|_| bad("address"))?)
+        },
         prefix: ep.prefix,
         // One interface routes out (see `router`).
         gateway: if routes {
@@ -656,7 +678,7 @@ async fn connect_one(
         n.names.set_addrs(
             &r.id,
             &dns_keys(r, ep, &n.rec.name),
-            Some(spec.ip),
+            spec.ip,
             ip6.map(|(a, _)| a),
         );
         let own: Vec<SocketAddr> = r
@@ -667,10 +689,13 @@ async fn connect_one(
             .filter_map(|s| s.parse::<Ipv4Addr>().ok())
             .map(|a| SocketAddr::new(a.into(), 53))
             .collect();
-        if !own.is_empty() {
-            n.names.set_upstreams_for(&r.id, spec.ip, own);
+        // Clients are told apart by IPv4 address (none on an IPv6-only network).
+        if let Some(ip) = spec.ip {
+            if !own.is_empty() {
+                n.names.set_upstreams_for(&r.id, ip, own);
+            }
+            n.names.set_links(&r.id, ip, &link_names(ep));
         }
-        n.names.set_links(&r.id, spec.ip, &link_names(ep));
     }
     Ok(())
 }
@@ -717,15 +742,19 @@ pub fn release(d: &Daemon, c: &Container) {
 pub fn readopt(d: &Daemon, c: &Container) {
     let r = c.snapshot();
     for (name, ep) in &r.net.endpoints {
-        let (Ok(n), Ok(ip)) = (d.net.find(&ep.network_id), ep.ip.parse::<Ipv4Addr>()) else {
+        let Ok(n) = d.net.find(&ep.network_id) else {
             continue;
         };
-        if let Some(p) = n.pool().as_mut() {
-            if let Err(e) = p.reserve(ip) {
-                tracing::warn!("container {}: address {ip} on {name}: {e}", c.id);
+        let ip = ep.ip.parse::<Ipv4Addr>().ok();
+        let ip6 = ep.ip6.parse::<Ipv6Addr>().ok();
+        if ip.is_none() && ip6.is_none() {
+            continue;
+        }
+        if let (Some(a), Some(p)) = (ip, n.pool().as_mut()) {
+            if let Err(e) = p.reserve(a) {
+                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
             }
         }
-        let ip6 = ep.ip6.parse::<Ipv6Addr>().ok();
         if let (Some(a), Some(p)) = (ip6, n.pool6().as_mut()) {
             if let Err(e) = p.reserve(a) {
                 tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
@@ -733,8 +762,10 @@ pub fn readopt(d: &Daemon, c: &Container) {
         }
         if n.rec.has_dns() {
             n.names
-                .set_addrs(&r.id, &dns_keys(&r, ep, &n.rec.name), Some(ip), ip6);
-            n.names.set_links(&r.id, ip, &link_names(ep));
+                .set_addrs(&r.id, &dns_keys(&r, ep, &n.rec.name), ip, ip6);
+            if let Some(ip) = ip {
+                n.names.set_links(&r.id, ip, &link_names(ep));
+            }
         }
     }
     refresh_peers(d, &r);

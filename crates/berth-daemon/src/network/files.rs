@@ -94,7 +94,7 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let primary = r.net.endpoints.get(primary_name(&r));
-    if let Some(ep) = primary.filter(|e| !e.ip.is_empty()) {
+    if let Some(ep) = primary.filter(|e| !e.ip.is_empty() || !e.ip6.is_empty()) {
         // Links on user-defined networks are answered by the embedded DNS instead.
         let on_default = primary_name(&r) == "bridge";
         for l in ep.links.iter().filter(|_| on_default) {
@@ -119,7 +119,9 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
                 tr.bare_name()
             ));
         }
-        hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        if !ep.ip.is_empty() {
+            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        }
         if !ep.ip6.is_empty() {
             hosts.push_str(&format!("{}\t{hostname}\n", ep.ip6));
         }
@@ -149,7 +151,14 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     let embedded = primary_net
         .as_ref()
         .filter(|n| d.net.serves_dns(n))
-        .map(|n| n.rec.gateway.clone());
+        // An IPv6-only network's server is on its IPv6 gateway.
+        .map(|n| {
+            if n.rec.gateway.is_empty() {
+                n.rec.gateway6.clone()
+            } else {
+                n.rec.gateway.clone()
+            }
+        });
     match (&m, embedded) {
         (Mode::Host, _) => {
             if !own_dns.is_empty() {

@@ -55,6 +55,9 @@ pub struct NetworkRecord {
     /// `bridge`, `host` and `none` exist on every daemon and cannot be removed.
     #[serde(default)]
     pub predefined: bool,
+    /// false: an IPv6-only network (`--ipv4=false`), without IPv4 subnet or gateway.
+    #[serde(default = "yes")]
+    pub enable_ipv4: bool,
     /// IPv6 networks (`--ipv6`): their subnet, gateway and optional range.
     #[serde(default)]
     pub enable_ipv6: bool,
@@ -70,6 +73,10 @@ pub struct NetworkRecord {
     /// `--ipam-opt`.
     #[serde(default)]
     pub ipam_options: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetworkRecord {
@@ -93,9 +100,12 @@ impl NetworkRecord {
         self.gateway6.parse().ok()
     }
     fn rules(&self) -> Option<nft::NetRules> {
+        if self.bridge.is_empty() {
+            return None;
+        }
         Some(nft::NetRules {
             bridge: self.bridge.clone(),
-            subnet: self.subnet()?,
+            subnet: self.subnet(),
             internal: self.internal,
             icc: self.icc,
             subnet6: self.subnet6(),
@@ -115,7 +125,7 @@ pub struct Network {
 
 impl Network {
     fn new(rec: NetworkRecord) -> Result<Network> {
-        let pool = if rec.is_bridge() {
+        let pool = if rec.is_bridge() && rec.enable_ipv4 {
             let subnet = rec.subnet().ok_or_else(|| {
                 Error::internal(format!("network {}: bad subnet {:?}", rec.name, rec.subnet))
             })?;
@@ -297,6 +307,7 @@ impl Networks {
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
                     predefined: true,
+                    enable_ipv4: true,
                     enable_ipv6: false,
                     subnet6: String::new(),
                     gateway6: String::new(),
@@ -413,13 +424,23 @@ impl Networks {
     /// embedded DNS of a user-defined network.
     async fn bring_up(&self, n: &Network) -> Result<()> {
         let r = &n.rec;
-        let (Some(subnet), Some(gw)) = (r.subnet(), r.gateway()) else {
-            return Err(Error::internal("bridge network without subnet or gateway"));
+        let v4 = match (r.subnet(), r.gateway()) {
+            (Some(subnet), Some(gw)) => {
+                self.link
+                    .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
+                    .await
+                    .map_err(net_err)?;
+                Some(gw)
+            }
+            _ if !r.enable_ipv4 && r.subnet6().is_some() => {
+                self.link
+                    .ensure_bridge_up(&r.bridge, Some(r.mtu))
+                    .await
+                    .map_err(net_err)?;
+                None
+            }
+            _ => return Err(Error::internal("bridge network without subnet or gateway")),
         };
-        self.link
-            .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
-            .await
-            .map_err(net_err)?;
         if berth_network::iptables::forward_drops() {
             berth_network::iptables::allow_bridge(&r.bridge).map_err(net_err)?;
         }
@@ -442,9 +463,11 @@ impl Networks {
             }
         }
         let forwarder_only = r.predefined && self.cfg.dns.is_empty() && self.host_dns_is_loopback();
-        if r.has_dns() || forwarder_only {
+        // An IPv6-only network's server listens on its IPv6 gateway.
+        let listen: Option<IpAddr> = v4.map(IpAddr::V4).or(r.gateway6().map(IpAddr::V6));
+        if let Some(gw) = listen.filter(|_| r.has_dns() || forwarder_only) {
             let server = dns::Server::start(
-                SocketAddr::new(gw.into(), 53),
+                SocketAddr::new(gw, 53),
                 n.names.clone(),
                 self.upstreams.clone(),
             )
@@ -653,9 +676,10 @@ impl Networks {
                 "configuration-only networks (--config-only, --config-from) are not supported by berth",
             ));
         }
-        if req.enable_ipv4 == Some(false) {
+        let enable_ipv4 = req.enable_ipv4.unwrap_or(true);
+        if !enable_ipv4 && req.enable_ipv6 != Some(true) {
             return Err(Error::bad_request(
-                "IPv6-only networks (EnableIPv4 false, --ipv4=false) are not supported by berth: its bridge networks always have an IPv4 subnet",
+                "a network needs IPv4 or IPv6: --ipv4=false needs --ipv6",
             ));
         }
         let ipam = req.ipam.clone().unwrap_or_default();
@@ -714,6 +738,11 @@ impl Networks {
             probe.contains(':')
         };
         let (v6_confs, v4_confs): (Vec<_>, Vec<_>) = configs.iter().partition(|c| is_v6(c));
+        if !enable_ipv4 && !v4_confs.is_empty() {
+            return Err(Error::bad_request(
+                "an IPv4 subnet was given for a network without IPv4 (--ipv4=false)",
+            ));
+        }
         if v4_confs.len() > 1 || v6_confs.len() > 1 {
             return Err(Error::bad_request(
                 "berth networks take one IPv4 and one IPv6 subnet (one --subnet of each family)",
@@ -735,25 +764,26 @@ impl Networks {
             .map(|(a, p)| Subnet::containing(a, p))
             .collect();
         let conf = v4_confs.first().copied();
-        let subnet = match conf.filter(|c| !c.subnet.is_empty()) {
-            Some(c) => {
-                let s: Subnet = c.subnet.parse().map_err(net_err)?;
-                if ours.iter().any(|o| o.overlaps(&s)) {
-                    return Err(Error(ApiError::new(
+        let v4 = if enable_ipv4 {
+            let subnet = match conf.filter(|c| !c.subnet.is_empty()) {
+                Some(c) => {
+                    let s: Subnet = c.subnet.parse().map_err(net_err)?;
+                    if ours.iter().any(|o| o.overlaps(&s)) {
+                        return Err(Error(ApiError::new(
                         403,
                         format!("invalid pool request: Pool overlaps with other one on this address space ({s})"),
                     )));
+                    }
+                    s
                 }
-                s
-            }
-            None => {
-                if conf.is_some_and(|c| !c.gateway.is_empty() || !c.ip_range.is_empty()) {
-                    return Err(Error::bad_request(
-                        "a gateway or ip-range needs a subnet (--subnet)",
-                    ));
-                }
-                let taken: Vec<Subnet> = ours.iter().chain(host.iter()).copied().collect();
-                self.pools4()?
+                None => {
+                    if conf.is_some_and(|c| !c.gateway.is_empty() || !c.ip_range.is_empty()) {
+                        return Err(Error::bad_request(
+                            "a gateway or ip-range needs a subnet (--subnet)",
+                        ));
+                    }
+                    let taken: Vec<Subnet> = ours.iter().chain(host.iter()).copied().collect();
+                    self.pools4()?
                     .into_iter()
                     .find_map(|(space, size)| pick_subnet(space, size, &taken))
                     .ok_or_else(|| {
@@ -761,13 +791,17 @@ impl Networks {
                             "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
                         )
                     })?
-            }
-        };
-        let gateway = match conf.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
-            Some(g) => g
-                .parse::<Ipv4Addr>()
-                .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
-            None => subnet.first_host(),
+                }
+            };
+            let gateway = match conf.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
+                Some(g) => g
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
+                None => subnet.first_host(),
+            };
+            Some((subnet, gateway))
+        } else {
+            None
         };
         let ip_range = conf.map(|c| c.ip_range.clone()).unwrap_or_default();
         let conf6 = v6_confs.first().copied();
@@ -819,8 +853,8 @@ impl Networks {
             created: berth_api::timefmt::now(),
             internal: req.internal,
             attachable: req.attachable,
-            subnet: subnet.to_string(),
-            gateway: gateway.to_string(),
+            subnet: v4.map(|(s, _)| s.to_string()).unwrap_or_default(),
+            gateway: v4.map(|(_, g)| g.to_string()).unwrap_or_default(),
             ip_range,
             bridge,
             icc,
@@ -828,6 +862,7 @@ impl Networks {
             labels: req.labels.clone().unwrap_or_default(),
             options: opts,
             predefined: false,
+            enable_ipv4,
             enable_ipv6,
             subnet6,
             gateway6,

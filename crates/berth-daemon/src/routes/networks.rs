@@ -56,12 +56,14 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
     };
     let mut config = Vec::new();
     if r.is_bridge() {
-        config.push(IpamConfig {
-            subnet: r.subnet.clone(),
-            ip_range: r.ip_range.clone(),
-            gateway: r.gateway.clone(),
-            auxiliary_addresses: aux(false),
-        });
+        if r.enable_ipv4 {
+            config.push(IpamConfig {
+                subnet: r.subnet.clone(),
+                ip_range: r.ip_range.clone(),
+                gateway: r.gateway.clone(),
+                auxiliary_addresses: aux(false),
+            });
+        }
         if !r.subnet6.is_empty() {
             config.push(IpamConfig {
                 subnet: r.subnet6.clone(),
@@ -77,7 +79,7 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         created: r.created.clone(),
         scope: "local".into(),
         driver: r.driver.clone(),
-        enable_ipv4: true,
+        enable_ipv4: r.enable_ipv4,
         enable_ipv6: r.enable_ipv6,
         ipam: Ipam {
             driver: "default".into(),
