@@ -208,9 +208,9 @@ impl Netlink {
     }
 
     /// Tell the host's neighbour cache on the bridge (index `bridge`) where a new IPv6 address
-    /// is, as a STALE entry the kernel confirms on first use. Without it, the first
-    /// connection from outside to a fresh container waited for neighbour discovery, which
-    /// took over 2 s in about one try of three here (the cause was not pinned down). Best
+    /// is, as a STALE entry the kernel confirms on first use, so the first packet to a fresh
+    /// container does not wait for neighbour discovery (which took over 2 s in about one
+    /// try of three here while the container's link-local address was tentative). Best
     /// effort: a failure only costs that wait.
     async fn announce_v6(&self, bridge: u32, ip: Ipv6Addr, mac: [u8; 6]) {
         let res = self
@@ -487,6 +487,14 @@ fn configure_in_netns(
 /// route to the gateway) exists before the default route is added.
 async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
     let ifname = &ep.ifname;
+    if ep.ip6.is_some() {
+        // No duplicate address detection for the link-local address either: while it is
+        // tentative the interface answered neighbour solicitations only after seconds in
+        // about one try of three here. (This thread is in the container's namespace.)
+        let path = format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad");
+        std::fs::write(&path, "0")
+            .map_err(|e| Error::Netlink(format!("configuring {ifname}: {path}: {e}")))?;
+    }
     // The peer cannot be created up (a veth refuses to open before its pair is complete),
     // and the address and route need its index in the namespace.
     let up = async {

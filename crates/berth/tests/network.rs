@@ -1226,10 +1226,11 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         .output()
         .unwrap();
     assert_eq!(stdout(&o).trim(), &srv[..12]);
-    // Published on the bridge's own IPv6 address, the port is NATed (ip6 table) to the
-    // container's IPv6 address, without a proxy; on [::] both NAT and the proxy for ::1.
+    // Published on the bridge's own IPv6 address, on [::], or on every address (which
+    // includes [::] as with dockerd), the port is NATed (ip6 table) to the container's IPv6
+    // address, without a proxy.
     let gw6 = format!("{base_a}1");
-    let (p2, p3) = (free_port(), free_port());
+    let (p2, p3, p4) = (free_port(), free_port(), free_port());
     let nat = run_d(
         &d,
         &[
@@ -1239,13 +1240,16 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
             &format!("[{gw6}]:{p2}:80"),
             "-p",
             &format!("[::]:{p3}:80"),
+            "-p",
+            &format!("{p4}:80"),
         ],
         HTTPD,
     );
     for url in [
         format!("http://[{gw6}]:{p2}/hostname"),
         format!("http://[{gw6}]:{p3}/hostname"),
-        format!("http://[::1]:{p3}/hostname"),
+        format!("http://[{gw6}]:{p4}/hostname"),
+        format!("http://127.0.0.1:{p4}/hostname"),
     ] {
         let o = Command::new("curl")
             .args(["-s", "-m", "3", "-g", &url])
@@ -1262,6 +1266,9 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         "{}",
         stdout(&o)
     );
+    let shown = d.ok(&["port", &nat, "80"]);
+    assert!(shown.contains(&format!("0.0.0.0:{p4}")), "{shown}");
+    assert!(shown.contains(&format!("[::]:{p4}")), "{shown}");
     d.ok(&["rm", "-f", &nat]);
     let ports = d.ok(&["port", "srv"]);
     assert!(

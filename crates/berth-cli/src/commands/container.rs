@@ -878,7 +878,9 @@ fn display_ports(ports: &Value) -> String {
     items
         .iter()
         .map(|(published, ip, public, private, kind)| {
-            if *published == 0 {
+            if *published == 0 && ip.contains(':') {
+                format!("[{ip}]:{public}->{private}/{kind}")
+            } else if *published == 0 {
                 format!("{ip}:{public}->{private}/{kind}")
             } else {
                 format!("{private}/{kind}")

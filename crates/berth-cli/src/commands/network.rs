@@ -442,11 +442,14 @@ pub async fn port(c: &Client, a: PortArgs) -> i32 {
                 continue;
             }
             for b in ports[k].as_array().into_iter().flatten() {
-                let addr = format!(
-                    "{}:{}",
-                    b["HostIp"].as_str().unwrap_or(""),
-                    b["HostPort"].as_str().unwrap_or("")
-                );
+                // IPv6 addresses in brackets, as docker shows them.
+                let ip = b["HostIp"].as_str().unwrap_or("");
+                let port = b["HostPort"].as_str().unwrap_or("");
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                };
                 lines.push(if want.is_some() {
                     addr
                 } else {

@@ -1,7 +1,7 @@
 //! A container on its networks: endpoints chosen at create and connect, addresses, veths, DNS
 //! names and published ports while it runs, and its /etc/hosts and /etc/resolv.conf.
 
-use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, wanted_ports};
+use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, v6_twin, wanted_ports};
 use super::{net_err, Network};
 use crate::container::{Endpoint, Published, Record};
 use crate::error::{Error, Result};
@@ -397,6 +397,25 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
         }
         published.push(p);
         c.rec().net.ports = published.clone();
+        // Every address means IPv6 ones too when the container has an IPv6 address.
+        if let (None, Some(t6)) = (w.host_ip, target6) {
+            let twin = v6_twin(w, port);
+            let via_proxy = proxied(d, twin.host_ip, true);
+            let (fd, _) = take_port(&twin, via_proxy)?;
+            let mut p6 = Published {
+                host_ip: twin.host_ip,
+                container_ip6: Some(t6),
+                proxy_pid: 0,
+                ..p
+            };
+            if via_proxy {
+                p6.proxy_pid = proxy_port(d, &c.id, &p6, fd)?;
+            } else {
+                fds.push(fd);
+            }
+            published.push(p6);
+            c.rec().net.ports = published.clone();
+        }
     }
     d.net.hold_ports(&c.id, fds);
     Ok(())

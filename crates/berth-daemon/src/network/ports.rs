@@ -195,12 +195,21 @@ pub(super) fn shown(ip: Option<IpAddr>) -> IpAddr {
 }
 
 /// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
-/// IPv6 host address unless that is one address (not `::`, not `::1`) NATed to the
-/// container's IPv6 address (`nat6`). `[::]` has both: NAT, and the proxy for `::1`, which
-/// NAT cannot reach.
+/// IPv6 host address that is not NATed to the container's IPv6 address (`nat6`: the
+/// container has one and the host address is not `::1`, which NAT cannot reach).
 pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>, nat6: bool) -> bool {
-    d.net.cfg.userland_proxy
-        || host_ip.is_some_and(|a| a.is_ipv6() && (!nat6 || a.is_unspecified()))
+    d.net.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6() && !nat6)
+}
+
+/// The `[::]` binding that goes with a binding on every address (`-p 8080:80`) of a
+/// container that has an IPv6 address, on the same host port, as dockerd makes it.
+pub(super) fn v6_twin(w: &Wanted, port: u16) -> Wanted {
+    Wanted {
+        proto: w.proto,
+        container_port: w.container_port,
+        host_ip: Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        host_ports: (port, port),
+    }
 }
 
 /// The NAT entries of the published ports: those on IPv4, and those on IPv6 host addresses
