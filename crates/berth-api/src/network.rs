@@ -92,6 +92,8 @@ pub struct EndpointIpam {
     pub ipv4_address: String,
     #[serde(rename = "IPv6Address", skip_serializing_if = "String::is_empty")]
     pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", skip_serializing_if = "Option::is_none")]
+    pub link_local_ips: Option<Vec<String>>,
 }
 
 /// `POST /networks/{id}/connect` body.

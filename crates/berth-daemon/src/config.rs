@@ -38,6 +38,18 @@ pub struct DaemonArgs {
     /// MTU of container interfaces
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// Make the default bridge an IPv6 network too (needs --fixed-cidr-v6)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv6: Option<bool>,
+    /// IPv6 subnet of the default bridge, e.g. fd00:1::/64
+    #[arg(long)]
+    pub fixed_cidr_v6: Option<String>,
+    /// Where networks created without a subnet get one: base=CIDR,size=PREFIX (repeatable)
+    #[arg(long = "default-address-pool")]
+    pub default_address_pools: Vec<String>,
+    /// Address `host-gateway` stands for in --add-host (default: the default bridge's gateway)
+    #[arg(long)]
+    pub host_gateway_ip: Option<String>,
     /// Allow traffic between containers on the default bridge
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub icc: Option<bool>,
@@ -103,6 +115,10 @@ struct FileConfig {
     bip: Option<String>,
     fixed_cidr: Option<String>,
     mtu: Option<u32>,
+    ipv6: Option<bool>,
+    fixed_cidr_v6: Option<String>,
+    default_address_pools: Vec<AddressPool>,
+    host_gateway_ip: Option<String>,
     icc: Option<bool>,
     ip_forward: Option<bool>,
     userland_proxy: Option<bool>,
@@ -157,6 +173,64 @@ pub struct NetConfig {
     pub ip_forward: bool,
     pub userland_proxy: bool,
     pub dns: Vec<std::net::Ipv4Addr>,
+    /// `ipv6`: the default bridge is an IPv6 network too, on `fixed_cidr_v6`.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<berth_network::ipam6::Subnet6>,
+    /// `default-address-pools`, IPv4 and IPv6 entries.
+    pub address_pools: Vec<AddressPool>,
+    /// `host-gateway-ip`: what `host-gateway` in --add-host stands for.
+    pub host_gateway_ip: Option<std::net::IpAddr>,
+}
+
+/// One entry of `default-address-pools`: networks of `size` bits are cut out of `base`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPool {
+    pub base: String,
+    pub size: u8,
+}
+
+impl AddressPool {
+    /// The flag form, `base=10.10.0.0/16,size=24`.
+    fn parse_flag(s: &str) -> Result<AddressPool, String> {
+        let (mut base, mut size) = (None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("base", v)) => base = Some(v.to_string()),
+                Some(("size", v)) => size = v.parse::<u8>().ok(),
+                _ => {
+                    return Err(format!(
+                        "invalid default-address-pool {s:?}: want base=CIDR,size=N"
+                    ))
+                }
+            }
+        }
+        match (base, size) {
+            (Some(base), Some(size)) => Ok(AddressPool { base, size }),
+            _ => Err(format!(
+                "invalid default-address-pool {s:?}: want base=CIDR,size=N"
+            )),
+        }
+    }
+
+    /// The base is a subnet of either family and the size fits inside it.
+    fn check(&self) -> Result<(), String> {
+        let fits = if let Ok(b) = self.base.parse::<berth_network::ipam::Subnet>() {
+            (b.prefix..=30).contains(&self.size)
+        } else if let Ok(b) = self.base.parse::<berth_network::ipam6::Subnet6>() {
+            (b.prefix..=126).contains(&self.size)
+        } else {
+            false
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid default-address-pools entry base={} size={}: want a subnet and a longer prefix inside it",
+                self.base, self.size
+            ))
+        }
+    }
 }
 
 /// The default bridge's gateway: clear of Docker's 172.17.0.0/16 and Podman's 10.88.0.0/16.
@@ -252,6 +326,35 @@ impl DaemonConfig {
         if !(68..=65535).contains(&mtu) {
             return Err(format!("invalid mtu {mtu}"));
         }
+        let ipv6 = args.ipv6.or(file.ipv6).unwrap_or(false);
+        let fixed_cidr_v6 = match args.fixed_cidr_v6.or(file.fixed_cidr_v6) {
+            Some(s) => Some(
+                s.parse::<berth_network::ipam6::Subnet6>()
+                    .map_err(|e| format!("fixed-cidr-v6: {e}"))?,
+            ),
+            None => None,
+        };
+        if ipv6 && fixed_cidr_v6.is_none() {
+            return Err("ipv6 needs fixed-cidr-v6 (the default bridge's IPv6 subnet)".into());
+        }
+        let address_pools = if args.default_address_pools.is_empty() {
+            file.default_address_pools
+        } else {
+            args.default_address_pools
+                .iter()
+                .map(|s| AddressPool::parse_flag(s))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for p in &address_pools {
+            p.check()?;
+        }
+        let host_gateway_ip = match args.host_gateway_ip.or(file.host_gateway_ip) {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| format!("invalid host-gateway-ip {s:?}: want an IP address"))?,
+            ),
+            None => None,
+        };
         let net = NetConfig {
             bridge,
             bip,
@@ -261,6 +364,10 @@ impl DaemonConfig {
             ip_forward: args.ip_forward.or(file.ip_forward).unwrap_or(true),
             userland_proxy: args.userland_proxy.or(file.userland_proxy).unwrap_or(false),
             dns,
+            ipv6,
+            fixed_cidr_v6,
+            address_pools,
+            host_gateway_ip,
         };
         let mut mirrors = file.registry_mirrors_for;
         let hub: Vec<String> = if args.registry_mirrors.is_empty() {
@@ -360,16 +467,56 @@ mod tests {
         args: DaemonArgs,
     }
 
-    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+    fn try_load(file: &str, flags: &[&str]) -> Result<DaemonConfig, String> {
+        // One file per call: the tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path =
-            std::env::temp_dir().join(format!("berth-config-test-{}.json", std::process::id()));
+            std::env::temp_dir().join(format!("berth-config-test-{}-{k}.json", std::process::id()));
         std::fs::write(&path, file).unwrap();
         let argv = ["berth", "--config-file", path.to_str().unwrap()]
             .into_iter()
             .chain(flags.iter().copied());
-        let cfg = DaemonConfig::load(Cli::parse_from(argv).args).unwrap();
+        let cfg = DaemonConfig::load(Cli::parse_from(argv).args);
         std::fs::remove_file(&path).unwrap();
         cfg
+    }
+
+    fn load(file: &str, flags: &[&str]) -> DaemonConfig {
+        try_load(file, flags).unwrap()
+    }
+
+    #[test]
+    fn ipv6_address_pools_and_host_gateway_ip() {
+        let cfg = load(
+            r#"{"ipv6": true, "fixed-cidr-v6": "fd00:1::/64",
+                "default-address-pools": [{"base": "10.10.0.0/16", "size": 24},
+                                          {"base": "fd00:2::/48", "size": 64}],
+                "host-gateway-ip": "192.0.2.1"}"#,
+            &[],
+        );
+        assert!(cfg.net.ipv6);
+        assert_eq!(cfg.net.fixed_cidr_v6.unwrap().to_string(), "fd00:1::/64");
+        assert_eq!(cfg.net.address_pools.len(), 2);
+        assert_eq!(cfg.net.host_gateway_ip, Some("192.0.2.1".parse().unwrap()));
+        let cfg = load(
+            "{}",
+            &["--default-address-pool", "base=10.11.0.0/16,size=26"],
+        );
+        assert_eq!(cfg.net.address_pools[0].base, "10.11.0.0/16");
+        assert_eq!(cfg.net.address_pools[0].size, 26);
+        for (file, flags) in [
+            (r#"{"ipv6": true}"#, &[][..]),
+            ("{}", &["--fixed-cidr-v6", "fd00:1::1/64"][..]),
+            ("{}", &["--default-address-pool", "base=10.11.0.0/16"][..]),
+            (
+                "{}",
+                &["--default-address-pool", "base=10.11.0.0/16,size=8"][..],
+            ),
+            ("{}", &["--host-gateway-ip", "gw"][..]),
+        ] {
+            assert!(try_load(file, flags).is_err(), "{file} {flags:?}");
+        }
     }
 
     #[test]

@@ -2,20 +2,22 @@
 //! locally, everything else forwarded to the upstream resolvers.
 //!
 //! One [`Server`] runs per network, on the gateway address (UDP and TCP, port 53). Local names
-//! come from a shared [`Names`] table that the daemon updates as endpoints join and leave.
+//! come from a shared [`Names`] table that the daemon updates as endpoints join and leave; a
+//! container on several networks also resolves the names of its other networks (its peers,
+//! see [`Names::set_peers`]). Names have an IPv4 address, an IPv6 one, or both (A and AAAA).
 //! Local answers are built here; other queries are relayed byte for byte to an upstream and the
 //! upstream's reply is relayed back byte for byte.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use futures_util::future::OptionFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -64,14 +66,39 @@ struct Table {
     by_name: HashMap<String, Vec<String>>,
     /// Owner → upstreams for queries from its address.
     overrides: HashMap<String, Override>,
+    /// Owner → the tables of its other networks, consulted for queries from its address.
+    peers: HashMap<String, Peers>,
+    /// Owner → its links (`--link target:alias` on a user-defined network): for queries from
+    /// its address, alias → target's name.
+    links: HashMap<String, (Ipv4Addr, HashMap<String, String>)>,
     /// Registration counter: orders endpoints and overrides.
     seq: u64,
 }
 
 struct Endpoint {
     names: Vec<String>,
-    ip: Ipv4Addr,
+    ip: Option<Ipv4Addr>,
+    ip6: Option<Ipv6Addr>,
     seq: u64,
+}
+
+struct Peers {
+    client: Ipv4Addr,
+    /// Weak: networks refer to each other through their containers.
+    tables: Vec<Weak<RwLock<Table>>>,
+}
+
+/// The addresses of a name: A and AAAA records.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Addrs {
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+}
+
+impl Addrs {
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
 }
 
 struct Override {
@@ -84,6 +111,22 @@ impl Table {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Addresses of a lookup key, in registration order, without duplicates.
+    fn resolve(&self, key: &str) -> Addrs {
+        let mut addrs = Addrs::default();
+        for owner in self.by_name.get(key).into_iter().flatten() {
+            if let Some(endpoint) = self.endpoints.get(owner) {
+                if let Some(ip) = endpoint.ip.filter(|ip| !addrs.v4.contains(ip)) {
+                    addrs.v4.push(ip);
+                }
+                if let Some(ip) = endpoint.ip6.filter(|ip| !addrs.v6.contains(ip)) {
+                    addrs.v6.push(ip);
+                }
+            }
+        }
+        addrs
     }
 
     fn forget_endpoint(&mut self, owner: &str) {
@@ -142,6 +185,23 @@ fn reverse_v4(key: &str) -> Option<Ipv4Addr> {
     }
 }
 
+/// The address of an IPv6 reverse name (32 nibbles, least significant first, then
+/// `ip6.arpa`), given as a lookup key.
+fn reverse_v6(key: &str) -> Option<Ipv6Addr> {
+    let rest = key.strip_suffix(".ip6.arpa")?;
+    let mut value: u128 = 0;
+    let mut count = 0;
+    for (i, label) in rest.split('.').enumerate() {
+        if i >= 32 || label.len() != 1 {
+            return None;
+        }
+        let nibble = u128::from(label.chars().next()?.to_digit(16)?);
+        value |= nibble << (4 * i);
+        count += 1;
+    }
+    (count == 32).then(|| Ipv6Addr::from(value))
+}
+
 impl Names {
     /// An empty table.
     pub fn new() -> Names {
@@ -162,6 +222,17 @@ impl Names {
     /// case-insensitive; a trailing dot is ignored. Several owners may share a name (an alias on
     /// several containers): the name then resolves to all their addresses.
     pub fn set(&self, owner: &str, names: &[String], ip: Ipv4Addr) {
+        self.set_addrs(owner, names, Some(ip), None);
+    }
+
+    /// [`Names::set`] with an IPv6 address (AAAA answers) beside or instead of the IPv4 one.
+    pub fn set_addrs(
+        &self,
+        owner: &str,
+        names: &[String],
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) {
         let mut keys: Vec<String> = Vec::with_capacity(names.len());
         for key in names.iter().filter_map(|n| normalize(n)) {
             if !keys.contains(&key) {
@@ -183,6 +254,7 @@ impl Names {
             Endpoint {
                 names: keys,
                 ip,
+                ip6,
                 seq,
             },
         );
@@ -194,11 +266,106 @@ impl Names {
         let mut table = self.write();
         table.forget_endpoint(owner);
         table.overrides.remove(owner);
+        table.peers.remove(owner);
+        table.links.remove(owner);
     }
 
-    /// Addresses of a name (empty when unknown).
+    /// Links of `owner`, whose address here is `client`: for its queries, each alias stands
+    /// for its target's name (pairs of alias and target). An empty list drops them.
+    pub fn set_links(&self, owner: &str, client: Ipv4Addr, links: &[(String, String)]) {
+        let map: HashMap<String, String> = links
+            .iter()
+            .filter_map(|(alias, target)| Some((normalize(alias)?, normalize(target)?)))
+            .collect();
+        let mut table = self.write();
+        if map.is_empty() {
+            table.links.remove(owner);
+        } else {
+            table.links.insert(owner.to_string(), (client, map));
+        }
+    }
+
+    /// IPv4 addresses of a name (empty when unknown).
     pub fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
-        normalize(name).map_or_else(Vec::new, |key| self.resolve(&key))
+        normalize(name).map_or_else(Vec::new, |key| self.read().resolve(&key).v4)
+    }
+
+    /// Queries from `client` (the address of `owner`'s endpoint on this network) also resolve
+    /// the names of `others` (the other networks `owner` is on), after this network's own. An
+    /// empty list drops them.
+    pub fn set_peers(&self, owner: &str, client: Ipv4Addr, others: &[Names]) {
+        let tables: Vec<_> = others
+            .iter()
+            .filter(|o| !Arc::ptr_eq(&o.table, &self.table))
+            .map(|o| Arc::downgrade(&o.table))
+            .collect();
+        let mut table = self.write();
+        if tables.is_empty() {
+            table.peers.remove(owner);
+        } else {
+            table
+                .peers
+                .insert(owner.to_string(), Peers { client, tables });
+        }
+    }
+
+    /// Addresses of a lookup key for a query from `client`: this network's names, else those
+    /// of the client's other networks.
+    fn resolve_for(&self, key: &str, client: Option<Ipv4Addr>) -> Addrs {
+        let (own, peers) = {
+            let table = self.read();
+            let linked = client.and_then(|c| {
+                table
+                    .links
+                    .values()
+                    .filter(|(ip, _)| *ip == c)
+                    .find_map(|(_, m)| m.get(key))
+            });
+            if let Some(target) = linked {
+                let found = table.resolve(target);
+                if !found.is_empty() {
+                    return found;
+                }
+            }
+            let peers: Vec<(String, Weak<RwLock<Table>>)> = client
+                .map(|c| {
+                    table
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.client == c)
+                        .flat_map(|(owner, p)| p.tables.iter().map(|t| (owner.clone(), t.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (table.resolve(key), peers)
+        };
+        if !own.is_empty() {
+            return own;
+        }
+        let mut addrs = Addrs::default();
+        for (owner, peer) in &peers {
+            let Some(peer) = peer.upgrade() else {
+                continue;
+            };
+            let peer = peer.read().unwrap_or_else(PoisonError::into_inner);
+            // The owner's links on that network count too.
+            let linked = peer.links.get(owner).and_then(|(_, m)| m.get(key));
+            let found = match linked.map(|t| peer.resolve(t)) {
+                Some(found) if !found.is_empty() => found,
+                _ => peer.resolve(key),
+            };
+            for ip in found.v4 {
+                if !addrs.v4.contains(&ip) {
+                    addrs.v4.push(ip);
+                }
+            }
+            for ip in found.v6 {
+                if !addrs.v6.contains(&ip) {
+                    addrs.v6.push(ip);
+                }
+            }
+        }
+        addrs
     }
 
     /// Upstream resolvers for queries coming from `client` (a container's address that was
@@ -221,27 +388,17 @@ impl Names {
         );
     }
 
-    /// Addresses of a lookup key, in registration order, without duplicates.
-    fn resolve(&self, key: &str) -> Vec<Ipv4Addr> {
-        let table = self.read();
-        let mut addrs = Vec::new();
-        for owner in table.by_name.get(key).into_iter().flatten() {
-            if let Some(endpoint) = table.endpoints.get(owner) {
-                if !addrs.contains(&endpoint.ip) {
-                    addrs.push(endpoint.ip);
-                }
-            }
-        }
-        addrs
-    }
-
     /// The first name of the earliest registered endpoint holding `ip`.
-    fn reverse(&self, ip: Ipv4Addr) -> Option<String> {
+    fn reverse(&self, ip: IpAddr) -> Option<String> {
         let table = self.read();
         table
             .endpoints
             .values()
-            .filter(|e| e.ip == ip && !e.names.is_empty())
+            .filter(|e| match ip {
+                IpAddr::V4(a) => e.ip == Some(a),
+                IpAddr::V6(a) => e.ip6 == Some(a),
+            })
+            .filter(|e| !e.names.is_empty())
             .min_by_key(|e| e.seq)
             .and_then(|e| e.names.first().cloned())
     }
@@ -370,7 +527,7 @@ impl Shared {
         };
         if matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
             if let Some(answer) =
-                query_key(query.name()).and_then(|k| self.local(&request, query, &k))
+                query_key(query.name()).and_then(|k| self.local(&request, query, &k, client))
             {
                 return reply(answer);
             }
@@ -399,9 +556,18 @@ impl Shared {
     }
 
     /// The answer to `query` when it is about a local name (`key` is its lookup key).
-    fn local(&self, request: &Message, query: &Query, key: &str) -> Option<Message> {
+    fn local(
+        &self,
+        request: &Message,
+        query: &Query,
+        key: &str,
+        client: Option<Ipv4Addr>,
+    ) -> Option<Message> {
         if query.query_type() == RecordType::PTR {
-            let target = reverse_v4(key)
+            let ip = reverse_v4(key)
+                .map(IpAddr::V4)
+                .or_else(|| reverse_v6(key).map(IpAddr::V6));
+            let target = ip
                 .and_then(|ip| self.names.reverse(ip))
                 .and_then(|name| Name::from_labels(name.split('.').map(str::as_bytes)).ok());
             if let Some(target) = target {
@@ -414,18 +580,27 @@ impl Shared {
                 return Some(answer);
             }
         }
-        let addrs = self.names.resolve(key);
+        let addrs = self.names.resolve_for(key, client);
         if addrs.is_empty() {
             return None;
         }
         // The name exists: other types get an empty NOERROR, so that clients do not wait.
         let mut answer = response(request, ResponseCode::NoError, true);
         if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
-            for ip in addrs {
+            for ip in addrs.v4 {
                 answer.add_answer(Record::from_rdata(
                     query.name().clone(),
                     TTL,
                     RData::A(A(ip)),
+                ));
+            }
+        }
+        if matches!(query.query_type(), RecordType::AAAA | RecordType::ANY) {
+            for ip in addrs.v6 {
+                answer.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    TTL,
+                    RData::AAAA(AAAA(ip)),
                 ));
             }
         }
@@ -738,14 +913,14 @@ mod tests {
         n.set("c1", &names(&["web"]), IP2);
         assert_eq!(n.lookup("web"), vec![IP2]);
         assert!(n.lookup("old").is_empty());
-        assert_eq!(n.reverse(IP2).as_deref(), Some("web"));
-        assert_eq!(n.reverse(IP1), None);
+        assert_eq!(n.reverse(IP2.into()).as_deref(), Some("web"));
+        assert_eq!(n.reverse(IP1.into()), None);
 
         n.set_upstreams_for("c1", IP2, vec!["127.0.0.1:5353".parse().unwrap()]);
         n.set("c2", &names(&["web"]), IP1);
         n.remove("c1");
         assert_eq!(n.lookup("web"), vec![IP1]);
-        assert_eq!(n.reverse(IP2), None);
+        assert_eq!(n.reverse(IP2.into()), None);
         assert_eq!(n.upstreams_for(IP2), None);
         n.remove("c2");
         assert!(n.lookup("web").is_empty());
@@ -756,13 +931,64 @@ mod tests {
     fn reverse_is_first_registered_name() {
         let n = Names::new();
         n.set("c1", &names(&["web", "alias", "0123456789ab"]), IP1);
-        assert_eq!(n.reverse(IP1).as_deref(), Some("web"));
+        assert_eq!(n.reverse(IP1.into()).as_deref(), Some("web"));
         assert_eq!(reverse_v4("2.0.0.10.in-addr.arpa"), Some(IP1));
+        let v6: Ipv6Addr = "fd00:1::2a".parse().unwrap();
+        let hex = format!("{:032x}", u128::from(v6));
+        let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
+        labels.push("ip6.arpa".into());
+        let name = labels.join(".");
+        assert!(name.starts_with("a.2.0.0.") && name.ends_with(".d.f.ip6.arpa"));
+        let name = name.as_str();
+        assert_eq!(reverse_v6(name), Some(v6));
+        assert_eq!(reverse_v6("a.2.ip6.arpa"), None);
+        assert_eq!(reverse_v6(&format!("0.{name}")), None);
         assert_eq!(reverse_v4("0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("1.2.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("256.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("+2.0.0.10.in-addr.arpa"), None);
         assert_eq!(reverse_v4("2.0.0.10.ip6.arpa"), None);
+    }
+
+    #[test]
+    fn peers_and_ipv6() {
+        let (n1, n2) = (Names::new(), Names::new());
+        n2.set_addrs(
+            "c2",
+            &names(&["web"]),
+            Some(IP2),
+            Some("fd00::5".parse().unwrap()),
+        );
+        assert_eq!(n1.resolve_for("web", Some(IP1)), Addrs::default());
+        n1.set_peers("c1", IP1, &[n1.clone(), n2.clone()]);
+        let found = n1.resolve_for("web", Some(IP1));
+        assert_eq!(found.v4, vec![IP2]);
+        assert_eq!(found.v6, vec!["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+        let v6: Ipv6Addr = "fd00::5".parse().unwrap();
+        assert_eq!(n2.reverse(v6.into()).as_deref(), Some("web"));
+        // Only for that client, and only while the peers are set.
+        assert!(n1.resolve_for("web", Some(IP2)).is_empty());
+        n1.set_peers("c1", IP1, &[]);
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+        n1.set_peers("c1", IP1, std::slice::from_ref(&n2));
+        n1.remove("c1");
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+        // A dropped network is no peer any more.
+        n1.set_peers("c1", IP1, std::slice::from_ref(&n2));
+        drop(n2);
+        assert!(n1.resolve_for("web", Some(IP1)).is_empty());
+    }
+
+    #[test]
+    fn links_are_per_client() {
+        let n = Names::new();
+        n.set("web", &names(&["web"]), IP2);
+        n.set_links("c1", IP1, &[("db".into(), "web".into())]);
+        assert_eq!(n.resolve_for("db", Some(IP1)).v4, vec![IP2]);
+        assert!(n.resolve_for("db", Some(IP2)).is_empty());
+        assert!(n.resolve_for("db", None).is_empty());
+        n.remove("c1");
+        assert!(n.resolve_for("db", Some(IP1)).is_empty());
     }
 
     #[test]

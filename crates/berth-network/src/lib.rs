@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod ipam;
+pub mod ipam6;
 pub mod iptables;
 pub mod link;
 pub mod nft;

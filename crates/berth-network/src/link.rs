@@ -8,16 +8,17 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -42,11 +43,21 @@ pub struct Endpoint {
     /// Name of the container's end, inside its namespace (`eth0`).
     pub ifname: String,
     pub mac: [u8; 6],
-    pub ip: Ipv4Addr,
+    /// The IPv4 address with `prefix`; None on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
     pub prefix: u8,
     /// The default route's gateway; None leaves the namespace without a default route.
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
+    /// An IPv6 address with its prefix (IPv6 networks).
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Further addresses of the interface (`--link-local-ip`), with their prefixes.
+    pub extra: Vec<(IpAddr, u8)>,
+    /// Sysctls of the interface, set in the container before its addresses: (key under
+    /// /proc/sys with dots, value), the key naming the interface (`net.ipv4.conf.eth0.x`).
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Docker's MAC for an address: 02:42 followed by the four address bytes.
@@ -87,8 +98,15 @@ impl Netlink {
         prefix: u8,
         mtu: Option<u32>,
     ) -> Result<()> {
-        check_ifname(name)?;
         check_prefix(prefix)?;
+        let index = self.ensure_bridge_up(name, mtu).await?;
+        self.ensure_gateway(name, index, gateway, prefix).await
+    }
+
+    /// Create bridge `name` if missing, set mtu when Some, bring it up (an IPv6-only network's
+    /// bridge, which [`Netlink::ensure_bridge_v6`] then gives its address). Returns its index.
+    pub async fn ensure_bridge_up(&self, name: &str, mtu: Option<u32>) -> Result<u32> {
+        check_ifname(name)?;
         let link = match self.bridge_link(name).await? {
             Some(link) => link,
             None => {
@@ -126,7 +144,16 @@ impl Netlink {
                 .await
                 .map_err(|e| nl_error(format_args!("configuring bridge {name}"), e))?;
         }
+        Ok(index)
+    }
 
+    async fn ensure_gateway(
+        &self,
+        name: &str,
+        index: u32,
+        gateway: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<()> {
         let has_gateway = self
             .ipv4_addrs()
             .await
@@ -151,6 +178,53 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Give bridge `name` (made by [`Netlink::ensure_bridge`]) the IPv6 gateway address
+    /// `gateway/prefix`, without duplicate address detection; present already is fine.
+    pub async fn ensure_bridge_v6(&self, name: &str, gateway: Ipv6Addr, prefix: u8) -> Result<()> {
+        check_ifname(name)?;
+        if prefix > 128 {
+            return Err(Error::Invalid(format!(
+                "invalid IPv6 prefix length {prefix}"
+            )));
+        }
+        let link = self
+            .bridge_link(name)
+            .await?
+            .ok_or_else(|| Error::Netlink(format!("bridge {name} does not exist")))?;
+        let mut req = self
+            .handle
+            .address()
+            .add(link.header.index, IpAddr::V6(gateway), prefix);
+        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        match req.execute().await {
+            Err(e) if !is_errno(&e, libc::EEXIST) => Err(nl_error(
+                format_args!("adding {gateway}/{prefix} to bridge {name}"),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tell the host's neighbour cache on the bridge (index `bridge`) where a new IPv6 address
+    /// is, as a STALE entry the kernel confirms on first use, so the first packet to a fresh
+    /// container does not wait for neighbour discovery (which took over 2 s in about one
+    /// try of three here while the container's link-local address was tentative). Best
+    /// effort: a failure only costs that wait.
+    async fn announce_v6(&self, bridge: u32, ip: Ipv6Addr, mac: [u8; 6]) {
+        let res = self
+            .handle
+            .neighbours()
+            .add(bridge, IpAddr::V6(ip))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Stale)
+            .replace()
+            .execute()
+            .await;
+        if let Err(e) = res {
+            tracing::debug!("neighbour entry for {ip}: {e}");
+        }
     }
 
     /// Delete a link by name; a link that does not exist is not an error.
@@ -194,10 +268,11 @@ impl Netlink {
         check_ifname(&ep.host_ifname)?;
         check_ifname(&ep.ifname)?;
         check_prefix(ep.prefix)?;
-        if ep.gateway == Some(ep.ip) {
+        if ep.gateway.is_some() && ep.gateway == ep.ip {
             return Err(Error::Invalid(format!(
                 "endpoint {}: address {} is also its gateway",
-                ep.host_ifname, ep.ip
+                ep.host_ifname,
+                ep.ip.map(|a| a.to_string()).unwrap_or_default()
             )));
         }
         // The container's end is configured by a new thread that joins the namespace and
@@ -248,6 +323,9 @@ impl Netlink {
         match configured {
             Ok(()) => {
                 rollback.disarm();
+                if let Some((ip6, _)) = ep.ip6 {
+                    self.announce_v6(bridge, ip6, ep.mac).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -409,6 +487,14 @@ fn configure_in_netns(
 /// route to the gateway) exists before the default route is added.
 async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
     let ifname = &ep.ifname;
+    if ep.ip6.is_some() {
+        // No duplicate address detection for the link-local address either: while it is
+        // tentative the interface answered neighbour solicitations only after seconds in
+        // about one try of three here. (This thread is in the container's namespace.)
+        let path = format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad");
+        std::fs::write(&path, "0")
+            .map_err(|e| Error::Netlink(format!("configuring {ifname}: {path}: {e}")))?;
+    }
     // The peer cannot be created up (a veth refuses to open before its pair is complete),
     // and the address and route need its index in the namespace.
     let up = async {
@@ -429,36 +515,81 @@ async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
     let (up, link) = futures_util::future::join(up, lookup).await;
     up?;
     let index = link?.header.index;
+    // This thread is in the container's namespace, so /proc/sys/net is the container's.
+    for (key, value) in &ep.sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| Error::Invalid(format!("setting {key}={value} in the container: {e}")))?;
+    }
     let address = async {
+        let Some(ip) = ep.ip else {
+            return Ok(());
+        };
         handle
             .address()
-            .add(index, IpAddr::V4(ep.ip), ep.prefix)
+            .add(index, IpAddr::V4(ip), ep.prefix)
             .execute()
             .await
-            .map_err(|e| {
-                nl_error(
-                    format_args!("adding {}/{} to {ifname}", ep.ip, ep.prefix),
-                    e,
-                )
-            })
+            .map_err(|e| nl_error(format_args!("adding {ip}/{} to {ifname}", ep.prefix), e))
     };
-    let Some(gateway) = ep.gateway else {
-        return address.await;
+    // IPv6 and link-local addresses skip duplicate address detection: the address is usable
+    // at once, and berth's address management already keeps it unique on the bridge.
+    let extra = async {
+        let v6 = ep.ip6.map(|(a, p)| (IpAddr::V6(a), p));
+        for &(addr, prefix) in v6.iter().chain(ep.extra.iter()) {
+            let mut req = handle.address().add(index, addr, prefix);
+            if addr.is_ipv6() {
+                req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            }
+            req.execute()
+                .await
+                .map_err(|e| nl_error(format_args!("adding {addr}/{prefix} to {ifname}"), e))?;
+        }
+        Ok::<(), Error>(())
     };
-    let route = async {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
-        handle.route().add(route).execute().await.map_err(|e| {
-            nl_error(
-                format_args!("adding a default route via {gateway} on {ifname}"),
-                e,
-            )
-        })
+    // `replace`: a connect with a higher gateway priority moves the default route here. The
+    // routes' requests go out after the addresses' (the futures are polled in order).
+    let routes = async {
+        if let Some(gateway) = ep.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    nl_error(
+                        format_args!("adding a default route via {gateway} on {ifname}"),
+                        e,
+                    )
+                })?;
+        }
+        if let Some(gateway) = ep.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    nl_error(
+                        format_args!("adding a default route via {gateway} on {ifname}"),
+                        e,
+                    )
+                })?;
+        }
+        Ok::<(), Error>(())
     };
-    let (address, route) = futures_util::future::join(address, route).await;
-    address.and(route)
+    let (address, extra, routes) = futures_util::future::join3(address, extra, routes).await;
+    address.and(extra).and(routes)
 }
 
 /// Link `name`, None if there is none.

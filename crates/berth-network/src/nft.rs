@@ -3,27 +3,34 @@
 //! From outside, containers are reached only through published ports: a new connection routed
 //! into a bridge must have been DNATed.
 //!
+//! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
+//! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
+//!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
 //! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
+use crate::ipam6::Subnet6;
 use crate::{Error, Result};
 
 /// What the rules need to know about one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRules {
     pub bridge: String,
-    pub subnet: Subnet,
+    /// None on an IPv6-only network.
+    pub subnet: Option<Subnet>,
     /// No traffic in or out of the network (`--internal`): no NAT, forward drops.
     pub internal: bool,
     /// Containers on the network may talk to each other (`icc`, default true).
     pub icc: bool,
+    /// The IPv6 subnet of an IPv6 network.
+    pub subnet6: Option<Subnet6>,
 }
 
 #[derive(
@@ -44,14 +51,15 @@ impl Proto {
     }
 }
 
-/// One published port: traffic to `host_ip` (any local address when None) and `host_port`
-/// goes to the container.
+/// One published port: traffic to `host_ip` (any local address of the container address's
+/// family when None) and `host_port` goes to the container. Both addresses are of one family:
+/// IPv4 entries go to the `ip` table, IPv6 ones to the `ip6` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortMap {
     pub proto: Proto,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_port: u16,
 }
 
@@ -100,7 +108,8 @@ impl Table {
         } else {
             "ip daddr != 127.0.0.0/8 "
         };
-        let mut s = format!("table ip {t}\ndelete table ip {t}\n");
+        let mut s =
+            format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n");
         s.push_str(&format!(
             "table ip {t} {{
   set bridges {{ type ifname; }}
@@ -138,6 +147,41 @@ impl Table {
     oifname @bridges iifname != @bridges ct state new ct status & dnat == 0 drop
   }}
 }}
+table ip6 {t} {{
+  set bridges {{ type ifname; }}
+  set same {{ type ifname . ifname; }}
+  set internal {{ type ifname; }}
+  set no_icc {{ type ifname; }}
+  set masq_nets {{ type ipv6_addr; flags interval; }}
+  set nets {{ type ipv6_addr; flags interval; }}
+  map ports {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
+  map hostports {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local jump published
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    ip6 daddr != ::1 fib daddr type local jump published
+  }}
+  chain published {{
+    dnat ip6 addr . port to ip6 daddr . meta l4proto . th dport map @hostports
+    dnat ip6 addr . port to meta l4proto . th dport map @ports
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip6 saddr @masq_nets oifname != @bridges masquerade
+    oifname @bridges ct status dnat ip6 saddr @nets masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname @no_icc iifname . oifname @same ct status & dnat == 0 drop
+    iifname @bridges oifname @bridges iifname . oifname != @same drop
+    iifname @internal iifname . oifname != @same drop
+    oifname @internal iifname . oifname != @same drop
+    oifname @bridges iifname != @bridges ct state new ct status & dnat == 0 drop
+  }}
+}}
 "
         ));
         for n in nets {
@@ -150,18 +194,33 @@ impl Table {
     fn network_elements(&self, verb: &str, n: &NetRules) -> Result<String> {
         let t = &self.name;
         let b = quote(&n.bridge)?;
-        let sub = n.subnet;
         let mut s = String::new();
         let _ = writeln!(s, "{verb} element ip {t} bridges {{ {b} }}");
         let _ = writeln!(s, "{verb} element ip {t} same {{ {b} . {b} }}");
-        let _ = writeln!(s, "{verb} element ip {t} nets {{ {sub} }}");
+        if let Some(sub) = n.subnet {
+            let _ = writeln!(s, "{verb} element ip {t} nets {{ {sub} }}");
+        }
         if n.internal {
             let _ = writeln!(s, "{verb} element ip {t} internal {{ {b} }}");
-        } else {
+        } else if let Some(sub) = n.subnet {
             let _ = writeln!(s, "{verb} element ip {t} masq_nets {{ {sub} }}");
         }
         if !n.icc {
             let _ = writeln!(s, "{verb} element ip {t} no_icc {{ {b} }}");
+        }
+        // Every bridge is isolated in IPv6 too; only IPv6 networks are masqueraded.
+        let _ = writeln!(s, "{verb} element ip6 {t} bridges {{ {b} }}");
+        let _ = writeln!(s, "{verb} element ip6 {t} same {{ {b} . {b} }}");
+        if n.internal {
+            let _ = writeln!(s, "{verb} element ip6 {t} internal {{ {b} }}");
+        } else if let Some(sub6) = n.subnet6 {
+            let _ = writeln!(s, "{verb} element ip6 {t} masq_nets {{ {sub6} }}");
+        }
+        if let Some(sub6) = n.subnet6 {
+            let _ = writeln!(s, "{verb} element ip6 {t} nets {{ {sub6} }}");
+        }
+        if !n.icc {
+            let _ = writeln!(s, "{verb} element ip6 {t} no_icc {{ {b} }}");
         }
         Ok(s)
     }
@@ -181,15 +240,19 @@ impl Table {
             } else {
                 String::new()
             };
-            match p.host_ip {
+            let family = if cip.is_ipv6() { "ip6" } else { "ip" };
+            match p.host_ip.filter(|h| !h.is_unspecified()) {
                 Some(hip) => {
                     let _ = writeln!(
                         s,
-                        "{verb} element ip {t} hostports {{ {hip} . {proto} . {hp}{value} }}"
+                        "{verb} element {family} {t} hostports {{ {hip} . {proto} . {hp}{value} }}"
                     );
                 }
                 None => {
-                    let _ = writeln!(s, "{verb} element ip {t} ports {{ {proto} . {hp}{value} }}");
+                    let _ = writeln!(
+                        s,
+                        "{verb} element {family} {t} ports {{ {proto} . {hp}{value} }}"
+                    );
                 }
             }
         }
@@ -226,7 +289,9 @@ impl Table {
     /// Remove the table altogether (a missing table is not an error).
     pub fn delete(&self) -> Result<()> {
         let t = &self.name;
-        run(&format!("table ip {t}\ndelete table ip {t}\n"))
+        run(&format!(
+            "table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"
+        ))
     }
 }
 
@@ -258,9 +323,10 @@ mod tests {
     fn net(bridge: &str, subnet: &str, internal: bool, icc: bool) -> NetRules {
         NetRules {
             bridge: bridge.into(),
-            subnet: subnet.parse().unwrap(),
+            subnet: Some(subnet.parse().unwrap()),
             internal,
             icc,
+            subnet6: None,
         }
     }
 
@@ -292,6 +358,29 @@ mod tests {
             )
             .unwrap();
         assert!(s.starts_with("table ip berth_t\ndelete table ip berth_t\n"));
+        assert!(s.contains("table ip6 berth_t {"));
+        assert!(s.contains("add element ip6 berth_t bridges { \"br0\" }"));
+        assert!(s.contains("add element ip6 berth_t internal { \"br1\" }"));
+        let v6 = t.port_elements(
+            "add",
+            &[PortMap {
+                proto: Proto::Tcp,
+                host_ip: Some("::".parse().unwrap()),
+                host_port: 8080,
+                container_ip: "fd00:3::2".parse().unwrap(),
+                container_port: 80,
+            }],
+        );
+        assert_eq!(
+            v6,
+            "add element ip6 berth_t ports { tcp . 8080 : fd00:3::2 . 80 }\n"
+        );
+        let mut v6 = net("br2", "10.3.0.0/24", false, true);
+        v6.subnet6 = Some("fd00:3::/64".parse().unwrap());
+        assert!(t
+            .network_elements("add", &v6)
+            .unwrap()
+            .contains("add element ip6 berth_t masq_nets { fd00:3::/64 }"));
         assert!(s.contains("add element ip berth_t masq_nets { 10.1.0.0/16 }"));
         assert!(!s.contains("masq_nets { 10.2.0.0/24 }"));
         assert!(s.contains("add element ip berth_t internal { \"br1\" }"));

@@ -148,10 +148,14 @@ fn endpoint(bridge: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>, mtu: u32) -> 
         host_ifname: random_veth_name(),
         ifname: "eth0".to_string(),
         mac: mac_for(ip),
-        ip,
+        ip: Some(ip),
         prefix: 24,
         gateway,
         mtu,
+        ip6: None,
+        gateway6: None,
+        extra: Vec::new(),
+        sysctls: Vec::new(),
     }
 }
 

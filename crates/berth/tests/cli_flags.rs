@@ -25,36 +25,6 @@ const SKIPPED_COMMANDS: &[(&str, &str)] = &[
     ("checkpoint", "no CRIU checkpoints"),
 ];
 
-/// Flags that other helpers of issue 11 add together with their features (C: container
-/// settings, E: networking, B: detach keys). The merger empties this list once their
-/// branches are in; an entry berth already has fails the test so the list cannot rot.
-const OWNED_ELSEWHERE: &[(&str, &str)] = &[
-    // helper E
-    ("run", "--mac-address"),
-    ("run", "--ip6"),
-    ("run", "--link-local-ip"),
-    ("network create", "--aux-address"),
-    ("network create", "--ipam-driver"),
-    ("network create", "--ipam-opt"),
-    ("network create", "--ipv4"),
-    ("network connect", "--driver-opt"),
-    ("network connect", "--gw-priority"),
-    ("network connect", "--ip6"),
-    ("network connect", "--link"),
-    ("network connect", "--link-local-ip"),
-];
-
-/// Commands whose flags are the same as another's in docker (aliases): the check of `run`
-/// applies to `create` and `container run`/`container create` for the entries above.
-const SAME_FLAGS: &[(&str, &str)] = &[
-    ("create", "run"),
-    ("container run", "run"),
-    ("container create", "run"),
-    ("container exec", "exec"),
-    ("container start", "start"),
-    ("container rm", "rm"),
-];
-
 fn help(bin: &str, cmd: &[&str]) -> String {
     let mut args: Vec<&str> = cmd.to_vec();
     args.push("--help");
@@ -129,17 +99,6 @@ fn flags(help: &str) -> BTreeMap<String, Option<String>> {
     out
 }
 
-fn owned_elsewhere(cmd: &str, flag: &str) -> bool {
-    let base = SAME_FLAGS
-        .iter()
-        .find(|(c, _)| *c == cmd)
-        .map(|(_, b)| *b)
-        .unwrap_or(cmd);
-    OWNED_ELSEWHERE
-        .iter()
-        .any(|(c, f)| (*c == cmd || *c == base) && *f == flag)
-}
-
 #[test]
 fn every_docker_flag_is_a_berth_flag() {
     let berth = env!("CARGO_BIN_EXE_berth");
@@ -175,7 +134,6 @@ fn every_docker_flag_is_a_berth_flag() {
             }
         }
     }
-    let mut present_but_listed = Vec::new();
     for cmd in &checked {
         let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let name = cmd.join(" ");
@@ -186,18 +144,11 @@ fn every_docker_flag_is_a_berth_flag() {
             "berth {name} --help lists no flags (parse failure?)"
         );
         for (long, short) in &docker_flags {
-            let listed = owned_elsewhere(&name, long);
             match berth_flags.get(long) {
-                None if listed => {}
                 None => missing.push(format!("{name}: {long}")),
-                Some(_)
-                    if listed && OWNED_ELSEWHERE.iter().any(|(c, f)| *c == name && f == long) =>
-                {
-                    present_but_listed.push(format!("{name}: {long}"))
-                }
                 Some(berth_short) => {
                     if let Some(s) = short {
-                        if berth_short.as_ref() != Some(s) && !owned_elsewhere(&name, s) {
+                        if berth_short.as_ref() != Some(s) {
                             missing.push(format!("{name}: {s} (short for {long})"));
                         }
                     }
@@ -215,11 +166,6 @@ fn every_docker_flag_is_a_berth_flag() {
         "berth lacks what docker has ({} items):\n  {}",
         missing.len(),
         missing.join("\n  ")
-    );
-    assert!(
-        present_but_listed.is_empty(),
-        "berth has these; remove them from OWNED_ELSEWHERE:\n  {}",
-        present_but_listed.join("\n  ")
     );
 }
 

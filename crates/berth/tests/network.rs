@@ -583,24 +583,39 @@ fn daemon_restart_keeps_addresses_ports_and_names_once() {
     d.ok(&["network", "rm", "keep"]);
 }
 
-/// A namespace standing in for another host: a veth to the host on a /30 of its own, a default
-/// route back through the host, and busybox httpd logging its clients. Removed on drop.
+/// A namespace standing in for another host: a veth to the host on a /30 and an IPv6 /64 of
+/// its own, default routes back through the host, and busybox httpd logging its clients.
+/// Removed on drop.
 struct Outside {
     ns: String,
     veth: String,
     host_ip: String,
     ip: String,
+    host_ip6: String,
+    ip6: String,
     server: Option<std::process::Child>,
     log: PathBuf,
 }
 
 impl Outside {
     fn new(d: &Daemon) -> Outside {
+        // Tests of one process may each have one at the same time.
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 60;
         let pid = std::process::id();
-        let ns = format!("bto{}", pid % 100_000);
-        let veth = format!("bto{}h", pid % 100_000);
+        let ns = format!("bto{}n{k}", pid % 100_000);
+        let veth = format!("bto{}h{k}", pid % 100_000);
         let net = format!("10.{}.250", 200 + pid % 50);
-        let (host_ip, ip) = (format!("{net}.1"), format!("{net}.2"));
+        let (host_ip, ip) = (
+            format!("{net}.{}", 4 * k + 1),
+            format!("{net}.{}", 4 * k + 2),
+        );
+        // Canonical forms, as the server logs them.
+        let v6 = |last: u16| {
+            std::net::Ipv6Addr::new(0xfd45, (pid % 65536) as u16, k as u16, 0, 0, 0, 0, last)
+                .to_string()
+        };
+        let (host_ip6, ip6) = (v6(1), v6(2));
         let sh = |cmd: &str| {
             let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
             assert!(st.success(), "{cmd}");
@@ -614,6 +629,9 @@ impl Outside {
         ));
         sh(&format!(
             "ip -n {ns} addr add {ip}/30 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up && ip -n {ns} route add default via {host_ip}"
+        ));
+        sh(&format!(
+            "ip addr add {host_ip6}/64 dev {veth} nodad && ip -n {ns} addr add {ip6}/64 dev eth0 nodad && ip -n {ns} -6 route add default via {host_ip6}"
         ));
         let log = std::env::temp_dir().join(format!("berth-outside-{pid}-{}.log", d.bridge));
         let www = std::env::temp_dir().join(format!("berth-outside-{pid}-{}", d.bridge));
@@ -633,6 +651,8 @@ impl Outside {
             veth,
             host_ip,
             ip,
+            host_ip6,
+            ip6,
             server: Some(server),
             log,
         }
@@ -661,6 +681,66 @@ impl Drop for Outside {
             .status();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+#[test]
+fn outbound_ipv6_is_masqueraded_and_inbound_needs_a_published_port() {
+    let d = Daemon::start();
+    let out = Outside::new(&d);
+    let s6 = v6_subnet(&d, 0);
+    let base6 = s6.trim_end_matches("::/64");
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(0),
+        "--subnet",
+        &s6,
+        "o6",
+    ]);
+    // Outbound over IPv6: the other host sees the host's address, not the container's.
+    let body = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "o6",
+        "busybox",
+        "timeout",
+        "3",
+        "wget",
+        "-qO-",
+        &format!("http://[{}]:8080/index.html", out.ip6),
+    ]);
+    assert_eq!(body, "outside");
+    let log = std::fs::read_to_string(&out.log).unwrap_or_default();
+    assert!(log.contains(&out.host_ip6), "client address in {log}");
+    assert!(!log.contains(base6), "container address leaked: {log}");
+    // Inbound over IPv6: only a published port is reachable.
+    let p = free_port();
+    let id = run_d(
+        &d,
+        &["--network", "o6", "-p", &format!("[::]:{p}:80")],
+        HTTPD,
+    );
+    let ip6 = d.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .NetworkSettings.Networks \"o6\").GlobalIPv6Address}}",
+        &id,
+    ]);
+    assert_eq!(
+        out.wget(&format!("http://[{}]:{p}/hostname", out.host_ip6))
+            .trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        out.wget(&format!("http://[{ip6}]/hostname")),
+        "",
+        "unpublished port reached"
+    );
+    d.ok(&["rm", "-f", &id]);
+    d.ok(&["network", "rm", "o6"]);
 }
 
 #[test]
@@ -877,4 +957,629 @@ fn network_options_fixed_addresses_ranges_and_prune() {
     assert!(out.contains("opts") && out.contains("unused"), "{out}");
     let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.lines().count(), 3, "{ls}");
+}
+
+/// An IPv6 subnet (ULA) as unique to the test as `user_subnet(k)` is.
+fn v6_subnet(d: &Daemon, k: usize) -> String {
+    let s = d.user_subnet(k);
+    let p: Vec<&str> = s.split('.').collect();
+    format!("fd42:{}:{}::/64", p[1], p[2])
+}
+
+fn exec_sh(d: &Daemon, c: &str, script: &str) -> String {
+    let o = d.berth(&["exec", c, "sh", "-c", script]);
+    stdout(&o) + &stderr(&o)
+}
+
+#[test]
+fn containers_resolve_on_every_network_and_show_their_endpoint_settings() {
+    let d = Daemon::start();
+    let (s1, s2) = (d.user_subnet(0), d.user_subnet(1));
+    // dockerd takes any non-blank network name.
+    d.ok(&["network", "create", "--subnet", &s1, "test 01"]);
+    d.ok(&["network", "create", "--subnet", &s2, "n2"]);
+    let o = d.berth(&["network", "create", " "]);
+    assert_ne!(o.status.code(), Some(0), "a blank name is refused");
+    // What berth does not carry out is refused, not dropped.
+    for (body, want) in [
+        (r#"{"Name":"s1","Scope":"swarm"}"#, 403),
+        (r#"{"Name":"s2","Ingress":true}"#, 403),
+        (r#"{"Name":"s3","ConfigOnly":true}"#, 400),
+        (r#"{"Name":"s4","ConfigFrom":{"Network":"x"}}"#, 400),
+        (r#"{"Name":"s5","EnableIPv4":false}"#, 400),
+        (r#"{"Name":"s6","IPAM":{"Driver":"other"}}"#, 404),
+    ] {
+        let (code, text) = d.curl("POST", "/networks/create", Some(body));
+        assert_eq!(code, want, "{body}: {text}");
+    }
+    run_d(&d, &["--name", "web", "--network", "n2"], HTTPD);
+    let gw = d.bip.split('/').next().unwrap().to_string();
+    run_d(
+        &d,
+        &[
+            "--name",
+            "cli",
+            "--network",
+            "test 01",
+            "--mac-address",
+            "92:d0:c6:0a:29:33",
+            "--link-local-ip",
+            "169.254.10.10",
+            "--add-host",
+            "hgw:host-gateway",
+        ],
+        &["busybox", "sleep", "300"],
+    );
+    // Only on "test 01": web is not known yet.
+    let out = exec_sh(&d, "cli", "nslookup web || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // The MAC address and link-local address are carried out; host-gateway is the gateway.
+    let out = exec_sh(
+        &d,
+        "cli",
+        "ip link show eth0; ip addr show eth0; cat /etc/hosts",
+    );
+    assert!(out.contains("92:d0:c6:0a:29:33"), "{out}");
+    assert!(out.contains("169.254.10.10/16"), "{out}");
+    assert!(out.contains(&format!("{gw}\thgw")), "{out}");
+    d.ok(&[
+        "network",
+        "connect",
+        "--driver-opt",
+        "k=v",
+        "--driver-opt",
+        "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1",
+        "--gw-priority",
+        "5",
+        "--alias",
+        "cee",
+        "n2",
+        "cli",
+    ]);
+    // Connected to n2, it resolves n2's names (also qualified) and reaches them; its default
+    // route moved to n2, whose gateway priority is higher.
+    let ipw = ip_of(&d, "web", "n2");
+    let web_id = d.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let out = exec_sh(
+        &d,
+        "cli",
+        "nslookup web; nslookup web.n2; wget -qO- http://web/hostname; ip route; \
+         echo martians=$(cat /proc/sys/net/ipv4/conf/eth1/log_martians)",
+    );
+    assert!(out.contains("martians=1"), "{out}");
+    assert_eq!(out.matches(&format!("Address: {ipw}")).count(), 2, "{out}");
+    assert!(out.contains(&web_id[..12]), "{out}");
+    let n2_gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "n2",
+    ]);
+    assert!(out.contains(&format!("default via {n2_gw}")), "{out}");
+    let ep = |net: &str, field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").{field}}}}}"),
+            "cli",
+        ])
+    };
+    assert!(
+        ep("n2", "DriverOpts").contains(r#""k":"v""#),
+        "{}",
+        ep("n2", "DriverOpts")
+    );
+    assert_eq!(ep("n2", "GwPriority"), "5");
+    assert_eq!(ep("n2", "Aliases"), r#"["cee"]"#);
+    assert_eq!(ep("test 01", "MacAddress"), r#""92:d0:c6:0a:29:33""#);
+    assert!(
+        ep("test 01", "IPAMConfig").contains(r#""LinkLocalIPs":["169.254.10.10"]"#),
+        "{}",
+        ep("test 01", "IPAMConfig")
+    );
+    assert!(
+        ep("n2", "DNSNames").contains("\"cee\""),
+        "{}",
+        ep("n2", "DNSNames")
+    );
+    // A link on a user-defined network is a name for the linking container only.
+    run_d(
+        &d,
+        &["--name", "lnk", "--network", "test 01"],
+        &["busybox", "sleep", "300"],
+    );
+    d.ok(&["network", "connect", "--link", "web:dbalias", "n2", "lnk"]);
+    let out = exec_sh(&d, "lnk", "nslookup dbalias");
+    assert!(out.contains(&format!("Address: {ipw}")), "{out}");
+    let out = exec_sh(&d, "cli", "nslookup dbalias || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    run_d(
+        &d,
+        &["--name", "lnk2", "--network", "n2", "--link", "web:w2"],
+        &["busybox", "sleep", "300"],
+    );
+    let out = exec_sh(&d, "lnk2", "nslookup w2");
+    assert!(out.contains(&format!("Address: {ipw}")), "{out}");
+    let o = d.berth(&["network", "connect", "--link", "web:x", "bridge", "cli"]);
+    assert!(
+        stderr(&o).contains("user-defined networks only"),
+        "{}",
+        stderr(&o)
+    );
+    // Disconnected, n2's names are gone at once.
+    d.ok(&["network", "disconnect", "n2", "cli"]);
+    let out = exec_sh(&d, "cli", "nslookup web || true");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // A bad MAC address is refused at create.
+    let o = d.berth(&["create", "--mac-address", "01:00:5e:00:00:01", "busybox"]);
+    assert!(stderr(&o).contains("multicast"), "{}", stderr(&o));
+    // Before API 1.44 the MAC address is container-wide (Config.MacAddress).
+    let (code, body) = d.curl(
+        "POST",
+        "/v1.43/containers/create?name=old",
+        Some(r#"{"Image":"busybox","Cmd":["sleep","300"],"MacAddress":"02:11:22:33:44:55"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    d.ok(&["start", "old"]);
+    let out = exec_sh(&d, "old", "ip link show eth0");
+    assert!(out.contains("02:11:22:33:44:55"), "{out}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "old"]),
+        "02:11:22:33:44:55"
+    );
+    // ... and inspect at those versions shows the endpoint's as Config.MacAddress.
+    let (_, body) = d.curl("GET", "/v1.43/containers/cli/json", None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Config"]["MacAddress"], "92:d0:c6:0a:29:33", "{body}");
+    d.ok(&["rm", "-f", "web", "cli", "old", "lnk", "lnk2"]);
+    d.ok(&["network", "rm", "test 01", "n2"]);
+}
+
+#[test]
+fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
+    let mut d = Daemon::start();
+    let (s6a, s6b) = (v6_subnet(&d, 0), v6_subnet(&d, 1));
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(0),
+        "--subnet",
+        &s6a,
+        "v6a",
+    ]);
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &d.user_subnet(1),
+        "--subnet",
+        &s6b,
+        "v6b",
+    ]);
+    let (base_a, base_b) = (s6a.trim_end_matches("/64"), s6b.trim_end_matches("/64"));
+    let fixed = format!("{base_a}99");
+    let port = free_port();
+    let srv = run_d(
+        &d,
+        &[
+            "--name",
+            "srv",
+            "--network",
+            "v6a",
+            "--ip6",
+            &fixed,
+            "-p",
+            &format!("[::1]:{port}:80"),
+        ],
+        HTTPD,
+    );
+    let f = |field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"v6a\").{field}}}}}"),
+            "srv",
+        ])
+    };
+    assert_eq!(f("GlobalIPv6Address"), fixed);
+    assert_eq!(f("GlobalIPv6PrefixLen"), "64");
+    assert_eq!(f("IPv6Gateway"), format!("{base_a}1"));
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}}", "v6a"]),
+        "true"
+    );
+    // Another container on v6a reaches it over IPv6, by address and by name (AAAA).
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "wget -qO- http://[{fixed}]/hostname; nslookup -type=AAAA srv; ping -6 -c1 -W3 srv"
+        ),
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.starts_with(&srv[..12]), "{out}");
+    assert!(out.contains(&format!("Address: {fixed}")), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    // The host reaches it through the bridge, and through the port published on [::1].
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", "-g", &format!("http://[{fixed}]/hostname")])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-g",
+            &format!("http://[::1]:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    // Published on the bridge's own IPv6 address, on [::], or on every address (which
+    // includes [::] as with dockerd), the port is NATed (ip6 table) to the container's IPv6
+    // address, without a proxy.
+    let gw6 = format!("{base_a}1");
+    let (p2, p3, p4) = (free_port(), free_port(), free_port());
+    let nat = run_d(
+        &d,
+        &[
+            "--network",
+            "v6a",
+            "-p",
+            &format!("[{gw6}]:{p2}:80"),
+            "-p",
+            &format!("[::]:{p3}:80"),
+            "-p",
+            &format!("{p4}:80"),
+        ],
+        HTTPD,
+    );
+    for url in [
+        format!("http://[{gw6}]:{p2}/hostname"),
+        format!("http://[{gw6}]:{p3}/hostname"),
+        format!("http://[{gw6}]:{p4}/hostname"),
+        format!("http://127.0.0.1:{p4}/hostname"),
+    ] {
+        let o = Command::new("curl")
+            .args(["-s", "-m", "3", "-g", &url])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o).trim(), &nat[..12], "{url}");
+    }
+    let o = Command::new("nft")
+        .args(["list", "map", "ip6", &d.table, "hostports"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains(&format!("{gw6} . tcp . {p2}")),
+        "{}",
+        stdout(&o)
+    );
+    let shown = d.ok(&["port", &nat, "80"]);
+    assert!(shown.contains(&format!("0.0.0.0:{p4}")), "{shown}");
+    assert!(shown.contains(&format!("[::]:{p4}")), "{shown}");
+    d.ok(&["rm", "-f", &nat]);
+    let ports = d.ok(&["port", "srv"]);
+    assert!(
+        ports.contains(&format!("[::1]:{port}")) || ports.contains(&format!("::1:{port}")),
+        "{ports}"
+    );
+    // A container on v6b does not reach v6a over IPv6 (nor over IPv4).
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6b",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("timeout 3 wget -qO- http://[{fixed}]/hostname || echo unreachable; ip -6 route"),
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(out.contains(&format!("default via {base_b}1")), "{out}");
+    // The IPv6 subnets are masqueraded when leaving the host.
+    let o = Command::new("nft")
+        .args(["list", "set", "ip6", &d.table, "masq_nets"])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&s6a), "{}", stdout(&o));
+    // connect --ip6 gives the asked address; --ip6 on a network without IPv6 is refused.
+    d.ok(&[
+        "network",
+        "connect",
+        "--ip6",
+        &format!("{base_b}77"),
+        "v6b",
+        "srv",
+    ]);
+    let out = exec_sh(&d, "srv", "ip -6 addr");
+    assert!(out.contains(&format!("{base_b}77/64")), "{out}");
+    let o = d.berth(&["run", "--rm", "--ip6", "fd42::5", "busybox", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    // After a daemon restart the addresses, names, proxied port and rules are all back, and
+    // the pools know which addresses are taken.
+    d.crash();
+    d.spawn();
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "--ip6",
+        &fixed,
+        "busybox",
+        "true",
+    ]);
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6a",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("nslookup -type=AAAA srv; wget -qO- http://srv/hostname; nslookup {fixed}"),
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("name = srv"),
+        "reverse lookup over IPv6: {out}"
+    );
+    assert!(out.contains(&format!("Address: {fixed}")), "{out}");
+    assert!(out.contains(&srv[..12]), "{out}");
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "3",
+            "-g",
+            &format!("http://[::1]:{port}/hostname"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &srv[..12]);
+    let o = Command::new("nft")
+        .args(["list", "set", "ip6", &d.table, "masq_nets"])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&s6a), "{}", stdout(&o));
+    // Without an IPv6 subnet or pool, an IPv6 network gets a unique local /64; an IPv6
+    // subnet that overlaps another network's is refused, and so is one without --ipv6.
+    d.ok(&["network", "create", "--ipv6", "auto6"]);
+    let auto = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 1).Subnet}}",
+        "auto6",
+    ]);
+    assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "{auto}");
+    let o = d.berth(&["network", "create", "--ipv6", "--subnet", &s6a, "dup6"]);
+    assert!(stderr(&o).contains("overlaps"), "{}", stderr(&o));
+    let o = d.berth(&["network", "create", "--subnet", &v6_subnet(&d, 2), "no6"]);
+    assert!(stderr(&o).contains("--ipv6"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "srv"]);
+    d.ok(&["network", "rm", "v6a", "v6b", "auto6"]);
+}
+
+#[test]
+fn daemon_ipv6_default_bridge_address_pools_and_host_gateway_ip() {
+    let pid = std::process::id();
+    let (a, b) = (pid % 65536, 200 + pid % 50);
+    let v6 = format!("fd43:{a:x}:1::/64");
+    let pool4 = format!("base=10.{b}.252.0/23,size=25");
+    let pool6 = format!("base=fd43:{a:x}:2::/48,size=64");
+    let d = Daemon::start_with(&[
+        "--ipv6",
+        "--fixed-cidr-v6",
+        &v6,
+        "--default-address-pool",
+        &pool4,
+        "--default-address-pool",
+        &pool6,
+        "--host-gateway-ip",
+        "192.0.2.7",
+    ]);
+    // The default bridge is an IPv6 network too.
+    let web = run_d(
+        &d,
+        &["--name", "web", "--add-host", "h:host-gateway"],
+        HTTPD,
+    );
+    let ip6 = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.GlobalIPv6Address}}",
+        "web",
+    ]);
+    assert!(ip6.starts_with(&format!("fd43:{a:x}:1::")), "{ip6}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.IPv6Gateway}}", "web"]),
+        format!("fd43:{a:x}:1::1")
+    );
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", "-g", &format!("http://[{ip6}]/hostname")])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), &web[..12]);
+    assert!(d
+        .ok(&["exec", "web", "cat", "/etc/hosts"])
+        .contains("192.0.2.7\th"));
+    // Networks without a subnet get theirs from the pools, of both families.
+    d.ok(&["network", "create", "--ipv6", "pooled"]);
+    let subnets = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        "pooled",
+    ]);
+    assert_eq!(
+        subnets,
+        format!("10.{b}.252.0/25 fd43:{a:x}:2::/64"),
+        "{subnets}"
+    );
+    run_d(&d, &["--name", "pp", "--network", "pooled"], HTTPD);
+    let out = d.ok(&["exec", "pp", "ip", "-6", "addr"]);
+    assert!(out.contains(&format!("fd43:{a:x}:2::2/64")), "{out}");
+    d.ok(&["rm", "-f", "web", "pp"]);
+    d.ok(&["network", "rm", "pooled"]);
+}
+
+#[test]
+fn docker_cli_drives_ipv6_and_endpoint_options() {
+    let d = Daemon::start();
+    let docker = |args: &[&str]| {
+        let o = d.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let (s4, s6) = (d.user_subnet(0), v6_subnet(&d, 0));
+    let base4 = s4.trim_end_matches("0/24");
+    let base6 = s6.trim_end_matches("/64");
+    docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &s4,
+        "--subnet",
+        &s6,
+        "--aux-address",
+        &format!("router={base4}250"),
+        "--ipam-opt",
+        "x=y",
+        "dnet",
+    ]);
+    let ipam = docker(&["network", "inspect", "-f", "{{json .IPAM}}", "dnet"]);
+    assert!(
+        ipam.contains(&format!(
+            r#""AuxiliaryAddresses":{{"router":"{base4}250"}}"#
+        )),
+        "{ipam}"
+    );
+    assert!(ipam.contains(r#""Options":{"x":"y"}"#), "{ipam}");
+    assert!(ipam.contains(&s6), "{ipam}");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dc",
+        "--network",
+        "dnet",
+        "--ip6",
+        &format!("{base6}44"),
+        "--mac-address",
+        "02:aa:bb:cc:dd:ee",
+        "--link-local-ip",
+        "169.254.3.3",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = d.ok(&["exec", "dc", "ip", "addr", "show", "eth0"]);
+    for want in [
+        format!("{base6}44/64"),
+        "02:aa:bb:cc:dd:ee".to_string(),
+        "169.254.3.3/16".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want}: {out}");
+    }
+    let net = docker(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks.dnet}}",
+        "dc",
+    ]);
+    for want in [
+        format!(r#""IPv6Address":"{base6}44""#),
+        r#""LinkLocalIPs":["169.254.3.3"]"#.to_string(),
+        r#""MacAddress":"02:aa:bb:cc:dd:ee""#.to_string(),
+        format!(r#""GlobalIPv6Address":"{base6}44""#),
+    ] {
+        assert!(net.contains(&want), "{want}: {net}");
+    }
+    d.ok(&["rm", "-f", "dc"]);
+    d.ok(&["network", "rm", "dnet"]);
+}
+
+#[test]
+fn ipv6_only_networks_resolve_and_carry_traffic() {
+    let d = Daemon::start();
+    let s6 = v6_subnet(&d, 0);
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        &s6,
+        "only6",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv4}} {{len .IPAM.Config}}",
+            "only6"
+        ]),
+        "false 1"
+    );
+    let srv = run_d(&d, &["--name", "srv6", "--network", "only6"], HTTPD);
+    let f = |field: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"only6\").{field}}}}}"),
+            "srv6",
+        ])
+    };
+    assert_eq!(f("IPAddress"), "");
+    let ip6 = f("GlobalIPv6Address");
+    assert!(ip6.starts_with(s6.trim_end_matches("::/64")), "{ip6}");
+    // No IPv4 address; names resolve (AAAA) through the server on the IPv6 gateway.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "only6",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v4=$(ip -4 addr show eth0 | grep -c inet); nslookup -type=AAAA srv6; wget -qO- http://srv6/hostname",
+    ]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("v4=0"), "{out}");
+    assert!(out.contains(&format!("Address: {ip6}")), "{out}");
+    assert!(out.contains(&srv[..12]), "{out}");
+    // What cannot be done is refused.
+    let o = d.berth(&["network", "create", "--ipv4=false", "none46"]);
+    assert!(stderr(&o).contains("--ipv6"), "{}", stderr(&o));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "only6",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(stderr(&o).contains("IPv6-only"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "srv6"]);
+    d.ok(&["network", "rm", "only6"]);
 }

@@ -789,3 +789,25 @@ fn docker_cli_volume_flows() {
     assert!(pruned.contains("dv"), "{pruned}");
     assert_eq!(run(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn anonymous_volumes_are_labelled_from_api_1_42() {
+    let d = Daemon::start();
+    let (code, body) = d.curl("POST", "/v1.43/volumes/create", Some("{}"));
+    assert_eq!(code, 201, "{body}");
+    let anon: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(anon["Labels"]["com.docker.volume.anonymous"], "");
+    let (code, body) = d.curl("POST", "/v1.41/volumes/create", Some("{}"));
+    assert_eq!(code, 201, "{body}");
+    let old: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        old["Labels"].get("com.docker.volume.anonymous").is_none(),
+        "{body}"
+    );
+    // The default prune removes only the anonymous one.
+    let (code, body) = d.curl("POST", "/v1.43/volumes/prune", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(anon["Name"].as_str().unwrap()), "{body}");
+    assert!(!body.contains(old["Name"].as_str().unwrap()), "{body}");
+    d.ok(&["volume", "rm", old["Name"].as_str().unwrap()]);
+}

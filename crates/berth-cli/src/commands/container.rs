@@ -123,6 +123,15 @@ pub struct CreateArgs {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Container IPv4/IPv6 link-local addresses
+    #[arg(long = "link-local-ip")]
+    pub link_local_ip: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Add link to another container
     #[arg(long)]
     pub link: Vec<String>,
@@ -344,8 +353,21 @@ fn create_body(a: &CreateArgs, attach: bool, api_socket: Option<&str>) -> Result
     if !a.network_alias.is_empty() {
         endpoint.insert("Aliases".into(), json!(a.network_alias));
     }
+    let mut ipam = serde_json::Map::new();
     if let Some(ip) = &a.ip {
-        endpoint.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+        ipam.insert("IPv4Address".into(), json!(ip));
+    }
+    if let Some(ip) = &a.ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip));
+    }
+    if !a.link_local_ip.is_empty() {
+        ipam.insert("LinkLocalIPs".into(), json!(a.link_local_ip));
+    }
+    if !ipam.is_empty() {
+        endpoint.insert("IPAMConfig".into(), Value::Object(ipam));
+    }
+    if let Some(mac) = &a.mac_address {
+        endpoint.insert("MacAddress".into(), json!(mac));
     }
     let entrypoint = a.entrypoint.as_ref().map(|e| {
         if e.is_empty() {
@@ -1154,7 +1176,9 @@ fn display_ports(ports: &Value) -> String {
     items
         .iter()
         .map(|(published, ip, public, private, kind)| {
-            if *published == 0 {
+            if *published == 0 && ip.contains(':') {
+                format!("[{ip}]:{public}->{private}/{kind}")
+            } else if *published == 0 {
                 format!("{ip}:{public}->{private}/{kind}")
             } else {
                 format!("{private}/{kind}")

@@ -46,9 +46,21 @@ pub struct CreateArgs {
     /// Enable manual container attachment
     #[arg(long)]
     pub attachable: bool,
-    /// Enable IPv6 networking
-    #[arg(long)]
-    pub ipv6: bool,
+    /// Enable or disable IPv4 address assignment
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv4: Option<bool>,
+    /// Enable or disable IPv6 address assignment
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv6: Option<bool>,
+    /// Auxiliary IPv4 or IPv6 addresses used by Network driver
+    #[arg(long = "aux-address")]
+    pub aux_address: Vec<String>,
+    /// IP Address Management Driver
+    #[arg(long = "ipam-driver", default_value = "default")]
+    pub ipam_driver: String,
+    /// Set IPAM driver specific options
+    #[arg(long = "ipam-opt")]
+    pub ipam_opt: Vec<String>,
     /// Set metadata on a network
     #[arg(long)]
     pub label: Vec<String>,
@@ -155,6 +167,25 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., "2001:db8::33")
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Add link to another container
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// Add a link-local address for the container
+    #[arg(long = "link-local-ip")]
+    pub link_local_ip: Vec<String>,
+    /// driver options for the network
+    #[arg(long = "driver-opt")]
+    pub driver_opt: Vec<String>,
+    /// Highest gw-priority provides the default gateway. Accepts positive and negative values.
+    #[arg(
+        long = "gw-priority",
+        allow_negative_numbers = true,
+        default_value_t = 0
+    )]
+    pub gw_priority: i64,
     pub network: String,
     pub container: String,
 }
@@ -203,41 +234,61 @@ async fn create(c: &Client, a: CreateArgs) -> i32 {
         eprintln!("berth: {e}");
         return 125;
     }
-    if a.subnet.len() > 1 || a.gateway.len() > a.subnet.len() || a.ip_range.len() > a.subnet.len() {
-        eprintln!(
-            "berth: a gateway or ip-range needs a subnet, and berth networks take one subnet"
-        );
+    if a.gateway.len() > a.subnet.len() || a.ip_range.len() > a.subnet.len() {
+        eprintln!("berth: a gateway or ip-range needs a subnet");
         return 125;
     }
-    let (labels, options) = match (key_values(&a.label, "label"), key_values(&a.opt, "opt")) {
-        (Ok(l), Ok(o)) => (l, o),
-        (Err(e), _) | (_, Err(e)) => {
+    let kv = (
+        key_values(&a.label, "label"),
+        key_values(&a.opt, "opt"),
+        key_values(&a.ipam_opt, "ipam-opt"),
+        key_values(&a.aux_address, "aux-address"),
+    );
+    let (labels, options, ipam_opts, aux) = match kv {
+        (Ok(l), Ok(o), Ok(i), Ok(x)) => (l, o, i, x),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
             eprintln!("berth: {e}");
             return 125;
         }
     };
+    // Gateways, ranges and auxiliary addresses go with the subnet of their family (as the
+    // docker CLI pairs them).
+    let family = |s: &str| s.contains(':');
     let config: Vec<Value> = a
         .subnet
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
+            let six = family(s);
+            let gateway = a.gateway.iter().find(|g| family(g) == six);
+            let range = a.ip_range.iter().find(|r| family(r) == six);
+            let aux: serde_json::Map<String, Value> = aux
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|v| family(v) == six))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             json!({
                 "Subnet": s,
-                "Gateway": a.gateway.get(i).cloned().unwrap_or_default(),
-                "IPRange": a.ip_range.get(i).cloned().unwrap_or_default(),
+                "Gateway": gateway.cloned().unwrap_or_default(),
+                "IPRange": range.cloned().unwrap_or_default(),
+                "AuxiliaryAddresses": aux,
             })
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "Name": a.name,
         "Driver": a.driver,
         "Internal": a.internal,
         "Attachable": a.attachable,
-        "EnableIPv6": a.ipv6,
-        "IPAM": {"Driver": "default", "Config": config, "Options": {}},
+        "IPAM": {"Driver": a.ipam_driver, "Config": config, "Options": ipam_opts},
         "Options": options,
         "Labels": labels,
     });
+    if let Some(v6) = a.ipv6 {
+        body["EnableIPv6"] = json!(v6);
+    }
+    if let Some(v4) = a.ipv4 {
+        body["EnableIPv4"] = json!(v4);
+    }
     match c.post("/networks/create", Some(body)).await {
         Ok(v) => {
             println!("{}", v["Id"].as_str().unwrap_or_default());
@@ -352,8 +403,34 @@ async fn connect(c: &Client, a: ConnectArgs) -> i32 {
     if !a.alias.is_empty() {
         ep.insert("Aliases".into(), json!(a.alias));
     }
+    let mut ipam = serde_json::Map::new();
     if let Some(ip) = &a.ip {
-        ep.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+        ipam.insert("IPv4Address".into(), json!(ip));
+    }
+    if let Some(ip) = &a.ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip));
+    }
+    if !a.link_local_ip.is_empty() {
+        ipam.insert("LinkLocalIPs".into(), json!(a.link_local_ip));
+    }
+    if !ipam.is_empty() {
+        ep.insert("IPAMConfig".into(), Value::Object(ipam));
+    }
+    if !a.link.is_empty() {
+        ep.insert("Links".into(), json!(a.link));
+    }
+    match key_values(&a.driver_opt, "driver-opt") {
+        Ok(o) if !o.is_empty() => {
+            ep.insert("DriverOpts".into(), Value::Object(o));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    }
+    if a.gw_priority != 0 {
+        ep.insert("GwPriority".into(), json!(a.gw_priority));
     }
     let body = json!({"Container": a.container, "EndpointConfig": ep});
     match c
@@ -419,11 +496,14 @@ pub async fn port(c: &Client, a: PortArgs) -> i32 {
                 continue;
             }
             for b in ports[k].as_array().into_iter().flatten() {
-                let addr = format!(
-                    "{}:{}",
-                    b["HostIp"].as_str().unwrap_or(""),
-                    b["HostPort"].as_str().unwrap_or("")
-                );
+                // IPv6 addresses in brackets, as docker shows them.
+                let ip = b["HostIp"].as_str().unwrap_or("");
+                let port = b["HostPort"].as_str().unwrap_or("");
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                };
                 lines.push(if want.is_some() {
                     addr
                 } else {

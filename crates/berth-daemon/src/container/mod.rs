@@ -87,6 +87,25 @@ pub struct Endpoint {
     pub mac: String,
     pub host_ifname: String,
     pub ifname: String,
+    /// Asked for at create or connect, kept across restarts: the MAC address, the IPv6
+    /// address, link-local addresses, driver options and the gateway priority.
+    #[serde(default)]
+    pub requested_mac: String,
+    #[serde(default)]
+    pub requested_ip6: String,
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    #[serde(default)]
+    pub driver_opts: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub gw_priority: i64,
+    /// While running, on IPv6 networks.
+    #[serde(default)]
+    pub ip6: String,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: String,
 }
 
 /// One published port while the container runs.
@@ -94,9 +113,13 @@ pub struct Endpoint {
 pub struct Published {
     pub proto: berth_network::nft::Proto,
     /// None: every local address.
-    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_ip: Option<std::net::IpAddr>,
     pub host_port: u16,
     pub container_ip: std::net::Ipv4Addr,
+    /// For a port published on an IPv6 host address other than loopback, to a container
+    /// with an IPv6 address: NATed there (the proxy serves only what NAT cannot, `::1`).
+    #[serde(default)]
+    pub container_ip6: Option<std::net::Ipv6Addr>,
     pub container_port: u16,
     /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
     #[serde(default)]

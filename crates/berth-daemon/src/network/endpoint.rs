@@ -1,7 +1,7 @@
 //! A container on its networks: endpoints chosen at create and connect, addresses, veths, DNS
 //! names and published ports while it runs, and its /etc/hosts and /etc/resolv.conf.
 
-use super::ports::{bind_port, port_maps, proxy_port, take_port, wanted_ports};
+use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, v6_twin, wanted_ports};
 use super::{net_err, Network};
 use crate::container::{Endpoint, Published, Record};
 use crate::error::{Error, Result};
@@ -9,7 +9,7 @@ use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
 use berth_network::link;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub fn mode(r: &Record) -> Mode {
 }
 
 /// The network a bridge-mode container was created on (its eth0).
-pub(super) fn primary_name(r: &Record) -> &str {
+pub(crate) fn primary_name(r: &Record) -> &str {
     match r.host_config.network_mode.as_str() {
         "" | "default" => "bridge",
         m => m,
@@ -87,17 +87,127 @@ fn check_endpoint_config(n: &Network, ep: &EndpointSettings) -> Result<()> {
             )));
         }
     }
+    let ip6 = ep
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv6_address.as_str())
+        .unwrap_or("");
+    if !ip6.is_empty() {
+        if !user {
+            return Err(Error::bad_request(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+        let a: Ipv6Addr = ip6
+            .parse()
+            .map_err(|_| Error::bad_request(format!("invalid IPv6 address: {ip6}")))?;
+        if !n.rec.subnet6().is_some_and(|s| s.contains(a)) {
+            return Err(Error::bad_request(format!(
+                "no configured subnet contains IP address {a}{}",
+                if n.rec.enable_ipv6 {
+                    ""
+                } else {
+                    " (the network is not an IPv6 network: create it with --ipv6)"
+                }
+            )));
+        }
+    }
+    for l in ep
+        .ipam_config
+        .as_ref()
+        .and_then(|c| c.link_local_ips.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if l.parse::<IpAddr>().is_err() {
+            return Err(Error::bad_request(format!(
+                "invalid link-local IP address: {l}"
+            )));
+        }
+    }
+    if !ep.mac_address.is_empty() {
+        check_mac(&ep.mac_address)?;
+    }
+    if let Some(list) = ep.driver_opts.as_ref().and_then(|o| o.get(SYSCTLS_OPT)) {
+        parse_sysctls(list, "IFNAME")?;
+    }
     Ok(())
+}
+
+/// The driver option with per-interface sysctls (Docker's bridge driver's), whose keys name
+/// the interface `IFNAME`: `net.ipv4.conf.IFNAME.log_martians=1,net.ipv6.conf.IFNAME.x=0`.
+const SYSCTLS_OPT: &str = "com.docker.network.endpoint.sysctls";
+
+/// The sysctls `DriverOpts` asks for on `ep`'s interface, keys checked and `IFNAME` replaced.
+fn endpoint_sysctls(ep: &Endpoint) -> Result<Vec<(String, String)>> {
+    let Some(list) = ep.driver_opts.get(SYSCTLS_OPT) else {
+        return Ok(Vec::new());
+    };
+    parse_sysctls(list, &ep.ifname)
+}
+
+fn parse_sysctls(list: &str, ifname: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| {
+            Error::bad_request(format!("invalid sysctl {item:?} in {SYSCTLS_OPT}: {why}"))
+        };
+        let (key, value) = item.split_once('=').ok_or_else(|| bad("want key=value"))?;
+        let parts: Vec<&str> = key.split('.').collect();
+        let per_interface = matches!(
+            parts.as_slice(),
+            ["net", "ipv4" | "ipv6" | "mpls", "conf", "IFNAME", rest] if !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
+        if !per_interface {
+            return Err(bad(
+                "only net.{ipv4,ipv6,mpls}.conf.IFNAME.<setting> keys are allowed",
+            ));
+        }
+        if value.is_empty() || value.contains(['\n', '/']) {
+            return Err(bad("bad value"));
+        }
+        out.push((key.replacen("IFNAME", ifname, 1), value.to_string()));
+    }
+    Ok(out)
+}
+
+/// A MAC address an interface can take: six hex bytes, not a multicast address.
+fn check_mac(mac: &str) -> Result<[u8; 6]> {
+    match parse_mac(mac) {
+        Some(m) if m[0] & 1 == 0 => Ok(m),
+        Some(_) => Err(Error::bad_request(format!(
+            "invalid MAC address {mac}: it is a multicast address"
+        ))),
+        None => Err(Error::bad_request(format!("invalid MAC address: {mac}"))),
+    }
+}
+
+/// The prefix a `--link-local-ip` gets: the link-local networks' (169.254.0.0/16,
+/// fe80::/64), else the address alone.
+fn link_local_prefix(a: IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(v) if v.is_link_local() => 16,
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80 => 64,
+        IpAddr::V6(_) => 128,
+    }
 }
 
 fn new_endpoint(n: &Network, ep: Option<&EndpointSettings>) -> Result<Endpoint> {
     let ep = ep.cloned().unwrap_or_default();
     check_endpoint_config(n, &ep)?;
+    let ipam = ep.ipam_config.unwrap_or_default();
     Ok(Endpoint {
         network_id: n.rec.id.clone(),
         endpoint_id: crate::util::random_id()?,
         aliases: ep.aliases.unwrap_or_default(),
-        requested_ip: ep.ipam_config.map(|c| c.ipv4_address).unwrap_or_default(),
+        requested_ip: ipam.ipv4_address,
+        requested_ip6: ipam.ipv6_address,
+        link_local_ips: ipam.link_local_ips.unwrap_or_default(),
+        requested_mac: ep.mac_address.to_ascii_lowercase(),
+        driver_opts: ep.driver_opts.unwrap_or_default(),
+        gw_priority: ep.gw_priority,
         links: Vec::new(),
         ..Endpoint::default()
     })
@@ -112,6 +222,13 @@ pub fn configure(
     let h = &r.host_config;
     let links = h.links.clone().unwrap_or_default();
     match mode(r) {
+        Mode::Container(_) | Mode::Host | Mode::None
+            if r.config.mac_address.as_ref().is_some_and(|m| !m.is_empty()) =>
+        {
+            return Err(Error::bad_request(
+                "conflicting options: mac-address and the network mode",
+            ));
+        }
         Mode::Container(other) => {
             // At create the hostname was filled with the short id; anything else came from -h.
             if !r.config.hostname.is_empty() && r.config.hostname != r.short_id() {
@@ -158,11 +275,27 @@ pub fn configure(
         )));
     }
     let mut ep = new_endpoint(&pn, primary_cfg.as_ref())?;
-    if !links.is_empty() {
-        if pn.rec.name != "bridge" {
+    // The container-wide MAC address (`Config.MacAddress`, API < 1.44) is the primary
+    // endpoint's.
+    if let Some(mac) = r.config.mac_address.clone().filter(|m| !m.is_empty()) {
+        check_mac(&mac)?;
+        let mac = mac.to_ascii_lowercase();
+        if ep.requested_mac.is_empty() {
+            ep.requested_mac = mac;
+        } else if ep.requested_mac != mac {
             return Err(Error::bad_request(
-                "--link is supported on the default bridge network only",
+                "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
             ));
+        }
+    }
+    if !links.is_empty() {
+        // On the default bridge links are /etc/hosts entries and variables; on a user-defined
+        // network, names its embedded DNS answers for this container only.
+        if pn.rec.predefined && pn.rec.name != "bridge" {
+            return Err(Error::bad_request(format!(
+                "--link is not supported on network {}",
+                pn.rec.name
+            )));
         }
         for l in &links {
             let (target, alias) = parse_link(l)?;
@@ -226,34 +359,7 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
             ))
         })?;
         let mut ep = ep.clone();
-        let (Some(subnet), Some(gw)) = (n.rec.subnet(), n.rec.gateway()) else {
-            return Err(Error::internal(format!("network {name} has no subnet")));
-        };
-        let ip = {
-            let mut pool = n.pool();
-            let pool = pool
-                .as_mut()
-                .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
-            if ep.requested_ip.is_empty() {
-                pool.allocate().map_err(net_err)?
-            } else {
-                let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
-                    Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
-                })?;
-                pool.reserve(a).map_err(net_err)?;
-                a
-            }
-        };
-        ep.ip = ip.to_string();
-        ep.prefix = subnet.prefix;
-        ep.gateway = if n.rec.internal {
-            String::new()
-        } else {
-            gw.to_string()
-        };
-        ep.mac = fmt_mac(link::mac_for(ip));
-        ep.host_ifname = link::random_veth_name();
-        ep.ifname = format!("eth{i}");
+        fill(&n, name, &mut ep, format!("eth{i}"))?;
         // Recorded at once, so a failure further on gives this address back.
         c.rec().net.endpoints.insert(name.clone(), ep.clone());
         filled.push(ep);
@@ -263,31 +369,160 @@ fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
         return Ok(());
     }
     let Some(target) = filled.first().and_then(|e| e.ip.parse::<Ipv4Addr>().ok()) else {
-        return Ok(());
+        return Err(Error::bad_request(
+            "publishing ports needs an IPv4 address on the container's first network: berth does not publish ports of containers on IPv6-only networks",
+        ));
     };
+    let target6 = filled.first().and_then(|e| e.ip6.parse::<Ipv6Addr>().ok());
     let mut fds = Vec::new();
     let mut published = Vec::new();
     for w in &wanted {
         // Recorded as they are taken, so that a failure further on gives them back.
-        let (fd, port) = take_port(w, d.net.cfg.userland_proxy)?;
+        let nat6 = target6.filter(|_| w.host_ip.is_some_and(|h| h.is_ipv6() && !h.is_loopback()));
+        let via_proxy = proxied(d, w.host_ip, nat6.is_some());
+        let (fd, port) = take_port(w, via_proxy)?;
         let mut p = Published {
             proto: w.proto,
             host_ip: w.host_ip,
             host_port: port,
             container_ip: target,
+            container_ip6: nat6,
             container_port: w.container_port,
             proxy_pid: 0,
         };
-        if d.net.cfg.userland_proxy {
+        if via_proxy {
             p.proxy_pid = proxy_port(d, &c.id, &p, fd)?;
         } else {
             fds.push(fd);
         }
         published.push(p);
         c.rec().net.ports = published.clone();
+        // Every address means IPv6 ones too when the container has an IPv6 address.
+        if let (None, Some(t6)) = (w.host_ip, target6) {
+            let twin = v6_twin(w, port);
+            let via_proxy = proxied(d, twin.host_ip, true);
+            let (fd, _) = take_port(&twin, via_proxy)?;
+            let mut p6 = Published {
+                host_ip: twin.host_ip,
+                container_ip6: Some(t6),
+                proxy_pid: 0,
+                ..p
+            };
+            if via_proxy {
+                p6.proxy_pid = proxy_port(d, &c.id, &p6, fd)?;
+            } else {
+                fds.push(fd);
+            }
+            published.push(p6);
+            c.rec().net.ports = published.clone();
+        }
     }
     d.net.hold_ports(&c.id, fds);
     Ok(())
+}
+
+/// Addresses (IPv4, and IPv6 on an IPv6 network), MAC and interface names for endpoint `ep`
+/// on network `n` (named `name`), to be wired as `ifname`. On error nothing stays taken.
+fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()> {
+    // An IPv6-only network has neither IPv4 subnet nor pool.
+    let v4 = match (n.rec.subnet(), n.rec.gateway()) {
+        (Some(subnet), Some(gw)) => Some((subnet, gw)),
+        _ if !n.rec.enable_ipv4 => None,
+        _ => return Err(Error::internal(format!("network {name} has no subnet"))),
+    };
+    let ip = match v4 {
+        None => None,
+        Some(_) => {
+            let mut pool = n.pool();
+            let pool = pool
+                .as_mut()
+                .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
+            Some(if ep.requested_ip.is_empty() {
+                pool.allocate().map_err(net_err)?
+            } else {
+                let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
+                    Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
+                })?;
+                pool.reserve(a).map_err(net_err)?;
+                a
+            })
+        }
+    };
+    let ip6 = match n.rec.subnet6() {
+        None => None,
+        Some(s6) => {
+            let taken = match n.pool6().as_mut() {
+                None => Err(Error::internal(format!(
+                    "network {name} has no IPv6 address pool"
+                ))),
+                Some(p) if ep.requested_ip6.is_empty() => p.allocate().map_err(net_err),
+                Some(p) => match ep.requested_ip6.parse::<Ipv6Addr>() {
+                    Ok(a) => p.reserve(a).map(|()| a).map_err(net_err),
+                    Err(_) => Err(Error::bad_request(format!(
+                        "invalid IPv6 address {}",
+                        ep.requested_ip6
+                    ))),
+                },
+            };
+            match taken {
+                Ok(a) => Some((a, s6.prefix)),
+                Err(e) => {
+                    if let (Some(p), Some(ip)) = (n.pool().as_mut(), ip) {
+                        p.release(ip);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if let (Some(ip), Some((subnet, gw))) = (ip, v4) {
+        ep.ip = ip.to_string();
+        ep.prefix = subnet.prefix;
+        ep.gateway = if n.rec.internal {
+            String::new()
+        } else {
+            gw.to_string()
+        };
+    }
+    if let Some((a, p)) = ip6 {
+        ep.ip6 = a.to_string();
+        ep.prefix6 = p;
+        ep.gateway6 = if n.rec.internal {
+            String::new()
+        } else {
+            n.rec.gateway6.clone()
+        };
+    }
+    // Docker's 02:42 + the IPv4 address; on an IPv6-only network the IPv6 address's last
+    // four bytes take its place.
+    let for_mac = ip.or_else(|| {
+        ip6.map(|(a, _)| {
+            let o = a.octets();
+            Ipv4Addr::new(o[12], o[13], o[14], o[15])
+        })
+    });
+    ep.mac = match for_mac {
+        _ if !ep.requested_mac.is_empty() => ep.requested_mac.clone(),
+        Some(a) => fmt_mac(link::mac_for(a)),
+        None => return Err(Error::internal(format!("network {name} has no subnet"))),
+    };
+    ep.host_ifname = link::random_veth_name();
+    ep.ifname = ifname;
+    Ok(())
+}
+
+/// Give back the addresses [`fill`] took for `ep` on `n`.
+fn unfill(n: &Network, ep: &Endpoint) {
+    if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
+        if let Some(p) = n.pool().as_mut() {
+            p.release(ip);
+        }
+    }
+    if let Ok(ip) = ep.ip6.parse::<Ipv6Addr>() {
+        if let Some(p) = n.pool6().as_mut() {
+            p.release(ip);
+        }
+    }
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {
@@ -320,6 +555,61 @@ pub fn dns_names(r: &Record, ep: &Endpoint) -> Vec<String> {
     names
 }
 
+/// What the embedded DNS answers for the container on network `net`: its [`dns_names`],
+/// also qualified with the network's name (`web.mynet`).
+fn dns_keys(r: &Record, ep: &Endpoint, net: &str) -> Vec<String> {
+    let names = dns_names(r, ep);
+    let qualified: Vec<String> = names.iter().map(|n| format!("{n}.{net}")).collect();
+    names.into_iter().chain(qualified).collect()
+}
+
+/// An endpoint's links as (alias, target) pairs.
+fn link_names(ep: &Endpoint) -> Vec<(String, String)> {
+    ep.links
+        .iter()
+        .map(|l| {
+            let (t, a) = l.split_once(':').unwrap_or((l, l));
+            (a.to_string(), t.to_string())
+        })
+        .collect()
+}
+
+/// Each DNS network of the container also answers it with the names of its other networks
+/// (a container resolves names on every network it is attached to).
+fn refresh_peers(d: &Daemon, r: &Record) {
+    let nets: Vec<(Arc<Network>, Ipv4Addr)> = r
+        .net
+        .endpoints
+        .values()
+        .filter_map(|ep| {
+            let n = d.net.find(&ep.network_id).ok()?;
+            let ip = ep.ip.parse().ok()?;
+            n.rec.has_dns().then_some((n, ip))
+        })
+        .collect();
+    let all: Vec<berth_network::dns::Names> = nets.iter().map(|(n, _)| n.names.clone()).collect();
+    for (n, ip) in &nets {
+        n.names.set_peers(&r.id, *ip, &all);
+    }
+}
+
+/// Which endpoint holds the default route: the highest `GwPriority` among those with a
+/// gateway, the first in interface order on a tie.
+fn router(r: &Record) -> Option<String> {
+    let mut best: Option<(&String, i64)> = None;
+    for name in ordered(r) {
+        if let Some((k, ep)) = r.net.endpoints.get_key_value(&name) {
+            if ep.gateway.is_empty() && ep.gateway6.is_empty() {
+                continue;
+            }
+            if best.is_none_or(|(_, p)| ep.gw_priority > p) {
+                best = Some((k, ep.gw_priority));
+            }
+        }
+    }
+    best.map(|(k, _)| k.clone())
+}
+
 /// Once the container's init exists (`pid`): its veths, its DNS names, its published ports.
 pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
     let r = c.snapshot();
@@ -328,15 +618,17 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
     }
     let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| Error::internal(format!("network namespace of the container: {e}")))?;
+    let routes = router(&r);
     for name in ordered(&r) {
         let Some(ep) = r.net.endpoints.get(&name) else {
             continue;
         };
-        if ep.ip.is_empty() {
+        if ep.ip.is_empty() && ep.ip6.is_empty() {
             continue;
         }
-        connect_one(d, &r, &name, ep, &netns).await?;
+        connect_one(d, &r, &name, ep, &netns, routes.as_ref() == Some(&name)).await?;
     }
+    refresh_peers(d, &r);
     d.net
         .table
         .add_ports(&port_maps(&r))
@@ -350,23 +642,51 @@ async fn connect_one(
     name: &str,
     ep: &Endpoint,
     netns: &std::fs::File,
+    routes: bool,
 ) -> Result<()> {
     let n = d.net.find(&ep.network_id)?;
     let bad = |what: &str| Error::internal(format!("endpoint on {name}: bad {what}"));
+    let ip6 = if ep.ip6.is_empty() {
+        None
+    } else {
+        Some((
+            ep.ip6
+                .parse::<Ipv6Addr>()
+                .map_err(|_| bad("IPv6 address"))?,
+            ep.prefix6,
+        ))
+    };
+    let mut extra = Vec::new();
+    for l in &ep.link_local_ips {
+        let a: IpAddr = l.parse().map_err(|_| bad("link-local address"))?;
+        extra.push((a, link_local_prefix(a)));
+    }
     let spec = link::Endpoint {
         bridge: n.rec.bridge.clone(),
         host_ifname: ep.host_ifname.clone(),
         ifname: ep.ifname.clone(),
         mac: parse_mac(&ep.mac).ok_or_else(|| bad("mac"))?,
-        ip: ep.ip.parse().map_err(|_| bad("address"))?,
+        ip: if ep.ip.is_empty() {
+            None
+        } else {
+            Some(ep.ip.parse().map_err(|_| bad("address"))?)
+        },
         prefix: ep.prefix,
-        // Only the first interface routes out.
-        gateway: if ep.ifname == "eth0" {
+        // One interface routes out (see `router`).
+        gateway: if routes {
             ep.gateway.parse().ok()
         } else {
             None
         },
         mtu: n.rec.mtu,
+        ip6,
+        gateway6: if routes {
+            ep.gateway6.parse().ok()
+        } else {
+            None
+        },
+        extra,
+        sysctls: endpoint_sysctls(ep)?,
     };
     d.net
         .link
@@ -374,7 +694,12 @@ async fn connect_one(
         .await
         .map_err(|e| Error::internal(format!("connecting to network {name}: {e}")))?;
     if n.rec.has_dns() {
-        n.names.set(&r.id, &dns_names(r, ep), spec.ip);
+        n.names.set_addrs(
+            &r.id,
+            &dns_keys(r, ep, &n.rec.name),
+            spec.ip,
+            ip6.map(|(a, _)| a),
+        );
         let own: Vec<SocketAddr> = r
             .host_config
             .dns
@@ -383,8 +708,12 @@ async fn connect_one(
             .filter_map(|s| s.parse::<Ipv4Addr>().ok())
             .map(|a| SocketAddr::new(a.into(), 53))
             .collect();
-        if !own.is_empty() {
-            n.names.set_upstreams_for(&r.id, spec.ip, own);
+        // Clients are told apart by IPv4 address (none on an IPv6-only network).
+        if let Some(ip) = spec.ip {
+            if !own.is_empty() {
+                n.names.set_upstreams_for(&r.id, ip, own);
+            }
+            n.names.set_links(&r.id, ip, &link_names(ep));
         }
     }
     Ok(())
@@ -397,15 +726,16 @@ fn release_local(d: &Daemon, c: &Container) {
     d.net.stop_proxies(&c.id, &ports);
     let mut r = c.rec();
     for ep in r.net.endpoints.values_mut() {
-        if let (Ok(n), Ok(ip)) = (d.net.find(&ep.network_id), ep.ip.parse::<Ipv4Addr>()) {
-            if let Some(p) = n.pool().as_mut() {
-                p.release(ip);
-            }
+        if let Ok(n) = d.net.find(&ep.network_id) {
+            unfill(&n, ep);
             n.names.remove(&c.id);
         }
         ep.ip.clear();
         ep.prefix = 0;
         ep.gateway.clear();
+        ep.ip6.clear();
+        ep.prefix6 = 0;
+        ep.gateway6.clear();
         ep.mac.clear();
         ep.host_ifname.clear();
         ep.ifname.clear();
@@ -431,26 +761,42 @@ pub fn release(d: &Daemon, c: &Container) {
 pub fn readopt(d: &Daemon, c: &Container) {
     let r = c.snapshot();
     for (name, ep) in &r.net.endpoints {
-        let (Ok(n), Ok(ip)) = (d.net.find(&ep.network_id), ep.ip.parse::<Ipv4Addr>()) else {
+        let Ok(n) = d.net.find(&ep.network_id) else {
             continue;
         };
-        if let Some(p) = n.pool().as_mut() {
-            if let Err(e) = p.reserve(ip) {
-                tracing::warn!("container {}: address {ip} on {name}: {e}", c.id);
+        let ip = ep.ip.parse::<Ipv4Addr>().ok();
+        let ip6 = ep.ip6.parse::<Ipv6Addr>().ok();
+        if ip.is_none() && ip6.is_none() {
+            continue;
+        }
+        if let (Some(a), Some(p)) = (ip, n.pool().as_mut()) {
+            if let Err(e) = p.reserve(a) {
+                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+            }
+        }
+        if let (Some(a), Some(p)) = (ip6, n.pool6().as_mut()) {
+            if let Err(e) = p.reserve(a) {
+                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
             }
         }
         if n.rec.has_dns() {
-            n.names.set(&r.id, &dns_names(&r, ep), ip);
+            n.names
+                .set_addrs(&r.id, &dns_keys(&r, ep, &n.rec.name), ip, ip6);
+            if let Some(ip) = ip {
+                n.names.set_links(&r.id, ip, &link_names(ep));
+            }
         }
     }
+    refresh_peers(d, &r);
     let mut fds = Vec::new();
     let mut ports = r.net.ports.clone();
     for p in ports.iter_mut() {
         if p.proxy_pid != 0 && super::proxy_alive(p) {
             continue;
         }
-        match bind_port(p.proto, p.host_ip, p.host_port, d.net.cfg.userland_proxy) {
-            Ok((fd, _)) if d.net.cfg.userland_proxy => match proxy_port(d, &c.id, p, fd) {
+        let via_proxy = proxied(d, p.host_ip, p.container_ip6.is_some());
+        match bind_port(p.proto, p.host_ip, p.host_port, via_proxy) {
+            Ok((fd, _)) if via_proxy => match proxy_port(d, &c.id, p, fd) {
                 Ok(pid) => p.proxy_pid = pid,
                 Err(e) => tracing::warn!(
                     "container {}: proxy for port {}: {}",
@@ -501,7 +847,22 @@ pub async fn connect(
             ),
         )));
     }
-    let ep = new_endpoint(n, cfg.as_ref())?;
+    let mut ep = new_endpoint(n, cfg.as_ref())?;
+    for l in cfg
+        .as_ref()
+        .and_then(|c| c.links.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if n.rec.predefined {
+            return Err(Error::bad_request(
+                "links at connect (--link) are supported on user-defined networks only",
+            ));
+        }
+        let (target, alias) = parse_link(l)?;
+        d.find(target)?;
+        ep.links.push(format!("{target}:{alias}"));
+    }
     if !r.is_running() || r.state.pid <= 0 {
         c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
         if let Err(e) = c.update(|_| {}) {
@@ -510,53 +871,34 @@ pub async fn connect(
         }
         return Ok(());
     }
-    let mut ep = ep;
-    let subnet = n
-        .rec
-        .subnet()
-        .ok_or_else(|| Error::internal("network without subnet"))?;
-    let ip = {
-        let mut pool = n.pool();
-        let pool = pool
-            .as_mut()
-            .ok_or_else(|| Error::internal("network without address pool"))?;
-        if ep.requested_ip.is_empty() {
-            pool.allocate().map_err(net_err)?
-        } else {
-            let a: Ipv4Addr = ep
-                .requested_ip
-                .parse()
-                .map_err(|_| Error::bad_request("invalid IPv4 address"))?;
-            pool.reserve(a).map_err(net_err)?;
-            a
-        }
-    };
     let used: Vec<String> = r.net.endpoints.values().map(|e| e.ifname.clone()).collect();
     let ifname = (0..)
         .map(|i| format!("eth{i}"))
         .find(|n| !used.contains(n))
         .unwrap_or_else(|| "eth9".into());
-    ep.ip = ip.to_string();
-    ep.prefix = subnet.prefix;
-    ep.gateway = n.rec.gateway.clone();
-    ep.mac = fmt_mac(link::mac_for(ip));
-    ep.host_ifname = link::random_veth_name();
-    ep.ifname = ifname;
+    fill(n, &n.rec.name, &mut ep, ifname)?;
+    // The new endpoint takes the default route when none has one or it outranks them all.
+    let routes = r
+        .net
+        .endpoints
+        .values()
+        .filter(|e| !e.gateway.is_empty() || !e.gateway6.is_empty())
+        .all(|e| ep.gw_priority > e.gw_priority);
     let netns = std::fs::File::open(format!("/proc/{}/ns/net", r.state.pid));
     let res = match netns {
-        Ok(f) => connect_one(d, &r, &n.rec.name, &ep, &f).await,
+        Ok(f) => connect_one(d, &r, &n.rec.name, &ep, &f, routes).await,
         Err(e) => Err(Error::internal(format!(
             "network namespace of the container: {e}"
         ))),
     };
     if let Err(e) = res {
-        if let Some(p) = n.pool().as_mut() {
-            p.release(ip);
-        }
+        unfill(n, &ep);
+        n.names.remove(&c.id);
         let _ = d.net.link.disconnect_endpoint(&ep.host_ifname).await;
         return Err(e);
     }
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
+    refresh_peers(d, &c.snapshot());
     // Wired already: the record follows (retried if it cannot be written now).
     c.update_state(|_| {});
     d.network_event(n, "connect", Some(&c.id));
@@ -593,13 +935,10 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
             .await
             .map_err(net_err)?;
     }
-    if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
-        if let Some(p) = n.pool().as_mut() {
-            p.release(ip);
-        }
-    }
+    unfill(n, &ep);
     n.names.remove(&c.id);
     c.rec().net.endpoints.remove(&n.rec.name);
+    refresh_peers(d, &c.snapshot());
     c.update_state(|_| {});
     d.network_event(n, "disconnect", Some(&c.id));
     Ok(())
@@ -617,5 +956,31 @@ mod tests {
         assert_eq!(fmt_mac([2, 0x42, 10, 1, 0, 2]), "02:42:0a:01:00:02");
         assert_eq!(parse_mac("02:42:0a:01:00:02"), Some([2, 0x42, 10, 1, 0, 2]));
         assert_eq!(parse_mac("02:42"), None);
+    }
+
+    #[test]
+    fn endpoint_sysctls() {
+        let s = parse_sysctls(
+            "net.ipv4.conf.IFNAME.log_martians=1, net.ipv6.conf.IFNAME.accept_ra=0",
+            "eth1",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            [
+                ("net.ipv4.conf.eth1.log_martians".into(), "1".into()),
+                ("net.ipv6.conf.eth1.accept_ra".into(), "0".into())
+            ]
+        );
+        for bad in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv4.conf.IFNAME.x",
+            "net.ipv4.conf.IFNAME.../x=1",
+            "net.ipv4.conf.IFNAME.x=a/b",
+            "kernel.x=1",
+        ] {
+            assert!(parse_sysctls(bad, "eth0").is_err(), "{bad}");
+        }
     }
 }

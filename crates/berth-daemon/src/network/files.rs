@@ -48,6 +48,27 @@ pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpe
     }
 }
 
+/// One `--add-host` entry, `name:ip` or `name=ip` (`[v6]` in brackets allowed);
+/// `host-gateway` stands for the daemon's `host-gateway-ip`, else the default bridge's
+/// gateway (how containers reach the host, `host.docker.internal`).
+pub fn extra_host(d: &Daemon, entry: &str) -> Result<(String, std::net::IpAddr)> {
+    let bad = || Error::bad_request(format!("invalid IP address in add-host: {entry:?}"));
+    let (name, ip) = entry.split_once([':', '=']).ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let addr = if ip == "host-gateway" {
+        d.net
+            .cfg
+            .host_gateway_ip
+            .unwrap_or(std::net::IpAddr::V4(d.net.cfg.bip.0))
+    } else {
+        ip.parse().map_err(|_| bad())?
+    };
+    Ok((name.to_string(), addr))
+}
+
 /// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
 pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     let p = &c.paths;
@@ -69,17 +90,14 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
         hosts.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
     }
     for entry in h.extra_hosts.iter().flatten() {
-        let (name, ip) = entry
-            .split_once([':', '='])
-            .filter(|(n, ip)| !n.is_empty() && ip.parse::<std::net::IpAddr>().is_ok())
-            .ok_or_else(|| {
-                Error::bad_request(format!("invalid IP address in add-host: {entry:?}"))
-            })?;
+        let (name, ip) = extra_host(d, entry)?;
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let primary = r.net.endpoints.get(primary_name(&r));
-    if let Some(ep) = primary.filter(|e| !e.ip.is_empty()) {
-        for l in &ep.links {
+    if let Some(ep) = primary.filter(|e| !e.ip.is_empty() || !e.ip6.is_empty()) {
+        // Links on user-defined networks are answered by the embedded DNS instead.
+        let on_default = primary_name(&r) == "bridge";
+        for l in ep.links.iter().filter(|_| on_default) {
             let (target, alias) = l.split_once(':').unwrap_or((l, l));
             let t = d.find(target)?;
             let tr = t.snapshot();
@@ -101,7 +119,12 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
                 tr.bare_name()
             ));
         }
-        hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        if !ep.ip.is_empty() {
+            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        }
+        if !ep.ip6.is_empty() {
+            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip6));
+        }
     }
     std::fs::write(p.hosts(), hosts)?;
 
@@ -128,7 +151,14 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     let embedded = primary_net
         .as_ref()
         .filter(|n| d.net.serves_dns(n))
-        .map(|n| n.rec.gateway.clone());
+        // An IPv6-only network's server is on its IPv6 gateway.
+        .map(|n| {
+            if n.rec.gateway.is_empty() {
+                n.rec.gateway6.clone()
+            } else {
+                n.rec.gateway.clone()
+            }
+        });
     match (&m, embedded) {
         (Mode::Host, _) => {
             if !own_dns.is_empty() {

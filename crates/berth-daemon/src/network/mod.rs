@@ -10,10 +10,11 @@ use crate::config::{DaemonConfig, NetConfig};
 use crate::error::{Error, Result};
 use berth_api::ApiError;
 use berth_network::ipam::{pick_subnet, Pool, Subnet};
+use berth_network::ipam6::{Pool6, Subnet6};
 use berth_network::{dns, link::Netlink, nft};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,28 @@ pub struct NetworkRecord {
     /// `bridge`, `host` and `none` exist on every daemon and cannot be removed.
     #[serde(default)]
     pub predefined: bool,
+    /// false: an IPv6-only network (`--ipv4=false`), without IPv4 subnet or gateway.
+    #[serde(default = "yes")]
+    pub enable_ipv4: bool,
+    /// IPv6 networks (`--ipv6`): their subnet, gateway and optional range.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub subnet6: String,
+    #[serde(default)]
+    pub gateway6: String,
+    #[serde(default)]
+    pub ip_range6: String,
+    /// `--aux-address` (name → address): kept out of the pools.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, String>,
+    /// `--ipam-opt`.
+    #[serde(default)]
+    pub ipam_options: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetworkRecord {
@@ -70,12 +93,22 @@ impl NetworkRecord {
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.gateway.parse().ok()
     }
+    pub fn subnet6(&self) -> Option<Subnet6> {
+        self.subnet6.parse().ok()
+    }
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.gateway6.parse().ok()
+    }
     fn rules(&self) -> Option<nft::NetRules> {
+        if self.bridge.is_empty() {
+            return None;
+        }
         Some(nft::NetRules {
             bridge: self.bridge.clone(),
-            subnet: self.subnet()?,
+            subnet: self.subnet(),
             internal: self.internal,
             icc: self.icc,
+            subnet6: self.subnet6(),
         })
     }
 }
@@ -84,6 +117,7 @@ impl NetworkRecord {
 pub struct Network {
     pub rec: NetworkRecord,
     pool: Mutex<Option<Pool>>,
+    pool6: Mutex<Option<Pool6>>,
     /// Names its embedded DNS answers (user-defined networks).
     pub names: dns::Names,
     dns: Mutex<Option<dns::Server>>,
@@ -91,7 +125,7 @@ pub struct Network {
 
 impl Network {
     fn new(rec: NetworkRecord) -> Result<Network> {
-        let pool = if rec.is_bridge() {
+        let pool = if rec.is_bridge() && rec.enable_ipv4 {
             let subnet = rec.subnet().ok_or_else(|| {
                 Error::internal(format!("network {}: bad subnet {:?}", rec.name, rec.subnet))
             })?;
@@ -104,9 +138,34 @@ impl Network {
         } else {
             None
         };
+        let pool6 = match rec.subnet6() {
+            Some(subnet) if rec.is_bridge() => {
+                let range = if rec.ip_range6.is_empty() {
+                    None
+                } else {
+                    Some(rec.ip_range6.parse::<Subnet6>().map_err(net_err)?)
+                };
+                Some(Pool6::new(subnet, range, rec.gateway6()).map_err(net_err)?)
+            }
+            _ => None,
+        };
+        let (mut pool, mut pool6) = (pool, pool6);
+        for (name, a) in &rec.aux_addresses {
+            let taken = match a.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => pool.as_mut().map(|p| p.reserve(a)),
+                Ok(IpAddr::V6(a)) => pool6.as_mut().map(|p| p.reserve(a)),
+                Err(_) => None,
+            };
+            if !matches!(taken, Some(Ok(()))) {
+                return Err(Error::bad_request(format!(
+                    "invalid auxiliary address {name}={a}: it is not a free address of the network's subnets"
+                )));
+            }
+        }
         Ok(Network {
             rec,
             pool: Mutex::new(pool),
+            pool6: Mutex::new(pool6),
             names: dns::Names::new(),
             dns: Mutex::new(None),
         })
@@ -114,6 +173,10 @@ impl Network {
 
     pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, Option<Pool>> {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pool6(&self) -> std::sync::MutexGuard<'_, Option<Pool6>> {
+        self.pool6.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -244,6 +307,13 @@ impl Networks {
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
                     predefined: true,
+                    enable_ipv4: true,
+                    enable_ipv6: false,
+                    subnet6: String::new(),
+                    gateway6: String::new(),
+                    ip_range6: String::new(),
+                    aux_addresses: BTreeMap::new(),
+                    ipam_options: BTreeMap::new(),
                 },
             };
             let before = serde_json::to_vec(&rec).unwrap_or_default();
@@ -256,6 +326,19 @@ impl Networks {
                 rec.bridge = nets.cfg.bridge.clone();
                 rec.icc = nets.cfg.icc;
                 rec.mtu = nets.cfg.mtu;
+                // `ipv6` with `fixed-cidr-v6` makes the default bridge an IPv6 network too.
+                match &nets.cfg.fixed_cidr_v6 {
+                    Some(s6) if nets.cfg.ipv6 => {
+                        rec.enable_ipv6 = true;
+                        rec.subnet6 = s6.to_string();
+                        rec.gateway6 = s6.first_host().to_string();
+                    }
+                    _ => {
+                        rec.enable_ipv6 = false;
+                        rec.subnet6.clear();
+                        rec.gateway6.clear();
+                    }
+                }
                 rec.options = BTreeMap::from([
                     (
                         "com.docker.network.bridge.default_bridge".into(),
@@ -341,13 +424,23 @@ impl Networks {
     /// embedded DNS of a user-defined network.
     async fn bring_up(&self, n: &Network) -> Result<()> {
         let r = &n.rec;
-        let (Some(subnet), Some(gw)) = (r.subnet(), r.gateway()) else {
-            return Err(Error::internal("bridge network without subnet or gateway"));
+        let v4 = match (r.subnet(), r.gateway()) {
+            (Some(subnet), Some(gw)) => {
+                self.link
+                    .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
+                    .await
+                    .map_err(net_err)?;
+                Some(gw)
+            }
+            _ if !r.enable_ipv4 && r.subnet6().is_some() => {
+                self.link
+                    .ensure_bridge_up(&r.bridge, Some(r.mtu))
+                    .await
+                    .map_err(net_err)?;
+                None
+            }
+            _ => return Err(Error::internal("bridge network without subnet or gateway")),
         };
-        self.link
-            .ensure_bridge(&r.bridge, gw, subnet.prefix, Some(r.mtu))
-            .await
-            .map_err(net_err)?;
         if berth_network::iptables::forward_drops() {
             berth_network::iptables::allow_bridge(&r.bridge).map_err(net_err)?;
         }
@@ -356,10 +449,25 @@ impl Networks {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge),
             "1",
         )?;
+        if let (Some(s6), Some(gw6)) = (r.subnet6(), r.gateway6()) {
+            write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", r.bridge),
+                "0",
+            )?;
+            self.link
+                .ensure_bridge_v6(&r.bridge, gw6, s6.prefix)
+                .await
+                .map_err(net_err)?;
+            if self.cfg.ip_forward {
+                write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+            }
+        }
         let forwarder_only = r.predefined && self.cfg.dns.is_empty() && self.host_dns_is_loopback();
-        if r.has_dns() || forwarder_only {
+        // An IPv6-only network's server listens on its IPv6 gateway.
+        let listen: Option<IpAddr> = v4.map(IpAddr::V4).or(r.gateway6().map(IpAddr::V6));
+        if let Some(gw) = listen.filter(|_| r.has_dns() || forwarder_only) {
             let server = dns::Server::start(
-                SocketAddr::new(gw.into(), 53),
+                SocketAddr::new(gw, 53),
                 n.names.clone(),
                 self.upstreams.clone(),
             )
@@ -518,15 +626,11 @@ impl Networks {
     pub async fn create(&self, req: berth_api::network::CreateRequest) -> Result<(String, String)> {
         let _admin = self.admin.lock().await;
         let name = req.name.clone();
-        if name.is_empty() {
-            return Err(Error::bad_request("network name is required"));
+        // dockerd takes any name that is not blank (`test 01` included).
+        if name.trim().is_empty() {
+            return Err(Error::bad_request(format!("invalid name: {name}")));
         }
         crate::names::check_len("network", &name)?;
-        if !valid_name(&name) {
-            return Err(Error::bad_request(format!(
-                "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )));
-        }
         match req.driver.as_str() {
             "" | "bridge" => {}
             "host" | "null" => {
@@ -546,10 +650,44 @@ impl Networks {
                 "network with name {name} already exists"
             )));
         }
-        if req.enable_ipv6 == Some(true) {
+        if !matches!(req.scope.as_str(), "" | "local") {
+            return Err(Error(ApiError::new(
+                403,
+                format!(
+                    "cannot create a {} scoped network: berth networks are local (and this node is not in a swarm)",
+                    req.scope
+                ),
+            )));
+        }
+        if req.ingress {
+            return Err(Error(ApiError::new(
+                403,
+                "ingress networks are swarm networks: this node is not in a swarm",
+            )));
+        }
+        let config_from = req
+            .config_from
+            .as_ref()
+            .and_then(|v| v.get("Network"))
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if req.config_only || config_from {
             return Err(Error::bad_request(
-                "IPv6 networks are not supported by this berth version",
+                "configuration-only networks (--config-only, --config-from) are not supported by berth",
             ));
+        }
+        let enable_ipv4 = req.enable_ipv4.unwrap_or(true);
+        if !enable_ipv4 && req.enable_ipv6 != Some(true) {
+            return Err(Error::bad_request(
+                "a network needs IPv4 or IPv6: --ipv4=false needs --ipv6",
+            ));
+        }
+        let ipam = req.ipam.clone().unwrap_or_default();
+        if !matches!(ipam.driver.as_str(), "" | "default") {
+            return Err(Error::not_found(format!(
+                "plugin \"{}\" not found: berth supports the default IPAM driver",
+                ipam.driver
+            )));
         }
         let id = crate::util::random_id()?;
         let opts = req.options.clone().unwrap_or_default();
@@ -589,14 +727,31 @@ impl Networks {
                 .filter(|m| (68..=65535).contains(m))
                 .ok_or_else(|| Error::bad_request(format!("invalid mtu {v:?}")))?,
         };
-        let configs = req
-            .ipam
-            .as_ref()
-            .and_then(|i| i.config.clone())
-            .unwrap_or_default();
-        if configs.len() > 1 {
+        let configs = ipam.config.clone().unwrap_or_default();
+        // Each configuration is IPv4 or IPv6 by its subnet (or, without one, its gateway).
+        let is_v6 = |c: &berth_api::network::IpamConfig| {
+            let probe = if c.subnet.is_empty() {
+                &c.gateway
+            } else {
+                &c.subnet
+            };
+            probe.contains(':')
+        };
+        let (v6_confs, v4_confs): (Vec<_>, Vec<_>) = configs.iter().partition(|c| is_v6(c));
+        if !enable_ipv4 && !v4_confs.is_empty() {
             return Err(Error::bad_request(
-                "berth networks take one IPv4 subnet (one --subnet)",
+                "an IPv4 subnet was given for a network without IPv4 (--ipv4=false)",
+            ));
+        }
+        if v4_confs.len() > 1 || v6_confs.len() > 1 {
+            return Err(Error::bad_request(
+                "berth networks take one IPv4 and one IPv6 subnet (one --subnet of each family)",
+            ));
+        }
+        let enable_ipv6 = req.enable_ipv6.unwrap_or(false);
+        if !v6_confs.is_empty() && !enable_ipv6 {
+            return Err(Error::bad_request(
+                "an IPv6 subnet needs an IPv6 network: add --ipv6 (EnableIPv6)",
             ));
         }
         let ours: Vec<Subnet> = self.all().iter().filter_map(|n| n.rec.subnet()).collect();
@@ -608,40 +763,89 @@ impl Networks {
             .into_iter()
             .map(|(a, p)| Subnet::containing(a, p))
             .collect();
-        let conf = configs.first();
-        let subnet = match conf.filter(|c| !c.subnet.is_empty()) {
-            Some(c) => {
-                let s: Subnet = c.subnet.parse().map_err(net_err)?;
-                if ours.iter().any(|o| o.overlaps(&s)) {
-                    return Err(Error(ApiError::new(
+        let conf = v4_confs.first().copied();
+        let v4 = if enable_ipv4 {
+            let subnet = match conf.filter(|c| !c.subnet.is_empty()) {
+                Some(c) => {
+                    let s: Subnet = c.subnet.parse().map_err(net_err)?;
+                    if ours.iter().any(|o| o.overlaps(&s)) {
+                        return Err(Error(ApiError::new(
                         403,
                         format!("invalid pool request: Pool overlaps with other one on this address space ({s})"),
                     )));
+                    }
+                    s
                 }
-                s
-            }
-            None => {
-                if conf.is_some_and(|c| !c.gateway.is_empty() || !c.ip_range.is_empty()) {
-                    return Err(Error::bad_request(
-                        "a gateway or ip-range needs a subnet (--subnet)",
-                    ));
+                None => {
+                    if conf.is_some_and(|c| !c.gateway.is_empty() || !c.ip_range.is_empty()) {
+                        return Err(Error::bad_request(
+                            "a gateway or ip-range needs a subnet (--subnet)",
+                        ));
+                    }
+                    let taken: Vec<Subnet> = ours.iter().chain(host.iter()).copied().collect();
+                    self.pools4()?
+                    .into_iter()
+                    .find_map(|(space, size)| pick_subnet(space, size, &taken))
+                    .ok_or_else(|| {
+                        Error::internal(
+                            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+                        )
+                    })?
                 }
-                let space: Subnet = USER_SPACE.parse().map_err(net_err)?;
-                let taken: Vec<Subnet> = ours.iter().chain(host.iter()).copied().collect();
-                pick_subnet(space, 24, &taken).ok_or_else(|| {
-                    Error::internal(format!(
-                        "could not find an available, non-overlapping IPv4 address pool among the defaults ({USER_SPACE}) to assign to the network"
-                    ))
-                })?
-            }
-        };
-        let gateway = match conf.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
-            Some(g) => g
-                .parse::<Ipv4Addr>()
-                .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
-            None => subnet.first_host(),
+            };
+            let gateway = match conf.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
+                Some(g) => g
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
+                None => subnet.first_host(),
+            };
+            Some((subnet, gateway))
+        } else {
+            None
         };
         let ip_range = conf.map(|c| c.ip_range.clone()).unwrap_or_default();
+        let conf6 = v6_confs.first().copied();
+        let (subnet6, gateway6, ip_range6) = if enable_ipv6 {
+            let s6 = match conf6.filter(|c| !c.subnet.is_empty()) {
+                Some(c) => c.subnet.parse::<Subnet6>().map_err(net_err)?,
+                None => {
+                    if conf6.is_some() {
+                        return Err(Error::bad_request(
+                            "an IPv6 gateway or ip-range needs an IPv6 subnet (--subnet)",
+                        ));
+                    }
+                    self.pick_subnet6(&id)?
+                }
+            };
+            if let Some(o) = self
+                .all()
+                .iter()
+                .filter_map(|n| n.rec.subnet6())
+                .find(|o| o.overlaps(&s6))
+            {
+                return Err(Error(ApiError::new(
+                    403,
+                    format!("invalid pool request: Pool overlaps with other one on this address space ({s6} and {o})"),
+                )));
+            }
+            let gw6 = match conf6.map(|c| c.gateway.as_str()).filter(|g| !g.is_empty()) {
+                Some(g) => g
+                    .parse::<Ipv6Addr>()
+                    .map_err(|_| Error::bad_request(format!("invalid gateway address {g:?}")))?,
+                None => s6.first_host(),
+            };
+            (
+                s6.to_string(),
+                gw6.to_string(),
+                conf6.map(|c| c.ip_range.clone()).unwrap_or_default(),
+            )
+        } else {
+            (String::new(), String::new(), String::new())
+        };
+        let aux_addresses: BTreeMap<String, String> = configs
+            .iter()
+            .flat_map(|c| c.auxiliary_addresses.clone().unwrap_or_default())
+            .collect();
         let rec = NetworkRecord {
             id: id.clone(),
             name,
@@ -649,8 +853,8 @@ impl Networks {
             created: berth_api::timefmt::now(),
             internal: req.internal,
             attachable: req.attachable,
-            subnet: subnet.to_string(),
-            gateway: gateway.to_string(),
+            subnet: v4.map(|(s, _)| s.to_string()).unwrap_or_default(),
+            gateway: v4.map(|(_, g)| g.to_string()).unwrap_or_default(),
             ip_range,
             bridge,
             icc,
@@ -658,6 +862,13 @@ impl Networks {
             labels: req.labels.clone().unwrap_or_default(),
             options: opts,
             predefined: false,
+            enable_ipv4,
+            enable_ipv6,
+            subnet6,
+            gateway6,
+            ip_range6,
+            aux_addresses,
+            ipam_options: ipam.options.clone().unwrap_or_default(),
         };
         // Validates the gateway and range against the subnet.
         let n = Arc::new(Network::new(rec)?);
@@ -679,6 +890,51 @@ impl Networks {
         }
         self.map().insert(id.clone(), n.clone());
         Ok((id, String::new()))
+    }
+
+    /// Where user networks get an IPv4 subnet when none is given: the daemon's
+    /// `default-address-pools` (base and size), else /24s of [`USER_SPACE`].
+    fn pools4(&self) -> Result<Vec<(Subnet, u8)>> {
+        let mut out = Vec::new();
+        for p in &self.cfg.address_pools {
+            if let Ok(base) = p.base.parse::<Subnet>() {
+                out.push((base, p.size));
+            }
+        }
+        if out.is_empty() {
+            out.push((USER_SPACE.parse().map_err(net_err)?, 24));
+        }
+        Ok(out)
+    }
+
+    /// An IPv6 subnet for an IPv6 network created without one: from the IPv6 entries of
+    /// `default-address-pools`, else a unique local /64 (fd00::/8) derived from the id.
+    fn pick_subnet6(&self, id: &str) -> Result<Subnet6> {
+        let taken: Vec<Subnet6> = self.all().iter().filter_map(|n| n.rec.subnet6()).collect();
+        let v6_pools: Vec<(Subnet6, u8)> = self
+            .cfg
+            .address_pools
+            .iter()
+            .filter_map(|p| Some((p.base.parse::<Subnet6>().ok()?, p.size)))
+            .collect();
+        if v6_pools.is_empty() {
+            let global = u64::from_str_radix(id.get(..10).unwrap_or("0"), 16)
+                .map_err(|_| Error::internal("network id is not hex"))?;
+            let addr = (0xfdu128 << 120) | (u128::from(global) << 80);
+            return Subnet6::new(Ipv6Addr::from(addr), 64).map_err(net_err);
+        }
+        for (base, size) in v6_pools {
+            // At most a few thousand candidates per pool are looked at.
+            for n in 0..4096u128 {
+                let Some(s) = base.nth(size, n) else { break };
+                if !taken.iter().any(|t| t.overlaps(&s)) {
+                    return Ok(s);
+                }
+            }
+        }
+        Err(Error::internal(
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network",
+        ))
     }
 
     /// `DELETE /networks/{id}`: `in_use` says whether a running container is on it.
@@ -729,21 +985,12 @@ impl Networks {
     }
 }
 
-/// Docker's rule for network names.
-fn valid_name(n: &str) -> bool {
-    let mut b = n.bytes();
-    b.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && b.all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_and_tables() {
-        assert!(valid_name("net1") && valid_name("a.b-c_d"));
-        assert!(!valid_name("-x") && !valid_name("") && !valid_name("a b"));
+    fn table_names() {
         assert_eq!(table_name("berth0"), "berth");
         assert_eq!(table_name("bt-12.3"), "berth_bt_12_3");
     }

@@ -5,14 +5,15 @@ use crate::container::{Published, Record};
 use crate::error::{Error, Result};
 use crate::state::Daemon;
 use berth_network::nft::{PortMap, Proto};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// One port binding asked for: container port/proto, host address, host port or range.
 pub(super) struct Wanted {
     pub proto: Proto,
     pub container_port: u16,
-    pub host_ip: Option<Ipv4Addr>,
+    /// An IPv6 address (`[::]`, `[::1]`…) is always served by a userland proxy.
+    pub host_ip: Option<IpAddr>,
     /// (first, last); (0, 0) for any free port.
     host_ports: (u16, u16),
 }
@@ -66,10 +67,12 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
         for b in list {
             let host_ip = match b.host_ip.as_str() {
                 "" | "0.0.0.0" => None,
-                ip => match ip.parse::<std::net::IpAddr>() {
-                    Ok(std::net::IpAddr::V4(a)) => Some(a),
-                    // IPv6 is not served; Docker also binds "::" next to 0.0.0.0.
-                    Ok(std::net::IpAddr::V6(_)) => continue,
+                ip => match ip
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                {
+                    Ok(a) => Some(a),
                     Err(_) => {
                         return Err(Error::bad_request(format!(
                             "invalid host IP {ip:?} for port {key}"
@@ -106,32 +109,56 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
 /// while the DNAT rule sends its traffic to the container.
 pub(super) fn bind_port(
     proto: Proto,
-    ip: Option<Ipv4Addr>,
+    ip: Option<IpAddr>,
     port: u16,
     for_proxy: bool,
 ) -> std::io::Result<(OwnedFd, u16)> {
     use nix::sys::socket::{
-        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn6,
     };
     let ty = match proto {
         Proto::Tcp => SockType::Stream,
         Proto::Udp => SockType::Datagram,
     };
-    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    let family = match ip {
+        Some(IpAddr::V6(_)) => AddressFamily::Inet6,
+        _ => AddressFamily::Inet,
+    };
+    let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
     // Only for a proxy's listening socket: two merely bound sockets with SO_REUSEADDR could
     // share a port, and the binding is what refuses a port that is taken.
     if for_proxy && proto == Proto::Tcp {
         // A proxied port may still have connections in TIME_WAIT from an earlier holder.
         nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true)?;
     }
-    let addr = SockaddrIn::from(SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port));
-    bind(fd.as_raw_fd(), &addr)?;
+    match ip {
+        Some(IpAddr::V6(a)) => {
+            // `[::]` is IPv6 only: 0.0.0.0 is a binding of its own.
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Ipv6V6Only, &true)?;
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrIn6::from(SocketAddrV6::new(a, port, 0, 0)),
+            )?;
+            let bound: SockaddrIn6 = getsockname(fd.as_raw_fd())?;
+            Ok((fd, bound.port()))
+        }
+        Some(IpAddr::V4(a)) => bind_v4(fd, a, port),
+        None => bind_v4(fd, Ipv4Addr::UNSPECIFIED, port),
+    }
+}
+
+fn bind_v4(fd: OwnedFd, a: Ipv4Addr, port: u16) -> std::io::Result<(OwnedFd, u16)> {
+    use nix::sys::socket::{bind, getsockname, SockaddrIn};
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(a, port)),
+    )?;
     let bound: SockaddrIn = getsockname(fd.as_raw_fd())?;
     Ok((fd, bound.port()))
 }
 
 pub(super) fn take_port(w: &Wanted, for_proxy: bool) -> Result<(OwnedFd, u16)> {
-    let shown_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let shown_ip = shown(w.host_ip);
     let (lo, hi) = w.host_ports;
     let mut last_err = None;
     for port in lo..=hi {
@@ -162,16 +189,47 @@ pub(super) fn proxy_port(d: &Daemon, id: &str, p: &Published, fd: OwnedFd) -> Re
     )
 }
 
+/// How a host address shows in inspect and lists (`0.0.0.0` for any).
+pub(super) fn shown(ip: Option<IpAddr>) -> IpAddr {
+    ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
+/// IPv6 host address that is not NATed to the container's IPv6 address (`nat6`: the
+/// container has one and the host address is not `::1`, which NAT cannot reach).
+pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>, nat6: bool) -> bool {
+    d.net.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6() && !nat6)
+}
+
+/// The `[::]` binding that goes with a binding on every address (`-p 8080:80`) of a
+/// container that has an IPv6 address, on the same host port, as dockerd makes it.
+pub(super) fn v6_twin(w: &Wanted, port: u16) -> Wanted {
+    Wanted {
+        proto: w.proto,
+        container_port: w.container_port,
+        host_ip: Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        host_ports: (port, port),
+    }
+}
+
+/// The NAT entries of the published ports: those on IPv4, and those on IPv6 host addresses
+/// to a container's IPv6 address.
 pub fn port_maps(r: &Record) -> Vec<PortMap> {
     r.net
         .ports
         .iter()
-        .map(|p| PortMap {
-            proto: p.proto,
-            host_ip: p.host_ip,
-            host_port: p.host_port,
-            container_ip: p.container_ip,
-            container_port: p.container_port,
+        .filter_map(|p| {
+            let container_ip = match p.host_ip {
+                None | Some(IpAddr::V4(_)) => IpAddr::V4(p.container_ip),
+                Some(IpAddr::V6(_)) => IpAddr::V6(p.container_ip6?),
+            };
+            Some(PortMap {
+                proto: p.proto,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+            })
         })
         .collect()
 }
@@ -201,7 +259,7 @@ pub fn summary_ports(r: &Record) -> Vec<berth_api::container::PortSummary> {
     if running {
         for p in &r.net.ports {
             out.push(berth_api::container::PortSummary {
-                ip: Some(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string()),
+                ip: Some(shown(p.host_ip).to_string()),
                 private_port: p.container_port,
                 public_port: Some(p.host_port),
                 kind: p.proto.as_str().into(),
@@ -214,6 +272,7 @@ pub fn summary_ports(r: &Record) -> Vec<berth_api::container::PortSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn port_keys_and_ranges() {
@@ -231,11 +290,17 @@ mod tests {
 
     #[test]
     fn holds_a_port_and_refuses_a_second_binding() {
-        let (fd, port) = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), 0, false).unwrap();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let (fd, port) = bind_port(Proto::Tcp, lo, 0, false).unwrap();
         assert!(port > 0);
-        let again = bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port, false);
+        let again = bind_port(Proto::Tcp, lo, port, false);
         assert!(again.is_err());
         drop(fd);
-        assert!(bind_port(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), port, false).is_ok());
+        assert!(bind_port(Proto::Tcp, lo, port, false).is_ok());
+        // IPv6 addresses bind IPv6 sockets, apart from the IPv4 ones.
+        let lo6 = Some(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        let (fd6, port6) = bind_port(Proto::Udp, lo6, 0, false).unwrap();
+        assert!(bind_port(Proto::Udp, lo6, port6, false).is_err());
+        drop(fd6);
     }
 }

@@ -4,7 +4,6 @@ use super::endpoint::dns_names;
 use crate::container::Record;
 use crate::state::Daemon;
 use berth_api::network::EndpointSettings;
-use std::net::Ipv4Addr;
 
 /// The `NetworkSettings` of inspect.
 pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
@@ -16,10 +15,14 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             .find(&ep.network_id)
             .map(|n| !n.rec.predefined)
             .unwrap_or(false);
+        let asked = !ep.requested_ip.is_empty()
+            || !ep.requested_ip6.is_empty()
+            || !ep.link_local_ips.is_empty();
         let s = EndpointSettings {
-            ipam_config: (!ep.requested_ip.is_empty()).then(|| berth_api::network::EndpointIpam {
+            ipam_config: asked.then(|| berth_api::network::EndpointIpam {
                 ipv4_address: ep.requested_ip.clone(),
-                ..Default::default()
+                ipv6_address: ep.requested_ip6.clone(),
+                link_local_ips: (!ep.link_local_ips.is_empty()).then(|| ep.link_local_ips.clone()),
             }),
             links: (!ep.links.is_empty()).then(|| {
                 ep.links
@@ -30,8 +33,18 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
                     })
                     .collect()
             }),
-            mac_address: ep.mac.clone(),
+            // While stopped, the address asked for (if any).
+            mac_address: if ep.mac.is_empty() {
+                ep.requested_mac.clone()
+            } else {
+                ep.mac.clone()
+            },
             aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+            driver_opts: (!ep.driver_opts.is_empty()).then(|| ep.driver_opts.clone()),
+            gw_priority: ep.gw_priority,
+            ipv6_gateway: ep.gateway6.clone(),
+            global_ipv6_address: ep.ip6.clone(),
+            global_ipv6_prefix_len: i64::from(ep.prefix6),
             network_id: ep.network_id.clone(),
             endpoint_id: if running {
                 ep.endpoint_id.clone()
@@ -42,7 +55,6 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             ip_address: ep.ip.clone(),
             ip_prefix_len: i64::from(ep.prefix),
             dns_names: (user && running).then(|| dns_names(r, ep)),
-            ..Default::default()
         };
         networks.insert(
             name.clone(),
@@ -64,7 +76,7 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             }
             if let Some(a) = entry.as_array_mut() {
                 a.push(serde_json::json!({
-                    "HostIp": p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
+                    "HostIp": super::ports::shown(p.host_ip).to_string(),
                     "HostPort": p.host_port.to_string(),
                 }));
             }
@@ -88,11 +100,11 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
         "SecondaryIPv6Addresses": null,
         "EndpointID": def.filter(|_| running).map(|e| e.endpoint_id.clone()).unwrap_or_default(),
         "Gateway": def.map(|e| e.gateway.clone()).unwrap_or_default(),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": def.map(|e| e.ip6.clone()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": def.map(|e| e.prefix6).unwrap_or(0),
         "IPAddress": def.map(|e| e.ip.clone()).unwrap_or_default(),
         "IPPrefixLen": def.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": def.map(|e| e.gateway6.clone()).unwrap_or_default(),
         "MacAddress": def.map(|e| e.mac.clone()).unwrap_or_default(),
         "Networks": networks,
     })

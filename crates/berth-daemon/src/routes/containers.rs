@@ -312,14 +312,35 @@ pub fn inspect_record(
     }
 }
 
+/// `GET /containers/{id}/json`. Before API 1.44 the MAC address is container-wide: the
+/// primary endpoint's shows as `Config.MacAddress`, as dockerd shows it.
 pub async fn inspect(
     State(d): St,
+    version: Option<axum::Extension<crate::server::RequestVersion>>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    Ok(json(200, &inspect_record(&d, &c, q.bool("size"))))
+    let mut out = inspect_record(&d, &c, q.bool("size"));
+    if version.is_some_and(|v| v.0 .0 < berth_api::version::ApiVersion(1, 44)) {
+        let r = c.snapshot();
+        let primary = r
+            .net
+            .endpoints
+            .get(crate::network::endpoint::primary_name(&r));
+        if let Some(ep) = primary {
+            let mac = if ep.mac.is_empty() {
+                &ep.requested_mac
+            } else {
+                &ep.mac
+            };
+            if !mac.is_empty() {
+                out.config.mac_address = Some(mac.clone());
+            }
+        }
+    }
+    Ok(json(200, &out))
 }
 
 pub async fn start(State(d): St, Path(id): Path<String>) -> Result<Response> {

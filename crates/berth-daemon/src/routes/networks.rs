@@ -35,33 +35,56 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
                     } else {
                         format!("{}/{}", ep.ip, ep.prefix)
                     },
-                    ipv6_address: String::new(),
+                    ipv6_address: if ep.ip6.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/{}", ep.ip6, ep.prefix6)
+                    },
                 },
             );
         }
     }
-    let config = if r.is_bridge() {
-        vec![IpamConfig {
-            subnet: r.subnet.clone(),
-            ip_range: r.ip_range.clone(),
-            gateway: r.gateway.clone(),
-            auxiliary_addresses: None,
-        }]
-    } else {
-        Vec::new()
+    // `--aux-address` entries go with the configuration whose subnet holds them.
+    let aux = |v6: bool| {
+        let m: BTreeMap<String, String> = r
+            .aux_addresses
+            .iter()
+            .filter(|(_, a)| a.contains(':') == v6)
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .collect();
+        (!m.is_empty()).then_some(m)
     };
+    let mut config = Vec::new();
+    if r.is_bridge() {
+        if r.enable_ipv4 {
+            config.push(IpamConfig {
+                subnet: r.subnet.clone(),
+                ip_range: r.ip_range.clone(),
+                gateway: r.gateway.clone(),
+                auxiliary_addresses: aux(false),
+            });
+        }
+        if !r.subnet6.is_empty() {
+            config.push(IpamConfig {
+                subnet: r.subnet6.clone(),
+                ip_range: r.ip_range6.clone(),
+                gateway: r.gateway6.clone(),
+                auxiliary_addresses: aux(true),
+            });
+        }
+    }
     ApiNetwork {
         name: r.name.clone(),
         id: r.id.clone(),
         created: r.created.clone(),
         scope: "local".into(),
         driver: r.driver.clone(),
-        enable_ipv4: true,
-        enable_ipv6: false,
+        enable_ipv4: r.enable_ipv4,
+        enable_ipv6: r.enable_ipv6,
         ipam: Ipam {
             driver: "default".into(),
             config: Some(config),
-            options: None,
+            options: (!r.ipam_options.is_empty()).then(|| r.ipam_options.clone()),
         },
         internal: r.internal,
         attachable: r.attachable,

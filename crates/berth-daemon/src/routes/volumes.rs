@@ -73,18 +73,25 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     ))
 }
 
+/// `POST /volumes/create`. A volume made without a name is anonymous from API 1.42 on (as
+/// dockerd marks it), so that the default prune removes it.
 pub async fn create(
     State(d): St,
+    version: Option<axum::Extension<RequestVersion>>,
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let o: CreateOptions = json_body(&body)?;
+    let mut labels = o.labels.unwrap_or_default();
+    if o.name.is_empty() && version.is_none_or(|v| v.0 .0 >= ApiVersion(1, 42)) {
+        labels.insert(crate::volume::ANONYMOUS_LABEL.into(), String::new());
+    }
     let dd = d.clone();
     let v = tokio::task::spawn_blocking(move || {
         dd.volumes.create(Request {
             name: (!o.name.is_empty()).then_some(o.name),
             driver: o.driver,
             options: o.driver_opts.unwrap_or_default(),
-            labels: o.labels.unwrap_or_default(),
+            labels,
         })
     })
     .await

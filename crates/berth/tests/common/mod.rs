@@ -369,19 +369,35 @@ impl Daemon {
                 ));
             }
         }
-        for map in ["ports", "hostports"] {
-            let o = Command::new("nft")
-                .args(["list", "map", "ip", &self.table, map])
-                .output()
-                .expect("nft");
-            let text = stdout(&o);
-            if text.contains("elements") {
-                out.push(format!("nft {map}: {text}"));
+        for family in ["ip", "ip6"] {
+            for map in ["ports", "hostports"] {
+                let o = Command::new("nft")
+                    .args(["list", "map", family, &self.table, map])
+                    .output()
+                    .expect("nft");
+                let text = stdout(&o);
+                if text.contains("elements") {
+                    out.push(format!("nft {family} {map}: {text}"));
+                }
             }
         }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .status();
+        // The IPv6 table holds only the default bridge once user networks are gone.
+        let o = Command::new("nft")
+            .args(["list", "set", "ip6", &self.table, "bridges"])
+            .output()
+            .expect("nft");
+        let text = stdout(&o);
+        if let Some((_, e)) = text.split_once("elements = {") {
+            let elems = e.split('}').next().unwrap_or("").trim();
+            if elems != format!("\"{}\"", self.bridge) {
+                out.push(format!("nft ip6 bridges: {elems}"));
+            }
+        }
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .status();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
