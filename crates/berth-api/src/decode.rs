@@ -203,7 +203,8 @@ impl<'de> de::SeqAccess<'de> for Seq {
 }
 
 /// Object members, each value decoded leniently. For a struct (`fields` given), a key that is
-/// not a field name is replaced by the field name it equals case-insensitively, as Go matches;
+/// not a field name is replaced by the field name it equals case-insensitively, as Go matches,
+/// or dropped when it equals none;
 /// when two keys fall on one field, the exact spelling wins (instead of serde's "duplicate
 /// field" error).
 struct Members {
@@ -218,12 +219,16 @@ impl Members {
             Some(fields) => {
                 let mut out: Vec<(String, Value, bool)> = Vec::with_capacity(m.len());
                 for (k, v) in m {
-                    let folded = (!fields.contains(&k.as_str()))
-                        .then(|| fields.iter().find(|f| f.eq_ignore_ascii_case(&k)))
-                        .flatten();
-                    let (name, exact) = match folded {
-                        Some(f) => ((*f).to_string(), false),
-                        None => (k, true),
+                    // A key that names no field is dropped here (serde would skip it): `out`
+                    // then never holds more entries than the struct has fields, so a body of
+                    // many unknown keys costs linear time.
+                    let (name, exact) = if fields.contains(&k.as_str()) {
+                        (k, true)
+                    } else {
+                        match fields.iter().find(|f| f.eq_ignore_ascii_case(&k)) {
+                            Some(f) => ((*f).to_string(), false),
+                            None => continue,
+                        }
                     };
                     match out.iter_mut().find(|(n, _, _)| *n == name) {
                         Some(slot) if exact || !slot.2 => *slot = (name, v, exact),

@@ -180,6 +180,48 @@ pub(crate) fn overlay(opts: &str, pid: i32) -> Result<OwnedFd> {
     .map_err(|e| err("fsmount", "", e))
 }
 
+/// A detached clone of `source` (with the mounts below it for `recursive`), private
+/// throughout so that nothing mounted on or below it reaches the host's mounts (a plain bind
+/// of a shared source would join its peer group), and read-only throughout for `readonly`.
+/// Attached with [`attach_at`].
+pub fn private_clone(source: &Path, recursive: bool, readonly: bool) -> Result<OwnedFd> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree = open_tree(rustix::fs::CWD, source, flags)
+        .map_err(|e| Error::io("open_tree", source, io::Error::from(e)))?;
+    let attr = MountAttr {
+        attr_set: if readonly {
+            u64::from(MountAttrFlags::MOUNT_ATTR_RDONLY.bits())
+        } else {
+            0
+        },
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    setattr(
+        tree.as_fd(),
+        true,
+        &attr,
+        &format!("private clone of {}", source.display()),
+    )?;
+    Ok(tree)
+}
+
+/// Attach the detached mount `mnt` on the directory or file open as `at`.
+pub fn attach_at(mnt: BorrowedFd<'_>, at: BorrowedFd<'_>, what: &str) -> Result<()> {
+    move_mount(
+        mnt,
+        "",
+        at,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| Error::sys("move_mount", what, io::Error::from(e)))
+}
+
 /// Attach the detached mount `mnt` on `target` (in the caller's mount namespace).
 pub(crate) fn attach(mnt: BorrowedFd<'_>, target: &Path, what: &str) -> Result<()> {
     move_mount(

@@ -40,6 +40,7 @@ pub use cgroups::{BlkioEntry, CgroupStats, ContainerCgroup};
 pub use cli::cli_main;
 pub use docker_seccomp::docker_seccomp_to_oci;
 pub use error::{Error, ExecErrorKind, Result};
+pub use idmap::{attach_at, private_clone};
 pub use rootfs::OVERLAY_ANNOTATION;
 /// Docker's defaults the daemon builds container configs with.
 pub use spec::{DOCKER_CAPS, MASKED as DOCKER_MASKED_PATHS, READONLY as DOCKER_READONLY_PATHS};

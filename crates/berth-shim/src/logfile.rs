@@ -196,9 +196,6 @@ impl LogFile {
                 }
             }
             std::fs::rename(&self.path, name(1, false))?;
-            if compress {
-                gzip(&name(1, false), &name(1, true))?;
-            }
         } else {
             std::fs::remove_file(&self.path)?;
         }
@@ -207,6 +204,11 @@ impl LogFile {
             .append(true)
             .open(&self.path)?;
         self.size = 0;
+        // The live file is back first: a compression that fails (a full disk) leaves the
+        // rotated file uncompressed, and logging goes on.
+        if compress && self.max_files > 1 {
+            let _ = gzip(&name(1, false), &name(1, true));
+        }
         Ok(())
     }
 }
@@ -220,16 +222,20 @@ fn local_frame_len(b: &[u8]) -> Option<usize> {
 /// Compress `from` into `to` (gzip, its header naming the time of the last entry as dockerd's
 /// rotation does) and remove `from`.
 fn gzip(from: &Path, to: &Path) -> std::io::Result<()> {
-    let data = std::fs::read(from)?;
+    let mut src = File::open(from)?;
     let meta = serde_json::json!({ "LastTime": berth_api::timefmt::now() }).to_string();
     let tmp = to.with_extension("tmp");
     let f = File::create(&tmp)?;
     let mut gz = flate2::GzBuilder::new()
         .extra(meta.into_bytes())
         .write(f, flate2::Compression::fast());
-    gz.write_all(&data)?;
-    gz.finish()?;
-    std::fs::rename(&tmp, to)?;
+    let done = std::io::copy(&mut src, &mut gz)
+        .and_then(|_| gz.finish())
+        .and_then(|_| std::fs::rename(&tmp, to));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::remove_file(from)
 }
 

@@ -619,6 +619,103 @@ fn cp_sees_volumes_and_binds() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// The mounts a stopped container's `cp` makes stay in its temporary root: a bind nested in
+/// another bind whose source is on a shared mount (as `/` is under systemd) shows below it
+/// there, never in the host's mount table, also while a slow reader holds the copy open; a
+/// read-only bind stays read-only; and nothing is left afterwards.
+#[test]
+fn cp_mounts_of_a_stopped_container_stay_private() {
+    let d = Daemon::start();
+    let tmp = std::env::temp_dir().join(format!("berth-cpnest-{}", std::process::id()));
+    let (outer, host_dir) = (tmp.join("outer"), tmp.join("host"));
+    std::fs::create_dir_all(&outer).unwrap();
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("hostfile"), "nested bind\n").unwrap();
+    std::fs::write(outer.join("big"), vec![0u8; 16 << 20]).unwrap();
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    let o = outer.display().to_string();
+    sh(&format!("mount --bind {o} {o} && mount --make-shared {o}"));
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &self.0])
+                .status();
+        }
+    }
+    let _unmount = Unmount(o.clone());
+    let (outer_bind, ro) = (
+        format!("{o}:/data"),
+        format!("{}:/data/nested:ro", host_dir.display()),
+    );
+    d.ok(&[
+        "create",
+        "--name",
+        "nest",
+        "-v",
+        &outer_bind,
+        "-v",
+        &ro,
+        "busybox",
+        "true",
+    ]);
+    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let under_root = |m: &str| {
+        let root = d.exec_root.display().to_string();
+        m.lines().filter(|l| l.contains(&root)).count()
+    };
+    let leaked = |m: &str| m.lines().any(|l| l.contains(&format!("{o}/nested ")));
+    let before = under_root(&mounts());
+    let out = d.berth(&["cp", "nest:/data/nested/hostfile", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(contains(&out.stdout, b"nested bind\n"));
+    let refused = d.berth(&[
+        "cp",
+        host_dir.join("hostfile").to_str().unwrap(),
+        "nest:/data/nested/x",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "a write into a read-only bind went through"
+    );
+    assert!(!host_dir.join("x").exists());
+    // A reader that does not read: the copy stays open with its mounts in place.
+    let mut slow = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    std::io::Write::write_all(
+        &mut slow,
+        b"GET /containers/nest/archive?path=/data/big HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut seen_open = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let m = mounts();
+        assert!(
+            !leaked(&m),
+            "the nested bind reached the host's mounts:\n{m}"
+        );
+        if under_root(&m) > before {
+            seen_open = true;
+            break;
+        }
+    }
+    assert!(seen_open, "the copy's temporary root never showed up");
+    drop(slow);
+    common::eventually("the copy's mounts to go", || {
+        under_root(&mounts()) == before
+    });
+    assert!(!leaked(&mounts()));
+    d.ok(&["rm", "nest"]);
+    drop(_unmount);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 /// `docker export c | docker import - img` round-trips, running or stopped: the export has
 /// the container's files and none of the runtime's (`/dev` nodes, `/proc`, volumes), and
 /// import still refuses a layer with device nodes.

@@ -547,6 +547,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     if res.is_err() {
         crate::network::endpoint::release(d, c);
         d.volumes.deactivate(&c.id);
+        super::settings::release_shm(&c.paths.run_dir);
     }
     res
 }

@@ -176,6 +176,20 @@ pub fn open_root<'a>(d: &'a Daemon, c: &Container, volumes: bool) -> Result<Open
         )
         .map_err(|e| Error::internal(format!("making the container's mount private: {e}")))?;
         bind_volumes(d, &r, &root)?;
+        // A read-only root stays read-only for the kernel too (the volumes on it keep their
+        // own mode), whatever path a write resolves through.
+        if r.host_config.readonly_rootfs {
+            nix::mount::mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND
+                    | nix::mount::MsFlags::MS_REMOUNT
+                    | nix::mount::MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| Error::internal(format!("making the container's root read-only: {e}")))?;
+        }
     }
     Ok(OpenRoot {
         root,
@@ -184,19 +198,15 @@ pub fn open_root<'a>(d: &'a Daemon, c: &Container, volumes: bool) -> Result<Open
 }
 
 /// Bind a stopped container's volumes and bind mounts at their mount points below `root`
-/// (parents first), read-only where they are; a mount point the container lacks is made, as
+/// (parents first), read-only (with what is below them) where they are; a mount point the container lacks is made, as
 /// at start. Each mount point resolves inside the root, so no symlink planted in the
 /// container's files (or in a volume another container changes) leads a bind outside it.
 /// A bind whose source is gone shows nothing, as its container would fail to start.
 fn bind_volumes(d: &Daemon, r: &super::Record, root: &Root) -> Result<()> {
     use crate::volume::mounts::{depth, TMPFS, VOLUME};
-    use nix::mount::MsFlags;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let mut mounts: Vec<_> = r.mounts.iter().filter(|m| m.kind != TMPFS).collect();
     mounts.sort_by_key(|m| depth(&m.destination));
-    let fail = |what: &str, dst: &str, e: nix::errno::Errno| {
-        Error::internal(format!("{what} the mount at {dst}: {e}"))
-    };
     for m in mounts {
         let source = if m.kind == VOLUME {
             d.volumes.data_dir(&m.name)
@@ -208,30 +218,12 @@ fn bind_volumes(d: &Daemon, r: &super::Record, root: &Root) -> Result<()> {
         };
         let dst = Path::new(&m.destination);
         let at = root.mount_point(dst, meta.is_dir())?;
-        let flags = if m.non_recursive {
-            MsFlags::MS_BIND
-        } else {
-            MsFlags::MS_BIND | MsFlags::MS_REC
-        };
-        nix::mount::mount(
-            Some(&source),
-            format!("/proc/self/fd/{}", at.as_raw_fd()).as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .map_err(|e| fail("binding", &m.destination, e))?;
-        if !m.rw {
-            let top = root.open_at(dst, rustix::fs::OFlags::PATH)?;
-            nix::mount::mount(
-                None::<&str>,
-                format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(|e| fail("making read-only", &m.destination, e))?;
-        }
+        // A private clone, read-only throughout where the mount is: a nested mount made
+        // later on it stays here, and no submount of a read-only bind is writable.
+        let tree = berth_runtime::private_clone(&source, !m.non_recursive, !m.rw)
+            .map_err(|e| Error::internal(format!("binding the mount at {}: {e}", m.destination)))?;
+        berth_runtime::attach_at(tree.as_fd(), at.as_fd(), &m.destination)
+            .map_err(|e| Error::internal(format!("binding the mount at {}: {e}", m.destination)))?;
     }
     Ok(())
 }
@@ -263,8 +255,13 @@ pub fn open_layers(d: &Daemon, c: &Container) -> Result<Root> {
             c.id
         ))
     };
-    // A container that never started has no upper dir yet.
-    std::fs::create_dir_all(c.paths.upper())?;
+    // A container that never started has no upper dir yet. Made only inside the container's
+    // own directory (a removal racing with this has moved that away: nothing is recreated).
+    match std::fs::create_dir(c.paths.upper()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::not_found(format!("container {}: {e}", c.id))),
+    }
     let mut lowers = vec![c.paths.upper()];
     lowers.extend(lowerdirs(d, c)?);
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| fail("fsopen", e))?;

@@ -146,7 +146,8 @@ pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
     let lo = &h.log_config.config;
     if kind != "none" {
         // The shim writes the file itself: the container never waits for a log consumer,
-        // so `non-blocking` holds as well as `blocking`.
+        // only (as with dockerd's `blocking`) for the disk. `non-blocking` is taken with
+        // that meaning: no ring buffer drops lines when the disk stalls.
         let mode = lo.get("mode").map_or("", String::as_str);
         if !matches!(mode, "" | "blocking" | "non-blocking") {
             return bad(format!("logger: logging mode not supported: {mode}"));
@@ -336,12 +337,24 @@ fn host_devices(on_host: &str, in_container: &str) -> Result<Vec<(PathBuf, Value
     let meta = std::fs::metadata(on_host).map_err(gather)?;
     let mut found = Vec::new();
     if meta.is_dir() {
+        // Symlinks are not followed (`/dev/fd` leads to the daemon's own descriptors, and a
+        // link can make a cycle), and the directories runc skips are skipped.
         let mut stack = vec![PathBuf::from(on_host)];
         while let Some(dir) = stack.pop() {
             for e in std::fs::read_dir(&dir).map_err(gather)?.flatten() {
                 let p = e.path();
-                match std::fs::metadata(&p) {
-                    Ok(m) if m.is_dir() => stack.push(p),
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => {
+                        let skip = matches!(
+                            e.file_name().to_str(),
+                            Some(
+                                "pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev"
+                            )
+                        );
+                        if !skip {
+                            stack.push(p);
+                        }
+                    }
                     Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => {
                         found.push((p, m))
                     }
