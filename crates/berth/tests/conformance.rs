@@ -332,6 +332,27 @@ fn swarm_routes_answer_as_a_node_outside_a_swarm() {
     assert_eq!(info["Swarm"]["NodeID"], "");
 }
 
+/// An unknown path, and a known one with the wrong method, are dockerd's 404 "page not found".
+#[test]
+fn unknown_pages_and_wrong_methods_are_not_found() {
+    let d = Daemon::start();
+    for (method, path) in [
+        ("GET", "/nothing/here"),
+        ("POST", "/containers/x/nothing"),
+        ("PUT", "/containers/x/json"),
+        ("DELETE", "/v1.41/images/json"),
+        ("POST", "/exec/x/json"),
+    ] {
+        let r = request(&d, method, path, Body::None);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+        assert!(
+            message(&r).starts_with("page not found"),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
+}
+
 /// The swagger as JSON (python3-yaml reads the YAML).
 fn swagger() -> Value {
     let candidates = [

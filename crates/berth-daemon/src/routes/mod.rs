@@ -102,5 +102,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/configs", axum::routing::any(swarm::cluster))
         .route("/configs/{*rest}", axum::routing::any(swarm::cluster))
         .fallback(system::not_found)
+        // dockerd answers a known path with the wrong method as an unknown page.
+        .method_not_allowed_fallback(system::not_found)
         .with_state(d)
 }
