@@ -11,8 +11,9 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// How long a hijacked stream waits for the client to read the `101` head.
-const HEAD_READ_WAIT: Duration = Duration::from_secs(1);
+/// How long a hijacked stream waits at most for the client to read the `101` head (every
+/// client reads it at once; the bound is for a client that is stopped or starved).
+const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
 
 /// The unix socket a request came on (its descriptor, valid while the connection is served).
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,136 @@
+//! What a new SDK user meets: docker-py's own flows against berthd (exec output, attach,
+//! filters, login/push/registry data/pull), and the API details behind them that SDKs read
+//! (ps filters and their errors, `/distribution`, `/plugins`, `/info`'s registry config).
+
+mod common;
+use common::{BerthRegistry, Daemon};
+use std::process::Command;
+
+/// A Python interpreter that has docker-py (`python3-docker`).
+fn python_with_docker() -> &'static str {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|py| {
+            Command::new(py)
+                .args(["-c", "import docker"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("no python3 with docker-py: apt-get install python3-docker")
+}
+
+/// A query value percent-encoded (curl would take braces and brackets as globs).
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn docker_py_flows() {
+    let d = Daemon::start();
+    let reg = BerthRegistry::start("sdkpy");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_python.py");
+    let out = Command::new(python_with_docker())
+        .arg(script)
+        .arg(&d.sock)
+        .arg(&reg.addr)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "docker-py flows failed:\n{}\n{}\n--- daemon log ---\n{}",
+        common::stdout(&out),
+        common::stderr(&out),
+        d.daemon_log()
+    );
+    assert!(common::stdout(&out).contains("sdk flows ok"));
+}
+
+#[test]
+fn ps_filters_distribution_plugins_and_info() {
+    let d = Daemon::start();
+    d.ok(&["create", "--name", "pp", "-p", "8080:80", "busybox", "true"]);
+    let list = |filters: &str| {
+        d.curl(
+            "GET",
+            &format!("/containers/json?all=1&filters={}", enc(filters)),
+            None,
+        )
+    };
+    let (code, body) = list(r#"{"publish":["80-81/tcp"]}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"/pp\""), "{body}");
+    let (code, body) = list(r#"{"publish":["8080:80"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("filter for 'publish' should not contain ':'"),
+        "{body}"
+    );
+    let (code, body) = list(r#"{"expose":["x"]}"#);
+    assert_eq!(code, 400, "{body}");
+    for (f, listed) in [
+        (r#"{"is-task":["false"]}"#, true),
+        (r#"{"is-task":["true"]}"#, false),
+        (r#"{"isolation":["default"]}"#, true),
+        (r#"{"volume":["/nowhere"]}"#, false),
+    ] {
+        let (code, body) = list(f);
+        assert_eq!(
+            (code, body.contains("\"/pp\"")),
+            (200, listed),
+            "{f}: {body}"
+        );
+    }
+    let (code, body) = list(r#"{"is-task":["maybe"]}"#);
+    assert_eq!(code, 400, "{body}");
+
+    // A registry that does not have the image: dockerd's 401.
+    let reg = BerthRegistry::start("sdkdist");
+    let (code, body) = d.curl(
+        "GET",
+        &format!("/distribution/{}/none/such:1/json", reg.addr),
+        None,
+    );
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("No such image"), "{body}");
+
+    let (code, body) = d.curl("GET", "/plugins", None);
+    assert_eq!((code, body.trim()), (200, "[]"));
+    let (code, body) = d.curl(
+        "GET",
+        &format!("/plugins?filters={}", enc(r#"{"bad":["x"]}"#)),
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = d.curl("GET", "/plugins/vieux/sshfs:latest/json", None);
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains(r#"plugin \"vieux/sshfs:latest\" not found"#),
+        "{body}"
+    );
+
+    let (code, body) = d.curl("GET", "/info", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rc = &v["RegistryConfig"];
+    assert!(
+        rc["InsecureRegistryCIDRs"]
+            .as_array()
+            .is_some_and(|a| a.contains(&"127.0.0.0/8".into())),
+        "{rc}"
+    );
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Secure"], true, "{rc}");
+    for k in [
+        "IndexServerAddress",
+        "OSVersion",
+        "NEventsListener",
+        "FirewallBackend",
+        "HttpProxy",
+    ] {
+        assert!(v.get(k).is_some(), "{k} missing: {body}");
+    }
+}
