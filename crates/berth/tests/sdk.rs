@@ -1,6 +1,7 @@
 //! What a new SDK user meets: docker-py's own flows against berthd (exec output, attach,
 //! filters, login/push/registry data/pull), and the API details behind them that SDKs read
-//! (ps filters and their errors, `/distribution`, `/plugins`, `/info`'s registry config).
+//! (ps filters and their errors, start without a body, `/distribution`, `/plugins`, `/info`'s
+//! registry config).
 
 mod common;
 use common::{BerthRegistry, Daemon};
@@ -51,7 +52,7 @@ fn docker_py_flows() {
 }
 
 #[test]
-fn ps_filters_distribution_plugins_and_info() {
+fn api_details_sdks_rely_on() {
     let d = Daemon::start();
     d.ok(&["create", "--name", "pp", "-p", "8080:80", "busybox", "true"]);
     let list = |filters: &str| {
@@ -87,6 +88,20 @@ fn ps_filters_distribution_plugins_and_info() {
     }
     let (code, body) = list(r#"{"is-task":["maybe"]}"#);
     assert_eq!(code, 400, "{body}");
+
+    // A host config on start (old clients) is refused, not dropped; an empty object is fine.
+    let (code, body) = d.curl(
+        "POST",
+        "/v1.24/containers/pp/start",
+        Some(r#"{"Binds":["/tmp:/t"]}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("non-empty request body was deprecated"),
+        "{body}"
+    );
+    let (code, body) = d.curl("POST", "/containers/pp/start", Some("{}"));
+    assert_eq!(code, 204, "{body}");
 
     // A registry that does not have the image: dockerd's 401.
     let reg = BerthRegistry::start("sdkdist");

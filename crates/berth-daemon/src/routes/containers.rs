@@ -392,7 +392,24 @@ pub async fn inspect(
     Ok(json(200, &inspect_record(&d, &c, q.bool("size"))))
 }
 
-pub async fn start(State(d): St, Path(id): Path<String>) -> Result<Response> {
+/// `POST /containers/{id}/start`. A host config in the body (API < 1.24) is refused as dockerd
+/// refuses it, rather than dropped: a JSON object of more than 7 bytes, or a body of unknown
+/// length.
+pub async fn start(
+    State(d): St,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if length > 7 || headers.contains_key(axum::http::header::TRANSFER_ENCODING) {
+        return Err(Error::bad_request(
+            "starting container with non-empty request body was deprecated since API v1.22 and removed in v1.24",
+        ));
+    }
     let c = d.find(&id)?;
     lifecycle::start(&d, &c).await?;
     Ok(no_content())
