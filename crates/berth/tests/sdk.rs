@@ -149,3 +149,69 @@ fn api_details_sdks_rely_on() {
         assert!(v.get(k).is_some(), "{k} missing: {body}");
     }
 }
+
+/// Settings berth cannot carry out are refused with dockerd's words, not dropped; a followed
+/// log with `until` ends there (docker-py's `logs(stream=True, follow=True, until=...)`).
+#[test]
+fn refused_settings_and_follow_until() {
+    let d = Daemon::start();
+    for (hc, status, want) in [
+        (
+            r#"{"StorageOpt":{"size":"1G"}}"#,
+            400,
+            "--storage-opt is supported only for overlay over xfs",
+        ),
+        (
+            r#"{"Isolation":"hyperv"}"#,
+            400,
+            "Linux only supports 'default'",
+        ),
+        (
+            r#"{"VolumeDriver":"nfsplug"}"#,
+            404,
+            r#"plugin \"nfsplug\" not found"#,
+        ),
+    ] {
+        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{hc}}}"#);
+        let (code, out) = d.curl("POST", "/containers/create", Some(&body));
+        assert_eq!(code, status, "{hc}: {out}");
+        assert!(out.contains(want), "{hc}: {out}");
+    }
+    let (code, out) = d.curl(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Isolation":"default","VolumeDriver":"local","StorageOpt":{}}}"#),
+    );
+    assert_eq!(code, 201, "{out}");
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo t; sleep 0.1; done",
+    ]);
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    // -m only guards against a hang: the answer must end by itself at `until`.
+    let out = Command::new("curl")
+        .args(["-s", "-m", "60", "--unix-socket"])
+        .arg(&d.sock)
+        .arg(format!(
+            "http://berth/containers/ticker/logs?follow=1&stdout=1&until={until}"
+        ))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "the followed log did not end at until: {:?}",
+        out.status
+    );
+    assert!(!out.stdout.is_empty());
+}

@@ -356,6 +356,24 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
     if h.shm_size < 0 {
         return Err(Error::bad_request("SHM size can not be less than 0"));
     }
+    // dockerd's answers on Linux with overlay2 on a filesystem without project quotas.
+    if h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(Error::bad_request(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
+    }
+    if !matches!(h.isolation.as_str(), "" | "default") {
+        return Err(Error::bad_request(format!(
+            "Invalid isolation: {:?} - Linux only supports 'default'",
+            h.isolation
+        )));
+    }
+    if !matches!(h.volume_driver.as_str(), "" | "local") {
+        return Err(Error::not_found(format!(
+            "error looking up volume plugin {0}: plugin {0:?} not found",
+            h.volume_driver
+        )));
+    }
     if !(-1000..=1000).contains(&h.oom_score_adj) {
         return Err(Error::bad_request(format!(
             "Invalid value {}, range for oom score adj is [-1000, 1000]",
