@@ -215,3 +215,26 @@ fn refused_settings_and_follow_until() {
     );
     assert!(!out.stdout.is_empty());
 }
+
+/// `HostConfig.Annotations` reach the runtime's config.json (as dockerd hands them to runc),
+/// beside berth's own key, which a user's value does not replace.
+#[test]
+fn annotations_reach_the_runtime_spec() {
+    let d = Daemon::start();
+    let (code, out) = d.curl(
+        "POST",
+        "/containers/create?name=annotated",
+        Some(r#"{"Image":"busybox","Cmd":["sleep","100"],"HostConfig":{"Annotations":{"org.example.team":"infra","berth.overlay":"mine"}}}"#),
+    );
+    assert_eq!(code, 201, "{out}");
+    d.ok(&["start", "annotated"]);
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "annotated"]);
+    let cfg = std::fs::read_to_string(d.exec_root.join("c").join(&id).join("config.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(v["annotations"]["org.example.team"], "infra", "{cfg}");
+    let overlay = v["annotations"]["berth.overlay"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(overlay.contains("lowerdir="), "{cfg}");
+    d.ok(&["rm", "-f", "annotated"]);
+}
