@@ -29,10 +29,12 @@ pub struct ExecStart {
     pub console_size: Option<Vec<u32>>,
 }
 
+/// An exec's process in its inspect: lower-case keys, as dockerd's (and the swagger's).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "lowercase", default)]
 pub struct ProcessConfig {
     pub privileged: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub user: String,
     pub tty: bool,
     pub entrypoint: String,
@@ -51,7 +53,12 @@ pub struct ExecInspect {
     pub open_stdin: bool,
     pub open_stderr: bool,
     pub open_stdout: bool,
+    /// Always false: dockerd keeps finished execs until their container goes.
+    pub can_remove: bool,
     #[serde(rename = "ContainerID")]
     pub container_id: String,
+    /// The detach sequence asked for at create, base64 (dockerd marshals the bytes); empty when
+    /// none was given.
+    pub detach_keys: String,
     pub pid: i64,
 }

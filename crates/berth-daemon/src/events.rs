@@ -42,6 +42,11 @@ impl Events {
         self.ring.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many live `GET /events` streams are subscribed.
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn publish(&self, m: Message) {
         let m = Arc::new(m);
         let mut ring = self.ring();

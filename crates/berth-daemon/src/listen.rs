@@ -230,7 +230,8 @@ where
 /// Serve a unix listener until the daemon stops.
 pub fn serve_unix(l: tokio::net::UnixListener, router: Api, cap: Arc<Semaphore>) {
     tokio::spawn(accept_loop(l, cap, move |s| {
-        http(TokioIo::new(s), router.clone())
+        let client = crate::container::attach::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
+        http(TokioIo::new(s), router.clone(), Some(client))
     }));
 }
 
@@ -277,9 +278,9 @@ async fn accept_tcp(
         let (r, t) = (router.clone(), tls.clone());
         async move {
             match t {
-                None => http(TokioIo::new(s), r).await,
+                None => http(TokioIo::new(s), r, None).await,
                 Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s)).await {
-                    Ok(Ok(s)) => http(TokioIo::new(s), r).await,
+                    Ok(Ok(s)) => http(TokioIo::new(s), r, None).await,
                     Ok(Err(e)) => tracing::debug!("TLS handshake: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 },
@@ -314,11 +315,16 @@ impl Backoff {
     }
 }
 
-async fn http<IO>(io: TokioIo<IO>, router: Api)
+/// Serve one connection; requests on a unix socket carry its descriptor (see
+/// [`crate::container::attach::UnixClient`]).
+async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::container::attach::UnixClient>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if let Some(u) = unix {
+            req.extensions_mut().insert(u);
+        }
         let r = router.clone();
         async move { Ok::<_, std::convert::Infallible>(crate::server::handle(r, req).await) }
     });

@@ -73,22 +73,48 @@ impl Credentials {
     }
 }
 
+/// A string field that may be `null` (docker-py sends `"email": null`): Go decodes that as "".
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// Docker's auth config: the JSON of the `X-Registry-Auth` header (base64url-encoded) and of the
 /// `POST /auth` body. Field names are Docker's; Go decodes them case-insensitively, so the
-/// capitalized spellings are accepted too.
+/// capitalized spellings are accepted too; `null` is an empty field.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthConfig {
-    #[serde(default, alias = "Username", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_empty",
+        alias = "Username",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub username: String,
-    #[serde(default, alias = "Password", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_empty",
+        alias = "Password",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub password: String,
     /// base64(`username:password`), used when username/password are empty.
-    #[serde(default, alias = "Auth", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_empty",
+        alias = "Auth",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub auth: String,
-    #[serde(default, alias = "Email", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_empty",
+        alias = "Email",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub email: String,
     #[serde(
         default,
+        deserialize_with = "null_is_empty",
         alias = "ServerAddress",
         alias = "serverAddress",
         skip_serializing_if = "String::is_empty"
@@ -96,6 +122,7 @@ pub struct AuthConfig {
     pub serveraddress: String,
     #[serde(
         default,
+        deserialize_with = "null_is_empty",
         alias = "IdentityToken",
         alias = "identityToken",
         skip_serializing_if = "String::is_empty"
@@ -103,6 +130,7 @@ pub struct AuthConfig {
     pub identitytoken: String,
     #[serde(
         default,
+        deserialize_with = "null_is_empty",
         alias = "RegistryToken",
         alias = "registryToken",
         skip_serializing_if = "String::is_empty"
@@ -360,6 +388,16 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_fields_of_an_auth_header_are_empty() {
+        // docker-py's header after `client.login(...)`: its email is null.
+        let json = br#"{"username": "u", "password": "p", "email": null, "serveraddress": "127.0.0.1:5000", "auth": null}"#;
+        let cfg = AuthConfig::decode(&BASE64URL.encode(json)).unwrap();
+        assert_eq!((cfg.username.as_str(), cfg.email.as_str()), ("u", ""));
+        assert_eq!(cfg.serveraddress, "127.0.0.1:5000");
+        assert!(AuthConfig::decode(&BASE64URL.encode(br#"{"username": 1}"#)).is_err());
+    }
 
     #[test]
     fn parses_bearer_challenge() {

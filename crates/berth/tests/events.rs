@@ -209,16 +209,18 @@ fn exec_attach_pause_restart_and_run_rm_events() {
 
 #[test]
 fn filters_narrow_by_type_event_container_image_and_label() {
+    // Names that are not hex, so that no random id begins with one (a container filter
+    // also takes id prefixes).
     let d = Daemon::start();
     let t0 = now();
     d.ok(&[
-        "run", "--rm", "--name", "fa", "-l", "team=red", "-l", "x=1", "busybox", "true",
+        "run", "--rm", "--name", "ka", "-l", "team=red", "-l", "x=1", "busybox", "true",
     ]);
     d.ok(&[
         "run",
         "--rm",
         "--name",
-        "fb",
+        "kb",
         "-l",
         "team=blue",
         "busybox",
@@ -241,15 +243,15 @@ fn filters_narrow_by_type_event_container_image_and_label() {
     };
     assert_eq!(
         names(&["event=die"]),
-        ["container die fa", "container die fb"]
+        ["container die ka", "container die kb"]
     );
     assert_eq!(
-        names(&["event=create", "event=destroy", "container=fb"]),
-        ["container create fb", "container destroy fb"]
+        names(&["event=create", "event=destroy", "container=kb"]),
+        ["container create kb", "container destroy kb"]
     );
-    assert_eq!(names(&["container=fa"]).len(), 5);
+    assert_eq!(names(&["container=ka"]).len(), 5);
     // An id prefix names the container too, and a container filter keeps network events out.
-    let created = events(&d, &t0, &t1, &["event=create", "container=fa"]);
+    let created = events(&d, &t0, &t1, &["event=create", "container=ka"]);
     let a = created[0]["id"].as_str().unwrap();
     let by_id = format!("container={}", &a[..10]);
     assert_eq!(names(&[by_id.as_str()]).len(), 5);
@@ -264,11 +266,11 @@ fn filters_narrow_by_type_event_container_image_and_label() {
     );
     assert_eq!(
         names(&["label=team=blue", "event=start"]),
-        ["container start fb"]
+        ["container start kb"]
     );
     assert_eq!(
         names(&["label=team", "label=x=1", "event=start"]),
-        ["container start fa"]
+        ["container start ka"]
     );
     assert_eq!(names(&["label=team=green"]), Vec::<String>::new());
     assert_eq!(names(&["type=image"]), ["image tag filtered:1"]);

@@ -1,5 +1,6 @@
 //! Hijacked streams through the raw socket, as SDKs read them: the `101 UPGRADED` head comes
-//! before any stream byte, an exec's framing follows its start request, a detached start
+//! before any stream byte (and on a unix socket, only once the client has read it), an exec's
+//! framing follows its start request, a detached start
 //! answers with an empty body, and detach keys end exec and attach sessions at once.
 
 mod common;
@@ -281,4 +282,84 @@ fn attach_without_upgrade_streams_raw() {
     let at = all.len() - body.len();
     assert_eq!(frames(&all[at..]), [(1u8, b"logged\n".to_vec())]);
     d.ok(&["rm", "nu"]);
+}
+
+/// A client that reads the head through a buffer and then reads the raw socket (docker-py)
+/// loses what came with the head: on a unix socket, no stream byte is sent before the client
+/// has read the head, however long it takes to read it.
+#[test]
+fn stream_bytes_wait_until_the_client_has_read_the_head() {
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "cx", "busybox", "sleep", "1000"]);
+    d.ok(&["run", "--name", "done", "busybox", "echo", "logged"]);
+    let id = exec_create(&d, "cx", r#"{"Cmd":["echo","out"],"AttachStdout":true}"#);
+    for (path, body, want) in [
+        (format!("/exec/{id}/start"), "{}", b"out\n".to_vec()),
+        (
+            "/containers/done/attach?logs=1&stdout=1&stream=0".to_string(),
+            "",
+            b"logged\n".to_vec(),
+        ),
+    ] {
+        let mut s = UnixStream::connect(&d.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        // Read late: the output exists by now, and would be queued behind the head if sent.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut buf = vec![0u8; 8192];
+        let n = s.read(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            first.starts_with("HTTP/1.1 101") && first.ends_with("\r\n\r\n"),
+            "{path}: the first read holds more than the head: {first:?}"
+        );
+        let rest = read_to_end(&mut s);
+        assert_eq!(frames(&rest), vec![(1, want)], "{path}");
+    }
+}
+
+/// Exec inspect has dockerd's fields: `CanRemove`, `DetachKeys` (the bytes, base64, as Go
+/// marshals them) and a `ProcessConfig` with lower-case keys; bad detach keys are refused at
+/// create whatever the TTY.
+#[test]
+fn exec_inspect_has_dockerds_fields() {
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "cx", "busybox", "sleep", "1000"]);
+    let id = exec_create(
+        &d,
+        "cx",
+        r#"{"Cmd":["echo","a b"],"AttachStdout":true,"DetachKeys":"ctrl-p,ctrl-q"}"#,
+    );
+    let v = exec_inspect(&d, &id);
+    assert_eq!(v["CanRemove"], false, "{v}");
+    assert_eq!(v["DetachKeys"], "EBE=", "{v}");
+    let pc = &v["ProcessConfig"];
+    assert_eq!(pc["entrypoint"], "echo", "{v}");
+    assert_eq!(pc["arguments"], serde_json::json!(["a b"]), "{v}");
+    assert_eq!(
+        (&pc["tty"], &pc["privileged"]),
+        (&false.into(), &false.into()),
+        "{v}"
+    );
+    assert!(
+        pc.get("user").is_none() && pc.get("Entrypoint").is_none(),
+        "{v}"
+    );
+    let plain = exec_create(&d, "cx", r#"{"Cmd":["true"]}"#);
+    assert_eq!(exec_inspect(&d, &plain)["DetachKeys"], "");
+    let (code, body) = d.curl(
+        "POST",
+        "/containers/cx/exec",
+        Some(r#"{"Cmd":["true"],"DetachKeys":"ctrl-1"}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("Invalid escape keys (ctrl-1) provided"),
+        "{body}"
+    );
 }

@@ -7,7 +7,43 @@ use axum::http::{header, Request, Response, StatusCode};
 use berth_api::detach::Detach;
 use berth_api::stdcopy;
 use berth_shim::ExitRecord;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a hijacked stream waits at most for the client to read the `101` head (every
+/// client reads it at once; the bound is for a client that is stopped or starved).
+const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
+
+/// The unix socket a request came on (its descriptor, valid while the connection is served).
+#[derive(Clone, Copy, Debug)]
+pub struct UnixClient(pub RawFd);
+
+/// The unix socket `req` came on, if it came on one.
+pub fn unix_client<B>(req: &Request<B>) -> Option<UnixClient> {
+    req.extensions().get::<UnixClient>().copied()
+}
+
+/// Wait until the client has read everything sent on its unix socket (the `101` head), or
+/// [`HEAD_READ_WAIT`] passed. A client that parses the head through a buffered reader and then
+/// reads the raw socket (docker-py, over Python's http.client) loses any stream bytes that
+/// arrived early enough to land in that buffer with the head. dockerd's streams start a
+/// containerd round trip after its head; berth's process is already running, so its first
+/// output would otherwise often reach such a client together with the head.
+async fn head_read(c: UnixClient) {
+    let t = Instant::now();
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: the descriptor is the upgraded connection's socket, which the caller holds
+        // open during the wait; TIOCOUTQ (SIOCOUTQ on a socket: bytes the peer has not read
+        // yet) writes one int through the pointer.
+        let r = unsafe { libc::ioctl(c.0, libc::TIOCOUTQ, &mut queued) };
+        if r != 0 || queued <= 0 || t.elapsed() >= HEAD_READ_WAIT {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
 /// Whether the client asked for a protocol upgrade (docker CLI, docker-py do).
 pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
@@ -174,12 +210,13 @@ where
 /// the raw stream as the body of a `200` that ends when the connection closes (dockerd
 /// hijacks that connection too: its stream follows the head unframed, not chunked; hyper
 /// writes a body without chunking only in an HTTP/1.0 answer, which HTTP/1.1 clients read
-/// the same way).
+/// the same way). On a unix socket the stream waits for the client to read the head first.
 pub fn serve_stream<F, Fut>(
     serve: F,
     upgrade: bool,
     on_upgrade: hyper::upgrade::OnUpgrade,
     multiplexed: bool,
+    client: Option<UnixClient>,
 ) -> Response<Body>
 where
     F: FnOnce(tokio::io::DuplexStream) -> Fut,
@@ -215,6 +252,9 @@ where
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
+        if let Some(c) = client {
+            head_read(c).await;
+        }
         relay(hyper_util::rt::TokioIo::new(upgraded), far).await;
     });
     upgrade_response(multiplexed)

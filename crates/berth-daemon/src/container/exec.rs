@@ -4,6 +4,7 @@
 use super::shim;
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon, Exec, ExecState};
+use base64::Engine;
 use berth_api::exec::{ExecConfig, ExecInspect, ProcessConfig};
 use berth_shim::protocol::Request;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,13 @@ pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
     if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
         return Err(Error::bad_request("No exec command specified"));
     }
-    detach_keys(&config)?;
+    // Checked whatever the TTY, as dockerd does.
+    if !config.detach_keys.is_empty() && berth_api::detach::parse(&config.detach_keys).is_err() {
+        return Err(Error::bad_request(format!(
+            "Invalid escape keys ({}) provided",
+            config.detach_keys
+        )));
+    }
     let id = crate::util::random_id()?;
     let action = format!("exec_create: {}", command_line(&config));
     let e = Arc::new(Exec {
@@ -171,7 +178,11 @@ pub fn inspect(e: &Exec) -> ExecInspect {
         open_stdin: e.config.attach_stdin,
         open_stderr: e.config.attach_stderr,
         open_stdout: e.config.attach_stdout,
+        can_remove: false,
         container_id: e.container_id.clone(),
+        detach_keys: berth_api::detach::parse(&e.config.detach_keys)
+            .map(|keys| base64::engine::general_purpose::STANDARD.encode(keys))
+            .unwrap_or_default(),
         pid: i64::from(st.pid),
     }
 }

@@ -72,6 +72,13 @@ async fn create_as(
     let requested_image = req.config.image.clone();
     let mut config = req.config;
     let mut host_config = req.host_config;
+    // `NetworkDisabled` (the API's, no CLI flag): no network at all, whatever was asked.
+    let network_disabled = config.network_disabled == Some(true);
+    if network_disabled {
+        host_config.network_mode = "none".into();
+        host_config.port_bindings = None;
+        host_config.publish_all_ports = false;
+    }
     if host_config.network_mode.is_empty() || host_config.network_mode == "default" {
         host_config.network_mode = "bridge".into();
     }
@@ -201,6 +208,7 @@ async fn create_as(
     rec.remapped_root = d.remap_of(&rec).map(crate::userns::Remap::root);
     let endpoints = req
         .networking_config
+        .filter(|_| !network_disabled)
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default();
     crate::network::endpoint::configure(d, &mut rec, endpoints)?;

@@ -1,6 +1,6 @@
 //! `GET /containers/{id}/logs`: reads the json-file or local log (rotated files included,
 //! compressed ones too), filters by stream, time and tail, and follows new entries with
-//! inotify until the container stops.
+//! inotify until the container stops (or the `until` bound passes).
 
 use crate::state::Container;
 use berth_api::stdcopy;
@@ -345,8 +345,15 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
     };
     let mut progress = c.progress.subscribe();
     let seen = progress.borrow().exits;
+    // Following ends at `until`, as dockerd's: no later line can fall within the bound.
+    let until = o.until.map(|u| {
+        let left = u.duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
     loop {
-        let done = progress.borrow().exits > seen || progress.borrow().removed;
+        let done = progress.borrow().exits > seen
+            || progress.borrow().removed
+            || until.is_some_and(|u| tokio::time::Instant::now() >= u);
         let (o2, log2) = (o.clone(), log.clone());
         let Ok((next, chunks)) = tokio::task::spawn_blocking(move || live.poll(&log2, &o2)).await
         else {
@@ -370,6 +377,12 @@ pub async fn stream(c: Arc<Container>, o: Options, tx: mpsc::Sender<Vec<u8>>) {
             }
             _ = progress.changed() => {}
             _ = tx.closed() => return,
+            _ = async {
+                match until {
+                    Some(u) => tokio::time::sleep_until(u).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

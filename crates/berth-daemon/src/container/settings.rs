@@ -1,6 +1,6 @@
 //! Container settings beyond resource limits and networking: the namespace modes (`--pid`,
 //! `--ipc`, `--uts`, `--cgroupns`), `--group-add`, `--device` and `--device-cgroup-rule`, block
-//! IO device limits, realtime CPU time, annotations and the runtime name, with what dockerd
+//! IO device limits, realtime CPU time and the runtime name, with what dockerd
 //! refuses on Linux. Checked at create as dockerd checks them; carried into the OCI spec at start.
 
 use super::Record;
@@ -441,7 +441,7 @@ fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
 }
 
 /// Carry the settings into the spec `spec::build` made: namespaces, /dev/shm, groups, devices,
-/// device rules, block IO device limits, annotations.
+/// device rules, block IO device limits (annotations are set by `spec::build`).
 pub fn apply(
     d: &Daemon,
     rec: &Record,
@@ -666,13 +666,6 @@ pub fn apply(
         }
         if let Some(o) = res["blockIO"].as_object_mut() {
             o.extend(bio);
-        }
-    }
-    if let Some(a) = &h.annotations {
-        if let Some(o) = spec["annotations"].as_object_mut() {
-            for (k, v) in a {
-                o.entry(k.clone()).or_insert_with(|| json!(v));
-            }
         }
     }
     Ok(())

@@ -652,6 +652,13 @@ pub fn build(
         linux["uidMappings"] = crate::userns::Remap::oci(&r.ids.uids);
         linux["gidMappings"] = crate::userns::Remap::oci(&r.ids.gids);
     }
+    // The container's annotations go to the runtime as dockerd passes them; berth's own key
+    // is the runtime's instruction and is not the user's to set.
+    let mut annotations = h.annotations.clone().unwrap_or_default();
+    annotations.insert(
+        "berth.overlay".to_string(),
+        super::rootfs::overlay_options(paths, layers),
+    );
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -669,7 +676,7 @@ pub fn build(
         "hostname": hostname,
         "domainname": rec.config.domainname,
         "mounts": mounts,
-        "annotations": {"berth.overlay": super::rootfs::overlay_options(paths, layers)},
+        "annotations": annotations,
         "linux": linux,
     });
     Ok(Built { spec, hostname })

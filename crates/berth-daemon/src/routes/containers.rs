@@ -127,6 +127,47 @@ fn matches(
                     r.created > other.created
                 }
             }
+            // A volume's name, a bind's source, or a mount's destination.
+            "volume" => vals.iter().any(|v| {
+                r.mounts.iter().any(|m| {
+                    m.destination == *v
+                        || (if m.name.is_empty() {
+                            m.source == *v
+                        } else {
+                            m.name == *v
+                        })
+                })
+            }),
+            "publish" | "expose" => {
+                let have: Vec<&String> = if k == "publish" {
+                    r.host_config
+                        .port_bindings
+                        .iter()
+                        .flat_map(|m| m.keys())
+                        .collect()
+                } else {
+                    r.config
+                        .exposed_ports
+                        .iter()
+                        .flat_map(|m| m.keys())
+                        .collect()
+                };
+                let want = port_filter(k, vals)?;
+                have.iter().any(|p| want.contains(&port_key(p)))
+            }
+            // No container of berth's is a swarm task.
+            "is-task" => match vals[0].as_str() {
+                "true" => false,
+                "false" => true,
+                v => return Err(Error::bad_request(format!("Invalid filter 'is-task={v}'"))),
+            },
+            "isolation" => {
+                let mode = match r.host_config.isolation.to_lowercase() {
+                    m if m.is_empty() => "default".to_string(),
+                    m => m,
+                };
+                vals.contains(&mode)
+            }
             other => return Err(Error::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -134,6 +175,40 @@ fn matches(
         }
     }
     Ok(true)
+}
+
+/// `80` or `80/udp` as the `port/proto` key of port maps (tcp when none is given).
+fn port_key(p: &str) -> String {
+    if p.contains('/') {
+        p.to_string()
+    } else {
+        format!("{p}/tcp")
+    }
+}
+
+/// The ports a `publish` or `expose` filter names: `port[/proto]` or `start-end[/proto]`.
+fn port_filter(key: &str, vals: &[String]) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for v in vals {
+        if v.contains(':') {
+            return Err(Error::bad_request(format!(
+                "filter for '{key}' should not contain ':': {v}"
+            )));
+        }
+        let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+        let bad = || {
+            Error::bad_request(format!(
+                "error while looking up for {key} {v}: invalid port range: {ports}"
+            ))
+        };
+        let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+        let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a > b {
+            return Err(bad());
+        }
+        out.extend((a..=b).map(|p| format!("{p}/{proto}")));
+    }
+    Ok(out)
 }
 
 pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
@@ -343,7 +418,24 @@ pub async fn inspect(
     Ok(json(200, &out))
 }
 
-pub async fn start(State(d): St, Path(id): Path<String>) -> Result<Response> {
+/// `POST /containers/{id}/start`. A host config in the body (API < 1.24) is refused as dockerd
+/// refuses it, rather than dropped: a JSON object of more than 7 bytes, or a body of unknown
+/// length.
+pub async fn start(
+    State(d): St,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if length > 7 || headers.contains_key(axum::http::header::TRANSFER_ENCODING) {
+        return Err(Error::bad_request(
+            "starting container with non-empty request body was deprecated since API v1.22 and removed in v1.24",
+        ));
+    }
     let c = d.find(&id)?;
     lifecycle::start(&d, &c).await?;
     Ok(no_content())
@@ -587,6 +679,7 @@ pub async fn attach(
         )));
     }
     let upgrade = attach::wants_upgrade(&req);
+    let client = attach::unix_client(&req);
     let want_stdin = upgrade && q.bool("stdin") && r.config.open_stdin;
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     let version = req
@@ -662,6 +755,7 @@ pub async fn attach(
         upgrade,
         on_upgrade,
         multiplexed,
+        client,
     ))
 }
 

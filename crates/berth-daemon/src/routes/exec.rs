@@ -26,6 +26,7 @@ pub async fn create(
 pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result<Response> {
     let e = d.exec(&id)?;
     let upgrade = attach::wants_upgrade(&req);
+    let client = attach::unix_client(&req);
     let version = req
         .extensions()
         .get::<RequestVersion>()
@@ -88,6 +89,7 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         upgrade,
         on_upgrade,
         !tty && version >= berth_api::version::ApiVersion(1, 42),
+        client,
     ))
 }
 

@@ -1,11 +1,13 @@
 //! The Engine API route table; handlers live in one file per area.
 
 mod containers;
+mod distribution;
 mod exec;
 mod files;
 mod images;
 mod monitor;
 mod networks;
+mod plugins;
 mod swarm;
 mod system;
 mod volumes;
@@ -70,6 +72,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
         .route("/images/search", get(images::search))
+        .route("/distribution/{*rest}", get(distribution::inspect))
         .route("/images/{*rest}", axum::routing::any(images::by_name))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
@@ -80,6 +83,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/pull", post(plugins::unsupported))
+        .route("/plugins/create", post(plugins::unsupported))
+        .route("/plugins/privileges", get(plugins::unsupported))
+        .route("/plugins/{*rest}", axum::routing::any(plugins::by_name))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

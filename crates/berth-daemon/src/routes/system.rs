@@ -140,22 +140,35 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "CPUShares": true,
             "CPUSet": true,
             "PidsLimit": true,
+            "KernelMemoryTCP": cgroup_version() == "1",
+            "OomKillDisable": cgroup_version() == "1",
+            "BridgeNfIptables": false,
+            "BridgeNfIp6tables": false,
             "IPv4Forwarding": true,
             "Debug": false,
             "NFd": 0,
             "NGoroutines": 0,
+            "NEventsListener": d.events.listeners(),
             "SystemTime": berth_api::timefmt::now(),
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version(),
             "KernelVersion": kernel(),
-            "OperatingSystem": "Linux",
+            "OperatingSystem": os_release("PRETTY_NAME").unwrap_or_else(|| "Linux".into()),
+            "OSVersion": os_release("VERSION_ID").unwrap_or_default(),
             "OSType": "linux",
             "Architecture": std::env::consts::ARCH,
             "NCPU": cpus,
             "MemTotal": mem,
             "DockerRootDir": d.cfg.data_root,
             "Name": hostname,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": registry_config(&d.cfg),
+            "GenericResources": null,
+            // berth's registry client uses no proxy.
+            "HttpProxy": "",
+            "HttpsProxy": "",
+            "NoProxy": "",
             "Labels": [],
             "ExperimentalBuild": false,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
@@ -165,10 +178,59 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
+            "ContainerdCommit": {"ID": ""},
+            "RuncCommit": {"ID": ""},
+            "InitCommit": {"ID": ""},
+            "FirewallBackend": {"Driver": "nftables", "Info": []},
+            "CDISpecDirs": [],
+            "DiscoveredDevices": [],
             "SecurityOptions": security_options(&d),
             "Warnings": warnings,
         }),
     )
+}
+
+/// A value of `/etc/os-release` (unquoted).
+fn os_release(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// `info`'s RegistryConfig: insecure registries (CIDRs, and names as index entries with
+/// `Secure: false`; loopback is always insecure) and Docker Hub's mirrors.
+fn registry_config(cfg: &crate::config::DaemonConfig) -> serde_json::Value {
+    let is_cidr = |s: &str| {
+        s.split_once('/')
+            .is_some_and(|(a, p)| a.parse::<std::net::IpAddr>().is_ok() && p.parse::<u8>().is_ok())
+    };
+    let mut cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+    let hub_mirrors = cfg.mirrors.get("docker.io").cloned().unwrap_or_default();
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        serde_json::json!({"Name": "docker.io", "Mirrors": hub_mirrors, "Secure": true, "Official": true}),
+    );
+    for r in &cfg.insecure_registries {
+        if is_cidr(r) {
+            if !cidrs.contains(r) {
+                cidrs.push(r.clone());
+            }
+        } else {
+            let mirrors = cfg.mirrors.get(r).cloned().unwrap_or_default();
+            index.insert(
+                r.clone(),
+                serde_json::json!({"Name": r, "Mirrors": mirrors, "Secure": false, "Official": false}),
+            );
+        }
+    }
+    serde_json::json!({
+        "InsecureRegistryCIDRs": cidrs,
+        "IndexConfigs": index,
+        "Mirrors": hub_mirrors,
+    })
 }
 
 /// `info`'s SecurityOptions, as dockerd words them.
