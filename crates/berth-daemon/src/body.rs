@@ -110,6 +110,17 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes>
     }
 }
 
+/// Read and drop up to `limit` bytes of a body that will not be used (errors end it early).
+pub async fn drain(mut body: axum::body::Body, limit: usize) {
+    let mut seen = 0;
+    while seen < limit {
+        match body.frame().await {
+            Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 /// The body of a route that takes JSON: checked for its type, read up to [`JSON_LIMIT`].
 pub struct JsonBytes(pub Bytes);
 

@@ -66,6 +66,10 @@ fn not_found_path(e: berth_image::Error, c: &str, p: &std::path::Path) -> Error 
     }
 }
 
+/// How much of a refused upload is read before the answer (Go's server reads up to 256 KiB
+/// of an unread body so the connection can be reused).
+const DRAIN_BEFORE_REFUSAL: usize = 256 << 10;
+
 /// Whether `PUT /archive` may write at `path`, as dockerd decides: by the mount the path is
 /// on (the one with the longest destination prefix, compared as cleaned paths), or the root
 /// filesystem when it is on none.
@@ -151,6 +155,13 @@ pub async fn archive(
             Ok(resp)
         }
         Method::PUT => {
+            let writable = check_writable(&c.rec(), &path);
+            if let Err(e) = writable {
+                // As Go's server, read what a small upload sent before refusing it, so the
+                // client is not cut off mid-write and gets the answer, not a broken pipe.
+                crate::body::drain(req.into_body(), DRAIN_BEFORE_REFUSAL).await;
+                return Err(e);
+            }
             let mut body = crate::util::BodyReader::new(req.into_body());
             let opts = berth_image::archive::ExtractOptions {
                 no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
@@ -162,7 +173,6 @@ pub async fn archive(
                 allow_devices: false,
                 ids: d.remap_of(&c.rec()).map(|r| r.ids.clone()),
             };
-            check_writable(&c.rec(), &path)?;
             let (d2, c2, id2) = (d.clone(), c.clone(), id.clone());
             tokio::task::spawn_blocking(move || {
                 with_open_root(&d2, &c2, |root| {
