@@ -8,6 +8,60 @@ use berth_api::network::EndpointSettings;
 /// The `NetworkSettings` of inspect.
 pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
     let running = r.is_running();
+    let networks = networks(d, r);
+    let mut ports = serde_json::Map::new();
+    for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+        ports.insert(key.clone(), serde_json::Value::Null);
+    }
+    if running {
+        for p in &r.net.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let entry = ports
+                .entry(key)
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if !entry.is_array() {
+                *entry = serde_json::Value::Array(Vec::new());
+            }
+            if let Some(a) = entry.as_array_mut() {
+                a.push(serde_json::json!({
+                    "HostIp": super::ports::shown(p.host_ip).to_string(),
+                    "HostPort": p.host_port.to_string(),
+                }));
+            }
+        }
+    } else {
+        for (key, list) in r.host_config.port_bindings.iter().flatten() {
+            let _ = list;
+            ports.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let def = r.net.endpoints.get("bridge");
+    serde_json::json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": if running && r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() },
+        "Ports": ports,
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": def.filter(|_| running).map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": def.map(|e| e.gateway.clone()).unwrap_or_default(),
+        "GlobalIPv6Address": def.map(|e| e.ip6.clone()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": def.map(|e| e.prefix6).unwrap_or(0),
+        "IPAddress": def.map(|e| e.ip.clone()).unwrap_or_default(),
+        "IPPrefixLen": def.map(|e| e.prefix).unwrap_or(0),
+        "IPv6Gateway": def.map(|e| e.gateway6.clone()).unwrap_or_default(),
+        "MacAddress": def.map(|e| e.mac.clone()).unwrap_or_default(),
+        "Networks": networks,
+    })
+}
+
+/// Each network's `EndpointSettings` of the container, by network name (inspect's and the
+/// list's `NetworkSettings.Networks`).
+pub fn networks(d: &Daemon, r: &Record) -> serde_json::Map<String, serde_json::Value> {
+    let running = r.is_running();
     let mut networks = serde_json::Map::new();
     for (name, ep) in &r.net.endpoints {
         let user = d
@@ -61,51 +115,5 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
             serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
         );
     }
-    let mut ports = serde_json::Map::new();
-    for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
-        ports.insert(key.clone(), serde_json::Value::Null);
-    }
-    if running {
-        for p in &r.net.ports {
-            let key = format!("{}/{}", p.container_port, p.proto.as_str());
-            let entry = ports
-                .entry(key)
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            if !entry.is_array() {
-                *entry = serde_json::Value::Array(Vec::new());
-            }
-            if let Some(a) = entry.as_array_mut() {
-                a.push(serde_json::json!({
-                    "HostIp": super::ports::shown(p.host_ip).to_string(),
-                    "HostPort": p.host_port.to_string(),
-                }));
-            }
-        }
-    } else {
-        for (key, list) in r.host_config.port_bindings.iter().flatten() {
-            let _ = list;
-            ports.entry(key.clone()).or_insert(serde_json::Value::Null);
-        }
-    }
-    let def = r.net.endpoints.get("bridge");
-    serde_json::json!({
-        "Bridge": "",
-        "SandboxID": "",
-        "SandboxKey": if running && r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() },
-        "Ports": ports,
-        "HairpinMode": false,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "SecondaryIPAddresses": null,
-        "SecondaryIPv6Addresses": null,
-        "EndpointID": def.filter(|_| running).map(|e| e.endpoint_id.clone()).unwrap_or_default(),
-        "Gateway": def.map(|e| e.gateway.clone()).unwrap_or_default(),
-        "GlobalIPv6Address": def.map(|e| e.ip6.clone()).unwrap_or_default(),
-        "GlobalIPv6PrefixLen": def.map(|e| e.prefix6).unwrap_or(0),
-        "IPAddress": def.map(|e| e.ip.clone()).unwrap_or_default(),
-        "IPPrefixLen": def.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": def.map(|e| e.gateway6.clone()).unwrap_or_default(),
-        "MacAddress": def.map(|e| e.mac.clone()).unwrap_or_default(),
-        "Networks": networks,
-    })
+    networks
 }
