@@ -11,6 +11,7 @@ pub mod exec;
 pub mod image;
 pub mod locallog;
 pub mod network;
+pub mod platform;
 pub mod progress;
 pub mod stats;
 pub mod stdcopy;

@@ -129,21 +129,7 @@ pub(crate) fn is_manifest_type(mt: &str) -> bool {
     mt == MT_OCI_MANIFEST || mt == MT_DOCKER_MANIFEST
 }
 
-/// GOARCH of this machine, as image configs and platforms spell it.
-pub(crate) fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "loongarch64" => "loong64",
-        "mips64" => "mips64le",
-        other => other,
-    }
-}
+pub(crate) use berth_api::platform::go_arch;
 
 #[cfg(test)]
 mod tests {

@@ -106,6 +106,59 @@ impl FromStr for Subnet {
     }
 }
 
+/// The allocation state both address families share, addresses as integers: which are handed
+/// out, and where the next search starts (after the last address handed out, so a released
+/// address is not reused at once: stale ARP/neighbour and conntrack entries of the old holder).
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<T> {
+    used: BTreeSet<T>,
+    last: T,
+}
+
+impl<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>> Cursor<T> {
+    pub(crate) fn new(last: T) -> Cursor<T> {
+        Cursor {
+            used: BTreeSet::new(),
+            last,
+        }
+    }
+
+    /// Take `a`; false if it was taken already.
+    pub(crate) fn take(&mut self, a: T) -> bool {
+        self.used.insert(a)
+    }
+
+    /// The next free address of `lo..=hi` that `usable` accepts, taken; at most `used + 3`
+    /// candidates are looked at before a free one, however large the range.
+    pub(crate) fn next_free(&mut self, lo: T, hi: T, usable: impl Fn(T) -> bool) -> Option<T> {
+        let start = if (lo..=hi).contains(&self.last) {
+            self.last
+        } else {
+            hi
+        };
+        let mut a = start;
+        loop {
+            a = if a >= hi { lo } else { a + T::from(1) };
+            if usable(a) && !self.used.contains(&a) {
+                self.used.insert(a);
+                self.last = a;
+                return Some(a);
+            }
+            if a == start {
+                return None;
+            }
+        }
+    }
+
+    pub(crate) fn release(&mut self, a: T) {
+        self.used.remove(&a);
+    }
+
+    pub(crate) fn in_use(&self, a: T) -> bool {
+        self.used.contains(&a)
+    }
+}
+
 /// The addresses of one network: which are handed out, which are free.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -113,10 +166,7 @@ pub struct Pool {
     /// Where dynamic addresses come from (`--ip-range`); the whole subnet by default.
     pub range: Subnet,
     pub gateway: Ipv4Addr,
-    used: BTreeSet<u32>,
-    /// The last address handed out: the next search starts after it, so a released address
-    /// is not reused at once (stale ARP and conntrack entries of the old holder).
-    last: u32,
+    taken: Cursor<u32>,
 }
 
 impl Pool {
@@ -145,13 +195,12 @@ impl Pool {
             subnet,
             range,
             gateway,
-            used: BTreeSet::new(),
-            last: u32::from(gateway),
+            taken: Cursor::new(u32::from(gateway)),
         })
     }
 
     fn usable(&self, a: u32) -> bool {
-        a != self.subnet.first() && a != self.subnet.last() && a != u32::from(self.gateway)
+        host_address(&self.subnet, self.gateway, a)
     }
 
     /// Take a particular address (`--ip`, or one held by a container across a restart).
@@ -163,7 +212,7 @@ impl Pool {
                 self.subnet
             )));
         }
-        if !self.used.insert(a) {
+        if !self.taken.take(a) {
             return Err(Error::Invalid(format!("Address already in use: {ip}")));
         }
         Ok(())
@@ -172,35 +221,31 @@ impl Pool {
     /// Hand out the next free address of the range.
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
         let (lo, hi) = (self.range.first(), self.range.last());
-        let start = if (lo..=hi).contains(&self.last) {
-            self.last
-        } else {
-            hi
-        };
-        let mut a = start;
-        loop {
-            a = if a >= hi { lo } else { a + 1 };
-            if self.usable(a) && !self.used.contains(&a) {
-                self.used.insert(a);
-                self.last = a;
-                return Ok(Ipv4Addr::from(a));
-            }
-            if a == start {
-                return Err(Error::Exhausted(format!(
+        let (subnet, gateway) = (self.subnet, self.gateway);
+        self.taken
+            .next_free(lo, hi, |a| host_address(&subnet, gateway, a))
+            .map(Ipv4Addr::from)
+            .ok_or_else(|| {
+                Error::Exhausted(format!(
                     "no available IPv4 addresses on this network's address pools: {}",
                     self.range
-                )));
-            }
-        }
+                ))
+            })
     }
 
     pub fn release(&mut self, ip: Ipv4Addr) {
-        self.used.remove(&u32::from(ip));
+        self.taken.release(u32::from(ip));
     }
 
     pub fn in_use(&self, ip: Ipv4Addr) -> bool {
-        self.used.contains(&u32::from(ip))
+        self.taken.in_use(u32::from(ip))
     }
+}
+
+/// Whether `a` may be a container's address in `subnet`: neither the network's, its broadcast,
+/// nor the gateway.
+fn host_address(subnet: &Subnet, gateway: Ipv4Addr, a: u32) -> bool {
+    a != subnet.first() && a != subnet.last() && a != u32::from(gateway)
 }
 
 /// The first network of `prefix` bits inside `space` that overlaps none of `taken`.

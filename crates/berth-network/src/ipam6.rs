@@ -1,11 +1,11 @@
 //! IPv6 address management: subnets, gateways and the addresses handed to endpoints of IPv6
 //! networks (the IPv4 side is [`crate::ipam`]).
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
+use crate::ipam::Cursor;
 use crate::{Error, Result};
 
 /// An IPv6 network: its first address and prefix length (host bits zero).
@@ -115,9 +115,7 @@ pub struct Pool6 {
     /// Where dynamic addresses come from (`--ip-range`); the whole subnet by default.
     pub range: Subnet6,
     pub gateway: Ipv6Addr,
-    used: BTreeSet<u128>,
-    /// The last address handed out (the next search starts after it, as in the IPv4 pool).
-    last: u128,
+    taken: Cursor<u128>,
 }
 
 impl Pool6 {
@@ -147,13 +145,12 @@ impl Pool6 {
             subnet,
             range,
             gateway,
-            used: BTreeSet::new(),
-            last: u128::from(gateway),
+            taken: Cursor::new(u128::from(gateway)),
         })
     }
 
     fn usable(&self, a: u128) -> bool {
-        a != self.subnet.first() && a != u128::from(self.gateway)
+        host_address(&self.subnet, self.gateway, a)
     }
 
     /// Take a particular address (`--ip6`, or one held across a daemon restart).
@@ -165,41 +162,36 @@ impl Pool6 {
                 self.subnet
             )));
         }
-        if !self.used.insert(a) {
+        if !self.taken.take(a) {
             return Err(Error::Invalid(format!("Address already in use: {ip}")));
         }
         Ok(())
     }
 
-    /// Hand out the next free address of the range. At most `used + 3` candidates are looked
-    /// at before one is free, however large the range.
+    /// Hand out the next free address of the range.
     pub fn allocate(&mut self) -> Result<Ipv6Addr> {
         let (lo, hi) = (self.range.first(), self.range.last());
-        let start = if (lo..=hi).contains(&self.last) {
-            self.last
-        } else {
-            hi
-        };
-        let mut a = start;
-        loop {
-            a = if a >= hi { lo } else { a + 1 };
-            if self.usable(a) && !self.used.contains(&a) {
-                self.used.insert(a);
-                self.last = a;
-                return Ok(Ipv6Addr::from(a));
-            }
-            if a == start {
-                return Err(Error::Exhausted(format!(
+        let (subnet, gateway) = (self.subnet, self.gateway);
+        self.taken
+            .next_free(lo, hi, |a| host_address(&subnet, gateway, a))
+            .map(Ipv6Addr::from)
+            .ok_or_else(|| {
+                Error::Exhausted(format!(
                     "no available IPv6 addresses on this network's address pools: {}",
                     self.range
-                )));
-            }
-        }
+                ))
+            })
     }
 
     pub fn release(&mut self, ip: Ipv6Addr) {
-        self.used.remove(&u128::from(ip));
+        self.taken.release(u128::from(ip));
     }
+}
+
+/// Whether `a` may be a container's address in `subnet`: neither the subnet-router anycast
+/// address (the first) nor the gateway.
+fn host_address(subnet: &Subnet6, gateway: Ipv6Addr, a: u128) -> bool {
+    a != subnet.first() && a != u128::from(gateway)
 }
 
 #[cfg(test)]

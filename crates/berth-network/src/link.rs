@@ -550,29 +550,15 @@ async fn configure_peer(handle: &Handle, ep: &Endpoint) -> Result<()> {
     // `replace`: a connect with a higher gateway priority moves the default route here. The
     // routes' requests go out after the addresses' (the futures are polled in order).
     let routes = async {
-        if let Some(gateway) = ep.gateway {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gateway)
-                .output_interface(index)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(|e| {
-                    nl_error(
-                        format_args!("adding a default route via {gateway} on {ifname}"),
-                        e,
-                    )
-                })?;
-        }
-        if let Some(gateway) = ep.gateway6 {
-            let route = RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(gateway)
-                .output_interface(index)
-                .build();
+        let v4 = ep.gateway.map(|g| {
+            let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(g);
+            (IpAddr::V4(g), r.output_interface(index).build())
+        });
+        let v6 = ep.gateway6.map(|g| {
+            let r = RouteMessageBuilder::<Ipv6Addr>::new().gateway(g);
+            (IpAddr::V6(g), r.output_interface(index).build())
+        });
+        for (gateway, route) in v4.into_iter().chain(v6) {
             handle
                 .route()
                 .add(route)

@@ -353,18 +353,10 @@ fn create_body(a: &CreateArgs, attach: bool, api_socket: Option<&str>) -> Result
     if !a.network_alias.is_empty() {
         endpoint.insert("Aliases".into(), json!(a.network_alias));
     }
-    let mut ipam = serde_json::Map::new();
-    if let Some(ip) = &a.ip {
-        ipam.insert("IPv4Address".into(), json!(ip));
-    }
-    if let Some(ip) = &a.ip6 {
-        ipam.insert("IPv6Address".into(), json!(ip));
-    }
-    if !a.link_local_ip.is_empty() {
-        ipam.insert("LinkLocalIPs".into(), json!(a.link_local_ip));
-    }
-    if !ipam.is_empty() {
-        endpoint.insert("IPAMConfig".into(), Value::Object(ipam));
+    if let Some(ipam) =
+        super::network::endpoint_ipam(a.ip.as_deref(), a.ip6.as_deref(), &a.link_local_ip)
+    {
+        endpoint.insert("IPAMConfig".into(), ipam);
     }
     if let Some(mac) = &a.mac_address {
         endpoint.insert("MacAddress".into(), json!(mac));

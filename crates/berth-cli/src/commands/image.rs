@@ -150,11 +150,7 @@ pub async fn images(c: &Client, a: ImagesArgs) -> i32 {
 /// `images --tree`, as docker 28 draws it: an image line per name and, under it, the
 /// platform variants it holds (berth keeps one per image: the host's).
 fn print_tree(items: &[Value], no_trunc: bool) -> i32 {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let arch = berth_api::platform::go_arch();
     let mut rows = Vec::new();
     for v in items {
         let full = v["Id"].as_str().unwrap_or("");

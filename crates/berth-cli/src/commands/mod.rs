@@ -20,17 +20,12 @@ use crate::Command;
 /// `--platform`: berth keeps and runs images of the host's platform only, so that platform
 /// (or just its OS) is accepted and any other is refused.
 pub fn check_platform(p: Option<&str>) -> Result<(), String> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
     match p.filter(|p| !p.is_empty()) {
-        None => Ok(()),
-        Some(p) if p == "linux" || p == format!("linux/{arch}") => Ok(()),
-        Some(p) => Err(format!(
-            "platform \"{p}\" is not supported: berth keeps and runs linux/{arch} images only"
+        Some(p) if !berth_api::platform::is_host(p) => Err(format!(
+            "platform \"{p}\" is not supported: berth keeps and runs linux/{} images only",
+            berth_api::platform::go_arch()
         )),
+        _ => Ok(()),
     }
 }
 

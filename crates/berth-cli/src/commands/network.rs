@@ -403,18 +403,8 @@ async fn connect(c: &Client, a: ConnectArgs) -> i32 {
     if !a.alias.is_empty() {
         ep.insert("Aliases".into(), json!(a.alias));
     }
-    let mut ipam = serde_json::Map::new();
-    if let Some(ip) = &a.ip {
-        ipam.insert("IPv4Address".into(), json!(ip));
-    }
-    if let Some(ip) = &a.ip6 {
-        ipam.insert("IPv6Address".into(), json!(ip));
-    }
-    if !a.link_local_ip.is_empty() {
-        ipam.insert("LinkLocalIPs".into(), json!(a.link_local_ip));
-    }
-    if !ipam.is_empty() {
-        ep.insert("IPAMConfig".into(), Value::Object(ipam));
+    if let Some(ipam) = endpoint_ipam(a.ip.as_deref(), a.ip6.as_deref(), &a.link_local_ip) {
+        ep.insert("IPAMConfig".into(), ipam);
     }
     if !a.link.is_empty() {
         ep.insert("Links".into(), json!(a.link));
@@ -520,4 +510,20 @@ pub async fn port(c: &Client, a: PortArgs) -> i32 {
         println!("{l}");
     }
     0
+}
+
+/// An endpoint's `IPAMConfig` from `--ip`, `--ip6` and `--link-local-ip` (of `run` and
+/// `network connect`); none when nothing was asked for.
+pub fn endpoint_ipam(ip: Option<&str>, ip6: Option<&str>, link_local: &[String]) -> Option<Value> {
+    let mut ipam = serde_json::Map::new();
+    if let Some(ip) = ip {
+        ipam.insert("IPv4Address".into(), json!(ip));
+    }
+    if let Some(ip) = ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip));
+    }
+    if !link_local.is_empty() {
+        ipam.insert("LinkLocalIPs".into(), json!(link_local));
+    }
+    (!ipam.is_empty()).then_some(Value::Object(ipam))
 }

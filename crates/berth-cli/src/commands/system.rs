@@ -57,11 +57,7 @@ pub async fn version(c: &Client, a: FormatArgs) -> i32 {
             "Version": env!("CARGO_PKG_VERSION"),
             "ApiVersion": berth_api::version::API_MAX,
             "Os": std::env::consts::OS,
-            "Arch": match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                other => other,
-            },
+            "Arch": berth_api::platform::go_arch(),
         });
         let server = match c.get("/version").await {
             Ok(v) => v,

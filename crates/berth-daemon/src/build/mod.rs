@@ -1856,17 +1856,12 @@ fn leave_out_build_files(ctx: &Path, dockerfile: &str) -> Result<()> {
 
 /// Builds run on the host's platform only: other platforms are refused, not ignored.
 fn check_platform(p: Option<&str>) -> std::result::Result<(), String> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
     match p.filter(|p| !p.is_empty()) {
-        None => Ok(()),
-        Some(p) if p == "linux" || p == format!("linux/{arch}") => Ok(()),
-        Some(p) => Err(format!(
-            "platform {p} is not supported by berth's builder (it builds for linux/{arch})"
+        Some(p) if !berth_api::platform::is_host(p) => Err(format!(
+            "platform {p} is not supported by berth's builder (it builds for linux/{})",
+            berth_api::platform::go_arch()
         )),
+        _ => Ok(()),
     }
 }
 

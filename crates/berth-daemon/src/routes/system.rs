@@ -28,15 +28,7 @@ pub async fn ping(method: Method) -> Response {
     r
 }
 
-/// The architecture as Go (and so Docker) names it.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
-}
+use berth_api::platform::go_arch;
 
 fn kernel() -> String {
     nix::sys::utsname::uname()
