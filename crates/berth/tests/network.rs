@@ -605,7 +605,7 @@ impl Outside {
         let pid = std::process::id();
         let ns = format!("bto{}n{k}", pid % 100_000);
         let veth = format!("bto{}h{k}", pid % 100_000);
-        let net = format!("10.{}.250", 200 + pid % 50);
+        let net = format!("10.{}.250", common::net_octet());
         let (host_ip, ip) = (
             format!("{net}.{}", 4 * k + 1),
             format!("{net}.{}", 4 * k + 2),
@@ -1378,7 +1378,7 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
 #[test]
 fn daemon_ipv6_default_bridge_address_pools_and_host_gateway_ip() {
     let pid = std::process::id();
-    let (a, b) = (pid % 65536, 200 + pid % 50);
+    let (a, b) = (pid % 65536, common::net_octet());
     let v6 = format!("fd43:{a:x}:1::/64");
     let pool4 = format!("base=10.{b}.252.0/23,size=25");
     let pool6 = format!("base=fd43:{a:x}:2::/48,size=64");

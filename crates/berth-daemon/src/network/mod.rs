@@ -787,6 +787,8 @@ impl Networks {
                     .into_iter()
                     .find_map(|(space, size)| pick_subnet(space, size, &taken))
                     .ok_or_else(|| {
+                        let shown: Vec<String> = taken.iter().map(|t| t.to_string()).collect();
+                        tracing::warn!("no free subnet in the address pools; taken: {}", shown.join(" "));
                         Error::internal(
                             "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
                         )

@@ -30,6 +30,17 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// The second octet of this test process's IPv4 networks (10.X.0.0/16): one of 200..=251 by
+/// pid, never 222 or 223, the default bridge and user-network pool of a berth daemon started
+/// without options (the README's), which may run beside the tests.
+pub fn net_octet() -> u32 {
+    match 200 + std::process::id() % 50 {
+        222 => 250,
+        223 => 251,
+        b => b,
+    }
+}
+
 pub struct Daemon {
     /// The daemon's --cgroup-parent: every cgroup of this test lives below it.
     pub cgroup_parent: String,
@@ -78,7 +89,7 @@ impl Daemon {
         std::fs::create_dir_all(&base).unwrap();
         let mut d = Daemon {
             cgroup_parent: format!("berth-test-{tag}"),
-            bip: format!("10.{}.{}.1/24", 200 + pid % 50, n % 100),
+            bip: format!("10.{}.{}.1/24", net_octet(), n % 100),
             table: format!("berth_{bridge}"),
             bridge,
             flags: flags.iter().map(|s| s.to_string()).collect(),
@@ -316,8 +327,7 @@ impl Drop for Daemon {
 impl Daemon {
     /// A /24 for the k-th (< 5) user network of this test, apart from every other daemon's.
     pub fn user_subnet(&self, k: usize) -> String {
-        let pid = std::process::id();
-        format!("10.{}.{}.0/24", 200 + pid % 50, 100 + (self.n % 30) * 5 + k)
+        format!("10.{}.{}.0/24", net_octet(), 100 + (self.n % 30) * 5 + k)
     }
 
     /// The default bridge's subnet prefix, e.g. "10.212.3." for addresses on it.
