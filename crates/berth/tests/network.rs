@@ -680,6 +680,8 @@ impl Drop for Outside {
             .args(["link", "del", &self.veth])
             .status();
         let _ = std::fs::remove_file(&self.log);
+        // The web root beside the log (the same name without `.log`).
+        let _ = std::fs::remove_dir_all(self.log.with_extension(""));
     }
 }
 

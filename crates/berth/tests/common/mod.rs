@@ -14,18 +14,33 @@ pub fn berth_bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth")
 }
 
-/// The busybox rootfs tarball, built once per test binary.
+/// The busybox rootfs tarball. One file serves every test process: it is named after what it
+/// is made from (/bin/busybox and mkbusybox.sh), made once (written aside, then renamed into
+/// place, so concurrent test binaries never see half a file) and reused, not one per process.
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let out =
-            std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::MetadataExt;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkbusybox.sh");
+        // DefaultHasher::new() has fixed keys: the same inputs give the same name in every
+        // process.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&script).unwrap_or_default().hash(&mut h);
+        if let Ok(m) = std::fs::metadata("/bin/busybox") {
+            (m.len(), m.mtime(), m.ino()).hash(&mut h);
+        }
+        let out = std::env::temp_dir().join(format!("berth-test-busybox-{:016x}.tar", h.finish()));
+        if out.exists() {
+            return out;
+        }
+        let part = out.with_extension(format!("{}.part", std::process::id()));
         let st = Command::new(script)
-            .arg(&out)
+            .arg(&part)
             .status()
             .expect("run mkbusybox.sh");
         assert!(st.success(), "mkbusybox.sh failed");
+        std::fs::rename(&part, &out).expect("put the busybox tarball in place");
         out
     })
 }
