@@ -123,9 +123,39 @@ impl<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>> Cursor<T> {
         }
     }
 
-    /// Take `a`; false if it was taken already.
-    pub(crate) fn take(&mut self, a: T) -> bool {
-        self.used.insert(a)
+    /// Take `ip` (`a` as an integer), which must be `usable` in `subnet`: `--ip`/`--ip6`, or
+    /// an address held across a daemon restart.
+    pub(crate) fn reserve(
+        &mut self,
+        a: T,
+        usable: bool,
+        ip: impl fmt::Display,
+        subnet: impl fmt::Display,
+    ) -> Result<()> {
+        if !usable {
+            return Err(Error::Invalid(format!(
+                "invalid address {ip}: it is not a usable address of subnet {subnet}"
+            )));
+        }
+        if !self.used.insert(a) {
+            return Err(Error::Invalid(format!("Address already in use: {ip}")));
+        }
+        Ok(())
+    }
+
+    /// [`Cursor::next_free`], or the error that the `family`'s pool `range` is exhausted.
+    pub(crate) fn allocate(
+        &mut self,
+        (lo, hi): (T, T),
+        usable: impl Fn(T) -> bool,
+        family: &str,
+        range: impl fmt::Display,
+    ) -> Result<T> {
+        self.next_free(lo, hi, usable).ok_or_else(|| {
+            Error::Exhausted(format!(
+                "no available {family} addresses on this network's address pools: {range}"
+            ))
+        })
     }
 
     /// The next free address of `lo..=hi` that `usable` accepts, taken; at most `used + 3`
@@ -199,38 +229,24 @@ impl Pool {
         })
     }
 
-    fn usable(&self, a: u32) -> bool {
-        host_address(&self.subnet, self.gateway, a)
-    }
-
     /// Take a particular address (`--ip`, or one held by a container across a restart).
     pub fn reserve(&mut self, ip: Ipv4Addr) -> Result<()> {
         let a = u32::from(ip);
-        if !self.subnet.contains(ip) || !self.usable(a) {
-            return Err(Error::Invalid(format!(
-                "invalid address {ip}: it is not a usable address of subnet {}",
-                self.subnet
-            )));
-        }
-        if !self.taken.take(a) {
-            return Err(Error::Invalid(format!("Address already in use: {ip}")));
-        }
-        Ok(())
+        let usable = self.subnet.contains(ip) && host_address(&self.subnet, self.gateway, a);
+        self.taken.reserve(a, usable, ip, self.subnet)
     }
 
     /// Hand out the next free address of the range.
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
-        let (lo, hi) = (self.range.first(), self.range.last());
         let (subnet, gateway) = (self.subnet, self.gateway);
         self.taken
-            .next_free(lo, hi, |a| host_address(&subnet, gateway, a))
+            .allocate(
+                (self.range.first(), self.range.last()),
+                |a| host_address(&subnet, gateway, a),
+                "IPv4",
+                self.range,
+            )
             .map(Ipv4Addr::from)
-            .ok_or_else(|| {
-                Error::Exhausted(format!(
-                    "no available IPv4 addresses on this network's address pools: {}",
-                    self.range
-                ))
-            })
     }
 
     pub fn release(&mut self, ip: Ipv4Addr) {

@@ -149,38 +149,24 @@ impl Pool6 {
         })
     }
 
-    fn usable(&self, a: u128) -> bool {
-        host_address(&self.subnet, self.gateway, a)
-    }
-
     /// Take a particular address (`--ip6`, or one held across a daemon restart).
     pub fn reserve(&mut self, ip: Ipv6Addr) -> Result<()> {
         let a = u128::from(ip);
-        if !self.subnet.contains(ip) || !self.usable(a) {
-            return Err(Error::Invalid(format!(
-                "invalid address {ip}: it is not a usable address of subnet {}",
-                self.subnet
-            )));
-        }
-        if !self.taken.take(a) {
-            return Err(Error::Invalid(format!("Address already in use: {ip}")));
-        }
-        Ok(())
+        let usable = self.subnet.contains(ip) && host_address(&self.subnet, self.gateway, a);
+        self.taken.reserve(a, usable, ip, self.subnet)
     }
 
     /// Hand out the next free address of the range.
     pub fn allocate(&mut self) -> Result<Ipv6Addr> {
-        let (lo, hi) = (self.range.first(), self.range.last());
         let (subnet, gateway) = (self.subnet, self.gateway);
         self.taken
-            .next_free(lo, hi, |a| host_address(&subnet, gateway, a))
+            .allocate(
+                (self.range.first(), self.range.last()),
+                |a| host_address(&subnet, gateway, a),
+                "IPv6",
+                self.range,
+            )
             .map(Ipv6Addr::from)
-            .ok_or_else(|| {
-                Error::Exhausted(format!(
-                    "no available IPv6 addresses on this network's address pools: {}",
-                    self.range
-                ))
-            })
     }
 
     pub fn release(&mut self, ip: Ipv6Addr) {

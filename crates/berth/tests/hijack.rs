@@ -9,11 +9,10 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-/// POST `path` with `body` asking for the upgrade; the response head is read one byte at a
-/// time (so not a byte of the stream is taken with it) and returned with the socket.
-fn hijack(d: &Daemon, path: &str, body: &str) -> (String, UnixStream) {
+/// A connection on which `POST path` with the JSON `body`, asking for the upgrade, was sent.
+fn send_upgrade(d: &Daemon, path: &str, body: &str) -> UnixStream {
     let mut s = UnixStream::connect(&d.sock).unwrap();
-    // Only a guard against a hang: every read below expects data or the end.
+    // Only a guard against a hang: every read expects data or the end.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
@@ -21,6 +20,13 @@ fn hijack(d: &Daemon, path: &str, body: &str) -> (String, UnixStream) {
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
+    s
+}
+
+/// POST `path` with `body` asking for the upgrade; the response head is read one byte at a
+/// time (so not a byte of the stream is taken with it) and returned with the socket.
+fn hijack(d: &Daemon, path: &str, body: &str) -> (String, UnixStream) {
+    let mut s = send_upgrade(d, path, body);
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -301,14 +307,7 @@ fn stream_bytes_wait_until_the_client_has_read_the_head() {
             b"logged\n".to_vec(),
         ),
     ] {
-        let mut s = UnixStream::connect(&d.sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
+        let mut s = send_upgrade(&d, &path, body);
         // Read late: the output exists by now, and would be queued behind the head if sent.
         std::thread::sleep(Duration::from_millis(500));
         let mut buf = vec![0u8; 8192];
