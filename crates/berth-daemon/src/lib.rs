@@ -26,7 +26,6 @@ mod state;
 mod stats;
 mod userns;
 mod util;
-mod volume;
 
 pub use config::DaemonArgs;
 

@@ -188,7 +188,7 @@ pub struct Daemon {
     pub registry: berth_distribution::Client,
     /// Registry repositories known to hold each blob, for cross-repository mounts on push.
     pub blob_sources: crate::blob_sources::BlobSources,
-    pub volumes: crate::volume::Volumes,
+    pub volumes: berth_volume::VolumeService,
     /// The event bus behind `GET /events` (see [`Daemon::emit`]).
     pub events: crate::events::Events,
     /// `--userns-remap`: the id maps of containers not run with `--userns=host`.
@@ -201,7 +201,7 @@ impl Daemon {
         images: berth_image::Store,
         net: crate::network::Networks,
         registry: berth_distribution::Client,
-        volumes: crate::volume::Volumes,
+        volumes: berth_volume::VolumeService,
         remap: Option<crate::userns::Remap>,
     ) -> Daemon {
         Daemon {

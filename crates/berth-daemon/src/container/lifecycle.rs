@@ -141,7 +141,7 @@ async fn create_as(
             vols.entry(v.clone()).or_default();
         }
     }
-    let planned = crate::volume::mounts::plan(d, &config, &host_config)?;
+    let planned = super::volumes::plan(d, &config, &host_config)?;
     if let Some(image_hc) = image
         .healthcheck
         .clone()
@@ -217,7 +217,7 @@ async fn create_as(
         Default::default()
     } else {
         let (d2, id2) = (d.clone(), id.clone());
-        tokio::task::spawn_blocking(move || crate::volume::mounts::realize(&d2, &id2, planned))
+        tokio::task::spawn_blocking(move || super::volumes::realize(&d2, &id2, planned))
             .await
             .map_err(|e| Error::internal(e.to_string()))??
     };
@@ -230,7 +230,7 @@ async fn create_as(
     let op = c.op.lock().await;
     if let Err(e) = d.insert_named(c.clone()) {
         drop(op);
-        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
+        super::volumes::undo(d, &id, &c.rec().mounts);
         return Err(e);
     }
     // The write runs on a blocking thread, not on one of the API's two workers. It is fsynced
@@ -254,14 +254,14 @@ async fn create_as(
         drop(op);
         d.remove_handle(&c.id);
         let _ = std::fs::remove_dir_all(&c.paths.dir);
-        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
+        super::volumes::undo(d, &id, &c.rec().mounts);
         return Err(e);
     }
     if !copies.is_empty() {
         // New volumes over image directories get their content, as Docker does at create.
         let (d2, c2) = (d.clone(), c.clone());
         let filled =
-            tokio::task::spawn_blocking(move || crate::volume::mounts::populate(&d2, &c2, &copies))
+            tokio::task::spawn_blocking(move || super::volumes::populate(&d2, &c2, &copies))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))
                 .and_then(|r| r);
@@ -445,7 +445,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         &layers,
         &d.cfg.cgroup_parent,
         &net,
-        crate::volume::mounts::oci_mounts(d, &rec)?,
+        super::volumes::oci_mounts(d, &rec)?,
         remap,
     )?;
     let group = spec::read_root_file(&c.paths.upper(), &layers, "etc/group");
@@ -571,7 +571,7 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
         let d2 = d.clone();
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || {
-            crate::volume::mounts::activate(&d2, &c2.snapshot())?;
+            super::volumes::activate(&d2, &c2.snapshot())?;
             crate::network::endpoint::allocate(&d2, &c2)?;
             prepare(&d2, &c2)
         })
@@ -1095,7 +1095,7 @@ pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: b
     d.remove_handle(&c.id);
     let mounts = c.rec().mounts.clone();
     if volumes {
-        crate::volume::mounts::undo(d, &c.id, &mounts);
+        super::volumes::undo(d, &c.id, &mounts);
     } else {
         d.volumes.release(&c.id);
     }
@@ -1235,16 +1235,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
             }
         };
         let running = rec.is_running();
-        for m in rec
-            .mounts
-            .iter()
-            .filter(|m| m.kind == crate::volume::mounts::VOLUME)
-        {
-            d.volumes.reference(&m.name, &rec.id);
-            if running {
-                d.volumes.adopt(&m.name, &rec.id);
-            }
-        }
+        d.volumes.adopt(&rec.id, &rec.mounts, running);
         let unfinished = rec.creating || rec.build;
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());
