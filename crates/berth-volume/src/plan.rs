@@ -1,8 +1,9 @@
 //! Mount-point planning: a container's mount points worked out at create from `--volumes-from`
 //! (already resolved by the caller into the other containers' mount points), `HostConfig.Binds`,
 //! `HostConfig.Mounts` and the anonymous volumes of `Config.Volumes` (the image's `VOLUME`s
-//! included), as a pure function of a [`PlanRequest`]. It looks nothing up and creates
-//! nothing: the volumes are made by [`crate::VolumeService::realize`].
+//! included), as a function of a [`PlanRequest`] alone. It looks no container up and creates
+//! nothing (the volumes are made by [`crate::VolumeService::realize`]); the one thing it reads
+//! is whether a `--mount type=bind` source exists, which Docker checks at create too.
 
 use crate::error::{Error, Result};
 use crate::service::Request;
