@@ -6,12 +6,22 @@
 //! is whether a `--mount type=bind` source exists, which Docker checks at create too.
 
 use crate::error::{Error, Result};
-use crate::service::Request;
 use crate::util::clean;
 use berth_api::container::Mount;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What a container (or `POST /volumes/create`) asks for when it names, or leaves unnamed, a
+/// volume.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    /// None: a new anonymous volume.
+    pub name: Option<String>,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
 
 pub const VOLUME: &str = "volume";
 pub const BIND: &str = "bind";

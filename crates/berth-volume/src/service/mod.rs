@@ -3,10 +3,10 @@
 //! and the running ones that hold a volume with driver options mounted. It never sees a
 //! container record, the daemon or its events: callers emit events after its calls.
 
-use crate::copyup;
+use crate::copyup::{self, OwnerMap};
 use crate::driver::{Driver, Local};
 use crate::error::{Error, Result};
-use crate::plan::{MountPoint, Planned, VOLUME};
+use crate::plan::{MountPoint, Planned, Request, VOLUME};
 use crate::util;
 use berth_api::volume::Volume as ApiVolume;
 use serde::{Deserialize, Serialize};
@@ -50,17 +50,6 @@ struct Vol {
     mounted: bool,
 }
 
-/// What a container (or `POST /volumes/create`) asks for when it names, or leaves unnamed, a
-/// volume.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Request {
-    /// None: a new anonymous volume.
-    pub name: Option<String>,
-    pub driver: String,
-    pub options: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-}
-
 /// (volume, destination) pairs: volumes to fill from the image's content at the destination.
 pub type CopyUps = Vec<(String, String)>;
 
@@ -82,9 +71,6 @@ pub struct Unrealized {
     pub mounts: Vec<MountPoint>,
     pub created: Vec<String>,
 }
-
-/// Owner mapping of copied files (host ids of a remapped container's ids).
-pub type OwnerMap<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
 
 /// The volume service.
 pub struct VolumeService {
