@@ -15,6 +15,7 @@ pub mod fuzzing;
 mod listen;
 mod names;
 mod network;
+mod nofile;
 mod prune;
 mod pull;
 mod push;
@@ -45,7 +46,7 @@ pub fn main(args: DaemonArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    listen::raise_nofile();
+    nofile::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

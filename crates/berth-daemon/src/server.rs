@@ -92,18 +92,21 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     };
     let volumes = crate::volume::Volumes::load(&cfg.data_root, remap.as_ref().map(|r| r.root()))
         .map_err(|e| format!("volumes: {e}"))?;
-    let daemon = Arc::new(Daemon::new(
-        cfg.clone(),
-        images,
+    let containers = crate::container::service::Service::new(crate::container::service::Deps {
+        cfg: cfg.clone(),
+        images: Arc::new(images),
         net,
-        registry,
         volumes,
+        events: Arc::new(crate::events::Events::default()),
         remap,
-    ));
+    });
+    let daemon = Arc::new(Daemon::new(containers, registry));
     let to_restart = crate::container::lifecycle::restore(&daemon)
         .await
         .map_err(|e| e.0.message)?;
-    tokio::spawn(crate::state::retry_unsaved(Arc::downgrade(&daemon)));
+    tokio::spawn(crate::container::service::retry_unsaved(Arc::downgrade(
+        &daemon.containers,
+    )));
     let router = Api {
         router: routes::router(daemon.clone()),
         cors: Arc::new(cfg.api.cors_origins.clone()),

@@ -660,7 +660,9 @@ impl Builder {
             let name = berth_image::reference::Reference::parse(t)
                 .map(|r| r.with_default_tag().familiar())
                 .unwrap_or_else(|_| t.clone());
-            self.d.image_event(&last, &name, "tag");
+            self.d
+                .events
+                .image_event(&self.d.images, &last, &name, "tag");
             self.say(format!("Successfully tagged {name}\n"));
         }
         Ok(())
@@ -1692,7 +1694,7 @@ impl Builder {
 
     async fn run_in(
         &self,
-        c: &Arc<crate::state::Container>,
+        c: &Arc<crate::container::handle::Container>,
         argv: &[String],
         opts: berth_image::CommitOptions,
     ) -> BResult<berth_image::Image> {

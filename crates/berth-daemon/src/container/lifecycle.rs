@@ -1,9 +1,10 @@
 //! Container lifecycle: create, start (shim spawn, attach hand-off, release), exit monitoring,
 //! stop/kill/restart, pause/unpause, rename, remove, wait, and reconnecting to shims at boot.
 
+use super::handle::{Container, Progress};
+use super::service::Service;
 use super::{shim, spec, status, Record, StateRecord};
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon, Progress};
 use berth_api::container::{CreateRequest, HealthConfig, RestartPolicy};
 use berth_api::timefmt;
 use berth_shim::protocol::Request;
@@ -20,7 +21,7 @@ const MIN_HEALTH_DURATION: i64 = 1_000_000;
 
 /// `POST /containers/create`.
 pub async fn create(
-    d: &Arc<Daemon>,
+    d: &Arc<Service>,
     name: Option<&str>,
     req: CreateRequest,
 ) -> Result<(String, Vec<String>)> {
@@ -29,12 +30,12 @@ pub async fn create(
 
 /// Creates the container of a build's RUN step (marked so that boot removes it should the
 /// daemon die during the step).
-pub async fn create_for_build(d: &Arc<Daemon>, req: CreateRequest) -> Result<String> {
+pub async fn create_for_build(d: &Arc<Service>, req: CreateRequest) -> Result<String> {
     Ok(create_as(d, None, req, true).await?.0)
 }
 
 async fn create_as(
-    d: &Arc<Daemon>,
+    d: &Arc<Service>,
     name: Option<&str>,
     req: CreateRequest,
     build: bool,
@@ -382,7 +383,7 @@ fn validate(req: &CreateRequest) -> Result<Vec<String>> {
 }
 
 /// `--userns` and what Docker refuses in a remapped container.
-fn check_userns(d: &Daemon, h: &berth_api::container::HostConfig) -> Result<()> {
+fn check_userns(d: &Service, h: &berth_api::container::HostConfig) -> Result<()> {
     if !matches!(h.userns_mode.as_str(), "" | "host") {
         return Err(Error::bad_request(format!(
             "invalid UsernsMode {:?}: only \"host\" is supported",
@@ -404,7 +405,7 @@ fn check_userns(d: &Daemon, h: &berth_api::container::HostConfig) -> Result<()> 
 }
 
 /// Build the bundle of a container: config.json and shim.json.
-fn prepare(d: &Daemon, c: &Container) -> Result<()> {
+fn prepare(d: &Service, c: &Container) -> Result<()> {
     let rec = c.snapshot();
     let layers = super::rootfs::lowerdirs(d, c)?;
     for dir in [
@@ -439,17 +440,24 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
         }
     }
     let net = crate::network::files::spec_for(d, &rec)?;
-    let mut built = spec::build(
-        &rec,
-        &c.paths,
-        &layers,
-        &d.cfg.cgroup_parent,
-        &net,
-        crate::volume::mounts::oci_mounts(d, &rec)?,
+    let upper = c.paths.upper();
+    let passwd = super::host::read_root_file(&upper, &layers, "etc/passwd");
+    let group = super::host::read_root_file(&upper, &layers, "etc/group");
+    let settings = super::settings::resolve(d, &rec, &c.paths.run_dir)?;
+    let built = spec::build(spec::Inputs {
+        rec: &rec,
+        paths: &c.paths,
+        layers: &layers,
+        cgroup_parent: &d.cfg.cgroup_parent,
+        passwd: passwd.as_deref(),
+        group: group.as_deref(),
+        net: &net,
+        mounts: crate::volume::mounts::oci_mounts(d, &rec)?,
+        security: &super::process::security_opts(&rec)?,
+        settings,
         remap,
-    )?;
-    let group = spec::read_root_file(&c.paths.upper(), &layers, "etc/group");
-    super::settings::apply(d, &rec, &c.paths.run_dir, group.as_deref(), &mut built.spec)?;
+        host: &super::host::Facts::gather(rec.host_config.privileged),
+    })?;
     crate::network::files::write_files(d, c, &built.hostname)?;
     if let (Some(r), None) = (remap, &net.netns) {
         // The container's root may write its /etc/hosts, as in Docker.
@@ -533,7 +541,7 @@ fn prepare(d: &Daemon, c: &Container) -> Result<()> {
 }
 
 /// `POST /containers/{id}/start`.
-pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+pub async fn start(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let _op = c.op.lock().await;
     if c.rec().is_running() {
         return Err(Error::not_modified());
@@ -550,7 +558,7 @@ pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     res
 }
 
-async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+async fn start_locked(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let res = start_wired(d, c).await;
     if res.is_err() {
         crate::network::endpoint::release(d, c);
@@ -560,7 +568,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
     res
 }
 
-async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
+async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let t0 = std::time::Instant::now();
     if let Some(e) = super::settings::log_driver_error(&c.rec().host_config.log_config.kind) {
         return Err(Error::bad_request(format!(
@@ -659,7 +667,7 @@ async fn start_wired(d: &Arc<Daemon>, c: &Arc<Container>) -> Result<()> {
 /// mounted into the container), which an exit or a `--rm` removal should not wait for, and a
 /// new start of the container gets a fresh directory meanwhile. `<exec-root>/trash` is emptied
 /// at boot.
-fn discard_run_dir(d: &Daemon, run_dir: &std::path::Path) {
+fn discard_run_dir(d: &Service, run_dir: &std::path::Path) {
     super::settings::release_shm(run_dir);
     let trash = d.cfg.exec_root.join("trash");
     let to = trash.join(format!(
@@ -685,7 +693,7 @@ fn discard_run_dir(d: &Daemon, run_dir: &std::path::Path) {
 /// Wait for the shim to report the exit, then record it and apply --rm. The wait connection
 /// closing without a reply means the shim is gone (killed, crashed): that is seen at once, and
 /// what it watched is taken down (see [`shim_lost`]).
-pub fn spawn_monitor(d: Arc<Daemon>, c: Arc<Container>) {
+pub fn spawn_monitor(d: Arc<Service>, c: Arc<Container>) {
     tokio::spawn(async move {
         let socket = c.paths.socket();
         let exit = loop {
@@ -721,7 +729,7 @@ async fn shim_alive(socket: &std::path::Path) -> bool {
 /// a dead shim, every process left in the container's cgroup is killed and its runtime state
 /// deleted, so that the restart policy and `start` can run it again; the exit is a SIGKILL
 /// (137), or 255 if nothing was left to kill.
-async fn shim_lost(d: &Daemon, c: &Container) -> ExitRecord {
+async fn shim_lost(d: &Service, c: &Container) -> ExitRecord {
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
     let id = c.id.clone();
     let cleaned = tokio::task::spawn_blocking(move || {
@@ -765,7 +773,7 @@ fn read_exit_file(c: &Container) -> Option<ExitRecord> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
+async fn on_exit(d: &Arc<Service>, c: &Arc<Container>, exit: ExitRecord) {
     let t0 = std::time::Instant::now();
     super::health::stop(c);
     let record = |r: &mut Record| {
@@ -817,7 +825,7 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>, exit: ExitRecord) {
 
 /// What Docker reports when a container's process ends: `oom` if the OOM killer took it,
 /// its networks' `disconnect`, then `die` with the exit code and how long it ran.
-fn exit_events(d: &Daemon, c: &Container, exit: &ExitRecord) {
+fn exit_events(d: &Service, c: &Container, exit: &ExitRecord) {
     if exit.oom_killed {
         d.container_event(c, "oom", &[]);
     }
@@ -869,7 +877,7 @@ fn restart_delay(r: &Record) -> Option<Duration> {
 
 /// Start a container that [`on_exit`] marked restarting once `delay` has passed, unless a
 /// stop or removal came meanwhile.
-fn schedule_restart(d: Arc<Daemon>, c: Arc<Container>, delay: Duration) {
+fn schedule_restart(d: Arc<Service>, c: Arc<Container>, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let _op = c.op.lock().await;
@@ -911,7 +919,7 @@ const KILL_EXIT_WAIT: Duration = Duration::from_secs(60);
 /// `POST /containers/{id}/kill`: returns once the signal was delivered and, for SIGKILL, once
 /// the exit is recorded (an inspect that follows shows the container stopped, with its exit
 /// code), as dockerd does.
-pub async fn kill(d: &Daemon, c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
+pub async fn kill(d: &Service, c: &Arc<Container>, signal: Option<&str>) -> Result<()> {
     let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
     let seen = c.progress.borrow().exits;
     if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
@@ -991,7 +999,7 @@ fn mark_stopped(c: &Container) {
 
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
 pub async fn stop(
-    d: &Daemon,
+    d: &Service,
     c: &Arc<Container>,
     signal: Option<&str>,
     timeout: Option<i64>,
@@ -1002,7 +1010,7 @@ pub async fn stop(
 }
 
 async fn stop_process(
-    d: &Daemon,
+    d: &Service,
     c: &Arc<Container>,
     signal: Option<&str>,
     timeout: Option<i64>,
@@ -1040,7 +1048,12 @@ async fn stop_process(
 }
 
 /// `DELETE /containers/{id}`; `volumes` (`rm -v`) also removes its anonymous volumes.
-pub async fn remove(d: &Arc<Daemon>, c: &Arc<Container>, force: bool, volumes: bool) -> Result<()> {
+pub async fn remove(
+    d: &Arc<Service>,
+    c: &Arc<Container>,
+    force: bool,
+    volumes: bool,
+) -> Result<()> {
     let r = c.snapshot();
     if r.is_running() {
         if !force {
@@ -1136,7 +1149,7 @@ pub async fn wait(c: &Arc<Container>, condition: &str) -> Result<i64> {
 
 /// `POST /containers/{id}/restart`.
 pub async fn restart(
-    d: &Arc<Daemon>,
+    d: &Arc<Service>,
     c: &Arc<Container>,
     signal: Option<&str>,
     timeout: Option<i64>,
@@ -1151,7 +1164,7 @@ pub async fn restart(
 }
 
 /// `POST /containers/{id}/pause` and `/unpause`.
-pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
+pub fn pause(d: &Service, c: &Container, pause: bool) -> Result<()> {
     let r = c.snapshot();
     if !r.is_running() {
         return Err(Error::conflict(format!(
@@ -1190,7 +1203,7 @@ pub fn pause(d: &Daemon, c: &Container, pause: bool) -> Result<()> {
 }
 
 /// `POST /containers/{id}/rename`.
-pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
+pub fn rename(d: &Service, c: &Container, new: &str) -> Result<()> {
     crate::names::check_len("container", new.trim_start_matches('/'))?;
     if !crate::names::valid(new) {
         return Err(Error::bad_request(format!(
@@ -1212,7 +1225,7 @@ pub fn rename(d: &Daemon, c: &Container, new: &str) -> Result<()> {
 /// Load container records at boot and reconnect to live shims. Shims are asked concurrently,
 /// each with a time limit, so one stuck shim cannot keep the API down. Returns the containers
 /// whose restart policy wants them started (see [`boot_restarts`]).
-pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
+pub async fn restore(d: &Arc<Service>) -> Result<Vec<Arc<Container>>> {
     let dir = d.cfg.data_root.join("containers");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
@@ -1323,7 +1336,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
 /// exec root is found by its id (the runtime's state, with its cgroup, and its run dir), its
 /// processes are killed (its veths and addresses go with its network namespace) and that
 /// state removed; its directory (record, log, upper dir) goes to the quarantine.
-async fn quarantine(d: &Daemon, id: &str) {
+async fn quarantine(d: &Service, id: &str) {
     let rt = berth_runtime::Runtime::new(&d.runtime_root);
     let id2 = id.to_string();
     let cleaned = tokio::task::spawn_blocking(move || {
@@ -1351,7 +1364,7 @@ async fn quarantine(d: &Daemon, id: &str) {
 }
 
 /// Re-arm the monitor of a container recorded as running, or record how it ended.
-async fn reconnect(d: &Arc<Daemon>, c: &Arc<Container>) {
+async fn reconnect(d: &Arc<Service>, c: &Arc<Container>) {
     let probe = tokio::time::timeout(
         Duration::from_secs(3),
         shim::call(&c.paths.socket(), &Request::State),
@@ -1391,7 +1404,7 @@ fn wants_boot_restart(c: &Container) -> bool {
 }
 
 /// Start the containers [`restore`] picked, once the API is up.
-pub fn boot_restarts(d: &Arc<Daemon>, containers: Vec<Arc<Container>>) {
+pub fn boot_restarts(d: &Arc<Service>, containers: Vec<Arc<Container>>) {
     for c in containers {
         let d = d.clone();
         tokio::spawn(async move {

@@ -3,9 +3,9 @@
 //! IO device limits, realtime CPU time and the runtime name, with what dockerd
 //! refuses on Linux. Checked at create as dockerd checks them; carried into the OCI spec at start.
 
+use super::service::Service;
 use super::Record;
 use crate::error::{Error, Result};
-use crate::state::Daemon;
 use berth_api::container::{CreateRequest, HostConfig, ThrottleDevice};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -255,7 +255,7 @@ pub fn set_defaults(h: &mut HostConfig) {
 
 /// `container:<name>` PID and IPC modes name the container by its id, as dockerd records
 /// them, so that a rename does not break the sharing.
-pub fn resolve_shared(d: &Daemon, h: &mut HostConfig) {
+pub fn resolve_shared(d: &Service, h: &mut HostConfig) {
     for mode in [&mut h.pid_mode, &mut h.ipc_mode] {
         if let Some(c) = container_of(mode).and_then(|n| d.find(n).ok()) {
             *mode = format!("container:{}", c.id);
@@ -415,7 +415,7 @@ pub fn release_shm(run_dir: &Path) {
     }
 }
 
-fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathBuf)> {
+fn running_pid(d: &Service, name: &str, what: &str) -> Result<(i32, Record, PathBuf)> {
     let o = d.find(name)?;
     let or = o.snapshot();
     if or.state.status != super::status::RUNNING || or.state.pid <= 0 {
@@ -428,6 +428,7 @@ fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathB
 }
 
 /// What becomes of the container's own /dev/shm tmpfs (a user's mount there stays).
+#[derive(Debug)]
 enum Shm {
     Keep,
     Replace(Value),
@@ -440,19 +441,45 @@ fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-/// Carry the settings into the spec `spec::build` made: namespaces, /dev/shm, groups, devices,
-/// device rules, block IO device limits (annotations are set by `spec::build`).
-pub fn apply(
-    d: &Daemon,
-    rec: &Record,
-    run_dir: &Path,
-    group_file: Option<&str>,
-    spec: &mut Value,
-) -> Result<()> {
+/// The settings of a container resolved against the host and the other containers at start:
+/// the namespaces it drops or joins, its /dev/shm, the device nodes and rules it gets, and its
+/// block IO device limits. Made by [`resolve`]; carried into the spec by [`apply`].
+#[derive(Debug)]
+pub struct Plan {
+    drop: Vec<&'static str>,
+    joins: Vec<(&'static str, PathBuf)>,
+    /// Under --userns-remap, the user namespace of the containers whose namespaces it joins.
+    donor_user: Option<PathBuf>,
+    shm: Shm,
+    nodes: Vec<Value>,
+    rules: Vec<Value>,
+    block_io: serde_json::Map<String, Value>,
+}
+
+impl Plan {
+    /// The plan of a container with every setting at its default.
+    #[cfg(test)]
+    pub fn default_for_test() -> Plan {
+        Plan {
+            drop: Vec::new(),
+            joins: Vec::new(),
+            donor_user: None,
+            shm: Shm::Keep,
+            nodes: Vec::new(),
+            rules: Vec::new(),
+            block_io: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Resolve `rec`'s settings: the containers whose namespaces it joins (running, compatible
+/// user namespaces), a `shareable` /dev/shm mounted under `run_dir`, `--device` nodes and block
+/// devices looked up on the host, `--device-cgroup-rule`s parsed.
+pub fn resolve(d: &Service, rec: &Record, run_dir: &Path) -> Result<Plan> {
     let h = &rec.host_config;
     // Namespaces: dropped for `host`, joined for `container:`.
-    let mut joins: Vec<(&str, PathBuf)> = Vec::new();
-    let mut drop: Vec<&str> = Vec::new();
+    let mut joins: Vec<(&'static str, PathBuf)> = Vec::new();
+    let mut drop: Vec<&'static str> = Vec::new();
     // Under --userns-remap a donor's namespaces belong to its user namespace: joining them
     // means joining that too, as for `--network container:`.
     let remapped = d.remap_of(rec).is_some();
@@ -529,59 +556,6 @@ pub fn apply(
             None => Shm::Keep,
         },
     };
-    let linux = &mut spec["linux"];
-    if let Some(nss) = linux["namespaces"].as_array_mut() {
-        nss.retain(|ns| {
-            let t = ns["type"].as_str().unwrap_or("");
-            !drop.contains(&t) && !joins.iter().any(|(j, _)| *j == t)
-        });
-        for (t, path) in &joins {
-            nss.push(json!({"type": t, "path": path}));
-        }
-        if let Some(user) = donor_user {
-            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
-                match ns["path"].as_str() {
-                    Some(p) if !p.is_empty() && Path::new(p) != user => {
-                        return Err(Error::bad_request(
-                            "the containers whose namespaces this one joins have different user namespaces",
-                        ))
-                    }
-                    _ => ns["path"] = json!(user),
-                }
-            }
-        }
-    }
-    if let Some(mounts) = spec["mounts"].as_array_mut() {
-        let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
-        match shm {
-            Shm::Keep => {}
-            Shm::Replace(m) => {
-                if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
-                    *slot = m;
-                }
-            }
-            Shm::Remove => mounts.retain(|m| !default_shm(m)),
-        }
-        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
-        // the host's /dev/mqueue instead, and without one the container has none.
-        if remapped && drop.contains(&"ipc") && !Path::new("/dev/mqueue").is_dir() {
-            mounts.retain(|m| m["type"] != "mqueue");
-        }
-    }
-    if h.uts_mode == "host" {
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("hostname");
-        }
-    }
-    // --group-add
-    let extra = extra_gids(h.group_add.as_deref().unwrap_or(&[]), group_file)?;
-    if let Some(gids) = spec["process"]["user"]["additionalGids"].as_array_mut() {
-        for g in extra {
-            if !gids.iter().any(|v| v == &json!(g)) {
-                gids.push(json!(g));
-            }
-        }
-    }
     // --device and --device-cgroup-rule
     let mut rules: Vec<Value> = Vec::new();
     let mut nodes: Vec<Value> = Vec::new();
@@ -606,19 +580,6 @@ pub fn apply(
     }
     for r in h.device_cgroup_rules.iter().flatten() {
         rules.push(device_rule(r)?);
-    }
-    let linux = &mut spec["linux"];
-    if !nodes.is_empty() {
-        match linux["devices"].as_array_mut() {
-            Some(list) => list.extend(nodes),
-            None => linux["devices"] = Value::Array(nodes),
-        }
-    }
-    let res = &mut linux["resources"];
-    if !rules.is_empty() && !h.privileged {
-        if let Some(list) = res["devices"].as_array_mut() {
-            list.extend(rules);
-        }
     }
     // Block IO per device.
     let throttle = |list: &Option<Vec<ThrottleDevice>>| -> Result<Vec<Value>> {
@@ -660,6 +621,104 @@ pub fn apply(
             bio.insert(key.into(), Value::Array(list));
         }
     }
+    Ok(Plan {
+        drop,
+        joins,
+        donor_user,
+        shm,
+        nodes,
+        rules,
+        block_io: bio,
+    })
+}
+
+/// Carry plan `p` into the spec `spec::build` made: namespaces, /dev/shm, `--group-add` (names
+/// looked up in `group_file`), devices, device rules, block IO device limits. `host_mqueue`:
+/// the host has a /dev/mqueue; `remapped`: the container runs in a remapped user namespace.
+pub fn apply(
+    p: Plan,
+    rec: &Record,
+    group_file: Option<&str>,
+    host_mqueue: bool,
+    remapped: bool,
+    spec: &mut Value,
+) -> Result<()> {
+    let h = &rec.host_config;
+    let Plan {
+        drop,
+        joins,
+        donor_user,
+        shm,
+        nodes,
+        rules,
+        block_io: bio,
+    } = p;
+    let linux = &mut spec["linux"];
+    if let Some(nss) = linux["namespaces"].as_array_mut() {
+        nss.retain(|ns| {
+            let t = ns["type"].as_str().unwrap_or("");
+            !drop.contains(&t) && !joins.iter().any(|(j, _)| *j == t)
+        });
+        for (t, path) in &joins {
+            nss.push(json!({"type": t, "path": path}));
+        }
+        if let Some(user) = donor_user {
+            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
+                match ns["path"].as_str() {
+                    Some(p) if !p.is_empty() && Path::new(p) != user => {
+                        return Err(Error::bad_request(
+                            "the containers whose namespaces this one joins have different user namespaces",
+                        ))
+                    }
+                    _ => ns["path"] = json!(user),
+                }
+            }
+        }
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
+        match shm {
+            Shm::Keep => {}
+            Shm::Replace(m) => {
+                if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
+                    *slot = m;
+                }
+            }
+            Shm::Remove => mounts.retain(|m| !default_shm(m)),
+        }
+        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
+        // the host's /dev/mqueue instead, and without one the container has none.
+        if remapped && drop.contains(&"ipc") && !host_mqueue {
+            mounts.retain(|m| m["type"] != "mqueue");
+        }
+    }
+    if h.uts_mode == "host" {
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    // --group-add
+    let extra = extra_gids(h.group_add.as_deref().unwrap_or(&[]), group_file)?;
+    if let Some(gids) = spec["process"]["user"]["additionalGids"].as_array_mut() {
+        for g in extra {
+            if !gids.iter().any(|v| v == &json!(g)) {
+                gids.push(json!(g));
+            }
+        }
+    }
+    let linux = &mut spec["linux"];
+    if !nodes.is_empty() {
+        match linux["devices"].as_array_mut() {
+            Some(list) => list.extend(nodes),
+            None => linux["devices"] = Value::Array(nodes),
+        }
+    }
+    let res = &mut linux["resources"];
+    if !rules.is_empty() && !h.privileged {
+        if let Some(list) = res["devices"].as_array_mut() {
+            list.extend(rules);
+        }
+    }
     if !bio.is_empty() {
         if !res["blockIO"].is_object() {
             res["blockIO"] = json!({});
@@ -673,7 +732,7 @@ pub fn apply(
 
 /// `docker rm --link parent/alias`: the link goes from the parent's settings (its
 /// `/etc/hosts` entry stays until it restarts, as with dockerd).
-pub fn remove_link(d: &Daemon, name: &str) -> Result<()> {
+pub fn remove_link(d: &Service, name: &str) -> Result<()> {
     let name = name.trim_matches('/');
     let Some((parent, alias)) = name.rsplit_once('/') else {
         return Err(Error::bad_request(
@@ -744,5 +803,93 @@ mod tests {
             "{}",
             e.0.message
         );
+    }
+
+    #[test]
+    fn plan_applied() {
+        let rec = |h: HostConfig| crate::container::Record {
+            id: "c".into(),
+            name: "/c".into(),
+            created: String::new(),
+            image: String::new(),
+            image_id: String::new(),
+            config: Default::default(),
+            host_config: h,
+            path: "sh".into(),
+            args: Vec::new(),
+            state: Default::default(),
+            restart_count: 0,
+            net: Default::default(),
+            mounts: Vec::new(),
+            creating: false,
+            build: false,
+            remapped_root: None,
+        };
+        let spec = || {
+            json!({
+                "hostname": "h",
+                "process": {"user": {"additionalGids": [0]}},
+                "mounts": [
+                    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+                    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"},
+                ],
+                "linux": {
+                    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "user"}],
+                    "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                },
+            })
+        };
+        let h = HostConfig {
+            uts_mode: "host".into(),
+            group_add: Some(vec!["audio".into()]),
+            ..Default::default()
+        };
+        let plan = Plan {
+            drop: vec!["uts", "ipc"],
+            joins: vec![("pid", "/proc/7/ns/pid".into())],
+            donor_user: Some("/proc/7/ns/user".into()),
+            shm: Shm::Remove,
+            nodes: vec![json!({"path": "/dev/fuse"})],
+            rules: vec![json!({"allow": true, "access": "r"})],
+            block_io: serde_json::Map::from_iter([(
+                "weightDevice".to_string(),
+                json!([{"weight": 10}]),
+            )]),
+        };
+        let mut s = spec();
+        apply(
+            plan,
+            &rec(h.clone()),
+            Some("audio:x:29:\n"),
+            false,
+            true,
+            &mut s,
+        )
+        .unwrap();
+        assert!(s.get("hostname").is_none());
+        assert_eq!(s["process"]["user"]["additionalGids"], json!([0, 29]));
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "user", "path": "/proc/7/ns/user"}, {"type": "pid", "path": "/proc/7/ns/pid"}])
+        );
+        // No /dev/shm, and no mqueue in a remapped container sharing a host without one.
+        assert_eq!(s["mounts"], json!([]));
+        assert_eq!(s["linux"]["devices"], json!([{"path": "/dev/fuse"}]));
+        assert_eq!(
+            s["linux"]["resources"]["devices"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            s["linux"]["resources"]["blockIO"]["weightDevice"],
+            json!([{"weight": 10}])
+        );
+        // A donor in another user namespace than the one already set is refused.
+        let mut s = spec();
+        s["linux"]["namespaces"][3]["path"] = json!("/proc/8/ns/user");
+        let plan = Plan {
+            donor_user: Some("/proc/7/ns/user".into()),
+            ..Plan::default_for_test()
+        };
+        assert!(apply(plan, &rec(HostConfig::default()), None, true, true, &mut s).is_err());
     }
 }

@@ -319,7 +319,7 @@ fn walk_size(p: &std::path::Path) -> u64 {
 
 pub fn inspect_record(
     d: &crate::state::Daemon,
-    c: &crate::state::Container,
+    c: &crate::container::handle::Container,
     size: bool,
 ) -> Inspect {
     let r = c.snapshot();
@@ -789,7 +789,7 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             deleted.push(r.id.clone());
         }
     }
-    d.emit(
+    d.events.emit(
         "container",
         "prune",
         "",

@@ -2,9 +2,10 @@
 //! commit, and top.
 
 use super::St;
+use crate::container::handle::Container;
 use crate::container::rootfs::{open_root, with_root};
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon};
+use crate::state::Daemon;
 use crate::util::{json, json_body, Query};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method};
@@ -298,9 +299,9 @@ pub async fn commit(
         let _ = crate::container::lifecycle::pause(&d, &c, false);
     }
     let img = res?;
-    d.image_event(&img.id, &img.id, "create");
+    d.events.image_event(&d.images, &img.id, &img.id, "create");
     if let Some(tag) = &tag_name {
-        d.image_event(&img.id, tag, "tag");
+        d.events.image_event(&d.images, &img.id, tag, "tag");
     }
     d.container_event(
         &c,

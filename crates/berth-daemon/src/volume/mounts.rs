@@ -2,9 +2,9 @@
 //! `HostConfig.Mounts` and the anonymous volumes of `Config.Volumes` (the image's `VOLUME`s
 //! included), kept in its record, turned into OCI mounts at start and shown by inspect.
 
+use crate::container::service::Service;
 use crate::container::Record;
 use crate::error::{Error, Result};
-use crate::state::Daemon;
 use berth_api::container::{Config, HostConfig, Mount};
 use berth_build::ignore::clean;
 use serde::{Deserialize, Serialize};
@@ -324,7 +324,7 @@ fn duplicate(dst: &str) -> Error {
 
 /// Work out a new container's mount points (nothing is created yet): `--volumes-from` first,
 /// then binds and `--mount`s over them, then anonymous volumes where nothing is mounted.
-pub fn plan(d: &Daemon, config: &Config, host: &HostConfig) -> Result<Vec<Planned>> {
+pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Planned>> {
     let mut by_dst: BTreeMap<String, Planned> = BTreeMap::new();
     for spec in host.volumes_from.iter().flatten() {
         let (id, mode) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
@@ -401,7 +401,7 @@ pub type CopyUps = Vec<(String, String)>;
 /// Create or reference the volumes of planned mount points for container `cid`. Returns the
 /// mount points and the (volume, destination) pairs to fill from the image. On an error,
 /// what was done is undone.
-pub fn realize(d: &Daemon, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountPoint>, CopyUps)> {
+pub fn realize(d: &Service, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountPoint>, CopyUps)> {
     let mut out = Vec::new();
     let mut copies = Vec::new();
     for p in plans {
@@ -416,7 +416,7 @@ pub fn realize(d: &Daemon, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountP
                 match d.volumes.ensure(req, Some(cid)) {
                     Ok((meta, created)) => {
                         if created {
-                            d.volume_event("create", &meta.name);
+                            d.events.volume_event("create", &meta.name);
                         }
                         mp.name = meta.name
                     }
@@ -441,18 +441,18 @@ pub fn realize(d: &Daemon, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountP
 /// A container's create failed or it is removed: drop its references, and remove the
 /// anonymous volumes made for it when `remove_anonymous` (`rm -v`, `--rm`). Volumes that
 /// another container still uses stay.
-pub fn undo(d: &Daemon, cid: &str, mounts: &[MountPoint]) {
+pub fn undo(d: &Service, cid: &str, mounts: &[MountPoint]) {
     d.volumes.release(cid);
     remove_anonymous(d, mounts);
 }
 
 /// Remove the anonymous volumes among `mounts` that nothing uses any more (their files are
 /// deleted on a blocking thread of the runtime).
-pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
+pub fn remove_anonymous(d: &Service, mounts: &[MountPoint]) {
     for m in mounts.iter().filter(|m| m.kind == VOLUME && m.anonymous) {
         match d.volumes.remove(&m.name, true) {
             Ok(Some(dir)) => {
-                d.volume_event("destroy", &m.name);
+                d.events.volume_event("destroy", &m.name);
                 tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
             }
             Ok(None) => {}
@@ -463,7 +463,11 @@ pub fn remove_anonymous(d: &Daemon, mounts: &[MountPoint]) {
 
 /// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
 /// container is stopped (being created, its op lock held): its root is mounted for this.
-pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Result<()> {
+pub fn populate(
+    d: &Service,
+    c: &crate::container::handle::Container,
+    copies: &CopyUps,
+) -> Result<()> {
     let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
     crate::container::rootfs::with_root(d, c, false, |root| {
         let mut res = Ok(());
@@ -490,7 +494,7 @@ pub fn populate(d: &Daemon, c: &crate::state::Container, copies: &CopyUps) -> Re
 }
 
 /// Mount the volumes of a starting container that need it.
-pub fn activate(d: &Daemon, rec: &Record) -> Result<()> {
+pub fn activate(d: &Service, rec: &Record) -> Result<()> {
     for m in rec.mounts.iter().filter(|m| m.kind == VOLUME) {
         if let Err(e) = d.volumes.activate(&m.name, &rec.id) {
             d.volumes.deactivate(&rec.id);
@@ -507,7 +511,7 @@ pub fn depth(p: &str) -> usize {
 
 /// The OCI mounts of a container's volumes, binds and tmpfs mounts, by destination (the
 /// spec orders them, parents first).
-pub fn oci_mounts(d: &Daemon, rec: &Record) -> Result<Vec<(String, Value)>> {
+pub fn oci_mounts(d: &Service, rec: &Record) -> Result<Vec<(String, Value)>> {
     let mut out: Vec<(String, Value)> = Vec::new();
     for m in &rec.mounts {
         let v = match m.kind.as_str() {
@@ -566,7 +570,7 @@ fn tmpfs(dst: &str, extra: &[String], ro: bool) -> Value {
 }
 
 /// `Mounts` of container inspect and list, by destination.
-pub fn view(d: &Daemon, rec: &Record) -> Vec<Value> {
+pub fn view(d: &Service, rec: &Record) -> Vec<Value> {
     rec.mounts
         .iter()
         .map(|m| {
