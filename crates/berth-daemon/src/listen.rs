@@ -209,7 +209,7 @@ where
 /// Serve a unix listener until the daemon stops.
 pub fn serve_unix(l: tokio::net::UnixListener, router: Api, cap: Arc<Semaphore>) {
     tokio::spawn(accept_loop(l, cap, move |s| {
-        let client = crate::container::attach::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
+        let client = crate::routes::hijack::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
         http(TokioIo::new(s), router.clone(), Some(client))
     }));
 }
@@ -295,8 +295,8 @@ impl Backoff {
 }
 
 /// Serve one connection; requests on a unix socket carry its descriptor (see
-/// [`crate::container::attach::UnixClient`]).
-async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::container::attach::UnixClient>)
+/// [`crate::routes::hijack::UnixClient`]).
+async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::routes::hijack::UnixClient>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -2,7 +2,7 @@
 //! (create, start, stop, exec, attach, logs, update...). It drives the image store, the network
 //! and volume services and the shims it is given; it never reaches the API routes or the daemon.
 
-pub mod attach;
+pub mod archive;
 pub mod exec;
 pub mod handle;
 pub mod health;

@@ -1,7 +1,7 @@
 //! Container endpoints: create, list, inspect, lifecycle verbs, wait, attach and logs.
 
+use super::hijack::{self as attach, End};
 use super::St;
-use crate::container::attach::{self, End};
 use crate::container::{health, lifecycle, limits, logs, shim, status, Record};
 use crate::error::{Error, Result};
 use crate::server::RequestVersion;

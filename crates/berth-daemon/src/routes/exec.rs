@@ -1,7 +1,7 @@
 //! Exec endpoints: create, start (hijacked or detached), resize and inspect.
 
+use super::hijack::{self as attach, End};
 use super::St;
-use crate::container::attach::{self, End};
 use crate::container::exec;
 use crate::error::{Error, Result};
 use crate::server::RequestVersion;

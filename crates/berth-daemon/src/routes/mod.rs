@@ -4,6 +4,7 @@ mod containers;
 mod distribution;
 mod exec;
 mod files;
+pub mod hijack;
 mod images;
 mod monitor;
 mod networks;
