@@ -3,6 +3,8 @@
 //! and volume services and the shims it is given; it never reaches the API routes or the daemon.
 
 pub mod archive;
+pub mod bundle;
+pub mod control;
 pub mod exec;
 pub mod handle;
 pub mod health;
@@ -11,11 +13,13 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logs;
 pub mod process;
+pub mod restore;
 pub mod rootfs;
 pub mod service;
 pub mod settings;
 pub mod shim;
 pub mod spec;
+pub mod validate;
 
 use berth_api::container::{Config, HostConfig};
 use serde::{Deserialize, Serialize};
