@@ -64,6 +64,11 @@ pub async fn kill(d: &Service, c: &Arc<Container>, signal: Option<&str>) -> Resu
             c.progress.send_modify(|p| p.exits += 1);
             return Ok(());
         }
+        // The restart ran meanwhile, and its start cleared the mark: this run is stopped by
+        // the user too.
+        if matches!(sig, libc::SIGKILL | libc::SIGTERM | libc::SIGINT) {
+            mark_stopped(c);
+        }
         drop(op);
         if !c.rec().is_running() {
             return Ok(());
