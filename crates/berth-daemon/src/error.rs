@@ -60,3 +60,14 @@ impl From<std::io::Error> for Error {
         Error::internal(e.to_string())
     }
 }
+
+impl From<berth_volume::Error> for Error {
+    fn from(e: berth_volume::Error) -> Error {
+        Error(match e.kind {
+            berth_volume::Kind::NotFound => ApiError::not_found(e.message),
+            berth_volume::Kind::Conflict => ApiError::conflict(e.message),
+            berth_volume::Kind::BadRequest => ApiError::bad_request(e.message),
+            berth_volume::Kind::Internal => ApiError::internal(e.message),
+        })
+    }
+}

@@ -27,7 +27,6 @@ mod state;
 mod stats;
 mod userns;
 mod util;
-mod volume;
 
 pub use config::DaemonArgs;
 

@@ -90,8 +90,12 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         }
         None => None,
     };
-    let volumes = crate::volume::Volumes::load(&cfg.data_root, remap.as_ref().map(|r| r.root()))
-        .map_err(|e| format!("volumes: {e}"))?;
+    let volumes = berth_volume::VolumeService::load(
+        &cfg.data_root,
+        remap.as_ref().map(|r| r.root()),
+        &|dir| crate::quarantine::move_aside(&cfg.data_root, "volumes", dir),
+    )
+    .map_err(|e| format!("volumes: {e}"))?;
     let containers = crate::container::service::Service::new(crate::container::service::Deps {
         cfg: cfg.clone(),
         images: Arc::new(images),

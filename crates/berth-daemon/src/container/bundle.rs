@@ -62,7 +62,7 @@ pub(super) fn prepare(d: &Service, c: &Container) -> Result<()> {
         passwd: passwd.as_deref(),
         group: group.as_deref(),
         net: &net,
-        mounts: crate::volume::mounts::oci_mounts(d, &rec)?,
+        mounts: super::volumes::oci_mounts(d, &rec)?,
         security: &super::process::security_opts(&rec)?,
         settings,
         remap,

@@ -144,7 +144,7 @@ async fn create_as(
             vols.entry(v.clone()).or_default();
         }
     }
-    let planned = crate::volume::mounts::plan(d, &config, &host_config)?;
+    let planned = super::volumes::plan(d, &config, &host_config)?;
     if let Some(image_hc) = image
         .healthcheck
         .clone()
@@ -220,7 +220,7 @@ async fn create_as(
         Default::default()
     } else {
         let (d2, id2) = (d.clone(), id.clone());
-        tokio::task::spawn_blocking(move || crate::volume::mounts::realize(&d2, &id2, planned))
+        tokio::task::spawn_blocking(move || super::volumes::realize(&d2, &id2, planned))
             .await
             .map_err(|e| Error::internal(e.to_string()))??
     };
@@ -233,7 +233,7 @@ async fn create_as(
     let op = c.op.lock().await;
     if let Err(e) = d.insert_named(c.clone()) {
         drop(op);
-        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
+        super::volumes::undo(d, &id, &c.rec().mounts);
         return Err(e);
     }
     // The write runs on a blocking thread, not on one of the API's two workers. It is fsynced
@@ -257,14 +257,14 @@ async fn create_as(
         drop(op);
         d.remove_handle(&c.id);
         let _ = std::fs::remove_dir_all(&c.paths.dir);
-        crate::volume::mounts::undo(d, &id, &c.rec().mounts);
+        super::volumes::undo(d, &id, &c.rec().mounts);
         return Err(e);
     }
     if !copies.is_empty() {
         // New volumes over image directories get their content, as Docker does at create.
         let (d2, c2) = (d.clone(), c.clone());
         let filled =
-            tokio::task::spawn_blocking(move || crate::volume::mounts::populate(&d2, &c2, &copies))
+            tokio::task::spawn_blocking(move || super::volumes::populate(&d2, &c2, &copies))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))
                 .and_then(|r| r);
@@ -319,7 +319,7 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
         let d2 = d.clone();
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || {
-            crate::volume::mounts::activate(&d2, &c2.snapshot())?;
+            super::volumes::activate(&d2, &c2.snapshot())?;
             crate::network::endpoint::allocate(&d2, &c2)?;
             super::bundle::prepare(&d2, &c2)
         })
@@ -696,7 +696,7 @@ pub async fn remove(
     d.remove_handle(&c.id);
     let mounts = c.rec().mounts.clone();
     if volumes {
-        crate::volume::mounts::undo(d, &c.id, &mounts);
+        super::volumes::undo(d, &c.id, &mounts);
     } else {
         d.volumes.release(&c.id);
     }

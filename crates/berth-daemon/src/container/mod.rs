@@ -20,6 +20,7 @@ pub mod settings;
 pub mod shim;
 pub mod spec;
 pub mod validate;
+pub mod volumes;
 
 use berth_api::container::{Config, HostConfig};
 use serde::{Deserialize, Serialize};
@@ -57,7 +58,7 @@ pub struct Record {
     pub net: NetState,
     /// Volumes, binds and `--mount` tmpfs mounts, worked out at create.
     #[serde(default)]
-    pub mounts: Vec<crate::volume::mounts::MountPoint>,
+    pub mounts: Vec<berth_volume::MountPoint>,
     /// Set while the create is still filling volumes from the image: a container found so at
     /// boot never finished its create (the daemon died during the copy) and is removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -39,16 +39,7 @@ pub async fn restore(d: &Arc<Service>) -> Result<Vec<Arc<Container>>> {
             }
         };
         let running = rec.is_running();
-        for m in rec
-            .mounts
-            .iter()
-            .filter(|m| m.kind == crate::volume::mounts::VOLUME)
-        {
-            d.volumes.reference(&m.name, &rec.id);
-            if running {
-                d.volumes.adopt(&m.name, &rec.id);
-            }
-        }
+        d.volumes.adopt(&rec.id, &rec.mounts, running);
         let unfinished = rec.creating || rec.build;
         let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
         d.insert(c.clone());

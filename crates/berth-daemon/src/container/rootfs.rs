@@ -162,7 +162,7 @@ pub fn open_root<'a>(d: &'a Service, c: &Container, volumes: bool) -> Result<Ope
     let root = Root::open(&target)?;
     let mut held = None;
     if volumes {
-        crate::volume::mounts::activate(d, &r)?;
+        super::volumes::activate(d, &r)?;
         held = Some(VolumesHeld {
             d,
             id: c.id.clone(),
@@ -204,7 +204,7 @@ pub fn open_root<'a>(d: &'a Service, c: &Container, volumes: bool) -> Result<Ope
 /// container's files (or in a volume another container changes) leads a bind outside it.
 /// A bind whose source is gone shows nothing, as its container would fail to start.
 fn bind_volumes(d: &Service, r: &super::Record, root: &Root) -> Result<()> {
-    use crate::volume::mounts::{depth, TMPFS, VOLUME};
+    use berth_volume::{depth, TMPFS, VOLUME};
     use std::os::fd::AsFd;
     let mut mounts: Vec<_> = r.mounts.iter().filter(|m| m.kind != TMPFS).collect();
     mounts.sort_by_key(|m| depth(&m.destination));

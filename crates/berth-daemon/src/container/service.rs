@@ -26,7 +26,7 @@ pub struct Deps {
     pub cfg: DaemonConfig,
     pub images: Arc<berth_image::Store>,
     pub net: crate::network::Networks,
-    pub volumes: crate::volume::Volumes,
+    pub volumes: berth_volume::VolumeService,
     pub events: Arc<Events>,
     /// `--userns-remap`: the id maps of containers not run with `--userns=host`.
     pub remap: Option<crate::userns::Remap>,
@@ -41,7 +41,7 @@ pub struct Service {
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub spawner: super::shim::Spawner,
     pub net: crate::network::Networks,
-    pub volumes: crate::volume::Volumes,
+    pub volumes: berth_volume::VolumeService,
     /// The event bus behind `GET /events`.
     pub events: Arc<Events>,
     pub remap: Option<crate::userns::Remap>,

@@ -268,7 +268,7 @@ pub fn build(i: Inputs<'_>) -> Result<Built> {
     ];
     ordered.retain(|(dst, _)| !user_mounts.iter().any(|(d, _)| d == dst));
     ordered.extend(user_mounts);
-    ordered.sort_by_key(|(dst, _)| crate::volume::mounts::depth(dst));
+    ordered.sort_by_key(|(dst, _)| berth_volume::depth(dst));
     let mut mounts: Vec<Value> = system
         .into_iter()
         .filter(|m| {

@@ -289,7 +289,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         network_settings: serde_json::json!({
             "Networks": crate::network::view::networks(d, r)
         }),
-        mounts: crate::volume::mounts::view(d, r),
+        mounts: crate::container::volumes::view(d, r),
     }
 }
 
@@ -384,7 +384,7 @@ pub fn inspect_record(
         }}),
         size_rw,
         size_root_fs: size_root,
-        mounts: crate::volume::mounts::view(d, &r),
+        mounts: crate::container::volumes::view(d, &r),
         config: r.config.clone(),
         network_settings: crate::network::view::settings(d, &r),
     }

@@ -4,11 +4,11 @@ use super::St;
 use crate::error::{Error, Result};
 use crate::server::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
-use crate::volume::{Meta, Request};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use berth_api::version::ApiVersion;
 use berth_api::volume::{CreateOptions, ListResponse, PruneResponse};
+use berth_volume::{Meta, Request};
 use std::collections::{BTreeMap, HashMap};
 
 /// `label=key` or `label=key=value`.
@@ -83,7 +83,7 @@ pub async fn create(
     let o: CreateOptions = json_body(&body)?;
     let mut labels = o.labels.unwrap_or_default();
     if o.name.is_empty() && version.is_none_or(|v| v.0 .0 >= ApiVersion(1, 42)) {
-        labels.insert(crate::volume::ANONYMOUS_LABEL.into(), String::new());
+        labels.insert(berth_volume::ANONYMOUS_LABEL.into(), String::new());
     }
     let dd = d.clone();
     let v = tokio::task::spawn_blocking(move || {

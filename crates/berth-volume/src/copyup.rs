@@ -1,9 +1,11 @@
 //! Copy-up: a new, empty volume mounted over a directory of the image is first filled with that
 //! directory's content (ownership, modes, times, symlinks, device nodes, hard links and
-//! extended attributes kept), as Docker does. Every step works on directory file descriptors
-//! with `O_NOFOLLOW`, so a symlink in the image or planted in the volume is never followed.
+//! extended attributes kept), as Docker does. The source directory comes as a descriptor the
+//! caller resolved beneath the container's root; every step from there works on directory file
+//! descriptors with `O_NOFOLLOW`, so a symlink in the image or planted in the volume is never
+//! followed. It touches nothing but the volume's data directory and its marker file.
 
-use berth_image::archive::Root;
+use crate::service::OwnerMap;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
@@ -47,46 +49,36 @@ fn entries(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
     Ok(out)
 }
 
-/// Fill the volume directory `data` with the content of `dst` inside `root` (the container's
-/// merged root filesystem) if the volume is empty and `dst` is a directory there. The
-/// volume's top directory then takes the owner and mode of the image's. The file `marker`
-/// exists while the copy is under way: a copy that fails is removed again at once, and one a
-/// killed daemon left half-done is removed at its next boot ([`empty`] when the marker is
-/// found), so a volume is never left holding part of the image's directory.
+/// Fill the volume directory `data` with the content of the directory `src` (the image's
+/// directory at the mount point, opened by the caller beneath the container's merged root
+/// filesystem without following a final symlink) if the volume is empty. The volume's top
+/// directory then takes the owner and mode of the image's. The file `marker` exists while the
+/// copy is under way: a copy that fails is removed again at once, and one a killed daemon
+/// left half-done is removed at its next boot ([`empty`] when the marker is found), so a
+/// volume is never left holding part of the image's directory.
 ///
-/// With `remap` (a remapped container), owners are the host ids the container's ids map to:
+/// With `owner` (a remapped container), owners are the host ids the container's ids map to:
 /// the image's files are seen with their unshifted ids here.
 pub fn populate(
-    root: &Root,
-    dst: &str,
+    src: BorrowedFd<'_>,
     data: &Path,
     marker: &Path,
-    remap: Option<&berth_image::IdMappings>,
+    owner: Option<OwnerMap<'_>>,
 ) -> std::io::Result<()> {
     let target = open_dir(nix::fcntl::AT_FDCWD, data).map_err(io)?;
     if !entries(target.as_fd()).map_err(io)?.is_empty() {
         return Ok(());
     }
-    // Resolved beneath the root's descriptor; a final symlink is not followed.
-    let src = match root.open_at(
-        Path::new(dst),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
-    ) {
-        Ok(fd) => fd,
-        // Not in the image, or not a directory (a symlink is not followed): nothing to copy.
-        Err(berth_image::Error::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(std::io::Error::other(e.to_string())),
-    };
     std::fs::File::create(marker)?;
     let copied = (|| {
         let mut c = Copier {
             links: HashMap::new(),
-            remap,
+            owner,
         };
         let target = Rc::new(target);
-        c.dir(src.as_fd(), &target)?;
-        let st = nix::sys::stat::fstat(src.as_fd())?;
-        c.finish(src.as_fd(), target.as_fd(), &st)
+        c.dir(src, &target)?;
+        let st = nix::sys::stat::fstat(src)?;
+        c.finish(src, target.as_fd(), &st)
     })()
     .map_err(io);
     if copied.is_err() {
@@ -110,17 +102,17 @@ pub fn empty(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Hard links seen so far: the first copy's directory and name, by source inode; and the
-/// remapping owners go through.
+/// mapping owners go through.
 struct Copier<'a> {
     links: HashMap<(u64, u64), (Rc<OwnedFd>, CString)>,
-    remap: Option<&'a berth_image::IdMappings>,
+    owner: Option<OwnerMap<'a>>,
 }
 
 impl Copier<'_> {
     /// The owner a copy of a file with `st` gets.
     fn owner(&self, st: &FileStat) -> (Option<Uid>, Option<Gid>) {
-        let (uid, gid) = match self.remap {
-            Some(r) => r.host_owner(st.st_uid, st.st_gid),
+        let (uid, gid) = match self.owner {
+            Some(map) => map(st.st_uid, st.st_gid),
             None => (st.st_uid, st.st_gid),
         };
         (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -293,6 +285,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+    fn dir_fd(p: &Path) -> OwnedFd {
+        open_dir(nix::fcntl::AT_FDCWD, p).unwrap()
+    }
+
     #[test]
     fn copies_tree_without_following_links() {
         let t = std::env::temp_dir().join(format!("berth-copyup-{}", std::process::id()));
@@ -308,7 +304,8 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("srv/link")).unwrap();
         std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
         let marker = t.join("copy-up");
-        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker, None).unwrap();
+        let src = dir_fd(&root.join("srv"));
+        populate(src.as_fd(), &data, &marker, None).unwrap();
         assert!(!marker.exists());
         assert_eq!(std::fs::read(data.join("a")).unwrap(), b"hello");
         let m = std::fs::metadata(data.join("a")).unwrap();
@@ -321,31 +318,18 @@ mod tests {
         assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o7777, 0o750);
         // Not empty any more: a second populate leaves it alone.
         std::fs::write(root.join("srv/c"), b"x").unwrap();
-        populate(&Root::open(&root).unwrap(), "/srv", &data, &marker, None).unwrap();
+        populate(src.as_fd(), &data, &marker, None).unwrap();
         assert!(!data.join("c").exists());
-        // A path that is a symlink in the image is not followed.
+        // Owners go through the mapping given (here: to the same ids, which needs no root).
         let data2 = t.join("data2");
         std::fs::create_dir_all(&data2).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        populate(
-            &Root::open(&root).unwrap(),
-            "/etc-link",
-            &data2,
-            &marker,
-            None,
-        )
-        .unwrap();
-        assert_eq!(std::fs::read_dir(&data2).unwrap().count(), 0);
-        // Nor is a path whose parent is missing an error.
-        populate(
-            &Root::open(&root).unwrap(),
-            "/no/such/dir",
-            &data2,
-            &marker,
-            None,
-        )
-        .unwrap();
-        assert!(!marker.exists());
+        let seen = std::cell::Cell::new(0);
+        let map = |u: u32, g: u32| {
+            seen.set(seen.get() + 1);
+            (u, g)
+        };
+        populate(src.as_fd(), &data2, &marker, Some(&map)).unwrap();
+        assert!(seen.get() >= 4, "{}", seen.get());
         // What a half-done copy left is removed, links not followed.
         empty(&data).unwrap();
         assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);

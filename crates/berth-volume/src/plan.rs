@@ -1,16 +1,16 @@
-//! A container's mount points: worked out at create from `--volumes-from`, `HostConfig.Binds`,
+//! Mount-point planning: a container's mount points worked out at create from `--volumes-from`
+//! (already resolved by the caller into the other containers' mount points), `HostConfig.Binds`,
 //! `HostConfig.Mounts` and the anonymous volumes of `Config.Volumes` (the image's `VOLUME`s
-//! included), kept in its record, turned into OCI mounts at start and shown by inspect.
+//! included), as a pure function of a [`PlanRequest`]. It looks nothing up and creates
+//! nothing: the volumes are made by [`crate::VolumeService::realize`].
 
-use crate::container::service::Service;
-use crate::container::Record;
 use crate::error::{Error, Result};
-use berth_api::container::{Config, HostConfig, Mount};
-use berth_build::ignore::clean;
+use crate::service::Request;
+use crate::util::clean;
+use berth_api::container::Mount;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::Path;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const VOLUME: &str = "volume";
 pub const BIND: &str = "bind";
@@ -46,7 +46,7 @@ pub struct MountPoint {
 pub struct Planned {
     pub mp: MountPoint,
     /// For a volume: what to create if it does not exist (an empty name: anonymous).
-    pub volume: Option<crate::volume::Request>,
+    pub volume: Option<Request>,
     /// Fill a new, empty volume with the image's content at the destination.
     pub copy: bool,
 }
@@ -161,7 +161,7 @@ pub fn parse_bind(raw: &str) -> Result<Planned> {
             anonymous: src.is_empty(),
             ..Default::default()
         },
-        volume: Some(crate::volume::Request {
+        volume: Some(Request {
             name: (!src.is_empty()).then(|| src.to_string()),
             ..Default::default()
         }),
@@ -271,7 +271,7 @@ pub fn parse_mount(m: &Mount) -> Result<Planned> {
             mp.anonymous = m.source.is_empty();
             Ok(Planned {
                 mp,
-                volume: Some(crate::volume::Request {
+                volume: Some(Request {
                     name: (!m.source.is_empty()).then(|| m.source.clone()),
                     driver: driver["Name"].as_str().unwrap_or_default().to_string(),
                     options: string_map(&driver["Options"]),
@@ -322,28 +322,66 @@ fn duplicate(dst: &str) -> Error {
     Error::bad_request(format!("Duplicate mount point: {dst}"))
 }
 
-/// Work out a new container's mount points (nothing is created yet): `--volumes-from` first,
-/// then binds and `--mount`s over them, then anonymous volumes where nothing is mounted.
-pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Planned>> {
+/// One `--volumes-from` entry with its container resolved by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct VolumesFrom {
+    /// What followed the container (`ro`, `rw`, a `-v` mode), empty for nothing.
+    pub mode: String,
+    /// The other container's mount points.
+    pub mounts: Vec<MountPoint>,
+}
+
+/// What a new container asks to have mounted, every reference to another container already
+/// resolved.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// `HostConfig.VolumesFrom`, in order.
+    pub volumes_from: Vec<VolumesFrom>,
+    /// `HostConfig.Binds` (`-v`).
+    pub binds: Vec<String>,
+    /// `HostConfig.Mounts` (`--mount`).
+    pub mounts: Vec<Mount>,
+    /// The destinations of `Config.Volumes`, the image's `VOLUME`s included: anonymous
+    /// volumes where nothing else is mounted.
+    pub volumes: Vec<String>,
+    /// The destinations of `HostConfig.Tmpfs` (no anonymous volume is made there).
+    pub tmpfs: Vec<String>,
+}
+
+/// A container's mount points before their volumes exist, by destination.
+pub type Plan = Vec<Planned>;
+
+/// Whether a `--volumes-from` mode makes the mounts read-only (an invalid mode is a 400).
+fn volumes_from_ro(mode: &str) -> Result<bool> {
+    match mode {
+        "" | "rw" => Ok(false),
+        "ro" => Ok(true),
+        m if valid_mode(m) => Ok(m.split(',').any(|o| o == "ro")),
+        m => Err(Error::bad_request(format!(
+            "invalid mode for volumes-from: {m}"
+        ))),
+    }
+}
+
+/// Split a `--volumes-from` entry into the container it names and its mode, the mode checked
+/// (before the caller looks the container up, as Docker does).
+pub fn parse_volumes_from(spec: &str) -> Result<(&str, &str)> {
+    let (id, mode) = spec.split_once(':').unwrap_or((spec, ""));
+    volumes_from_ro(mode)?;
+    Ok((id, mode))
+}
+
+/// Work out a new container's mount points: `--volumes-from` first, then binds and `--mount`s
+/// over them, then anonymous volumes where nothing is mounted.
+pub fn plan(req: &PlanRequest) -> Result<Plan> {
     let mut by_dst: BTreeMap<String, Planned> = BTreeMap::new();
-    for spec in host.volumes_from.iter().flatten() {
-        let (id, mode) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
-        let ro = match mode {
-            "" | "rw" => false,
-            "ro" => true,
-            m if valid_mode(m) => m.split(',').any(|o| o == "ro"),
-            m => {
-                return Err(Error::bad_request(format!(
-                    "invalid mode for volumes-from: {m}"
-                )))
-            }
-        };
-        let src = d.find(id)?.snapshot();
-        for m in &src.mounts {
+    for from in &req.volumes_from {
+        let ro = volumes_from_ro(&from.mode)?;
+        for m in &from.mounts {
             let mut mp = m.clone();
             mp.rw = m.rw && !ro;
-            if !mode.is_empty() {
-                mp.mode = mode.to_string();
+            if !from.mode.is_empty() {
+                mp.mode = from.mode.clone();
             }
             by_dst.insert(
                 mp.destination.clone(),
@@ -355,9 +393,9 @@ pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Plann
             );
         }
     }
-    let mut given = std::collections::BTreeSet::new();
-    let binds = host.binds.iter().flatten().map(|b| parse_bind(b));
-    let mounts = host.mounts.iter().flatten().map(parse_mount);
+    let mut given = BTreeSet::new();
+    let binds = req.binds.iter().map(|b| parse_bind(b));
+    let mounts = req.mounts.iter().map(parse_mount);
     for p in binds.chain(mounts) {
         let p = p?;
         if !given.insert(p.mp.destination.clone()) {
@@ -365,13 +403,8 @@ pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Plann
         }
         by_dst.insert(p.mp.destination.clone(), p);
     }
-    let tmpfs: Vec<String> = host
-        .tmpfs
-        .iter()
-        .flatten()
-        .map(|(dst, _)| clean(dst))
-        .collect();
-    for dst in config.volumes.iter().flatten().map(|(v, _)| v) {
+    let tmpfs: Vec<String> = req.tmpfs.iter().map(|dst| clean(dst)).collect();
+    for dst in &req.volumes {
         let kind = VOLUME;
         let dst = check_target(kind, dst)?;
         if by_dst.contains_key(&dst) || tmpfs.contains(&dst) {
@@ -387,7 +420,7 @@ pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Plann
                     anonymous: true,
                     ..Default::default()
                 },
-                volume: Some(crate::volume::Request::default()),
+                volume: Some(Request::default()),
                 copy: true,
             },
         );
@@ -395,214 +428,23 @@ pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Vec<Plann
     Ok(by_dst.into_values().collect())
 }
 
-/// (volume, destination) pairs: volumes to fill from the image's content at the destination.
-pub type CopyUps = Vec<(String, String)>;
-
-/// Create or reference the volumes of planned mount points for container `cid`. Returns the
-/// mount points and the (volume, destination) pairs to fill from the image. On an error,
-/// what was done is undone.
-pub fn realize(d: &Service, cid: &str, plans: Vec<Planned>) -> Result<(Vec<MountPoint>, CopyUps)> {
-    let mut out = Vec::new();
-    let mut copies = Vec::new();
-    for p in plans {
-        let mut mp = p.mp;
-        match (&p.volume, mp.kind.as_str()) {
-            (Some(req), _) => {
-                let mut req = req.clone();
-                if req.name.is_none() {
-                    req.labels
-                        .insert(crate::volume::ANONYMOUS_LABEL.into(), String::new());
-                }
-                match d.volumes.ensure(req, Some(cid)) {
-                    Ok((meta, created)) => {
-                        if created {
-                            d.events.volume_event("create", &meta.name);
-                        }
-                        mp.name = meta.name
-                    }
-                    Err(e) => {
-                        undo(d, cid, &out);
-                        return Err(e);
-                    }
-                }
-            }
-            // From --volumes-from: the volume exists and is taken as is.
-            (None, VOLUME) => d.volumes.reference(&mp.name, cid),
-            _ => {}
-        }
-        if p.copy {
-            copies.push((mp.name.clone(), mp.destination.clone()));
-        }
-        out.push(mp);
-    }
-    Ok((out, copies))
-}
-
-/// A container's create failed or it is removed: drop its references, and remove the
-/// anonymous volumes made for it when `remove_anonymous` (`rm -v`, `--rm`). Volumes that
-/// another container still uses stay.
-pub fn undo(d: &Service, cid: &str, mounts: &[MountPoint]) {
-    d.volumes.release(cid);
-    remove_anonymous(d, mounts);
-}
-
-/// Remove the anonymous volumes among `mounts` that nothing uses any more (their files are
-/// deleted on a blocking thread of the runtime).
-pub fn remove_anonymous(d: &Service, mounts: &[MountPoint]) {
-    for m in mounts.iter().filter(|m| m.kind == VOLUME && m.anonymous) {
-        match d.volumes.remove(&m.name, true) {
-            Ok(Some(dir)) => {
-                d.events.volume_event("destroy", &m.name);
-                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!("keeping volume {}: {}", m.name, e.0.message),
-        }
-    }
-}
-
-/// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
-/// container is stopped (being created, its op lock held): its root is mounted for this.
-pub fn populate(
-    d: &Service,
-    c: &crate::container::handle::Container,
-    copies: &CopyUps,
-) -> Result<()> {
-    let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
-    crate::container::rootfs::with_root(d, c, false, |root| {
-        let mut res = Ok(());
-        for (name, dst) in copies {
-            res = d.volumes.activate(name, &c.id).and_then(|()| {
-                super::copyup::populate(
-                    root,
-                    dst,
-                    &d.volumes.data_dir(name),
-                    &d.volumes.copy_marker(name),
-                    remap.as_ref(),
-                )
-                .map_err(|e| {
-                    Error::internal(format!("copying the image's {dst} into volume {name}: {e}"))
-                })
-            });
-            if res.is_err() {
-                break;
-            }
-        }
-        d.volumes.deactivate(&c.id);
-        res
-    })
-}
-
-/// Mount the volumes of a starting container that need it.
-pub fn activate(d: &Service, rec: &Record) -> Result<()> {
-    for m in rec.mounts.iter().filter(|m| m.kind == VOLUME) {
-        if let Err(e) = d.volumes.activate(&m.name, &rec.id) {
-            d.volumes.deactivate(&rec.id);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Number of components of a cleaned path: parents sort before their children.
-pub fn depth(p: &str) -> usize {
-    p.split('/').filter(|c| !c.is_empty()).count()
-}
-
-/// The OCI mounts of a container's volumes, binds and tmpfs mounts, by destination (the
-/// spec orders them, parents first).
-pub fn oci_mounts(d: &Service, rec: &Record) -> Result<Vec<(String, Value)>> {
-    let mut out: Vec<(String, Value)> = Vec::new();
-    for m in &rec.mounts {
-        let v = match m.kind.as_str() {
-            TMPFS => tmpfs(&m.destination, &m.tmpfs_options, !m.rw),
-            VOLUME => {
-                let mut opts = vec!["rbind", "rprivate"];
-                if !m.rw {
-                    opts.push("ro");
-                }
-                json!({"destination": m.destination, "type": "bind",
-                       "source": d.volumes.data_dir(&m.name), "options": opts})
-            }
-            _ => {
-                let src = Path::new(&m.source);
-                if m.create_source && std::fs::symlink_metadata(src).is_err() {
-                    std::fs::create_dir_all(src)?;
-                }
-                let mut opts = vec![
-                    if m.non_recursive { "bind" } else { "rbind" },
-                    if m.propagation.is_empty() {
-                        "rprivate"
-                    } else {
-                        m.propagation.as_str()
-                    },
-                ];
-                if !m.rw {
-                    opts.push("ro");
-                }
-                json!({"destination": m.destination, "type": "bind", "source": src, "options": opts})
-            }
-        };
-        out.push((m.destination.clone(), v));
-    }
-    for (dst, opts) in rec.host_config.tmpfs.iter().flatten() {
-        let o: Vec<String> = opts
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        out.push((clean(dst), tmpfs(dst, &o, false)));
-    }
-    Ok(out)
-}
-
-fn tmpfs(dst: &str, extra: &[String], ro: bool) -> Value {
-    let mut o = vec![
-        "nosuid".to_string(),
-        "nodev".to_string(),
-        "noexec".to_string(),
-    ];
-    o.extend(extra.iter().cloned());
-    if ro {
-        o.push("ro".into());
-    }
-    json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o})
-}
-
-/// `Mounts` of container inspect and list, by destination.
-pub fn view(d: &Service, rec: &Record) -> Vec<Value> {
-    rec.mounts
-        .iter()
-        .map(|m| {
-            let mp = match m.kind.as_str() {
-                VOLUME => berth_api::volume::MountPoint {
-                    kind: VOLUME.into(),
-                    name: m.name.clone(),
-                    source: d.volumes.data_dir(&m.name).display().to_string(),
-                    destination: m.destination.clone(),
-                    driver: "local".into(),
-                    mode: m.mode.clone(),
-                    rw: m.rw,
-                    propagation: String::new(),
-                },
-                kind => berth_api::volume::MountPoint {
-                    kind: kind.into(),
-                    source: m.source.clone(),
-                    destination: m.destination.clone(),
-                    mode: m.mode.clone(),
-                    rw: m.rw,
-                    propagation: m.propagation.clone(),
-                    ..Default::default()
-                },
-            };
-            serde_json::to_value(mp).unwrap_or(Value::Null)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn mount(kind: &str, src: &str, dst: &str) -> Mount {
+        Mount {
+            kind: kind.into(),
+            source: src.into(),
+            target: dst.into(),
+            ..Default::default()
+        }
+    }
+
+    fn msg(r: Result<impl std::fmt::Debug>) -> String {
+        r.unwrap_err().message
+    }
 
     #[test]
     fn binds() {
@@ -617,50 +459,252 @@ mod tests {
             (BIND, "rprivate")
         );
         assert!(p.mp.rw && p.mp.create_source);
+        let p = parse_bind("/h:/c:ro,rslave").unwrap();
+        assert_eq!((p.mp.rw, p.mp.propagation.as_str()), (false, "rslave"));
         let p = parse_bind("/anon").unwrap();
         assert!(p.mp.anonymous && p.copy);
+        assert_eq!(p.mp.mode, "z");
         assert!(!parse_bind("v:/x:nocopy").unwrap().copy);
+        assert_eq!(msg(parse_bind("v:/x:bogus")), "invalid mode: bogus");
+        assert_eq!(msg(parse_bind("/h:/x:nocopy")), "invalid mode: nocopy");
         assert_eq!(
-            parse_bind("v:/x:bogus").unwrap_err().0.message,
-            "invalid mode: bogus"
-        );
-        assert_eq!(
-            parse_bind("v:rel").unwrap_err().0.message,
+            msg(parse_bind("v:rel")),
             "invalid mount config for type \"volume\": invalid mount path: 'rel' mount path must be absolute"
         );
-        assert!(parse_bind("a:b:c:d").is_err());
-        assert!(parse_bind("v:/").is_err());
-        assert!(parse_bind("v:/x:ro,rw").is_err());
+        assert_eq!(
+            msg(parse_bind("a:b:c:d")),
+            "invalid volume specification: 'a:b:c:d'"
+        );
+        assert_eq!(
+            msg(parse_bind(":/x")),
+            "invalid volume specification: ':/x'"
+        );
+        assert_eq!(
+            msg(parse_bind("v:/")),
+            "invalid mount config for type \"volume\": invalid specification: destination can't be '/'"
+        );
+        assert_eq!(msg(parse_bind("v:/x:ro,rw")), "invalid mode: ro,rw");
     }
 
     #[test]
     fn mounts() {
-        let m = |kind: &str, src: &str, dst: &str| Mount {
-            kind: kind.into(),
-            source: src.into(),
-            target: dst.into(),
-            ..Default::default()
-        };
         assert_eq!(
-            parse_mount(&m("bind", "/nonexistent/berth", "/x")).unwrap_err().0.message,
+            msg(parse_mount(&mount("bind", "/nonexistent/berth", "/x"))),
             "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent/berth"
         );
         assert_eq!(
-            parse_mount(&m("tmpfs", "x", "/x")).unwrap_err().0.message,
+            msg(parse_mount(&mount("bind", "", "/x"))),
+            "invalid mount config for type \"bind\": field Source must not be empty"
+        );
+        assert_eq!(
+            msg(parse_mount(&mount("bind", "rel", "/x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
+        );
+        assert_eq!(
+            msg(parse_mount(&mount("volume", "v", ""))),
+            "invalid mount config for type \"volume\": field Target must not be empty"
+        );
+        assert_eq!(
+            msg(parse_mount(&mount("tmpfs", "x", "/x"))),
             "invalid mount config for type \"tmpfs\": field Source must not be specified"
         );
         assert_eq!(
-            parse_mount(&m("bogus", "", "/x")).unwrap_err().0.message,
+            msg(parse_mount(&mount("bogus", "", "/x"))),
             "invalid mount config for type \"bogus\": mount type unknown"
         );
-        let mut t = m("tmpfs", "", "/t");
-        t.tmpfs_options = Some(json!({"SizeBytes": 1048576, "Mode": 0o1777}));
+        assert_eq!(
+            msg(parse_mount(&mount("image", "", "/x"))),
+            "mount type \"image\" is not supported by this berth version yet"
+        );
+        let mut b = mount("bind", "/", "/x");
+        b.volume_options = Some(json!({}));
+        assert_eq!(
+            msg(parse_mount(&b)),
+            "invalid mount config for type \"bind\": field VolumeOptions must not be specified"
+        );
+        let mut b = mount("bind", "/", "/x");
+        b.bind_options = Some(json!({"Propagation": "sideways"}));
+        assert_eq!(
+            msg(parse_mount(&b)),
+            "invalid mount config for type \"bind\": invalid propagation mode: sideways"
+        );
+        let mut b = mount("bind", "/no/such/dir", "/x/");
+        b.read_only = true;
+        b.bind_options = Some(json!({"CreateMountpoint": true, "NonRecursive": true}));
+        let p = parse_mount(&b).unwrap();
+        assert_eq!(p.mp.destination, "/x");
+        assert!(!p.mp.rw && p.mp.create_source && p.mp.non_recursive);
+        assert_eq!(p.mp.propagation, "rprivate");
+
+        let mut t = mount("tmpfs", "", "/t");
+        t.tmpfs_options = Some(
+            json!({"SizeBytes": 1048576, "Mode": 0o1777, "Options": [["noexec"], ["uid", "5"]]}),
+        );
         assert_eq!(
             parse_mount(&t).unwrap().mp.tmpfs_options,
-            vec!["size=1048576", "mode=1777"]
+            vec!["size=1048576", "mode=1777", "noexec", "uid=5"]
         );
-        let v = parse_mount(&m("volume", "", "/v")).unwrap();
+        t.tmpfs_options = Some(json!({"SizeBytes": -1}));
+        assert_eq!(
+            msg(parse_mount(&t)),
+            "invalid mount config for type \"tmpfs\": invalid tmpfs size: -1"
+        );
+
+        let v = parse_mount(&mount("volume", "", "/v")).unwrap();
         assert!(v.mp.anonymous && v.copy);
+        let mut v = mount("volume", "named", "/v");
+        v.volume_options = Some(json!({"NoCopy": true, "Labels": {"a": "b"},
+            "DriverConfig": {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs"}}}));
+        let p = parse_mount(&v).unwrap();
+        assert!(!p.copy && !p.mp.anonymous);
+        let req = p.volume.unwrap();
+        assert_eq!(req.name.as_deref(), Some("named"));
+        assert_eq!(req.driver, "local");
+        assert_eq!(req.labels["a"], "b");
+        assert_eq!(req.options["type"], "tmpfs");
+        v.volume_options = Some(json!({"Subpath": "x"}));
+        assert_eq!(
+            msg(parse_mount(&v)),
+            "volume-subpath is not supported by this berth version yet"
+        );
+    }
+
+    #[test]
+    fn image_volumes_become_anonymous_where_nothing_is_mounted() {
+        let req = PlanRequest {
+            binds: vec!["data:/data".into()],
+            volumes: vec!["/data".into(), "/cache/".into(), "/run".into()],
+            tmpfs: vec!["/run/".into()],
+            ..Default::default()
+        };
+        let p = plan(&req).unwrap();
+        let dsts: Vec<&str> = p.iter().map(|p| p.mp.destination.as_str()).collect();
+        assert_eq!(dsts, ["/cache", "/data"]);
+        assert!(p[0].mp.anonymous && p[0].copy && p[0].mp.rw);
+        assert_eq!(p[0].volume, Some(Request::default()));
+        assert_eq!(
+            p[1].volume.as_ref().and_then(|v| v.name.as_deref()),
+            Some("data")
+        );
+        let bad = PlanRequest {
+            volumes: vec!["rel".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            msg(plan(&bad)),
+            "invalid mount config for type \"volume\": invalid mount path: 'rel' mount path must be absolute"
+        );
+    }
+
+    #[test]
+    fn volumes_from_modes_and_overrides() {
+        assert_eq!(parse_volumes_from("web").unwrap(), ("web", ""));
+        assert_eq!(parse_volumes_from("web:ro").unwrap(), ("web", "ro"));
+        assert_eq!(
+            msg(parse_volumes_from("web:bogus")),
+            "invalid mode for volumes-from: bogus"
+        );
+        let theirs = vec![
+            MountPoint {
+                kind: VOLUME.into(),
+                name: "v1".into(),
+                destination: "/a".into(),
+                rw: true,
+                mode: "z".into(),
+                ..Default::default()
+            },
+            MountPoint {
+                kind: BIND.into(),
+                source: "/h".into(),
+                destination: "/b".into(),
+                rw: false,
+                mode: "ro".into(),
+                ..Default::default()
+            },
+        ];
+        let from = |mode: &str| VolumesFrom {
+            mode: mode.into(),
+            mounts: theirs.clone(),
+        };
+        // As they are: modes and rw kept, nothing created or copied.
+        let p = plan(&PlanRequest {
+            volumes_from: vec![from("")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[0].mp.rw && p[0].volume.is_none() && !p[0].copy);
+        assert_eq!((p[0].mp.mode.as_str(), p[0].mp.name.as_str()), ("z", "v1"));
+        assert!(!p[1].mp.rw);
+        // :ro makes every one read-only; :rw does not make a read-only one writable.
+        let p = plan(&PlanRequest {
+            volumes_from: vec![from("ro")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(p.iter().all(|p| !p.mp.rw && p.mp.mode == "ro"));
+        let p = plan(&PlanRequest {
+            volumes_from: vec![from("rw")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(p[0].mp.rw && !p[1].mp.rw);
+        assert_eq!(p[0].mp.mode, "rw");
+        let p = plan(&PlanRequest {
+            volumes_from: vec![from("ro,z")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!p[0].mp.rw);
+        assert_eq!(
+            msg(plan(&PlanRequest {
+                volumes_from: vec![from("bogus")],
+                ..Default::default()
+            })),
+            "invalid mode for volumes-from: bogus"
+        );
+        // A bind or --mount of this container on the same destination wins; an image VOLUME
+        // there adds nothing.
+        let p = plan(&PlanRequest {
+            volumes_from: vec![from("")],
+            binds: vec!["mine:/a".into()],
+            volumes: vec!["/b".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].volume.as_ref().and_then(|v| v.name.as_deref()),
+            Some("mine")
+        );
+        assert_eq!(p[1].mp.source, "/h");
+    }
+
+    #[test]
+    fn duplicates_and_tmpfs() {
+        assert_eq!(
+            msg(plan(&PlanRequest {
+                binds: vec!["a:/x".into(), "b:/x/".into()],
+                ..Default::default()
+            })),
+            "Duplicate mount point: /x"
+        );
+        assert_eq!(
+            msg(plan(&PlanRequest {
+                binds: vec!["a:/x".into()],
+                mounts: vec![mount("tmpfs", "", "/x")],
+                ..Default::default()
+            })),
+            "Duplicate mount point: /x"
+        );
+        let p = plan(&PlanRequest {
+            mounts: vec![mount("tmpfs", "", "/t"), mount("volume", "v", "/v")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(p[0].mp.kind, TMPFS);
+        assert!(p[0].volume.is_none() && !p[0].copy);
+        assert_eq!(p[1].mp.kind, VOLUME);
         assert_eq!(clean("/a//b/../c/"), "/a/c");
     }
 }
