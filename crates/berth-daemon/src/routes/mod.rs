@@ -1,5 +1,6 @@
 //! The Engine API route table; handlers live in one file per area.
 
+mod build;
 mod containers;
 mod distribution;
 mod exec;
@@ -26,8 +27,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/info", get(system::info))
         .route("/auth", post(system::auth))
         .route("/system/df", get(system::df))
-        .route("/build", post(crate::build::build))
-        .route("/build/prune", post(crate::build::prune))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/events", get(monitor::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
