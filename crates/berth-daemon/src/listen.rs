@@ -3,7 +3,7 @@
 //! number of connections, and HTTP/1.1 connections with header and idle timeouts.
 
 use crate::config::{ApiConfig, TlsConfig};
-use crate::server::Api;
+use crate::front::Api;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,27 +114,6 @@ pub fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
         .map_err(|e| format!("TLS certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-static INHERITED_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// Raise the daemon's descriptor limit to its hard limit (as Go programs such as dockerd do
-/// at start), remembering the limit it was given for the containers.
-pub fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = INHERITED_NOFILE.set((soft, hard));
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!("raising the descriptor limit to {hard}: {e}");
-            }
-        }
-    }
-}
-
-/// The descriptor limit the daemon was started with, once it has raised its own.
-pub fn inherited_nofile() -> Option<(u64, u64)> {
-    INHERITED_NOFILE.get().copied()
 }
 
 /// Connections served at once: half the descriptors the daemon may open (the rest are for
@@ -326,7 +305,7 @@ where
             req.extensions_mut().insert(u);
         }
         let r = router.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::server::handle(r, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(crate::front::handle(r, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

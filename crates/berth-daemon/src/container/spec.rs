@@ -481,7 +481,7 @@ fn security_opts(rec: &Record) -> Result<SecurityOpts> {
 /// the descriptor limit as the daemon was given it, before it raised its own.
 fn rlimits(rec: &Record) -> Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
-    if let Some((soft, hard)) = crate::listen::inherited_nofile() {
+    if let Some((soft, hard)) = crate::rlimit::inherited_nofile() {
         out.push(json!({"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}));
     }
     for u in rec.host_config.ulimits.iter().flatten() {

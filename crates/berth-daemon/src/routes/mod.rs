@@ -1,6 +1,7 @@
 //! The Engine API route table; handlers live in one file per area.
 
 mod build;
+mod container_list;
 mod containers;
 mod distribution;
 mod exec;
@@ -31,7 +32,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/build/prune", post(build::prune))
         .route("/events", get(monitor::events))
         .route("/containers/create", post(containers::create))
-        .route("/containers/json", get(containers::list))
+        .route("/containers/json", get(container_list::list))
         .route("/containers/prune", post(containers::prune))
         .route(
             "/containers/{id}",

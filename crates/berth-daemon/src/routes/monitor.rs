@@ -4,9 +4,9 @@
 use super::St;
 use crate::error::{Error, Result};
 use crate::events::{now_nanos, Filter};
-use crate::server::RequestVersion;
 use crate::state::Container;
 use crate::stats::Sampler;
+use crate::util::RequestVersion;
 use crate::util::{json, Query};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, RawQuery, State};
