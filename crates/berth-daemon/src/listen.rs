@@ -1,6 +1,7 @@
 //! The API's listeners: unix sockets (0660, owned by root and the daemon's group) and TCP (with
 //! TLS and optional client certificates), accept loops that back off on errors and cap the
-//! number of connections, and HTTP/1.1 connections with header and idle timeouts.
+//! number of connections, and HTTP/1.1 connections with header and idle timeouts. Each request
+//! goes to `front`; this module must not know the routes or the daemon's state.
 
 use crate::config::{ApiConfig, TlsConfig};
 use crate::front::Api;

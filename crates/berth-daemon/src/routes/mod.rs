@@ -1,4 +1,7 @@
-//! The Engine API route table; handlers live in one file per area.
+//! The Engine API route table; handlers live in one file per area. Routes are adapters: they
+//! turn requests into calls of the daemon's services (container, build, images, networks,
+//! volumes) and results into Docker's JSON; `front` and `listen` are above them, nothing below
+//! imports them.
 
 mod build;
 mod container_list;
