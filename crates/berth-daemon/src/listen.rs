@@ -1,9 +1,10 @@
 //! The API's listeners: unix sockets (0660, owned by root and the daemon's group) and TCP (with
 //! TLS and optional client certificates), accept loops that back off on errors and cap the
-//! number of connections, and HTTP/1.1 connections with header and idle timeouts.
+//! number of connections, and HTTP/1.1 connections with header and idle timeouts. Each request
+//! goes to `front`; this module must not know the routes or the daemon's state.
 
 use crate::config::{ApiConfig, TlsConfig};
-use crate::server::Api;
+use crate::front::Api;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -305,7 +306,7 @@ where
             req.extensions_mut().insert(u);
         }
         let r = router.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::server::handle(r, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(crate::front::handle(r, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

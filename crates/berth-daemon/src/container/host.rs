@@ -30,7 +30,7 @@ impl Facts {
     pub fn gather(privileged: bool) -> Facts {
         Facts {
             init: Path::new(INIT_BINARY).exists(),
-            nofile: crate::nofile::inherited_nofile(),
+            nofile: crate::rlimit::inherited_nofile(),
             devices: if privileged {
                 host_devices()
             } else {

@@ -374,7 +374,7 @@ pub fn exec_process(
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": security_opts(rec)?.no_new_privileges,
-        "rlimits": rlimits(rec, crate::nofile::inherited_nofile())?,
+        "rlimits": rlimits(rec, crate::rlimit::inherited_nofile())?,
         "oomScoreAdj": h.oom_score_adj,
     });
     serde_json::from_value(p).map_err(|e| Error::internal(format!("exec process: {e}")))

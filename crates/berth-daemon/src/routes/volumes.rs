@@ -2,7 +2,7 @@
 
 use super::St;
 use crate::error::{Error, Result};
-use crate::server::RequestVersion;
+use crate::util::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;

@@ -1,5 +1,5 @@
-//! The daemon's descriptor limit: raised to the hard limit at start, and the limit it was
-//! given remembered for the containers it starts. A leaf: no other module of the daemon.
+//! The daemon's descriptor limit: raised to its hard limit at start, the limit it was given
+//! remembered for the containers. A leaf: it uses no other module of the daemon.
 
 static INHERITED_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
 
