@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-10}
 . bench/lib.sh
 bench_need hyperfine python3 docker.io
-cargo build --release --locked -q
-BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+# BERTH=path runs another build (e.g. an older one, for a before/after) instead of the release.
+if [ -z "${BERTH:-}" ]; then
+  cargo build --release --locked -q
+  BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+fi
 work=$(mktemp -d /tmp/berth-buildbench.XXXXXX)
 started_daemon=""
 started_dockerd=""

@@ -10,8 +10,11 @@ N=${N:-50}
 ROUNDS=${ROUNDS:-3}
 . bench/lib.sh
 bench_need docker.io podman python3
-cargo build --release --locked -q
-BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+# BERTH=path runs another build (e.g. an older one, for a before/after) instead of the release.
+if [ -z "${BERTH:-}" ]; then
+  cargo build --release --locked -q
+  BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+fi
 work=$(mktemp -d /tmp/berth-density.XXXXXX)
 pids=""
 bench_snapshot

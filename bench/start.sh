@@ -8,8 +8,11 @@ RUNS=${RUNS:-30}
 . bench/lib.sh
 # What it compares against (BENCH_SKIP_INSTALL=1 uses only what is already installed).
 bench_need hyperfine crun runc docker.io podman
-cargo build --release --locked -q
-BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+# BERTH=path runs another build (e.g. an older one, for a before/after) instead of the release.
+if [ -z "${BERTH:-}" ]; then
+  cargo build --release --locked -q
+  BERTH=$PWD/target/x86_64-unknown-linux-gnu/release/berth
+fi
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 started_daemon=""
 started_dockerd=""

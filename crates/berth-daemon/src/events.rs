@@ -1,10 +1,9 @@
 //! The daemon's event bus: every event goes to a broadcast channel (live `GET /events`
 //! streams) and into a ring of the most recent ones (replayed for `since`/`until`), plus
-//! Docker's event filters and the helpers that give container, image and network events
+//! Docker's event filters and the helpers that give image, volume and network events
 //! Docker's attributes. Emitting never blocks: it takes a short lock and sends on the channel.
+//! A leaf: it knows plain values only, never containers, networks or the daemon.
 
-use crate::network::Network;
-use crate::state::{Container, Daemon};
 use berth_api::event::Message;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -171,7 +170,7 @@ fn strip_tag(image: &str) -> String {
         .unwrap_or_else(|_| image.to_string())
 }
 
-impl Daemon {
+impl Events {
     /// Publish an event: `kind` is Docker's type (`container`, `image`, `network`, `volume`,
     /// `daemon`), `action` e.g. `create`, `actor_id` the object's id (a volume's name), and
     /// `attributes` what Docker attaches (for volumes: `driver`; for mounts also `container`,
@@ -183,7 +182,7 @@ impl Daemon {
         actor_id: &str,
         attributes: BTreeMap<String, String>,
     ) {
-        self.events.publish(Message::new(
+        self.publish(Message::new(
             kind,
             action.into(),
             actor_id.to_string(),
@@ -202,35 +201,9 @@ impl Daemon {
         );
     }
 
-    /// A container event with `extra` attributes, the container's labels, its image as the
-    /// user named it and its name.
-    pub fn container_event(
-        &self,
-        c: &Container,
-        action: impl Into<String>,
-        extra: &[(&str, String)],
-    ) {
-        let mut attrs: BTreeMap<String, String> = extra
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        {
-            let r = c.rec();
-            if let Some(labels) = &r.config.labels {
-                attrs.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            if !r.image.is_empty() {
-                attrs.insert("image".into(), r.image.clone());
-            }
-            attrs.insert("name".into(), r.bare_name().to_string());
-        }
-        self.emit("container", action, &c.id, attrs);
-    }
-
-    /// An image event: the image's labels (while it exists) and `name`.
-    pub fn image_event(&self, id: &str, name: &str, action: &str) {
-        let labels = self
-            .images
+    /// An image event: the image's labels (while it exists in `images`) and `name`.
+    pub fn image_event(&self, images: &berth_image::Store, id: &str, name: &str, action: &str) {
+        let labels = images
             .get(id)
             .ok()
             .and_then(|img| {
@@ -258,30 +231,21 @@ impl Daemon {
     }
 
     /// A network event: its name and driver, and the container for connect/disconnect.
-    pub fn network_event(&self, n: &Network, action: &str, container: Option<&str>) {
+    pub fn network_event(
+        &self,
+        id: &str,
+        name: &str,
+        driver: &str,
+        action: &str,
+        container: Option<&str>,
+    ) {
         let mut attrs = BTreeMap::new();
         if let Some(c) = container {
             attrs.insert("container".to_string(), c.to_string());
         }
-        attrs.insert("name".into(), n.rec.name.clone());
-        attrs.insert("type".into(), n.rec.driver.clone());
-        self.emit("network", action, &n.rec.id, attrs);
-    }
-
-    /// `connect` or `disconnect` events for every network the container has an endpoint on.
-    pub fn endpoint_events(&self, c: &Container, action: &str) {
-        let ids: Vec<String> = c
-            .rec()
-            .net
-            .endpoints
-            .values()
-            .map(|e| e.network_id.clone())
-            .collect();
-        for id in ids {
-            if let Ok(n) = self.net.find(&id) {
-                self.network_event(&n, action, Some(&c.id));
-            }
-        }
+        attrs.insert("name".into(), name.to_string());
+        attrs.insert("type".into(), driver.to_string());
+        self.emit("network", action, id, attrs);
     }
 }
 

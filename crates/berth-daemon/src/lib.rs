@@ -10,6 +10,7 @@ mod config;
 mod container;
 mod error;
 mod events;
+mod front;
 #[doc(hidden)]
 pub mod fuzzing;
 mod listen;
@@ -20,6 +21,7 @@ mod pull;
 mod push;
 mod quarantine;
 mod registry_auth;
+mod rlimit;
 mod routes;
 mod server;
 mod state;
@@ -44,7 +46,7 @@ pub fn main(args: DaemonArgs) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    listen::raise_nofile();
+    rlimit::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,9 +1,10 @@
 //! The API's listeners: unix sockets (0660, owned by root and the daemon's group) and TCP (with
 //! TLS and optional client certificates), accept loops that back off on errors and cap the
-//! number of connections, and HTTP/1.1 connections with header and idle timeouts.
+//! number of connections, and HTTP/1.1 connections with header and idle timeouts. Each request
+//! goes to `front`; this module must not know the routes or the daemon's state.
 
 use crate::config::{ApiConfig, TlsConfig};
-use crate::server::Api;
+use crate::front::Api;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,27 +117,6 @@ pub fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-static INHERITED_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// Raise the daemon's descriptor limit to its hard limit (as Go programs such as dockerd do
-/// at start), remembering the limit it was given for the containers.
-pub fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = INHERITED_NOFILE.set((soft, hard));
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!("raising the descriptor limit to {hard}: {e}");
-            }
-        }
-    }
-}
-
-/// The descriptor limit the daemon was started with, once it has raised its own.
-pub fn inherited_nofile() -> Option<(u64, u64)> {
-    INHERITED_NOFILE.get().copied()
-}
-
 /// Connections served at once: half the descriptors the daemon may open (the rest are for
 /// containers, shims, logs and the store), at least 64.
 pub fn connection_cap() -> usize {
@@ -230,7 +210,7 @@ where
 /// Serve a unix listener until the daemon stops.
 pub fn serve_unix(l: tokio::net::UnixListener, router: Api, cap: Arc<Semaphore>) {
     tokio::spawn(accept_loop(l, cap, move |s| {
-        let client = crate::container::attach::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
+        let client = crate::routes::hijack::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
         http(TokioIo::new(s), router.clone(), Some(client))
     }));
 }
@@ -316,8 +296,8 @@ impl Backoff {
 }
 
 /// Serve one connection; requests on a unix socket carry its descriptor (see
-/// [`crate::container::attach::UnixClient`]).
-async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::container::attach::UnixClient>)
+/// [`crate::routes::hijack::UnixClient`]).
+async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::routes::hijack::UnixClient>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -326,7 +306,7 @@ where
             req.extensions_mut().insert(u);
         }
         let r = router.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::server::handle(r, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(crate::front::handle(r, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

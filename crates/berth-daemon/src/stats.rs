@@ -3,9 +3,9 @@
 //! interfaces of the container's network namespace from /proc/<pid>/net/dev. A sample is a
 //! few small reads of kernel files; nothing is spawned.
 
+use crate::container::handle::Container;
 use crate::container::status;
 use crate::network::endpoint::{mode, Mode};
-use crate::state::Container;
 use berth_api::stats::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, NetworkStats, PidsStats,
     StatsResponse, ThrottlingData,

@@ -1,9 +1,14 @@
-//! Small request helpers: query parameters the way the Engine API spells them, JSON bodies with
-//! Docker-style 400 errors, and JSON responses.
+//! Small request helpers: the request's API version, query parameters the way the Engine API
+//! spells them, JSON bodies with Docker-style 400 errors, and JSON responses.
 
 use crate::error::{Error, Result};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+
+/// The API version a request asked for (from its path prefix), or the maximum; `front` puts
+/// it on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestVersion(pub berth_api::version::ApiVersion);
 
 /// Parsed query string; repeated keys keep the last value.
 #[derive(Debug, Default, Clone)]

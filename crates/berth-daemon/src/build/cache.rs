@@ -1,5 +1,6 @@
 //! The build cache on disk: one JSON record per step in `<data-root>/builder/cache/<key>.json`,
-//! its `system df` view and `builder prune`.
+//! its `system df` view and `builder prune`. It stores and removes records (and the images only
+//! they hold); it must not interpret a step.
 
 use crate::error::{Error, Result};
 use crate::state::Daemon;

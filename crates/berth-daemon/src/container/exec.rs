@@ -1,16 +1,17 @@
 //! Exec instances: created on a running container, started through its shim, inspected for
 //! their exit code.
 
+use super::handle::{Container, Exec, ExecState};
+use super::service::Service;
 use super::shim;
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon, Exec, ExecState};
 use base64::Engine;
 use berth_api::exec::{ExecConfig, ExecInspect, ProcessConfig};
 use berth_shim::protocol::Request;
 use std::sync::{Arc, Mutex};
 
 /// `POST /containers/{id}/exec`.
-pub fn create(d: &Daemon, c: &Container, config: ExecConfig) -> Result<String> {
+pub fn create(d: &Service, c: &Container, config: ExecConfig) -> Result<String> {
     let r = c.snapshot();
     if !r.is_running() {
         return Err(Error::conflict(format!(
@@ -84,7 +85,7 @@ pub struct Prepared {
 }
 
 /// Check that the exec can start and build its process.
-pub fn prepare(d: &Daemon, e: &Exec) -> Result<Prepared> {
+pub fn prepare(d: &Service, e: &Exec) -> Result<Prepared> {
     {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
         if st.started {
@@ -104,7 +105,7 @@ pub fn prepare(d: &Daemon, e: &Exec) -> Result<Prepared> {
         )));
     }
     let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
-    let process = super::spec::exec_process(&rec, &e.config, &root)?;
+    let process = super::process::exec_process(&rec, &e.config, &root)?;
     d.container_event(
         &c,
         format!("exec_start: {}", command_line(&e.config)),
@@ -142,7 +143,7 @@ pub async fn launch(e: &Exec, p: Prepared) -> std::result::Result<shim::Stream, 
 }
 
 /// Record the end of an exec; an exit of a running one is an `exec_die` event.
-pub fn finished(d: &Daemon, e: &Exec, code: Option<i64>) {
+pub fn finished(d: &Service, e: &Exec, code: Option<i64>) {
     let died = {
         let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
         let was_running = st.running;

@@ -2,8 +2,8 @@
 //! `Healthcheck` probe through the shim every interval, and keeps the status (starting →
 //! healthy / unhealthy), the failing streak and the last five results in the record.
 
-use super::{shim, spec, status, Record};
-use crate::state::Container;
+use super::handle::Container;
+use super::{shim, status, Record};
 use berth_api::container::{health_status, Config, Health, HealthConfig, HealthcheckResult};
 use berth_api::{stdcopy, timefmt};
 use berth_shim::protocol::Request;
@@ -53,7 +53,7 @@ fn nanos_or(n: i64, default: Duration) -> Duration {
 /// Begin monitoring a container that was just started or found running at boot: its status
 /// becomes `starting` with no failures, its log is kept, and any monitor of an earlier run
 /// stops.
-pub fn start(d: &Arc<crate::state::Daemon>, c: &Arc<Container>) {
+pub fn start(d: &Arc<super::service::Service>, c: &Arc<Container>) {
     let probe = {
         let r = c.rec();
         probe_command(&r.config).map(|cmd| {
@@ -100,14 +100,14 @@ pub fn filter_status(r: &Record) -> &str {
 }
 
 /// The health check's status changed: Docker's `health_status: <status>` container event.
-fn health_status_changed(d: &crate::state::Daemon, c: &Container, status: &str) {
+fn health_status_changed(d: &super::service::Service, c: &Container, status: &str) {
     tracing::debug!(id = %c.id, "health_status: {status}");
     d.container_event(c, format!("health_status: {status}"), &[]);
 }
 
 /// Probe run `run` (its `StartedAt`) of `c` until told to stop.
 async fn monitor(
-    d: Arc<crate::state::Daemon>,
+    d: Arc<super::service::Service>,
     c: Arc<Container>,
     cmd: Vec<String>,
     hc: HealthConfig,
@@ -170,7 +170,7 @@ async fn monitor(
 /// `starting` inside its start period (`counts` false) does not count. Returns false, and
 /// drops the result, when that run is over.
 fn record(
-    d: &crate::state::Daemon,
+    d: &super::service::Service,
     c: &Container,
     run: &str,
     result: HealthcheckResult,
@@ -236,7 +236,7 @@ async fn probe(c: &Container, cmd: &[String], timeout: Duration) -> Result<(i64,
         ..Default::default()
     };
     let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
-    let process = spec::exec_process(&rec, &ec, &root).map_err(|e| e.0.message)?;
+    let process = super::process::exec_process(&rec, &ec, &root).map_err(|e| e.0.message)?;
     let exec_id = crate::util::random_id().map_err(|e| e.0.message)?;
     let socket = c.paths.socket();
     let req = Request::Exec {

@@ -2,9 +2,9 @@
 //! and update, and `POST /containers/{id}/update`, which changes them in the record and, for
 //! a running container, in its cgroups.
 
+use super::handle::Container;
 use super::{spec, status};
 use crate::error::{Error, Result};
-use crate::state::Container;
 use berth_api::container::{HostConfig, UpdateRequest};
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! compressed ones too), filters by stream, time and tail, and follows new entries with
 //! inotify until the container stops (or the `until` bound passes).
 
-use crate::state::Container;
+use super::handle::Container;
 use berth_api::stdcopy;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};

@@ -1,15 +1,25 @@
-//! Containers: the persisted record, its live runtime handle, and the lifecycle operations.
+//! The container service: the persisted record, live handles, and the operations on containers
+//! (create, start, stop, exec, attach, logs, update...). It drives the image store, the network
+//! and volume services and the shims it is given; it never reaches the API routes or the daemon.
 
-pub mod attach;
+pub mod archive;
+pub mod bundle;
+pub mod control;
 pub mod exec;
+pub mod handle;
 pub mod health;
+pub mod host;
 pub mod lifecycle;
 pub mod limits;
 pub mod logs;
+pub mod process;
+pub mod restore;
 pub mod rootfs;
+pub mod service;
 pub mod settings;
 pub mod shim;
 pub mod spec;
+pub mod validate;
 pub mod volumes;
 
 use berth_api::container::{Config, HostConfig};

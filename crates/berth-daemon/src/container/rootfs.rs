@@ -1,8 +1,9 @@
 //! Access to a container's merged root filesystem from the daemon: through `/proc/<pid>/root`
 //! while it runs, or by mounting its overlay for the duration of one operation when it does not.
 
+use super::handle::Container;
+use super::service::Service;
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon};
 use berth_image::archive::Root;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ pub fn make_init_layer(data_root: &Path) -> Result<PathBuf> {
 
 /// The overlay lower dirs of a container, top first: the shared init layer, then the image's
 /// layers.
-pub fn lowerdirs(d: &Daemon, c: &Container) -> Result<Vec<PathBuf>> {
+pub fn lowerdirs(d: &Service, c: &Container) -> Result<Vec<PathBuf>> {
     let mut out = vec![d.cfg.data_root.join("init-layer")];
     out.extend(d.images.rootfs_layers(&c.rec().image_id)?);
     Ok(out)
@@ -96,7 +97,7 @@ impl Drop for TempMount {
 /// The volumes of a stopped container taken in use for one operation (a volume with mount
 /// options is mounted meanwhile); let go on drop.
 struct VolumesHeld<'a> {
-    d: &'a Daemon,
+    d: &'a Service,
     id: String,
 }
 
@@ -136,7 +137,7 @@ impl OpenRoot<'_> {
 /// A running container's volumes and bind mounts are seen at their mount points; with
 /// `volumes`, a stopped container's are too (bound there for the operation, as dockerd does
 /// for `cp`), and without, only its own filesystem is (the image content a volume hides).
-pub fn open_root<'a>(d: &'a Daemon, c: &Container, volumes: bool) -> Result<OpenRoot<'a>> {
+pub fn open_root<'a>(d: &'a Service, c: &Container, volumes: bool) -> Result<OpenRoot<'a>> {
     let r = c.snapshot();
     if r.is_running() && r.state.pid > 0 {
         let root = Root::open(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
@@ -202,7 +203,7 @@ pub fn open_root<'a>(d: &'a Daemon, c: &Container, volumes: bool) -> Result<Open
 /// at start. Each mount point resolves inside the root, so no symlink planted in the
 /// container's files (or in a volume another container changes) leads a bind outside it.
 /// A bind whose source is gone shows nothing, as its container would fail to start.
-fn bind_volumes(d: &Daemon, r: &super::Record, root: &Root) -> Result<()> {
+fn bind_volumes(d: &Service, r: &super::Record, root: &Root) -> Result<()> {
     use berth_volume::{depth, TMPFS, VOLUME};
     use std::os::fd::AsFd;
     let mut mounts: Vec<_> = r.mounts.iter().filter(|m| m.kind != TMPFS).collect();
@@ -230,7 +231,7 @@ fn bind_volumes(d: &Daemon, r: &super::Record, root: &Root) -> Result<()> {
 
 /// Run `f` with the container's `/` open (see [`open_root`]; same conditions).
 pub fn with_root<T>(
-    d: &Daemon,
+    d: &Service,
     c: &Container,
     volumes: bool,
     f: impl FnOnce(&Root) -> Result<T>,
@@ -244,7 +245,7 @@ pub fn with_root<T>(
 /// (a detached mount, gone when the descriptor closes). Neither volumes nor what the runtime
 /// mounts (`/dev`, `/proc`, `/etc/hosts`…) are in it; their mount points show as the layers
 /// have them, as in dockerd's export.
-pub fn open_layers(d: &Daemon, c: &Container) -> Result<Root> {
+pub fn open_layers(d: &Service, c: &Container) -> Result<Root> {
     use rustix::mount::{
         fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
         MountAttrFlags,

@@ -1,279 +1,23 @@
-//! Container settings beyond resource limits and networking: the namespace modes (`--pid`,
-//! `--ipc`, `--uts`, `--cgroupns`), `--group-add`, `--device` and `--device-cgroup-rule`, block
-//! IO device limits, realtime CPU time and the runtime name, with what dockerd
-//! refuses on Linux. Checked at create as dockerd checks them; carried into the OCI spec at start.
+//! Container settings beyond resource limits and networking at start: the namespace modes
+//! (`--pid`, `--ipc`, `--uts`, `--cgroupns`), `--group-add`, `--device` and
+//! `--device-cgroup-rule` and block IO device limits, resolved against the host and the other
+//! containers into a [`Plan`] and carried into the OCI spec; and `rm --link`. Their checks at
+//! create are in `validate`.
 
+use super::service::Service;
 use super::Record;
 use crate::error::{Error, Result};
-use crate::state::Daemon;
-use berth_api::container::{CreateRequest, HostConfig, ThrottleDevice};
+use berth_api::container::ThrottleDevice;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-/// The runtimes a container may ask for: berth-runtime answers to all of them.
-const RUNTIMES: &[&str] = &["runc", "berth", "io.containerd.runc.v2"];
-
-/// What a runtime of `HostConfig.Runtime` defaults to, as `docker info` names it.
-pub const DEFAULT_RUNTIME: &str = "runc";
-
-/// Log drivers dockerd registers on Linux that berth does not carry: a container may be made
-/// with one, and its start fails as dockerd's does when the driver cannot initialize.
-const UNAVAILABLE_LOG_DRIVERS: &[&str] = &[
-    "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "gcplogs",
-];
-
-/// Whether the host runs the unified (v2) cgroup hierarchy.
-fn cgroup_v2() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
 /// The container a `container:<name|id>` mode names.
-fn container_of(mode: &str) -> Option<&str> {
+pub(super) fn container_of(mode: &str) -> Option<&str> {
     mode.strip_prefix("container:").filter(|c| !c.is_empty())
 }
 
-/// Check the settings of a create request as dockerd does; its warnings on success.
-pub fn check(req: &CreateRequest, remapped: bool) -> Result<Vec<String>> {
-    let h = &req.host_config;
-    let mut warnings = Vec::new();
-    let bad = |m: String| Err(Error::bad_request(m));
-    if !matches!(
-        h.ipc_mode.as_str(),
-        "" | "none" | "private" | "shareable" | "host"
-    ) && container_of(&h.ipc_mode).is_none()
-    {
-        return bad(format!("invalid IPC mode: {}", h.ipc_mode));
-    }
-    if !matches!(h.pid_mode.as_str(), "" | "host") && container_of(&h.pid_mode).is_none() {
-        return bad(format!("invalid PID mode: {}", h.pid_mode));
-    }
-    if !matches!(h.uts_mode.as_str(), "" | "host") {
-        return bad(format!("invalid UTS mode: {}", h.uts_mode));
-    }
-    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
-        return bad(format!(
-            "invalid cgroup namespace mode: {}",
-            h.cgroupns_mode
-        ));
-    }
-    if h.uts_mode == "host" && !req.config.hostname.is_empty() {
-        return bad("conflicting options: hostname and the UTS mode".into());
-    }
-    if remapped && h.userns_mode != "host" && h.pid_mode == "host" {
-        return bad("cannot share the host PID namespace when user namespaces are enabled".into());
-    }
-    if !h.runtime.is_empty() && !RUNTIMES.contains(&h.runtime.as_str()) {
-        return bad(format!("unknown or invalid runtime name: {}", h.runtime));
-    }
-    if !matches!(h.isolation.as_str(), "" | "default") {
-        return bad(format!(
-            "Invalid isolation: {:?} - linux only supports 'default'",
-            h.isolation
-        ));
-    }
-    if h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
-        return bad(
-            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
-                .into(),
-        );
-    }
-    if !matches!(h.volume_driver.as_str(), "" | "local") {
-        return Err(Error::not_found(format!(
-            "error looking up volume plugin {0}: plugin \"{0}\" not found",
-            h.volume_driver
-        )));
-    }
-    if let Some(r) = h.device_requests.iter().flatten().next() {
-        let driver = r["Driver"].as_str().unwrap_or_default();
-        let caps = serde_json::to_string(&r["Capabilities"]).unwrap_or_default();
-        let caps = caps.replace('"', "").replace(',', " ");
-        return bad(format!(
-            "could not select device driver {driver:?} with capabilities: {caps}"
-        ));
-    }
-    if h.io_maximum_bandwidth != 0 || h.io_maximum_iops != 0 {
-        return bad(
-            "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"
-                .into(),
-        );
-    }
-    if h.cpu_percent > 0 {
-        warnings.push("linux does not support CPU percent. Percent discarded.".into());
-    }
-    if h.cpu_count > 0 {
-        warnings.push("linux does not support CPU count. Count discarded.".into());
-    }
-    if h.kernel_memory != 0 || h.kernel_memory_tcp != 0 {
-        warnings.push(
-            "Specifying a kernel memory limit is deprecated and will be removed in a future release."
-                .into(),
-        );
-    }
-    if h.cpu_realtime_period != 0 || h.cpu_realtime_runtime != 0 {
-        if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
-            let what = if h.cpu_realtime_runtime != 0 {
-                "runtime"
-            } else {
-                "period"
-            };
-            return bad(format!(
-                "Your kernel does not support cgroup cpu real-time {what}"
-            ));
-        }
-        if h.cpu_realtime_period != 0 && h.cpu_realtime_runtime > h.cpu_realtime_period {
-            return bad("cpu real-time runtime cannot be higher than cpu real-time period".into());
-        }
-    }
-    for rule in h.device_cgroup_rules.iter().flatten() {
-        device_rule(rule)?;
-    }
-    for m in h.devices.iter().flatten() {
-        if !m.cgroup_permissions.is_empty()
-            && !m.cgroup_permissions.chars().all(|c| "rwm".contains(c))
-        {
-            return bad(format!("invalid device mode: {}", m.cgroup_permissions));
-        }
-        host_devices(&m.path_on_host, &m.path_on_host)?;
-    }
-    let kind = h.log_config.kind.as_str();
-    if !matches!(kind, "" | "json-file" | "local" | "none")
-        && !UNAVAILABLE_LOG_DRIVERS.contains(&kind)
-    {
-        return bad(format!(
-            "logger: no log driver named '{kind}' is registered"
-        ));
-    }
-    let lo = &h.log_config.config;
-    if kind != "none" {
-        // The shim writes the file itself: the container never waits for a log consumer,
-        // only (as with dockerd's `blocking`) for the disk. `non-blocking` is taken with
-        // that meaning: no ring buffer drops lines when the disk stalls.
-        let mode = lo.get("mode").map_or("", String::as_str);
-        if !matches!(mode, "" | "blocking" | "non-blocking") {
-            return bad(format!("logger: logging mode not supported: {mode}"));
-        }
-        if let Some(size) = lo.get("max-buffer-size") {
-            if mode != "non-blocking" {
-                return bad(
-                    "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
-                        .into(),
-                );
-            }
-            if berth_api::units::ram_in_bytes(size).is_err() {
-                return bad(format!("error parsing option max-buffer-size: {size}"));
-            }
-        }
-    }
-    if kind == "local" {
-        check_local_opts(&h.log_config.config)?;
-    }
-    if matches!(kind, "" | "json-file") {
-        check_compress(&h.log_config.config, false)?;
-        // `tag` means nothing to json-file (dockerd accepts and ignores it too). `labels` and
-        // `env` name the attributes `logs --details` shows (taken from the container's
-        // labels and environment, which do not change); the regex forms are refused, not
-        // dropped.
-        for k in h.log_config.config.keys() {
-            match k.as_str() {
-                "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size" | "tag"
-                | "labels" | "env" => {}
-                "labels-regex" | "env-regex" => {
-                    return bad(format!(
-                        "log opt '{k}' (attributes on each entry) is not supported by berth's json-file log driver"
-                    ))
-                }
-                _ => return bad(format!("unknown log opt '{k}' for json-file log driver")),
-            }
-        }
-    }
-    Ok(warnings)
-}
-
-/// The options of the local log driver, checked as dockerd's driver checks them.
-fn check_local_opts(opts: &std::collections::BTreeMap<String, String>) -> Result<()> {
-    let bad = |m: String| Err(Error::bad_request(m));
-    for k in opts.keys() {
-        if !matches!(
-            k.as_str(),
-            "max-file" | "max-size" | "compress" | "mode" | "max-buffer-size"
-        ) {
-            return bad(format!("unknown log opt '{k}' for log driver local"));
-        }
-    }
-    if let Some(v) = opts.get("max-file") {
-        match v.parse::<i64>() {
-            Ok(n) if n >= 1 => {}
-            Ok(_) => return bad("max-file cannot be less than 1".into()),
-            Err(_) => return bad(format!("error reading max-file option: {v}")),
-        }
-    }
-    if let Some(v) = opts.get("max-size") {
-        match berth_api::units::ram_in_bytes(v) {
-            Ok(n) if n > 0 => {}
-            _ => return bad(format!("error reading max-size option: {v}")),
-        }
-    }
-    check_compress(opts, true)
-}
-
-/// `compress` (a Go boolean; `default` when absent) with `max-file`: compression needs a
-/// rotated file to compress.
-fn check_compress(opts: &std::collections::BTreeMap<String, String>, default: bool) -> Result<()> {
-    let compress = match opts.get("compress").map(String::as_str) {
-        None => default,
-        Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
-        Some("false" | "0" | "f" | "F" | "FALSE" | "False") => false,
-        Some(v) => {
-            return Err(Error::bad_request(format!(
-                "error reading compress log option: {v}"
-            )))
-        }
-    };
-    let files = opts
-        .get("max-file")
-        .map_or(Some(5), |v| v.parse::<i64>().ok());
-    if compress && files == Some(1) {
-        return Err(Error::bad_request(
-            "compression cannot be enabled when max file count is 1",
-        ));
-    }
-    Ok(())
-}
-
-/// dockerd's defaults for what the request leaves empty, recorded so that inspect shows them.
-pub fn set_defaults(h: &mut HostConfig) {
-    if h.ipc_mode.is_empty() {
-        h.ipc_mode = "private".into();
-    }
-    if h.cgroupns_mode.is_empty() {
-        h.cgroupns_mode = if cgroup_v2() { "private" } else { "host" }.into();
-    }
-    if h.runtime.is_empty() {
-        h.runtime = DEFAULT_RUNTIME.into();
-    }
-}
-
-/// `container:<name>` PID and IPC modes name the container by its id, as dockerd records
-/// them, so that a rename does not break the sharing.
-pub fn resolve_shared(d: &Daemon, h: &mut HostConfig) {
-    for mode in [&mut h.pid_mode, &mut h.ipc_mode] {
-        if let Some(c) = container_of(mode).and_then(|n| d.find(n).ok()) {
-            *mode = format!("container:{}", c.id);
-        }
-    }
-}
-
-/// The start error of a log driver berth does not carry, in dockerd's words.
-pub fn log_driver_error(kind: &str) -> Option<String> {
-    UNAVAILABLE_LOG_DRIVERS.contains(&kind).then(|| {
-        format!(
-            "failed to initialize logging driver: the {kind} logging driver is not available in berth (use json-file, local or none)"
-        )
-    })
-}
-
 /// A `--device-cgroup-rule` (`c 1:3 mr`, `a *:* rwm`) as an OCI device cgroup entry.
-fn device_rule(rule: &str) -> Result<Value> {
+pub(super) fn device_rule(rule: &str) -> Result<Value> {
     let bad = || Error::bad_request(format!("invalid device cgroup format '{rule}'"));
     let parts: Vec<&str> = rule.split(' ').collect();
     let [typ, nums, access] = parts.as_slice() else {
@@ -327,7 +71,7 @@ pub fn extra_gids(group_add: &[String], group_file: Option<&str>) -> Result<Vec<
 
 /// A device node of the host (`--device`), or the nodes under a directory of them, with the
 /// path each gets in the container.
-fn host_devices(on_host: &str, in_container: &str) -> Result<Vec<(PathBuf, Value)>> {
+pub(super) fn host_devices(on_host: &str, in_container: &str) -> Result<Vec<(PathBuf, Value)>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let gather = |e: std::io::Error| {
         Error::bad_request(format!(
@@ -415,7 +159,7 @@ pub fn release_shm(run_dir: &Path) {
     }
 }
 
-fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathBuf)> {
+fn running_pid(d: &Service, name: &str, what: &str) -> Result<(i32, Record, PathBuf)> {
     let o = d.find(name)?;
     let or = o.snapshot();
     if or.state.status != super::status::RUNNING || or.state.pid <= 0 {
@@ -428,6 +172,7 @@ fn running_pid(d: &Daemon, name: &str, what: &str) -> Result<(i32, Record, PathB
 }
 
 /// What becomes of the container's own /dev/shm tmpfs (a user's mount there stays).
+#[derive(Debug)]
 enum Shm {
     Keep,
     Replace(Value),
@@ -440,19 +185,45 @@ fn bind(src: &Path, dst: &str, extra: &[&str]) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-/// Carry the settings into the spec `spec::build` made: namespaces, /dev/shm, groups, devices,
-/// device rules, block IO device limits (annotations are set by `spec::build`).
-pub fn apply(
-    d: &Daemon,
-    rec: &Record,
-    run_dir: &Path,
-    group_file: Option<&str>,
-    spec: &mut Value,
-) -> Result<()> {
+/// The settings of a container resolved against the host and the other containers at start:
+/// the namespaces it drops or joins, its /dev/shm, the device nodes and rules it gets, and its
+/// block IO device limits. Made by [`resolve`]; carried into the spec by [`apply`].
+#[derive(Debug)]
+pub struct Plan {
+    drop: Vec<&'static str>,
+    joins: Vec<(&'static str, PathBuf)>,
+    /// Under --userns-remap, the user namespace of the containers whose namespaces it joins.
+    donor_user: Option<PathBuf>,
+    shm: Shm,
+    nodes: Vec<Value>,
+    rules: Vec<Value>,
+    block_io: serde_json::Map<String, Value>,
+}
+
+impl Plan {
+    /// The plan of a container with every setting at its default.
+    #[cfg(test)]
+    pub fn default_for_test() -> Plan {
+        Plan {
+            drop: Vec::new(),
+            joins: Vec::new(),
+            donor_user: None,
+            shm: Shm::Keep,
+            nodes: Vec::new(),
+            rules: Vec::new(),
+            block_io: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Resolve `rec`'s settings: the containers whose namespaces it joins (running, compatible
+/// user namespaces), a `shareable` /dev/shm mounted under `run_dir`, `--device` nodes and block
+/// devices looked up on the host, `--device-cgroup-rule`s parsed.
+pub fn resolve(d: &Service, rec: &Record, run_dir: &Path) -> Result<Plan> {
     let h = &rec.host_config;
     // Namespaces: dropped for `host`, joined for `container:`.
-    let mut joins: Vec<(&str, PathBuf)> = Vec::new();
-    let mut drop: Vec<&str> = Vec::new();
+    let mut joins: Vec<(&'static str, PathBuf)> = Vec::new();
+    let mut drop: Vec<&'static str> = Vec::new();
     // Under --userns-remap a donor's namespaces belong to its user namespace: joining them
     // means joining that too, as for `--network container:`.
     let remapped = d.remap_of(rec).is_some();
@@ -529,59 +300,6 @@ pub fn apply(
             None => Shm::Keep,
         },
     };
-    let linux = &mut spec["linux"];
-    if let Some(nss) = linux["namespaces"].as_array_mut() {
-        nss.retain(|ns| {
-            let t = ns["type"].as_str().unwrap_or("");
-            !drop.contains(&t) && !joins.iter().any(|(j, _)| *j == t)
-        });
-        for (t, path) in &joins {
-            nss.push(json!({"type": t, "path": path}));
-        }
-        if let Some(user) = donor_user {
-            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
-                match ns["path"].as_str() {
-                    Some(p) if !p.is_empty() && Path::new(p) != user => {
-                        return Err(Error::bad_request(
-                            "the containers whose namespaces this one joins have different user namespaces",
-                        ))
-                    }
-                    _ => ns["path"] = json!(user),
-                }
-            }
-        }
-    }
-    if let Some(mounts) = spec["mounts"].as_array_mut() {
-        let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
-        match shm {
-            Shm::Keep => {}
-            Shm::Replace(m) => {
-                if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
-                    *slot = m;
-                }
-            }
-            Shm::Remove => mounts.retain(|m| !default_shm(m)),
-        }
-        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
-        // the host's /dev/mqueue instead, and without one the container has none.
-        if remapped && drop.contains(&"ipc") && !Path::new("/dev/mqueue").is_dir() {
-            mounts.retain(|m| m["type"] != "mqueue");
-        }
-    }
-    if h.uts_mode == "host" {
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("hostname");
-        }
-    }
-    // --group-add
-    let extra = extra_gids(h.group_add.as_deref().unwrap_or(&[]), group_file)?;
-    if let Some(gids) = spec["process"]["user"]["additionalGids"].as_array_mut() {
-        for g in extra {
-            if !gids.iter().any(|v| v == &json!(g)) {
-                gids.push(json!(g));
-            }
-        }
-    }
     // --device and --device-cgroup-rule
     let mut rules: Vec<Value> = Vec::new();
     let mut nodes: Vec<Value> = Vec::new();
@@ -606,19 +324,6 @@ pub fn apply(
     }
     for r in h.device_cgroup_rules.iter().flatten() {
         rules.push(device_rule(r)?);
-    }
-    let linux = &mut spec["linux"];
-    if !nodes.is_empty() {
-        match linux["devices"].as_array_mut() {
-            Some(list) => list.extend(nodes),
-            None => linux["devices"] = Value::Array(nodes),
-        }
-    }
-    let res = &mut linux["resources"];
-    if !rules.is_empty() && !h.privileged {
-        if let Some(list) = res["devices"].as_array_mut() {
-            list.extend(rules);
-        }
     }
     // Block IO per device.
     let throttle = |list: &Option<Vec<ThrottleDevice>>| -> Result<Vec<Value>> {
@@ -660,6 +365,104 @@ pub fn apply(
             bio.insert(key.into(), Value::Array(list));
         }
     }
+    Ok(Plan {
+        drop,
+        joins,
+        donor_user,
+        shm,
+        nodes,
+        rules,
+        block_io: bio,
+    })
+}
+
+/// Carry plan `p` into the spec `spec::build` made: namespaces, /dev/shm, `--group-add` (names
+/// looked up in `group_file`), devices, device rules, block IO device limits. `host_mqueue`:
+/// the host has a /dev/mqueue; `remapped`: the container runs in a remapped user namespace.
+pub fn apply(
+    p: Plan,
+    rec: &Record,
+    group_file: Option<&str>,
+    host_mqueue: bool,
+    remapped: bool,
+    spec: &mut Value,
+) -> Result<()> {
+    let h = &rec.host_config;
+    let Plan {
+        drop,
+        joins,
+        donor_user,
+        shm,
+        nodes,
+        rules,
+        block_io: bio,
+    } = p;
+    let linux = &mut spec["linux"];
+    if let Some(nss) = linux["namespaces"].as_array_mut() {
+        nss.retain(|ns| {
+            let t = ns["type"].as_str().unwrap_or("");
+            !drop.contains(&t) && !joins.iter().any(|(j, _)| *j == t)
+        });
+        for (t, path) in &joins {
+            nss.push(json!({"type": t, "path": path}));
+        }
+        if let Some(user) = donor_user {
+            if let Some(ns) = nss.iter_mut().find(|ns| ns["type"] == "user") {
+                match ns["path"].as_str() {
+                    Some(p) if !p.is_empty() && Path::new(p) != user => {
+                        return Err(Error::bad_request(
+                            "the containers whose namespaces this one joins have different user namespaces",
+                        ))
+                    }
+                    _ => ns["path"] = json!(user),
+                }
+            }
+        }
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        let default_shm = |m: &Value| m["destination"] == "/dev/shm" && m["source"] == "shm";
+        match shm {
+            Shm::Keep => {}
+            Shm::Replace(m) => {
+                if let Some(slot) = mounts.iter_mut().find(|m| default_shm(m)) {
+                    *slot = m;
+                }
+            }
+            Shm::Remove => mounts.retain(|m| !default_shm(m)),
+        }
+        // In the host's IPC namespace a user namespace cannot mount mqueue: the runtime binds
+        // the host's /dev/mqueue instead, and without one the container has none.
+        if remapped && drop.contains(&"ipc") && !host_mqueue {
+            mounts.retain(|m| m["type"] != "mqueue");
+        }
+    }
+    if h.uts_mode == "host" {
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    // --group-add
+    let extra = extra_gids(h.group_add.as_deref().unwrap_or(&[]), group_file)?;
+    if let Some(gids) = spec["process"]["user"]["additionalGids"].as_array_mut() {
+        for g in extra {
+            if !gids.iter().any(|v| v == &json!(g)) {
+                gids.push(json!(g));
+            }
+        }
+    }
+    let linux = &mut spec["linux"];
+    if !nodes.is_empty() {
+        match linux["devices"].as_array_mut() {
+            Some(list) => list.extend(nodes),
+            None => linux["devices"] = Value::Array(nodes),
+        }
+    }
+    let res = &mut linux["resources"];
+    if !rules.is_empty() && !h.privileged {
+        if let Some(list) = res["devices"].as_array_mut() {
+            list.extend(rules);
+        }
+    }
     if !bio.is_empty() {
         if !res["blockIO"].is_object() {
             res["blockIO"] = json!({});
@@ -673,7 +476,7 @@ pub fn apply(
 
 /// `docker rm --link parent/alias`: the link goes from the parent's settings (its
 /// `/etc/hosts` entry stays until it restarts, as with dockerd).
-pub fn remove_link(d: &Daemon, name: &str) -> Result<()> {
+pub fn remove_link(d: &Service, name: &str) -> Result<()> {
     let name = name.trim_matches('/');
     let Some((parent, alias)) = name.rsplit_once('/') else {
         return Err(Error::bad_request(
@@ -711,6 +514,7 @@ pub fn remove_link(d: &Daemon, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::container::HostConfig;
 
     #[test]
     fn device_rules() {
@@ -744,5 +548,93 @@ mod tests {
             "{}",
             e.0.message
         );
+    }
+
+    #[test]
+    fn plan_applied() {
+        let rec = |h: HostConfig| crate::container::Record {
+            id: "c".into(),
+            name: "/c".into(),
+            created: String::new(),
+            image: String::new(),
+            image_id: String::new(),
+            config: Default::default(),
+            host_config: h,
+            path: "sh".into(),
+            args: Vec::new(),
+            state: Default::default(),
+            restart_count: 0,
+            net: Default::default(),
+            mounts: Vec::new(),
+            creating: false,
+            build: false,
+            remapped_root: None,
+        };
+        let spec = || {
+            json!({
+                "hostname": "h",
+                "process": {"user": {"additionalGids": [0]}},
+                "mounts": [
+                    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+                    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"},
+                ],
+                "linux": {
+                    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "user"}],
+                    "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                },
+            })
+        };
+        let h = HostConfig {
+            uts_mode: "host".into(),
+            group_add: Some(vec!["audio".into()]),
+            ..Default::default()
+        };
+        let plan = Plan {
+            drop: vec!["uts", "ipc"],
+            joins: vec![("pid", "/proc/7/ns/pid".into())],
+            donor_user: Some("/proc/7/ns/user".into()),
+            shm: Shm::Remove,
+            nodes: vec![json!({"path": "/dev/fuse"})],
+            rules: vec![json!({"allow": true, "access": "r"})],
+            block_io: serde_json::Map::from_iter([(
+                "weightDevice".to_string(),
+                json!([{"weight": 10}]),
+            )]),
+        };
+        let mut s = spec();
+        apply(
+            plan,
+            &rec(h.clone()),
+            Some("audio:x:29:\n"),
+            false,
+            true,
+            &mut s,
+        )
+        .unwrap();
+        assert!(s.get("hostname").is_none());
+        assert_eq!(s["process"]["user"]["additionalGids"], json!([0, 29]));
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "user", "path": "/proc/7/ns/user"}, {"type": "pid", "path": "/proc/7/ns/pid"}])
+        );
+        // No /dev/shm, and no mqueue in a remapped container sharing a host without one.
+        assert_eq!(s["mounts"], json!([]));
+        assert_eq!(s["linux"]["devices"], json!([{"path": "/dev/fuse"}]));
+        assert_eq!(
+            s["linux"]["resources"]["devices"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            s["linux"]["resources"]["blockIO"]["weightDevice"],
+            json!([{"weight": 10}])
+        );
+        // A donor in another user namespace than the one already set is refused.
+        let mut s = spec();
+        s["linux"]["namespaces"][3]["path"] = json!("/proc/8/ns/user");
+        let plan = Plan {
+            donor_user: Some("/proc/7/ns/user".into()),
+            ..Plan::default_for_test()
+        };
+        assert!(apply(plan, &rec(HostConfig::default()), None, true, true, &mut s).is_err());
     }
 }

@@ -1,250 +1,17 @@
-//! Turns a container record and its image into an OCI runtime config.json the way Docker does:
-//! namespaces, default mounts and devices, masked paths, capabilities, seccomp, user and
-//! resources, plus the overlay annotation that makes berth-runtime mount the root inside the
-//! container's own mount namespace.
+//! The OCI runtime config.json of a container, built the way Docker builds it: namespaces,
+//! default mounts and devices, masked paths, capabilities, seccomp, user, resources, the
+//! settings' plan and the overlay annotation that makes berth-runtime mount the root inside the
+//! container's own mount namespace. A pure function of the record (whose config has the
+//! image's merged in), the image's passwd/group, the mount, network and settings plans and the
+//! host's facts: it reads no file and no global, so it is unit-tested as it is.
 
+use super::host::{Facts, INIT_BINARY};
+use super::process::{capabilities, environment, resolve_user, rlimits, seccomp_for, SecurityOpts};
 use super::{Paths, Record};
 use crate::error::{Error, Result};
+use berth_runtime::{DOCKER_MASKED_PATHS as MASKED_PATHS, DOCKER_READONLY_PATHS as READONLY_PATHS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-use berth_runtime::{
-    DOCKER_CAPS as DEFAULT_CAPS, DOCKER_MASKED_PATHS as MASKED_PATHS,
-    DOCKER_READONLY_PATHS as READONLY_PATHS,
-};
-
-/// The init `--init` runs as PID 1, bind-mounted at /sbin/docker-init as Docker does.
-const INIT_BINARY: &str = "/usr/bin/tini-static";
-
-static SECCOMP_DEFAULT: &[u8] = include_bytes!("../../data/seccomp-default.json");
-
-/// Every capability the kernel knows, for --privileged and --cap-add ALL.
-fn all_caps() -> Vec<String> {
-    const ALL: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    ALL.iter().map(|c| format!("CAP_{c}")).collect()
-}
-
-/// Every capability in the daemon's own bounding set: what --privileged can grant. A host may
-/// withhold some (this VM lacks CAP_SYS_RESOURCE), and capset fails on a cap not held.
-fn held_caps() -> Vec<String> {
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
-    all_caps()
-        .into_iter()
-        .enumerate()
-        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
-        .map(|(_, c)| c)
-        .collect()
-}
-
-/// Normalize a user-given capability name ("net_admin", "CAP_NET_ADMIN", "ALL").
-fn cap_name(s: &str) -> Result<String> {
-    let up = s.trim().to_ascii_uppercase();
-    if up == "ALL" {
-        return Ok(up);
-    }
-    let full = if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    };
-    if all_caps().contains(&full) {
-        Ok(full)
-    } else {
-        Err(Error::bad_request(format!("invalid capability: {s}")))
-    }
-}
-
-/// The effective capability list for the container.
-pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>> {
-    if privileged {
-        return Ok(held_caps());
-    }
-    let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
-    let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
-    let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        held_caps()
-    } else {
-        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
-    };
-    if drop.iter().any(|c| c == "ALL") {
-        caps.clear();
-    }
-    caps.retain(|c| !drop.contains(c));
-    for c in add {
-        if c != "ALL" && !caps.contains(&c) {
-            caps.push(c);
-        }
-    }
-    Ok(caps)
-}
-
-/// A resolved `-u`: uid, gid, supplementary groups and home directory.
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub home: String,
-}
-
-/// Read a file of the container's root as the overlay would show it: upper first, then lowers.
-pub fn read_root_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> Option<String> {
-    std::iter::once(upper)
-        .chain(lowers.iter().map(PathBuf::as_path))
-        .find_map(|d| super::rootfs::read_in_root(d, rel))
-}
-
-/// Resolve `user` ("", "name", "uid", "name:group", "uid:gid") against the image's passwd/group.
-pub fn resolve_user(user: &str, passwd: Option<&str>, group: Option<&str>) -> Result<User> {
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let u = if u.is_empty() { "0" } else { u };
-    let entries: Vec<Vec<&str>> = passwd
-        .unwrap_or("")
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 7)
-        .collect();
-    let found = entries
-        .iter()
-        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
-    let (uid, mut gid, home, name) = match (found, u.parse::<u32>()) {
-        (Some(f), _) => (
-            f[2].parse().unwrap_or(0),
-            f[3].parse().unwrap_or(0),
-            f[5].to_string(),
-            f[0].to_string(),
-        ),
-        (None, Ok(n)) => (n, 0, "/".to_string(), String::new()),
-        (None, Err(_)) => {
-            return Err(Error::bad_request(format!(
-                "unable to find user {u}: no matching entries in passwd file"
-            )))
-        }
-    };
-    let groups_file: Vec<Vec<&str>> = group
-        .unwrap_or("")
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4)
-        .collect();
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups_file
-                .iter()
-                .find(|f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    Error::bad_request(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                })?,
-        };
-    }
-    let mut groups = vec![gid];
-    if !name.is_empty() {
-        for f in &groups_file {
-            if f[3].split(',').any(|m| m == name) {
-                if let Ok(n) = f[2].parse::<u32>() {
-                    if !groups.contains(&n) {
-                        groups.push(n);
-                    }
-                }
-            }
-        }
-    }
-    Ok(User {
-        uid,
-        gid,
-        groups,
-        home,
-    })
-}
-
-/// Docker's default variables under `base` (the container's env), then `env` on top.
-pub fn environment(
-    base_env: &[String],
-    env: &[String],
-    hostname: &str,
-    tty: bool,
-    home: &str,
-) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let set = |kv: &str, out: &mut Vec<String>| {
-        let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
-        out.retain(|e| e.split_once('=').map(|(k, _)| k).unwrap_or(e) != key);
-        out.push(kv.to_string());
-    };
-    let mut base = vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOSTNAME={hostname}"),
-    ];
-    if tty {
-        base.push("TERM=xterm".into());
-    }
-    for kv in base.iter().chain(base_env).chain(env) {
-        if kv.contains('=') {
-            set(kv, &mut out);
-        }
-    }
-    if !out.iter().any(|e| e.starts_with("HOME=")) {
-        out.push(format!("HOME={home}"));
-    }
-    out
-}
 
 fn bind_mount(src: &Path, dst: &str, ro: bool) -> Value {
     let mut opts = vec!["rbind", "rprivate"];
@@ -359,139 +126,6 @@ pub fn live_resources(rec: &Record) -> Result<oci_spec::runtime::LinuxResources>
     serde_json::from_value(r).map_err(|e| Error::internal(format!("resources: {e}")))
 }
 
-/// The host's device nodes, which `--privileged` hands to the container as Docker does
-/// (the pty and shm/mqueue trees and the consoles excepted: the container has its own).
-fn host_devices() -> Vec<Value> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut out = Vec::new();
-    let mut stack = vec![(PathBuf::from("/dev"), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let path = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if depth == 0
-                && matches!(
-                    name.as_str(),
-                    "pts" | "shm" | "mqueue" | "console" | "ptmx" | "tty"
-                )
-            {
-                continue;
-            }
-            let Ok(m) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let ft = m.file_type();
-            if ft.is_dir() && depth < 3 {
-                stack.push((path, depth + 1));
-                continue;
-            }
-            let kind = if ft.is_char_device() {
-                "c"
-            } else if ft.is_block_device() {
-                "b"
-            } else {
-                continue;
-            };
-            let rdev = m.rdev();
-            out.push(json!({
-                "path": path, "type": kind,
-                "major": libc::major(rdev), "minor": libc::minor(rdev),
-                "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid(),
-            }));
-        }
-    }
-    out
-}
-
-/// The OCI form of a Docker seccomp profile for a capability set. Converting Docker's default
-/// profile costs about a millisecond, so the results for it are kept (one per capability set).
-fn seccomp_for(profile: &[u8], caps: &[String]) -> Result<Value> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static DEFAULT: OnceLock<Mutex<HashMap<Vec<String>, Value>>> = OnceLock::new();
-    let is_default = profile == SECCOMP_DEFAULT;
-    let cache = DEFAULT.get_or_init(|| Mutex::new(HashMap::new()));
-    if is_default {
-        if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(caps) {
-            return Ok(v.clone());
-        }
-    }
-    let oci = berth_runtime::docker_seccomp_to_oci(profile, caps)
-        .map_err(|e| Error::bad_request(format!("seccomp profile: {e}")))?;
-    let v = serde_json::to_value(oci).map_err(|e| Error::internal(e.to_string()))?;
-    if is_default {
-        cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(caps.to_vec(), v.clone());
-    }
-    Ok(v)
-}
-
-/// Options from --security-opt.
-struct SecurityOpts {
-    seccomp: Option<Vec<u8>>,
-    no_new_privileges: bool,
-}
-
-fn security_opts(rec: &Record) -> Result<SecurityOpts> {
-    let mut o = SecurityOpts {
-        seccomp: if rec.host_config.privileged {
-            None
-        } else {
-            Some(SECCOMP_DEFAULT.to_vec())
-        },
-        no_new_privileges: false,
-    };
-    for opt in rec.host_config.security_opt.iter().flatten() {
-        let (k, v) = opt
-            .split_once(['=', ':'])
-            .map(|(k, v)| (k, Some(v)))
-            .unwrap_or((opt.as_str(), None));
-        match (k, v) {
-            ("seccomp", Some("unconfined")) => o.seccomp = None,
-            ("seccomp", Some(profile)) => {
-                if profile.trim_start().starts_with('{') {
-                    o.seccomp = Some(profile.as_bytes().to_vec());
-                } else {
-                    o.seccomp = Some(std::fs::read(profile).map_err(|e| {
-                        Error::bad_request(format!(
-                            "opening seccomp profile ({profile}) failed: {e}"
-                        ))
-                    })?);
-                }
-            }
-            ("no-new-privileges", None | Some("true")) => o.no_new_privileges = true,
-            ("no-new-privileges", Some("false")) => o.no_new_privileges = false,
-            ("apparmor" | "label", _) => {}
-            _ => {
-                return Err(Error::bad_request(format!(
-                    "invalid --security-opt: {opt:?}"
-                )))
-            }
-        }
-    }
-    Ok(o)
-}
-
-/// `--ulimit`s; without them the container inherits the daemon's limits, as with Docker —
-/// the descriptor limit as the daemon was given it, before it raised its own.
-fn rlimits(rec: &Record) -> Result<Vec<Value>> {
-    let mut out: Vec<Value> = Vec::new();
-    if let Some((soft, hard)) = crate::listen::inherited_nofile() {
-        out.push(json!({"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}));
-    }
-    for u in rec.host_config.ulimits.iter().flatten() {
-        let name = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
-        out.retain(|r| r["type"] != name.as_str());
-        out.push(json!({"type": name, "hard": u.hard, "soft": u.soft}));
-    }
-    Ok(out)
-}
-
 /// Everything needed to start the container, written into its directory.
 pub struct Built {
     pub spec: Value,
@@ -512,17 +146,44 @@ pub struct NetSpec {
     pub env: Vec<String>,
 }
 
-/// Build config.json for `rec` (whose config already has the image's merged in at create),
-/// with its lower dirs (top first), which make the overlay mount options.
-pub fn build(
-    rec: &Record,
-    paths: &Paths,
-    layers: &[PathBuf],
-    cgroup_parent: &str,
-    net: &NetSpec,
-    user_mounts: Vec<(String, Value)>,
-    remap: Option<&crate::userns::Remap>,
-) -> Result<Built> {
+/// Everything a container's spec is made from.
+pub struct Inputs<'a> {
+    /// The container, its config merged with the image's at create.
+    pub rec: &'a Record,
+    pub paths: &'a Paths,
+    /// The image's layers (top first), which make the overlay mount options.
+    pub layers: &'a [PathBuf],
+    /// The daemon's `--cgroup-parent`, used when the container names none.
+    pub cgroup_parent: &'a str,
+    /// The container's /etc/passwd and /etc/group as its root shows them.
+    pub passwd: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub net: &'a NetSpec,
+    /// The user's mounts (volumes, binds, tmpfs) as OCI mounts, by destination.
+    pub mounts: Vec<(String, Value)>,
+    pub security: &'a SecurityOpts,
+    /// The namespace modes, /dev/shm, devices and block IO limits, resolved.
+    pub settings: super::settings::Plan,
+    pub remap: Option<&'a crate::userns::Remap>,
+    pub host: &'a Facts,
+}
+
+/// Build config.json from `i`.
+pub fn build(i: Inputs<'_>) -> Result<Built> {
+    let Inputs {
+        rec,
+        paths,
+        layers,
+        cgroup_parent,
+        passwd,
+        group,
+        net,
+        mounts: user_mounts,
+        security: sec,
+        settings,
+        remap,
+        host,
+    } = i;
     let h = &rec.host_config;
     let hostname = match &net.hostname {
         Some(n) => n.clone(),
@@ -530,10 +191,7 @@ pub fn build(
         None => rec.config.hostname.clone(),
     };
     let files = net.files.as_ref().unwrap_or(paths);
-    let upper = paths.upper();
-    let passwd = read_root_file(&upper, layers, "etc/passwd");
-    let group = read_root_file(&upper, layers, "etc/group");
-    let user = resolve_user(&rec.config.user, passwd.as_deref(), group.as_deref())?;
+    let user = resolve_user(&rec.config.user, passwd, group)?;
     let mut argv: Vec<String> = std::iter::once(rec.path.clone())
         .chain(rec.args.iter().cloned())
         .collect();
@@ -553,8 +211,8 @@ pub fn build(
         h.privileged,
         h.cap_add.as_deref().unwrap_or(&[]),
         h.cap_drop.as_deref().unwrap_or(&[]),
+        host.bounding,
     )?;
-    let sec = security_opts(rec)?;
     let seccomp = match &sec.seccomp {
         Some(profile) => Some(seccomp_for(profile, &caps)?),
         None => None,
@@ -621,7 +279,7 @@ pub fn build(
         .collect();
     mounts.extend(ordered.into_iter().map(|(_, m)| m));
     if h.init == Some(true) {
-        if !Path::new(INIT_BINARY).exists() {
+        if !host.init {
             return Err(Error::bad_request(format!(
                 "--init needs {INIT_BINARY} (apt-get install tini)"
             )));
@@ -643,7 +301,7 @@ pub fn build(
         linux["seccomp"] = s;
     }
     if h.privileged {
-        linux["devices"] = Value::Array(host_devices());
+        linux["devices"] = Value::Array(host.devices.clone());
     }
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
@@ -659,7 +317,7 @@ pub fn build(
         "berth.overlay".to_string(),
         super::rootfs::overlay_options(paths, layers),
     );
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": rec.config.tty,
@@ -668,7 +326,7 @@ pub fn build(
             "env": env,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": rlimits(rec)?,
+            "rlimits": rlimits(rec, host.nofile)?,
             "noNewPrivileges": sec.no_new_privileges,
             "oomScoreAdj": h.oom_score_adj,
         },
@@ -679,114 +337,264 @@ pub fn build(
         "annotations": annotations,
         "linux": linux,
     });
-    Ok(Built { spec, hostname })
-}
-
-/// The OCI process for an exec in a running container.
-pub fn exec_process(
-    rec: &Record,
-    ec: &berth_api::exec::ExecConfig,
-    root: &Path,
-) -> Result<oci_spec::runtime::Process> {
-    let h = &rec.host_config;
-    let user_spec = if ec.user.is_empty() {
-        rec.config.user.clone()
-    } else {
-        ec.user.clone()
-    };
-    let passwd = super::rootfs::read_in_root(root, "/etc/passwd");
-    let group = super::rootfs::read_in_root(root, "/etc/group");
-    let mut user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
-    let extra = h.group_add.as_deref().unwrap_or(&[]);
-    for g in super::settings::extra_gids(extra, group.as_deref())? {
-        if !user.groups.contains(&g) {
-            user.groups.push(g);
-        }
-    }
-    let base_env = rec.config.env.clone().unwrap_or_default();
-    let env = environment(
-        &base_env,
-        ec.env.as_deref().unwrap_or(&[]),
-        &rec.config.hostname,
-        ec.tty,
-        &user.home,
-    );
-    let caps = capabilities(
-        h.privileged || ec.privileged,
-        h.cap_add.as_deref().unwrap_or(&[]),
-        h.cap_drop.as_deref().unwrap_or(&[]),
+    super::settings::apply(
+        settings,
+        rec,
+        group,
+        host.mqueue,
+        remap.is_some(),
+        &mut spec,
     )?;
-    let cwd = if !ec.working_dir.is_empty() {
-        ec.working_dir.clone()
-    } else if !rec.config.working_dir.is_empty() {
-        rec.config.working_dir.clone()
-    } else {
-        "/".to_string()
-    };
-    let args = ec.cmd.clone().unwrap_or_default();
-    if args.is_empty() {
-        return Err(Error::bad_request("No exec command specified"));
-    }
-    let p = json!({
-        "terminal": ec.tty,
-        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.groups},
-        "args": args,
-        "env": env,
-        "cwd": cwd,
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": security_opts(rec)?.no_new_privileges,
-        "rlimits": rlimits(rec)?,
-        "oomScoreAdj": h.oom_score_adj,
-    });
-    serde_json::from_value(p).map_err(|e| Error::internal(format!("exec process: {e}")))
+    Ok(Built { spec, hostname })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::{NetState, StateRecord};
+    use berth_api::container::{Config, HostConfig};
+
+    fn record(config: Config, host_config: HostConfig) -> Record {
+        Record {
+            id: "0123456789abcdef".repeat(4),
+            name: "/t".into(),
+            created: String::new(),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            config,
+            host_config,
+            path: "sh".into(),
+            args: vec!["-c".into(), "true".into()],
+            state: StateRecord::default(),
+            restart_count: 0,
+            net: NetState::default(),
+            mounts: Vec::new(),
+            creating: false,
+            build: false,
+            remapped_root: None,
+        }
+    }
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n";
+    const GROUP: &str = "root:x:0:\nwww:x:33:\naudio:x:29:www\n";
+
+    /// Build the spec of `rec` with the default settings, no user mounts and `host`.
+    fn spec_of(
+        rec: &Record,
+        net: &NetSpec,
+        mounts: Vec<(String, Value)>,
+        host: &Facts,
+    ) -> Result<Value> {
+        let paths = Paths::new(Path::new("/data"), Path::new("/run/x"), &rec.id);
+        let security = super::super::process::SecurityOpts {
+            seccomp: (!rec.host_config.privileged)
+                .then(|| br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}"#.to_vec()),
+            no_new_privileges: false,
+        };
+        build(Inputs {
+            rec,
+            paths: &paths,
+            layers: &[PathBuf::from("/layers/b"), PathBuf::from("/layers/a")],
+            cgroup_parent: "berth",
+            passwd: Some(PASSWD),
+            group: Some(GROUP),
+            net,
+            mounts,
+            security: &security,
+            settings: super::super::settings::Plan::default_for_test(),
+            remap: None,
+            host,
+        })
+        .map(|b| b.spec)
+    }
+
+    fn host() -> Facts {
+        Facts {
+            init: false,
+            nofile: Some((1024, 4096)),
+            devices: vec![json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3})],
+            mqueue: true,
+            bounding: !0,
+        }
+    }
+
+    fn destinations(spec: &Value) -> Vec<&str> {
+        spec["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["destination"].as_str())
+            .collect()
+    }
 
     #[test]
-    fn caps_add_drop() {
-        let c = capabilities(false, &["net_admin".into()], &["CAP_KILL".into()]).unwrap();
-        assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
-        assert!(!c.contains(&"CAP_KILL".to_string()));
-        assert_eq!(capabilities(false, &[], &["ALL".into()]).unwrap().len(), 0);
-        assert!(capabilities(false, &["bogus".into()], &[]).is_err());
-        assert!(capabilities(true, &[], &[])
+    fn defaults_as_docker() {
+        let rec = record(
+            Config {
+                user: "www".into(),
+                env: Some(vec!["A=1".into()]),
+                ..Default::default()
+            },
+            HostConfig::default(),
+        );
+        let s = spec_of(&rec, &NetSpec::default(), Vec::new(), &host()).unwrap();
+        let p = &s["process"];
+        assert_eq!(p["user"]["uid"], 33);
+        assert_eq!(p["user"]["gid"], 33);
+        assert_eq!(p["user"]["additionalGids"], json!([33, 29]));
+        assert_eq!(p["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(p["cwd"], "/");
+        let env: Vec<&str> = p["env"]
+            .as_array()
             .unwrap()
-            .contains(&"CAP_SYS_ADMIN".to_string()));
-        // The list is in kernel bit order, which held_caps relies on.
-        assert_eq!(all_caps()[21], "CAP_SYS_ADMIN");
-        assert_eq!(all_caps()[40], "CAP_CHECKPOINT_RESTORE");
-    }
-
-    #[test]
-    fn users() {
-        let passwd =
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n";
-        let group = "root:x:0:\nnogroup:x:65534:\nwheel:x:10:nobody\n";
-        let u = resolve_user("nobody", Some(passwd), Some(group)).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_str()), (65534, 65534, "/home"));
-        assert_eq!(u.groups, vec![65534, 10]);
-        let u = resolve_user("1000:wheel", Some(passwd), Some(group)).unwrap();
-        assert_eq!((u.uid, u.gid), (1000, 10));
-        assert!(resolve_user("ghost", Some(passwd), Some(group)).is_err());
-        let u = resolve_user("", Some(passwd), None).unwrap();
-        assert_eq!((u.uid, u.home.as_str()), (0, "/root"));
-    }
-
-    #[test]
-    fn env_merge() {
-        let e = environment(
-            &["PATH=/bin".into(), "A=1".into()],
-            &["A=2".into(), "B=3".into()],
-            "h",
-            false,
-            "/root",
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            env.contains(&"A=1") && env.contains(&"HOME=/var/www"),
+            "{env:?}"
         );
+        assert!(env.contains(&"HOSTNAME=0123456789ab"), "{env:?}");
+        assert_eq!(s["hostname"], "0123456789ab");
         assert_eq!(
-            e,
-            vec!["HOSTNAME=h", "PATH=/bin", "A=2", "B=3", "HOME=/root"]
+            p["rlimits"][0],
+            json!({"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024})
         );
+        let caps = p["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(caps.len(), berth_runtime::DOCKER_CAPS.len());
+        let l = &s["linux"];
+        let kinds: Vec<&str> = l["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["pid", "ipc", "uts", "mount", "cgroup", "network"]);
+        assert_eq!(l["cgroupsPath"], format!("/berth/{}", rec.id));
+        assert!(l["seccomp"].is_object());
+        assert!(l.get("devices").is_none());
+        assert_eq!(
+            l["maskedPaths"].as_array().unwrap().len(),
+            MASKED_PATHS.len()
+        );
+        let dsts = destinations(&s);
+        for d in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/sys",
+            "/dev/shm",
+            "/etc/hosts",
+            "/etc/resolv.conf",
+        ] {
+            assert!(dsts.contains(&d), "{d} in {dsts:?}");
+        }
+        let hosts = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/etc/hosts")
+            .unwrap();
+        assert_eq!(hosts["source"], format!("/run/x/c/{}/hosts", rec.id));
+        assert_eq!(
+            s["annotations"]["berth.overlay"],
+            format!("lowerdir=/layers/b:/layers/a,upperdir=/data/containers/{0}/upper,workdir=/data/containers/{0}/work", rec.id)
+        );
+    }
+
+    #[test]
+    fn privileged_host_network_and_init() {
+        let rec = record(
+            Config::default(),
+            HostConfig {
+                privileged: true,
+                network_mode: "host".into(),
+                init: Some(true),
+                ..Default::default()
+            },
+        );
+        // Without the init binary on the host, --init is refused.
+        let e = spec_of(&rec, &NetSpec::default(), Vec::new(), &host()).unwrap_err();
+        assert!(e.0.message.contains("--init needs"), "{}", e.0.message);
+        let facts = Facts {
+            init: true,
+            bounding: 1 << 21,
+            ..host()
+        };
+        let s = spec_of(&rec, &NetSpec::default(), Vec::new(), &facts).unwrap();
+        assert_eq!(s["process"]["args"][0], "/sbin/docker-init");
+        assert!(destinations(&s).contains(&"/sbin/docker-init"));
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"],
+            json!(["CAP_SYS_ADMIN"])
+        );
+        let l = &s["linux"];
+        assert!(l.get("seccomp").is_none());
+        assert_eq!(l["devices"], json!(facts.devices));
+        assert_eq!(l["maskedPaths"], json!([]));
+        assert!(!l["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+        let sys = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
+    }
+
+    #[test]
+    fn joined_network_and_user_mounts() {
+        let rec = record(Config::default(), HostConfig::default());
+        let other = Paths::new(Path::new("/data"), Path::new("/run/x"), "other");
+        let net = NetSpec {
+            netns: Some("/proc/42/ns/net".into()),
+            files: Some(other),
+            hostname: Some("donor".into()),
+            env: vec!["DB_PORT=tcp://10.0.0.2:5432".into()],
+            ..Default::default()
+        };
+        let etc = json!({"destination": "/etc", "type": "bind", "source": "/v/etc"});
+        let hosts = json!({"destination": "/etc/hosts", "type": "bind", "source": "/mine"});
+        let s = spec_of(
+            &rec,
+            &net,
+            vec![("/etc/hosts".into(), hosts), ("/etc".into(), etc)],
+            &host(),
+        )
+        .unwrap();
+        let ns = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["type"] == "network")
+            .unwrap()
+            .clone();
+        assert_eq!(ns["path"], "/proc/42/ns/net");
+        assert_eq!(s["hostname"], "donor");
+        let env = s["process"]["env"].as_array().unwrap();
+        assert!(env.contains(&json!("DB_PORT=tcp://10.0.0.2:5432")));
+        // The user's /etc/hosts replaces the network file; /etc comes before what is below it.
+        let m = s["mounts"].as_array().unwrap();
+        let pos = |d: &str| m.iter().position(|x| x["destination"] == d).unwrap();
+        assert_eq!(m[pos("/etc/hosts")]["source"], "/mine");
+        assert!(pos("/etc") < pos("/etc/hosts") && pos("/etc") < pos("/etc/resolv.conf"));
+        let resolv = &m[pos("/etc/resolv.conf")];
+        assert_eq!(resolv["source"], "/run/x/c/other/resolv.conf");
+    }
+
+    #[test]
+    fn unknown_user_is_refused() {
+        let rec = record(
+            Config {
+                user: "ghost".into(),
+                ..Default::default()
+            },
+            HostConfig::default(),
+        );
+        assert!(spec_of(&rec, &NetSpec::default(), Vec::new(), &host()).is_err());
     }
 }

@@ -3,8 +3,9 @@
 //! emits the volume events after the service's calls, and maps its errors. The volumes, their
 //! references and the planning rules are the service's; nothing here keeps volume state.
 
+use super::handle::Container;
+use super::service::Service;
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon};
 use berth_api::container::{Config, HostConfig};
 use berth_volume::{CopyUps, MountPoint, Plan, PlanRequest, VolumesFrom};
 use serde_json::Value;
@@ -13,7 +14,7 @@ use std::path::Path;
 
 /// Work out a new container's mount points (nothing is created yet), the containers of
 /// `--volumes-from` looked up here.
-pub fn plan(d: &Daemon, config: &Config, host: &HostConfig) -> Result<Plan> {
+pub fn plan(d: &Service, config: &Config, host: &HostConfig) -> Result<Plan> {
     let mut volumes_from = Vec::new();
     for spec in host.volumes_from.iter().flatten() {
         let (id, mode) = berth_volume::parse_volumes_from(spec)?;
@@ -44,17 +45,17 @@ pub fn plan(d: &Daemon, config: &Config, host: &HostConfig) -> Result<Plan> {
 /// Create or reference the volumes of planned mount points for container `cid`. Returns the
 /// mount points and the (volume, destination) pairs to fill from the image. On an error,
 /// what was done is undone.
-pub fn realize(d: &Daemon, cid: &str, plans: Plan) -> Result<(Vec<MountPoint>, CopyUps)> {
+pub fn realize(d: &Service, cid: &str, plans: Plan) -> Result<(Vec<MountPoint>, CopyUps)> {
     match d.volumes.realize(cid, plans) {
         Ok(r) => {
             for name in &r.created {
-                d.volume_event("create", name);
+                d.events.volume_event("create", name);
             }
             Ok((r.mounts, r.copies))
         }
         Err(u) => {
             for name in &u.created {
-                d.volume_event("create", name);
+                d.events.volume_event("create", name);
             }
             undo(d, cid, &u.mounts);
             Err(u.error.into())
@@ -65,10 +66,10 @@ pub fn realize(d: &Daemon, cid: &str, plans: Plan) -> Result<(Vec<MountPoint>, C
 /// A container's create failed or it is removed with its anonymous volumes (`rm -v`, `--rm`):
 /// drop its references and remove the anonymous volumes made for it that no other container
 /// uses (their files are deleted on a blocking thread of the runtime).
-pub fn undo(d: &Daemon, cid: &str, mounts: &[MountPoint]) {
+pub fn undo(d: &Service, cid: &str, mounts: &[MountPoint]) {
     d.volumes.release(cid);
     for (name, dir) in d.volumes.remove_anonymous(mounts) {
-        d.volume_event("destroy", &name);
+        d.events.volume_event("destroy", &name);
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
     }
 }
@@ -76,7 +77,7 @@ pub fn undo(d: &Daemon, cid: &str, mounts: &[MountPoint]) {
 /// Fill each (volume, destination) pair's volume from the image, if the volume is empty. The
 /// container is stopped (being created, its op lock held): its root is mounted for this, and
 /// each image directory is opened beneath it, a final symlink not followed.
-pub fn populate(d: &Daemon, c: &Container, copies: &CopyUps) -> Result<()> {
+pub fn populate(d: &Service, c: &Container, copies: &CopyUps) -> Result<()> {
     let remap = d.remap_of(&c.rec()).map(|r| r.ids.clone());
     let map = |uid, gid| match &remap {
         Some(r) => r.host_owner(uid, gid),
@@ -120,12 +121,12 @@ pub fn populate(d: &Daemon, c: &Container, copies: &CopyUps) -> Result<()> {
 }
 
 /// Mount the volumes of a starting container that need it.
-pub fn activate(d: &Daemon, rec: &super::Record) -> Result<()> {
+pub fn activate(d: &Service, rec: &super::Record) -> Result<()> {
     Ok(d.volumes.activate_mounts(&rec.id, &rec.mounts)?)
 }
 
 /// The OCI mounts of a container's volumes, binds and tmpfs mounts, by destination.
-pub fn oci_mounts(d: &Daemon, rec: &super::Record) -> Result<Vec<(String, Value)>> {
+pub fn oci_mounts(d: &Service, rec: &super::Record) -> Result<Vec<(String, Value)>> {
     let data_dir = |name: &str| d.volumes.data_dir(name);
     Ok(berth_volume::oci_mounts(
         &rec.mounts,
@@ -135,6 +136,6 @@ pub fn oci_mounts(d: &Daemon, rec: &super::Record) -> Result<Vec<(String, Value)
 }
 
 /// `Mounts` of container inspect and list.
-pub fn view(d: &Daemon, rec: &super::Record) -> Vec<Value> {
+pub fn view(d: &Service, rec: &super::Record) -> Vec<Value> {
     berth_volume::view(&rec.mounts, &|name: &str| d.volumes.data_dir(name))
 }

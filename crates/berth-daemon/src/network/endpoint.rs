@@ -3,9 +3,10 @@
 
 use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, v6_twin, wanted_ports};
 use super::{net_err, Network};
+use crate::container::handle::Container;
+use crate::container::service::Service;
 use crate::container::{Endpoint, Published, Record};
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
 use berth_network::link;
 use std::collections::BTreeMap;
@@ -215,7 +216,7 @@ fn new_endpoint(n: &Network, ep: Option<&EndpointSettings>) -> Result<Endpoint> 
 
 /// At create: the endpoints the network mode and `NetworkingConfig` ask for; checks links.
 pub fn configure(
-    d: &Daemon,
+    d: &Service,
     r: &mut Record,
     requested: BTreeMap<String, EndpointSettings>,
 ) -> Result<()> {
@@ -334,7 +335,7 @@ fn parse_link(l: &str) -> Result<(&str, &str)> {
 /// Before the bundle is written: an address, MAC and interface names for each bridge
 /// endpoint, and the host ports to publish. Kept in the record (in memory; the start writes
 /// it). On error everything taken is given back.
-pub fn allocate(d: &Daemon, c: &Container) -> Result<()> {
+pub fn allocate(d: &Service, c: &Container) -> Result<()> {
     let res = allocate_inner(d, c);
     if res.is_err() {
         release_local(d, c);
@@ -342,7 +343,7 @@ pub fn allocate(d: &Daemon, c: &Container) -> Result<()> {
     res
 }
 
-fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
+fn allocate_inner(d: &Service, c: &Container) -> Result<()> {
     let r = c.snapshot();
     if !matches!(mode(&r), Mode::Bridge) {
         return Ok(());
@@ -576,7 +577,7 @@ fn link_names(ep: &Endpoint) -> Vec<(String, String)> {
 
 /// Each DNS network of the container also answers it with the names of its other networks
 /// (a container resolves names on every network it is attached to).
-fn refresh_peers(d: &Daemon, r: &Record) {
+fn refresh_peers(d: &Service, r: &Record) {
     let nets: Vec<(Arc<Network>, Ipv4Addr)> = r
         .net
         .endpoints
@@ -611,7 +612,7 @@ fn router(r: &Record) -> Option<String> {
 }
 
 /// Once the container's init exists (`pid`): its veths, its DNS names, its published ports.
-pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
+pub async fn wire(d: &Service, c: &Container, pid: i32) -> Result<()> {
     let r = c.snapshot();
     if !matches!(mode(&r), Mode::Bridge) {
         return Ok(());
@@ -637,7 +638,7 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
 }
 
 async fn connect_one(
-    d: &Daemon,
+    d: &Service,
     r: &Record,
     name: &str,
     ep: &Endpoint,
@@ -720,7 +721,7 @@ async fn connect_one(
 }
 
 /// Give back what [`allocate`] took, in memory only (addresses, held ports).
-fn release_local(d: &Daemon, c: &Container) {
+fn release_local(d: &Service, c: &Container) {
     d.net.drop_ports(&c.id);
     let ports = c.rec().net.ports.clone();
     d.net.stop_proxies(&c.id, &ports);
@@ -744,7 +745,7 @@ fn release_local(d: &Daemon, c: &Container) {
 }
 
 /// Undo [`allocate`] and [`wire`]: after the container stopped, or when its start failed.
-pub fn release(d: &Daemon, c: &Container) {
+pub fn release(d: &Service, c: &Container) {
     let r = c.snapshot();
     if let Err(e) = d.net.table.remove_ports(&port_maps(&r)) {
         tracing::warn!("container {}: unpublishing ports: {e}", c.id);
@@ -758,7 +759,7 @@ pub fn release(d: &Daemon, c: &Container) {
 
 /// A container that kept running across a daemon restart: its addresses, names and host
 /// ports are taken again (the table is rebuilt once all are back).
-pub fn readopt(d: &Daemon, c: &Container) {
+pub fn readopt(d: &Service, c: &Container) {
     let r = c.snapshot();
     for (name, ep) in &r.net.endpoints {
         let Ok(n) = d.net.find(&ep.network_id) else {
@@ -815,7 +816,7 @@ pub fn readopt(d: &Daemon, c: &Container) {
 
 /// `POST /networks/{id}/connect`.
 pub async fn connect(
-    d: &Arc<Daemon>,
+    d: &Arc<Service>,
     n: &Arc<Network>,
     c: &Arc<Container>,
     cfg: Option<EndpointSettings>,
@@ -901,12 +902,18 @@ pub async fn connect(
     refresh_peers(d, &c.snapshot());
     // Wired already: the record follows (retried if it cannot be written now).
     c.update_state(|_| {});
-    d.network_event(n, "connect", Some(&c.id));
+    d.events.network_event(
+        &n.rec.id,
+        &n.rec.name,
+        &n.rec.driver,
+        "connect",
+        Some(&c.id),
+    );
     Ok(())
 }
 
 /// `POST /networks/{id}/disconnect`.
-pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -> Result<()> {
+pub async fn disconnect(d: &Arc<Service>, n: &Arc<Network>, c: &Arc<Container>) -> Result<()> {
     let _op = c.op.lock().await;
     let r = c.snapshot();
     let Some(ep) = r.net.endpoints.get(&n.rec.name).cloned() else {
@@ -940,7 +947,13 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
     c.rec().net.endpoints.remove(&n.rec.name);
     refresh_peers(d, &c.snapshot());
     c.update_state(|_| {});
-    d.network_event(n, "disconnect", Some(&c.id));
+    d.events.network_event(
+        &n.rec.id,
+        &n.rec.name,
+        &n.rec.driver,
+        "disconnect",
+        Some(&c.id),
+    );
     Ok(())
 }
 

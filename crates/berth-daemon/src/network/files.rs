@@ -3,14 +3,15 @@
 
 use super::endpoint::{mode, primary_name, Mode};
 use super::ports::parse_port_key;
+use crate::container::handle::Container;
+use crate::container::service::Service;
 use crate::container::Record;
 use crate::error::{Error, Result};
-use crate::state::{Container, Daemon};
 use berth_network::nft::Proto;
 
 /// What the container's spec needs from its networking: the namespace and files of the
 /// container whose network it shares, and link variables.
-pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpec> {
+pub fn spec_for(d: &Service, r: &Record) -> Result<crate::container::spec::NetSpec> {
     match mode(r) {
         Mode::Container(other) => {
             let o = d.find(&other)?;
@@ -51,7 +52,7 @@ pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpe
 /// One `--add-host` entry, `name:ip` or `name=ip` (`[v6]` in brackets allowed);
 /// `host-gateway` stands for the daemon's `host-gateway-ip`, else the default bridge's
 /// gateway (how containers reach the host, `host.docker.internal`).
-pub fn extra_host(d: &Daemon, entry: &str) -> Result<(String, std::net::IpAddr)> {
+pub fn extra_host(d: &Service, entry: &str) -> Result<(String, std::net::IpAddr)> {
     let bad = || Error::bad_request(format!("invalid IP address in add-host: {entry:?}"));
     let (name, ip) = entry.split_once([':', '=']).ok_or_else(bad)?;
     if name.is_empty() {
@@ -70,7 +71,7 @@ pub fn extra_host(d: &Daemon, entry: &str) -> Result<(String, std::net::IpAddr)>
 }
 
 /// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
-pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
+pub fn write_files(d: &Service, c: &Container, hostname: &str) -> Result<()> {
     let p = &c.paths;
     let r = c.snapshot();
     let h = &r.host_config;
@@ -210,7 +211,7 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
 
 /// Docker's link environment: `ALIAS_NAME`, `ALIAS_PORT_80_TCP…` and the target's own
 /// variables as `ALIAS_ENV_…`.
-pub fn link_env(d: &Daemon, r: &Record) -> Vec<String> {
+pub fn link_env(d: &Service, r: &Record) -> Vec<String> {
     let mut out = Vec::new();
     let Some(ep) = r.net.endpoints.get(primary_name(r)) else {
         return out;

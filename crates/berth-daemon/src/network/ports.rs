@@ -1,9 +1,9 @@
 //! Published ports: what `-p` and `-P` ask for, the host ports taken for them (held by a bound
 //! socket, or by a userland proxy), and how they show in inspect and ps.
 
+use crate::container::service::Service;
 use crate::container::{Published, Record};
 use crate::error::{Error, Result};
-use crate::state::Daemon;
 use berth_network::nft::{PortMap, Proto};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -176,7 +176,7 @@ pub(super) fn take_port(w: &Wanted, for_proxy: bool) -> Result<(OwnedFd, u16)> {
 }
 
 /// Hand a taken host port to a userland proxy (listening first, for TCP).
-pub(super) fn proxy_port(d: &Daemon, id: &str, p: &Published, fd: OwnedFd) -> Result<u32> {
+pub(super) fn proxy_port(d: &Service, id: &str, p: &Published, fd: OwnedFd) -> Result<u32> {
     if p.proto == Proto::Tcp {
         nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
             .map_err(|e| Error::internal(format!("listening on host port {}: {e}", p.host_port)))?;
@@ -197,7 +197,7 @@ pub(super) fn shown(ip: Option<IpAddr>) -> IpAddr {
 /// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
 /// IPv6 host address that is not NATed to the container's IPv6 address (`nat6`: the
 /// container has one and the host address is not `::1`, which NAT cannot reach).
-pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>, nat6: bool) -> bool {
+pub(super) fn proxied(d: &Service, host_ip: Option<IpAddr>, nat6: bool) -> bool {
     d.net.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6() && !nat6)
 }
 

@@ -1,12 +1,12 @@
 //! How a container's networking shows in inspect (`NetworkSettings`).
 
 use super::endpoint::dns_names;
+use crate::container::service::Service;
 use crate::container::Record;
-use crate::state::Daemon;
 use berth_api::network::EndpointSettings;
 
 /// The `NetworkSettings` of inspect.
-pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
+pub fn settings(d: &Service, r: &Record) -> serde_json::Value {
     let running = r.is_running();
     let networks = networks(d, r);
     let mut ports = serde_json::Map::new();
@@ -60,7 +60,7 @@ pub fn settings(d: &Daemon, r: &Record) -> serde_json::Value {
 
 /// Each network's `EndpointSettings` of the container, by network name (inspect's and the
 /// list's `NetworkSettings.Networks`).
-pub fn networks(d: &Daemon, r: &Record) -> serde_json::Map<String, serde_json::Value> {
+pub fn networks(d: &Service, r: &Record) -> serde_json::Map<String, serde_json::Value> {
     let running = r.is_running();
     let mut networks = serde_json::Map::new();
     for (name, ep) in &r.net.endpoints {

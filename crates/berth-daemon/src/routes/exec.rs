@@ -1,10 +1,10 @@
 //! Exec endpoints: create, start (hijacked or detached), resize and inspect.
 
+use super::hijack::{self as attach, End};
 use super::St;
-use crate::container::attach::{self, End};
 use crate::container::exec;
 use crate::error::{Error, Result};
-use crate::server::RequestVersion;
+use crate::util::RequestVersion;
 use crate::util::{json, json_body, Query};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};

@@ -233,7 +233,8 @@ pub async fn by_name(
             };
             d.images.tag(&name, &target)?;
             if let Ok(tagged) = d.images.resolve_id(&target) {
-                d.image_event(&tagged, &familiar(&target, true), "tag");
+                d.events
+                    .image_event(&d.images, &tagged, &familiar(&target, true), "tag");
             }
             Ok((axum::http::StatusCode::CREATED, "").into_response())
         }
@@ -307,7 +308,8 @@ fn registry_event(d: &Daemon, reference: &str, action: &str) {
     let name = berth_image::reference::Reference::parse(reference)
         .map(|r| r.familiar_name())
         .unwrap_or_else(|_| reference.to_string());
-    d.image_event(&familiar(reference, false), &name, action);
+    d.events
+        .image_event(&d.images, &familiar(reference, false), &name, action);
 }
 
 /// `untag` and `delete` events for what a removal did, in its order; `before` is the image
@@ -324,12 +326,14 @@ fn delete_events(
                     .iter()
                     .find(|i| i.repo_tags.contains(r) || i.repo_digests.contains(r))
                 {
-                    d.image_event_labelled(&img.id, &img.id, "untag", img.labels.clone());
+                    d.events
+                        .image_event_labelled(&img.id, &img.id, "untag", img.labels.clone());
                 }
             }
             berth_image::DeleteItem::Deleted(id) => {
                 if before.iter().any(|i| &i.id == id) {
-                    d.image_event_labelled(id, id, "delete", Default::default());
+                    d.events
+                        .image_event_labelled(id, id, "delete", Default::default());
                 }
             }
         }
@@ -372,7 +376,7 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
     delete_events(&d, &before, &items);
-    d.emit(
+    d.events.emit(
         "image",
         "prune",
         "",
@@ -518,9 +522,9 @@ pub async fn create(State(d): St, RawQuery(q): RawQuery, req: Request) -> Result
     match img {
         Ok(img) => {
             if let Some(t) = &tagged {
-                d.image_event(&img.id, t, "tag");
+                d.events.image_event(&d.images, &img.id, t, "tag");
             }
-            d.image_event(&img.id, &img.id, "import");
+            d.events.image_event(&d.images, &img.id, &img.id, "import");
             Ok(message_stream(vec![JsonMessage::status("", img.id)]))
         }
         Err(e) => Ok(message_stream(vec![JsonMessage::error(e.to_string())])),
@@ -569,7 +573,7 @@ fn load_events(d: &Daemon, lines: &[String]) {
         };
         if let Ok(id) = d.images.resolve_id(name.trim()) {
             if seen.insert(id.clone()) {
-                d.image_event(&id, &id, "load");
+                d.events.image_event(&d.images, &id, &id, "load");
             }
         }
     }
@@ -591,7 +595,7 @@ async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response> {
     let body = crate::util::stream_body(move |out| {
         d.images.save(&names, out)?;
         for id in &ids {
-            d.image_event(id, id, "save");
+            d.events.image_event(&d.images, id, id, "save");
         }
         Ok(())
     });

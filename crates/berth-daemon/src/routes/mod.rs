@@ -1,9 +1,15 @@
-//! The Engine API route table; handlers live in one file per area.
+//! The Engine API route table; handlers live in one file per area. Routes are adapters: they
+//! turn requests into calls of the daemon's services (container, build, images, networks,
+//! volumes) and results into Docker's JSON; `front` and `listen` are above them, nothing below
+//! imports them.
 
+mod build;
+mod container_list;
 mod containers;
 mod distribution;
 mod exec;
 mod files;
+pub mod hijack;
 mod images;
 mod monitor;
 mod networks;
@@ -26,11 +32,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/info", get(system::info))
         .route("/auth", post(system::auth))
         .route("/system/df", get(system::df))
-        .route("/build", post(crate::build::build))
-        .route("/build/prune", post(crate::build::prune))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/events", get(monitor::events))
         .route("/containers/create", post(containers::create))
-        .route("/containers/json", get(containers::list))
+        .route("/containers/json", get(container_list::list))
         .route("/containers/prune", post(containers::prune))
         .route(
             "/containers/{id}",

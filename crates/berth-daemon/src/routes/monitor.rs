@@ -2,11 +2,11 @@
 //! `GET /containers/{id}/stats` (resource samples, once or every second).
 
 use super::St;
+use crate::container::handle::Container;
 use crate::error::{Error, Result};
 use crate::events::{now_nanos, Filter};
-use crate::server::RequestVersion;
-use crate::state::Container;
 use crate::stats::Sampler;
+use crate::util::RequestVersion;
 use crate::util::{json, Query};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, RawQuery, State};

@@ -160,7 +160,8 @@ pub async fn create(
     let req: CreateRequest = json_body(&body)?;
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
-        d.network_event(&n, "create", None);
+        d.events
+            .network_event(&n.rec.id, &n.rec.name, &n.rec.driver, "create", None);
     }
     Ok(json(201, &CreateResponse { id, warning }))
 }
@@ -175,7 +176,8 @@ fn running_on(d: &Daemon, n: &Network) -> bool {
 pub async fn remove(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let n = d.net.find(&id)?;
     d.net.remove(&n, running_on(&d, &n)).await?;
-    d.network_event(&n, "destroy", None);
+    d.events
+        .network_event(&n.rec.id, &n.rec.name, &n.rec.driver, "destroy", None);
     Ok(no_content())
 }
 
@@ -188,11 +190,12 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
             continue;
         }
         if d.net.remove(&n, false).await.is_ok() {
-            d.network_event(&n, "destroy", None);
+            d.events
+                .network_event(&n.rec.id, &n.rec.name, &n.rec.driver, "destroy", None);
             deleted.push(n.rec.name.clone());
         }
     }
-    d.emit(
+    d.events.emit(
         "network",
         "prune",
         "",

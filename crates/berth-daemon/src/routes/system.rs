@@ -317,7 +317,7 @@ pub async fn df(
     if want("container") {
         let list: Vec<_> = records
             .iter()
-            .map(|r| super::containers::summary(&d, r, true))
+            .map(|r| super::container_list::summary(&d, r, true))
             .collect();
         body.insert("Containers".into(), serde_json::json!(list));
         let logs: u64 = d

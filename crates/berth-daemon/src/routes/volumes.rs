@@ -2,7 +2,7 @@
 
 use super::St;
 use crate::error::{Error, Result};
-use crate::server::RequestVersion;
+use crate::util::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -96,7 +96,7 @@ pub async fn create(
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
-    d.volume_event("create", &v.name);
+    d.events.volume_event("create", &v.name);
     Ok(json(201, &v))
 }
 
@@ -111,7 +111,7 @@ pub async fn remove(
 ) -> Result<Response> {
     let force = Query::parse(q.as_deref()).bool("force");
     if let Some(dir) = d.volumes.remove(&name, force)? {
-        d.volume_event("destroy", &name);
+        d.events.volume_event("destroy", &name);
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
     }
     Ok(no_content())
@@ -158,7 +158,7 @@ pub async fn prune(
             let size = d.volumes.size(&m.name);
             // One that a new container took meanwhile is in use now and stays.
             if let Ok(Some(dir)) = d.volumes.remove(&m.name, false) {
-                d.volume_event("destroy", &m.name);
+                d.events.volume_event("destroy", &m.name);
                 let _ = std::fs::remove_dir_all(dir);
                 out.volumes_deleted.push(m.name.clone());
                 out.space_reclaimed += size;
@@ -168,7 +168,7 @@ pub async fn prune(
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;
-    d.emit(
+    d.events.emit(
         "volume",
         "prune",
         "",

@@ -1,7 +1,7 @@
 //! Hijacked attach and exec streams: the `101 UPGRADED` handshake and the pump between the API
 //! client and a shim stream (stdcopy frames without a TTY, raw bytes with one), with detach keys.
 
-use super::shim;
+use crate::container::shim;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use berth_api::detach::Detach;
