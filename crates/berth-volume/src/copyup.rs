@@ -5,7 +5,6 @@
 //! descriptors with `O_NOFOLLOW`, so a symlink in the image or planted in the volume is never
 //! followed. It touches nothing but the volume's data directory and its marker file.
 
-use crate::service::OwnerMap;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
@@ -16,6 +15,9 @@ use std::path::Path;
 use std::rc::Rc;
 
 type Errno = nix::errno::Errno;
+
+/// Owner mapping of copied files (host ids of a remapped container's ids).
+pub type OwnerMap<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
 
 fn io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e as i32)

@@ -13,14 +13,14 @@ pub mod plan;
 mod service;
 mod util;
 
+pub use copyup::OwnerMap;
 pub use driver::{Driver, Local};
 pub use error::{Error, Kind, Result};
 pub use oci::{depth, oci_mounts, view};
 pub use plan::{
     parse_bind, parse_mount, parse_volumes_from, plan, MountPoint, Plan, PlanRequest, Planned,
-    VolumesFrom, BIND, TMPFS, VOLUME,
+    Request, VolumesFrom, BIND, TMPFS, VOLUME,
 };
 pub use service::{
-    check_name, CopyUps, Meta, OwnerMap, Realized, Request, Unrealized, VolumeService,
-    ANONYMOUS_LABEL, MAX_NAME_LEN,
+    check_name, CopyUps, Meta, Realized, Unrealized, VolumeService, ANONYMOUS_LABEL, MAX_NAME_LEN,
 };

@@ -1,16 +1,27 @@
 //! Mount-point planning: a container's mount points worked out at create from `--volumes-from`
 //! (already resolved by the caller into the other containers' mount points), `HostConfig.Binds`,
 //! `HostConfig.Mounts` and the anonymous volumes of `Config.Volumes` (the image's `VOLUME`s
-//! included), as a pure function of a [`PlanRequest`]. It looks nothing up and creates
-//! nothing: the volumes are made by [`crate::VolumeService::realize`].
+//! included), as a function of a [`PlanRequest`] alone. It looks no container up and creates
+//! nothing (the volumes are made by [`crate::VolumeService::realize`]); the one thing it reads
+//! is whether a `--mount type=bind` source exists, which Docker checks at create too.
 
 use crate::error::{Error, Result};
-use crate::service::Request;
 use crate::util::clean;
 use berth_api::container::Mount;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What a container (or `POST /volumes/create`) asks for when it names, or leaves unnamed, a
+/// volume.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    /// None: a new anonymous volume.
+    pub name: Option<String>,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
 
 pub const VOLUME: &str = "volume";
 pub const BIND: &str = "bind";
