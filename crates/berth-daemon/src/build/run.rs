@@ -289,7 +289,7 @@ impl Builder {
                 }
             }
         });
-        let code = crate::container::lifecycle::wait(c, "not-running").await?;
+        let code = self.d.wait(c, "not-running").await?;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), logs).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forward).await;
         if code != 0 {

@@ -237,7 +237,7 @@ impl Service {
         };
         let pause = req.pause && rec.state.status == status::RUNNING;
         if pause {
-            let _ = super::lifecycle::pause(self, c, true);
+            let _ = self.pause(c, true);
         }
         let parent = rec.image_id.clone();
         let res = blocking(self, c, move |d, c| {
@@ -247,7 +247,7 @@ impl Service {
         })
         .await;
         if pause {
-            let _ = super::lifecycle::pause(self, c, false);
+            let _ = self.pause(c, false);
         }
         let img = res?;
         self.events

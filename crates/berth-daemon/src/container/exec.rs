@@ -10,45 +10,105 @@ use berth_api::exec::{ExecConfig, ExecInspect, ProcessConfig};
 use berth_shim::protocol::Request;
 use std::sync::{Arc, Mutex};
 
-/// `POST /containers/{id}/exec`.
-pub fn create(d: &Service, c: &Container, config: ExecConfig) -> Result<String> {
-    let r = c.snapshot();
-    if !r.is_running() {
-        return Err(Error::conflict(format!(
-            "container {} is not running",
-            r.id
-        )));
+impl Service {
+    /// `POST /containers/{id}/exec`.
+    pub fn create_exec(&self, c: &Container, config: ExecConfig) -> Result<String> {
+        let r = c.snapshot();
+        if !r.is_running() {
+            return Err(Error::conflict(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        if r.state.status == super::status::PAUSED {
+            return Err(Error::conflict(format!(
+                "container {} is paused, unpause the container before exec",
+                r.id
+            )));
+        }
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(Error::bad_request("No exec command specified"));
+        }
+        // Checked whatever the TTY, as dockerd does.
+        if !config.detach_keys.is_empty() && berth_api::detach::parse(&config.detach_keys).is_err()
+        {
+            return Err(Error::bad_request(format!(
+                "Invalid escape keys ({}) provided",
+                config.detach_keys
+            )));
+        }
+        let id = crate::util::random_id()?;
+        let action = format!("exec_create: {}", command_line(&config));
+        let e = Arc::new(Exec {
+            id: id.clone(),
+            container_id: r.id,
+            config,
+            state: Mutex::new(ExecState::default()),
+        });
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), e);
+        self.container_event(c, action, &[("execID", id.clone())]);
+        Ok(id)
     }
-    if r.state.status == super::status::PAUSED {
-        return Err(Error::conflict(format!(
-            "container {} is paused, unpause the container before exec",
-            r.id
-        )));
+
+    /// Check that the exec can start and build its process.
+    pub fn prepare_exec(&self, e: &Exec) -> Result<Prepared> {
+        {
+            let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+            if st.started {
+                return Err(Error::conflict(format!(
+                    "Error: Exec command {} has already run",
+                    e.id
+                )));
+            }
+            st.started = true;
+        }
+        let c = self.find(&e.container_id)?;
+        let rec = c.snapshot();
+        if !rec.is_running() {
+            return Err(Error::conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
+        let process = super::process::exec_process(&rec, &e.config, &root)?;
+        self.container_event(
+            &c,
+            format!("exec_start: {}", command_line(&e.config)),
+            &[("execID", e.id.clone())],
+        );
+        Ok(Prepared {
+            socket: c.paths.socket(),
+            req: Request::Exec {
+                exec_id: e.id.clone(),
+                process: Box::new(process),
+                stdin: e.config.attach_stdin,
+            },
+        })
     }
-    if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
-        return Err(Error::bad_request("No exec command specified"));
+
+    /// Record the end of an exec; an exit of a running one is an `exec_die` event.
+    pub fn exec_finished(&self, e: &Exec, code: Option<i64>) {
+        let died = {
+            let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
+            let was_running = st.running;
+            st.running = false;
+            if code.is_some() {
+                st.exit_code = code;
+            }
+            code.filter(|_| was_running)
+        };
+        if let (Some(code), Ok(c)) = (died, self.find(&e.container_id)) {
+            self.container_event(
+                &c,
+                "exec_die",
+                &[("execID", e.id.clone()), ("exitCode", code.to_string())],
+            );
+        }
     }
-    // Checked whatever the TTY, as dockerd does.
-    if !config.detach_keys.is_empty() && berth_api::detach::parse(&config.detach_keys).is_err() {
-        return Err(Error::bad_request(format!(
-            "Invalid escape keys ({}) provided",
-            config.detach_keys
-        )));
-    }
-    let id = crate::util::random_id()?;
-    let action = format!("exec_create: {}", command_line(&config));
-    let e = Arc::new(Exec {
-        id: id.clone(),
-        container_id: r.id,
-        config,
-        state: Mutex::new(ExecState::default()),
-    });
-    d.execs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), e);
-    d.container_event(c, action, &[("execID", id.clone())]);
-    Ok(id)
 }
 
 /// The exec's detach sequence: its `DetachKeys`, Ctrl-P Ctrl-Q by default; none without a
@@ -84,43 +144,6 @@ pub struct Prepared {
     req: Request,
 }
 
-/// Check that the exec can start and build its process.
-pub fn prepare(d: &Service, e: &Exec) -> Result<Prepared> {
-    {
-        let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
-        if st.started {
-            return Err(Error::conflict(format!(
-                "Error: Exec command {} has already run",
-                e.id
-            )));
-        }
-        st.started = true;
-    }
-    let c = d.find(&e.container_id)?;
-    let rec = c.snapshot();
-    if !rec.is_running() {
-        return Err(Error::conflict(format!(
-            "container {} is not running",
-            rec.id
-        )));
-    }
-    let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.state.pid));
-    let process = super::process::exec_process(&rec, &e.config, &root)?;
-    d.container_event(
-        &c,
-        format!("exec_start: {}", command_line(&e.config)),
-        &[("execID", e.id.clone())],
-    );
-    Ok(Prepared {
-        socket: c.paths.socket(),
-        req: Request::Exec {
-            exec_id: e.id.clone(),
-            process: Box::new(process),
-            stdin: e.config.attach_stdin,
-        },
-    })
-}
-
 /// Start the prepared exec in the shim; returns the stream to pump, or the failure message
 /// (its exit code, 126 or 127, is recorded on the exec).
 pub async fn launch(e: &Exec, p: Prepared) -> std::result::Result<shim::Stream, String> {
@@ -140,26 +163,6 @@ pub async fn launch(e: &Exec, p: Prepared) -> std::result::Result<shim::Stream, 
     st.running = true;
     st.pid = reply.pid.unwrap_or(0);
     Ok(stream)
-}
-
-/// Record the end of an exec; an exit of a running one is an `exec_die` event.
-pub fn finished(d: &Service, e: &Exec, code: Option<i64>) {
-    let died = {
-        let mut st = e.state.lock().unwrap_or_else(|x| x.into_inner());
-        let was_running = st.running;
-        st.running = false;
-        if code.is_some() {
-            st.exit_code = code;
-        }
-        code.filter(|_| was_running)
-    };
-    if let (Some(code), Ok(c)) = (died, d.find(&e.container_id)) {
-        d.container_event(
-            &c,
-            "exec_die",
-            &[("execID", e.id.clone()), ("exitCode", code.to_string())],
-        );
-    }
 }
 
 pub fn inspect(e: &Exec) -> ExecInspect {

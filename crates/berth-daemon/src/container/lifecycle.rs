@@ -16,7 +16,6 @@ use std::time::Duration;
 /// Docker's default size of /dev/shm.
 const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
-pub use super::control::{kill, pause, rename, restart, stop, wait};
 pub use super::restore::{boot_restarts, restore};
 pub use super::validate::check_restart_policy;
 use super::validate::{check_userns, display_ref, inherit_healthcheck, validate};
@@ -655,7 +654,7 @@ pub async fn remove(
                 r.name
             )));
         }
-        if let Err(e) = kill(d, c, Some("SIGKILL")).await {
+        if let Err(e) = d.kill(c, Some("SIGKILL")).await {
             // Only a container that is still running is an error: one that ended meanwhile
             // is removed.
             if c.rec().is_running() {

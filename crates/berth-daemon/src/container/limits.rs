@@ -3,6 +3,7 @@
 //! a running container, in its cgroups.
 
 use super::handle::Container;
+use super::service::Service;
 use super::{spec, status};
 use crate::error::{Error, Result};
 use berth_api::container::{HostConfig, UpdateRequest};
@@ -257,50 +258,52 @@ fn as_host_config(u: &UpdateRequest) -> HostConfig {
     }
 }
 
-/// `POST /containers/{id}/update`: Docker's checks, the merge into the record, and for a
-/// running (or paused) container the new limits written to its cgroups; if that fails the
-/// record is put back. Returns Docker's warnings.
-pub async fn update(c: &Arc<Container>, req: UpdateRequest) -> Result<Vec<String>> {
-    let warnings = check(&as_host_config(&req), true).map_err(Error::bad_request)?;
-    if let Some(rp) = &req.restart_policy {
-        super::lifecycle::check_restart_policy(rp)?;
-    }
-    let _op = c.op.lock().await;
-    let cannot = |m: String| format!("Cannot update container {}: {m}", c.id);
-    if c.progress.borrow().removed {
-        return Err(Error::conflict(cannot(
-            "container is marked for removal and cannot be \"update\"".into(),
-        )));
-    }
-    let before = c.snapshot();
-    let merged = merge(&before.host_config, &req).map_err(|m| Error::conflict(cannot(m)))?;
-    let after = c.update_durable(|r| r.host_config = merged)?;
-    let live = matches!(
-        after.state.status.as_str(),
-        status::RUNNING | status::PAUSED
-    );
-    if !live {
-        return Ok(warnings);
-    }
-    let applied = match spec::live_resources(&after) {
-        Ok(res) => {
-            let rt = berth_runtime::Runtime::new(&c.runtime_root);
-            let id = c.id.clone();
-            tokio::task::spawn_blocking(move || rt.update(&id, &res).map_err(|e| e.to_string()))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
+impl Service {
+    /// `POST /containers/{id}/update`: Docker's checks, the merge into the record, and for a
+    /// running (or paused) container the new limits written to its cgroups; if that fails the
+    /// record is put back. Returns Docker's warnings.
+    pub async fn update(&self, c: &Arc<Container>, req: UpdateRequest) -> Result<Vec<String>> {
+        let warnings = check(&as_host_config(&req), true).map_err(Error::bad_request)?;
+        if let Some(rp) = &req.restart_policy {
+            super::lifecycle::check_restart_policy(rp)?;
         }
-        Err(e) => Err(e.0.message),
-    };
-    if let Err(e) = applied {
-        let old = before.host_config;
-        if let Err(w) = c.update_durable(|r| r.host_config = old) {
-            tracing::warn!("restoring the limits of {}: {}", c.id, w.0);
+        let _op = c.op.lock().await;
+        let cannot = |m: String| format!("Cannot update container {}: {m}", c.id);
+        if c.progress.borrow().removed {
+            return Err(Error::conflict(cannot(
+                "container is marked for removal and cannot be \"update\"".into(),
+            )));
         }
-        return Err(Error::internal(cannot(e)));
+        let before = c.snapshot();
+        let merged = merge(&before.host_config, &req).map_err(|m| Error::conflict(cannot(m)))?;
+        let after = c.update_durable(|r| r.host_config = merged)?;
+        let live = matches!(
+            after.state.status.as_str(),
+            status::RUNNING | status::PAUSED
+        );
+        if !live {
+            return Ok(warnings);
+        }
+        let applied = match spec::live_resources(&after) {
+            Ok(res) => {
+                let rt = berth_runtime::Runtime::new(&c.runtime_root);
+                let id = c.id.clone();
+                tokio::task::spawn_blocking(move || rt.update(&id, &res).map_err(|e| e.to_string()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            }
+            Err(e) => Err(e.0.message),
+        };
+        if let Err(e) = applied {
+            let old = before.host_config;
+            if let Err(w) = c.update_durable(|r| r.host_config = old) {
+                tracing::warn!("restoring the limits of {}: {}", c.id, w.0);
+            }
+            return Err(Error::internal(cannot(e)));
+        }
+        Ok(warnings)
     }
-    Ok(warnings)
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl Service {
     }
 
     /// Give `c` a new name unless another container holds it (checked under one lock).
-    pub fn rename(&self, c: &Container, name: &str) -> Result<()> {
+    pub fn set_name(&self, c: &Container, name: &str) -> Result<()> {
         let map = self.map();
         if let Some(owner) = map.values().find(|o| o.id != c.id && o.rec().name == name) {
             return Err(name_conflict(name, &owner.id));

@@ -474,41 +474,43 @@ pub fn apply(
     Ok(())
 }
 
-/// `docker rm --link parent/alias`: the link goes from the parent's settings (its
-/// `/etc/hosts` entry stays until it restarts, as with dockerd).
-pub fn remove_link(d: &Service, name: &str) -> Result<()> {
-    let name = name.trim_matches('/');
-    let Some((parent, alias)) = name.rsplit_once('/') else {
-        return Err(Error::bad_request(
-            "Conflict, cannot remove the default link name of the container",
-        ));
-    };
-    let missing = || Error::not_found(format!("No such container: {name}"));
-    let c = d.find(parent).map_err(|_| missing())?;
-    let alias_of = |l: &str| {
-        let (t, a) = l.split_once(':').unwrap_or((l, l));
-        let a = a.rsplit('/').next().unwrap_or(a).to_string();
-        (t.trim_start_matches('/').to_string(), a)
-    };
-    let has = c
-        .rec()
-        .host_config
-        .links
-        .iter()
-        .flatten()
-        .any(|l| alias_of(l).1 == alias);
-    if !has {
-        return Err(missing());
+impl Service {
+    /// `docker rm --link parent/alias`: the link goes from the parent's settings (its
+    /// `/etc/hosts` entry stays until it restarts, as with dockerd).
+    pub fn remove_link(&self, name: &str) -> Result<()> {
+        let name = name.trim_matches('/');
+        let Some((parent, alias)) = name.rsplit_once('/') else {
+            return Err(Error::bad_request(
+                "Conflict, cannot remove the default link name of the container",
+            ));
+        };
+        let missing = || Error::not_found(format!("No such container: {name}"));
+        let c = self.find(parent).map_err(|_| missing())?;
+        let alias_of = |l: &str| {
+            let (t, a) = l.split_once(':').unwrap_or((l, l));
+            let a = a.rsplit('/').next().unwrap_or(a).to_string();
+            (t.trim_start_matches('/').to_string(), a)
+        };
+        let has = c
+            .rec()
+            .host_config
+            .links
+            .iter()
+            .flatten()
+            .any(|l| alias_of(l).1 == alias);
+        if !has {
+            return Err(missing());
+        }
+        c.update(|r| {
+            if let Some(links) = r.host_config.links.as_mut() {
+                links.retain(|l| alias_of(l).1 != alias);
+            }
+            for ep in r.net.endpoints.values_mut() {
+                ep.links.retain(|l| alias_of(l).1 != alias);
+            }
+        })?;
+        Ok(())
     }
-    c.update(|r| {
-        if let Some(links) = r.host_config.links.as_mut() {
-            links.retain(|l| alias_of(l).1 != alias);
-        }
-        for ep in r.net.endpoints.values_mut() {
-            ep.links.retain(|l| alias_of(l).1 != alias);
-        }
-    })?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use super::container_list::dir_size;
 use super::hijack::{self as attach, End};
 use super::St;
-use crate::container::{lifecycle, limits, logs, shim, status};
+use crate::container::{lifecycle, logs, shim, status};
 use crate::error::{Error, Result};
 use crate::util::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
@@ -161,7 +161,7 @@ pub async fn start(
 pub async fn stop(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::stop(&d, &c, q.get("signal"), q.int("t")?).await?;
+    d.stop(&c, q.get("signal"), q.int("t")?).await?;
     Ok(no_content())
 }
 
@@ -172,20 +172,20 @@ pub async fn restart(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::restart(&d, &c, q.get("signal"), q.int("t")?).await?;
+    d.restart(&c, q.get("signal"), q.int("t")?).await?;
     Ok(no_content())
 }
 
 pub async fn kill(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::kill(&d, &c, q.get("signal")).await?;
+    d.kill(&c, q.get("signal")).await?;
     Ok(no_content())
 }
 
 pub async fn pause(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
-    tokio::task::spawn_blocking(move || lifecycle::pause(&d, &c, true))
+    tokio::task::spawn_blocking(move || d.pause(&c, true))
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
     Ok(no_content())
@@ -193,7 +193,7 @@ pub async fn pause(State(d): St, Path(id): Path<String>) -> Result<Response> {
 
 pub async fn unpause(State(d): St, Path(id): Path<String>) -> Result<Response> {
     let c = d.find(&id)?;
-    tokio::task::spawn_blocking(move || lifecycle::pause(&d, &c, false))
+    tokio::task::spawn_blocking(move || d.pause(&c, false))
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
     Ok(no_content())
@@ -206,7 +206,7 @@ pub async fn rename(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
-    lifecycle::rename(&d, &c, q.get("name").unwrap_or(""))?;
+    d.rename(&c, q.get("name").unwrap_or(""))?;
     Ok(no_content())
 }
 
@@ -217,7 +217,7 @@ pub async fn remove(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     if q.bool("link") {
-        crate::container::settings::remove_link(&d, &id)?;
+        d.remove_link(&id)?;
         return Ok(no_content());
     }
     let c = d.find(&id)?;
@@ -236,7 +236,7 @@ pub async fn remove_link(
     if !Query::parse(q.as_deref()).bool("link") {
         return Err(Error::not_found(format!("No such container: {name}")));
     }
-    crate::container::settings::remove_link(&d, &name)?;
+    d.remove_link(&name)?;
     Ok(no_content())
 }
 
@@ -248,7 +248,7 @@ pub async fn update(
 ) -> Result<Response> {
     let c = d.find(&id)?;
     let req: UpdateRequest = json_body(&body)?;
-    let warnings = limits::update(&c, req).await?;
+    let warnings = d.update(&c, req).await?;
     Ok(json(200, &UpdateResponse { warnings }))
 }
 
@@ -288,7 +288,7 @@ pub async fn wait(State(d): St, Path(id): Path<String>, RawQuery(q): RawQuery) -
         )));
     }
     let fut = async move {
-        let body = match lifecycle::wait(&c, &condition).await {
+        let body = match d.wait(&c, &condition).await {
             Ok(code) => WaitResponse {
                 error: None,
                 status_code: code,

@@ -17,7 +17,7 @@ pub async fn create(
 ) -> Result<Response> {
     let c = d.find(&id)?;
     let config: ExecConfig = json_body(&body)?;
-    let id = exec::create(&d, &c, config)?;
+    let id = d.create_exec(&c, config)?;
     Ok(json(201, &serde_json::json!({ "Id": id })))
 }
 
@@ -37,7 +37,7 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
     let bytes = crate::body::read_limited(body, crate::body::JSON_LIMIT).await?;
     let opts: ExecStart = json_body(&bytes)?;
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
-    let prepared = exec::prepare(&d, &e)?;
+    let prepared = d.prepare_exec(&e)?;
     // The stream's framing follows the start request (as dockerd's), whether or not the
     // process has a TTY; detach keys apply to an exec that has one.
     let tty = opts.tty;
@@ -45,7 +45,7 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         let stream = exec::launch(&e, prepared).await.map_err(Error::internal)?;
         tokio::spawn(async move {
             let code = drain(stream, berth_api::stdcopy::Decoder::default()).await;
-            exec::finished(&d, &e, code);
+            d.exec_finished(&e, code);
         });
         // dockerd answers a detached start with an empty 200.
         return Ok(axum::http::StatusCode::OK.into_response());
@@ -74,14 +74,14 @@ pub async fn start(State(d): St, Path(id): Path<String>, req: Request) -> Result
         };
         let (d2, e2) = (d.clone(), e.clone());
         let on_exit = move |exit: Option<berth_shim::ExitRecord>| {
-            exec::finished(&d2, &e2, exit.map(|x| i64::from(x.exit_code)));
+            d2.exec_finished(&e2, exit.map(|x| i64::from(x.exit_code)));
         };
         if let End::Detached(rest) =
             attach::pump(io, stream, tty, stdin, detach_keys, on_exit).await
         {
             // The process goes on: its exit code is still recorded when it ends.
             let code = drain(rest.stream, rest.decoder).await;
-            exec::finished(&d, &e, code);
+            d.exec_finished(&e, code);
         }
     };
     Ok(attach::serve_stream(
