@@ -8,6 +8,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod exec;
+pub mod fsutil;
 pub mod image;
 pub mod locallog;
 pub mod network;

@@ -66,7 +66,7 @@ impl BlobSources {
         // Written under the lock: writers share one temp file, and the newest map must win.
         let saved = serde_json::to_vec(&*m)
             .map_err(std::io::Error::other)
-            .and_then(|b| berth_shim::config::write_atomic(&self.path, &b, false));
+            .and_then(|b| berth_api::fsutil::write_atomic(&self.path, &b, false));
         drop(m);
         if let Err(e) = saved {
             tracing::warn!(path = %self.path.display(), error = %e, "saving blob sources");

@@ -197,7 +197,7 @@ fn ensure_default_user() -> Result<(), String> {
             "{DEFAULT_USER}:{}:{DEFAULT_RANGE}\n",
             free_start(&ranges)
         ));
-        berth_shim::config::write_atomic(path, text.as_bytes(), true)
+        berth_api::fsutil::write_atomic(path, text.as_bytes(), true)
             .map_err(|e| format!("{file}: {e}"))?;
         // write_atomic makes a new file: keep the usual mode of these files.
         use std::os::unix::fs::PermissionsExt;

@@ -238,11 +238,8 @@ pub fn query_all(query: Option<&str>, key: &str) -> Vec<String> {
 
 /// A fresh 64-hex-digit id (containers, execs) from the kernel's random pool.
 pub fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    berth_api::fsutil::random_hex()
+        .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))
 }
 
 /// Percent-decoding of a query component ('+' is a space).

@@ -1,8 +1,7 @@
 //! What the daemon tells a shim (shim.json) and what the shim leaves behind (exit.json).
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Written by the daemon into the container directory before it starts the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,24 +47,4 @@ pub struct ExitRecord {
     pub finished_at: String,
     #[serde(default)]
     pub error: String,
-}
-
-/// Write `data` to `path` atomically: temp file, rename. With `durable`, the file is
-/// fsynced first, so it also survives a power loss (not only a crash of the process). A
-/// failed write (a full disk) leaves `path` as it was and no temp file behind.
-pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }

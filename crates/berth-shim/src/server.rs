@@ -1,7 +1,7 @@
 //! The shim's single-threaded event loop: container stdio, the control socket and child reaping
 //! multiplexed with poll(2), with no async runtime so the shim stays small.
 
-use crate::config::{write_atomic, ExitRecord, ShimConfig};
+use crate::config::{ExitRecord, ShimConfig};
 use crate::logfile::{Format, LogFile};
 use crate::protocol::{Ready, Reply, Request};
 use berth_api::stdcopy;
@@ -501,7 +501,7 @@ impl Shim {
         let data = serde_json::to_vec(&exit).unwrap_or_default();
         // The exit file lives under the exec root: it must outlive the daemon, not a reboot
         // (after which no container runs anyway).
-        if let Err(e) = write_atomic(&self.cfg.exit_file, &data, false) {
+        if let Err(e) = berth_api::fsutil::write_atomic(&self.cfg.exit_file, &data, false) {
             eprintln!("shim {}: writing exit file: {e}", self.cfg.id);
         }
         if let Err(e) = self.runtime.delete(&self.cfg.id, true) {

@@ -4,7 +4,7 @@
 //! making a missing `-v` bind source, as Docker does at start.
 
 use crate::plan::{MountPoint, TMPFS, VOLUME};
-use crate::util::clean;
+use berth_build::ignore::clean;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

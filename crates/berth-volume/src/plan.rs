@@ -6,8 +6,8 @@
 //! is whether a `--mount type=bind` source exists, which Docker checks at create too.
 
 use crate::error::{Error, Result};
-use crate::util::clean;
 use berth_api::container::Mount;
+use berth_build::ignore::clean;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,18 +1,14 @@
-//! Small helpers of the volume service: ids, times, lexical paths, atomic writes, and what the
+//! Small helpers of the volume service: ids, times, and what the
 //! kernel says is mounted. Nothing here knows about volumes' records or containers.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// 64 random hex digits: an anonymous volume's name, or a trash entry's.
 pub fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    berth_api::fsutil::random_hex()
+        .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))
 }
 
 pub fn now_rfc3339() -> String {
@@ -20,49 +16,6 @@ pub fn now_rfc3339() -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Lexical cleaning of a slash-separated path, as Go's `path.Clean` (and berth-build's
-/// `clean`) does it: no `.`, no empty components, `..` taken back; `/..` stays `/`.
-pub fn clean(p: &str) -> String {
-    let abs = p.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|s| *s != "..") {
-                    out.pop();
-                } else if !abs {
-                    out.push("..");
-                }
-            }
-            s => out.push(s),
-        }
-    }
-    let joined = out.join("/");
-    if abs {
-        format!("/{joined}")
-    } else {
-        joined
-    }
-}
-
-/// Write `path` through a temporary file and a rename, fsynced first: a crash leaves the old
-/// content or the new, never part of it.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 /// Mount points of the daemon's namespace, from /proc/self/mountinfo (octal escapes undone).
@@ -100,16 +53,4 @@ pub fn is_mount_root(p: &Path) -> bool {
                 && r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
         })
         .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cleans_paths() {
-        assert_eq!(clean("/a//b/../c/"), "/a/c");
-        assert_eq!(clean("/.."), "/");
-        assert_eq!(clean("a/../../b"), "../b");
-    }
 }

@@ -116,7 +116,7 @@ impl Container {
 
     pub(super) fn persist(&self, r: &Record, durable: bool) -> Result<()> {
         let data = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.paths.record(), &data, durable)?;
+        berth_api::fsutil::write_atomic(&self.paths.record(), &data, durable)?;
         if self.unsaved.swap(false, Ordering::SeqCst) {
             tracing::info!("container {}: its record is written again", self.id);
         }

@@ -416,7 +416,7 @@ impl Networks {
 
     fn save(&self, rec: &NetworkRecord) -> Result<()> {
         let data = serde_json::to_vec_pretty(rec).map_err(|e| Error::internal(e.to_string()))?;
-        berth_shim::config::write_atomic(&self.dir.join(format!("{}.json", rec.id)), &data, true)?;
+        berth_api::fsutil::write_atomic(&self.dir.join(format!("{}.json", rec.id)), &data, true)?;
         Ok(())
     }
 

@@ -322,7 +322,7 @@ impl VolumeService {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o701))?;
         self.driver_of(m).create(&dir.join("_data"), self.owner)?;
         let data = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
-        util::write_atomic(&dir.join(RECORD), &data)
+        berth_api::fsutil::write_atomic(&dir.join(RECORD), &data, true)
     }
 
     pub fn get(&self, name: &str) -> Result<ApiVolume> {
