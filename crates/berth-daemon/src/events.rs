@@ -1,9 +1,9 @@
 //! The daemon's event bus: every event goes to a broadcast channel (live `GET /events`
 //! streams) and into a ring of the most recent ones (replayed for `since`/`until`), plus
-//! Docker's event filters and the helpers that give container, image and network events
-//! Docker's attributes. Emitting never blocks: it takes a short lock and sends on the channel.
+//! Docker's event filters and the helpers that give container and image events Docker's
+//! attributes (network events are built by the network glue). Emitting never blocks: it
+//! takes a short lock and sends on the channel.
 
-use crate::network::Network;
 use crate::state::{Container, Daemon};
 use berth_api::event::Message;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -255,33 +255,6 @@ impl Daemon {
             attrs.insert("name".into(), name.to_string());
         }
         self.emit("image", action, id, attrs);
-    }
-
-    /// A network event: its name and driver, and the container for connect/disconnect.
-    pub fn network_event(&self, n: &Network, action: &str, container: Option<&str>) {
-        let mut attrs = BTreeMap::new();
-        if let Some(c) = container {
-            attrs.insert("container".to_string(), c.to_string());
-        }
-        attrs.insert("name".into(), n.rec.name.clone());
-        attrs.insert("type".into(), n.rec.driver.clone());
-        self.emit("network", action, &n.rec.id, attrs);
-    }
-
-    /// `connect` or `disconnect` events for every network the container has an endpoint on.
-    pub fn endpoint_events(&self, c: &Container, action: &str) {
-        let ids: Vec<String> = c
-            .rec()
-            .net
-            .endpoints
-            .values()
-            .map(|e| e.network_id.clone())
-            .collect();
-        for id in ids {
-            if let Ok(n) = self.net.find(&id) {
-                self.network_event(&n, action, Some(&c.id));
-            }
-        }
     }
 }
 

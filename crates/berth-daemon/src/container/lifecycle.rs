@@ -1307,11 +1307,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
         .flat_map(|c| crate::network::ports::port_maps(&c.rec()))
         .collect();
     d.net.rebuild_table(&ports).map_err(|e| {
-        Error::internal(format!(
-            "nftables table {}: {}",
-            d.net.table.name(),
-            e.0.message
-        ))
+        Error::internal(format!("nftables table {}: {}", d.net.host.table.name(), e))
     })?;
     Ok(stopped
         .into_iter()

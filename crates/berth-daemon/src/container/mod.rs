@@ -108,23 +108,8 @@ pub struct Endpoint {
     pub gateway6: String,
 }
 
-/// One published port while the container runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub proto: berth_network::nft::Proto,
-    /// None: every local address.
-    pub host_ip: Option<std::net::IpAddr>,
-    pub host_port: u16,
-    pub container_ip: std::net::Ipv4Addr,
-    /// For a port published on an IPv6 host address other than loopback, to a container
-    /// with an IPv6 address: NATed there (the proxy serves only what NAT cannot, `::1`).
-    #[serde(default)]
-    pub container_ip6: Option<std::net::Ipv6Addr>,
-    pub container_port: u16,
-    /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
-    #[serde(default)]
-    pub proxy_pid: u32,
-}
+/// One published port while the container runs (the network service's type).
+pub use berth_network::ports::Published;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateRecord {

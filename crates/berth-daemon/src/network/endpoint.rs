@@ -1,13 +1,15 @@
 //! A container on its networks: endpoints chosen at create and connect, addresses, veths, DNS
 //! names and published ports while it runs, and its /etc/hosts and /etc/resolv.conf.
 
-use super::ports::{bind_port, port_maps, proxied, proxy_port, take_port, v6_twin, wanted_ports};
+use super::ports::{port_maps, proxied, proxy_port, wanted_ports};
 use super::{net_err, Network};
 use crate::container::{Endpoint, Published, Record};
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
+use berth_network::files::parse_link;
 use berth_network::link;
+use berth_network::ports::{bind_port, take_port, v6_twin};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -320,17 +322,6 @@ pub fn configure(
     Ok(())
 }
 
-/// A `--link` value: `name` or `name:alias` (the docker CLI may send `/name:/me/alias`).
-fn parse_link(l: &str) -> Result<(&str, &str)> {
-    let (t, a) = l.split_once(':').unwrap_or((l, l));
-    let t = t.trim_start_matches('/');
-    let a = a.rsplit('/').next().unwrap_or(a);
-    if t.is_empty() || a.is_empty() {
-        return Err(Error::bad_request(format!("invalid link {l:?}")));
-    }
-    Ok((t, a))
-}
-
 /// Before the bundle is written: an address, MAC and interface names for each bridge
 /// endpoint, and the host ports to publish. Kept in the record (in memory; the start writes
 /// it). On error everything taken is given back.
@@ -430,51 +421,55 @@ fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()
         _ if !n.rec.enable_ipv4 => None,
         _ => return Err(Error::internal(format!("network {name} has no subnet"))),
     };
+    let mut pools = n.pools();
     let ip = match v4 {
         None => None,
         Some(_) => {
-            let mut pool = n.pool();
-            let pool = pool
-                .as_mut()
-                .ok_or_else(|| Error::internal(format!("network {name} has no address pool")))?;
-            Some(if ep.requested_ip.is_empty() {
-                pool.allocate().map_err(net_err)?
+            if !pools.has_v4() {
+                return Err(Error::internal(format!(
+                    "network {name} has no address pool"
+                )));
+            }
+            let want = if ep.requested_ip.is_empty() {
+                None
             } else {
-                let a: Ipv4Addr = ep.requested_ip.parse().map_err(|_| {
+                Some(ep.requested_ip.parse::<Ipv4Addr>().map_err(|_| {
                     Error::bad_request(format!("invalid IPv4 address {}", ep.requested_ip))
-                })?;
-                pool.reserve(a).map_err(net_err)?;
-                a
-            })
+                })?)
+            };
+            Some(pools.request_v4(want).map_err(net_err)?)
         }
     };
     let ip6 = match n.rec.subnet6() {
         None => None,
         Some(s6) => {
-            let taken = match n.pool6().as_mut() {
-                None => Err(Error::internal(format!(
+            let taken = if !pools.has_v6() {
+                Err(Error::internal(format!(
                     "network {name} has no IPv6 address pool"
-                ))),
-                Some(p) if ep.requested_ip6.is_empty() => p.allocate().map_err(net_err),
-                Some(p) => match ep.requested_ip6.parse::<Ipv6Addr>() {
-                    Ok(a) => p.reserve(a).map(|()| a).map_err(net_err),
+                )))
+            } else if ep.requested_ip6.is_empty() {
+                pools.request_v6(None).map_err(net_err)
+            } else {
+                match ep.requested_ip6.parse::<Ipv6Addr>() {
+                    Ok(a) => pools.request_v6(Some(a)).map_err(net_err),
                     Err(_) => Err(Error::bad_request(format!(
                         "invalid IPv6 address {}",
                         ep.requested_ip6
                     ))),
-                },
+                }
             };
             match taken {
                 Ok(a) => Some((a, s6.prefix)),
                 Err(e) => {
-                    if let (Some(p), Some(ip)) = (n.pool().as_mut(), ip) {
-                        p.release(ip);
+                    if let Some(ip) = ip {
+                        pools.release(ip.into());
                     }
                     return Err(e);
                 }
             }
         }
     };
+    drop(pools);
     if let (Some(ip), Some((subnet, gw))) = (ip, v4) {
         ep.ip = ip.to_string();
         ep.prefix = subnet.prefix;
@@ -513,15 +508,12 @@ fn fill(n: &Network, name: &str, ep: &mut Endpoint, ifname: String) -> Result<()
 
 /// Give back the addresses [`fill`] took for `ep` on `n`.
 fn unfill(n: &Network, ep: &Endpoint) {
+    let mut pools = n.pools();
     if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
-        if let Some(p) = n.pool().as_mut() {
-            p.release(ip);
-        }
+        pools.release(ip.into());
     }
     if let Ok(ip) = ep.ip6.parse::<Ipv6Addr>() {
-        if let Some(p) = n.pool6().as_mut() {
-            p.release(ip);
-        }
+        pools.release(ip.into());
     }
 }
 
@@ -630,6 +622,7 @@ pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
     }
     refresh_peers(d, &r);
     d.net
+        .host
         .table
         .add_ports(&port_maps(&r))
         .map_err(|e| Error::internal(format!("publishing ports: {e}")))?;
@@ -689,6 +682,7 @@ async fn connect_one(
         sysctls: endpoint_sysctls(ep)?,
     };
     d.net
+        .host
         .link
         .connect_endpoint(&spec, netns.as_fd())
         .await
@@ -746,7 +740,7 @@ fn release_local(d: &Daemon, c: &Container) {
 /// Undo [`allocate`] and [`wire`]: after the container stopped, or when its start failed.
 pub fn release(d: &Daemon, c: &Container) {
     let r = c.snapshot();
-    if let Err(e) = d.net.table.remove_ports(&port_maps(&r)) {
+    if let Err(e) = d.net.host.table.remove_ports(&port_maps(&r)) {
         tracing::warn!("container {}: unpublishing ports: {e}", c.id);
     }
     // The veths are not deleted here: they go with the container's network namespace when
@@ -769,14 +763,17 @@ pub fn readopt(d: &Daemon, c: &Container) {
         if ip.is_none() && ip6.is_none() {
             continue;
         }
-        if let (Some(a), Some(p)) = (ip, n.pool().as_mut()) {
-            if let Err(e) = p.reserve(a) {
-                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+        {
+            let mut pools = n.pools();
+            if let Some(a) = ip.filter(|_| pools.has_v4()) {
+                if let Err(e) = pools.request_v4(Some(a)) {
+                    tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+                }
             }
-        }
-        if let (Some(a), Some(p)) = (ip6, n.pool6().as_mut()) {
-            if let Err(e) = p.reserve(a) {
-                tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+            if let Some(a) = ip6.filter(|_| pools.has_v6()) {
+                if let Err(e) = pools.request_v6(Some(a)) {
+                    tracing::warn!("container {}: address {a} on {name}: {e}", c.id);
+                }
             }
         }
         if n.rec.has_dns() {
@@ -791,7 +788,7 @@ pub fn readopt(d: &Daemon, c: &Container) {
     let mut fds = Vec::new();
     let mut ports = r.net.ports.clone();
     for p in ports.iter_mut() {
-        if p.proxy_pid != 0 && super::proxy_alive(p) {
+        if p.proxy_pid != 0 && berth_network::service::proxy_alive(p) {
             continue;
         }
         let via_proxy = proxied(d, p.host_ip, p.container_ip6.is_some());
@@ -894,7 +891,7 @@ pub async fn connect(
     if let Err(e) = res {
         unfill(n, &ep);
         n.names.remove(&c.id);
-        let _ = d.net.link.disconnect_endpoint(&ep.host_ifname).await;
+        let _ = d.net.host.link.disconnect_endpoint(&ep.host_ifname).await;
         return Err(e);
     }
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
@@ -930,6 +927,7 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
     }
     if !ep.host_ifname.is_empty() {
         d.net
+            .host
             .link
             .disconnect_endpoint(&ep.host_ifname)
             .await
@@ -949,10 +947,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_and_macs() {
-        assert_eq!(parse_link("web:w").unwrap(), ("web", "w"));
-        assert_eq!(parse_link("/web:/me/w").unwrap(), ("web", "w"));
-        assert_eq!(parse_link("web").unwrap(), ("web", "web"));
+    fn macs() {
         assert_eq!(fmt_mac([2, 0x42, 10, 1, 0, 2]), "02:42:0a:01:00:02");
         assert_eq!(parse_mac("02:42:0a:01:00:02"), Some([2, 0x42, 10, 1, 0, 2]));
         assert_eq!(parse_mac("02:42"), None);

@@ -6,6 +6,7 @@ use super::ports::parse_port_key;
 use crate::container::Record;
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
+use berth_network::files;
 use berth_network::nft::Proto;
 
 /// What the container's spec needs from its networking: the namespace and files of the
@@ -48,25 +49,14 @@ pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpe
     }
 }
 
-/// One `--add-host` entry, `name:ip` or `name=ip` (`[v6]` in brackets allowed);
-/// `host-gateway` stands for the daemon's `host-gateway-ip`, else the default bridge's
-/// gateway (how containers reach the host, `host.docker.internal`).
+/// One `--add-host` entry; `host-gateway` stands for the daemon's `host-gateway-ip`, else the
+/// default bridge's gateway (how containers reach the host, `host.docker.internal`).
 pub fn extra_host(d: &Daemon, entry: &str) -> Result<(String, std::net::IpAddr)> {
-    let bad = || Error::bad_request(format!("invalid IP address in add-host: {entry:?}"));
-    let (name, ip) = entry.split_once([':', '=']).ok_or_else(bad)?;
-    if name.is_empty() {
-        return Err(bad());
-    }
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    let addr = if ip == "host-gateway" {
-        d.net
-            .cfg
-            .host_gateway_ip
-            .unwrap_or(std::net::IpAddr::V4(d.net.cfg.bip.0))
-    } else {
-        ip.parse().map_err(|_| bad())?
-    };
-    Ok((name.to_string(), addr))
+    let cfg = &d.net.host.cfg;
+    let gw = cfg
+        .host_gateway_ip
+        .unwrap_or(std::net::IpAddr::V4(cfg.bip.0));
+    Ok(files::extra_host(entry, gw)?)
 }
 
 /// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
@@ -80,19 +70,14 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
         return Ok(());
     }
     std::fs::write(p.hostname(), format!("{hostname}\n"))?;
-    let mut hosts = String::new();
-    if matches!(m, Mode::Host) {
-        hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        if !hosts.is_empty() && !hosts.ends_with('\n') {
-            hosts.push('\n');
-        }
-    } else {
-        hosts.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
-    }
+    let host_hosts =
+        matches!(m, Mode::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+    let mut extra = Vec::new();
     for entry in h.extra_hosts.iter().flatten() {
-        let (name, ip) = extra_host(d, entry)?;
-        hosts.push_str(&format!("{ip}\t{name}\n"));
+        extra.push(extra_host(d, entry)?);
     }
+    let mut links = Vec::new();
+    let mut own = Vec::new();
     let primary = r.net.endpoints.get(primary_name(&r));
     if let Some(ep) = primary.filter(|e| !e.ip.is_empty() || !e.ip6.is_empty()) {
         // Links on user-defined networks are answered by the embedded DNS instead.
@@ -113,44 +98,34 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
                         r.name
                     ))
                 })?;
-            hosts.push_str(&format!(
-                "{tip}\t{alias} {} {}\n",
-                tr.config.hostname,
-                tr.bare_name()
-            ));
+            links.push(files::LinkHost {
+                ip: tip,
+                alias: alias.to_string(),
+                hostname: tr.config.hostname.clone(),
+                name: tr.bare_name().to_string(),
+            });
         }
-        if !ep.ip.is_empty() {
-            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
-        }
-        if !ep.ip6.is_empty() {
-            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip6));
-        }
+        own.extend(
+            [ep.ip.clone(), ep.ip6.clone()]
+                .into_iter()
+                .filter(|a| !a.is_empty()),
+        );
     }
-    std::fs::write(p.hosts(), hosts)?;
+    std::fs::write(
+        p.hosts(),
+        files::hosts(host_hosts.as_deref(), &extra, &links, &own, hostname),
+    )?;
 
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut nameservers: Vec<String> = Vec::new();
-    let mut search: Vec<String> = Vec::new();
-    let mut options: Vec<String> = Vec::new();
-    for line in host.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("nameserver"), Some(a)) => nameservers.push(a.to_string()),
-            (Some("search" | "domain"), Some(first)) => {
-                search = std::iter::once(first).chain(w).map(String::from).collect()
-            }
-            (Some("options"), Some(first)) => {
-                options = std::iter::once(first).chain(w).map(String::from).collect()
-            }
-            _ => {}
-        }
-    }
-    let own_dns: Vec<String> = h.dns.clone().unwrap_or_default();
-    let daemon_dns: Vec<String> = d.net.cfg.dns.iter().map(|a| a.to_string()).collect();
+    let own_dns = files::DnsSettings {
+        servers: h.dns.clone().unwrap_or_default(),
+        search: h.dns_search.clone().unwrap_or_default(),
+        options: h.dns_options.clone().unwrap_or_default(),
+    };
+    let daemon_dns: Vec<String> = d.net.host.cfg.dns.iter().map(|a| a.to_string()).collect();
     let primary_net = primary.and_then(|e| d.net.find(&e.network_id).ok());
     let embedded = primary_net
         .as_ref()
-        .filter(|n| d.net.serves_dns(n))
+        .filter(|n| n.serves_dns())
         // An IPv6-only network's server is on its IPv6 gateway.
         .map(|n| {
             if n.rec.gateway.is_empty() {
@@ -159,52 +134,23 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
                 n.rec.gateway.clone()
             }
         });
-    match (&m, embedded) {
-        (Mode::Host, _) => {
-            if !own_dns.is_empty() {
-                nameservers = own_dns;
-            } else if !daemon_dns.is_empty() {
-                nameservers = daemon_dns;
-            }
-        }
+    let via = match (&m, embedded) {
+        (Mode::Host, _) => files::Resolver::Host,
         // User-defined networks (and a default bridge whose host resolvers are on
         // loopback) answer through the embedded DNS, which forwards what it does not know.
         (Mode::Bridge, Some(gw))
-            if own_dns.is_empty() || primary_net.as_ref().is_some_and(|n| n.rec.has_dns()) =>
+            if own_dns.servers.is_empty()
+                || primary_net.as_ref().is_some_and(|n| n.rec.has_dns()) =>
         {
-            nameservers = vec![gw];
-            if !options.iter().any(|o| o.starts_with("ndots:")) {
-                options.push("ndots:0".into());
-            }
+            files::Resolver::Embedded(gw)
         }
-        _ => {
-            if !own_dns.is_empty() {
-                nameservers = own_dns;
-            } else if !daemon_dns.is_empty() {
-                nameservers = daemon_dns;
-            } else {
-                // The host's loopback resolvers are unreachable from a namespace of its own.
-                nameservers.retain(|a| !(a.starts_with("127.") || a == "::1"));
-            }
-        }
-    }
-    if let Some(s) = h.dns_search.as_ref().filter(|d| !d.is_empty()) {
-        search = s.clone();
-    }
-    if let Some(o) = h.dns_options.as_ref().filter(|d| !d.is_empty()) {
-        options = o.clone();
-    }
-    let mut out = String::new();
-    for ns in &nameservers {
-        out.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    std::fs::write(p.resolv_conf(), out)?;
+        _ => files::Resolver::Direct,
+    };
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(
+        p.resolv_conf(),
+        files::resolv_conf(&host, &own_dns, &daemon_dns, &via),
+    )?;
     Ok(())
 }
 

@@ -158,6 +158,7 @@ pub async fn create(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: CreateRequest = json_body(&body)?;
+    crate::names::check_len("network", &req.name)?;
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
         d.network_event(&n, "create", None);
