@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dns;
 pub mod driver;
+pub mod endpoint;
 pub mod files;
 pub mod ipam;
 pub mod ipam6;

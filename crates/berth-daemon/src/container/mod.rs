@@ -71,42 +71,8 @@ pub struct NetState {
     pub ports: Vec<Published>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Endpoint {
-    pub network_id: String,
-    pub endpoint_id: String,
-    pub aliases: Vec<String>,
-    /// The address asked for (`--ip`), kept across restarts.
-    pub requested_ip: String,
-    /// `--link` entries (`name:alias`), on the default bridge.
-    pub links: Vec<String>,
-    // While running:
-    pub ip: String,
-    pub prefix: u8,
-    pub gateway: String,
-    pub mac: String,
-    pub host_ifname: String,
-    pub ifname: String,
-    /// Asked for at create or connect, kept across restarts: the MAC address, the IPv6
-    /// address, link-local addresses, driver options and the gateway priority.
-    #[serde(default)]
-    pub requested_mac: String,
-    #[serde(default)]
-    pub requested_ip6: String,
-    #[serde(default)]
-    pub link_local_ips: Vec<String>,
-    #[serde(default)]
-    pub driver_opts: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub gw_priority: i64,
-    /// While running, on IPv6 networks.
-    #[serde(default)]
-    pub ip6: String,
-    #[serde(default)]
-    pub prefix6: u8,
-    #[serde(default)]
-    pub gateway6: String,
-}
+/// A container's endpoint on one network (the network service's type).
+pub use berth_network::endpoint::Endpoint;
 
 /// One published port while the container runs (the network service's type).
 pub use berth_network::ports::Published;

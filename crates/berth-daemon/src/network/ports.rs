@@ -2,13 +2,10 @@
 //! `-p` and `-P`, the NAT entries of what it publishes, userland proxies for them, and how
 //! they show in the container list.
 
-use crate::container::{Published, Record};
-use crate::error::{Error, Result};
-use crate::state::Daemon;
+use crate::container::Record;
+use crate::error::Result;
 use berth_network::nft::PortMap;
 pub use berth_network::ports::{parse_port_key, shown, PortRequest};
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
 
 /// What `-p` and `-P` ask for.
 pub(super) fn wanted_ports(r: &Record) -> Result<Vec<PortRequest>> {
@@ -18,27 +15,6 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<PortRequest>> {
         h.publish_all_ports,
         r.config.exposed_ports.iter().flatten().map(|(k, _)| k),
     )?)
-}
-
-/// Hand a taken host port to a userland proxy (listening first, for TCP).
-pub(super) fn proxy_port(d: &Daemon, id: &str, p: &Published, fd: OwnedFd) -> Result<u32> {
-    if p.proto == berth_network::nft::Proto::Tcp {
-        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
-            .map_err(|e| Error::internal(format!("listening on host port {}: {e}", p.host_port)))?;
-    }
-    Ok(d.net.spawn_proxy(
-        id,
-        p.proto,
-        fd,
-        SocketAddr::new(p.container_ip.into(), p.container_port),
-    )?)
-}
-
-/// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
-/// IPv6 host address that is not NATed to the container's IPv6 address (`nat6`: the
-/// container has one and the host address is not `::1`, which NAT cannot reach).
-pub(super) fn proxied(d: &Daemon, host_ip: Option<IpAddr>, nat6: bool) -> bool {
-    d.net.host.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6() && !nat6)
 }
 
 /// The NAT entries of the container's published ports.

@@ -5,13 +5,14 @@
 //! the daemon, and emits no events (callers do, after its calls).
 
 pub mod create;
+pub mod endpoint;
+pub mod publish;
 
 use crate::driver::{self, Driver, HostNet};
 use crate::ipam::Subnet;
 use crate::ipam_driver::{DefaultIpam, Ipam, Pools};
 use crate::link::Netlink;
-use crate::nft::{self, Proto};
-use crate::ports::Published;
+use crate::nft;
 use crate::record::NetworkRecord;
 use crate::{config::NetConfig, dns, Error, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -353,104 +354,6 @@ impl NetworkService {
         let rules: Vec<_> = self.all().iter().filter_map(|n| n.rec.rules()).collect();
         self.host.table.rebuild(&rules, ports)
     }
-
-    pub fn hold_ports(&self, id: &str, fds: Vec<OwnedFd>) {
-        if !fds.is_empty() {
-            self.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(id.to_string())
-                .or_default()
-                .extend(fds);
-        }
-    }
-
-    pub fn drop_ports(&self, id: &str) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
-
-    /// Start a userland proxy for a published port on the socket `fd` (bound, listening for
-    /// TCP); it gets the socket as fd 3 and outlives a restart of the daemon.
-    pub fn spawn_proxy(
-        &self,
-        id: &str,
-        proto: Proto,
-        fd: OwnedFd,
-        target: SocketAddr,
-    ) -> Result<u32> {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe()?;
-        let raw = fd.as_raw_fd();
-        let mut cmd = std::process::Command::new(exe);
-        cmd.args(["userland-proxy", proto.as_str(), &target.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0);
-        // SAFETY: between fork and exec only dup2, which is async-signal-safe, runs; it puts
-        // the socket on fd 3 without close-on-exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(raw, crate::proxy::LISTEN_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::Internal(format!("starting userland-proxy: {e}")))?;
-        drop(fd);
-        let pid = child.id();
-        self.proxies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.to_string())
-            .or_default()
-            .push(child);
-        Ok(pid)
-    }
-
-    /// Stop a container's userland proxies: those this process started are killed and reaped,
-    /// others (started before a restart) are killed by pid once their command line proves
-    /// they are a berth proxy for the port.
-    pub fn stop_proxies(&self, id: &str, ports: &[Published]) {
-        let mine = self
-            .proxies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
-            .unwrap_or_default();
-        let mine_pids: Vec<u32> = mine.iter().map(|c| c.id()).collect();
-        for mut c in mine {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for p in ports {
-            if p.proxy_pid == 0 || mine_pids.contains(&p.proxy_pid) {
-                continue;
-            }
-            if proxy_alive(p) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.proxy_pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
-/// Whether the recorded proxy of a port still runs (its pid is a berth userland-proxy for
-/// that container address).
-pub fn proxy_alive(p: &Published) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.proxy_pid)).unwrap_or_default();
-    let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    text.contains("userland-proxy")
-        && text.contains(&format!("{}:{}", p.container_ip, p.container_port))
 }
 
 #[cfg(test)]
