@@ -1,6 +1,7 @@
-//! Endpoints: a sandbox's attachment to one network. The [`Endpoint`] type (what was asked at
-//! create or connect, and the addresses, MAC and interface names while it runs, as the
-//! container record keeps it), the [`Sandbox`] an endpoint belongs to, and the pure rules
+//! Endpoints: a sandbox's attachment to one network. [`EndpointConfig`] is what was asked at
+//! create or connect (the container's configuration, kept in its record); [`Endpoint`] adds
+//! the addresses, MAC and interface names it has while it runs (the service's state). Also
+//! the [`Sandbox`] an endpoint belongs to, and the pure rules
 //! over them: configuration checks, MAC addresses, per-interface sysctls, interface order,
 //! which endpoint routes, and the DNS names. No I/O; the service applies them.
 
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A sandbox: a container's network namespace as the service knows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sandbox {
     /// The container's id.
     pub id: String,
@@ -25,7 +26,32 @@ pub struct Sandbox {
     pub primary: String,
 }
 
-/// A sandbox's endpoint on one network, as kept in the container's record.
+/// What a sandbox asked of its endpoint on one network, at create or connect, kept across
+/// restarts (by the container's record).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub aliases: Vec<String>,
+    /// The address asked for (`--ip`).
+    pub requested_ip: String,
+    /// `--link` entries (`name:alias`).
+    pub links: Vec<String>,
+    /// The MAC address, the IPv6 address, link-local addresses, driver options and the
+    /// gateway priority asked for.
+    #[serde(default)]
+    pub requested_mac: String,
+    #[serde(default)]
+    pub requested_ip6: String,
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gw_priority: i64,
+}
+
+/// A sandbox's endpoint on one network: its configuration and, while it runs, what it got.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Endpoint {
     pub network_id: String,
@@ -198,16 +224,17 @@ pub fn link_local_prefix(a: IpAddr) -> u8 {
     }
 }
 
-/// A new endpoint on `n` from its configuration (checked), with a fresh `endpoint_id`.
+/// A new endpoint configuration on `n` from what was asked (checked), with a fresh
+/// `endpoint_id`.
 pub fn new_endpoint(
     n: &NetworkRecord,
     ep: Option<&EndpointSettings>,
     endpoint_id: String,
-) -> Result<Endpoint> {
+) -> Result<EndpointConfig> {
     let ep = ep.cloned().unwrap_or_default();
     check_config(n, &ep)?;
     let ipam = ep.ipam_config.unwrap_or_default();
-    Ok(Endpoint {
+    Ok(EndpointConfig {
         network_id: n.id.clone(),
         endpoint_id,
         aliases: ep.aliases.unwrap_or_default(),
@@ -218,27 +245,47 @@ pub fn new_endpoint(
         driver_opts: ep.driver_opts.unwrap_or_default(),
         gw_priority: ep.gw_priority,
         links: Vec::new(),
-        ..Endpoint::default()
     })
 }
 
 impl Endpoint {
-    /// Forget what it had while running (addresses, MAC, interface names).
-    pub fn clear_live(&mut self) {
-        self.ip.clear();
-        self.prefix = 0;
-        self.gateway.clear();
-        self.ip6.clear();
-        self.prefix6 = 0;
-        self.gateway6.clear();
-        self.mac.clear();
-        self.host_ifname.clear();
-        self.ifname.clear();
+    /// An endpoint with this configuration and nothing taken yet.
+    pub fn configured(c: &EndpointConfig) -> Endpoint {
+        Endpoint {
+            network_id: c.network_id.clone(),
+            endpoint_id: c.endpoint_id.clone(),
+            aliases: c.aliases.clone(),
+            requested_ip: c.requested_ip.clone(),
+            links: c.links.clone(),
+            requested_mac: c.requested_mac.clone(),
+            requested_ip6: c.requested_ip6.clone(),
+            link_local_ips: c.link_local_ips.clone(),
+            driver_opts: c.driver_opts.clone(),
+            gw_priority: c.gw_priority,
+            ..Endpoint::default()
+        }
+    }
+
+    /// This configuration with what `live` has while running (addresses, MAC, interfaces).
+    pub fn with_live(c: &EndpointConfig, live: Option<&Endpoint>) -> Endpoint {
+        let mut e = Endpoint::configured(c);
+        if let Some(l) = live {
+            e.ip = l.ip.clone();
+            e.prefix = l.prefix;
+            e.gateway = l.gateway.clone();
+            e.mac = l.mac.clone();
+            e.host_ifname = l.host_ifname.clone();
+            e.ifname = l.ifname.clone();
+            e.ip6 = l.ip6.clone();
+            e.prefix6 = l.prefix6;
+            e.gateway6 = l.gateway6.clone();
+        }
+        e
     }
 }
 
 /// Endpoints in interface order: the `primary` network first, then the others by name.
-pub fn ordered(primary: &str, endpoints: &BTreeMap<String, Endpoint>) -> Vec<String> {
+pub fn ordered<V>(primary: &str, endpoints: &BTreeMap<String, V>) -> Vec<String> {
     let mut names: Vec<String> = endpoints
         .keys()
         .filter(|k| *k != primary)

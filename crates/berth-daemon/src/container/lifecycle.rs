@@ -1300,13 +1300,7 @@ pub async fn restore(d: &Arc<Daemon>) -> Result<Vec<Arc<Container>>> {
     // the daemon was down).
     d.volumes.sweep();
     // The table is made again from what runs now: no duplicate, nothing stale.
-    let ports: Vec<_> = d
-        .all()
-        .iter()
-        .filter(|c| c.rec().is_running())
-        .flat_map(|c| crate::network::ports::port_maps(&c.rec()))
-        .collect();
-    d.net.rebuild_table(&ports).map_err(|e| {
+    d.net.finish_restore().map_err(|e| {
         Error::internal(format!("nftables table {}: {}", d.net.host.table.name(), e))
     })?;
     Ok(stopped

@@ -61,21 +61,17 @@ pub struct Record {
     pub remapped_root: Option<(u32, u32)>,
 }
 
-/// A container's networking: its endpoint on each network it is connected to (kept while
-/// stopped, as Docker does; addresses only while running) and the ports it publishes.
+/// A container's networking as it asked for it: its endpoint on each network it is connected
+/// to (kept while stopped, as Docker does). What they get while running (addresses, ports)
+/// is the network service's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetState {
     /// By network name.
-    pub endpoints: std::collections::BTreeMap<String, Endpoint>,
-    /// Host ports held while the container runs.
-    pub ports: Vec<Published>,
+    pub endpoints: std::collections::BTreeMap<String, EndpointConfig>,
 }
 
-/// A container's endpoint on one network (the network service's type).
-pub use berth_network::endpoint::Endpoint;
-
-/// One published port while the container runs (the network service's type).
-pub use berth_network::ports::Published;
+/// What a container asked of its endpoint on one network (the network service's type).
+pub use berth_network::endpoint::EndpointConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateRecord {

@@ -6,14 +6,13 @@
 
 use super::ports::wanted_ports;
 use super::{net_err, Network};
-use crate::container::{Endpoint, Record};
+use crate::container::Record;
 use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
-use berth_network::endpoint::{check_mac, ordered, router, Sandbox};
+use berth_network::endpoint::{check_mac, Endpoint, Sandbox};
 use berth_network::files::parse_link;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -174,105 +173,53 @@ pub fn configure(
 }
 
 /// Before the bundle is written: an address, MAC and interface names for each bridge
-/// endpoint, and the host ports to publish. Kept in the record (in memory; the start writes
-/// it). On error everything taken is given back.
+/// endpoint, and the host ports to publish, taken by the network service (which keeps
+/// them). On error everything taken is given back.
 pub fn allocate(d: &Daemon, c: &Container) -> Result<()> {
-    let res = allocate_inner(d, c);
-    if res.is_err() {
-        release_local(d, c);
-    }
-    res
-}
-
-fn allocate_inner(d: &Daemon, c: &Container) -> Result<()> {
     let r = c.snapshot();
     if !matches!(mode(&r), Mode::Bridge) {
         return Ok(());
     }
-    let order = ordered(primary_name(&r), &r.net.endpoints);
-    let mut filled = Vec::new();
-    for (i, name) in order.iter().enumerate() {
-        let Some(ep) = r.net.endpoints.get(name) else {
-            continue;
-        };
-        let n = d.net.find(&ep.network_id).map_err(|_| {
-            Error::not_found(format!(
-                "network {name} not found (it was removed while the container was stopped)"
-            ))
-        })?;
-        let mut ep = ep.clone();
-        d.net.take_addresses(&n, name, &mut ep, format!("eth{i}"))?;
-        // Recorded at once, so a failure further on gives this address back.
-        c.rec().net.endpoints.insert(name.clone(), ep.clone());
-        filled.push(ep);
-    }
     let wanted = wanted_ports(&r)?;
-    let target = filled.first().and_then(|e| e.ip.parse::<Ipv4Addr>().ok());
-    let target6 = filled.first().and_then(|e| e.ip6.parse::<Ipv6Addr>().ok());
-    c.rec().net.ports = d.net.publish(&c.id, &wanted, target, target6)?;
-    Ok(())
+    Ok(d.net.allocate(sandbox(&r), &r.net.endpoints, &wanted)?)
 }
 
 /// Once the container's init exists (`pid`): its veths, its DNS names, its published ports.
 pub async fn wire(d: &Daemon, c: &Container, pid: i32) -> Result<()> {
-    let r = c.snapshot();
-    if !matches!(mode(&r), Mode::Bridge) {
+    if !matches!(mode(&c.snapshot()), Mode::Bridge) {
         return Ok(());
     }
     let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| Error::internal(format!("network namespace of the container: {e}")))?;
-    let sb = sandbox(&r);
-    let routes = router(&sb.primary, &r.net.endpoints);
-    for name in ordered(&sb.primary, &r.net.endpoints) {
-        let Some(ep) = r.net.endpoints.get(&name) else {
-            continue;
-        };
-        if ep.ip.is_empty() && ep.ip6.is_empty() {
-            continue;
-        }
-        let routes = routes.as_ref() == Some(&name);
-        d.net.join(&sb, &name, ep, netns.as_fd(), routes).await?;
-    }
-    d.net.refresh_peers(&r.id, &r.net.endpoints);
-    d.net.add_port_rules(&r.net.ports)?;
-    Ok(())
-}
-
-/// Give back what [`allocate`] took, in memory only (addresses, held ports).
-fn release_local(d: &Daemon, c: &Container) {
-    let ports = c.rec().net.ports.clone();
-    d.net.unpublish(&c.id, &ports);
-    let mut r = c.rec();
-    for ep in r.net.endpoints.values_mut() {
-        if let Ok(n) = d.net.find(&ep.network_id) {
-            d.net.leave(&n, &c.id, ep);
-        }
-        ep.clear_live();
-    }
-    r.net.ports.clear();
+    Ok(d.net.wire(&c.id, netns.as_fd()).await?)
 }
 
 /// Undo [`allocate`] and [`wire`]: after the container stopped, or when its start failed.
 pub fn release(d: &Daemon, c: &Container) {
-    let r = c.snapshot();
-    if let Err(e) = d.net.remove_port_rules(&r.net.ports) {
-        tracing::warn!("container {}: unpublishing ports: {e}", c.id);
-    }
     // The veths are not deleted here: they go with the container's network namespace when
     // its last process is gone, which the kernel does in one batch. Deleting them one by one
     // holds the rtnl lock through RCU grace periods and delayed the next container's wiring
     // by 10–30 ms (measured); addresses are not handed out again soon (see ipam::Pool).
-    release_local(d, c);
+    d.net.release(&c.id);
 }
 
-/// A container that kept running across a daemon restart: its addresses, names and host
-/// ports are taken again (the table is rebuilt once all are back).
+/// A container that kept running across a daemon restart: the network service takes its
+/// addresses, names and host ports again (the table is rebuilt once all are back).
 pub fn readopt(d: &Daemon, c: &Container) {
-    let r = c.snapshot();
-    d.net.readopt_endpoints(&sandbox(&r), &r.net.endpoints);
-    let mut ports = r.net.ports.clone();
-    d.net.readopt_ports(&c.id, &mut ports);
-    c.rec().net.ports = ports;
+    d.net.readopt(&c.id);
+}
+
+/// The container's endpoints by network name: what it asked for, with what each has while
+/// it runs (from the network service).
+pub fn endpoints(d: &Daemon, r: &Record) -> BTreeMap<String, Endpoint> {
+    r.net
+        .endpoints
+        .iter()
+        .map(|(name, cfg)| {
+            let live = d.net.live_endpoint(&r.id, name);
+            (name.clone(), Endpoint::with_live(cfg, live.as_ref()))
+        })
+        .collect()
 }
 
 /// `POST /networks/{id}/connect`.
@@ -333,37 +280,13 @@ pub async fn connect(
         }
         return Ok(());
     }
-    let used: Vec<String> = r.net.endpoints.values().map(|e| e.ifname.clone()).collect();
-    let ifname = (0..)
-        .map(|i| format!("eth{i}"))
-        .find(|n| !used.contains(n))
-        .unwrap_or_else(|| "eth9".into());
-    d.net.take_addresses(n, &n.rec.name, &mut ep, ifname)?;
-    // The new endpoint takes the default route when none has one or it outranks them all.
-    let routes = r
-        .net
-        .endpoints
-        .values()
-        .filter(|e| !e.gateway.is_empty() || !e.gateway6.is_empty())
-        .all(|e| ep.gw_priority > e.gw_priority);
-    let netns = std::fs::File::open(format!("/proc/{}/ns/net", r.state.pid));
-    let res = match netns {
-        Ok(f) => d
-            .net
-            .join(&sandbox(&r), &n.rec.name, &ep, f.as_fd(), routes)
-            .await
-            .map_err(net_err),
-        Err(e) => Err(Error::internal(format!(
-            "network namespace of the container: {e}"
-        ))),
-    };
-    if let Err(e) = res {
-        d.net.leave(n, &c.id, &ep);
-        let _ = d.net.unplug(&ep).await;
-        return Err(e);
-    }
+    let netns = std::fs::File::open(format!("/proc/{}/ns/net", r.state.pid))
+        .map_err(|e| Error::internal(format!("network namespace of the container: {e}")))?;
+    d.net
+        .connect(&sandbox(&r), n, &ep, netns.as_fd())
+        .await
+        .map_err(net_err)?;
     c.rec().net.endpoints.insert(n.rec.name.clone(), ep);
-    d.net.refresh_peers(&c.id, &c.snapshot().net.endpoints);
     // Wired already: the record follows (retried if it cannot be written now).
     c.update_state(|_| {});
     d.network_event(n, "connect", Some(&c.id));
@@ -374,7 +297,7 @@ pub async fn connect(
 pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -> Result<()> {
     let _op = c.op.lock().await;
     let r = c.snapshot();
-    let Some(ep) = r.net.endpoints.get(&n.rec.name).cloned() else {
+    if !r.net.endpoints.contains_key(&n.rec.name) {
         return Err(Error(berth_api::ApiError::new(
             403,
             format!(
@@ -383,7 +306,7 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
                 n.rec.name
             ),
         )));
-    };
+    }
     if !n.driver.connectable() && r.is_running() {
         return Err(Error(berth_api::ApiError::new(
             403,
@@ -393,10 +316,8 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
             ),
         )));
     }
-    d.net.unplug(&ep).await?;
-    d.net.leave(n, &c.id, &ep);
+    d.net.disconnect(&c.id, n).await?;
     c.rec().net.endpoints.remove(&n.rec.name);
-    d.net.refresh_peers(&c.id, &c.snapshot().net.endpoints);
     c.update_state(|_| {});
     d.network_event(n, "disconnect", Some(&c.id));
     Ok(())

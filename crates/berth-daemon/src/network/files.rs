@@ -1,7 +1,7 @@
 //! A container's /etc/hostname, /etc/hosts and /etc/resolv.conf, the `--link` variables, and
 //! what `container:` mode takes from the other container.
 
-use super::endpoint::{mode, primary_name, Mode};
+use super::endpoint::{endpoints, mode, primary_name, Mode};
 use super::ports::parse_port_key;
 use crate::container::Record;
 use crate::error::{Error, Result};
@@ -78,7 +78,8 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     }
     let mut links = Vec::new();
     let mut own = Vec::new();
-    let primary = r.net.endpoints.get(primary_name(&r));
+    let eps = endpoints(d, &r);
+    let primary = eps.get(primary_name(&r));
     if let Some(ep) = primary.filter(|e| !e.ip.is_empty() || !e.ip6.is_empty()) {
         // Links on user-defined networks are answered by the embedded DNS instead.
         let on_default = primary_name(&r) == "bridge";
@@ -86,9 +87,7 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
             let (target, alias) = l.split_once(':').unwrap_or((l, l));
             let t = d.find(target)?;
             let tr = t.snapshot();
-            let tip = tr
-                .net
-                .endpoints
+            let tip = endpoints(d, &tr)
                 .get("bridge")
                 .map(|e| e.ip.clone())
                 .filter(|ip| !ip.is_empty())
@@ -165,7 +164,7 @@ pub fn link_env(d: &Daemon, r: &Record) -> Vec<String> {
         let (target, alias) = l.split_once(':').unwrap_or((l, l));
         let Ok(t) = d.find(target) else { continue };
         let tr = t.snapshot();
-        let Some(ip) = tr.net.endpoints.get("bridge").map(|e| e.ip.clone()) else {
+        let Some(ip) = endpoints(d, &tr).get("bridge").map(|e| e.ip.clone()) else {
             continue;
         };
         let prefix: String = alias

@@ -4,7 +4,7 @@
 
 use crate::container::Record;
 use crate::error::Result;
-use berth_network::nft::PortMap;
+use crate::state::Daemon;
 pub use berth_network::ports::{parse_port_key, shown, PortRequest};
 
 /// What `-p` and `-P` ask for.
@@ -17,22 +17,21 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<PortRequest>> {
     )?)
 }
 
-/// The NAT entries of the container's published ports.
-pub fn port_maps(r: &Record) -> Vec<PortMap> {
-    berth_network::ports::port_maps(&r.net.ports)
-}
-
 /// The `Ports` of a container list row.
-pub fn summary_ports(r: &Record) -> Vec<berth_api::container::PortSummary> {
+pub fn summary_ports(d: &Daemon, r: &Record) -> Vec<berth_api::container::PortSummary> {
     let mut out = Vec::new();
     let running = r.is_running();
+    let ports = if running {
+        d.net.ports_of(&r.id)
+    } else {
+        Vec::new()
+    };
     for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
         let Ok((port, proto)) = parse_port_key(key) else {
             continue;
         };
         let published = running
-            && r.net
-                .ports
+            && ports
                 .iter()
                 .any(|p| p.container_port == port && p.proto == proto);
         if !published {
@@ -45,7 +44,7 @@ pub fn summary_ports(r: &Record) -> Vec<berth_api::container::PortSummary> {
         }
     }
     if running {
-        for p in &r.net.ports {
+        for p in &ports {
             out.push(berth_api::container::PortSummary {
                 ip: Some(shown(p.host_ip).to_string()),
                 private_port: p.container_port,

@@ -271,7 +271,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         image_id: r.image_id.clone(),
         command: command_line(r),
         created: created_unix(r),
-        ports: crate::network::ports::summary_ports(r),
+        ports: crate::network::ports::summary_ports(d, r),
         size_rw: size,
         size_root_fs: size.map(|s| {
             s + d
@@ -403,10 +403,8 @@ pub async fn inspect(
     let mut out = inspect_record(&d, &c, q.bool("size"));
     if version.is_some_and(|v| v.0 .0 < berth_api::version::ApiVersion(1, 44)) {
         let r = c.snapshot();
-        let primary = r
-            .net
-            .endpoints
-            .get(crate::network::endpoint::primary_name(&r));
+        let eps = crate::network::endpoint::endpoints(&d, &r);
+        let primary = eps.get(crate::network::endpoint::primary_name(&r));
         if let Some(ep) = primary {
             let mac = if ep.mac.is_empty() {
                 &ep.requested_mac

@@ -23,7 +23,8 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         if !cr.is_running() {
             continue;
         }
-        if let Some(ep) = cr.net.endpoints.values().find(|e| e.network_id == r.id) {
+        let eps = crate::network::endpoint::endpoints(d, &cr);
+        if let Some(ep) = eps.values().find(|e| e.network_id == r.id) {
             containers.insert(
                 cr.id.clone(),
                 NetworkContainer {

@@ -5,7 +5,7 @@
 use super::{random_id, Network, NetworkService};
 use crate::endpoint::{
     dns_keys, endpoint_sysctls, fmt_mac, link_local_prefix, link_names, parse_mac, Endpoint,
-    Sandbox,
+    EndpointConfig, Sandbox,
 };
 use crate::{link, Error, Result};
 use berth_api::network::EndpointSettings;
@@ -15,14 +15,18 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 impl NetworkService {
-    /// A new endpoint on `n` for what was asked at create or connect (checked).
-    pub fn endpoint(&self, n: &Network, settings: Option<&EndpointSettings>) -> Result<Endpoint> {
+    /// A new endpoint configuration on `n` for what was asked at create or connect (checked).
+    pub fn endpoint(
+        &self,
+        n: &Network,
+        settings: Option<&EndpointSettings>,
+    ) -> Result<EndpointConfig> {
         crate::endpoint::new_endpoint(&n.rec, settings, random_id()?)
     }
 
     /// Addresses (IPv4, and IPv6 on an IPv6 network), MAC and interface names for endpoint `ep`
     /// on network `n` (named `name`), to be wired as `ifname`. On error nothing stays taken.
-    pub fn take_addresses(
+    pub(crate) fn take_addresses(
         &self,
         n: &Network,
         name: &str,
@@ -121,7 +125,7 @@ impl NetworkService {
     }
 
     /// Give back the addresses [`Self::take_addresses`] took for `ep` on `n`.
-    pub fn give_back(&self, n: &Network, ep: &Endpoint) {
+    pub(crate) fn give_back(&self, n: &Network, ep: &Endpoint) {
         let mut pools = n.pools();
         if let Ok(ip) = ep.ip.parse::<Ipv4Addr>() {
             pools.release(ip.into());
@@ -133,7 +137,7 @@ impl NetworkService {
 
     /// Plug endpoint `ep` (on the network named `name`, addresses taken) into the sandbox's
     /// namespace `netns`, with the default route if `routes`, and give it its DNS names.
-    pub async fn join(
+    pub(crate) async fn join(
         &self,
         sb: &Sandbox,
         name: &str,
@@ -215,7 +219,7 @@ impl NetworkService {
     }
 
     /// Unplug an endpoint from its sandbox (its veth goes; nothing to do if it was not wired).
-    pub async fn unplug(&self, ep: &Endpoint) -> Result<()> {
+    pub(crate) async fn unplug(&self, ep: &Endpoint) -> Result<()> {
         if ep.host_ifname.is_empty() {
             return Ok(());
         }
@@ -223,14 +227,14 @@ impl NetworkService {
     }
 
     /// The sandbox leaves network `n`: the endpoint's addresses and DNS names go.
-    pub fn leave(&self, n: &Network, id: &str, ep: &Endpoint) {
+    pub(crate) fn leave(&self, n: &Network, id: &str, ep: &Endpoint) {
         self.give_back(n, ep);
         n.names.remove(id);
     }
 
     /// Each DNS network of the container also answers it with the names of its other networks
     /// (a container resolves names on every network it is attached to).
-    pub fn refresh_peers(&self, id: &str, endpoints: &BTreeMap<String, Endpoint>) {
+    pub(crate) fn refresh_peers(&self, id: &str, endpoints: &BTreeMap<String, Endpoint>) {
         let nets: Vec<(Arc<Network>, Ipv4Addr)> = endpoints
             .values()
             .filter_map(|ep| {
@@ -247,7 +251,7 @@ impl NetworkService {
 
     /// A sandbox that kept running across a restart: its endpoints' addresses and DNS names
     /// are taken again.
-    pub fn readopt_endpoints(&self, sb: &Sandbox, endpoints: &BTreeMap<String, Endpoint>) {
+    pub(crate) fn readopt_endpoints(&self, sb: &Sandbox, endpoints: &BTreeMap<String, Endpoint>) {
         for (name, ep) in endpoints {
             let Ok(n) = self.find(&ep.network_id) else {
                 continue;

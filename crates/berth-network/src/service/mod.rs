@@ -7,6 +7,7 @@
 pub mod create;
 pub mod endpoint;
 pub mod publish;
+pub mod sandbox;
 
 use crate::driver::{self, Driver, HostNet};
 use crate::ipam::Subnet;
@@ -62,6 +63,12 @@ pub struct NetworkService {
     proxies: Mutex<HashMap<String, Vec<std::process::Child>>>,
     /// Serializes network create and remove.
     admin: tokio::sync::Mutex<()>,
+    /// Live sandboxes' endpoints and ports, by container id (see [`sandbox`]).
+    sandboxes: Mutex<HashMap<String, sandbox::SandboxState>>,
+    /// Sandboxes read from disk at open, until the daemon says which are alive.
+    loaded: Mutex<HashMap<String, sandbox::SandboxState>>,
+    /// `<data-root>/network/endpoints/`: one file per live sandbox.
+    sb_dir: PathBuf,
 }
 
 /// Whether the host only has resolvers on loopback, which containers cannot reach.
@@ -140,6 +147,8 @@ impl NetworkService {
             .map_err(|e| e.to_string())?;
         let dir = data_root.join("networks");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sb_dir = data_root.join("network").join("endpoints");
+        std::fs::create_dir_all(&sb_dir).map_err(|e| format!("{}: {e}", sb_dir.display()))?;
         if nc.ip_forward {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
         }
@@ -163,6 +172,9 @@ impl NetworkService {
             drivers: driver::builtin(),
             ipam: Arc::new(DefaultIpam),
             held: Mutex::new(HashMap::new()),
+            sandboxes: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(sandbox::load(&sb_dir)),
+            sb_dir,
             proxies: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
         };

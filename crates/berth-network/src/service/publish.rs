@@ -35,7 +35,7 @@ impl NetworkService {
 
     /// Take host ports for container `id`'s port requests, to its first endpoint's addresses
     /// (`target`, and `target6` if it has an IPv6 one). On error nothing stays taken.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         id: &str,
         wanted: &[PortRequest],
@@ -116,7 +116,7 @@ impl NetworkService {
     }
 
     /// The NAT rules of published ports, once the sandbox's endpoints are wired.
-    pub fn add_port_rules(&self, ports: &[Published]) -> Result<()> {
+    pub(crate) fn add_port_rules(&self, ports: &[Published]) -> Result<()> {
         self.host
             .table
             .add_ports(&port_maps(ports))
@@ -124,19 +124,19 @@ impl NetworkService {
     }
 
     /// Remove the NAT rules of published ports.
-    pub fn remove_port_rules(&self, ports: &[Published]) -> Result<()> {
+    pub(crate) fn remove_port_rules(&self, ports: &[Published]) -> Result<()> {
         self.host.table.remove_ports(&port_maps(ports))
     }
 
     /// Give back container `id`'s host ports: the held sockets close, its proxies stop.
-    pub fn unpublish(&self, id: &str, ports: &[Published]) {
+    pub(crate) fn unpublish(&self, id: &str, ports: &[Published]) {
         self.drop_ports(id);
         self.stop_proxies(id, ports);
     }
 
     /// A container that kept running across a restart: its host ports are held again (a
     /// proxy still running keeps serving; one that is gone is started again).
-    pub fn readopt_ports(&self, id: &str, ports: &mut [Published]) {
+    pub(crate) fn readopt_ports(&self, id: &str, ports: &mut [Published]) {
         let mut fds = Vec::new();
         for p in ports.iter_mut() {
             if p.proxy_pid != 0 && proxy_alive(p) {
