@@ -12,6 +12,7 @@ use crate::state::{Container, Daemon};
 use berth_api::network::EndpointSettings;
 use berth_network::endpoint::{check_mac, Endpoint, Sandbox};
 use berth_network::files::parse_link;
+use berth_network::service::sandbox::SandboxState;
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -204,9 +205,46 @@ pub fn release(d: &Daemon, c: &Container) {
 }
 
 /// A container that kept running across a daemon restart: the network service takes its
-/// addresses, names and host ports again (the table is rebuilt once all are back).
+/// addresses, names and host ports again (the table is rebuilt once all are back). One
+/// started by a daemon that kept them in the container's record has them handed over from
+/// there.
 pub fn readopt(d: &Daemon, c: &Container) {
-    d.net.readopt(&c.id);
+    let handed = if d.net.kept(&c.id) {
+        None
+    } else {
+        std::fs::read(c.paths.record())
+            .ok()
+            .and_then(|b| legacy_state(&b, sandbox(&c.snapshot())))
+    };
+    d.net.readopt(&c.id, handed);
+}
+
+/// What a record written before the network service kept sandboxes holds of a running
+/// container's networking: endpoints with their addresses, and published ports.
+fn legacy_state(record: &[u8], sandbox: Sandbox) -> Option<SandboxState> {
+    #[derive(serde::Deserialize)]
+    struct Old {
+        net: OldNet,
+    }
+    #[derive(serde::Deserialize)]
+    struct OldNet {
+        #[serde(default)]
+        endpoints: BTreeMap<String, Endpoint>,
+        #[serde(default)]
+        ports: Vec<berth_network::ports::Published>,
+    }
+    let old: Old = serde_json::from_slice(record).ok()?;
+    let endpoints: BTreeMap<String, Endpoint> = old
+        .net
+        .endpoints
+        .into_iter()
+        .filter(|(_, e)| !e.ip.is_empty() || !e.ip6.is_empty())
+        .collect();
+    (!endpoints.is_empty() || !old.net.ports.is_empty()).then_some(SandboxState {
+        sandbox,
+        endpoints,
+        ports: old.net.ports,
+    })
 }
 
 /// The container's endpoints by network name: what it asked for, with what each has while
@@ -321,4 +359,35 @@ pub async fn disconnect(d: &Arc<Daemon>, n: &Arc<Network>, c: &Arc<Container>) -
     c.update_state(|_| {});
     d.network_event(n, "disconnect", Some(&c.id));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hands_over_what_an_older_record_kept() {
+        let old = br#"{"net":{"endpoints":{
+            "bridge":{"network_id":"n1","endpoint_id":"e","aliases":[],"requested_ip":"",
+                "links":[],"ip":"10.222.0.5","prefix":16,"gateway":"10.222.0.1",
+                "mac":"02:42:0a:de:00:05","host_ifname":"veth1","ifname":"eth0"},
+            "other":{"network_id":"n2","endpoint_id":"f","aliases":[],"requested_ip":"",
+                "links":[],"ip":"","prefix":0,"gateway":"","mac":"","host_ifname":"","ifname":""}},
+            "ports":[{"proto":"tcp","host_ip":null,"host_port":8080,
+                "container_ip":"10.222.0.5","container_port":80}]}}"#;
+        let sb = Sandbox {
+            id: "c1".into(),
+            ..Sandbox::default()
+        };
+        let st = legacy_state(old, sb.clone()).unwrap();
+        assert_eq!(st.sandbox, sb);
+        assert_eq!(st.endpoints.len(), 1);
+        assert_eq!(st.endpoints["bridge"].ip, "10.222.0.5");
+        assert_eq!(st.endpoints["bridge"].host_ifname, "veth1");
+        assert_eq!(st.ports[0].host_port, 8080);
+        // A record of this daemon (configuration only) hands nothing over.
+        let new = br#"{"net":{"endpoints":{"bridge":{"network_id":"n1","endpoint_id":"e",
+            "aliases":[],"requested_ip":"","links":[]}}}}"#;
+        assert!(legacy_state(new, sb).is_none());
+    }
 }

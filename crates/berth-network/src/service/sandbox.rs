@@ -275,21 +275,37 @@ impl NetworkService {
         Ok(())
     }
 
+    /// Whether the service kept state for sandbox `id` (read at open, not yet readopted).
+    pub fn kept(&self, id: &str) -> bool {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
     /// At boot, for each sandbox the daemon found alive: its addresses, DNS names and host
-    /// ports are taken again from what the service kept (before anything new starts).
-    pub fn readopt(&self, id: &str) {
-        let Some(mut st) = self
+    /// ports are taken again from what the service kept (before anything new starts), or from
+    /// `handed` when it kept nothing (a sandbox started by a daemon that kept this state in
+    /// the container's record).
+    pub fn readopt(&self, id: &str, handed: Option<SandboxState>) {
+        let kept = self
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
-        else {
+            .remove(id);
+        let changed = kept.is_none();
+        let Some(mut st) = kept.or(handed) else {
             return;
         };
         self.readopt_endpoints(&st.sandbox, &st.endpoints);
+        let before = st.ports.clone();
         self.readopt_ports(id, &mut st.ports);
+        let changed = changed || st.ports != before;
         self.sandboxes().insert(id.to_string(), st);
-        self.save_sandbox(id);
+        // Boot writes only what changed (a proxy started again, state handed over).
+        if changed {
+            self.save_sandbox(id);
+        }
     }
 
     /// At boot, once every live sandbox was readopted: the state of the others goes, and the
