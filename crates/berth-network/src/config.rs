@@ -1,5 +1,6 @@
 //! The service's settings: the default bridge and container networking in general, as the
-//! daemon's configuration gives them. Owns no state; read by the service and its drivers.
+//! daemon's configuration gives them. Owns no state and reads no file; read by the service
+//! and its drivers.
 
 use serde::Deserialize;
 

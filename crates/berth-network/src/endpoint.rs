@@ -1,9 +1,9 @@
 //! Endpoints: a sandbox's attachment to one network. [`EndpointConfig`] is what was asked at
 //! create or connect (the container's configuration, kept in its record); [`Endpoint`] adds
 //! the addresses, MAC and interface names it has while it runs (the service's state). Also
-//! the [`Sandbox`] an endpoint belongs to, and the pure rules
-//! over them: configuration checks, MAC addresses, per-interface sysctls, interface order,
-//! which endpoint routes, and the DNS names. No I/O; the service applies them.
+//! the [`Sandbox`] an endpoint belongs to, and the pure rules over them: configuration
+//! checks, MAC addresses, per-interface sysctls, interface order, which endpoint routes, and
+//! the DNS names. No I/O and no state: the service applies them.
 
 use crate::record::NetworkRecord;
 use crate::{Error, Result};

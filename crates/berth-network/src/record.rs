@@ -1,5 +1,6 @@
 //! A network's record, `<data-root>/networks/<id>.json`: what it was created with (driver,
-//! subnets, options, labels). Plain data; the service owns the files, drivers read records.
+//! subnets, options, labels). Plain data: the service owns the files, drivers read records;
+//! nothing here does I/O.
 
 use crate::ipam::Subnet;
 use crate::ipam6::Subnet6;

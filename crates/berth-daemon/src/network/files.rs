@@ -1,5 +1,6 @@
 //! A container's /etc/hostname, /etc/hosts and /etc/resolv.conf, the `--link` variables, and
-//! what `container:` mode takes from the other container.
+//! what `container:` mode takes from the other container. Reads containers' records and the
+//! host's files, renders through `berth_network::files`; touches no address or link.
 
 use super::endpoint::{endpoints, mode, primary_name, Mode};
 use super::ports::parse_port_key;

@@ -1,6 +1,6 @@
-//! A container's published ports as the network service sees them: its port requests from
-//! `-p` and `-P`, the NAT entries of what it publishes, userland proxies for them, and how
-//! they show in the container list.
+//! A container's published ports, translated: its port requests from `-p` and `-P` for the
+//! network service, and how what the service published shows in the container list. Binds
+//! nothing itself: host ports, proxies and NAT rules are the service's.
 
 use crate::container::Record;
 use crate::error::Result;

@@ -1,4 +1,5 @@
-//! How a container's networking shows in inspect (`NetworkSettings`).
+//! How a container's networking shows in inspect (`NetworkSettings`): composed from what the
+//! record asked for and what the network service has while it runs. Read only.
 
 use super::endpoint::{dns_names, endpoints};
 use crate::container::Record;

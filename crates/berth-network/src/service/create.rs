@@ -1,5 +1,7 @@
 //! Creating and removing user networks: the checks common to every driver, the record
 //! (the driver fills its part), bringing it up, and undoing all of it on failure or removal.
+//! Leaves driver-specific checks and host changes to the driver, and never touches sandboxes
+//! (the caller says whether a network is in use).
 
 use super::{random_id, Network, NetworkService};
 use crate::driver;

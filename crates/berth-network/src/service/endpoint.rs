@@ -1,6 +1,7 @@
 //! The service's endpoint operations: taking and giving back an endpoint's addresses (through
 //! the network's IPAM pools), plugging it into a sandbox's namespace, and the DNS names the
-//! sandbox answers to on each network. Works on [`Endpoint`] values the caller keeps.
+//! sandbox answers to on each network. Works on [`Endpoint`] values handed in; keeping them
+//! is [`super::sandbox`]'s job, publishing ports [`super::publish`]'s.
 
 use super::{random_id, Network, NetworkService};
 use crate::endpoint::{

@@ -1,7 +1,8 @@
 //! Port publishing, the service's part: host ports taken for a sandbox's port requests
 //! (held by a bound socket, or handed to a userland proxy), the NAT rules for them, and
 //! taking them again after a restart. Keeps the held sockets and the proxies it started, by
-//! container id; the caller keeps the [`Published`] list.
+//! container id; the [`Published`] list is kept by [`super::sandbox`]. Touches no endpoint
+//! and no address pool.
 
 use super::NetworkService;
 use crate::nft::Proto;

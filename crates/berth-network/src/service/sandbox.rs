@@ -2,7 +2,8 @@
 //! got (addresses, MAC, veth names) and its published ports (with proxy pids), kept in memory
 //! and in `<data-root>/network/endpoints/<container-id>.json`, so that after a restart the
 //! service takes them again for the sandboxes the daemon says are alive. The container's
-//! record keeps only what was asked ([`EndpointConfig`]).
+//! record keeps only what was asked ([`EndpointConfig`]). Owns those files only; network
+//! records are [`super`]'s, and which sandboxes are alive is the daemon's to say.
 
 use super::{Network, NetworkService};
 use crate::endpoint::{ordered, router, Endpoint, EndpointConfig, Sandbox};
