@@ -15,11 +15,13 @@ use berth_api::ApiError;
 pub use berth_network::service::{Network, NetworkService as Networks};
 use std::collections::BTreeMap;
 
-/// Open the network service on the daemon's data root; damaged records go to quarantine.
+/// Open the network service: its records on the data root (damaged ones go to quarantine),
+/// live sandboxes' state on the exec root.
 pub async fn open(cfg: &DaemonConfig) -> std::result::Result<Networks, String> {
     let root = cfg.data_root.clone();
     let quarantine = move |p: &std::path::Path| crate::quarantine::move_aside(&root, "networks", p);
-    Networks::open(cfg.net.clone(), &cfg.data_root, &quarantine).await
+    let run_dir = cfg.exec_root.join("network");
+    Networks::open(cfg.net.clone(), &cfg.data_root, &run_dir, &quarantine).await
 }
 
 /// The API error for a network service error.

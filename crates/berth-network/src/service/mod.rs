@@ -67,7 +67,7 @@ pub struct NetworkService {
     sandboxes: Mutex<HashMap<String, sandbox::SandboxState>>,
     /// Sandboxes read from disk at open, until the daemon says which are alive.
     loaded: Mutex<HashMap<String, sandbox::SandboxState>>,
-    /// `<data-root>/network/endpoints/`: one file per live sandbox.
+    /// `<run_dir>/endpoints/`: one file per live sandbox.
     sb_dir: PathBuf,
 }
 
@@ -136,10 +136,12 @@ impl NetworkService {
     /// Load the networks, make sure the predefined ones exist, bring up every bridge and its
     /// DNS, and set the host up for forwarding.
     /// `data_root` holds `networks/`; a record that cannot be read is handed to `quarantine`
-    /// (which moves it aside and says where).
+    /// (which moves it aside and says where). `run_dir` holds the live sandboxes' state: a
+    /// directory that outlives the daemon but not the machine (the exec root's tmpfs).
     pub async fn open(
         nc: NetConfig,
         data_root: &Path,
+        run_dir: &Path,
         quarantine: &dyn Fn(&Path) -> std::io::Result<PathBuf>,
     ) -> std::result::Result<NetworkService, String> {
         let link = Netlink::new().map_err(|e| format!("netlink: {e}"))?;
@@ -147,7 +149,7 @@ impl NetworkService {
             .map_err(|e| e.to_string())?;
         let dir = data_root.join("networks");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let sb_dir = data_root.join("network").join("endpoints");
+        let sb_dir = run_dir.join("endpoints");
         std::fs::create_dir_all(&sb_dir).map_err(|e| format!("{}: {e}", sb_dir.display()))?;
         if nc.ip_forward {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;

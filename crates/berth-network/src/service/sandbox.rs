@@ -1,7 +1,8 @@
 //! Sandboxes, the service's state for each running container: its endpoints with what they
 //! got (addresses, MAC, veth names) and its published ports (with proxy pids), kept in memory
-//! and in `<data-root>/network/endpoints/<container-id>.json`, so that after a restart the
-//! service takes them again for the sandboxes the daemon says are alive. The container's
+//! and in `<run-dir>/endpoints/<container-id>.json` (on the exec root: it outlives the daemon,
+//! not the machine, and costs no disk), so that after a restart the service takes them again
+//! for the sandboxes the daemon says are alive. The container's
 //! record keeps only what was asked ([`EndpointConfig`]). Owns those files only; network
 //! records are [`super`]'s, and which sandboxes are alive is the daemon's to say.
 
@@ -62,8 +63,8 @@ impl NetworkService {
         self.sb_dir.join(format!("{id}.json"))
     }
 
-    /// Write a sandbox's file (not synced: after a crash of the machine its containers are
-    /// gone too). A failure is logged: the sandbox works, only a restart would lose it.
+    /// Write a sandbox's file. A failure is logged: the sandbox works, only a restart of the
+    /// daemon would lose it.
     fn save_sandbox(&self, id: &str) {
         let Some(st) = self.sandboxes().get(id).cloned() else {
             return;
