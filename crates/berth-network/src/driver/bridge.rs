@@ -9,10 +9,11 @@ use crate::ipam::{pick_subnet, Subnet};
 use crate::ipam6::Subnet6;
 use crate::record::NetworkRecord;
 use crate::service::{host_dns_is_loopback, write_sysctl, Network};
-use crate::{dns, Error, Result};
+use crate::{dns, link, Error, Result};
 use berth_api::network::CreateRequest;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::BorrowedFd;
 
 /// Where user-defined networks get a subnet when none is given: /24s of this space.
 const USER_SPACE: &str = "10.223.0.0/16";
@@ -48,6 +49,19 @@ impl Driver for Bridge {
             crate::iptables::forget_bridge(&n.rec.bridge);
             Ok(())
         })
+    }
+    /// A veth pair: the host end on the network's bridge (`spec.bridge`), the peer in the
+    /// sandbox, configured from inside it.
+    fn join<'a>(
+        &'a self,
+        host: &'a HostNet,
+        spec: &'a link::Endpoint,
+        netns: BorrowedFd<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(host.link.connect_endpoint(spec, netns))
+    }
+    fn unplug<'a>(&'a self, host: &'a HostNet, host_ifname: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(host.link.disconnect_endpoint(host_ifname))
     }
 }
 

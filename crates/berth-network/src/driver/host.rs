@@ -5,8 +5,9 @@
 use super::{BoxFuture, Driver, HostNet};
 use crate::record::NetworkRecord;
 use crate::service::Network;
-use crate::{Error, Result};
+use crate::{link, Error, Result};
 use berth_api::network::CreateRequest;
+use std::os::fd::BorrowedFd;
 
 /// The host's network namespace.
 pub struct Host;
@@ -49,6 +50,22 @@ macro_rules! predefined_only {
                 _: &'a HostNet,
                 _: &'a Network,
             ) -> BoxFuture<'a, Result<()>> {
+                Box::pin(async { Ok(()) })
+            }
+            fn join<'a>(
+                &'a self,
+                _: &'a HostNet,
+                _: &'a link::Endpoint,
+                _: BorrowedFd<'a>,
+            ) -> BoxFuture<'a, Result<()>> {
+                Box::pin(async {
+                    Err(Error::Forbidden(format!(
+                        "the {} network has no endpoints of its own to connect",
+                        $name
+                    )))
+                })
+            }
+            fn unplug<'a>(&'a self, _: &'a HostNet, _: &'a str) -> BoxFuture<'a, Result<()>> {
                 Box::pin(async { Ok(()) })
             }
         }

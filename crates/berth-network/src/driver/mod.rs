@@ -7,7 +7,7 @@
 pub mod bridge;
 pub mod host;
 
-use crate::link::Netlink;
+use crate::link::{self, Netlink};
 use crate::nft;
 use crate::record::NetworkRecord;
 use crate::service::Network;
@@ -15,6 +15,7 @@ use crate::{config::NetConfig, Error, Result};
 use berth_api::network::CreateRequest;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -54,6 +55,16 @@ pub trait Driver: Send + Sync {
     fn bring_up<'a>(&'a self, host: &'a HostNet, n: &'a Network) -> BoxFuture<'a, Result<()>>;
     /// Remove the network's host side.
     fn tear_down<'a>(&'a self, host: &'a HostNet, n: &'a Network) -> BoxFuture<'a, Result<()>>;
+    /// Plug an endpoint's interface (`spec`: names, MAC, addresses taken, routes) into a
+    /// sandbox's network namespace `netns`.
+    fn join<'a>(
+        &'a self,
+        host: &'a HostNet,
+        spec: &'a link::Endpoint,
+        netns: BorrowedFd<'a>,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Take an endpoint's interface (its host side `host_ifname`) out of its sandbox.
+    fn unplug<'a>(&'a self, host: &'a HostNet, host_ifname: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 /// The drivers berth has, by name.

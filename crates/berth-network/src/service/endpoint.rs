@@ -190,9 +190,8 @@ impl NetworkService {
             extra,
             sysctls: endpoint_sysctls(ep)?,
         };
-        self.host
-            .link
-            .connect_endpoint(&spec, netns)
+        n.driver
+            .join(&self.host, &spec, netns)
             .await
             .map_err(|e| Error::Internal(format!("connecting to network {name}: {e}")))?;
         if n.rec.has_dns() {
@@ -219,12 +218,12 @@ impl NetworkService {
         Ok(())
     }
 
-    /// Unplug an endpoint from its sandbox (its veth goes; nothing to do if it was not wired).
-    pub(crate) async fn unplug(&self, ep: &Endpoint) -> Result<()> {
+    /// Unplug an endpoint from its sandbox on `n` (nothing to do if it was not wired).
+    pub(crate) async fn unplug(&self, n: &Network, ep: &Endpoint) -> Result<()> {
         if ep.host_ifname.is_empty() {
             return Ok(());
         }
-        self.host.link.disconnect_endpoint(&ep.host_ifname).await
+        n.driver.unplug(&self.host, &ep.host_ifname).await
     }
 
     /// The sandbox leaves network `n`: the endpoint's addresses and DNS names go.

@@ -234,7 +234,7 @@ impl NetworkService {
             .all(|e| ep.gw_priority > e.gw_priority);
         if let Err(e) = self.join(sb, &n.rec.name, &ep, netns, routes).await {
             self.leave(n, &sb.id, &ep);
-            let _ = self.unplug(&ep).await;
+            let _ = self.unplug(n, &ep).await;
             return Err(e);
         }
         let endpoints = {
@@ -256,7 +256,7 @@ impl NetworkService {
     pub async fn disconnect(&self, id: &str, n: &Network) -> Result<()> {
         let ep = self.live_endpoint(id, &n.rec.name);
         if let Some(ep) = &ep {
-            self.unplug(ep).await?;
+            self.unplug(n, ep).await?;
             self.give_back(n, ep);
         }
         n.names.remove(id);
