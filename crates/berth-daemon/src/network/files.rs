@@ -1,6 +1,7 @@
-//! A container's /etc/hostname, /etc/hosts and /etc/resolv.conf, the `--link` variables, and
-//! what `container:` mode takes from the other container. Reads containers' records and the
-//! host's files, renders through `berth_network::files`; touches no address or link.
+//! A container's /etc/hostname, /etc/hosts and /etc/resolv.conf (made by the network service
+//! from what this module gathers: mode, link targets, DNS settings), the `--link` variables,
+//! and what `container:` mode takes from the other container. Reads containers' records;
+//! touches no address or link.
 
 use super::endpoint::{endpoints, mode, primary_name, Mode};
 use super::ports::parse_port_key;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::state::{Container, Daemon};
 use berth_network::files;
 use berth_network::nft::Proto;
+use berth_network::service::files::FilesRequest;
 
 /// What the container's spec needs from its networking: the namespace and files of the
 /// container whose network it shares, and link variables.
@@ -50,17 +52,8 @@ pub fn spec_for(d: &Daemon, r: &Record) -> Result<crate::container::spec::NetSpe
     }
 }
 
-/// One `--add-host` entry; `host-gateway` stands for the daemon's `host-gateway-ip`, else the
-/// default bridge's gateway (how containers reach the host, `host.docker.internal`).
-pub fn extra_host(d: &Daemon, entry: &str) -> Result<(String, std::net::IpAddr)> {
-    let cfg = &d.net.host.cfg;
-    let gw = cfg
-        .host_gateway_ip
-        .unwrap_or(std::net::IpAddr::V4(cfg.bip.0));
-    Ok(files::extra_host(entry, gw)?)
-}
-
-/// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
+/// Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container, as the network
+/// service makes them.
 pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
     let p = &c.paths;
     let r = c.snapshot();
@@ -70,27 +63,23 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
         // It uses the other container's files.
         return Ok(());
     }
-    std::fs::write(p.hostname(), format!("{hostname}\n"))?;
-    let host_hosts =
-        matches!(m, Mode::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
-    let mut extra = Vec::new();
-    for entry in h.extra_hosts.iter().flatten() {
-        extra.push(extra_host(d, entry)?);
-    }
+    let primary = matches!(m, Mode::Bridge).then(|| primary_name(&r).to_string());
     let mut links = Vec::new();
-    let mut own = Vec::new();
-    let eps = endpoints(d, &r);
-    let primary = eps.get(primary_name(&r));
-    if let Some(ep) = primary.filter(|e| !e.ip.is_empty() || !e.ip6.is_empty()) {
-        // Links on user-defined networks are answered by the embedded DNS instead.
-        let on_default = primary_name(&r) == "bridge";
-        for l in ep.links.iter().filter(|_| on_default) {
+    let live = primary
+        .as_ref()
+        .and_then(|name| d.net.live_endpoint(&r.id, name))
+        .filter(|e| !e.ip.is_empty() || !e.ip6.is_empty());
+    // Links on user-defined networks are answered by the embedded DNS instead.
+    if live.is_some() && primary.as_deref() == Some("bridge") {
+        let configured = r.net.endpoints.get("bridge");
+        for l in configured.iter().flat_map(|e| e.links.iter()) {
             let (target, alias) = l.split_once(':').unwrap_or((l, l));
             let t = d.find(target)?;
             let tr = t.snapshot();
-            let tip = endpoints(d, &tr)
-                .get("bridge")
-                .map(|e| e.ip.clone())
+            let tip = d
+                .net
+                .live_endpoint(&tr.id, "bridge")
+                .map(|e| e.ip)
                 .filter(|ip| !ip.is_empty())
                 .ok_or_else(|| {
                     Error::bad_request(format!(
@@ -105,52 +94,23 @@ pub fn write_files(d: &Daemon, c: &Container, hostname: &str) -> Result<()> {
                 name: tr.bare_name().to_string(),
             });
         }
-        own.extend(
-            [ep.ip.clone(), ep.ip6.clone()]
-                .into_iter()
-                .filter(|a| !a.is_empty()),
-        );
     }
-    std::fs::write(
-        p.hosts(),
-        files::hosts(host_hosts.as_deref(), &extra, &links, &own, hostname),
-    )?;
-
-    let own_dns = files::DnsSettings {
-        servers: h.dns.clone().unwrap_or_default(),
-        search: h.dns_search.clone().unwrap_or_default(),
-        options: h.dns_options.clone().unwrap_or_default(),
-    };
-    let daemon_dns: Vec<String> = d.net.host.cfg.dns.iter().map(|a| a.to_string()).collect();
-    let primary_net = primary.and_then(|e| d.net.find(&e.network_id).ok());
-    let embedded = primary_net
-        .as_ref()
-        .filter(|n| n.serves_dns())
-        // An IPv6-only network's server is on its IPv6 gateway.
-        .map(|n| {
-            if n.rec.gateway.is_empty() {
-                n.rec.gateway6.clone()
-            } else {
-                n.rec.gateway.clone()
-            }
-        });
-    let via = match (&m, embedded) {
-        (Mode::Host, _) => files::Resolver::Host,
-        // User-defined networks (and a default bridge whose host resolvers are on
-        // loopback) answer through the embedded DNS, which forwards what it does not know.
-        (Mode::Bridge, Some(gw))
-            if own_dns.servers.is_empty()
-                || primary_net.as_ref().is_some_and(|n| n.rec.has_dns()) =>
-        {
-            files::Resolver::Embedded(gw)
-        }
-        _ => files::Resolver::Direct,
-    };
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(
-        p.resolv_conf(),
-        files::resolv_conf(&host, &own_dns, &daemon_dns, &via),
-    )?;
+    let out = d.net.sandbox_files(&FilesRequest {
+        id: r.id.clone(),
+        host_ns: matches!(m, Mode::Host),
+        primary,
+        hostname: hostname.to_string(),
+        extra_hosts: h.extra_hosts.clone().unwrap_or_default(),
+        links,
+        dns: files::DnsSettings {
+            servers: h.dns.clone().unwrap_or_default(),
+            search: h.dns_search.clone().unwrap_or_default(),
+            options: h.dns_options.clone().unwrap_or_default(),
+        },
+    })?;
+    std::fs::write(p.hostname(), out.hostname)?;
+    std::fs::write(p.hosts(), out.hosts)?;
+    std::fs::write(p.resolv_conf(), out.resolv_conf)?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 pub mod create;
 pub mod endpoint;
+pub mod files;
 pub mod publish;
 pub mod sandbox;
 
