@@ -15,7 +15,6 @@ mod front;
 pub mod fuzzing;
 mod listen;
 mod names;
-mod network;
 mod prune;
 mod pull;
 mod push;

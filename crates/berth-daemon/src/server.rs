@@ -63,7 +63,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     let images = berth_image::Store::open(&cfg.data_root).map_err(|e| e.to_string())?;
     std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| format!("pidfile {}: {e}", cfg.pidfile.display()))?;
-    let net = crate::network::Networks::open(&cfg).await?;
+    let net = crate::container::network::open(&cfg).await?;
     let registry = berth_distribution::Client::new(berth_distribution::ClientConfig {
         insecure_registries: cfg.insecure_registries.clone(),
         mirrors: cfg.mirrors.clone().into_iter().collect(),

@@ -4,8 +4,8 @@
 //! few small reads of kernel files; nothing is spawned.
 
 use crate::container::handle::Container;
+use crate::container::network::endpoint::{mode, Mode};
 use crate::container::status;
-use crate::network::endpoint::{mode, Mode};
 use berth_api::stats::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, NetworkStats, PidsStats,
     StatsResponse, ThrottlingData,

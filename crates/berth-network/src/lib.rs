@@ -1,13 +1,25 @@
-//! berth's container networking: address management, bridges and veth pairs over netlink,
-//! the nftables table berth owns, and the embedded DNS server of user-defined networks.
+//! berth's container networking as a service (Docker's Container Network Model): the
+//! [`service::NetworkService`] with its drivers and IPAM behind traits, and the parts under
+//! it: address management, bridges and veth pairs over netlink, the nftables table berth
+//! owns, the embedded DNS server, published ports and the files a sandbox mounts. Nothing
+//! here knows containers' records or the daemon.
 
+pub mod config;
 pub mod dns;
+pub mod driver;
+pub mod endpoint;
+pub mod files;
+pub mod host;
 pub mod ipam;
 pub mod ipam6;
+pub mod ipam_driver;
 pub mod iptables;
 pub mod link;
 pub mod nft;
+pub mod ports;
 pub mod proxy;
+pub mod record;
+pub mod service;
 
 /// What can go wrong while wiring a network.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +36,18 @@ pub enum Error {
     /// No address left in a pool.
     #[error("{0}")]
     Exhausted(String),
+    /// No such network (or driver).
+    #[error("{0}")]
+    NotFound(String),
+    /// A name or address that another network or endpoint has.
+    #[error("{0}")]
+    Conflict(String),
+    /// An operation the network does not allow (a predefined network, a swarm scope).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Anything else that failed.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -49,7 +49,7 @@ pub(super) fn prepare(d: &Service, c: &Container) -> Result<()> {
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
         }
     }
-    let net = crate::network::files::spec_for(d, &rec)?;
+    let net = crate::container::network::files::spec_for(d, &rec)?;
     let upper = c.paths.upper();
     let passwd = super::host::read_root_file(&upper, &layers, "etc/passwd");
     let group = super::host::read_root_file(&upper, &layers, "etc/group");
@@ -68,7 +68,7 @@ pub(super) fn prepare(d: &Service, c: &Container) -> Result<()> {
         remap,
         host: &super::host::Facts::gather(rec.host_config.privileged),
     })?;
-    crate::network::files::write_files(d, c, &built.hostname)?;
+    crate::container::network::files::write_files(d, c, &built.hostname)?;
     if let (Some(r), None) = (remap, &net.netns) {
         // The container's root may write its /etc/hosts, as in Docker.
         let (uid, gid) = r.root();

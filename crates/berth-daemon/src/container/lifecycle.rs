@@ -213,7 +213,7 @@ async fn create_as(
         .filter(|_| !network_disabled)
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default();
-    crate::network::endpoint::configure(d, &mut rec, endpoints)?;
+    crate::container::network::endpoint::configure(d, &mut rec, endpoints)?;
     // Making a volume writes (and fsyncs) its record: not on one of the API's two workers.
     let (mounts, copies) = if planned.is_empty() {
         Default::default()
@@ -300,7 +300,7 @@ pub async fn start(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
 async fn start_locked(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let res = start_wired(d, c).await;
     if res.is_err() {
-        crate::network::endpoint::release(d, c);
+        crate::container::network::endpoint::release(d, c);
         d.volumes.deactivate(&c.id);
         super::settings::release_shm(&c.paths.run_dir);
     }
@@ -319,7 +319,7 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || {
             super::volumes::activate(&d2, &c2.snapshot())?;
-            crate::network::endpoint::allocate(&d2, &c2)?;
+            crate::container::network::endpoint::allocate(&d2, &c2)?;
             super::bundle::prepare(&d2, &c2)
         })
         .await
@@ -329,7 +329,7 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let ready = shim::spawn(&d.spawner, &c.paths.run_dir).await?;
     tracing::debug!(id = %c.id, "shim ready after {:?}", t0.elapsed());
     if ready.error.is_none() {
-        if let Err(e) = crate::network::endpoint::wire(d, c, ready.pid).await {
+        if let Err(e) = crate::container::network::endpoint::wire(d, c, ready.pid).await {
             let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
             return Err(e);
         }
@@ -526,7 +526,7 @@ pub(super) async fn on_exit(d: &Arc<Service>, c: &Arc<Container>, exit: ExitReco
             r.state.error = exit.error.clone();
         }
     };
-    crate::network::endpoint::release(d, c);
+    crate::container::network::endpoint::release(d, c);
     d.volumes.deactivate(&c.id);
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function. The restart

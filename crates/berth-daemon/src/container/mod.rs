@@ -12,6 +12,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod limits;
 pub mod logs;
+pub mod network;
 pub mod process;
 pub mod restore;
 pub mod rootfs;
@@ -72,70 +73,17 @@ pub struct Record {
     pub remapped_root: Option<(u32, u32)>,
 }
 
-/// A container's networking: its endpoint on each network it is connected to (kept while
-/// stopped, as Docker does; addresses only while running) and the ports it publishes.
+/// A container's networking as it asked for it: its endpoint on each network it is connected
+/// to (kept while stopped, as Docker does). What they get while running (addresses, ports)
+/// is the network service's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetState {
     /// By network name.
-    pub endpoints: std::collections::BTreeMap<String, Endpoint>,
-    /// Host ports held while the container runs.
-    pub ports: Vec<Published>,
+    pub endpoints: std::collections::BTreeMap<String, EndpointConfig>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Endpoint {
-    pub network_id: String,
-    pub endpoint_id: String,
-    pub aliases: Vec<String>,
-    /// The address asked for (`--ip`), kept across restarts.
-    pub requested_ip: String,
-    /// `--link` entries (`name:alias`), on the default bridge.
-    pub links: Vec<String>,
-    // While running:
-    pub ip: String,
-    pub prefix: u8,
-    pub gateway: String,
-    pub mac: String,
-    pub host_ifname: String,
-    pub ifname: String,
-    /// Asked for at create or connect, kept across restarts: the MAC address, the IPv6
-    /// address, link-local addresses, driver options and the gateway priority.
-    #[serde(default)]
-    pub requested_mac: String,
-    #[serde(default)]
-    pub requested_ip6: String,
-    #[serde(default)]
-    pub link_local_ips: Vec<String>,
-    #[serde(default)]
-    pub driver_opts: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub gw_priority: i64,
-    /// While running, on IPv6 networks.
-    #[serde(default)]
-    pub ip6: String,
-    #[serde(default)]
-    pub prefix6: u8,
-    #[serde(default)]
-    pub gateway6: String,
-}
-
-/// One published port while the container runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub proto: berth_network::nft::Proto,
-    /// None: every local address.
-    pub host_ip: Option<std::net::IpAddr>,
-    pub host_port: u16,
-    pub container_ip: std::net::Ipv4Addr,
-    /// For a port published on an IPv6 host address other than loopback, to a container
-    /// with an IPv6 address: NATed there (the proxy serves only what NAT cannot, `::1`).
-    #[serde(default)]
-    pub container_ip6: Option<std::net::Ipv6Addr>,
-    pub container_port: u16,
-    /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
-    #[serde(default)]
-    pub proxy_pid: u32,
-}
+/// What a container asked of its endpoint on one network (the network service's type).
+pub use berth_network::endpoint::EndpointConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateRecord {

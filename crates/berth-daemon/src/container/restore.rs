@@ -48,7 +48,7 @@ pub async fn restore(d: &Arc<Service>) -> Result<Vec<Arc<Container>>> {
         }
         if running {
             // Its addresses, names and host ports are taken again before anything new starts.
-            crate::network::endpoint::readopt(d, &c);
+            crate::container::network::endpoint::readopt(d, &c);
             let (d, c) = (d.clone(), c.clone());
             probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
         } else {
@@ -95,18 +95,8 @@ pub async fn restore(d: &Arc<Service>) -> Result<Vec<Arc<Container>>> {
     // the daemon was down).
     d.volumes.sweep();
     // The table is made again from what runs now: no duplicate, nothing stale.
-    let ports: Vec<_> = d
-        .all()
-        .iter()
-        .filter(|c| c.rec().is_running())
-        .flat_map(|c| crate::network::ports::port_maps(&c.rec()))
-        .collect();
-    d.net.rebuild_table(&ports).map_err(|e| {
-        Error::internal(format!(
-            "nftables table {}: {}",
-            d.net.table.name(),
-            e.0.message
-        ))
+    d.net.finish_restore().map_err(|e| {
+        Error::internal(format!("nftables table {}: {}", d.net.host.table.name(), e))
     })?;
     Ok(stopped
         .into_iter()

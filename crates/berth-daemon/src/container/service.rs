@@ -25,7 +25,7 @@ pub fn name_conflict(name: &str, owner: &str) -> Error {
 pub struct Deps {
     pub cfg: DaemonConfig,
     pub images: Arc<berth_image::Store>,
-    pub net: crate::network::Networks,
+    pub net: crate::container::network::Networks,
     pub volumes: berth_volume::VolumeService,
     pub events: Arc<Events>,
     /// `--userns-remap`: the id maps of containers not run with `--userns=host`.
@@ -40,7 +40,7 @@ pub struct Service {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub spawner: super::shim::Spawner,
-    pub net: crate::network::Networks,
+    pub net: crate::container::network::Networks,
     pub volumes: berth_volume::VolumeService,
     /// The event bus behind `GET /events`.
     pub events: Arc<Events>,

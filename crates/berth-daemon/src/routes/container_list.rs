@@ -255,7 +255,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
         image_id: r.image_id.clone(),
         command: command_line(r),
         created: created_unix(r),
-        ports: crate::network::ports::summary_ports(r),
+        ports: crate::container::network::ports::summary_ports(d, r),
         size_rw: size,
         size_root_fs: size.map(|s| {
             s + d
@@ -271,7 +271,7 @@ pub fn summary(d: &crate::state::Daemon, r: &Record, with_size: bool) -> Summary
             network_mode: r.host_config.network_mode.clone(),
         },
         network_settings: serde_json::json!({
-            "Networks": crate::network::view::networks(d, r)
+            "Networks": crate::container::network::view::networks(d, r)
         }),
         mounts: crate::container::volumes::view(d, r),
     }

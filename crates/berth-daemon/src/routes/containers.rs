@@ -100,7 +100,7 @@ pub fn inspect_record(
         size_root_fs: size_root,
         mounts: crate::container::volumes::view(d, &r),
         config: r.config.clone(),
-        network_settings: crate::network::view::settings(d, &r),
+        network_settings: crate::container::network::view::settings(d, &r),
     }
 }
 
@@ -117,10 +117,8 @@ pub async fn inspect(
     let mut out = inspect_record(&d, &c, q.bool("size"));
     if version.is_some_and(|v| v.0 .0 < berth_api::version::ApiVersion(1, 44)) {
         let r = c.snapshot();
-        let primary = r
-            .net
-            .endpoints
-            .get(crate::network::endpoint::primary_name(&r));
+        let eps = crate::container::network::endpoint::endpoints(&d, &r);
+        let primary = eps.get(crate::container::network::endpoint::primary_name(&r));
         if let Some(ep) = primary {
             let mac = if ep.mac.is_empty() {
                 &ep.requested_mac

@@ -1,8 +1,8 @@
 //! Network endpoints: create, list, inspect, remove, prune, connect and disconnect.
 
 use super::St;
+use crate::container::network::{endpoint, Network};
 use crate::error::{Error, Result};
-use crate::network::{endpoint, Network};
 use crate::prune::{label_matches, PruneFilter};
 use crate::state::Daemon;
 use crate::util::{json, json_body, no_content, Query};
@@ -23,7 +23,8 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         if !cr.is_running() {
             continue;
         }
-        if let Some(ep) = cr.net.endpoints.values().find(|e| e.network_id == r.id) {
+        let eps = crate::container::network::endpoint::endpoints(d, &cr);
+        if let Some(ep) = eps.values().find(|e| e.network_id == r.id) {
             containers.insert(
                 cr.id.clone(),
                 NetworkContainer {
@@ -158,6 +159,7 @@ pub async fn create(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: CreateRequest = json_body(&body)?;
+    crate::names::check_len("network", &req.name)?;
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
         d.events

@@ -1,30 +1,51 @@
-//! Published ports: what `-p` and `-P` ask for, the host ports taken for them (held by a bound
-//! socket, or by a userland proxy), and how they show in inspect and ps.
+//! Port publishing: what `-p` and `-P` ask for (port requests), the host ports taken for
+//! them (held by a bound socket), and the NAT entries they make. Pure parsing and socket
+//! binding; the service keeps the held sockets and proxies, and never reads a container.
 
-use crate::container::service::Service;
-use crate::container::{Published, Record};
-use crate::error::{Error, Result};
-use berth_network::nft::{PortMap, Proto};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use crate::nft::{PortMap, Proto};
+use crate::{Error, Result};
+use berth_api::container::PortBinding;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// One published port while the container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: Proto,
+    /// None: every local address.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    /// For a port published on an IPv6 host address other than loopback, to a container
+    /// with an IPv6 address: NATed there (the proxy serves only what NAT cannot, `::1`).
+    #[serde(default)]
+    pub container_ip6: Option<std::net::Ipv6Addr>,
+    pub container_port: u16,
+    /// The userland proxy serving the port (`userland-proxy: true`), 0 if none.
+    #[serde(default)]
+    pub proxy_pid: u32,
+}
+
 /// One port binding asked for: container port/proto, host address, host port or range.
-pub(super) struct Wanted {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
     pub proto: Proto,
     pub container_port: u16,
     /// An IPv6 address (`[::]`, `[::1]`…) is always served by a userland proxy.
     pub host_ip: Option<IpAddr>,
     /// (first, last); (0, 0) for any free port.
-    host_ports: (u16, u16),
+    pub host_ports: (u16, u16),
 }
 
-pub(super) fn parse_port_key(k: &str) -> Result<(u16, Proto)> {
+pub fn parse_port_key(k: &str) -> Result<(u16, Proto)> {
     let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
     let proto = match proto {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
         other => {
-            return Err(Error::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "invalid proto {other:?} in port {k}: berth publishes tcp and udp"
             )))
         }
@@ -33,15 +54,15 @@ pub(super) fn parse_port_key(k: &str) -> Result<(u16, Proto)> {
         .parse::<u16>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| Error::bad_request(format!("invalid port {k:?}")))?;
+        .ok_or_else(|| Error::Invalid(format!("invalid port {k:?}")))?;
     Ok((port, proto))
 }
 
-fn parse_host_ports(s: &str) -> Result<(u16, u16)> {
+pub fn parse_host_ports(s: &str) -> Result<(u16, u16)> {
     if s.is_empty() {
         return Ok((0, 0));
     }
-    let bad = || Error::bad_request(format!("invalid host port {s:?}"));
+    let bad = || Error::Invalid(format!("invalid host port {s:?}"));
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u16 = a.parse().map_err(|_| bad())?;
     let b: u16 = b.parse().map_err(|_| bad())?;
@@ -51,16 +72,20 @@ fn parse_host_ports(s: &str) -> Result<(u16, u16)> {
     Ok((a, b))
 }
 
-/// What `-p` and `-P` ask for (the docker CLI has expanded container port ranges already).
-pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
-    let h = &r.host_config;
+/// What `-p` (`bindings`) and `-P` (`publish_all` of the `exposed` ports) ask for (the
+/// docker CLI has expanded container port ranges already).
+pub fn port_requests<'a>(
+    bindings: Option<&BTreeMap<String, Option<Vec<PortBinding>>>>,
+    publish_all: bool,
+    exposed: impl Iterator<Item = &'a String>,
+) -> Result<Vec<PortRequest>> {
     let mut out = Vec::new();
-    let bindings = h.port_bindings.clone().unwrap_or_default();
+    let bindings = bindings.cloned().unwrap_or_default();
     for (key, list) in &bindings {
         let (container_port, proto) = parse_port_key(key)?;
         let list = list.clone().unwrap_or_default();
         let list = if list.is_empty() {
-            vec![berth_api::container::PortBinding::default()]
+            vec![PortBinding::default()]
         } else {
             list
         };
@@ -74,13 +99,13 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
                 {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        return Err(Error::bad_request(format!(
+                        return Err(Error::Invalid(format!(
                             "invalid host IP {ip:?} for port {key}"
                         )))
                     }
                 },
             };
-            out.push(Wanted {
+            out.push(PortRequest {
                 proto,
                 container_port,
                 host_ip,
@@ -88,13 +113,13 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
             });
         }
     }
-    if h.publish_all_ports {
-        for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+    if publish_all {
+        for key in exposed {
             if bindings.contains_key(key) {
                 continue;
             }
             let (container_port, proto) = parse_port_key(key)?;
-            out.push(Wanted {
+            out.push(PortRequest {
                 proto,
                 container_port,
                 host_ip: None,
@@ -107,7 +132,7 @@ pub(super) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
 
 /// Hold a host port: a socket bound to it (TCP: not listening), so no other binding takes it
 /// while the DNAT rule sends its traffic to the container.
-pub(super) fn bind_port(
+pub fn bind_port(
     proto: Proto,
     ip: Option<IpAddr>,
     port: u16,
@@ -157,7 +182,7 @@ fn bind_v4(fd: OwnedFd, a: Ipv4Addr, port: u16) -> std::io::Result<(OwnedFd, u16
     Ok((fd, bound.port()))
 }
 
-pub(super) fn take_port(w: &Wanted, for_proxy: bool) -> Result<(OwnedFd, u16)> {
+pub fn take_port(w: &PortRequest, for_proxy: bool) -> Result<(OwnedFd, u16)> {
     let shown_ip = shown(w.host_ip);
     let (lo, hi) = w.host_ports;
     let mut last_err = None;
@@ -168,43 +193,22 @@ pub(super) fn take_port(w: &Wanted, for_proxy: bool) -> Result<(OwnedFd, u16)> {
         }
     }
     let e = last_err.map(|e| e.to_string()).unwrap_or_default();
-    Err(Error::internal(if lo == hi && lo != 0 {
+    Err(Error::Internal(if lo == hi && lo != 0 {
         format!("driver failed programming external connectivity on endpoint: Bind for {shown_ip}:{lo} failed: port is already allocated ({e})")
     } else {
         format!("driver failed programming external connectivity on endpoint: no free port in {shown_ip}:{lo}-{hi} ({e})")
     }))
 }
 
-/// Hand a taken host port to a userland proxy (listening first, for TCP).
-pub(super) fn proxy_port(d: &Service, id: &str, p: &Published, fd: OwnedFd) -> Result<u32> {
-    if p.proto == Proto::Tcp {
-        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
-            .map_err(|e| Error::internal(format!("listening on host port {}: {e}", p.host_port)))?;
-    }
-    d.net.spawn_proxy(
-        id,
-        p.proto,
-        fd,
-        SocketAddr::new(p.container_ip.into(), p.container_port),
-    )
-}
-
 /// How a host address shows in inspect and lists (`0.0.0.0` for any).
-pub(super) fn shown(ip: Option<IpAddr>) -> IpAddr {
+pub fn shown(ip: Option<IpAddr>) -> IpAddr {
     ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-/// Whether a published port is served by a userland proxy: with `userland-proxy`, and on an
-/// IPv6 host address that is not NATed to the container's IPv6 address (`nat6`: the
-/// container has one and the host address is not `::1`, which NAT cannot reach).
-pub(super) fn proxied(d: &Service, host_ip: Option<IpAddr>, nat6: bool) -> bool {
-    d.net.cfg.userland_proxy || host_ip.is_some_and(|a| a.is_ipv6() && !nat6)
 }
 
 /// The `[::]` binding that goes with a binding on every address (`-p 8080:80`) of a
 /// container that has an IPv6 address, on the same host port, as dockerd makes it.
-pub(super) fn v6_twin(w: &Wanted, port: u16) -> Wanted {
-    Wanted {
+pub fn v6_twin(w: &PortRequest, port: u16) -> PortRequest {
+    PortRequest {
         proto: w.proto,
         container_port: w.container_port,
         host_ip: Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
@@ -214,9 +218,8 @@ pub(super) fn v6_twin(w: &Wanted, port: u16) -> Wanted {
 
 /// The NAT entries of the published ports: those on IPv4, and those on IPv6 host addresses
 /// to a container's IPv6 address.
-pub fn port_maps(r: &Record) -> Vec<PortMap> {
-    r.net
-        .ports
+pub fn port_maps(ports: &[Published]) -> Vec<PortMap> {
+    ports
         .iter()
         .filter_map(|p| {
             let container_ip = match p.host_ip {
@@ -234,45 +237,46 @@ pub fn port_maps(r: &Record) -> Vec<PortMap> {
         .collect()
 }
 
-/// The `Ports` of a container list row.
-pub fn summary_ports(r: &Record) -> Vec<berth_api::container::PortSummary> {
-    let mut out = Vec::new();
-    let running = r.is_running();
-    for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
-        let Ok((port, proto)) = parse_port_key(key) else {
-            continue;
-        };
-        let published = running
-            && r.net
-                .ports
-                .iter()
-                .any(|p| p.container_port == port && p.proto == proto);
-        if !published {
-            out.push(berth_api::container::PortSummary {
-                ip: None,
-                private_port: port,
-                public_port: None,
-                kind: proto.as_str().into(),
-            });
-        }
-    }
-    if running {
-        for p in &r.net.ports {
-            out.push(berth_api::container::PortSummary {
-                ip: Some(shown(p.host_ip).to_string()),
-                private_port: p.container_port,
-                public_port: Some(p.host_port),
-                kind: p.proto.as_str().into(),
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv6Addr;
+
+    #[test]
+    fn requests_from_bindings_and_publish_all() {
+        let b = BTreeMap::from([
+            (
+                "80/tcp".to_string(),
+                Some(vec![PortBinding {
+                    host_ip: "[::1]".into(),
+                    host_port: "8000-8002".into(),
+                }]),
+            ),
+            ("53/udp".to_string(), None),
+        ]);
+        let exposed = ["80/tcp".to_string(), "90".to_string()];
+        let r = port_requests(Some(&b), true, exposed.iter()).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            (r[0].container_port, r[0].proto, r[0].host_ports),
+            (53, Proto::Udp, (0, 0))
+        );
+        assert_eq!(r[1].host_ip, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert_eq!(r[1].host_ports, (8000, 8002));
+        // -P adds the exposed ports that have no binding.
+        assert_eq!((r[2].container_port, r[2].host_ip), (90, None));
+        let bad = BTreeMap::from([(
+            "80".to_string(),
+            Some(vec![PortBinding {
+                host_ip: "nope".into(),
+                host_port: String::new(),
+            }]),
+        )]);
+        assert!(port_requests(Some(&bad), false, [].iter()).is_err());
+        let twin = v6_twin(&r[0], 4000);
+        assert_eq!(twin.host_ports, (4000, 4000));
+        assert_eq!(twin.host_ip, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)));
+    }
 
     #[test]
     fn port_keys_and_ranges() {

@@ -1,6 +1,7 @@
-//! How a container's networking shows in inspect (`NetworkSettings`).
+//! How a container's networking shows in inspect (`NetworkSettings`): composed from what the
+//! record asked for and what the network service has while it runs. Read only.
 
-use super::endpoint::dns_names;
+use super::endpoint::{dns_names, endpoints};
 use crate::container::service::Service;
 use crate::container::Record;
 use berth_api::network::EndpointSettings;
@@ -9,12 +10,13 @@ use berth_api::network::EndpointSettings;
 pub fn settings(d: &Service, r: &Record) -> serde_json::Value {
     let running = r.is_running();
     let networks = networks(d, r);
+    let eps = endpoints(d, r);
     let mut ports = serde_json::Map::new();
     for key in r.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
         ports.insert(key.clone(), serde_json::Value::Null);
     }
     if running {
-        for p in &r.net.ports {
+        for p in &d.net.ports_of(&r.id) {
             let key = format!("{}/{}", p.container_port, p.proto.as_str());
             let entry = ports
                 .entry(key)
@@ -35,7 +37,7 @@ pub fn settings(d: &Service, r: &Record) -> serde_json::Value {
             ports.entry(key.clone()).or_insert(serde_json::Value::Null);
         }
     }
-    let def = r.net.endpoints.get("bridge");
+    let def = eps.get("bridge");
     serde_json::json!({
         "Bridge": "",
         "SandboxID": "",
@@ -63,7 +65,7 @@ pub fn settings(d: &Service, r: &Record) -> serde_json::Value {
 pub fn networks(d: &Service, r: &Record) -> serde_json::Map<String, serde_json::Value> {
     let running = r.is_running();
     let mut networks = serde_json::Map::new();
-    for (name, ep) in &r.net.endpoints {
+    for (name, ep) in &endpoints(d, r) {
         let user = d
             .net
             .find(&ep.network_id)

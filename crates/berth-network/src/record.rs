@@ -1,0 +1,132 @@
+//! A network's record, `<data-root>/networks/<id>.json`: what it was created with (driver,
+//! subnets, options, labels). Plain data: the service owns the files, drivers read records;
+//! nothing here does I/O.
+
+use crate::ipam::Subnet;
+use crate::ipam6::Subnet6;
+use crate::nft;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// What is persisted in `networks/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    pub created: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    /// Bridge networks: subnet, gateway and optional range, as strings Docker shows.
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: String,
+    /// The bridge interface.
+    #[serde(default)]
+    pub bridge: String,
+    #[serde(default)]
+    pub icc: bool,
+    #[serde(default)]
+    pub mtu: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// `bridge`, `host` and `none` exist on every daemon and cannot be removed.
+    #[serde(default)]
+    pub predefined: bool,
+    /// false: an IPv6-only network (`--ipv4=false`), without IPv4 subnet or gateway.
+    #[serde(default = "yes")]
+    pub enable_ipv4: bool,
+    /// IPv6 networks (`--ipv6`): their subnet, gateway and optional range.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub subnet6: String,
+    #[serde(default)]
+    pub gateway6: String,
+    #[serde(default)]
+    pub ip_range6: String,
+    /// `--aux-address` (name → address): kept out of the pools.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, String>,
+    /// `--ipam-opt`.
+    #[serde(default)]
+    pub ipam_options: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl NetworkRecord {
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
+    }
+    /// User-defined bridge networks resolve container names.
+    pub fn has_dns(&self) -> bool {
+        self.is_bridge() && !self.predefined
+    }
+    pub fn subnet(&self) -> Option<Subnet> {
+        self.subnet.parse().ok()
+    }
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway.parse().ok()
+    }
+    pub fn subnet6(&self) -> Option<Subnet6> {
+        self.subnet6.parse().ok()
+    }
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.gateway6.parse().ok()
+    }
+    pub fn rules(&self) -> Option<nft::NetRules> {
+        if self.bridge.is_empty() {
+            return None;
+        }
+        Some(nft::NetRules {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet(),
+            internal: self.internal,
+            icc: self.icc,
+            subnet6: self.subnet6(),
+        })
+    }
+}
+
+impl NetworkRecord {
+    /// A record with only its identity: IPv4 on, inter-container traffic allowed, nothing
+    /// else set (the driver fills its part).
+    pub fn new(id: String, name: String, driver: &str, created: String) -> NetworkRecord {
+        NetworkRecord {
+            id,
+            name,
+            driver: driver.into(),
+            created,
+            internal: false,
+            attachable: false,
+            subnet: String::new(),
+            gateway: String::new(),
+            ip_range: String::new(),
+            bridge: String::new(),
+            icc: true,
+            mtu: 0,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            predefined: false,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: String::new(),
+            gateway6: String::new(),
+            ip_range6: String::new(),
+            aux_addresses: BTreeMap::new(),
+            ipam_options: BTreeMap::new(),
+        }
+    }
+}
