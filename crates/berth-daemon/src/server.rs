@@ -98,9 +98,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         remap,
     });
     let daemon = Arc::new(Daemon::new(containers, registry));
-    let to_restart = crate::container::lifecycle::restore(&daemon)
-        .await
-        .map_err(|e| e.0.message)?;
+    let to_restart = daemon.containers.restore().await.map_err(|e| e.0.message)?;
     tokio::spawn(crate::container::service::retry_unsaved(Arc::downgrade(
         &daemon.containers,
     )));
@@ -128,7 +126,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     for host in tcp {
         listen::serve_tcp(host, tls.clone(), router.clone(), cap.clone()).await?;
     }
-    crate::container::lifecycle::boot_restarts(&daemon, to_restart);
+    daemon.boot_restarts(to_restart);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {

@@ -226,7 +226,7 @@ impl Builder {
             host_config,
             networking_config: None,
         };
-        let id = crate::container::lifecycle::create_for_build(&self.d, req).await?;
+        let id = self.d.create_for_build(req).await?;
         let c = self.d.find(&id)?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let res = self.run_in(&c, &argv, opts).await;
@@ -235,7 +235,7 @@ impl Builder {
         {
             return res;
         }
-        let _ = crate::container::lifecycle::remove(&self.d, &c, true, true).await;
+        let _ = self.d.remove(&c, true, true).await;
         if res.is_ok() {
             self.say(format!(
                 " ---> Removed intermediate container {}\n",
@@ -251,7 +251,7 @@ impl Builder {
         argv: &[String],
         opts: berth_image::CommitOptions,
     ) -> BResult<berth_image::Image> {
-        crate::container::lifecycle::start(&self.d, c).await?;
+        self.d.start(c).await?;
         let (ltx, mut lrx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
         let lopts = crate::container::logs::Options {
             stdout: true,

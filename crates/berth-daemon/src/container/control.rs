@@ -3,7 +3,6 @@
 //! container's shim and runtime state; its networks and volumes are the lifecycle's.
 
 use super::handle::{Container, Progress};
-use super::lifecycle::start;
 use super::service::Service;
 use super::{shim, status};
 use crate::error::{Error, Result};
@@ -188,7 +187,7 @@ impl Service {
             Ok(()) | Err(Error(berth_api::ApiError { status: 304, .. })) => {}
             Err(e) => return Err(e),
         }
-        start(self, c).await?;
+        self.start(c).await?;
         self.container_event(c, "restart", &[]);
         Ok(())
     }

@@ -16,23 +16,116 @@ use std::time::Duration;
 /// Docker's default size of /dev/shm.
 const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
-pub use super::restore::{boot_restarts, restore};
 pub use super::validate::check_restart_policy;
 use super::validate::{check_userns, display_ref, inherit_healthcheck, validate};
 
-/// `POST /containers/create`.
-pub async fn create(
-    d: &Arc<Service>,
-    name: Option<&str>,
-    req: CreateRequest,
-) -> Result<(String, Vec<String>)> {
-    create_as(d, name, req, false).await
-}
+impl Service {
+    /// `POST /containers/create`.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        req: CreateRequest,
+    ) -> Result<(String, Vec<String>)> {
+        create_as(self, name, req, false).await
+    }
 
-/// Creates the container of a build's RUN step (marked so that boot removes it should the
-/// daemon die during the step).
-pub async fn create_for_build(d: &Arc<Service>, req: CreateRequest) -> Result<String> {
-    Ok(create_as(d, None, req, true).await?.0)
+    /// Creates the container of a build's RUN step (marked so that boot removes it should the
+    /// daemon die during the step).
+    pub async fn create_for_build(self: &Arc<Self>, req: CreateRequest) -> Result<String> {
+        Ok(create_as(self, None, req, true).await?.0)
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let _op = c.op.lock().await;
+        if c.rec().is_running() {
+            return Err(Error::not_modified());
+        }
+        // A start by the user begins a new restart-policy history, as with Docker.
+        if c.rec().restart_count != 0 {
+            c.update_state(|r| r.restart_count = 0);
+        }
+        let res = start_locked(self, c).await;
+        if res.is_err() && c.rec().host_config.auto_remove {
+            drop(_op);
+            let _ = self.remove(c, true, true).await;
+        }
+        res
+    }
+
+    /// `DELETE /containers/{id}`; `volumes` (`rm -v`) also removes its anonymous volumes.
+    pub async fn remove(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
+        let r = c.snapshot();
+        if r.is_running() {
+            if !force {
+                let what = if r.state.status == status::PAUSED {
+                    "container is paused and must be unpaused first"
+                } else {
+                    "container is running: stop the container before removing or force remove"
+                };
+                return Err(Error::conflict(format!(
+                    "cannot remove container \"{}\": {what}",
+                    r.name
+                )));
+            }
+            if let Err(e) = self.kill(c, Some("SIGKILL")).await {
+                // Only a container that is still running is an error: one that ended meanwhile
+                // is removed.
+                if c.rec().is_running() {
+                    return Err(e);
+                }
+            }
+        }
+        let _op = c.op.lock().await;
+        if c.progress.borrow().removed {
+            return Ok(());
+        }
+        if c.rec().is_running() {
+            // Started again while we waited for the lock.
+            return Err(Error::conflict(format!(
+                "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                c.rec().name
+            )));
+        }
+        // One rename takes the container out of the data root; its files are deleted in the
+        // background (and at the next boot, should the daemon stop first).
+        let dir = c.paths.dir.clone();
+        let trash = self.cfg.data_root.join("trash").join(&c.id);
+        discard_run_dir(self, &c.paths.run_dir);
+        let rt = berth_runtime::Runtime::new(&self.runtime_root);
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = rt.delete(&id, true);
+            match std::fs::rename(&dir, &trash) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let trash_dir = self.cfg.data_root.join("trash").join(&c.id);
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash_dir));
+        self.remove_handle(&c.id);
+        let mounts = c.rec().mounts.clone();
+        if volumes {
+            super::volumes::undo(self, &c.id, &mounts);
+        } else {
+            self.volumes.release(&c.id);
+        }
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| e.container_id != c.id);
+        self.container_event(c, "destroy", &[]);
+        c.progress.send_modify(|p| p.removed = true);
+        Ok(())
+    }
 }
 
 async fn create_as(
@@ -213,7 +306,7 @@ async fn create_as(
         .filter(|_| !network_disabled)
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default();
-    crate::container::network::endpoint::configure(d, &mut rec, endpoints)?;
+    super::network::endpoint::configure(d, &mut rec, endpoints)?;
     // Making a volume writes (and fsyncs) its record: not on one of the API's two workers.
     let (mounts, copies) = if planned.is_empty() {
         Default::default()
@@ -270,7 +363,7 @@ async fn create_as(
         let filled = filled.and_then(|()| c.update(|r| r.creating = false).map(drop));
         if let Err(e) = filled {
             drop(op);
-            let _ = remove(d, &c, true, true).await;
+            let _ = d.remove(&c, true, true).await;
             return Err(e);
         }
     }
@@ -279,34 +372,27 @@ async fn create_as(
     Ok((id, warnings))
 }
 
-/// `POST /containers/{id}/start`.
-pub async fn start(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
-    let _op = c.op.lock().await;
-    if c.rec().is_running() {
-        return Err(Error::not_modified());
-    }
-    // A start by the user begins a new restart-policy history, as with Docker.
-    if c.rec().restart_count != 0 {
-        c.update_state(|r| r.restart_count = 0);
-    }
-    let res = start_locked(d, c).await;
-    if res.is_err() && c.rec().host_config.auto_remove {
-        drop(_op);
-        let _ = remove(d, c, true, true).await;
-    }
-    res
-}
-
 async fn start_locked(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let res = start_wired(d, c).await;
     if res.is_err() {
-        crate::container::network::endpoint::release(d, c);
+        super::network::endpoint::release(d, c);
         d.volumes.deactivate(&c.id);
         super::settings::release_shm(&c.paths.run_dir);
     }
     res
 }
 
+/// The start pipeline, in the order every start (user, restart policy, boot) goes through:
+/// 1. mounts: the volumes that need mounting are mounted (`VolumeService`);
+/// 2. sandbox: the container's endpoints get addresses and its ports are held
+///    (`NetworkService::allocate`);
+/// 3. spec: the bundle is written, its config.json by the pure `spec::build` (`bundle`);
+/// 4. shim: a shim is spawned and creates the container, blocked before its process runs;
+/// 5. endpoints: its interfaces are plugged into its network namespace (`NetworkService::wire`);
+/// 6. release: waiting attach streams get the shim, and the shim starts the process;
+/// 7. monitors: the record says running, the health and exit monitors start, events go out.
+///
+/// A failure undoes 1 and 2 in [`start_locked`].
 async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
     let t0 = std::time::Instant::now();
     if let Some(e) = super::validate::log_driver_error(&c.rec().host_config.log_config.kind) {
@@ -314,22 +400,25 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
             "failed to create task for container: {e}"
         )));
     }
+    // 1-3, on a blocking thread (file system work).
     {
         let d2 = d.clone();
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || {
             super::volumes::activate(&d2, &c2.snapshot())?;
-            crate::container::network::endpoint::allocate(&d2, &c2)?;
+            super::network::endpoint::allocate(&d2, &c2)?;
             super::bundle::prepare(&d2, &c2)
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
     }
     tracing::debug!(id = %c.id, "bundle written after {:?}", t0.elapsed());
+    // 4.
     let ready = shim::spawn(&d.spawner, &c.paths.run_dir).await?;
     tracing::debug!(id = %c.id, "shim ready after {:?}", t0.elapsed());
+    // 5.
     if ready.error.is_none() {
-        if let Err(e) = crate::container::network::endpoint::wire(d, c, ready.pid).await {
+        if let Err(e) = super::network::endpoint::wire(d, c, ready.pid).await {
             let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
             return Err(e);
         }
@@ -345,6 +434,7 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
             "failed to create task for container: {err}"
         )));
     }
+    // 6.
     let socket = c.paths.socket();
     // Hand the shim to attach streams waiting for this start; they acknowledge once attached,
     // so no output is lost before the process is released.
@@ -392,7 +482,7 @@ async fn start_wired(d: &Arc<Service>, c: &Arc<Container>) -> Result<()> {
             health: r.state.health.take(),
         };
     });
-    // Before the exit monitor, whose exit handling stops the health monitor.
+    // 7. The health monitor before the exit monitor, whose exit handling stops it.
     super::health::start(d, c);
     spawn_monitor(d.clone(), c.clone());
     d.endpoint_events(c, "connect");
@@ -526,7 +616,7 @@ pub(super) async fn on_exit(d: &Arc<Service>, c: &Arc<Container>, exit: ExitReco
             r.state.error = exit.error.clone();
         }
     };
-    crate::container::network::endpoint::release(d, c);
+    super::network::endpoint::release(d, c);
     d.volumes.deactivate(&c.id);
     let auto_remove = c.rec().host_config.auto_remove;
     // A `--rm` container's record is only written if it outlives this function. The restart
@@ -550,7 +640,7 @@ pub(super) async fn on_exit(d: &Arc<Service>, c: &Arc<Container>, exit: ExitReco
     exit_events(d, c, &exit);
     c.progress.send_modify(|p| p.exits += 1);
     if auto_remove {
-        if let Err(e) = remove(d, c, true, true).await {
+        if let Err(e) = d.remove(c, true, true).await {
             tracing::warn!("auto-removing {}: {}", c.id, e.0);
             c.update_state(|_| {});
         }
@@ -632,78 +722,4 @@ fn schedule_restart(d: Arc<Service>, c: Arc<Container>, delay: Duration) {
             c.update_state(|r| r.state.status = status::EXITED.into());
         }
     });
-}
-
-/// `DELETE /containers/{id}`; `volumes` (`rm -v`) also removes its anonymous volumes.
-pub async fn remove(
-    d: &Arc<Service>,
-    c: &Arc<Container>,
-    force: bool,
-    volumes: bool,
-) -> Result<()> {
-    let r = c.snapshot();
-    if r.is_running() {
-        if !force {
-            let what = if r.state.status == status::PAUSED {
-                "container is paused and must be unpaused first"
-            } else {
-                "container is running: stop the container before removing or force remove"
-            };
-            return Err(Error::conflict(format!(
-                "cannot remove container \"{}\": {what}",
-                r.name
-            )));
-        }
-        if let Err(e) = d.kill(c, Some("SIGKILL")).await {
-            // Only a container that is still running is an error: one that ended meanwhile
-            // is removed.
-            if c.rec().is_running() {
-                return Err(e);
-            }
-        }
-    }
-    let _op = c.op.lock().await;
-    if c.progress.borrow().removed {
-        return Ok(());
-    }
-    if c.rec().is_running() {
-        // Started again while we waited for the lock.
-        return Err(Error::conflict(format!(
-            "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-            c.rec().name
-        )));
-    }
-    // One rename takes the container out of the data root; its files are deleted in the
-    // background (and at the next boot, should the daemon stop first).
-    let dir = c.paths.dir.clone();
-    let trash = d.cfg.data_root.join("trash").join(&c.id);
-    discard_run_dir(d, &c.paths.run_dir);
-    let rt = berth_runtime::Runtime::new(&d.runtime_root);
-    let id = c.id.clone();
-    tokio::task::spawn_blocking(move || {
-        let _ = rt.delete(&id, true);
-        match std::fs::rename(&dir, &trash) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-    .map_err(|e| Error::internal(e.to_string()))??;
-    let trash_dir = d.cfg.data_root.join("trash").join(&c.id);
-    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash_dir));
-    d.remove_handle(&c.id);
-    let mounts = c.rec().mounts.clone();
-    if volumes {
-        super::volumes::undo(d, &c.id, &mounts);
-    } else {
-        d.volumes.release(&c.id);
-    }
-    d.execs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|_, e| e.container_id != c.id);
-    d.container_event(c, "destroy", &[]);
-    c.progress.send_modify(|p| p.removed = true);
-    Ok(())
 }

@@ -3,9 +3,7 @@
 //! they left running, and restart policies applied once the API is up.
 
 use super::handle::Container;
-use super::lifecycle::{
-    discard_run_dir, on_exit, read_exit_file, remove, shim_lost, spawn_monitor, start,
-};
+use super::lifecycle::{discard_run_dir, on_exit, read_exit_file, shim_lost, spawn_monitor};
 use super::service::Service;
 use super::{shim, status, Record};
 use crate::error::{Error, Result};
@@ -13,95 +11,113 @@ use berth_shim::protocol::Request;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Load container records at boot and reconnect to live shims. Shims are asked concurrently,
-/// each with a time limit, so one stuck shim cannot keep the API down. Returns the containers
-/// whose restart policy wants them started (see [`boot_restarts`]).
-pub async fn restore(d: &Arc<Service>) -> Result<Vec<Arc<Container>>> {
-    let dir = d.cfg.data_root.join("containers");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut probes = Vec::new();
-    let mut stopped = Vec::new();
-    let mut damaged = Vec::new();
-    let mut leftovers = Vec::new();
-    for e in entries.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        let paths = d.paths(&id);
-        let rec: Record = match std::fs::read(paths.record())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
-            Some(r) => r,
-            None => {
-                damaged.push(id);
-                continue;
-            }
+impl Service {
+    /// Load container records at boot and reconnect to live shims. Shims are asked concurrently,
+    /// each with a time limit, so one stuck shim cannot keep the API down. Returns the containers
+    /// whose restart policy wants them started (see [`boot_restarts`]).
+    pub async fn restore(self: &Arc<Self>) -> Result<Vec<Arc<Container>>> {
+        let dir = self.cfg.data_root.join("containers");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
         };
-        let running = rec.is_running();
-        d.volumes.adopt(&rec.id, &rec.mounts, running);
-        let unfinished = rec.creating || rec.build;
-        let c = Arc::new(Container::new(rec, paths, d.runtime_root.clone()));
-        d.insert(c.clone());
-        if unfinished {
-            leftovers.push(c.clone());
-        }
-        if running {
-            // Its addresses, names and host ports are taken again before anything new starts.
-            crate::container::network::endpoint::readopt(d, &c);
-            let (d, c) = (d.clone(), c.clone());
-            probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
-        } else {
-            // A daemon that died between creating and starting a container leaves a blocked
-            // init behind; it never officially ran, so it goes. One that died while it had
-            // the stopped container's filesystem mounted (copy-up, cp, export) leaves that
-            // mount on the run dir.
-            if c.paths.run_dir.exists() {
-                let _ = berth_runtime::Runtime::new(&d.runtime_root).delete(&c.id, true);
-                match nix::mount::umount2(&c.paths.rootfs(), nix::mount::MntFlags::MNT_DETACH) {
-                    Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
-                    Err(e) => tracing::warn!("container {}: unmounting its root: {e}", c.id),
+        let mut probes = Vec::new();
+        let mut stopped = Vec::new();
+        let mut damaged = Vec::new();
+        let mut leftovers = Vec::new();
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let paths = self.paths(&id);
+            let rec: Record = match std::fs::read(paths.record())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(r) => r,
+                None => {
+                    damaged.push(id);
+                    continue;
                 }
-                super::settings::release_shm(&c.paths.run_dir);
-                let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+            };
+            let running = rec.is_running();
+            self.volumes.adopt(&rec.id, &rec.mounts, running);
+            let unfinished = rec.creating || rec.build;
+            let c = Arc::new(Container::new(rec, paths, self.runtime_root.clone()));
+            self.insert(c.clone());
+            if unfinished {
+                leftovers.push(c.clone());
             }
-            stopped.push(c);
+            if running {
+                // Its addresses, names and host ports are taken again before anything new starts.
+                super::network::endpoint::readopt(self, &c);
+                let (d, c) = (self.clone(), c.clone());
+                probes.push(tokio::spawn(async move { reconnect(&d, &c).await }));
+            } else {
+                // A daemon that died between creating and starting a container leaves a blocked
+                // init behind; it never officially ran, so it goes. One that died while it had
+                // the stopped container's filesystem mounted (copy-up, cp, export) leaves that
+                // mount on the run dir.
+                if c.paths.run_dir.exists() {
+                    let _ = berth_runtime::Runtime::new(&self.runtime_root).delete(&c.id, true);
+                    match nix::mount::umount2(&c.paths.rootfs(), nix::mount::MntFlags::MNT_DETACH) {
+                        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                        Err(e) => tracing::warn!("container {}: unmounting its root: {e}", c.id),
+                    }
+                    super::settings::release_shm(&c.paths.run_dir);
+                    let _ = std::fs::remove_dir_all(&c.paths.run_dir);
+                }
+                stopped.push(c);
+            }
+        }
+        for id in damaged {
+            quarantine(self, &id).await;
+        }
+        for p in probes {
+            let _ = p.await;
+        }
+        // What a create that was still copying into volumes or a build step left (the daemon
+        // died before it ended): removed, with its anonymous volumes, before anyone sees it.
+        for c in &leftovers {
+            let removal = tokio::time::timeout(Duration::from_secs(10), self.remove(c, true, true));
+            match removal.await {
+                Ok(Ok(())) => tracing::info!(
+                    "container {}: removed, its create or build step did not finish",
+                    c.id
+                ),
+                Ok(Err(e)) => tracing::warn!(
+                    "container {}: removing what an unfinished operation left: {}",
+                    c.id,
+                    e.0.message
+                ),
+                Err(_) => tracing::warn!("container {}: removal timed out", c.id),
+            }
+        }
+        // Volume mounts that no running container holds any more (their containers ended while
+        // the daemon was down).
+        self.volumes.sweep();
+        // The table is made again from what runs now: no duplicate, nothing stale.
+        self.net.finish_restore().map_err(|e| {
+            Error::internal(format!(
+                "nftables table {}: {}",
+                self.net.host.table.name(),
+                e
+            ))
+        })?;
+        Ok(stopped
+            .into_iter()
+            .filter(|c| !c.rec().creating && !c.rec().build && wants_boot_restart(c))
+            .collect())
+    }
+
+    /// Start the containers [`restore`] picked, once the API is up.
+    pub fn boot_restarts(self: &Arc<Self>, containers: Vec<Arc<Container>>) {
+        for c in containers {
+            let d = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = d.start(&c).await {
+                    tracing::warn!("restarting {} at boot: {}", c.id, e.0.message);
+                }
+            });
         }
     }
-    for id in damaged {
-        quarantine(d, &id).await;
-    }
-    for p in probes {
-        let _ = p.await;
-    }
-    // What a create that was still copying into volumes or a build step left (the daemon
-    // died before it ended): removed, with its anonymous volumes, before anyone sees it.
-    for c in &leftovers {
-        let removal = tokio::time::timeout(Duration::from_secs(10), remove(d, c, true, true));
-        match removal.await {
-            Ok(Ok(())) => tracing::info!(
-                "container {}: removed, its create or build step did not finish",
-                c.id
-            ),
-            Ok(Err(e)) => tracing::warn!(
-                "container {}: removing what an unfinished operation left: {}",
-                c.id,
-                e.0.message
-            ),
-            Err(_) => tracing::warn!("container {}: removal timed out", c.id),
-        }
-    }
-    // Volume mounts that no running container holds any more (their containers ended while
-    // the daemon was down).
-    d.volumes.sweep();
-    // The table is made again from what runs now: no duplicate, nothing stale.
-    d.net.finish_restore().map_err(|e| {
-        Error::internal(format!("nftables table {}: {}", d.net.host.table.name(), e))
-    })?;
-    Ok(stopped
-        .into_iter()
-        .filter(|c| !c.rec().creating && !c.rec().build && wants_boot_restart(c))
-        .collect())
 }
 
 /// A container whose record cannot be read is not left running unseen: what it has on the
@@ -173,16 +189,4 @@ fn wants_boot_restart(c: &Container) -> bool {
     let policy = r.host_config.restart_policy.name.as_str();
     r.state.status != status::CREATED
         && (policy == "always" || (policy == "unless-stopped" && !r.state.manually_stopped))
-}
-
-/// Start the containers [`restore`] picked, once the API is up.
-pub fn boot_restarts(d: &Arc<Service>, containers: Vec<Arc<Container>>) {
-    for c in containers {
-        let d = d.clone();
-        tokio::spawn(async move {
-            if let Err(e) = start(&d, &c).await {
-                tracing::warn!("restarting {} at boot: {}", c.id, e.0.message);
-            }
-        });
-    }
 }

@@ -6,7 +6,7 @@
 use super::container_list::dir_size;
 use super::hijack::{self as attach, End};
 use super::St;
-use crate::container::{lifecycle, logs, shim, status};
+use crate::container::{logs, shim, status};
 use crate::error::{Error, Result};
 use crate::util::RequestVersion;
 use crate::util::{json, json_body, no_content, Query};
@@ -27,7 +27,7 @@ pub async fn create(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let req: CreateRequest = json_body(&body)?;
-    let (id, warnings) = lifecycle::create(&d, q.get("name"), req).await?;
+    let (id, warnings) = d.create(q.get("name"), req).await?;
     Ok(json(201, &CreateResponse { id, warnings }))
 }
 
@@ -152,7 +152,7 @@ pub async fn start(
         ));
     }
     let c = d.find(&id)?;
-    lifecycle::start(&d, &c).await?;
+    d.start(&c).await?;
     Ok(no_content())
 }
 
@@ -219,7 +219,7 @@ pub async fn remove(
         return Ok(no_content());
     }
     let c = d.find(&id)?;
-    lifecycle::remove(&d, &c, q.bool("force"), q.bool("v")).await?;
+    d.remove(&c, q.bool("force"), q.bool("v")).await?;
     Ok(no_content())
 }
 
@@ -496,7 +496,7 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
         }
         let size = dir_size(&c.paths.upper());
         // A container started or removed meanwhile is left out, as Docker does.
-        if lifecycle::remove(&d, &c, false, false).await.is_ok() {
+        if d.remove(&c, false, false).await.is_ok() {
             reclaimed += size;
             deleted.push(r.id.clone());
         }
