@@ -1,5 +1,7 @@
 //! Which registry repositories each local blob is known to be in (from pulls and pushes), so a
-//! push to another repository of the same registry can ask for a cross-repository mount.
+//! push to another repository of the same registry can ask for a cross-repository mount. A leaf: it
+//! imports no other module of the daemon, and it never talks to a registry itself (pull and push
+//! record blobs and ask it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

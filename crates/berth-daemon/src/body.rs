@@ -1,5 +1,6 @@
 //! Request bodies from untrusted clients: an idle timeout on every body, and JSON bodies that
-//! must say they are JSON (as dockerd's `CheckForJSON`) and stay under a size limit.
+//! must say they are JSON (as dockerd's `CheckForJSON`) and stay under a size limit. Beside `error`
+//! it imports no other module of the daemon: it knows no route, container or daemon state.
 
 use crate::error::{Error, Result};
 use axum::body::Bytes;

@@ -1,4 +1,6 @@
-//! Daemon settings: dockerd-style flags merged over a JSON config file (/etc/berth/daemon.json).
+//! Daemon settings: dockerd-style flags merged over a JSON config file (/etc/berth/daemon.json). A
+//! leaf: it imports no other module of the daemon; it only reads the flags and the file, and opens
+//! no service or store.
 
 use serde::Deserialize;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! The daemon's handler error: an ApiError rendered as Docker's JSON body, with conversions from
-//! the libraries' errors.
+//! the libraries' errors. A leaf: it imports no other module of the daemon, only the libraries'
+//! error types.
 
 use axum::response::{IntoResponse, Response};
 use berth_api::ApiError;

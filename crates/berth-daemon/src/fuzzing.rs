@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (not an API of the daemon): the parsers of the
 //! `filters` query parameter and what consumes it (prune and event filters), and the
-//! `since`/`until` times of the events endpoint, fed with arbitrary input.
+//! `since`/`until` times of the events endpoint, fed with arbitrary input. It only calls those
+//! parsers: it must not open the daemon's state, sockets or files.
 
 use std::collections::BTreeMap;
 

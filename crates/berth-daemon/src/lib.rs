@@ -1,5 +1,7 @@
 //! `berth daemon`: serves the Docker Engine API on a unix socket (and optionally TCP), keeps
-//! container, image and exec state, and drives shims and the image store.
+//! container, image and exec state, and drives shims and the image store. Inside, the container
+//! service (`container`) never imports the build, pull, push, `state` or the routes, and only
+//! `listen` and `server` import the routes.
 
 #![recursion_limit = "256"]
 

@@ -1,5 +1,7 @@
 //! Random container names in Docker's `adjective_name` style, from berth's own word lists, and
-//! the rules user-given container, network and volume names must follow.
+//! the rules user-given container, network and volume names must follow. Beside `error` it imports
+//! no other module of the daemon and keeps no table of names: whether a name is taken is the
+//! caller's to say.
 
 use crate::error::{Error, Result};
 

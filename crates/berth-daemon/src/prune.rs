@@ -1,5 +1,7 @@
 //! The filters every `prune` endpoint shares (`until`, `label`, `label!`), so containers,
-//! images, networks and volumes are pruned by the same rules as Docker's.
+//! images, networks and volumes are pruned by the same rules as Docker's. It only parses and
+//! matches filters (beside `error` it imports no other module of the daemon): what is pruned, and
+//! removing it, are the routes' and the services'.
 
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};

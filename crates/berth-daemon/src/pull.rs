@@ -1,5 +1,7 @@
 //! `POST /images/create?fromImage=`: pull an image from a registry into the store, several
-//! layers at once, each unpacked while it downloads, reporting Docker's progress messages.
+//! layers at once, each unpacked while it downloads, reporting Docker's progress messages. It works
+//! on the image store, the registry client and the blob bookkeeping only: never containers,
+//! networks or volumes, and never the routes (`routes::images` and the build call it).
 
 use crate::error::{Error, Result};
 use crate::state::Daemon;

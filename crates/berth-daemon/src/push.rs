@@ -1,5 +1,7 @@
 //! `POST /images/{name}/push`: send an image's blobs (those the registry lacks) and its
-//! manifest to a registry, with Docker's progress messages.
+//! manifest to a registry, with Docker's progress messages. Like `pull`, it touches only the image
+//! store, the registry client and the blob bookkeeping, never containers, networks, volumes or the
+//! routes.
 
 use crate::error::{Error, Result};
 use crate::pull::short;

@@ -1,6 +1,8 @@
 //! Damaged records (a container, network, volume or image record that cannot be read) are
 //! moved aside to `<data-root>/quarantine/<kind>/` rather than skipped: boot goes on, nothing
-//! that depended on them is silently kept or lost, and `GET /info` warns about them.
+//! that depended on them is silently kept or lost, and `GET /info` warns about them. A leaf: it
+//! imports no other module of the daemon, and it only moves the paths it is given, never reading or
+//! repairing what they hold.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! What a registry request carries from the client: `X-Registry-Auth` credentials and a
-//! `platform` query value.
+//! `platform` query value. Parsing only, beside `error`: it never contacts a registry (that is the
+//! registry client's, held by `state`).
 
 use crate::error::{Error, Result};
 use berth_distribution::{AuthConfig, Credentials};

@@ -1,7 +1,8 @@
 //! Resource samples of a container for `GET /containers/{id}/stats`, in Docker's shape: the
 //! cgroup's counters (through berth-runtime), the host's CPU time from /proc/stat, and the
 //! interfaces of the container's network namespace from /proc/<pid>/net/dev. A sample is a
-//! few small reads of kernel files; nothing is spawned.
+//! few small reads of kernel files; nothing is spawned. It only reads: it never changes a container
+//! or its cgroup, and never sees the Daemon or the routes.
 
 use crate::container::handle::Container;
 use crate::container::network::endpoint::{mode, Mode};

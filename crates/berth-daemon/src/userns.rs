@@ -1,7 +1,9 @@
 //! User namespace remapping (`--userns-remap`): the subordinate id ranges of the remap user
 //! and group in /etc/subuid and /etc/subgid become the uid and gid maps of every container
 //! that does not ask for `--userns=host`. `default` stands for the user `berthremap`, made
-//! (with ranges of its own) when missing, as dockerd does with `dockremap`.
+//! (with ranges of its own) when missing, as dockerd does with `dockremap`. A leaf: it imports no
+//! other module of the daemon, and it never touches a container's files; the container service
+//! applies the maps.
 
 use berth_image::{IdMap, IdMappings};
 use std::path::Path;

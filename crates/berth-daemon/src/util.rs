@@ -1,5 +1,6 @@
 //! Small request helpers: the request's API version, query parameters the way the Engine API
-//! spells them, JSON bodies with Docker-style 400 errors, and JSON responses.
+//! spells them, JSON bodies with Docker-style 400 errors, and JSON responses. Beside `error` it
+//! imports no other module of the daemon: it knows no route, container or daemon state.
 
 use crate::error::{Error, Result};
 use axum::response::{IntoResponse, Response};

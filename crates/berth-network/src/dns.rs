@@ -6,7 +6,8 @@
 //! container on several networks also resolves the names of its other networks (its peers,
 //! see [`Names::set_peers`]). Names have an IPv4 address, an IPv6 one, or both (A and AAAA).
 //! Local answers are built here; other queries are relayed byte for byte to an upstream and the
-//! upstream's reply is relayed back byte for byte.
+//! upstream's reply is relayed back byte for byte. It imports no other module of the crate: it
+//! never touches links, the nftables table or network records.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,4 +1,5 @@
-//! IPv4 address management: subnets, gateways, ranges and the addresses handed to endpoints.
+//! IPv4 address management: subnets, gateways, ranges and the addresses handed to endpoints. Pure
+//! bookkeeping: it does no I/O and knows no record, link or endpoint.
 
 use std::collections::BTreeSet;
 use std::fmt;

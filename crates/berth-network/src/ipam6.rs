@@ -1,5 +1,6 @@
 //! IPv6 address management: subnets, gateways and the addresses handed to endpoints of IPv6
-//! networks (the IPv4 side is [`crate::ipam`]).
+//! networks (the IPv4 side is [`crate::ipam`]). Pure bookkeeping like it: no I/O, and no record,
+//! link or endpoint.
 
 use std::fmt;
 use std::net::Ipv6Addr;

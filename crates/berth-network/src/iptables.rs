@@ -1,7 +1,8 @@
 //! Living beside Docker: dockerd sets the iptables `FORWARD` policy to DROP, and a packet must
 //! pass every base chain on the forward hook, so an accept in berth's own table is not enough.
 //! When (and only when) that policy is DROP, berth's bridges get accept rules in `FORWARD`;
-//! berth's own table still applies its isolation rules on top.
+//! berth's own table still applies its isolation rules on top. It touches nothing in iptables but
+//! those accept rules for berth's bridges, and never changes the policy or another chain.
 
 use std::process::Command;
 

@@ -3,7 +3,9 @@
 //! Everything goes through one rtnetlink connection opened in the daemon's network namespace,
 //! except the configuration of a container's end of a veth pair: a netlink socket acts in the
 //! namespace it was created in, so that end is configured over a second, short-lived connection
-//! opened and driven by a throwaway thread that first joins the container's namespace.
+//! opened and driven by a throwaway thread that first joins the container's namespace. It never
+//! touches the nftables table, address pools or records, and imports nothing of the crate but its
+//! error.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;

@@ -8,7 +8,9 @@
 //!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
-//! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table.
+//! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table. It only renders
+//! and applies the rules it is given: it keeps no network state and never touches links, iptables
+//! or records.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -1,6 +1,8 @@
 //! `berth userland-proxy`: one process per published port when the daemon runs with
 //! `userland-proxy: true`, relaying what arrives on the host port (a socket the daemon bound and
-//! passed as fd 3) to the container's address, as docker-proxy does.
+//! passed as fd 3) to the container's address, as docker-proxy does. It runs apart from the daemon
+//! and imports no other module of the crate: it never touches the nftables table, links or the
+//! service's state.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

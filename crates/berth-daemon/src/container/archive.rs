@@ -1,7 +1,8 @@
 //! The container service's file operations: stat, read (tar) and write (untar) a path of a
 //! container's filesystem (`docker cp`), export, changes, commit and top. Everything is reached
 //! through file descriptors beneath the container's root. The API layer only parses requests
-//! and streams bodies; it must not open container roots itself.
+//! and streams bodies; it must not open container roots itself. This module never touches the
+//! container's networks, and mounts its volumes only through `rootfs`, for one operation.
 
 use super::handle::Container;
 use super::rootfs::{open_root, with_root};

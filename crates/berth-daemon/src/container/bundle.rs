@@ -2,7 +2,8 @@
 //! dirs (owned by the remapped root under `--userns-remap`), config.json from the OCI spec
 //! builder fed with what is read here (the image's passwd and group, the host's facts, the
 //! settings, mount and network plans), the network files, and shim.json (log driver and
-//! rotation, stdio, exit file).
+//! rotation, stdio, exit file). It starts no process and takes no address, port or volume: it only
+//! writes files from plans made elsewhere.
 
 use super::handle::Container;
 use super::service::Service;

@@ -1,5 +1,6 @@
 //! Exec instances: created on a running container, started through its shim, inspected for
-//! their exit code.
+//! their exit code. An exec lives in memory and in the shim only: it never changes the container's
+//! record, networks or volumes.
 
 use super::handle::{Container, Exec, ExecState};
 use super::service::Service;

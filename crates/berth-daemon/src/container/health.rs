@@ -1,6 +1,8 @@
 //! Health checks as Docker runs them: while a container runs, a monitor task execs its
 //! `Healthcheck` probe through the shim every interval, and keeps the status (starting →
-//! healthy / unhealthy), the failing streak and the last five results in the record.
+//! healthy / unhealthy), the failing streak and the last five results in the record. It never stops
+//! or restarts the container (restart policies are the lifecycle's) and never touches its networks
+//! or volumes.
 
 use super::handle::Container;
 use super::{shim, status, Record};

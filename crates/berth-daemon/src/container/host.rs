@@ -2,7 +2,8 @@
 //! `--init` binary exists, its device nodes (for `--privileged`), the descriptor limit the daemon
 //! was given, whether it has a /dev/mqueue, the daemon's capability bounding set, and files of
 //! the container's root as the overlay will show them. Everything else in the spec is a pure
-//! function of the record and the plans (see `spec`).
+//! function of the record and the plans (see `spec`). It only reads: it writes nothing, and sees no
+//! record and no service.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

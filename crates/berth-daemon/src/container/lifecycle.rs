@@ -1,6 +1,7 @@
 //! Container lifecycle: create, start (shim spawn, attach hand-off, release), exit monitoring
 //! and restart policies, and remove. Signals and state changes are in `control`, the boot in
-//! `restore`, the create checks in `validate`.
+//! `restore`, the create checks in `validate`. It never calls the network service itself (that goes
+//! through `network::endpoint`), and never reaches the routes, the build or the Daemon.
 
 use super::handle::Container;
 use super::service::Service;

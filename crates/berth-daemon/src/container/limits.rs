@@ -1,6 +1,7 @@
 //! Resource limits: Docker's checks of memory, CPU, cpuset, pids and blkio settings at create
 //! and update, and `POST /containers/{id}/update`, which changes them in the record and, for
-//! a running container, in its cgroups.
+//! a running container, in its cgroups. It changes only the record's `HostConfig` and, through
+//! berth-runtime, the cgroups: never the shim, networks or volumes.
 
 use super::handle::Container;
 use super::service::Service;

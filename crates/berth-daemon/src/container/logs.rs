@@ -1,6 +1,7 @@
 //! `GET /containers/{id}/logs`: reads the json-file or local log (rotated files included,
 //! compressed ones too), filters by stream, time and tail, and follows new entries with
-//! inotify until the container stops (or the `until` bound passes).
+//! inotify until the container stops (or the `until` bound passes). Read only: it knows only the
+//! container's handle and never writes, rotates or removes a log file (the shim writes them).
 
 use super::handle::Container;
 use berth_api::stdcopy;

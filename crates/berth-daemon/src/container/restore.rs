@@ -1,6 +1,7 @@
 //! The containers at boot: records loaded, live shims reconnected (each with a time limit),
 //! containers whose shim died recorded as exited, unreadable records quarantined with what
-//! they left running, and restart policies applied once the API is up.
+//! they left running, and restart policies applied once the API is up. It starts containers only
+//! through the lifecycle's `start`, and never reaches the routes or the Daemon.
 
 use super::handle::Container;
 use super::lifecycle::{discard_run_dir, on_exit, read_exit_file, shim_lost, spawn_monitor};

@@ -1,5 +1,7 @@
 //! Access to a container's merged root filesystem from the daemon: through `/proc/<pid>/root`
-//! while it runs, or by mounting its overlay for the duration of one operation when it does not.
+//! while it runs, or by mounting its overlay for the duration of one operation when it does not. It
+//! never changes a container's record or state, and beneath a root it makes only missing mount
+//! points: what is done there is the caller's.
 
 use super::handle::Container;
 use super::service::Service;

@@ -2,7 +2,8 @@
 //! (`--pid`, `--ipc`, `--uts`, `--cgroupns`), `--group-add`, `--device` and
 //! `--device-cgroup-rule` and block IO device limits, resolved against the host and the other
 //! containers into a [`Plan`] and carried into the OCI spec; and `rm --link`. Their checks at
-//! create are in `validate`.
+//! create are in `validate`. It takes no address, port or volume and starts nothing; the one record
+//! it changes is the parent's, in `rm --link`.
 
 use super::service::Service;
 use super::Record;

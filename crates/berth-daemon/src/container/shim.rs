@@ -1,4 +1,6 @@
-//! The daemon's side of the shim protocol: start a shim, send requests, open stdio streams.
+//! The daemon's side of the shim protocol: start a shim, send requests, open stdio streams. Beside
+//! `error` it imports no other module of the daemon: it knows no record or service, only a shim's
+//! run dir and socket.
 
 use crate::error::{Error, Result};
 use berth_shim::protocol::{Ready, Reply, Request};

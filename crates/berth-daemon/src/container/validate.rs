@@ -1,7 +1,7 @@
 //! Docker's checks of a create request (restart policy, health check timing, `--userns`, the
 //! namespace modes, devices, runtime and log driver settings, as dockerd refuses them on
 //! Linux), dockerd's defaults for what it leaves empty, and the image settings a container
-//! inherits.
+//! inherits. Checks and defaults only: it changes no record and takes no name, address or volume.
 
 use super::service::Service;
 use super::settings::{container_of, device_rule, host_devices};

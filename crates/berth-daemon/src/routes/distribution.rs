@@ -1,5 +1,6 @@
 //! `GET /distribution/{name}/json`: what a registry says about an image without pulling it —
-//! the descriptor of its manifest (or index) and the platforms it is built for.
+//! the descriptor of its manifest (or index) and the platforms it is built for. It only asks the
+//! registry: it never pulls, writes to the image store or touches containers.
 
 use super::St;
 use crate::error::{Error, Result};

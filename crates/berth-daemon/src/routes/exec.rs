@@ -1,4 +1,5 @@
-//! Exec endpoints: create, start (hijacked or detached), resize and inspect.
+//! Exec endpoints: create, start (hijacked or detached), resize and inspect. They keep no exec
+//! state and never change a container's record: exec instances are `container::exec`'s.
 
 use super::hijack::{self as attach, End};
 use super::St;

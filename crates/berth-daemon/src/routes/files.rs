@@ -1,6 +1,6 @@
 //! Container filesystem endpoints: archive (stat, get, put for `cp`), export, changes (`diff`),
 //! commit, and top. Thin adapters: they parse the request and stream the body; the container
-//! service (`container::archive`) does the work.
+//! service (`container::archive`) does the work. They must not open a container's root themselves.
 
 use super::St;
 use crate::container::archive::{CommitRequest, ExtractOptions};

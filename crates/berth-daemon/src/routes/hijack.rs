@@ -1,5 +1,6 @@
 //! Hijacked attach and exec streams: the `101 UPGRADED` handshake and the pump between the API
 //! client and a shim stream (stdcopy frames without a TTY, raw bytes with one), with detach keys.
+//! It only pumps bytes: it knows no record, route table or daemon state, only a shim stream.
 
 use crate::container::shim;
 use axum::body::Body;

@@ -1,4 +1,6 @@
-//! Image endpoints: list, inspect, history, tag, remove, prune, import, load/save and commit.
+//! Image endpoints: list, inspect, history, tag, remove, prune, import, load/save and commit. They
+//! read container records only (the `Containers` counts, whether an image is in use), and never
+//! touch networks or volumes.
 
 use super::St;
 use crate::error::{Error, Result};

@@ -1,5 +1,6 @@
 //! Monitoring endpoints: `GET /events` (the event bus, replayed and live) and
-//! `GET /containers/{id}/stats` (resource samples, once or every second).
+//! `GET /containers/{id}/stats` (resource samples, once or every second). Read only: they must not
+//! change a container, and they subscribe to the event bus without emitting on it.
 
 use super::St;
 use crate::container::handle::Container;

@@ -1,4 +1,6 @@
-//! Network endpoints: create, list, inspect, remove, prune, connect and disconnect.
+//! Network endpoints: create, list, inspect, remove, prune, connect and disconnect. They must not
+//! change a container's endpoints themselves: connect and disconnect go through
+//! `container::network::endpoint`.
 
 use super::St;
 use crate::container::network::{endpoint, Network};

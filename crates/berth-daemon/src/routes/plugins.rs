@@ -1,5 +1,6 @@
 //! `/plugins`: berth has no managed (v2) plugins, so the list is empty and a plugin named by a
-//! client is not found, as on a dockerd with none installed; installing one is refused.
+//! client is not found, as on a dockerd with none installed; installing one is refused. It keeps no
+//! plugin state and imports only `error` and `util`.
 
 use crate::error::{Error, Result};
 use crate::util::{json, Query};

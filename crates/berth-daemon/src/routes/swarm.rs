@@ -1,7 +1,8 @@
 //! Swarm-mode routes on a node that is not in a swarm: they answer as dockerd answers on such a
 //! node (503 with its messages), never 404, since clients probe them to learn the swarm state.
 //! `POST /swarm/init` and `/swarm/join` would make dockerd a swarm node; berth has no swarm mode
-//! yet and says so with a 503. `PUT /volumes/{name}` (cluster volumes) is answered here too.
+//! yet and says so with a 503. `PUT /volumes/{name}` (cluster volumes) is answered here too. Fixed
+//! answers: it imports only `error` and reads no state of the daemon.
 
 use crate::error::{Error, Result};
 use axum::http::Method;

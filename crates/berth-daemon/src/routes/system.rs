@@ -1,4 +1,5 @@
-//! `/_ping`, `/version`, `/info` and the 404 for unknown routes.
+//! `/_ping`, `/version`, `/info` and the 404 for unknown routes. Read only, apart from `POST /auth`
+//! asking the registry client to log in: they change no container, image, network or volume.
 
 use super::St;
 use crate::container::status;

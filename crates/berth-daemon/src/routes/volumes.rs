@@ -1,4 +1,6 @@
-//! Volume endpoints: list, create, inspect, remove and prune.
+//! Volume endpoints: list, create, inspect, remove and prune. They read no container record (which
+//! containers use a volume is the service's to say) and touch no volume file but the data dir the
+//! service hands back to delete.
 
 use super::St;
 use crate::error::{Error, Result};

@@ -1,7 +1,8 @@
 //! The container service's glue to the network service (`berth_network::service`): opening it, mapping
 //! its errors to API errors, and emitting network events after its calls. What a container
 //! asks of its networks (endpoints, ports, files, inspect) is translated in the submodules;
-//! the service itself never sees a container record or the daemon.
+//! the service itself never sees a container record or the daemon. Nothing here keeps network state
+//! or touches links, nftables or address pools: those are the service's.
 
 pub mod endpoint;
 pub mod files;
