@@ -14,6 +14,11 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// The unix socket a request came on (its descriptor, valid while the connection is served),
+/// which hijacked streams use to see when the client has read the `101` head.
+#[derive(Clone, Copy, Debug)]
+pub struct UnixClient(pub std::os::fd::RawFd);
+
 /// How long a client may take to send a request's headers; also how long a kept-alive
 /// connection may sit idle between requests (hyper starts the same timer for both).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,7 +215,7 @@ where
 /// Serve a unix listener until the daemon stops.
 pub fn serve_unix(l: tokio::net::UnixListener, router: Api, cap: Arc<Semaphore>) {
     tokio::spawn(accept_loop(l, cap, move |s| {
-        let client = crate::routes::hijack::UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
+        let client = UnixClient(std::os::fd::AsRawFd::as_raw_fd(&s));
         http(TokioIo::new(s), router.clone(), Some(client))
     }));
 }
@@ -296,8 +301,8 @@ impl Backoff {
 }
 
 /// Serve one connection; requests on a unix socket carry its descriptor (see
-/// [`crate::routes::hijack::UnixClient`]).
-async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<crate::routes::hijack::UnixClient>)
+/// [`UnixClient`]).
+async fn http<IO>(io: TokioIo<IO>, router: Api, unix: Option<UnixClient>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

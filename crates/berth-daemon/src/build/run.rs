@@ -1,7 +1,8 @@
 //! The RUN step: its command line (shell form, heredocs, build args in the environment), its
 //! `--mount` and `--network` flags, and the build container that runs it (created, started,
 //! its output streamed as build output, waited for, committed and removed). It reaches the
-//! container service only through `container::lifecycle` and `container::logs`.
+//! container service only through its methods (`create_for_build`, `start`, `wait`, `remove`),
+//! the container's handle and `container::logs`.
 
 use super::options::PROXY_ARGS;
 use super::{bad_msg, short, BResult, Builder, Failure, Stage, Work};

@@ -3,22 +3,18 @@
 //! It only pumps bytes: it knows no record, route table or daemon state, only a shim stream.
 
 use crate::container::shim;
+use crate::listen::UnixClient;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use berth_api::detach::Detach;
 use berth_api::stdcopy;
 use berth_shim::ExitRecord;
-use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a hijacked stream waits at most for the client to read the `101` head (every
 /// client reads it at once; the bound is for a client that is stopped or starved).
 const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
-
-/// The unix socket a request came on (its descriptor, valid while the connection is served).
-#[derive(Clone, Copy, Debug)]
-pub struct UnixClient(pub RawFd);
 
 /// The unix socket `req` came on, if it came on one.
 pub fn unix_client<B>(req: &Request<B>) -> Option<UnixClient> {
