@@ -1342,11 +1342,13 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
     );
     assert!(out.contains(&format!("Address: {fixed}")), "{out}");
     assert!(out.contains(&srv[..12]), "{out}");
+    // Served by the userland proxy, a new process of the (debug, large) binary that may still be
+    // starting when the machine is loaded: queued connections wait for it.
     let o = Command::new("curl")
         .args([
             "-s",
             "-m",
-            "3",
+            "10",
             "-g",
             &format!("http://[::1]:{port}/hostname"),
         ])
