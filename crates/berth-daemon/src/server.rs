@@ -127,6 +127,12 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         listen::serve_tcp(host, tls.clone(), router.clone(), cap.clone()).await?;
     }
     daemon.boot_restarts(to_restart);
+    // What booting touched of the binary (and freed on the heap) is given back once the daemon
+    // has settled, as the shim does once its container runs.
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let _ = tokio::task::spawn_blocking(berth_shim::trim::trim).await;
+    });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {

@@ -7,7 +7,7 @@ pub mod config;
 pub mod logfile;
 pub mod protocol;
 mod server;
-mod trim;
+pub mod trim;
 pub mod zygote;
 
 pub use config::{ExitRecord, ShimConfig};

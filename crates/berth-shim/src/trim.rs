@@ -1,14 +1,15 @@
-//! Gives back memory a long-lived shim no longer needs once its container runs: free heap,
-//! and the read-only pages of the berth binary that creating the container touched (they stay
-//! in the page cache; the few the monitor loop uses fault back in on demand).
+//! Gives back memory a long-lived process no longer needs: free heap, and the read-only pages
+//! of the berth binary that starting up touched (they stay in the page cache; the few it uses
+//! later fault back in on demand). The shim calls it once its container runs, the daemon once
+//! it has booted.
 
 use std::ops::Range;
 
 /// Drops this process's mappings of never-written pages of the executable and returns free
 /// heap to the kernel. Safe to call at any time; failures only mean less memory is given back.
 pub fn trim() {
-    // SAFETY: malloc_trim only releases free heap pages; it is safe at any time in a
-    // single-threaded process (the shim has one thread).
+    // SAFETY: malloc_trim only releases free heap pages, under each arena's lock: it is safe
+    // at any time, from any thread.
     unsafe {
         libc::malloc_trim(0);
     }
