@@ -583,6 +583,37 @@ fn daemon_restart_keeps_addresses_ports_and_names_once() {
     d.ok(&["network", "rm", "keep"]);
 }
 
+/// A running container renamed before a daemon restart answers to its new name afterwards
+/// (the network service's kept state gives way to the record's name and links).
+#[test]
+fn a_renamed_container_answers_its_new_name_after_a_daemon_restart() {
+    let mut d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", &d.user_subnet(0), "ren"]);
+    run_d(&d, &["--name", "before", "--network", "ren"], HTTPD);
+    let ip = ip_of(&d, "before", "ren");
+    d.ok(&["rename", "before", "after"]);
+    d.crash();
+    d.spawn();
+    let lookup = |name: &str| {
+        let o = d.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "ren",
+            "busybox",
+            "nslookup",
+            name,
+        ]);
+        stdout(&o) + &stderr(&o)
+    };
+    let out = lookup("after");
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    let out = lookup("before");
+    assert!(!out.contains(&format!("Address: {ip}")), "{out}");
+    d.ok(&["rm", "-f", "after"]);
+    d.ok(&["network", "rm", "ren"]);
+}
+
 /// A namespace standing in for another host: a veth to the host on a /30 and an IPv6 /64 of
 /// its own, default routes back through the host, and busybox httpd logging its clients.
 /// Removed on drop.

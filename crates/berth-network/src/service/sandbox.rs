@@ -54,6 +54,30 @@ pub(super) fn load(dir: &Path) -> HashMap<String, SandboxState> {
     out
 }
 
+/// Bring a kept sandbox's name and its endpoints' aliases and links up to what the container
+/// is and asks now; whether anything changed.
+fn refresh(
+    st: &mut SandboxState,
+    current: Sandbox,
+    configs: &BTreeMap<String, EndpointConfig>,
+) -> bool {
+    let mut changed = false;
+    if st.sandbox != current {
+        st.sandbox = current;
+        changed = true;
+    }
+    for (net, ep) in st.endpoints.iter_mut() {
+        if let Some(cfg) = configs.get(net) {
+            if ep.aliases != cfg.aliases || ep.links != cfg.links {
+                ep.aliases = cfg.aliases.clone();
+                ep.links = cfg.links.clone();
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
 impl NetworkService {
     fn sandboxes(&self) -> MutexGuard<'_, HashMap<String, SandboxState>> {
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner())
@@ -288,17 +312,26 @@ impl NetworkService {
     /// At boot, for each sandbox the daemon found alive: its addresses, DNS names and host
     /// ports are taken again from what the service kept (before anything new starts), or from
     /// `handed` when it kept nothing (a sandbox started by a daemon that kept this state in
-    /// the container's record).
-    pub fn readopt(&self, id: &str, handed: Option<SandboxState>) {
+    /// the container's record). What the container is now (`current`: its name after a
+    /// rename) and asks now of each network (`configs`: aliases and links, after an
+    /// `rm --link`) wins over what was saved when it started.
+    pub fn readopt(
+        &self,
+        id: &str,
+        current: Sandbox,
+        configs: &BTreeMap<String, EndpointConfig>,
+        handed: Option<SandboxState>,
+    ) {
         let kept = self
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        let changed = kept.is_none();
+        let mut changed = kept.is_none();
         let Some(mut st) = kept.or(handed) else {
             return;
         };
+        changed |= refresh(&mut st, current, configs);
         self.readopt_endpoints(&st.sandbox, &st.endpoints);
         let before = st.ports.clone();
         self.readopt_ports(id, &mut st.ports);
@@ -377,5 +410,51 @@ mod tests {
         assert!(!dir.join("bad.json").exists());
         assert!(dir.join("x.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kept_state_follows_renames_and_removed_links() {
+        let sb = |name: &str| Sandbox {
+            id: "abc".into(),
+            name: name.into(),
+            ..Sandbox::default()
+        };
+        let ep = Endpoint {
+            ip: "10.222.0.2".into(),
+            mac: "02:42:0a:de:00:02".into(),
+            aliases: vec!["db".into()],
+            links: vec!["web:w".into()],
+            ..Endpoint::default()
+        };
+        let mut st = SandboxState {
+            sandbox: sb("old"),
+            endpoints: BTreeMap::from([("app".to_string(), ep.clone())]),
+            ports: Vec::new(),
+        };
+        let same = BTreeMap::from([(
+            "app".to_string(),
+            EndpointConfig {
+                aliases: vec!["db".into()],
+                links: vec!["web:w".into()],
+                ..EndpointConfig::default()
+            },
+        )]);
+        assert!(!refresh(&mut st, sb("old"), &same));
+        let now = BTreeMap::from([(
+            "app".to_string(),
+            EndpointConfig {
+                aliases: vec!["db".into()],
+                ..EndpointConfig::default()
+            },
+        )]);
+        assert!(refresh(&mut st, sb("new"), &now));
+        assert_eq!(st.sandbox.name, "new");
+        let e = &st.endpoints["app"];
+        assert!(e.links.is_empty());
+        // What it got when it started stays.
+        assert_eq!(
+            (e.ip.as_str(), e.mac.as_str()),
+            (ep.ip.as_str(), ep.mac.as_str())
+        );
     }
 }

@@ -210,14 +210,15 @@ pub fn release(d: &Service, c: &Container) {
 /// started by a daemon that kept them in the container's record has them handed over from
 /// there.
 pub fn readopt(d: &Service, c: &Container) {
+    let r = c.snapshot();
     let handed = if d.net.kept(&c.id) {
         None
     } else {
         std::fs::read(c.paths.record())
             .ok()
-            .and_then(|b| legacy_state(&b, sandbox(&c.snapshot())))
+            .and_then(|b| legacy_state(&b, sandbox(&r)))
     };
-    d.net.readopt(&c.id, handed);
+    d.net.readopt(&c.id, sandbox(&r), &r.net.endpoints, handed);
 }
 
 /// What a record written before the network service kept sandboxes holds of a running
