@@ -161,7 +161,10 @@ pub async fn create(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: CreateRequest = json_body(&body)?;
-    crate::names::check_len("network", &req.name)?;
+    // A blank name is refused by the service first, as dockerd does.
+    if !req.name.trim().is_empty() {
+        crate::names::check_len("network", &req.name)?;
+    }
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
         d.events
