@@ -67,7 +67,7 @@ pub(super) fn prepare(d: &Service, c: &Container) -> Result<()> {
         security: &super::process::security_opts(&rec)?,
         settings,
         remap,
-        host: &super::host::Facts::gather(rec.host_config.privileged),
+        host: &super::host::Facts::gather(&rec.host_config),
     })?;
     crate::container::network::files::write_files(d, c, &built.hostname)?;
     if let (Some(r), None) = (remap, &net.netns) {

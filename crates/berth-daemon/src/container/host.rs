@@ -27,32 +27,40 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// Read from this host; the device nodes only when `privileged`.
-    pub fn gather(privileged: bool) -> Facts {
+    /// Read from this host what container `h` needs: the init binary only for `--init`, the
+    /// device nodes only for `--privileged`, /dev/mqueue only when it may share the host's IPC
+    /// namespace (`host`, or another container's, which may be the host's); nothing is read
+    /// that the spec of most containers does not use.
+    pub fn gather(h: &berth_api::container::HostConfig) -> Facts {
         Facts {
-            init: Path::new(INIT_BINARY).exists(),
+            init: h.init == Some(true) && Path::new(INIT_BINARY).exists(),
             nofile: crate::rlimit::inherited_nofile(),
-            devices: if privileged {
+            devices: if h.privileged {
                 host_devices()
             } else {
                 Vec::new()
             },
-            mqueue: Path::new("/dev/mqueue").is_dir(),
+            mqueue: (h.ipc_mode == "host" || h.ipc_mode.starts_with("container:"))
+                && Path::new("/dev/mqueue").is_dir(),
             bounding: bounding_set(),
         }
     }
 }
 
-/// The daemon's capability bounding set, from /proc/self/status (all bits if unreadable).
+/// The daemon's capability bounding set, from /proc/self/status (all bits if unreadable);
+/// read once, it does not change.
 pub fn bounding_set() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX)
+    static SET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX)
+    })
 }
 
 /// Read a file of the container's root as the overlay would show it: upper first, then lowers.
