@@ -93,14 +93,11 @@ impl NetworkService {
         let Some(st) = self.sandboxes().get(id).cloned() else {
             return;
         };
-        let path = self.sandbox_file(id);
-        let tmp = path.with_extension("tmp");
+        // Not fsynced: the file is on the exec root's tmpfs.
         let res = serde_json::to_vec(&st)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|b| berth_api::fsutil::write_atomic(&self.sandbox_file(id), &b, false));
         if let Err(e) = res {
-            let _ = std::fs::remove_file(&tmp);
             tracing::warn!("container {id}: writing its network state: {e}");
         }
     }
