@@ -1,0 +1,4 @@
+//! `berth compose`: a Compose Specification project loaded into a typed model (`load`, `model`)
+//! and brought to its declared state through the Engine API.
+
+pub mod load;
