@@ -2,3 +2,4 @@
 //! and brought to its declared state through the Engine API.
 
 pub mod load;
+pub mod model;
