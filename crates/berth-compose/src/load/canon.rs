@@ -247,7 +247,7 @@ impl Canon<'_> {
         Ok(())
     }
 
-    /// Applies `f` to each item of a sequence (its pointer, the item).
+    /// Applies `f` to each item of a sequence (with its index).
     fn each(&mut self, v: &mut Value, mut f: impl FnMut(&mut Self, usize, &mut Value)) {
         if let Value::Array(items) = v {
             for (i, item) in items.iter_mut().enumerate() {
