@@ -226,3 +226,171 @@ fn circular(chain: &[(PathBuf, String)], closing: &Base) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde_json::json;
+
+    use super::super::merge::tests::doc;
+    use super::super::Tag;
+    use super::*;
+
+    const MAIN: &str = "/p/compose.yaml";
+    const COMMON: &str = "/p/common/common.yaml";
+
+    /// Resolves `main` with `common` as the only other file; the files loaded, in order.
+    fn run(main: &mut Doc, common: Value) -> (Result<(), Error>, Vec<PathBuf>) {
+        let loaded = RefCell::new(Vec::new());
+        let mut load = |f: &Path| {
+            loaded.borrow_mut().push(f.to_path_buf());
+            if f == Path::new(COMMON) {
+                Ok(doc(COMMON, common.clone()))
+            } else {
+                Err(Error::new(format!("open {}: no such file", f.display())))
+            }
+        };
+        let res = resolve(main, Path::new(MAIN), &mut load);
+        (res, loaded.into_inner())
+    }
+
+    #[test]
+    fn extends_resolves() {
+        let cases: Vec<(&str, Value, Value, Value)> = vec![
+            (
+                "same file: the local service over a copy of the base",
+                json!({"services": {
+                    "base": {"image": "a", "environment": {"A": "1"}, "ports": [{"target": 80}], "depends_on": {"db": {"condition": "service_started"}}},
+                    "web": {"extends": {"service": "base"}, "environment": {"B": "2"}, "ports": [{"target": 80, "published": "8080"}], "command": ["x"]},
+                    "db": {"image": "d"}}}),
+                json!({}),
+                json!({"services": {
+                    "base": {"image": "a", "environment": {"A": "1"}, "ports": [{"target": 80}], "depends_on": {"db": {"condition": "service_started"}}},
+                    "web": {"image": "a", "environment": {"A": "1", "B": "2"}, "ports": [{"target": 80}, {"target": 80, "published": "8080"}],
+                            "command": ["x"], "depends_on": {"db": {"condition": "service_started"}}},
+                    "db": {"image": "d"}}}),
+            ),
+            (
+                "another file, whose service extends one of its own",
+                json!({"services": {"web": {"extends": {"service": "app", "file": COMMON}, "image": "mine"}}}),
+                json!({"services": {"app": {"extends": {"service": "root"}, "cap_add": ["A"]}, "root": {"image": "r", "cap_add": ["A", "B"], "user": "u"}}}),
+                json!({"services": {"web": {"image": "mine", "cap_add": ["A", "B"], "user": "u"}}}),
+            ),
+            (
+                "a chain in one file, resolved in any order",
+                json!({"services": {
+                    "a": {"extends": {"service": "b"}, "labels": {"a": "1"}},
+                    "b": {"extends": {"service": "c"}, "labels": {"b": "1"}},
+                    "c": {"image": "c", "labels": {"c": "1"}}}}),
+                json!({}),
+                json!({"services": {
+                    "a": {"image": "c", "labels": {"a": "1", "b": "1", "c": "1"}},
+                    "b": {"image": "c", "labels": {"b": "1", "c": "1"}},
+                    "c": {"image": "c", "labels": {"c": "1"}}}}),
+            ),
+            (
+                "a string names a service of the same file",
+                json!({"services": {"a": {"extends": "b"}, "b": {"image": "b"}}}),
+                json!({}),
+                json!({"services": {"a": {"image": "b"}, "b": {"image": "b"}}}),
+            ),
+        ];
+        for (name, main, common, want) in cases {
+            let mut d = doc(MAIN, main);
+            let (res, _) = run(&mut d, common);
+            assert_eq!(res, Ok(()), "{name}");
+            assert_eq!(d.value, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn extends_refusals() {
+        let ext = |s: Value| json!({"services": {"web": {"extends": s, "image": "x"}, "other": {"image": "o"}}});
+        let cases: Vec<(Value, Value, &str)> = vec![
+            (ext(json!({"service": "nope"})), json!({}),
+             "cannot extend service \"web\" in /p/compose.yaml: service \"nope\" not found"),
+            (ext(json!({"service": "nope", "file": COMMON})), json!({"services": {"app": {}}}),
+             "cannot extend service \"web\" in /p/compose.yaml: service \"nope\" not found in /p/common/common.yaml"),
+            (ext(json!({"service": "app", "file": COMMON})), json!({"volumes": {}}),
+             "cannot extend service \"web\" in /p/common/common.yaml: no services section"),
+            (ext(json!({"file": COMMON})), json!({}), "extends.web.service is required"),
+            (ext(json!({"service": "app", "file": "/p/missing.yaml"})), json!({}), "open /p/missing.yaml: no such file"),
+            (ext(json!({"service": "web"})), json!({}),
+             "Circular reference: web in /p/compose.yaml extends web in /p/compose.yaml"),
+            (json!({"services": {"a": {"extends": {"service": "b"}}, "b": {"extends": {"service": "c"}}, "c": {"extends": {"service": "a"}}}}),
+             json!({}),
+             "Circular reference: a in /p/compose.yaml extends b in /p/compose.yaml extends c in /p/compose.yaml extends a in /p/compose.yaml"),
+            (ext(json!({"service": "app", "file": COMMON})),
+             json!({"services": {"app": {"extends": {"service": "web", "file": MAIN}}}}),
+             "Circular reference: web in /p/compose.yaml extends app in /p/common/common.yaml extends web in /p/compose.yaml"),
+        ];
+        for (main, common, want) in cases {
+            let mut d = doc(MAIN, main);
+            let (res, _) = run(&mut d, common);
+            let err = res.unwrap_err();
+            assert_eq!(err.msg, want);
+            // The position is the `extends` that fails: the cross-file cycle closes in COMMON.
+            let file = if want.contains("extends app in") {
+                COMMON
+            } else {
+                MAIN
+            };
+            if !want.starts_with("open") {
+                assert_eq!(
+                    err.pos.map(|p| p.file.display().to_string()).as_deref(),
+                    Some(file),
+                    "{want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn positions_tags_and_one_load_per_file() {
+        let mut d = doc(
+            MAIN,
+            json!({"services": {
+                "web": {"extends": {"service": "app", "file": COMMON}, "environment": {"B": "2"}},
+                "worker": {"extends": {"service": "app", "file": COMMON}, "ports": [{"target": 9}]}}}),
+        );
+        d.tags = vec![
+            ("/services/web/environment".into(), Tag::Override),
+            ("/services/worker/ports".into(), Tag::Override),
+            ("/services/worker/user".into(), Tag::Reset),
+        ];
+        let common = json!({"services": {"app": {"image": "a", "user": "u", "environment": {"A": "1"}, "ports": [{"target": 80}]}}});
+        let (res, loaded) = run(&mut d, common.clone());
+        assert_eq!(res, Ok(()));
+        assert_eq!(loaded, vec![PathBuf::from(COMMON)]);
+        assert_eq!(
+            d.value,
+            json!({"services": {
+                "web": {"image": "a", "user": "u", "environment": {"B": "2"}, "ports": [{"target": 80}]},
+                "worker": {"image": "a", "environment": {"A": "1"}, "ports": [{"target": 9}]}}})
+        );
+        let c = doc(COMMON, common);
+        assert_eq!(
+            d.marks.get("/services/web/image"),
+            c.marks.get("/services/app/image")
+        );
+        assert_eq!(
+            d.marks.get("/services/web/ports/0/target"),
+            c.marks.get("/services/app/ports/0/target")
+        );
+        let local = d
+            .marks
+            .get("/services/web/environment/B")
+            .map(|p| p.file.display().to_string());
+        assert_eq!(local.as_deref(), Some(MAIN));
+        assert!(d.marks.get("/services/web/environment/A").is_none());
+        assert!(d.marks.get("/services/web/extends").is_none());
+        assert_eq!(
+            d.marks
+                .get("/services/worker/ports/0")
+                .map(|p| p.file.display().to_string())
+                .as_deref(),
+            Some(MAIN)
+        );
+    }
+}

@@ -193,3 +193,222 @@ pub fn import(doc: &mut Doc, included: Doc) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::merge::tests::doc;
+    use super::super::Tag;
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn entries_read() {
+        // A project directory with a `.env`, and one without.
+        let dir = std::env::temp_dir().join(format!("berth-include-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "A=1\n").unwrap();
+        let d = dir.display().to_string();
+        let cases: Vec<(Value, Include)> = vec![
+            (
+                json!({"path": ["/q/compose.yaml", "/q/override.yaml"]}),
+                Include {
+                    paths: paths(&["/q/compose.yaml", "/q/override.yaml"]),
+                    project_directory: None,
+                    env_files: vec![],
+                    pos: None,
+                },
+            ),
+            (
+                json!({"path": format!("{d}/compose.yaml")}),
+                Include {
+                    paths: vec![dir.join("compose.yaml")],
+                    project_directory: None,
+                    env_files: vec![dir.join(".env")],
+                    pos: None,
+                },
+            ),
+            (
+                json!({"path": ["/q/compose.yaml"], "project_directory": d}),
+                Include {
+                    paths: paths(&["/q/compose.yaml"]),
+                    project_directory: Some(dir.clone()),
+                    env_files: vec![dir.join(".env")],
+                    pos: None,
+                },
+            ),
+            (
+                json!({"path": [format!("{d}/compose.yaml")], "env_file": ["/dev/null"]}),
+                Include {
+                    paths: vec![dir.join("compose.yaml")],
+                    project_directory: None,
+                    env_files: vec![],
+                    pos: None,
+                },
+            ),
+            (
+                json!({"path": ["/q/c.yaml"], "env_file": ["/q/a.env", "/q/b.env"]}),
+                Include {
+                    paths: paths(&["/q/c.yaml"]),
+                    project_directory: None,
+                    env_files: paths(&["/q/a.env", "/q/b.env"]),
+                    pos: None,
+                },
+            ),
+            (
+                json!("/q/short.yaml"),
+                Include {
+                    paths: paths(&["/q/short.yaml"]),
+                    project_directory: None,
+                    env_files: vec![],
+                    pos: None,
+                },
+            ),
+        ];
+        let items: Vec<Value> = cases.iter().map(|(v, _)| v.clone()).collect();
+        let file = doc("/p/compose.yaml", json!({ "include": items }));
+        let got = entries(&file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let got = got.unwrap();
+        assert_eq!(got.len(), cases.len());
+        for (i, (got, (_, mut want))) in got.into_iter().zip(cases).enumerate() {
+            want.pos = file.marks.get(&format!("/include/{i}")).cloned();
+            assert_eq!(got, want, "include[{i}]");
+        }
+        assert_eq!(entries(&doc("c.yaml", json!({"services": {}}))), Ok(vec![]));
+    }
+
+    #[test]
+    fn entries_refused() {
+        let cases: Vec<(Value, &str, usize)> = vec![
+            (
+                json!({"include": "x.yaml"}),
+                "`include` must be a list, got \"x.yaml\"",
+                2,
+            ),
+            (
+                json!({"include": [3]}),
+                "include[0] must be a string or a mapping",
+                3,
+            ),
+            (
+                json!({"include": [{"env_file": "a"}]}),
+                "include[0] requires a path",
+                3,
+            ),
+            (
+                json!({"include": [{"path": []}]}),
+                "include[0].path must name at least one file",
+                4,
+            ),
+            (
+                json!({"include": [{"path": ["a", 1]}]}),
+                "include[0].path[1] must be a string",
+                6,
+            ),
+            (
+                json!({"include": [{"path": "a", "project_directory": 1}]}),
+                "include[0].project_directory must be a string",
+                5,
+            ),
+        ];
+        for (v, want, line) in cases {
+            let err = entries(&doc("c.yaml", v)).unwrap_err();
+            assert_eq!(err.msg, want);
+            assert_eq!(err.pos.map(|p| p.line), Some(line), "{want}");
+        }
+    }
+
+    #[test]
+    fn cycles() {
+        let inc = Include {
+            paths: paths(&["/a/compose.yaml"]),
+            project_directory: None,
+            env_files: vec![],
+            pos: None,
+        };
+        assert_eq!(inc.directory(), PathBuf::from("/a"));
+        assert_eq!(inc.check_cycle(&paths(&["/p/compose.yaml"])), Ok(()));
+        let err = inc
+            .check_cycle(&paths(&["/a/compose.yaml", "/b/compose.yaml"]))
+            .unwrap_err();
+        assert_eq!(
+            err.msg,
+            "include cycle detected: /a/compose.yaml include /b/compose.yaml include /a/compose.yaml"
+        );
+    }
+
+    #[test]
+    fn imports() {
+        let included = json!({
+            "services": {"db": {"image": "postgres", "environment": {"A": "1", "B": "2"}, "ports": [{"target": 5432}]},
+                         "cache": {"image": "redis"}},
+            "volumes": {"data": {}},
+            "networks": {"back": {"driver": "bridge"}},
+            "secrets": {"s": {"file": "/q/s"}},
+            "configs": {"c": {"file": "/q/c"}},
+            "x-ignored": {"a": 1}});
+        type Case = (&'static str, Value, Vec<(&'static str, Tag)>, Value);
+        let cases: Vec<Case> = vec![
+            (
+                "names only in the included project are added",
+                json!({"services": {"web": {"image": "w"}}}),
+                vec![],
+                json!({"services": {"web": {"image": "w"}, "db": {"image": "postgres", "environment": {"A": "1", "B": "2"}, "ports": [{"target": 5432}]},
+                                    "cache": {"image": "redis"}},
+                       "volumes": {"data": {}}, "networks": {"back": {"driver": "bridge"}},
+                       "secrets": {"s": {"file": "/q/s"}}, "configs": {"c": {"file": "/q/c"}}}),
+            ),
+            (
+                "a name defined in both: the local definition merged over the included one",
+                json!({"services": {"db": {"environment": {"B": "3"}, "ports": [{"target": 5432}, {"target": 1}]}},
+                       "volumes": {"data": {"driver": "local"}}, "networks": {"back": {"driver": "bridge"}}}),
+                vec![],
+                json!({"services": {"db": {"image": "postgres", "environment": {"A": "1", "B": "3"}, "ports": [{"target": 5432}, {"target": 1}]},
+                                    "cache": {"image": "redis"}},
+                       "volumes": {"data": {"driver": "local"}}, "networks": {"back": {"driver": "bridge"}},
+                       "secrets": {"s": {"file": "/q/s"}}, "configs": {"c": {"file": "/q/c"}}}),
+            ),
+            (
+                "the local file's tags apply to the included definition",
+                json!({"services": {"db": {"environment": {"C": "3"}}, "cache": {"image": "valkey"}}}),
+                vec![
+                    ("/services/db/environment", Tag::Override),
+                    ("/services/db/ports", Tag::Reset),
+                    ("/services/cache", Tag::Override),
+                ],
+                json!({"services": {"db": {"image": "postgres", "environment": {"C": "3"}}, "cache": {"image": "valkey"}},
+                       "volumes": {"data": {}}, "networks": {"back": {"driver": "bridge"}},
+                       "secrets": {"s": {"file": "/q/s"}}, "configs": {"c": {"file": "/q/c"}}}),
+            ),
+        ];
+        for (name, local, tags, want) in cases {
+            let mut d = doc("/p/compose.yaml", local);
+            d.tags = tags.into_iter().map(|(p, t)| (p.to_string(), t)).collect();
+            let inc = doc("/q/compose.yaml", included.clone());
+            let inc_marks = inc.marks.clone();
+            import(&mut d, inc).unwrap();
+            assert_eq!(d.value, want, "{name}");
+            assert_eq!(
+                d.marks.get("/services/db/image"),
+                inc_marks.get("/services/db/image"),
+                "{name}"
+            );
+            assert!(d.marks.get("/x-ignored").is_none(), "{name}");
+        }
+        let mut d = doc(
+            "/p/compose.yaml",
+            json!({"services": {"db": {"ports": "5432"}}}),
+        );
+        let err = import(&mut d, doc("/q/compose.yaml", included)).unwrap_err();
+        assert_eq!(err.msg, "cannot override services.db.ports");
+        assert_eq!(
+            err.pos.map(|p| p.file.display().to_string()).as_deref(),
+            Some("/p/compose.yaml")
+        );
+    }
+}
