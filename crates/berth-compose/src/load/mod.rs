@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub mod canon;
+pub mod extends;
+pub mod include;
+pub mod merge;
 pub mod schema;
 
 /// Where a node was written: file, 1-based line, 1-based column.
@@ -76,6 +79,22 @@ impl Marks {
     /// Adds `other`'s positions; where both have a node, `other`'s (the later file) wins.
     pub fn extend(&mut self, other: Marks) {
         self.map.extend(other.map);
+    }
+
+    /// Removes and returns the positions of this node and of everything under it (a node the
+    /// merge replaces, or a sequence whose items it renumbers).
+    pub fn take(&mut self, pointer: &str) -> Marks {
+        let mut map = HashMap::new();
+        self.map.retain(|k, v| {
+            let under = k
+                .strip_prefix(pointer)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if under {
+                map.insert(k.clone(), v.clone());
+            }
+            !under
+        });
+        Marks { map }
     }
 
     /// The positions under `from`, moved to sit under `to` (a service copied by `extends`, a
