@@ -57,25 +57,6 @@ impl Marks {
         }
     }
 
-    /// Removes and returns the positions of this node and of everything under it (a node whose
-    /// children are renamed or renumbered, so that no stale position is left behind).
-    pub fn take(&mut self, pointer: &str) -> Marks {
-        let keys: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| {
-                k.strip_prefix(pointer)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            })
-            .cloned()
-            .collect();
-        let map = keys
-            .into_iter()
-            .filter_map(|k| self.map.remove_entry(&k))
-            .collect();
-        Marks { map }
-    }
-
     /// Adds `other`'s positions; where both have a node, `other`'s (the later file) wins.
     pub fn extend(&mut self, other: Marks) {
         self.map.extend(other.map);
