@@ -49,7 +49,9 @@ impl Include {
     }
 }
 
-/// The `include` entries of a canonical tree, in order.
+/// The `include` entries of a canonical tree, in order. Each is loaded as a project of its own
+/// (its files merged, its own includes and extends applied), then [`import`]ed; the loader then
+/// removes `include` from the tree, as compose-go does.
 pub fn entries(doc: &Doc) -> Result<Vec<Include>, Error> {
     let items = match doc.value.get("include") {
         None | Some(Value::Null) => return Ok(Vec::new()),

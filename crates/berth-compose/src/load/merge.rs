@@ -10,7 +10,7 @@ use super::{child, dotted, Doc, Error, Marks, Tag};
 
 /// Merges `over` (a later `-f` file) into `base` (the files before it). The nodes `over` tags
 /// with `!reset` or `!override` are first deleted from `base`; then mappings merge key by key,
-/// scalars replace, sequences append (with the exceptions of [`Rule`]), and the sequences whose
+/// scalars replace, sequences append (with the exceptions `rule` lists), and the sequences whose
 /// items must be unique keep one item per key, a later duplicate replacing the earlier in place.
 /// Positions: `over`'s win. `base.tags` are left as they are.
 ///
@@ -179,8 +179,9 @@ fn merge_node(
         Rule::KeyValue => {
             let mut merged = key_values(std::mem::take(base), bm, p)?;
             for (k, v) in key_values(over, om, p)? {
-                bm.take(&child(p, &k));
-                merged.insert(k, v);
+                if let Some(old) = merged.insert(k.clone(), v) {
+                    forget(&old, bm, &child(p, &k));
+                }
             }
             *base = Value::Object(merged);
             Ok(())
@@ -233,8 +234,16 @@ fn merge_node(
 }
 
 fn replace(base: &mut Value, bm: &mut Marks, over: Value, p: &str) {
-    bm.take(p);
+    forget(base, bm, p);
     *base = over;
+}
+
+/// Drops the positions below a node that goes away. A scalar has none below it, and its own is
+/// overwritten by the node replacing it, so only a container costs the walk over all positions.
+fn forget(node: &Value, marks: &mut Marks, p: &str) {
+    if node.is_object() || node.is_array() {
+        marks.take(p);
+    }
 }
 
 fn merge_default(
