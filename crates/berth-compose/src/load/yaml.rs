@@ -19,7 +19,8 @@ use super::{child, Doc, Error, Marks, Pos, Tag};
 
 /// Nodes that may be produced by expanding aliases (merge keys included), per file.
 const ALIAS_BUDGET: usize = 100_000;
-/// Deepest nesting of sequences and mappings accepted.
+/// Deepest nesting of sequences and mappings accepted as written; twice that once aliases and
+/// merge keys are expanded.
 const MAX_DEPTH: usize = 256;
 
 /// Parses `text` (the contents of `file`) into one `Doc` per YAML document. A file without any
@@ -32,6 +33,7 @@ pub fn parse(file: Arc<PathBuf>, text: &str) -> Result<Vec<Doc>, Error> {
         tags: Vec::new(),
         budget: ALIAS_BUDGET,
         alias_site: None,
+        depth: 0,
     };
     if roots.is_empty() {
         let mut marks = Marks::default();
@@ -56,7 +58,8 @@ pub fn parse(file: Arc<PathBuf>, text: &str) -> Result<Vec<Doc>, Error> {
         }
         let mut tags: Vec<(String, Tag)> = Vec::new();
         for t in conv.tags.drain(..) {
-            if !tags.contains(&t) {
+            // A tag on the document itself has nothing to reset or override.
+            if !t.0.is_empty() && !tags.contains(&t) {
                 tags.push(t);
             }
         }
@@ -249,6 +252,8 @@ struct Conv<'a> {
     budget: usize,
     /// Where the outermost alias being expanded was written.
     alias_site: Option<(usize, usize)>,
+    /// Nesting of the conversion, which aliases can make deeper than the text.
+    depth: usize,
 }
 
 impl Conv<'_> {
@@ -274,7 +279,17 @@ impl Conv<'_> {
         node: &Node,
         f: impl FnOnce(&mut Self, &Node) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        match &node.kind {
+        if self.depth >= 2 * MAX_DEPTH {
+            return Err(self.err(
+                self.alias_site.unwrap_or(node.pos),
+                format!(
+                    "nesting deeper than {} levels once aliases are expanded",
+                    2 * MAX_DEPTH
+                ),
+            ));
+        }
+        self.depth += 1;
+        let r = match &node.kind {
             Kind::Alias(t) => {
                 let outer = self.alias_site.is_none();
                 if outer {
@@ -287,7 +302,9 @@ impl Conv<'_> {
                 r
             }
             _ => f(self, node),
-        }
+        };
+        self.depth -= 1;
+        r
     }
 
     /// Counts one produced node against the alias budget when inside an alias.
@@ -855,7 +872,21 @@ services:
         assert!(e.contains("excessive aliasing"), "{e}");
         // Deep nesting is refused before it can exhaust the stack.
         let deep = format!("{}x\n", "- ".repeat(400));
-        assert!(err(&deep).contains("nesting deeper than"), "deep");
+        assert!(
+            err(&deep).contains("nesting deeper than 256 levels"),
+            "deep"
+        );
+        // Aliases nest anchors in one another beyond what the text shows.
+        let mut chain = format!("a0: &a0 {}x{}\n", "[".repeat(200), "]".repeat(200));
+        for i in 1..5 {
+            let (open, close) = ("[".repeat(200), "]".repeat(200));
+            chain.push_str(&format!("a{i}: &a{i} {open}*a{}{close}\n", i - 1));
+        }
+        let e = err(&chain);
+        assert!(
+            e.contains("nesting deeper than 512 levels once aliases"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -957,6 +988,11 @@ services:
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].value, json!({"b": 2}));
         assert_eq!(at(&docs[1], "/b"), (3, 1));
+        let docs =
+            load("--- !reset\na: 1\n--- !override {b: 2}\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(docs[0].value, json!({}));
+        assert_eq!(docs[1].value, json!({"b": 2}));
+        assert!(docs[0].tags.is_empty() && docs[1].tags.is_empty());
         let cases = [
             ("- a\n", "c.yaml:1:1: top-level object must be a mapping"),
             (
