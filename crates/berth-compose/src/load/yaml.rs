@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use saphyr::Scalar;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Tag as YamlTag};
 use serde_json::{Map, Number, Value};
 
@@ -532,7 +531,7 @@ impl Conv<'_> {
         match core_suffix(t) {
             Some("str") => Ok(Value::String(text.to_string())),
             Some("int") => match plain(text) {
-                v @ Value::Number(_) if is_int(text) => Ok(v),
+                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Value::Number(n)),
                 _ => Err(bad()),
             },
             Some("float") => match plain(text) {
@@ -556,37 +555,96 @@ impl Conv<'_> {
     }
 }
 
-/// Whether a plain scalar is written as an integer (decimal, `0x`, `0o`).
-fn is_int(text: &str) -> bool {
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    let (digits, radix) = if let Some(h) = text.strip_prefix("0x") {
-        (h, 16)
-    } else if let Some(o) = text.strip_prefix("0o") {
-        (o, 8)
-    } else {
-        (digits, 10)
+/// A plain scalar resolved as compose-go's YAML library (yaml.v3/v4) resolves it into a generic
+/// value, so that numbers read the same as with Docker Compose: YAML 1.2 core booleans and nulls,
+/// integers by Go's `ParseInt(s, 0, 64)` after dropping `_` (`0x1F`, `0o17`, `0b101`, and `0440`
+/// as octal, which `mode: 0440` relies on), then u64, then floats. A float that JSON cannot
+/// hold (`.inf`, `.nan`, `1e999`) and anything else stays the string it was written as.
+fn plain(text: &str) -> Value {
+    match text {
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "-0" | "-0.0" => return Number::from_f64(-0.0).map_or(Value::Null, Value::Number),
+        _ => {}
+    }
+    let float = |s: &str| {
+        s.parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
     };
-    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
+    let number = match text.as_bytes().first() {
+        Some(b'.') => float(text),
+        Some(b'0'..=b'9' | b'+' | b'-') => {
+            let s = text.replace('_', "");
+            go_int(&s)
+                .map(Value::from)
+                .or_else(|| go_uint(&s).map(Value::from))
+                .or_else(|| yaml_float(&s).then(|| float(&s)).flatten())
+        }
+        _ => None,
+    };
+    number.unwrap_or_else(|| Value::String(text.to_string()))
 }
 
-/// A plain scalar by the core schema. Integers beyond i64 become u64 or floats; a float that
-/// JSON cannot hold (`.inf`, `.nan`, `1e999`) stays the string it was written as.
-fn plain(text: &str) -> Value {
-    let parsed = Scalar::parse_from_cow_and_metadata(Cow::Borrowed(text), ScalarStyle::Plain, None);
-    match parsed {
-        Some(Scalar::Null) => Value::Null,
-        Some(Scalar::Boolean(b)) => Value::Bool(b),
-        Some(Scalar::Integer(i)) => Value::from(i),
-        Some(Scalar::FloatingPoint(f)) => {
-            let unsigned = text.strip_prefix('+').unwrap_or(text);
-            if let Ok(u) = unsigned.parse::<u64>() {
-                Value::from(u)
-            } else {
-                Number::from_f64(f.0).map_or_else(|| Value::String(text.to_string()), Value::Number)
-            }
-        }
-        Some(Scalar::String(_)) | None => Value::String(text.to_string()),
+/// Go's `strconv.ParseUint(s, 0, 64)` for a string without `_`.
+fn go_uint(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let (digits, radix) = match (b.first(), b.get(1).map(u8::to_ascii_lowercase)) {
+        (Some(b'0'), Some(b'b')) if s.len() >= 3 => (&s[2..], 2),
+        (Some(b'0'), Some(b'o')) if s.len() >= 3 => (&s[2..], 8),
+        (Some(b'0'), Some(b'x')) if s.len() >= 3 => (&s[2..], 16),
+        (Some(b'0'), Some(_)) => (&s[1..], 8),
+        _ => (s, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
     }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` for a string without `_`.
+fn go_int(s: &str) -> Option<i64> {
+    match s.as_bytes().first() {
+        Some(b'-') => 0i64.checked_sub_unsigned(go_uint(&s[1..])?),
+        Some(b'+') => i64::try_from(go_uint(&s[1..])?).ok(),
+        _ => i64::try_from(go_uint(s)?).ok(),
+    }
+}
+
+/// yaml.v3's float pattern: `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`.
+fn yaml_float(s: &str) -> bool {
+    let b = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+    let digits = |from: usize| {
+        b[from.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut i = if b.first() == Some(&b'.') {
+        match digits(1) {
+            0 => return false,
+            n => 1 + n,
+        }
+    } else {
+        match digits(0) {
+            0 => return false,
+            n if b.get(n) == Some(&b'.') => n + 1 + digits(n + 1),
+            n => n,
+        }
+    };
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        match digits(i) {
+            0 => return false,
+            n => i += n,
+        }
+    }
+    i == b.len()
 }
 
 fn is_merge_key(k: &Node) -> bool {
@@ -635,6 +693,26 @@ mod tests {
             ("+12", json!(12)),
             ("0x1F", json!(31)),
             ("0o17", json!(15)),
+            ("0440", json!(288)),
+            ("-0x10", json!(-16)),
+            ("0b101", json!(5)),
+            ("1_000", json!(1000)),
+            ("0", json!(0)),
+            ("08", json!(8.0)),
+            ("-9223372036854775808", json!(i64::MIN)),
+            ("+18446744073709551615", json!(18446744073709551615.0)),
+            ("-0", json!(-0.0)),
+            (".5", json!(0.5)),
+            ("1.", json!(1.0)),
+            ("-1.5E+3", json!(-1500.0)),
+            ("1e", json!("1e")),
+            ("2001-12-14", json!("2001-12-14")),
+            ("12:30", json!("12:30")),
+            ("0x", json!("0x")),
+            ("inf", json!("inf")),
+            ("+.inf", json!("+.inf")),
+            ("y", json!("y")),
+            ("1.0.0", json!("1.0.0")),
             ("1.5", json!(1.5)),
             ("1e3", json!(1000.0)),
             ("true", json!(true)),
