@@ -16,7 +16,11 @@ pub fn substitute(
     lookup: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<String, String> {
-    let mut cx = Ctx { lookup, warnings };
+    let mut cx = Ctx {
+        lookup,
+        warnings,
+        depth: 0,
+    };
     subst(template, &mut cx).map_err(|e| e.to_string())
 }
 
@@ -28,7 +32,11 @@ pub fn interpolate(
     warnings: &mut Vec<String>,
 ) -> Result<(), Error> {
     let mut walk = Walk {
-        cx: Ctx { lookup, warnings },
+        cx: Ctx {
+            lookup,
+            warnings,
+            depth: 0,
+        },
         marks: &doc.marks,
         pointer: String::new(),
         path: Vec::new(),
@@ -37,26 +45,29 @@ pub fn interpolate(
 }
 
 enum SubstError {
-    /// A `$` that starts no valid form; the template it was found in (set on the way out).
-    Invalid(Option<String>),
+    /// A `$` that starts no valid form, and the template it was found in.
+    Invalid(String),
     Required {
         name: String,
         reason: String,
     },
+    TooDeep,
 }
 
 impl fmt::Display for SubstError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubstError::Invalid(t) => {
-                write!(f, "Invalid template: {:?}", t.as_deref().unwrap_or(""))
-            }
+            SubstError::Invalid(t) => write!(f, "Invalid template: {t:?}"),
             SubstError::Required { name, reason } if reason.is_empty() => {
                 write!(f, "required variable {name} is missing a value")
             }
             SubstError::Required { name, reason } => {
                 write!(f, "required variable {name} is missing a value: {reason}")
             }
+            SubstError::TooDeep => write!(
+                f,
+                "defaults nested more than {MAX_NESTING} levels deep in one another"
+            ),
         }
     }
 }
@@ -64,6 +75,8 @@ impl fmt::Display for SubstError {
 struct Ctx<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     warnings: &'a mut Vec<String>,
+    /// Templates being substituted inside one another.
+    depth: usize,
 }
 
 /// The six operators of `${NAME<op>word}`.
@@ -110,8 +123,38 @@ fn name_end(b: &[u8], start: usize) -> Option<usize> {
     Some(start + 1 + len)
 }
 
-/// Reads the form starting with the `$` at `d`.
-fn find(b: &[u8], d: usize) -> Found {
+/// The line holding some position: where it ends, and its last `}` from that position on.
+struct Line {
+    start: usize,
+    end: usize,
+    last_close: Option<usize>,
+}
+
+impl Line {
+    /// The last `}` of the line from position `d` on (the facts are kept while `d` stays on the
+    /// same line, so that many forms on one long line cost linear time).
+    fn last_close(cached: &mut Option<Line>, b: &[u8], d: usize) -> Option<usize> {
+        match cached {
+            Some(l) if l.start <= d && d <= l.end => l.last_close,
+            _ => {
+                let end = b[d..]
+                    .iter()
+                    .position(|c| *c == b'\n')
+                    .map_or(b.len(), |i| d + i);
+                let last_close = b[d..end].iter().rposition(|c| *c == b'}').map(|i| d + i);
+                *cached = Some(Line {
+                    start: d,
+                    end,
+                    last_close,
+                });
+                last_close
+            }
+        }
+    }
+}
+
+/// Reads the form starting with the `$` at `d`; `last_close` is the last `}` on its line.
+fn find(b: &[u8], d: usize, last_close: Option<usize>) -> Found {
     match b.get(d + 1) {
         Some(b'$') => Found::Escaped,
         Some(b'{') => {
@@ -135,12 +178,9 @@ fn find(b: &[u8], d: usize) -> Found {
             };
             if let Some(op) = op {
                 let word = at + 1;
-                let line_end = b[word..]
-                    .iter()
-                    .position(|c| *c == b'\n')
-                    .map_or(b.len(), |i| word + i);
-                if let Some(close) = b[word..line_end].iter().rposition(|c| *c == b'}') {
-                    return Found::Braced(start, end, op, word, word + close + 1);
+                // compose-go's pattern reads `.*}` greedily: up to the line's last `}`.
+                if let Some(close) = last_close.filter(|c| *c >= word) {
+                    return Found::Braced(start, end, op, word, close + 1);
                 }
             }
             if b.get(end) == Some(&b'}') {
@@ -177,12 +217,18 @@ fn first_closing(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// Substitutes `t`; an invalid-template error names the innermost template it was found in.
+/// How deep defaults and messages may nest (`${A:-${B:-...}}`).
+const MAX_NESTING: usize = 64;
+
+/// Substitutes `t` (a whole value, or a default or message inside one).
 fn subst(t: &str, cx: &mut Ctx) -> Result<String, SubstError> {
-    subst_in(t, cx).map_err(|e| match e {
-        SubstError::Invalid(None) => SubstError::Invalid(Some(t.to_string())),
-        e => e,
-    })
+    if cx.depth >= MAX_NESTING {
+        return Err(SubstError::TooDeep);
+    }
+    cx.depth += 1;
+    let r = subst_in(t, cx);
+    cx.depth -= 1;
+    r
 }
 
 fn subst_in(t: &str, cx: &mut Ctx) -> Result<String, SubstError> {
@@ -190,26 +236,38 @@ fn subst_in(t: &str, cx: &mut Ctx) -> Result<String, SubstError> {
     let mut out = String::with_capacity(t.len());
     let mut copied = 0;
     let mut scan = 0;
+    // compose-go cuts a greedy `${NAME<op>...}` match at the brace closing its first `{` and
+    // substitutes the rest of the match as a template of its own. Every such rest ends where
+    // the match did, so it is read here in place; an invalid form in it names that rest.
+    let mut rest: Option<(usize, usize)> = None;
+    let mut line = None;
     while let Some(rel) = t[scan..].find('$') {
         let d = scan + rel;
-        let (text, end) = match find(b, d) {
+        if rest.is_some_and(|(_, end)| d >= end) {
+            rest = None;
+        }
+        let last_close = Line::last_close(&mut line, b, d);
+        let (text, end) = match find(b, d, last_close) {
             Found::Nothing => {
                 scan = d + 1;
                 continue;
             }
             Found::Escaped => ("$".to_string(), d + 2),
-            Found::Invalid => return Err(SubstError::Invalid(None)),
-            Found::Plain(s, e, end) => (plain(&t[s..e], cx), end),
-            Found::Braced(s, e, op, word, end) => {
-                // compose-go cuts the greedy match at the brace closing the first `{`, and
-                // substitutes what follows on its own.
-                let (word_end, rest) = match first_closing(&b[d..end]) {
-                    Some(c) => (d + c, &t[d + c + 1..end]),
-                    None => (end - 1, ""),
-                };
-                let value = operator(&t[s..e], op, &t[word..word_end], cx)?;
-                (value + &subst(rest, cx)?, end)
+            Found::Invalid => {
+                let template = rest.map_or(t, |(s, e)| &t[s..e]);
+                return Err(SubstError::Invalid(template.to_string()));
             }
+            Found::Plain(s, e, end) => (plain(&t[s..e], cx), end),
+            Found::Braced(s, e, op, word, end) => match first_closing(&b[d..end]) {
+                Some(c) => {
+                    let value = operator(&t[s..e], op, &t[word..d + c], cx)?;
+                    if d + c + 1 < end {
+                        rest = Some((d + c + 1, end));
+                    }
+                    (value, d + c + 1)
+                }
+                None => (operator(&t[s..e], op, &t[word..end - 1], cx)?, end),
+            },
         };
         out.push_str(&t[copied..d]);
         out.push_str(&text);
@@ -424,7 +482,7 @@ impl Walk<'_, '_> {
                             "invalid interpolation format for {}.\nYou may need to escape any $ \
                              with another $.\n{}",
                             dotted(&self.pointer),
-                            t.unwrap_or_default()
+                            t
                         ),
                     ),
                     e => at(
@@ -545,6 +603,20 @@ mod tests {
             let (r, _) = run(t);
             assert_eq!(r.as_deref(), Ok(*want), "{t:?}");
         }
+    }
+
+    #[test]
+    fn long_and_deep_templates() {
+        // Many cut matches on one line are read in place, not by recursion.
+        let t = "${A:-x}".repeat(50_000);
+        assert_eq!(run(&t).0.map(|v| v.len()), Ok(50_000));
+        let t = format!("{}{}", "${A:-".repeat(63), "}".repeat(63));
+        assert_eq!(run(&t).0.as_deref(), Ok(""));
+        let t = format!("{}{}", "${A:-".repeat(64), "}".repeat(64));
+        assert_eq!(
+            run(&t).0.err().as_deref(),
+            Some("defaults nested more than 64 levels deep in one another")
+        );
     }
 
     #[test]
