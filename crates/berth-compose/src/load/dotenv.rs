@@ -3,6 +3,8 @@
 //! several lines), unquoted values trimmed and cut at ` #`, a bare `KEY` taken from the
 //! environment, and `${VAR}` interpolation in unquoted and double-quoted values.
 
+use std::collections::HashMap;
+
 use super::interp;
 
 /// The variables of `text` in the order first defined (a later definition replaces the value).
@@ -13,6 +15,7 @@ pub fn parse(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, Option<String>)>, String> {
     let mut vars: Vec<(String, Option<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut line = 1;
     let mut rest = text.strip_prefix('\u{feff}').unwrap_or(text);
     loop {
@@ -30,23 +33,22 @@ pub fn parse(
             match lookup(&key) {
                 Some(v) => Some(v),
                 // Unset: an earlier definition in the file stays.
-                None if vars.iter().any(|(k, _)| *k == key) => continue,
+                None if index.contains_key(&key) => continue,
                 None => None,
             }
         } else {
             let (value, after) = value(after, &mut line, at, &|name| {
-                lookup(name).or_else(|| {
-                    vars.iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| v.clone())
-                })
+                lookup(name).or_else(|| index.get(name).and_then(|i| vars[*i].1.clone()))
             })?;
             rest = after;
             Some(value)
         };
-        match vars.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => vars.push((key, value)),
+        match index.get(&key) {
+            Some(i) => vars[*i].1 = value,
+            None => {
+                index.insert(key.clone(), vars.len());
+                vars.push((key, value));
+            }
         }
     }
 }

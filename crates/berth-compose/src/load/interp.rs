@@ -781,6 +781,41 @@ mod tests {
     }
 
     #[test]
+    fn a_parsed_file_interpolates_with_positions() {
+        let text = "\
+services:
+  web:
+    image: \"busybox:${TAG:-1.36}\"
+    ports:
+      - target: ${PORT}
+        published: \"${PORT}\"
+    command: [\"echo\", \"$$HOME\", \"${NOPE:?say why}\"]
+";
+        let file = Arc::new(PathBuf::from("c.yaml"));
+        let mut docs = super::super::yaml::parse(file, text).unwrap_or_else(|e| panic!("{e}"));
+        let mut warnings = Vec::new();
+        let e = interpolate(&mut docs[0], &env, &mut warnings).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.yaml:7:33: error while interpolating services.web.command[2]: required variable \
+             NOPE is missing a value: say why"
+        );
+        let text = text.replace("${NOPE:?say why}", "${NOPE:-}");
+        let file = Arc::new(PathBuf::from("c.yaml"));
+        let mut docs = super::super::yaml::parse(file, &text).unwrap_or_else(|e| panic!("{e}"));
+        interpolate(&mut docs[0], &env, &mut warnings).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            docs[0].value,
+            json!({"services": {"web": {
+                "image": "busybox:1.36",
+                "ports": [{"target": 8080, "published": "8080"}],
+                "command": ["echo", "$HOME", ""]
+            }}})
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
     fn interpolation_errors_name_the_path_and_position() {
         let cases: &[(Value, &str)] = &[
             (
