@@ -140,7 +140,9 @@ fn build(file: &Arc<PathBuf>, text: &str) -> Result<Vec<Rc<Node>>, Error> {
         let is_map = matches!(ev, Event::MappingStart(..) | Event::MappingEnd);
         let (node, anchor) = match ev {
             Event::DocumentStart(_) => {
+                // Anchors do not reach across documents.
                 root = None;
+                anchors.clear();
                 continue;
             }
             Event::DocumentEnd => {
@@ -193,7 +195,11 @@ fn build(file: &Arc<PathBuf>, text: &str) -> Result<Vec<Rc<Node>>, Error> {
             }
             Event::Alias(id) => {
                 let Some(t) = anchors.get(&id) else {
-                    return Err(at(pos, "an alias refers to the node that contains it"));
+                    return Err(at(
+                        pos,
+                        "unknown anchor: an alias must follow the whole node its anchor marks, \
+                         in the same document",
+                    ));
                 };
                 let node = Node {
                     pos,
@@ -807,7 +813,13 @@ services:
             ),
             (
                 "a: &x [*x]\n",
-                "c.yaml:1:8: an alias refers to the node that contains it",
+                "c.yaml:1:8: unknown anchor: an alias must follow the whole node its anchor \
+                 marks, in the same document",
+            ),
+            (
+                "a: &x 1\n---\nb: *x\n",
+                "c.yaml:3:4: unknown anchor: an alias must follow the whole node its anchor \
+                 marks, in the same document",
             ),
         ];
         for (text, want) in cases {
