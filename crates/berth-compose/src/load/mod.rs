@@ -2,6 +2,10 @@
 //! then interpolation, schema validation, canonical long forms, include, extends and the `-f`
 //! merge produce one tree that deserializes into `crate::model`.
 
+pub mod dotenv;
+pub mod interp;
+pub mod yaml;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
