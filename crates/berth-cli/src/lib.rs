@@ -4,20 +4,21 @@
 #![recursion_limit = "256"]
 
 mod auth;
-mod client;
+pub mod client;
 mod commands;
-mod format;
+pub mod format;
 mod mounts;
 mod ports;
 mod progress;
-mod sigpipe;
-mod stream;
-mod timearg;
-mod transport;
+pub mod sigpipe;
+pub mod stream;
+pub mod timearg;
+pub mod transport;
 
 use clap::{Parser, Subcommand};
 
-pub use commands::container::{CreateArgs, RunArgs};
+pub use commands::build::{append_file, tar_context};
+pub use commands::container::{print_formatted, ps_row, CreateArgs, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -151,6 +152,39 @@ pub enum Command {
     /// Manage berth
     #[command(subcommand)]
     System(commands::system::SystemCommand),
+}
+
+/// When the command line is `berth [global flags] compose …`: the connection flags and the
+/// arguments from `compose` on (for the compose crate, which the `berth` binary dispatches to).
+pub fn compose_args(
+    args: &[std::ffi::OsString],
+) -> Option<(transport::ConnOpts, Vec<std::ffi::OsString>)> {
+    let mut o = transport::ConnOpts::default();
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
+            _ => (a, None),
+        };
+        let mut value = || {
+            inline.clone().or_else(|| {
+                i += 1;
+                args.get(i).and_then(|v| v.to_str()).map(str::to_string)
+            })
+        };
+        match flag {
+            "compose" => return Some((o, args[i..].to_vec())),
+            "-H" | "--host" => o.host = Some(value()?),
+            "--tlscacert" => o.tlscacert = Some(value()?.into()),
+            "--tlscert" => o.tlscert = Some(value()?.into()),
+            "--tlskey" => o.tlskey = Some(value()?.into()),
+            "--tls" => o.tls = true,
+            "--tlsverify" => o.tlsverify = true,
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Run the CLI with `args` (args[0] is the program name); returns the exit code.

@@ -12,17 +12,17 @@ pub type Rest = BTreeMap<String, Value>;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Project {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub services: BTreeMap<String, Service>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub networks: BTreeMap<String, Network>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub volumes: BTreeMap<String, Volume>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub secrets: BTreeMap<String, FileObject>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub configs: BTreeMap<String, FileObject>,
     #[serde(flatten)]
     pub rest: Rest,
@@ -34,76 +34,76 @@ pub struct Service {
     pub build: Option<Build>,
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub environment: BTreeMap<String, Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub env_file: Vec<EnvFile>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub ports: Vec<Port>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub expose: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub volumes: Vec<ServiceVolume>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub volumes_from: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub tmpfs: Vec<String>,
     /// `None` when the file says nothing (the service joins the project's `default`).
     pub networks: Option<BTreeMap<String, Option<ServiceNetwork>>>,
     pub network_mode: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub depends_on: BTreeMap<String, Dependency>,
     pub healthcheck: Option<Healthcheck>,
     pub restart: Option<String>,
     pub deploy: Option<Deploy>,
     pub scale: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     pub container_name: Option<String>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub user: Option<String>,
     pub working_dir: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub cap_add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub cap_drop: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub privileged: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub read_only: bool,
     pub init: Option<bool>,
     pub stop_signal: Option<String>,
     #[serde(default, deserialize_with = "duration")]
     pub stop_grace_period: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub ulimits: BTreeMap<String, Ulimit>,
     #[serde(default, deserialize_with = "string_map")]
     pub sysctls: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub extra_hosts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub dns: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub dns_search: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub dns_opt: Vec<String>,
     pub logging: Option<Logging>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub secrets: Vec<FileRef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub configs: Vec<FileRef>,
     pub pull_policy: Option<String>,
     pub platform: Option<String>,
     #[serde(default, deserialize_with = "bytes")]
     pub shm_size: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub tty: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub stdin_open: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub security_opt: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub devices: Vec<Device>,
     pub pid: Option<String>,
     pub ipc: Option<String>,
@@ -128,11 +128,11 @@ pub struct Service {
     pub cgroup_parent: Option<String>,
     #[serde(default, deserialize_with = "strings")]
     pub group_add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub links: Vec<String>,
     pub mac_address: Option<String>,
     pub attach: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub profiles: Vec<String>,
     pub develop: Option<Develop>,
     #[serde(flatten)]
@@ -144,17 +144,17 @@ pub struct Build {
     pub context: Option<String>,
     pub dockerfile: Option<String>,
     pub dockerfile_inline: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub args: BTreeMap<String, Option<String>>,
     pub target: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub cache_from: Vec<String>,
     pub network: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub extra_hosts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub tags: Vec<String>,
     pub pull: Option<bool>,
     pub no_cache: Option<bool>,
@@ -191,7 +191,7 @@ pub struct ServiceVolume {
     pub kind: String,
     pub source: Option<String>,
     pub target: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub read_only: bool,
     pub bind: Option<BindOptions>,
     pub volume: Option<VolumeOptions>,
@@ -203,7 +203,7 @@ pub struct ServiceVolume {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct BindOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub create_host_path: bool,
     pub propagation: Option<String>,
     pub selinux: Option<String>,
@@ -213,7 +213,7 @@ pub struct BindOptions {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct VolumeOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub nocopy: bool,
     pub subpath: Option<String>,
     #[serde(flatten)]
@@ -231,16 +231,16 @@ pub struct TmpfsOptions {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ServiceNetwork {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub aliases: Vec<String>,
     pub ipv4_address: Option<String>,
     pub ipv6_address: Option<String>,
     pub priority: Option<i64>,
     pub gw_priority: Option<i64>,
     pub mac_address: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub link_local_ips: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub driver_opts: BTreeMap<String, String>,
     #[serde(flatten)]
     pub rest: Rest,
@@ -250,7 +250,7 @@ pub struct ServiceNetwork {
 pub struct Dependency {
     #[serde(default = "started")]
     pub condition: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub restart: bool,
     #[serde(default = "yes")]
     pub required: bool,
@@ -268,7 +268,7 @@ pub struct Healthcheck {
     #[serde(default, deserialize_with = "duration")]
     pub start_interval: Option<Duration>,
     pub retries: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub disable: bool,
 }
 
@@ -277,7 +277,7 @@ pub struct Deploy {
     pub replicas: Option<u64>,
     pub resources: Option<Resources>,
     pub restart_policy: Option<RestartPolicy>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     pub mode: Option<String>,
     #[serde(flatten)]
@@ -320,7 +320,7 @@ pub struct Ulimit {
 #[derive(Debug, Default, Deserialize)]
 pub struct Logging {
     pub driver: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -343,7 +343,7 @@ pub struct Device {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Develop {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub watch: Vec<Watch>,
 }
 
@@ -352,9 +352,9 @@ pub struct Watch {
     pub path: String,
     pub action: String,
     pub target: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub ignore: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub include: Vec<String>,
 }
 
@@ -365,15 +365,15 @@ pub struct Network {
     #[serde(default, deserialize_with = "string_map")]
     pub driver_opts: BTreeMap<String, String>,
     pub ipam: Option<Ipam>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub internal: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub attachable: bool,
     pub enable_ipv4: Option<bool>,
     pub enable_ipv6: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub external: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     #[serde(flatten)]
     pub rest: Rest,
@@ -382,9 +382,9 @@ pub struct Network {
 #[derive(Debug, Default, Deserialize)]
 pub struct Ipam {
     pub driver: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub config: Vec<IpamPool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -393,7 +393,7 @@ pub struct IpamPool {
     pub subnet: Option<String>,
     pub ip_range: Option<String>,
     pub gateway: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub aux_addresses: BTreeMap<String, String>,
 }
 
@@ -403,9 +403,9 @@ pub struct Volume {
     pub driver: Option<String>,
     #[serde(default, deserialize_with = "string_map")]
     pub driver_opts: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub external: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     #[serde(flatten)]
     pub rest: Rest,
@@ -419,12 +419,17 @@ pub struct FileObject {
     pub file: Option<String>,
     pub environment: Option<String>,
     pub content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub external: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     #[serde(flatten)]
     pub rest: Rest,
+}
+
+/// `null` reads as the empty value (a key written with nothing after it, or left by a merge).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn yes() -> bool {
@@ -484,7 +489,10 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
         .unwrap_or(t.len());
     let num: f64 = t[..n].parse().map_err(|_| bad())?;
     let unit = t[n..].trim();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(unit);
     let mult: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -504,7 +512,9 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_duration(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(Value::String(s)) => parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
         Some(Value::Number(n)) => n
             .as_f64()
             .and_then(|f| Duration::try_from_secs_f64(f / 1e9).ok())

@@ -63,7 +63,10 @@ fn main() {
             }
         },
         Some("runtime") => berth_runtime::cli_main(args[1..].to_vec()),
-        _ => berth_cli::main(args),
+        _ => match berth_cli::compose_args(&args) {
+            Some((conn, rest)) => berth_compose::main(conn, rest),
+            None => berth_cli::main(args),
+        },
     };
     std::process::exit(code);
 }

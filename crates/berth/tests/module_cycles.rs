@@ -1,6 +1,6 @@
 //! The layering checks of issue 12: no import cycle among the top-level modules of the daemon
 //! and the service crates, and crate dependencies that point one way only (the `berth` binary
-//! on top; nothing else on berth-daemon or berth-cli; the services never on the daemon, the
+//! on top; nothing else on berth-daemon, nor on berth-cli but the compose client; the services never on the daemon, the
 //! CLI or the API routes).
 //!
 //! `cargo modules` would need rust-analyzer's crates, too heavy to build here, so the checker is
@@ -375,8 +375,10 @@ fn check_crate_deps(crates_dir: &Path) -> String {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         for dep in berth_deps(&toml) {
-            let why = if matches!(dep.as_str(), "berth-daemon" | "berth-cli") && name != "berth" {
+            let why = if dep == "berth-daemon" && name != "berth" {
                 Some("only the berth binary may depend on it")
+            } else if dep == "berth-cli" && !matches!(name.as_str(), "berth" | "berth-compose") {
+                Some("only the berth binary and the compose client may depend on it")
             } else if name == "berth-cli" && dep == "berth-daemon" {
                 Some("the CLI talks to the daemon over the API only")
             } else if SERVICES.contains(&name.as_str()) && ABOVE_SERVICES.contains(&dep.as_str()) {
@@ -535,6 +537,10 @@ fn crate_dependency_rules_are_checked() {
     .write(
         "berth-network/Cargo.toml",
         "[dependencies]\nberth-runtime.workspace = true\n",
+    )
+    .write(
+        "berth-compose/Cargo.toml",
+        "[dependencies]\nberth-cli.workspace = true\n",
     );
     assert_eq!(check_crate_deps(&t.0), "");
     t.write(
@@ -548,8 +554,13 @@ fn crate_dependency_rules_are_checked() {
     .write(
         "berth-image/Cargo.toml",
         "[dependencies]\nberth-cli.workspace = true\n",
+    )
+    .write(
+        "berth-compose/Cargo.toml",
+        "[dependencies]\nberth-daemon.workspace = true\n",
     );
     let r = check_crate_deps(&t.0);
+    assert!(r.contains("berth-compose depends on berth-daemon"), "{r}");
     assert!(r.contains("berth-cli depends on berth-daemon"), "{r}");
     assert!(
         r.contains("berth-network depends on berth-api-routes"),
@@ -576,7 +587,7 @@ fn real_modules_are_acyclic() {
         "the walk found no server -> routes edge in berth-daemon: {daemon:?}"
     );
     let mut r = String::new();
-    for name in ["berth-daemon", "berth-network", "berth-volume"] {
+    for name in ["berth-daemon", "berth-network", "berth-volume", "berth-compose"] {
         let dir = crates.join(name);
         if dir.join("src").is_dir() {
             r.push_str(&check_crate(&dir));

@@ -252,7 +252,7 @@ fn dockerfile_tar(name: &str, content: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Appends a file to an uncompressed tar (drops its end-of-archive blocks first).
-fn append_file(tar: Vec<u8>, name: &str, content: &[u8]) -> Result<Vec<u8>, String> {
+pub fn append_file(tar: Vec<u8>, name: &str, content: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = tar::Builder::new(Vec::new());
     let mut ar = tar::Archive::new(&tar[..]);
     for e in ar.entries().map_err(|e| e.to_string())? {

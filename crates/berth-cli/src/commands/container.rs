@@ -1091,7 +1091,7 @@ fn ago(unix: i64) -> String {
 }
 
 /// The fields `docker ps --format` offers.
-fn ps_row(v: &Value, trunc: bool) -> Value {
+pub fn ps_row(v: &Value, trunc: bool) -> Value {
     let id = v["Id"].as_str().unwrap_or("");
     let names: Vec<String> = v["Names"]
         .as_array()

@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod assemble;
 pub mod canon;
 pub mod extends;
 pub mod include;

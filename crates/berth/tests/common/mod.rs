@@ -83,16 +83,23 @@ impl Daemon {
 
     /// Start a daemon with extra flags.
     pub fn start_with(flags: &[&str]) -> Daemon {
-        Daemon::start_opts(flags, None)
+        Daemon::start_opts(flags, None, false)
     }
 
     /// Start a daemon whose data root is a tmpfs of `mib` MiB (to fill it up); it is
     /// unmounted when the daemon is dropped, also after a failure.
     pub fn start_on_tmpfs(mib: u64) -> Daemon {
-        Daemon::start_opts(&[], Some(mib))
+        Daemon::start_opts(&[], Some(mib), false)
     }
 
-    fn start_opts(flags: &[&str], tmpfs_mib: Option<u64>) -> Daemon {
+    /// A daemon whose default address pool is this daemon's own first user /24 (see
+    /// `user_subnet`) cut in /27s: networks made without a subnet (compose's) stay apart from
+    /// every other test's.
+    pub fn start_pooled() -> Daemon {
+        Daemon::start_opts(&[], None, true)
+    }
+
+    fn start_opts(flags: &[&str], tmpfs_mib: Option<u64>, pooled: bool) -> Daemon {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         // Test binaries run one after another; within one, the counter keeps daemons apart.
@@ -116,6 +123,10 @@ impl Daemon {
             base,
             tmpfs: false,
         };
+        if pooled {
+            let pool = format!("base={},size=27", d.user_subnet(0));
+            d.flags.extend(["--default-address-pool".to_string(), pool]);
+        }
         if let Some(mib) = tmpfs_mib {
             std::fs::create_dir_all(&d.data_root).unwrap();
             let st = Command::new("mount")
