@@ -402,13 +402,28 @@ fn parse_scale(items: &[String]) -> Result<BTreeMap<String, u64>, String> {
     Ok(m)
 }
 
+/// `--parallel`, else `COMPOSE_PARALLEL_LIMIT`; `None` (-1) is unlimited.
+fn parallel_limit(cli: &Cli) -> Option<usize> {
+    let n = cli.parallel.or_else(|| {
+        std::env::var("COMPOSE_PARALLEL_LIMIT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })?;
+    usize::try_from(n).ok().filter(|n| *n > 0)
+}
+
 fn fail(msg: impl std::fmt::Display) -> i32 {
     eprintln!("{msg}");
     1
 }
 
 async fn run(e: &Engine, cli: Cli) -> i32 {
-    let mode = Mode::pick(cli.progress.as_deref());
+    let mode = match cli.ansi.as_deref() {
+        None | Some("auto") | Some("always") => Mode::pick(cli.progress.as_deref()),
+        Some("never") if cli.progress.as_deref() == Some("quiet") => Mode::Quiet,
+        Some("never") => Mode::Plain,
+        Some(other) => return fail(format!("invalid --ansi {other:?}: never, always or auto")),
+    };
     let pr = Arc::new(Progress::new(mode));
     if cli.dry_run {
         return fail("--dry-run is not supported by berth compose yet");
@@ -533,7 +548,8 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
                 tail: Some(a.tail.clone()),
                 since: a.since.clone(),
                 until: a.until.clone(),
-                no_color: a.no_color,
+                no_color: a.no_color || cli.ansi.as_deref() == Some("never"),
+                force_color: cli.ansi.as_deref() == Some("always"),
                 no_prefix: a.no_log_prefix,
                 exit_lines: false,
             };
@@ -713,6 +729,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
         },
         pull: a.pull.clone(),
         timeout: a.timeout,
+        parallel: parallel_limit(cli),
     };
     let selected = match up::up(e, p.clone(), o, pr.clone()).await {
         Ok(s) => s,
@@ -730,7 +747,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
     if a.detach {
         return 0;
     }
-    attached(e, &p, a, &selected, &pr).await
+    attached(e, cli, &p, a, &selected, &pr).await
 }
 
 /// `--wait`: every selected container running (healthy when it has a healthcheck) or exited 0.
@@ -775,6 +792,7 @@ async fn exit_code_of(e: &Engine, p: &Project, service: &str) -> Option<i64> {
 /// stops everything; the exit code follows `--exit-code-from`.
 async fn attached(
     e: &Engine,
+    cli: &Cli,
     p: &Arc<Project>,
     a: &UpArgs,
     selected: &[String],
@@ -797,7 +815,8 @@ async fn attached(
         .collect();
     let o = logs::LogOpts {
         follow: true,
-        no_color: a.no_color,
+        no_color: a.no_color || cli.ansi.as_deref() == Some("never"),
+        force_color: cli.ansi.as_deref() == Some("always"),
         no_prefix: a.no_log_prefix,
         exit_lines: true,
         tail: Some("all".into()),

@@ -16,6 +16,8 @@ pub struct LogOpts {
     pub since: Option<String>,
     pub until: Option<String>,
     pub no_color: bool,
+    /// `--ansi always`: colours even when stdout is not a terminal.
+    pub force_color: bool,
     pub no_prefix: bool,
     /// Print `<name> exited with code N` when a followed container stops (attached `up`).
     pub exit_lines: bool,
@@ -119,7 +121,7 @@ async fn one(
 pub async fn print(e: &Engine, project: &str, ctrs: &[Ctr], o: LogOpts) -> Result<(), String> {
     let names: Vec<String> = ctrs.iter().map(|c| short_name(project, c)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-    let colour = !o.no_color && berth_cli::stream::is_tty(std::io::stdout());
+    let colour = !o.no_color && (o.force_color || berth_cli::stream::is_tty(std::io::stdout()));
     let o = Arc::new(o);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (c, n)) in ctrs.iter().zip(names).enumerate() {

@@ -40,6 +40,8 @@ pub struct UpOpts {
     pub build: BuildPolicy,
     pub pull: Option<String>,
     pub timeout: Option<i64>,
+    /// At most this many containers created, started or recreated at once (`--parallel`).
+    pub parallel: Option<usize>,
 }
 
 /// What became of a service, for the services that depend on it.
@@ -172,6 +174,7 @@ struct Run {
     peers: Mutex<BTreeMap<String, Vec<String>>>,
     outcomes: BTreeMap<String, watch::Sender<Outcome>>,
     selected: BTreeSet<String>,
+    limit: Arc<tokio::sync::Semaphore>,
 }
 
 /// Everything that can be checked before anything is made: external networks and volumes
@@ -407,6 +410,7 @@ pub async fn up(
             .or_insert_with(Vec::new)
             .push(c.name.clone());
     }
+    let o_parallel = o.parallel;
     let mut outcomes = BTreeMap::new();
     let mut receivers = BTreeMap::new();
     for s in &order {
@@ -425,6 +429,9 @@ pub async fn up(
         peers: Mutex::new(peers),
         outcomes,
         selected: order.iter().cloned().collect(),
+        limit: Arc::new(tokio::sync::Semaphore::new(
+            o_parallel.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for s in order.clone() {
@@ -714,7 +721,12 @@ async fn converge(
         let pr = run.pr.clone();
         let no_start = run.o.no_start;
         let files = file_copies(p, svc);
+        let limit = run.limit.clone();
         tasks.spawn(async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("internal error: {e}"))?;
             let id = format!("Container {cname}");
             pr.working(&id, "Creating");
             let cid = create_wired(&e, &cname, &body, &later, &files)
@@ -827,6 +839,11 @@ async fn recreate(
     image_id: &str,
 ) -> Result<String, String> {
     let p = &run.p;
+    let _permit = run
+        .limit
+        .acquire()
+        .await
+        .map_err(|e| format!("internal error: {e}"))?;
     let id = format!("Container {}", old.name);
     run.pr.working(&id, "Recreate");
     let info = run.e.inspect(&old.id).await.map_err(|e| e.to_string())?;
