@@ -75,10 +75,12 @@ impl Ctr {
     }
 }
 
-/// The engine, as compose sees it.
+/// The engine, as compose sees it. With `dry` (`--dry-run`) every call that would change
+/// something answers as if it had, and only reads reach the engine.
 #[derive(Clone)]
 pub struct Engine {
     pub c: Client,
+    pub dry: bool,
 }
 
 fn is_404(e: &Error) -> bool {
@@ -124,6 +126,9 @@ impl Engine {
     }
 
     pub async fn create(&self, name: &str, body: &Value) -> Result<String, Error> {
+        if self.dry {
+            return Ok(format!("dryrun-{name}"));
+        }
         let v = self
             .c
             .post(
@@ -135,6 +140,9 @@ impl Engine {
     }
 
     pub async fn start(&self, id: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         match self
             .c
             .post(&format!("/containers/{}/start", enc(id)), None)
@@ -147,6 +155,9 @@ impl Engine {
     }
 
     pub async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let q = timeout.map(|t| format!("?t={t}")).unwrap_or_default();
         match self
             .c
@@ -159,6 +170,9 @@ impl Engine {
     }
 
     pub async fn restart(&self, id: &str, timeout: Option<i64>) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let q = timeout.map(|t| format!("?t={t}")).unwrap_or_default();
         self.c
             .post(&format!("/containers/{}/restart{q}", enc(id)), None)
@@ -167,6 +181,9 @@ impl Engine {
     }
 
     pub async fn kill(&self, id: &str, signal: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         self.c
             .post(
                 &format!("/containers/{}/kill?signal={}", enc(id), enc(signal)),
@@ -177,6 +194,9 @@ impl Engine {
     }
 
     pub async fn pause(&self, id: &str, pause: bool) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let verb = if pause { "pause" } else { "unpause" };
         self.c
             .post(&format!("/containers/{}/{verb}", enc(id)), None)
@@ -185,6 +205,9 @@ impl Engine {
     }
 
     pub async fn remove(&self, id: &str, force: bool, volumes: bool) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         match self
             .c
             .json(
@@ -206,6 +229,9 @@ impl Engine {
     }
 
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         self.c
             .post(
                 &format!("/containers/{}/rename?name={}", enc(id), enc(name)),
@@ -247,6 +273,9 @@ impl Engine {
     }
 
     pub async fn create_network(&self, body: &Value) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         self.c
             .post("/networks/create", Some(body.clone()))
             .await
@@ -254,6 +283,9 @@ impl Engine {
     }
 
     pub async fn remove_network(&self, id: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         match self
             .c
             .json(Method::DELETE, &format!("/networks/{}", enc(id)), None)
@@ -266,6 +298,9 @@ impl Engine {
     }
 
     pub async fn connect(&self, network: &str, body: &Value) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         self.c
             .post(
                 &format!("/networks/{}/connect", enc(network)),
@@ -295,6 +330,9 @@ impl Engine {
     }
 
     pub async fn create_volume(&self, body: &Value) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         self.c
             .post("/volumes/create", Some(body.clone()))
             .await
@@ -302,6 +340,9 @@ impl Engine {
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         match self
             .c
             .json(Method::DELETE, &format!("/volumes/{}", enc(name)), None)
@@ -322,6 +363,9 @@ impl Engine {
     }
 
     pub async fn remove_image(&self, name: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         match self
             .c
             .json(Method::DELETE, &format!("/images/{}", enc(name)), None)
@@ -335,6 +379,9 @@ impl Engine {
 
     /// `POST /images/create`; the stream's first error message fails the pull.
     pub async fn pull(&self, image: &str) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let (name, tag) = split_tag(image);
         let path = format!("/images/create?fromImage={}&tag={}", enc(name), enc(tag));
         let resp = self
@@ -364,6 +411,9 @@ impl Engine {
 
     /// `POST /build` with a context tar; the builder's first error fails it.
     pub async fn build(&self, query: &str, context: Vec<u8>) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
             http_body_util::Full::new(bytes::Bytes::from(context)),
             |never| match never {},
@@ -395,6 +445,9 @@ impl Engine {
 
     /// `PUT /containers/{id}/archive`: a tar extracted at `path`.
     pub async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error> {
+        if self.dry {
+            return Ok(());
+        }
         let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
             http_body_util::Full::new(bytes::Bytes::from(tar)),
             |never| match never {},

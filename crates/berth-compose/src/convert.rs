@@ -78,6 +78,13 @@ fn mounts(p: &Project, svc: &Service, r: &Replica) -> Result<Mounts, String> {
     for v in &svc.volumes {
         mounts_one(p, v, r, &mut mounts, &mut binds)?;
     }
+    // Anonymous volumes of the replaced container at targets the service does not mount
+    // (an image's VOLUME) are kept too.
+    for (target, name) in r.anonymous {
+        if !svc.volumes.iter().any(|v| &v.target == target) {
+            mounts.push(json!({"Type": "volume", "Source": name, "Target": target}));
+        }
+    }
     for t in &svc.tmpfs {
         let (path, opts) = t.split_once(':').unwrap_or((t, ""));
         tmpfs.insert(path.to_string(), json!(opts));
@@ -92,6 +99,9 @@ fn mounts(p: &Project, svc: &Service, r: &Replica) -> Result<Mounts, String> {
             let Some(file) = obj.and_then(|o| o.file.as_ref()) else {
                 continue;
             };
+            if crate::project::copied(s) {
+                continue;
+            }
             let target = crate::project::file_target(s, secret);
             mounts
                 .push(json!({"Type": "bind", "Source": file, "Target": target, "ReadOnly": true}));
@@ -358,6 +368,10 @@ pub fn create_body(
         for (i, (name, cfg)) in nets.iter().enumerate() {
             let e = endpoint(cfg);
             if i == 0 {
+                let mut e = e;
+                if let (Some(mac), None) = (&svc.mac_address, e.get("MacAddress")) {
+                    e["MacAddress"] = json!(mac);
+                }
                 endpoints.insert(name.clone(), e);
             } else {
                 later.push((name.clone(), e));

@@ -36,7 +36,11 @@ pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Progress) -> Resul
         .containers(&p.name, true)
         .await
         .map_err(|e| e.to_string())?;
-    let known = |c: &Ctr| p.tree.is_null() || p.model.services.contains_key(c.service());
+    let known = |c: &Ctr| {
+        p.tree.is_null()
+            || p.model.services.contains_key(c.service())
+            || p.disabled.iter().any(|d| d == c.service())
+    };
     let (mine, orphans): (Vec<Ctr>, Vec<Ctr>) =
         all.into_iter().partition(|c| known(c) || c.oneoff());
     let mut victims = mine;

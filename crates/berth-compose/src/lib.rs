@@ -348,7 +348,10 @@ pub fn main(conn: berth_cli::transport::ConnOpts, args: Vec<std::ffi::OsString>)
         }
     };
     let code = rt.block_on(async {
-        let engine = Engine { c: client };
+        let engine = Engine {
+            c: client,
+            dry: cli.dry_run,
+        };
         run(&engine, cli).await
     });
     rt.shutdown_background();
@@ -424,10 +427,7 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
         Some("never") => Mode::Plain,
         Some(other) => return fail(format!("invalid --ansi {other:?}: never, always or auto")),
     };
-    let pr = Arc::new(Progress::new(mode));
-    if cli.dry_run {
-        return fail("--dry-run is not supported by berth compose yet");
-    }
+    let pr = Arc::new(Progress::new(mode, cli.dry_run));
     if let Some(p) = cli.parallel {
         if p == 0 || p < -1 {
             return fail(format!("invalid --parallel {p}: a positive number or -1"));
@@ -735,7 +735,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
         Ok(s) => s,
         Err(m) => return fail(m),
     };
-    if a.no_start {
+    if a.no_start || cli.dry_run {
         return 0;
     }
     if a.wait {

@@ -120,7 +120,8 @@ async fn one(
 /// Prints the containers' logs side by side; returns when every stream has ended.
 pub async fn print(e: &Engine, project: &str, ctrs: &[Ctr], o: LogOpts) -> Result<(), String> {
     let names: Vec<String> = ctrs.iter().map(|c| short_name(project, c)).collect();
-    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    // Compose pads names to the longest plus one.
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 1;
     let colour = !o.no_color && (o.force_color || berth_cli::stream::is_tty(std::io::stdout()));
     let o = Arc::new(o);
     let mut tasks = tokio::task::JoinSet::new();

@@ -27,20 +27,23 @@ impl Mode {
 
 pub struct Progress {
     mode: Mode,
+    /// `DRY-RUN MODE - ` before every line of a `--dry-run`.
+    prefix: &'static str,
     started: Mutex<Vec<(String, Instant)>>,
 }
 
 impl Progress {
-    pub fn new(mode: Mode) -> Progress {
+    pub fn new(mode: Mode, dry: bool) -> Progress {
         Progress {
             mode,
+            prefix: if dry { "DRY-RUN MODE - " } else { "" },
             started: Mutex::new(Vec::new()),
         }
     }
 
     fn line(&self, s: &str) {
         let mut e = std::io::stderr().lock();
-        let _ = writeln!(e, "{s}");
+        let _ = writeln!(e, "{}{s}", self.prefix);
     }
 
     /// An operation on `id` (e.g. `Container shop-web-1`) begins: `Creating`.

@@ -32,6 +32,12 @@ pub fn file_target(r: &FileRef, secret: bool) -> String {
     }
 }
 
+/// Whether a file-backed secret or config is copied in rather than bind-mounted: a mode,
+/// uid or gid can only be given to a copy.
+pub fn copied(r: &FileRef) -> bool {
+    r.mode.is_some() || r.uid.is_some() || r.gid.is_some()
+}
+
 impl Project {
     /// A project known only by name (commands such as `down -p NAME` without a file).
     pub fn named(name: String) -> Project {

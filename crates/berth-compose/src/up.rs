@@ -44,6 +44,9 @@ pub struct UpOpts {
     pub parallel: Option<usize>,
 }
 
+/// The most replicas of one service `up` makes.
+const MAX_REPLICAS: u64 = 10_000;
+
 /// What became of a service, for the services that depend on it.
 #[derive(Clone, Debug)]
 enum Outcome {
@@ -51,6 +54,9 @@ enum Outcome {
     Done { recreated: bool },
     Failed(String),
 }
+
+/// The key of the message that tells waiters the engine's event stream ended.
+const ENDED: &str = "berth-compose-events-ended";
 
 /// Container events of the project, shared by every waiter.
 pub struct Events {
@@ -84,6 +90,10 @@ impl Events {
                 true
             })
             .await;
+            // Waiters learn that no more events will come.
+            if let Some(ev) = weak.upgrade() {
+                let _ = ev.tx.send(json!({ ENDED: true }));
+            }
         });
         Ok(ev)
     }
@@ -152,12 +162,33 @@ pub async fn wait_for(
         loop {
             match rx.recv().await {
                 Ok(ev) if ev["Actor"]["ID"].as_str() == Some(full.as_str()) => break,
+                Ok(ev) if ev.get(ENDED).is_some() => {
+                    return Err("the engine's event stream ended".into())
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => {
                     return Err("the engine's event stream ended".into())
                 }
             }
+        }
+    }
+}
+
+/// Marks a service failed if its task ends without an outcome (a panic), so that its
+/// dependents stop waiting.
+struct FailOnDrop<'a>(Option<&'a watch::Sender<Outcome>>);
+
+impl Drop for FailOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0 {
+            tx.send_if_modified(|o| {
+                let pending = matches!(o, Outcome::Pending);
+                if pending {
+                    *o = Outcome::Failed("internal error: the service's task ended early".into());
+                }
+                pending
+            });
         }
     }
 }
@@ -177,6 +208,30 @@ struct Run {
     limit: Arc<tokio::sync::Semaphore>,
 }
 
+/// The network and volume keys the services in `order` use.
+fn used_resources(p: &Project, order: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut nets = BTreeSet::new();
+    let mut vols = BTreeSet::new();
+    for s in order {
+        let Some(svc) = p.model.services.get(s) else {
+            continue;
+        };
+        if let Some(m) = &svc.networks {
+            nets.extend(m.keys().cloned());
+        } else if svc.network_mode.is_none() {
+            nets.insert("default".to_string());
+        }
+        for v in &svc.volumes {
+            if v.kind == "volume" {
+                if let Some(src) = v.source.as_ref().filter(|s| !s.is_empty()) {
+                    vols.insert(src.clone());
+                }
+            }
+        }
+    }
+    (nets, vols)
+}
+
 /// Everything that can be checked before anything is made: external networks and volumes
 /// exist, images are there or can be pulled or built.
 async fn prepare(
@@ -186,23 +241,7 @@ async fn prepare(
     order: &[String],
     pr: &Progress,
 ) -> Result<BTreeMap<String, (String, String)>, String> {
-    let mut used_nets = BTreeSet::new();
-    let mut used_vols = BTreeSet::new();
-    for s in order {
-        let svc = &p.model.services[s];
-        if let Some(m) = &svc.networks {
-            used_nets.extend(m.keys().cloned());
-        } else if svc.network_mode.is_none() {
-            used_nets.insert("default".to_string());
-        }
-        for v in &svc.volumes {
-            if v.kind == "volume" {
-                if let Some(src) = &v.source {
-                    used_vols.insert(src.clone());
-                }
-            }
-        }
-    }
+    let (used_nets, used_vols) = used_resources(p, order);
     for (k, n) in &p.model.networks {
         if n.external && used_nets.contains(k) {
             let name = p.network_name(k);
@@ -240,7 +279,8 @@ async fn ensure_image(
     image: &str,
     pr: &Progress,
 ) -> Result<String, String> {
-    let policy = svc.pull_policy.as_deref().or(o.pull.as_deref());
+    // `--pull` overrides every service's pull_policy, as in Compose.
+    let policy = o.pull.as_deref().or(svc.pull_policy.as_deref());
     let have = e.image(image).await.map_err(|e| e.to_string())?;
     let must_build = svc.build.is_some()
         && (o.build == BuildPolicy::Always
@@ -278,10 +318,17 @@ async fn ensure_image(
     }
 }
 
-/// Creates the project's networks and volumes that the services use and are missing.
-async fn ensure_resources(e: &Engine, p: &Project, pr: &Progress) -> Result<(), String> {
+/// Creates the project's networks and volumes that the services in `order` use and are
+/// missing.
+async fn ensure_resources(
+    e: &Engine,
+    p: &Project,
+    order: &[String],
+    pr: &Progress,
+) -> Result<(), String> {
+    let (used_nets, used_vols) = used_resources(p, order);
     for (k, n) in &p.model.networks {
-        if n.external {
+        if n.external || !used_nets.contains(k) {
             continue;
         }
         let name = p.network_name(k);
@@ -307,6 +354,9 @@ async fn ensure_resources(e: &Engine, p: &Project, pr: &Progress) -> Result<(), 
         });
         if let Some(v6) = n.enable_ipv6 {
             body["EnableIPv6"] = json!(v6);
+        }
+        if let Some(v4) = n.enable_ipv4 {
+            body["EnableIPv4"] = json!(v4);
         }
         if let Some(ipam) = &n.ipam {
             let config: Vec<Value> = ipam
@@ -341,7 +391,7 @@ async fn ensure_resources(e: &Engine, p: &Project, pr: &Progress) -> Result<(), 
         pr.done(&id, "Created");
     }
     for (k, v) in &p.model.volumes {
-        if v.external {
+        if v.external || !used_vols.contains(k) {
             continue;
         }
         let name = v.name.clone().unwrap_or_else(|| format!("{}_{k}", p.name));
@@ -392,13 +442,13 @@ pub async fn up(
         }
     }
     let images = prepare(e, &p, &o, &order, &pr).await?;
-    ensure_resources(e, &p, &pr).await?;
+    ensure_resources(e, &p, &order, &pr).await?;
     let existing = e
         .containers(&p.name, true)
         .await
         .map_err(|e| e.to_string())?;
     orphans(e, &p, &o, &existing, &pr).await?;
-    let ev = if o.no_start {
+    let ev = if o.no_start || e.dry {
         None
     } else {
         Some(Events::open(e, &p.name).await?)
@@ -442,6 +492,7 @@ pub async fn up(
             .filter_map(|d| receivers.get(d).map(|r| (d.clone(), r.clone())))
             .collect();
         tasks.spawn(async move {
+            let _guard = FailOnDrop(run.outcomes.get(&s));
             let res = service_task(&run, &s, deps).await;
             let outcome = match &res {
                 Ok(recreated) => Outcome::Done {
@@ -527,11 +578,22 @@ async fn service_task(
         };
         match outcome {
             Outcome::Failed(m) => {
+                if svc
+                    .depends_on
+                    .get(d.as_str())
+                    .is_some_and(|dep| !dep.required)
+                {
+                    run.pr.warn(
+                        &format!("Service {d}"),
+                        &format!("optional dependency: {m}"),
+                    );
+                    continue;
+                }
                 return Err(if m.starts_with("dependency failed to start") {
                     m
                 } else {
                     format!("dependency failed to start: {m}")
-                })
+                });
             }
             Outcome::Done { recreated } => {
                 if recreated {
@@ -597,6 +659,36 @@ fn depends_on_namespace(svc: &Service, deps: &BTreeSet<String>) -> bool {
         })
 }
 
+/// A named volume of the service is not the one the container mounts at that target (e.g.
+/// the volume's `name:` changed), as Compose's volume check.
+fn volume_mismatch(p: &Project, svc: &Service, c: &Ctr) -> bool {
+    let mounted: BTreeMap<&str, &str> = c.raw["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["Type"] == "volume")
+        .filter_map(|m| Some((m["Destination"].as_str()?, m["Name"].as_str()?)))
+        .collect();
+    svc.volumes.iter().any(|v| {
+        let Some(src) = v
+            .source
+            .as_deref()
+            .filter(|s| v.kind == "volume" && !s.is_empty())
+        else {
+            return false;
+        };
+        let want = p
+            .model
+            .volumes
+            .get(src)
+            .and_then(|vol| vol.name.clone())
+            .unwrap_or_else(|| src.to_string());
+        mounted
+            .get(v.target.as_str())
+            .is_some_and(|have| *have != want)
+    })
+}
+
 /// Names of the networks the container is attached to.
 fn attached_networks(c: &Ctr) -> BTreeSet<String> {
     c.raw["NetworkSettings"]["Networks"]
@@ -618,6 +710,11 @@ async fn converge(
         .get(name)
         .copied()
         .unwrap_or_else(|| p.replicas(svc));
+    if want > MAX_REPLICAS {
+        return Err(format!(
+            "service {name:?}: {want} replicas is more than berth compose makes ({MAX_REPLICAS})"
+        ));
+    }
     let hash = config_hash(p.service_tree(name));
     let (image, image_id) = run.images.get(name).cloned().unwrap_or_default();
     let mut mine: Vec<Ctr> = run
@@ -658,18 +755,24 @@ async fn converge(
         .filter(|(d, dep)| dep.restart && dep_recreated.contains(*d))
         .map(|(d, _)| d.clone())
         .collect();
+    // --force-recreate / --no-recreate apply to the services asked for; the dependencies
+    // pulled in converge as usual.
+    let policy = if run.o.services.is_empty() || run.o.services.iter().any(|s| s == name) {
+        run.o.recreate
+    } else {
+        Recreate::Diverged
+    };
     let mut names = Vec::new();
     for c in &mine {
-        let must = match run.o.recreate {
+        let must = match policy {
             Recreate::Force => true,
             Recreate::Never => false,
             Recreate::Diverged => {
                 c.label(label::HASH) != Some(hash.as_str())
                     || c.label(label::IMAGE) != Some(image_id.as_str())
                     || depends_on_namespace(svc, dep_recreated)
-                    || (c.state == "running"
-                        && !expected_nets.is_empty()
-                        && attached_networks(c) != expected_nets)
+                    || (c.state == "running" && !expected_nets.is_subset(&attached_networks(c)))
+                    || volume_mismatch(p, svc, c)
             }
         };
         let id = format!("Container {}", c.name);
@@ -720,7 +823,7 @@ async fn converge(
         let e = run.e.clone();
         let pr = run.pr.clone();
         let no_start = run.o.no_start;
-        let files = file_copies(p, svc);
+        let files = file_copies(p, svc)?;
         let limit = run.limit.clone();
         tasks.spawn(async move {
             let _permit = limit
@@ -762,8 +865,18 @@ async fn converge(
     }
 }
 
-/// Secrets and configs whose content does not come from a file: (target, mode, bytes).
-pub fn file_copies(p: &Project, svc: &Service) -> Vec<(String, u32, Vec<u8>)> {
+/// A secret or config copied into the container before it starts.
+pub struct FileCopy {
+    pub target: String,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub data: Vec<u8>,
+}
+
+/// Secrets and configs that are copied in: inline or from the environment (as `content`),
+/// and files with a mode, uid or gid (a bind mount could not give them those).
+pub fn file_copies(p: &Project, svc: &Service) -> Result<Vec<FileCopy>, String> {
     let mut out = Vec::new();
     for (refs, secret) in [(&svc.secrets, true), (&svc.configs, false)] {
         for r in refs {
@@ -773,29 +886,35 @@ pub fn file_copies(p: &Project, svc: &Service) -> Vec<(String, u32, Vec<u8>)> {
                 p.model.configs.get(&r.source)
             };
             let Some(obj) = obj else { continue };
-            if obj.file.is_some() {
-                continue;
-            }
-            let data = match (&obj.content, &obj.environment) {
+            let data = match (&obj.content, &obj.file) {
                 (Some(c), _) => c.clone().into_bytes(),
-                (None, Some(var)) => std::env::var(var).unwrap_or_default().into_bytes(),
+                (None, Some(f)) if crate::project::copied(r) => {
+                    std::fs::read(f).map_err(|e| format!("reading {f}: {e}"))?
+                }
                 _ => continue,
             };
-            let mode = r.mode.unwrap_or(0o444);
-            out.push((crate::project::file_target(r, secret), mode, data));
+            out.push(FileCopy {
+                target: crate::project::file_target(r, secret),
+                mode: r.mode.unwrap_or(0o444),
+                uid: r.uid.as_deref().and_then(|u| u.parse().ok()).unwrap_or(0),
+                gid: r.gid.as_deref().and_then(|g| g.parse().ok()).unwrap_or(0),
+                data,
+            });
         }
     }
-    out
+    Ok(out)
 }
 
-fn tar_of(files: &[(String, u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
+fn tar_of(files: &[FileCopy]) -> Result<Vec<u8>, String> {
     let mut b = tar::Builder::new(Vec::new());
-    for (target, mode, data) in files {
+    for f in files {
         let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
+        h.set_size(f.data.len() as u64);
+        h.set_mode(f.mode);
+        h.set_uid(f.uid);
+        h.set_gid(f.gid);
         h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, target.trim_start_matches('/'), data.as_slice())
+        b.append_data(&mut h, f.target.trim_start_matches('/'), f.data.as_slice())
             .map_err(|e| e.to_string())?;
     }
     b.into_inner().map_err(|e| e.to_string())
@@ -807,7 +926,7 @@ async fn create_wired(
     name: &str,
     body: &Value,
     later: &[(String, Value)],
-    files: &[(String, u32, Vec<u8>)],
+    files: &[FileCopy],
 ) -> Result<String, String> {
     let cid = e
         .create(name, body)
@@ -882,7 +1001,7 @@ async fn recreate(
     let final_name = p.container_name(name, svc, number);
     let short: String = old.id.chars().take(12).collect();
     let tmp = format!("{short}_{final_name}");
-    let cid = create_wired(&run.e, &tmp, &body, &later, &file_copies(p, svc)).await?;
+    let cid = create_wired(&run.e, &tmp, &body, &later, &file_copies(p, svc)?).await?;
     run.e
         .stop(&old.id, run.o.timeout)
         .await

@@ -295,7 +295,7 @@ fn config_interpolates_merges_and_applies_profiles() {
         .write("other.env", "TAG=from-env-file\n")
         .write(
             "compose.yaml",
-            "services:\n  web:\n    image: busybox:${TAG}\n    ports: [\"${PORT}:80\"]\n    environment: [A=1]\n  debug:\n    image: busybox\n    profiles: [dev]\n",
+            "services:\n  web:\n    image: busybox:${TAG}\n    ports: [\"${PORT}:80\"]\n    environment: [A=1, \"P=${COMPOSE_PROJECT_NAME}\"]\n  debug:\n    image: busybox\n    profiles: [dev]\n  hostnet:\n    image: busybox\n    network_mode: host\n",
         )
         .write(
             "compose.override.yaml",
@@ -311,6 +311,9 @@ fn config_interpolates_merges_and_applies_profiles() {
     assert_eq!(web["image"], "busybox:from-dotenv");
     assert_eq!(web["environment"]["A"], "1");
     assert_eq!(web["environment"]["B"], "2");
+    assert_eq!(web["environment"]["P"], v["name"]);
+    assert_eq!(v["services"]["hostnet"]["network_mode"], "host");
+    assert!(v["services"]["hostnet"].get("networks").is_none());
     assert!(
         web.get("ports")
             .is_none_or(|p| p.as_array().is_some_and(Vec::is_empty)),
@@ -326,7 +329,7 @@ fn config_interpolates_merges_and_applies_profiles() {
     .expect("json");
     assert_eq!(v["services"]["web"]["image"], "busybox:from-env-file");
     let out = compose_env(&d, &dir.0, &["config", "--images"], &[("TAG", "shell")]);
-    assert_eq!(stdout(&out).trim(), "busybox:shell");
+    assert_eq!(stdout(&out).trim(), "busybox\nbusybox:shell");
     // --profile enables the service; naming it enables it too.
     let s = ok(&d, &dir.0, &["--profile", "dev", "config", "--services"]);
     assert_eq!(s.trim(), "debug\nweb");
@@ -372,6 +375,22 @@ fn bad_input_is_refused_with_file_and_line_before_anything_is_made() {
             "compose.yaml:4:5: services.web.gpus: not supported by berth compose",
         ),
         ("services:\n  web:\n   image: [\n", "compose.yaml:"),
+        (
+            "services:\n  web:\n    image: busybox\n    depends_on: [db]\n  db:\n    image: busybox\n    profiles: [x]\n",
+            "service \"web\" depends on undefined service \"db\"",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s:\n    environment: BERTH_TEST_UNSET_VAR\n",
+            "environment variable \"BERTH_TEST_UNSET_VAR\" required by secret \"s\" is not set",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    configs:\n      - source: c\n        target: /etc/../../x\nconfigs:\n  c:\n    content: x\n",
+            "must not contain \"..\"",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    container_name: one\n    scale: 2\n",
+            "cannot be used with 2 replicas",
+        ),
     ];
     for (yaml, want) in cases {
         dir.write("compose.yaml", yaml);
@@ -452,4 +471,89 @@ fn secrets_configs_and_one_shot_dependencies() {
     assert_eq!(ps.trim(), "app\nfails");
     ok(&d, &dir.0, &["--profile", "broken", "down"]);
     assert_gone(&d, "sec");
+}
+
+#[test]
+fn attached_up_prefixes_logs_and_exit_code_from_wait_and_dry_run() {
+    let d = Daemon::start_pooled();
+    let dir = Dir::new("att");
+    dir.write(
+        "compose.yaml",
+        "name: att\nservices:\n  task:\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo hello; sleep 0.3; exit 3\"]\n  side:\n    image: busybox\n    command: sleep 1000\n    stop_signal: SIGKILL\n",
+    );
+    // --dry-run makes nothing and says what it would do.
+    let out = compose(&d, &dir.0, &["--dry-run", "up", "-d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DRY-RUN MODE - ") && stderr(&out).contains("Container att-task-1"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_eq!(
+        d.ok(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project"
+        ]),
+        ""
+    );
+    // Attached: prefixed lines, the exit line, and the task's exit code stops everything.
+    let out = compose(
+        &d,
+        &dir.0,
+        &["up", "--exit-code-from", "task", "--no-color"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let so = stdout(&out);
+    assert!(so.contains("task-1  | hello"), "{so}");
+    assert!(so.contains("task-1 exited with code 3"), "{so}");
+    assert!(
+        stderr(&out).contains("Aborting on container exit..."),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(inspect(&d, "att-side-1")["State"]["Status"], "exited");
+    // --wait fails naming the unhealthy container.
+    dir.write(
+        "compose.yaml",
+        "name: att\nservices:\n  sick:\n    image: busybox\n    command: sleep 1000\n    stop_signal: SIGKILL\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 100ms\n      retries: 2\n",
+    );
+    let out = compose(&d, &dir.0, &["up", "-d", "--wait", "--remove-orphans"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("container att-sick-1 is unhealthy"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&d, &dir.0, &["down"]);
+    assert_gone(&d, "att");
+}
+
+#[test]
+fn a_failure_mid_up_leaves_what_was_made_visible_and_removable() {
+    let d = Daemon::start_pooled();
+    let dir = Dir::new("mid");
+    let port = common::free_port().to_string();
+    dir.write(
+        "compose.yaml",
+        &format!("name: mid\nservices:\n  a:\n    image: busybox\n    command: sleep 1000\n    ports: [\"127.0.0.1:{port}:80\"]\n  b:\n    image: busybox\n    command: sleep 1000\n    depends_on: [a]\n    ports: [\"127.0.0.1:{port}:81\"]\n"),
+    );
+    let out = compose(&d, &dir.0, &["up", "-d"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already allocated"),
+        "{}",
+        stderr(&out)
+    );
+    let ps = ok(
+        &d,
+        &dir.0,
+        &["ps", "-a", "--format", "{{.Name}} {{.State}}"],
+    );
+    assert_eq!(ps.trim(), "mid-a-1 running\nmid-b-1 created");
+    ok(&d, &dir.0, &["down"]);
+    assert_gone(&d, "mid");
 }

@@ -126,21 +126,31 @@ fn read_env_file(path: &Path, env: &Env) -> Result<Vec<(String, Option<String>)>
         .map_err(|e| Error::new(format!("failed to read {}: {e}", path.display())))
 }
 
-/// Loads one file (every document, merged in order) up to its canonical form.
+/// A compose file's text (`-` is stdin).
+fn read_text(path: &Path) -> Result<String, Error> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Error::new(format!("reading the compose file from stdin: {e}")))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::new(format!("open {}: {e}", path.display())))
+    }
+}
+
+/// Loads one file (every document, merged in order) up to its canonical form; `text` when
+/// already read.
 fn load_file(
     path: &Path,
+    text: Option<String>,
     base_dir: &Path,
     env: &Env,
     warn: &mut Vec<String>,
 ) -> Result<Doc, Error> {
-    let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Error::new(format!("reading the compose file from stdin: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Error::new(format!("open {}: {e}", path.display())))?
+    let text = match text {
+        Some(t) => t,
+        None => read_text(path)?,
     };
     let file = Arc::new(path.to_path_buf());
     let mut acc: Option<Doc> = None;
@@ -169,20 +179,19 @@ fn load_file(
 /// A file with its includes imported and its `extends` resolved.
 fn load_complete(
     path: &Path,
+    text: Option<String>,
     base_dir: &Path,
     env: &Env,
     warn: &mut Vec<String>,
     stack: &mut Vec<PathBuf>,
 ) -> Result<Doc, Error> {
     stack.push(path.to_path_buf());
-    let mut doc = load_file(path, base_dir, env, warn)?;
+    let mut doc = load_file(path, text, base_dir, env, warn)?;
     for inc in super::include::entries(&doc)? {
         inc.check_cycle(stack)?;
         let dir = inc.directory();
-        let mut sub_env = Env::default();
-        for (k, v) in std::env::vars() {
-            sub_env.vars.insert(k, v);
-        }
+        // The including project's environment, then the included one's env files.
+        let mut sub_env = env.clone();
         for f in &inc.env_files {
             if !f.is_file() {
                 return Err(Error::at(
@@ -195,7 +204,7 @@ fn load_complete(
         }
         let mut included: Option<Doc> = None;
         for p in &inc.paths {
-            let d = load_complete(p, &dir, &sub_env, warn, stack)?;
+            let d = load_complete(p, None, &dir, &sub_env, warn, stack)?;
             included = Some(match included {
                 None => d,
                 Some(mut a) => {
@@ -218,13 +227,36 @@ fn load_complete(
         }
         let dir = p.parent().unwrap_or(Path::new("/"));
         let mut w = Vec::new();
-        let d = load_file(p, dir, env, &mut w)?;
+        let d = load_file(p, None, dir, env, &mut w)?;
         cache.insert(p.to_path_buf(), d.clone());
         Ok(d)
     };
     super::extends::resolve(&mut doc, path, &mut other)?;
     stack.pop();
     Ok(doc)
+}
+
+/// The `name:` of the files (interpolated, the last non-empty one), normalized; read before
+/// the full load so that `${COMPOSE_PROJECT_NAME}` has it. Errors are left to the full load.
+fn file_name(files: &[PathBuf], texts: &[String], env: &Env) -> Option<String> {
+    let mut name = None;
+    for (f, text) in files.iter().zip(texts) {
+        let Ok(docs) = super::yaml::parse(Arc::new(f.clone()), text) else {
+            continue;
+        };
+        for d in docs {
+            if let Some(raw) = d.value.get("name").and_then(Value::as_str) {
+                let lookup = |k: &str| env.get(k);
+                if let Ok(n) = super::interp::substitute(raw, &lookup, &mut Vec::new()) {
+                    let n = normalize_name(&n);
+                    if !n.is_empty() {
+                        name = Some(n);
+                    }
+                }
+            }
+        }
+    }
+    name
 }
 
 /// Everything the project loading produced.
@@ -337,8 +369,21 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
                 .and_then(|f| f.parent().map(Path::to_path_buf))
         })
         .unwrap_or_else(|| cwd.clone());
-    // -p and COMPOSE_PROJECT_NAME are checked, not normalized; and `${COMPOSE_PROJECT_NAME}`
-    // reads them.
+    // Compose reads the environment again once the files are known: the `.env` beside them
+    // adds what is not set yet.
+    if o.env_files.is_empty() && working_dir != env_dir {
+        let dot = working_dir.join(".env");
+        if dot.is_file() {
+            let vars = read_env_file(&dot, &env)?;
+            env.add_missing(vars);
+        }
+    }
+    let mut texts = Vec::new();
+    for f in &files {
+        texts.push(read_text(f)?);
+    }
+    // -p and COMPOSE_PROJECT_NAME are checked, not normalized; `${COMPOSE_PROJECT_NAME}` reads
+    // the resolved name, whichever way it came.
     let explicit = o
         .project_name
         .clone()
@@ -347,31 +392,28 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
         if normalize_name(n) != *n || n.is_empty() {
             return Err(invalid_name(n));
         }
-        env.vars.insert("COMPOSE_PROJECT_NAME".into(), n.clone());
-    }
-    // Starting from an empty tree gives the first file the merge's duplicate removal too.
-    let mut doc = Doc::default();
-    let mut stack = Vec::new();
-    for f in &files {
-        let d = load_complete(f, &working_dir, &env, &mut warnings, &mut stack)?;
-        super::merge::merge(&mut doc, d)?;
     }
     let name = match explicit {
         Some(n) => n,
-        None => {
-            let from_file = doc.value["name"].as_str().map(normalize_name);
-            from_file.filter(|n| !n.is_empty()).unwrap_or_else(|| {
-                normalize_name(
-                    &working_dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                )
-            })
-        }
+        None => file_name(&files, &texts, &env).unwrap_or_else(|| {
+            normalize_name(
+                &working_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        }),
     };
     if name.is_empty() {
         return Err(Error::new("project name must not be empty"));
+    }
+    env.vars.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
+    // Starting from an empty tree gives the first file the merge's duplicate removal too.
+    let mut doc = Doc::default();
+    let mut stack = Vec::new();
+    for (f, text) in files.iter().zip(texts) {
+        let d = load_complete(f, Some(text), &working_dir, &env, &mut warnings, &mut stack)?;
+        super::merge::merge(&mut doc, d)?;
     }
     if let Some(m) = doc.value.as_object_mut() {
         m.insert("name".into(), json!(name));
@@ -389,14 +431,16 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
         o.profiles.clone()
     };
     implicit_dependencies(&mut doc.value);
-    check_references(&doc)?;
     let disabled = apply_profiles(&mut doc, &profiles, &o.services)?;
+    check_references(&doc)?;
     normalize(&mut doc.value, &name);
     resolve_environment(&mut doc, &env)?;
+    resolve_file_sources(&mut doc, &env)?;
     check_files(&doc)?;
     let model: crate::model::Project = serde_json::from_value(doc.value.clone())
         .map_err(|e| Error::new(format!("invalid compose project: {e}")))?;
     refuse_unsupported(&doc, &model)?;
+    check_model(&doc, &model)?;
     let config_files = files
         .iter()
         .map(|f| {
@@ -608,61 +652,53 @@ fn check_references(doc: &Doc) -> Result<(), Error> {
 }
 
 /// Drops the services no active profile enables (services without profiles are always on;
-/// `*` enables all; named services and their dependencies are enabled whatever theirs).
+/// `*` enables all; a service named on the command line enables its own profiles). Optional
+/// dependencies on dropped services are dropped with them; required ones are then refused by
+/// the reference check, as compose-go refuses them.
 fn apply_profiles(
     doc: &mut Doc,
     profiles: &[String],
     named: &[String],
 ) -> Result<Vec<String>, Error> {
-    let v = &doc.value;
-    let mut on: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<String> = Vec::new();
-    for (n, s) in services(v) {
+    let mut active: BTreeSet<String> = profiles.iter().cloned().collect();
+    for n in named {
+        let Some(s) = doc.value["services"].get(n) else {
+            return Err(Error::new(format!("no such service: {n}")));
+        };
+        active.extend(
+            s["profiles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string),
+        );
+    }
+    let enabled = |s: &Value| {
         let own: Vec<&str> = s["profiles"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        if own.is_empty()
-            || profiles
-                .iter()
-                .any(|p| p == "*" || own.contains(&p.as_str()))
-            || named.contains(n)
-        {
-            stack.push(n.clone());
-        }
-    }
-    while let Some(n) = stack.pop() {
-        if !on.insert(n.clone()) {
-            continue;
-        }
-        for d in v["services"][&n]["depends_on"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            let required = d.1["required"].as_bool().unwrap_or(true);
-            if required && v["services"].get(d.0).is_some() {
-                stack.push(d.0.clone());
-            }
-        }
-    }
+        own.is_empty() || active.contains("*") || own.iter().any(|p| active.contains(*p))
+    };
     let mut disabled = Vec::new();
     if let Some(m) = doc.value["services"].as_object_mut() {
-        let all: Vec<String> = m.keys().cloned().collect();
-        for n in all {
-            if !on.contains(&n) {
-                m.remove(&n);
-                disabled.push(n);
-            }
+        let off: Vec<String> = m
+            .iter()
+            .filter(|(_, s)| !enabled(s))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &off {
+            m.remove(n);
         }
-        // Optional dependencies on disabled services are dropped.
         for s in m.values_mut() {
             if let Some(d) = s.get_mut("depends_on").and_then(Value::as_object_mut) {
-                d.retain(|k, _| on.contains(k));
+                d.retain(|k, dep| !off.contains(k) || dep["required"].as_bool().unwrap_or(true));
             }
         }
+        disabled = off;
     }
     Ok(disabled)
 }
@@ -678,7 +714,10 @@ fn normalize(v: &mut Value, project: &str) {
             if !has_mode && nets.is_none() {
                 o.insert("networks".into(), json!({"default": null}));
             }
-            if o["networks"].get("default").is_some() && !has_mode {
+            if !has_mode
+                && o.get("networks")
+                    .is_some_and(|n| n.get("default").is_some())
+            {
                 uses_default = true;
             }
         }
@@ -736,7 +775,12 @@ fn resolve_environment(doc: &mut Doc, env: &Env) -> Result<(), Error> {
                 }
                 continue;
             }
-            for (k, v) in read_env_file(p, env)? {
+            let vars = if f["format"].as_str() == Some("raw") {
+                raw_env_file(p)?
+            } else {
+                read_env_file(p, env)?
+            };
+            for (k, v) in vars {
                 let v = v.or_else(|| env.get(&k));
                 merged.insert(k, v.map_or(Value::Null, Value::String));
             }
@@ -755,10 +799,145 @@ fn resolve_environment(doc: &mut Doc, env: &Env) -> Result<(), Error> {
     Ok(())
 }
 
-/// Secrets and configs from files must exist before anything is created.
+/// An env file in `format: raw`: `KEY=VALUE` lines taken as written (no quotes, no `${}`).
+fn raw_env_file(path: &Path) -> Result<Vec<(String, Option<String>)>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(format!("couldn't read env file {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (l.to_string(), None),
+        })
+        .collect())
+}
+
+/// Secrets and configs with an `environment` source take the variable's value from the
+/// project's environment now (as `content`); an unset one is an error, as in Compose.
+fn resolve_file_sources(doc: &mut Doc, env: &Env) -> Result<(), Error> {
+    for top in ["secrets", "configs"] {
+        let keys: Vec<String> = doc.value[top]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for k in keys {
+            let Some(var) = doc.value[top][&k]["environment"]
+                .as_str()
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            match env.get(&var) {
+                Some(v) => doc.value[top][&k]["content"] = Value::String(v),
+                None => {
+                    let singular = top.trim_end_matches('s');
+                    return Err(pos_err(
+                        doc,
+                        &child(&child(&format!("/{top}"), &k), "environment"),
+                        format!(
+                            "environment variable {var:?} required by {singular} {k:?} is not set"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What compose-go's validation refuses in the typed model: distinct values for one setting
+/// in its two spellings, a fixed container name on several replicas, both Dockerfile forms,
+/// secret and config targets that climb out with `..`.
+fn check_model(doc: &Doc, m: &crate::model::Project) -> Result<(), Error> {
+    for (n, s) in &m.services {
+        let at = child("/services", n);
+        let limits = s
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.limits.as_ref());
+        let reservations = s
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.reservations.as_ref());
+        let distinct = |a: &str, b: &str| {
+            Err(pos_err(
+                doc,
+                &at,
+                format!("services.{n}: can't set distinct values on '{a}' and '{b}'"),
+            ))
+        };
+        if let (Some(a), Some(b)) = (s.mem_limit, limits.and_then(|l| l.memory)) {
+            if a != b {
+                return distinct("mem_limit", "deploy.resources.limits.memory");
+            }
+        }
+        if let (Some(a), Some(b)) = (s.mem_reservation, reservations.and_then(|l| l.memory)) {
+            if a != b {
+                return distinct("mem_reservation", "deploy.resources.reservations.memory");
+            }
+        }
+        if let (Some(a), Some(b)) = (s.cpus, limits.and_then(|l| l.cpus)) {
+            if (a - b).abs() > f64::EPSILON {
+                return distinct("cpus", "deploy.resources.limits.cpus");
+            }
+        }
+        if let (Some(a), Some(b)) = (s.pids_limit, limits.and_then(|l| l.pids)) {
+            if a != b {
+                return distinct("pids_limit", "deploy.resources.limits.pids");
+            }
+        }
+        let replicas = s
+            .scale
+            .or_else(|| s.deploy.as_ref().and_then(|d| d.replicas))
+            .unwrap_or(1);
+        if s.container_name.is_some() && replicas > 1 {
+            return Err(pos_err(
+                doc,
+                &child(&at, "container_name"),
+                format!("services.{n}: container_name {:?} is unique and cannot be used with {replicas} replicas", s.container_name.as_deref().unwrap_or("")),
+            ));
+        }
+        if let Some(b) = &s.build {
+            if b.dockerfile.is_some() && b.dockerfile_inline.is_some() {
+                return Err(pos_err(
+                    doc,
+                    &child(&at, "build"),
+                    format!("service {n:?} declares mutually exclusive dockerfile and dockerfile_inline"),
+                ));
+            }
+        }
+        for (key, refs) in [("secrets", &s.secrets), ("configs", &s.configs)] {
+            for (i, r) in refs.iter().enumerate() {
+                if r.target
+                    .as_deref()
+                    .is_some_and(|t| t.split('/').any(|c| c == ".."))
+                {
+                    return Err(pos_err(
+                        doc,
+                        &format!("{}/{i}", child(&at, key)),
+                        format!("services.{n}.{key}[{i}].target must not contain \"..\""),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Secrets and configs the services use must have their files before anything is created.
 fn check_files(doc: &Doc) -> Result<(), Error> {
     for top in ["secrets", "configs"] {
+        let used: BTreeSet<&str> = services(&doc.value)
+            .flat_map(|(_, s)| s[top].as_array().into_iter().flatten())
+            .filter_map(|r| r["source"].as_str())
+            .collect();
         for (k, r) in doc.value[top].as_object().into_iter().flatten() {
+            if !used.contains(k.as_str()) {
+                continue;
+            }
             if let Some(f) = r["file"].as_str() {
                 if !Path::new(f).exists() {
                     let singular = top.trim_end_matches('s');
@@ -853,7 +1032,18 @@ fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error>
     }
     for (top, map) in [("secrets", &m.secrets), ("configs", &m.configs)] {
         for (k, o) in map {
-            refuse(doc, &child(&format!("/{top}"), k), &o.rest)?;
+            let at = child(&format!("/{top}"), k);
+            refuse(doc, &at, &o.rest)?;
+            if o.external {
+                return Err(pos_err(
+                    doc,
+                    &child(&at, "external"),
+                    format!(
+                        "{}: external {top} live in a swarm; not supported by berth compose",
+                        dotted(&at)
+                    ),
+                ));
+            }
         }
     }
     Ok(())
