@@ -332,13 +332,13 @@ fn config_interpolates_merges_and_applies_profiles() {
     assert_eq!(stdout(&out).trim(), "busybox\nbusybox:shell");
     // --profile enables the service; naming it enables it too.
     let s = ok(&d, &dir.0, &["--profile", "dev", "config", "--services"]);
-    assert_eq!(s.trim(), "debug\nweb");
+    assert_eq!(s.trim(), "debug\nhostnet\nweb");
     let s = ok(
         &d,
         &dir.0,
         &["-p", "other", "config", "--services", "debug"],
     );
-    assert_eq!(s.trim(), "debug\nweb");
+    assert_eq!(s.trim(), "debug\nhostnet\nweb");
 }
 
 #[test]
