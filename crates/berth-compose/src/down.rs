@@ -2,6 +2,7 @@
 //! `start`, `restart`, `kill`, `pause`, `unpause`, `rm`): found by Compose's labels.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::api::{label, Ctr, Engine};
 use crate::progress::Progress;
@@ -31,7 +32,38 @@ fn reverse_order(p: &Project, ctrs: Vec<Ctr>) -> Vec<Ctr> {
     v
 }
 
-pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Progress) -> Result<(), String> {
+/// Runs `f` on every container: the containers of one service at once, the services one after
+/// another in the given order. The first error, if any.
+async fn by_service<F, Fut>(ctrs: Vec<Ctr>, f: F) -> Option<String>
+where
+    F: Fn(Ctr) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut first = None;
+    let mut rest = ctrs.into_iter().peekable();
+    while let Some(c) = rest.next() {
+        let svc = c.service().to_string();
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(f(c));
+        while let Some(next) = rest.next_if(|n| n.service() == svc) {
+            set.spawn(f(next));
+        }
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Err(m)) => {
+                    first.get_or_insert(m);
+                }
+                Err(j) => {
+                    first.get_or_insert(format!("internal error: {j}"));
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    first
+}
+
+pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Arc<Progress>) -> Result<(), String> {
     let all = e
         .containers(&p.name, true)
         .await
@@ -74,22 +106,30 @@ pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Progress) -> Resul
         if let Some(img) = c.raw["Image"].as_str() {
             images.insert((img.to_string(), c.service().to_string()));
         }
-        let id = format!("Container {}", c.name);
-        if c.running() {
-            pr.working(&id, "Stopping");
-            if let Err(err) = e.stop(&c.id, o.timeout).await {
-                first_err.get_or_insert(err.to_string());
-                continue;
+    }
+    let (timeout, volumes) = (o.timeout, o.volumes);
+    let failed = by_service(victims, |c| {
+        let (e, pr) = (e.clone(), pr.clone());
+        async move {
+            let id = format!("Container {}", c.name);
+            if c.running() {
+                pr.working(&id, "Stopping");
+                e.stop(&c.id, timeout)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                pr.done(&id, "Stopped");
             }
-            pr.done(&id, "Stopped");
+            pr.working(&id, "Removing");
+            e.remove(&c.id, true, volumes)
+                .await
+                .map_err(|err| err.to_string())?;
+            pr.done(&id, "Removed");
+            Ok(())
         }
-        pr.working(&id, "Removing");
-        match e.remove(&c.id, true, o.volumes).await {
-            Ok(()) => pr.done(&id, "Removed"),
-            Err(err) => {
-                first_err.get_or_insert(err.to_string());
-            }
-        }
+    })
+    .await;
+    if let Some(m) = failed {
+        first_err.get_or_insert(m);
     }
     if o.volumes {
         for n in anonymous {
@@ -229,7 +269,7 @@ pub async fn each(
     p: &Project,
     ctrs: Vec<Ctr>,
     act: Act,
-    pr: &Progress,
+    pr: &Arc<Progress>,
 ) -> Result<(), String> {
     let ctrs = match act {
         Act::Start | Act::Unpause => {
@@ -240,28 +280,34 @@ pub async fn each(
         _ => reverse_order(p, ctrs),
     };
     let (ing, ed) = act.words();
-    let mut first_err = None;
-    for c in ctrs {
-        let id = format!("Container {}", c.name);
-        pr.working(&id, ing);
-        let r = match &act {
-            Act::Start => e.start(&c.id).await,
-            Act::Stop(t) => e.stop(&c.id, *t).await,
-            Act::Restart(t) => e.restart(&c.id, *t).await,
-            Act::Kill(s) => e.kill(&c.id, s).await,
-            Act::Pause => e.pause(&c.id, true).await,
-            Act::Unpause => e.pause(&c.id, false).await,
-            Act::Remove { volumes } => e.remove(&c.id, true, *volumes).await,
-        };
-        match r {
-            Ok(()) => pr.done(&id, ed),
-            Err(err) => {
-                pr.failed(&id, "Error");
-                first_err.get_or_insert(err.to_string());
+    let failed = by_service(ctrs, |c| {
+        let (e, pr, act) = (e.clone(), pr.clone(), act.clone());
+        async move {
+            let id = format!("Container {}", c.name);
+            pr.working(&id, ing);
+            let r = match &act {
+                Act::Start => e.start(&c.id).await,
+                Act::Stop(t) => e.stop(&c.id, *t).await,
+                Act::Restart(t) => e.restart(&c.id, *t).await,
+                Act::Kill(s) => e.kill(&c.id, s).await,
+                Act::Pause => e.pause(&c.id, true).await,
+                Act::Unpause => e.pause(&c.id, false).await,
+                Act::Remove { volumes } => e.remove(&c.id, true, *volumes).await,
+            };
+            match r {
+                Ok(()) => {
+                    pr.done(&id, ed);
+                    Ok(())
+                }
+                Err(err) => {
+                    pr.failed(&id, "Error");
+                    Err(err.to_string())
+                }
             }
         }
-    }
-    match first_err {
+    })
+    .await;
+    match failed {
         Some(m) => Err(m),
         None => Ok(()),
     }

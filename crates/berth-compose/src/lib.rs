@@ -579,7 +579,7 @@ async fn simple(
     cli: &Cli,
     services: &[String],
     act: down::Act,
-    pr: &Progress,
+    pr: &Arc<Progress>,
     all: bool,
 ) -> i32 {
     let p = match project(cli, services, true) {
@@ -601,7 +601,7 @@ async fn simple(
     }
 }
 
-async fn cmd_rm(e: &Engine, cli: &Cli, a: &RmArgs, pr: &Progress) -> i32 {
+async fn cmd_rm(e: &Engine, cli: &Cli, a: &RmArgs, pr: &Arc<Progress>) -> i32 {
     let p = match project(cli, &a.services, true) {
         Ok(p) => p,
         Err(m) => return fail(m),
@@ -730,6 +730,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
         pull: a.pull.clone(),
         timeout: a.timeout,
         parallel: parallel_limit(cli),
+        quiet_pull: a.quiet_pull,
     };
     let selected = match up::up(e, p.clone(), o, pr.clone()).await {
         Ok(s) => s,
@@ -756,7 +757,7 @@ async fn wait_ready(
     p: &Project,
     selected: &[String],
     timeout: Option<u64>,
-    pr: &Progress,
+    pr: &Arc<Progress>,
 ) -> Result<(), String> {
     let ev = up::Events::open(e, &p.name).await?;
     let ctrs = down::service_containers(e, p, selected, true).await?;

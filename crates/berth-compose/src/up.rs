@@ -42,6 +42,8 @@ pub struct UpOpts {
     pub timeout: Option<i64>,
     /// At most this many containers created, started or recreated at once (`--parallel`).
     pub parallel: Option<usize>,
+    /// No progress lines for pulls (`--quiet-pull`).
+    pub quiet_pull: bool,
 }
 
 /// The most replicas of one service `up` makes.
@@ -296,13 +298,15 @@ async fn ensure_image(
         crate::build::build(e, p, name, svc, image, pr).await?;
     } else if pull {
         let id = format!("Image {image}");
-        pr.working(&id, "Pulling");
+        if !o.quiet_pull {
+            pr.working(&id, "Pulling");
+        }
         if let Err(err) = e.pull(image).await {
             pr.failed(&id, "Error");
             if have.is_none() {
                 return Err(format!("Error response from daemon: {err}"));
             }
-        } else {
+        } else if !o.quiet_pull {
             pr.done(&id, "Pulled");
         }
     }
