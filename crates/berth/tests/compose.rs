@@ -557,3 +557,55 @@ fn a_failure_mid_up_leaves_what_was_made_visible_and_removable() {
     ok(&d, &dir.0, &["down"]);
     assert_gone(&d, "mid");
 }
+
+#[test]
+fn ctrl_c_stops_an_attached_up() {
+    let d = Daemon::start_pooled();
+    let dir = Dir::new("ctlc");
+    dir.write(
+        "compose.yaml",
+        "name: ctlc\nservices:\n  a:\n    image: busybox\n    command: [\"sh\", \"-c\", \"trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done\"]\n",
+    );
+    let mut child = std::process::Command::new(common::berth_bin())
+        .current_dir(&dir.0)
+        .arg("-H")
+        .arg(d.host())
+        .args(["compose", "up", "--no-color"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn compose up");
+    common::eventually("the attached container runs", || {
+        d.ok(&["ps", "-q", "--filter", "name=ctlc-a-1"]) != ""
+    });
+    // Give the log stream a moment to be attached before the interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let t = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s.code();
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "compose up did not end on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(code, Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Gracefully Stopping... press Ctrl+C again to force"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("a-1  | up"), "{}", stdout(&out));
+    assert_eq!(inspect(&d, "ctlc-a-1")["State"]["Status"], "exited");
+    ok(&d, &dir.0, &["down"]);
+    assert_gone(&d, "ctlc");
+}
