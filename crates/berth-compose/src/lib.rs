@@ -736,6 +736,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
         Ok(s) => s,
         Err(m) => return fail(m),
     };
+    pr.reset();
     if a.no_start || cli.dry_run {
         return 0;
     }

@@ -1,5 +1,7 @@
-//! Compose v2's progress lines on stderr: ` ✔ Container shop-web-1  Started` on a terminal,
-//! ` Container shop-web-1  Starting` / `… Started` lines otherwise, nothing with `quiet`.
+//! Compose v2's progress display on stderr. On a terminal: a `[+] Running 3/4` header and one
+//! line per object (` ✔ Container shop-web-1  Started  0.3s`, a spinner while it works),
+//! redrawn in place. Otherwise plain lines (` Container shop-web-1  Starting`, `… Started`);
+//! nothing with `quiet`.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -25,11 +27,37 @@ impl Mode {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Working,
+    Done,
+    Warning,
+    Error,
+}
+
+struct Entry {
+    id: String,
+    text: String,
+    state: State,
+    start: Instant,
+    end: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Screen {
+    entries: Vec<Entry>,
+    /// Lines drawn last time (moved over before the next drawing).
+    drawn: usize,
+}
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
 pub struct Progress {
     mode: Mode,
     /// `DRY-RUN MODE - ` before every line of a `--dry-run`.
     prefix: &'static str,
-    started: Mutex<Vec<(String, Instant)>>,
+    screen: Mutex<Screen>,
+    born: Instant,
 }
 
 impl Progress {
@@ -37,7 +65,8 @@ impl Progress {
         Progress {
             mode,
             prefix: if dry { "DRY-RUN MODE - " } else { "" },
-            started: Mutex::new(Vec::new()),
+            screen: Mutex::new(Screen::default()),
+            born: Instant::now(),
         }
     }
 
@@ -46,54 +75,125 @@ impl Progress {
         let _ = writeln!(e, "{}{s}", self.prefix);
     }
 
-    /// An operation on `id` (e.g. `Container shop-web-1`) begins: `Creating`.
-    pub fn working(&self, id: &str, text: &str) {
-        if let Ok(mut s) = self.started.lock() {
-            s.retain(|(i, _)| i != id);
-            s.push((id.to_string(), Instant::now()));
+    /// Records the new state of `id` and, on a terminal, redraws.
+    fn update(&self, id: &str, text: &str, state: State) {
+        let Ok(mut sc) = self.screen.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        match sc.entries.iter_mut().find(|e| e.id == id) {
+            Some(e) => {
+                if e.state != State::Working && state == State::Working {
+                    e.start = now;
+                }
+                e.text = text.to_string();
+                e.state = state;
+                e.end = (state != State::Working).then_some(now);
+            }
+            None => sc.entries.push(Entry {
+                id: id.to_string(),
+                text: text.to_string(),
+                state,
+                start: now,
+                end: (state != State::Working).then_some(now),
+            }),
         }
-        if self.mode == Mode::Plain {
-            self.line(&format!(" {id}  {text}"));
+        if self.mode == Mode::Tty {
+            self.draw(&mut sc);
         }
     }
 
-    fn elapsed(&self, id: &str) -> Option<f64> {
-        let s = self.started.lock().ok()?;
-        s.iter()
-            .find(|(i, _)| i == id)
-            .map(|(_, t)| t.elapsed().as_secs_f64())
+    fn draw(&self, sc: &mut Screen) {
+        let done = sc
+            .entries
+            .iter()
+            .filter(|e| e.state != State::Working)
+            .count();
+        let idw = sc
+            .entries
+            .iter()
+            .map(|e| e.id.chars().count())
+            .max()
+            .unwrap_or(0);
+        let textw = sc
+            .entries
+            .iter()
+            .map(|e| e.text.chars().count())
+            .max()
+            .unwrap_or(0);
+        let frame = SPINNER[(self.born.elapsed().as_millis() / 80) as usize % SPINNER.len()];
+        let mut out = String::new();
+        if sc.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", sc.drawn));
+        }
+        out.push_str(&format!(
+            "\x1b[2K{}[+] Running {done}/{}\n",
+            self.prefix,
+            sc.entries.len()
+        ));
+        for e in &sc.entries {
+            let mark = match e.state {
+                State::Working => frame,
+                State::Done => '✔',
+                State::Warning => '!',
+                State::Error => '✘',
+            };
+            let secs = e.end.unwrap_or_else(Instant::now).duration_since(e.start);
+            out.push_str(&format!(
+                "\x1b[2K{} {mark} {:<idw$}  {:<textw$}  {:.1}s\n",
+                self.prefix,
+                e.id,
+                e.text,
+                secs.as_secs_f64()
+            ));
+        }
+        sc.drawn = sc.entries.len() + 1;
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+
+    /// Ends the current block: later updates draw a new one below whatever was printed since
+    /// (an attached `up`'s logs, then its stop).
+    pub fn reset(&self) {
+        if let Ok(mut sc) = self.screen.lock() {
+            *sc = Screen::default();
+        }
+    }
+
+    /// An operation on `id` (e.g. `Container shop-web-1`) begins: `Creating`.
+    pub fn working(&self, id: &str, text: &str) {
+        match self.mode {
+            Mode::Plain => self.line(&format!(" {id}  {text}")),
+            Mode::Tty => self.update(id, text, State::Working),
+            Mode::Quiet => {}
+        }
     }
 
     /// It ended well: `Created`, `Started`, `Running`.
     pub fn done(&self, id: &str, text: &str) {
         match self.mode {
-            Mode::Quiet => {}
             Mode::Plain => self.line(&format!(" {id}  {text}")),
-            Mode::Tty => {
-                let t = self
-                    .elapsed(id)
-                    .map(|s| format!("  {s:.1}s"))
-                    .unwrap_or_default();
-                self.line(&format!(" \u{2714} {id}  {text}{t}"))
-            }
+            Mode::Tty => self.update(id, text, State::Done),
+            Mode::Quiet => {}
         }
     }
 
-    /// A warning about `id` (`!` on a terminal).
+    /// A warning about `id`.
     pub fn warn(&self, id: &str, text: &str) {
         match self.mode {
-            Mode::Quiet => {}
             Mode::Plain => self.line(&format!(" {id}  {text}")),
-            Mode::Tty => self.line(&format!(" ! {id}  {text}")),
+            Mode::Tty => self.update(id, text, State::Warning),
+            Mode::Quiet => {}
         }
     }
 
-    /// It failed (`✘` on a terminal); the error itself is reported by the command.
+    /// It failed; the error itself is reported by the command.
     pub fn failed(&self, id: &str, text: &str) {
         match self.mode {
-            Mode::Quiet => {}
             Mode::Plain => self.line(&format!(" {id}  {text}")),
-            Mode::Tty => self.line(&format!(" \u{2718} {id}  {text}")),
+            Mode::Tty => self.update(id, text, State::Error),
+            Mode::Quiet => {}
         }
     }
 }
