@@ -577,7 +577,7 @@ fn ctrl_c_stops_an_attached_up() {
         .spawn()
         .expect("spawn compose up");
     common::eventually("the attached container runs", || {
-        d.ok(&["ps", "-q", "--filter", "name=ctlc-a-1"]) != ""
+        !d.ok(&["ps", "-q", "--filter", "name=ctlc-a-1"]).is_empty()
     });
     // Give the log stream a moment to be attached before the interrupt.
     std::thread::sleep(std::time::Duration::from_millis(300));
