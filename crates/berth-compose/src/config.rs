@@ -146,7 +146,7 @@ pub fn list(p: &Project, what: &str) -> Vec<String> {
         "images" => p
             .order()
             .iter()
-            .map(|s| p.image_name(s, &p.model.services[s]))
+            .filter_map(|s| p.model.services.get(s).map(|svc| p.image_name(s, svc)))
             .collect(),
         _ => Vec::new(),
     }

@@ -264,7 +264,9 @@ async fn prepare(
     }
     let mut images = BTreeMap::new();
     for s in order {
-        let svc = &p.model.services[s];
+        let Some(svc) = p.model.services.get(s) else {
+            continue;
+        };
         let image = p.image_name(s, svc);
         let id = ensure_image(e, p, o, s, svc, &image, pr).await?;
         images.insert(s.clone(), (image, id));
@@ -490,9 +492,12 @@ pub async fn up(
     let mut tasks = tokio::task::JoinSet::new();
     for s in order.clone() {
         let run = run.clone();
-        let deps: Vec<(String, watch::Receiver<Outcome>)> = p.model.services[&s]
-            .depends_on
-            .keys()
+        let deps: Vec<(String, watch::Receiver<Outcome>)> = p
+            .model
+            .services
+            .get(&s)
+            .into_iter()
+            .flat_map(|svc| svc.depends_on.keys())
             .filter_map(|d| receivers.get(d).map(|r| (d.clone(), r.clone())))
             .collect();
         tasks.spawn(async move {
@@ -568,7 +573,9 @@ async fn service_task(
     name: &str,
     mut deps: Vec<(String, watch::Receiver<Outcome>)>,
 ) -> Result<bool, String> {
-    let svc = &run.p.model.services[name];
+    let Some(svc) = run.p.model.services.get(name) else {
+        return Err(format!("no such service: {name}"));
+    };
     let mut dep_recreated = BTreeSet::new();
     for (d, rx) in &mut deps {
         let outcome = loop {
