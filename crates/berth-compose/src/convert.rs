@@ -573,3 +573,214 @@ mod tests {
         assert_eq!(config_hash(&b).len(), 64);
     }
 }
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn project(tree: Value) -> Project {
+        let mut p = Project::named("shop".into());
+        p.model = serde_json::from_value(tree.clone()).expect("model");
+        p.tree = tree;
+        p.working_dir = PathBuf::from("/srv/shop");
+        p.config_files = vec![PathBuf::from("/srv/shop/compose.yaml")];
+        p
+    }
+
+    fn body(
+        p: &Project,
+        service: &str,
+        peers: &BTreeMap<String, Vec<String>>,
+    ) -> (Value, Vec<(String, Value)>) {
+        let svc = &p.model.services[service];
+        create_body(
+            p,
+            svc,
+            &Replica {
+                service,
+                number: 2,
+                image: "busybox",
+                image_id: "sha256:abc",
+                peers,
+                anonymous: &BTreeMap::new(),
+                oneoff: false,
+            },
+            "hash",
+        )
+        .expect("body")
+    }
+
+    #[test]
+    fn service_keys_become_the_engine_fields() {
+        let p = project(json!({
+            "name": "shop",
+            "services": {
+                "web": {
+                    "image": "busybox",
+                    "command": ["httpd", "-f"],
+                    "entrypoint": ["/bin/sh", "-c"],
+                    "environment": {"A": "1", "UNSET": null},
+                    "ports": [
+                        {"target": 80, "published": "8080", "host_ip": "127.0.0.1", "protocol": "tcp"},
+                        {"target": 53, "protocol": "udp"}
+                    ],
+                    "expose": ["9000"],
+                    "volumes": [
+                        {"type": "bind", "source": "/srv/shop/html", "target": "/www", "read_only": true,
+                         "bind": {"create_host_path": true}},
+                        {"type": "bind", "source": "/etc/hosts", "target": "/h"},
+                        {"type": "volume", "source": "data", "target": "/data", "volume": {"nocopy": true}},
+                        {"type": "tmpfs", "target": "/t", "tmpfs": {"size": "1m", "mode": 448}}
+                    ],
+                    "tmpfs": ["/run:size=64k"],
+                    "restart": "on-failure:3",
+                    "healthcheck": {"test": ["CMD", "true"], "interval": "200ms", "retries": 3,
+                                    "start_period": "1s"},
+                    "deploy": {"resources": {"limits": {"memory": "64m", "cpus": "0.5", "pids": 50},
+                                             "reservations": {"memory": "32m"}}},
+                    "ulimits": {"nofile": {"soft": 1024, "hard": 2048}},
+                    "devices": [{"source": "/dev/null", "target": "/dev/n", "permissions": "r"}],
+                    "cap_add": ["NET_ADMIN"], "cap_drop": ["MKNOD"],
+                    "dns": ["127.0.0.1"], "extra_hosts": ["db:10.0.0.2"],
+                    "labels": {"tier": "front"},
+                    "user": "1000", "working_dir": "/www", "hostname": "web", "stop_signal": "SIGINT",
+                    "stop_grace_period": "3s", "init": true, "read_only": true, "shm_size": "8m",
+                    "networks": {"front": {"aliases": ["www"], "ipv4_address": "10.9.0.5", "priority": 10},
+                                 "back": null},
+                    "mac_address": "02:42:ac:11:00:09",
+                    "depends_on": {"db": {"condition": "service_healthy", "required": true, "restart": true}}
+                },
+                "db": {"image": "busybox", "network_mode": "service:web", "volumes_from": ["web:ro"],
+                       "ipc": "service:web", "links": ["web:w"]}
+            },
+            "networks": {"front": {"name": "shop_front"}, "back": {"name": "shop_back"}},
+            "volumes": {"data": {"name": "shop_data"}}
+        }));
+        let peers: BTreeMap<String, Vec<String>> =
+            [("web".to_string(), vec!["shop-web-1".to_string()])].into();
+        let (b, later) = body(&p, "web", &peers);
+        let h = &b["HostConfig"];
+        assert_eq!(b["Cmd"], json!(["httpd", "-f"]));
+        assert_eq!(b["Entrypoint"], json!(["/bin/sh", "-c"]));
+        assert_eq!(b["Env"], json!(["A=1", "UNSET"]));
+        assert_eq!(
+            h["PortBindings"]["80/tcp"],
+            json!([{"HostIp": "127.0.0.1", "HostPort": "8080"}])
+        );
+        assert_eq!(
+            h["PortBindings"]["53/udp"],
+            json!([{"HostIp": "", "HostPort": ""}])
+        );
+        assert!(b["ExposedPorts"].get("9000/tcp").is_some());
+        assert_eq!(h["Binds"], json!(["/srv/shop/html:/www:ro"]));
+        let mounts = h["Mounts"].as_array().expect("mounts");
+        assert_eq!(mounts[0]["Type"], "bind");
+        assert_eq!(mounts[1]["Source"], "shop_data");
+        assert_eq!(mounts[1]["VolumeOptions"]["NoCopy"], true);
+        assert_eq!(
+            mounts[2]["TmpfsOptions"],
+            json!({"SizeBytes": 1048576, "Mode": 448})
+        );
+        assert_eq!(h["Tmpfs"], json!({"/run": "size=64k"}));
+        assert_eq!(
+            h["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 3})
+        );
+        assert_eq!(b["Healthcheck"]["Interval"], 200_000_000);
+        assert_eq!(b["Healthcheck"]["StartPeriod"], 1_000_000_000);
+        assert_eq!(h["Memory"], 64 << 20);
+        assert_eq!(h["MemoryReservation"], 32 << 20);
+        assert_eq!(h["NanoCpus"], 500_000_000);
+        assert_eq!(h["PidsLimit"], 50);
+        assert_eq!(
+            h["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+        );
+        assert_eq!(
+            h["Devices"],
+            json!([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/n", "CgroupPermissions": "r"}])
+        );
+        assert_eq!(h["CapAdd"], json!(["NET_ADMIN"]));
+        assert_eq!(h["ExtraHosts"], json!(["db:10.0.0.2"]));
+        assert_eq!(h["Init"], true);
+        assert_eq!(h["ReadonlyRootfs"], true);
+        assert_eq!(h["ShmSize"], 8 << 20);
+        assert_eq!(b["StopTimeout"], 3);
+        assert_eq!(b["StopSignal"], "SIGINT");
+        // The highest-priority network is the one created on; the other is connected later.
+        assert_eq!(h["NetworkMode"], "shop_front");
+        let ep = &b["NetworkingConfig"]["EndpointsConfig"]["shop_front"];
+        assert_eq!(ep["Aliases"], json!(["web", "www"]));
+        assert_eq!(ep["IPAMConfig"]["IPv4Address"], "10.9.0.5");
+        assert_eq!(ep["MacAddress"], "02:42:ac:11:00:09");
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].0, "shop_back");
+        let l = &b["Labels"];
+        assert_eq!(l["tier"], "front");
+        assert_eq!(l["com.docker.compose.project"], "shop");
+        assert_eq!(l["com.docker.compose.container-number"], "2");
+        assert_eq!(l["com.docker.compose.oneoff"], "False");
+        assert_eq!(
+            l["com.docker.compose.depends_on"],
+            "db:service_healthy:true"
+        );
+        assert_eq!(
+            l["com.docker.compose.project.config_files"],
+            "/srv/shop/compose.yaml"
+        );
+        assert_eq!(l["com.docker.compose.image"], "sha256:abc");
+
+        // Namespaces and volumes of another service point at its container.
+        let (db, later) = body(&p, "db", &peers);
+        let h = &db["HostConfig"];
+        assert_eq!(h["NetworkMode"], "container:shop-web-1");
+        assert_eq!(h["IpcMode"], "container:shop-web-1");
+        assert_eq!(h["VolumesFrom"], json!(["shop-web-1:ro"]));
+        assert_eq!(h["Links"], json!(["shop-web-1:w"]));
+        assert!(later.is_empty());
+        assert_eq!(db["NetworkingConfig"]["EndpointsConfig"], json!({}));
+        // Without the peer's container the reference is an error, not a guess.
+        assert!(create_body(
+            &p,
+            &p.model.services["db"],
+            &Replica {
+                service: "db",
+                number: 1,
+                image: "busybox",
+                image_id: "",
+                peers: &BTreeMap::new(),
+                anonymous: &BTreeMap::new(),
+                oneoff: false,
+            },
+            "h"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn restart_policies_from_restart_and_deploy() {
+        for (svc, want) in [
+            (
+                json!({"image": "b", "restart": "always"}),
+                json!({"Name": "always", "MaximumRetryCount": 0}),
+            ),
+            (
+                json!({"image": "b"}),
+                json!({"Name": "no", "MaximumRetryCount": 0}),
+            ),
+            (
+                json!({"image": "b", "deploy": {"restart_policy": {"condition": "on-failure", "max_attempts": 2}}}),
+                json!({"Name": "on-failure", "MaximumRetryCount": 2}),
+            ),
+            (
+                json!({"image": "b", "deploy": {"restart_policy": {"condition": "none"}}}),
+                json!({"Name": "no", "MaximumRetryCount": 0}),
+            ),
+        ] {
+            let p = project(json!({"services": {"s": svc}}));
+            let (b, _) = body(&p, "s", &BTreeMap::new());
+            assert_eq!(b["HostConfig"]["RestartPolicy"], want);
+        }
+    }
+}
