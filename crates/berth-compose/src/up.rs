@@ -228,7 +228,7 @@ async fn prepare(
     Ok(images)
 }
 
-async fn ensure_image(
+pub async fn ensure_image(
     e: &Engine,
     p: &Project,
     o: &UpOpts,
@@ -276,7 +276,7 @@ async fn ensure_image(
 }
 
 /// Creates the project's networks and volumes that the services use and are missing.
-async fn ensure_resources(e: &Engine, p: &Project, pr: &Progress) -> Result<(), String> {
+pub async fn ensure_resources(e: &Engine, p: &Project, pr: &Progress) -> Result<(), String> {
     for (k, n) in &p.model.networks {
         if n.external {
             continue;
@@ -790,7 +790,7 @@ fn tar_of(files: &[(String, u32, Vec<u8>)]) -> Result<Vec<u8>, String> {
 }
 
 /// Create, connect the further networks, copy in the inline secrets and configs.
-async fn create_wired(
+pub async fn create_wired(
     e: &Engine,
     name: &str,
     body: &Value,
