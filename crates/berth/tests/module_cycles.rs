@@ -587,12 +587,7 @@ fn real_modules_are_acyclic() {
         "the walk found no server -> routes edge in berth-daemon: {daemon:?}"
     );
     let mut r = String::new();
-    for name in [
-        "berth-daemon",
-        "berth-network",
-        "berth-volume",
-        "berth-compose",
-    ] {
+    for name in ["berth-daemon", "berth-network", "berth-volume", "berth-compose"] {
         let dir = crates.join(name);
         if dir.join("src").is_dir() {
             r.push_str(&check_crate(&dir));
