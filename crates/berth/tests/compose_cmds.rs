@@ -293,6 +293,28 @@ fn run_makes_one_off_containers_after_the_dependencies() {
         Some(true)
     );
     assert_eq!(ok(&d, &dir.0, &c(&["run", "--rm", "-T", "app"])), "file\n");
+    // -u, -w, a relative -v and --entrypoint override the service.
+    dir.write("data.txt", "bound\n");
+    let got = ok(
+        &d,
+        &dir.0,
+        &c(&[
+            "run",
+            "--rm",
+            "--no-deps",
+            "-u",
+            "1000",
+            "-w",
+            "/tmp",
+            "-v",
+            "./data.txt:/data.txt:ro",
+            "--entrypoint",
+            "sh -c",
+            "app",
+            "echo $(id -u) $(pwd) $(cat /data.txt)",
+        ]),
+    );
+    assert_eq!(got, "1000 /tmp bound\n");
 
     // Detached with the service's ports: a one-off by Compose's name and labels.
     let id = ok(
@@ -321,12 +343,30 @@ fn run_makes_one_off_containers_after_the_dependencies() {
         v["HostConfig"]
     );
     // Without --service-ports the service's ports are not published.
+    // -p publishes (`-p` after `run` is --publish, before it the project), -l labels.
     let plain = ok(
         &d,
         &dir.0,
-        &c(&["run", "-d", "--no-deps", "app", "sleep", "600"]),
+        &c(&[
+            "run",
+            "-d",
+            "--no-deps",
+            "-p",
+            "127.0.0.1::9090",
+            "-l",
+            "extra=yes",
+            "app",
+            "sleep",
+            "600",
+        ]),
     );
     let v = inspect(&d, plain.trim());
+    assert_eq!(v["Config"]["Labels"]["extra"], "yes");
+    assert_eq!(
+        v["HostConfig"]["PortBindings"]["9090/tcp"][0]["HostIp"], "127.0.0.1",
+        "{}",
+        v["HostConfig"]
+    );
     assert!(
         v["HostConfig"]["PortBindings"]["8080/tcp"].is_null(),
         "{}",
@@ -422,7 +462,7 @@ fn cp_both_ways_attach_and_wait() {
         .as_str()
         .unwrap_or("")
         .to_string();
-    let waiting = command(&d, &dir.0, &c(&["wait", "waiter"]))
+    let waiting = command(&d, &dir.0, &c(&["wait", "--down-project", "waiter"]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -440,5 +480,7 @@ fn cp_both_ways_attach_and_wait() {
         stdout(&out),
         format!("container \"{waiter_id}\" exited with status code 4\n")
     );
+    // --down-project took the project down after that first exit.
+    assert!(names(&d, "cmdc").is_empty());
     ok(&d, &dir.0, &c(&["down"]));
 }
