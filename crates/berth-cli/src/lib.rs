@@ -19,6 +19,11 @@ use clap::{Parser, Subcommand};
 
 pub use commands::build::{append_file, tar_context};
 pub use commands::container::{print_formatted, ps_row, CreateArgs, RunArgs};
+// For `berth compose exec|attach|cp|stats`, which act on a service's containers as these do.
+pub use commands::container::{attach, exec, proxy_signals, AttachArgs, ExecArgs};
+pub use commands::files::{cp, CpArgs};
+pub use commands::stats::{stats, StatsArgs};
+pub use ports::parse_publish;
 
 #[derive(Debug, Parser)]
 #[command(

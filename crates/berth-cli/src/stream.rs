@@ -106,10 +106,18 @@ where
     }
     let mut buf = vec![0u8; 32 * 1024];
     let mut dec = stdcopy::Decoder::default();
+    // Until the stdin side ends (its sender dropped): a completed oneshot must not be polled again.
+    let mut stdin_open = true;
     loop {
         let n = tokio::select! {
             n = r.read(&mut buf) => n?,
-            Ok(()) = &mut detached_rx => return Ok(Ended::Detached),
+            d = &mut detached_rx, if stdin_open => {
+                if d.is_ok() {
+                    return Ok(Ended::Detached);
+                }
+                stdin_open = false;
+                continue;
+            }
         };
         if n == 0 {
             break;

@@ -6,12 +6,15 @@ mod build;
 mod config;
 mod convert;
 mod down;
+mod exec;
 mod list;
 pub mod load;
 mod logs;
 pub mod model;
 mod progress;
 pub mod project;
+mod run;
+mod service_ctrs;
 mod up;
 
 use std::collections::BTreeMap;
@@ -30,11 +33,11 @@ use crate::project::Project;
     about = "Define and run multi-container applications"
 )]
 struct Cli {
-    /// Compose configuration files
-    #[arg(short = 'f', long = "file", global = true)]
+    /// Compose configuration files (before the command: `-f` after it is the command's own)
+    #[arg(short = 'f', long = "file")]
     file: Vec<PathBuf>,
-    /// Project name
-    #[arg(short = 'p', long = "project-name", global = true)]
+    /// Project name (before the command)
+    #[arg(short = 'p', long = "project-name")]
     project_name: Option<String>,
     /// Specify an alternate working directory (default: the path of the first Compose file)
     #[arg(long, global = true)]
@@ -93,6 +96,24 @@ enum Cmd {
     Logs(LogsArgs),
     /// Show the Docker Compose version information
     Version(VersionArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
+    /// Attach local standard input, output, and error streams to a service's running container
+    Attach(exec::AttachArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(service_ctrs::CpArgs),
+    /// Block until containers of all (or specified) services stop.
+    Wait(service_ctrs::WaitArgs),
+    /// Display the running processes
+    Top(Services),
+    /// Print the public port for a port binding
+    Port(service_ctrs::PortArgs),
+    /// Scale services
+    Scale(service_ctrs::ScaleArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(service_ctrs::StatsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +340,8 @@ struct VersionArgs {
 /// Runs `berth compose …` (`args[0]` is `compose`); the exit code.
 pub fn main(conn: berth_cli::transport::ConnOpts, args: Vec<std::ffi::OsString>) -> i32 {
     berth_cli::sigpipe::install();
+    let mut args = args;
+    run::publish_short(&mut args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -520,15 +543,15 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             .await
         }
         Cmd::Kill(a) => {
-            simple(
-                e,
-                &cli,
-                &a.services,
-                down::Act::Kill(a.signal.clone()),
-                &pr,
-                false,
-            )
-            .await
+            let p = match project(&cli, &a.services, true) {
+                Ok(p) => p,
+                Err(m) => return fail(m),
+            };
+            let k = service_ctrs::kill(e, &p, &a.services, &a.signal, a.remove_orphans, &pr);
+            match k.await {
+                Ok(()) => 0,
+                Err(m) => fail(m),
+            }
         }
         Cmd::Pause(a) => simple(e, &cli, &a.services, down::Act::Pause, &pr, false).await,
         Cmd::Unpause(a) => simple(e, &cli, &a.services, down::Act::Unpause, &pr, false).await,
@@ -571,6 +594,77 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             }
             0
         }
+        Cmd::Exec(a) => match project(&cli, &[], true) {
+            Ok(p) => exec::exec(e, &p.name, a).await.unwrap_or_else(fail),
+            Err(m) => fail(m),
+        },
+        Cmd::Attach(a) => match project(&cli, &[], true) {
+            Ok(p) => exec::attach(e, &p.name, a).await.unwrap_or_else(fail),
+            Err(m) => fail(m),
+        },
+        Cmd::Run(a) => match project(&cli, std::slice::from_ref(&a.service), false) {
+            Ok(p) => run::run(e, Arc::new(p), a, pr).await,
+            Err(m) => fail(m),
+        },
+        Cmd::Cp(a) => match project(&cli, &[], true) {
+            Ok(p) => service_ctrs::cp(e, &p.name, a, &pr)
+                .await
+                .unwrap_or_else(fail),
+            Err(m) => fail(m),
+        },
+        Cmd::Wait(a) => match project(&cli, &[], true) {
+            Ok(p) => service_ctrs::wait(e, &p, a, &pr).await.unwrap_or_else(fail),
+            Err(m) => fail(m),
+        },
+        Cmd::Top(a) => match project(&cli, &[], true) {
+            Ok(p) => match service_ctrs::top(e, &p.name, &a.services).await {
+                Ok(()) => 0,
+                Err(m) => fail(m),
+            },
+            Err(m) => fail(m),
+        },
+        Cmd::Port(a) => match project(&cli, &[], true) {
+            Ok(p) => match service_ctrs::port(e, &p.name, a).await {
+                Ok(()) => 0,
+                Err(m) => fail(m),
+            },
+            Err(m) => fail(m),
+        },
+        Cmd::Stats(a) => match project(&cli, &[], true) {
+            Ok(p) => service_ctrs::stats(e, &p.name, a).await,
+            Err(m) => fail(m),
+        },
+        Cmd::Scale(a) => cmd_scale(e, &cli, a, pr).await,
+    }
+}
+
+/// `scale`: `up -d --scale` for the named services only.
+async fn cmd_scale(e: &Engine, cli: &Cli, a: &service_ctrs::ScaleArgs, pr: Arc<Progress>) -> i32 {
+    let scale = match service_ctrs::parse_scale(&a.scale) {
+        Ok(s) => s,
+        Err(m) => return fail(m),
+    };
+    let services: Vec<String> = scale.keys().cloned().collect();
+    let p = match project(cli, &services, false) {
+        Ok(p) => Arc::new(p),
+        Err(m) => return fail(m),
+    };
+    let o = up::UpOpts {
+        services,
+        no_deps: a.no_deps,
+        recreate: up::Recreate::Diverged,
+        remove_orphans: false,
+        scale,
+        no_start: false,
+        build: up::BuildPolicy::Missing,
+        pull: None,
+        timeout: None,
+        parallel: parallel_limit(cli),
+        quiet_pull: false,
+    };
+    match up::up(e, p, o, pr).await {
+        Ok(_) => 0,
+        Err(m) => fail(m),
     }
 }
 
@@ -877,6 +971,43 @@ async fn attached(
             };
             let _ = logs.await;
             code.map_or(0, |c| i32::try_from(c).unwrap_or(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command (a short flag used twice in one
+    /// command panics in debug builds otherwise).
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// Each command line parses (clap checks a subcommand's flags when it is first used).
+    #[test]
+    fn the_service_commands_parse() {
+        for line in [
+            "exec -T --index 2 -e A=1 -u 0 -w /tmp web sh -c true",
+            "run --rm -d -e A -u 0 -w / --name n --no-deps -P -v /a:/b --entrypoint sh -T -l a=b web",
+            "run --publish 80:80 web echo hi",
+            "attach --index 1 --no-stdin --sig-proxy=false --detach-keys ctrl-a web",
+            "cp -a -L --index 1 web:/a b",
+            "wait --down-project web db",
+            "top web",
+            "port --protocol udp --index 2 web 53",
+            "scale --no-deps web=2 db=0",
+            "stats --no-stream --no-trunc -a --format json web",
+            "kill -s TERM --remove-orphans web",
+            "rm -f -s -v web",
+            "version -f json",
+            "-f a.yaml -p x up -d",
+            "--profile p --env-file e up --scale web=2 -t 3 --wait",
+        ] {
+            let mut args = vec!["compose".to_string()];
+            args.extend(line.split(' ').map(str::to_string));
+            let parsed = <super::Cli as clap::Parser>::try_parse_from(args);
+            assert!(parsed.is_ok(), "{line}: {:?}", parsed.err());
         }
     }
 }

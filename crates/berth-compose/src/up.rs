@@ -274,7 +274,7 @@ async fn prepare(
     Ok(images)
 }
 
-async fn ensure_image(
+pub async fn ensure_image(
     e: &Engine,
     p: &Project,
     o: &UpOpts,
@@ -326,7 +326,7 @@ async fn ensure_image(
 
 /// Creates the project's networks and volumes that the services in `order` use and are
 /// missing.
-async fn ensure_resources(
+pub async fn ensure_resources(
     e: &Engine,
     p: &Project,
     order: &[String],
@@ -932,7 +932,7 @@ fn tar_of(files: &[FileCopy]) -> Result<Vec<u8>, String> {
 }
 
 /// Create, connect the further networks, copy in the inline secrets and configs.
-async fn create_wired(
+pub async fn create_wired(
     e: &Engine,
     name: &str,
     body: &Value,

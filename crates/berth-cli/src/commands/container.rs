@@ -1391,7 +1391,7 @@ pub struct AttachArgs {
 /// `--sig-proxy`: the signals the CLI receives while attached go to the container (as
 /// `POST /kill`), as docker forwards them. The handlers are in place when this returns; the
 /// task ends when aborted.
-fn proxy_signals(c: &Client, id: &str) -> tokio::task::JoinHandle<()> {
+pub fn proxy_signals(c: &Client, id: &str) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let c = c.clone();
     let id = id.to_string();

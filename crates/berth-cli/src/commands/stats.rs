@@ -29,6 +29,9 @@ pub struct StatsArgs {
     #[arg(long)]
     pub format: Option<String>,
     pub containers: Vec<String>,
+    /// Label filters (`key=value`) on the listed and followed containers (`compose stats`).
+    #[arg(skip)]
+    pub labels: Vec<String>,
 }
 
 /// The table's columns: template field and header.
@@ -209,8 +212,18 @@ fn short(id: &str) -> String {
 
 /// Watch container events: `start` (and `create` with `all`) adds, `die` (without `all`)
 /// removes. Returns once subscribed.
-async fn watch_events(c: &Client, board: &Board, all: bool, stream: bool) -> Result<(), String> {
-    let filters = enc(r#"{"type":["container"]}"#);
+async fn watch_events(
+    c: &Client,
+    board: &Board,
+    all: bool,
+    stream: bool,
+    labels: &[String],
+) -> Result<(), String> {
+    let mut f = json!({"type": ["container"]});
+    if !labels.is_empty() {
+        f["label"] = json!(labels);
+    }
+    let filters = enc(&f.to_string());
     let resp = c
         .send(
             Method::GET,
@@ -264,18 +277,30 @@ fn draw(f: &Format, entries: &[Entry], trunc: bool) -> Result<String, String> {
     }
 }
 
+/// `&filters=` for the label filters, when there are any.
+fn label_query(labels: &[String]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    format!("&filters={}", enc(&json!({ "label": labels }).to_string()))
+}
+
 pub async fn stats(c: &Client, a: StatsArgs) -> i32 {
     let f = Format::parse(a.format.as_deref());
     let stream = !a.no_stream;
     let board = Board::default();
     let show_all = a.containers.is_empty();
     if show_all {
-        if let Err(e) = watch_events(c, &board, a.all, stream).await {
+        if let Err(e) = watch_events(c, &board, a.all, stream, &a.labels).await {
             eprintln!("{e}");
             return 1;
         }
         let list = match c
-            .get(&format!("/containers/json?all={}", u8::from(a.all)))
+            .get(&format!(
+                "/containers/json?all={}{}",
+                u8::from(a.all),
+                label_query(&a.labels)
+            ))
             .await
         {
             Ok(v) => v,
