@@ -1,7 +1,8 @@
 //! `berth compose` image and watch commands end to end against a private daemon: `build`
 //! (inline Dockerfile, args, target, a context with .dockerignore), `up --build` and no-op
 //! re-ups, `pull_policy`, `pull`, `push` to a registry, `images`, `events --json`, and
-//! `watch` syncing edited files into the running container.
+//! `watch` syncing edited files into the running container (not ignored ones), restarting
+//! after a sync and rebuilding.
 
 mod common;
 use common::{stderr, stdout, BerthRegistry, Daemon};
@@ -351,7 +352,7 @@ services:
 }
 
 #[test]
-fn watch_syncs_edited_files_but_not_ignored_ones() {
+fn watch_syncs_restarts_and_rebuilds_but_skips_ignored_files() {
     let d = Daemon::start_pooled();
     let dir = Dir::new("watched");
     dir.write(
@@ -369,21 +370,40 @@ services:
           target: /srv
           ignore:
             - "*.tmp"
+  conf:
+    image: busybox
+    command: ["sh", "-c", "cat /etc/conf/v > /started; trap 'exit 0' TERM; sleep 1000 & wait"]
+    develop:
+      watch:
+        - path: ./conf
+          action: sync+restart
+          target: /etc/conf
+  app:
+    build: ./app
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
+    develop:
+      watch:
+        - path: ./app
+          action: rebuild
 "#,
     )
-    .write("src/index.html", "v0\n");
+    .write("src/index.html", "v0\n")
+    .write("conf/v", "1\n")
+    .write("app/Dockerfile", "FROM busybox\nCOPY v /v\n")
+    .write("app/v", "1\n");
     let _watch = Bg(command(&d, &dir.0, &["watch"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("watch"));
-    let cat = |path: &str| {
-        d.berth(&["exec", "watched-web-1", "cat", path])
+    let cat_in = |ctr: &str, path: &str| {
+        d.berth(&["exec", ctr, "cat", path])
             .stdout
             .into_iter()
             .map(char::from)
             .collect::<String>()
     };
+    let cat = |path: &str| cat_in("watched-web-1", path);
     // Rewritten until seen: the watcher may not be watching yet at the first write.
     common::eventually("index.html synced", || {
         dir.write("src/index.html", "v1\n");
@@ -398,5 +418,16 @@ services:
     // A removed file goes from the container too.
     std::fs::remove_file(dir.0.join("src/index.html")).expect("rm");
     common::eventually("index.html removed", || cat("/srv/index.html").is_empty());
-    ok(&d, &dir.0, &["down"]);
+
+    // sync+restart: the file is there when the restarted command reads it.
+    let app_before = id_of(&d, "watched-app-1");
+    dir.write("conf/v", "2\n");
+    common::eventually("conf restarted with the synced file", || {
+        cat_in("watched-conf-1", "/started") == "2\n"
+    });
+    // rebuild: a new image, a new container with the changed file.
+    dir.write("app/v", "2\n");
+    common::eventually("app rebuilt", || cat_in("watched-app-1", "/v") == "2\n");
+    assert_ne!(id_of(&d, "watched-app-1"), app_before);
+    ok(&d, &dir.0, &["down", "--rmi", "local"]);
 }
