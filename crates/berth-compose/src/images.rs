@@ -103,6 +103,7 @@ pub async fn push(
     for s in p.selection(services, true)? {
         let svc = &p.model.services[&s];
         let (Some(b), Some(image)) = (&svc.build, &svc.image) else {
+            pr.done(&s, "Skipped");
             continue;
         };
         for name in std::iter::once(image).chain(&b.tags) {

@@ -24,15 +24,33 @@ struct Trigger {
     action: String,
     target: Option<String>,
     ignore: IgnoreMatcher,
+    /// `include` patterns: when given, only matching paths count.
+    include: Option<IgnoreMatcher>,
+    /// The service's build context and its .dockerignore, which apply under it too.
+    context: Option<(PathBuf, IgnoreMatcher)>,
 }
 
 impl Trigger {
-    /// The changed path relative to the trigger's path, unless outside it or ignored.
+    /// The changed path relative to the trigger's path, unless outside it, ignored or not
+    /// included.
     fn relative(&self, changed: &Path) -> Option<String> {
         let rel = changed.strip_prefix(&self.path).ok()?;
         let rel = rel.to_string_lossy().to_string();
         if !rel.is_empty() && self.ignore.excluded(&rel) {
             return None;
+        }
+        if let Some(inc) = &self.include {
+            if !rel.is_empty() && !inc.excluded(&rel) {
+                return None;
+            }
+        }
+        if let Some((dir, m)) = &self.context {
+            if let Ok(in_ctx) = changed.strip_prefix(dir) {
+                let in_ctx = in_ctx.to_string_lossy();
+                if !in_ctx.is_empty() && m.excluded(&in_ctx) {
+                    return None;
+                }
+            }
         }
         Some(rel)
     }
@@ -60,12 +78,20 @@ fn triggers(p: &Project, services: &[String]) -> Result<Vec<Trigger>, String> {
                     "service {s:?}: watch action rebuild needs a build section"
                 ));
             }
+            let context = svc.build.as_ref().map(|b| {
+                let dir = p.working_dir.join(b.context.as_deref().unwrap_or("."));
+                let text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
+                (dir, IgnoreMatcher::parse(&text))
+            });
             out.push(Trigger {
                 service: s.clone(),
                 path: p.working_dir.join(&w.path),
                 action: w.action.clone(),
                 target: w.target.clone(),
                 ignore: IgnoreMatcher::parse(&w.ignore.join("\n")),
+                include: (!w.include.is_empty())
+                    .then(|| IgnoreMatcher::parse(&w.include.join("\n"))),
+                context,
             });
         }
     }

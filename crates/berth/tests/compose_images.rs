@@ -378,6 +378,8 @@ services:
         - path: ./conf
           action: sync+restart
           target: /etc/conf
+          include:
+            - v
   app:
     build: ./app
     command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
@@ -421,10 +423,12 @@ services:
 
     // sync+restart: the file is there when the restarted command reads it.
     let app_before = id_of(&d, "watched-app-1");
-    dir.write("conf/v", "2\n");
+    dir.write("conf/skip", "not included\n")
+        .write("conf/v", "2\n");
     common::eventually("conf restarted with the synced file", || {
         cat_in("watched-conf-1", "/started") == "2\n"
     });
+    assert_eq!(cat_in("watched-conf-1", "/etc/conf/skip"), "");
     // rebuild: a new image, a new container with the changed file.
     dir.write("app/v", "2\n");
     common::eventually("app rebuilt", || cat_in("watched-app-1", "/v") == "2\n");
