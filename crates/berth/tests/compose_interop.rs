@@ -63,24 +63,17 @@ fn ok(d: &Daemon, dir: &Path, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// docker-compose 1.29 run in `dir` against the test daemon; installed with apt-get when
-/// missing.
+/// docker-compose 1.29 run in `dir` against the test daemon (Debian's package
+/// `docker-compose`, a test dependency like skopeo).
 fn docker_compose(d: &Daemon, dir: &Path, args: &[&str]) -> String {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let have = std::process::Command::new("dpkg")
-            .args(["-s", "docker-compose"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !have {
-            let st = std::process::Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "docker-compose"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .expect("apt-get");
-            assert!(st.success(), "installing docker-compose failed");
-        }
-    });
+    let have = std::process::Command::new("dpkg")
+        .args(["-s", "docker-compose"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        have,
+        "docker-compose 1.29 is missing: apt-get install docker-compose"
+    );
     let out = std::process::Command::new("docker-compose")
         .current_dir(dir)
         .env("DOCKER_HOST", d.host())
