@@ -4,7 +4,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in busybox-static libseccomp-dev pkg-config nftables iptables iproute2 tini crun runc curl procps skopeo python3 python3-yaml python3-docker zstd docker-registry openssl debootstrap; do
+for p in busybox-static libseccomp-dev pkg-config nftables iptables iproute2 tini crun runc curl procps skopeo python3 python3-yaml python3-docker zstd docker-registry docker-compose openssl debootstrap; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

@@ -17,6 +17,8 @@ pub mod transport;
 
 use clap::{Parser, Subcommand};
 
+pub use auth::header_for_image;
+pub use berth_build::ignore::Matcher as IgnoreMatcher;
 pub use commands::build::{append_file, tar_context};
 pub use commands::container::{print_formatted, ps_row, CreateArgs, RunArgs};
 // For `berth compose exec|attach|cp|stats`, which act on a service's containers as these do.

@@ -393,20 +393,27 @@ impl Engine {
                 "application/json",
             )
             .await?;
-        let mut err = None;
-        berth_cli::client::for_each_line(resp, |line| {
-            if let Ok(v) = serde_json::from_slice::<Value>(line) {
-                if let Some(m) = v["error"].as_str().or(v["errorDetail"]["message"].as_str()) {
-                    err.get_or_insert_with(|| m.to_string());
-                }
-            }
-            true
-        })
-        .await?;
-        match err {
-            Some(m) => Err(Error::Other(m)),
-            None => Ok(()),
-        }
+        stream_error(resp).await
+    }
+
+    /// `POST /images/{name}/push` with the `X-Registry-Auth` header `berth push` sends (the
+    /// credentials stored for the image's registry); the stream's first error fails it.
+    pub async fn push(&self, image: &str) -> Result<(), Error> {
+        let (name, tag) = split_tag(image);
+        let headers: Vec<(&str, String)> = berth_cli::header_for_image(name)
+            .map(|h| vec![("X-Registry-Auth", h)])
+            .unwrap_or_default();
+        let resp = self
+            .c
+            .send_with(
+                Method::POST,
+                &format!("/images/{}/push?tag={}", enc(name), enc(tag)),
+                berth_cli::client::empty(),
+                "application/json",
+                &headers,
+            )
+            .await?;
+        stream_error(resp).await
     }
 
     /// `POST /build` with a context tar; the builder's first error fails it.
@@ -427,20 +434,7 @@ impl Engine {
                 "application/x-tar",
             )
             .await?;
-        let mut err = None;
-        berth_cli::client::for_each_line(resp, |line| {
-            if let Ok(v) = serde_json::from_slice::<Value>(line) {
-                if let Some(m) = v["error"].as_str().or(v["errorDetail"]["message"].as_str()) {
-                    err.get_or_insert_with(|| m.to_string());
-                }
-            }
-            true
-        })
-        .await?;
-        match err {
-            Some(m) => Err(Error::Other(m)),
-            None => Ok(()),
-        }
+        stream_error(resp).await
     }
 
     /// `PUT /containers/{id}/archive`: a tar extracted at `path`.
@@ -461,6 +455,24 @@ impl Engine {
             )
             .await
             .map(drop)
+    }
+}
+
+/// Reads a JSON-lines progress stream to its end; its first `error` fails it.
+async fn stream_error(resp: hyper::Response<hyper::body::Incoming>) -> Result<(), Error> {
+    let mut err = None;
+    berth_cli::client::for_each_line(resp, |line| {
+        if let Ok(v) = serde_json::from_slice::<Value>(line) {
+            if let Some(m) = v["error"].as_str().or(v["errorDetail"]["message"].as_str()) {
+                err.get_or_insert_with(|| m.to_string());
+            }
+        }
+        true
+    })
+    .await?;
+    match err {
+        Some(m) => Err(Error::Other(m)),
+        None => Ok(()),
     }
 }
 

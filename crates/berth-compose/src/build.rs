@@ -17,11 +17,26 @@ fn enc(s: &str) -> String {
     berth_cli::client::enc(s)
 }
 
+/// What `compose build`'s flags add to every build section: `--no-cache`, `--pull` and
+/// `--build-arg K=V` (over the section's `args`).
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
+    pub no_cache: bool,
+    pub pull: bool,
+    pub args: Vec<(String, String)>,
+}
+
 /// The `/build` query of a service's build section (`t` is the image name).
-pub fn query(svc: &Service, image: &str, dockerfile: &str) -> String {
+pub fn query(svc: &Service, image: &str, dockerfile: &str, x: &Extra) -> String {
     let mut q = format!("t={}&dockerfile={}&rm=1", enc(image), enc(dockerfile));
+    if x.no_cache {
+        q.push_str("&nocache=1");
+    }
+    if x.pull {
+        q.push_str("&pull=1");
+    }
     let Some(b) = &svc.build else { return q };
-    let args: serde_json::Map<String, serde_json::Value> = b
+    let mut args: serde_json::Map<String, serde_json::Value> = b
         .args
         .iter()
         .filter_map(|(k, v)| {
@@ -29,6 +44,9 @@ pub fn query(svc: &Service, image: &str, dockerfile: &str) -> String {
             Some((k.clone(), json!(v)))
         })
         .collect();
+    for (k, v) in &x.args {
+        args.insert(k.clone(), json!(v));
+    }
     if !args.is_empty() {
         q.push_str(&format!("&buildargs={}", enc(&json!(args).to_string())));
     }
@@ -50,10 +68,10 @@ pub fn query(svc: &Service, image: &str, dockerfile: &str) -> String {
     if !b.extra_hosts.is_empty() {
         q.push_str(&format!("&extrahosts={}", enc(&b.extra_hosts.join(","))));
     }
-    if b.pull == Some(true) {
+    if b.pull == Some(true) && !x.pull {
         q.push_str("&pull=1");
     }
-    if b.no_cache == Some(true) {
+    if b.no_cache == Some(true) && !x.no_cache {
         q.push_str("&nocache=1");
     }
     if let Some(s) = b.shm_size {
@@ -70,6 +88,19 @@ pub async fn build(
     svc: &Service,
     image: &str,
     pr: &Progress,
+) -> Result<(), String> {
+    build_with(e, p, name, svc, image, pr, &Extra::default()).await
+}
+
+/// [`build`] with `compose build`'s flags.
+pub async fn build_with(
+    e: &Engine,
+    p: &Project,
+    name: &str,
+    svc: &Service,
+    image: &str,
+    pr: &Progress,
+    x: &Extra,
 ) -> Result<(), String> {
     let Some(b) = &svc.build else {
         return Err(format!("service {name:?} has no build section"));
@@ -98,7 +129,7 @@ pub async fn build(
     };
     let id = format!("Image {image}");
     pr.working(&id, "Building");
-    let mut q = query(svc, image, &dockerfile);
+    let mut q = query(svc, image, &dockerfile, x);
     for t in &b.tags {
         q.push_str(&format!("&t={}", enc(t)));
     }

@@ -6,7 +6,9 @@ mod build;
 mod config;
 mod convert;
 mod down;
+mod events;
 mod exec;
+mod images;
 mod list;
 pub mod load;
 mod logs;
@@ -16,6 +18,7 @@ pub mod project;
 mod run;
 mod service_ctrs;
 mod up;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,6 +117,96 @@ enum Cmd {
     Scale(service_ctrs::ScaleArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(service_ctrs::StatsArgs),
+    /// Build or rebuild services
+    Build(BuildArgs),
+    /// Pull service images
+    Pull(PullArgs),
+    /// Push service images
+    Push(PushArgs),
+    /// List images used by the created containers
+    Images(ImagesArgs),
+    /// Receive real time events from containers
+    Events(EventsArgs),
+    /// Watch build context for service and rebuild/refresh containers when files are updated
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Do not use cache when building the image
+    #[arg(long)]
+    no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Set build-time variables for services
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Don't print anything to STDOUT
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Also build dependencies (transitively)
+    #[arg(long)]
+    with_dependencies: bool,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// Pull what it can and ignores images with pull failures
+    #[arg(long)]
+    ignore_pull_failures: bool,
+    /// Also pull services declared as dependencies
+    #[arg(long)]
+    include_deps: bool,
+    /// Pull without printing progress information
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Apply pull policy ("missing"|"always")
+    #[arg(long)]
+    policy: Option<String>,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// Push what it can and ignores images with push failures
+    #[arg(long)]
+    ignore_push_failures: bool,
+    /// Push without printing progress information
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ImagesArgs {
+    /// Only display IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Format the output. Values: [table | json]
+    #[arg(long)]
+    format: Option<String>,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    json: bool,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// Do not build & start services before watching
+    #[arg(long)]
+    no_up: bool,
+    /// Hide build output
+    #[arg(long)]
+    quiet: bool,
+    services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -594,6 +687,62 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             }
             0
         }
+        Cmd::Build(a) => cmd_build(e, &cli, a, pr).await,
+        Cmd::Pull(a) => {
+            let p = match project(&cli, &a.services, false) {
+                Ok(p) => p,
+                Err(m) => return fail(m),
+            };
+            let o = images::PullOpts {
+                ignore_failures: a.ignore_pull_failures,
+                include_deps: a.include_deps,
+                policy: a.policy.clone(),
+            };
+            let pr = if a.quiet {
+                Arc::new(Progress::new(Mode::Quiet, cli.dry_run))
+            } else {
+                pr
+            };
+            done(images::pull(e, &p, &a.services, &o, &pr).await)
+        }
+        Cmd::Push(a) => {
+            let p = match project(&cli, &a.services, false) {
+                Ok(p) => p,
+                Err(m) => return fail(m),
+            };
+            let pr = if a.quiet {
+                Arc::new(Progress::new(Mode::Quiet, cli.dry_run))
+            } else {
+                pr
+            };
+            done(images::push(e, &p, &a.services, a.ignore_push_failures, &pr).await)
+        }
+        Cmd::Images(a) => {
+            let p = match project(&cli, &a.services, true) {
+                Ok(p) => p,
+                Err(m) => return fail(m),
+            };
+            done(images::images(e, &p.name, &a.services, a.quiet, a.format.as_deref()).await)
+        }
+        Cmd::Events(a) => {
+            let p = match project(&cli, &a.services, true) {
+                Ok(p) => p,
+                Err(m) => return fail(m),
+            };
+            done(events::run(e, &p.name, &a.services, a.json).await)
+        }
+        Cmd::Watch(a) => {
+            let p = match project(&cli, &a.services, false) {
+                Ok(p) => Arc::new(p),
+                Err(m) => return fail(m),
+            };
+            let pr = if a.quiet {
+                Arc::new(Progress::new(Mode::Quiet, cli.dry_run))
+            } else {
+                pr
+            };
+            done(watch::run(e, p, &a.services, a.no_up, pr).await)
+        }
         Cmd::Exec(a) => match project(&cli, &[], true) {
             Ok(p) => exec::exec(e, &p.name, a).await.unwrap_or_else(fail),
             Err(m) => fail(m),
@@ -666,6 +815,42 @@ async fn cmd_scale(e: &Engine, cli: &Cli, a: &service_ctrs::ScaleArgs, pr: Arc<P
         Ok(_) => 0,
         Err(m) => fail(m),
     }
+}
+
+fn done(r: Result<(), String>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(m) => fail(m),
+    }
+}
+
+async fn cmd_build(e: &Engine, cli: &Cli, a: &BuildArgs, pr: Arc<Progress>) -> i32 {
+    let mut args = Vec::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) => args.push((k.to_string(), v.to_string())),
+            // A bare `K` takes its value from the environment, as `docker build` does.
+            None => match std::env::var(kv) {
+                Ok(v) => args.push((kv.clone(), v)),
+                Err(_) => continue,
+            },
+        }
+    }
+    let p = match project(cli, &a.services, false) {
+        Ok(p) => p,
+        Err(m) => return fail(m),
+    };
+    let x = build::Extra {
+        no_cache: a.no_cache,
+        pull: a.pull,
+        args,
+    };
+    let pr = if a.quiet {
+        Arc::new(Progress::new(Mode::Quiet, cli.dry_run))
+    } else {
+        pr
+    };
+    done(images::build(e, &p, &a.services, a.with_dependencies, &x, &pr).await)
 }
 
 async fn simple(

@@ -345,6 +345,8 @@ pub struct Device {
 pub struct Develop {
     #[serde(default, deserialize_with = "nullable")]
     pub watch: Vec<Watch>,
+    #[serde(flatten)]
+    pub rest: Rest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +358,8 @@ pub struct Watch {
     pub ignore: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub include: Vec<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -970,7 +970,10 @@ fn refuse(doc: &Doc, pointer: &str, rest: &crate::model::Rest) -> Result<(), Err
 
 /// Every key berth does not carry out is an error naming it and where it is written.
 fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error> {
-    refuse(doc, "", &m.rest)?;
+    // The obsolete top-level `version` is only warned about, as Compose v2 does.
+    let mut top = m.rest.clone();
+    top.remove("version");
+    refuse(doc, "", &top)?;
     for (n, s) in &m.services {
         let at = child("/services", n);
         refuse(doc, &at, &s.rest)?;
@@ -1002,6 +1005,13 @@ fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error>
             }
             if let Some(t) = &v.tmpfs {
                 refuse(doc, &child(&vp, "tmpfs"), &t.rest)?;
+            }
+        }
+        if let Some(d) = &s.develop {
+            let dp = child(&at, "develop");
+            refuse(doc, &dp, &d.rest)?;
+            for (i, w) in d.watch.iter().enumerate() {
+                refuse(doc, &format!("{}/{i}", child(&dp, "watch")), &w.rest)?;
             }
         }
         for (k, net) in s.networks.iter().flatten() {
