@@ -438,12 +438,17 @@ impl Engine {
     }
 
     /// `PUT /containers/{id}/archive`: a tar extracted at `path`.
-    pub async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error> {
+    pub async fn put_archive(
+        &self,
+        id: &str,
+        path: &str,
+        tar: impl Into<bytes::Bytes>,
+    ) -> Result<(), Error> {
         if self.dry {
             return Ok(());
         }
         let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
-            http_body_util::Full::new(bytes::Bytes::from(tar)),
+            http_body_util::Full::new(tar.into()),
             |never| match never {},
         ));
         self.c

@@ -112,17 +112,17 @@ pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Arc<Progress>) -> 
         let (e, pr) = (e.clone(), pr.clone());
         async move {
             let id = format!("Container {}", c.name);
+            let failed = |err: crate::api::ApiError| {
+                pr.failed(&id, "Error");
+                err.to_string()
+            };
             if c.running() {
                 pr.working(&id, "Stopping");
-                e.stop(&c.id, timeout)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                e.stop(&c.id, timeout).await.map_err(failed)?;
                 pr.done(&id, "Stopped");
             }
             pr.working(&id, "Removing");
-            e.remove(&c.id, true, volumes)
-                .await
-                .map_err(|err| err.to_string())?;
+            e.remove(&c.id, true, volumes).await.map_err(failed)?;
             pr.done(&id, "Removed");
             Ok(())
         }

@@ -35,7 +35,7 @@ pub struct ExecArgs {
     /// Allocate a pseudo-TTY (the default when the output is a terminal)
     #[arg(short = 't', long, hide = true)]
     tty: bool,
-    service: String,
+    pub(crate) service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
 }
@@ -55,7 +55,7 @@ pub struct AttachArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     sig_proxy: bool,
-    service: String,
+    pub(crate) service: String,
 }
 
 /// Which containers a lookup considers.

@@ -549,6 +549,19 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             return fail(format!("invalid --parallel {p}: a positive number or -1"));
         }
     }
+    if cli.dry_run {
+        let name = match &cli.cmd {
+            Cmd::Exec(_) => Some("exec"),
+            Cmd::Run(_) => Some("run"),
+            Cmd::Attach(_) => Some("attach"),
+            Cmd::Cp(_) => Some("cp"),
+            Cmd::Watch(_) => Some("watch"),
+            _ => None,
+        };
+        if let Some(n) = name {
+            return fail(format!("--dry-run is not supported by `compose {n}`"));
+        }
+    }
     match &cli.cmd {
         Cmd::Up(a) => cmd_up(e, &cli, a, pr).await,
         Cmd::Create(a) => {
@@ -744,10 +757,12 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             done(watch::run(e, p, &a.services, a.no_up, pr).await)
         }
         Cmd::Exec(a) => match project(&cli, &[], true) {
+            Ok(p) if !p.knows(&a.service) => fail(format!("no such service: {}", a.service)),
             Ok(p) => exec::exec(e, &p.name, a).await.unwrap_or_else(fail),
             Err(m) => fail(m),
         },
         Cmd::Attach(a) => match project(&cli, &[], true) {
+            Ok(p) if !p.knows(&a.service) => fail(format!("no such service: {}", a.service)),
             Ok(p) => exec::attach(e, &p.name, a).await.unwrap_or_else(fail),
             Err(m) => fail(m),
         },
@@ -773,6 +788,7 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
             Err(m) => fail(m),
         },
         Cmd::Port(a) => match project(&cli, &[], true) {
+            Ok(p) if !p.knows(&a.service) => fail(format!("no such service: {}", a.service)),
             Ok(p) => match service_ctrs::port(e, &p.name, a).await {
                 Ok(()) => 0,
                 Err(m) => fail(m),
@@ -825,21 +841,21 @@ fn done(r: Result<(), String>) -> i32 {
 }
 
 async fn cmd_build(e: &Engine, cli: &Cli, a: &BuildArgs, pr: Arc<Progress>) -> i32 {
-    let mut args = Vec::new();
-    for kv in &a.build_arg {
-        match kv.split_once('=') {
-            Some((k, v)) => args.push((k.to_string(), v.to_string())),
-            // A bare `K` takes its value from the environment, as `docker build` does.
-            None => match std::env::var(kv) {
-                Ok(v) => args.push((kv.clone(), v)),
-                Err(_) => continue,
-            },
-        }
-    }
     let p = match project(cli, &a.services, false) {
         Ok(p) => p,
         Err(m) => return fail(m),
     };
+    let mut args = Vec::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) => args.push((k.to_string(), v.to_string())),
+            // A bare `K` takes its value from the project's environment, else it is dropped.
+            None => match p.env.get(kv) {
+                Some(v) => args.push((kv.clone(), v.clone())),
+                None => continue,
+            },
+        }
+    }
     let x = build::Extra {
         no_cache: a.no_cache,
         pull: a.pull,

@@ -19,6 +19,9 @@ pub struct Project {
     pub env_files: Vec<PathBuf>,
     /// Services left out by profiles.
     pub disabled: Vec<String>,
+    /// The environment `${}` read (shell, then env files): `run -e KEY` and `--build-arg KEY`
+    /// take bare keys' values from it.
+    pub env: std::collections::HashMap<String, String>,
 }
 
 /// Where a secret (`/run/secrets/<source>`) or config (`/<source>`) lands in the container.
@@ -49,6 +52,7 @@ impl Project {
             config_files: Vec::new(),
             env_files: Vec::new(),
             disabled: Vec::new(),
+            env: std::collections::HashMap::new(),
         }
     }
 
@@ -68,6 +72,14 @@ impl Project {
             .map(|p| p.display().to_string())
             .collect();
         v.join(",")
+    }
+
+    /// Whether `service` is one of the file's services (always, for a project known only by
+    /// name).
+    pub fn knows(&self, service: &str) -> bool {
+        self.tree.is_null()
+            || self.model.services.contains_key(service)
+            || self.disabled.iter().any(|d| d == service)
     }
 
     /// The engine's name of a network key (`<project>_<key>`, or its `name`).

@@ -157,16 +157,58 @@ fn slug() -> Result<String, String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// `-v` as the engine's `Binds`: a relative host path is taken from the project directory.
-fn bind(p: &Project, spec: &str) -> Result<String, String> {
-    let (src, rest) = spec
-        .split_once(':')
-        .ok_or_else(|| format!("invalid volume specification: {spec:?}: expected SRC:DEST"))?;
-    if src.starts_with('.') {
-        let abs = p.working_dir.join(src);
-        return Ok(format!("{}:{rest}", abs.display()));
+/// A `-v` of `run`: a host path (`./x`, `/x`, `~/x`) is a bind, a name a volume (the
+/// project's own when declared), a lone target an anonymous volume.
+enum VolumeArg {
+    Bind(String),
+    /// A volume mount, and the project volume key it uses when declared.
+    Mount(Value, Option<String>),
+}
+
+fn volume_arg(p: &Project, spec: &str) -> Result<VolumeArg, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let bad = || format!("invalid volume specification: {spec:?}");
+    match parts.as_slice() {
+        [dst] if dst.starts_with('/') => Ok(VolumeArg::Mount(
+            json!({"Type": "volume", "Target": dst}),
+            None,
+        )),
+        [src, dst] | [src, dst, _] if !src.is_empty() && dst.starts_with('/') => {
+            let mode = parts.get(2).copied();
+            let host = if let Some(rest) = src.strip_prefix('~') {
+                let home = p
+                    .env
+                    .get("HOME")
+                    .cloned()
+                    .or_else(|| std::env::var("HOME").ok());
+                Some(format!("{}{rest}", home.ok_or("HOME is not set")?))
+            } else if src.starts_with('.') {
+                Some(p.working_dir.join(src).display().to_string())
+            } else if src.starts_with('/') {
+                Some(src.to_string())
+            } else {
+                None
+            };
+            match host {
+                Some(h) => Ok(VolumeArg::Bind(match mode {
+                    Some(m) => format!("{h}:{dst}:{m}"),
+                    None => format!("{h}:{dst}"),
+                })),
+                None => {
+                    let declared = p.model.volumes.get(*src);
+                    let name = declared
+                        .and_then(|v| v.name.clone())
+                        .unwrap_or_else(|| src.to_string());
+                    let ro = mode.is_some_and(|m| m.split(',').any(|o| o == "ro"));
+                    Ok(VolumeArg::Mount(
+                        json!({"Type": "volume", "Source": name, "Target": dst, "ReadOnly": ro}),
+                        declared.map(|_| src.to_string()),
+                    ))
+                }
+            }
+        }
+        _ => Err(bad()),
     }
-    Ok(spec.to_string())
 }
 
 /// The command line's checks, before anything is made.
@@ -253,7 +295,12 @@ fn overridden(p: &Project, a: &RunArgs) -> Result<Service, String> {
     for kv in &a.env {
         match kv.split_once('=') {
             Some((k, v)) => svc.environment.insert(k.to_string(), Some(v.to_string())),
-            None => svc.environment.insert(kv.clone(), std::env::var(kv).ok()),
+            // A bare KEY takes the project environment's value; unset, it is dropped
+            // (the file's value stays), as Compose does.
+            None => match p.env.get(kv) {
+                Some(v) => svc.environment.insert(kv.clone(), Some(v.clone())),
+                None => None,
+            },
         };
     }
     if !a.service_ports {
@@ -298,11 +345,18 @@ async fn run_inner(
     for spec in &a.publish {
         bindings.extend(berth_cli::parse_publish(spec)?);
     }
-    let binds = a
-        .volume
-        .iter()
-        .map(|v| bind(&p, v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut binds = Vec::new();
+    let mut extra_mounts = Vec::new();
+    let mut project_volumes = Vec::new();
+    for v in &a.volume {
+        match volume_arg(&p, v)? {
+            VolumeArg::Bind(b) => binds.push(b),
+            VolumeArg::Mount(m, key) => {
+                extra_mounts.push(m);
+                project_volumes.extend(key);
+            }
+        }
+    }
     let svc = overridden(&p, a)?;
     let out_tty = berth_cli::stream::is_tty(std::io::stdout());
     let in_tty = berth_cli::stream::is_tty(std::io::stdin());
@@ -312,6 +366,9 @@ async fn run_inner(
         return Err("the input device is not a TTY".into());
     }
     dependencies(e, &p, file_svc, a, &pr).await?;
+    for key in &project_volumes {
+        up::ensure_volume(e, &p, key, &pr).await?;
+    }
     let image = p.image_name(&a.service, &svc);
     let image_id = up::ensure_image(
         e,
@@ -370,6 +427,12 @@ async fn run_inner(
         match body["HostConfig"]["Binds"].as_array_mut() {
             Some(list) => list.extend(binds.into_iter().map(Value::String)),
             None => body["HostConfig"]["Binds"] = json!(binds),
+        }
+    }
+    if !extra_mounts.is_empty() {
+        match body["HostConfig"]["Mounts"].as_array_mut() {
+            Some(list) => list.extend(extra_mounts),
+            None => body["HostConfig"]["Mounts"] = json!(extra_mounts),
         }
     }
     let name = match (&a.name, &svc.container_name) {

@@ -47,7 +47,7 @@ pub struct PortArgs {
     /// Index of the container if service has multiple replicas
     #[arg(long, default_value_t = 0)]
     index: u64,
-    service: String,
+    pub(crate) service: String,
     private_port: String,
 }
 

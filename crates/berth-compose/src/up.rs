@@ -396,36 +396,50 @@ pub async fn ensure_resources(
         }
         pr.done(&id, "Created");
     }
-    for (k, v) in &p.model.volumes {
-        if v.external || !used_vols.contains(k) {
-            continue;
-        }
-        let name = v.name.clone().unwrap_or_else(|| format!("{}_{k}", p.name));
-        if e.volume(&name).await.map_err(|e| e.to_string())?.is_some() {
-            continue;
-        }
-        let mut labels: serde_json::Map<String, Value> = v
-            .labels
-            .iter()
-            .map(|(a, b)| (a.clone(), json!(b)))
-            .collect();
-        labels.insert(label::PROJECT.into(), json!(p.name));
-        labels.insert(label::VOLUME.into(), json!(k));
-        labels.insert(label::VERSION.into(), json!(crate::api::VERSION));
-        let body = json!({
-            "Name": name,
-            "Driver": v.driver.clone().unwrap_or_else(|| "local".into()),
-            "DriverOpts": v.driver_opts,
-            "Labels": labels,
-        });
-        let id = format!("Volume {name}");
-        pr.working(&id, "Creating");
-        if let Err(err) = e.create_volume(&body).await {
-            pr.failed(&id, "Error");
-            return Err(format!("failed to create volume {name}: {err}"));
-        }
-        pr.done(&id, "Created");
+    for k in &used_vols {
+        ensure_volume(e, p, k, pr).await?;
     }
+    Ok(())
+}
+
+/// Creates the project's volume `key` (declared, not external) when it is missing.
+pub async fn ensure_volume(
+    e: &Engine,
+    p: &Project,
+    key: &str,
+    pr: &Progress,
+) -> Result<(), String> {
+    let Some(v) = p.model.volumes.get(key).filter(|v| !v.external) else {
+        return Ok(());
+    };
+    let name = v
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}_{key}", p.name));
+    if e.volume(&name).await.map_err(|e| e.to_string())?.is_some() {
+        return Ok(());
+    }
+    let mut labels: serde_json::Map<String, Value> = v
+        .labels
+        .iter()
+        .map(|(a, b)| (a.clone(), json!(b)))
+        .collect();
+    labels.insert(label::PROJECT.into(), json!(p.name));
+    labels.insert(label::VOLUME.into(), json!(key));
+    labels.insert(label::VERSION.into(), json!(crate::api::VERSION));
+    let body = json!({
+        "Name": name,
+        "Driver": v.driver.clone().unwrap_or_else(|| "local".into()),
+        "DriverOpts": v.driver_opts,
+        "Labels": labels,
+    });
+    let id = format!("Volume {name}");
+    pr.working(&id, "Creating");
+    if let Err(err) = e.create_volume(&body).await {
+        pr.failed(&id, "Error");
+        return Err(format!("failed to create volume {name}: {err}"));
+    }
+    pr.done(&id, "Created");
     Ok(())
 }
 

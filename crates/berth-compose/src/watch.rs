@@ -30,13 +30,20 @@ struct Trigger {
     context: Option<(PathBuf, IgnoreMatcher)>,
 }
 
+/// What Compose never syncs: editors' temporary files and `.git`.
+const DEFAULT_IGNORE: &str = ".git\n**/.git\n*.swp\n**/*.swp\n*~\n**/*~\n.#*\n**/.#*\n4913\n**/4913\n*___jb_tmp___\n**/*___jb_tmp___\n*___jb_old___\n**/*___jb_old___";
+
 impl Trigger {
-    /// The changed path relative to the trigger's path, unless outside it, ignored or not
-    /// included.
+    /// The changed path relative to the trigger's path, unless outside it, not valid UTF-8,
+    /// ignored (by the trigger, Compose's defaults or the build context's .dockerignore) or
+    /// not included.
     fn relative(&self, changed: &Path) -> Option<String> {
         let rel = changed.strip_prefix(&self.path).ok()?;
-        let rel = rel.to_string_lossy().to_string();
-        if !rel.is_empty() && self.ignore.excluded(&rel) {
+        let rel = rel.to_str()?.to_string();
+        if rel.split('/').any(|c| c == "..") {
+            return None;
+        }
+        if !rel.is_empty() && (self.ignore.excluded(&rel) || default_ignore().excluded(&rel)) {
             return None;
         }
         if let Some(inc) = &self.include {
@@ -54,6 +61,11 @@ impl Trigger {
         }
         Some(rel)
     }
+}
+
+fn default_ignore() -> &'static IgnoreMatcher {
+    static M: std::sync::OnceLock<IgnoreMatcher> = std::sync::OnceLock::new();
+    M.get_or_init(|| IgnoreMatcher::parse(DEFAULT_IGNORE))
 }
 
 fn triggers(p: &Project, services: &[String]) -> Result<Vec<Trigger>, String> {
@@ -102,20 +114,28 @@ fn triggers(p: &Project, services: &[String]) -> Result<Vec<Trigger>, String> {
 }
 
 const MASK: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
+    .union(AddWatchFlags::IN_MOVE_SELF)
     .union(AddWatchFlags::IN_CREATE)
     .union(AddWatchFlags::IN_DELETE)
     .union(AddWatchFlags::IN_MOVED_FROM)
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_ATTRIB);
 
-/// Watches `dir` and every directory under it.
+/// Watches `dir` and every directory under it; a symlink is never followed (a directory
+/// swapped for a link to elsewhere is not watched through it).
 fn add_tree(
     ino: &Inotify,
     dir: &Path,
     wds: &mut HashMap<nix::sys::inotify::WatchDescriptor, PathBuf>,
 ) {
-    let Ok(wd) = ino.add_watch(dir, MASK) else {
-        return;
+    let flags = MASK | AddWatchFlags::IN_DONT_FOLLOW | AddWatchFlags::IN_ONLYDIR;
+    let wd = match ino.add_watch(dir, flags) {
+        Ok(wd) => wd,
+        Err(nix::errno::Errno::ENOTDIR) | Err(nix::errno::Errno::ENOENT) => return,
+        Err(e) => {
+            eprintln!("watch: cannot watch {}: {e}", dir.display());
+            return;
+        }
     };
     wds.insert(wd, dir.to_path_buf());
     for ent in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -130,16 +150,20 @@ fn spawn_watcher(roots: Vec<PathBuf>) -> Result<mpsc::UnboundedReceiver<PathBuf>
     let ino = Inotify::init(InitFlags::IN_CLOEXEC).map_err(|e| format!("inotify: {e}"))?;
     let mut wds = HashMap::new();
     for r in &roots {
-        // A file is watched through its directory.
-        let dir = if r.is_dir() {
-            r.clone()
-        } else {
-            r.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
+        if r.is_dir() {
+            add_tree(&ino, r, &mut wds);
+            continue;
+        }
+        // A file is watched through its directory, that directory alone.
+        let dir = r.parent().map(Path::to_path_buf).unwrap_or_default();
         if !dir.is_dir() {
             return Err(format!("watch path {} does not exist", r.display()));
         }
-        add_tree(&ino, &dir, &mut wds);
+        let flags = MASK | AddWatchFlags::IN_DONT_FOLLOW | AddWatchFlags::IN_ONLYDIR;
+        let wd = ino
+            .add_watch(&dir, flags)
+            .map_err(|e| format!("watch: cannot watch {}: {e}", dir.display()))?;
+        wds.insert(wd, dir);
     }
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || loop {
@@ -147,6 +171,21 @@ fn spawn_watcher(roots: Vec<PathBuf>) -> Result<mpsc::UnboundedReceiver<PathBuf>
             return;
         };
         for ev in events {
+            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                eprintln!("watch: too many changes at once; some were missed");
+                continue;
+            }
+            // A watched directory that went away (or was moved out) is forgotten, so that
+            // later events cannot be read against its old path.
+            if ev
+                .mask
+                .intersects(AddWatchFlags::IN_IGNORED | AddWatchFlags::IN_MOVE_SELF)
+            {
+                if let Some(old) = wds.remove(&ev.wd) {
+                    wds.retain(|_, p| !p.starts_with(&old));
+                }
+                continue;
+            }
             let (Some(dir), Some(name)) = (wds.get(&ev.wd), ev.name) else {
                 continue;
             };
@@ -177,8 +216,11 @@ async fn sync(
     let target = t.target.as_deref().unwrap_or("/");
     let ctrs =
         crate::down::service_containers(e, p, std::slice::from_ref(&t.service), false).await?;
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(false);
+    // Sources are opened only inside the trigger's path as it really is: no component of
+    // a changed path may be a symlink that leads out of it.
+    let root = std::fs::canonicalize(&t.path)
+        .map_err(|e| format!("watch path {}: {e}", t.path.display()))?;
+    let mut tar = Tar::new(&root);
     let mut gone = Vec::new();
     for rel in changes {
         let src = if rel.is_empty() {
@@ -191,18 +233,15 @@ async fn sync(
         } else {
             format!("{}/{rel}", target.trim_end_matches('/'))
         };
-        let name = dst.trim_start_matches('/');
+        let name = dst.trim_start_matches('/').to_string();
         match std::fs::symlink_metadata(&src) {
-            Ok(m) if m.is_dir() => tar
-                .append_dir_all(name, &src)
-                .map_err(|e| format!("reading {}: {e}", src.display()))?,
-            Ok(_) => tar
-                .append_path_with_name(&src, name)
-                .map_err(|e| format!("reading {}: {e}", src.display()))?,
+            Ok(_) if !tar.inside(&src) => continue,
+            Ok(m) if m.is_dir() => tar.add_dir(t, &src, &name)?,
+            Ok(_) => tar.add(&src, &name)?,
             Err(_) => gone.push(dst),
         }
     }
-    let tar = tar.into_inner().map_err(|e| e.to_string())?;
+    let tar = bytes::Bytes::from(tar.finish()?);
     for c in &ctrs {
         e.put_archive(&c.id, "/", tar.clone())
             .await
@@ -217,7 +256,9 @@ async fn sync(
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            let exec = v["Id"].as_str().unwrap_or("");
+            let Some(exec) = v["Id"].as_str() else {
+                return Err(format!("removing files in {}: no exec id", c.name));
+            };
             e.c.post(
                 &format!("/exec/{}/start", berth_cli::client::enc(exec)),
                 Some(json!({"Detach": true})),
@@ -227,6 +268,82 @@ async fn sync(
         }
     }
     Ok(())
+}
+
+/// The most one sync sends (a branch switch or a package install in a synced path should be
+/// a rebuild).
+const MAX_SYNC: u64 = 512 << 20;
+
+/// The tar one sync sends, from sources that must stay inside `root`.
+struct Tar {
+    root: PathBuf,
+    b: tar::Builder<Vec<u8>>,
+    size: u64,
+}
+
+impl Tar {
+    fn new(root: &Path) -> Tar {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        Tar {
+            root: root.to_path_buf(),
+            b,
+            size: 0,
+        }
+    }
+
+    /// The path's directory resolves inside the root (the path itself may be a symlink: it
+    /// is stored as one, never followed).
+    fn inside(&self, path: &Path) -> bool {
+        let parent = path.parent().unwrap_or(path);
+        std::fs::canonicalize(parent).is_ok_and(|p| p.starts_with(&self.root))
+    }
+
+    fn add(&mut self, src: &Path, name: &str) -> Result<(), String> {
+        let m = std::fs::symlink_metadata(src)
+            .map_err(|e| format!("reading {}: {e}", src.display()))?;
+        self.size += m.len();
+        if self.size > MAX_SYNC {
+            return Err(format!(
+                "sync of more than {} MiB at once; use a rebuild for this path",
+                MAX_SYNC >> 20
+            ));
+        }
+        self.b
+            .append_path_with_name(src, name)
+            .map_err(|e| format!("reading {}: {e}", src.display()))
+    }
+
+    /// A directory and what is under it that the trigger does not ignore; symlinks are
+    /// stored as links, never followed.
+    fn add_dir(&mut self, t: &Trigger, dir: &Path, name: &str) -> Result<(), String> {
+        self.add(dir, name)?;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for ent in entries {
+            let path = ent.path();
+            let Some(file) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if t.relative(&path).is_none() {
+                continue;
+            }
+            let child = format!("{name}/{file}");
+            if ent.file_type().is_ok_and(|ft| ft.is_dir()) {
+                self.add_dir(t, &path, &child)?;
+            } else {
+                self.add(&path, &child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<u8>, String> {
+        self.b.into_inner().map_err(|e| e.to_string())
+    }
 }
 
 async fn rebuild(
@@ -266,16 +383,20 @@ pub async fn run(
     pr: Arc<Progress>,
 ) -> Result<(), String> {
     let ts = triggers(&p, services)?;
+    // One handler for the whole session: a Ctrl-C during a sync or rebuild is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("signal handler: {e}"))?;
     if !no_up {
         let o = up_opts(services.to_vec(), false, up::BuildPolicy::Missing);
         up::up(e, p.clone(), o, pr.clone()).await?;
+        pr.reset();
     }
     let mut rx = spawn_watcher(ts.iter().map(|t| t.path.clone()).collect())?;
     eprintln!("Watch enabled");
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
         };
         let Some(first) = first else {
             return Err("the inotify watcher stopped".into());
@@ -302,6 +423,7 @@ pub async fn run(
             {
                 continue;
             }
+            pr.reset();
             let res = match t.action.as_str() {
                 "rebuild" => {
                     eprintln!(
@@ -318,17 +440,26 @@ pub async fn run(
                     );
                     match sync(e, &p, t, &rels).await {
                         Ok(()) if action == "sync+restart" => {
-                            crate::down::service_containers(
+                            match crate::down::service_containers(
                                 e,
                                 &p,
                                 std::slice::from_ref(&t.service),
                                 false,
                             )
                             .await
-                            .map(|ctrs| {
-                                crate::down::each(e, &p, ctrs, crate::down::Act::Restart(None), &pr)
-                            })?
-                            .await
+                            {
+                                Ok(ctrs) => {
+                                    crate::down::each(
+                                        e,
+                                        &p,
+                                        ctrs,
+                                        crate::down::Act::Restart(None),
+                                        &pr,
+                                    )
+                                    .await
+                                }
+                                Err(m) => Err(m),
+                            }
                         }
                         r => r,
                     }

@@ -167,7 +167,7 @@ fn exec_port_top_scale_stats_and_kill_on_a_project() {
         &d,
         &dir.0,
         &c(&["exec", "-T", "nope", "true"]),
-        "service \"nope\" is not running",
+        "no such service: nope",
     );
 
     // port: the published address of a private port, Compose's message for another port.
@@ -483,4 +483,56 @@ fn cp_both_ways_attach_and_wait() {
     // --down-project took the project down after that first exit.
     assert!(names(&d, "cmdc").is_empty());
     ok(&d, &dir.0, &c(&["down"]));
+}
+
+#[test]
+fn run_volumes_bare_env_keys_unknown_services_and_dry_run() {
+    let d = Daemon::start_pooled();
+    let dir = Dir::new("rv");
+    dir.write(".env", "FROM_DOTENV=dot\n").write(
+        "compose.yaml",
+        "name: rv\nservices:\n  app:\n    image: busybox\n    environment:\n      KEEP: file\nvolumes:\n  data: {}\n",
+    );
+    // A declared volume is the project's; a lone target an anonymous volume; a bare -e KEY
+    // takes the project environment (.env) and an unset one leaves the file's value.
+    let out = ok(
+        &d,
+        &dir.0,
+        &[
+            "run",
+            "--rm",
+            "-T",
+            "-v",
+            "data:/d",
+            "-v",
+            "/anon",
+            "-e",
+            "FROM_DOTENV",
+            "-e",
+            "KEEP",
+            "app",
+            "sh",
+            "-c",
+            "echo $FROM_DOTENV $KEEP > /d/x; cat /d/x; grep -c ' /anon ' /proc/mounts",
+        ],
+    );
+    assert_eq!(out.trim(), "dot file\n1");
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", "rv_data:/d", "busybox", "cat", "/d/x"]),
+        "dot file"
+    );
+    refused(
+        &d,
+        &dir.0,
+        &["exec", "nope", "true"],
+        "no such service: nope",
+    );
+    refused(
+        &d,
+        &dir.0,
+        &["--dry-run", "run", "app", "true"],
+        "--dry-run is not supported by `compose run`",
+    );
+    ok(&d, &dir.0, &["down", "-v"]);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
 }

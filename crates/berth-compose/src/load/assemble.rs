@@ -460,6 +460,7 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
             config_files,
             env_files,
             disabled,
+            env: env.vars,
         },
         warnings,
     })
