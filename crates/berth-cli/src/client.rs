@@ -9,8 +9,8 @@ use hyper_util::rt::TokioIo;
 
 pub type ReqBody = BoxBody<Bytes, std::io::Error>;
 
-/// API version prefix used on every request.
-const PREFIX: &str = "/v1.50";
+/// The API version the client speaks unless the daemon supports only an older one.
+const VERSION: &str = "1.50";
 
 #[derive(Debug)]
 pub enum Error {
@@ -39,6 +39,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Clone)]
 pub struct Client {
     target: crate::transport::Target,
+    /// `/v<version>`, put before every path.
+    prefix: String,
 }
 
 pub fn empty() -> ReqBody {
@@ -56,7 +58,10 @@ pub fn json_body(v: &serde_json::Value) -> ReqBody {
 impl Client {
     pub fn from_opts(o: &crate::transport::ConnOpts) -> Result<Client> {
         crate::transport::Target::from_opts(o)
-            .map(|target| Client { target })
+            .map(|target| Client {
+                target,
+                prefix: format!("/v{VERSION}"),
+            })
             .map_err(Error::Other)
     }
 
@@ -89,10 +94,43 @@ impl Client {
         Ok(sender)
     }
 
-    fn build(method: Method, path: &str, body: ReqBody, ctype: &str) -> Result<Request<ReqBody>> {
+    /// Asks the daemon (`GET /_ping`) for its API version and speaks the older of its and
+    /// ours, as the docker CLI negotiates, so that an older engine is driven too.
+    pub async fn negotiate(&mut self) -> Result<()> {
+        let mut sender = self.sender().await?;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("/_ping")
+            .header("Host", "berth")
+            .body(empty())
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::Other(format!("request to daemon failed: {e}")))?;
+        let theirs = resp
+            .headers()
+            .get("API-Version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_version);
+        if let (Some(t), Some(ours)) = (theirs, parse_version(VERSION)) {
+            if t < ours {
+                self.prefix = format!("/v{}.{}", t.0, t.1);
+            }
+        }
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        ctype: &str,
+    ) -> Result<Request<ReqBody>> {
         Request::builder()
             .method(method)
-            .uri(format!("{PREFIX}{path}"))
+            .uri(format!("{}{path}", self.prefix))
             .header("Host", "berth")
             .header("Content-Type", ctype)
             .header(
@@ -113,7 +151,7 @@ impl Client {
         headers: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
         let mut sender = self.sender().await?;
-        let mut req = Self::build(method, path, body, ctype)?;
+        let mut req = self.build(method, path, body, ctype)?;
         for (k, v) in headers {
             let value = hyper::header::HeaderValue::from_str(v)
                 .map_err(|e| Error::Other(format!("header {k}: {e}")))?;
@@ -137,7 +175,7 @@ impl Client {
         ctype: &str,
     ) -> Result<Response<Incoming>> {
         let mut sender = self.sender().await?;
-        let req = Self::build(method, path, body, ctype)?;
+        let req = self.build(method, path, body, ctype)?;
         let resp = sender
             .send_request(req)
             .await
@@ -182,7 +220,7 @@ impl Client {
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
         let mut sender = self.sender().await?;
         let b = body.as_ref().map(json_body).unwrap_or_else(empty);
-        let mut req = Self::build(Method::POST, path, b, "application/json")?;
+        let mut req = self.build(Method::POST, path, b, "application/json")?;
         req.headers_mut().insert(
             "Connection",
             "Upgrade"
@@ -209,6 +247,12 @@ impl Client {
             .map_err(|e| Error::Other(format!("upgrade failed: {e}")))?;
         Ok(TokioIo::new(up))
     }
+}
+
+/// `1.41` as (1, 41).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Turn an error status into `Error::Daemon` with the JSON message.

@@ -445,7 +445,7 @@ pub fn main(conn: berth_cli::transport::ConnOpts, args: Vec<std::ffi::OsString>)
             };
         }
     };
-    let client = match berth_cli::client::Client::from_opts(&conn) {
+    let mut client = match berth_cli::client::Client::from_opts(&conn) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -464,6 +464,9 @@ pub fn main(conn: berth_cli::transport::ConnOpts, args: Vec<std::ffi::OsString>)
         }
     };
     let code = rt.block_on(async {
+        // Compose drives any engine: an older one is spoken to in its API version. An engine
+        // that cannot be reached is reported by the command's first call.
+        let _ = client.negotiate().await;
         let engine = Engine {
             c: client,
             dry: cli.dry_run,
