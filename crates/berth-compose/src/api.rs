@@ -121,6 +121,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// The engine's stream of the project's container events (`GET /events`), open until the
+    /// engine closes it.
+    pub async fn project_events(
+        &self,
+        project: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        let f = json!({"type": ["container"], "label": [format!("{}={project}", label::PROJECT)]});
+        self.c
+            .send(
+                Method::GET,
+                &format!("/events?filters={}", enc(&f.to_string())),
+                berth_cli::client::empty(),
+                "application/json",
+            )
+            .await
+    }
+
     pub async fn inspect(&self, id: &str) -> Result<Value, Error> {
         self.c.get(&format!("/containers/{}/json", enc(id))).await
     }

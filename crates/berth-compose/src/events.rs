@@ -77,16 +77,7 @@ pub async fn run(
     services: &[String],
     as_json: bool,
 ) -> Result<(), String> {
-    let f = json!({"type": ["container"], "label": [format!("{}={project}", label::PROJECT)]});
-    let resp =
-        e.c.send(
-            hyper::Method::GET,
-            &format!("/events?filters={}", berth_cli::client::enc(&f.to_string())),
-            berth_cli::client::empty(),
-            "application/json",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let resp = e.project_events(project).await.map_err(|e| e.to_string())?;
     berth_cli::client::for_each_line(resp, |l| {
         if let Ok(v) = serde_json::from_slice::<Value>(l) {
             if let Some(s) = line(&v, services, as_json) {

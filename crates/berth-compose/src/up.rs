@@ -68,16 +68,7 @@ pub struct Events {
 impl Events {
     /// Subscribes to the engine's events for the project before anything starts.
     pub async fn open(e: &Engine, project: &str) -> Result<Arc<Events>, String> {
-        let f = json!({"type": ["container"], "label": [format!("{}={project}", label::PROJECT)]});
-        let resp =
-            e.c.send(
-                hyper::Method::GET,
-                &format!("/events?filters={}", berth_cli::client::enc(&f.to_string())),
-                berth_cli::client::empty(),
-                "application/json",
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = e.project_events(project).await.map_err(|e| e.to_string())?;
         let (tx, _) = broadcast::channel(1024);
         let ev = Arc::new(Events { tx });
         let weak = Arc::downgrade(&ev);

@@ -4,77 +4,11 @@
 //! both ways, attach, wait; with Compose's messages for what is not there.
 
 mod common;
+use common::compose::{command, compose, ok, refused, Dir};
 use common::{stderr, stdout, Daemon};
 use serde_json::Value;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-
-/// A project directory of this test, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("berth-cmds-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("project dir");
-        Dir(p)
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Dir {
-        std::fs::write(self.0.join(rel), text).expect("write");
-        self
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn command(d: &Daemon, dir: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(common::berth_bin());
-    c.current_dir(dir)
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE")
-        .env_remove("COMPOSE_PROFILES")
-        .arg("-H")
-        .arg(d.host())
-        .arg("compose")
-        .args(args)
-        .stdin(Stdio::null());
-    c
-}
-
-/// `berth compose ARGS` run in `dir`.
-fn compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
-    command(d, dir, args).output().expect("run berth compose")
-}
-
-fn ok(d: &Daemon, dir: &Path, args: &[&str]) -> String {
-    let out = compose(d, dir, args);
-    assert!(
-        out.status.success(),
-        "compose {args:?} failed ({:?}): {}\n--- stdout ---\n{}\n--- daemon log ---\n{}",
-        out.status.code(),
-        stderr(&out),
-        stdout(&out),
-        d.daemon_log()
-    );
-    stdout(&out)
-}
-
-/// The command fails with exit code 1 and `msg` on stderr.
-fn refused(d: &Daemon, dir: &Path, args: &[&str], msg: &str) {
-    let out = compose(d, dir, args);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains(msg),
-        "{args:?}: wanted {msg:?} in: {}",
-        stderr(&out)
-    );
-}
+use std::process::Stdio;
 
 /// Names of the project's containers (every state), sorted.
 fn names(d: &Daemon, project: &str) -> Vec<String> {

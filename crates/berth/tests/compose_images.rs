@@ -5,70 +5,12 @@
 //! after a sync and rebuilding.
 
 mod common;
+use common::compose::{command, compose, ok, Dir};
 use common::{stderr, stdout, BerthRegistry, Daemon};
 use serde_json::Value;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-/// A project directory of this test, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("berth-compose-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("project dir");
-        Dir(p)
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Dir {
-        let p = self.0.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("dir");
-        }
-        std::fs::write(p, text).expect("write");
-        self
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn command(d: &Daemon, dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(common::berth_bin());
-    c.current_dir(dir)
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE")
-        .env_remove("COMPOSE_PROFILES")
-        .arg("-H")
-        .arg(d.host())
-        .arg("compose")
-        .args(args)
-        .stdin(Stdio::null());
-    c
-}
-
-/// `berth compose ARGS` run in `dir`.
-fn compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
-    command(d, dir, args).output().expect("run berth compose")
-}
-
-fn ok(d: &Daemon, dir: &Path, args: &[&str]) -> String {
-    let out = compose(d, dir, args);
-    assert!(
-        out.status.success(),
-        "compose {args:?} failed ({:?}): {}\n--- stdout ---\n{}\n--- daemon log ---\n{}",
-        out.status.code(),
-        stderr(&out),
-        stdout(&out),
-        d.daemon_log()
-    );
-    stdout(&out)
-}
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 fn fails(d: &Daemon, dir: &Path, args: &[&str]) -> String {
     let out = compose(d, dir, args);

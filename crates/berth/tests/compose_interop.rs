@@ -3,65 +3,9 @@
 //! runs a two-service project (busybox httpd + a healthchecked dependency) on berthd.
 
 mod common;
+use common::compose::{ok, Dir};
 use common::{stderr, stdout, Daemon};
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-/// A project directory of this test, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("berth-compose-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("project dir");
-        Dir(p)
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Dir {
-        let p = self.0.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("dir");
-        }
-        std::fs::write(p, text).expect("write");
-        self
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `berth compose ARGS` run in `dir`.
-fn compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(common::berth_bin())
-        .current_dir(dir)
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE")
-        .env_remove("COMPOSE_PROFILES")
-        .arg("-H")
-        .arg(d.host())
-        .arg("compose")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run berth compose")
-}
-
-fn ok(d: &Daemon, dir: &Path, args: &[&str]) -> String {
-    let out = compose(d, dir, args);
-    assert!(
-        out.status.success(),
-        "compose {args:?} failed ({:?}): {}\n--- stdout ---\n{}\n--- daemon log ---\n{}",
-        out.status.code(),
-        stderr(&out),
-        stdout(&out),
-        d.daemon_log()
-    );
-    stdout(&out)
-}
+use std::path::Path;
 
 /// docker-compose 1.29 run in `dir` against the test daemon (Debian's package
 /// `docker-compose`, a test dependency like skopeo).

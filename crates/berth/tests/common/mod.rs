@@ -2,6 +2,8 @@
 //! the busybox image, CLI runners for berth and the docker CLI, and leak checks.
 #![allow(dead_code)]
 
+pub mod compose;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
