@@ -276,6 +276,20 @@ fn config_interpolates_merges_and_applies_profiles() {
         &["-p", "other", "config", "--services", "debug"],
     );
     assert_eq!(s.trim(), "debug\nhostnet\nweb");
+    // Swarm-only deploy settings are said to have no effect, not dropped in silence.
+    dir.write(
+        "compose.override.yaml",
+        "services:\n  web:\n    deploy:\n      labels: {a: b}\n      resources:\n        reservations:\n          cpus: \"0.5\"\n",
+    );
+    let out = compose(&d, &dir.0, &["config", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for k in ["deploy.labels", "deploy.resources.reservations.cpus"] {
+        assert!(
+            stderr(&out).contains(&format!("services.web.{k} applies to swarm services only")),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

@@ -441,6 +441,7 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
         .map_err(|e| Error::new(format!("invalid compose project: {e}")))?;
     refuse_unsupported(&doc, &model)?;
     check_model(&doc, &model)?;
+    swarm_only(&model, &mut warnings);
     let config_files = files
         .iter()
         .map(|f| {
@@ -926,6 +927,42 @@ fn check_model(doc: &Doc, m: &crate::model::Project) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `deploy` settings that only a swarm carries out: Docker Compose ignores them for containers,
+/// and so does berth, saying so.
+fn swarm_only(m: &crate::model::Project, warnings: &mut Vec<String>) {
+    for (n, s) in &m.services {
+        let Some(d) = &s.deploy else { continue };
+        let mut keys = Vec::new();
+        if !d.labels.is_empty() {
+            keys.push("deploy.labels");
+        }
+        if d.mode.as_deref().is_some_and(|m| m != "replicated") {
+            keys.push("deploy.mode");
+        }
+        if let Some(r) = d.resources.as_ref().and_then(|r| r.reservations.as_ref()) {
+            if r.cpus.is_some() {
+                keys.push("deploy.resources.reservations.cpus");
+            }
+            if r.pids.is_some() {
+                keys.push("deploy.resources.reservations.pids");
+            }
+        }
+        if let Some(rp) = &d.restart_policy {
+            if rp.delay.is_some() {
+                keys.push("deploy.restart_policy.delay");
+            }
+            if rp.window.is_some() {
+                keys.push("deploy.restart_policy.window");
+            }
+        }
+        for k in keys {
+            warnings.push(format!(
+                "services.{n}.{k} applies to swarm services only; a container ignores it, as with Docker Compose"
+            ));
+        }
+    }
 }
 
 /// Secrets and configs the services use must have their files before anything is created.
