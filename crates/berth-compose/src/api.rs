@@ -81,6 +81,8 @@ impl Ctr {
 pub struct Engine {
     pub c: Client,
     pub dry: bool,
+    /// `--parallel`: at most this many containers acted on at once (`None`: no bound).
+    pub parallel: Option<usize>,
 }
 
 fn is_404(e: &Error) -> bool {

@@ -32,21 +32,34 @@ fn reverse_order(p: &Project, ctrs: Vec<Ctr>) -> Vec<Ctr> {
     v
 }
 
-/// Runs `f` on every container: the containers of one service at once, the services one after
-/// another in the given order. The first error, if any.
-async fn by_service<F, Fut>(ctrs: Vec<Ctr>, f: F) -> Option<String>
+/// Runs `f` on every container: the containers of one service at once (at most `limit`,
+/// `--parallel`), the services one after another in the given order. The first error, if any.
+async fn by_service<F, Fut>(ctrs: Vec<Ctr>, limit: Option<usize>, f: F) -> Option<String>
 where
     F: Fn(Ctr) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        limit.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let bounded = |fut: Fut| {
+        let permits = permits.clone();
+        async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("internal error: {e}"))?;
+            fut.await
+        }
+    };
     let mut first = None;
     let mut rest = ctrs.into_iter().peekable();
     while let Some(c) = rest.next() {
         let svc = c.service().to_string();
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(f(c));
+        set.spawn(bounded(f(c)));
         while let Some(next) = rest.next_if(|n| n.service() == svc) {
-            set.spawn(f(next));
+            set.spawn(bounded(f(next)));
         }
         while let Some(r) = set.join_next().await {
             match r {
@@ -108,7 +121,7 @@ pub async fn down(e: &Engine, p: &Project, o: &DownOpts, pr: &Arc<Progress>) -> 
         }
     }
     let (timeout, volumes) = (o.timeout, o.volumes);
-    let failed = by_service(victims, |c| {
+    let failed = by_service(victims, e.parallel, |c| {
         let (e, pr) = (e.clone(), pr.clone());
         async move {
             let id = format!("Container {}", c.name);
@@ -280,7 +293,7 @@ pub async fn each(
         _ => reverse_order(p, ctrs),
     };
     let (ing, ed) = act.words();
-    let failed = by_service(ctrs, |c| {
+    let failed = by_service(ctrs, e.parallel, |c| {
         let (e, pr, act) = (e.clone(), pr.clone(), act.clone());
         async move {
             let id = format!("Container {}", c.name);

@@ -470,6 +470,7 @@ pub fn main(conn: berth_cli::transport::ConnOpts, args: Vec<std::ffi::OsString>)
         let engine = Engine {
             c: client,
             dry: cli.dry_run,
+            parallel: parallel_limit(&cli),
         };
         run(&engine, cli).await
     });
@@ -827,7 +828,7 @@ async fn cmd_scale(e: &Engine, cli: &Cli, a: &service_ctrs::ScaleArgs, pr: Arc<P
         build: up::BuildPolicy::Missing,
         pull: None,
         timeout: None,
-        parallel: parallel_limit(cli),
+        parallel: e.parallel,
         quiet_pull: false,
     };
     match up::up(e, p, o, pr).await {
@@ -1027,7 +1028,7 @@ async fn cmd_up(e: &Engine, cli: &Cli, a: &UpArgs, pr: Arc<Progress>) -> i32 {
         },
         pull: a.pull.clone(),
         timeout: a.timeout,
-        parallel: parallel_limit(cli),
+        parallel: e.parallel,
         quiet_pull: a.quiet_pull,
     };
     let selected = match up::up(e, p.clone(), o, pr.clone()).await {
