@@ -100,9 +100,14 @@ const VALUED: &[&str] = &[
     "--publish",
 ];
 
-/// `-p` is the global project name before the command and `--publish` after `run`, as in
-/// Compose; clap has one meaning per short flag, so `run`'s `-p` is spelled out here.
-pub fn publish_short(args: &mut [std::ffi::OsString]) {
+/// `exec`'s flags that take a value.
+const EXEC_VALUED: &[&str] = &["-e", "--env", "-u", "--user", "-w", "--workdir", "--index"];
+
+/// The command line as Compose reads it, before clap does: `-p` is the global project name
+/// before the command and `--publish` after `run` (clap has one meaning per short flag); and
+/// for `run` and `exec`, everything after the service is the container's command, flags
+/// included (`exec web env -u VAR`), so a `--` goes after the service.
+pub fn publish_short(args: &mut Vec<std::ffi::OsString>) {
     const GLOBAL_VALUED: &[&str] = &[
         "-f",
         "--file",
@@ -128,23 +133,32 @@ pub fn publish_short(args: &mut [std::ffi::OsString]) {
         }
         break;
     }
-    if args.get(i).and_then(|a| a.to_str()) != Some("run") {
-        return;
-    }
+    let run = match args.get(i).and_then(|a| a.to_str()) {
+        Some("run") => true,
+        Some("exec") => false,
+        _ => return,
+    };
+    let valued = if run { VALUED } else { EXEC_VALUED };
     i += 1;
     while i < args.len() {
         let Some(a) = args[i].to_str().map(str::to_string) else {
             return;
         };
-        if a == "-p" {
+        if run && a == "-p" {
             args[i] = "--publish".into();
-        } else if let Some(v) = a.strip_prefix("-p") {
+        } else if let Some(v) = a.strip_prefix("-p").filter(|_| run) {
             let v = v.strip_prefix('=').unwrap_or(v);
             args[i] = format!("--publish={v}").into();
-        } else if !a.starts_with('-') || a == "--" {
+        } else if a == "--" {
+            return;
+        } else if !a.starts_with('-') {
+            // The service: what follows it is its command.
+            if i + 1 < args.len() && args[i + 1] != "--" {
+                args.insert(i + 1, "--".into());
+            }
             return;
         }
-        i += if VALUED.contains(&a.as_str()) { 2 } else { 1 };
+        i += if valued.contains(&a.as_str()) { 2 } else { 1 };
     }
 }
 
@@ -541,6 +555,7 @@ mod tests {
                 "-e",
                 "-p",
                 "web",
+                "--",
                 "-p"
             ]
         );
@@ -551,6 +566,47 @@ mod tests {
         assert_eq!(
             rewritten(&["compose", "-p", "run", "ps"]),
             ["compose", "-p", "run", "ps"]
+        );
+    }
+
+    #[test]
+    fn what_follows_the_service_is_the_command() {
+        assert_eq!(
+            rewritten(&[
+                "compose",
+                "exec",
+                "-u",
+                "0",
+                "--index=2",
+                "web",
+                "env",
+                "-u",
+                "X"
+            ]),
+            [
+                "compose",
+                "exec",
+                "-u",
+                "0",
+                "--index=2",
+                "web",
+                "--",
+                "env",
+                "-u",
+                "X"
+            ]
+        );
+        assert_eq!(
+            rewritten(&["compose", "exec", "-T", "web", "--", "ls"]),
+            ["compose", "exec", "-T", "web", "--", "ls"]
+        );
+        assert_eq!(
+            rewritten(&["compose", "run", "--rm", "-e", "A=1", "web", "sh", "-c", "x"]),
+            ["compose", "run", "--rm", "-e", "A=1", "web", "--", "sh", "-c", "x"]
+        );
+        assert_eq!(
+            rewritten(&["compose", "exec", "web"]),
+            ["compose", "exec", "web"]
         );
     }
 }

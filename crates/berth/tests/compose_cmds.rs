@@ -455,6 +455,14 @@ fn run_volumes_bare_env_keys_unknown_services_and_dry_run() {
         d.ok(&["run", "--rm", "-v", "rv_data:/d", "busybox", "cat", "/d/x"]),
         "dot file"
     );
+    // Flags after the service belong to the command: `-u` here is env's, not run's.
+    let out = ok(
+        &d,
+        &dir.0,
+        &["run", "--rm", "-T", "app", "env", "-u", "KEEP"],
+    );
+    assert!(!out.contains("KEEP="), "{out}");
+    assert!(out.contains("PATH="), "{out}");
     refused(
         &d,
         &dir.0,
