@@ -129,11 +129,20 @@ impl Engine {
         &self,
         project: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        self.project_events_with(project, "").await
+    }
+
+    /// [`Engine::project_events`] with more query parameters (`&since=…&until=…`).
+    pub async fn project_events_with(
+        &self,
+        project: &str,
+        query: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
         let f = json!({"type": ["container"], "label": [format!("{}={project}", label::PROJECT)]});
         self.c
             .send(
                 Method::GET,
-                &format!("/events?filters={}", enc(&f.to_string())),
+                &format!("/events?filters={}{query}", enc(&f.to_string())),
                 berth_cli::client::empty(),
                 "application/json",
             )

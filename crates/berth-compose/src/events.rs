@@ -70,14 +70,31 @@ pub fn line(v: &Value, services: &[String], as_json: bool) -> Option<String> {
     ))
 }
 
-/// Streams the project's events until the engine closes the stream.
+/// `--since` / `--until`: Docker's timestamps or durations (`10m`).
+pub struct Window {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Streams the project's events until the engine closes the stream (or `--until` passes).
 pub async fn run(
     e: &Engine,
     project: &str,
     services: &[String],
     as_json: bool,
+    w: &Window,
 ) -> Result<(), String> {
-    let resp = e.project_events(project).await.map_err(|e| e.to_string())?;
+    let mut query = String::new();
+    for (k, v) in [("since", &w.since), ("until", &w.until)] {
+        if let Some(v) = v {
+            let t = berth_cli::timearg::timestamp(v, std::time::SystemTime::now())?;
+            query.push_str(&format!("&{k}={}", berth_cli::client::enc(&t)));
+        }
+    }
+    let resp = e
+        .project_events_with(project, &query)
+        .await
+        .map_err(|e| e.to_string())?;
     berth_cli::client::for_each_line(resp, |l| {
         if let Ok(v) = serde_json::from_slice::<Value>(l) {
             if let Some(s) = line(&v, services, as_json) {

@@ -195,6 +195,12 @@ struct EventsArgs {
     /// Output events as a stream of json objects
     #[arg(long)]
     json: bool,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    until: Option<String>,
     services: Vec<String>,
 }
 
@@ -746,7 +752,11 @@ async fn run(e: &Engine, cli: Cli) -> i32 {
                 Ok(p) => p,
                 Err(m) => return fail(m),
             };
-            done(events::run(e, &p.name, &a.services, a.json).await)
+            let window = events::Window {
+                since: a.since.clone(),
+                until: a.until.clone(),
+            };
+            done(events::run(e, &p.name, &a.services, a.json, &window).await)
         }
         Cmd::Watch(a) => {
             let p = match project(&cli, &a.services, false) {

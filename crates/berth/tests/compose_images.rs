@@ -280,6 +280,23 @@ services:
     for k in ["time", "type", "action", "id", "service", "attributes"] {
         assert!(first.get(k).is_some(), "{k} missing in {first}");
     }
+    // --since/--until replay the past and end.
+    let past = ok(
+        &d,
+        &dir.0,
+        &["events", "--json", "--since", "10m", "--until", "0s", "app"],
+    );
+    let replayed: Vec<Value> = past
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        replayed
+            .iter()
+            .any(|j| j["action"] == "start" && j["service"] == "app"),
+        "{past}"
+    );
+    assert!(replayed.iter().all(|j| j["service"] == "app"), "{past}");
     assert!(
         !first["attributes"]
             .as_object()
