@@ -161,8 +161,8 @@ pub async fn cp(e: &Engine, project: &str, a: &CpArgs, pr: &Progress) -> Result<
     Ok(0)
 }
 
-/// `wait`: each container's exit as Compose prints it; the code of the first to exit. With
-/// `--down-project` the project goes down once the first one has stopped.
+/// `wait`: each container's exit as Compose prints it; the code of the last to exit. With
+/// `--down-project` the project goes down once they have all stopped.
 pub async fn wait(
     e: &Engine,
     p: &Project,
@@ -184,23 +184,33 @@ pub async fn wait(
         let e = e.clone();
         set.spawn(async move { (e.wait(&c.id).await, c.id) });
     }
-    let mut first = None;
+    // As Compose: every container is waited for; the code is the last one's, and a failed
+    // wait is exit code 42.
+    let mut last = 0;
     while let Some(r) = set.join_next().await {
-        let (code, id) = r.map_err(|j| format!("internal error: {j}"))?;
-        let code = code.map_err(|e| e.to_string())?;
-        println!("container {id:?} exited with status code {code}");
-        first.get_or_insert(code);
-        if a.down_project {
-            set.abort_all();
-            let o = crate::down::DownOpts {
-                remove_orphans: true,
-                ..Default::default()
-            };
-            crate::down::down(e, p, &o, pr).await?;
-            break;
+        let waited = r
+            .map_err(|j| format!("internal error: {j}"))
+            .and_then(|(code, id)| code.map(|c| (c, id)).map_err(|e| e.to_string()));
+        match waited {
+            Ok((code, id)) => {
+                println!("container {id:?} exited with status code {code}");
+                last = code;
+            }
+            Err(m) => {
+                set.abort_all();
+                eprintln!("{m}");
+                return Ok(42);
+            }
         }
     }
-    Ok(first.map_or(0, |c| i32::try_from(c).unwrap_or(1)))
+    if a.down_project {
+        let o = crate::down::DownOpts {
+            remove_orphans: true,
+            ..Default::default()
+        };
+        crate::down::down(e, p, &o, pr).await?;
+    }
+    Ok(i32::try_from(last).unwrap_or(1))
 }
 
 /// Go's tabwriter as Compose's `top` sets it up: columns two spaces wider than their widest
