@@ -280,7 +280,9 @@ services:
     for k in ["time", "type", "action", "id", "service", "attributes"] {
         assert!(first.get(k).is_some(), "{k} missing in {first}");
     }
-    // --since/--until replay the past and end.
+    // --since/--until replay the past and end. A duration becomes whole seconds (Docker's
+    // GetTimestamp truncates), so the starts must lie in an earlier second than "0s ago".
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let past = ok(
         &d,
         &dir.0,
