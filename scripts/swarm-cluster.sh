@@ -1,0 +1,141 @@
+#!/bin/sh
+# Several berth "hosts" on one machine for swarm tests and benches: each daemon runs in a
+# network namespace of its own (plus its own UTS namespace for the hostname), joined to the
+# others by one bridge "LAN" that lives in a namespace of its own too, with its own data root,
+# exec root, default bridge, cgroup parent and socket. Nothing touches the host's network.
+#
+#   scripts/swarm-cluster.sh up NAME N [LAN_OCTET]   start N daemons (node1..nodeN)
+#   scripts/swarm-cluster.sh down NAME               stop them and remove everything
+#   scripts/swarm-cluster.sh env NAME I              print DOCKER_HOST for node I
+#
+# Node I answers on unix:///run/NAME/nodeI.sock, has the LAN address 10.LAN.0.(10+I)/24 (LAN
+# defaults to 231), its default bridge NAMEbI on 10.LAN.(100+I).1/24, data root
+# /var/lib/NAME/nodeI, exec root /run/NAME/nodeI, cgroup parent NAME-nodeI, and logs to
+# /var/lib/NAME/nodeI.log. BERTH (default: berth on PATH) is the binary; BERTH_FLAGS are added
+# to every daemon's flags; BUSYBOX_TAR (a tarball from scripts/mkbusybox.sh) is imported on
+# every node as busybox:latest.
+set -eu
+
+cmd=${1:-}
+name=${2:-}
+[ -n "$cmd" ] && [ -n "$name" ] || {
+  echo "usage: $0 up NAME N [LAN_OCTET] | down NAME | env NAME I" >&2
+  exit 2
+}
+case "$name" in
+  *[!a-z0-9]* | ????????*) echo "NAME must be 1-7 lower-case letters or digits" >&2; exit 2 ;;
+esac
+berth=${BERTH:-berth}
+run=/run/$name
+lib=/var/lib/$name
+lanns=$name-lan
+
+start_node() {
+  i=$1
+  lan=$2
+  ns=$name-n$i
+  ip netns add "$ns"
+  ip link add "${name}v$i" type veth peer name eth0 netns "$ns"
+  ip link set "${name}v$i" netns "$lanns"
+  ip -n "$lanns" link set "${name}v$i" master "${name}lan" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.$lan.0.$((10 + i))/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  mkdir -p "$run/node$i" "$lib/node$i"
+  # nsenter joins the node's network namespace only (ip netns exec would also make a mount
+  # namespace, hiding the daemon's mounts from the host's leak checks); unshare gives the node
+  # a hostname of its own.
+  # shellcheck disable=SC2086
+  nohup nsenter --net="/run/netns/$ns" unshare --uts sh -c \
+    "hostname node$i && exec $berth daemon --data-root $lib/node$i --exec-root $run/node$i \
+     -H unix://$run/node$i.sock --bridge ${name}b$i --bip 10.$lan.$((100 + i)).1/24 \
+     --default-address-pool base=10.$lan.$((200 + i)).0/24,size=26 \
+     --cgroup-parent $name-node$i --dns 127.0.0.1 --config-file /nonexistent/berth.json \
+     ${BERTH_FLAGS:-}" >>"$lib/node$i.log" 2>&1 &
+  echo $! >"$run/node$i.pid"
+}
+
+wait_node() {
+  tries=0
+  until "$berth" -H "unix://$run/node$1.sock" version >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ $tries -lt 200 ] || { echo "node$1 did not come up; see $lib/node$1.log" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+case "$cmd" in
+  up)
+    n=${3:?N nodes}
+    lan=${4:-231}
+    mkdir -p "$run" "$lib"
+    ip netns add "$lanns"
+    ip -n "$lanns" link add "${name}lan" type bridge
+    ip -n "$lanns" link set "${name}lan" up
+    i=1
+    while [ $i -le "$n" ]; do
+      start_node $i "$lan"
+      i=$((i + 1))
+    done
+    echo "$n" >"$run/nodes"
+    i=1
+    while [ $i -le "$n" ]; do
+      wait_node $i
+      if [ -n "${BUSYBOX_TAR:-}" ]; then
+        "$berth" -H "unix://$run/node$i.sock" import --change 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null
+      fi
+      i=$((i + 1))
+    done
+    ;;
+  env)
+    echo "DOCKER_HOST=unix://$run/node${3:?I}.sock"
+    ;;
+  down)
+    n=$(cat "$run/nodes" 2>/dev/null || echo 0)
+    i=1
+    while [ $i -le "$n" ]; do
+      # Containers first (while the daemon can still clean up after them), then the daemon.
+      sock=unix://$run/node$i.sock
+      if ids=$("$berth" -H "$sock" ps -aq 2>/dev/null) && [ -n "$ids" ]; then
+        # shellcheck disable=SC2086
+        "$berth" -H "$sock" rm -f -v $ids >/dev/null 2>&1 || true
+      fi
+      if [ -f "$run/node$i.pid" ]; then
+        pid=$(cat "$run/node$i.pid")
+        # The pid is nsenter's, which exec'd unshare, which exec'd sh, which exec'd berth.
+        kill -TERM "$pid" 2>/dev/null || true
+        t=0
+        while kill -0 "$pid" 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+      i=$((i + 1))
+    done
+    # Whatever a killed daemon left: its shims and containers (by cgroup), mounts, cgroups.
+    i=1
+    while [ $i -le "$n" ]; do
+      for d in /sys/fs/cgroup/*/"$name-node$i" /sys/fs/cgroup/"$name-node$i"; do
+        [ -d "$d" ] || continue
+        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      done
+      i=$((i + 1))
+    done
+    sleep 0.2
+    grep -E " ($run|$lib)/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done
+    for d in /sys/fs/cgroup/*/"$name"-node* /sys/fs/cgroup/"$name"-node*; do
+      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
+    i=1
+    while [ $i -le "$n" ]; do
+      ip netns delete "$name-n$i" 2>/dev/null || true
+      i=$((i + 1))
+    done
+    ip netns delete "$lanns" 2>/dev/null || true
+    rm -rf "$run" "$lib"
+    ;;
+  *)
+    echo "unknown command $cmd" >&2
+    exit 2
+    ;;
+esac
