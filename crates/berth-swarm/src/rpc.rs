@@ -52,7 +52,8 @@ pub type RpcResponse = Response<Full<Bytes>>;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = RpcResponse> + Send>>;
 
 /// Serves the requests of one RPC server. `peer` is what the client's verified certificate
-/// says, or None for a client that presented none.
+/// says, or None for a client that presented none; the client's `SocketAddr` is in the
+/// request's extensions.
 pub trait Handler: Send + Sync + 'static {
     fn call(&self, peer: Option<PeerInfo>, req: Request<Incoming>) -> HandlerFuture;
 }
@@ -137,9 +138,13 @@ async fn serve_connection(
                 None
             }
         });
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
         let peer = peer.clone();
+        // Handlers find the client's address among the request's extensions.
+        if let Some(addr) = remote {
+            req.extensions_mut().insert(addr);
+        }
         async move { Ok::<_, Infallible>(dispatch(handler.as_ref(), peer, req).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

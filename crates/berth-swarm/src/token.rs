@@ -111,7 +111,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The big-endian number in `bytes`, base36 lowercase, zero-padded to `width`.
-fn to_base36(bytes: &[u8], width: usize) -> String {
+pub(crate) fn to_base36(bytes: &[u8], width: usize) -> String {
     let mut num = bytes.to_vec();
     let mut digits = Vec::new();
     while num.iter().any(|&b| b != 0) {

@@ -1,0 +1,431 @@
+//! A node's agent: keeps a session with the dispatcher (heartbeats, task states up,
+//! assignments down) and makes the node's task containers match the assignments through the
+//! executor: run what is assigned, stop what must stop, remove what is no longer assigned.
+
+use crate::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
+use crate::proto::{Payload, SessionRequest, SessionResponse};
+use crate::store::{is_terminal, state_rank};
+use berth_api::swarm as api;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// The agent's way to its dispatcher (the RPC client in the daemon; in memory in tests).
+pub trait Dispatcher: Send + Sync + 'static {
+    fn session(&self, req: SessionRequest) -> BoxFut<'_, Result<SessionResponse, String>>;
+}
+
+/// How long a long poll waits for new assignments before it returns as a heartbeat.
+const LONG_POLL: Duration = Duration::from_millis(1000);
+/// How often the containers are compared with the assignments without another trigger.
+const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Assigned {
+    digest: String,
+    tasks: BTreeMap<String, api::Task>,
+    services: HashMap<String, String>,
+    ports: HashMap<String, Vec<api::EndpointPortConfig>>,
+    secrets: HashMap<String, Payload>,
+    configs: HashMap<String, Payload>,
+    role: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    assigned: Assigned,
+    /// The state last reported (or queued) per task.
+    reported: HashMap<String, String>,
+    /// Task states not yet accepted by a dispatcher.
+    pending: Vec<(String, api::TaskStatus)>,
+    /// Tasks with a run, stop or remove under way.
+    busy: HashSet<String>,
+    /// Containers being removed (their task is gone from the assignments).
+    removing: HashSet<String>,
+    description_sent: bool,
+}
+
+pub struct Agent<E: Executor, D: Dispatcher> {
+    exec: Arc<E>,
+    disp: Arc<D>,
+    node_id: String,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    /// The role the cluster last gave this node (the daemon promotes or demotes on a change).
+    role: watch::Sender<String>,
+}
+
+fn now() -> String {
+    berth_api::timefmt::now()
+}
+
+fn status(state: &str, message: &str, err: &str, c: Option<&TaskContainer>) -> api::TaskStatus {
+    api::TaskStatus {
+        timestamp: now(),
+        state: state.to_string(),
+        message: message.to_string(),
+        err: err.to_string(),
+        container_status: c.map(|c| api::ContainerStatus {
+            container_id: c.container_id.clone(),
+            pid: match c.state {
+                ContainerState::Running { pid } => pid,
+                _ => 0,
+            },
+            exit_code: match c.state {
+                ContainerState::Exited { code, .. } => code,
+                _ => 0,
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+impl<E: Executor, D: Dispatcher> Agent<E, D> {
+    pub fn new(exec: Arc<E>, disp: Arc<D>, node_id: String) -> Arc<Self> {
+        Arc::new(Agent {
+            exec,
+            disp,
+            node_id,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            role: watch::channel(String::new()).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The role the dispatcher last reported for this node.
+    pub fn role(&self) -> watch::Receiver<String> {
+        self.role.subscribe()
+    }
+
+    /// Runs the session and the reconciliation until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let session = {
+            let a = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = a.session_once(LONG_POLL) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        };
+        loop {
+            self.reconcile().await;
+            if self.has_pending() {
+                // States go up at once, not with the next long poll.
+                let a = self.clone();
+                tokio::spawn(async move { a.session_once(Duration::ZERO).await });
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        session.abort();
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
+    /// One dispatcher call; returns false when it failed (after a short pause).
+    async fn session_once(&self, wait: Duration) -> bool {
+        let req = {
+            let mut g = self.lock();
+            SessionRequest {
+                description: None,
+                statuses: std::mem::take(&mut g.pending),
+                known: g.assigned.digest.clone(),
+                wait_ms: wait.as_millis() as u64,
+            }
+        };
+        let mut req = req;
+        if !self.lock().description_sent {
+            req.description = Some(self.exec.describe().await);
+        }
+        let sent = req.statuses.clone();
+        let had_description = req.description.is_some();
+        match self.disp.session(req).await {
+            Ok(resp) => {
+                let mut g = self.lock();
+                if had_description {
+                    g.description_sent = true;
+                }
+                if !resp.unchanged && resp.digest != g.assigned.digest {
+                    g.assigned = Assigned {
+                        digest: resp.digest,
+                        tasks: resp.tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
+                        services: resp.services.into_iter().collect(),
+                        ports: resp.ports.into_iter().collect(),
+                        secrets: resp.secrets.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                        configs: resp.configs.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                        role: resp.role.clone(),
+                    };
+                    drop(g);
+                    self.wake.notify_one();
+                }
+                self.role.send_if_modified(|r| {
+                    if *r != resp.role && !resp.role.is_empty() {
+                        *r = resp.role.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                true
+            }
+            Err(e) => {
+                tracing::debug!("swarm agent: session: {e}");
+                let mut g = self.lock();
+                // Nothing was accepted: the states go again with the next call.
+                let mut back = sent;
+                back.append(&mut g.pending);
+                g.pending = back;
+                g.description_sent = false;
+                drop(g);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                false
+            }
+        }
+    }
+
+    /// Queues a task state unless it was already reported (or would move the task back).
+    fn report(&self, task: &str, st: api::TaskStatus) {
+        let mut g = self.lock();
+        if let Some(prev) = g.reported.get(task) {
+            if state_rank(prev) >= state_rank(&st.state) {
+                return;
+            }
+        }
+        g.reported.insert(task.to_string(), st.state.clone());
+        g.pending.push((task.to_string(), st));
+    }
+
+    async fn reconcile(self: &Arc<Self>) {
+        let containers = self.exec.list().await;
+        let by_task: HashMap<&str, &TaskContainer> = containers
+            .iter()
+            .map(|c| (c.task_id.as_str(), c))
+            .collect();
+        let (tasks, services, ports, secrets, configs) = {
+            let g = self.lock();
+            (
+                g.assigned.tasks.clone(),
+                g.assigned.services.clone(),
+                g.assigned.ports.clone(),
+                g.assigned.secrets.clone(),
+                g.assigned.configs.clone(),
+            )
+        };
+        // Containers of tasks no longer assigned here go (a node that comes back after its
+        // tasks moved away must not keep duplicates).
+        for c in &containers {
+            if !tasks.contains_key(&c.task_id) {
+                let begin = self.lock().removing.insert(c.container_id.clone());
+                if begin {
+                    let a = self.clone();
+                    let cid = c.container_id.clone();
+                    let running = matches!(c.state, ContainerState::Running { .. });
+                    tokio::spawn(async move {
+                        if running {
+                            let _ = a.exec.stop(cid.clone(), None).await;
+                        }
+                        if let Err(e) = a.exec.remove(cid.clone()).await {
+                            tracing::warn!("swarm agent: removing container {cid}: {e}");
+                        }
+                        a.lock().removing.remove(&cid);
+                    });
+                }
+            }
+        }
+        {
+            // Forget what was reported for tasks that are gone.
+            let mut g = self.lock();
+            g.reported.retain(|id, _| tasks.contains_key(id));
+        }
+        for (id, t) in &tasks {
+            if self.lock().busy.contains(id) {
+                continue;
+            }
+            let c = by_task.get(id.as_str()).copied();
+            let desired = t.desired_state.as_str();
+            let current = t.status.state.as_str();
+            let wants_run = state_rank(desired) <= state_rank("running");
+            match c {
+                Some(c) => match &c.state {
+                    ContainerState::Running { .. } if !wants_run => self.stop_task(t, c),
+                    ContainerState::Running { .. } => {
+                        self.report(id, status("running", "started", "", Some(c)))
+                    }
+                    ContainerState::Exited { code, error } => {
+                        if *code == 0 && error.is_empty() {
+                            if wants_run {
+                                self.report(id, status("complete", "finished", "", Some(c)));
+                            } else {
+                                self.report(id, status("shutdown", "shutdown", "", Some(c)));
+                            }
+                        } else if !wants_run {
+                            self.report(id, status("shutdown", "shutdown", "", Some(c)));
+                        } else {
+                            let err = if error.is_empty() {
+                                format!("task: non-zero exit ({code})")
+                            } else {
+                                error.clone()
+                            };
+                            self.report(id, status("failed", "started", &err, Some(c)));
+                        }
+                        if desired == "remove" {
+                            self.remove_task(id, c);
+                        }
+                    }
+                    ContainerState::Created => {
+                        if !wants_run {
+                            self.report(id, status("shutdown", "shutdown", "", Some(c)));
+                            if desired == "remove" {
+                                self.remove_task(id, c);
+                            }
+                        }
+                    }
+                },
+                None => {
+                    if wants_run
+                        && !is_terminal(current)
+                        && state_rank(current) < state_rank("starting")
+                    {
+                        let run = TaskRun {
+                            task: t.clone(),
+                            service_name: services.get(&t.service_id).cloned().unwrap_or_default(),
+                            node_id: self.node_id.clone(),
+                            secrets: files(t, &secrets, true),
+                            configs: files(t, &configs, false),
+                            host_ports: ports
+                                .get(&t.service_id)
+                                .map(|p| host_ports(p))
+                                .unwrap_or_default(),
+                        };
+                        self.run_task(run);
+                    } else if !wants_run && !is_terminal(current) {
+                        self.report(id, status("shutdown", "shutdown", "", None));
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_task(self: &Arc<Self>, run: TaskRun) {
+        let id = run.task.id.clone();
+        self.lock().busy.insert(id.clone());
+        self.report(&id, status("preparing", "preparing", "", None));
+        let a = self.clone();
+        tokio::spawn(async move {
+            a.report(&id, status("starting", "starting", "", None));
+            match a.exec.run(run).await {
+                Ok(_) => {}
+                Err(e) => a.report(&id, status("failed", "starting", &e, None)),
+            }
+            a.lock().busy.remove(&id);
+            a.wake.notify_one();
+        });
+    }
+
+    fn stop_task(self: &Arc<Self>, t: &api::Task, c: &TaskContainer) {
+        let id = t.id.clone();
+        self.lock().busy.insert(id.clone());
+        let grace = t
+            .spec
+            .container_spec
+            .as_ref()
+            .and_then(|s| s.stop_grace_period)
+            .filter(|n| *n >= 0)
+            .map(|n| Duration::from_nanos(n as u64));
+        let a = self.clone();
+        let cid = c.container_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = a.exec.stop(cid, grace).await {
+                tracing::warn!("swarm agent: stopping task {id}: {e}");
+            }
+            a.lock().busy.remove(&id);
+            a.wake.notify_one();
+        });
+    }
+
+    fn remove_task(self: &Arc<Self>, id: &str, c: &TaskContainer) {
+        let begin = self.lock().removing.insert(c.container_id.clone());
+        if !begin {
+            return;
+        }
+        let a = self.clone();
+        let cid = c.container_id.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = a.exec.remove(cid.clone()).await {
+                tracing::warn!("swarm agent: removing task {id}: {e}");
+            }
+            a.lock().removing.remove(&cid);
+        });
+    }
+}
+
+/// The secret (or config) files of a task, with their content from the assignments.
+fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> Vec<TaskFile> {
+    let Some(cs) = t.spec.container_spec.as_ref() else {
+        return Vec::new();
+    };
+    let refs: Vec<(String, String, Option<api::FileTarget>)> = if secrets {
+        cs.secrets
+            .iter()
+            .map(|r| (r.secret_id.clone(), r.secret_name.clone(), r.file.clone()))
+            .collect()
+    } else {
+        cs.configs
+            .iter()
+            .map(|r| (r.config_id.clone(), r.config_name.clone(), r.file.clone()))
+            .collect()
+    };
+    refs.into_iter()
+        .filter_map(|(id, name, file)| {
+            let p = payloads.get(&id)?;
+            let file = file.unwrap_or_default();
+            let fname = if file.name.is_empty() {
+                name.clone()
+            } else {
+                file.name.clone()
+            };
+            let target = if fname.starts_with('/') {
+                fname
+            } else if secrets {
+                format!("/run/secrets/{fname}")
+            } else {
+                format!("/{fname}")
+            };
+            Some(TaskFile {
+                name,
+                target,
+                uid: if file.uid.is_empty() { "0".into() } else { file.uid },
+                gid: if file.gid.is_empty() { "0".into() } else { file.gid },
+                mode: if file.mode == 0 { 0o444 } else { file.mode },
+                data: p.data.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A service's host-mode published ports: (target, published, protocol).
+fn host_ports(ports: &[api::EndpointPortConfig]) -> Vec<(u32, u32, String)> {
+    ports
+        .iter()
+        .filter(|p| p.publish_mode == "host")
+        .map(|p| (p.target_port, p.published_port, p.protocol.clone()))
+        .collect()
+}

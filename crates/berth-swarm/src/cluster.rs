@@ -1,0 +1,1202 @@
+//! This node's part in a swarm: init, join, leave, promote/demote and restart; the swarm
+//! port's server (join, root CA, Raft traffic, agent sessions); the node's persisted identity
+//! under `<data-root>/swarm/`. The daemon holds one `Cluster` and calls it from its routes.
+
+use crate::agent::{Agent, Dispatcher};
+use crate::ca::{self, NodeIdentity, NodeKey, NodeRole, PeerInfo, RootCa};
+use crate::error::{Error, Result, NOT_IN_SWARM};
+use crate::executor::{BoxFut, Executor};
+use crate::manager::Manager;
+use crate::net_transport::NetTransport;
+use crate::proto::{JoinRequest, JoinResponse, SessionRequest, SessionResponse};
+use crate::raft::{self, Bootstrap};
+use crate::rpc::{self, RpcClient, RpcError, RpcResponse};
+use crate::store::{ClusterRec, Command, NodeRec, NODE_READY};
+use crate::token::JoinToken;
+use crate::{ids, tls};
+use berth_api::swarm as api;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Docker's swarm port.
+pub const DEFAULT_PORT: u16 = 2377;
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the daemon tells the cluster about itself.
+pub struct NodeConfig {
+    /// `<data-root>/swarm`.
+    pub root: PathBuf,
+}
+
+/// What is kept on disk about this node's membership (`<root>/state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Persisted {
+    node_id: String,
+    cluster_id: String,
+    raft_id: u64,
+    listen_addr: String,
+    advertise_addr: String,
+    managers: Vec<String>,
+    /// The Raft data key, hex (managers).
+    dek: String,
+}
+
+/// A node that is part of a swarm.
+struct Active<E: Executor> {
+    node_id: String,
+    cluster_id: String,
+    advertise_addr: String,
+    listen_addr: String,
+    identity: NodeIdentity,
+    root: RootCa,
+    client: RpcClient,
+    managers: Arc<RwLock<Vec<String>>>,
+    manager: Option<Arc<Manager>>,
+    agent: Arc<Agent<E, RpcDispatcher>>,
+    stop: watch::Sender<bool>,
+}
+
+pub struct Cluster<E: Executor> {
+    cfg: NodeConfig,
+    exec: Arc<E>,
+    active: tokio::sync::Mutex<Option<Active<E>>>,
+    /// What `/_ping` and `/info` read without waiting for a lifecycle call.
+    summary: RwLock<Summary>,
+}
+
+/// The node's standing, for `/_ping`'s `Swarm` header and `/info`.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// inactive | pending | active | error | locked
+    pub state: String,
+    pub node_id: String,
+    pub node_addr: String,
+    pub manager: Option<Arc<Manager>>,
+    pub error: String,
+    pub managers: Vec<String>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Manager({})", self.node_id)
+    }
+}
+
+fn rpc_err(e: RpcError) -> Error {
+    match e {
+        RpcError::Status { status, message } => Error::new(status, message),
+        e => Error::unavailable(e.to_string()),
+    }
+}
+
+/// Splits `host[:port]` / `[v6]:port` / `:port`; interface names resolve to their first IPv4.
+pub fn resolve_addr(s: &str, default_port: u16) -> Result<(String, u16)> {
+    let s = s.trim();
+    let (host, port) = if let Ok(sa) = s.parse::<SocketAddr>() {
+        (sa.ip().to_string(), sa.port())
+    } else if let Some((h, p)) = s.rsplit_once(':').filter(|(h, _)| !h.contains(':')) {
+        let port = p
+            .parse::<u16>()
+            .map_err(|_| Error::invalid(format!("invalid port in address {s:?}")))?;
+        (h.to_string(), port)
+    } else {
+        (s.trim_matches(['[', ']']).to_string(), default_port)
+    };
+    if host.is_empty() || host.parse::<IpAddr>().is_ok() {
+        return Ok((host, port));
+    }
+    // An interface name.
+    let addrs = nix::ifaddrs::getifaddrs()
+        .map_err(|e| Error::internal(format!("listing network interfaces: {e}")))?;
+    for a in addrs {
+        if a.interface_name != host {
+            continue;
+        }
+        if let Some(sin) = a.address.as_ref().and_then(|x| x.as_sockaddr_in()) {
+            return Ok((IpAddr::V4(sin.ip()).to_string(), port));
+        }
+    }
+    Err(Error::invalid(format!(
+        "failed to resolve address {s:?}: not an IP address or a network interface with one"
+    )))
+}
+
+/// The address other nodes reach this one at, when none was given: the listen address if it
+/// is specific, else the source address the routing table picks for the default route.
+fn detect_advertise(listen_host: &str) -> Result<String> {
+    if let Ok(ip) = listen_host.parse::<IpAddr>() {
+        if !ip.is_unspecified() {
+            return Ok(ip.to_string());
+        }
+    }
+    // Connecting a UDP socket sends nothing; it only asks the kernel for a route.
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .map_err(|e| Error::internal(format!("finding this node's address: {e}")))?;
+    match sock
+        .connect("192.0.2.1:9")
+        .and_then(|_| sock.local_addr())
+        .map(|a| a.ip())
+    {
+        Ok(ip) if !ip.is_unspecified() && !ip.is_loopback() => Ok(ip.to_string()),
+        _ => Err(Error::invalid(
+            "could not find the system's IP address - please specify one with --advertise-addr",
+        )),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl<E: Executor> Cluster<E> {
+    pub fn new(cfg: NodeConfig, exec: Arc<E>) -> Arc<Cluster<E>> {
+        Arc::new(Cluster {
+            cfg,
+            exec,
+            active: tokio::sync::Mutex::new(None),
+            summary: RwLock::new(Summary {
+                state: "inactive".to_string(),
+                ..Default::default()
+            }),
+        })
+    }
+
+    /// The node's standing (cheap; for `/_ping` and `/info`).
+    pub fn summary(&self) -> Summary {
+        self.summary
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_summary(&self, s: Summary) {
+        *self.summary.write().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// The manager of this node, or Docker's 503 for workers and nodes outside a swarm.
+    pub fn manager(&self) -> Result<Arc<Manager>> {
+        let s = self.summary();
+        match s.manager {
+            Some(m) => Ok(m),
+            None if s.state == "inactive" => Err(Error::not_manager()),
+            None => Err(Error::not_manager()),
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.cfg.root.join("state.json")
+    }
+
+    fn certs_dir(&self) -> PathBuf {
+        self.cfg.root.join("certs")
+    }
+
+    fn save(&self, p: &Persisted) -> Result<()> {
+        std::fs::create_dir_all(&self.cfg.root)
+            .map_err(|e| Error::internal(format!("{}: {e}", self.cfg.root.display())))?;
+        let tmp = self.cfg.root.join("state.json.tmp");
+        let body = serde_json::to_vec_pretty(p).unwrap_or_default();
+        write_private(&tmp, &body)?;
+        std::fs::rename(&tmp, self.state_path())
+            .map_err(|e| Error::internal(format!("saving the swarm state: {e}")))
+    }
+
+    /// At daemon start: rejoins the swarm this node was part of.
+    pub async fn restore(self: &Arc<Self>) -> Result<()> {
+        let Ok(body) = std::fs::read(self.state_path()) else {
+            return Ok(());
+        };
+        let p: Persisted = serde_json::from_slice(&body)
+            .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
+        let identity = NodeIdentity::load(&self.certs_dir())
+            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
+        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let boot = if identity.role == NodeRole::Manager && p.raft_id != 0 {
+            Some(Bootstrap::Restart)
+        } else {
+            None
+        };
+        let mut g = self.active.lock().await;
+        let a = self.launch(p, identity, root, boot).await?;
+        *g = Some(a);
+        Ok(())
+    }
+
+    /// Starts the node's parts: the Raft member and manager (managers), the swarm port's
+    /// server, and the agent.
+    async fn launch(
+        self: &Arc<Self>,
+        p: Persisted,
+        identity: NodeIdentity,
+        root: RootCa,
+        boot: Option<Bootstrap>,
+    ) -> Result<Active<E>> {
+        let client_tls = tls::client_config(&root, Some(&identity))
+            .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
+        let client = RpcClient::new(client_tls);
+        let managers = Arc::new(RwLock::new(p.managers.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut manager = None;
+        if let Some(boot) = boot {
+            let dek = unhex(&p.dek)
+                .ok_or_else(|| Error::internal("the swarm state has no valid raft data key"))?;
+            let transport = Arc::new(NetTransport::new(client.clone()));
+            let cfg = raft::Config::new(p.raft_id, self.cfg.root.join("raft"), dek);
+            let m = Manager::start(p.node_id.clone(), cfg, transport, boot)?;
+            tokio::spawn(m.clone().run(stop_rx.clone()));
+            // The swarm port: managers serve joins, Raft traffic and agent sessions.
+            let (host, port) = resolve_addr(&p.listen_addr, DEFAULT_PORT)?;
+            let bind = if host.is_empty() { "0.0.0.0".to_string() } else { host };
+            let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
+                .await
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "failed to listen on remote API address: listen tcp {bind}:{port}: {e}"
+                    ))
+                })?;
+            let server_tls = tls::server_config(&root, &identity)
+                .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
+            let handler = Arc::new(Port {
+                manager: m.clone(),
+                root: root_with_key(&m)?,
+            });
+            tokio::spawn(rpc::serve(listener, server_tls, handler, stop_rx.clone()));
+            manager = Some(m);
+        }
+        let disp = Arc::new(RpcDispatcher {
+            client: client.clone(),
+            managers: managers.clone(),
+            current: Mutex::new(0),
+        });
+        let agent = Agent::new(self.exec.clone(), disp, p.node_id.clone());
+        tokio::spawn(agent.clone().run(stop_rx.clone()));
+        // Follow role changes (promotion, demotion) decided by the cluster.
+        {
+            let me = Arc::downgrade(self);
+            let mut role = agent.role();
+            let mut stop_rx = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = role.changed() => if r.is_err() { return },
+                        _ = stop_rx.changed() => return,
+                    }
+                    let want = role.borrow().clone();
+                    let Some(c) = me.upgrade() else { return };
+                    if let Err(e) = c.follow_role(&want).await {
+                        tracing::warn!("swarm: changing this node's role to {want}: {e}");
+                    }
+                }
+            });
+        }
+        self.set_summary(Summary {
+            state: "active".to_string(),
+            node_id: p.node_id.clone(),
+            node_addr: p.advertise_addr.clone(),
+            manager: manager.clone(),
+            error: String::new(),
+            managers: p.managers.clone(),
+        });
+        Ok(Active {
+            node_id: p.node_id,
+            cluster_id: p.cluster_id,
+            advertise_addr: p.advertise_addr,
+            listen_addr: p.listen_addr,
+            identity,
+            root,
+            client,
+            managers,
+            manager,
+            agent,
+            stop,
+        })
+    }
+
+    /// `POST /swarm/init`.
+    pub async fn init(self: &Arc<Self>, req: api::SwarmInitRequest) -> Result<String> {
+        let mut g = self.active.lock().await;
+        if g.is_some() {
+            return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
+        }
+        if req.force_new_cluster {
+            return self.force_new_cluster(&mut g, req).await;
+        }
+        let listen = if req.listen_addr.is_empty() {
+            format!("0.0.0.0:{DEFAULT_PORT}")
+        } else {
+            req.listen_addr.clone()
+        };
+        let (lhost, lport) = resolve_addr(&listen, DEFAULT_PORT)?;
+        let advertise_host = if req.advertise_addr.is_empty() {
+            detect_advertise(&lhost)?
+        } else {
+            resolve_addr(&req.advertise_addr, lport)?.0
+        };
+        let aport = if req.advertise_addr.is_empty() {
+            lport
+        } else {
+            resolve_addr(&req.advertise_addr, lport)?.1
+        };
+        let advertise = format!("{advertise_host}:{aport}");
+        let root = RootCa::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        let node_id = ids::new_id();
+        let cluster_id = ids::new_id();
+        let raft_id = ids::new_raft_id();
+        let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        let cert = root
+            .issue(&key.csr_pem, &node_id, NodeRole::Manager, &cluster_id, None)
+            .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        let identity = NodeIdentity::from_pem(&cert, &key.key_pem)
+            .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        std::fs::create_dir_all(self.certs_dir())
+            .map_err(|e| Error::internal(format!("{}: {e}", self.certs_dir().display())))?;
+        identity
+            .save(&self.certs_dir())
+            .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
+        write_private(&self.certs_dir().join("swarm-root-ca.crt"), root.cert_pem().as_bytes())?;
+        let dek = ids::random_bytes::<32>();
+        let p = Persisted {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            raft_id,
+            listen_addr: format!("{lhost}:{lport}"),
+            advertise_addr: advertise.clone(),
+            managers: vec![advertise.clone()],
+            dek: hex(&dek),
+        };
+        self.save(&p)?;
+        let now = berth_api::timefmt::now();
+        let mut spec = req.spec.clone();
+        if spec.name.is_empty() {
+            spec.name = "default".to_string();
+        }
+        let description = self.exec.describe().await;
+        let cluster = ClusterRec {
+            id: cluster_id.clone(),
+            version: 0,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            spec,
+            root_ca_cert: root.cert_pem().to_string(),
+            root_ca_key: root.key_pem().unwrap_or_default(),
+            worker_secret: new_secret(),
+            manager_secret: new_secret(),
+            unlock_key: String::new(),
+            default_addr_pool: if req.default_addr_pool.is_empty() {
+                vec!["10.0.0.0/8".to_string()]
+            } else {
+                req.default_addr_pool.clone()
+            },
+            subnet_size: if req.subnet_size == 0 { 24 } else { req.subnet_size },
+            data_path_port: if req.data_path_port == 0 { 4789 } else { req.data_path_port },
+        };
+        let node = NodeRec {
+            id: node_id.clone(),
+            version: 0,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            spec: api::NodeSpec {
+                role: "manager".to_string(),
+                availability: if req.availability.is_empty() {
+                    "active".to_string()
+                } else {
+                    req.availability.clone()
+                },
+                ..Default::default()
+            },
+            description,
+            state: NODE_READY.to_string(),
+            message: String::new(),
+            addr: advertise_host,
+            raft_id,
+            manager_addr: advertise.clone(),
+            advertise_addr: advertise.clone(),
+        };
+        let a = match self
+            .launch(p, identity, root, Some(Bootstrap::New { addr: advertise }))
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&self.cfg.root);
+                return Err(e);
+            }
+        };
+        let m = a.manager.clone().ok_or_else(|| Error::internal("no manager"))?;
+        // The single member elects itself within an election timeout.
+        wait_leader(&m, Duration::from_secs(10)).await?;
+        if let Err(e) = m.propose(Command::Init { cluster, node }).await {
+            let _ = a.stop.send(true);
+            m.stop().await;
+            let _ = std::fs::remove_dir_all(&self.cfg.root);
+            self.set_summary(Summary {
+                state: "inactive".to_string(),
+                ..Default::default()
+            });
+            return Err(e);
+        }
+        *g = Some(a);
+        Ok(node_id)
+    }
+
+    async fn force_new_cluster(
+        self: &Arc<Self>,
+        g: &mut Option<Active<E>>,
+        req: api::SwarmInitRequest,
+    ) -> Result<String> {
+        let body = std::fs::read(self.state_path()).map_err(|_| {
+            Error::invalid("--force-new-cluster: this node holds no swarm state to recover from")
+        })?;
+        let mut p: Persisted = serde_json::from_slice(&body)
+            .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
+        if p.raft_id == 0 {
+            return Err(Error::invalid(
+                "--force-new-cluster: this node was not a manager",
+            ));
+        }
+        if !req.advertise_addr.is_empty() {
+            let (h, port) = resolve_addr(&req.advertise_addr, DEFAULT_PORT)?;
+            p.advertise_addr = format!("{h}:{port}");
+        }
+        p.managers = vec![p.advertise_addr.clone()];
+        self.save(&p)?;
+        let identity = NodeIdentity::load(&self.certs_dir())
+            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
+        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let node_id = p.node_id.clone();
+        let addr = p.advertise_addr.clone();
+        let a = self
+            .launch(p, identity, root, Some(Bootstrap::ForceNewCluster { addr: addr.clone() }))
+            .await?;
+        let m = a.manager.clone().ok_or_else(|| Error::internal("no manager"))?;
+        wait_leader(&m, Duration::from_secs(10)).await?;
+        // The other managers are workers from now on (their Raft membership is gone).
+        let others: Vec<String> = m.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.raft_id != 0 && n.id != node_id)
+                .map(|n| n.id.clone())
+                .collect()
+        });
+        for id in others {
+            let _ = m
+                .propose(Command::SetManager {
+                    id: id.clone(),
+                    raft_id: 0,
+                    addr: String::new(),
+                    now: berth_api::timefmt::now(),
+                })
+                .await;
+            let spec = m.read(|s| s.nodes.get(&id).map(|n| (n.version, n.spec.clone())));
+            if let Some((version, mut spec)) = spec {
+                spec.role = "worker".to_string();
+                let _ = m
+                    .propose(Command::UpdateNode {
+                        id,
+                        version,
+                        spec,
+                        now: berth_api::timefmt::now(),
+                    })
+                    .await;
+            }
+        }
+        let _ = m
+            .propose(Command::SetManager {
+                id: node_id.clone(),
+                raft_id: m.raft.status().id,
+                addr,
+                now: berth_api::timefmt::now(),
+            })
+            .await;
+        *g = Some(a);
+        Ok(node_id)
+    }
+
+    /// `POST /swarm/join`.
+    pub async fn join(self: &Arc<Self>, req: api::SwarmJoinRequest) -> Result<()> {
+        let mut g = self.active.lock().await;
+        if g.is_some() {
+            return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
+        }
+        let token = JoinToken::parse(&req.join_token).map_err(|e| Error::invalid(e.to_string()))?;
+        let remote = req
+            .remote_addrs
+            .first()
+            .ok_or_else(|| Error::invalid("at least 1 RemoteAddr is required to join"))?;
+        let (rhost, rport) = resolve_addr(remote, DEFAULT_PORT)?;
+        let remote = format!("{rhost}:{rport}");
+        // The root CA, over TLS that trusts nobody yet; the token's digest decides.
+        let insecure = RpcClient::new(
+            tls::insecure_root_fetch_config().map_err(|e| Error::internal(e.to_string()))?,
+        );
+        let root_pem = insecure
+            .get_bytes(&remote, "/ca", RPC_TIMEOUT)
+            .await
+            .map_err(rpc_err)?;
+        let root_pem = String::from_utf8(root_pem.to_vec())
+            .map_err(|_| Error::invalid("the remote's root CA is not PEM"))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::invalid(format!("the remote's root CA: {e}")))?;
+        token
+            .check_root(&root.digest())
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let listen = if req.listen_addr.is_empty() {
+            format!("0.0.0.0:{DEFAULT_PORT}")
+        } else {
+            req.listen_addr.clone()
+        };
+        let (lhost, lport) = resolve_addr(&listen, DEFAULT_PORT)?;
+        let advertise = if req.advertise_addr.is_empty() {
+            format!("{}:{lport}", detect_advertise(&lhost)?)
+        } else {
+            let (h, p) = resolve_addr(&req.advertise_addr, lport)?;
+            format!("{h}:{p}")
+        };
+        let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        let raft_id = ids::new_raft_id();
+        let jr = JoinRequest {
+            token: req.join_token.clone(),
+            csr_pem: key.csr_pem.clone(),
+            description: self.exec.describe().await,
+            availability: req.availability.clone(),
+            advertise_addr: advertise.clone(),
+            raft_id,
+        };
+        let verified = RpcClient::new(
+            tls::client_config(&root, None).map_err(|e| Error::internal(e.to_string()))?,
+        );
+        let mut target = remote.clone();
+        let mut resp: Option<JoinResponse> = None;
+        for _ in 0..5 {
+            match verified
+                .post_json::<_, JoinResponse>(&target, "/join", &jr, Duration::from_secs(30))
+                .await
+            {
+                Ok(r) => {
+                    resp = Some(r);
+                    break;
+                }
+                // A follower names the leader.
+                Err(RpcError::Status { status: 421, message }) => {
+                    match message.rsplit_once("leader: ").map(|(_, a)| a.trim().to_string()) {
+                        Some(a) if !a.is_empty() => target = a,
+                        _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+                Err(e) => return Err(rpc_err(e)),
+            }
+        }
+        let resp = resp.ok_or_else(Error::no_leader)?;
+        let identity = NodeIdentity::from_pem(&resp.cert_pem, &key.key_pem)
+            .map_err(|e| Error::internal(format!("the issued certificate: {e}")))?;
+        std::fs::create_dir_all(self.certs_dir())
+            .map_err(|e| Error::internal(format!("{}: {e}", self.certs_dir().display())))?;
+        identity
+            .save(&self.certs_dir())
+            .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
+        write_private(&self.certs_dir().join("swarm-root-ca.crt"), root.cert_pem().as_bytes())?;
+        let manager = resp.role == "manager";
+        let p = Persisted {
+            node_id: resp.node_id.clone(),
+            cluster_id: resp.cluster_id.clone(),
+            raft_id: if manager { raft_id } else { 0 },
+            listen_addr: format!("{lhost}:{lport}"),
+            advertise_addr: advertise.clone(),
+            managers: resp.managers.clone(),
+            dek: if manager {
+                hex(&ids::random_bytes::<32>())
+            } else {
+                String::new()
+            },
+        };
+        self.save(&p)?;
+        let boot = manager.then_some(Bootstrap::Join);
+        let a = match self.launch(p, identity, root, boot).await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&self.cfg.root);
+                self.set_summary(Summary {
+                    state: "inactive".to_string(),
+                    ..Default::default()
+                });
+                return Err(e);
+            }
+        };
+        if let Some(m) = &a.manager {
+            // Joined managers answer once they have the cluster's state.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if m.read(|s| s.cluster.is_some()) && m.raft.status().leader != 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        *g = Some(a);
+        Ok(())
+    }
+
+    /// `POST /swarm/leave`.
+    pub async fn leave(self: &Arc<Self>, force: bool) -> Result<()> {
+        let mut g = self.active.lock().await;
+        let Some(a) = g.as_ref() else {
+            return Err(Error::unavailable(NOT_IN_SWARM));
+        };
+        if let Some(m) = &a.manager {
+            let (managers, reachable) = m.read(|s| {
+                let ms: Vec<&NodeRec> = s.nodes.values().filter(|n| n.raft_id != 0).collect();
+                let up = ms.iter().filter(|n| n.state == NODE_READY).count();
+                (ms.len(), up)
+            });
+            if !force {
+                let mut msg = "You are attempting to leave the swarm on a node that is participating as a manager. ".to_string();
+                if managers <= 1 {
+                    msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
+                    return Err(Error::unavailable(msg.trim_end().to_string()));
+                }
+                if reachable.saturating_sub(1) <= managers / 2 {
+                    msg.push_str(&format!("Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.", managers - 1, managers));
+                    return Err(Error::unavailable(msg));
+                }
+            }
+            // Hand leadership over and leave the Raft group cleanly where possible.
+            let me = m.raft.status().id;
+            if managers > 1 {
+                if m.is_leader() {
+                    let next = m.raft.status().members.iter().map(|(id, _)| *id).find(|id| *id != me);
+                    if let Some(to) = next {
+                        m.raft.transfer_leadership(to).await;
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
+            }
+        } else {
+            // Workers tell nobody: the managers mark them down; `node rm` removes them.
+        }
+        let a = g.take();
+        if let Some(a) = a {
+            let _ = a.stop.send(true);
+            if let Some(m) = &a.manager {
+                m.stop().await;
+            }
+            self.remove_task_containers().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.cfg.root);
+        self.set_summary(Summary {
+            state: "inactive".to_string(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// Removes every task container of this node (leaving the swarm, as Docker does).
+    async fn remove_task_containers(&self) {
+        for c in self.exec.list().await {
+            let _ = self.exec.stop(c.container_id.clone(), Some(Duration::from_secs(10))).await;
+            let _ = self.exec.remove(c.container_id).await;
+        }
+    }
+
+    /// Stops the node's parts without leaving (daemon shutdown: the swarm resumes at restart).
+    pub async fn shutdown(&self) {
+        let mut g = self.active.lock().await;
+        if let Some(a) = g.take() {
+            let _ = a.stop.send(true);
+            if let Some(m) = &a.manager {
+                m.stop().await;
+            }
+        }
+    }
+
+    /// Starts or stops this node's manager when the cluster changed its role.
+    async fn follow_role(self: &Arc<Self>, role: &str) -> Result<()> {
+        let mut g = self.active.lock().await;
+        let Some(a) = g.as_ref() else { return Ok(()) };
+        let is_manager = a.manager.is_some();
+        if (role == "manager") == is_manager {
+            return Ok(());
+        }
+        // A new certificate with the new role, then the parts that go with it.
+        let key = NodeKey::generate().map_err(|e| Error::internal(e.to_string()))?;
+        let mut target = a.managers.read().unwrap_or_else(|e| e.into_inner()).first().cloned().unwrap_or_default();
+        let mut renewed: Option<crate::proto::RenewResponse> = None;
+        for _ in 0..5 {
+            match a
+                .client
+                .post_json::<_, crate::proto::RenewResponse>(
+                    &target,
+                    "/renew",
+                    &crate::proto::RenewRequest {
+                        csr_pem: key.csr_pem.clone(),
+                    },
+                    RPC_TIMEOUT,
+                )
+                .await
+            {
+                Ok(r) => {
+                    renewed = Some(r);
+                    break;
+                }
+                Err(RpcError::Status { status: 421, message }) => {
+                    if let Some((_, l)) = message.rsplit_once("leader: ") {
+                        target = l.trim().to_string();
+                    }
+                }
+                Err(e) => return Err(rpc_err(e)),
+            }
+        }
+        let renewed = renewed.ok_or_else(Error::no_leader)?;
+        let identity = NodeIdentity::from_pem(&renewed.cert_pem, &key.key_pem)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        identity
+            .save(&self.certs_dir())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let body = std::fs::read(self.state_path())
+            .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
+        let mut p: Persisted = serde_json::from_slice(&body)
+            .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
+        p.managers = a.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let old = g.take();
+        if let Some(old) = old {
+            let _ = old.stop.send(true);
+            if let Some(m) = &old.manager {
+                m.stop().await;
+            }
+        }
+        let root = {
+            let pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+                .map_err(|e| Error::internal(e.to_string()))?;
+            RootCa::from_pem(&pem, None).map_err(|e| Error::internal(e.to_string()))?
+        };
+        let boot = if role == "manager" {
+            // The leader made this node a voter with the raft id it recorded at promotion.
+            p.raft_id = self.raft_id_from_leader(&a_client(&identity, &root)?, &target, &p.node_id).await?;
+            p.dek = hex(&ids::random_bytes::<32>());
+            let _ = std::fs::remove_dir_all(self.cfg.root.join("raft"));
+            Some(Bootstrap::Join)
+        } else {
+            p.raft_id = 0;
+            p.dek = String::new();
+            let _ = std::fs::remove_dir_all(self.cfg.root.join("raft"));
+            None
+        };
+        self.save(&p)?;
+        let a = self.launch(p, identity, root, boot).await?;
+        *g = Some(a);
+        Ok(())
+    }
+
+    async fn raft_id_from_leader(&self, client: &RpcClient, target: &str, node_id: &str) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Answer {
+            raft_id: u64,
+        }
+        let a: Answer = client
+            .post_json(target, "/raft/id", &node_id, RPC_TIMEOUT)
+            .await
+            .map_err(rpc_err)?;
+        Ok(a.raft_id)
+    }
+
+    /// The join tokens of the cluster (managers).
+    pub fn tokens(&self, m: &Manager) -> Result<(String, String)> {
+        m.read(|s| {
+            let c = s.cluster.as_ref().ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
+            let root = RootCa::from_pem(&c.root_ca_cert, None)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            Ok((
+                token_string(&root, &c.worker_secret),
+                token_string(&root, &c.manager_secret),
+            ))
+        })
+    }
+
+    /// This node's certificate facts (for `/info`).
+    pub async fn identity(&self) -> Option<(String, String)> {
+        let g = self.active.lock().await;
+        g.as_ref().map(|a| (a.identity.node_id.clone(), a.cluster_id.clone()))
+    }
+
+    /// The remote managers known to this node (`/info`'s RemoteManagers).
+    pub async fn remote_managers(&self) -> Vec<String> {
+        let g = self.active.lock().await;
+        g.as_ref()
+            .map(|a| a.managers.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Unused fields kept for `/info` (listen and advertise addresses).
+    pub async fn addrs(&self) -> Option<(String, String)> {
+        let g = self.active.lock().await;
+        g.as_ref().map(|a| (a.listen_addr.clone(), a.advertise_addr.clone()))
+    }
+}
+
+/// A fresh join-token secret (hex), for `swarm join-token --rotate`.
+pub fn new_secret() -> String {
+    hex(&ids::random_bytes::<16>())
+}
+
+fn a_client(identity: &NodeIdentity, root: &RootCa) -> Result<RpcClient> {
+    Ok(RpcClient::new(
+        tls::client_config(root, Some(identity)).map_err(|e| Error::internal(e.to_string()))?,
+    ))
+}
+
+/// A join token from the root CA and a stored secret (hex).
+pub fn token_string(root: &RootCa, secret_hex: &str) -> String {
+    let mut secret = [0u8; 16];
+    for (i, s) in secret.iter_mut().enumerate() {
+        *s = secret_hex
+            .get(i * 2..i * 2 + 2)
+            .and_then(|x| u8::from_str_radix(x, 16).ok())
+            .unwrap_or(0);
+    }
+    JoinToken {
+        ca_digest: root.digest(),
+        secret,
+    }
+    .to_string()
+}
+
+/// The root CA with its key, as replicated to the managers.
+fn root_with_key(m: &Manager) -> Result<Arc<RwLock<Option<RootCa>>>> {
+    let _ = m;
+    Ok(Arc::new(RwLock::new(None)))
+}
+
+async fn wait_leader(m: &Manager, limit: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !m.is_leader() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::no_leader());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, body: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    f.write_all(body)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::internal(format!("{}: {e}", path.display())))
+}
+
+/// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
+/// follower's pointer to the leader, and tries the next manager when one is unreachable.
+pub struct RpcDispatcher {
+    client: RpcClient,
+    managers: Arc<RwLock<Vec<String>>>,
+    current: Mutex<usize>,
+}
+
+impl Dispatcher for RpcDispatcher {
+    fn session(&self, req: SessionRequest) -> BoxFut<'_, std::result::Result<SessionResponse, String>> {
+        Box::pin(async move {
+            let list = self.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if list.is_empty() {
+                return Err("no manager known".to_string());
+            }
+            let i = *self.current.lock().unwrap_or_else(|e| e.into_inner()) % list.len();
+            let addr = list[i].clone();
+            let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(5);
+            match self
+                .client
+                .post_json::<_, SessionResponse>(&addr, "/session", &req, timeout)
+                .await
+            {
+                Ok(resp) => {
+                    if !resp.managers.is_empty() {
+                        let mut m = self.managers.write().unwrap_or_else(|e| e.into_inner());
+                        if *m != resp.managers {
+                            *m = resp.managers.clone();
+                            if let Some(pos) = m.iter().position(|x| *x == addr) {
+                                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = pos;
+                            }
+                        }
+                    }
+                    Ok(resp)
+                }
+                Err(RpcError::Status { status: 421, message }) => {
+                    let leader = message.rsplit_once("leader: ").map(|(_, a)| a.trim().to_string());
+                    let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+                    match leader.and_then(|l| list.iter().position(|x| *x == l)) {
+                        Some(pos) => *cur = pos,
+                        None => *cur = (i + 1) % list.len(),
+                    }
+                    Err(message)
+                }
+                Err(e) => {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = (i + 1) % list.len();
+                    Err(e.to_string())
+                }
+            }
+        })
+    }
+}
+
+/// The swarm port's request handler on a manager.
+struct Port {
+    manager: Arc<Manager>,
+    root: Arc<RwLock<Option<RootCa>>>,
+}
+
+impl Port {
+    /// The root CA with its key (from the replicated cluster record).
+    fn issuer(&self) -> Result<RootCa> {
+        if let Some(r) = self.root.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Ok(r) = RootCa::from_pem(r.cert_pem(), r.key_pem().as_deref()) {
+                return Ok(r);
+            }
+        }
+        let (cert, key) = self.manager.read(|s| {
+            s.cluster
+                .as_ref()
+                .map(|c| (c.root_ca_cert.clone(), c.root_ca_key.clone()))
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
+        })?;
+        let r = RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
+        let copy = RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
+        *self.root.write().unwrap_or_else(|e| e.into_inner()) = Some(copy);
+        Ok(r)
+    }
+
+    async fn join(&self, remote: SocketAddr, req: JoinRequest) -> Result<JoinResponse> {
+        let m = &self.manager;
+        if !m.is_leader() {
+            return Err(Error::new(421, format!("not the leader; leader: {}", m.leader_addr().unwrap_or_default())));
+        }
+        let token = JoinToken::parse(&req.token).map_err(|e| Error::invalid(e.to_string()))?;
+        let (cluster_id, worker, manager) = m.read(|s| {
+            s.cluster
+                .as_ref()
+                .map(|c| (c.id.clone(), c.worker_secret.clone(), c.manager_secret.clone()))
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
+        })?;
+        let root = self.issuer()?;
+        let secret = hex(&token.secret);
+        let role = if crate::token::ct_eq(secret.as_bytes(), manager.as_bytes())
+            && token.check_root(&root.digest()).is_ok()
+        {
+            NodeRole::Manager
+        } else if crate::token::ct_eq(secret.as_bytes(), worker.as_bytes())
+            && token.check_root(&root.digest()).is_ok()
+        {
+            NodeRole::Worker
+        } else {
+            return Err(Error::invalid(
+                "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
+            ));
+        };
+        let node_id = ids::new_id();
+        let cert = root
+            .issue(&req.csr_pem, &node_id, role, &cluster_id, None)
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let now = berth_api::timefmt::now();
+        let is_manager = role == NodeRole::Manager;
+        let node = NodeRec {
+            id: node_id.clone(),
+            version: 0,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            spec: api::NodeSpec {
+                role: if is_manager { "manager" } else { "worker" }.to_string(),
+                availability: if req.availability.is_empty() {
+                    "active".to_string()
+                } else {
+                    req.availability.clone()
+                },
+                ..Default::default()
+            },
+            description: req.description.clone(),
+            state: crate::store::NODE_UNKNOWN.to_string(),
+            message: String::new(),
+            addr: remote.ip().to_string(),
+            raft_id: 0,
+            manager_addr: String::new(),
+            advertise_addr: req.advertise_addr.clone(),
+        };
+        m.propose(Command::AddNode { node }).await?;
+        if is_manager {
+            if req.raft_id == 0 || req.advertise_addr.is_empty() {
+                return Err(Error::invalid("a joining manager must give its raft id and address"));
+            }
+            m.raft
+                .add_voter(req.raft_id, req.advertise_addr.clone())
+                .await
+                .map_err(|_| Error::no_leader())?;
+            m.propose(Command::SetManager {
+                id: node_id.clone(),
+                raft_id: req.raft_id,
+                addr: req.advertise_addr.clone(),
+                now,
+            })
+            .await?;
+        }
+        let (members, managers) = m.read(|s| {
+            let members = s.raft_members();
+            let managers = members.iter().map(|(_, a)| a.clone()).collect();
+            (members, managers)
+        });
+        Ok(JoinResponse {
+            node_id,
+            role: if is_manager { "manager" } else { "worker" }.to_string(),
+            cluster_id,
+            cert_pem: cert,
+            root_ca_pem: root.cert_pem().to_string(),
+            members,
+            managers,
+        })
+    }
+
+    async fn handle(&self, peer: Option<PeerInfo>, remote: SocketAddr, req: Request<Incoming>) -> Result<RpcResponse> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        match (method, path.as_str()) {
+            (Method::GET, "/ca") => {
+                let pem = self.manager.read(|s| s.cluster.as_ref().map(|c| c.root_ca_cert.clone()));
+                let pem = pem.ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
+                Ok(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(pem))))
+            }
+            (Method::POST, "/join") => {
+                let body: JoinRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let resp = self.join(remote, body).await?;
+                Ok(rpc::json_response(StatusCode::OK, &resp))
+            }
+            (_, _) => {
+                let peer = peer.ok_or_else(|| Error::new(401, "a node certificate is required"))?;
+                let cluster = self.manager.read(|s| s.cluster.as_ref().map(|c| c.id.clone()));
+                if cluster.as_deref().is_some_and(|c| c != peer.cluster_id) {
+                    return Err(Error::new(403, "certificate of another cluster"));
+                }
+                self.authenticated(peer, remote, req).await
+            }
+        }
+    }
+
+    async fn authenticated(&self, peer: PeerInfo, remote: SocketAddr, req: Request<Incoming>) -> Result<RpcResponse> {
+        let path = req.uri().path().to_string();
+        let m = &self.manager;
+        // Nodes removed from the cluster lose access even with a valid certificate.
+        if !m.read(|s| s.nodes.contains_key(&peer.node_id)) && m.read(|s| s.cluster.is_some()) {
+            return Err(Error::new(403, format!("node {} is not a member of this swarm", peer.node_id)));
+        }
+        match path.as_str() {
+            "/session" => {
+                let body: SessionRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let resp = m.session(&peer.node_id, &remote.ip().to_string(), body).await?;
+                Ok(rpc::json_response(StatusCode::OK, &resp))
+            }
+            "/renew" => {
+                if !m.is_leader() {
+                    return Err(Error::new(421, format!("not the leader; leader: {}", m.leader_addr().unwrap_or_default())));
+                }
+                let body: crate::proto::RenewRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let (role, cluster_id) = m.read(|s| {
+                    (
+                        s.nodes.get(&peer.node_id).map(|n| n.spec.role.clone()).unwrap_or_default(),
+                        s.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                    )
+                });
+                let r = if role == "manager" { NodeRole::Manager } else { NodeRole::Worker };
+                let cert = self
+                    .issuer()?
+                    .issue(&body.csr_pem, &peer.node_id, r, &cluster_id, None)
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                Ok(rpc::json_response(
+                    StatusCode::OK,
+                    &crate::proto::RenewResponse { cert_pem: cert, role },
+                ))
+            }
+            "/raft/id" => {
+                let id = m.read(|s| s.nodes.get(&peer.node_id).map(|n| n.raft_id).unwrap_or(0));
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::json!({ "raft_id": id })))
+            }
+            "/raft/step" | "/raft/snapshot" => {
+                if peer.role != NodeRole::Manager {
+                    return Err(Error::new(403, "only managers take part in raft"));
+                }
+                let msgs = if path == "/raft/step" {
+                    let body = rpc::read_body(req.into_body(), crate::net_transport::MAX_STEP_BODY)
+                        .await
+                        .map_err(|e| Error::invalid(e.to_string()))?;
+                    crate::net_transport::decode_step_body(&body).map_err(|e| Error::invalid(e.to_string()))?
+                } else {
+                    vec![crate::net_transport::read_snapshot(req.into_body())
+                        .await
+                        .map_err(|e| Error::invalid(e.to_string()))?]
+                };
+                for msg in msgs {
+                    m.raft.step(msg);
+                }
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
+            }
+            _ => Err(Error::not_found(format!("no route {path}"))),
+        }
+    }
+}
+
+impl rpc::Handler for Port {
+    fn call(&self, peer: Option<PeerInfo>, remote: SocketAddr, req: Request<Incoming>) -> rpc::HandlerFuture {
+        let port = Port {
+            manager: self.manager.clone(),
+            root: self.root.clone(),
+        };
+        Box::pin(async move {
+            match port.handle(peer, remote, req).await {
+                Ok(r) => r,
+                Err(e) => rpc::error_response(
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    &e.message,
+                ),
+            }
+        })
+    }
+}
+
+#[allow(unused_imports)]
+use BodyExt as _;
+#[allow(unused_imports)]
+use ca as _;

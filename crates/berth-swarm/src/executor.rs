@@ -1,0 +1,66 @@
+//! What a node's agent needs from its engine: the node's description, its task containers,
+//! and running or stopping one. The daemon implements it over its container service (as
+//! moby's cluster executor does); the agent never sees a container record.
+
+use berth_api::swarm as api;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A task's container as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskContainer {
+    pub task_id: String,
+    pub container_id: String,
+    pub state: ContainerState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running { pid: i64 },
+    Exited { code: i64, error: String },
+}
+
+/// A secret or config file a task's container gets: the reference from its spec and the
+/// content (secrets are put on a tmpfs, never on a disk).
+#[derive(Debug, Clone)]
+pub struct TaskFile {
+    pub name: String,
+    /// Where it appears in the container (absolute).
+    pub target: String,
+    pub uid: String,
+    pub gid: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// What the agent hands the executor for one task.
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    pub task: api::Task,
+    /// The service's name, for the container name and labels.
+    pub service_name: String,
+    /// This node's id (global tasks are named after it).
+    pub node_id: String,
+    pub secrets: Vec<TaskFile>,
+    pub configs: Vec<TaskFile>,
+    /// Published ports in host mode: (target, published, protocol).
+    pub host_ports: Vec<(u32, u32, String)>,
+}
+
+pub trait Executor: Send + Sync + 'static {
+    /// The node as the managers see it: hostname, platform, resources, engine version, labels.
+    fn describe(&self) -> BoxFut<'_, api::NodeDescription>;
+    /// Every container of a swarm task on this node.
+    fn list(&self) -> BoxFut<'_, Vec<TaskContainer>>;
+    /// Pulls the image if it is missing, creates the container and starts it; returns the
+    /// container's id. An error is the message the task's status shows.
+    fn run(&self, run: TaskRun) -> BoxFut<'_, Result<String, String>>;
+    /// Stops a container (the spec's grace period, else the engine's default).
+    fn stop(&self, container_id: String, grace: Option<Duration>) -> BoxFut<'_, Result<(), String>>;
+    /// Removes a container and what was made for it (secret tmpfs, anonymous volumes).
+    fn remove(&self, container_id: String) -> BoxFut<'_, Result<(), String>>;
+}

@@ -1,0 +1,362 @@
+//! A manager: its Raft member holding the replicated state (every manager applies every
+//! command), proposals with Docker's errors, and — while it leads — the dispatcher (agent
+//! sessions, liveness verdicts) and the orchestration loop.
+
+use crate::error::{Error, Result};
+use crate::orchestrator;
+use crate::proto::{Payload, SessionRequest, SessionResponse};
+use crate::raft::{self, Bootstrap, ProposeError, RaftHandle, StateMachine, Transport};
+use crate::store::{Command, State, NODE_DOWN, NODE_READY};
+use crate::view;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+/// berth's default dispatcher heartbeat period (Docker's is 5 s); a node is declared down
+/// after three periods and a second of silence, so a 2 s stall is no verdict.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The state machine the Raft member applies: the shared state.
+struct Machine {
+    state: Arc<RwLock<State>>,
+}
+
+impl StateMachine for Machine {
+    fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
+        let res: Result<Value> = match serde_json::from_slice::<Command>(data) {
+            Ok(cmd) => {
+                let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+                s.apply(index, cmd)
+            }
+            Err(e) => Err(Error::internal(format!("undecodable swarm command: {e}"))),
+        };
+        serde_json::to_vec(&res).unwrap_or_default()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        serde_json::to_vec(&*s).unwrap_or_default()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> std::result::Result<(), String> {
+        let st: State = if data.is_empty() {
+            State::default()
+        } else {
+            serde_json::from_slice(data).map_err(|e| format!("swarm state snapshot: {e}"))?
+        };
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = st;
+        Ok(())
+    }
+}
+
+pub struct Manager {
+    pub node_id: String,
+    pub raft: RaftHandle,
+    state: Arc<RwLock<State>>,
+    /// Leader only: when each node's agent last called.
+    sessions: Mutex<HashMap<String, Instant>>,
+    /// Leader only: since when this member leads (nodes get a grace period from then).
+    leading_since: Mutex<Option<Instant>>,
+}
+
+impl Manager {
+    pub fn start<T: Transport>(
+        node_id: String,
+        cfg: raft::Config,
+        transport: Arc<T>,
+        boot: Bootstrap,
+    ) -> Result<Arc<Manager>> {
+        let state = Arc::new(RwLock::new(State::default()));
+        let machine = Machine {
+            state: state.clone(),
+        };
+        let raft = RaftHandle::start(cfg, machine, transport, boot)
+            .map_err(|e| Error::internal(format!("starting the swarm's raft member: {e}")))?;
+        Ok(Arc::new(Manager {
+            node_id,
+            raft,
+            state,
+            sessions: Mutex::new(HashMap::new()),
+            leading_since: Mutex::new(None),
+        }))
+    }
+
+    /// Reads the replicated state as this manager has applied it.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&s)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let st = self.raft.status();
+        st.leader != 0 && st.leader == st.id
+    }
+
+    /// The swarm address of the current leader, if one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let st = self.raft.status();
+        if st.leader == 0 {
+            return None;
+        }
+        st.members
+            .iter()
+            .find(|(id, _)| *id == st.leader)
+            .map(|(_, a)| a.clone())
+    }
+
+    /// Proposes a command and waits until this manager has applied it.
+    pub async fn propose(&self, cmd: Command) -> Result<Value> {
+        let data = serde_json::to_vec(&cmd)
+            .map_err(|e| Error::internal(format!("encoding a swarm command: {e}")))?;
+        match self.raft.propose(data).await {
+            Ok(out) => serde_json::from_slice::<Result<Value>>(&out)
+                .map_err(|e| Error::internal(format!("decoding a swarm result: {e}")))?,
+            Err(ProposeError::NoLeader | ProposeError::Timeout) => Err(Error::no_leader()),
+            Err(ProposeError::Stopped | ProposeError::Removed) => {
+                Err(Error::unavailable(crate::error::NOT_MANAGER))
+            }
+            Err(ProposeError::Rejected(m)) => Err(Error::internal(m)),
+        }
+    }
+
+    /// The dispatcher's heartbeat period as the cluster spec sets it.
+    pub fn heartbeat(&self) -> Duration {
+        self.read(|s| {
+            s.cluster
+                .as_ref()
+                .and_then(|c| c.spec.dispatcher.as_ref())
+                .and_then(|d| d.heartbeat_period)
+                .filter(|n| *n > 0)
+                .map(|n| Duration::from_nanos(n as u64))
+                .unwrap_or(DEFAULT_HEARTBEAT)
+        })
+    }
+
+    /// One call of an agent's session (leader only): the heartbeat, the node's task states,
+    /// and its assignments once they differ from what it holds (long poll).
+    pub async fn session(
+        &self,
+        node_id: &str,
+        addr: &str,
+        req: SessionRequest,
+    ) -> Result<SessionResponse> {
+        if !self.is_leader() {
+            return Err(not_leader(self.leader_addr()));
+        }
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node_id.to_string(), Instant::now());
+        let (known, ready, same_addr) = self.read(|s| match s.nodes.get(node_id) {
+            Some(n) => (true, n.state == NODE_READY, n.addr == addr),
+            None => (false, false, false),
+        });
+        if !known {
+            return Err(Error::new(403, format!("node {node_id} is not a member of this swarm")));
+        }
+        if !ready || !same_addr || req.description.is_some() {
+            self.propose(Command::NodeStatus {
+                id: node_id.to_string(),
+                state: NODE_READY.to_string(),
+                message: String::new(),
+                addr: addr.to_string(),
+                description: req.description.clone(),
+                now: berth_api::timefmt::now(),
+            })
+            .await?;
+        }
+        if !req.statuses.is_empty() {
+            self.propose(Command::TaskStatus {
+                node: node_id.to_string(),
+                updates: req.statuses.clone(),
+            })
+            .await?;
+        }
+        let heartbeat = self.heartbeat();
+        let wait = Duration::from_millis(req.wait_ms).min(heartbeat);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut applied = self.raft.applied();
+        loop {
+            let resp = self.read(|s| assignments(s, node_id, heartbeat));
+            if resp.digest != req.known || wait.is_zero() {
+                return Ok(resp);
+            }
+            tokio::select! {
+                r = applied.changed() => {
+                    if r.is_err() {
+                        return Ok(unchanged(resp));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(unchanged(resp)),
+            }
+            if !self.is_leader() {
+                return Err(not_leader(self.leader_addr()));
+            }
+        }
+    }
+
+    /// The leader's loop: liveness verdicts and orchestration passes, while this member leads.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut applied = self.raft.applied();
+        let mut mem = orchestrator::Memory::default();
+        loop {
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            if !self.is_leader() {
+                *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                mem = orchestrator::Memory::default();
+                continue;
+            }
+            let since = *self
+                .leading_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Instant::now);
+            self.liveness(since).await;
+            let cmds = self.read(|s| orchestrator::pass(s, &mut mem, SystemTime::now()));
+            for c in cmds {
+                if let Err(e) = self.propose(c).await {
+                    tracing::debug!("swarm orchestrator: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Marks nodes whose agent went silent as down (three heartbeat periods and a second).
+    async fn liveness(&self, since: Instant) {
+        let grace = self.heartbeat() * 3 + Duration::from_secs(1);
+        let now = Instant::now();
+        let silent: Vec<String> = {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            self.read(|s| {
+                s.nodes
+                    .values()
+                    .filter(|n| n.state != NODE_DOWN)
+                    .filter(|n| {
+                        let last = sessions.get(&n.id).copied().unwrap_or(since).max(since);
+                        now.duration_since(last) > grace
+                    })
+                    .map(|n| n.id.clone())
+                    .collect()
+            })
+        };
+        for id in silent {
+            let _ = self
+                .propose(Command::NodeStatus {
+                    id,
+                    state: NODE_DOWN.to_string(),
+                    message: "heartbeat failure".to_string(),
+                    addr: String::new(),
+                    description: None,
+                    now: berth_api::timefmt::now(),
+                })
+                .await;
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.raft.stop().await;
+    }
+}
+
+/// A follower's answer to an agent: where the leader is.
+fn not_leader(leader: Option<String>) -> Error {
+    Error::new(421, format!("not the leader; leader: {}", leader.unwrap_or_default()))
+}
+
+fn unchanged(mut r: SessionResponse) -> SessionResponse {
+    r.unchanged = true;
+    r.tasks.clear();
+    r.services.clear();
+    r.ports.clear();
+    r.secrets.clear();
+    r.configs.clear();
+    r
+}
+
+/// The node's assignments: its tasks (until they are reaped), the services' names and ports,
+/// and the secrets and configs its running tasks use.
+pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResponse {
+    let tasks: Vec<_> = s
+        .tasks
+        .values()
+        .filter(|t| t.node_id == node_id)
+        .map(|t| view::task(s, t))
+        .collect();
+    let mut services: Vec<(String, String)> = Vec::new();
+    let mut ports = Vec::new();
+    let mut secrets: Vec<Payload> = Vec::new();
+    let mut configs: Vec<Payload> = Vec::new();
+    for t in &tasks {
+        if !services.iter().any(|(id, _)| *id == t.service_id) {
+            if let Some(svc) = s.services.get(&t.service_id) {
+                services.push((svc.id.clone(), svc.spec.name.clone()));
+                ports.push((svc.id.clone(), svc.ports.clone()));
+            }
+        }
+        if let Some(cs) = &t.spec.container_spec {
+            for r in &cs.secrets {
+                if secrets.iter().any(|p| p.id == r.secret_id) {
+                    continue;
+                }
+                if let Some(sec) = s.secrets.get(&r.secret_id) {
+                    secrets.push(Payload {
+                        id: sec.id.clone(),
+                        name: sec.spec.name.clone(),
+                        data: view::secret_bytes(&sec.spec.data),
+                    });
+                }
+            }
+            for r in &cs.configs {
+                if configs.iter().any(|p| p.id == r.config_id) {
+                    continue;
+                }
+                if let Some(c) = s.configs.get(&r.config_id) {
+                    configs.push(Payload {
+                        id: c.id.clone(),
+                        name: c.spec.name.clone(),
+                        data: view::secret_bytes(&c.spec.data),
+                    });
+                }
+            }
+        }
+    }
+    let managers: Vec<String> = s
+        .nodes
+        .values()
+        .filter(|n| n.raft_id != 0 && !n.manager_addr.is_empty())
+        .map(|n| n.manager_addr.clone())
+        .collect();
+    let role = s
+        .nodes
+        .get(node_id)
+        .map(|n| n.spec.role.clone())
+        .unwrap_or_default();
+    let digest = {
+        let body = serde_json::to_vec(&(&tasks, &services, &ports, &secrets, &configs, &managers, &role))
+            .unwrap_or_default();
+        let d = ring::digest::digest(&ring::digest::SHA256, &body);
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    };
+    SessionResponse {
+        digest,
+        unchanged: false,
+        tasks,
+        services,
+        ports,
+        secrets,
+        configs,
+        managers,
+        heartbeat_ms: heartbeat.as_millis() as u64,
+        role,
+    }
+}

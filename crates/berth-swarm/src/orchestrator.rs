@@ -1,0 +1,961 @@
+//! The leader's control loop as a pure function of the replicated state: the orchestrators
+//! (replicated, global, jobs; restart policies; replacing tasks of dead or drained nodes),
+//! the rolling updater with rollback, the scheduler (filters and spread) and the task reaper.
+//! One pass yields the commands that move the state towards the services' specs.
+
+use crate::ids::new_id;
+use crate::store::{is_terminal, state_rank, Command, NodeRec, ServiceRec, State, TaskRec};
+use crate::store::{NODE_DOWN, NODE_READY};
+use berth_api::swarm as api;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+/// Docker's defaults (api/defaults/service.go).
+const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
+const DEFAULT_MONITOR: Duration = Duration::from_secs(5);
+const DEFAULT_HISTORY: usize = 5;
+
+/// What the leader keeps between passes (lost on a leader change, as swarmkit's).
+#[derive(Default)]
+pub struct Memory {
+    /// When the updater last finished a batch of a service (for `UpdateConfig.Delay`).
+    batch_done: HashMap<String, SystemTime>,
+    /// Services with a batch under way.
+    batch_open: std::collections::HashSet<String>,
+}
+
+pub enum Mode {
+    Replicated(u64),
+    Global,
+    ReplicatedJob { max_concurrent: u64, total: u64 },
+    GlobalJob,
+}
+
+pub fn mode(s: &api::ServiceSpec) -> Mode {
+    let m = &s.mode;
+    if let Some(j) = &m.replicated_job {
+        let total = j.total_completions.unwrap_or(1);
+        let max = j.max_concurrent.unwrap_or(1).max(1);
+        Mode::ReplicatedJob {
+            max_concurrent: max,
+            total,
+        }
+    } else if m.global_job.is_some() {
+        Mode::GlobalJob
+    } else if m.global.is_some() {
+        Mode::Global
+    } else {
+        Mode::Replicated(m.replicated.as_ref().and_then(|r| r.replicas).unwrap_or(1))
+    }
+}
+
+pub fn is_job(s: &api::ServiceSpec) -> bool {
+    matches!(mode(s), Mode::ReplicatedJob { .. } | Mode::GlobalJob)
+}
+
+struct Restart {
+    condition: String,
+    delay: Duration,
+    max_attempts: u64,
+    window: Duration,
+}
+
+fn restart_policy(spec: &api::TaskSpec, job: bool) -> Restart {
+    let p = spec.restart_policy.clone().unwrap_or_default();
+    let condition = if p.condition.is_empty() {
+        if job { "on-failure" } else { "any" }.to_string()
+    } else {
+        p.condition
+    };
+    Restart {
+        condition,
+        delay: p
+            .delay
+            .filter(|d| *d >= 0)
+            .map(|d| Duration::from_nanos(d as u64))
+            .unwrap_or(DEFAULT_RESTART_DELAY),
+        max_attempts: p.max_attempts.unwrap_or(0),
+        window: p
+            .window
+            .filter(|d| *d > 0)
+            .map(|d| Duration::from_nanos(d as u64))
+            .unwrap_or(Duration::ZERO),
+    }
+}
+
+pub struct UpdateCfg {
+    pub parallelism: u64,
+    pub delay: Duration,
+    pub failure_action: String,
+    pub monitor: Duration,
+    pub max_failure_ratio: f64,
+    pub order: String,
+}
+
+pub fn update_cfg(s: &api::ServiceSpec, rollback: bool) -> UpdateCfg {
+    let c = if rollback {
+        s.rollback_config.clone()
+    } else {
+        s.update_config.clone()
+    }
+    .unwrap_or_default();
+    let nanos = |n: i64| Duration::from_nanos(n.max(0) as u64);
+    UpdateCfg {
+        parallelism: c.parallelism,
+        delay: nanos(c.delay),
+        failure_action: if c.failure_action.is_empty() {
+            "pause".to_string()
+        } else {
+            c.failure_action
+        },
+        monitor: if c.monitor > 0 {
+            nanos(c.monitor)
+        } else {
+            DEFAULT_MONITOR
+        },
+        max_failure_ratio: c.max_failure_ratio,
+        order: if c.order.is_empty() {
+            "stop-first".to_string()
+        } else {
+            c.order
+        },
+    }
+}
+
+fn ts(s: &str) -> Option<SystemTime> {
+    berth_api::timefmt::parse(s)
+}
+
+fn stamp(t: SystemTime) -> String {
+    berth_api::timefmt::rfc3339_nano(t)
+}
+
+/// A task that still counts for its slot: wanted running, or told to stop but not stopped
+/// yet (stop-first waits for it), unless its node is gone.
+fn is_live(t: &TaskRec, nodes: &BTreeMap<String, NodeRec>) -> bool {
+    if t.desired_state == "remove" {
+        return false;
+    }
+    let ended = is_terminal(&t.status.state);
+    if !t.node_id.is_empty() {
+        match nodes.get(&t.node_id) {
+            Some(n) if n.state == NODE_DOWN => return false,
+            None => return false,
+            _ => {}
+        }
+    }
+    if state_rank(&t.desired_state) <= state_rank("running") {
+        !ended
+    } else {
+        !ended && !t.node_id.is_empty()
+    }
+}
+
+fn wants_running(t: &TaskRec) -> bool {
+    state_rank(&t.desired_state) <= state_rank("running")
+}
+
+/// Whether node `n` satisfies the constraint expressions (`key==value`, `key!=value`).
+pub fn constraints_met(n: &NodeRec, constraints: &[String]) -> bool {
+    constraints.iter().all(|c| {
+        let (key, want, eq) = if let Some((k, v)) = c.split_once("!=") {
+            (k.trim(), v.trim(), false)
+        } else if let Some((k, v)) = c.split_once("==") {
+            (k.trim(), v.trim(), true)
+        } else {
+            return false;
+        };
+        let have: Option<String> = match key.to_ascii_lowercase().as_str() {
+            "node.id" => Some(n.id.clone()),
+            "node.hostname" => Some(n.description.hostname.clone()),
+            "node.role" => Some(n.spec.role.clone()),
+            "node.ip" => Some(n.addr.clone()),
+            "node.platform.os" => Some(n.description.platform.os.clone()),
+            "node.platform.arch" => Some(n.description.platform.architecture.clone()),
+            _ => {
+                if let Some(l) = key.strip_prefix("node.labels.") {
+                    n.spec.labels.get(l).cloned()
+                } else if let Some(l) = key.strip_prefix("engine.labels.") {
+                    n.description.engine.labels.get(l).cloned()
+                } else {
+                    None
+                }
+            }
+        };
+        let matches = match have {
+            // Hostnames and roles compare without case, as swarmkit's.
+            Some(h) => h.eq_ignore_ascii_case(want),
+            None => false,
+        };
+        matches == eq
+    })
+}
+
+fn placement(spec: &api::TaskSpec) -> api::Placement {
+    spec.placement.clone().unwrap_or_default()
+}
+
+/// Nodes a task of this spec may run on (readiness, availability, constraints).
+fn eligible<'a>(state: &'a State, spec: &api::TaskSpec) -> Vec<&'a NodeRec> {
+    let p = placement(spec);
+    state
+        .nodes
+        .values()
+        .filter(|n| n.state == NODE_READY && n.spec.availability == "active")
+        .filter(|n| constraints_met(n, &p.constraints))
+        .collect()
+}
+
+fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
+    let t = stamp(now);
+    TaskRec {
+        id: new_id(),
+        version: 0,
+        created_at: t.clone(),
+        updated_at: t.clone(),
+        service_id: s.id.clone(),
+        slot,
+        node_id: node.to_string(),
+        spec: s.spec.task_template.clone(),
+        spec_version: s.spec_version,
+        status: api::TaskStatus {
+            timestamp: t,
+            state: if node.is_empty() { "pending" } else { "assigned" }.to_string(),
+            message: if node.is_empty() {
+                "pending task scheduling".to_string()
+            } else {
+                "scheduler assigned task to node".to_string()
+            },
+            ..Default::default()
+        },
+        desired_state: "running".to_string(),
+        job_iteration: if is_job(&s.spec) {
+            Some(s.job_iteration)
+        } else {
+            None
+        },
+    }
+}
+
+struct Pass<'a> {
+    state: &'a State,
+    now: SystemTime,
+    put: BTreeMap<String, TaskRec>,
+    remove: Vec<String>,
+    other: Vec<Command>,
+}
+
+impl<'a> Pass<'a> {
+    /// The task as this pass left it.
+    fn task(&self, id: &str) -> Option<&TaskRec> {
+        self.put.get(id).or_else(|| self.state.tasks.get(id))
+    }
+
+    fn shut_down(&mut self, t: &TaskRec, why: &str) {
+        let mut t = self.task(&t.id).cloned().unwrap_or_else(|| t.clone());
+        if t.desired_state == "shutdown" || t.desired_state == "remove" {
+            return;
+        }
+        t.desired_state = "shutdown".to_string();
+        if t.node_id.is_empty() || t.status.state == "pending" {
+            // Never placed: it ends here.
+            t.status.state = "shutdown".to_string();
+            t.status.message = why.to_string();
+            t.status.timestamp = stamp(self.now);
+        }
+        t.updated_at = stamp(self.now);
+        self.put.insert(t.id.clone(), t);
+    }
+
+    fn add(&mut self, t: TaskRec) {
+        self.put.insert(t.id.clone(), t);
+    }
+
+    /// The tasks of a service as this pass sees them.
+    fn tasks_of(&self, service: &str) -> Vec<TaskRec> {
+        let mut v: Vec<TaskRec> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == service)
+            .map(|t| self.put.get(&t.id).cloned().unwrap_or_else(|| t.clone()))
+            .collect();
+        v.extend(
+            self.put
+                .values()
+                .filter(|t| t.service_id == service && !self.state.tasks.contains_key(&t.id))
+                .cloned(),
+        );
+        v
+    }
+}
+
+/// One pass of the leader: the commands to propose (empty when nothing is to be done).
+pub fn pass(state: &State, mem: &mut Memory, now: SystemTime) -> Vec<Command> {
+    let mut p = Pass {
+        state,
+        now,
+        put: BTreeMap::new(),
+        remove: Vec::new(),
+        other: Vec::new(),
+    };
+    for s in state.services.values() {
+        match mode(&s.spec) {
+            Mode::Replicated(n) => replicated(&mut p, mem, s, n),
+            Mode::Global => global(&mut p, mem, s, false),
+            Mode::ReplicatedJob {
+                max_concurrent,
+                total,
+            } => replicated_job(&mut p, s, max_concurrent, total),
+            Mode::GlobalJob => global(&mut p, mem, s, true),
+        }
+    }
+    schedule(&mut p);
+    reap(&mut p);
+    let mut out = Vec::new();
+    if !p.put.is_empty() || !p.remove.is_empty() {
+        out.push(Command::Tasks {
+            put: p.put.into_values().collect(),
+            remove: p.remove,
+        });
+    }
+    out.extend(p.other);
+    out
+}
+
+/// Whether a task that ended should be replaced, and from when on.
+fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec, history: &[TaskRec]) -> Option<SystemTime> {
+    let policy = restart_policy(&s.spec.task_template, is_job(&s.spec));
+    let failed = matches!(ended.status.state.as_str(), "failed" | "rejected");
+    let node_gone = p
+        .state
+        .nodes
+        .get(&ended.node_id)
+        .is_none_or(|n| n.state == NODE_DOWN || n.spec.availability == "drain");
+    if !node_gone {
+        match policy.condition.as_str() {
+            "none" => return None,
+            "on-failure" if !failed => return None,
+            _ => {}
+        }
+        if policy.max_attempts > 0 {
+            let since = if policy.window.is_zero() {
+                SystemTime::UNIX_EPOCH
+            } else {
+                p.now
+                    .checked_sub(policy.window)
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            };
+            let attempts = history
+                .iter()
+                .filter(|t| t.spec_version == s.spec_version)
+                .filter(|t| ts(&t.created_at).is_some_and(|c| c >= since))
+                .count() as u64;
+            // The first run is not a restart.
+            if attempts > policy.max_attempts {
+                return None;
+            }
+        }
+    }
+    // A task lost with its node (or drained away) is replaced at once: it did not fail.
+    if node_gone || ended.status.state == "orphaned" {
+        return Some(p.now);
+    }
+    let end = ts(&ended.status.timestamp).unwrap_or(p.now);
+    Some(end + policy.delay)
+}
+
+fn replicated(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, replicas: u64) {
+    let tasks = p.tasks_of(&s.id);
+    let nodes = &p.state.nodes;
+    let mut slots: BTreeMap<u64, Vec<TaskRec>> = BTreeMap::new();
+    for t in &tasks {
+        slots.entry(t.slot).or_default().push(t.clone());
+    }
+    // A slot is occupied while one of its tasks is wanted running or still stopping.
+    let mut occupied: Vec<u64> = slots
+        .iter()
+        .filter(|(_, ts)| ts.iter().any(|t| wants_running(t) || is_live(t, nodes)))
+        .map(|(k, _)| *k)
+        .collect();
+    // Scale down: the slots beyond the count, from the most loaded nodes first.
+    if occupied.len() as u64 > replicas {
+        let node_of = |slot: &u64| -> String {
+            slots[slot]
+                .iter()
+                .find(|t| is_live(t, nodes))
+                .map(|t| t.node_id.clone())
+                .unwrap_or_default()
+        };
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        for slot in &occupied {
+            *per_node.entry(node_of(slot)).or_default() += 1;
+        }
+        let mut order = occupied.clone();
+        order.sort_by_key(|slot| {
+            let live = slots[slot].iter().any(|t| is_live(t, nodes));
+            (
+                live,
+                std::cmp::Reverse(per_node.get(&node_of(slot)).copied().unwrap_or(0)),
+                std::cmp::Reverse(*slot),
+            )
+        });
+        let excess = occupied.len() - replicas as usize;
+        for slot in order.into_iter().take(excess) {
+            for t in slots[&slot].clone() {
+                p.shut_down(&t, "shutdown by scale down");
+            }
+            occupied.retain(|x| *x != slot);
+        }
+    }
+    // Scale up: the lowest free slot numbers.
+    let mut next = 1;
+    while (occupied.len() as u64) < replicas {
+        while occupied.contains(&next) {
+            next += 1;
+        }
+        occupied.push(next);
+    }
+    occupied.sort_unstable();
+    for slot in occupied {
+        let history = slots.get(&slot).cloned().unwrap_or_default();
+        if history.iter().any(|t| is_live(t, nodes)) {
+            continue;
+        }
+        // The slot's task ended (or was lost with its node): replace it when the restart
+        // policy allows; a slot without a wanted task gets its first one.
+        let last = history
+            .iter()
+            .filter(|t| wants_running(t))
+            .max_by(|a, b| a.created_at.cmp(&b.created_at));
+        match last {
+            None => p.add(new_task(s, slot, "", p.now)),
+            Some(t) => {
+                if restart_due(p, s, t, &history).is_some_and(|d| d <= p.now) {
+                    p.shut_down(t, "task replaced");
+                    p.add(new_task(s, slot, "", p.now));
+                }
+            }
+        }
+    }
+    rolling_update(p, mem, s);
+}
+
+fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
+    let tasks = p.tasks_of(&s.id);
+    let eligible: Vec<String> = eligible(p.state, &s.spec.task_template)
+        .into_iter()
+        .map(|n| n.id.clone())
+        .collect();
+    let nodes = &p.state.nodes;
+    let mut by_node: BTreeMap<String, Vec<TaskRec>> = BTreeMap::new();
+    for t in &tasks {
+        by_node.entry(t.node_id.clone()).or_default().push(t.clone());
+    }
+    for (node, ts) in &by_node {
+        if !eligible.contains(node) {
+            for t in ts.iter().filter(|t| wants_running(t)) {
+                p.shut_down(t, "node is not eligible");
+            }
+        }
+    }
+    for node in &eligible {
+        let history: Vec<TaskRec> = by_node
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !job || t.job_iteration == Some(s.job_iteration))
+            .collect();
+        if history.iter().any(|t| is_live(t, nodes)) {
+            continue;
+        }
+        let last = history
+            .iter()
+            .filter(|t| wants_running(t))
+            .max_by(|a, b| a.created_at.cmp(&b.created_at));
+        match last {
+            None => {
+                let done = job && history.iter().any(|t| t.status.state == "complete");
+                if !done {
+                    p.add(new_task(s, 0, node, p.now));
+                }
+            }
+            Some(t) if job && t.status.state == "complete" => {}
+            Some(t) => {
+                if restart_due(p, s, t, &history).is_some_and(|d| d <= p.now) {
+                    p.shut_down(t, "task replaced");
+                    p.add(new_task(s, 0, node, p.now));
+                }
+            }
+        }
+    }
+    if !job {
+        rolling_update(p, mem, s);
+    }
+}
+
+fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64) {
+    let tasks: Vec<TaskRec> = p
+        .tasks_of(&s.id)
+        .into_iter()
+        .filter(|t| t.job_iteration == Some(s.job_iteration))
+        .collect();
+    let nodes = &p.state.nodes;
+    let done = tasks.iter().filter(|t| t.status.state == "complete").count() as u64;
+    let running: Vec<&TaskRec> = tasks.iter().filter(|t| is_live(t, nodes)).collect();
+    // Failed ones are retried in their slot per the restart policy (on-failure by default).
+    let mut slots_busy: Vec<u64> = running.iter().map(|t| t.slot).collect();
+    let mut retry = Vec::new();
+    let mut by_slot: BTreeMap<u64, Vec<TaskRec>> = BTreeMap::new();
+    for t in &tasks {
+        by_slot.entry(t.slot).or_default().push(t.clone());
+    }
+    for (slot, hist) in &by_slot {
+        if slots_busy.contains(slot) || hist.iter().any(|t| t.status.state == "complete") {
+            continue;
+        }
+        if let Some(last) = hist.iter().max_by(|a, b| a.created_at.cmp(&b.created_at)) {
+            if restart_due(p, s, last, hist).is_some_and(|d| d <= p.now) {
+                retry.push(*slot);
+            }
+        }
+    }
+    let mut active = running.len() as u64;
+    for slot in retry {
+        if active >= max_concurrent || done + active >= total {
+            break;
+        }
+        p.add(new_task(s, slot, "", p.now));
+        slots_busy.push(slot);
+        active += 1;
+    }
+    let mut next = 1;
+    let used: Vec<u64> = by_slot.keys().copied().collect();
+    while active < max_concurrent && done + active < total {
+        while used.contains(&next) || slots_busy.contains(&next) {
+            next += 1;
+        }
+        p.add(new_task(s, next, "", p.now));
+        slots_busy.push(next);
+        active += 1;
+    }
+}
+
+/// Rolling update (and rollback) of a service's out-of-date tasks, batch by batch.
+fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
+    let Some(us) = s.update_status.as_ref() else {
+        return;
+    };
+    let rollback = us.state.starts_with("rollback");
+    if !(us.state == "updating" || us.state == "rollback_started") {
+        return;
+    }
+    let cfg = update_cfg(&s.spec, rollback);
+    let nodes = &p.state.nodes;
+    let tasks = p.tasks_of(&s.id);
+    let live: Vec<&TaskRec> = tasks.iter().filter(|t| is_live(t, nodes)).collect();
+    let fresh: Vec<&TaskRec> = tasks
+        .iter()
+        .filter(|t| t.spec_version == s.spec_version)
+        .collect();
+    // Out-of-date tasks whose slot (or node) has no up-to-date task under way yet.
+    let same_place = |a: &TaskRec, b: &TaskRec| {
+        a.slot == b.slot && (a.slot != 0 || a.node_id == b.node_id)
+    };
+    let old: Vec<&TaskRec> = live
+        .iter()
+        .copied()
+        .filter(|t| t.spec_version != s.spec_version && wants_running(t))
+        .filter(|t| {
+            !fresh
+                .iter()
+                .any(|f| same_place(f, t) && wants_running(f) && is_live(f, nodes))
+        })
+        .collect();
+    // Failures of updated tasks within the monitor window.
+    let failed: Vec<&TaskRec> = fresh
+        .iter()
+        .copied()
+        .filter(|t| matches!(t.status.state.as_str(), "failed" | "rejected"))
+        .filter(|t| {
+            ts(&t.created_at).is_some_and(|c| c + cfg.monitor + cfg.delay >= p.now)
+        })
+        .collect();
+    let updated = fresh.len().max(1) as f64;
+    if !failed.is_empty() && failed.len() as f64 / updated > cfg.max_failure_ratio {
+        let task = failed[0];
+        let what = if rollback { "rollback" } else { "update" };
+        match cfg.failure_action.as_str() {
+            "rollback" if !rollback => {
+                p.other.push(Command::ServiceStatus {
+                    id: s.id.clone(),
+                    update_status: Some(api::UpdateStatus {
+                        state: "rollback_started".to_string(),
+                        started_at: stamp(p.now),
+                        message: format!(
+                            "update rolled back due to failure or early termination of task {}",
+                            task.id
+                        ),
+                        ..Default::default()
+                    }),
+                    roll_back: true,
+                    now: stamp(p.now),
+                });
+                return;
+            }
+            "continue" => {}
+            _ => {
+                p.other.push(Command::ServiceStatus {
+                    id: s.id.clone(),
+                    update_status: Some(api::UpdateStatus {
+                        state: if rollback { "rollback_paused" } else { "paused" }.to_string(),
+                        started_at: us.started_at.clone(),
+                        message: format!(
+                            "{what} paused due to failure or early termination of task {}",
+                            task.id
+                        ),
+                        ..Default::default()
+                    }),
+                    roll_back: false,
+                    now: stamp(p.now),
+                });
+                return;
+            }
+        }
+    }
+    // Updated tasks not yet running (or running for less than the monitor period) hold a
+    // batch open.
+    let in_flight = fresh
+        .iter()
+        .filter(|t| wants_running(t) && is_live(t, nodes))
+        .filter(|t| {
+            t.status.state != "running"
+                || ts(&t.status.timestamp).is_some_and(|r| r + cfg.monitor > p.now)
+        })
+        .count() as u64
+        + live
+            .iter()
+            .filter(|t| t.spec_version != s.spec_version && !wants_running(t))
+            .count() as u64;
+    if in_flight > 0 {
+        mem.batch_open.insert(s.id.clone());
+    } else if mem.batch_open.remove(&s.id) {
+        mem.batch_done.insert(s.id.clone(), p.now);
+    }
+    // start-first: old tasks whose slot has a running up-to-date task go.
+    if cfg.order == "start-first" {
+        for t in tasks
+            .iter()
+            .filter(|t| t.spec_version != s.spec_version && is_live(t, nodes))
+        {
+            let replaced = fresh
+                .iter()
+                .any(|n| same_place(n, t) && n.status.state == "running");
+            if replaced {
+                p.shut_down(t, "shutdown for update");
+            }
+        }
+    }
+    if old.is_empty() {
+        if in_flight == 0 {
+            p.other.push(Command::ServiceStatus {
+                id: s.id.clone(),
+                update_status: Some(api::UpdateStatus {
+                    state: if rollback { "rollback_completed" } else { "completed" }.to_string(),
+                    started_at: us.started_at.clone(),
+                    completed_at: stamp(p.now),
+                    message: if rollback {
+                        "rollback completed".to_string()
+                    } else {
+                        "update completed".to_string()
+                    },
+                }),
+                roll_back: false,
+                now: stamp(p.now),
+            });
+            mem.batch_done.remove(&s.id);
+            mem.batch_open.remove(&s.id);
+        }
+        return;
+    }
+    let parallel = if cfg.parallelism == 0 {
+        old.len() as u64
+    } else {
+        cfg.parallelism
+    };
+    if in_flight >= parallel {
+        return;
+    }
+    if in_flight == 0 {
+        if let Some(done) = mem.batch_done.get(&s.id) {
+            if *done + cfg.delay > p.now {
+                return;
+            }
+        }
+    }
+    let room = (parallel - in_flight) as usize;
+    for t in old.into_iter().take(room) {
+        if cfg.order == "start-first" {
+            // The new task first; the old one is shut down once the new one runs.
+            p.add(new_task(s, t.slot, if t.slot == 0 { &t.node_id } else { "" }, p.now));
+        } else {
+            p.shut_down(t, "shutdown for update");
+        }
+        mem.batch_open.insert(s.id.clone());
+    }
+}
+
+/// Places pending tasks on nodes: readiness and availability, constraints, max replicas per
+/// node, host-mode port clashes and reservations; then spread by the placement preferences,
+/// the node's count of this service's tasks and its count of all tasks.
+fn schedule(p: &mut Pass) {
+    let pending: Vec<TaskRec> = {
+        let mut v: Vec<TaskRec> = p
+            .state
+            .tasks
+            .values()
+            .map(|t| p.put.get(&t.id).cloned().unwrap_or_else(|| t.clone()))
+            .chain(
+                p.put
+                    .values()
+                    .filter(|t| !p.state.tasks.contains_key(&t.id))
+                    .cloned(),
+            )
+            .filter(|t| t.status.state == "pending" && t.node_id.is_empty() && wants_running(t))
+            .collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.slot.cmp(&b.slot)));
+        v
+    };
+    if pending.is_empty() {
+        return;
+    }
+    // Live tasks per node (all services) and per (node, service), updated as tasks are placed.
+    let nodes = &p.state.nodes;
+    let mut load: HashMap<String, usize> = HashMap::new();
+    let mut per_service: HashMap<(String, String), usize> = HashMap::new();
+    let mut host_ports: HashMap<String, Vec<(u32, String)>> = HashMap::new();
+    let mut reserved: HashMap<String, (i64, i64)> = HashMap::new();
+    let all: Vec<TaskRec> = p
+        .state
+        .tasks
+        .values()
+        .map(|t| p.put.get(&t.id).cloned().unwrap_or_else(|| t.clone()))
+        .collect();
+    for t in all.iter().filter(|t| !t.node_id.is_empty() && is_live(t, nodes)) {
+        *load.entry(t.node_id.clone()).or_default() += 1;
+        *per_service
+            .entry((t.node_id.clone(), t.service_id.clone()))
+            .or_default() += 1;
+        if let Some(s) = p.state.services.get(&t.service_id) {
+            for port in s.ports.iter().filter(|x| x.publish_mode == "host") {
+                host_ports
+                    .entry(t.node_id.clone())
+                    .or_default()
+                    .push((port.published_port, port.protocol.clone()));
+            }
+        }
+        let (c, m) = reservation(&t.spec);
+        let e = reserved.entry(t.node_id.clone()).or_default();
+        e.0 += c;
+        e.1 += m;
+    }
+    for mut t in pending {
+        let Some(s) = p.state.services.get(&t.service_id) else {
+            continue;
+        };
+        let pl = placement(&t.spec);
+        let my_ports: Vec<(u32, String)> = s
+            .ports
+            .iter()
+            .filter(|x| x.publish_mode == "host" && x.published_port != 0)
+            .map(|x| (x.published_port, x.protocol.clone()))
+            .collect();
+        let (need_cpu, need_mem) = reservation(&t.spec);
+        let ready: Vec<&NodeRec> = nodes
+            .values()
+            .filter(|n| n.state == NODE_READY && n.spec.availability == "active")
+            .collect();
+        let mut reasons: Vec<&str> = Vec::new();
+        let candidates: Vec<&NodeRec> = ready
+            .iter()
+            .copied()
+            .filter(|n| {
+                if !constraints_met(n, &pl.constraints) {
+                    reasons.push("scheduling constraints not satisfied");
+                    return false;
+                }
+                if pl.max_replicas > 0
+                    && per_service
+                        .get(&(n.id.clone(), s.id.clone()))
+                        .copied()
+                        .unwrap_or(0) as u64
+                        >= pl.max_replicas
+                {
+                    reasons.push("max replicas per node limit exceed");
+                    return false;
+                }
+                let used = host_ports.get(&n.id);
+                if my_ports
+                    .iter()
+                    .any(|mp| used.is_some_and(|u| u.contains(mp)))
+                {
+                    reasons.push("host-mode port already in use");
+                    return false;
+                }
+                let r = reserved.get(&n.id).copied().unwrap_or_default();
+                let res = &n.description.resources;
+                if (need_cpu > 0 && r.0 + need_cpu > res.nano_cpus)
+                    || (need_mem > 0 && r.1 + need_mem > res.memory_bytes)
+                {
+                    reasons.push("insufficient resources");
+                    return false;
+                }
+                true
+            })
+            .collect();
+        if candidates.is_empty() {
+            let msg = if ready.is_empty() {
+                "no suitable node (no ready nodes)".to_string()
+            } else {
+                let mut r = reasons.clone();
+                r.sort_unstable();
+                r.dedup();
+                format!(
+                    "no suitable node ({} on {} node{})",
+                    r.join("; "),
+                    ready.len(),
+                    if ready.len() == 1 { "" } else { "s" }
+                )
+            };
+            if t.status.err != msg {
+                t.status.err = msg;
+                t.status.message = "pending task scheduling".to_string();
+                t.status.timestamp = stamp(p.now);
+                p.put.insert(t.id.clone(), t);
+            }
+            continue;
+        }
+        // Placement preferences: the least used value of each spread label first.
+        let spread_keys: Vec<String> = pl
+            .preferences
+            .iter()
+            .filter_map(|x| x.spread.as_ref().map(|s| s.spread_descriptor.clone()))
+            .collect();
+        let label_of = |n: &NodeRec, key: &str| -> String {
+            if let Some(l) = key.strip_prefix("node.labels.") {
+                n.spec.labels.get(l).cloned().unwrap_or_default()
+            } else if let Some(l) = key.strip_prefix("engine.labels.") {
+                n.description.engine.labels.get(l).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        let mut group_load: Vec<HashMap<String, usize>> = Vec::new();
+        for key in &spread_keys {
+            let mut g: HashMap<String, usize> = HashMap::new();
+            for n in nodes.values() {
+                let c = per_service
+                    .get(&(n.id.clone(), s.id.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                *g.entry(label_of(n, key)).or_default() += c;
+            }
+            group_load.push(g);
+        }
+        let best = candidates
+            .iter()
+            .min_by_key(|n| {
+                let groups: Vec<usize> = spread_keys
+                    .iter()
+                    .zip(&group_load)
+                    .map(|(k, g)| g.get(&label_of(n, k)).copied().unwrap_or(0))
+                    .collect();
+                (
+                    groups,
+                    per_service
+                        .get(&(n.id.clone(), s.id.clone()))
+                        .copied()
+                        .unwrap_or(0),
+                    load.get(&n.id).copied().unwrap_or(0),
+                    n.id.clone(),
+                )
+            })
+            .map(|n| n.id.clone());
+        if let Some(node) = best {
+            *load.entry(node.clone()).or_default() += 1;
+            *per_service.entry((node.clone(), s.id.clone())).or_default() += 1;
+            host_ports.entry(node.clone()).or_default().extend(my_ports);
+            let e = reserved.entry(node.clone()).or_default();
+            e.0 += need_cpu;
+            e.1 += need_mem;
+            t.node_id = node;
+            t.status.state = "assigned".to_string();
+            t.status.message = "scheduler assigned task to node".to_string();
+            t.status.err = String::new();
+            t.status.timestamp = stamp(p.now);
+            t.updated_at = stamp(p.now);
+            p.put.insert(t.id.clone(), t);
+        }
+    }
+}
+
+fn reservation(spec: &api::TaskSpec) -> (i64, i64) {
+    spec.resources
+        .as_ref()
+        .and_then(|r| r.reservations.as_ref())
+        .map(|r| (r.nano_cpus, r.memory_bytes))
+        .unwrap_or((0, 0))
+}
+
+/// Drops tasks beyond the history limit per slot (or node), and the ended tasks of removed
+/// services.
+fn reap(p: &mut Pass) {
+    let limit = p
+        .state
+        .cluster
+        .as_ref()
+        .and_then(|c| c.spec.orchestration.as_ref())
+        .and_then(|o| o.task_history_retention_limit)
+        .map(|l| l.max(0) as usize)
+        .unwrap_or(DEFAULT_HISTORY);
+    let mut groups: BTreeMap<(String, u64, String), Vec<&TaskRec>> = BTreeMap::new();
+    for t in p.state.tasks.values() {
+        let gone_service = !p.state.services.contains_key(&t.service_id);
+        let ended = is_terminal(&t.status.state)
+            || p.state.nodes.get(&t.node_id).is_none_or(|n| n.state == NODE_DOWN);
+        if gone_service || t.desired_state == "remove" {
+            if ended || t.node_id.is_empty() {
+                p.remove.push(t.id.clone());
+            }
+            continue;
+        }
+        let node = if t.slot == 0 {
+            t.node_id.clone()
+        } else {
+            String::new()
+        };
+        groups
+            .entry((t.service_id.clone(), t.slot, node))
+            .or_default()
+            .push(t);
+    }
+    for (_, mut ts) in groups {
+        let old: usize = ts.iter().filter(|t| is_terminal(&t.status.state)).count();
+        if ts.len() <= limit || old == 0 {
+            continue;
+        }
+        ts.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        let mut extra = ts.len() - limit;
+        for t in ts {
+            if extra == 0 {
+                break;
+            }
+            if is_terminal(&t.status.state) && !wants_running(t) {
+                p.remove.push(t.id.clone());
+                extra -= 1;
+            }
+        }
+    }
+    p.remove.retain(|id| !p.put.contains_key(id));
+}

@@ -1,0 +1,748 @@
+//! The replicated cluster state: the swarm's objects (cluster, nodes, services, tasks, secrets,
+//! configs) and the commands that change them, applied in Raft log order on every manager.
+//! Applying is deterministic: times and ids come inside the commands, versions are log indexes.
+
+use crate::error::{Error, Result};
+use berth_api::swarm as api;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Node states as the API shows them.
+pub const NODE_READY: &str = "ready";
+pub const NODE_DOWN: &str = "down";
+pub const NODE_UNKNOWN: &str = "unknown";
+
+/// The cluster object and what only managers may see of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterRec {
+    pub id: String,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: api::SwarmSpec,
+    pub root_ca_cert: String,
+    pub root_ca_key: String,
+    /// The secret halves of the join tokens (the tokens carry the root CA's digest too).
+    pub worker_secret: String,
+    pub manager_secret: String,
+    /// `--autolock`: the key that seals the managers' Raft data keys ("" = not locked).
+    pub unlock_key: String,
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeRec {
+    pub id: String,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: api::NodeSpec,
+    pub description: api::NodeDescription,
+    /// ready | down | unknown, as `Status.State`.
+    pub state: String,
+    pub message: String,
+    /// The address the node was last seen from (`Status.Addr`).
+    pub addr: String,
+    /// Managers: their Raft member id and the address other managers reach them at.
+    pub raft_id: u64,
+    pub manager_addr: String,
+    /// The swarm address the node advertised when it joined (where it listens if promoted).
+    pub advertise_addr: String,
+}
+
+impl NodeRec {
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == "manager"
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceRec {
+    pub id: String,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: api::ServiceSpec,
+    pub previous_spec: Option<api::ServiceSpec>,
+    /// Bumped whenever the task template changes (or ForceUpdate does): tasks made from an
+    /// older one are out of date and are replaced by the updater.
+    pub spec_version: u64,
+    pub update_status: Option<api::UpdateStatus>,
+    /// Published ports as allocated (a port without a number gets one from 30000–32767).
+    pub ports: Vec<api::EndpointPortConfig>,
+    /// Jobs: the iteration tasks are made for (bumped by every update of a job).
+    pub job_iteration: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRec {
+    pub id: String,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub service_id: String,
+    /// Replicated services: the slot (1..); global ones: 0 (the node names the task).
+    pub slot: u64,
+    pub node_id: String,
+    pub spec: api::TaskSpec,
+    pub spec_version: u64,
+    pub status: api::TaskStatus,
+    pub desired_state: String,
+    pub job_iteration: Option<u64>,
+}
+
+/// The whole replicated state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub cluster: Option<ClusterRec>,
+    pub nodes: BTreeMap<String, NodeRec>,
+    pub services: BTreeMap<String, ServiceRec>,
+    pub tasks: BTreeMap<String, TaskRec>,
+    pub secrets: BTreeMap<String, api::Secret>,
+    pub configs: BTreeMap<String, api::Config>,
+}
+
+/// A change to the state. Every field that depends on the proposer (ids, times) is inside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Init {
+        cluster: ClusterRec,
+        node: NodeRec,
+    },
+    UpdateCluster {
+        version: u64,
+        spec: api::SwarmSpec,
+        worker_secret: Option<String>,
+        manager_secret: Option<String>,
+        unlock_key: Option<String>,
+        now: String,
+    },
+    AddNode {
+        node: NodeRec,
+    },
+    UpdateNode {
+        id: String,
+        version: u64,
+        spec: api::NodeSpec,
+        now: String,
+    },
+    /// A manager's Raft id and address (promotion) or their removal (demotion: 0, "").
+    SetManager {
+        id: String,
+        raft_id: u64,
+        addr: String,
+        now: String,
+    },
+    /// Liveness verdicts and descriptions from the dispatcher.
+    NodeStatus {
+        id: String,
+        state: String,
+        message: String,
+        addr: String,
+        description: Option<api::NodeDescription>,
+        now: String,
+    },
+    RemoveNode {
+        id: String,
+        force: bool,
+    },
+    CreateService {
+        service: ServiceRec,
+    },
+    UpdateService {
+        id: String,
+        version: u64,
+        spec: api::ServiceSpec,
+        rollback: bool,
+        now: String,
+    },
+    /// The updater's and orchestrators' bookkeeping on a service (no version check).
+    ServiceStatus {
+        id: String,
+        update_status: Option<api::UpdateStatus>,
+        /// A rollback done by the updater: the previous spec becomes current again.
+        roll_back: bool,
+        now: String,
+    },
+    RemoveService {
+        id: String,
+    },
+    /// Orchestrator and scheduler output: tasks made or changed, and tasks dropped.
+    Tasks {
+        put: Vec<TaskRec>,
+        remove: Vec<String>,
+    },
+    /// Task states reported by a node's agent; only for tasks assigned to that node.
+    TaskStatus {
+        node: String,
+        updates: Vec<(String, api::TaskStatus)>,
+    },
+    CreateSecret {
+        secret: api::Secret,
+    },
+    UpdateSecret {
+        id: String,
+        version: u64,
+        labels: BTreeMap<String, String>,
+        now: String,
+    },
+    RemoveSecret {
+        id: String,
+    },
+    CreateConfig {
+        config: api::Config,
+    },
+    UpdateConfig {
+        id: String,
+        version: u64,
+        labels: BTreeMap<String, String>,
+        now: String,
+    },
+    RemoveConfig {
+        id: String,
+    },
+}
+
+/// Docker's answer to a stale version in an update.
+fn out_of_sequence() -> Error {
+    Error::new(
+        500,
+        "rpc error: code = Unknown desc = update out of sequence",
+    )
+}
+
+fn check_version(have: u64, want: u64) -> Result<()> {
+    if have == want {
+        Ok(())
+    } else {
+        Err(out_of_sequence())
+    }
+}
+
+/// Task states in their order; a reported state never moves a task backwards.
+pub const TASK_STATES: [&str; 15] = [
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+    "running",
+    "complete",
+    "shutdown",
+    "failed",
+    "rejected",
+    "remove",
+    "orphaned",
+];
+
+/// The rank of a task state (unknown states rank lowest).
+pub fn state_rank(s: &str) -> usize {
+    TASK_STATES.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+/// Whether a task in state `s` has ended (its container stopped or never will run).
+pub fn is_terminal(s: &str) -> bool {
+    state_rank(s) >= state_rank("complete")
+}
+
+impl State {
+    /// Applies `cmd` at log `index`. The result is what the proposer gets back.
+    pub fn apply(&mut self, index: u64, cmd: Command) -> Result<Value> {
+        match cmd {
+            Command::Init { mut cluster, mut node } => {
+                if self.cluster.is_some() {
+                    return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
+                }
+                cluster.version = index;
+                node.version = index;
+                let id = node.id.clone();
+                self.cluster = Some(cluster);
+                self.nodes.insert(id.clone(), node);
+                Ok(Value::String(id))
+            }
+            Command::UpdateCluster {
+                version,
+                spec,
+                worker_secret,
+                manager_secret,
+                unlock_key,
+                now,
+            } => {
+                let c = self
+                    .cluster
+                    .as_mut()
+                    .ok_or_else(|| Error::unavailable(crate::error::NOT_IN_SWARM))?;
+                check_version(c.version, version)?;
+                c.spec = spec;
+                if let Some(s) = worker_secret {
+                    c.worker_secret = s;
+                }
+                if let Some(s) = manager_secret {
+                    c.manager_secret = s;
+                }
+                if let Some(k) = unlock_key {
+                    c.unlock_key = k;
+                }
+                c.version = index;
+                c.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::AddNode { mut node } => {
+                node.version = index;
+                let id = node.id.clone();
+                self.nodes.insert(id.clone(), node);
+                Ok(Value::String(id))
+            }
+            Command::UpdateNode {
+                id,
+                version,
+                spec,
+                now,
+            } => {
+                let n = self.node_mut(&id)?;
+                check_version(n.version, version)?;
+                n.spec = spec;
+                n.version = index;
+                n.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::SetManager {
+                id,
+                raft_id,
+                addr,
+                now,
+            } => {
+                let n = self.node_mut(&id)?;
+                n.raft_id = raft_id;
+                n.manager_addr = addr;
+                n.version = index;
+                n.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::NodeStatus {
+                id,
+                state,
+                message,
+                addr,
+                description,
+                now,
+            } => {
+                let n = self.node_mut(&id)?;
+                n.state = state;
+                n.message = message;
+                if !addr.is_empty() {
+                    n.addr = addr;
+                }
+                if let Some(d) = description {
+                    n.description = d;
+                }
+                n.version = index;
+                n.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::RemoveNode { id, force } => {
+                let n = self
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| Error::not_found(format!("node {id} not found")))?;
+                if n.is_manager() && n.raft_id != 0 {
+                    return Err(Error::new(
+                        400,
+                        format!("rpc error: code = FailedPrecondition desc = node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"),
+                    ));
+                }
+                if !force && n.state != NODE_DOWN {
+                    return Err(Error::new(
+                        400,
+                        format!("rpc error: code = FailedPrecondition desc = node {id} is not down and can't be removed"),
+                    ));
+                }
+                self.nodes.remove(&id);
+                // Its tasks are gone with it: the orchestrators replace them.
+                for t in self.tasks.values_mut() {
+                    if t.node_id == id && !is_terminal(&t.status.state) {
+                        t.status.state = "orphaned".to_string();
+                        t.status.message = "node removed".to_string();
+                        t.desired_state = "shutdown".to_string();
+                        t.version = index;
+                    }
+                }
+                Ok(Value::Null)
+            }
+            Command::CreateService { mut service } => {
+                let name = &service.spec.name;
+                if self.services.values().any(|s| &s.spec.name == name) {
+                    return Err(Error::conflict(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+                    )));
+                }
+                service.version = index;
+                service.spec_version = index;
+                let id = service.id.clone();
+                self.services.insert(id.clone(), service);
+                Ok(Value::String(id))
+            }
+            Command::UpdateService {
+                id,
+                version,
+                spec,
+                rollback,
+                now,
+            } => {
+                let clash = self
+                    .services
+                    .values()
+                    .any(|s| s.id != id && s.spec.name == spec.name);
+                let s = self
+                    .services
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::not_found(format!("service {id} not found")))?;
+                check_version(s.version, version)?;
+                if clash {
+                    return Err(Error::conflict(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                        spec.name
+                    )));
+                }
+                if s.spec.name != spec.name {
+                    return Err(Error::rpc_invalid("renaming services is not supported"));
+                }
+                let (new_spec, previous) = if rollback {
+                    let prev = s.previous_spec.clone().ok_or_else(|| {
+                        Error::new(
+                            400,
+                            "rpc error: code = FailedPrecondition desc = service does not have a previous spec",
+                        )
+                    })?;
+                    (prev, Some(s.spec.clone()))
+                } else {
+                    (spec, Some(s.spec.clone()))
+                };
+                let template_changed = serde_json::to_value(&new_spec.task_template).ok()
+                    != serde_json::to_value(&s.spec.task_template).ok();
+                let mode_changed = serde_json::to_value(&new_spec.mode).ok()
+                    != serde_json::to_value(&s.spec.mode).ok();
+                if template_changed {
+                    s.spec_version = index;
+                }
+                if mode_changed || template_changed {
+                    s.job_iteration = index;
+                }
+                s.previous_spec = previous;
+                s.spec = new_spec;
+                s.version = index;
+                s.updated_at = now.clone();
+                if template_changed {
+                    s.update_status = Some(api::UpdateStatus {
+                        state: if rollback {
+                            "rollback_started".to_string()
+                        } else {
+                            "updating".to_string()
+                        },
+                        started_at: now,
+                        message: if rollback {
+                            "manually requested rollback".to_string()
+                        } else {
+                            "update in progress".to_string()
+                        },
+                        ..Default::default()
+                    });
+                }
+                Ok(Value::Null)
+            }
+            Command::ServiceStatus {
+                id,
+                update_status,
+                roll_back,
+                now,
+            } => {
+                let s = self
+                    .services
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::not_found(format!("service {id} not found")))?;
+                if roll_back {
+                    if let Some(prev) = s.previous_spec.take() {
+                        s.previous_spec = Some(std::mem::replace(&mut s.spec, prev));
+                        s.spec_version = index;
+                    }
+                }
+                s.update_status = update_status;
+                s.version = index;
+                s.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::RemoveService { id } => {
+                if self.services.remove(&id).is_none() {
+                    return Err(Error::not_found(format!("service {id} not found")));
+                }
+                // Its tasks are shut down by their agents, then dropped by the reaper.
+                for t in self.tasks.values_mut() {
+                    if t.service_id == id && t.desired_state != "remove" {
+                        t.desired_state = "remove".to_string();
+                        t.version = index;
+                    }
+                }
+                Ok(Value::Null)
+            }
+            Command::Tasks { put, remove } => {
+                for mut t in put {
+                    t.version = index;
+                    self.tasks.insert(t.id.clone(), t);
+                }
+                for id in remove {
+                    self.tasks.remove(&id);
+                }
+                Ok(Value::Null)
+            }
+            Command::TaskStatus { node, updates } => {
+                for (id, status) in updates {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        // A node may only speak for its own tasks, and never move one back.
+                        if t.node_id != node
+                            || state_rank(&status.state) < state_rank(&t.status.state)
+                        {
+                            continue;
+                        }
+                        t.status = status;
+                        t.version = index;
+                    }
+                }
+                Ok(Value::Null)
+            }
+            Command::CreateSecret { mut secret } => {
+                let name = secret.spec.name.clone();
+                if self.secrets.values().any(|s| s.spec.name == name) {
+                    return Err(Error::conflict(format!(
+                        "rpc error: code = AlreadyExists desc = secret {name} already exists"
+                    )));
+                }
+                secret.version.index = index;
+                let id = secret.id.clone();
+                self.secrets.insert(id.clone(), secret);
+                Ok(Value::String(id))
+            }
+            Command::UpdateSecret {
+                id,
+                version,
+                labels,
+                now,
+            } => {
+                let s = self
+                    .secrets
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::not_found(format!("secret {id} not found")))?;
+                check_version(s.version.index, version)?;
+                s.spec.labels = labels;
+                s.version.index = index;
+                s.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::RemoveSecret { id } => {
+                let name = match self.secrets.get(&id) {
+                    Some(s) => s.spec.name.clone(),
+                    None => return Err(Error::not_found(format!("secret {id} not found"))),
+                };
+                let users: Vec<String> = self
+                    .services
+                    .values()
+                    .filter(|s| {
+                        s.spec
+                            .task_template
+                            .container_spec
+                            .as_ref()
+                            .is_some_and(|c| c.secrets.iter().any(|r| r.secret_id == id))
+                    })
+                    .map(|s| s.spec.name.clone())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(Error::new(
+                        400,
+                        format!("rpc error: code = InvalidArgument desc = secret '{name}' is in use by the following service: {}", users.join(", ")),
+                    ));
+                }
+                self.secrets.remove(&id);
+                Ok(Value::Null)
+            }
+            Command::CreateConfig { mut config } => {
+                let name = config.spec.name.clone();
+                if self.configs.values().any(|s| s.spec.name == name) {
+                    return Err(Error::conflict(format!(
+                        "rpc error: code = AlreadyExists desc = config {name} already exists"
+                    )));
+                }
+                config.version.index = index;
+                let id = config.id.clone();
+                self.configs.insert(id.clone(), config);
+                Ok(Value::String(id))
+            }
+            Command::UpdateConfig {
+                id,
+                version,
+                labels,
+                now,
+            } => {
+                let s = self
+                    .configs
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::not_found(format!("config {id} not found")))?;
+                check_version(s.version.index, version)?;
+                s.spec.labels = labels;
+                s.version.index = index;
+                s.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::RemoveConfig { id } => {
+                let name = match self.configs.get(&id) {
+                    Some(s) => s.spec.name.clone(),
+                    None => return Err(Error::not_found(format!("config {id} not found"))),
+                };
+                let users: Vec<String> = self
+                    .services
+                    .values()
+                    .filter(|s| {
+                        s.spec
+                            .task_template
+                            .container_spec
+                            .as_ref()
+                            .is_some_and(|c| c.configs.iter().any(|r| r.config_id == id))
+                    })
+                    .map(|s| s.spec.name.clone())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(Error::new(
+                        400,
+                        format!("rpc error: code = InvalidArgument desc = config '{name}' is in use by the following service: {}", users.join(", ")),
+                    ));
+                }
+                self.configs.remove(&id);
+                Ok(Value::Null)
+            }
+        }
+    }
+
+    fn node_mut(&mut self, id: &str) -> Result<&mut NodeRec> {
+        self.nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found(format!("node {id} not found")))
+    }
+
+    /// A node by full id, unique id prefix, or name/hostname (as dockerd's lookups).
+    pub fn find_node(&self, key: &str) -> Result<&NodeRec> {
+        if let Some(n) = self.nodes.get(key) {
+            return Ok(n);
+        }
+        let by_name: Vec<&NodeRec> = self
+            .nodes
+            .values()
+            .filter(|n| n.spec.name == key || n.description.hostname == key)
+            .collect();
+        if by_name.len() == 1 {
+            return Ok(by_name[0]);
+        }
+        let by_prefix: Vec<&NodeRec> = self
+            .nodes
+            .values()
+            .filter(|n| n.id.starts_with(key))
+            .collect();
+        match (by_name.len(), by_prefix.len()) {
+            (0, 1) => Ok(by_prefix[0]),
+            (0, 0) => Err(Error::not_found(format!("node {key} not found"))),
+            _ => Err(Error::invalid(format!(
+                "node {key} is ambiguous ({} matches found)",
+                by_name.len() + by_prefix.len()
+            ))),
+        }
+    }
+
+    /// A service by full id, name, or unique id prefix.
+    pub fn find_service(&self, key: &str) -> Result<&ServiceRec> {
+        if let Some(s) = self.services.get(key) {
+            return Ok(s);
+        }
+        if let Some(s) = self.services.values().find(|s| s.spec.name == key) {
+            return Ok(s);
+        }
+        let m: Vec<&ServiceRec> = self
+            .services
+            .values()
+            .filter(|s| s.id.starts_with(key))
+            .collect();
+        match m.len() {
+            1 => Ok(m[0]),
+            0 => Err(Error::not_found(format!("service {key} not found"))),
+            n => Err(Error::invalid(format!(
+                "service {key} is ambiguous ({n} matches found)"
+            ))),
+        }
+    }
+
+    /// A task by full id or unique id prefix.
+    pub fn find_task(&self, key: &str) -> Result<&TaskRec> {
+        if let Some(t) = self.tasks.get(key) {
+            return Ok(t);
+        }
+        let m: Vec<&TaskRec> = self
+            .tasks
+            .values()
+            .filter(|t| t.id.starts_with(key))
+            .collect();
+        match m.len() {
+            1 => Ok(m[0]),
+            0 => Err(Error::not_found(format!("task {key} not found"))),
+            n => Err(Error::invalid(format!(
+                "task {key} is ambiguous ({n} matches found)"
+            ))),
+        }
+    }
+
+    /// A secret by id, name or unique id prefix.
+    pub fn find_secret(&self, key: &str) -> Result<&api::Secret> {
+        find_named(&self.secrets, key, |s| &s.spec.name, "secret")
+    }
+
+    /// A config by id, name or unique id prefix.
+    pub fn find_config(&self, key: &str) -> Result<&api::Config> {
+        find_named(&self.configs, key, |s| &s.spec.name, "config")
+    }
+
+    /// The managers' Raft members as (raft id, address).
+    pub fn raft_members(&self) -> Vec<(u64, String)> {
+        self.nodes
+            .values()
+            .filter(|n| n.raft_id != 0)
+            .map(|n| (n.raft_id, n.manager_addr.clone()))
+            .collect()
+    }
+}
+
+fn find_named<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    key: &str,
+    name: impl Fn(&T) -> &String,
+    kind: &str,
+) -> Result<&'a T> {
+    if let Some(v) = map.get(key) {
+        return Ok(v);
+    }
+    if let Some(v) = map.values().find(|v| name(v) == key) {
+        return Ok(v);
+    }
+    let m: Vec<&T> = map
+        .iter()
+        .filter(|(id, _)| id.starts_with(key))
+        .map(|(_, v)| v)
+        .collect();
+    match m.len() {
+        1 => Ok(m[0]),
+        0 => Err(Error::not_found(format!("{kind} {key} not found"))),
+        n => Err(Error::invalid(format!(
+            "{kind} {key} is ambiguous ({n} matches found)"
+        ))),
+    }
+}

@@ -1,0 +1,283 @@
+//! The replicated records as the Engine API shows them (nodes with their manager status,
+//! services with endpoint and task counts, tasks, secrets without their data) and the list
+//! filters dockerd applies.
+
+use crate::orchestrator::{mode, Mode};
+use crate::store::{is_terminal, ClusterRec, NodeRec, ServiceRec, State, TaskRec};
+use base64::Engine as _;
+use berth_api::swarm as api;
+use std::collections::BTreeMap;
+
+/// A list call's `filters`: name -> accepted values.
+pub type Filters = BTreeMap<String, Vec<String>>;
+
+/// The content of a secret or config spec's `Data` (standard base64, as Go's []byte).
+pub fn secret_bytes(data: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap_or_default()
+}
+
+fn version(i: u64) -> api::ObjectVersion {
+    api::ObjectVersion { index: i }
+}
+
+/// What the API shows of a task.
+pub fn task(_s: &State, t: &TaskRec) -> api::Task {
+    api::Task {
+        id: t.id.clone(),
+        version: version(t.version),
+        created_at: t.created_at.clone(),
+        updated_at: t.updated_at.clone(),
+        spec: t.spec.clone(),
+        service_id: t.service_id.clone(),
+        slot: t.slot,
+        node_id: t.node_id.clone(),
+        status: t.status.clone(),
+        desired_state: t.desired_state.clone(),
+        job_iteration: t.job_iteration.map(version),
+        ..Default::default()
+    }
+}
+
+/// Running and desired task counts (`ServiceStatus`, API ≥ 1.41).
+fn service_status(s: &State, rec: &ServiceRec) -> api::ServiceStatus {
+    let tasks: Vec<&TaskRec> = s
+        .tasks
+        .values()
+        .filter(|t| t.service_id == rec.id)
+        .collect();
+    let running = tasks
+        .iter()
+        .filter(|t| t.status.state == "running" && t.desired_state == "running")
+        .count() as u64;
+    let completed = tasks
+        .iter()
+        .filter(|t| t.status.state == "complete" && t.job_iteration == Some(rec.job_iteration))
+        .count() as u64;
+    let ready_nodes = || {
+        s.nodes
+            .values()
+            .filter(|n| n.state == crate::store::NODE_READY && n.spec.availability != "drain")
+            .filter(|n| {
+                crate::orchestrator::constraints_met(
+                    n,
+                    &rec.spec
+                        .task_template
+                        .placement
+                        .clone()
+                        .unwrap_or_default()
+                        .constraints,
+                )
+            })
+            .count() as u64
+    };
+    let desired = match mode(&rec.spec) {
+        Mode::Replicated(n) => n,
+        Mode::Global => ready_nodes(),
+        Mode::ReplicatedJob {
+            max_concurrent,
+            total,
+        } => max_concurrent.min(total.saturating_sub(completed)),
+        Mode::GlobalJob => tasks
+            .iter()
+            .filter(|t| t.job_iteration == Some(rec.job_iteration) && !is_terminal(&t.status.state))
+            .count() as u64,
+    };
+    api::ServiceStatus {
+        running_tasks: running,
+        desired_tasks: desired,
+        completed_tasks: completed,
+    }
+}
+
+/// What the API shows of a service.
+pub fn service(s: &State, rec: &ServiceRec, with_status: bool) -> api::Service {
+    let endpoint_spec = rec.spec.endpoint_spec.clone();
+    api::Service {
+        id: rec.id.clone(),
+        version: version(rec.version),
+        created_at: rec.created_at.clone(),
+        updated_at: rec.updated_at.clone(),
+        spec: rec.spec.clone(),
+        previous_spec: rec.previous_spec.clone(),
+        endpoint: api::Endpoint {
+            spec: endpoint_spec.unwrap_or_default(),
+            ports: rec.ports.clone(),
+            virtual_ips: Vec::new(),
+        },
+        update_status: rec.update_status.clone(),
+        service_status: with_status.then(|| service_status(s, rec)),
+        job_status: crate::orchestrator::is_job(&rec.spec).then(|| api::JobStatus {
+            job_iteration: version(rec.job_iteration),
+            last_execution: rec.updated_at.clone(),
+        }),
+    }
+}
+
+/// Raft facts about the managers, as the member answering sees them.
+pub struct RaftView {
+    pub leader: u64,
+    /// On the leader: members heard from recently; elsewhere empty (then every member with a
+    /// ready node counts as reachable).
+    pub active: Vec<u64>,
+}
+
+/// What the API shows of a node.
+pub fn node(rec: &NodeRec, raft: &RaftView) -> api::Node {
+    let manager_status = (rec.raft_id != 0).then(|| {
+        let reachable = if raft.active.is_empty() {
+            rec.state == crate::store::NODE_READY || rec.raft_id == raft.leader
+        } else {
+            raft.active.contains(&rec.raft_id)
+        };
+        api::ManagerStatus {
+            leader: rec.raft_id == raft.leader,
+            reachability: if reachable { "reachable" } else { "unreachable" }.to_string(),
+            addr: rec.manager_addr.clone(),
+        }
+    });
+    api::Node {
+        id: rec.id.clone(),
+        version: version(rec.version),
+        created_at: rec.created_at.clone(),
+        updated_at: rec.updated_at.clone(),
+        spec: rec.spec.clone(),
+        description: rec.description.clone(),
+        status: api::NodeStatus {
+            state: rec.state.clone(),
+            message: rec.message.clone(),
+            addr: rec.addr.clone(),
+        },
+        manager_status,
+    }
+}
+
+/// `GET /swarm`: the cluster with its join tokens.
+pub fn swarm(c: &ClusterRec, worker_token: String, manager_token: String) -> api::Swarm {
+    api::Swarm {
+        id: c.id.clone(),
+        version: version(c.version),
+        created_at: c.created_at.clone(),
+        updated_at: c.updated_at.clone(),
+        spec: c.spec.clone(),
+        tls_info: api::TlsInfo {
+            trust_root: c.root_ca_cert.clone(),
+            ..Default::default()
+        },
+        root_rotation_in_progress: false,
+        default_addr_pool: c.default_addr_pool.clone(),
+        subnet_size: c.subnet_size,
+        data_path_port: c.data_path_port,
+        join_tokens: api::JoinTokens {
+            worker: worker_token,
+            manager: manager_token,
+        },
+    }
+}
+
+fn any_match(f: &Filters, key: &str, test: impl Fn(&str) -> bool) -> bool {
+    match f.get(key) {
+        None => true,
+        Some(vals) if vals.is_empty() => true,
+        Some(vals) => vals.iter().any(|v| test(v)),
+    }
+}
+
+/// `label=k` or `label=k=v` against a label map.
+fn label_match(f: &Filters, key: &str, labels: &BTreeMap<String, String>) -> bool {
+    match f.get(key) {
+        None => true,
+        Some(vals) => vals.iter().all(|v| match v.split_once('=') {
+            Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+            None => labels.contains_key(v.as_str()),
+        }),
+    }
+}
+
+/// The filter names a list accepts; others are refused as dockerd does.
+pub fn check_filters(f: &Filters, allowed: &[&str]) -> crate::error::Result<()> {
+    for k in f.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(crate::error::Error::invalid(format!(
+                "invalid filter '{k}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn node_matches(rec: &NodeRec, f: &Filters) -> bool {
+    any_match(f, "id", |v| rec.id.starts_with(v))
+        && any_match(f, "name", |v| {
+            rec.spec.name.starts_with(v) || rec.description.hostname.starts_with(v)
+        })
+        && any_match(f, "role", |v| rec.spec.role == v)
+        && any_match(f, "membership", |v| v == "accepted")
+        && label_match(f, "label", &rec.description.engine.labels)
+        && label_match(f, "node.label", &rec.spec.labels)
+}
+
+pub fn service_matches(rec: &ServiceRec, f: &Filters) -> bool {
+    let m = match mode(&rec.spec) {
+        Mode::Replicated(_) => "replicated",
+        Mode::Global => "global",
+        Mode::ReplicatedJob { .. } => "replicated-job",
+        Mode::GlobalJob => "global-job",
+    };
+    any_match(f, "id", |v| rec.id.starts_with(v))
+        && any_match(f, "name", |v| rec.spec.name.starts_with(v))
+        && any_match(f, "mode", |v| v == m)
+        && label_match(f, "label", &rec.spec.labels)
+}
+
+pub fn task_matches(s: &State, t: &TaskRec, f: &Filters) -> bool {
+    let svc = s.services.get(&t.service_id);
+    let svc_name = svc.map(|x| x.spec.name.as_str()).unwrap_or("");
+    let name = if t.slot != 0 {
+        format!("{svc_name}.{}", t.slot)
+    } else {
+        format!("{svc_name}.{}", t.node_id)
+    };
+    let node = s.nodes.get(&t.node_id);
+    any_match(f, "id", |v| t.id.starts_with(v))
+        && any_match(f, "name", |v| name.starts_with(v))
+        && any_match(f, "service", |v| {
+            t.service_id.starts_with(v) || svc_name == v
+        })
+        && any_match(f, "node", |v| {
+            t.node_id.starts_with(v)
+                || node.is_some_and(|n| n.spec.name == v || n.description.hostname == v)
+        })
+        && any_match(f, "desired-state", |v| match v {
+            "running" => t.desired_state == "running",
+            "shutdown" => t.desired_state == "shutdown" || t.desired_state == "remove",
+            "accepted" => t.desired_state == "accepted",
+            _ => false,
+        })
+        && any_match(f, "_up-to-date", |v| {
+            v != "true" && v != "1" || svc.is_some_and(|x| x.spec_version == t.spec_version)
+        })
+        && label_match(f, "label", &t.spec.container_spec.clone().unwrap_or_default().labels)
+}
+
+pub fn secret_matches(sec: &api::Secret, f: &Filters) -> bool {
+    any_match(f, "id", |v| sec.id.starts_with(v))
+        && any_match(f, "name", |v| sec.spec.name.starts_with(v))
+        && any_match(f, "names", |v| sec.spec.name == v)
+        && label_match(f, "label", &sec.spec.labels)
+}
+
+pub fn config_matches(c: &api::Config, f: &Filters) -> bool {
+    any_match(f, "id", |v| c.id.starts_with(v))
+        && any_match(f, "name", |v| c.spec.name.starts_with(v))
+        && any_match(f, "names", |v| c.spec.name == v)
+        && label_match(f, "label", &c.spec.labels)
+}
+
+/// A secret as lists and inspects show it: without its data.
+pub fn secret(sec: &api::Secret) -> api::Secret {
+    let mut s = sec.clone();
+    s.spec.data = String::new();
+    s
+}
