@@ -16,6 +16,7 @@ pub mod platform;
 pub mod progress;
 pub mod stats;
 pub mod stdcopy;
+pub mod swarm;
 pub mod system;
 pub mod timefmt;
 pub mod tls;
