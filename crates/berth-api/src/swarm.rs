@@ -48,66 +48,25 @@ fn time_or_zero<S: Serializer>(t: &str, s: S) -> Result<S::Ok, S::Error> {
 
 /// Go's `[]byte` in JSON: standard base64 with padding.
 mod bytes_b64 {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine as _;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /// Go's StdEncoding; decoding also takes input without padding.
+    const STD: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
 
     pub fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-                if i <= chunk.len() {
-                    out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        STD.encode(data)
     }
 
-    /// Decode as Go does (line breaks ignored); a missing final padding is accepted too.
+    /// Line breaks are skipped, as Go's decoder does.
     pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(text.len() / 4 * 3);
-        let mut acc: u32 = 0;
-        let mut bits = 0u32;
-        let mut padding = 0usize;
-        for (pos, c) in text.bytes().enumerate() {
-            let v = match c {
-                b'\r' | b'\n' => continue,
-                b'=' => {
-                    padding += 1;
-                    continue;
-                }
-                _ if padding > 0 => {
-                    return Err(format!("illegal base64 data at input byte {pos}"));
-                }
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return Err(format!("illegal base64 data at input byte {pos}")),
-            };
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        // A lone sixth of a byte, or more padding than a quantum can have, is not base64.
-        if bits >= 6 || padding > 2 {
-            return Err(format!("illegal base64 data at input byte {}", text.len()));
-        }
-        Ok(out)
+        let clean: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        STD.decode(clean).map_err(|e| format!("illegal base64 data: {e}"))
     }
 
     pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
