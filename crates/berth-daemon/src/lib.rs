@@ -27,6 +27,7 @@ mod routes;
 mod server;
 mod state;
 mod stats;
+mod swarm_exec;
 mod userns;
 mod util;
 

@@ -99,6 +99,16 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
     });
     let daemon = Arc::new(Daemon::new(containers, registry));
     let to_restart = daemon.containers.restore().await.map_err(|e| e.0.message)?;
+    let swarm = berth_swarm::cluster::Cluster::new(
+        berth_swarm::cluster::NodeConfig {
+            root: cfg.data_root.join("swarm"),
+        },
+        Arc::new(crate::swarm_exec::SwarmExecutor::new(
+            Arc::downgrade(&daemon),
+            &cfg.exec_root,
+        )),
+    );
+    let _ = daemon.swarm.set(swarm.clone());
     tokio::spawn(crate::container::service::retry_unsaved(Arc::downgrade(
         &daemon.containers,
     )));
@@ -127,6 +137,15 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         listen::serve_tcp(host, tls.clone(), router.clone(), cap.clone()).await?;
     }
     daemon.boot_restarts(to_restart);
+    // A node that was part of a swarm rejoins it (its task containers kept running).
+    {
+        let swarm = swarm.clone();
+        tokio::spawn(async move {
+            if let Err(e) = swarm.restore().await {
+                tracing::error!("swarm: rejoining the cluster: {}", e.message);
+            }
+        });
+    }
     // What booting touched of the binary (and freed on the heap) is given back once the daemon
     // has settled, as the shim does once its container runs.
     tokio::spawn(async {
@@ -140,6 +159,7 @@ pub async fn run(mut cfg: DaemonConfig) -> Result<(), String> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down; containers keep running under their shims");
+    swarm.shutdown().await;
     for host in &cfg.hosts {
         if let Some(path) = host.strip_prefix("unix://") {
             let _ = std::fs::remove_file(path);

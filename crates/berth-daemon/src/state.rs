@@ -14,7 +14,13 @@ pub struct Daemon {
     pub registry: berth_distribution::Client,
     /// Registry repositories known to hold each blob, for cross-repository mounts on push.
     pub blob_sources: crate::blob_sources::BlobSources,
+    /// This node's part in a swarm (set once, right after the daemon is built: its executor
+    /// holds a weak reference back to the daemon).
+    pub swarm: std::sync::OnceLock<Arc<Swarm>>,
 }
+
+/// The swarm node of this daemon, running tasks through its container service.
+pub type Swarm = berth_swarm::cluster::Cluster<crate::swarm_exec::SwarmExecutor>;
 
 impl Daemon {
     pub fn new(containers: Service, registry: berth_distribution::Client) -> Daemon {
@@ -22,6 +28,7 @@ impl Daemon {
             blob_sources: crate::blob_sources::BlobSources::load(&containers.cfg.data_root),
             containers: Arc::new(containers),
             registry,
+            swarm: std::sync::OnceLock::new(),
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
 use crate::proto::{Payload, SessionRequest, SessionResponse};
-use crate::store::{is_terminal, state_rank};
 use berth_api::swarm as api;
+use api::TaskState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,7 +36,7 @@ struct Assigned {
 struct Inner {
     assigned: Assigned,
     /// The state last reported (or queued) per task.
-    reported: HashMap<String, String>,
+    reported: HashMap<String, TaskState>,
     /// Task states not yet accepted by a dispatcher.
     pending: Vec<(String, api::TaskStatus)>,
     /// Tasks with a run, stop or remove under way.
@@ -60,10 +60,10 @@ fn now() -> String {
     berth_api::timefmt::now()
 }
 
-fn status(state: &str, message: &str, err: &str, c: Option<&TaskContainer>) -> api::TaskStatus {
+fn status(state: TaskState, message: &str, err: &str, c: Option<&TaskContainer>) -> api::TaskStatus {
     api::TaskStatus {
         timestamp: now(),
-        state: state.to_string(),
+        state,
         message: message.to_string(),
         err: err.to_string(),
         container_status: c.map(|c| api::ContainerStatus {
@@ -204,11 +204,11 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
     fn report(&self, task: &str, st: api::TaskStatus) {
         let mut g = self.lock();
         if let Some(prev) = g.reported.get(task) {
-            if state_rank(prev) >= state_rank(&st.state) {
+            if *prev >= st.state {
                 return;
             }
         }
-        g.reported.insert(task.to_string(), st.state.clone());
+        g.reported.insert(task.to_string(), st.state);
         g.pending.push((task.to_string(), st));
     }
 
@@ -259,40 +259,40 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                 continue;
             }
             let c = by_task.get(id.as_str()).copied();
-            let desired = t.desired_state.as_str();
-            let current = t.status.state.as_str();
-            let wants_run = state_rank(desired) <= state_rank("running");
+            let desired = t.desired_state;
+            let current = t.status.state;
+            let wants_run = desired <= TaskState::Running;
             match c {
                 Some(c) => match &c.state {
                     ContainerState::Running { .. } if !wants_run => self.stop_task(t, c),
                     ContainerState::Running { .. } => {
-                        self.report(id, status("running", "started", "", Some(c)))
+                        self.report(id, status(TaskState::Running, "started", "", Some(c)))
                     }
                     ContainerState::Exited { code, error } => {
                         if *code == 0 && error.is_empty() {
                             if wants_run {
-                                self.report(id, status("complete", "finished", "", Some(c)));
+                                self.report(id, status(TaskState::Complete, "finished", "", Some(c)));
                             } else {
-                                self.report(id, status("shutdown", "shutdown", "", Some(c)));
+                                self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
                             }
                         } else if !wants_run {
-                            self.report(id, status("shutdown", "shutdown", "", Some(c)));
+                            self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
                         } else {
                             let err = if error.is_empty() {
                                 format!("task: non-zero exit ({code})")
                             } else {
                                 error.clone()
                             };
-                            self.report(id, status("failed", "started", &err, Some(c)));
+                            self.report(id, status(TaskState::Failed, "started", &err, Some(c)));
                         }
-                        if desired == "remove" {
+                        if desired == TaskState::Remove {
                             self.remove_task(id, c);
                         }
                     }
                     ContainerState::Created => {
                         if !wants_run {
-                            self.report(id, status("shutdown", "shutdown", "", Some(c)));
-                            if desired == "remove" {
+                            self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
+                            if desired == TaskState::Remove {
                                 self.remove_task(id, c);
                             }
                         }
@@ -300,8 +300,8 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                 },
                 None => {
                     if wants_run
-                        && !is_terminal(current)
-                        && state_rank(current) < state_rank("starting")
+                        && !current.is_terminal()
+                        && current < TaskState::Starting
                     {
                         let run = TaskRun {
                             task: t.clone(),
@@ -315,8 +315,8 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                                 .unwrap_or_default(),
                         };
                         self.run_task(run);
-                    } else if !wants_run && !is_terminal(current) {
-                        self.report(id, status("shutdown", "shutdown", "", None));
+                    } else if !wants_run && !current.is_terminal() {
+                        self.report(id, status(TaskState::Shutdown, "shutdown", "", None));
                     }
                 }
             }
@@ -326,13 +326,13 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
     fn run_task(self: &Arc<Self>, run: TaskRun) {
         let id = run.task.id.clone();
         self.lock().busy.insert(id.clone());
-        self.report(&id, status("preparing", "preparing", "", None));
+        self.report(&id, status(TaskState::Preparing, "preparing", "", None));
         let a = self.clone();
         tokio::spawn(async move {
-            a.report(&id, status("starting", "starting", "", None));
+            a.report(&id, status(TaskState::Starting, "starting", "", None));
             match a.exec.run(run).await {
                 Ok(_) => {}
-                Err(e) => a.report(&id, status("failed", "starting", &e, None)),
+                Err(e) => a.report(&id, status(TaskState::Failed, "starting", &e, None)),
             }
             a.lock().busy.remove(&id);
             a.wake.notify_one();

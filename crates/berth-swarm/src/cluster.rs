@@ -11,11 +11,11 @@ use crate::net_transport::NetTransport;
 use crate::proto::{JoinRequest, JoinResponse, SessionRequest, SessionResponse};
 use crate::raft::{self, Bootstrap};
 use crate::rpc::{self, RpcClient, RpcError, RpcResponse};
-use crate::store::{ClusterRec, Command, NodeRec, NODE_READY};
+use crate::store::{ClusterRec, Command, NodeRec};
+use api::NodeState;
 use crate::token::JoinToken;
 use crate::{ids, tls};
 use berth_api::swarm as api;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -426,7 +426,7 @@ impl<E: Executor> Cluster<E> {
                 ..Default::default()
             },
             description,
-            state: NODE_READY.to_string(),
+            state: NodeState::Ready,
             message: String::new(),
             addr: advertise_host,
             raft_id,
@@ -672,7 +672,7 @@ impl<E: Executor> Cluster<E> {
         if let Some(m) = &a.manager {
             let (managers, reachable) = m.read(|s| {
                 let ms: Vec<&NodeRec> = s.nodes.values().filter(|n| n.raft_id != 0).collect();
-                let up = ms.iter().filter(|n| n.state == NODE_READY).count();
+                let up = ms.iter().filter(|n| n.state == NodeState::Ready).count();
                 (ms.len(), up)
             });
             if !force {
@@ -1045,7 +1045,7 @@ impl Port {
                 ..Default::default()
             },
             description: req.description.clone(),
-            state: crate::store::NODE_UNKNOWN.to_string(),
+            state: NodeState::Unknown,
             message: String::new(),
             addr: remote.ip().to_string(),
             raft_id: 0,
@@ -1179,7 +1179,12 @@ impl Port {
 }
 
 impl rpc::Handler for Port {
-    fn call(&self, peer: Option<PeerInfo>, remote: SocketAddr, req: Request<Incoming>) -> rpc::HandlerFuture {
+    fn call(&self, peer: Option<PeerInfo>, req: Request<Incoming>) -> rpc::HandlerFuture {
+        let remote = req
+            .extensions()
+            .get::<SocketAddr>()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let port = Port {
             manager: self.manager.clone(),
             root: self.root.clone(),
@@ -1196,7 +1201,3 @@ impl rpc::Handler for Port {
     }
 }
 
-#[allow(unused_imports)]
-use BodyExt as _;
-#[allow(unused_imports)]
-use ca as _;

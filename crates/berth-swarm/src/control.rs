@@ -560,6 +560,20 @@ impl Manager {
         .map(|_| ())
     }
 
+    /// The managers as `/info`'s RemoteManagers lists them.
+    pub fn remote_managers(&self) -> Vec<api::PeerNode> {
+        self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.raft_id != 0)
+                .map(|n| api::PeerNode {
+                    node_id: n.id.clone(),
+                    addr: n.manager_addr.clone(),
+                })
+                .collect()
+        })
+    }
+
     /// The figures of `/info`'s Swarm section a manager adds.
     pub fn counts(&self) -> (i64, i64, Option<api::ClusterInfo>) {
         self.read(|s| {

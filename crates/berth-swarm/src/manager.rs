@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::orchestrator;
 use crate::proto::{Payload, SessionRequest, SessionResponse};
 use crate::raft::{self, Bootstrap, ProposeError, RaftHandle, StateMachine, Transport};
-use crate::store::{Command, State, NODE_DOWN, NODE_READY};
+use crate::store::{Command, State};
+use berth_api::swarm::NodeState;
 use crate::view;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -126,8 +127,7 @@ impl Manager {
         self.read(|s| {
             s.cluster
                 .as_ref()
-                .and_then(|c| c.spec.dispatcher.as_ref())
-                .and_then(|d| d.heartbeat_period)
+                .map(|c| c.spec.dispatcher.heartbeat_period)
                 .filter(|n| *n > 0)
                 .map(|n| Duration::from_nanos(n as u64))
                 .unwrap_or(DEFAULT_HEARTBEAT)
@@ -150,7 +150,7 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(node_id.to_string(), Instant::now());
         let (known, ready, same_addr) = self.read(|s| match s.nodes.get(node_id) {
-            Some(n) => (true, n.state == NODE_READY, n.addr == addr),
+            Some(n) => (true, n.state == NodeState::Ready, n.addr == addr),
             None => (false, false, false),
         });
         if !known {
@@ -159,7 +159,7 @@ impl Manager {
         if !ready || !same_addr || req.description.is_some() {
             self.propose(Command::NodeStatus {
                 id: node_id.to_string(),
-                state: NODE_READY.to_string(),
+                state: NodeState::Ready,
                 message: String::new(),
                 addr: addr.to_string(),
                 description: req.description.clone(),
@@ -240,7 +240,7 @@ impl Manager {
             self.read(|s| {
                 s.nodes
                     .values()
-                    .filter(|n| n.state != NODE_DOWN)
+                    .filter(|n| n.state != NodeState::Down)
                     .filter(|n| {
                         let last = sessions.get(&n.id).copied().unwrap_or(since).max(since);
                         now.duration_since(last) > grace
@@ -253,7 +253,7 @@ impl Manager {
             let _ = self
                 .propose(Command::NodeStatus {
                     id,
-                    state: NODE_DOWN.to_string(),
+                    state: NodeState::Down,
                     message: "heartbeat failure".to_string(),
                     addr: String::new(),
                     description: None,
@@ -312,7 +312,7 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
                     secrets.push(Payload {
                         id: sec.id.clone(),
                         name: sec.spec.name.clone(),
-                        data: view::secret_bytes(&sec.spec.data),
+                        data: sec.spec.data.clone(),
                     });
                 }
             }
@@ -324,7 +324,7 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
                     configs.push(Payload {
                         id: c.id.clone(),
                         name: c.spec.name.clone(),
-                        data: view::secret_bytes(&c.spec.data),
+                        data: c.spec.data.clone(),
                     });
                 }
             }

@@ -4,9 +4,9 @@
 //! One pass yields the commands that move the state towards the services' specs.
 
 use crate::ids::new_id;
-use crate::store::{is_terminal, state_rank, Command, NodeRec, ServiceRec, State, TaskRec};
-use crate::store::{NODE_DOWN, NODE_READY};
+use crate::store::{Command, NodeRec, ServiceRec, State, TaskRec};
 use berth_api::swarm as api;
+use api::{NodeState, TaskState};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
@@ -88,7 +88,7 @@ pub struct UpdateCfg {
     pub delay: Duration,
     pub failure_action: String,
     pub monitor: Duration,
-    pub max_failure_ratio: f64,
+    pub max_failure_ratio: f32,
     pub order: String,
 }
 
@@ -133,18 +133,18 @@ fn stamp(t: SystemTime) -> String {
 /// A task that still counts for its slot: wanted running, or told to stop but not stopped
 /// yet (stop-first waits for it), unless its node is gone.
 fn is_live(t: &TaskRec, nodes: &BTreeMap<String, NodeRec>) -> bool {
-    if t.desired_state == "remove" {
+    if t.desired_state == TaskState::Remove {
         return false;
     }
-    let ended = is_terminal(&t.status.state);
+    let ended = t.status.state.is_terminal();
     if !t.node_id.is_empty() {
         match nodes.get(&t.node_id) {
-            Some(n) if n.state == NODE_DOWN => return false,
+            Some(n) if n.state == NodeState::Down => return false,
             None => return false,
             _ => {}
         }
     }
-    if state_rank(&t.desired_state) <= state_rank("running") {
+    if t.desired_state <= TaskState::Running {
         !ended
     } else {
         !ended && !t.node_id.is_empty()
@@ -152,7 +152,7 @@ fn is_live(t: &TaskRec, nodes: &BTreeMap<String, NodeRec>) -> bool {
 }
 
 fn wants_running(t: &TaskRec) -> bool {
-    state_rank(&t.desired_state) <= state_rank("running")
+    t.desired_state <= TaskState::Running
 }
 
 /// Whether node `n` satisfies the constraint expressions (`key==value`, `key!=value`).
@@ -201,7 +201,7 @@ fn eligible<'a>(state: &'a State, spec: &api::TaskSpec) -> Vec<&'a NodeRec> {
     state
         .nodes
         .values()
-        .filter(|n| n.state == NODE_READY && n.spec.availability == "active")
+        .filter(|n| n.state == NodeState::Ready && n.spec.availability == "active")
         .filter(|n| constraints_met(n, &p.constraints))
         .collect()
 }
@@ -220,7 +220,11 @@ fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
         spec_version: s.spec_version,
         status: api::TaskStatus {
             timestamp: t,
-            state: if node.is_empty() { "pending" } else { "assigned" }.to_string(),
+            state: if node.is_empty() {
+                TaskState::Pending
+            } else {
+                TaskState::Assigned
+            },
             message: if node.is_empty() {
                 "pending task scheduling".to_string()
             } else {
@@ -228,7 +232,7 @@ fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
             },
             ..Default::default()
         },
-        desired_state: "running".to_string(),
+        desired_state: TaskState::Running,
         job_iteration: if is_job(&s.spec) {
             Some(s.job_iteration)
         } else {
@@ -253,13 +257,13 @@ impl<'a> Pass<'a> {
 
     fn shut_down(&mut self, t: &TaskRec, why: &str) {
         let mut t = self.task(&t.id).cloned().unwrap_or_else(|| t.clone());
-        if t.desired_state == "shutdown" || t.desired_state == "remove" {
+        if t.desired_state == TaskState::Shutdown || t.desired_state == TaskState::Remove {
             return;
         }
-        t.desired_state = "shutdown".to_string();
-        if t.node_id.is_empty() || t.status.state == "pending" {
+        t.desired_state = TaskState::Shutdown;
+        if t.node_id.is_empty() || t.status.state == TaskState::Pending {
             // Never placed: it ends here.
-            t.status.state = "shutdown".to_string();
+            t.status.state = TaskState::Shutdown;
             t.status.message = why.to_string();
             t.status.timestamp = stamp(self.now);
         }
@@ -326,12 +330,12 @@ pub fn pass(state: &State, mem: &mut Memory, now: SystemTime) -> Vec<Command> {
 /// Whether a task that ended should be replaced, and from when on.
 fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec, history: &[TaskRec]) -> Option<SystemTime> {
     let policy = restart_policy(&s.spec.task_template, is_job(&s.spec));
-    let failed = matches!(ended.status.state.as_str(), "failed" | "rejected");
+    let failed = matches!(ended.status.state, TaskState::Failed | TaskState::Rejected);
     let node_gone = p
         .state
         .nodes
         .get(&ended.node_id)
-        .is_none_or(|n| n.state == NODE_DOWN || n.spec.availability == "drain");
+        .is_none_or(|n| n.state == NodeState::Down || n.spec.availability == "drain");
     if !node_gone {
         match policy.condition.as_str() {
             "none" => return None,
@@ -358,7 +362,7 @@ fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec, history: &[TaskRec]) -
         }
     }
     // A task lost with its node (or drained away) is replaced at once: it did not fail.
-    if node_gone || ended.status.state == "orphaned" {
+    if node_gone || ended.status.state == TaskState::Orphaned {
         return Some(p.now);
     }
     let end = ts(&ended.status.timestamp).unwrap_or(p.now);
@@ -476,12 +480,12 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
             .max_by(|a, b| a.created_at.cmp(&b.created_at));
         match last {
             None => {
-                let done = job && history.iter().any(|t| t.status.state == "complete");
+                let done = job && history.iter().any(|t| t.status.state == TaskState::Complete);
                 if !done {
                     p.add(new_task(s, 0, node, p.now));
                 }
             }
-            Some(t) if job && t.status.state == "complete" => {}
+            Some(t) if job && t.status.state == TaskState::Complete => {}
             Some(t) => {
                 if restart_due(p, s, t, &history).is_some_and(|d| d <= p.now) {
                     p.shut_down(t, "task replaced");
@@ -502,7 +506,7 @@ fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64)
         .filter(|t| t.job_iteration == Some(s.job_iteration))
         .collect();
     let nodes = &p.state.nodes;
-    let done = tasks.iter().filter(|t| t.status.state == "complete").count() as u64;
+    let done = tasks.iter().filter(|t| t.status.state == TaskState::Complete).count() as u64;
     let running: Vec<&TaskRec> = tasks.iter().filter(|t| is_live(t, nodes)).collect();
     // Failed ones are retried in their slot per the restart policy (on-failure by default).
     let mut slots_busy: Vec<u64> = running.iter().map(|t| t.slot).collect();
@@ -512,7 +516,7 @@ fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64)
         by_slot.entry(t.slot).or_default().push(t.clone());
     }
     for (slot, hist) in &by_slot {
-        if slots_busy.contains(slot) || hist.iter().any(|t| t.status.state == "complete") {
+        if slots_busy.contains(slot) || hist.iter().any(|t| t.status.state == TaskState::Complete) {
             continue;
         }
         if let Some(last) = hist.iter().max_by(|a, b| a.created_at.cmp(&b.created_at)) {
@@ -577,13 +581,13 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
     let failed: Vec<&TaskRec> = fresh
         .iter()
         .copied()
-        .filter(|t| matches!(t.status.state.as_str(), "failed" | "rejected"))
+        .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
         .filter(|t| {
             ts(&t.created_at).is_some_and(|c| c + cfg.monitor + cfg.delay >= p.now)
         })
         .collect();
     let updated = fresh.len().max(1) as f64;
-    if !failed.is_empty() && failed.len() as f64 / updated > cfg.max_failure_ratio {
+    if !failed.is_empty() && failed.len() as f64 / updated > f64::from(cfg.max_failure_ratio) {
         let task = failed[0];
         let what = if rollback { "rollback" } else { "update" };
         match cfg.failure_action.as_str() {
@@ -592,7 +596,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
                     id: s.id.clone(),
                     update_status: Some(api::UpdateStatus {
                         state: "rollback_started".to_string(),
-                        started_at: stamp(p.now),
+                        started_at: Some(stamp(p.now)),
                         message: format!(
                             "update rolled back due to failure or early termination of task {}",
                             task.id
@@ -630,7 +634,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         .iter()
         .filter(|t| wants_running(t) && is_live(t, nodes))
         .filter(|t| {
-            t.status.state != "running"
+            t.status.state != TaskState::Running
                 || ts(&t.status.timestamp).is_some_and(|r| r + cfg.monitor > p.now)
         })
         .count() as u64
@@ -651,7 +655,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         {
             let replaced = fresh
                 .iter()
-                .any(|n| same_place(n, t) && n.status.state == "running");
+                .any(|n| same_place(n, t) && n.status.state == TaskState::Running);
             if replaced {
                 p.shut_down(t, "shutdown for update");
             }
@@ -664,7 +668,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
                 update_status: Some(api::UpdateStatus {
                     state: if rollback { "rollback_completed" } else { "completed" }.to_string(),
                     started_at: us.started_at.clone(),
-                    completed_at: stamp(p.now),
+                    completed_at: Some(stamp(p.now)),
                     message: if rollback {
                         "rollback completed".to_string()
                     } else {
@@ -722,7 +726,7 @@ fn schedule(p: &mut Pass) {
                     .filter(|t| !p.state.tasks.contains_key(&t.id))
                     .cloned(),
             )
-            .filter(|t| t.status.state == "pending" && t.node_id.is_empty() && wants_running(t))
+            .filter(|t| t.status.state == TaskState::Pending && t.node_id.is_empty() && wants_running(t))
             .collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.slot.cmp(&b.slot)));
         v
@@ -774,7 +778,7 @@ fn schedule(p: &mut Pass) {
         let (need_cpu, need_mem) = reservation(&t.spec);
         let ready: Vec<&NodeRec> = nodes
             .values()
-            .filter(|n| n.state == NODE_READY && n.spec.availability == "active")
+            .filter(|n| n.state == NodeState::Ready && n.spec.availability == "active")
             .collect();
         let mut reasons: Vec<&str> = Vec::new();
         let candidates: Vec<&NodeRec> = ready
@@ -890,7 +894,7 @@ fn schedule(p: &mut Pass) {
             e.0 += need_cpu;
             e.1 += need_mem;
             t.node_id = node;
-            t.status.state = "assigned".to_string();
+            t.status.state = TaskState::Assigned;
             t.status.message = "scheduler assigned task to node".to_string();
             t.status.err = String::new();
             t.status.timestamp = stamp(p.now);
@@ -915,16 +919,15 @@ fn reap(p: &mut Pass) {
         .state
         .cluster
         .as_ref()
-        .and_then(|c| c.spec.orchestration.as_ref())
-        .and_then(|o| o.task_history_retention_limit)
+        .and_then(|c| c.spec.orchestration.task_history_retention_limit)
         .map(|l| l.max(0) as usize)
         .unwrap_or(DEFAULT_HISTORY);
     let mut groups: BTreeMap<(String, u64, String), Vec<&TaskRec>> = BTreeMap::new();
     for t in p.state.tasks.values() {
         let gone_service = !p.state.services.contains_key(&t.service_id);
-        let ended = is_terminal(&t.status.state)
-            || p.state.nodes.get(&t.node_id).is_none_or(|n| n.state == NODE_DOWN);
-        if gone_service || t.desired_state == "remove" {
+        let ended = t.status.state.is_terminal()
+            || p.state.nodes.get(&t.node_id).is_none_or(|n| n.state == NodeState::Down);
+        if gone_service || t.desired_state == TaskState::Remove {
             if ended || t.node_id.is_empty() {
                 p.remove.push(t.id.clone());
             }
@@ -941,7 +944,7 @@ fn reap(p: &mut Pass) {
             .push(t);
     }
     for (_, mut ts) in groups {
-        let old: usize = ts.iter().filter(|t| is_terminal(&t.status.state)).count();
+        let old: usize = ts.iter().filter(|t| t.status.state.is_terminal()).count();
         if ts.len() <= limit || old == 0 {
             continue;
         }
@@ -951,7 +954,7 @@ fn reap(p: &mut Pass) {
             if extra == 0 {
                 break;
             }
-            if is_terminal(&t.status.state) && !wants_running(t) {
+            if t.status.state.is_terminal() && !wants_running(t) {
                 p.remove.push(t.id.clone());
                 extra -= 1;
             }

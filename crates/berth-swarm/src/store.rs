@@ -8,10 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Node states as the API shows them.
-pub const NODE_READY: &str = "ready";
-pub const NODE_DOWN: &str = "down";
-pub const NODE_UNKNOWN: &str = "unknown";
+use api::{NodeState, TaskState};
 
 /// The cluster object and what only managers may see of it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,8 +38,7 @@ pub struct NodeRec {
     pub updated_at: String,
     pub spec: api::NodeSpec,
     pub description: api::NodeDescription,
-    /// ready | down | unknown, as `Status.State`.
-    pub state: String,
+    pub state: NodeState,
     pub message: String,
     /// The address the node was last seen from (`Status.Addr`).
     pub addr: String,
@@ -90,7 +86,7 @@ pub struct TaskRec {
     pub spec: api::TaskSpec,
     pub spec_version: u64,
     pub status: api::TaskStatus,
-    pub desired_state: String,
+    pub desired_state: TaskState,
     pub job_iteration: Option<u64>,
 }
 
@@ -139,7 +135,7 @@ pub enum Command {
     /// Liveness verdicts and descriptions from the dispatcher.
     NodeStatus {
         id: String,
-        state: String,
+        state: NodeState,
         message: String,
         addr: String,
         description: Option<api::NodeDescription>,
@@ -220,35 +216,6 @@ fn check_version(have: u64, want: u64) -> Result<()> {
     } else {
         Err(out_of_sequence())
     }
-}
-
-/// Task states in their order; a reported state never moves a task backwards.
-pub const TASK_STATES: [&str; 15] = [
-    "new",
-    "allocated",
-    "pending",
-    "assigned",
-    "accepted",
-    "preparing",
-    "ready",
-    "starting",
-    "running",
-    "complete",
-    "shutdown",
-    "failed",
-    "rejected",
-    "remove",
-    "orphaned",
-];
-
-/// The rank of a task state (unknown states rank lowest).
-pub fn state_rank(s: &str) -> usize {
-    TASK_STATES.iter().position(|x| *x == s).unwrap_or(0)
-}
-
-/// Whether a task in state `s` has ended (its container stopped or never will run).
-pub fn is_terminal(s: &str) -> bool {
-    state_rank(s) >= state_rank("complete")
 }
 
 impl State {
@@ -357,7 +324,7 @@ impl State {
                         format!("rpc error: code = FailedPrecondition desc = node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"),
                     ));
                 }
-                if !force && n.state != NODE_DOWN {
+                if !force && n.state != NodeState::Down {
                     return Err(Error::new(
                         400,
                         format!("rpc error: code = FailedPrecondition desc = node {id} is not down and can't be removed"),
@@ -366,10 +333,10 @@ impl State {
                 self.nodes.remove(&id);
                 // Its tasks are gone with it: the orchestrators replace them.
                 for t in self.tasks.values_mut() {
-                    if t.node_id == id && !is_terminal(&t.status.state) {
-                        t.status.state = "orphaned".to_string();
+                    if t.node_id == id && !t.status.state.is_terminal() {
+                        t.status.state = TaskState::Orphaned;
                         t.status.message = "node removed".to_string();
-                        t.desired_state = "shutdown".to_string();
+                        t.desired_state = TaskState::Shutdown;
                         t.version = index;
                     }
                 }
@@ -445,7 +412,7 @@ impl State {
                         } else {
                             "updating".to_string()
                         },
-                        started_at: now,
+                        started_at: Some(now),
                         message: if rollback {
                             "manually requested rollback".to_string()
                         } else {
@@ -483,8 +450,8 @@ impl State {
                 }
                 // Its tasks are shut down by their agents, then dropped by the reaper.
                 for t in self.tasks.values_mut() {
-                    if t.service_id == id && t.desired_state != "remove" {
-                        t.desired_state = "remove".to_string();
+                    if t.service_id == id && t.desired_state != TaskState::Remove {
+                        t.desired_state = TaskState::Remove;
                         t.version = index;
                     }
                 }
@@ -504,9 +471,7 @@ impl State {
                 for (id, status) in updates {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         // A node may only speak for its own tasks, and never move one back.
-                        if t.node_id != node
-                            || state_rank(&status.state) < state_rank(&t.status.state)
-                        {
+                        if t.node_id != node || status.state < t.status.state {
                             continue;
                         }
                         t.status = status;

@@ -3,20 +3,13 @@
 //! filters dockerd applies.
 
 use crate::orchestrator::{mode, Mode};
-use crate::store::{is_terminal, ClusterRec, NodeRec, ServiceRec, State, TaskRec};
-use base64::Engine as _;
+use crate::store::{ClusterRec, NodeRec, ServiceRec, State, TaskRec};
+use api::{NodeState, TaskState};
 use berth_api::swarm as api;
 use std::collections::BTreeMap;
 
 /// A list call's `filters`: name -> accepted values.
 pub type Filters = BTreeMap<String, Vec<String>>;
-
-/// The content of a secret or config spec's `Data` (standard base64, as Go's []byte).
-pub fn secret_bytes(data: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .unwrap_or_default()
-}
 
 fn version(i: u64) -> api::ObjectVersion {
     api::ObjectVersion { index: i }
@@ -31,10 +24,10 @@ pub fn task(_s: &State, t: &TaskRec) -> api::Task {
         updated_at: t.updated_at.clone(),
         spec: t.spec.clone(),
         service_id: t.service_id.clone(),
-        slot: t.slot,
+        slot: t.slot as i64,
         node_id: t.node_id.clone(),
         status: t.status.clone(),
-        desired_state: t.desired_state.clone(),
+        desired_state: t.desired_state,
         job_iteration: t.job_iteration.map(version),
         ..Default::default()
     }
@@ -49,16 +42,16 @@ fn service_status(s: &State, rec: &ServiceRec) -> api::ServiceStatus {
         .collect();
     let running = tasks
         .iter()
-        .filter(|t| t.status.state == "running" && t.desired_state == "running")
+        .filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
         .count() as u64;
     let completed = tasks
         .iter()
-        .filter(|t| t.status.state == "complete" && t.job_iteration == Some(rec.job_iteration))
+        .filter(|t| t.status.state == TaskState::Complete && t.job_iteration == Some(rec.job_iteration))
         .count() as u64;
     let ready_nodes = || {
         s.nodes
             .values()
-            .filter(|n| n.state == crate::store::NODE_READY && n.spec.availability != "drain")
+            .filter(|n| n.state == NodeState::Ready && n.spec.availability != "drain")
             .filter(|n| {
                 crate::orchestrator::constraints_met(
                     n,
@@ -81,7 +74,7 @@ fn service_status(s: &State, rec: &ServiceRec) -> api::ServiceStatus {
         } => max_concurrent.min(total.saturating_sub(completed)),
         Mode::GlobalJob => tasks
             .iter()
-            .filter(|t| t.job_iteration == Some(rec.job_iteration) && !is_terminal(&t.status.state))
+            .filter(|t| t.job_iteration == Some(rec.job_iteration) && !t.status.state.is_terminal())
             .count() as u64,
     };
     api::ServiceStatus {
@@ -127,13 +120,17 @@ pub struct RaftView {
 pub fn node(rec: &NodeRec, raft: &RaftView) -> api::Node {
     let manager_status = (rec.raft_id != 0).then(|| {
         let reachable = if raft.active.is_empty() {
-            rec.state == crate::store::NODE_READY || rec.raft_id == raft.leader
+            rec.state == NodeState::Ready || rec.raft_id == raft.leader
         } else {
             raft.active.contains(&rec.raft_id)
         };
         api::ManagerStatus {
             leader: rec.raft_id == raft.leader,
-            reachability: if reachable { "reachable" } else { "unreachable" }.to_string(),
+            reachability: if reachable {
+                api::Reachability::Reachable
+            } else {
+                api::Reachability::Unreachable
+            },
             addr: rec.manager_addr.clone(),
         }
     });
@@ -145,7 +142,7 @@ pub fn node(rec: &NodeRec, raft: &RaftView) -> api::Node {
         spec: rec.spec.clone(),
         description: rec.description.clone(),
         status: api::NodeStatus {
-            state: rec.state.clone(),
+            state: rec.state,
             message: rec.message.clone(),
             addr: rec.addr.clone(),
         },
@@ -156,19 +153,21 @@ pub fn node(rec: &NodeRec, raft: &RaftView) -> api::Node {
 /// `GET /swarm`: the cluster with its join tokens.
 pub fn swarm(c: &ClusterRec, worker_token: String, manager_token: String) -> api::Swarm {
     api::Swarm {
-        id: c.id.clone(),
-        version: version(c.version),
-        created_at: c.created_at.clone(),
-        updated_at: c.updated_at.clone(),
-        spec: c.spec.clone(),
-        tls_info: api::TlsInfo {
-            trust_root: c.root_ca_cert.clone(),
-            ..Default::default()
+        cluster: api::ClusterInfo {
+            id: c.id.clone(),
+            version: version(c.version),
+            created_at: c.created_at.clone(),
+            updated_at: c.updated_at.clone(),
+            spec: c.spec.clone(),
+            tls_info: api::TlsInfo {
+                trust_root: c.root_ca_cert.clone(),
+                ..Default::default()
+            },
+            root_rotation_in_progress: false,
+            default_addr_pool: c.default_addr_pool.clone(),
+            subnet_size: c.subnet_size,
+            data_path_port: c.data_path_port,
         },
-        root_rotation_in_progress: false,
-        default_addr_pool: c.default_addr_pool.clone(),
-        subnet_size: c.subnet_size,
-        data_path_port: c.data_path_port,
         join_tokens: api::JoinTokens {
             worker: worker_token,
             manager: manager_token,
@@ -250,9 +249,11 @@ pub fn task_matches(s: &State, t: &TaskRec, f: &Filters) -> bool {
                 || node.is_some_and(|n| n.spec.name == v || n.description.hostname == v)
         })
         && any_match(f, "desired-state", |v| match v {
-            "running" => t.desired_state == "running",
-            "shutdown" => t.desired_state == "shutdown" || t.desired_state == "remove",
-            "accepted" => t.desired_state == "accepted",
+            "running" => t.desired_state == TaskState::Running,
+            "shutdown" => {
+                t.desired_state == TaskState::Shutdown || t.desired_state == TaskState::Remove
+            }
+            "accepted" => t.desired_state == TaskState::Accepted,
             _ => false,
         })
         && any_match(f, "_up-to-date", |v| {
@@ -278,6 +279,6 @@ pub fn config_matches(c: &api::Config, f: &Filters) -> bool {
 /// A secret as lists and inspects show it: without its data.
 pub fn secret(sec: &api::Secret) -> api::Secret {
     let mut s = sec.clone();
-    s.spec.data = String::new();
+    s.spec.data = Vec::new();
     s
 }

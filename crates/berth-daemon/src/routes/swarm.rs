@@ -1,44 +1,271 @@
-//! Swarm-mode routes on a node that is not in a swarm: they answer as dockerd answers on such a
-//! node (503 with its messages), never 404, since clients probe them to learn the swarm state.
-//! `POST /swarm/init` and `/swarm/join` would make dockerd a swarm node; berth has no swarm mode
-//! yet and says so with a 503. `PUT /volumes/{name}` (cluster volumes) is answered here too. Fixed
-//! answers: it imports only `error` and reads no state of the daemon.
+//! Swarm-mode routes: `/swarm` (init, join, leave, update, unlock), and the manager's
+//! `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs`. Adapters over the daemon's swarm
+//! node (berth-swarm): outside a swarm or on a worker they answer as dockerd does (503 with
+//! its messages), never 404, since clients probe them to learn the swarm state.
 
+use super::St;
 use crate::error::{Error, Result};
-use axum::http::Method;
-use axum::response::Response;
+use crate::util::{json, json_body, Query};
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
+use berth_api::swarm as api;
+use berth_swarm::manager::Manager;
+use berth_swarm::view::Filters;
+use std::sync::Arc;
 
-/// dockerd's answer to a cluster request on a node that is no swarm manager.
-const NOT_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
-
-/// dockerd's answer to `POST /swarm/leave` on a node in no swarm.
-const NOT_IN_SWARM: &str = "This node is not part of a swarm";
+impl From<berth_swarm::error::Error> for Error {
+    fn from(e: berth_swarm::error::Error) -> Error {
+        Error(berth_api::ApiError::new(e.status, e.message))
+    }
+}
 
 fn unavailable(message: &str) -> Error {
     Error(berth_api::ApiError::new(503, message))
 }
 
+/// dockerd's answer to manager requests on a worker.
+const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+fn node(d: &St) -> Result<Arc<crate::state::Swarm>> {
+    d.0.swarm
+        .get()
+        .cloned()
+        .ok_or_else(|| Error::internal("swarm mode is not set up"))
+}
+
+/// The manager of this node, or dockerd's 503 for a worker or a node outside a swarm.
+fn manager(d: &St) -> Result<Arc<Manager>> {
+    let n = node(d)?;
+    let s = n.summary();
+    match s.manager {
+        Some(m) => Ok(m),
+        None if s.state == "active" => Err(unavailable(WORKER)),
+        None => Err(unavailable(berth_swarm::error::NOT_MANAGER)),
+    }
+}
+
+fn filters(q: &Query) -> Result<Filters> {
+    Ok(q.filters()?.into_iter().collect())
+}
+
+fn version(q: &Query) -> Result<u64> {
+    let v = q
+        .get("version")
+        .ok_or_else(|| Error::bad_request("invalid swarm version ''"))?;
+    v.parse::<u64>()
+        .map_err(|_| Error::bad_request(format!("invalid swarm version '{v}'")))
+}
+
+fn ok_empty() -> Response {
+    axum::http::StatusCode::OK.into_response()
+}
+
 /// `/swarm` and everything under it.
-pub async fn swarm(method: Method, uri: axum::http::Uri) -> Result<Response> {
+pub async fn swarm(
+    d: St,
+    method: Method,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
+    let q = Query::parse(raw.as_deref());
     let sub = uri.path().strip_prefix("/swarm").unwrap_or_default();
-    Err(match (method, sub) {
-        (Method::POST, "/leave") => unavailable(NOT_IN_SWARM),
-        (Method::POST, "/init" | "/join") => unavailable(
-            "swarm mode is not available in berth yet: this node cannot create or join a swarm",
-        ),
-        _ => unavailable(NOT_MANAGER),
-    })
+    let n = node(&d)?;
+    match (method, sub) {
+        (Method::GET, "" | "/") => Ok(json(200, &manager(&d)?.swarm()?)),
+        (Method::POST, "/init") => {
+            let req: api::SwarmInitRequest = json_body(&body)?;
+            let id = n.init(req).await?;
+            Ok(json(200, &id))
+        }
+        (Method::POST, "/join") => {
+            let req: api::SwarmJoinRequest = json_body(&body)?;
+            n.join(req).await?;
+            Ok(ok_empty())
+        }
+        (Method::POST, "/leave") => {
+            n.leave(q.bool("force")).await?;
+            Ok(ok_empty())
+        }
+        (Method::POST, "/update") => {
+            let m = manager(&d)?;
+            let spec: api::SwarmSpec = json_body(&body)?;
+            m.update_swarm(
+                version(&q)?,
+                spec,
+                q.bool("rotateWorkerToken"),
+                q.bool("rotateManagerToken"),
+            )
+            .await?;
+            Ok(ok_empty())
+        }
+        (Method::GET, "/unlockkey") => {
+            manager(&d)?;
+            Ok(json(200, &api::UnlockKeyResponse::default()))
+        }
+        (Method::POST, "/unlock") => Err(unavailable(
+            "swarm is not locked",
+        )),
+        _ => Err(Error::not_found(format!("page not found: {}", uri.path()))),
+    }
 }
 
-/// `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs` and their sub-routes: all manager
-/// requests.
-pub async fn cluster() -> Result<Response> {
-    Err(unavailable(NOT_MANAGER))
+/// The id part of `/<kind>/<id>[/<action>]`.
+fn parts(path: &str) -> (Option<&str>, Option<&str>) {
+    let mut it = path.trim_start_matches('/').splitn(3, '/');
+    let _kind = it.next();
+    (it.next().filter(|s| !s.is_empty()), it.next())
 }
 
-/// `PUT /volumes/{name}` updates cluster volumes, which need a swarm.
+/// `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs` and their sub-routes.
+pub async fn cluster(
+    d: St,
+    method: Method,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+    crate::body::JsonBytes(body): crate::body::JsonBytes,
+) -> Result<Response> {
+    let q = Query::parse(raw.as_deref());
+    let path = uri.path().to_string();
+    let m = manager(&d)?;
+    let kind = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let (id, action) = parts(&path);
+    match (kind, method, id, action) {
+        ("nodes", Method::GET, None, None) => Ok(json(200, &m.nodes(&filters(&q)?)?)),
+        ("nodes", Method::GET, Some(id), None) => Ok(json(200, &m.node(id)?)),
+        ("nodes", Method::POST, Some(id), Some("update")) => {
+            let spec: api::NodeSpec = json_body(&body)?;
+            m.update_node(id, version(&q)?, spec).await?;
+            Ok(ok_empty())
+        }
+        ("nodes", Method::DELETE, Some(id), None) => {
+            m.remove_node(id, q.bool("force")).await?;
+            Ok(ok_empty())
+        }
+        ("services", Method::GET, None, None) => {
+            Ok(json(200, &m.services(&filters(&q)?, q.bool("status"))?))
+        }
+        ("services", Method::POST, Some("create"), None) => {
+            let mut spec: api::ServiceSpec = json_body(&body)?;
+            if spec.name.is_empty() {
+                let taken = m.services(&Filters::new(), false)?;
+                spec.name = crate::names::generate(|n| taken.iter().any(|s| s.spec.name == n));
+            }
+            let id = m.create_service(spec).await?;
+            Ok(json(
+                201,
+                &api::ServiceCreateResponse {
+                    id,
+                    warnings: None,
+                },
+            ))
+        }
+        ("services", Method::GET, Some(id), None) => Ok(json(200, &m.service(id)?)),
+        ("services", Method::POST, Some(id), Some("update")) => {
+            let spec: api::ServiceSpec = json_body(&body)?;
+            let rollback = q.get("rollback") == Some("previous");
+            m.update_service(id, version(&q)?, spec, rollback).await?;
+            Ok(json(200, &api::ServiceUpdateResponse { warnings: None }))
+        }
+        ("services", Method::DELETE, Some(id), None) => {
+            m.remove_service(id).await?;
+            Ok(ok_empty())
+        }
+        ("tasks", Method::GET, None, None) => Ok(json(200, &m.tasks(&filters(&q)?)?)),
+        ("tasks", Method::GET, Some(id), None) => Ok(json(200, &m.task(id)?)),
+        ("secrets", Method::GET, None, None) => Ok(json(200, &m.secrets(&filters(&q)?)?)),
+        ("secrets", Method::POST, Some("create"), None) => {
+            let spec: api::SecretSpec = json_body(&body)?;
+            let id = m.create_secret(spec).await?;
+            Ok(json(201, &api::IdResponse { id }))
+        }
+        ("secrets", Method::GET, Some(id), None) => Ok(json(200, &m.secret(id)?)),
+        ("secrets", Method::POST, Some(id), Some("update")) => {
+            let spec: api::SecretSpec = json_body(&body)?;
+            m.update_secret(id, version(&q)?, spec).await?;
+            Ok(ok_empty())
+        }
+        ("secrets", Method::DELETE, Some(id), None) => {
+            m.remove_secret(id).await?;
+            Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+        }
+        ("configs", Method::GET, None, None) => Ok(json(200, &m.configs(&filters(&q)?)?)),
+        ("configs", Method::POST, Some("create"), None) => {
+            let spec: api::ConfigSpec = json_body(&body)?;
+            let id = m.create_config(spec).await?;
+            Ok(json(201, &api::IdResponse { id }))
+        }
+        ("configs", Method::GET, Some(id), None) => Ok(json(200, &m.config(id)?)),
+        ("configs", Method::POST, Some(id), Some("update")) => {
+            let spec: api::ConfigSpec = json_body(&body)?;
+            m.update_config(id, version(&q)?, spec).await?;
+            Ok(ok_empty())
+        }
+        ("configs", Method::DELETE, Some(id), None) => {
+            m.remove_config(id).await?;
+            Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(Error::not_found(format!("page not found: {path}"))),
+    }
+}
+
+/// `PUT /volumes/{name}` updates cluster volumes, which berth's swarm does not have.
 pub async fn volume_update() -> Result<Response> {
     Err(unavailable(
         "volume update only valid for cluster volumes, but swarm is unavailable",
     ))
+}
+
+/// The `Swarm` header of `/_ping`: `inactive`, or `active/manager` / `active/worker` (the
+/// docker CLI shows its swarm commands by it).
+pub fn ping_header(d: &crate::state::Daemon) -> String {
+    match d.swarm.get().map(|s| s.summary()) {
+        Some(s) if s.state == "active" => {
+            if s.manager.is_some() {
+                "active/manager".to_string()
+            } else {
+                "active/worker".to_string()
+            }
+        }
+        Some(s) => s.state,
+        None => "inactive".to_string(),
+    }
+}
+
+/// `/info`'s `Swarm` section.
+pub fn info(d: &crate::state::Daemon) -> api::SwarmInfo {
+    let Some(s) = d.swarm.get().map(|s| s.summary()) else {
+        return api::SwarmInfo::default();
+    };
+    let state = s.state.parse().unwrap_or_default();
+    let mut out = api::SwarmInfo {
+        node_id: s.node_id.clone(),
+        node_addr: s
+            .node_addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default(),
+        local_node_state: state,
+        control_available: s.manager.is_some(),
+        error: s.error.clone(),
+        remote_managers: (s.state == "active").then(|| {
+            s.managers
+                .iter()
+                .map(|a| api::PeerNode {
+                    node_id: String::new(),
+                    addr: a.clone(),
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    if let Some(m) = &s.manager {
+        let (nodes, managers, cluster) = m.counts();
+        out.nodes = nodes;
+        out.managers = managers;
+        out.cluster = cluster;
+        out.remote_managers = Some(m.remote_managers());
+    }
+    out
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use berth_api::system::{Component, Platform, Version};
 use berth_api::version::{API_MAX, API_MIN};
 
-pub async fn ping(method: Method) -> Response {
+pub async fn ping(axum::extract::State(d): St, method: Method) -> Response {
     let mut r = if method == Method::HEAD {
         "".into_response()
     } else {
@@ -21,7 +21,9 @@ pub async fn ping(method: Method) -> Response {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert("Pragma", HeaderValue::from_static("no-cache"));
-    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    if let Ok(v) = HeaderValue::from_str(&super::swarm::ping_header(&d)) {
+        h.insert("Swarm", v);
+    }
     h.insert(
         "Content-Type",
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -167,7 +169,7 @@ pub async fn info(axum::extract::State(d): St) -> Response {
             "ServerVersion": env!("CARGO_PKG_VERSION"),
             "Runtimes": {"berth": {"path": "berth runtime"}},
             "DefaultRuntime": "berth",
-            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "Swarm": super::swarm::info(&d),
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",

@@ -1,0 +1,356 @@
+//! The swarm agent's executor on this daemon: a task becomes a container through the same
+//! container service the API routes use (as moby's cluster executor), named and labelled as
+//! Docker names and labels task containers; secrets and configs go on a tmpfs of the task.
+
+use crate::state::Daemon;
+use berth_api::container::{Config, CreateRequest, HostConfig, PortBinding};
+use berth_api::swarm as api;
+use berth_swarm::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The label that marks a container as a swarm task's.
+pub const TASK_ID: &str = "com.docker.swarm.task.id";
+
+pub struct SwarmExecutor {
+    d: Weak<Daemon>,
+    /// Where the tasks' secret and config tmpfs mounts live (`<exec-root>/swarm/files`).
+    files_root: PathBuf,
+}
+
+impl SwarmExecutor {
+    pub fn new(d: Weak<Daemon>, exec_root: &std::path::Path) -> SwarmExecutor {
+        SwarmExecutor {
+            d,
+            files_root: exec_root.join("swarm").join("files"),
+        }
+    }
+
+    fn daemon(&self) -> Result<Arc<Daemon>, String> {
+        self.d
+            .upgrade()
+            .ok_or_else(|| "the daemon is shutting down".to_string())
+    }
+
+    /// Puts the task's secret and config files on a tmpfs of its own and returns the bind
+    /// mounts that show them in the container (read-only).
+    fn materialize(&self, task_id: &str, files: &[TaskFile]) -> Result<Vec<berth_api::container::Mount>, String> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.files_root.join(task_id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(dir.to_string_lossy().as_ref()));
+        if !mounted {
+            nix::mount::mount(
+                Some("tmpfs"),
+                &dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+                Some("size=2m,mode=0700"),
+            )
+            .map_err(|e| format!("mounting a tmpfs for the task's secrets: {e}"))?;
+        }
+        let mut mounts = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let path = dir.join(format!("{i}"));
+            std::fs::write(&path, &f.data).map_err(|e| format!("{}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode & 0o7777))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let uid = f.uid.parse::<u32>().ok();
+            let gid = f.gid.parse::<u32>().ok();
+            nix::unistd::chown(
+                &path,
+                uid.map(nix::unistd::Uid::from_raw),
+                gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            mounts.push(berth_api::container::Mount {
+                target: f.target.clone(),
+                source: path.to_string_lossy().into_owned(),
+                kind: "bind".to_string(),
+                read_only: true,
+                ..Default::default()
+            });
+        }
+        Ok(mounts)
+    }
+
+    /// Unmounts and removes a task's secret tmpfs.
+    fn forget(&self, task_id: &str) {
+        if task_id.is_empty() || task_id.contains('/') {
+            return;
+        }
+        let dir = self.files_root.join(task_id);
+        if dir.exists() {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// The container name Docker gives a task: `<service>.<slot>.<task id>`, or the node id for
+/// global services.
+pub fn task_name(run: &TaskRun) -> String {
+    let slot = if run.task.slot != 0 {
+        run.task.slot.to_string()
+    } else {
+        run.node_id.clone()
+    };
+    format!("{}.{}.{}", run.service_name, slot, run.task.id)
+}
+
+/// The create body of a task's container.
+fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>) -> CreateRequest {
+    let cs = run.task.spec.container_spec.clone().unwrap_or_default();
+    let name = task_name(run);
+    let mut labels: BTreeMap<String, String> = cs.labels.clone();
+    labels.insert("com.docker.swarm.node.id".into(), run.node_id.clone());
+    labels.insert("com.docker.swarm.service.id".into(), run.task.service_id.clone());
+    labels.insert("com.docker.swarm.service.name".into(), run.service_name.clone());
+    labels.insert("com.docker.swarm.task".into(), String::new());
+    labels.insert(TASK_ID.into(), run.task.id.clone());
+    labels.insert("com.docker.swarm.task.name".into(), name);
+    let mut mounts: Vec<berth_api::container::Mount> =
+        cs.mounts.iter().map(api::Mount::to_container).collect();
+    mounts.extend(extra_mounts);
+    let limits = run
+        .task
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let mut bindings: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
+    let mut exposed = BTreeMap::new();
+    for (target, published, proto) in &run.host_ports {
+        let key = format!("{target}/{}", if proto.is_empty() { "tcp" } else { proto });
+        exposed.insert(key.clone(), Default::default());
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
+            PortBinding {
+                host_ip: String::new(),
+                host_port: if *published == 0 {
+                    String::new()
+                } else {
+                    published.to_string()
+                },
+            },
+        );
+    }
+    let dns = cs.dns_config.clone().unwrap_or_default();
+    // Docker's hosts lines are "IP name..."; extra_hosts wants "name:IP".
+    let extra_hosts: Vec<String> = cs
+        .hosts
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let ip = parts.next()?;
+            Some(parts.map(|h| format!("{h}:{ip}")).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    let log = run.task.spec.log_driver.clone();
+    CreateRequest {
+        config: Config {
+            hostname: cs.hostname.clone(),
+            user: cs.user.clone(),
+            tty: cs.tty,
+            open_stdin: cs.open_stdin,
+            env: Some(cs.env.clone()),
+            cmd: (!cs.args.is_empty()).then(|| cs.args.clone()),
+            entrypoint: (!cs.command.is_empty()).then(|| cs.command.clone()),
+            healthcheck: cs.healthcheck.clone(),
+            image: cs.image.clone(),
+            working_dir: cs.dir.clone(),
+            labels: Some(labels),
+            stop_signal: (!cs.stop_signal.is_empty()).then(|| cs.stop_signal.clone()),
+            stop_timeout: cs.stop_grace_period.map(|n| n / 1_000_000_000),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            ..Default::default()
+        },
+        host_config: HostConfig {
+            mounts: Some(mounts),
+            readonly_rootfs: cs.read_only,
+            cap_add: (!cs.capability_add.is_empty()).then(|| cs.capability_add.clone()),
+            cap_drop: (!cs.capability_drop.is_empty()).then(|| cs.capability_drop.clone()),
+            sysctls: (!cs.sysctls.is_empty()).then(|| cs.sysctls.clone()),
+            ulimits: (!cs.ulimits.is_empty()).then(|| cs.ulimits.clone()),
+            init: cs.init,
+            group_add: (!cs.groups.is_empty()).then(|| cs.groups.clone()),
+            extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
+            dns: (!dns.nameservers.is_empty()).then(|| dns.nameservers.clone()),
+            dns_search: (!dns.search.is_empty()).then(|| dns.search.clone()),
+            dns_options: (!dns.options.is_empty()).then(|| dns.options.clone()),
+            nano_cpus: limits.nano_cpus,
+            memory: limits.memory_bytes,
+            pids_limit: (limits.pids > 0).then_some(limits.pids),
+            oom_score_adj: cs.oom_score_adj,
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            log_config: berth_api::container::LogConfig {
+                kind: log.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+                config: log.map(|l| l.options).unwrap_or_default(),
+            },
+            ..Default::default()
+        },
+        networking_config: None,
+    }
+}
+
+/// Pulls a task's image through the daemon's registry client (no credentials).
+async fn pull(d: &Arc<Daemon>, image: &str) -> Result<(), String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<berth_api::progress::Message>(64);
+    let dd = d.clone();
+    let name = image.to_string();
+    let task = tokio::spawn(async move {
+        let creds = berth_distribution::Credentials::default();
+        crate::pull::pull(&dd, &dd.registry, &name, ("", "", None), &creds, &tx).await
+    });
+    while rx.recv().await.is_some() {}
+    task.await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.0.message.clone())
+}
+
+impl Executor for SwarmExecutor {
+    fn describe(&self) -> BoxFut<'_, api::NodeDescription> {
+        Box::pin(async move {
+            let hostname = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1);
+            let mem = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| {
+                    m.lines()
+                        .find(|l| l.starts_with("MemTotal:"))
+                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<i64>().ok()))
+                })
+                .unwrap_or(0)
+                * 1024;
+            api::NodeDescription {
+                hostname,
+                platform: api::Platform {
+                    architecture: std::env::consts::ARCH.to_string(),
+                    os: "linux".to_string(),
+                },
+                resources: api::Resources {
+                    nano_cpus: cpus * 1_000_000_000,
+                    memory_bytes: mem,
+                    ..Default::default()
+                },
+                engine: api::EngineDescription {
+                    engine_version: env!("CARGO_PKG_VERSION").to_string(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+        })
+    }
+
+    fn list(&self) -> BoxFut<'_, Vec<TaskContainer>> {
+        Box::pin(async move {
+            let Some(d) = self.d.upgrade() else {
+                return Vec::new();
+            };
+            d.all()
+                .into_iter()
+                .filter_map(|c| {
+                    let r = c.rec();
+                    let task_id = r.config.labels.as_ref()?.get(TASK_ID)?.clone();
+                    let state = match r.state.status.as_str() {
+                        "running" | "paused" | "restarting" => ContainerState::Running {
+                            pid: i64::from(r.state.pid),
+                        },
+                        "created" => ContainerState::Created,
+                        _ => ContainerState::Exited {
+                            code: r.state.exit_code,
+                            error: r.state.error.clone(),
+                        },
+                    };
+                    Some(TaskContainer {
+                        task_id,
+                        container_id: r.id.clone(),
+                        state,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn run(&self, run: TaskRun) -> BoxFut<'_, Result<String, String>> {
+        Box::pin(async move {
+            let d = self.daemon()?;
+            let mut req = create_request(&run, Vec::new());
+            // Prefer the local image (the CLI pins a digest the node may not have pulled).
+            let image = req.config.image.clone();
+            if d.images.resolve_id(&image).is_err() {
+                let bare = image.split('@').next().unwrap_or(&image).to_string();
+                if bare != image && d.images.resolve_id(&bare).is_ok() {
+                    req.config.image = bare;
+                } else {
+                    pull(&d, &image)
+                        .await
+                        .map_err(|e| format!("No such image: {image}: {e}"))?;
+                }
+            }
+            let mut files = run.secrets.clone();
+            files.extend(run.configs.iter().cloned());
+            let extra = self.materialize(&run.task.id, &files)?;
+            req.host_config
+                .mounts
+                .get_or_insert_with(Vec::new)
+                .extend(extra);
+            let name = task_name(&run);
+            let (id, _) = d
+                .create(Some(&name), req)
+                .await
+                .map_err(|e| e.0.message.clone())?;
+            let c = d.find(&id).map_err(|e| e.0.message.clone())?;
+            d.start(&c).await.map_err(|e| e.0.message.clone())?;
+            Ok(id)
+        })
+    }
+
+    fn stop(&self, container_id: String, grace: Option<Duration>) -> BoxFut<'_, Result<(), String>> {
+        Box::pin(async move {
+            let d = self.daemon()?;
+            let c = d.find(&container_id).map_err(|e| e.0.message.clone())?;
+            match d
+                .stop(&c, None, grace.map(|g| g.as_secs() as i64))
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if e.0.status == 304 => Ok(()),
+                Err(e) => Err(e.0.message.clone()),
+            }
+        })
+    }
+
+    fn remove(&self, container_id: String) -> BoxFut<'_, Result<(), String>> {
+        Box::pin(async move {
+            let d = self.daemon()?;
+            let c = match d.find(&container_id) {
+                Ok(c) => c,
+                Err(_) => return Ok(()),
+            };
+            let task = c
+                .rec()
+                .config
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(TASK_ID).cloned())
+                .unwrap_or_default();
+            d.remove(&c, true, true).await.map_err(|e| e.0.message.clone())?;
+            self.forget(&task);
+            Ok(())
+        })
+    }
+}
