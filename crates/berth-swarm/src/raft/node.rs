@@ -80,7 +80,8 @@ struct Node<S, T> {
     keep_entries: u64,
     members: BTreeMap<u64, String>,
     applied: u64,
-    /// The commit index last written with fsync.
+    /// Every configuration change up to this index is known to be committed on disk (or
+    /// there is none after the last synced commit index).
     synced_commit: u64,
     /// Random per process, so that a proposal id is never matched by an entry proposed
     /// before a restart.
@@ -745,13 +746,16 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
     /// Whether raising the commit index to `commit` commits a configuration change: such a
     /// commit index is synced, so that a restart re-applies the change (the configuration
     /// raft starts from is the snapshot's plus the committed changes after it).
-    fn commits_conf_change(&self, commit: u64) -> bool {
+    fn commits_conf_change(&mut self, commit: u64) -> bool {
         let store = self.raw.store();
-        (self.synced_commit + 1..=commit).any(|i| {
+        let found = (self.synced_commit + 1..=commit).any(|i| {
             store
                 .entry(i)
                 .is_some_and(|e| e.get_entry_type() != EntryType::EntryNormal)
-        })
+        });
+        // Either the commit index is synced now, or nothing up to it needs it.
+        self.synced_commit = self.synced_commit.max(commit);
+        found
     }
 
     /// Persists a snapshot received from the leader and restores the state machine from it.

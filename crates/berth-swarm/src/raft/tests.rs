@@ -464,12 +464,14 @@ async fn late_joiner_gets_a_snapshot() {
         write(c.h(1 + i % 2), &format!("e{i}")).await;
     }
     c.converged(&[1, 2], 30).await;
-    let snaps: Vec<PathBuf> = all_files(&c.dir.node(1))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
-        .collect();
-    assert_eq!(snaps.len(), 1, "one snapshot kept: {snaps:?}");
-    assert!(!snaps[0].ends_with("snap-0000000000000001.snap"));
+    wait_until("one newer snapshot kept, the older ones removed", || {
+        let snaps: Vec<PathBuf> = all_files(&c.dir.node(1))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .collect();
+        snaps.len() == 1 && !snaps[0].ends_with("snap-0000000000000001.snap")
+    })
+    .await;
     let leader = c.wait_leader(&[1, 2]).await;
     c.start(3, Bootstrap::Join).unwrap();
     retry("add_voter", || c.h(leader).add_voter(3, addr(3))).await;
@@ -525,6 +527,18 @@ async fn remove_member() {
         c.nodes[&leader].transport.peers.lock().unwrap().len() == 2
     })
     .await;
+    // The leader removes itself; the last member leads alone.
+    let leader = c.wait_leader(&rest).await;
+    let last = if rest[0] == leader { rest[1] } else { rest[0] };
+    retry("remove the leader", || c.h(leader).remove_member(leader)).await;
+    wait_until("the old leader to stop", || c.h(leader).status().removed).await;
+    c.wait_leader(&[last]).await;
+    assert!(matches!(
+        c.h(last).remove_member(last).await,
+        Err(ProposeError::Rejected(_))
+    ));
+    write(c.h(last), "alone").await;
+    assert_eq!(c.nodes[&last].data().len(), 4);
     c.stop_all().await;
 }
 
