@@ -26,10 +26,9 @@ struct Assigned {
     digest: String,
     tasks: BTreeMap<String, api::Task>,
     services: HashMap<String, String>,
-    ports: HashMap<String, Vec<api::EndpointPortConfig>>,
+    ports: HashMap<String, Vec<api::PortConfig>>,
     secrets: HashMap<String, Payload>,
     configs: HashMap<String, Payload>,
-    role: String,
 }
 
 #[derive(Default)]
@@ -158,11 +157,15 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
         let had_description = req.description.is_some();
         match self.disp.session(req).await {
             Ok(resp) => {
-                let mut g = self.lock();
-                if had_description {
-                    g.description_sent = true;
-                }
-                if !resp.unchanged && resp.digest != g.assigned.digest {
+                let changed = {
+                    let mut g = self.lock();
+                    if had_description {
+                        g.description_sent = true;
+                    }
+                    !resp.unchanged && resp.digest != g.assigned.digest
+                };
+                if changed {
+                    let mut g = self.lock();
                     g.assigned = Assigned {
                         digest: resp.digest,
                         tasks: resp.tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
@@ -170,7 +173,6 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                         ports: resp.ports.into_iter().collect(),
                         secrets: resp.secrets.into_iter().map(|p| (p.id.clone(), p)).collect(),
                         configs: resp.configs.into_iter().map(|p| (p.id.clone(), p)).collect(),
-                        role: resp.role.clone(),
                     };
                     drop(g);
                     self.wake.notify_one();
@@ -187,13 +189,14 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
             }
             Err(e) => {
                 tracing::debug!("swarm agent: session: {e}");
-                let mut g = self.lock();
-                // Nothing was accepted: the states go again with the next call.
-                let mut back = sent;
-                back.append(&mut g.pending);
-                g.pending = back;
-                g.description_sent = false;
-                drop(g);
+                {
+                    let mut g = self.lock();
+                    // Nothing was accepted: the states go again with the next call.
+                    let mut back = sent;
+                    back.append(&mut g.pending);
+                    g.pending = back;
+                    g.description_sent = false;
+                }
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 false
             }
@@ -422,7 +425,7 @@ fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> V
 }
 
 /// A service's host-mode published ports: (target, published, protocol).
-fn host_ports(ports: &[api::EndpointPortConfig]) -> Vec<(u32, u32, String)> {
+fn host_ports(ports: &[api::PortConfig]) -> Vec<(u32, u32, String)> {
     ports
         .iter()
         .filter(|p| p.publish_mode == "host")

@@ -3,13 +3,13 @@
 //! under `<data-root>/swarm/`. The daemon holds one `Cluster` and calls it from its routes.
 
 use crate::agent::{Agent, Dispatcher};
-use crate::ca::{self, NodeIdentity, NodeKey, NodeRole, PeerInfo, RootCa};
+use crate::ca::{NodeIdentity, NodeKey, NodeRole, PeerInfo, RootCa};
 use crate::error::{Error, Result, NOT_IN_SWARM};
 use crate::executor::{BoxFut, Executor};
 use crate::manager::Manager;
 use crate::net_transport::NetTransport;
 use crate::proto::{JoinRequest, JoinResponse, SessionRequest, SessionResponse};
-use crate::raft::{self, Bootstrap};
+use crate::raft::{self, Bootstrap, Transport};
 use crate::rpc::{self, RpcClient, RpcError, RpcResponse};
 use crate::store::{ClusterRec, Command, NodeRec};
 use api::NodeState;
@@ -44,31 +44,33 @@ struct Persisted {
     listen_addr: String,
     advertise_addr: String,
     managers: Vec<String>,
+    /// Raft members (id, address) a joining manager first talks to.
+    #[serde(default)]
+    members: Vec<(u64, String)>,
     /// The Raft data key, hex (managers).
     dek: String,
 }
 
 /// A node that is part of a swarm.
-struct Active<E: Executor> {
-    node_id: String,
+struct Active {
     cluster_id: String,
     advertise_addr: String,
     listen_addr: String,
     identity: NodeIdentity,
-    root: RootCa,
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
     manager: Option<Arc<Manager>>,
-    agent: Arc<Agent<E, RpcDispatcher>>,
     stop: watch::Sender<bool>,
 }
 
 pub struct Cluster<E: Executor> {
     cfg: NodeConfig,
     exec: Arc<E>,
-    active: tokio::sync::Mutex<Option<Active<E>>>,
+    active: tokio::sync::Mutex<Option<Active>>,
     /// What `/_ping` and `/info` read without waiting for a lifecycle call.
     summary: RwLock<Summary>,
+    /// Roles the cluster gave this node, for the task that follows them.
+    roles: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// The node's standing, for `/_ping`'s `Swarm` header and `/info`.
@@ -167,8 +169,11 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 }
 
 impl<E: Executor> Cluster<E> {
+    /// A node outside any swarm; call within a tokio runtime (it starts the task that
+    /// follows role changes).
     pub fn new(cfg: NodeConfig, exec: Arc<E>) -> Arc<Cluster<E>> {
-        Arc::new(Cluster {
+        let (roles, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let c = Arc::new(Cluster {
             cfg,
             exec,
             active: tokio::sync::Mutex::new(None),
@@ -176,7 +181,18 @@ impl<E: Executor> Cluster<E> {
                 state: "inactive".to_string(),
                 ..Default::default()
             }),
-        })
+            roles,
+        });
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            while let Some(want) = rx.recv().await {
+                let Some(c) = weak.upgrade() else { return };
+                if let Err(e) = c.follow_role(&want).await {
+                    tracing::warn!("swarm: changing this node's role to {want}: {}", e.message);
+                }
+            }
+        });
+        c
     }
 
     /// The node's standing (cheap; for `/_ping` and `/info`).
@@ -251,7 +267,7 @@ impl<E: Executor> Cluster<E> {
         identity: NodeIdentity,
         root: RootCa,
         boot: Option<Bootstrap>,
-    ) -> Result<Active<E>> {
+    ) -> Result<Active> {
         let client_tls = tls::client_config(&root, Some(&identity))
             .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
         let client = RpcClient::new(client_tls);
@@ -261,7 +277,14 @@ impl<E: Executor> Cluster<E> {
         if let Some(boot) = boot {
             let dek = unhex(&p.dek)
                 .ok_or_else(|| Error::internal("the swarm state has no valid raft data key"))?;
-            let transport = Arc::new(NetTransport::new(client.clone()));
+            let transport = Arc::new(NetTransport::new(
+                client.clone(),
+                tokio::runtime::Handle::current(),
+            ));
+            if matches!(boot, Bootstrap::Join) {
+                // The members it joins must be reachable before the leader's first message.
+                transport.set_peers(&p.members);
+            }
             let cfg = raft::Config::new(p.raft_id, self.cfg.root.join("raft"), dek);
             let m = Manager::start(p.node_id.clone(), cfg, transport, boot)?;
             tokio::spawn(m.clone().run(stop_rx.clone()));
@@ -279,7 +302,7 @@ impl<E: Executor> Cluster<E> {
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
             let handler = Arc::new(Port {
                 manager: m.clone(),
-                root: root_with_key(&m)?,
+                root: Arc::new(RwLock::new(None)),
             });
             tokio::spawn(rpc::serve(listener, server_tls, handler, stop_rx.clone()));
             manager = Some(m);
@@ -293,7 +316,7 @@ impl<E: Executor> Cluster<E> {
         tokio::spawn(agent.clone().run(stop_rx.clone()));
         // Follow role changes (promotion, demotion) decided by the cluster.
         {
-            let me = Arc::downgrade(self);
+            let roles = self.roles.clone();
             let mut role = agent.role();
             let mut stop_rx = stop_rx.clone();
             tokio::spawn(async move {
@@ -303,9 +326,8 @@ impl<E: Executor> Cluster<E> {
                         _ = stop_rx.changed() => return,
                     }
                     let want = role.borrow().clone();
-                    let Some(c) = me.upgrade() else { return };
-                    if let Err(e) = c.follow_role(&want).await {
-                        tracing::warn!("swarm: changing this node's role to {want}: {e}");
+                    if roles.send(want).is_err() {
+                        return;
                     }
                 }
             });
@@ -319,16 +341,13 @@ impl<E: Executor> Cluster<E> {
             managers: p.managers.clone(),
         });
         Ok(Active {
-            node_id: p.node_id,
             cluster_id: p.cluster_id,
             advertise_addr: p.advertise_addr,
             listen_addr: p.listen_addr,
             identity,
-            root,
             client,
             managers,
             manager,
-            agent,
             stop,
         })
     }
@@ -383,6 +402,7 @@ impl<E: Executor> Cluster<E> {
             listen_addr: format!("{lhost}:{lport}"),
             advertise_addr: advertise.clone(),
             managers: vec![advertise.clone()],
+            members: Vec::new(),
             dek: hex(&dek),
         };
         self.save(&p)?;
@@ -462,7 +482,7 @@ impl<E: Executor> Cluster<E> {
 
     async fn force_new_cluster(
         self: &Arc<Self>,
-        g: &mut Option<Active<E>>,
+        g: &mut Option<Active>,
         req: api::SwarmInitRequest,
     ) -> Result<String> {
         let body = std::fs::read(self.state_path()).map_err(|_| {
@@ -627,6 +647,7 @@ impl<E: Executor> Cluster<E> {
             listen_addr: format!("{lhost}:{lport}"),
             advertise_addr: advertise.clone(),
             managers: resp.managers.clone(),
+            members: resp.members.clone(),
             dek: if manager {
                 hex(&ids::random_bytes::<32>())
             } else {
@@ -797,7 +818,11 @@ impl<E: Executor> Cluster<E> {
         };
         let boot = if role == "manager" {
             // The leader made this node a voter with the raft id it recorded at promotion.
-            p.raft_id = self.raft_id_from_leader(&a_client(&identity, &root)?, &target, &p.node_id).await?;
+            let (raft_id, members) = self
+                .raft_id_from_leader(&a_client(&identity, &root)?, &target, &p.node_id)
+                .await?;
+            p.raft_id = raft_id;
+            p.members = members;
             p.dek = hex(&ids::random_bytes::<32>());
             let _ = std::fs::remove_dir_all(self.cfg.root.join("raft"));
             Some(Bootstrap::Join)
@@ -808,21 +833,27 @@ impl<E: Executor> Cluster<E> {
             None
         };
         self.save(&p)?;
-        let a = self.launch(p, identity, root, boot).await?;
-        *g = Some(a);
+        *g = Some(self.launch(p, identity, root, boot).await?);
         Ok(())
     }
 
-    async fn raft_id_from_leader(&self, client: &RpcClient, target: &str, node_id: &str) -> Result<u64> {
+    /// The Raft id the leader recorded for this node at its promotion, and the members.
+    async fn raft_id_from_leader(
+        &self,
+        client: &RpcClient,
+        target: &str,
+        node_id: &str,
+    ) -> Result<(u64, Vec<(u64, String)>)> {
         #[derive(Deserialize)]
         struct Answer {
             raft_id: u64,
+            members: Vec<(u64, String)>,
         }
         let a: Answer = client
             .post_json(target, "/raft/id", &node_id, RPC_TIMEOUT)
             .await
             .map_err(rpc_err)?;
-        Ok(a.raft_id)
+        Ok((a.raft_id, a.members))
     }
 
     /// The join tokens of the cluster (managers).
@@ -884,12 +915,6 @@ pub fn token_string(root: &RootCa, secret_hex: &str) -> String {
         secret,
     }
     .to_string()
-}
-
-/// The root CA with its key, as replicated to the managers.
-fn root_with_key(m: &Manager) -> Result<Arc<RwLock<Option<RootCa>>>> {
-    let _ = m;
-    Ok(Arc::new(RwLock::new(None)))
 }
 
 async fn wait_leader(m: &Manager, limit: Duration) -> Result<()> {
@@ -974,6 +999,7 @@ impl Dispatcher for RpcDispatcher {
 /// The swarm port's request handler on a manager.
 struct Port {
     manager: Arc<Manager>,
+    /// The root CA with its key, read once from the replicated cluster record.
     root: Arc<RwLock<Option<RootCa>>>,
 }
 
@@ -1030,6 +1056,9 @@ impl Port {
             .map_err(|e| Error::invalid(e.to_string()))?;
         let now = berth_api::timefmt::now();
         let is_manager = role == NodeRole::Manager;
+        if is_manager && (req.raft_id == 0 || req.advertise_addr.is_empty()) {
+            return Err(Error::invalid("a joining manager must give its raft id and address"));
+        }
         let node = NodeRec {
             id: node_id.clone(),
             version: 0,
@@ -1048,26 +1077,21 @@ impl Port {
             state: NodeState::Unknown,
             message: String::new(),
             addr: remote.ip().to_string(),
-            raft_id: 0,
-            manager_addr: String::new(),
+            raft_id: if is_manager { req.raft_id } else { 0 },
+            manager_addr: if is_manager {
+                req.advertise_addr.clone()
+            } else {
+                String::new()
+            },
             advertise_addr: req.advertise_addr.clone(),
         };
+        // The node is recorded first: once it is a voter, nothing commits until it runs.
         m.propose(Command::AddNode { node }).await?;
         if is_manager {
-            if req.raft_id == 0 || req.advertise_addr.is_empty() {
-                return Err(Error::invalid("a joining manager must give its raft id and address"));
-            }
             m.raft
                 .add_voter(req.raft_id, req.advertise_addr.clone())
                 .await
                 .map_err(|_| Error::no_leader())?;
-            m.propose(Command::SetManager {
-                id: node_id.clone(),
-                raft_id: req.raft_id,
-                addr: req.advertise_addr.clone(),
-                now,
-            })
-            .await?;
         }
         let (members, managers) = m.read(|s| {
             let members = s.raft_members();
@@ -1152,7 +1176,11 @@ impl Port {
             }
             "/raft/id" => {
                 let id = m.read(|s| s.nodes.get(&peer.node_id).map(|n| n.raft_id).unwrap_or(0));
-                Ok(rpc::json_response(StatusCode::OK, &serde_json::json!({ "raft_id": id })))
+                let members = m.raft.status().members;
+                Ok(rpc::json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "raft_id": id, "members": members }),
+                ))
             }
             "/raft/step" | "/raft/snapshot" => {
                 if peer.role != NodeRole::Manager {
@@ -1164,7 +1192,7 @@ impl Port {
                         .map_err(|e| Error::invalid(e.to_string()))?;
                     crate::net_transport::decode_step_body(&body).map_err(|e| Error::invalid(e.to_string()))?
                 } else {
-                    vec![crate::net_transport::read_snapshot(req.into_body())
+                    vec![crate::net_transport::read_snapshot_body(req.into_body(), crate::net_transport::MAX_SNAPSHOT)
                         .await
                         .map_err(|e| Error::invalid(e.to_string()))?]
                 };

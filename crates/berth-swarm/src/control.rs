@@ -373,21 +373,26 @@ impl Manager {
             // The node becomes a voter at the address it advertised; its agent sees the new
             // role, gets a manager certificate and starts its Raft member.
             let raft_id = crate::ids::new_raft_id();
-            let addr = self.read(|s| s.nodes.get(&id).map(|n| n.advertise_addr.clone()).unwrap_or_default());
+            let addr = self.read(|s| {
+                s.nodes
+                    .get(&id)
+                    .map(|n| n.advertise_addr.clone())
+                    .unwrap_or_default()
+            });
             if addr.is_empty() {
-                return Err(Error::rpc_invalid("the node has no advertised address to be reached at as a manager"));
+                return Err(Error::rpc_invalid(
+                    "the node has no advertised address to be reached at as a manager",
+                ));
             }
-            self.raft
-                .add_voter(raft_id, addr.clone())
-                .await
-                .map_err(propose_err)?;
+            // Recorded before it becomes a voter: from then on nothing commits until it runs.
             self.propose(Command::SetManager {
                 id,
                 raft_id,
-                addr,
+                addr: addr.clone(),
                 now: now(),
             })
             .await?;
+            self.raft.add_voter(raft_id, addr).await.map_err(propose_err)?;
         }
         Ok(())
     }

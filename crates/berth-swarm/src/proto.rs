@@ -34,7 +34,7 @@ pub struct SessionResponse {
     /// Service names by id, for container names and labels.
     pub services: Vec<(String, String)>,
     /// Published ports by service id (host-mode ones are bound by the node running the task).
-    pub ports: Vec<(String, Vec<api::EndpointPortConfig>)>,
+    pub ports: Vec<(String, Vec<api::PortConfig>)>,
     pub secrets: Vec<Payload>,
     pub configs: Vec<Payload>,
     /// The managers' swarm addresses (the agent fails over to them).

@@ -68,7 +68,7 @@ pub struct ServiceRec {
     pub spec_version: u64,
     pub update_status: Option<api::UpdateStatus>,
     /// Published ports as allocated (a port without a number gets one from 30000–32767).
-    pub ports: Vec<api::EndpointPortConfig>,
+    pub ports: Vec<api::PortConfig>,
     /// Jobs: the iteration tasks are made for (bumped by every update of a job).
     pub job_iteration: u64,
 }

@@ -6,7 +6,7 @@
 use super::St;
 use crate::error::{Error, Result};
 use crate::util::{json, json_body, Query};
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use berth_api::swarm as api;

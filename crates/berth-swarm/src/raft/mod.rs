@@ -86,18 +86,59 @@ pub trait Transport: Send + Sync + 'static {
 /// Lets the transport tell the node about delivery failures.
 #[derive(Clone)]
 pub struct Reporter {
-    tx: mpsc::Sender<Cmd>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Node(mpsc::Sender<Cmd>),
+    #[cfg(test)]
+    Test(tokio::sync::mpsc::UnboundedSender<Report>),
+}
+
+/// A delivery report, as transport tests observe them.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Unreachable(u64),
+    Snapshot { to: u64, ok: bool },
 }
 
 impl Reporter {
+    pub(crate) fn node(tx: mpsc::Sender<Cmd>) -> Reporter {
+        Reporter { sink: Sink::Node(tx) }
+    }
+
+    /// A reporter whose reports go to a test's channel.
+    #[cfg(test)]
+    pub fn new(tx: tokio::sync::mpsc::UnboundedSender<Report>) -> Reporter {
+        Reporter { sink: Sink::Test(tx) }
+    }
+
     /// Messages to `id` could not be delivered.
     pub fn unreachable(&self, id: u64) {
-        let _ = self.tx.send(Cmd::Unreachable(id));
+        match &self.sink {
+            Sink::Node(tx) => {
+                let _ = tx.send(Cmd::Unreachable(id));
+            }
+            #[cfg(test)]
+            Sink::Test(tx) => {
+                let _ = tx.send(Report::Unreachable(id));
+            }
+        }
     }
 
     /// A snapshot sent to `id` was delivered (`ok`) or failed.
     pub fn snapshot(&self, id: u64, ok: bool) {
-        let _ = self.tx.send(Cmd::SnapshotStatus(id, ok));
+        match &self.sink {
+            Sink::Node(tx) => {
+                let _ = tx.send(Cmd::SnapshotStatus(id, ok));
+            }
+            #[cfg(test)]
+            Sink::Test(tx) => {
+                let _ = tx.send(Report::Snapshot { to: id, ok });
+            }
+        }
     }
 }
 

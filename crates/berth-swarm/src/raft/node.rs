@@ -392,7 +392,7 @@ pub(crate) fn start<S: StateMachine, T: Transport>(
         disk,
         sm,
         transport,
-        reporter: Reporter { tx: tx.clone() },
+        reporter: Reporter::node(tx.clone()),
         tick: cfg.tick,
         election_timeout: cfg.tick * cfg.election_ticks as u32,
         snapshot_interval: cfg.snapshot_interval,
