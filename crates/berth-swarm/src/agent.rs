@@ -302,7 +302,8 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                     }
                 },
                 None => {
-                    if wants_run
+                    // A replacement told to wait (`ready`) starts once told to run.
+                    if desired == TaskState::Running
                         && !current.is_terminal()
                         && current < TaskState::Starting
                     {

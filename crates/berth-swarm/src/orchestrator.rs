@@ -369,7 +369,29 @@ fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec, history: &[TaskRec]) -
     Some(end + policy.delay)
 }
 
+/// Replacements waiting (desired `ready`) in a place whose old task has ended are told to run.
+fn promote_ready(p: &mut Pass, s: &ServiceRec) {
+    let tasks = p.tasks_of(&s.id);
+    let nodes = &p.state.nodes;
+    for t in tasks.iter().filter(|t| t.desired_state == TaskState::Ready) {
+        let blocked = tasks.iter().any(|o| {
+            o.id != t.id
+                && o.slot == t.slot
+                && (o.slot != 0 || o.node_id == t.node_id)
+                && o.desired_state != TaskState::Ready
+                && is_live(o, nodes)
+        });
+        if !blocked {
+            let mut t = t.clone();
+            t.desired_state = TaskState::Running;
+            t.updated_at = stamp(p.now);
+            p.put.insert(t.id.clone(), t);
+        }
+    }
+}
+
 fn replicated(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, replicas: u64) {
+    promote_ready(p, s);
     let tasks = p.tasks_of(&s.id);
     let nodes = &p.state.nodes;
     let mut slots: BTreeMap<u64, Vec<TaskRec>> = BTreeMap::new();
@@ -446,6 +468,7 @@ fn replicated(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, replicas: u64) {
 }
 
 fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
+    promote_ready(p, s);
     let tasks = p.tasks_of(&s.id);
     let eligible: Vec<String> = eligible(p.state, &s.spec.task_template)
         .into_iter()
@@ -630,18 +653,24 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
     }
     // Updated tasks not yet running (or running for less than the monitor period) hold a
     // batch open.
-    let in_flight = fresh
+    // Places (slots, or nodes of global services) with an update under way: an old task
+    // still stopping or an up-to-date one not running yet.
+    let mut busy: std::collections::BTreeSet<(u64, String)> = std::collections::BTreeSet::new();
+    let place = |t: &TaskRec| (t.slot, if t.slot == 0 { t.node_id.clone() } else { String::new() });
+    for t in fresh
         .iter()
         .filter(|t| wants_running(t) && is_live(t, nodes))
-        .filter(|t| {
-            t.status.state != TaskState::Running
-                || ts(&t.status.timestamp).is_some_and(|r| r + cfg.monitor > p.now)
-        })
-        .count() as u64
-        + live
-            .iter()
-            .filter(|t| t.spec_version != s.spec_version && !wants_running(t))
-            .count() as u64;
+        .filter(|t| t.status.state != TaskState::Running)
+    {
+        busy.insert(place(t));
+    }
+    for t in live
+        .iter()
+        .filter(|t| t.spec_version != s.spec_version && !wants_running(t))
+    {
+        busy.insert(place(t));
+    }
+    let in_flight = busy.len() as u64;
     if in_flight > 0 {
         mem.batch_open.insert(s.id.clone());
     } else if mem.batch_open.remove(&s.id) {
@@ -661,8 +690,12 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
             }
         }
     }
+    let settled = fresh
+        .iter()
+        .filter(|t| wants_running(t) && is_live(t, nodes))
+        .all(|t| ts(&t.status.timestamp).is_some_and(|r| r + cfg.monitor <= p.now));
     if old.is_empty() {
-        if in_flight == 0 {
+        if in_flight == 0 && settled {
             p.other.push(Command::ServiceStatus {
                 id: s.id.clone(),
                 update_status: Some(api::UpdateStatus {
@@ -704,7 +737,12 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
             // The new task first; the old one is shut down once the new one runs.
             p.add(new_task(s, t.slot, if t.slot == 0 { &t.node_id } else { "" }, p.now));
         } else {
+            // The old task stops first; its replacement holds the slot, ready, and is told
+            // to run once the old one has ended.
             p.shut_down(t, "shutdown for update");
+            let mut next = new_task(s, t.slot, if t.slot == 0 { &t.node_id } else { "" }, p.now);
+            next.desired_state = TaskState::Ready;
+            p.add(next);
         }
         mem.batch_open.insert(s.id.clone());
     }
