@@ -66,7 +66,8 @@ mod bytes_b64 {
     /// Line breaks are skipped, as Go's decoder does.
     pub fn decode(text: &str) -> Result<Vec<u8>, String> {
         let clean: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        STD.decode(clean).map_err(|e| format!("illegal base64 data: {e}"))
+        STD.decode(clean)
+            .map_err(|e| format!("illegal base64 data: {e}"))
     }
 
     pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {

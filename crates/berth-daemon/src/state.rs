@@ -16,11 +16,8 @@ pub struct Daemon {
     pub blob_sources: crate::blob_sources::BlobSources,
     /// This node's part in a swarm (set once, right after the daemon is built: its executor
     /// holds a weak reference back to the daemon).
-    pub swarm: std::sync::OnceLock<Arc<Swarm>>,
+    pub swarm: std::sync::OnceLock<Arc<berth_swarm::cluster::Cluster>>,
 }
-
-/// The swarm node of this daemon, running tasks through its container service.
-pub type Swarm = berth_swarm::cluster::Cluster<crate::swarm_exec::SwarmExecutor>;
 
 impl Daemon {
     pub fn new(containers: Service, registry: berth_distribution::Client) -> Daemon {

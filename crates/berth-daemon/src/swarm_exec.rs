@@ -36,7 +36,11 @@ impl SwarmExecutor {
 
     /// Puts the task's secret and config files on a tmpfs of its own and returns the bind
     /// mounts that show them in the container (read-only).
-    fn materialize(&self, task_id: &str, files: &[TaskFile]) -> Result<Vec<berth_api::container::Mount>, String> {
+    fn materialize(
+        &self,
+        task_id: &str,
+        files: &[TaskFile],
+    ) -> Result<Vec<berth_api::container::Mount>, String> {
         if files.is_empty() {
             return Ok(Vec::new());
         }
@@ -51,7 +55,9 @@ impl SwarmExecutor {
                 Some("tmpfs"),
                 &dir,
                 Some("tmpfs"),
-                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
                 Some("size=2m,mode=0700"),
             )
             .map_err(|e| format!("mounting a tmpfs for the task's secrets: {e}"))?;
@@ -112,8 +118,14 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
     let name = task_name(run);
     let mut labels: BTreeMap<String, String> = cs.labels.clone();
     labels.insert("com.docker.swarm.node.id".into(), run.node_id.clone());
-    labels.insert("com.docker.swarm.service.id".into(), run.task.service_id.clone());
-    labels.insert("com.docker.swarm.service.name".into(), run.service_name.clone());
+    labels.insert(
+        "com.docker.swarm.service.id".into(),
+        run.task.service_id.clone(),
+    );
+    labels.insert(
+        "com.docker.swarm.service.name".into(),
+        run.service_name.clone(),
+    );
     labels.insert("com.docker.swarm.task".into(), String::new());
     labels.insert(TASK_ID.into(), run.task.id.clone());
     labels.insert("com.docker.swarm.task.name".into(), name);
@@ -132,16 +144,18 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
     for (target, published, proto) in &run.host_ports {
         let key = format!("{target}/{}", if proto.is_empty() { "tcp" } else { proto });
         exposed.insert(key.clone(), Default::default());
-        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
-            PortBinding {
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
                 host_ip: String::new(),
                 host_port: if *published == 0 {
                     String::new()
                 } else {
                     published.to_string()
                 },
-            },
-        );
+            });
     }
     let dns = cs.dns_config.clone().unwrap_or_default();
     // Docker's hosts lines are "IP name..."; extra_hosts wants "name:IP".
@@ -231,7 +245,11 @@ impl Executor for SwarmExecutor {
                 .and_then(|m| {
                     m.lines()
                         .find(|l| l.starts_with("MemTotal:"))
-                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<i64>().ok()))
+                        .and_then(|l| {
+                            l.split_whitespace()
+                                .nth(1)
+                                .and_then(|v| v.parse::<i64>().ok())
+                        })
                 })
                 .unwrap_or(0)
                 * 1024;
@@ -319,14 +337,15 @@ impl Executor for SwarmExecutor {
         })
     }
 
-    fn stop(&self, container_id: String, grace: Option<Duration>) -> BoxFut<'_, Result<(), String>> {
+    fn stop(
+        &self,
+        container_id: String,
+        grace: Option<Duration>,
+    ) -> BoxFut<'_, Result<(), String>> {
         Box::pin(async move {
             let d = self.daemon()?;
             let c = d.find(&container_id).map_err(|e| e.0.message.clone())?;
-            match d
-                .stop(&c, None, grace.map(|g| g.as_secs() as i64))
-                .await
-            {
+            match d.stop(&c, None, grace.map(|g| g.as_secs() as i64)).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.0.status == 304 => Ok(()),
                 Err(e) => Err(e.0.message.clone()),
@@ -348,7 +367,9 @@ impl Executor for SwarmExecutor {
                 .as_ref()
                 .and_then(|l| l.get(TASK_ID).cloned())
                 .unwrap_or_default();
-            d.remove(&c, true, true).await.map_err(|e| e.0.message.clone())?;
+            d.remove(&c, true, true)
+                .await
+                .map_err(|e| e.0.message.clone())?;
             self.forget(&task);
             Ok(())
         })

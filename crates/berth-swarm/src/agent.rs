@@ -4,8 +4,8 @@
 
 use crate::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
 use crate::proto::{Payload, SessionRequest, SessionResponse};
-use berth_api::swarm as api;
 use api::TaskState;
+use berth_api::swarm as api;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -45,7 +45,7 @@ struct Inner {
     description_sent: bool,
 }
 
-pub struct Agent<E: Executor, D: Dispatcher> {
+pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
     exec: Arc<E>,
     disp: Arc<D>,
     node_id: String,
@@ -59,7 +59,12 @@ fn now() -> String {
     berth_api::timefmt::now()
 }
 
-fn status(state: TaskState, message: &str, err: &str, c: Option<&TaskContainer>) -> api::TaskStatus {
+fn status(
+    state: TaskState,
+    message: &str,
+    err: &str,
+    c: Option<&TaskContainer>,
+) -> api::TaskStatus {
     api::TaskStatus {
         timestamp: now(),
         state,
@@ -80,7 +85,7 @@ fn status(state: TaskState, message: &str, err: &str, c: Option<&TaskContainer>)
     }
 }
 
-impl<E: Executor, D: Dispatcher> Agent<E, D> {
+impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
     pub fn new(exec: Arc<E>, disp: Arc<D>, node_id: String) -> Arc<Self> {
         Arc::new(Agent {
             exec,
@@ -171,8 +176,16 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                         tasks: resp.tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
                         services: resp.services.into_iter().collect(),
                         ports: resp.ports.into_iter().collect(),
-                        secrets: resp.secrets.into_iter().map(|p| (p.id.clone(), p)).collect(),
-                        configs: resp.configs.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                        secrets: resp
+                            .secrets
+                            .into_iter()
+                            .map(|p| (p.id.clone(), p))
+                            .collect(),
+                        configs: resp
+                            .configs
+                            .into_iter()
+                            .map(|p| (p.id.clone(), p))
+                            .collect(),
                     };
                     drop(g);
                     self.wake.notify_one();
@@ -217,10 +230,8 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
 
     async fn reconcile(self: &Arc<Self>) {
         let containers = self.exec.list().await;
-        let by_task: HashMap<&str, &TaskContainer> = containers
-            .iter()
-            .map(|c| (c.task_id.as_str(), c))
-            .collect();
+        let by_task: HashMap<&str, &TaskContainer> =
+            containers.iter().map(|c| (c.task_id.as_str(), c)).collect();
         let (tasks, services, ports, secrets, configs) = {
             let g = self.lock();
             (
@@ -274,9 +285,15 @@ impl<E: Executor, D: Dispatcher> Agent<E, D> {
                     ContainerState::Exited { code, error } => {
                         if *code == 0 && error.is_empty() {
                             if wants_run {
-                                self.report(id, status(TaskState::Complete, "finished", "", Some(c)));
+                                self.report(
+                                    id,
+                                    status(TaskState::Complete, "finished", "", Some(c)),
+                                );
                             } else {
-                                self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
+                                self.report(
+                                    id,
+                                    status(TaskState::Shutdown, "shutdown", "", Some(c)),
+                                );
                             }
                         } else if !wants_run {
                             self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
@@ -416,8 +433,16 @@ fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> V
             Some(TaskFile {
                 name,
                 target,
-                uid: if file.uid.is_empty() { "0".into() } else { file.uid },
-                gid: if file.gid.is_empty() { "0".into() } else { file.gid },
+                uid: if file.uid.is_empty() {
+                    "0".into()
+                } else {
+                    file.uid
+                },
+                gid: if file.gid.is_empty() {
+                    "0".into()
+                } else {
+                    file.gid
+                },
                 mode: if file.mode == 0 { 0o444 } else { file.mode },
                 data: p.data.clone(),
             })

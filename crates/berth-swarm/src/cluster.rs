@@ -12,9 +12,9 @@ use crate::proto::{JoinRequest, JoinResponse, SessionRequest, SessionResponse};
 use crate::raft::{self, Bootstrap, Transport};
 use crate::rpc::{self, RpcClient, RpcError, RpcResponse};
 use crate::store::{ClusterRec, Command, NodeRec};
-use api::NodeState;
 use crate::token::JoinToken;
 use crate::{ids, tls};
+use api::NodeState;
 use berth_api::swarm as api;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -63,9 +63,9 @@ struct Active {
     stop: watch::Sender<bool>,
 }
 
-pub struct Cluster<E: Executor> {
+pub struct Cluster {
     cfg: NodeConfig,
-    exec: Arc<E>,
+    exec: Arc<dyn Executor>,
     active: tokio::sync::Mutex<Option<Active>>,
     /// What `/_ping` and `/info` read without waiting for a lifecycle call.
     summary: RwLock<Summary>,
@@ -168,10 +168,10 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-impl<E: Executor> Cluster<E> {
+impl Cluster {
     /// A node outside any swarm; call within a tokio runtime (it starts the task that
     /// follows role changes).
-    pub fn new(cfg: NodeConfig, exec: Arc<E>) -> Arc<Cluster<E>> {
+    pub fn new(cfg: NodeConfig, exec: Arc<dyn Executor>) -> Arc<Cluster> {
         let (roles, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let c = Arc::new(Cluster {
             cfg,
@@ -290,7 +290,11 @@ impl<E: Executor> Cluster<E> {
             tokio::spawn(m.clone().run(stop_rx.clone()));
             // The swarm port: managers serve joins, Raft traffic and agent sessions.
             let (host, port) = resolve_addr(&p.listen_addr, DEFAULT_PORT)?;
-            let bind = if host.is_empty() { "0.0.0.0".to_string() } else { host };
+            let bind = if host.is_empty() {
+                "0.0.0.0".to_string()
+            } else {
+                host
+            };
             let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
                 .await
                 .map_err(|e| {
@@ -393,7 +397,10 @@ impl<E: Executor> Cluster<E> {
         identity
             .save(&self.certs_dir())
             .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
-        write_private(&self.certs_dir().join("swarm-root-ca.crt"), root.cert_pem().as_bytes())?;
+        write_private(
+            &self.certs_dir().join("swarm-root-ca.crt"),
+            root.cert_pem().as_bytes(),
+        )?;
         let dek = ids::random_bytes::<32>();
         let p = Persisted {
             node_id: node_id.clone(),
@@ -428,8 +435,16 @@ impl<E: Executor> Cluster<E> {
             } else {
                 req.default_addr_pool.clone()
             },
-            subnet_size: if req.subnet_size == 0 { 24 } else { req.subnet_size },
-            data_path_port: if req.data_path_port == 0 { 4789 } else { req.data_path_port },
+            subnet_size: if req.subnet_size == 0 {
+                24
+            } else {
+                req.subnet_size
+            },
+            data_path_port: if req.data_path_port == 0 {
+                4789
+            } else {
+                req.data_path_port
+            },
         };
         let node = NodeRec {
             id: node_id.clone(),
@@ -463,10 +478,19 @@ impl<E: Executor> Cluster<E> {
                 return Err(e);
             }
         };
-        let m = a.manager.clone().ok_or_else(|| Error::internal("no manager"))?;
+        let m = a
+            .manager
+            .clone()
+            .ok_or_else(|| Error::internal("no manager"))?;
         // The single member elects itself within an election timeout.
         wait_leader(&m, Duration::from_secs(10)).await?;
-        if let Err(e) = m.propose(Command::Init { cluster, node }).await {
+        if let Err(e) = m
+            .propose(Command::Init {
+                cluster: Box::new(cluster),
+                node: Box::new(node),
+            })
+            .await
+        {
             let _ = a.stop.send(true);
             m.stop().await;
             let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -510,9 +534,17 @@ impl<E: Executor> Cluster<E> {
         let node_id = p.node_id.clone();
         let addr = p.advertise_addr.clone();
         let a = self
-            .launch(p, identity, root, Some(Bootstrap::ForceNewCluster { addr: addr.clone() }))
+            .launch(
+                p,
+                identity,
+                root,
+                Some(Bootstrap::ForceNewCluster { addr: addr.clone() }),
+            )
             .await?;
-        let m = a.manager.clone().ok_or_else(|| Error::internal("no manager"))?;
+        let m = a
+            .manager
+            .clone()
+            .ok_or_else(|| Error::internal("no manager"))?;
         wait_leader(&m, Duration::from_secs(10)).await?;
         // The other managers are workers from now on (their Raft membership is gone).
         let others: Vec<String> = m.read(|s| {
@@ -621,8 +653,14 @@ impl<E: Executor> Cluster<E> {
                     break;
                 }
                 // A follower names the leader.
-                Err(RpcError::Status { status: 421, message }) => {
-                    match message.rsplit_once("leader: ").map(|(_, a)| a.trim().to_string()) {
+                Err(RpcError::Status {
+                    status: 421,
+                    message,
+                }) => {
+                    match message
+                        .rsplit_once("leader: ")
+                        .map(|(_, a)| a.trim().to_string())
+                    {
                         Some(a) if !a.is_empty() => target = a,
                         _ => tokio::time::sleep(Duration::from_millis(500)).await,
                     }
@@ -638,7 +676,10 @@ impl<E: Executor> Cluster<E> {
         identity
             .save(&self.certs_dir())
             .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
-        write_private(&self.certs_dir().join("swarm-root-ca.crt"), root.cert_pem().as_bytes())?;
+        write_private(
+            &self.certs_dir().join("swarm-root-ca.crt"),
+            root.cert_pem().as_bytes(),
+        )?;
         let manager = resp.role == "manager";
         let p = Persisted {
             node_id: resp.node_id.clone(),
@@ -711,12 +752,19 @@ impl<E: Executor> Cluster<E> {
             let me = m.raft.status().id;
             if managers > 1 {
                 if m.is_leader() {
-                    let next = m.raft.status().members.iter().map(|(id, _)| *id).find(|id| *id != me);
+                    let next = m
+                        .raft
+                        .status()
+                        .members
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .find(|id| *id != me);
                     if let Some(to) = next {
                         m.raft.transfer_leadership(to).await;
                     }
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
             }
         } else {
             // Workers tell nobody: the managers mark them down; `node rm` removes them.
@@ -740,7 +788,10 @@ impl<E: Executor> Cluster<E> {
     /// Removes every task container of this node (leaving the swarm, as Docker does).
     async fn remove_task_containers(&self) {
         for c in self.exec.list().await {
-            let _ = self.exec.stop(c.container_id.clone(), Some(Duration::from_secs(10))).await;
+            let _ = self
+                .exec
+                .stop(c.container_id.clone(), Some(Duration::from_secs(10)))
+                .await;
             let _ = self.exec.remove(c.container_id).await;
         }
     }
@@ -766,7 +817,13 @@ impl<E: Executor> Cluster<E> {
         }
         // A new certificate with the new role, then the parts that go with it.
         let key = NodeKey::generate().map_err(|e| Error::internal(e.to_string()))?;
-        let mut target = a.managers.read().unwrap_or_else(|e| e.into_inner()).first().cloned().unwrap_or_default();
+        let mut target = a
+            .managers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let mut renewed: Option<crate::proto::RenewResponse> = None;
         for _ in 0..5 {
             match a
@@ -785,7 +842,10 @@ impl<E: Executor> Cluster<E> {
                     renewed = Some(r);
                     break;
                 }
-                Err(RpcError::Status { status: 421, message }) => {
+                Err(RpcError::Status {
+                    status: 421,
+                    message,
+                }) => {
                     if let Some((_, l)) = message.rsplit_once("leader: ") {
                         target = l.trim().to_string();
                     }
@@ -859,7 +919,10 @@ impl<E: Executor> Cluster<E> {
     /// The join tokens of the cluster (managers).
     pub fn tokens(&self, m: &Manager) -> Result<(String, String)> {
         m.read(|s| {
-            let c = s.cluster.as_ref().ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
+            let c = s
+                .cluster
+                .as_ref()
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
             let root = RootCa::from_pem(&c.root_ca_cert, None)
                 .map_err(|e| Error::internal(e.to_string()))?;
             Ok((
@@ -872,7 +935,8 @@ impl<E: Executor> Cluster<E> {
     /// This node's certificate facts (for `/info`).
     pub async fn identity(&self) -> Option<(String, String)> {
         let g = self.active.lock().await;
-        g.as_ref().map(|a| (a.identity.node_id.clone(), a.cluster_id.clone()))
+        g.as_ref()
+            .map(|a| (a.identity.node_id.clone(), a.cluster_id.clone()))
     }
 
     /// The remote managers known to this node (`/info`'s RemoteManagers).
@@ -886,7 +950,8 @@ impl<E: Executor> Cluster<E> {
     /// Unused fields kept for `/info` (listen and advertise addresses).
     pub async fn addrs(&self) -> Option<(String, String)> {
         let g = self.active.lock().await;
-        g.as_ref().map(|a| (a.listen_addr.clone(), a.advertise_addr.clone()))
+        g.as_ref()
+            .map(|a| (a.listen_addr.clone(), a.advertise_addr.clone()))
     }
 }
 
@@ -952,9 +1017,16 @@ pub struct RpcDispatcher {
 }
 
 impl Dispatcher for RpcDispatcher {
-    fn session(&self, req: SessionRequest) -> BoxFut<'_, std::result::Result<SessionResponse, String>> {
+    fn session(
+        &self,
+        req: SessionRequest,
+    ) -> BoxFut<'_, std::result::Result<SessionResponse, String>> {
         Box::pin(async move {
-            let list = self.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let list = self
+                .managers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             if list.is_empty() {
                 return Err("no manager known".to_string());
             }
@@ -978,8 +1050,13 @@ impl Dispatcher for RpcDispatcher {
                     }
                     Ok(resp)
                 }
-                Err(RpcError::Status { status: 421, message }) => {
-                    let leader = message.rsplit_once("leader: ").map(|(_, a)| a.trim().to_string());
+                Err(RpcError::Status {
+                    status: 421,
+                    message,
+                }) => {
+                    let leader = message
+                        .rsplit_once("leader: ")
+                        .map(|(_, a)| a.trim().to_string());
                     let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
                     match leader.and_then(|l| list.iter().position(|x| *x == l)) {
                         Some(pos) => *cur = pos,
@@ -1018,7 +1095,8 @@ impl Port {
                 .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
         })?;
         let r = RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
-        let copy = RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
+        let copy =
+            RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
         *self.root.write().unwrap_or_else(|e| e.into_inner()) = Some(copy);
         Ok(r)
     }
@@ -1026,13 +1104,25 @@ impl Port {
     async fn join(&self, remote: SocketAddr, req: JoinRequest) -> Result<JoinResponse> {
         let m = &self.manager;
         if !m.is_leader() {
-            return Err(Error::new(421, format!("not the leader; leader: {}", m.leader_addr().unwrap_or_default())));
+            return Err(Error::new(
+                421,
+                format!(
+                    "not the leader; leader: {}",
+                    m.leader_addr().unwrap_or_default()
+                ),
+            ));
         }
         let token = JoinToken::parse(&req.token).map_err(|e| Error::invalid(e.to_string()))?;
         let (cluster_id, worker, manager) = m.read(|s| {
             s.cluster
                 .as_ref()
-                .map(|c| (c.id.clone(), c.worker_secret.clone(), c.manager_secret.clone()))
+                .map(|c| {
+                    (
+                        c.id.clone(),
+                        c.worker_secret.clone(),
+                        c.manager_secret.clone(),
+                    )
+                })
                 .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
         })?;
         let root = self.issuer()?;
@@ -1057,7 +1147,9 @@ impl Port {
         let now = berth_api::timefmt::now();
         let is_manager = role == NodeRole::Manager;
         if is_manager && (req.raft_id == 0 || req.advertise_addr.is_empty()) {
-            return Err(Error::invalid("a joining manager must give its raft id and address"));
+            return Err(Error::invalid(
+                "a joining manager must give its raft id and address",
+            ));
         }
         let node = NodeRec {
             id: node_id.clone(),
@@ -1086,7 +1178,10 @@ impl Port {
             advertise_addr: req.advertise_addr.clone(),
         };
         // The node is recorded first: once it is a voter, nothing commits until it runs.
-        m.propose(Command::AddNode { node }).await?;
+        m.propose(Command::AddNode {
+            node: Box::new(node),
+        })
+        .await?;
         if is_manager {
             m.raft
                 .add_voter(req.raft_id, req.advertise_addr.clone())
@@ -1109,14 +1204,23 @@ impl Port {
         })
     }
 
-    async fn handle(&self, peer: Option<PeerInfo>, remote: SocketAddr, req: Request<Incoming>) -> Result<RpcResponse> {
+    async fn handle(
+        &self,
+        peer: Option<PeerInfo>,
+        remote: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<RpcResponse> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (method, path.as_str()) {
             (Method::GET, "/ca") => {
-                let pem = self.manager.read(|s| s.cluster.as_ref().map(|c| c.root_ca_cert.clone()));
+                let pem = self
+                    .manager
+                    .read(|s| s.cluster.as_ref().map(|c| c.root_ca_cert.clone()));
                 let pem = pem.ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
-                Ok(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(pem))))
+                Ok(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(pem),
+                )))
             }
             (Method::POST, "/join") => {
                 let body: JoinRequest = rpc::read_json(req.into_body())
@@ -1127,7 +1231,9 @@ impl Port {
             }
             (_, _) => {
                 let peer = peer.ok_or_else(|| Error::new(401, "a node certificate is required"))?;
-                let cluster = self.manager.read(|s| s.cluster.as_ref().map(|c| c.id.clone()));
+                let cluster = self
+                    .manager
+                    .read(|s| s.cluster.as_ref().map(|c| c.id.clone()));
                 if cluster.as_deref().is_some_and(|c| c != peer.cluster_id) {
                     return Err(Error::new(403, "certificate of another cluster"));
                 }
@@ -1136,42 +1242,68 @@ impl Port {
         }
     }
 
-    async fn authenticated(&self, peer: PeerInfo, remote: SocketAddr, req: Request<Incoming>) -> Result<RpcResponse> {
+    async fn authenticated(
+        &self,
+        peer: PeerInfo,
+        remote: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<RpcResponse> {
         let path = req.uri().path().to_string();
         let m = &self.manager;
         // Nodes removed from the cluster lose access even with a valid certificate.
         if !m.read(|s| s.nodes.contains_key(&peer.node_id)) && m.read(|s| s.cluster.is_some()) {
-            return Err(Error::new(403, format!("node {} is not a member of this swarm", peer.node_id)));
+            return Err(Error::new(
+                403,
+                format!("node {} is not a member of this swarm", peer.node_id),
+            ));
         }
         match path.as_str() {
             "/session" => {
                 let body: SessionRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
-                let resp = m.session(&peer.node_id, &remote.ip().to_string(), body).await?;
+                let resp = m
+                    .session(&peer.node_id, &remote.ip().to_string(), body)
+                    .await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
             "/renew" => {
                 if !m.is_leader() {
-                    return Err(Error::new(421, format!("not the leader; leader: {}", m.leader_addr().unwrap_or_default())));
+                    return Err(Error::new(
+                        421,
+                        format!(
+                            "not the leader; leader: {}",
+                            m.leader_addr().unwrap_or_default()
+                        ),
+                    ));
                 }
                 let body: crate::proto::RenewRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 let (role, cluster_id) = m.read(|s| {
                     (
-                        s.nodes.get(&peer.node_id).map(|n| n.spec.role.clone()).unwrap_or_default(),
+                        s.nodes
+                            .get(&peer.node_id)
+                            .map(|n| n.spec.role.clone())
+                            .unwrap_or_default(),
                         s.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
                     )
                 });
-                let r = if role == "manager" { NodeRole::Manager } else { NodeRole::Worker };
+                let r = if role == "manager" {
+                    NodeRole::Manager
+                } else {
+                    NodeRole::Worker
+                };
                 let cert = self
                     .issuer()?
                     .issue(&body.csr_pem, &peer.node_id, r, &cluster_id, None)
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 Ok(rpc::json_response(
                     StatusCode::OK,
-                    &crate::proto::RenewResponse { cert_pem: cert, role },
+                    &crate::proto::RenewResponse {
+                        cert_pem: cert,
+                        role,
+                    },
                 ))
             }
             "/raft/id" => {
@@ -1190,11 +1322,15 @@ impl Port {
                     let body = rpc::read_body(req.into_body(), crate::net_transport::MAX_STEP_BODY)
                         .await
                         .map_err(|e| Error::invalid(e.to_string()))?;
-                    crate::net_transport::decode_step_body(&body).map_err(|e| Error::invalid(e.to_string()))?
+                    crate::net_transport::decode_step_body(&body)
+                        .map_err(|e| Error::invalid(e.to_string()))?
                 } else {
-                    vec![crate::net_transport::read_snapshot_body(req.into_body(), crate::net_transport::MAX_SNAPSHOT)
-                        .await
-                        .map_err(|e| Error::invalid(e.to_string()))?]
+                    vec![crate::net_transport::read_snapshot_body(
+                        req.into_body(),
+                        crate::net_transport::MAX_SNAPSHOT,
+                    )
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?]
                 };
                 for msg in msgs {
                     m.raft.step(msg);
@@ -1228,4 +1364,3 @@ impl rpc::Handler for Port {
         })
     }
 }
-

@@ -24,7 +24,8 @@ fn now() -> String {
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && n.as_bytes()[0].is_ascii_alphanumeric()
         && n.as_bytes()[n.len() - 1].is_ascii_alphanumeric()
 }
@@ -32,9 +33,9 @@ fn valid_name(n: &str) -> bool {
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
     if !valid_name(&spec.name) || spec.name.contains('.') || spec.name.contains('_') {
-        return Err(Error::rpc_invalid(format!(
-            "name must be valid as a DNS name component"
-        )));
+        return Err(Error::rpc_invalid(
+            "name must be valid as a DNS name component",
+        ));
     }
     let cs = spec
         .task_template
@@ -52,7 +53,14 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
             .get(&r.secret_id)
             .or_else(|| s.secrets.values().find(|x| x.spec.name == r.secret_name))
             .ok_or_else(|| {
-                Error::rpc_invalid(format!("secret not found: {}", if r.secret_id.is_empty() { &r.secret_name } else { &r.secret_id }))
+                Error::rpc_invalid(format!(
+                    "secret not found: {}",
+                    if r.secret_id.is_empty() {
+                        &r.secret_name
+                    } else {
+                        &r.secret_id
+                    }
+                ))
             })?;
         r.secret_id = sec.id.clone();
         r.secret_name = sec.spec.name.clone();
@@ -63,7 +71,14 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
             .get(&r.config_id)
             .or_else(|| s.configs.values().find(|x| x.spec.name == r.config_name))
             .ok_or_else(|| {
-                Error::rpc_invalid(format!("config not found: {}", if r.config_id.is_empty() { &r.config_name } else { &r.config_id }))
+                Error::rpc_invalid(format!(
+                    "config not found: {}",
+                    if r.config_id.is_empty() {
+                        &r.config_name
+                    } else {
+                        &r.config_id
+                    }
+                ))
             })?;
         r.config_id = c.id.clone();
         r.config_name = c.spec.name.clone();
@@ -89,11 +104,15 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
     }
     if let Some(j) = m.replicated_job.as_mut() {
         j.max_concurrent.get_or_insert(1);
-        j.total_completions.get_or_insert(j.max_concurrent.unwrap_or(1));
+        j.total_completions
+            .get_or_insert(j.max_concurrent.unwrap_or(1));
     }
     if let Some(ep) = spec.endpoint_spec.as_mut() {
         if !ep.mode.is_empty() && ep.mode != "vip" && ep.mode != "dnsrr" {
-            return Err(Error::rpc_invalid(format!("invalid resolution mode: {}", ep.mode)));
+            return Err(Error::rpc_invalid(format!(
+                "invalid resolution mode: {}",
+                ep.mode
+            )));
         }
         let mut seen: Vec<(u32, String)> = Vec::new();
         for p in ep.ports.iter_mut() {
@@ -104,7 +123,10 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
                 p.publish_mode = "ingress".to_string();
             }
             if !matches!(p.protocol.as_str(), "tcp" | "udp" | "sctp") {
-                return Err(Error::rpc_invalid(format!("invalid protocol: {}", p.protocol)));
+                return Err(Error::rpc_invalid(format!(
+                    "invalid protocol: {}",
+                    p.protocol
+                )));
             }
             if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
                 return Err(Error::rpc_invalid("invalid port: ports must be in 1-65535"));
@@ -141,19 +163,30 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
 
 /// The endpoint's ports: the spec's, with numbers allocated for ingress ports without one
 /// (keeping a number this service already had).
-fn allocate_ports(s: &State, spec: &api::ServiceSpec, prev: &[api::PortConfig], id: &str) -> Vec<api::PortConfig> {
+fn allocate_ports(
+    s: &State,
+    spec: &api::ServiceSpec,
+    prev: &[api::PortConfig],
+    id: &str,
+) -> Vec<api::PortConfig> {
     let mut used: Vec<(u32, String)> = s
         .services
         .values()
         .filter(|o| o.id != id)
-        .flat_map(|o| o.ports.iter().map(|p| (p.published_port, p.protocol.clone())))
+        .flat_map(|o| {
+            o.ports
+                .iter()
+                .map(|p| (p.published_port, p.protocol.clone()))
+        })
         .collect();
     let mut out = Vec::new();
     for p in spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()) {
         let mut p = p.clone();
         if p.published_port == 0 && p.publish_mode == "ingress" {
             let kept = prev.iter().find(|q| {
-                q.target_port == p.target_port && q.protocol == p.protocol && q.publish_mode == "ingress"
+                q.target_port == p.target_port
+                    && q.protocol == p.protocol
+                    && q.publish_mode == "ingress"
             });
             p.published_port = match kept {
                 Some(q) => q.published_port,
@@ -207,7 +240,10 @@ impl Manager {
             ports,
             job_iteration: 0,
         };
-        self.propose(Command::CreateService { service: svc }).await?;
+        self.propose(Command::CreateService {
+            service: Box::new(svc),
+        })
+        .await?;
         Ok(id)
     }
 
@@ -235,7 +271,7 @@ impl Manager {
         self.propose(Command::UpdateService {
             id,
             version,
-            spec,
+            spec: Box::new(spec),
             rollback,
             now: now(),
         })
@@ -246,7 +282,9 @@ impl Manager {
     /// `DELETE /services/{id}`.
     pub async fn remove_service(&self, key: &str) -> Result<()> {
         let id = self.read(|s| s.find_service(key).map(|x| x.id.clone()))?;
-        self.propose(Command::RemoveService { id }).await.map(|_| ())
+        self.propose(Command::RemoveService { id })
+            .await
+            .map(|_| ())
     }
 
     /// `GET /services`.
@@ -270,7 +308,15 @@ impl Manager {
     pub fn tasks(&self, f: &Filters) -> Result<Vec<api::Task>> {
         view::check_filters(
             f,
-            &["_up-to-date", "desired-state", "id", "label", "name", "node", "service"],
+            &[
+                "_up-to-date",
+                "desired-state",
+                "id",
+                "label",
+                "name",
+                "node",
+                "service",
+            ],
         )?;
         Ok(self.read(|s| {
             s.tasks
@@ -288,7 +334,10 @@ impl Manager {
 
     /// `GET /nodes`.
     pub fn nodes(&self, f: &Filters) -> Result<Vec<api::Node>> {
-        view::check_filters(f, &["id", "label", "membership", "name", "node.label", "role"])?;
+        view::check_filters(
+            f,
+            &["id", "label", "membership", "name", "node.label", "role"],
+        )?;
         let rv = self.raft_view();
         Ok(self.read(|s| {
             s.nodes
@@ -308,8 +357,14 @@ impl Manager {
     /// `POST /nodes/{id}/update`: labels, availability, and the role (promote, demote).
     pub async fn update_node(&self, key: &str, version: u64, spec: api::NodeSpec) -> Result<()> {
         let (id, cur) = self.read(|s| s.find_node(key).map(|n| (n.id.clone(), n.clone())))?;
-        if !matches!(spec.availability.as_str(), "" | "active" | "pause" | "drain") {
-            return Err(Error::rpc_invalid(format!("invalid availability: {}", spec.availability)));
+        if !matches!(
+            spec.availability.as_str(),
+            "" | "active" | "pause" | "drain"
+        ) {
+            return Err(Error::rpc_invalid(format!(
+                "invalid availability: {}",
+                spec.availability
+            )));
         }
         if !matches!(spec.role.as_str(), "" | "worker" | "manager") {
             return Err(Error::rpc_invalid(format!("invalid role: {}", spec.role)));
@@ -322,7 +377,10 @@ impl Manager {
             spec.availability = cur.spec.availability.clone();
         }
         if cur.version != version {
-            return Err(Error::new(500, "rpc error: code = Unknown desc = update out of sequence"));
+            return Err(Error::new(
+                500,
+                "rpc error: code = Unknown desc = update out of sequence",
+            ));
         }
         let promote = spec.role == "manager" && cur.spec.role != "manager";
         let demote = spec.role == "worker" && cur.spec.role == "manager";
@@ -392,7 +450,10 @@ impl Manager {
                 now: now(),
             })
             .await?;
-            self.raft.add_voter(raft_id, addr).await.map_err(propose_err)?;
+            self.raft
+                .add_voter(raft_id, addr)
+                .await
+                .map_err(propose_err)?;
         }
         Ok(())
     }
@@ -400,21 +461,21 @@ impl Manager {
     /// `DELETE /nodes/{id}`.
     pub async fn remove_node(&self, key: &str, force: bool) -> Result<()> {
         let id = self.read(|s| s.find_node(key).map(|n| n.id.clone()))?;
-        self.propose(Command::RemoveNode { id, force }).await.map(|_| ())
+        self.propose(Command::RemoveNode { id, force })
+            .await
+            .map(|_| ())
     }
 
     /// `POST /secrets/create`.
     pub async fn create_secret(&self, spec: api::SecretSpec) -> Result<String> {
         self.cluster_ready()?;
         if !valid_name(&spec.name) {
-            return Err(Error::rpc_invalid(format!(
-                "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"
-            )));
+            return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
         }
         if spec.data.is_empty() || spec.data.len() >= MAX_SECRET {
-            return Err(Error::rpc_invalid(format!(
-                "secret data must be larger than 0 and less than {MAX_SECRET} bytes"
-            )));
+            return Err(Error::rpc_invalid(
+                "secret data must be larger than 0 and less than {MAX_SECRET} bytes",
+            ));
         }
         let id = new_id();
         let t = now();
@@ -447,8 +508,14 @@ impl Manager {
     }
 
     /// `POST /secrets/{id}/update`: only labels may change.
-    pub async fn update_secret(&self, key: &str, version: u64, spec: api::SecretSpec) -> Result<()> {
-        let (id, cur) = self.read(|s| s.find_secret(key).map(|x| (x.id.clone(), x.spec.clone())))?;
+    pub async fn update_secret(
+        &self,
+        key: &str,
+        version: u64,
+        spec: api::SecretSpec,
+    ) -> Result<()> {
+        let (id, cur) =
+            self.read(|s| s.find_secret(key).map(|x| (x.id.clone(), x.spec.clone())))?;
         if spec.name != cur.name || (!spec.data.is_empty() && spec.data != cur.data) {
             return Err(Error::rpc_invalid("only updates to Labels are allowed"));
         }
@@ -471,14 +538,12 @@ impl Manager {
     pub async fn create_config(&self, spec: api::ConfigSpec) -> Result<String> {
         self.cluster_ready()?;
         if !valid_name(&spec.name) {
-            return Err(Error::rpc_invalid(format!(
-                "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"
-            )));
+            return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
         }
         if spec.data.len() >= MAX_CONFIG {
-            return Err(Error::rpc_invalid(format!(
-                "config data must be larger than 0 and less than {MAX_CONFIG} bytes"
-            )));
+            return Err(Error::rpc_invalid(
+                "config data must be larger than 0 and less than {MAX_CONFIG} bytes",
+            ));
         }
         let id = new_id();
         let t = now();
@@ -510,8 +575,14 @@ impl Manager {
         self.read(|s| s.find_config(key).cloned())
     }
 
-    pub async fn update_config(&self, key: &str, version: u64, spec: api::ConfigSpec) -> Result<()> {
-        let (id, cur) = self.read(|s| s.find_config(key).map(|x| (x.id.clone(), x.spec.clone())))?;
+    pub async fn update_config(
+        &self,
+        key: &str,
+        version: u64,
+        spec: api::ConfigSpec,
+    ) -> Result<()> {
+        let (id, cur) =
+            self.read(|s| s.find_config(key).map(|x| (x.id.clone(), x.spec.clone())))?;
         if spec.name != cur.name || (!spec.data.is_empty() && spec.data != cur.data) {
             return Err(Error::rpc_invalid("only updates to Labels are allowed"));
         }
@@ -533,7 +604,10 @@ impl Manager {
     /// `GET /swarm`.
     pub fn swarm(&self) -> Result<api::Swarm> {
         self.read(|s| {
-            let c = s.cluster.as_ref().ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
+            let c = s
+                .cluster
+                .as_ref()
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
             let root = crate::ca::RootCa::from_pem(&c.root_ca_cert, None)
                 .map_err(|e| Error::internal(e.to_string()))?;
             Ok(view::swarm(
@@ -555,7 +629,7 @@ impl Manager {
         let secret = crate::cluster::new_secret;
         self.propose(Command::UpdateCluster {
             version,
-            spec,
+            spec: Box::new(spec),
             worker_secret: rotate_worker.then(secret),
             manager_secret: rotate_manager.then(secret),
             unlock_key: None,
@@ -584,7 +658,10 @@ impl Manager {
         self.read(|s| {
             let nodes = s.nodes.len() as i64;
             let managers = s.nodes.values().filter(|n| n.raft_id != 0).count() as i64;
-            let cluster = s.cluster.as_ref().map(|c| view::swarm(c, String::new(), String::new()).cluster);
+            let cluster = s
+                .cluster
+                .as_ref()
+                .map(|c| view::swarm(c, String::new(), String::new()).cluster);
             (nodes, managers, cluster)
         })
     }

@@ -60,7 +60,8 @@ pub trait Executor: Send + Sync + 'static {
     /// container's id. An error is the message the task's status shows.
     fn run(&self, run: TaskRun) -> BoxFut<'_, Result<String, String>>;
     /// Stops a container (the spec's grace period, else the engine's default).
-    fn stop(&self, container_id: String, grace: Option<Duration>) -> BoxFut<'_, Result<(), String>>;
+    fn stop(&self, container_id: String, grace: Option<Duration>)
+        -> BoxFut<'_, Result<(), String>>;
     /// Removes a container and what was made for it (secret tmpfs, anonymous volumes).
     fn remove(&self, container_id: String) -> BoxFut<'_, Result<(), String>>;
 }

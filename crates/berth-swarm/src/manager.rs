@@ -7,8 +7,8 @@ use crate::orchestrator;
 use crate::proto::{Payload, SessionRequest, SessionResponse};
 use crate::raft::{self, Bootstrap, ProposeError, RaftHandle, StateMachine, Transport};
 use crate::store::{Command, State};
-use berth_api::swarm::NodeState;
 use crate::view;
+use berth_api::swarm::NodeState;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -154,7 +154,10 @@ impl Manager {
             None => (false, false, false),
         });
         if !known {
-            return Err(Error::new(403, format!("node {node_id} is not a member of this swarm")));
+            return Err(Error::new(
+                403,
+                format!("node {node_id} is not a member of this swarm"),
+            ));
         }
         if !ready || !same_addr || req.description.is_some() {
             self.propose(Command::NodeStatus {
@@ -162,7 +165,7 @@ impl Manager {
                 state: NodeState::Ready,
                 message: String::new(),
                 addr: addr.to_string(),
-                description: req.description.clone(),
+                description: req.description.clone().map(Box::new),
                 now: berth_api::timefmt::now(),
             })
             .await?;
@@ -270,7 +273,10 @@ impl Manager {
 
 /// A follower's answer to an agent: where the leader is.
 fn not_leader(leader: Option<String>) -> Error {
-    Error::new(421, format!("not the leader; leader: {}", leader.unwrap_or_default()))
+    Error::new(
+        421,
+        format!("not the leader; leader: {}", leader.unwrap_or_default()),
+    )
 }
 
 fn unchanged(mut r: SessionResponse) -> SessionResponse {
@@ -342,8 +348,10 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
         .map(|n| n.spec.role.clone())
         .unwrap_or_default();
     let digest = {
-        let body = serde_json::to_vec(&(&tasks, &services, &ports, &secrets, &configs, &managers, &role))
-            .unwrap_or_default();
+        let body = serde_json::to_vec(&(
+            &tasks, &services, &ports, &secrets, &configs, &managers, &role,
+        ))
+        .unwrap_or_default();
         let d = ring::digest::digest(&ring::digest::SHA256, &body);
         d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     };

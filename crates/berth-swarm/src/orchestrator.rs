@@ -5,8 +5,8 @@
 
 use crate::ids::new_id;
 use crate::store::{Command, NodeRec, ServiceRec, State, TaskRec};
-use berth_api::swarm as api;
 use api::{NodeState, TaskState};
+use berth_api::swarm as api;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
@@ -328,7 +328,12 @@ pub fn pass(state: &State, mem: &mut Memory, now: SystemTime) -> Vec<Command> {
 }
 
 /// Whether a task that ended should be replaced, and from when on.
-fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec, history: &[TaskRec]) -> Option<SystemTime> {
+fn restart_due(
+    p: &Pass,
+    s: &ServiceRec,
+    ended: &TaskRec,
+    history: &[TaskRec],
+) -> Option<SystemTime> {
     let policy = restart_policy(&s.spec.task_template, is_job(&s.spec));
     let failed = matches!(ended.status.state, TaskState::Failed | TaskState::Rejected);
     let node_gone = p
@@ -477,7 +482,10 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
     let nodes = &p.state.nodes;
     let mut by_node: BTreeMap<String, Vec<TaskRec>> = BTreeMap::new();
     for t in &tasks {
-        by_node.entry(t.node_id.clone()).or_default().push(t.clone());
+        by_node
+            .entry(t.node_id.clone())
+            .or_default()
+            .push(t.clone());
     }
     for (node, ts) in &by_node {
         if !eligible.contains(node) {
@@ -503,7 +511,10 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
             .max_by(|a, b| a.created_at.cmp(&b.created_at));
         match last {
             None => {
-                let done = job && history.iter().any(|t| t.status.state == TaskState::Complete);
+                let done = job
+                    && history
+                        .iter()
+                        .any(|t| t.status.state == TaskState::Complete);
                 if !done {
                     p.add(new_task(s, 0, node, p.now));
                 }
@@ -529,7 +540,10 @@ fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64)
         .filter(|t| t.job_iteration == Some(s.job_iteration))
         .collect();
     let nodes = &p.state.nodes;
-    let done = tasks.iter().filter(|t| t.status.state == TaskState::Complete).count() as u64;
+    let done = tasks
+        .iter()
+        .filter(|t| t.status.state == TaskState::Complete)
+        .count() as u64;
     let running: Vec<&TaskRec> = tasks.iter().filter(|t| is_live(t, nodes)).collect();
     // Failed ones are retried in their slot per the restart policy (on-failure by default).
     let mut slots_busy: Vec<u64> = running.iter().map(|t| t.slot).collect();
@@ -587,9 +601,8 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         .filter(|t| t.spec_version == s.spec_version)
         .collect();
     // Out-of-date tasks whose slot (or node) has no up-to-date task under way yet.
-    let same_place = |a: &TaskRec, b: &TaskRec| {
-        a.slot == b.slot && (a.slot != 0 || a.node_id == b.node_id)
-    };
+    let same_place =
+        |a: &TaskRec, b: &TaskRec| a.slot == b.slot && (a.slot != 0 || a.node_id == b.node_id);
     let old: Vec<&TaskRec> = live
         .iter()
         .copied()
@@ -605,9 +618,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         .iter()
         .copied()
         .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
-        .filter(|t| {
-            ts(&t.created_at).is_some_and(|c| c + cfg.monitor + cfg.delay >= p.now)
-        })
+        .filter(|t| ts(&t.created_at).is_some_and(|c| c + cfg.monitor + cfg.delay >= p.now))
         .collect();
     let updated = fresh.len().max(1) as f64;
     if !failed.is_empty() && failed.len() as f64 / updated > f64::from(cfg.max_failure_ratio) {
@@ -636,7 +647,12 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
                 p.other.push(Command::ServiceStatus {
                     id: s.id.clone(),
                     update_status: Some(api::UpdateStatus {
-                        state: if rollback { "rollback_paused" } else { "paused" }.to_string(),
+                        state: if rollback {
+                            "rollback_paused"
+                        } else {
+                            "paused"
+                        }
+                        .to_string(),
                         started_at: us.started_at.clone(),
                         message: format!(
                             "{what} paused due to failure or early termination of task {}",
@@ -656,7 +672,16 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
     // Places (slots, or nodes of global services) with an update under way: an old task
     // still stopping or an up-to-date one not running yet.
     let mut busy: std::collections::BTreeSet<(u64, String)> = std::collections::BTreeSet::new();
-    let place = |t: &TaskRec| (t.slot, if t.slot == 0 { t.node_id.clone() } else { String::new() });
+    let place = |t: &TaskRec| {
+        (
+            t.slot,
+            if t.slot == 0 {
+                t.node_id.clone()
+            } else {
+                String::new()
+            },
+        )
+    };
     for t in fresh
         .iter()
         .filter(|t| wants_running(t) && is_live(t, nodes))
@@ -699,7 +724,12 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
             p.other.push(Command::ServiceStatus {
                 id: s.id.clone(),
                 update_status: Some(api::UpdateStatus {
-                    state: if rollback { "rollback_completed" } else { "completed" }.to_string(),
+                    state: if rollback {
+                        "rollback_completed"
+                    } else {
+                        "completed"
+                    }
+                    .to_string(),
                     started_at: us.started_at.clone(),
                     completed_at: Some(stamp(p.now)),
                     message: if rollback {
@@ -735,7 +765,12 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
     for t in old.into_iter().take(room) {
         if cfg.order == "start-first" {
             // The new task first; the old one is shut down once the new one runs.
-            p.add(new_task(s, t.slot, if t.slot == 0 { &t.node_id } else { "" }, p.now));
+            p.add(new_task(
+                s,
+                t.slot,
+                if t.slot == 0 { &t.node_id } else { "" },
+                p.now,
+            ));
         } else {
             // The old task stops first; its replacement holds the slot, ready, and is told
             // to run once the old one has ended.
@@ -764,7 +799,9 @@ fn schedule(p: &mut Pass) {
                     .filter(|t| !p.state.tasks.contains_key(&t.id))
                     .cloned(),
             )
-            .filter(|t| t.status.state == TaskState::Pending && t.node_id.is_empty() && wants_running(t))
+            .filter(|t| {
+                t.status.state == TaskState::Pending && t.node_id.is_empty() && wants_running(t)
+            })
             .collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.slot.cmp(&b.slot)));
         v
@@ -784,7 +821,10 @@ fn schedule(p: &mut Pass) {
         .values()
         .map(|t| p.put.get(&t.id).cloned().unwrap_or_else(|| t.clone()))
         .collect();
-    for t in all.iter().filter(|t| !t.node_id.is_empty() && is_live(t, nodes)) {
+    for t in all
+        .iter()
+        .filter(|t| !t.node_id.is_empty() && is_live(t, nodes))
+    {
         *load.entry(t.node_id.clone()).or_default() += 1;
         *per_service
             .entry((t.node_id.clone(), t.service_id.clone()))
@@ -888,7 +928,12 @@ fn schedule(p: &mut Pass) {
             if let Some(l) = key.strip_prefix("node.labels.") {
                 n.spec.labels.get(l).cloned().unwrap_or_default()
             } else if let Some(l) = key.strip_prefix("engine.labels.") {
-                n.description.engine.labels.get(l).cloned().unwrap_or_default()
+                n.description
+                    .engine
+                    .labels
+                    .get(l)
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -964,7 +1009,10 @@ fn reap(p: &mut Pass) {
     for t in p.state.tasks.values() {
         let gone_service = !p.state.services.contains_key(&t.service_id);
         let ended = t.status.state.is_terminal()
-            || p.state.nodes.get(&t.node_id).is_none_or(|n| n.state == NodeState::Down);
+            || p.state
+                .nodes
+                .get(&t.node_id)
+                .is_none_or(|n| n.state == NodeState::Down);
         if gone_service || t.desired_state == TaskState::Remove {
             if ended || t.node_id.is_empty() {
                 p.remove.push(t.id.clone());

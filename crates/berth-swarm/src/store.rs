@@ -105,19 +105,19 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     Init {
-        cluster: ClusterRec,
-        node: NodeRec,
+        cluster: Box<ClusterRec>,
+        node: Box<NodeRec>,
     },
     UpdateCluster {
         version: u64,
-        spec: api::SwarmSpec,
+        spec: Box<api::SwarmSpec>,
         worker_secret: Option<String>,
         manager_secret: Option<String>,
         unlock_key: Option<String>,
         now: String,
     },
     AddNode {
-        node: NodeRec,
+        node: Box<NodeRec>,
     },
     UpdateNode {
         id: String,
@@ -138,7 +138,7 @@ pub enum Command {
         state: NodeState,
         message: String,
         addr: String,
-        description: Option<api::NodeDescription>,
+        description: Option<Box<api::NodeDescription>>,
         now: String,
     },
     RemoveNode {
@@ -146,12 +146,12 @@ pub enum Command {
         force: bool,
     },
     CreateService {
-        service: ServiceRec,
+        service: Box<ServiceRec>,
     },
     UpdateService {
         id: String,
         version: u64,
-        spec: api::ServiceSpec,
+        spec: Box<api::ServiceSpec>,
         rollback: bool,
         now: String,
     },
@@ -222,15 +222,18 @@ impl State {
     /// Applies `cmd` at log `index`. The result is what the proposer gets back.
     pub fn apply(&mut self, index: u64, cmd: Command) -> Result<Value> {
         match cmd {
-            Command::Init { mut cluster, mut node } => {
+            Command::Init {
+                mut cluster,
+                mut node,
+            } => {
                 if self.cluster.is_some() {
                     return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
                 }
                 cluster.version = index;
                 node.version = index;
                 let id = node.id.clone();
-                self.cluster = Some(cluster);
-                self.nodes.insert(id.clone(), node);
+                self.cluster = Some(*cluster);
+                self.nodes.insert(id.clone(), *node);
                 Ok(Value::String(id))
             }
             Command::UpdateCluster {
@@ -246,7 +249,7 @@ impl State {
                     .as_mut()
                     .ok_or_else(|| Error::unavailable(crate::error::NOT_IN_SWARM))?;
                 check_version(c.version, version)?;
-                c.spec = spec;
+                c.spec = *spec;
                 if let Some(s) = worker_secret {
                     c.worker_secret = s;
                 }
@@ -263,7 +266,7 @@ impl State {
             Command::AddNode { mut node } => {
                 node.version = index;
                 let id = node.id.clone();
-                self.nodes.insert(id.clone(), node);
+                self.nodes.insert(id.clone(), *node);
                 Ok(Value::String(id))
             }
             Command::UpdateNode {
@@ -307,7 +310,7 @@ impl State {
                     n.addr = addr;
                 }
                 if let Some(d) = description {
-                    n.description = d;
+                    n.description = *d;
                 }
                 n.version = index;
                 n.updated_at = now;
@@ -352,7 +355,7 @@ impl State {
                 service.version = index;
                 service.spec_version = index;
                 let id = service.id.clone();
-                self.services.insert(id.clone(), service);
+                self.services.insert(id.clone(), *service);
                 Ok(Value::String(id))
             }
             Command::UpdateService {
@@ -389,7 +392,7 @@ impl State {
                     })?;
                     (prev, Some(s.spec.clone()))
                 } else {
-                    (spec, Some(s.spec.clone()))
+                    (*spec, Some(s.spec.clone()))
                 };
                 let template_changed = serde_json::to_value(&new_spec.task_template).ok()
                     != serde_json::to_value(&s.spec.task_template).ok();

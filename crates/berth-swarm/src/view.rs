@@ -46,7 +46,9 @@ fn service_status(s: &State, rec: &ServiceRec) -> api::ServiceStatus {
         .count() as u64;
     let completed = tasks
         .iter()
-        .filter(|t| t.status.state == TaskState::Complete && t.job_iteration == Some(rec.job_iteration))
+        .filter(|t| {
+            t.status.state == TaskState::Complete && t.job_iteration == Some(rec.job_iteration)
+        })
         .count() as u64;
     let ready_nodes = || {
         s.nodes
@@ -259,7 +261,11 @@ pub fn task_matches(s: &State, t: &TaskRec, f: &Filters) -> bool {
         && any_match(f, "_up-to-date", |v| {
             v != "true" && v != "1" || svc.is_some_and(|x| x.spec_version == t.spec_version)
         })
-        && label_match(f, "label", &t.spec.container_spec.clone().unwrap_or_default().labels)
+        && label_match(
+            f,
+            "label",
+            &t.spec.container_spec.clone().unwrap_or_default().labels,
+        )
 }
 
 pub fn secret_matches(sec: &api::Secret, f: &Filters) -> bool {

@@ -360,6 +360,7 @@ fn check_crate_deps(crates_dir: &Path) -> String {
         "berth-image",
         "berth-runtime",
         "berth-distribution",
+        "berth-swarm",
     ];
     const ABOVE_SERVICES: &[&str] = &["berth-daemon", "berth-cli", "berth-api-routes"];
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(crates_dir)
@@ -592,6 +593,7 @@ fn real_modules_are_acyclic() {
         "berth-network",
         "berth-volume",
         "berth-compose",
+        "berth-swarm",
     ] {
         let dir = crates.join(name);
         if dir.join("src").is_dir() {

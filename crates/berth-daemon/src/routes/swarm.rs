@@ -27,7 +27,7 @@ fn unavailable(message: &str) -> Error {
 /// dockerd's answer to manager requests on a worker.
 const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
-fn node(d: &St) -> Result<Arc<crate::state::Swarm>> {
+fn node(d: &St) -> Result<Arc<berth_swarm::cluster::Cluster>> {
     d.0.swarm
         .get()
         .cloned()
@@ -104,9 +104,7 @@ pub async fn swarm(
             manager(&d)?;
             Ok(json(200, &api::UnlockKeyResponse::default()))
         }
-        (Method::POST, "/unlock") => Err(unavailable(
-            "swarm is not locked",
-        )),
+        (Method::POST, "/unlock") => Err(unavailable("swarm is not locked")),
         _ => Err(Error::not_found(format!("page not found: {}", uri.path()))),
     }
 }
@@ -155,10 +153,7 @@ pub async fn cluster(
             let id = m.create_service(spec).await?;
             Ok(json(
                 201,
-                &api::ServiceCreateResponse {
-                    id,
-                    warnings: None,
-                },
+                &api::ServiceCreateResponse { id, warnings: None },
             ))
         }
         ("services", Method::GET, Some(id), None) => Ok(json(200, &m.service(id)?)),

@@ -106,13 +106,17 @@ pub enum Report {
 
 impl Reporter {
     pub(crate) fn node(tx: mpsc::Sender<Cmd>) -> Reporter {
-        Reporter { sink: Sink::Node(tx) }
+        Reporter {
+            sink: Sink::Node(tx),
+        }
     }
 
     /// A reporter whose reports go to a test's channel.
     #[cfg(test)]
     pub fn new(tx: tokio::sync::mpsc::UnboundedSender<Report>) -> Reporter {
-        Reporter { sink: Sink::Test(tx) }
+        Reporter {
+            sink: Sink::Test(tx),
+        }
     }
 
     /// Messages to `id` could not be delivered.
