@@ -7,6 +7,9 @@
 #   scripts/swarm-cluster.sh up NAME N [LAN_OCTET]   start N daemons (node1..nodeN)
 #   scripts/swarm-cluster.sh down NAME               stop them and remove everything
 #   scripts/swarm-cluster.sh env NAME I              print DOCKER_HOST for node I
+#   scripts/swarm-cluster.sh crash NAME I            kill -9 node I's daemon (its tasks live on)
+#   scripts/swarm-cluster.sh kill NAME I             kill -9 node I's daemon, shims and containers
+#   scripts/swarm-cluster.sh start NAME I            start node I's daemon again on its roots
 #
 # Node I answers on unix:///run/NAME/nodeI.sock, has the LAN address 10.LAN.0.(10+I)/24 (LAN
 # defaults to 231), its default bridge NAMEbI on 10.LAN.(100+I).1/24, data root
@@ -19,7 +22,7 @@ set -eu
 cmd=${1:-}
 name=${2:-}
 [ -n "$cmd" ] && [ -n "$name" ] || {
-  echo "usage: $0 up NAME N [LAN_OCTET] | down NAME | env NAME I" >&2
+  echo "usage: $0 up NAME N [LAN_OCTET] | down NAME | env|crash|kill|start NAME I" >&2
   exit 2
 }
 case "$name" in
@@ -42,6 +45,14 @@ start_node() {
   ip -n "$ns" addr add "10.$lan.0.$((10 + i))/24" dev eth0
   ip -n "$ns" link set eth0 up
   mkdir -p "$run/node$i" "$lib/node$i"
+  echo "$lan" >"$run/lan"
+  run_daemon "$i" "$lan"
+}
+
+run_daemon() {
+  i=$1
+  lan=$2
+  ns=$name-n$i
   # nsenter joins the node's network namespace only (ip netns exec would also make a mount
   # namespace, hiding the daemon's mounts from the host's leak checks); unshare gives the node
   # a hostname of its own.
@@ -90,6 +101,24 @@ case "$cmd" in
   env)
     echo "DOCKER_HOST=unix://$run/node${3:?I}.sock"
     ;;
+  crash | kill)
+    i=${3:?I}
+    kill -KILL "$(cat "$run/node$i.pid")" 2>/dev/null || true
+    if [ "$cmd" = kill ]; then
+      # The node's own processes (daemon, shims) live in its network namespace; its
+      # containers in its cgroups.
+      ip netns pids "$name-n$i" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      for d in /sys/fs/cgroup/*/"$name-node$i" /sys/fs/cgroup/"$name-node$i"; do
+        [ -d "$d" ] || continue
+        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      done
+    fi
+    ;;
+  start)
+    i=${3:?I}
+    run_daemon "$i" "$(cat "$run/lan")"
+    wait_node "$i"
+    ;;
   down)
     n=$(cat "$run/nodes" 2>/dev/null || echo 0)
     i=1
@@ -110,9 +139,11 @@ case "$cmd" in
       fi
       i=$((i + 1))
     done
-    # Whatever a killed daemon left: its shims and containers (by cgroup), mounts, cgroups.
+    # Whatever a killed daemon left: its shims (in its network namespace) and containers (by
+    # cgroup), mounts, cgroups.
     i=1
     while [ $i -le "$n" ]; do
+      ip netns pids "$name-n$i" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
       for d in /sys/fs/cgroup/*/"$name-node$i" /sys/fs/cgroup/"$name-node$i"; do
         [ -d "$d" ] || continue
         find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true

@@ -61,6 +61,21 @@ struct Active {
     managers: Arc<RwLock<Vec<String>>>,
     manager: Option<Arc<Manager>>,
     stop: watch::Sender<bool>,
+    /// The swarm port's server (managers), awaited at stop so that the port is free again.
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Active {
+    /// Stops the node's parts: agent, orchestration, server, Raft member.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(m) = &self.manager {
+            m.stop().await;
+        }
+        if let Some(s) = self.server {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
+    }
 }
 
 pub struct Cluster {
@@ -151,6 +166,17 @@ fn detect_advertise(listen_host: &str) -> Result<String> {
             "could not find the system's IP address - please specify one with --advertise-addr",
         )),
     }
+}
+
+/// The local address the kernel picks to reach `remote` (a connected UDP socket sends
+/// nothing): a joining node's address as the manager sees it.
+fn source_towards(remote: &str) -> Result<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .map_err(|e| Error::internal(format!("finding this node's address: {e}")))?;
+    sock.connect(remote)
+        .and_then(|_| sock.local_addr())
+        .map(|a| a.ip().to_string())
+        .map_err(|e| Error::invalid(format!("no route to {remote}: {e}")))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -274,6 +300,7 @@ impl Cluster {
         let managers = Arc::new(RwLock::new(p.managers.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let mut manager = None;
+        let mut server = None;
         if let Some(boot) = boot {
             let dek = unhex(&p.dek)
                 .ok_or_else(|| Error::internal("the swarm state has no valid raft data key"))?;
@@ -308,7 +335,12 @@ impl Cluster {
                 manager: m.clone(),
                 root: Arc::new(RwLock::new(None)),
             });
-            tokio::spawn(rpc::serve(listener, server_tls, handler, stop_rx.clone()));
+            server = Some(tokio::spawn(rpc::serve(
+                listener,
+                server_tls,
+                handler,
+                stop_rx.clone(),
+            )));
             manager = Some(m);
         }
         let disp = Arc::new(RpcDispatcher {
@@ -353,17 +385,23 @@ impl Cluster {
             managers,
             manager,
             stop,
+            server,
         })
     }
 
     /// `POST /swarm/init`.
     pub async fn init(self: &Arc<Self>, req: api::SwarmInitRequest) -> Result<String> {
         let mut g = self.active.lock().await;
+        if req.force_new_cluster {
+            // The node's parts stop (a member without quorum), then restart as a new cluster
+            // of one from the same data.
+            if let Some(a) = g.take() {
+                a.stop().await;
+            }
+            return self.force_new_cluster(&mut g, req).await;
+        }
         if g.is_some() {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
-        }
-        if req.force_new_cluster {
-            return self.force_new_cluster(&mut g, req).await;
         }
         let listen = if req.listen_addr.is_empty() {
             format!("0.0.0.0:{DEFAULT_PORT}")
@@ -491,8 +529,7 @@ impl Cluster {
             })
             .await
         {
-            let _ = a.stop.send(true);
-            m.stop().await;
+            a.stop().await;
             let _ = std::fs::remove_dir_all(&self.cfg.root);
             self.set_summary(Summary {
                 state: "inactive".to_string(),
@@ -623,7 +660,10 @@ impl Cluster {
         };
         let (lhost, lport) = resolve_addr(&listen, DEFAULT_PORT)?;
         let advertise = if req.advertise_addr.is_empty() {
-            format!("{}:{lport}", detect_advertise(&lhost)?)
+            format!(
+                "{}:{lport}",
+                source_towards(&remote).or_else(|_| detect_advertise(&lhost))?
+            )
         } else {
             let (h, p) = resolve_addr(&req.advertise_addr, lport)?;
             format!("{h}:{p}")
@@ -771,10 +811,7 @@ impl Cluster {
         }
         let a = g.take();
         if let Some(a) = a {
-            let _ = a.stop.send(true);
-            if let Some(m) = &a.manager {
-                m.stop().await;
-            }
+            a.stop().await;
             self.remove_task_containers().await;
         }
         let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -800,10 +837,7 @@ impl Cluster {
     pub async fn shutdown(&self) {
         let mut g = self.active.lock().await;
         if let Some(a) = g.take() {
-            let _ = a.stop.send(true);
-            if let Some(m) = &a.manager {
-                m.stop().await;
-            }
+            a.stop().await;
         }
     }
 
@@ -866,10 +900,7 @@ impl Cluster {
         p.managers = a.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
         let old = g.take();
         if let Some(old) = old {
-            let _ = old.stop.send(true);
-            if let Some(m) = &old.manager {
-                m.stop().await;
-            }
+            old.stop().await;
         }
         let root = {
             let pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
@@ -1054,12 +1085,23 @@ impl Dispatcher for RpcDispatcher {
                     status: 421,
                     message,
                 }) => {
+                    // A follower names the leader: go there (learning its address if new).
                     let leader = message
                         .rsplit_once("leader: ")
-                        .map(|(_, a)| a.trim().to_string());
+                        .map(|(_, a)| a.trim().to_string())
+                        .filter(|a| !a.is_empty());
                     let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-                    match leader.and_then(|l| list.iter().position(|x| *x == l)) {
-                        Some(pos) => *cur = pos,
+                    match leader {
+                        Some(l) => {
+                            let mut m = self.managers.write().unwrap_or_else(|e| e.into_inner());
+                            *cur = match m.iter().position(|x| *x == l) {
+                                Some(pos) => pos,
+                                None => {
+                                    m.push(l);
+                                    m.len() - 1
+                                }
+                            };
+                        }
                         None => *cur = (i + 1) % list.len(),
                     }
                     Err(message)

@@ -139,7 +139,10 @@ fn is_live(t: &TaskRec, nodes: &BTreeMap<String, NodeRec>) -> bool {
     let ended = t.status.state.is_terminal();
     if !t.node_id.is_empty() {
         match nodes.get(&t.node_id) {
-            Some(n) if n.state == NodeState::Down => return false,
+            // Tasks of dead or drained nodes are replaced without waiting for them.
+            Some(n) if n.state == NodeState::Down || n.spec.availability == "drain" => {
+                return false
+            }
             None => return false,
             _ => {}
         }

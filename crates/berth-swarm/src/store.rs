@@ -474,7 +474,10 @@ impl State {
                 for (id, status) in updates {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         // A node may only speak for its own tasks, and never move one back.
-                        if t.node_id != node || status.state < t.status.state {
+                        if t.node_id != node
+                            || status.state < t.status.state
+                            || (status.state == t.status.state && status.err == t.status.err)
+                        {
                             continue;
                         }
                         t.status = status;

@@ -1,0 +1,471 @@
+//! Swarm mode end to end on the multi-node harness (each berth daemon in namespaces of its
+//! own on one bridge LAN), driven by the docker CLI: a cluster of 3 managers and 2 workers,
+//! services that converge and spread, scale, rolling update and rollback, drain, leader
+//! failover, node death and rejoin, daemon restart with live tasks; secrets only inside
+//! tasks, join refusals, quorum loss and `--force-new-cluster`; nothing left after teardown.
+
+mod common;
+use common::stdout;
+use common::swarm::Cluster;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Running tasks of a service as (name, node), from `docker service ps`.
+fn running(c: &Cluster, via: usize, service: &str) -> Vec<(String, String)> {
+    let out = c.docker(
+        via,
+        &[
+            "service",
+            "ps",
+            service,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.Node}} {{.CurrentState}}",
+        ],
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(" Running "))
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((p.next()?.to_string(), p.next()?.to_string()))
+        })
+        .collect()
+}
+
+fn replicas(c: &Cluster, via: usize, service: &str) -> String {
+    c.ok(
+        via,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={service}"),
+            "--format",
+            "{{.Replicas}}",
+        ],
+    )
+}
+
+/// The leader's hostname as node `via` sees it.
+fn leader(c: &Cluster, via: usize) -> Option<String> {
+    let out = c.docker(
+        via,
+        &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+    );
+    stdout(&out)
+        .lines()
+        .find(|l| l.ends_with(" Leader"))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+}
+
+#[test]
+fn cluster_schedules_updates_and_survives_failures() {
+    let c = Cluster::up(5);
+    c.form(3);
+
+    // The CLI's view: one leader, two reachable managers, two workers; swarm commands hidden
+    // nowhere; a worker refuses manager requests with dockerd's message.
+    let nodes = c.ok(
+        1,
+        &[
+            "node",
+            "ls",
+            "--format",
+            "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+        ],
+    );
+    let mut lines: Vec<&str> = nodes.lines().map(str::trim_end).collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "node1 Ready Leader",
+            "node2 Ready Reachable",
+            "node3 Ready Reachable",
+            "node4 Ready",
+            "node5 Ready"
+        ],
+        "{nodes}"
+    );
+    let info = c.ok(
+        4,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ],
+    );
+    assert_eq!(info, "active false");
+    let refused = c.docker(4, &["node", "ls"]);
+    assert!(!refused.status.success());
+    assert!(
+        common::stderr(&refused)
+            .contains("Worker nodes can't be used to view or modify cluster state"),
+        "{}",
+        common::stderr(&refused)
+    );
+
+    // A replicated service converges (the CLI's --detach=false progress with _up-to-date) and
+    // spreads over every node.
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "10",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
+    );
+    assert_eq!(replicas(&c, 1, "web"), "10/10");
+    let tasks = running(&c, 1, "web");
+    assert_eq!(tasks.len(), 10);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, n) in &tasks {
+        *per_node.entry(n.clone()).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 5, "spread: {per_node:?}");
+    assert!(per_node.values().all(|v| *v == 2), "spread: {per_node:?}");
+    // Task containers carry Docker's names and labels.
+    let names = c.ok(
+        4,
+        &[
+            "ps",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+            "--format",
+            "{{.Names}} {{.Label \"com.docker.swarm.task.id\"}}",
+        ],
+    );
+    for l in names.lines() {
+        let (name, id) = l.split_once(' ').expect("name and task id");
+        assert!(name.starts_with("web.") && name.ends_with(id), "{l}");
+    }
+
+    // A global service: one task per node.
+    c.ok(
+        2,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "agent",
+            "--mode",
+            "global",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
+    );
+    let g = running(&c, 1, "agent");
+    let mut gn: Vec<String> = g.iter().map(|(_, n)| n.clone()).collect();
+    gn.sort();
+    assert_eq!(gn, ["node1", "node2", "node3", "node4", "node5"]);
+
+    // Scale down and up.
+    c.ok(1, &["service", "scale", "web=4"]);
+    assert_eq!(running(&c, 1, "web").len(), 4);
+
+    // A rolling update replaces every task in its slot; rollback brings the old spec back.
+    c.ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--update-parallelism",
+            "2",
+            "--env-add",
+            "COLOR=blue",
+            "web",
+        ],
+    );
+    let after: Vec<String> = running(&c, 1, "web").into_iter().map(|t| t.0).collect();
+    let mut sorted = after.clone();
+    sorted.sort();
+    assert_eq!(sorted.len(), 4, "{after:?}");
+    let env = c.ok(
+        1,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        ],
+    );
+    assert_eq!(env, "[\"COLOR=blue\"]");
+    let state = c.ok(
+        1,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.UpdateStatus.State}}",
+        ],
+    );
+    assert_eq!(state, "completed");
+    c.ok(1, &["service", "rollback", "web"]);
+    let env = c.ok(
+        1,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        ],
+    );
+    assert_eq!(env, "null");
+    assert_eq!(running(&c, 1, "web").len(), 4);
+
+    // Drain: node5's tasks move away; the global task there stops.
+    c.ok(1, &["node", "update", "--availability", "drain", "node5"]);
+    c.until("node5 drained", LONG, || {
+        running(&c, 1, "web").iter().all(|(_, n)| n != "node5")
+            && running(&c, 1, "web").len() == 4
+            && running(&c, 1, "agent").iter().all(|(_, n)| n != "node5")
+    });
+    c.ok(1, &["node", "update", "--availability", "active", "node5"]);
+
+    // Leader failover: kill -9 of the leader's daemon; another manager leads and the CLI
+    // keeps working through it.
+    assert_eq!(leader(&c, 2).as_deref(), Some("node1"));
+    c.crash(1);
+    c.until("a new leader", LONG, || {
+        leader(&c, 2).is_some_and(|l| l != "node1")
+    });
+    c.ok(2, &["service", "scale", "web=6"]);
+    c.until("web at 6", LONG, || running(&c, 2, "web").len() == 6);
+
+    // Node death: node4's daemon and tasks die; its tasks run elsewhere; it comes back Ready
+    // with no duplicate of what moved away.
+    c.start(1);
+    c.until("node1 back", LONG, || {
+        c.docker(2, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"])
+            .status
+            .success()
+            && stdout(&c.docker(2, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]))
+                .contains("node1 Ready")
+    });
+    let on4 = running(&c, 2, "web")
+        .iter()
+        .filter(|(_, n)| n == "node4")
+        .count();
+    assert!(on4 > 0, "node4 runs part of web");
+    c.kill(4);
+    c.until("node4's tasks elsewhere", LONG, || {
+        let r = running(&c, 2, "web");
+        r.len() == 6 && r.iter().all(|(_, n)| n != "node4")
+    });
+    let down = c.ok(2, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+    assert!(down.contains("node4 Down"), "{down}");
+    c.start(4);
+    c.until("node4 ready again", LONG, || {
+        stdout(&c.docker(2, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]))
+            .contains("node4 Ready")
+    });
+    c.until("no duplicate of web on node4", LONG, || {
+        let names = c.ok(
+            4,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=web",
+            ],
+        );
+        names.is_empty()
+    });
+    assert_eq!(running(&c, 2, "web").len(), 6);
+
+    // A daemon restart keeps its running tasks (live restore) and resumes.
+    let before = c.ok(
+        3,
+        &[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+        ],
+    );
+    assert!(!before.is_empty());
+    c.crash(3);
+    c.start(3);
+    c.until("node3 ready after restart", LONG, || {
+        stdout(&c.docker(2, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]))
+            .contains("node3 Ready")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let after = c.ok(
+        3,
+        &[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+        ],
+    );
+    assert_eq!(before, after, "the task containers are the same");
+    assert_eq!(running(&c, 2, "web").len(), 6);
+
+    c.ok(2, &["service", "rm", "web", "agent"]);
+    c.until("tasks gone", LONG, || {
+        (1..=5).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
+    });
+    c.down_and_check();
+}
+
+#[test]
+fn secrets_tokens_and_quorum() {
+    let c = Cluster::up(4);
+    c.form(3);
+
+    // Join refusals: a wrong secret, and a token whose CA digest does not match.
+    let mt = c.ok(1, &["swarm", "join-token", "-q", "worker"]);
+    let remote = format!("{}:2377", c.addr(1));
+    // node4 is already in the swarm: leave it first to try the bad tokens.
+    c.ok(4, &["swarm", "leave"]);
+    let mut parts: Vec<String> = mt.split('-').map(str::to_string).collect();
+    parts[3] = "0".repeat(25);
+    let wrong_secret = parts.join("-");
+    let out = c.docker(4, &["swarm", "join", "--token", &wrong_secret, &remote]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("A valid join token is necessary"),
+        "{}",
+        common::stderr(&out)
+    );
+    let mut parts: Vec<String> = mt.split('-').map(str::to_string).collect();
+    parts[2] = "1".repeat(50);
+    let tampered = parts.join("-");
+    let out = c.docker(4, &["swarm", "join", "--token", &tampered, &remote]);
+    assert!(!out.status.success());
+    let info = c.ok(4, &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(info, "inactive");
+
+    // A secret is visible inside the task, on a tmpfs, and nowhere on the nodes' disks.
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", c.sock(1))
+        .args(["secret", "create", "topsecret", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"s3cr3t-v4lue-7781")?;
+            ch.wait_with_output()
+        })
+        .expect("secret create");
+    assert!(out.status.success());
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "sec",
+            "--secret",
+            "topsecret",
+            "--constraint",
+            "node.hostname==node2",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
+    );
+    let id = c.ok(
+        2,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=sec",
+        ],
+    );
+    let got = c.ok(2, &["exec", &id, "cat", "/run/secrets/topsecret"]);
+    assert_eq!(got, "s3cr3t-v4lue-7781");
+    let grep = std::process::Command::new("grep")
+        .args([
+            "-r",
+            "-l",
+            "s3cr3t-v4lue-7781",
+            &format!("/var/lib/{}", c.name),
+        ])
+        .output()
+        .expect("grep");
+    assert_eq!(
+        stdout(&grep).trim(),
+        "",
+        "the secret is on disk in the clear"
+    );
+    let ls = c.ok(1, &["secret", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls, "topsecret");
+    let rm = c.docker(1, &["secret", "rm", "topsecret"]);
+    assert!(!rm.status.success(), "a secret in use is kept");
+
+    // Quorum loss: two of three managers die; writes fail with Docker's message, the task
+    // keeps running; --force-new-cluster on the survivor recovers.
+    c.crash(1);
+    c.crash(3);
+    c.until("no leader on node2", LONG, || {
+        let out = c.docker(2, &["service", "scale", "sec=2"]);
+        !out.status.success() && common::stderr(&out).contains("The swarm does not have a leader")
+    });
+    assert!(
+        c.ok(
+            2,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=sec"
+            ]
+        ) == id
+    );
+    c.ok(
+        2,
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &c.addr(2),
+        ],
+    );
+    c.until("writes work again", LONG, || {
+        c.docker(2, &["service", "scale", "sec=1"]).status.success()
+    });
+    let managers = c.ok(
+        2,
+        &[
+            "node",
+            "ls",
+            "--filter",
+            "role=manager",
+            "--format",
+            "{{.Hostname}}",
+        ],
+    );
+    assert_eq!(managers, "node2");
+    c.ok(2, &["service", "rm", "sec"]);
+    c.ok(2, &["secret", "rm", "topsecret"]);
+    c.until("tasks gone", LONG, || c.ok(2, &["ps", "-aq"]).is_empty());
+    c.down_and_check();
+}
