@@ -44,6 +44,9 @@ impl SwarmExecutor {
         if files.is_empty() {
             return Ok(Vec::new());
         }
+        if !valid_task_id(task_id) {
+            return Err(format!("invalid task id {task_id:?}"));
+        }
         let dir = self.files_root.join(task_id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mounted = std::fs::read_to_string("/proc/self/mountinfo")
@@ -58,7 +61,7 @@ impl SwarmExecutor {
                 nix::mount::MsFlags::MS_NOSUID
                     | nix::mount::MsFlags::MS_NODEV
                     | nix::mount::MsFlags::MS_NOEXEC,
-                Some("size=2m,mode=0700"),
+                Some(format!("size={},mode=0700", tmpfs_size(files)).as_str()),
             )
             .map_err(|e| format!("mounting a tmpfs for the task's secrets: {e}"))?;
         }
@@ -90,7 +93,7 @@ impl SwarmExecutor {
 
     /// Unmounts and removes a task's secret tmpfs.
     fn forget(&self, task_id: &str) {
-        if task_id.is_empty() || task_id.contains('/') {
+        if !valid_task_id(task_id) {
             return;
         }
         let dir = self.files_root.join(task_id);
@@ -99,6 +102,17 @@ impl SwarmExecutor {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// Task ids are swarm ids (base 36): nothing else names a directory here.
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Bytes for a task's secret tmpfs: its files with room to spare (secrets may be 500 KiB and
+/// configs 1000 KiB each).
+fn tmpfs_size(files: &[TaskFile]) -> usize {
+    files.iter().map(|f| f.data.len() + 4096).sum::<usize>() + (1 << 20)
 }
 
 /// The container name Docker gives a task: `<service>.<slot>.<task id>`, or the node id for
@@ -321,16 +335,26 @@ impl Executor for SwarmExecutor {
             }
             let mut files = run.secrets.clone();
             files.extend(run.configs.iter().cloned());
-            let extra = self.materialize(&run.task.id, &files)?;
+            let extra = match self.materialize(&run.task.id, &files) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.forget(&run.task.id);
+                    return Err(e);
+                }
+            };
             req.host_config
                 .mounts
                 .get_or_insert_with(Vec::new)
                 .extend(extra);
             let name = task_name(&run);
-            let (id, _) = d
-                .create(Some(&name), req)
-                .await
-                .map_err(|e| e.0.message.clone())?;
+            let (id, _) = match d.create(Some(&name), req).await {
+                Ok(made) => made,
+                Err(e) => {
+                    // No container holds the tmpfs: it goes now.
+                    self.forget(&run.task.id);
+                    return Err(e.0.message.clone());
+                }
+            };
             let c = d.find(&id).map_err(|e| e.0.message.clone())?;
             d.start(&c).await.map_err(|e| e.0.message.clone())?;
             Ok(id)

@@ -42,6 +42,10 @@ struct Inner {
     busy: HashSet<String>,
     /// Containers being removed (their task is gone from the assignments).
     removing: HashSet<String>,
+    /// Tasks this process started (a container list taken during the start may lack them).
+    started: HashSet<String>,
+    /// The assignments came from a dispatcher at least once: until then nothing is removed.
+    synced: bool,
     description_sent: bool,
 }
 
@@ -171,6 +175,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 };
                 if changed {
                     let mut g = self.lock();
+                    g.synced = true;
                     g.assigned = Assigned {
                         digest: resp.digest,
                         tasks: resp.tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
@@ -204,6 +209,11 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 tracing::debug!("swarm agent: session: {e}");
                 {
                     let mut g = self.lock();
+                    if e.contains("is not a member of this swarm") {
+                        // Removed from the cluster: its tasks run elsewhere now.
+                        g.assigned = Assigned::default();
+                        g.synced = true;
+                    }
                     // Nothing was accepted: the states go again with the next call.
                     let mut back = sent;
                     back.append(&mut g.pending);
@@ -229,6 +239,9 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
     }
 
     async fn reconcile(self: &Arc<Self>) {
+        if !self.lock().synced {
+            return;
+        }
         let containers = self.exec.list().await;
         let by_task: HashMap<&str, &TaskContainer> =
             containers.iter().map(|c| (c.task_id.as_str(), c)).collect();
@@ -309,6 +322,20 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                             self.remove_task(id, c);
                         }
                     }
+                    ContainerState::Created if wants_run => {
+                        // Made but never started (the daemon died in between): the task failed.
+                        if !self.lock().started.remove(id.as_str()) {
+                            self.report(
+                                id,
+                                status(
+                                    TaskState::Failed,
+                                    "starting",
+                                    "task container was not started",
+                                    Some(c),
+                                ),
+                            );
+                        }
+                    }
                     ContainerState::Created => {
                         if !wants_run {
                             self.report(id, status(TaskState::Shutdown, "shutdown", "", Some(c)));
@@ -338,6 +365,22 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                         self.run_task(run);
                     } else if !wants_run && !current.is_terminal() {
                         self.report(id, status(TaskState::Shutdown, "shutdown", "", None));
+                    } else if desired == TaskState::Running
+                        && current >= TaskState::Starting
+                        && !current.is_terminal()
+                        && !self.lock().started.remove(id.as_str())
+                    {
+                        // Started once, now gone (removed behind the agent's back, or lost
+                        // with a reboot): the task failed and is replaced.
+                        self.report(
+                            id,
+                            status(
+                                TaskState::Failed,
+                                "started",
+                                "task container not found",
+                                None,
+                            ),
+                        );
                     }
                 }
             }
@@ -352,7 +395,9 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
         tokio::spawn(async move {
             a.report(&id, status(TaskState::Starting, "starting", "", None));
             match a.exec.run(run).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    a.lock().started.insert(id.clone());
+                }
                 Err(e) => a.report(&id, status(TaskState::Failed, "starting", &e, None)),
             }
             a.lock().busy.remove(&id);

@@ -403,6 +403,11 @@ impl Cluster {
         if g.is_some() {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
+        if req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers {
+            return Err(Error::invalid(
+                "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
+            ));
+        }
         let listen = if req.listen_addr.is_empty() {
             format!("0.0.0.0:{DEFAULT_PORT}")
         } else {
@@ -1265,9 +1270,12 @@ impl Port {
                 )))
             }
             (Method::POST, "/join") => {
-                let body: JoinRequest = rpc::read_json(req.into_body())
+                // Unauthenticated: a small body only (a CSR and a node description).
+                let raw = rpc::read_body(req.into_body(), 256 * 1024)
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
+                let body: JoinRequest = serde_json::from_slice(&raw)
+                    .map_err(|e| Error::invalid(format!("invalid join request: {e}")))?;
                 let resp = self.join(remote, body).await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
@@ -1357,7 +1365,17 @@ impl Port {
                 ))
             }
             "/raft/step" | "/raft/snapshot" => {
-                if peer.role != NodeRole::Manager {
+                // Only a current manager takes part, and only under its own Raft id (a demoted
+                // node's certificate still says manager until it is renewed).
+                let raft_id = m.read(|s| {
+                    s.nodes
+                        .get(&peer.node_id)
+                        .filter(|n| n.spec.role == "manager")
+                        .map(|n| n.raft_id)
+                        .unwrap_or(0)
+                });
+                let joining = m.read(|s| s.cluster.is_none());
+                if peer.role != NodeRole::Manager || (raft_id == 0 && !joining) {
                     return Err(Error::new(403, "only managers take part in raft"));
                 }
                 let msgs = if path == "/raft/step" {
@@ -1374,6 +1392,12 @@ impl Port {
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?]
                 };
+                if !joining && msgs.iter().any(|x| x.get_from() != raft_id) {
+                    return Err(Error::new(
+                        403,
+                        "raft messages must come from the sender's own id",
+                    ));
+                }
                 for msg in msgs {
                     m.raft.step(msg);
                 }

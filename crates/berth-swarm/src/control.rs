@@ -23,7 +23,7 @@ fn now() -> String {
 /// A DNS label: what service, secret and config names must be.
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
-        && n.len() <= 63
+        && n.len() <= 64
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && n.as_bytes()[0].is_ascii_alphanumeric()
@@ -32,7 +32,7 @@ fn valid_name(n: &str) -> bool {
 
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
-    if !valid_name(&spec.name) || spec.name.contains('.') || spec.name.contains('_') {
+    if !valid_name(&spec.name) || spec.name.contains('.') {
         return Err(Error::rpc_invalid(
             "name must be valid as a DNS name component",
         ));
@@ -264,14 +264,28 @@ impl Manager {
             } else {
                 normalize(s, spec, &cur.id)?
             };
+            let kind = |m: &api::ServiceMode| {
+                (
+                    m.replicated.is_some(),
+                    m.global.is_some(),
+                    m.replicated_job.is_some(),
+                    m.global_job.is_some(),
+                )
+            };
+            if kind(&spec.mode) != kind(&cur.spec.mode) {
+                return Err(Error::new(
+                    501,
+                    "rpc error: code = Unimplemented desc = service mode change is not allowed",
+                ));
+            }
             let ports = allocate_ports(s, &spec, &cur.ports, &cur.id);
             Ok::<_, Error>((cur.id.clone(), spec, ports))
         })?;
-        let _ = ports;
         self.propose(Command::UpdateService {
             id,
             version,
             spec: Box::new(spec),
+            ports,
             rollback,
             now: now(),
         })
@@ -392,34 +406,46 @@ impl Manager {
                     "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
                 ));
             }
-            if cur.raft_id != 0 {
-                let me = self.raft.status().id;
-                if cur.raft_id == me && self.is_leader() {
-                    let next = self
-                        .raft
-                        .status()
-                        .members
-                        .iter()
-                        .map(|(id, _)| *id)
-                        .find(|id| *id != me);
-                    if let Some(to) = next {
-                        self.raft.transfer_leadership(to).await;
-                    }
-                }
-                self.raft
-                    .remove_member(cur.raft_id)
-                    .await
-                    .map_err(propose_err)?;
-                self.propose(Command::SetManager {
-                    id: id.clone(),
-                    raft_id: 0,
-                    addr: String::new(),
-                    now: now(),
-                })
-                .await?;
-            }
         }
-        let version = self.read(|s| s.nodes.get(&id).map(|n| n.version).unwrap_or(version));
+        if promote && cur.state != api::NodeState::Ready {
+            // A voter that never comes up would cost the swarm its quorum.
+            return Err(Error::new(
+                400,
+                format!("rpc error: code = FailedPrecondition desc = node {id} is not ready and cannot be promoted"),
+            ));
+        }
+        if promote {
+            // The node's Raft id and address are recorded before its role changes (its agent
+            // then finds both), and it becomes a voter last: from then on nothing commits
+            // until its member runs.
+            let raft_id = crate::ids::new_raft_id();
+            let addr = cur.advertise_addr.clone();
+            if addr.is_empty() {
+                return Err(Error::rpc_invalid(
+                    "the node has no advertised address to be reached at as a manager",
+                ));
+            }
+            self.propose(Command::SetManager {
+                id: id.clone(),
+                raft_id,
+                addr: addr.clone(),
+                now: now(),
+            })
+            .await?;
+            let version = self.read(|s| s.nodes.get(&id).map(|n| n.version).unwrap_or(version));
+            self.propose(Command::UpdateNode {
+                id: id.clone(),
+                version,
+                spec,
+                now: now(),
+            })
+            .await?;
+            self.raft
+                .add_voter(raft_id, addr)
+                .await
+                .map_err(propose_err)?;
+            return Ok(());
+        }
         self.propose(Command::UpdateNode {
             id: id.clone(),
             version,
@@ -427,31 +453,31 @@ impl Manager {
             now: now(),
         })
         .await?;
-        if promote {
-            // The node becomes a voter at the address it advertised; its agent sees the new
-            // role, gets a manager certificate and starts its Raft member.
-            let raft_id = crate::ids::new_raft_id();
-            let addr = self.read(|s| {
-                s.nodes
-                    .get(&id)
-                    .map(|n| n.advertise_addr.clone())
-                    .unwrap_or_default()
-            });
-            if addr.is_empty() {
-                return Err(Error::rpc_invalid(
-                    "the node has no advertised address to be reached at as a manager",
-                ));
-            }
-            // Recorded before it becomes a voter: from then on nothing commits until it runs.
+        if demote && cur.raft_id != 0 {
+            // The role change is recorded first (this manager may be the one leaving), then
+            // leadership moves away and the member leaves the Raft group.
             self.propose(Command::SetManager {
-                id,
-                raft_id,
-                addr: addr.clone(),
+                id: id.clone(),
+                raft_id: 0,
+                addr: String::new(),
                 now: now(),
             })
             .await?;
+            let me = self.raft.status().id;
+            if cur.raft_id == me && self.is_leader() {
+                let next = self
+                    .raft
+                    .status()
+                    .members
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .find(|id| *id != me);
+                if let Some(to) = next {
+                    self.raft.transfer_leadership(to).await;
+                }
+            }
             self.raft
-                .add_voter(raft_id, addr)
+                .remove_member(cur.raft_id)
                 .await
                 .map_err(propose_err)?;
         }
@@ -473,9 +499,9 @@ impl Manager {
             return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
         }
         if spec.data.is_empty() || spec.data.len() >= MAX_SECRET {
-            return Err(Error::rpc_invalid(
-                "secret data must be larger than 0 and less than {MAX_SECRET} bytes",
-            ));
+            return Err(Error::rpc_invalid(format!(
+                "secret data must be larger than 0 and less than {MAX_SECRET} bytes"
+            )));
         }
         let id = new_id();
         let t = now();
@@ -540,10 +566,10 @@ impl Manager {
         if !valid_name(&spec.name) {
             return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
         }
-        if spec.data.len() >= MAX_CONFIG {
-            return Err(Error::rpc_invalid(
-                "config data must be larger than 0 and less than {MAX_CONFIG} bytes",
-            ));
+        if spec.data.is_empty() || spec.data.len() >= MAX_CONFIG {
+            return Err(Error::rpc_invalid(format!(
+                "config data must be larger than 0 and less than {MAX_CONFIG} bytes"
+            )));
         }
         let id = new_id();
         let t = now();
@@ -626,6 +652,11 @@ impl Manager {
         rotate_worker: bool,
         rotate_manager: bool,
     ) -> Result<()> {
+        if spec.encryption_config.auto_lock_managers {
+            return Err(Error::invalid(
+                "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
+            ));
+        }
         let secret = crate::cluster::new_secret;
         self.propose(Command::UpdateCluster {
             version,

@@ -93,12 +93,16 @@ pub struct UpdateCfg {
 }
 
 pub fn update_cfg(s: &api::ServiceSpec, rollback: bool) -> UpdateCfg {
+    // Without a config, swarmkit's defaults: one task at a time.
     let c = if rollback {
         s.rollback_config.clone()
     } else {
         s.update_config.clone()
     }
-    .unwrap_or_default();
+    .unwrap_or(api::UpdateConfig {
+        parallelism: 1,
+        ..Default::default()
+    });
     let nanos = |n: i64| Duration::from_nanos(n.max(0) as u64);
     UpdateCfg {
         parallelism: c.parallelism,
@@ -139,8 +143,13 @@ fn is_live(t: &TaskRec, nodes: &BTreeMap<String, NodeRec>) -> bool {
     let ended = t.status.state.is_terminal();
     if !t.node_id.is_empty() {
         match nodes.get(&t.node_id) {
-            // Tasks of dead or drained nodes are replaced without waiting for them.
-            Some(n) if n.state == NodeState::Down || n.spec.availability == "drain" => {
+            // Tasks of dead or drained nodes, or of nodes that no longer meet the task's
+            // constraints, are replaced without waiting for them.
+            Some(n)
+                if n.state == NodeState::Down
+                    || n.spec.availability == "drain"
+                    || !constraints_met(n, &placement(&t.spec).constraints) =>
+            {
                 return false
             }
             None => return false,
@@ -241,6 +250,7 @@ fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
         } else {
             None
         },
+        restarts: Vec::new(),
     }
 }
 
@@ -331,12 +341,34 @@ pub fn pass(state: &State, mem: &mut Memory, now: SystemTime) -> Vec<Command> {
 }
 
 /// Whether a task that ended should be replaced, and from when on.
-fn restart_due(
-    p: &Pass,
-    s: &ServiceRec,
-    ended: &TaskRec,
-    history: &[TaskRec],
-) -> Option<SystemTime> {
+/// The restarts recorded on `t` that fall within `window` (all of them for a zero window).
+fn restarts_in_window(t: &TaskRec, window: Duration, now: SystemTime) -> Vec<String> {
+    let since = if window.is_zero() {
+        SystemTime::UNIX_EPOCH
+    } else {
+        now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    t.restarts
+        .iter()
+        .filter(|r| ts(r).is_some_and(|x| x >= since))
+        .cloned()
+        .collect()
+}
+
+/// The task that replaces `ended` in its place, carrying its restart history (a task lost
+/// with its node is no restart).
+fn successor(p: &Pass, s: &ServiceRec, ended: &TaskRec, node: &str) -> TaskRec {
+    let mut t = new_task(s, ended.slot, node, p.now);
+    let policy = restart_policy(&s.spec.task_template, is_job(&s.spec));
+    let mut r = restarts_in_window(ended, policy.window, p.now);
+    if ended.status.state.is_terminal() && ended.status.state != TaskState::Orphaned {
+        r.push(stamp(p.now));
+    }
+    t.restarts = r;
+    t
+}
+
+fn restart_due(p: &Pass, s: &ServiceRec, ended: &TaskRec) -> Option<SystemTime> {
     let policy = restart_policy(&s.spec.task_template, is_job(&s.spec));
     let failed = matches!(ended.status.state, TaskState::Failed | TaskState::Rejected);
     let node_gone = p
@@ -351,20 +383,8 @@ fn restart_due(
             _ => {}
         }
         if policy.max_attempts > 0 {
-            let since = if policy.window.is_zero() {
-                SystemTime::UNIX_EPOCH
-            } else {
-                p.now
-                    .checked_sub(policy.window)
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            };
-            let attempts = history
-                .iter()
-                .filter(|t| t.spec_version == s.spec_version)
-                .filter(|t| ts(&t.created_at).is_some_and(|c| c >= since))
-                .count() as u64;
-            // The first run is not a restart.
-            if attempts > policy.max_attempts {
+            let attempts = restarts_in_window(ended, policy.window, p.now).len() as u64;
+            if attempts >= policy.max_attempts {
                 return None;
             }
         }
@@ -465,9 +485,10 @@ fn replicated(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, replicas: u64) {
         match last {
             None => p.add(new_task(s, slot, "", p.now)),
             Some(t) => {
-                if restart_due(p, s, t, &history).is_some_and(|d| d <= p.now) {
+                if restart_due(p, s, t).is_some_and(|d| d <= p.now) {
                     p.shut_down(t, "task replaced");
-                    p.add(new_task(s, slot, "", p.now));
+                    let next = successor(p, s, t, "");
+                    p.add(next);
                 }
             }
         }
@@ -482,6 +503,17 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
         .into_iter()
         .map(|n| n.id.clone())
         .collect();
+    // A paused node keeps its tasks (it only gets no new ones); a drained, dead or no longer
+    // matching one loses them.
+    let constraints = placement(&s.spec.task_template).constraints;
+    let keep: Vec<String> = p
+        .state
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Ready && n.spec.availability != "drain")
+        .filter(|n| constraints_met(n, &constraints))
+        .map(|n| n.id.clone())
+        .collect();
     let nodes = &p.state.nodes;
     let mut by_node: BTreeMap<String, Vec<TaskRec>> = BTreeMap::new();
     for t in &tasks {
@@ -491,9 +523,11 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
             .push(t.clone());
     }
     for (node, ts) in &by_node {
-        if !eligible.contains(node) {
-            for t in ts.iter().filter(|t| wants_running(t)) {
+        for t in ts.iter().filter(|t| wants_running(t)) {
+            if !keep.contains(node) {
                 p.shut_down(t, "node is not eligible");
+            } else if job && t.job_iteration != Some(s.job_iteration) {
+                p.shut_down(t, "job iteration replaced");
             }
         }
     }
@@ -524,9 +558,10 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
             }
             Some(t) if job && t.status.state == TaskState::Complete => {}
             Some(t) => {
-                if restart_due(p, s, t, &history).is_some_and(|d| d <= p.now) {
+                if restart_due(p, s, t).is_some_and(|d| d <= p.now) {
                     p.shut_down(t, "task replaced");
-                    p.add(new_task(s, 0, node, p.now));
+                    let next = successor(p, s, t, node);
+                    p.add(next);
                 }
             }
         }
@@ -537,51 +572,66 @@ fn global(p: &mut Pass, mem: &mut Memory, s: &ServiceRec, job: bool) {
 }
 
 fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64) {
-    let tasks: Vec<TaskRec> = p
-        .tasks_of(&s.id)
-        .into_iter()
-        .filter(|t| t.job_iteration == Some(s.job_iteration))
-        .collect();
+    let all = p.tasks_of(&s.id);
     let nodes = &p.state.nodes;
-    let done = tasks
+    // Tasks of an earlier iteration of the job stop.
+    for t in all
         .iter()
-        .filter(|t| t.status.state == TaskState::Complete)
-        .count() as u64;
-    let running: Vec<&TaskRec> = tasks.iter().filter(|t| is_live(t, nodes)).collect();
-    // Failed ones are retried in their slot per the restart policy (on-failure by default).
-    let mut slots_busy: Vec<u64> = running.iter().map(|t| t.slot).collect();
-    let mut retry = Vec::new();
+        .filter(|t| t.job_iteration != Some(s.job_iteration) && wants_running(t))
+    {
+        p.shut_down(t, "job iteration replaced");
+    }
     let mut by_slot: BTreeMap<u64, Vec<TaskRec>> = BTreeMap::new();
-    for t in &tasks {
+    for t in all
+        .iter()
+        .filter(|t| t.job_iteration == Some(s.job_iteration))
+    {
         by_slot.entry(t.slot).or_default().push(t.clone());
     }
+    let done = by_slot
+        .values()
+        .filter(|h| h.iter().any(|t| t.status.state == TaskState::Complete))
+        .count() as u64;
+    // Each slot that is not done is running, waiting for its restart delay, due a retry, or
+    // failed for good (the restart policy refuses): all of them count against the total.
+    let mut active = 0u64;
+    let mut retry = Vec::new();
     for (slot, hist) in &by_slot {
-        if slots_busy.contains(slot) || hist.iter().any(|t| t.status.state == TaskState::Complete) {
+        if hist.iter().any(|t| t.status.state == TaskState::Complete) {
             continue;
         }
-        if let Some(last) = hist.iter().max_by(|a, b| a.created_at.cmp(&b.created_at)) {
-            if restart_due(p, s, last, hist).is_some_and(|d| d <= p.now) {
-                retry.push(*slot);
+        if hist.iter().any(|t| is_live(t, nodes)) {
+            active += 1;
+            continue;
+        }
+        let last = hist
+            .iter()
+            .filter(|t| wants_running(t))
+            .max_by(|a, b| a.created_at.cmp(&b.created_at));
+        if let Some(last) = last {
+            if restart_due(p, s, last).is_some_and(|d| d <= p.now) {
+                retry.push((*slot, last.clone()));
             }
         }
     }
-    let mut active = running.len() as u64;
-    for slot in retry {
-        if active >= max_concurrent || done + active >= total {
+    for (_, last) in retry {
+        if active >= max_concurrent {
             break;
         }
-        p.add(new_task(s, slot, "", p.now));
-        slots_busy.push(slot);
+        p.shut_down(&last, "task replaced");
+        let next = successor(p, s, &last, "");
+        p.add(next);
         active += 1;
     }
+    let mut slots = by_slot.len() as u64 - done;
     let mut next = 1;
-    let used: Vec<u64> = by_slot.keys().copied().collect();
-    while active < max_concurrent && done + active < total {
-        while used.contains(&next) || slots_busy.contains(&next) {
+    while active < max_concurrent && done + slots < total {
+        while by_slot.contains_key(&next) {
             next += 1;
         }
         p.add(new_task(s, next, "", p.now));
-        slots_busy.push(next);
+        by_slot.insert(next, Vec::new());
+        slots += 1;
         active += 1;
     }
 }
@@ -621,7 +671,11 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         .iter()
         .copied()
         .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
-        .filter(|t| ts(&t.created_at).is_some_and(|c| c + cfg.monitor + cfg.delay >= p.now))
+        // Failures since this update began count (a task failing late in its start does too).
+        .filter(|t| match us.started_at.as_deref().and_then(ts) {
+            Some(start) => ts(&t.status.timestamp).is_some_and(|f| f >= start),
+            None => true,
+        })
         .collect();
     let updated = fresh.len().max(1) as f64;
     if !failed.is_empty() && failed.len() as f64 / updated > f64::from(cfg.max_failure_ratio) {
@@ -631,6 +685,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
             "rollback" if !rollback => {
                 p.other.push(Command::ServiceStatus {
                     id: s.id.clone(),
+                    version: s.version,
                     update_status: Some(api::UpdateStatus {
                         state: "rollback_started".to_string(),
                         started_at: Some(stamp(p.now)),
@@ -649,6 +704,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
             _ => {
                 p.other.push(Command::ServiceStatus {
                     id: s.id.clone(),
+                    version: s.version,
                     update_status: Some(api::UpdateStatus {
                         state: if rollback {
                             "rollback_paused"
@@ -726,6 +782,7 @@ fn rolling_update(p: &mut Pass, mem: &mut Memory, s: &ServiceRec) {
         if in_flight == 0 && settled {
             p.other.push(Command::ServiceStatus {
                 id: s.id.clone(),
+                version: s.version,
                 update_status: Some(api::UpdateStatus {
                     state: if rollback {
                         "rollback_completed"

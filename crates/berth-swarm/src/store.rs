@@ -88,6 +88,10 @@ pub struct TaskRec {
     pub status: api::TaskStatus,
     pub desired_state: TaskState,
     pub job_iteration: Option<u64>,
+    /// When the tasks this one replaced (after failures) were restarted, for the restart
+    /// policy's max attempts within its window (kept across reaping and leader changes).
+    #[serde(default)]
+    pub restarts: Vec<String>,
 }
 
 /// The whole replicated state.
@@ -152,12 +156,16 @@ pub enum Command {
         id: String,
         version: u64,
         spec: Box<api::ServiceSpec>,
+        /// The endpoint's ports for the new spec (allocated by the proposer).
+        ports: Vec<api::PortConfig>,
         rollback: bool,
         now: String,
     },
     /// The updater's and orchestrators' bookkeeping on a service (no version check).
     ServiceStatus {
         id: String,
+        /// The service's version the status was computed from (stale ones are dropped).
+        version: u64,
         update_status: Option<api::UpdateStatus>,
         /// A rollback done by the updater: the previous spec becomes current again.
         roll_back: bool,
@@ -362,6 +370,7 @@ impl State {
                 id,
                 version,
                 spec,
+                ports,
                 rollback,
                 now,
             } => {
@@ -406,6 +415,7 @@ impl State {
                 }
                 s.previous_spec = previous;
                 s.spec = new_spec;
+                s.ports = ports;
                 s.version = index;
                 s.updated_at = now.clone();
                 if template_changed {
@@ -428,6 +438,7 @@ impl State {
             }
             Command::ServiceStatus {
                 id,
+                version,
                 update_status,
                 roll_back,
                 now,
@@ -436,6 +447,9 @@ impl State {
                     .services
                     .get_mut(&id)
                     .ok_or_else(|| Error::not_found(format!("service {id} not found")))?;
+                if s.version != version {
+                    return Ok(Value::Null);
+                }
                 if roll_back {
                     if let Some(prev) = s.previous_spec.take() {
                         s.previous_spec = Some(std::mem::replace(&mut s.spec, prev));
@@ -462,6 +476,13 @@ impl State {
             }
             Command::Tasks { put, remove } => {
                 for mut t in put {
+                    // A pass computed from an older state loses to what changed since: a
+                    // changed task keeps its change, a removed service gets no new task.
+                    match self.tasks.get(&t.id) {
+                        Some(cur) if cur.version != t.version => continue,
+                        None if !self.services.contains_key(&t.service_id) => continue,
+                        _ => {}
+                    }
                     t.version = index;
                     self.tasks.insert(t.id.clone(), t);
                 }
