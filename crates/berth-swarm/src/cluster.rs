@@ -602,6 +602,7 @@ impl Cluster {
                     id: id.clone(),
                     raft_id: 0,
                     addr: String::new(),
+                    spec: None,
                     now: berth_api::timefmt::now(),
                 })
                 .await;
@@ -623,6 +624,7 @@ impl Cluster {
                 id: node_id.clone(),
                 raft_id: m.raft.status().id,
                 addr,
+                spec: None,
                 now: berth_api::timefmt::now(),
             })
             .await;
@@ -793,21 +795,9 @@ impl Cluster {
                     return Err(Error::unavailable(msg));
                 }
             }
-            // Hand leadership over and leave the Raft group cleanly where possible.
+            // Leave the Raft group cleanly where possible (a leader steps down as it goes).
             let me = m.raft.status().id;
             if managers > 1 {
-                if m.is_leader() {
-                    let next = m
-                        .raft
-                        .status()
-                        .members
-                        .iter()
-                        .map(|(id, _)| *id)
-                        .find(|id| *id != me);
-                    if let Some(to) = next {
-                        m.raft.transfer_leadership(to).await;
-                    }
-                }
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
             }
@@ -854,17 +844,26 @@ impl Cluster {
         if (role == "manager") == is_manager {
             return Ok(());
         }
+        if let (Some(m), "worker") = (&a.manager, role) {
+            // A demotion: the managers take this member out of the Raft group first (the
+            // demoting call may run on this very manager); it stops once it is out.
+            let me = m.raft.status().id;
+            for _ in 0..100 {
+                let st = m.raft.status();
+                if st.removed || st.stopped || !st.members.iter().any(|(id, _)| *id == me) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         // A new certificate with the new role, then the parts that go with it.
         let key = NodeKey::generate().map_err(|e| Error::internal(e.to_string()))?;
-        let mut target = a
-            .managers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let managers = a.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut target = managers.first().cloned().unwrap_or_default();
         let mut renewed: Option<crate::proto::RenewResponse> = None;
-        for _ in 0..5 {
+        // Patient: a promotion may have left the group without a leader until this node's
+        // member runs elsewhere, or an election may be under way.
+        for attempt in 0..50 {
             match a
                 .client
                 .post_json::<_, crate::proto::RenewResponse>(
@@ -877,20 +876,33 @@ impl Cluster {
                 )
                 .await
             {
-                Ok(r) => {
+                Ok(r) if r.role == role => {
                     renewed = Some(r);
                     break;
                 }
+                Ok(_) => {}
                 Err(RpcError::Status {
                     status: 421,
                     message,
                 }) => {
                     if let Some((_, l)) = message.rsplit_once("leader: ") {
-                        target = l.trim().to_string();
+                        if !l.trim().is_empty() {
+                            target = l.trim().to_string();
+                            continue;
+                        }
                     }
+                    // This manager knows no leader (it may be the one just demoted): ask
+                    // another.
+                    if !managers.is_empty() {
+                        target = managers[(attempt + 1) % managers.len()].clone();
+                    }
+                }
+                Err(e) if e.is_unreachable() && !managers.is_empty() => {
+                    target = managers[(attempt + 1) % managers.len()].clone();
                 }
                 Err(e) => return Err(rpc_err(e)),
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let renewed = renewed.ok_or_else(Error::no_leader)?;
         let identity = NodeIdentity::from_pem(&renewed.cert_pem, &key.key_pem)
@@ -1365,17 +1377,13 @@ impl Port {
                 ))
             }
             "/raft/step" | "/raft/snapshot" => {
-                // Only a current manager takes part, and only under its own Raft id (a demoted
+                // Only a current member takes part, and only under its own Raft id (a demoted
                 // node's certificate still says manager until it is renewed).
-                let raft_id = m.read(|s| {
-                    s.nodes
-                        .get(&peer.node_id)
-                        .filter(|n| n.spec.role == "manager")
-                        .map(|n| n.raft_id)
-                        .unwrap_or(0)
-                });
+                let raft_id =
+                    m.read(|s| s.nodes.get(&peer.node_id).map(|n| n.raft_id).unwrap_or(0));
+                let member = m.raft.status().members.iter().any(|(id, _)| *id == raft_id);
                 let joining = m.read(|s| s.cluster.is_none());
-                if peer.role != NodeRole::Manager || (raft_id == 0 && !joining) {
+                if peer.role != NodeRole::Manager || ((raft_id == 0 || !member) && !joining) {
                     return Err(Error::new(403, "only managers take part in raft"));
                 }
                 let msgs = if path == "/raft/step" {

@@ -429,14 +429,7 @@ impl Manager {
                 id: id.clone(),
                 raft_id,
                 addr: addr.clone(),
-                now: now(),
-            })
-            .await?;
-            let version = self.read(|s| s.nodes.get(&id).map(|n| n.version).unwrap_or(version));
-            self.propose(Command::UpdateNode {
-                id: id.clone(),
-                version,
-                spec,
+                spec: Some(Box::new(spec)),
                 now: now(),
             })
             .await?;
@@ -455,31 +448,22 @@ impl Manager {
         .await?;
         if demote && cur.raft_id != 0 {
             // The role change is recorded first (this manager may be the one leaving), then
-            // leadership moves away and the member leaves the Raft group.
-            self.propose(Command::SetManager {
-                id: id.clone(),
-                raft_id: 0,
-                addr: String::new(),
-                now: now(),
-            })
-            .await?;
-            let me = self.raft.status().id;
-            if cur.raft_id == me && self.is_leader() {
-                let next = self
-                    .raft
-                    .status()
-                    .members
-                    .iter()
-                    .map(|(id, _)| *id)
-                    .find(|id| *id != me);
-                if let Some(to) = next {
-                    self.raft.transfer_leadership(to).await;
-                }
-            }
+            // the member leaves the Raft group (a leader removing itself steps down once the
+            // change applies), then the record forgets its Raft id — by this manager if it
+            // is still one, else by the leader's membership upkeep.
             self.raft
                 .remove_member(cur.raft_id)
                 .await
                 .map_err(propose_err)?;
+            let _ = self
+                .propose(Command::SetManager {
+                    id: id.clone(),
+                    raft_id: 0,
+                    addr: String::new(),
+                    spec: None,
+                    now: now(),
+                })
+                .await;
         }
         Ok(())
     }

@@ -224,6 +224,7 @@ impl Manager {
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert_with(Instant::now);
             self.liveness(since).await;
+            self.membership_upkeep().await;
             let cmds = self.read(|s| orchestrator::pass(s, &mut mem, SystemTime::now()));
             for c in cmds {
                 if let Err(e) = self.propose(c).await {
@@ -260,6 +261,37 @@ impl Manager {
                     message: "heartbeat failure".to_string(),
                     addr: String::new(),
                     description: None,
+                    now: berth_api::timefmt::now(),
+                })
+                .await;
+        }
+    }
+
+    /// Nodes whose record still names a Raft id that is no longer a member (a demotion whose
+    /// leaving manager could not finish it) lose it.
+    async fn membership_upkeep(&self) {
+        let members: Vec<u64> = self
+            .raft
+            .status()
+            .members
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let stale: Vec<String> = self.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.raft_id != 0 && n.spec.role == "worker")
+                .filter(|n| !members.contains(&n.raft_id))
+                .map(|n| n.id.clone())
+                .collect()
+        });
+        for id in stale {
+            let _ = self
+                .propose(Command::SetManager {
+                    id,
+                    raft_id: 0,
+                    addr: String::new(),
+                    spec: None,
                     now: berth_api::timefmt::now(),
                 })
                 .await;

@@ -624,7 +624,8 @@ fn replicated_job(p: &mut Pass, s: &ServiceRec, max_concurrent: u64, total: u64)
         active += 1;
     }
     let mut slots = by_slot.len() as u64 - done;
-    let mut next = 1;
+    // Job slots count from 0, as swarmkit's (the docker CLI's job progress reads them so).
+    let mut next = 0;
     while active < max_concurrent && done + slots < total {
         while by_slot.contains_key(&next) {
             next += 1;

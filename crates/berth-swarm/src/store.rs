@@ -134,6 +134,8 @@ pub enum Command {
         id: String,
         raft_id: u64,
         addr: String,
+        /// A promotion changes the node's spec (its role) in the same entry.
+        spec: Option<Box<api::NodeSpec>>,
         now: String,
     },
     /// Liveness verdicts and descriptions from the dispatcher.
@@ -294,11 +296,15 @@ impl State {
                 id,
                 raft_id,
                 addr,
+                spec,
                 now,
             } => {
                 let n = self.node_mut(&id)?;
                 n.raft_id = raft_id;
                 n.manager_addr = addr;
+                if let Some(spec) = spec {
+                    n.spec = *spec;
+                }
                 n.version = index;
                 n.updated_at = now;
                 Ok(Value::Null)
@@ -362,6 +368,7 @@ impl State {
                 }
                 service.version = index;
                 service.spec_version = index;
+                service.job_iteration = index;
                 let id = service.id.clone();
                 self.services.insert(id.clone(), *service);
                 Ok(Value::String(id))

@@ -316,14 +316,10 @@ fn swarm_routes_answer_as_a_node_outside_a_swarm() {
     let r = request(&d, "POST", "/v1.50/swarm/leave", Body::None);
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(message(&r), "This node is not part of a swarm");
-    for path in ["/swarm/init", "/swarm/join"] {
-        let r = request(&d, "POST", path, Body::Json("{}".into()));
-        assert_eq!(r.status, 503, "{}", r.text());
-        assert!(
-            message(&r).contains("swarm mode is not available"),
-            "{path}"
-        );
-    }
+    // A join without a token is refused before anything is tried (init is tests/swarm.rs').
+    let r = request(&d, "POST", "/swarm/join", Body::Json("{}".into()));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(message(&r).contains("invalid join token"), "{}", r.text());
     let r = request(&d, "PUT", "/volumes/x", Body::Json("{}".into()));
     assert_eq!(r.status, 503, "{}", r.text());
     let info = request(&d, "GET", "/info", Body::None).json();
@@ -538,6 +534,11 @@ const NOT_WALKED: &[(&str, &str, &str)] = &[
         "/session",
         "BuildKit sessions: not served by berth (classic builder only)",
     ),
+    (
+        "POST",
+        "/swarm/init",
+        "makes the node a swarm manager listening on the swarm port: tests/swarm.rs",
+    ),
     ("GET", "/plugins", "plugins: berth has no plugin system"),
     (
         "GET",
@@ -591,14 +592,14 @@ const NOT_WALKED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The swarm routes: on a node outside a swarm each answers 503 (also checked above).
+/// The swarm routes: on a node outside a swarm each answers 503 (also checked above), but
+/// `/swarm/join`, which wants a join token first (400).
 const SWARM: &[(&str, &str)] = &[
     ("GET", "/nodes"),
     ("GET", "/nodes/{id}"),
     ("DELETE", "/nodes/{id}"),
     ("POST", "/nodes/{id}/update"),
     ("GET", "/swarm"),
-    ("POST", "/swarm/init"),
     ("POST", "/swarm/join"),
     ("POST", "/swarm/leave"),
     ("POST", "/swarm/update"),
@@ -985,7 +986,8 @@ fn walk_calls(d: &Daemon) -> Vec<Call> {
     ];
     for (method, template) in SWARM {
         let path = template.replace("{id}", "x").replace("{name}", "x");
-        calls.push(call(method, template, &path, j("{}"), 503));
+        let want = if *template == "/swarm/join" { 400 } else { 503 };
+        calls.push(call(method, template, &path, j("{}"), want));
     }
     calls
 }

@@ -469,3 +469,159 @@ fn secrets_tokens_and_quorum() {
     c.until("tasks gone", LONG, || c.ok(2, &["ps", "-aq"]).is_empty());
     c.down_and_check();
 }
+
+/// Every task of a service: (name, state word), from `docker service ps`.
+fn all_tasks(c: &Cluster, via: usize, service: &str) -> Vec<(String, String)> {
+    let out = c.docker(
+        via,
+        &[
+            "service",
+            "ps",
+            service,
+            "--format",
+            "{{.Name}} {{.CurrentState}}",
+        ],
+    );
+    stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((p.next()?.to_string(), p.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn promotion_tokens_jobs_and_restart_limits() {
+    let c = Cluster::up(4);
+    c.form(1);
+
+    // Promote two workers, then demote the first manager through its own API.
+    c.ok(1, &["node", "promote", "node2", "node3"]);
+    c.until("three managers", LONG, || {
+        let out = stdout(&c.docker(
+            1,
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+        ));
+        out.contains("node2 Reachable") && out.contains("node3 Reachable")
+    });
+    assert_eq!(
+        c.ok(2, &["info", "--format", "{{.Swarm.ControlAvailable}}"]),
+        "true"
+    );
+    c.ok(1, &["node", "demote", "node1"]);
+    c.until("node1 a worker", LONG, || {
+        let out = c.docker(
+            2,
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+        );
+        let s = stdout(&out);
+        out.status.success() && s.lines().any(|l| l.trim_end() == "node1") && s.contains("Leader")
+    });
+    c.until("node1 knows it is a worker", LONG, || {
+        c.ok(1, &["info", "--format", "{{.Swarm.ControlAvailable}}"]) == "false"
+    });
+
+    // Rotating the worker token: the old one no longer admits, the new one does.
+    let old = c.ok(2, &["swarm", "join-token", "-q", "worker"]);
+    c.ok(2, &["swarm", "join-token", "--rotate", "-q", "worker"]);
+    let new = c.ok(2, &["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(old, new);
+    c.ok(4, &["swarm", "leave"]);
+    let remote = format!("{}:2377", c.addr(2));
+    let refused = c.docker(4, &["swarm", "join", "--token", &old, &remote]);
+    assert!(!refused.status.success());
+    c.ok(4, &["swarm", "join", "--token", &new, &remote]);
+
+    // A replicated job runs to its completions, at most two at a time.
+    c.ok(
+        2,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "once",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "3",
+            "--max-concurrent",
+            "2",
+            "busybox",
+            "true",
+        ],
+    );
+    c.until("three completions", LONG, || {
+        all_tasks(&c, 2, "once")
+            .iter()
+            .filter(|(_, s)| s == "Complete")
+            .count()
+            == 3
+    });
+    assert_eq!(all_tasks(&c, 2, "once").len(), 3);
+
+    // A job whose task fails, with restarts refused, makes exactly one task.
+    c.ok(
+        2,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--detach",
+            "--name",
+            "failjob",
+            "--mode",
+            "replicated-job",
+            "--restart-condition",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    c.until("the job failed", LONG, || {
+        all_tasks(&c, 2, "failjob")
+            .iter()
+            .any(|(_, s)| s == "Failed")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(all_tasks(&c, 2, "failjob").len(), 1);
+
+    // A failing service restarts at most its max attempts.
+    c.ok(
+        2,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--detach",
+            "--name",
+            "flaky",
+            "--restart-max-attempts",
+            "2",
+            "--restart-delay",
+            "100ms",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 1",
+        ],
+    );
+    c.until("three failed tasks", LONG, || {
+        all_tasks(&c, 2, "flaky")
+            .iter()
+            .filter(|(_, s)| s == "Failed")
+            .count()
+            == 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(all_tasks(&c, 2, "flaky").len(), 3);
+
+    c.ok(2, &["service", "rm", "once", "failjob", "flaky"]);
+    c.until("tasks gone", LONG, || {
+        (1..=4).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
+    });
+    c.down_and_check();
+}

@@ -104,7 +104,11 @@ pub async fn swarm(
             manager(&d)?;
             Ok(json(200, &api::UnlockKeyResponse::default()))
         }
-        (Method::POST, "/unlock") => Err(unavailable("swarm is not locked")),
+        (Method::POST, "/unlock") => {
+            // berth's managers never lock (autolock is refused at init and update).
+            manager(&d)?;
+            Err(Error::bad_request("swarm is not locked"))
+        }
         _ => Err(Error::not_found(format!("page not found: {}", uri.path()))),
     }
 }
