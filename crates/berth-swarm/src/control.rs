@@ -490,13 +490,13 @@ impl Manager {
         let id = new_id();
         let t = now();
         self.propose(Command::CreateSecret {
-            secret: api::Secret {
+            secret: Box::new(api::Secret {
                 id: id.clone(),
                 version: api::ObjectVersion::default(),
                 created_at: t.clone(),
                 updated_at: t,
                 spec,
-            },
+            }),
         })
         .await?;
         Ok(id)
@@ -558,13 +558,13 @@ impl Manager {
         let id = new_id();
         let t = now();
         self.propose(Command::CreateConfig {
-            config: api::Config {
+            config: Box::new(api::Config {
                 id: id.clone(),
                 version: api::ObjectVersion::default(),
                 created_at: t.clone(),
                 updated_at: t,
                 spec,
-            },
+            }),
         })
         .await?;
         Ok(id)

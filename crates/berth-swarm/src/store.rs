@@ -187,7 +187,7 @@ pub enum Command {
         updates: Vec<(String, api::TaskStatus)>,
     },
     CreateSecret {
-        secret: api::Secret,
+        secret: Box<api::Secret>,
     },
     UpdateSecret {
         id: String,
@@ -199,7 +199,7 @@ pub enum Command {
         id: String,
     },
     CreateConfig {
-        config: api::Config,
+        config: Box<api::Config>,
     },
     UpdateConfig {
         id: String,
@@ -514,115 +514,44 @@ impl State {
                 }
                 Ok(Value::Null)
             }
-            Command::CreateSecret { mut secret } => {
-                let name = secret.spec.name.clone();
-                if self.secrets.values().any(|s| s.spec.name == name) {
-                    return Err(Error::conflict(format!(
-                        "rpc error: code = AlreadyExists desc = secret {name} already exists"
-                    )));
-                }
-                secret.version.index = index;
-                let id = secret.id.clone();
-                self.secrets.insert(id.clone(), secret);
-                Ok(Value::String(id))
-            }
+            Command::CreateSecret { secret } => create_payload(&mut self.secrets, *secret, index),
             Command::UpdateSecret {
                 id,
                 version,
                 labels,
                 now,
-            } => {
-                let s = self
-                    .secrets
-                    .get_mut(&id)
-                    .ok_or_else(|| Error::not_found(format!("secret {id} not found")))?;
-                check_version(s.version.index, version)?;
-                s.spec.labels = labels;
-                s.version.index = index;
-                s.updated_at = now;
-                Ok(Value::Null)
-            }
+            } => update_payload(&mut self.secrets, &id, version, labels, now, index),
             Command::RemoveSecret { id } => {
-                let name = match self.secrets.get(&id) {
-                    Some(s) => s.spec.name.clone(),
-                    None => return Err(Error::not_found(format!("secret {id} not found"))),
-                };
-                let users: Vec<String> = self
-                    .services
-                    .values()
-                    .filter(|s| {
-                        s.spec
-                            .task_template
-                            .container_spec
-                            .as_ref()
-                            .is_some_and(|c| c.secrets.iter().any(|r| r.secret_id == id))
-                    })
-                    .map(|s| s.spec.name.clone())
-                    .collect();
-                if !users.is_empty() {
-                    return Err(Error::new(
-                        400,
-                        format!("rpc error: code = InvalidArgument desc = secret '{name}' is in use by the following service: {}", users.join(", ")),
-                    ));
-                }
-                self.secrets.remove(&id);
-                Ok(Value::Null)
+                let users = self.users_of(|c| c.secrets.iter().any(|r| r.secret_id == id));
+                remove_payload(&mut self.secrets, &id, users)
             }
-            Command::CreateConfig { mut config } => {
-                let name = config.spec.name.clone();
-                if self.configs.values().any(|s| s.spec.name == name) {
-                    return Err(Error::conflict(format!(
-                        "rpc error: code = AlreadyExists desc = config {name} already exists"
-                    )));
-                }
-                config.version.index = index;
-                let id = config.id.clone();
-                self.configs.insert(id.clone(), config);
-                Ok(Value::String(id))
-            }
+            Command::CreateConfig { config } => create_payload(&mut self.configs, *config, index),
             Command::UpdateConfig {
                 id,
                 version,
                 labels,
                 now,
-            } => {
-                let s = self
-                    .configs
-                    .get_mut(&id)
-                    .ok_or_else(|| Error::not_found(format!("config {id} not found")))?;
-                check_version(s.version.index, version)?;
-                s.spec.labels = labels;
-                s.version.index = index;
-                s.updated_at = now;
-                Ok(Value::Null)
-            }
+            } => update_payload(&mut self.configs, &id, version, labels, now, index),
             Command::RemoveConfig { id } => {
-                let name = match self.configs.get(&id) {
-                    Some(s) => s.spec.name.clone(),
-                    None => return Err(Error::not_found(format!("config {id} not found"))),
-                };
-                let users: Vec<String> = self
-                    .services
-                    .values()
-                    .filter(|s| {
-                        s.spec
-                            .task_template
-                            .container_spec
-                            .as_ref()
-                            .is_some_and(|c| c.configs.iter().any(|r| r.config_id == id))
-                    })
-                    .map(|s| s.spec.name.clone())
-                    .collect();
-                if !users.is_empty() {
-                    return Err(Error::new(
-                        400,
-                        format!("rpc error: code = InvalidArgument desc = config '{name}' is in use by the following service: {}", users.join(", ")),
-                    ));
-                }
-                self.configs.remove(&id);
-                Ok(Value::Null)
+                let users = self.users_of(|c| c.configs.iter().any(|r| r.config_id == id));
+                remove_payload(&mut self.configs, &id, users)
             }
         }
+    }
+
+    /// The names of the services whose container spec `uses` holds.
+    fn users_of(&self, uses: impl Fn(&api::ContainerSpec) -> bool) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| {
+                s.spec
+                    .task_template
+                    .container_spec
+                    .as_ref()
+                    .is_some_and(&uses)
+            })
+            .map(|s| s.spec.name.clone())
+            .collect()
     }
 
     fn node_mut(&mut self, id: &str) -> Result<&mut NodeRec> {
@@ -718,6 +647,100 @@ impl State {
             .map(|n| (n.raft_id, n.manager_addr.clone()))
             .collect()
     }
+}
+
+/// Secrets and configs: named payloads whose labels alone may change.
+pub trait Payload {
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn version(&mut self) -> &mut u64;
+    fn labels(&mut self) -> &mut BTreeMap<String, String>;
+    fn updated_at(&mut self) -> &mut String;
+}
+
+macro_rules! payload {
+    ($t:ty, $kind:literal) => {
+        impl Payload for $t {
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.spec.name
+            }
+            fn version(&mut self) -> &mut u64 {
+                &mut self.version.index
+            }
+            fn labels(&mut self) -> &mut BTreeMap<String, String> {
+                &mut self.spec.labels
+            }
+            fn updated_at(&mut self) -> &mut String {
+                &mut self.updated_at
+            }
+        }
+    };
+}
+payload!(api::Secret, "secret");
+payload!(api::Config, "config");
+
+fn create_payload<T: Payload>(
+    map: &mut BTreeMap<String, T>,
+    mut obj: T,
+    index: u64,
+) -> Result<Value> {
+    let name = obj.name().to_string();
+    if map.values().any(|o| o.name() == name) {
+        return Err(Error::conflict(format!(
+            "rpc error: code = AlreadyExists desc = {} {name} already exists",
+            T::KIND
+        )));
+    }
+    *obj.version() = index;
+    let id = obj.id().to_string();
+    map.insert(id.clone(), obj);
+    Ok(Value::String(id))
+}
+
+fn update_payload<T: Payload>(
+    map: &mut BTreeMap<String, T>,
+    id: &str,
+    version: u64,
+    labels: BTreeMap<String, String>,
+    now: String,
+    index: u64,
+) -> Result<Value> {
+    let o = map
+        .get_mut(id)
+        .ok_or_else(|| Error::not_found(format!("{} {id} not found", T::KIND)))?;
+    check_version(*o.version(), version)?;
+    *o.labels() = labels;
+    *o.version() = index;
+    *o.updated_at() = now;
+    Ok(Value::Null)
+}
+
+fn remove_payload<T: Payload>(
+    map: &mut BTreeMap<String, T>,
+    id: &str,
+    users: Vec<String>,
+) -> Result<Value> {
+    let name = match map.get(id) {
+        Some(o) => o.name().to_string(),
+        None => return Err(Error::not_found(format!("{} {id} not found", T::KIND))),
+    };
+    if !users.is_empty() {
+        return Err(Error::new(
+            400,
+            format!(
+                "rpc error: code = InvalidArgument desc = {} '{name}' is in use by the following service: {}",
+                T::KIND,
+                users.join(", ")
+            ),
+        ));
+    }
+    map.remove(id);
+    Ok(Value::Null)
 }
 
 fn find_named<'a, T>(
