@@ -29,7 +29,8 @@ ms() { echo $((($2 - $1) / 1000000)); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$(cat /run/$name/node$1.pid)/status"; }
 ready() { [ "$(d "$1" node ls --format '{{.Status}}' 2>/dev/null | grep -c Ready)" -eq 5 ]; }
-wait_for() { n=0; until "$@"; do n=$((n + 1)); [ $n -lt 3000 ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.02; done; }
+# wait_for 'COND': evaluates the shell condition every 20 ms until it holds (at most 60 s).
+wait_for() { n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 3000 ] || { echo "timed out: $1" >&2; exit 1; }; sleep 0.02; done; }
 
 rss_before=$(rss 1)
 d 1 swarm init --advertise-addr 10.231.0.11 >/dev/null
@@ -37,7 +38,7 @@ mt=$(d 1 swarm join-token -q manager)
 wt=$(d 1 swarm join-token -q worker)
 for i in 2 3; do d $i swarm join --token "$mt" --advertise-addr 10.231.0.1$i 10.231.0.11:2377 >/dev/null; done
 for i in 4 5; do d $i swarm join --token "$wt" --advertise-addr 10.231.0.1$i 10.231.0.11:2377 >/dev/null; done
-wait_for ready 1
+wait_for 'ready 1'
 sleep 5
 rss_idle=$(rss 1)
 
@@ -50,24 +51,24 @@ while [ $r -le "$RUNS" ]; do
   # 1. create until 10/10 running.
   t0=$(now)
   d 1 service create -d --no-resolve-image --name bench --replicas 10 busybox sleep 100000 >/dev/null
-  wait_for test "$(running 1)" = "10/10"
+  wait_for 'test "$(running 1)" = "10/10"'
   ms "$t0" "$(now)" >>"$work/create"
 
   # 2. rolling update of the 10 tasks.
   t0=$(now)
   d 1 service update -d --update-parallelism 2 --update-monitor 100ms --env-add "RUN=$r" bench >/dev/null
-  wait_for test "$(d 1 service inspect bench --format '{{.UpdateStatus.State}}')" = completed
+  wait_for 'test "$(d 1 service inspect bench --format "{{.UpdateStatus.State}}")" = completed'
   ms "$t0" "$(now)" >>"$work/update"
 
   # 3. a worker dies with its tasks: until 10 run on the other nodes.
   scripts/swarm-cluster.sh kill $name 4
   t0=$(now)
-  wait_for test "$(d 1 service ps bench --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' | grep -v node4 | grep -c Running)" -ge 10
+  wait_for 'test "$(d 1 service ps bench --filter desired-state=running --format "{{.Node}} {{.CurrentState}}" | grep -v node4 | grep -c Running)" -ge 10'
   ms "$t0" "$(now)" >>"$work/resched"
   scripts/swarm-cluster.sh start $name 4
-  wait_for ready 1
+  wait_for 'ready 1'
   d 1 service rm bench >/dev/null
-  wait_for test -z "$(d 1 service ls -q)"
+  wait_for 'test -z "$(d 1 service ls -q)"'
 
   # 4. the leader's daemon dies: until another manager answers as leader.
   old=$(leader_of 1)
@@ -76,10 +77,10 @@ while [ $r -le "$RUNS" ]; do
   probe=$((oi % 3 + 1))
   scripts/swarm-cluster.sh crash $name "$oi"
   t0=$(now)
-  wait_for sh -c "DOCKER_HOST=unix:///run/$name/node$probe.sock docker node ls --format '{{.Hostname}} {{.ManagerStatus}}' 2>/dev/null | awk '\$2 == \"Leader\" && \$1 != \"$old\"' | grep -q ."
+  wait_for 'test -n "$(leader_of "$probe")" && test "$(leader_of "$probe")" != "$old"'
   ms "$t0" "$(now)" >>"$work/failover"
   scripts/swarm-cluster.sh start $name "$oi"
-  wait_for ready "$probe"
+  wait_for 'ready "$probe"'
   r=$((r + 1))
 done
 
