@@ -254,19 +254,7 @@ impl Executor for SwarmExecutor {
             let cpus = std::thread::available_parallelism()
                 .map(|n| n.get() as i64)
                 .unwrap_or(1);
-            let mem = std::fs::read_to_string("/proc/meminfo")
-                .ok()
-                .and_then(|m| {
-                    m.lines()
-                        .find(|l| l.starts_with("MemTotal:"))
-                        .and_then(|l| {
-                            l.split_whitespace()
-                                .nth(1)
-                                .and_then(|v| v.parse::<i64>().ok())
-                        })
-                })
-                .unwrap_or(0)
-                * 1024;
+            let mem = crate::util::mem_total() as i64;
             api::NodeDescription {
                 hostname,
                 platform: api::Platform {

@@ -290,6 +290,23 @@ pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
         .into_response()
 }
 
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo; 0 if unreadable).
+pub fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
 pub fn no_content() -> Response {
     axum::http::StatusCode::NO_CONTENT.into_response()
 }

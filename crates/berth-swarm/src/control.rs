@@ -30,6 +30,27 @@ fn valid_name(n: &str) -> bool {
         && n.as_bytes()[n.len() - 1].is_ascii_alphanumeric()
 }
 
+/// A new secret's or config's name and size, as swarmkit checks them.
+fn check_payload(kind: &str, name: &str, data: &[u8], max: usize) -> Result<()> {
+    if !valid_name(name) {
+        return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
+    }
+    if data.is_empty() || data.len() >= max {
+        return Err(Error::rpc_invalid(format!(
+            "{kind} data must be larger than 0 and less than {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Only labels of a secret or config may change.
+fn labels_only(name: &str, data: &[u8], cur_name: &str, cur_data: &[u8]) -> Result<()> {
+    if name != cur_name || (!data.is_empty() && data != cur_data) {
+        return Err(Error::rpc_invalid("only updates to Labels are allowed"));
+    }
+    Ok(())
+}
+
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
     if !valid_name(&spec.name) || spec.name.contains('.') {
@@ -479,14 +500,7 @@ impl Manager {
     /// `POST /secrets/create`.
     pub async fn create_secret(&self, spec: api::SecretSpec) -> Result<String> {
         self.cluster_ready()?;
-        if !valid_name(&spec.name) {
-            return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
-        }
-        if spec.data.is_empty() || spec.data.len() >= MAX_SECRET {
-            return Err(Error::rpc_invalid(format!(
-                "secret data must be larger than 0 and less than {MAX_SECRET} bytes"
-            )));
-        }
+        check_payload("secret", &spec.name, &spec.data, MAX_SECRET)?;
         let id = new_id();
         let t = now();
         self.propose(Command::CreateSecret {
@@ -526,9 +540,7 @@ impl Manager {
     ) -> Result<()> {
         let (id, cur) =
             self.read(|s| s.find_secret(key).map(|x| (x.id.clone(), x.spec.clone())))?;
-        if spec.name != cur.name || (!spec.data.is_empty() && spec.data != cur.data) {
-            return Err(Error::rpc_invalid("only updates to Labels are allowed"));
-        }
+        labels_only(&spec.name, &spec.data, &cur.name, &cur.data)?;
         self.propose(Command::UpdateSecret {
             id,
             version,
@@ -547,14 +559,7 @@ impl Manager {
     /// `POST /configs/create`.
     pub async fn create_config(&self, spec: api::ConfigSpec) -> Result<String> {
         self.cluster_ready()?;
-        if !valid_name(&spec.name) {
-            return Err(Error::rpc_invalid("invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"));
-        }
-        if spec.data.is_empty() || spec.data.len() >= MAX_CONFIG {
-            return Err(Error::rpc_invalid(format!(
-                "config data must be larger than 0 and less than {MAX_CONFIG} bytes"
-            )));
-        }
+        check_payload("config", &spec.name, &spec.data, MAX_CONFIG)?;
         let id = new_id();
         let t = now();
         self.propose(Command::CreateConfig {
@@ -593,9 +598,7 @@ impl Manager {
     ) -> Result<()> {
         let (id, cur) =
             self.read(|s| s.find_config(key).map(|x| (x.id.clone(), x.spec.clone())))?;
-        if spec.name != cur.name || (!spec.data.is_empty() && spec.data != cur.data) {
-            return Err(Error::rpc_invalid("only updates to Labels are allowed"));
-        }
+        labels_only(&spec.name, &spec.data, &cur.name, &cur.data)?;
         self.propose(Command::UpdateConfig {
             id,
             version,

@@ -87,19 +87,7 @@ pub async fn info(axum::extract::State(d): St) -> Response {
     let all = d.all();
     let count = |s: &str| all.iter().filter(|c| c.rec().state.status == s).count();
     let images = d.images.list().map(|l| l.len()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|k| k.parse::<u64>().ok())
-                })
-        })
-        .unwrap_or(0)
-        * 1024;
+    let mem = crate::util::mem_total();
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
