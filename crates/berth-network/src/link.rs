@@ -68,15 +68,29 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, a, b, c, d]
 }
 
-/// A host-side veth name: "veth" + 7 random lowercase hex digits (15-byte kernel limit).
-pub fn random_veth_name() -> String {
-    // Each RandomState gets fresh SipHash keys (seeded from the OS's randomness once per
-    // thread), and the counter makes every input distinct, so the output is unpredictable
-    // without needing a random-number crate.
+/// 64 unpredictable bits. Each RandomState gets fresh SipHash keys (seeded from the OS's
+/// randomness once per thread), and the counter makes every input distinct, so no
+/// random-number crate is needed for names and addresses.
+fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("veth{:07x}", hasher.finish() & 0x0fff_ffff)
+    hasher.finish()
+}
+
+/// A host-side veth name: "veth" + 7 random lowercase hex digits (15-byte kernel limit).
+pub fn random_veth_name() -> String {
+    format!("veth{:07x}", random_u64() & 0x0fff_ffff)
+}
+
+/// A random unicast, locally administered MAC address for a bridge. A bridge without an
+/// address of its own takes the lowest of its ports' addresses, so it would change whenever a
+/// container joins or leaves, and the other containers' neighbour entries for the gateway
+/// would point at an address nobody answers until they expire.
+fn random_bridge_mac() -> Vec<u8> {
+    let mut mac = random_u64().to_be_bytes()[..6].to_vec();
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
 }
 
 impl Netlink {
@@ -112,7 +126,7 @@ impl Netlink {
         let link = match self.bridge_link(name).await? {
             Some(link) => link,
             None => {
-                let mut bridge = LinkBridge::new(name);
+                let mut bridge = LinkBridge::new(name).address(random_bridge_mac());
                 if let Some(mtu) = mtu {
                     bridge = bridge.mtu(mtu);
                 }
@@ -666,6 +680,16 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn bridge_macs_are_unicast_local_and_differ() {
+        let macs: HashSet<Vec<u8>> = (0..64).map(|_| random_bridge_mac()).collect();
+        assert_eq!(macs.len(), 64);
+        for mac in macs {
+            assert_eq!(mac.len(), 6);
+            assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
+        }
+    }
 
     #[test]
     fn mac_is_docker_style() {

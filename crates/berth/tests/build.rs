@@ -507,11 +507,7 @@ fn multi_stage_target_and_failures() {
     // ADD of a reachable URL downloads it (a local http server, 0600 like Docker).
     let served = Ctx::new("served");
     served.write("file.txt", "served\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let server = Killed(
         std::process::Command::new("python3")
             .args([
@@ -926,11 +922,7 @@ impl Drop for Killed {
 fn from_pulls_a_missing_base_and_pull_refreshes_it() {
     let d = Daemon::start();
     let root = Ctx::new("registry");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _registry = Killed(
         std::process::Command::new(common::berth_bin())

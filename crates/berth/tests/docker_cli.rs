@@ -188,11 +188,7 @@ fn docker_cli_networks_ports_and_names() {
         ),
         subnet
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let web = dok(
         &d,
         &[

@@ -5,19 +5,11 @@
 
 mod common;
 
-use common::{stderr, stdout, Daemon};
-use std::net::{TcpListener, UdpSocket};
+use common::{free_port, stderr, stdout, Daemon};
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn ip_of(d: &Daemon, c: &str, net: &str) -> String {
     d.ok(&[
@@ -39,11 +31,29 @@ fn curl(url: &str) -> String {
 /// The busybox httpd serving /etc (so /etc/hostname names the container).
 const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
 
+/// `run -d`; for the HTTPD command, returns only once httpd listens on port 80 in the
+/// container (the container's process starts before the server binds, and a connection NATed
+/// to it in between is refused).
 fn run_d(d: &Daemon, flags: &[&str], cmd: &[&str]) -> String {
     let mut args = vec!["run", "-d"];
     args.extend_from_slice(flags);
     args.extend_from_slice(cmd);
-    d.ok(&args)
+    let id = d.ok(&args);
+    if cmd == HTTPD {
+        let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+        common::eventually("httpd listening on port 80", || {
+            ["tcp", "tcp6"].iter().any(|f| {
+                std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.len() > 3 && cols[1].ends_with(":0050") && cols[3] == "0A"
+                    })
+            })
+        });
+    }
+    id
 }
 
 fn nft_elements(d: &Daemon, map: &str) -> String {
@@ -971,7 +981,7 @@ fn network_options_fixed_addresses_ranges_and_prune() {
     // A published range.
     let a = (0..100)
         .map(|_| free_port())
-        .find(|p| *p < u16::MAX && TcpListener::bind(("0.0.0.0", p + 1)).is_ok())
+        .find(|p| *p < u16::MAX && std::net::TcpListener::bind(("0.0.0.0", p + 1)).is_ok())
         .expect("two free ports in a row");
     let b = a + 1;
     run_d(
@@ -1225,6 +1235,14 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
         d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}}", "v6a"]),
         "true"
     );
+    // The bridge keeps its own MAC address while containers come and go (a bridge without
+    // one takes its lowest port's, and srv's neighbour entry for the gateway would go stale).
+    let bridge = format!(
+        "br-{}",
+        &d.ok(&["network", "inspect", "-f", "{{.Id}}", "v6a"])[..12]
+    );
+    let mac = || std::fs::read_to_string(format!("/sys/class/net/{bridge}/address")).unwrap();
+    let mac_before = mac();
     // Another container on v6a reaches it over IPv6, by address and by name (AAAA).
     let o = d.berth(&[
         "run",
@@ -1242,6 +1260,7 @@ fn ipv6_networks_carry_traffic_names_ports_and_stay_apart() {
     assert!(out.starts_with(&srv[..12]), "{out}");
     assert!(out.contains(&format!("Address: {fixed}")), "{out}");
     assert!(out.contains("1 packets received"), "{out}");
+    assert_eq!(mac(), mac_before);
     // The host reaches it through the bridge, and through the port published on [::1].
     let o = Command::new("curl")
         .args(["-s", "-m", "3", "-g", &format!("http://[{fixed}]/hostname")])

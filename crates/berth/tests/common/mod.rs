@@ -592,12 +592,27 @@ impl Drop for BerthRegistry {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on now.
+/// A TCP/UDP port free on every address, taken below the kernel's ephemeral range (32768 and
+/// up): a port the kernel hands out for outgoing connections can be taken by any connect()
+/// between this call and the daemon's bind, which made port publishing tests flaky.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each test process starts at its own offset so that binaries run side by side rarely meet.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = 32768 - 20000;
+    let start = (std::process::id() % span) as u16;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (start.wrapping_add(n) as u32 % span) as u16;
+        let free = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::TcpListener::bind(("::", port)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("::", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32767")
 }
 
 /// Poll `f` until it holds (for state that changes asynchronously, such as a shim's exit).
