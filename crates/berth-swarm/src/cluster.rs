@@ -243,6 +243,52 @@ impl Cluster {
         }
     }
 
+    /// `GET /services/{id}/logs`, `GET /tasks/{id}/logs` (managers): the pieces the nodes
+    /// publish, through the leader's broker (a follower forwards the subscription), and
+    /// whether they are raw TTY output.
+    pub async fn logs(
+        &self,
+        source: crate::control::LogSource<'_>,
+        options: crate::proto::LogOptions,
+    ) -> Result<(tokio::sync::mpsc::Receiver<bytes::Bytes>, bool)> {
+        let m = self.manager()?;
+        let (tasks, tty) = m.log_targets(source)?;
+        if m.is_leader() {
+            return Ok((m.logs.subscribe(tasks, options), tty));
+        }
+        let leader = m.leader_addr().ok_or_else(Error::no_leader)?;
+        let client = self
+            .active
+            .lock()
+            .await
+            .as_ref()
+            .map(|a| a.client.clone())
+            .ok_or_else(Error::not_manager)?;
+        let req = crate::proto::SubscribeRequest { tasks, options };
+        let mut stream = client
+            .post_json_stream(&leader, "/logs/subscribe", &req, RPC_TIMEOUT)
+            .await
+            .map_err(rpc_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    piece = stream.next() => match piece {
+                        Some(Ok(piece)) => {
+                            if tx.send(piece).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    },
+                    // The reader left: dropping the stream closes the leader's subscription.
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok((rx, tty))
+    }
+
     fn state_path(&self) -> PathBuf {
         self.cfg.root.join("state.json")
     }
@@ -1065,6 +1111,26 @@ pub struct RpcDispatcher {
 }
 
 impl Dispatcher for RpcDispatcher {
+    fn publish(
+        &self,
+        sub: String,
+        data: bytes::Bytes,
+        done: bool,
+    ) -> BoxFut<'_, std::result::Result<(), String>> {
+        Box::pin(async move {
+            // The session's manager is the leader, which holds the subscription.
+            let addr = self
+                .current_manager()
+                .ok_or_else(|| "no manager known".to_string())?;
+            let path = format!("/logs/publish?sub={sub}&done={}", u8::from(done));
+            self.client
+                .post_bytes(&addr, &path, data, RPC_TIMEOUT)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn session(
         &self,
         req: SessionRequest,
@@ -1129,6 +1195,17 @@ impl Dispatcher for RpcDispatcher {
                 }
             }
         })
+    }
+}
+
+impl RpcDispatcher {
+    fn current_manager(&self) -> Option<String> {
+        let list = self.managers.read().unwrap_or_else(|e| e.into_inner());
+        if list.is_empty() {
+            return None;
+        }
+        let i = *self.current.lock().unwrap_or_else(|e| e.into_inner()) % list.len();
+        Some(list[i].clone())
     }
 }
 
@@ -1277,9 +1354,7 @@ impl Port {
                     .manager
                     .read(|s| s.cluster.as_ref().map(|c| c.root_ca_cert.clone()));
                 let pem = pem.ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
-                Ok(hyper::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from(pem),
-                )))
+                Ok(hyper::Response::new(rpc::ReplyBody::whole(pem)))
             }
             (Method::POST, "/join") => {
                 // Unauthenticated: a small body only (a CSR and a node description).
@@ -1329,16 +1404,38 @@ impl Port {
                     .await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
-            "/renew" => {
-                if !m.is_leader() {
-                    return Err(Error::new(
-                        421,
-                        format!(
-                            "not the leader; leader: {}",
-                            m.leader_addr().unwrap_or_default()
-                        ),
-                    ));
+            "/logs/subscribe" => {
+                // A manager's reader of service or task logs, forwarded to the leader.
+                if peer.role != NodeRole::Manager {
+                    return Err(Error::new(403, "only managers read logs"));
                 }
+                m.ensure_leader()?;
+                let body: crate::proto::SubscribeRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let rx = m.logs.subscribe(body.tasks, body.options);
+                Ok(hyper::Response::new(rpc::ReplyBody::Stream(rx)))
+            }
+            "/logs/publish" => {
+                m.ensure_leader()?;
+                let query = req.uri().query().unwrap_or_default().to_string();
+                let mut sub = String::new();
+                let mut done = false;
+                for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                    match k {
+                        "sub" => sub = v.to_string(),
+                        "done" => done = v == "1",
+                        _ => {}
+                    }
+                }
+                let data = rpc::read_body(req.into_body(), rpc::MAX_JSON_BODY)
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                m.logs.publish(&sub, &peer.node_id, data, done).await?;
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
+            }
+            "/renew" => {
+                m.ensure_leader()?;
                 let body: crate::proto::RenewRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;

@@ -10,6 +10,13 @@ use crate::store::{Command, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 
+/// Whose logs a reader wants.
+#[derive(Debug, Clone, Copy)]
+pub enum LogSource<'a> {
+    Service(&'a str),
+    Task(&'a str),
+}
+
 /// Published ports without a number get one from this range (swarmkit's dynamic range).
 const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 /// Docker's size limits: secrets below 500 KiB, configs below 1000 KiB.
@@ -365,6 +372,47 @@ impl Manager {
     /// `GET /tasks/{id}`.
     pub fn task(&self, key: &str) -> Result<api::Task> {
         self.read(|s| s.find_task(key).map(|t| view::task(s, t)))
+    }
+
+    /// What `GET /services/{id}/logs` (a service) or `GET /tasks/{id}/logs` reads: the
+    /// tasks placed on a node that is not down, as (task id, node id), and whether their
+    /// containers have a TTY (the answer is then a raw stream).
+    pub fn log_targets(&self, key: LogSource<'_>) -> Result<(Vec<(String, String)>, bool)> {
+        self.read(|s| {
+            let (tasks, tty): (Vec<&crate::store::TaskRec>, bool) = match key {
+                LogSource::Service(k) => {
+                    let svc = s.find_service(k)?;
+                    let tasks = s
+                        .tasks
+                        .values()
+                        .filter(|t| t.service_id == svc.id)
+                        .collect();
+                    let tty = svc
+                        .spec
+                        .task_template
+                        .container_spec
+                        .as_ref()
+                        .is_some_and(|c| c.tty);
+                    (tasks, tty)
+                }
+                LogSource::Task(k) => {
+                    let t = s.find_task(k)?;
+                    let tty = t.spec.container_spec.as_ref().is_some_and(|c| c.tty);
+                    (vec![t], tty)
+                }
+            };
+            let up = |node: &str| {
+                s.nodes
+                    .get(node)
+                    .is_some_and(|n| n.state != api::NodeState::Down)
+            };
+            let targets = tasks
+                .into_iter()
+                .filter(|t| !t.node_id.is_empty() && up(&t.node_id))
+                .map(|t| (t.id.clone(), t.node_id.clone()))
+                .collect();
+            Ok((targets, tty))
+        })
     }
 
     /// `GET /nodes`.

@@ -60,6 +60,8 @@ pub struct Manager {
     sessions: Mutex<HashMap<String, Instant>>,
     /// Leader only: since when this member leads (nodes get a grace period from then).
     leading_since: Mutex<Option<Instant>>,
+    /// Leader only: log subscriptions and the pieces nodes publish for them.
+    pub logs: crate::logbroker::Broker,
 }
 
 impl Manager {
@@ -81,6 +83,7 @@ impl Manager {
             state,
             sessions: Mutex::new(HashMap::new()),
             leading_since: Mutex::new(None),
+            logs: Default::default(),
         }))
     }
 
@@ -119,6 +122,15 @@ impl Manager {
                 Err(Error::unavailable(crate::error::NOT_MANAGER))
             }
             Err(ProposeError::Rejected(m)) => Err(Error::internal(m)),
+        }
+    }
+
+    /// Fails with the leader's address (421) unless this member leads.
+    pub fn ensure_leader(&self) -> Result<()> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(self.leader_addr()))
         }
     }
 
@@ -181,9 +193,13 @@ impl Manager {
         let wait = Duration::from_millis(req.wait_ms).min(heartbeat);
         let deadline = tokio::time::Instant::now() + wait;
         let mut applied = self.raft.applied();
+        let mut log_changes = self.logs.changes();
         loop {
-            let resp = self.read(|s| assignments(s, node_id, heartbeat));
-            if resp.digest != req.known || wait.is_zero() {
+            let mut resp = self.read(|s| assignments(s, node_id, heartbeat));
+            resp.logs = self.logs.for_node(node_id);
+            let logs_differ = resp.logs.len() != req.log_subs.len()
+                || resp.logs.iter().any(|l| !req.log_subs.contains(&l.id));
+            if resp.digest != req.known || logs_differ || wait.is_zero() {
                 return Ok(resp);
             }
             tokio::select! {
@@ -192,6 +208,7 @@ impl Manager {
                         return Ok(unchanged(resp));
                     }
                 }
+                _ = log_changes.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(unchanged(resp)),
             }
             if !self.is_leader() {
@@ -216,8 +233,10 @@ impl Manager {
             if !self.is_leader() {
                 *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 mem = orchestrator::Memory::default();
+                self.logs.clear();
                 continue;
             }
+            self.logs.sweep();
             let since = *self
                 .leading_since
                 .lock()
@@ -398,5 +417,6 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
         managers,
         heartbeat_ms: heartbeat.as_millis() as u64,
         role,
+        logs: Vec::new(),
     }
 }

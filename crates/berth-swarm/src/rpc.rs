@@ -47,7 +47,54 @@ const POOL_PER_ADDR: usize = 4;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A response as handlers produce it.
-pub type RpcResponse = Response<Full<Bytes>>;
+pub type RpcResponse = Response<ReplyBody>;
+
+/// A response body: whole (JSON, bytes), or pieces sent as a handler produces them (log
+/// streams), until its sender is dropped. A stream's sender sees the receiver closed once the
+/// client has gone.
+pub enum ReplyBody {
+    Whole(Full<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl ReplyBody {
+    pub fn whole(b: impl Into<Bytes>) -> ReplyBody {
+        ReplyBody::Whole(Full::new(b.into()))
+    }
+
+    pub fn empty() -> ReplyBody {
+        ReplyBody::Whole(Full::default())
+    }
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ReplyBody::Whole(full) => Pin::new(full).poll_frame(cx),
+            ReplyBody::Stream(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Whole(full) => full.is_end_stream(),
+            ReplyBody::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplyBody::Whole(full) => full.size_hint(),
+            ReplyBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
 /// What [`Handler::call`] returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = RpcResponse> + Send>>;
 
@@ -191,8 +238,8 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Rp
         Ok(body) => Response::builder()
             .status(status)
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_else(|_| Response::new(Full::default())),
+            .body(ReplyBody::whole(body))
+            .unwrap_or_else(|_| Response::new(ReplyBody::empty())),
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("encoding the response: {e}"),
@@ -203,7 +250,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Rp
 /// An error response: `{"message": ...}` as the Engine API's.
 pub fn error_response(status: StatusCode, message: &str) -> RpcResponse {
     let body = serde_json::json!({ "message": message }).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(ReplyBody::whole(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -389,6 +436,34 @@ impl Body for ChunkBody {
     }
 }
 
+/// An answer's body read as it arrives; dropping it closes its connection.
+pub struct RpcStream {
+    body: Incoming,
+    _sender: SendRequest<ChunkBody>,
+    addr: String,
+}
+
+impl RpcStream {
+    /// The next piece, None at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, RpcError>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(RpcError::Transport {
+                        addr: self.addr.clone(),
+                        message: e.to_string(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
 struct IdleConn {
     sender: SendRequest<ChunkBody>,
     since: Instant,
@@ -502,6 +577,58 @@ impl RpcClient {
             timeout,
         )
         .await
+    }
+
+    /// POSTs `body` as JSON on a connection of its own and returns the answer's body as it
+    /// comes (log streams); `timeout` bounds the wait for the answer's head only. An error
+    /// answer is read whole and returned as [`RpcError::Status`].
+    pub async fn post_json_stream<T: Serialize + ?Sized>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<RpcStream, RpcError> {
+        let json = serde_json::to_vec(body).map_err(|e| RpcError::Request(e.to_string()))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, addr)
+            .header(CONTENT_TYPE, "application/json")
+            .body(ChunkBody::new(vec![Bytes::from(json)]))
+            .map_err(|e| RpcError::Request(e.to_string()))?;
+        let head = async {
+            let mut sender = self.connect(addr).await?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| RpcError::Transport {
+                    addr: addr.to_string(),
+                    message: e.to_string(),
+                })?;
+            Ok::<_, RpcError>((sender, resp))
+        };
+        let (sender, resp) =
+            tokio::time::timeout(timeout, head)
+                .await
+                .map_err(|_| RpcError::Timeout {
+                    addr: addr.to_string(),
+                })??;
+        let status = resp.status();
+        if !status.is_success() {
+            let answer = read_body(resp.into_body(), MAX_JSON_BODY)
+                .await
+                .unwrap_or_default();
+            return Err(RpcError::Status {
+                status: status.as_u16(),
+                message: error_message(status, &answer),
+            });
+        }
+        Ok(RpcStream {
+            body: resp.into_body(),
+            _sender: sender,
+            addr: addr.to_string(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -726,13 +853,13 @@ pub(crate) mod tests {
                     }
                     "/text" => Response::builder()
                         .status(StatusCode::SERVICE_UNAVAILABLE)
-                        .body(Full::new(Bytes::from_static(b"plain failure")))
+                        .body(ReplyBody::whole(Bytes::from_static(b"plain failure")))
                         .unwrap(),
                     "/small" => match read_body(req.into_body(), 16).await {
-                        Ok(b) => Response::new(Full::new(Bytes::from(b.len().to_string()))),
+                        Ok(b) => Response::new(ReplyBody::whole(b.len().to_string())),
                         Err(e) => e.response(),
                     },
-                    "/root" => Response::new(Full::new(Bytes::from_static(b"root-pem"))),
+                    "/root" => Response::new(ReplyBody::whole(Bytes::from_static(b"root-pem"))),
                     _ => error_response(StatusCode::NOT_FOUND, "page not found"),
                 }
             })

@@ -151,6 +151,80 @@ fn cluster_schedules_updates_and_survives_failures() {
         assert!(name.starts_with("web.") && name.ends_with(id), "{l}");
     }
 
+    // Service logs come from every node, each line after the task and node it came from;
+    // asked on a follower manager (the subscription goes through the leader).
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "talk",
+            "--replicas",
+            "5",
+            "--replicas-max-per-node",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello from $(hostname); echo oops >&2; exec sleep 100000",
+        ],
+    );
+    c.until("logs of the five tasks", LONG, || {
+        let o = c.docker(2, &["service", "logs", "talk"]);
+        (stdout(&o) + &common::stderr(&o))
+            .matches("hello from")
+            .count()
+            == 5
+    });
+    let o = c.docker(2, &["service", "logs", "talk"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (out, err) = (stdout(&o), common::stderr(&o));
+    let mut from: Vec<String> = Vec::new();
+    for l in out.lines() {
+        // talk.3.abcdefghijkl@node4    | hello from 0123456789ab
+        let (who, text) = l.split_once('|').expect("a prefix");
+        let (task, node) = who.trim().split_once('@').expect("task@node");
+        assert!(task.starts_with("talk.") && task.len() > 12, "{l}");
+        assert!(text.trim().starts_with("hello from "), "{l}");
+        from.push(node.to_string());
+    }
+    from.sort();
+    assert_eq!(from, ["node1", "node2", "node3", "node4", "node5"], "{out}");
+    assert_eq!(err.matches("| oops").count(), 5, "stderr: {err}");
+    // Raw, the last two lines of each task (hello, then oops on stderr); one task's log by
+    // its id.
+    let raw = c.ok(3, &["service", "logs", "--raw", "--tail", "2", "talk"]);
+    assert_eq!(raw.matches("hello from").count(), 5, "{raw}");
+    assert!(!raw.contains('|'), "{raw}");
+    let one = c.ok(
+        1,
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "name=talk.2",
+            "--filter",
+            "desired-state=running",
+            "talk",
+        ],
+    );
+    let task_log = c.ok(1, &["service", "logs", "--no-task-ids", one.trim()]);
+    assert_eq!(task_log.lines().count(), 1, "{task_log}");
+    assert!(task_log.starts_with("talk.2@"), "{task_log}");
+    // Follow keeps the stream open until the reader leaves (here: timeout ends the CLI).
+    let followed = std::process::Command::new("timeout")
+        .args(["3", "docker", "-H", &c.sock(2)])
+        .args(["service", "logs", "-f", "talk"])
+        .output()
+        .unwrap();
+    assert_eq!(followed.status.code(), Some(124), "follow ended early");
+    assert_eq!(stdout(&followed).matches("hello from").count(), 5);
+    c.ok(1, &["service", "rm", "talk"]);
+
     // A global service: one task per node.
     c.ok(
         2,
