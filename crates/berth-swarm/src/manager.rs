@@ -52,6 +52,9 @@ impl StateMachine for Machine {
     }
 }
 
+/// How long a proposal waits for a leader to be elected before Docker's no-leader error.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 pub struct Manager {
     pub node_id: String,
     pub raft: RaftHandle,
@@ -114,7 +117,18 @@ impl Manager {
     pub async fn propose(&self, cmd: Command) -> Result<Value> {
         let data = serde_json::to_vec(&cmd)
             .map_err(|e| Error::internal(format!("encoding a swarm command: {e}")))?;
-        match self.raft.propose(data).await {
+        // During an election no member knows a leader: the proposal was not taken, so it can
+        // wait for the election's outcome (a few election timeouts) before it is refused.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let answer = loop {
+            match self.raft.propose(data.clone()).await {
+                Err(ProposeError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => break answer,
+            }
+        };
+        match answer {
             Ok(out) => serde_json::from_slice::<Result<Value>>(&out)
                 .map_err(|e| Error::internal(format!("decoding a swarm result: {e}")))?,
             Err(ProposeError::NoLeader | ProposeError::Timeout) => Err(Error::no_leader()),
