@@ -1287,6 +1287,22 @@ impl Port {
                 "a joining manager must give its raft id and address",
             ));
         }
+        // A raft id names one member for good: one in use (or used by a recorded node) would
+        // let the joiner speak as another manager.
+        if is_manager
+            && (m
+                .raft
+                .status()
+                .members
+                .iter()
+                .any(|(id, _)| *id == req.raft_id)
+                || m.read(|s| s.nodes.values().any(|n| n.raft_id == req.raft_id)))
+        {
+            return Err(Error::invalid(format!(
+                "raft id {} is already in use in this swarm",
+                req.raft_id
+            )));
+        }
         let node = NodeRec {
             id: node_id.clone(),
             version: 0,

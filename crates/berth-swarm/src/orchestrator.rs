@@ -1074,7 +1074,10 @@ fn reap(p: &mut Pass) {
                 .nodes
                 .get(&t.node_id)
                 .is_none_or(|n| n.state == NodeState::Down);
-        if gone_service || t.desired_state == TaskState::Remove {
+        // A removed node never reports again: its tasks that were told to stop go.
+        let node_gone = !t.node_id.is_empty() && !p.state.nodes.contains_key(&t.node_id);
+        if gone_service || t.desired_state == TaskState::Remove || (node_gone && !wants_running(t))
+        {
             if ended || t.node_id.is_empty() {
                 p.remove.push(t.id.clone());
             }

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -29,6 +29,8 @@ use crate::tls::MANAGER_SERVER_NAME;
 
 /// Connections the server holds at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections without a client certificate held at once (out of [`MAX_CONNECTIONS`]).
+pub const MAX_ANONYMOUS: usize = 32;
 /// Time a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request's headers, idle keep-alive time included.
@@ -115,6 +117,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let anon_slots = Arc::new(Semaphore::new(MAX_ANONYMOUS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -136,10 +139,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(tcp, acceptor, handler, shutdown).await;
-            drop(permit);
-        });
+        let anon = anon_slots.clone();
+        tokio::spawn(serve_connection(
+            tcp, acceptor, handler, shutdown, permit, anon,
+        ));
     }
 }
 
@@ -159,6 +162,8 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     handler: Arc<dyn Handler>,
     mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    anon_slots: Arc<Semaphore>,
 ) {
     let _ = tcp.set_nodelay(true);
     let remote = tcp.peer_addr().ok();
@@ -185,6 +190,21 @@ async fn serve_connection(
                 None
             }
         });
+    // A client without a certificate (fetching the CA, joining) leaves the connections of
+    // the nodes alone: it takes one of a few slots of its own, for one request.
+    let anonymous = peer.is_none();
+    let _slot = if anonymous {
+        let Ok(anon) = anon_slots.try_acquire_owned() else {
+            tracing::debug!(
+                "swarm RPC: {MAX_ANONYMOUS} clients without a certificate, closing {remote:?}"
+            );
+            return;
+        };
+        drop(permit);
+        anon
+    } else {
+        permit
+    };
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
         let peer = peer.clone();
@@ -197,7 +217,8 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(!anonymous);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -893,6 +914,42 @@ pub(crate) mod tests {
         let fetch = RpcClient::new(insecure_root_fetch_config().unwrap());
         let pem = fetch.get_bytes(&addr, "/root", T).await.unwrap();
         assert_eq!(&pem[..], b"root-pem");
+    }
+
+    #[tokio::test]
+    async fn anonymous_clients_have_slots_of_their_own() {
+        let ca = RootCa::generate().unwrap();
+        let (addr, _stop) = start(&ca, Arc::new(Echo)).await;
+        let anon_cfg = client_config(&ca, None).unwrap();
+        let connector = TlsConnector::from(anon_cfg.clone());
+        // Clients without a certificate that finish the handshake and then say nothing.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_ANONYMOUS {
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let name = ServerName::try_from(MANAGER_SERVER_NAME).unwrap();
+            idle.push(connector.connect(name, tcp).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let anonymous = RpcClient::new(anon_cfg);
+        let whoami =
+            || anonymous.post_json::<_, Option<(String, String)>>(&addr, "/whoami", &(), T);
+        assert!(whoami().await.is_err(), "no anonymous slot is left");
+        // A node with its certificate is served all the same.
+        let worker = identity(&ca, "worker7", NodeRole::Worker);
+        let with_cert = RpcClient::new(client_config(&ca, Some(&worker)).unwrap());
+        let who: Option<(String, String)> =
+            with_cert.post_json(&addr, "/whoami", &(), T).await.unwrap();
+        assert_eq!(who.unwrap().0, "worker7");
+        drop(idle);
+        let mut served = false;
+        for _ in 0..50 {
+            if whoami().await.is_ok() {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served, "the slots come back when those clients leave");
     }
 
     #[tokio::test]
