@@ -207,6 +207,8 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
         host_config: HostConfig {
             mounts: Some(mounts),
             readonly_rootfs: cs.read_only,
+            privileged: cs.privileged,
+            devices: (!cs.devices.is_empty()).then(|| cs.devices.clone()),
             cap_add: (!cs.capability_add.is_empty()).then(|| cs.capability_add.clone()),
             cap_drop: (!cs.capability_drop.is_empty()).then(|| cs.capability_drop.clone()),
             sysctls: (!cs.sysctls.is_empty()).then(|| cs.sysctls.clone()),

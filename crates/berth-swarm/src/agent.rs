@@ -54,6 +54,10 @@ struct Inner {
     /// The assignments came from a dispatcher at least once: until then nothing is removed.
     synced: bool,
     description_sent: bool,
+    /// Sessions calls are numbered; assignments from a call older than those applied are
+    /// stale (a long poll and an immediate call can answer out of order).
+    calls: u64,
+    applied_call: u64,
 }
 
 pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
@@ -169,15 +173,17 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             .keys()
             .cloned()
             .collect();
-        let req = {
+        let (call, req) = {
             let mut g = self.lock();
-            SessionRequest {
+            g.calls += 1;
+            let req = SessionRequest {
                 description: None,
                 statuses: std::mem::take(&mut g.pending),
                 known: g.assigned.digest.clone(),
                 wait_ms: wait.as_millis() as u64,
                 log_subs,
-            }
+            };
+            (g.calls, req)
         };
         let mut req = req;
         if !self.lock().description_sent {
@@ -187,14 +193,23 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
         let had_description = req.description.is_some();
         match self.disp.session(req).await {
             Ok(resp) => {
-                self.follow_log_subscriptions(&resp.logs);
-                let changed = {
+                let (fresh, changed) = {
                     let mut g = self.lock();
                     if had_description {
                         g.description_sent = true;
                     }
-                    !resp.unchanged && resp.digest != g.assigned.digest
+                    let fresh = call > g.applied_call;
+                    if fresh && !resp.unchanged {
+                        g.applied_call = call;
+                    }
+                    (
+                        fresh,
+                        fresh && !resp.unchanged && resp.digest != g.assigned.digest,
+                    )
                 };
+                if fresh {
+                    self.follow_log_subscriptions(&resp.logs);
+                }
                 if changed {
                     let mut g = self.lock();
                     g.synced = true;

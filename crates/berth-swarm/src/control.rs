@@ -341,6 +341,25 @@ impl Manager {
         }))
     }
 
+    /// `POST /services/{id}/rebalance` (berth's extension): moves running tasks from the most
+    /// loaded nodes until the service is spread evenly; returns how many moved.
+    pub async fn rebalance_service(&self, key: &str) -> Result<usize> {
+        let put = self.read(|s| {
+            let svc = s.find_service(key)?;
+            crate::orchestrator::rebalance(s, svc, std::time::SystemTime::now())
+                .map_err(Error::invalid)
+        })?;
+        let moved = put.len() / 2;
+        if !put.is_empty() {
+            self.propose(Command::Tasks {
+                put,
+                remove: Vec::new(),
+            })
+            .await?;
+        }
+        Ok(moved)
+    }
+
     /// `GET /services/{id}`.
     pub fn service(&self, key: &str) -> Result<api::Service> {
         self.read(|s| s.find_service(key).map(|x| view::service(s, x, false)))

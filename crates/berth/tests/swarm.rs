@@ -570,6 +570,71 @@ fn promotion_tokens_jobs_and_restart_limits() {
     let c = Cluster::up(4);
     c.form(1);
 
+    // berth's extension: a service whose tasks are privileged and get a host device (the
+    // docker CLI has no flags for it; the API takes them in the container spec).
+    let spec = r#"{"Name":"priv","Mode":{"Replicated":{"Replicas":1}},
+        "TaskTemplate":{"ContainerSpec":{"Image":"busybox","Args":["sleep","100000"],
+        "Privileged":true,"Devices":[{"PathOnHost":"/dev/null","PathInContainer":"/dev/berth-null",
+        "CgroupPermissions":"rwm"}]},"Placement":{"Constraints":["node.role==manager"]}}}"#;
+    let sock = c.sock(1);
+    let made = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", sock.trim_start_matches("unix://")])
+        .args(["-H", "Content-Type: application/json", "-d", spec])
+        .arg("http://berth/services/create")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stdout(&made));
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "priv",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Privileged}}"
+            ]
+        ),
+        "true"
+    );
+    c.until("the privileged task runs", LONG, || {
+        stdout(&c.docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=priv",
+            ],
+        ))
+        .lines()
+        .count()
+            == 1
+    });
+    let ctr = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=priv",
+        ],
+    );
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "inspect",
+                "--format",
+                "{{.HostConfig.Privileged}} {{len .HostConfig.Devices}}",
+                &ctr
+            ]
+        ),
+        "true 1"
+    );
+    c.ok(1, &["exec", &ctr, "test", "-c", "/dev/berth-null"]);
+    c.ok(1, &["service", "rm", "priv"]);
+
     // Promote two workers, then demote the first manager through its own API.
     c.ok(1, &["node", "promote", "node2", "node3"]);
     c.until("three managers", LONG, || {

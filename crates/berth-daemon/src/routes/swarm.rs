@@ -205,6 +205,10 @@ pub async fn cluster(
             m.update_service(id, version(&q)?, spec, rollback).await?;
             Ok(json(200, &api::ServiceUpdateResponse { warnings: None }))
         }
+        ("services", Method::POST, Some(id), Some("rebalance")) => {
+            let moved = m.rebalance_service(id).await?;
+            Ok(json(200, &serde_json::json!({ "Moved": moved })))
+        }
         ("services", Method::DELETE, Some(id), None) => {
             m.remove_service(id).await?;
             Ok(ok_empty())
