@@ -847,12 +847,24 @@ impl Cluster {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
             }
-        } else {
-            // Workers tell nobody: the managers mark them down; `node rm` removes them.
         }
         let a = g.take();
         if let Some(a) = a {
+            let worker = a.manager.is_none();
+            let (client, managers) = (
+                a.client.clone(),
+                a.managers.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            );
             a.stop().await;
+            if worker {
+                // With its agent stopped, a worker tells the leader it is gone (best effort:
+                // otherwise the heartbeat timeout marks it down).
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tell_leader_left(&client, &managers),
+                )
+                .await;
+            }
             self.remove_task_containers().await;
         }
         let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -1104,6 +1116,34 @@ fn write_private(path: &std::path::Path, body: &[u8]) -> Result<()> {
 
 /// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
 /// follower's pointer to the leader, and tries the next manager when one is unreachable.
+/// `POST /leave` to the leader, found through the managers' 421 answers.
+async fn tell_leader_left(client: &RpcClient, managers: &[String]) {
+    let mut targets: Vec<String> = managers.to_vec();
+    let mut i = 0;
+    while i < targets.len() && i < 8 {
+        let target = targets[i].clone();
+        match client
+            .post_json::<_, serde_json::Value>(&target, "/leave", &(), RPC_TIMEOUT)
+            .await
+        {
+            Ok(_) => return,
+            Err(RpcError::Status {
+                status: 421,
+                message,
+            }) => {
+                if let Some((_, l)) = message.rsplit_once("leader: ") {
+                    let l = l.trim().to_string();
+                    if !l.is_empty() && !targets[i + 1..].contains(&l) {
+                        targets.insert(i + 1, l);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("swarm leave: telling {target}: {e}"),
+        }
+        i += 1;
+    }
+}
+
 pub struct RpcDispatcher {
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
@@ -1419,6 +1459,10 @@ impl Port {
                     .session(&peer.node_id, &remote.ip().to_string(), body)
                     .await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
+            }
+            "/leave" => {
+                m.node_left(&peer.node_id).await?;
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
             }
             "/logs/subscribe" => {
                 // A manager's reader of service or task logs, forwarded to the leader.

@@ -231,6 +231,26 @@ impl Manager {
         }
     }
 
+    /// A worker that left the swarm (`swarm leave`): it is down now, not after the heartbeat
+    /// timeout, so nothing more is scheduled onto it in between (leader only).
+    pub async fn node_left(&self, node_id: &str) -> Result<()> {
+        self.ensure_leader()?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node_id);
+        self.propose(Command::NodeStatus {
+            id: node_id.to_string(),
+            state: NodeState::Down,
+            message: "node left the swarm".to_string(),
+            addr: String::new(),
+            description: None,
+            now: berth_api::timefmt::now(),
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// The leader's loop: liveness verdicts and orchestration passes, while this member leads.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut applied = self.raft.applied();

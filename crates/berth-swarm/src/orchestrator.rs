@@ -1233,8 +1233,9 @@ mod tests {
         let s = st.services["svc"].clone();
         let now = SystemTime::now();
         let out = rebalance(&st, &s, now).unwrap();
-        let (new, old): (Vec<&TaskRec>, Vec<&TaskRec>) =
-            out.iter().partition(|t| t.desired_state == TaskState::Running);
+        let (new, old): (Vec<&TaskRec>, Vec<&TaskRec>) = out
+            .iter()
+            .partition(|t| t.desired_state == TaskState::Running);
         assert_eq!((new.len(), old.len()), (2, 2), "{out:#?}");
         assert!(old.iter().all(|t| t.desired_state == TaskState::Shutdown));
         let from: std::collections::BTreeSet<&str> =
@@ -1242,7 +1243,10 @@ mod tests {
         assert_eq!(from, ["n1", "n2"].into_iter().collect());
         for t in &new {
             assert!(t.node_id.is_empty() && t.status.state == TaskState::Pending);
-            assert!(old.iter().any(|o| o.slot == t.slot), "the moved task's slot");
+            assert!(
+                old.iter().any(|o| o.slot == t.slot),
+                "the moved task's slot"
+            );
         }
         // The scheduler then puts both new tasks on the empty node.
         for t in &out {

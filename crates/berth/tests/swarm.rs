@@ -395,6 +395,32 @@ fn cluster_schedules_updates_and_survives_failures() {
     assert_eq!(before, after, "the task containers are the same");
     assert_eq!(running(&c, 2, "web").len(), 6);
 
+    // berth's rebalance (POST /services/{id}/rebalance): the nodes that came back or were
+    // drained get their share of web's six tasks; no node runs more than one more than another.
+    let sock = c.sock(2);
+    let moved = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "--unix-socket",
+            sock.trim_start_matches("unix://"),
+        ])
+        .arg("http://berth/services/web/rebalance")
+        .output()
+        .unwrap();
+    assert!(moved.status.success());
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert!(moved["Moved"].as_u64().unwrap() > 0, "{moved}");
+    c.until("web spread over the five nodes", LONG, || {
+        let r = running(&c, 2, "web");
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, n) in &r {
+            *per.entry(n.clone()).or_default() += 1;
+        }
+        r.len() == 6 && per.len() == 5 && per.values().all(|v| *v <= 2)
+    });
+
     c.ok(2, &["service", "rm", "web", "agent"]);
     c.until("tasks gone", LONG, || {
         (1..=5).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
@@ -584,18 +610,18 @@ fn promotion_tokens_jobs_and_restart_limits() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", stdout(&made));
+    // The docker CLI decodes into Docker's types, which lack the fields: read the API.
+    let shown = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", sock.trim_start_matches("unix://")])
+        .arg("http://berth/services/priv")
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let cs = &shown["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(cs["Privileged"], true, "{cs}");
     assert_eq!(
-        c.ok(
-            1,
-            &[
-                "service",
-                "inspect",
-                "priv",
-                "--format",
-                "{{json .Spec.TaskTemplate.ContainerSpec.Privileged}}"
-            ]
-        ),
-        "true"
+        cs["Devices"][0]["PathInContainer"], "/dev/berth-null",
+        "{cs}"
     );
     c.until("the privileged task runs", LONG, || {
         stdout(&c.docker(
