@@ -340,11 +340,21 @@ impl Cluster {
         root: RootCa,
         boot: Option<Bootstrap>,
     ) -> Result<Active> {
-        let client_tls = tls::client_config(&root, Some(&identity))
+        let live = tls::LiveIdentity::new(&identity)
+            .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
+        let client_tls = tls::client_config_live(&root, Some(live.clone()))
             .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
         let client = RpcClient::new(client_tls);
         let managers = Arc::new(RwLock::new(p.managers.clone()));
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(renew_certificates(
+            identity.clone(),
+            live.clone(),
+            client.clone(),
+            managers.clone(),
+            self.certs_dir(),
+            stop_rx.clone(),
+        ));
         let mut manager = None;
         let mut server = None;
         if let Some(boot) = boot {
@@ -375,7 +385,7 @@ impl Cluster {
                         "failed to listen on remote API address: listen tcp {bind}:{port}: {e}"
                     ))
                 })?;
-            let server_tls = tls::server_config(&root, &identity)
+            let server_tls = tls::server_config_live(&root, live.clone())
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
             let handler = Arc::new(Port {
                 manager: m.clone(),
@@ -476,8 +486,17 @@ impl Cluster {
         let cluster_id = ids::new_id();
         let raft_id = ids::new_raft_id();
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        crate::control::check_cert_expiry(&req.spec)?;
+        let expiry = (req.spec.ca_config.node_cert_expiry > 0)
+            .then(|| Duration::from_nanos(req.spec.ca_config.node_cert_expiry as u64));
         let cert = root
-            .issue(&key.csr_pem, &node_id, NodeRole::Manager, &cluster_id, None)
+            .issue(
+                &key.csr_pem,
+                &node_id,
+                NodeRole::Manager,
+                &cluster_id,
+                expiry,
+            )
             .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let identity = NodeIdentity::from_pem(&cert, &key.key_pem)
             .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
@@ -859,11 +878,11 @@ impl Cluster {
             if worker {
                 // With its agent stopped, a worker tells the leader it is gone (best effort:
                 // otherwise the heartbeat timeout marks it down).
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    tell_leader_left(&client, &managers),
-                )
-                .await;
+                let told =
+                    post_to_leader::<_, serde_json::Value>(&client, &managers, "/leave", &());
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), told).await {
+                    tracing::debug!("swarm leave: telling the leader: {e}");
+                }
             }
             self.remove_task_containers().await;
         }
@@ -1116,17 +1135,86 @@ fn write_private(path: &std::path::Path, body: &[u8]) -> Result<()> {
 
 /// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
 /// follower's pointer to the leader, and tries the next manager when one is unreachable.
-/// `POST /leave` to the leader, found through the managers' 421 answers.
-async fn tell_leader_left(client: &RpcClient, managers: &[String]) {
-    let mut targets: Vec<String> = managers.to_vec();
+/// Renews this node's certificate once it is past its renewal point (between half and four
+/// fifths of its life), from the leader, with a fresh key; the new one is saved and presented
+/// from the next handshake on. A changed role is left to the role follower.
+async fn renew_certificates(
+    mut identity: NodeIdentity,
+    live: Arc<tls::LiveIdentity>,
+    client: RpcClient,
+    managers: Arc<RwLock<Vec<String>>>,
+    certs: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = (identity.renew_at() - time::OffsetDateTime::now_utc())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let list = managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match renew_once(&client, &list, &identity).await {
+            Ok(next) => {
+                if let Err(e) = next
+                    .save(&certs)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| live.set(&next).map_err(|e| e.to_string()))
+                {
+                    tracing::warn!("swarm: keeping the renewed certificate: {e}");
+                } else {
+                    tracing::info!("swarm: node certificate renewed until {}", next.not_after);
+                    identity = next;
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!("swarm: renewing the node certificate: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One renewal: a fresh key's CSR to the leader.
+async fn renew_once(
+    client: &RpcClient,
+    managers: &[String],
+    identity: &NodeIdentity,
+) -> std::result::Result<NodeIdentity, String> {
+    let key = NodeKey::generate().map_err(|e| e.to_string())?;
+    let req = crate::proto::RenewRequest {
+        csr_pem: key.csr_pem.clone(),
+    };
+    let r: crate::proto::RenewResponse = post_to_leader(client, managers, "/renew", &req).await?;
+    let next = NodeIdentity::from_pem(&r.cert_pem, &key.key_pem).map_err(|e| e.to_string())?;
+    if next.role != identity.role {
+        return Err("the node's role is changing".to_string());
+    }
+    Ok(next)
+}
+
+/// POSTs `body` as JSON to the leader, found through the managers' 421 answers.
+async fn post_to_leader<T: serde::Serialize + ?Sized, R: serde::de::DeserializeOwned>(
+    client: &RpcClient,
+    managers: &[String],
+    path: &str,
+    body: &T,
+) -> std::result::Result<R, String> {
+    let mut targets = managers.to_vec();
+    let mut last = "no manager known".to_string();
     let mut i = 0;
     while i < targets.len() && i < 8 {
-        let target = targets[i].clone();
         match client
-            .post_json::<_, serde_json::Value>(&target, "/leave", &(), RPC_TIMEOUT)
+            .post_json::<_, R>(&targets[i], path, body, RPC_TIMEOUT)
             .await
         {
-            Ok(_) => return,
+            Ok(r) => return Ok(r),
             Err(RpcError::Status {
                 status: 421,
                 message,
@@ -1137,11 +1225,13 @@ async fn tell_leader_left(client: &RpcClient, managers: &[String]) {
                         targets.insert(i + 1, l);
                     }
                 }
+                last = message;
             }
-            Err(e) => tracing::debug!("swarm leave: telling {target}: {e}"),
+            Err(e) => last = e.to_string(),
         }
         i += 1;
     }
+    Err(last)
 }
 
 pub struct RpcDispatcher {
@@ -1318,7 +1408,13 @@ impl Port {
         };
         let node_id = ids::new_id();
         let cert = root
-            .issue(&req.csr_pem, &node_id, role, &cluster_id, None)
+            .issue(
+                &req.csr_pem,
+                &node_id,
+                role,
+                &cluster_id,
+                m.read(|s| s.cert_expiry()),
+            )
             .map_err(|e| Error::invalid(e.to_string()))?;
         let now = berth_api::timefmt::now();
         let is_manager = role == NodeRole::Manager;
@@ -1515,7 +1611,13 @@ impl Port {
                 };
                 let cert = self
                     .issuer()?
-                    .issue(&body.csr_pem, &peer.node_id, r, &cluster_id, None)
+                    .issue(
+                        &body.csr_pem,
+                        &peer.node_id,
+                        r,
+                        &cluster_id,
+                        m.read(|s| s.cert_expiry()),
+                    )
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 Ok(rpc::json_response(
                     StatusCode::OK,

@@ -10,6 +10,17 @@ use crate::store::{Command, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 
+/// swarmkit's floor for `--cert-expiry`.
+pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
+    let n = spec.ca_config.node_cert_expiry;
+    if n != 0 && n < 3_600_000_000_000 {
+        return Err(Error::rpc_invalid(
+            "minimum certificate expiry time is: 1h0m0s",
+        ));
+    }
+    Ok(())
+}
+
 /// Whose logs a reader wants.
 #[derive(Debug, Clone, Copy)]
 pub enum LogSource<'a> {
@@ -711,6 +722,7 @@ impl Manager {
                 "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
             ));
         }
+        check_cert_expiry(&spec)?;
         let secret = crate::cluster::new_secret;
         self.propose(Command::UpdateCluster {
             version,

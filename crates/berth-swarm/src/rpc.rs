@@ -917,6 +917,31 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_renewed_certificate_is_presented_from_the_next_handshake() {
+        let ca = RootCa::generate().unwrap();
+        let (addr, _stop) = start(&ca, Arc::new(Echo)).await;
+        let live =
+            crate::tls::LiveIdentity::new(&identity(&ca, "worker7", NodeRole::Worker)).unwrap();
+        let cfg = crate::tls::client_config_live(&ca, Some(live.clone())).unwrap();
+        let who: Option<(String, String)> = RpcClient::new(cfg.clone())
+            .post_json(&addr, "/whoami", &(), T)
+            .await
+            .unwrap();
+        assert_eq!(who.unwrap().0, "worker7");
+        live.set(&identity(&ca, "worker8", NodeRole::Worker))
+            .unwrap();
+        let who: Option<(String, String)> = RpcClient::new(cfg)
+            .post_json(&addr, "/whoami", &(), T)
+            .await
+            .unwrap();
+        assert_eq!(
+            who.unwrap().0,
+            "worker8",
+            "the same configuration, a new certificate"
+        );
+    }
+
+    #[tokio::test]
     async fn anonymous_clients_have_slots_of_their_own() {
         let ca = RootCa::generate().unwrap();
         let (addr, _stop) = start(&ca, Arc::new(Echo)).await;

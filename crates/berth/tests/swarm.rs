@@ -661,6 +661,28 @@ fn promotion_tokens_jobs_and_restart_limits() {
     c.ok(1, &["exec", &ctr, "test", "-c", "/dev/berth-null"]);
     c.ok(1, &["service", "rm", "priv"]);
 
+    // --cert-expiry: swarmkit's floor refused; a longer one is what certificates get (node2's
+    // comes with its promotion below).
+    let short = c.docker(1, &["swarm", "update", "--cert-expiry", "30m"]);
+    assert!(!short.status.success());
+    assert!(
+        common::stderr(&short).contains("minimum certificate expiry time is: 1h0m0s"),
+        "{}",
+        common::stderr(&short)
+    );
+    c.ok(1, &["swarm", "update", "--cert-expiry", "2h"]);
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}"
+            ]
+        ),
+        "2h0m0s"
+    );
+
     // Promote two workers, then demote the first manager through its own API.
     c.ok(1, &["node", "promote", "node2", "node3"]);
     c.until("three managers", LONG, || {
@@ -673,6 +695,19 @@ fn promotion_tokens_jobs_and_restart_limits() {
     assert_eq!(
         c.ok(2, &["info", "--format", "{{.Swarm.ControlAvailable}}"]),
         "true"
+    );
+    let cert = format!("/var/lib/{}/node2/swarm/certs/swarm-node.crt", c.name);
+    let checkend = |secs: &str| {
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", secs, "-in", &cert])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        checkend("3600") && !checkend("10800"),
+        "node2's certificate lasts 2h"
     );
     c.ok(1, &["node", "demote", "node1"]);
     c.until("node1 a worker", LONG, || {
