@@ -320,7 +320,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
             .collect();
         print!(
             "{}",
-            crate::format::table(
+            crate::format::table_go(
                 &[
                     "ID",
                     "HOSTNAME",
@@ -334,7 +334,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
         );
         return 0;
     }
-    super::container::print_formatted(
+    tasks::print_rows(
         &Format::parse(a.format.as_deref()),
         &rows,
         &[
@@ -347,7 +347,6 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
             ("EngineVersion", "ENGINE VERSION"),
             ("TLSStatus", "TLS STATUS"),
         ],
-        None,
     )
 }
 
@@ -369,6 +368,10 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
             Err(e) => {
                 eprintln!("{e}");
                 rc = 1;
+                // The human friendly form is all or nothing, as docker's.
+                if a.pretty {
+                    return rc;
+                }
             }
         }
     }
@@ -378,11 +381,8 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
     if !a.pretty {
         return super::container::print_inspect(&raw, a.format.as_deref()).max(rc);
     }
-    for (i, v) in raw.into_iter().enumerate() {
+    for v in raw {
         let n: Node = berth_api::decode::from_value(v).unwrap_or_default();
-        if i > 0 {
-            println!("\n");
-        }
         println!("{}", pretty_node(&n));
     }
     rc

@@ -319,24 +319,18 @@ async fn inspect(c: &Client, k: Kind, a: InspectArgs) -> i32 {
     if !a.pretty {
         return super::inspect_each(c, k.path(), "", &a.names, a.format.as_deref()).await;
     }
-    let mut rc = 0;
-    let mut first = true;
+    // The human friendly form is all or nothing, as docker's.
+    let mut all = Vec::new();
     for n in &a.names {
-        let v = match c.get(&format!("{}/{}", k.path(), enc(n))).await {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("{e}");
-                rc = 1;
-                continue;
-            }
-        };
-        if !first {
-            println!("\n");
+        match c.get(&format!("{}/{}", k.path(), enc(n))).await {
+            Ok(v) => all.push(v),
+            Err(e) => return super::report(&e, 1),
         }
-        first = false;
-        println!("{}", pretty(k, &v));
     }
-    rc
+    for v in &all {
+        println!("{}", pretty(k, v));
+    }
+    0
 }
 
 /// `inspect --pretty` of a secret or config.

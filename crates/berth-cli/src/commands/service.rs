@@ -204,6 +204,40 @@ async fn network_id(c: &Client, name: &str) -> Result<String, String> {
     Ok(v["Id"].as_str().unwrap_or(name).to_string())
 }
 
+/// An image reference as the docker client sends it: in its familiar form (without
+/// `docker.io/library/`), with `:latest` when it names neither a tag nor a digest.
+pub fn with_tag(image: &str) -> String {
+    if image.is_empty()
+        || image
+            .chars()
+            .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+    {
+        return image.to_string();
+    }
+    let fam = [
+        "index.docker.io/library/",
+        "docker.io/library/",
+        "index.docker.io/",
+        "docker.io/",
+    ]
+    .iter()
+    .find_map(|p| image.strip_prefix(p))
+    .unwrap_or(image);
+    let last = fam.rsplit('/').next().unwrap_or(fam);
+    if fam.contains('@') || last.contains(':') {
+        fam.to_string()
+    } else {
+        format!("{fam}:latest")
+    }
+}
+
+/// Tag the spec's image as [`with_tag`] does.
+fn tag_image(spec: &mut ServiceSpec) {
+    if let Some(cs) = spec.task_template.container_spec.as_mut() {
+        cs.image = with_tag(&cs.image);
+    }
+}
+
 /// `X-Registry-Auth` for `--with-registry-auth`.
 fn auth_headers(with_auth: bool, image: &str) -> Vec<(&'static str, String)> {
     if !with_auth {
@@ -312,6 +346,7 @@ async fn create(c: &Client, a: CreateArgs) -> Result<(), String> {
     if !common.no_resolve_image {
         warnings.extend(resolve_image(c, &mut spec, common.with_registry_auth).await);
     }
+    tag_image(&mut spec);
     let image = spec
         .task_template
         .container_spec
@@ -442,6 +477,7 @@ async fn update(c: &Client, a: UpdateArgs) -> Result<(), String> {
             eprintln!("{w}");
         }
     }
+    tag_image(&mut spec);
     let headers = auth_headers(a.common.with_registry_auth, &image);
     if headers.is_empty() {
         query.push_str("&registryAuthFrom=spec");
@@ -687,7 +723,7 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
             })
         })
         .collect();
-    super::container::print_formatted(
+    tasks::print_rows(
         &Format::parse(a.format.as_deref()),
         &rows,
         &[
@@ -698,7 +734,6 @@ async fn ls(c: &Client, a: LsArgs) -> i32 {
             ("Image", "IMAGE"),
             ("Ports", "PORTS"),
         ],
-        None,
     )
 }
 
@@ -762,13 +797,16 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
             .await
         {
             Ok(v) => raw.push(v),
-            Err(Error::Daemon { status: 404, .. }) => {
-                eprintln!("Error: no such service: {s}");
-                rc = 1;
-            }
             Err(e) => {
-                eprintln!("{e}");
+                match e {
+                    Error::Daemon { status: 404, .. } => eprintln!("Error: no such service: {s}"),
+                    e => eprintln!("{e}"),
+                }
                 rc = 1;
+                // The human friendly form is all or nothing, as docker's.
+                if a.pretty {
+                    return rc;
+                }
             }
         }
     }
@@ -778,7 +816,7 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
     if !a.pretty {
         return super::container::print_inspect(&raw, a.format.as_deref()).max(rc);
     }
-    for (i, v) in raw.into_iter().enumerate() {
+    for v in raw {
         let s: Service = berth_api::decode::from_value(v).unwrap_or_default();
         let mut nets = Vec::new();
         for n in &s.spec.task_template.networks {
@@ -790,9 +828,6 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
                 .unwrap_or_else(|| n.target.clone());
             nets.push(name);
         }
-        if i > 0 {
-            println!();
-        }
         print!("{}", pretty_service(&s, &nets));
     }
     rc
@@ -802,17 +837,20 @@ async fn inspect(c: &Client, a: InspectArgs) -> i32 {
 fn pretty_service(s: &Service, networks: &[String]) -> String {
     use berth_api::duration::format as dur;
     let mut o = String::new();
-    let mut line = |l: String| {
-        o.push_str(&l);
-        o.push('\n');
-    };
-    line(String::new());
-    line(format!("ID:\t\t{}", s.id));
-    line(format!("Name:\t\t{}", s.spec.name));
+    macro_rules! ln {
+        ($l:expr) => {{
+            let l: String = $l;
+            o.push_str(&l);
+            o.push('\n');
+        }};
+    }
+    ln!(String::new());
+    ln!(format!("ID:\t\t{}", s.id));
+    ln!(format!("Name:\t\t{}", s.spec.name));
     if !s.spec.labels.is_empty() {
-        line("Labels:".into());
+        ln!("Labels:".into());
         for (k, v) in &s.spec.labels {
-            line(if v.is_empty() {
+            ln!(if v.is_empty() {
                 format!(" {k}")
             } else {
                 format!(" {k}={v}")
@@ -821,32 +859,32 @@ fn pretty_service(s: &Service, networks: &[String]) -> String {
     }
     let m = &s.spec.mode;
     if m.global.is_some() {
-        line("Service Mode:\tGlobal".into());
+        ln!("Service Mode:\tGlobal".into());
     } else if let Some(r) = &m.replicated {
-        line("Service Mode:\tReplicated".into());
+        ln!("Service Mode:\tReplicated".into());
         if let Some(n) = r.replicas {
-            line(format!(" Replicas:\t{n}"));
+            ln!(format!(" Replicas:\t{n}"));
         }
     } else {
-        line("Service Mode:".into());
+        ln!("Service Mode:".into());
     }
     if let Some(u) = &s.update_status {
-        line("UpdateStatus:".into());
-        line(format!(" State:\t\t{}", u.state));
+        ln!("UpdateStatus:".into());
+        ln!(format!(" State:\t\t{}", u.state));
         if let Some(t) = &u.started_at {
-            line(format!(" Started:\t{}", tasks::ago(t)));
+            ln!(format!(" Started:\t{}", tasks::ago(t)));
         }
         if u.state == "completed" {
             if let Some(t) = &u.completed_at {
-                line(format!(" Completed:\t{}", tasks::ago(t)));
+                ln!(format!(" Completed:\t{}", tasks::ago(t)));
             }
         }
-        line(format!(" Message:\t{}", u.message));
+        ln!(format!(" Message:\t{}", u.message));
     }
-    line("Placement:".into());
+    ln!("Placement:".into());
     if let Some(p) = &s.spec.task_template.placement {
         if !p.constraints.is_empty() {
-            line(format!(" Constraints:\t[{}]", p.constraints.join(" ")));
+            ln!(format!(" Constraints:\t[{}]", p.constraints.join(" ")));
         }
         let prefs: Vec<String> = p
             .preferences
@@ -855,10 +893,10 @@ fn pretty_service(s: &Service, networks: &[String]) -> String {
             .map(|x| format!("spread={}", x.spread_descriptor))
             .collect();
         if !prefs.is_empty() {
-            line(format!(" Preferences:   [{}]", prefs.join(" ")));
+            ln!(format!(" Preferences:   [{}]", prefs.join(" ")));
         }
         if p.max_replicas > 0 {
-            line(format!(" Max Replicas Per Node:   {}", p.max_replicas));
+            ln!(format!(" Max Replicas Per Node:   {}", p.max_replicas));
         }
     }
     for (title, cfg, order) in [
@@ -870,17 +908,17 @@ fn pretty_service(s: &Service, networks: &[String]) -> String {
         ),
     ] {
         if let Some(u) = cfg {
-            line(format!("{title}:"));
-            line(format!(" Parallelism:\t{}", u.parallelism));
+            ln!(format!("{title}:"));
+            ln!(format!(" Parallelism:\t{}", u.parallelism));
             if u.delay > 0 {
-                line(format!(" Delay:\t\t{}", dur(u.delay)));
+                ln!(format!(" Delay:\t\t{}", dur(u.delay)));
             }
-            line(format!(" On failure:\t{}", u.failure_action));
+            ln!(format!(" On failure:\t{}", u.failure_action));
             if u.monitor > 0 {
-                line(format!(" Monitoring Period: {}", dur(u.monitor)));
+                ln!(format!(" Monitoring Period: {}", dur(u.monitor)));
             }
-            line(format!(" Max failure ratio: {}", u.max_failure_ratio));
-            line(format!(" {order} {}", u.order));
+            ln!(format!(" Max failure ratio: {}", u.max_failure_ratio));
+            ln!(format!(" {order} {}", u.order));
         }
     }
     let cs = s
@@ -889,111 +927,114 @@ fn pretty_service(s: &Service, networks: &[String]) -> String {
         .container_spec
         .clone()
         .unwrap_or_default();
-    line("ContainerSpec:".into());
-    line(format!(" Image:\t\t{}", cs.image));
+    ln!("ContainerSpec:".into());
+    ln!(format!(" Image:\t\t{}", cs.image));
     if !cs.args.is_empty() {
-        line(format!(" Args:\t\t{} ", cs.args.join(" ")));
+        ln!(format!(" Args:\t\t{} ", cs.args.join(" ")));
     }
     if !cs.env.is_empty() {
-        line(format!(" Env:\t\t{} ", cs.env.join(" ")));
+        ln!(format!(" Env:\t\t{} ", cs.env.join(" ")));
     }
     if !cs.dir.is_empty() {
-        line(format!(" Dir:\t\t{}", cs.dir));
+        ln!(format!(" Dir:\t\t{}", cs.dir));
     }
     if let Some(i) = cs.init {
-        line(format!(" Init:\t\t{i}"));
+        ln!(format!(" Init:\t\t{i}"));
     }
     if !cs.user.is_empty() {
-        line(format!(" User: {}", cs.user));
+        ln!(format!(" User: {}", cs.user));
     }
     if !cs.capability_add.is_empty() || !cs.capability_drop.is_empty() {
-        line("Capabilities:".into());
+        ln!("Capabilities:".into());
         if !cs.capability_add.is_empty() {
-            line(format!(" Add: {}", cs.capability_add.join(", ")));
+            ln!(format!(" Add: {}", cs.capability_add.join(", ")));
         }
         if !cs.capability_drop.is_empty() {
-            line(format!(" Drop: {}", cs.capability_drop.join(", ")));
+            ln!(format!(" Drop: {}", cs.capability_drop.join(", ")));
         }
     }
     if !cs.mounts.is_empty() {
-        line("Mounts:".into());
+        ln!("Mounts:".into());
         for m in &cs.mounts {
-            line(format!(" Target:\t{}", m.target));
-            line(format!("  Source:\t{}", m.source));
-            line(format!("  ReadOnly:\t{}", m.read_only));
-            line(format!("  Type:\t\t{}", m.kind));
+            ln!(format!(" Target:\t{}", m.target));
+            ln!(format!("  Source:\t{}", m.source));
+            ln!(format!("  ReadOnly:\t{}", m.read_only));
+            ln!(format!("  Type:\t\t{}", m.kind));
         }
     }
     if !cs.configs.is_empty() {
-        line("Configs:".into());
+        ln!("Configs:".into());
         for x in &cs.configs {
-            line(format!(
+            ln!(format!(
                 " Target:\t{}",
                 x.file.as_ref().map(|f| f.name.as_str()).unwrap_or("")
             ));
-            line(format!("  Source:\t{}", x.config_name));
+            ln!(format!("  Source:\t{}", x.config_name));
         }
     }
     if !cs.secrets.is_empty() {
-        line("Secrets:".into());
+        ln!("Secrets:".into());
         for x in &cs.secrets {
-            line(format!(
+            ln!(format!(
                 " Target:\t{}",
                 x.file.as_ref().map(|f| f.name.as_str()).unwrap_or("")
             ));
-            line(format!("  Source:\t{}", x.secret_name));
+            ln!(format!("  Source:\t{}", x.secret_name));
         }
     }
     if let Some(d) = &s.spec.task_template.log_driver {
-        line("Log Driver:".into());
+        ln!("Log Driver:".into());
         if !d.name.is_empty() {
-            line(format!(" Name:\t\t{}", d.name));
+            ln!(format!(" Name:\t\t{}", d.name));
         }
         if !d.options.is_empty() {
-            line(" LogOpts:".into());
+            ln!(" LogOpts:".into());
             for (k, v) in &d.options {
-                line(format!("  {k}:       {v}"));
+                ln!(if v.is_empty() {
+                    format!("  {k}")
+                } else {
+                    format!("  {k}:       {v}")
+                });
             }
         }
+        ln!(String::new());
     }
     if let Some(r) = &s.spec.task_template.resources {
         let res = r.reservations.clone().unwrap_or_default();
         let lim = r.limits.clone().unwrap_or_default();
         let any_res = res.nano_cpus > 0 || res.memory_bytes > 0;
         let any_lim = lim.nano_cpus > 0 || lim.memory_bytes > 0;
-        if any_res || any_lim {
-            line("Resources:".into());
-        }
+        ln!("Resources:".into());
         if any_res {
-            line(" Reservations:".into());
+            ln!(" Reservations:".into());
             if res.nano_cpus > 0 {
-                line(format!("  CPU:\t\t{}", res.nano_cpus as f64 / 1e9));
+                ln!(format!("  CPU:\t\t{}", res.nano_cpus as f64 / 1e9));
             }
             if res.memory_bytes > 0 {
-                line(format!(
+                ln!(format!(
                     "  Memory:\t{}",
                     berth_api::units::bytes_size(res.memory_bytes as f64)
                 ));
             }
         }
         if any_lim {
-            line(" Limits:".into());
+            ln!(" Limits:".into());
             if lim.nano_cpus > 0 {
-                line(format!("  CPU:\t\t{}", lim.nano_cpus as f64 / 1e9));
+                ln!(format!("  CPU:\t\t{}", lim.nano_cpus as f64 / 1e9));
             }
             if lim.memory_bytes > 0 {
-                line(format!(
+                ln!(format!(
                     "  Memory:\t{}",
                     berth_api::units::bytes_size(lim.memory_bytes as f64)
                 ));
             }
         }
         if lim.pids > 0 {
-            line(format!("  PIDs:\t\t{}", lim.pids));
+            ln!(format!("  PIDs:\t\t{}", lim.pids));
         }
     }
     if !networks.is_empty() {
-        line(format!("Networks: {} ", networks.join(" ")));
+        ln!(format!("Networks: {} ", networks.join(" ")));
     }
     let mode = s
         .spec
@@ -1001,29 +1042,35 @@ fn pretty_service(s: &Service, networks: &[String]) -> String {
         .as_ref()
         .map(|e| e.mode.clone())
         .unwrap_or_default();
-    line(format!("Endpoint Mode:\t{mode}"));
+    ln!(format!("Endpoint Mode:\t{mode}"));
     if !s.endpoint.ports.is_empty() {
-        line("Ports:".into());
+        ln!("Ports:".into());
         for p in &s.endpoint.ports {
-            line(format!(" PublishedPort = {}", p.published_port));
-            line(format!("  Protocol = {}", p.protocol));
-            line(format!("  TargetPort = {}", p.target_port));
-            line(format!("  PublishMode = {}", p.publish_mode));
+            ln!(format!(" PublishedPort = {}", p.published_port));
+            ln!(format!("  Protocol = {}", p.protocol));
+            ln!(format!("  TargetPort = {}", p.target_port));
+            ln!(format!("  PublishMode = {}", p.publish_mode));
         }
+        // The template leaves a space after the last port.
+        o.insert(o.len() - 1, ' ');
     }
     if let Some(h) = &cs.healthcheck {
-        line(" Healthcheck:".into());
-        line(format!("  Interval = {}", dur(h.interval)));
-        line(format!("  Retries = {}", h.retries));
-        line(format!("  StartPeriod =\t{}", dur(h.start_period)));
-        line(format!("  Timeout =\t{}", dur(h.timeout)));
+        ln!(" Healthcheck:".into());
+        ln!(format!("  Interval = {}", dur(h.interval)));
+        ln!(format!("  Retries = {}", h.retries));
+        ln!(format!("  StartPeriod =\t{}", dur(h.start_period)));
+        ln!(format!("  Timeout =\t{}", dur(h.timeout)));
         if let Some(t) = &h.test {
-            line("  Tests:".into());
+            ln!("  Tests:".into());
             for x in t {
-                line(format!("\t Test = {x}"));
+                ln!(format!("\t Test = {x}"));
+            }
+            if !t.is_empty() {
+                o.insert(o.len() - 1, ' ');
             }
         }
     }
+    o.push('\n');
     o
 }
 
@@ -1286,6 +1333,10 @@ mod tests {
         assert_eq!(replicas_text(&s), "2/3 (max 1 per node)");
         assert_eq!(mode_text(&s), "replicated");
         assert_eq!(unescape_query("a%2Cb+c"), "a,b c");
+        assert_eq!(with_tag("busybox"), "busybox:latest");
+        assert_eq!(with_tag("docker.io/library/nginx:1"), "nginx:1");
+        assert_eq!(with_tag("reg:5000/app"), "reg:5000/app:latest");
+        assert_eq!(with_tag("busybox@sha256:abc"), "busybox@sha256:abc");
         let l = split_log_line(
             "2026-01-01T00:00:00Z com.docker.swarm.node.id=n1,com.docker.swarm.service.id=s1,com.docker.swarm.task.id=t1,x=a%20b hello world\n",
             true,

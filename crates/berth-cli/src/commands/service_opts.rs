@@ -735,25 +735,43 @@ fn capability(c: &str) -> String {
     }
 }
 
-/// Effective add and drop lists: a capability both added and dropped is added, as docker has it.
-fn capabilities(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut a: Vec<String> = add.iter().map(|c| capability(c)).collect();
-    a.sort();
-    a.dedup();
-    let mut d: Vec<String> = drop
-        .iter()
-        .map(|c| capability(c))
-        .filter(|c| !a.contains(c))
-        .collect();
-    d.sort();
-    d.dedup();
-    if a.iter().any(|c| c == "ALL") {
-        a = vec!["ALL".into()];
+/// `--cap-add` and `--cap-drop` merged into a spec's lists as docker merges them: dropping an
+/// added capability takes it off the add list (and the other way round), `RESET` empties a
+/// list, and one both added and dropped by the flags is added.
+fn merge_capabilities(
+    add: &[String],
+    drop: &[String],
+    to_add: &[String],
+    to_drop: &[String],
+) -> (Vec<String>, Vec<String>) {
+    use std::collections::BTreeSet;
+    let set = |l: &[String]| {
+        l.iter()
+            .map(|c| capability(c))
+            .collect::<BTreeSet<String>>()
+    };
+    let (mut cap_add, mut cap_drop) = (set(add), set(drop));
+    let (mut to_add, mut to_drop) = (set(to_add), set(to_drop));
+    if to_add.remove("CAP_RESET") {
+        cap_add.clear();
     }
-    if d.iter().any(|c| c == "ALL") {
-        d = vec!["ALL".into()];
+    if to_drop.remove("CAP_RESET") {
+        cap_drop.clear();
     }
-    (a, d)
+    for c in &to_drop {
+        if !to_add.contains(c) && !cap_add.remove(c) {
+            cap_drop.insert(c.clone());
+        }
+    }
+    for c in &to_add {
+        if !cap_drop.remove(c) {
+            cap_add.insert(c.clone());
+        }
+    }
+    (
+        cap_add.into_iter().collect(),
+        cap_drop.into_iter().collect(),
+    )
 }
 
 /// swarmkit's default update (and rollback) configuration.
@@ -949,21 +967,12 @@ impl CommonArgs {
             cs.stop_signal = v.clone();
         }
         if !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
-            let mut add: Vec<String> = cs
-                .capability_add
-                .iter()
-                .filter(|c| !self.cap_drop.iter().any(|d| capability(d) == **c))
-                .cloned()
-                .collect();
-            add.extend(self.cap_add.iter().cloned());
-            let mut drop: Vec<String> = cs
-                .capability_drop
-                .iter()
-                .filter(|c| !self.cap_add.iter().any(|a| capability(a) == **c))
-                .cloned()
-                .collect();
-            drop.extend(self.cap_drop.iter().cloned());
-            (cs.capability_add, cs.capability_drop) = capabilities(&add, &drop);
+            (cs.capability_add, cs.capability_drop) = merge_capabilities(
+                &cs.capability_add,
+                &cs.capability_drop,
+                &self.cap_add,
+                &self.cap_drop,
+            );
         }
         if let Some(c) = &self.credential_spec {
             let cred =
@@ -2088,6 +2097,27 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!((hc.test, hc.retries), (None, 3));
+    }
+
+    #[test]
+    fn capabilities_merge() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (a, d) = merge_capabilities(
+            &v(&["CAP_NET_ADMIN"]),
+            &v(&["CAP_CHOWN"]),
+            &[],
+            &v(&["net_admin"]),
+        );
+        assert_eq!((a, d), (Vec::<String>::new(), v(&["CAP_CHOWN"])));
+        let (a, d) = merge_capabilities(
+            &[],
+            &v(&["CAP_CHOWN"]),
+            &v(&["chown", "sys_time"]),
+            &v(&["sys_time"]),
+        );
+        assert_eq!((a, d), (v(&["CAP_SYS_TIME"]), Vec::<String>::new()));
+        let (a, _) = merge_capabilities(&v(&["CAP_X"]), &[], &v(&["RESET", "y"]), &[]);
+        assert_eq!(a, v(&["CAP_Y"]));
     }
 
     #[test]

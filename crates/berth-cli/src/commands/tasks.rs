@@ -258,7 +258,7 @@ pub async fn print_tasks(
             "Ports": ports.join(","),
         }));
     }
-    print_formatted(
+    print_rows(
         &fmt,
         &rows,
         &[
@@ -271,8 +271,30 @@ pub async fn print_tasks(
             ("Error", "ERROR"),
             ("Ports", "PORTS"),
         ],
-        None,
     )
+}
+
+/// Print rows in the chosen format, the default table as Go's tab writer lays it out (as
+/// the docker CLI prints the swarm tables).
+pub fn print_rows(f: &Format, rows: &[Value], cols: &[(&str, &str)]) -> i32 {
+    if !matches!(f, Format::Table) {
+        return print_formatted(f, rows, cols, None);
+    }
+    let header: Vec<&str> = cols.iter().map(|c| c.1).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .map(|(k, _)| match &r[*k] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    print!("{}", crate::format::table_go(&header, &cells));
+    0
 }
 
 /// `GET /tasks` with filters (a map of name to values).
