@@ -1525,10 +1525,7 @@ impl UpdateArgs {
         if let Some(n) = c.replicas {
             match spec.mode.replicated.as_mut() {
                 Some(r) => r.replicas = Some(n),
-                None => match spec.mode.replicated_job.as_mut() {
-                    Some(j) => j.total_completions = Some(n),
-                    None => return Err("replicas can only be used with replicated mode".into()),
-                },
+                None => return Err("replicas can only be used with replicated mode".into()),
             }
         }
         if let Some(n) = c.max_concurrent {

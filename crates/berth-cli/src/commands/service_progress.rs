@@ -19,6 +19,8 @@ const STATE_WIDTH: usize = 9;
 /// Where progress lines go: nowhere with `-q`.
 struct Out {
     r: Option<Renderer<std::io::Stdout>>,
+    /// On a terminal task states are padded so that their lines redraw cleanly.
+    tty: bool,
 }
 
 impl Out {
@@ -46,7 +48,13 @@ fn task_line(out: &mut Out, id: &str, t: &Task) {
         }
         out.line(id, &e);
     } else if !t.desired_state.is_terminal() && !t.status.state.is_terminal() {
-        out.line(id, &format!("{:<STATE_WIDTH$}", t.status.state.as_str()));
+        let state = t.status.state.as_str();
+        let text = if out.tty {
+            format!("{state:<STATE_WIDTH$}")
+        } else {
+            state.to_string()
+        };
+        out.line(id, &text);
     }
 }
 
@@ -281,6 +289,7 @@ pub async fn wait(c: &Client, id: &str, quiet: bool) -> Result<(), String> {
     let tty = crate::stream::is_tty(std::io::stdout());
     let mut out = Out {
         r: (!quiet).then(|| Renderer::new(std::io::stdout(), tty)),
+        tty,
     };
     let mut tracker: Option<Tracker> = None;
     let mut converged = false;
