@@ -189,6 +189,69 @@ fn berth_cli_drives_a_swarm() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("key nope doesn't exist in node's labels"));
 
+    // promote and demote, with docker's messages.
+    let node2 = ok(&c, 1, &["node", "inspect", "node2", "--format", "{{.ID}}"]);
+    assert_eq!(
+        ok(&c, 1, &["node", "promote", "node2"]),
+        "Node node2 promoted to a manager in the swarm."
+    );
+    assert_eq!(
+        ok(&c, 1, &["node", "promote", "node2"]),
+        format!("Node {node2} is already a manager.")
+    );
+    c.until("node2 reachable", LONG, || {
+        stdout(&berth(
+            &c,
+            1,
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+        ))
+        .contains("node2 Reachable")
+    });
+    assert_eq!(
+        ok(&c, 1, &["node", "demote", "node2"]),
+        "Manager node2 demoted in the swarm."
+    );
+    c.until("node2 a worker again", LONG, || {
+        c.ok(2, &["info", "--format", "{{.Swarm.ControlAvailable}}"]) == "false"
+    });
+    assert_eq!(
+        ok(&c, 1, &["node", "demote", "node2"]),
+        format!("Node {node2} is already a worker.")
+    );
+
+    // swarm update and unlock-key.
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "swarm",
+                "update",
+                "--task-history-limit",
+                "3",
+                "--dispatcher-heartbeat",
+                "5s"
+            ]
+        ),
+        "Swarm updated."
+    );
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{json .Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}}"
+            ]
+        ),
+        "3 5000000000"
+    );
+    let out = berth(&c, 1, &["swarm", "update"]);
+    assert_eq!(out.status.code(), Some(1));
+    let b = berth(&c, 1, &["swarm", "unlock-key"]);
+    let d = c.docker(1, &["swarm", "unlock-key"]);
+    assert_eq!((b.status.code(), stderr(&b)), (d.status.code(), stderr(&d)));
+
     // Secrets and configs.
     let sid = stdout(&berth_in(
         &c,
@@ -262,6 +325,7 @@ fn berth_cli_drives_a_swarm() {
         &[
             "service",
             "create",
+            "--detach=false",
             "--no-resolve-image",
             "--name",
             "one",

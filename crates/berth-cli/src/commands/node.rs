@@ -124,24 +124,36 @@ async fn get_node(c: &Client, name: &str) -> Result<Node, Error> {
         .map_err(|e| Error::Other(format!("bad answer from daemon: {e}")))
 }
 
-/// Fetch the node, let `change` edit its spec and send it back with its version.
+/// Fetch the node, let `change` edit its spec and send it back with its version. A node's
+/// version also moves when its status changes (as right after a promotion), so a write that
+/// lost that race ("update out of sequence") is redone on the fresh node a few times.
 async fn update_node(
     c: &Client,
     name: &str,
-    change: impl FnOnce(&mut Node) -> Result<bool, String>,
+    mut change: impl FnMut(&mut Node) -> Result<bool, String>,
 ) -> Result<bool, String> {
-    let mut n = get_node(c, name).await.map_err(|e| e.to_string())?;
-    if !change(&mut n)? {
-        return Ok(false);
+    let mut attempts = 0;
+    loop {
+        let mut n = get_node(c, name).await.map_err(|e| e.to_string())?;
+        if !change(&mut n)? {
+            return Ok(false);
+        }
+        let body = serde_json::to_value(&n.spec).map_err(|e| e.to_string())?;
+        let r = c
+            .post(
+                &format!("/nodes/{}/update?version={}", enc(&n.id), n.version.index),
+                Some(body),
+            )
+            .await;
+        match r {
+            Ok(_) => return Ok(true),
+            Err(e) if attempts < 5 && e.to_string().contains("update out of sequence") => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let body = serde_json::to_value(&n.spec).map_err(|e| e.to_string())?;
-    c.post(
-        &format!("/nodes/{}/update?version={}", enc(&n.id), n.version.index),
-        Some(body),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(true)
 }
 
 async fn role(c: &Client, a: NodesArgs, role: &str) -> i32 {

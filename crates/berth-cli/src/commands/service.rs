@@ -122,7 +122,8 @@ pub struct NamesArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Exit immediately instead of waiting for the service to converge
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub detach: bool,
     /// Suppress progress output
     #[arg(short = 'q', long)]
@@ -133,7 +134,8 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// Exit immediately instead of waiting for the service to converge
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub detach: bool,
     #[arg(required = true, value_name = "SERVICE=REPLICAS")]
     pub scales: Vec<String>,

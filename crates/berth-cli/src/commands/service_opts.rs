@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Args)]
 pub struct CommonArgs {
     /// Exit immediately instead of waiting for the service to converge
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub detach: bool,
     /// Suppress progress output
     #[arg(short = 'q', long)]
@@ -1904,7 +1905,7 @@ mod tests {
         assert_eq!((e.mode.as_str(), e.ports[0].published_port), ("vip", 8080));
 
         // Without flags: no restart policy, no update config; one replica.
-        let s = create(&["busybox"]).unwrap();
+        let s = create(&["--detach=false", "busybox"]).unwrap();
         assert!(s.task_template.restart_policy.is_none() && s.update_config.is_none());
         assert_eq!(s.mode.replicated.unwrap().replicas, Some(1));
         // Mode checks.
@@ -2115,6 +2116,20 @@ mod tests {
         assert_eq!((a, d), (v(&["CAP_SYS_TIME"]), Vec::<String>::new()));
         let (a, _) = merge_capabilities(&v(&["CAP_X"]), &[], &v(&["RESET", "y"]), &[]);
         assert_eq!(a, v(&["CAP_Y"]));
+    }
+
+    #[test]
+    fn detach_takes_a_value() {
+        let d = |args: &[&str]| {
+            let mut v = vec!["x"];
+            v.extend_from_slice(args);
+            v.push("busybox");
+            C::try_parse_from(v).unwrap().a.common.detach
+        };
+        assert!(d(&["-d"]));
+        assert!(d(&["--detach"]));
+        assert!(!d(&["--detach=false"]));
+        assert!(!d(&[]));
     }
 
     #[test]

@@ -18,7 +18,7 @@ const STATE_WIDTH: usize = 9;
 
 /// Where progress lines go: nowhere with `-q`.
 struct Out {
-    r: Option<Renderer<std::io::Stdout>>,
+    r: Option<Renderer<Box<dyn std::io::Write>>>,
     /// On a terminal task states are padded so that their lines redraw cleanly.
     tty: bool,
 }
@@ -288,7 +288,8 @@ impl Tracker {
 pub async fn wait(c: &Client, id: &str, quiet: bool) -> Result<(), String> {
     let tty = crate::stream::is_tty(std::io::stdout());
     let mut out = Out {
-        r: (!quiet).then(|| Renderer::new(std::io::stdout(), tty)),
+        r: (!quiet)
+            .then(|| Renderer::new(Box::new(std::io::stdout()) as Box<dyn std::io::Write>, tty)),
         tty,
     };
     let mut tracker: Option<Tracker> = None;
@@ -395,5 +396,76 @@ pub async fn wait(c: &Client, id: &str, quiet: bool) -> Result<(), String> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::swarm::{ReplicatedService, TaskStatus};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(Clone, Default)]
+    struct Buf(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn task(slot: i64, node: &str, state: TaskState) -> Task {
+        Task {
+            slot,
+            node_id: node.into(),
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicated_progress_until_every_slot_runs() {
+        let buf = Buf::default();
+        let mut out = Out {
+            r: Some(Renderer::new(Box::new(buf.clone()), false)),
+            tty: false,
+        };
+        let mut s = Service::default();
+        s.spec.mode.replicated = Some(ReplicatedService { replicas: Some(2) });
+        let mut t = Tracker::for_service(&s).unwrap();
+        let active: HashSet<String> = ["n1".to_string()].into();
+        let tasks = vec![
+            task(1, "n1", TaskState::Running),
+            task(2, "n1", TaskState::Preparing),
+            // A task on a node that is down does not count.
+            task(2, "gone", TaskState::Running),
+        ];
+        assert!(!t.update(&mut out, &s, &tasks, &active, false));
+        let tasks = vec![
+            task(1, "n1", TaskState::Running),
+            task(2, "n1", TaskState::Running),
+        ];
+        assert!(t.update(&mut out, &s, &tasks, &active, false));
+        let text = String::from_utf8(buf.0.borrow().clone()).unwrap();
+        assert_eq!(
+            text,
+            "overall progress: 0 out of 2 tasks\n1/2: running\n2/2: preparing\n\
+             overall progress: 1 out of 2 tasks\n2/2: running\n\
+             overall progress: 2 out of 2 tasks\n"
+        );
+        let mut g = Service::default();
+        g.spec.mode.global = Some(Default::default());
+        let mut t = Tracker::for_service(&g).unwrap();
+        assert!(!t.update(&mut out, &g, &[], &active, false));
+        assert!(Tracker::for_service(&Service::default()).is_err());
     }
 }

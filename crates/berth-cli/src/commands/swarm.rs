@@ -154,7 +154,8 @@ pub struct CaArgs {
     #[arg(long = "cert-expiry")]
     pub cert_expiry: Option<String>,
     /// Exit immediately instead of waiting for the root rotation to converge
-    #[arg(short, long)]
+    #[arg(short, long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub detach: bool,
     /// Specifications of one or more certificate signing endpoints
     #[arg(long = "external-ca")]
