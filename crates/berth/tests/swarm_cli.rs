@@ -490,18 +490,59 @@ fn berth_cli_drives_a_swarm() {
     let out = berth(&c, 1, &["service", "update", "--bogus", "web"]);
     assert_eq!(out.status.code(), Some(125));
 
-    // Logs, compared with docker's (the daemon's endpoint may not be there yet: then both
-    // fail).
+    // Logs, compared with docker's: the same prefixed lines.
     let b = berth(&c, 1, &["service", "logs", "--no-task-ids", "one"]);
     let d = c.docker(1, &["service", "logs", "--no-task-ids", "one"]);
-    assert_eq!(
-        b.status.success(),
-        d.status.success(),
-        "{} / {}",
-        stderr(&b),
-        stderr(&d)
-    );
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(stdout(&b).contains("| hello-from-one"), "{}", stdout(&b));
     assert_eq!(sorted_lines(&stdout(&b)), sorted_lines(&stdout(&d)));
+
+    // berth's own: privileged services with host devices, and rebalance.
+    ok(
+        &c,
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "priv",
+            "--privileged",
+            "--device",
+            "/dev/null:/dev/berth-null",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
+    );
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "service",
+                "inspect",
+                "priv",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Privileged}} {{(index .Spec.TaskTemplate.ContainerSpec.Devices 0).PathInContainer}}"
+            ]
+        ),
+        "true /dev/berth-null"
+    );
+    let bad = berth(
+        &c,
+        1,
+        &["service", "create", "--device", "/dev/null:rel", "busybox"],
+    );
+    assert!(!bad.status.success());
+    ok(&c, 1, &["service", "rm", "priv"]);
+    let moved = ok(&c, 1, &["service", "rebalance", "one"]);
+    assert!(
+        moved.starts_with("one: ") && moved.ends_with("task(s) moved"),
+        "{moved}"
+    );
 
     // Removal; a secret in use is kept.
     let out = berth(&c, 1, &["secret", "rm", "pw"]);

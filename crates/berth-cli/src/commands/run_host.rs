@@ -94,7 +94,7 @@ pub struct HostArgs {
 }
 
 /// `--device /dev/x[:/dev/y][:rwm]`.
-fn device(spec: &str) -> Result<Value, String> {
+pub(crate) fn device(spec: &str) -> Result<Value, String> {
     let bad = || {
         format!("invalid argument \"{spec}\" for \"--device\" flag: bad format for path: {spec}")
     };

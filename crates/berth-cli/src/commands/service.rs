@@ -27,6 +27,9 @@ pub enum ServiceCommand {
     /// Remove one or more services
     #[command(alias = "remove")]
     Rm(NamesArgs),
+    /// Move running tasks off the most loaded nodes until the service is spread evenly
+    /// (berth's own: Docker only spreads new tasks)
+    Rebalance(NamesArgs),
     /// Revert changes to a service's configuration
     Rollback(RollbackArgs),
     /// Scale one or multiple replicated services
@@ -149,6 +152,7 @@ pub async fn dispatch(c: &Client, cmd: ServiceCommand) -> i32 {
         ServiceCommand::Ls(a) => return ls(c, a).await,
         ServiceCommand::Ps(a) => return ps(c, a).await,
         ServiceCommand::Rm(a) => rm(c, a).await,
+        ServiceCommand::Rebalance(a) => rebalance(c, a).await,
         ServiceCommand::Rollback(a) => rollback(c, a).await,
         ServiceCommand::Scale(a) => scale(c, a).await,
         ServiceCommand::Update(a) => update(c, *a).await,
@@ -574,6 +578,28 @@ async fn rm(c: &Client, a: NamesArgs) -> Result<(), String> {
             .await
         {
             Ok(_) => println!("{s}"),
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n"))
+    }
+}
+
+async fn rebalance(c: &Client, a: NamesArgs) -> Result<(), String> {
+    let mut errs = Vec::new();
+    for s in &a.services {
+        match c
+            .json(
+                hyper::Method::POST,
+                &format!("/services/{}/rebalance", enc(s)),
+                None,
+            )
+            .await
+        {
+            Ok(v) => println!("{s}: {} task(s) moved", v["Moved"].as_u64().unwrap_or(0)),
             Err(e) => errs.push(e.to_string()),
         }
     }

@@ -161,6 +161,12 @@ pub struct CommonArgs {
 pub struct CreateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Run the tasks' containers privileged (berth's own: Docker's services cannot)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a host device to the tasks' containers (berth's own)
+    #[arg(long)]
+    pub device: Vec<String>,
     /// Specify configurations to expose to the service
     #[arg(long)]
     pub config: Vec<String>,
@@ -1333,6 +1339,15 @@ impl CreateArgs {
             hosts,
             sysctls: kv_map(&self.sysctl),
             ulimits: ulimits(&self.ulimit)?,
+            privileged: self.privileged,
+            devices: self
+                .device
+                .iter()
+                .map(|d| {
+                    super::run_host::device(d)
+                        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                })
+                .collect::<Result<_, String>>()?,
             ..Default::default()
         });
         spec.task_template.resources = Some(ResourceRequirements {
