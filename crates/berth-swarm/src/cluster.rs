@@ -637,8 +637,8 @@ impl Cluster {
             spec,
             root_ca_cert: root.cert_pem().to_string(),
             root_ca_key: root.key_pem().unwrap_or_default(),
-            worker_secret: new_secret(),
-            manager_secret: new_secret(),
+            worker_secret: crate::token::new_secret(),
+            manager_secret: crate::token::new_secret(),
             unlock_key,
             default_addr_pool: if req.default_addr_pool.is_empty() {
                 vec!["10.0.0.0/8".to_string()]
@@ -1177,8 +1177,8 @@ impl Cluster {
             let root = RootCa::from_pem(&c.root_ca_cert, None)
                 .map_err(|e| Error::internal(e.to_string()))?;
             Ok((
-                token_string(&root, &c.worker_secret),
-                token_string(&root, &c.manager_secret),
+                crate::token::token_string(&root, &c.worker_secret),
+                crate::token::token_string(&root, &c.manager_secret),
             ))
         })
     }
@@ -1206,31 +1206,10 @@ impl Cluster {
     }
 }
 
-/// A fresh join-token secret (hex), for `swarm join-token --rotate`.
-pub fn new_secret() -> String {
-    hex(&ids::random_bytes::<16>())
-}
-
 fn a_client(identity: &NodeIdentity, root: &RootCa) -> Result<RpcClient> {
     Ok(RpcClient::new(
         tls::client_config(root, Some(identity)).map_err(|e| Error::internal(e.to_string()))?,
     ))
-}
-
-/// A join token from the root CA and a stored secret (hex).
-pub fn token_string(root: &RootCa, secret_hex: &str) -> String {
-    let mut secret = [0u8; 16];
-    for (i, s) in secret.iter_mut().enumerate() {
-        *s = secret_hex
-            .get(i * 2..i * 2 + 2)
-            .and_then(|x| u8::from_str_radix(x, 16).ok())
-            .unwrap_or(0);
-    }
-    JoinToken {
-        ca_digest: root.digest(),
-        secret,
-    }
-    .to_string()
 }
 
 async fn wait_leader(m: &Manager, limit: Duration) -> Result<()> {

@@ -703,8 +703,8 @@ impl Manager {
                 .map_err(|e| Error::internal(e.to_string()))?;
             Ok(view::swarm(
                 c,
-                crate::cluster::token_string(&root, &c.worker_secret),
-                crate::cluster::token_string(&root, &c.manager_secret),
+                crate::token::token_string(&root, &c.worker_secret),
+                crate::token::token_string(&root, &c.manager_secret),
             ))
         })
     }
@@ -719,7 +719,7 @@ impl Manager {
         rotate_unlock_key: bool,
     ) -> Result<()> {
         check_cert_expiry(&spec)?;
-        let secret = crate::cluster::new_secret;
+        let secret = crate::token::new_secret;
         // Autolock turned on (or its key rotated) gets a new unlock key; turned off, none.
         let current = self.read(|s| {
             s.cluster

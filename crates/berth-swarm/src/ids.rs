@@ -16,7 +16,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A new object id: 25 base-36 characters, as swarmkit's identity.NewID.
 pub fn new_id() -> String {
-    crate::token::to_base36(&random_bytes::<16>(), 25)
+    to_base36(&random_bytes::<16>(), 25)
 }
 
 /// A raft member id: random, non-zero, never reused (ids of removed members stay retired).
@@ -27,6 +27,25 @@ pub fn new_raft_id() -> u64 {
             return v;
         }
     }
+}
+
+/// The big-endian number in `bytes`, base36 lowercase, zero-padded to `width`.
+pub(crate) fn to_base36(bytes: &[u8], width: usize) -> String {
+    let mut num = bytes.to_vec();
+    let mut digits = Vec::new();
+    while num.iter().any(|&b| b != 0) {
+        let mut rem = 0u32;
+        for byte in num.iter_mut() {
+            let cur = (rem << 8) | u32::from(*byte);
+            *byte = (cur / 36) as u8;
+            rem = cur % 36;
+        }
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[rem as usize]);
+    }
+    while digits.len() < width {
+        digits.push(b'0');
+    }
+    digits.iter().rev().map(|&d| char::from(d)).collect()
 }
 
 /// Lowercase hex of `b`.

@@ -96,10 +96,30 @@ impl std::fmt::Display for JoinToken {
         write!(
             f,
             "{PREFIX}-{VERSION}-{}-{}",
-            to_base36(&self.ca_digest, DIGEST_CHARS),
-            to_base36(&self.secret, SECRET_CHARS)
+            crate::ids::to_base36(&self.ca_digest, DIGEST_CHARS),
+            crate::ids::to_base36(&self.secret, SECRET_CHARS)
         )
     }
+}
+
+/// A new token secret, as the cluster record keeps it (hex of 16 random bytes).
+pub fn new_secret() -> String {
+    crate::ids::hex(&crate::ids::random_bytes::<16>())
+}
+
+/// The join token for a stored secret (hex) under `root`.
+pub fn token_string(root: &crate::ca::RootCa, secret_hex: &str) -> String {
+    let mut secret = [0u8; 16];
+    if let Some(raw) = crate::ids::unhex_vec(secret_hex) {
+        for (s, r) in secret.iter_mut().zip(raw) {
+            *s = r;
+        }
+    }
+    JoinToken {
+        ca_digest: root.digest(),
+        secret,
+    }
+    .to_string()
 }
 
 /// Compares two byte strings without branching on their contents.
@@ -108,25 +128,6 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The big-endian number in `bytes`, base36 lowercase, zero-padded to `width`.
-pub(crate) fn to_base36(bytes: &[u8], width: usize) -> String {
-    let mut num = bytes.to_vec();
-    let mut digits = Vec::new();
-    while num.iter().any(|&b| b != 0) {
-        let mut rem = 0u32;
-        for byte in num.iter_mut() {
-            let cur = (rem << 8) | u32::from(*byte);
-            *byte = (cur / 36) as u8;
-            rem = cur % 36;
-        }
-        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[rem as usize]);
-    }
-    while digits.len() < width {
-        digits.push(b'0');
-    }
-    digits.iter().rev().map(|&d| char::from(d)).collect()
 }
 
 /// Parses base36 (either case) into the big-endian `out`; None on a bad digit or overflow.
@@ -178,11 +179,11 @@ mod tests {
 
     #[test]
     fn base36_known_values() {
-        assert_eq!(to_base36(&[0, 0], 3), "000");
-        assert_eq!(to_base36(&[0, 35], 1), "z");
-        assert_eq!(to_base36(&[0, 36], 1), "10");
-        assert_eq!(to_base36(&[0xff; 32], 50).len(), 50);
-        assert_eq!(to_base36(&[0xff; 16], 25).len(), 25);
+        assert_eq!(crate::ids::to_base36(&[0, 0], 3), "000");
+        assert_eq!(crate::ids::to_base36(&[0, 35], 1), "z");
+        assert_eq!(crate::ids::to_base36(&[0, 36], 1), "10");
+        assert_eq!(crate::ids::to_base36(&[0xff; 32], 50).len(), 50);
+        assert_eq!(crate::ids::to_base36(&[0xff; 16], 25).len(), 25);
         let mut out = [0u8; 2];
         from_base36("10", &mut out).unwrap();
         assert_eq!(out, [0, 36]);
