@@ -10,6 +10,7 @@ pub mod executor;
 pub mod ids;
 pub mod manager;
 pub mod net_transport;
+pub mod netalloc;
 pub mod orchestrator;
 pub mod proto;
 pub mod raft;
