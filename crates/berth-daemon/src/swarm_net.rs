@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(r.driver, "bridge");
         assert!(r.internal);
         let cfg = &r.ipam.unwrap().config.unwrap()[0];
-        assert_eq!((cfg.subnet.as_str(), cfg.gateway.as_str()), ("10.0.1.0/24", "10.0.1.1"));
+        assert_eq!(
+            (cfg.subnet.as_str(), cfg.gateway.as_str()),
+            ("10.0.1.0/24", "10.0.1.1")
+        );
         // Only the mark: the stack's labels stay on the swarm network (the stack commands
         // must not find the bridge).
         assert_eq!(

@@ -302,7 +302,10 @@ pub fn network_spec(req: berth_api::network::CreateRequest) -> Result<api::Netwo
             }
             let mut out = Vec::new();
             for c in configs {
-                if c.auxiliary_addresses.as_ref().is_some_and(|a| !a.is_empty()) {
+                if c.auxiliary_addresses
+                    .as_ref()
+                    .is_some_and(|a| !a.is_empty())
+                {
                     return Err(Error::invalid(
                         "auxiliary addresses are not supported on swarm networks by berth",
                     ));
@@ -337,9 +340,8 @@ pub fn network_spec(req: berth_api::network::CreateRequest) -> Result<api::Netwo
 
 /// One IPAM configuration of a swarm network, as swarmkit validates it (IPv4 only here).
 fn check_ipam_config(c: berth_api::network::IpamConfig) -> Result<api::IpamConfig> {
-    let invalid = |what: &str, v: &str| {
-        Error::rpc_invalid(format!("ipam configuration: invalid {what} {v}"))
-    };
+    let invalid =
+        |what: &str, v: &str| Error::rpc_invalid(format!("ipam configuration: invalid {what} {v}"));
     let sub = Subnet::parse(&c.subnet).map_err(|_| invalid("subnet", &c.subnet))?;
     if !c.ip_range.is_empty() {
         let r = Subnet::parse(&c.ip_range).map_err(|_| invalid("range", &c.ip_range))?;
@@ -960,7 +962,10 @@ mod tests {
     fn network_specs_are_checked() {
         let err = |req: CreateRequest| network_spec(req).unwrap_err();
         let e = err(overlay("bridge"));
-        assert_eq!((e.status, e.message.as_str()), (403, "bridge is a pre-defined network and cannot be created"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (403, "bridge is a pre-defined network and cannot be created")
+        );
         assert_eq!(
             err(overlay("a.b")).message,
             "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component"
@@ -974,7 +979,10 @@ mod tests {
         assert!(err(r).message.contains("encrypted"));
         let mut r = overlay("n");
         r.enable_ipv4 = Some(false);
-        assert_eq!(err(r).message, "IPv4 cannot be disabled in a Swarm scoped network");
+        assert_eq!(
+            err(r).message,
+            "IPv4 cannot be disabled in a Swarm scoped network"
+        );
         let ipam = |subnet: &str, gateway: &str| Ipam {
             driver: String::new(),
             config: Some(vec![IpamConfig {
@@ -1041,6 +1049,9 @@ mod tests {
             assert_eq!(got.task_template.networks[0].aliases, ["web"]);
         }
         let e = normalize(&s, svc("nope"), "id").unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (404, "network nope not found"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "network nope not found")
+        );
     }
 }

@@ -136,7 +136,12 @@ mod tests {
         assert_eq!(got[1].network.id, "n1");
         assert_eq!(got[1].aliases, ["st_web", "tasks.st_web"]);
         t.networks_attachments.pop();
-        assert_eq!(task_networks(&t, "st_web").unwrap_err(), "network n2 not found");
-        assert!(task_networks(&api::Task::default(), "x").unwrap().is_empty());
+        assert_eq!(
+            task_networks(&t, "st_web").unwrap_err(),
+            "network n2 not found"
+        );
+        assert!(task_networks(&api::Task::default(), "x")
+            .unwrap()
+            .is_empty());
     }
 }

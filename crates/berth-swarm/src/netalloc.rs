@@ -132,7 +132,9 @@ mod tests {
     fn parses_and_prints_subnets() {
         assert_eq!(s("10.0.0.0/8").to_string(), "10.0.0.0/8");
         assert_eq!(s("10.0.3.0/24").host(1).to_string(), "10.0.3.1");
-        assert!(Subnet::parse("10.0.0.1/24").unwrap_err().contains("host bits"));
+        assert!(Subnet::parse("10.0.0.1/24")
+            .unwrap_err()
+            .contains("host bits"));
         assert!(Subnet::parse("10.0.0.0").is_err());
         assert!(Subnet::parse("fd00::/64").is_err());
         assert!(Subnet::parse("10.0.0.0/33").is_err());
@@ -165,7 +167,10 @@ mod tests {
         assert_eq!(allocate(&pools, 24, &taken), None);
         // A pool smaller than the subnet size gives nothing.
         assert_eq!(allocate(&[s("10.0.0.0/26")], 24, &[]), None);
-        assert_eq!(allocate(&[s("10.0.0.0/30")], 31, &[]), Some(s("10.0.0.0/31")));
+        assert_eq!(
+            allocate(&[s("10.0.0.0/30")], 31, &[]),
+            Some(s("10.0.0.0/31"))
+        );
     }
 
     #[test]

@@ -956,11 +956,23 @@ mod tests {
         s.apply(3, net("a", "st_default", None)).unwrap();
         s.apply(4, net("b", "mine", Some("10.0.1.0/24"))).unwrap();
         s.apply(5, net("c", "other", None)).unwrap();
-        assert_eq!(subnet_of(&s, "a"), ("10.0.0.0/24".into(), "10.0.0.1".into()));
-        assert_eq!(subnet_of(&s, "b"), ("10.0.1.0/24".into(), "10.0.1.1".into()));
-        assert_eq!(subnet_of(&s, "c"), ("10.0.2.0/24".into(), "10.0.2.1".into()));
+        assert_eq!(
+            subnet_of(&s, "a"),
+            ("10.0.0.0/24".into(), "10.0.0.1".into())
+        );
+        assert_eq!(
+            subnet_of(&s, "b"),
+            ("10.0.1.0/24".into(), "10.0.1.1".into())
+        );
+        assert_eq!(
+            subnet_of(&s, "c"),
+            ("10.0.2.0/24".into(), "10.0.2.1".into())
+        );
         let vni = |id: &str| s.networks[id].driver_state.options[netalloc::VNI_OPTION].clone();
-        assert_eq!((vni("a"), vni("b"), vni("c")), ("4097".into(), "4098".into(), "4099".into()));
+        assert_eq!(
+            (vni("a"), vni("b"), vni("c")),
+            ("4097".into(), "4098".into(), "4099".into())
+        );
         assert_eq!(s.networks["a"].version.index, 3);
         assert_eq!(
             s.networks["a"].ipam_options.as_ref().unwrap().driver.name,
@@ -968,14 +980,21 @@ mod tests {
         );
         // Same name: Docker's conflict; an overlapping subnet: refused.
         let e = s.apply(6, net("d", "st_default", None)).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (409, "network with name st_default already exists"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (409, "network with name st_default already exists")
+        );
         let e = s.apply(7, net("e", "x", Some("10.0.0.0/16"))).unwrap_err();
         assert_eq!(e.status, 403);
         // A freed subnet and id are handed out again.
-        s.apply(8, Command::RemoveNetwork { id: "a".into() }).unwrap();
+        s.apply(8, Command::RemoveNetwork { id: "a".into() })
+            .unwrap();
         s.apply(9, net("f", "again", None)).unwrap();
         assert_eq!(subnet_of(&s, "f").0, "10.0.0.0/24");
-        assert_eq!(s.networks["f"].driver_state.options[netalloc::VNI_OPTION], "4097");
+        assert_eq!(
+            s.networks["f"].driver_state.options[netalloc::VNI_OPTION],
+            "4097"
+        );
     }
 
     #[test]
@@ -987,7 +1006,10 @@ mod tests {
         }
         s.apply(2, net("a", "n1", None)).unwrap();
         s.apply(3, net("b", "n2", None)).unwrap();
-        assert_eq!(subnet_of(&s, "b"), ("172.30.0.64/26".into(), "172.30.0.65".into()));
+        assert_eq!(
+            subnet_of(&s, "b"),
+            ("172.30.0.64/26".into(), "172.30.0.65".into())
+        );
     }
 
     #[test]
@@ -1003,8 +1025,16 @@ mod tests {
             target: "nid".into(),
             ..Default::default()
         }];
-        s.apply(3, Command::CreateService { service: Box::new(svc.clone()) }).unwrap();
-        let e = s.apply(4, Command::RemoveNetwork { id: "nid".into() }).unwrap_err();
+        s.apply(
+            3,
+            Command::CreateService {
+                service: Box::new(svc.clone()),
+            },
+        )
+        .unwrap();
+        let e = s
+            .apply(4, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
         assert_eq!(
             e.message,
             "rpc error: code = FailedPrecondition desc = network nid is in use by service svc"
@@ -1021,17 +1051,32 @@ mod tests {
             },
             ..Default::default()
         };
-        s.apply(5, Command::Tasks { put: vec![task], remove: vec![] }).unwrap();
+        s.apply(
+            5,
+            Command::Tasks {
+                put: vec![task],
+                remove: vec![],
+            },
+        )
+        .unwrap();
         s.services.remove("svc");
-        let e = s.apply(6, Command::RemoveNetwork { id: "nid".into() }).unwrap_err();
+        let e = s
+            .apply(6, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
         assert!(e.message.ends_with("is in use by task t1"), "{}", e.message);
         if let Some(t) = s.tasks.get_mut("t1") {
             t.desired_state = TaskState::Remove;
         }
-        s.apply(7, Command::RemoveNetwork { id: "nid".into() }).unwrap();
+        s.apply(7, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap();
         assert!(s.networks.is_empty());
-        let e = s.apply(8, Command::RemoveNetwork { id: "nid".into() }).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (404, "network nid not found"));
+        let e = s
+            .apply(8, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "network nid not found")
+        );
     }
 
     #[test]
@@ -1043,6 +1088,9 @@ mod tests {
         assert_eq!(s.find_network("back").unwrap().id, "abd2");
         assert_eq!(s.find_network("abc").unwrap().id, "abc1");
         assert_eq!(s.find_network("ab").unwrap_err().status, 400);
-        assert_eq!(s.find_network("zz").unwrap_err().message, "network zz not found");
+        assert_eq!(
+            s.find_network("zz").unwrap_err().message,
+            "network zz not found"
+        );
     }
 }

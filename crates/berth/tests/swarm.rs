@@ -655,7 +655,15 @@ configs:
 /// Names of the local bridges on node `i` that realise swarm networks (`br-<id>`).
 fn realised_bridges(c: &Cluster, i: usize) -> Vec<String> {
     let out = std::process::Command::new("ip")
-        .args(["-n", &format!("{}-n{i}", c.name), "-o", "link", "show", "type", "bridge"])
+        .args([
+            "-n",
+            &format!("{}-n{i}", c.name),
+            "-o",
+            "link",
+            "show",
+            "type",
+            "bridge",
+        ])
         .output()
         .expect("ip link");
     stdout(&out)
@@ -673,13 +681,15 @@ fn stack_deploy_networks_update_and_rm() {
     let out = c.docker(1, &["network", "create", "-d", "overlay", "ov"]);
     assert!(!out.status.success());
     assert!(
-        common::stderr(&out).contains("This node is not a swarm manager. Use \"docker swarm init\""),
+        common::stderr(&out)
+            .contains("This node is not a swarm manager. Use \"docker swarm init\""),
         "{}",
         common::stderr(&out)
     );
     let out = c.docker(1, &["network", "create", "--scope", "swarm", "ov"]);
     assert!(
-        common::stderr(&out).contains("cannot create a swarm scoped network when swarm is not active"),
+        common::stderr(&out)
+            .contains("cannot create a swarm scoped network when swarm is not active"),
         "{}",
         common::stderr(&out)
     );
@@ -688,14 +698,35 @@ fn stack_deploy_networks_update_and_rm() {
     assert!(!out.status.success());
 
     // A swarm network by hand: listed, inspected, removed.
-    let id = c.ok(1, &["network", "create", "-d", "overlay", "--label", "k=v", "plain"]);
+    let id = c.ok(
+        1,
+        &[
+            "network", "create", "-d", "overlay", "--label", "k=v", "plain",
+        ],
+    );
     assert_eq!(id.len(), 25, "{id}");
     let shown = c.ok(
         1,
-        &["network", "ls", "--filter", "label=k=v", "--format", "{{.ID}} {{.Name}} {{.Driver}} {{.Scope}}"],
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "label=k=v",
+            "--format",
+            "{{.ID}} {{.Name}} {{.Driver}} {{.Scope}}",
+        ],
     );
     assert_eq!(shown, format!("{} plain overlay swarm", &id[..12]));
-    let subnet = c.ok(1, &["network", "inspect", "plain", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}"]);
+    let subnet = c.ok(
+        1,
+        &[
+            "network",
+            "inspect",
+            "plain",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        ],
+    );
     assert_eq!(subnet, "10.0.0.0/24 10.0.0.1");
     let out = c.docker(1, &["network", "create", "-d", "overlay", "plain"]);
     assert!(
@@ -704,7 +735,10 @@ fn stack_deploy_networks_update_and_rm() {
         common::stderr(&out)
     );
     c.ok(1, &["network", "rm", &id[..6]]);
-    assert_eq!(c.ok(1, &["network", "ls", "-q", "--filter", "name=plain"]), "");
+    assert_eq!(
+        c.ok(1, &["network", "ls", "-q", "--filter", "name=plain"]),
+        ""
+    );
 
     // The stack: a network, a config, two services; 2 web tasks spread over the nodes.
     let dir = std::env::temp_dir().join(format!("{}-stack", c.name));
@@ -713,42 +747,116 @@ fn stack_deploy_networks_update_and_rm() {
     let compose = dir.join("compose.yaml");
     std::fs::write(&compose, STACK_V1).unwrap();
     let compose = compose.to_string_lossy().into_owned();
-    let deployed = c.ok(1, &["stack", "deploy", "--resolve-image", "never", "-c", &compose, "st"]);
-    assert!(deployed.contains("Creating network st_default"), "{deployed}");
+    let deployed = c.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &compose,
+            "st",
+        ],
+    );
+    assert!(
+        deployed.contains("Creating network st_default"),
+        "{deployed}"
+    );
     let net = c.ok(
         1,
-        &["network", "ls", "--filter", "label=com.docker.stack.namespace=st", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"],
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "label=com.docker.stack.namespace=st",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
     );
     assert_eq!(net, "st_default overlay swarm");
-    let net_id = c.ok(1, &["network", "inspect", "st_default", "--format", "{{.ID}}"]);
+    let net_id = c.ok(
+        1,
+        &["network", "inspect", "st_default", "--format", "{{.ID}}"],
+    );
     assert_eq!(
-        c.ok(1, &["service", "inspect", "st_web", "--format", "{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{.Aliases}}{{end}}"]),
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "st_web",
+                "--format",
+                "{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{.Aliases}}{{end}}"
+            ]
+        ),
         format!("{net_id} [web]")
     );
-    assert_eq!(c.ok(1, &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]), "st 2");
+    assert_eq!(
+        c.ok(1, &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]),
+        "st 2"
+    );
     c.until("the stack's services converge", LONG, || {
-        stdout(&c.docker(1, &["stack", "services", "st", "--format", "{{.Name}} {{.Replicas}}"]))
-            .trim()
+        stdout(&c.docker(
+            1,
+            &[
+                "stack",
+                "services",
+                "st",
+                "--format",
+                "{{.Name}} {{.Replicas}}",
+            ],
+        ))
+        .trim()
             == "st_client 1/1\nst_web 2/2 (max 1 per node)"
     });
-    let ps = c.ok(1, &["stack", "ps", "st", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}}"]);
+    let ps = c.ok(
+        1,
+        &[
+            "stack",
+            "ps",
+            "st",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.Node}}",
+        ],
+    );
     let mut rows: Vec<&str> = ps.lines().collect();
     rows.sort_unstable();
     assert_eq!(rows.len(), 3, "{ps}");
     assert_eq!(rows[0], "st_client.1 node1", "{ps}");
-    assert!(rows[1].starts_with("st_web.") && rows[2].starts_with("st_web."), "{ps}");
+    assert!(
+        rows[1].starts_with("st_web.") && rows[2].starts_with("st_web."),
+        "{ps}"
+    );
     assert_ne!(rows[1].split(' ').nth(1), rows[2].split(' ').nth(1), "{ps}");
     // Both nodes realise the network as a bridge; a worker shows it as it has it.
     assert_eq!(realised_bridges(&c, 1).len(), 1);
     assert_eq!(realised_bridges(&c, 2).len(), 1);
-    assert!(c.ok(2, &["network", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == "st_default"));
+    assert!(c
+        .ok(2, &["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .any(|l| l == "st_default"));
     // On one node, tasks reach each other by service name and by the stack's short alias; the
     // web task serves the config it was given.
-    let client = c.ok(1, &["ps", "-q", "--filter", "label=com.docker.swarm.service.name=st_client"]);
-    let got = c.ok(1, &["exec", &client, "wget", "-qO-", "-T", "5", "http://web:8080/greeting"]);
-    assert_eq!(got, "hello from the stack");
-    let got = c.ok(1, &["exec", &client, "wget", "-qO-", "-T", "5", "http://st_web:8080/greeting"]);
-    assert_eq!(got, "hello from the stack");
+    let client = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=st_client",
+        ],
+    );
+    // (busybox's `wget -T` crashes: `timeout` bounds it.)
+    for name in ["web", "st_web"] {
+        let url = format!("timeout 5 wget -qO- http://{name}:8080/greeting");
+        assert_eq!(
+            c.ok(1, &["exec", &client, "sh", "-c", &url]),
+            "hello from the stack"
+        );
+    }
     let looked = c.ok(1, &["exec", &client, "nslookup", "tasks.st_web"]);
     assert!(looked.contains("10.0.0."), "{looked}");
     let out = c.docker(1, &["network", "rm", "st_default"]);
@@ -761,22 +869,61 @@ fn stack_deploy_networks_update_and_rm() {
     // A second deploy after an edit updates the service in place (same network, new task).
     std::fs::write(
         dir.join("compose.yaml"),
-        STACK_V1.replace("command: [\"sleep\", \"100000\"]", "command: [\"sleep\", \"100000\"]\n    environment:\n      STAGE: two"),
+        STACK_V1.replace(
+            "command: [\"sleep\", \"100000\"]",
+            "command: [\"sleep\", \"100000\"]\n    environment:\n      STAGE: two",
+        ),
     )
     .unwrap();
-    let again = c.ok(1, &["stack", "deploy", "--resolve-image", "never", "-c", &compose, "st"]);
+    let again = c.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &compose,
+            "st",
+        ],
+    );
     assert!(again.contains("Updating service st_client"), "{again}");
     assert!(!again.contains("Creating network"), "{again}");
     assert_eq!(
-        c.ok(1, &["service", "inspect", "st_client", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}}"]),
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "st_client",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Env}}"
+            ]
+        ),
         "[STAGE=two]"
     );
     c.until("the updated client runs", LONG, || {
-        let id = stdout(&c.docker(1, &["ps", "-q", "--filter", "label=com.docker.swarm.service.name=st_client"]));
+        let id = stdout(&c.docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=st_client",
+            ],
+        ));
         let id = id.trim();
         !id.is_empty()
-            && stdout(&c.docker(1, &["exec", id, "sh", "-c", "echo $STAGE; wget -qO- -T 5 http://web:8080/greeting"]))
-                == "two\nhello from the stack\n"
+            && stdout(&c.docker(
+                1,
+                &[
+                    "exec",
+                    id,
+                    "sh",
+                    "-c",
+                    "echo $STAGE; timeout 5 wget -qO- http://web:8080/greeting",
+                ],
+            )) == "two\nhello from the stack\n"
     });
 
     // stack rm takes services, config and network; the bridges go from both nodes.
@@ -784,11 +931,16 @@ fn stack_deploy_networks_update_and_rm() {
     assert!(removed.contains("Removing network st_default"), "{removed}");
     assert_eq!(c.ok(1, &["service", "ls", "-q"]), "");
     assert_eq!(c.ok(1, &["config", "ls", "-q"]), "");
-    assert_eq!(c.ok(1, &["network", "ls", "-q", "--filter", "name=st_"]), "");
+    assert_eq!(
+        c.ok(1, &["network", "ls", "-q", "--filter", "name=st_"]),
+        ""
+    );
     c.until("the stack's bridges are gone", LONG, || {
         (1..=2).all(|i| {
             realised_bridges(&c, i).is_empty()
-                && stdout(&c.docker(i, &["network", "ls", "-q", "--filter", "name=st_"])).trim().is_empty()
+                && stdout(&c.docker(i, &["network", "ls", "-q", "--filter", "name=st_"]))
+                    .trim()
+                    .is_empty()
                 && stdout(&c.docker(i, &["ps", "-aq"])).trim().is_empty()
         })
     });

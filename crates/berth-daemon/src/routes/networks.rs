@@ -291,10 +291,7 @@ pub async fn create(
         }
     }
     if req.driver == "overlay" || req.scope == "swarm" {
-        let active = d
-            .swarm
-            .get()
-            .is_some_and(|s| s.summary().state == "active");
+        let active = d.swarm.get().is_some_and(|s| s.summary().state == "active");
         let forbidden = |m: &str| Error(berth_api::ApiError::new(403, m));
         return match manager {
             Some(m) => {
