@@ -19,6 +19,37 @@ pub fn realises(rec: &NetworkRecord) -> Option<&str> {
     rec.labels.get(SWARM_NETWORK_LABEL).map(String::as_str)
 }
 
+/// Refuses a container that is not a swarm task on the swarm network `key` names (its local
+/// realisation, or on a manager the cluster's): Docker's answer for a network that is not
+/// attachable; berth does not attach plain containers to attachable ones yet.
+pub fn check_manual_attach(d: &Daemon, key: &str) -> crate::error::Result<()> {
+    // Whether the swarm network is attachable, if `key` names one.
+    let swarm = match d.net.find(key) {
+        Ok(local) => realises(&local.rec).map(|_| local.rec.attachable),
+        Err(_) => d
+            .swarm
+            .get()
+            .and_then(|s| s.summary().manager)
+            .and_then(|m| {
+                m.networks()
+                    .into_iter()
+                    .find(|n| n.id == key || n.name == key)
+                    .map(|n| n.attachable)
+            }),
+    };
+    match swarm {
+        None => Ok(()),
+        Some(false) => Err(crate::error::Error(berth_api::ApiError::new(
+            403,
+            format!("Could not attach to network {key}: rpc error: code = PermissionDenied desc = network {key} not manually attachable"),
+        ))),
+        Some(true) => Err(crate::error::Error(berth_api::ApiError::new(
+            403,
+            format!("network {key}: attaching containers other than swarm tasks to swarm networks is not supported by berth yet"),
+        ))),
+    }
+}
+
 /// Whether any container (in any state) has an endpoint on the local network `id`.
 fn in_use(d: &Daemon, id: &str) -> bool {
     d.all()

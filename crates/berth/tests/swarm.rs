@@ -859,6 +859,18 @@ fn stack_deploy_networks_update_and_rm() {
     }
     let looked = c.ok(1, &["exec", &client, "nslookup", "tasks.st_web"]);
     assert!(looked.contains("10.0.0."), "{looked}");
+    // Plain containers are not put on a swarm network that is not attachable.
+    for i in [1, 2] {
+        let out = c.docker(
+            i,
+            &["run", "--rm", "--network", "st_default", "busybox", "true"],
+        );
+        assert!(
+            common::stderr(&out).contains("network st_default not manually attachable"),
+            "{}",
+            common::stderr(&out)
+        );
+    }
     let out = c.docker(1, &["network", "rm", "st_default"]);
     assert!(
         common::stderr(&out).contains(&format!("network {net_id} is in use by service")),

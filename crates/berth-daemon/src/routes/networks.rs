@@ -386,6 +386,7 @@ pub async fn connect(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: ConnectRequest = json_body(&body)?;
+    swarm_net::check_manual_attach(&d, &id)?;
     let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;
     endpoint::connect(&d, &n, &c, req.endpoint_config).await?;
