@@ -8,11 +8,26 @@ use crate::state::Daemon;
 use berth_api::network::{CreateRequest, Ipam, IpamConfig};
 use berth_api::swarm as api;
 use berth_network::record::NetworkRecord;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The label that marks a local network as the realisation of a swarm network (its id).
 pub const SWARM_NETWORK_LABEL: &str = "com.berth.swarm.network.id";
+/// The swarm network's driver, kept beside the mark for how a worker shows the network.
+const SWARM_DRIVER_LABEL: &str = "com.berth.swarm.network.driver";
+
+/// How the API shows a realisation on a node that is not a manager (which has no other view
+/// of the cluster's networks): as the swarm network, with its id, driver, scope and labels.
+pub fn swarm_view(n: &mut berth_api::network::Network) {
+    let Some(id) = n.labels.remove(SWARM_NETWORK_LABEL) else {
+        return;
+    };
+    n.id = id;
+    n.driver = n
+        .labels
+        .remove(SWARM_DRIVER_LABEL)
+        .unwrap_or_else(|| "overlay".to_string());
+    n.scope = "swarm".to_string();
+}
 
 /// The swarm network a local network realises, if it is one.
 pub fn realises(rec: &NetworkRecord) -> Option<&str> {
@@ -76,6 +91,9 @@ fn bridge_request(n: &api::Network) -> CreateRequest {
         .as_ref()
         .map(|d| d.options.clone())
         .unwrap_or_default();
+    let mut labels = n.spec.labels.clone();
+    labels.insert(SWARM_NETWORK_LABEL.to_string(), n.id.clone());
+    labels.insert(SWARM_DRIVER_LABEL.to_string(), n.driver_state.name.clone());
     CreateRequest {
         name: n.spec.name.clone(),
         driver: "bridge".to_string(),
@@ -87,10 +105,7 @@ fn bridge_request(n: &api::Network) -> CreateRequest {
             options: None,
         }),
         options: (!options.is_empty()).then_some(options),
-        labels: Some(BTreeMap::from([(
-            SWARM_NETWORK_LABEL.to_string(),
-            n.id.clone(),
-        )])),
+        labels: Some(labels),
         ..Default::default()
     }
 }
@@ -162,11 +177,16 @@ pub async fn release_unused(d: &Arc<Daemon>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_bridge_carries_the_swarm_networks_addresses_and_mark() {
         let n = api::Network {
             id: "abc".into(),
+            driver_state: api::Driver {
+                name: "overlay".into(),
+                ..Default::default()
+            },
             spec: api::NetworkSpec {
                 name: "st_default".into(),
                 internal: true,
@@ -192,11 +212,29 @@ mod tests {
             (cfg.subnet.as_str(), cfg.gateway.as_str()),
             ("10.0.1.0/24", "10.0.1.1")
         );
-        // Only the mark: the stack's labels stay on the swarm network (the stack commands
-        // must not find the bridge).
+        let labels = r.labels.unwrap();
+        assert_eq!(labels[SWARM_NETWORK_LABEL], "abc");
+        assert_eq!(labels["com.docker.stack.namespace"], "st");
+        // A worker shows it as the swarm network.
+        let mut shown = berth_api::network::Network {
+            id: "local".into(),
+            driver: "bridge".into(),
+            scope: "local".into(),
+            labels,
+            ..Default::default()
+        };
+        swarm_view(&mut shown);
         assert_eq!(
-            r.labels.unwrap(),
-            BTreeMap::from([(SWARM_NETWORK_LABEL.to_string(), "abc".to_string())])
+            (
+                shown.id.as_str(),
+                shown.driver.as_str(),
+                shown.scope.as_str()
+            ),
+            ("abc", "overlay", "swarm")
+        );
+        assert_eq!(
+            shown.labels,
+            BTreeMap::from([("com.docker.stack.namespace".to_string(), "st".to_string())])
         );
         let mut rec = NetworkRecord::new("l".into(), "st_default".into(), "bridge", String::new());
         assert_eq!(realises(&rec), None);

@@ -652,8 +652,9 @@ configs:
     file: ./greeting.txt
 "#;
 
-/// Names of the local bridges on node `i` that realise swarm networks (`br-<id>`).
-fn realised_bridges(c: &Cluster, i: usize) -> Vec<String> {
+/// The local bridges on node `i` that realise swarm networks (`br-<id>`), and nftables rules
+/// for the stack network's subnet.
+fn swarm_network_traces(c: &Cluster, i: usize) -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args([
             "-n",
@@ -666,12 +667,31 @@ fn realised_bridges(c: &Cluster, i: usize) -> Vec<String> {
         ])
         .output()
         .expect("ip link");
-    stdout(&out)
+    let mut found: Vec<String> = stdout(&out)
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .filter(|n| n.starts_with("br-"))
-        .collect()
+        .collect();
+    // And the nftables rules berth keeps for a network's subnet (swarm ones are in 10.0/16).
+    let nft = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-n{i}", c.name),
+            "nft",
+            "list",
+            "ruleset",
+        ])
+        .output()
+        .expect("nft list ruleset");
+    found.extend(
+        stdout(&nft)
+            .lines()
+            .filter(|l| l.contains("10.0.0."))
+            .map(|l| format!("nft: {}", l.trim())),
+    );
+    found
 }
 
 #[test]
@@ -832,12 +852,42 @@ fn stack_deploy_networks_update_and_rm() {
     );
     assert_ne!(rows[1].split(' ').nth(1), rows[2].split(' ').nth(1), "{ps}");
     // Both nodes realise the network as a bridge; a worker shows it as it has it.
-    assert_eq!(realised_bridges(&c, 1).len(), 1);
-    assert_eq!(realised_bridges(&c, 2).len(), 1);
-    assert!(c
-        .ok(2, &["network", "ls", "--format", "{{.Name}}"])
-        .lines()
-        .any(|l| l == "st_default"));
+    for i in [1, 2] {
+        let made = swarm_network_traces(&c, i);
+        assert!(
+            made.iter().filter(|b| b.starts_with("br-")).count() == 1,
+            "{made:?}"
+        );
+        assert!(made.iter().any(|b| b.starts_with("nft: ")), "{made:?}");
+    }
+    // A worker shows the network it runs tasks on as the swarm network; only managers remove it.
+    assert_eq!(
+        c.ok(
+            2,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "scope=swarm",
+                "--format",
+                "{{.ID}} {{.Name}} {{.Driver}}"
+            ]
+        ),
+        format!("{} st_default overlay", &net_id[..12])
+    );
+    assert_eq!(
+        c.ok(
+            2,
+            &["network", "inspect", &net_id, "--format", "{{.Scope}}"]
+        ),
+        "swarm"
+    );
+    let out = c.docker(2, &["network", "rm", "st_default"]);
+    assert!(
+        common::stderr(&out).contains("Worker nodes can't be used"),
+        "{}",
+        common::stderr(&out)
+    );
     // On one node, tasks reach each other by service name and by the stack's short alias; the
     // web task serves the config it was given.
     let client = c.ok(
@@ -949,7 +999,7 @@ fn stack_deploy_networks_update_and_rm() {
     );
     c.until("the stack's bridges are gone", LONG, || {
         (1..=2).all(|i| {
-            realised_bridges(&c, i).is_empty()
+            swarm_network_traces(&c, i).is_empty()
                 && stdout(&c.docker(i, &["network", "ls", "-q", "--filter", "name=st_"]))
                     .trim()
                     .is_empty()

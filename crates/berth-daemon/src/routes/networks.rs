@@ -80,7 +80,7 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
             });
         }
     }
-    ApiNetwork {
+    let mut out = ApiNetwork {
         name: r.name.clone(),
         id: r.id.clone(),
         created: r.created.clone(),
@@ -101,7 +101,9 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         containers,
         options: r.options.clone(),
         labels: r.labels.clone(),
-    }
+    };
+    swarm_net::swarm_view(&mut out);
+    out
 }
 
 /// Whether a container (of any state) is connected to the network.
@@ -188,7 +190,25 @@ enum Found {
 /// prefix that matches several is ambiguous.
 fn find(d: &Daemon, key: &str) -> Result<Found> {
     let Some(m) = swarm_manager(d) else {
-        return Ok(Found::Local(d.net.find(key)?));
+        // Elsewhere a swarm network is known by the id a realisation carries too.
+        return match d.net.find(key) {
+            Ok(n) => Ok(Found::Local(n)),
+            Err(e) => {
+                let hits: Vec<Arc<Network>> = d
+                    .net
+                    .all()
+                    .into_iter()
+                    .filter(|n| {
+                        swarm_net::realises(&n.rec)
+                            .is_some_and(|id| !key.is_empty() && id.starts_with(key))
+                    })
+                    .collect();
+                match <[_; 1]>::try_from(hits) {
+                    Ok([n]) => Ok(Found::Local(n)),
+                    Err(_) => Err(e.into()),
+                }
+            }
+        };
     };
     let local = locals(d, true);
     let swarm = m.networks();
@@ -242,7 +262,13 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let manager = swarm_manager(&d);
     let mut out = Vec::new();
     for n in locals(&d, manager.is_some()) {
-        if matches(&d, &n, &f)? {
+        if swarm_net::realises(&n.rec).is_some() {
+            // A worker's view of a swarm network it runs tasks on.
+            let v = view(&d, &n);
+            if swarm_matches(&v, &f)? {
+                out.push(v);
+            }
+        } else if matches(&d, &n, &f)? {
             out.push(view(&d, &n));
         }
     }
