@@ -1,7 +1,8 @@
 //! Network endpoints: create, list, inspect, remove, prune, connect and disconnect. They must not
 //! change a container's endpoints themselves: connect and disconnect go through
 //! `container::network::endpoint`. On a swarm manager the swarm-scoped networks are listed,
-//! made and removed here too (through the manager); their node-local bridges are not shown.
+//! made and removed here too (through the manager) and their node-local bridges are not
+//! shown; a worker shows a bridge it has as the swarm network it realises.
 
 use super::St;
 use crate::container::network::{endpoint, Network};
