@@ -105,13 +105,13 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         r.config_id = c.id.clone();
         r.config_name = c.spec.name.clone();
     }
-    // Networks are stored by id, as swarmkit does (the CLI sends names).
-    for a in spec
-        .task_template
-        .networks
-        .iter_mut()
-        .chain(spec.networks.iter_mut())
-    {
+    // The deprecated `Spec.Networks` stands for the task template's when that has none; the
+    // networks are stored by id, as swarmkit does (the CLI sends names).
+    let legacy = std::mem::take(&mut spec.networks);
+    if spec.task_template.networks.is_empty() {
+        spec.task_template.networks = legacy;
+    }
+    for a in spec.task_template.networks.iter_mut() {
         let n = s.find_network(&a.target).map_err(|e| {
             if e.status == 404 {
                 Error::not_found(format!("network {} not found", a.target))
@@ -1048,6 +1048,11 @@ mod tests {
             assert_eq!(got.task_template.networks[0].target, "k2v9netid", "{key}");
             assert_eq!(got.task_template.networks[0].aliases, ["web"]);
         }
+        let mut legacy = svc("st_default");
+        legacy.networks = std::mem::take(&mut legacy.task_template.networks);
+        let got = normalize(&s, legacy, "id").unwrap();
+        assert!(got.networks.is_empty());
+        assert_eq!(got.task_template.networks[0].target, "k2v9netid");
         let e = normalize(&s, svc("nope"), "id").unwrap_err();
         assert_eq!(
             (e.status, e.message.as_str()),

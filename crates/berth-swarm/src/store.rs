@@ -638,7 +638,7 @@ impl State {
         if let Some(s) = self
             .services
             .values()
-            .find(|s| uses(&s.spec.task_template.networks) || uses(&s.spec.networks))
+            .find(|s| uses(&s.spec.task_template.networks))
         {
             return Err(Error::new(
                 400,
