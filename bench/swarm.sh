@@ -81,6 +81,8 @@ while [ $r -le "$RUNS" ]; do
   ms "$t0" "$(now)" >>"$work/failover"
   scripts/swarm-cluster.sh start $name "$oi"
   wait_for 'ready "$probe"'
+  # The restarted manager takes commands again once it knows the new leader.
+  wait_for 'test -n "$(leader_of 1)"'
   r=$((r + 1))
 done
 

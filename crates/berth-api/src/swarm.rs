@@ -966,6 +966,12 @@ pub struct ContainerSpec {
     /// `default`, `process` or `hyperv` (Windows).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// berth's extension (Docker's services cannot): the task's container is privileged.
+    #[serde(skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// berth's extension: host devices given to the task's container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::container::DeviceMapping>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -3,11 +3,13 @@
 //! Docker names and labels task containers; secrets and configs go on a tmpfs of the task, its
 //! swarm networks are realised on this node through `swarm_net`.
 
+use crate::container::logs;
 use crate::state::Daemon;
 use berth_api::container::{Config, CreateRequest, HostConfig, NetworkingConfig, PortBinding};
 use berth_api::network::EndpointSettings;
 use berth_api::swarm as api;
 use berth_swarm::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
+use berth_swarm::proto::LogOptions;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -15,6 +17,9 @@ use std::time::Duration;
 
 /// The label that marks a container as a swarm task's.
 pub const TASK_ID: &str = "com.docker.swarm.task.id";
+/// The labels naming the task's node and service.
+const NODE_ID: &str = "com.docker.swarm.node.id";
+const SERVICE_ID: &str = "com.docker.swarm.service.id";
 
 pub struct SwarmExecutor {
     d: Weak<Daemon>,
@@ -137,11 +142,8 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
     let cs = run.task.spec.container_spec.clone().unwrap_or_default();
     let name = task_name(run);
     let mut labels: BTreeMap<String, String> = cs.labels.clone();
-    labels.insert("com.docker.swarm.node.id".into(), run.node_id.clone());
-    labels.insert(
-        "com.docker.swarm.service.id".into(),
-        run.task.service_id.clone(),
-    );
+    labels.insert(NODE_ID.into(), run.node_id.clone());
+    labels.insert(SERVICE_ID.into(), run.task.service_id.clone());
     labels.insert(
         "com.docker.swarm.service.name".into(),
         run.service_name.clone(),
@@ -211,6 +213,8 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
         host_config: HostConfig {
             mounts: Some(mounts),
             readonly_rootfs: cs.read_only,
+            privileged: cs.privileged,
+            devices: (!cs.devices.is_empty()).then(|| cs.devices.clone()),
             cap_add: (!cs.capability_add.is_empty()).then(|| cs.capability_add.clone()),
             cap_drop: (!cs.capability_drop.is_empty()).then(|| cs.capability_drop.clone()),
             sysctls: (!cs.sysctls.is_empty()).then(|| cs.sysctls.clone()),
@@ -413,6 +417,67 @@ impl Executor for SwarmExecutor {
                 Err(e) if e.0.status == 304 => Ok(()),
                 Err(e) => Err(e.0.message.clone()),
             }
+        })
+    }
+
+    fn logs(
+        &self,
+        task_id: String,
+        options: LogOptions,
+    ) -> BoxFut<'_, Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String>> {
+        Box::pin(async move {
+            let d = self.daemon()?;
+            let c = d
+                .all()
+                .into_iter()
+                .find(|c| {
+                    c.rec()
+                        .config
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(TASK_ID))
+                        .is_some_and(|t| *t == task_id)
+                })
+                .ok_or_else(|| format!("task {task_id} has no container on this node"))?;
+            let (kind, details, tty) = {
+                let r = c.rec();
+                let none = BTreeMap::new();
+                let labels = r.config.labels.as_ref().unwrap_or(&none);
+                let mut attrs = logs::detail_attrs(
+                    &r.host_config.log_config.config,
+                    labels,
+                    r.config.env.as_deref().unwrap_or(&[]),
+                );
+                // The task's place in the swarm, which `service logs` prints before each line.
+                for key in [NODE_ID, SERVICE_ID, TASK_ID] {
+                    attrs.insert(
+                        key.to_string(),
+                        labels.get(key).cloned().unwrap_or_default(),
+                    );
+                }
+                (
+                    r.host_config.log_config.kind.clone(),
+                    options.details.then(|| logs::format_details(&attrs)),
+                    r.config.tty,
+                )
+            };
+            if !logs::readable(&kind) {
+                return Err("configured logging driver does not support reading".to_string());
+            }
+            let o = logs::Options {
+                stdout: options.stdout,
+                stderr: options.stderr,
+                follow: options.follow,
+                timestamps: options.timestamps,
+                tail: options.tail,
+                since: logs::bound(options.since),
+                until: None,
+                tty,
+                details,
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(logs::stream(c, o, tx));
+            Ok(rx)
         })
     }
 

@@ -5,9 +5,10 @@
 use crate::executor::{
     task_networks, BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun,
 };
-use crate::proto::{Payload, SessionRequest, SessionResponse};
+use crate::proto::{LogSubscription, Payload, SessionRequest, SessionResponse};
 use api::TaskState;
 use berth_api::swarm as api;
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,7 +17,13 @@ use tokio::sync::{watch, Notify};
 /// The agent's way to its dispatcher (the RPC client in the daemon; in memory in tests).
 pub trait Dispatcher: Send + Sync + 'static {
     fn session(&self, req: SessionRequest) -> BoxFut<'_, Result<SessionResponse, String>>;
+    /// Log pieces for a subscription; `done` when the node has sent all it will. An error
+    /// means the subscription is over.
+    fn publish(&self, sub: String, data: Bytes, done: bool) -> BoxFut<'_, Result<(), String>>;
 }
+
+/// The largest batch of log pieces sent in one publish.
+const LOG_BATCH: usize = 64 << 10;
 
 /// How long a long poll waits for new assignments before it returns as a heartbeat.
 const LONG_POLL: Duration = Duration::from_millis(1000);
@@ -49,6 +56,10 @@ struct Inner {
     /// The assignments came from a dispatcher at least once: until then nothing is removed.
     synced: bool,
     description_sent: bool,
+    /// Sessions calls are numbered; assignments from a call older than those applied are
+    /// stale (a long poll and an immediate call can answer out of order).
+    calls: u64,
+    applied_call: u64,
 }
 
 pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
@@ -59,6 +70,8 @@ pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
     wake: Notify,
     /// The role the cluster last gave this node (the daemon promotes or demotes on a change).
     role: watch::Sender<String>,
+    /// The log subscriptions being served, by id.
+    logs: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 fn now() -> String {
@@ -100,6 +113,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             role: watch::channel(String::new()).0,
+            logs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -143,6 +157,9 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             }
         }
         session.abort();
+        for (_, serving) in self.logs.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            serving.abort();
+        }
     }
 
     fn has_pending(&self) -> bool {
@@ -150,15 +167,25 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
     }
 
     /// One dispatcher call; returns false when it failed (after a short pause).
-    async fn session_once(&self, wait: Duration) -> bool {
-        let req = {
+    async fn session_once(self: &Arc<Self>, wait: Duration) -> bool {
+        let log_subs = self
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let (call, req) = {
             let mut g = self.lock();
-            SessionRequest {
+            g.calls += 1;
+            let req = SessionRequest {
                 description: None,
                 statuses: std::mem::take(&mut g.pending),
                 known: g.assigned.digest.clone(),
                 wait_ms: wait.as_millis() as u64,
-            }
+                log_subs,
+            };
+            (g.calls, req)
         };
         let mut req = req;
         if !self.lock().description_sent {
@@ -168,13 +195,23 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
         let had_description = req.description.is_some();
         match self.disp.session(req).await {
             Ok(resp) => {
-                let changed = {
+                let (fresh, changed) = {
                     let mut g = self.lock();
                     if had_description {
                         g.description_sent = true;
                     }
-                    !resp.unchanged && resp.digest != g.assigned.digest
+                    let fresh = call > g.applied_call;
+                    if fresh && !resp.unchanged {
+                        g.applied_call = call;
+                    }
+                    (
+                        fresh,
+                        fresh && !resp.unchanged && resp.digest != g.assigned.digest,
+                    )
                 };
+                if fresh {
+                    self.follow_log_subscriptions(&resp.logs);
+                }
                 if changed {
                     let mut g = self.lock();
                     g.synced = true;
@@ -226,6 +263,60 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 false
             }
         }
+    }
+
+    /// Starts serving the log subscriptions that are new and stops those that ended.
+    fn follow_log_subscriptions(self: &Arc<Self>, subs: &[LogSubscription]) {
+        let mut serving = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        serving.retain(|id, handle| {
+            let keep = subs.iter().any(|s| &s.id == id) && !handle.is_finished();
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        for sub in subs {
+            if !serving.contains_key(&sub.id) {
+                let a = self.clone();
+                let task = tokio::spawn(a.serve_logs(sub.clone()));
+                serving.insert(sub.id.clone(), task.abort_handle());
+            }
+        }
+    }
+
+    /// Sends the subscription's tasks' logs to the dispatcher in batches of whole pieces,
+    /// then says it is done (without `follow`, once every log has been read).
+    async fn serve_logs(self: Arc<Self>, sub: LogSubscription) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        for task in &sub.tasks {
+            match self.exec.logs(task.clone(), sub.options.clone()).await {
+                Ok(mut one) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(piece) = one.recv().await {
+                            if tx.send(piece).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::debug!("swarm agent: logs of task {task}: {e}"),
+            }
+        }
+        drop(tx);
+        while let Some(mut batch) = rx.recv().await {
+            while batch.len() < LOG_BATCH {
+                match rx.try_recv() {
+                    Ok(piece) => batch.extend_from_slice(&piece),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.disp.publish(sub.id.clone(), batch.into(), false).await {
+                tracing::debug!("swarm agent: log subscription {}: {e}", sub.id);
+                return;
+            }
+        }
+        let _ = self.disp.publish(sub.id.clone(), Bytes::new(), true).await;
     }
 
     /// Queues a task state unless it was already reported (or would move the task back).

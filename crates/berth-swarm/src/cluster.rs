@@ -243,6 +243,52 @@ impl Cluster {
         }
     }
 
+    /// `GET /services/{id}/logs`, `GET /tasks/{id}/logs` (managers): the pieces the nodes
+    /// publish, through the leader's broker (a follower forwards the subscription), and
+    /// whether they are raw TTY output.
+    pub async fn logs(
+        &self,
+        source: crate::control::LogSource<'_>,
+        options: crate::proto::LogOptions,
+    ) -> Result<(tokio::sync::mpsc::Receiver<bytes::Bytes>, bool)> {
+        let m = self.manager()?;
+        let (tasks, tty) = m.log_targets(source)?;
+        if m.is_leader() {
+            return Ok((m.logs.subscribe(tasks, options), tty));
+        }
+        let leader = m.leader_addr().ok_or_else(Error::no_leader)?;
+        let client = self
+            .active
+            .lock()
+            .await
+            .as_ref()
+            .map(|a| a.client.clone())
+            .ok_or_else(Error::not_manager)?;
+        let req = crate::proto::SubscribeRequest { tasks, options };
+        let mut stream = client
+            .post_json_stream(&leader, "/logs/subscribe", &req, RPC_TIMEOUT)
+            .await
+            .map_err(rpc_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    piece = stream.next() => match piece {
+                        Some(Ok(piece)) => {
+                            if tx.send(piece).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    },
+                    // The reader left: dropping the stream closes the leader's subscription.
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok((rx, tty))
+    }
+
     fn state_path(&self) -> PathBuf {
         self.cfg.root.join("state.json")
     }
@@ -294,11 +340,21 @@ impl Cluster {
         root: RootCa,
         boot: Option<Bootstrap>,
     ) -> Result<Active> {
-        let client_tls = tls::client_config(&root, Some(&identity))
+        let live = tls::LiveIdentity::new(&identity)
+            .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
+        let client_tls = tls::client_config_live(&root, Some(live.clone()))
             .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
         let client = RpcClient::new(client_tls);
         let managers = Arc::new(RwLock::new(p.managers.clone()));
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(renew_certificates(
+            identity.clone(),
+            live.clone(),
+            client.clone(),
+            managers.clone(),
+            self.certs_dir(),
+            stop_rx.clone(),
+        ));
         let mut manager = None;
         let mut server = None;
         if let Some(boot) = boot {
@@ -329,7 +385,7 @@ impl Cluster {
                         "failed to listen on remote API address: listen tcp {bind}:{port}: {e}"
                     ))
                 })?;
-            let server_tls = tls::server_config(&root, &identity)
+            let server_tls = tls::server_config_live(&root, live.clone())
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
             let handler = Arc::new(Port {
                 manager: m.clone(),
@@ -430,8 +486,17 @@ impl Cluster {
         let cluster_id = ids::new_id();
         let raft_id = ids::new_raft_id();
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
+        crate::control::check_cert_expiry(&req.spec)?;
+        let expiry = (req.spec.ca_config.node_cert_expiry > 0)
+            .then(|| Duration::from_nanos(req.spec.ca_config.node_cert_expiry as u64));
         let cert = root
-            .issue(&key.csr_pem, &node_id, NodeRole::Manager, &cluster_id, None)
+            .issue(
+                &key.csr_pem,
+                &node_id,
+                NodeRole::Manager,
+                &cluster_id,
+                expiry,
+            )
             .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let identity = NodeIdentity::from_pem(&cert, &key.key_pem)
             .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
@@ -801,12 +866,24 @@ impl Cluster {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), m.raft.remove_member(me)).await;
             }
-        } else {
-            // Workers tell nobody: the managers mark them down; `node rm` removes them.
         }
         let a = g.take();
         if let Some(a) = a {
+            let worker = a.manager.is_none();
+            let (client, managers) = (
+                a.client.clone(),
+                a.managers.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            );
             a.stop().await;
+            if worker {
+                // With its agent stopped, a worker tells the leader it is gone (best effort:
+                // otherwise the heartbeat timeout marks it down).
+                let told =
+                    post_to_leader::<_, serde_json::Value>(&client, &managers, "/leave", &());
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), told).await {
+                    tracing::debug!("swarm leave: telling the leader: {e}");
+                }
+            }
             self.remove_task_containers().await;
         }
         let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -1058,6 +1135,105 @@ fn write_private(path: &std::path::Path, body: &[u8]) -> Result<()> {
 
 /// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
 /// follower's pointer to the leader, and tries the next manager when one is unreachable.
+/// Renews this node's certificate once it is past its renewal point (between half and four
+/// fifths of its life), from the leader, with a fresh key; the new one is saved and presented
+/// from the next handshake on. A changed role is left to the role follower.
+async fn renew_certificates(
+    mut identity: NodeIdentity,
+    live: Arc<tls::LiveIdentity>,
+    client: RpcClient,
+    managers: Arc<RwLock<Vec<String>>>,
+    certs: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = (identity.renew_at() - time::OffsetDateTime::now_utc())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let list = managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match renew_once(&client, &list, &identity).await {
+            Ok(next) => {
+                if let Err(e) = next
+                    .save(&certs)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| live.set(&next).map_err(|e| e.to_string()))
+                {
+                    tracing::warn!("swarm: keeping the renewed certificate: {e}");
+                } else {
+                    tracing::info!("swarm: node certificate renewed until {}", next.not_after);
+                    identity = next;
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!("swarm: renewing the node certificate: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One renewal: a fresh key's CSR to the leader.
+async fn renew_once(
+    client: &RpcClient,
+    managers: &[String],
+    identity: &NodeIdentity,
+) -> std::result::Result<NodeIdentity, String> {
+    let key = NodeKey::generate().map_err(|e| e.to_string())?;
+    let req = crate::proto::RenewRequest {
+        csr_pem: key.csr_pem.clone(),
+    };
+    let r: crate::proto::RenewResponse = post_to_leader(client, managers, "/renew", &req).await?;
+    let next = NodeIdentity::from_pem(&r.cert_pem, &key.key_pem).map_err(|e| e.to_string())?;
+    if next.role != identity.role {
+        return Err("the node's role is changing".to_string());
+    }
+    Ok(next)
+}
+
+/// POSTs `body` as JSON to the leader, found through the managers' 421 answers.
+async fn post_to_leader<T: serde::Serialize + ?Sized, R: serde::de::DeserializeOwned>(
+    client: &RpcClient,
+    managers: &[String],
+    path: &str,
+    body: &T,
+) -> std::result::Result<R, String> {
+    let mut targets = managers.to_vec();
+    let mut last = "no manager known".to_string();
+    let mut i = 0;
+    while i < targets.len() && i < 8 {
+        match client
+            .post_json::<_, R>(&targets[i], path, body, RPC_TIMEOUT)
+            .await
+        {
+            Ok(r) => return Ok(r),
+            Err(RpcError::Status {
+                status: 421,
+                message,
+            }) => {
+                if let Some((_, l)) = message.rsplit_once("leader: ") {
+                    let l = l.trim().to_string();
+                    if !l.is_empty() && !targets[i + 1..].contains(&l) {
+                        targets.insert(i + 1, l);
+                    }
+                }
+                last = message;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        i += 1;
+    }
+    Err(last)
+}
+
 pub struct RpcDispatcher {
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
@@ -1065,6 +1241,26 @@ pub struct RpcDispatcher {
 }
 
 impl Dispatcher for RpcDispatcher {
+    fn publish(
+        &self,
+        sub: String,
+        data: bytes::Bytes,
+        done: bool,
+    ) -> BoxFut<'_, std::result::Result<(), String>> {
+        Box::pin(async move {
+            // The session's manager is the leader, which holds the subscription.
+            let addr = self
+                .current_manager()
+                .ok_or_else(|| "no manager known".to_string())?;
+            let path = format!("/logs/publish?sub={sub}&done={}", u8::from(done));
+            self.client
+                .post_bytes(&addr, &path, data, RPC_TIMEOUT)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn session(
         &self,
         req: SessionRequest,
@@ -1129,6 +1325,17 @@ impl Dispatcher for RpcDispatcher {
                 }
             }
         })
+    }
+}
+
+impl RpcDispatcher {
+    fn current_manager(&self) -> Option<String> {
+        let list = self.managers.read().unwrap_or_else(|e| e.into_inner());
+        if list.is_empty() {
+            return None;
+        }
+        let i = *self.current.lock().unwrap_or_else(|e| e.into_inner()) % list.len();
+        Some(list[i].clone())
     }
 }
 
@@ -1201,7 +1408,13 @@ impl Port {
         };
         let node_id = ids::new_id();
         let cert = root
-            .issue(&req.csr_pem, &node_id, role, &cluster_id, None)
+            .issue(
+                &req.csr_pem,
+                &node_id,
+                role,
+                &cluster_id,
+                m.read(|s| s.cert_expiry()),
+            )
             .map_err(|e| Error::invalid(e.to_string()))?;
         let now = berth_api::timefmt::now();
         let is_manager = role == NodeRole::Manager;
@@ -1209,6 +1422,22 @@ impl Port {
             return Err(Error::invalid(
                 "a joining manager must give its raft id and address",
             ));
+        }
+        // A raft id names one member for good: one in use (or used by a recorded node) would
+        // let the joiner speak as another manager.
+        if is_manager
+            && (m
+                .raft
+                .status()
+                .members
+                .iter()
+                .any(|(id, _)| *id == req.raft_id)
+                || m.read(|s| s.nodes.values().any(|n| n.raft_id == req.raft_id)))
+        {
+            return Err(Error::invalid(format!(
+                "raft id {} is already in use in this swarm",
+                req.raft_id
+            )));
         }
         let node = NodeRec {
             id: node_id.clone(),
@@ -1277,9 +1506,7 @@ impl Port {
                     .manager
                     .read(|s| s.cluster.as_ref().map(|c| c.root_ca_cert.clone()));
                 let pem = pem.ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
-                Ok(hyper::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from(pem),
-                )))
+                Ok(hyper::Response::new(rpc::ReplyBody::whole(pem)))
             }
             (Method::POST, "/join") => {
                 // Unauthenticated: a small body only (a CSR and a node description).
@@ -1329,16 +1556,42 @@ impl Port {
                     .await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
-            "/renew" => {
-                if !m.is_leader() {
-                    return Err(Error::new(
-                        421,
-                        format!(
-                            "not the leader; leader: {}",
-                            m.leader_addr().unwrap_or_default()
-                        ),
-                    ));
+            "/leave" => {
+                m.node_left(&peer.node_id).await?;
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
+            }
+            "/logs/subscribe" => {
+                // A manager's reader of service or task logs, forwarded to the leader.
+                if peer.role != NodeRole::Manager {
+                    return Err(Error::new(403, "only managers read logs"));
                 }
+                m.ensure_leader()?;
+                let body: crate::proto::SubscribeRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let rx = m.logs.subscribe(body.tasks, body.options);
+                Ok(hyper::Response::new(rpc::ReplyBody::Stream(rx)))
+            }
+            "/logs/publish" => {
+                m.ensure_leader()?;
+                let query = req.uri().query().unwrap_or_default().to_string();
+                let mut sub = String::new();
+                let mut done = false;
+                for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                    match k {
+                        "sub" => sub = v.to_string(),
+                        "done" => done = v == "1",
+                        _ => {}
+                    }
+                }
+                let data = rpc::read_body(req.into_body(), rpc::MAX_JSON_BODY)
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                m.logs.publish(&sub, &peer.node_id, data, done).await?;
+                Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
+            }
+            "/renew" => {
+                m.ensure_leader()?;
                 let body: crate::proto::RenewRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
@@ -1358,7 +1611,13 @@ impl Port {
                 };
                 let cert = self
                     .issuer()?
-                    .issue(&body.csr_pem, &peer.node_id, r, &cluster_id, None)
+                    .issue(
+                        &body.csr_pem,
+                        &peer.node_id,
+                        r,
+                        &cluster_id,
+                        m.read(|s| s.cert_expiry()),
+                    )
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 Ok(rpc::json_response(
                     StatusCode::OK,

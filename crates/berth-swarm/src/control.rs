@@ -11,6 +11,24 @@ use crate::store::{Command, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 
+/// swarmkit's floor for `--cert-expiry`.
+pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
+    let n = spec.ca_config.node_cert_expiry;
+    if n != 0 && n < 3_600_000_000_000 {
+        return Err(Error::rpc_invalid(
+            "minimum certificate expiry time is: 1h0m0s",
+        ));
+    }
+    Ok(())
+}
+
+/// Whose logs a reader wants.
+#[derive(Debug, Clone, Copy)]
+pub enum LogSource<'a> {
+    Service(&'a str),
+    Task(&'a str),
+}
+
 /// Published ports without a number get one from this range (swarmkit's dynamic range).
 const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 /// Docker's size limits: secrets below 500 KiB, configs below 1000 KiB.
@@ -523,6 +541,25 @@ impl Manager {
         }))
     }
 
+    /// `POST /services/{id}/rebalance` (berth's extension): moves running tasks from the most
+    /// loaded nodes until the service is spread evenly; returns how many moved.
+    pub async fn rebalance_service(&self, key: &str) -> Result<usize> {
+        let put = self.read(|s| {
+            let svc = s.find_service(key)?;
+            crate::orchestrator::rebalance(s, svc, std::time::SystemTime::now())
+                .map_err(Error::invalid)
+        })?;
+        let moved = put.len() / 2;
+        if !put.is_empty() {
+            self.propose(Command::Tasks {
+                put,
+                remove: Vec::new(),
+            })
+            .await?;
+        }
+        Ok(moved)
+    }
+
     /// `GET /services/{id}`.
     pub fn service(&self, key: &str) -> Result<api::Service> {
         self.read(|s| s.find_service(key).map(|x| view::service(s, x, false)))
@@ -554,6 +591,47 @@ impl Manager {
     /// `GET /tasks/{id}`.
     pub fn task(&self, key: &str) -> Result<api::Task> {
         self.read(|s| s.find_task(key).map(|t| view::task(s, t)))
+    }
+
+    /// What `GET /services/{id}/logs` (a service) or `GET /tasks/{id}/logs` reads: the
+    /// tasks placed on a node that is not down, as (task id, node id), and whether their
+    /// containers have a TTY (the answer is then a raw stream).
+    pub fn log_targets(&self, key: LogSource<'_>) -> Result<(Vec<(String, String)>, bool)> {
+        self.read(|s| {
+            let (tasks, tty): (Vec<&crate::store::TaskRec>, bool) = match key {
+                LogSource::Service(k) => {
+                    let svc = s.find_service(k)?;
+                    let tasks = s
+                        .tasks
+                        .values()
+                        .filter(|t| t.service_id == svc.id)
+                        .collect();
+                    let tty = svc
+                        .spec
+                        .task_template
+                        .container_spec
+                        .as_ref()
+                        .is_some_and(|c| c.tty);
+                    (tasks, tty)
+                }
+                LogSource::Task(k) => {
+                    let t = s.find_task(k)?;
+                    let tty = t.spec.container_spec.as_ref().is_some_and(|c| c.tty);
+                    (vec![t], tty)
+                }
+            };
+            let up = |node: &str| {
+                s.nodes
+                    .get(node)
+                    .is_some_and(|n| n.state != api::NodeState::Down)
+            };
+            let targets = tasks
+                .into_iter()
+                .filter(|t| !t.node_id.is_empty() && up(&t.node_id))
+                .map(|t| (t.id.clone(), t.node_id.clone()))
+                .collect();
+            Ok((targets, tty))
+        })
     }
 
     /// `GET /nodes`.
@@ -875,6 +953,7 @@ impl Manager {
                 "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
             ));
         }
+        check_cert_expiry(&spec)?;
         let secret = crate::cluster::new_secret;
         self.propose(Command::UpdateCluster {
             version,

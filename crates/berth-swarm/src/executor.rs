@@ -2,6 +2,7 @@
 //! and running or stopping one (with the swarm networks it joins). The daemon implements it over its container service (as
 //! moby's cluster executor does); the agent never sees a container record.
 
+use crate::proto::LogOptions;
 use berth_api::swarm as api;
 use std::future::Future;
 use std::pin::Pin;
@@ -101,6 +102,14 @@ pub trait Executor: Send + Sync + 'static {
         -> BoxFut<'_, Result<(), String>>;
     /// Removes a container and what was made for it (secret tmpfs, anonymous volumes).
     fn remove(&self, container_id: String) -> BoxFut<'_, Result<(), String>>;
+    /// A task container's log as the Engine API renders it (multiplexed frames, or raw lines
+    /// for a TTY), each piece whole; with `details`, every line carries the task's
+    /// `com.docker.swarm.{node,service,task}.id` attributes.
+    fn logs(
+        &self,
+        task_id: String,
+        options: LogOptions,
+    ) -> BoxFut<'_, Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String>>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod control;
 pub mod error;
 pub mod executor;
 pub mod ids;
+pub mod logbroker;
 pub mod manager;
 pub mod net_transport;
 pub mod netalloc;

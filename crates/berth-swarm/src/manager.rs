@@ -52,6 +52,9 @@ impl StateMachine for Machine {
     }
 }
 
+/// How long a proposal waits for a leader to be elected before Docker's no-leader error.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 pub struct Manager {
     pub node_id: String,
     pub raft: RaftHandle,
@@ -60,6 +63,8 @@ pub struct Manager {
     sessions: Mutex<HashMap<String, Instant>>,
     /// Leader only: since when this member leads (nodes get a grace period from then).
     leading_since: Mutex<Option<Instant>>,
+    /// Leader only: log subscriptions and the pieces nodes publish for them.
+    pub logs: crate::logbroker::Broker,
 }
 
 impl Manager {
@@ -81,6 +86,7 @@ impl Manager {
             state,
             sessions: Mutex::new(HashMap::new()),
             leading_since: Mutex::new(None),
+            logs: Default::default(),
         }))
     }
 
@@ -111,7 +117,18 @@ impl Manager {
     pub async fn propose(&self, cmd: Command) -> Result<Value> {
         let data = serde_json::to_vec(&cmd)
             .map_err(|e| Error::internal(format!("encoding a swarm command: {e}")))?;
-        match self.raft.propose(data).await {
+        // During an election no member knows a leader: the proposal was not taken, so it can
+        // wait for the election's outcome (a few election timeouts) before it is refused.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let answer = loop {
+            match self.raft.propose(data.clone()).await {
+                Err(ProposeError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => break answer,
+            }
+        };
+        match answer {
             Ok(out) => serde_json::from_slice::<Result<Value>>(&out)
                 .map_err(|e| Error::internal(format!("decoding a swarm result: {e}")))?,
             Err(ProposeError::NoLeader | ProposeError::Timeout) => Err(Error::no_leader()),
@@ -119,6 +136,15 @@ impl Manager {
                 Err(Error::unavailable(crate::error::NOT_MANAGER))
             }
             Err(ProposeError::Rejected(m)) => Err(Error::internal(m)),
+        }
+    }
+
+    /// Fails with the leader's address (421) unless this member leads.
+    pub fn ensure_leader(&self) -> Result<()> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(self.leader_addr()))
         }
     }
 
@@ -181,9 +207,13 @@ impl Manager {
         let wait = Duration::from_millis(req.wait_ms).min(heartbeat);
         let deadline = tokio::time::Instant::now() + wait;
         let mut applied = self.raft.applied();
+        let mut log_changes = self.logs.changes();
         loop {
-            let resp = self.read(|s| assignments(s, node_id, heartbeat));
-            if resp.digest != req.known || wait.is_zero() {
+            let mut resp = self.read(|s| assignments(s, node_id, heartbeat));
+            resp.logs = self.logs.for_node(node_id);
+            let logs_differ = resp.logs.len() != req.log_subs.len()
+                || resp.logs.iter().any(|l| !req.log_subs.contains(&l.id));
+            if resp.digest != req.known || logs_differ || wait.is_zero() {
                 return Ok(resp);
             }
             tokio::select! {
@@ -192,12 +222,33 @@ impl Manager {
                         return Ok(unchanged(resp));
                     }
                 }
+                _ = log_changes.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(unchanged(resp)),
             }
             if !self.is_leader() {
                 return Err(not_leader(self.leader_addr()));
             }
         }
+    }
+
+    /// A worker that left the swarm (`swarm leave`): it is down now, not after the heartbeat
+    /// timeout, so nothing more is scheduled onto it in between (leader only).
+    pub async fn node_left(&self, node_id: &str) -> Result<()> {
+        self.ensure_leader()?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node_id);
+        self.propose(Command::NodeStatus {
+            id: node_id.to_string(),
+            state: NodeState::Down,
+            message: "node left the swarm".to_string(),
+            addr: String::new(),
+            description: None,
+            now: berth_api::timefmt::now(),
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The leader's loop: liveness verdicts and orchestration passes, while this member leads.
@@ -216,8 +267,10 @@ impl Manager {
             if !self.is_leader() {
                 *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 mem = orchestrator::Memory::default();
+                self.logs.clear();
                 continue;
             }
+            self.logs.sweep();
             let since = *self
                 .leading_since
                 .lock()
@@ -398,5 +451,6 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
         managers,
         heartbeat_ms: heartbeat.as_millis() as u64,
         role,
+        logs: Vec::new(),
     }
 }

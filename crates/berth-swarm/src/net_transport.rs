@@ -447,7 +447,6 @@ mod tests {
     use crate::rpc::tests::{identity, start};
     use crate::rpc::{error_response, read_body, Handler, HandlerFuture, RpcResponse};
     use crate::tls::client_config;
-    use http_body_util::Full;
     use hyper::{Request, Response, StatusCode};
     use tokio::sync::mpsc;
 
@@ -517,7 +516,7 @@ mod tests {
                 if peer.map(|p| p.role) != Some(NodeRole::Manager) {
                     return error_response(StatusCode::FORBIDDEN, "managers only");
                 }
-                let ok = || -> RpcResponse { Response::new(Full::default()) };
+                let ok = || -> RpcResponse { Response::new(crate::rpc::ReplyBody::empty()) };
                 match req.uri().path() {
                     STEP_PATH => match read_body(req.into_body(), MAX_STEP_BODY).await {
                         Ok(body) => match decode_step_body(&body) {

@@ -254,6 +254,65 @@ fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
     }
 }
 
+/// `berth service rebalance` (beyond Docker, which only spreads new tasks): the running tasks
+/// of a replicated service to move so that eligible nodes differ by at most one task, each
+/// from the most loaded node; returned as the changed tasks (the old ones told to shut down,
+/// new pending ones in their slots for the scheduler, which prefers the least loaded nodes).
+pub fn rebalance(
+    state: &State,
+    service: &ServiceRec,
+    now: SystemTime,
+) -> Result<Vec<TaskRec>, String> {
+    if !matches!(mode(&service.spec), Mode::Replicated(_)) {
+        return Err(format!(
+            "service {} is not a replicated service: only replicated services can be rebalanced",
+            service.spec.name
+        ));
+    }
+    let mut load: BTreeMap<String, Vec<&TaskRec>> = eligible(state, &service.spec.task_template)
+        .into_iter()
+        .map(|n| (n.id.clone(), Vec::new()))
+        .collect();
+    for t in state.tasks.values() {
+        if t.service_id == service.id
+            && wants_running(t)
+            && t.status.state == TaskState::Running
+            && is_live(t, &state.nodes)
+        {
+            if let Some(on) = load.get_mut(&t.node_id) {
+                on.push(t);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        let most = load
+            .iter()
+            .max_by_key(|(id, ts)| (ts.len(), std::cmp::Reverse((*id).clone())));
+        let least = load.iter().min_by_key(|(id, ts)| (ts.len(), (*id).clone()));
+        let (Some((most, m)), Some((least, l))) = (most, least) else {
+            break;
+        };
+        if m.len() <= l.len() + 1 {
+            break;
+        }
+        let (most, least) = (most.clone(), least.clone());
+        let Some(t) = load.get_mut(&most).and_then(|ts| ts.pop()) else {
+            break;
+        };
+        let mut old = t.clone();
+        old.desired_state = TaskState::Shutdown;
+        old.updated_at = stamp(now);
+        out.push(new_task(service, t.slot, "", now));
+        out.push(old);
+        // The count moves with it (the scheduler's choice of node is its own).
+        if let Some(ts) = load.get_mut(&least) {
+            ts.push(t);
+        }
+    }
+    Ok(out)
+}
+
 struct Pass<'a> {
     state: &'a State,
     now: SystemTime,
@@ -1074,7 +1133,10 @@ fn reap(p: &mut Pass) {
                 .nodes
                 .get(&t.node_id)
                 .is_none_or(|n| n.state == NodeState::Down);
-        if gone_service || t.desired_state == TaskState::Remove {
+        // A removed node never reports again: its tasks that were told to stop go.
+        let node_gone = !t.node_id.is_empty() && !p.state.nodes.contains_key(&t.node_id);
+        if gone_service || t.desired_state == TaskState::Remove || (node_gone && !wants_running(t))
+        {
             if ended || t.node_id.is_empty() {
                 p.remove.push(t.id.clone());
             }
@@ -1108,4 +1170,114 @@ fn reap(p: &mut Pass) {
         }
     }
     p.remove.retain(|id| !p.put.contains_key(id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> NodeRec {
+        NodeRec {
+            id: id.to_string(),
+            state: NodeState::Ready,
+            spec: api::NodeSpec {
+                role: "worker".into(),
+                availability: "active".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn service(replicas: u64) -> ServiceRec {
+        ServiceRec {
+            id: "svc".into(),
+            spec: api::ServiceSpec {
+                name: "web".into(),
+                mode: api::ServiceMode {
+                    replicated: Some(api::ReplicatedService {
+                        replicas: Some(replicas),
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn running(s: &ServiceRec, slot: u64, node: &str) -> TaskRec {
+        let mut t = new_task(s, slot, node, SystemTime::now());
+        t.status.state = TaskState::Running;
+        t
+    }
+
+    /// Three nodes, six running tasks on the first two.
+    fn lopsided() -> State {
+        let mut st = State::default();
+        for n in ["n1", "n2", "n3"] {
+            st.nodes.insert(n.into(), node(n));
+        }
+        let s = service(6);
+        for slot in 1..=6 {
+            let t = running(&s, slot, if slot <= 3 { "n1" } else { "n2" });
+            st.tasks.insert(t.id.clone(), t);
+        }
+        st.services.insert(s.id.clone(), s);
+        st
+    }
+
+    #[test]
+    fn rebalance_moves_tasks_from_the_most_loaded_nodes_to_the_empty_one() {
+        let mut st = lopsided();
+        let s = st.services["svc"].clone();
+        let now = SystemTime::now();
+        let out = rebalance(&st, &s, now).unwrap();
+        let (new, old): (Vec<&TaskRec>, Vec<&TaskRec>) = out
+            .iter()
+            .partition(|t| t.desired_state == TaskState::Running);
+        assert_eq!((new.len(), old.len()), (2, 2), "{out:#?}");
+        assert!(old.iter().all(|t| t.desired_state == TaskState::Shutdown));
+        let from: std::collections::BTreeSet<&str> =
+            old.iter().map(|t| t.node_id.as_str()).collect();
+        assert_eq!(from, ["n1", "n2"].into_iter().collect());
+        for t in &new {
+            assert!(t.node_id.is_empty() && t.status.state == TaskState::Pending);
+            assert!(
+                old.iter().any(|o| o.slot == t.slot),
+                "the moved task's slot"
+            );
+        }
+        // The scheduler then puts both new tasks on the empty node.
+        for t in &out {
+            st.tasks.insert(t.id.clone(), t.clone());
+        }
+        let cmds = pass(&st, &mut Memory::default(), now);
+        let placed: Vec<String> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::Tasks { put, .. } => Some(put),
+                _ => None,
+            })
+            .flatten()
+            .filter(|t| new.iter().any(|n| n.id == t.id))
+            .map(|t| t.node_id.clone())
+            .collect();
+        assert_eq!(placed, ["n3", "n3"], "{cmds:#?}");
+    }
+
+    #[test]
+    fn rebalance_leaves_an_even_service_and_refuses_global_ones() {
+        let mut st = lopsided();
+        st.nodes.remove("n3");
+        let s = st.services["svc"].clone();
+        assert!(rebalance(&st, &s, SystemTime::now()).unwrap().is_empty());
+        let mut g = s.clone();
+        g.spec.mode = api::ServiceMode {
+            global: Some(Default::default()),
+            ..Default::default()
+        };
+        let err = rebalance(&st, &g, SystemTime::now()).unwrap_err();
+        assert!(err.contains("only replicated services"), "{err}");
+    }
 }

@@ -14,6 +14,38 @@ pub struct SessionRequest {
     /// The digest of the assignments the agent holds ("" at first).
     pub known: String,
     pub wait_ms: u64,
+    /// The log subscriptions the agent serves (the long poll also ends when they differ).
+    #[serde(default)]
+    pub log_subs: Vec<String>,
+}
+
+/// What a log reader asks of a task's container (the Engine API's log query).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub follow: bool,
+    pub timestamps: bool,
+    pub details: bool,
+    /// The last lines of each task; None for all.
+    pub tail: Option<usize>,
+    /// Nanoseconds since the epoch; lines before are skipped.
+    pub since: Option<i64>,
+}
+
+/// A log subscription as a node serving it sees it: its tasks on that node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSubscription {
+    pub id: String,
+    pub tasks: Vec<String>,
+    pub options: LogOptions,
+}
+
+/// `POST /logs/subscribe` from a manager to the leader: the tasks as (task id, node id).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SubscribeRequest {
+    pub tasks: Vec<(String, String)>,
+    pub options: LogOptions,
 }
 
 /// A secret or config a task on the node needs, with its content.
@@ -43,6 +75,9 @@ pub struct SessionResponse {
     pub heartbeat_ms: u64,
     /// This node's role as the cluster sees it ("manager" | "worker").
     pub role: String,
+    /// The log subscriptions this node must serve now.
+    #[serde(default)]
+    pub logs: Vec<LogSubscription>,
 }
 
 /// `POST /join` from a node with a join token (before it has a certificate).

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -29,6 +29,8 @@ use crate::tls::MANAGER_SERVER_NAME;
 
 /// Connections the server holds at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections without a client certificate held at once (out of [`MAX_CONNECTIONS`]).
+pub const MAX_ANONYMOUS: usize = 32;
 /// Time a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request's headers, idle keep-alive time included.
@@ -47,7 +49,54 @@ const POOL_PER_ADDR: usize = 4;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A response as handlers produce it.
-pub type RpcResponse = Response<Full<Bytes>>;
+pub type RpcResponse = Response<ReplyBody>;
+
+/// A response body: whole (JSON, bytes), or pieces sent as a handler produces them (log
+/// streams), until its sender is dropped. A stream's sender sees the receiver closed once the
+/// client has gone.
+pub enum ReplyBody {
+    Whole(Full<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl ReplyBody {
+    pub fn whole(b: impl Into<Bytes>) -> ReplyBody {
+        ReplyBody::Whole(Full::new(b.into()))
+    }
+
+    pub fn empty() -> ReplyBody {
+        ReplyBody::Whole(Full::default())
+    }
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ReplyBody::Whole(full) => Pin::new(full).poll_frame(cx),
+            ReplyBody::Stream(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Whole(full) => full.is_end_stream(),
+            ReplyBody::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplyBody::Whole(full) => full.size_hint(),
+            ReplyBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
 /// What [`Handler::call`] returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = RpcResponse> + Send>>;
 
@@ -68,6 +117,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let anon_slots = Arc::new(Semaphore::new(MAX_ANONYMOUS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -89,10 +139,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(tcp, acceptor, handler, shutdown).await;
-            drop(permit);
-        });
+        let anon = anon_slots.clone();
+        tokio::spawn(serve_connection(
+            tcp, acceptor, handler, shutdown, permit, anon,
+        ));
     }
 }
 
@@ -112,6 +162,8 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     handler: Arc<dyn Handler>,
     mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    anon_slots: Arc<Semaphore>,
 ) {
     let _ = tcp.set_nodelay(true);
     let remote = tcp.peer_addr().ok();
@@ -138,6 +190,21 @@ async fn serve_connection(
                 None
             }
         });
+    // A client without a certificate (fetching the CA, joining) leaves the connections of
+    // the nodes alone: it takes one of a few slots of its own, for one request.
+    let anonymous = peer.is_none();
+    let _slot = if anonymous {
+        let Ok(anon) = anon_slots.try_acquire_owned() else {
+            tracing::debug!(
+                "swarm RPC: {MAX_ANONYMOUS} clients without a certificate, closing {remote:?}"
+            );
+            return;
+        };
+        drop(permit);
+        anon
+    } else {
+        permit
+    };
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
         let peer = peer.clone();
@@ -150,7 +217,8 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(!anonymous);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -191,8 +259,8 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Rp
         Ok(body) => Response::builder()
             .status(status)
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_else(|_| Response::new(Full::default())),
+            .body(ReplyBody::whole(body))
+            .unwrap_or_else(|_| Response::new(ReplyBody::empty())),
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("encoding the response: {e}"),
@@ -203,7 +271,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Rp
 /// An error response: `{"message": ...}` as the Engine API's.
 pub fn error_response(status: StatusCode, message: &str) -> RpcResponse {
     let body = serde_json::json!({ "message": message }).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(ReplyBody::whole(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -389,6 +457,34 @@ impl Body for ChunkBody {
     }
 }
 
+/// An answer's body read as it arrives; dropping it closes its connection.
+pub struct RpcStream {
+    body: Incoming,
+    _sender: SendRequest<ChunkBody>,
+    addr: String,
+}
+
+impl RpcStream {
+    /// The next piece, None at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, RpcError>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(RpcError::Transport {
+                        addr: self.addr.clone(),
+                        message: e.to_string(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
 struct IdleConn {
     sender: SendRequest<ChunkBody>,
     since: Instant,
@@ -502,6 +598,58 @@ impl RpcClient {
             timeout,
         )
         .await
+    }
+
+    /// POSTs `body` as JSON on a connection of its own and returns the answer's body as it
+    /// comes (log streams); `timeout` bounds the wait for the answer's head only. An error
+    /// answer is read whole and returned as [`RpcError::Status`].
+    pub async fn post_json_stream<T: Serialize + ?Sized>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<RpcStream, RpcError> {
+        let json = serde_json::to_vec(body).map_err(|e| RpcError::Request(e.to_string()))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, addr)
+            .header(CONTENT_TYPE, "application/json")
+            .body(ChunkBody::new(vec![Bytes::from(json)]))
+            .map_err(|e| RpcError::Request(e.to_string()))?;
+        let head = async {
+            let mut sender = self.connect(addr).await?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| RpcError::Transport {
+                    addr: addr.to_string(),
+                    message: e.to_string(),
+                })?;
+            Ok::<_, RpcError>((sender, resp))
+        };
+        let (sender, resp) =
+            tokio::time::timeout(timeout, head)
+                .await
+                .map_err(|_| RpcError::Timeout {
+                    addr: addr.to_string(),
+                })??;
+        let status = resp.status();
+        if !status.is_success() {
+            let answer = read_body(resp.into_body(), MAX_JSON_BODY)
+                .await
+                .unwrap_or_default();
+            return Err(RpcError::Status {
+                status: status.as_u16(),
+                message: error_message(status, &answer),
+            });
+        }
+        Ok(RpcStream {
+            body: resp.into_body(),
+            _sender: sender,
+            addr: addr.to_string(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -726,13 +874,13 @@ pub(crate) mod tests {
                     }
                     "/text" => Response::builder()
                         .status(StatusCode::SERVICE_UNAVAILABLE)
-                        .body(Full::new(Bytes::from_static(b"plain failure")))
+                        .body(ReplyBody::whole(Bytes::from_static(b"plain failure")))
                         .unwrap(),
                     "/small" => match read_body(req.into_body(), 16).await {
-                        Ok(b) => Response::new(Full::new(Bytes::from(b.len().to_string()))),
+                        Ok(b) => Response::new(ReplyBody::whole(b.len().to_string())),
                         Err(e) => e.response(),
                     },
-                    "/root" => Response::new(Full::new(Bytes::from_static(b"root-pem"))),
+                    "/root" => Response::new(ReplyBody::whole(Bytes::from_static(b"root-pem"))),
                     _ => error_response(StatusCode::NOT_FOUND, "page not found"),
                 }
             })
@@ -766,6 +914,67 @@ pub(crate) mod tests {
         let fetch = RpcClient::new(insecure_root_fetch_config().unwrap());
         let pem = fetch.get_bytes(&addr, "/root", T).await.unwrap();
         assert_eq!(&pem[..], b"root-pem");
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_is_presented_from_the_next_handshake() {
+        let ca = RootCa::generate().unwrap();
+        let (addr, _stop) = start(&ca, Arc::new(Echo)).await;
+        let live =
+            crate::tls::LiveIdentity::new(&identity(&ca, "worker7", NodeRole::Worker)).unwrap();
+        let cfg = crate::tls::client_config_live(&ca, Some(live.clone())).unwrap();
+        let who: Option<(String, String)> = RpcClient::new(cfg.clone())
+            .post_json(&addr, "/whoami", &(), T)
+            .await
+            .unwrap();
+        assert_eq!(who.unwrap().0, "worker7");
+        live.set(&identity(&ca, "worker8", NodeRole::Worker))
+            .unwrap();
+        let who: Option<(String, String)> = RpcClient::new(cfg)
+            .post_json(&addr, "/whoami", &(), T)
+            .await
+            .unwrap();
+        assert_eq!(
+            who.unwrap().0,
+            "worker8",
+            "the same configuration, a new certificate"
+        );
+    }
+
+    #[tokio::test]
+    async fn anonymous_clients_have_slots_of_their_own() {
+        let ca = RootCa::generate().unwrap();
+        let (addr, _stop) = start(&ca, Arc::new(Echo)).await;
+        let anon_cfg = client_config(&ca, None).unwrap();
+        let connector = TlsConnector::from(anon_cfg.clone());
+        // Clients without a certificate that finish the handshake and then say nothing.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_ANONYMOUS {
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let name = ServerName::try_from(MANAGER_SERVER_NAME).unwrap();
+            idle.push(connector.connect(name, tcp).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let anonymous = RpcClient::new(anon_cfg);
+        let whoami =
+            || anonymous.post_json::<_, Option<(String, String)>>(&addr, "/whoami", &(), T);
+        assert!(whoami().await.is_err(), "no anonymous slot is left");
+        // A node with its certificate is served all the same.
+        let worker = identity(&ca, "worker7", NodeRole::Worker);
+        let with_cert = RpcClient::new(client_config(&ca, Some(&worker)).unwrap());
+        let who: Option<(String, String)> =
+            with_cert.post_json(&addr, "/whoami", &(), T).await.unwrap();
+        assert_eq!(who.unwrap().0, "worker7");
+        drop(idle);
+        let mut served = false;
+        for _ in 0..50 {
+            if whoami().await.is_ok() {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served, "the slots come back when those clients leave");
     }
 
     #[tokio::test]

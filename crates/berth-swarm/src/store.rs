@@ -715,6 +715,15 @@ impl State {
     }
 
     /// A service by full id, name, or unique id prefix.
+    /// The node certificates' lifetime the cluster spec sets (`--cert-expiry`), if any.
+    pub fn cert_expiry(&self) -> Option<std::time::Duration> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.spec.ca_config.node_cert_expiry)
+            .filter(|n| *n > 0)
+            .map(|n| std::time::Duration::from_nanos(n as u64))
+    }
+
     pub fn find_service(&self, key: &str) -> Result<&ServiceRec> {
         if let Some(s) = self.services.get(key) {
             return Ok(s);

@@ -152,6 +152,80 @@ fn cluster_schedules_updates_and_survives_failures() {
         assert!(name.starts_with("web.") && name.ends_with(id), "{l}");
     }
 
+    // Service logs come from every node, each line after the task and node it came from;
+    // asked on a follower manager (the subscription goes through the leader).
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "talk",
+            "--replicas",
+            "5",
+            "--replicas-max-per-node",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello from $(hostname); echo oops >&2; exec sleep 100000",
+        ],
+    );
+    c.until("logs of the five tasks", LONG, || {
+        let o = c.docker(2, &["service", "logs", "talk"]);
+        (stdout(&o) + &common::stderr(&o))
+            .matches("hello from")
+            .count()
+            == 5
+    });
+    let o = c.docker(2, &["service", "logs", "talk"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (out, err) = (stdout(&o), common::stderr(&o));
+    let mut from: Vec<String> = Vec::new();
+    for l in out.lines() {
+        // talk.3.abcdefghijkl@node4    | hello from 0123456789ab
+        let (who, text) = l.split_once('|').expect("a prefix");
+        let (task, node) = who.trim().split_once('@').expect("task@node");
+        assert!(task.starts_with("talk.") && task.len() > 12, "{l}");
+        assert!(text.trim().starts_with("hello from "), "{l}");
+        from.push(node.to_string());
+    }
+    from.sort();
+    assert_eq!(from, ["node1", "node2", "node3", "node4", "node5"], "{out}");
+    assert_eq!(err.matches("| oops").count(), 5, "stderr: {err}");
+    // Raw, the last two lines of each task (hello, then oops on stderr); one task's log by
+    // its id.
+    let raw = c.ok(3, &["service", "logs", "--raw", "--tail", "2", "talk"]);
+    assert_eq!(raw.matches("hello from").count(), 5, "{raw}");
+    assert!(!raw.contains('|'), "{raw}");
+    let one = c.ok(
+        1,
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "name=talk.2",
+            "--filter",
+            "desired-state=running",
+            "talk",
+        ],
+    );
+    let task_log = c.ok(1, &["service", "logs", "--no-task-ids", one.trim()]);
+    assert_eq!(task_log.lines().count(), 1, "{task_log}");
+    assert!(task_log.starts_with("talk.2@"), "{task_log}");
+    // Follow keeps the stream open until the reader leaves (here: timeout ends the CLI).
+    let followed = std::process::Command::new("timeout")
+        .args(["3", "docker", "-H", &c.sock(2)])
+        .args(["service", "logs", "-f", "talk"])
+        .output()
+        .unwrap();
+    assert_eq!(followed.status.code(), Some(124), "follow ended early");
+    assert_eq!(stdout(&followed).matches("hello from").count(), 5);
+    c.ok(1, &["service", "rm", "talk"]);
+
     // A global service: one task per node.
     c.ok(
         2,
@@ -321,6 +395,32 @@ fn cluster_schedules_updates_and_survives_failures() {
     );
     assert_eq!(before, after, "the task containers are the same");
     assert_eq!(running(&c, 2, "web").len(), 6);
+
+    // berth's rebalance (POST /services/{id}/rebalance): the nodes that came back or were
+    // drained get their share of web's six tasks; no node runs more than one more than another.
+    let sock = c.sock(2);
+    let moved = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "--unix-socket",
+            sock.trim_start_matches("unix://"),
+        ])
+        .arg("http://berth/services/web/rebalance")
+        .output()
+        .unwrap();
+    assert!(moved.status.success());
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert!(moved["Moved"].as_u64().unwrap() > 0, "{moved}");
+    c.until("web spread over the five nodes", LONG, || {
+        let r = running(&c, 2, "web");
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, n) in &r {
+            *per.entry(n.clone()).or_default() += 1;
+        }
+        r.len() == 6 && per.len() == 5 && per.values().all(|v| *v <= 2)
+    });
 
     c.ok(2, &["service", "rm", "web", "agent"]);
     c.until("tasks gone", LONG, || {
@@ -497,6 +597,93 @@ fn promotion_tokens_jobs_and_restart_limits() {
     let c = Cluster::up(4);
     c.form(1);
 
+    // berth's extension: a service whose tasks are privileged and get a host device (the
+    // docker CLI has no flags for it; the API takes them in the container spec).
+    let spec = r#"{"Name":"priv","Mode":{"Replicated":{"Replicas":1}},
+        "TaskTemplate":{"ContainerSpec":{"Image":"busybox","Args":["sleep","100000"],
+        "Privileged":true,"Devices":[{"PathOnHost":"/dev/null","PathInContainer":"/dev/berth-null",
+        "CgroupPermissions":"rwm"}]},"Placement":{"Constraints":["node.role==manager"]}}}"#;
+    let sock = c.sock(1);
+    let made = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", sock.trim_start_matches("unix://")])
+        .args(["-H", "Content-Type: application/json", "-d", spec])
+        .arg("http://berth/services/create")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stdout(&made));
+    // The docker CLI decodes into Docker's types, which lack the fields: read the API.
+    let shown = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", sock.trim_start_matches("unix://")])
+        .arg("http://berth/services/priv")
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let cs = &shown["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(cs["Privileged"], true, "{cs}");
+    assert_eq!(
+        cs["Devices"][0]["PathInContainer"], "/dev/berth-null",
+        "{cs}"
+    );
+    c.until("the privileged task runs", LONG, || {
+        stdout(&c.docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=priv",
+            ],
+        ))
+        .lines()
+        .count()
+            == 1
+    });
+    let ctr = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=priv",
+        ],
+    );
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "inspect",
+                "--format",
+                "{{.HostConfig.Privileged}} {{len .HostConfig.Devices}}",
+                &ctr
+            ]
+        ),
+        "true 1"
+    );
+    c.ok(1, &["exec", &ctr, "test", "-c", "/dev/berth-null"]);
+    c.ok(1, &["service", "rm", "priv"]);
+
+    // --cert-expiry: swarmkit's floor refused; a longer one is what certificates get (node2's
+    // comes with its promotion below).
+    let short = c.docker(1, &["swarm", "update", "--cert-expiry", "30m"]);
+    assert!(!short.status.success());
+    assert!(
+        common::stderr(&short).contains("minimum certificate expiry time is: 1h0m0s"),
+        "{}",
+        common::stderr(&short)
+    );
+    c.ok(1, &["swarm", "update", "--cert-expiry", "2h"]);
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}"
+            ]
+        ),
+        "2h0m0s"
+    );
+
     // Promote two workers, then demote the first manager through its own API.
     c.ok(1, &["node", "promote", "node2", "node3"]);
     c.until("three managers", LONG, || {
@@ -509,6 +696,19 @@ fn promotion_tokens_jobs_and_restart_limits() {
     assert_eq!(
         c.ok(2, &["info", "--format", "{{.Swarm.ControlAvailable}}"]),
         "true"
+    );
+    let cert = format!("/var/lib/{}/node2/swarm/certs/swarm-node.crt", c.name);
+    let checkend = |secs: &str| {
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", secs, "-in", &cert])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        checkend("3600") && !checkend("10800"),
+        "node2's certificate lasts 2h"
     );
     c.ok(1, &["node", "demote", "node1"]);
     c.until("node1 a worker", LONG, || {

@@ -35,6 +35,24 @@ pub fn details(
     labels: &std::collections::BTreeMap<String, String>,
     env: &[String],
 ) -> String {
+    format_details(&detail_attrs(log_opts, labels, env))
+}
+
+/// `key=value` pairs (both query-escaped, as dockerd's) sorted by key, joined by commas.
+pub fn format_details(attrs: &std::collections::BTreeMap<String, String>) -> String {
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The attributes of [`details`], unformatted.
+pub fn detail_attrs(
+    log_opts: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+    env: &[String],
+) -> std::collections::BTreeMap<String, String> {
     let wanted = |opt: &str| -> Vec<String> {
         log_opts
             .get(opt)
@@ -62,10 +80,6 @@ pub fn details(
         }
     }
     attrs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", query_escape(v)))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Go's `url.QueryEscape`: unreserved bytes stay, space is `+`, the rest `%XX`.

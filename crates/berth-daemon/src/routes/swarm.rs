@@ -10,7 +10,9 @@ use axum::extract::RawQuery;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use berth_api::swarm as api;
+use berth_swarm::control::LogSource;
 use berth_swarm::manager::Manager;
+use berth_swarm::proto::LogOptions;
 use berth_swarm::view::Filters;
 use std::sync::Arc;
 
@@ -121,6 +123,42 @@ fn parts(path: &str) -> (Option<&str>, Option<&str>) {
 }
 
 /// `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs` and their sub-routes.
+/// `GET /services/{id}/logs`, `GET /tasks/{id}/logs`: the tasks' logs from every node that
+/// runs them, each line after its task's `com.docker.swarm.*` attributes with `details`
+/// (which the docker CLI always asks for).
+async fn logs(d: &St, source: LogSource<'_>, q: &Query) -> Result<Response> {
+    let options = LogOptions {
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        follow: q.bool("follow"),
+        timestamps: q.bool("timestamps"),
+        details: q.bool("details"),
+        tail: q.get("tail").and_then(|t| t.parse().ok()),
+        since: q.unix_time("since")?.filter(|n| *n != 0),
+    };
+    if !options.stdout && !options.stderr {
+        return Err(Error::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let (rx, tty) = node(d)?.logs(source, options).await?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let ctype = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, ctype)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
 pub async fn cluster(
     d: St,
     method: Method,
@@ -167,9 +205,21 @@ pub async fn cluster(
             m.update_service(id, version(&q)?, spec, rollback).await?;
             Ok(json(200, &api::ServiceUpdateResponse { warnings: None }))
         }
+        ("services", Method::POST, Some(id), Some("rebalance")) => {
+            let moved = m.rebalance_service(id).await?;
+            Ok(json(200, &serde_json::json!({ "Moved": moved })))
+        }
         ("services", Method::DELETE, Some(id), None) => {
             m.remove_service(id).await?;
             Ok(ok_empty())
+        }
+        ("services" | "tasks", Method::GET, Some(id), Some("logs")) => {
+            let source = if kind == "services" {
+                LogSource::Service(id)
+            } else {
+                LogSource::Task(id)
+            };
+            logs(&d, source, &q).await
         }
         ("tasks", Method::GET, None, None) => Ok(json(200, &m.tasks(&filters(&q)?)?)),
         ("tasks", Method::GET, Some(id), None) => Ok(json(200, &m.task(id)?)),
