@@ -961,7 +961,8 @@ fn stack_deploy_networks_update_and_rm() {
     );
 
     // The stack: a network, a config, two services; 2 web tasks spread over the nodes.
-    let dir = std::env::temp_dir().join(format!("{}-stack", c.name));
+    // In the cluster's run directory: teardown removes it, also after a failure.
+    let dir = std::path::PathBuf::from(format!("/run/{}/stack", c.name));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("greeting.txt"), "hello from the stack\n").unwrap();
     let compose = dir.join("compose.yaml");
@@ -1207,6 +1208,5 @@ fn stack_deploy_networks_update_and_rm() {
         })
     });
     assert_eq!(c.ok(1, &["stack", "ls", "--format", "{{.Name}}"]), "");
-    let _ = std::fs::remove_dir_all(&dir);
     c.down_and_check();
 }
