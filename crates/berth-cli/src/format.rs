@@ -154,6 +154,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// [`table`] with columns at least `min_width` wide, padding included (the minimum width
 /// of the docker CLI's tab writer, 10 for `stats`).
 pub fn table_with(header: &[&str], rows: &[Vec<String>], min_width: usize) -> String {
+    lay_out(header, rows, min_width, true)
+}
+
+/// [`table`] exactly as Go's tab writer lays it out: every cell but a row's last is padded,
+/// empty ones too, so a row whose last cells are empty ends in spaces (the swarm commands'
+/// tables, which scripts compare with docker's).
+pub fn table_go(header: &[&str], rows: &[Vec<String>]) -> String {
+    lay_out(header, rows, 10, false)
+}
+
+fn lay_out(header: &[&str], rows: &[Vec<String>], min_width: usize, trim: bool) -> String {
     let cols = header.len();
     let mut width = vec![0usize; cols];
     for (i, h) in header.iter().enumerate() {
@@ -176,7 +187,7 @@ pub fn table_with(header: &[&str], rows: &[Vec<String>], min_width: usize) -> St
                 l.push_str(&" ".repeat(width[i] + 3 - c.chars().count()));
             }
         }
-        out.push_str(l.trim_end());
+        out.push_str(if trim { l.trim_end() } else { &l });
         out.push('\n');
     };
     line(header.to_vec(), &mut out);
@@ -247,5 +258,10 @@ mod tests {
         assert_eq!(t, "LONGHEADER   B\nx            y\n");
         let t = table_with(&["A", "BB"], &[vec!["xxxx".into(), "y".into()]], 0);
         assert_eq!(t, "A      BB\nxxxx   y\n");
+        let t = table_go(
+            &["A", "B", "C"],
+            &[vec!["x".into(), String::new(), String::new()]],
+        );
+        assert_eq!(t, "A         B         C\nx                   \n");
     }
 }

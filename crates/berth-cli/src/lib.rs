@@ -159,6 +159,21 @@ pub enum Command {
     /// Manage berth
     #[command(subcommand)]
     System(commands::system::SystemCommand),
+    /// Manage Swarm
+    #[command(subcommand)]
+    Swarm(commands::swarm::SwarmCommand),
+    /// Manage Swarm nodes
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// Manage Swarm services
+    #[command(subcommand)]
+    Service(commands::service::ServiceCommand),
+    /// Manage Swarm secrets
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
+    /// Manage Swarm configs
+    #[command(subcommand)]
+    Config(commands::secret::ConfigCommand),
 }
 
 /// When the command line is `berth [global flags] compose …`: the connection flags and the

@@ -47,9 +47,23 @@ struct Persisted {
     /// Raft members (id, address) a joining manager first talks to.
     #[serde(default)]
     members: Vec<(u64, String)>,
-    /// The Raft data key, hex (managers).
+    /// The Raft data key, hex (managers; empty on disk while autolock seals it).
     dek: String,
+    /// Autolock: the data key sealed under the unlock key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    dek_sealed: String,
 }
+
+/// Autolock on this node: the unlock key in effect ("" = none), and the membership of a
+/// manager that restarted locked, until `swarm unlock`.
+#[derive(Default)]
+struct Lock {
+    key: String,
+    locked: Option<Persisted>,
+}
+
+/// dockerd's answer to manager requests while the node is locked.
+pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
 
 /// A node that is part of a swarm.
 struct Active {
@@ -86,6 +100,7 @@ pub struct Cluster {
     summary: RwLock<Summary>,
     /// Roles the cluster gave this node, for the task that follows them.
     roles: tokio::sync::mpsc::UnboundedSender<String>,
+    lock: Mutex<Lock>,
 }
 
 /// The node's standing, for `/_ping`'s `Swarm` header and `/info`.
@@ -179,20 +194,7 @@ fn source_towards(remote: &str) -> Result<String> {
         .map_err(|e| Error::invalid(format!("no route to {remote}: {e}")))
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+use crate::ids::{hex, unhex};
 
 impl Cluster {
     /// A node outside any swarm; call within a tokio runtime (it starts the task that
@@ -208,6 +210,7 @@ impl Cluster {
                 ..Default::default()
             }),
             roles,
+            lock: Mutex::new(Lock::default()),
         });
         let weak = Arc::downgrade(&c);
         tokio::spawn(async move {
@@ -297,11 +300,27 @@ impl Cluster {
         self.cfg.root.join("certs")
     }
 
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Lock> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `state.json`; under autolock the data key goes sealed, never in the clear.
     fn save(&self, p: &Persisted) -> Result<()> {
         std::fs::create_dir_all(&self.cfg.root)
             .map_err(|e| Error::internal(format!("{}: {e}", self.cfg.root.display())))?;
         let tmp = self.cfg.root.join("state.json.tmp");
-        let body = serde_json::to_vec_pretty(p).unwrap_or_default();
+        let key = self.lock_state().key.clone();
+        let mut p = p.clone();
+        if !p.dek.is_empty() {
+            p.dek_sealed = String::new();
+            if !key.is_empty() {
+                let dek = unhex(&p.dek)
+                    .ok_or_else(|| Error::internal("the swarm state has no valid raft data key"))?;
+                p.dek_sealed = crate::autolock::seal_dek(&key, &dek)?;
+                p.dek = String::new();
+            }
+        }
+        let body = serde_json::to_vec_pretty(&p).unwrap_or_default();
         write_private(&tmp, &body)?;
         std::fs::rename(&tmp, self.state_path())
             .map_err(|e| Error::internal(format!("saving the swarm state: {e}")))
@@ -325,10 +344,87 @@ impl Cluster {
         } else {
             None
         };
+        if boot.is_some() && p.dek.is_empty() && !p.dek_sealed.is_empty() {
+            // Autolock: the manager waits for `swarm unlock`.
+            self.set_summary(Summary {
+                state: "locked".to_string(),
+                node_id: p.node_id.clone(),
+                node_addr: p.advertise_addr.clone(),
+                managers: p.managers.clone(),
+                ..Default::default()
+            });
+            self.lock_state().locked = Some(p);
+            return Ok(());
+        }
         let mut g = self.active.lock().await;
         let a = self.launch(p, identity, root, boot).await?;
         *g = Some(a);
         Ok(())
+    }
+
+    /// `POST /swarm/unlock`: opens the data key of a manager that restarted locked, then
+    /// starts its parts as a restart does.
+    pub async fn unlock(self: &Arc<Self>, key: &str) -> Result<()> {
+        let mut g = self.active.lock().await;
+        let Some(mut p) = self.lock_state().locked.take() else {
+            return Err(Error::invalid("swarm is not locked"));
+        };
+        let dek = match crate::autolock::open_dek(key, &p.dek_sealed) {
+            Ok(dek) => dek,
+            Err(e) => {
+                self.lock_state().locked = Some(p);
+                return Err(e);
+            }
+        };
+        p.dek = hex(&dek);
+        self.lock_state().key = key.trim().to_string();
+        let identity = NodeIdentity::load(&self.certs_dir())
+            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
+        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let a = self
+            .launch(p, identity, root, Some(Bootstrap::Restart))
+            .await?;
+        *g = Some(a);
+        Ok(())
+    }
+
+    /// Follows the cluster's unlock key on a manager: `state.json` is sealed again whenever
+    /// autolock is turned on or off or its key rotates.
+    fn follow_unlock_key(
+        self: &Arc<Self>,
+        m: Arc<Manager>,
+        dek: String,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut applied = m.raft.applied();
+            loop {
+                let key = m.read(|s| s.cluster.as_ref().map(|c| c.unlock_key.clone()));
+                if let (Some(key), Some(c)) = (key, weak.upgrade()) {
+                    if c.lock_state().key != key {
+                        c.lock_state().key = key;
+                        let saved = std::fs::read(c.state_path())
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok())
+                            .map(|mut p| {
+                                p.dek = dek.clone();
+                                c.save(&p)
+                            });
+                        if let Some(Err(e)) = saved {
+                            tracing::warn!("swarm: sealing the raft data key: {e}");
+                        }
+                    }
+                }
+                tokio::select! {
+                    r = applied.changed() => if r.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
     }
 
     /// Starts the node's parts: the Raft member and manager (managers), the swarm port's
@@ -371,6 +467,7 @@ impl Cluster {
             let cfg = raft::Config::new(p.raft_id, self.cfg.root.join("raft"), dek);
             let m = Manager::start(p.node_id.clone(), cfg, transport, boot)?;
             tokio::spawn(m.clone().run(stop_rx.clone()));
+            self.follow_unlock_key(m.clone(), p.dek.clone(), stop_rx.clone());
             // The swarm port: managers serve joins, Raft traffic and agent sessions.
             let (host, port) = resolve_addr(&p.listen_addr, DEFAULT_PORT)?;
             let bind = if host.is_empty() {
@@ -459,11 +556,14 @@ impl Cluster {
         if g.is_some() {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
-        if req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers {
-            return Err(Error::invalid(
-                "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
-            ));
-        }
+        let autolock = req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers;
+        // The unlock key seals the data key from the first write of state.json on.
+        let unlock_key = if autolock {
+            crate::autolock::new_key()
+        } else {
+            String::new()
+        };
+        self.lock_state().key = unlock_key.clone();
         let listen = if req.listen_addr.is_empty() {
             format!("0.0.0.0:{DEFAULT_PORT}")
         } else {
@@ -519,10 +619,12 @@ impl Cluster {
             managers: vec![advertise.clone()],
             members: Vec::new(),
             dek: hex(&dek),
+            dek_sealed: String::new(),
         };
         self.save(&p)?;
         let now = berth_api::timefmt::now();
         let mut spec = req.spec.clone();
+        spec.encryption_config.auto_lock_managers = autolock;
         if spec.name.is_empty() {
             spec.name = "default".to_string();
         }
@@ -537,7 +639,7 @@ impl Cluster {
             root_ca_key: root.key_pem().unwrap_or_default(),
             worker_secret: new_secret(),
             manager_secret: new_secret(),
-            unlock_key: String::new(),
+            unlock_key,
             default_addr_pool: if req.default_addr_pool.is_empty() {
                 vec!["10.0.0.0/8".to_string()]
             } else {
@@ -625,6 +727,14 @@ impl Cluster {
             return Err(Error::invalid(
                 "--force-new-cluster: this node was not a manager",
             ));
+        }
+        if p.dek.is_empty() && !p.dek_sealed.is_empty() {
+            let key = self.lock_state().key.clone();
+            if key.is_empty() {
+                return Err(Error::unavailable(LOCKED));
+            }
+            p.dek = hex(&crate::autolock::open_dek(&key, &p.dek_sealed)?);
+            self.lock_state().locked = None;
         }
         if !req.advertise_addr.is_empty() {
             let (h, port) = resolve_addr(&req.advertise_addr, DEFAULT_PORT)?;
@@ -806,6 +916,7 @@ impl Cluster {
             } else {
                 String::new()
             },
+            dek_sealed: String::new(),
         };
         self.save(&p)?;
         let boot = manager.then_some(Bootstrap::Join);
@@ -840,6 +951,20 @@ impl Cluster {
     /// `POST /swarm/leave`.
     pub async fn leave(self: &Arc<Self>, force: bool) -> Result<()> {
         let mut g = self.active.lock().await;
+        if g.is_none() && self.lock_state().locked.is_some() {
+            // A locked manager can only be forced out (its data stays sealed).
+            if !force {
+                return Err(Error::unavailable(LOCKED));
+            }
+            self.remove_task_containers().await;
+            let _ = std::fs::remove_dir_all(&self.cfg.root);
+            *self.lock_state() = Lock::default();
+            self.set_summary(Summary {
+                state: "inactive".to_string(),
+                ..Default::default()
+            });
+            return Ok(());
+        }
         let Some(a) = g.as_ref() else {
             return Err(Error::unavailable(NOT_IN_SWARM));
         };
@@ -887,6 +1012,7 @@ impl Cluster {
             self.remove_task_containers().await;
         }
         let _ = std::fs::remove_dir_all(&self.cfg.root);
+        *self.lock_state() = Lock::default();
         self.set_summary(Summary {
             state: "inactive".to_string(),
             ..Default::default()

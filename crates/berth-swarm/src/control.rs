@@ -947,24 +947,46 @@ impl Manager {
         spec: api::SwarmSpec,
         rotate_worker: bool,
         rotate_manager: bool,
+        rotate_unlock_key: bool,
     ) -> Result<()> {
-        if spec.encryption_config.auto_lock_managers {
-            return Err(Error::invalid(
-                "--autolock is not supported by berth yet: the managers' Raft data key is kept unencrypted in <data-root>/swarm",
-            ));
-        }
         check_cert_expiry(&spec)?;
         let secret = crate::cluster::new_secret;
+        // Autolock turned on (or its key rotated) gets a new unlock key; turned off, none.
+        let current = self.read(|s| {
+            s.cluster
+                .as_ref()
+                .map(|c| c.unlock_key.clone())
+                .unwrap_or_default()
+        });
+        let unlock_key = match (
+            spec.encryption_config.auto_lock_managers,
+            current.is_empty(),
+        ) {
+            (true, true) => Some(crate::autolock::new_key()),
+            (true, false) if rotate_unlock_key => Some(crate::autolock::new_key()),
+            (false, false) => Some(String::new()),
+            _ => None,
+        };
         self.propose(Command::UpdateCluster {
             version,
             spec: Box::new(spec),
             worker_secret: rotate_worker.then(secret),
             manager_secret: rotate_manager.then(secret),
-            unlock_key: None,
+            unlock_key,
             now: now(),
         })
         .await
         .map(|_| ())
+    }
+
+    /// `GET /swarm/unlockkey`: the unlock key ("" without autolock).
+    pub fn unlock_key(&self) -> Result<String> {
+        self.read(|s| {
+            s.cluster
+                .as_ref()
+                .map(|c| c.unlock_key.clone())
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
+        })
     }
 
     /// The managers as `/info`'s RemoteManagers lists them.

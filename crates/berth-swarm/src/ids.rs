@@ -29,6 +29,26 @@ pub fn new_raft_id() -> u64 {
     }
 }
 
+/// Lowercase hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The bytes of lowercase or uppercase hex; None for anything else.
+pub fn unhex_vec(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect()
+}
+
+/// A 32-byte key from 64 hex digits.
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
+    unhex_vec(s)?.try_into().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

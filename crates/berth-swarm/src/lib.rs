@@ -2,6 +2,7 @@
 //! with Raft; the leader schedules service tasks onto nodes; every node's agent runs them.
 
 pub mod agent;
+pub mod autolock;
 pub mod ca;
 pub mod cluster;
 pub mod control;

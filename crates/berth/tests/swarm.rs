@@ -1210,3 +1210,99 @@ fn stack_deploy_networks_update_and_rm() {
     assert_eq!(c.ok(1, &["stack", "ls", "--format", "{{.Name}}"]), "");
     c.down_and_check();
 }
+
+/// `docker swarm unlock` reading the key from its standard input.
+fn unlock(c: &Cluster, i: usize, key: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .env("DOCKER_HOST", c.sock(i))
+        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .args(["swarm", "unlock"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{key}").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn autolock_seals_a_manager_until_it_is_unlocked() {
+    let c = Cluster::up(2);
+    let out = c.ok(
+        1,
+        &[
+            "swarm",
+            "init",
+            "--autolock",
+            "--advertise-addr",
+            &c.addr(1),
+        ],
+    );
+    let key = c.ok(1, &["swarm", "unlock-key", "-q"]);
+    assert!(key.starts_with("SWMKEY-1-"), "{key}");
+    assert!(out.contains(&key), "init prints the unlock key: {out}");
+    c.ok(1, &["secret", "create", "kept", "/etc/hostname"]);
+    // The data key is on disk only sealed.
+    let state = format!("/var/lib/{}/node1/swarm/state.json", c.name);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["dek"], "", "{saved}");
+    assert!(
+        saved["dek_sealed"].as_str().is_some_and(|s| s.len() > 64),
+        "{saved}"
+    );
+
+    // Restarted, the manager is locked: manager requests get dockerd's message, a wrong key
+    // is refused, the right one opens it with its data.
+    c.crash(1);
+    c.start(1);
+    assert_eq!(
+        c.ok(1, &["info", "--format", "{{.Swarm.LocalNodeState}}"]),
+        "locked"
+    );
+    let refused = c.docker(1, &["node", "ls"]);
+    assert!(
+        common::stderr(&refused).contains("Swarm is encrypted and needs to be unlocked"),
+        "{}",
+        common::stderr(&refused)
+    );
+    let wrong = unlock(
+        &c,
+        1,
+        "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        common::stderr(&wrong).contains("invalid key provided"),
+        "{}",
+        common::stderr(&wrong)
+    );
+    let right = unlock(&c, 1, &key);
+    assert!(right.status.success(), "{}", common::stderr(&right));
+    c.until("unlocked and leading", LONG, || {
+        stdout(&c.docker(1, &["node", "ls", "--format", "{{.ManagerStatus}}"])).trim() == "Leader"
+    });
+    assert_eq!(c.ok(1, &["secret", "ls", "--format", "{{.Name}}"]), "kept");
+
+    // A rotated key replaces the old one; autolock off leaves the key in the clear again.
+    c.ok(1, &["swarm", "unlock-key", "--rotate", "-q"]);
+    let rotated = c.ok(1, &["swarm", "unlock-key", "-q"]);
+    assert_ne!(rotated, key);
+    c.ok(1, &["swarm", "update", "--autolock=false"]);
+    c.until("the data key in the clear", LONG, || {
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        saved["dek"].as_str().is_some_and(|d| d.len() == 64)
+    });
+    c.crash(1);
+    c.start(1);
+    c.until("active after a restart", LONG, || {
+        c.ok(1, &["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active"
+    });
+    c.ok(1, &["secret", "rm", "kept"]);
+    c.down_and_check();
+}

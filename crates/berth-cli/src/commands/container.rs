@@ -238,7 +238,7 @@ pub struct RunArgs {
 }
 
 /// Lines of env/label files: trimmed, blank lines and `#` comments skipped.
-fn file_lines(files: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn file_lines(files: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
@@ -437,7 +437,7 @@ fn create_body(a: &CreateArgs, attach: bool, api_socket: Option<&str>) -> Result
 }
 
 /// `-e NAME` takes the value from the client's environment, like docker.
-fn expand_env(e: &str) -> String {
+pub(crate) fn expand_env(e: &str) -> String {
     if e.contains('=') {
         e.to_string()
     } else {

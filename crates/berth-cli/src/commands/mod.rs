@@ -6,12 +6,19 @@ pub mod events;
 pub mod files;
 pub mod image;
 pub mod network;
+pub mod node;
 pub mod prune;
 pub mod registry;
 pub mod resources;
 pub mod run_host;
+pub mod secret;
+pub mod service;
+pub mod service_opts;
+pub mod service_progress;
 pub mod stats;
+pub mod swarm;
 pub mod system;
+pub mod tasks;
 pub mod volume;
 
 use crate::client::{Client, Error};
@@ -172,5 +179,10 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Info(a) => system::info(&c, a).await,
         Command::Build(a) => build::build(&c, a).await,
         Command::Builder(sub) => build::builder_cmd(&c, sub).await,
+        Command::Swarm(sub) => swarm::dispatch(&c, sub).await,
+        Command::Node(sub) => node::dispatch(&c, sub).await,
+        Command::Service(sub) => service::dispatch(&c, sub).await,
+        Command::Secret(sub) => secret::secret_cmd(&c, sub).await,
+        Command::Config(sub) => secret::config_cmd(&c, sub).await,
     }
 }

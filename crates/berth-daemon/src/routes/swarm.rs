@@ -43,6 +43,7 @@ fn manager(d: &St) -> Result<Arc<Manager>> {
     match s.manager {
         Some(m) => Ok(m),
         None if s.state == "active" => Err(unavailable(WORKER)),
+        None if s.state == "locked" => Err(unavailable(berth_swarm::cluster::LOCKED)),
         None => Err(unavailable(berth_swarm::error::NOT_MANAGER)),
     }
 }
@@ -98,18 +99,26 @@ pub async fn swarm(
                 spec,
                 q.bool("rotateWorkerToken"),
                 q.bool("rotateManagerToken"),
+                q.bool("rotateManagerUnlockKey"),
             )
             .await?;
             Ok(ok_empty())
         }
-        (Method::GET, "/unlockkey") => {
-            manager(&d)?;
-            Ok(json(200, &api::UnlockKeyResponse::default()))
-        }
+        (Method::GET, "/unlockkey") => Ok(json(
+            200,
+            &api::UnlockKeyResponse {
+                unlock_key: manager(&d)?.unlock_key()?,
+            },
+        )),
         (Method::POST, "/unlock") => {
-            // berth's managers never lock (autolock is refused at init and update).
-            manager(&d)?;
-            Err(Error::bad_request("swarm is not locked"))
+            if n.summary().state != "locked" {
+                // dockerd: an active manager is "not locked"; others get its 503s.
+                manager(&d)?;
+                return Err(Error(berth_api::ApiError::new(409, "swarm is not locked")));
+            }
+            let req: api::SwarmUnlockRequest = json_body(&body)?;
+            n.unlock(&req.unlock_key).await?;
+            Ok(ok_empty())
         }
         _ => Err(Error::not_found(format!("page not found: {}", uri.path()))),
     }

@@ -4,7 +4,7 @@
 mod disk;
 mod logger;
 mod node;
-mod seal;
+pub(crate) mod seal;
 mod store;
 #[cfg(test)]
 mod tests;

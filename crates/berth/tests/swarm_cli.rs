@@ -1,0 +1,535 @@
+//! The `berth` CLI's swarm commands end to end on the multi-node harness: `berth swarm init`
+//! and `join`, `node`, `service` (detached and waiting for convergence), `secret`, `config`
+//! and `swarm leave`, with outputs compared to the docker CLI's on the same cluster.
+
+mod common;
+use common::swarm::Cluster;
+use common::{berth_bin, stderr, stdout};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The berth CLI against node `i`, with `stdin` fed when given.
+fn berth_in(c: &Cluster, i: usize, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(berth_bin());
+    cmd.env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .arg("-H")
+        .arg(c.sock(i))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run berth");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(data) = stdin {
+            input.write_all(data).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("berth output")
+}
+
+fn berth(c: &Cluster, i: usize, args: &[&str]) -> Output {
+    berth_in(c, i, args, None)
+}
+
+/// berth that must succeed; trimmed stdout.
+fn ok(c: &Cluster, i: usize, args: &[&str]) -> String {
+    let out = berth(c, i, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?} on node{i} failed ({:?}): {}\n{}\n--- node{i} log tail ---\n{}",
+        out.status.code(),
+        stderr(&out),
+        stdout(&out),
+        c.log_tail(i)
+    );
+    stdout(&out).trim().to_string()
+}
+
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(|l| l.trim_end().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn replicas(c: &Cluster, service: &str) -> String {
+    ok(
+        c,
+        1,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={service}"),
+            "--format",
+            "{{.Replicas}}",
+        ],
+    )
+}
+
+#[test]
+fn berth_cli_drives_a_swarm() {
+    let c = Cluster::up(2);
+    let remote = format!("{}:2377", c.addr(1));
+
+    // init: docker's text, the worker join command with the manager's address.
+    let out = ok(&c, 1, &["swarm", "init", "--advertise-addr", &c.addr(1)]);
+    assert!(
+        out.starts_with("Swarm initialized: current node (") && out.contains(") is now a manager."),
+        "{out}"
+    );
+    assert!(
+        out.contains("To add a worker to this swarm, run the following command:\n\n    docker swarm join --token SWMTKN-")
+            && out.contains(&format!(" {remote}\n"))
+            && out.ends_with("To add a manager to this swarm, run 'docker swarm join-token manager' and follow the instructions."),
+        "{out}"
+    );
+    // join-token prints what docker prints.
+    for role in ["worker", "manager"] {
+        assert_eq!(
+            ok(&c, 1, &["swarm", "join-token", role]),
+            c.ok(1, &["swarm", "join-token", role])
+        );
+    }
+    let token = ok(&c, 1, &["swarm", "join-token", "-q", "worker"]);
+    assert!(token.starts_with("SWMTKN-1-"), "{token}");
+    let bad = berth(&c, 1, &["swarm", "join-token", "boss"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(stderr(&bad).trim(), "unknown role boss");
+
+    // join node2 as a worker.
+    let out = ok(
+        &c,
+        2,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &c.addr(2),
+            &remote,
+        ],
+    );
+    assert_eq!(out, "This node joined a swarm as a worker.");
+    c.until("both nodes ready", LONG, || {
+        let out = berth(&c, 1, &["node", "ls", "--format", "{{.Status}}"]);
+        out.status.success() && stdout(&out).lines().filter(|l| *l == "Ready").count() == 2
+    });
+
+    // node ls: the same fields as docker's, and the table with the current node marked.
+    let f = "{{.ID}} {{.Self}} {{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}} {{.EngineVersion}}";
+    assert_eq!(
+        ok(&c, 1, &["node", "ls", "--format", f]),
+        c.ok(1, &["node", "ls", "--format", f])
+    );
+    let table = ok(&c, 1, &["node", "ls"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID ")
+            && lines[0].contains("HOSTNAME")
+            && lines[0].ends_with("MANAGER STATUS   ENGINE VERSION"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains(" * ") && lines[1].contains("node1") && lines[1].contains("Leader"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("node2") && !lines[2].contains('*'),
+        "{table}"
+    );
+    assert_eq!(ok(&c, 1, &["node", "ls", "-q"]).lines().count(), 2);
+    // A worker refuses manager requests with the daemon's message, exit 1 as docker.
+    let refused = berth(&c, 2, &["node", "ls"]);
+    let docker_refused = c.docker(2, &["node", "ls"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(stderr(&refused), stderr(&docker_refused));
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "node",
+                "inspect",
+                "self",
+                "--format",
+                "{{.Description.Hostname}}"
+            ]
+        ),
+        "node1"
+    );
+    let pretty = ok(&c, 1, &["node", "inspect", "--pretty", "node2"]);
+    assert!(
+        pretty.contains("Hostname:              \tnode2") && pretty.contains(" State:\t\t\tReady"),
+        "{pretty}"
+    );
+    assert_eq!(
+        ok(&c, 1, &["node", "update", "--label-add", "zone=a", "node2"]),
+        "node2"
+    );
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "node",
+                "inspect",
+                "node2",
+                "--format",
+                "{{.Spec.Labels.zone}}"
+            ]
+        ),
+        "a"
+    );
+    let out = berth(&c, 1, &["node", "update", "--label-rm", "nope", "node2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("key nope doesn't exist in node's labels"));
+
+    // promote and demote, with docker's messages.
+    let node2 = ok(&c, 1, &["node", "inspect", "node2", "--format", "{{.ID}}"]);
+    assert_eq!(
+        ok(&c, 1, &["node", "promote", "node2"]),
+        "Node node2 promoted to a manager in the swarm."
+    );
+    assert_eq!(
+        ok(&c, 1, &["node", "promote", "node2"]),
+        format!("Node {node2} is already a manager.")
+    );
+    c.until("node2 reachable", LONG, || {
+        stdout(&berth(
+            &c,
+            1,
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+        ))
+        .contains("node2 Reachable")
+    });
+    assert_eq!(
+        ok(&c, 1, &["node", "demote", "node2"]),
+        "Manager node2 demoted in the swarm."
+    );
+    c.until("node2 a worker again", LONG, || {
+        c.ok(2, &["info", "--format", "{{.Swarm.ControlAvailable}}"]) == "false"
+    });
+    assert_eq!(
+        ok(&c, 1, &["node", "demote", "node2"]),
+        format!("Node {node2} is already a worker.")
+    );
+
+    // swarm update and unlock-key.
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "swarm",
+                "update",
+                "--task-history-limit",
+                "3",
+                "--dispatcher-heartbeat",
+                "5s"
+            ]
+        ),
+        "Swarm updated."
+    );
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{json .Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}}"
+            ]
+        ),
+        "3 5000000000"
+    );
+    let out = berth(&c, 1, &["swarm", "update"]);
+    assert_eq!(out.status.code(), Some(1));
+    let b = berth(&c, 1, &["swarm", "unlock-key"]);
+    let d = c.docker(1, &["swarm", "unlock-key"]);
+    assert_eq!((b.status.code(), stderr(&b)), (d.status.code(), stderr(&d)));
+
+    // Secrets and configs.
+    let sid = stdout(&berth_in(
+        &c,
+        1,
+        &["secret", "create", "-l", "k=v", "pw", "-"],
+        Some(b"hunter2"),
+    ))
+    .trim()
+    .to_string();
+    assert_eq!(sid.len(), 25, "{sid}");
+    let cfg_file =
+        std::env::temp_dir().join(format!("berth-swarm-cli-{}.conf", std::process::id()));
+    std::fs::write(&cfg_file, "listen 80\n").unwrap();
+    let cid = ok(
+        &c,
+        1,
+        &["config", "create", "site", cfg_file.to_str().unwrap()],
+    );
+    let _ = std::fs::remove_file(&cfg_file);
+    assert_eq!(cid.len(), 25, "{cid}");
+    for kind in ["secret", "config"] {
+        let f = "{{.ID}} {{.Name}} {{.Labels}}";
+        assert_eq!(
+            ok(&c, 1, &[kind, "ls", "--format", f]),
+            c.ok(1, &[kind, "ls", "--format", f])
+        );
+    }
+    let pretty = ok(&c, 1, &["config", "inspect", "--pretty", "site"]);
+    assert!(pretty.ends_with("Data:\nlisten 80"), "{pretty}");
+    let pretty = ok(&c, 1, &["secret", "inspect", "--pretty", "pw"]);
+    assert!(pretty.contains("Labels:\n - k=v\n"), "{pretty}");
+    let empty = berth_in(&c, 1, &["secret", "create", "x", "-"], Some(b""));
+    assert_eq!(empty.status.code(), Some(1));
+    assert_eq!(
+        stderr(&empty).trim(),
+        "error reading from STDIN: data is empty"
+    );
+
+    // A detached service: the ID only; then converged as docker sees it.
+    let id = ok(
+        &c,
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "-e",
+            "A=1",
+            "--secret",
+            "source=pw,target=db_pw",
+            "--config",
+            "site",
+            "--restart-delay",
+            "1s",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
+    );
+    assert_eq!(id.len(), 25, "{id}");
+    c.until("web 2/2", LONG, || replicas(&c, "web") == "2/2");
+    // Not detached: progress lines until converged (plain lines off a terminal).
+    let out = ok(
+        &c,
+        1,
+        &[
+            "service",
+            "create",
+            "--detach=false",
+            "--no-resolve-image",
+            "--name",
+            "one",
+            "--constraint",
+            "node.labels.zone==a",
+            "--update-monitor",
+            "1s",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello-from-one; exec sleep 100000",
+        ],
+    );
+    let first = out.lines().next().unwrap_or_default();
+    assert_eq!(first.len(), 25, "{out}");
+    assert!(
+        out.contains("overall progress: 1 out of 1 tasks")
+            && out.contains("1/1: running")
+            && out.ends_with(&format!("verify: Service {first} converged")),
+        "{out}"
+    );
+
+    // ls, ps, inspect against docker's view.
+    let f = "{{.ID}} {{.Name}} {{.Mode}} {{.Replicas}} {{.Image}} {{.Ports}}";
+    assert_eq!(
+        ok(&c, 1, &["service", "ls", "--format", f]),
+        c.ok(1, &["service", "ls", "--format", f])
+    );
+    assert_eq!(
+        ok(&c, 1, &["service", "ls", "-q"]),
+        c.ok(1, &["service", "ls", "-q"])
+    );
+    let ls = ok(&c, 1, &["service", "ls"]);
+    assert!(
+        ls.starts_with("ID ")
+            && ls.contains("NAME")
+            && ls.contains("MODE")
+            && ls.contains("replicated"),
+        "{ls}"
+    );
+    let f = "{{.Name}} {{.Node}} {{.DesiredState}} {{.Image}} {{.Error}}";
+    assert_eq!(
+        sorted_lines(&ok(&c, 1, &["service", "ps", "web", "one", "--format", f])),
+        sorted_lines(&c.ok(1, &["service", "ps", "web", "one", "--format", f]))
+    );
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &["service", "ps", "one", "--format", "{{.Name}} {{.Node}}"]
+        ),
+        "one.1 node2"
+    );
+    assert_eq!(
+        ok(&c, 1, &["service", "ps", "-q", "web"]).lines().count(),
+        2
+    );
+    assert_eq!(
+        sorted_lines(&ok(
+            &c,
+            1,
+            &["node", "ps", "node2", "--format", "{{.Name}}"]
+        )),
+        sorted_lines(&c.ok(1, &["node", "ps", "node2", "--format", "{{.Name}}"]))
+    );
+    let missing = berth(&c, 1, &["service", "ps", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing).trim(), "no such service: nosuch");
+    let inspect = ok(
+        &c,
+        1,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.Spec.Name}} {{json .Spec.TaskTemplate.ContainerSpec.Env}} {{(index .Spec.TaskTemplate.ContainerSpec.Secrets 0).File.Name}}",
+        ],
+    );
+    assert_eq!(inspect, "web [\"A=1\"] db_pw");
+    let pretty = ok(&c, 1, &["service", "inspect", "--pretty", "web"]);
+    assert!(
+        pretty.contains("Name:\t\tweb")
+            && pretty.contains(" Replicas:\t2")
+            && pretty.contains("Secrets:\n Target:\tdb_pw\n  Source:\tpw"),
+        "{pretty}"
+    );
+    let out = berth(&c, 1, &["service", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).trim(), "Error: no such service: nosuch");
+
+    // scale, update, rollback.
+    assert_eq!(
+        ok(&c, 1, &["service", "scale", "-d", "web=3"]),
+        "web scaled to 3"
+    );
+    c.until("web 3/3", LONG, || replicas(&c, "web") == "3/3");
+    let out = ok(
+        &c,
+        1,
+        &[
+            "service",
+            "update",
+            "--env-add",
+            "B=2",
+            "--env-rm",
+            "A",
+            "--update-parallelism",
+            "3",
+            "--update-monitor",
+            "1s",
+            "web",
+        ],
+    );
+    assert!(out.starts_with("web"), "{out}");
+    c.until("the update completed", LONG, || {
+        ok(
+            &c,
+            1,
+            &[
+                "service",
+                "inspect",
+                "web",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}} {{.UpdateStatus.State}}",
+            ],
+        ) == "[\"B=2\"] completed"
+    });
+    // The replaced tasks are listed under their slot.
+    let table = ok(&c, 1, &["service", "ps", "web"]);
+    assert!(table.contains(" \\_ web.1"), "{table}");
+    assert!(
+        table.lines().next().unwrap_or_default().starts_with("ID "),
+        "{table}"
+    );
+    let out = ok(&c, 1, &["service", "rollback", "-q", "web"]);
+    assert_eq!(out, "web");
+    assert_eq!(
+        ok(
+            &c,
+            1,
+            &[
+                "service",
+                "inspect",
+                "web",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"
+            ]
+        ),
+        "[\"A=1\"]"
+    );
+    let out = berth(
+        &c,
+        1,
+        &["service", "update", "--rollback", "--replicas", "1", "web"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "other flags may not be combined with --rollback"
+    );
+    let out = berth(&c, 1, &["service", "update", "--bogus", "web"]);
+    assert_eq!(out.status.code(), Some(125));
+
+    // Logs, compared with docker's (the daemon's endpoint may not be there yet: then both
+    // fail).
+    let b = berth(&c, 1, &["service", "logs", "--no-task-ids", "one"]);
+    let d = c.docker(1, &["service", "logs", "--no-task-ids", "one"]);
+    assert_eq!(
+        b.status.success(),
+        d.status.success(),
+        "{} / {}",
+        stderr(&b),
+        stderr(&d)
+    );
+    assert_eq!(sorted_lines(&stdout(&b)), sorted_lines(&stdout(&d)));
+
+    // Removal; a secret in use is kept.
+    let out = berth(&c, 1, &["secret", "rm", "pw"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("Error response from daemon: "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ok(&c, 1, &["service", "rm", "web", "one"]), "web\none");
+    assert_eq!(ok(&c, 1, &["secret", "rm", "pw"]), "pw");
+    assert_eq!(ok(&c, 1, &["config", "rm", "site"]), "site");
+    assert_eq!(ok(&c, 1, &["secret", "ls", "-q"]), "");
+    c.until("tasks gone", LONG, || {
+        (1..=2).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
+    });
+
+    // Leave: the worker, then the last manager with --force.
+    assert_eq!(ok(&c, 2, &["swarm", "leave"]), "Node left the swarm.");
+    let out = berth(&c, 1, &["swarm", "leave"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        ok(&c, 1, &["swarm", "leave", "--force"]),
+        "Node left the swarm."
+    );
+    assert_eq!(
+        c.ok(1, &["info", "--format", "{{.Swarm.LocalNodeState}}"]),
+        "inactive"
+    );
+    c.down_and_check();
+}
