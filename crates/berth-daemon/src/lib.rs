@@ -28,6 +28,7 @@ mod server;
 mod state;
 mod stats;
 mod swarm_exec;
+mod swarm_net;
 mod userns;
 mod util;
 

@@ -1,10 +1,12 @@
 //! The swarm agent's executor on this daemon: a task becomes a container through the same
 //! container service the API routes use (as moby's cluster executor), named and labelled as
-//! Docker names and labels task containers; secrets and configs go on a tmpfs of the task.
+//! Docker names and labels task containers; secrets and configs go on a tmpfs of the task, its
+//! swarm networks are realised on this node through `swarm_net`.
 
 use crate::container::logs;
 use crate::state::Daemon;
-use berth_api::container::{Config, CreateRequest, HostConfig, PortBinding};
+use berth_api::container::{Config, CreateRequest, HostConfig, NetworkingConfig, PortBinding};
+use berth_api::network::EndpointSettings;
 use berth_api::swarm as api;
 use berth_swarm::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
 use berth_swarm::proto::LogOptions;
@@ -23,6 +25,9 @@ pub struct SwarmExecutor {
     d: Weak<Daemon>,
     /// Where the tasks' secret and config tmpfs mounts live (`<exec-root>/swarm/files`).
     files_root: PathBuf,
+    /// Serialises realising swarm networks and creating containers on them with removing
+    /// the realisations nothing uses (`swarm_net`).
+    nets: tokio::sync::Mutex<()>,
 }
 
 impl SwarmExecutor {
@@ -30,6 +35,7 @@ impl SwarmExecutor {
         SwarmExecutor {
             d,
             files_root: exec_root.join("swarm").join("files"),
+            nets: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -234,6 +240,31 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
     }
 }
 
+/// Puts a task's container on the local networks `networks` (by name, with its aliases on
+/// each); the first is its primary. None: the engine's default network.
+fn attach(req: &mut CreateRequest, networks: &[(String, Vec<String>)]) {
+    let Some((primary, _)) = networks.first() else {
+        return;
+    };
+    req.host_config.network_mode = primary.clone();
+    req.networking_config = Some(NetworkingConfig {
+        endpoints_config: Some(
+            networks
+                .iter()
+                .map(|(n, aliases)| {
+                    (
+                        n.clone(),
+                        EndpointSettings {
+                            aliases: Some(aliases.clone()),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        ),
+    });
+}
+
 /// Pulls a task's image through the daemon's registry client (no credentials).
 async fn pull(d: &Arc<Daemon>, image: &str) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<berth_api::progress::Message>(64);
@@ -339,7 +370,27 @@ impl Executor for SwarmExecutor {
                 .get_or_insert_with(Vec::new)
                 .extend(extra);
             let name = task_name(&run);
-            let (id, _) = match d.create(Some(&name), req).await {
+            // The task's swarm networks exist here from before its container is made until
+            // after it is removed: nothing releases them in between.
+            let nets_held = self.nets.lock().await;
+            let mut networks = Vec::new();
+            for tn in &run.networks {
+                match crate::swarm_net::realise(&d, &tn.network).await {
+                    Ok(local) => networks.push((local, tn.aliases.clone())),
+                    Err(e) => {
+                        crate::swarm_net::release_unused(&d).await;
+                        self.forget(&run.task.id);
+                        return Err(e);
+                    }
+                }
+            }
+            attach(&mut req, &networks);
+            let made = d.create(Some(&name), req).await;
+            if made.is_err() {
+                crate::swarm_net::release_unused(&d).await;
+            }
+            drop(nets_held);
+            let (id, _) = match made {
                 Ok(made) => made,
                 Err(e) => {
                     // No container holds the tmpfs: it goes now.
@@ -448,6 +499,8 @@ impl Executor for SwarmExecutor {
                 .await
                 .map_err(|e| e.0.message.clone())?;
             self.forget(&task);
+            let _held = self.nets.lock().await;
+            crate::swarm_net::release_unused(&d).await;
             Ok(())
         })
     }

@@ -2,7 +2,9 @@
 //! assignments down) and makes the node's task containers match the assignments through the
 //! executor: run what is assigned, stop what must stop, remove what is no longer assigned.
 
-use crate::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
+use crate::executor::{
+    task_networks, BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun,
+};
 use crate::proto::{LogSubscription, Payload, SessionRequest, SessionResponse};
 use api::TaskState;
 use berth_api::swarm as api;
@@ -442,9 +444,17 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                         && !current.is_terminal()
                         && current < TaskState::Starting
                     {
+                        let svc_name = services.get(&t.service_id).cloned().unwrap_or_default();
+                        let networks = match task_networks(t, &svc_name) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                self.report(id, status(TaskState::Rejected, "preparing", &e, None));
+                                continue;
+                            }
+                        };
                         let run = TaskRun {
                             task: t.clone(),
-                            service_name: services.get(&t.service_id).cloned().unwrap_or_default(),
+                            service_name: svc_name,
                             node_id: self.node_id.clone(),
                             secrets: files(t, &secrets, true),
                             configs: files(t, &configs, false),
@@ -452,6 +462,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                                 .get(&t.service_id)
                                 .map(|p| host_ports(p))
                                 .unwrap_or_default(),
+                            networks,
                         };
                         self.run_task(run);
                     } else if !wants_run && !current.is_terminal() {

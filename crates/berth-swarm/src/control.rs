@@ -5,6 +5,7 @@
 use crate::error::{Error, Result, NOT_IN_SWARM};
 use crate::ids::new_id;
 use crate::manager::Manager;
+use crate::netalloc::Subnet;
 use crate::raft::ProposeError;
 use crate::store::{Command, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
@@ -122,6 +123,22 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         r.config_id = c.id.clone();
         r.config_name = c.spec.name.clone();
     }
+    // The deprecated `Spec.Networks` stands for the task template's when that has none; the
+    // networks are stored by id, as swarmkit does (the CLI sends names).
+    let legacy = std::mem::take(&mut spec.networks);
+    if spec.task_template.networks.is_empty() {
+        spec.task_template.networks = legacy;
+    }
+    for a in spec.task_template.networks.iter_mut() {
+        let n = s.find_network(&a.target).map_err(|e| {
+            if e.status == 404 {
+                Error::not_found(format!("network {} not found", a.target))
+            } else {
+                e
+            }
+        })?;
+        a.target = n.id.clone();
+    }
     let m = &mut spec.mode;
     let set = [
         m.replicated.is_some(),
@@ -198,6 +215,178 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         }
     }
     Ok(spec)
+}
+
+/// The labels only berth's swarm may set on a network.
+const PREDEFINED_LABEL: &str = "com.docker.swarm.predefined";
+/// The network options a swarm network may carry (the node-local realisation applies them).
+const NETWORK_OPTIONS: &[&str] = &["com.docker.network.driver.mtu"];
+
+/// A swarm network's name: a DNS label as swarmkit's annotations check it.
+fn valid_network_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+/// The spec of a new swarm network from a `POST /networks/create` body, checked as dockerd
+/// and swarmkit check it; what berth cannot realise yet is refused, not dropped.
+pub fn network_spec(req: berth_api::network::CreateRequest) -> Result<api::NetworkSpec> {
+    let name = req.name;
+    if matches!(name.as_str(), "bridge" | "host" | "none") {
+        return Err(Error::new(
+            403,
+            format!("{name} is a pre-defined network and cannot be created"),
+        ));
+    }
+    if name.is_empty() {
+        return Err(Error::rpc_invalid("meta: name must be provided"));
+    }
+    if !valid_network_name(&name) {
+        return Err(Error::rpc_invalid(
+            "name must be valid as a DNS name component",
+        ));
+    }
+    if name.len() > 63 {
+        return Err(Error::rpc_invalid("name must be 63 characters or fewer"));
+    }
+    let driver = match req.driver.as_str() {
+        "" => "bridge",
+        d @ ("overlay" | "bridge") => d,
+        d => {
+            return Err(Error::not_found(format!(
+                "plugin \"{d}\" not found: berth's swarm networks support the overlay and bridge drivers"
+            )))
+        }
+    };
+    if req.ingress {
+        return Err(Error::invalid(
+            "ingress networks (the routing mesh) are not supported by berth yet",
+        ));
+    }
+    if req.config_only || req.config_from.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(Error::invalid(
+            "configuration-only networks (--config-only, --config-from) are not supported by berth",
+        ));
+    }
+    if req.enable_ipv4 == Some(false) {
+        return Err(Error::invalid(
+            "IPv4 cannot be disabled in a Swarm scoped network",
+        ));
+    }
+    if req.enable_ipv6 == Some(true) {
+        return Err(Error::invalid(
+            "IPv6 swarm networks are not supported by berth yet",
+        ));
+    }
+    let labels = req.labels.unwrap_or_default();
+    if labels.contains_key(PREDEFINED_LABEL) {
+        return Err(Error::new(
+            403,
+            format!("rpc error: code = PermissionDenied desc = label {PREDEFINED_LABEL} is for internally created predefined networks and cannot be applied by users"),
+        ));
+    }
+    let options = req.options.unwrap_or_default();
+    if options.contains_key("encrypted") {
+        return Err(Error::invalid(
+            "encrypted swarm networks are not supported by berth yet",
+        ));
+    }
+    if let Some(k) = options
+        .keys()
+        .find(|k| !NETWORK_OPTIONS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid(format!(
+            "network option {k} is not supported on swarm networks by berth"
+        )));
+    }
+    let ipam_options = match req.ipam {
+        None => None,
+        Some(ipam) => {
+            if !matches!(ipam.driver.as_str(), "" | "default") {
+                return Err(Error::not_found(format!(
+                    "plugin \"{}\" not found: berth supports the default IPAM driver",
+                    ipam.driver
+                )));
+            }
+            let configs = ipam.config.unwrap_or_default();
+            if configs.len() > 1 {
+                return Err(Error::invalid(
+                    "a swarm network has one IPv4 subnet in berth: more than one IPAM configuration given",
+                ));
+            }
+            let mut out = Vec::new();
+            for c in configs {
+                if c.auxiliary_addresses
+                    .as_ref()
+                    .is_some_and(|a| !a.is_empty())
+                {
+                    return Err(Error::invalid(
+                        "auxiliary addresses are not supported on swarm networks by berth",
+                    ));
+                }
+                out.push(check_ipam_config(c)?);
+            }
+            Some(api::IpamOptions {
+                driver: api::Driver {
+                    name: "default".to_string(),
+                    options: ipam.options.unwrap_or_default(),
+                },
+                configs: out,
+            })
+        }
+    };
+    Ok(api::NetworkSpec {
+        name,
+        labels,
+        driver_configuration: Some(api::Driver {
+            name: driver.to_string(),
+            options,
+        }),
+        ipv6_enabled: false,
+        internal: req.internal,
+        attachable: req.attachable,
+        ingress: false,
+        ipam_options,
+        config_from: None,
+        scope: "swarm".to_string(),
+    })
+}
+
+/// One IPAM configuration of a swarm network, as swarmkit validates it (IPv4 only here).
+fn check_ipam_config(c: berth_api::network::IpamConfig) -> Result<api::IpamConfig> {
+    let invalid =
+        |what: &str, v: &str| Error::rpc_invalid(format!("ipam configuration: invalid {what} {v}"));
+    let sub = Subnet::parse(&c.subnet).map_err(|_| invalid("subnet", &c.subnet))?;
+    if !c.ip_range.is_empty() {
+        let r = Subnet::parse(&c.ip_range).map_err(|_| invalid("range", &c.ip_range))?;
+        if !sub.contains(std::net::Ipv4Addr::from(r.addr)) || r.prefix < sub.prefix {
+            return Err(Error::rpc_invalid(format!(
+                "ipam configuration: subnet {} does not contain range {}",
+                c.subnet, c.ip_range
+            )));
+        }
+    }
+    if !c.gateway.is_empty() {
+        let gw: std::net::Ipv4Addr = c
+            .gateway
+            .parse()
+            .map_err(|_| invalid("gateway", &c.gateway))?;
+        if !sub.contains(gw) {
+            return Err(Error::rpc_invalid(format!(
+                "ipam configuration: subnet {} does not contain gateway {}",
+                c.subnet, c.gateway
+            )));
+        }
+    }
+    Ok(api::IpamConfig {
+        subnet: sub.to_string(),
+        range: c.ip_range,
+        gateway: c.gateway,
+    })
 }
 
 /// The endpoint's ports: the spec's, with numbers allocated for ingress ports without one
@@ -692,6 +881,48 @@ impl Manager {
         self.propose(Command::RemoveConfig { id }).await.map(|_| ())
     }
 
+    /// `POST /networks/create` of a swarm-scoped network (driver overlay, or scope swarm).
+    pub async fn create_network(&self, req: berth_api::network::CreateRequest) -> Result<String> {
+        self.cluster_ready()?;
+        let spec = network_spec(req)?;
+        let id = new_id();
+        let t = now();
+        let driver = spec
+            .driver_configuration
+            .as_ref()
+            .map(|d| d.name.clone())
+            .unwrap_or_default();
+        self.propose(Command::CreateNetwork {
+            network: Box::new(api::Network {
+                id: id.clone(),
+                version: api::ObjectVersion::default(),
+                created_at: t.clone(),
+                updated_at: t,
+                ipam_options: spec.ipam_options.clone(),
+                spec,
+                driver_state: api::Driver {
+                    name: driver,
+                    options: Default::default(),
+                },
+            }),
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Every swarm network, as `GET /networks` shows it.
+    pub fn networks(&self) -> Vec<berth_api::network::Network> {
+        self.read(|s| s.networks.values().map(view::network).collect())
+    }
+
+    /// `DELETE /networks/{id}` of a swarm network (id, name or unique id prefix).
+    pub async fn remove_network(&self, key: &str) -> Result<()> {
+        let id = self.read(|s| s.find_network(key).map(|n| n.id.clone()))?;
+        self.propose(Command::RemoveNetwork { id })
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /swarm`.
     pub fn swarm(&self) -> Result<api::Swarm> {
         self.read(|s| {
@@ -790,5 +1021,143 @@ fn propose_err(e: ProposeError) -> Error {
     match e {
         ProposeError::NoLeader | ProposeError::Timeout => Error::no_leader(),
         e => Error::internal(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::network::{CreateRequest, Ipam, IpamConfig};
+
+    fn overlay(name: &str) -> CreateRequest {
+        CreateRequest {
+            name: name.into(),
+            driver: "overlay".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stack_network_becomes_a_swarm_spec() {
+        let mut req = overlay("st_default");
+        req.labels = Some([("com.docker.stack.namespace".to_string(), "st".to_string())].into());
+        req.attachable = true;
+        let spec = network_spec(req).unwrap();
+        assert_eq!(spec.name, "st_default");
+        assert_eq!(spec.scope, "swarm");
+        assert!(spec.attachable && !spec.ingress);
+        assert_eq!(spec.driver_configuration.unwrap().name, "overlay");
+        assert_eq!(spec.labels["com.docker.stack.namespace"], "st");
+        assert!(spec.ipam_options.is_none());
+        // Scope swarm without a driver: a swarm-scoped bridge.
+        let spec = network_spec(CreateRequest {
+            name: "b".into(),
+            scope: "swarm".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(spec.driver_configuration.unwrap().name, "bridge");
+    }
+
+    #[test]
+    fn network_specs_are_checked() {
+        let err = |req: CreateRequest| network_spec(req).unwrap_err();
+        let e = err(overlay("bridge"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (403, "bridge is a pre-defined network and cannot be created")
+        );
+        assert_eq!(
+            err(overlay("a.b")).message,
+            "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component"
+        );
+        assert_eq!(err(overlay(&"a".repeat(64))).status, 400);
+        let mut r = overlay("n");
+        r.driver = "macvlan".into();
+        assert_eq!(err(r).status, 404);
+        let mut r = overlay("n");
+        r.options = Some([("encrypted".to_string(), String::new())].into());
+        assert!(err(r).message.contains("encrypted"));
+        let mut r = overlay("n");
+        r.enable_ipv4 = Some(false);
+        assert_eq!(
+            err(r).message,
+            "IPv4 cannot be disabled in a Swarm scoped network"
+        );
+        let ipam = |subnet: &str, gateway: &str| Ipam {
+            driver: String::new(),
+            config: Some(vec![IpamConfig {
+                subnet: subnet.into(),
+                gateway: gateway.into(),
+                ..Default::default()
+            }]),
+            options: None,
+        };
+        let mut r = overlay("n");
+        r.ipam = Some(ipam("10.9.0.0/24", "10.9.1.1"));
+        assert_eq!(
+            err(r).message,
+            "rpc error: code = InvalidArgument desc = ipam configuration: subnet 10.9.0.0/24 does not contain gateway 10.9.1.1"
+        );
+        let mut r = overlay("n");
+        r.ipam = Some(ipam("nope", ""));
+        assert!(err(r).message.ends_with("invalid subnet nope"));
+        let mut r = overlay("n");
+        r.ipam = Some(ipam("10.9.0.0/24", ""));
+        let spec = network_spec(r).unwrap();
+        let ipam = spec.ipam_options.unwrap();
+        assert_eq!(ipam.driver.name, "default");
+        assert_eq!(ipam.configs[0].subnet, "10.9.0.0/24");
+    }
+
+    #[test]
+    fn service_networks_are_stored_by_id() {
+        let mut s = State {
+            cluster: Some(Default::default()),
+            ..Default::default()
+        };
+        let spec = network_spec(overlay("st_default")).unwrap();
+        s.apply(
+            2,
+            Command::CreateNetwork {
+                network: Box::new(api::Network {
+                    id: "k2v9netid".into(),
+                    spec,
+                    ..Default::default()
+                }),
+            },
+        )
+        .unwrap();
+        let svc = |target: &str| {
+            let mut spec = api::ServiceSpec {
+                name: "st_web".into(),
+                ..Default::default()
+            };
+            spec.task_template.container_spec = Some(api::ContainerSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            });
+            spec.task_template.networks = vec![api::NetworkAttachmentConfig {
+                target: target.into(),
+                aliases: vec!["web".into()],
+                ..Default::default()
+            }];
+            spec
+        };
+        for key in ["st_default", "k2v9netid", "k2v9"] {
+            let got = normalize(&s, svc(key), "id").unwrap();
+            assert_eq!(got.task_template.networks[0].target, "k2v9netid", "{key}");
+            assert_eq!(got.task_template.networks[0].aliases, ["web"]);
+        }
+        let mut legacy = svc("st_default");
+        legacy.networks = std::mem::take(&mut legacy.task_template.networks);
+        let got = normalize(&s, legacy, "id").unwrap();
+        assert!(got.networks.is_empty());
+        assert_eq!(got.task_template.networks[0].target, "k2v9netid");
+        let e = normalize(&s, svc("nope"), "id").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "network nope not found")
+        );
     }
 }

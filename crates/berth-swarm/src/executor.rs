@@ -1,5 +1,5 @@
 //! What a node's agent needs from its engine: the node's description, its task containers,
-//! and running or stopping one. The daemon implements it over its container service (as
+//! and running or stopping one (with the swarm networks it joins). The daemon implements it over its container service (as
 //! moby's cluster executor does); the agent never sees a container record.
 
 use crate::proto::LogOptions;
@@ -38,6 +38,41 @@ pub struct TaskFile {
     pub data: Vec<u8>,
 }
 
+/// A swarm network a task's container joins: the network (its allocated subnet, gateway and
+/// VXLAN id) and the names the container answers to on it.
+#[derive(Debug, Clone)]
+pub struct TaskNetwork {
+    pub network: api::Network,
+    pub aliases: Vec<String>,
+}
+
+/// The networks of a task in its spec's order, from the attachments the manager filled in:
+/// on each the container answers to the service's name, `tasks.<service>` and the
+/// attachment's aliases. A network gone from the cluster is an error (the task fails).
+pub fn task_networks(task: &api::Task, service_name: &str) -> Result<Vec<TaskNetwork>, String> {
+    task.spec
+        .networks
+        .iter()
+        .map(|a| {
+            let n = task
+                .networks_attachments
+                .iter()
+                .find(|x| x.network.id == a.target)
+                .ok_or_else(|| format!("network {} not found", a.target))?;
+            let mut aliases = vec![service_name.to_string(), format!("tasks.{service_name}")];
+            for al in &a.aliases {
+                if !aliases.contains(al) {
+                    aliases.push(al.clone());
+                }
+            }
+            Ok(TaskNetwork {
+                network: n.network.clone(),
+                aliases,
+            })
+        })
+        .collect()
+}
+
 /// What the agent hands the executor for one task.
 #[derive(Debug, Clone)]
 pub struct TaskRun {
@@ -50,6 +85,8 @@ pub struct TaskRun {
     pub configs: Vec<TaskFile>,
     /// Published ports in host mode: (target, published, protocol).
     pub host_ports: Vec<(u32, u32, String)>,
+    /// The swarm networks it joins (none: the engine's default network).
+    pub networks: Vec<TaskNetwork>,
 }
 
 pub trait Executor: Send + Sync + 'static {
@@ -73,4 +110,47 @@ pub trait Executor: Send + Sync + 'static {
         task_id: String,
         options: LogOptions,
     ) -> BoxFut<'_, Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_networks_carry_the_service_name_and_aliases() {
+        let net = |id: &str| api::NetworkAttachment {
+            network: api::Network {
+                id: id.to_string(),
+                ..Default::default()
+            },
+            addresses: Vec::new(),
+        };
+        let mut t = api::Task::default();
+        t.spec.networks = vec![
+            api::NetworkAttachmentConfig {
+                target: "n2".into(),
+                aliases: vec!["web".into(), "st_web".into()],
+                ..Default::default()
+            },
+            api::NetworkAttachmentConfig {
+                target: "n1".into(),
+                ..Default::default()
+            },
+        ];
+        t.networks_attachments = vec![net("n1"), net("n2")];
+        let got = task_networks(&t, "st_web").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].network.id, "n2");
+        assert_eq!(got[0].aliases, ["st_web", "tasks.st_web", "web"]);
+        assert_eq!(got[1].network.id, "n1");
+        assert_eq!(got[1].aliases, ["st_web", "tasks.st_web"]);
+        t.networks_attachments.pop();
+        assert_eq!(
+            task_networks(&t, "st_web").unwrap_err(),
+            "network n2 not found"
+        );
+        assert!(task_networks(&api::Task::default(), "x")
+            .unwrap()
+            .is_empty());
+    }
 }

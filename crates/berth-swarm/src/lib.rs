@@ -12,6 +12,7 @@ pub mod ids;
 pub mod logbroker;
 pub mod manager;
 pub mod net_transport;
+pub mod netalloc;
 pub mod orchestrator;
 pub mod proto;
 pub mod raft;

@@ -1,8 +1,10 @@
 //! The replicated cluster state: the swarm's objects (cluster, nodes, services, tasks, secrets,
-//! configs) and the commands that change them, applied in Raft log order on every manager.
-//! Applying is deterministic: times and ids come inside the commands, versions are log indexes.
+//! configs, networks) and the commands that change them, applied in Raft log order on every
+//! manager. Applying is deterministic: times and ids come inside the commands, versions are log
+//! indexes.
 
 use crate::error::{Error, Result};
+use crate::netalloc::{self, Subnet};
 use berth_api::swarm as api;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -103,6 +105,9 @@ pub struct State {
     pub tasks: BTreeMap<String, TaskRec>,
     pub secrets: BTreeMap<String, api::Secret>,
     pub configs: BTreeMap<String, api::Config>,
+    /// Swarm-scoped networks with their allocated subnet and VXLAN id.
+    #[serde(default)]
+    pub networks: BTreeMap<String, api::Network>,
 }
 
 /// A change to the state. Every field that depends on the proposer (ids, times) is inside.
@@ -208,6 +213,14 @@ pub enum Command {
         now: String,
     },
     RemoveConfig {
+        id: String,
+    },
+    /// A swarm network; a subnet (when its spec names none) and a VXLAN id are allocated
+    /// when the entry applies, so that concurrent creations never get the same.
+    CreateNetwork {
+        network: Box<api::Network>,
+    },
+    RemoveNetwork {
         id: String,
     },
 }
@@ -536,7 +549,120 @@ impl State {
                 let users = self.users_of(|c| c.configs.iter().any(|r| r.config_id == id));
                 remove_payload(&mut self.configs, &id, users)
             }
+            Command::CreateNetwork { network } => self.create_network(*network, index),
+            Command::RemoveNetwork { id } => self.remove_network(&id),
         }
+    }
+
+    /// The swarm's address pools and subnet size (swarmkit's defaults when init gave none).
+    fn address_pools(&self) -> Result<(Vec<Subnet>, u8)> {
+        let (pools, size) = match &self.cluster {
+            Some(c) if !c.default_addr_pool.is_empty() => {
+                (c.default_addr_pool.clone(), c.subnet_size)
+            }
+            Some(c) => (vec![netalloc::DEFAULT_POOL.to_string()], c.subnet_size),
+            None => return Err(Error::unavailable(crate::error::NOT_IN_SWARM)),
+        };
+        let size = if size == 0 {
+            netalloc::DEFAULT_SUBNET_SIZE
+        } else {
+            size
+        };
+        let pools = pools
+            .iter()
+            .map(|p| Subnet::parse(p).map_err(Error::internal))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((pools, size.min(32) as u8))
+    }
+
+    fn create_network(&mut self, mut n: api::Network, index: u64) -> Result<Value> {
+        let name = n.spec.name.clone();
+        if self.networks.values().any(|o| o.spec.name == name) {
+            return Err(Error::conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
+        let taken: Vec<Subnet> = self.networks.values().flat_map(network_subnets).collect();
+        let ipam = n.ipam_options.get_or_insert_with(Default::default);
+        if ipam.driver.name.is_empty() {
+            ipam.driver.name = "default".to_string();
+        }
+        if ipam.configs.is_empty() {
+            let (pools, size) = self.address_pools()?;
+            let sub = netalloc::allocate(&pools, size, &taken).ok_or_else(|| {
+                Error::new(
+                    500,
+                    "rpc error: code = ResourceExhausted desc = could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+                )
+            })?;
+            ipam.configs.push(api::IpamConfig {
+                subnet: sub.to_string(),
+                range: String::new(),
+                gateway: sub.host(1).to_string(),
+            });
+        } else {
+            for c in ipam.configs.iter_mut() {
+                let sub = Subnet::parse(&c.subnet).map_err(Error::rpc_invalid)?;
+                if taken.iter().any(|t| t.overlaps(&sub)) {
+                    return Err(Error::new(
+                        403,
+                        "invalid pool request: Pool overlaps with other one on this address space",
+                    ));
+                }
+                if c.gateway.is_empty() {
+                    c.gateway = sub.host(1).to_string();
+                }
+            }
+        }
+        let vnis: Vec<u32> = self
+            .networks
+            .values()
+            .filter_map(|o| o.driver_state.options.get(netalloc::VNI_OPTION))
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        n.driver_state.options.insert(
+            netalloc::VNI_OPTION.to_string(),
+            netalloc::allocate_vni(&vnis).to_string(),
+        );
+        n.version.index = index;
+        let id = n.id.clone();
+        self.networks.insert(id.clone(), n);
+        Ok(Value::String(id))
+    }
+
+    fn remove_network(&mut self, id: &str) -> Result<Value> {
+        if !self.networks.contains_key(id) {
+            return Err(Error::not_found(format!("network {id} not found")));
+        }
+        let uses = |nets: &[api::NetworkAttachmentConfig]| nets.iter().any(|a| a.target == id);
+        if let Some(s) = self
+            .services
+            .values()
+            .find(|s| uses(&s.spec.task_template.networks))
+        {
+            return Err(Error::new(
+                400,
+                format!(
+                    "rpc error: code = FailedPrecondition desc = network {id} is in use by service {}",
+                    s.id
+                ),
+            ));
+        }
+        if let Some(t) = self.tasks.values().find(|t| {
+            t.desired_state <= TaskState::Running
+                && t.status.state <= TaskState::Running
+                && uses(&t.spec.networks)
+        }) {
+            return Err(Error::new(
+                400,
+                format!(
+                    "rpc error: code = FailedPrecondition desc = network {id} is in use by task {}",
+                    t.id
+                ),
+            ));
+        }
+        self.networks.remove(id);
+        Ok(Value::Null)
     }
 
     /// The names of the services whose container spec `uses` holds.
@@ -646,6 +772,11 @@ impl State {
     /// A config by id, name or unique id prefix.
     pub fn find_config(&self, key: &str) -> Result<&api::Config> {
         find_named(&self.configs, key, |s| &s.spec.name, "config")
+    }
+
+    /// A swarm network by id, name or unique id prefix.
+    pub fn find_network(&self, key: &str) -> Result<&api::Network> {
+        find_named(&self.networks, key, |n| &n.spec.name, "network")
     }
 
     /// The managers' Raft members as (raft id, address).
@@ -775,5 +906,200 @@ fn find_named<'a, T>(
         n => Err(Error::invalid(format!(
             "{kind} {key} is ambiguous ({n} matches found)"
         ))),
+    }
+}
+
+/// The IPv4 subnets a swarm network holds.
+fn network_subnets(n: &api::Network) -> Vec<Subnet> {
+    n.ipam_options
+        .iter()
+        .flat_map(|i| i.configs.iter())
+        .filter_map(|c| Subnet::parse(&c.subnet).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swarm() -> State {
+        State {
+            cluster: Some(ClusterRec::default()),
+            ..Default::default()
+        }
+    }
+
+    fn net(id: &str, name: &str, subnet: Option<&str>) -> Command {
+        Command::CreateNetwork {
+            network: Box::new(api::Network {
+                id: id.into(),
+                spec: api::NetworkSpec {
+                    name: name.into(),
+                    scope: "swarm".into(),
+                    ..Default::default()
+                },
+                driver_state: api::Driver {
+                    name: "overlay".into(),
+                    options: BTreeMap::new(),
+                },
+                ipam_options: subnet.map(|s| api::IpamOptions {
+                    configs: vec![api::IpamConfig {
+                        subnet: s.into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn subnet_of(s: &State, id: &str) -> (String, String) {
+        let c = &s.networks[id].ipam_options.as_ref().unwrap().configs[0];
+        (c.subnet.clone(), c.gateway.clone())
+    }
+
+    #[test]
+    fn networks_get_subnets_and_vxlan_ids_when_applied() {
+        let mut s = swarm();
+        s.apply(3, net("a", "st_default", None)).unwrap();
+        s.apply(4, net("b", "mine", Some("10.0.1.0/24"))).unwrap();
+        s.apply(5, net("c", "other", None)).unwrap();
+        assert_eq!(
+            subnet_of(&s, "a"),
+            ("10.0.0.0/24".into(), "10.0.0.1".into())
+        );
+        assert_eq!(
+            subnet_of(&s, "b"),
+            ("10.0.1.0/24".into(), "10.0.1.1".into())
+        );
+        assert_eq!(
+            subnet_of(&s, "c"),
+            ("10.0.2.0/24".into(), "10.0.2.1".into())
+        );
+        let vni = |id: &str| s.networks[id].driver_state.options[netalloc::VNI_OPTION].clone();
+        assert_eq!(
+            (vni("a"), vni("b"), vni("c")),
+            ("4097".into(), "4098".into(), "4099".into())
+        );
+        assert_eq!(s.networks["a"].version.index, 3);
+        assert_eq!(
+            s.networks["a"].ipam_options.as_ref().unwrap().driver.name,
+            "default"
+        );
+        // Same name: Docker's conflict; an overlapping subnet: refused.
+        let e = s.apply(6, net("d", "st_default", None)).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (409, "network with name st_default already exists")
+        );
+        let e = s.apply(7, net("e", "x", Some("10.0.0.0/16"))).unwrap_err();
+        assert_eq!(e.status, 403);
+        // A freed subnet and id are handed out again.
+        s.apply(8, Command::RemoveNetwork { id: "a".into() })
+            .unwrap();
+        s.apply(9, net("f", "again", None)).unwrap();
+        assert_eq!(subnet_of(&s, "f").0, "10.0.0.0/24");
+        assert_eq!(
+            s.networks["f"].driver_state.options[netalloc::VNI_OPTION],
+            "4097"
+        );
+    }
+
+    #[test]
+    fn the_pool_from_init_is_used() {
+        let mut s = swarm();
+        if let Some(c) = s.cluster.as_mut() {
+            c.default_addr_pool = vec!["172.30.0.0/16".into()];
+            c.subnet_size = 26;
+        }
+        s.apply(2, net("a", "n1", None)).unwrap();
+        s.apply(3, net("b", "n2", None)).unwrap();
+        assert_eq!(
+            subnet_of(&s, "b"),
+            ("172.30.0.64/26".into(), "172.30.0.65".into())
+        );
+    }
+
+    #[test]
+    fn networks_in_use_are_not_removed() {
+        let mut s = swarm();
+        s.apply(2, net("nid", "st_default", None)).unwrap();
+        let mut svc = ServiceRec {
+            id: "svc".into(),
+            ..Default::default()
+        };
+        svc.spec.name = "web".into();
+        svc.spec.task_template.networks = vec![api::NetworkAttachmentConfig {
+            target: "nid".into(),
+            ..Default::default()
+        }];
+        s.apply(
+            3,
+            Command::CreateService {
+                service: Box::new(svc.clone()),
+            },
+        )
+        .unwrap();
+        let e = s
+            .apply(4, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "rpc error: code = FailedPrecondition desc = network nid is in use by service svc"
+        );
+        // A task still running on it holds it too; one told to go does not.
+        let task = TaskRec {
+            id: "t1".into(),
+            service_id: "svc".into(),
+            spec: svc.spec.task_template.clone(),
+            desired_state: TaskState::Running,
+            status: api::TaskStatus {
+                state: TaskState::Running,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        s.apply(
+            5,
+            Command::Tasks {
+                put: vec![task],
+                remove: vec![],
+            },
+        )
+        .unwrap();
+        s.services.remove("svc");
+        let e = s
+            .apply(6, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
+        assert!(e.message.ends_with("is in use by task t1"), "{}", e.message);
+        if let Some(t) = s.tasks.get_mut("t1") {
+            t.desired_state = TaskState::Remove;
+        }
+        s.apply(7, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap();
+        assert!(s.networks.is_empty());
+        let e = s
+            .apply(8, Command::RemoveNetwork { id: "nid".into() })
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "network nid not found")
+        );
+    }
+
+    #[test]
+    fn networks_are_found_by_id_name_or_prefix() {
+        let mut s = swarm();
+        s.apply(2, net("abc1", "front", None)).unwrap();
+        s.apply(3, net("abd2", "back", None)).unwrap();
+        assert_eq!(s.find_network("abc1").unwrap().spec.name, "front");
+        assert_eq!(s.find_network("back").unwrap().id, "abd2");
+        assert_eq!(s.find_network("abc").unwrap().id, "abc1");
+        assert_eq!(s.find_network("ab").unwrap_err().status, 400);
+        assert_eq!(
+            s.find_network("zz").unwrap_err().message,
+            "network zz not found"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The replicated records as the Engine API shows them (nodes with their manager status,
-//! services with endpoint and task counts, tasks, secrets without their data) and the list
-//! filters dockerd applies.
+//! services with endpoint and task counts, tasks, secrets without their data, networks) and the
+//! list filters dockerd applies.
 
 use crate::orchestrator::{mode, Mode};
 use crate::store::{ClusterRec, NodeRec, ServiceRec, State, TaskRec};
@@ -15,8 +15,47 @@ fn version(i: u64) -> api::ObjectVersion {
     api::ObjectVersion { index: i }
 }
 
+/// A swarm network as `GET /networks` and `GET /networks/{id}` show it (dockerd's shape for a
+/// cluster network: scope swarm, the allocated IPAM configuration, no containers).
+pub fn network(n: &api::Network) -> berth_api::network::Network {
+    use berth_api::network as net;
+    let ipam = n.ipam_options.clone().unwrap_or_default();
+    net::Network {
+        name: n.spec.name.clone(),
+        id: n.id.clone(),
+        created: n.created_at.clone(),
+        scope: "swarm".to_string(),
+        driver: n.driver_state.name.clone(),
+        enable_ipv4: true,
+        enable_ipv6: n.spec.ipv6_enabled,
+        ipam: net::Ipam {
+            driver: ipam.driver.name.clone(),
+            config: Some(
+                ipam.configs
+                    .iter()
+                    .map(|c| net::IpamConfig {
+                        subnet: c.subnet.clone(),
+                        ip_range: c.range.clone(),
+                        gateway: c.gateway.clone(),
+                        auxiliary_addresses: None,
+                    })
+                    .collect(),
+            ),
+            options: (!ipam.driver.options.is_empty()).then(|| ipam.driver.options.clone()),
+        },
+        internal: n.spec.internal,
+        attachable: n.spec.attachable,
+        ingress: n.spec.ingress,
+        config_from: BTreeMap::from([("Network".to_string(), String::new())]),
+        config_only: false,
+        containers: BTreeMap::new(),
+        options: n.driver_state.options.clone(),
+        labels: n.spec.labels.clone(),
+    }
+}
+
 /// What the API shows of a task.
-pub fn task(_s: &State, t: &TaskRec) -> api::Task {
+pub fn task(s: &State, t: &TaskRec) -> api::Task {
     api::Task {
         id: t.id.clone(),
         version: version(t.version),
@@ -29,6 +68,16 @@ pub fn task(_s: &State, t: &TaskRec) -> api::Task {
         status: t.status.clone(),
         desired_state: t.desired_state,
         job_iteration: t.job_iteration.map(version),
+        networks_attachments: t
+            .spec
+            .networks
+            .iter()
+            .filter_map(|a| s.networks.get(&a.target))
+            .map(|n| api::NetworkAttachment {
+                network: n.clone(),
+                addresses: Vec::new(),
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -261,10 +310,11 @@ pub fn task_matches(s: &State, t: &TaskRec, f: &Filters) -> bool {
         && any_match(f, "_up-to-date", |v| {
             v != "true" && v != "1" || svc.is_some_and(|x| x.spec_version == t.spec_version)
         })
+        // As swarmkit: a task's labels are its service's.
         && label_match(
             f,
             "label",
-            &t.spec.container_spec.clone().unwrap_or_default().labels,
+            &svc.map(|x| x.spec.labels.clone()).unwrap_or_default(),
         )
 }
 

@@ -2,7 +2,8 @@
 //! own on one bridge LAN), driven by the docker CLI: a cluster of 3 managers and 2 workers,
 //! services that converge and spread, scale, rolling update and rollback, drain, leader
 //! failover, node death and rejoin, daemon restart with live tasks; secrets only inside
-//! tasks, join refusals, quorum loss and `--force-new-cluster`; nothing left after teardown.
+//! tasks, join refusals, quorum loss and `--force-new-cluster`; swarm networks and `docker
+//! stack` (deploy, update, ls, services, ps, rm); nothing left after teardown.
 
 mod common;
 use common::stdout;
@@ -823,6 +824,390 @@ fn promotion_tokens_jobs_and_restart_limits() {
     c.until("tasks gone", LONG, || {
         (1..=4).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
     });
+    c.down_and_check();
+}
+
+const STACK_V1: &str = r#"version: "3.8"
+services:
+  web:
+    image: busybox:latest
+    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    stop_grace_period: 1s
+    configs:
+      - source: greeting
+        target: /etc/greeting
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  client:
+    image: busybox:latest
+    command: ["sleep", "100000"]
+    stop_grace_period: 1s
+    deploy:
+      placement:
+        constraints: ["node.hostname == node1"]
+configs:
+  greeting:
+    file: ./greeting.txt
+"#;
+
+/// The local bridges on node `i` that realise swarm networks (`br-<id>`), and nftables rules
+/// for the stack network's subnet.
+fn swarm_network_traces(c: &Cluster, i: usize) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &format!("{}-n{i}", c.name),
+            "-o",
+            "link",
+            "show",
+            "type",
+            "bridge",
+        ])
+        .output()
+        .expect("ip link");
+    let mut found: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("br-"))
+        .collect();
+    // And the nftables rules berth keeps for a network's subnet (swarm ones are in 10.0/16).
+    let nft = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-n{i}", c.name),
+            "nft",
+            "list",
+            "ruleset",
+        ])
+        .output()
+        .expect("nft list ruleset");
+    found.extend(
+        stdout(&nft)
+            .lines()
+            .filter(|l| l.contains("10.0.0."))
+            .map(|l| format!("nft: {}", l.trim())),
+    );
+    found
+}
+
+#[test]
+fn stack_deploy_networks_update_and_rm() {
+    let c = Cluster::up(2);
+    // Outside a swarm an overlay or swarm-scoped network is refused as dockerd does.
+    let out = c.docker(1, &["network", "create", "-d", "overlay", "ov"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out)
+            .contains("This node is not a swarm manager. Use \"docker swarm init\""),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = c.docker(1, &["network", "create", "--scope", "swarm", "ov"]);
+    assert!(
+        common::stderr(&out)
+            .contains("cannot create a swarm scoped network when swarm is not active"),
+        "{}",
+        common::stderr(&out)
+    );
+    c.form(1);
+    let out = c.docker(2, &["network", "create", "-d", "overlay", "ov"]);
+    assert!(!out.status.success());
+
+    // A swarm network by hand: listed, inspected, removed.
+    let id = c.ok(
+        1,
+        &[
+            "network", "create", "-d", "overlay", "--label", "k=v", "plain",
+        ],
+    );
+    assert_eq!(id.len(), 25, "{id}");
+    let shown = c.ok(
+        1,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "label=k=v",
+            "--format",
+            "{{.ID}} {{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+    );
+    assert_eq!(shown, format!("{} plain overlay swarm", &id[..12]));
+    let subnet = c.ok(
+        1,
+        &[
+            "network",
+            "inspect",
+            "plain",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        ],
+    );
+    assert_eq!(subnet, "10.0.0.0/24 10.0.0.1");
+    let out = c.docker(1, &["network", "create", "-d", "overlay", "plain"]);
+    assert!(
+        common::stderr(&out).contains("network with name plain already exists"),
+        "{}",
+        common::stderr(&out)
+    );
+    c.ok(1, &["network", "rm", &id[..6]]);
+    assert_eq!(
+        c.ok(1, &["network", "ls", "-q", "--filter", "name=plain"]),
+        ""
+    );
+
+    // The stack: a network, a config, two services; 2 web tasks spread over the nodes.
+    // In the cluster's run directory: teardown removes it, also after a failure.
+    let dir = std::path::PathBuf::from(format!("/run/{}/stack", c.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("greeting.txt"), "hello from the stack\n").unwrap();
+    let compose = dir.join("compose.yaml");
+    std::fs::write(&compose, STACK_V1).unwrap();
+    let compose = compose.to_string_lossy().into_owned();
+    let deployed = c.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &compose,
+            "st",
+        ],
+    );
+    assert!(
+        deployed.contains("Creating network st_default"),
+        "{deployed}"
+    );
+    let net = c.ok(
+        1,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "label=com.docker.stack.namespace=st",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+    );
+    assert_eq!(net, "st_default overlay swarm");
+    let net_id = c.ok(
+        1,
+        &["network", "inspect", "st_default", "--format", "{{.ID}}"],
+    );
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "st_web",
+                "--format",
+                "{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{.Aliases}}{{end}}"
+            ]
+        ),
+        format!("{net_id} [web]")
+    );
+    assert_eq!(
+        c.ok(1, &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]),
+        "st 2"
+    );
+    c.until("the stack's services converge", LONG, || {
+        stdout(&c.docker(
+            1,
+            &[
+                "stack",
+                "services",
+                "st",
+                "--format",
+                "{{.Name}} {{.Replicas}}",
+            ],
+        ))
+        .trim()
+            == "st_client 1/1\nst_web 2/2 (max 1 per node)"
+    });
+    let ps = c.ok(
+        1,
+        &[
+            "stack",
+            "ps",
+            "st",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.Node}}",
+        ],
+    );
+    let mut rows: Vec<&str> = ps.lines().collect();
+    rows.sort_unstable();
+    assert_eq!(rows.len(), 3, "{ps}");
+    assert_eq!(rows[0], "st_client.1 node1", "{ps}");
+    assert!(
+        rows[1].starts_with("st_web.") && rows[2].starts_with("st_web."),
+        "{ps}"
+    );
+    assert_ne!(rows[1].split(' ').nth(1), rows[2].split(' ').nth(1), "{ps}");
+    // Both nodes realise the network as a bridge; a worker shows it as it has it.
+    for i in [1, 2] {
+        let made = swarm_network_traces(&c, i);
+        assert!(
+            made.iter().filter(|b| b.starts_with("br-")).count() == 1,
+            "{made:?}"
+        );
+        assert!(made.iter().any(|b| b.starts_with("nft: ")), "{made:?}");
+    }
+    // A worker shows the network it runs tasks on as the swarm network; only managers remove it.
+    assert_eq!(
+        c.ok(
+            2,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "scope=swarm",
+                "--format",
+                "{{.ID}} {{.Name}} {{.Driver}}"
+            ]
+        ),
+        format!("{} st_default overlay", &net_id[..12])
+    );
+    assert_eq!(
+        c.ok(
+            2,
+            &["network", "inspect", &net_id, "--format", "{{.Scope}}"]
+        ),
+        "swarm"
+    );
+    let out = c.docker(2, &["network", "rm", "st_default"]);
+    assert!(
+        common::stderr(&out).contains("Worker nodes can't be used"),
+        "{}",
+        common::stderr(&out)
+    );
+    // On one node, tasks reach each other by service name and by the stack's short alias; the
+    // web task serves the config it was given.
+    let client = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=st_client",
+        ],
+    );
+    // (busybox's `wget -T` crashes: `timeout` bounds it.)
+    for name in ["web", "st_web"] {
+        let url = format!("timeout 5 wget -qO- http://{name}:8080/greeting");
+        assert_eq!(
+            c.ok(1, &["exec", &client, "sh", "-c", &url]),
+            "hello from the stack"
+        );
+    }
+    let looked = c.ok(1, &["exec", &client, "nslookup", "tasks.st_web"]);
+    assert!(looked.contains("10.0.0."), "{looked}");
+    // Plain containers are not put on a swarm network that is not attachable.
+    for i in [1, 2] {
+        let out = c.docker(
+            i,
+            &["run", "--rm", "--network", "st_default", "busybox", "true"],
+        );
+        assert!(
+            common::stderr(&out).contains("network st_default not manually attachable"),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+    let out = c.docker(1, &["network", "rm", "st_default"]);
+    assert!(
+        common::stderr(&out).contains(&format!("network {net_id} is in use by service")),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // A second deploy after an edit updates the service in place (same network, new task).
+    std::fs::write(
+        dir.join("compose.yaml"),
+        STACK_V1.replace(
+            "command: [\"sleep\", \"100000\"]",
+            "command: [\"sleep\", \"100000\"]\n    environment:\n      STAGE: two",
+        ),
+    )
+    .unwrap();
+    let again = c.ok(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &compose,
+            "st",
+        ],
+    );
+    assert!(again.contains("Updating service st_client"), "{again}");
+    assert!(!again.contains("Creating network"), "{again}");
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "st_client",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Env}}"
+            ]
+        ),
+        "[STAGE=two]"
+    );
+    c.until("the updated client runs", LONG, || {
+        let id = stdout(&c.docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=st_client",
+            ],
+        ));
+        let id = id.trim();
+        !id.is_empty()
+            && stdout(&c.docker(
+                1,
+                &[
+                    "exec",
+                    id,
+                    "sh",
+                    "-c",
+                    "echo $STAGE; timeout 5 wget -qO- http://web:8080/greeting",
+                ],
+            )) == "two\nhello from the stack\n"
+    });
+
+    // stack rm takes services, config and network; the bridges go from both nodes.
+    let removed = c.ok(1, &["stack", "rm", "st"]);
+    assert!(removed.contains("Removing network st_default"), "{removed}");
+    assert_eq!(c.ok(1, &["service", "ls", "-q"]), "");
+    assert_eq!(c.ok(1, &["config", "ls", "-q"]), "");
+    assert_eq!(
+        c.ok(1, &["network", "ls", "-q", "--filter", "name=st_"]),
+        ""
+    );
+    c.until("the stack's bridges are gone", LONG, || {
+        (1..=2).all(|i| {
+            swarm_network_traces(&c, i).is_empty()
+                && stdout(&c.docker(i, &["network", "ls", "-q", "--filter", "name=st_"]))
+                    .trim()
+                    .is_empty()
+                && stdout(&c.docker(i, &["ps", "-aq"])).trim().is_empty()
+        })
+    });
+    assert_eq!(c.ok(1, &["stack", "ls", "--format", "{{.Name}}"]), "");
     c.down_and_check();
 }
 

@@ -27,6 +27,17 @@ pub async fn create(
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let req: CreateRequest = json_body(&body)?;
+    // Swarm networks take only swarm tasks (made by the swarm executor, not through here).
+    let endpoints = req
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref());
+    for key in std::iter::once(&req.host_config.network_mode)
+        .filter(|m| !m.is_empty())
+        .chain(endpoints.into_iter().flat_map(|e| e.keys()))
+    {
+        crate::swarm_net::check_manual_attach(&d, key)?;
+    }
     let (id, warnings) = d.create(q.get("name"), req).await?;
     Ok(json(201, &CreateResponse { id, warnings }))
 }

@@ -1,12 +1,15 @@
 //! Network endpoints: create, list, inspect, remove, prune, connect and disconnect. They must not
 //! change a container's endpoints themselves: connect and disconnect go through
-//! `container::network::endpoint`.
+//! `container::network::endpoint`. On a swarm manager the swarm-scoped networks are listed,
+//! made and removed here too (through the manager) and their node-local bridges are not
+//! shown; a worker shows a bridge it has as the swarm network it realises.
 
 use super::St;
 use crate::container::network::{endpoint, Network};
 use crate::error::{Error, Result};
 use crate::prune::{label_matches, PruneFilter};
 use crate::state::Daemon;
+use crate::swarm_net;
 use crate::util::{json, json_body, no_content, Query};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -14,7 +17,9 @@ use berth_api::network::{
     ConnectRequest, CreateRequest, CreateResponse, DisconnectRequest, Ipam, IpamConfig,
     Network as ApiNetwork, NetworkContainer, PruneResponse,
 };
+use berth_swarm::manager::Manager;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The network resource Docker returns, with the running containers on it.
 fn view(d: &Daemon, n: &Network) -> ApiNetwork {
@@ -76,7 +81,7 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
             });
         }
     }
-    ApiNetwork {
+    let mut out = ApiNetwork {
         name: r.name.clone(),
         id: r.id.clone(),
         created: r.created.clone(),
@@ -97,7 +102,9 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         containers,
         options: r.options.clone(),
         labels: r.labels.clone(),
-    }
+    };
+    swarm_net::swarm_view(&mut out);
+    out
 }
 
 /// Whether a container (of any state) is connected to the network.
@@ -138,13 +145,139 @@ fn matches(d: &Daemon, n: &Network, f: &HashMap<String, Vec<String>>) -> Result<
     Ok(true)
 }
 
+/// A swarm network (as a manager shows it) against the list filters.
+fn swarm_matches(n: &ApiNetwork, f: &HashMap<String, Vec<String>>) -> Result<bool> {
+    for (k, vals) in f {
+        let ok = match k.as_str() {
+            "name" => vals.iter().any(|v| n.name.contains(v.as_str())),
+            "id" => vals.iter().any(|v| n.id.starts_with(v.as_str())),
+            "driver" => vals.contains(&n.driver),
+            "scope" => vals.iter().any(|v| v == "swarm"),
+            "label" => vals.iter().all(|v| label_matches(&n.labels, v)),
+            "type" => vals.iter().any(|v| v == "custom"),
+            // A swarm network belongs to the cluster, not to this node's containers.
+            "dangling" => !vals.iter().any(|v| v == "true" || v == "1"),
+            other => return Err(Error::bad_request(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// This node's swarm manager, if it is one.
+fn swarm_manager(d: &Daemon) -> Option<Arc<Manager>> {
+    d.swarm.get().and_then(|s| s.summary().manager)
+}
+
+/// The local networks the API shows: on a manager the realisations of swarm networks are
+/// not listed (the swarm networks themselves are).
+fn locals(d: &Daemon, manager: bool) -> Vec<Arc<Network>> {
+    d.net
+        .all()
+        .into_iter()
+        .filter(|n| !manager || swarm_net::realises(&n.rec).is_none())
+        .collect()
+}
+
+/// A network found by id, name or unique id prefix among the local and swarm ones.
+enum Found {
+    Local(Arc<Network>),
+    Swarm(Box<ApiNetwork>),
+}
+
+/// dockerd's lookup across scopes: full id, then full name, then unique id prefix; a name or
+/// prefix that matches several is ambiguous.
+fn find(d: &Daemon, key: &str) -> Result<Found> {
+    let Some(m) = swarm_manager(d) else {
+        // Elsewhere a swarm network is known by the id a realisation carries too.
+        return match d.net.find(key) {
+            Ok(n) => Ok(Found::Local(n)),
+            Err(e) => {
+                let hits: Vec<Arc<Network>> = d
+                    .net
+                    .all()
+                    .into_iter()
+                    .filter(|n| {
+                        swarm_net::realises(&n.rec)
+                            .is_some_and(|id| !key.is_empty() && id.starts_with(key))
+                    })
+                    .collect();
+                match <[_; 1]>::try_from(hits) {
+                    Ok([n]) => Ok(Found::Local(n)),
+                    Err(_) => Err(e.into()),
+                }
+            }
+        };
+    };
+    let local = locals(d, true);
+    let swarm = m.networks();
+    if let Some(n) = local.iter().find(|n| n.rec.id == key) {
+        return Ok(Found::Local(n.clone()));
+    }
+    if let Some(n) = swarm.iter().find(|n| n.id == key) {
+        return Ok(Found::Swarm(Box::new(n.clone())));
+    }
+    let pick = |by_local: &dyn Fn(&Network) -> bool,
+                by_swarm: &dyn Fn(&ApiNetwork) -> bool,
+                how: &str|
+     -> Result<Option<Found>> {
+        let mut hits: Vec<Found> = local
+            .iter()
+            .filter(|n| by_local(n))
+            .map(|n| Found::Local(n.clone()))
+            .collect();
+        hits.extend(
+            swarm
+                .iter()
+                .filter(|n| by_swarm(n))
+                .map(|n| Found::Swarm(Box::new(n.clone()))),
+        );
+        match hits.len() {
+            0 => Ok(None),
+            1 => Ok(hits.pop()),
+            k => Err(Error::bad_request(format!(
+                "network {key} is ambiguous ({k} matches found based on {how})"
+            ))),
+        }
+    };
+    if let Some(f) = pick(&|n| n.rec.name == key, &|n| n.name == key, "name")? {
+        return Ok(f);
+    }
+    if !key.is_empty() {
+        if let Some(f) = pick(
+            &|n| n.rec.id.starts_with(key),
+            &|n| n.id.starts_with(key),
+            "ID prefix",
+        )? {
+            return Ok(f);
+        }
+    }
+    Err(Error::not_found(format!("network {key} not found")))
+}
+
 pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let q = Query::parse(q.as_deref());
     let f = q.filters()?;
+    let manager = swarm_manager(&d);
     let mut out = Vec::new();
-    for n in d.net.all() {
-        if matches(&d, &n, &f)? {
+    for n in locals(&d, manager.is_some()) {
+        if swarm_net::realises(&n.rec).is_some() {
+            // A worker's view of a swarm network it runs tasks on.
+            let v = view(&d, &n);
+            if swarm_matches(&v, &f)? {
+                out.push(v);
+            }
+        } else if matches(&d, &n, &f)? {
             out.push(view(&d, &n));
+        }
+    }
+    if let Some(m) = manager {
+        for n in m.networks() {
+            if swarm_matches(&n, &f)? {
+                out.push(n);
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,9 +285,15 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
 }
 
 pub async fn inspect(State(d): St, Path(id): Path<String>) -> Result<Response> {
-    let n = d.net.find(&id)?;
-    Ok(json(200, &view(&d, &n)))
+    match find(&d, &id)? {
+        Found::Local(n) => Ok(json(200, &view(&d, &n))),
+        Found::Swarm(n) => Ok(json(200, &n)),
+    }
 }
+
+/// dockerd's answers to a swarm-scoped network asked of a node that cannot make one.
+const WORKER_SWARM_SCOPE: &str = "Cannot create a multi-host network from a worker node. Please create the network from a manager node.";
+const NO_SWARM_SCOPE: &str = "cannot create a swarm scoped network when swarm is not active";
 
 pub async fn create(
     State(d): St,
@@ -164,6 +303,38 @@ pub async fn create(
     // A blank name is refused by the service first, as dockerd does.
     if !req.name.trim().is_empty() {
         crate::names::check_len("network", &req.name)?;
+    }
+    let manager = swarm_manager(&d);
+    // Names are unique across the local and the swarm networks.
+    if let Some(m) = &manager {
+        let taken = m.networks().iter().any(|n| n.name == req.name)
+            || ((req.driver == "overlay" || req.scope == "swarm")
+                && locals(&d, true).iter().any(|n| n.rec.name == req.name));
+        if taken {
+            return Err(Error::conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+    }
+    if req.driver == "overlay" || req.scope == "swarm" {
+        let active = d.swarm.get().is_some_and(|s| s.summary().state == "active");
+        let forbidden = |m: &str| Error(berth_api::ApiError::new(403, m));
+        return match manager {
+            Some(m) => {
+                let id = m.create_network(req).await?;
+                Ok(json(
+                    201,
+                    &CreateResponse {
+                        id,
+                        warning: String::new(),
+                    },
+                ))
+            }
+            None if req.driver == "overlay" => Err(forbidden(berth_swarm::error::NOT_MANAGER)),
+            None if active => Err(forbidden(WORKER_SWARM_SCOPE)),
+            None => Err(forbidden(NO_SWARM_SCOPE)),
+        };
     }
     let (id, warning) = d.net.create(req).await?;
     if let Ok(n) = d.net.find(&id) {
@@ -180,8 +351,23 @@ fn running_on(d: &Daemon, n: &Network) -> bool {
     })
 }
 
+fn worker() -> Error {
+    Error(berth_api::ApiError::new(503, super::swarm::WORKER))
+}
+
 pub async fn remove(State(d): St, Path(id): Path<String>) -> Result<Response> {
-    let n = d.net.find(&id)?;
+    let n = match find(&d, &id)? {
+        Found::Swarm(n) => {
+            let m = swarm_manager(&d).ok_or_else(worker)?;
+            m.remove_network(&n.id).await?;
+            return Ok(no_content());
+        }
+        Found::Local(n) => n,
+    };
+    if swarm_net::realises(&n.rec).is_some() {
+        // A swarm network seen from a worker: only managers change the cluster's.
+        return Err(worker());
+    }
     d.net.remove(&n, running_on(&d, &n)).await?;
     d.events
         .network_event(&n.rec.id, &n.rec.name, &n.rec.driver, "destroy", None);
@@ -193,7 +379,12 @@ pub async fn prune(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
     let filter = PruneFilter::new(&q.filters()?, &[])?;
     let mut deleted = Vec::new();
     for n in d.net.all() {
-        if n.rec.predefined || connected(&d, &n) || !filter.matches(&n.rec.created, &n.rec.labels) {
+        // A swarm network's bridge is removed by the swarm executor once unused.
+        if n.rec.predefined
+            || swarm_net::realises(&n.rec).is_some()
+            || connected(&d, &n)
+            || !filter.matches(&n.rec.created, &n.rec.labels)
+        {
             continue;
         }
         if d.net.remove(&n, false).await.is_ok() {
@@ -222,6 +413,7 @@ pub async fn connect(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: ConnectRequest = json_body(&body)?;
+    swarm_net::check_manual_attach(&d, &id)?;
     let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;
     endpoint::connect(&d, &n, &c, req.endpoint_config).await?;

@@ -27,7 +27,7 @@ fn unavailable(message: &str) -> Error {
 }
 
 /// dockerd's answer to manager requests on a worker.
-const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+pub(crate) const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
 fn node(d: &St) -> Result<Arc<berth_swarm::cluster::Cluster>> {
     d.0.swarm
