@@ -269,6 +269,16 @@ pub fn rebalance(
             service.spec.name
         ));
     }
+    // A service still converging (tasks starting, or stopping) is left alone: its counts
+    // would be wrong, and asking again once it runs gives the right moves.
+    let settling = state.tasks.values().any(|t| {
+        t.service_id == service.id
+            && ((wants_running(t) && t.status.state < TaskState::Running)
+                || (!wants_running(t) && is_live(t, &state.nodes)))
+    });
+    if settling {
+        return Ok(Vec::new());
+    }
     let mut load: BTreeMap<String, Vec<&TaskRec>> = eligible(state, &service.spec.task_template)
         .into_iter()
         .map(|n| (n.id.clone(), Vec::new()))
@@ -1252,6 +1262,10 @@ mod tests {
         for t in &out {
             st.tasks.insert(t.id.clone(), t.clone());
         }
+        assert!(
+            rebalance(&st, &s, now).unwrap().is_empty(),
+            "nothing more moves while the moved tasks start"
+        );
         let cmds = pass(&st, &mut Memory::default(), now);
         let placed: Vec<String> = cmds
             .iter()
