@@ -453,6 +453,14 @@ impl State {
                         },
                         ..Default::default()
                     });
+                } else if s
+                    .update_status
+                    .as_ref()
+                    .is_some_and(|u| u.state == "completed" || u.state == "rollback_completed")
+                {
+                    // As swarmkit: a change that replaces no task (a scale) is not that update
+                    // again (the CLI's progress then waits for the new count to converge).
+                    s.update_status = None;
                 }
                 Ok(Value::Null)
             }
