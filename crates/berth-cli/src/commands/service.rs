@@ -567,39 +567,40 @@ async fn scale(c: &Client, a: ScaleArgs) -> Result<(), String> {
 }
 
 async fn rm(c: &Client, a: NamesArgs) -> Result<(), String> {
-    let mut errs = Vec::new();
-    for s in &a.services {
-        match c
-            .json(
-                hyper::Method::DELETE,
-                &format!("/services/{}", enc(s)),
-                None,
-            )
-            .await
-        {
-            Ok(_) => println!("{s}"),
-            Err(e) => errs.push(e.to_string()),
-        }
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("\n"))
-    }
+    each(&a.services, |s| async move {
+        c.json(
+            hyper::Method::DELETE,
+            &format!("/services/{}", enc(&s)),
+            None,
+        )
+        .await
+        .map(|_| s)
+    })
+    .await
 }
 
 async fn rebalance(c: &Client, a: NamesArgs) -> Result<(), String> {
-    let mut errs = Vec::new();
-    for s in &a.services {
-        match c
-            .json(
-                hyper::Method::POST,
-                &format!("/services/{}/rebalance", enc(s)),
-                None,
-            )
+    each(&a.services, |s| async move {
+        let path = format!("/services/{}/rebalance", enc(&s));
+        c.json(hyper::Method::POST, &path, None)
             .await
-        {
-            Ok(v) => println!("{s}: {} task(s) moved", v["Moved"].as_u64().unwrap_or(0)),
+            .map(|v| format!("{s}: {} task(s) moved", v["Moved"].as_u64().unwrap_or(0)))
+    })
+    .await
+}
+
+/// Runs `f` for every service named, printing what each success returns; the errors are
+/// reported together at the end, as docker's commands over several objects do.
+async fn each<F, Fut, E>(names: &[String], f: F) -> Result<(), String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, E>>,
+    E: std::fmt::Display,
+{
+    let mut errs = Vec::new();
+    for s in names {
+        match f(s.clone()).await {
+            Ok(line) => println!("{line}"),
             Err(e) => errs.push(e.to_string()),
         }
     }
