@@ -677,10 +677,21 @@ fn berth_stack_deploy_update_and_rm() {
         "[sleep 200000]"
     );
 
-    // rm: services, config, network; then nothing is left.
+    // --prune: a service no longer in the file goes.
+    let web_only = BERTH_STACK.replace(
+        "  client:\n    image: busybox:latest\n    command: [\"sleep\", \"100000\"]\n    stop_grace_period: 1s\n",
+        "",
+    );
+    assert!(!web_only.contains("client"));
+    std::fs::write(&file, web_only).unwrap();
+    let out = ok(&c, 1, &["stack", "deploy", "--prune", "-c", &file, "bs"]);
+    assert!(out.contains("Removing service bs_client"), "{out}");
+    assert!(out.contains("Updating service bs_web (id: "), "{out}");
+    assert_eq!(ok(&c, 1, &ls), "bs 1");
+
+    // rm: service, config, network; then nothing is left.
     let out = ok(&c, 1, &["stack", "rm", "bs"]);
     for line in [
-        "Removing service bs_client",
         "Removing service bs_web",
         "Removing config bs_greeting",
         "Removing network bs_default",

@@ -388,8 +388,9 @@ async fn send_json(
     serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("bad answer from daemon: {e}")))
 }
 
-/// Secrets or configs of the plan: the stack's own are created when missing; external ones
-/// must exist. Gives every name's ID.
+/// Secrets or configs of the plan: the stack's own are created when missing and updated in
+/// place (the swarm refuses changed data, as for docker) when present; external ones must
+/// exist. Gives every name's ID.
 async fn objects(
     c: &Client,
     kind: &str,
@@ -406,34 +407,48 @@ async fn objects(
         .get(&format!("/{kind}?filters={}", enc(&f)))
         .await
         .map_err(|e| e.to_string())?;
+    let mut versions = BTreeMap::new();
     for item in list.as_array().into_iter().flatten() {
         let name = item["Spec"]["Name"].as_str().unwrap_or_default();
         if names.contains(&name) {
             let id = item["ID"].as_str().unwrap_or_default();
             ids.insert(name.to_string(), id.to_string());
+            versions.insert(
+                name.to_string(),
+                item["Version"]["Index"].as_u64().unwrap_or(0),
+            );
         }
     }
     for o in plan {
-        if ids.contains_key(&o.name) {
-            continue;
-        }
-        if o.external {
-            return Err(format!("{singular} not found: {}", o.name));
-        }
-        println!("Creating {singular} {}", o.name);
         let body = json!({
             "Name": o.name,
             "Labels": o.labels,
             "Data": data_encoding::BASE64.encode(&o.data),
         });
-        let v = c
-            .post(&format!("/{kind}/create"), Some(body))
-            .await
-            .map_err(|e| format!("failed to create {singular} {}: {e}", o.name))?;
-        ids.insert(
-            o.name.clone(),
-            v["ID"].as_str().unwrap_or_default().to_string(),
-        );
+        match (ids.get(&o.name), o.external) {
+            (Some(_), true) => {}
+            (None, true) => return Err(format!("{singular} not found: {}", o.name)),
+            (Some(id), false) => {
+                let version = versions.get(&o.name).copied().unwrap_or(0);
+                c.post(
+                    &format!("/{kind}/{}/update?version={version}", enc(id)),
+                    Some(body),
+                )
+                .await
+                .map_err(|e| format!("failed to update {singular} {}: {e}", o.name))?;
+            }
+            (None, false) => {
+                println!("Creating {singular} {}", o.name);
+                let v = c
+                    .post(&format!("/{kind}/create"), Some(body))
+                    .await
+                    .map_err(|e| format!("failed to create {singular} {}: {e}", o.name))?;
+                ids.insert(
+                    o.name.clone(),
+                    v["ID"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
     }
     Ok(ids)
 }
