@@ -17,6 +17,10 @@ pub struct Loader;
 impl StackLoader for Loader {
     fn plan(&self, files: &[PathBuf], namespace: &str) -> Result<StackPlan, String> {
         let project = load(files, Some(namespace))?;
+        let ignored = unsupported(&project);
+        if !ignored.is_empty() {
+            eprintln!("Ignoring unsupported options: {}\n", ignored.join(", "));
+        }
         plan(&project, namespace)
     }
 
@@ -47,6 +51,35 @@ fn load(files: &[PathBuf], namespace: Option<&str>) -> Result<Project, String> {
         eprintln!("{w}");
     }
     Ok(loaded.project.model)
+}
+
+/// Service keys a swarm does not carry out, set in some service (docker names them and goes
+/// on; `restart` still gives the restart policy when `deploy.restart_policy` is not set).
+fn unsupported(p: &Project) -> Vec<&'static str> {
+    let mut keys = BTreeSet::new();
+    for s in p.services.values() {
+        for (k, set) in [
+            ("build", s.build.is_some()),
+            ("cgroup_parent", s.cgroup_parent.is_some()),
+            ("devices", !s.devices.is_empty()),
+            ("domainname", s.domainname.is_some()),
+            ("ipc", s.ipc.is_some()),
+            ("links", !s.links.is_empty()),
+            ("mac_address", s.mac_address.is_some()),
+            ("network_mode", s.network_mode.is_some()),
+            ("pid", s.pid.is_some()),
+            ("privileged", s.privileged),
+            ("restart", s.restart.is_some()),
+            ("security_opt", !s.security_opt.is_empty()),
+            ("shm_size", s.shm_size.is_some()),
+            ("userns_mode", s.userns_mode.is_some()),
+        ] {
+            if set {
+                keys.insert(k);
+            }
+        }
+    }
+    keys.into_iter().collect()
 }
 
 /// The stack's name for a top-level object: the loader names it `<project>_<key>` unless a
@@ -279,7 +312,7 @@ fn restart_policy(s: &Service, name: &str) -> Result<Option<Value>, String> {
         None => (r.as_str(), None),
     };
     let condition = match policy {
-        "no" => "none",
+        "no" => return Ok(None),
         "always" | "unless-stopped" => "any",
         "on-failure" => "on-failure",
         _ => return Err(format!("service {name}: unknown restart policy {r:?}")),
@@ -384,6 +417,20 @@ fn ports(name: &str, s: &Service) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
+/// Capability names as docker sends them: upper case, with the `CAP_` prefix (`ALL` as is).
+fn capabilities(caps: &[String]) -> Vec<String> {
+    caps.iter()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect()
+}
+
 /// `host:ip` (or `host=ip`) as the swarm's `ip host` line.
 fn host_line(e: &str) -> String {
     match e.split_once('=').or_else(|| e.split_once(':')) {
@@ -456,10 +503,10 @@ pub fn service_spec(
         cs.insert("Init".into(), json!(i));
     }
     if !s.cap_add.is_empty() {
-        cs.insert("CapabilityAdd".into(), json!(s.cap_add));
+        cs.insert("CapabilityAdd".into(), json!(capabilities(&s.cap_add)));
     }
     if !s.cap_drop.is_empty() {
-        cs.insert("CapabilityDrop".into(), json!(s.cap_drop));
+        cs.insert("CapabilityDrop".into(), json!(capabilities(&s.cap_drop)));
     }
     if !s.sysctls.is_empty() {
         cs.insert("Sysctls".into(), json!(s.sysctls));
@@ -501,8 +548,15 @@ pub fn service_spec(
         cs.insert("Configs".into(), json!(configs));
     }
 
+    // As docker sends them: privileges, placement and resources, empty when unset.
+    cs.insert(
+        "Privileges".into(),
+        json!({"CredentialSpec": null, "SELinuxContext": null}),
+    );
     let mut tt = Map::new();
     tt.insert("ContainerSpec".into(), Value::Object(cs));
+    tt.insert("Resources".into(), json!({}));
+    tt.insert("Placement".into(), json!({}));
     if let Some(rp) = restart_policy(s, name)? {
         tt.insert("RestartPolicy".into(), rp);
     }
@@ -558,10 +612,11 @@ pub fn service_spec(
         } else {
             scoped(namespace, &key, n.name.as_deref())
         };
-        let mut aliases = vec![name.to_string()];
+        let mut aliases = Vec::new();
         if let Some(Some(sn)) = s.networks.as_ref().and_then(|m| m.get(&key)) {
             aliases.extend(sn.aliases.iter().cloned());
         }
+        aliases.push(name.to_string());
         nets.push(json!({"Target": target, "Aliases": aliases}));
     }
     nets.sort_by(|a, b| a["Target"].as_str().cmp(&b["Target"].as_str()));
@@ -595,10 +650,12 @@ pub fn service_spec(
         "TaskTemplate": Value::Object(tt),
         "Mode": mode,
         "EndpointSpec": {
-            "Mode": rest("endpoint_mode").as_str().unwrap_or("vip"),
             "Ports": ports(name, s)?,
         },
     });
+    if let Some(m) = rest("endpoint_mode").as_str() {
+        spec["EndpointSpec"]["Mode"] = json!(m);
+    }
     if let Some(u) = update_config(&rest("update_config"), "update_config")? {
         spec["UpdateConfig"] = u;
     }
@@ -720,7 +777,7 @@ configs:
         assert_eq!(db["TaskTemplate"]["RestartPolicy"]["Condition"], "any");
         assert_eq!(
             db["TaskTemplate"]["Networks"],
-            json!([{"Target": "st_back", "Aliases": ["db", "database"]}])
+            json!([{"Target": "st_back", "Aliases": ["database", "db"]}])
         );
         assert_eq!(
             db["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
@@ -758,7 +815,9 @@ secrets:
     #[test]
     fn restart_maps_to_swarm_conditions() {
         let mut s = Service::default();
-        for (r, c) in [("no", "none"), ("always", "any"), ("unless-stopped", "any")] {
+        s.restart = Some("no".into());
+        assert_eq!(restart_policy(&s, "x").unwrap(), None);
+        for (r, c) in [("always", "any"), ("unless-stopped", "any")] {
             s.restart = Some(r.into());
             assert_eq!(restart_policy(&s, "x").unwrap().unwrap()["Condition"], c);
         }
@@ -779,6 +838,24 @@ secrets:
         )
         .unwrap_err();
         assert!(e.contains("single port"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_keys_are_named() {
+        let s = Service {
+            restart: Some("always".into()),
+            privileged: true,
+            ..Service::default()
+        };
+        let mut p = Project::default();
+        p.services.insert("a".into(), s);
+        assert_eq!(unsupported(&p), ["privileged", "restart"]);
+    }
+
+    #[test]
+    fn capabilities_get_their_prefix() {
+        let caps = ["net_admin".to_string(), "CAP_MKNOD".into(), "all".into()];
+        assert_eq!(capabilities(&caps), ["CAP_NET_ADMIN", "CAP_MKNOD", "ALL"]);
     }
 
     #[test]

@@ -314,14 +314,17 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
         let mut spec = s.spec.clone();
         resolve_refs(&mut spec, "Secrets", "SecretName", "SecretID", &secret_ids)?;
         resolve_refs(&mut spec, "Configs", "ConfigName", "ConfigID", &config_ids)?;
-        let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        // As docker: the image as written is kept in a label (for `--resolve-image changed`
+        // on a later deploy) and sent in its familiar form with its tag.
+        let written = spec["TaskTemplate"]["ContainerSpec"]["Image"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        // As docker: the image as deployed, for `--resolve-image changed` on a later deploy.
         if let Some(l) = spec["Labels"].as_object_mut() {
-            l.insert("com.docker.stack.image".into(), json!(image));
+            l.insert("com.docker.stack.image".into(), json!(written));
         }
+        let image = service::with_tag(&written);
+        spec["TaskTemplate"]["ContainerSpec"]["Image"] = json!(image);
         let auth = if a.with_registry_auth {
             crate::header_for_image(&image)
         } else {
