@@ -814,8 +814,10 @@ secrets:
 
     #[test]
     fn restart_maps_to_swarm_conditions() {
-        let mut s = Service::default();
-        s.restart = Some("no".into());
+        let mut s = Service {
+            restart: Some("no".into()),
+            ..Service::default()
+        };
         assert_eq!(restart_policy(&s, "x").unwrap(), None);
         for (r, c) in [("always", "any"), ("unless-stopped", "any")] {
             s.restart = Some(r.into());

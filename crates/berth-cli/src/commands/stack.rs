@@ -345,9 +345,10 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
                     spec["TaskTemplate"]["ForceUpdate"] = json!(f);
                 }
                 let path = format!("/services/{}/update?version={version}", enc(id));
-                send_json(c, &path, &spec, &headers)
+                let v = send_json(c, &path, &spec, &headers)
                     .await
                     .map_err(|e| format!("failed to update service {}: {e}", s.name))?;
+                print_warnings(&v);
                 id.clone()
             }
             None => {
@@ -355,6 +356,7 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
                 let v = send_json(c, "/services/create", &spec, &headers)
                     .await
                     .map_err(|e| format!("failed to create service {}: {e}", s.name))?;
+                print_warnings(&v);
                 v["ID"].as_str().unwrap_or_default().to_string()
             }
         };
@@ -366,6 +368,15 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The daemon's `Warnings` of a service create or update, on stderr as docker prints them.
+fn print_warnings(answer: &Value) {
+    for w in answer["Warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = w.as_str() {
+            eprintln!("{w}");
+        }
+    }
 }
 
 /// A JSON POST with extra headers; the JSON answer.
