@@ -226,11 +226,9 @@ fn file_refs(
     for r in refs {
         let name = object_name(objs, namespace, &r.source)
             .ok_or_else(|| format!("undefined {what} {:?}", r.source))?;
-        let target = match &r.target {
-            Some(t) => t.clone(),
-            None if secret => r.source.clone(),
-            None => format!("/{}", r.source),
-        };
+        // As docker: the source when no target is given (the engine places a relative name
+        // under /run/secrets or /).
+        let target = r.target.clone().unwrap_or_else(|| r.source.clone());
         let mut v = json!({
             "File": {
                 "Name": target,
@@ -242,6 +240,8 @@ fn file_refs(
         v[key] = json!(name);
         out.push(v);
     }
+    // Sorted by name, as docker sends them (a redeploy does not reorder them).
+    out.sort_by(|a, b| a[key].as_str().cmp(&b[key].as_str()));
     Ok(out)
 }
 
@@ -414,6 +414,15 @@ fn ports(name: &str, s: &Service) -> Result<Vec<Value>, String> {
         }
         out.push(v);
     }
+    // In a stable order, as docker sorts them.
+    out.sort_by_key(|p| {
+        (
+            p["Protocol"].as_str().map(str::to_string),
+            p["TargetPort"].as_u64(),
+            p["PublishedPort"].as_u64(),
+            p["PublishMode"].as_str().map(str::to_string),
+        )
+    });
     Ok(out)
 }
 
@@ -526,11 +535,15 @@ pub fn service_spec(
         let h: Vec<String> = s.extra_hosts.iter().map(|e| host_line(e)).collect();
         cs.insert("Hosts".into(), json!(h));
     }
-    if !s.dns.is_empty() || !s.dns_search.is_empty() || !s.dns_opt.is_empty() {
+    // As docker: nameservers and search domains (a swarm service is given no dns_opt).
+    if !s.dns.is_empty() || !s.dns_search.is_empty() {
         cs.insert(
             "DNSConfig".into(),
-            json!({"Nameservers": s.dns, "Search": s.dns_search, "Options": s.dns_opt}),
+            json!({"Nameservers": s.dns, "Search": s.dns_search}),
         );
+    }
+    if let Some(o) = s.oom_score_adj {
+        cs.insert("OomScoreAdj".into(), json!(o));
     }
     if let Some(h) = healthcheck(s) {
         cs.insert("Healthcheck".into(), h);
@@ -628,10 +641,15 @@ pub fn service_spec(
         );
     }
 
-    let mode = match deploy
+    let mode_name = deploy
         .and_then(|d| d.mode.as_deref())
-        .unwrap_or("replicated")
-    {
+        .unwrap_or("replicated");
+    if matches!(mode_name, "global" | "global-job") && deploy.and_then(|d| d.replicas).is_some() {
+        return Err(format!(
+            "service {name}: replicas can only be used with replicated or replicated-job mode"
+        ));
+    }
+    let mode = match mode_name {
         "global" => json!({"Global": {}}),
         "replicated" => {
             let n = deploy.and_then(|d| d.replicas).or(s.scale).unwrap_or(1);
@@ -654,7 +672,7 @@ pub fn service_spec(
         },
     });
     if let Some(m) = rest("endpoint_mode").as_str() {
-        spec["EndpointSpec"]["Mode"] = json!(m);
+        spec["EndpointSpec"]["Mode"] = json!(m.to_ascii_lowercase());
     }
     if let Some(u) = update_config(&rest("update_config"), "update_config")? {
         spec["UpdateConfig"] = u;
@@ -852,6 +870,16 @@ secrets:
         let mut p = Project::default();
         p.services.insert("a".into(), s);
         assert_eq!(unsupported(&p), ["privileged", "restart"]);
+    }
+
+    #[test]
+    fn global_services_take_no_replicas() {
+        let e = plan_of(
+            "global",
+            "services:\n  a:\n    image: busybox\n    deploy: {mode: global, replicas: 2}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("replicas can only be used"), "{e}");
     }
 
     #[test]

@@ -592,6 +592,10 @@ const BERTH_STACK: &str = r#"services:
     image: busybox:latest
     command: ["sleep", "100000"]
     stop_grace_period: 1s
+    configs: [greeting]
+    deploy:
+      placement:
+        constraints: ["node.hostname == node1"]
 configs:
   greeting:
     file: ./greeting.txt
@@ -656,6 +660,17 @@ fn berth_stack_deploy_update_and_rm() {
     let mine = sorted_lines(&ok(&c, 1, &ps));
     assert_eq!(mine.len(), 3, "{mine:?}");
     assert_eq!(mine, sorted_lines(&c.ok(1, &ps)));
+    // A config without a target lands at /<source>, as docker places it.
+    let client = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=bs_client",
+        ],
+    );
+    assert_eq!(c.ok(1, &["exec", &client, "cat", "/greeting"]), "hello");
 
     // A redeploy after an edit updates the services in place.
     std::fs::write(&file, BERTH_STACK.replace("100000", "200000")).unwrap();
@@ -678,10 +693,8 @@ fn berth_stack_deploy_update_and_rm() {
     );
 
     // --prune: a service no longer in the file goes.
-    let web_only = BERTH_STACK.replace(
-        "  client:\n    image: busybox:latest\n    command: [\"sleep\", \"100000\"]\n    stop_grace_period: 1s\n",
-        "",
-    );
+    let (head, tail) = BERTH_STACK.split_once("  client:").unwrap();
+    let web_only = format!("{head}{}", &tail[tail.find("configs:\n").unwrap()..]);
     assert!(!web_only.contains("client"));
     std::fs::write(&file, web_only).unwrap();
     let out = ok(&c, 1, &["stack", "deploy", "--prune", "-c", &file, "bs"]);

@@ -101,8 +101,8 @@ pub struct DeployArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Query the registry to resolve image digest and supported platforms ("always",
-    /// "changed", "never"); berth's daemon resolves images when it pulls them, so every
-    /// choice deploys the image reference as written
+    /// "changed", "never"); berth sends the reference as written (its daemon resolves it
+    /// when pulling), and "changed" and "never" keep an unchanged image's reference on update
     #[arg(long = "resolve-image", default_value = "always",
           value_parser = ["always", "changed", "never"])]
     pub resolve_image: String,
@@ -340,6 +340,15 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
                     .await
                     .map_err(err)?;
                 let version = old["Version"]["Index"].as_u64().unwrap_or(0);
+                // An unchanged image keeps what the service has (a digest pinned at an earlier
+                // deploy), as docker does unless asked to resolve it always.
+                if a.resolve_image != "always"
+                    && old["Spec"]["Labels"]["com.docker.stack.image"].as_str()
+                        == Some(written.as_str())
+                {
+                    spec["TaskTemplate"]["ContainerSpec"]["Image"] =
+                        old["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].clone();
+                }
                 // A forced update stays forced: the counter is kept, as docker keeps it.
                 if let Some(f) = old["Spec"]["TaskTemplate"]["ForceUpdate"].as_u64() {
                     spec["TaskTemplate"]["ForceUpdate"] = json!(f);
