@@ -697,7 +697,20 @@ fn berth_stack_deploy_update_and_rm() {
     let web_only = format!("{head}{}", &tail[tail.find("configs:\n").unwrap()..]);
     assert!(!web_only.contains("client"));
     std::fs::write(&file, web_only).unwrap();
-    let out = ok(&c, 1, &["stack", "deploy", "--prune", "-c", &file, "bs"]);
+    let out = ok(
+        &c,
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--prune",
+            "--detach=false",
+            "-q",
+            "-c",
+            &file,
+            "bs",
+        ],
+    );
     assert!(out.contains("Removing service bs_client"), "{out}");
     assert!(out.contains("Updating service bs_web (id: "), "{out}");
     assert_eq!(ok(&c, 1, &ls), "bs 1");

@@ -90,10 +90,10 @@ pub struct DeployArgs {
     /// Path to a Compose file, or "-" to read from stdin
     #[arg(short = 'c', long = "compose-file", required = true)]
     pub compose_file: Vec<PathBuf>,
-    /// Exit immediately instead of waiting for the stack services to converge
-    #[arg(short = 'd', long, default_value_t = true, action = clap::ArgAction::Set,
+    /// Exit immediately instead of waiting for the stack services to converge (default true)
+    #[arg(short = 'd', long, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub detach: bool,
+    pub detach: Option<bool>,
     /// Prune services that are no longer referenced
     #[arg(long)]
     pub prune: bool,
@@ -193,23 +193,15 @@ fn namespace_query(namespace: &str) -> String {
     format!("filters={}", enc(&f))
 }
 
-/// A stack name as docker checks it: a valid name, since it prefixes every object's.
+/// A stack name as docker checks it: something besides quotes and white space.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|ch| ch.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid stack name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        ))
+    if name
+        .trim_matches(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\'')
+        .is_empty()
+    {
+        return Err(format!("invalid stack name: {name:?}"));
     }
+    Ok(())
 }
 
 /// Objects of a kind (`networks`, `secrets`, `configs`, `services`) labelled with the stack,
@@ -256,6 +248,9 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
         );
     }
     let plan = loader.plan(&a.compose_file, &a.stack)?;
+    if a.detach.is_none() {
+        eprintln!("Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.");
+    }
     let err = |e: Error| e.to_string();
     if a.prune {
         let wanted: BTreeSet<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
@@ -371,7 +366,7 @@ async fn deploy(c: &Client, a: DeployArgs, loader: &dyn StackLoader) -> Result<(
         };
         deployed.push(id);
     }
-    if !a.detach {
+    if a.detach == Some(false) {
         for id in &deployed {
             super::service_progress::wait(c, id, a.quiet).await?;
         }
@@ -585,8 +580,7 @@ async fn rm(c: &Client, a: StackRmArgs) -> Result<(), String> {
     let mut errs = Vec::new();
     for ns in &a.stacks {
         check_name(ns)?;
-        let mut found = false;
-        let mut service_ids = Vec::new();
+        let mut lists = Vec::new();
         for (kind, what) in [
             ("services", "service"),
             ("secrets", "secret"),
@@ -594,29 +588,31 @@ async fn rm(c: &Client, a: StackRmArgs) -> Result<(), String> {
             ("networks", "network"),
         ] {
             let list = owned(c, kind, ns).await.map_err(|e| e.to_string())?;
-            if kind == "networks" && !a.detach && !service_ids.is_empty() {
-                wait_tasks_gone(c, ns).await?;
-            }
+            lists.push((kind, what, list));
+        }
+        if lists.iter().all(|(_, _, l)| l.is_empty()) {
+            eprintln!("Nothing found in stack: {ns}");
+            continue;
+        }
+        let mut failed = false;
+        for (kind, what, list) in lists {
             for (name, id) in list {
-                found = true;
                 println!("Removing {what} {name}");
-                if kind == "services" {
-                    service_ids.push(id.clone());
-                }
-                if let Err(e) = c
-                    .json(
-                        hyper::Method::DELETE,
-                        &format!("/{kind}/{}", enc(&id)),
-                        None,
-                    )
-                    .await
-                {
-                    errs.push(format!("Failed to remove {what} {id}: {e}"));
+                let path = format!("/{kind}/{}", enc(&id));
+                if let Err(e) = c.json(hyper::Method::DELETE, &path, None).await {
+                    eprintln!("Failed to remove {what} {id}: {e}");
+                    failed = true;
                 }
             }
         }
-        if !found {
-            eprintln!("Nothing found in stack: {ns}");
+        if failed {
+            errs.push(format!("failed to remove some resources from stack: {ns}"));
+            continue;
+        }
+        if !a.detach {
+            if let Err(e) = wait_tasks_gone(c, ns).await {
+                errs.push(format!("failed to wait on tasks of stack: {ns}: {e}"));
+            }
         }
     }
     if errs.is_empty() {
@@ -630,7 +626,6 @@ async fn rm(c: &Client, a: StackRmArgs) -> Result<(), String> {
 async fn wait_tasks_gone(c: &Client, ns: &str) -> Result<(), String> {
     let mut filters = BTreeMap::new();
     filters.insert("label".to_string(), vec![format!("{NAMESPACE_LABEL}={ns}")]);
-    println!("Waiting for the stack to be removed");
     loop {
         let list = tasks::list_tasks(c, &filters)
             .await
@@ -651,8 +646,7 @@ mod tests {
         assert!(check_name("st").is_ok());
         assert!(check_name("my-app_1.x").is_ok());
         assert!(check_name("").is_err());
-        assert!(check_name("_x").is_err());
-        assert!(check_name("a/b").is_err());
+        assert!(check_name(" '\"").is_err());
     }
 
     #[test]
