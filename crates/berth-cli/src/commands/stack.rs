@@ -503,8 +503,10 @@ async fn ls(c: &Client, a: StackLsArgs) -> i32 {
             *count.entry(ns.clone()).or_default() += 1;
         }
     }
-    let rows: Vec<Value> = count
-        .iter()
+    let mut names: Vec<(&String, &usize)> = count.iter().collect();
+    names.sort_by(|a, b| tasks::natural_cmp(a.0, b.0));
+    let rows: Vec<Value> = names
+        .into_iter()
         .map(|(name, n)| json!({ "Name": name, "Services": n.to_string() }))
         .collect();
     tasks::print_rows(
