@@ -660,6 +660,53 @@ fn berth_stack_deploy_update_and_rm() {
     let mine = sorted_lines(&ok(&c, 1, &ps));
     assert_eq!(mine.len(), 3, "{mine:?}");
     assert_eq!(mine, sorted_lines(&c.ok(1, &ps)));
+    // docker's own stack deploy of the same file gives the same specs (but for IDs).
+    let dout = c.docker(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "ds",
+        ],
+    );
+    assert!(dout.status.success(), "{}", stderr(&dout));
+    for svc in ["web", "client"] {
+        let spec = |ns: &str| {
+            let raw = c.ok(
+                1,
+                &[
+                    "service",
+                    "inspect",
+                    &format!("{ns}_{svc}"),
+                    "--format",
+                    "{{json .Spec}}",
+                ],
+            );
+            let mut v: serde_json::Value = serde_json::from_str(
+                &raw.replace(&format!("{ns}_"), "NS_")
+                    .replace(&format!("\"{ns}\""), "\"NS\""),
+            )
+            .unwrap();
+            let cs = &mut v["TaskTemplate"]["ContainerSpec"];
+            for r in cs["Configs"].as_array_mut().into_iter().flatten() {
+                r["ConfigID"] = serde_json::Value::Null;
+            }
+            for n in v["TaskTemplate"]["Networks"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                n["Target"] = serde_json::Value::Null;
+            }
+            v
+        };
+        assert_eq!(spec("bs"), spec("ds"), "{svc}");
+    }
+    c.ok(1, &["stack", "rm", "ds"]);
     // A config without a target lands at /<source>, as docker places it.
     let client = c.ok(
         1,
