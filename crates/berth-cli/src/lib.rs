@@ -24,6 +24,9 @@ pub use commands::container::{print_formatted, ps_row, CreateArgs, RunArgs};
 // For `berth compose exec|attach|cp|stats`, which act on a service's containers as these do.
 pub use commands::container::{attach, exec, proxy_signals, AttachArgs, ExecArgs};
 pub use commands::files::{cp, CpArgs};
+pub use commands::stack::{
+    NetworkPlan, ObjectPlan, ServicePlan, StackLoader, StackPlan, NAMESPACE_LABEL,
+};
 pub use commands::stats::{stats, StatsArgs};
 pub use ports::parse_publish;
 
@@ -174,6 +177,9 @@ pub enum Command {
     /// Manage Swarm configs
     #[command(subcommand)]
     Config(commands::secret::ConfigCommand),
+    /// Manage Swarm stacks
+    #[command(subcommand)]
+    Stack(commands::stack::StackCommand),
 }
 
 /// When the command line is `berth [global flags] compose …`: the connection flags and the
@@ -209,8 +215,9 @@ pub fn compose_args(
     None
 }
 
-/// Run the CLI with `args` (args[0] is the program name); returns the exit code.
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+/// Run the CLI with `args` (args[0] is the program name); `stacks` reads Compose files for
+/// `stack deploy|config`. Returns the exit code.
+pub fn main(args: Vec<std::ffi::OsString>, stacks: &dyn StackLoader) -> i32 {
     sigpipe::install();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -248,7 +255,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
             return 125;
         }
     };
-    let code = rt.block_on(commands::dispatch(client, cli.command));
+    let code = rt.block_on(commands::dispatch(client, cli.command, stacks));
     // A stdin reader may still block on the terminal; do not wait for it.
     rt.shutdown_background();
     code

@@ -48,7 +48,7 @@ pub fn config_hash(tree: &Value) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn ns(d: std::time::Duration) -> i64 {
+pub(crate) fn ns(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
@@ -209,7 +209,7 @@ fn restart_policy(svc: &Service) -> Value {
     }
 }
 
-fn healthcheck(svc: &Service) -> Option<Value> {
+pub(crate) fn healthcheck(svc: &Service) -> Option<Value> {
     let h = svc.healthcheck.as_ref()?;
     if h.disable {
         return Some(json!({"Test": ["NONE"]}));

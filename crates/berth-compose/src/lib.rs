@@ -17,6 +17,7 @@ mod progress;
 pub mod project;
 mod run;
 mod service_ctrs;
+pub mod stack;
 mod up;
 mod watch;
 
@@ -492,6 +493,7 @@ fn load_opts(cli: &Cli, services: &[String]) -> load::assemble::Options {
         env_files: cli.env_file.clone(),
         profiles: cli.profile.clone(),
         services: services.to_vec(),
+        swarm: false,
     }
 }
 

@@ -65,7 +65,7 @@ fn main() {
         Some("runtime") => berth_runtime::cli_main(args[1..].to_vec()),
         _ => match berth_cli::compose_args(&args) {
             Some((conn, rest)) => berth_compose::main(conn, rest),
-            None => berth_cli::main(args),
+            None => berth_cli::main(args, &berth_compose::stack::Loader),
         },
     };
     std::process::exit(code);

@@ -1,5 +1,5 @@
 //! Flag parity with the real docker CLI: for every command and subcommand docker 28 lists
-//! (except the stack/plugin/trust/... families in [`SKIPPED_COMMANDS`]), berth must have the
+//! (except the plugin/trust/... families in [`SKIPPED_COMMANDS`]), berth must have the
 //! command and every flag docker's `--help` shows, long name and short alias alike.
 
 mod common;
@@ -9,7 +9,6 @@ use std::process::Command;
 
 /// Docker commands out of scope for now, with the reason.
 const SKIPPED_COMMANDS: &[(&str, &str)] = &[
-    ("stack", "swarm stacks (client-side compose deployment)"),
     ("plugin", "no plugin system"),
     ("trust", "no notary / content trust"),
     (

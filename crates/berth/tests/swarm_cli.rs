@@ -574,3 +574,214 @@ fn berth_cli_drives_a_swarm() {
     );
     c.down_and_check();
 }
+
+/// A stack for `berth stack`: a replicated web server given a config, and a client.
+const BERTH_STACK: &str = r#"services:
+  web:
+    image: busybox:latest
+    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    stop_grace_period: 1s
+    configs:
+      - source: greeting
+        target: /etc/greeting
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  client:
+    image: busybox:latest
+    command: ["sleep", "100000"]
+    stop_grace_period: 1s
+    configs: [greeting]
+    deploy:
+      placement:
+        constraints: ["node.hostname == node1"]
+configs:
+  greeting:
+    file: ./greeting.txt
+"#;
+
+#[test]
+fn berth_stack_deploy_update_and_rm() {
+    let c = Cluster::up(2);
+    c.form(1);
+    let dir = std::path::PathBuf::from(format!("/run/{}/bstack", c.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("greeting.txt"), "hello\n").unwrap();
+    let file = dir.join("compose.yaml");
+    std::fs::write(&file, BERTH_STACK).unwrap();
+    let file = file.to_string_lossy().into_owned();
+
+    let out = ok(&c, 1, &["stack", "deploy", "-c", &file, "bs"]);
+    for line in [
+        "Creating network bs_default",
+        "Creating config bs_greeting",
+        "Creating service bs_client",
+        "Creating service bs_web",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    let ls = ["stack", "ls", "--format", "{{.Name}} {{.Services}}"];
+    assert_eq!(ok(&c, 1, &ls), "bs 2");
+    assert_eq!(ok(&c, 1, &ls), c.ok(1, &ls));
+    let services = [
+        "stack",
+        "services",
+        "bs",
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    ];
+    c.until("the stack converges", LONG, || {
+        stdout(&berth(&c, 1, &services)).trim() == "bs_client 1/1\nbs_web 2/2 (max 1 per node)"
+    });
+    assert_eq!(ok(&c, 1, &services), c.ok(1, &services));
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "bs_web",
+                "--format",
+                "{{index .Spec.Labels \"com.docker.stack.namespace\"}} {{range .Spec.TaskTemplate.Networks}}{{.Aliases}}{{end}}"
+            ]
+        ),
+        "bs [web]"
+    );
+    let ps = [
+        "stack",
+        "ps",
+        "bs",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Name}} {{.Node}} {{.CurrentState}}",
+    ];
+    let mine = sorted_lines(&ok(&c, 1, &ps));
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    assert_eq!(mine, sorted_lines(&c.ok(1, &ps)));
+    // docker's own stack deploy of the same file gives the same specs (but for IDs).
+    let dout = c.docker(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "ds",
+        ],
+    );
+    assert!(dout.status.success(), "{}", stderr(&dout));
+    for svc in ["web", "client"] {
+        let spec = |ns: &str| {
+            let raw = c.ok(
+                1,
+                &[
+                    "service",
+                    "inspect",
+                    &format!("{ns}_{svc}"),
+                    "--format",
+                    "{{json .Spec}}",
+                ],
+            );
+            let mut v: serde_json::Value = serde_json::from_str(
+                &raw.replace(&format!("{ns}_"), "NS_")
+                    .replace(&format!("\"{ns}\""), "\"NS\""),
+            )
+            .unwrap();
+            let cs = &mut v["TaskTemplate"]["ContainerSpec"];
+            for r in cs["Configs"].as_array_mut().into_iter().flatten() {
+                r["ConfigID"] = serde_json::Value::Null;
+            }
+            for n in v["TaskTemplate"]["Networks"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                n["Target"] = serde_json::Value::Null;
+            }
+            v
+        };
+        assert_eq!(spec("bs"), spec("ds"), "{svc}");
+    }
+    c.ok(1, &["stack", "rm", "ds"]);
+    // A config without a target lands at /<source>, as docker places it.
+    let client = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=bs_client",
+        ],
+    );
+    assert_eq!(c.ok(1, &["exec", &client, "cat", "/greeting"]), "hello");
+
+    // A redeploy after an edit updates the services in place.
+    std::fs::write(&file, BERTH_STACK.replace("100000", "200000")).unwrap();
+    let out = ok(&c, 1, &["stack", "deploy", "-c", &file, "bs"]);
+    assert!(out.contains("Updating service bs_client (id: "), "{out}");
+    assert!(out.contains("Updating service bs_web (id: "), "{out}");
+    assert!(!out.contains("Creating"), "{out}");
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "service",
+                "inspect",
+                "bs_client",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Args}}"
+            ]
+        ),
+        "[sleep 200000]"
+    );
+
+    // --prune: a service no longer in the file goes.
+    let (head, tail) = BERTH_STACK.split_once("  client:").unwrap();
+    let web_only = format!("{head}{}", &tail[tail.find("configs:\n").unwrap()..]);
+    assert!(!web_only.contains("client"));
+    std::fs::write(&file, web_only).unwrap();
+    let out = ok(
+        &c,
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--prune",
+            "--detach=false",
+            "-q",
+            "-c",
+            &file,
+            "bs",
+        ],
+    );
+    assert!(out.contains("Removing service bs_client"), "{out}");
+    assert!(out.contains("Updating service bs_web (id: "), "{out}");
+    assert_eq!(ok(&c, 1, &ls), "bs 1");
+
+    // rm: service, config, network; then nothing is left.
+    let out = ok(&c, 1, &["stack", "rm", "bs"]);
+    for line in [
+        "Removing service bs_web",
+        "Removing config bs_greeting",
+        "Removing network bs_default",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    let label = "label=com.docker.stack.namespace=bs";
+    c.until("the stack is gone", LONG, || {
+        ["network", "service", "config"].iter().all(|k| {
+            stdout(&c.docker(1, &[k, "ls", "-q", "--filter", label]))
+                .trim()
+                .is_empty()
+        })
+    });
+    assert_eq!(ok(&c, 1, &["stack", "ls", "--format", "{{.Name}}"]), "");
+    let again = berth(&c, 1, &["stack", "rm", "bs"]);
+    assert!(again.status.success());
+    assert_eq!(stderr(&again).trim(), "Nothing found in stack: bs");
+    c.down_and_check();
+}

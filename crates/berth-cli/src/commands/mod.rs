@@ -15,6 +15,7 @@ pub mod secret;
 pub mod service;
 pub mod service_opts;
 pub mod service_progress;
+pub mod stack;
 pub mod stats;
 pub mod swarm;
 pub mod system;
@@ -129,7 +130,7 @@ pub async fn inspect_each(
     container::print_inspect(&out, format).max(rc)
 }
 
-pub async fn dispatch(c: Client, cmd: Command) -> i32 {
+pub async fn dispatch(c: Client, cmd: Command, stacks: &dyn stack::StackLoader) -> i32 {
     use container as ct;
     use image as im;
     match cmd {
@@ -184,5 +185,6 @@ pub async fn dispatch(c: Client, cmd: Command) -> i32 {
         Command::Service(sub) => service::dispatch(&c, sub).await,
         Command::Secret(sub) => secret::secret_cmd(&c, sub).await,
         Command::Config(sub) => secret::config_cmd(&c, sub).await,
+        Command::Stack(sub) => stack::dispatch(&c, sub, stacks).await,
     }
 }

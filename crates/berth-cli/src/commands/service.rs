@@ -702,7 +702,7 @@ pub fn ports_text(ports: &[PortConfig]) -> String {
         .join(", ")
 }
 
-async fn ls(c: &Client, a: LsArgs) -> i32 {
+pub async fn ls(c: &Client, a: LsArgs) -> i32 {
     let mut path = format!("/services?status={}", !a.quiet);
     if !a.filter.is_empty() {
         match tasks::filter_map(&a.filter) {

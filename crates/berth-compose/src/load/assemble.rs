@@ -37,6 +37,9 @@ pub struct Options {
     pub profiles: Vec<String>,
     /// Services named on the command line: enabled whatever their profiles.
     pub services: Vec<String>,
+    /// For `stack deploy`: the swarm's `deploy` keys and external secrets and configs are
+    /// kept for the caller instead of refused, and not warned about.
+    pub swarm: bool,
 }
 
 /// The environment `${}` reads: the shell first, then the env files.
@@ -439,9 +442,11 @@ pub fn load(o: &Options) -> Result<Loaded, Error> {
     check_files(&doc)?;
     let model: crate::model::Project = serde_json::from_value(doc.value.clone())
         .map_err(|e| Error::new(format!("invalid compose project: {e}")))?;
-    refuse_unsupported(&doc, &model)?;
+    refuse_unsupported(&doc, &model, o.swarm)?;
     check_model(&doc, &model)?;
-    swarm_only(&model, &mut warnings);
+    if !o.swarm {
+        swarm_only(&model, &mut warnings);
+    }
     let config_files = files
         .iter()
         .map(|f| {
@@ -1007,7 +1012,7 @@ fn refuse(doc: &Doc, pointer: &str, rest: &crate::model::Rest) -> Result<(), Err
 }
 
 /// Every key berth does not carry out is an error naming it and where it is written.
-fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error> {
+fn refuse_unsupported(doc: &Doc, m: &crate::model::Project, swarm: bool) -> Result<(), Error> {
     // The obsolete top-level `version` is only warned about, as Compose v2 does.
     let mut top = m.rest.clone();
     top.remove("version");
@@ -1019,7 +1024,9 @@ fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error>
             refuse(doc, &child(&at, "build"), &b.rest)?;
         }
         if let Some(d) = &s.deploy {
-            refuse(doc, &child(&at, "deploy"), &d.rest)?;
+            if !swarm {
+                refuse(doc, &child(&at, "deploy"), &d.rest)?;
+            }
             if let Some(r) = &d.resources {
                 for (k, res) in [("limits", &r.limits), ("reservations", &r.reservations)] {
                     if let Some(res) = res {
@@ -1082,7 +1089,7 @@ fn refuse_unsupported(doc: &Doc, m: &crate::model::Project) -> Result<(), Error>
         for (k, o) in map {
             let at = child(&format!("/{top}"), k);
             refuse(doc, &at, &o.rest)?;
-            if o.external {
+            if o.external && !swarm {
                 return Err(pos_err(
                     doc,
                     &child(&at, "external"),
