@@ -114,6 +114,9 @@ fn bridge_request(n: &api::Network) -> CreateRequest {
 /// (the swarm network's). Idempotent. The caller serialises this with [`release_unused`].
 pub async fn realise(d: &Arc<Daemon>, n: &api::Network) -> Result<String, String> {
     let name = n.spec.name.clone();
+    // Unused bridges of other swarm networks go first: one left by a removed network would
+    // hold the subnet the cluster may have handed out again.
+    release_unused_except(d, Some(&n.id)).await;
     if let Some(local) = d.net.all().into_iter().find(|l| l.rec.name == name) {
         match realises(&local.rec) {
             Some(id) if id == n.id => return Ok(name),
@@ -157,8 +160,16 @@ pub async fn realise(d: &Arc<Daemon>, n: &api::Network) -> Result<String, String
 
 /// Removes the local realisations of swarm networks no container is connected to.
 pub async fn release_unused(d: &Arc<Daemon>) {
+    release_unused_except(d, None).await
+}
+
+/// [`release_unused`], keeping the realisation of the swarm network `keep`.
+async fn release_unused_except(d: &Arc<Daemon>, keep: Option<&str>) {
     for local in d.net.all() {
-        if realises(&local.rec).is_none() || in_use(d, &local.rec.id) {
+        let Some(id) = realises(&local.rec) else {
+            continue;
+        };
+        if keep == Some(id) || in_use(d, &local.rec.id) {
             continue;
         }
         match d.net.remove(&local, false).await {
