@@ -1,7 +1,9 @@
 //! `node ls|inspect|update|promote|demote|rm|ps`: the swarm's nodes through the Engine API,
 //! with the docker CLI's table (the current node marked `*`), `--pretty` and messages.
 
-use super::tasks::{self, decode_list, natural_cmp, node_reference, pretty_state};
+use super::tasks::{
+    self, decode_list, natural_cmp, node_reference, pretty_state, LsArgs, TableArgs,
+};
 use crate::client::{enc, Client, Error};
 use crate::format::Format;
 use berth_api::swarm::Node;
@@ -47,35 +49,9 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct PsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Pretty-print tasks using a Go template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Do not map IDs to Names
-    #[arg(long = "no-resolve")]
-    pub no_resolve: bool,
-    /// Do not truncate output
-    #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
-    /// Only display task IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub table: TableArgs,
     pub nodes: Vec<String>,
 }
 
@@ -516,7 +492,7 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
     } else {
         a.nodes.clone()
     };
-    let base = match tasks::filter_map(&a.filter) {
+    let base = match tasks::filter_map(&a.table.filter) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");
@@ -542,8 +518,16 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
     }
     let mut rc = 0;
     if errs.is_empty() || !all.is_empty() {
-        let trunc = !a.no_trunc;
-        rc = tasks::print_tasks(c, all, a.no_resolve, trunc, a.quiet, a.format.as_deref()).await;
+        let trunc = !a.table.no_trunc;
+        rc = tasks::print_tasks(
+            c,
+            all,
+            a.table.no_resolve,
+            trunc,
+            a.table.quiet,
+            a.table.format.as_deref(),
+        )
+        .await;
     }
     if !errs.is_empty() {
         eprintln!("{}", errs.join("\n"));

@@ -1,7 +1,7 @@
 //! `secret create|ls|inspect|rm` and `config create|ls|inspect|rm`: the two kinds share their
 //! code, differing in the API path, the create flags, the size limit and what is shown.
 
-use super::tasks::{self, go_time_utc, natural_cmp};
+use super::tasks::{self, go_time_utc, natural_cmp, LsArgs};
 use crate::client::{enc, Client};
 use crate::format::Format;
 use clap::{Args, Subcommand};
@@ -105,19 +105,6 @@ pub struct InspectArgs {
     pub pretty: bool,
     #[arg(required = true)]
     pub names: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

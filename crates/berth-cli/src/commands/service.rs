@@ -3,7 +3,8 @@
 //! service converges unless `-d`).
 
 use super::service_opts::{self, CreateArgs, FileRefs, UpdateArgs};
-use super::tasks::{self, decode_list, print_tasks, short_id};
+pub use super::tasks::LsArgs;
+use super::tasks::{self, decode_list, print_tasks, short_id, TableArgs};
 use crate::client::{enc, Client, Error};
 use crate::format::Format;
 use berth_api::swarm::{PortConfig, Service, ServiceSpec, Task};
@@ -83,35 +84,9 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct PsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Pretty-print tasks using a Go template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Do not map IDs to Names
-    #[arg(long = "no-resolve")]
-    pub no_resolve: bool,
-    /// Do not truncate output
-    #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
-    /// Only display task IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub table: TableArgs,
     #[arg(required = true)]
     pub services: Vec<String>,
 }
@@ -767,7 +742,7 @@ pub async fn ls(c: &Client, a: LsArgs) -> i32 {
 }
 
 async fn ps(c: &Client, a: PsArgs) -> i32 {
-    let mut filters = match tasks::filter_map(&a.filter) {
+    let mut filters = match tasks::filter_map(&a.table.filter) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");
@@ -804,8 +779,16 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
         Ok(l) => l,
         Err(e) => return super::report(&e, 1),
     };
-    let trunc = !a.no_trunc && !a.quiet;
-    let rc = print_tasks(c, list, a.no_resolve, trunc, a.quiet, a.format.as_deref()).await;
+    let trunc = !a.table.no_trunc && !a.table.quiet;
+    let rc = print_tasks(
+        c,
+        list,
+        a.table.no_resolve,
+        trunc,
+        a.table.quiet,
+        a.table.format.as_deref(),
+    )
+    .await;
     if !notfound.is_empty() {
         eprintln!("{}", notfound.join("\n"));
         return 1;

@@ -2,7 +2,7 @@
 //! as the docker CLI does it; everything a stack owns carries `com.docker.stack.namespace`.
 
 use super::service::{self, LsArgs};
-use super::tasks::{self, decode_list, print_tasks};
+use super::tasks::{self, decode_list, print_tasks, TableArgs};
 use crate::client::{enc, Client, Error};
 use crate::format::Format;
 use berth_api::swarm::Service;
@@ -121,21 +121,8 @@ pub struct StackLsArgs {
 
 #[derive(Debug, Args)]
 pub struct StackPsArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long)]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Do not map IDs to Names
-    #[arg(long = "no-resolve")]
-    pub no_resolve: bool,
-    /// Do not truncate output
-    #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
-    /// Only display task IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub table: TableArgs,
     pub stack: String,
 }
 
@@ -547,7 +534,7 @@ async fn ps(c: &Client, a: StackPsArgs) -> i32 {
         eprintln!("{e}");
         return 1;
     }
-    let mut filters = match tasks::filter_map(&a.filter) {
+    let mut filters = match tasks::filter_map(&a.table.filter) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");
@@ -574,8 +561,16 @@ async fn ps(c: &Client, a: StackPsArgs) -> i32 {
         eprintln!("nothing found in stack: {}", a.stack);
         return 1;
     }
-    let trunc = !a.no_trunc && !a.quiet;
-    print_tasks(c, list, a.no_resolve, trunc, a.quiet, a.format.as_deref()).await
+    let trunc = !a.table.no_trunc && !a.table.quiet;
+    print_tasks(
+        c,
+        list,
+        a.table.no_resolve,
+        trunc,
+        a.table.quiet,
+        a.table.format.as_deref(),
+    )
+    .await
 }
 
 async fn rm(c: &Client, a: StackRmArgs) -> Result<(), String> {

@@ -6,8 +6,43 @@ use super::container::print_formatted;
 use crate::client::{enc, Client, Error};
 use crate::format::Format;
 use berth_api::swarm::{Node, Service, Task};
+use clap::Args;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+
+/// The `ls` flags of swarm objects (nodes, services, secrets, configs).
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The flags of the task tables (`node ps`, `service ps`, `stack ps`).
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    /// Filter output based on conditions provided
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Pretty-print tasks using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not map IDs to Names
+    #[arg(long = "no-resolve")]
+    pub no_resolve: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Only display task IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
 /// Turns node and service IDs into names (a node's `Spec.Name`, else its hostname), asking the
 /// daemon once per ID; with `no_resolve` IDs stay IDs.
