@@ -42,7 +42,7 @@ impl Ipam for DefaultIpam {
     }
 
     fn pools(&self, rec: &NetworkRecord) -> Result<Box<dyn Pools>> {
-        let mut v4 = if rec.is_bridge() && rec.enable_ipv4 {
+        let mut v4 = if rec.is_bridged() && rec.enable_ipv4 {
             let subnet = rec.subnet().ok_or_else(|| {
                 Error::Internal(format!("network {}: bad subnet {:?}", rec.name, rec.subnet))
             })?;
@@ -56,7 +56,7 @@ impl Ipam for DefaultIpam {
             None
         };
         let mut v6 = match rec.subnet6() {
-            Some(subnet) if rec.is_bridge() => {
+            Some(subnet) if rec.is_bridged() => {
                 let range = if rec.ip_range6.is_empty() {
                     None
                 } else {
@@ -77,6 +77,16 @@ impl Ipam for DefaultIpam {
                     "invalid auxiliary address {name}={a}: it is not a free address of the network's subnets"
                 )));
             }
+        }
+        // An overlay's bridge may have an address of its own (the ingress network's per-node
+        // address): no endpoint gets it.
+        let bridge_addr = rec
+            .options
+            .get(crate::driver::overlay::OPT_BRIDGE_ADDR)
+            .filter(|_| rec.is_overlay())
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        if let (Some(a), Some(pool)) = (bridge_addr, v4.as_mut()) {
+            pool.reserve(a)?;
         }
         Ok(Box::new(DefaultPools { v4, v6 }))
     }

@@ -1,7 +1,7 @@
 //! berth's container networking as a service (Docker's Container Network Model): the
 //! [`service::NetworkService`] with its drivers and IPAM behind traits, and the parts under
-//! it: address management, bridges and veth pairs over netlink, the nftables table berth
-//! owns, the embedded DNS server, published ports and the files a sandbox mounts. Nothing
+//! it: address management, bridges, VXLAN and veth pairs over netlink, the nftables table berth
+//! owns, the load balancing programmed inside sandboxes ([`lb`]), the embedded DNS server, published ports and the files a sandbox mounts. Nothing
 //! here knows containers' records or the daemon.
 
 pub mod config;
@@ -14,6 +14,7 @@ pub mod ipam;
 pub mod ipam6;
 pub mod ipam_driver;
 pub mod iptables;
+pub mod lb;
 pub mod link;
 pub mod nft;
 pub mod ports;

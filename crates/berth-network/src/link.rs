@@ -18,12 +18,14 @@ use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::neighbour::NeighbourState;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
 };
 use tokio::sync::oneshot;
 
@@ -33,6 +35,18 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
+}
+
+/// The UDP port of VXLAN (IANA).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// A remote endpoint of an overlay network: its address and MAC, and the data-path address of
+/// the node (VTEP) that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub node: Ipv4Addr,
 }
 
 /// One container's attachment to a bridge network.
@@ -240,6 +254,242 @@ impl Netlink {
             .await;
         if let Err(e) = res {
             tracing::debug!("neighbour entry for {ip}: {e}");
+        }
+    }
+
+    /// Give link `name` the MAC `mac` unless it has it already.
+    pub async fn ensure_mac(&self, name: &str, mac: [u8; 6]) -> Result<()> {
+        check_ifname(name)?;
+        let link = get_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?
+            .ok_or_else(|| Error::Netlink(format!("link {name} does not exist")))?;
+        let has = link
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::Address(m) if m[..] == mac[..]));
+        if !has {
+            let change = LinkUnspec::new_with_index(link.header.index)
+                .address(mac.to_vec())
+                .build();
+            self.handle
+                .link()
+                .change(change)
+                .execute()
+                .await
+                .map_err(|e| nl_error(format_args!("setting the MAC of {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// The MTU of the link that holds the IPv4 address `addr`.
+    pub async fn mtu_of_address(&self, addr: Ipv4Addr) -> Result<u32> {
+        let index = self
+            .ipv4_addrs()
+            .await
+            .map_err(|e| nl_error("listing the IPv4 addresses", e))?
+            .into_iter()
+            .find(|(_, a, _)| *a == addr)
+            .map(|(index, _, _)| index)
+            .ok_or_else(|| {
+                Error::Invalid(format!("no interface of this host has the address {addr}"))
+            })?;
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| nl_error(format_args!("looking up the link holding {addr}"), e))?
+            .ok_or_else(|| Error::Netlink(format!("the link holding {addr} disappeared")))?;
+        link_mtu(&link).ok_or_else(|| Error::Netlink(format!("the link holding {addr} has no MTU")))
+    }
+
+    /// Create VXLAN device `name` if missing: VNI `vni`, source address `local`, UDP port
+    /// [`VXLAN_PORT`], no learning, ARP answered from its neighbour entries (proxy), no miss
+    /// notifications; then make it a port of bridge `bridge` with MTU `mtu`, up. Idempotent;
+    /// an existing link of that name that is not this VXLAN is an error.
+    pub async fn ensure_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        mtu: u32,
+        bridge: &str,
+    ) -> Result<()> {
+        check_ifname(name)?;
+        let bridge_index = self.bridge_index(bridge).await?;
+        let existing = get_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
+        let link = match existing {
+            Some(link) => {
+                if vxlan_id(&link) != Some(vni) {
+                    return Err(Error::Conflict(format!(
+                        "link {name} exists but is not the VXLAN device of VNI {vni}"
+                    )));
+                }
+                link
+            }
+            None => {
+                let vxlan = LinkVxlan::new(name, vni)
+                    .local(local)
+                    .port(VXLAN_PORT)
+                    .learning(false)
+                    .proxy(true)
+                    .l2miss(false)
+                    .l3miss(false)
+                    .mtu(mtu)
+                    .build();
+                match self.handle.link().add(vxlan).execute().await {
+                    Err(e) if !is_errno(&e, libc::EEXIST) => {
+                        return Err(nl_error(
+                            format_args!("creating VXLAN device {name} (VNI {vni}, local {local})"),
+                            e,
+                        ));
+                    }
+                    _ => {}
+                }
+                get_link(&self.handle, name)
+                    .await
+                    .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?
+                    .ok_or_else(|| {
+                        Error::Netlink(format!("{name} disappeared right after its creation"))
+                    })?
+            }
+        };
+        let enslaved = link
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == bridge_index));
+        let up = link.header.flags.contains(LinkFlags::Up);
+        if !enslaved || !up || link_mtu(&link) != Some(mtu) {
+            let change = LinkUnspec::new_with_index(link.header.index)
+                .controller(bridge_index)
+                .mtu(mtu)
+                .up()
+                .build();
+            self.handle
+                .link()
+                .change(change)
+                .execute()
+                .await
+                .map_err(|e| nl_error(format_args!("configuring VXLAN device {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Make the remote endpoints programmed on VXLAN device `name` exactly `peers`: per peer a
+    /// permanent neighbour entry (IP → MAC) and a permanent forwarding entry (MAC → the node's
+    /// data-path address) on the device. What the device has beyond that is removed, so a
+    /// daemon that restarts re-syncs with one call.
+    pub async fn sync_vxlan_peers(&self, name: &str, peers: &[Peer]) -> Result<()> {
+        check_ifname(name)?;
+        let index = get_link(&self.handle, name)
+            .await
+            .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?
+            .ok_or_else(|| Error::Netlink(format!("VXLAN device {name} does not exist")))?
+            .header
+            .index;
+        let mut neigh_req = self.handle.neighbours().get();
+        neigh_req.message_mut().header.family = AddressFamily::Inet;
+        let neighbours: Vec<NeighbourMessage> = neigh_req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_error(format_args!("listing the neighbours of {name}"), e))?;
+        let mut fdb_req = self.handle.neighbours().get();
+        fdb_req.message_mut().header.family = AddressFamily::Bridge;
+        let fdb: Vec<NeighbourMessage> =
+            fdb_req.execute().try_collect().await.map_err(|e| {
+                nl_error(format_args!("listing the forwarding entries of {name}"), e)
+            })?;
+        // What is there: (ip, mac) neighbours and (mac, node) forwarding entries of the device.
+        let mut have_neigh = Vec::new();
+        for m in neighbours.into_iter().filter(|m| m.header.ifindex == index) {
+            let ip = m.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let mac = neighbour_mac(&m);
+            match (ip, mac) {
+                (Some(ip), Some(mac))
+                    if m.header.state == NeighbourState::Permanent
+                        && peers.iter().any(|p| p.ip == ip && p.mac == mac) =>
+                {
+                    have_neigh.push(ip)
+                }
+                _ => self.delete_neighbour(name, m).await?,
+            }
+        }
+        let mut have_fdb = Vec::new();
+        for m in fdb.into_iter().filter(|m| m.header.ifindex == index) {
+            let node = m.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            // Entries without a destination are the bridge's view of its port, not ours.
+            let (Some(node), Some(mac)) = (node, neighbour_mac(&m)) else {
+                continue;
+            };
+            if peers.iter().any(|p| p.mac == mac && p.node == node) {
+                have_fdb.push(mac);
+            } else {
+                self.delete_neighbour(name, m).await?;
+            }
+        }
+        for p in peers {
+            if !have_fdb.contains(&p.mac) {
+                let mut req = self
+                    .handle
+                    .neighbours()
+                    .add_bridge(index, &p.mac)
+                    .flags(NeighbourFlags::Own)
+                    .destination(IpAddr::V4(p.node))
+                    .replace();
+                req.message_mut().header.state = NeighbourState::Permanent;
+                req.execute().await.map_err(|e| {
+                    nl_error(
+                        format_args!("adding {} → {} to {name}", fmt_mac(p.mac), p.node),
+                        e,
+                    )
+                })?;
+                have_fdb.push(p.mac);
+            }
+            if !have_neigh.contains(&p.ip) {
+                self.handle
+                    .neighbours()
+                    .add(index, IpAddr::V4(p.ip))
+                    .link_layer_address(&p.mac)
+                    .state(NeighbourState::Permanent)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(|e| {
+                        nl_error(
+                            format_args!(
+                                "adding neighbour {} ({}) to {name}",
+                                p.ip,
+                                fmt_mac(p.mac)
+                            ),
+                            e,
+                        )
+                    })?;
+                have_neigh.push(p.ip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a neighbour or forwarding entry as it was listed; already gone is fine.
+    async fn delete_neighbour(&self, name: &str, m: NeighbourMessage) -> Result<()> {
+        match self.handle.neighbours().del(m).execute().await {
+            Err(e) if !is_errno(&e, libc::ENOENT) => {
+                Err(nl_error(format_args!("removing an entry of {name}"), e))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -628,6 +878,34 @@ fn is_bridge(link: &LinkMessage) -> bool {
             .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Bridge))),
         _ => false,
     })
+}
+
+/// The VNI of a VXLAN link, None for any other link.
+fn vxlan_id(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+            LinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(|d| match d {
+                InfoVxlan::Id(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+fn neighbour_mac(m: &NeighbourMessage) -> Option<[u8; 6]> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice()).ok(),
+        _ => None,
+    })
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn link_mtu(link: &LinkMessage) -> Option<u32> {

@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
@@ -65,6 +65,35 @@ pub struct PortMap {
     pub container_port: u16,
 }
 
+/// How many slots a load-balanced address or port has: `numgen inc mod SLOTS` picks one, and
+/// slot i goes to the i-th backend modulo their number (60 spreads evenly over 1–6, 10, 12, 15,
+/// 20, 30 and 60 backends; other counts differ by at most one slot).
+pub const SLOTS: usize = 60;
+
+/// The backend of every slot: slot i is the i-th of the sorted, deduplicated `backends`
+/// modulo their number; no backends, no slots.
+pub fn fill_slots<T: Ord + Clone>(backends: &[T]) -> Vec<T> {
+    let mut sorted = backends.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    (0..SLOTS)
+        .map(|i| sorted[i % sorted.len()].clone())
+        .collect()
+}
+
+/// One port published through the swarm's routing mesh (ingress): connections to any local
+/// address of the node on `published` go to one of `backends` (task address and target
+/// port), without SNAT, so that the task sees the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressPort {
+    pub proto: Proto,
+    pub published: u16,
+    pub backends: Vec<(Ipv4Addr, u16)>,
+}
+
 /// berth's table (`ip <name>`), one per daemon.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -105,10 +134,15 @@ impl Table {
     /// The whole table: rules, and elements for the given networks and ports.
     pub fn render(&self, nets: &[NetRules], ports: &[PortMap]) -> Result<String> {
         let t = &self.name;
-        let output_match = if self.loopback_nat {
-            ""
+        // Without loopback NAT a userland proxy serves 127.0.0.1:<published>, but nothing
+        // proxies the routing mesh's ports: those are DNATed (and masqueraded) either way.
+        let (output_match, loopback_ingress) = if self.loopback_nat {
+            ("", "")
         } else {
-            "ip daddr != 127.0.0.0/8 "
+            (
+                "ip daddr != 127.0.0.0/8 ",
+                "\n    ip daddr 127.0.0.0/8 meta l4proto . th dport @ingress_ports jump published",
+            )
         };
         let mut s =
             format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n");
@@ -122,17 +156,20 @@ impl Table {
   set nets {{ type ipv4_addr; flags interval; }}
   map ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
   map hostports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+  set ingress_ports {{ type inet_proto . inet_service; }}
+  map ingress {{ typeof meta l4proto . th dport . numgen inc mod {SLOTS} : ip daddr . th dport; }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     fib daddr type local jump published
   }}
   chain output {{
     type nat hook output priority -100; policy accept;
-    {output_match}fib daddr type local jump published
+    {output_match}fib daddr type local jump published{loopback_ingress}
   }}
   chain published {{
     dnat ip addr . port to ip daddr . meta l4proto . th dport map @hostports
     dnat ip addr . port to meta l4proto . th dport map @ports
+    meta l4proto . th dport @ingress_ports dnat ip addr . port to meta l4proto . th dport . numgen inc mod {SLOTS} map @ingress
   }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
@@ -261,6 +298,41 @@ table ip6 {t} {{
         s
     }
 
+    /// The routing mesh's ports, replacing whatever the table had (one transaction: the set
+    /// and map are flushed and refilled, no rule changes).
+    pub fn render_ingress(&self, ports: &[IngressPort]) -> String {
+        let t = &self.name;
+        let mut s = format!("flush set ip {t} ingress_ports\nflush map ip {t} ingress\n");
+        for p in ports {
+            let (proto, port) = (p.proto.as_str(), p.published);
+            let _ = writeln!(s, "add element ip {t} ingress_ports {{ {proto} . {port} }}");
+            let slots = fill_slots(&p.backends);
+            if slots.is_empty() {
+                continue;
+            }
+            let elems: Vec<String> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, (a, bp))| format!("{proto} . {port} . {i} : {a} . {bp}"))
+                .collect();
+            let _ = writeln!(s, "add element ip {t} ingress {{ {} }}", elems.join(", "));
+        }
+        s
+    }
+
+    /// Make the routing mesh's ports exactly `ports`.
+    pub fn set_ingress(&self, ports: &[IngressPort]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(p) = ports.iter().find(|p| !seen.insert((p.proto, p.published))) {
+            return Err(Error::Invalid(format!(
+                "ingress port {}/{} is given twice",
+                p.published,
+                p.proto.as_str()
+            )));
+        }
+        run(&self.render_ingress(ports))
+    }
+
     /// Replace the table with one holding exactly these networks and ports (daemon start).
     pub fn rebuild(&self, nets: &[NetRules], ports: &[PortMap]) -> Result<()> {
         run(&self.render(nets, ports)?)
@@ -298,7 +370,7 @@ table ip6 {t} {{
 }
 
 /// Feed a script to `nft -f -` as one transaction.
-fn run(script: &str) -> Result<()> {
+pub(crate) fn run(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -403,6 +475,54 @@ mod tests {
             }],
         );
         assert_eq!(del, "delete element ip berth_t ports { tcp . 8080 }\n");
+    }
+
+    #[test]
+    fn renders_ingress_ports() {
+        let t = Table::new("berth", false).unwrap();
+        let ports = [
+            IngressPort {
+                proto: Proto::Tcp,
+                published: 8080,
+                backends: vec![
+                    ("10.0.0.7".parse().unwrap(), 80),
+                    ("10.0.0.5".parse().unwrap(), 80),
+                ],
+            },
+            IngressPort {
+                proto: Proto::Udp,
+                published: 53,
+                backends: vec![],
+            },
+        ];
+        let s = t.render_ingress(&ports);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], "flush set ip berth ingress_ports");
+        assert_eq!(lines[1], "flush map ip berth ingress");
+        assert_eq!(
+            lines[2],
+            "add element ip berth ingress_ports { tcp . 8080 }"
+        );
+        assert!(lines[3].starts_with(
+            "add element ip berth ingress { tcp . 8080 . 0 : 10.0.0.5 . 80, tcp . 8080 . 1 : 10.0.0.7 . 80, "
+        ));
+        assert!(lines[3].ends_with("tcp . 8080 . 59 : 10.0.0.7 . 80 }"));
+        assert_eq!(lines[4], "add element ip berth ingress_ports { udp . 53 }");
+        assert_eq!(lines.len(), 5);
+        let full = t.render(&[], &[]).unwrap();
+        assert!(full.contains(
+            "meta l4proto . th dport @ingress_ports dnat ip addr . port to meta l4proto . th dport . numgen inc mod 60 map @ingress"
+        ));
+        assert!(full.contains(
+            "ip daddr 127.0.0.0/8 meta l4proto . th dport @ingress_ports jump published"
+        ));
+        assert!(!Table::new("berth", true)
+            .unwrap()
+            .render(&[], &[])
+            .unwrap()
+            .contains("ip daddr 127.0.0.0/8 meta"));
+        let twice = [ports[0].clone(), ports[0].clone()];
+        assert!(matches!(t.set_ingress(&twice), Err(Error::Invalid(_))));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct NetworkRecord {
     pub id: String,
     pub name: String,
-    /// `bridge`, `host` or `null`.
+    /// `bridge`, `host`, `null` or `overlay`.
     pub driver: String,
     pub created: String,
     #[serde(default)]
@@ -70,9 +70,25 @@ impl NetworkRecord {
     pub fn is_bridge(&self) -> bool {
         self.driver == "bridge"
     }
-    /// User-defined bridge networks resolve container names.
+    pub fn is_overlay(&self) -> bool {
+        self.driver == "overlay"
+    }
+    /// Networks with a bridge of their own on this host and addresses from a pool: bridge
+    /// and overlay networks.
+    pub fn is_bridged(&self) -> bool {
+        self.is_bridge() || self.is_overlay()
+    }
+    /// The ingress (routing mesh) overlay network.
+    pub fn is_ingress(&self) -> bool {
+        self.is_overlay()
+            && self
+                .options
+                .get(crate::driver::overlay::OPT_INGRESS)
+                .is_some_and(|v| v == "true")
+    }
+    /// User-defined bridge networks, and overlays but ingress, resolve container names.
     pub fn has_dns(&self) -> bool {
-        self.is_bridge() && !self.predefined
+        self.is_bridged() && !self.predefined && !self.is_ingress()
     }
     pub fn subnet(&self) -> Option<Subnet> {
         self.subnet.parse().ok()

@@ -334,14 +334,20 @@ async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     // An IPv6-only network's server listens on its IPv6 gateway.
     let listen: Option<IpAddr> = v4.map(IpAddr::V4).or(r.gateway6().map(IpAddr::V6));
     if let Some(gw) = listen.filter(|_| r.has_dns() || forwarder_only) {
-        let server = dns::Server::start(
-            SocketAddr::new(gw, 53),
-            n.names.clone(),
-            host.upstreams.clone(),
-        )
-        .await
-        .map_err(|e| Error::Internal(format!("embedded DNS on {gw}:53: {e}")))?;
-        n.set_dns(Some(server));
+        start_dns(host, n, gw).await?;
     }
+    Ok(())
+}
+
+/// Start network `n`'s embedded DNS server on `addr`:53.
+pub(super) async fn start_dns(host: &HostNet, n: &Network, addr: IpAddr) -> Result<()> {
+    let server = dns::Server::start(
+        SocketAddr::new(addr, 53),
+        n.names.clone(),
+        host.upstreams.clone(),
+    )
+    .await
+    .map_err(|e| Error::Internal(format!("embedded DNS on {addr}:53: {e}")))?;
+    n.set_dns(Some(server));
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! Network drivers behind one trait: what a driver does to the host for a network (bring it
 //! up, tear it down), how it fills a new network's record from a create request, and whether
-//! its endpoints get interfaces of their own. `bridge`, `host` and `null` are here; another
-//! driver (`overlay`) is a new implementation registered in [`builtin`], not a new branch.
+//! its endpoints get interfaces of their own. `bridge`, `host`, `null` and `overlay` are here,
+//! each an implementation registered in [`builtin`], not a branch.
 //! Drivers own no state of their own; the [`Network`] they act on (record, pools, names, DNS
 //! server) is defined here so that drivers never import the service, and the service keeps
 //! the networks.
 
 pub mod bridge;
 pub mod host;
+pub mod overlay;
 
 use crate::dns;
 use crate::ipam_driver::Pools;
@@ -104,6 +105,7 @@ pub fn builtin() -> Vec<Arc<dyn Driver>> {
         Arc::new(bridge::Bridge),
         Arc::new(host::Host),
         Arc::new(host::Null),
+        Arc::new(overlay::Overlay),
     ]
 }
 
@@ -116,7 +118,7 @@ pub fn select(drivers: &[Arc<dyn Driver>], name: &str) -> Result<Arc<dyn Driver>
         .cloned()
         .ok_or_else(|| {
             Error::NotFound(format!(
-                "plugin \"{name}\" not found: berth supports the bridge driver"
+                "plugin \"{name}\" not found: berth supports the bridge and overlay drivers"
             ))
         })
 }
@@ -139,6 +141,9 @@ mod tests {
             Err(Error::Forbidden(_))
         ));
         assert!(select(&all, "bridge").unwrap().check_create().is_ok());
-        assert!(matches!(select(&all, "overlay"), Err(Error::NotFound(_))));
+        let overlay = select(&all, "overlay").unwrap();
+        assert!(overlay.connectable());
+        assert!(overlay.check_create().is_ok());
+        assert!(matches!(select(&all, "macvlan"), Err(Error::NotFound(_))));
     }
 }

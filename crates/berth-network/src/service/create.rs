@@ -26,13 +26,20 @@ impl NetworkService {
                 "network with name {name} already exists"
             )));
         }
-        if !matches!(req.scope.as_str(), "" | "local") {
+        // Overlay networks are the swarm's: the daemon makes them on each node.
+        let overlay = drv.name() == "overlay";
+        let scope_ok = match req.scope.as_str() {
+            "" | "local" => true,
+            "swarm" => overlay,
+            _ => false,
+        };
+        if !scope_ok {
             return Err(Error::Forbidden(format!(
                 "cannot create a {} scoped network: berth networks are local (and this node is not in a swarm)",
                 req.scope
             )));
         }
-        if req.ingress {
+        if req.ingress && !overlay {
             return Err(Error::Forbidden(
                 "ingress networks are swarm networks: this node is not in a swarm".into(),
             ));

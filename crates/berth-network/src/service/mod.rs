@@ -7,6 +7,7 @@
 pub mod create;
 pub mod endpoint;
 pub mod files;
+pub mod overlay;
 pub mod publish;
 pub mod sandbox;
 
@@ -18,8 +19,10 @@ use crate::ipam::Subnet;
 use crate::ipam_driver::{DefaultIpam, Ipam};
 use crate::link::Netlink;
 use crate::nft;
+pub use crate::nft::IngressPort;
 use crate::record::NetworkRecord;
 use crate::{config::NetConfig, dns, Error, Result};
+pub use overlay::OverlayPeer;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -46,6 +49,9 @@ pub struct NetworkService {
     loaded: Mutex<HashMap<String, sandbox::SandboxState>>,
     /// `<run_dir>/endpoints/`: one file per live sandbox.
     sb_dir: PathBuf,
+    /// The routing mesh's ports last set (see [`NetworkService::set_ingress_ports`]), put
+    /// back whenever the table is rebuilt.
+    ingress: Mutex<Vec<IngressPort>>,
 }
 
 fn table_name(bridge: &str) -> String {
@@ -112,6 +118,7 @@ impl NetworkService {
             sb_dir,
             proxies: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            ingress: Mutex::new(Vec::new()),
         };
         let mut recs: Vec<NetworkRecord> = Vec::new();
         let mut damaged = Vec::new();
@@ -296,10 +303,16 @@ impl NetworkService {
         }
     }
 
-    /// Replace the nftables table with one for the current networks and these ports.
+    /// Replace the nftables table with one for the current networks and these ports (and the
+    /// routing mesh's ports last set).
     pub fn rebuild_table(&self, ports: &[nft::PortMap]) -> Result<()> {
         let rules: Vec<_> = self.all().iter().filter_map(|n| n.rec.rules()).collect();
-        self.host.table.rebuild(&rules, ports)
+        self.host.table.rebuild(&rules, ports)?;
+        let ingress = self.ingress.lock().unwrap_or_else(|e| e.into_inner());
+        if ingress.is_empty() {
+            return Ok(());
+        }
+        self.host.table.set_ingress(&ingress)
     }
 }
 

@@ -1,0 +1,52 @@
+//! The service's side of swarm networking on this node: the remote endpoints of overlay
+//! networks (programmed on their VXLAN devices) and the routing mesh's published ports (in
+//! berth's nftables table). Each call takes the full desired list from the daemon.
+
+use super::NetworkService;
+use crate::driver::overlay::OverlayOptions;
+use crate::link::Peer;
+use crate::nft::IngressPort;
+use crate::Result;
+use std::net::Ipv4Addr;
+
+/// A remote endpoint of an overlay network: its address and MAC, and the data-path address
+/// of the node that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OverlayPeer {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub node: Ipv4Addr,
+}
+
+impl NetworkService {
+    /// The remote endpoints of overlay network `network` (id or name): the full desired list.
+    /// Entries on this node itself (`node` = its data-path address) are skipped: those
+    /// endpoints are on the local bridge. On the ingress network, list the other nodes'
+    /// ingress bridge addresses too (MAC [`crate::link::mac_for`] of the address): tasks send
+    /// replies of routing-mesh connections to them.
+    pub async fn set_overlay_peers(&self, network: &str, peers: &[OverlayPeer]) -> Result<()> {
+        let n = self.find(network)?;
+        let o = OverlayOptions::of(&n.rec)?;
+        let peers: Vec<Peer> = peers
+            .iter()
+            .filter(|p| p.node != o.local)
+            .map(|p| Peer {
+                ip: p.ip,
+                mac: p.mac,
+                node: p.node,
+            })
+            .collect();
+        self.host.link.sync_vxlan_peers(&o.vxlan(), &peers).await
+    }
+
+    /// Every ingress-published port of the swarm on this node: the full desired list.
+    /// Connections to any local address of the node on a published port are DNATed to the
+    /// port's backends (round robin over 60 slots) without SNAT; they are kept across table
+    /// rebuilds.
+    pub fn set_ingress_ports(&self, ports: &[IngressPort]) -> Result<()> {
+        let mut kept = self.ingress.lock().unwrap_or_else(|e| e.into_inner());
+        self.host.table.set_ingress(ports)?;
+        *kept = ports.to_vec();
+        Ok(())
+    }
+}
