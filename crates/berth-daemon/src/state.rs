@@ -17,6 +17,9 @@ pub struct Daemon {
     /// This node's part in a swarm (set once, right after the daemon is built: its executor
     /// holds a weak reference back to the daemon).
     pub swarm: std::sync::OnceLock<Arc<berth_swarm::cluster::Cluster>>,
+    /// What this node applied of its swarm networks; the lock serialises realising them and
+    /// putting containers on them with programming and removing them (`swarm_net`).
+    pub swarm_nets: tokio::sync::Mutex<crate::swarm_net::Applied>,
 }
 
 impl Daemon {
@@ -26,6 +29,7 @@ impl Daemon {
             containers: Arc::new(containers),
             registry,
             swarm: std::sync::OnceLock::new(),
+            swarm_nets: tokio::sync::Mutex::new(Default::default()),
         }
     }
 }

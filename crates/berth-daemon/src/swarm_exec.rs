@@ -6,10 +6,10 @@
 use crate::container::logs;
 use crate::state::Daemon;
 use berth_api::container::{Config, CreateRequest, HostConfig, NetworkingConfig, PortBinding};
-use berth_api::network::EndpointSettings;
+use berth_api::network::{EndpointIpam, EndpointSettings};
 use berth_api::swarm as api;
 use berth_swarm::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
-use berth_swarm::proto::LogOptions;
+use berth_swarm::proto::{LogOptions, NetworkView};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -25,9 +25,6 @@ pub struct SwarmExecutor {
     d: Weak<Daemon>,
     /// Where the tasks' secret and config tmpfs mounts live (`<exec-root>/swarm/files`).
     files_root: PathBuf,
-    /// Serialises realising swarm networks and creating containers on them with removing
-    /// the realisations nothing uses (`swarm_net`).
-    nets: tokio::sync::Mutex<()>,
 }
 
 impl SwarmExecutor {
@@ -35,7 +32,6 @@ impl SwarmExecutor {
         SwarmExecutor {
             d,
             files_root: exec_root.join("swarm").join("files"),
-            nets: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -240,28 +236,49 @@ fn create_request(run: &TaskRun, extra_mounts: Vec<berth_api::container::Mount>)
     }
 }
 
-/// Puts a task's container on the local networks `networks` (by name, with its aliases on
-/// each); the first is its primary. None: the engine's default network.
-fn attach(req: &mut CreateRequest, networks: &[(String, Vec<String>)]) {
-    let Some((primary, _)) = networks.first() else {
+/// A task's place on one of its swarm networks, realised here: the local network's name,
+/// the address the managers gave it there, and whether it is the ingress network.
+struct Place {
+    network: String,
+    address: String,
+    ingress: bool,
+}
+
+/// Puts a task's container on the local networks of its swarm networks, each with the
+/// address the managers gave it; the first that is not the ingress network is its primary
+/// (its default route). None but the ingress network: the engine's default network is.
+/// The names it answers to there come from the managers' description (`swarm_net`), not
+/// from aliases of its own (a service name is its virtual IP's).
+fn attach(req: &mut CreateRequest, places: &[Place]) {
+    if places.is_empty() {
         return;
+    }
+    let mut endpoints: BTreeMap<String, EndpointSettings> = places
+        .iter()
+        .map(|p| {
+            (
+                p.network.clone(),
+                EndpointSettings {
+                    ipam_config: (!p.address.is_empty()).then(|| EndpointIpam {
+                        ipv4_address: p.address.clone(),
+                        ..Default::default()
+                    }),
+                    // The mesh's network never carries the default route.
+                    gw_priority: if p.ingress { -1 } else { 0 },
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    req.host_config.network_mode = match places.iter().find(|p| !p.ingress) {
+        Some(p) => p.network.clone(),
+        None => {
+            endpoints.insert("bridge".to_string(), EndpointSettings::default());
+            "bridge".to_string()
+        }
     };
-    req.host_config.network_mode = primary.clone();
     req.networking_config = Some(NetworkingConfig {
-        endpoints_config: Some(
-            networks
-                .iter()
-                .map(|(n, aliases)| {
-                    (
-                        n.clone(),
-                        EndpointSettings {
-                            aliases: Some(aliases.clone()),
-                            ..Default::default()
-                        },
-                    )
-                })
-                .collect(),
-        ),
+        endpoints_config: Some(endpoints.into_iter().collect()),
     });
 }
 
@@ -372,24 +389,28 @@ impl Executor for SwarmExecutor {
             let name = task_name(&run);
             // The task's swarm networks exist here from before its container is made until
             // after it is removed: nothing releases them in between.
-            let nets_held = self.nets.lock().await;
-            let mut networks = Vec::new();
+            let nets = d.swarm_nets.lock().await;
+            let mut places = Vec::new();
             for tn in &run.networks {
-                match crate::swarm_net::realise(&d, &tn.network).await {
-                    Ok(local) => networks.push((local, tn.aliases.clone())),
+                match crate::swarm_net::realise(&d, &nets, &tn.network).await {
+                    Ok(network) => places.push(Place {
+                        network,
+                        address: tn.address.clone(),
+                        ingress: tn.network.spec.ingress,
+                    }),
                     Err(e) => {
-                        crate::swarm_net::release_unused(&d).await;
+                        crate::swarm_net::release_unused(&d, &nets).await;
                         self.forget(&run.task.id);
                         return Err(e);
                     }
                 }
             }
-            attach(&mut req, &networks);
+            attach(&mut req, &places);
             let made = d.create(Some(&name), req).await;
             if made.is_err() {
-                crate::swarm_net::release_unused(&d).await;
+                crate::swarm_net::release_unused(&d, &nets).await;
             }
-            drop(nets_held);
+            drop(nets);
             let (id, _) = match made {
                 Ok(made) => made,
                 Err(e) => {
@@ -400,6 +421,10 @@ impl Executor for SwarmExecutor {
             };
             let c = d.find(&id).map_err(|e| e.0.message.clone())?;
             d.start(&c).await.map_err(|e| e.0.message.clone())?;
+            if !run.networks.is_empty() {
+                let nets = d.swarm_nets.lock().await;
+                crate::swarm_net::program_container(&d, &nets, &c);
+            }
             Ok(id)
         })
     }
@@ -499,9 +524,26 @@ impl Executor for SwarmExecutor {
                 .await
                 .map_err(|e| e.0.message.clone())?;
             self.forget(&task);
-            let _held = self.nets.lock().await;
-            crate::swarm_net::release_unused(&d).await;
+            let nets = d.swarm_nets.lock().await;
+            crate::swarm_net::release_unused(&d, &nets).await;
             Ok(())
+        })
+    }
+
+    fn networks(&self, views: Vec<NetworkView>) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            let Ok(d) = self.daemon() else { return };
+            let mut nets = d.swarm_nets.lock().await;
+            crate::swarm_net::apply(&d, &mut nets, views).await;
+        })
+    }
+
+    fn attachments(&self) -> BoxFut<'_, Vec<String>> {
+        Box::pin(async move {
+            match self.daemon() {
+                Ok(d) => crate::swarm_net::attachments(&d),
+                Err(_) => Vec::new(),
+            }
         })
     }
 }

@@ -1,13 +1,27 @@
 //! How a swarm network is realised on this node — the one seam between the cluster's network
-//! records and the local network service. For now each swarm network a task needs becomes a
-//! local bridge network of the same name, subnet and gateway, marked with the swarm network's
-//! id, made on demand and removed once no container is connected to it; cross-node VXLAN
-//! replaces what is behind [`realise`] and [`release_unused`] without changing the API.
+//! records and the local network service. Each swarm network this node takes part in is a
+//! local network of the `overlay` driver (a bridge with a VXLAN device carrying the network's
+//! id) of the same name, subnet and gateway, marked with the swarm network's id, made on
+//! demand and removed once nothing here needs it. The managers' description of it (endpoints
+//! on other nodes, names, virtual IPs, the routing mesh) is programmed into the network
+//! service (peers, ingress ports), the network's DNS names, and the namespaces of the task
+//! containers on it (virtual IP balancing, the mesh's return path).
 
+use crate::container::handle::Container;
 use crate::state::Daemon;
 use berth_api::network::{CreateRequest, Ipam, IpamConfig};
 use berth_api::swarm as api;
+use berth_network::driver::{overlay, Network};
+use berth_network::lb::{program_ingress_return, program_vips, IngressNode, VipBackends};
+use berth_network::link::mac_for;
+use berth_network::nft::Proto;
 use berth_network::record::NetworkRecord;
+use berth_network::service::{IngressPort, OverlayPeer};
+use berth_swarm::netalloc::VNI_OPTION;
+use berth_swarm::proto::NetworkView;
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// The label that marks a local network as the realisation of a swarm network (its id).
@@ -34,13 +48,16 @@ pub fn realises(rec: &NetworkRecord) -> Option<&str> {
     rec.labels.get(SWARM_NETWORK_LABEL).map(String::as_str)
 }
 
-/// Refuses a container that is not a swarm task on the swarm network `key` names (its local
-/// realisation, or on a manager the cluster's): Docker's answer for a network that is not
-/// attachable; berth does not attach plain containers to attachable ones yet.
-pub fn check_manual_attach(d: &Daemon, key: &str) -> crate::error::Result<()> {
-    // Whether the swarm network is attachable, if `key` names one.
-    let swarm = match d.net.find(key) {
-        Ok(local) => realises(&local.rec).map(|_| local.rec.attachable),
+/// The endpoint driver option that ties a plain container's endpoint on a swarm network to
+/// its attachment in the cluster.
+pub const ATTACHMENT_OPT: &str = "com.berth.swarm.attachment";
+
+/// The swarm network `key` names, if it is one: its local realisation's, or on a manager
+/// the cluster's (id, name, attachable).
+fn swarm_network(d: &Daemon, key: &str) -> Option<(String, String, bool)> {
+    match d.net.find(key) {
+        Ok(local) => realises(&local.rec)
+            .map(|id| (id.to_string(), local.rec.name.clone(), local.rec.attachable)),
         Err(_) => d
             .swarm
             .get()
@@ -49,20 +66,111 @@ pub fn check_manual_attach(d: &Daemon, key: &str) -> crate::error::Result<()> {
                 m.networks()
                     .into_iter()
                     .find(|n| n.id == key || n.name == key)
-                    .map(|n| n.attachable)
+                    .map(|n| (n.id, n.name, n.attachable))
             }),
-    };
-    match swarm {
+    }
+}
+
+fn not_attachable(key: &str) -> crate::error::Error {
+    crate::error::Error(berth_api::ApiError::new(
+        403,
+        format!("Could not attach to network {key}: rpc error: code = PermissionDenied desc = network {key} not manually attachable"),
+    ))
+}
+
+/// Refuses connecting a running container to a swarm network (Docker's answer for one that
+/// is not attachable; berth attaches plain containers only when they are created on one).
+pub fn check_manual_attach(d: &Daemon, key: &str) -> crate::error::Result<()> {
+    match swarm_network(d, key) {
         None => Ok(()),
-        Some(false) => Err(crate::error::Error(berth_api::ApiError::new(
+        Some((_, _, false)) => Err(not_attachable(key)),
+        Some(_) => Err(crate::error::Error(berth_api::ApiError::new(
             403,
-            format!("Could not attach to network {key}: rpc error: code = PermissionDenied desc = network {key} not manually attachable"),
-        ))),
-        Some(true) => Err(crate::error::Error(berth_api::ApiError::new(
-            403,
-            format!("network {key}: attaching containers other than swarm tasks to swarm networks is not supported by berth yet"),
+            format!("network {key}: berth puts plain containers on swarm networks only when they are created (docker run --network {key})"),
         ))),
     }
+}
+
+/// Puts a plain container being created on the attachable swarm networks `req` names: each
+/// gets an attachment (an address handed out by the managers) and is realised here; the
+/// container's endpoint asks for that address. Returns the lock that keeps the realisations
+/// until the container exists (hold it across the create).
+pub async fn attach_container<'a>(
+    d: &'a Arc<Daemon>,
+    req: &mut berth_api::container::CreateRequest,
+    name: &str,
+) -> crate::error::Result<Option<tokio::sync::MutexGuard<'a, Applied>>> {
+    let mut keys: Vec<String> = Vec::new();
+    if !req.host_config.network_mode.is_empty() {
+        keys.push(req.host_config.network_mode.clone());
+    }
+    if let Some(e) = req
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+    {
+        keys.extend(e.keys().cloned());
+    }
+    keys.dedup();
+    let swarm: Vec<(String, String, bool)> = keys
+        .iter()
+        .filter_map(|k| swarm_network(d, k).map(|(id, _, att)| (k.clone(), id, att)))
+        .collect();
+    if swarm.is_empty() {
+        return Ok(None);
+    }
+    if let Some((key, _, _)) = swarm.iter().find(|(_, _, att)| !att) {
+        return Err(not_attachable(key));
+    }
+    let cluster = d.swarm.get().cloned().ok_or_else(|| {
+        crate::error::Error(berth_api::ApiError::new(
+            503,
+            berth_swarm::error::NOT_IN_SWARM,
+        ))
+    })?;
+    let applied = d.swarm_nets.lock().await;
+    for (key, id, _) in swarm {
+        let att = cluster
+            .attach(&id, name)
+            .await
+            .map_err(|e| crate::error::Error(berth_api::ApiError::new(e.status, e.message)))?;
+        let local = realise(d, &applied, &att.network)
+            .await
+            .map_err(|e| crate::error::Error(berth_api::ApiError::new(500, e)))?;
+        // The endpoint is keyed by the network's local name.
+        let eps = req
+            .networking_config
+            .get_or_insert_with(Default::default)
+            .endpoints_config
+            .get_or_insert_with(Default::default);
+        let mut ep = eps.remove(&key).unwrap_or_default();
+        ep.ipam_config
+            .get_or_insert_with(Default::default)
+            .ipv4_address = att.address.clone();
+        ep.driver_opts
+            .get_or_insert_with(Default::default)
+            .insert(ATTACHMENT_OPT.to_string(), att.id.clone());
+        eps.insert(local.clone(), ep);
+        if req.host_config.network_mode == key {
+            req.host_config.network_mode = local;
+        }
+    }
+    Ok(Some(applied))
+}
+
+/// The attachments of the plain containers on this node.
+pub fn attachments(d: &Daemon) -> Vec<String> {
+    d.all()
+        .iter()
+        .flat_map(|c| {
+            c.rec()
+                .net
+                .endpoints
+                .values()
+                .filter_map(|e| e.driver_opts.get(ATTACHMENT_OPT).cloned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Whether any container (in any state) has an endpoint on the local network `id`.
@@ -72,8 +180,42 @@ fn in_use(d: &Daemon, id: &str) -> bool {
         .any(|c| c.rec().net.endpoints.values().any(|e| e.network_id == id))
 }
 
-/// The create request of the local bridge that realises `n`.
-fn bridge_request(n: &api::Network) -> CreateRequest {
+/// What this node last applied of the managers' description of its swarm networks; the
+/// executor keeps it behind one lock, so realising, programming and releasing never overlap.
+#[derive(Default)]
+pub struct Applied {
+    views: Vec<NetworkView>,
+    /// The DNS owners registered per local network id (`swarm:<address>`).
+    dns: HashMap<String, Vec<String>>,
+}
+
+impl Applied {
+    fn view(&self, swarm_id: &str) -> Option<&NetworkView> {
+        self.views.iter().find(|v| v.network.id == swarm_id)
+    }
+}
+
+/// This node's data-path address: the IPv4 address it takes part in the swarm with.
+fn local_addr(d: &Daemon) -> Result<Ipv4Addr, String> {
+    let addr = d
+        .swarm
+        .get()
+        .map(|s| s.summary().node_addr)
+        .unwrap_or_default();
+    let host = match addr.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => addr.as_str(),
+    };
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| {
+            format!("this node's swarm address {addr:?} is not an IPv4 address: overlay networks need one")
+        })
+}
+
+/// The create request of the local overlay network that realises `n` on this node (`local`:
+/// its data-path address; `mesh`: its own address on the ingress network).
+fn overlay_request(n: &api::Network, local: Ipv4Addr, mesh: Option<&str>) -> CreateRequest {
     let configs = n
         .ipam_options
         .iter()
@@ -85,55 +227,58 @@ fn bridge_request(n: &api::Network) -> CreateRequest {
             auxiliary_addresses: None,
         })
         .collect();
-    let options = n
+    let mut options: BTreeMap<String, String> = n
         .spec
         .driver_configuration
         .as_ref()
         .map(|d| d.options.clone())
         .unwrap_or_default();
+    if let Some(vni) = n.driver_state.options.get(VNI_OPTION) {
+        options.insert(VNI_OPTION.to_string(), vni.clone());
+    }
+    options.insert(overlay::OPT_LOCAL.to_string(), local.to_string());
+    if n.spec.ingress {
+        options.insert(overlay::OPT_INGRESS.to_string(), "true".to_string());
+        if let Some(a) = mesh {
+            options.insert(overlay::OPT_BRIDGE_ADDR.to_string(), a.to_string());
+        }
+    }
     let mut labels = n.spec.labels.clone();
     labels.insert(SWARM_NETWORK_LABEL.to_string(), n.id.clone());
     labels.insert(SWARM_DRIVER_LABEL.to_string(), n.driver_state.name.clone());
     CreateRequest {
         name: n.spec.name.clone(),
-        driver: "bridge".to_string(),
+        driver: "overlay".to_string(),
         internal: n.spec.internal,
         attachable: n.spec.attachable,
+        ingress: n.spec.ingress,
         ipam: Some(Ipam {
             driver: String::new(),
             config: Some(configs),
             options: None,
         }),
-        options: (!options.is_empty()).then_some(options),
+        options: Some(options),
         labels: Some(labels),
         ..Default::default()
     }
 }
 
 /// Makes sure the swarm network `n` exists on this node; returns the local network's name
-/// (the swarm network's). Idempotent. The caller serialises this with [`release_unused`].
-pub async fn realise(d: &Arc<Daemon>, n: &api::Network) -> Result<String, String> {
+/// (the swarm network's). Idempotent; the caller holds the executor's lock on `applied`.
+pub async fn realise(
+    d: &Arc<Daemon>,
+    applied: &Applied,
+    n: &api::Network,
+) -> Result<String, String> {
     let name = n.spec.name.clone();
-    // Unused bridges of other swarm networks go first: one left by a removed network would
-    // hold the subnet the cluster may have handed out again.
-    release_unused_except(d, Some(&n.id)).await;
+    // Unused realisations of networks gone from the cluster go first: one left by a removed
+    // network would hold the subnet the cluster may have handed out again.
+    release_unused_except(d, applied, Some(&n.id)).await;
     if let Some(local) = d.net.all().into_iter().find(|l| l.rec.name == name) {
         match realises(&local.rec) {
             Some(id) if id == n.id => return Ok(name),
             // A swarm network of the same name that is gone: its bridge goes once unused.
-            Some(_) if !in_use(d, &local.rec.id) => {
-                d.net
-                    .remove(&local, false)
-                    .await
-                    .map_err(|e| format!("network {name}: removing a stale one: {e}"))?;
-                d.events.network_event(
-                    &local.rec.id,
-                    &local.rec.name,
-                    &local.rec.driver,
-                    "destroy",
-                    None,
-                );
-            }
+            Some(_) if !in_use(d, &local.rec.id) => remove_local(d, &local).await?,
             Some(_) => {
                 return Err(format!(
                     "network {name}: this node still has containers on an earlier swarm network of that name"
@@ -146,9 +291,25 @@ pub async fn realise(d: &Arc<Daemon>, n: &api::Network) -> Result<String, String
             }
         }
     }
+    if n.driver_state.name != "overlay" {
+        return Err(format!(
+            "network {name}: swarm networks of the {} driver are not supported by berth",
+            n.driver_state.name
+        ));
+    }
+    let mesh = applied
+        .view(&n.id)
+        .map(|v| v.node_addr.clone())
+        .filter(|a| !a.is_empty());
+    if n.spec.ingress && mesh.is_none() {
+        return Err(format!(
+            "network {name}: this node has no address on the ingress network yet"
+        ));
+    }
+    let req = overlay_request(n, local_addr(d)?, mesh.as_deref());
     let (id, _) = d
         .net
-        .create(bridge_request(n))
+        .create(req)
         .await
         .map_err(|e| format!("network {name}: {e}"))?;
     if let Ok(local) = d.net.find(&id) {
@@ -158,29 +319,199 @@ pub async fn realise(d: &Arc<Daemon>, n: &api::Network) -> Result<String, String
     Ok(name)
 }
 
-/// Removes the local realisations of swarm networks no container is connected to.
-pub async fn release_unused(d: &Arc<Daemon>) {
-    release_unused_except(d, None).await
+async fn remove_local(d: &Arc<Daemon>, local: &Arc<Network>) -> Result<(), String> {
+    d.net
+        .remove(local, false)
+        .await
+        .map_err(|e| format!("network {}: removing it: {e}", local.rec.name))?;
+    d.events.network_event(
+        &local.rec.id,
+        &local.rec.name,
+        &local.rec.driver,
+        "destroy",
+        None,
+    );
+    Ok(())
+}
+
+/// Removes the local realisations of swarm networks that the managers no longer describe to
+/// this node and that no container is connected to.
+pub async fn release_unused(d: &Arc<Daemon>, applied: &Applied) {
+    release_unused_except(d, applied, None).await
 }
 
 /// [`release_unused`], keeping the realisation of the swarm network `keep`.
-async fn release_unused_except(d: &Arc<Daemon>, keep: Option<&str>) {
+async fn release_unused_except(d: &Arc<Daemon>, applied: &Applied, keep: Option<&str>) {
     for local in d.net.all() {
         let Some(id) = realises(&local.rec) else {
             continue;
         };
-        if keep == Some(id) || in_use(d, &local.rec.id) {
+        if keep == Some(id) || applied.view(id).is_some() || in_use(d, &local.rec.id) {
             continue;
         }
-        match d.net.remove(&local, false).await {
-            Ok(()) => d.events.network_event(
-                &local.rec.id,
-                &local.rec.name,
-                &local.rec.driver,
-                "destroy",
-                None,
-            ),
-            Err(e) => tracing::warn!("swarm network {}: removing its bridge: {e}", local.rec.name),
+        if let Err(e) = remove_local(d, &local).await {
+            tracing::warn!("swarm network: {e}");
+        }
+    }
+}
+
+fn ipv4(s: &str) -> Option<Ipv4Addr> {
+    s.parse().ok()
+}
+
+/// Brings this node to the managers' description of its swarm networks: each is realised,
+/// its peers and names set, the routing mesh's ports published, every task container's
+/// balancers and return path programmed; realisations nothing needs any more go.
+pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkView>) {
+    applied.views = views;
+    let mut ingress = Vec::new();
+    for v in applied.views.clone() {
+        let name = match realise(d, applied, &v.network).await {
+            Ok(name) => name,
+            Err(e) => {
+                tracing::warn!("swarm network: {e}");
+                continue;
+            }
+        };
+        let peers: Vec<OverlayPeer> = v
+            .peers
+            .iter()
+            .filter_map(|(ip, node)| {
+                let ip = ipv4(ip)?;
+                Some(OverlayPeer {
+                    ip,
+                    mac: mac_for(ip),
+                    node: ipv4(node)?,
+                })
+            })
+            .collect();
+        if let Err(e) = d.net.set_overlay_peers(&name, &peers).await {
+            tracing::warn!("swarm network {name}: programming its peers: {e}");
+        }
+        if let Ok(local) = d.net.find(&name) {
+            set_names(applied, &local, &v);
+        }
+        for p in &v.ingress_ports {
+            let (Ok(published), Some(proto)) = (u16::try_from(p.published), proto(&p.protocol))
+            else {
+                continue;
+            };
+            let target = u16::try_from(p.target).unwrap_or(0);
+            ingress.push(IngressPort {
+                proto,
+                published,
+                backends: p
+                    .backends
+                    .iter()
+                    .filter_map(|b| Some((ipv4(b)?, target)))
+                    .collect(),
+            });
+        }
+    }
+    if let Err(e) = d.net.set_ingress_ports(&ingress) {
+        tracing::warn!("swarm routing mesh: publishing its ports: {e}");
+    }
+    for c in d.all() {
+        program_container(d, applied, &c);
+    }
+    release_unused(d, applied).await;
+}
+
+fn proto(p: &str) -> Option<Proto> {
+    match p {
+        "" | "tcp" => Some(Proto::Tcp),
+        "udp" => Some(Proto::Udp),
+        _ => None,
+    }
+}
+
+/// The network's DNS answers what the managers describe: `swarm:<address>` owners, replaced
+/// whole (tasks that stopped are gone at once).
+fn set_names(applied: &mut Applied, local: &Network, v: &NetworkView) {
+    let mut owners = Vec::new();
+    for (ip, names) in &v.names {
+        let Some(addr) = ipv4(ip) else { continue };
+        let owner = format!("swarm:{ip}");
+        local.names.set(&owner, names, addr);
+        owners.push(owner);
+    }
+    for old in applied.dns.remove(&local.rec.id).unwrap_or_default() {
+        if !owners.contains(&old) {
+            local.names.remove(&old);
+        }
+    }
+    applied.dns.insert(local.rec.id.clone(), owners);
+}
+
+/// Programs a running container on swarm networks: the virtual IPs it can reach with their
+/// tasks, and on the ingress network the mesh's return path. Errors are logged.
+pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
+    let (pid, nets) = {
+        let r = c.rec();
+        if r.state.status != crate::container::status::RUNNING || r.state.pid <= 0 {
+            return;
+        }
+        let nets: Vec<(String, String)> = r
+            .net
+            .endpoints
+            .iter()
+            .map(|(name, e)| (name.clone(), e.network_id.clone()))
+            .collect();
+        (r.state.pid, nets)
+    };
+    let mut vips = Vec::new();
+    let mut mesh = None;
+    let mut swarm = false;
+    for (name, local_id) in &nets {
+        let Ok(local) = d.net.find(local_id) else {
+            continue;
+        };
+        let Some(v) = realises(&local.rec).and_then(|id| applied.view(id)) else {
+            continue;
+        };
+        swarm = true;
+        for (vip, backends) in &v.vips {
+            if let Some(vip) = ipv4(vip) {
+                vips.push(VipBackends {
+                    vip,
+                    backends: backends.iter().filter_map(|b| ipv4(b)).collect(),
+                });
+            }
+        }
+        if v.network.spec.ingress {
+            if let Some(ep) = d.net.live_endpoint(&c.id, name) {
+                let nodes: Vec<IngressNode> = v
+                    .mesh_nodes
+                    .iter()
+                    .filter_map(|a| ipv4(a))
+                    .map(|addr| IngressNode {
+                        mac: mac_for(addr),
+                        addr,
+                    })
+                    .collect();
+                mesh = Some((ep.ifname, nodes));
+            }
+        }
+    }
+    if !swarm {
+        return;
+    }
+    let ns = match std::fs::File::open(format!("/proc/{pid}/ns/net")) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("container {}: its network namespace: {e}", c.id);
+            return;
+        }
+    };
+    if let Err(e) = program_vips(ns.as_fd(), &vips) {
+        tracing::warn!("container {}: programming its virtual IPs: {e}", c.id);
+    }
+    if let Some((ifname, nodes)) = mesh {
+        if let Err(e) = program_ingress_return(ns.as_fd(), &ifname, &nodes) {
+            tracing::warn!(
+                "container {}: programming the mesh's return path: {e}",
+                c.id
+            );
         }
     }
 }
@@ -188,15 +519,14 @@ async fn release_unused_except(d: &Arc<Daemon>, keep: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
-    fn the_bridge_carries_the_swarm_networks_addresses_and_mark() {
-        let n = api::Network {
+    fn the_overlay_carries_the_swarm_networks_addresses_id_and_mark() {
+        let mut n = api::Network {
             id: "abc".into(),
             driver_state: api::Driver {
                 name: "overlay".into(),
-                ..Default::default()
+                options: BTreeMap::from([(VNI_OPTION.into(), "4099".into())]),
             },
             spec: api::NetworkSpec {
                 name: "st_default".into(),
@@ -214,10 +544,23 @@ mod tests {
             }),
             ..Default::default()
         };
-        let r = bridge_request(&n);
+        let local: Ipv4Addr = "192.0.2.7".parse().unwrap();
+        let r = overlay_request(&n, local, Some("10.0.0.9"));
         assert_eq!(r.name, "st_default");
-        assert_eq!(r.driver, "bridge");
+        assert_eq!(r.driver, "overlay");
         assert!(r.internal);
+        let opts = r.options.clone().unwrap();
+        assert_eq!(opts[VNI_OPTION], "4099");
+        assert_eq!(opts[overlay::OPT_LOCAL], "192.0.2.7");
+        // Only the ingress network's bridge has an address of the node's own.
+        assert!(!opts.contains_key(overlay::OPT_BRIDGE_ADDR));
+        assert!(!opts.contains_key(overlay::OPT_INGRESS));
+        n.spec.ingress = true;
+        let ing = overlay_request(&n, local, Some("10.0.0.9"))
+            .options
+            .unwrap();
+        assert_eq!(ing[overlay::OPT_BRIDGE_ADDR], "10.0.0.9");
+        assert_eq!(ing[overlay::OPT_INGRESS], "true");
         let cfg = &r.ipam.unwrap().config.unwrap()[0];
         assert_eq!(
             (cfg.subnet.as_str(), cfg.gateway.as_str()),

@@ -5,7 +5,7 @@
 use crate::executor::{
     task_networks, BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun,
 };
-use crate::proto::{LogSubscription, Payload, SessionRequest, SessionResponse};
+use crate::proto::{LogSubscription, NetworkView, Payload, SessionRequest, SessionResponse};
 use api::TaskState;
 use berth_api::swarm as api;
 use bytes::Bytes;
@@ -70,6 +70,8 @@ pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
     wake: Notify,
     /// The role the cluster last gave this node (the daemon promotes or demotes on a change).
     role: watch::Sender<String>,
+    /// The swarm networks as the dispatcher last described them (None until it has).
+    networks: watch::Sender<Option<Vec<NetworkView>>>,
     /// The log subscriptions being served, by id.
     logs: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -113,6 +115,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             role: watch::channel(String::new()).0,
+            networks: watch::channel(None).0,
             logs: Mutex::new(HashMap::new()),
         })
     }
@@ -140,6 +143,24 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 }
             })
         };
+        // The networks are brought to each new description in turn, beside the tasks.
+        let networks = {
+            let a = self.clone();
+            let mut rx = self.networks.subscribe();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let views = rx.borrow_and_update().clone();
+                    if let Some(views) = views {
+                        a.exec.networks(views).await;
+                    }
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { return },
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        };
         loop {
             self.reconcile().await;
             if self.has_pending() {
@@ -157,6 +178,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             }
         }
         session.abort();
+        networks.abort();
         for (_, serving) in self.logs.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             serving.abort();
         }
@@ -175,6 +197,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             .keys()
             .cloned()
             .collect();
+        let attachments = Some(self.exec.attachments().await);
         let (call, req) = {
             let mut g = self.lock();
             g.calls += 1;
@@ -184,6 +207,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 known: g.assigned.digest.clone(),
                 wait_ms: wait.as_millis() as u64,
                 log_subs,
+                attachments,
             };
             (g.calls, req)
         };
@@ -213,6 +237,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                     self.follow_log_subscriptions(&resp.logs);
                 }
                 if changed {
+                    self.networks.send_replace(Some(resp.networks));
                     let mut g = self.lock();
                     g.synced = true;
                     g.assigned = Assigned {
@@ -252,6 +277,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                         // Removed from the cluster: its tasks run elsewhere now.
                         g.assigned = Assigned::default();
                         g.synced = true;
+                        self.networks.send_replace(Some(Vec::new()));
                     }
                     // Nothing was accepted: the states go again with the next call.
                     let mut back = sent;

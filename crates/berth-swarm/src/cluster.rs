@@ -677,6 +677,7 @@ impl Cluster {
             raft_id,
             manager_addr: advertise.clone(),
             advertise_addr: advertise.clone(),
+            ingress_addr: String::new(),
         };
         let a = match self
             .launch(p, identity, root, Some(Bootstrap::New { addr: advertise }))
@@ -698,6 +699,7 @@ impl Cluster {
             .propose(Command::Init {
                 cluster: Box::new(cluster),
                 node: Box::new(node),
+                ingress: Some(Box::new(crate::control::ingress_network(&now))),
             })
             .await
         {
@@ -946,6 +948,38 @@ impl Cluster {
         }
         *g = Some(a);
         Ok(())
+    }
+
+    /// A plain container on this node joins the attachable swarm network `network` (id or
+    /// name): the network and the container's address there, from the leader.
+    pub async fn attach(
+        self: &Arc<Self>,
+        network: &str,
+        container: &str,
+    ) -> Result<crate::proto::AttachResponse> {
+        let (client, managers) = {
+            let g = self.active.lock().await;
+            let a = g
+                .as_ref()
+                .ok_or_else(|| Error::unavailable(crate::error::NOT_IN_SWARM))?;
+            let managers = a.managers.read().unwrap_or_else(|e| e.into_inner()).clone();
+            (a.client.clone(), managers)
+        };
+        let req = crate::proto::AttachRequest {
+            network: network.to_string(),
+            container: container.to_string(),
+        };
+        post_to_leader(&client, &managers, "/attach", &req)
+            .await
+            .map_err(|e| {
+                if e.contains("not manually attachable") {
+                    Error::new(403, e)
+                } else if e.contains("not found") {
+                    Error::not_found(e)
+                } else {
+                    Error::unavailable(e)
+                }
+            })
     }
 
     /// `POST /swarm/leave`.
@@ -1569,6 +1603,7 @@ impl Port {
                 String::new()
             },
             advertise_addr: req.advertise_addr.clone(),
+            ingress_addr: String::new(),
         };
         // The node is recorded first: once it is a voter, nothing commits until it runs.
         m.propose(Command::AddNode {
@@ -1664,6 +1699,13 @@ impl Port {
             "/leave" => {
                 m.node_left(&peer.node_id).await?;
                 Ok(rpc::json_response(StatusCode::OK, &serde_json::Value::Null))
+            }
+            "/attach" => {
+                let body: crate::proto::AttachRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let resp = m.attach(&peer.node_id, body).await?;
+                Ok(rpc::json_response(StatusCode::OK, &resp))
             }
             "/logs/subscribe" => {
                 // A manager's reader of service or task logs, forwarded to the leader.

@@ -2,7 +2,7 @@
 //! and running or stopping one (with the swarm networks it joins). The daemon implements it over its container service (as
 //! moby's cluster executor does); the agent never sees a container record.
 
-use crate::proto::LogOptions;
+use crate::proto::{LogOptions, NetworkView};
 use berth_api::swarm as api;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,13 +44,23 @@ pub struct TaskFile {
 pub struct TaskNetwork {
     pub network: api::Network,
     pub aliases: Vec<String>,
+    /// Its address there, handed out by the managers ("" if none was).
+    pub address: String,
 }
 
-/// The networks of a task in its spec's order, from the attachments the manager filled in:
+/// The networks of a task in its spec's order, then the ingress network if the managers
+/// attached it, from the attachments they filled in, each with the task's address there:
 /// on each the container answers to the service's name, `tasks.<service>` and the
 /// attachment's aliases. A network gone from the cluster is an error (the task fails).
 pub fn task_networks(task: &api::Task, service_name: &str) -> Result<Vec<TaskNetwork>, String> {
-    task.spec
+    let address = |n: &api::NetworkAttachment| {
+        n.addresses
+            .first()
+            .map(|a| a.split('/').next().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let mut out = task
+        .spec
         .networks
         .iter()
         .map(|a| {
@@ -68,9 +78,20 @@ pub fn task_networks(task: &api::Task, service_name: &str) -> Result<Vec<TaskNet
             Ok(TaskNetwork {
                 network: n.network.clone(),
                 aliases,
+                address: address(n),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    for n in &task.networks_attachments {
+        if n.network.spec.ingress && !out.iter().any(|x| x.network.id == n.network.id) {
+            out.push(TaskNetwork {
+                network: n.network.clone(),
+                aliases: Vec::new(),
+                address: address(n),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What the agent hands the executor for one task.
@@ -102,6 +123,12 @@ pub trait Executor: Send + Sync + 'static {
         -> BoxFut<'_, Result<(), String>>;
     /// Removes a container and what was made for it (secret tmpfs, anonymous volumes).
     fn remove(&self, container_id: String) -> BoxFut<'_, Result<(), String>>;
+    /// Brings this node's part of the swarm networks to `views`, the full list (a network
+    /// not in it is released once no container uses it). Called after every change, one
+    /// call at a time.
+    fn networks(&self, views: Vec<NetworkView>) -> BoxFut<'_, ()>;
+    /// The swarm network attachments of the plain containers on this node (their ids).
+    fn attachments(&self) -> BoxFut<'_, Vec<String>>;
     /// A task container's log as the Engine API renders it (multiplexed frames, or raw lines
     /// for a TTY), each piece whole; with `details`, every line carries the task's
     /// `com.docker.swarm.{node,service,task}.id` attributes.
@@ -123,7 +150,7 @@ mod tests {
                 id: id.to_string(),
                 ..Default::default()
             },
-            addresses: Vec::new(),
+            addresses: vec![format!("10.0.9.{}/24", id.len())],
         };
         let mut t = api::Task::default();
         t.spec.networks = vec![
@@ -144,6 +171,19 @@ mod tests {
         assert_eq!(got[0].aliases, ["st_web", "tasks.st_web", "web"]);
         assert_eq!(got[1].network.id, "n1");
         assert_eq!(got[1].aliases, ["st_web", "tasks.st_web"]);
+        assert_eq!(got[1].address, "10.0.9.2");
+        // The ingress network the managers attached comes last, without names.
+        let mut ing = net("ing");
+        ing.network.spec.ingress = true;
+        t.networks_attachments.push(ing);
+        let got = task_networks(&t, "st_web").unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[2].network.id.as_str(), got[2].address.as_str()),
+            ("ing", "10.0.9.3")
+        );
+        assert!(got[2].aliases.is_empty());
+        t.networks_attachments.pop();
         t.networks_attachments.pop();
         assert_eq!(
             task_networks(&t, "st_web").unwrap_err(),

@@ -13,6 +13,7 @@ pub mod logbroker;
 pub mod manager;
 pub mod net_transport;
 pub mod netalloc;
+pub mod netview;
 pub mod orchestrator;
 pub mod proto;
 pub mod raft;

@@ -196,6 +196,24 @@ impl Manager {
             })
             .await?;
         }
+        if let Some(present) = &req.attachments {
+            // Attachments whose containers are gone from the node (given time to be made).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let gone: Vec<String> = self.read(|s| {
+                s.attachments
+                    .values()
+                    .filter(|a| a.node_id == node_id && !present.contains(&a.id))
+                    .filter(|a| a.created_unix + ATTACH_GRACE_SECS < now)
+                    .map(|a| a.id.clone())
+                    .collect()
+            });
+            if !gone.is_empty() {
+                self.propose(Command::Detach { ids: gone }).await?;
+            }
+        }
         if !req.statuses.is_empty() {
             self.propose(Command::TaskStatus {
                 node: node_id.to_string(),
@@ -229,6 +247,39 @@ impl Manager {
                 return Err(not_leader(self.leader_addr()));
             }
         }
+    }
+
+    /// A plain container on `node_id` joins an attachable network (leader only): its address
+    /// there, handed out as the entry applies.
+    pub async fn attach(
+        &self,
+        node_id: &str,
+        req: crate::proto::AttachRequest,
+    ) -> Result<crate::proto::AttachResponse> {
+        self.ensure_leader()?;
+        let network = self.read(|s| s.find_network(&req.network).cloned())?;
+        let id = crate::ids::new_id();
+        let created_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let addr = self
+            .propose(Command::Attach {
+                attachment: Box::new(crate::store::AttachmentRec {
+                    id: id.clone(),
+                    node_id: node_id.to_string(),
+                    network_id: network.id.clone(),
+                    container: req.container,
+                    addr: String::new(),
+                    created_unix,
+                }),
+            })
+            .await?;
+        Ok(crate::proto::AttachResponse {
+            id,
+            network,
+            address: addr.as_str().unwrap_or_default().to_string(),
+        })
     }
 
     /// A worker that left the swarm (`swarm leave`): it is down now, not after the heartbeat
@@ -357,6 +408,10 @@ impl Manager {
 }
 
 /// A follower's answer to an agent: where the leader is.
+/// How long a new attachment may be missing from its node's reports (its container is still
+/// being made) before it is taken for gone.
+const ATTACH_GRACE_SECS: u64 = 10;
+
 fn not_leader(leader: Option<String>) -> Error {
     Error::new(
         421,
@@ -371,6 +426,7 @@ fn unchanged(mut r: SessionResponse) -> SessionResponse {
     r.ports.clear();
     r.secrets.clear();
     r.configs.clear();
+    r.networks.clear();
     r
 }
 
@@ -432,9 +488,10 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
         .get(node_id)
         .map(|n| n.spec.role.clone())
         .unwrap_or_default();
+    let networks = crate::netview::views(s, node_id);
     let digest = {
         let body = serde_json::to_vec(&(
-            &tasks, &services, &ports, &secrets, &configs, &managers, &role,
+            &tasks, &services, &ports, &secrets, &configs, &managers, &role, &networks,
         ))
         .unwrap_or_default();
         let d = ring::digest::digest(&ring::digest::SHA256, &body);
@@ -452,5 +509,6 @@ pub fn assignments(s: &State, node_id: &str, heartbeat: Duration) -> SessionResp
         heartbeat_ms: heartbeat.as_millis() as u64,
         role,
         logs: Vec::new(),
+        networks,
     }
 }

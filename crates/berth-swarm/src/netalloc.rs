@@ -46,7 +46,8 @@ impl Subnet {
         Ok(sub)
     }
 
-    fn size(&self) -> u64 {
+    /// How many addresses it spans.
+    pub fn size(&self) -> u64 {
         1u64 << (32 - u32::from(self.prefix))
     }
 

@@ -251,6 +251,7 @@ fn new_task(s: &ServiceRec, slot: u64, node: &str, now: SystemTime) -> TaskRec {
             None
         },
         restarts: Vec::new(),
+        addresses: Default::default(),
     }
 }
 

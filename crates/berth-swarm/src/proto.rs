@@ -17,6 +17,31 @@ pub struct SessionRequest {
     /// The log subscriptions the agent serves (the long poll also ends when they differ).
     #[serde(default)]
     pub log_subs: Vec<String>,
+    /// The network attachments of plain containers the node still has (None: not told).
+    #[serde(default)]
+    pub attachments: Option<Vec<String>>,
+}
+
+/// `POST /attach`: a plain container on this node joins attachable swarm network `network`
+/// (id or name).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttachResponse {
+    pub id: String,
+    pub network: api::Network,
+    /// The container's address there (IPv4, no prefix).
+    pub address: String,
+}
+
+/// `POST /detach`: attachments the node no longer has.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DetachRequest {
+    pub ids: Vec<String>,
 }
 
 /// What a log reader asks of a task's container (the Engine API's log query).
@@ -78,6 +103,42 @@ pub struct SessionResponse {
     /// The log subscriptions this node must serve now.
     #[serde(default)]
     pub logs: Vec<LogSubscription>,
+    /// The swarm networks this node takes part in (its tasks', and the ingress network on
+    /// every node while a service publishes through it).
+    #[serde(default)]
+    pub networks: Vec<NetworkView>,
+}
+
+/// A swarm network as one node needs it to carry its endpoints' traffic: the record, the
+/// endpoints on other nodes, the names its DNS answers and its load-balanced addresses.
+/// Addresses are IPv4 without a prefix; a node's address is its data-path address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkView {
+    pub network: api::Network,
+    /// This node's own address on the ingress network ("" on the others).
+    pub node_addr: String,
+    /// Endpoints on other nodes: (address, the node's address).
+    pub peers: Vec<(String, String)>,
+    /// What the network's DNS answers: (address, names). Only running tasks' addresses.
+    pub names: Vec<(String, Vec<String>)>,
+    /// Services' virtual IPs with their running tasks' addresses.
+    pub vips: Vec<(String, Vec<String>)>,
+    /// Ingress: every node's mesh address (a reply returns through the node that took the
+    /// connection).
+    pub mesh_nodes: Vec<String>,
+    /// Ingress: the ports the routing mesh publishes.
+    pub ingress_ports: Vec<IngressPortView>,
+}
+
+/// A port published through the routing mesh, with the running tasks behind it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressPortView {
+    /// "tcp" | "udp".
+    pub protocol: String,
+    pub published: u32,
+    pub target: u32,
+    /// The tasks' ingress addresses.
+    pub backends: Vec<String>,
 }
 
 /// `POST /join` from a node with a join token (before it has a certificate).

@@ -49,6 +49,9 @@ pub struct NodeRec {
     pub manager_addr: String,
     /// The swarm address the node advertised when it joined (where it listens if promoted).
     pub advertise_addr: String,
+    /// Its own address on the ingress network, where routing-mesh replies return to it.
+    #[serde(default)]
+    pub ingress_addr: String,
 }
 
 impl NodeRec {
@@ -73,6 +76,10 @@ pub struct ServiceRec {
     pub ports: Vec<api::PortConfig>,
     /// Jobs: the iteration tasks are made for (bumped by every update of a job).
     pub job_iteration: u64,
+    /// Its virtual IP on each swarm network it joins (network id → address; endpoint mode
+    /// vip), the ingress network's too when it publishes ingress ports.
+    #[serde(default)]
+    pub vips: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -94,6 +101,25 @@ pub struct TaskRec {
     /// policy's max attempts within its window (kept across reaping and leader changes).
     #[serde(default)]
     pub restarts: Vec<String>,
+    /// Its address on each swarm network it joins (network id → address), handed out when
+    /// it is first stored; the ingress network's too when its service publishes ingress ports.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
+}
+
+/// A plain container on an attachable swarm network (`docker run --network <overlay>`): the
+/// address the managers gave it there. Its node reports the ones it still has; the rest go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttachmentRec {
+    pub id: String,
+    pub node_id: String,
+    pub network_id: String,
+    /// The container's name (what other nodes resolve it by; "" if it has none yet).
+    pub container: String,
+    pub addr: String,
+    /// When it was made (seconds since the epoch), so that one whose container is still
+    /// being created is not taken for gone.
+    pub created_unix: u64,
 }
 
 /// The whole replicated state.
@@ -108,6 +134,13 @@ pub struct State {
     /// Swarm-scoped networks with their allocated subnet and VXLAN id.
     #[serde(default)]
     pub networks: BTreeMap<String, api::Network>,
+    /// Per network, the host number last handed out: addresses go round the subnet, so one
+    /// just released is not handed out again at once (a stopped task's address must leave
+    /// every load balancer before another endpoint takes it).
+    #[serde(default)]
+    pub addr_cursor: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub attachments: BTreeMap<String, AttachmentRec>,
 }
 
 /// A change to the state. Every field that depends on the proposer (ids, times) is inside.
@@ -116,6 +149,9 @@ pub enum Command {
     Init {
         cluster: Box<ClusterRec>,
         node: Box<NodeRec>,
+        /// The predefined `ingress` network (the routing mesh), allocated as it applies.
+        #[serde(default)]
+        ingress: Option<Box<api::Network>>,
     },
     UpdateCluster {
         version: u64,
@@ -223,6 +259,14 @@ pub enum Command {
     RemoveNetwork {
         id: String,
     },
+    /// A plain container's attachment to an attachable network; its address is handed out
+    /// as the entry applies (the result).
+    Attach {
+        attachment: Box<AttachmentRec>,
+    },
+    Detach {
+        ids: Vec<String>,
+    },
 }
 
 /// Docker's answer to a stale version in an update.
@@ -248,6 +292,7 @@ impl State {
             Command::Init {
                 mut cluster,
                 mut node,
+                ingress,
             } => {
                 if self.cluster.is_some() {
                     return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
@@ -257,6 +302,9 @@ impl State {
                 let id = node.id.clone();
                 self.cluster = Some(*cluster);
                 self.nodes.insert(id.clone(), *node);
+                if let Some(n) = ingress {
+                    self.create_network(*n, index)?;
+                }
                 Ok(Value::String(id))
             }
             Command::UpdateCluster {
@@ -290,6 +338,7 @@ impl State {
                 node.version = index;
                 let id = node.id.clone();
                 self.nodes.insert(id.clone(), *node);
+                self.give_mesh_addresses();
                 Ok(Value::String(id))
             }
             Command::UpdateNode {
@@ -361,6 +410,7 @@ impl State {
                     ));
                 }
                 self.nodes.remove(&id);
+                self.attachments.retain(|_, a| a.node_id != id);
                 // Its tasks are gone with it: the orchestrators replace them.
                 for t in self.tasks.values_mut() {
                     if t.node_id == id && !t.status.state.is_terminal() {
@@ -382,6 +432,7 @@ impl State {
                 service.version = index;
                 service.spec_version = index;
                 service.job_iteration = index;
+                self.give_vips(&mut service);
                 let id = service.id.clone();
                 self.services.insert(id.clone(), *service);
                 Ok(Value::String(id))
@@ -437,6 +488,13 @@ impl State {
                 s.spec = new_spec;
                 s.ports = ports;
                 s.version = index;
+                let mut svc = std::mem::take(s);
+                self.give_vips(&mut svc);
+                self.services.insert(id.clone(), svc);
+                let s = self
+                    .services
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::not_found(format!("service {id} not found")))?;
                 s.updated_at = now.clone();
                 if template_changed {
                     s.update_status = Some(api::UpdateStatus {
@@ -512,6 +570,9 @@ impl State {
                         _ => {}
                     }
                     t.version = index;
+                    if !t.status.state.is_terminal() && t.desired_state <= TaskState::Running {
+                        self.give_addresses(&mut t);
+                    }
                     self.tasks.insert(t.id.clone(), t);
                 }
                 for id in remove {
@@ -559,6 +620,35 @@ impl State {
             }
             Command::CreateNetwork { network } => self.create_network(*network, index),
             Command::RemoveNetwork { id } => self.remove_network(&id),
+            Command::Attach { mut attachment } => {
+                let net = self.find_network(&attachment.network_id)?;
+                if !net.spec.attachable {
+                    return Err(Error::new(
+                        403,
+                        format!(
+                            "Could not attach to network {}: rpc error: code = PermissionDenied desc = network {} not manually attachable",
+                            attachment.network_id, attachment.network_id
+                        ),
+                    ));
+                }
+                let (net_id, net_name) = (net.id.clone(), net.spec.name.clone());
+                let addr = self.allocate_address(&net_id).ok_or_else(|| {
+                    Error::new(
+                        500,
+                        format!("rpc error: code = ResourceExhausted desc = no address left on network {net_name}"),
+                    )
+                })?;
+                attachment.network_id = net_id;
+                attachment.addr = addr.clone();
+                self.attachments.insert(attachment.id.clone(), *attachment);
+                Ok(Value::String(addr))
+            }
+            Command::Detach { ids } => {
+                for id in ids {
+                    self.attachments.remove(&id);
+                }
+                Ok(Value::Null)
+            }
         }
     }
 
@@ -589,6 +679,14 @@ impl State {
             return Err(Error::conflict(format!(
                 "network with name {name} already exists"
             )));
+        }
+        if n.spec.ingress {
+            if let Some(o) = self.ingress() {
+                return Err(Error::conflict(format!(
+                    "rpc error: code = AlreadyExists desc = ingress network ({}) is already present",
+                    o.id
+                )));
+            }
         }
         let taken: Vec<Subnet> = self.networks.values().flat_map(network_subnets).collect();
         let ipam = n.ipam_options.get_or_insert_with(Default::default);
@@ -628,19 +726,158 @@ impl State {
             .filter_map(|o| o.driver_state.options.get(netalloc::VNI_OPTION))
             .filter_map(|v| v.parse().ok())
             .collect();
-        n.driver_state.options.insert(
-            netalloc::VNI_OPTION.to_string(),
-            netalloc::allocate_vni(&vnis).to_string(),
-        );
+        if !n.driver_state.options.contains_key(netalloc::VNI_OPTION) {
+            n.driver_state.options.insert(
+                netalloc::VNI_OPTION.to_string(),
+                netalloc::allocate_vni(&vnis).to_string(),
+            );
+        }
         n.version.index = index;
         let id = n.id.clone();
+        let ingress = n.spec.ingress;
         self.networks.insert(id.clone(), n);
+        if ingress {
+            self.give_mesh_addresses();
+        }
         Ok(Value::String(id))
+    }
+
+    /// The ingress network, if the swarm has one.
+    pub fn ingress(&self) -> Option<&api::Network> {
+        self.networks.values().find(|n| n.spec.ingress)
+    }
+
+    /// The networks a task of `svc` joins: its spec's, then the ingress network when the
+    /// service publishes ingress ports.
+    pub fn task_network_ids(&self, spec: &api::TaskSpec, svc: Option<&ServiceRec>) -> Vec<String> {
+        let mut ids: Vec<String> = spec.networks.iter().map(|a| a.target.clone()).collect();
+        if let (Some(svc), Some(ing)) = (svc, self.ingress()) {
+            if publishes_ingress(svc) && !ids.contains(&ing.id) {
+                ids.push(ing.id.clone());
+            }
+        }
+        ids
+    }
+
+    /// The addresses on network `net` that endpoints hold now: live tasks', services'
+    /// virtual IPs and (ingress) the nodes' mesh addresses.
+    fn held_addresses(&self, net: &str) -> Vec<String> {
+        let tasks = self
+            .tasks
+            .values()
+            .filter(|t| !t.status.state.is_terminal())
+            .filter_map(|t| t.addresses.get(net));
+        let vips = self.services.values().filter_map(|s| s.vips.get(net));
+        let mesh = self
+            .ingress()
+            .filter(|n| n.id == net)
+            .into_iter()
+            .flat_map(|_| self.nodes.values().map(|n| &n.ingress_addr));
+        let attached = self
+            .attachments
+            .values()
+            .filter(|a| a.network_id == net)
+            .map(|a| &a.addr);
+        tasks
+            .chain(vips)
+            .chain(mesh)
+            .chain(attached)
+            .cloned()
+            .collect()
+    }
+
+    /// A free address on network `net`, going round the subnet from the last one handed out
+    /// (never the gateway); None when the network is unknown or full.
+    fn allocate_address(&mut self, net: &str) -> Option<String> {
+        let n = self.networks.get(net)?;
+        let cfg = n.ipam_options.as_ref()?.configs.first()?;
+        let sub = Subnet::parse(&cfg.subnet).ok()?;
+        let gateway = cfg.gateway.clone();
+        let held = self.held_addresses(net);
+        let hosts = u32::try_from(sub.size().checked_sub(2)?).ok()?;
+        let start = self.addr_cursor.get(net).copied().unwrap_or(0);
+        for k in 1..=hosts {
+            let h = (start + k - 1) % hosts + 1;
+            let ip = sub.host(h).to_string();
+            if ip != gateway && !held.contains(&ip) {
+                self.addr_cursor.insert(net.to_string(), h);
+                return Some(ip);
+            }
+        }
+        None
+    }
+
+    /// Gives a task an address on each network it joins that it has none on yet.
+    fn give_addresses(&mut self, t: &mut TaskRec) {
+        let ids = self.task_network_ids(&t.spec, self.services.get(&t.service_id));
+        for net in ids {
+            if t.addresses.contains_key(&net) {
+                continue;
+            }
+            if let Some(ip) = self.allocate_address(&net) {
+                t.addresses.insert(net, ip);
+            }
+        }
+    }
+
+    /// Gives a service a virtual IP on each network its tasks join (endpoint mode vip), and
+    /// drops those of networks it left.
+    fn give_vips(&mut self, svc: &mut ServiceRec) {
+        let dnsrr = svc
+            .spec
+            .endpoint_spec
+            .as_ref()
+            .is_some_and(|e| e.mode == "dnsrr");
+        let ids = if dnsrr {
+            Vec::new()
+        } else {
+            self.task_network_ids(&svc.spec.task_template, Some(svc))
+        };
+        svc.vips.retain(|net, _| ids.contains(net));
+        for net in ids {
+            if svc.vips.contains_key(&net) {
+                continue;
+            }
+            if let Some(ip) = self.allocate_address(&net) {
+                svc.vips.insert(net, ip);
+            }
+        }
+    }
+
+    /// Gives every node without one an address on the ingress network.
+    fn give_mesh_addresses(&mut self) {
+        let Some(ing) = self.ingress().map(|n| n.id.clone()) else {
+            return;
+        };
+        let ids: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.ingress_addr.is_empty())
+            .map(|n| n.id.clone())
+            .collect();
+        for id in ids {
+            if let Some(ip) = self.allocate_address(&ing) {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.ingress_addr = ip;
+                }
+            }
+        }
     }
 
     fn remove_network(&mut self, id: &str) -> Result<Value> {
         if !self.networks.contains_key(id) {
             return Err(Error::not_found(format!("network {id} not found")));
+        }
+        if self.networks.get(id).is_some_and(|n| n.spec.ingress) {
+            if let Some(s) = self.services.values().find(|s| publishes_ingress(s)) {
+                return Err(Error::new(
+                    400,
+                    format!(
+                        "rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service {} depends on it",
+                        s.id
+                    ),
+                ));
+            }
         }
         let uses = |nets: &[api::NetworkAttachmentConfig]| nets.iter().any(|a| a.target == id);
         if let Some(s) = self
@@ -666,6 +903,15 @@ impl State {
                 format!(
                     "rpc error: code = FailedPrecondition desc = network {id} is in use by task {}",
                     t.id
+                ),
+            ));
+        }
+        if let Some(a) = self.attachments.values().find(|a| a.network_id == id) {
+            return Err(Error::new(
+                400,
+                format!(
+                    "rpc error: code = FailedPrecondition desc = network {id} is in use by container {} on node {}",
+                    a.container, a.node_id
                 ),
             ));
         }
@@ -918,6 +1164,11 @@ fn find_named<'a, T>(
 }
 
 /// The IPv4 subnets a swarm network holds.
+/// Whether a service publishes ports through the routing mesh.
+pub fn publishes_ingress(svc: &ServiceRec) -> bool {
+    svc.ports.iter().any(|p| p.publish_mode == "ingress")
+}
+
 fn network_subnets(n: &api::Network) -> Vec<Subnet> {
     n.ipam_options
         .iter()
@@ -965,6 +1216,161 @@ mod tests {
     fn subnet_of(s: &State, id: &str) -> (String, String) {
         let c = &s.networks[id].ipam_options.as_ref().unwrap().configs[0];
         (c.subnet.clone(), c.gateway.clone())
+    }
+
+    #[test]
+    fn endpoints_get_addresses_round_the_subnet_and_the_mesh_gets_node_addresses() {
+        let mut s = State::default();
+        let node = |id: &str| NodeRec {
+            id: id.into(),
+            ..Default::default()
+        };
+        s.apply(
+            1,
+            Command::Init {
+                cluster: Box::new(ClusterRec::default()),
+                node: Box::new(node("n1")),
+                ingress: Some(Box::new(crate::control::ingress_network("now"))),
+            },
+        )
+        .unwrap();
+        let ing = s.ingress().unwrap().clone();
+        assert_eq!(ing.driver_state.options[netalloc::VNI_OPTION], "4096");
+        assert_eq!(
+            subnet_of(&s, &ing.id),
+            ("10.0.0.0/24".into(), "10.0.0.1".into())
+        );
+        assert_eq!(s.nodes["n1"].ingress_addr, "10.0.0.2");
+        s.apply(
+            2,
+            Command::AddNode {
+                node: Box::new(node("n2")),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.nodes["n2"].ingress_addr, "10.0.0.3");
+        s.apply(3, net("ov", "ov", Some("10.0.1.0/29"))).unwrap();
+
+        let mut svc = ServiceRec {
+            id: "s1".into(),
+            ports: vec![api::PortConfig {
+                publish_mode: "ingress".into(),
+                target_port: 80,
+                published_port: 8080,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        svc.spec.name = "web".into();
+        svc.spec.task_template.networks = vec![api::NetworkAttachmentConfig {
+            target: "ov".into(),
+            ..Default::default()
+        }];
+        s.apply(
+            4,
+            Command::CreateService {
+                service: Box::new(svc),
+            },
+        )
+        .unwrap();
+        let vips = &s.services["s1"].vips;
+        assert_eq!(vips["ov"], "10.0.1.2");
+        assert_eq!(vips[&ing.id], "10.0.0.4");
+        let template = s.services["s1"].spec.task_template.clone();
+        let task = |id: &str| TaskRec {
+            id: id.into(),
+            service_id: "s1".into(),
+            spec: template.clone(),
+            desired_state: TaskState::Running,
+            ..Default::default()
+        };
+        let (a, b) = (task("a"), task("b"));
+        s.apply(
+            5,
+            Command::Tasks {
+                put: vec![a, b],
+                remove: vec![],
+            },
+        )
+        .unwrap();
+        assert_eq!(s.tasks["a"].addresses["ov"], "10.0.1.3");
+        assert_eq!(s.tasks["b"].addresses["ov"], "10.0.1.4");
+        assert_eq!(s.tasks["b"].addresses[&ing.id], "10.0.0.6");
+        // The API shows them in CIDR form.
+        let shown = crate::view::task(&s, &s.tasks["b"]);
+        assert_eq!(shown.networks_attachments.len(), 2);
+        assert_eq!(shown.networks_attachments[0].addresses, ["10.0.1.4/29"]);
+        assert!(shown.networks_attachments[1].network.spec.ingress);
+        let svc_shown = crate::view::service(&s, &s.services["s1"], false);
+        assert_eq!(svc_shown.endpoint.virtual_ips.len(), 2);
+        // A released address is not handed out again until the subnet has gone round
+        // (.5 and .6 are free, then .3 again; .1 is the gateway, .2 the VIP).
+        s.apply(
+            6,
+            Command::Tasks {
+                put: vec![],
+                remove: vec!["a".into()],
+            },
+        )
+        .unwrap();
+        let more: Vec<TaskRec> = ["c", "d", "e"].iter().map(|i| task(i)).collect();
+        s.apply(
+            7,
+            Command::Tasks {
+                put: more,
+                remove: vec![],
+            },
+        )
+        .unwrap();
+        let got: Vec<&str> = ["c", "d", "e"]
+            .iter()
+            .map(|i| s.tasks[*i].addresses["ov"].as_str())
+            .collect();
+        assert_eq!(got, ["10.0.1.5", "10.0.1.6", "10.0.1.3"]);
+        // Full: the next task gets none there.
+        s.apply(
+            8,
+            Command::Tasks {
+                put: vec![task("f")],
+                remove: vec![],
+            },
+        )
+        .unwrap();
+        assert!(!s.tasks["f"].addresses.contains_key("ov"));
+        // dnsrr services have no VIP; a second ingress network is refused; the ingress
+        // network stays while a service publishes through it.
+        let mut dns = ServiceRec {
+            id: "s2".into(),
+            ..Default::default()
+        };
+        dns.spec.name = "dns".into();
+        dns.spec.endpoint_spec = Some(api::EndpointSpec {
+            mode: "dnsrr".into(),
+            ..Default::default()
+        });
+        s.apply(
+            9,
+            Command::CreateService {
+                service: Box::new(dns),
+            },
+        )
+        .unwrap();
+        assert!(s.services["s2"].vips.is_empty());
+        let mut second = crate::control::ingress_network("now");
+        second.spec.name = "mesh2".into();
+        let err = s
+            .apply(
+                10,
+                Command::CreateNetwork {
+                    network: Box::new(second),
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("ingress network"), "{err}");
+        let err = s
+            .apply(11, Command::RemoveNetwork { id: ing.id.clone() })
+            .unwrap_err();
+        assert!(err.to_string().contains("depends on it"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,18 @@ pub fn network(n: &api::Network) -> berth_api::network::Network {
     }
 }
 
+/// An address on a swarm network in CIDR form (`10.0.1.5/24`), as the API shows it.
+pub fn with_prefix(n: &api::Network, ip: &str) -> String {
+    let prefix = n
+        .ipam_options
+        .as_ref()
+        .and_then(|i| i.configs.first())
+        .and_then(|c| c.subnet.split_once('/'))
+        .map(|(_, p)| p)
+        .unwrap_or("32");
+    format!("{ip}/{prefix}")
+}
+
 /// What the API shows of a task.
 pub fn task(s: &State, t: &TaskRec) -> api::Task {
     api::Task {
@@ -68,14 +80,17 @@ pub fn task(s: &State, t: &TaskRec) -> api::Task {
         status: t.status.clone(),
         desired_state: t.desired_state,
         job_iteration: t.job_iteration.map(version),
-        networks_attachments: t
-            .spec
-            .networks
+        networks_attachments: s
+            .task_network_ids(&t.spec, s.services.get(&t.service_id))
             .iter()
-            .filter_map(|a| s.networks.get(&a.target))
+            .filter_map(|id| s.networks.get(id))
             .map(|n| api::NetworkAttachment {
                 network: n.clone(),
-                addresses: Vec::new(),
+                addresses: t
+                    .addresses
+                    .get(&n.id)
+                    .map(|ip| vec![with_prefix(n, ip)])
+                    .unwrap_or_default(),
             })
             .collect(),
         ..Default::default()
@@ -148,7 +163,16 @@ pub fn service(s: &State, rec: &ServiceRec, with_status: bool) -> api::Service {
         endpoint: api::Endpoint {
             spec: endpoint_spec.unwrap_or_default(),
             ports: rec.ports.clone(),
-            virtual_ips: Vec::new(),
+            virtual_ips: rec
+                .vips
+                .iter()
+                .filter_map(|(id, ip)| {
+                    s.networks.get(id).map(|n| api::EndpointVirtualIp {
+                        network_id: id.clone(),
+                        addr: with_prefix(n, ip),
+                    })
+                })
+                .collect(),
         },
         update_status: rec.update_status.clone(),
         service_status: with_status.then(|| service_status(s, rec)),

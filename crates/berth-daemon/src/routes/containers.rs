@@ -26,19 +26,13 @@ pub async fn create(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let q = Query::parse(q.as_deref());
-    let req: CreateRequest = json_body(&body)?;
-    // Swarm networks take only swarm tasks (made by the swarm executor, not through here).
-    let endpoints = req
-        .networking_config
-        .as_ref()
-        .and_then(|n| n.endpoints_config.as_ref());
-    for key in std::iter::once(&req.host_config.network_mode)
-        .filter(|m| !m.is_empty())
-        .chain(endpoints.into_iter().flat_map(|e| e.keys()))
-    {
-        crate::swarm_net::check_manual_attach(&d, key)?;
-    }
+    let mut req: CreateRequest = json_body(&body)?;
+    // A plain container on an attachable swarm network gets its address from the managers;
+    // the network stays realised here (the lock) until the container exists.
+    let held =
+        crate::swarm_net::attach_container(&d, &mut req, q.get("name").unwrap_or_default()).await?;
     let (id, warnings) = d.create(q.get("name"), req).await?;
+    drop(held);
     Ok(json(201, &CreateResponse { id, warnings }))
 }
 

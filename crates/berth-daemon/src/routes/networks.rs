@@ -322,6 +322,16 @@ pub async fn create(
         let forbidden = |m: &str| Error(berth_api::ApiError::new(403, m));
         return match manager {
             Some(m) => {
+                // Encrypted overlays need the kernel's IPsec ESP with AES-GCM (berth does not
+                // program ESP yet either: the cluster refuses them next).
+                if req
+                    .options
+                    .as_ref()
+                    .is_some_and(|o| o.contains_key("encrypted"))
+                {
+                    berth_network::lb::check_encryption_support()
+                        .map_err(|e| Error(berth_api::ApiError::new(400, e.to_string())))?;
+                }
                 let id = m.create_network(req).await?;
                 Ok(json(
                     201,

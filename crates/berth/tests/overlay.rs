@@ -1,0 +1,406 @@
+//! Swarm networking across nodes on the multi-node harness, driven by the docker CLI: overlay
+//! networks carrying task traffic between nodes, isolation between overlays, service
+//! discovery (VIP, `tasks.`, dnsrr), VIP load balancing spread evenly, the routing mesh on
+//! every node keeping the client's address, host-mode publishing, `--opt encrypted` refused on
+//! this kernel, and nothing left on any node after `service rm` and `network rm`.
+
+mod common;
+use common::stdout;
+use common::swarm::Cluster;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A task command serving `/cgi-bin/ip` on port 80: "<client address> <task hostname>".
+const SERVER: &str = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR $(hostname)\\n' >/www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 0.0.0.0:80 -h /www";
+
+fn create_service(c: &Cluster, args: &[&str], cmd: &[&str]) {
+    let mut all = vec!["service", "create", "--no-resolve-image", "-d"];
+    all.extend_from_slice(args);
+    all.push("busybox");
+    all.extend_from_slice(cmd);
+    c.ok(1, &all);
+}
+
+/// Waits until `service` has `n` running tasks; returns them as (task container name, node).
+fn converge(c: &Cluster, service: &str, n: usize) -> Vec<(String, String)> {
+    let mut tasks = Vec::new();
+    c.until(&format!("{service} running {n}"), LONG, || {
+        let out = c.docker(
+            1,
+            &[
+                "service",
+                "ps",
+                service,
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Name}}.{{.ID}} {{.Node}} {{.CurrentState}}",
+                "--no-trunc",
+            ],
+        );
+        tasks = stdout(&out)
+            .lines()
+            .filter(|l| l.contains(" Running "))
+            .filter_map(|l| {
+                let mut p = l.split_whitespace();
+                Some((p.next()?.to_string(), p.next()?.to_string()))
+            })
+            .collect();
+        tasks.len() == n
+    });
+    tasks
+}
+
+/// The node number of a hostname (`node3` → 3).
+fn node_no(host: &str) -> usize {
+    host.trim_start_matches("node")
+        .parse()
+        .expect("node hostname")
+}
+
+/// Runs `sh -c script` in the task container `name` on node `i`.
+fn exec(c: &Cluster, i: usize, name: &str, script: &str) -> std::process::Output {
+    c.docker(i, &["exec", name, "sh", "-c", script])
+}
+
+fn exec_ok(c: &Cluster, i: usize, name: &str, script: &str) -> String {
+    let out = exec(c, i, name, script);
+    assert!(
+        out.status.success(),
+        "exec {script:?} in {name} on node{i}: {}\n{}\n--- node{i} ---\n{}",
+        common::stderr(&out),
+        stdout(&out),
+        c.log_tail(i)
+    );
+    stdout(&out).trim().to_string()
+}
+
+/// Runs a command in node `i`'s network namespace (its host side).
+fn on_node(c: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &format!("{}-n{i}", c.name)])
+        .args(args)
+        .output()
+        .expect("ip netns exec")
+}
+
+/// What a node keeps for overlays: links, VXLAN forwarding entries, nftables elements.
+fn overlay_traces(c: &Cluster, i: usize) -> Vec<String> {
+    let links = stdout(&on_node(c, i, &["ip", "-o", "link", "show"]));
+    let mut found: Vec<String> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter(|n| n.starts_with("bov") || n.starts_with("vxl"))
+        .map(str::to_string)
+        .collect();
+    let fdb = stdout(&on_node(c, i, &["bridge", "fdb", "show"]));
+    found.extend(
+        fdb.lines()
+            .filter(|l| l.contains(" dst "))
+            .map(|l| format!("fdb: {l}")),
+    );
+    let nft = stdout(&on_node(c, i, &["nft", "list", "ruleset"]));
+    found.extend(
+        nft.lines()
+            .filter(|l| l.contains("10.0."))
+            .map(|l| format!("nft: {}", l.trim())),
+    );
+    found
+}
+
+/// `(address, hostname)` answers of `count` requests to `url` from the task container.
+fn fetch_many(c: &Cluster, i: usize, name: &str, url: &str, count: usize) -> Vec<(String, String)> {
+    let script = format!(
+        "i=0; while [ $i -lt {count} ]; do timeout 5 wget -qO- {url} || echo FAIL; i=$((i+1)); done"
+    );
+    exec_ok(c, i, name, &script)
+        .lines()
+        .map(|l| {
+            let mut p = l.split_whitespace();
+            (
+                p.next().unwrap_or_default().to_string(),
+                p.next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn overlays_discovery_balancing_and_the_routing_mesh() {
+    let c = Cluster::up(3);
+    c.form(1);
+
+    // Encryption needs IPsec ESP with AES-GCM, which this kernel lacks: refused clearly.
+    let out = c.docker(
+        1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--opt",
+            "encrypted",
+            "sec",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("encrypted overlay networks need IPsec ESP"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // The predefined ingress network, as Docker's.
+    let ing = c.ok(
+        1,
+        &[
+            "network",
+            "inspect",
+            "ingress",
+            "--format",
+            "{{.Driver}} {{.Scope}} {{.Ingress}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        ],
+    );
+    assert_eq!(ing, "overlay swarm true 10.0.0.0/24");
+
+    c.ok(1, &["network", "create", "-d", "overlay", "ov"]);
+    c.ok(1, &["network", "create", "-d", "overlay", "ov2"]);
+    // Three servers, one per node (the scheduler spreads them), and a client on every node.
+    create_service(
+        &c,
+        &["--name", "web", "--network", "ov", "--replicas", "3"],
+        &["sh", "-c", SERVER],
+    );
+    create_service(
+        &c,
+        &["--name", "client", "--network", "ov", "--mode", "global"],
+        &["sleep", "100000"],
+    );
+    create_service(
+        &c,
+        &["--name", "other", "--network", "ov2", "--mode", "global"],
+        &["sleep", "100000"],
+    );
+    let web = converge(&c, "web", 3);
+    let clients = converge(&c, "client", 3);
+    let others = converge(&c, "other", 3);
+    let nodes: std::collections::BTreeSet<&str> = web.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "web spread over every node: {web:?}");
+    let client_on = |n: usize| {
+        clients
+            .iter()
+            .find(|(_, node)| node_no(node) == n)
+            .map(|(name, _)| name.clone())
+            .expect("a client on every node")
+    };
+    let c1 = client_on(1);
+
+    // Names: the service resolves to its VIP, tasks.web to every running task.
+    let vip = c.ok(
+        1,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+        ],
+    );
+    let vip = vip.split('/').next().unwrap().to_string();
+    assert!(vip.starts_with("10.0."), "{vip}");
+    let c1_addr = exec_ok(&c, 1, &c1, "ip -4 -o addr show eth0 | awk '{print $4}'");
+    let c1_addr = c1_addr.split('/').next().unwrap().to_string();
+    c.until("web resolves to its VIP", LONG, || {
+        stdout(&exec(&c, 1, &c1, "nslookup web 2>/dev/null")).contains(&vip)
+    });
+    let mut task_ips = Vec::new();
+    c.until("tasks.web resolves to 3 tasks", LONG, || {
+        let out = stdout(&exec(&c, 1, &c1, "nslookup tasks.web 2>/dev/null"));
+        task_ips = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .filter_map(|l| l.strip_prefix("Address: "))
+            .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+            .collect();
+        task_ips.len() == 3
+    });
+    // Cross-node traffic straight to each task; each sees the client's own address.
+    let mut hosts = std::collections::BTreeSet::new();
+    for ip in &task_ips {
+        let got = fetch_many(&c, 1, &c1, &format!("http://{ip}/cgi-bin/ip"), 1);
+        assert_eq!(got[0].0, c1_addr, "direct to {ip}: {got:?}");
+        hosts.insert(got[0].1.clone());
+    }
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+
+    // Through the VIP: the client's address is kept, and 1,000 connections spread evenly
+    // over the 3 tasks (chi-square, 2 degrees of freedom, p = 0.001: 13.8).
+    let got = fetch_many(&c, 1, &c1, "http://web/cgi-bin/ip", 1000);
+    assert!(!got.iter().any(|(a, _)| a == "FAIL"), "failed requests");
+    assert!(
+        got.iter().all(|(a, _)| *a == c1_addr),
+        "client address kept"
+    );
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, h) in &got {
+        *counts.entry(h.as_str()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let expected = 1000.0 / 3.0;
+    let chi: f64 = counts
+        .values()
+        .map(|&o| (o as f64 - expected).powi(2) / expected)
+        .sum();
+    assert!(chi < 13.8, "uneven spread {counts:?} (chi-square {chi})");
+
+    // A client on another node reaches the VIP too; ov2 is isolated from ov.
+    let c3 = client_on(3);
+    let got = fetch_many(&c, 3, &c3, "http://web/cgi-bin/ip", 3);
+    assert!(got.iter().all(|(a, _)| a != "FAIL"), "{got:?}");
+    let other1 = others
+        .iter()
+        .find(|(_, n)| node_no(n) == 1)
+        .map(|(name, _)| name.clone())
+        .unwrap();
+    let out = exec(
+        &c,
+        1,
+        &other1,
+        &format!("timeout 3 wget -qO- http://{}/cgi-bin/ip", task_ips[0]),
+    );
+    assert!(!out.status.success(), "ov2 reached ov: {}", stdout(&out));
+    let out = exec(&c, 1, &other1, "nslookup web 2>/dev/null");
+    assert!(!stdout(&out).contains(&vip), "{}", stdout(&out));
+
+    // dnsrr: the service name resolves to every task, no VIP.
+    create_service(
+        &c,
+        &[
+            "--name",
+            "rr",
+            "--network",
+            "ov",
+            "--replicas",
+            "2",
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+        &["sh", "-c", SERVER],
+    );
+    converge(&c, "rr", 2);
+    c.until("rr resolves to its 2 tasks", LONG, || {
+        let out = stdout(&exec(&c, 1, &c1, "nslookup rr 2>/dev/null"));
+        out.lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .filter(|l| l.starts_with("Address: "))
+            .count()
+            == 2
+    });
+
+    // Scaling down: the stopped task leaves the names and the balancer.
+    c.ok(1, &["service", "scale", "-d", "web=2"]);
+    converge(&c, "web", 2);
+    c.until("tasks.web resolves to 2 tasks", LONG, || {
+        stdout(&exec(&c, 1, &c1, "nslookup tasks.web 2>/dev/null"))
+            .lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .filter(|l| l.starts_with("Address: "))
+            .count()
+            == 2
+    });
+    let got = fetch_many(&c, 1, &c1, "http://web/cgi-bin/ip", 20);
+    assert!(got.iter().all(|(a, _)| a != "FAIL"), "{got:?}");
+    let left: std::collections::BTreeSet<&str> = got.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+
+    // The routing mesh: one task, published on 8080 of every node (also those without a
+    // task); the task sees the client's own address (node3's host, on the LAN).
+    create_service(
+        &c,
+        &["--name", "mesh", "--replicas", "1", "-p", "8080:80"],
+        &["sh", "-c", SERVER],
+    );
+    let mesh = converge(&c, "mesh", 1);
+    let ports = c.ok(
+        1,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "name=mesh",
+            "--format",
+            "{{.Ports}}",
+        ],
+    );
+    assert_eq!(ports, "*:8080->80/tcp");
+    let client_addr = c.addr(3);
+    for i in 1..=3 {
+        let url = format!("http://{}:8080/cgi-bin/ip", c.addr(i));
+        let mut answer = String::new();
+        c.until(&format!("the mesh answers on node{i}"), LONG, || {
+            let out = on_node(&c, 3, &["timeout", "5", "busybox", "wget", "-qO-", &url]);
+            answer = stdout(&out).trim().to_string();
+            out.status.success()
+        });
+        assert_eq!(
+            answer.split_whitespace().next(),
+            Some(client_addr.as_str()),
+            "node{i}: {answer} (task on {})",
+            mesh[0].1
+        );
+    }
+
+    // Host mode: only the node running the task listens.
+    create_service(
+        &c,
+        &[
+            "--name",
+            "direct",
+            "--replicas",
+            "1",
+            "--publish",
+            "mode=host,target=80,published=8081",
+        ],
+        &["sh", "-c", SERVER],
+    );
+    let direct = converge(&c, "direct", 1);
+    let on = node_no(&direct[0].1);
+    let url = |i: usize| format!("http://{}:8081/cgi-bin/ip", c.addr(i));
+    c.until("host-mode port answers", LONG, || {
+        on_node(
+            &c,
+            on,
+            &["timeout", "5", "busybox", "wget", "-qO-", &url(on)],
+        )
+        .status
+        .success()
+    });
+    let elsewhere = if on == 1 { 2 } else { 1 };
+    let out = on_node(
+        &c,
+        on,
+        &["timeout", "5", "busybox", "wget", "-qO-", &url(elsewhere)],
+    );
+    assert!(
+        !out.status.success(),
+        "host mode answered on node{elsewhere}"
+    );
+
+    // Nothing left on any node once the services and networks are gone.
+    for s in ["web", "client", "other", "rr", "mesh", "direct"] {
+        c.ok(1, &["service", "rm", s]);
+    }
+    c.until("the task containers are gone", LONG, || {
+        (1..=3).all(|i| c.ok(i, &["ps", "-aq"]).is_empty())
+    });
+    c.ok(1, &["network", "rm", "ov", "ov2"]);
+    for i in 1..=3 {
+        c.until(&format!("node{i} has no overlay left"), LONG, || {
+            overlay_traces(&c, i).is_empty()
+        });
+    }
+    c.down_and_check();
+}
