@@ -112,15 +112,25 @@ pub async fn attach_container<'a>(
         keys.extend(e.keys().cloned());
     }
     keys.dedup();
-    let swarm: Vec<(String, String, bool)> = keys
-        .iter()
-        .filter_map(|k| swarm_network(d, k).map(|(id, _, att)| (k.clone(), id, att)))
-        .collect();
+    let in_swarm = d
+        .swarm
+        .get()
+        .is_some_and(|s| s.summary().state == "active");
+    // Swarm networks known here; on a worker a name unknown locally may be one the managers
+    // know (they answer "not found" otherwise, and the create reports the usual error).
+    let mut swarm: Vec<(String, String, bool)> = Vec::new();
+    for k in &keys {
+        match swarm_network(d, k) {
+            Some((_, _, false)) => return Err(not_attachable(k)),
+            Some((id, _, true)) => swarm.push((k.clone(), id, true)),
+            None if in_swarm && !k.starts_with("container:") && d.net.find(k).is_err() => {
+                swarm.push((k.clone(), k.clone(), false))
+            }
+            None => {}
+        }
+    }
     if swarm.is_empty() {
         return Ok(None);
-    }
-    if let Some((key, _, _)) = swarm.iter().find(|(_, _, att)| !att) {
-        return Err(not_attachable(key));
     }
     let cluster = d.swarm.get().cloned().ok_or_else(|| {
         crate::error::Error(berth_api::ApiError::new(
@@ -129,11 +139,16 @@ pub async fn attach_container<'a>(
         ))
     })?;
     let applied = d.swarm_nets.lock().await;
-    for (key, id, _) in swarm {
-        let att = cluster
-            .attach(&id, name)
-            .await
-            .map_err(|e| crate::error::Error(berth_api::ApiError::new(e.status, e.message)))?;
+    for (key, id, known) in swarm {
+        let att = match cluster.attach(&id, name).await {
+            Ok(att) => att,
+            Err(e) if !known && e.status == 404 => continue,
+            Err(e) => {
+                return Err(crate::error::Error(berth_api::ApiError::new(
+                    e.status, e.message,
+                )))
+            }
+        };
         let local = realise(d, &applied, &att.network)
             .await
             .map_err(|e| crate::error::Error(berth_api::ApiError::new(500, e)))?;

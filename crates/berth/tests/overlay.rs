@@ -404,3 +404,159 @@ fn overlays_discovery_balancing_and_the_routing_mesh() {
     }
     c.down_and_check();
 }
+
+/// Addresses `nslookup name` answers in the container (after the server's own lines).
+fn resolve(c: &Cluster, i: usize, name: &str, what: &str) -> Vec<String> {
+    stdout(&exec(c, i, name, &format!("nslookup {what} 2>/dev/null")))
+        .lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .filter_map(|l| l.strip_prefix("Address: "))
+        .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn attachable_overlays_rolling_updates_and_node_death() {
+    let c = Cluster::up(3);
+    c.form(1);
+    c.ok(
+        1,
+        &["network", "create", "-d", "overlay", "--attachable", "att"],
+    );
+    create_service(
+        &c,
+        &[
+            "--name",
+            "web",
+            "--network",
+            "att",
+            "--replicas",
+            "3",
+            "--stop-grace-period",
+            "1s",
+        ],
+        &["sh", "-c", SERVER],
+    );
+    let web = converge(&c, "web", 3);
+
+    // Plain containers on the attachable overlay, on two workers (which learn the network
+    // from the managers), reach the service and each other across nodes by name.
+    c.ok(
+        2,
+        &["run", "-d", "--name", "a2", "--network", "att", "busybox", "sleep", "100000"],
+    );
+    c.ok(
+        3,
+        &["run", "-d", "--name", "a3", "--network", "att", "busybox", "sh", "-c", SERVER],
+    );
+    let a2_addr = exec_ok(&c, 2, "a2", "ip -4 -o addr show eth0 | awk '{print $4}'");
+    let a2_addr = a2_addr.split('/').next().unwrap().to_string();
+    assert!(a2_addr.starts_with("10.0."), "{a2_addr}");
+    c.until("a2 resolves a3 on another node", LONG, || {
+        resolve(&c, 2, "a2", "a3").len() == 1
+    });
+    let got = fetch_many(&c, 2, "a2", "http://a3/cgi-bin/ip", 1);
+    assert_eq!(got[0].0, a2_addr, "{got:?}");
+    c.until("web answers a2 through its VIP", LONG, || {
+        fetch_many(&c, 2, "a2", "http://web/cgi-bin/ip", 1)[0].0 == a2_addr
+    });
+    // Not on a network that is not attachable.
+    c.ok(1, &["network", "create", "-d", "overlay", "closed"]);
+    let out = c.docker(2, &["run", "--rm", "--network", "closed", "busybox", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("not manually attachable"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // A start-first rolling update with a client hammering the VIP: no failed request.
+    let mut load = std::process::Command::new("docker")
+        .env("DOCKER_HOST", c.sock(2))
+        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .args([
+            "exec",
+            "a2",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do timeout 5 wget -qO- http://web/cgi-bin/ip >/dev/null || echo FAIL; i=$((i+1)); done; echo END",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    c.ok(
+        1,
+        &[
+            "service",
+            "update",
+            "-d",
+            "--update-order",
+            "start-first",
+            "--update-parallelism",
+            "1",
+            "--env-add",
+            "V=2",
+            "web",
+        ],
+    );
+    c.until("the update completes", Duration::from_secs(60), || {
+        c.ok(
+            1,
+            &["service", "inspect", "web", "--format", "{{.UpdateStatus.State}}"],
+        ) == "completed"
+    });
+    let out = load.wait_with_output().expect("load");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("END"), "{text}");
+    assert!(!text.contains("FAIL"), "failed requests during the update: {text}");
+
+    // Node 3 dies with its tasks: they leave the names and the balancer at once, and the
+    // service keeps answering.
+    converge(&c, "web", 3);
+    let before = resolve(&c, 2, "a2", "tasks.web");
+    assert_eq!(before.len(), 3, "{before:?}");
+    let on3: Vec<String> = c
+        .ok(3, &["ps", "-q", "--filter", "name=web."])
+        .lines()
+        .map(|id| {
+            c.ok(
+                3,
+                &[
+                    "inspect",
+                    "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    id,
+                ],
+            )
+        })
+        .collect();
+    assert!(!on3.is_empty() && on3.iter().all(|ip| before.contains(ip)), "{on3:?} {before:?}");
+    c.kill(3);
+    c.until("node3's tasks leave tasks.web", LONG, || {
+        let now = resolve(&c, 2, "a2", "tasks.web");
+        !now.is_empty() && !now.iter().any(|ip| on3.contains(ip))
+    });
+    let got = fetch_many(&c, 2, "a2", "http://web/cgi-bin/ip", 20);
+    assert!(got.iter().all(|(a, _)| *a == a2_addr), "{got:?}");
+    c.start(3);
+
+    // Leaving: a2's attachment goes with its container, then the network can go; every node
+    // leaves the swarm and nothing of the overlays is left anywhere.
+    c.ok(2, &["rm", "-f", "a2"]);
+    c.ok(3, &["rm", "-f", "a3"]);
+    c.ok(1, &["service", "rm", "web"]);
+    c.until("att can be removed", LONG, || {
+        c.docker(1, &["network", "rm", "att"]).status.success()
+    });
+    c.ok(1, &["network", "rm", "closed"]);
+    for i in [3, 2] {
+        c.ok(i, &["swarm", "leave"]);
+    }
+    c.ok(1, &["swarm", "leave", "--force"]);
+    for i in 1..=3 {
+        c.until(&format!("node{i} has no overlay left"), LONG, || {
+            overlay_traces(&c, i).is_empty()
+        });
+    }
+    c.down_and_check();
+}
