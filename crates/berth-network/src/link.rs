@@ -426,8 +426,12 @@ impl Netlink {
         }
         let mut have_fdb = Vec::new();
         for m in fdb.into_iter().filter(|m| m.header.ifindex == index) {
+            // In a bridge-family message the destination comes as raw bytes.
             let node = m.attributes.iter().find_map(|a| match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                }
                 _ => None,
             });
             // Entries without a destination are the bridge's view of its port, not ours.
