@@ -96,6 +96,7 @@ type Job = Box<dyn FnOnce(&tokio::runtime::Runtime, &NetworkService) + Send>;
 /// (its netlink socket, nft runs and sysctls are the namespace's).
 struct Node {
     ns: Netns,
+    userland_proxy: bool,
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
@@ -103,7 +104,12 @@ struct Node {
 }
 
 /// Starts a node's thread: joins `fd`, opens a `NetworkService` on `dir` and runs jobs.
-fn spawn_node(fd: OwnedFd, dir: PathBuf) -> (mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
+/// `userland_proxy`: the daemon's setting (no loopback NAT for published ports).
+fn spawn_node(
+    fd: OwnedFd,
+    dir: PathBuf,
+    userland_proxy: bool,
+) -> (mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Job>();
     let (ready_tx, ready_rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -119,7 +125,7 @@ fn spawn_node(fd: OwnedFd, dir: PathBuf) -> (mpsc::Sender<Job>, std::thread::Joi
             mtu: 1500,
             icc: true,
             ip_forward: true,
-            userland_proxy: false,
+            userland_proxy,
             dns: vec![Ipv4Addr::new(192, 0, 2, 53)],
             ipv6: false,
             fixed_cidr_v6: None,
@@ -145,13 +151,14 @@ fn spawn_node(fd: OwnedFd, dir: PathBuf) -> (mpsc::Sender<Job>, std::thread::Joi
 }
 
 impl Node {
-    fn new(tag: &str, ns: Netns, addr: Ipv4Addr) -> Node {
+    fn new(tag: &str, ns: Netns, addr: Ipv4Addr, userland_proxy: bool) -> Node {
         let dir = std::env::temp_dir().join(format!("berth-ovtest-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
-        let (tx, thread) = spawn_node(ns.clone_fd(), dir.clone());
+        let (tx, thread) = spawn_node(ns.clone_fd(), dir.clone(), userland_proxy);
         Node {
             ns,
+            userland_proxy,
             jobs: Some(tx),
             thread: Some(thread),
             dir,
@@ -163,7 +170,7 @@ impl Node {
     /// daemon restart with live restore).
     fn restart(&mut self) {
         self.stop();
-        let (tx, thread) = spawn_node(self.ns.clone_fd(), self.dir.clone());
+        let (tx, thread) = spawn_node(self.ns.clone_fd(), self.dir.clone(), self.userland_proxy);
         self.jobs = Some(tx);
         self.thread = Some(thread);
     }
@@ -342,8 +349,9 @@ fn ip(s: &str) -> Ipv4Addr {
 fn two_nodes(tag: &str) -> (Node, Node) {
     let (na, nb) = (Netns::new(), Netns::new());
     veth(&na, "eth0", "192.0.2.1/24", &nb, "eth0", "192.0.2.2/24");
-    let a = Node::new(&format!("{tag}a"), na, ip("192.0.2.1"));
-    let b = Node::new(&format!("{tag}b"), nb, ip("192.0.2.2"));
+    // Node B runs with the userland proxy (published ports' loopback is not NATed).
+    let a = Node::new(&format!("{tag}a"), na, ip("192.0.2.1"), false);
+    let b = Node::new(&format!("{tag}b"), nb, ip("192.0.2.2"), true);
     (a, b)
 }
 
@@ -380,6 +388,9 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
         assert_eq!(vx["linkinfo"]["info_data"]["proxy"], true);
         assert_eq!(vx["linkinfo"]["info_data"]["local"], n.addr.to_string());
         assert_eq!(br["address"], "02:42:0a:0a:00:01");
+        assert!(n
+            .call(|_, svc| svc.find("ov").map(|n| n.serves_dns()))
+            .expect("find"));
     }
     let (client, a1) = (Netns::new(), Netns::new());
     let (b1, b2) = (Netns::new(), Netns::new());
@@ -569,6 +580,9 @@ fn ingress_reaches_a_remote_task_with_the_client_address() {
     // A loopback client on A is masqueraded to A's ingress address.
     let lo = connect(&a.ns, sa("127.0.0.1:8080"), 1);
     assert_eq!(lo, vec![Ok("10.0.0.5 10.0.0.2".to_string())]);
+    // With the userland proxy too (nothing proxies the mesh's ports).
+    let lo = connect(&b.ns, sa("127.0.0.1:8080"), 1);
+    assert_eq!(lo, vec![Ok("10.0.0.5 10.0.0.3".to_string())]);
 
     // The rules survive a table rebuild (daemon start).
     a.call(|_, svc| svc.rebuild_table(&[])).expect("rebuild");
@@ -594,4 +608,26 @@ fn ingress_reaches_a_remote_task_with_the_client_address() {
         n.remove("ingress");
         assert!(!n.ns.links().iter().any(|l| l.starts_with("bov")));
     }
+}
+
+#[test]
+fn encryption_support_is_probed_and_leaves_no_state() {
+    let ns = Netns::new();
+    let fd = ns.clone_fd();
+    let res = std::thread::spawn(move || {
+        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
+        berth_network::lb::check_encryption_support()
+    })
+    .join()
+    .expect("probe thread");
+    if let Err(e) = res {
+        let msg = e.to_string();
+        assert!(
+            msg.contains(
+                "encrypted overlay networks need IPsec ESP with AES-GCM (rfc4106(gcm(aes)))"
+            ),
+            "{msg}"
+        );
+    }
+    assert_eq!(ns.ok(&["ip", "xfrm", "state", "list"]).trim(), "");
 }
