@@ -324,15 +324,22 @@ impl Netlink {
         let existing = get_link(&self.handle, name)
             .await
             .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
-        let link = match existing {
-            Some(link) => {
-                if vxlan_id(&link) != Some(vni) {
-                    return Err(Error::Conflict(format!(
-                        "link {name} exists but is not the VXLAN device of VNI {vni}"
-                    )));
-                }
-                link
+        // A device made for another local address (the node's address changed) is made
+        // again; its peers come back with the next full list.
+        let existing = match existing {
+            Some(link) if vxlan_id(&link) != Some(vni) => {
+                return Err(Error::Conflict(format!(
+                    "link {name} exists but is not the VXLAN device of VNI {vni}"
+                )));
             }
+            Some(link) if vxlan_local(&link) != Some(local) => {
+                self.delete_link(name).await?;
+                None
+            }
+            other => other,
+        };
+        let link = match existing {
+            Some(link) => link,
             None => {
                 let vxlan = LinkVxlan::new(name, vni)
                     .local(local)
@@ -884,16 +891,29 @@ fn is_bridge(link: &LinkMessage) -> bool {
     })
 }
 
-/// The VNI of a VXLAN link, None for any other link.
-fn vxlan_id(link: &LinkMessage) -> Option<u32> {
+/// An attribute of a VXLAN link picked by `pick`, None for any other link.
+fn vxlan_attr<T>(link: &LinkMessage, pick: impl Fn(&InfoVxlan) -> Option<T>) -> Option<T> {
     link.attributes.iter().find_map(|attr| match attr {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
-            LinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(|d| match d {
-                InfoVxlan::Id(id) => Some(*id),
-                _ => None,
-            }),
+            LinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(&pick),
             _ => None,
         }),
+        _ => None,
+    })
+}
+
+/// The VNI of a VXLAN link.
+fn vxlan_id(link: &LinkMessage) -> Option<u32> {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::Id(id) => Some(*id),
+        _ => None,
+    })
+}
+
+/// The local (source) address of a VXLAN link.
+fn vxlan_local(link: &LinkMessage) -> Option<Ipv4Addr> {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::Local(a) => Some(*a),
         _ => None,
     })
 }

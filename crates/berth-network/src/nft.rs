@@ -94,6 +94,19 @@ pub struct IngressPort {
     pub backends: Vec<(Ipv4Addr, u16)>,
 }
 
+/// Whether a list of routing-mesh ports can be applied: each protocol and port once.
+pub fn check_ingress(ports: &[IngressPort]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match ports.iter().find(|p| !seen.insert((p.proto, p.published))) {
+        Some(p) => Err(Error::Invalid(format!(
+            "ingress port {}/{} is given twice",
+            p.published,
+            p.proto.as_str()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// berth's table (`ip <name>`), one per daemon.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -320,16 +333,9 @@ table ip6 {t} {{
         s
     }
 
-    /// Make the routing mesh's ports exactly `ports`.
+    /// Make the routing mesh's ports exactly `ports` (checked with [`check_ingress`]).
     pub fn set_ingress(&self, ports: &[IngressPort]) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
-        if let Some(p) = ports.iter().find(|p| !seen.insert((p.proto, p.published))) {
-            return Err(Error::Invalid(format!(
-                "ingress port {}/{} is given twice",
-                p.published,
-                p.proto.as_str()
-            )));
-        }
+        check_ingress(ports)?;
         run(&self.render_ingress(ports))
     }
 

@@ -441,7 +441,30 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
     assert_eq!(neigh.lines().count(), 1, "{neigh}");
     let fdb = a.ns.ok(&["bridge", "fdb", "show", "dev", "vxl4097"]);
     assert!(!fdb.contains("02:42:0a:0a:00:16 dst"), "{fdb}");
+    // A changed data-path address makes the device again; peers come back with the list.
+    for local in ["192.0.2.9", "192.0.2.1"] {
+        let local = ip(local);
+        a.call(move |rt, svc| {
+            rt.block_on(
+                svc.host
+                    .link
+                    .ensure_vxlan("vxl4097", 4097, local, 1450, "bov4097"),
+            )
+        })
+        .expect("ensure_vxlan");
+        let v: serde_json::Value =
+            serde_json::from_str(&a.ns.ok(&["ip", "-j", "-d", "link", "show", "vxl4097"]))
+                .expect("ip -j");
+        assert_eq!(v[0]["linkinfo"]["info_data"]["local"], local.to_string());
+        assert_eq!(v[0]["master"], "bov4097");
+    }
     a.peers("ov", vec![peer("10.10.0.21", &b), peer("10.10.0.22", &b)]);
+    // A list naming an address or MAC twice is refused.
+    let twice = vec![peer("10.10.0.21", &b), peer("10.10.0.21", &b)];
+    let err = a
+        .call(move |rt, svc| rt.block_on(svc.set_overlay_peers("ov", &twice)))
+        .expect_err("duplicate peers");
+    assert!(err.to_string().contains("given twice"), "{err}");
 
     // A VIP spreads 60 connections evenly over its 3 backends, keeping the client's address;
     // a VIP without backends refuses connections.
