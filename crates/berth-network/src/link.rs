@@ -1,4 +1,5 @@
-//! Bridges and veth pairs over rtnetlink: the host side of a network and each container's end of it.
+//! Bridges, VXLAN devices and veth pairs over rtnetlink: the host side of a network (with an
+//! overlay's remote endpoints) and each container's end of it.
 //!
 //! Everything goes through one rtnetlink connection opened in the daemon's network namespace,
 //! except the configuration of a container's end of a veth pair: a netlink socket acts in the

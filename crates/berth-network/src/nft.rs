@@ -1,7 +1,9 @@
-//! The nftables table berth owns: NAT for outbound traffic, published ports, isolation rules.
+//! The nftables table berth owns: NAT for outbound traffic, published ports, the swarm's
+//! routing-mesh ports, isolation rules.
 //!
 //! From outside, containers are reached only through published ports: a new connection routed
-//! into a bridge must have been DNATed.
+//! into a bridge must have been DNATed. Routing-mesh (ingress) ports are DNATed round robin to
+//! their backends over [`SLOTS`] slots, without SNAT.
 //!
 //! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
 //! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
