@@ -11,8 +11,10 @@
 //! address, so the task's replies must go back through the node that took the connection
 //! (which holds its DNAT state). Table `ip berth-ingress`: a new connection arriving on the
 //! ingress interface gets a conntrack mark chosen by its source MAC (each node's ingress
-//! bridge MAC → [`node_mark`]), and a route chain copies that mark to the packet mark of
-//! everything the task sends on the connection; per node a policy rule `fwmark M lookup M`
+//! bridge MAC → [`node_mark`]); its incoming packets carry that mark too (with
+//! `src_valid_mark` on the interface, so that reverse-path filtering accepts the client's
+//! address, and `tcp_fwmark_accept`, so that an accepted socket keeps it), and a route chain
+//! copies it to the packet mark of everything the task sends on the connection; per node a policy rule `fwmark M lookup M`
 //! (priority [`RULE_PRIORITY`]) and a routing table M with `default via <node's ingress
 //! address>` send it to that node.
 //!
@@ -99,6 +101,17 @@ pub fn program_ingress_return(
         };
         full.push_str(&script);
         nft(&full)?;
+        // Reverse-path filtering of the connection's packets then looks at the node's table
+        // (the client's address is reachable only through it), and an accepted TCP
+        // connection's socket takes the mark of its SYN, so that even its first answer is
+        // routed by the node's table (the route chain reroutes the rest, e.g. UDP replies).
+        for key in [
+            format!("/proc/sys/net/ipv4/conf/{ifname}/src_valid_mark"),
+            "/proc/sys/net/ipv4/tcp_fwmark_accept".to_string(),
+        ] {
+            std::fs::write(&key, "1")
+                .map_err(|e| Error::Internal(format!("{key} in the sandbox: {e}")))?;
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -175,6 +188,7 @@ fn ingress_table(quoted_ifname: &str) -> String {
   chain prerouting {{
     type filter hook prerouting priority mangle; policy accept;
     iifname {quoted_ifname} ct state new ct mark set ether saddr map @nodes
+    iifname {quoted_ifname} ct mark != 0 meta mark set ct mark
   }}
   chain output {{
     type route hook output priority mangle; policy accept;

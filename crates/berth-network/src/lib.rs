@@ -1,8 +1,9 @@
 //! berth's container networking as a service (Docker's Container Network Model): the
 //! [`service::NetworkService`] with its drivers and IPAM behind traits, and the parts under
-//! it: address management, bridges, VXLAN and veth pairs over netlink, the nftables table berth
-//! owns, the load balancing programmed inside sandboxes ([`lb`]), the embedded DNS server, published ports and the files a sandbox mounts. Nothing
-//! here knows containers' records or the daemon.
+//! it: address management, bridges, VXLAN and veth pairs over netlink, the nftables table
+//! berth owns, the load balancing programmed inside sandboxes ([`lb`]), the embedded DNS
+//! server, published ports and the files a sandbox mounts. Nothing here knows containers'
+//! records or the daemon.
 
 pub mod config;
 pub mod dns;

@@ -1,4 +1,5 @@
-//! Bridges and veth pairs over rtnetlink: the host side of a network and each container's end of it.
+//! Bridges, VXLAN devices and veth pairs over rtnetlink: the host side of a network (with an
+//! overlay's remote endpoints) and each container's end of it.
 //!
 //! Everything goes through one rtnetlink connection opened in the daemon's network namespace,
 //! except the configuration of a container's end of a veth pair: a netlink socket acts in the
@@ -324,15 +325,22 @@ impl Netlink {
         let existing = get_link(&self.handle, name)
             .await
             .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
-        let link = match existing {
-            Some(link) => {
-                if vxlan_id(&link) != Some(vni) {
-                    return Err(Error::Conflict(format!(
-                        "link {name} exists but is not the VXLAN device of VNI {vni}"
-                    )));
-                }
-                link
+        // A device made for another local address (the node's address changed) is made
+        // again; its peers come back with the next full list.
+        let existing = match existing {
+            Some(link) if vxlan_id(&link) != Some(vni) => {
+                return Err(Error::Conflict(format!(
+                    "link {name} exists but is not the VXLAN device of VNI {vni}"
+                )));
             }
+            Some(link) if vxlan_local(&link) != Some(local) => {
+                self.delete_link(name).await?;
+                None
+            }
+            other => other,
+        };
+        let link = match existing {
+            Some(link) => link,
             None => {
                 let vxlan = LinkVxlan::new(name, vni)
                     .local(local)
@@ -426,8 +434,12 @@ impl Netlink {
         }
         let mut have_fdb = Vec::new();
         for m in fdb.into_iter().filter(|m| m.header.ifindex == index) {
+            // In a bridge-family message the destination comes as raw bytes.
             let node = m.attributes.iter().find_map(|a| match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                }
                 _ => None,
             });
             // Entries without a destination are the bridge's view of its port, not ours.
@@ -880,16 +892,29 @@ fn is_bridge(link: &LinkMessage) -> bool {
     })
 }
 
-/// The VNI of a VXLAN link, None for any other link.
-fn vxlan_id(link: &LinkMessage) -> Option<u32> {
+/// An attribute of a VXLAN link picked by `pick`, None for any other link.
+fn vxlan_attr<T>(link: &LinkMessage, pick: impl Fn(&InfoVxlan) -> Option<T>) -> Option<T> {
     link.attributes.iter().find_map(|attr| match attr {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
-            LinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(|d| match d {
-                InfoVxlan::Id(id) => Some(*id),
-                _ => None,
-            }),
+            LinkInfo::Data(InfoData::Vxlan(data)) => data.iter().find_map(&pick),
             _ => None,
         }),
+        _ => None,
+    })
+}
+
+/// The VNI of a VXLAN link.
+fn vxlan_id(link: &LinkMessage) -> Option<u32> {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::Id(id) => Some(*id),
+        _ => None,
+    })
+}
+
+/// The local (source) address of a VXLAN link.
+fn vxlan_local(link: &LinkMessage) -> Option<Ipv4Addr> {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::Local(a) => Some(*a),
         _ => None,
     })
 }

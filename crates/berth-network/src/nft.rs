@@ -1,7 +1,9 @@
-//! The nftables table berth owns: NAT for outbound traffic, published ports, isolation rules.
+//! The nftables table berth owns: NAT for outbound traffic, published ports, the swarm's
+//! routing-mesh ports, isolation rules.
 //!
 //! From outside, containers are reached only through published ports: a new connection routed
-//! into a bridge must have been DNATed.
+//! into a bridge must have been DNATed. Routing-mesh (ingress) ports are DNATed round robin to
+//! their backends over [`SLOTS`] slots, without SNAT.
 //!
 //! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
 //! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
@@ -92,6 +94,19 @@ pub struct IngressPort {
     pub proto: Proto,
     pub published: u16,
     pub backends: Vec<(Ipv4Addr, u16)>,
+}
+
+/// Whether a list of routing-mesh ports can be applied: each protocol and port once.
+pub fn check_ingress(ports: &[IngressPort]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match ports.iter().find(|p| !seen.insert((p.proto, p.published))) {
+        Some(p) => Err(Error::Invalid(format!(
+            "ingress port {}/{} is given twice",
+            p.published,
+            p.proto.as_str()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// berth's table (`ip <name>`), one per daemon.
@@ -320,16 +335,9 @@ table ip6 {t} {{
         s
     }
 
-    /// Make the routing mesh's ports exactly `ports`.
+    /// Make the routing mesh's ports exactly `ports` (checked with [`check_ingress`]).
     pub fn set_ingress(&self, ports: &[IngressPort]) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
-        if let Some(p) = ports.iter().find(|p| !seen.insert((p.proto, p.published))) {
-            return Err(Error::Invalid(format!(
-                "ingress port {}/{} is given twice",
-                p.published,
-                p.proto.as_str()
-            )));
-        }
+        check_ingress(ports)?;
         run(&self.render_ingress(ports))
     }
 

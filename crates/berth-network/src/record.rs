@@ -146,3 +146,22 @@ impl NetworkRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_kinds() {
+        let mut r = NetworkRecord::new("x".into(), "ov".into(), "overlay", String::new());
+        assert!(r.is_overlay() && r.is_bridged() && !r.is_bridge());
+        assert!(r.has_dns());
+        assert!(!r.is_ingress());
+        r.options
+            .insert(crate::driver::overlay::OPT_INGRESS.into(), "true".into());
+        assert!(r.is_ingress());
+        assert!(!r.has_dns());
+        let b = NetworkRecord::new("y".into(), "b".into(), "bridge", String::new());
+        assert!(b.is_bridged() && !b.is_ingress() && b.has_dns());
+    }
+}

@@ -9,7 +9,8 @@
 //! underlay's (the link holding the local address) minus 50, or the `mtu` option if smaller.
 //! Every node's bridge carries the network's gateway (ARP for it is answered locally, and
 //! nothing floods over VXLAN: the device has no all-zero forwarding entry), except the
-//! ingress network's, which carries the node's own ingress address. The bridge joins berth's
+//! ingress network's, which carries the node's own ingress address. The bridge sends ARP
+//! requests from its own address only (`arp_announce` 2). The bridge joins berth's
 //! nftables sets like a user bridge (isolation, masquerade unless internal, icc), and every
 //! overlay but ingress gets the embedded DNS server on its gateway.
 //!
@@ -299,6 +300,13 @@ async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     write_sysctl(
         &format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
         "1",
+    )?;
+    // The bridge asks for its neighbours from its own address, never from another local
+    // address (a routing-mesh connection DNATed from the node's underlay address): a task
+    // answers only senders it can route back to.
+    write_sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{bridge}/arp_announce"),
+        "2",
     )?;
     if r.has_dns() {
         super::bridge::start_dns(host, n, addr.into()).await?;

@@ -92,7 +92,8 @@ impl NetworkService {
         if let (Some(ip), Some((subnet, gw))) = (ip, v4) {
             ep.ip = ip.to_string();
             ep.prefix = subnet.prefix;
-            ep.gateway = if n.rec.internal {
+            // The ingress network's gateway exists on no bridge: it never routes.
+            ep.gateway = if n.rec.internal || n.rec.is_ingress() {
                 String::new()
             } else {
                 gw.to_string()

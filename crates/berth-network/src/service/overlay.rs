@@ -4,9 +4,11 @@
 
 use super::NetworkService;
 use crate::driver::overlay::OverlayOptions;
+use crate::endpoint::fmt_mac;
 use crate::link::Peer;
 use crate::nft::IngressPort;
-use crate::Result;
+use crate::{Error, Result};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 /// A remote endpoint of an overlay network: its address and MAC, and the data-path address
@@ -27,6 +29,21 @@ impl NetworkService {
     pub async fn set_overlay_peers(&self, network: &str, peers: &[OverlayPeer]) -> Result<()> {
         let n = self.find(network)?;
         let o = OverlayOptions::of(&n.rec)?;
+        let (mut ips, mut macs) = (HashSet::new(), HashSet::new());
+        for p in peers {
+            if !ips.insert(p.ip) {
+                return Err(Error::Invalid(format!(
+                    "overlay peer {} is given twice",
+                    p.ip
+                )));
+            }
+            if !macs.insert(p.mac) {
+                return Err(Error::Invalid(format!(
+                    "overlay peer MAC {} is given twice",
+                    fmt_mac(p.mac)
+                )));
+            }
+        }
         let peers: Vec<Peer> = peers
             .iter()
             .filter(|p| p.node != o.local)
@@ -43,10 +60,12 @@ impl NetworkService {
     /// Connections to any local address of the node on a published port are DNATed to the
     /// port's backends (round robin over 60 slots) without SNAT; they are kept across table
     /// rebuilds.
+    /// A list that passes its checks is kept even if applying it fails (berth's table not
+    /// made yet, at boot): the next table rebuild applies it.
     pub fn set_ingress_ports(&self, ports: &[IngressPort]) -> Result<()> {
+        crate::nft::check_ingress(ports)?;
         let mut kept = self.ingress.lock().unwrap_or_else(|e| e.into_inner());
-        self.host.table.set_ingress(ports)?;
         *kept = ports.to_vec();
-        Ok(())
+        self.host.table.set_ingress(ports)
     }
 }
