@@ -282,6 +282,31 @@ fn attach(req: &mut CreateRequest, places: &[Place]) {
     });
 }
 
+/// Waits until a container with a health check reports healthy: an error when it turns
+/// unhealthy or stops first. A container without one is ready at once.
+async fn wait_healthy(c: &crate::container::handle::Container) -> Result<(), String> {
+    use berth_api::container::health_status;
+    loop {
+        {
+            let r = c.rec();
+            let Some(h) = r.state.health.as_ref() else {
+                return Ok(());
+            };
+            if !r.is_running() {
+                return Err("task: the container stopped before it was healthy".to_string());
+            }
+            match h.status.as_str() {
+                health_status::HEALTHY => return Ok(()),
+                health_status::UNHEALTHY => {
+                    return Err("task: the container's health check failed".to_string())
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Pulls a task's image through the daemon's registry client (no credentials).
 async fn pull(d: &Arc<Daemon>, image: &str) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<berth_api::progress::Message>(64);
@@ -421,6 +446,9 @@ impl Executor for SwarmExecutor {
             };
             let c = d.find(&id).map_err(|e| e.0.message.clone())?;
             d.start(&c).await.map_err(|e| e.0.message.clone())?;
+            // As swarmkit: a task with a health check is running (named, balanced to) only
+            // once it is healthy.
+            wait_healthy(&c).await?;
             if !run.networks.is_empty() {
                 let nets = d.swarm_nets.lock().await;
                 crate::swarm_net::program_container(&d, &nets, &c);
@@ -437,6 +465,7 @@ impl Executor for SwarmExecutor {
         Box::pin(async move {
             let d = self.daemon()?;
             let c = d.find(&container_id).map_err(|e| e.0.message.clone())?;
+            tracing::debug!("swarm task container {container_id}: stopping (grace {grace:?})");
             match d.stop(&c, None, grace.map(|g| g.as_secs() as i64)).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.0.status == 304 => Ok(()),

@@ -112,10 +112,7 @@ pub async fn attach_container<'a>(
         keys.extend(e.keys().cloned());
     }
     keys.dedup();
-    let in_swarm = d
-        .swarm
-        .get()
-        .is_some_and(|s| s.summary().state == "active");
+    let in_swarm = d.swarm.get().is_some_and(|s| s.summary().state == "active");
     // Swarm networks known here; on a worker a name unknown locally may be one the managers
     // know (they answer "not found" otherwise, and the create reports the usual error).
     let mut swarm: Vec<(String, String, bool)> = Vec::new();
@@ -430,6 +427,7 @@ pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkVie
         program_container(d, applied, &c);
     }
     release_unused(d, applied).await;
+    tracing::debug!("swarm networks: applied {} network(s)", applied.views.len());
 }
 
 fn proto(p: &str) -> Option<Proto> {
@@ -456,6 +454,20 @@ fn set_names(applied: &mut Applied, local: &Network, v: &NetworkView) {
         }
     }
     applied.dns.insert(local.rec.id.clone(), owners);
+}
+
+/// Programs a container just (re)started, if it is on swarm networks (a new namespace has
+/// none of the balancers and routes).
+pub async fn program_started(d: &Daemon, c: &Container) {
+    let on_swarm = c.rec().net.endpoints.values().any(|e| {
+        d.net
+            .find(&e.network_id)
+            .is_ok_and(|n| realises(&n.rec).is_some())
+    });
+    if on_swarm {
+        let applied = d.swarm_nets.lock().await;
+        program_container(d, &applied, c);
+    }
 }
 
 /// Programs a running container on swarm networks: the virtual IPs it can reach with their

@@ -27,6 +27,11 @@ const LOG_BATCH: usize = 64 << 10;
 
 /// How long a long poll waits for new assignments before it returns as a heartbeat.
 const LONG_POLL: Duration = Duration::from_millis(1000);
+/// How long a task on swarm networks keeps running after it was told to stop, while the
+/// nodes take it out of their balancers.
+const DRAIN: Duration = Duration::from_millis(500);
+/// How often the swarm networks are applied again without a change.
+const NETWORKS_RESYNC: Duration = Duration::from_secs(10);
 /// How often the containers are compared with the assignments without another trigger.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
@@ -154,8 +159,11 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                     if let Some(views) = views {
                         a.exec.networks(views).await;
                     }
+                    // Also now and then without a change: containers restarted in place
+                    // (a restart policy, a daemon restart) get their balancers back.
                     tokio::select! {
                         r = rx.changed() => if r.is_err() { return },
+                        _ = tokio::time::sleep(NETWORKS_RESYNC) => {}
                         _ = stop.changed() => return,
                     }
                 }
@@ -543,9 +551,16 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             .and_then(|s| s.stop_grace_period)
             .filter(|n| *n >= 0)
             .map(|n| Duration::from_nanos(n as u64));
+        // A task on swarm networks has just left every node's names and balancers (the same
+        // change that stops it): the other nodes get a moment to apply that first, so that no
+        // new connection goes to a task that is going away.
+        let drain = (!t.networks_attachments.is_empty()).then_some(DRAIN);
         let a = self.clone();
         let cid = c.container_id.clone();
         tokio::spawn(async move {
+            if let Some(d) = drain {
+                tokio::time::sleep(d).await;
+            }
             if let Err(e) = a.exec.stop(cid, grace).await {
                 tracing::warn!("swarm agent: stopping task {id}: {e}");
             }

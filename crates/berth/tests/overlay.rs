@@ -434,20 +434,46 @@ fn attachable_overlays_rolling_updates_and_node_death() {
             "3",
             "--stop-grace-period",
             "1s",
+            // A task is running (named, balanced to) once healthy, as in Docker.
+            "--health-cmd",
+            "timeout 2 wget -qO- http://127.0.0.1/cgi-bin/ip",
+            "--health-interval",
+            "300ms",
         ],
         &["sh", "-c", SERVER],
     );
-    let web = converge(&c, "web", 3);
+    converge(&c, "web", 3);
 
     // Plain containers on the attachable overlay, on two workers (which learn the network
     // from the managers), reach the service and each other across nodes by name.
     c.ok(
         2,
-        &["run", "-d", "--name", "a2", "--network", "att", "busybox", "sleep", "100000"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "a2",
+            "--network",
+            "att",
+            "busybox",
+            "sleep",
+            "100000",
+        ],
     );
     c.ok(
         3,
-        &["run", "-d", "--name", "a3", "--network", "att", "busybox", "sh", "-c", SERVER],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "a3",
+            "--network",
+            "att",
+            "busybox",
+            "sh",
+            "-c",
+            SERVER,
+        ],
     );
     let a2_addr = exec_ok(&c, 2, "a2", "ip -4 -o addr show eth0 | awk '{print $4}'");
     let a2_addr = a2_addr.split('/').next().unwrap().to_string();
@@ -462,7 +488,10 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     });
     // Not on a network that is not attachable.
     c.ok(1, &["network", "create", "-d", "overlay", "closed"]);
-    let out = c.docker(2, &["run", "--rm", "--network", "closed", "busybox", "true"]);
+    let out = c.docker(
+        2,
+        &["run", "--rm", "--network", "closed", "busybox", "true"],
+    );
     assert!(!out.status.success());
     assert!(
         common::stderr(&out).contains("not manually attachable"),
@@ -479,7 +508,7 @@ fn attachable_overlays_rolling_updates_and_node_death() {
             "a2",
             "sh",
             "-c",
-            "i=0; while [ $i -lt 300 ]; do timeout 5 wget -qO- http://web/cgi-bin/ip >/dev/null || echo FAIL; i=$((i+1)); done; echo END",
+            "i=0; while [ $i -lt 300 ]; do out=$(timeout 5 wget -O- http://web/cgi-bin/ip 2>&1) || echo \"FAIL $i rc=$? $(date +%s) $out\"; i=$((i+1)); done; echo END",
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -502,13 +531,22 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     c.until("the update completes", Duration::from_secs(60), || {
         c.ok(
             1,
-            &["service", "inspect", "web", "--format", "{{.UpdateStatus.State}}"],
+            &[
+                "service",
+                "inspect",
+                "web",
+                "--format",
+                "{{.UpdateStatus.State}}",
+            ],
         ) == "completed"
     });
     let out = load.wait_with_output().expect("load");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("END"), "{text}");
-    assert!(!text.contains("FAIL"), "failed requests during the update: {text}");
+    assert!(
+        !text.contains("FAIL"),
+        "failed requests during the update: {text}"
+    );
 
     // Node 3 dies with its tasks: they leave the names and the balancer at once, and the
     // service keeps answering.
@@ -530,7 +568,10 @@ fn attachable_overlays_rolling_updates_and_node_death() {
             )
         })
         .collect();
-    assert!(!on3.is_empty() && on3.iter().all(|ip| before.contains(ip)), "{on3:?} {before:?}");
+    assert!(
+        !on3.is_empty() && on3.iter().all(|ip| before.contains(ip)),
+        "{on3:?} {before:?}"
+    );
     c.kill(3);
     c.until("node3's tasks leave tasks.web", LONG, || {
         let now = resolve(&c, 2, "a2", "tasks.web");

@@ -1052,11 +1052,11 @@ fn stack_deploy_networks_update_and_rm() {
         "{ps}"
     );
     assert_ne!(rows[1].split(' ').nth(1), rows[2].split(' ').nth(1), "{ps}");
-    // Both nodes realise the network as a bridge; a worker shows it as it has it.
+    // Both nodes realise the network as an overlay; a worker shows it as it has it.
     for i in [1, 2] {
         let made = swarm_network_traces(&c, i);
         assert!(
-            made.iter().filter(|b| b.starts_with("br-")).count() == 1,
+            made.iter().filter(|b| b.starts_with("bov")).count() == 1,
             "{made:?}"
         );
         assert!(made.iter().any(|b| b.starts_with("nft: ")), "{made:?}");
