@@ -500,7 +500,7 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     );
 
     // A start-first rolling update with a client hammering the VIP: no failed request.
-    let mut load = std::process::Command::new("docker")
+    let load = std::process::Command::new("docker")
         .env("DOCKER_HOST", c.sock(2))
         .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
         .args([
