@@ -1063,6 +1063,8 @@ impl Cluster {
                 .await;
             let _ = self.exec.remove(c.container_id).await;
         }
+        // And the swarm networks with their peers, names and mesh ports.
+        self.exec.networks(Vec::new()).await;
     }
 
     /// Stops the node's parts without leaving (daemon shutdown: the swarm resumes at restart).
