@@ -20,6 +20,8 @@ pub struct Daemon {
     /// What this node applied of its swarm networks; the lock serialises realising them and
     /// putting containers on them with programming and removing them (`swarm_net`).
     pub swarm_nets: tokio::sync::Mutex<crate::swarm_net::Applied>,
+    /// What the swarm networks' names and balancers were last programmed with.
+    pub swarm_programs: std::sync::Mutex<crate::swarm_net::Programs>,
 }
 
 impl Daemon {
@@ -30,6 +32,7 @@ impl Daemon {
             registry,
             swarm: std::sync::OnceLock::new(),
             swarm_nets: tokio::sync::Mutex::new(Default::default()),
+            swarm_programs: std::sync::Mutex::new(Default::default()),
         }
     }
 }

@@ -450,8 +450,7 @@ impl Executor for SwarmExecutor {
             // once it is healthy.
             wait_healthy(&c).await?;
             if !run.networks.is_empty() {
-                let nets = d.swarm_nets.lock().await;
-                crate::swarm_net::program_container(&d, &nets, &c);
+                crate::swarm_net::program_started(&d, &c);
             }
             Ok(id)
         })

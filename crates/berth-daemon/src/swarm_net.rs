@@ -197,8 +197,6 @@ fn in_use(d: &Daemon, id: &str) -> bool {
 #[derive(Default)]
 pub struct Applied {
     views: Vec<NetworkView>,
-    /// The DNS owners registered per local network id (`swarm:<address>`).
-    dns: HashMap<String, Vec<String>>,
 }
 
 impl Applied {
@@ -371,12 +369,13 @@ fn ipv4(s: &str) -> Option<Ipv4Addr> {
     s.parse().ok()
 }
 
-/// Brings this node to the managers' description of its swarm networks: each is realised,
-/// its peers and names set, the routing mesh's ports published, every task container's
-/// balancers and return path programmed; realisations nothing needs any more go.
+/// Brings this node to the managers' description of its swarm networks: names, mesh ports
+/// and every container's balancers first (a task leaving a balancer must not wait for a
+/// container being made), then each network is realised and its peers set, the new ones
+/// programmed, and realisations nothing needs any more removed.
 pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkView>) {
+    program_all(d, &views);
     applied.views = views;
-    let mut ingress = Vec::new();
     for v in applied.views.clone() {
         let name = match realise(d, applied, &v.network).await {
             Ok(name) => name,
@@ -400,34 +399,10 @@ pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkVie
         if let Err(e) = d.net.set_overlay_peers(&name, &peers).await {
             tracing::warn!("swarm network {name}: programming its peers: {e}");
         }
-        if let Ok(local) = d.net.find(&name) {
-            set_names(applied, &local, &v);
-        }
-        for p in &v.ingress_ports {
-            let (Ok(published), Some(proto)) = (u16::try_from(p.published), proto(&p.protocol))
-            else {
-                continue;
-            };
-            let target = u16::try_from(p.target).unwrap_or(0);
-            ingress.push(IngressPort {
-                proto,
-                published,
-                backends: p
-                    .backends
-                    .iter()
-                    .filter_map(|b| Some((ipv4(b)?, target)))
-                    .collect(),
-            });
-        }
     }
-    if let Err(e) = d.net.set_ingress_ports(&ingress) {
-        tracing::warn!("swarm routing mesh: publishing its ports: {e}");
-    }
-    for c in d.all() {
-        program_container(d, applied, &c);
-    }
+    // Networks realised just now get their names (what was programmed before is skipped).
+    program_all(d, &applied.views);
     release_unused(d, applied).await;
-    tracing::debug!("swarm networks: applied {} network(s)", applied.views.len());
 }
 
 fn proto(p: &str) -> Option<Proto> {
@@ -438,9 +413,78 @@ fn proto(p: &str) -> Option<Proto> {
     }
 }
 
+/// What the names, the mesh's ports and the containers' balancers were last programmed
+/// with: kept apart from [`Applied`] (its lock is held while containers are made), so that
+/// programming never waits for that.
+#[derive(Default)]
+pub struct Programs {
+    views: Vec<NetworkView>,
+    /// The DNS owners registered per local network id (`swarm:<address>`).
+    dns: HashMap<String, Vec<String>>,
+    /// The mesh's ports as last published.
+    ingress: Option<Vec<IngressPort>>,
+    /// Per container, what it was last programmed with (an unchanged one is skipped).
+    done: HashMap<String, String>,
+}
+
+impl Programs {
+    fn view(&self, swarm_id: &str) -> Option<&NetworkView> {
+        self.views.iter().find(|v| v.network.id == swarm_id)
+    }
+}
+
+fn programs(d: &Daemon) -> std::sync::MutexGuard<'_, Programs> {
+    d.swarm_programs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Programs names, the mesh's ports and every running container from `views`.
+fn program_all(d: &Daemon, views: &[NetworkView]) {
+    let mut p = programs(d);
+    p.views = views.to_vec();
+    let mut ingress = Vec::new();
+    for v in views {
+        let local = d
+            .net
+            .all()
+            .into_iter()
+            .find(|l| realises(&l.rec) == Some(v.network.id.as_str()));
+        if let Some(local) = local {
+            set_names(&mut p, &local, v);
+        }
+        for port in &v.ingress_ports {
+            let (Ok(published), Some(proto)) =
+                (u16::try_from(port.published), proto(&port.protocol))
+            else {
+                continue;
+            };
+            let target = u16::try_from(port.target).unwrap_or(0);
+            ingress.push(IngressPort {
+                proto,
+                published,
+                backends: port
+                    .backends
+                    .iter()
+                    .filter_map(|b| Some((ipv4(b)?, target)))
+                    .collect(),
+            });
+        }
+    }
+    if p.ingress.as_ref() != Some(&ingress) {
+        match d.net.set_ingress_ports(&ingress) {
+            Ok(()) => p.ingress = Some(ingress),
+            Err(e) => tracing::warn!("swarm routing mesh: publishing its ports: {e}"),
+        }
+    }
+    let all = d.all();
+    p.done.retain(|id, _| all.iter().any(|c| c.id == *id));
+    for c in &all {
+        program_one(d, &mut p, c);
+    }
+}
+
 /// The network's DNS answers what the managers describe: `swarm:<address>` owners, replaced
 /// whole (tasks that stopped are gone at once).
-fn set_names(applied: &mut Applied, local: &Network, v: &NetworkView) {
+fn set_names(p: &mut Programs, local: &Network, v: &NetworkView) {
     let mut owners = Vec::new();
     for (ip, names) in &v.names {
         let Some(addr) = ipv4(ip) else { continue };
@@ -448,31 +492,25 @@ fn set_names(applied: &mut Applied, local: &Network, v: &NetworkView) {
         local.names.set(&owner, names, addr);
         owners.push(owner);
     }
-    for old in applied.dns.remove(&local.rec.id).unwrap_or_default() {
+    for old in p.dns.remove(&local.rec.id).unwrap_or_default() {
         if !owners.contains(&old) {
             local.names.remove(&old);
         }
     }
-    applied.dns.insert(local.rec.id.clone(), owners);
+    p.dns.insert(local.rec.id.clone(), owners);
 }
 
 /// Programs a container just (re)started, if it is on swarm networks (a new namespace has
 /// none of the balancers and routes).
-pub async fn program_started(d: &Daemon, c: &Container) {
-    let on_swarm = c.rec().net.endpoints.values().any(|e| {
-        d.net
-            .find(&e.network_id)
-            .is_ok_and(|n| realises(&n.rec).is_some())
-    });
-    if on_swarm {
-        let applied = d.swarm_nets.lock().await;
-        program_container(d, &applied, c);
-    }
+pub fn program_started(d: &Daemon, c: &Container) {
+    let mut p = programs(d);
+    program_one(d, &mut p, c);
 }
 
 /// Programs a running container on swarm networks: the virtual IPs it can reach with their
-/// tasks, and on the ingress network the mesh's return path. Errors are logged.
-pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
+/// tasks, and on the ingress network the mesh's return path; skipped when nothing changed
+/// for it. Errors are logged.
+fn program_one(d: &Daemon, p: &mut Programs, c: &Container) {
     let (pid, nets) = {
         let r = c.rec();
         if r.state.status != crate::container::status::RUNNING || r.state.pid <= 0 {
@@ -493,7 +531,7 @@ pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
         let Ok(local) = d.net.find(local_id) else {
             continue;
         };
-        let Some(v) = realises(&local.rec).and_then(|id| applied.view(id)) else {
+        let Some(v) = realises(&local.rec).and_then(|id| p.view(id)) else {
             continue;
         };
         swarm = true;
@@ -523,6 +561,10 @@ pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
     if !swarm {
         return;
     }
+    let signature = format!("{pid} {vips:?} {mesh:?}");
+    if p.done.get(&c.id) == Some(&signature) {
+        return;
+    }
     let ns = match std::fs::File::open(format!("/proc/{pid}/ns/net")) {
         Ok(f) => f,
         Err(e) => {
@@ -530,8 +572,10 @@ pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
             return;
         }
     };
+    let mut ok = true;
     if let Err(e) = program_vips(ns.as_fd(), &vips) {
         tracing::warn!("container {}: programming its virtual IPs: {e}", c.id);
+        ok = false;
     }
     if let Some((ifname, nodes)) = mesh {
         if let Err(e) = program_ingress_return(ns.as_fd(), &ifname, &nodes) {
@@ -539,7 +583,11 @@ pub fn program_container(d: &Daemon, applied: &Applied, c: &Container) {
                 "container {}: programming the mesh's return path: {e}",
                 c.id
             );
+            ok = false;
         }
+    }
+    if ok {
+        p.done.insert(c.id.clone(), signature);
     }
 }
 

@@ -415,6 +415,24 @@ fn resolve(c: &Cluster, i: usize, name: &str, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// 300 requests to the web service's VIP from the attached container a2 on node2, one at a
+/// time; prints a FAIL line for each failed one, then END.
+fn hammer(c: &Cluster) -> std::process::Child {
+    std::process::Command::new("docker")
+        .env("DOCKER_HOST", c.sock(2))
+        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .args([
+            "exec",
+            "a2",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do out=$(timeout 5 wget -O- http://web/cgi-bin/ip 2>&1) || echo \"FAIL $i rc=$? $(date +%s) $out\"; i=$((i+1)); done; echo END",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker exec")
+}
+
 #[test]
 fn attachable_overlays_rolling_updates_and_node_death() {
     let c = Cluster::up(3);
@@ -500,19 +518,7 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     );
 
     // A start-first rolling update with a client hammering the VIP: no failed request.
-    let load = std::process::Command::new("docker")
-        .env("DOCKER_HOST", c.sock(2))
-        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
-        .args([
-            "exec",
-            "a2",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 300 ]; do out=$(timeout 5 wget -O- http://web/cgi-bin/ip 2>&1) || echo \"FAIL $i rc=$? $(date +%s) $out\"; i=$((i+1)); done; echo END",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("docker exec");
+    let load = hammer(&c);
     c.ok(
         1,
         &[
@@ -546,6 +552,20 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     assert!(
         !text.contains("FAIL"),
         "failed requests during the update: {text}"
+    );
+
+    // Scaling up and down under the same load: no failed request either.
+    let load = hammer(&c);
+    c.ok(1, &["service", "scale", "-d", "web=5"]);
+    converge(&c, "web", 5);
+    c.ok(1, &["service", "scale", "-d", "web=3"]);
+    converge(&c, "web", 3);
+    let out = load.wait_with_output().expect("load");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("END"), "{text}");
+    assert!(
+        !text.contains("FAIL"),
+        "failed requests while scaling: {text}"
     );
 
     // Node 3 dies with its tasks: they leave the names and the balancer at once, and the

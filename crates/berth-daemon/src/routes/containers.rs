@@ -158,7 +158,7 @@ pub async fn start(
     }
     let c = d.find(&id)?;
     d.start(&c).await?;
-    crate::swarm_net::program_started(&d, &c).await;
+    crate::swarm_net::program_started(&d, &c);
     Ok(no_content())
 }
 
@@ -177,7 +177,7 @@ pub async fn restart(
     let q = Query::parse(q.as_deref());
     let c = d.find(&id)?;
     d.restart(&c, q.get("signal"), q.int("t")?).await?;
-    crate::swarm_net::program_started(&d, &c).await;
+    crate::swarm_net::program_started(&d, &c);
     Ok(no_content())
 }
 
