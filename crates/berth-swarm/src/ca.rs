@@ -877,8 +877,11 @@ mod tests {
         let chain = [leaf.clone(), cross_der.clone()];
         assert_eq!(leaf_issuer(&chain, &[]), Some(want.clone()));
         assert_eq!(leaf_issuer(&chain, &[&old]), Some(want.clone()));
-        assert_eq!(leaf_issuer(&[leaf.clone()], &[&old, &next]), Some(want));
-        assert_eq!(leaf_issuer(&[leaf.clone()], &[&old]), None);
+        assert_eq!(
+            leaf_issuer(std::slice::from_ref(&leaf), &[&old, &next]),
+            Some(want)
+        );
+        assert_eq!(leaf_issuer(std::slice::from_ref(&leaf), &[&old]), None);
         let old_leaf = issue(&old, NodeRole::Worker, None);
         let old_der = CertificateDer::from_pem_slice(old_leaf.cert_pem.as_bytes()).unwrap();
         assert_eq!(

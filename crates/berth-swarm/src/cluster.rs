@@ -387,16 +387,7 @@ impl Cluster {
         };
         let p: Persisted = serde_json::from_slice(&body)
             .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
-        let identity = self.load_identity()?;
-        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
-            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
-        let root = RootCa::from_pem(&root_pem, None)
-            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
-        let boot = if identity.role == NodeRole::Manager && p.raft_id != 0 {
-            Some(Bootstrap::Restart)
-        } else {
-            None
-        };
+        let boot = (p.raft_id != 0).then_some(Bootstrap::Restart);
         if boot.is_some() && p.dek.is_empty() && !p.dek_sealed.is_empty() {
             // Autolock: the manager waits for `swarm unlock`.
             self.set_summary(Summary {
@@ -409,6 +400,12 @@ impl Cluster {
             self.lock_state().locked = Some(p);
             return Ok(());
         }
+        let identity = self.load_identity()?;
+        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let boot = boot.filter(|_| identity.role == NodeRole::Manager);
         let mut g = self.active.lock().await;
         let a = self.launch(p, identity, root, boot).await?;
         *g = Some(a);
@@ -460,8 +457,16 @@ impl Cluster {
                     let old = c.lock_state().key.clone();
                     if old != key {
                         c.lock_state().key = key.clone();
-                        if let Err(e) = c.reseal_node_key(&old, &key) {
-                            tracing::warn!("swarm: sealing the node key: {}", e.message);
+                        let reseal = || {
+                            if let Err(e) = c.reseal_node_key(&old, &key) {
+                                tracing::warn!("swarm: sealing the node key: {}", e.message);
+                            }
+                        };
+                        // Whatever step a crash interrupts, the node either restarts locked
+                        // with keys the unlock key opens, or unlocked with both in the clear:
+                        // the data key is sealed first and opened last.
+                        if key.is_empty() {
+                            reseal();
                         }
                         let saved = std::fs::read(c.state_path())
                             .ok()
@@ -472,6 +477,9 @@ impl Cluster {
                             });
                         if let Some(Err(e)) = saved {
                             tracing::warn!("swarm: sealing the raft data key: {e}");
+                        }
+                        if !key.is_empty() {
+                            reseal();
                         }
                     }
                 }
@@ -1310,8 +1318,8 @@ struct Certs {
     renewed: Arc<tokio::sync::Notify>,
 }
 
-/// How long the leader holds a `/tls` call when nothing changed.
-const TLS_POLL: Duration = Duration::from_secs(20);
+/// How long the leader holds a `/tls` call when nothing changed (within `RPC_TIMEOUT`).
+const TLS_POLL: Duration = Duration::from_secs(5);
 
 impl Certs {
     /// Renews this node's certificate once it is past its renewal point (between half and
