@@ -3,7 +3,8 @@
 //! services that converge and spread, scale, rolling update and rollback, drain, leader
 //! failover, node death and rejoin, daemon restart with live tasks; secrets only inside
 //! tasks, join refusals, quorum loss and `--force-new-cluster`; swarm networks and `docker
-//! stack` (deploy, update, ls, services, ps, rm); nothing left after teardown.
+//! stack` (deploy, update, ls, services, ps, rm); autolock; root CA rotation (`swarm ca
+//! --rotate`); nothing left after teardown.
 
 mod common;
 use common::stdout;
