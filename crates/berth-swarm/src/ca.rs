@@ -10,15 +10,17 @@ use std::time::Duration;
 use rcgen::string::Ia5String;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-    PKCS_ECDSA_P256_SHA256,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    SanType, SerialNumber, SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use x509_parser::certificate::X509Certificate;
-use x509_parser::x509::AttributeTypeAndValue;
+use x509_parser::der_parser::asn1_rs::Tag;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 /// Common name of the root certificate.
 pub const ROOT_CN: &str = "swarm-ca";
@@ -32,8 +34,8 @@ pub const MIN_NODE_EXPIRY: Duration = Duration::from_secs(3600);
 const BACKDATE: time::Duration = time::Duration::minutes(5);
 
 /// File names of a node identity inside its directory.
-const NODE_CERT_FILE: &str = "swarm-node.crt";
-const NODE_KEY_FILE: &str = "swarm-node.key";
+pub const NODE_CERT_FILE: &str = "swarm-node.crt";
+pub const NODE_KEY_FILE: &str = "swarm-node.key";
 
 /// A failure of the cluster CA or of reading a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +288,49 @@ impl RootCa {
         Ok(cert.pem())
     }
 
+    /// A CA certificate with `next`'s subject, key and validity, signed by this root: the
+    /// intermediate that lets nodes still trusting this root accept certificates `next` issues
+    /// while the cluster moves to it.
+    pub fn cross_sign(&self, next: &RootCa) -> Result<String, CaError> {
+        let issuer = self.issuer.as_ref().ok_or_else(|| {
+            CaError::Refused("this node does not hold the root CA key and cannot cross-sign".into())
+        })?;
+        let x509 = parse_cert(next.cert_der())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(x509.subject())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = asn1_time(x509.validity().not_before.timestamp())?;
+        params.not_after = next.not_after;
+        params.serial_number = Some(random_serial()?);
+        params.use_authority_key_identifier_extension = true;
+        for ext in x509.extensions() {
+            if let ParsedExtension::SubjectKeyIdentifier(ski) = ext.parsed_extension() {
+                params.key_identifier_method = KeyIdMethod::PreSpecified(ski.0.to_vec());
+            }
+        }
+        let public = SubjectPublicKeyInfo::from_der(x509.public_key().raw)
+            .map_err(|e| CaError::InvalidCertificate(format!("root CA public key: {e}")))?;
+        let cert = params
+            .signed_by(&public, issuer)
+            .map_err(|e| CaError::Generate(e.to_string()))?;
+        Ok(cert.pem())
+    }
+
+    /// The raw (DER) subject and SubjectPublicKeyInfo of this root: the issuer facts the
+    /// Engine API's `TLSInfo` shows.
+    pub fn issuer_info(&self) -> Result<IssuerInfo, CaError> {
+        let x509 = parse_cert(&self.cert_der)?;
+        Ok(IssuerInfo {
+            subject: x509.subject().as_raw().to_vec(),
+            public_key: x509.public_key().raw.to_vec(),
+        })
+    }
+
     /// Checks that `cert_der` was signed by this root.
     pub fn verify_signed(&self, cert_der: &[u8]) -> Result<(), CaError> {
         let root = parse_cert(&self.cert_der)?;
@@ -301,6 +346,57 @@ pub fn pem_digest(pem: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+/// Who issued a certificate: the issuer's raw subject and SubjectPublicKeyInfo (DER).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerInfo {
+    pub subject: Vec<u8>,
+    pub public_key: Vec<u8>,
+}
+
+/// Every certificate of a PEM bundle, DER, in order.
+pub fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CaError::InvalidCertificate(format!("PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(CaError::InvalidCertificate(
+            "no certificate in the PEM text".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The issuer of the first certificate of `chain` (a node certificate, maybe followed by
+/// intermediates): its subject as the certificate names it, and the public key of whichever
+/// of the chain's other certificates or of `roots` signed it. None when none of them did.
+pub fn leaf_issuer(chain: &[CertificateDer<'_>], roots: &[&RootCa]) -> Option<IssuerInfo> {
+    let leaf = parse_cert(chain.first()?).ok()?;
+    let candidates = chain[1..]
+        .iter()
+        .map(|c| c.as_ref())
+        .chain(roots.iter().map(|r| r.cert_der().as_ref()));
+    for der in candidates {
+        let Ok(cand) = parse_cert(der) else { continue };
+        if cand.subject().as_raw() == leaf.issuer().as_raw()
+            && leaf.verify_signature(Some(cand.public_key())).is_ok()
+        {
+            return Some(IssuerInfo {
+                subject: leaf.issuer().as_raw().to_vec(),
+                public_key: cand.public_key().raw.to_vec(),
+            });
+        }
+    }
+    None
+}
+
+/// Whether two PEM texts hold the same first certificate (whatever their line layout).
+pub fn same_cert(a: &str, b: &str) -> bool {
+    match (pem_certs(a), pem_certs(b)) {
+        (Ok(a), Ok(b)) => a[0] == b[0],
+        _ => false,
+    }
 }
 
 /// A node's new private key and the CSR that carries its public key.
@@ -368,6 +464,15 @@ impl NodeIdentity {
 
     /// Reads `swarm-node.crt` and `swarm-node.key` from `dir`.
     pub fn load(dir: &Path) -> Result<NodeIdentity, CaError> {
+        NodeIdentity::load_with(dir, Ok)
+    }
+
+    /// [`NodeIdentity::load`] with the key file's text passed through `open_key` first (a key
+    /// sealed under autolock's unlock key is opened there).
+    pub fn load_with(
+        dir: &Path,
+        open_key: impl FnOnce(String) -> Result<String, CaError>,
+    ) -> Result<NodeIdentity, CaError> {
         let read = |name: &str| {
             let path = dir.join(name);
             fs::read_to_string(&path).map_err(|source| CaError::Io {
@@ -375,12 +480,19 @@ impl NodeIdentity {
                 source,
             })
         };
-        NodeIdentity::from_pem(&read(NODE_CERT_FILE)?, &read(NODE_KEY_FILE)?)
+        let key = open_key(read(NODE_KEY_FILE)?)?;
+        NodeIdentity::from_pem(&read(NODE_CERT_FILE)?, &key)
     }
 
     /// Writes `swarm-node.crt` and `swarm-node.key` (mode 0600) into `dir` (made 0700 if
     /// missing), each replaced atomically.
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
+        self.save_with(dir, &self.key_pem)
+    }
+
+    /// [`NodeIdentity::save`] with `key_file` as the key file's content (the key sealed under
+    /// autolock's unlock key, or the PEM key itself).
+    pub fn save_with(&self, dir: &Path, key_file: &str) -> Result<(), CaError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -389,7 +501,7 @@ impl NodeIdentity {
                 path: dir.display().to_string(),
                 source,
             })?;
-        write_atomic(&dir.join(NODE_KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(NODE_KEY_FILE), key_file.as_bytes(), 0o600)?;
         write_atomic(&dir.join(NODE_CERT_FILE), self.cert_pem.as_bytes(), 0o644)
     }
 
@@ -439,6 +551,56 @@ fn single<'a>(
     attr.as_str()
         .map(str::to_string)
         .map_err(|e| CaError::InvalidCertificate(format!("{what}: {e}")))
+}
+
+/// A certificate's subject as rcgen writes names: attribute by attribute, each string in its
+/// original type, so that a name written from it is the name an `Issuer` made from the same
+/// certificate writes.
+fn distinguished_name(name: &X509Name<'_>) -> Result<DistinguishedName, CaError> {
+    let bad = |what: &str| CaError::InvalidCertificate(format!("root CA subject: {what}"));
+    let mut dn = DistinguishedName::new();
+    for rdn in name.iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(bad("only one attribute per name component is supported"));
+        };
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| bad("an attribute type is not an object identifier"))?
+            .collect();
+        let data = attr.attr_value().data;
+        let text = || std::str::from_utf8(data).map_err(|_| bad("a value is not text"));
+        let value = match attr.attr_value().header.tag() {
+            Tag::Utf8String => DnValue::Utf8String(text()?.to_string()),
+            Tag::PrintableString => DnValue::PrintableString(
+                text()?
+                    .try_into()
+                    .map_err(|_| bad("a value is not a printable string"))?,
+            ),
+            Tag::Ia5String => DnValue::Ia5String(
+                text()?
+                    .try_into()
+                    .map_err(|_| bad("a value is not an IA5 string"))?,
+            ),
+            Tag::T61String => DnValue::TeletexString(
+                text()?
+                    .try_into()
+                    .map_err(|_| bad("a value is not a teletex string"))?,
+            ),
+            Tag::BmpString => DnValue::BmpString(
+                rcgen::string::BmpString::from_utf16be(data.to_vec())
+                    .map_err(|_| bad("a value is not a BMP string"))?,
+            ),
+            Tag::UniversalString => DnValue::UniversalString(
+                rcgen::string::UniversalString::from_utf32be(data.to_vec())
+                    .map_err(|_| bad("a value is not a universal string"))?,
+            ),
+            _ => return Err(bad("a value has an unsupported string type")),
+        };
+        dn.push(DnType::CustomDnType(oid), value);
+    }
+    Ok(dn)
 }
 
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, CaError> {
@@ -500,7 +662,7 @@ fn renewal_point(
     not_before + life * fraction
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
     let io_err = |source| CaError::Io {
         path: path.display().to_string(),
         source,
@@ -687,5 +849,60 @@ mod tests {
         let other = NodeKey::generate().unwrap();
         let err = NodeIdentity::from_pem(&id.cert_pem, &other.key_pem).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn cross_signed_root_links_the_next_root_to_the_current_one() {
+        let old = RootCa::generate().unwrap();
+        let next = RootCa::generate().unwrap();
+        let cross_pem = old.cross_sign(&next).unwrap();
+        let cross_der = CertificateDer::from_pem_slice(cross_pem.as_bytes()).unwrap();
+        let cross = parse_cert(&cross_der).unwrap();
+        let next_x509 = parse_cert(next.cert_der()).unwrap();
+        // The next root's name and key, signed by the current root, still a CA.
+        assert_eq!(cross.subject().as_raw(), next_x509.subject().as_raw());
+        assert_eq!(cross.public_key().raw, next_x509.public_key().raw);
+        old.verify_signed(&cross_der).unwrap();
+        assert!(next.verify_signed(&cross_der).is_err());
+        assert!(cross.basic_constraints().unwrap().unwrap().value.ca);
+        // Only a root holding its key cross-signs.
+        let public = RootCa::from_pem(old.cert_pem(), None).unwrap();
+        assert!(public.cross_sign(&next).is_err());
+
+        // A certificate from the next root names it as issuer, found through the
+        // cross-signed certificate after it or through the next root itself.
+        let id = issue(&next, NodeRole::Worker, None);
+        let leaf = CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).unwrap();
+        let want = next.issuer_info().unwrap();
+        let chain = [leaf.clone(), cross_der.clone()];
+        assert_eq!(leaf_issuer(&chain, &[]), Some(want.clone()));
+        assert_eq!(leaf_issuer(&chain, &[&old]), Some(want.clone()));
+        assert_eq!(
+            leaf_issuer(std::slice::from_ref(&leaf), &[&old, &next]),
+            Some(want)
+        );
+        assert_eq!(leaf_issuer(std::slice::from_ref(&leaf), &[&old]), None);
+        let old_leaf = issue(&old, NodeRole::Worker, None);
+        let old_der = CertificateDer::from_pem_slice(old_leaf.cert_pem.as_bytes()).unwrap();
+        assert_eq!(
+            leaf_issuer(&[old_der], &[&old, &next]),
+            Some(old.issuer_info().unwrap())
+        );
+        assert_ne!(old.issuer_info().unwrap(), next.issuer_info().unwrap());
+        assert_eq!(leaf_issuer(&[], &[&old]), None);
+
+        // A chain in PEM keeps its order; the identity is the first certificate's.
+        let bundle = format!("{}{}", id.cert_pem, cross_pem);
+        let certs = pem_certs(&bundle).unwrap();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[1], cross_der);
+        let again = NodeIdentity::from_pem(&bundle, &id.key_pem).unwrap();
+        assert_eq!(again.node_id, id.node_id);
+        assert!(same_cert(
+            next.cert_pem(),
+            &format!("\n{}", next.cert_pem())
+        ));
+        assert!(!same_cert(next.cert_pem(), old.cert_pem()));
+        assert!(pem_certs("no pem here").is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! under `<data-root>/swarm/`. The daemon holds one `Cluster` and calls it from its routes.
 
 use crate::agent::{Agent, Dispatcher};
-use crate::ca::{NodeIdentity, NodeKey, NodeRole, PeerInfo, RootCa};
+use crate::ca::{CaError, NodeIdentity, NodeKey, NodeRole, PeerInfo, RootCa};
 use crate::error::{Error, Result, NOT_IN_SWARM};
 use crate::executor::{BoxFut, Executor};
 use crate::manager::Manager;
@@ -304,6 +304,60 @@ impl Cluster {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// This node's certificate and key from `certs/`; a key sealed under autolock is opened
+    /// with the unlock key in effect.
+    fn load_identity(&self) -> Result<NodeIdentity> {
+        let key = self.lock_state().key.clone();
+        NodeIdentity::load_with(&self.certs_dir(), |text| {
+            if !crate::autolock::is_sealed_node_key(&text) {
+                return Ok(text);
+            }
+            if key.is_empty() {
+                return Err(CaError::Refused(
+                    "the node key is sealed under the unlock key".into(),
+                ));
+            }
+            crate::autolock::open_node_key(&key, &text).map_err(|e| CaError::Refused(e.message))
+        })
+        .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))
+    }
+
+    /// Writes this node's certificate and key into `certs/`; a manager's key goes sealed
+    /// under the unlock key while autolock is on, never in the clear.
+    fn save_identity(&self, identity: &NodeIdentity) -> Result<()> {
+        let key = self.lock_state().key.clone();
+        let text = if key.is_empty() || identity.role != NodeRole::Manager {
+            identity.key_pem.clone()
+        } else {
+            crate::autolock::seal_node_key(&key, &identity.key_pem)?
+        };
+        identity
+            .save_with(&self.certs_dir(), &text)
+            .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))
+    }
+
+    /// Rewrites the node key file for a new unlock key: sealed under `new`, or in the clear
+    /// when `new` is "" (autolock turned off). The file may be sealed under `old` or already
+    /// under `new` (a renewal in between).
+    fn reseal_node_key(&self, old: &str, new: &str) -> Result<()> {
+        let path = self.certs_dir().join(crate::ca::NODE_KEY_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+        let pem = if crate::autolock::is_sealed_node_key(&text) {
+            crate::autolock::open_node_key(old, &text)
+                .or_else(|_| crate::autolock::open_node_key(new, &text))?
+        } else {
+            text
+        };
+        let out = if new.is_empty() {
+            pem
+        } else {
+            crate::autolock::seal_node_key(new, &pem)?
+        };
+        crate::ca::write_atomic(&path, out.as_bytes(), 0o600)
+            .map_err(|e| Error::internal(format!("writing the node key: {e}")))
+    }
+
     /// Writes `state.json`; under autolock the data key goes sealed, never in the clear.
     fn save(&self, p: &Persisted) -> Result<()> {
         std::fs::create_dir_all(&self.cfg.root)
@@ -333,17 +387,7 @@ impl Cluster {
         };
         let p: Persisted = serde_json::from_slice(&body)
             .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
-        let identity = NodeIdentity::load(&self.certs_dir())
-            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
-        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
-            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
-        let root = RootCa::from_pem(&root_pem, None)
-            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
-        let boot = if identity.role == NodeRole::Manager && p.raft_id != 0 {
-            Some(Bootstrap::Restart)
-        } else {
-            None
-        };
+        let boot = (p.raft_id != 0).then_some(Bootstrap::Restart);
         if boot.is_some() && p.dek.is_empty() && !p.dek_sealed.is_empty() {
             // Autolock: the manager waits for `swarm unlock`.
             self.set_summary(Summary {
@@ -356,6 +400,12 @@ impl Cluster {
             self.lock_state().locked = Some(p);
             return Ok(());
         }
+        let identity = self.load_identity()?;
+        let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let root = RootCa::from_pem(&root_pem, None)
+            .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
+        let boot = boot.filter(|_| identity.role == NodeRole::Manager);
         let mut g = self.active.lock().await;
         let a = self.launch(p, identity, root, boot).await?;
         *g = Some(a);
@@ -378,8 +428,7 @@ impl Cluster {
         };
         p.dek = hex(&dek);
         self.lock_state().key = key.trim().to_string();
-        let identity = NodeIdentity::load(&self.certs_dir())
-            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
+        let identity = self.load_identity()?;
         let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
             .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
         let root = RootCa::from_pem(&root_pem, None)
@@ -405,8 +454,20 @@ impl Cluster {
             loop {
                 let key = m.read(|s| s.cluster.as_ref().map(|c| c.unlock_key.clone()));
                 if let (Some(key), Some(c)) = (key, weak.upgrade()) {
-                    if c.lock_state().key != key {
-                        c.lock_state().key = key;
+                    let old = c.lock_state().key.clone();
+                    if old != key {
+                        c.lock_state().key = key.clone();
+                        let reseal = || {
+                            if let Err(e) = c.reseal_node_key(&old, &key) {
+                                tracing::warn!("swarm: sealing the node key: {}", e.message);
+                            }
+                        };
+                        // Whatever step a crash interrupts, the node either restarts locked
+                        // with keys the unlock key opens, or unlocked with both in the clear:
+                        // the data key is sealed first and opened last.
+                        if key.is_empty() {
+                            reseal();
+                        }
                         let saved = std::fs::read(c.state_path())
                             .ok()
                             .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok())
@@ -416,6 +477,9 @@ impl Cluster {
                             });
                         if let Some(Err(e)) = saved {
                             tracing::warn!("swarm: sealing the raft data key: {e}");
+                        }
+                        if !key.is_empty() {
+                            reseal();
                         }
                     }
                 }
@@ -438,19 +502,24 @@ impl Cluster {
     ) -> Result<Active> {
         let live = tls::LiveIdentity::new(&identity)
             .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
-        let client_tls = tls::client_config_live(&root, Some(live.clone()))
+        let trust = tls::LiveTrust::new(&[&root])
+            .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
+        let client_tls = tls::client_config_trust(trust.clone(), Some(live.clone()))
             .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
         let client = RpcClient::new(client_tls);
         let managers = Arc::new(RwLock::new(p.managers.clone()));
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(renew_certificates(
-            identity.clone(),
-            live.clone(),
-            client.clone(),
-            managers.clone(),
-            self.certs_dir(),
-            stop_rx.clone(),
-        ));
+        let certs = Certs {
+            cluster: Arc::downgrade(self),
+            live: live.clone(),
+            trust: trust.clone(),
+            client: client.clone(),
+            managers: managers.clone(),
+            kick: Arc::new(tokio::sync::Notify::new()),
+            renewed: Arc::new(tokio::sync::Notify::new()),
+        };
+        tokio::spawn(certs.clone().renew(identity.clone(), stop_rx.clone()));
+        tokio::spawn(certs.follow_tls(stop_rx.clone()));
         let mut manager = None;
         let mut server = None;
         if let Some(boot) = boot {
@@ -482,12 +551,10 @@ impl Cluster {
                         "failed to listen on remote API address: listen tcp {bind}:{port}: {e}"
                     ))
                 })?;
-            let server_tls = tls::server_config_live(&root, live.clone())
+            let server_tls = tls::server_config_trust(trust.clone(), live.clone())
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
-            let handler = Arc::new(Port {
-                manager: m.clone(),
-                root: Arc::new(RwLock::new(None)),
-            });
+            let handler = Arc::new(Port { manager: m.clone() });
+            tokio::spawn(finish_root_rotations(m.clone(), stop_rx.clone()));
             server = Some(tokio::spawn(rpc::serve(
                 listener,
                 server_tls,
@@ -602,9 +669,7 @@ impl Cluster {
             .map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         std::fs::create_dir_all(self.certs_dir())
             .map_err(|e| Error::internal(format!("{}: {e}", self.certs_dir().display())))?;
-        identity
-            .save(&self.certs_dir())
-            .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
+        self.save_identity(&identity)?;
         write_private(
             &self.certs_dir().join("swarm-root-ca.crt"),
             root.cert_pem().as_bytes(),
@@ -625,6 +690,8 @@ impl Cluster {
         let now = berth_api::timefmt::now();
         let mut spec = req.spec.clone();
         spec.encryption_config.auto_lock_managers = autolock;
+        spec.ca_config.signing_ca_cert = String::new();
+        spec.ca_config.signing_ca_key = String::new();
         if spec.name.is_empty() {
             spec.name = "default".to_string();
         }
@@ -655,6 +722,8 @@ impl Cluster {
             } else {
                 req.data_path_port
             },
+            root_rotation: None,
+            last_forced_rotation: req.spec.ca_config.force_rotate,
         };
         let node = NodeRec {
             id: node_id.clone(),
@@ -744,8 +813,7 @@ impl Cluster {
         }
         p.managers = vec![p.advertise_addr.clone()];
         self.save(&p)?;
-        let identity = NodeIdentity::load(&self.certs_dir())
-            .map_err(|e| Error::internal(format!("swarm node certificate: {e}")))?;
+        let identity = self.load_identity()?;
         let root_pem = std::fs::read_to_string(self.certs_dir().join("swarm-root-ca.crt"))
             .map_err(|e| Error::internal(format!("swarm root CA: {e}")))?;
         let root = RootCa::from_pem(&root_pem, None)
@@ -897,9 +965,7 @@ impl Cluster {
             .map_err(|e| Error::internal(format!("the issued certificate: {e}")))?;
         std::fs::create_dir_all(self.certs_dir())
             .map_err(|e| Error::internal(format!("{}: {e}", self.certs_dir().display())))?;
-        identity
-            .save(&self.certs_dir())
-            .map_err(|e| Error::internal(format!("saving the node certificate: {e}")))?;
+        self.save_identity(&identity)?;
         write_private(
             &self.certs_dir().join("swarm-root-ca.crt"),
             root.cert_pem().as_bytes(),
@@ -1146,9 +1212,7 @@ impl Cluster {
         let renewed = renewed.ok_or_else(Error::no_leader)?;
         let identity = NodeIdentity::from_pem(&renewed.cert_pem, &key.key_pem)
             .map_err(|e| Error::internal(e.to_string()))?;
-        identity
-            .save(&self.certs_dir())
-            .map_err(|e| Error::internal(e.to_string()))?;
+        self.save_identity(&identity)?;
         let body = std::fs::read(self.state_path())
             .map_err(|e| Error::internal(format!("{}: {e}", self.state_path().display())))?;
         let mut p: Persisted = serde_json::from_slice(&body)
@@ -1274,50 +1338,190 @@ fn write_private(path: &std::path::Path, body: &[u8]) -> Result<()> {
         .map_err(|e| Error::internal(format!("{}: {e}", path.display())))
 }
 
-/// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
-/// follower's pointer to the leader, and tries the next manager when one is unreachable.
-/// Renews this node's certificate once it is past its renewal point (between half and four
-/// fifths of its life), from the leader, with a fresh key; the new one is saved and presented
-/// from the next handshake on. A changed role is left to the role follower.
-async fn renew_certificates(
-    mut identity: NodeIdentity,
+/// What a node's certificate tasks share: the certificate presented and the roots trusted
+/// (both replaced while servers and clients run), the way to the leader, and the signals
+/// between the renewal and the TLS follower.
+#[derive(Clone)]
+struct Certs {
+    cluster: std::sync::Weak<Cluster>,
     live: Arc<tls::LiveIdentity>,
+    trust: Arc<tls::LiveTrust>,
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
-    certs: PathBuf,
-    mut stop: watch::Receiver<bool>,
-) {
+    /// Renew now (the cluster wants certificates from another issuer).
+    kick: Arc<tokio::sync::Notify>,
+    /// A renewed certificate is presented (the follower reports it at once).
+    renewed: Arc<tokio::sync::Notify>,
+}
+
+/// How long the leader holds a `/tls` call when nothing changed (within `RPC_TIMEOUT`).
+const TLS_POLL: Duration = Duration::from_secs(5);
+
+impl Certs {
+    /// Renews this node's certificate once it is past its renewal point (between half and
+    /// four fifths of its life), or at once when kicked, from the leader, with a fresh key;
+    /// the new one is saved (sealed under autolock) and presented from the next handshake on.
+    /// A changed role is left to the role follower.
+    async fn renew(self, mut identity: NodeIdentity, mut stop: watch::Receiver<bool>) {
+        loop {
+            let wait = (identity.renew_at() - time::OffsetDateTime::now_utc())
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.kick.notified() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let list = self
+                .managers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            match renew_once(&self.client, &list, &identity).await {
+                Ok(next) => {
+                    let Some(cluster) = self.cluster.upgrade() else {
+                        return;
+                    };
+                    if let Err(e) = cluster
+                        .save_identity(&next)
+                        .map_err(|e| e.message)
+                        .and_then(|()| self.live.set(&next).map_err(|e| e.to_string()))
+                    {
+                        tracing::warn!("swarm: keeping the renewed certificate: {e}");
+                    } else {
+                        tracing::info!("swarm: node certificate renewed until {}", next.not_after);
+                        identity = next;
+                        self.renewed.notify_one();
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!("swarm: renewing the node certificate: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = self.kick.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Follows the cluster's TLS state from the leader: trusts the cluster root (and the next
+    /// one during a root rotation), keeps the root on disk, renews when the cluster wants
+    /// certificates from another issuer, and reports what this node holds
+    /// (`Description.TLSInfo`).
+    async fn follow_tls(self, mut stop: watch::Receiver<bool>) {
+        let root_path = match self.cluster.upgrade() {
+            Some(c) => c.certs_dir().join("swarm-root-ca.crt"),
+            None => return,
+        };
+        let mut known: Option<crate::proto::TlsState> = None;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let root_pem = std::fs::read_to_string(&root_path).unwrap_or_default();
+            let report = self.report(&root_pem, known.as_ref());
+            let req = crate::proto::TlsRequest {
+                tls_info: report.clone(),
+                known: known.clone(),
+                wait_ms: TLS_POLL.as_millis() as u64,
+            };
+            let list = self
+                .managers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let answer = tokio::select! {
+                r = post_to_leader::<_, crate::proto::TlsState>(&self.client, &list, "/tls", &req) => r,
+                // A renewed certificate is reported at once.
+                _ = self.renewed.notified() => continue,
+                _ = stop.changed() => return,
+            };
+            let state = match answer {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::debug!("swarm: following the cluster's TLS state: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = self.apply(&state, &root_pem, &root_path) {
+                tracing::warn!("swarm: following the cluster's root CA: {}", e.message);
+            }
+            let wanted = (&state.issuer_subject, &state.issuer_public_key);
+            if !state.issuer_subject.is_empty()
+                && wanted != (&report.cert_issuer_subject, &report.cert_issuer_public_key)
+            {
+                self.kick.notify_one();
+            }
+            known = Some(state);
+        }
+    }
+
+    /// What this node holds: its trusted root and its certificate's issuer.
+    fn report(&self, root_pem: &str, known: Option<&crate::proto::TlsState>) -> api::TlsInfo {
+        let roots: Vec<RootCa> = std::iter::once(root_pem)
+            .chain(known.map(|k| k.next_root.as_str()))
+            .filter(|pem| !pem.is_empty())
+            .filter_map(|pem| RootCa::from_pem(pem, None).ok())
+            .collect();
+        let refs: Vec<&RootCa> = roots.iter().collect();
+        let issuer = crate::ca::leaf_issuer(&self.live.chain(), &refs).unwrap_or_default();
+        api::TlsInfo {
+            trust_root: root_pem.to_string(),
+            cert_issuer_subject: issuer.subject,
+            cert_issuer_public_key: issuer.public_key,
+        }
+    }
+
+    /// Trusts the state's roots, and keeps a changed cluster root on disk.
+    fn apply(
+        &self,
+        state: &crate::proto::TlsState,
+        root_pem: &str,
+        root_path: &std::path::Path,
+    ) -> Result<()> {
+        let mut roots = vec![RootCa::from_pem(&state.trust_root, None)
+            .map_err(|e| Error::internal(format!("the cluster root CA: {e}")))?];
+        if !state.next_root.is_empty() {
+            roots.push(
+                RootCa::from_pem(&state.next_root, None)
+                    .map_err(|e| Error::internal(format!("the next root CA: {e}")))?,
+            );
+        }
+        let refs: Vec<&RootCa> = roots.iter().collect();
+        self.trust
+            .set(&refs)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        if state.trust_root != root_pem {
+            write_private(root_path, state.trust_root.as_bytes())?;
+            tracing::info!("swarm: the cluster root CA changed");
+        }
+        Ok(())
+    }
+}
+
+/// The leader's part of a root CA rotation: once every node reports a certificate from the
+/// new root, the new root becomes the cluster's.
+async fn finish_root_rotations(m: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+    let mut applied = m.raft.applied();
     loop {
-        let wait = (identity.renew_at() - time::OffsetDateTime::now_utc())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            r = applied.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {
             return;
         }
-        let list = managers.read().unwrap_or_else(|e| e.into_inner()).clone();
-        match renew_once(&client, &list, &identity).await {
-            Ok(next) => {
-                if let Err(e) = next
-                    .save(&certs)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| live.set(&next).map_err(|e| e.to_string()))
-                {
-                    tracing::warn!("swarm: keeping the renewed certificate: {e}");
-                } else {
-                    tracing::info!("swarm: node certificate renewed until {}", next.not_after);
-                    identity = next;
-                    continue;
-                }
-            }
-            Err(e) => tracing::warn!("swarm: renewing the node certificate: {e}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            _ = stop.changed() => return,
+        if let Err(e) = m.finish_root_rotation().await {
+            tracing::debug!("swarm: finishing the root CA rotation: {}", e.message);
         }
     }
 }
@@ -1375,6 +1579,8 @@ async fn post_to_leader<T: serde::Serialize + ?Sized, R: serde::de::DeserializeO
     Err(last)
 }
 
+/// The agent's dispatcher over the swarm port: sticks to the manager that answers, follows a
+/// follower's pointer to the leader, and tries the next manager when one is unreachable.
 pub struct RpcDispatcher {
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
@@ -1483,29 +1689,51 @@ impl RpcDispatcher {
 /// The swarm port's request handler on a manager.
 struct Port {
     manager: Arc<Manager>,
-    /// The root CA with its key, read once from the replicated cluster record.
-    root: Arc<RwLock<Option<RootCa>>>,
 }
 
 impl Port {
-    /// The root CA with its key (from the replicated cluster record).
-    fn issuer(&self) -> Result<RootCa> {
-        if let Some(r) = self.root.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if let Ok(r) = RootCa::from_pem(r.cert_pem(), r.key_pem().as_deref()) {
-                return Ok(r);
-            }
-        }
-        let (cert, key) = self.manager.read(|s| {
-            s.cluster
+    /// What issues node certificates now: the root CA with its key (from the replicated
+    /// cluster record), or during a root rotation the next root, whose certificates carry the
+    /// cross-signed root after them. Issues for `csr_pem`, chain included.
+    fn issue(&self, csr_pem: &str, node_id: &str, role: NodeRole) -> Result<String> {
+        let (cert, key, chain, cluster_id) = self.manager.read(|s| {
+            let c = s
+                .cluster
                 .as_ref()
-                .map(|c| (c.root_ca_cert.clone(), c.root_ca_key.clone()))
-                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
+                .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))?;
+            Ok::<_, Error>(match &c.root_rotation {
+                Some(r) => (
+                    r.ca_cert.clone(),
+                    r.ca_key.clone(),
+                    r.cross_signed_cert.clone(),
+                    c.id.clone(),
+                ),
+                None => (
+                    c.root_ca_cert.clone(),
+                    c.root_ca_key.clone(),
+                    String::new(),
+                    c.id.clone(),
+                ),
+            })
         })?;
-        let r = RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
-        let copy =
+        let issuer =
             RootCa::from_pem(&cert, Some(&key)).map_err(|e| Error::internal(e.to_string()))?;
-        *self.root.write().unwrap_or_else(|e| e.into_inner()) = Some(copy);
-        Ok(r)
+        let mut leaf = issuer
+            .issue(
+                csr_pem,
+                node_id,
+                role,
+                &cluster_id,
+                self.manager.read(|s| s.cert_expiry()),
+            )
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        if !chain.is_empty() {
+            if !leaf.ends_with('\n') {
+                leaf.push('\n');
+            }
+            leaf.push_str(&chain);
+        }
+        Ok(leaf)
     }
 
     async fn join(&self, remote: SocketAddr, req: JoinRequest) -> Result<JoinResponse> {
@@ -1520,7 +1748,7 @@ impl Port {
             ));
         }
         let token = JoinToken::parse(&req.token).map_err(|e| Error::invalid(e.to_string()))?;
-        let (cluster_id, worker, manager) = m.read(|s| {
+        let (cluster_id, worker, manager, root_pem) = m.read(|s| {
             s.cluster
                 .as_ref()
                 .map(|c| {
@@ -1528,11 +1756,13 @@ impl Port {
                         c.id.clone(),
                         c.worker_secret.clone(),
                         c.manager_secret.clone(),
+                        c.root_ca_cert.clone(),
                     )
                 })
                 .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
         })?;
-        let root = self.issuer()?;
+        // The token pins the cluster's root (the current one during a rotation).
+        let root = RootCa::from_pem(&root_pem, None).map_err(|e| Error::internal(e.to_string()))?;
         let secret = hex(&token.secret);
         let role = if crate::token::ct_eq(secret.as_bytes(), manager.as_bytes())
             && token.check_root(&root.digest()).is_ok()
@@ -1548,15 +1778,7 @@ impl Port {
             ));
         };
         let node_id = ids::new_id();
-        let cert = root
-            .issue(
-                &req.csr_pem,
-                &node_id,
-                role,
-                &cluster_id,
-                m.read(|s| s.cert_expiry()),
-            )
-            .map_err(|e| Error::invalid(e.to_string()))?;
+        let cert = self.issue(&req.csr_pem, &node_id, role)?;
         let now = berth_api::timefmt::now();
         let is_manager = role == NodeRole::Manager;
         if is_manager && (req.raft_id == 0 || req.advertise_addr.is_empty()) {
@@ -1744,30 +1966,18 @@ impl Port {
                 let body: crate::proto::RenewRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
-                let (role, cluster_id) = m.read(|s| {
-                    (
-                        s.nodes
-                            .get(&peer.node_id)
-                            .map(|n| n.spec.role.clone())
-                            .unwrap_or_default(),
-                        s.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                    )
+                let role = m.read(|s| {
+                    s.nodes
+                        .get(&peer.node_id)
+                        .map(|n| n.spec.role.clone())
+                        .unwrap_or_default()
                 });
                 let r = if role == "manager" {
                     NodeRole::Manager
                 } else {
                     NodeRole::Worker
                 };
-                let cert = self
-                    .issuer()?
-                    .issue(
-                        &body.csr_pem,
-                        &peer.node_id,
-                        r,
-                        &cluster_id,
-                        m.read(|s| s.cert_expiry()),
-                    )
-                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let cert = self.issue(&body.csr_pem, &peer.node_id, r)?;
                 Ok(rpc::json_response(
                     StatusCode::OK,
                     &crate::proto::RenewResponse {
@@ -1775,6 +1985,13 @@ impl Port {
                         role,
                     },
                 ))
+            }
+            "/tls" => {
+                let body: crate::proto::TlsRequest = rpc::read_json(req.into_body())
+                    .await
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                let state = m.node_tls(&peer.node_id, body).await?;
+                Ok(rpc::json_response(StatusCode::OK, &state))
             }
             "/raft/id" => {
                 let id = m.read(|s| s.nodes.get(&peer.node_id).map(|n| n.raft_id).unwrap_or(0));
@@ -1833,7 +2050,6 @@ impl rpc::Handler for Port {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let port = Port {
             manager: self.manager.clone(),
-            root: self.root.clone(),
         };
         Box::pin(async move {
             match port.handle(peer, remote, req).await {

@@ -2,12 +2,13 @@
 //! defaults as swarmkit's control API applies them, then a proposal; reads from the
 //! manager's replicated state.
 
+use crate::ca::RootCa;
 use crate::error::{Error, Result, NOT_IN_SWARM};
 use crate::ids::new_id;
 use crate::manager::Manager;
 use crate::netalloc::Subnet;
 use crate::raft::ProposeError;
-use crate::store::{Command, ServiceRec, State};
+use crate::store::{ClusterRec, Command, RootRotation, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 use std::collections::BTreeMap;
@@ -21,6 +22,96 @@ pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A root CA must stay valid at least this long to become the cluster's (swarmkit's floor).
+const MIN_ROOT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// What a swarm update's `CAConfig` asks of the root CA, as swarmkit's `validateCAConfig`
+/// decides it for a CA that holds its keys: no change (None), or a rotation to a new root —
+/// generated when `ForceRotate` changed, or the given `SigningCACert`/`SigningCAKey` — that
+/// the current root cross-signs.
+pub fn root_rotation_for(c: &ClusterRec, ca: &api::CaConfig) -> Result<Option<RootRotation>> {
+    if !ca.signing_ca_key.is_empty() && ca.signing_ca_cert.is_empty() {
+        return Err(Error::rpc_invalid(
+            "if a signing CA key is provided, the signing CA cert must also be provided",
+        ));
+    }
+    let next = if ca.signing_ca_cert.is_empty() {
+        if ca.force_rotate == c.last_forced_rotation {
+            return Ok(None);
+        }
+        RootCa::generate().map_err(|e| Error::internal(e.to_string()))?
+    } else {
+        let cert = &ca.signing_ca_cert;
+        let current_or_next = std::iter::once(&c.root_ca_cert)
+            .chain(c.root_rotation.as_ref().map(|r| &r.ca_cert))
+            .any(|have| crate::ca::same_cert(have, cert));
+        if current_or_next {
+            return Ok(None);
+        }
+        if ca.signing_ca_key.is_empty() {
+            return Err(Error::rpc_invalid(
+                "there must be at least one valid, reachable external CA corresponding to the desired CA certificate",
+            ));
+        }
+        let certs = crate::ca::pem_certs(cert).map_err(|e| Error::rpc_invalid(e.to_string()))?;
+        if certs.len() != 1 {
+            return Err(Error::rpc_invalid(
+                "the desired CA certificate cannot contain multiple certificates",
+            ));
+        }
+        let next = RootCa::from_pem(cert, Some(&ca.signing_ca_key))
+            .map_err(|e| Error::rpc_invalid(e.to_string()))?;
+        if next.not_after() < time::OffsetDateTime::now_utc() + MIN_ROOT_VALIDITY {
+            return Err(Error::rpc_invalid("CA certificate expires too soon"));
+        }
+        let same_key = RootCa::from_pem(&c.root_ca_cert, None)
+            .and_then(|r| r.issuer_info())
+            .ok()
+            .zip(next.issuer_info().ok())
+            .is_some_and(|(a, b)| a.public_key == b.public_key);
+        if same_key {
+            return Err(Error::rpc_invalid(
+                "Cannot update to a cert with an identical key",
+            ));
+        }
+        next
+    };
+    let current = RootCa::from_pem(&c.root_ca_cert, Some(&c.root_ca_key))
+        .map_err(|e| Error::internal(format!("the cluster root CA: {e}")))?;
+    let cross_signed_cert = current
+        .cross_sign(&next)
+        .map_err(|e| Error::internal(format!("cross-signing the new root CA: {e}")))?;
+    Ok(Some(RootRotation {
+        ca_cert: next.cert_pem().to_string(),
+        ca_key: next.key_pem().unwrap_or_default(),
+        cross_signed_cert,
+    }))
+}
+
+/// The cluster's TLS state as nodes follow it (see [`crate::proto::TlsState`]).
+pub fn tls_state(c: &ClusterRec) -> crate::proto::TlsState {
+    let info = view::cluster_tls(c);
+    crate::proto::TlsState {
+        trust_root: info.trust_root,
+        next_root: c
+            .root_rotation
+            .as_ref()
+            .map(|r| r.ca_cert.clone())
+            .unwrap_or_default(),
+        issuer_subject: info.cert_issuer_subject,
+        issuer_public_key: info.cert_issuer_public_key,
+    }
+}
+
+/// Whether every node reports a certificate from the issuer the cluster wants.
+fn nodes_converged(s: &State, want: &api::TlsInfo) -> bool {
+    s.nodes.values().all(|n| {
+        let have = &n.description.tls_info;
+        have.cert_issuer_subject == want.cert_issuer_subject
+            && have.cert_issuer_public_key == want.cert_issuer_public_key
+    })
 }
 
 /// Whose logs a reader wants.
@@ -987,6 +1078,15 @@ impl Manager {
         rotate_unlock_key: bool,
     ) -> Result<()> {
         check_cert_expiry(&spec)?;
+        let mut spec = spec;
+        let cluster = self.read(|s| s.cluster.clone());
+        let root_rotation = match &cluster {
+            Some(c) => root_rotation_for(c, &spec.ca_config)?.map(Box::new),
+            None => None,
+        };
+        // The signing CA goes into the rotation; the spec keeps neither it nor its key.
+        spec.ca_config.signing_ca_cert = String::new();
+        spec.ca_config.signing_ca_key = String::new();
         let secret = crate::token::new_secret;
         // Autolock turned on (or its key rotated) gets a new unlock key; turned off, none.
         let current = self.read(|s| {
@@ -1010,10 +1110,83 @@ impl Manager {
             worker_secret: rotate_worker.then(secret),
             manager_secret: rotate_manager.then(secret),
             unlock_key,
+            root_rotation,
             now: now(),
         })
         .await
         .map(|_| ())
+    }
+
+    /// Ends a root CA rotation once every node holds a certificate from the new root (leader
+    /// only): the new root becomes the cluster's, with new join tokens. Whether it ended.
+    pub async fn finish_root_rotation(&self) -> Result<bool> {
+        if !self.is_leader() {
+            return Ok(false);
+        }
+        let done = self.read(|s| {
+            let c = s.cluster.as_ref()?;
+            let r = c.root_rotation.as_ref()?;
+            nodes_converged(s, &view::cluster_tls(c)).then(|| r.ca_cert.clone())
+        });
+        let Some(ca_cert) = done else {
+            return Ok(false);
+        };
+        self.propose(Command::FinishRootRotation {
+            ca_cert,
+            worker_secret: crate::token::new_secret(),
+            manager_secret: crate::token::new_secret(),
+            now: now(),
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// `POST /tls` from a node (leader only): records what it reports of its certificate and
+    /// trusted root, then answers the cluster's TLS state once it differs from what the node
+    /// knows (or after `wait_ms`).
+    pub async fn node_tls(
+        &self,
+        node_id: &str,
+        req: crate::proto::TlsRequest,
+    ) -> Result<crate::proto::TlsState> {
+        self.ensure_leader()?;
+        let recorded = self.read(|s| s.nodes.get(node_id).map(|n| n.description.tls_info.clone()));
+        match recorded {
+            None => {
+                return Err(Error::new(
+                    403,
+                    format!("node {node_id} is not a member of this swarm"),
+                ))
+            }
+            Some(have) if have != req.tls_info => {
+                self.propose(Command::NodeTls {
+                    id: node_id.to_string(),
+                    tls_info: Box::new(req.tls_info.clone()),
+                    now: now(),
+                })
+                .await?;
+            }
+            Some(_) => {}
+        }
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_millis(req.wait_ms.min(30_000));
+        let mut applied = self.raft.applied();
+        loop {
+            let state = self.read(|s| {
+                s.cluster
+                    .as_ref()
+                    .map(tls_state)
+                    .ok_or_else(|| Error::unavailable(NOT_IN_SWARM))
+            })?;
+            if req.known.as_ref() != Some(&state) {
+                return Ok(state);
+            }
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { return Ok(state) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(state),
+            }
+            self.ensure_leader()?;
+        }
     }
 
     /// `GET /swarm/unlockkey`: the unlock key ("" without autolock).
@@ -1195,6 +1368,160 @@ mod tests {
         assert_eq!(
             (e.status, e.message.as_str()),
             (404, "network nope not found")
+        );
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    fn cluster() -> ClusterRec {
+        let root = RootCa::generate().unwrap();
+        ClusterRec {
+            root_ca_cert: root.cert_pem().to_string(),
+            root_ca_key: root.key_pem().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ca_config_decides_the_rotation() {
+        let c = cluster();
+        let same = api::CaConfig::default();
+        assert!(root_rotation_for(&c, &same).unwrap().is_none());
+        // A changed ForceRotate makes a new root, cross-signed by the current one.
+        let forced = api::CaConfig {
+            force_rotate: 1,
+            ..Default::default()
+        };
+        let r = root_rotation_for(&c, &forced).unwrap().unwrap();
+        let current = RootCa::from_pem(&c.root_ca_cert, None).unwrap();
+        let next = RootCa::from_pem(&r.ca_cert, Some(&r.ca_key)).unwrap();
+        assert!(next.can_issue());
+        assert_ne!(next.digest(), current.digest());
+        let cross = crate::ca::pem_certs(&r.cross_signed_cert).unwrap();
+        current.verify_signed(&cross[0]).unwrap();
+        // A given root with its key; the current root again is no change.
+        let given = RootCa::generate().unwrap();
+        let signing = api::CaConfig {
+            signing_ca_cert: given.cert_pem().to_string(),
+            signing_ca_key: given.key_pem().unwrap(),
+            ..Default::default()
+        };
+        let r = root_rotation_for(&c, &signing).unwrap().unwrap();
+        assert!(crate::ca::same_cert(&r.ca_cert, given.cert_pem()));
+        let current_again = api::CaConfig {
+            signing_ca_cert: c.root_ca_cert.clone(),
+            signing_ca_key: c.root_ca_key.clone(),
+            ..Default::default()
+        };
+        assert!(root_rotation_for(&c, &current_again).unwrap().is_none());
+        // Refusals: a key alone, a certificate alone (an external CA), a key that is not the
+        // certificate's, two certificates.
+        let errors = [
+            api::CaConfig {
+                signing_ca_key: given.key_pem().unwrap(),
+                ..Default::default()
+            },
+            api::CaConfig {
+                signing_ca_cert: given.cert_pem().to_string(),
+                ..Default::default()
+            },
+            api::CaConfig {
+                signing_ca_cert: given.cert_pem().to_string(),
+                signing_ca_key: c.root_ca_key.clone(),
+                ..Default::default()
+            },
+            api::CaConfig {
+                signing_ca_cert: format!("{}{}", given.cert_pem(), c.root_ca_cert),
+                signing_ca_key: given.key_pem().unwrap(),
+                ..Default::default()
+            },
+        ];
+        for (i, ca) in errors.iter().enumerate() {
+            let e = root_rotation_for(&c, ca).unwrap_err();
+            assert!(
+                e.message.starts_with("rpc error: code = InvalidArgument"),
+                "{i}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rotation_finishes_into_the_new_root_with_new_tokens() {
+        let mut s = State {
+            cluster: Some(cluster()),
+            ..Default::default()
+        };
+        let forced = api::CaConfig {
+            force_rotate: 1,
+            ..Default::default()
+        };
+        let c = s.cluster.clone().unwrap();
+        let r = root_rotation_for(&c, &forced).unwrap().unwrap();
+        let mut spec = api::SwarmSpec::default();
+        spec.ca_config.force_rotate = 1;
+        s.apply(
+            5,
+            Command::UpdateCluster {
+                version: c.version,
+                spec: Box::new(spec),
+                worker_secret: None,
+                manager_secret: None,
+                unlock_key: None,
+                root_rotation: Some(Box::new(r.clone())),
+                now: now(),
+            },
+        )
+        .unwrap();
+        let c = s.cluster.clone().unwrap();
+        assert_eq!(c.last_forced_rotation, 1);
+        // The same ForceRotate again asks for nothing more.
+        assert!(root_rotation_for(&c, &forced).unwrap().is_none());
+        let tls = view::cluster_tls(&c);
+        assert_eq!(tls.trust_root, c.root_ca_cert);
+        let next = RootCa::from_pem(&r.ca_cert, None)
+            .unwrap()
+            .issuer_info()
+            .unwrap();
+        assert_eq!(tls.cert_issuer_public_key, next.public_key);
+        let state = tls_state(&c);
+        assert_eq!(state.next_root, r.ca_cert);
+        // A stale finish is refused; the right one swaps the root and the secrets.
+        assert!(s
+            .apply(
+                6,
+                Command::FinishRootRotation {
+                    ca_cert: c.root_ca_cert.clone(),
+                    worker_secret: "w".into(),
+                    manager_secret: "m".into(),
+                    now: now(),
+                },
+            )
+            .is_err());
+        s.apply(
+            7,
+            Command::FinishRootRotation {
+                ca_cert: r.ca_cert.clone(),
+                worker_secret: "w".into(),
+                manager_secret: "m".into(),
+                now: now(),
+            },
+        )
+        .unwrap();
+        let c = s.cluster.clone().unwrap();
+        assert_eq!(c.root_ca_cert, r.ca_cert);
+        assert_eq!(c.root_ca_key, r.ca_key);
+        assert!(c.root_rotation.is_none());
+        assert_eq!(
+            (c.worker_secret.as_str(), c.manager_secret.as_str()),
+            ("w", "m")
+        );
+        assert_eq!(tls_state(&c).next_root, "");
+        assert_eq!(
+            view::cluster_tls(&c).cert_issuer_public_key,
+            next.public_key
         );
     }
 }

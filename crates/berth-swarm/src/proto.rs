@@ -177,3 +177,25 @@ pub struct RenewResponse {
     pub cert_pem: String,
     pub role: String,
 }
+
+/// `POST /tls`: what a node holds (its certificate's issuer, the root it trusts) and the
+/// cluster's TLS state it last heard; the leader answers once that state differs from
+/// `known` (long poll up to `wait_ms`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TlsRequest {
+    pub tls_info: api::TlsInfo,
+    pub known: Option<TlsState>,
+    pub wait_ms: u64,
+}
+
+/// The cluster's TLS state as nodes follow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsState {
+    /// The cluster's root CA certificate, PEM.
+    pub trust_root: String,
+    /// During a root rotation, the next root (trusted beside the current one); else "".
+    pub next_root: String,
+    /// The issuer node certificates must come from (raw subject and SubjectPublicKeyInfo).
+    pub issuer_subject: Vec<u8>,
+    pub issuer_public_key: Vec<u8>,
+}

@@ -941,6 +941,62 @@ pub(crate) mod tests {
         );
     }
 
+    /// A certificate from `ca` with `chain` (intermediates, PEM) after it.
+    fn identity_with_chain(ca: &RootCa, chain: &str, node_id: &str) -> NodeIdentity {
+        let id = identity(ca, node_id, NodeRole::Manager);
+        NodeIdentity::from_pem(&format!("{}{chain}", id.cert_pem), &id.key_pem).unwrap()
+    }
+
+    #[tokio::test]
+    async fn during_a_root_rotation_both_roots_are_trusted() {
+        use crate::tls::{client_config_trust, server_config_trust, LiveIdentity, LiveTrust};
+        let old = RootCa::generate().unwrap();
+        let next = RootCa::generate().unwrap();
+        let cross = old.cross_sign(&next).unwrap();
+        // The server has a certificate from the next root (with the cross-signed root after
+        // it) and trusts only the current root so far.
+        let server_trust = LiveTrust::new(&[&old]).unwrap();
+        let server_id = LiveIdentity::new(&identity_with_chain(&next, &cross, "m1")).unwrap();
+        let tls = server_config_trust(server_trust.clone(), server_id).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(serve(listener, tls, Arc::new(Echo), rx));
+        let whoami = |trust: &[&RootCa], id: NodeIdentity| {
+            let cfg = client_config_trust(
+                LiveTrust::new(trust).unwrap(),
+                Some(LiveIdentity::new(&id).unwrap()),
+            )
+            .unwrap();
+            let addr = addr.clone();
+            async move {
+                RpcClient::new(cfg)
+                    .post_json::<_, Option<(String, String)>>(&addr, "/whoami", &(), T)
+                    .await
+            }
+        };
+        // A node still on the current root, trusting only it, and a renewed one trusting only
+        // the next root: both accept the server and are accepted by it.
+        let who = whoami(&[&old], identity(&old, "w-old", NodeRole::Worker)).await;
+        assert_eq!(who.unwrap().unwrap().0, "w-old");
+        let who = whoami(&[&next], identity_with_chain(&next, &cross, "w-next")).await;
+        assert_eq!(who.unwrap().unwrap().0, "w-next");
+        let who = whoami(&[&old, &next], identity(&next, "w-both", NodeRole::Worker)).await;
+        assert!(who.is_err(), "the server trusts only the current root yet");
+        // A node of another cluster is refused.
+        let other = RootCa::generate().unwrap();
+        let who = whoami(&[&other], identity(&other, "w-x", NodeRole::Worker)).await;
+        assert!(who.is_err());
+        // Trusting both roots, the server accepts the next root's certificates without the
+        // cross-signed one; once it trusts only the next root, the old certificates are out.
+        server_trust.set(&[&old, &next]).unwrap();
+        let who = whoami(&[&old, &next], identity(&next, "w-both", NodeRole::Worker)).await;
+        assert_eq!(who.unwrap().unwrap().0, "w-both");
+        server_trust.set(&[&next]).unwrap();
+        let who = whoami(&[&old], identity(&old, "w-old", NodeRole::Worker)).await;
+        assert!(!matches!(who, Ok(Some(_))), "{who:?}");
+    }
+
     #[tokio::test]
     async fn anonymous_clients_have_slots_of_their_own() {
         let ca = RootCa::generate().unwrap();

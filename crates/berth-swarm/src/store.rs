@@ -30,6 +30,22 @@ pub struct ClusterRec {
     pub default_addr_pool: Vec<String>,
     pub subnet_size: u32,
     pub data_path_port: u32,
+    /// A root CA rotation under way (`docker swarm ca --rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_rotation: Option<RootRotation>,
+    /// The spec's `CAConfig.ForceRotate` the last rotation answered.
+    #[serde(default)]
+    pub last_forced_rotation: u64,
+}
+
+/// The root a rotation moves the cluster to: its certificate and key, and the same
+/// certificate signed by the current root (nodes that trust only the current root accept what
+/// the next one issues through it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootRotation {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub cross_signed_cert: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -159,6 +175,24 @@ pub enum Command {
         worker_secret: Option<String>,
         manager_secret: Option<String>,
         unlock_key: Option<String>,
+        /// A root CA rotation begins (or replaces the one under way), answering the spec's
+        /// `ForceRotate` or signing CA.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_rotation: Option<Box<RootRotation>>,
+        now: String,
+    },
+    /// The root CA rotation to `ca_cert` is done: it becomes the cluster root, and the join
+    /// tokens get new secrets (their digest is the new root's).
+    FinishRootRotation {
+        ca_cert: String,
+        worker_secret: String,
+        manager_secret: String,
+        now: String,
+    },
+    /// What a node reports of its TLS certificate and trusted root (`Description.TLSInfo`).
+    NodeTls {
+        id: String,
+        tls_info: Box<api::TlsInfo>,
         now: String,
     },
     AddNode {
@@ -313,6 +347,7 @@ impl State {
                 worker_secret,
                 manager_secret,
                 unlock_key,
+                root_rotation,
                 now,
             } => {
                 let c = self
@@ -320,6 +355,10 @@ impl State {
                     .as_mut()
                     .ok_or_else(|| Error::unavailable(crate::error::NOT_IN_SWARM))?;
                 check_version(c.version, version)?;
+                if let Some(r) = root_rotation {
+                    c.root_rotation = Some(*r);
+                }
+                c.last_forced_rotation = spec.ca_config.force_rotate;
                 c.spec = *spec;
                 if let Some(s) = worker_secret {
                     c.worker_secret = s;
@@ -332,6 +371,35 @@ impl State {
                 }
                 c.version = index;
                 c.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::FinishRootRotation {
+                ca_cert,
+                worker_secret,
+                manager_secret,
+                now,
+            } => {
+                let c = self
+                    .cluster
+                    .as_mut()
+                    .ok_or_else(|| Error::unavailable(crate::error::NOT_IN_SWARM))?;
+                let r = c
+                    .root_rotation
+                    .take_if(|r| r.ca_cert == ca_cert)
+                    .ok_or_else(|| Error::conflict("the root CA rotation has changed"))?;
+                c.root_ca_cert = r.ca_cert;
+                c.root_ca_key = r.ca_key;
+                c.worker_secret = worker_secret;
+                c.manager_secret = manager_secret;
+                c.version = index;
+                c.updated_at = now;
+                Ok(Value::Null)
+            }
+            Command::NodeTls { id, tls_info, now } => {
+                let n = self.node_mut(&id)?;
+                n.description.tls_info = *tls_info;
+                n.version = index;
+                n.updated_at = now;
                 Ok(Value::Null)
             }
             Command::AddNode { mut node } => {
@@ -385,7 +453,11 @@ impl State {
                 if !addr.is_empty() {
                     n.addr = addr;
                 }
-                if let Some(d) = description {
+                if let Some(mut d) = description {
+                    // The agent's description says nothing of TLS; `NodeTls` keeps that.
+                    if d.tls_info == api::TlsInfo::default() {
+                        d.tls_info = std::mem::take(&mut n.description.tls_info);
+                    }
                     n.description = *d;
                 }
                 n.version = index;

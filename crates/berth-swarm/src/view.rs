@@ -234,11 +234,8 @@ pub fn swarm(c: &ClusterRec, worker_token: String, manager_token: String) -> api
             created_at: c.created_at.clone(),
             updated_at: c.updated_at.clone(),
             spec: c.spec.clone(),
-            tls_info: api::TlsInfo {
-                trust_root: c.root_ca_cert.clone(),
-                ..Default::default()
-            },
-            root_rotation_in_progress: false,
+            tls_info: cluster_tls(c),
+            root_rotation_in_progress: c.root_rotation.is_some(),
             default_addr_pool: c.default_addr_pool.clone(),
             subnet_size: c.subnet_size,
             data_path_port: c.data_path_port,
@@ -247,6 +244,23 @@ pub fn swarm(c: &ClusterRec, worker_token: String, manager_token: String) -> api
             worker: worker_token,
             manager: manager_token,
         },
+    }
+}
+
+/// The cluster's `TLSInfo`: the trusted root, and the issuer node certificates must come
+/// from (the next root while a rotation is under way).
+pub fn cluster_tls(c: &ClusterRec) -> api::TlsInfo {
+    let issuer = c
+        .root_rotation
+        .as_ref()
+        .map_or(&c.root_ca_cert, |r| &r.ca_cert);
+    let info = crate::ca::RootCa::from_pem(issuer, None)
+        .and_then(|r| r.issuer_info())
+        .unwrap_or_default();
+    api::TlsInfo {
+        trust_root: c.root_ca_cert.clone(),
+        cert_issuer_subject: info.subject,
+        cert_issuer_public_key: info.public_key,
     }
 }
 

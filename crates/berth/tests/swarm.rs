@@ -3,7 +3,8 @@
 //! services that converge and spread, scale, rolling update and rollback, drain, leader
 //! failover, node death and rejoin, daemon restart with live tasks; secrets only inside
 //! tasks, join refusals, quorum loss and `--force-new-cluster`; swarm networks and `docker
-//! stack` (deploy, update, ls, services, ps, rm); nothing left after teardown.
+//! stack` (deploy, update, ls, services, ps, rm); autolock; root CA rotation (`swarm ca
+//! --rotate`); nothing left after teardown.
 
 mod common;
 use common::stdout;
@@ -1255,6 +1256,10 @@ fn autolock_seals_a_manager_until_it_is_unlocked() {
         saved["dek_sealed"].as_str().is_some_and(|s| s.len() > 64),
         "{saved}"
     );
+    // So is the node's TLS key: no PEM private key on disk while autolock is on.
+    let node_key = format!("/var/lib/{}/node1/swarm/certs/swarm-node.key", c.name);
+    let sealed_key = std::fs::read_to_string(&node_key).unwrap();
+    assert!(!sealed_key.contains("PRIVATE KEY"), "{sealed_key}");
 
     // Restarted, the manager is locked: manager requests get dockerd's message, a wrong key
     // is refused, the right one opens it with its data.
@@ -1264,6 +1269,9 @@ fn autolock_seals_a_manager_until_it_is_unlocked() {
         c.ok(1, &["info", "--format", "{{.Swarm.LocalNodeState}}"]),
         "locked"
     );
+    assert!(!std::fs::read_to_string(&node_key)
+        .unwrap()
+        .contains("PRIVATE KEY"));
     let refused = c.docker(1, &["node", "ls"]);
     assert!(
         common::stderr(&refused).contains("Swarm is encrypted and needs to be unlocked"),
@@ -1292,11 +1300,21 @@ fn autolock_seals_a_manager_until_it_is_unlocked() {
     c.ok(1, &["swarm", "unlock-key", "--rotate", "-q"]);
     let rotated = c.ok(1, &["swarm", "unlock-key", "-q"]);
     assert_ne!(rotated, key);
+    // The node key is sealed again, under the new key.
+    c.until("the node key sealed under the new key", LONG, || {
+        let now = std::fs::read_to_string(&node_key).unwrap();
+        now != sealed_key && !now.contains("PRIVATE KEY")
+    });
     c.ok(1, &["swarm", "update", "--autolock=false"]);
     c.until("the data key in the clear", LONG, || {
         let saved: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
         saved["dek"].as_str().is_some_and(|d| d.len() == 64)
+    });
+    c.until("the node key in the clear", LONG, || {
+        std::fs::read_to_string(&node_key)
+            .unwrap()
+            .contains("PRIVATE KEY")
     });
     c.crash(1);
     c.start(1);
@@ -1304,5 +1322,224 @@ fn autolock_seals_a_manager_until_it_is_unlocked() {
         c.ok(1, &["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active"
     });
     c.ok(1, &["secret", "rm", "kept"]);
+    c.down_and_check();
+}
+
+/// A node's `Description.TLSInfo` as `docker node inspect` shows it.
+fn node_tls(c: &Cluster, via: usize, node: &str) -> serde_json::Value {
+    let out = c.ok(
+        via,
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{json .Description.TLSInfo}}",
+            node,
+        ],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn ca_rotation_moves_every_node_to_a_new_root() {
+    let c = Cluster::up(4);
+    c.form(2);
+    // Nodes 1 and 2 are managers, 3 a worker; node 4 stays out to try the tokens.
+    c.ok(4, &["swarm", "leave"]);
+    c.until("three nodes ready", LONG, || {
+        c.ok(1, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"])
+            .lines()
+            .filter(|l| l.ends_with(" Ready"))
+            .count()
+            == 3
+    });
+    let old_root = c.ok(1, &["swarm", "ca"]);
+    assert!(
+        old_root.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{old_root}"
+    );
+    let old_token = c.ok(1, &["swarm", "join-token", "-q", "worker"]);
+    let ids: Vec<String> = c
+        .ok(1, &["node", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 4, "node4's entry stays until removed: {ids:?}");
+    let live: Vec<String> = ids
+        .iter()
+        .filter(|id| c.ok(1, &["node", "inspect", "--format", "{{.Status.State}}", id]) == "ready")
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 3);
+    // node4 left: remove it so that the rotation does not wait for it.
+    for id in ids.iter().filter(|id| !live.contains(id)) {
+        c.ok(1, &["node", "rm", "--force", id]);
+    }
+    // Every node reports its certificate's issuer and the root it trusts.
+    c.until("every node reports its TLS info", LONG, || {
+        live.iter().all(|id| {
+            let t = node_tls(&c, 1, id);
+            t["TrustRoot"].as_str().map(str::trim) == Some(old_root.as_str())
+                && t["CertIssuerPublicKey"]
+                    .as_str()
+                    .is_some_and(|k| !k.is_empty())
+        })
+    });
+    let old_issuer = node_tls(&c, 1, &live[0])["CertIssuerPublicKey"].clone();
+
+    // The docker CLI rotates and follows the progress to the end, then prints the new root.
+    let out = std::process::Command::new("timeout")
+        .env("DOCKER_HOST", c.sock(1))
+        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .args(["120", "docker", "swarm", "ca", "--rotate"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{}\n{text}\n{}",
+        common::stderr(&out),
+        c.log_tail(1)
+    );
+    assert!(text.contains("rotated TLS certificates"), "{text}");
+    assert!(text.contains("rotated CA certificates"), "{text}");
+    let new_root = c.ok(1, &["swarm", "ca"]);
+    assert_ne!(new_root, old_root);
+    assert!(text.trim_end().ends_with(&new_root), "{text}");
+    assert_eq!(
+        c.ok(2, &["swarm", "ca"]),
+        new_root,
+        "the other manager agrees"
+    );
+    // Every node has a certificate from the new root and trusts only it, on disk too.
+    for id in &live {
+        let t = node_tls(&c, 1, id);
+        assert_eq!(
+            t["TrustRoot"].as_str().map(str::trim),
+            Some(new_root.as_str())
+        );
+        assert_ne!(t["CertIssuerPublicKey"], old_issuer, "{id}: {t}");
+    }
+    for i in 1..=3 {
+        let on_disk = std::fs::read_to_string(format!(
+            "/var/lib/{}/node{i}/swarm/certs/swarm-root-ca.crt",
+            c.name
+        ))
+        .unwrap();
+        assert_eq!(on_disk.trim(), new_root, "node{i}");
+    }
+
+    // berth's CLI rotates to a root given with its key, and waits for every node to trust it.
+    let dir = format!("/run/{}/given-ca", c.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key_file, cert_file) = (format!("{dir}/ca.key"), format!("{dir}/ca.crt"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &key_file,
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &key_file,
+        "-subj",
+        "/CN=swarm-ca",
+        "-days",
+        "3650",
+        "-out",
+        &cert_file,
+    ]);
+    let given = std::fs::read_to_string(&cert_file).unwrap();
+    let out = std::process::Command::new("timeout")
+        .env("DOCKER_CONFIG", format!("/run/{}/docker-config", c.name))
+        .args(["120", common::berth_bin(), "-H", &c.sock(2)])
+        .args(["swarm", "ca", "--rotate", "--ca-cert", &cert_file])
+        .args(["--ca-key", &key_file])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}
+{}",
+        common::stderr(&out),
+        c.log_tail(2)
+    );
+    assert_eq!(stdout(&out).trim(), given.trim());
+    assert_eq!(c.ok(1, &["swarm", "ca"]), given.trim());
+    for id in &live {
+        let t = node_tls(&c, 1, id);
+        assert_eq!(t["TrustRoot"].as_str().map(str::trim), Some(given.trim()));
+    }
+    let new_root = given.trim().to_string();
+
+    // The join tokens changed with the root: the old one is refused, the new one admits.
+    let new_token = c.ok(1, &["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(new_token, old_token);
+    let remote = format!("{}:2377", c.addr(1));
+    let refused = c.docker(4, &["swarm", "join", "--token", &old_token, &remote]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    c.ok(
+        4,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &new_token,
+            "--advertise-addr",
+            &c.addr(4),
+            &remote,
+        ],
+    );
+    c.until("four nodes ready", LONG, || {
+        c.ok(1, &["node", "ls", "--format", "{{.Status}}"])
+            .lines()
+            .filter(|l| *l == "Ready")
+            .count()
+            == 4
+    });
+
+    // The cluster keeps working: a service runs on the nodes, and a restarted manager
+    // comes back with its new certificate.
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            "busybox",
+            "sleep",
+            "3600",
+        ],
+    );
+    c.until("4 replicas", LONG, || replicas(&c, 1, "web") == "4/4");
+    c.crash(2);
+    c.start(2);
+    c.until("the restarted manager answers", LONG, || {
+        c.docker(2, &["node", "ls"]).status.success()
+            && c.ok(2, &["node", "ls", "--format", "{{.Status}}"])
+                .lines()
+                .filter(|l| *l == "Ready")
+                .count()
+                == 4
+    });
+    assert_eq!(c.ok(2, &["swarm", "ca"]), new_root);
+    c.ok(2, &["service", "rm", "web"]);
     c.down_and_check();
 }

@@ -624,10 +624,17 @@ async fn ca(c: &Client, a: CaArgs) -> Result<(), String> {
     if a.detach {
         return Ok(());
     }
-    // Wait for the rotation to finish, then show the new root.
+    // Wait for the rotation to finish (every node trusts the new root alone, as the docker
+    // CLI's progress waits for), then show the new root.
     loop {
         let now = inspect_swarm(c).await?;
-        if !now.cluster.root_rotation_in_progress {
+        let nodes = c.get("/nodes").await.map_err(|e| e.to_string())?;
+        let want = now.cluster.tls_info.trust_root.as_str();
+        let all_trust = nodes.as_array().is_some_and(|ns| {
+            ns.iter()
+                .all(|n| n["Description"]["TLSInfo"]["TrustRoot"].as_str() == Some(want))
+        });
+        if !now.cluster.root_rotation_in_progress && all_trust {
             if !a.quiet {
                 let root = now.cluster.tls_info.trust_root.trim();
                 if root.is_empty() {
