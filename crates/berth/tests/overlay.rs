@@ -167,7 +167,24 @@ fn overlays_discovery_balancing_and_the_routing_mesh() {
     assert_eq!(ing, "overlay swarm true 10.0.0.0/24");
 
     c.ok(1, &["network", "create", "-d", "overlay", "ov"]);
-    c.ok(1, &["network", "create", "-d", "overlay", "ov2"]);
+    // Given subnet and gateway, labels, internal: carried to every node as given.
+    c.ok(
+        1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.0.200.0/24",
+            "--gateway",
+            "10.0.200.254",
+            "--label",
+            "team=b",
+            "--internal",
+            "ov2",
+        ],
+    );
     // Three servers, one per node (the scheduler spreads them), and a client on every node.
     create_service(
         &c,
@@ -274,6 +291,28 @@ fn overlays_discovery_balancing_and_the_routing_mesh() {
     assert!(!out.status.success(), "ov2 reached ov: {}", stdout(&out));
     let out = exec(&c, 1, &other1, "nslookup web 2>/dev/null");
     assert!(!stdout(&out).contains(&vip), "{}", stdout(&out));
+    let route = exec_ok(
+        &c,
+        1,
+        &other1,
+        "ip -4 -o addr show eth0; ip route; cat /etc/resolv.conf",
+    );
+    // The network's DNS server is on the gateway given.
+    assert!(route.contains("nameserver 10.0.200.254"), "{route}");
+    assert!(route.contains("inet 10.0.200."), "{route}");
+    // Internal: no way out, as Docker's (no default route).
+    assert!(!route.contains("default"), "{route}");
+    let shown = c.ok(
+        2,
+        &[
+            "network",
+            "inspect",
+            "ov2",
+            "--format",
+            "{{.Driver}} {{.Scope}} {{.Internal}} {{.Labels}}",
+        ],
+    );
+    assert_eq!(shown, "overlay swarm true map[team:b]");
 
     // dnsrr: the service name resolves to every task, no VIP.
     create_service(
