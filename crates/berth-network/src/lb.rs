@@ -23,7 +23,6 @@
 //! namespace.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::process::{Command, Stdio};
@@ -75,7 +74,7 @@ pub fn program_vips(netns: BorrowedFd<'_>, vips: &[VipBackends]) -> Result<()> {
         let create = !table_exists("berth-lb")?;
         let mut full = if create { lb_table() } else { String::new() };
         full.push_str(&script);
-        nft(&full)
+        crate::nft::run(&full)
     })
 }
 
@@ -100,7 +99,7 @@ pub fn program_ingress_return(
             String::new()
         };
         full.push_str(&script);
-        nft(&full)?;
+        crate::nft::run(&full)?;
         // Reverse-path filtering of the connection's packets then looks at the node's table
         // (the client's address is reachable only through it), and an accepted TCP
         // connection's socket takes the mark of its SYN, so that even its first answer is
@@ -290,26 +289,6 @@ fn table_exists(name: &str) -> Result<bool> {
     Ok(status.success())
 }
 
-/// Feeds a script to `nft -f -` in the current namespace, as one transaction.
-fn nft(script: &str) -> Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Nft(format!("running nft (apt-get install nftables): {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(Error::Nft(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(())
-}
 
 /// In the current namespace: exactly one policy rule `fwmark M lookup M` at
 /// [`RULE_PRIORITY`] and a default route via the node in table M per (mark, node address);
