@@ -29,6 +29,7 @@ mod state;
 mod stats;
 mod swarm_exec;
 mod swarm_net;
+mod swarm_state;
 mod userns;
 mod util;
 

@@ -19,9 +19,9 @@ pub struct Daemon {
     pub swarm: std::sync::OnceLock<Arc<berth_swarm::cluster::Cluster>>,
     /// What this node applied of its swarm networks; the lock serialises realising them and
     /// putting containers on them with programming and removing them (`swarm_net`).
-    pub swarm_nets: tokio::sync::Mutex<crate::swarm_net::Applied>,
+    pub swarm_nets: tokio::sync::Mutex<crate::swarm_state::Applied>,
     /// What the swarm networks' names and balancers were last programmed with.
-    pub swarm_programs: std::sync::Mutex<crate::swarm_net::Programs>,
+    pub swarm_programs: std::sync::Mutex<crate::swarm_state::Programs>,
 }
 
 impl Daemon {

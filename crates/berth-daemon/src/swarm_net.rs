@@ -9,6 +9,7 @@
 
 use crate::container::handle::Container;
 use crate::state::Daemon;
+use crate::swarm_state::{Applied, Programs};
 use berth_api::network::{CreateRequest, Ipam, IpamConfig};
 use berth_api::swarm as api;
 use berth_network::driver::{overlay, Network};
@@ -19,7 +20,7 @@ use berth_network::record::NetworkRecord;
 use berth_network::service::{IngressPort, OverlayPeer};
 use berth_swarm::netalloc::VNI_OPTION;
 use berth_swarm::proto::NetworkView;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -190,19 +191,6 @@ fn in_use(d: &Daemon, id: &str) -> bool {
     d.all()
         .iter()
         .any(|c| c.rec().net.endpoints.values().any(|e| e.network_id == id))
-}
-
-/// What this node last applied of the managers' description of its swarm networks; the
-/// executor keeps it behind one lock, so realising, programming and releasing never overlap.
-#[derive(Default)]
-pub struct Applied {
-    views: Vec<NetworkView>,
-}
-
-impl Applied {
-    fn view(&self, swarm_id: &str) -> Option<&NetworkView> {
-        self.views.iter().find(|v| v.network.id == swarm_id)
-    }
 }
 
 /// This node's data-path address: the IPv4 address it takes part in the swarm with.
@@ -410,26 +398,6 @@ fn proto(p: &str) -> Option<Proto> {
         "" | "tcp" => Some(Proto::Tcp),
         "udp" => Some(Proto::Udp),
         _ => None,
-    }
-}
-
-/// What the names, the mesh's ports and the containers' balancers were last programmed
-/// with: kept apart from [`Applied`] (its lock is held while containers are made), so that
-/// programming never waits for that.
-#[derive(Default)]
-pub struct Programs {
-    views: Vec<NetworkView>,
-    /// The DNS owners registered per local network id (`swarm:<address>`).
-    dns: HashMap<String, Vec<String>>,
-    /// The mesh's ports as last published.
-    ingress: Option<Vec<IngressPort>>,
-    /// Per container, what it was last programmed with (an unchanged one is skipped).
-    done: HashMap<String, String>,
-}
-
-impl Programs {
-    fn view(&self, swarm_id: &str) -> Option<&NetworkView> {
-        self.views.iter().find(|v| v.network.id == swarm_id)
     }
 }
 

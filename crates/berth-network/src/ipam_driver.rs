@@ -82,7 +82,7 @@ impl Ipam for DefaultIpam {
         // address): no endpoint gets it.
         let bridge_addr = rec
             .options
-            .get(crate::driver::overlay::OPT_BRIDGE_ADDR)
+            .get(crate::record::OPT_BRIDGE_ADDR)
             .filter(|_| rec.is_overlay())
             .and_then(|a| a.parse::<Ipv4Addr>().ok());
         if let (Some(a), Some(pool)) = (bridge_addr, v4.as_mut()) {

@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// Option: the network's VNI (one number; Docker's name, which allows a list).
+pub const OPT_VNI: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// Option: this node's data-path IPv4 address (the VXLAN source, other nodes' destination).
+pub const OPT_LOCAL: &str = "com.berth.overlay.local";
+/// Option: the bridge's own address when it is not the gateway (the ingress network's
+/// per-node address).
+pub const OPT_BRIDGE_ADDR: &str = "com.berth.overlay.bridge_addr";
+/// Option: `true` for the ingress network (no DNS server).
+pub const OPT_INGRESS: &str = "com.berth.overlay.ingress";
+/// Option: the MTU, if smaller than the underlay's minus the VXLAN overhead.
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
 /// What is persisted in `networks/<id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkRecord {
@@ -80,11 +92,7 @@ impl NetworkRecord {
     }
     /// The ingress (routing mesh) overlay network.
     pub fn is_ingress(&self) -> bool {
-        self.is_overlay()
-            && self
-                .options
-                .get(crate::driver::overlay::OPT_INGRESS)
-                .is_some_and(|v| v == "true")
+        self.is_overlay() && self.options.get(OPT_INGRESS).is_some_and(|v| v == "true")
     }
     /// User-defined bridge networks, and overlays but ingress, resolve container names.
     pub fn has_dns(&self) -> bool {
@@ -157,8 +165,7 @@ mod tests {
         assert!(r.is_overlay() && r.is_bridged() && !r.is_bridge());
         assert!(r.has_dns());
         assert!(!r.is_ingress());
-        r.options
-            .insert(crate::driver::overlay::OPT_INGRESS.into(), "true".into());
+        r.options.insert(OPT_INGRESS.into(), "true".into());
         assert!(r.is_ingress());
         assert!(!r.has_dns());
         let b = NetworkRecord::new("y".into(), "b".into(), "bridge", String::new());

@@ -768,7 +768,7 @@ impl Cluster {
             .propose(Command::Init {
                 cluster: Box::new(cluster),
                 node: Box::new(node),
-                ingress: Some(Box::new(crate::control::ingress_network(&now))),
+                ingress: Some(Box::new(crate::netalloc::ingress_network(&now))),
             })
             .await
         {

@@ -11,7 +11,6 @@ use crate::raft::ProposeError;
 use crate::store::{ClusterRec, Command, RootRotation, ServiceRec, State};
 use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
-use std::collections::BTreeMap;
 
 /// swarmkit's floor for `--cert-expiry`.
 pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
@@ -449,38 +448,6 @@ pub fn network_spec(req: berth_api::network::CreateRequest) -> Result<api::Netwo
         config_from: None,
         scope: "swarm".to_string(),
     })
-}
-
-/// The predefined `ingress` network `swarm init` makes (the routing mesh): an overlay with
-/// Docker's VXLAN id 4096 and the first subnet of the swarm's pools.
-pub fn ingress_network(now: &str) -> api::Network {
-    let mut labels = BTreeMap::new();
-    labels.insert("com.docker.swarm.internal".to_string(), "true".to_string());
-    api::Network {
-        id: new_id(),
-        version: api::ObjectVersion::default(),
-        created_at: now.to_string(),
-        updated_at: now.to_string(),
-        ipam_options: None,
-        spec: api::NetworkSpec {
-            name: "ingress".to_string(),
-            labels,
-            driver_configuration: Some(api::Driver {
-                name: "overlay".to_string(),
-                options: Default::default(),
-            }),
-            ingress: true,
-            scope: "swarm".to_string(),
-            ..Default::default()
-        },
-        driver_state: api::Driver {
-            name: "overlay".to_string(),
-            options: BTreeMap::from([(
-                crate::netalloc::VNI_OPTION.to_string(),
-                "4096".to_string(),
-            )]),
-        },
-    }
 }
 
 /// One IPAM configuration of a swarm network, as swarmkit validates it (IPv4 only here).

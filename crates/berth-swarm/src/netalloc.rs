@@ -1,7 +1,9 @@
 //! Address allocation for swarm networks: IPv4 subnets carved from the swarm's default
-//! address pools (swarmkit's 10.0.0.0/8 in /24s unless `swarm init` said otherwise) and the
-//! VXLAN ids a cross-node realisation will use. Pure functions over the networks that exist.
+//! address pools (swarmkit's 10.0.0.0/8 in /24s unless `swarm init` said otherwise), the
+//! VXLAN ids the overlays use, and the predefined ingress network. Pure functions over the
+//! networks that exist.
 
+use berth_api::swarm as api;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -12,6 +14,38 @@ pub const DEFAULT_SUBNET_SIZE: u32 = 24;
 pub const FIRST_VNI: u32 = 4097;
 /// The driver-state option that carries a network's VXLAN id, as Docker shows it.
 pub const VNI_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
+
+/// The predefined `ingress` network `swarm init` makes (the routing mesh): an overlay with
+/// Docker's VXLAN id 4096 and the first subnet of the swarm's pools.
+pub fn ingress_network(now: &str) -> api::Network {
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("com.docker.swarm.internal".to_string(), "true".to_string());
+    api::Network {
+        id: crate::ids::new_id(),
+        version: api::ObjectVersion::default(),
+        created_at: now.to_string(),
+        updated_at: now.to_string(),
+        ipam_options: None,
+        spec: api::NetworkSpec {
+            name: "ingress".to_string(),
+            labels,
+            driver_configuration: Some(api::Driver {
+                name: "overlay".to_string(),
+                options: Default::default(),
+            }),
+            ingress: true,
+            scope: "swarm".to_string(),
+            ..Default::default()
+        },
+        driver_state: api::Driver {
+            name: "overlay".to_string(),
+            options: std::collections::BTreeMap::from([(
+                VNI_OPTION.to_string(),
+                "4096".to_string(),
+            )]),
+        },
+    }
+}
 
 /// An IPv4 subnet: its network address and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

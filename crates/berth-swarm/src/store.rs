@@ -1302,7 +1302,7 @@ mod tests {
             Command::Init {
                 cluster: Box::new(ClusterRec::default()),
                 node: Box::new(node("n1")),
-                ingress: Some(Box::new(crate::control::ingress_network("now"))),
+                ingress: Some(Box::new(crate::netalloc::ingress_network("now"))),
             },
         )
         .unwrap();
@@ -1368,13 +1368,6 @@ mod tests {
         assert_eq!(s.tasks["a"].addresses["ov"], "10.0.1.3");
         assert_eq!(s.tasks["b"].addresses["ov"], "10.0.1.4");
         assert_eq!(s.tasks["b"].addresses[&ing.id], "10.0.0.6");
-        // The API shows them in CIDR form.
-        let shown = crate::view::task(&s, &s.tasks["b"]);
-        assert_eq!(shown.networks_attachments.len(), 2);
-        assert_eq!(shown.networks_attachments[0].addresses, ["10.0.1.4/29"]);
-        assert!(shown.networks_attachments[1].network.spec.ingress);
-        let svc_shown = crate::view::service(&s, &s.services["s1"], false);
-        assert_eq!(svc_shown.endpoint.virtual_ips.len(), 2);
         // A released address is not handed out again until the subnet has gone round
         // (.5 and .6 are free, then .3 again; .1 is the gateway, .2 the VIP).
         s.apply(
@@ -1428,7 +1421,7 @@ mod tests {
         )
         .unwrap();
         assert!(s.services["s2"].vips.is_empty());
-        let mut second = crate::control::ingress_network("now");
+        let mut second = crate::netalloc::ingress_network("now");
         second.spec.name = "mesh2".into();
         let err = s
             .apply(

@@ -376,3 +376,69 @@ pub fn secret(sec: &api::Secret) -> api::Secret {
     s.spec.data = Vec::new();
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_show_in_cidr_form_with_the_ingress_attachment_last() {
+        let mut s = State::default();
+        let net = |id: &str, subnet: &str, ingress: bool| api::Network {
+            id: id.into(),
+            spec: api::NetworkSpec {
+                ingress,
+                ..Default::default()
+            },
+            ipam_options: Some(api::IpamOptions {
+                configs: vec![api::IpamConfig {
+                    subnet: subnet.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.networks
+            .insert("ov".into(), net("ov", "10.0.1.0/29", false));
+        s.networks
+            .insert("ing".into(), net("ing", "10.0.0.0/24", true));
+        let mut svc = ServiceRec {
+            id: "s1".into(),
+            ports: vec![api::PortConfig {
+                publish_mode: "ingress".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        svc.spec.task_template.networks = vec![api::NetworkAttachmentConfig {
+            target: "ov".into(),
+            ..Default::default()
+        }];
+        svc.vips = BTreeMap::from([("ov".into(), "10.0.1.2".into())]);
+        let t = TaskRec {
+            id: "t".into(),
+            service_id: "s1".into(),
+            spec: svc.spec.task_template.clone(),
+            addresses: BTreeMap::from([
+                ("ov".into(), "10.0.1.4".into()),
+                ("ing".into(), "10.0.0.6".into()),
+            ]),
+            ..Default::default()
+        };
+        s.services.insert("s1".into(), svc);
+        let shown = task(&s, &t);
+        assert_eq!(shown.networks_attachments.len(), 2);
+        assert_eq!(shown.networks_attachments[0].addresses, ["10.0.1.4/29"]);
+        assert_eq!(shown.networks_attachments[1].addresses, ["10.0.0.6/24"]);
+        assert!(shown.networks_attachments[1].network.spec.ingress);
+        let shown = service(&s, &s.services["s1"], false);
+        assert_eq!(
+            shown.endpoint.virtual_ips,
+            [api::EndpointVirtualIp {
+                network_id: "ov".into(),
+                addr: "10.0.1.2/29".into()
+            }]
+        );
+    }
+}

@@ -30,17 +30,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 
-/// Option: the network's VNI (one number; Docker's name, which allows a list).
-pub const OPT_VNI: &str = "com.docker.network.driver.overlay.vxlanid_list";
-/// Option: this node's data-path IPv4 address (the VXLAN source, other nodes' destination).
-pub const OPT_LOCAL: &str = "com.berth.overlay.local";
-/// Option: the bridge's own address when it is not the gateway (the ingress network's
-/// per-node address).
-pub const OPT_BRIDGE_ADDR: &str = "com.berth.overlay.bridge_addr";
-/// Option: `true` for the ingress network (no DNS server).
-pub const OPT_INGRESS: &str = "com.berth.overlay.ingress";
-/// Option: the MTU, if smaller than the underlay's minus the VXLAN overhead.
-pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+// The create options an overlay network is made with (kept beside the record, which reads
+// some of them).
+pub use crate::record::{OPT_BRIDGE_ADDR, OPT_INGRESS, OPT_LOCAL, OPT_MTU, OPT_VNI};
 
 /// What VXLAN adds to a frame: outer IPv4, UDP and VXLAN headers and the inner Ethernet header.
 pub const VXLAN_OVERHEAD: u32 = 50;
