@@ -102,11 +102,18 @@ d 1 service create -d --no-resolve-image --name mesh --replicas 1 -p 9001:9000 \
 d 1 run -d --name ocli --network oov --mount "$mnt" busybox sleep 1000000 >/dev/null
 wait_for 'running srv node2' "srv on node2"
 wait_for 'running mesh node2' "mesh on node2"
-task=$(d 2 ps -q --filter label=com.docker.swarm.service.name=srv)
+# one_task SERVICE NODE: the id of the service's one container on NODE (a task that failed
+# early may still be on its way out).
+one_task() {
+  svc=$1 node=$2
+  wait_for 'test "$(d $node ps -q --filter label=com.docker.swarm.service.name=$svc | wc -l)" -eq 1' "one $svc container on node$node"
+  d "$node" ps -q --filter label=com.docker.swarm.service.name="$svc"
+}
+task=$(one_task srv 2)
 osrv=$(d 2 inspect "$task" --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}')
 vip=$(d 1 service inspect srv --format '{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}')
 vip=${vip%/*}
-mtask=$(d 2 ps -q --filter label=com.docker.swarm.service.name=mesh)
+mtask=$(one_task mesh 2)
 isrv=$(d 2 inspect "$mtask" --format '{{(index .NetworkSettings.Networks "ingress").IPAddress}}')
 # lan: a server in node2's own namespace (gone with the namespace at cleanup).
 on_node 2 "$work/bin/netload" serve 9100 >/dev/null 2>&1 &
