@@ -110,6 +110,8 @@ one_task() {
   d "$node" ps -q --filter label=com.docker.swarm.service.name="$svc"
 }
 task=$(one_task srv 2)
+# Every task the two services had so far (a failed one shows its error).
+d 1 service ps srv mesh --no-trunc --format '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' >&2
 osrv=$(d 2 inspect "$task" --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}')
 vip=$(d 1 service inspect srv --format '{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}')
 vip=${vip%/*}
