@@ -39,6 +39,12 @@ if [ -z "${BERTH:-}" ]; then
 fi
 export BERTH
 work=$(mktemp -d /tmp/berth-obench.XXXXXX)
+cleanup() {
+  scripts/swarm-cluster.sh down $name >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 chmod 755 "$work"
 mkdir "$work/bin"
 if [ -n "${NETLOAD:-}" ]; then
@@ -49,12 +55,6 @@ else
   rustc --edition 2021 -O -C target-feature=+crt-static --target x86_64-unknown-linux-gnu \
     crates/berth/examples/netload.rs -o "$work/bin/netload"
 fi
-cleanup() {
-  scripts/swarm-cluster.sh down $name >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 scripts/mkbusybox.sh "$work/busybox.tar"
 export DOCKER_CONFIG=$work/docker-config
 
