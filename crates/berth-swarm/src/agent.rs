@@ -10,6 +10,7 @@ use api::TaskState;
 use berth_api::swarm as api;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -75,8 +76,12 @@ pub struct Agent<E: Executor + ?Sized, D: Dispatcher> {
     wake: Notify,
     /// The role the cluster last gave this node (the daemon promotes or demotes on a change).
     role: watch::Sender<String>,
-    /// The swarm networks as the dispatcher last described them (None until it has).
-    networks: watch::Sender<Option<Vec<NetworkView>>>,
+    /// The swarm networks as the dispatcher last described them (None until it has), with
+    /// the description's number.
+    networks: watch::Sender<(u64, Option<Vec<NetworkView>>)>,
+    /// The number of the last description the executor applied: a task on swarm networks
+    /// starts once the networks that came with it are in place.
+    networks_done: AtomicU64,
     /// The log subscriptions being served, by id.
     logs: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -120,7 +125,8 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             role: watch::channel(String::new()).0,
-            networks: watch::channel(None).0,
+            networks: watch::channel((0, None)).0,
+            networks_done: AtomicU64::new(0),
             logs: Mutex::new(HashMap::new()),
         })
     }
@@ -155,10 +161,12 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 loop {
-                    let views = rx.borrow_and_update().clone();
+                    let (seq, views) = rx.borrow_and_update().clone();
                     if let Some(views) = views {
                         a.exec.networks(views).await;
                     }
+                    a.networks_done.store(seq, Ordering::SeqCst);
+                    a.wake.notify_one();
                     // Also now and then without a change: containers restarted in place
                     // (a restart policy, a daemon restart) get their balancers back.
                     tokio::select! {
@@ -190,6 +198,19 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
         for (_, serving) in self.logs.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             serving.abort();
         }
+    }
+
+    /// Hands a new description of the swarm networks to the executor's loop.
+    fn describe_networks(&self, views: Vec<NetworkView>) {
+        self.networks.send_modify(|(seq, v)| {
+            *seq += 1;
+            *v = Some(views);
+        });
+    }
+
+    /// Whether the executor has applied every network description sent to it.
+    fn networks_in_place(&self) -> bool {
+        self.networks_done.load(Ordering::SeqCst) >= self.networks.borrow().0
     }
 
     fn has_pending(&self) -> bool {
@@ -245,7 +266,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                     self.follow_log_subscriptions(&resp.logs);
                 }
                 if changed {
-                    self.networks.send_replace(Some(resp.networks));
+                    self.describe_networks(resp.networks);
                     let mut g = self.lock();
                     g.synced = true;
                     g.assigned = Assigned {
@@ -285,7 +306,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                         // Removed from the cluster: its tasks run elsewhere now.
                         g.assigned = Assigned::default();
                         g.synced = true;
-                        self.networks.send_replace(Some(Vec::new()));
+                        self.describe_networks(Vec::new());
                     }
                     // Nothing was accepted: the states go again with the next call.
                     let mut back = sent;
@@ -478,6 +499,10 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                         && !current.is_terminal()
                         && current < TaskState::Starting
                     {
+                        if !t.networks_attachments.is_empty() && !self.networks_in_place() {
+                            // Next round, once its networks are (the executor wakes us).
+                            continue;
+                        }
                         let svc_name = services.get(&t.service_id).cloned().unwrap_or_default();
                         let networks = match task_networks(t, &svc_name) {
                             Ok(n) => n,
