@@ -289,7 +289,6 @@ fn table_exists(name: &str) -> Result<bool> {
     Ok(status.success())
 }
 
-
 /// In the current namespace: exactly one policy rule `fwmark M lookup M` at
 /// [`RULE_PRIORITY`] and a default route via the node in table M per (mark, node address);
 /// berth's rules for other marks, and their tables' routes, are removed.
