@@ -4,8 +4,9 @@
 //! id) of the same name, subnet and gateway, marked with the swarm network's id, made on
 //! demand and removed once nothing here needs it. The managers' description of it (endpoints
 //! on other nodes, names, virtual IPs, the routing mesh) is programmed into the network
-//! service (peers, ingress ports), the network's DNS names, and the namespaces of the task
-//! containers on it (virtual IP balancing, the mesh's return path).
+//! service (peers, ingress ports, and for an encrypted network the cluster's keys for its
+//! ESP), the network's DNS names, and the namespaces of the task containers on it (virtual IP
+//! balancing, the mesh's return path).
 
 use crate::container::handle::Container;
 use crate::state::Daemon;
@@ -13,6 +14,7 @@ use crate::swarm_state::{Applied, Programs};
 use berth_api::network::{CreateRequest, Ipam, IpamConfig};
 use berth_api::swarm as api;
 use berth_network::driver::{overlay, Network};
+use berth_network::esp;
 use berth_network::lb::{program_ingress_return, program_vips, IngressNode, VipBackends};
 use berth_network::link::mac_for;
 use berth_network::nft::Proto;
@@ -357,6 +359,25 @@ fn ipv4(s: &str) -> Option<Ipv4Addr> {
     s.parse().ok()
 }
 
+/// The cluster's encryption keys a view carries (encrypted networks only).
+fn esp_keys(v: &NetworkView) -> Option<esp::Keys> {
+    if v.keys.is_empty() {
+        return None;
+    }
+    Some(esp::Keys {
+        keys: v
+            .keys
+            .iter()
+            .map(|k| esp::Key {
+                tag: k.tag,
+                key: k.key,
+                salt: k.salt,
+            })
+            .collect(),
+        primary: v.primary_key,
+    })
+}
+
 /// Brings this node to the managers' description of its swarm networks: names, mesh ports
 /// and every container's balancers first (a task leaving a balancer must not wait for a
 /// container being made), then each network is realised and its peers set, the new ones
@@ -384,7 +405,8 @@ pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkVie
                 })
             })
             .collect();
-        if let Err(e) = d.net.set_overlay_peers(&name, &peers).await {
+        let keys = esp_keys(&v);
+        if let Err(e) = d.net.set_overlay_peers(&name, &peers, keys.as_ref()).await {
             tracing::warn!("swarm network {name}: programming its peers: {e}");
         }
     }
@@ -611,6 +633,13 @@ mod tests {
         );
         let labels = r.labels.unwrap();
         assert_eq!(labels[SWARM_NETWORK_LABEL], "abc");
+        // An encrypted network's option reaches the driver.
+        n.spec.driver_configuration = Some(api::Driver {
+            name: "overlay".into(),
+            options: BTreeMap::from([(overlay::OPT_ENCRYPTED.into(), String::new())]),
+        });
+        let enc = overlay_request(&n, local, None).options.unwrap();
+        assert!(enc.contains_key(overlay::OPT_ENCRYPTED));
         assert_eq!(labels["com.docker.stack.namespace"], "st");
         // A worker shows it as the swarm network.
         let mut shown = berth_api::network::Network {
@@ -637,5 +666,37 @@ mod tests {
         assert_eq!(realises(&rec), None);
         rec.labels.insert(SWARM_NETWORK_LABEL.into(), "abc".into());
         assert_eq!(realises(&rec), Some("abc"));
+    }
+
+    #[test]
+    fn an_encrypted_networks_keys_reach_the_network_service() {
+        let mut v = NetworkView::default();
+        assert_eq!(esp_keys(&v), None);
+        let key = |tag: u32| berth_swarm::proto::NetworkKey {
+            tag,
+            key: [tag as u8; 16],
+            salt: [tag as u8 + 1; 4],
+            created_unix: 5,
+        };
+        v.keys = vec![key(3), key(4)];
+        v.primary_key = 4;
+        let k = esp_keys(&v).unwrap();
+        assert_eq!(k.primary, 4);
+        assert_eq!(
+            k.keys,
+            [
+                esp::Key {
+                    tag: 3,
+                    key: [3; 16],
+                    salt: [4; 4]
+                },
+                esp::Key {
+                    tag: 4,
+                    key: [4; 16],
+                    salt: [5; 4]
+                }
+            ]
+        );
+        assert!(k.check().is_ok());
     }
 }

@@ -1,14 +1,15 @@
 //! berth's container networking as a service (Docker's Container Network Model): the
 //! [`service::NetworkService`] with its drivers and IPAM behind traits, and the parts under
 //! it: address management, bridges, VXLAN and veth pairs over netlink, the nftables table
-//! berth owns, the load balancing programmed inside sandboxes ([`lb`]), the embedded DNS
-//! server, published ports and the files a sandbox mounts. Nothing here knows containers'
-//! records or the daemon.
+//! berth owns, IPsec ESP of encrypted overlays ([`esp`]), the load balancing programmed
+//! inside sandboxes ([`lb`]), the embedded DNS server, published ports and the files a
+//! sandbox mounts. Nothing here knows containers' records or the daemon.
 
 pub mod config;
 pub mod dns;
 pub mod driver;
 pub mod endpoint;
+pub mod esp;
 pub mod files;
 pub mod host;
 pub mod ipam;

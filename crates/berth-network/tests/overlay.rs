@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use berth_api::network::{CreateRequest, Ipam, IpamConfig};
 use berth_network::config::NetConfig;
-use berth_network::driver::overlay::{OPT_BRIDGE_ADDR, OPT_INGRESS, OPT_LOCAL, OPT_VNI};
+use berth_network::driver::overlay::{
+    OPT_BRIDGE_ADDR, OPT_ENCRYPTED, OPT_INGRESS, OPT_LOCAL, OPT_VNI,
+};
 use berth_network::lb::{program_ingress_return, program_vips, IngressNode, VipBackends};
 use berth_network::link::{mac_for, random_veth_name, Endpoint};
 use berth_network::nft::Proto;
@@ -199,6 +201,20 @@ impl Node {
 
     /// Creates an overlay network through the service.
     fn create(&self, name: &str, vni: u32, subnet: &str, gw: &str, ingress: Option<&str>) {
+        let req = self.request(name, vni, subnet, gw, ingress);
+        self.call(move |rt, svc| rt.block_on(svc.create(req)))
+            .expect("create overlay");
+    }
+
+    /// The create request of an overlay network on this node.
+    fn request(
+        &self,
+        name: &str,
+        vni: u32,
+        subnet: &str,
+        gw: &str,
+        ingress: Option<&str>,
+    ) -> CreateRequest {
         let mut options = BTreeMap::from([
             (OPT_VNI.to_string(), vni.to_string()),
             (OPT_LOCAL.to_string(), self.addr.to_string()),
@@ -207,7 +223,7 @@ impl Node {
             options.insert(OPT_BRIDGE_ADDR.into(), b.into());
             options.insert(OPT_INGRESS.into(), "true".into());
         }
-        let req = CreateRequest {
+        CreateRequest {
             name: name.into(),
             driver: "overlay".into(),
             scope: "swarm".into(),
@@ -222,14 +238,12 @@ impl Node {
             }),
             options: Some(options),
             ..Default::default()
-        };
-        self.call(move |rt, svc| rt.block_on(svc.create(req)))
-            .expect("create overlay");
+        }
     }
 
     fn peers(&self, net: &str, peers: Vec<OverlayPeer>) {
         let net = net.to_string();
-        self.call(move |rt, svc| rt.block_on(svc.set_overlay_peers(&net, &peers)))
+        self.call(move |rt, svc| rt.block_on(svc.set_overlay_peers(&net, &peers, None)))
             .expect("set peers");
     }
 
@@ -462,7 +476,7 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
     // A list naming an address or MAC twice is refused.
     let twice = vec![peer("10.10.0.21", &b), peer("10.10.0.21", &b)];
     let err = a
-        .call(move |rt, svc| rt.block_on(svc.set_overlay_peers("ov", &twice)))
+        .call(move |rt, svc| rt.block_on(svc.set_overlay_peers("ov", &twice, None)))
         .expect_err("duplicate peers");
     assert!(err.to_string().contains("given twice"), "{err}");
 
@@ -653,4 +667,60 @@ fn encryption_support_is_probed_and_leaves_no_state() {
         );
     }
     assert_eq!(ns.ok(&["ip", "xfrm", "state", "list"]).trim(), "");
+}
+
+#[test]
+fn an_encrypted_overlay_is_brought_up_only_with_the_kernels_esp() {
+    let (a, _b) = two_nodes("enc");
+    let probe =
+        a.call(|_, _| berth_network::lb::check_encryption_support().map_err(|e| e.to_string()));
+    let mut req = a.request("enc", 4097, "10.0.9.0/24", "10.0.9.1", None);
+    if let Some(o) = req.options.as_mut() {
+        o.insert(OPT_ENCRYPTED.into(), String::new());
+    }
+    let made = a.call(move |rt, svc| {
+        rt.block_on(svc.create(req))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    match probe {
+        // This kernel cannot: the network is refused with the probe's message and nothing
+        // of it (links, ESP rules, policies) is left.
+        Err(why) => {
+            let e = made.expect_err("an encrypted overlay without the kernel's ESP");
+            assert!(
+                e.contains("encrypted overlay networks need IPsec ESP"),
+                "{e}"
+            );
+            assert!(why.contains("rfc4106(gcm(aes))"), "{why}");
+            assert!(!a
+                .ns
+                .links()
+                .iter()
+                .any(|l| l.starts_with("bov") || l.starts_with("vxl")));
+            assert_eq!(a.ns.ok(&["ip", "xfrm", "state", "list"]).trim(), "");
+            assert_eq!(a.ns.ok(&["ip", "xfrm", "policy", "list"]).trim(), "");
+            assert!(!a
+                .ns
+                .run(&["nft", "list", "table", "ip", "berth-esp"])
+                .status
+                .success());
+        }
+        // A kernel with ESP: the network is up, its VNI marked, marked traffic blocked until
+        // its nodes and keys are set.
+        Ok(()) => {
+            made.expect("an encrypted overlay with the kernel's ESP");
+            let table = a.ns.ok(&["nft", "list", "table", "ip", "berth-esp"]);
+            assert!(table.contains("0x1001"), "{table}");
+            let policies = a.ns.ok(&["ip", "xfrm", "policy", "list"]);
+            assert!(policies.contains("action block"), "{policies}");
+            a.remove("enc");
+            assert!(!a
+                .ns
+                .run(&["nft", "list", "table", "ip", "berth-esp"])
+                .status
+                .success());
+            assert_eq!(a.ns.ok(&["ip", "xfrm", "policy", "list"]).trim(), "");
+        }
+    }
 }

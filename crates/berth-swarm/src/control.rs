@@ -311,7 +311,7 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
 /// The labels only berth's swarm may set on a network.
 const PREDEFINED_LABEL: &str = "com.docker.swarm.predefined";
 /// The network options a swarm network may carry (the node-local realisation applies them).
-const NETWORK_OPTIONS: &[&str] = &["com.docker.network.driver.mtu"];
+const NETWORK_OPTIONS: &[&str] = &["com.docker.network.driver.mtu", "encrypted"];
 
 /// A swarm network's name: a DNS label as swarmkit's annotations check it.
 fn valid_network_name(n: &str) -> bool {
@@ -384,9 +384,11 @@ pub fn network_spec(req: berth_api::network::CreateRequest) -> Result<api::Netwo
         ));
     }
     let options = req.options.unwrap_or_default();
-    if options.contains_key("encrypted") {
+    // Encryption is IPsec ESP of the overlay's VXLAN traffic between nodes (the daemon checks
+    // its kernel first).
+    if options.contains_key("encrypted") && driver != "overlay" {
         return Err(Error::invalid(
-            "encrypted swarm networks are not supported by berth yet",
+            "encrypted networks use the overlay driver (IPsec ESP between nodes)",
         ));
     }
     if let Some(k) = options
@@ -980,6 +982,13 @@ impl Manager {
     pub async fn create_network(&self, req: berth_api::network::CreateRequest) -> Result<String> {
         self.cluster_ready()?;
         let spec = network_spec(req)?;
+        let encrypted = spec
+            .driver_configuration
+            .as_ref()
+            .is_some_and(|d| d.options.contains_key("encrypted"));
+        if encrypted {
+            self.ensure_network_key().await?;
+        }
         let id = new_id();
         let t = now();
         let driver = spec
@@ -1254,7 +1263,15 @@ mod tests {
         assert_eq!(err(r).status, 404);
         let mut r = overlay("n");
         r.options = Some([("encrypted".to_string(), String::new())].into());
-        assert!(err(r).message.contains("encrypted"));
+        let spec = network_spec(r.clone()).unwrap();
+        assert!(spec
+            .driver_configuration
+            .unwrap()
+            .options
+            .contains_key("encrypted"));
+        r.driver = String::new();
+        r.scope = "swarm".into();
+        assert!(err(r).message.contains("overlay driver"));
         let mut r = overlay("n");
         r.enable_ipv4 = Some(false);
         assert_eq!(

@@ -329,6 +329,7 @@ impl Manager {
                 .get_or_insert_with(Instant::now);
             self.liveness(since).await;
             self.membership_upkeep().await;
+            self.network_key_upkeep().await;
             let cmds = self.read(|s| orchestrator::pass(s, &mut mem, SystemTime::now()));
             for c in cmds {
                 if let Err(e) = self.propose(c).await {
@@ -402,8 +403,57 @@ impl Manager {
         }
     }
 
+    /// Makes the first network encryption key when an encrypted network needs one, and a
+    /// new primary every 12 hours (the oldest beyond three is pruned as it applies).
+    async fn network_key_upkeep(&self) {
+        let now = unix_now();
+        let due = self.read(|s| {
+            s.network_key_due(now)
+                .then(|| s.network_keys.last().map_or(0, |k| k.tag))
+        });
+        if let Some(after) = due {
+            if let Err(e) = self.propose(new_network_key(after, now)).await {
+                tracing::debug!("swarm network keys: {e}");
+            }
+        }
+    }
+
+    /// Makes sure the cluster has a network encryption key (before an encrypted network is
+    /// made, so that its nodes get keys with it).
+    pub(crate) async fn ensure_network_key(&self) -> Result<()> {
+        if self.read(|s| !s.network_keys.is_empty()) {
+            return Ok(());
+        }
+        match self.propose(new_network_key(0, unix_now())).await {
+            // Another proposal made the first key meanwhile.
+            Err(_) if self.read(|s| !s.network_keys.is_empty()) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
     pub async fn stop(&self) {
         self.raft.stop().await;
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A proposal of a new random network encryption key as the primary after the key tagged
+/// `after` (0: the first).
+fn new_network_key(after: u32, now_unix: u64) -> Command {
+    Command::RotateNetworkKey {
+        key: Box::new(crate::proto::NetworkKey {
+            tag: 0,
+            key: crate::ids::random_bytes(),
+            salt: crate::ids::random_bytes(),
+            created_unix: now_unix,
+        }),
+        after,
     }
 }
 

@@ -1,10 +1,10 @@
 //! What one node needs of the swarm networks to carry its endpoints' traffic: for each network
 //! it takes part in, the endpoints on other nodes, the names the network's DNS answers, the
-//! services' virtual IPs with their running tasks, and for the ingress network the mesh.
-//! A pure function of the replicated state, sent in the node's session answers.
+//! services' virtual IPs with their running tasks, for the ingress network the mesh, and for
+//! encrypted networks the cluster's encryption keys. A pure function of the replicated state, sent in the node's session answers.
 
 use crate::proto::{IngressPortView, NetworkView};
-use crate::store::{publishes_ingress, ServiceRec, State, TaskRec};
+use crate::store::{is_encrypted, publishes_ingress, ServiceRec, State, TaskRec};
 use api::TaskState;
 use berth_api::swarm as api;
 use std::collections::BTreeSet;
@@ -161,6 +161,10 @@ fn view(s: &State, n: &api::Network, node: &str) -> NetworkView {
     peers.sort();
     peers.dedup();
     v.peers = peers;
+    if is_encrypted(n) {
+        v.keys = s.network_keys.clone();
+        v.primary_key = s.network_keys.last().map_or(0, |k| k.tag);
+    }
     v
 }
 
@@ -360,6 +364,65 @@ mod tests {
                 backends: vec!["10.0.0.5".into(), "10.0.0.6".into()],
             }]
         );
+    }
+
+    #[test]
+    fn keys_go_only_with_encrypted_networks_to_their_nodes() {
+        let mut s = state();
+        let key = |tag: u32| crate::proto::NetworkKey {
+            tag,
+            key: [tag as u8; 16],
+            salt: [0; 4],
+            created_unix: 0,
+        };
+        s.network_keys = vec![key(1), key(2)];
+        // Plain networks carry no keys.
+        for v in views(&s, "n1") {
+            assert!(v.keys.is_empty() && v.primary_key == 0, "{}", v.network.id);
+        }
+        let mut enc = net("enc", "10.0.2.0/24", false);
+        enc.spec.driver_configuration = Some(api::Driver {
+            name: "overlay".into(),
+            options: [("encrypted".to_string(), String::new())].into(),
+        });
+        s.networks.insert("enc".into(), enc);
+        s.tasks.insert(
+            "t5".into(),
+            task(
+                "t5",
+                "s1",
+                5,
+                "n2",
+                TaskState::Running,
+                &[("enc", "10.0.2.3")],
+            ),
+        );
+        // n2 takes part in it: the keys, the newest primary; n1 does not: no view of it.
+        let v2 = views(&s, "n2");
+        let e = v2.iter().find(|x| x.network.id == "enc").unwrap();
+        assert_eq!(e.keys, [key(1), key(2)]);
+        assert_eq!(e.primary_key, 2);
+        assert!(v2
+            .iter()
+            .filter(|x| x.network.id != "enc")
+            .all(|x| x.keys.is_empty()));
+        assert!(!views(&s, "n1").iter().any(|x| x.network.id == "enc"));
+        // Once n1 has a task there too, it gets them, and each node sees the other's address.
+        s.tasks.insert(
+            "t6".into(),
+            task(
+                "t6",
+                "s1",
+                6,
+                "n1",
+                TaskState::Running,
+                &[("enc", "10.0.2.4")],
+            ),
+        );
+        let v1 = views(&s, "n1");
+        let e = v1.iter().find(|x| x.network.id == "enc").unwrap();
+        assert_eq!(e.keys.len(), 2);
+        assert_eq!(e.peers, [("10.0.2.3".to_string(), "192.0.2.2".to_string())]);
     }
 
     #[test]

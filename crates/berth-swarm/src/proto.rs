@@ -128,6 +128,36 @@ pub struct NetworkView {
     pub mesh_nodes: Vec<String>,
     /// Ingress: the ports the routing mesh publishes.
     pub ingress_ports: Vec<IngressPortView>,
+    /// Encrypted networks only: the cluster's network encryption keys, oldest first.
+    #[serde(default)]
+    pub keys: Vec<NetworkKey>,
+    /// Encrypted networks only: the tag of the key outgoing traffic uses (0: none).
+    #[serde(default)]
+    pub primary_key: u32,
+}
+
+/// A key of encrypted overlay networks (IPsec ESP between nodes, AES-128-GCM): made by the
+/// leader, kept in the replicated state (sealed at rest with the rest of the Raft data),
+/// rotated every 12 hours, and sent only to the nodes of encrypted networks (their sessions
+/// are mutual TLS).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkKey {
+    /// Unique in the cluster, from 1, one more for each new key.
+    pub tag: u32,
+    pub key: [u8; 16],
+    pub salt: [u8; 4],
+    /// When the leader made it (seconds since the epoch).
+    pub created_unix: u64,
+}
+
+impl std::fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NetworkKey {{ tag: {}, created_unix: {}, .. }}",
+            self.tag, self.created_unix
+        )
+    }
 }
 
 /// A port published through the routing mesh, with the running tasks behind it.

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::netalloc::{self, Subnet};
+use crate::proto::NetworkKey;
 use berth_api::swarm as api;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,6 +158,24 @@ pub struct State {
     pub addr_cursor: BTreeMap<String, u32>,
     #[serde(default)]
     pub attachments: BTreeMap<String, AttachmentRec>,
+    /// The keys of encrypted overlay networks, oldest first; the last is the primary.
+    #[serde(default)]
+    pub network_keys: Vec<NetworkKey>,
+}
+
+/// How many network encryption keys the cluster keeps (the primary and the two before it, so
+/// that nodes that have not switched yet still decrypt and are decrypted).
+pub const KEEP_NETWORK_KEYS: usize = 3;
+
+/// How long a network encryption key is the primary before the leader makes a new one.
+pub const NETWORK_KEY_ROTATION_SECS: u64 = 12 * 3600;
+
+/// Whether a swarm network's traffic is encrypted between nodes (`--opt encrypted`).
+pub fn is_encrypted(n: &api::Network) -> bool {
+    n.spec
+        .driver_configuration
+        .as_ref()
+        .is_some_and(|d| d.options.contains_key("encrypted"))
 }
 
 /// A change to the state. Every field that depends on the proposer (ids, times) is inside.
@@ -301,6 +320,13 @@ pub enum Command {
     Detach {
         ids: Vec<String>,
     },
+    /// A new network encryption key (made by the leader) becomes the primary, and the oldest
+    /// beyond [`KEEP_NETWORK_KEYS`] is pruned. `after` is the tag of the primary the proposer
+    /// saw (0: none): a stale proposal is refused. The key's tag is given as it applies.
+    RotateNetworkKey {
+        key: Box<NetworkKey>,
+        after: u32,
+    },
 }
 
 /// Docker's answer to a stale version in an update.
@@ -394,6 +420,18 @@ impl State {
                 c.version = index;
                 c.updated_at = now;
                 Ok(Value::Null)
+            }
+            Command::RotateNetworkKey { mut key, after } => {
+                let primary = self.network_keys.last().map_or(0, |k| k.tag);
+                if primary != after {
+                    return Err(Error::conflict("the network encryption keys have changed"));
+                }
+                key.tag = primary.wrapping_add(1).max(1);
+                let tag = key.tag;
+                self.network_keys.push(*key);
+                let extra = self.network_keys.len().saturating_sub(KEEP_NETWORK_KEYS);
+                self.network_keys.drain(..extra);
+                Ok(Value::from(tag))
             }
             Command::NodeTls { id, tls_info, now } => {
                 let n = self.node_mut(&id)?;
@@ -812,6 +850,16 @@ impl State {
             self.give_mesh_addresses();
         }
         Ok(Value::String(id))
+    }
+
+    /// Whether the leader should make a new network encryption key at `now_unix` (seconds):
+    /// the first when an encrypted network exists, then every
+    /// [`NETWORK_KEY_ROTATION_SECS`].
+    pub fn network_key_due(&self, now_unix: u64) -> bool {
+        match self.network_keys.last() {
+            None => self.networks.values().any(is_encrypted),
+            Some(k) => now_unix >= k.created_unix.saturating_add(NETWORK_KEY_ROTATION_SECS),
+        }
     }
 
     /// The ingress network, if the swarm has one.
@@ -1283,6 +1331,62 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    fn rotate(s: &mut State, index: u64, after: u32, created_unix: u64) -> Result<Value> {
+        s.apply(
+            index,
+            Command::RotateNetworkKey {
+                key: Box::new(NetworkKey {
+                    tag: 99,
+                    key: [index as u8; 16],
+                    salt: [index as u8; 4],
+                    created_unix,
+                }),
+                after,
+            },
+        )
+    }
+
+    #[test]
+    fn network_keys_are_made_when_needed_rotated_and_pruned() {
+        let mut s = swarm();
+        s.apply(1, net("ov", "ov", Some("10.0.1.0/24"))).unwrap();
+        // No encrypted network: no key needed.
+        assert!(!s.network_key_due(0));
+        let Command::CreateNetwork { mut network } = net("enc", "enc", None) else {
+            unreachable!()
+        };
+        network.spec.driver_configuration = Some(api::Driver {
+            name: "overlay".into(),
+            options: BTreeMap::from([("encrypted".into(), String::new())]),
+        });
+        assert!(is_encrypted(&network));
+        assert!(!is_encrypted(&s.networks["ov"]));
+        s.apply(2, Command::CreateNetwork { network }).unwrap();
+        assert!(s.network_key_due(1000));
+        // The first key gets tag 1, whatever the proposer put there.
+        assert_eq!(rotate(&mut s, 3, 0, 1000).unwrap(), Value::from(1));
+        assert!(!s.network_key_due(1000 + NETWORK_KEY_ROTATION_SECS - 1));
+        assert!(s.network_key_due(1000 + NETWORK_KEY_ROTATION_SECS));
+        // A proposal made before that key applied is stale.
+        assert!(rotate(&mut s, 4, 0, 2000).is_err());
+        assert_eq!(s.network_keys.len(), 1);
+        for (i, tag) in (5..8).zip(2u32..) {
+            assert_eq!(
+                rotate(&mut s, i, tag - 1, 1000 * i).unwrap(),
+                Value::from(tag)
+            );
+        }
+        // Three kept, the newest primary (last), the oldest pruned.
+        let tags: Vec<u32> = s.network_keys.iter().map(|k| k.tag).collect();
+        assert_eq!(tags, [2, 3, 4]);
+        assert_eq!(s.network_keys.last().unwrap().key, [7u8; 16]);
+        // Keys survive a snapshot (the Raft data, sealed at rest).
+        let back: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back.network_keys, s.network_keys);
+        // Never shown in logs.
+        assert!(!format!("{:?}", s.network_keys[0]).contains("key: ["));
     }
 
     fn subnet_of(s: &State, id: &str) -> (String, String) {

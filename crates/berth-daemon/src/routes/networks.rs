@@ -322,8 +322,9 @@ pub async fn create(
         let forbidden = |m: &str| Error(berth_api::ApiError::new(403, m));
         return match manager {
             Some(m) => {
-                // Encrypted overlays need the kernel's IPsec ESP with AES-GCM (berth does not
-                // program ESP yet either: the cluster refuses them next).
+                // Encrypted overlays need the kernel's IPsec ESP with AES-GCM: refused here,
+                // before anything is made, when this manager's kernel lacks it (every node
+                // checks its own again when it brings the network up).
                 if req
                     .options
                     .as_ref()

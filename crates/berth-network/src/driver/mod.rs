@@ -27,11 +27,13 @@ use std::sync::{Mutex, MutexGuard};
 /// A boxed future, so that drivers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The host-side machinery drivers share: netlink, berth's nftables table, the settings and
-/// the resolvers the embedded DNS forwards to.
+/// The host-side machinery drivers share: netlink, berth's nftables table, the settings, the
+/// resolvers the embedded DNS forwards to, and the ESP of encrypted overlays (shared by them
+/// all: associations are per pair of nodes).
 pub struct HostNet {
     pub link: Netlink,
     pub table: nft::Table,
+    pub esp: crate::esp::Esp,
     pub cfg: NetConfig,
     /// Where names that are not containers' go: the daemon's `dns`, else the host's resolvers.
     pub upstreams: Vec<SocketAddr>,

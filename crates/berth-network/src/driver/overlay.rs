@@ -6,13 +6,18 @@
 //! learning, ARP answered by the device from its static neighbour entries, no miss
 //! notifications). The bridge's MAC is [`link::mac_for`] of its address, so that other nodes
 //! can compute it. The MTU of the bridge, the VXLAN device and every endpoint's veth is the
-//! underlay's (the link holding the local address) minus 50, or the `mtu` option if smaller.
+//! underlay's (the link holding the local address) minus 50 (and 26 more when encrypted), or
+//! the `mtu` option if smaller.
 //! Every node's bridge carries the network's gateway (ARP for it is answered locally, and
 //! nothing floods over VXLAN: the device has no all-zero forwarding entry), except the
 //! ingress network's, which carries the node's own ingress address. The bridge sends ARP
 //! requests from its own address only (`arp_announce` 2). The bridge joins berth's
 //! nftables sets like a user bridge (isolation, masquerade unless internal, icc), and every
 //! overlay but ingress gets the embedded DNS server on its gateway.
+//!
+//! An `encrypted` network is brought up only when the kernel passes
+//! [`crate::lb::check_encryption_support`]; its VXLAN traffic then goes through IPsec ESP with
+//! the managers' keys ([`crate::esp`]), synced with its peers' nodes.
 //!
 //! Remote endpoints are programmed from the full desired list (see
 //! `NetworkService::set_overlay_peers`): a permanent neighbour entry and a permanent
@@ -33,6 +38,9 @@ use std::os::fd::BorrowedFd;
 // The create options an overlay network is made with (kept beside the record, which reads
 // some of them).
 pub use crate::record::{OPT_BRIDGE_ADDR, OPT_INGRESS, OPT_LOCAL, OPT_MTU, OPT_VNI};
+/// Option (present, any value): the network's VXLAN traffic is encrypted (Docker's
+/// `--opt encrypted`).
+pub const OPT_ENCRYPTED: &str = "encrypted";
 
 /// What VXLAN adds to a frame: outer IPv4, UDP and VXLAN headers and the inner Ethernet header.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -48,6 +56,7 @@ pub struct OverlayOptions {
     pub bridge_addr: Option<Ipv4Addr>,
     pub ingress: bool,
     pub mtu: Option<u32>,
+    pub encrypted: bool,
 }
 
 impl OverlayOptions {
@@ -104,6 +113,7 @@ impl OverlayOptions {
             bridge_addr,
             ingress,
             mtu,
+            encrypted: opts.contains_key(OPT_ENCRYPTED),
         })
     }
 
@@ -130,7 +140,12 @@ impl OverlayOptions {
 
     /// The MTU for an underlay of MTU `underlay`.
     pub fn mtu_for(&self, underlay: u32) -> u32 {
-        let mtu = underlay.saturating_sub(VXLAN_OVERHEAD);
+        let esp = if self.encrypted {
+            crate::esp::ESP_OVERHEAD
+        } else {
+            0
+        };
+        let mtu = underlay.saturating_sub(VXLAN_OVERHEAD + esp);
         self.mtu.map_or(mtu, |m| m.min(mtu))
     }
 }
@@ -163,6 +178,9 @@ impl Driver for Overlay {
             host.link.delete_link(&o.vxlan()).await?;
             host.link.delete_link(&o.bridge()).await?;
             crate::iptables::forget_bridge(&o.bridge());
+            if o.encrypted {
+                host.esp.tear_down(&n.rec.id)?;
+            }
             Ok(())
         })
     }
@@ -267,10 +285,15 @@ async fn configure(
 }
 
 /// The bridge with its address and MAC, the VXLAN device on it, loopback routing for the
-/// routing mesh's masqueraded local clients, and the embedded DNS (not on ingress).
+/// routing mesh's masqueraded local clients, and the embedded DNS (not on ingress). An
+/// encrypted network first needs the kernel's ESP (else nothing is made) and gets its VNI's
+/// ESP rules.
 async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     let r = &n.rec;
     let o = OverlayOptions::of(r)?;
+    if o.encrypted {
+        host.esp.bring_up(&r.id, o.vni, o.local)?;
+    }
     let (Some(subnet), Some(gateway)) = (r.subnet(), r.gateway()) else {
         return Err(Error::Internal(format!(
             "overlay network {} without subnet or gateway",
@@ -341,6 +364,16 @@ mod tests {
         assert_eq!(o.mtu_for(1500), 1400);
         assert_eq!(o.mtu_for(1420), 1370);
         assert_eq!(o.bridge(), "bov16777215");
+        assert!(!o.encrypted);
+        let o = OverlayOptions::parse(&opts(&[
+            (OPT_VNI, "4097"),
+            (OPT_LOCAL, "192.0.2.1"),
+            (OPT_ENCRYPTED, ""),
+        ]))
+        .unwrap();
+        assert!(o.encrypted);
+        // ESP takes 26 bytes more.
+        assert_eq!(o.mtu_for(1500), 1424);
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl NetworkService {
             host: HostNet {
                 link,
                 table,
+                esp: Default::default(),
                 cfg: nc,
                 upstreams,
             },

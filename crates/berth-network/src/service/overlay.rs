@@ -1,14 +1,16 @@
 //! The service's side of swarm networking on this node: the remote endpoints of overlay
-//! networks (programmed on their VXLAN devices) and the routing mesh's published ports (in
-//! berth's nftables table). Each call takes the full desired list from the daemon.
+//! networks (programmed on their VXLAN devices, and for encrypted networks their nodes' ESP
+//! associations) and the routing mesh's published ports (in berth's nftables table). Each
+//! call takes the full desired list from the daemon.
 
 use super::NetworkService;
 use crate::driver::overlay::OverlayOptions;
 use crate::endpoint::fmt_mac;
+use crate::esp::Keys;
 use crate::link::Peer;
 use crate::nft::IngressPort;
 use crate::{Error, Result};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 
 /// A remote endpoint of an overlay network: its address and MAC, and the data-path address
@@ -26,7 +28,14 @@ impl NetworkService {
     /// endpoints are on the local bridge. On the ingress network, list the other nodes'
     /// ingress bridge addresses too (MAC [`crate::link::mac_for`] of the address): tasks send
     /// replies of routing-mesh connections to them.
-    pub async fn set_overlay_peers(&self, network: &str, peers: &[OverlayPeer]) -> Result<()> {
+    /// An encrypted network needs the cluster's `keys` (ignored on others): the ESP
+    /// associations with the peers' nodes are synced before the peers are programmed.
+    pub async fn set_overlay_peers(
+        &self,
+        network: &str,
+        peers: &[OverlayPeer],
+        keys: Option<&Keys>,
+    ) -> Result<()> {
         let n = self.find(network)?;
         let o = OverlayOptions::of(&n.rec)?;
         let (mut ips, mut macs) = (HashSet::new(), HashSet::new());
@@ -53,6 +62,16 @@ impl NetworkService {
                 node: p.node,
             })
             .collect();
+        if o.encrypted {
+            let keys = keys.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "encrypted network {}: no encryption keys from the managers yet",
+                    n.rec.name
+                ))
+            })?;
+            let nodes: BTreeSet<Ipv4Addr> = peers.iter().map(|p| p.node).collect();
+            self.host.esp.set_nodes(&n.rec.id, nodes, keys.clone())?;
+        }
         self.host.link.sync_vxlan_peers(&o.vxlan(), &peers).await
     }
 
