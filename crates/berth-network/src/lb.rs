@@ -85,7 +85,7 @@ pub fn program_ingress_return(
     ifname: &str,
     nodes: &[IngressNode],
 ) -> Result<()> {
-    let quoted = quote_ifname(ifname)?;
+    let quoted = crate::nft::quote(ifname)?;
     let script = render_ingress_nodes(nodes)?;
     let marks: Vec<(u32, Ipv4Addr)> = nodes
         .iter()
@@ -245,18 +245,6 @@ fn render_ingress_nodes(nodes: &[IngressNode]) -> Result<String> {
         );
     }
     Ok(s)
-}
-
-fn quote_ifname(ifname: &str) -> Result<String> {
-    if ifname.is_empty()
-        || ifname.len() > 15
-        || !ifname
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return Err(Error::Invalid(format!("invalid interface name {ifname:?}")));
-    }
-    Ok(format!("\"{ifname}\""))
 }
 
 /// Runs `f` on a new thread that first joins the network namespace `netns` (a runtime worker
@@ -481,7 +469,7 @@ mod tests {
         let t = ingress_table("\"eth1\"");
         assert!(t.contains("iifname \"eth1\" ct state new ct mark set ether saddr map @nodes"));
         assert!(t.contains("type route hook output"));
-        assert!(quote_ifname("eth1\"; flush ruleset").is_err());
+        assert!(crate::nft::quote("eth1\"; flush ruleset").is_err());
         let dup = IngressNode {
             mac: [2, 0, 0, 0, 0, 1],
             addr: a,

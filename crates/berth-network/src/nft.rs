@@ -117,7 +117,8 @@ pub struct Table {
     loopback_nat: bool,
 }
 
-fn quote(ifname: &str) -> Result<String> {
+/// An interface name as nft writes it (quoted), refused unless it is a plausible one.
+pub(crate) fn quote(ifname: &str) -> Result<String> {
     if ifname.is_empty()
         || ifname.len() > 15
         || !ifname
