@@ -956,10 +956,14 @@ fn schedule(p: &mut Pass) {
         .iter()
         .filter(|t| !t.node_id.is_empty() && is_live(t, nodes))
     {
-        *load.entry(t.node_id.clone()).or_default() += 1;
-        *per_service
-            .entry((t.node_id.clone(), t.service_id.clone()))
-            .or_default() += 1;
+        // A task told to stop no longer counts for spreading (its replacement may take its
+        // node, as in Docker), but holds its host ports and reservations until it has ended.
+        if wants_running(t) {
+            *load.entry(t.node_id.clone()).or_default() += 1;
+            *per_service
+                .entry((t.node_id.clone(), t.service_id.clone()))
+                .or_default() += 1;
+        }
         if let Some(s) = p.state.services.get(&t.service_id) {
             for port in s.ports.iter().filter(|x| x.publish_mode == "host") {
                 host_ports
@@ -1279,6 +1283,40 @@ mod tests {
             .map(|t| t.node_id.clone())
             .collect();
         assert_eq!(placed, ["n3", "n3"], "{cmds:#?}");
+    }
+
+    #[test]
+    fn a_stop_first_replacement_takes_the_node_its_old_task_leaves() {
+        // Five nodes with two tasks each; slot 5's task on n3 is stopping for an update and
+        // its replacement waits, unplaced: it goes back to n3, keeping the spread even.
+        let mut st = State::default();
+        let s = service(10);
+        for (i, n) in ["n1", "n2", "n3", "n4", "n5"].iter().enumerate() {
+            st.nodes.insert((*n).into(), node(n));
+            for slot in [2 * i as u64 + 1, 2 * i as u64 + 2] {
+                let mut t = running(&s, slot, n);
+                if slot == 5 {
+                    t.desired_state = TaskState::Shutdown;
+                }
+                st.tasks.insert(t.id.clone(), t);
+            }
+        }
+        let mut next = new_task(&s, 5, "", SystemTime::now());
+        next.desired_state = TaskState::Ready;
+        st.tasks.insert(next.id.clone(), next.clone());
+        st.services.insert(s.id.clone(), s);
+        let cmds = pass(&st, &mut Memory::default(), SystemTime::now());
+        let placed: Vec<String> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::Tasks { put, .. } => Some(put),
+                _ => None,
+            })
+            .flatten()
+            .filter(|t| t.id == next.id)
+            .map(|t| t.node_id.clone())
+            .collect();
+        assert_eq!(placed, ["n3"], "{cmds:#?}");
     }
 
     #[test]
