@@ -81,17 +81,65 @@ fn not_attachable(key: &str) -> crate::error::Error {
     ))
 }
 
-/// Refuses connecting a running container to a swarm network (Docker's answer for one that
-/// is not attachable; berth attaches plain containers only when they are created on one).
-pub fn check_manual_attach(d: &Daemon, key: &str) -> crate::error::Result<()> {
-    match swarm_network(d, key) {
-        None => Ok(()),
-        Some((_, _, false)) => Err(not_attachable(key)),
-        Some(_) => Err(crate::error::Error(berth_api::ApiError::new(
-            403,
-            format!("network {key}: berth puts plain containers on swarm networks only when they are created (docker run --network {key})"),
-        ))),
+/// Connects a container (`docker network connect`) to the swarm network `key`, if it is one:
+/// refused unless attachable; otherwise the container gets an attachment (an address handed
+/// out by the managers), the network is realised here and `ep` asks for that address.
+/// Returns the local network's name with the lock that keeps the realisation until the
+/// endpoint exists (hold it across the connect), or None for a network not of the swarm.
+pub async fn attach_endpoint<'a>(
+    d: &'a Arc<Daemon>,
+    key: &str,
+    name: &str,
+    ep: &mut berth_api::network::EndpointSettings,
+) -> crate::error::Result<Option<(String, tokio::sync::MutexGuard<'a, Applied>)>> {
+    let in_swarm = d.swarm.get().is_some_and(|s| s.summary().state == "active");
+    // On a worker a name unknown here may be one the managers know.
+    let (id, known) = match swarm_network(d, key) {
+        Some((_, _, false)) => return Err(not_attachable(key)),
+        Some((id, _, true)) => (id, true),
+        None if in_swarm && d.net.find(key).is_err() => (key.to_string(), false),
+        None => return Ok(None),
+    };
+    let cluster = d.swarm.get().cloned().ok_or_else(|| {
+        crate::error::Error(berth_api::ApiError::new(
+            503,
+            berth_swarm::error::NOT_IN_SWARM,
+        ))
+    })?;
+    let applied = d.swarm_nets.lock().await;
+    match attach_one(d, &cluster, &applied, &id, name, ep).await {
+        Ok(local) => Ok(Some((local, applied))),
+        // Not a swarm network either: the connect reports the usual "not found".
+        Err(e) if !known && e.status == 404 => Ok(None),
+        Err(e) => Err(crate::error::Error(e)),
     }
+}
+
+/// Gets the attachment of the plain container `name` on the swarm network `id`, realises the
+/// network here and sets the endpoint's address and tie to the attachment; returns the local
+/// network's name.
+async fn attach_one(
+    d: &Arc<Daemon>,
+    cluster: &Arc<berth_swarm::cluster::Cluster>,
+    applied: &Applied,
+    id: &str,
+    name: &str,
+    ep: &mut berth_api::network::EndpointSettings,
+) -> Result<String, berth_api::ApiError> {
+    let att = cluster
+        .attach(id, name)
+        .await
+        .map_err(|e| berth_api::ApiError::new(e.status, e.message))?;
+    let local = realise(d, applied, &att.network)
+        .await
+        .map_err(|e| berth_api::ApiError::new(500, e))?;
+    ep.ipam_config
+        .get_or_insert_with(Default::default)
+        .ipv4_address = att.address.clone();
+    ep.driver_opts
+        .get_or_insert_with(Default::default)
+        .insert(ATTACHMENT_OPT.to_string(), att.id.clone());
+    Ok(local)
 }
 
 /// Puts a plain container being created on the attachable swarm networks `req` names: each
@@ -140,31 +188,24 @@ pub async fn attach_container<'a>(
     })?;
     let applied = d.swarm_nets.lock().await;
     for (key, id, known) in swarm {
-        let att = match cluster.attach(&id, name).await {
-            Ok(att) => att,
-            Err(e) if !known && e.status == 404 => continue,
-            Err(e) => {
-                return Err(crate::error::Error(berth_api::ApiError::new(
-                    e.status, e.message,
-                )))
-            }
-        };
-        let local = realise(d, &applied, &att.network)
-            .await
-            .map_err(|e| crate::error::Error(berth_api::ApiError::new(500, e)))?;
         // The endpoint is keyed by the network's local name.
         let eps = req
             .networking_config
             .get_or_insert_with(Default::default)
             .endpoints_config
             .get_or_insert_with(Default::default);
-        let mut ep = eps.remove(&key).unwrap_or_default();
-        ep.ipam_config
-            .get_or_insert_with(Default::default)
-            .ipv4_address = att.address.clone();
-        ep.driver_opts
-            .get_or_insert_with(Default::default)
-            .insert(ATTACHMENT_OPT.to_string(), att.id.clone());
+        let given = eps.remove(&key);
+        let mut ep = given.clone().unwrap_or_default();
+        let local = match attach_one(d, &cluster, &applied, &id, name, &mut ep).await {
+            Ok(local) => local,
+            Err(e) if !known && e.status == 404 => {
+                if let Some(given) = given {
+                    eps.insert(key, given);
+                }
+                continue;
+            }
+            Err(e) => return Err(crate::error::Error(e)),
+        };
         eps.insert(local.clone(), ep);
         if req.host_config.network_mode == key {
             req.host_config.network_mode = local;
@@ -548,7 +589,8 @@ fn program_one(d: &Daemon, p: &mut Programs, c: &Container) {
             }
         }
     }
-    if !swarm {
+    // A container that left its last swarm network loses the balancers it had.
+    if !swarm && !p.done.contains_key(&c.id) {
         return;
     }
     let signature = format!("{pid} {vips:?} {mesh:?}");
@@ -576,8 +618,10 @@ fn program_one(d: &Daemon, p: &mut Programs, c: &Container) {
             ok = false;
         }
     }
-    if ok {
+    if ok && swarm {
         p.done.insert(c.id.clone(), signature);
+    } else {
+        p.done.remove(&c.id);
     }
 }
 

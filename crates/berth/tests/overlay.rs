@@ -556,6 +556,44 @@ fn attachable_overlays_rolling_updates_and_node_death() {
         common::stderr(&out)
     );
 
+    // A running container connected to the attachable overlay (docker network connect) gets
+    // its address from the managers and reaches the service; not so the closed network; once
+    // disconnected, it has no address on the overlay left.
+    c.ok(
+        3,
+        &["run", "-d", "--name", "b3", "busybox", "sleep", "100000"],
+    );
+    c.ok(3, &["network", "connect", "att", "b3"]);
+    let b3_addr = exec_ok(&c, 3, "b3", "ip -4 -o addr show eth1 | awk '{print $4}'");
+    let b3_addr = b3_addr.split('/').next().unwrap().to_string();
+    assert!(
+        b3_addr.starts_with("10.0.") && b3_addr != a2_addr,
+        "{b3_addr}"
+    );
+    c.until("web answers b3 through its VIP", LONG, || {
+        fetch_many(&c, 3, "b3", "http://web/cgi-bin/ip", 1)[0].0 == b3_addr
+    });
+    c.until("a2 resolves b3 on another node", LONG, || {
+        resolve(&c, 2, "a2", "b3") == [b3_addr.clone()]
+    });
+    let out = c.docker(3, &["network", "connect", "closed", "b3"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("not manually attachable"),
+        "{}",
+        common::stderr(&out)
+    );
+    c.ok(3, &["network", "disconnect", "att", "b3"]);
+    let left = exec_ok(&c, 3, "b3", "ls /sys/class/net");
+    assert!(
+        !left.contains("eth1"),
+        "b3 still has its overlay interface: {left}"
+    );
+    c.until("a2 no longer resolves b3", LONG, || {
+        resolve(&c, 2, "a2", "b3").is_empty()
+    });
+    c.ok(3, &["rm", "-f", "b3"]);
+
     // A start-first rolling update with a client hammering the VIP: no failed request.
     let load = hammer(&c);
     c.ok(

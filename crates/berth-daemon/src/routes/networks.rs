@@ -424,10 +424,24 @@ pub async fn connect(
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
     let req: ConnectRequest = json_body(&body)?;
-    swarm_net::check_manual_attach(&d, &id)?;
-    let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;
-    endpoint::connect(&d, &n, &c, req.endpoint_config).await?;
+    let mut cfg = req.endpoint_config;
+    // An attachable swarm network: the address comes from the managers and the network is
+    // realised here (the lock keeps it until the endpoint exists).
+    let mut ep = cfg.clone().unwrap_or_default();
+    let swarm = swarm_net::attach_endpoint(&d, &id, &c.snapshot().bare_name(), &mut ep).await?;
+    let key = match &swarm {
+        Some((local, _)) => {
+            cfg = Some(ep);
+            local.as_str()
+        }
+        None => id.as_str(),
+    };
+    let n = d.net.find(key)?;
+    endpoint::connect(&d, &n, &c, cfg).await?;
+    if swarm.is_some() {
+        swarm_net::program_started(&d, &c);
+    }
     Ok(json(200, &serde_json::json!({})))
 }
 
@@ -440,5 +454,9 @@ pub async fn disconnect(
     let n = d.net.find(&id)?;
     let c = d.find(&req.container)?;
     endpoint::disconnect(&d, &n, &c).await?;
+    // Its balancers follow (the managers drop the attachment once it is no longer reported).
+    if swarm_net::realises(&n.rec).is_some() {
+        swarm_net::program_started(&d, &c);
+    }
     Ok(json(200, &serde_json::json!({})))
 }
