@@ -70,7 +70,12 @@ wait_node() {
   tries=0
   until "$berth" -H "unix://$run/node$1.sock" version >/dev/null 2>&1; do
     tries=$((tries + 1))
-    [ $tries -lt 200 ] || { echo "node$1 did not come up; see $lib/node$1.log" >&2; exit 1; }
+    # 60 s: a loaded machine (parallel builds) can be slow to start a daemon.
+    [ $tries -lt 1200 ] || {
+      echo "node$1 did not come up; the end of $lib/node$1.log:" >&2
+      tail -n 40 "$lib/node$1.log" >&2
+      exit 1
+    }
     sleep 0.05
   done
 }

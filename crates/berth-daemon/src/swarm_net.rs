@@ -44,6 +44,8 @@ pub fn swarm_view(n: &mut berth_api::network::Network) {
         .remove(SWARM_DRIVER_LABEL)
         .unwrap_or_else(|| "overlay".to_string());
     n.scope = "swarm".to_string();
+    // berth's own options of the realisation (this node's addresses) are not the network's.
+    n.options.retain(|k, _| !k.starts_with("com.berth."));
 }
 
 /// The swarm network a local network realises, if it is one.
@@ -227,6 +229,43 @@ pub fn attachments(d: &Daemon) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Leaving the swarm: plain containers are disconnected from the swarm networks (as Docker
+/// does), whose realisations then go.
+pub async fn detach_all(d: &Arc<Daemon>) {
+    for c in d.all() {
+        let on: Vec<String> = c
+            .rec()
+            .net
+            .endpoints
+            .values()
+            .map(|e| e.network_id.clone())
+            .collect();
+        let mut left = false;
+        for id in on {
+            let Ok(local) = d.net.find(&id) else {
+                continue;
+            };
+            if realises(&local.rec).is_none() {
+                continue;
+            }
+            match crate::container::network::endpoint::disconnect(d, &local, &c).await {
+                Ok(()) => left = true,
+                Err(e) => tracing::warn!(
+                    "swarm leave: disconnecting {} from {}: {}",
+                    c.id,
+                    local.rec.name,
+                    e.0.message
+                ),
+            }
+        }
+        if left {
+            program_started(d, &c);
+        }
+    }
+    let applied = d.swarm_nets.lock().await;
+    release_unused(d, &applied).await;
 }
 
 /// Whether any container (in any state) has an endpoint on the local network `id`.
@@ -424,7 +463,7 @@ fn esp_keys(v: &NetworkView) -> Option<esp::Keys> {
 /// container being made), then each network is realised and its peers set, the new ones
 /// programmed, and realisations nothing needs any more removed.
 pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkView>) {
-    program_all(d, &views);
+    program_all_off(d, views.clone()).await;
     applied.views = views;
     for v in applied.views.clone() {
         let name = match realise(d, applied, &v.network).await {
@@ -452,8 +491,16 @@ pub async fn apply(d: &Arc<Daemon>, applied: &mut Applied, views: Vec<NetworkVie
         }
     }
     // Networks realised just now get their names (what was programmed before is skipped).
-    program_all(d, &applied.views);
+    program_all_off(d, applied.views.clone()).await;
     release_unused(d, applied).await;
+}
+
+/// `program_all` off the async workers: it runs `nft` in every container's namespace.
+async fn program_all_off(d: &Arc<Daemon>, views: Vec<NetworkView>) {
+    let d = d.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || program_all(&d, &views)).await {
+        tracing::warn!("swarm networks: programming them: {e}");
+    }
 }
 
 fn proto(p: &str) -> Option<Proto> {
@@ -506,6 +553,8 @@ fn program_all(d: &Daemon, views: &[NetworkView]) {
             Err(e) => tracing::warn!("swarm routing mesh: publishing its ports: {e}"),
         }
     }
+    // Networks released since hold no names any more.
+    p.dns.retain(|id, _| d.net.find(id).is_ok());
     let all = d.all();
     p.done.retain(|id, _| all.iter().any(|c| c.id == *id));
     for c in &all {

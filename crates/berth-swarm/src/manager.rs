@@ -298,8 +298,19 @@ impl Manager {
             description: None,
             now: berth_api::timefmt::now(),
         })
-        .await
-        .map(|_| ())
+        .await?;
+        // Its plain containers were disconnected from the swarm networks as it left.
+        let gone: Vec<String> = self.read(|s| {
+            s.attachments
+                .values()
+                .filter(|a| a.node_id == node_id)
+                .map(|a| a.id.clone())
+                .collect()
+        });
+        if !gone.is_empty() {
+            self.propose(Command::Detach { ids: gone }).await?;
+        }
+        Ok(())
     }
 
     /// The leader's loop: liveness verdicts and orchestration passes, while this member leads.

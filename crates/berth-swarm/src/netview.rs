@@ -71,10 +71,17 @@ fn view(s: &State, n: &api::Network, node: &str) -> NetworkView {
         .filter(|t| live(t))
         .filter_map(|t| t.addresses.get(&n.id).map(|ip| (t, ip)))
         .collect();
+    // Plain containers of nodes found dead (or gone) are out of peers and names until their
+    // node is back.
     let attached: Vec<_> = s
         .attachments
         .values()
         .filter(|a| a.network_id == n.id)
+        .filter(|a| {
+            s.nodes
+                .get(&a.node_id)
+                .is_some_and(|on| on.state != api::NodeState::Down)
+        })
         .collect();
     let mut peers: Vec<(String, String)> = on_net
         .iter()
@@ -364,6 +371,35 @@ mod tests {
                 backends: vec!["10.0.0.5".into(), "10.0.0.6".into()],
             }]
         );
+    }
+
+    #[test]
+    fn plain_containers_of_a_dead_node_leave_peers_and_names() {
+        let mut s = state();
+        s.attachments.insert(
+            "a1".into(),
+            crate::store::AttachmentRec {
+                id: "a1".into(),
+                node_id: "n2".into(),
+                network_id: "ov".into(),
+                container: "c2".into(),
+                addr: "10.0.1.9".into(),
+                created_unix: 0,
+            },
+        );
+        let seen = |s: &State| {
+            let v = views(s, "n1");
+            let ov = v.iter().find(|x| x.network.id == "ov").cloned().unwrap();
+            (
+                ov.peers.iter().any(|(ip, _)| ip == "10.0.1.9"),
+                ov.names
+                    .iter()
+                    .any(|(ip, n)| ip == "10.0.1.9" && n == &["c2"]),
+            )
+        };
+        assert_eq!(seen(&s), (true, true));
+        s.nodes.get_mut("n2").unwrap().state = api::NodeState::Down;
+        assert_eq!(seen(&s), (false, false));
     }
 
     #[test]

@@ -49,7 +49,14 @@ pub fn network(n: &api::Network) -> berth_api::network::Network {
         config_from: BTreeMap::from([("Network".to_string(), String::new())]),
         config_only: false,
         containers: BTreeMap::new(),
-        options: n.driver_state.options.clone(),
+        // The options given at create (`encrypted`, an MTU) with the driver's (the VNI).
+        options: n
+            .spec
+            .driver_configuration
+            .iter()
+            .flat_map(|d| d.options.clone())
+            .chain(n.driver_state.options.clone())
+            .collect(),
         labels: n.spec.labels.clone(),
     }
 }

@@ -499,7 +499,44 @@ fn attachable_overlays_rolling_updates_and_node_death() {
         ],
         &["sh", "-c", SERVER],
     );
-    converge(&c, "web", 3);
+    let tasks = converge(&c, "web", 3);
+
+    // As Docker shows it: on a worker the network's subnet and none of berth's own options;
+    // on a manager the containers it has on it.
+    let shown = c.ok(
+        2,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Ingress}} {{json .Options}}",
+            "att",
+        ],
+    );
+    assert!(
+        shown.starts_with("10.0.") && shown.contains(" false "),
+        "{shown}"
+    );
+    assert!(!shown.contains("com.berth"), "{shown}");
+    let mut on1: Vec<&str> = tasks
+        .iter()
+        .filter(|(_, node)| node_no(node) == 1)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    on1.sort_unstable();
+    let shown = c.ok(
+        1,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{end}}",
+            "att",
+        ],
+    );
+    let mut names: Vec<&str> = shown.split_whitespace().collect();
+    names.sort_unstable();
+    assert_eq!(names, on1, "containers shown on node1");
 
     // Plain containers on the attachable overlay, on two workers (which learn the network
     // from the managers), reach the service and each other across nodes by name.
@@ -570,8 +607,12 @@ fn attachable_overlays_rolling_updates_and_node_death() {
         b3_addr.starts_with("10.0.") && b3_addr != a2_addr,
         "{b3_addr}"
     );
+    // (b3's resolver stays its default bridge's: the VIP as a2 resolves it.)
+    let vip = resolve(&c, 2, "a2", "web");
+    assert_eq!(vip.len(), 1, "{vip:?}");
+    let url = format!("http://{}/cgi-bin/ip", vip[0]);
     c.until("web answers b3 through its VIP", LONG, || {
-        fetch_many(&c, 3, "b3", "http://web/cgi-bin/ip", 1)[0].0 == b3_addr
+        fetch_many(&c, 3, "b3", &url, 1)[0].0 == b3_addr
     });
     c.until("a2 resolves b3 on another node", LONG, || {
         resolve(&c, 2, "a2", "b3") == [b3_addr.clone()]
@@ -677,18 +718,30 @@ fn attachable_overlays_rolling_updates_and_node_death() {
     assert!(got.iter().all(|(a, _)| *a == a2_addr), "{got:?}");
     c.start(3);
 
-    // Leaving: a2's attachment goes with its container, then the network can go; every node
-    // leaves the swarm and nothing of the overlays is left anywhere.
-    c.ok(2, &["rm", "-f", "a2"]);
+    // Leaving: node 3 leaves with a3 still on the overlay: a3 is disconnected, as in Docker, and
+    // nothing of the overlay stays on node 3; the others no longer resolve a3.
+    c.ok(3, &["swarm", "leave"]);
+    let nets = c.ok(
+        3,
+        &["inspect", "-f", "{{json .NetworkSettings.Networks}}", "a3"],
+    );
+    assert!(!nets.contains("att"), "a3 still on att: {nets}");
+    c.until("node3 has no overlay left", LONG, || {
+        overlay_traces(&c, 3).is_empty()
+    });
+    c.until("a2 no longer resolves a3", LONG, || {
+        resolve(&c, 2, "a2", "a3").is_empty()
+    });
     c.ok(3, &["rm", "-f", "a3"]);
+    // a2's attachment goes with its container, then the network can go; the other nodes
+    // leave too and nothing of the overlays is left anywhere.
+    c.ok(2, &["rm", "-f", "a2"]);
     c.ok(1, &["service", "rm", "web"]);
     c.until("att can be removed", LONG, || {
         c.docker(1, &["network", "rm", "att"]).status.success()
     });
     c.ok(1, &["network", "rm", "closed"]);
-    for i in [3, 2] {
-        c.ok(i, &["swarm", "leave"]);
-    }
+    c.ok(2, &["swarm", "leave"]);
     c.ok(1, &["swarm", "leave", "--force"]);
     for i in 1..=3 {
         c.until(&format!("node{i} has no overlay left"), LONG, || {

@@ -63,7 +63,7 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         (!m.is_empty()).then_some(m)
     };
     let mut config = Vec::new();
-    if r.is_bridge() {
+    if r.is_bridged() {
         if r.enable_ipv4 {
             config.push(IpamConfig {
                 subnet: r.subnet.clone(),
@@ -96,7 +96,7 @@ fn view(d: &Daemon, n: &Network) -> ApiNetwork {
         },
         internal: r.internal,
         attachable: r.attachable,
-        ingress: false,
+        ingress: r.is_ingress(),
         config_from: BTreeMap::from([("Network".to_string(), String::new())]),
         config_only: false,
         containers,
@@ -287,7 +287,18 @@ pub async fn list(State(d): St, RawQuery(q): RawQuery) -> Result<Response> {
 pub async fn inspect(State(d): St, Path(id): Path<String>) -> Result<Response> {
     match find(&d, &id)? {
         Found::Local(n) => Ok(json(200, &view(&d, &n))),
-        Found::Swarm(n) => Ok(json(200, &n)),
+        Found::Swarm(mut n) => {
+            // The containers on it are this node's, as Docker shows them.
+            if let Some(local) = d
+                .net
+                .all()
+                .into_iter()
+                .find(|l| swarm_net::realises(&l.rec) == Some(n.id.as_str()))
+            {
+                n.containers = view(&d, &local).containers;
+            }
+            Ok(json(200, &n))
+        }
     }
 }
 
@@ -429,7 +440,7 @@ pub async fn connect(
     // An attachable swarm network: the address comes from the managers and the network is
     // realised here (the lock keeps it until the endpoint exists).
     let mut ep = cfg.clone().unwrap_or_default();
-    let swarm = swarm_net::attach_endpoint(&d, &id, &c.snapshot().bare_name(), &mut ep).await?;
+    let swarm = swarm_net::attach_endpoint(&d, &id, c.snapshot().bare_name(), &mut ep).await?;
     let key = match &swarm {
         Some((local, _)) => {
             cfg = Some(ep);

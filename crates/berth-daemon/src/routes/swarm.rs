@@ -89,6 +89,7 @@ pub async fn swarm(
         }
         (Method::POST, "/leave") => {
             n.leave(q.bool("force")).await?;
+            crate::swarm_net::detach_all(&d.0).await;
             Ok(ok_empty())
         }
         (Method::POST, "/update") => {
