@@ -325,15 +325,16 @@ impl Netlink {
         let existing = get_link(&self.handle, name)
             .await
             .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
-        // A device made for another local address (the node's address changed) is made
-        // again; its peers come back with the next full list.
+        // A device made for another local address (the node's address changed), or with UDP
+        // checksums (an older berth's), is made again; its peers come back with the next full
+        // list.
         let existing = match existing {
             Some(link) if vxlan_id(&link) != Some(vni) => {
                 return Err(Error::Conflict(format!(
                     "link {name} exists but is not the VXLAN device of VNI {vni}"
                 )));
             }
-            Some(link) if vxlan_local(&link) != Some(local) => {
+            Some(link) if vxlan_local(&link) != Some(local) || vxlan_udp_csum(&link) => {
                 self.delete_link(name).await?;
                 None
             }
@@ -349,6 +350,8 @@ impl Netlink {
                     .proxy(true)
                     .l2miss(false)
                     .l3miss(false)
+                    // As libnetwork: no outer UDP checksum (the inner packets carry theirs).
+                    .udp_csum(false)
                     .mtu(mtu)
                     .build();
                 match self.handle.link().add(vxlan).execute().await {
@@ -917,6 +920,15 @@ fn vxlan_local(link: &LinkMessage) -> Option<Ipv4Addr> {
         InfoVxlan::Local(a) => Some(*a),
         _ => None,
     })
+}
+
+/// Whether a VXLAN device computes outer UDP checksums (the kernel's default when unset).
+fn vxlan_udp_csum(link: &LinkMessage) -> bool {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::UDPCsum(on) => Some(*on),
+        _ => None,
+    })
+    .unwrap_or(true)
 }
 
 fn neighbour_mac(m: &NeighbourMessage) -> Option<[u8; 6]> {

@@ -8,6 +8,12 @@
 //! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
 //! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
 //!
+//! Bridges that carry loopback clients' connections have `route_localnet` on, which would let
+//! a container reach the node's services bound to 127.0.0.1 (a frame to its gateway with that
+//! destination): the `localnet` chain drops every packet to 127.0.0.0/8 that did not come
+//! from `lo`, before conntrack (replies of masqueraded loopback clients still carry the
+//! bridge's address there).
+//!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
 //! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table. It only renders
@@ -174,6 +180,10 @@ impl Table {
   map hostports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
   set ingress_ports {{ type inet_proto . inet_service; }}
   map ingress {{ typeof meta l4proto . th dport . numgen inc mod {SLOTS} : ip daddr . th dport; }}
+  chain localnet {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname != \"lo\" ip daddr 127.0.0.0/8 drop
+  }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     fib daddr type local jump published
@@ -441,6 +451,9 @@ mod tests {
             )
             .unwrap();
         assert!(s.starts_with("table ip berth_t\ndelete table ip berth_t\n"));
+        assert!(s.contains(
+            "type filter hook prerouting priority raw; policy accept;\n    iifname != \"lo\" ip daddr 127.0.0.0/8 drop\n"
+        ));
         assert!(s.contains("table ip6 berth_t {"));
         assert!(s.contains("add element ip6 berth_t bridges { \"br0\" }"));
         assert!(s.contains("add element ip6 berth_t internal { \"br1\" }"));

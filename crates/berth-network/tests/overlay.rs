@@ -294,13 +294,19 @@ struct Server {
 
 impl Server {
     fn start(ns: &Netns) -> Server {
+        Server::start_on(ns, "0.0.0.0:80")
+    }
+
+    /// The same server listening on `addr`.
+    fn start_on(ns: &Netns, addr: &str) -> Server {
+        let addr = sa(addr);
         let fd = ns.clone_fd();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns server");
-            let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
+            let l = TcpListener::bind(addr).expect("bind the server");
             l.set_nonblocking(true).expect("nonblocking");
             ready_tx.send(()).expect("ready");
             while !flag.load(Ordering::Relaxed) {
@@ -400,6 +406,7 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
         assert_eq!(vx["linkinfo"]["info_data"]["port"], 4789);
         assert_eq!(vx["linkinfo"]["info_data"]["learning"], false);
         assert_eq!(vx["linkinfo"]["info_data"]["proxy"], true);
+        assert_eq!(vx["linkinfo"]["info_data"]["udp_csum"], false);
         assert_eq!(vx["linkinfo"]["info_data"]["local"], n.addr.to_string());
         assert_eq!(br["address"], "02:42:0a:0a:00:01");
         assert!(n
@@ -472,6 +479,36 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
         assert_eq!(v[0]["linkinfo"]["info_data"]["local"], local.to_string());
         assert_eq!(v[0]["master"], "bov4097");
     }
+    // A device with outer UDP checksums (an older berth's) is made again without them.
+    a.ns.ok(&["ip", "link", "del", "vxl4097"]);
+    a.ns.ok(&[
+        "ip",
+        "link",
+        "add",
+        "vxl4097",
+        "type",
+        "vxlan",
+        "id",
+        "4097",
+        "local",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+        "udpcsum",
+    ]);
+    a.call(|rt, svc| {
+        rt.block_on(
+            svc.host
+                .link
+                .ensure_vxlan("vxl4097", 4097, ip("192.0.2.1"), 1450, "bov4097"),
+        )
+    })
+    .expect("ensure_vxlan");
+    let v: serde_json::Value =
+        serde_json::from_str(&a.ns.ok(&["ip", "-j", "-d", "link", "show", "vxl4097"]))
+            .expect("ip -j");
+    assert_eq!(v[0]["linkinfo"]["info_data"]["udp_csum"], false);
+    assert_eq!(v[0]["master"], "bov4097");
     a.peers("ov", vec![peer("10.10.0.21", &b), peer("10.10.0.22", &b)]);
     // A list naming an address or MAC twice is refused.
     let twice = vec![peer("10.10.0.21", &b), peer("10.10.0.21", &b)];
@@ -645,6 +682,101 @@ fn ingress_reaches_a_remote_task_with_the_client_address() {
         n.remove("ingress");
         assert!(!n.ns.links().iter().any(|l| l.starts_with("bov")));
     }
+}
+
+/// The sysctl `net.ipv4.conf.<ifname>.route_localnet` in a namespace.
+fn route_localnet(ns: &Netns, ifname: &str) -> String {
+    ns.ok(&[
+        "sysctl",
+        "-n",
+        &format!("net.ipv4.conf.{ifname}.route_localnet"),
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Makes `task` send what is addressed to 127.0.0.0/8 to `via` on its eth0, as a container
+/// with a raw socket can (here: no loopback address, and a route).
+fn route_loopback_out(task: &Netns, via: &str) {
+    task.ok(&["ip", "link", "set", "lo", "down"]);
+    task.ok(&["ip", "addr", "flush", "dev", "lo"]);
+    task.ok(&["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]);
+    task.ok(&["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"]);
+    task.ok(&[
+        "ip",
+        "route",
+        "add",
+        "127.0.0.0/8",
+        "via",
+        via,
+        "dev",
+        "eth0",
+    ]);
+    let route = task.ok(&["ip", "route", "get", "127.0.0.1"]);
+    assert!(route.contains(&format!("via {via} dev eth0")), "{route}");
+}
+
+#[test]
+fn containers_cannot_reach_the_nodes_loopback() {
+    // A: loopback NAT; B: userland proxy.
+    let (a, b) = two_nodes("lo");
+    a.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    b.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    a.create("ingress", 4096, "10.0.0.0/24", "10.0.0.1", Some("10.0.0.2"));
+    b.create("ingress", 4096, "10.0.0.0/24", "10.0.0.1", Some("10.0.0.3"));
+    // Loopback routing only where loopback clients go out: with loopback NAT, and on
+    // ingress.
+    assert_eq!(route_localnet(&a.ns, "bt0"), "1");
+    assert_eq!(route_localnet(&a.ns, "bov4097"), "1");
+    assert_eq!(route_localnet(&b.ns, "bt0"), "0");
+    assert_eq!(route_localnet(&b.ns, "bov4097"), "0");
+    assert_eq!(route_localnet(&b.ns, "bov4096"), "1");
+
+    // A service of node A bound to its loopback only.
+    let _private = Server::start_on(&a.ns, "127.0.0.1:80");
+    assert_eq!(
+        connect(&a.ns, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 127.0.0.1".to_string())]
+    );
+    // A container on A's default bridge, and a task on B's ingress network sending to A's
+    // ingress address over VXLAN.
+    let (local, remote) = (Netns::new(), Netns::new());
+    a.plug("bt0", &local, ip("10.254.0.5"), Some(ip("10.254.0.1")));
+    b.plug("bov4096", &remote, ip("10.0.0.5"), None);
+    a.peers("ingress", vec![peer("10.0.0.5", &b), peer("10.0.0.3", &b)]);
+    b.peers("ingress", vec![peer("10.0.0.2", &a)]);
+    route_loopback_out(&local, "10.254.0.1");
+    route_loopback_out(&remote, "10.0.0.2");
+    let blocked = |task: &Netns| {
+        let got = connect(task, sa("127.0.0.1:80"), 1);
+        assert!(got[0].is_err(), "reached the node's loopback: {got:?}");
+    };
+    blocked(&local);
+    blocked(&remote);
+    // B's own chain drops it too when bridged frames go through netfilter (br_netfilter);
+    // without it, A's stops it.
+    b.ns.ok(&["nft", "delete", "chain", "ip", "berth_bt0", "localnet"]);
+    blocked(&remote);
+
+    // Without berth's localnet chain both get through: that chain is what stops them.
+    a.ns.ok(&["nft", "delete", "chain", "ip", "berth_bt0", "localnet"]);
+    assert_eq!(
+        connect(&local, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 10.254.0.5".to_string())]
+    );
+    assert_eq!(
+        connect(&remote, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 10.0.0.5".to_string())]
+    );
+    // A table rebuild (daemon start) puts it back.
+    a.call(|_, svc| svc.rebuild_table(&[])).expect("rebuild");
+    blocked(&local);
+    blocked(&remote);
+    // The node's own loopback clients are unaffected.
+    assert_eq!(
+        connect(&a.ns, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 127.0.0.1".to_string())]
+    );
 }
 
 #[test]

@@ -138,6 +138,14 @@ impl OverlayOptions {
         format!("vxl{}", self.vni)
     }
 
+    /// Whether the bridge needs `route_localnet` (masqueraded loopback clients go out of it):
+    /// the ingress bridge (the routing mesh's ports on 127.0.0.1), and with loopback NAT (no
+    /// userland proxy) any overlay, since a container whose first network it is can publish
+    /// ports. Packets to 127.0.0.0/8 that do not come from `lo` are dropped by berth's table.
+    pub fn needs_localnet(&self, userland_proxy: bool) -> bool {
+        self.ingress || !userland_proxy
+    }
+
     /// The MTU for an underlay of MTU `underlay`.
     pub fn mtu_for(&self, underlay: u32) -> u32 {
         let esp = if self.encrypted {
@@ -284,8 +292,9 @@ async fn configure(
     Ok(())
 }
 
-/// The bridge with its address and MAC, the VXLAN device on it, loopback routing for the
-/// routing mesh's masqueraded local clients, and the embedded DNS (not on ingress). An
+/// The bridge with its address and MAC, the VXLAN device on it, loopback routing where
+/// loopback clients go out of it (see [`OverlayOptions::needs_localnet`]), and the embedded
+/// DNS (not on ingress). An
 /// encrypted network first needs the kernel's ESP (else nothing is made) and gets its VNI's
 /// ESP rules.
 async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
@@ -314,7 +323,11 @@ async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     }
     write_sysctl(
         &format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
-        "1",
+        if o.needs_localnet(host.cfg.userland_proxy) {
+            "1"
+        } else {
+            "0"
+        },
     )?;
     // The bridge asks for its neighbours from its own address, never from another local
     // address (a routing-mesh connection DNATed from the node's underlay address): a task
@@ -351,6 +364,9 @@ mod tests {
         assert_eq!(o.bridge(), "bov4097");
         assert_eq!(o.vxlan(), "vxl4097");
         assert_eq!(o.mtu_for(1500), 1450);
+        // Loopback routing on a plain overlay only for loopback NAT, always on ingress.
+        assert!(!o.needs_localnet(true));
+        assert!(o.needs_localnet(false));
         let o = OverlayOptions::parse(&opts(&[
             (OPT_VNI, "16777215"),
             (OPT_LOCAL, "192.0.2.1"),
@@ -360,6 +376,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(o.ingress);
+        assert!(o.needs_localnet(true));
         assert_eq!(o.bridge_addr, Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(o.mtu_for(1500), 1400);
         assert_eq!(o.mtu_for(1420), 1370);
