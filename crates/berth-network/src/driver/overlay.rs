@@ -6,8 +6,8 @@
 //! learning, ARP answered by the device from its static neighbour entries, no miss
 //! notifications). The bridge's MAC is [`link::mac_for`] of its address, so that other nodes
 //! can compute it. The MTU of the bridge, the VXLAN device and every endpoint's veth is the
-//! underlay's (the link holding the local address) minus 50 (and 26 more when encrypted), or
-//! the `mtu` option if smaller.
+//! underlay's (the link holding the local address) minus 50 (and 26 to 29 more when
+//! encrypted, see [`OverlayOptions::mtu_for`]), or the `mtu` option if smaller.
 //! Every node's bridge carries the network's gateway (ARP for it is answered locally, and
 //! nothing floods over VXLAN: the device has no all-zero forwarding entry), except the
 //! ingress network's, which carries the node's own ingress address. The bridge sends ARP
@@ -44,6 +44,9 @@ pub const OPT_ENCRYPTED: &str = "encrypted";
 
 /// What VXLAN adds to a frame: outer IPv4, UDP and VXLAN headers and the inner Ethernet header.
 pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The outer IPv4 header, part of [`VXLAN_OVERHEAD`].
+const OUTER_IPV4: u32 = 20;
 
 /// VXLAN overlay networks.
 pub struct Overlay;
@@ -146,14 +149,17 @@ impl OverlayOptions {
         self.ingress || !userland_proxy
     }
 
-    /// The MTU for an underlay of MTU `underlay`.
+    /// The MTU for an underlay of MTU `underlay`. Encrypted, ESP sits between the outer IPv4
+    /// header and the UDP datagram: its header and ICV, and its trailer after the datagram,
+    /// both padded to a multiple of 4 bytes.
     pub fn mtu_for(&self, underlay: u32) -> u32 {
-        let esp = if self.encrypted {
-            crate::esp::ESP_OVERHEAD
+        use crate::esp::{ESP_HEADER, ESP_ICV, ESP_TRAILER};
+        let mtu = if self.encrypted {
+            let padded = underlay.saturating_sub(OUTER_IPV4 + ESP_HEADER + ESP_ICV) / 4 * 4;
+            padded.saturating_sub(ESP_TRAILER + VXLAN_OVERHEAD - OUTER_IPV4)
         } else {
-            0
+            underlay.saturating_sub(VXLAN_OVERHEAD)
         };
-        let mtu = underlay.saturating_sub(VXLAN_OVERHEAD + esp);
         self.mtu.map_or(mtu, |m| m.min(mtu))
     }
 }
@@ -389,8 +395,27 @@ mod tests {
         ]))
         .unwrap();
         assert!(o.encrypted);
-        // ESP takes 26 bytes more.
+        // ESP takes 26 bytes more, and up to 3 of padding: the whole ESP packet must fit.
         assert_eq!(o.mtu_for(1500), 1424);
+        for underlay in 1400..=1500u32 {
+            let mtu = o.mtu_for(underlay);
+            // Outer IPv4, ESP header, the datagram (UDP, VXLAN, Ethernet, the frame's
+            // payload) with the trailer padded to 4, ICV.
+            let datagram = 8 + 8 + 14 + mtu;
+            let esp = 16 + (datagram + 2).div_ceil(4) * 4 + 8;
+            assert!(
+                20 + esp <= underlay,
+                "underlay {underlay}: mtu {mtu} too big"
+            );
+            // And one byte more would not fit.
+            let bigger = (datagram + 1 + 2).div_ceil(4) * 4 + 24;
+            assert!(
+                20 + bigger > underlay,
+                "underlay {underlay}: mtu {mtu} too small"
+            );
+        }
+        assert_eq!(o.mtu_for(1450), 1372);
+        assert_eq!(o.mtu_for(10), 0);
     }
 
     #[test]
