@@ -28,6 +28,7 @@
 use super::{BoxFuture, Driver, HostNet, Network};
 use crate::host::write_sysctl;
 use crate::ipam::Subnet;
+use crate::link::HostClaim;
 use crate::record::NetworkRecord;
 use crate::{link, Error, Result};
 use berth_api::network::CreateRequest;
@@ -286,6 +287,21 @@ async fn configure(
             other.name
         )));
     }
+    // The subnet becomes a connected route of the host's main table: it must not take over
+    // any address or route the host has outside berth's bridges (its LAN, other nodes'
+    // data-path addresses).
+    let ours: Vec<&str> = others
+        .iter()
+        .map(|n| n.bridge.as_str())
+        .chain([bridge.as_str()])
+        .collect();
+    let claims = host.link.host_ipv4_claims().await?;
+    if let Some(c) = host_clash(&subnet, &claims, &ours) {
+        return Err(Error::Forbidden(format!(
+            "invalid pool request: overlay subnet {subnet} overlaps the {} of this node: overlay subnets are routed in the node's own routing table",
+            c.what
+        )));
+    }
     let underlay = host.link.mtu_of_address(o.local).await?;
     rec.driver = "overlay".into();
     rec.subnet = subnet.to_string();
@@ -296,6 +312,18 @@ async fn configure(
     rec.mtu = o.mtu_for(underlay);
     rec.options = opts;
     Ok(())
+}
+
+/// The first of the host's addresses and routes that `subnet` overlaps, leaving out those on
+/// berth's own bridges (`ours`).
+fn host_clash<'a>(
+    subnet: &Subnet,
+    claims: &'a [HostClaim],
+    ours: &[&str],
+) -> Option<&'a HostClaim> {
+    claims.iter().find(|c| {
+        !ours.contains(&c.ifname.as_str()) && Subnet::containing(c.addr, c.prefix).overlaps(subnet)
+    })
 }
 
 /// The bridge with its address and MAC, the VXLAN device on it, loopback routing where
@@ -446,6 +474,49 @@ mod tests {
         }
         let e = OverlayOptions::parse(&opts(&[(OPT_VNI, "1")])).unwrap_err();
         assert!(e.to_string().contains(OPT_LOCAL), "{e}");
+    }
+
+    #[test]
+    fn refuses_subnets_the_host_routes_elsewhere() {
+        let claim = |a: &str, prefix: u8, ifname: &str, what: &str| HostClaim {
+            addr: a.parse().unwrap(),
+            prefix,
+            ifname: ifname.into(),
+            what: what.into(),
+        };
+        let claims = [
+            claim("127.0.0.1", 8, "lo", "address 127.0.0.1/8 on lo"),
+            claim("10.0.3.7", 16, "eth0", "address 10.0.3.7/16 on eth0"),
+            claim(
+                "172.20.0.0",
+                14,
+                "eth0",
+                "route 172.20.0.0/14 via 10.0.0.1 dev eth0",
+            ),
+            claim("10.1.0.1", 24, "bov4097", "address 10.1.0.1/24 on bov4097"),
+            claim("10.2.0.1", 24, "br-1234", "address 10.2.0.1/24 on br-1234"),
+        ];
+        let ours = ["bov4097", "br-1234"];
+        let clash =
+            |s: &str| host_clash(&s.parse().unwrap(), &claims, &ours).map(|c| c.what.clone());
+        // The LAN's network, from either side of it.
+        assert_eq!(
+            clash("10.0.0.0/24"),
+            Some("address 10.0.3.7/16 on eth0".into())
+        );
+        assert_eq!(
+            clash("10.0.0.0/8"),
+            Some("address 10.0.3.7/16 on eth0".into())
+        );
+        assert_eq!(
+            clash("172.21.5.0/24"),
+            Some("route 172.20.0.0/14 via 10.0.0.1 dev eth0".into())
+        );
+        // berth's own bridges are not the host's.
+        assert_eq!(clash("10.1.0.0/24"), None);
+        assert_eq!(clash("10.2.0.0/24"), None);
+        assert_eq!(clash("10.3.0.0/24"), None);
+        assert_eq!(clash("172.24.0.0/24"), None);
     }
 
     #[test]
