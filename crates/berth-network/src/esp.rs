@@ -773,6 +773,49 @@ mod tests {
         assert!(script.ends_with('\n'));
     }
 
+    /// Runs `f` in a thread inside a new network namespace of its own (gone with the thread).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET)");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    #[test]
+    fn ip_batch_takes_its_script_on_stdin_and_never_repeats_it() {
+        let (sas, sps) = desired(&BTreeSet::from([(A, B)]), &keys(&[7], 7));
+        let p = Plan {
+            policies: sps.into_iter().collect(),
+            add: sas.into_iter().collect(),
+            ..Plan::default()
+        };
+        let script = p.batch();
+        let (res, states, policies) = in_new_netns(move || {
+            let res = ip_batch(&script);
+            let list =
+                |what: &str| ip(&["xfrm", what, "list"].map(String::from)).expect("ip xfrm list");
+            (res, list("state"), list("policy"))
+        });
+        match res {
+            // A kernel with ESP and GCM: everything is there.
+            Ok(()) => {
+                assert_eq!(parse_states(&states).len(), 2, "{states}");
+                assert_eq!(parse_policies(&policies).len(), 1, "{policies}");
+            }
+            // Without (this machine): ip's own message, never the key material.
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("ip xfrm: "), "{msg}");
+                assert!(!msg.contains("0707070707"), "{msg}");
+                assert!(!msg.contains("rfc4106"), "{msg}");
+                assert!(parse_states(&states).is_empty(), "{states}");
+            }
+        }
+    }
+
     #[test]
     fn renders_the_vni_table() {
         let t = render_table(&BTreeSet::from([4098, 4097]));
