@@ -18,10 +18,12 @@
 //! all of it. It is programmed with the `ip xfrm` and `nft` commands, as the probe
 //! ([`crate::lb::check_encryption_support`]) and the nftables table are: that needs no new
 //! netlink family crate, and the commands run only when the managers' description of the
-//! node's networks changes. Nothing here runs unless that probe passed when the network was brought up.
+//! node's networks changes. Commands that carry keys go to `ip -batch -` through its standard
+//! input, never on a command line (which every local user can read in `/proc`). Nothing here runs unless that probe passed when the network was brought up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -32,9 +34,13 @@ use crate::{Error, Result};
 /// also the reqid of berth's associations.
 pub const MARK: u32 = 0x00D0_C4E3;
 
-/// What ESP adds to a VXLAN datagram (SPI, sequence number, IV, padding and trailer, ICV):
-/// an encrypted network's MTU is this much smaller.
-pub const ESP_OVERHEAD: u32 = 26;
+/// What ESP puts before the datagram it carries: SPI, sequence number and the 8-byte IV.
+pub const ESP_HEADER: u32 = 16;
+
+/// What ESP puts after the datagram: the trailer (pad length, next header), after padding
+/// the datagram and trailer to a multiple of 4 bytes, then the 8-byte ICV.
+pub const ESP_TRAILER: u32 = 2;
+pub const ESP_ICV: u32 = 8;
 
 /// The VXLAN UDP port the policies select.
 const VXLAN_PORT: u16 = 4789;
@@ -171,6 +177,23 @@ struct Plan {
     policies: Vec<Sp>,
     drop_policies: Vec<Sp>,
     remove: Vec<Sa>,
+}
+
+impl Plan {
+    /// The plan as `ip -batch` lines, in order (they carry keys: standard input only).
+    fn batch(&self) -> String {
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        lines.extend(self.replace.iter().map(sa_del_args));
+        lines.extend(self.add.iter().map(sa_add_args));
+        lines.extend(self.policies.iter().map(sp_update_args));
+        lines.extend(self.drop_policies.iter().map(sp_del_args));
+        lines.extend(self.remove.iter().map(sa_del_args));
+        lines.iter().fold(String::new(), |mut s, l| {
+            s.push_str(&l.join(" "));
+            s.push('\n');
+            s
+        })
+    }
 }
 
 fn plan(
@@ -461,6 +484,29 @@ fn ip(args: &[String]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `ip -batch -` with `script` on its standard input (stops at the first failing line);
+/// an error says what `ip` said, never the script.
+fn ip_batch(script: &str) -> Result<()> {
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Internal(format!("running ip xfrm: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::Netlink(format!(
+            "ip xfrm: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 /// An encrypted network as the node knows it.
 #[derive(Debug, Clone)]
 struct EspNet {
@@ -568,23 +614,11 @@ fn sync(st: &State) -> Result<()> {
     let list = |what: &str| ip(&["xfrm", what, "list"].map(String::from));
     let have_sas = parse_states(&list("state")?);
     let have_sps = parse_policies(&list("policy")?);
-    let p = plan(&want_sas, &want_sps, &have_sas, &have_sps);
-    for sa in &p.replace {
-        ip(&sa_del_args(sa))?;
+    let script = plan(&want_sas, &want_sps, &have_sas, &have_sps).batch();
+    if script.is_empty() {
+        return Ok(());
     }
-    for sa in &p.add {
-        ip(&sa_add_args(sa))?;
-    }
-    for sp in &p.policies {
-        ip(&sp_update_args(sp))?;
-    }
-    for sp in &p.drop_policies {
-        ip(&sp_del_args(sp))?;
-    }
-    for sa in &p.remove {
-        ip(&sa_del_args(sa))?;
-    }
-    Ok(())
+    ip_batch(&script)
 }
 
 #[cfg(test)]
@@ -690,6 +724,96 @@ mod tests {
             block_args("update").join(" "),
             "xfrm policy update src 0.0.0.0/0 dst 0.0.0.0/0 proto udp dport 4789 dir out mark 0xd0c4e3 mask 0xffffffff priority 4096 action block"
         );
+    }
+
+    #[test]
+    fn keys_go_to_ip_batch_in_plan_order() {
+        let ab = BTreeSet::from([(A, B)]);
+        let (sas, sps) = desired(&ab, &keys(&[1], 1));
+        let have_sas: Vec<Sa> = sas.iter().copied().collect();
+        let have_sps: Vec<Sp> = sps.iter().copied().collect();
+        assert_eq!(plan(&sas, &sps, &have_sas, &have_sps).batch(), "");
+        // A rotation to key 2 with key 1 dropped, and a stale association of key 2.
+        let (sas2, sps2) = desired(&ab, &keys(&[2], 2));
+        let mut have = have_sas.clone();
+        let mut stale = *sas2.iter().next().unwrap();
+        stale.aead = [9; 20];
+        have.push(stale);
+        let p = plan(&sas2, &sps2, &have, &have_sps);
+        let script = p.batch();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines.len(), 6, "{script}");
+        let spi_hex = |s: &Sa| format!("spi {:#010x}", s.spi);
+        assert_eq!(
+            lines[0],
+            format!(
+                "xfrm state delete src {} dst {} proto esp {}",
+                stale.src,
+                stale.dst,
+                spi_hex(&stale)
+            )
+        );
+        assert!(lines[1].starts_with("xfrm state add ") && lines[2].starts_with("xfrm state add "));
+        // The new key material is in the script (standard input), the stale one is not.
+        assert!(script.contains("0x02020202020202020202020202020202a2a2a2a2 64\n"));
+        assert!(!script.contains("0x0909"));
+        assert!(lines[3].starts_with("xfrm policy update src 192.0.2.1/32 dst 192.0.2.2/32 "));
+        assert!(lines[3].ends_with(&format!(
+            "{} reqid 0xd0c4e3 mode transport",
+            spi_hex(&Sa {
+                src: A,
+                dst: B,
+                spi: spi(A, 2, B),
+                aead: [0; 20]
+            })
+        )));
+        assert!(lines[4..]
+            .iter()
+            .all(|l| l.starts_with("xfrm state delete ")));
+        assert!(script.ends_with('\n'));
+    }
+
+    /// Runs `f` in a thread inside a new network namespace of its own (gone with the thread).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET)");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    #[test]
+    fn ip_batch_takes_its_script_on_stdin_and_never_repeats_it() {
+        let (sas, sps) = desired(&BTreeSet::from([(A, B)]), &keys(&[7], 7));
+        let p = Plan {
+            policies: sps.into_iter().collect(),
+            add: sas.into_iter().collect(),
+            ..Plan::default()
+        };
+        let script = p.batch();
+        let (res, states, policies) = in_new_netns(move || {
+            let res = ip_batch(&script);
+            let list =
+                |what: &str| ip(&["xfrm", what, "list"].map(String::from)).expect("ip xfrm list");
+            (res, list("state"), list("policy"))
+        });
+        match res {
+            // A kernel with ESP and GCM: everything is there.
+            Ok(()) => {
+                assert_eq!(parse_states(&states).len(), 2, "{states}");
+                assert_eq!(parse_policies(&policies).len(), 1, "{policies}");
+            }
+            // Without (this machine): ip's own message, never the key material.
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("ip xfrm: "), "{msg}");
+                assert!(!msg.contains("0707070707"), "{msg}");
+                assert!(!msg.contains("rfc4106"), "{msg}");
+                assert!(parse_states(&states).is_empty(), "{states}");
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
@@ -123,42 +124,79 @@ pub fn program_ingress_return(
 /// xfrm): Err with a clear message saying what is missing, for `--opt encrypted`.
 ///
 /// The probe adds an ESP transport-mode state with that algorithm between two documentation
-/// addresses (192.0.2.1 → 192.0.2.2, no traffic is sent) and deletes it again.
+/// addresses (192.0.2.1 → 192.0.2.2, no traffic is sent) and deletes it again; a state left by
+/// an earlier probe (a crash between the two) is deleted first. The kernel's answer is kept
+/// for the process (failures to run `ip` are not).
 pub fn check_encryption_support() -> Result<()> {
-    const MISSING: &str = "encrypted overlay networks need IPsec ESP with AES-GCM (rfc4106(gcm(aes))), which this kernel does not provide";
-    let sa = [
-        "src",
-        "192.0.2.1",
-        "dst",
-        "192.0.2.2",
-        "proto",
-        "esp",
-        "spi",
-        "0xbe27e5a1",
-    ];
-    let mut add = vec!["xfrm", "state", "add"];
-    add.extend_from_slice(&sa);
-    add.extend_from_slice(&[
-        "mode",
-        "transport",
-        "aead",
-        "rfc4106(gcm(aes))",
-        "0x000102030405060708090a0b0c0d0e0f10111213",
-        "64",
-    ]);
-    let out = Command::new("ip")
-        .args(&add)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Internal(format!("{MISSING}: running ip xfrm: {e}")))?;
-    if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(Error::Invalid(format!("{MISSING} ({why})")));
+    static VERDICT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let verdict = match VERDICT.get() {
+        Some(v) => v,
+        None => {
+            let v = probe_encryption()?;
+            VERDICT.get_or_init(|| v)
+        }
+    };
+    verdict.clone().map_err(Error::Invalid)
+}
+
+const ENCRYPTION_MISSING: &str = "encrypted overlay networks need IPsec ESP with AES-GCM (rfc4106(gcm(aes))), which this kernel does not provide";
+
+/// The probe's state: its id, then what `ip xfrm state add` needs more (a fixed key of no
+/// value: it never protects anything).
+const PROBE_SA: [&str; 8] = [
+    "src",
+    "192.0.2.1",
+    "dst",
+    "192.0.2.2",
+    "proto",
+    "esp",
+    "spi",
+    "0xbe27e5a1",
+];
+const PROBE_ALGO: [&str; 6] = [
+    "mode",
+    "transport",
+    "aead",
+    "rfc4106(gcm(aes))",
+    "0x000102030405060708090a0b0c0d0e0f10111213",
+    "64",
+];
+
+/// The kernel's verdict from adding the probe's state: it can (added, or one is there
+/// already: EEXIST), or the message saying it cannot.
+fn probe_verdict(added: bool, stderr: &str) -> std::result::Result<(), String> {
+    if added || stderr.contains("File exists") {
+        Ok(())
+    } else {
+        Err(format!("{ENCRYPTION_MISSING} ({})", stderr.trim()))
     }
-    let mut del = vec!["xfrm", "state", "delete"];
-    del.extend_from_slice(&sa);
-    let _ = Command::new("ip").args(&del).stdin(Stdio::null()).output();
-    Ok(())
+}
+
+/// Runs the probe: the kernel's verdict, or Err when `ip` cannot be run.
+fn probe_encryption() -> Result<std::result::Result<(), String>> {
+    let ip = |verb: &str, more: &[&str]| {
+        Command::new("ip")
+            .args(["xfrm", "state", verb])
+            .args(PROBE_SA)
+            .args(more)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Internal(format!("{ENCRYPTION_MISSING}: running ip xfrm: {e}")))
+    };
+    // Most often there is nothing to delete ("No such process").
+    ip("delete", &[])?;
+    let out = ip("add", &PROBE_ALGO)?;
+    let verdict = probe_verdict(out.status.success(), &String::from_utf8_lossy(&out.stderr));
+    if verdict.is_ok() {
+        let del = ip("delete", &[])?;
+        if !del.status.success() {
+            tracing::warn!(
+                "deleting the ESP probe's state: {}",
+                String::from_utf8_lossy(&del.stderr).trim()
+            );
+        }
+    }
+    Ok(verdict)
 }
 
 fn lb_table() -> String {
@@ -397,6 +435,22 @@ async fn flush_table(handle: &rtnetlink::Handle, table: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_reads_the_kernels_answer() {
+        assert_eq!(probe_verdict(true, ""), Ok(()));
+        // A state left by an earlier probe: the kernel has the algorithm.
+        assert_eq!(
+            probe_verdict(false, "RTNETLINK answers: File exists\n"),
+            Ok(())
+        );
+        let e = probe_verdict(false, "RTNETLINK answers: Function not implemented\n")
+            .expect_err("no ESP");
+        assert_eq!(
+            e,
+            format!("{ENCRYPTION_MISSING} (RTNETLINK answers: Function not implemented)")
+        );
+    }
 
     #[test]
     fn slots_spread_over_sorted_backends() {

@@ -10,6 +10,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -24,6 +25,7 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
@@ -40,6 +42,19 @@ pub struct Netlink {
 
 /// The UDP port of VXLAN (IANA).
 pub const VXLAN_PORT: u16 = 4789;
+
+/// The main routing table.
+const MAIN_TABLE: u32 = 254;
+
+/// An address or route of the host: `addr`/`prefix` is on interface `ifname` (empty when the
+/// route names none), `what` says it for an error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostClaim {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub ifname: String,
+    pub what: String,
+}
 
 /// A remote endpoint of an overlay network: its address and MAC, and the data-path address of
 /// the node (VTEP) that has it.
@@ -325,15 +340,16 @@ impl Netlink {
         let existing = get_link(&self.handle, name)
             .await
             .map_err(|e| nl_error(format_args!("looking up link {name}"), e))?;
-        // A device made for another local address (the node's address changed) is made
-        // again; its peers come back with the next full list.
+        // A device made for another local address (the node's address changed), or with UDP
+        // checksums (an older berth's), is made again; its peers come back with the next full
+        // list.
         let existing = match existing {
             Some(link) if vxlan_id(&link) != Some(vni) => {
                 return Err(Error::Conflict(format!(
                     "link {name} exists but is not the VXLAN device of VNI {vni}"
                 )));
             }
-            Some(link) if vxlan_local(&link) != Some(local) => {
+            Some(link) if vxlan_local(&link) != Some(local) || vxlan_udp_csum(&link) => {
                 self.delete_link(name).await?;
                 None
             }
@@ -349,6 +365,8 @@ impl Netlink {
                     .proxy(true)
                     .l2miss(false)
                     .l3miss(false)
+                    // As libnetwork: no outer UDP checksum (the inner packets carry theirs).
+                    .udp_csum(false)
                     .mtu(mtu)
                     .build();
                 match self.handle.link().add(vxlan).execute().await {
@@ -532,6 +550,100 @@ impl Netlink {
             .into_iter()
             .map(|(_, addr, len)| (addr, len))
             .collect())
+    }
+
+    /// What the host's IPv4 addressing claims: the network of every address, and every route
+    /// of the main table but the default one, each with the interface it is on.
+    pub async fn host_ipv4_claims(&self) -> Result<Vec<HostClaim>> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_error("listing the links", e))?;
+        let name = |index: u32| {
+            links
+                .iter()
+                .find(|l| l.header.index == index)
+                .and_then(|l| {
+                    l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let mut claims: Vec<HostClaim> = self
+            .ipv4_addrs()
+            .await
+            .map_err(|e| nl_error("listing the host's IPv4 addresses", e))?
+            .into_iter()
+            .map(|(index, addr, prefix)| {
+                let ifname = name(index);
+                HostClaim {
+                    addr,
+                    prefix,
+                    what: format!("address {addr}/{prefix} on {ifname}"),
+                    ifname,
+                }
+            })
+            .collect();
+        let main = RouteMessageBuilder::<Ipv4Addr>::new()
+            .table_id(MAIN_TABLE)
+            .build();
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(main)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_error("listing the host's IPv4 routes", e))?;
+        for r in routes {
+            let table = r
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(r.header.table));
+            let prefix = r.header.destination_prefix_length;
+            if table != MAIN_TABLE || prefix == 0 || r.header.kind != RouteType::Unicast {
+                continue;
+            }
+            let v4 = |a: &RouteAddress| match a {
+                RouteAddress::Inet(a) => Some(*a),
+                _ => None,
+            };
+            let (mut dst, mut via, mut oif) = (None, None, None);
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(d) => dst = v4(d),
+                    RouteAttribute::Gateway(g) => via = v4(g),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
+            }
+            let Some(dst) = dst else { continue };
+            let ifname = oif.map(name).unwrap_or_default();
+            let mut what = format!("route {dst}/{prefix}");
+            if let Some(g) = via {
+                let _ = write!(what, " via {g}");
+            }
+            if !ifname.is_empty() {
+                let _ = write!(what, " dev {ifname}");
+            }
+            claims.push(HostClaim {
+                addr: dst,
+                prefix,
+                ifname,
+                what,
+            });
+        }
+        Ok(claims)
     }
 
     /// Wire one endpoint: a veth pair whose host end `ep.host_ifname` is enslaved to
@@ -917,6 +1029,15 @@ fn vxlan_local(link: &LinkMessage) -> Option<Ipv4Addr> {
         InfoVxlan::Local(a) => Some(*a),
         _ => None,
     })
+}
+
+/// Whether a VXLAN device computes outer UDP checksums (the kernel's default when unset).
+fn vxlan_udp_csum(link: &LinkMessage) -> bool {
+    vxlan_attr(link, |d| match d {
+        InfoVxlan::UDPCsum(on) => Some(*on),
+        _ => None,
+    })
+    .unwrap_or(true)
 }
 
 fn neighbour_mac(m: &NeighbourMessage) -> Option<[u8; 6]> {

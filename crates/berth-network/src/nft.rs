@@ -8,6 +8,15 @@
 //! IPv4 goes through `table ip <name>`, IPv6 through `table ip6 <name>`: the same isolation
 //! rules for every bridge, and masquerading for the IPv6 subnets of networks that have one.
 //!
+//! Bridges that carry loopback clients' connections have `route_localnet` on, which would let
+//! a container reach the node's services bound to 127.0.0.1 (a frame to its gateway with that
+//! destination): the `localnet` chain drops every packet to 127.0.0.0/8 that did not come
+//! from `lo`, before conntrack (replies of masqueraded loopback clients still carry the
+//! bridge's address there).
+//!
+//! While overlay networks have peers, VXLAN's UDP port is open only to the swarm's nodes (the
+//! `vxlan_ports` and `swarm_nodes` sets, both empty otherwise).
+//!
 //! The rules are fixed; what changes is set and map elements (a bridge, a subnet, a published
 //! port). Adding elements is a cheap transaction, while rewriting chains waits for an RCU grace
 //! period (~15 ms here), so only a full rebuild (daemon start) rewrites the table. It only renders
@@ -21,7 +30,9 @@ use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
 use crate::ipam6::Subnet6;
+use crate::link::VXLAN_PORT;
 use crate::{Error, Result};
+use std::collections::BTreeSet;
 
 /// What the rules need to know about one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +185,16 @@ impl Table {
   map hostports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
   set ingress_ports {{ type inet_proto . inet_service; }}
   map ingress {{ typeof meta l4proto . th dport . numgen inc mod {SLOTS} : ip daddr . th dport; }}
+  set vxlan_ports {{ type inet_service; }}
+  set swarm_nodes {{ type ipv4_addr; }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    udp dport @vxlan_ports ip saddr != @swarm_nodes drop
+  }}
+  chain localnet {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname != \"lo\" ip daddr 127.0.0.0/8 drop
+  }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     fib daddr type local jump published
@@ -336,6 +357,30 @@ table ip6 {t} {{
         s
     }
 
+    /// The VXLAN filter's elements, replacing what the table had: VXLAN's port closed to
+    /// every address but `nodes` when `open` (overlay networks have peers), else nothing.
+    pub fn render_underlay(&self, open: bool, nodes: &BTreeSet<Ipv4Addr>) -> String {
+        let t = &self.name;
+        let mut s = format!("flush set ip {t} vxlan_ports\nflush set ip {t} swarm_nodes\n");
+        if open {
+            let _ = writeln!(s, "add element ip {t} vxlan_ports {{ {VXLAN_PORT} }}");
+            if !nodes.is_empty() {
+                let list: Vec<String> = nodes.iter().map(|a| a.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "add element ip {t} swarm_nodes {{ {} }}",
+                    list.join(", ")
+                );
+            }
+        }
+        s
+    }
+
+    /// Apply [`Table::render_underlay`] (one transaction).
+    pub fn set_underlay(&self, open: bool, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
+        run(&self.render_underlay(open, nodes))
+    }
+
     /// Make the routing mesh's ports exactly `ports` (checked with [`check_ingress`]).
     pub fn set_ingress(&self, ports: &[IngressPort]) -> Result<()> {
         check_ingress(ports)?;
@@ -441,6 +486,9 @@ mod tests {
             )
             .unwrap();
         assert!(s.starts_with("table ip berth_t\ndelete table ip berth_t\n"));
+        assert!(s.contains(
+            "type filter hook prerouting priority raw; policy accept;\n    iifname != \"lo\" ip daddr 127.0.0.0/8 drop\n"
+        ));
         assert!(s.contains("table ip6 berth_t {"));
         assert!(s.contains("add element ip6 berth_t bridges { \"br0\" }"));
         assert!(s.contains("add element ip6 berth_t internal { \"br1\" }"));
@@ -532,6 +580,33 @@ mod tests {
             .contains("ip daddr 127.0.0.0/8 meta"));
         let twice = [ports[0].clone(), ports[0].clone()];
         assert!(matches!(t.set_ingress(&twice), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn renders_the_vxlan_filter() {
+        let t = Table::new("berth", false).unwrap();
+        let full = t.render(&[], &[]).unwrap();
+        assert!(full.contains(
+            "type filter hook input priority filter; policy accept;\n    udp dport @vxlan_ports ip saddr != @swarm_nodes drop\n"
+        ));
+        let nodes: BTreeSet<Ipv4Addr> =
+            ["192.0.2.2".parse().unwrap(), "192.0.2.1".parse().unwrap()].into();
+        assert_eq!(
+            t.render_underlay(true, &nodes),
+            "flush set ip berth vxlan_ports\nflush set ip berth swarm_nodes\n\
+             add element ip berth vxlan_ports { 4789 }\n\
+             add element ip berth swarm_nodes { 192.0.2.1, 192.0.2.2 }\n"
+        );
+        // No overlay: nothing is filtered, whatever nodes are given.
+        assert_eq!(
+            t.render_underlay(false, &nodes),
+            "flush set ip berth vxlan_ports\nflush set ip berth swarm_nodes\n"
+        );
+        assert_eq!(
+            t.render_underlay(true, &BTreeSet::new()),
+            "flush set ip berth vxlan_ports\nflush set ip berth swarm_nodes\n\
+             add element ip berth vxlan_ports { 4789 }\n"
+        );
     }
 
     #[test]

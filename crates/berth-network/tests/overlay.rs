@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -294,13 +294,19 @@ struct Server {
 
 impl Server {
     fn start(ns: &Netns) -> Server {
+        Server::start_on(ns, "0.0.0.0:80")
+    }
+
+    /// The same server listening on `addr`.
+    fn start_on(ns: &Netns, addr: &str) -> Server {
+        let addr = sa(addr);
         let fd = ns.clone_fd();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns server");
-            let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
+            let l = TcpListener::bind(addr).expect("bind the server");
             l.set_nonblocking(true).expect("nonblocking");
             ready_tx.send(()).expect("ready");
             while !flag.load(Ordering::Relaxed) {
@@ -400,6 +406,7 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
         assert_eq!(vx["linkinfo"]["info_data"]["port"], 4789);
         assert_eq!(vx["linkinfo"]["info_data"]["learning"], false);
         assert_eq!(vx["linkinfo"]["info_data"]["proxy"], true);
+        assert_eq!(vx["linkinfo"]["info_data"]["udp_csum"], false);
         assert_eq!(vx["linkinfo"]["info_data"]["local"], n.addr.to_string());
         assert_eq!(br["address"], "02:42:0a:0a:00:01");
         assert!(n
@@ -472,6 +479,36 @@ fn overlay_spans_nodes_balances_vips_and_tears_down() {
         assert_eq!(v[0]["linkinfo"]["info_data"]["local"], local.to_string());
         assert_eq!(v[0]["master"], "bov4097");
     }
+    // A device with outer UDP checksums (an older berth's) is made again without them.
+    a.ns.ok(&["ip", "link", "del", "vxl4097"]);
+    a.ns.ok(&[
+        "ip",
+        "link",
+        "add",
+        "vxl4097",
+        "type",
+        "vxlan",
+        "id",
+        "4097",
+        "local",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+        "udpcsum",
+    ]);
+    a.call(|rt, svc| {
+        rt.block_on(
+            svc.host
+                .link
+                .ensure_vxlan("vxl4097", 4097, ip("192.0.2.1"), 1450, "bov4097"),
+        )
+    })
+    .expect("ensure_vxlan");
+    let v: serde_json::Value =
+        serde_json::from_str(&a.ns.ok(&["ip", "-j", "-d", "link", "show", "vxl4097"]))
+            .expect("ip -j");
+    assert_eq!(v[0]["linkinfo"]["info_data"]["udp_csum"], false);
+    assert_eq!(v[0]["master"], "bov4097");
     a.peers("ov", vec![peer("10.10.0.21", &b), peer("10.10.0.22", &b)]);
     // A list naming an address or MAC twice is refused.
     let twice = vec![peer("10.10.0.21", &b), peer("10.10.0.21", &b)];
@@ -645,6 +682,308 @@ fn ingress_reaches_a_remote_task_with_the_client_address() {
         n.remove("ingress");
         assert!(!n.ns.links().iter().any(|l| l.starts_with("bov")));
     }
+}
+
+/// The sysctl `net.ipv4.conf.<ifname>.route_localnet` in a namespace.
+fn route_localnet(ns: &Netns, ifname: &str) -> String {
+    ns.ok(&[
+        "sysctl",
+        "-n",
+        &format!("net.ipv4.conf.{ifname}.route_localnet"),
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Makes `task` send what is addressed to 127.0.0.0/8 to `via` on its eth0, as a container
+/// with a raw socket can (here: no loopback address, and a route).
+fn route_loopback_out(task: &Netns, via: &str) {
+    task.ok(&["ip", "link", "set", "lo", "down"]);
+    task.ok(&["ip", "addr", "flush", "dev", "lo"]);
+    task.ok(&["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]);
+    task.ok(&["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"]);
+    task.ok(&[
+        "ip",
+        "route",
+        "add",
+        "127.0.0.0/8",
+        "via",
+        via,
+        "dev",
+        "eth0",
+    ]);
+    let route = task.ok(&["ip", "route", "get", "127.0.0.1"]);
+    assert!(route.contains(&format!("via {via} dev eth0")), "{route}");
+}
+
+#[test]
+fn containers_cannot_reach_the_nodes_loopback() {
+    // A: loopback NAT; B: userland proxy.
+    let (a, b) = two_nodes("lo");
+    a.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    b.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    a.create("ingress", 4096, "10.0.0.0/24", "10.0.0.1", Some("10.0.0.2"));
+    b.create("ingress", 4096, "10.0.0.0/24", "10.0.0.1", Some("10.0.0.3"));
+    // Loopback routing only where loopback clients go out: with loopback NAT, and on
+    // ingress.
+    assert_eq!(route_localnet(&a.ns, "bt0"), "1");
+    assert_eq!(route_localnet(&a.ns, "bov4097"), "1");
+    assert_eq!(route_localnet(&b.ns, "bt0"), "0");
+    assert_eq!(route_localnet(&b.ns, "bov4097"), "0");
+    assert_eq!(route_localnet(&b.ns, "bov4096"), "1");
+
+    // A service of node A bound to its loopback only.
+    let _private = Server::start_on(&a.ns, "127.0.0.1:80");
+    assert_eq!(
+        connect(&a.ns, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 127.0.0.1".to_string())]
+    );
+    // A container on A's default bridge, and a task on B's ingress network sending to A's
+    // ingress address over VXLAN.
+    let (local, remote) = (Netns::new(), Netns::new());
+    a.plug("bt0", &local, ip("10.254.0.5"), Some(ip("10.254.0.1")));
+    b.plug("bov4096", &remote, ip("10.0.0.5"), None);
+    a.peers("ingress", vec![peer("10.0.0.5", &b), peer("10.0.0.3", &b)]);
+    b.peers("ingress", vec![peer("10.0.0.2", &a)]);
+    route_loopback_out(&local, "10.254.0.1");
+    route_loopback_out(&remote, "10.0.0.2");
+    let blocked = |task: &Netns| {
+        let got = connect(task, sa("127.0.0.1:80"), 1);
+        assert!(got[0].is_err(), "reached the node's loopback: {got:?}");
+    };
+    blocked(&local);
+    blocked(&remote);
+    // B's own chain drops it too when bridged frames go through netfilter (br_netfilter);
+    // without it, A's stops it.
+    b.ns.ok(&["nft", "delete", "chain", "ip", "berth_bt0", "localnet"]);
+    blocked(&remote);
+
+    // Without berth's localnet chain both get through: that chain is what stops them.
+    a.ns.ok(&["nft", "delete", "chain", "ip", "berth_bt0", "localnet"]);
+    assert_eq!(
+        connect(&local, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 10.254.0.5".to_string())]
+    );
+    assert_eq!(
+        connect(&remote, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 10.0.0.5".to_string())]
+    );
+    // A table rebuild (daemon start) puts it back.
+    a.call(|_, svc| svc.rebuild_table(&[])).expect("rebuild");
+    blocked(&local);
+    blocked(&remote);
+    // The node's own loopback clients are unaffected.
+    assert_eq!(
+        connect(&a.ns, sa("127.0.0.1:80"), 1),
+        vec![Ok("127.0.0.1 127.0.0.1".to_string())]
+    );
+}
+
+/// Sends `count` UDP datagrams "<tag> <i>" from inside `ns` to `to`.
+fn udp_send(ns: &Netns, to: SocketAddr, tag: &str, count: usize) {
+    let fd = ns.clone_fd();
+    let tag = tag.to_string();
+    std::thread::spawn(move || {
+        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns sender");
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind sender");
+        for i in 0..count {
+            s.send_to(format!("{tag} {i}").as_bytes(), to)
+                .expect("send datagram");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .join()
+    .expect("sender thread");
+}
+
+/// A UDP socket on port 9999 inside a namespace, collecting what arrives.
+struct UdpSink {
+    got: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpSink {
+    fn start(ns: &Netns) -> UdpSink {
+        let fd = ns.clone_fd();
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, flag) = (got.clone(), stop.clone());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns sink");
+            let s = UdpSocket::bind("0.0.0.0:9999").expect("bind :9999");
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            ready_tx.send(()).expect("ready");
+            let mut buf = [0u8; 256];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(n) = s.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    g.lock().expect("sink list").push(text);
+                }
+            }
+        });
+        ready_rx.recv().expect("sink thread died");
+        UdpSink {
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What arrived with `tag`, after a moment for the last datagrams.
+    fn count(&self, tag: &str) -> usize {
+        std::thread::sleep(Duration::from_millis(300));
+        let got = self.got.lock().expect("sink list");
+        got.iter()
+            .filter(|m| m.starts_with(&format!("{tag} ")))
+            .count()
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn vxlan_is_accepted_only_from_the_swarms_nodes() {
+    let (a, b) = two_nodes("vx");
+    // A host on another network of node A that speaks VXLAN to it, as an attacker would:
+    // its own VXLAN device with the overlay's VNI, and a static neighbour for A's task.
+    let rogue = Netns::new();
+    veth(
+        &a.ns,
+        "eth1",
+        "198.51.100.1/24",
+        &rogue,
+        "eth0",
+        "198.51.100.2/24",
+    );
+    rogue.ok(&["ip", "route", "add", "default", "via", "198.51.100.1"]);
+    rogue.ok(&[
+        "ip",
+        "link",
+        "add",
+        "vx",
+        "type",
+        "vxlan",
+        "id",
+        "4097",
+        "local",
+        "198.51.100.2",
+        "remote",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+    ]);
+    rogue.ok(&["ip", "addr", "add", "10.10.0.66/24", "dev", "vx"]);
+    rogue.ok(&["ip", "link", "set", "vx", "up"]);
+    rogue.ok(&[
+        "ip",
+        "neigh",
+        "add",
+        "10.10.0.11",
+        "lladdr",
+        "02:42:0a:0a:00:0b",
+        "dev",
+        "vx",
+        "nud",
+        "permanent",
+    ]);
+    let sets = |n: &Node| n.ns.ok(&["nft", "list", "table", "ip", "berth_bt0"]);
+
+    a.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    b.create("ov", 4097, "10.10.0.0/24", "10.10.0.1", None);
+    let (a1, b1) = (Netns::new(), Netns::new());
+    let gw = Some(ip("10.10.0.1"));
+    a.plug("bov4097", &a1, ip("10.10.0.11"), gw);
+    b.plug("bov4097", &b1, ip("10.10.0.21"), gw);
+    let sink = UdpSink::start(&a1);
+    // Until the first list of peers (a daemon start with live restore), nothing is filtered.
+    // (The first datagrams wait for neighbours to resolve: not counted.)
+    udp_send(&rogue, sa("10.10.0.11:9999"), "warm", 3);
+    std::thread::sleep(Duration::from_millis(300));
+    udp_send(&rogue, sa("10.10.0.11:9999"), "early", 5);
+    assert_eq!(sink.count("early"), 5);
+
+    a.peers("ov", vec![peer("10.10.0.21", &b)]);
+    b.peers("ov", vec![peer("10.10.0.11", &a)]);
+    let table = sets(&a);
+    assert!(table.contains("elements = { 4789 }"), "{table}");
+    assert!(table.contains("elements = { 192.0.2.2 }"), "{table}");
+    // A peer's node gets through; the stranger does not.
+    udp_send(&b1, sa("10.10.0.11:9999"), "warm", 3);
+    std::thread::sleep(Duration::from_millis(300));
+    udp_send(&b1, sa("10.10.0.11:9999"), "peer", 5);
+    udp_send(&rogue, sa("10.10.0.11:9999"), "rogue", 5);
+    assert_eq!(sink.count("peer"), 5);
+    assert_eq!(sink.count("rogue"), 0);
+    // Once the stranger is a peer's node, it gets through (the set is what stops it).
+    let mut with_rogue = peer("10.10.0.66", &b);
+    with_rogue.node = ip("198.51.100.2");
+    a.peers("ov", vec![peer("10.10.0.21", &b), with_rogue]);
+    udp_send(&rogue, sa("10.10.0.11:9999"), "admitted", 5);
+    assert_eq!(sink.count("admitted"), 5);
+    a.peers("ov", vec![peer("10.10.0.21", &b)]);
+    udp_send(&rogue, sa("10.10.0.11:9999"), "again", 5);
+    assert_eq!(sink.count("again"), 0);
+    // A table rebuild (daemon start) keeps the filter.
+    a.call(|_, svc| svc.rebuild_table(&[])).expect("rebuild");
+    udp_send(&rogue, sa("10.10.0.11:9999"), "rebuilt", 5);
+    assert_eq!(sink.count("rebuilt"), 0);
+    udp_send(&b1, sa("10.10.0.11:9999"), "peer2", 5);
+    assert_eq!(sink.count("peer2"), 5);
+    drop(sink);
+
+    // With the last overlay gone, the sets are empty: nothing is filtered any more.
+    a.remove("ov");
+    let table = sets(&a);
+    assert!(!table.contains("4789"), "{table}");
+    assert!(!table.contains("192.0.2.2"), "{table}");
+}
+
+#[test]
+fn an_overlay_subnet_the_node_routes_elsewhere_is_refused() {
+    let (a, _b) = two_nodes("clash");
+    a.ns.ok(&["ip", "route", "add", "10.30.0.0/16", "via", "192.0.2.2"]);
+    let try_create = |subnet: &str, gw: &str| {
+        let req = a.request("ov", 4097, subnet, gw, None);
+        a.call(move |rt, svc| {
+            rt.block_on(svc.create(req))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    let e = try_create("10.30.1.0/24", "10.30.1.1").expect_err("overlaps a route");
+    assert!(
+        e.contains(
+            "overlay subnet 10.30.1.0/24 overlaps the route 10.30.0.0/16 via 192.0.2.2 dev eth0"
+        ),
+        "{e}"
+    );
+    // The node's own underlay network (where the other nodes are).
+    let e = try_create("192.0.2.128/25", "192.0.2.129").expect_err("overlaps the underlay");
+    assert!(
+        e.contains("overlay subnet 192.0.2.128/25 overlaps the address 192.0.2.1/24 on eth0"),
+        "{e}"
+    );
+    assert!(!a.ns.links().iter().any(|l| l.starts_with("bov")));
+    // Other berth networks' bridges are checked as networks, not as the host's routes.
+    let e = try_create("10.254.0.0/16", "10.254.1.1").expect_err("overlaps the default bridge");
+    assert!(e.contains("Pool overlaps with other one"), "{e}");
+    try_create("10.10.0.0/24", "10.10.0.1").expect("a free subnet");
+    // Its own bridge, left behind without its record, does not count against it.
+    a.remove("ov");
+    a.ns.ok(&["ip", "link", "add", "bov4097", "type", "bridge"]);
+    a.ns.ok(&["ip", "addr", "add", "10.10.0.1/24", "dev", "bov4097"]);
+    a.ns.ok(&["ip", "link", "set", "bov4097", "up"]);
+    try_create("10.10.0.0/24", "10.10.0.1").expect("made again over its old bridge");
 }
 
 #[test]

@@ -747,6 +747,12 @@ fn attachable_overlays_rolling_updates_and_node_death() {
         c.until(&format!("node{i} has no overlay left"), LONG, || {
             overlay_traces(&c, i).is_empty()
         });
+        // VXLAN's source filter (port and nodes) is empty again.
+        let nft = stdout(&on_node(&c, i, &["nft", "list", "ruleset"]));
+        assert!(
+            nft.contains("udp dport @vxlan_ports") && !nft.contains("4789"),
+            "node{i}: {nft}"
+        );
     }
     c.down_and_check();
 }

@@ -289,8 +289,8 @@ fn pick_subnet6(cfg: &NetConfig, others: &[NetworkRecord], id: &str) -> Result<S
         ))
 }
 
-/// The bridge with its gateway address, loopback routing for published ports, and the
-/// embedded DNS of a user-defined network.
+/// The bridge with its gateway address, loopback routing for published ports (with loopback
+/// NAT), and the embedded DNS of a user-defined network.
 async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     let r = &n.rec;
     let v4 = match (r.subnet(), r.gateway()) {
@@ -313,10 +313,13 @@ async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     if crate::iptables::forward_drops() {
         crate::iptables::allow_bridge(&r.bridge)?;
     }
-    // Locally made connections to 127.0.0.1:<published> are DNATed out of this bridge.
+    // With loopback NAT (no userland proxy), locally made connections to 127.0.0.1:<published>
+    // are DNATed out of this bridge (and masqueraded): their packets and replies are routed
+    // only with `route_localnet` on. berth's table drops what comes to 127.0.0.0/8 from
+    // anywhere but `lo` (see [`crate::nft`]).
     write_sysctl(
         &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge),
-        "1",
+        if host.cfg.userland_proxy { "0" } else { "1" },
     )?;
     if let (Some(s6), Some(gw6)) = (r.subnet6(), r.gateway6()) {
         write_sysctl(

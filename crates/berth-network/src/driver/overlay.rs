@@ -6,8 +6,8 @@
 //! learning, ARP answered by the device from its static neighbour entries, no miss
 //! notifications). The bridge's MAC is [`link::mac_for`] of its address, so that other nodes
 //! can compute it. The MTU of the bridge, the VXLAN device and every endpoint's veth is the
-//! underlay's (the link holding the local address) minus 50 (and 26 more when encrypted), or
-//! the `mtu` option if smaller.
+//! underlay's (the link holding the local address) minus 50 (and 26 to 29 more when
+//! encrypted, see [`OverlayOptions::mtu_for`]), or the `mtu` option if smaller.
 //! Every node's bridge carries the network's gateway (ARP for it is answered locally, and
 //! nothing floods over VXLAN: the device has no all-zero forwarding entry), except the
 //! ingress network's, which carries the node's own ingress address. The bridge sends ARP
@@ -28,6 +28,7 @@
 use super::{BoxFuture, Driver, HostNet, Network};
 use crate::host::write_sysctl;
 use crate::ipam::Subnet;
+use crate::link::HostClaim;
 use crate::record::NetworkRecord;
 use crate::{link, Error, Result};
 use berth_api::network::CreateRequest;
@@ -44,6 +45,9 @@ pub const OPT_ENCRYPTED: &str = "encrypted";
 
 /// What VXLAN adds to a frame: outer IPv4, UDP and VXLAN headers and the inner Ethernet header.
 pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The outer IPv4 header, part of [`VXLAN_OVERHEAD`].
+const OUTER_IPV4: u32 = 20;
 
 /// VXLAN overlay networks.
 pub struct Overlay;
@@ -138,14 +142,25 @@ impl OverlayOptions {
         format!("vxl{}", self.vni)
     }
 
-    /// The MTU for an underlay of MTU `underlay`.
+    /// Whether the bridge needs `route_localnet` (masqueraded loopback clients go out of it):
+    /// the ingress bridge (the routing mesh's ports on 127.0.0.1), and with loopback NAT (no
+    /// userland proxy) any overlay, since a container whose first network it is can publish
+    /// ports. Packets to 127.0.0.0/8 that do not come from `lo` are dropped by berth's table.
+    pub fn needs_localnet(&self, userland_proxy: bool) -> bool {
+        self.ingress || !userland_proxy
+    }
+
+    /// The MTU for an underlay of MTU `underlay`. Encrypted, ESP sits between the outer IPv4
+    /// header and the UDP datagram: its header and ICV, and its trailer after the datagram,
+    /// both padded to a multiple of 4 bytes.
     pub fn mtu_for(&self, underlay: u32) -> u32 {
-        let esp = if self.encrypted {
-            crate::esp::ESP_OVERHEAD
+        use crate::esp::{ESP_HEADER, ESP_ICV, ESP_TRAILER};
+        let mtu = if self.encrypted {
+            let padded = underlay.saturating_sub(OUTER_IPV4 + ESP_HEADER + ESP_ICV) / 4 * 4;
+            padded.saturating_sub(ESP_TRAILER + VXLAN_OVERHEAD - OUTER_IPV4)
         } else {
-            0
+            underlay.saturating_sub(VXLAN_OVERHEAD)
         };
-        let mtu = underlay.saturating_sub(VXLAN_OVERHEAD + esp);
         self.mtu.map_or(mtu, |m| m.min(mtu))
     }
 }
@@ -272,6 +287,21 @@ async fn configure(
             other.name
         )));
     }
+    // The subnet becomes a connected route of the host's main table: it must not take over
+    // any address or route the host has outside berth's bridges (its LAN, other nodes'
+    // data-path addresses).
+    let ours: Vec<&str> = others
+        .iter()
+        .map(|n| n.bridge.as_str())
+        .chain([bridge.as_str()])
+        .collect();
+    let claims = host.link.host_ipv4_claims().await?;
+    if let Some(c) = host_clash(&subnet, &claims, &ours) {
+        return Err(Error::Forbidden(format!(
+            "invalid pool request: overlay subnet {subnet} overlaps the {} of this node: overlay subnets are routed in the node's own routing table",
+            c.what
+        )));
+    }
     let underlay = host.link.mtu_of_address(o.local).await?;
     rec.driver = "overlay".into();
     rec.subnet = subnet.to_string();
@@ -284,8 +314,21 @@ async fn configure(
     Ok(())
 }
 
-/// The bridge with its address and MAC, the VXLAN device on it, loopback routing for the
-/// routing mesh's masqueraded local clients, and the embedded DNS (not on ingress). An
+/// The first of the host's addresses and routes that `subnet` overlaps, leaving out those on
+/// berth's own bridges (`ours`).
+fn host_clash<'a>(
+    subnet: &Subnet,
+    claims: &'a [HostClaim],
+    ours: &[&str],
+) -> Option<&'a HostClaim> {
+    claims.iter().find(|c| {
+        !ours.contains(&c.ifname.as_str()) && Subnet::containing(c.addr, c.prefix).overlaps(subnet)
+    })
+}
+
+/// The bridge with its address and MAC, the VXLAN device on it, loopback routing where
+/// loopback clients go out of it (see [`OverlayOptions::needs_localnet`]), and the embedded
+/// DNS (not on ingress). An
 /// encrypted network first needs the kernel's ESP (else nothing is made) and gets its VNI's
 /// ESP rules.
 async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
@@ -314,7 +357,11 @@ async fn bring_up(host: &HostNet, n: &Network) -> Result<()> {
     }
     write_sysctl(
         &format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
-        "1",
+        if o.needs_localnet(host.cfg.userland_proxy) {
+            "1"
+        } else {
+            "0"
+        },
     )?;
     // The bridge asks for its neighbours from its own address, never from another local
     // address (a routing-mesh connection DNATed from the node's underlay address): a task
@@ -351,6 +398,9 @@ mod tests {
         assert_eq!(o.bridge(), "bov4097");
         assert_eq!(o.vxlan(), "vxl4097");
         assert_eq!(o.mtu_for(1500), 1450);
+        // Loopback routing on a plain overlay only for loopback NAT, always on ingress.
+        assert!(!o.needs_localnet(true));
+        assert!(o.needs_localnet(false));
         let o = OverlayOptions::parse(&opts(&[
             (OPT_VNI, "16777215"),
             (OPT_LOCAL, "192.0.2.1"),
@@ -360,6 +410,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(o.ingress);
+        assert!(o.needs_localnet(true));
         assert_eq!(o.bridge_addr, Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(o.mtu_for(1500), 1400);
         assert_eq!(o.mtu_for(1420), 1370);
@@ -372,8 +423,27 @@ mod tests {
         ]))
         .unwrap();
         assert!(o.encrypted);
-        // ESP takes 26 bytes more.
+        // ESP takes 26 bytes more, and up to 3 of padding: the whole ESP packet must fit.
         assert_eq!(o.mtu_for(1500), 1424);
+        for underlay in 1400..=1500u32 {
+            let mtu = o.mtu_for(underlay);
+            // Outer IPv4, ESP header, the datagram (UDP, VXLAN, Ethernet, the frame's
+            // payload) with the trailer padded to 4, ICV.
+            let datagram = 8 + 8 + 14 + mtu;
+            let esp = 16 + (datagram + 2).div_ceil(4) * 4 + 8;
+            assert!(
+                20 + esp <= underlay,
+                "underlay {underlay}: mtu {mtu} too big"
+            );
+            // And one byte more would not fit.
+            let bigger = (datagram + 1 + 2).div_ceil(4) * 4 + 24;
+            assert!(
+                20 + bigger > underlay,
+                "underlay {underlay}: mtu {mtu} too small"
+            );
+        }
+        assert_eq!(o.mtu_for(1450), 1372);
+        assert_eq!(o.mtu_for(10), 0);
     }
 
     #[test]
@@ -404,6 +474,49 @@ mod tests {
         }
         let e = OverlayOptions::parse(&opts(&[(OPT_VNI, "1")])).unwrap_err();
         assert!(e.to_string().contains(OPT_LOCAL), "{e}");
+    }
+
+    #[test]
+    fn refuses_subnets_the_host_routes_elsewhere() {
+        let claim = |a: &str, prefix: u8, ifname: &str, what: &str| HostClaim {
+            addr: a.parse().unwrap(),
+            prefix,
+            ifname: ifname.into(),
+            what: what.into(),
+        };
+        let claims = [
+            claim("127.0.0.1", 8, "lo", "address 127.0.0.1/8 on lo"),
+            claim("10.0.3.7", 16, "eth0", "address 10.0.3.7/16 on eth0"),
+            claim(
+                "172.20.0.0",
+                14,
+                "eth0",
+                "route 172.20.0.0/14 via 10.0.0.1 dev eth0",
+            ),
+            claim("10.1.0.1", 24, "bov4097", "address 10.1.0.1/24 on bov4097"),
+            claim("10.2.0.1", 24, "br-1234", "address 10.2.0.1/24 on br-1234"),
+        ];
+        let ours = ["bov4097", "br-1234"];
+        let clash =
+            |s: &str| host_clash(&s.parse().unwrap(), &claims, &ours).map(|c| c.what.clone());
+        // The LAN's network, from either side of it.
+        assert_eq!(
+            clash("10.0.0.0/24"),
+            Some("address 10.0.3.7/16 on eth0".into())
+        );
+        assert_eq!(
+            clash("10.0.0.0/8"),
+            Some("address 10.0.3.7/16 on eth0".into())
+        );
+        assert_eq!(
+            clash("172.21.5.0/24"),
+            Some("route 172.20.0.0/14 via 10.0.0.1 dev eth0".into())
+        );
+        // berth's own bridges are not the host's.
+        assert_eq!(clash("10.1.0.0/24"), None);
+        assert_eq!(clash("10.2.0.0/24"), None);
+        assert_eq!(clash("10.3.0.0/24"), None);
+        assert_eq!(clash("172.24.0.0/24"), None);
     }
 
     #[test]

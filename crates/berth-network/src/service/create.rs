@@ -134,6 +134,11 @@ impl NetworkService {
             Err(e) => return Err(e.into()),
         }
         self.map().remove(&n.rec.id);
+        if n.rec.is_overlay() {
+            if let Err(e) = self.sync_underlay() {
+                tracing::warn!("network {}: filtering VXLAN's sources: {e}", n.rec.name);
+            }
+        }
         Ok(())
     }
 }

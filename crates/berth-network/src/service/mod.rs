@@ -52,6 +52,8 @@ pub struct NetworkService {
     /// The routing mesh's ports last set (see [`NetworkService::set_ingress_ports`]), put
     /// back whenever the table is rebuilt.
     ingress: Mutex<Vec<IngressPort>>,
+    /// The nodes VXLAN traffic is accepted from (see [`NetworkService::set_overlay_peers`]).
+    underlay: Mutex<overlay::Underlay>,
 }
 
 fn table_name(bridge: &str) -> String {
@@ -120,6 +122,7 @@ impl NetworkService {
             proxies: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             ingress: Mutex::new(Vec::new()),
+            underlay: Mutex::new(Default::default()),
         };
         let mut recs: Vec<NetworkRecord> = Vec::new();
         let mut damaged = Vec::new();
@@ -305,10 +308,12 @@ impl NetworkService {
     }
 
     /// Replace the nftables table with one for the current networks and these ports (and the
-    /// routing mesh's ports last set).
+    /// routing mesh's ports and VXLAN's sources last set).
     pub fn rebuild_table(&self, ports: &[nft::PortMap]) -> Result<()> {
         let rules: Vec<_> = self.all().iter().filter_map(|n| n.rec.rules()).collect();
         self.host.table.rebuild(&rules, ports)?;
+        self.underlay().forget_applied();
+        self.sync_underlay()?;
         let ingress = self.ingress.lock().unwrap_or_else(|e| e.into_inner());
         if ingress.is_empty() {
             return Ok(());

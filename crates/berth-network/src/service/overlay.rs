@@ -1,7 +1,8 @@
 //! The service's side of swarm networking on this node: the remote endpoints of overlay
 //! networks (programmed on their VXLAN devices, and for encrypted networks their nodes' ESP
 //! associations) and the routing mesh's published ports (in berth's nftables table). Each
-//! call takes the full desired list from the daemon.
+//! call takes the full desired list from the daemon. While overlays exist, VXLAN is accepted
+//! only from the nodes of their peers.
 
 use super::NetworkService;
 use crate::driver::overlay::OverlayOptions;
@@ -10,8 +11,24 @@ use crate::esp::Keys;
 use crate::link::Peer;
 use crate::nft::IngressPort;
 use crate::{Error, Result};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
+
+/// The nodes VXLAN traffic is accepted from: the remote peers' nodes of each overlay network
+/// (by id), and what berth's table was last given (whether VXLAN's port is filtered, and the
+/// nodes).
+#[derive(Debug, Default)]
+pub(crate) struct Underlay {
+    by_network: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    applied: Option<(bool, BTreeSet<Ipv4Addr>)>,
+}
+
+impl Underlay {
+    /// The table was made again: its sets are empty.
+    pub(crate) fn forget_applied(&mut self) {
+        self.applied = None;
+    }
+}
 
 /// A remote endpoint of an overlay network: its address and MAC, and the data-path address
 /// of the node that has it.
@@ -72,7 +89,41 @@ impl NetworkService {
             let nodes: BTreeSet<Ipv4Addr> = peers.iter().map(|p| p.node).collect();
             self.host.esp.set_nodes(&n.rec.id, nodes, keys.clone())?;
         }
-        self.host.link.sync_vxlan_peers(&o.vxlan(), &peers).await
+        // The peers' nodes may send before anything is programmed here. The peers are
+        // programmed even if the table cannot be changed (not made yet, at boot).
+        self.underlay()
+            .by_network
+            .insert(n.rec.id.clone(), peers.iter().map(|p| p.node).collect());
+        let filtered = self.sync_underlay();
+        self.host.link.sync_vxlan_peers(&o.vxlan(), &peers).await?;
+        filtered
+    }
+
+    pub(crate) fn underlay(&self) -> std::sync::MutexGuard<'_, Underlay> {
+        self.underlay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bring berth's table to the overlay networks there are: VXLAN's port filtered while
+    /// any has had its peers set, open to the nodes of their peers (element changes, only when
+    /// they differ from what was applied). Until the first list (a daemon start with live
+    /// restore), VXLAN is not filtered, so that running overlays keep working.
+    pub(crate) fn sync_underlay(&self) -> Result<()> {
+        let overlays: BTreeSet<String> = self
+            .all()
+            .iter()
+            .filter(|n| n.rec.is_overlay())
+            .map(|n| n.rec.id.clone())
+            .collect();
+        let mut u = self.underlay();
+        u.by_network.retain(|id, _| overlays.contains(id));
+        let nodes: BTreeSet<Ipv4Addr> = u.by_network.values().flatten().copied().collect();
+        let want = (!u.by_network.is_empty(), nodes);
+        if u.applied.as_ref() == Some(&want) {
+            return Ok(());
+        }
+        self.host.table.set_underlay(want.0, &want.1)?;
+        u.applied = Some(want);
+        Ok(())
     }
 
     /// Every ingress-published port of the swarm on this node: the full desired list.
