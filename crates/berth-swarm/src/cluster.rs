@@ -65,6 +65,52 @@ struct Lock {
 /// dockerd's answer to manager requests while the node is locked.
 pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
 
+/// dockerd's answer to `swarm leave` without `--force` on a locked node.
+pub const LOCKED_LEAVE: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
+
+/// Whether this manager counts as reachable, and how many managers are reachable and
+/// unreachable, as `docker node ls` shows them from here (moby's `managerStats`).
+fn manager_stats(
+    s: &crate::store::State,
+    me: &str,
+    raft: &crate::view::RaftView,
+) -> (bool, usize, usize) {
+    let (mut active, mut reachable, mut unreachable) = (false, 0, 0);
+    for n in s.nodes.values().filter(|n| n.raft_id != 0) {
+        let up = crate::view::node(n, raft)
+            .manager_status
+            .is_some_and(|m| m.reachability == api::Reachability::Reachable);
+        if up {
+            reachable += 1;
+            active |= n.id == me;
+        } else {
+            unreachable += 1;
+        }
+    }
+    (active, reachable, unreachable)
+}
+
+/// moby's refusal of a manager's `swarm leave` without `--force`, from [`manager_stats`]: the
+/// quorum sentence only when removing this node would lose it.
+fn manager_leave_refusal((active, reachable, unreachable): (bool, usize, usize)) -> String {
+    let mut msg =
+        "You are attempting to leave the swarm on a node that is participating as a manager. "
+            .to_string();
+    if active && reachable <= unreachable + 2 {
+        if reachable == 1 && unreachable == 0 {
+            msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
+            return msg;
+        }
+        msg.push_str(&format!(
+            "Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. ",
+            reachable.saturating_sub(1),
+            reachable + unreachable
+        ));
+    }
+    msg.push_str("The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.");
+    msg
+}
+
 /// A node that is part of a swarm.
 struct Active {
     cluster_id: String,
@@ -1054,7 +1100,7 @@ impl Cluster {
         if g.is_none() && self.lock_state().locked.is_some() {
             // A locked manager can only be forced out (its data stays sealed).
             if !force {
-                return Err(Error::unavailable(LOCKED));
+                return Err(Error::unavailable(LOCKED_LEAVE));
             }
             self.remove_task_containers().await;
             let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -1069,22 +1115,16 @@ impl Cluster {
             return Err(Error::unavailable(NOT_IN_SWARM));
         };
         if let Some(m) = &a.manager {
-            let (managers, reachable) = m.read(|s| {
-                let ms: Vec<&NodeRec> = s.nodes.values().filter(|n| n.raft_id != 0).collect();
-                let up = ms.iter().filter(|n| n.state == NodeState::Ready).count();
-                (ms.len(), up)
-            });
             if !force {
-                let mut msg = "You are attempting to leave the swarm on a node that is participating as a manager. ".to_string();
-                if managers <= 1 {
-                    msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
-                    return Err(Error::unavailable(msg.trim_end().to_string()));
-                }
-                if reachable.saturating_sub(1) <= managers / 2 {
-                    msg.push_str(&format!("Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.", managers - 1, managers));
-                    return Err(Error::unavailable(msg));
-                }
+                let st = m.raft.status();
+                let rv = crate::view::RaftView {
+                    leader: st.leader,
+                    active: st.active,
+                };
+                let stats = m.read(|s| manager_stats(s, &m.node_id, &rv));
+                return Err(Error::unavailable(manager_leave_refusal(stats)));
             }
+            let managers = m.read(|s| s.nodes.values().filter(|n| n.raft_id != 0).count());
             // Leave the Raft group cleanly where possible (a leader steps down as it goes).
             let me = m.raft.status().id;
             if managers > 1 {
@@ -2060,5 +2100,67 @@ impl rpc::Handler for Port {
                 ),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::RaftView;
+
+    fn manager(id: &str, raft_id: u64, state: NodeState) -> NodeRec {
+        NodeRec {
+            id: id.to_string(),
+            raft_id,
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn manager_leave_is_refused_with_mobys_texts() {
+        let mut s = crate::store::State::default();
+        for (id, raft, st) in [
+            ("a", 1, NodeState::Ready),
+            ("b", 2, NodeState::Ready),
+            ("c", 3, NodeState::Ready),
+        ] {
+            s.nodes.insert(id.to_string(), manager(id, raft, st));
+        }
+        // Seen from the leader: members heard from recently are the reachable ones.
+        let all = RaftView {
+            leader: 1,
+            active: vec![1, 2, 3],
+        };
+        let stats = manager_stats(&s, "b", &all);
+        assert_eq!(stats, (true, 3, 0));
+        assert_eq!(
+            manager_leave_refusal(stats),
+            "You are attempting to leave the swarm on a node that is participating as a manager. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+        );
+        let one_down = RaftView {
+            leader: 1,
+            active: vec![1, 2],
+        };
+        let stats = manager_stats(&s, "b", &one_down);
+        assert_eq!(stats, (true, 2, 1));
+        assert_eq!(
+            manager_leave_refusal(stats),
+            "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves 1 managers out of 3. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+        );
+        // Elsewhere than on the leader, node states decide (as `node ls` shows them).
+        s.nodes.get_mut("c").unwrap().state = NodeState::Down;
+        let follower = RaftView {
+            leader: 1,
+            active: Vec::new(),
+        };
+        assert_eq!(manager_stats(&s, "b", &follower), (true, 2, 1));
+        let mut last = crate::store::State::default();
+        last.nodes
+            .insert("a".to_string(), manager("a", 1, NodeState::Ready));
+        assert_eq!(
+            manager_leave_refusal(manager_stats(&last, "a", &follower)),
+            "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. "
+        );
     }
 }

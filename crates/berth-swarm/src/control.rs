@@ -308,6 +308,27 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
     Ok(spec)
 }
 
+/// Whether the managers other than `id` that are reachable (this one always counts, the
+/// others as `docker node ls` shows them from here) would still be a majority of the Raft
+/// group without `id` (swarmkit's `CanRemoveMember`).
+fn can_remove_member(s: &State, raft: &RaftView, me: &str, id: &str) -> bool {
+    let rest: Vec<&crate::store::NodeRec> = s
+        .nodes
+        .values()
+        .filter(|n| n.raft_id != 0 && n.id != id)
+        .collect();
+    let reachable = rest
+        .iter()
+        .filter(|n| {
+            n.id == me
+                || view::node(n, raft)
+                    .manager_status
+                    .is_some_and(|m| m.reachability == api::Reachability::Reachable)
+        })
+        .count();
+    reachable > rest.len() / 2
+}
+
 /// The labels only berth's swarm may set on a network.
 const PREDEFINED_LABEL: &str = "com.docker.swarm.predefined";
 /// The network options a swarm network may carry (the node-local realisation applies them).
@@ -789,6 +810,18 @@ impl Manager {
                 return Err(Error::new(
                     400,
                     "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
+                ));
+            }
+            let st = self.raft.status();
+            let raft = RaftView {
+                leader: st.leader,
+                active: st.active,
+            };
+            let me = self.node_id.clone();
+            if !self.read(|s| can_remove_member(s, &raft, &me, &id)) {
+                return Err(Error::new(
+                    400,
+                    "rpc error: code = FailedPrecondition desc = can't remove member from the raft: this would result in a loss of quorum",
                 ));
             }
         }
@@ -1353,6 +1386,38 @@ mod tests {
             (e.status, e.message.as_str()),
             (404, "network nope not found")
         );
+    }
+
+    #[test]
+    fn demotion_keeps_a_reachable_majority() {
+        let mut s = State::default();
+        for (id, raft_id) in [("a", 1), ("b", 2), ("c", 3)] {
+            s.nodes.insert(
+                id.to_string(),
+                crate::store::NodeRec {
+                    id: id.to_string(),
+                    raft_id,
+                    state: api::NodeState::Ready,
+                    ..Default::default()
+                },
+            );
+        }
+        let view = |active: Vec<u64>| RaftView { leader: 1, active };
+        // All up: any one may go.
+        assert!(can_remove_member(&s, &view(vec![1, 2, 3]), "a", "b"));
+        // c is down: demoting b would leave {a, c} with c dead, so it is refused; c itself
+        // may go ({a, b} both up).
+        assert!(!can_remove_member(&s, &view(vec![1, 2]), "a", "b"));
+        assert!(can_remove_member(&s, &view(vec![1, 2]), "a", "c"));
+        // On a follower node states decide; the answering manager counts as reachable.
+        s.nodes.get_mut("c").unwrap().state = api::NodeState::Down;
+        s.nodes.get_mut("b").unwrap().state = api::NodeState::Down;
+        let follower = RaftView {
+            leader: 1,
+            active: Vec::new(),
+        };
+        assert!(can_remove_member(&s, &follower, "b", "c"));
+        assert!(!can_remove_member(&s, &follower, "a", "b"));
     }
 }
 
