@@ -669,6 +669,9 @@ impl Cluster {
         if g.is_some() {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
+        // Everything the request says is checked before anything starts.
+        let mut spec = req.spec.clone();
+        crate::control::swarm_spec_defaults(&mut spec)?;
         let autolock = req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers;
         // The unlock key seals the data key from the first write of state.json on.
         let unlock_key = if autolock {
@@ -699,9 +702,9 @@ impl Cluster {
         let cluster_id = ids::new_id();
         let raft_id = ids::new_raft_id();
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
-        crate::control::check_cert_expiry(&req.spec)?;
-        let expiry = (req.spec.ca_config.node_cert_expiry > 0)
-            .then(|| Duration::from_nanos(req.spec.ca_config.node_cert_expiry as u64));
+        let expiry = Some(Duration::from_nanos(
+            spec.ca_config.node_cert_expiry.unsigned_abs(),
+        ));
         let cert = root
             .issue(
                 &key.csr_pem,
@@ -734,7 +737,6 @@ impl Cluster {
         };
         self.save(&p)?;
         let now = berth_api::timefmt::now();
-        let mut spec = req.spec.clone();
         spec.encryption_config.auto_lock_managers = autolock;
         spec.ca_config.signing_ca_cert = String::new();
         spec.ca_config.signing_ca_key = String::new();

@@ -13,12 +13,64 @@ use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 
 /// swarmkit's floor for `--cert-expiry`.
-pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
+fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
     let n = spec.ca_config.node_cert_expiry;
     if n != 0 && n < 3_600_000_000_000 {
         return Err(Error::rpc_invalid(
             "minimum certificate expiry time is: 1h0m0s",
         ));
+    }
+    Ok(())
+}
+
+/// A swarm spec from `swarm init` or `swarm update` with what berth runs by filled in where
+/// it says nothing (0 or absent), as swarmkit's defaults fill it; Raft settings other than
+/// berth's are refused, since its Raft always runs with its own.
+pub fn swarm_spec_defaults(spec: &mut api::SwarmSpec) -> Result<()> {
+    check_cert_expiry(spec)?;
+    let o = &mut spec.orchestration;
+    o.task_history_retention_limit.get_or_insert(5);
+    let r = &mut spec.raft;
+    let fill = |v: &mut u64, berth: u64, what: &str| {
+        if *v == 0 {
+            *v = berth;
+        }
+        if *v != berth {
+            return Err(Error::rpc_invalid(format!(
+                "berth's Raft runs with {what} {berth}; other values are not supported"
+            )));
+        }
+        Ok(())
+    };
+    fill(
+        &mut r.snapshot_interval,
+        crate::raft::SNAPSHOT_INTERVAL,
+        "SnapshotInterval",
+    )?;
+    fill(
+        &mut r.log_entries_for_slow_followers,
+        crate::raft::KEEP_ENTRIES,
+        "LogEntriesForSlowFollowers",
+    )?;
+    let mut election = u64::try_from(r.election_tick).unwrap_or(u64::MAX);
+    fill(
+        &mut election,
+        crate::raft::ELECTION_TICKS as u64,
+        "ElectionTick",
+    )?;
+    let mut heartbeat = u64::try_from(r.heartbeat_tick).unwrap_or(u64::MAX);
+    fill(
+        &mut heartbeat,
+        crate::raft::HEARTBEAT_TICKS as u64,
+        "HeartbeatTick",
+    )?;
+    r.election_tick = crate::raft::ELECTION_TICKS as i64;
+    r.heartbeat_tick = crate::raft::HEARTBEAT_TICKS as i64;
+    if spec.dispatcher.heartbeat_period <= 0 {
+        spec.dispatcher.heartbeat_period = crate::manager::DEFAULT_HEARTBEAT.as_nanos() as i64;
+    }
+    if spec.ca_config.node_cert_expiry == 0 {
+        spec.ca_config.node_cert_expiry = crate::ca::DEFAULT_NODE_EXPIRY.as_nanos() as i64;
     }
     Ok(())
 }
@@ -1086,8 +1138,8 @@ impl Manager {
         rotate_manager: bool,
         rotate_unlock_key: bool,
     ) -> Result<()> {
-        check_cert_expiry(&spec)?;
         let mut spec = spec;
+        swarm_spec_defaults(&mut spec)?;
         let cluster = self.read(|s| s.cluster.clone());
         let root_rotation = match &cluster {
             Some(c) => root_rotation_for(c, &spec.ca_config)?.map(Box::new),
@@ -1418,6 +1470,47 @@ mod tests {
         };
         assert!(can_remove_member(&s, &follower, "b", "c"));
         assert!(!can_remove_member(&s, &follower, "a", "b"));
+    }
+
+    #[test]
+    fn swarm_specs_get_what_berth_runs_with() {
+        let mut spec = api::SwarmSpec::default();
+        swarm_spec_defaults(&mut spec).unwrap();
+        assert_eq!(spec.orchestration.task_history_retention_limit, Some(5));
+        assert_eq!(
+            (
+                spec.raft.snapshot_interval,
+                spec.raft.log_entries_for_slow_followers,
+                spec.raft.election_tick,
+                spec.raft.heartbeat_tick
+            ),
+            (10_000, 500, 10, 1)
+        );
+        assert_eq!(spec.dispatcher.heartbeat_period, 1_000_000_000);
+        assert_eq!(spec.ca_config.node_cert_expiry, 2160 * 3600 * 1_000_000_000);
+        // What was asked is kept; Raft settings berth does not run with are refused.
+        let mut spec = api::SwarmSpec::default();
+        spec.orchestration.task_history_retention_limit = Some(-1);
+        spec.dispatcher.heartbeat_period = 5_000_000_000;
+        swarm_spec_defaults(&mut spec).unwrap();
+        assert_eq!(spec.orchestration.task_history_retention_limit, Some(-1));
+        assert_eq!(spec.dispatcher.heartbeat_period, 5_000_000_000);
+        let mut spec = api::SwarmSpec::default();
+        spec.raft.snapshot_interval = 5000;
+        let e = swarm_spec_defaults(&mut spec).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "rpc error: code = InvalidArgument desc = berth's Raft runs with SnapshotInterval 10000; other values are not supported")
+        );
+        let mut spec = api::SwarmSpec::default();
+        spec.ca_config.node_cert_expiry = 60_000_000_000;
+        let e = swarm_spec_defaults(&mut spec).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("minimum certificate expiry time is: 1h0m0s"),
+            "{}",
+            e.message
+        );
     }
 }
 
