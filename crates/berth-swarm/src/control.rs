@@ -213,6 +213,74 @@ fn labels_only(name: &str, data: &[u8], cur_name: &str, cur_data: &[u8]) -> Resu
     Ok(())
 }
 
+/// The node attributes a constraint may test (the scheduler knows no others).
+const CONSTRAINT_KEYS: &[&str] = &[
+    "node.id",
+    "node.hostname",
+    "node.role",
+    "node.ip",
+    "node.platform.os",
+    "node.platform.arch",
+];
+
+/// A label attribute `node.labels.<name>` or `engine.labels.<name>` (any case).
+fn label_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["node.labels.", "engine.labels."]
+        .iter()
+        .any(|p| k.strip_prefix(p).is_some_and(|l| !l.is_empty()))
+}
+
+/// Placement constraints as swarmkit parses them (`key==value`, `key!=value`, with its key
+/// and value character sets), over the attributes berth's scheduler knows; spread
+/// preferences over node or engine labels.
+fn check_placement(p: &api::Placement) -> Result<()> {
+    for c in &p.constraints {
+        let (key, value) = c
+            .split_once("==")
+            .or_else(|| c.split_once("!="))
+            .ok_or_else(|| Error::rpc_invalid("constraint expected one operator from ==, !="))?;
+        let (key, value) = (key.trim(), value.trim());
+        let key_ok = key.len() > 1
+            && key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok {
+            return Err(Error::rpc_invalid(format!("key '{key}' is invalid")));
+        }
+        let value_ok = !value.is_empty()
+            && value.chars().all(|ch| {
+                ch.is_ascii_alphanumeric() || ch.is_whitespace() || ":-_.*()?+[]\\^$|/".contains(ch)
+            });
+        if !value_ok {
+            return Err(Error::rpc_invalid(format!("value '{value}' is invalid")));
+        }
+        if !CONSTRAINT_KEYS.contains(&key.to_ascii_lowercase().as_str()) && !label_key(key) {
+            return Err(Error::rpc_invalid(format!(
+                "constraint key '{key}' is unknown: berth's scheduler knows {}, node.labels.<name> and engine.labels.<name>",
+                CONSTRAINT_KEYS.join(", ")
+            )));
+        }
+    }
+    for pref in &p.preferences {
+        let d = pref
+            .spread
+            .as_ref()
+            .map(|s| s.spread_descriptor.as_str())
+            .unwrap_or_default();
+        if !label_key(d) {
+            return Err(Error::rpc_invalid(format!(
+                "invalid placement preference '{d}': berth spreads over node.labels.<name> or engine.labels.<name>"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
     if !valid_name(&spec.name) || spec.name.contains('.') {
@@ -229,6 +297,9 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         return Err(Error::rpc_invalid(
             "ContainerSpec: image reference must be provided",
         ));
+    }
+    if let Some(p) = &spec.task_template.placement {
+        check_placement(p)?;
     }
     for r in cs.secrets.iter_mut() {
         let sec = s
@@ -1510,6 +1581,79 @@ mod tests {
                 .ends_with("minimum certificate expiry time is: 1h0m0s"),
             "{}",
             e.message
+        );
+    }
+
+    /// A minimal service spec for `normalize`.
+    fn plain_service() -> api::ServiceSpec {
+        let mut spec = api::ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        };
+        spec.task_template.container_spec = Some(api::ContainerSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        });
+        spec
+    }
+
+    #[test]
+    fn placement_is_checked_as_swarmkit_parses_it() {
+        let s = State::default();
+        let with = |constraints: &[&str], prefs: &[&str]| {
+            let mut spec = plain_service();
+            spec.task_template.placement = Some(api::Placement {
+                constraints: constraints.iter().map(|c| c.to_string()).collect(),
+                preferences: prefs
+                    .iter()
+                    .map(|d| api::PlacementPreference {
+                        spread: Some(api::SpreadOver {
+                            spread_descriptor: d.to_string(),
+                        }),
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+            normalize(&s, spec, "id").map(|_| ()).map_err(|e| e.message)
+        };
+        let invalid = |m: &str| Err(format!("rpc error: code = InvalidArgument desc = {m}"));
+        assert_eq!(
+            with(
+                &[
+                    "node.role==manager",
+                    "node.labels.zone != a-1",
+                    "engine.labels.os==linux",
+                    "Node.Hostname==n1"
+                ],
+                &["node.labels.zone", "engine.labels.rack"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            with(&["node.role=manager"], &[]),
+            invalid("constraint expected one operator from ==, !=")
+        );
+        assert_eq!(
+            with(&["node role==manager"], &[]),
+            invalid("key 'node role' is invalid")
+        );
+        assert_eq!(
+            with(&["node.role==man<ager"], &[]),
+            invalid("value 'man<ager' is invalid")
+        );
+        assert_eq!(
+            with(&["node.labels.==x"], &[])
+                .map_err(|m| m.contains("constraint key 'node.labels.' is unknown")),
+            Err(true)
+        );
+        assert_eq!(
+            with(&["node.name==x"], &[])
+                .map_err(|m| m.contains("constraint key 'node.name' is unknown")),
+            Err(true)
+        );
+        assert_eq!(
+            with(&[], &["node.hostname"]),
+            invalid("invalid placement preference 'node.hostname': berth spreads over node.labels.<name> or engine.labels.<name>")
         );
     }
 }
