@@ -672,6 +672,7 @@ impl Cluster {
         // Everything the request says is checked before anything starts.
         let mut spec = req.spec.clone();
         crate::control::swarm_spec_defaults(&mut spec)?;
+        crate::control::check_addr_pools(&req.default_addr_pool, req.subnet_size)?;
         let autolock = req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers;
         // The unlock key seals the data key from the first write of state.json on.
         let unlock_key = if autolock {

@@ -75,6 +75,32 @@ pub fn swarm_spec_defaults(spec: &mut api::SwarmSpec) -> Result<()> {
     Ok(())
 }
 
+/// `swarm init --default-addr-pool/--default-addr-pool-mask-length`, as moby checks them (and
+/// IPv4 only, as berth's swarm networks are).
+pub fn check_addr_pools(pools: &[String], subnet_size: u32) -> Result<()> {
+    let size = if subnet_size == 0 {
+        crate::netalloc::DEFAULT_SUBNET_SIZE
+    } else {
+        subnet_size
+    };
+    if size > 29 {
+        return Err(Error::invalid(format!(
+            "subnet size is out of range: {size}"
+        )));
+    }
+    for p in pools {
+        let p = p.trim();
+        let sub =
+            Subnet::parse(p).map_err(|e| Error::invalid(format!("invalid base pool {p}: {e}")))?;
+        if size < u32::from(sub.prefix) {
+            return Err(Error::invalid(format!(
+                "invalid CIDR: {p:?}. Subnet size is too small for pool: {size}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A root CA must stay valid at least this long to become the cluster's (swarmkit's floor).
 const MIN_ROOT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
@@ -1655,6 +1681,29 @@ mod tests {
             with(&[], &["node.hostname"]),
             invalid("invalid placement preference 'node.hostname': berth spreads over node.labels.<name> or engine.labels.<name>")
         );
+    }
+
+    #[test]
+    fn default_address_pools_are_checked() {
+        let pools = |p: &[&str]| p.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let err = |p: &[&str], size: u32| {
+            let e = check_addr_pools(&pools(p), size).unwrap_err();
+            assert_eq!(e.status, 400);
+            e.message
+        };
+        check_addr_pools(&[], 0).unwrap();
+        check_addr_pools(&pools(&["10.20.0.0/16", " 172.30.0.0/16"]), 26).unwrap();
+        assert_eq!(err(&["10.0.0.0/8"], 30), "subnet size is out of range: 30");
+        assert_eq!(
+            err(&["10.20.0.0/16"], 12),
+            "invalid CIDR: \"10.20.0.0/16\". Subnet size is too small for pool: 12"
+        );
+        assert_eq!(
+            err(&["10.20.0.0/25"], 0),
+            "invalid CIDR: \"10.20.0.0/25\". Subnet size is too small for pool: 24"
+        );
+        assert!(err(&["fd00::/64"], 0).starts_with("invalid base pool fd00::/64: "));
+        assert!(err(&["10.0.0.1/8"], 0).starts_with("invalid base pool 10.0.0.1/8: "));
     }
 }
 
