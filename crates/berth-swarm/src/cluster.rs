@@ -27,6 +27,8 @@ use tokio::sync::watch;
 
 /// Docker's swarm port.
 pub const DEFAULT_PORT: u16 = 2377;
+/// The UDP port of berth's VXLAN (overlay data path), Docker's default.
+const VXLAN_PORT: u32 = 4789;
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the daemon tells the cluster about itself.
@@ -204,6 +206,45 @@ pub fn resolve_addr(s: &str, default_port: u16) -> Result<(String, u16)> {
     Err(Error::invalid(format!(
         "failed to resolve address {s:?}: not an IP address or a network interface with one"
     )))
+}
+
+/// `--data-path-port`: moby's range, and then the one port berth's VXLAN uses.
+fn check_data_path_port(port: u32) -> Result<()> {
+    if port == 0 || port == VXLAN_PORT {
+        return Ok(());
+    }
+    if !(1024..=49151).contains(&port) {
+        return Err(Error::invalid(format!(
+            "Datapath port number is not in valid range (1024-49151) : {port}"
+        )));
+    }
+    Err(Error::invalid(format!(
+        "berth's overlay networks use VXLAN port {VXLAN_PORT}: --data-path-port {port} is not supported"
+    )))
+}
+
+/// `--data-path-addr`: berth's VXLAN runs between the nodes' advertise addresses, so only
+/// that address is taken (an interface name resolves to its address).
+fn check_data_path_addr(given: &str, advertise_host: &str) -> Result<()> {
+    if given.trim().is_empty() {
+        return Ok(());
+    }
+    let (host, _) = resolve_addr(given, 0)?;
+    if host != advertise_host {
+        return Err(Error::invalid(format!(
+            "berth carries overlay (VXLAN) traffic on the node's advertise address {advertise_host}: --data-path-addr {given} is not supported"
+        )));
+    }
+    Ok(())
+}
+
+/// A node's availability as `swarm init`/`join --availability` gives it (empty: active).
+fn check_availability(a: &str) -> Result<()> {
+    if matches!(a, "" | "active" | "pause" | "drain") {
+        Ok(())
+    } else {
+        Err(Error::rpc_invalid(format!("invalid availability: {a}")))
+    }
 }
 
 /// The address other nodes reach this one at, when none was given: the listen address if it
@@ -673,6 +714,8 @@ impl Cluster {
         let mut spec = req.spec.clone();
         crate::control::swarm_spec_defaults(&mut spec)?;
         crate::control::check_addr_pools(&req.default_addr_pool, req.subnet_size)?;
+        check_data_path_port(req.data_path_port)?;
+        check_availability(&req.availability)?;
         let autolock = req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers;
         // The unlock key seals the data key from the first write of state.json on.
         let unlock_key = if autolock {
@@ -698,6 +741,7 @@ impl Cluster {
             resolve_addr(&req.advertise_addr, lport)?.1
         };
         let advertise = format!("{advertise_host}:{aport}");
+        check_data_path_addr(&req.data_path_addr, &advertise_host)?;
         let root = RootCa::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let node_id = ids::new_id();
         let cluster_id = ids::new_id();
@@ -766,11 +810,7 @@ impl Cluster {
             } else {
                 req.subnet_size
             },
-            data_path_port: if req.data_path_port == 0 {
-                4789
-            } else {
-                req.data_path_port
-            },
+            data_path_port: VXLAN_PORT,
             root_rotation: None,
             last_forced_rotation: req.spec.ca_config.force_rotate,
         };
@@ -933,6 +973,7 @@ impl Cluster {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
         let token = JoinToken::parse(&req.join_token).map_err(|e| Error::invalid(e.to_string()))?;
+        check_availability(&req.availability)?;
         let remote = req
             .remote_addrs
             .first()
@@ -969,6 +1010,11 @@ impl Cluster {
             let (h, p) = resolve_addr(&req.advertise_addr, lport)?;
             format!("{h}:{p}")
         };
+        let advertise_host = advertise
+            .rsplit_once(':')
+            .map_or(advertise.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
+        check_data_path_addr(&req.data_path_addr, advertise_host)?;
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let raft_id = ids::new_raft_id();
         let jr = JoinRequest {
@@ -1820,6 +1866,7 @@ impl Port {
                 "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
             ));
         };
+        check_availability(&req.availability)?;
         let node_id = ids::new_id();
         let cert = self.issue(&req.csr_pem, &node_id, role)?;
         let now = berth_api::timefmt::now();
@@ -2118,6 +2165,44 @@ mod tests {
             state,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn data_path_and_availability_requests_are_checked() {
+        check_data_path_port(0).unwrap();
+        check_data_path_port(4789).unwrap();
+        let e = check_data_path_port(80).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "Datapath port number is not in valid range (1024-49151) : 80"
+            )
+        );
+        let e = check_data_path_port(4790).unwrap_err();
+        assert_eq!(
+            e.message,
+            "berth's overlay networks use VXLAN port 4789: --data-path-port 4790 is not supported"
+        );
+        check_data_path_addr("", "10.1.0.2").unwrap();
+        check_data_path_addr("10.1.0.2", "10.1.0.2").unwrap();
+        check_data_path_addr("lo", "127.0.0.1").unwrap();
+        let e = check_data_path_addr("10.1.0.3", "10.1.0.2").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "berth carries overlay (VXLAN) traffic on the node's advertise address 10.1.0.2: --data-path-addr 10.1.0.3 is not supported")
+        );
+        for a in ["", "active", "pause", "drain"] {
+            check_availability(a).unwrap();
+        }
+        let e = check_availability("foo").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "rpc error: code = InvalidArgument desc = invalid availability: foo"
+            )
+        );
     }
 
     #[test]

@@ -424,6 +424,17 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
                     p.protocol
                 )));
             }
+            if p.publish_mode == "ingress" && ep.mode == "dnsrr" {
+                return Err(Error::rpc_invalid(
+                    "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
+                ));
+            }
+            if p.protocol == "sctp" {
+                // Neither the routing mesh nor host ports carry sctp in berth.
+                return Err(Error::rpc_invalid(
+                    "EndpointSpec: berth publishes tcp and udp ports: sctp is not supported",
+                ));
+            }
             if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
                 return Err(Error::rpc_invalid("invalid port: ports must be in 1-65535"));
             }
@@ -1704,6 +1715,37 @@ mod tests {
         );
         assert!(err(&["fd00::/64"], 0).starts_with("invalid base pool fd00::/64: "));
         assert!(err(&["10.0.0.1/8"], 0).starts_with("invalid base pool 10.0.0.1/8: "));
+    }
+
+    #[test]
+    fn ingress_ports_refused_with_dnsrr_and_sctp_ports_refused() {
+        let s = State::default();
+        let with = |mode: &str, protocol: &str, publish_mode: &str| {
+            let mut spec = plain_service();
+            spec.endpoint_spec = Some(api::EndpointSpec {
+                mode: mode.into(),
+                ports: vec![api::PortConfig {
+                    protocol: protocol.into(),
+                    publish_mode: publish_mode.into(),
+                    target_port: 80,
+                    published_port: 8080,
+                    ..Default::default()
+                }],
+            });
+            normalize(&s, spec, "id").map(|_| ()).map_err(|e| e.message)
+        };
+        assert_eq!(
+            with("dnsrr", "tcp", ""),
+            Err("rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode".into())
+        );
+        assert_eq!(with("dnsrr", "tcp", "host"), Ok(()));
+        assert_eq!(with("vip", "udp", "ingress"), Ok(()));
+        for mode in ["ingress", "host"] {
+            assert_eq!(
+                with("", "sctp", mode),
+                Err("rpc error: code = InvalidArgument desc = EndpointSpec: berth publishes tcp and udp ports: sctp is not supported".into())
+            );
+        }
     }
 }
 

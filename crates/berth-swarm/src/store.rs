@@ -906,18 +906,34 @@ impl State {
             .collect()
     }
 
-    /// A free address on network `net`, going round the subnet from the last one handed out
-    /// (never the gateway); None when the network is unknown or full.
+    /// A free address on network `net`, going round the subnet (or its `--ip-range`) from the
+    /// last one handed out (never the gateway); None when the network is unknown or full.
     fn allocate_address(&mut self, net: &str) -> Option<String> {
         let n = self.networks.get(net)?;
         let cfg = n.ipam_options.as_ref()?.configs.first()?;
         let sub = Subnet::parse(&cfg.subnet).ok()?;
         let gateway = cfg.gateway.clone();
         let held = self.held_addresses(net);
-        let hosts = u32::try_from(sub.size().checked_sub(2)?).ok()?;
+        // Host numbers handed out: the subnet's but its network and broadcast addresses,
+        // within the range when one was given.
+        let last = u32::try_from(sub.size().checked_sub(2)?).ok()?;
+        let (lo, hi) = match Subnet::parse(&cfg.range) {
+            Ok(r) if !cfg.range.is_empty() => {
+                let first = r.addr.wrapping_sub(sub.addr);
+                let end = u32::try_from(u64::from(first) + r.size() - 1).ok()?;
+                (first.max(1), end.min(last))
+            }
+            _ => (1, last),
+        };
+        let count = hi.checked_sub(lo)? + 1;
         let start = self.addr_cursor.get(net).copied().unwrap_or(0);
-        for k in 1..=hosts {
-            let h = (start + k - 1) % hosts + 1;
+        let offset = if (lo..=hi).contains(&start) {
+            start - lo + 1
+        } else {
+            0
+        };
+        for k in 0..count {
+            let h = lo + (offset + k) % count;
             let ip = sub.host(h).to_string();
             if ip != gateway && !held.contains(&ip) {
                 self.addr_cursor.insert(net.to_string(), h);
@@ -1387,6 +1403,33 @@ mod tests {
         assert_eq!(back.network_keys, s.network_keys);
         // Never shown in logs.
         assert!(!format!("{:?}", s.network_keys[0]).contains("key: ["));
+    }
+
+    #[test]
+    fn addresses_come_from_the_ip_range_when_one_is_given() {
+        let mut s = State::default();
+        let mut cmd = net("rg", "rg", Some("10.9.0.0/24"));
+        if let Command::CreateNetwork { network } = &mut cmd {
+            network.ipam_options.as_mut().unwrap().configs[0].range = "10.9.0.252/30".into();
+        }
+        s.apply(1, cmd).unwrap();
+        // .252 to .254 (the broadcast address is never handed out), round and round.
+        let got: Vec<String> = (0..3).map(|_| s.allocate_address("rg").unwrap()).collect();
+        assert_eq!(got, ["10.9.0.252", "10.9.0.253", "10.9.0.254"]);
+        s.attachments.insert(
+            "x".into(),
+            AttachmentRec {
+                id: "x".into(),
+                network_id: "rg".into(),
+                addr: "10.9.0.252".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.253");
+        // Without a range: the whole subnet but the gateway.
+        s.apply(2, net("all", "all", Some("10.9.1.0/30"))).unwrap();
+        assert_eq!(s.allocate_address("all").unwrap(), "10.9.1.2");
+        assert_eq!(s.allocate_address("all").unwrap(), "10.9.1.2");
     }
 
     fn subnet_of(s: &State, id: &str) -> (String, String) {
