@@ -208,6 +208,22 @@ pub fn resolve_addr(s: &str, default_port: u16) -> Result<(String, u16)> {
     )))
 }
 
+/// Whether Raft messages from a peer may step this member: from a member's own Raft id by
+/// the store (`raft_id`), or, while this manager joins and has no state yet, from one of the
+/// members it was told of at join.
+fn step_allowed(
+    joining: bool,
+    raft_id: u64,
+    join_members: &[u64],
+    msgs: &[::raft::eraftpb::Message],
+) -> bool {
+    if joining {
+        msgs.iter().all(|x| join_members.contains(&x.get_from()))
+    } else {
+        msgs.iter().all(|x| x.get_from() == raft_id)
+    }
+}
+
 /// `--data-path-port`: moby's range, and then the one port berth's VXLAN uses.
 fn check_data_path_port(port: u32) -> Result<()> {
     if port == 0 || port == VXLAN_PORT {
@@ -616,9 +632,11 @@ impl Cluster {
                 client.clone(),
                 tokio::runtime::Handle::current(),
             ));
+            let mut join_members = Vec::new();
             if matches!(boot, Bootstrap::Join) {
                 // The members it joins must be reachable before the leader's first message.
                 transport.set_peers(&p.members);
+                join_members = p.members.iter().map(|(id, _)| *id).collect();
             }
             let cfg = raft::Config::new(p.raft_id, self.cfg.root.join("raft"), dek);
             let m = Manager::start(p.node_id.clone(), cfg, transport, boot)?;
@@ -640,7 +658,10 @@ impl Cluster {
                 })?;
             let server_tls = tls::server_config_trust(trust.clone(), live.clone())
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
-            let handler = Arc::new(Port { manager: m.clone() });
+            let handler = Arc::new(Port {
+                manager: m.clone(),
+                join_members: Arc::new(join_members),
+            });
             tokio::spawn(finish_root_rotations(m.clone(), stop_rx.clone()));
             server = Some(tokio::spawn(rpc::serve(
                 listener,
@@ -1778,6 +1799,9 @@ impl RpcDispatcher {
 /// The swarm port's request handler on a manager.
 struct Port {
     manager: Arc<Manager>,
+    /// The Raft ids of the members this manager was given when it joined (empty for others):
+    /// until the cluster's state reaches it, only they may step its Raft node.
+    join_members: Arc<Vec<u64>>,
 }
 
 impl Port {
@@ -2022,8 +2046,15 @@ impl Port {
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
             "/logs/subscribe" => {
-                // A manager's reader of service or task logs, forwarded to the leader.
-                if peer.role != NodeRole::Manager {
+                // A manager's reader of service or task logs, forwarded to the leader: a
+                // manager by the store (a demoted node's certificate says manager until it is
+                // renewed).
+                let manager = m.read(|s| {
+                    s.nodes
+                        .get(&peer.node_id)
+                        .is_some_and(|n| n.spec.role == "manager")
+                });
+                if peer.role != NodeRole::Manager || !manager {
                     return Err(Error::new(403, "only managers read logs"));
                 }
                 m.ensure_leader()?;
@@ -2115,7 +2146,7 @@ impl Port {
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?]
                 };
-                if !joining && msgs.iter().any(|x| x.get_from() != raft_id) {
+                if !step_allowed(joining, raft_id, &self.join_members, &msgs) {
                     return Err(Error::new(
                         403,
                         "raft messages must come from the sender's own id",
@@ -2140,6 +2171,7 @@ impl rpc::Handler for Port {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let port = Port {
             manager: self.manager.clone(),
+            join_members: self.join_members.clone(),
         };
         Box::pin(async move {
             match port.handle(peer, remote, req).await {
@@ -2165,6 +2197,21 @@ mod tests {
             state,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn raft_steps_come_from_the_senders_id_or_known_members_while_joining() {
+        let from = |id: u64| {
+            let mut m = ::raft::eraftpb::Message::default();
+            m.from = id;
+            m
+        };
+        assert!(step_allowed(false, 7, &[], &[from(7), from(7)]));
+        assert!(!step_allowed(false, 7, &[], &[from(7), from(8)]));
+        // Joining: only the members named at join, whoever sends.
+        assert!(step_allowed(true, 0, &[1, 2], &[from(1), from(2)]));
+        assert!(!step_allowed(true, 0, &[1, 2], &[from(9)]));
+        assert!(!step_allowed(true, 0, &[], &[from(1)]));
     }
 
     #[test]
