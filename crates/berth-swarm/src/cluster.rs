@@ -1156,6 +1156,10 @@ impl Cluster {
             .map_err(|e| {
                 if e.contains("not manually attachable") {
                     Error::new(403, e)
+                } else if e.contains("Invalid container name")
+                    || e.contains("cannot join swarm network")
+                {
+                    Error::invalid(e)
                 } else if e.contains("not found") {
                     Error::not_found(e)
                 } else {
