@@ -2205,10 +2205,9 @@ mod tests {
 
     #[test]
     fn raft_steps_come_from_the_senders_id_or_known_members_while_joining() {
-        let from = |id: u64| {
-            let mut m = ::raft::eraftpb::Message::default();
-            m.from = id;
-            m
+        let from = |id: u64| ::raft::eraftpb::Message {
+            from: id,
+            ..Default::default()
         };
         assert!(step_allowed(false, 7, &[], &[from(7), from(7)]));
         assert!(!step_allowed(false, 7, &[], &[from(7), from(8)]));
