@@ -27,6 +27,8 @@ use tokio::sync::watch;
 
 /// Docker's swarm port.
 pub const DEFAULT_PORT: u16 = 2377;
+/// The UDP port of berth's VXLAN (overlay data path), Docker's default.
+const VXLAN_PORT: u32 = 4789;
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the daemon tells the cluster about itself.
@@ -64,6 +66,52 @@ struct Lock {
 
 /// dockerd's answer to manager requests while the node is locked.
 pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
+
+/// dockerd's answer to `swarm leave` without `--force` on a locked node.
+pub const LOCKED_LEAVE: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
+
+/// Whether this manager counts as reachable, and how many managers are reachable and
+/// unreachable, as `docker node ls` shows them from here (moby's `managerStats`).
+fn manager_stats(
+    s: &crate::store::State,
+    me: &str,
+    raft: &crate::view::RaftView,
+) -> (bool, usize, usize) {
+    let (mut active, mut reachable, mut unreachable) = (false, 0, 0);
+    for n in s.nodes.values().filter(|n| n.raft_id != 0) {
+        let up = crate::view::node(n, raft)
+            .manager_status
+            .is_some_and(|m| m.reachability == api::Reachability::Reachable);
+        if up {
+            reachable += 1;
+            active |= n.id == me;
+        } else {
+            unreachable += 1;
+        }
+    }
+    (active, reachable, unreachable)
+}
+
+/// moby's refusal of a manager's `swarm leave` without `--force`, from [`manager_stats`]: the
+/// quorum sentence only when removing this node would lose it.
+fn manager_leave_refusal((active, reachable, unreachable): (bool, usize, usize)) -> String {
+    let mut msg =
+        "You are attempting to leave the swarm on a node that is participating as a manager. "
+            .to_string();
+    if active && reachable <= unreachable + 2 {
+        if reachable == 1 && unreachable == 0 {
+            msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
+            return msg;
+        }
+        msg.push_str(&format!(
+            "Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. ",
+            reachable.saturating_sub(1),
+            reachable + unreachable
+        ));
+    }
+    msg.push_str("The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.");
+    msg
+}
 
 /// A node that is part of a swarm.
 struct Active {
@@ -158,6 +206,61 @@ pub fn resolve_addr(s: &str, default_port: u16) -> Result<(String, u16)> {
     Err(Error::invalid(format!(
         "failed to resolve address {s:?}: not an IP address or a network interface with one"
     )))
+}
+
+/// Whether Raft messages from a peer may step this member: from a member's own Raft id by
+/// the store (`raft_id`), or, while this manager joins and has no state yet, from one of the
+/// members it was told of at join.
+fn step_allowed(
+    joining: bool,
+    raft_id: u64,
+    join_members: &[u64],
+    msgs: &[::raft::eraftpb::Message],
+) -> bool {
+    if joining {
+        msgs.iter().all(|x| join_members.contains(&x.get_from()))
+    } else {
+        msgs.iter().all(|x| x.get_from() == raft_id)
+    }
+}
+
+/// `--data-path-port`: moby's range, and then the one port berth's VXLAN uses.
+fn check_data_path_port(port: u32) -> Result<()> {
+    if port == 0 || port == VXLAN_PORT {
+        return Ok(());
+    }
+    if !(1024..=49151).contains(&port) {
+        return Err(Error::invalid(format!(
+            "Datapath port number is not in valid range (1024-49151) : {port}"
+        )));
+    }
+    Err(Error::invalid(format!(
+        "berth's overlay networks use VXLAN port {VXLAN_PORT}: --data-path-port {port} is not supported"
+    )))
+}
+
+/// `--data-path-addr`: berth's VXLAN runs between the nodes' advertise addresses, so only
+/// that address is taken (an interface name resolves to its address).
+fn check_data_path_addr(given: &str, advertise_host: &str) -> Result<()> {
+    if given.trim().is_empty() {
+        return Ok(());
+    }
+    let (host, _) = resolve_addr(given, 0)?;
+    if host != advertise_host {
+        return Err(Error::invalid(format!(
+            "berth carries overlay (VXLAN) traffic on the node's advertise address {advertise_host}: --data-path-addr {given} is not supported"
+        )));
+    }
+    Ok(())
+}
+
+/// A node's availability as `swarm init`/`join --availability` gives it (empty: active).
+fn check_availability(a: &str) -> Result<()> {
+    if matches!(a, "" | "active" | "pause" | "drain") {
+        Ok(())
+    } else {
+        Err(Error::rpc_invalid(format!("invalid availability: {a}")))
+    }
 }
 
 /// The address other nodes reach this one at, when none was given: the listen address if it
@@ -529,9 +632,11 @@ impl Cluster {
                 client.clone(),
                 tokio::runtime::Handle::current(),
             ));
+            let mut join_members = Vec::new();
             if matches!(boot, Bootstrap::Join) {
                 // The members it joins must be reachable before the leader's first message.
                 transport.set_peers(&p.members);
+                join_members = p.members.iter().map(|(id, _)| *id).collect();
             }
             let cfg = raft::Config::new(p.raft_id, self.cfg.root.join("raft"), dek);
             let m = Manager::start(p.node_id.clone(), cfg, transport, boot)?;
@@ -553,7 +658,10 @@ impl Cluster {
                 })?;
             let server_tls = tls::server_config_trust(trust.clone(), live.clone())
                 .map_err(|e| Error::internal(format!("swarm TLS: {e}")))?;
-            let handler = Arc::new(Port { manager: m.clone() });
+            let handler = Arc::new(Port {
+                manager: m.clone(),
+                join_members: Arc::new(join_members),
+            });
             tokio::spawn(finish_root_rotations(m.clone(), stop_rx.clone()));
             server = Some(tokio::spawn(rpc::serve(
                 listener,
@@ -623,6 +731,12 @@ impl Cluster {
         if g.is_some() {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
+        // Everything the request says is checked before anything starts.
+        let mut spec = req.spec.clone();
+        crate::control::swarm_spec_defaults(&mut spec)?;
+        crate::control::check_addr_pools(&req.default_addr_pool, req.subnet_size)?;
+        check_data_path_port(req.data_path_port)?;
+        check_availability(&req.availability)?;
         let autolock = req.auto_lock_managers || req.spec.encryption_config.auto_lock_managers;
         // The unlock key seals the data key from the first write of state.json on.
         let unlock_key = if autolock {
@@ -648,14 +762,15 @@ impl Cluster {
             resolve_addr(&req.advertise_addr, lport)?.1
         };
         let advertise = format!("{advertise_host}:{aport}");
+        check_data_path_addr(&req.data_path_addr, &advertise_host)?;
         let root = RootCa::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let node_id = ids::new_id();
         let cluster_id = ids::new_id();
         let raft_id = ids::new_raft_id();
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
-        crate::control::check_cert_expiry(&req.spec)?;
-        let expiry = (req.spec.ca_config.node_cert_expiry > 0)
-            .then(|| Duration::from_nanos(req.spec.ca_config.node_cert_expiry as u64));
+        let expiry = Some(Duration::from_nanos(
+            spec.ca_config.node_cert_expiry.unsigned_abs(),
+        ));
         let cert = root
             .issue(
                 &key.csr_pem,
@@ -688,7 +803,6 @@ impl Cluster {
         };
         self.save(&p)?;
         let now = berth_api::timefmt::now();
-        let mut spec = req.spec.clone();
         spec.encryption_config.auto_lock_managers = autolock;
         spec.ca_config.signing_ca_cert = String::new();
         spec.ca_config.signing_ca_key = String::new();
@@ -717,11 +831,7 @@ impl Cluster {
             } else {
                 req.subnet_size
             },
-            data_path_port: if req.data_path_port == 0 {
-                4789
-            } else {
-                req.data_path_port
-            },
+            data_path_port: VXLAN_PORT,
             root_rotation: None,
             last_forced_rotation: req.spec.ca_config.force_rotate,
         };
@@ -884,6 +994,7 @@ impl Cluster {
             return Err(Error::unavailable("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."));
         }
         let token = JoinToken::parse(&req.join_token).map_err(|e| Error::invalid(e.to_string()))?;
+        check_availability(&req.availability)?;
         let remote = req
             .remote_addrs
             .first()
@@ -920,6 +1031,11 @@ impl Cluster {
             let (h, p) = resolve_addr(&req.advertise_addr, lport)?;
             format!("{h}:{p}")
         };
+        let advertise_host = advertise
+            .rsplit_once(':')
+            .map_or(advertise.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
+        check_data_path_addr(&req.data_path_addr, advertise_host)?;
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let raft_id = ids::new_raft_id();
         let jr = JoinRequest {
@@ -1040,6 +1156,10 @@ impl Cluster {
             .map_err(|e| {
                 if e.contains("not manually attachable") {
                     Error::new(403, e)
+                } else if e.contains("Invalid container name")
+                    || e.contains("cannot join swarm network")
+                {
+                    Error::invalid(e)
                 } else if e.contains("not found") {
                     Error::not_found(e)
                 } else {
@@ -1054,7 +1174,7 @@ impl Cluster {
         if g.is_none() && self.lock_state().locked.is_some() {
             // A locked manager can only be forced out (its data stays sealed).
             if !force {
-                return Err(Error::unavailable(LOCKED));
+                return Err(Error::unavailable(LOCKED_LEAVE));
             }
             self.remove_task_containers().await;
             let _ = std::fs::remove_dir_all(&self.cfg.root);
@@ -1069,22 +1189,16 @@ impl Cluster {
             return Err(Error::unavailable(NOT_IN_SWARM));
         };
         if let Some(m) = &a.manager {
-            let (managers, reachable) = m.read(|s| {
-                let ms: Vec<&NodeRec> = s.nodes.values().filter(|n| n.raft_id != 0).collect();
-                let up = ms.iter().filter(|n| n.state == NodeState::Ready).count();
-                (ms.len(), up)
-            });
             if !force {
-                let mut msg = "You are attempting to leave the swarm on a node that is participating as a manager. ".to_string();
-                if managers <= 1 {
-                    msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
-                    return Err(Error::unavailable(msg.trim_end().to_string()));
-                }
-                if reachable.saturating_sub(1) <= managers / 2 {
-                    msg.push_str(&format!("Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.", managers - 1, managers));
-                    return Err(Error::unavailable(msg));
-                }
+                let st = m.raft.status();
+                let rv = crate::view::RaftView {
+                    leader: st.leader,
+                    active: st.active,
+                };
+                let stats = m.read(|s| manager_stats(s, &m.node_id, &rv));
+                return Err(Error::unavailable(manager_leave_refusal(stats)));
             }
+            let managers = m.read(|s| s.nodes.values().filter(|n| n.raft_id != 0).count());
             // Leave the Raft group cleanly where possible (a leader steps down as it goes).
             let me = m.raft.status().id;
             if managers > 1 {
@@ -1689,6 +1803,9 @@ impl RpcDispatcher {
 /// The swarm port's request handler on a manager.
 struct Port {
     manager: Arc<Manager>,
+    /// The Raft ids of the members this manager was given when it joined (empty for others):
+    /// until the cluster's state reaches it, only they may step its Raft node.
+    join_members: Arc<Vec<u64>>,
 }
 
 impl Port {
@@ -1777,6 +1894,7 @@ impl Port {
                 "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
             ));
         };
+        check_availability(&req.availability)?;
         let node_id = ids::new_id();
         let cert = self.issue(&req.csr_pem, &node_id, role)?;
         let now = berth_api::timefmt::now();
@@ -1932,8 +2050,15 @@ impl Port {
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
             "/logs/subscribe" => {
-                // A manager's reader of service or task logs, forwarded to the leader.
-                if peer.role != NodeRole::Manager {
+                // A manager's reader of service or task logs, forwarded to the leader: a
+                // manager by the store (a demoted node's certificate says manager until it is
+                // renewed).
+                let manager = m.read(|s| {
+                    s.nodes
+                        .get(&peer.node_id)
+                        .is_some_and(|n| n.spec.role == "manager")
+                });
+                if peer.role != NodeRole::Manager || !manager {
                     return Err(Error::new(403, "only managers read logs"));
                 }
                 m.ensure_leader()?;
@@ -2025,7 +2150,7 @@ impl Port {
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?]
                 };
-                if !joining && msgs.iter().any(|x| x.get_from() != raft_id) {
+                if !step_allowed(joining, raft_id, &self.join_members, &msgs) {
                     return Err(Error::new(
                         403,
                         "raft messages must come from the sender's own id",
@@ -2050,6 +2175,7 @@ impl rpc::Handler for Port {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let port = Port {
             manager: self.manager.clone(),
+            join_members: self.join_members.clone(),
         };
         Box::pin(async move {
             match port.handle(peer, remote, req).await {
@@ -2060,5 +2186,119 @@ impl rpc::Handler for Port {
                 ),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::RaftView;
+
+    fn manager(id: &str, raft_id: u64, state: NodeState) -> NodeRec {
+        NodeRec {
+            id: id.to_string(),
+            raft_id,
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn raft_steps_come_from_the_senders_id_or_known_members_while_joining() {
+        let from = |id: u64| ::raft::eraftpb::Message {
+            from: id,
+            ..Default::default()
+        };
+        assert!(step_allowed(false, 7, &[], &[from(7), from(7)]));
+        assert!(!step_allowed(false, 7, &[], &[from(7), from(8)]));
+        // Joining: only the members named at join, whoever sends.
+        assert!(step_allowed(true, 0, &[1, 2], &[from(1), from(2)]));
+        assert!(!step_allowed(true, 0, &[1, 2], &[from(9)]));
+        assert!(!step_allowed(true, 0, &[], &[from(1)]));
+    }
+
+    #[test]
+    fn data_path_and_availability_requests_are_checked() {
+        check_data_path_port(0).unwrap();
+        check_data_path_port(4789).unwrap();
+        let e = check_data_path_port(80).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "Datapath port number is not in valid range (1024-49151) : 80"
+            )
+        );
+        let e = check_data_path_port(4790).unwrap_err();
+        assert_eq!(
+            e.message,
+            "berth's overlay networks use VXLAN port 4789: --data-path-port 4790 is not supported"
+        );
+        check_data_path_addr("", "10.1.0.2").unwrap();
+        check_data_path_addr("10.1.0.2", "10.1.0.2").unwrap();
+        check_data_path_addr("lo", "127.0.0.1").unwrap();
+        let e = check_data_path_addr("10.1.0.3", "10.1.0.2").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "berth carries overlay (VXLAN) traffic on the node's advertise address 10.1.0.2: --data-path-addr 10.1.0.3 is not supported")
+        );
+        for a in ["", "active", "pause", "drain"] {
+            check_availability(a).unwrap();
+        }
+        let e = check_availability("foo").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "rpc error: code = InvalidArgument desc = invalid availability: foo"
+            )
+        );
+    }
+
+    #[test]
+    fn manager_leave_is_refused_with_mobys_texts() {
+        let mut s = crate::store::State::default();
+        for (id, raft, st) in [
+            ("a", 1, NodeState::Ready),
+            ("b", 2, NodeState::Ready),
+            ("c", 3, NodeState::Ready),
+        ] {
+            s.nodes.insert(id.to_string(), manager(id, raft, st));
+        }
+        // Seen from the leader: members heard from recently are the reachable ones.
+        let all = RaftView {
+            leader: 1,
+            active: vec![1, 2, 3],
+        };
+        let stats = manager_stats(&s, "b", &all);
+        assert_eq!(stats, (true, 3, 0));
+        assert_eq!(
+            manager_leave_refusal(stats),
+            "You are attempting to leave the swarm on a node that is participating as a manager. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+        );
+        let one_down = RaftView {
+            leader: 1,
+            active: vec![1, 2],
+        };
+        let stats = manager_stats(&s, "b", &one_down);
+        assert_eq!(stats, (true, 2, 1));
+        assert_eq!(
+            manager_leave_refusal(stats),
+            "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves 1 managers out of 3. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+        );
+        // Elsewhere than on the leader, node states decide (as `node ls` shows them).
+        s.nodes.get_mut("c").unwrap().state = NodeState::Down;
+        let follower = RaftView {
+            leader: 1,
+            active: Vec::new(),
+        };
+        assert_eq!(manager_stats(&s, "b", &follower), (true, 2, 1));
+        let mut last = crate::store::State::default();
+        last.nodes
+            .insert("a".to_string(), manager("a", 1, NodeState::Ready));
+        assert_eq!(
+            manager_leave_refusal(manager_stats(&last, "a", &follower)),
+            "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. "
+        );
     }
 }

@@ -13,12 +13,90 @@ use crate::view::{self, Filters, RaftView};
 use berth_api::swarm as api;
 
 /// swarmkit's floor for `--cert-expiry`.
-pub fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
+fn check_cert_expiry(spec: &api::SwarmSpec) -> Result<()> {
     let n = spec.ca_config.node_cert_expiry;
     if n != 0 && n < 3_600_000_000_000 {
         return Err(Error::rpc_invalid(
             "minimum certificate expiry time is: 1h0m0s",
         ));
+    }
+    Ok(())
+}
+
+/// A swarm spec from `swarm init` or `swarm update` with what berth runs by filled in where
+/// it says nothing (0 or absent), as swarmkit's defaults fill it; Raft settings other than
+/// berth's are refused, since its Raft always runs with its own.
+pub fn swarm_spec_defaults(spec: &mut api::SwarmSpec) -> Result<()> {
+    check_cert_expiry(spec)?;
+    let o = &mut spec.orchestration;
+    o.task_history_retention_limit.get_or_insert(5);
+    let r = &mut spec.raft;
+    let fill = |v: &mut u64, berth: u64, what: &str| {
+        if *v == 0 {
+            *v = berth;
+        }
+        if *v != berth {
+            return Err(Error::rpc_invalid(format!(
+                "berth's Raft runs with {what} {berth}; other values are not supported"
+            )));
+        }
+        Ok(())
+    };
+    fill(
+        &mut r.snapshot_interval,
+        crate::raft::SNAPSHOT_INTERVAL,
+        "SnapshotInterval",
+    )?;
+    fill(
+        &mut r.log_entries_for_slow_followers,
+        crate::raft::KEEP_ENTRIES,
+        "LogEntriesForSlowFollowers",
+    )?;
+    let mut election = u64::try_from(r.election_tick).unwrap_or(u64::MAX);
+    fill(
+        &mut election,
+        crate::raft::ELECTION_TICKS as u64,
+        "ElectionTick",
+    )?;
+    let mut heartbeat = u64::try_from(r.heartbeat_tick).unwrap_or(u64::MAX);
+    fill(
+        &mut heartbeat,
+        crate::raft::HEARTBEAT_TICKS as u64,
+        "HeartbeatTick",
+    )?;
+    r.election_tick = crate::raft::ELECTION_TICKS as i64;
+    r.heartbeat_tick = crate::raft::HEARTBEAT_TICKS as i64;
+    if spec.dispatcher.heartbeat_period <= 0 {
+        spec.dispatcher.heartbeat_period = crate::manager::DEFAULT_HEARTBEAT.as_nanos() as i64;
+    }
+    if spec.ca_config.node_cert_expiry == 0 {
+        spec.ca_config.node_cert_expiry = crate::ca::DEFAULT_NODE_EXPIRY.as_nanos() as i64;
+    }
+    Ok(())
+}
+
+/// `swarm init --default-addr-pool/--default-addr-pool-mask-length`, as moby checks them (and
+/// IPv4 only, as berth's swarm networks are).
+pub fn check_addr_pools(pools: &[String], subnet_size: u32) -> Result<()> {
+    let size = if subnet_size == 0 {
+        crate::netalloc::DEFAULT_SUBNET_SIZE
+    } else {
+        subnet_size
+    };
+    if size > 29 {
+        return Err(Error::invalid(format!(
+            "subnet size is out of range: {size}"
+        )));
+    }
+    for p in pools {
+        let p = p.trim();
+        let sub =
+            Subnet::parse(p).map_err(|e| Error::invalid(format!("invalid base pool {p}: {e}")))?;
+        if size < u32::from(sub.prefix) {
+            return Err(Error::invalid(format!(
+                "invalid CIDR: {p:?}. Subnet size is too small for pool: {size}"
+            )));
+        }
     }
     Ok(())
 }
@@ -161,6 +239,74 @@ fn labels_only(name: &str, data: &[u8], cur_name: &str, cur_data: &[u8]) -> Resu
     Ok(())
 }
 
+/// The node attributes a constraint may test (the scheduler knows no others).
+const CONSTRAINT_KEYS: &[&str] = &[
+    "node.id",
+    "node.hostname",
+    "node.role",
+    "node.ip",
+    "node.platform.os",
+    "node.platform.arch",
+];
+
+/// A label attribute `node.labels.<name>` or `engine.labels.<name>` (any case).
+fn label_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["node.labels.", "engine.labels."]
+        .iter()
+        .any(|p| k.strip_prefix(p).is_some_and(|l| !l.is_empty()))
+}
+
+/// Placement constraints as swarmkit parses them (`key==value`, `key!=value`, with its key
+/// and value character sets), over the attributes berth's scheduler knows; spread
+/// preferences over node or engine labels.
+fn check_placement(p: &api::Placement) -> Result<()> {
+    for c in &p.constraints {
+        let (key, value) = c
+            .split_once("==")
+            .or_else(|| c.split_once("!="))
+            .ok_or_else(|| Error::rpc_invalid("constraint expected one operator from ==, !="))?;
+        let (key, value) = (key.trim(), value.trim());
+        let key_ok = key.len() > 1
+            && key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok {
+            return Err(Error::rpc_invalid(format!("key '{key}' is invalid")));
+        }
+        let value_ok = !value.is_empty()
+            && value.chars().all(|ch| {
+                ch.is_ascii_alphanumeric() || ch.is_whitespace() || ":-_.*()?+[]\\^$|/".contains(ch)
+            });
+        if !value_ok {
+            return Err(Error::rpc_invalid(format!("value '{value}' is invalid")));
+        }
+        if !CONSTRAINT_KEYS.contains(&key.to_ascii_lowercase().as_str()) && !label_key(key) {
+            return Err(Error::rpc_invalid(format!(
+                "constraint key '{key}' is unknown: berth's scheduler knows {}, node.labels.<name> and engine.labels.<name>",
+                CONSTRAINT_KEYS.join(", ")
+            )));
+        }
+    }
+    for pref in &p.preferences {
+        let d = pref
+            .spread
+            .as_ref()
+            .map(|s| s.spread_descriptor.as_str())
+            .unwrap_or_default();
+        if !label_key(d) {
+            return Err(Error::rpc_invalid(format!(
+                "invalid placement preference '{d}': berth spreads over node.labels.<name> or engine.labels.<name>"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
     if !valid_name(&spec.name) || spec.name.contains('.') {
@@ -177,6 +323,9 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         return Err(Error::rpc_invalid(
             "ContainerSpec: image reference must be provided",
         ));
+    }
+    if let Some(p) = &spec.task_template.placement {
+        check_placement(p)?;
     }
     for r in cs.secrets.iter_mut() {
         let sec = s
@@ -275,6 +424,17 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
                     p.protocol
                 )));
             }
+            if p.publish_mode == "ingress" && ep.mode == "dnsrr" {
+                return Err(Error::rpc_invalid(
+                    "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
+                ));
+            }
+            if p.protocol == "sctp" {
+                // Neither the routing mesh nor host ports carry sctp in berth.
+                return Err(Error::rpc_invalid(
+                    "EndpointSpec: berth publishes tcp and udp ports: sctp is not supported",
+                ));
+            }
             if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
                 return Err(Error::rpc_invalid("invalid port: ports must be in 1-65535"));
             }
@@ -306,6 +466,27 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
         }
     }
     Ok(spec)
+}
+
+/// Whether the managers other than `id` that are reachable (this one always counts, the
+/// others as `docker node ls` shows them from here) would still be a majority of the Raft
+/// group without `id` (swarmkit's `CanRemoveMember`).
+fn can_remove_member(s: &State, raft: &RaftView, me: &str, id: &str) -> bool {
+    let rest: Vec<&crate::store::NodeRec> = s
+        .nodes
+        .values()
+        .filter(|n| n.raft_id != 0 && n.id != id)
+        .collect();
+    let reachable = rest
+        .iter()
+        .filter(|n| {
+            n.id == me
+                || view::node(n, raft)
+                    .manager_status
+                    .is_some_and(|m| m.reachability == api::Reachability::Reachable)
+        })
+        .count();
+    reachable > rest.len() / 2
 }
 
 /// The labels only berth's swarm may set on a network.
@@ -791,6 +972,18 @@ impl Manager {
                     "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
                 ));
             }
+            let st = self.raft.status();
+            let raft = RaftView {
+                leader: st.leader,
+                active: st.active,
+            };
+            let me = self.node_id.clone();
+            if !self.read(|s| can_remove_member(s, &raft, &me, &id)) {
+                return Err(Error::new(
+                    400,
+                    "rpc error: code = FailedPrecondition desc = can't remove member from the raft: this would result in a loss of quorum",
+                ));
+            }
         }
         if promote && cur.state != api::NodeState::Ready {
             // A voter that never comes up would cost the swarm its quorum.
@@ -1053,8 +1246,8 @@ impl Manager {
         rotate_manager: bool,
         rotate_unlock_key: bool,
     ) -> Result<()> {
-        check_cert_expiry(&spec)?;
         let mut spec = spec;
+        swarm_spec_defaults(&mut spec)?;
         let cluster = self.read(|s| s.cluster.clone());
         let root_rotation = match &cluster {
             Some(c) => root_rotation_for(c, &spec.ca_config)?.map(Box::new),
@@ -1353,6 +1546,206 @@ mod tests {
             (e.status, e.message.as_str()),
             (404, "network nope not found")
         );
+    }
+
+    #[test]
+    fn demotion_keeps_a_reachable_majority() {
+        let mut s = State::default();
+        for (id, raft_id) in [("a", 1), ("b", 2), ("c", 3)] {
+            s.nodes.insert(
+                id.to_string(),
+                crate::store::NodeRec {
+                    id: id.to_string(),
+                    raft_id,
+                    state: api::NodeState::Ready,
+                    ..Default::default()
+                },
+            );
+        }
+        let view = |active: Vec<u64>| RaftView { leader: 1, active };
+        // All up: any one may go.
+        assert!(can_remove_member(&s, &view(vec![1, 2, 3]), "a", "b"));
+        // c is down: demoting b would leave {a, c} with c dead, so it is refused; c itself
+        // may go ({a, b} both up).
+        assert!(!can_remove_member(&s, &view(vec![1, 2]), "a", "b"));
+        assert!(can_remove_member(&s, &view(vec![1, 2]), "a", "c"));
+        // On a follower node states decide; the answering manager counts as reachable.
+        s.nodes.get_mut("c").unwrap().state = api::NodeState::Down;
+        s.nodes.get_mut("b").unwrap().state = api::NodeState::Down;
+        let follower = RaftView {
+            leader: 1,
+            active: Vec::new(),
+        };
+        assert!(can_remove_member(&s, &follower, "b", "c"));
+        assert!(!can_remove_member(&s, &follower, "a", "b"));
+    }
+
+    #[test]
+    fn swarm_specs_get_what_berth_runs_with() {
+        let mut spec = api::SwarmSpec::default();
+        swarm_spec_defaults(&mut spec).unwrap();
+        assert_eq!(spec.orchestration.task_history_retention_limit, Some(5));
+        assert_eq!(
+            (
+                spec.raft.snapshot_interval,
+                spec.raft.log_entries_for_slow_followers,
+                spec.raft.election_tick,
+                spec.raft.heartbeat_tick
+            ),
+            (10_000, 500, 10, 1)
+        );
+        assert_eq!(spec.dispatcher.heartbeat_period, 1_000_000_000);
+        assert_eq!(spec.ca_config.node_cert_expiry, 2160 * 3600 * 1_000_000_000);
+        // What was asked is kept; Raft settings berth does not run with are refused.
+        let mut spec = api::SwarmSpec::default();
+        spec.orchestration.task_history_retention_limit = Some(-1);
+        spec.dispatcher.heartbeat_period = 5_000_000_000;
+        swarm_spec_defaults(&mut spec).unwrap();
+        assert_eq!(spec.orchestration.task_history_retention_limit, Some(-1));
+        assert_eq!(spec.dispatcher.heartbeat_period, 5_000_000_000);
+        let mut spec = api::SwarmSpec::default();
+        spec.raft.snapshot_interval = 5000;
+        let e = swarm_spec_defaults(&mut spec).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "rpc error: code = InvalidArgument desc = berth's Raft runs with SnapshotInterval 10000; other values are not supported")
+        );
+        let mut spec = api::SwarmSpec::default();
+        spec.ca_config.node_cert_expiry = 60_000_000_000;
+        let e = swarm_spec_defaults(&mut spec).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("minimum certificate expiry time is: 1h0m0s"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A minimal service spec for `normalize`.
+    fn plain_service() -> api::ServiceSpec {
+        let mut spec = api::ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        };
+        spec.task_template.container_spec = Some(api::ContainerSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        });
+        spec
+    }
+
+    #[test]
+    fn placement_is_checked_as_swarmkit_parses_it() {
+        let s = State::default();
+        let with = |constraints: &[&str], prefs: &[&str]| {
+            let mut spec = plain_service();
+            spec.task_template.placement = Some(api::Placement {
+                constraints: constraints.iter().map(|c| c.to_string()).collect(),
+                preferences: prefs
+                    .iter()
+                    .map(|d| api::PlacementPreference {
+                        spread: Some(api::SpreadOver {
+                            spread_descriptor: d.to_string(),
+                        }),
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+            normalize(&s, spec, "id").map(|_| ()).map_err(|e| e.message)
+        };
+        let invalid = |m: &str| Err(format!("rpc error: code = InvalidArgument desc = {m}"));
+        assert_eq!(
+            with(
+                &[
+                    "node.role==manager",
+                    "node.labels.zone != a-1",
+                    "engine.labels.os==linux",
+                    "Node.Hostname==n1"
+                ],
+                &["node.labels.zone", "engine.labels.rack"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            with(&["node.role=manager"], &[]),
+            invalid("constraint expected one operator from ==, !=")
+        );
+        assert_eq!(
+            with(&["node role==manager"], &[]),
+            invalid("key 'node role' is invalid")
+        );
+        assert_eq!(
+            with(&["node.role==man<ager"], &[]),
+            invalid("value 'man<ager' is invalid")
+        );
+        assert_eq!(
+            with(&["node.labels.==x"], &[])
+                .map_err(|m| m.contains("constraint key 'node.labels.' is unknown")),
+            Err(true)
+        );
+        assert_eq!(
+            with(&["node.name==x"], &[])
+                .map_err(|m| m.contains("constraint key 'node.name' is unknown")),
+            Err(true)
+        );
+        assert_eq!(
+            with(&[], &["node.hostname"]),
+            invalid("invalid placement preference 'node.hostname': berth spreads over node.labels.<name> or engine.labels.<name>")
+        );
+    }
+
+    #[test]
+    fn default_address_pools_are_checked() {
+        let pools = |p: &[&str]| p.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let err = |p: &[&str], size: u32| {
+            let e = check_addr_pools(&pools(p), size).unwrap_err();
+            assert_eq!(e.status, 400);
+            e.message
+        };
+        check_addr_pools(&[], 0).unwrap();
+        check_addr_pools(&pools(&["10.20.0.0/16", " 172.30.0.0/16"]), 26).unwrap();
+        assert_eq!(err(&["10.0.0.0/8"], 30), "subnet size is out of range: 30");
+        assert_eq!(
+            err(&["10.20.0.0/16"], 12),
+            "invalid CIDR: \"10.20.0.0/16\". Subnet size is too small for pool: 12"
+        );
+        assert_eq!(
+            err(&["10.20.0.0/25"], 0),
+            "invalid CIDR: \"10.20.0.0/25\". Subnet size is too small for pool: 24"
+        );
+        assert!(err(&["fd00::/64"], 0).starts_with("invalid base pool fd00::/64: "));
+        assert!(err(&["10.0.0.1/8"], 0).starts_with("invalid base pool 10.0.0.1/8: "));
+    }
+
+    #[test]
+    fn ingress_ports_refused_with_dnsrr_and_sctp_ports_refused() {
+        let s = State::default();
+        let with = |mode: &str, protocol: &str, publish_mode: &str| {
+            let mut spec = plain_service();
+            spec.endpoint_spec = Some(api::EndpointSpec {
+                mode: mode.into(),
+                ports: vec![api::PortConfig {
+                    protocol: protocol.into(),
+                    publish_mode: publish_mode.into(),
+                    target_port: 80,
+                    published_port: 8080,
+                    ..Default::default()
+                }],
+            });
+            normalize(&s, spec, "id").map(|_| ()).map_err(|e| e.message)
+        };
+        assert_eq!(
+            with("dnsrr", "tcp", ""),
+            Err("rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode".into())
+        );
+        assert_eq!(with("dnsrr", "tcp", "host"), Ok(()));
+        assert_eq!(with("vip", "udp", "ingress"), Ok(()));
+        for mode in ["ingress", "host"] {
+            assert_eq!(
+                with("", "sctp", mode),
+                Err("rpc error: code = InvalidArgument desc = EndpointSpec: berth publishes tcp and udp ports: sctp is not supported".into())
+            );
+        }
     }
 }
 

@@ -50,10 +50,22 @@ impl Error {
             message.as_ref()
         ))
     }
+    /// dockerd passes gRPC's Unknown through as a 500.
     pub fn no_leader() -> Error {
-        Error::unavailable(NO_LEADER)
+        Error::internal(NO_LEADER)
     }
     pub fn not_manager() -> Error {
         Error::unavailable(NOT_MANAGER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_leader_is_a_500_as_dockerd_answers_it() {
+        let e = Error::no_leader();
+        assert_eq!((e.status, e.message.as_str()), (500, NO_LEADER));
     }
 }

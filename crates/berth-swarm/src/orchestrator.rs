@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 /// Docker's defaults (api/defaults/service.go).
 const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
 const DEFAULT_MONITOR: Duration = Duration::from_secs(5);
-const DEFAULT_HISTORY: usize = 5;
+const DEFAULT_HISTORY: i64 = 5;
 
 /// What the leader keeps between passes (lost on a leader change, as swarmkit's).
 #[derive(Default)]
@@ -1138,7 +1138,6 @@ fn reap(p: &mut Pass) {
         .cluster
         .as_ref()
         .and_then(|c| c.spec.orchestration.task_history_retention_limit)
-        .map(|l| l.max(0) as usize)
         .unwrap_or(DEFAULT_HISTORY);
     let mut groups: BTreeMap<(String, u64, String), Vec<&TaskRec>> = BTreeMap::new();
     for t in p.state.tasks.values() {
@@ -1167,7 +1166,23 @@ fn reap(p: &mut Pass) {
             .or_default()
             .push(t);
     }
-    for (_, mut ts) in groups {
+    for ((service, _, _), mut ts) in groups {
+        // As swarmkit's reaper: a restart policy with MaxAttempts keeps MaxAttempts+1 tasks;
+        // otherwise the cluster's limit, where a negative one keeps everything.
+        let attempts = p
+            .state
+            .services
+            .get(&service)
+            .and_then(|s| s.spec.task_template.restart_policy.as_ref())
+            .and_then(|r| r.max_attempts)
+            .filter(|n| *n > 0);
+        let limit = match attempts {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1),
+            None => match usize::try_from(limit) {
+                Ok(l) => l,
+                Err(_) => continue,
+            },
+        };
         let old: usize = ts.iter().filter(|t| t.status.state.is_terminal()).count();
         if ts.len() <= limit || old == 0 {
             continue;
@@ -1225,6 +1240,53 @@ mod tests {
         let mut t = new_task(s, slot, node, SystemTime::now());
         t.status.state = TaskState::Running;
         t
+    }
+
+    /// What `reap` removes of slot 1's history: 7 failed tasks and a running one, under the
+    /// cluster's `limit` and the service's restart `max_attempts`.
+    fn reaped(limit: Option<i64>, max_attempts: Option<u64>) -> usize {
+        let mut s = service(1);
+        s.spec.task_template.restart_policy = Some(api::RestartPolicy {
+            max_attempts,
+            ..Default::default()
+        });
+        let mut state = State::default();
+        state.nodes.insert("n1".into(), node("n1"));
+        let mut cluster = crate::store::ClusterRec::default();
+        cluster.spec.orchestration.task_history_retention_limit = limit;
+        state.cluster = Some(cluster);
+        for i in 0..8 {
+            let mut t = running(&s, 1, "n1");
+            t.created_at = format!("2026-01-0{}T00:00:00Z", i + 1);
+            if i < 7 {
+                t.status.state = TaskState::Failed;
+                t.desired_state = TaskState::Shutdown;
+            }
+            state.tasks.insert(t.id.clone(), t);
+        }
+        state.services.insert(s.id.clone(), s);
+        let mut p = Pass {
+            state: &state,
+            now: SystemTime::now(),
+            put: BTreeMap::new(),
+            remove: Vec::new(),
+            other: Vec::new(),
+        };
+        reap(&mut p);
+        p.remove.len()
+    }
+
+    #[test]
+    fn task_history_follows_swarmkits_reaper() {
+        // Default 5: 8 - 5 go; an explicit limit; a negative one keeps everything.
+        assert_eq!(reaped(None, None), 3);
+        assert_eq!(reaped(Some(2), None), 6);
+        assert_eq!(reaped(Some(0), None), 7);
+        assert_eq!(reaped(Some(-1), None), 0);
+        // MaxAttempts 3 keeps 4, whatever the cluster's limit.
+        assert_eq!(reaped(Some(2), Some(3)), 4);
+        assert_eq!(reaped(Some(-1), Some(3)), 4);
+        assert_eq!(reaped(None, Some(0)), 3);
     }
 
     /// Three nodes, six running tasks on the first two.

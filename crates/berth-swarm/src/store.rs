@@ -139,6 +139,9 @@ pub struct AttachmentRec {
     pub created_unix: u64,
 }
 
+/// Plain containers one node may attach to swarm networks at once.
+pub const MAX_ATTACHMENTS_PER_NODE: usize = 256;
+
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
@@ -741,6 +744,7 @@ impl State {
                         ),
                     ));
                 }
+                self.check_attachment(&attachment, net)?;
                 let (net_id, net_name) = (net.id.clone(), net.spec.name.clone());
                 let addr = self.allocate_address(&net_id).ok_or_else(|| {
                     Error::new(
@@ -760,6 +764,64 @@ impl State {
                 Ok(Value::Null)
             }
         }
+    }
+
+    /// A node's request to attach a plain container, which nothing else vouches for: a
+    /// container name as Docker allows them, that does not pose as a service's name or alias
+    /// on that network or its `tasks.` record, within a per-node cap.
+    fn check_attachment(&self, a: &AttachmentRec, net: &api::Network) -> Result<()> {
+        let name = a.container.strip_prefix('/').unwrap_or(&a.container);
+        let b = name.as_bytes();
+        let valid = b.len() > 1
+            && b[0].is_ascii_alphanumeric()
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !valid {
+            return Err(Error::invalid(format!(
+                "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let refuse = |why: String| {
+            Error::invalid(format!(
+                "container name {name} cannot join swarm network {}: {why}",
+                net.spec.name
+            ))
+        };
+        if name.to_ascii_lowercase().starts_with("tasks.") {
+            return Err(refuse(
+                "names starting with tasks. are the records of service tasks".to_string(),
+            ));
+        }
+        let service = self.services.values().find(|svc| {
+            svc.spec
+                .task_template
+                .networks
+                .iter()
+                .filter(|n| n.target == net.id)
+                .any(|n| {
+                    svc.spec.name.eq_ignore_ascii_case(name)
+                        || n.aliases.iter().any(|x| x.eq_ignore_ascii_case(name))
+                })
+        });
+        if let Some(svc) = service {
+            return Err(refuse(format!(
+                "it is the name or an alias of service {} there",
+                svc.spec.name
+            )));
+        }
+        let held = self
+            .attachments
+            .values()
+            .filter(|x| x.node_id == a.node_id)
+            .count();
+        if held >= MAX_ATTACHMENTS_PER_NODE {
+            return Err(Error::unavailable(format!(
+                "node {} already holds {MAX_ATTACHMENTS_PER_NODE} attachments to swarm networks, the most one node may",
+                a.node_id
+            )));
+        }
+        Ok(())
     }
 
     /// The swarm's address pools and subnet size (swarmkit's defaults when init gave none).
@@ -906,18 +968,34 @@ impl State {
             .collect()
     }
 
-    /// A free address on network `net`, going round the subnet from the last one handed out
-    /// (never the gateway); None when the network is unknown or full.
+    /// A free address on network `net`, going round the subnet (or its `--ip-range`) from the
+    /// last one handed out (never the gateway); None when the network is unknown or full.
     fn allocate_address(&mut self, net: &str) -> Option<String> {
         let n = self.networks.get(net)?;
         let cfg = n.ipam_options.as_ref()?.configs.first()?;
         let sub = Subnet::parse(&cfg.subnet).ok()?;
         let gateway = cfg.gateway.clone();
         let held = self.held_addresses(net);
-        let hosts = u32::try_from(sub.size().checked_sub(2)?).ok()?;
+        // Host numbers handed out: the subnet's but its network and broadcast addresses,
+        // within the range when one was given.
+        let last = u32::try_from(sub.size().checked_sub(2)?).ok()?;
+        let (lo, hi) = match Subnet::parse(&cfg.range) {
+            Ok(r) if !cfg.range.is_empty() => {
+                let first = r.addr.wrapping_sub(sub.addr);
+                let end = u32::try_from(u64::from(first) + r.size() - 1).ok()?;
+                (first.max(1), end.min(last))
+            }
+            _ => (1, last),
+        };
+        let count = hi.checked_sub(lo)? + 1;
         let start = self.addr_cursor.get(net).copied().unwrap_or(0);
-        for k in 1..=hosts {
-            let h = (start + k - 1) % hosts + 1;
+        let offset = if (lo..=hi).contains(&start) {
+            start - lo + 1
+        } else {
+            0
+        };
+        for k in 0..count {
+            let h = lo + (offset + k) % count;
             let ip = sub.host(h).to_string();
             if ip != gateway && !held.contains(&ip) {
                 self.addr_cursor.insert(net.to_string(), h);
@@ -1387,6 +1465,111 @@ mod tests {
         assert_eq!(back.network_keys, s.network_keys);
         // Never shown in logs.
         assert!(!format!("{:?}", s.network_keys[0]).contains("key: ["));
+    }
+
+    #[test]
+    fn attachments_from_nodes_are_checked() {
+        let mut s = State::default();
+        let mut cmd = net("att", "att", Some("10.9.0.0/16"));
+        if let Command::CreateNetwork { network } = &mut cmd {
+            network.spec.attachable = true;
+        }
+        s.apply(1, cmd).unwrap();
+        let mut svc = ServiceRec {
+            id: "s1".into(),
+            ..Default::default()
+        };
+        svc.spec.name = "web".into();
+        svc.spec.task_template.networks = vec![api::NetworkAttachmentConfig {
+            target: "att".into(),
+            aliases: vec!["www".into()],
+            ..Default::default()
+        }];
+        s.apply(
+            2,
+            Command::CreateService {
+                service: Box::new(svc),
+            },
+        )
+        .unwrap();
+        let attach = |s: &mut State, id: &str, node: &str, container: &str| {
+            s.apply(
+                3,
+                Command::Attach {
+                    attachment: Box::new(AttachmentRec {
+                        id: id.into(),
+                        node_id: node.into(),
+                        network_id: "att".into(),
+                        container: container.into(),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .map_err(|e| (e.status, e.message))
+        };
+        assert!(attach(&mut s, "a1", "n1", "/app-1").is_ok());
+        assert_eq!(
+            attach(&mut s, "a2", "n1", "bad name"),
+            Err((
+                400,
+                "Invalid container name (bad name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            attach(&mut s, "a2", "n1", "tasks.web"),
+            Err((
+                400,
+                "container name tasks.web cannot join swarm network att: names starting with tasks. are the records of service tasks".into()
+            ))
+        );
+        for name in ["web", "WWW"] {
+            assert_eq!(
+                attach(&mut s, "a2", "n1", name),
+                Err((
+                    400,
+                    format!("container name {name} cannot join swarm network att: it is the name or an alias of service web there")
+                ))
+            );
+        }
+        // The per-node cap: another node is not held back by this one's.
+        for i in 1..MAX_ATTACHMENTS_PER_NODE {
+            attach(&mut s, &format!("b{i}"), "n1", &format!("c{i}")).unwrap();
+        }
+        let (status, msg) = attach(&mut s, "x", "n1", "one-more").unwrap_err();
+        assert_eq!(status, 503);
+        assert!(
+            msg.starts_with("node n1 already holds 256 attachments"),
+            "{msg}"
+        );
+        assert!(attach(&mut s, "y", "n2", "one-more").is_ok());
+    }
+
+    #[test]
+    fn addresses_come_from_the_ip_range_when_one_is_given() {
+        let mut s = State::default();
+        let mut cmd = net("rg", "rg", Some("10.9.0.0/24"));
+        if let Command::CreateNetwork { network } = &mut cmd {
+            network.ipam_options.as_mut().unwrap().configs[0].range = "10.9.0.252/30".into();
+        }
+        s.apply(1, cmd).unwrap();
+        // .252 to .254 (the broadcast address is never handed out), round and round.
+        let got: Vec<String> = (0..3).map(|_| s.allocate_address("rg").unwrap()).collect();
+        assert_eq!(got, ["10.9.0.252", "10.9.0.253", "10.9.0.254"]);
+        s.attachments.insert(
+            "x".into(),
+            AttachmentRec {
+                id: "x".into(),
+                network_id: "rg".into(),
+                addr: "10.9.0.252".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.253");
+        // Without a range: the whole subnet but the gateway.
+        s.apply(2, net("all", "all", Some("10.9.1.0/30"))).unwrap();
+        assert_eq!(s.allocate_address("all").unwrap(), "10.9.1.2");
+        assert_eq!(s.allocate_address("all").unwrap(), "10.9.1.2");
     }
 
     fn subnet_of(s: &State, id: &str) -> (String, String) {

@@ -22,8 +22,9 @@ pub enum TokenError {
     Digest,
     #[error("invalid join token: the secret is not a base36 number of {SECRET_CHARS} characters")]
     Secret,
-    #[error("remote CA does not match fingerprint in the join token")]
-    RootMismatch,
+    /// The token's digest, hex, as swarmkit shows the one it expected.
+    #[error("remote CA does not match fingerprint. Expected: {0}")]
+    RootMismatch(String),
     #[error("no randomness available for a join token secret")]
     Random,
 }
@@ -78,7 +79,7 @@ impl JoinToken {
         if ct_eq(&self.ca_digest, root_digest) {
             Ok(())
         } else {
-            Err(TokenError::RootMismatch)
+            Err(TokenError::RootMismatch(crate::ids::hex(&self.ca_digest)))
         }
     }
 
@@ -229,10 +230,17 @@ mod tests {
         tampered[10] = if tampered[10] == 'a' { 'b' } else { 'a' };
         let tampered: String = tampered.into_iter().collect();
         let token = JoinToken::parse(&with_digest(&tampered)).unwrap();
-        assert_eq!(token.check_root(&digest), Err(TokenError::RootMismatch));
+        let err = token.check_root(&digest).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "remote CA does not match fingerprint. Expected: {}",
+                crate::ids::hex(&token.ca_digest)
+            )
+        );
         assert_eq!(
             JoinToken::parse(&good).unwrap().check_root(&[8u8; 32]),
-            Err(TokenError::RootMismatch)
+            Err(TokenError::RootMismatch("07".repeat(32)))
         );
         assert!(!ct_eq(b"abc", b"abcd"));
         assert!(ct_eq(b"abc", b"abc"));

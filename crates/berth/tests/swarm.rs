@@ -437,6 +437,13 @@ fn secrets_tokens_and_quorum() {
     // Join refusals: a wrong secret, and a token whose CA digest does not match.
     let mt = c.ok(1, &["swarm", "join-token", "-q", "worker"]);
     let remote = format!("{}:2377", c.addr(1));
+    // A manager's leave without --force is refused, with moby's text (quorum is not at risk).
+    let out = c.docker(2, &["swarm", "leave"]);
+    assert!(
+        common::stderr(&out).contains("You are attempting to leave the swarm on a node that is participating as a manager. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."),
+        "{}",
+        common::stderr(&out)
+    );
     // node4 is already in the swarm: leave it first to try the bad tokens.
     c.ok(4, &["swarm", "leave"]);
     let mut parts: Vec<String> = mt.split('-').map(str::to_string).collect();
@@ -453,7 +460,11 @@ fn secrets_tokens_and_quorum() {
     parts[2] = "1".repeat(50);
     let tampered = parts.join("-");
     let out = c.docker(4, &["swarm", "join", "--token", &tampered, &remote]);
-    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("remote CA does not match fingerprint. Expected: "),
+        "{}",
+        common::stderr(&out)
+    );
     let info = c.ok(4, &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
     assert_eq!(info, "inactive");
 

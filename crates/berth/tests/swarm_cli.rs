@@ -219,7 +219,18 @@ fn berth_cli_drives_a_swarm() {
         format!("Node {node2} is already a worker.")
     );
 
-    // swarm update and unlock-key.
+    // swarm update and unlock-key; init filled in the settings berth runs with.
+    assert_eq!(
+        c.ok(
+            1,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{.Swarm.Cluster.Spec.Raft.ElectionTick}} {{.Swarm.Cluster.Spec.Raft.HeartbeatTick}} {{.Swarm.Cluster.Spec.Raft.SnapshotInterval}} {{.Swarm.Cluster.Spec.Raft.LogEntriesForSlowFollowers}} {{json .Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}} {{json .Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}"
+            ]
+        ),
+        "5 10 1 10000 500 1000000000 7776000000000000"
+    );
     assert_eq!(
         ok(
             &c,

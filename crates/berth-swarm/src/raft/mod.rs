@@ -43,6 +43,14 @@ pub struct Config {
     pub proposal_timeout: Duration,
 }
 
+/// Production settings, which the cluster spec's `Raft` section shows (swarmkit's defaults
+/// but for the tick, 100 ms here against swarmkit's 1 s).
+pub const TICK: Duration = Duration::from_millis(100);
+pub const ELECTION_TICKS: usize = 10;
+pub const HEARTBEAT_TICKS: usize = 1;
+pub const SNAPSHOT_INTERVAL: u64 = 10_000;
+pub const KEEP_ENTRIES: u64 = 500;
+
 impl Config {
     /// Production settings for node `id` storing its data in `dir` under `dek`.
     pub fn new(id: u64, dir: PathBuf, dek: [u8; 32]) -> Config {
@@ -50,11 +58,11 @@ impl Config {
             id,
             dir,
             dek,
-            tick: Duration::from_millis(100),
-            election_ticks: 10,
-            heartbeat_ticks: 1,
-            snapshot_interval: 10_000,
-            keep_entries: 500,
+            tick: TICK,
+            election_ticks: ELECTION_TICKS,
+            heartbeat_ticks: HEARTBEAT_TICKS,
+            snapshot_interval: SNAPSHOT_INTERVAL,
+            keep_entries: KEEP_ENTRIES,
             proposal_timeout: Duration::from_secs(5),
         }
     }
