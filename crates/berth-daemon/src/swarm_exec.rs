@@ -307,6 +307,28 @@ async fn wait_healthy(c: &crate::container::handle::Container) -> Result<(), Str
     }
 }
 
+/// The local image a task's image runs from, or None when it must be pulled. A pinned
+/// digest (`name:tag@sha256:...`, as the CLI resolves it) not known here is matched against
+/// the local `name:tag`: that image is used when it carries the digest (its repository
+/// digests or its manifest's) or when it never came from a registry (built, loaded or
+/// imported here); else the pinned image is pulled, as moby's executor does. `lookup` gives
+/// a local image's repository digests and manifest digest.
+fn image_source(
+    image: &str,
+    lookup: impl Fn(&str) -> Option<(Vec<String>, String)>,
+) -> Option<String> {
+    if lookup(image).is_some() {
+        return Some(image.to_string());
+    }
+    let (bare, digest) = image.split_once('@')?;
+    let (repo_digests, manifest_digest) = lookup(bare)?;
+    let carries = manifest_digest == digest
+        || repo_digests
+            .iter()
+            .any(|r| r.rsplit_once('@').is_some_and(|(_, d)| d == digest));
+    (carries || repo_digests.is_empty()).then(|| bare.to_string())
+}
+
 /// Pulls a task's image through the daemon's registry client (no credentials).
 async fn pull(d: &Arc<Daemon>, image: &str) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<berth_api::progress::Message>(64);
@@ -386,17 +408,18 @@ impl Executor for SwarmExecutor {
         Box::pin(async move {
             let d = self.daemon()?;
             let mut req = create_request(&run, Vec::new());
-            // Prefer the local image (the CLI pins a digest the node may not have pulled).
             let image = req.config.image.clone();
-            if d.images.resolve_id(&image).is_err() {
-                let bare = image.split('@').next().unwrap_or(&image).to_string();
-                if bare != image && d.images.resolve_id(&bare).is_ok() {
-                    req.config.image = bare;
-                } else {
-                    pull(&d, &image)
-                        .await
-                        .map_err(|e| format!("No such image: {image}: {e}"))?;
-                }
+            let local = image_source(&image, |name| {
+                d.images
+                    .get(name)
+                    .ok()
+                    .map(|i| (i.repo_digests, i.manifest_digest))
+            });
+            match local {
+                Some(name) => req.config.image = name,
+                None => pull(&d, &image)
+                    .await
+                    .map_err(|e| format!("No such image: {image}: {e}"))?,
             }
             let mut files = run.secrets.clone();
             files.extend(run.configs.iter().cloned());
@@ -573,5 +596,70 @@ impl Executor for SwarmExecutor {
                 Err(_) => Vec::new(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A store with one local `reg/app:latest` of these digests.
+    fn store(
+        repo_digests: &[&str],
+        manifest: &str,
+    ) -> impl Fn(&str) -> Option<(Vec<String>, String)> {
+        let rd: Vec<String> = repo_digests.iter().map(|s| s.to_string()).collect();
+        let manifest = manifest.to_string();
+        move |name: &str| {
+            // `repo:tag@digest` is known by `repo@digest`, as the image store resolves it.
+            let canonical = match name.split_once('@') {
+                Some((n, d)) => format!("{}@{d}", n.split(':').next().unwrap_or(n)),
+                None => name.to_string(),
+            };
+            let known = name == "reg/app:latest" || rd.contains(&canonical);
+            known.then(|| (rd.clone(), manifest.clone()))
+        }
+    }
+
+    #[test]
+    fn a_pinned_digest_runs_only_the_image_that_has_it() {
+        let pinned = format!("reg/app:latest@{NEW}");
+        // The local tag is an older push of the repository: the pinned one is pulled.
+        let old = store(&[&format!("reg/app@{OLD}")], "sha256:aa");
+        assert_eq!(image_source(&pinned, &old), None);
+        // Its manifest is the pinned one, or it was pushed elsewhere under that digest.
+        let by_manifest = store(&[&format!("reg/app@{OLD}")], NEW);
+        assert_eq!(
+            image_source(&pinned, &by_manifest).as_deref(),
+            Some("reg/app:latest")
+        );
+        let elsewhere = store(&[&format!("mirror/app@{NEW}")], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &elsewhere).as_deref(),
+            Some("reg/app:latest")
+        );
+        // Pulled before under that digest: run as pinned.
+        let pulled = store(&[&format!("reg/app@{NEW}")], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &pulled).as_deref(),
+            Some(pinned.as_str())
+        );
+        // Built or loaded here (no registry origin): the local image runs.
+        let local = store(&[], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &local).as_deref(),
+            Some("reg/app:latest")
+        );
+        // Nothing local: pull, pinned or not.
+        let none = |_: &str| None;
+        assert_eq!(image_source(&pinned, none), None);
+        assert_eq!(image_source("reg/app:latest", none), None);
+        assert_eq!(
+            image_source("reg/app:latest", &old).as_deref(),
+            Some("reg/app:latest")
+        );
     }
 }
