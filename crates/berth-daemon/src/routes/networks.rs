@@ -429,7 +429,7 @@ pub async fn connect(
     // An attachable swarm network: the address comes from the managers and the network is
     // realised here (the lock keeps it until the endpoint exists).
     let mut ep = cfg.clone().unwrap_or_default();
-    let swarm = swarm_net::attach_endpoint(&d, &id, &c.snapshot().bare_name(), &mut ep).await?;
+    let swarm = swarm_net::attach_endpoint(&d, &id, c.snapshot().bare_name(), &mut ep).await?;
     let key = match &swarm {
         Some((local, _)) => {
             cfg = Some(ep);

@@ -448,8 +448,10 @@ mod tests {
         assert!(!shown.contains(&auth), "{shown}");
         assert!(!shown.contains("PullOptions"), "{shown}");
         assert!(shown.contains("reg/app:1"), "{shown}");
-        let mut t = api::Task::default();
-        t.spec = service_with(Some(&auth)).spec.task_template;
+        let t = api::Task {
+            spec: service_with(Some(&auth)).spec.task_template,
+            ..Default::default()
+        };
         let shown = serde_json::to_string(&hide_task_auth(t)).unwrap();
         assert!(!shown.contains(&auth), "{shown}");
         // Nor does the spec's Debug print it.
