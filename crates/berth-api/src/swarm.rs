@@ -982,6 +982,25 @@ pub struct ContainerSpec {
     pub ulimits: Vec<Ulimit>,
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub oom_score_adj: i64,
+    /// swarmkit's `PullOptions`: the credentials the service was created or updated with
+    /// (`--with-registry-auth`), kept in the cluster's store for its nodes' pulls. Not a
+    /// field of Docker's API: the daemon takes it from `X-Registry-Auth` and never shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_options: Option<PullOptions>,
+}
+
+/// `ContainerSpec.PullOptions` (swarmkit's): the `X-Registry-Auth` value, as the client sent
+/// it (base64url JSON). Its `Debug` does not print it.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PullOptions {
+    pub registry_auth: String,
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PullOptions { registry_auth: <hidden> }")
+    }
 }
 
 /// A privilege a plugin asks for.

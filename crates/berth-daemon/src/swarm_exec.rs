@@ -10,8 +10,8 @@ use berth_api::network::{EndpointIpam, EndpointSettings};
 use berth_api::swarm as api;
 use berth_swarm::executor::{BoxFut, ContainerState, Executor, TaskContainer, TaskFile, TaskRun};
 use berth_swarm::proto::{LogOptions, NetworkView};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -25,13 +25,77 @@ pub struct SwarmExecutor {
     d: Weak<Daemon>,
     /// Where the tasks' secret and config tmpfs mounts live (`<exec-root>/swarm/files`).
     files_root: PathBuf,
+    /// Tasks whose files are made and whose container is not yet: the sweep leaves them be.
+    preparing: std::sync::Mutex<HashSet<String>>,
+}
+
+/// Where a node's task files live under its exec root.
+fn files_root(exec_root: &Path) -> PathBuf {
+    exec_root.join("swarm").join("files")
+}
+
+/// The task id of a container the swarm executor made (None for any other, whatever its
+/// labels say).
+fn task_of(r: &crate::container::Record) -> Option<String> {
+    if !r.managed {
+        return None;
+    }
+    r.config.labels.as_ref()?.get(TASK_ID).cloned()
+}
+
+/// Unmounts and removes a task's secret tmpfs.
+fn forget_files(files_root: &Path, task_id: &str) {
+    if !valid_task_id(task_id) {
+        return;
+    }
+    let dir = files_root.join(task_id);
+    if dir.exists() {
+        let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// After the user removed a container: the secret tmpfs of the task it ran goes with it.
+pub fn forget_removed(exec_root: &Path, r: &crate::container::Record) {
+    if let Some(task) = task_of(r) {
+        forget_files(&files_root(exec_root), &task);
+    }
 }
 
 impl SwarmExecutor {
-    pub fn new(d: Weak<Daemon>, exec_root: &std::path::Path) -> SwarmExecutor {
-        SwarmExecutor {
+    /// The executor of daemon `d`; the files of tasks whose container is gone (removed
+    /// while the daemon was down) go at once.
+    pub fn new(d: Weak<Daemon>, exec_root: &Path) -> SwarmExecutor {
+        let e = SwarmExecutor {
             d,
-            files_root: exec_root.join("swarm").join("files"),
+            files_root: files_root(exec_root),
+            preparing: Default::default(),
+        };
+        if let Some(d) = e.d.upgrade() {
+            e.sweep(&d);
+        }
+        e
+    }
+
+    fn lock_preparing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.preparing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the secret tmpfs of every task without a container here (one removed behind
+    /// the agent's back, or whose removal failed part-way), but not of tasks being started.
+    fn sweep(&self, d: &Daemon) {
+        let preparing = self.lock_preparing();
+        // Taken under the lock: a task leaves `preparing` only once its container exists.
+        let tasks: HashSet<String> = d.all().iter().filter_map(|c| task_of(&c.rec())).collect();
+        let Ok(entries) = std::fs::read_dir(&self.files_root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !tasks.contains(&name) && !preparing.contains(&name) {
+                tracing::debug!("swarm task {name}: its secret files outlived its container");
+                self.forget(&name);
+            }
         }
     }
 
@@ -100,14 +164,29 @@ impl SwarmExecutor {
 
     /// Unmounts and removes a task's secret tmpfs.
     fn forget(&self, task_id: &str) {
-        if !valid_task_id(task_id) {
-            return;
+        forget_files(&self.files_root, task_id);
+    }
+}
+
+/// A task in `preparing` for as long as it lives.
+struct Preparing<'a> {
+    exec: &'a SwarmExecutor,
+    task: String,
+}
+
+impl<'a> Preparing<'a> {
+    fn new(exec: &'a SwarmExecutor, task: &str) -> Preparing<'a> {
+        exec.lock_preparing().insert(task.to_string());
+        Preparing {
+            exec,
+            task: task.to_string(),
         }
-        let dir = self.files_root.join(task_id);
-        if dir.exists() {
-            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+    }
+}
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        self.exec.lock_preparing().remove(&self.task);
     }
 }
 
@@ -307,13 +386,53 @@ async fn wait_healthy(c: &crate::container::handle::Container) -> Result<(), Str
     }
 }
 
-/// Pulls a task's image through the daemon's registry client (no credentials).
-async fn pull(d: &Arc<Daemon>, image: &str) -> Result<(), String> {
+/// The local image a task's image runs from, or None when it must be pulled. A pinned
+/// digest (`name:tag@sha256:...`, as the CLI resolves it) not known here is matched against
+/// the local `name:tag`: that image is used when it carries the digest (its repository
+/// digests or its manifest's) or when it never came from a registry (built, loaded or
+/// imported here); else the pinned image is pulled, as moby's executor does. `lookup` gives
+/// a local image's repository digests and manifest digest.
+fn image_source(
+    image: &str,
+    lookup: impl Fn(&str) -> Option<(Vec<String>, String)>,
+) -> Option<String> {
+    if lookup(image).is_some() {
+        return Some(image.to_string());
+    }
+    let (bare, digest) = image.split_once('@')?;
+    let (repo_digests, manifest_digest) = lookup(bare)?;
+    let carries = manifest_digest == digest
+        || repo_digests
+            .iter()
+            .any(|r| r.rsplit_once('@').is_some_and(|(_, d)| d == digest));
+    (carries || repo_digests.is_empty()).then(|| bare.to_string())
+}
+
+/// The credentials a task's image is pulled with: those its service was created or updated
+/// with (`--with-registry-auth`), else none.
+fn pull_credentials(cs: &api::ContainerSpec) -> Result<berth_distribution::Credentials, String> {
+    match cs
+        .pull_options
+        .as_ref()
+        .filter(|p| !p.registry_auth.is_empty())
+    {
+        None => Ok(berth_distribution::Credentials::default()),
+        Some(p) => berth_distribution::AuthConfig::decode(&p.registry_auth)
+            .and_then(|a| a.credentials())
+            .map_err(|e| format!("invalid registry credentials of the service: {e}")),
+    }
+}
+
+/// Pulls a task's image through the daemon's registry client.
+async fn pull(
+    d: &Arc<Daemon>,
+    image: &str,
+    creds: berth_distribution::Credentials,
+) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<berth_api::progress::Message>(64);
     let dd = d.clone();
     let name = image.to_string();
     let task = tokio::spawn(async move {
-        let creds = berth_distribution::Credentials::default();
         crate::pull::pull(&dd, &dd.registry, &name, ("", "", None), &creds, &tx).await
     });
     while rx.recv().await.is_some() {}
@@ -357,11 +476,13 @@ impl Executor for SwarmExecutor {
             let Some(d) = self.d.upgrade() else {
                 return Vec::new();
             };
+            // The agent lists at every reconcile: what outlived its container goes then.
+            self.sweep(&d);
             d.all()
                 .into_iter()
                 .filter_map(|c| {
                     let r = c.rec();
-                    let task_id = r.config.labels.as_ref()?.get(TASK_ID)?.clone();
+                    let task_id = task_of(&r)?;
                     let state = match r.state.status.as_str() {
                         "running" | "paused" | "restarting" => ContainerState::Running {
                             pid: i64::from(r.state.pid),
@@ -386,20 +507,25 @@ impl Executor for SwarmExecutor {
         Box::pin(async move {
             let d = self.daemon()?;
             let mut req = create_request(&run, Vec::new());
-            // Prefer the local image (the CLI pins a digest the node may not have pulled).
             let image = req.config.image.clone();
-            if d.images.resolve_id(&image).is_err() {
-                let bare = image.split('@').next().unwrap_or(&image).to_string();
-                if bare != image && d.images.resolve_id(&bare).is_ok() {
-                    req.config.image = bare;
-                } else {
-                    pull(&d, &image)
+            let local = image_source(&image, |name| {
+                d.images
+                    .get(name)
+                    .ok()
+                    .map(|i| (i.repo_digests, i.manifest_digest))
+            });
+            match local {
+                Some(name) => req.config.image = name,
+                None => {
+                    let cs = run.task.spec.container_spec.clone().unwrap_or_default();
+                    pull(&d, &image, pull_credentials(&cs)?)
                         .await
-                        .map_err(|e| format!("No such image: {image}: {e}"))?;
+                        .map_err(|e| format!("No such image: {image}: {e}"))?
                 }
             }
             let mut files = run.secrets.clone();
             files.extend(run.configs.iter().cloned());
+            let prepared = Preparing::new(self, &run.task.id);
             let extra = match self.materialize(&run.task.id, &files) {
                 Ok(m) => m,
                 Err(e) => {
@@ -431,11 +557,13 @@ impl Executor for SwarmExecutor {
                 }
             }
             attach(&mut req, &places);
-            let made = d.create(Some(&name), req).await;
+            let made = d.create_for_swarm(&name, req).await;
             if made.is_err() {
                 crate::swarm_net::release_unused(&d, &nets).await;
             }
             drop(nets);
+            // Made (its files are its container's now) or failed (they go below).
+            drop(prepared);
             let (id, _) = match made {
                 Ok(made) => made,
                 Err(e) => {
@@ -483,14 +611,7 @@ impl Executor for SwarmExecutor {
             let c = d
                 .all()
                 .into_iter()
-                .find(|c| {
-                    c.rec()
-                        .config
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(TASK_ID))
-                        .is_some_and(|t| *t == task_id)
-                })
+                .find(|c| task_of(&c.rec()).is_some_and(|t| t == task_id))
                 .ok_or_else(|| format!("task {task_id} has no container on this node"))?;
             let (kind, details, tty) = {
                 let r = c.rec();
@@ -541,13 +662,7 @@ impl Executor for SwarmExecutor {
                 Ok(c) => c,
                 Err(_) => return Ok(()),
             };
-            let task = c
-                .rec()
-                .config
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(TASK_ID).cloned())
-                .unwrap_or_default();
+            let task = task_of(&c.rec()).unwrap_or_default();
             d.remove(&c, true, true)
                 .await
                 .map_err(|e| e.0.message.clone())?;
@@ -573,5 +688,135 @@ impl Executor for SwarmExecutor {
                 Err(_) => Vec::new(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A store with one local `reg/app:latest` of these digests.
+    fn store(
+        repo_digests: &[&str],
+        manifest: &str,
+    ) -> impl Fn(&str) -> Option<(Vec<String>, String)> {
+        let rd: Vec<String> = repo_digests.iter().map(|s| s.to_string()).collect();
+        let manifest = manifest.to_string();
+        move |name: &str| {
+            // `repo:tag@digest` is known by `repo@digest`, as the image store resolves it.
+            let canonical = match name.split_once('@') {
+                Some((n, d)) => format!("{}@{d}", n.split(':').next().unwrap_or(n)),
+                None => name.to_string(),
+            };
+            let known = name == "reg/app:latest" || rd.contains(&canonical);
+            known.then(|| (rd.clone(), manifest.clone()))
+        }
+    }
+
+    #[test]
+    fn the_pull_uses_the_services_registry_auth() {
+        let mut cs = api::ContainerSpec::default();
+        assert!(matches!(
+            pull_credentials(&cs).unwrap(),
+            berth_distribution::Credentials::None
+        ));
+        let auth = berth_distribution::AuthConfig {
+            username: "testuser".into(),
+            password: "s3cret-pass".into(),
+            ..Default::default()
+        }
+        .encode();
+        cs.pull_options = Some(api::PullOptions {
+            registry_auth: auth,
+        });
+        match pull_credentials(&cs).unwrap() {
+            berth_distribution::Credentials::Basic { username, password } => {
+                assert_eq!(
+                    (username.as_str(), password.as_str()),
+                    ("testuser", "s3cret-pass")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        cs.pull_options = Some(api::PullOptions {
+            registry_auth: "%%%".into(),
+        });
+        assert!(pull_credentials(&cs)
+            .unwrap_err()
+            .starts_with("invalid registry credentials of the service"));
+    }
+
+    /// A container record with these labels, made by the executor or not.
+    fn record(managed: bool, task: &str) -> crate::container::Record {
+        let mut r: crate::container::Record = serde_json::from_value(serde_json::json!({
+            "id": "c1", "name": "/web.1.x", "created": "", "image": "busybox",
+            "image_id": "sha256:00", "config": {}, "host_config": {}, "path": "sh",
+            "args": [],
+            "state": crate::container::StateRecord::default(),
+        }))
+        .unwrap();
+        r.config.labels = Some(BTreeMap::from([(TASK_ID.to_string(), task.to_string())]));
+        r.managed = managed;
+        r
+    }
+
+    #[test]
+    fn only_the_executors_containers_are_tasks_and_their_files_go_with_them() {
+        assert_eq!(task_of(&record(true, "t1")).as_deref(), Some("t1"));
+        // The label alone (set by a user) does not make a task.
+        assert_eq!(task_of(&record(false, "t1")), None);
+        let exec_root = std::env::temp_dir().join(format!("berth-exec-{}", std::process::id()));
+        let dir = files_root(&exec_root).join("t1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0"), b"secret").unwrap();
+        forget_removed(&exec_root, &record(false, "t1"));
+        assert!(dir.join("0").exists());
+        forget_removed(&exec_root, &record(true, "t1"));
+        assert!(!dir.exists());
+        // Nothing outside the files directory is touched for a made-up task id.
+        forget_removed(&exec_root, &record(true, "../t1"));
+        std::fs::remove_dir_all(&exec_root).unwrap();
+    }
+
+    #[test]
+    fn a_pinned_digest_runs_only_the_image_that_has_it() {
+        let pinned = format!("reg/app:latest@{NEW}");
+        // The local tag is an older push of the repository: the pinned one is pulled.
+        let old = store(&[&format!("reg/app@{OLD}")], "sha256:aa");
+        assert_eq!(image_source(&pinned, &old), None);
+        // Its manifest is the pinned one, or it was pushed elsewhere under that digest.
+        let by_manifest = store(&[&format!("reg/app@{OLD}")], NEW);
+        assert_eq!(
+            image_source(&pinned, &by_manifest).as_deref(),
+            Some("reg/app:latest")
+        );
+        let elsewhere = store(&[&format!("mirror/app@{NEW}")], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &elsewhere).as_deref(),
+            Some("reg/app:latest")
+        );
+        // Pulled before under that digest: run as pinned.
+        let pulled = store(&[&format!("reg/app@{NEW}")], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &pulled).as_deref(),
+            Some(pinned.as_str())
+        );
+        // Built or loaded here (no registry origin): the local image runs.
+        let local = store(&[], "sha256:aa");
+        assert_eq!(
+            image_source(&pinned, &local).as_deref(),
+            Some("reg/app:latest")
+        );
+        // Nothing local: pull, pinned or not.
+        let none = |_: &str| None;
+        assert_eq!(image_source(&pinned, none), None);
+        assert_eq!(image_source("reg/app:latest", none), None);
+        assert_eq!(
+            image_source("reg/app:latest", &old).as_deref(),
+            Some("reg/app:latest")
+        );
     }
 }

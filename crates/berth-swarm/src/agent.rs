@@ -511,12 +511,23 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                                 continue;
                             }
                         };
+                        let (secrets, configs) =
+                            match (files(t, &secrets, true), files(t, &configs, false)) {
+                                (Ok(s), Ok(c)) => (s, c),
+                                (Err(e), _) | (_, Err(e)) => {
+                                    self.report(
+                                        id,
+                                        status(TaskState::Rejected, "preparing", &e, None),
+                                    );
+                                    continue;
+                                }
+                            };
                         let run = TaskRun {
                             task: t.clone(),
                             service_name: svc_name,
                             node_id: self.node_id.clone(),
-                            secrets: files(t, &secrets, true),
-                            configs: files(t, &configs, false),
+                            secrets,
+                            configs,
                             host_ports: ports
                                 .get(&t.service_id)
                                 .map(|p| host_ports(p))
@@ -611,11 +622,17 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
     }
 }
 
-/// The secret (or config) files of a task, with their content from the assignments.
-fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> Vec<TaskFile> {
+/// The secret (or config) files of a task, with their content from the assignments; one
+/// that did not come with them is an error (the task must not start without it).
+fn files(
+    t: &api::Task,
+    payloads: &HashMap<String, Payload>,
+    secrets: bool,
+) -> Result<Vec<TaskFile>, String> {
     let Some(cs) = t.spec.container_spec.as_ref() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    let kind = if secrets { "secret" } else { "config" };
     let refs: Vec<(String, String, Option<api::FileTarget>)> = if secrets {
         cs.secrets
             .iter()
@@ -624,12 +641,16 @@ fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> V
     } else {
         cs.configs
             .iter()
+            // A runtime config (a credential spec) is no file.
+            .filter(|r| r.runtime.is_none() || r.file.is_some())
             .map(|r| (r.config_id.clone(), r.config_name.clone(), r.file.clone()))
             .collect()
     };
     refs.into_iter()
-        .filter_map(|(id, name, file)| {
-            let p = payloads.get(&id)?;
+        .map(|(id, name, file)| {
+            let p = payloads.get(&id).ok_or_else(|| {
+                format!("unable to get {kind} from {kind} store: {kind} {id} not found")
+            })?;
             let file = file.unwrap_or_default();
             let fname = if file.name.is_empty() {
                 name.clone()
@@ -643,7 +664,7 @@ fn files(t: &api::Task, payloads: &HashMap<String, Payload>, secrets: bool) -> V
             } else {
                 format!("/{fname}")
             };
-            Some(TaskFile {
+            Ok(TaskFile {
                 name,
                 target,
                 uid: if file.uid.is_empty() {
@@ -670,4 +691,47 @@ fn host_ports(ports: &[api::PortConfig]) -> Vec<(u32, u32, String)> {
         .filter(|p| p.publish_mode == "host")
         .map(|p| (p.target_port, p.published_port, p.protocol.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_without_its_payload_is_an_error() {
+        let mut t = api::Task::default();
+        t.spec.container_spec = Some(api::ContainerSpec {
+            secrets: vec![api::SecretReference {
+                file: Some(api::FileTarget {
+                    name: "pw".into(),
+                    mode: 0o400,
+                    ..Default::default()
+                }),
+                secret_id: "s1".into(),
+                secret_name: "db_pw".into(),
+            }],
+            ..Default::default()
+        });
+        let mut payloads = HashMap::new();
+        assert_eq!(
+            files(&t, &payloads, true).unwrap_err(),
+            "unable to get secret from secret store: secret s1 not found"
+        );
+        payloads.insert(
+            "s1".to_string(),
+            Payload {
+                id: "s1".into(),
+                name: "db_pw".into(),
+                data: b"hunter2".to_vec(),
+            },
+        );
+        let got = files(&t, &payloads, true).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].target.as_str(), got[0].mode, got[0].data.as_slice()),
+            ("/run/secrets/pw", 0o400, b"hunter2".as_slice())
+        );
+        // The secrets' payloads are not the configs'.
+        assert!(files(&t, &payloads, false).unwrap().is_empty());
+    }
 }

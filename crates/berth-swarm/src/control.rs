@@ -307,6 +307,169 @@ fn check_placement(p: &api::Placement) -> Result<()> {
     Ok(())
 }
 
+/// swarmkit's checks of the secret and config references: each file reference names its
+/// file, and no two of a kind share one (the later bind would hide the earlier).
+fn check_file_targets(cs: &api::ContainerSpec) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, &str> = Default::default();
+    for r in &cs.secrets {
+        let file = r
+            .file
+            .as_ref()
+            .ok_or_else(|| Error::rpc_invalid("malformed secret reference"))?;
+        if file.name.is_empty() {
+            return Err(Error::rpc_invalid(
+                "malformed file secret reference, invalid target file name provided",
+            ));
+        }
+        if let Some(prev) = seen.insert(&file.name, &r.secret_name) {
+            return Err(Error::rpc_invalid(format!(
+                "secret references '{prev}' and '{}' have a conflicting target: '{}'",
+                r.secret_name, file.name
+            )));
+        }
+    }
+    seen.clear();
+    for r in &cs.configs {
+        let Some(file) = r.file.as_ref() else {
+            if r.runtime.is_none() {
+                return Err(Error::rpc_invalid("malformed config reference"));
+            }
+            continue;
+        };
+        if file.name.is_empty() {
+            return Err(Error::rpc_invalid(
+                "malformed file config reference, invalid target file name provided",
+            ));
+        }
+        if let Some(prev) = seen.insert(&file.name, &r.config_name) {
+            return Err(Error::rpc_invalid(format!(
+                "config references '{prev}' and '{}' have a conflicting target: '{}'",
+                r.config_name, file.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Secret drivers and templating need plugins and template engines berth does not have:
+/// refused rather than stored and ignored.
+fn check_no_driver(
+    kind: &str,
+    driver: Option<&api::Driver>,
+    templating: Option<&api::Driver>,
+) -> Result<()> {
+    if driver.is_some_and(|d| !d.name.is_empty()) {
+        return Err(Error::rpc_invalid(format!(
+            "{kind} drivers are not supported"
+        )));
+    }
+    if templating.is_some_and(|d| !d.name.is_empty()) {
+        return Err(Error::rpc_invalid(format!(
+            "{kind} templating is not supported"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    fn secret(name: &str, file: Option<&str>) -> api::SecretReference {
+        api::SecretReference {
+            file: file.map(|f| api::FileTarget {
+                name: f.to_string(),
+                ..Default::default()
+            }),
+            secret_id: format!("id-{name}"),
+            secret_name: name.to_string(),
+        }
+    }
+
+    fn config(name: &str, file: &str) -> api::ConfigReference {
+        api::ConfigReference {
+            file: Some(api::FileTarget {
+                name: file.to_string(),
+                ..Default::default()
+            }),
+            runtime: None,
+            config_id: format!("id-{name}"),
+            config_name: name.to_string(),
+        }
+    }
+
+    fn message(cs: &api::ContainerSpec) -> String {
+        check_file_targets(cs).unwrap_err().message
+    }
+
+    #[test]
+    fn file_targets_are_named_and_distinct() {
+        let mut cs = api::ContainerSpec {
+            secrets: vec![secret("a", Some("a")), secret("b", Some("b"))],
+            configs: vec![config("c", "/c"), config("d", "/d")],
+            ..Default::default()
+        };
+        check_file_targets(&cs).unwrap();
+        cs.secrets.push(secret("c", Some("a")));
+        assert_eq!(
+            message(&cs),
+            "rpc error: code = InvalidArgument desc = secret references 'a' and 'c' have a conflicting target: 'a'"
+        );
+        cs.secrets[2] = secret("c", Some(""));
+        assert!(
+            message(&cs)
+                .ends_with("malformed file secret reference, invalid target file name provided"),
+            "{}",
+            message(&cs)
+        );
+        cs.secrets[2] = secret("c", None);
+        assert!(
+            message(&cs).ends_with("desc = malformed secret reference"),
+            "{}",
+            message(&cs)
+        );
+        cs.secrets.pop();
+        // A secret and a config may share a name: they are different kinds.
+        cs.configs.push(config("e", "/c"));
+        assert!(
+            message(&cs).ends_with("config references 'c' and 'e' have a conflicting target: '/c'"),
+            "{}",
+            message(&cs)
+        );
+        cs.configs[2] = config("e", "");
+        assert!(
+            message(&cs)
+                .ends_with("malformed file config reference, invalid target file name provided"),
+            "{}",
+            message(&cs)
+        );
+    }
+
+    #[test]
+    fn drivers_and_templating_are_refused() {
+        let d = api::Driver {
+            name: "vault".into(),
+            ..Default::default()
+        };
+        check_no_driver("secret", None, None).unwrap();
+        check_no_driver("secret", Some(&api::Driver::default()), None).unwrap();
+        let e = check_no_driver("secret", Some(&d), None).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "rpc error: code = InvalidArgument desc = secret drivers are not supported"
+            )
+        );
+        let e = check_no_driver("config", None, Some(&d)).unwrap_err();
+        assert!(
+            e.message.ends_with("config templating is not supported"),
+            "{}",
+            e.message
+        );
+    }
+}
+
 /// Checks a service spec and fills in swarmkit's defaults.
 fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::ServiceSpec> {
     if !valid_name(&spec.name) || spec.name.contains('.') {
@@ -324,6 +487,7 @@ fn normalize(s: &State, mut spec: api::ServiceSpec, id: &str) -> Result<api::Ser
             "ContainerSpec: image reference must be provided",
         ));
     }
+    check_file_targets(cs)?;
     if let Some(p) = &spec.task_template.placement {
         check_placement(p)?;
     }
@@ -1058,6 +1222,7 @@ impl Manager {
     pub async fn create_secret(&self, spec: api::SecretSpec) -> Result<String> {
         self.cluster_ready()?;
         check_payload("secret", &spec.name, &spec.data, MAX_SECRET)?;
+        check_no_driver("secret", spec.driver.as_ref(), spec.templating.as_ref())?;
         let id = new_id();
         let t = now();
         self.propose(Command::CreateSecret {
@@ -1117,6 +1282,7 @@ impl Manager {
     pub async fn create_config(&self, spec: api::ConfigSpec) -> Result<String> {
         self.cluster_ready()?;
         check_payload("config", &spec.name, &spec.data, MAX_CONFIG)?;
+        check_no_driver("config", None, spec.templating.as_ref())?;
         let id = new_id();
         let t = now();
         self.propose(Command::CreateConfig {

@@ -1554,3 +1554,223 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
     c.ok(2, &["service", "rm", "web"]);
     c.down_and_check();
 }
+
+/// `testuser` / `s3cret-pass`, bcrypt cost 5 (made with `htpasswd -nbB`).
+const HTPASSWD: &str = "testuser:$2y$05$im/nWSseHHX3RCQDOoZa4.07v36VN4juSE8jzQ/3iWiEd77GBgk7G";
+
+/// A process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An image pushed twice under one tag to a registry that wants credentials: the service pins
+/// the second push and its task runs that one with the credentials of `--with-registry-auth`,
+/// though the node has the first under the tag; inspect never shows the credentials. A
+/// container with a task's label made by the user is no task (`ps --filter is-task`, and the
+/// agent leaves it be), and a task container the user removes takes its secret tmpfs along.
+#[test]
+fn private_registry_pinned_digest_tasks_and_secret_files() {
+    let c = Cluster::up(1);
+    // berth's registry with Basic auth, on the loopback of node1's network namespace.
+    let dir = std::env::temp_dir().join(format!("berth-swreg-{}", c.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("{HTPASSWD}\n")).unwrap();
+    let reg = Killed(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &format!("{}-n1", c.name)])
+            .arg(common::berth_bin())
+            .args(["registry", "serve", "--addr", "127.0.0.1:5000", "--root"])
+            .arg(dir.join("root"))
+            .arg("--htpasswd")
+            .arg(dir.join("htpasswd"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    c.until("the registry answers a login", LONG, || {
+        c.docker(
+            1,
+            &[
+                "login",
+                "-u",
+                "testuser",
+                "-p",
+                "s3cret-pass",
+                "127.0.0.1:5000",
+            ],
+        )
+        .status
+        .success()
+    });
+    let app = "127.0.0.1:5000/app:latest";
+    let mut ids = Vec::new();
+    for v in ["one", "two"] {
+        c.ok(
+            1,
+            &[
+                "run",
+                "--name",
+                v,
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo {v} > /v"),
+            ],
+        );
+        ids.push(c.ok(1, &["commit", v, app]));
+        let out = c.ok(1, &["push", app]);
+        assert!(out.contains("digest: sha256:"), "{out}");
+        c.ok(1, &["rm", v]);
+    }
+    // The node keeps only the first push under the tag.
+    c.ok(1, &["tag", &ids[0], app]);
+    c.ok(1, &["rmi", "-f", &ids[1]]);
+    c.form(1);
+    c.ok(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--with-registry-auth",
+            "--name",
+            "pinned",
+            app,
+            "sh",
+            "-c",
+            "cat /v; sleep 600",
+        ],
+    );
+    let image = c.ok(
+        1,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            "pinned",
+        ],
+    );
+    assert!(image.starts_with(&format!("{app}@sha256:")), "{image}");
+    c.until("the pinned task runs", LONG, || {
+        replicas(&c, 1, "pinned") == "1/1"
+    });
+    let task_ctr = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=pinned",
+        ],
+    );
+    assert_eq!(c.ok(1, &["exec", &task_ctr, "cat", "/v"]), "two");
+    // The credentials are in no answer of the API.
+    let shown = c.ok(1, &["service", "inspect", "pinned"]);
+    let tasks = c.ok(1, &["service", "ps", "-q", "pinned"]);
+    let shown = format!("{shown}{}", c.ok(1, &["inspect", "--type", "task", &tasks]));
+    assert!(!shown.contains("RegistryAuth"), "{shown}");
+    // An update without new credentials keeps them (registryAuthFrom=spec): it still pulls.
+    c.ok(1, &["rmi", "-f", &image]);
+    c.ok(1, &["service", "update", "-d", "--force", "pinned"]);
+    c.until("the updated task runs", LONG, || {
+        let ctr = c.ok(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=pinned",
+            ],
+        );
+        !ctr.is_empty() && ctr != task_ctr && replicas(&c, 1, "pinned") == "1/1"
+    });
+
+    // A user's container with a task's label is no task.
+    let fake = c.ok(
+        1,
+        &[
+            "run",
+            "-d",
+            "--label",
+            "com.docker.swarm.task.id=faketask",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    let tasks_now = c.ok(1, &["ps", "-q", "--no-trunc", "--filter", "is-task=true"]);
+    assert!(
+        !tasks_now.is_empty() && !tasks_now.contains(&fake),
+        "{tasks_now}"
+    );
+    let plain = c.ok(1, &["ps", "-q", "--no-trunc", "--filter", "is-task=false"]);
+    assert_eq!(plain, fake);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.ok(1, &["inspect", "--format", "{{.State.Running}}", &fake]),
+        "true",
+        "the agent must leave a user's container be"
+    );
+
+    // A secret's tmpfs goes with a task container the user removes.
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", c.sock(1))
+        .args(["secret", "create", "pw", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(b"hunter2")?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    c.ok(
+        1,
+        &[
+            "service", "create", "-d", "--name", "sec", "--secret", "pw", "busybox", "sleep", "600",
+        ],
+    );
+    c.until("the secret task runs", LONG, || {
+        replicas(&c, 1, "sec") == "1/1"
+    });
+    let ctr = c.ok(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=sec",
+        ],
+    );
+    let task = c.ok(
+        1,
+        &[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"com.docker.swarm.task.id\"}}",
+            &ctr,
+        ],
+    );
+    let files = format!("/run/{}/node1/swarm/files/{task}", c.name);
+    assert!(std::path::Path::new(&files).exists(), "{files}");
+    c.ok(1, &["rm", "-f", &ctr]);
+    assert!(
+        !std::path::Path::new(&files).exists(),
+        "{files} outlived its container"
+    );
+    c.ok(1, &["service", "rm", "pinned", "sec"]);
+    c.ok(1, &["rm", "-f", &fake]);
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&dir);
+    c.down_and_check();
+}

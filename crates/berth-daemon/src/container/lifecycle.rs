@@ -27,13 +27,23 @@ impl Service {
         name: Option<&str>,
         req: CreateRequest,
     ) -> Result<(String, Vec<String>)> {
-        create_as(self, name, req, false).await
+        create_as(self, name, req, Made::ByUser).await
     }
 
     /// Creates the container of a build's RUN step (marked so that boot removes it should the
     /// daemon die during the step).
     pub async fn create_for_build(self: &Arc<Self>, req: CreateRequest) -> Result<String> {
-        Ok(create_as(self, None, req, true).await?.0)
+        Ok(create_as(self, None, req, Made::ForBuild).await?.0)
+    }
+
+    /// Creates a swarm task's container (marked as the swarm executor's: a label alone does
+    /// not make a container a task).
+    pub async fn create_for_swarm(
+        self: &Arc<Self>,
+        name: &str,
+        req: CreateRequest,
+    ) -> Result<(String, Vec<String>)> {
+        create_as(self, Some(name), req, Made::ForSwarm).await
     }
 
     /// `POST /containers/{id}/start`.
@@ -129,11 +139,19 @@ impl Service {
     }
 }
 
+/// Who a container is made for.
+#[derive(PartialEq, Eq)]
+enum Made {
+    ByUser,
+    ForBuild,
+    ForSwarm,
+}
+
 async fn create_as(
     d: &Arc<Service>,
     name: Option<&str>,
     req: CreateRequest,
-    build: bool,
+    made: Made,
 ) -> Result<(String, Vec<String>)> {
     if req.config.image.is_empty() {
         return Err(Error::bad_request(
@@ -298,7 +316,8 @@ async fn create_as(
         net: Default::default(),
         mounts: Vec::new(),
         creating: false,
-        build,
+        build: made == Made::ForBuild,
+        managed: made == Made::ForSwarm,
         remapped_root: None,
     };
     rec.remapped_root = d.remap_of(&rec).map(crate::userns::Remap::root);

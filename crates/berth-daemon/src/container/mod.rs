@@ -67,6 +67,10 @@ pub struct Record {
     /// A build's RUN container: one that a daemon crash left behind is removed at boot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub build: bool,
+    /// A swarm task's container, made by the swarm executor (moby's `Managed`): what
+    /// `is-task` filters on and the agent adopts or removes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
     /// Under `--userns-remap`: the host uid and gid of the container's root when it was made,
     /// which its upper dir's files are owned by.
     #[serde(default, skip_serializing_if = "Option::is_none")]

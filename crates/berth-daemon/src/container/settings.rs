@@ -571,6 +571,7 @@ mod tests {
             mounts: Vec::new(),
             creating: false,
             build: false,
+            managed: false,
             remapped_root: None,
         };
         let spec = || {

@@ -371,6 +371,7 @@ mod tests {
             mounts: Vec::new(),
             creating: false,
             build: false,
+            managed: false,
             remapped_root: None,
         }
     }

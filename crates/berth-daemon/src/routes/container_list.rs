@@ -138,10 +138,11 @@ fn matches(
                 let want = port_filter(k, vals)?;
                 have.iter().any(|p| want.contains(&port_key(p)))
             }
-            // No container of berth's is a swarm task.
+            // A swarm task's container is one the swarm executor made (not any with its
+            // label), as moby's `Managed`.
             "is-task" => match vals[0].as_str() {
-                "true" => false,
-                "false" => true,
+                "true" => r.managed,
+                "false" => !r.managed,
                 v => return Err(Error::bad_request(format!("Invalid filter 'is-task={v}'"))),
             },
             "isolation" => {

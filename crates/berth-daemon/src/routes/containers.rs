@@ -227,6 +227,8 @@ pub async fn remove(
     }
     let c = d.find(&id)?;
     d.remove(&c, q.bool("force"), q.bool("v")).await?;
+    // A swarm task's container removed by the user: its secret tmpfs goes too.
+    crate::swarm_exec::forget_removed(&d.cfg.exec_root, &c.rec());
     Ok(no_content())
 }
 

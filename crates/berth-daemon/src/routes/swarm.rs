@@ -7,7 +7,7 @@ use super::St;
 use crate::error::{Error, Result};
 use crate::util::{json, json_body, Query};
 use axum::extract::RawQuery;
-use axum::http::{Method, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use berth_api::swarm as api;
 use berth_swarm::control::LogSource;
@@ -169,10 +169,54 @@ async fn logs(d: &St, source: LogSource<'_>, q: &Query) -> Result<Response> {
         .into_response())
 }
 
+/// The `X-Registry-Auth` of a service create or update (`--with-registry-auth`), as
+/// swarmkit keeps it: checked, and stored as sent. None without one.
+fn registry_auth(headers: &HeaderMap) -> Result<Option<api::PullOptions>> {
+    crate::registry_auth::from_headers(headers)?;
+    Ok(headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(|v| api::PullOptions {
+            registry_auth: v.to_string(),
+        }))
+}
+
+/// Puts the pull credentials in a spec (replacing any the body carried: they are not part
+/// of Docker's API).
+fn set_pull_options(spec: &mut api::ServiceSpec, auth: Option<api::PullOptions>) {
+    if let Some(cs) = spec.task_template.container_spec.as_mut() {
+        cs.pull_options = auth;
+    }
+}
+
+fn pull_options(spec: Option<&api::ServiceSpec>) -> Option<api::PullOptions> {
+    spec.and_then(|s| s.task_template.container_spec.as_ref())
+        .and_then(|cs| cs.pull_options.clone())
+}
+
+/// A service as the API shows it: without the credentials its nodes pull with.
+fn hide_auth(mut s: api::Service) -> api::Service {
+    set_pull_options(&mut s.spec, None);
+    if let Some(p) = s.previous_spec.as_mut() {
+        set_pull_options(p, None);
+    }
+    s
+}
+
+/// A task as the API shows it: without the credentials its node pulls with.
+fn hide_task_auth(mut t: api::Task) -> api::Task {
+    if let Some(cs) = t.spec.container_spec.as_mut() {
+        cs.pull_options = None;
+    }
+    t
+}
+
 pub async fn cluster(
     d: St,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
     crate::body::JsonBytes(body): crate::body::JsonBytes,
 ) -> Result<Response> {
@@ -194,10 +238,16 @@ pub async fn cluster(
             Ok(ok_empty())
         }
         ("services", Method::GET, None, None) => {
-            Ok(json(200, &m.services(&filters(&q)?, q.bool("status"))?))
+            let all: Vec<api::Service> = m
+                .services(&filters(&q)?, q.bool("status"))?
+                .into_iter()
+                .map(hide_auth)
+                .collect();
+            Ok(json(200, &all))
         }
         ("services", Method::POST, Some("create"), None) => {
             let mut spec: api::ServiceSpec = json_body(&body)?;
+            set_pull_options(&mut spec, registry_auth(&headers)?);
             if spec.name.is_empty() {
                 let taken = m.services(&Filters::new(), false)?;
                 spec.name = crate::names::generate(|n| taken.iter().any(|s| s.spec.name == n));
@@ -208,10 +258,27 @@ pub async fn cluster(
                 &api::ServiceCreateResponse { id, warnings: None },
             ))
         }
-        ("services", Method::GET, Some(id), None) => Ok(json(200, &m.service(id)?)),
+        ("services", Method::GET, Some(id), None) => Ok(json(200, &hide_auth(m.service(id)?))),
         ("services", Method::POST, Some(id), Some("update")) => {
-            let spec: api::ServiceSpec = json_body(&body)?;
+            let mut spec: api::ServiceSpec = json_body(&body)?;
             let rollback = q.get("rollback") == Some("previous");
+            // New credentials, else those of the current (or previous) spec, as dockerd.
+            let auth = match registry_auth(&headers)? {
+                Some(a) => Some(a),
+                None => {
+                    let cur = m.service(id)?;
+                    match q.get("registryAuthFrom").unwrap_or("") {
+                        "" | "spec" => pull_options(Some(&cur.spec)),
+                        "previous-spec" => pull_options(cur.previous_spec.as_ref()),
+                        other => {
+                            return Err(Error::bad_request(format!(
+                                "unsupported registryAuthFrom value {other:?}"
+                            )))
+                        }
+                    }
+                }
+            };
+            set_pull_options(&mut spec, auth);
             m.update_service(id, version(&q)?, spec, rollback).await?;
             Ok(json(200, &api::ServiceUpdateResponse { warnings: None }))
         }
@@ -231,8 +298,15 @@ pub async fn cluster(
             };
             logs(&d, source, &q).await
         }
-        ("tasks", Method::GET, None, None) => Ok(json(200, &m.tasks(&filters(&q)?)?)),
-        ("tasks", Method::GET, Some(id), None) => Ok(json(200, &m.task(id)?)),
+        ("tasks", Method::GET, None, None) => {
+            let all: Vec<api::Task> = m
+                .tasks(&filters(&q)?)?
+                .into_iter()
+                .map(hide_task_auth)
+                .collect();
+            Ok(json(200, &all))
+        }
+        ("tasks", Method::GET, Some(id), None) => Ok(json(200, &hide_task_auth(m.task(id)?))),
         ("secrets", Method::GET, None, None) => Ok(json(200, &m.secrets(&filters(&q)?)?)),
         ("secrets", Method::POST, Some("create"), None) => {
             let spec: api::SecretSpec = json_body(&body)?;
@@ -327,4 +401,62 @@ pub fn info(d: &crate::state::Daemon) -> api::SwarmInfo {
         out.remote_managers = Some(m.remote_managers());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_with(auth: Option<&str>) -> api::Service {
+        let mut spec = api::ServiceSpec::default();
+        spec.task_template.container_spec = Some(api::ContainerSpec {
+            image: "reg/app:1".into(),
+            ..Default::default()
+        });
+        set_pull_options(
+            &mut spec,
+            auth.map(|a| api::PullOptions {
+                registry_auth: a.to_string(),
+            }),
+        );
+        api::Service {
+            spec: spec.clone(),
+            previous_spec: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn registry_auth_is_kept_from_the_header_and_never_shown() {
+        let auth = berth_distribution::AuthConfig {
+            username: "testuser".into(),
+            password: "s3cret-pass".into(),
+            ..Default::default()
+        }
+        .encode();
+        let mut h = HeaderMap::new();
+        assert_eq!(registry_auth(&h).unwrap(), None);
+        h.insert("X-Registry-Auth", auth.parse().unwrap());
+        let got = registry_auth(&h).unwrap().unwrap();
+        assert_eq!(got.registry_auth, auth);
+        h.insert("X-Registry-Auth", "%%%".parse().unwrap());
+        assert_eq!(registry_auth(&h).unwrap_err().0.status, 400);
+        // Stored in the spec (replacing one the body carried), read back for updates.
+        let s = service_with(Some(&auth));
+        assert_eq!(pull_options(Some(&s.spec)).unwrap().registry_auth, auth);
+        // Inspect shows neither the spec's nor the previous spec's.
+        let shown = serde_json::to_string(&hide_auth(s)).unwrap();
+        assert!(!shown.contains(&auth), "{shown}");
+        assert!(!shown.contains("PullOptions"), "{shown}");
+        assert!(shown.contains("reg/app:1"), "{shown}");
+        let t = api::Task {
+            spec: service_with(Some(&auth)).spec.task_template,
+            ..Default::default()
+        };
+        let shown = serde_json::to_string(&hide_task_auth(t)).unwrap();
+        assert!(!shown.contains(&auth), "{shown}");
+        // Nor does the spec's Debug print it.
+        let debug = format!("{:?}", service_with(Some(&auth)));
+        assert!(!debug.contains(&auth), "{debug}");
+    }
 }
