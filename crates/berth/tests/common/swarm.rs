@@ -143,18 +143,50 @@ impl Cluster {
         assert!(out.status.success(), "kill: {}", stderr(&out));
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT") to node `i`'s daemon alone.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = std::fs::read_to_string(format!("/run/{}/node{i}.pid", self.name))
+            .expect("node pid file");
+        let out = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .output()
+            .expect("run kill");
+        assert!(out.status.success(), "kill -{signal}: {}", stderr(&out));
+    }
+
     /// Starts node `i`'s daemon again on its roots.
     pub fn start(&self, i: usize) {
         let out = self.script(&["start", &self.name, &i.to_string()]);
         assert!(out.status.success(), "start: {}", stderr(&out));
     }
 
-    /// Tears the cluster down and checks that nothing of it is left: namespaces, links,
-    /// mounts, cgroups, processes, files.
+    /// Stops the cluster and checks that its daemons left nothing behind: every container is
+    /// removed and every daemon stopped with TERM, then, before anything is removed by force,
+    /// `swarm-cluster.sh check` lists per node the mounts, cgroups, processes, links, nftables
+    /// tables and elements, xfrm states and policies and task files that are left (a stopped
+    /// daemon keeps only its default bridge and its own table); that list must be empty. The
+    /// forced teardown must then have had nothing of berth's to remove either (it reports each
+    /// process, mount and cgroup it removes), and no namespace, mount, cgroup, process or file
+    /// of the cluster remains.
     pub fn down_and_check(mut self) {
+        let stop = self.script(&["stop", &self.name]);
+        assert!(stop.status.success(), "cluster stop: {}", stderr(&stop));
+        let check = self.script(&["check", &self.name]);
+        assert!(check.status.success(), "cluster check: {}", stderr(&check));
         let out = self.script(&["down", &self.name]);
         self.down = true;
         assert!(out.status.success(), "cluster down: {}", stderr(&out));
+        let left = stdout(&check);
+        assert!(
+            left.trim().is_empty() && stdout(&stop).trim().is_empty(),
+            "left behind by the stopped daemons:\n{left}{}",
+            stdout(&stop)
+        );
+        let forced = stdout(&out);
+        assert!(
+            !forced.contains("removed: "),
+            "the teardown had to remove by force:\n{forced}"
+        );
         let netns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
         assert!(
             !netns
