@@ -143,8 +143,10 @@ check_node() {
     [ -d "$d" ] || continue
     find "$d" -mindepth 1 -type d | sed "s|^|node$i: cgroup |"
   done
-  ip -n "$ns" -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
-    grep -vxE "lo|eth0|$br" | sed "s/^/node$i: link /" || true
+  ip -n "$ns" -o -d link show 2>/dev/null | awk -F': ' -v n="node$i" -v br="$br" '{
+    l = $2; sub(/@.*/, "", l)
+    if (l != "lo" && l != "eth0" && l != br) print n ": link " $0
+  }'
   tables=$(ip netns exec "$ns" nft list tables 2>/dev/null || true)
   echo "$tables" | grep -vxE "table ip6? berth_$br|" | sed "s/^/node$i: nft /" || true
   # Elements of berth's table: only the default bridge's (its name, the pair of it, its subnet).
