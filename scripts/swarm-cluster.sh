@@ -5,7 +5,9 @@
 # exec root, default bridge, cgroup parent and socket. Nothing touches the host's network.
 #
 #   scripts/swarm-cluster.sh up NAME N [LAN_OCTET]   start N daemons (node1..nodeN)
-#   scripts/swarm-cluster.sh down NAME               stop them and remove everything
+#   scripts/swarm-cluster.sh stop NAME               remove every container, TERM every daemon
+#   scripts/swarm-cluster.sh check NAME              after stop: print what the daemons left
+#   scripts/swarm-cluster.sh down NAME               stop, then remove everything by force
 #   scripts/swarm-cluster.sh env NAME I              print DOCKER_HOST for node I
 #   scripts/swarm-cluster.sh crash NAME I            kill -9 node I's daemon (its tasks live on)
 #   scripts/swarm-cluster.sh kill NAME I             kill -9 node I's daemon, shims and containers
@@ -17,6 +19,16 @@
 # /var/lib/NAME/nodeI.log. BERTH (default: berth on PATH) is the binary; BERTH_FLAGS are added
 # to every daemon's flags; BUSYBOX_TAR (a tarball from scripts/mkbusybox.sh) is imported on
 # every node as busybox:latest.
+#
+# `check` lists, one "nodeI: what" line each, what cleanly stopped daemons left behind: mounts
+# under a node's roots, cgroups under its cgroup parent and processes in them or in its network
+# namespace, links other than lo, eth0 and its default bridge, nftables tables other than
+# berth's own and elements in berth's table other than the default bridge's (a stopped daemon
+# keeps its bridge and table, as dockerd keeps docker0 and its chains: its containers may live
+# on under their shims, and the next start rebuilds both), xfrm states and policies, and task
+# files under swarm/files. `down` force-cleans whatever is left and prints a "removed: ..." line
+# for each process, mount and cgroup it had to remove, so that a caller can tell a leak from
+# the namespaces and roots the harness itself made.
 set -eu
 
 cmd=${1:-}
@@ -80,6 +92,91 @@ wait_node() {
   done
 }
 
+# Every container removed through its daemon, then every daemon stopped with TERM (all at
+# once, then waited for); one that is still there after 10 s is killed and reported.
+stop_all() {
+  n=$(cat "$run/nodes" 2>/dev/null || echo 0)
+  i=1
+  while [ $i -le "$n" ]; do
+    sock=unix://$run/node$i.sock
+    if ids=$("$berth" -H "$sock" ps -aq 2>/dev/null) && [ -n "$ids" ]; then
+      # shellcheck disable=SC2086
+      "$berth" -H "$sock" rm -f -v $ids >/dev/null 2>&1 || true
+    fi
+    # The pid is nsenter's, which exec'd unshare, which exec'd sh, which exec'd berth.
+    [ -f "$run/node$i.pid" ] && kill -TERM "$(cat "$run/node$i.pid")" 2>/dev/null || true
+    i=$((i + 1))
+  done
+  i=1
+  while [ $i -le "$n" ]; do
+    if [ -f "$run/node$i.pid" ]; then
+      pid=$(cat "$run/node$i.pid")
+      t=0
+      while kill -0 "$pid" 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
+      if kill -0 "$pid" 2>/dev/null; then
+        echo "removed: node$i daemon $pid, still running 10 s after TERM"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+      rm -f "$run/node$i.pid"
+    fi
+    i=$((i + 1))
+  done
+}
+
+# The processes of node I: in its network namespace (daemon, shims) or its cgroups.
+node_pids() {
+  {
+    ip netns pids "$name-n$1" 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/"$name-node$1" /sys/fs/cgroup/"$name-node$1"; do
+      [ -d "$d" ] || continue
+      find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+    done
+  } | sort -un
+}
+
+# What node I's stopped daemon left (see the top of this file), one line each.
+check_node() {
+  i=$1
+  ns=$name-n$i
+  br=${name}b$i
+  lan=$(cat "$run/lan")
+  for p in $(node_pids "$i"); do
+    echo "node$i: process $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null || true)"
+  done
+  grep -E " ($run/node$i|$lib/node$i)/" /proc/mounts | awk -v n="node$i" '{print n ": mount " $2}' || true
+  for d in /sys/fs/cgroup/*/"$name-node$i" /sys/fs/cgroup/"$name-node$i"; do
+    [ -d "$d" ] || continue
+    find "$d" -mindepth 1 -type d | sed "s|^|node$i: cgroup |"
+  done
+  ip -n "$ns" -o -d link show 2>/dev/null | awk -F': ' -v n="node$i" -v br="$br" '{
+    l = $2; sub(/@.*/, "", l)
+    if (l != "lo" && l != "eth0" && l != br) print n ": link " $0
+  }'
+  tables=$(ip netns exec "$ns" nft list tables 2>/dev/null || true)
+  echo "$tables" | grep -vxE "table ip6? berth_$br|" | sed "s/^/node$i: nft /" || true
+  # Elements of berth's table: only the default bridge's (its name, the pair of it, its subnet).
+  for fam in ip ip6; do
+    echo "$tables" | grep -qx "table $fam berth_$br" || continue
+    ip netns exec "$ns" nft list table "$fam" "berth_$br" 2>/dev/null | awk -v fam="$fam" '
+      /^[[:space:]]*(set|map) / { what = $2 }
+      /elements = \{/ { on = 1; sub(/.*elements = \{/, "") }
+      on {
+        done = sub(/\}.*/, "")
+        k = split($0, parts, ",")
+        for (j = 1; j <= k; j++) {
+          e = parts[j]; gsub(/^[[:space:]]+|[[:space:]]+$/, "", e)
+          if (e != "") print fam " " what ": " e
+        }
+        if (done) on = 0
+      }' |
+      grep -vxE "$fam (bridges: \"?$br\"?|same: \"?$br\"? \. \"?$br\"?|(masq_nets|nets): 10\.$lan\.$((100 + i))\.0/24)" |
+      sed "s/^/node$i: nft element /" || true
+  done
+  ip -n "$ns" xfrm state 2>/dev/null | grep -E "^src " | sed "s/^/node$i: xfrm state /" || true
+  ip -n "$ns" xfrm policy 2>/dev/null | grep -E "^src " | sed "s/^/node$i: xfrm policy /" || true
+  ls -A "$run/node$i/swarm/files" 2>/dev/null | sed "s|^|node$i: swarm/files/|" || true
+}
+
 case "$cmd" in
   up)
     n=${3:?N nodes}
@@ -124,43 +221,39 @@ case "$cmd" in
     run_daemon "$i" "$(cat "$run/lan")"
     wait_node "$i"
     ;;
-  down)
+  stop)
+    stop_all
+    ;;
+  check)
     n=$(cat "$run/nodes" 2>/dev/null || echo 0)
     i=1
     while [ $i -le "$n" ]; do
-      # Containers first (while the daemon can still clean up after them), then the daemon.
-      sock=unix://$run/node$i.sock
-      if ids=$("$berth" -H "$sock" ps -aq 2>/dev/null) && [ -n "$ids" ]; then
-        # shellcheck disable=SC2086
-        "$berth" -H "$sock" rm -f -v $ids >/dev/null 2>&1 || true
-      fi
-      if [ -f "$run/node$i.pid" ]; then
-        pid=$(cat "$run/node$i.pid")
-        # The pid is nsenter's, which exec'd unshare, which exec'd sh, which exec'd berth.
-        kill -TERM "$pid" 2>/dev/null || true
-        t=0
-        while kill -0 "$pid" 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
+      check_node $i
       i=$((i + 1))
     done
-    # Whatever a killed daemon left: its shims (in its network namespace) and containers (by
-    # cgroup), mounts, cgroups.
+    ;;
+  down)
+    stop_all
+    n=$(cat "$run/nodes" 2>/dev/null || echo 0)
+    # Whatever is left: processes in a node's network namespace (shims) and in its cgroups
+    # (containers), then mounts and cgroups.
     i=1
     while [ $i -le "$n" ]; do
-      ip netns pids "$name-n$i" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-      for d in /sys/fs/cgroup/*/"$name-node$i" /sys/fs/cgroup/"$name-node$i"; do
-        [ -d "$d" ] || continue
-        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      for p in $(node_pids $i); do
+        echo "removed: node$i process $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null || true)"
+        kill -KILL "$p" 2>/dev/null || true
       done
       i=$((i + 1))
     done
     sleep 0.2
     grep -E " ($run|$lib)/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+      echo "removed: mount $m"
       umount -l "$m" 2>/dev/null || true
     done
     for d in /sys/fs/cgroup/*/"$name"-node* /sys/fs/cgroup/"$name"-node*; do
-      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      [ -d "$d" ] || continue
+      find "$d" -mindepth 1 -type d | sed 's/^/removed: cgroup /'
+      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
     i=1
     while [ $i -le "$n" ]; do

@@ -52,6 +52,52 @@ fn replicas(c: &Cluster, via: usize, service: &str) -> String {
     )
 }
 
+/// IDs of the running tasks of a service.
+fn running_ids(c: &Cluster, via: usize, service: &str) -> std::collections::BTreeSet<String> {
+    let out = c.docker(
+        via,
+        &[
+            "service",
+            "ps",
+            service,
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.ID}} {{.CurrentState}}",
+        ],
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(" Running "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The running task containers of a service on nodes 1..=n: task id → container env.
+fn task_envs(c: &Cluster, n: usize, service: &str) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for i in 1..=n {
+        let label = format!("label=com.docker.swarm.service.name={service}");
+        for id in c.ok(i, &["ps", "-q", "--filter", &label]).lines() {
+            let out = c.docker(
+                i,
+                &[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"com.docker.swarm.task.id\"}} {{json .Config.Env}}",
+                    id,
+                ],
+            );
+            if let Some((task, env)) = stdout(&out).trim().split_once(' ') {
+                found.insert(task.to_string(), env.to_string());
+            }
+        }
+    }
+    found
+}
+
 /// The leader's hostname as node `via` sees it.
 fn leader(c: &Cluster, via: usize) -> Option<String> {
     let out = c.docker(
@@ -253,6 +299,8 @@ fn cluster_schedules_updates_and_survives_failures() {
     assert_eq!(running(&c, 1, "web").len(), 4);
 
     // A rolling update replaces every task in its slot; rollback brings the old spec back.
+    let first = running_ids(&c, 1, "web");
+    assert_eq!(first.len(), 4, "{first:?}");
     c.ok(
         1,
         &[
@@ -265,6 +313,18 @@ fn cluster_schedules_updates_and_survives_failures() {
             "web",
         ],
     );
+    // New tasks, whose containers have the new environment, and no old container left running.
+    let updated = running_ids(&c, 1, "web");
+    assert_eq!(updated.len(), 4, "{updated:?}");
+    assert!(updated.is_disjoint(&first), "{first:?} -> {updated:?}");
+    c.until("the updated containers alone run", LONG, || {
+        let envs = task_envs(&c, 5, "web");
+        envs.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            == updated
+            && envs.values().all(|e| e.contains("\"COLOR=blue\""))
+    });
     let after: Vec<String> = running(&c, 1, "web").into_iter().map(|t| t.0).collect();
     let mut sorted = after.clone();
     sorted.sort();
@@ -304,6 +364,58 @@ fn cluster_schedules_updates_and_survives_failures() {
     );
     assert_eq!(env, "null");
     assert_eq!(running(&c, 1, "web").len(), 4);
+    let rolled = running_ids(&c, 1, "web");
+    assert_eq!(rolled.len(), 4, "{rolled:?}");
+    assert!(
+        rolled.is_disjoint(&updated) && rolled.is_disjoint(&first),
+        "rollback made no new tasks: {updated:?} -> {rolled:?}"
+    );
+    c.until("the rolled-back containers alone run", LONG, || {
+        let envs = task_envs(&c, 5, "web");
+        envs.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            == rolled
+            && envs.values().all(|e| !e.contains("COLOR="))
+    });
+
+    // A worker's daemon stalled for 2.5 s (SIGSTOP, then SIGCONT) is no failure: the failure
+    // detector tolerates a 2 s stall, so node4 is never reported Down and none of its tasks is
+    // replaced (ARCHITECTURE.md: Down after three 1 s heartbeats and a second).
+    let tasks_before = c.ok(1, &["service", "ps", "-q", "--no-trunc", "web", "agent"]);
+    assert!(
+        !c.ok(4, &["ps", "-q"]).is_empty(),
+        "node4 runs tasks to replace"
+    );
+    let node4 = || {
+        stdout(&c.docker(1, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]))
+            .lines()
+            .find(|l| l.starts_with("node4 "))
+            .unwrap_or("node4 ?")
+            .to_string()
+    };
+    c.signal(4, "STOP");
+    let stalled = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while stalled.elapsed() < Duration::from_millis(2500) {
+        seen.push(node4());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.signal(4, "CONT");
+    // A verdict would come within a few heartbeats of the stall: watch a while longer.
+    while stalled.elapsed() < Duration::from_secs(8) {
+        seen.push(node4());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        seen.iter().all(|s| s == "node4 Ready"),
+        "a 2.5 s stall gave a verdict: {seen:?}"
+    );
+    assert_eq!(
+        c.ok(1, &["service", "ps", "-q", "--no-trunc", "web", "agent"]),
+        tasks_before,
+        "tasks replaced after a 2.5 s stall"
+    );
 
     // Drain: node5's tasks move away; the global task there stops.
     c.ok(1, &["node", "update", "--availability", "drain", "node5"]);
@@ -513,20 +625,53 @@ fn secrets_tokens_and_quorum() {
     );
     let got = c.ok(2, &["exec", &id, "cat", "/run/secrets/topsecret"]);
     assert_eq!(got, "s3cr3t-v4lue-7781");
-    let grep = std::process::Command::new("grep")
-        .args([
-            "-r",
-            "-l",
-            "s3cr3t-v4lue-7781",
-            &format!("/var/lib/{}", c.name),
-        ])
+    // Not in the clear, not base64 (a SecretSpec's Data), not as a JSON array of bytes (a
+    // Payload), in the data roots or the exec roots (where only the task's tmpfs under
+    // swarm/files may hold it): every file on those file systems is searched.
+    let secret = "s3cr3t-v4lue-7781";
+    let b64 = std::process::Command::new("sh")
+        .args(["-c", &format!("printf %s {secret} | base64")])
         .output()
-        .expect("grep");
-    assert_eq!(
-        stdout(&grep).trim(),
-        "",
-        "the secret is on disk in the clear"
-    );
+        .expect("base64");
+    // (The whole 3-byte groups only: their encoding does not depend on what follows.)
+    let b64 = stdout(&b64)[..secret.len() / 3 * 4].to_string();
+    let bytes: Vec<String> = secret.bytes().map(|b| b.to_string()).collect();
+    let array = bytes.join(",[[:space:]]*");
+    // Files under `root` (on its file system, outside swarm/files) holding any of the forms.
+    let search = |root: &str| {
+        let grep = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "find \"$1\" -xdev -path '*/swarm/files' -prune -o -type f -print0 \
+                 | xargs -0 -r grep -l -z -E -e \"$2\" -e \"$3\" -e \"$4\"",
+                "sh",
+                root,
+                secret,
+                &b64,
+                &array,
+            ])
+            .output()
+            .expect("grep");
+        stdout(&grep).trim().to_string()
+    };
+    // The search finds each form (control files: a spec with the base64, a pretty-printed
+    // payload).
+    let control = format!("/run/{}/grep-control", c.name);
+    std::fs::create_dir_all(&control).unwrap();
+    let spec = serde_json::json!({ "Name": "x", "Data": format!("{b64}{}", "xyz=") });
+    std::fs::write(format!("{control}/spec.json"), spec.to_string()).unwrap();
+    let payload =
+        serde_json::to_string_pretty(&serde_json::json!({ "Payload": secret.as_bytes() })).unwrap();
+    std::fs::write(format!("{control}/payload.json"), payload).unwrap();
+    assert_eq!(search(&control).lines().count(), 2, "{}", search(&control));
+    std::fs::remove_dir_all(&control).unwrap();
+    for root in [format!("/var/lib/{}", c.name), format!("/run/{}", c.name)] {
+        assert_eq!(
+            search(&root),
+            "",
+            "the secret is in {root} in the clear, in base64 ({b64}) or as bytes"
+        );
+    }
     let ls = c.ok(1, &["secret", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls, "topsecret");
     let rm = c.docker(1, &["secret", "rm", "topsecret"]);

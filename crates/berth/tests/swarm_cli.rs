@@ -794,5 +794,20 @@ fn berth_stack_deploy_update_and_rm() {
     let again = berth(&c, 1, &["stack", "rm", "bs"]);
     assert!(again.status.success());
     assert_eq!(stderr(&again).trim(), "Nothing found in stack: bs");
+    // The nodes remove the task containers and the network's bridge (bov<VNI>) themselves.
+    c.until(
+        "the tasks and the overlay gone from the nodes",
+        LONG,
+        || {
+            (1..=2).all(|i| {
+                let bridges = Command::new("ip")
+                    .args(["-n", &format!("{}-n{i}", c.name), "-o", "link", "show"])
+                    .output()
+                    .expect("ip link");
+                stdout(&c.docker(i, &["ps", "-aq"])).trim().is_empty()
+                    && !stdout(&bridges).contains(": bov")
+            })
+        },
+    );
     c.down_and_check();
 }
