@@ -976,6 +976,14 @@ impl State {
         let sub = Subnet::parse(&cfg.subnet).ok()?;
         let gateway = cfg.gateway.clone();
         let held = self.held_addresses(net);
+        // Ended tasks still on record keep their addresses out of reach while any other is
+        // free: every node drops an ended task from its balancers and names long before.
+        let ended: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.status.state.is_terminal())
+            .filter_map(|t| t.addresses.get(net).cloned())
+            .collect();
         // Host numbers handed out: the subnet's but its network and broadcast addresses,
         // within the range when one was given.
         let last = u32::try_from(sub.size().checked_sub(2)?).ok()?;
@@ -994,12 +1002,14 @@ impl State {
         } else {
             0
         };
-        for k in 0..count {
-            let h = lo + (offset + k) % count;
-            let ip = sub.host(h).to_string();
-            if ip != gateway && !held.contains(&ip) {
-                self.addr_cursor.insert(net.to_string(), h);
-                return Some(ip);
+        for spare_ended in [true, false] {
+            for k in 0..count {
+                let h = lo + (offset + k) % count;
+                let ip = sub.host(h).to_string();
+                if ip != gateway && !held.contains(&ip) && !(spare_ended && ended.contains(&ip)) {
+                    self.addr_cursor.insert(net.to_string(), h);
+                    return Some(ip);
+                }
             }
         }
         None
@@ -1566,6 +1576,33 @@ mod tests {
             },
         );
         assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.253");
+        // An ended task's address is handed out again only when no other is free.
+        s.attachments.clear();
+        let mut ended = TaskRec::default();
+        ended.status.state = api::TaskState::Failed;
+        ended.addresses.insert("rg".into(), "10.9.0.254".into());
+        s.tasks.insert("t".into(), ended);
+        assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.252");
+        assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.253");
+        s.attachments.insert(
+            "y".into(),
+            AttachmentRec {
+                id: "y".into(),
+                network_id: "rg".into(),
+                addr: "10.9.0.252".into(),
+                ..Default::default()
+            },
+        );
+        s.attachments.insert(
+            "z".into(),
+            AttachmentRec {
+                id: "z".into(),
+                network_id: "rg".into(),
+                addr: "10.9.0.253".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.allocate_address("rg").unwrap(), "10.9.0.254");
         // Without a range: the whole subnet but the gateway.
         s.apply(2, net("all", "all", Some("10.9.1.0/30"))).unwrap();
         assert_eq!(s.allocate_address("all").unwrap(), "10.9.1.2");
