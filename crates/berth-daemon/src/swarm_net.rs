@@ -275,12 +275,20 @@ fn in_use(d: &Daemon, id: &str) -> bool {
         .any(|c| c.rec().net.endpoints.values().any(|e| e.network_id == id))
 }
 
-/// This node's data-path address: the IPv4 address it takes part in the swarm with.
+/// This node's data-path address: `--data-path-addr` if given, else the IPv4 address it
+/// takes part in the swarm with.
 fn local_addr(d: &Daemon) -> Result<Ipv4Addr, String> {
     let addr = d
         .swarm
         .get()
-        .map(|s| s.summary().node_addr)
+        .map(|s| {
+            let sum = s.summary();
+            if sum.data_addr.is_empty() {
+                sum.node_addr
+            } else {
+                sum.data_addr
+            }
+        })
         .unwrap_or_default();
     let host = match addr.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,

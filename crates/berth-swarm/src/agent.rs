@@ -237,6 +237,7 @@ impl<E: Executor + ?Sized, D: Dispatcher> Agent<E, D> {
                 wait_ms: wait.as_millis() as u64,
                 log_subs,
                 attachments,
+                data_addr: String::new(),
             };
             (g.calls, req)
         };

@@ -54,6 +54,10 @@ struct Persisted {
     /// Autolock: the data key sealed under the unlock key.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     dek_sealed: String,
+    /// `--data-path-addr`: where the other nodes send this node's overlay (VXLAN) traffic,
+    /// when not its advertise address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    data_addr: String,
 }
 
 /// Autolock on this node: the unlock key in effect ("" = none), and the membership of a
@@ -158,6 +162,8 @@ pub struct Summary {
     pub state: String,
     pub node_id: String,
     pub node_addr: String,
+    /// The data-path address given at init or join ("" = the advertise address's host).
+    pub data_addr: String,
     pub manager: Option<Arc<Manager>>,
     pub error: String,
     pub managers: Vec<String>,
@@ -239,19 +245,26 @@ fn check_data_path_port(port: u32) -> Result<()> {
     )))
 }
 
-/// `--data-path-addr`: berth's VXLAN runs between the nodes' advertise addresses, so only
-/// that address is taken (an interface name resolves to its address).
-fn check_data_path_addr(given: &str, advertise_host: &str) -> Result<()> {
+/// `--data-path-addr`: the IPv4 address (or the interface whose address) the node's overlay
+/// traffic uses; "" when not given or the same as the advertise address.
+fn data_path_addr(given: &str, advertise_host: &str) -> Result<String> {
     if given.trim().is_empty() {
-        return Ok(());
+        return Ok(String::new());
     }
     let (host, _) = resolve_addr(given, 0)?;
-    if host != advertise_host {
-        return Err(Error::invalid(format!(
-            "berth carries overlay (VXLAN) traffic on the node's advertise address {advertise_host}: --data-path-addr {given} is not supported"
-        )));
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {}
+        _ => {
+            return Err(Error::invalid(format!(
+                "--data-path-addr {given}: overlay networks need a unicast IPv4 address"
+            )))
+        }
     }
-    Ok(())
+    Ok(if host == advertise_host {
+        String::new()
+    } else {
+        host
+    })
 }
 
 /// A node's availability as `swarm init`/`join --availability` gives it (empty: active).
@@ -497,6 +510,7 @@ impl Cluster {
                 state: "locked".to_string(),
                 node_id: p.node_id.clone(),
                 node_addr: p.advertise_addr.clone(),
+                data_addr: p.data_addr.clone(),
                 managers: p.managers.clone(),
                 ..Default::default()
             });
@@ -675,6 +689,7 @@ impl Cluster {
             client: client.clone(),
             managers: managers.clone(),
             current: Mutex::new(0),
+            data_addr: p.data_addr.clone(),
         });
         let agent = Agent::new(self.exec.clone(), disp, p.node_id.clone());
         tokio::spawn(agent.clone().run(stop_rx.clone()));
@@ -700,6 +715,7 @@ impl Cluster {
             state: "active".to_string(),
             node_id: p.node_id.clone(),
             node_addr: p.advertise_addr.clone(),
+            data_addr: p.data_addr.clone(),
             manager: manager.clone(),
             error: String::new(),
             managers: p.managers.clone(),
@@ -762,7 +778,7 @@ impl Cluster {
             resolve_addr(&req.advertise_addr, lport)?.1
         };
         let advertise = format!("{advertise_host}:{aport}");
-        check_data_path_addr(&req.data_path_addr, &advertise_host)?;
+        let data_addr = data_path_addr(&req.data_path_addr, &advertise_host)?;
         let root = RootCa::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let node_id = ids::new_id();
         let cluster_id = ids::new_id();
@@ -800,6 +816,7 @@ impl Cluster {
             members: Vec::new(),
             dek: hex(&dek),
             dek_sealed: String::new(),
+            data_addr: data_addr.clone(),
         };
         self.save(&p)?;
         let now = berth_api::timefmt::now();
@@ -852,7 +869,11 @@ impl Cluster {
             description,
             state: NodeState::Ready,
             message: String::new(),
-            addr: advertise_host,
+            addr: if data_addr.is_empty() {
+                advertise_host
+            } else {
+                data_addr
+            },
             raft_id,
             manager_addr: advertise.clone(),
             advertise_addr: advertise.clone(),
@@ -1035,7 +1056,7 @@ impl Cluster {
             .rsplit_once(':')
             .map_or(advertise.as_str(), |(h, _)| h)
             .trim_matches(['[', ']']);
-        check_data_path_addr(&req.data_path_addr, advertise_host)?;
+        let data_addr = data_path_addr(&req.data_path_addr, advertise_host)?;
         let key = NodeKey::generate().map_err(|e| Error::internal(format!("swarm CA: {e}")))?;
         let raft_id = ids::new_raft_id();
         let jr = JoinRequest {
@@ -1101,6 +1122,7 @@ impl Cluster {
                 String::new()
             },
             dek_sealed: String::new(),
+            data_addr,
         };
         self.save(&p)?;
         let boot = manager.then_some(Bootstrap::Join);
@@ -1699,6 +1721,8 @@ pub struct RpcDispatcher {
     client: RpcClient,
     managers: Arc<RwLock<Vec<String>>>,
     current: Mutex<usize>,
+    /// Told to the leader in every session (`--data-path-addr`).
+    data_addr: String,
 }
 
 impl Dispatcher for RpcDispatcher {
@@ -1724,9 +1748,10 @@ impl Dispatcher for RpcDispatcher {
 
     fn session(
         &self,
-        req: SessionRequest,
+        mut req: SessionRequest,
     ) -> BoxFut<'_, std::result::Result<SessionResponse, String>> {
         Box::pin(async move {
+            req.data_addr = self.data_addr.clone();
             let list = self
                 .managers
                 .read()
@@ -2033,9 +2058,14 @@ impl Port {
                 let body: SessionRequest = rpc::read_json(req.into_body())
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
-                let resp = m
-                    .session(&peer.node_id, &remote.ip().to_string(), body)
-                    .await?;
+                // Overlay traffic goes to the node's data-path address when it has one.
+                let data = body
+                    .data_addr
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .filter(|ip| !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast())
+                    .map_or_else(|| remote.ip().to_string(), |ip| ip.to_string());
+                let resp = m.session(&peer.node_id, &data, body).await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))
             }
             "/leave" => {
@@ -2234,13 +2264,17 @@ mod tests {
             e.message,
             "berth's overlay networks use VXLAN port 4789: --data-path-port 4790 is not supported"
         );
-        check_data_path_addr("", "10.1.0.2").unwrap();
-        check_data_path_addr("10.1.0.2", "10.1.0.2").unwrap();
-        check_data_path_addr("lo", "127.0.0.1").unwrap();
-        let e = check_data_path_addr("10.1.0.3", "10.1.0.2").unwrap_err();
+        assert_eq!(data_path_addr("", "10.1.0.2").unwrap(), "");
+        assert_eq!(data_path_addr("10.1.0.2", "10.1.0.2").unwrap(), "");
+        assert_eq!(data_path_addr("lo", "10.1.0.2").unwrap(), "127.0.0.1");
+        assert_eq!(data_path_addr("10.1.0.3", "10.1.0.2").unwrap(), "10.1.0.3");
+        let e = data_path_addr("224.0.0.1", "10.1.0.2").unwrap_err();
         assert_eq!(
             (e.status, e.message.as_str()),
-            (400, "berth carries overlay (VXLAN) traffic on the node's advertise address 10.1.0.2: --data-path-addr 10.1.0.3 is not supported")
+            (
+                400,
+                "--data-path-addr 224.0.0.1: overlay networks need a unicast IPv4 address"
+            )
         );
         for a in ["", "active", "pause", "drain"] {
             check_availability(a).unwrap();

@@ -20,6 +20,9 @@ pub struct SessionRequest {
     /// The network attachments of plain containers the node still has (None: not told).
     #[serde(default)]
     pub attachments: Option<Vec<String>>,
+    /// The node's data-path address (`--data-path-addr`), "" for the session's source.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_addr: String,
 }
 
 /// `POST /attach`: a plain container on this node joins attachable swarm network `network`

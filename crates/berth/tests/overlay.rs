@@ -178,7 +178,25 @@ fn fetch_many(c: &Cluster, i: usize, name: &str, url: &str, count: usize) -> Vec
 #[test]
 fn overlays_discovery_balancing_and_the_routing_mesh() {
     let c = Cluster::up(3);
-    c.form(1);
+    // Overlay traffic on a data-path address of each node's own (`--data-path-addr`), a
+    // second address on its LAN interface.
+    let data = |i: usize| format!("10.231.1.{}", 10 + i);
+    for i in 1..=3 {
+        let out = on_node(
+            &c,
+            i,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", data(i)),
+                "dev",
+                "eth0",
+            ],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    c.form_with(1, |i| vec!["--data-path-addr".to_string(), data(i)]);
 
     // Encryption needs IPsec ESP with AES-GCM, which this kernel lacks: refused clearly.
     let out = c.docker(
@@ -308,6 +326,21 @@ fn overlays_discovery_balancing_and_the_routing_mesh() {
         hosts.insert(got[0].1.clone());
     }
     assert_eq!(hosts.len(), 3, "{hosts:?}");
+    // That traffic went between the data-path addresses: node 1's VXLAN device sends from
+    // its own, and its forwarding entries point at the others'.
+    let links = stdout(&on_node(
+        &c,
+        1,
+        &["ip", "-d", "link", "show", "type", "vxlan"],
+    ));
+    assert!(links.contains(&format!("local {}", data(1))), "{links}");
+    let fdb = stdout(&on_node(&c, 1, &["bridge", "fdb", "show"]));
+    let dsts: Vec<&str> = fdb.lines().filter(|l| l.contains(" dst ")).collect();
+    assert!(!dsts.is_empty(), "{fdb}");
+    assert!(
+        dsts.iter().all(|l| l.contains(" dst 10.231.1.")),
+        "{dsts:?}"
+    );
 
     // Through the VIP: the client's address is kept, and 1,000 connections spread evenly
     // over the 3 tasks (chi-square, 2 degrees of freedom, p = 0.001: 13.8).

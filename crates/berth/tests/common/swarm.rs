@@ -89,24 +89,44 @@ impl Cluster {
     /// `swarm init` on node1, managers 2..=managers join as managers, the rest as workers;
     /// returns once every node is Ready.
     pub fn form(&self, managers: usize) {
-        self.ok(1, &["swarm", "init", "--advertise-addr", &self.addr(1)]);
+        self.form_with(managers, |_| Vec::new());
+    }
+
+    /// As `form`, with `more(i)` added to node `i`'s `swarm init` or `swarm join` flags.
+    pub fn form_with(&self, managers: usize, more: impl Fn(usize) -> Vec<String>) {
+        let flags = |i: usize, mut base: Vec<String>| {
+            base.extend(more(i));
+            base
+        };
+        let init = flags(
+            1,
+            vec![
+                "swarm".into(),
+                "init".into(),
+                "--advertise-addr".into(),
+                self.addr(1),
+            ],
+        );
+        self.ok(1, &init.iter().map(String::as_str).collect::<Vec<_>>());
         let mt = self.ok(1, &["swarm", "join-token", "-q", "manager"]);
         let wt = self.ok(1, &["swarm", "join-token", "-q", "worker"]);
         for i in 2..=self.n {
             let token = if i <= managers { &mt } else { &wt };
             let remote = format!("{}:2377", self.addr(1));
-            self.ok(
+            let join = flags(
                 i,
-                &[
-                    "swarm",
-                    "join",
-                    "--token",
-                    token,
-                    "--advertise-addr",
-                    &self.addr(i),
-                    &remote,
+                vec![
+                    "swarm".into(),
+                    "join".into(),
+                    "--token".into(),
+                    token.clone(),
+                    "--advertise-addr".into(),
+                    self.addr(i),
                 ],
             );
+            let mut args: Vec<&str> = join.iter().map(String::as_str).collect();
+            args.push(&remote);
+            self.ok(i, &args);
         }
         self.until("every node ready", Duration::from_secs(30), || {
             self.docker(1, &["node", "ls", "--format", "{{.Status}}"])
