@@ -58,11 +58,10 @@ pub fn realises(rec: &NetworkRecord) -> Option<&str> {
 pub const ATTACHMENT_OPT: &str = "com.berth.swarm.attachment";
 
 /// The swarm network `key` names, if it is one: its local realisation's, or on a manager
-/// the cluster's (id, name, attachable).
-fn swarm_network(d: &Daemon, key: &str) -> Option<(String, String, bool)> {
+/// the cluster's (id, attachable).
+fn swarm_network(d: &Daemon, key: &str) -> Option<(String, bool)> {
     match d.net.find(key) {
-        Ok(local) => realises(&local.rec)
-            .map(|id| (id.to_string(), local.rec.name.clone(), local.rec.attachable)),
+        Ok(local) => realises(&local.rec).map(|id| (id.to_string(), local.rec.attachable)),
         Err(_) => d
             .swarm
             .get()
@@ -71,9 +70,34 @@ fn swarm_network(d: &Daemon, key: &str) -> Option<(String, String, bool)> {
                 m.networks()
                     .into_iter()
                     .find(|n| n.id == key || n.name == key)
-                    .map(|n| (n.id, n.name, n.attachable))
+                    .map(|n| (n.id, n.attachable))
             }),
     }
+}
+
+/// Whether a plain container asking for network `key` goes through the managers: the swarm
+/// network's id and whether it is known here (on a worker a name unknown locally may be one
+/// the managers know; they answer "not found" otherwise). Refused if not attachable.
+fn swarm_target(d: &Daemon, key: &str) -> crate::error::Result<Option<(String, bool)>> {
+    let in_swarm = d.swarm.get().is_some_and(|s| s.summary().state == "active");
+    match swarm_network(d, key) {
+        Some((_, false)) => Err(not_attachable(key)),
+        Some((id, true)) => Ok(Some((id, true))),
+        None if in_swarm && !key.starts_with("container:") && d.net.find(key).is_err() => {
+            Ok(Some((key.to_string(), false)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The cluster this node is in (503 as Docker's when none).
+fn cluster(d: &Daemon) -> crate::error::Result<Arc<berth_swarm::cluster::Cluster>> {
+    d.swarm.get().cloned().ok_or_else(|| {
+        crate::error::Error(berth_api::ApiError::new(
+            503,
+            berth_swarm::error::NOT_IN_SWARM,
+        ))
+    })
 }
 
 fn not_attachable(key: &str) -> crate::error::Error {
@@ -94,20 +118,10 @@ pub async fn attach_endpoint<'a>(
     name: &str,
     ep: &mut berth_api::network::EndpointSettings,
 ) -> crate::error::Result<Option<(String, tokio::sync::MutexGuard<'a, Applied>)>> {
-    let in_swarm = d.swarm.get().is_some_and(|s| s.summary().state == "active");
-    // On a worker a name unknown here may be one the managers know.
-    let (id, known) = match swarm_network(d, key) {
-        Some((_, _, false)) => return Err(not_attachable(key)),
-        Some((id, _, true)) => (id, true),
-        None if in_swarm && d.net.find(key).is_err() => (key.to_string(), false),
-        None => return Ok(None),
+    let Some((id, known)) = swarm_target(d, key)? else {
+        return Ok(None);
     };
-    let cluster = d.swarm.get().cloned().ok_or_else(|| {
-        crate::error::Error(berth_api::ApiError::new(
-            503,
-            berth_swarm::error::NOT_IN_SWARM,
-        ))
-    })?;
+    let cluster = cluster(d)?;
     let applied = d.swarm_nets.lock().await;
     match attach_one(d, &cluster, &applied, &id, name, ep).await {
         Ok(local) => Ok(Some((local, applied))),
@@ -165,29 +179,16 @@ pub async fn attach_container<'a>(
         keys.extend(e.keys().cloned());
     }
     keys.dedup();
-    let in_swarm = d.swarm.get().is_some_and(|s| s.summary().state == "active");
-    // Swarm networks known here; on a worker a name unknown locally may be one the managers
-    // know (they answer "not found" otherwise, and the create reports the usual error).
     let mut swarm: Vec<(String, String, bool)> = Vec::new();
     for k in &keys {
-        match swarm_network(d, k) {
-            Some((_, _, false)) => return Err(not_attachable(k)),
-            Some((id, _, true)) => swarm.push((k.clone(), id, true)),
-            None if in_swarm && !k.starts_with("container:") && d.net.find(k).is_err() => {
-                swarm.push((k.clone(), k.clone(), false))
-            }
-            None => {}
+        if let Some((id, known)) = swarm_target(d, k)? {
+            swarm.push((k.clone(), id, known));
         }
     }
     if swarm.is_empty() {
         return Ok(None);
     }
-    let cluster = d.swarm.get().cloned().ok_or_else(|| {
-        crate::error::Error(berth_api::ApiError::new(
-            503,
-            berth_swarm::error::NOT_IN_SWARM,
-        ))
-    })?;
+    let cluster = cluster(d)?;
     let applied = d.swarm_nets.lock().await;
     for (key, id, known) in swarm {
         // The endpoint is keyed by the network's local name.

@@ -252,19 +252,23 @@ fn data_path_addr(given: &str, advertise_host: &str) -> Result<String> {
         return Ok(String::new());
     }
     let (host, _) = resolve_addr(given, 0)?;
-    match host.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {}
-        _ => {
-            return Err(Error::invalid(format!(
-                "--data-path-addr {given}: overlay networks need a unicast IPv4 address"
-            )))
-        }
+    if unicast_v4(&host).is_none() {
+        return Err(Error::invalid(format!(
+            "--data-path-addr {given}: overlay networks need a unicast IPv4 address"
+        )));
     }
     Ok(if host == advertise_host {
         String::new()
     } else {
         host
     })
+}
+
+/// `s` as a unicast IPv4 address (what VXLAN can be sent to), if it is one.
+fn unicast_v4(s: &str) -> Option<std::net::Ipv4Addr> {
+    s.parse::<std::net::Ipv4Addr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast())
 }
 
 /// A node's availability as `swarm init`/`join --availability` gives it (empty: active).
@@ -2059,11 +2063,7 @@ impl Port {
                     .await
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 // Overlay traffic goes to the node's data-path address when it has one.
-                let data = body
-                    .data_addr
-                    .parse::<std::net::Ipv4Addr>()
-                    .ok()
-                    .filter(|ip| !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast())
+                let data = unicast_v4(&body.data_addr)
                     .map_or_else(|| remote.ip().to_string(), |ip| ip.to_string());
                 let resp = m.session(&peer.node_id, &data, body).await?;
                 Ok(rpc::json_response(StatusCode::OK, &resp))

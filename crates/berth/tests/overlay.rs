@@ -740,6 +740,10 @@ fn attachable_overlays_rolling_updates_and_node_death() {
         .map(|(name, _)| name.as_str())
         .collect();
     on1.sort_unstable();
+    assert!(
+        !on1.is_empty(),
+        "the scheduler spreads 3 tasks over 3 nodes: {tasks:?}"
+    );
     let shown = c.ok(
         1,
         &[
